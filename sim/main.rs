@@ -1,0 +1,3 @@
+#![cfg(madsim)]
+#[madsim::test]
+async fn smoke() {}

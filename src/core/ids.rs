@@ -1,0 +1,291 @@
+//! Identifiers and fencing tokens: every id is a newtype, ordered, so maps keyed by them iterate in a stable order.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// An executor, as registered with the leader. Allocated from a persisted counter and never reused: an executor
+/// declared offline that comes back registers again and gets a new id.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ExecutorId(pub u64);
+
+impl ExecutorId {
+    /// The id after this one.
+    pub fn next(self) -> ExecutorId {
+        ExecutorId(self.0 + 1)
+    }
+}
+
+impl fmt::Display for ExecutorId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "e{}", self.0)
+    }
+}
+
+/// A fencing token for one incarnation of a job master or worker. Each incarnation of the same task has a
+/// strictly larger epoch than the one before; 0 means "none".
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Epoch(pub u64);
+
+impl Epoch {
+    pub const NONE: Epoch = Epoch(0);
+
+    pub fn next(self) -> Epoch {
+        Epoch(self.0 + 1)
+    }
+}
+
+impl fmt::Display for Epoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A fencing token for one leadership term. Strictly increases across terms; 0 means "none".
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct LeaderEpoch(pub u64);
+
+impl LeaderEpoch {
+    pub const NONE: LeaderEpoch = LeaderEpoch(0);
+
+    pub fn next(self) -> LeaderEpoch {
+        LeaderEpoch(self.0 + 1)
+    }
+}
+
+impl fmt::Display for LeaderEpoch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why a string is not a valid id.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum IdError {
+    #[error("{kind} is empty")]
+    Empty { kind: &'static str },
+    #[error("{kind} {value:?} is {len} characters long; at most {max} are allowed")]
+    TooLong {
+        kind: &'static str,
+        value: String,
+        len: usize,
+        max: usize,
+    },
+    #[error("{kind} {value:?} is not valid: {rule}")]
+    Invalid {
+        kind: &'static str,
+        value: String,
+        rule: &'static str,
+    },
+}
+
+/// A job, named by the user or generated. Valid ids are 1 to 63 characters of letters, digits, `_`, `-` and `.`,
+/// starting and ending with a letter, digit or `_` (the original system's rule).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct JobId(String);
+
+impl JobId {
+    pub const MAX_LEN: usize = 63;
+
+    pub fn parse(s: &str) -> Result<JobId, IdError> {
+        const KIND: &str = "job id";
+        const RULE: &str = "use letters, digits, '_', '-' and '.', starting and ending with a letter, digit or '_'";
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        let len = s.chars().count();
+        if len > Self::MAX_LEN {
+            return Err(IdError::TooLong {
+                kind: KIND,
+                value: s.to_owned(),
+                len,
+                max: Self::MAX_LEN,
+            });
+        }
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+        let inner = |c: char| word(c) || c == '-' || c == '.';
+        let first = s.chars().next().is_some_and(word);
+        let last = s.chars().last().is_some_and(word);
+        if !(first && last && s.chars().all(inner)) {
+            return Err(IdError::Invalid {
+                kind: KIND,
+                value: s.to_owned(),
+                rule: RULE,
+            });
+        }
+        Ok(JobId(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for JobId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<JobId, IdError> {
+        JobId::parse(&s)
+    }
+}
+
+impl From<JobId> for String {
+    fn from(id: JobId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A task an executor runs: a job master (whose task id is its job's id) or a worker (`<job id>/<name>`).
+/// Valid ids are 1 to 128 printable ASCII characters without spaces.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TaskId(String);
+
+impl TaskId {
+    pub const MAX_LEN: usize = 128;
+
+    pub fn parse(s: &str) -> Result<TaskId, IdError> {
+        const KIND: &str = "task id";
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong {
+                kind: KIND,
+                value: s.to_owned(),
+                len: s.len(),
+                max: Self::MAX_LEN,
+            });
+        }
+        if !s.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(IdError::Invalid {
+                kind: KIND,
+                value: s.to_owned(),
+                rule: "use printable ASCII characters without spaces",
+            });
+        }
+        Ok(TaskId(s.to_owned()))
+    }
+
+    /// The task id of a job's job master.
+    pub fn job_master(job: &JobId) -> TaskId {
+        TaskId(job.0.clone())
+    }
+
+    /// The task id of one of a job's workers; `name` must be non-empty printable ASCII.
+    pub fn worker(job: &JobId, name: &str) -> Result<TaskId, IdError> {
+        TaskId::parse(&format!("{job}/{name}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TaskId {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<TaskId, IdError> {
+        TaskId::parse(&s)
+    }
+}
+
+impl From<TaskId> for String {
+    fn from(id: TaskId) -> String {
+        id.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A master process, by its configured name (unique within a cluster).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct MasterId(pub String);
+
+impl fmt::Display for MasterId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids() {
+        // (input, valid?)
+        let table: &[(&str, bool)] = &[
+            ("a", true),
+            ("job-1", true),
+            ("_x.y-z_", true),
+            ("A9", true),
+            (&"x".repeat(63), true),
+            ("", false),
+            (&"x".repeat(64), false),
+            ("-a", false),
+            ("a-", false),
+            (".a", false),
+            ("a b", false),
+            ("a/b", false),
+            ("é", false),
+        ];
+        for (s, ok) in table {
+            assert_eq!(JobId::parse(s).is_ok(), *ok, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn job_id_errors_say_what_to_fix() {
+        let e = JobId::parse("a b").unwrap_err().to_string();
+        assert!(
+            e.contains("\"a b\"") && e.contains("letters, digits"),
+            "{e}"
+        );
+        let e = JobId::parse(&"y".repeat(70)).unwrap_err().to_string();
+        assert!(
+            e.contains("70 characters") && e.contains("at most 63"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn task_ids() {
+        let job = JobId::parse("j").unwrap();
+        assert_eq!(TaskId::job_master(&job).as_str(), "j");
+        assert_eq!(TaskId::worker(&job, "3").unwrap().as_str(), "j/3");
+        assert!(TaskId::worker(&job, "a b").is_err());
+        assert!(TaskId::parse("").is_err());
+        assert!(TaskId::parse(&"t".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn ids_deserialize_only_when_valid() {
+        assert!(serde_json::from_str::<JobId>("\"ok\"").is_ok());
+        assert!(serde_json::from_str::<JobId>("\"not ok\"").is_err());
+    }
+
+    #[test]
+    fn epochs_order() {
+        assert!(Epoch::NONE < Epoch(1));
+        assert_eq!(Epoch(4).next(), Epoch(5));
+        assert_eq!(LeaderEpoch(2).next(), LeaderEpoch(3));
+        assert_eq!(ExecutorId(3).to_string(), "e3");
+    }
+}

@@ -1,0 +1,11 @@
+//! The decision logic of foreman: pure and synchronous.
+//!
+//! Nothing here is `async`, reads a clock, draws entropy or does I/O. Time comes in as a [`time::Time`]
+//! argument, randomness as a seeded [`rng::Rng`], and effects go out as returned values that the async layers
+//! execute. That is what lets the property tests and the simulator drive every decision directly.
+
+pub mod ids;
+pub mod labels;
+pub mod rng;
+pub mod time;
+pub mod timing;
