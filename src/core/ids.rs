@@ -7,9 +7,7 @@ use thiserror::Error;
 
 /// An executor, as registered with the leader. Allocated from a persisted counter and never reused: an executor
 /// declared offline that comes back registers again and gets a new id.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct ExecutorId(pub u64);
 
 impl ExecutorId {
@@ -27,9 +25,7 @@ impl fmt::Display for ExecutorId {
 
 /// A fencing token for one incarnation of a job master or worker. Each incarnation of the same task has a
 /// strictly larger epoch than the one before; 0 means "none".
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Epoch(pub u64);
 
 impl Epoch {
@@ -47,9 +43,7 @@ impl fmt::Display for Epoch {
 }
 
 /// A fencing token for one leadership term. Strictly increases across terms; 0 means "none".
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct LeaderEpoch(pub u64);
 
 impl LeaderEpoch {
@@ -72,18 +66,9 @@ pub enum IdError {
     #[error("{kind} is empty")]
     Empty { kind: &'static str },
     #[error("{kind} {value:?} is {len} characters long; at most {max} are allowed")]
-    TooLong {
-        kind: &'static str,
-        value: String,
-        len: usize,
-        max: usize,
-    },
+    TooLong { kind: &'static str, value: String, len: usize, max: usize },
     #[error("{kind} {value:?} is not valid: {rule}")]
-    Invalid {
-        kind: &'static str,
-        value: String,
-        rule: &'static str,
-    },
+    Invalid { kind: &'static str, value: String, rule: &'static str },
 }
 
 /// A job, named by the user or generated. Valid ids are 1 to 63 characters of letters, digits, `_`, `-` and `.`,
@@ -103,23 +88,14 @@ impl JobId {
         }
         let len = s.chars().count();
         if len > Self::MAX_LEN {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                value: s.to_owned(),
-                len,
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::TooLong { kind: KIND, value: s.to_owned(), len, max: Self::MAX_LEN });
         }
         let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
         let inner = |c: char| word(c) || c == '-' || c == '.';
         let first = s.chars().next().is_some_and(word);
         let last = s.chars().last().is_some_and(word);
         if !(first && last && s.chars().all(inner)) {
-            return Err(IdError::Invalid {
-                kind: KIND,
-                value: s.to_owned(),
-                rule: RULE,
-            });
+            return Err(IdError::Invalid { kind: KIND, value: s.to_owned(), rule: RULE });
         }
         Ok(JobId(s.to_owned()))
     }
@@ -163,12 +139,7 @@ impl TaskId {
             return Err(IdError::Empty { kind: KIND });
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong {
-                kind: KIND,
-                value: s.to_owned(),
-                len: s.len(),
-                max: Self::MAX_LEN,
-            });
+            return Err(IdError::TooLong { kind: KIND, value: s.to_owned(), len: s.len(), max: Self::MAX_LEN });
         }
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(IdError::Invalid {
@@ -254,15 +225,9 @@ mod tests {
     #[test]
     fn job_id_errors_say_what_to_fix() {
         let e = JobId::parse("a b").unwrap_err().to_string();
-        assert!(
-            e.contains("\"a b\"") && e.contains("letters, digits"),
-            "{e}"
-        );
+        assert!(e.contains("\"a b\"") && e.contains("letters, digits"), "{e}");
         let e = JobId::parse(&"y".repeat(70)).unwrap_err().to_string();
-        assert!(
-            e.contains("70 characters") && e.contains("at most 63"),
-            "{e}"
-        );
+        assert!(e.contains("70 characters") && e.contains("at most 63"), "{e}");
     }
 
     #[test]

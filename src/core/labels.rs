@@ -35,11 +35,7 @@ pub enum LabelError {
     #[error("selector on {key:?} has no operator: use = (equal), != (not equal) or ~ (regex)")]
     NoOperator { key: String },
     #[error("selector regex {pattern:?} on {key:?} is not valid: {reason}")]
-    BadRegex {
-        key: String,
-        pattern: String,
-        reason: String,
-    },
+    BadRegex { key: String, pattern: String, reason: String },
     #[error("selector {text:?} is not valid: write key=value, key!=value or key~regex")]
     Syntax { text: String },
 }
@@ -59,10 +55,7 @@ pub fn validate_key(key: &str) -> Result<(), LabelError> {
     if valid_label_part(key) {
         Ok(())
     } else {
-        Err(LabelError::Invalid {
-            what: "key",
-            value: key.to_owned(),
-        })
+        Err(LabelError::Invalid { what: "key", value: key.to_owned() })
     }
 }
 
@@ -71,20 +64,14 @@ pub fn validate_value(value: &str) -> Result<(), LabelError> {
     if valid_label_part(value) {
         Ok(())
     } else {
-        Err(LabelError::Invalid {
-            what: "value",
-            value: value.to_owned(),
-        })
+        Err(LabelError::Invalid { what: "value", value: value.to_owned() })
     }
 }
 
 /// Checks a whole label set.
 pub fn validate_labels(labels: &Labels) -> Result<(), LabelError> {
     if labels.len() > LABELS_MAX {
-        return Err(LabelError::TooMany {
-            count: labels.len(),
-            max: LABELS_MAX,
-        });
+        return Err(LabelError::TooMany { count: labels.len(), max: LABELS_MAX });
     }
     for (k, v) in labels {
         validate_key(k)?;
@@ -95,9 +82,7 @@ pub fn validate_labels(labels: &Labels) -> Result<(), LabelError> {
 
 /// Parses `key=value`, the command-line form of a label.
 pub fn parse_label(text: &str) -> Result<(String, String), LabelError> {
-    let (k, v) = text.split_once('=').ok_or_else(|| LabelError::Syntax {
-        text: text.to_owned(),
-    })?;
+    let (k, v) = text.split_once('=').ok_or_else(|| LabelError::Syntax { text: text.to_owned() })?;
     validate_key(k)?;
     validate_value(v)?;
     Ok((k.to_owned(), v.to_owned()))
@@ -140,44 +125,24 @@ impl Selector {
                 None
             }
             SelectorOp::Regex => {
-                let bad = |reason: String| LabelError::BadRegex {
-                    key: key.to_owned(),
-                    pattern: target.to_owned(),
-                    reason,
-                };
+                let bad =
+                    |reason: String| LabelError::BadRegex { key: key.to_owned(), pattern: target.to_owned(), reason };
                 if target.len() > REGEX_MAX_LEN {
                     return Err(bad(format!("longer than {REGEX_MAX_LEN} bytes")));
                 }
                 let re = regex::RegexBuilder::new(target)
                     .size_limit(REGEX_SIZE_LIMIT)
                     .build()
-                    .map_err(|e| {
-                        bad(e
-                            .to_string()
-                            .lines()
-                            .last()
-                            .unwrap_or("invalid")
-                            .trim()
-                            .to_owned())
-                    })?;
+                    .map_err(|e| bad(e.to_string().lines().last().unwrap_or("invalid").trim().to_owned()))?;
                 Some(re)
             }
         };
-        Ok(Selector {
-            spec: SelectorSpec {
-                key: key.to_owned(),
-                op,
-                target: target.to_owned(),
-            },
-            regex,
-        })
+        Ok(Selector { spec: SelectorSpec { key: key.to_owned(), op, target: target.to_owned() }, regex })
     }
 
     /// Parses the command-line forms `key=value`, `key!=value` and `key~regex`.
     pub fn parse(text: &str) -> Result<Selector, LabelError> {
-        let syntax = || LabelError::Syntax {
-            text: text.to_owned(),
-        };
+        let syntax = || LabelError::Syntax { text: text.to_owned() };
         // The first operator character decides; keys cannot contain '!', '=' or '~'.
         let pos = text.find(['=', '!', '~']).ok_or_else(syntax)?;
         let (key, rest) = text.split_at(pos);
@@ -232,10 +197,7 @@ impl Selector {
 /// Checks the number of selectors a job or task carries.
 pub fn validate_selectors(selectors: &[Selector]) -> Result<(), LabelError> {
     if selectors.len() > SELECTORS_MAX {
-        return Err(LabelError::TooManySelectors {
-            count: selectors.len(),
-            max: SELECTORS_MAX,
-        });
+        return Err(LabelError::TooManySelectors { count: selectors.len(), max: SELECTORS_MAX });
     }
     Ok(())
 }
@@ -284,10 +246,7 @@ mod tests {
     use super::*;
 
     fn labels(pairs: &[(&str, &str)]) -> Labels {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -299,13 +258,8 @@ mod tests {
             assert!(validate_key(bad).is_err(), "{bad}");
             assert!(validate_value(bad).is_err(), "{bad}");
         }
-        let many: Labels = (0..65)
-            .map(|i| (format!("k{i}"), "v".to_string()))
-            .collect();
-        assert_eq!(
-            validate_labels(&many),
-            Err(LabelError::TooMany { count: 65, max: 64 })
-        );
+        let many: Labels = (0..65).map(|i| (format!("k{i}"), "v".to_string())).collect();
+        assert_eq!(validate_labels(&many), Err(LabelError::TooMany { count: 65, max: 64 }));
     }
 
     #[test]
@@ -334,34 +288,16 @@ mod tests {
     #[test]
     fn selector_parse_errors() {
         // (input, expected error kind)
-        assert!(matches!(
-            Selector::parse("zone"),
-            Err(LabelError::Syntax { .. })
-        ));
-        assert!(matches!(
-            Selector::parse("=x"),
-            Err(LabelError::Syntax { .. })
-        ));
-        assert!(matches!(
-            Selector::parse("zone!x"),
-            Err(LabelError::Syntax { .. })
-        ));
-        assert!(matches!(
-            Selector::parse("zone=bad value"),
-            Err(LabelError::Invalid { what: "value", .. })
-        ));
-        assert!(matches!(
-            Selector::parse("bad_key=x"),
-            Err(LabelError::Invalid { what: "key", .. })
-        ));
+        assert!(matches!(Selector::parse("zone"), Err(LabelError::Syntax { .. })));
+        assert!(matches!(Selector::parse("=x"), Err(LabelError::Syntax { .. })));
+        assert!(matches!(Selector::parse("zone!x"), Err(LabelError::Syntax { .. })));
+        assert!(matches!(Selector::parse("zone=bad value"), Err(LabelError::Invalid { what: "value", .. })));
+        assert!(matches!(Selector::parse("bad_key=x"), Err(LabelError::Invalid { what: "key", .. })));
         let e = Selector::parse("zone~(").unwrap_err();
         assert!(matches!(e, LabelError::BadRegex { .. }), "{e}");
         assert!(e.to_string().contains("zone"), "{e}");
         let long = format!("zone~{}", "a".repeat(REGEX_MAX_LEN + 1));
-        assert!(matches!(
-            Selector::parse(&long),
-            Err(LabelError::BadRegex { .. })
-        ));
+        assert!(matches!(Selector::parse(&long), Err(LabelError::BadRegex { .. })));
     }
 
     #[test]
@@ -372,10 +308,7 @@ mod tests {
         let back: Selector = serde_json::from_str(&json).unwrap();
         assert_eq!(back, s);
         assert!(back.matches(&labels(&[("zone", "east")])));
-        assert!(
-            serde_json::from_str::<Selector>(r#"{"key":"zone","op":"regex","target":"("}"#)
-                .is_err()
-        );
+        assert!(serde_json::from_str::<Selector>(r#"{"key":"zone","op":"regex","target":"("}"#).is_err());
     }
 
     #[test]

@@ -73,9 +73,6 @@ mod tests {
             let u = r.unit();
             assert!((0.0..1.0).contains(&u));
         }
-        assert!(
-            seen.iter().all(|s| *s),
-            "every value of 0..5 drawn in 1000 tries"
-        );
+        assert!(seen.iter().all(|s| *s), "every value of 0..5 drawn in 1000 tries");
     }
 }

@@ -13,9 +13,7 @@ use serde::{Deserialize, Serialize};
 /// A point in time on one node's monotonic clock, in milliseconds since an arbitrary origin.
 ///
 /// Times from different nodes are not comparable; nothing durable stores a [`Time`].
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Time(u64);
 
 impl Time {
@@ -89,16 +87,10 @@ mod tests {
 
     #[test]
     fn arithmetic_saturates() {
-        assert_eq!(
-            Time::from_millis(5) + Duration::from_millis(7),
-            Time::from_millis(12)
-        );
+        assert_eq!(Time::from_millis(5) + Duration::from_millis(7), Time::from_millis(12));
         assert_eq!(Time::NEVER + Duration::from_secs(1), Time::NEVER);
         assert_eq!(Time::from_millis(5) - Time::from_millis(9), Duration::ZERO);
-        assert_eq!(
-            Time::from_millis(9) - Time::from_millis(5),
-            Duration::from_millis(4)
-        );
+        assert_eq!(Time::from_millis(9) - Time::from_millis(5), Duration::from_millis(4));
     }
 
     #[test]

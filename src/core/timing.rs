@@ -27,32 +27,19 @@ pub struct HeartbeatTiming {
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum TimingError {
     #[error("{what}.{setting} is zero; it must be a positive duration")]
-    Zero {
-        what: &'static str,
-        setting: &'static str,
-    },
+    Zero { what: &'static str, setting: &'static str },
     #[error(
         "{what}.self-fence ({self_fence:?}) must be shorter than {what}.offline-ttl ({offline_ttl:?}) minus \
          {what}.heartbeat-timeout ({timeout:?}): the reporter must stop its work before the master gives the work \
          to someone else (rule: self-fence < offline TTL - heartbeat deadline)"
     )]
-    FenceNotBeforeOffline {
-        what: &'static str,
-        self_fence: Duration,
-        offline_ttl: Duration,
-        timeout: Duration,
-    },
+    FenceNotBeforeOffline { what: &'static str, self_fence: Duration, offline_ttl: Duration, timeout: Duration },
     #[error(
         "{what}.self-fence ({self_fence:?}) must be longer than {what}.heartbeat-interval ({interval:?}) plus \
          {what}.heartbeat-timeout ({timeout:?}): one late heartbeat must not stop all the work \
          (rule: self-fence > heartbeat interval + heartbeat deadline)"
     )]
-    FenceTooTight {
-        what: &'static str,
-        self_fence: Duration,
-        interval: Duration,
-        timeout: Duration,
-    },
+    FenceTooTight { what: &'static str, self_fence: Duration, interval: Duration, timeout: Duration },
 }
 
 impl HeartbeatTiming {
@@ -125,12 +112,8 @@ mod tests {
 
     #[test]
     fn defaults_are_valid() {
-        HeartbeatTiming::executor_default()
-            .validate("executors")
-            .unwrap();
-        HeartbeatTiming::worker_default()
-            .validate("workers")
-            .unwrap();
+        HeartbeatTiming::executor_default().validate("executors").unwrap();
+        HeartbeatTiming::worker_default().validate("workers").unwrap();
     }
 
     #[test]
@@ -139,18 +122,9 @@ mod tests {
         let table: &[(HeartbeatTiming, Option<&str>)] = &[
             (t(500, 1000, 8000, 10_000), None),
             (t(500, 1000, 8999, 10_000), None),
-            (
-                t(500, 1000, 9000, 10_000),
-                Some("rule: self-fence < offline TTL - heartbeat deadline"),
-            ),
-            (
-                t(500, 1000, 12_000, 10_000),
-                Some("rule: self-fence < offline TTL - heartbeat deadline"),
-            ),
-            (
-                t(500, 1000, 1500, 10_000),
-                Some("rule: self-fence > heartbeat interval + heartbeat deadline"),
-            ),
+            (t(500, 1000, 9000, 10_000), Some("rule: self-fence < offline TTL - heartbeat deadline")),
+            (t(500, 1000, 12_000, 10_000), Some("rule: self-fence < offline TTL - heartbeat deadline")),
+            (t(500, 1000, 1500, 10_000), Some("rule: self-fence > heartbeat interval + heartbeat deadline")),
             (t(0, 1000, 8000, 10_000), Some("heartbeat-interval is zero")),
             (t(500, 0, 8000, 10_000), Some("heartbeat-timeout is zero")),
             (t(500, 1000, 0, 10_000), Some("self-fence is zero")),
