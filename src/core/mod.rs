@@ -4,8 +4,16 @@
 //! argument, randomness as a seeded [`rng::Rng`], and effects go out as returned values that the async layers
 //! execute. That is what lets the property tests and the simulator drive every decision directly.
 
+pub mod backoff;
+pub mod fence;
 pub mod ids;
+pub mod invariants;
+pub mod job;
 pub mod labels;
+pub mod leadership;
+pub mod placement;
+pub mod registry;
 pub mod rng;
 pub mod time;
 pub mod timing;
+pub mod workers;

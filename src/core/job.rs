@@ -1,0 +1,880 @@
+//! The job state machine of the job manager (design.md §5 rules 4 and 5; original-system.md §3.3, §3.6).
+//!
+//! A job has a durable state users see ([`JobState`]) and, on the leader, a phase that says what its job master
+//! is doing ([`Phase`]): waiting to start (backoff, capacity), starting (dispatched, awaiting its first
+//! heartbeat), online, recovering (a new leader waits for it to check in), or done. Liveness of job masters is
+//! judged elsewhere (the framework's worker bookkeeping); this module receives its verdicts — online, lost,
+//! exited — tagged with the incarnation's epoch, and ignores verdicts about any incarnation but the current one.
+//!
+//! Every change that must survive the leader is returned as a [`JobRecord`] to persist before the caller acts or
+//! answers. Cancel intent is the durable state `Canceling` itself, so every path — the tick, a lost job master,
+//! a failed dispatch, a new leader's recovery — sees it, and a job whose cancel was acknowledged never starts a
+//! new incarnation.
+//!
+//! Invariants ([`Jobs::check`]): the phase agrees with the state (terminal ⇔ done; a canceling job is never
+//! waiting to start); a starting/online/recovering phase names the record's epoch; every epoch is below
+//! `next_epoch`; backoff state respects its policy.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::backoff::{BackoffDecision, BackoffPolicy, BackoffRecord, BackoffState};
+use super::ids::{Epoch, ExecutorId, JobId};
+use super::labels::Selector;
+use super::rng::Rng;
+use super::time::Time;
+
+/// The state users see, persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobState {
+    /// Accepted and durable; no job master has come online yet.
+    Created,
+    /// A job master came online at least once; it runs, or is being restarted.
+    Running,
+    /// A cancel was acknowledged; the job master is being stopped.
+    Canceling,
+    Finished,
+    Canceled,
+    Failed,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Created,
+        JobState::Running,
+        JobState::Canceling,
+        JobState::Finished,
+        JobState::Canceled,
+        JobState::Failed,
+    ];
+
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Finished | JobState::Canceled | JobState::Failed)
+    }
+
+    /// Whether a persisted job may go from `self` to `to` in one write (design.md §5 rule 5).
+    ///
+    /// Created → Running → Finished | Failed; Created | Running → Canceling → Canceled. A cancel that finds no
+    /// job master to stop completes in the same write (Created | Running → Canceled). A job that never came online
+    /// can fail (its restarts gave up, or its executor refused its configuration): Created → Failed. A job master
+    /// that finished or failed while its cancel was on the way reports what really happened:
+    /// Canceling → Finished | Failed. Terminal states are absorbing.
+    pub fn can_become(self, to: JobState) -> bool {
+        use JobState::*;
+        matches!(
+            (self, to),
+            (Created, Running)
+                | (Created, Canceling)
+                | (Created, Canceled)
+                | (Created, Failed)
+                | (Running, Canceling)
+                | (Running, Canceled)
+                | (Running, Finished)
+                | (Running, Failed)
+                | (Canceling, Canceled)
+                | (Canceling, Finished)
+                | (Canceling, Failed)
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            JobState::Created => "Created",
+            JobState::Running => "Running",
+            JobState::Canceling => "Canceling",
+            JobState::Finished => "Finished",
+            JobState::Canceled => "Canceled",
+            JobState::Failed => "Failed",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What a user asked to run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    /// The job type, e.g. `fake`.
+    pub job_type: String,
+    /// The job type's configuration, JSON text, validated by the job type when the job is created.
+    pub config: String,
+    pub selectors: Vec<Selector>,
+    /// Slots the job master takes on its executor.
+    pub cost: u32,
+}
+
+/// Why a job failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FailureReason {
+    /// The job master was lost `max_tries` times in a row.
+    BackoffExhausted,
+    /// The job master exited with an error.
+    JobMasterFailed,
+    /// An executor refused to build the job master, for a reason that retrying cannot fix.
+    DispatchRefused,
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            FailureReason::BackoffExhausted => "BACKOFF_EXHAUSTED",
+            FailureReason::JobMasterFailed => "JOB_MASTER_FAILED",
+            FailureReason::DispatchRefused => "DISPATCH_REFUSED",
+        };
+        f.write_str(s)
+    }
+}
+
+/// A failed job's reason and message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobFailure {
+    pub reason: FailureReason,
+    pub message: String,
+}
+
+/// The durable form of a job: everything a new leader needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub spec: JobSpec,
+    pub state: JobState,
+    /// The newest job master incarnation's epoch; [`Epoch::NONE`] before the first.
+    pub epoch: Epoch,
+    /// Where the newest incarnation runs, while it may be alive: set when it is dispatched, cleared when it is
+    /// lost or exits. A new leader waits for exactly the incarnations that have one.
+    pub executor: Option<ExecutorId>,
+    /// How many times a lost job master was started again.
+    pub restarts: u32,
+    pub failure: Option<JobFailure>,
+    pub backoff: BackoffRecord,
+}
+
+/// How a job master ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExitOutcome {
+    Finished,
+    Canceled,
+    Failed { message: String },
+}
+
+/// What the job's job master is doing, as the leader sees it. Not persisted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// No live job master; start one when the backoff allows and capacity exists.
+    Waiting,
+    /// Dispatched to `executor`; waiting for the first heartbeat of incarnation `epoch`.
+    Starting { epoch: Epoch, executor: ExecutorId },
+    /// Incarnation `epoch` heartbeats.
+    Online { epoch: Epoch },
+    /// A new leader waits for incarnation `epoch` to check in.
+    Recovering { epoch: Epoch },
+    /// Terminal: nothing runs and nothing will.
+    Done,
+}
+
+impl Phase {
+    /// The incarnation that may be alive, if any.
+    pub fn live_epoch(self) -> Option<Epoch> {
+        match self {
+            Phase::Starting { epoch, .. } | Phase::Online { epoch } | Phase::Recovering { epoch } => Some(epoch),
+            Phase::Waiting | Phase::Done => None,
+        }
+    }
+}
+
+/// A job on the leader.
+#[derive(Clone, Debug)]
+pub struct Job {
+    record: JobRecord,
+    backoff: BackoffState,
+    phase: Phase,
+    /// When the cancel of a live job master was acknowledged.
+    canceling_since: Option<Time>,
+    /// Set once the job master ignored its cancel for the grace period and was revoked.
+    revoked: bool,
+}
+
+impl Job {
+    pub fn id(&self) -> &JobId {
+        &self.record.id
+    }
+
+    pub fn state(&self) -> JobState {
+        self.record.state
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    pub fn spec(&self) -> &JobSpec {
+        &self.record.spec
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        self.record.epoch
+    }
+
+    pub fn restarts(&self) -> u32 {
+        self.record.restarts
+    }
+
+    pub fn failure(&self) -> Option<&JobFailure> {
+        self.record.failure.as_ref()
+    }
+
+    pub fn executor(&self) -> Option<ExecutorId> {
+        self.record.executor
+    }
+
+    pub fn backoff(&self) -> &BackoffState {
+        &self.backoff
+    }
+
+    /// The durable form at `now`.
+    pub fn record(&self, now: Time) -> JobRecord {
+        JobRecord { backoff: self.backoff.record(now), ..self.record.clone() }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum JobError {
+    #[error("job {id} does not exist")]
+    NotFound { id: JobId },
+    #[error("job {id} already exists")]
+    AlreadyExists { id: JobId },
+    #[error("job {id} is {state}; only a finished, canceled or failed job can be deleted: cancel it first")]
+    NotTerminated { id: JobId, state: JobState },
+    #[error("job {id} is {state} and cannot start a job master")]
+    NotStartable { id: JobId, state: JobState },
+}
+
+/// The settings of the job state machine.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobPolicy {
+    pub backoff: BackoffPolicy,
+    /// How long a job master may take to honour a cancel before the job manager revokes it.
+    pub cancel_grace: Duration,
+}
+
+impl Default for JobPolicy {
+    fn default() -> JobPolicy {
+        JobPolicy { backoff: BackoffPolicy::default(), cancel_grace: Duration::from_secs(30) }
+    }
+}
+
+/// What a job event asks of the caller, in order: persist `persist` (when set) before acting on the rest or
+/// answering anyone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    pub persist: Option<JobRecord>,
+    /// Tell this incarnation to stop (cancel), on its next heartbeat.
+    pub cancel: Option<Epoch>,
+    /// Stop acknowledging this incarnation: it ignored its cancel. It will fence itself and then be lost.
+    pub revoke: Option<Epoch>,
+}
+
+/// How an event about an incarnation was taken.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// About the current incarnation; the step says what to do.
+    Applied(Step),
+    /// About an incarnation that is not the current one (or a job that is gone): tell it it is stale.
+    Stale,
+}
+
+/// Every job the leader manages.
+#[derive(Clone, Debug)]
+pub struct Jobs {
+    policy: JobPolicy,
+    jobs: BTreeMap<JobId, Job>,
+    next_epoch: Epoch,
+}
+
+impl Jobs {
+    /// No jobs: the first leader of a new cluster.
+    pub fn new(policy: JobPolicy) -> Jobs {
+        Jobs { policy, jobs: BTreeMap::new(), next_epoch: Epoch(1) }
+    }
+
+    /// A new leader's jobs, from the metastore at `now`. Jobs whose job master may be alive wait in
+    /// [`Phase::Recovering`] for the framework's verdict; jobs that never had one wait to start, their persisted
+    /// backoff honoured. `next_epoch` is the persisted counter, raised above every restored epoch.
+    pub fn restore(
+        policy: JobPolicy,
+        now: Time,
+        next_epoch: Epoch,
+        records: impl IntoIterator<Item = JobRecord>,
+    ) -> Jobs {
+        let mut jobs = Jobs::new(policy);
+        jobs.next_epoch = next_epoch.max(Epoch(1));
+        for record in records {
+            jobs.next_epoch = jobs.next_epoch.max(record.epoch.next());
+            let backoff = BackoffState::restore(&record.backoff, now);
+            let phase = if record.state.is_terminal() {
+                Phase::Done
+            } else if record.executor.is_none() {
+                Phase::Waiting
+            } else {
+                Phase::Recovering { epoch: record.epoch }
+            };
+            let canceling_since = (record.state == JobState::Canceling).then_some(now);
+            let mut job = Job { record, backoff, phase, canceling_since, revoked: false };
+            if job.record.state == JobState::Canceling && job.phase == Phase::Waiting {
+                // Canceled while nothing ran, but the write of the final state was lost: finish it.
+                job.record.state = JobState::Canceled;
+                job.phase = Phase::Done;
+            }
+            jobs.jobs.insert(job.record.id.clone(), job);
+        }
+        jobs
+    }
+
+    pub fn policy(&self) -> &JobPolicy {
+        &self.policy
+    }
+
+    /// The epoch the next incarnation will get; persisted with every job record that uses one.
+    pub fn next_epoch(&self) -> Epoch {
+        self.next_epoch
+    }
+
+    pub fn get(&self, id: &JobId) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// Every job, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = &Job> {
+        self.jobs.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Every incarnation a new leader must wait for, in id order.
+    pub fn recovering(&self) -> impl Iterator<Item = (&JobId, Epoch)> {
+        self.jobs.iter().filter_map(|(id, j)| match j.phase {
+            Phase::Recovering { epoch } => Some((id, epoch)),
+            _ => None,
+        })
+    }
+
+    fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, JobError> {
+        self.jobs.get_mut(id).ok_or_else(|| JobError::NotFound { id: id.clone() })
+    }
+
+    /// Accepts a new job. The caller persists the record (creating it only if absent) before acknowledging, and
+    /// calls [`Jobs::forget`] if that fails.
+    pub fn create(&mut self, id: JobId, spec: JobSpec) -> Result<JobRecord, JobError> {
+        if self.jobs.contains_key(&id) {
+            return Err(JobError::AlreadyExists { id });
+        }
+        let record = JobRecord {
+            id: id.clone(),
+            spec,
+            state: JobState::Created,
+            epoch: Epoch::NONE,
+            executor: None,
+            restarts: 0,
+            failure: None,
+            backoff: BackoffRecord::default(),
+        };
+        let job = Job {
+            record: record.clone(),
+            backoff: BackoffState::new(),
+            phase: Phase::Waiting,
+            canceling_since: None,
+            revoked: false,
+        };
+        self.jobs.insert(id, job);
+        Ok(record)
+    }
+
+    /// Drops a job from memory without any durable effect (its creation could not be persisted).
+    pub fn forget(&mut self, id: &JobId) {
+        self.jobs.remove(id);
+    }
+
+    /// Replaces a job with what the metastore holds (to settle a write whose outcome was unknown).
+    pub fn reload(&mut self, now: Time, record: Option<JobRecord>, id: &JobId) {
+        match record {
+            None => {
+                self.jobs.remove(id);
+            }
+            Some(record) => {
+                self.next_epoch = self.next_epoch.max(record.epoch.next());
+                let previous = self.jobs.remove(id);
+                let mut fresh = Jobs::restore(self.policy.clone(), now, self.next_epoch, [record]);
+                let mut job = fresh.jobs.remove(id).expect("restored the one record");
+                // A phase that names the same incarnation stays as it was: the reload settles the durable part.
+                if let Some(prev) = previous {
+                    if prev.phase.live_epoch() == job.phase.live_epoch() && !job.record.state.is_terminal() {
+                        job.phase = prev.phase;
+                    }
+                }
+                self.jobs.insert(id.clone(), job);
+            }
+        }
+    }
+
+    /// Cancels a job; idempotent. A terminal job is returned as it is; a job with no live job master is canceled
+    /// at once; a job whose job master may be alive becomes `Canceling` and that incarnation is told to stop.
+    pub fn cancel(&mut self, now: Time, id: &JobId) -> Result<(JobState, Step), JobError> {
+        let job = self.job_mut(id)?;
+        let state = job.record.state;
+        if state.is_terminal() || state == JobState::Canceling {
+            return Ok((state, Step::default()));
+        }
+        let mut step = Step::default();
+        match job.phase.live_epoch() {
+            None => {
+                job.record.state = JobState::Canceled;
+                job.phase = Phase::Done;
+            }
+            Some(epoch) => {
+                job.record.state = JobState::Canceling;
+                job.canceling_since = Some(now);
+                step.cancel = Some(epoch);
+            }
+        }
+        step.persist = Some(job.record(now));
+        Ok((job.record.state, step))
+    }
+
+    /// Deletes a terminal job. The caller removes its record and everything stored under it.
+    pub fn delete(&mut self, id: &JobId) -> Result<JobRecord, JobError> {
+        let job = self.jobs.get(id).ok_or_else(|| JobError::NotFound { id: id.clone() })?;
+        if !job.record.state.is_terminal() {
+            return Err(JobError::NotTerminated { id: id.clone(), state: job.record.state });
+        }
+        Ok(self.jobs.remove(id).expect("checked above").record)
+    }
+
+    /// Jobs that should get a job master now: waiting, not canceled, and allowed by their backoff; in id order.
+    pub fn startable(&self, now: Time) -> Vec<JobId> {
+        self.jobs
+            .values()
+            .filter(|j| j.phase == Phase::Waiting && !j.record.state.is_terminal() && j.backoff.allows(now))
+            .map(|j| j.record.id.clone())
+            .collect()
+    }
+
+    /// The earliest time a waiting job's backoff ends, if any is waiting on one.
+    pub fn next_start(&self) -> Option<Time> {
+        self.jobs.values().filter(|j| j.phase == Phase::Waiting).filter_map(|j| j.backoff.not_before()).min()
+    }
+
+    /// A job master for `id` was placed on `executor`: allocate its incarnation's epoch. The caller persists the
+    /// record (which carries the epoch) and the epoch counter before dispatching.
+    pub fn start(&mut self, now: Time, id: &JobId, executor: ExecutorId) -> Result<(Epoch, Step), JobError> {
+        let epoch = self.next_epoch;
+        let job = self.jobs.get_mut(id).ok_or_else(|| JobError::NotFound { id: id.clone() })?;
+        if job.phase != Phase::Waiting || job.record.state.is_terminal() || job.record.state == JobState::Canceling {
+            return Err(JobError::NotStartable { id: id.clone(), state: job.record.state });
+        }
+        self.next_epoch = epoch.next();
+        job.record.epoch = epoch;
+        job.record.executor = Some(executor);
+        job.phase = Phase::Starting { epoch, executor };
+        Ok((epoch, Step { persist: Some(job.record(now)), ..Step::default() }))
+    }
+
+    fn current(&mut self, id: &JobId, epoch: Epoch) -> Option<&mut Job> {
+        self.jobs.get_mut(id).filter(|j| j.phase.live_epoch() == Some(epoch))
+    }
+
+    /// The first heartbeat of incarnation `epoch` was accepted (or it checked in with a new leader).
+    pub fn on_online(&mut self, now: Time, id: &JobId, epoch: Epoch) -> Verdict {
+        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
+        if job.revoked {
+            return Verdict::Stale;
+        }
+        let mut step = Step::default();
+        if matches!(job.phase, Phase::Online { .. }) {
+            return Verdict::Applied(step);
+        }
+        job.phase = Phase::Online { epoch };
+        job.backoff.on_healthy(now);
+        match job.record.state {
+            JobState::Created => {
+                job.record.state = JobState::Running;
+                step.persist = Some(job.record(now));
+            }
+            JobState::Canceling => step.cancel = Some(epoch),
+            _ => {}
+        }
+        Verdict::Applied(step)
+    }
+
+    /// Whether incarnation `epoch` should be told to stop (its job is canceling).
+    pub fn wants_cancel(&self, id: &JobId, epoch: Epoch) -> bool {
+        self.jobs.get(id).is_some_and(|j| j.phase.live_epoch() == Some(epoch) && j.record.state == JobState::Canceling)
+    }
+
+    /// Incarnation `epoch` is gone without exiting: its dispatch failed for sure (`fatal` when retrying cannot
+    /// help), it never came online, it stopped heartbeating, or it did not check in with a new leader. The job is
+    /// canceled if a cancel is pending, fails if the error is fatal or the backoff gives up, else waits to start
+    /// again.
+    pub fn on_lost(
+        &mut self,
+        now: Time,
+        id: &JobId,
+        epoch: Epoch,
+        fatal: Option<String>,
+        rng: &mut impl Rng,
+    ) -> Verdict {
+        let policy = self.policy.backoff.clone();
+        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
+        job.revoked = false;
+        job.record.executor = None;
+        if job.record.state == JobState::Canceling {
+            job.record.state = JobState::Canceled;
+            job.phase = Phase::Done;
+        } else if let Some(message) = fatal {
+            job.record.state = JobState::Failed;
+            job.record.failure = Some(JobFailure { reason: FailureReason::DispatchRefused, message });
+            job.phase = Phase::Done;
+        } else {
+            match job.backoff.on_failure(now, &policy, rng) {
+                BackoffDecision::RetryAt(_) => {
+                    job.record.restarts += 1;
+                    job.phase = Phase::Waiting;
+                }
+                BackoffDecision::GiveUp { failures } => {
+                    job.record.state = JobState::Failed;
+                    job.record.failure = Some(JobFailure {
+                        reason: FailureReason::BackoffExhausted,
+                        message: format!("the job master was lost {failures} times in a row"),
+                    });
+                    job.phase = Phase::Done;
+                }
+            }
+        }
+        Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
+    }
+
+    /// Incarnation `epoch` exited with `outcome` (already persisted by the job master's side).
+    pub fn on_exit(&mut self, now: Time, id: &JobId, epoch: Epoch, outcome: ExitOutcome) -> Verdict {
+        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
+        let (state, failure) = match outcome {
+            ExitOutcome::Finished => (JobState::Finished, None),
+            ExitOutcome::Canceled => (JobState::Canceled, None),
+            ExitOutcome::Failed { message } => {
+                (JobState::Failed, Some(JobFailure { reason: FailureReason::JobMasterFailed, message }))
+            }
+        };
+        job.record.state = state;
+        job.record.failure = failure;
+        job.record.executor = None;
+        job.phase = Phase::Done;
+        job.revoked = false;
+        Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
+    }
+
+    /// Time-driven work: resets backoffs of jobs healthy long enough, and revokes job masters that ignored their
+    /// cancel for the grace period. Returns the revocations, in id order.
+    pub fn tick(&mut self, now: Time) -> Vec<(JobId, Epoch)> {
+        let mut revoked = vec![];
+        for job in self.jobs.values_mut() {
+            job.backoff.maybe_reset(now, &self.policy.backoff);
+            if let (Some(since), Some(epoch)) = (job.canceling_since, job.phase.live_epoch()) {
+                if job.record.state == JobState::Canceling && !job.revoked && now >= since + self.policy.cancel_grace {
+                    job.revoked = true;
+                    revoked.push((job.record.id.clone(), epoch));
+                }
+            }
+        }
+        revoked
+    }
+
+    /// Checks the invariants; the message names the one broken and the job.
+    pub fn check(&self) -> Result<(), String> {
+        for (id, j) in &self.jobs {
+            if &j.record.id != id {
+                return Err(format!("jobs: entry {id} holds record {}", j.record.id));
+            }
+            let state = j.record.state;
+            if state.is_terminal() != (j.phase == Phase::Done) {
+                return Err(format!("jobs: {id} is {state} in phase {:?}", j.phase));
+            }
+            if state == JobState::Canceling && j.phase == Phase::Waiting {
+                return Err(format!("jobs: {id} is canceling but waits to start"));
+            }
+            if let Some(epoch) = j.phase.live_epoch() {
+                if epoch != j.record.epoch {
+                    return Err(format!("jobs: {id} phase names epoch {epoch} but the record has {}", j.record.epoch));
+                }
+            }
+            if j.phase.live_epoch().is_some() != j.record.executor.is_some() {
+                return Err(format!("jobs: {id} in phase {:?} records executor {:?}", j.phase, j.record.executor));
+            }
+            if j.record.epoch >= self.next_epoch {
+                return Err(format!("jobs: {id} epoch {} is not below next_epoch {}", j.record.epoch, self.next_epoch));
+            }
+            j.backoff.check(&self.policy.backoff).map_err(|e| format!("jobs: {id}: {e}"))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rng::SplitMix64;
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    fn id(s: &str) -> JobId {
+        JobId::parse(s).unwrap()
+    }
+
+    fn spec() -> JobSpec {
+        JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1 }
+    }
+
+    fn policy() -> JobPolicy {
+        JobPolicy {
+            backoff: BackoffPolicy { jitter: 0.0, max_tries: 3, ..BackoffPolicy::default() },
+            cancel_grace: Duration::from_secs(30),
+        }
+    }
+
+    /// A job driven to the given phase: "waiting", "starting", "online", "recovering", "canceling".
+    fn job_in(phase: &str) -> (Jobs, JobId, Epoch) {
+        let mut jobs = Jobs::new(policy());
+        let j = id("j");
+        jobs.create(j.clone(), spec()).unwrap();
+        if phase == "waiting" {
+            return (jobs, j, Epoch::NONE);
+        }
+        let (e, _) = jobs.start(ms(0), &j, ExecutorId(1)).unwrap();
+        match phase {
+            "starting" => {}
+            "online" => {
+                jobs.on_online(ms(10), &j, e);
+            }
+            "canceling" => {
+                jobs.on_online(ms(10), &j, e);
+                jobs.cancel(ms(20), &j).unwrap();
+            }
+            "recovering" => {
+                jobs.on_online(ms(10), &j, e);
+                let rec = jobs.get(&j).unwrap().record(ms(10));
+                jobs = Jobs::restore(policy(), ms(100), jobs.next_epoch(), [rec]);
+            }
+            other => panic!("{other}"),
+        }
+        jobs.check().unwrap();
+        (jobs, j, e)
+    }
+
+    #[test]
+    fn legal_transitions_table() {
+        use JobState::*;
+        // Every (from, to) pair; exactly these are legal.
+        let legal = [
+            (Created, Running),
+            (Created, Canceling),
+            (Created, Canceled),
+            (Created, Failed),
+            (Running, Canceling),
+            (Running, Canceled),
+            (Running, Finished),
+            (Running, Failed),
+            (Canceling, Canceled),
+            (Canceling, Finished),
+            (Canceling, Failed),
+        ];
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                assert_eq!(from.can_become(to), legal.contains(&(from, to)), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn cancel_per_phase_table() {
+        // (phase, resulting state, a stop is sent?)
+        let table = [
+            ("waiting", JobState::Canceled, false),
+            ("starting", JobState::Canceling, true),
+            ("online", JobState::Canceling, true),
+            ("recovering", JobState::Canceling, true),
+            ("canceling", JobState::Canceling, false),
+        ];
+        for (phase, want, stop) in table {
+            let (mut jobs, j, _) = job_in(phase);
+            let before = jobs.get(&j).unwrap().state();
+            let (state, step) = jobs.cancel(ms(50), &j).unwrap();
+            assert_eq!(state, want, "{phase}");
+            assert_eq!(step.cancel.is_some(), stop, "{phase}");
+            assert_eq!(step.persist.is_some(), before != want, "{phase}: persist only on change");
+            jobs.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn cancel_and_delete_of_terminal_jobs() {
+        let (mut jobs, j, e) = job_in("online");
+        assert!(matches!(jobs.delete(&j), Err(JobError::NotTerminated { state: JobState::Running, .. })));
+        jobs.on_exit(ms(50), &j, e, ExitOutcome::Finished);
+        assert_eq!(jobs.cancel(ms(60), &j).unwrap(), (JobState::Finished, Step::default()));
+        assert_eq!(jobs.delete(&j).unwrap().state, JobState::Finished);
+        assert_eq!(jobs.cancel(ms(60), &j), Err(JobError::NotFound { id: j.clone() }));
+        assert_eq!(jobs.delete(&j), Err(JobError::NotFound { id: j.clone() }));
+        // A deleted id may be created again; its epochs continue from the shared counter.
+        jobs.create(j.clone(), spec()).unwrap();
+        let (e2, _) = jobs.start(ms(70), &j, ExecutorId(1)).unwrap();
+        assert!(e2 > e);
+    }
+
+    #[test]
+    fn create_refuses_an_existing_id_and_changes_nothing() {
+        let (mut jobs, j, _) = job_in("online");
+        assert_eq!(jobs.create(j.clone(), spec()), Err(JobError::AlreadyExists { id: j.clone() }));
+        assert_eq!(jobs.get(&j).unwrap().state(), JobState::Running);
+    }
+
+    #[test]
+    fn online_lost_and_exit_per_phase_table() {
+        // (phase, event, resulting state, resulting phase kind)
+        let table: &[(&str, &str, JobState, &str)] = &[
+            ("starting", "online", JobState::Running, "online"),
+            ("starting", "lost", JobState::Created, "waiting"),
+            ("starting", "fatal", JobState::Failed, "done"),
+            ("online", "lost", JobState::Running, "waiting"),
+            ("online", "finished", JobState::Finished, "done"),
+            ("online", "failed", JobState::Failed, "done"),
+            ("online", "canceled", JobState::Canceled, "done"),
+            ("recovering", "online", JobState::Running, "online"),
+            ("recovering", "lost", JobState::Running, "waiting"),
+            ("canceling", "lost", JobState::Canceled, "done"),
+            ("canceling", "finished", JobState::Finished, "done"),
+            ("canceling", "canceled", JobState::Canceled, "done"),
+        ];
+        for &(phase, event, want_state, want_phase) in table {
+            let (mut jobs, j, e) = job_in(phase);
+            let mut rng = SplitMix64::new(1);
+            let v = match event {
+                "online" => jobs.on_online(ms(200), &j, e),
+                "lost" => jobs.on_lost(ms(200), &j, e, None, &mut rng),
+                "fatal" => jobs.on_lost(ms(200), &j, e, Some("bad config".into()), &mut rng),
+                "finished" => jobs.on_exit(ms(200), &j, e, ExitOutcome::Finished),
+                "canceled" => jobs.on_exit(ms(200), &j, e, ExitOutcome::Canceled),
+                "failed" => jobs.on_exit(ms(200), &j, e, ExitOutcome::Failed { message: "boom".into() }),
+                other => panic!("{other}"),
+            };
+            assert!(matches!(v, Verdict::Applied(_)), "{phase}/{event}");
+            let job = jobs.get(&j).unwrap();
+            assert_eq!(job.state(), want_state, "{phase}/{event}");
+            let kind = match job.phase() {
+                Phase::Waiting => "waiting",
+                Phase::Starting { .. } => "starting",
+                Phase::Online { .. } => "online",
+                Phase::Recovering { .. } => "recovering",
+                Phase::Done => "done",
+            };
+            assert_eq!(kind, want_phase, "{phase}/{event}");
+            jobs.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn events_about_other_incarnations_are_stale_and_change_nothing() {
+        let (mut jobs, j, e) = job_in("online");
+        let mut rng = SplitMix64::new(1);
+        let before = jobs.get(&j).unwrap().record(ms(0));
+        for other in [Epoch(e.0 - 1), e.next(), Epoch::NONE] {
+            assert_eq!(jobs.on_online(ms(5), &j, other), Verdict::Stale);
+            assert_eq!(jobs.on_lost(ms(5), &j, other, None, &mut rng), Verdict::Stale);
+            assert_eq!(jobs.on_exit(ms(5), &j, other, ExitOutcome::Finished), Verdict::Stale);
+        }
+        assert_eq!(jobs.on_online(ms(5), &id("nope"), e), Verdict::Stale);
+        assert_eq!(jobs.get(&j).unwrap().record(ms(0)), before);
+    }
+
+    #[test]
+    fn illegal_starts_are_refused() {
+        let (mut jobs, j, _) = job_in("online");
+        assert!(matches!(jobs.start(ms(0), &j, ExecutorId(1)), Err(JobError::NotStartable { .. })));
+        let (mut jobs, j, _) = job_in("canceling");
+        assert!(matches!(jobs.start(ms(0), &j, ExecutorId(1)), Err(JobError::NotStartable { .. })));
+        assert_eq!(jobs.start(ms(0), &id("x"), ExecutorId(1)).unwrap_err(), JobError::NotFound { id: id("x") });
+    }
+
+    #[test]
+    fn lost_job_masters_restart_with_backoff_then_give_up() {
+        let (mut jobs, j, mut e) = job_in("online");
+        let mut rng = SplitMix64::new(1);
+        let mut now = 100;
+        for round in 1..=2 {
+            jobs.on_lost(ms(now), &j, e, None, &mut rng);
+            assert!(jobs.startable(ms(now)).is_empty(), "round {round}: backoff holds the restart");
+            let at = jobs.next_start().unwrap();
+            assert!(jobs.startable(at).contains(&j));
+            now = at.as_millis();
+            e = jobs.start(ms(now), &j, ExecutorId(2)).unwrap().0;
+        }
+        jobs.on_lost(ms(now), &j, e, None, &mut rng);
+        let job = jobs.get(&j).unwrap();
+        assert_eq!(job.state(), JobState::Failed);
+        assert_eq!(job.failure().unwrap().reason, FailureReason::BackoffExhausted);
+        assert_eq!(job.restarts(), 2);
+        jobs.check().unwrap();
+    }
+
+    #[test]
+    fn a_canceling_job_never_starts_again() {
+        let (mut jobs, j, e) = job_in("canceling");
+        assert!(jobs.startable(ms(1_000_000)).is_empty());
+        assert!(jobs.wants_cancel(&j, e));
+        jobs.on_lost(ms(100), &j, e, None, &mut SplitMix64::new(1));
+        assert_eq!(jobs.get(&j).unwrap().state(), JobState::Canceled);
+        assert!(jobs.startable(ms(1_000_000)).is_empty());
+    }
+
+    #[test]
+    fn restore_honours_cancel_intent_and_backoff() {
+        let (mut jobs, j, e) = job_in("online");
+        let mut rng = SplitMix64::new(1);
+        jobs.on_lost(ms(100), &j, e, None, &mut rng);
+        let k = id("k");
+        jobs.create(k.clone(), spec()).unwrap();
+        let (ek, _) = jobs.start(ms(100), &k, ExecutorId(1)).unwrap();
+        jobs.cancel(ms(100), &k).unwrap();
+        let records: Vec<JobRecord> = jobs.iter().map(|x| x.record(ms(100))).collect();
+        let restored = Jobs::restore(policy(), ms(5_000), Epoch(1), records);
+        restored.check().unwrap();
+        // j waits its whole pending delay again; k waits for its job master, to cancel it.
+        assert!(restored.startable(ms(5_999)).is_empty());
+        assert_eq!(restored.startable(ms(6_000)), vec![j.clone()]);
+        assert_eq!(restored.get(&k).unwrap().phase(), Phase::Recovering { epoch: ek });
+        assert!(restored.wants_cancel(&k, ek));
+        assert!(restored.next_epoch() > ek);
+    }
+
+    #[test]
+    fn a_job_master_ignoring_its_cancel_is_revoked_after_the_grace() {
+        let (mut jobs, j, e) = job_in("canceling");
+        assert!(jobs.tick(ms(30_019)).is_empty());
+        assert_eq!(jobs.tick(ms(30_020)), vec![(j.clone(), e)]);
+        assert!(jobs.tick(ms(40_000)).is_empty(), "revoked once");
+        assert_eq!(jobs.on_online(ms(40_000), &j, e), Verdict::Stale);
+        jobs.on_lost(ms(50_000), &j, e, None, &mut SplitMix64::new(1));
+        assert_eq!(jobs.get(&j).unwrap().state(), JobState::Canceled);
+    }
+}

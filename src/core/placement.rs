@@ -1,0 +1,722 @@
+//! Placement: which executor runs a task (design.md §7).
+//!
+//! Filters, then a score. Filters: schedulable executors only (online, and heard from by this leader); resource
+//! locality (a task whose resource lives on one executor goes there; two resources on different executors is a
+//! conflict); label selectors. Score: least-loaded (the lowest utilization after placing) or bin-pack (the highest
+//! that still fits); ties broken by the caller's seeded RNG. Usage is what each executor last reported running
+//! plus reservations for tasks placed but not yet reported; reservations expire.
+//!
+//! The candidate sets are bitsets over executor slots with per-label indexes, so one decision over 1,000
+//! executors touches a few dozen words plus one pass over the survivors.
+//!
+//! Invariants (checked by [`Placer::check`]): each slot's `reserved` is the sum of its live reservations; the
+//! indexes agree with the slots' labels; no reservation names an executor the placer does not hold; a placement
+//! never makes `used + cost` exceed the executor's capacity at the moment it is made.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::ids::{ExecutorId, TaskId};
+use super::labels::{Labels, Selector, SelectorOp, SelectorSpec};
+use super::rng::Rng;
+use super::time::Time;
+
+/// How to choose among executors that fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Spread: the executor with the lowest utilization after placing.
+    #[default]
+    LeastLoaded,
+    /// Pack: the executor with the highest utilization after placing that still fits.
+    BinPack,
+}
+
+/// The placement settings.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlacementPolicy {
+    pub strategy: Strategy,
+    /// Capacity held for a task placed but not yet reported by its executor.
+    pub reservation_ttl: Duration,
+}
+
+impl Default for PlacementPolicy {
+    fn default() -> PlacementPolicy {
+        PlacementPolicy { strategy: Strategy::LeastLoaded, reservation_ttl: Duration::from_secs(10) }
+    }
+}
+
+/// A resource the task uses, with the executor it lives on if it is local to one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcePin {
+    pub resource: String,
+    pub executor: Option<ExecutorId>,
+}
+
+/// What to place.
+#[derive(Clone, Debug)]
+pub struct PlacementRequest<'a> {
+    pub task: &'a TaskId,
+    /// Slots the task takes; at least 1.
+    pub cost: u32,
+    pub selectors: &'a [Selector],
+    pub resources: &'a [ResourcePin],
+}
+
+/// A successful placement: the executor, and its free slots after the reservation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placement {
+    pub executor: ExecutorId,
+    pub free_after: u32,
+}
+
+/// Why a task could not be placed. Each variant says what failed.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum PlacementError {
+    #[error("task cost must be at least 1 slot")]
+    ZeroCost,
+    #[error("no executor is online and reporting")]
+    NoExecutors,
+    #[error("selector {selector} matched none of the {candidates} executors left by the filters before it")]
+    SelectorUnsatisfied { selector: String, candidates: usize },
+    #[error("no executor has {cost} free slots: the best of the {candidates} that pass the filters has {best_free}")]
+    InsufficientCapacity { cost: u32, best_free: u32, candidates: usize },
+    #[error(
+        "resources conflict: {first} lives on executor {first_executor} but {second} lives on executor \
+         {second_executor}"
+    )]
+    ResourceConflict { first: String, first_executor: ExecutorId, second: String, second_executor: ExecutorId },
+    #[error("resource {resource} lives on executor {executor}, which is not online and reporting")]
+    PinnedUnavailable { resource: String, executor: ExecutorId },
+    #[error("resource {resource} lives on executor {executor}, which selector {selector} rules out")]
+    PinnedRejected { resource: String, executor: ExecutorId, selector: String },
+    #[error("resource {resource} lives on executor {executor}, which has {free} free slots; the task needs {cost}")]
+    PinnedFull { resource: String, executor: ExecutorId, free: u32, cost: u32 },
+}
+
+/// A fixed-width set of executor slots.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct BitSet {
+    words: Vec<u64>,
+}
+
+impl BitSet {
+    fn insert(&mut self, i: usize) {
+        let w = i / 64;
+        if self.words.len() <= w {
+            self.words.resize(w + 1, 0);
+        }
+        self.words[w] |= 1 << (i % 64);
+    }
+
+    fn remove(&mut self, i: usize) {
+        if let Some(w) = self.words.get_mut(i / 64) {
+            *w &= !(1 << (i % 64));
+        }
+    }
+
+    fn contains(&self, i: usize) -> bool {
+        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    fn len(&self) -> usize {
+        self.words.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
+    fn intersect(&mut self, other: &BitSet) {
+        for (i, w) in self.words.iter_mut().enumerate() {
+            *w &= other.words.get(i).copied().unwrap_or(0);
+        }
+    }
+
+    fn subtract(&mut self, other: &BitSet) {
+        for (w, o) in self.words.iter_mut().zip(&other.words) {
+            *w &= !o;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.words.iter().enumerate().flat_map(|(wi, &w)| {
+            let mut w = w;
+            std::iter::from_fn(move || {
+                if w == 0 {
+                    return None;
+                }
+                let b = w.trailing_zeros() as usize;
+                w &= w - 1;
+                Some(wi * 64 + b)
+            })
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Slot {
+    id: ExecutorId,
+    capacity: u32,
+    labels: Labels,
+    /// Slots in use by tasks the executor last reported.
+    reported: u32,
+    /// Slots held by live reservations.
+    reserved: u32,
+}
+
+impl Slot {
+    fn used(&self) -> u64 {
+        u64::from(self.reported) + u64::from(self.reserved)
+    }
+
+    fn free(&self) -> u32 {
+        u64::from(self.capacity).saturating_sub(self.used()) as u32
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Reservation {
+    executor: ExecutorId,
+    cost: u32,
+    expires_at: Time,
+}
+
+/// The most regex selectors whose candidate sets are cached at once.
+const REGEX_CACHE_MAX: usize = 256;
+
+/// The leader's placement view. The executor registry keeps it in step with liveness: it holds exactly the
+/// schedulable executors.
+#[derive(Clone, Debug, Default)]
+pub struct Placer {
+    policy: PlacementPolicy,
+    slots: Vec<Option<Slot>>,
+    by_id: BTreeMap<ExecutorId, usize>,
+    free_slots: Vec<usize>,
+    all: BitSet,
+    /// key → value → executors with that label.
+    by_label: BTreeMap<String, BTreeMap<String, BitSet>>,
+    /// key → executors with the key at all.
+    by_key: BTreeMap<String, BitSet>,
+    /// (key, pattern) → the compiled selector and the executors whose value for key matches.
+    regex_cache: BTreeMap<(String, String), (Selector, BitSet)>,
+    reservations: BTreeMap<TaskId, Reservation>,
+}
+
+impl Placer {
+    pub fn new(policy: PlacementPolicy) -> Placer {
+        Placer { policy, ..Placer::default() }
+    }
+
+    pub fn policy(&self) -> &PlacementPolicy {
+        &self.policy
+    }
+
+    /// Whether this executor is schedulable.
+    pub fn contains(&self, id: ExecutorId) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    /// The number of schedulable executors.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    /// Slots in use on an executor (reported + reserved), if it is schedulable.
+    pub fn used(&self, id: ExecutorId) -> Option<u64> {
+        self.slot(id).map(Slot::used)
+    }
+
+    fn slot(&self, id: ExecutorId) -> Option<&Slot> {
+        self.by_id.get(&id).and_then(|&i| self.slots[i].as_ref())
+    }
+
+    /// Makes an executor schedulable with its capacity, labels and reported usage (replacing what was known).
+    pub fn upsert(&mut self, id: ExecutorId, capacity: u32, labels: &Labels, reported: u32) {
+        if let Some(&i) = self.by_id.get(&id) {
+            let same_labels = self.slots[i].as_ref().is_some_and(|s| &s.labels == labels);
+            if same_labels {
+                let s = self.slots[i].as_mut().expect("indexed slot is occupied");
+                s.capacity = capacity;
+                s.reported = reported;
+                return;
+            }
+            self.remove(id);
+        }
+        let i = self.free_slots.pop().unwrap_or_else(|| {
+            self.slots.push(None);
+            self.slots.len() - 1
+        });
+        let reserved = self.reservations.values().filter(|r| r.executor == id).map(|r| r.cost).sum();
+        self.slots[i] = Some(Slot { id, capacity, labels: labels.clone(), reported, reserved });
+        self.by_id.insert(id, i);
+        self.all.insert(i);
+        for (k, v) in labels {
+            self.by_label.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(i);
+            self.by_key.entry(k.clone()).or_default().insert(i);
+        }
+        for (sel, set) in self.regex_cache.values_mut() {
+            if sel.matches(labels) {
+                set.insert(i);
+            }
+        }
+    }
+
+    /// Sets what an executor reports running; reservations for the reported tasks are released, since the report
+    /// now counts them.
+    pub fn report<'a>(&mut self, id: ExecutorId, tasks: impl IntoIterator<Item = (&'a TaskId, u32)>) {
+        let Some(&i) = self.by_id.get(&id) else { return };
+        let mut reported: u32 = 0;
+        for (task, cost) in tasks {
+            reported = reported.saturating_add(cost);
+            if self.reservations.get(task).is_some_and(|r| r.executor == id) {
+                self.release(task);
+            }
+        }
+        if let Some(s) = self.slots[i].as_mut() {
+            s.reported = reported;
+        }
+    }
+
+    /// Makes an executor unschedulable (offline, deregistered, or not yet confirmed). Its reservations go too.
+    pub fn remove(&mut self, id: ExecutorId) {
+        let Some(i) = self.by_id.remove(&id) else { return };
+        let slot = self.slots[i].take().expect("indexed slot is occupied");
+        self.all.remove(i);
+        for (k, v) in &slot.labels {
+            if let Some(values) = self.by_label.get_mut(k) {
+                if let Some(set) = values.get_mut(v) {
+                    set.remove(i);
+                    if set.len() == 0 {
+                        values.remove(v);
+                    }
+                }
+                if values.is_empty() {
+                    self.by_label.remove(k);
+                }
+            }
+            if let Some(set) = self.by_key.get_mut(k) {
+                set.remove(i);
+                if set.len() == 0 {
+                    self.by_key.remove(k);
+                }
+            }
+        }
+        for (_, set) in self.regex_cache.values_mut() {
+            set.remove(i);
+        }
+        self.reservations.retain(|_, r| r.executor != id);
+        self.free_slots.push(i);
+    }
+
+    /// Drops a task's reservation (its dispatch failed for sure, or it will be placed again).
+    pub fn release(&mut self, task: &TaskId) {
+        if let Some(r) = self.reservations.remove(task) {
+            if let Some(&i) = self.by_id.get(&r.executor) {
+                if let Some(s) = self.slots[i].as_mut() {
+                    s.reserved -= r.cost;
+                }
+            }
+        }
+    }
+
+    /// Drops reservations that expired by `now`; returns the next expiry, if any.
+    pub fn expire(&mut self, now: Time) -> Option<Time> {
+        let expired: Vec<TaskId> =
+            self.reservations.iter().filter(|(_, r)| r.expires_at <= now).map(|(t, _)| t.clone()).collect();
+        for t in &expired {
+            self.release(t);
+        }
+        self.reservations.values().map(|r| r.expires_at).min()
+    }
+
+    /// The executor a task is reserved on, if any.
+    pub fn reservation(&self, task: &TaskId) -> Option<ExecutorId> {
+        self.reservations.get(task).map(|r| r.executor)
+    }
+
+    /// The executors (in id order) that the filters of a request leave, ignoring capacity.
+    fn candidates(&mut self, req: &PlacementRequest<'_>) -> Result<BitSet, PlacementError> {
+        let mut pinned: Option<(&str, ExecutorId)> = None;
+        for pin in req.resources {
+            if let Some(e) = pin.executor {
+                match pinned {
+                    Some((first, fe)) if fe != e => {
+                        return Err(PlacementError::ResourceConflict {
+                            first: first.to_owned(),
+                            first_executor: fe,
+                            second: pin.resource.clone(),
+                            second_executor: e,
+                        })
+                    }
+                    Some(_) => {}
+                    None => pinned = Some((&pin.resource, e)),
+                }
+            }
+        }
+        let mut set = match pinned {
+            Some((resource, e)) => {
+                let i = *self
+                    .by_id
+                    .get(&e)
+                    .ok_or_else(|| PlacementError::PinnedUnavailable { resource: resource.to_owned(), executor: e })?;
+                let mut one = BitSet::default();
+                one.insert(i);
+                one
+            }
+            None => self.all.clone(),
+        };
+        if set.len() == 0 {
+            return Err(PlacementError::NoExecutors);
+        }
+        for sel in req.selectors {
+            let before = set.len();
+            self.apply(&mut set, sel);
+            if set.len() == 0 {
+                return Err(match pinned {
+                    Some((resource, executor)) => PlacementError::PinnedRejected {
+                        resource: resource.to_owned(),
+                        executor,
+                        selector: sel.to_string(),
+                    },
+                    None => PlacementError::SelectorUnsatisfied { selector: sel.to_string(), candidates: before },
+                });
+            }
+        }
+        Ok(set)
+    }
+
+    fn apply(&mut self, set: &mut BitSet, sel: &Selector) {
+        let empty = BitSet::default();
+        match sel.op() {
+            SelectorOp::Eq => {
+                let with = self.by_label.get(sel.key()).and_then(|v| v.get(sel.target())).unwrap_or(&empty);
+                set.intersect(with);
+            }
+            SelectorOp::Neq => {
+                if let Some(with) = self.by_label.get(sel.key()).and_then(|v| v.get(sel.target())) {
+                    set.subtract(with);
+                }
+            }
+            SelectorOp::Regex => {
+                let key = (sel.key().to_owned(), sel.target().to_owned());
+                if !self.regex_cache.contains_key(&key) {
+                    if self.regex_cache.len() >= REGEX_CACHE_MAX {
+                        self.regex_cache.clear();
+                    }
+                    let mut matching = BitSet::default();
+                    if let Some(with_key) = self.by_key.get(sel.key()) {
+                        for i in with_key.iter() {
+                            let value = self.slots[i].as_ref().and_then(|s| s.labels.get(sel.key()));
+                            if sel.matches_value(value.map(String::as_str)) {
+                                matching.insert(i);
+                            }
+                        }
+                    }
+                    self.regex_cache.insert(key.clone(), (sel.clone(), matching));
+                }
+                set.intersect(&self.regex_cache[&key].1);
+            }
+        }
+    }
+
+    /// Places a task and reserves its capacity until `now + reservation_ttl` (or until its executor reports it).
+    /// A task placed again gives up its earlier reservation first.
+    pub fn place(
+        &mut self,
+        now: Time,
+        req: &PlacementRequest<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<Placement, PlacementError> {
+        if req.cost == 0 {
+            return Err(PlacementError::ZeroCost);
+        }
+        self.release(req.task);
+        let set = self.candidates(req)?;
+        let cost = u64::from(req.cost);
+        // Scores compare utilization after placing, (used + cost) / capacity, by cross-multiplication.
+        let mut best: Option<(u64, u64)> = None;
+        let mut ties: u64 = 0;
+        let mut best_free: u32 = 0;
+        let better = |a: (u64, u64), b: (u64, u64)| -> std::cmp::Ordering {
+            let (lhs, rhs) = (a.0 * b.1, b.0 * a.1);
+            match self.policy.strategy {
+                Strategy::LeastLoaded => rhs.cmp(&lhs),
+                Strategy::BinPack => lhs.cmp(&rhs),
+            }
+        };
+        for i in set.iter() {
+            let s = self.slots[i].as_ref().expect("candidate slot is occupied");
+            best_free = best_free.max(s.free());
+            if u64::from(s.free()) < cost {
+                continue;
+            }
+            let score = (s.used() + cost, u64::from(s.capacity).max(1));
+            match best.map(|b| better(score, b)) {
+                None | Some(std::cmp::Ordering::Greater) => {
+                    best = Some(score);
+                    ties = 1;
+                }
+                Some(std::cmp::Ordering::Equal) => ties += 1,
+                Some(std::cmp::Ordering::Less) => {}
+            }
+        }
+        let Some(best) = best else {
+            if let Some(pin) = req.resources.iter().find(|p| p.executor.is_some()) {
+                let executor = pin.executor.expect("found a pinned resource");
+                return Err(PlacementError::PinnedFull {
+                    resource: pin.resource.clone(),
+                    executor,
+                    free: best_free,
+                    cost: req.cost,
+                });
+            }
+            return Err(PlacementError::InsufficientCapacity { cost: req.cost, best_free, candidates: set.len() });
+        };
+        let mut pick = rng.below(ties);
+        let mut chosen = None;
+        for i in set.iter() {
+            let s = self.slots[i].as_ref().expect("candidate slot is occupied");
+            if u64::from(s.free()) < cost {
+                continue;
+            }
+            let score = (s.used() + cost, u64::from(s.capacity).max(1));
+            if better(score, best) == std::cmp::Ordering::Equal {
+                if pick == 0 {
+                    chosen = Some(i);
+                    break;
+                }
+                pick -= 1;
+            }
+        }
+        let i = chosen.expect("the tie counted in the first pass is found in the second");
+        let s = self.slots[i].as_mut().expect("chosen slot is occupied");
+        assert!(s.used() + cost <= u64::from(s.capacity), "placement of {} beyond capacity of {}", req.task, s.id);
+        s.reserved += req.cost;
+        let placement = Placement { executor: s.id, free_after: s.free() };
+        let expires_at = now + self.policy.reservation_ttl;
+        self.reservations.insert(req.task.clone(), Reservation { executor: s.id, cost: req.cost, expires_at });
+        Ok(placement)
+    }
+
+    /// Checks the invariants; the message names the one broken and the ids involved.
+    pub fn check(&self) -> Result<(), String> {
+        let mut reserved: BTreeMap<ExecutorId, u32> = BTreeMap::new();
+        for (task, r) in &self.reservations {
+            if !self.by_id.contains_key(&r.executor) {
+                return Err(format!("placement: reservation of {task} names unknown executor {}", r.executor));
+            }
+            *reserved.entry(r.executor).or_default() += r.cost;
+        }
+        for (&id, &i) in &self.by_id {
+            let s = self.slots[i].as_ref().ok_or_else(|| format!("placement: {id} indexes an empty slot {i}"))?;
+            if s.id != id {
+                return Err(format!("placement: slot {i} holds {} but is indexed as {id}", s.id));
+            }
+            let want = reserved.get(&id).copied().unwrap_or(0);
+            if s.reserved != want {
+                return Err(format!("placement: {id} has reserved {} but its reservations sum to {want}", s.reserved));
+            }
+            if !self.all.contains(i) {
+                return Err(format!("placement: {id} missing from the candidate set"));
+            }
+            for (k, v) in &s.labels {
+                let indexed = self.by_label.get(k).and_then(|m| m.get(v)).is_some_and(|b| b.contains(i));
+                if !indexed || !self.by_key.get(k).is_some_and(|b| b.contains(i)) {
+                    return Err(format!("placement: label {k}={v} of {id} is not indexed"));
+                }
+            }
+        }
+        if self.all.len() != self.by_id.len() {
+            return Err(format!(
+                "placement: {} slots in the candidate set, {} executors",
+                self.all.len(),
+                self.by_id.len()
+            ));
+        }
+        for ((key, pattern), (sel, set)) in &self.regex_cache {
+            if sel.spec() != &(SelectorSpec { key: key.clone(), op: SelectorOp::Regex, target: pattern.clone() }) {
+                return Err(format!("placement: regex cache entry {key}~{pattern} holds {sel}"));
+            }
+            for &i in self.by_id.values() {
+                let s = self.slots[i].as_ref().expect("indexed slot is occupied");
+                if set.contains(i) != sel.matches(&s.labels) {
+                    return Err(format!("placement: regex cache for {sel} is wrong about {}", s.id));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rng::SplitMix64;
+
+    fn labels(pairs: &[(&str, &str)]) -> Labels {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn task(n: u32) -> TaskId {
+        TaskId::parse(&format!("t{n}")).unwrap()
+    }
+
+    fn sels(texts: &[&str]) -> Vec<Selector> {
+        texts.iter().map(|t| Selector::parse(t).unwrap()).collect()
+    }
+
+    /// e1: zone=a cap 4; e2: zone=b cap 4; e3: zone=a,gpu=yes cap 8.
+    fn three(strategy: Strategy) -> Placer {
+        let mut p = Placer::new(PlacementPolicy { strategy, reservation_ttl: Duration::from_secs(10) });
+        p.upsert(ExecutorId(1), 4, &labels(&[("zone", "a")]), 0);
+        p.upsert(ExecutorId(2), 4, &labels(&[("zone", "b")]), 0);
+        p.upsert(ExecutorId(3), 8, &labels(&[("zone", "a"), ("gpu", "yes")]), 0);
+        p
+    }
+
+    fn place(
+        p: &mut Placer,
+        t: u32,
+        cost: u32,
+        s: &[&str],
+        pins: &[ResourcePin],
+    ) -> Result<ExecutorId, PlacementError> {
+        let task = task(t);
+        let selectors = sels(s);
+        let req = PlacementRequest { task: &task, cost, selectors: &selectors, resources: pins };
+        let r = p.place(Time::ZERO, &req, &mut SplitMix64::new(u64::from(t))).map(|pl| pl.executor);
+        p.check().unwrap();
+        r
+    }
+
+    #[test]
+    fn filters_table() {
+        // (selectors, expected outcome)
+        let table: &[(&[&str], Result<&[u64], &str>)] = &[
+            (&["gpu=yes"], Ok(&[3])),
+            (&["zone=b"], Ok(&[2])),
+            (&["zone!=a"], Ok(&[2])),
+            (&["gpu!=yes", "zone=a"], Ok(&[1])),
+            (&["zone~^[ab]$", "gpu~y"], Ok(&[3])),
+            (&["zone=c"], Err("selector zone=c matched none of the 3")),
+            (&["zone=a", "gpu=no"], Err("selector gpu=no matched none of the 2")),
+            (&["disk~.*"], Err("selector disk~.* matched none")),
+        ];
+        for (s, want) in table {
+            let mut p = three(Strategy::LeastLoaded);
+            match (place(&mut p, 1, 1, s, &[]), want) {
+                (Ok(e), Ok(allowed)) => assert!(allowed.contains(&e.0), "{s:?} chose {e}"),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{s:?}: {e}"),
+                (got, want) => panic!("{s:?}: got {got:?} want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn least_loaded_spreads_and_bin_pack_fills() {
+        let mut p = three(Strategy::LeastLoaded);
+        // Utilization after placing 1: e1 1/4, e2 1/4, e3 1/8 → e3 first.
+        assert_eq!(place(&mut p, 1, 1, &[], &[]), Ok(ExecutorId(3)));
+        let mut p = three(Strategy::BinPack);
+        // Fullest after placing 1 that fits: e1 or e2 (1/4) beat e3 (1/8).
+        let e = place(&mut p, 1, 1, &[], &[]).unwrap();
+        assert!(e == ExecutorId(1) || e == ExecutorId(2));
+        // ... and then the same one again (2/4).
+        assert_eq!(place(&mut p, 2, 1, &[], &[]), Ok(e));
+    }
+
+    #[test]
+    fn capacity_counts_reports_and_reservations() {
+        let mut p = three(Strategy::LeastLoaded);
+        p.report(ExecutorId(3), [(&task(90), 8)]);
+        p.report(ExecutorId(1), [(&task(91), 3)]);
+        // e2 free 4, e1 free 1, e3 free 0.
+        assert_eq!(place(&mut p, 1, 4, &[], &[]), Ok(ExecutorId(2)));
+        let e = place(&mut p, 2, 2, &[], &[]).unwrap_err();
+        assert_eq!(e, PlacementError::InsufficientCapacity { cost: 2, best_free: 1, candidates: 3 });
+        // The reservation for t1 is released when e2 reports it; the report then counts it instead.
+        p.report(ExecutorId(2), [(&task(1), 4)]);
+        assert_eq!(p.reservation(&task(1)), None);
+        assert_eq!(p.used(ExecutorId(2)), Some(4));
+        p.check().unwrap();
+    }
+
+    #[test]
+    fn reservations_expire_and_replacing_a_task_releases_its_old_one() {
+        let mut p = three(Strategy::LeastLoaded);
+        place(&mut p, 1, 8, &[], &[]).unwrap(); // only e3 fits 8
+        assert_eq!(p.used(ExecutorId(3)), Some(8));
+        // Placing t1 again first releases its reservation, so e3 can hold it again.
+        assert_eq!(place(&mut p, 1, 8, &[], &[]), Ok(ExecutorId(3)));
+        assert_eq!(p.used(ExecutorId(3)), Some(8));
+        assert_eq!(p.expire(Time::from_millis(9_999)), Some(Time::from_millis(10_000)));
+        assert_eq!(p.expire(Time::from_millis(10_000)), None);
+        assert_eq!(p.used(ExecutorId(3)), Some(0));
+        p.check().unwrap();
+    }
+
+    #[test]
+    fn resource_pins_table() {
+        let pin = |r: &str, e: Option<u64>| ResourcePin { resource: r.into(), executor: e.map(ExecutorId) };
+        // (pins, selectors, expected)
+        let table: Vec<(Vec<ResourcePin>, &[&str], Result<u64, &str>)> = vec![
+            (vec![pin("/local/x", Some(2))], &[], Ok(2)),
+            (vec![pin("/s3/y", None), pin("/local/x", Some(1))], &[], Ok(1)),
+            (vec![pin("/local/x", Some(2)), pin("/local/z", Some(2))], &[], Ok(2)),
+            (
+                vec![pin("/local/x", Some(1)), pin("/local/z", Some(2))],
+                &[],
+                Err("/local/x lives on executor e1 but /local/z"),
+            ),
+            (vec![pin("/local/x", Some(9))], &[], Err("lives on executor e9, which is not online")),
+            (vec![pin("/local/x", Some(2))], &["zone=a"], Err("which selector zone=a rules out")),
+        ];
+        for (pins, s, want) in table {
+            let mut p = three(Strategy::LeastLoaded);
+            match (place(&mut p, 1, 1, s, &pins), want) {
+                (Ok(e), Ok(w)) => assert_eq!(e.0, w),
+                (Err(e), Err(w)) => assert!(e.to_string().contains(w), "{e}"),
+                (got, want) => panic!("{pins:?}: got {got:?} want {want:?}"),
+            }
+        }
+        let mut p = three(Strategy::LeastLoaded);
+        p.report(ExecutorId(2), [(&task(50), 4)]);
+        let e = place(&mut p, 1, 1, &[], &[pin("/local/x", Some(2))]).unwrap_err();
+        assert!(matches!(e, PlacementError::PinnedFull { free: 0, cost: 1, .. }), "{e}");
+    }
+
+    #[test]
+    fn removal_drops_reservations_and_index_entries() {
+        let mut p = three(Strategy::LeastLoaded);
+        assert_eq!(place(&mut p, 1, 1, &["gpu~yes"], &[]), Ok(ExecutorId(3)));
+        p.remove(ExecutorId(3));
+        assert_eq!(p.reservation(&task(1)), None);
+        assert!(matches!(place(&mut p, 2, 1, &["gpu~yes"], &[]), Err(PlacementError::SelectorUnsatisfied { .. })));
+        // A new executor with the label lands in the cached regex set.
+        p.upsert(ExecutorId(4), 2, &labels(&[("gpu", "yes")]), 0);
+        assert_eq!(place(&mut p, 3, 1, &["gpu~yes"], &[]), Ok(ExecutorId(4)));
+        p.remove(ExecutorId(1));
+        p.remove(ExecutorId(2));
+        p.remove(ExecutorId(4));
+        assert_eq!(place(&mut p, 4, 1, &[], &[]), Err(PlacementError::NoExecutors));
+        assert_eq!(place(&mut p, 4, 0, &[], &[]), Err(PlacementError::ZeroCost));
+    }
+
+    #[test]
+    fn ties_are_broken_by_the_seeded_rng() {
+        let mut p = Placer::new(PlacementPolicy::default());
+        for i in 1..=8 {
+            p.upsert(ExecutorId(i), 4, &Labels::new(), 0);
+        }
+        let t = task(1);
+        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        let pick = |seed| p.clone().place(Time::ZERO, &req, &mut SplitMix64::new(seed)).unwrap().executor;
+        let picks: std::collections::BTreeSet<_> = (0..64).map(pick).collect();
+        assert!(picks.len() > 4, "seeded tie-breaks spread over executors: {picks:?}");
+        assert_eq!(pick(7), pick(7));
+    }
+}

@@ -1,0 +1,539 @@
+//! The executor registry: who is online, judged by heartbeats (design.md §5 rule 7, §6).
+//!
+//! Executors register and get an id from a counter that only grows, so an id is never reused; an executor the
+//! leader declared offline that heartbeats again is refused and must register anew. `check(now)` declares
+//! offline *every* executor whose TTL expired, in one pass, unless so many expired at once that the leader more
+//! likely lost the network than the executors their lives: then it suspects itself and holds those evictions for
+//! a bounded time. A new leader restores the registry with a fresh TTL for every executor and places nothing on
+//! an executor until it has heard from it (its usage is unknown until then).
+//!
+//! The registry owns the [`Placer`] and keeps it in step: the placer holds exactly the confirmed online executors.
+//!
+//! Invariants ([`Registry::check_invariants`]): every id is below `next_id`; the placer holds exactly the
+//! confirmed entries, with their labels and capacity; no entry's TTL runs past `last_heard + offline_ttl`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::ids::{Epoch, ExecutorId, TaskId};
+use super::labels::{validate_labels, LabelError, Labels};
+use super::placement::{Placement, PlacementError, PlacementPolicy, PlacementRequest, Placer};
+use super::rng::Rng;
+use super::time::Time;
+
+/// The most slots one executor may declare.
+pub const CAPACITY_MAX: u32 = 1_000_000;
+/// The most tasks one heartbeat may report.
+pub const REPORTED_TASKS_MAX: usize = 100_000;
+/// The longest executor name and address.
+pub const NAME_MAX_LEN: usize = 63;
+pub const ADDRESS_MAX_LEN: usize = 255;
+
+/// Liveness settings of the registry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RegistryPolicy {
+    /// With no heartbeat for this long, an executor is declared offline.
+    pub offline_ttl: Duration,
+    /// If more than this fraction of the executors expire at once (and at least two), the leader suspects
+    /// itself. 1.0 turns the guard off.
+    pub suspect_fraction: f64,
+    /// How long the leader holds evictions while it suspects itself; then it evicts anyway.
+    pub suspect_hold: Duration,
+}
+
+impl Default for RegistryPolicy {
+    fn default() -> RegistryPolicy {
+        RegistryPolicy {
+            offline_ttl: Duration::from_secs(10),
+            suspect_fraction: 0.5,
+            suspect_hold: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What an executor says about itself when it registers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorSpec {
+    pub name: String,
+    pub address: String,
+    pub capacity: u32,
+    pub labels: Labels,
+}
+
+/// The durable form of a registered executor.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutorRecord {
+    pub id: ExecutorId,
+    pub spec: ExecutorSpec,
+}
+
+/// What kind of task an executor reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum TaskKind {
+    JobMaster,
+    Worker,
+}
+
+/// One task an executor reports running.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedTask {
+    pub task: TaskId,
+    pub kind: TaskKind,
+    pub epoch: Epoch,
+    pub cost: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    #[error("executor {field} {value:?} is not valid: {rule}")]
+    InvalidSpec { field: &'static str, value: String, rule: String },
+    #[error("executor labels are not valid: {0}")]
+    InvalidLabels(#[from] LabelError),
+    #[error("executor {id} was declared offline; it must stop its tasks and register again")]
+    DeclaredOffline { id: ExecutorId },
+    #[error("executor {id} was never registered with this cluster; it must register")]
+    Unknown { id: ExecutorId },
+    #[error("a heartbeat reported {count} tasks; at most {max} are allowed")]
+    TooManyTasks { count: usize, max: usize },
+}
+
+/// Whether the leader has heard from an executor during its term.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    /// Restored by a new leader and not yet heard from: it has a fresh TTL but nothing is placed on it.
+    Unconfirmed,
+    /// Registered with, or heard from by, this leader.
+    Online,
+}
+
+/// A registered executor as the leader sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorView {
+    pub record: ExecutorRecord,
+    pub status: Status,
+    pub last_heard: Time,
+    pub expires_at: Time,
+    pub tasks: Vec<ReportedTask>,
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    record: ExecutorRecord,
+    status: Status,
+    last_heard: Time,
+    expires_at: Time,
+    tasks: Vec<ReportedTask>,
+}
+
+/// What one liveness check decided.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CheckOutcome {
+    /// Declared offline now: their records are to be deleted and their work moved.
+    pub offline: Vec<ExecutorRecord>,
+    /// Expired but held, because the leader suspects itself.
+    pub held: Vec<ExecutorId>,
+    /// The leader began to suspect itself in this check.
+    pub suspicion_began: bool,
+    /// When the next executor would expire (or the hold end), if any.
+    pub next_deadline: Option<Time>,
+}
+
+/// The executor registry of one leader term.
+#[derive(Clone, Debug)]
+pub struct Registry {
+    policy: RegistryPolicy,
+    next_id: ExecutorId,
+    entries: BTreeMap<ExecutorId, Entry>,
+    placer: Placer,
+    suspect_since: Option<Time>,
+}
+
+impl Registry {
+    /// An empty registry: the first leader of a new cluster.
+    pub fn new(policy: RegistryPolicy, placement: PlacementPolicy) -> Registry {
+        Registry {
+            policy,
+            next_id: ExecutorId(1),
+            entries: BTreeMap::new(),
+            placer: Placer::new(placement),
+            suspect_since: None,
+        }
+    }
+
+    /// A new leader's registry: every persisted executor gets a fresh TTL from `now` and stays unconfirmed (not
+    /// placed on) until it heartbeats. `next_id` is the persisted counter; it is raised above every restored id
+    /// in case the counter write was lost.
+    pub fn restore(
+        policy: RegistryPolicy,
+        placement: PlacementPolicy,
+        now: Time,
+        next_id: ExecutorId,
+        records: impl IntoIterator<Item = ExecutorRecord>,
+    ) -> Registry {
+        let mut r = Registry::new(policy, placement);
+        r.next_id = next_id.max(ExecutorId(1));
+        for record in records {
+            r.next_id = r.next_id.max(record.id.next());
+            let expires_at = now + r.policy.offline_ttl;
+            r.entries.insert(
+                record.id,
+                Entry { record, status: Status::Unconfirmed, last_heard: now, expires_at, tasks: vec![] },
+            );
+        }
+        r
+    }
+
+    pub fn policy(&self) -> &RegistryPolicy {
+        &self.policy
+    }
+
+    /// The id the next registration will get; every id below it was used.
+    pub fn next_id(&self) -> ExecutorId {
+        self.next_id
+    }
+
+    /// Validates a registration.
+    pub fn validate_spec(spec: &ExecutorSpec) -> Result<(), RegistryError> {
+        let invalid = |field, value: &str, rule: &str| RegistryError::InvalidSpec {
+            field,
+            value: value.to_owned(),
+            rule: rule.to_owned(),
+        };
+        let name_ok = !spec.name.is_empty()
+            && spec.name.len() <= NAME_MAX_LEN
+            && spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
+        if !name_ok {
+            return Err(invalid("name", &spec.name, "use 1 to 63 letters, digits, '-', '_' and '.'"));
+        }
+        let address_ok = spec.address.len() <= ADDRESS_MAX_LEN
+            && spec.address.rsplit_once(':').is_some_and(|(host, port)| {
+                !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) && !host.contains("://")
+            });
+        if !address_ok {
+            return Err(invalid("address", &spec.address, "write host:port with a port from 1 to 65535, no scheme"));
+        }
+        if spec.capacity == 0 || spec.capacity > CAPACITY_MAX {
+            return Err(invalid("capacity", &spec.capacity.to_string(), "declare 1 to 1000000 slots"));
+        }
+        validate_labels(&spec.labels)?;
+        Ok(())
+    }
+
+    /// Admits a new executor with the next id. The caller persists the record and [`Registry::next_id`] before
+    /// answering; if that fails it calls [`Registry::remove`] (the id stays used).
+    pub fn register(&mut self, now: Time, spec: ExecutorSpec) -> Result<ExecutorRecord, RegistryError> {
+        Self::validate_spec(&spec)?;
+        let id = self.next_id;
+        self.next_id = id.next();
+        let record = ExecutorRecord { id, spec };
+        self.placer.upsert(id, record.spec.capacity, &record.spec.labels, 0);
+        let expires_at = now + self.policy.offline_ttl;
+        self.entries.insert(
+            id,
+            Entry { record: record.clone(), status: Status::Online, last_heard: now, expires_at, tasks: vec![] },
+        );
+        Ok(record)
+    }
+
+    /// A heartbeat: the executor stays online for another TTL and its report becomes the truth for its usage.
+    pub fn heartbeat(&mut self, now: Time, id: ExecutorId, tasks: Vec<ReportedTask>) -> Result<(), RegistryError> {
+        if tasks.len() > REPORTED_TASKS_MAX {
+            return Err(RegistryError::TooManyTasks { count: tasks.len(), max: REPORTED_TASKS_MAX });
+        }
+        let Some(e) = self.entries.get_mut(&id) else {
+            return Err(if id < self.next_id {
+                RegistryError::DeclaredOffline { id }
+            } else {
+                RegistryError::Unknown { id }
+            });
+        };
+        e.last_heard = now;
+        e.expires_at = now + self.policy.offline_ttl;
+        e.status = Status::Online;
+        let reported = tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
+        if !self.placer.contains(id) {
+            self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
+        }
+        self.placer.report(id, tasks.iter().map(|t| (&t.task, t.cost)));
+        e.tasks = tasks;
+        Ok(())
+    }
+
+    /// Takes an executor out of the registry (it deregistered, or its registration could not be persisted).
+    pub fn remove(&mut self, id: ExecutorId) -> Option<ExecutorRecord> {
+        self.placer.remove(id);
+        self.entries.remove(&id).map(|e| e.record)
+    }
+
+    /// The liveness check: declares offline every executor whose TTL expired by `now`, unless the leader
+    /// suspects itself (see [`RegistryPolicy::suspect_fraction`]).
+    pub fn check(&mut self, now: Time) -> CheckOutcome {
+        let expired: Vec<ExecutorId> =
+            self.entries.iter().filter(|(_, e)| e.expires_at <= now).map(|(&id, _)| id).collect();
+        let mut out = CheckOutcome::default();
+        let mass =
+            expired.len() >= 2 && expired.len() as f64 > self.policy.suspect_fraction * self.entries.len() as f64;
+        if mass {
+            let since = *self.suspect_since.get_or_insert_with(|| {
+                out.suspicion_began = true;
+                now
+            });
+            let hold_until = since + self.policy.suspect_hold;
+            if now < hold_until {
+                out.held = expired;
+                out.next_deadline = Some(hold_until);
+                return out;
+            }
+        }
+        self.suspect_since = None;
+        for id in expired {
+            if let Some(record) = self.remove(id) {
+                out.offline.push(record);
+            }
+        }
+        out.next_deadline = self.entries.values().map(|e| e.expires_at).min();
+        out
+    }
+
+    /// Whether the leader currently suspects itself of being cut off.
+    pub fn suspecting(&self) -> bool {
+        self.suspect_since.is_some()
+    }
+
+    /// Places a task on a confirmed online executor (see [`Placer::place`]).
+    pub fn place(
+        &mut self,
+        now: Time,
+        req: &PlacementRequest<'_>,
+        rng: &mut impl Rng,
+    ) -> Result<Placement, PlacementError> {
+        self.placer.place(now, req, rng)
+    }
+
+    pub fn placer(&self) -> &Placer {
+        &self.placer
+    }
+
+    pub fn placer_mut(&mut self) -> &mut Placer {
+        &mut self.placer
+    }
+
+    /// Whether an executor is registered (confirmed or not).
+    pub fn contains(&self, id: ExecutorId) -> bool {
+        self.entries.contains_key(&id)
+    }
+
+    /// One executor.
+    pub fn get(&self, id: ExecutorId) -> Option<ExecutorView> {
+        self.entries.get(&id).map(view)
+    }
+
+    /// Every registered executor, in id order.
+    pub fn iter(&self) -> impl Iterator<Item = ExecutorView> + '_ {
+        self.entries.values().map(view)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Checks the invariants; the message names the one broken and the ids involved.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        for (&id, e) in &self.entries {
+            if id >= self.next_id {
+                return Err(format!("registry: {id} is not below next_id {}", self.next_id));
+            }
+            if e.record.id != id {
+                return Err(format!("registry: entry {id} holds record {}", e.record.id));
+            }
+            if e.expires_at > e.last_heard + self.policy.offline_ttl {
+                return Err(format!(
+                    "registry: {id} expires at {} past last_heard {} + ttl",
+                    e.expires_at, e.last_heard
+                ));
+            }
+            let placed = self.placer.contains(id);
+            if placed != (e.status == Status::Online) {
+                return Err(format!("registry: {id} is {:?} but schedulable={placed}", e.status));
+            }
+        }
+        if self.placer.len() != self.entries.values().filter(|e| e.status == Status::Online).count() {
+            return Err("registry: the placer holds executors the registry does not have online".to_owned());
+        }
+        self.placer.check()
+    }
+}
+
+fn view(e: &Entry) -> ExecutorView {
+    ExecutorView {
+        record: e.record.clone(),
+        status: e.status,
+        last_heard: e.last_heard,
+        expires_at: e.expires_at,
+        tasks: e.tasks.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::rng::SplitMix64;
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    fn spec(name: &str) -> ExecutorSpec {
+        ExecutorSpec { name: name.into(), address: format!("{name}:10340"), capacity: 4, labels: Labels::new() }
+    }
+
+    fn reg() -> Registry {
+        Registry::new(RegistryPolicy::default(), PlacementPolicy::default())
+    }
+
+    fn task(s: &str, cost: u32) -> ReportedTask {
+        ReportedTask { task: TaskId::parse(s).unwrap(), kind: TaskKind::Worker, epoch: Epoch(1), cost }
+    }
+
+    #[test]
+    fn ids_are_never_reused() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        r.remove(a);
+        let b = r.register(ms(0), spec("a")).unwrap().id;
+        assert!(b > a);
+        // A restored registry continues above the highest restored id even if the counter lagged behind.
+        let rec = ExecutorRecord { id: ExecutorId(40), spec: spec("x") };
+        let r = Registry::restore(RegistryPolicy::default(), PlacementPolicy::default(), ms(0), ExecutorId(3), [rec]);
+        assert_eq!(r.next_id(), ExecutorId(41));
+    }
+
+    #[test]
+    fn registration_validation_table() {
+        let base = spec("ok");
+        // (mutation, field named in the error)
+        let table: Vec<(ExecutorSpec, &str)> = vec![
+            (ExecutorSpec { name: "".into(), ..base.clone() }, "name"),
+            (ExecutorSpec { name: "a b".into(), ..base.clone() }, "name"),
+            (ExecutorSpec { address: "nohost".into(), ..base.clone() }, "address"),
+            (ExecutorSpec { address: "h:0".into(), ..base.clone() }, "address"),
+            (ExecutorSpec { address: "http://h:1".into(), ..base.clone() }, "address"),
+            (ExecutorSpec { capacity: 0, ..base.clone() }, "capacity"),
+            (ExecutorSpec { capacity: CAPACITY_MAX + 1, ..base.clone() }, "capacity"),
+            (ExecutorSpec { labels: [("bad key".into(), "v".into())].into(), ..base.clone() }, "labels"),
+        ];
+        for (s, field) in table {
+            let mut r = reg();
+            let e = r.register(ms(0), s.clone()).unwrap_err().to_string();
+            assert!(e.contains(field), "{s:?}: {e}");
+            assert!(r.is_empty() && r.next_id() == ExecutorId(1), "a refused registration changes nothing");
+        }
+    }
+
+    #[test]
+    fn heartbeat_outcomes_table() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let b = r.register(ms(0), spec("b")).unwrap().id;
+        r.remove(b);
+        // (executor, expected)
+        assert_eq!(r.heartbeat(ms(100), a, vec![task("t", 2)]), Ok(()));
+        assert_eq!(r.heartbeat(ms(100), b, vec![]), Err(RegistryError::DeclaredOffline { id: b }));
+        assert_eq!(r.heartbeat(ms(100), ExecutorId(99), vec![]), Err(RegistryError::Unknown { id: ExecutorId(99) }));
+        assert_eq!(r.get(a).unwrap().expires_at, ms(10_100));
+        assert_eq!(r.placer().used(a), Some(2));
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn every_expired_executor_goes_offline_in_one_check() {
+        let mut r = Registry::new(
+            RegistryPolicy { suspect_fraction: 1.0, ..RegistryPolicy::default() },
+            PlacementPolicy::default(),
+        );
+        let ids: Vec<_> = (0..5).map(|i| r.register(ms(0), spec(&format!("e{i}"))).unwrap().id).collect();
+        r.heartbeat(ms(5_000), ids[4], vec![]).unwrap();
+        assert!(r.check(ms(9_999)).offline.is_empty());
+        let out = r.check(ms(10_000));
+        assert_eq!(out.offline.iter().map(|x| x.id).collect::<Vec<_>>(), ids[..4].to_vec());
+        assert_eq!(out.next_deadline, Some(ms(15_000)));
+        for &id in &ids[..4] {
+            assert_eq!(r.heartbeat(ms(10_001), id, vec![]), Err(RegistryError::DeclaredOffline { id }));
+        }
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn mass_expiry_is_held_then_evicted() {
+        let mut r = reg();
+        let ids: Vec<_> = (0..4).map(|i| r.register(ms(0), spec(&format!("e{i}"))).unwrap().id).collect();
+        r.heartbeat(ms(9_000), ids[0], vec![]).unwrap();
+        // Three of four expire at once: more than half, so the leader suspects itself and holds.
+        let out = r.check(ms(10_000));
+        assert!(out.suspicion_began && out.offline.is_empty() && out.held.len() == 3);
+        assert_eq!(out.next_deadline, Some(ms(20_000)));
+        // One comes back during the hold: now two of four expired, not more than half: evicted at once.
+        r.heartbeat(ms(12_000), ids[1], vec![]).unwrap();
+        r.heartbeat(ms(12_000), ids[0], vec![]).unwrap();
+        let out = r.check(ms(12_500));
+        assert_eq!(out.offline.len(), 2);
+        assert!(!r.suspecting());
+    }
+
+    #[test]
+    fn mass_expiry_hold_is_bounded() {
+        let mut r = reg();
+        for i in 0..3 {
+            r.register(ms(0), spec(&format!("e{i}"))).unwrap();
+        }
+        assert_eq!(r.check(ms(10_000)).held.len(), 3);
+        assert_eq!(r.check(ms(19_999)).held.len(), 3);
+        let out = r.check(ms(20_000));
+        assert_eq!(out.offline.len(), 3);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn a_lone_executor_is_never_a_mass_expiry() {
+        let mut r = reg();
+        r.register(ms(0), spec("a")).unwrap();
+        assert_eq!(r.check(ms(10_000)).offline.len(), 1);
+    }
+
+    #[test]
+    fn restored_executors_get_a_fresh_ttl_and_are_not_placed_on_until_heard() {
+        let records = (1..=2).map(|i| ExecutorRecord { id: ExecutorId(i), spec: spec(&format!("e{i}")) });
+        let mut r = Registry::restore(
+            RegistryPolicy::default(),
+            PlacementPolicy::default(),
+            ms(50_000),
+            ExecutorId(3),
+            records,
+        );
+        assert_eq!(r.get(ExecutorId(1)).unwrap().status, Status::Unconfirmed);
+        assert!(r.check(ms(59_999)).offline.is_empty());
+        let t = TaskId::parse("t").unwrap();
+        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        assert_eq!(r.place(ms(50_000), &req, &mut SplitMix64::new(1)), Err(PlacementError::NoExecutors));
+        r.heartbeat(ms(50_100), ExecutorId(2), vec![task("x", 3)]).unwrap();
+        let p = r.place(ms(50_100), &req, &mut SplitMix64::new(1)).unwrap();
+        assert_eq!((p.executor, p.free_after), (ExecutorId(2), 0));
+        r.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn too_many_reported_tasks_are_refused_without_effect() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let many = vec![task("t", 1); REPORTED_TASKS_MAX + 1];
+        assert!(matches!(r.heartbeat(ms(1), a, many), Err(RegistryError::TooManyTasks { .. })));
+        assert_eq!(r.get(a).unwrap().last_heard, ms(0));
+    }
+}

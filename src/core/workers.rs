@@ -1,0 +1,551 @@
+//! Worker bookkeeping: the master side of the framework protocol (design.md §5 rules 2 and 3).
+//!
+//! One [`Workers`] per master incarnation, at both levels: the job manager tracks its job masters with it, and
+//! each job master tracks its workers. An entry per task records the incarnation (epoch) the master created and
+//! when it was last heard from. Heartbeats are fenced both ways: an older worker epoch, or a task the master no
+//! longer knows, is told it is stale and must stop; a message showing that someone newer than this master exists
+//! (a higher master epoch, or a higher worker epoch than it created) tells *this master* it is stale. Nothing
+//! panics on a newer epoch.
+//!
+//! A restarted master recovers: it expects the incarnations that were persisted, re-adopts those that check in,
+//! and declares the others lost when the recovery wait ends. The wait equals the offline TTL, so an incarnation
+//! that did not check in has fenced itself by then (it heard nothing since before the recovery began).
+//!
+//! Invariants ([`Workers::check`]): at most one entry per task; an entry that may be live never expires later than
+//! its last accepted heartbeat (or its creation) plus the offline TTL; waiting entries exist only while
+//! recovering.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use super::ids::{Epoch, TaskId};
+use super::time::Time;
+use super::timing::HeartbeatTiming;
+
+/// The state a worker reports.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WorkerStatus {
+    Running,
+    Finished,
+    Canceled,
+    Failed { message: String },
+}
+
+impl WorkerStatus {
+    pub fn is_terminal(&self) -> bool {
+        !matches!(self, WorkerStatus::Running)
+    }
+}
+
+/// Where an entry stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryState {
+    /// Dispatched; not heard from yet.
+    Created,
+    /// Heartbeats were accepted.
+    Online,
+    /// Persisted by an earlier master incarnation; waiting for it to check in with this one.
+    Waiting,
+    /// Its heartbeats are refused (it ignored a cancel); it will fence itself and then expire.
+    Revoked,
+    /// It reported a terminal status; kept so repeated reports are acknowledged.
+    Exited(WorkerStatus),
+}
+
+impl EntryState {
+    /// Whether the incarnation may be alive.
+    pub fn may_be_live(&self) -> bool {
+        !matches!(self, EntryState::Exited(_))
+    }
+}
+
+/// One task as its master sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub epoch: Epoch,
+    pub state: EntryState,
+    /// The incarnation is lost if not heard from by then.
+    pub expires_at: Time,
+    pub last_heard: Option<Time>,
+}
+
+/// A heartbeat or status message as the master receives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message {
+    pub task: TaskId,
+    /// The master epoch the worker knows (0: none yet).
+    pub master_epoch: Epoch,
+    pub worker_epoch: Epoch,
+}
+
+/// The fencing verdict, sent back with the master's epoch and the worker epoch it expects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Accepted,
+    /// The worker must stop.
+    StaleWorker,
+    /// This master is stale and must stop; the worker carries on.
+    StaleMaster,
+}
+
+/// What to answer a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reply {
+    pub verdict: Verdict,
+    pub master_epoch: Epoch,
+    /// The worker epoch the master expects for this task (0 if it knows none).
+    pub worker_epoch: Epoch,
+}
+
+/// Why an incarnation is considered gone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LostReason {
+    /// Dispatched but never heard from within the offline TTL.
+    NeverStarted,
+    /// Stopped heartbeating for the offline TTL.
+    Silent,
+    /// Did not check in with a recovering master.
+    NotRecovered,
+    /// Revoked, and now certainly fenced.
+    Revoked,
+}
+
+impl fmt::Display for LostReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            LostReason::NeverStarted => "never started",
+            LostReason::Silent => "silent",
+            LostReason::NotRecovered => "not recovered",
+            LostReason::Revoked => "revoked",
+        };
+        f.write_str(s)
+    }
+}
+
+/// What the bookkeeping tells its master.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// First accepted heartbeat of an incarnation (or its check-in after a master restart).
+    Online { task: TaskId, epoch: Epoch },
+    /// An incarnation is gone and has fenced itself; the task may be started again.
+    Lost { task: TaskId, epoch: Epoch, reason: LostReason },
+    /// An incarnation reported a terminal status.
+    Exited { task: TaskId, epoch: Epoch, status: WorkerStatus },
+    /// Someone newer than this master exists: it must stop.
+    Superseded { seen: Epoch },
+    /// The recovery wait ended (or everyone checked in).
+    Recovered { adopted: usize, lost: usize },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum WorkersError {
+    #[error("task {task} still has incarnation {epoch} that may be alive; it must be lost or exit first")]
+    StillLive { task: TaskId, epoch: Epoch },
+    #[error("task {task}: new epoch {new} is not above the last one, {last}")]
+    EpochNotNewer { task: TaskId, new: Epoch, last: Epoch },
+}
+
+/// A master incarnation's view of its workers.
+#[derive(Clone, Debug)]
+pub struct Workers {
+    timing: HeartbeatTiming,
+    master_epoch: Epoch,
+    entries: BTreeMap<TaskId, Entry>,
+    recovering_until: Option<Time>,
+    adopted: usize,
+    superseded: bool,
+}
+
+impl Workers {
+    /// A master incarnation starting fresh (nothing to recover).
+    pub fn new(master_epoch: Epoch, timing: HeartbeatTiming) -> Workers {
+        Workers {
+            timing,
+            master_epoch,
+            entries: BTreeMap::new(),
+            recovering_until: None,
+            adopted: 0,
+            superseded: false,
+        }
+    }
+
+    /// A restarted master incarnation: it waits up to the offline TTL from `now` for the persisted incarnations
+    /// `expected` to check in.
+    pub fn recover(
+        now: Time,
+        master_epoch: Epoch,
+        timing: HeartbeatTiming,
+        expected: impl IntoIterator<Item = (TaskId, Epoch)>,
+    ) -> Workers {
+        let mut w = Workers::new(master_epoch, timing);
+        let until = now + timing.offline_ttl;
+        for (task, epoch) in expected {
+            w.entries.insert(task, Entry { epoch, state: EntryState::Waiting, expires_at: until, last_heard: None });
+        }
+        w.recovering_until = Some(until);
+        w
+    }
+
+    pub fn master_epoch(&self) -> Epoch {
+        self.master_epoch
+    }
+
+    pub fn timing(&self) -> &HeartbeatTiming {
+        &self.timing
+    }
+
+    /// Whether the recovery wait is still running.
+    pub fn is_recovering(&self) -> bool {
+        self.recovering_until.is_some()
+    }
+
+    /// Whether a message showed that this master is stale.
+    pub fn is_superseded(&self) -> bool {
+        self.superseded
+    }
+
+    pub fn get(&self, task: &TaskId) -> Option<&Entry> {
+        self.entries.get(task)
+    }
+
+    /// Every entry, in task order.
+    pub fn iter(&self) -> impl Iterator<Item = (&TaskId, &Entry)> {
+        self.entries.iter()
+    }
+
+    /// A new incarnation was dispatched at `now` (called before the dispatch is sent). Refused while an older
+    /// incarnation may still be alive.
+    pub fn on_dispatched(&mut self, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
+        if let Some(e) = self.entries.get(task) {
+            if e.state.may_be_live() {
+                return Err(WorkersError::StillLive { task: task.clone(), epoch: e.epoch });
+            }
+            if epoch <= e.epoch {
+                return Err(WorkersError::EpochNotNewer { task: task.clone(), new: epoch, last: e.epoch });
+            }
+        }
+        let expires_at = now + self.timing.offline_ttl;
+        self.entries.insert(task.clone(), Entry { epoch, state: EntryState::Created, expires_at, last_heard: None });
+        Ok(())
+    }
+
+    /// The dispatch of incarnation `epoch` failed for sure: it will never run.
+    pub fn on_dispatch_failed(&mut self, task: &TaskId, epoch: Epoch) {
+        if self.entries.get(task).is_some_and(|e| e.epoch == epoch && e.state == EntryState::Created) {
+            self.entries.remove(task);
+        }
+    }
+
+    /// Forgets a task entirely (its job was deleted, or its master will not run it again).
+    pub fn remove(&mut self, task: &TaskId) {
+        self.entries.remove(task);
+    }
+
+    /// Refuses incarnation `epoch`'s heartbeats from now on; it will fence itself and be lost when its TTL runs
+    /// out.
+    pub fn revoke(&mut self, task: &TaskId, epoch: Epoch) {
+        if let Some(e) = self.entries.get_mut(task) {
+            if e.epoch == epoch && e.state.may_be_live() {
+                e.state = EntryState::Revoked;
+            }
+        }
+    }
+
+    fn reply(&self, verdict: Verdict, expected: Epoch) -> Reply {
+        Reply { verdict, master_epoch: self.master_epoch, worker_epoch: expected }
+    }
+
+    /// Fences a message; on acceptance returns the entry.
+    fn fence(&mut self, msg: &Message) -> Result<&mut Entry, Reply> {
+        if msg.master_epoch > self.master_epoch {
+            self.superseded = true;
+            return Err(self.reply(Verdict::StaleMaster, Epoch::NONE));
+        }
+        let Some(e) = self.entries.get(&msg.task) else {
+            return Err(self.reply(Verdict::StaleWorker, Epoch::NONE));
+        };
+        let expected = e.epoch;
+        if msg.worker_epoch > expected {
+            self.superseded = true;
+            return Err(self.reply(Verdict::StaleMaster, expected));
+        }
+        if msg.worker_epoch < expected || matches!(e.state, EntryState::Revoked | EntryState::Exited(_)) {
+            return Err(self.reply(Verdict::StaleWorker, expected));
+        }
+        Ok(self.entries.get_mut(&msg.task).expect("looked up above"))
+    }
+
+    /// A heartbeat at `now`.
+    pub fn on_heartbeat(&mut self, now: Time, msg: &Message) -> (Reply, Vec<Event>) {
+        let ttl = self.timing.offline_ttl;
+        let entry = match self.fence(msg) {
+            Ok(e) => e,
+            Err(reply) => return (reply, self.superseded_event(msg, reply)),
+        };
+        let was = entry.state.clone();
+        entry.state = EntryState::Online;
+        entry.last_heard = Some(now);
+        entry.expires_at = now + ttl;
+        let expected = entry.epoch;
+        let mut events = vec![];
+        if was != EntryState::Online {
+            events.push(Event::Online { task: msg.task.clone(), epoch: expected });
+        }
+        if was == EntryState::Waiting {
+            self.adopted += 1;
+            events.extend(self.maybe_finish_recovery());
+        }
+        (self.reply(Verdict::Accepted, expected), events)
+    }
+
+    /// A status report at `now`. A terminal status ends the incarnation; a repeated one is acknowledged again.
+    pub fn on_status(&mut self, now: Time, msg: &Message, status: WorkerStatus) -> (Reply, Vec<Event>) {
+        if let Some(e) = self.entries.get(&msg.task) {
+            if e.epoch == msg.worker_epoch && e.state == EntryState::Exited(status.clone()) {
+                return (self.reply(Verdict::Accepted, e.epoch), vec![]);
+            }
+        }
+        if !status.is_terminal() {
+            return self.on_heartbeat(now, msg);
+        }
+        let entry = match self.fence(msg) {
+            Ok(e) => e,
+            Err(reply) => return (reply, self.superseded_event(msg, reply)),
+        };
+        let was = std::mem::replace(&mut entry.state, EntryState::Exited(status.clone()));
+        entry.last_heard = Some(now);
+        let epoch = entry.epoch;
+        let mut events = vec![Event::Exited { task: msg.task.clone(), epoch, status }];
+        if was == EntryState::Waiting {
+            events.extend(self.maybe_finish_recovery());
+        }
+        (self.reply(Verdict::Accepted, epoch), events)
+    }
+
+    fn superseded_event(&self, msg: &Message, reply: Reply) -> Vec<Event> {
+        if reply.verdict == Verdict::StaleMaster {
+            vec![Event::Superseded { seen: msg.master_epoch.max(msg.worker_epoch) }]
+        } else {
+            vec![]
+        }
+    }
+
+    fn maybe_finish_recovery(&mut self) -> Vec<Event> {
+        if self.recovering_until.is_some() && !self.entries.values().any(|e| e.state == EntryState::Waiting) {
+            self.recovering_until = None;
+            return vec![Event::Recovered { adopted: self.adopted, lost: 0 }];
+        }
+        vec![]
+    }
+
+    /// Time-driven work at `now`: expiries and the end of the recovery wait. Events in task order.
+    pub fn tick(&mut self, now: Time) -> Vec<Event> {
+        let mut events = vec![];
+        let recovery_over = self.recovering_until.is_some_and(|t| now >= t);
+        let mut lost = 0;
+        let mut gone = vec![];
+        for (task, e) in &self.entries {
+            let reason = match e.state {
+                EntryState::Waiting if recovery_over => LostReason::NotRecovered,
+                EntryState::Waiting | EntryState::Exited(_) => continue,
+                _ if e.expires_at > now => continue,
+                EntryState::Created => LostReason::NeverStarted,
+                EntryState::Online => LostReason::Silent,
+                EntryState::Revoked => LostReason::Revoked,
+            };
+            if reason == LostReason::NotRecovered {
+                lost += 1;
+            }
+            gone.push(task.clone());
+            events.push(Event::Lost { task: task.clone(), epoch: e.epoch, reason });
+        }
+        for task in gone {
+            self.entries.remove(&task);
+        }
+        if recovery_over {
+            self.recovering_until = None;
+            events.push(Event::Recovered { adopted: self.adopted, lost });
+        }
+        events
+    }
+
+    /// The next time [`Workers::tick`] has something to do.
+    pub fn next_deadline(&self) -> Option<Time> {
+        let expiry = self.entries.values().filter(|e| e.state.may_be_live()).map(|e| e.expires_at).min();
+        super::time::earliest(expiry, self.recovering_until)
+    }
+
+    /// Checks the invariants; the message names the one broken and the task.
+    pub fn check(&self) -> Result<(), String> {
+        let ttl = self.timing.offline_ttl;
+        for (task, e) in &self.entries {
+            if e.epoch == Epoch::NONE {
+                return Err(format!("workers: {task} has no epoch"));
+            }
+            if e.state == EntryState::Waiting && self.recovering_until.is_none() {
+                return Err(format!("workers: {task} waits for recovery that is over"));
+            }
+            if let (Some(heard), true) = (e.last_heard, matches!(e.state, EntryState::Online | EntryState::Revoked)) {
+                if e.expires_at > heard + ttl {
+                    return Err(format!("workers: {task} expires at {} past last heard {heard} + ttl", e.expires_at));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    fn t(s: &str) -> TaskId {
+        TaskId::parse(s).unwrap()
+    }
+
+    fn msg(task: &str, master: u64, worker: u64) -> Message {
+        Message { task: t(task), master_epoch: Epoch(master), worker_epoch: Epoch(worker) }
+    }
+
+    fn workers() -> Workers {
+        Workers::new(Epoch(5), HeartbeatTiming::worker_default())
+    }
+
+    #[test]
+    fn heartbeat_fencing_table() {
+        // Master epoch 5; task "a" created with worker epoch 3.
+        // (message, verdict, events)
+        let table: &[(Message, Verdict, usize)] = &[
+            (msg("a", 5, 3), Verdict::Accepted, 1),
+            (msg("a", 0, 3), Verdict::Accepted, 1), // first contact: learns the master epoch from the reply
+            (msg("a", 4, 3), Verdict::Accepted, 1), // knew an older incarnation of this master: re-adopted
+            (msg("a", 5, 2), Verdict::StaleWorker, 0),
+            (msg("b", 5, 3), Verdict::StaleWorker, 0), // unknown task
+            (msg("a", 6, 3), Verdict::StaleMaster, 1), // the worker saw a newer master
+            (msg("a", 5, 4), Verdict::StaleMaster, 1), // someone newer created this task
+        ];
+        for (m, verdict, n_events) in table {
+            let mut w = workers();
+            w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+            let (reply, events) = w.on_heartbeat(ms(100), m);
+            assert_eq!(reply.verdict, *verdict, "{m:?}");
+            assert_eq!(reply.master_epoch, Epoch(5));
+            assert_eq!(events.len(), *n_events, "{m:?}: {events:?}");
+            assert_eq!(w.is_superseded(), *verdict == Verdict::StaleMaster);
+            w.check().unwrap();
+        }
+    }
+
+    #[test]
+    fn online_once_then_expires_when_silent() {
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        let (_, ev) = w.on_heartbeat(ms(100), &msg("a", 5, 3));
+        assert_eq!(ev, vec![Event::Online { task: t("a"), epoch: Epoch(3) }]);
+        let (_, ev) = w.on_heartbeat(ms(1100), &msg("a", 5, 3));
+        assert!(ev.is_empty());
+        assert_eq!(w.next_deadline(), Some(ms(13_100)));
+        assert!(w.tick(ms(13_099)).is_empty());
+        assert_eq!(w.tick(ms(13_100)), vec![Event::Lost { task: t("a"), epoch: Epoch(3), reason: LostReason::Silent }]);
+        // Gone: a late heartbeat of that incarnation is told it is stale.
+        assert_eq!(w.on_heartbeat(ms(13_200), &msg("a", 5, 3)).0.verdict, Verdict::StaleWorker);
+    }
+
+    #[test]
+    fn a_dispatch_never_heard_from_is_lost() {
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        assert_eq!(
+            w.tick(ms(12_000)),
+            vec![Event::Lost { task: t("a"), epoch: Epoch(3), reason: LostReason::NeverStarted }]
+        );
+    }
+
+    #[test]
+    fn no_new_incarnation_while_the_old_may_live() {
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        assert_eq!(
+            w.on_dispatched(ms(1), &t("a"), Epoch(4)),
+            Err(WorkersError::StillLive { task: t("a"), epoch: Epoch(3) })
+        );
+        w.on_status(ms(5), &msg("a", 5, 3), WorkerStatus::Failed { message: "x".into() });
+        assert_eq!(
+            w.on_dispatched(ms(6), &t("a"), Epoch(3)),
+            Err(WorkersError::EpochNotNewer { task: t("a"), new: Epoch(3), last: Epoch(3) })
+        );
+        w.on_dispatched(ms(6), &t("a"), Epoch(4)).unwrap();
+        // A definite dispatch failure forgets only that incarnation.
+        w.on_dispatch_failed(&t("a"), Epoch(3));
+        assert!(w.get(&t("a")).is_some());
+        w.on_dispatch_failed(&t("a"), Epoch(4));
+        assert!(w.get(&t("a")).is_none());
+    }
+
+    #[test]
+    fn exit_is_reported_once_and_acknowledged_again() {
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        w.on_heartbeat(ms(10), &msg("a", 5, 3));
+        let (r, ev) = w.on_status(ms(20), &msg("a", 5, 3), WorkerStatus::Finished);
+        assert_eq!(r.verdict, Verdict::Accepted);
+        assert_eq!(ev, vec![Event::Exited { task: t("a"), epoch: Epoch(3), status: WorkerStatus::Finished }]);
+        let (r, ev) = w.on_status(ms(30), &msg("a", 5, 3), WorkerStatus::Finished);
+        assert_eq!((r.verdict, ev.len()), (Verdict::Accepted, 0));
+        assert_eq!(w.on_heartbeat(ms(40), &msg("a", 5, 3)).0.verdict, Verdict::StaleWorker);
+        assert!(w.tick(ms(1_000_000)).is_empty(), "an exited entry never expires into a loss");
+    }
+
+    #[test]
+    fn recovery_adopts_those_who_check_in_and_loses_the_rest_after_the_ttl() {
+        let expected = [(t("a"), Epoch(3)), (t("b"), Epoch(4))];
+        let mut w = Workers::recover(ms(1000), Epoch(9), HeartbeatTiming::worker_default(), expected);
+        assert!(w.is_recovering());
+        let (r, ev) = w.on_heartbeat(ms(1500), &msg("a", 5, 3));
+        assert_eq!((r.verdict, r.master_epoch), (Verdict::Accepted, Epoch(9)));
+        assert_eq!(ev, vec![Event::Online { task: t("a"), epoch: Epoch(3) }]);
+        assert_eq!(w.on_heartbeat(ms(1500), &msg("b", 5, 3)).0.verdict, Verdict::StaleWorker);
+        assert_eq!(w.on_heartbeat(ms(1500), &msg("c", 5, 1)).0.verdict, Verdict::StaleWorker);
+        assert!(w.tick(ms(12_999)).is_empty());
+        let ev = w.tick(ms(13_000));
+        assert_eq!(
+            ev,
+            vec![
+                Event::Lost { task: t("b"), epoch: Epoch(4), reason: LostReason::NotRecovered },
+                Event::Recovered { adopted: 1, lost: 1 }
+            ]
+        );
+        assert!(!w.is_recovering());
+        w.check().unwrap();
+    }
+
+    #[test]
+    fn recovery_ends_early_when_everyone_checked_in() {
+        let mut w = Workers::recover(ms(0), Epoch(9), HeartbeatTiming::worker_default(), [(t("a"), Epoch(3))]);
+        let (_, ev) = w.on_heartbeat(ms(10), &msg("a", 5, 3));
+        assert_eq!(ev.last(), Some(&Event::Recovered { adopted: 1, lost: 0 }));
+        assert!(!w.is_recovering());
+    }
+
+    #[test]
+    fn a_revoked_incarnation_is_refused_and_lost_after_its_ttl() {
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        w.on_heartbeat(ms(100), &msg("a", 5, 3));
+        w.revoke(&t("a"), Epoch(3));
+        let (r, _) = w.on_heartbeat(ms(200), &msg("a", 5, 3));
+        assert_eq!(r.verdict, Verdict::StaleWorker);
+        assert!(w.tick(ms(12_099)).is_empty(), "the refused heartbeat did not extend it");
+        assert_eq!(
+            w.tick(ms(12_100)),
+            vec![Event::Lost { task: t("a"), epoch: Epoch(3), reason: LostReason::Revoked }]
+        );
+    }
+}
