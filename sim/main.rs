@@ -1,3 +1,8 @@
+//! foreman's deterministic simulation (design.md §8), compiled only in the simulation build (`cargo stest`).
+//!
+//! Every test here is a `#[madsim::test]`: one seed draws the whole run (network latency, scheduling, faults),
+//! and `MADSIM_TEST_SEED=<seed>` replays it exactly. `MADSIM_TEST_NUM=<n>` runs n consecutive seeds.
 #![cfg(madsim)]
-#[madsim::test]
-async fn smoke() {}
+
+mod harness;
+mod heartbeat_timing;

@@ -1,0 +1,234 @@
+//! The one place that maps foreman's errors to gRPC statuses.
+//!
+//! Every refusal carries a stable, machine-readable [`Reason`] in the `foreman-reason` metadata entry and a
+//! message that says what to fix. Clients branch on the reason (never on message text); people read the message.
+//!
+//! | reason | gRPC code | when |
+//! |---|---|---|
+//! | `INVALID_ARGUMENT` | `InvalidArgument` | a request field is malformed (the message names the field) |
+//! | `JOB_NOT_FOUND` | `NotFound` | no job with that id |
+//! | `JOB_ALREADY_EXISTS` | `AlreadyExists` | `CreateJob` with an id in use |
+//! | `JOB_NOT_TERMINATED` | `FailedPrecondition` | `DeleteJob` of a job that has not ended |
+//! | `JOB_NOT_STARTABLE` | `FailedPrecondition` | a job master start for a job that cannot start |
+//! | `EXECUTOR_OFFLINE` | `FailedPrecondition` | a heartbeat from an executor declared offline: register again |
+//! | `UNKNOWN_EXECUTOR` | `NotFound` | an executor id this cluster never issued |
+//! | `PLACEMENT_FAILED` | `ResourceExhausted` | no executor fits (the message says which filter or how much capacity) |
+//! | `RESOURCE_CONFLICT` | `FailedPrecondition` | the task's resources live on different executors |
+//! | `STALE_EPOCH` | `FailedPrecondition` | a message from an older incarnation or leader term |
+//! | `NOT_LEADER` | `Unavailable` | a leader-only call reached a follower that could not forward it |
+//! | `NO_LEADER` | `Unavailable` | no leader is known right now; retry |
+//! | `MASTER_NOT_READY` | `Unavailable` | the leader is still recovering; retry |
+//! | `METASTORE_UNAVAILABLE` | `Unavailable` | the metastore did not answer in time; the outcome may be unknown |
+//! | `INTERNAL` | `Internal` | a broken invariant (a bug: please report it) |
+
+use std::fmt;
+use std::str::FromStr;
+
+use tonic::{Code, Status};
+
+use crate::core::ids::IdError;
+use crate::core::job::JobError;
+use crate::core::labels::LabelError;
+use crate::core::placement::PlacementError;
+use crate::core::registry::RegistryError;
+
+/// The metadata key that carries the reason.
+pub const REASON_KEY: &str = "foreman-reason";
+
+/// A stable, machine-readable reason for a refusal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Reason {
+    InvalidArgument,
+    JobNotFound,
+    JobAlreadyExists,
+    JobNotTerminated,
+    JobNotStartable,
+    ExecutorOffline,
+    UnknownExecutor,
+    PlacementFailed,
+    ResourceConflict,
+    StaleEpoch,
+    NotLeader,
+    NoLeader,
+    MasterNotReady,
+    MetastoreUnavailable,
+    Internal,
+}
+
+/// Each reason, its wire name and its gRPC code: the table of the module documentation.
+const TABLE: &[(Reason, &str, Code)] = &[
+    (Reason::InvalidArgument, "INVALID_ARGUMENT", Code::InvalidArgument),
+    (Reason::JobNotFound, "JOB_NOT_FOUND", Code::NotFound),
+    (Reason::JobAlreadyExists, "JOB_ALREADY_EXISTS", Code::AlreadyExists),
+    (Reason::JobNotTerminated, "JOB_NOT_TERMINATED", Code::FailedPrecondition),
+    (Reason::JobNotStartable, "JOB_NOT_STARTABLE", Code::FailedPrecondition),
+    (Reason::ExecutorOffline, "EXECUTOR_OFFLINE", Code::FailedPrecondition),
+    (Reason::UnknownExecutor, "UNKNOWN_EXECUTOR", Code::NotFound),
+    (Reason::PlacementFailed, "PLACEMENT_FAILED", Code::ResourceExhausted),
+    (Reason::ResourceConflict, "RESOURCE_CONFLICT", Code::FailedPrecondition),
+    (Reason::StaleEpoch, "STALE_EPOCH", Code::FailedPrecondition),
+    (Reason::NotLeader, "NOT_LEADER", Code::Unavailable),
+    (Reason::NoLeader, "NO_LEADER", Code::Unavailable),
+    (Reason::MasterNotReady, "MASTER_NOT_READY", Code::Unavailable),
+    (Reason::MetastoreUnavailable, "METASTORE_UNAVAILABLE", Code::Unavailable),
+    (Reason::Internal, "INTERNAL", Code::Internal),
+];
+
+impl Reason {
+    fn row(self) -> &'static (Reason, &'static str, Code) {
+        TABLE.iter().find(|(r, _, _)| *r == self).expect("every reason has a row")
+    }
+
+    /// The wire name, e.g. `JOB_NOT_FOUND`.
+    pub fn as_str(self) -> &'static str {
+        self.row().1
+    }
+
+    /// The gRPC code this reason is sent with.
+    pub fn code(self) -> Code {
+        self.row().2
+    }
+
+    /// Whether a client should retry the same call later (possibly on another master).
+    pub fn is_retryable(self) -> bool {
+        self.code() == Code::Unavailable
+    }
+
+    /// A status with this reason and a message that says what to fix.
+    pub fn status(self, message: impl Into<String>) -> Status {
+        let mut status = Status::new(self.code(), message.into());
+        status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(self.as_str()));
+        status
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Reason {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Reason, ()> {
+        TABLE.iter().find(|(_, name, _)| *name == s).map(|(r, _, _)| *r).ok_or(())
+    }
+}
+
+/// The reason a status carries, if it came from foreman.
+pub fn reason_of(status: &Status) -> Option<Reason> {
+    status.metadata().get(REASON_KEY)?.to_str().ok()?.parse().ok()
+}
+
+/// `INVALID_ARGUMENT` naming the request field that is wrong.
+pub fn invalid_argument(field: &str, problem: impl fmt::Display) -> Status {
+    Reason::InvalidArgument.status(format!("{field}: {problem}"))
+}
+
+impl From<JobError> for Status {
+    fn from(e: JobError) -> Status {
+        let reason = match e {
+            JobError::NotFound { .. } => Reason::JobNotFound,
+            JobError::AlreadyExists { .. } => Reason::JobAlreadyExists,
+            JobError::NotTerminated { .. } => Reason::JobNotTerminated,
+            JobError::NotStartable { .. } => Reason::JobNotStartable,
+        };
+        reason.status(e.to_string())
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(e: RegistryError) -> Status {
+        let reason = match e {
+            RegistryError::InvalidSpec { .. }
+            | RegistryError::InvalidLabels(_)
+            | RegistryError::TooManyTasks { .. } => Reason::InvalidArgument,
+            RegistryError::DeclaredOffline { .. } => Reason::ExecutorOffline,
+            RegistryError::Unknown { .. } => Reason::UnknownExecutor,
+        };
+        reason.status(e.to_string())
+    }
+}
+
+impl From<PlacementError> for Status {
+    fn from(e: PlacementError) -> Status {
+        let reason = match e {
+            PlacementError::ZeroCost => Reason::InvalidArgument,
+            PlacementError::ResourceConflict { .. } => Reason::ResourceConflict,
+            PlacementError::NoExecutors
+            | PlacementError::SelectorUnsatisfied { .. }
+            | PlacementError::InsufficientCapacity { .. }
+            | PlacementError::PinnedUnavailable { .. }
+            | PlacementError::PinnedRejected { .. }
+            | PlacementError::PinnedFull { .. } => Reason::PlacementFailed,
+        };
+        reason.status(e.to_string())
+    }
+}
+
+impl From<LabelError> for Status {
+    fn from(e: LabelError) -> Status {
+        Reason::InvalidArgument.status(e.to_string())
+    }
+}
+
+impl From<IdError> for Status {
+    fn from(e: IdError) -> Status {
+        Reason::InvalidArgument.status(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::ids::{ExecutorId, JobId};
+    use crate::core::job::JobState;
+
+    #[test]
+    fn every_reason_round_trips_through_a_status() {
+        for &(reason, name, code) in TABLE {
+            let s = reason.status("what to fix");
+            assert_eq!(s.code(), code, "{name}");
+            assert_eq!(reason_of(&s), Some(reason), "{name}");
+            assert_eq!(name.parse::<Reason>(), Ok(reason));
+            assert_eq!(reason.is_retryable(), code == Code::Unavailable);
+        }
+        assert_eq!(reason_of(&Status::internal("not ours")), None);
+    }
+
+    #[test]
+    fn domain_errors_map_to_codes_table() {
+        let j = JobId::parse("j").unwrap();
+        // (status, code, reason)
+        let table: Vec<(Status, Code, Reason)> = vec![
+            (JobError::NotFound { id: j.clone() }.into(), Code::NotFound, Reason::JobNotFound),
+            (JobError::AlreadyExists { id: j.clone() }.into(), Code::AlreadyExists, Reason::JobAlreadyExists),
+            (
+                JobError::NotTerminated { id: j.clone(), state: JobState::Running }.into(),
+                Code::FailedPrecondition,
+                Reason::JobNotTerminated,
+            ),
+            (
+                RegistryError::DeclaredOffline { id: ExecutorId(3) }.into(),
+                Code::FailedPrecondition,
+                Reason::ExecutorOffline,
+            ),
+            (RegistryError::Unknown { id: ExecutorId(9) }.into(), Code::NotFound, Reason::UnknownExecutor),
+            (PlacementError::NoExecutors.into(), Code::ResourceExhausted, Reason::PlacementFailed),
+            (PlacementError::ZeroCost.into(), Code::InvalidArgument, Reason::InvalidArgument),
+            (JobId::parse("a b").unwrap_err().into(), Code::InvalidArgument, Reason::InvalidArgument),
+        ];
+        for (status, code, reason) in table {
+            assert_eq!(status.code(), code, "{status:?}");
+            assert_eq!(reason_of(&status), Some(reason), "{status:?}");
+            assert!(!status.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn invalid_argument_names_the_field() {
+        let s = invalid_argument("job.config", "expected a JSON object");
+        assert_eq!(s.message(), "job.config: expected a JSON object");
+        assert_eq!(reason_of(&s), Some(Reason::InvalidArgument));
+    }
+}
