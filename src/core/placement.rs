@@ -153,18 +153,24 @@ impl BitSet {
     }
 }
 
+/// The cold part of an executor slot: who it is and its labels.
 #[derive(Clone, Debug)]
 struct Slot {
     id: ExecutorId,
-    capacity: u32,
     labels: Labels,
+}
+
+/// The hot part of an executor slot, kept apart so that scoring scans a dense array of small values.
+#[derive(Clone, Copy, Debug, Default)]
+struct Load {
+    capacity: u32,
     /// Slots in use by tasks the executor last reported.
     reported: u32,
     /// Slots held by live reservations.
     reserved: u32,
 }
 
-impl Slot {
+impl Load {
     fn used(&self) -> u64 {
         u64::from(self.reported) + u64::from(self.reserved)
     }
@@ -190,6 +196,8 @@ const REGEX_CACHE_MAX: usize = 256;
 pub struct Placer {
     policy: PlacementPolicy,
     slots: Vec<Option<Slot>>,
+    /// Parallel to `slots`.
+    loads: Vec<Load>,
     by_id: BTreeMap<ExecutorId, usize>,
     free_slots: Vec<usize>,
     all: BitSet,
@@ -227,11 +235,7 @@ impl Placer {
 
     /// Slots in use on an executor (reported + reserved), if it is schedulable.
     pub fn used(&self, id: ExecutorId) -> Option<u64> {
-        self.slot(id).map(Slot::used)
-    }
-
-    fn slot(&self, id: ExecutorId) -> Option<&Slot> {
-        self.by_id.get(&id).and_then(|&i| self.slots[i].as_ref())
+        self.by_id.get(&id).map(|&i| self.loads[i].used())
     }
 
     /// Makes an executor schedulable with its capacity, labels and reported usage (replacing what was known).
@@ -239,19 +243,20 @@ impl Placer {
         if let Some(&i) = self.by_id.get(&id) {
             let same_labels = self.slots[i].as_ref().is_some_and(|s| &s.labels == labels);
             if same_labels {
-                let s = self.slots[i].as_mut().expect("indexed slot is occupied");
-                s.capacity = capacity;
-                s.reported = reported;
+                self.loads[i].capacity = capacity;
+                self.loads[i].reported = reported;
                 return;
             }
             self.remove(id);
         }
         let i = self.free_slots.pop().unwrap_or_else(|| {
             self.slots.push(None);
+            self.loads.push(Load::default());
             self.slots.len() - 1
         });
         let reserved = self.reservations.values().filter(|r| r.executor == id).map(|r| r.cost).sum();
-        self.slots[i] = Some(Slot { id, capacity, labels: labels.clone(), reported, reserved });
+        self.slots[i] = Some(Slot { id, labels: labels.clone() });
+        self.loads[i] = Load { capacity, reported, reserved };
         self.by_id.insert(id, i);
         self.all.insert(i);
         for (k, v) in labels {
@@ -276,15 +281,14 @@ impl Placer {
                 self.release(task);
             }
         }
-        if let Some(s) = self.slots[i].as_mut() {
-            s.reported = reported;
-        }
+        self.loads[i].reported = reported;
     }
 
     /// Makes an executor unschedulable (offline, deregistered, or not yet confirmed). Its reservations go too.
     pub fn remove(&mut self, id: ExecutorId) {
         let Some(i) = self.by_id.remove(&id) else { return };
         let slot = self.slots[i].take().expect("indexed slot is occupied");
+        self.loads[i] = Load::default();
         self.all.remove(i);
         for (k, v) in &slot.labels {
             if let Some(values) = self.by_label.get_mut(k) {
@@ -316,9 +320,7 @@ impl Placer {
     pub fn release(&mut self, task: &TaskId) {
         if let Some(r) = self.reservations.remove(task) {
             if let Some(&i) = self.by_id.get(&r.executor) {
-                if let Some(s) = self.slots[i].as_mut() {
-                    s.reserved -= r.cost;
-                }
+                self.loads[i].reserved -= r.cost;
             }
         }
     }
@@ -449,7 +451,7 @@ impl Placer {
             }
         };
         for i in set.iter() {
-            let s = self.slots[i].as_ref().expect("candidate slot is occupied");
+            let s = &self.loads[i];
             best_free = best_free.max(s.free());
             if u64::from(s.free()) < cost {
                 continue;
@@ -479,7 +481,7 @@ impl Placer {
         let mut pick = rng.below(ties);
         let mut chosen = None;
         for i in set.iter() {
-            let s = self.slots[i].as_ref().expect("candidate slot is occupied");
+            let s = &self.loads[i];
             if u64::from(s.free()) < cost {
                 continue;
             }
@@ -493,12 +495,13 @@ impl Placer {
             }
         }
         let i = chosen.expect("the tie counted in the first pass is found in the second");
-        let s = self.slots[i].as_mut().expect("chosen slot is occupied");
-        assert!(s.used() + cost <= u64::from(s.capacity), "placement of {} beyond capacity of {}", req.task, s.id);
+        let id = self.slots[i].as_ref().expect("chosen slot is occupied").id;
+        let s = &mut self.loads[i];
+        assert!(s.used() + cost <= u64::from(s.capacity), "placement of {} beyond capacity of {id}", req.task);
         s.reserved += req.cost;
-        let placement = Placement { executor: s.id, free_after: s.free() };
+        let placement = Placement { executor: id, free_after: s.free() };
         let expires_at = now + self.policy.reservation_ttl;
-        self.reservations.insert(req.task.clone(), Reservation { executor: s.id, cost: req.cost, expires_at });
+        self.reservations.insert(req.task.clone(), Reservation { executor: id, cost: req.cost, expires_at });
         Ok(placement)
     }
 
@@ -517,8 +520,11 @@ impl Placer {
                 return Err(format!("placement: slot {i} holds {} but is indexed as {id}", s.id));
             }
             let want = reserved.get(&id).copied().unwrap_or(0);
-            if s.reserved != want {
-                return Err(format!("placement: {id} has reserved {} but its reservations sum to {want}", s.reserved));
+            if self.loads[i].reserved != want {
+                return Err(format!(
+                    "placement: {id} has reserved {} but its reservations sum to {want}",
+                    self.loads[i].reserved
+                ));
             }
             if !self.all.contains(i) {
                 return Err(format!("placement: {id} missing from the candidate set"));
