@@ -1,1 +1,1726 @@
-//! placeholder
+//! Master and executor configuration: TOML files and command-line flags, layered and validated.
+//!
+//! A setting's value comes from, in increasing precedence: the built-in default, the `--config` file, the
+//! command-line flag. Then the derived defaults are filled in (`name`, `advertise-addr`) and the whole is
+//! validated once, at start-up, before anything acts on it (design.md §6).
+//!
+//! Invariants a loaded configuration keeps:
+//! - every duration is positive and a whole number of milliseconds (the core counts time in milliseconds);
+//! - the safety orderings of design.md §5/§6 hold (self-fence before offline, step-down before the lease can
+//!   expire); the usefulness ordering (self-fence outlives a leader failover) is only warned about;
+//! - every address is `host:port`, every list is non-empty and bounded;
+//! - the effective configuration serializes to TOML that loads back to an equal value.
+//!
+//! Durations are human strings in TOML and on the command line (`500ms`, `5s`, `1m30s`, `1.5s`); see
+//! [`parse_duration`] and [`format_duration`].
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::core::labels::{parse_label, validate_labels, Labels};
+use crate::core::timing::{HeartbeatTiming, TimingError};
+
+/// The largest configuration file read, in bytes.
+pub const CONFIG_FILE_MAX_BYTES: u64 = 1 << 20;
+/// The most entries an address list (`etcd`, `join`) may hold.
+pub const ENDPOINTS_MAX: usize = 32;
+/// The longest node or cluster name.
+pub const NAME_MAX_LEN: usize = 63;
+/// The largest executor capacity, in slots.
+pub const CAPACITY_MAX: u32 = 1_000_000;
+/// The longest executor task queue.
+pub const TASK_QUEUE_MAX: u32 = 65_536;
+/// The shortest election lease real etcd grants.
+pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
+/// How early the simulated etcd may expire a lease (design.md §4); the step-down deadline keeps this margin.
+pub const LEASE_EARLY_EXPIRY: Duration = Duration::from_secs(1);
+
+/// Why a configuration cannot be used.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The configuration file is not valid TOML or does not fit the schema; `message` names the key and line.
+    #[error("config file {}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// A setting breaks a rule. `setting` is the dotted path (`executors.self-fence`).
+    #[error("invalid setting `{setting}`: {rule}")]
+    Invalid { setting: String, rule: String },
+}
+
+fn invalid(setting: impl Into<String>, rule: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { setting: setting.into(), rule: rule.into() }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Durations
+// ---------------------------------------------------------------------------------------------------------------
+
+const NANOS_PER_MILLI: u128 = 1_000_000;
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+const NANOS_PER_MIN: u128 = 60 * NANOS_PER_SEC;
+const NANOS_PER_HOUR: u128 = 60 * NANOS_PER_MIN;
+/// Digits accepted on each side of the decimal point; keeps the arithmetic far from overflow.
+const DURATION_DIGITS_MAX: usize = 20;
+const UNITS_HELP: &str = "units: ms, s, m, h";
+
+/// Parses a human duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h` from largest to
+/// smallest, each at most once; the number may have a fraction (`1.5s`). Examples: `500ms`, `5s`, `1m30s`, `1h`.
+///
+/// Durations are counted in whole milliseconds, so a value with a finer part (`1.0005s`) is refused.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let bad = |reason: String| format!("invalid duration {text:?}: {reason}");
+    let s = text.trim();
+    if s.starts_with('-') {
+        return Err(bad("durations cannot be negative".to_owned()));
+    }
+    if s.is_empty() {
+        return Err(bad(format!("write a number and a unit, e.g. \"5s\" ({UNITS_HELP})")));
+    }
+    if s.contains(char::is_whitespace) {
+        return Err(bad("remove the spaces, e.g. \"1m30s\"".to_owned()));
+    }
+    let mut total: u128 = 0;
+    let mut rest = s;
+    // The rank of the previous unit: units must strictly decrease (h > m > s > ms).
+    let mut previous_rank = u8::MAX;
+    while !rest.is_empty() {
+        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let (number, after) = rest.split_at(number_len);
+        if number.is_empty() {
+            return Err(bad(format!("expected a number at {rest:?} ({UNITS_HELP})")));
+        }
+        let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
+        let (unit, next) = after.split_at(unit_len);
+        let (unit_nanos, rank) = match unit {
+            "h" => (NANOS_PER_HOUR, 3),
+            "m" => (NANOS_PER_MIN, 2),
+            "s" => (NANOS_PER_SEC, 1),
+            "ms" => (NANOS_PER_MILLI, 0),
+            "" => return Err(bad(format!("the number {number} has no unit ({UNITS_HELP})"))),
+            other => return Err(bad(format!("unknown unit {other:?} ({UNITS_HELP})"))),
+        };
+        if rank >= previous_rank {
+            return Err(bad("write the units from largest to smallest, each at most once (e.g. 1m30s)".to_owned()));
+        }
+        previous_rank = rank;
+        total = total.checked_add(number_nanos(number, unit_nanos).map_err(bad)?).ok_or_else(|| bad(too_large()))?;
+        rest = next;
+    }
+    if !total.is_multiple_of(NANOS_PER_MILLI) {
+        return Err(bad("durations are counted in whole milliseconds; drop the finer part".to_owned()));
+    }
+    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| bad(too_large()))?;
+    // The remainder is below one second, so it fits in u32.
+    let nanos = u32::try_from(total % NANOS_PER_SEC).map_err(|_| bad(too_large()))?;
+    Ok(Duration::new(secs, nanos))
+}
+
+fn too_large() -> String {
+    "the duration is too large".to_owned()
+}
+
+/// `number` (digits, optionally `.` and digits) times `unit_nanos`, in nanoseconds.
+fn number_nanos(number: &str, unit_nanos: u128) -> Result<u128, String> {
+    let (whole, fraction) = match number.split_once('.') {
+        Some((w, f)) => (w, f),
+        None => (number, ""),
+    };
+    let malformed = || format!("{number:?} is not a number; write digits with an optional fraction, e.g. 1.5");
+    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) || fraction.contains('.') {
+        return Err(malformed());
+    }
+    if whole.len() > DURATION_DIGITS_MAX || fraction.len() > DURATION_DIGITS_MAX {
+        return Err(too_large());
+    }
+    let digits = |s: &str| -> Result<u128, String> {
+        if s.is_empty() {
+            Ok(0)
+        } else {
+            s.parse::<u128>().map_err(|_| malformed())
+        }
+    };
+    let whole_nanos = digits(whole)?.checked_mul(unit_nanos).ok_or_else(too_large)?;
+    // At most 20 fraction digits: 10^20 * 3.6e12 stays far below u128::MAX.
+    let scale = 10u128.pow(u32::try_from(fraction.len()).map_err(|_| too_large())?);
+    let scaled = digits(fraction)?.checked_mul(unit_nanos).ok_or_else(too_large)?;
+    if !scaled.is_multiple_of(scale) {
+        return Err("durations are counted in whole milliseconds; drop the finer part".to_owned());
+    }
+    whole_nanos.checked_add(scaled / scale).ok_or_else(too_large)
+}
+
+/// Formats a duration in the shortest exact form [`parse_duration`] reads back: `500ms`, `5s`, `1.5s`, `1m30s`,
+/// `1h`; zero is `0s`. A part finer than a millisecond is written as a fraction of milliseconds.
+pub fn format_duration(d: Duration) -> String {
+    let total = d.as_nanos();
+    if total == 0 {
+        return "0s".to_owned();
+    }
+    let mut out = String::new();
+    let hours = total / NANOS_PER_HOUR;
+    let minutes = total % NANOS_PER_HOUR / NANOS_PER_MIN;
+    let rest = total % NANOS_PER_MIN;
+    if hours > 0 {
+        out.push_str(&format!("{hours}h"));
+    }
+    if minutes > 0 {
+        out.push_str(&format!("{minutes}m"));
+    }
+    if rest > 0 {
+        let (whole, fraction, width, unit) = if rest < NANOS_PER_SEC {
+            (rest / NANOS_PER_MILLI, rest % NANOS_PER_MILLI, 6, "ms")
+        } else {
+            (rest / NANOS_PER_SEC, rest % NANOS_PER_SEC, 9, "s")
+        };
+        out.push_str(&whole.to_string());
+        if fraction > 0 {
+            let digits = format!("{fraction:0width$}");
+            out.push('.');
+            out.push_str(digits.trim_end_matches('0'));
+        }
+        out.push_str(unit);
+    }
+    out
+}
+
+/// Serde support for `std::time::Duration` fields written as human strings (`#[serde(with = "serde_duration")]`).
+pub mod serde_duration {
+    use std::fmt;
+    use std::time::Duration;
+
+    use serde::{de, Deserializer, Serializer};
+
+    /// Writes the duration with [`super::format_duration`].
+    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&super::format_duration(*d))
+    }
+
+    /// Reads a duration string with [`super::parse_duration`]; anything else is refused.
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        deserializer.deserialize_str(DurationVisitor)
+    }
+
+    struct DurationVisitor;
+
+    impl de::Visitor<'_> for DurationVisitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a duration string such as \"500ms\", \"5s\" or \"1m30s\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
+            super::parse_duration(text).map_err(E::custom)
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Master configuration
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A master's settings (`foreman master`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct MasterConfig {
+    /// The node's name in logs and listings; empty means `master-<advertise-addr>`.
+    pub name: String,
+    /// The listen address, `host:port`.
+    pub addr: String,
+    /// The address other nodes reach this master at; empty means `addr`.
+    pub advertise_addr: String,
+    /// etcd endpoints, `host:port` without a scheme.
+    pub etcd: Vec<String>,
+    /// The cluster name; all metastore keys live under `/foreman/<cluster>/`.
+    pub cluster: String,
+    /// Leader election.
+    pub election: ElectionConfig,
+    /// Executor liveness, announced to executors when they register.
+    pub executors: ExecutorsConfig,
+    /// Framework heartbeats: job manager → job masters, job masters → their workers.
+    pub workers: WorkersConfig,
+    /// Restarts of a job whose job master was lost.
+    pub backoff: BackoffConfig,
+    /// Task placement.
+    pub placement: PlacementConfig,
+    /// Deadlines on outgoing calls.
+    pub rpc: RpcConfig,
+}
+
+impl Default for MasterConfig {
+    fn default() -> MasterConfig {
+        MasterConfig {
+            name: String::new(),
+            addr: "127.0.0.1:10240".to_owned(),
+            advertise_addr: String::new(),
+            etcd: vec!["127.0.0.1:2379".to_owned()],
+            cluster: "default".to_owned(),
+            election: ElectionConfig::default(),
+            executors: ExecutorsConfig::default(),
+            workers: WorkersConfig::default(),
+            backoff: BackoffConfig::default(),
+            placement: PlacementConfig::default(),
+            rpc: RpcConfig::default(),
+        }
+    }
+}
+
+/// Leader election timing (design.md §5 rule 1).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ElectionConfig {
+    /// The TTL of the election lease.
+    #[serde(with = "serde_duration")]
+    pub lease_ttl: Duration,
+    /// How often the leader renews its lease.
+    #[serde(with = "serde_duration")]
+    pub keepalive_interval: Duration,
+    /// The leader stops acting if no keepalive succeeded within this long.
+    #[serde(with = "serde_duration")]
+    pub step_down: Duration,
+    /// The pause between campaign attempts.
+    #[serde(with = "serde_duration")]
+    pub campaign_retry: Duration,
+}
+
+impl Default for ElectionConfig {
+    fn default() -> ElectionConfig {
+        ElectionConfig {
+            lease_ttl: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(1),
+            step_down: Duration::from_secs(3),
+            campaign_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Executor liveness: the heartbeat contract plus the leader's checking and self-suspicion settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ExecutorsConfig {
+    /// How often an executor heartbeats.
+    #[serde(with = "serde_duration")]
+    pub heartbeat_interval: Duration,
+    /// The deadline an executor puts on each heartbeat RPC.
+    #[serde(with = "serde_duration")]
+    pub heartbeat_timeout: Duration,
+    /// With no acknowledged heartbeat for this long, an executor stops all its tasks.
+    #[serde(with = "serde_duration")]
+    pub self_fence: Duration,
+    /// With no heartbeat for this long, the leader declares an executor offline.
+    #[serde(with = "serde_duration")]
+    pub offline_ttl: Duration,
+    /// How often the leader looks for expired executors.
+    #[serde(with = "serde_duration")]
+    pub check_interval: Duration,
+    /// If more than this fraction of executors expire at once, the leader suspects itself.
+    pub suspect_fraction: f64,
+    /// ...and holds those evictions at most this long.
+    #[serde(with = "serde_duration")]
+    pub suspect_hold: Duration,
+}
+
+impl Default for ExecutorsConfig {
+    fn default() -> ExecutorsConfig {
+        let t = HeartbeatTiming::executor_default();
+        ExecutorsConfig {
+            heartbeat_interval: t.interval,
+            heartbeat_timeout: t.timeout,
+            self_fence: t.self_fence,
+            offline_ttl: t.offline_ttl,
+            check_interval: Duration::from_millis(500),
+            suspect_fraction: 0.5,
+            suspect_hold: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ExecutorsConfig {
+    /// The heartbeat contract this section describes.
+    pub fn timing(&self) -> HeartbeatTiming {
+        HeartbeatTiming {
+            interval: self.heartbeat_interval,
+            timeout: self.heartbeat_timeout,
+            self_fence: self.self_fence,
+            offline_ttl: self.offline_ttl,
+        }
+    }
+}
+
+/// Framework heartbeats, at both levels (job manager → job masters, job masters → workers).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct WorkersConfig {
+    /// How often a job master or worker heartbeats.
+    #[serde(with = "serde_duration")]
+    pub heartbeat_interval: Duration,
+    /// The deadline on each heartbeat RPC.
+    #[serde(with = "serde_duration")]
+    pub heartbeat_timeout: Duration,
+    /// With no acknowledged heartbeat for this long, a job master or worker stops itself.
+    #[serde(with = "serde_duration")]
+    pub self_fence: Duration,
+    /// With no heartbeat for this long, its master declares it offline.
+    #[serde(with = "serde_duration")]
+    pub offline_ttl: Duration,
+}
+
+impl Default for WorkersConfig {
+    fn default() -> WorkersConfig {
+        let t = HeartbeatTiming::worker_default();
+        WorkersConfig {
+            heartbeat_interval: t.interval,
+            heartbeat_timeout: t.timeout,
+            self_fence: t.self_fence,
+            offline_ttl: t.offline_ttl,
+        }
+    }
+}
+
+impl WorkersConfig {
+    /// The heartbeat contract this section describes.
+    pub fn timing(&self) -> HeartbeatTiming {
+        HeartbeatTiming {
+            interval: self.heartbeat_interval,
+            timeout: self.heartbeat_timeout,
+            self_fence: self.self_fence,
+            offline_ttl: self.offline_ttl,
+        }
+    }
+}
+
+/// The restart backoff of a job whose job master was lost.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct BackoffConfig {
+    /// The first delay.
+    #[serde(with = "serde_duration")]
+    pub initial: Duration,
+    /// Each delay is the previous one times this (at least 1).
+    pub multiplier: f64,
+    /// The longest delay.
+    #[serde(with = "serde_duration")]
+    pub max: Duration,
+    /// Each delay is drawn uniformly within ±jitter of the base, in [0, 1).
+    pub jitter: f64,
+    /// Healthy this long, the backoff starts over.
+    #[serde(with = "serde_duration")]
+    pub reset_after: Duration,
+    /// After this many restarts the job fails.
+    pub max_tries: u32,
+}
+
+impl Default for BackoffConfig {
+    fn default() -> BackoffConfig {
+        BackoffConfig {
+            initial: Duration::from_secs(1),
+            multiplier: 1.5,
+            max: Duration::from_secs(60),
+            jitter: 0.2,
+            reset_after: Duration::from_secs(300),
+            max_tries: 100,
+        }
+    }
+}
+
+/// How placement chooses among executors that fit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// Spread: the executor with the most free capacity.
+    #[default]
+    LeastLoaded,
+    /// Pack: the fullest executor that still fits.
+    BinPack,
+}
+
+/// Task placement.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct PlacementConfig {
+    /// How to choose among executors that fit.
+    pub strategy: Strategy,
+    /// Capacity held for a task placed but not yet reported by its executor.
+    #[serde(with = "serde_duration")]
+    pub reservation_ttl: Duration,
+}
+
+impl Default for PlacementConfig {
+    fn default() -> PlacementConfig {
+        PlacementConfig { strategy: Strategy::LeastLoaded, reservation_ttl: Duration::from_secs(10) }
+    }
+}
+
+/// Deadlines on a master's outgoing calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RpcConfig {
+    /// The deadline on outgoing RPCs, forwarding to the leader included.
+    #[serde(with = "serde_duration")]
+    pub request_timeout: Duration,
+    /// The deadline on each metastore call.
+    #[serde(with = "serde_duration")]
+    pub metastore_timeout: Duration,
+}
+
+impl Default for RpcConfig {
+    fn default() -> RpcConfig {
+        RpcConfig { request_timeout: Duration::from_secs(3), metastore_timeout: Duration::from_secs(2) }
+    }
+}
+
+impl MasterConfig {
+    /// Parses TOML text (no defaults filled in, not validated).
+    pub fn from_toml(text: &str) -> Result<MasterConfig, ConfigError> {
+        parse_toml(text, Path::new("<toml>"))
+    }
+
+    /// Defaults ← `--config` file ← flags; then the derived defaults; then [`MasterConfig::validate`].
+    /// Returns the configuration and the warnings.
+    pub fn load(flags: &MasterFlags) -> Result<(MasterConfig, Vec<String>), ConfigError> {
+        let mut config: MasterConfig = match &flags.config {
+            Some(path) => parse_toml(&read_file(path)?, path)?,
+            None => MasterConfig::default(),
+        };
+        flags.apply(&mut config);
+        config.fill_derived();
+        let warnings = config.validate()?;
+        Ok((config, warnings))
+    }
+
+    /// Fills the settings whose default depends on others: `advertise-addr` (from `addr`), then `name`.
+    pub fn fill_derived(&mut self) {
+        if self.advertise_addr.is_empty() {
+            self.advertise_addr = self.addr.clone();
+        }
+        if self.name.is_empty() {
+            self.name = derived_name("master", &self.advertise_addr);
+        }
+    }
+
+    /// The executor heartbeat contract, announced to executors at registration.
+    pub fn executor_timing(&self) -> HeartbeatTiming {
+        self.executors.timing()
+    }
+
+    /// The framework heartbeat contract, for job masters and workers.
+    pub fn worker_timing(&self) -> HeartbeatTiming {
+        self.workers.timing()
+    }
+
+    fn durations(&self) -> [(&'static str, Duration); 20] {
+        let (el, ex, wo, bo) = (&self.election, &self.executors, &self.workers, &self.backoff);
+        [
+            ("election.lease-ttl", el.lease_ttl),
+            ("election.keepalive-interval", el.keepalive_interval),
+            ("election.step-down", el.step_down),
+            ("election.campaign-retry", el.campaign_retry),
+            ("executors.heartbeat-interval", ex.heartbeat_interval),
+            ("executors.heartbeat-timeout", ex.heartbeat_timeout),
+            ("executors.self-fence", ex.self_fence),
+            ("executors.offline-ttl", ex.offline_ttl),
+            ("executors.check-interval", ex.check_interval),
+            ("executors.suspect-hold", ex.suspect_hold),
+            ("workers.heartbeat-interval", wo.heartbeat_interval),
+            ("workers.heartbeat-timeout", wo.heartbeat_timeout),
+            ("workers.self-fence", wo.self_fence),
+            ("workers.offline-ttl", wo.offline_ttl),
+            ("backoff.initial", bo.initial),
+            ("backoff.max", bo.max),
+            ("backoff.reset-after", bo.reset_after),
+            ("placement.reservation-ttl", self.placement.reservation_ttl),
+            ("rpc.request-timeout", self.rpc.request_timeout),
+            ("rpc.metastore-timeout", self.rpc.metastore_timeout),
+        ]
+    }
+
+    /// Checks every rule; refuses the first broken one, naming the setting and the rule. Returns warnings for
+    /// combinations that are safe but costly (a leader failover would stop healthy work).
+    ///
+    /// Empty `name` and `advertise-addr` are accepted: they stand for their derived defaults.
+    pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
+        check_name("name", &self.name)?;
+        check_addr("addr", &self.addr)?;
+        check_advertise_addr(&self.advertise_addr, &self.addr)?;
+        check_addr_list("etcd", &self.etcd)?;
+        check_cluster(&self.cluster)?;
+        check_durations(&self.durations())?;
+
+        let el = &self.election;
+        if el.lease_ttl < LEASE_TTL_MIN {
+            return Err(invalid(
+                "election.lease-ttl",
+                format!(
+                    "{} is shorter than {}, the shortest lease real etcd grants (rule: lease TTL >= 2s)",
+                    format_duration(el.lease_ttl),
+                    format_duration(LEASE_TTL_MIN)
+                ),
+            ));
+        }
+        if el.step_down + LEASE_EARLY_EXPIRY >= el.lease_ttl {
+            return Err(invalid(
+                "election.step-down",
+                format!(
+                    "{} must be shorter than election.lease-ttl ({}) minus 1s: the simulated etcd may expire a \
+                     lease up to 1s early, and the leader must stop acting before its lease can expire \
+                     (rule: step-down deadline < lease TTL - 1s)",
+                    format_duration(el.step_down),
+                    format_duration(el.lease_ttl)
+                ),
+            ));
+        }
+        if el.keepalive_interval >= el.step_down {
+            return Err(invalid(
+                "election.keepalive-interval",
+                format!(
+                    "{} must be shorter than election.step-down ({}), or one keepalive round could not renew \
+                     the lease in time (rule: keepalive interval < step-down deadline)",
+                    format_duration(el.keepalive_interval),
+                    format_duration(el.step_down)
+                ),
+            ));
+        }
+
+        check_timing("executors", &self.executors.timing())?;
+        check_timing("workers", &self.workers.timing())?;
+        let ex = &self.executors;
+        if ex.check_interval >= ex.offline_ttl {
+            return Err(invalid(
+                "executors.check-interval",
+                format!(
+                    "{} must be shorter than executors.offline-ttl ({}) (rule: check interval < offline TTL)",
+                    format_duration(ex.check_interval),
+                    format_duration(ex.offline_ttl)
+                ),
+            ));
+        }
+        if !(ex.suspect_fraction > 0.0 && ex.suspect_fraction <= 1.0) {
+            return Err(invalid(
+                "executors.suspect-fraction",
+                format!("{} must be above 0 and at most 1 (a fraction of the executors)", ex.suspect_fraction),
+            ));
+        }
+
+        let bo = &self.backoff;
+        if !bo.multiplier.is_finite() || bo.multiplier < 1.0 {
+            return Err(invalid(
+                "backoff.multiplier",
+                format!("{} must be at least 1 (and finite): delays must not shrink", bo.multiplier),
+            ));
+        }
+        if !(0.0..1.0).contains(&bo.jitter) {
+            return Err(invalid(
+                "backoff.jitter",
+                format!("{} must be at least 0 and below 1 (a fraction of each delay)", bo.jitter),
+            ));
+        }
+        if bo.max < bo.initial {
+            return Err(invalid(
+                "backoff.max",
+                format!(
+                    "{} must not be shorter than backoff.initial ({}) (rule: initial <= max)",
+                    format_duration(bo.max),
+                    format_duration(bo.initial)
+                ),
+            ));
+        }
+        if bo.max_tries == 0 {
+            return Err(invalid("backoff.max-tries", "is 0; it must be at least 1"));
+        }
+
+        if self.placement.reservation_ttl <= ex.heartbeat_interval {
+            return Err(invalid(
+                "placement.reservation-ttl",
+                format!(
+                    "{} must be longer than executors.heartbeat-interval ({}): a reservation must outlive the \
+                     heartbeat that reports its task (rule: reservation TTL > executor heartbeat interval)",
+                    format_duration(self.placement.reservation_ttl),
+                    format_duration(ex.heartbeat_interval)
+                ),
+            ));
+        }
+
+        let mut warnings = vec![];
+        for (what, self_fence, interval) in [
+            ("executors", ex.self_fence, ex.heartbeat_interval),
+            ("workers", self.workers.self_fence, self.workers.heartbeat_interval),
+        ] {
+            let failover = el.lease_ttl + el.campaign_retry + interval;
+            if self_fence <= failover {
+                warnings.push(format!(
+                    "{what}.self-fence ({}) is not longer than election.lease-ttl + election.campaign-retry + \
+                     {what}.heartbeat-interval ({}): a leader failover would make healthy {what} stop their \
+                     work: raise {what}.self-fence above {} (and {what}.offline-ttl with it)",
+                    format_duration(self_fence),
+                    format_duration(failover),
+                    format_duration(failover)
+                ));
+            }
+        }
+        Ok(warnings)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Executor configuration
+// ---------------------------------------------------------------------------------------------------------------
+
+/// An executor's settings (`foreman executor`). Its heartbeat timing is not here: the master announces it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ExecutorConfig {
+    /// The node's name in logs and listings; empty means `executor-<advertise-addr>`.
+    pub name: String,
+    /// The listen address, `host:port`.
+    pub addr: String,
+    /// The address masters and job masters reach this executor at; empty means `addr`.
+    pub advertise_addr: String,
+    /// Master addresses, `host:port`.
+    pub join: Vec<String>,
+    /// Capacity in abstract slots.
+    pub capacity: u32,
+    /// Deadline on outgoing calls other than heartbeats (whose deadline the master sets).
+    #[serde(with = "serde_duration")]
+    pub rpc_timeout: Duration,
+    /// The bound of the queue of tasks waiting to start.
+    pub task_queue: u32,
+    /// An unconfirmed pre-dispatch expires after this.
+    #[serde(with = "serde_duration")]
+    pub dispatch_ttl: Duration,
+    /// Labels for placement selectors. Last, so that it serializes as a trailing `[labels]` table.
+    pub labels: Labels,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> ExecutorConfig {
+        ExecutorConfig {
+            name: String::new(),
+            addr: "127.0.0.1:10340".to_owned(),
+            advertise_addr: String::new(),
+            join: vec!["127.0.0.1:10240".to_owned()],
+            capacity: 16,
+            rpc_timeout: Duration::from_secs(3),
+            task_queue: 256,
+            dispatch_ttl: Duration::from_secs(5),
+            labels: Labels::new(),
+        }
+    }
+}
+
+impl ExecutorConfig {
+    /// Parses TOML text (no defaults filled in, not validated).
+    pub fn from_toml(text: &str) -> Result<ExecutorConfig, ConfigError> {
+        parse_toml(text, Path::new("<toml>"))
+    }
+
+    /// Defaults ← `--config` file ← flags (labels from flags add to and override the file's); then the derived
+    /// defaults; then [`ExecutorConfig::validate`]. Returns the configuration and the warnings.
+    pub fn load(flags: &ExecutorFlags) -> Result<(ExecutorConfig, Vec<String>), ConfigError> {
+        let mut config: ExecutorConfig = match &flags.config {
+            Some(path) => parse_toml(&read_file(path)?, path)?,
+            None => ExecutorConfig::default(),
+        };
+        flags.apply(&mut config);
+        config.fill_derived();
+        let warnings = config.validate()?;
+        Ok((config, warnings))
+    }
+
+    /// Fills the settings whose default depends on others: `advertise-addr` (from `addr`), then `name`.
+    pub fn fill_derived(&mut self) {
+        if self.advertise_addr.is_empty() {
+            self.advertise_addr = self.addr.clone();
+        }
+        if self.name.is_empty() {
+            self.name = derived_name("executor", &self.advertise_addr);
+        }
+    }
+
+    /// Checks every rule; refuses the first broken one, naming the setting and the rule. No executor setting
+    /// warns today; the list is there for symmetry with [`MasterConfig::validate`].
+    ///
+    /// Empty `name` and `advertise-addr` are accepted: they stand for their derived defaults.
+    pub fn validate(&self) -> Result<Vec<String>, ConfigError> {
+        check_name("name", &self.name)?;
+        check_addr("addr", &self.addr)?;
+        check_advertise_addr(&self.advertise_addr, &self.addr)?;
+        check_addr_list("join", &self.join)?;
+        if !(1..=CAPACITY_MAX).contains(&self.capacity) {
+            return Err(invalid(
+                "capacity",
+                format!("{} is out of range: it must be from 1 to {CAPACITY_MAX} slots", self.capacity),
+            ));
+        }
+        validate_labels(&self.labels).map_err(|e| invalid("labels", e.to_string()))?;
+        if !(1..=TASK_QUEUE_MAX).contains(&self.task_queue) {
+            return Err(invalid(
+                "task-queue",
+                format!("{} is out of range: it must be from 1 to {TASK_QUEUE_MAX} tasks", self.task_queue),
+            ));
+        }
+        check_durations(&[("rpc-timeout", self.rpc_timeout), ("dispatch-ttl", self.dispatch_ttl)])?;
+        Ok(vec![])
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Rules
+// ---------------------------------------------------------------------------------------------------------------
+
+fn check_durations(durations: &[(&str, Duration)]) -> Result<(), ConfigError> {
+    for &(setting, d) in durations {
+        if d.is_zero() {
+            return Err(invalid(setting, format!("{setting} is zero; it must be a positive duration")));
+        }
+        if !d.subsec_nanos().is_multiple_of(1_000_000) {
+            return Err(invalid(
+                setting,
+                format!("{setting} is {}; durations are counted in whole milliseconds", format_duration(d)),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_timing(what: &'static str, timing: &HeartbeatTiming) -> Result<(), ConfigError> {
+    timing.validate(what).map_err(|e| {
+        let setting = match &e {
+            TimingError::Zero { setting, .. } => format!("{what}.{setting}"),
+            TimingError::FenceNotBeforeOffline { .. } | TimingError::FenceTooTight { .. } => {
+                format!("{what}.self-fence")
+            }
+        };
+        invalid(setting, e.to_string())
+    })
+}
+
+fn check_name(setting: &str, name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Ok(());
+    }
+    let ok = name.len() <= NAME_MAX_LEN
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            setting,
+            format!("{name:?} is not a valid name: use 1 to {NAME_MAX_LEN} letters, digits, '-', '_' and '.'"),
+        ))
+    }
+}
+
+/// `<prefix>-<address>` with every character a name may not hold replaced by `-`, cut to the longest name, so
+/// that the derived name passes [`check_name`] when the effective configuration is loaded again.
+fn derived_name(prefix: &str, address: &str) -> String {
+    let mut name: String = format!("{prefix}-{address}")
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '-' })
+        .collect();
+    name.truncate(NAME_MAX_LEN);
+    name
+}
+
+fn check_cluster(cluster: &str) -> Result<(), ConfigError> {
+    let bytes = cluster.as_bytes();
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= NAME_MAX_LEN
+        && bytes.iter().all(|&b| edge(b) || b == b'-')
+        && bytes.first().copied().is_some_and(edge)
+        && bytes.last().copied().is_some_and(edge);
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            "cluster",
+            format!(
+                "{cluster:?} is not a valid cluster name: use 1 to {NAME_MAX_LEN} lowercase letters, digits and \
+                 '-', starting and ending with a letter or digit"
+            ),
+        ))
+    }
+}
+
+/// Splits `host:port`, or says what is wrong with it.
+fn parse_addr(value: &str) -> Result<(&str, u16), String> {
+    let example = "write host:port, e.g. 127.0.0.1:2379";
+    if value.is_empty() {
+        return Err(format!("the address is empty; {example}"));
+    }
+    if let Some((scheme, _)) = value.split_once("://") {
+        return Err(format!("{value:?} has a scheme ({scheme}://); drop the scheme and {example}"));
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return Err(format!("{value:?} has no port; {example}"));
+    };
+    if host.is_empty() {
+        return Err(format!("{value:?} has no host; {example}"));
+    }
+    let host_ok = if let Some(inner) = host.strip_prefix('[') {
+        inner
+            .strip_suffix(']')
+            .is_some_and(|ip| !ip.is_empty() && ip.bytes().all(|b| b.is_ascii_hexdigit() || matches!(b, b':' | b'.')))
+    } else if host.contains(':') {
+        return Err(format!("{value:?}: write an IPv6 address in brackets, e.g. [::1]:2379"));
+    } else {
+        host.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+    };
+    if !host_ok {
+        return Err(format!("{value:?} has an invalid host {host:?}; {example}"));
+    }
+    let port_num = if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) {
+        port.parse::<u16>().ok().filter(|&p| p != 0)
+    } else {
+        None
+    };
+    match port_num {
+        Some(p) => Ok((host, p)),
+        None => Err(format!("{value:?} has an invalid port {port:?}: use a number from 1 to 65535")),
+    }
+}
+
+fn check_addr(setting: &str, value: &str) -> Result<(), ConfigError> {
+    parse_addr(value).map(|_| ()).map_err(|rule| invalid(setting, rule))
+}
+
+/// `advertise-addr` is what others dial: it must be a real address. Empty stands for `addr`, which then must be.
+fn check_advertise_addr(advertise_addr: &str, addr: &str) -> Result<(), ConfigError> {
+    let effective = if advertise_addr.is_empty() { addr } else { advertise_addr };
+    let (host, _) = parse_addr(effective).map_err(|rule| invalid("advertise-addr", rule))?;
+    if matches!(host, "0.0.0.0" | "[::]" | "[0:0:0:0:0:0:0:0]") {
+        let source = if advertise_addr.is_empty() { " (taken from addr)" } else { "" };
+        return Err(invalid(
+            "advertise-addr",
+            format!(
+                "{effective:?}{source} listens on every interface but is no address other nodes can reach: set \
+                 advertise-addr to this node's reachable host:port"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn check_addr_list(setting: &str, values: &[String]) -> Result<(), ConfigError> {
+    if values.is_empty() {
+        return Err(invalid(setting, "the list is empty; give at least one host:port"));
+    }
+    if values.len() > ENDPOINTS_MAX {
+        return Err(invalid(setting, format!("{} addresses given; at most {ENDPOINTS_MAX} are allowed", values.len())));
+    }
+    for value in values {
+        check_addr(setting, value)?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------------------------
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let io = |source| ConfigError::Io { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(io)?;
+    let mut text = String::new();
+    file.take(CONFIG_FILE_MAX_BYTES + 1).read_to_string(&mut text).map_err(io)?;
+    if text.len() as u64 > CONFIG_FILE_MAX_BYTES {
+        return Err(ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!("the file is larger than {CONFIG_FILE_MAX_BYTES} bytes"),
+        });
+    }
+    Ok(text)
+}
+
+fn parse_toml<T: DeserializeOwned>(text: &str, path: &Path) -> Result<T, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let mut message = e.to_string().trim_end().to_owned();
+        // toml names the key and shows its line; the enclosing section helps with a key that exists in several.
+        if let Some(section) = e.span().and_then(|span| section_at(text, span.start)) {
+            message.push_str(&format!("\n(in section [{section}])"));
+        }
+        ConfigError::Parse { path: path.to_owned(), message }
+    })
+}
+
+/// The `[table]` header in force at byte `offset` of a TOML text, if any.
+fn section_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset)?;
+    before.lines().rev().find_map(|line| {
+        let line = line.trim();
+        let header = line.strip_prefix('[')?.trim_start_matches('[');
+        let end = header.find(']')?;
+        Some(header[..end].trim().to_owned())
+    })
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Flags
+// ---------------------------------------------------------------------------------------------------------------
+
+fn set<T: Clone>(slot: &mut T, flag: &Option<T>) {
+    if let Some(value) = flag {
+        *slot = value.clone();
+    }
+}
+
+/// Command-line flags of a master: one per setting, overriding the `--config` file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct MasterFlags {
+    /// A TOML configuration file; flags override its settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node's name [default: master-<advertise-addr>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The listen address [default: 127.0.0.1:10240].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// The address other nodes reach this master at [default: --addr].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
+    /// etcd endpoints, comma-separated, no scheme [default: 127.0.0.1:2379].
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub etcd: Option<Vec<String>>,
+    /// The cluster name; keys live under /foreman/<cluster>/ [default: default].
+    #[arg(long)]
+    pub cluster: Option<String>,
+
+    /// The election lease TTL [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub election_lease_ttl: Option<Duration>,
+    /// How often the leader renews its lease [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub election_keepalive_interval: Option<Duration>,
+    /// The leader stops acting if no keepalive succeeded within this long [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub election_step_down: Option<Duration>,
+    /// The pause between campaign attempts [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub election_campaign_retry: Option<Duration>,
+
+    /// How often executors heartbeat [default: 500ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_heartbeat_interval: Option<Duration>,
+    /// The deadline on each executor heartbeat [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_heartbeat_timeout: Option<Duration>,
+    /// An executor stops its tasks after this long without an acknowledged heartbeat [default: 8s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_self_fence: Option<Duration>,
+    /// An executor silent this long is declared offline [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_offline_ttl: Option<Duration>,
+    /// How often the leader looks for expired executors [default: 500ms].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_check_interval: Option<Duration>,
+    /// Above this fraction of executors expiring at once, the leader suspects itself [default: 0.5].
+    #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]
+    pub executors_suspect_fraction: Option<f64>,
+    /// How long a suspecting leader holds evictions at most [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub executors_suspect_hold: Option<Duration>,
+
+    /// How often job masters and workers heartbeat [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub workers_heartbeat_interval: Option<Duration>,
+    /// The deadline on each framework heartbeat [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub workers_heartbeat_timeout: Option<Duration>,
+    /// A job master or worker stops after this long without an acknowledged heartbeat [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub workers_self_fence: Option<Duration>,
+    /// A job master or worker silent this long is declared offline [default: 12s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub workers_offline_ttl: Option<Duration>,
+
+    /// The first restart delay of a lost job [default: 1s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub backoff_initial: Option<Duration>,
+    /// Each restart delay is the previous one times this [default: 1.5].
+    #[arg(long, value_name = "FACTOR", allow_hyphen_values = true)]
+    pub backoff_multiplier: Option<f64>,
+    /// The longest restart delay [default: 60s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub backoff_max: Option<Duration>,
+    /// Each delay is drawn within ±jitter of the base [default: 0.2].
+    #[arg(long, value_name = "FRACTION", allow_hyphen_values = true)]
+    pub backoff_jitter: Option<f64>,
+    /// Healthy this long, the backoff starts over [default: 5m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub backoff_reset_after: Option<Duration>,
+    /// After this many restarts the job fails [default: 100].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub backoff_max_tries: Option<u32>,
+
+    /// How placement chooses among executors that fit [default: least-loaded].
+    #[arg(long, value_name = "STRATEGY")]
+    pub placement_strategy: Option<Strategy>,
+    /// Capacity held for a task placed but not yet reported [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub placement_reservation_ttl: Option<Duration>,
+
+    /// The deadline on outgoing RPCs, forwarding included [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub rpc_request_timeout: Option<Duration>,
+    /// The deadline on each metastore call [default: 2s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub rpc_metastore_timeout: Option<Duration>,
+}
+
+impl MasterFlags {
+    /// Overrides the settings given on the command line.
+    pub fn apply(&self, c: &mut MasterConfig) {
+        set(&mut c.name, &self.name);
+        set(&mut c.addr, &self.addr);
+        set(&mut c.advertise_addr, &self.advertise_addr);
+        set(&mut c.etcd, &self.etcd);
+        set(&mut c.cluster, &self.cluster);
+
+        set(&mut c.election.lease_ttl, &self.election_lease_ttl);
+        set(&mut c.election.keepalive_interval, &self.election_keepalive_interval);
+        set(&mut c.election.step_down, &self.election_step_down);
+        set(&mut c.election.campaign_retry, &self.election_campaign_retry);
+
+        set(&mut c.executors.heartbeat_interval, &self.executors_heartbeat_interval);
+        set(&mut c.executors.heartbeat_timeout, &self.executors_heartbeat_timeout);
+        set(&mut c.executors.self_fence, &self.executors_self_fence);
+        set(&mut c.executors.offline_ttl, &self.executors_offline_ttl);
+        set(&mut c.executors.check_interval, &self.executors_check_interval);
+        set(&mut c.executors.suspect_fraction, &self.executors_suspect_fraction);
+        set(&mut c.executors.suspect_hold, &self.executors_suspect_hold);
+
+        set(&mut c.workers.heartbeat_interval, &self.workers_heartbeat_interval);
+        set(&mut c.workers.heartbeat_timeout, &self.workers_heartbeat_timeout);
+        set(&mut c.workers.self_fence, &self.workers_self_fence);
+        set(&mut c.workers.offline_ttl, &self.workers_offline_ttl);
+
+        set(&mut c.backoff.initial, &self.backoff_initial);
+        set(&mut c.backoff.multiplier, &self.backoff_multiplier);
+        set(&mut c.backoff.max, &self.backoff_max);
+        set(&mut c.backoff.jitter, &self.backoff_jitter);
+        set(&mut c.backoff.reset_after, &self.backoff_reset_after);
+        set(&mut c.backoff.max_tries, &self.backoff_max_tries);
+
+        set(&mut c.placement.strategy, &self.placement_strategy);
+        set(&mut c.placement.reservation_ttl, &self.placement_reservation_ttl);
+
+        set(&mut c.rpc.request_timeout, &self.rpc_request_timeout);
+        set(&mut c.rpc.metastore_timeout, &self.rpc_metastore_timeout);
+    }
+}
+
+/// Command-line flags of an executor: one per setting, overriding the `--config` file.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct ExecutorFlags {
+    /// A TOML configuration file; flags override its settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The node's name [default: executor-<advertise-addr>].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The listen address [default: 127.0.0.1:10340].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub addr: Option<String>,
+    /// The address masters and job masters reach this executor at [default: --addr].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub advertise_addr: Option<String>,
+    /// Master addresses, comma-separated [default: 127.0.0.1:10240].
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pub join: Option<Vec<String>>,
+    /// Capacity in abstract slots [default: 16].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub capacity: Option<u32>,
+    /// A label for placement selectors; repeat the flag for more. Adds to or overrides the file's labels.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
+    /// The deadline on outgoing calls other than heartbeats [default: 3s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub rpc_timeout: Option<Duration>,
+    /// The bound of the queue of tasks waiting to start [default: 256].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub task_queue: Option<u32>,
+    /// An unconfirmed pre-dispatch expires after this [default: 5s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub dispatch_ttl: Option<Duration>,
+}
+
+impl ExecutorFlags {
+    /// Overrides the settings given on the command line; labels are merged, the flag's value winning.
+    pub fn apply(&self, c: &mut ExecutorConfig) {
+        set(&mut c.name, &self.name);
+        set(&mut c.addr, &self.addr);
+        set(&mut c.advertise_addr, &self.advertise_addr);
+        set(&mut c.join, &self.join);
+        set(&mut c.capacity, &self.capacity);
+        for (key, value) in &self.labels {
+            c.labels.insert(key.clone(), value.clone());
+        }
+        set(&mut c.rpc_timeout, &self.rpc_timeout);
+        set(&mut c.task_queue, &self.task_queue);
+        set(&mut c.dispatch_ttl, &self.dispatch_ttl);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[derive(Debug, Parser)]
+    struct MasterCli {
+        #[command(flatten)]
+        flags: MasterFlags,
+    }
+
+    #[derive(Debug, Parser)]
+    struct ExecutorCli {
+        #[command(flatten)]
+        flags: ExecutorFlags,
+    }
+
+    fn master_flags(args: &[&str]) -> MasterFlags {
+        let argv = std::iter::once("foreman").chain(args.iter().copied());
+        MasterCli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}")).flags
+    }
+
+    fn executor_flags(args: &[&str]) -> ExecutorFlags {
+        let argv = std::iter::once("foreman").chain(args.iter().copied());
+        ExecutorCli::try_parse_from(argv).unwrap_or_else(|e| panic!("{args:?}: {e}")).flags
+    }
+
+    /// A file in the system temporary directory, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(name: &str, text: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("foreman-config-{}-{name}.toml", std::process::id()));
+            std::fs::write(&path, text).unwrap();
+            TempFile(path)
+        }
+
+        fn arg(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn master(toml: &str) -> Result<Vec<String>, ConfigError> {
+        MasterConfig::from_toml(toml)?.validate()
+    }
+
+    fn executor(toml: &str) -> Result<Vec<String>, ConfigError> {
+        ExecutorConfig::from_toml(toml)?.validate()
+    }
+
+    /// Asserts a refusal names the setting and contains each of `words`.
+    fn assert_refused(got: Result<Vec<String>, ConfigError>, setting: &str, words: &[&str], input: &str) {
+        match got {
+            Err(e @ ConfigError::Invalid { .. }) => {
+                let text = e.to_string();
+                assert!(text.starts_with(&format!("invalid setting `{setting}`: ")), "{input}: {text}");
+                for w in words {
+                    assert!(text.contains(w), "{input}: {text:?} should contain {w:?}");
+                }
+            }
+            other => panic!("{input}: want a refusal of {setting}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations_parse_table() {
+        let table: &[(&str, Duration)] = &[
+            ("500ms", ms(500)),
+            ("5s", ms(5000)),
+            ("2m", ms(120_000)),
+            ("1h", ms(3_600_000)),
+            ("1m30s", ms(90_000)),
+            ("1.5s", ms(1500)),
+            ("0.5m", ms(30_000)),
+            ("1h2m3s4ms", ms(3_723_004)),
+            (" 5s ", ms(5000)),
+            ("0s", Duration::ZERO),
+            ("1.250s", ms(1250)),
+        ];
+        for &(text, want) in table {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+    }
+
+    #[test]
+    fn duration_errors_table() {
+        // (input, words the message must contain)
+        let table: &[(&str, &[&str])] = &[
+            ("-5s", &["cannot be negative"]),
+            ("-0s", &["cannot be negative"]),
+            ("5", &["no unit", "ms, s, m, h"]),
+            ("", &["ms, s, m, h"]),
+            ("5d", &["unknown unit \"d\"", "ms, s, m, h"]),
+            ("5 s", &["remove the spaces"]),
+            ("5s 1ms", &["remove the spaces"]),
+            ("s", &["expected a number"]),
+            ("30s1m", &["largest to smallest"]),
+            ("1s1s", &["largest to smallest"]),
+            ("1..5s", &["not a number"]),
+            (".5s", &["not a number"]),
+            ("5.s", &["not a number"]),
+            ("1.5ms", &["whole milliseconds"]),
+            ("1.0000000001s", &["whole milliseconds"]),
+            ("99999999999999999999h", &["too large"]),
+            ("999999999999999999999h", &["too large"]),
+        ];
+        for &(text, words) in table {
+            let e = parse_duration(text).expect_err(text);
+            assert!(e.contains(&format!("{text:?}")), "{e}");
+            for w in words {
+                assert!(e.contains(w), "{text}: {e:?} should contain {w:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn durations_format_shortest_exact() {
+        let table: &[(Duration, &str)] = &[
+            (ms(500), "500ms"),
+            (ms(5000), "5s"),
+            (ms(1500), "1.5s"),
+            (ms(90_000), "1m30s"),
+            (ms(60_000), "1m"),
+            (ms(3_600_000), "1h"),
+            (ms(3_600_500), "1h500ms"),
+            (ms(61_250), "1m1.25s"),
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1_500_000), "1.5ms"),
+            (Duration::from_nanos(1), "0.000001ms"),
+        ];
+        for &(d, want) in table {
+            assert_eq!(format_duration(d), want, "{d:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn durations_round_trip(millis in 0u64..=u64::MAX / 1000) {
+            let d = ms(millis);
+            proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
+        }
+    }
+
+    #[test]
+    fn defaults_validate_without_warnings() {
+        assert_eq!(MasterConfig::default().validate().unwrap(), Vec::<String>::new());
+        assert_eq!(ExecutorConfig::default().validate().unwrap(), Vec::<String>::new());
+        // An empty file is the defaults.
+        assert_eq!(MasterConfig::from_toml("").unwrap(), MasterConfig::default());
+        assert_eq!(ExecutorConfig::from_toml("").unwrap(), ExecutorConfig::default());
+        let c = MasterConfig::default();
+        assert_eq!(c.executor_timing(), HeartbeatTiming::executor_default());
+        assert_eq!(c.worker_timing(), HeartbeatTiming::worker_default());
+        let (loaded, warnings) = MasterConfig::load(&MasterFlags::default()).unwrap();
+        assert!(warnings.is_empty());
+        assert_eq!(loaded.name, "master-127.0.0.1-10240");
+        assert_eq!(loaded.advertise_addr, "127.0.0.1:10240");
+    }
+
+    #[test]
+    fn master_refusals_table() {
+        // (TOML, setting named, words the rule must contain)
+        let table: &[(&str, &str, &[&str])] = &[
+            // The unsafe timing the design forbids: 9.5s + 1s deadline reaches the 10s offline TTL.
+            (
+                "[executors]\nself-fence = \"9.5s\"",
+                "executors.self-fence",
+                &["rule: self-fence < offline TTL - heartbeat deadline"],
+            ),
+            (
+                "[workers]\nself-fence = \"11s\"",
+                "workers.self-fence",
+                &["rule: self-fence < offline TTL - heartbeat deadline"],
+            ),
+            (
+                "[executors]\nself-fence = \"1.5s\"",
+                "executors.self-fence",
+                &["rule: self-fence > heartbeat interval + heartbeat deadline"],
+            ),
+            ("[executors]\nself-fence = \"0s\"", "executors.self-fence", &["is zero; it must be a positive duration"]),
+            ("[rpc]\nmetastore-timeout = \"0ms\"", "rpc.metastore-timeout", &["is zero"]),
+            ("[backoff]\nreset-after = \"0s\"", "backoff.reset-after", &["is zero"]),
+            (
+                "[executors]\ncheck-interval = \"10s\"",
+                "executors.check-interval",
+                &["rule: check interval < offline TTL"],
+            ),
+            (
+                "[election]\nstep-down = \"4s\"",
+                "election.step-down",
+                &["rule: step-down deadline < lease TTL - 1s", "1s early"],
+            ),
+            (
+                "[election]\nlease-ttl = \"1500ms\"\nstep-down = \"400ms\"\nkeepalive-interval = \"100ms\"",
+                "election.lease-ttl",
+                &["2s", "real etcd"],
+            ),
+            ("[election]\nkeepalive-interval = \"3s\"", "election.keepalive-interval", &["step-down", "keepalive"]),
+            ("[backoff]\nmultiplier = 0.5", "backoff.multiplier", &["must be at least 1"]),
+            ("[backoff]\nmultiplier = nan", "backoff.multiplier", &["must be at least 1"]),
+            ("[backoff]\nmultiplier = inf", "backoff.multiplier", &["must be at least 1"]),
+            ("[backoff]\njitter = 1.0", "backoff.jitter", &["below 1"]),
+            ("[backoff]\njitter = -0.1", "backoff.jitter", &["at least 0"]),
+            ("[backoff]\ninitial = \"2m\"", "backoff.max", &["backoff.initial", "rule: initial <= max"]),
+            ("[backoff]\nmax-tries = 0", "backoff.max-tries", &["at least 1"]),
+            ("[executors]\nsuspect-fraction = 0.0", "executors.suspect-fraction", &["above 0 and at most 1"]),
+            ("[executors]\nsuspect-fraction = 1.5", "executors.suspect-fraction", &["above 0 and at most 1"]),
+            (
+                "[placement]\nreservation-ttl = \"500ms\"",
+                "placement.reservation-ttl",
+                &["executors.heartbeat-interval"],
+            ),
+            ("addr = \"127.0.0.1\"", "addr", &["no port"]),
+            ("addr = \"127.0.0.1:0\"", "addr", &["port", "1 to 65535"]),
+            ("addr = \"127.0.0.1:65536\"", "addr", &["1 to 65535"]),
+            ("addr = \":10240\"", "addr", &["no host"]),
+            ("addr = \"::1:10240\"", "addr", &["brackets"]),
+            ("advertise-addr = \"a b:1\"", "advertise-addr", &["invalid host"]),
+            ("addr = \"0.0.0.0:10240\"", "advertise-addr", &["set advertise-addr", "taken from addr"]),
+            ("etcd = [\"http://127.0.0.1:2379\"]", "etcd", &["drop the scheme"]),
+            ("etcd = []", "etcd", &["empty"]),
+            ("cluster = \"Prod\"", "cluster", &["lowercase"]),
+            ("cluster = \"prod-\"", "cluster", &["starting and ending"]),
+            ("cluster = \"\"", "cluster", &["1 to 63"]),
+            ("name = \"a/b\"", "name", &["letters, digits, '-', '_' and '.'"]),
+        ];
+        for &(toml, setting, words) in table {
+            assert_refused(master(toml), setting, words, toml);
+        }
+        // What passes.
+        for toml in [
+            "addr = \"[::1]:10240\"",
+            "addr = \"0.0.0.0:10240\"\nadvertise-addr = \"10.0.0.1:10240\"",
+            "etcd = [\"etcd-0.etcd:2379\", \"etcd-1.etcd:2379\"]",
+            "cluster = \"prod-1\"",
+            "name = \"m_1.a-b\"",
+            "[backoff]\nmultiplier = 1",
+            "[executors]\nsuspect-fraction = 1.0",
+        ] {
+            assert_eq!(master(toml).unwrap(), Vec::<String>::new(), "{toml}");
+        }
+    }
+
+    #[test]
+    fn executor_refusals_table() {
+        let table: &[(&str, &str, &[&str])] = &[
+            ("capacity = 0", "capacity", &["1 to 1000000"]),
+            ("capacity = 1000001", "capacity", &["1 to 1000000"]),
+            ("task-queue = 0", "task-queue", &["1 to 65536"]),
+            ("task-queue = 65537", "task-queue", &["1 to 65536"]),
+            ("rpc-timeout = \"0s\"", "rpc-timeout", &["is zero; it must be a positive duration"]),
+            ("dispatch-ttl = \"0s\"", "dispatch-ttl", &["is zero"]),
+            ("join = []", "join", &["empty"]),
+            ("join = [\"grpc://m:1\"]", "join", &["drop the scheme"]),
+            ("[labels]\n\"bad key\" = \"x\"", "labels", &["label key"]),
+            ("[labels]\nzone = \"-x\"", "labels", &["label value"]),
+        ];
+        for &(toml, setting, words) in table {
+            assert_refused(executor(toml), setting, words, toml);
+        }
+    }
+
+    #[test]
+    fn code_built_durations_must_be_whole_milliseconds() {
+        let mut c = MasterConfig::default();
+        c.rpc.request_timeout = Duration::from_micros(2500);
+        assert_refused(c.validate(), "rpc.request-timeout", &["whole milliseconds"], "2.5ms");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        // (TOML, words the message must contain)
+        let table: &[(&str, &[&str])] = &[
+            ("bogus = 1", &["bogus"]),
+            ("[executors]\nheartbeat-interval = \"1s\"\nself-fenc = \"8s\"", &["self-fenc", "[executors]", "line 3"]),
+            ("[election]\nlease_ttl = \"5s\"", &["lease_ttl", "[election]", "lease-ttl"]),
+            ("[nosuch]\na = 1", &["nosuch"]),
+        ];
+        for &(toml, words) in table {
+            let e = MasterConfig::from_toml(toml).expect_err(toml);
+            assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+            let text = e.to_string();
+            for w in words {
+                assert!(text.contains(w), "{toml}: {text:?} should contain {w:?}");
+            }
+        }
+        let e = ExecutorConfig::from_toml("capacity = 4\nlabel = 1").unwrap_err();
+        assert!(e.to_string().contains("label"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_in_files_are_refused_with_the_key() {
+        let table: &[(&str, &[&str])] = &[
+            ("[election]\nlease-ttl = \"-5s\"", &["cannot be negative", "lease-ttl"]),
+            ("[election]\nlease-ttl = 5", &["duration string"]),
+            ("[election]\nlease-ttl = \"5\"", &["ms, s, m, h"]),
+            ("[placement]\nstrategy = \"random\"", &["random", "least-loaded", "bin-pack"]),
+            ("[backoff]\nmax-tries = -1", &["max-tries"]),
+        ];
+        for &(toml, words) in table {
+            let text = MasterConfig::from_toml(toml).expect_err(toml).to_string();
+            for w in words {
+                assert!(text.contains(w), "{toml}: {text:?} should contain {w:?}");
+            }
+        }
+        // An integer is accepted where a float is expected.
+        assert_eq!(MasterConfig::from_toml("[backoff]\nmultiplier = 2").unwrap().backoff.multiplier, 2.0);
+    }
+
+    #[test]
+    fn self_fence_shorter_than_a_failover_warns() {
+        // 6s <= lease 5s + retry 1s + heartbeat 500ms: safe, but a failover would stop healthy executors.
+        let warnings = master("[executors]\nself-fence = \"6s\"").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("a leader failover would make healthy executors stop their work"));
+        assert!(warnings[0].contains("raise executors.self-fence above 6.5s"), "{}", warnings[0]);
+        let warnings = master("[workers]\nself-fence = \"7s\"").unwrap();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("raise workers.self-fence above 7s"), "{}", warnings[0]);
+        // Just above the bound: no warning.
+        assert!(master("[executors]\nself-fence = \"6501ms\"").unwrap().is_empty());
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = TempFile::new(
+            "master-precedence",
+            "cluster = \"from-file\"\netcd = [\"e1:2379\"]\n\
+             [election]\nlease-ttl = \"6s\"\nstep-down = \"4s\"\n\
+             [executors]\noffline-ttl = \"12s\"\n",
+        );
+        let flags = master_flags(&[
+            "--config",
+            file.arg(),
+            "--executors-offline-ttl",
+            "11s",
+            "--etcd",
+            "a:1,b:2",
+            "--placement-strategy",
+            "bin-pack",
+        ]);
+        let (c, warnings) = MasterConfig::load(&flags).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.cluster, "from-file"); // file, no flag
+        assert_eq!(c.election.lease_ttl, ms(6000)); // file, no flag
+        assert_eq!(c.executors.offline_ttl, ms(11_000)); // flag beats file
+        assert_eq!(c.etcd, ["a:1", "b:2"]); // flag list replaces file list
+        assert_eq!(c.placement.strategy, Strategy::BinPack); // flag beats default
+        assert_eq!(c.rpc.request_timeout, ms(3000)); // default
+
+        let file = TempFile::new("executor-precedence", "capacity = 4\n[labels]\nzone = \"east\"\ndisk = \"hdd\"\n");
+        let flags = executor_flags(&["--config", file.arg(), "--label", "disk=ssd", "--label", "gpu=yes"]);
+        let (c, _) = ExecutorConfig::load(&flags).unwrap();
+        assert_eq!(c.capacity, 4);
+        let labels: Vec<_> = c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert_eq!(labels, ["disk=ssd", "gpu=yes", "zone=east"]);
+    }
+
+    #[test]
+    fn every_setting_has_its_flag() {
+        // The same non-default value for every setting, once as a file and once as flags.
+        let toml = r#"
+            name = "m1"
+            addr = "10.0.0.1:1"
+            advertise-addr = "10.0.0.2:2"
+            etcd = ["e1:3", "e2:4"]
+            cluster = "c1"
+            [election]
+            lease-ttl = "7s"
+            keepalive-interval = "2s"
+            step-down = "5s"
+            campaign-retry = "3s"
+            [executors]
+            heartbeat-interval = "600ms"
+            heartbeat-timeout = "2s"
+            self-fence = "12s"
+            offline-ttl = "15s"
+            check-interval = "700ms"
+            suspect-fraction = 0.75
+            suspect-hold = "20s"
+            [workers]
+            heartbeat-interval = "2s"
+            heartbeat-timeout = "3s"
+            self-fence = "14s"
+            offline-ttl = "18s"
+            [backoff]
+            initial = "2s"
+            multiplier = 2.5
+            max = "2m"
+            jitter = 0.1
+            reset-after = "10m"
+            max-tries = 7
+            [placement]
+            strategy = "bin-pack"
+            reservation-ttl = "20s"
+            [rpc]
+            request-timeout = "4s"
+            metastore-timeout = "1500ms"
+        "#;
+        let file = MasterConfig::from_toml(toml).unwrap();
+        let args = [
+            "--name=m1",
+            "--addr=10.0.0.1:1",
+            "--advertise-addr=10.0.0.2:2",
+            "--etcd=e1:3,e2:4",
+            "--cluster=c1",
+            "--election-lease-ttl=7s",
+            "--election-keepalive-interval=2s",
+            "--election-step-down=5s",
+            "--election-campaign-retry=3s",
+            "--executors-heartbeat-interval=600ms",
+            "--executors-heartbeat-timeout=2s",
+            "--executors-self-fence=12s",
+            "--executors-offline-ttl=15s",
+            "--executors-check-interval=700ms",
+            "--executors-suspect-fraction=0.75",
+            "--executors-suspect-hold=20s",
+            "--workers-heartbeat-interval=2s",
+            "--workers-heartbeat-timeout=3s",
+            "--workers-self-fence=14s",
+            "--workers-offline-ttl=18s",
+            "--backoff-initial=2s",
+            "--backoff-multiplier=2.5",
+            "--backoff-max=2m",
+            "--backoff-jitter=0.1",
+            "--backoff-reset-after=10m",
+            "--backoff-max-tries=7",
+            "--placement-strategy=bin-pack",
+            "--placement-reservation-ttl=20s",
+            "--rpc-request-timeout=4s",
+            "--rpc-metastore-timeout=1500ms",
+        ];
+        let (from_flags, warnings) = MasterConfig::load(&master_flags(&args)).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(from_flags, file);
+
+        let toml = r#"
+            name = "x1"
+            addr = "10.0.0.1:1"
+            advertise-addr = "10.0.0.2:2"
+            join = ["m1:3", "m2:4"]
+            capacity = 3
+            rpc-timeout = "4s"
+            task-queue = 9
+            dispatch-ttl = "6s"
+            [labels]
+            zone = "east"
+        "#;
+        let file = ExecutorConfig::from_toml(toml).unwrap();
+        let args = [
+            "--name=x1",
+            "--addr=10.0.0.1:1",
+            "--advertise-addr=10.0.0.2:2",
+            "--join=m1:3,m2:4",
+            "--capacity=3",
+            "--rpc-timeout=4s",
+            "--task-queue=9",
+            "--dispatch-ttl=6s",
+            "--label=zone=east",
+        ];
+        let (from_flags, _) = ExecutorConfig::load(&executor_flags(&args)).unwrap();
+        assert_eq!(from_flags, file);
+    }
+
+    #[test]
+    fn bad_flags_are_refused_naming_the_flag() {
+        // (arguments, words clap's message must contain)
+        let table: &[(&[&str], &[&str])] = &[
+            (&["--election-lease-ttl", "-5s"], &["--election-lease-ttl", "cannot be negative"]),
+            (&["--executors-offline-ttl", "10"], &["--executors-offline-ttl", "ms, s, m, h"]),
+            (&["--placement-strategy", "random"], &["--placement-strategy", "least-loaded"]),
+            (&["--backoff-max-tries", "-1"], &["--backoff-max-tries"]),
+            (&["--no-such-flag"], &["--no-such-flag"]),
+        ];
+        for &(args, words) in table {
+            let argv = std::iter::once("foreman").chain(args.iter().copied());
+            let text = MasterCli::try_parse_from(argv).expect_err("refused").to_string();
+            for w in words {
+                assert!(text.contains(w), "{args:?}: {text:?} should contain {w:?}");
+            }
+        }
+        let argv = ["foreman", "--label", "zone"];
+        let text = ExecutorCli::try_parse_from(argv).expect_err("refused").to_string();
+        assert!(text.contains("--label"), "{text}");
+        // A negative multiplier reaches validation, which names the rule.
+        let (flags, e) = (master_flags(&["--backoff-multiplier", "-2"]), "must be at least 1");
+        assert_refused(MasterConfig::load(&flags).map(|(_, w)| w), "backoff.multiplier", &[e], "-2");
+    }
+
+    #[test]
+    fn file_errors() {
+        let flags = master_flags(&["--config", "/nonexistent/foreman.toml"]);
+        let e = MasterConfig::load(&flags).unwrap_err();
+        assert!(matches!(e, ConfigError::Io { .. }), "{e:?}");
+        assert!(e.to_string().contains("/nonexistent/foreman.toml"), "{e}");
+
+        let file = TempFile::new("bad-syntax", "[executors\n");
+        let e = MasterConfig::load(&master_flags(&["--config", file.arg()])).unwrap_err();
+        assert!(matches!(e, ConfigError::Parse { .. }), "{e:?}");
+        assert!(e.to_string().contains(file.arg()), "{e}");
+
+        let file = TempFile::new("too-large", &"# padding\n".repeat(200_000));
+        let e = MasterConfig::load(&master_flags(&["--config", file.arg()])).unwrap_err();
+        assert!(e.to_string().contains("larger than"), "{e}");
+    }
+
+    #[test]
+    fn effective_config_round_trips_through_toml() {
+        let (m, _) =
+            MasterConfig::load(&master_flags(&["--backoff-multiplier=2", "--executors-self-fence=8.25s"])).unwrap();
+        let text = toml::to_string(&m).unwrap();
+        let back = MasterConfig::from_toml(&text).unwrap();
+        assert_eq!(back, m, "{text}");
+        assert!(back.validate().unwrap().is_empty());
+        assert!(text.contains("self-fence = \"8.25s\""), "{text}");
+
+        for args in [&["--label=zone=east", "--advertise-addr=[::1]:7"][..], &[]] {
+            let (e, _) = ExecutorConfig::load(&executor_flags(args)).unwrap();
+            let text = toml::to_string(&e).unwrap();
+            let back = ExecutorConfig::from_toml(&text).unwrap();
+            assert_eq!(back, e, "{text}");
+            back.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn derived_names_are_valid_names() {
+        let table = [
+            ("127.0.0.1:10240", "master-127.0.0.1-10240"),
+            ("[::1]:7", "master----1--7"),
+            ("node-1.example.com:10240", "master-node-1.example.com-10240"),
+        ];
+        for (addr, want) in table {
+            assert_eq!(derived_name("master", addr), want);
+            check_name("name", want).unwrap();
+        }
+        let long = format!("{}:1", "h".repeat(100));
+        assert_eq!(derived_name("master", &long).len(), NAME_MAX_LEN);
+    }
+}

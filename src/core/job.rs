@@ -282,6 +282,8 @@ pub struct Step {
 }
 
 /// How an event about an incarnation was taken.
+// A verdict lives for one call and is matched at once; boxing the step would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// About the current incarnation; the step says what to do.

@@ -601,8 +601,9 @@ mod tests {
 
     #[test]
     fn filters_table() {
-        // (selectors, expected outcome)
-        let table: &[(&[&str], Result<&[u64], &str>)] = &[
+        // (selectors, expected outcome: the executors that may be chosen, or an error fragment)
+        type Row<'a> = (&'a [&'a str], Result<&'a [u64], &'a str>);
+        let table: &[Row] = &[
             (&["gpu=yes"], Ok(&[3])),
             (&["zone=b"], Ok(&[2])),
             (&["zone!=a"], Ok(&[2])),
@@ -669,7 +670,8 @@ mod tests {
     fn resource_pins_table() {
         let pin = |r: &str, e: Option<u64>| ResourcePin { resource: r.into(), executor: e.map(ExecutorId) };
         // (pins, selectors, expected)
-        let table: Vec<(Vec<ResourcePin>, &[&str], Result<u64, &str>)> = vec![
+        type Row<'a> = (Vec<ResourcePin>, &'a [&'a str], Result<u64, &'a str>);
+        let table: Vec<Row> = vec![
             (vec![pin("/local/x", Some(2))], &[], Ok(2)),
             (vec![pin("/s3/y", None), pin("/local/x", Some(1))], &[], Ok(1)),
             (vec![pin("/local/x", Some(2)), pin("/local/z", Some(2))], &[], Ok(2)),
