@@ -103,12 +103,16 @@ impl BackoffState {
     }
 
     /// Forgets the past if the job has been healthy for `reset_after` by `now`.
-    pub fn maybe_reset(&mut self, now: Time, policy: &BackoffPolicy) {
+    /// Returns whether that changed the durable part (which the caller must then persist).
+    pub fn maybe_reset(&mut self, now: Time, policy: &BackoffPolicy) -> bool {
         if let Some(since) = self.healthy_since {
             if now.saturating_since(since) >= policy.reset_after {
+                let before = (self.failures, self.base_ms, self.not_before);
                 *self = BackoffState { healthy_since: Some(since), ..BackoffState::default() };
+                return before != (0, 0, None);
             }
         }
+        false
     }
 
     /// The job's job master was lost at `now`: decide when it may start again.

@@ -62,6 +62,9 @@ impl JobState {
     /// Created → Running → Finished | Failed; Created | Running → Canceling → Canceled. A cancel that finds no
     /// job master to stop completes in the same write (Created | Running → Canceled). A job that never came online
     /// can fail (its restarts gave up, or its executor refused its configuration): Created → Failed. A job master
+    /// can finish before the job manager saw its first heartbeat (a short job, or one whose exit reaches a new
+    /// leader still recovering it); the exit proves it ran, and Running is folded into the same write:
+    /// Created → Finished. A job master
     /// that finished or failed while its cancel was on the way reports what really happened:
     /// Canceling → Finished | Failed. Terminal states are absorbing.
     pub fn can_become(self, to: JobState) -> bool {
@@ -69,6 +72,7 @@ impl JobState {
         matches!(
             (self, to),
             (Created, Running)
+                | (Created, Finished)
                 | (Created, Canceling)
                 | (Created, Canceled)
                 | (Created, Failed)
@@ -279,6 +283,13 @@ pub struct Step {
     pub cancel: Option<Epoch>,
     /// Stop acknowledging this incarnation: it ignored its cancel. It will fence itself and then be lost.
     pub revoke: Option<Epoch>,
+}
+
+/// What [`Jobs::tick`] asks of the caller: persist these records, and stop acknowledging these incarnations.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    pub persist: Vec<JobRecord>,
+    pub revoke: Vec<(JobId, Epoch)>,
 }
 
 /// How an event about an incarnation was taken.
@@ -585,20 +596,23 @@ impl Jobs {
         Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
     }
 
-    /// Time-driven work: resets backoffs of jobs healthy long enough, and revokes job masters that ignored their
-    /// cancel for the grace period. Returns the revocations, in id order.
-    pub fn tick(&mut self, now: Time) -> Vec<(JobId, Epoch)> {
-        let mut revoked = vec![];
+    /// Time-driven work: resets backoffs of jobs healthy long enough (handing out their records to persist, so a
+    /// new leader does not bring old failures back), and revokes job masters that ignored their cancel for the
+    /// grace period. Both lists are in id order.
+    pub fn tick(&mut self, now: Time) -> Tick {
+        let mut tick = Tick::default();
         for job in self.jobs.values_mut() {
-            job.backoff.maybe_reset(now, &self.policy.backoff);
+            if job.backoff.maybe_reset(now, &self.policy.backoff) {
+                tick.persist.push(job.record(now));
+            }
             if let (Some(since), Some(epoch)) = (job.canceling_since, job.phase.live_epoch()) {
                 if job.record.state == JobState::Canceling && !job.revoked && now >= since + self.policy.cancel_grace {
                     job.revoked = true;
-                    revoked.push((job.record.id.clone(), epoch));
+                    tick.revoke.push((job.record.id.clone(), epoch));
                 }
             }
         }
-        revoked
+        tick
     }
 
     /// Checks the invariants; the message names the one broken and the job.
@@ -690,6 +704,7 @@ mod tests {
         // Every (from, to) pair; exactly these are legal.
         let legal = [
             (Created, Running),
+            (Created, Finished),
             (Created, Canceling),
             (Created, Canceled),
             (Created, Failed),
@@ -872,11 +887,50 @@ mod tests {
     #[test]
     fn a_job_master_ignoring_its_cancel_is_revoked_after_the_grace() {
         let (mut jobs, j, e) = job_in("canceling");
-        assert!(jobs.tick(ms(30_019)).is_empty());
-        assert_eq!(jobs.tick(ms(30_020)), vec![(j.clone(), e)]);
-        assert!(jobs.tick(ms(40_000)).is_empty(), "revoked once");
+        assert!(jobs.tick(ms(30_019)).revoke.is_empty());
+        assert_eq!(jobs.tick(ms(30_020)).revoke, vec![(j.clone(), e)]);
+        assert!(jobs.tick(ms(40_000)).revoke.is_empty(), "revoked once");
         assert_eq!(jobs.on_online(ms(40_000), &j, e), Verdict::Stale);
         jobs.on_lost(ms(50_000), &j, e, None, &mut SplitMix64::new(1));
         assert_eq!(jobs.get(&j).unwrap().state(), JobState::Canceled);
+    }
+
+    #[test]
+    fn a_healthy_job_forgets_its_failures_durably() {
+        // Regression (proptest `jobs_persist_backoff_resets`): the reset was made in memory only, so a new leader
+        // brought the old failures back.
+        let (mut jobs, j, e) = job_in("online");
+        let mut rng = SplitMix64::new(1);
+        jobs.on_lost(ms(100), &j, e, None, &mut rng);
+        let at = jobs.next_start().unwrap();
+        let e = jobs.start(at, &j, ExecutorId(2)).unwrap().0;
+        jobs.on_online(at, &j, e);
+        let reset_at = at + Duration::from_secs(300);
+        assert!(jobs.tick(ms(reset_at.as_millis() - 1)).persist.is_empty());
+        let tick = jobs.tick(reset_at);
+        assert_eq!(tick.persist.len(), 1);
+        assert_eq!(tick.persist[0].backoff, BackoffRecord::default());
+        assert_eq!(tick.persist[0].restarts, 1, "the restart count is history, not backoff");
+        assert!(jobs.tick(reset_at + Duration::from_secs(1)).persist.is_empty(), "persisted once");
+    }
+
+    #[test]
+    fn an_exit_before_the_first_heartbeat_finishes_the_job() {
+        // Regression (proptest `jobs_exit_before_online_is_legal`): Created → Finished is written in one step.
+        for phase in ["starting", "recovering"] {
+            let (mut jobs, j, e) = job_in(phase);
+            if phase == "recovering" {
+                // Recovering from a record written before the first heartbeat: still Created.
+                let mut rec = jobs.get(&j).unwrap().record(ms(0));
+                rec.state = JobState::Created;
+                jobs = Jobs::restore(policy(), ms(0), jobs.next_epoch(), [rec]);
+            }
+            assert_eq!(jobs.get(&j).unwrap().state(), JobState::Created, "{phase}");
+            let Verdict::Applied(step) = jobs.on_exit(ms(50), &j, e, ExitOutcome::Finished) else { panic!("{phase}") };
+            let rec = step.persist.unwrap();
+            assert_eq!(rec.state, JobState::Finished, "{phase}");
+            assert!(JobState::Created.can_become(rec.state));
+            jobs.check().unwrap();
+        }
     }
 }

@@ -136,7 +136,9 @@ pub enum Event {
     Exited { task: TaskId, epoch: Epoch, status: WorkerStatus },
     /// Someone newer than this master exists: it must stop.
     Superseded { seen: Epoch },
-    /// The recovery wait ended (or everyone checked in).
+    /// The recovery wait ended (or no expected incarnation is still awaited). Every expected incarnation is
+    /// counted once: `adopted` if it checked in (a heartbeat, or a report of its exit), else `lost` (not heard of
+    /// in time, or revoked or removed while awaited).
     Recovered { adopted: usize, lost: usize },
 }
 
@@ -155,6 +157,8 @@ pub struct Workers {
     master_epoch: Epoch,
     entries: BTreeMap<TaskId, Entry>,
     recovering_until: Option<Time>,
+    /// How many incarnations the recovery awaits in all, and how many of them checked in.
+    expected: usize,
     adopted: usize,
     superseded: bool,
 }
@@ -167,6 +171,7 @@ impl Workers {
             master_epoch,
             entries: BTreeMap::new(),
             recovering_until: None,
+            expected: 0,
             adopted: 0,
             superseded: false,
         }
@@ -185,6 +190,7 @@ impl Workers {
         for (task, epoch) in expected {
             w.entries.insert(task, Entry { epoch, state: EntryState::Waiting, expires_at: until, last_heard: None });
         }
+        w.expected = w.entries.len();
         w.recovering_until = Some(until);
         w
     }
@@ -239,13 +245,14 @@ impl Workers {
         }
     }
 
-    /// Forgets a task entirely (its job was deleted, or its master will not run it again).
+    /// Forgets a task entirely (its job was deleted, or its master will not run it again). An awaited incarnation
+    /// counts as lost to the recovery; the next tick ends a recovery that awaits no one any more.
     pub fn remove(&mut self, task: &TaskId) {
         self.entries.remove(task);
     }
 
     /// Refuses incarnation `epoch`'s heartbeats from now on; it will fence itself and be lost when its TTL runs
-    /// out.
+    /// out. An awaited incarnation counts as lost to the recovery.
     pub fn revoke(&mut self, task: &TaskId, epoch: Epoch) {
         if let Some(e) = self.entries.get_mut(task) {
             if e.epoch == epoch && e.state.may_be_live() {
@@ -258,12 +265,19 @@ impl Workers {
         Reply { verdict, master_epoch: self.master_epoch, worker_epoch: expected }
     }
 
-    /// Fences a message; on acceptance returns the entry.
-    fn fence(&mut self, msg: &Message) -> Result<&mut Entry, Reply> {
+    /// The first fencing rule: a message that shows a newer master epoch makes this master stale, whatever else
+    /// it says.
+    fn fence_master(&mut self, msg: &Message) -> Result<(), Reply> {
         if msg.master_epoch > self.master_epoch {
             self.superseded = true;
             return Err(self.reply(Verdict::StaleMaster, Epoch::NONE));
         }
+        Ok(())
+    }
+
+    /// Fences a message; on acceptance returns the entry.
+    fn fence(&mut self, msg: &Message) -> Result<&mut Entry, Reply> {
+        self.fence_master(msg)?;
         let Some(e) = self.entries.get(&msg.task) else {
             return Err(self.reply(Verdict::StaleWorker, Epoch::NONE));
         };
@@ -303,6 +317,9 @@ impl Workers {
 
     /// A status report at `now`. A terminal status ends the incarnation; a repeated one is acknowledged again.
     pub fn on_status(&mut self, now: Time, msg: &Message, status: WorkerStatus) -> (Reply, Vec<Event>) {
+        if let Err(reply) = self.fence_master(msg) {
+            return (reply, self.superseded_event(msg, reply));
+        }
         if let Some(e) = self.entries.get(&msg.task) {
             if e.epoch == msg.worker_epoch && e.state == EntryState::Exited(status.clone()) {
                 return (self.reply(Verdict::Accepted, e.epoch), vec![]);
@@ -320,6 +337,8 @@ impl Workers {
         let epoch = entry.epoch;
         let mut events = vec![Event::Exited { task: msg.task.clone(), epoch, status }];
         if was == EntryState::Waiting {
+            // It checked in, if only to say it is done.
+            self.adopted += 1;
             events.extend(self.maybe_finish_recovery());
         }
         (self.reply(Verdict::Accepted, epoch), events)
@@ -333,10 +352,18 @@ impl Workers {
         }
     }
 
+    fn anyone_waiting(&self) -> bool {
+        self.entries.values().any(|e| e.state == EntryState::Waiting)
+    }
+
+    fn recovered(&mut self) -> Event {
+        self.recovering_until = None;
+        Event::Recovered { adopted: self.adopted, lost: self.expected - self.adopted }
+    }
+
     fn maybe_finish_recovery(&mut self) -> Vec<Event> {
-        if self.recovering_until.is_some() && !self.entries.values().any(|e| e.state == EntryState::Waiting) {
-            self.recovering_until = None;
-            return vec![Event::Recovered { adopted: self.adopted, lost: 0 }];
+        if self.recovering_until.is_some() && !self.anyone_waiting() {
+            return vec![self.recovered()];
         }
         vec![]
     }
@@ -345,7 +372,6 @@ impl Workers {
     pub fn tick(&mut self, now: Time) -> Vec<Event> {
         let mut events = vec![];
         let recovery_over = self.recovering_until.is_some_and(|t| now >= t);
-        let mut lost = 0;
         let mut gone = vec![];
         for (task, e) in &self.entries {
             let reason = match e.state {
@@ -356,18 +382,14 @@ impl Workers {
                 EntryState::Online => LostReason::Silent,
                 EntryState::Revoked => LostReason::Revoked,
             };
-            if reason == LostReason::NotRecovered {
-                lost += 1;
-            }
             gone.push(task.clone());
             events.push(Event::Lost { task: task.clone(), epoch: e.epoch, reason });
         }
         for task in gone {
             self.entries.remove(&task);
         }
-        if recovery_over {
-            self.recovering_until = None;
-            events.push(Event::Recovered { adopted: self.adopted, lost });
+        if recovery_over || (self.recovering_until.is_some() && !self.anyone_waiting()) {
+            events.push(self.recovered());
         }
         events
     }
@@ -547,5 +569,38 @@ mod tests {
             w.tick(ms(12_100)),
             vec![Event::Lost { task: t("a"), epoch: Epoch(3), reason: LostReason::Revoked }]
         );
+    }
+
+    #[test]
+    fn recovery_counts_every_expected_incarnation_once() {
+        // Regression (proptest `workers_recovery_accounts_for_every_expected_incarnation`): incarnations that exit,
+        // are revoked or are removed while awaited were counted as neither adopted nor lost.
+        let expected = [(t("a"), Epoch(3)), (t("b"), Epoch(4)), (t("c"), Epoch(5)), (t("d"), Epoch(6))];
+        let mut w = Workers::recover(ms(0), Epoch(9), HeartbeatTiming::worker_default(), expected);
+        let (reply, ev) = w.on_status(ms(10), &msg("a", 9, 3), WorkerStatus::Finished);
+        assert_eq!(reply.verdict, Verdict::Accepted);
+        assert_eq!(ev, vec![Event::Exited { task: t("a"), epoch: Epoch(3), status: WorkerStatus::Finished }]);
+        w.on_heartbeat(ms(20), &msg("d", 9, 6));
+        w.revoke(&t("b"), Epoch(4));
+        w.remove(&t("c"));
+        // No one is awaited any more: the next tick ends the recovery without waiting out the window.
+        let ev = w.tick(ms(30));
+        assert_eq!(ev, vec![Event::Recovered { adopted: 2, lost: 2 }]);
+        assert!(!w.is_recovering());
+        w.check().unwrap();
+    }
+
+    #[test]
+    fn a_repeated_exit_showing_a_newer_master_is_fenced() {
+        // Regression (proptest `workers_repeated_exit_from_a_newer_master_is_fenced`).
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        w.on_status(ms(10), &msg("a", 5, 3), WorkerStatus::Finished);
+        let (reply, _) = w.on_status(ms(20), &msg("a", 5, 3), WorkerStatus::Finished);
+        assert_eq!(reply.verdict, Verdict::Accepted, "a repeated report is acknowledged again");
+        let (reply, ev) = w.on_status(ms(30), &msg("a", 6, 3), WorkerStatus::Finished);
+        assert_eq!(reply.verdict, Verdict::StaleMaster);
+        assert_eq!(ev, vec![Event::Superseded { seen: Epoch(6) }]);
+        assert!(w.is_superseded());
     }
 }
