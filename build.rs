@@ -12,6 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }
-    tonic_build::configure().compile_protos(&protos, &["proto"])?;
+    // Every proto map is a BTreeMap: map order can never reach behaviour (design.md §8).
+    tonic_build::configure().btree_map(["."]).compile_protos(&protos, &["proto"])?;
     Ok(())
 }

@@ -4,5 +4,9 @@
 //! and `MADSIM_TEST_SEED=<seed>` replays it exactly. `MADSIM_TEST_NUM=<n>` runs n consecutive seeds.
 #![cfg(madsim)]
 
+mod checks;
+mod cluster;
 mod harness;
 mod heartbeat_timing;
+mod master_failover;
+mod meta_contract;

@@ -462,6 +462,42 @@ impl Default for PlacementConfig {
     }
 }
 
+impl BackoffConfig {
+    /// The core's policy of this section.
+    pub fn policy(&self) -> crate::core::backoff::BackoffPolicy {
+        crate::core::backoff::BackoffPolicy {
+            initial: self.initial,
+            multiplier: self.multiplier,
+            max: self.max,
+            jitter: self.jitter,
+            reset_after: self.reset_after,
+            max_tries: self.max_tries,
+        }
+    }
+}
+
+impl PlacementConfig {
+    /// The core's policy of this section.
+    pub fn policy(&self) -> crate::core::placement::PlacementPolicy {
+        let strategy = match self.strategy {
+            Strategy::LeastLoaded => crate::core::placement::Strategy::LeastLoaded,
+            Strategy::BinPack => crate::core::placement::Strategy::BinPack,
+        };
+        crate::core::placement::PlacementPolicy { strategy, reservation_ttl: self.reservation_ttl }
+    }
+}
+
+impl ExecutorsConfig {
+    /// The core registry's policy of this section.
+    pub fn registry_policy(&self) -> crate::core::registry::RegistryPolicy {
+        crate::core::registry::RegistryPolicy {
+            offline_ttl: self.offline_ttl,
+            suspect_fraction: self.suspect_fraction,
+            suspect_hold: self.suspect_hold,
+        }
+    }
+}
+
 /// Deadlines on a master's outgoing calls.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]

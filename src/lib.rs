@@ -2,8 +2,13 @@
 //!
 //! Layers (design.md §3): [`core`] decides, [`rpc`] carries the API, [`config`] holds the validated settings.
 
+pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod core;
+pub mod jobs;
+pub mod master;
+pub mod meta;
 pub mod rpc;
 
 #[cfg(test)]

@@ -1,9 +1,13 @@
 //! The `foreman` command line: one binary, one subcommand per role (design.md §2).
 //!
-//! Today it has `foreman config master|executor`, which loads and validates a configuration exactly as the node
-//! would at start-up and prints the effective settings as TOML: the check an operator runs before deploying.
-//! Exit codes: 0 on success, 2 on a usage or configuration error (warnings do not change the code), 1 when the
-//! output cannot be written.
+//! - `foreman config master|executor` loads and validates a configuration exactly as the node would at start-up
+//!   and prints the effective settings as TOML: the check an operator runs before deploying.
+//! - `foreman cluster leader|masters|executors|resign` and `foreman job create|get|list|cancel|delete` are the
+//!   clients of the masters' gRPC API (`foreman::cli`).
+//!
+//! Exit codes: 0 on success; 2 on a usage, input or configuration error (nothing was sent; warnings do not change
+//! the code); 1 for anything else: a master refused the call or none could serve it, or the output cannot be
+//! written.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,6 +16,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use serde::Serialize;
 
+use foreman::cli::{self, CliError, ClientFlags, ClusterCommand, JobCommand};
 use foreman::config::{ExecutorConfig, ExecutorFlags, MasterConfig, MasterFlags};
 
 /// The exit code of a usage or configuration error.
@@ -27,9 +32,25 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a master: campaign for leadership over etcd, and serve the cluster (Ctrl-C stops it).
+    Master(Box<MasterFlags>),
     /// Load and validate a configuration, then print the effective settings as TOML.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Ask the masters about the cluster: the leader, the masters, the executors.
+    Cluster {
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+    /// Create, inspect, list, cancel and delete jobs.
+    Job {
+        #[command(flatten)]
+        client: ClientFlags,
+        #[command(subcommand)]
+        command: JobCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -46,6 +67,8 @@ enum Failure {
     Invalid(String),
     /// Something else went wrong (writing the output): exit code 1.
     Other(anyhow::Error),
+    /// A client command failed; the error knows its exit code.
+    Client(CliError),
 }
 
 fn main() -> ExitCode {
@@ -67,11 +90,22 @@ fn main() -> ExitCode {
             eprintln_lossy(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
+        Err(Failure::Client(e)) => {
+            eprintln_lossy(&format!("error: {e}"));
+            ExitCode::from(e.exit_code())
+        }
     }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        Command::Master(flags) => {
+            init_logging();
+            block_on(foreman::master::cmd::run(&flags))?.map_err(|e| match e {
+                foreman::master::cmd::MasterCmdError::Config(m) => Failure::Invalid(m),
+                other => Failure::Other(anyhow::anyhow!(other)),
+            })
+        }
         Command::Config(ConfigCommand::Master(flags)) => {
             let (config, warnings) = MasterConfig::load(&flags).map_err(|e| Failure::Invalid(e.to_string()))?;
             print_config(&config, &warnings)
@@ -80,7 +114,25 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let (config, warnings) = ExecutorConfig::load(&flags).map_err(|e| Failure::Invalid(e.to_string()))?;
             print_config(&config, &warnings)
         }
+        Command::Cluster { client, command } => block_on(cli::run_cluster(&client, command))?.map_err(Failure::Client),
+        Command::Job { client, command } => block_on(cli::run_job(&client, command))?.map_err(Failure::Client),
     }
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default: info).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Runs an async command to completion on a new runtime.
+///
+/// In the simulation build this compiles but is never run: the simulator drives nodes itself and never calls
+/// `main` (madsim's `Runtime::block_on` would refuse).
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, Failure> {
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime").map_err(Failure::Other)?;
+    Ok(runtime.block_on(future))
 }
 
 /// Warnings to stderr, then the configuration as TOML to stdout.

@@ -1,0 +1,650 @@
+//! The client commands of the `foreman` binary: `foreman cluster ...` and `foreman job ...`.
+//!
+//! Input is checked here, before anything is sent, with the same rules the master applies (job ids, selectors,
+//! JSON configuration), so a typo costs no round trip and is reported against the flag that holds it. The
+//! commands then talk to the masters through [`client::Client`] (failover, deadlines, unknown outcomes) and
+//! print through [`output`] (tables or JSON).
+//!
+//! Exit codes ([`CliError::exit_code`]): 0 on success; 2 when the input is refused (usage errors, a bad flag
+//! value: nothing was sent); 1 for everything else (a refusal from the master, no master able to serve the
+//! call, an unknown outcome, a reply that makes no sense, stdout not writable).
+
+pub mod client;
+pub mod output;
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use clap::{Args, Subcommand, ValueEnum};
+use thiserror::Error;
+
+use crate::config::parse_duration;
+use crate::core::ids::JobId;
+use crate::core::labels::{validate_selectors, Selector, SelectorOp};
+use crate::rpc::pb;
+use crate::rpc::pb::discovery_client::DiscoveryClient;
+use crate::rpc::pb::job_manager_client::JobManagerClient;
+use client::{Attempt, AttemptFailure, Client, MasterAddress, Resend};
+use output::{
+    DeletedView, ExecutorListView, ExecutorView, JobListView, JobView, LeaderView, MasterListView, MasterView,
+    ResignedView,
+};
+
+/// Where the client commands look for masters when neither `--master` nor `FOREMAN_MASTERS` says.
+pub const DEFAULT_MASTER: &str = "127.0.0.1:10240";
+/// The most pages `job list --all` follows: with the largest page, a million jobs.
+pub const LIST_PAGES_MAX: usize = 1000;
+/// The largest page `ListJobs` serves.
+pub const PAGE_SIZE_MAX: u32 = 1000;
+
+/// Flags every client command takes, before or after its subcommand.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Connection and output")]
+pub struct ClientFlags {
+    /// Masters to ask, in this order, comma separated; the next is tried when one is unreachable.
+    #[arg(
+        long = "master",
+        value_name = "HOST:PORT[,HOST:PORT...]",
+        env = "FOREMAN_MASTERS",
+        default_value = DEFAULT_MASTER,
+        value_delimiter = ',',
+        value_parser = MasterAddress::parse,
+        global = true
+    )]
+    pub masters: Vec<MasterAddress>,
+
+    /// How to print the result.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+
+    /// Deadline for each master tried (connecting and answering), e.g. 500ms, 5s, 1m.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, global = true)]
+    pub timeout: Duration,
+}
+
+/// How results are printed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// Stable, pretty-printed JSON for programs.
+    Json,
+}
+
+/// `foreman cluster ...`.
+#[derive(Debug, Subcommand)]
+pub enum ClusterCommand {
+    /// Show the leader: its name, address and leadership epoch.
+    Leader,
+    /// List the masters and which one leads.
+    Masters,
+    /// List the executors the leader knows, with their usage and labels.
+    Executors,
+    /// Ask the first --master address (only that one) to resign leadership.
+    ///
+    /// A leader hands leadership over; a follower stays out of the next election. Sent to the first address of
+    /// --master only, with no failover: the master that resigns is the one you name.
+    Resign,
+}
+
+/// `foreman job ...`.
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job; prints it as the leader accepted it.
+    Create(CreateArgs),
+    /// Show one job.
+    Get {
+        /// The job's id.
+        #[arg(value_name = "ID", value_parser = parse_job_id)]
+        id: JobId,
+        /// Include the job's configuration.
+        #[arg(long)]
+        config: bool,
+    },
+    /// List jobs, sorted by id: one page, or every page with --all.
+    List(ListArgs),
+    /// Cancel a job (idempotent); prints the job as the cancel left it.
+    Cancel {
+        /// The job's id.
+        #[arg(value_name = "ID", value_parser = parse_job_id)]
+        id: JobId,
+    },
+    /// Delete a job that has ended, and everything stored for it; the id may then be used again.
+    Delete {
+        /// The job's id.
+        #[arg(value_name = "ID", value_parser = parse_job_id)]
+        id: JobId,
+    },
+}
+
+/// `foreman job create`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// The job type, e.g. fake.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_job_type)]
+    pub job_type: String,
+    /// The job type's configuration: JSON text, or @FILE to read it from a file.
+    #[arg(long, value_name = "JSON", value_parser = JobConfig::parse, allow_hyphen_values = true)]
+    pub config: JobConfig,
+    /// The job's id (letters, digits, '_', '-', '.'); generated by the leader when absent.
+    #[arg(long, value_name = "ID", value_parser = parse_job_id, allow_hyphen_values = true)]
+    pub id: Option<JobId>,
+    /// Where the job master may run: key=value, key!=value or key~regex; repeat for several (all must hold).
+    #[arg(long = "selector", value_name = "SELECTOR", value_parser = Selector::parse)]
+    pub selectors: Vec<Selector>,
+    /// Slots the job master takes on its executor (default 1).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cost: Option<u32>,
+}
+
+/// `foreman job list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only jobs in this state.
+    #[arg(long, value_enum, value_name = "STATE")]
+    pub state: Option<StateFilter>,
+    /// Only jobs of this type.
+    #[arg(long = "type", value_name = "TYPE", value_parser = parse_job_type)]
+    pub job_type: Option<String>,
+    /// Jobs per page (1 to 1000; the leader's default is 100).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=i64::from(PAGE_SIZE_MAX)))]
+    pub page_size: Option<u32>,
+    /// Follow the pages to the end and print every job.
+    #[arg(long, conflicts_with = "page_token")]
+    pub all: bool,
+    /// Start at this page: the next_page_token of the previous one (JSON output).
+    #[arg(long, value_name = "TOKEN")]
+    pub page_token: Option<String>,
+}
+
+/// A job state, as `job list --state` takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum StateFilter {
+    Created,
+    Running,
+    Canceling,
+    Finished,
+    Canceled,
+    Failed,
+}
+
+impl StateFilter {
+    fn to_wire(self) -> pb::JobState {
+        match self {
+            StateFilter::Created => pb::JobState::Created,
+            StateFilter::Running => pb::JobState::Running,
+            StateFilter::Canceling => pb::JobState::Canceling,
+            StateFilter::Finished => pb::JobState::Finished,
+            StateFilter::Canceled => pb::JobState::Canceled,
+            StateFilter::Failed => pb::JobState::Failed,
+        }
+    }
+}
+
+/// A job configuration that is valid JSON, kept as the user wrote it (key order and all).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobConfig {
+    text: String,
+}
+
+impl JobConfig {
+    /// The most bytes a configuration may have, to refuse a wrong file before sending it.
+    pub const MAX_BYTES: usize = 4 << 20;
+
+    /// Parses `--config`: JSON text, or `@FILE`. Errors name the line and column to fix.
+    pub fn parse(arg: &str) -> Result<JobConfig, String> {
+        let (text, source) = match arg.strip_prefix('@') {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {path:?}: {e}"))?;
+                (text, format!(" in {path:?}"))
+            }
+            None => (arg.to_owned(), String::new()),
+        };
+        if text.len() > Self::MAX_BYTES {
+            return Err(format!("{} bytes{source}; at most {} are allowed", text.len(), Self::MAX_BYTES));
+        }
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(&text) {
+            // serde_json's message ends with its own " at line L column C"; say it once, first.
+            let message = e.to_string();
+            let problem = message.split(" at line ").next().unwrap_or(&message);
+            return Err(format!("not valid JSON{source}: line {}, column {}: {problem}", e.line(), e.column()));
+        }
+        Ok(JobConfig { text })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Parses a job id with the master's rule.
+pub fn parse_job_id(text: &str) -> Result<JobId, String> {
+    JobId::parse(text).map_err(|e| e.to_string())
+}
+
+/// A job type: a non-empty word.
+fn parse_job_type(text: &str) -> Result<String, String> {
+    if text.is_empty() || text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("job type {text:?} is not valid: give the type's name, e.g. fake"));
+    }
+    Ok(text.to_owned())
+}
+
+/// A duration longer than zero.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d.is_zero() {
+        return Err("must be longer than zero, e.g. 5s".to_owned());
+    }
+    Ok(d)
+}
+
+/// Why a client command failed. [`CliError::exit_code`] maps it to the process's exit code.
+#[derive(Debug, Error)]
+pub enum CliError {
+    /// The input was refused before anything was sent.
+    #[error("{0}")]
+    Usage(String),
+    /// A master refused the call.
+    #[error("{message} ({reason})")]
+    Refused { address: String, message: String, reason: String },
+    /// No master could serve the call: unreachable, or each answered that it cannot serve now.
+    #[error("{}", no_master_text(attempts))]
+    NoMaster { attempts: Vec<Attempt> },
+    /// A write that must not be repeated may or may not have been carried out.
+    #[error("the master at {address} did not confirm the call ({detail}); it may or may not have happened: {check}")]
+    UnknownOutcome { address: String, detail: String, check: String },
+    /// A reply that does not make sense (a bug on the server side).
+    #[error("unexpected reply from the master: {0}")]
+    BadReply(String),
+    /// The result could not be written.
+    #[error("cannot write to stdout: {0}")]
+    Output(std::io::Error),
+}
+
+impl CliError {
+    /// 2 for refused input (nothing was sent), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// `no master reachable at a, b: is `foreman master` running?` when no master could be reached; `no master
+/// could serve the call` when some answered; then one line per attempt.
+fn no_master_text(attempts: &[Attempt]) -> String {
+    let addresses = attempts.iter().map(|a| a.address.as_str()).collect::<Vec<_>>().join(", ");
+    let answered = attempts.iter().any(|a| !matches!(a.failure, AttemptFailure::Connect(_)));
+    let mut text = if answered {
+        format!("no master could serve the call (tried {addresses})")
+    } else {
+        format!("no master reachable at {addresses}: is `foreman master` running?")
+    };
+    for a in attempts {
+        text.push_str(&format!("\n  {}: {}", a.address, a.failure));
+    }
+    text
+}
+
+/// Runs `foreman cluster <command>` and prints its result.
+pub async fn run_cluster(flags: &ClientFlags, command: ClusterCommand) -> Result<(), CliError> {
+    let text = cluster_output(flags, command).await?;
+    write_stdout(&text)
+}
+
+/// Runs `foreman job <command>` and prints its result.
+pub async fn run_job(flags: &ClientFlags, command: JobCommand) -> Result<(), CliError> {
+    let (text, more) = job_output(flags, command).await?;
+    write_stdout(&text)?;
+    if more && std::io::stdout().is_terminal() {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "more jobs exist: add --all to list them all, or --page-token with the next_page_token of --output json"
+        );
+    }
+    Ok(())
+}
+
+async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<String, CliError> {
+    let json = flags.output == OutputFormat::Json;
+    let safe = Resend::Safe;
+    match command {
+        ClusterCommand::Leader => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let reply = client
+                .call(&safe, pb::GetLeaderRequest {}, |ch, req| async move {
+                    DiscoveryClient::new(ch).get_leader(req).await
+                })
+                .await?;
+            let view = LeaderView::from(&reply);
+            Ok(if json { output::to_json(&view) } else { output::leader_detail(&view) })
+        }
+        ClusterCommand::Masters => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let reply = client
+                .call(&safe, pb::ListMastersRequest {}, |ch, req| async move {
+                    DiscoveryClient::new(ch).list_masters(req).await
+                })
+                .await?;
+            let view = MasterListView { masters: reply.masters.iter().map(MasterView::from).collect() };
+            Ok(if json { output::to_json(&view) } else { output::masters_table(&view.masters) })
+        }
+        ClusterCommand::Executors => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let reply = client
+                .call(&safe, pb::ListExecutorsRequest {}, |ch, req| async move {
+                    DiscoveryClient::new(ch).list_executors(req).await
+                })
+                .await?;
+            let view = ExecutorListView { executors: reply.executors.iter().map(ExecutorView::from).collect() };
+            Ok(if json { output::to_json(&view) } else { output::executors_table(&view.executors) })
+        }
+        ClusterCommand::Resign => {
+            // Only the named master: resigning "whichever master answered" would be a different command.
+            let first = flags.masters.first().cloned().into_iter().collect();
+            let mut client = Client::new(first, flags.timeout)?;
+            let address = flags.masters[0].to_string();
+            let check = format!("check with `foreman cluster leader --master {address}`");
+            client
+                .call(&Resend::Unsafe { check }, pb::ResignLeaderRequest {}, |ch, req| async move {
+                    DiscoveryClient::new(ch).resign_leader(req).await
+                })
+                .await?;
+            let view = ResignedView { address, resigned: true };
+            Ok(if json { output::to_json(&view) } else { output::resigned_text(&view) })
+        }
+    }
+}
+
+/// The text to print, and whether more pages exist than were printed.
+async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String, bool), CliError> {
+    let json = flags.output == OutputFormat::Json;
+    let render_job = |job: &pb::Job| {
+        let view = JobView::from(job);
+        if json {
+            output::to_json(&view)
+        } else {
+            output::job_detail(&view)
+        }
+    };
+    match command {
+        JobCommand::Create(args) => {
+            // Everything the flags could not check one by one, before connecting.
+            validate_selectors(&args.selectors).map_err(|e| CliError::Usage(format!("--selector: {e}")))?;
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let check = match &args.id {
+                Some(id) => format!("check with `foreman job get {id}` before creating it again"),
+                None => "check with `foreman job list` before creating it again (or give --id, which makes \
+                         a second create of the same job fail instead of running it twice)"
+                    .to_owned(),
+            };
+            let job = pb::Job {
+                id: args.id.map(String::from).unwrap_or_default(),
+                r#type: args.job_type,
+                config: args.config.text.into_bytes(),
+                selectors: args.selectors.iter().map(selector_to_wire).collect(),
+                cost: args.cost.unwrap_or(0),
+                ..Default::default()
+            };
+            let request = pb::CreateJobRequest { job: Some(job) };
+            let reply = client
+                .call(&Resend::Unsafe { check }, request, |ch, req| async move {
+                    JobManagerClient::new(ch).create_job(req).await
+                })
+                .await?;
+            Ok((render_job(&reply), false))
+        }
+        JobCommand::Get { id, config } => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let request = pb::GetJobRequest { id: id.to_string(), include_config: config };
+            let reply = client
+                .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).get_job(req).await })
+                .await?;
+            Ok((render_job(&reply), false))
+        }
+        JobCommand::List(args) => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let (jobs, next_page_token) = list_jobs(&mut client, &args).await?;
+            let more = next_page_token.is_some();
+            let view = JobListView { jobs: jobs.iter().map(JobView::from).collect(), next_page_token };
+            let text = if json { output::to_json(&view) } else { output::jobs_table(&view.jobs) };
+            Ok((text, more))
+        }
+        JobCommand::Cancel { id } => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            // CancelJob is idempotent: resending it after an unknown outcome is safe.
+            let request = pb::CancelJobRequest { id: id.to_string() };
+            let reply = client
+                .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).cancel_job(req).await })
+                .await?;
+            Ok((render_job(&reply), false))
+        }
+        JobCommand::Delete { id } => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            // Not resent: a second DeleteJob after a first that worked says JOB_NOT_FOUND, which would mislead.
+            let check = format!("check with `foreman job get {id}`");
+            let request = pb::DeleteJobRequest { id: id.to_string() };
+            client
+                .call(&Resend::Unsafe { check }, request, |ch, req| async move {
+                    JobManagerClient::new(ch).delete_job(req).await
+                })
+                .await?;
+            let view = DeletedView { id: id.to_string(), deleted: true };
+            Ok((if json { output::to_json(&view) } else { output::deleted_text(&view) }, false))
+        }
+    }
+}
+
+/// One page of jobs, or every page with `--all`; and the token of the page after the last one returned.
+async fn list_jobs(client: &mut Client, args: &ListArgs) -> Result<(Vec<pb::Job>, Option<String>), CliError> {
+    let mut jobs = Vec::new();
+    let mut token = args.page_token.clone().unwrap_or_default();
+    for _ in 0..LIST_PAGES_MAX {
+        let request = pb::ListJobsRequest {
+            page_size: args.page_size.unwrap_or(0),
+            page_token: token.clone(),
+            r#type: args.job_type.clone().unwrap_or_default(),
+            state: args.state.map_or(pb::JobState::Unspecified, StateFilter::to_wire) as i32,
+            include_config: false,
+        };
+        let reply = client
+            .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).list_jobs(req).await })
+            .await?;
+        jobs.extend(reply.jobs);
+        if reply.next_page_token.is_empty() {
+            return Ok((jobs, None));
+        }
+        if !args.all {
+            return Ok((jobs, Some(reply.next_page_token)));
+        }
+        if reply.next_page_token == token {
+            return Err(CliError::BadReply(format!(
+                "ListJobs returned its own page token {:?} as the next one; stopping instead of looping",
+                output::sanitize(&token)
+            )));
+        }
+        token = reply.next_page_token;
+    }
+    Err(CliError::BadReply(format!("ListJobs had more than {LIST_PAGES_MAX} pages; stopping (use --page-size)")))
+}
+
+fn selector_to_wire(s: &Selector) -> pb::Selector {
+    let op = match s.op() {
+        SelectorOp::Eq => pb::SelectorOp::Eq,
+        SelectorOp::Neq => pb::SelectorOp::Neq,
+        SelectorOp::Regex => pb::SelectorOp::Regex,
+    };
+    pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
+}
+
+/// Writes the result. A closed stdout (`foreman job list | head -1`) is the reader's choice, not an error.
+fn write_stdout(text: &str) -> Result<(), CliError> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(CliError::Output(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    /// The client commands as the binary mounts them.
+    #[derive(Debug, Parser)]
+    struct TestCli {
+        #[command(flatten)]
+        flags: ClientFlags,
+        #[command(subcommand)]
+        command: TestCommand,
+    }
+
+    #[derive(Debug, Subcommand)]
+    enum TestCommand {
+        #[command(subcommand)]
+        Job(JobCommand),
+        #[command(subcommand)]
+        Cluster(ClusterCommand),
+    }
+
+    fn parse(args: &[&str]) -> Result<TestCli, String> {
+        TestCli::try_parse_from(std::iter::once("foreman").chain(args.iter().copied())).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn flags_have_defaults_and_go_anywhere() {
+        let cli = parse(&["job", "get", "j1"]).unwrap();
+        // FOREMAN_MASTERS may be set where the tests run; the default applies only when it is not.
+        if std::env::var_os("FOREMAN_MASTERS").is_none() {
+            assert_eq!(cli.flags.masters, vec![MasterAddress::parse(DEFAULT_MASTER).unwrap()]);
+        }
+        assert_eq!(cli.flags.output, OutputFormat::Table);
+        assert_eq!(cli.flags.timeout, Duration::from_secs(5));
+        let cli =
+            parse(&["job", "get", "j1", "--master", "a:1,b:2", "--output", "json", "--timeout", "1m30s"]).unwrap();
+        assert_eq!(cli.flags.masters.iter().map(|m| m.as_str()).collect::<Vec<_>>(), ["a:1", "b:2"]);
+        assert_eq!(cli.flags.output, OutputFormat::Json);
+        assert_eq!(cli.flags.timeout, Duration::from_secs(90));
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        // (arguments, words the error must contain)
+        let table: &[(&[&str], &[&str])] = &[
+            (&["job", "get", "a b"], &["<ID>", "job id"]),
+            (
+                &["job", "create", "--type", "fake", "--config", "{}", "--selector", "zone"],
+                &["--selector", "key=value"],
+            ),
+            (&["job", "create", "--type", "fake", "--config", "{}", "--selector", "zone~("], &["--selector", "regex"]),
+            (&["job", "create", "--type", "fake", "--config", "{\"a\":1,}"], &["--config", "line 1, column 8"]),
+            (&["job", "create", "--type", "fake", "--config", "{}", "--id", "-x"], &["--id", "job id"]),
+            (&["job", "create", "--type", "fake", "--config", "{}", "--cost", "0"], &["--cost"]),
+            (&["job", "create", "--type", "", "--config", "{}"], &["--type", "e.g. fake"]),
+            (&["job", "list", "--state", "sleeping"], &["--state", "running"]),
+            (&["job", "list", "--page-size", "1001"], &["--page-size"]),
+            (&["job", "list", "--all", "--page-token", "x"], &["--all", "--page-token"]),
+            (&["cluster", "leader", "--master", "a:1,"], &["--master", "empty"]),
+            (&["cluster", "leader", "--master", "http://a:1"], &["--master", "scheme"]),
+            (&["cluster", "leader", "--timeout", "0s"], &["--timeout", "longer than zero"]),
+            (&["cluster", "leader", "--timeout", "5"], &["--timeout", "unit"]),
+        ];
+        for (args, words) in table {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            for word in *words {
+                assert!(e.contains(word), "{args:?}: {word:?} not in {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn create_keeps_the_config_text_and_parses_selectors() {
+        let cli = parse(&[
+            "job",
+            "create",
+            "--type",
+            "fake",
+            "--config",
+            "{\"b\": 1, \"a\": 2}",
+            "--id",
+            "j-1",
+            "--selector",
+            "zone=east",
+            "--selector",
+            "disk!=hdd",
+            "--selector",
+            "rack~^r1",
+            "--cost",
+            "3",
+        ])
+        .unwrap();
+        let TestCommand::Job(JobCommand::Create(args)) = cli.command else { panic!("not a create: {cli:?}") };
+        assert_eq!(args.config.as_str(), "{\"b\": 1, \"a\": 2}");
+        assert_eq!(args.id.unwrap().as_str(), "j-1");
+        let wire: Vec<pb::Selector> = args.selectors.iter().map(selector_to_wire).collect();
+        let ops: Vec<i32> = wire.iter().map(|s| s.op).collect();
+        assert_eq!(ops, [pb::SelectorOp::Eq as i32, pb::SelectorOp::Neq as i32, pb::SelectorOp::Regex as i32]);
+        assert_eq!(wire[2].target, "^r1");
+        assert_eq!(args.cost, Some(3));
+    }
+
+    #[test]
+    fn config_from_a_file_and_its_errors() {
+        let dir = std::env::temp_dir().join(format!("foreman-cli-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.json");
+        std::fs::write(&good, "{\n  \"workers\": 2\n}\n").unwrap();
+        assert_eq!(JobConfig::parse(&format!("@{}", good.display())).unwrap().as_str(), "{\n  \"workers\": 2\n}\n");
+        let bad = dir.join("bad.json");
+        std::fs::write(&bad, "{\n  \"workers\": 2,\n}\n").unwrap();
+        let e = JobConfig::parse(&format!("@{}", bad.display())).unwrap_err();
+        assert!(e.contains("line 3, column 1") && e.contains("bad.json"), "{e}");
+        let e = JobConfig::parse(&format!("@{}", dir.join("missing.json").display())).unwrap_err();
+        assert!(e.contains("cannot read"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(CliError::Usage("x".into()).exit_code(), 2);
+        let refused =
+            CliError::Refused { address: "a:1".into(), message: "no job".into(), reason: "JOB_NOT_FOUND".into() };
+        assert_eq!(refused.exit_code(), 1);
+        assert_eq!(refused.to_string(), "no job (JOB_NOT_FOUND)");
+        assert_eq!(CliError::NoMaster { attempts: vec![] }.exit_code(), 1);
+    }
+
+    #[test]
+    fn no_master_messages_name_every_address() {
+        let a = MasterAddress::parse("a:1").unwrap();
+        let b = MasterAddress::parse("b:2").unwrap();
+        let unreachable = CliError::NoMaster {
+            attempts: vec![
+                Attempt { address: a.clone(), failure: AttemptFailure::Connect("connection refused".into()) },
+                Attempt { address: b.clone(), failure: AttemptFailure::Connect("could not connect within 5s".into()) },
+            ],
+        };
+        assert_eq!(
+            unreachable.to_string(),
+            "no master reachable at a:1, b:2: is `foreman master` running?\n  a:1: connection refused\n  b:2: could \
+             not connect within 5s"
+        );
+        let busy = CliError::NoMaster {
+            attempts: vec![
+                Attempt { address: a, failure: AttemptFailure::Connect("connection refused".into()) },
+                Attempt {
+                    address: b,
+                    failure: AttemptFailure::Unavailable { message: "no leader".into(), reason: "NO_LEADER".into() },
+                },
+            ],
+        };
+        assert_eq!(
+            busy.to_string(),
+            "no master could serve the call (tried a:1, b:2)\n  a:1: connection refused\n  b:2: no leader (NO_LEADER)"
+        );
+    }
+}

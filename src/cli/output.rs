@@ -1,0 +1,623 @@
+//! What the client commands print: aligned tables for people, stable JSON for programs.
+//!
+//! Server replies become views first (the serde structs below, the JSON schema of `--output json`), and views
+//! become text through pure functions (data in, `String` out). Nothing here fails or panics on what a server
+//! sends: enum values this client does not know print as `UNKNOWN(7)`, control characters in server strings are
+//! escaped before they reach a terminal, and a job configuration that is not JSON is shown as a string.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::format_duration;
+use crate::core::ids::ExecutorId;
+use crate::rpc::pb;
+
+/// The space between two table columns.
+const COLUMN_GAP: usize = 2;
+/// What an empty cell shows.
+const NONE: &str = "-";
+
+/// A job, as `job get|create|cancel` and each row of `job list` show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Lowercase: `created`, `running`, `canceling`, `finished`, `canceled`, `failed`; `UNKNOWN(n)` otherwise.
+    pub state: String,
+    pub restarts: u32,
+    /// The newest job master incarnation's epoch; 0 before the first.
+    pub epoch: u64,
+    /// The executor hosting the current job master; `null` when none.
+    pub executor_id: Option<u64>,
+    /// Slots the job master takes (the server's 0 is its default, 1).
+    pub cost: u32,
+    pub selectors: Vec<SelectorView>,
+    pub error: Option<JobErrorView>,
+    /// The job's configuration as JSON when the server sent it (`--config`); a string if it is not valid JSON.
+    pub config: Option<serde_json::Value>,
+}
+
+/// A label selector: `op` is `eq`, `neq` or `regex` (`UNKNOWN(n)` otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SelectorView {
+    pub key: String,
+    pub op: String,
+    pub target: String,
+}
+
+/// Why a job failed, as the server put it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobErrorView {
+    pub reason: String,
+    pub message: String,
+}
+
+/// One page of `job list`, or all of them with `--all`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobListView {
+    pub jobs: Vec<JobView>,
+    /// Pass it to `--page-token` for the next page; `null` on the last page and with `--all`.
+    pub next_page_token: Option<String>,
+}
+
+/// An executor, as `cluster executors` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExecutorView {
+    pub id: u64,
+    pub name: String,
+    pub address: String,
+    /// `online` or `unconfirmed` (restored by a new leader, not yet heard from); `UNKNOWN(n)` otherwise.
+    pub status: String,
+    pub used: u32,
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+    pub last_heartbeat_age_ms: u64,
+}
+
+/// `cluster executors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExecutorListView {
+    pub executors: Vec<ExecutorView>,
+}
+
+/// A master, as `cluster masters` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MasterView {
+    pub name: String,
+    pub address: String,
+    pub is_leader: bool,
+}
+
+/// `cluster masters`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MasterListView {
+    pub masters: Vec<MasterView>,
+}
+
+/// `cluster leader`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaderView {
+    pub name: String,
+    pub address: String,
+    pub leader_epoch: u64,
+}
+
+/// `job delete`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeletedView {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// `cluster resign`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResignedView {
+    /// The master that was asked.
+    pub address: String,
+    pub resigned: bool,
+}
+
+/// The lowercase name of a job state, `UNKNOWN(n)` for a value this client does not know.
+pub fn job_state_name(value: i32) -> String {
+    let name = match pb::JobState::try_from(value) {
+        Ok(pb::JobState::Unspecified) => "unspecified",
+        Ok(pb::JobState::Created) => "created",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Canceling) => "canceling",
+        Ok(pb::JobState::Finished) => "finished",
+        Ok(pb::JobState::Canceled) => "canceled",
+        Ok(pb::JobState::Failed) => "failed",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+/// The lowercase name of an executor status, `UNKNOWN(n)` for a value this client does not know.
+pub fn executor_status_name(value: i32) -> String {
+    let name = match pb::ExecutorStatus::try_from(value) {
+        Ok(pb::ExecutorStatus::Unspecified) => "unspecified",
+        Ok(pb::ExecutorStatus::Online) => "online",
+        Ok(pb::ExecutorStatus::Unconfirmed) => "unconfirmed",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+/// The lowercase name of a selector operator, `UNKNOWN(n)` for a value this client does not know.
+pub fn selector_op_name(value: i32) -> String {
+    let name = match pb::SelectorOp::try_from(value) {
+        Ok(pb::SelectorOp::Unspecified) => "unspecified",
+        Ok(pb::SelectorOp::Eq) => "eq",
+        Ok(pb::SelectorOp::Neq) => "neq",
+        Ok(pb::SelectorOp::Regex) => "regex",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+fn unknown(value: i32) -> String {
+    format!("UNKNOWN({value})")
+}
+
+impl From<&pb::Selector> for SelectorView {
+    fn from(s: &pb::Selector) -> SelectorView {
+        SelectorView { key: s.key.clone(), op: selector_op_name(s.op), target: s.target.clone() }
+    }
+}
+
+impl SelectorView {
+    /// The command-line form `key=value`, `key!=value` or `key~regex`; an unknown operator shows its number.
+    pub fn command_line_form(&self) -> String {
+        let op = match self.op.as_str() {
+            "eq" => "=".to_owned(),
+            "neq" => "!=".to_owned(),
+            "regex" => "~".to_owned(),
+            other => format!(" {other} "),
+        };
+        format!("{}{}{}", self.key, op, self.target)
+    }
+}
+
+impl From<&pb::Job> for JobView {
+    fn from(job: &pb::Job) -> JobView {
+        let error = job
+            .error
+            .as_ref()
+            .filter(|e| !(e.reason.is_empty() && e.message.is_empty()))
+            .map(|e| JobErrorView { reason: e.reason.clone(), message: e.message.clone() });
+        JobView {
+            id: job.id.clone(),
+            job_type: job.r#type.clone(),
+            state: job_state_name(job.state),
+            restarts: job.restarts,
+            epoch: job.epoch,
+            executor_id: (job.executor_id != 0).then_some(job.executor_id),
+            cost: job.cost.max(1),
+            selectors: job.selectors.iter().map(SelectorView::from).collect(),
+            error,
+            config: config_value(&job.config),
+        }
+    }
+}
+
+/// A job configuration as the server sent it: parsed JSON, or the text itself when it is not JSON.
+fn config_value(bytes: &[u8]) -> Option<serde_json::Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())),
+    )
+}
+
+impl From<&pb::Executor> for ExecutorView {
+    fn from(e: &pb::Executor) -> ExecutorView {
+        ExecutorView {
+            id: e.id,
+            name: e.name.clone(),
+            address: e.address.clone(),
+            status: executor_status_name(e.status),
+            used: e.used,
+            capacity: e.capacity,
+            // The wire map has no order; the view's is by key.
+            labels: e.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            last_heartbeat_age_ms: e.last_heartbeat_age_ms,
+        }
+    }
+}
+
+impl From<&pb::Master> for MasterView {
+    fn from(m: &pb::Master) -> MasterView {
+        MasterView { name: m.name.clone(), address: m.address.clone(), is_leader: m.is_leader }
+    }
+}
+
+impl From<&pb::GetLeaderResponse> for LeaderView {
+    fn from(l: &pb::GetLeaderResponse) -> LeaderView {
+        LeaderView { name: l.name.clone(), address: l.address.clone(), leader_epoch: l.leader_epoch }
+    }
+}
+
+/// Any view as pretty-printed JSON, with a final newline.
+pub fn to_json<T: Serialize>(view: &T) -> String {
+    // The views hold only strings, numbers, string-keyed maps and JSON values: serializing cannot fail.
+    let mut text = serde_json::to_string_pretty(view).expect("views serialize: string keys and plain values only");
+    text.push('\n');
+    text
+}
+
+/// `job list`: ID TYPE STATE RESTARTS EPOCH EXECUTOR ERROR.
+pub fn jobs_table(jobs: &[JobView]) -> String {
+    let rows = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.clone(),
+                j.job_type.clone(),
+                j.state.clone(),
+                j.restarts.to_string(),
+                j.epoch.to_string(),
+                executor_cell(j.executor_id),
+                j.error.as_ref().map_or_else(|| NONE.to_owned(), error_cell),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["ID", "TYPE", "STATE", "RESTARTS", "EPOCH", "EXECUTOR", "ERROR"], &rows)
+}
+
+/// One job, field by field: what `job get`, `job create` and `job cancel` print.
+pub fn job_detail(job: &JobView) -> String {
+    let selectors = if job.selectors.is_empty() {
+        NONE.to_owned()
+    } else {
+        job.selectors.iter().map(SelectorView::command_line_form).collect::<Vec<_>>().join(", ")
+    };
+    let error = job.error.as_ref().map_or_else(
+        || NONE.to_owned(),
+        |e| match (e.reason.is_empty(), e.message.is_empty()) {
+            (false, false) => format!("{}: {}", e.reason, e.message),
+            (false, true) => e.reason.clone(),
+            _ => e.message.clone(),
+        },
+    );
+    let mut rows = vec![
+        vec!["ID".to_owned(), job.id.clone()],
+        vec!["TYPE".to_owned(), job.job_type.clone()],
+        vec!["STATE".to_owned(), job.state.clone()],
+        vec!["RESTARTS".to_owned(), job.restarts.to_string()],
+        vec!["EPOCH".to_owned(), job.epoch.to_string()],
+        vec!["EXECUTOR".to_owned(), executor_cell(job.executor_id)],
+        vec!["COST".to_owned(), job.cost.to_string()],
+        vec!["SELECTORS".to_owned(), selectors],
+        vec!["ERROR".to_owned(), error],
+    ];
+    let mut out = String::new();
+    let config = job.config.as_ref().map(|c| match c {
+        serde_json::Value::String(s) => s.clone(),
+        other => serde_json::to_string_pretty(other).unwrap_or_else(|_| other.to_string()),
+    });
+    match config {
+        // A one-line configuration fits the table; a longer one follows it, indented.
+        Some(text) if !text.contains('\n') => rows.push(vec!["CONFIG".to_owned(), text]),
+        Some(text) => {
+            out.push_str("CONFIG:\n");
+            for line in text.lines() {
+                let _ = writeln!(out, "  {}", sanitize(line));
+            }
+        }
+        None => {}
+    }
+    let mut text = key_values(&rows);
+    text.push_str(&out);
+    text
+}
+
+/// `cluster executors`: ID NAME ADDRESS STATUS USED/CAPACITY LABELS LAST-HEARTBEAT.
+pub fn executors_table(executors: &[ExecutorView]) -> String {
+    let rows = executors
+        .iter()
+        .map(|e| {
+            let labels = if e.labels.is_empty() {
+                NONE.to_owned()
+            } else {
+                e.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+            };
+            vec![
+                ExecutorId(e.id).to_string(),
+                e.name.clone(),
+                e.address.clone(),
+                e.status.clone(),
+                format!("{}/{}", e.used, e.capacity),
+                labels,
+                format!("{} ago", format_duration(Duration::from_millis(e.last_heartbeat_age_ms))),
+            ]
+        })
+        .collect::<Vec<_>>();
+    table(&["ID", "NAME", "ADDRESS", "STATUS", "USED/CAPACITY", "LABELS", "LAST-HEARTBEAT"], &rows)
+}
+
+/// `cluster masters`: NAME ADDRESS LEADER.
+pub fn masters_table(masters: &[MasterView]) -> String {
+    let rows = masters
+        .iter()
+        .map(|m| vec![m.name.clone(), m.address.clone(), if m.is_leader { "yes" } else { "no" }.to_owned()])
+        .collect::<Vec<_>>();
+    table(&["NAME", "ADDRESS", "LEADER"], &rows)
+}
+
+/// `cluster leader`.
+pub fn leader_detail(leader: &LeaderView) -> String {
+    key_values(&[
+        vec!["NAME".to_owned(), leader.name.clone()],
+        vec!["ADDRESS".to_owned(), leader.address.clone()],
+        vec!["EPOCH".to_owned(), leader.leader_epoch.to_string()],
+    ])
+}
+
+/// `job delete`.
+pub fn deleted_text(view: &DeletedView) -> String {
+    format!("deleted job {}\n", sanitize(&view.id))
+}
+
+/// `cluster resign`.
+pub fn resigned_text(view: &ResignedView) -> String {
+    format!(
+        "the master at {} resigned: a leader hands leadership over, a follower stays out of the next election\n",
+        sanitize(&view.address)
+    )
+}
+
+fn executor_cell(id: Option<u64>) -> String {
+    id.map_or_else(|| NONE.to_owned(), |id| ExecutorId(id).to_string())
+}
+
+/// A job error in one cell: the reason when there is one, the message otherwise.
+fn error_cell(e: &JobErrorView) -> String {
+    if e.reason.is_empty() {
+        e.message.clone()
+    } else {
+        e.reason.clone()
+    }
+}
+
+/// `KEY:  value` lines, values aligned.
+fn key_values(rows: &[Vec<String>]) -> String {
+    let rows = rows
+        .iter()
+        .map(|row| row.iter().enumerate().map(|(i, c)| if i == 0 { format!("{c}:") } else { c.clone() }).collect())
+        .collect::<Vec<Vec<String>>>();
+    render_rows(&rows)
+}
+
+/// An aligned table: a header line, then one line per row. Cells are escaped, columns padded to their widest
+/// cell, and no line ends in spaces. Rows shorter than the header leave the last columns empty.
+pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut all = Vec::with_capacity(rows.len() + 1);
+    all.push(headers.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>());
+    all.extend(rows.iter().cloned());
+    render_rows(&all)
+}
+
+fn render_rows(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|row| row.iter().map(|c| if c.is_empty() { NONE.to_owned() } else { sanitize(c) }).collect())
+        .collect();
+    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let mut widths = vec![0; columns];
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i + 1 < row.len() {
+                let pad = widths[i] - cell.chars().count() + COLUMN_GAP;
+                line.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Escapes control characters (newlines, tabs, terminal escapes) so that a server string can neither break a
+/// table's alignment nor drive the terminal.
+pub fn sanitize(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_owned();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, state: i32) -> pb::Job {
+        pb::Job {
+            id: id.to_owned(),
+            r#type: "fake".to_owned(),
+            state,
+            restarts: 2,
+            epoch: 17,
+            executor_id: 3,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn enum_names_table() {
+        // (value, job state, executor status, selector op)
+        let table = [
+            (0, "unspecified", "unspecified", "unspecified"),
+            (1, "created", "online", "eq"),
+            (2, "running", "unconfirmed", "neq"),
+            (3, "canceling", "UNKNOWN(3)", "regex"),
+            (4, "finished", "UNKNOWN(4)", "UNKNOWN(4)"),
+            (5, "canceled", "UNKNOWN(5)", "UNKNOWN(5)"),
+            (6, "failed", "UNKNOWN(6)", "UNKNOWN(6)"),
+            (7, "UNKNOWN(7)", "UNKNOWN(7)", "UNKNOWN(7)"),
+            (-1, "UNKNOWN(-1)", "UNKNOWN(-1)", "UNKNOWN(-1)"),
+        ];
+        for (value, state, status, op) in table {
+            assert_eq!(job_state_name(value), state, "{value}");
+            assert_eq!(executor_status_name(value), status, "{value}");
+            assert_eq!(selector_op_name(value), op, "{value}");
+        }
+    }
+
+    #[test]
+    fn jobs_table_aligns_columns_and_fills_empty_cells() {
+        let mut failed = job("a-much-longer-job-id", 6);
+        failed.executor_id = 0;
+        failed.error = Some(pb::JobError { reason: "BACKOFF_EXHAUSTED".into(), message: "gave up".into() });
+        let views: Vec<JobView> = [job("j1", 2), failed, job("j3", 99)].iter().map(JobView::from).collect();
+        let text = jobs_table(&views);
+        // Column widths come from the widest cell: UNKNOWN(99) widens STATE for every row.
+        let want = "\
+ID                    TYPE  STATE        RESTARTS  EPOCH  EXECUTOR  ERROR
+j1                    fake  running      2         17     e3        -
+a-much-longer-job-id  fake  failed       2         17     -         BACKOFF_EXHAUSTED
+j3                    fake  UNKNOWN(99)  2         17     e3        -
+";
+        assert_eq!(text, want);
+        assert!(text.lines().all(|l| !l.ends_with(' ')));
+    }
+
+    #[test]
+    fn empty_table_is_its_header() {
+        assert_eq!(jobs_table(&[]), "ID  TYPE  STATE  RESTARTS  EPOCH  EXECUTOR  ERROR\n");
+        assert_eq!(masters_table(&[]), "NAME  ADDRESS  LEADER\n");
+    }
+
+    #[test]
+    fn executors_table_sorts_labels_and_shows_usage_and_age() {
+        let labels = [("zone", "east"), ("disk", "ssd")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let wire = pb::Executor {
+            id: 4,
+            name: "exec-a".into(),
+            address: "10.0.0.4:10241".into(),
+            capacity: 8,
+            labels,
+            status: 1,
+            used: 3,
+            last_heartbeat_age_ms: 1500,
+        };
+        let unknown = pb::Executor { id: 5, name: "exec-b".into(), status: 7, ..Default::default() };
+        let views: Vec<ExecutorView> = [wire, unknown].iter().map(ExecutorView::from).collect();
+        let text = executors_table(&views);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "ID  NAME    ADDRESS         STATUS      USED/CAPACITY  LABELS              LAST-HEARTBEAT"
+        );
+        assert_eq!(lines[1], "e4  exec-a  10.0.0.4:10241  online      3/8            disk=ssd,zone=east  1.5s ago");
+        assert_eq!(lines[2], "e5  exec-b  -               UNKNOWN(7)  0/0            -                   0s ago");
+    }
+
+    #[test]
+    fn masters_table_marks_the_leader() {
+        let views = vec![
+            MasterView { name: "m1".into(), address: "a:1".into(), is_leader: false },
+            MasterView { name: "m2".into(), address: "b:2".into(), is_leader: true },
+        ];
+        assert_eq!(masters_table(&views), "NAME  ADDRESS  LEADER\nm1    a:1      no\nm2    b:2      yes\n");
+    }
+
+    #[test]
+    fn job_detail_shows_selectors_error_and_config() {
+        let mut wire = job("j1", 6);
+        wire.selectors = vec![
+            pb::Selector { key: "zone".into(), target: "east".into(), op: 1 },
+            pb::Selector { key: "disk".into(), target: "hdd".into(), op: 2 },
+            pb::Selector { key: "rack".into(), target: "^r1".into(), op: 3 },
+            pb::Selector { key: "odd".into(), target: "x".into(), op: 9 },
+        ];
+        wire.error = Some(pb::JobError { reason: "JOB_MASTER_FAILED".into(), message: "boom".into() });
+        wire.config = br#"{"workers":2}"#.to_vec();
+        let text = job_detail(&JobView::from(&wire));
+        let want = "\
+ID:         j1
+TYPE:       fake
+STATE:      failed
+RESTARTS:   2
+EPOCH:      17
+EXECUTOR:   e3
+COST:       1
+SELECTORS:  zone=east, disk!=hdd, rack~^r1, odd UNKNOWN(9) x
+ERROR:      JOB_MASTER_FAILED: boom
+CONFIG:
+  {
+    \"workers\": 2
+  }
+";
+        assert_eq!(text, want);
+    }
+
+    #[test]
+    fn config_that_is_not_json_becomes_a_string() {
+        let mut wire = job("j1", 2);
+        wire.config = b"not json \x1b[31m".to_vec();
+        let view = JobView::from(&wire);
+        assert_eq!(view.config, Some(serde_json::Value::String("not json \u{1b}[31m".into())));
+        // The escape character never reaches the terminal.
+        assert!(job_detail(&view).contains("CONFIG:     not json \\u{1b}[31m\n"));
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_cells() {
+        let mut wire = job("j1", 2);
+        wire.error = Some(pb::JobError { reason: String::new(), message: "line one\nline\ttwo".into() });
+        let text = jobs_table(&[JobView::from(&wire)]);
+        assert_eq!(text.lines().count(), 2, "{text}");
+        assert!(text.contains("line one\\nline\\ttwo"), "{text}");
+    }
+
+    #[test]
+    fn json_is_snake_case_with_lowercase_states() {
+        let mut wire = job("j1", 2);
+        wire.selectors = vec![pb::Selector { key: "zone".into(), target: "east".into(), op: 1 }];
+        wire.config = br#"{"b":1,"a":[true]}"#.to_vec();
+        let view = JobListView { jobs: vec![JobView::from(&wire)], next_page_token: None };
+        let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
+        let want = serde_json::json!({
+            "jobs": [{
+                "id": "j1", "type": "fake", "state": "running", "restarts": 2, "epoch": 17, "executor_id": 3,
+                "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
+                "config": {"a": [true], "b": 1},
+            }],
+            "next_page_token": null,
+        });
+        assert_eq!(value, want);
+        let none = JobView::from(&pb::Job { id: "j2".into(), ..Default::default() });
+        let value: serde_json::Value = serde_json::from_str(&to_json(&none)).unwrap();
+        assert_eq!(value["executor_id"], serde_json::Value::Null);
+        assert_eq!(value["config"], serde_json::Value::Null);
+        assert_eq!(value["state"], "unspecified");
+    }
+
+    #[test]
+    fn leader_detail_lines() {
+        let view = LeaderView { name: "m1".into(), address: "10.0.0.1:10240".into(), leader_epoch: 7 };
+        assert_eq!(leader_detail(&view), "NAME:     m1\nADDRESS:  10.0.0.1:10240\nEPOCH:    7\n");
+    }
+}

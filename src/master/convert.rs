@@ -1,0 +1,151 @@
+//! Between the wire (`rpc::pb`) and the core's types. Input from the network is validated here: every refusal
+//! is an `InvalidArgument` naming the field.
+
+use tonic::Status;
+
+use crate::core::ids::JobId;
+use crate::core::ids::{Epoch, TaskId};
+use crate::core::job::{FailureReason, Job, JobState};
+use crate::core::labels::{Labels, Selector, SelectorOp};
+use crate::core::registry::{ExecutorView, ReportedTask, Status as ExecStatus, TaskKind};
+use crate::core::time::{millis_of, Time};
+use crate::core::timing::HeartbeatTiming;
+use crate::rpc::pb;
+use crate::rpc::status::invalid_argument;
+
+/// The most slots one task may take.
+pub const COST_MAX: u32 = 1_000_000;
+
+pub fn timing(t: &HeartbeatTiming) -> pb::HeartbeatTiming {
+    pb::HeartbeatTiming {
+        heartbeat_interval_ms: millis_of(t.interval),
+        heartbeat_timeout_ms: millis_of(t.timeout),
+        self_fence_ms: millis_of(t.self_fence),
+        offline_ttl_ms: millis_of(t.offline_ttl),
+    }
+}
+
+pub fn selectors(field: &str, wire: &[pb::Selector]) -> Result<Vec<Selector>, Status> {
+    let mut out = Vec::with_capacity(wire.len());
+    for (i, s) in wire.iter().enumerate() {
+        let op = match pb::SelectorOp::try_from(s.op) {
+            Ok(pb::SelectorOp::Eq) => SelectorOp::Eq,
+            Ok(pb::SelectorOp::Neq) => SelectorOp::Neq,
+            Ok(pb::SelectorOp::Regex) => SelectorOp::Regex,
+            _ => {
+                return Err(invalid_argument(&format!("{field}[{i}].op"), format!("{} is not EQ, NEQ or REGEX", s.op)))
+            }
+        };
+        let sel = Selector::new(&s.key, op, &s.target).map_err(|e| invalid_argument(&format!("{field}[{i}]"), e))?;
+        out.push(sel);
+    }
+    crate::core::labels::validate_selectors(&out).map_err(|e| invalid_argument(field, e))?;
+    Ok(out)
+}
+
+pub fn selector_to_wire(s: &Selector) -> pb::Selector {
+    let op = match s.op() {
+        SelectorOp::Eq => pb::SelectorOp::Eq,
+        SelectorOp::Neq => pb::SelectorOp::Neq,
+        SelectorOp::Regex => pb::SelectorOp::Regex,
+    };
+    pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
+}
+
+pub fn labels(wire: &std::collections::BTreeMap<String, String>) -> Labels {
+    wire.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub fn labels_to_wire(l: &Labels) -> std::collections::BTreeMap<String, String> {
+    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+pub fn job_id(field: &str, text: &str) -> Result<JobId, Status> {
+    JobId::parse(text).map_err(|e| invalid_argument(field, e))
+}
+
+pub fn cost(field: &str, wire: u32) -> Result<u32, Status> {
+    match wire {
+        0 => Ok(1),
+        c if c > COST_MAX => Err(invalid_argument(field, format!("{c} exceeds the maximum of {COST_MAX}"))),
+        c => Ok(c),
+    }
+}
+
+pub fn state_to_wire(s: JobState) -> pb::JobState {
+    match s {
+        JobState::Created => pb::JobState::Created,
+        JobState::Running => pb::JobState::Running,
+        JobState::Canceling => pb::JobState::Canceling,
+        JobState::Finished => pb::JobState::Finished,
+        JobState::Canceled => pb::JobState::Canceled,
+        JobState::Failed => pb::JobState::Failed,
+    }
+}
+
+pub fn state_from_wire(field: &str, wire: i32) -> Result<Option<JobState>, Status> {
+    Ok(Some(match pb::JobState::try_from(wire) {
+        Ok(pb::JobState::Unspecified) => return Ok(None),
+        Ok(pb::JobState::Created) => JobState::Created,
+        Ok(pb::JobState::Running) => JobState::Running,
+        Ok(pb::JobState::Canceling) => JobState::Canceling,
+        Ok(pb::JobState::Finished) => JobState::Finished,
+        Ok(pb::JobState::Canceled) => JobState::Canceled,
+        Ok(pb::JobState::Failed) => JobState::Failed,
+        Err(_) => return Err(invalid_argument(field, format!("{wire} is not a job state"))),
+    }))
+}
+
+fn failure_reason(r: FailureReason) -> String {
+    serde_json::to_value(r).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_else(|| format!("{r:?}"))
+}
+
+pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
+    let r = job.record(Time::ZERO);
+    pb::Job {
+        id: r.id.as_str().to_owned(),
+        r#type: r.spec.job_type.clone(),
+        config: if include_config { r.spec.config.clone().into_bytes() } else { vec![] },
+        selectors: r.spec.selectors.iter().map(selector_to_wire).collect(),
+        state: state_to_wire(r.state) as i32,
+        error: r
+            .failure
+            .as_ref()
+            .map(|f| pb::JobError { reason: failure_reason(f.reason), message: f.message.clone() }),
+        restarts: r.restarts,
+        epoch: r.epoch.0,
+        executor_id: r.executor.map_or(0, |e| e.0),
+        cost: r.spec.cost,
+    }
+}
+
+pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor {
+    let s = &v.record.spec;
+    pb::Executor {
+        id: v.record.id.0,
+        name: s.name.clone(),
+        address: s.address.clone(),
+        capacity: s.capacity,
+        labels: labels_to_wire(&s.labels),
+        status: match v.status {
+            ExecStatus::Online => pb::ExecutorStatus::Online,
+            ExecStatus::Unconfirmed => pb::ExecutorStatus::Unconfirmed,
+        } as i32,
+        used,
+        last_heartbeat_age_ms: millis_of(now.saturating_since(v.last_heard)),
+    }
+}
+
+pub fn reported_tasks(wire: &[pb::RunningTask]) -> Result<Vec<ReportedTask>, Status> {
+    let mut out = Vec::with_capacity(wire.len());
+    for (i, t) in wire.iter().enumerate() {
+        let task = TaskId::parse(&t.task_id).map_err(|e| invalid_argument(&format!("tasks[{i}].task_id"), e))?;
+        let kind = match pb::TaskKind::try_from(t.kind) {
+            Ok(pb::TaskKind::JobMaster) => TaskKind::JobMaster,
+            Ok(pb::TaskKind::Worker) => TaskKind::Worker,
+            _ => return Err(invalid_argument(&format!("tasks[{i}].kind"), "must be JOB_MASTER or WORKER")),
+        };
+        out.push(ReportedTask { task, kind, epoch: Epoch(t.epoch), cost: t.cost.max(1) });
+    }
+    Ok(out)
+}

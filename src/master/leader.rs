@@ -1,0 +1,760 @@
+//! A leader term: recovery from the metastore, the periodic leader loop, and the operations behind the
+//! leader-only RPCs. Decisions are the core's; this module persists them (guarded by the term's leader key) and
+//! carries them out.
+
+use std::sync::Arc;
+
+use tonic::Status;
+use tracing::{info, warn};
+
+use super::Master;
+use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
+use crate::core::job::{JobPolicy, JobRecord, JobSpec, Jobs, Step, Verdict as JobVerdict};
+use crate::core::placement::{PlacementRequest, ResourcePin};
+use crate::core::registry::{ExecutorRecord, ExecutorSpec, Registry, RegistryError, ReportedTask};
+use crate::core::rng::{Rng, SplitMix64};
+use crate::core::time::Time;
+use crate::core::workers::{Event, Workers};
+use crate::meta::{keys, Cond, LeaderKey, MetaError, Op};
+use crate::rpc::pb;
+use crate::rpc::status::Reason;
+
+/// The most operations one guarded transaction carries (etcd's default limit is 128).
+const TXN_OPS_MAX: usize = 100;
+
+/// Everything a leader term holds in memory: rebuilt from the metastore when the term begins.
+pub struct Term {
+    pub epoch: LeaderEpoch,
+    pub key: LeaderKey,
+    /// Recovery is done: leader-only calls are served.
+    pub ready: bool,
+    pub registry: Registry,
+    pub jobs: Jobs,
+    /// The job manager's view of its job masters (the framework's master side, at the top level).
+    pub masters: Workers,
+}
+
+/// Why a write did not happen.
+#[derive(Debug)]
+pub(crate) enum WriteError {
+    /// The guard failed: this master is no longer the leader. Nothing was applied.
+    Fenced,
+    /// The metastore did not answer; the write may or may not have been applied.
+    Unknown(String),
+    /// The metastore refused or could not be reached; nothing was applied.
+    Unavailable(String),
+}
+
+impl From<WriteError> for Status {
+    fn from(e: WriteError) -> Status {
+        match e {
+            WriteError::Fenced => Reason::NotLeader.status("this master lost its leadership while answering; retry"),
+            WriteError::Unknown(m) | WriteError::Unavailable(m) => {
+                Reason::MetastoreUnavailable.status(format!("the metastore did not take the write: {m}; retry"))
+            }
+        }
+    }
+}
+
+fn meta_status(e: MetaError) -> Status {
+    Reason::MetastoreUnavailable.status(format!("the metastore did not answer: {e}; retry"))
+}
+
+fn job_op(record: &JobRecord) -> Op {
+    Op::Put { key: keys::job(record.id.as_str()), value: serde_json::to_vec(record).unwrap_or_default(), lease: None }
+}
+
+fn counter_op(key: String, value: u64) -> Op {
+    Op::Put { key, value: value.to_string().into_bytes(), lease: None }
+}
+
+fn job_policy(m: &Master) -> JobPolicy {
+    JobPolicy { backoff: m.cfg.backoff.policy(), ..JobPolicy::default() }
+}
+
+/// Runs a term: recovery, then the leader loop until this master may no longer act. Returns why it ended.
+pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> String {
+    match recover(&m, key, epoch).await {
+        Ok(term) => {
+            let (execs, jobs, waiting) = (term.registry.len(), term.jobs.len(), term.jobs.recovering().count());
+            let mut inner = m.lock();
+            if inner.leadership.acting(m.clock.now()) != Some(epoch) {
+                return "lost the lease during recovery".into();
+            }
+            inner.term = Some(term);
+            drop(inner);
+            m.observe(super::Observation::ActingBegan { epoch, at: m.clock.instant(m.clock.now()) });
+            info!(master = %m.name(), epoch = epoch.0, execs, jobs, waiting, "recovered; serving");
+        }
+        Err(e) => return format!("recovery failed: {e}"),
+    }
+    let mut dispatches = vec![];
+    loop {
+        if m.lock().leadership.acting(m.clock.now()) != Some(epoch) {
+            return "the lease could not be confirmed within the step-down deadline".into();
+        }
+        match tick(&m, epoch).await {
+            Ok(new) => dispatches.extend(new),
+            Err(why) => return why,
+        }
+        for d in dispatches.drain(..) {
+            tokio::spawn(dispatch(m.clone(), d));
+        }
+        let pause = m.cfg.executors.check_interval;
+        tokio::select! {
+            biased;
+            _ = m.wake.notified() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
+
+async fn timed<T>(m: &Master, f: impl std::future::Future<Output = Result<T, MetaError>>) -> Result<T, MetaError> {
+    match tokio::time::timeout(m.cfg.rpc.metastore_timeout, f).await {
+        Ok(r) => r,
+        Err(_) => Err(MetaError::Unknown("the metastore did not answer in time".into())),
+    }
+}
+
+async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term, MetaError> {
+    let store = &m.store;
+    let mut executors = vec![];
+    for (k, v) in timed(m, store.list(&keys::executors_prefix())).await? {
+        if keys::executor_id_of(&k).is_none() {
+            continue;
+        }
+        match serde_json::from_slice::<ExecutorRecord>(&v) {
+            Ok(r) => executors.push(r),
+            Err(e) => warn!(key = %k, "skipping an executor record that does not decode: {e}"),
+        }
+    }
+    let next_id = read_counter(m, &keys::executor_next_id()).await?;
+    let mut jobs = vec![];
+    for (k, v) in timed(m, store.list(&keys::jobs_prefix())).await? {
+        match serde_json::from_slice::<JobRecord>(&v) {
+            Ok(r) if keys::job(r.id.as_str()) == k => jobs.push(r),
+            Ok(_) => warn!(key = %k, "skipping a job record stored under another key"),
+            Err(_) if k == keys::job_next_epoch() => {}
+            Err(e) => warn!(key = %k, "skipping a job record that does not decode: {e}"),
+        }
+    }
+    let next_epoch = read_counter(m, &keys::job_next_epoch()).await?;
+    let now = m.clock.now();
+    let registry = Registry::restore(
+        m.cfg.executors.registry_policy(),
+        m.cfg.placement.policy(),
+        now,
+        ExecutorId(next_id.max(1)),
+        executors,
+    );
+    let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
+    let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
+    let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected);
+    Ok(Term { epoch, key, ready: true, registry, jobs, masters })
+}
+
+async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
+    Ok(timed(m, m.store.get(key))
+        .await?
+        .and_then(|v| std::str::from_utf8(&v).ok().and_then(|s| s.trim().parse().ok()))
+        .unwrap_or(0))
+}
+
+/// A job master to start on an executor, decided by the leader loop.
+pub(crate) struct Dispatch {
+    job: JobId,
+    epoch: Epoch,
+    executor: ExecutorId,
+    address: String,
+    spec: JobSpec,
+    leader_epoch: LeaderEpoch,
+}
+
+impl Master {
+    /// Writes `ops` under the term's guard, in order, in transactions of at most [`TXN_OPS_MAX`] operations. A
+    /// fenced write ends the term at once.
+    pub(crate) async fn persist(&self, key: &LeaderKey, ops: Vec<Op>) -> Result<(), WriteError> {
+        let guard = [Cond::IsLeader(key.clone())];
+        for chunk in ops.chunks(TXN_OPS_MAX) {
+            match timed(self, self.store.txn(&guard, chunk)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    Master::bump(&self.stats.fenced_writes);
+                    self.step_down_now("a write was fenced: another master leads");
+                    return Err(WriteError::Fenced);
+                }
+                Err(MetaError::Unknown(e)) => {
+                    Master::bump(&self.stats.unknown_writes);
+                    return Err(WriteError::Unknown(e));
+                }
+                Err(e) => return Err(WriteError::Unavailable(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    /// After a failed write of job records: re-reads each and makes memory agree with the metastore. If even the
+    /// re-read fails, memory cannot be trusted: the term ends.
+    async fn settle_jobs(&self, key: &LeaderKey, ids: &[JobId]) -> Result<(), String> {
+        for id in ids {
+            let stored = match timed(self, self.store.get(&keys::job(id.as_str()))).await {
+                Ok(v) => v.and_then(|v| serde_json::from_slice::<JobRecord>(&v).ok()),
+                Err(e) => {
+                    self.step_down_now("a write could not be settled");
+                    return Err(format!("could not settle job {id}: {e}"));
+                }
+            };
+            let now = self.clock.now();
+            let mut inner = self.lock();
+            match inner.term.as_mut() {
+                Some(t) if &t.key == key => t.jobs.reload(now, stored, id),
+                _ => return Err("the term ended".into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Persists job records decided under the lock; on an unknown outcome settles them, on a fence ends the term.
+    async fn persist_jobs(&self, key: &LeaderKey, records: Vec<JobRecord>, extra: Vec<Op>) -> Result<(), Status> {
+        if records.is_empty() && extra.is_empty() {
+            return Ok(());
+        }
+        // One write per job: the last decided record wins (a transaction may not touch a key twice).
+        let latest: std::collections::BTreeMap<JobId, JobRecord> =
+            records.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let ids: Vec<JobId> = latest.keys().cloned().collect();
+        let mut ops: Vec<Op> = latest.values().map(job_op).collect();
+        ops.extend(extra);
+        match self.persist(key, ops).await {
+            Ok(()) => Ok(()),
+            Err(WriteError::Fenced) => Err(WriteError::Fenced.into()),
+            Err(e) => {
+                self.settle_jobs(key, &ids).await.map_err(|why| Reason::MetastoreUnavailable.status(why))?;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Runs `f` on the acting, ready term; the error says why there is none.
+    pub(crate) fn with_term<T>(
+        &self,
+        f: impl FnOnce(&mut Term, Time, &mut SplitMix64) -> Result<T, Status>,
+    ) -> Result<T, Status> {
+        let now = self.clock.now();
+        let mut inner = self.lock();
+        let inner = &mut *inner;
+        let acting = inner.leadership.acting(now);
+        match (&mut inner.term, acting) {
+            (Some(t), Some(e)) if t.epoch == e && t.ready => f(t, now, &mut inner.rng),
+            (Some(_), Some(_)) => Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry")),
+            _ => Err(Reason::NotLeader.status("this master is not the leader; retry")),
+        }
+    }
+}
+
+/// One pass of the leader loop: liveness, job-master bookkeeping, backoff resets and cancel grace, scheduling.
+async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, String> {
+    let _write = m.write.lock().await;
+    let now = m.clock.now();
+    let mut records: Vec<JobRecord> = vec![];
+    let mut ops: Vec<Op> = vec![];
+    let mut dispatches = vec![];
+    let key = {
+        let mut guard = m.lock();
+        let inner = &mut *guard;
+        let Some(term) = inner.term.as_mut().filter(|t| t.epoch == epoch) else {
+            return Err("the term ended".into());
+        };
+        let rng = &mut inner.rng;
+        // Executors: every expired one goes in this same check.
+        let heard: std::collections::BTreeMap<ExecutorId, Time> =
+            term.registry.iter().filter(|v| v.expires_at <= now).map(|v| (v.record.id, v.last_heard)).collect();
+        let check = term.registry.check(now);
+        if check.suspicion_began {
+            warn!(
+                held = check.held.len(),
+                "most executors expired at once: holding evictions (this leader may be cut off)"
+            );
+        }
+        for rec in &check.offline {
+            Master::bump(&m.stats.executors_offline);
+            info!(executor = %rec.id, name = %rec.spec.name, "declared offline");
+            m.observe(super::Observation::ExecutorOffline {
+                id: rec.id.0,
+                name: rec.spec.name.clone(),
+                at: m.clock.instant(now),
+                last_heard: m.clock.instant(heard.get(&rec.id).copied().unwrap_or(now)),
+            });
+            ops.push(Op::Delete { key: keys::executor(rec.id.0) });
+            let lost: Vec<(JobId, Epoch)> = term
+                .jobs
+                .iter()
+                .filter(|j| j.executor() == Some(rec.id) && j.phase().live_epoch().is_some())
+                .map(|j| (j.id().clone(), j.epoch()))
+                .collect();
+            for (id, e) in lost {
+                // Its executor fenced itself before the TTL ran out: the job master is gone.
+                term.masters.remove(&TaskId::job_master(&id));
+                if let JobVerdict::Applied(step) = term.jobs.on_lost(now, &id, e, None, rng) {
+                    records.extend(step.persist);
+                }
+            }
+        }
+        // Job masters: silent, never started, revoked, or not recovered.
+        for ev in term.masters.tick(now) {
+            match ev {
+                Event::Lost { task, epoch: e, reason } => {
+                    let Ok(id) = JobId::parse(task.as_str()) else { continue };
+                    info!(job = %id, epoch = e.0, ?reason, "job master lost");
+                    if let JobVerdict::Applied(step) = term.jobs.on_lost(now, &id, e, None, rng) {
+                        records.extend(step.persist);
+                    }
+                }
+                Event::Recovered { adopted, lost } => info!(adopted, lost, "job-master recovery ended"),
+                _ => {}
+            }
+        }
+        let t = term.jobs.tick(now);
+        records.extend(t.persist);
+        for (id, e) in t.revoke {
+            term.masters.revoke(&TaskId::job_master(&id), e);
+        }
+        // Scheduling: every job allowed to start now, if an executor fits it.
+        if !term.registry.suspecting() {
+            for id in term.jobs.startable(now) {
+                let Some(job) = term.jobs.get(&id) else { continue };
+                let spec = job.spec().clone();
+                let task = TaskId::job_master(&id);
+                let pins: [ResourcePin; 0] = [];
+                let req = PlacementRequest {
+                    task: &task,
+                    cost: spec.cost.max(1),
+                    selectors: &spec.selectors,
+                    resources: &pins,
+                };
+                let placed = match term.registry.place(now, &req, rng) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::debug!(job = %id, "not placed: {e}");
+                        continue;
+                    }
+                };
+                let Some(view) = term.registry.get(placed.executor) else { continue };
+                let Ok((e, step)) = term.jobs.start(now, &id, placed.executor) else { continue };
+                if term.masters.on_dispatched(now, &task, e).is_err() {
+                    // The bookkeeping still holds an incarnation that may be alive: it has to be lost first.
+                    continue;
+                }
+                records.extend(step.persist);
+                dispatches.push(Dispatch {
+                    job: id,
+                    epoch: e,
+                    executor: placed.executor,
+                    address: view.record.spec.address.clone(),
+                    spec,
+                    leader_epoch: epoch,
+                });
+            }
+            if !dispatches.is_empty() {
+                ops.push(counter_op(keys::job_next_epoch(), term.jobs.next_epoch().0));
+            }
+        }
+        term.key.clone()
+    };
+    if let Err(e) = m.persist_jobs(&key, records, ops).await {
+        // Dispatch nothing that was not durably decided.
+        return Err(format!("a leader-loop write failed: {}", e.message()));
+    }
+    Ok(dispatches)
+}
+
+/// Starts a job master: two-phase dispatch to its executor. A definite refusal loses the incarnation now (a
+/// refused configuration fails the job); an unanswered call leaves it to the bookkeeping's TTL, because the job
+/// master may be running.
+async fn dispatch(m: Arc<Master>, d: Dispatch) {
+    use pb::executor_service_client::ExecutorServiceClient;
+    let timeout = m.cfg.rpc.request_timeout;
+    let task = TaskId::job_master(&d.job);
+    let request_id = format!("{}/{}", d.job, d.epoch.0);
+    let pre = pb::PreDispatchTaskRequest {
+        task_id: task.as_str().to_owned(),
+        kind: pb::TaskKind::JobMaster as i32,
+        task_type: d.spec.job_type.clone(),
+        task_config: d.spec.config.clone().into_bytes(),
+        job_id: d.job.as_str().to_owned(),
+        epoch: d.epoch.0,
+        master_id: m.name().to_owned(),
+        master_address: m.address().to_owned(),
+        master_epoch: d.leader_epoch.0,
+        leader_epoch: d.leader_epoch.0,
+        request_id: request_id.clone(),
+        cost: d.spec.cost,
+        timing: Some(super::convert::timing(&m.cfg.worker_timing())),
+    };
+    let result = async {
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", d.address))
+            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        let channel = endpoint.connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+        let mut client = ExecutorServiceClient::new(channel);
+        client.pre_dispatch_task(pre).await?;
+        client
+            .confirm_dispatch_task(pb::ConfirmDispatchTaskRequest { task_id: task.as_str().to_owned(), request_id })
+            .await?;
+        Ok::<(), tonic::Status>(())
+    }
+    .await;
+    let Err(status) = result else {
+        info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
+        return;
+    };
+    let definite =
+        !matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled);
+    warn!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "dispatch failed: {status}");
+    if !definite {
+        return;
+    }
+    let fatal = (status.code() == tonic::Code::InvalidArgument).then(|| status.message().to_owned());
+    let _write = m.write.lock().await;
+    let now = m.clock.now();
+    let (key, records) = {
+        let mut guard = m.lock();
+        let inner = &mut *guard;
+        let Some(term) = inner.term.as_mut().filter(|t| t.epoch == d.leader_epoch) else { return };
+        term.masters.on_dispatch_failed(&task, d.epoch);
+        let JobVerdict::Applied(step) = term.jobs.on_lost(now, &d.job, d.epoch, fatal, &mut inner.rng) else { return };
+        (term.key.clone(), step.persist.into_iter().collect::<Vec<_>>())
+    };
+    if let Err(e) = m.persist_jobs(&key, records, vec![]).await {
+        warn!(job = %d.job, "could not persist a failed dispatch: {}", e.message());
+    }
+    m.wake.notify_one();
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Operations behind the leader-only RPCs.
+// ---------------------------------------------------------------------------------------------------------------
+
+impl Master {
+    pub(crate) async fn register_executor(&self, spec: ExecutorSpec) -> Result<(ExecutorRecord, LeaderEpoch), Status> {
+        Registry::validate_spec(&spec).map_err(Status::from)?;
+        let _write = self.write.lock().await;
+        let (key, epoch, record, next) = self.with_term(|t, now, _| {
+            let record = t.registry.register(now, spec).map_err(Status::from)?;
+            Ok((t.key.clone(), t.epoch, record, t.registry.next_id()))
+        })?;
+        let ops = vec![
+            Op::Put {
+                key: keys::executor(record.id.0),
+                value: serde_json::to_vec(&record).unwrap_or_default(),
+                lease: None,
+            },
+            counter_op(keys::executor_next_id(), next.0),
+        ];
+        match self.persist(&key, ops).await {
+            Ok(()) => {
+                info!(executor = %record.id, name = %record.spec.name, "registered");
+                Ok((record, epoch))
+            }
+            Err(e) => {
+                // Not admitted: the id stays used (the counter only grows), the executor registers again.
+                let _ = self.with_term(|t, _, _| Ok(t.registry.remove(record.id)));
+                Err(e.into())
+            }
+        }
+    }
+
+    /// A heartbeat; `Ok(false)` tells the executor to register again.
+    pub(crate) fn executor_heartbeat(
+        &self,
+        id: ExecutorId,
+        seen: LeaderEpoch,
+        tasks: Vec<ReportedTask>,
+    ) -> Result<(bool, LeaderEpoch), Status> {
+        let deposed = self.lock().leadership.epoch().is_some_and(|e| seen > e);
+        if deposed {
+            self.step_down_now("an executor has seen a newer leader epoch");
+        }
+        self.lock().leadership.observe_epoch(seen);
+        if deposed {
+            return Err(Reason::NotLeader.status("a newer leader exists; retry"));
+        }
+        self.with_term(|t, now, _| match t.registry.heartbeat(now, id, tasks) {
+            Ok(()) => Ok((true, t.epoch)),
+            Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => Ok((false, t.epoch)),
+            Err(e) => Err(Status::from(e)),
+        })
+    }
+
+    pub(crate) async fn deregister_executor(&self, id: ExecutorId) -> Result<(), Status> {
+        let _write = self.write.lock().await;
+        let (key, records) = self.with_term(|t, now, rng| {
+            if t.registry.remove(id).is_none() {
+                return Err(Status::from(RegistryError::Unknown { id }));
+            }
+            let lost: Vec<(JobId, Epoch)> = t
+                .jobs
+                .iter()
+                .filter(|j| j.executor() == Some(id) && j.phase().live_epoch().is_some())
+                .map(|j| (j.id().clone(), j.epoch()))
+                .collect();
+            let mut records = vec![];
+            for (job, e) in lost {
+                t.masters.remove(&TaskId::job_master(&job));
+                if let JobVerdict::Applied(step) = t.jobs.on_lost(now, &job, e, None, rng) {
+                    records.extend(step.persist);
+                }
+            }
+            Ok((t.key.clone(), records))
+        })?;
+        self.persist_jobs(&key, records, vec![Op::Delete { key: keys::executor(id.0) }]).await?;
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
+        let _write = self.write.lock().await;
+        let (key, record, job) = self.with_term(|t, _, rng| {
+            let id = match id {
+                Some(id) => id,
+                None => generate_id(&t.jobs, rng),
+            };
+            let record = t.jobs.create(id.clone(), spec).map_err(Status::from)?;
+            let job = t.jobs.get(&id).map(|j| super::convert::job_to_wire(j, false));
+            Ok((t.key.clone(), record, job))
+        })?;
+        let id = record.id.clone();
+        match self.persist(&key, vec![job_op(&record)]).await {
+            Ok(()) => {
+                self.wake.notify_one();
+                job.ok_or_else(|| Reason::Internal.status("the created job vanished"))
+            }
+            Err(WriteError::Fenced) => Err(WriteError::Fenced.into()),
+            Err(WriteError::Unavailable(e)) => {
+                let _ = self.with_term(|t, _, _| {
+                    t.jobs.forget(&id);
+                    Ok(())
+                });
+                Err(WriteError::Unavailable(e).into())
+            }
+            Err(WriteError::Unknown(e)) => {
+                // Settle: the job exists iff its record is there.
+                match timed(self, self.store.get(&keys::job(id.as_str()))).await {
+                    Ok(Some(_)) => {
+                        self.wake.notify_one();
+                        job.ok_or_else(|| Reason::Internal.status("the created job vanished"))
+                    }
+                    Ok(None) => {
+                        let _ = self.with_term(|t, _, _| {
+                            t.jobs.forget(&id);
+                            Ok(())
+                        });
+                        Err(WriteError::Unknown(e).into())
+                    }
+                    Err(e) => {
+                        self.step_down_now("a job creation could not be settled");
+                        Err(meta_status(e))
+                    }
+                }
+            }
+        }
+    }
+
+    pub(crate) fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
+        self.with_term(|t, _, _| {
+            t.jobs
+                .get(id)
+                .map(|j| super::convert::job_to_wire(j, include_config))
+                .ok_or_else(|| Status::from(crate::core::job::JobError::NotFound { id: id.clone() }))
+        })
+    }
+
+    pub(crate) fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+        let size = match req.page_size {
+            0 => 100,
+            n if n > 1000 => {
+                return Err(crate::rpc::status::invalid_argument(
+                    "page_size",
+                    format!("{n} exceeds the maximum of 1000"),
+                ))
+            }
+            n => n as usize,
+        };
+        let state = super::convert::state_from_wire("state", req.state)?;
+        let after =
+            if req.page_token.is_empty() { None } else { Some(super::convert::job_id("page_token", &req.page_token)?) };
+        self.with_term(|t, _, _| {
+            let mut jobs = vec![];
+            let mut more = false;
+            for j in t.jobs.iter() {
+                if after.as_ref().is_some_and(|a| j.id() <= a) {
+                    continue;
+                }
+                if (!req.r#type.is_empty() && j.spec().job_type != req.r#type) || state.is_some_and(|s| j.state() != s)
+                {
+                    continue;
+                }
+                if jobs.len() == size {
+                    more = true;
+                    break;
+                }
+                jobs.push(super::convert::job_to_wire(j, req.include_config));
+            }
+            let next_page_token =
+                if more { jobs.last().map(|j| j.id.clone()).unwrap_or_default() } else { String::new() };
+            Ok(pb::ListJobsResponse { jobs, next_page_token })
+        })
+    }
+
+    pub(crate) async fn cancel_job(&self, id: &JobId) -> Result<pb::Job, Status> {
+        let _write = self.write.lock().await;
+        let (key, step) = self.with_term(|t, now, _| {
+            let (_, step) = t.jobs.cancel(now, id).map_err(Status::from)?;
+            Ok((t.key.clone(), step))
+        })?;
+        let Step { persist, .. } = step;
+        self.persist_jobs(&key, persist.into_iter().collect(), vec![]).await?;
+        self.get_job(id, false)
+    }
+
+    pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
+        let _write = self.write.lock().await;
+        let key = self.with_term(|t, _, _| {
+            let job =
+                t.jobs.get(id).ok_or_else(|| Status::from(crate::core::job::JobError::NotFound { id: id.clone() }))?;
+            if !job.state().is_terminal() {
+                return Err(Status::from(crate::core::job::JobError::NotTerminated {
+                    id: id.clone(),
+                    state: job.state(),
+                }));
+            }
+            Ok(t.key.clone())
+        })?;
+        // Everything stored for the job goes with it, in the same guarded transactions as the record.
+        let mut ops = vec![];
+        for prefix in [keys::workers_prefix(id.as_str()), keys::checkpoints_prefix(id.as_str())] {
+            for (k, _) in timed(self, self.store.list(&prefix)).await.map_err(meta_status)? {
+                ops.push(Op::Delete { key: k });
+            }
+        }
+        ops.push(Op::Delete { key: keys::job(id.as_str()) });
+        self.persist(&key, ops).await?;
+        self.with_term(|t, _, _| {
+            t.jobs.delete(id).map_err(Status::from)?;
+            t.masters.remove(&TaskId::job_master(id));
+            Ok(())
+        })
+    }
+
+    pub(crate) fn schedule_task(&self, req: &pb::ScheduleTaskRequest) -> Result<pb::ScheduleTaskResponse, Status> {
+        let task = TaskId::parse(&req.task_id).map_err(|e| crate::rpc::status::invalid_argument("task_id", e))?;
+        let job = super::convert::job_id("job_id", &req.job_id)?;
+        let cost = super::convert::cost("cost", req.cost)?;
+        let selectors = super::convert::selectors("selectors", &req.selectors)?;
+        let resources: Vec<ResourcePin> = req
+            .resources
+            .iter()
+            .map(|r| ResourcePin { resource: format!("{}/{}", r.job_id, r.resource_id), executor: None })
+            .collect();
+        self.with_term(|t, now, rng| {
+            // Only the current, online incarnation of the job's job master may place its workers.
+            let current = t.jobs.get(&job).filter(|j| !j.state().is_terminal()).map(|j| j.epoch());
+            let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
+            if current != Some(Epoch(req.master_epoch)) || !online {
+                return Err(Reason::StaleEpoch.status(format!(
+                    "job master {} epoch {} is not the current incarnation of job {job}",
+                    task, req.master_epoch
+                )));
+            }
+            let placed = t
+                .registry
+                .place(now, &PlacementRequest { task: &task, cost, selectors: &selectors, resources: &resources }, rng)
+                .map_err(Status::from)?;
+            let view = t
+                .registry
+                .get(placed.executor)
+                .ok_or_else(|| Reason::Internal.status("placed on an executor that is not registered"))?;
+            Ok(pb::ScheduleTaskResponse {
+                executor_id: placed.executor.0,
+                executor_address: view.record.spec.address,
+                leader_epoch: t.epoch.0,
+            })
+        })
+    }
+
+    pub(crate) fn list_executors(&self) -> Result<pb::ListExecutorsResponse, Status> {
+        self.with_term(|t, now, _| {
+            let executors = t
+                .registry
+                .iter()
+                .map(|v| {
+                    let used = t.registry.placer().used(v.record.id).unwrap_or(0);
+                    super::convert::executor_to_wire(&v, u32::try_from(used).unwrap_or(u32::MAX), now)
+                })
+                .collect();
+            Ok(pb::ListExecutorsResponse { executors })
+        })
+    }
+
+    /// A job master's heartbeat or status report to the job manager.
+    pub(crate) async fn job_master_message(
+        &self,
+        msg: crate::core::workers::Message,
+        status: Option<crate::core::workers::WorkerStatus>,
+    ) -> Result<(crate::core::workers::Reply, bool), Status> {
+        let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
+        let _write = self.write.lock().await;
+        let (key, reply, records, cancel) = self.with_term(|t, now, rng| {
+            let (reply, events) = match &status {
+                Some(s) => t.masters.on_status(now, &msg, s.clone()),
+                None => t.masters.on_heartbeat(now, &msg),
+            };
+            let mut records = vec![];
+            for ev in events {
+                let v = match ev {
+                    Event::Online { epoch, .. } => t.jobs.on_online(now, &job, epoch),
+                    Event::Exited { epoch, status, .. } => {
+                        use crate::core::job::ExitOutcome;
+                        use crate::core::workers::WorkerStatus as W;
+                        let outcome = match status {
+                            W::Finished => ExitOutcome::Finished,
+                            W::Canceled => ExitOutcome::Canceled,
+                            W::Failed { message } => ExitOutcome::Failed { message },
+                            W::Running => continue,
+                        };
+                        t.jobs.on_exit(now, &job, epoch, outcome)
+                    }
+                    Event::Recovered { adopted, lost } => {
+                        info!(adopted, lost, "job-master recovery ended");
+                        continue;
+                    }
+                    Event::Lost { task, epoch, .. } => match JobId::parse(task.as_str()) {
+                        Ok(j) => t.jobs.on_lost(now, &j, epoch, None, rng),
+                        Err(_) => continue,
+                    },
+                    Event::Superseded { .. } => continue,
+                };
+                if let JobVerdict::Applied(step) = v {
+                    records.extend(step.persist);
+                }
+            }
+            let cancel = t.jobs.wants_cancel(&job, msg.worker_epoch);
+            Ok((t.key.clone(), reply, records, cancel))
+        })?;
+        self.persist_jobs(&key, records, vec![]).await?;
+        Ok((reply, cancel))
+    }
+}
+
+/// A fresh job id, unique among the jobs this leader knows (ids of deleted jobs may come back, as documented).
+fn generate_id(jobs: &Jobs, rng: &mut SplitMix64) -> JobId {
+    loop {
+        let text = format!("job-{:012x}", rng.next_u64() & 0xffff_ffff_ffff);
+        if let Ok(id) = JobId::parse(&text) {
+            if jobs.get(&id).is_none() {
+                return id;
+            }
+        }
+    }
+}

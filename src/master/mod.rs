@@ -1,0 +1,197 @@
+//! The master process (design.md §2): campaigns for leadership over the metastore and, while it leads, drives the
+//! core's registry, job state machine and job-master bookkeeping; as a follower it forwards leader-only calls.
+//!
+//! Layering: every decision is the core's ([`crate::core`]); this module moves bytes and timers. All state of a
+//! leader term lives in one [`Term`] behind a mutex that is never held across an `.await`. Every metastore write
+//! of a term is a transaction guarded by the term's leader key, serialised by the write lock so that records are
+//! written in the order they were decided. A write refused by the guard (a deposed leader) is counted and ends the
+//! term; a write whose outcome is unknown is settled by re-reading the key, and if even that fails the term ends
+//! too, so that the next leader recovers from what is durable: memory is never trusted beyond the metastore.
+
+pub mod cmd;
+mod convert;
+mod election;
+mod leader;
+mod service;
+
+pub use election::LeaderValue;
+pub use service::MasterService;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::MasterConfig;
+use crate::core::ids::LeaderEpoch;
+use crate::core::leadership::Leadership;
+use crate::core::rng::SplitMix64;
+use crate::meta::MetaStore;
+
+pub use leader::Term;
+
+/// Counters an operator (and the simulator) reads.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Writes refused because this master was no longer the leader.
+    pub fenced_writes: AtomicU64,
+    /// Terms this master began.
+    pub terms: AtomicU64,
+    /// Executors this master declared offline.
+    pub executors_offline: AtomicU64,
+    /// Writes whose outcome had to be settled by a re-read.
+    pub unknown_writes: AtomicU64,
+}
+
+/// What a master tells an observer (the simulator's checkers; later, metrics), with absolute instants so that
+/// observers of several masters can compare them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Observation {
+    /// This master began acting as leader of term `epoch`.
+    ActingBegan { epoch: LeaderEpoch, at: tokio::time::Instant },
+    /// ...and stopped acting at `at`: the earlier of when it stepped down and when its acting deadline passed.
+    ActingEnded { epoch: LeaderEpoch, at: tokio::time::Instant },
+    /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
+    /// fresh TTL then, when its term began).
+    ExecutorOffline { id: u64, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
+}
+
+/// Receives a master's observations; must not block.
+pub type Observer = Arc<dyn Fn(&str, Observation) + Send + Sync>;
+
+/// What a master knows of the leadership, for routing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Campaigning or waiting; no term here.
+    Follower,
+    /// Leading, recovery not yet done: leader-only calls get `MASTER_NOT_READY`.
+    Recovering(LeaderEpoch),
+    /// Leading and serving.
+    Leader(LeaderEpoch),
+}
+
+pub(crate) struct Inner {
+    pub leadership: Leadership,
+    pub term: Option<Term>,
+    pub rng: SplitMix64,
+    /// Leave the next election alone (a follower asked to resign).
+    pub sit_out: bool,
+}
+
+/// One master process's shared state.
+pub struct Master {
+    pub(crate) cfg: MasterConfig,
+    pub(crate) store: MetaStore,
+    pub(crate) clock: Clock,
+    pub(crate) inner: Mutex<Inner>,
+    /// Serialises a term's metastore writes (held across the write, never with `inner`).
+    pub(crate) write: tokio::sync::Mutex<()>,
+    /// Wakes the leader loop early (a job was created, a job master was lost...).
+    pub(crate) wake: Notify,
+    /// Wakes the election loop (a resign was asked for).
+    pub(crate) resign_wake: Notify,
+    pub stats: Stats,
+    pub(crate) observer: Option<Observer>,
+}
+
+impl Master {
+    /// A master with validated `cfg` (see [`MasterConfig::validate`]); `seed` drives its tie-breaks and ids.
+    pub fn new(cfg: MasterConfig, store: MetaStore, seed: u64) -> Arc<Master> {
+        Master::with_observer(cfg, store, seed, None)
+    }
+
+    /// A master whose leadership and liveness decisions are reported to `observer`.
+    pub fn with_observer(cfg: MasterConfig, store: MetaStore, seed: u64, observer: Option<Observer>) -> Arc<Master> {
+        let leadership = Leadership::new(cfg.election.step_down);
+        Arc::new(Master {
+            clock: Clock::start(),
+            inner: Mutex::new(Inner { leadership, term: None, rng: SplitMix64::new(seed), sit_out: false }),
+            write: tokio::sync::Mutex::new(()),
+            wake: Notify::new(),
+            resign_wake: Notify::new(),
+            stats: Stats::default(),
+            observer,
+            cfg,
+            store,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    /// The address other nodes reach this master at.
+    pub fn address(&self) -> &str {
+        if self.cfg.advertise_addr.is_empty() {
+            &self.cfg.addr
+        } else {
+            &self.cfg.advertise_addr
+        }
+    }
+
+    pub fn config(&self) -> &MasterConfig {
+        &self.cfg
+    }
+
+    pub fn store(&self) -> &MetaStore {
+        &self.store
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock is a bug that already failed loudly; keep serving what is left.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// This master's role at this instant.
+    pub fn role(&self) -> Role {
+        let now = self.clock.now();
+        let inner = self.lock();
+        match (inner.leadership.acting(now), &inner.term) {
+            (Some(epoch), Some(t)) if t.ready => Role::Leader(epoch),
+            (Some(epoch), _) => Role::Recovering(epoch),
+            _ => Role::Follower,
+        }
+    }
+
+    /// Serves the master's gRPC services on `addr` and runs it until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Master>,
+        addr: std::net::SocketAddr,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let svc = MasterService::new(self.clone());
+        let server = tonic::transport::Server::builder()
+            .add_service(crate::rpc::pb::discovery_server::DiscoveryServer::new(svc.clone()))
+            .add_service(crate::rpc::pb::job_manager_server::JobManagerServer::new(svc.clone()))
+            .add_service(crate::rpc::pb::task_scheduler_server::TaskSchedulerServer::new(svc.clone()))
+            .add_service(crate::rpc::pb::framework_server::FrameworkServer::new(svc))
+            .serve(addr);
+        tokio::select! {
+            biased;
+            r = server => r,
+            _ = self.run(shutdown) => Ok(()),
+        }
+    }
+
+    /// Runs the master until `shutdown` resolves: the election loop, which runs the leader loop while it leads.
+    pub async fn run(self: Arc<Master>, shutdown: impl std::future::Future<Output = ()>) {
+        let election = election::run(self.clone());
+        tokio::select! {
+            biased;
+            _ = shutdown => {}
+            _ = election => {}
+        }
+        self.step_down_now("shutting down");
+    }
+
+    pub(crate) fn observe(&self, o: Observation) {
+        if let Some(f) = &self.observer {
+            f(self.name(), o);
+        }
+    }
+
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}

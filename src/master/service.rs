@@ -1,0 +1,365 @@
+//! The master's gRPC services: `Discovery`, `JobManager`, `TaskScheduler`, and `Framework` (job masters report
+//! to the job manager). Leader-only calls are answered by the acting leader once its recovery is done, forwarded
+//! by a follower to the leader it finds in the metastore (once: a forwarded call is never forwarded again), and
+//! refused with a reason when no leader is known.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::convert;
+use super::election::LeaderValue;
+use super::{Master, Role};
+use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::job::JobSpec;
+use crate::core::registry::ExecutorSpec;
+use crate::core::workers::{Message, Verdict, WorkerStatus};
+use crate::meta::{keys, StoreKind};
+use crate::rpc::pb;
+use crate::rpc::pb::discovery_client::DiscoveryClient;
+use crate::rpc::pb::framework_client::FrameworkClient;
+use crate::rpc::pb::job_manager_client::JobManagerClient;
+use crate::rpc::pb::task_scheduler_client::TaskSchedulerClient;
+use crate::rpc::status::{invalid_argument, Reason};
+
+/// The metadata entry a forwarding follower adds: the leader answers, it never forwards again.
+pub const FORWARDED_KEY: &str = "foreman-forwarded-by";
+
+/// The gRPC face of a [`Master`]; cheap to clone.
+#[derive(Clone)]
+pub struct MasterService {
+    m: Arc<Master>,
+}
+
+enum Route {
+    Local,
+    Forward(LeaderValue),
+}
+
+impl MasterService {
+    pub fn new(m: Arc<Master>) -> MasterService {
+        MasterService { m }
+    }
+
+    /// Who the metastore says leads, if anyone.
+    async fn leader(&self) -> Result<Option<LeaderValue>, Status> {
+        let m = &self.m;
+        match tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.leader()).await {
+            Ok(Ok(v)) => Ok(v.as_deref().and_then(LeaderValue::decode)),
+            Ok(Err(e)) => Err(Reason::NoLeader.status(format!("cannot find the leader: {e}; retry"))),
+            Err(_) => Err(Reason::NoLeader.status("cannot find the leader: the metastore did not answer; retry")),
+        }
+    }
+
+    async fn route<T>(&self, req: &Request<T>) -> Result<Route, Status> {
+        match self.m.role() {
+            Role::Leader(_) => return Ok(Route::Local),
+            Role::Recovering(_) => {
+                return Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry"))
+            }
+            Role::Follower => {}
+        }
+        if req.metadata().get(FORWARDED_KEY).is_some() {
+            return Err(Reason::NotLeader.status(format!("{} is not the leader (any more); retry", self.m.name())));
+        }
+        match self.leader().await? {
+            None => Err(Reason::NoLeader.status("no leader is elected right now; retry")),
+            Some(v) if v.name == self.m.name() => {
+                Err(Reason::NoLeader.status("the leader is taking over or stepping down; retry"))
+            }
+            Some(v) => Ok(Route::Forward(v)),
+        }
+    }
+
+    /// Forwards a call to the leader with this master's request deadline.
+    async fn forward<T, R, F, Fut>(&self, to: LeaderValue, req: Request<T>, call: F) -> Result<Response<R>, Status>
+    where
+        F: FnOnce(Channel, Request<T>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let timeout = self.m.cfg.rpc.request_timeout;
+        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", to.address))
+            .map_err(|e| Reason::NoLeader.status(format!("the leader's address {:?} is not usable: {e}", to.address)))?
+            .timeout(timeout)
+            .connect_timeout(timeout);
+        let channel = endpoint.connect().await.map_err(|e| {
+            Reason::NoLeader.status(format!("cannot reach the leader {} at {}: {e}; retry", to.name, to.address))
+        })?;
+        let mut fwd = Request::new(req.into_inner());
+        fwd.set_timeout(timeout);
+        if let Ok(v) = self.m.name().parse() {
+            fwd.metadata_mut().insert(FORWARDED_KEY, v);
+        }
+        call(channel, fwd).await
+    }
+}
+
+/// Routes a leader-only call: answers it here or forwards it.
+macro_rules! leader_only {
+    ($self:ident, $req:ident, $client:ident, $method:ident, $local:expr) => {{
+        match $self.route(&$req).await? {
+            Route::Local => $local,
+            Route::Forward(to) => {
+                $self.forward(to, $req, |ch, r| async move { $client::new(ch).$method(r).await }).await
+            }
+        }
+    }};
+}
+
+#[tonic::async_trait]
+impl pb::discovery_server::Discovery for MasterService {
+    async fn register_executor(
+        &self,
+        req: Request<pb::RegisterExecutorRequest>,
+    ) -> Result<Response<pb::RegisterExecutorResponse>, Status> {
+        leader_only!(self, req, DiscoveryClient, register_executor, {
+            let r = req.into_inner();
+            let spec = ExecutorSpec {
+                name: r.name,
+                address: r.address,
+                capacity: r.capacity,
+                labels: convert::labels(&r.labels),
+            };
+            let (record, epoch) = self.m.register_executor(spec).await?;
+            Ok(Response::new(pb::RegisterExecutorResponse {
+                executor_id: record.id.0,
+                leader_epoch: epoch.0,
+                timing: Some(convert::timing(&self.m.cfg.executor_timing())),
+            }))
+        })
+    }
+
+    async fn deregister_executor(
+        &self,
+        req: Request<pb::DeregisterExecutorRequest>,
+    ) -> Result<Response<pb::DeregisterExecutorResponse>, Status> {
+        leader_only!(self, req, DiscoveryClient, deregister_executor, {
+            self.m.deregister_executor(ExecutorId(req.into_inner().executor_id)).await?;
+            Ok(Response::new(pb::DeregisterExecutorResponse {}))
+        })
+    }
+
+    async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        leader_only!(self, req, DiscoveryClient, heartbeat, {
+            let r = req.into_inner();
+            let tasks = convert::reported_tasks(&r.tasks)?;
+            let (accepted, epoch) =
+                self.m.executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks)?;
+            let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
+            Ok(Response::new(pb::HeartbeatResponse {
+                verdict: verdict as i32,
+                leader_epoch: epoch.0,
+                timing: Some(convert::timing(&self.m.cfg.executor_timing())),
+            }))
+        })
+    }
+
+    async fn query_meta_store(
+        &self,
+        _req: Request<pb::QueryMetaStoreRequest>,
+    ) -> Result<Response<pb::QueryMetaStoreResponse>, Status> {
+        let store = &self.m.store;
+        let kind = match store.kind() {
+            StoreKind::Etcd => pb::StoreKind::Etcd,
+            StoreKind::Embedded => pb::StoreKind::Embedded,
+        };
+        Ok(Response::new(pb::QueryMetaStoreResponse {
+            kind: kind as i32,
+            endpoints: store.endpoints().to_vec(),
+            key_prefix: store.prefix().to_owned(),
+        }))
+    }
+
+    async fn list_executors(
+        &self,
+        req: Request<pb::ListExecutorsRequest>,
+    ) -> Result<Response<pb::ListExecutorsResponse>, Status> {
+        leader_only!(self, req, DiscoveryClient, list_executors, { Ok(Response::new(self.m.list_executors()?)) })
+    }
+
+    async fn list_masters(
+        &self,
+        _req: Request<pb::ListMastersRequest>,
+    ) -> Result<Response<pb::ListMastersResponse>, Status> {
+        let m = &self.m;
+        let listed = tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.list(&keys::masters_prefix()))
+            .await
+            .map_err(|_| Reason::MetastoreUnavailable.status("the metastore did not answer; retry"))?
+            .map_err(|e| Reason::MetastoreUnavailable.status(format!("the metastore did not answer: {e}; retry")))?;
+        let leader = self.leader().await.ok().flatten();
+        let mut masters: Vec<pb::Master> = listed
+            .iter()
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok().and_then(LeaderValue::decode))
+            .map(|v| pb::Master {
+                is_leader: leader.as_ref().is_some_and(|l| l.name == v.name && l.lease == v.lease),
+                name: v.name,
+                address: v.address,
+            })
+            .collect();
+        masters.sort_by(|a, b| a.name.cmp(&b.name));
+        masters.dedup_by(|a, b| a.name == b.name);
+        Ok(Response::new(pb::ListMastersResponse { masters }))
+    }
+
+    async fn get_leader(&self, _req: Request<pb::GetLeaderRequest>) -> Result<Response<pb::GetLeaderResponse>, Status> {
+        if let Role::Leader(epoch) = self.m.role() {
+            return Ok(Response::new(pb::GetLeaderResponse {
+                name: self.m.name().to_owned(),
+                address: self.m.address().to_owned(),
+                leader_epoch: epoch.0,
+            }));
+        }
+        let Some(v) = self.leader().await? else {
+            return Err(Reason::NoLeader.status("no leader is elected right now; retry"));
+        };
+        let m = &self.m;
+        let epoch = match tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.get(&keys::leader_epoch())).await {
+            Ok(Ok(Some(b))) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+            _ => 0,
+        };
+        Ok(Response::new(pb::GetLeaderResponse { name: v.name, address: v.address, leader_epoch: epoch }))
+    }
+
+    async fn resign_leader(
+        &self,
+        _req: Request<pb::ResignLeaderRequest>,
+    ) -> Result<Response<pb::ResignLeaderResponse>, Status> {
+        self.m.resign();
+        Ok(Response::new(pb::ResignLeaderResponse {}))
+    }
+}
+
+fn job_spec(job: &pb::Job) -> Result<JobSpec, Status> {
+    crate::jobs::validate(&job.r#type, &job.config)
+        .map_err(|p| invalid_argument(&format!("job.{}", p.field), &p.problem))?;
+    let config = String::from_utf8(job.config.clone()).map_err(|_| invalid_argument("job.config", "is not UTF-8"))?;
+    Ok(JobSpec {
+        job_type: job.r#type.clone(),
+        config,
+        selectors: convert::selectors("job.selectors", &job.selectors)?,
+        cost: convert::cost("job.cost", job.cost)?,
+    })
+}
+
+#[tonic::async_trait]
+impl pb::job_manager_server::JobManager for MasterService {
+    async fn create_job(&self, req: Request<pb::CreateJobRequest>) -> Result<Response<pb::Job>, Status> {
+        leader_only!(self, req, JobManagerClient, create_job, {
+            let Some(job) = req.into_inner().job else { return Err(invalid_argument("job", "is required")) };
+            let id = if job.id.is_empty() { None } else { Some(convert::job_id("job.id", &job.id)?) };
+            let spec = job_spec(&job)?;
+            Ok(Response::new(self.m.create_job(id, spec).await?))
+        })
+    }
+
+    async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        leader_only!(self, req, JobManagerClient, get_job, {
+            let r = req.into_inner();
+            let id = convert::job_id("id", &r.id)?;
+            Ok(Response::new(self.m.get_job(&id, r.include_config)?))
+        })
+    }
+
+    async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        leader_only!(self, req, JobManagerClient, list_jobs, { Ok(Response::new(self.m.list_jobs(req.get_ref())?)) })
+    }
+
+    async fn cancel_job(&self, req: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
+        leader_only!(self, req, JobManagerClient, cancel_job, {
+            let id = convert::job_id("id", &req.into_inner().id)?;
+            Ok(Response::new(self.m.cancel_job(&id).await?))
+        })
+    }
+
+    async fn delete_job(&self, req: Request<pb::DeleteJobRequest>) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        leader_only!(self, req, JobManagerClient, delete_job, {
+            let id = convert::job_id("id", &req.into_inner().id)?;
+            self.m.delete_job(&id).await?;
+            Ok(Response::new(pb::DeleteJobResponse {}))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl pb::task_scheduler_server::TaskScheduler for MasterService {
+    async fn schedule_task(
+        &self,
+        req: Request<pb::ScheduleTaskRequest>,
+    ) -> Result<Response<pb::ScheduleTaskResponse>, Status> {
+        leader_only!(self, req, TaskSchedulerClient, schedule_task, {
+            Ok(Response::new(self.m.schedule_task(req.get_ref())?))
+        })
+    }
+}
+
+fn message(worker_id: &str, master_epoch: u64, worker_epoch: u64) -> Result<Message, Status> {
+    let task = TaskId::parse(worker_id).map_err(|e| invalid_argument("worker_id", e))?;
+    Ok(Message { task, master_epoch: Epoch(master_epoch), worker_epoch: Epoch(worker_epoch) })
+}
+
+fn verdict(v: Verdict) -> pb::Verdict {
+    match v {
+        Verdict::Accepted => pb::Verdict::Accepted,
+        Verdict::StaleWorker => pb::Verdict::StaleWorker,
+        Verdict::StaleMaster => pb::Verdict::StaleMaster,
+    }
+}
+
+fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Status> {
+    let Some(s) = s else { return Err(invalid_argument("status", "is required")) };
+    Ok(match pb::WorkerState::try_from(s.state) {
+        Ok(pb::WorkerState::Running) => WorkerStatus::Running,
+        Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
+        Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
+        Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
+        _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
+    })
+}
+
+#[tonic::async_trait]
+impl pb::framework_server::Framework for MasterService {
+    async fn worker_heartbeat(
+        &self,
+        req: Request<pb::WorkerHeartbeatRequest>,
+    ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
+        if let Role::Recovering(epoch) = self.m.role() {
+            return Ok(Response::new(pb::WorkerHeartbeatResponse {
+                verdict: pb::Verdict::NotReady as i32,
+                master_epoch: epoch.0,
+                worker_epoch: 0,
+                command: pb::Command::Continue as i32,
+            }));
+        }
+        leader_only!(self, req, FrameworkClient, worker_heartbeat, {
+            let r = req.into_inner();
+            let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+            let (reply, cancel) = self.m.job_master_message(msg, None).await?;
+            let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
+            Ok(Response::new(pb::WorkerHeartbeatResponse {
+                verdict: verdict(reply.verdict) as i32,
+                master_epoch: reply.master_epoch.0,
+                worker_epoch: reply.worker_epoch.0,
+                command: command as i32,
+            }))
+        })
+    }
+
+    async fn report_worker_status(
+        &self,
+        req: Request<pb::ReportWorkerStatusRequest>,
+    ) -> Result<Response<pb::ReportWorkerStatusResponse>, Status> {
+        leader_only!(self, req, FrameworkClient, report_worker_status, {
+            let r = req.into_inner();
+            let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+            let status = worker_status(r.status.as_ref())?;
+            let (reply, _) = self.m.job_master_message(msg, Some(status)).await?;
+            Ok(Response::new(pb::ReportWorkerStatusResponse {
+                verdict: verdict(reply.verdict) as i32,
+                master_epoch: reply.master_epoch.0,
+                worker_epoch: reply.worker_epoch.0,
+            }))
+        })
+    }
+}

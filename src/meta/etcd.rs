@@ -1,0 +1,254 @@
+//! The etcd backend: real etcd in the production build, madsim's simulated etcd in the simulation build.
+//!
+//! Only calls that behave alike in both are made (madsim-notes §4.2, §4.3): `get` without options (exact key),
+//! `GetOptions::new().with_prefix()` (never a bare `GetOptions::new()`, which is a prefix read in the simulation),
+//! value-equality compares, single-key deletes, leases, and the Election API's campaign and resign. Every call is
+//! bounded by the operation time-out, except `campaign`, which blocks by design and is raced by its caller.
+//!
+//! Where the two differ, this module absorbs it:
+//! - "lease not found" is recognised by its text (the simulation answers `NotFound "etcdserver: requested lease
+//!   not found"`, real etcd-client `LeaseKeepAliveError("lease not found")` after checking `ttl <= 0`);
+//! - a leased put is sent as a plain put, never inside a transaction (the simulation panics on a leased put in a
+//!   transaction whose lease is gone); [`super::MetaStore::txn`] makes sure such a put stands alone;
+//! - the leader is read as the election's key with the lowest creation revision (what both servers compute),
+//!   not through observe;
+//! - resigning a key that is already gone is success in both (the simulation says "session expired").
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::time::Duration;
+
+use etcd_client::{Client, Compare as EtcdCompare, CompareOp, GetOptions, PutOptions, ResignOptions, Txn, TxnOp};
+
+use super::{Compare, LeaderHandle, LeaderKey, LeaseId, MetaError, Write};
+
+/// Whether a failed call may have changed the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Effect {
+    /// A read, or a call that changes nothing when it fails.
+    Read,
+    /// A write: a time-out or a failure in flight leaves its outcome unknown.
+    Write,
+}
+
+pub(super) struct EtcdStore {
+    client: Client,
+    op_timeout: Duration,
+}
+
+fn is_lease_not_found(text: &str) -> bool {
+    text.to_ascii_lowercase().contains("lease not found")
+}
+
+/// Maps an etcd-client error to what the caller can do about it.
+fn classify(e: etcd_client::Error, effect: Effect) -> MetaError {
+    let text = e.to_string();
+    if is_lease_not_found(&text) {
+        return MetaError::LeaseGone;
+    }
+    let refused = match &e {
+        // The simulation refuses requests to a dead or cut-off etcd at once.
+        etcd_client::Error::IoError(io) => io.kind() == ErrorKind::ConnectionRefused,
+        etcd_client::Error::InvalidArgs(_)
+        | etcd_client::Error::InvalidUri(_)
+        | etcd_client::Error::EndpointError(_) => true,
+        etcd_client::Error::GRpcStatus(status) => {
+            use tonic::Code;
+            match status.code() {
+                // "etcdserver: request timed out" is Unavailable too, but real etcd may still apply that request.
+                Code::Unavailable => !text.contains("timed out"),
+                Code::InvalidArgument
+                | Code::NotFound
+                | Code::AlreadyExists
+                | Code::PermissionDenied
+                | Code::Unauthenticated
+                | Code::FailedPrecondition
+                | Code::ResourceExhausted
+                | Code::OutOfRange
+                | Code::Unimplemented => true,
+                _ => false,
+            }
+        }
+        _ => false,
+    };
+    if refused || effect == Effect::Read {
+        MetaError::Unavailable(text)
+    } else {
+        MetaError::Unknown(text)
+    }
+}
+
+impl EtcdStore {
+    pub(super) async fn connect(endpoints: &[String], op_timeout: Duration) -> Result<EtcdStore, MetaError> {
+        // Neither client contacts the server here; the bound is for a slow DNS lookup.
+        let client = match tokio::time::timeout(op_timeout, Client::connect(endpoints, None)).await {
+            Ok(Ok(client)) => client,
+            Ok(Err(e)) => return Err(classify(e, Effect::Read)),
+            Err(_) => return Err(MetaError::Unavailable(format!("connecting to etcd {endpoints:?} timed out"))),
+        };
+        Ok(EtcdStore { client, op_timeout })
+    }
+
+    /// Runs one etcd call under the operation time-out.
+    async fn call<T>(
+        &self,
+        what: &str,
+        effect: Effect,
+        f: impl Future<Output = Result<T, etcd_client::Error>>,
+    ) -> Result<T, MetaError> {
+        match tokio::time::timeout(self.op_timeout, f).await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(classify(e, effect)),
+            Err(_) => {
+                let why = format!("etcd {what} did not answer within {:?}", self.op_timeout);
+                Err(match effect {
+                    Effect::Read => MetaError::Unavailable(why),
+                    Effect::Write => MetaError::Unknown(why),
+                })
+            }
+        }
+    }
+
+    pub(super) async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let mut kv = self.client.kv_client();
+        let resp = self.call("get", Effect::Read, kv.get(key, None)).await?;
+        Ok(resp.kvs().iter().find(|kv| kv.key() == key.as_bytes()).map(|kv| kv.value().to_vec()))
+    }
+
+    /// Every key under `prefix` (full keys), in key order.
+    pub(super) async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        let mut kv = self.client.kv_client();
+        let resp = self.call("list", Effect::Read, kv.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        resp.kvs()
+            .iter()
+            .filter(|kv| kv.key().starts_with(prefix.as_bytes()))
+            .map(|kv| match std::str::from_utf8(kv.key()) {
+                Ok(key) => Ok((key.to_owned(), kv.value().to_vec())),
+                Err(e) => Err(MetaError::Corrupt {
+                    key: String::from_utf8_lossy(kv.key()).into_owned(),
+                    reason: format!("the key is not UTF-8: {e}"),
+                }),
+            })
+            .collect()
+    }
+
+    pub(super) async fn txn(&self, compares: &[Compare], writes: &[Write]) -> Result<bool, MetaError> {
+        if let [Write::Put { key, value, lease: Some(lease) }] = writes {
+            debug_assert!(compares.is_empty(), "MetaStore::txn lets a leased put stand alone only");
+            let mut kv = self.client.kv_client();
+            let opts = PutOptions::new().with_lease(lease.0);
+            self.call("put", Effect::Write, kv.put(key.as_str(), value.clone(), Some(opts))).await?;
+            return Ok(true);
+        }
+        let when: Vec<EtcdCompare> =
+            compares.iter().map(|c| EtcdCompare::value(c.key.as_str(), CompareOp::Equal, c.value.clone())).collect();
+        let then: Vec<TxnOp> = writes
+            .iter()
+            .map(|w| match w {
+                Write::Put { key, value, lease } => {
+                    TxnOp::put(key.as_str(), value.clone(), lease.map(|l| PutOptions::new().with_lease(l.0)))
+                }
+                Write::Delete { key } => TxnOp::delete(key.as_str(), None),
+            })
+            .collect();
+        let mut kv = self.client.kv_client();
+        let resp = self.call("txn", Effect::Write, kv.txn(Txn::new().when(when).and_then(then))).await?;
+        Ok(resp.succeeded())
+    }
+
+    pub(super) async fn grant(&self, ttl_secs: i64) -> Result<LeaseId, MetaError> {
+        let mut lease = self.client.lease_client();
+        let resp = self.call("lease grant", Effect::Write, lease.grant(ttl_secs, None)).await?;
+        Ok(LeaseId(resp.id()))
+    }
+
+    pub(super) async fn keep_alive(&self, id: LeaseId) -> Result<(), MetaError> {
+        // `keep_alive` opens a stream, sends one request and reads one answer: one round trip. Real etcd-client
+        // turns an answer with `ttl <= 0` into "lease not found"; the simulation answers with that error itself.
+        let mut lease = self.client.lease_client();
+        self.call("lease keep-alive", Effect::Read, lease.keep_alive(id.0)).await.map(|_| ())
+    }
+
+    pub(super) async fn revoke(&self, id: LeaseId) -> Result<(), MetaError> {
+        let mut lease = self.client.lease_client();
+        match self.call("lease revoke", Effect::Write, lease.revoke(id.0)).await {
+            Ok(_) | Err(MetaError::LeaseGone) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn campaign(&self, name: &str, value: &str, lease: LeaseId) -> Result<LeaderKey, MetaError> {
+        let mut election = self.client.election_client();
+        let mut resp = match election.campaign(name, value, lease.0).await {
+            Ok(resp) => resp,
+            // The simulation ends a campaign whose candidacy vanished (its lease ended) with "session expired".
+            Err(e) if e.to_string().contains("session expired") => return Err(MetaError::LeaseGone),
+            Err(e) => return Err(classify(e, Effect::Write)),
+        };
+        let raw = resp
+            .take_leader()
+            .ok_or_else(|| MetaError::Unknown("etcd ended the campaign without a leader key".into()))?;
+        let key = raw
+            .key_str()
+            .map_err(|e| MetaError::Corrupt { key: name.to_owned(), reason: format!("leader key: {e}") })?
+            .to_owned();
+        Ok(LeaderKey { key, value: value.to_owned(), lease, handle: LeaderHandle::Etcd(raw) })
+    }
+
+    /// The leader's full key and value: the candidate with the lowest creation revision.
+    pub(super) async fn leader(&self, name: &str) -> Result<Option<(String, Vec<u8>)>, MetaError> {
+        let prefix = format!("{name}/");
+        let mut kv = self.client.kv_client();
+        let resp =
+            self.call("leader", Effect::Read, kv.get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).await?;
+        Ok(resp
+            .kvs()
+            .iter()
+            .filter(|kv| kv.key().starts_with(prefix.as_bytes()))
+            .min_by_key(|kv| kv.create_revision())
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec())))
+    }
+
+    pub(super) async fn resign(&self, raw: &etcd_client::LeaderKey) -> Result<(), MetaError> {
+        let mut election = self.client.election_client();
+        let opts = ResignOptions::new().with_leader(raw.clone());
+        match tokio::time::timeout(self.op_timeout, election.resign(Some(opts))).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) if e.to_string().contains("session expired") || is_lease_not_found(&e.to_string()) => Ok(()),
+            Ok(Err(e)) => Err(classify(e, Effect::Write)),
+            Err(_) => Err(MetaError::Unknown(format!("etcd resign did not answer within {:?}", self.op_timeout))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_say_whether_a_write_may_have_happened() {
+        let refused = || etcd_client::Error::IoError(std::io::Error::from(ErrorKind::ConnectionRefused));
+        assert!(matches!(classify(refused(), Effect::Write), MetaError::Unavailable(_)));
+        let status = |code, msg: &str| etcd_client::Error::GRpcStatus(tonic::Status::new(code, msg));
+        let cases = [
+            (status(tonic::Code::Unavailable, "transport error"), Effect::Write, "unavailable"),
+            (status(tonic::Code::Unavailable, "etcdserver: request timed out"), Effect::Write, "unknown"),
+            (status(tonic::Code::Unavailable, "etcdserver: request timed out"), Effect::Read, "unavailable"),
+            (status(tonic::Code::DeadlineExceeded, "deadline"), Effect::Write, "unknown"),
+            (status(tonic::Code::InvalidArgument, "duplicate key"), Effect::Write, "unavailable"),
+            (status(tonic::Code::NotFound, "etcdserver: requested lease not found"), Effect::Write, "gone"),
+            (etcd_client::Error::LeaseKeepAliveError("lease not found".into()), Effect::Read, "gone"),
+            (etcd_client::Error::IoError(std::io::Error::from(ErrorKind::BrokenPipe)), Effect::Write, "unknown"),
+        ];
+        for (e, effect, want) in cases {
+            let text = e.to_string();
+            let got = match classify(e, effect) {
+                MetaError::Unavailable(_) => "unavailable",
+                MetaError::Unknown(_) => "unknown",
+                MetaError::LeaseGone => "gone",
+                MetaError::Corrupt { .. } => "corrupt",
+            };
+            assert_eq!(got, want, "{text} ({effect:?})");
+        }
+    }
+}

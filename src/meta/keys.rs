@@ -1,0 +1,162 @@
+//! The metastore's key layout: every key foreman stores, as a function, so no other module spells a key.
+//!
+//! Keys here are relative: the store puts each under `/foreman/<cluster>/` ([`super::MetaStore::prefix`]).
+//!
+//! | key | value | lifetime |
+//! |---|---|---|
+//! | `election/<lease id, hex>` | a candidate's campaign value; the lowest creation revision leads | the candidate's lease (written by the election API, never by hand) |
+//! | `leader-epoch` | decimal `u64`: the epoch of the latest leadership term | permanent; bumped by each new leader |
+//! | `masters/<name>` | a master's membership record | the master's lease: it disappears when the master dies |
+//! | `executor-next-id` | decimal `u64`: the next executor id to hand out | permanent |
+//! | `executors/<id, 20 digits>` | an executor's record | until the executor is declared offline |
+//! | `jobs/<job id>` | a job's record | until `DeleteJob` |
+//! | `job-next-epoch` | decimal `u64`: the next incarnation epoch (one counter for every job, master and worker) | permanent |
+//! | `workers/<job id>/<task id>` | a worker's record | until its job is deleted |
+//! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
+//!
+//! Invariants the layout keeps:
+//! - Listing one kind never returns another: every listed family ends its prefix with `/`, the counters live
+//!   outside the families (`executor-next-id` is not under `executors/`), and job ids contain no `/`
+//!   ([`crate::core::ids::JobId`]), so `workers/a/` never matches job `a.b`'s or `ab`'s workers.
+//! - Executor ids are zero-padded to 20 digits (every `u64`), so keys sort in id order.
+//! - No key other than the election's begins with `election`: the simulated etcd finds the leader by a raw
+//!   prefix scan of the election name without the trailing `/`.
+
+/// The election's name (etcd's Election API appends `/<lease id>` for each candidate).
+pub fn election() -> String {
+    "election".to_owned()
+}
+
+/// The counter of leadership terms; a new leader takes the next value under its leader key.
+pub fn leader_epoch() -> String {
+    "leader-epoch".to_owned()
+}
+
+/// A master's membership record, put with the master's election lease so that it disappears when the master dies.
+pub fn masters(name: &str) -> String {
+    format!("masters/{name}")
+}
+
+/// Every master's membership record.
+pub fn masters_prefix() -> String {
+    "masters/".to_owned()
+}
+
+/// The counter of executor ids (never reused).
+pub fn executor_next_id() -> String {
+    "executor-next-id".to_owned()
+}
+
+/// An executor's record; the id is zero-padded to 20 digits so that keys sort numerically.
+pub fn executor(id: u64) -> String {
+    format!("executors/{id:020}")
+}
+
+/// Every executor's record.
+pub fn executors_prefix() -> String {
+    "executors/".to_owned()
+}
+
+/// The id of the executor whose record lives at `key`, if `key` is one ([`executor`]'s inverse).
+pub fn executor_id_of(key: &str) -> Option<u64> {
+    let digits = key.strip_prefix("executors/")?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// A job's record.
+pub fn job(id: &str) -> String {
+    format!("jobs/{id}")
+}
+
+/// Every job's record.
+pub fn jobs_prefix() -> String {
+    "jobs/".to_owned()
+}
+
+/// The cluster-wide counter of incarnation epochs.
+pub fn job_next_epoch() -> String {
+    "job-next-epoch".to_owned()
+}
+
+/// One worker's record within its job.
+pub fn worker(job: &str, task: &str) -> String {
+    format!("workers/{job}/{task}")
+}
+
+/// Every worker record of one job.
+pub fn workers_prefix(job: &str) -> String {
+    format!("workers/{job}/")
+}
+
+/// One worker's checkpoint within its job.
+pub fn checkpoint(job: &str, worker: &str) -> String {
+    format!("checkpoints/{job}/{worker}")
+}
+
+/// Every checkpoint of one job.
+pub fn checkpoints_prefix(job: &str) -> String {
+    format!("checkpoints/{job}/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_keys_sort_numerically_and_parse_back() {
+        let ids = [0, 1, 9, 10, 99, 100, 12_345, u64::MAX];
+        let keys: Vec<String> = ids.iter().map(|&id| executor(id)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted);
+        for (&id, key) in ids.iter().zip(&keys) {
+            assert!(key.starts_with(&executors_prefix()));
+            assert_eq!(executor_id_of(key), Some(id), "{key}");
+        }
+    }
+
+    #[test]
+    fn executor_id_of_refuses_other_keys() {
+        for key in [
+            "executors/1",
+            "executors/0000000000000000000x",
+            "executors/000000000000000000001",
+            "executors/",
+            "executor-next-id",
+            "jobs/00000000000000000001",
+            "executors/00000000000000000001/x",
+            "executors/99999999999999999999",
+        ] {
+            assert_eq!(executor_id_of(key), None, "{key}");
+        }
+    }
+
+    #[test]
+    fn families_do_not_overlap() {
+        let all = [
+            leader_epoch(),
+            masters("m"),
+            executor_next_id(),
+            executor(7),
+            job("a"),
+            job_next_epoch(),
+            worker("a", "a/w-1"),
+            checkpoint("a", "w-1"),
+        ];
+        let families =
+            [masters_prefix(), executors_prefix(), jobs_prefix(), workers_prefix("a"), checkpoints_prefix("a")];
+        for key in &all {
+            let matching = families.iter().filter(|p| key.starts_with(p.as_str())).count();
+            assert!(matching <= 1, "{key} is in {matching} families");
+            assert!(!key.starts_with(&election()), "{key} would confuse the simulated election");
+        }
+        assert!(!job("ab").starts_with(&workers_prefix("a")));
+        assert!(!worker("ab", "t").starts_with(&workers_prefix("a")));
+        assert!(!checkpoint("a.b", "w").starts_with(&checkpoints_prefix("a")));
+        assert!(!job_next_epoch().starts_with(&jobs_prefix()));
+        assert!(!executor_next_id().starts_with(&executors_prefix()));
+    }
+}
