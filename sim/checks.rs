@@ -127,6 +127,27 @@ pub fn offline_declarations(
     Ok(detections)
 }
 
+/// Rule 3: at most one live incarnation of every job master at every simulated instant. A node's kill stops its
+/// incarnations.
+pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
+    let mut live = foreman::core::invariants::LiveIncarnations::default();
+    for (at, node, seen) in events {
+        match seen {
+            Seen::TaskLive { task, epoch } => {
+                let t = foreman::core::ids::TaskId::parse(task).map_err(|e| e.to_string())?;
+                live.on_start(*at, &t, foreman::core::ids::Epoch(*epoch), node).map_err(|v| v.to_string())?;
+            }
+            Seen::TaskStopped { task, epoch, .. } => {
+                let t = foreman::core::ids::TaskId::parse(task).map_err(|e| e.to_string())?;
+                live.on_stop(*at, &t, foreman::core::ids::Epoch(*epoch), node).map_err(|v| v.to_string())?;
+            }
+            Seen::Killed => live.on_node_down(node),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 /// p50 / p99 / max of a sample, for the figures a scenario prints.
 pub fn summary(mut xs: Vec<Duration>) -> String {
     if xs.is_empty() {

@@ -36,6 +36,10 @@ pub enum Seen {
     Reregister { id: u64 },
     /// The client's job call was acknowledged.
     JobCreated { id: String },
+    /// A stand-in job master's incarnation became live (its first heartbeat was acknowledged).
+    TaskLive { task: String, epoch: u64 },
+    /// ...and stopped.
+    TaskStopped { task: String, epoch: u64, why: String },
     /// The scenario killed this node.
     Killed,
     /// The scenario restarted this node.
@@ -97,6 +101,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(masters: usize, executors: usize) -> Cluster {
+        Cluster::start_with(masters, executors, false).await
+    }
+
+    /// With `host_tasks`, the executors serve dispatch and run stand-in job masters (see `standin.rs`).
+    pub async fn start_with(masters: usize, executors: usize, host_tasks: bool) -> Cluster {
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock);
@@ -152,7 +161,16 @@ impl Cluster {
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
-                .init(move || standin_executor(n.clone(), addr, rec.clone(), masters, interval, deadline))
+                .init(move || {
+                    let (n, rec) = (n.clone(), rec.clone());
+                    async move {
+                        if host_tasks {
+                            crate::standin::executor(n, addr, rec, masters, interval, deadline).await
+                        } else {
+                            standin_executor(n, addr, rec, masters, interval, deadline).await
+                        }
+                    }
+                })
                 .build();
             es.push(ExecutorNode { name, node });
         }

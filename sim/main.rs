@@ -10,3 +10,4 @@ mod harness;
 mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
+mod standin;

@@ -2,6 +2,7 @@
 //! acknowledged jobs surviving leader kills. Each runs the real `Master` over simulated gRPC and the simulated
 //! etcd, with stand-in executors, and ends with the checkers of `checks.rs`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foreman::master::Role;
@@ -10,7 +11,7 @@ use foreman::rpc::pb::job_manager_client::JobManagerClient;
 use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
-use crate::checks::{acting_periods, offline_declarations, single_acting_leader, summary};
+use crate::checks::{acting_periods, offline_declarations, one_live_incarnation, single_acting_leader, summary};
 use crate::cluster::{channel_to, master_addr, Cluster, Seen};
 use crate::harness::announce;
 
@@ -328,4 +329,171 @@ fn failover_and_detection_distributions() {
     eprintln!("executor detection with a leader kill in between: {}", summary(across.clone()));
     assert_eq!(failover.len() as u64, seeds);
     assert!((detection.len() + across.len()) as u64 >= 2 * seeds);
+}
+
+/// Runs `f` on the client node (so its calls come from the client's address) and waits for it.
+async fn on_client<T: Send + 'static>(c: &Cluster, f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    c.client.spawn(f).await.expect("the client task finished")
+}
+
+/// A job-manager call through whichever master answers, retrying for up to `within`.
+async fn with_jobs<T, F, Fut>(masters: usize, within: Duration, mut call: F) -> Result<T, tonic::Status>
+where
+    F: FnMut(JobManagerClient<tonic::transport::Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut last = tonic::Status::unavailable("no master tried");
+    let mut waited = Duration::ZERO;
+    let mut which = 0usize;
+    while waited <= within {
+        if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
+            match call(JobManagerClient::new(ch)).await {
+                Ok(v) => return Ok(v),
+                Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => last = s,
+                Err(s) => return Err(s),
+            }
+        }
+        which += 1;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        waited += Duration::from_millis(250);
+    }
+    Err(last)
+}
+
+async fn get_job(masters: usize, id: &str) -> pb::Job {
+    let id = id.to_owned();
+    with_jobs(masters, Duration::from_secs(30), move |mut c| {
+        let id = id.clone();
+        async move { c.get_job(pb::GetJobRequest { id, include_config: false }).await.map(|r| r.into_inner()) }
+    })
+    .await
+    .expect("the job can be read")
+}
+
+/// Polls (on the client) until `pred` holds for job `id`, up to `within`; returns the job as last seen.
+async fn await_job(c: &Cluster, id: &str, within: Duration, pred: fn(&pb::Job) -> bool) -> (bool, pb::Job) {
+    let masters = c.masters.len();
+    let id = id.to_owned();
+    on_client(c, async move {
+        let mut waited = Duration::ZERO;
+        loop {
+            let j = get_job(masters, &id).await;
+            if pred(&j) || waited >= within {
+                return (pred(&j), j);
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            waited += Duration::from_millis(500);
+        }
+    })
+    .await
+}
+
+fn running(j: &pb::Job) -> bool {
+    j.state == pb::JobState::Running as i32
+}
+
+fn terminal(j: &pb::Job) -> bool {
+    [pb::JobState::Finished, pb::JobState::Canceled, pb::JobState::Failed].iter().any(|s| *s as i32 == j.state)
+}
+
+/// Job masters (stand-ins) through leader failovers: healthy ones are re-adopted by each new leader, not
+/// restarted; one whose executor dies is started again elsewhere after its TTL; a cancel acknowledged just before
+/// the leader dies is honoured by the next one; at most one live incarnation of each job master at every instant.
+#[madsim::test]
+async fn job_masters_run_through_failovers() {
+    job_masters_run_through_failovers_run().await;
+}
+
+pub async fn job_masters_run_through_failovers_run() -> Figures {
+    announce("job_masters_run_through_failovers");
+    let c = Cluster::start_with(3, 3, true).await;
+    c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
+    let masters = c.masters.len();
+    let ids = ["alpha", "bravo", "charlie", "delta"];
+    on_client(&c, async move {
+        for id in ids {
+            let job = pb::Job {
+                id: id.into(),
+                r#type: "fake".into(),
+                config: br#"{"workers": 1, "target": 5, "tick_ms": 100}"#.to_vec(),
+                ..Default::default()
+            };
+            let created = with_jobs(masters, Duration::from_secs(20), move |mut c| {
+                let job = job.clone();
+                async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
+            })
+            .await;
+            match created {
+                Ok(_) => {}
+                Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => {}
+                Err(s) => panic!("create {id}: {s}"),
+            }
+        }
+    })
+    .await;
+    let mut epochs = BTreeMap::new();
+    for id in ids {
+        let (ok, j) = await_job(&c, id, Duration::from_secs(30), running).await;
+        assert!(ok, "{id} is not running 30 s after creation: {j:?}");
+        epochs.insert(id, (j.epoch, j.executor_id));
+    }
+    // A leader failover: every job master is re-adopted (same epoch, no restart).
+    let leader = c.await_leader(Duration::from_secs(5)).await.expect("a leader");
+    c.kill_master(leader);
+    c.await_leader(Duration::from_secs(10)).await.expect("a new leader");
+    c.restart_master(leader);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    for id in ids {
+        let j = on_client(&c, async move { get_job(masters, id).await }).await;
+        assert!(running(&j), "{id} must still run after the failover: {j:?}");
+        assert_eq!((j.epoch, j.restarts), (epochs[id].0, 0), "{id} was restarted instead of re-adopted: {j:?}");
+    }
+    // Cancel one job and kill the leader right after the cancel was acknowledged: the next leader honours it.
+    let canceled = on_client(&c, async move {
+        with_jobs(masters, Duration::from_secs(20), |mut c| async move {
+            c.cancel_job(pb::CancelJobRequest { id: "delta".into() }).await.map(|r| r.into_inner())
+        })
+        .await
+        .expect("cancel delta")
+    })
+    .await;
+    assert_eq!(canceled.state, pb::JobState::Canceling as i32, "{canceled:?}");
+    let leader = c.await_leader(Duration::from_secs(5)).await.expect("a leader");
+    c.kill_master(leader);
+    c.await_leader(Duration::from_secs(10)).await.expect("a new leader");
+    c.restart_master(leader);
+    // Kill the executor hosting alpha: alpha starts again elsewhere, with a newer epoch.
+    let host = epochs["alpha"].1;
+    let executors = on_client(&c, async move {
+        let mut which = 0usize;
+        loop {
+            if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
+                let mut d = foreman::rpc::pb::discovery_client::DiscoveryClient::new(ch);
+                if let Ok(r) = d.list_executors(pb::ListExecutorsRequest {}).await {
+                    return r.into_inner().executors;
+                }
+            }
+            which += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+    .await;
+    let victim = executors.iter().find(|e| e.id == host).map(|e| e.name.clone()).expect("alpha's executor is listed");
+    let index = c.executors.iter().position(|e| e.name == victim).expect("a known executor");
+    c.kill_executor(index);
+    let old = epochs["alpha"].0;
+    let (ok, j) =
+        await_job(&c, "alpha", Duration::from_secs(60), |j| running(j) && j.restarts >= 1 && j.executor_id != 0).await;
+    assert!(ok && j.epoch > old, "alpha did not start again after its executor died: {j:?}");
+    let (ok, j) = await_job(&c, "delta", Duration::from_secs(30), terminal).await;
+    assert!(ok && j.state == pb::JobState::Canceled as i32, "delta must end canceled: {j:?}");
+    for id in ["alpha", "bravo", "charlie"] {
+        let (ok, j) = await_job(&c, id, Duration::from_secs(120), terminal).await;
+        assert!(ok && j.state == pb::JobState::Finished as i32, "{id} must finish: {j:?}");
+    }
+    let detections = check_safety(&c);
+    if let Err(e) = one_live_incarnation(&c.recorder.events()) {
+        panic!("{e}");
+    }
+    Figures::of(&c, detections)
 }
