@@ -82,7 +82,7 @@ fn stop_all(ex: &Executor) {
 }
 
 async fn job_master(ex: Executor, task: pb::PreDispatchTaskRequest, stop: Arc<Mutex<bool>>) {
-    let timing = task.timing.clone().unwrap_or_default();
+    let timing = task.timing.unwrap_or_default();
     let interval = Duration::from_millis(timing.heartbeat_interval_ms.max(1));
     let deadline = Duration::from_millis(timing.heartbeat_timeout_ms.max(1));
     let self_fence = Duration::from_millis(timing.self_fence_ms.max(1));
