@@ -497,3 +497,40 @@ pub async fn job_masters_run_through_failovers_run() -> Figures {
     }
     Figures::of(&c, detections)
 }
+
+/// `ResignLeader` hands leadership over: another master leads within a campaign retry (plus a few hops), with no
+/// instant of two acting leaders; a follower asked to resign sits the next election out.
+#[madsim::test]
+async fn resign_hands_leadership_over() {
+    announce("resign_hands_leadership_over");
+    let c = Cluster::start(3, 2).await;
+    let first = c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
+    tokio::time::sleep(secs(1, 4)).await;
+    let addr = master_addr(first);
+    let asked_at = c.clock.now();
+    on_client(&c, async move {
+        let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the leader answers");
+        let mut d = foreman::rpc::pb::discovery_client::DiscoveryClient::new(ch);
+        d.resign_leader(pb::ResignLeaderRequest {}).await.expect("resign");
+    })
+    .await;
+    let el = &c.config.election;
+    let mut next = None;
+    let mut waited = Duration::ZERO;
+    while waited <= el.campaign_retry + Duration::from_secs(1) {
+        if let [one] = c.leaders()[..] {
+            if one != first {
+                next = Some(one);
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += Duration::from_millis(10);
+    }
+    let next = next
+        .unwrap_or_else(|| panic!("no other leader {:?} after the resign", c.clock.now().saturating_since(asked_at)));
+    tracing::info!("handed over to master-{next} after {:?}", c.clock.now().saturating_since(asked_at));
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(c.leaders(), vec![next], "leadership stays where it was handed");
+    check_safety(&c);
+}
