@@ -466,19 +466,28 @@ impl Master {
     }
 
     /// A heartbeat; `Ok(false)` tells the executor to register again.
-    pub(crate) fn executor_heartbeat(
+    /// A heartbeat; `Ok(false)` tells the executor to register again. An executor that claims to have seen a
+    /// newer leader epoch deposes this leader only if the metastore confirms that epoch was issued: a claim from
+    /// the network is never trusted on its own (a bogus one would otherwise lock this master out of every later
+    /// term).
+    pub(crate) async fn executor_heartbeat(
         &self,
         id: ExecutorId,
         seen: LeaderEpoch,
         tasks: Vec<ReportedTask>,
     ) -> Result<(bool, LeaderEpoch), Status> {
-        let deposed = self.lock().leadership.epoch().is_some_and(|e| seen > e);
-        if deposed {
-            self.step_down_now("an executor has seen a newer leader epoch");
-        }
-        self.lock().leadership.observe_epoch(seen);
-        if deposed {
-            return Err(Reason::NotLeader.status("a newer leader exists; retry"));
+        let claims_newer = self.lock().leadership.epoch().is_some_and(|e| seen > e);
+        if claims_newer {
+            let issued = read_counter(self, &keys::leader_epoch()).await.map_err(meta_status)?;
+            if seen.0 <= issued {
+                self.step_down_now("an executor has seen a newer leader epoch");
+                self.lock().leadership.observe_epoch(seen);
+                return Err(Reason::NotLeader.status("a newer leader exists; retry"));
+            }
+            return Err(crate::rpc::status::invalid_argument(
+                "leader_epoch",
+                format!("{} was never issued (the newest is {issued})", seen.0),
+            ));
         }
         self.with_term(|t, now, _| match t.registry.heartbeat(now, id, tasks) {
             Ok(()) => Ok((true, t.epoch)),

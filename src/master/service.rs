@@ -146,7 +146,7 @@ impl pb::discovery_server::Discovery for MasterService {
             let r = req.into_inner();
             let tasks = convert::reported_tasks(&r.tasks)?;
             let (accepted, epoch) =
-                self.m.executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks)?;
+                self.m.executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks).await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
             Ok(Response::new(pb::HeartbeatResponse {
                 verdict: verdict as i32,
