@@ -11,6 +11,7 @@
 mod gen;
 
 mod backoff;
+mod fake;
 mod fence;
 mod job;
 mod leadership;
