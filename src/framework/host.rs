@@ -1,0 +1,160 @@
+//! The master side of the framework protocol for masters hosted on an executor (job masters): one `Framework`
+//! service per executor routes each message by its master id to that master's core [`Workers`] bookkeeping and
+//! queues the resulting events for the master to take. A message for a master this host does not run is told its
+//! worker is stale: nobody here can vouch for it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+use tonic::{Request, Response, Status};
+
+use crate::clock::Clock;
+use crate::core::ids::{Epoch, TaskId};
+use crate::core::workers::{Event, Message, Reply, Verdict, WorkerStatus, Workers};
+use crate::rpc::pb;
+use crate::rpc::status::invalid_argument;
+
+/// One hosted master's bookkeeping, events not yet taken, and the workers it wants canceled.
+pub struct Hosted {
+    pub workers: Workers,
+    pub events: Vec<Event>,
+    pub cancel: BTreeSet<TaskId>,
+}
+
+/// A hosted master's handle: its bookkeeping, and a signal when events arrive.
+#[derive(Clone)]
+pub struct HostedHandle {
+    state: Arc<Mutex<Hosted>>,
+    pub wake: Arc<Notify>,
+}
+
+impl HostedHandle {
+    pub fn lock(&self) -> MutexGuard<'_, Hosted> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the events queued so far, in arrival order.
+    pub fn take_events(&self) -> Vec<Event> {
+        std::mem::take(&mut self.lock().events)
+    }
+}
+
+/// The executor's router of framework messages to the masters it hosts.
+#[derive(Clone)]
+pub struct Host {
+    masters: Arc<Mutex<BTreeMap<String, HostedHandle>>>,
+    clock: Clock,
+}
+
+impl Host {
+    pub fn new(clock: Clock) -> Host {
+        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock }
+    }
+
+    fn table(&self) -> MutexGuard<'_, BTreeMap<String, HostedHandle>> {
+        self.masters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts routing messages for `master_id` to `workers` (a fresh or recovering bookkeeping).
+    pub fn add(&self, master_id: &str, workers: Workers) -> HostedHandle {
+        let h = HostedHandle {
+            state: Arc::new(Mutex::new(Hosted { workers, events: vec![], cancel: BTreeSet::new() })),
+            wake: Arc::new(Notify::new()),
+        };
+        self.table().insert(master_id.to_owned(), h.clone());
+        h
+    }
+
+    /// Stops routing for `master_id` (it stopped): its workers are told they are stale from now on.
+    pub fn remove(&self, master_id: &str) {
+        self.table().remove(master_id);
+    }
+
+    pub fn get(&self, master_id: &str) -> Option<HostedHandle> {
+        self.table().get(master_id).cloned()
+    }
+
+    fn handle(&self, master_id: &str, msg: &Message, status: Option<WorkerStatus>) -> (Reply, bool) {
+        let Some(h) = self.get(master_id) else {
+            let reply = Reply { verdict: Verdict::StaleWorker, master_epoch: Epoch::NONE, worker_epoch: Epoch::NONE };
+            return (reply, false);
+        };
+        let now = self.clock.now();
+        let (reply, cancel) = {
+            let mut hosted = h.lock();
+            let (reply, events) = match status {
+                Some(s) => hosted.workers.on_status(now, msg, s),
+                None => hosted.workers.on_heartbeat(now, msg),
+            };
+            let cancel = reply.verdict == Verdict::Accepted && hosted.cancel.contains(&msg.task);
+            let any = !events.is_empty();
+            hosted.events.extend(events);
+            drop(hosted);
+            if any {
+                h.wake.notify_one();
+            }
+            (reply, cancel)
+        };
+        (reply, cancel)
+    }
+}
+
+fn message(worker_id: &str, master_epoch: u64, worker_epoch: u64) -> Result<Message, Status> {
+    let task = TaskId::parse(worker_id).map_err(|e| invalid_argument("worker_id", e))?;
+    Ok(Message { task, master_epoch: Epoch(master_epoch), worker_epoch: Epoch(worker_epoch) })
+}
+
+fn verdict(v: Verdict) -> i32 {
+    match v {
+        Verdict::Accepted => pb::Verdict::Accepted as i32,
+        Verdict::StaleWorker => pb::Verdict::StaleWorker as i32,
+        Verdict::StaleMaster => pb::Verdict::StaleMaster as i32,
+    }
+}
+
+/// A terminal status from the wire.
+pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Status> {
+    let Some(s) = s else { return Err(invalid_argument("status", "is required")) };
+    Ok(match pb::WorkerState::try_from(s.state) {
+        Ok(pb::WorkerState::Running) => WorkerStatus::Running,
+        Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
+        Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
+        Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
+        _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
+    })
+}
+
+#[tonic::async_trait]
+impl pb::framework_server::Framework for Host {
+    async fn worker_heartbeat(
+        &self,
+        req: Request<pb::WorkerHeartbeatRequest>,
+    ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
+        let r = req.into_inner();
+        let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+        let (reply, cancel) = self.handle(&r.master_id, &msg, None);
+        let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
+        Ok(Response::new(pb::WorkerHeartbeatResponse {
+            verdict: verdict(reply.verdict),
+            master_epoch: reply.master_epoch.0,
+            worker_epoch: reply.worker_epoch.0,
+            command: command as i32,
+        }))
+    }
+
+    async fn report_worker_status(
+        &self,
+        req: Request<pb::ReportWorkerStatusRequest>,
+    ) -> Result<Response<pb::ReportWorkerStatusResponse>, Status> {
+        let r = req.into_inner();
+        let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+        let status = worker_status(r.status.as_ref())?;
+        let (reply, _) = self.handle(&r.master_id, &msg, Some(status));
+        Ok(Response::new(pb::ReportWorkerStatusResponse {
+            verdict: verdict(reply.verdict),
+            master_epoch: reply.master_epoch.0,
+            worker_epoch: reply.worker_epoch.0,
+        }))
+    }
+}

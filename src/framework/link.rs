@@ -1,0 +1,203 @@
+//! The worker side of the framework protocol: a job master towards the job manager, a worker towards its job
+//! master. A [`Link`] heartbeats the master every interval with a deadline on each call, keeps a core
+//! [`SelfFence`] anchored at the send time of acknowledged heartbeats, and says when its task must stop: fenced (no
+//! acknowledgement for the self-fence time), told it is stale, or told to cancel. [`Link::run`] races the
+//! heartbeats against the fence deadline, so the task stops at the deadline itself, never a round later.
+
+use std::time::Duration;
+
+use tonic::transport::Endpoint;
+
+use crate::clock::Clock;
+use crate::core::fence::SelfFence;
+use crate::core::ids::{Epoch, TaskId};
+use crate::core::time::Time;
+use crate::core::timing::HeartbeatTiming;
+use crate::rpc::pb;
+use crate::rpc::pb::framework_client::FrameworkClient;
+
+/// What a link needs to know, from the dispatch that created its task.
+#[derive(Clone, Debug)]
+pub struct LinkSpec {
+    /// Which master this worker belongs to (a job id, or the job manager's id).
+    pub master_id: String,
+    /// Where that master can be reached, tried in turn (any master process forwards to the leader).
+    pub addresses: Vec<String>,
+    /// The master epoch known at creation.
+    pub master_epoch: Epoch,
+    pub worker: TaskId,
+    pub worker_epoch: Epoch,
+    pub timing: HeartbeatTiming,
+}
+
+/// Why a task must stop.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LinkEnd {
+    /// No heartbeat was acknowledged for the self-fence time.
+    Fenced,
+    /// The master no longer knows this incarnation, or knows a newer one.
+    Stale,
+    /// The master asked it to cancel.
+    Cancel,
+}
+
+/// A terminal status to report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Report {
+    Finished,
+    Canceled,
+    Failed(String),
+}
+
+/// One worker's link to its master.
+pub struct Link {
+    spec: LinkSpec,
+    clock: Clock,
+    fence: SelfFence<Epoch>,
+    which: usize,
+    live: bool,
+}
+
+impl Link {
+    /// A link whose fence starts counting now: with no acknowledgement, the task stops after the self-fence time.
+    pub fn new(spec: LinkSpec, clock: Clock) -> Link {
+        let fence = SelfFence::new(clock.now(), spec.timing.self_fence);
+        let mut link = Link { spec, clock, fence, which: 0, live: false };
+        link.fence.observe_epoch(link.spec.master_epoch);
+        link
+    }
+
+    pub fn spec(&self) -> &LinkSpec {
+        &self.spec
+    }
+
+    /// Whether the master accepted a heartbeat yet (the incarnation is live from then on).
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// When the task must have stopped unless a newer heartbeat is acknowledged.
+    pub fn deadline(&self) -> Time {
+        self.fence.deadline()
+    }
+
+    async fn client(&mut self) -> Option<FrameworkClient<tonic::transport::Channel>> {
+        let n = self.spec.addresses.len().max(1);
+        let address = self.spec.addresses.get(self.which % n)?.clone();
+        let deadline = self.spec.timing.timeout;
+        let endpoint =
+            Endpoint::from_shared(format!("http://{address}")).ok()?.timeout(deadline).connect_timeout(deadline);
+        match endpoint.connect().await {
+            Ok(ch) => Some(FrameworkClient::new(ch)),
+            Err(_) => {
+                self.which += 1;
+                None
+            }
+        }
+    }
+
+    /// Takes a reply: `Some(end)` when the task must stop.
+    fn on_reply(&mut self, sent: Time, verdict: i32, master_epoch: u64, command: i32) -> Option<LinkEnd> {
+        match pb::Verdict::try_from(verdict) {
+            Ok(pb::Verdict::Accepted) => {
+                if let crate::core::fence::Ack::Extended(_) = self.fence.on_ack(sent, Epoch(master_epoch)) {
+                    self.live = true;
+                    if command == pb::Command::Cancel as i32 {
+                        return Some(LinkEnd::Cancel);
+                    }
+                }
+                None
+            }
+            Ok(pb::Verdict::StaleWorker) => Some(LinkEnd::Stale),
+            // A stale master (or one still recovering) does not acknowledge; the fence keeps counting.
+            _ => {
+                self.fence.observe_epoch(Epoch(master_epoch));
+                None
+            }
+        }
+    }
+
+    /// One heartbeat, with the deadline; `Some(end)` when the task must stop.
+    pub async fn beat(&mut self) -> Option<LinkEnd> {
+        let sent = self.clock.now();
+        if self.fence.is_fenced(sent) {
+            return Some(LinkEnd::Fenced);
+        }
+        let mut client = self.client().await?;
+        let req = pb::WorkerHeartbeatRequest {
+            master_id: self.spec.master_id.clone(),
+            master_epoch: self.fence.epoch().0,
+            worker_id: self.spec.worker.as_str().to_owned(),
+            worker_epoch: self.spec.worker_epoch.0,
+        };
+        match client.worker_heartbeat(req).await {
+            Ok(r) => {
+                let r = r.into_inner();
+                self.on_reply(sent, r.verdict, r.master_epoch, r.command)
+            }
+            Err(_) => {
+                self.which += 1;
+                None
+            }
+        }
+    }
+
+    /// Heartbeats every interval until the task must stop; stops at the fence deadline itself.
+    pub async fn run(&mut self) -> LinkEnd {
+        loop {
+            let deadline = self.clock.instant(self.fence.deadline());
+            let interval = self.spec.timing.interval;
+            let beat = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => None,
+                end = async { tokio::time::sleep(interval).await; self.beat().await } => Some(end),
+            };
+            match beat {
+                None if self.fence.is_fenced(self.clock.now()) => return LinkEnd::Fenced,
+                Some(Some(end)) => return end,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reports a terminal status (already persisted by the caller) until the master acknowledges it, or until the
+    /// task must stop anyway. Acknowledged: `Ok(())`.
+    pub async fn report(&mut self, report: Report) -> Result<(), LinkEnd> {
+        let (state, message) = match &report {
+            Report::Finished => (pb::WorkerState::Finished, String::new()),
+            Report::Canceled => (pb::WorkerState::Canceled, String::new()),
+            Report::Failed(m) => (pb::WorkerState::Failed, m.clone()),
+        };
+        loop {
+            let sent = self.clock.now();
+            if self.fence.is_fenced(sent) {
+                return Err(LinkEnd::Fenced);
+            }
+            if let Some(mut client) = self.client().await {
+                let req = pb::ReportWorkerStatusRequest {
+                    master_id: self.spec.master_id.clone(),
+                    master_epoch: self.fence.epoch().0,
+                    worker_id: self.spec.worker.as_str().to_owned(),
+                    worker_epoch: self.spec.worker_epoch.0,
+                    status: Some(pb::WorkerStatus {
+                        state: state as i32,
+                        error_message: message.clone(),
+                        detail: vec![],
+                    }),
+                };
+                match client.report_worker_status(req).await {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        match pb::Verdict::try_from(r.verdict) {
+                            Ok(pb::Verdict::Accepted) => return Ok(()),
+                            Ok(pb::Verdict::StaleWorker) => return Err(LinkEnd::Stale),
+                            _ => self.fence.observe_epoch(Epoch(r.master_epoch)),
+                        }
+                    }
+                    Err(_) => self.which += 1,
+                }
+            }
+            tokio::time::sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
+        }
+    }
+}
