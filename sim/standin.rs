@@ -1,7 +1,8 @@
 //! A stand-in executor that hosts stand-in job masters, until the real executor exists (issue 4): it registers
 //! and heartbeats like `standin_executor`, serves `ExecutorService` (two-phase dispatch), and runs each dispatched
-//! job master as a task that heartbeats the job manager through any master, fences itself when no heartbeat was
-//! acknowledged for its self-fence time, stops when told it is stale, honours a cancel, and finishes after a while.
+//! job master as a task over the real worker-side `framework::link`: it heartbeats the job manager through any
+//! master, fences itself at its self-fence deadline, stops when told it is stale, honours a cancel, and finishes
+//! after a while.
 //!
 //! It reports when each incarnation became live (its first acknowledged heartbeat) and when it stopped, which feeds
 //! the "at most one live incarnation" checker.
@@ -11,14 +12,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foreman::clock::Clock as NodeClock;
+use foreman::core::ids::{Epoch, TaskId};
+use foreman::core::timing::HeartbeatTiming;
+use foreman::framework::link::{Link, LinkEnd, LinkSpec, Report};
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use foreman::rpc::pb::executor_service_server::{ExecutorService, ExecutorServiceServer};
-use foreman::rpc::pb::framework_client::FrameworkClient;
 use tonic::{Request, Response, Status};
 
 use crate::cluster::{channel_to, master_addr, Seen};
-use crate::harness::{Clock, Recorder};
+use crate::harness::Recorder;
 
 /// How long a stand-in job master runs before it reports Finished.
 pub const RUN_FOR: Duration = Duration::from_secs(40);
@@ -81,92 +85,55 @@ fn stop_all(ex: &Executor) {
     }
 }
 
+/// Whether the executor told this task to stop; checked every 100 ms.
+async fn stopped(stop: &Mutex<bool>) {
+    while !*stop.lock().unwrap() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A stand-in job master over the real worker-side link: live from its first acknowledged heartbeat, it runs for
+/// [`RUN_FOR`], honours a cancel, and stops when fenced or told it is stale.
 async fn job_master(ex: Executor, task: pb::PreDispatchTaskRequest, stop: Arc<Mutex<bool>>) {
-    let timing = task.timing.unwrap_or_default();
-    let interval = Duration::from_millis(timing.heartbeat_interval_ms.max(1));
-    let deadline = Duration::from_millis(timing.heartbeat_timeout_ms.max(1));
-    let self_fence = Duration::from_millis(timing.self_fence_ms.max(1));
-    let clock = Clock::start();
-    let mut which = 0usize;
-    let mut master_epoch = task.master_epoch;
-    let mut last_ack = clock.now();
-    let mut live_since = None;
-    let why: &str = loop {
-        tokio::time::sleep(interval).await;
-        if *stop.lock().unwrap() {
-            break "its executor stopped it";
-        }
-        let sent = clock.now();
-        if sent.saturating_since(last_ack) >= self_fence {
-            break "self-fenced";
-        }
-        let Some(ch) = channel_to(&master_addr(which % ex.masters), deadline).await else {
-            which += 1;
-            continue;
-        };
-        let mut client = FrameworkClient::new(ch);
-        let finished = live_since.is_some_and(|s| clock.now().saturating_since(s) >= RUN_FOR);
-        let reply = if finished {
-            let req = pb::ReportWorkerStatusRequest {
-                master_id: task.master_id.clone(),
-                master_epoch,
-                worker_id: task.task_id.clone(),
-                worker_epoch: task.epoch,
-                status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+    let timing = task.timing.map(|t| timing_from(&t)).unwrap_or_else(HeartbeatTiming::worker_default);
+    let Ok(worker) = TaskId::parse(&task.task_id) else { return };
+    let spec = LinkSpec {
+        master_id: task.master_id.clone(),
+        // Any master answers for the job manager (followers forward); the dispatching leader first.
+        addresses: std::iter::once(task.master_address.clone()).chain((0..ex.masters).map(master_addr)).collect(),
+        master_epoch: Epoch(task.master_epoch),
+        worker,
+        worker_epoch: Epoch(task.epoch),
+        timing,
+    };
+    let mut link = Link::new(spec, NodeClock::start());
+    let why: String = 'run: {
+        // Until live: heartbeat every interval (fenced, stale or stopped first ends it).
+        while !link.is_live() {
+            let end = tokio::select! {
+                biased;
+                _ = stopped(&stop) => break 'run "its executor stopped it".into(),
+                end = async { tokio::time::sleep(timing.interval).await; link.beat().await } => end,
             };
-            client.report_worker_status(req).await.map(|r| {
-                let r = r.into_inner();
-                (r.verdict, r.master_epoch, pb::Command::Continue as i32)
-            })
-        } else {
-            let req = pb::WorkerHeartbeatRequest {
-                master_id: task.master_id.clone(),
-                master_epoch,
-                worker_id: task.task_id.clone(),
-                worker_epoch: task.epoch,
-            };
-            client.worker_heartbeat(req).await.map(|r| {
-                let r = r.into_inner();
-                (r.verdict, r.master_epoch, r.command)
-            })
-        };
-        let Ok((verdict, epoch, command)) = reply else {
-            which += 1;
-            continue;
-        };
-        match pb::Verdict::try_from(verdict) {
-            Ok(pb::Verdict::Accepted) => {
-                master_epoch = master_epoch.max(epoch);
-                last_ack = sent;
-                if live_since.is_none() {
-                    live_since = Some(clock.now());
-                    ex.rec.record(&ex.name, Seen::TaskLive { task: task.task_id.clone(), epoch: task.epoch });
-                }
-                if finished {
-                    break "finished";
-                }
-                if command == pb::Command::Cancel as i32 {
-                    // Cancel: report it (the next rounds retry until acknowledged), then stop.
-                    let req = pb::ReportWorkerStatusRequest {
-                        master_id: task.master_id.clone(),
-                        master_epoch,
-                        worker_id: task.task_id.clone(),
-                        worker_epoch: task.epoch,
-                        status: Some(pb::WorkerStatus {
-                            state: pb::WorkerState::Canceled as i32,
-                            ..Default::default()
-                        }),
-                    };
-                    if let Ok(r) = client.report_worker_status(req).await {
-                        if r.into_inner().verdict == pb::Verdict::Accepted as i32 {
-                            break "canceled";
-                        }
-                    }
-                }
+            if let Some(end) = end {
+                break 'run format!("{end:?} before it was live");
             }
-            Ok(pb::Verdict::StaleWorker) => break "told it is stale",
-            // A stale master or one still recovering: keep going (the self-fence bounds it).
-            _ => {}
+        }
+        ex.rec.record(&ex.name, Seen::TaskLive { task: task.task_id.clone(), epoch: task.epoch });
+        let end = tokio::select! {
+            biased;
+            _ = stopped(&stop) => break 'run "its executor stopped it".into(),
+            end = link.run() => Some(end),
+            _ = tokio::time::sleep(RUN_FOR) => None,
+        };
+        let report = match end {
+            None => Report::Finished,
+            Some(LinkEnd::Cancel) => Report::Canceled,
+            Some(other) => break 'run format!("{other:?}"),
+        };
+        match link.report(report.clone()).await {
+            Ok(()) => format!("{report:?}"),
+            Err(end) => format!("{end:?} while reporting {report:?}"),
         }
     };
     let mut st = ex.state.lock().unwrap();
@@ -174,9 +141,17 @@ async fn job_master(ex: Executor, task: pb::PreDispatchTaskRequest, stop: Arc<Mu
         st.running.remove(&task.task_id);
     }
     drop(st);
-    if live_since.is_some() {
-        ex.rec
-            .record(&ex.name, Seen::TaskStopped { task: task.task_id.clone(), epoch: task.epoch, why: why.to_owned() });
+    if link.is_live() {
+        ex.rec.record(&ex.name, Seen::TaskStopped { task: task.task_id.clone(), epoch: task.epoch, why });
+    }
+}
+
+fn timing_from(t: &pb::HeartbeatTiming) -> HeartbeatTiming {
+    HeartbeatTiming {
+        interval: Duration::from_millis(t.heartbeat_interval_ms),
+        timeout: Duration::from_millis(t.heartbeat_timeout_ms),
+        self_fence: Duration::from_millis(t.self_fence_ms),
+        offline_ttl: Duration::from_millis(t.offline_ttl_ms),
     }
 }
 

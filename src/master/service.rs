@@ -15,7 +15,7 @@ use super::{Master, Role};
 use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::core::job::JobSpec;
 use crate::core::registry::ExecutorSpec;
-use crate::core::workers::{Message, Verdict, WorkerStatus};
+use crate::core::workers::{Message, Verdict};
 use crate::meta::{keys, StoreKind};
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
@@ -307,17 +307,6 @@ fn verdict(v: Verdict) -> pb::Verdict {
     }
 }
 
-fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Status> {
-    let Some(s) = s else { return Err(invalid_argument("status", "is required")) };
-    Ok(match pb::WorkerState::try_from(s.state) {
-        Ok(pb::WorkerState::Running) => WorkerStatus::Running,
-        Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
-        Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
-        Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
-        _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
-    })
-}
-
 #[tonic::async_trait]
 impl pb::framework_server::Framework for MasterService {
     async fn worker_heartbeat(
@@ -353,7 +342,7 @@ impl pb::framework_server::Framework for MasterService {
         leader_only!(self, req, FrameworkClient, report_worker_status, {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
-            let status = worker_status(r.status.as_ref())?;
+            let status = crate::framework::host::worker_status(r.status.as_ref())?;
             let (reply, _) = self.m.job_master_message(msg, Some(status)).await?;
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict) as i32,
