@@ -25,6 +25,13 @@ pub struct LeaderValue {
     pub address: String,
     /// The lease of the campaign: unique per round, so two rounds of one master never share a value.
     pub lease: i64,
+    /// In the `leader-term` record only: the leader epoch of the term this round won (0 elsewhere).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl LeaderValue {
@@ -63,7 +70,7 @@ async fn round(m: &Arc<Master>) -> Result<String, MetaError> {
     let granted_at = m.clock.now();
     let lease = timed(m, m.store.grant(ttl)).await?;
     let last_ok = AtomicU64::new(granted_at.as_millis());
-    let value = LeaderValue { name: m.name().to_owned(), address: m.address().to_owned(), lease: lease.0 };
+    let value = LeaderValue { name: m.name().to_owned(), address: m.address().to_owned(), lease: lease.0, epoch: 0 };
     let member = Op::Put { key: keys::masters(m.name()), value: value.encode().into_bytes(), lease: Some(lease) };
     if let Err(e) = timed(m, m.store.txn(&[], &[member])).await {
         warn!(master = %m.name(), "could not publish membership: {e}");
@@ -115,6 +122,13 @@ async fn campaign_and_lead(
     }
     Master::bump(&m.stats.terms);
     info!(master = %m.name(), epoch = epoch.0, "became leader");
+    // Publish the term, so that any master can tell who leads under which epoch from one record (best effort:
+    // the counter remains the truth).
+    let term = LeaderValue { epoch: epoch.0, ..value.clone() };
+    let put = Op::Put { key: keys::leader_term(), value: term.encode().into_bytes(), lease: Some(lease) };
+    if let Err(e) = timed(m, m.store.txn(&[], &[put])).await {
+        warn!(master = %m.name(), "could not publish the term's epoch: {e}");
+    }
     let why = tokio::select! {
         biased;
         _ = m.resign_wake.notified() => "resigned".to_owned(),

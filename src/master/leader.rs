@@ -752,6 +752,18 @@ impl Master {
             Ok((t.key.clone(), reply, records, cancel))
         })?;
         self.persist_jobs(&key, records, vec![]).await?;
+        if reply.verdict == crate::core::workers::Verdict::StaleMaster {
+            // The job master has seen a newer leader epoch than ours. Like an executor's claim, it deposes this
+            // leader only if the metastore confirms the epoch was issued.
+            let seen = msg.master_epoch.max(msg.worker_epoch);
+            let issued = read_counter(self, &keys::leader_epoch()).await.map_err(meta_status)?;
+            if msg.master_epoch.0 <= issued && msg.master_epoch.0 > reply.master_epoch.0 {
+                self.step_down_now("a job master has seen a newer leader epoch");
+                self.lock().leadership.observe_epoch(LeaderEpoch(msg.master_epoch.0));
+            } else {
+                tracing::debug!(seen = seen.0, issued, "a job master claims an epoch never issued: not deposed");
+            }
+        }
         Ok((reply, cancel))
     }
 }

@@ -214,9 +214,15 @@ impl pb::discovery_server::Discovery for MasterService {
         let Some(v) = self.leader().await? else {
             return Err(Reason::NoLeader.status("no leader is elected right now; retry"));
         };
+        // The leader publishes its term (same lease = same round); until it has, the epoch is not known here and
+        // is reported as 0.
         let m = &self.m;
-        let epoch = match tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.get(&keys::leader_epoch())).await {
-            Ok(Ok(Some(b))) => std::str::from_utf8(&b).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0),
+        let epoch = match tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.get(&keys::leader_term())).await {
+            Ok(Ok(Some(b))) => std::str::from_utf8(&b)
+                .ok()
+                .and_then(LeaderValue::decode)
+                .filter(|r| r.lease == v.lease && r.name == v.name)
+                .map_or(0, |r| r.epoch),
             _ => 0,
         };
         Ok(Response::new(pb::GetLeaderResponse { name: v.name, address: v.address, leader_epoch: epoch }))

@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `election/<lease id, hex>` | a candidate's campaign value; the lowest creation revision leads | the candidate's lease (written by the election API, never by hand) |
 //! | `leader-epoch` | decimal `u64`: the epoch of the latest leadership term | permanent; bumped by each new leader |
+//! | `leader-term` | the current leader's name, address, lease and epoch | the leader's lease |
 //! | `masters/<name>` | a master's membership record | the master's lease: it disappears when the master dies |
 //! | `executor-next-id` | decimal `u64`: the next executor id to hand out | permanent |
 //! | `executors/<id, 20 digits>` | an executor's record | until the executor is declared offline |
@@ -30,6 +31,13 @@ pub fn election() -> String {
 /// The counter of leadership terms; a new leader takes the next value under its leader key.
 pub fn leader_epoch() -> String {
     "leader-epoch".to_owned()
+}
+
+/// The current term: who leads under which epoch, put by the leader with its lease once it took its epoch (a
+/// separate key, because a leased key must never be put twice under the same lease: the simulated etcd would then
+/// forget that the key belongs to the lease).
+pub fn leader_term() -> String {
+    "leader-term".to_owned()
 }
 
 /// A master's membership record, put with the master's election lease so that it disappears when the master dies.
