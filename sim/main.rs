@@ -6,6 +6,7 @@
 
 mod checks;
 mod cluster;
+mod executor_node;
 mod framework_link;
 mod harness;
 mod heartbeat_timing;

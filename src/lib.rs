@@ -6,6 +6,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod core;
+pub mod executor;
 pub mod framework;
 pub mod jobs;
 pub mod master;

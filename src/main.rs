@@ -34,6 +34,8 @@ struct Cli {
 enum Command {
     /// Run a master: campaign for leadership over etcd, and serve the cluster (Ctrl-C stops it).
     Master(Box<MasterFlags>),
+    /// Run an executor: register with the masters, heartbeat, and run the tasks they dispatch (Ctrl-C stops it).
+    Executor(Box<ExecutorFlags>),
     /// Load and validate a configuration, then print the effective settings as TOML.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -103,6 +105,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_logging();
             block_on(foreman::master::cmd::run(&flags))?.map_err(|e| match e {
                 foreman::master::cmd::MasterCmdError::Config(m) => Failure::Invalid(m),
+                other => Failure::Other(anyhow::anyhow!(other)),
+            })
+        }
+        Command::Executor(flags) => {
+            init_logging();
+            block_on(foreman::executor::cmd::run(&flags))?.map_err(|e| match e {
+                foreman::executor::cmd::ExecutorCmdError::Config(m) => Failure::Invalid(m),
                 other => Failure::Other(anyhow::anyhow!(other)),
             })
         }

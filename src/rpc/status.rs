@@ -12,6 +12,8 @@
 //! | `JOB_NOT_STARTABLE` | `FailedPrecondition` | a job master start for a job that cannot start |
 //! | `EXECUTOR_OFFLINE` | `FailedPrecondition` | a heartbeat from an executor declared offline: register again |
 //! | `UNKNOWN_EXECUTOR` | `NotFound` | an executor id this cluster never issued |
+//! | `TASK_ALREADY_RUNNING` | `FailedPrecondition` | a dispatch of a task id the executor already runs |
+//! | `DISPATCH_NOT_FOUND` | `NotFound` | a confirm of a dispatch the executor does not hold (unknown or expired) |
 //! | `PLACEMENT_FAILED` | `ResourceExhausted` | no executor fits (the message says which filter or how much capacity) |
 //! | `RESOURCE_CONFLICT` | `FailedPrecondition` | the task's resources live on different executors |
 //! | `STALE_EPOCH` | `FailedPrecondition` | a message from an older incarnation or leader term |
@@ -45,6 +47,8 @@ pub enum Reason {
     JobNotStartable,
     ExecutorOffline,
     UnknownExecutor,
+    TaskAlreadyRunning,
+    DispatchNotFound,
     PlacementFailed,
     ResourceConflict,
     StaleEpoch,
@@ -64,6 +68,8 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::JobNotStartable, "JOB_NOT_STARTABLE", Code::FailedPrecondition),
     (Reason::ExecutorOffline, "EXECUTOR_OFFLINE", Code::FailedPrecondition),
     (Reason::UnknownExecutor, "UNKNOWN_EXECUTOR", Code::NotFound),
+    (Reason::TaskAlreadyRunning, "TASK_ALREADY_RUNNING", Code::FailedPrecondition),
+    (Reason::DispatchNotFound, "DISPATCH_NOT_FOUND", Code::NotFound),
     (Reason::PlacementFailed, "PLACEMENT_FAILED", Code::ResourceExhausted),
     (Reason::ResourceConflict, "RESOURCE_CONFLICT", Code::FailedPrecondition),
     (Reason::StaleEpoch, "STALE_EPOCH", Code::FailedPrecondition),

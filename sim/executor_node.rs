@@ -1,0 +1,391 @@
+//! Real `foreman executor` nodes (src/executor) against real masters over the simulated etcd, running the sleep
+//! test task factory: membership (register, heartbeat, listed online, the metastore learned), the self-fence
+//! before the leader's offline verdict under a one-way cut, and the dispatch rules driven from a client node.
+//!
+//! Addresses as in cluster.rs: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at
+//! 10.0.2.(i+1):10250, the client at 10.0.3.1.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foreman::config::ExecutorConfig;
+use foreman::executor::sleep::SleepTasks;
+use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver, StopWhy};
+use foreman::master::{Master, Observation, Observer, Role};
+use foreman::meta::MetaStore;
+use foreman::rpc::pb;
+use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use foreman::rpc::pb::executor_service_client::ExecutorServiceClient;
+use foreman::rpc::status::{reason_of, Reason};
+use madsim::net::NetSim;
+use madsim::runtime::{Handle, NodeHandle};
+use tonic::Code;
+
+use crate::cluster::{channel_to, executor_addr, master_addr, master_config, ETCD_ADDR};
+use crate::harness::{announce, Clock, Recorder};
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Ev {
+    Master(Observation),
+    Exec(ExecutorObservation),
+}
+
+type Slot<T> = Arc<Mutex<Option<Arc<T>>>>;
+
+struct Sim {
+    clock: Clock,
+    recorder: Recorder<Ev>,
+    masters: Vec<(NodeHandle, Slot<Master>)>,
+    executors: Vec<(NodeHandle, Slot<Executor>)>,
+    client: NodeHandle,
+}
+
+fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
+    let mut c = ExecutorConfig {
+        name: format!("executor-{i}"),
+        addr: executor_addr(i),
+        join: (0..masters).map(master_addr).collect(),
+        capacity: 4,
+        ..ExecutorConfig::default()
+    };
+    c.fill_derived();
+    c.validate().expect("the simulated executor configuration is valid");
+    c
+}
+
+impl Sim {
+    async fn start(masters: usize, executors: usize) -> Sim {
+        let handle = Handle::current();
+        let clock = Clock::start();
+        let recorder: Recorder<Ev> = Recorder::new(clock);
+        let etcd_addr: SocketAddr = ETCD_ADDR.parse().unwrap();
+        handle
+            .create_node()
+            .name("etcd")
+            .ip(etcd_addr.ip())
+            .init(move || async move { etcd_client::SimServer::builder().serve(etcd_addr).await.unwrap() })
+            .build();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut ms = vec![];
+        for i in 0..masters {
+            let cfg = master_config(i);
+            let slot: Slot<Master> = Arc::new(Mutex::new(None));
+            let (s, rec) = (slot.clone(), recorder.clone());
+            let addr: SocketAddr = cfg.addr.parse().unwrap();
+            let node = handle
+                .create_node()
+                .name(cfg.name.clone())
+                .ip(addr.ip())
+                .init(move || {
+                    let (cfg, s, rec) = (cfg.clone(), s.clone(), rec.clone());
+                    async move {
+                        let timeout = cfg.rpc.metastore_timeout;
+                        let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await.expect("etcd client");
+                        let observer: Observer =
+                            Arc::new(move |node: &str, o: Observation| rec.record(node, Ev::Master(o)));
+                        let m = Master::with_observer(cfg, store, madsim::rand::random::<u64>(), Some(observer));
+                        *s.lock().unwrap() = Some(m.clone());
+                        m.serve(addr, std::future::pending()).await.expect("master serves");
+                    }
+                })
+                .build();
+            ms.push((node, slot));
+        }
+        let mut es = vec![];
+        for i in 0..executors {
+            let cfg = executor_config(i, masters);
+            let slot: Slot<Executor> = Arc::new(Mutex::new(None));
+            let (s, rec) = (slot.clone(), recorder.clone());
+            let addr: SocketAddr = cfg.addr.parse().unwrap();
+            let node = handle
+                .create_node()
+                .name(cfg.name.clone())
+                .ip(addr.ip())
+                .init(move || {
+                    let (cfg, s, rec) = (cfg.clone(), s.clone(), rec.clone());
+                    async move {
+                        let observer: ExecutorObserver =
+                            Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Ev::Exec(o)));
+                        let factory = Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) });
+                        let e = Executor::new(cfg, factory, Some(observer));
+                        *s.lock().unwrap() = Some(e.clone());
+                        e.serve(addr, std::future::pending()).await.expect("executor serves");
+                    }
+                })
+                .build();
+            es.push((node, slot));
+        }
+        let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
+        Sim { clock, recorder, masters: ms, executors: es, client }
+    }
+
+    fn executor(&self, i: usize) -> Arc<Executor> {
+        self.executors[i].1.lock().unwrap().clone().expect("the executor node started")
+    }
+
+    fn leaders(&self) -> usize {
+        self.masters
+            .iter()
+            .filter(|(_, s)| s.lock().unwrap().as_ref().is_some_and(|m| matches!(m.role(), Role::Leader(_))))
+            .count()
+    }
+
+    /// Waits until one master leads and every executor is registered, up to `within`.
+    async fn settle(&self, within: Duration) {
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        loop {
+            let registered =
+                self.executors.iter().all(|(_, s)| s.lock().unwrap().as_ref().is_some_and(|e| e.id().is_some()));
+            if self.leaders() == 1 && registered {
+                return;
+            }
+            assert!(waited < within, "no leader with every executor registered after {within:?}");
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+    }
+
+    /// Lists the executors through any master (followers forward).
+    async fn list_executors(&self) -> Vec<pb::Executor> {
+        let masters = self.masters.len();
+        self.client
+            .spawn(async move {
+                for round in 0..20usize {
+                    let target = master_addr(round % masters);
+                    if let Some(ch) = channel_to(&target, Duration::from_secs(2)).await {
+                        if let Ok(r) = DiscoveryClient::new(ch).list_executors(pb::ListExecutorsRequest {}).await {
+                            return r.into_inner().executors;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                panic!("no master listed the executors");
+            })
+            .await
+            .expect("the client task finished")
+    }
+
+    fn exec_events(&self, node: &str) -> Vec<(foreman::core::time::Time, ExecutorObservation)> {
+        self.recorder
+            .events()
+            .into_iter()
+            .filter(|(_, n, _)| n == node)
+            .filter_map(|(t, _, e)| match e {
+                Ev::Exec(o) => Some((t, o)),
+                Ev::Master(_) => None,
+            })
+            .collect()
+    }
+}
+
+#[madsim::test]
+async fn executors_register_heartbeat_and_are_listed_online() {
+    announce("executors_register_heartbeat_and_are_listed_online");
+    let sim = Sim::start(3, 3).await;
+    sim.settle(Duration::from_secs(30)).await;
+    // Several heartbeat rounds and TTLs.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let listed = sim.list_executors().await;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    for x in &listed {
+        assert_eq!(x.status, pb::ExecutorStatus::Online as i32, "{x:?}");
+        assert!(x.last_heartbeat_age_ms <= 2_000, "{x:?}");
+    }
+    for i in 0..3 {
+        let e = sim.executor(i);
+        assert!(listed.iter().any(|l| l.name == e.name() && Some(l.id) == e.id()), "{listed:?}");
+    }
+    for i in 0..3 {
+        let e = sim.executor(i);
+        let meta = e.metastore().expect("the executor learned the metastore");
+        assert_eq!(meta.endpoints, vec![ETCD_ADDR.to_owned()]);
+        assert_eq!(meta.kind, pb::StoreKind::Etcd);
+        assert!(e.leader_epoch() >= 1);
+        let seen = sim.exec_events(e.name());
+        assert!(
+            seen.iter().all(|(_, o)| !matches!(
+                o,
+                ExecutorObservation::Fenced { .. } | ExecutorObservation::Reregister { .. }
+            )),
+            "a healthy executor neither fenced nor re-registered: {seen:?}"
+        );
+        assert_eq!(seen.iter().filter(|(_, o)| matches!(o, ExecutorObservation::Registered { .. })).count(), 1);
+    }
+}
+
+#[madsim::test]
+async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
+    announce("executor_cut_from_masters_fences_before_offline_then_registers_anew");
+    let sim = Sim::start(2, 3).await;
+    sim.settle(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let victim = sim.executor(0);
+    let old_id = victim.id().expect("registered");
+    // A task that would run for an hour: the fence must stop it.
+    let addr = executor_addr(0);
+    sim.client
+        .spawn(async move {
+            let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
+            let mut c = ExecutorServiceClient::new(ch);
+            c.pre_dispatch_task(pre_dispatch("long", 1, "r1", 3_600_000)).await.expect("parked");
+            c.confirm_dispatch_task(confirm("long", "r1")).await.expect("started");
+        })
+        .await
+        .expect("the client task finished");
+    assert_eq!(victim.running().len(), 1);
+    let net = NetSim::current();
+    let exec_node = sim.executors[0].0.id();
+    for (m, _) in &sim.masters {
+        net.clog_link(exec_node, m.id());
+    }
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (m, _) in &sim.masters {
+        net.unclog_link(exec_node, m.id());
+    }
+    // Offline, told to register again on its next heartbeat, and admitted under a new id.
+    let step = Duration::from_millis(100);
+    let mut waited = Duration::ZERO;
+    while victim.id().is_none_or(|id| id == old_id) {
+        assert!(waited < Duration::from_secs(20), "the executor did not register again after the cut healed");
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+    let events = sim.recorder.events();
+    let fenced_at = events
+        .iter()
+        .find_map(|(_, n, e)| match e {
+            Ev::Exec(ExecutorObservation::Fenced { id, at }) if n == victim.name() && *id == old_id => Some(*at),
+            _ => None,
+        })
+        .expect("the cut executor fenced itself");
+    let (offline_at, last_heard) = events
+        .iter()
+        .find_map(|(_, _, e)| match e {
+            Ev::Master(Observation::ExecutorOffline { id, at, last_heard, .. }) if *id == old_id => {
+                Some((*at, *last_heard))
+            }
+            _ => None,
+        })
+        .expect("the leader declared the cut executor offline");
+    // The fence is anchored at the send time of the newest acknowledged heartbeat, which the leader heard later.
+    let self_fence = master_config(0).executors.self_fence;
+    assert!(
+        fenced_at <= last_heard + self_fence,
+        "fenced at {} but the leader last heard it at {}: later than the self-fence ({self_fence:?}) allows",
+        sim.clock.at(fenced_at),
+        sim.clock.at(last_heard)
+    );
+    assert!(
+        fenced_at < offline_at,
+        "fenced at {} but declared offline at {}: the executor must stop first",
+        sim.clock.at(fenced_at),
+        sim.clock.at(offline_at)
+    );
+    let seen = sim.exec_events(victim.name());
+    assert!(seen.iter().any(|(_, o)| *o == ExecutorObservation::Reregister { id: old_id }), "{seen:?}");
+    let stopped = ExecutorObservation::TaskStopped { task: "long".to_owned(), epoch: 1, why: StopWhy::Fenced };
+    let stopped_at = seen.iter().find(|(_, o)| *o == stopped).map(|(t, _)| *t).expect("the fence stopped the task");
+    assert!(stopped_at <= sim.clock.at(fenced_at), "stopped at {stopped_at}, fenced at {}", sim.clock.at(fenced_at));
+    assert!(victim.running().is_empty());
+    // Nobody else was disturbed.
+    for i in 1..3 {
+        let others = sim.exec_events(sim.executor(i).name());
+        assert!(others.iter().all(|(_, o)| !matches!(o, ExecutorObservation::Fenced { .. })), "{others:?}");
+    }
+    assert!(events.iter().all(|(_, _, e)| match e {
+        Ev::Master(Observation::ExecutorOffline { id, .. }) => *id == old_id,
+        _ => true,
+    }));
+}
+
+fn pre_dispatch(task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
+    pb::PreDispatchTaskRequest {
+        task_id: task.to_owned(),
+        kind: pb::TaskKind::Worker as i32,
+        task_type: "sleep".to_owned(),
+        task_config: sleep_ms.to_string().into_bytes(),
+        job_id: "job".to_owned(),
+        epoch,
+        master_id: "client".to_owned(),
+        master_address: "10.0.3.1:1".to_owned(),
+        master_epoch: 1,
+        leader_epoch: 1,
+        request_id: request.to_owned(),
+        cost: 1,
+        timing: Some(pb::HeartbeatTiming {
+            heartbeat_interval_ms: 1000,
+            heartbeat_timeout_ms: 1000,
+            self_fence_ms: 10_000,
+            offline_ttl_ms: 12_000,
+        }),
+    }
+}
+
+fn confirm(task: &str, request: &str) -> pb::ConfirmDispatchTaskRequest {
+    pb::ConfirmDispatchTaskRequest { task_id: task.to_owned(), request_id: request.to_owned() }
+}
+
+#[madsim::test]
+async fn dispatch_refuses_running_tasks_and_expired_requests() {
+    announce("dispatch_refuses_running_tasks_and_expired_requests");
+    let sim = Sim::start(1, 2).await;
+    sim.settle(Duration::from_secs(30)).await;
+    let e = sim.executor(0);
+    let ttl = e.config().dispatch_ttl;
+    let addr = executor_addr(0);
+    let checked = sim
+        .client
+        .spawn(async move {
+            let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
+            let mut c = ExecutorServiceClient::new(ch);
+            c.pre_dispatch_task(pre_dispatch("t1", 5, "r1", 600_000)).await.expect("parked");
+            c.confirm_dispatch_task(confirm("t1", "r1")).await.expect("started");
+            // The same task id while it runs, with a newer or an older epoch: refused.
+            for (epoch, request) in [(6, "r2"), (4, "r3")] {
+                let s = c.pre_dispatch_task(pre_dispatch("t1", epoch, request, 1)).await.unwrap_err();
+                assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
+                assert!(s.message().contains("already runs"), "{s:?}");
+                assert_eq!(reason_of(&s), Some(Reason::TaskAlreadyRunning), "{s:?}");
+            }
+            // Invalid requests.
+            let s = c.pre_dispatch_task(pre_dispatch("t9", 0, "r9", 1)).await.unwrap_err();
+            assert_eq!(reason_of(&s), Some(Reason::InvalidArgument), "{s:?}");
+            let mut bad = pre_dispatch("t9", 1, "r9", 1);
+            bad.timing.as_mut().unwrap().self_fence_ms = 13_000;
+            let s = c.pre_dispatch_task(bad).await.unwrap_err();
+            assert!(s.message().starts_with("timing:") && s.message().contains("rule:"), "{s:?}");
+            // Parked, never confirmed in time: NOT_FOUND.
+            c.pre_dispatch_task(pre_dispatch("t2", 1, "r4", 1)).await.expect("parked");
+            tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+            let s = c.confirm_dispatch_task(confirm("t2", "r4")).await.unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
+            let s = c.confirm_dispatch_task(confirm("t3", "never")).await.unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
+            // The expired epoch is spent; a newer one starts, runs its 1 ms and finishes.
+            let s = c.pre_dispatch_task(pre_dispatch("t2", 1, "r5", 1)).await.unwrap_err();
+            assert_eq!(reason_of(&s), Some(Reason::StaleEpoch), "{s:?}");
+            c.pre_dispatch_task(pre_dispatch("t2", 2, "r6", 1)).await.expect("parked");
+            c.confirm_dispatch_task(confirm("t2", "r6")).await.expect("started");
+            true
+        })
+        .await
+        .expect("the client task finished");
+    assert!(checked);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // t1 runs and is reported to the leader; t2 finished.
+    let running: Vec<String> = e.running().into_iter().map(|t| t.task_id).collect();
+    assert_eq!(running, vec!["t1".to_owned()]);
+    let listed = sim.list_executors().await;
+    let me = listed.iter().find(|x| Some(x.id) == e.id()).expect("listed");
+    assert_eq!(me.used, 1, "{me:?}");
+    let seen = sim.exec_events(e.name());
+    let stopped = ExecutorObservation::TaskStopped {
+        task: "t2".to_owned(),
+        epoch: 2,
+        why: StopWhy::Exited(foreman::executor::TaskExit::Finished),
+    };
+    assert!(seen.iter().any(|(_, o)| *o == stopped), "{seen:?}");
+    assert!(seen.iter().any(|(_, o)| *o == ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5 }));
+}

@@ -1,0 +1,49 @@
+//! `foreman executor`: loads and validates the configuration, then registers with the masters and serves until
+//! Ctrl-C. Until the framework's job types are plugged in (issue 4, next step), dispatched tasks fail at once.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tracing::{info, warn};
+
+use super::{Executor, StopSignal, TaskExit, TaskFactory, TaskFuture, TaskSpec};
+use crate::config::{ExecutorConfig, ExecutorFlags};
+
+/// Why `foreman executor` could not run; the message says what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecutorCmdError {
+    #[error("{0}")]
+    Config(String),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: String, reason: String },
+}
+
+/// The production task factory until the framework plugs in its job masters and workers.
+struct NoJobTypes;
+
+impl TaskFactory for NoJobTypes {
+    fn start(&self, spec: TaskSpec, _stop: StopSignal) -> TaskFuture {
+        let why = format!("this executor runs no task type {:?} yet", spec.task_type);
+        Box::pin(async move { TaskExit::Failed(why) })
+    }
+}
+
+pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
+    let (cfg, warnings) = ExecutorConfig::load(flags).map_err(|e| ExecutorCmdError::Config(e.to_string()))?;
+    for w in warnings {
+        warn!("configuration: {w}");
+    }
+    let addr: SocketAddr = cfg.addr.parse().map_err(|e| ExecutorCmdError::Listen {
+        addr: cfg.addr.clone(),
+        reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10340"),
+    })?;
+    info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
+    let e = Executor::new(cfg, Arc::new(NoJobTypes), None);
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        info!("interrupted: stopping every task and exiting");
+    };
+    e.serve(addr, shutdown)
+        .await
+        .map_err(|e| ExecutorCmdError::Listen { addr: addr.to_string(), reason: e.to_string() })
+}

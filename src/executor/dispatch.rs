@@ -1,0 +1,341 @@
+//! Two-phase dispatch on an executor, as plain synchronous state: time in, decisions out (no clock, no I/O), so
+//! that every rule is testable without the network.
+//!
+//! Rules:
+//! - `PreDispatchTask` parks a validated request under its request id. It is refused when the task id already
+//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has seen for that task
+//!   (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus parked
+//!   cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
+//! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
+//!   running set (its cost stays counted until it stops).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::core::ids::{Epoch, TaskId};
+use crate::core::time::Time;
+use crate::core::timing::HeartbeatTiming;
+
+/// How many task ids' newest seen epochs are remembered beyond the running and parked ones. When more are seen,
+/// the entries with the lowest epochs (the oldest, as epochs come from one cluster-wide counter) are forgotten.
+pub const SEEN_MAX: usize = 65_536;
+
+/// What a task is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum TaskKind {
+    JobMaster,
+    Worker,
+}
+
+/// A validated dispatch request: everything a task factory needs to start the task.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskSpec {
+    pub task_id: TaskId,
+    pub kind: TaskKind,
+    /// The job type (`fake`) and the task's configuration (JSON).
+    pub task_type: String,
+    pub task_config: Vec<u8>,
+    pub job_id: String,
+    /// The epoch of this incarnation.
+    pub epoch: Epoch,
+    /// The master the task must heartbeat, and that master's epoch.
+    pub master_id: String,
+    pub master_address: String,
+    pub master_epoch: u64,
+    /// The leader epoch behind this dispatch.
+    pub leader_epoch: u64,
+    pub request_id: String,
+    /// At least one slot.
+    pub cost: u32,
+    /// How the task heartbeats its master and when it fences itself (validated).
+    pub timing: HeartbeatTiming,
+}
+
+/// Why a dispatch call was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("task {task} already runs on this executor (epoch {running}); it must stop before epoch {requested} can start here")]
+    AlreadyRunning { task: TaskId, running: Epoch, requested: Epoch },
+    #[error("task {task} epoch {requested} is stale: this executor has already seen epoch {seen} of it")]
+    StaleEpoch { task: TaskId, seen: Epoch, requested: Epoch },
+    #[error("request id {request_id} is already parked on this executor")]
+    DuplicateRequest { request_id: String },
+    #[error(
+        "the dispatch parking area of this executor is full ({max} requests waiting for confirmation); retry later"
+    )]
+    ParkingFull { max: usize },
+    #[error("task {task} costs {cost} slots but this executor has only {free} of {capacity} free")]
+    NoCapacity { task: TaskId, cost: u32, free: u32, capacity: u32 },
+    #[error("no parked dispatch with request id {request_id} for task {task} (never parked here, already confirmed, or expired after {ttl:?})")]
+    NotFound { task: String, request_id: String, ttl: Duration },
+}
+
+#[derive(Clone, Debug)]
+struct Parked {
+    spec: TaskSpec,
+    expires: Time,
+}
+
+/// A task in the running set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Running {
+    pub kind: TaskKind,
+    pub epoch: Epoch,
+    pub cost: u32,
+}
+
+/// The dispatch bookkeeping of one executor.
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    ttl: Duration,
+    max_parked: usize,
+    capacity: u32,
+    /// Request id → parked request.
+    parked: BTreeMap<String, Parked>,
+    running: BTreeMap<TaskId, Running>,
+    /// The newest epoch seen per task id.
+    seen: BTreeMap<TaskId, Epoch>,
+}
+
+impl Dispatcher {
+    /// `ttl`: how long a parked request waits for its confirmation; `max_parked`: the bound of the parking area;
+    /// `capacity`: the slots running and parked tasks may use together.
+    pub fn new(ttl: Duration, max_parked: usize, capacity: u32) -> Dispatcher {
+        Dispatcher {
+            ttl,
+            max_parked,
+            capacity,
+            parked: BTreeMap::new(),
+            running: BTreeMap::new(),
+            seen: BTreeMap::new(),
+        }
+    }
+
+    /// Slots used by running and parked tasks.
+    pub fn used(&self) -> u32 {
+        let running: u32 = self.running.values().map(|r| r.cost).sum();
+        let parked: u32 = self.parked.values().map(|p| p.spec.cost).sum();
+        running.saturating_add(parked)
+    }
+
+    pub fn running(&self) -> &BTreeMap<TaskId, Running> {
+        &self.running
+    }
+
+    pub fn parked_len(&self) -> usize {
+        self.parked.len()
+    }
+
+    /// Phase one: park `spec` until `now + ttl`.
+    pub fn park(&mut self, now: Time, spec: TaskSpec) -> Result<(), Refusal> {
+        self.expire(now);
+        if let Some(r) = self.running.get(&spec.task_id) {
+            return Err(Refusal::AlreadyRunning { task: spec.task_id, running: r.epoch, requested: spec.epoch });
+        }
+        if let Some(&seen) = self.seen.get(&spec.task_id) {
+            if spec.epoch <= seen {
+                return Err(Refusal::StaleEpoch { task: spec.task_id, seen, requested: spec.epoch });
+            }
+        }
+        if self.parked.contains_key(&spec.request_id) {
+            return Err(Refusal::DuplicateRequest { request_id: spec.request_id });
+        }
+        if self.parked.len() >= self.max_parked {
+            return Err(Refusal::ParkingFull { max: self.max_parked });
+        }
+        let free = self.capacity.saturating_sub(self.used());
+        if spec.cost > free {
+            return Err(Refusal::NoCapacity { task: spec.task_id, cost: spec.cost, free, capacity: self.capacity });
+        }
+        self.remember(spec.task_id.clone(), spec.epoch);
+        let expires = now + self.ttl;
+        self.parked.insert(spec.request_id.clone(), Parked { spec, expires });
+        Ok(())
+    }
+
+    /// Phase two: the parked request `request_id` for `task_id` moves to the running set; its spec is returned for
+    /// the caller to start.
+    pub fn confirm(&mut self, now: Time, task_id: &str, request_id: &str) -> Result<TaskSpec, Refusal> {
+        self.expire(now);
+        let not_found =
+            || Refusal::NotFound { task: task_id.to_owned(), request_id: request_id.to_owned(), ttl: self.ttl };
+        match self.parked.get(request_id) {
+            Some(p) if p.spec.task_id.as_str() == task_id => {}
+            _ => return Err(not_found()),
+        }
+        let spec = self.parked.remove(request_id).map(|p| p.spec).ok_or_else(not_found)?;
+        if let Some(r) = self.running.get(&spec.task_id) {
+            return Err(Refusal::AlreadyRunning { task: spec.task_id, running: r.epoch, requested: spec.epoch });
+        }
+        // A newer epoch of the same task parked after this one: this one is stale.
+        if let Some(&seen) = self.seen.get(&spec.task_id) {
+            if spec.epoch < seen {
+                return Err(Refusal::StaleEpoch { task: spec.task_id, seen, requested: spec.epoch });
+            }
+        }
+        self.running.insert(spec.task_id.clone(), Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost });
+        Ok(spec)
+    }
+
+    /// Drops the parked requests whose time is up; returns their request ids.
+    pub fn expire(&mut self, now: Time) -> Vec<String> {
+        let gone: Vec<String> = self.parked.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
+        for k in &gone {
+            self.parked.remove(k);
+        }
+        gone
+    }
+
+    /// The incarnation `epoch` of `task` stopped; returns whether it was the running one.
+    pub fn stopped(&mut self, task: &TaskId, epoch: Epoch) -> bool {
+        if self.running.get(task).is_some_and(|r| r.epoch == epoch) {
+            self.running.remove(task);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Empties the running set and the parking area (the executor fenced itself or must register again); returns
+    /// the tasks that were running. Seen epochs are kept.
+    pub fn clear(&mut self) -> Vec<(TaskId, Running)> {
+        self.parked.clear();
+        std::mem::take(&mut self.running).into_iter().collect()
+    }
+
+    fn remember(&mut self, task: TaskId, epoch: Epoch) {
+        let e = self.seen.entry(task).or_default();
+        *e = (*e).max(epoch);
+        while self.seen.len() > SEEN_MAX + self.running.len() + self.parked.len() + 1 {
+            let protected =
+                |t: &TaskId| self.running.contains_key(t) || self.parked.values().any(|p| &p.spec.task_id == t);
+            let Some(oldest) =
+                self.seen.iter().filter(|(t, _)| !protected(t)).min_by_key(|(_, e)| **e).map(|(t, _)| t.clone())
+            else {
+                break;
+            };
+            self.seen.remove(&oldest);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(task: &str, epoch: u64, request: &str, cost: u32) -> Box<TaskSpec> {
+        Box::new(TaskSpec {
+            task_id: TaskId::parse(task).unwrap(),
+            kind: TaskKind::Worker,
+            task_type: "sleep".to_owned(),
+            task_config: vec![],
+            job_id: "j".to_owned(),
+            epoch: Epoch(epoch),
+            master_id: "m".to_owned(),
+            master_address: "10.0.0.1:1".to_owned(),
+            master_epoch: 1,
+            leader_epoch: 1,
+            request_id: request.to_owned(),
+            cost,
+            timing: HeartbeatTiming::worker_default(),
+        })
+    }
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    enum Op {
+        Park(Box<TaskSpec>),
+        Confirm(&'static str, &'static str),
+        Stop(&'static str, u64),
+        Clear,
+    }
+
+    /// Runs the steps in order; each has the time, the operation and the expected refusal kind (None: accepted).
+    fn run(steps: Vec<(u64, Op, Option<&str>)>) {
+        let mut d = Dispatcher::new(Duration::from_secs(5), 2, 4);
+        for (n, (at, op, want)) in steps.into_iter().enumerate() {
+            let got: Option<Refusal> = match op {
+                Op::Park(s) => d.park(ms(at), *s).err(),
+                Op::Confirm(t, r) => d.confirm(ms(at), t, r).err(),
+                Op::Stop(t, e) => {
+                    assert!(d.stopped(&TaskId::parse(t).unwrap(), Epoch(e)), "step {n}: {t} was not running");
+                    None
+                }
+                Op::Clear => {
+                    d.clear();
+                    None
+                }
+            };
+            let kind = got.as_ref().map(|r| format!("{r:?}"));
+            match (kind, want) {
+                (None, None) => {}
+                (Some(k), Some(w)) if k.starts_with(w) => {}
+                (k, w) => panic!("step {n}: got {k:?}, want {w:?}"),
+            }
+            assert!(d.used() <= 4, "step {n}: over capacity");
+        }
+    }
+
+    #[test]
+    fn dispatch_rules_table() {
+        use Op::*;
+        run(vec![
+            (0, Park(spec("a", 1, "r1", 1)), None),
+            (1, Confirm("a", "r1"), None),
+            // A running task id is refused, whatever its epoch.
+            (2, Park(spec("a", 2, "r2", 1)), Some("AlreadyRunning")),
+            (3, Park(spec("a", 1, "r3", 1)), Some("AlreadyRunning")),
+            // A confirmed request is gone.
+            (4, Confirm("a", "r1"), Some("NotFound")),
+            (5, Stop("a", 1), None),
+            // Stopped: an epoch not newer than the one seen is stale, a newer one is fine.
+            (6, Park(spec("a", 1, "r4", 1)), Some("StaleEpoch")),
+            (7, Park(spec("a", 2, "r5", 1)), None),
+            // Expiry: parked at 7, gone at 5007.
+            (5007, Confirm("a", "r5"), Some("NotFound")),
+            (5008, Park(spec("a", 2, "r6", 1)), Some("StaleEpoch")),
+            (5009, Park(spec("a", 3, "r6", 1)), None),
+            (5010, Confirm("a", "r6"), None),
+        ]);
+    }
+
+    #[test]
+    fn bounds_table() {
+        use Op::*;
+        run(vec![
+            (0, Park(spec("a", 1, "r1", 1)), None),
+            (0, Park(spec("b", 1, "r1", 1)), Some("DuplicateRequest")),
+            (0, Park(spec("b", 1, "r2", 1)), None),
+            // Two parked: the parking area (2) is full.
+            (0, Park(spec("c", 1, "r3", 1)), Some("ParkingFull")),
+            (1, Confirm("a", "r1"), None),
+            (1, Confirm("b", "r2"), None),
+            // Capacity 4, 2 used: a cost of 3 does not fit, 2 does.
+            (2, Park(spec("c", 1, "r3", 3)), Some("NoCapacity")),
+            (2, Park(spec("c", 1, "r4", 2)), None),
+            (3, Park(spec("d", 1, "r5", 1)), Some("NoCapacity")),
+            // Wrong task id for the request id.
+            (4, Confirm("d", "r4"), Some("NotFound")),
+            (4, Confirm("c", "r4"), None),
+            (5, Clear, None),
+            (6, Park(spec("d", 1, "r6", 4)), None),
+            // Cleared tasks keep their seen epochs.
+            (6, Park(spec("e", 1, "r6", 1)), Some("DuplicateRequest")),
+            (7, Clear, None),
+            (8, Park(spec("a", 1, "r7", 1)), Some("StaleEpoch")),
+        ]);
+    }
+
+    #[test]
+    fn an_older_epoch_parked_before_a_newer_one_cannot_be_confirmed() {
+        let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
+        d.park(ms(0), *spec("a", 1, "r1", 1)).unwrap();
+        d.park(ms(1), *spec("a", 2, "r2", 1)).unwrap();
+        assert!(matches!(d.confirm(ms(2), "a", "r1"), Err(Refusal::StaleEpoch { .. })));
+        assert_eq!(d.confirm(ms(3), "a", "r2").unwrap().epoch, Epoch(2));
+        assert_eq!(d.running().len(), 1);
+    }
+}

@@ -1,0 +1,561 @@
+//! The executor process (design.md §2): registers with the masters given by `--join`, heartbeats the leader with
+//! the timing the leader announces, fences itself when its heartbeats go unacknowledged for the self-fence time,
+//! and runs the tasks the masters dispatch to it (two-phase dispatch, [`dispatch`]).
+//!
+//! Layering: the decisions are the core's ([`crate::core::fence::SelfFence`], [`HeartbeatTiming`] rules) and the
+//! pure [`Dispatcher`]; this module moves bytes and timers. All state sits in one [`State`] behind a mutex that is
+//! never held across an `.await`.
+//!
+//! Tasks: a [`TaskFactory`] turns a [`TaskSpec`] into a future. When the executor stops a task (fenced, told to
+//! register again, shutting down) it signals the task's [`StopSignal`] and drops the task's future at once, so a
+//! stopped task runs none of its code after the stop: the self-fence is a hard stop.
+
+pub mod cmd;
+pub mod dispatch;
+mod service;
+#[doc(hidden)]
+pub mod sleep;
+
+pub use dispatch::{Dispatcher, Refusal, TaskKind, TaskSpec};
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tracing::{info, warn};
+
+use crate::clock::Clock;
+use crate::config::ExecutorConfig;
+use crate::core::fence::{Ack, SelfFence};
+use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::time::Time;
+use crate::core::timing::HeartbeatTiming;
+use crate::rpc::pb;
+use crate::rpc::pb::discovery_client::DiscoveryClient;
+
+/// How a task ended by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskExit {
+    Finished,
+    Failed(String),
+    /// Its master told it that it is stale (a newer incarnation exists, or it was never accepted).
+    Stale,
+    /// It saw its stop signal and returned.
+    Stopped,
+}
+
+/// Why a task left the running set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopWhy {
+    /// The task's future returned.
+    Exited(TaskExit),
+    /// The executor fenced itself.
+    Fenced,
+    /// The executor was told to register again.
+    Reregister,
+    /// The executor is shutting down.
+    Shutdown,
+}
+
+/// Tells a task to stop. The executor also drops the task's future right after signalling, so the signal is for
+/// work the task spawned elsewhere.
+#[derive(Clone, Debug)]
+pub struct StopSignal {
+    rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl StopSignal {
+    pub fn is_stopped(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the task must stop.
+    pub async fn stopped(&mut self) {
+        while !*self.rx.borrow_and_update() {
+            if self.rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A running task: a future the executor polls until it returns or is stopped.
+pub type TaskFuture = Pin<Box<dyn Future<Output = TaskExit> + Send>>;
+
+/// Builds tasks from dispatch requests; the framework's job masters and workers plug in here.
+pub trait TaskFactory: Send + Sync {
+    fn start(&self, spec: TaskSpec, stop: StopSignal) -> TaskFuture;
+}
+
+/// What an executor tells an observer (the simulator's checkers; later, metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutorObservation {
+    /// Admitted under this id.
+    Registered {
+        id: u64,
+    },
+    /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
+    Fenced {
+        id: u64,
+        at: tokio::time::Instant,
+    },
+    /// Told it was declared offline: every task stopped, registering again.
+    Reregister {
+        id: u64,
+    },
+    TaskStarted {
+        task: String,
+        epoch: u64,
+    },
+    TaskStopped {
+        task: String,
+        epoch: u64,
+        why: StopWhy,
+    },
+}
+
+/// Receives an executor's observations; must not block.
+pub type ExecutorObserver = Arc<dyn Fn(&str, ExecutorObservation) + Send + Sync>;
+
+/// Where the metastore is, as the masters said (`QueryMetaStore`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaStoreInfo {
+    pub kind: pb::StoreKind,
+    pub endpoints: Vec<String>,
+    pub key_prefix: String,
+}
+
+struct TaskHandle {
+    epoch: Epoch,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+pub(crate) struct State {
+    pub(crate) dispatcher: Dispatcher,
+    tasks: BTreeMap<TaskId, TaskHandle>,
+    /// The id while registered.
+    pub(crate) id: Option<ExecutorId>,
+    /// The leader's announced timing (the configured defaults until the first reply).
+    timing: HeartbeatTiming,
+    /// Anchored at the send time of the newest acknowledged heartbeat; its epoch is the highest leader epoch seen.
+    fence: SelfFence<LeaderEpoch>,
+    /// Fenced and not acknowledged since: no task may start.
+    pub(crate) fenced: bool,
+    meta: Option<MetaStoreInfo>,
+}
+
+/// One executor process's shared state.
+pub struct Executor {
+    cfg: ExecutorConfig,
+    clock: Clock,
+    factory: Arc<dyn TaskFactory>,
+    observer: Option<ExecutorObserver>,
+    state: Mutex<State>,
+}
+
+impl Executor {
+    /// An executor with validated `cfg` (see [`ExecutorConfig::validate`]) running the tasks `factory` builds.
+    pub fn new(
+        cfg: ExecutorConfig,
+        factory: Arc<dyn TaskFactory>,
+        observer: Option<ExecutorObserver>,
+    ) -> Arc<Executor> {
+        let clock = Clock::start();
+        let timing = HeartbeatTiming::executor_default();
+        let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
+        Arc::new(Executor {
+            state: Mutex::new(State {
+                dispatcher,
+                tasks: BTreeMap::new(),
+                id: None,
+                timing,
+                fence: SelfFence::new(clock.now(), timing.self_fence),
+                fenced: false,
+                meta: None,
+            }),
+            cfg,
+            clock,
+            factory,
+            observer,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.cfg.name
+    }
+
+    pub fn config(&self) -> &ExecutorConfig {
+        &self.cfg
+    }
+
+    /// The id while registered.
+    pub fn id(&self) -> Option<u64> {
+        self.lock().id.map(|i| i.0)
+    }
+
+    /// The highest leader epoch seen in a reply.
+    pub fn leader_epoch(&self) -> u64 {
+        self.lock().fence.epoch().0
+    }
+
+    /// The metastore the masters named, once known.
+    pub fn metastore(&self) -> Option<MetaStoreInfo> {
+        self.lock().meta.clone()
+    }
+
+    /// The tasks running now, as reported in heartbeats.
+    pub fn running(&self) -> Vec<pb::RunningTask> {
+        running_wire(&self.lock().dispatcher)
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    fn observe(&self, o: ExecutorObservation) {
+        if let Some(f) = &self.observer {
+            f(self.name(), o);
+        }
+    }
+
+    /// Serves `ExecutorService` on `addr` and runs the membership loop until `shutdown` resolves; every task is
+    /// stopped on the way out.
+    pub async fn serve(
+        self: Arc<Executor>,
+        addr: std::net::SocketAddr,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        let svc = service::ExecutorSvc { e: self.clone() };
+        let server = tonic::transport::Server::builder()
+            .add_service(pb::executor_service_server::ExecutorServiceServer::new(svc))
+            .serve(addr);
+        let r = tokio::select! {
+            biased;
+            _ = shutdown => Ok(()),
+            r = server => r,
+            _ = self.clone().run() => Ok(()),
+        };
+        self.stop_all(StopWhy::Shutdown);
+        r
+    }
+
+    /// The membership loop: register, heartbeat, fence (never returns).
+    pub async fn run(self: Arc<Executor>) {
+        let fence = self.clone().fence_loop();
+        let membership = self.membership_loop();
+        tokio::select! {
+            biased;
+            _ = fence => {}
+            _ = membership => {}
+        }
+    }
+
+    /// Fences the executor at its fence deadline.
+    async fn fence_loop(self: Arc<Executor>) {
+        loop {
+            let (deadline, interval) = {
+                let s = self.lock();
+                // Nothing to fence while unregistered or already fenced: only look again later.
+                let armed = s.id.is_some() && !s.fenced;
+                (if armed { s.fence.deadline() } else { Time::NEVER }, s.timing.interval)
+            };
+            // The deadline only moves later, except when the leader announces a shorter self-fence: look again
+            // at least every interval.
+            let wake = deadline.min(self.now() + interval);
+            tokio::time::sleep_until(self.clock.instant(wake)).await;
+            let now = self.now();
+            let fenced_id = {
+                let mut s = self.lock();
+                match s.id {
+                    Some(id) if !s.fenced && s.fence.is_fenced(now) => {
+                        s.fenced = true;
+                        Some(id)
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(id) = fenced_id {
+                warn!(executor = %self.name(), id = id.0, "no acknowledged heartbeat for the self-fence time: stopping every task");
+                #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
+                let at = tokio::time::Instant::now();
+                self.stop_all(StopWhy::Fenced);
+                self.observe(ExecutorObservation::Fenced { id: id.0, at });
+            }
+        }
+    }
+
+    async fn membership_loop(self: Arc<Executor>) {
+        let mut which = 0usize;
+        let mut channels: Vec<Option<Channel>> = vec![None; self.cfg.join.len().max(1)];
+        loop {
+            let round = self.now();
+            let (interval, timeout, registered) = {
+                let mut s = self.lock();
+                let now = self.clock.now();
+                s.dispatcher.expire(now);
+                (s.timing.interval, s.timing.timeout, s.id)
+            };
+            let index = which % channels.len();
+            let Some(target) = self.cfg.join.get(index).cloned() else {
+                tokio::time::sleep_until(self.clock.instant(round + interval)).await;
+                continue;
+            };
+            let rpc_timeout = if registered.is_some() { timeout } else { self.cfg.rpc_timeout };
+            let ch = match channels[index].clone() {
+                Some(ch) => Some(ch),
+                None => connect(&target, rpc_timeout).await,
+            };
+            let Some(ch) = ch else {
+                which += 1;
+                tokio::time::sleep_until(self.clock.instant(round + interval)).await;
+                continue;
+            };
+            channels[index] = Some(ch.clone());
+            let mut client = DiscoveryClient::new(ch);
+            let ok = match registered {
+                None => self.register(&mut client, rpc_timeout).await,
+                Some(id) => self.heartbeat(&mut client, id, rpc_timeout).await,
+            };
+            if ok {
+                self.learn_metastore(&mut client).await;
+            } else {
+                channels[index] = None;
+                which += 1;
+            }
+            // Every interval from the start of the round (a slow round is followed at once by the next one).
+            let next = self.lock().timing.interval;
+            tokio::time::sleep_until(self.clock.instant(round + next)).await;
+        }
+    }
+
+    /// One registration attempt; whether the master answered usefully.
+    async fn register(&self, client: &mut DiscoveryClient<Channel>, deadline: Duration) -> bool {
+        let req = pb::RegisterExecutorRequest {
+            name: self.cfg.name.clone(),
+            address: self.cfg.advertise_addr.clone(),
+            capacity: self.cfg.capacity,
+            labels: self.cfg.labels.clone().into_iter().collect(),
+        };
+        let sent_at = self.now();
+        let reply = match tokio::time::timeout(deadline, client.register_executor(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(status)) => {
+                info!(executor = %self.name(), "registration refused: {}", status.message());
+                return false;
+            }
+            Err(_) => return false,
+        };
+        let id = {
+            let mut s = self.lock();
+            let epoch = LeaderEpoch(reply.leader_epoch);
+            if epoch < s.fence.epoch() {
+                return false;
+            }
+            if let Some(t) = reply.timing.as_ref().and_then(timing_from_wire) {
+                s.timing = t;
+            }
+            let seen = s.fence.epoch();
+            let mut fence = SelfFence::new(sent_at, s.timing.self_fence);
+            fence.observe_epoch(seen);
+            fence.on_ack(sent_at, epoch);
+            s.fence = fence;
+            s.fenced = false;
+            s.id = Some(ExecutorId(reply.executor_id));
+            reply.executor_id
+        };
+        info!(executor = %self.name(), id, "registered");
+        self.observe(ExecutorObservation::Registered { id });
+        true
+    }
+
+    /// One heartbeat; whether the master answered usefully.
+    async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, id: ExecutorId, deadline: Duration) -> bool {
+        let (req, sent_at) = {
+            let s = self.lock();
+            let req = pb::HeartbeatRequest {
+                executor_id: id.0,
+                leader_epoch: s.fence.epoch().0,
+                tasks: running_wire(&s.dispatcher),
+            };
+            (req, self.now())
+        };
+        let reply = match tokio::time::timeout(deadline, client.heartbeat(req)).await {
+            Ok(Ok(r)) => r.into_inner(),
+            Ok(Err(_)) | Err(_) => return false,
+        };
+        let epoch = LeaderEpoch(reply.leader_epoch);
+        let accepted = reply.verdict == pb::HeartbeatVerdict::Accepted as i32;
+        let reregister = reply.verdict == pb::HeartbeatVerdict::Reregister as i32;
+        {
+            let mut s = self.lock();
+            if s.id != Some(id) {
+                return true; // registered again meanwhile
+            }
+            if epoch < s.fence.epoch() {
+                return false; // a deposed leader: not an acknowledgement
+            }
+            if let Some(t) = reply.timing.as_ref().and_then(timing_from_wire) {
+                s.timing = t;
+                s.fence.set_duration(t.self_fence);
+            }
+            if accepted {
+                if let Ack::Extended(_) = s.fence.on_ack(sent_at, epoch) {
+                    if s.fenced && !s.fence.is_fenced(self.now()) {
+                        s.fenced = false;
+                    }
+                }
+                return true;
+            }
+            if !reregister {
+                return false;
+            }
+            s.fence.observe_epoch(epoch);
+            s.id = None;
+        }
+        info!(executor = %self.name(), id = id.0, "declared offline: stopping every task and registering again");
+        self.stop_all(StopWhy::Reregister);
+        self.observe(ExecutorObservation::Reregister { id: id.0 });
+        true
+    }
+
+    async fn learn_metastore(&self, client: &mut DiscoveryClient<Channel>) {
+        let known = {
+            let s = self.lock();
+            s.meta.is_some() || s.id.is_none()
+        };
+        if known {
+            return;
+        }
+        let call = client.query_meta_store(pb::QueryMetaStoreRequest {});
+        if let Ok(Ok(r)) = tokio::time::timeout(self.cfg.rpc_timeout, call).await {
+            let r = r.into_inner();
+            let kind = pb::StoreKind::try_from(r.kind).unwrap_or(pb::StoreKind::Unspecified);
+            info!(executor = %self.name(), endpoints = %r.endpoints.join(","), "learned the metastore");
+            self.lock().meta = Some(MetaStoreInfo { kind, endpoints: r.endpoints, key_prefix: r.key_prefix });
+        }
+    }
+
+    /// Stops every task and drops every parked request.
+    fn stop_all(&self, why: StopWhy) {
+        let stopped: Vec<(TaskId, Epoch)> = {
+            let mut s = self.lock();
+            s.dispatcher.clear();
+            let tasks = std::mem::take(&mut s.tasks);
+            tasks
+                .into_iter()
+                .map(|(t, h)| {
+                    let _ = h.stop.send(true);
+                    (t, h.epoch)
+                })
+                .collect()
+        };
+        for (task, epoch) in stopped {
+            self.observe(ExecutorObservation::TaskStopped {
+                task: task.as_str().to_owned(),
+                epoch: epoch.0,
+                why: why.clone(),
+            });
+        }
+    }
+
+    /// Starts a confirmed task (already in the dispatcher's running set); whether it started. It does not start
+    /// when the executor fenced itself or left the cluster since the confirmation was taken.
+    pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> bool {
+        let (tx, rx) = tokio::sync::watch::channel(false);
+        let task = spec.task_id.clone();
+        let epoch = spec.epoch;
+        let mut stop = StopSignal { rx: rx.clone() };
+        // Futures are lazy: building it runs none of the task's work.
+        let fut = self.factory.start(spec, StopSignal { rx });
+        {
+            let mut s = self.lock();
+            let still_ours =
+                s.id.is_some() && !s.fenced && s.dispatcher.running().get(&task).is_some_and(|r| r.epoch == epoch);
+            if !still_ours {
+                s.dispatcher.stopped(&task, epoch);
+                return false;
+            }
+            s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
+        }
+        self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0 });
+        let e = self.clone();
+        tokio::spawn(async move {
+            let exit = tokio::select! {
+                biased;
+                _ = stop.stopped() => None,
+                exit = fut => Some(exit),
+            };
+            // Stopped by the executor: stop_all already removed and reported it.
+            let Some(exit) = exit else { return };
+            let ours = {
+                let mut s = e.lock();
+                let ours = s.tasks.get(&task).is_some_and(|h| h.epoch == epoch);
+                if ours {
+                    s.tasks.remove(&task);
+                    s.dispatcher.stopped(&task, epoch);
+                }
+                ours
+            };
+            if ours {
+                e.observe(ExecutorObservation::TaskStopped {
+                    task: task.as_str().to_owned(),
+                    epoch: epoch.0,
+                    why: StopWhy::Exited(exit),
+                });
+            }
+        });
+        true
+    }
+}
+
+fn running_wire(d: &Dispatcher) -> Vec<pb::RunningTask> {
+    d.running()
+        .iter()
+        .map(|(t, r)| pb::RunningTask {
+            task_id: t.as_str().to_owned(),
+            kind: kind_to_wire(r.kind) as i32,
+            epoch: r.epoch.0,
+            cost: r.cost,
+        })
+        .collect()
+}
+
+fn kind_to_wire(k: TaskKind) -> pb::TaskKind {
+    match k {
+        TaskKind::JobMaster => pb::TaskKind::JobMaster,
+        TaskKind::Worker => pb::TaskKind::Worker,
+    }
+}
+
+fn timing_of_wire(t: &pb::HeartbeatTiming) -> HeartbeatTiming {
+    HeartbeatTiming {
+        interval: Duration::from_millis(t.heartbeat_interval_ms),
+        timeout: Duration::from_millis(t.heartbeat_timeout_ms),
+        self_fence: Duration::from_millis(t.self_fence_ms),
+        offline_ttl: Duration::from_millis(t.offline_ttl_ms),
+    }
+}
+
+/// The leader's announced executor timing, if it is valid (an invalid announcement is ignored: the previous
+/// timing stays).
+pub(crate) fn timing_from_wire(t: &pb::HeartbeatTiming) -> Option<HeartbeatTiming> {
+    let t = timing_of_wire(t);
+    t.validate("executors").ok().map(|()| t)
+}
+
+/// A dispatched task's timing, validated by the core's rules (the message names the broken rule).
+pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<HeartbeatTiming, String> {
+    let t = timing_of_wire(t);
+    t.validate("workers").map(|()| t).map_err(|e| e.to_string())
+}
+
+async fn connect(addr: &str, timeout: Duration) -> Option<Channel> {
+    Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(timeout).connect_timeout(timeout).connect().await.ok()
+}

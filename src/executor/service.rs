@@ -1,0 +1,239 @@
+//! `ExecutorService` over the [`Dispatcher`](super::Dispatcher): request validation and the mapping of refusals to
+//! gRPC statuses.
+//!
+//! | refusal | code | reason |
+//! |---|---|---|
+//! | a malformed field | `InvalidArgument` | `INVALID_ARGUMENT` |
+//! | the task id already runs here | `FailedPrecondition` | `TASK_ALREADY_RUNNING` |
+//! | an epoch not newer than one seen for the task | `FailedPrecondition` | `STALE_EPOCH` |
+//! | the executor is fenced or not registered | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
+//! | parking area full, or not enough free capacity | `ResourceExhausted` | `PLACEMENT_FAILED` |
+//! | an unknown or expired request id | `NotFound` | `DISPATCH_NOT_FOUND` |
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
+use crate::core::ids::{Epoch, TaskId};
+use crate::rpc::pb;
+use crate::rpc::pb::executor_service_server::ExecutorService;
+use crate::rpc::status::{invalid_argument, Reason};
+
+/// The most slots one task may cost (as the master's placement).
+const COST_MAX: u32 = crate::config::CAPACITY_MAX;
+
+#[derive(Clone)]
+pub(crate) struct ExecutorSvc {
+    pub(crate) e: Arc<Executor>,
+}
+
+/// Validates a pre-dispatch request.
+pub fn spec_from_wire(r: pb::PreDispatchTaskRequest) -> Result<TaskSpec, Status> {
+    let task_id = TaskId::parse(&r.task_id).map_err(|e| invalid_argument("task_id", e))?;
+    let kind = match pb::TaskKind::try_from(r.kind) {
+        Ok(pb::TaskKind::JobMaster) => TaskKind::JobMaster,
+        Ok(pb::TaskKind::Worker) => TaskKind::Worker,
+        _ => return Err(invalid_argument("kind", format!("{} is not a task kind (JOB_MASTER or WORKER)", r.kind))),
+    };
+    if r.epoch == 0 {
+        return Err(invalid_argument("epoch", "must be positive (epochs start at 1)"));
+    }
+    if r.request_id.is_empty() {
+        return Err(invalid_argument("request_id", "must not be empty"));
+    }
+    let timing = match r.timing.as_ref() {
+        None => return Err(invalid_argument("timing", "is missing")),
+        Some(t) => timing_from_wire_workers(t).map_err(|e| invalid_argument("timing", e))?,
+    };
+    let cost = match r.cost {
+        0 => 1,
+        c if c > COST_MAX => return Err(invalid_argument("cost", format!("{c} exceeds the maximum of {COST_MAX}"))),
+        c => c,
+    };
+    Ok(TaskSpec {
+        task_id,
+        kind,
+        task_type: r.task_type,
+        task_config: r.task_config,
+        job_id: r.job_id,
+        epoch: Epoch(r.epoch),
+        master_id: r.master_id,
+        master_address: r.master_address,
+        master_epoch: r.master_epoch,
+        leader_epoch: r.leader_epoch,
+        request_id: r.request_id,
+        cost,
+        timing,
+    })
+}
+
+/// The status a refusal is sent as.
+pub fn refusal_status(r: &Refusal) -> Status {
+    let message = r.to_string();
+    match r {
+        Refusal::StaleEpoch { .. } => Reason::StaleEpoch.status(message),
+        Refusal::AlreadyRunning { .. } => Reason::TaskAlreadyRunning.status(message),
+        Refusal::DuplicateRequest { .. } => invalid_argument("request_id", message),
+        Refusal::ParkingFull { .. } | Refusal::NoCapacity { .. } => Reason::PlacementFailed.status(message),
+        Refusal::NotFound { .. } => Reason::DispatchNotFound.status(message),
+    }
+}
+
+fn not_serving(e: &Executor) -> Option<Status> {
+    let s = e.lock();
+    match s.id {
+        None => Some(Reason::ExecutorOffline.status(format!(
+            "executor {} is not registered with a master (registering again); dispatch elsewhere",
+            e.name()
+        ))),
+        Some(_) if s.fenced => Some(Reason::ExecutorOffline.status(format!(
+            "executor {} has fenced itself (no acknowledged heartbeat for its self-fence time); dispatch elsewhere",
+            e.name()
+        ))),
+        Some(_) => None,
+    }
+}
+
+#[tonic::async_trait]
+impl ExecutorService for ExecutorSvc {
+    async fn pre_dispatch_task(
+        &self,
+        req: Request<pb::PreDispatchTaskRequest>,
+    ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
+        let spec = spec_from_wire(req.into_inner())?;
+        if let Some(refused) = not_serving(&self.e) {
+            return Err(refused);
+        }
+        let now = self.e.now();
+        self.e.lock().dispatcher.park(now, spec).map_err(|r| refusal_status(&r))?;
+        Ok(Response::new(pb::PreDispatchTaskResponse {}))
+    }
+
+    async fn confirm_dispatch_task(
+        &self,
+        req: Request<pb::ConfirmDispatchTaskRequest>,
+    ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
+        let r = req.into_inner();
+        if let Some(refused) = not_serving(&self.e) {
+            return Err(refused);
+        }
+        let now = self.e.now();
+        // Checked and moved under one lock: a fence in between cannot let a task start after it.
+        let spec = {
+            let mut s = self.e.lock();
+            if s.fenced || s.id.is_none() {
+                drop(s);
+                return Err(not_serving(&self.e).unwrap_or_else(|| Reason::ExecutorOffline.status("fenced")));
+            }
+            s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?
+        };
+        if !self.e.start_task(spec) {
+            return Err(not_serving(&self.e).unwrap_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile")));
+        }
+        Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> pb::PreDispatchTaskRequest {
+        pb::PreDispatchTaskRequest {
+            task_id: "job/w1".to_owned(),
+            kind: pb::TaskKind::Worker as i32,
+            task_type: "fake".to_owned(),
+            task_config: b"{}".to_vec(),
+            job_id: "job".to_owned(),
+            epoch: 7,
+            master_id: "job".to_owned(),
+            master_address: "10.0.0.1:10250".to_owned(),
+            master_epoch: 3,
+            leader_epoch: 2,
+            request_id: "r1".to_owned(),
+            cost: 0,
+            timing: Some(pb::HeartbeatTiming {
+                heartbeat_interval_ms: 1000,
+                heartbeat_timeout_ms: 1000,
+                self_fence_ms: 10_000,
+                offline_ttl_ms: 12_000,
+            }),
+        }
+    }
+
+    #[test]
+    fn request_validation_table() {
+        type Edit = fn(&mut pb::PreDispatchTaskRequest);
+        let table: &[(&str, Edit, Option<&str>)] = &[
+            ("valid", |_| {}, None),
+            ("empty task id", |r| r.task_id.clear(), Some("task_id:")),
+            ("task id with a space", |r| r.task_id = "a b".to_owned(), Some("task_id:")),
+            ("no kind", |r| r.kind = 0, Some("kind:")),
+            ("unknown kind", |r| r.kind = 9, Some("kind:")),
+            ("epoch 0", |r| r.epoch = 0, Some("epoch:")),
+            ("no request id", |r| r.request_id.clear(), Some("request_id:")),
+            ("no timing", |r| r.timing = None, Some("timing: is missing")),
+            (
+                "fence not before offline",
+                |r| r.timing.as_mut().unwrap().self_fence_ms = 11_000,
+                Some("rule: self-fence < offline TTL - heartbeat deadline"),
+            ),
+            ("zero interval", |r| r.timing.as_mut().unwrap().heartbeat_interval_ms = 0, Some("is zero")),
+            ("cost too high", |r| r.cost = COST_MAX + 1, Some("cost:")),
+        ];
+        for (name, edit, want) in table {
+            let mut r = valid();
+            edit(&mut r);
+            match (spec_from_wire(r), want) {
+                (Ok(spec), None) => {
+                    assert_eq!(spec.cost, 1, "cost 0 counts as one slot");
+                    assert_eq!(spec.epoch, Epoch(7));
+                }
+                (Err(s), Some(w)) => {
+                    assert_eq!(crate::rpc::status::reason_of(&s), Some(Reason::InvalidArgument), "{name}");
+                    assert!(s.message().contains(w), "{name}: {} should contain {w}", s.message());
+                }
+                (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn refusals_map_to_codes() {
+        let t = TaskId::parse("t").unwrap();
+        let table = [
+            (
+                Refusal::AlreadyRunning { task: t.clone(), running: Epoch(1), requested: Epoch(2) },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::TaskAlreadyRunning),
+            ),
+            (
+                Refusal::StaleEpoch { task: t.clone(), seen: Epoch(2), requested: Epoch(2) },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::StaleEpoch),
+            ),
+            (Refusal::ParkingFull { max: 1 }, tonic::Code::ResourceExhausted, Some(Reason::PlacementFailed)),
+            (
+                Refusal::NoCapacity { task: t, cost: 2, free: 1, capacity: 4 },
+                tonic::Code::ResourceExhausted,
+                Some(Reason::PlacementFailed),
+            ),
+            (
+                Refusal::NotFound {
+                    task: "t".to_owned(),
+                    request_id: "r".to_owned(),
+                    ttl: std::time::Duration::from_secs(5),
+                },
+                tonic::Code::NotFound,
+                Some(Reason::DispatchNotFound),
+            ),
+        ];
+        for (r, code, reason) in table {
+            let s = refusal_status(&r);
+            assert_eq!(s.code(), code, "{r:?}");
+            assert_eq!(crate::rpc::status::reason_of(&s), reason, "{r:?}");
+            assert_eq!(s.message(), r.to_string());
+        }
+    }
+}
