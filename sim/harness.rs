@@ -7,29 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use foreman::core::time::Time;
 
-/// The simulated clock, as the core sees time: milliseconds since the scenario began.
-#[derive(Clone, Copy, Debug)]
-pub struct Clock {
-    origin: tokio::time::Instant,
-}
-
-impl Clock {
-    // madsim's `tokio::time::Instant` is std's, whose `now` madsim serves from the simulated clock: this read
-    // is deterministic here, though clippy sees the std path it bans elsewhere.
-    #[allow(clippy::disallowed_methods)]
-    pub fn start() -> Clock {
-        Clock { origin: tokio::time::Instant::now() }
-    }
-
-    /// An instant as scenario time.
-    pub fn at(&self, when: tokio::time::Instant) -> Time {
-        Time::from_millis(u64::try_from(when.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX))
-    }
-
-    pub fn now(&self) -> Time {
-        Time::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
-    }
-}
+/// The scenario's clock: foreman's own, started when the scenario begins (simulated time in this build).
+pub use foreman::clock::Clock;
 
 /// An append-only log of what nodes saw, in simulated-time order, shared by the nodes of one run.
 #[derive(Clone, Debug)]

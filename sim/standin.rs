@@ -95,7 +95,8 @@ async fn stopped(stop: &Mutex<bool>) {
 /// A stand-in job master over the real worker-side link: live from its first acknowledged heartbeat, it runs for
 /// [`RUN_FOR`], honours a cancel, and stops when fenced or told it is stale.
 async fn job_master(ex: Executor, task: pb::PreDispatchTaskRequest, stop: Arc<Mutex<bool>>) {
-    let timing = task.timing.map(|t| timing_from(&t)).unwrap_or_else(HeartbeatTiming::worker_default);
+    let timing =
+        task.timing.map(|t| foreman::rpc::timing_from_wire(&t)).unwrap_or_else(HeartbeatTiming::worker_default);
     let Ok(worker) = TaskId::parse(&task.task_id) else { return };
     let spec = LinkSpec {
         master_id: task.master_id.clone(),
@@ -143,15 +144,6 @@ async fn job_master(ex: Executor, task: pb::PreDispatchTaskRequest, stop: Arc<Mu
     drop(st);
     if link.is_live() {
         ex.rec.record(&ex.name, Seen::TaskStopped { task: task.task_id.clone(), epoch: task.epoch, why });
-    }
-}
-
-fn timing_from(t: &pb::HeartbeatTiming) -> HeartbeatTiming {
-    HeartbeatTiming {
-        interval: Duration::from_millis(t.heartbeat_interval_ms),
-        timeout: Duration::from_millis(t.heartbeat_timeout_ms),
-        self_fence: Duration::from_millis(t.self_fence_ms),
-        offline_ttl: Duration::from_millis(t.offline_ttl_ms),
     }
 }
 

@@ -21,6 +21,11 @@ impl Clock {
         Clock { origin: tokio::time::Instant::now() }
     }
 
+    /// An instant as this clock's time (instants before the start read as zero).
+    pub fn at(&self, when: tokio::time::Instant) -> Time {
+        Time::from_millis(u64::try_from(when.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX))
+    }
+
     pub fn now(&self) -> Time {
         Time::from_millis(u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX))
     }

@@ -578,6 +578,29 @@ impl Jobs {
         Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
     }
 
+    /// Executor `executor` is gone (declared offline, or it deregistered): it stopped its tasks before that, so
+    /// every incarnation on it is lost now (see [`Jobs::on_lost`]). Returns them with their steps, in id order.
+    pub fn on_executor_gone(
+        &mut self,
+        now: Time,
+        executor: ExecutorId,
+        rng: &mut impl Rng,
+    ) -> Vec<(JobId, Epoch, Step)> {
+        let on_it: Vec<(JobId, Epoch)> = self
+            .jobs
+            .values()
+            .filter(|j| j.record.executor == Some(executor) && j.phase.live_epoch().is_some())
+            .map(|j| (j.record.id.clone(), j.record.epoch))
+            .collect();
+        let mut lost = vec![];
+        for (id, epoch) in on_it {
+            if let Verdict::Applied(step) = self.on_lost(now, &id, epoch, None, rng) {
+                lost.push((id, epoch, step));
+            }
+        }
+        lost
+    }
+
     /// Incarnation `epoch` exited with `outcome` (already persisted by the job master's side).
     pub fn on_exit(&mut self, now: Time, id: &JobId, epoch: Epoch, outcome: ExitOutcome) -> Verdict {
         let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
@@ -932,5 +955,21 @@ mod tests {
             assert!(JobState::Created.can_become(rec.state));
             jobs.check().unwrap();
         }
+    }
+
+    #[test]
+    fn a_gone_executor_loses_exactly_the_incarnations_on_it() {
+        let (mut jobs, j, e) = job_in("online"); // on executor 1
+        let k = id("k");
+        jobs.create(k.clone(), spec()).unwrap();
+        let (ek, _) = jobs.start(ms(0), &k, ExecutorId(2)).unwrap();
+        let mut rng = SplitMix64::new(1);
+        let lost = jobs.on_executor_gone(ms(100), ExecutorId(1), &mut rng);
+        assert_eq!(lost.len(), 1);
+        assert_eq!((&lost[0].0, lost[0].1), (&j, e));
+        assert!(lost[0].2.persist.as_ref().is_some_and(|r| r.executor.is_none()));
+        assert_eq!(jobs.get(&k).unwrap().phase(), Phase::Starting { epoch: ek, executor: ExecutorId(2) });
+        assert!(jobs.on_executor_gone(ms(200), ExecutorId(1), &mut rng).is_empty(), "nothing left on it");
+        jobs.check().unwrap();
     }
 }

@@ -534,25 +534,16 @@ fn kind_to_wire(k: TaskKind) -> pb::TaskKind {
     }
 }
 
-fn timing_of_wire(t: &pb::HeartbeatTiming) -> HeartbeatTiming {
-    HeartbeatTiming {
-        interval: Duration::from_millis(t.heartbeat_interval_ms),
-        timeout: Duration::from_millis(t.heartbeat_timeout_ms),
-        self_fence: Duration::from_millis(t.self_fence_ms),
-        offline_ttl: Duration::from_millis(t.offline_ttl_ms),
-    }
-}
-
 /// The leader's announced executor timing, if it is valid (an invalid announcement is ignored: the previous
 /// timing stays).
 pub(crate) fn timing_from_wire(t: &pb::HeartbeatTiming) -> Option<HeartbeatTiming> {
-    let t = timing_of_wire(t);
+    let t = crate::rpc::timing_from_wire(t);
     t.validate("executors").ok().map(|()| t)
 }
 
 /// A dispatched task's timing, validated by the core's rules (the message names the broken rule).
 pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<HeartbeatTiming, String> {
-    let t = timing_of_wire(t);
+    let t = crate::rpc::timing_from_wire(t);
     t.validate("workers").map(|()| t).map_err(|e| e.to_string())
 }
 

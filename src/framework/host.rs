@@ -100,12 +100,14 @@ impl Host {
     }
 }
 
-fn message(worker_id: &str, master_epoch: u64, worker_epoch: u64) -> Result<Message, Status> {
+/// A framework message from the wire.
+pub fn message(worker_id: &str, master_epoch: u64, worker_epoch: u64) -> Result<Message, Status> {
     let task = TaskId::parse(worker_id).map_err(|e| invalid_argument("worker_id", e))?;
     Ok(Message { task, master_epoch: Epoch(master_epoch), worker_epoch: Epoch(worker_epoch) })
 }
 
-fn verdict(v: Verdict) -> i32 {
+/// A verdict for the wire.
+pub fn verdict(v: Verdict) -> i32 {
     match v {
         Verdict::Accepted => pb::Verdict::Accepted as i32,
         Verdict::StaleWorker => pb::Verdict::StaleWorker as i32,

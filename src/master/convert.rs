@@ -6,24 +6,14 @@ use tonic::Status;
 use crate::core::ids::JobId;
 use crate::core::ids::{Epoch, TaskId};
 use crate::core::job::{FailureReason, Job, JobState};
-use crate::core::labels::{Labels, Selector, SelectorOp};
+use crate::core::labels::{Selector, SelectorOp};
 use crate::core::registry::{ExecutorView, ReportedTask, Status as ExecStatus, TaskKind};
 use crate::core::time::{millis_of, Time};
-use crate::core::timing::HeartbeatTiming;
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
 
 /// The most slots one task may take.
 pub const COST_MAX: u32 = 1_000_000;
-
-pub fn timing(t: &HeartbeatTiming) -> pb::HeartbeatTiming {
-    pb::HeartbeatTiming {
-        heartbeat_interval_ms: millis_of(t.interval),
-        heartbeat_timeout_ms: millis_of(t.timeout),
-        self_fence_ms: millis_of(t.self_fence),
-        offline_ttl_ms: millis_of(t.offline_ttl),
-    }
-}
 
 pub fn selectors(field: &str, wire: &[pb::Selector]) -> Result<Vec<Selector>, Status> {
     let mut out = Vec::with_capacity(wire.len());
@@ -50,14 +40,6 @@ pub fn selector_to_wire(s: &Selector) -> pb::Selector {
         SelectorOp::Regex => pb::SelectorOp::Regex,
     };
     pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
-}
-
-pub fn labels(wire: &std::collections::BTreeMap<String, String>) -> Labels {
-    wire.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-}
-
-pub fn labels_to_wire(l: &Labels) -> std::collections::BTreeMap<String, String> {
-    l.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
 pub fn job_id(field: &str, text: &str) -> Result<JobId, Status> {
@@ -126,7 +108,7 @@ pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor 
         name: s.name.clone(),
         address: s.address.clone(),
         capacity: s.capacity,
-        labels: labels_to_wire(&s.labels),
+        labels: s.labels.clone(),
         status: match v.status {
             ExecStatus::Online => pb::ExecutorStatus::Online,
             ExecStatus::Unconfirmed => pb::ExecutorStatus::Unconfirmed,

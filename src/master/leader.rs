@@ -22,12 +22,11 @@ use crate::rpc::status::Reason;
 /// The most operations one guarded transaction carries (etcd's default limit is 128).
 const TXN_OPS_MAX: usize = 100;
 
-/// Everything a leader term holds in memory: rebuilt from the metastore when the term begins.
+/// Everything a leader term holds in memory: rebuilt from the metastore when the term begins, and installed only
+/// once that recovery is done (until then an acting leader has no term and answers `MASTER_NOT_READY`).
 pub struct Term {
     pub epoch: LeaderEpoch,
     pub key: LeaderKey,
-    /// Recovery is done: leader-only calls are served.
-    pub ready: bool,
     pub registry: Registry,
     pub jobs: Jobs,
     /// The job manager's view of its job masters (the framework's master side, at the top level).
@@ -150,7 +149,7 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
     let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
     let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected);
-    Ok(Term { epoch, key, ready: true, registry, jobs, masters })
+    Ok(Term { epoch, key, registry, jobs, masters })
 }
 
 async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
@@ -235,7 +234,7 @@ impl Master {
         }
     }
 
-    /// Runs `f` on the acting, ready term; the error says why there is none.
+    /// Runs `f` on the acting term; the error says why there is none.
     pub(crate) fn with_term<T>(
         &self,
         f: impl FnOnce(&mut Term, Time, &mut SplitMix64) -> Result<T, Status>,
@@ -245,7 +244,7 @@ impl Master {
         let inner = &mut *inner;
         let acting = inner.leadership.acting(now);
         match (&mut inner.term, acting) {
-            (Some(t), Some(e)) if t.epoch == e && t.ready => f(t, now, &mut inner.rng),
+            (Some(t), Some(e)) if t.epoch == e => f(t, now, &mut inner.rng),
             (Some(_), Some(_)) => Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry")),
             _ => Err(Reason::NotLeader.status("this master is not the leader; retry")),
         }
@@ -286,18 +285,10 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 last_heard: m.clock.instant(heard.get(&rec.id).copied().unwrap_or(now)),
             });
             ops.push(Op::Delete { key: keys::executor(rec.id.0) });
-            let lost: Vec<(JobId, Epoch)> = term
-                .jobs
-                .iter()
-                .filter(|j| j.executor() == Some(rec.id) && j.phase().live_epoch().is_some())
-                .map(|j| (j.id().clone(), j.epoch()))
-                .collect();
-            for (id, e) in lost {
-                // Its executor fenced itself before the TTL ran out: the job master is gone.
+            // Its executor fenced itself before the TTL ran out: its job masters are gone.
+            for (id, _, step) in term.jobs.on_executor_gone(now, rec.id, rng) {
                 term.masters.remove(&TaskId::job_master(&id));
-                if let JobVerdict::Applied(step) = term.jobs.on_lost(now, &id, e, None, rng) {
-                    records.extend(step.persist);
-                }
+                records.extend(step.persist);
             }
         }
         // Job masters: silent, never started, revoked, or not recovered.
@@ -389,7 +380,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         leader_epoch: d.leader_epoch.0,
         request_id: request_id.clone(),
         cost: d.spec.cost,
-        timing: Some(super::convert::timing(&m.cfg.worker_timing())),
+        timing: Some(crate::rpc::timing_to_wire(&m.cfg.worker_timing())),
     };
     let result = async {
         let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", d.address))
@@ -502,18 +493,10 @@ impl Master {
             if t.registry.remove(id).is_none() {
                 return Err(Status::from(RegistryError::Unknown { id }));
             }
-            let lost: Vec<(JobId, Epoch)> = t
-                .jobs
-                .iter()
-                .filter(|j| j.executor() == Some(id) && j.phase().live_epoch().is_some())
-                .map(|j| (j.id().clone(), j.epoch()))
-                .collect();
             let mut records = vec![];
-            for (job, e) in lost {
+            for (job, _, step) in t.jobs.on_executor_gone(now, id, rng) {
                 t.masters.remove(&TaskId::job_master(&job));
-                if let JobVerdict::Applied(step) = t.jobs.on_lost(now, &job, e, None, rng) {
-                    records.extend(step.persist);
-                }
+                records.extend(step.persist);
             }
             Ok((t.key.clone(), records))
         })?;

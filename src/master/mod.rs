@@ -148,7 +148,7 @@ impl Master {
         let now = self.clock.now();
         let inner = self.lock();
         match (inner.leadership.acting(now), &inner.term) {
-            (Some(epoch), Some(t)) if t.ready => Role::Leader(epoch),
+            (Some(epoch), Some(_)) => Role::Leader(epoch),
             (Some(epoch), _) => Role::Recovering(epoch),
             _ => Role::Follower,
         }

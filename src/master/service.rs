@@ -12,10 +12,10 @@ use tonic::{Request, Response, Status};
 use super::convert;
 use super::election::LeaderValue;
 use super::{Master, Role};
-use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::ids::{ExecutorId, LeaderEpoch};
 use crate::core::job::JobSpec;
 use crate::core::registry::ExecutorSpec;
-use crate::core::workers::{Message, Verdict};
+use crate::framework::host::{message, verdict};
 use crate::meta::{keys, StoreKind};
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
@@ -116,17 +116,12 @@ impl pb::discovery_server::Discovery for MasterService {
     ) -> Result<Response<pb::RegisterExecutorResponse>, Status> {
         leader_only!(self, req, DiscoveryClient, register_executor, {
             let r = req.into_inner();
-            let spec = ExecutorSpec {
-                name: r.name,
-                address: r.address,
-                capacity: r.capacity,
-                labels: convert::labels(&r.labels),
-            };
+            let spec = ExecutorSpec { name: r.name, address: r.address, capacity: r.capacity, labels: r.labels };
             let (record, epoch) = self.m.register_executor(spec).await?;
             Ok(Response::new(pb::RegisterExecutorResponse {
                 executor_id: record.id.0,
                 leader_epoch: epoch.0,
-                timing: Some(convert::timing(&self.m.cfg.executor_timing())),
+                timing: Some(crate::rpc::timing_to_wire(&self.m.cfg.executor_timing())),
             }))
         })
     }
@@ -151,7 +146,7 @@ impl pb::discovery_server::Discovery for MasterService {
             Ok(Response::new(pb::HeartbeatResponse {
                 verdict: verdict as i32,
                 leader_epoch: epoch.0,
-                timing: Some(convert::timing(&self.m.cfg.executor_timing())),
+                timing: Some(crate::rpc::timing_to_wire(&self.m.cfg.executor_timing())),
             }))
         })
     }
@@ -300,19 +295,6 @@ impl pb::task_scheduler_server::TaskScheduler for MasterService {
     }
 }
 
-fn message(worker_id: &str, master_epoch: u64, worker_epoch: u64) -> Result<Message, Status> {
-    let task = TaskId::parse(worker_id).map_err(|e| invalid_argument("worker_id", e))?;
-    Ok(Message { task, master_epoch: Epoch(master_epoch), worker_epoch: Epoch(worker_epoch) })
-}
-
-fn verdict(v: Verdict) -> pb::Verdict {
-    match v {
-        Verdict::Accepted => pb::Verdict::Accepted,
-        Verdict::StaleWorker => pb::Verdict::StaleWorker,
-        Verdict::StaleMaster => pb::Verdict::StaleMaster,
-    }
-}
-
 #[tonic::async_trait]
 impl pb::framework_server::Framework for MasterService {
     async fn worker_heartbeat(
@@ -333,7 +315,7 @@ impl pb::framework_server::Framework for MasterService {
             let (reply, cancel) = self.m.job_master_message(msg, None).await?;
             let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
             Ok(Response::new(pb::WorkerHeartbeatResponse {
-                verdict: verdict(reply.verdict) as i32,
+                verdict: verdict(reply.verdict),
                 master_epoch: reply.master_epoch.0,
                 worker_epoch: reply.worker_epoch.0,
                 command: command as i32,
@@ -351,7 +333,7 @@ impl pb::framework_server::Framework for MasterService {
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
             let (reply, _) = self.m.job_master_message(msg, Some(status)).await?;
             Ok(Response::new(pb::ReportWorkerStatusResponse {
-                verdict: verdict(reply.verdict) as i32,
+                verdict: verdict(reply.verdict),
                 master_epoch: reply.master_epoch.0,
                 worker_epoch: reply.worker_epoch.0,
             }))
