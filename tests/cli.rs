@@ -80,6 +80,7 @@ fn canned_jobs() -> Vec<pb::Job> {
             executor_id: 2,
             cost: 0,
             error: None,
+            progress: "412/800".into(),
         },
         pb::Job {
             id: "j2".into(),

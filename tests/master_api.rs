@@ -661,6 +661,7 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
         master_epoch: 0,
         worker_id: "a b".into(),
         worker_epoch: 1,
+        progress: String::new(),
     };
     assert_invalid("WorkerHeartbeat bad worker id", f.worker_heartbeat(hb).await, "worker_id");
     // A job master the job manager never started is a stale worker: it must stop.
@@ -669,6 +670,7 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
         master_epoch: 0,
         worker_id: "ghost".into(),
         worker_epoch: 1,
+        progress: String::new(),
     };
     let r = f.worker_heartbeat(unknown).await.expect("a verdict, not an error").into_inner();
     assert_eq!(r.verdict, pb::Verdict::StaleWorker as i32, "{r:?}");

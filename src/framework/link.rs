@@ -4,6 +4,7 @@
 //! acknowledgement for the self-fence time), told it is stale, or told to cancel. [`Link::run`] races the
 //! heartbeats against the fence deadline, so the task stops at the deadline itself, never a round later.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tonic::transport::Endpoint;
@@ -49,6 +50,20 @@ pub enum Report {
     Failed(String),
 }
 
+/// What a task says of its progress in its heartbeats; cheap to clone and set from the task's work.
+#[derive(Clone, Default)]
+pub struct Progress(Arc<Mutex<String>>);
+
+impl Progress {
+    pub fn set(&self, text: String) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = text;
+    }
+
+    pub fn get(&self) -> String {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
 /// One worker's link to its master.
 pub struct Link {
     spec: LinkSpec,
@@ -56,19 +71,30 @@ pub struct Link {
     fence: SelfFence<Epoch>,
     which: usize,
     live: bool,
+    progress: Progress,
 }
 
 impl Link {
     /// A link whose fence starts counting now: with no acknowledgement, the task stops after the self-fence time.
     pub fn new(spec: LinkSpec, clock: Clock) -> Link {
         let fence = SelfFence::new(clock.now(), spec.timing.self_fence);
-        let mut link = Link { spec, clock, fence, which: 0, live: false };
+        let mut link = Link { spec, clock, fence, which: 0, live: false, progress: Progress::default() };
         link.fence.observe_epoch(link.spec.master_epoch);
         link
     }
 
     pub fn spec(&self) -> &LinkSpec {
         &self.spec
+    }
+
+    /// The progress text sent with every heartbeat from now on.
+    pub fn progress(&self) -> Progress {
+        self.progress.clone()
+    }
+
+    /// The newest master epoch seen.
+    pub fn master_epoch(&self) -> Epoch {
+        self.fence.epoch()
     }
 
     /// Whether the master accepted a heartbeat yet (the incarnation is live from then on).
@@ -129,6 +155,7 @@ impl Link {
             master_epoch: self.fence.epoch().0,
             worker_id: self.spec.worker.as_str().to_owned(),
             worker_epoch: self.spec.worker_epoch.0,
+            progress: self.progress.get(),
         };
         match client.worker_heartbeat(req).await {
             Ok(r) => {

@@ -9,3 +9,32 @@
 
 pub mod host;
 pub mod link;
+
+/// The most bytes of a progress text a master keeps.
+pub const PROGRESS_MAX: usize = 256;
+
+/// A progress text as kept: at most [`PROGRESS_MAX`] bytes, cut at a character boundary, control characters
+/// replaced (it is shown on terminals).
+pub fn progress_text(p: &str) -> String {
+    let mut out = String::new();
+    for c in p.chars() {
+        if out.len() + c.len_utf8() > PROGRESS_MAX {
+            break;
+        }
+        out.push(if c.is_control() { ' ' } else { c });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn progress_text_is_bounded_and_printable() {
+        assert_eq!(super::progress_text("412/800"), "412/800");
+        assert_eq!(super::progress_text("a\nb\x1b[2J"), "a b [2J");
+        let long = "é".repeat(200);
+        let kept = super::progress_text(&long);
+        assert!(kept.len() <= super::PROGRESS_MAX && kept.len() == 256);
+        assert!(long.starts_with(&kept));
+    }
+}

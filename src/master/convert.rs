@@ -98,6 +98,7 @@ pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
         epoch: r.epoch.0,
         executor_id: r.executor.map_or(0, |e| e.0),
         cost: r.spec.cost,
+        progress: String::new(),
     }
 }
 

@@ -31,6 +31,18 @@ pub struct Term {
     pub jobs: Jobs,
     /// The job manager's view of its job masters (the framework's master side, at the top level).
     pub masters: Workers,
+    /// What each job's current job master last said of its progress (memory only; shown by GetJob/ListJobs).
+    pub progress: std::collections::BTreeMap<JobId, String>,
+}
+
+impl Term {
+    fn job_to_wire(&self, j: &crate::core::job::Job, include_config: bool) -> pb::Job {
+        let mut w = super::convert::job_to_wire(j, include_config);
+        if let Some(p) = self.progress.get(j.id()) {
+            w.progress = p.clone();
+        }
+        w
+    }
 }
 
 /// Why a write did not happen.
@@ -149,7 +161,7 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
     let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
     let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected);
-    Ok(Term { epoch, key, registry, jobs, masters })
+    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
 }
 
 async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
@@ -337,6 +349,8 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                     continue;
                 }
                 records.extend(step.persist);
+                // The incarnation's fence: its job master guards every write of its own on this value.
+                ops.push(counter_op(keys::job_master(id.as_str()), e.0));
                 dispatches.push(Dispatch {
                     job: id,
                     epoch: e,
@@ -513,7 +527,7 @@ impl Master {
                 None => generate_id(&t.jobs, rng),
             };
             let record = t.jobs.create(id.clone(), spec).map_err(Status::from)?;
-            let job = t.jobs.get(&id).map(|j| super::convert::job_to_wire(j, false));
+            let job = t.jobs.get(&id).map(|j| t.job_to_wire(j, false));
             Ok((t.key.clone(), record, job))
         })?;
         let id = record.id.clone();
@@ -557,7 +571,7 @@ impl Master {
         self.with_term(|t, _, _| {
             t.jobs
                 .get(id)
-                .map(|j| super::convert::job_to_wire(j, include_config))
+                .map(|j| t.job_to_wire(j, include_config))
                 .ok_or_else(|| Status::from(crate::core::job::JobError::NotFound { id: id.clone() }))
         })
     }
@@ -591,7 +605,7 @@ impl Master {
                     more = true;
                     break;
                 }
-                jobs.push(super::convert::job_to_wire(j, req.include_config));
+                jobs.push(t.job_to_wire(j, req.include_config));
             }
             let next_page_token =
                 if more { jobs.last().map(|j| j.id.clone()).unwrap_or_default() } else { String::new() };
@@ -630,11 +644,13 @@ impl Master {
                 ops.push(Op::Delete { key: k });
             }
         }
+        ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
         ops.push(Op::Delete { key: keys::job(id.as_str()) });
         self.persist(&key, ops).await?;
         self.with_term(|t, _, _| {
             t.jobs.delete(id).map_err(Status::from)?;
             t.masters.remove(&TaskId::job_master(id));
+            t.progress.remove(id);
             Ok(())
         })
     }
@@ -694,6 +710,7 @@ impl Master {
         &self,
         msg: crate::core::workers::Message,
         status: Option<crate::core::workers::WorkerStatus>,
+        progress: &str,
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
         let _write = self.write.lock().await;
@@ -732,6 +749,9 @@ impl Master {
                 }
             }
             let cancel = t.jobs.wants_cancel(&job, msg.worker_epoch);
+            if reply.verdict == crate::core::workers::Verdict::Accepted && !progress.is_empty() {
+                t.progress.insert(job.clone(), crate::framework::progress_text(progress));
+            }
             Ok((t.key.clone(), reply, records, cancel))
         })?;
         self.persist_jobs(&key, records, vec![]).await?;

@@ -12,7 +12,8 @@
 //! | `executors/<id, 20 digits>` | an executor's record | until the executor is declared offline |
 //! | `jobs/<job id>` | a job's record | until `DeleteJob` |
 //! | `job-next-epoch` | decimal `u64`: the next incarnation epoch (one counter for every job, master and worker) | permanent |
-//! | `workers/<job id>/<task id>` | a worker's record | until its job is deleted |
+//! | `job-masters/<job id>` | decimal `u64`: the epoch of the job's current job-master incarnation, written by the leader as it starts one; the job master guards its own writes on it | until `DeleteJob` |
+//! | `workers/<job id>/<worker>` | decimal `u64`: the worker's current incarnation epoch, written by its job master before it dispatches it; the worker guards its checkpoints on it | until its job is deleted |
 //! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
 //!
 //! Invariants the layout keeps:
@@ -89,6 +90,11 @@ pub fn job_next_epoch() -> String {
     "job-next-epoch".to_owned()
 }
 
+/// The epoch of a job's current job-master incarnation: the fence of the job master's own writes.
+pub fn job_master(job: &str) -> String {
+    format!("job-masters/{job}")
+}
+
 /// One worker's record within its job.
 pub fn worker(job: &str, task: &str) -> String {
     format!("workers/{job}/{task}")
@@ -151,8 +157,9 @@ mod tests {
             executor(7),
             job("a"),
             job_next_epoch(),
-            worker("a", "a/w-1"),
-            checkpoint("a", "w-1"),
+            worker("a", "w1"),
+            checkpoint("a", "w1"),
+            job_master("a"),
         ];
         let families =
             [masters_prefix(), executors_prefix(), jobs_prefix(), workers_prefix("a"), checkpoints_prefix("a")];
@@ -165,6 +172,7 @@ mod tests {
         assert!(!worker("ab", "t").starts_with(&workers_prefix("a")));
         assert!(!checkpoint("a.b", "w").starts_with(&checkpoints_prefix("a")));
         assert!(!job_next_epoch().starts_with(&jobs_prefix()));
+        assert!(!job_master("a").starts_with(&jobs_prefix()));
         assert!(!executor_next_id().starts_with(&executors_prefix()));
     }
 }
