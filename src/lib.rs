@@ -11,6 +11,7 @@ pub mod framework;
 pub mod jobs;
 pub mod master;
 pub mod meta;
+pub mod planted;
 pub mod rpc;
 
 #[cfg(test)]

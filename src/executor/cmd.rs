@@ -1,12 +1,12 @@
 //! `foreman executor`: loads and validates the configuration, then registers with the masters and serves until
-//! Ctrl-C. Until the framework's job types are plugged in (issue 4, next step), dispatched tasks fail at once.
+//! Ctrl-C, running the job masters and workers of every job type this build knows ([`crate::jobs::JobTypes`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use super::{Executor, StopSignal, TaskExit, TaskFactory, TaskFuture, TaskSpec};
+use super::Executor;
 use crate::config::{ExecutorConfig, ExecutorFlags};
 
 /// Why `foreman executor` could not run; the message says what to fix.
@@ -16,16 +16,6 @@ pub enum ExecutorCmdError {
     Config(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
-}
-
-/// The production task factory until the framework plugs in its job masters and workers.
-struct NoJobTypes;
-
-impl TaskFactory for NoJobTypes {
-    fn start(&self, spec: TaskSpec, _stop: StopSignal) -> TaskFuture {
-        let why = format!("this executor runs no task type {:?} yet", spec.task_type);
-        Box::pin(async move { TaskExit::Failed(why) })
-    }
 }
 
 pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
@@ -38,7 +28,7 @@ pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10340"),
     })?;
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
-    let e = Executor::new(cfg, Arc::new(NoJobTypes), None);
+    let e = Executor::new(cfg, Arc::new(crate::jobs::JobTypes), None);
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
         info!("interrupted: stopping every task and exiting");

@@ -33,6 +33,9 @@ use crate::core::fence::{Ack, SelfFence};
 use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
+use crate::framework::host::Host;
+use crate::meta::MetaStore;
+use crate::planted::Planted;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 
@@ -40,7 +43,11 @@ use crate::rpc::pb::discovery_client::DiscoveryClient;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TaskExit {
     Finished,
+    /// It was asked to cancel, and did.
+    Canceled,
     Failed(String),
+    /// No acknowledged heartbeat from its master for the self-fence time: it stopped itself.
+    Fenced,
     /// Its master told it that it is stale (a newer incarnation exists, or it was never accepted).
     Stale,
     /// It saw its stop signal and returned.
@@ -87,7 +94,53 @@ pub type TaskFuture = Pin<Box<dyn Future<Output = TaskExit> + Send>>;
 
 /// Builds tasks from dispatch requests; the framework's job masters and workers plug in here.
 pub trait TaskFactory: Send + Sync {
-    fn start(&self, spec: TaskSpec, stop: StopSignal) -> TaskFuture;
+    fn start(&self, env: TaskEnv, spec: TaskSpec, stop: StopSignal) -> TaskFuture;
+}
+
+/// What a task may use of its executor: where the masters are, where it is reached, the framework host its own
+/// workers talk to, the metastore, the clock, and the observer.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// The executor's name.
+    pub executor: String,
+    /// Where this executor is reached (its advertised address): a job master's workers heartbeat it there.
+    pub address: String,
+    /// The masters, as given by `--join`.
+    pub join: Vec<String>,
+    /// The bound of every call a task makes.
+    pub rpc_timeout: Duration,
+    pub host: Host,
+    pub clock: Clock,
+    meta: tokio::sync::watch::Receiver<Option<MetaStore>>,
+    observer: Option<ExecutorObserver>,
+    /// The bug planted into this executor's tasks (only the simulation build can plant one).
+    planted: Option<Planted>,
+}
+
+impl TaskEnv {
+    /// The metastore, once the executor has learned where it is (waits until then).
+    pub async fn metastore(&mut self) -> MetaStore {
+        loop {
+            if let Some(m) = self.meta.borrow_and_update().clone() {
+                return m;
+            }
+            if self.meta.changed().await.is_err() {
+                // The executor is gone; its tasks are about to be dropped.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    pub fn observe(&self, o: ExecutorObservation) {
+        if let Some(f) = &self.observer {
+            f(&self.executor, o);
+        }
+    }
+
+    /// Whether `bug` is planted (never in the production build).
+    pub fn planted(&self, bug: Planted) -> bool {
+        self.planted == Some(bug)
+    }
 }
 
 /// What an executor tells an observer (the simulator's checkers; later, metrics).
@@ -114,6 +167,12 @@ pub enum ExecutorObservation {
         task: String,
         epoch: u64,
         why: StopWhy,
+    },
+    /// A worker's checkpoint write was acknowledged by the metastore.
+    Checkpoint {
+        task: String,
+        epoch: u64,
+        counter: u64,
     },
 }
 
@@ -154,6 +213,11 @@ pub struct Executor {
     factory: Arc<dyn TaskFactory>,
     observer: Option<ExecutorObserver>,
     state: Mutex<State>,
+    /// Routes framework messages to the job masters this executor hosts.
+    host: Host,
+    /// The metastore client, once the masters said where it is.
+    meta: tokio::sync::watch::Sender<Option<MetaStore>>,
+    planted: Option<Planted>,
 }
 
 impl Executor {
@@ -166,7 +230,11 @@ impl Executor {
         let clock = Clock::start();
         let timing = HeartbeatTiming::executor_default();
         let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
+        let (meta, _) = tokio::sync::watch::channel(None);
         Arc::new(Executor {
+            host: Host::new(clock),
+            meta,
+            planted: None,
             state: Mutex::new(State {
                 dispatcher,
                 tasks: BTreeMap::new(),
@@ -185,6 +253,39 @@ impl Executor {
 
     pub fn name(&self) -> &str {
         &self.cfg.name
+    }
+
+    /// The same executor with `bug` planted into its tasks and its framework host (simulation build only).
+    /// Call it on a fresh executor.
+    #[cfg(madsim)]
+    pub fn with_planted(self: Arc<Executor>, bug: Option<Planted>) -> Arc<Executor> {
+        match Arc::try_unwrap(self) {
+            Ok(mut e) => {
+                e.planted = bug;
+                e.host = Host::new(e.clock).with_planted(bug);
+                Arc::new(e)
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// Uses `store` as the metastore instead of the one the masters name (the embedded store of one process).
+    pub fn use_metastore(&self, store: MetaStore) {
+        self.meta.send_replace(Some(store));
+    }
+
+    fn task_env(&self) -> TaskEnv {
+        TaskEnv {
+            executor: self.cfg.name.clone(),
+            address: self.cfg.advertise_addr.clone(),
+            join: self.cfg.join.clone(),
+            rpc_timeout: self.cfg.rpc_timeout,
+            host: self.host.clone(),
+            clock: self.clock,
+            meta: self.meta.subscribe(),
+            observer: self.observer.clone(),
+            planted: self.planted,
+        }
     }
 
     pub fn config(&self) -> &ExecutorConfig {
@@ -235,6 +336,7 @@ impl Executor {
         let svc = service::ExecutorSvc { e: self.clone() };
         let server = tonic::transport::Server::builder()
             .add_service(pb::executor_service_server::ExecutorServiceServer::new(svc))
+            .add_service(pb::framework_server::FrameworkServer::new(self.host.clone()))
             .serve(addr);
         let r = tokio::select! {
             biased;
@@ -434,12 +536,27 @@ impl Executor {
             return;
         }
         let call = client.query_meta_store(pb::QueryMetaStoreRequest {});
-        if let Ok(Ok(r)) = tokio::time::timeout(self.cfg.rpc_timeout, call).await {
-            let r = r.into_inner();
-            let kind = pb::StoreKind::try_from(r.kind).unwrap_or(pb::StoreKind::Unspecified);
-            info!(executor = %self.name(), endpoints = %r.endpoints.join(","), "learned the metastore");
-            self.lock().meta = Some(MetaStoreInfo { kind, endpoints: r.endpoints, key_prefix: r.key_prefix });
+        let Ok(Ok(r)) = tokio::time::timeout(self.cfg.rpc_timeout, call).await else { return };
+        let r = r.into_inner();
+        let kind = pb::StoreKind::try_from(r.kind).unwrap_or(pb::StoreKind::Unspecified);
+        let info = MetaStoreInfo { kind, endpoints: r.endpoints, key_prefix: r.key_prefix };
+        if kind == pb::StoreKind::Etcd && self.meta.borrow().is_none() {
+            let Some(cluster) = MetaStore::cluster_of_prefix(&info.key_prefix) else {
+                warn!(executor = %self.name(), prefix = %info.key_prefix, "the masters named a key prefix foreman does not use");
+                return;
+            };
+            match MetaStore::etcd(&info.endpoints, &cluster, self.cfg.rpc_timeout).await {
+                Ok(store) => {
+                    self.meta.send_replace(Some(store));
+                }
+                Err(e) => {
+                    warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");
+                    return;
+                }
+            }
         }
+        info!(executor = %self.name(), endpoints = %info.endpoints.join(","), "learned the metastore");
+        self.lock().meta = Some(info);
     }
 
     /// Stops every task and drops every parked request.
@@ -473,7 +590,7 @@ impl Executor {
         let epoch = spec.epoch;
         let mut stop = StopSignal { rx: rx.clone() };
         // Futures are lazy: building it runs none of the task's work.
-        let fut = self.factory.start(spec, StopSignal { rx });
+        let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
         {
             let mut s = self.lock();
             let still_ours =

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::{StopSignal, TaskExit, TaskFactory, TaskFuture, TaskSpec};
+use super::{StopSignal, TaskEnv, TaskExit, TaskFactory, TaskFuture, TaskSpec};
 
 /// Tasks that sleep and finish.
 #[derive(Clone, Debug)]
@@ -13,7 +13,7 @@ pub struct SleepTasks {
 }
 
 impl TaskFactory for SleepTasks {
-    fn start(&self, spec: TaskSpec, mut stop: StopSignal) -> TaskFuture {
+    fn start(&self, _env: TaskEnv, spec: TaskSpec, mut stop: StopSignal) -> TaskFuture {
         let sleep = std::str::from_utf8(&spec.task_config)
             .ok()
             .and_then(|t| t.trim().parse::<u64>().ok())

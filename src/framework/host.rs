@@ -12,14 +12,17 @@ use tonic::{Request, Response, Status};
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, TaskId};
 use crate::core::workers::{Event, Message, Reply, Verdict, WorkerStatus, Workers};
+use crate::planted::Planted;
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
 
-/// One hosted master's bookkeeping, events not yet taken, and the workers it wants canceled.
+/// One hosted master's bookkeeping, events not yet taken, the workers it wants canceled, and what each worker
+/// last said of its progress.
 pub struct Hosted {
     pub workers: Workers,
     pub events: Vec<Event>,
     pub cancel: BTreeSet<TaskId>,
+    pub progress: BTreeMap<TaskId, String>,
 }
 
 /// A hosted master's handle: its bookkeeping, and a signal when events arrive.
@@ -45,11 +48,47 @@ impl HostedHandle {
 pub struct Host {
     masters: Arc<Mutex<BTreeMap<String, HostedHandle>>>,
     clock: Clock,
+    planted: Option<Planted>,
+}
+
+/// Routing for one hosted master, ended when dropped (so a master stopped by having its future dropped stops
+/// being routed to at once).
+pub struct Hosting {
+    host: Host,
+    master_id: String,
+    handle: HostedHandle,
+}
+
+impl Hosting {
+    pub fn handle(&self) -> &HostedHandle {
+        &self.handle
+    }
+}
+
+impl Drop for Hosting {
+    fn drop(&mut self) {
+        let mut table = self.host.table();
+        if table.get(&self.master_id).is_some_and(|h| Arc::ptr_eq(&h.state, &self.handle.state)) {
+            table.remove(&self.master_id);
+        }
+    }
 }
 
 impl Host {
     pub fn new(clock: Clock) -> Host {
-        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock }
+        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock, planted: None }
+    }
+
+    /// The same host with `bug` planted (the simulation build's planted-bug runs).
+    pub fn with_planted(mut self, bug: Option<Planted>) -> Host {
+        self.planted = bug;
+        self
+    }
+
+    /// Routes messages for `master_id` to `workers` until the returned guard is dropped. A newer incarnation of
+    /// the same master replaces an older one's routing (the older one's guard then removes nothing).
+    pub fn host(&self, master_id: &str, workers: Workers) -> Hosting {
+        Hosting { host: self.clone(), master_id: master_id.to_owned(), handle: self.add(master_id, workers) }
     }
 
     fn table(&self) -> MutexGuard<'_, BTreeMap<String, HostedHandle>> {
@@ -59,7 +98,12 @@ impl Host {
     /// Starts routing messages for `master_id` to `workers` (a fresh or recovering bookkeeping).
     pub fn add(&self, master_id: &str, workers: Workers) -> HostedHandle {
         let h = HostedHandle {
-            state: Arc::new(Mutex::new(Hosted { workers, events: vec![], cancel: BTreeSet::new() })),
+            state: Arc::new(Mutex::new(Hosted {
+                workers,
+                events: vec![],
+                cancel: BTreeSet::new(),
+                progress: BTreeMap::new(),
+            })),
             wake: Arc::new(Notify::new()),
         };
         self.table().insert(master_id.to_owned(), h.clone());
@@ -75,7 +119,7 @@ impl Host {
         self.table().get(master_id).cloned()
     }
 
-    fn handle(&self, master_id: &str, msg: &Message, status: Option<WorkerStatus>) -> (Reply, bool) {
+    fn handle(&self, master_id: &str, msg: &Message, status: Option<WorkerStatus>, progress: &str) -> (Reply, bool) {
         let Some(h) = self.get(master_id) else {
             let reply = Reply { verdict: Verdict::StaleWorker, master_epoch: Epoch::NONE, worker_epoch: Epoch::NONE };
             return (reply, false);
@@ -83,10 +127,20 @@ impl Host {
         let now = self.clock.now();
         let (reply, cancel) = {
             let mut hosted = h.lock();
-            let (reply, events) = match status {
+            let (mut reply, events) = match status {
                 Some(s) => hosted.workers.on_status(now, msg, s),
                 None => hosted.workers.on_heartbeat(now, msg),
             };
+            if self.planted == Some(Planted::StaleWorkerAnsweredAsCurrent)
+                && reply.verdict == Verdict::StaleWorker
+                && msg.worker_epoch < reply.worker_epoch
+            {
+                // The planted bug: the worker-epoch half of the fence forgotten.
+                reply = Reply { verdict: Verdict::Accepted, worker_epoch: msg.worker_epoch, ..reply };
+            }
+            if reply.verdict == Verdict::Accepted && !progress.is_empty() {
+                hosted.progress.insert(msg.task.clone(), super::progress_text(progress));
+            }
             let cancel = reply.verdict == Verdict::Accepted && hosted.cancel.contains(&msg.task);
             let any = !events.is_empty();
             hosted.events.extend(events);
@@ -135,7 +189,7 @@ impl pb::framework_server::Framework for Host {
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
-        let (reply, cancel) = self.handle(&r.master_id, &msg, None);
+        let (reply, cancel) = self.handle(&r.master_id, &msg, None, &r.progress);
         let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
         Ok(Response::new(pb::WorkerHeartbeatResponse {
             verdict: verdict(reply.verdict),
@@ -152,7 +206,7 @@ impl pb::framework_server::Framework for Host {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let status = worker_status(r.status.as_ref())?;
-        let (reply, _) = self.handle(&r.master_id, &msg, Some(status));
+        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), "");
         Ok(Response::new(pb::ReportWorkerStatusResponse {
             verdict: verdict(reply.verdict),
             master_epoch: reply.master_epoch.0,

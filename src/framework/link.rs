@@ -72,13 +72,16 @@ pub struct Link {
     which: usize,
     live: bool,
     progress: Progress,
+    /// A planted bug (simulation only): the link never fences.
+    ignore_fence: bool,
 }
 
 impl Link {
     /// A link whose fence starts counting now: with no acknowledgement, the task stops after the self-fence time.
     pub fn new(spec: LinkSpec, clock: Clock) -> Link {
         let fence = SelfFence::new(clock.now(), spec.timing.self_fence);
-        let mut link = Link { spec, clock, fence, which: 0, live: false, progress: Progress::default() };
+        let mut link =
+            Link { spec, clock, fence, which: 0, live: false, progress: Progress::default(), ignore_fence: false };
         link.fence.observe_epoch(link.spec.master_epoch);
         link
     }
@@ -104,7 +107,42 @@ impl Link {
 
     /// When the task must have stopped unless a newer heartbeat is acknowledged.
     pub fn deadline(&self) -> Time {
+        if self.ignore_fence {
+            return Time::NEVER;
+        }
         self.fence.deadline()
+    }
+
+    /// Plants the bug [`crate::planted::Planted::WorkerIgnoresFence`]: this link never fences its task.
+    pub fn plant_ignore_fence(&mut self) {
+        self.ignore_fence = true;
+    }
+
+    fn is_fenced(&self, now: Time) -> bool {
+        !self.ignore_fence && self.fence.is_fenced(now)
+    }
+
+    /// Heartbeats (the first one at once, then every interval) until the master accepts one: the incarnation is
+    /// live from then on. `Some(end)` when the task must stop first; a cancel on the first acknowledgement is
+    /// `Some(LinkEnd::Cancel)`, the link then being live.
+    pub async fn until_live(&mut self) -> Option<LinkEnd> {
+        let mut first = true;
+        while !self.live {
+            let deadline = self.clock.instant(self.deadline());
+            let pause = if first { Duration::ZERO } else { self.spec.timing.interval };
+            first = false;
+            let beat = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => None,
+                end = async { tokio::time::sleep(pause).await; self.beat().await } => Some(end),
+            };
+            match beat {
+                None if self.is_fenced(self.clock.now()) => return Some(LinkEnd::Fenced),
+                Some(Some(end)) => return Some(end),
+                _ => {}
+            }
+        }
+        None
     }
 
     async fn client(&mut self) -> Option<FrameworkClient<tonic::transport::Channel>> {
@@ -146,7 +184,7 @@ impl Link {
     /// One heartbeat, with the deadline; `Some(end)` when the task must stop.
     pub async fn beat(&mut self) -> Option<LinkEnd> {
         let sent = self.clock.now();
-        if self.fence.is_fenced(sent) {
+        if self.is_fenced(sent) {
             return Some(LinkEnd::Fenced);
         }
         let mut client = self.client().await?;
@@ -172,7 +210,7 @@ impl Link {
     /// Heartbeats every interval until the task must stop; stops at the fence deadline itself.
     pub async fn run(&mut self) -> LinkEnd {
         loop {
-            let deadline = self.clock.instant(self.fence.deadline());
+            let deadline = self.clock.instant(self.deadline());
             let interval = self.spec.timing.interval;
             let beat = tokio::select! {
                 biased;
@@ -180,7 +218,7 @@ impl Link {
                 end = async { tokio::time::sleep(interval).await; self.beat().await } => Some(end),
             };
             match beat {
-                None if self.fence.is_fenced(self.clock.now()) => return LinkEnd::Fenced,
+                None if self.is_fenced(self.clock.now()) => return LinkEnd::Fenced,
                 Some(Some(end)) => return end,
                 _ => {}
             }
@@ -197,7 +235,7 @@ impl Link {
         };
         loop {
             let sent = self.clock.now();
-            if self.fence.is_fenced(sent) {
+            if self.is_fenced(sent) {
                 return Err(LinkEnd::Fenced);
             }
             if let Some(mut client) = self.client().await {

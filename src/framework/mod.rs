@@ -6,7 +6,9 @@
 //!   verdicts, terminal status reports retried until acknowledged.
 //! - [`host`]: the master side for masters hosted on an executor — routes messages by master id to each hosted
 //!   master's bookkeeping and queues its events.
+//! - [`dispatch`]: two-phase dispatch and worker placement, as a master calls them.
 
+pub mod dispatch;
 pub mod host;
 pub mod link;
 

@@ -9,6 +9,7 @@
 //! | `fake` | `{"workers": N, "target": T, "tick_ms": I}` | N workers each count to T, one step every I ms, checkpointing |
 
 pub mod fake;
+pub mod fake_run;
 
 use thiserror::Error;
 
@@ -26,6 +27,28 @@ pub struct ConfigProblem {
 impl ConfigProblem {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigProblem {
         ConfigProblem { field: field.into(), problem: problem.into() }
+    }
+}
+
+/// The production task factory: the job masters and workers of every job type this build knows.
+pub struct JobTypes;
+
+impl crate::executor::TaskFactory for JobTypes {
+    fn start(
+        &self,
+        env: crate::executor::TaskEnv,
+        spec: crate::executor::TaskSpec,
+        _stop: crate::executor::StopSignal,
+    ) -> crate::executor::TaskFuture {
+        use crate::executor::{TaskExit, TaskKind};
+        match (spec.kind, spec.task_type.as_str()) {
+            (TaskKind::JobMaster, fake::TYPE) => Box::pin(fake_run::job_master(env, spec)),
+            (TaskKind::Worker, fake::TYPE) => Box::pin(fake_run::worker(env, spec)),
+            (_, other) => {
+                let why = format!("{other:?} is not a job type this executor runs; known: {}", TYPES.join(", "));
+                Box::pin(async move { TaskExit::Failed(why) })
+            }
+        }
     }
 }
 

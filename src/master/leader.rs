@@ -377,7 +377,6 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
 /// refused configuration fails the job); an unanswered call leaves it to the bookkeeping's TTL, because the job
 /// master may be running.
 async fn dispatch(m: Arc<Master>, d: Dispatch) {
-    use pb::executor_service_client::ExecutorServiceClient;
     let timeout = m.cfg.rpc.request_timeout;
     let task = TaskId::job_master(&d.job);
     let request_id = format!("{}/{}", d.job, d.epoch.0);
@@ -396,26 +395,12 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         cost: d.spec.cost,
         timing: Some(crate::rpc::timing_to_wire(&m.cfg.worker_timing())),
     };
-    let result = async {
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", d.address))
-            .map_err(|e| tonic::Status::invalid_argument(e.to_string()))?
-            .timeout(timeout)
-            .connect_timeout(timeout);
-        let channel = endpoint.connect().await.map_err(|e| tonic::Status::unavailable(e.to_string()))?;
-        let mut client = ExecutorServiceClient::new(channel);
-        client.pre_dispatch_task(pre).await?;
-        client
-            .confirm_dispatch_task(pb::ConfirmDispatchTaskRequest { task_id: task.as_str().to_owned(), request_id })
-            .await?;
-        Ok::<(), tonic::Status>(())
-    }
-    .await;
+    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout).await;
     let Err(status) = result else {
         info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
         return;
     };
-    let definite =
-        !matches!(status.code(), tonic::Code::DeadlineExceeded | tonic::Code::Unknown | tonic::Code::Cancelled);
+    let definite = crate::framework::dispatch::is_definite(&status);
     warn!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "dispatch failed: {status}");
     if !definite {
         return;

@@ -236,6 +236,12 @@ impl MetaStore {
         &self.endpoints
     }
 
+    /// The cluster a key prefix of [`MetaStore::prefix`]'s shape names (`/foreman/<cluster>/`).
+    pub fn cluster_of_prefix(prefix: &str) -> Option<String> {
+        let cluster = prefix.strip_prefix("/foreman/")?.strip_suffix('/')?;
+        check_cluster(cluster).ok().map(|()| cluster.to_owned())
+    }
+
     /// `/foreman/<cluster>/`: every key of this cluster lives under it.
     pub fn prefix(&self) -> &str {
         &self.prefix

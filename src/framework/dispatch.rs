@@ -1,0 +1,64 @@
+//! The master side of two-phase dispatch, for both levels: the job manager starting a job master and a job master
+//! starting a worker. Also where a job master asks the leader to place a worker.
+
+use std::time::Duration;
+
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
+
+use crate::rpc::pb;
+use crate::rpc::pb::executor_service_client::ExecutorServiceClient;
+use crate::rpc::pb::task_scheduler_client::TaskSchedulerClient;
+
+async fn channel(address: &str, timeout: Duration) -> Result<Channel, Status> {
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| Status::invalid_argument(format!("{address:?} is not a host:port address: {e}")))?
+        .timeout(timeout)
+        .connect_timeout(timeout);
+    endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))
+}
+
+/// Pre-dispatches `pre` to the executor at `address` and confirms it, each call bounded by `timeout`.
+pub async fn dispatch(address: &str, pre: pb::PreDispatchTaskRequest, timeout: Duration) -> Result<(), Status> {
+    let confirm = pb::ConfirmDispatchTaskRequest { task_id: pre.task_id.clone(), request_id: pre.request_id.clone() };
+    let mut client = ExecutorServiceClient::new(channel(address, timeout).await?);
+    client.pre_dispatch_task(pre).await?;
+    client.confirm_dispatch_task(confirm).await?;
+    Ok(())
+}
+
+/// Whether a failed dispatch certainly did not start the task. A call that timed out, was cut, or failed in an
+/// unknown way may have started it: the master's bookkeeping must then wait for the incarnation's TTL.
+pub fn is_definite(status: &Status) -> bool {
+    !matches!(status.code(), Code::DeadlineExceeded | Code::Unknown | Code::Cancelled)
+}
+
+/// Asks the masters at `join` (from `first` on, in turn; any of them forwards to the leader) where `req`'s task
+/// should run. The first definite answer wins: a placement, or a refusal other than "unavailable".
+pub async fn schedule(
+    join: &[String],
+    first: usize,
+    req: &pb::ScheduleTaskRequest,
+    timeout: Duration,
+) -> Result<pb::ScheduleTaskResponse, Status> {
+    let mut last = Status::unavailable("no master address to ask");
+    for i in 0..join.len() {
+        let address = &join[(first + i) % join.len()];
+        let ch = match channel(address, timeout).await {
+            Ok(ch) => ch,
+            Err(e) => {
+                last = e;
+                continue;
+            }
+        };
+        match tokio::time::timeout(timeout, TaskSchedulerClient::new(ch).schedule_task(req.clone())).await {
+            Ok(Ok(r)) => return Ok(r.into_inner()),
+            Ok(Err(s)) if !matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
+                return Err(s)
+            }
+            Ok(Err(s)) => last = s,
+            Err(_) => last = Status::deadline_exceeded(format!("{address} did not answer within {timeout:?}")),
+        }
+    }
+    Err(last)
+}

@@ -1,0 +1,633 @@
+//! The fake job at work on executors: its job master and its workers, over the framework and the metastore. The
+//! decisions are [`super::fake::FakeMaster`]'s and the core's [`Workers`]; this module moves bytes and timers.
+//!
+//! Fencing, end to end:
+//! - The leader writes `job-masters/<job>` = the job master's epoch as it starts the incarnation; the job master
+//!   guards each of its own writes (its workers' records) on that value, so a superseded job master writes
+//!   nothing.
+//! - Before dispatching a worker incarnation, the job master writes `workers/<job>/<worker>` = its epoch; the
+//!   worker guards each checkpoint on that value, so a superseded worker's checkpoint is refused and a checkpoint
+//!   never goes backwards. A worker reads its starting counter after that record was written, so it resumes
+//!   from the last checkpoint any earlier incarnation managed to write.
+//! - Worker epochs are `job-master epoch × 1,000,000 + n`: above every epoch of an earlier job-master incarnation
+//!   and rising within one, with no counter to share with the leader.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use super::fake::{Checkpoint, FakeConfig, FakeMaster, Slot};
+use crate::core::ids::{Epoch, TaskId};
+use crate::core::time::Time;
+use crate::core::workers::{Event, WorkerStatus, Workers};
+use crate::executor::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
+use crate::framework::dispatch::{dispatch, is_definite, schedule};
+use crate::framework::host::Hosting;
+use crate::framework::link::{Link, LinkEnd, LinkSpec, Progress, Report};
+use crate::meta::{keys, Cond, MetaStore, Op};
+use crate::planted::Planted;
+use crate::rpc::pb;
+
+/// How many worker incarnations one job-master incarnation may create.
+pub const WORKER_EPOCHS_PER_MASTER: u64 = 1_000_000;
+
+/// How long a job master waits before trying again to place or dispatch a worker that could not be started.
+pub const RETRY: Duration = Duration::from_secs(1);
+
+/// What a fake worker is told at dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub target: u64,
+    pub tick_ms: u64,
+}
+
+/// Worker `index`'s name within its job.
+pub fn worker_name(index: u32) -> String {
+    format!("w{index}")
+}
+
+fn worker_index(name: &str) -> Option<u32> {
+    name.strip_prefix('w')?.parse().ok()
+}
+
+fn worker_task(job: &str, name: &str) -> Result<TaskId, crate::core::ids::IdError> {
+    TaskId::parse(&format!("{job}/{name}"))
+}
+
+/// A worker task id's job and worker name.
+fn split_task(task: &TaskId) -> Option<(&str, &str)> {
+    task.as_str().split_once('/')
+}
+
+/// How a task's work ended, before it is reported.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Outcome {
+    Finished,
+    Canceled,
+    Failed(String),
+    /// Someone newer exists (told so, or a fenced write was refused).
+    Stale,
+    Fenced,
+}
+
+impl From<LinkEnd> for Outcome {
+    fn from(end: LinkEnd) -> Outcome {
+        match end {
+            LinkEnd::Fenced => Outcome::Fenced,
+            LinkEnd::Stale => Outcome::Stale,
+            LinkEnd::Cancel => Outcome::Canceled,
+        }
+    }
+}
+
+/// Heartbeats until the task must stop; a cancel is passed on to the work (which then ends by itself).
+async fn keep_linked(link: &mut Link, cancel: watch::Sender<bool>) -> LinkEnd {
+    loop {
+        match link.run().await {
+            LinkEnd::Cancel => {
+                cancel.send_replace(true);
+            }
+            end => return end,
+        }
+    }
+}
+
+/// Reports the outcome (a terminal status is persisted before this: checkpoints for a worker, nothing to persist
+/// for a fake job master whose state is its workers') and turns it into the task's exit.
+async fn finish(link: &mut Link, outcome: Outcome) -> TaskExit {
+    let (report, exit) = match outcome {
+        Outcome::Finished => (Report::Finished, TaskExit::Finished),
+        Outcome::Canceled => (Report::Canceled, TaskExit::Canceled),
+        Outcome::Failed(m) => (Report::Failed(m.clone()), TaskExit::Failed(m)),
+        Outcome::Stale => return TaskExit::Stale,
+        Outcome::Fenced => return TaskExit::Fenced,
+    };
+    match link.report(report).await {
+        Ok(()) => exit,
+        Err(LinkEnd::Stale) => TaskExit::Stale,
+        Err(_) => TaskExit::Fenced,
+    }
+}
+
+/// Runs `work` beside the link: the link's end (fenced, stale) stops the work at once; a cancel reaches the
+/// work through its watch.
+async fn linked<F>(link: &mut Link, work: impl FnOnce(watch::Receiver<bool>) -> F) -> Outcome
+where
+    F: std::future::Future<Output = Outcome>,
+{
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let work = work(cancel_rx);
+    tokio::select! {
+        biased;
+        end = keep_linked(link, cancel_tx) => end.into(),
+        out = work => out,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The worker.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A fake worker: counts from its checkpoint to the target, one step per tick, checkpointing each step under its
+/// epoch; then reports Finished.
+pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
+    let config: WorkerConfig = match serde_json::from_slice(&spec.task_config) {
+        Ok(c) => c,
+        Err(e) => return TaskExit::Failed(format!("task_config: {e}; expected {{\"target\": T, \"tick_ms\": I}}")),
+    };
+    let Some((job, name)) = split_task(&spec.task_id) else {
+        return TaskExit::Failed(format!("{} is not a worker task id (<job>/<worker>)", spec.task_id));
+    };
+    let (job, name) = (job.to_owned(), name.to_owned());
+    let meta = env.metastore().await;
+    let mut link = Link::new(
+        LinkSpec {
+            master_id: spec.master_id.clone(),
+            addresses: vec![spec.master_address.clone()],
+            master_epoch: Epoch(spec.master_epoch),
+            worker: spec.task_id.clone(),
+            worker_epoch: spec.epoch,
+            timing: spec.timing,
+        },
+        env.clock,
+    );
+    if env.planted(Planted::WorkerIgnoresFence) {
+        link.plant_ignore_fence();
+    }
+    if let Some(end) = link.until_live().await {
+        return finish(&mut link, end.into()).await;
+    }
+    let progress = link.progress();
+    let outcome = linked(&mut link, |cancel| {
+        count(&env, &meta, &job, &name, spec.task_id.as_str(), spec.epoch, config, progress, cancel)
+    })
+    .await;
+    finish(&mut link, outcome).await
+}
+
+fn checkpoint_of(bytes: Option<&[u8]>) -> Result<u64, String> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => serde_json::from_slice::<Checkpoint>(b).map(|c| c.counter).map_err(|e| e.to_string()),
+    }
+}
+
+/// Reads a worker's checkpoint, trying again until the metastore answers (the caller's link bounds the wait).
+async fn read_checkpoint(meta: &MetaStore, job: &str, name: &str) -> Result<u64, String> {
+    loop {
+        match meta.get(&keys::checkpoint(job, name)).await {
+            Ok(v) => return checkpoint_of(v.as_deref()).map_err(|e| format!("checkpoint of {job}/{name}: {e}")),
+            Err(e) => {
+                debug!(job, worker = name, "reading a checkpoint: {e}; retrying");
+                tokio::time::sleep(RETRY).await;
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn count(
+    env: &TaskEnv,
+    meta: &MetaStore,
+    job: &str,
+    name: &str,
+    task: &str,
+    epoch: Epoch,
+    config: WorkerConfig,
+    progress: Progress,
+    mut cancel: watch::Receiver<bool>,
+) -> Outcome {
+    let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
+    let key = keys::checkpoint(job, name);
+    let mut counter = match read_checkpoint(meta, job, name).await {
+        Ok(c) => c,
+        Err(e) => return Outcome::Failed(e),
+    };
+    let tick = Duration::from_millis(config.tick_ms);
+    loop {
+        progress.set(format!("{}/{}", counter.min(config.target), config.target));
+        if *cancel.borrow_and_update() {
+            return Outcome::Canceled;
+        }
+        if counter >= config.target {
+            return Outcome::Finished;
+        }
+        tokio::select! {
+            biased;
+            _ = cancel.changed() => continue,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        let next = counter + 1;
+        let value = serde_json::to_vec(&Checkpoint { counter: next, epoch }).unwrap_or_default();
+        match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
+            Ok(true) => {
+                counter = next;
+                env.observe(ExecutorObservation::Checkpoint { task: task.to_owned(), epoch: epoch.0, counter });
+            }
+            // Our record holds another epoch: a newer incarnation exists.
+            Ok(false) => return Outcome::Stale,
+            // Unknown: the same step is written again at the next tick (the same value, so applying it twice is
+            // harmless).
+            Err(e) => debug!(job, worker = name, "checkpoint write: {e}; retrying"),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The job master.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// A fake job master: recovers its workers from the metastore, starts the missing ones through the leader's
+/// placement and two-phase dispatch, restarts lost ones from their checkpoints, and reports Finished once every
+/// counter reached the target.
+pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
+    let meta = env.metastore().await;
+    let mut addresses = vec![spec.master_address.clone()];
+    addresses.extend(env.join.iter().filter(|a| **a != spec.master_address).cloned());
+    let mut link = Link::new(
+        LinkSpec {
+            master_id: spec.master_id.clone(),
+            addresses,
+            master_epoch: Epoch(spec.master_epoch),
+            worker: spec.task_id.clone(),
+            worker_epoch: spec.epoch,
+            timing: spec.timing,
+        },
+        env.clock,
+    );
+    let config = match FakeConfig::parse(&spec.task_config) {
+        Ok(c) => c,
+        Err(e) => return finish(&mut link, Outcome::Failed(format!("job configuration: {e}"))).await,
+    };
+    if let Some(end) = link.until_live().await {
+        return finish(&mut link, end.into()).await;
+    }
+    let progress = link.progress();
+    let outcome = linked(&mut link, |cancel| async move {
+        let mut jm = match JobMaster::recover(env, meta, &spec, config).await {
+            Ok(jm) => jm,
+            Err(outcome) => return outcome,
+        };
+        jm.run(progress, cancel).await
+    })
+    .await;
+    finish(&mut link, outcome).await
+}
+
+struct JobMaster {
+    env: TaskEnv,
+    meta: MetaStore,
+    job: String,
+    epoch: Epoch,
+    config: FakeConfig,
+    spec: TaskSpec,
+    fence: Cond,
+    fake: FakeMaster,
+    hosting: Hosting,
+    /// Worker incarnations created by this job master so far.
+    created: u64,
+    /// Workers not to be tried again before then.
+    retry: BTreeMap<u32, Time>,
+    /// Which master to ask for placements first (the last one that answered).
+    scheduler: usize,
+}
+
+impl JobMaster {
+    /// Reads the job's workers and checkpoints and starts hosting its workers' messages: the incarnations
+    /// recorded and not done are awaited for the recovery window; the others start from their checkpoints.
+    async fn recover(env: TaskEnv, meta: MetaStore, spec: &TaskSpec, config: FakeConfig) -> Result<JobMaster, Outcome> {
+        let job = spec.job_id.clone();
+        let epoch = spec.epoch;
+        let (owner, records, checkpoints) = loop {
+            match read_job(&meta, &job).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    debug!(job, "reading the job's state: {e}; retrying");
+                    tokio::time::sleep(RETRY).await;
+                }
+            }
+        };
+        if owner != Some(epoch.0) {
+            info!(job, epoch = epoch.0, ?owner, "another job-master incarnation owns the job: stopping");
+            return Err(Outcome::Stale);
+        }
+        let mut fake = FakeMaster::recover(config.clone(), &checkpoints);
+        let mut expected = vec![];
+        for (index, worker_epoch) in &records {
+            if matches!(fake.slot(*index), Some(Slot::Idle { .. })) && fake.on_started(*index, *worker_epoch).is_ok() {
+                if let Ok(task) = worker_task(&job, &worker_name(*index)) {
+                    expected.push((task, *worker_epoch));
+                }
+            }
+        }
+        let now = env.clock.now();
+        info!(job, epoch = epoch.0, awaited = expected.len(), "job master recovering its workers");
+        let workers = Workers::recover(now, epoch, spec.timing, expected);
+        let hosting = env.host.host(&job, workers);
+        let fence = Cond::ValueEquals { key: keys::job_master(&job), value: epoch.0.to_string().into_bytes() };
+        Ok(JobMaster {
+            env,
+            meta,
+            job,
+            epoch,
+            config,
+            spec: spec.clone(),
+            fence,
+            fake,
+            hosting,
+            created: 0,
+            retry: BTreeMap::new(),
+            scheduler: 0,
+        })
+    }
+
+    async fn run(&mut self, progress: Progress, mut cancel: watch::Receiver<bool>) -> Outcome {
+        let interval = self.spec.timing.interval;
+        let wake = self.hosting.handle().wake.clone();
+        loop {
+            let now = self.env.clock.now();
+            let events = {
+                let mut h = self.hosting.handle().lock();
+                let mut events = std::mem::take(&mut h.events);
+                events.extend(h.workers.tick(now));
+                events
+            };
+            for ev in events {
+                if let Some(outcome) = self.on_event(ev).await {
+                    return outcome;
+                }
+            }
+            if *cancel.borrow_and_update() {
+                let mut h = self.hosting.handle().lock();
+                let live: Vec<TaskId> =
+                    h.workers.iter().filter(|(_, e)| e.state.may_be_live()).map(|(t, _)| t.clone()).collect();
+                if live.is_empty() {
+                    return Outcome::Canceled;
+                }
+                h.cancel.extend(live);
+            } else {
+                if self.fake.is_done() {
+                    progress.set(self.progress_text());
+                    return Outcome::Finished;
+                }
+                if let Some(outcome) = self.start_idle().await {
+                    return outcome;
+                }
+            }
+            progress.set(self.progress_text());
+            let now = self.env.clock.now();
+            let next = [self.hosting.handle().lock().workers.next_deadline(), self.retry.values().min().copied()]
+                .into_iter()
+                .flatten()
+                .fold(now + interval, Time::min);
+            let canceling = *cancel.borrow();
+            tokio::select! {
+                biased;
+                r = cancel.changed(), if !canceling => { let _ = r; }
+                _ = wake.notified() => {}
+                _ = tokio::time::sleep_until(self.env.clock.instant(next)) => {}
+            }
+        }
+    }
+
+    fn index_of(&self, task: &TaskId) -> Option<u32> {
+        let (job, name) = split_task(task)?;
+        if job != self.job {
+            return None;
+        }
+        worker_index(name).filter(|i| *i < self.config.workers)
+    }
+
+    async fn on_event(&mut self, ev: Event) -> Option<Outcome> {
+        match ev {
+            Event::Online { task, epoch } => debug!(job = %self.job, %task, epoch = epoch.0, "worker online"),
+            Event::Exited { task, epoch, status } => {
+                let index = self.index_of(&task)?;
+                match status {
+                    WorkerStatus::Finished => {
+                        if let Err(e) = self.fake.on_progress(index, epoch, self.config.target) {
+                            debug!(job = %self.job, %task, "finished report not taken: {e}");
+                        }
+                    }
+                    WorkerStatus::Failed { message } => {
+                        return Some(Outcome::Failed(format!("worker {task} failed: {message}")));
+                    }
+                    // Canceled without being asked (or asked, while canceling): started again unless canceling.
+                    WorkerStatus::Canceled | WorkerStatus::Running => self.lost(index, epoch).await,
+                }
+            }
+            Event::Lost { task, epoch, reason } => {
+                info!(job = %self.job, %task, epoch = epoch.0, %reason, "worker lost");
+                let index = self.index_of(&task)?;
+                self.lost(index, epoch).await;
+            }
+            Event::Superseded { seen } => {
+                info!(job = %self.job, seen = seen.0, "a newer job master exists: stopping");
+                return Some(Outcome::Stale);
+            }
+            Event::Recovered { adopted, lost } => info!(job = %self.job, adopted, lost, "worker recovery ended"),
+        }
+        None
+    }
+
+    /// Incarnation `epoch` of worker `index` is gone: it restarts from its checkpoint.
+    async fn lost(&mut self, index: u32, epoch: Epoch) {
+        let counter = match read_checkpoint(&self.meta, &self.job, &worker_name(index)).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(job = %self.job, "{e}; restarting the worker from what this job master saw");
+                0
+            }
+        };
+        if let Err(e) = self.fake.on_lost(index, epoch, counter) {
+            debug!(job = %self.job, "lost worker not taken: {e}");
+        }
+    }
+
+    fn progress_text(&self) -> String {
+        let h = self.hosting.handle().lock();
+        let target = self.config.target;
+        let mut steps = 0u64;
+        let mut done = 0u32;
+        for index in 0..self.config.workers {
+            steps += match self.fake.slot(index) {
+                Some(Slot::Done) => {
+                    done += 1;
+                    target
+                }
+                Some(Slot::Idle { counter }) => counter,
+                Some(Slot::Running { counter, .. }) => worker_task(&self.job, &worker_name(index))
+                    .ok()
+                    .and_then(|t| h.progress.get(&t))
+                    .and_then(|p| p.split('/').next()?.parse::<u64>().ok())
+                    .map_or(counter, |c| c.max(counter).min(target)),
+                None => 0,
+            };
+        }
+        let total = target.saturating_mul(u64::from(self.config.workers));
+        format!("{steps}/{total} steps, {done}/{} workers done", self.config.workers)
+    }
+
+    /// Starts every idle worker not waiting for a retry. `Some(outcome)` when this job master must stop.
+    async fn start_idle(&mut self) -> Option<Outcome> {
+        for (index, from) in self.fake.to_start() {
+            let now = self.env.clock.now();
+            if self.retry.get(&index).is_some_and(|t| *t > now) {
+                continue;
+            }
+            self.retry.remove(&index);
+            if let Some(outcome) = self.start(index, from).await {
+                return Some(outcome);
+            }
+        }
+        None
+    }
+
+    async fn start(&mut self, index: u32, from: u64) -> Option<Outcome> {
+        let name = worker_name(index);
+        let Ok(task) = worker_task(&self.job, &name) else {
+            return Some(Outcome::Failed(format!("job {} cannot name its worker {name}", self.job)));
+        };
+        if self.created + 1 >= WORKER_EPOCHS_PER_MASTER {
+            return Some(Outcome::Failed(format!(
+                "this job master created {} worker incarnations, the most one may",
+                self.created
+            )));
+        }
+        let Some(epoch) =
+            self.epoch.0.checked_mul(WORKER_EPOCHS_PER_MASTER).and_then(|e| e.checked_add(self.created + 1))
+        else {
+            return Some(Outcome::Failed(format!("job-master epoch {} leaves no room for worker epochs", self.epoch)));
+        };
+        let epoch = Epoch(epoch);
+        let timeout = self.env.rpc_timeout;
+        let again = |jm: &mut JobMaster| {
+            let at = jm.env.clock.now() + RETRY;
+            jm.retry.insert(index, at);
+            None
+        };
+        // Where: the leader's placement (any master forwards).
+        let req = pb::ScheduleTaskRequest {
+            task_id: task.as_str().to_owned(),
+            cost: 1,
+            resources: vec![],
+            selectors: vec![],
+            job_id: self.job.clone(),
+            master_epoch: self.epoch.0,
+        };
+        let placed = match schedule(&self.env.join, self.scheduler, &req, timeout).await {
+            Ok(p) => p,
+            Err(status) => {
+                debug!(job = %self.job, %task, "not placed: {}", status.message());
+                self.scheduler += 1;
+                return again(self);
+            }
+        };
+        // The record first: from now on only this incarnation's checkpoints are taken.
+        self.created += 1;
+        let record =
+            Op::Put { key: keys::worker(&self.job, &name), value: epoch.0.to_string().into_bytes(), lease: None };
+        match self.meta.txn(std::slice::from_ref(&self.fence), &[record]).await {
+            Ok(true) => {}
+            Ok(false) => {
+                info!(job = %self.job, epoch = self.epoch.0, "the job's fence moved on: a newer job master exists");
+                return Some(Outcome::Stale);
+            }
+            Err(e) => {
+                debug!(job = %self.job, %task, "worker record: {e}; retrying");
+                return again(self);
+            }
+        }
+        let now = self.env.clock.now();
+        let dispatched = self.hosting.handle().lock().workers.on_dispatched(now, &task, epoch);
+        if let Err(e) = dispatched {
+            debug!(job = %self.job, "{e}");
+            return again(self);
+        }
+        if let Err(e) = self.fake.on_started(index, epoch) {
+            debug!(job = %self.job, "{e}");
+        }
+        let config = WorkerConfig { target: self.config.target, tick_ms: self.config.tick_ms };
+        let pre = pb::PreDispatchTaskRequest {
+            task_id: task.as_str().to_owned(),
+            kind: pb::TaskKind::Worker as i32,
+            task_type: super::fake::TYPE.to_owned(),
+            task_config: serde_json::to_vec(&config).unwrap_or_default(),
+            job_id: self.job.clone(),
+            epoch: epoch.0,
+            master_id: self.job.clone(),
+            master_address: self.env.address.clone(),
+            master_epoch: self.epoch.0,
+            leader_epoch: placed.leader_epoch,
+            request_id: format!("{task}/{}", epoch.0),
+            cost: 1,
+            timing: Some(crate::rpc::timing_to_wire(&self.spec.timing)),
+        };
+        match dispatch(&placed.executor_address, pre, timeout).await {
+            Ok(()) => {
+                info!(job = %self.job, %task, epoch = epoch.0, from, executor = placed.executor_id, "worker dispatched");
+                None
+            }
+            Err(status) if is_definite(&status) => {
+                debug!(job = %self.job, %task, "dispatch refused: {}", status.message());
+                self.hosting.handle().lock().workers.on_dispatch_failed(&task, epoch);
+                let _ = self.fake.on_lost(index, epoch, from);
+                again(self)
+            }
+            // It may run: its heartbeats, or its TTL, decide.
+            Err(status) => {
+                debug!(job = %self.job, %task, "dispatch unanswered: {}", status.message());
+                None
+            }
+        }
+    }
+}
+
+/// The job's owner epoch, its worker records (index → epoch) and checkpoints (index → checkpoint).
+async fn read_job(
+    meta: &MetaStore,
+    job: &str,
+) -> Result<(Option<u64>, BTreeMap<u32, Epoch>, BTreeMap<u32, Checkpoint>), String> {
+    let owner = match meta.get(&keys::job_master(job)).await.map_err(|e| e.to_string())? {
+        Some(v) => Some(crate::meta::parse_counter(&keys::job_master(job), &v).map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let mut records = BTreeMap::new();
+    let prefix = keys::workers_prefix(job);
+    for (key, value) in meta.list(&prefix).await.map_err(|e| e.to_string())? {
+        let name = key.rsplit('/').next().unwrap_or_default();
+        let Some(index) = worker_index(name) else { continue };
+        let epoch = crate::meta::parse_counter(&key, &value).map_err(|e| e.to_string())?;
+        records.insert(index, Epoch(epoch));
+    }
+    let mut checkpoints = BTreeMap::new();
+    let prefix = keys::checkpoints_prefix(job);
+    for (key, value) in meta.list(&prefix).await.map_err(|e| e.to_string())? {
+        let name = key.rsplit('/').next().unwrap_or_default();
+        let Some(index) = worker_index(name) else { continue };
+        let c: Checkpoint = serde_json::from_slice(&value).map_err(|e| format!("{key}: {e}"))?;
+        checkpoints.insert(index, c);
+    }
+    Ok((owner, records, checkpoints))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worker_names_round_trip() {
+        for i in [0, 7, 999] {
+            assert_eq!(worker_index(&worker_name(i)), Some(i));
+        }
+        assert_eq!(worker_index("x1"), None);
+        assert_eq!(worker_index("w"), None);
+        assert_eq!(checkpoint_of(None), Ok(0));
+        assert_eq!(checkpoint_of(Some(br#"{"counter":5,"epoch":3}"#)), Ok(5));
+        assert!(checkpoint_of(Some(b"five")).is_err());
+    }
+}
