@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
 
 use crate::cluster::Seen;
@@ -94,7 +95,7 @@ pub fn offline_declarations(
     let mut detections = vec![];
     for (at, node, seen) in events {
         match seen {
-            Seen::Acked { id } | Seen::Registered { id } => {
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id } | ExecutorObservation::Registered { id }) => {
                 last_ack.insert(*id, *at);
             }
             Seen::Killed => {
@@ -127,21 +128,194 @@ pub fn offline_declarations(
     Ok(detections)
 }
 
-/// Rule 3: at most one live incarnation of every job master at every simulated instant. A node's kill stops its
-/// incarnations.
+/// Where one incarnation stands, for [`one_live_incarnation`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    Live,
+    /// Its node is paused: it cannot act.
+    Frozen,
+    /// Its node was resumed at this instant: it is live from the next instant on unless it stops at this one (a
+    /// fenced task stops the moment it is polled again, before it can act).
+    Resumed(Time),
+}
+
+#[derive(Clone, Debug)]
+struct Incarnation {
+    epoch: u64,
+    node: String,
+    standing: Standing,
+}
+
+/// Rule 3: at most one live incarnation of every job master and every worker at every simulated instant, and
+/// each task's incarnations start in strictly increasing epoch order. Fed by the executors' own task starts and
+/// stops; a node's kill stops its incarnations, and a paused node's incarnations are not live until it resumes.
 pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
-    let mut live = foreman::core::invariants::LiveIncarnations::default();
+    let mut tasks: BTreeMap<String, Vec<Incarnation>> = BTreeMap::new();
+    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    // Resumed incarnations become live once time moves past their resume instant.
+    fn promote(tasks: &mut BTreeMap<String, Vec<Incarnation>>, now: Time) -> Result<(), String> {
+        for (task, incs) in tasks.iter_mut() {
+            for i in 0..incs.len() {
+                let Standing::Resumed(at) = incs[i].standing else { continue };
+                if at >= now {
+                    continue;
+                }
+                if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
+                    return Err(format!(
+                        "safety rule 3 at {at}: {task} epoch {} resumed on {} while epoch {} is live on {}",
+                        incs[i].epoch, incs[i].node, other.epoch, other.node
+                    ));
+                }
+                incs[i].standing = Standing::Live;
+            }
+        }
+        Ok(())
+    }
+    for (at, node, seen) in events {
+        promote(&mut tasks, *at)?;
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+                let incs = tasks.entry(task.clone()).or_default();
+                if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
+                    return Err(format!(
+                        "safety rule 3 at {at}: {task} epoch {epoch} started on {node} while epoch {} is live on {}",
+                        other.epoch, other.node
+                    ));
+                }
+                let last = highest.entry(task.clone()).or_default();
+                if *epoch <= *last {
+                    return Err(format!(
+                        "safety rule 3 at {at}: {task} epoch {epoch} started on {node} after epoch {last} had started"
+                    ));
+                }
+                *last = *epoch;
+                incs.push(Incarnation { epoch: *epoch, node: node.clone(), standing: Standing::Live });
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. }) => {
+                let incs = tasks.entry(task.clone()).or_default();
+                let Some(i) = incs.iter().position(|o| o.epoch == *epoch && o.node == *node) else {
+                    return Err(format!(
+                        "recorder at {at}: {task} epoch {epoch} stopped on {node} but never started there"
+                    ));
+                };
+                incs.remove(i);
+            }
+            Seen::Killed => {
+                for incs in tasks.values_mut() {
+                    incs.retain(|o| o.node != *node);
+                }
+            }
+            Seen::Paused | Seen::Resumed => {
+                for incs in tasks.values_mut() {
+                    for o in incs.iter_mut().filter(|o| o.node == *node) {
+                        o.standing = if *seen == Seen::Paused { Standing::Frozen } else { Standing::Resumed(*at) };
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    promote(&mut tasks, Time::NEVER)
+}
+
+/// Checkpoints never go backwards: every acknowledged checkpoint of a worker is at least its highest so far.
+/// Within one incarnation it is the next step or the same one again (a retried write), never a skip; a new
+/// incarnation may start above the highest acknowledged one (its predecessor's last write can land unacknowledged,
+/// e.g. when its executor dies), never below.
+pub fn checkpoints_forward(events: &Events) -> Result<(), String> {
+    let mut high: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (at, node, seen) in events {
+        if let Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, counter }) = seen {
+            let (h, by) = high.entry(task.clone()).or_default();
+            let skip = *by == *epoch && *counter > *h + 1;
+            if *counter < *h || skip {
+                return Err(format!(
+                    "checkpoints at {at}: {task} epoch {epoch} on {node} checkpointed {counter} after {h} (by epoch \
+                     {by}) had been"
+                ));
+            }
+            (*h, *by) = (*counter, *epoch);
+        }
+    }
+    Ok(())
+}
+
+/// The task ids of a job: its job master (the job id) and its workers (`<job>/<worker>`).
+fn of_job(task: &str, job: &str) -> bool {
+    task == job || task.strip_prefix(job).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A canceled job never starts again: once a cancel was acknowledged, no job-master incarnation of that job
+/// starts (a worker dispatched just before may still start, and is stopped by its job master), and once the
+/// job's job master stopped after the cancel, nothing of the job starts at all.
+pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
+    let mut canceled: BTreeMap<String, Time> = BTreeMap::new();
+    let mut ended: BTreeMap<String, Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
-            Seen::TaskLive { task, epoch } => {
-                let t = foreman::core::ids::TaskId::parse(task).map_err(|e| e.to_string())?;
-                live.on_start(*at, &t, foreman::core::ids::Epoch(*epoch), node).map_err(|v| v.to_string())?;
+            Seen::JobCanceled { id } => {
+                canceled.entry(id.clone()).or_insert(*at);
             }
-            Seen::TaskStopped { task, epoch, .. } => {
-                let t = foreman::core::ids::TaskId::parse(task).map_err(|e| e.to_string())?;
-                live.on_stop(*at, &t, foreman::core::ids::Epoch(*epoch), node).map_err(|v| v.to_string())?;
+            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) if canceled.contains_key(task) => {
+                ended.entry(task.clone()).or_insert(*at);
             }
-            Seen::Killed => live.on_node_down(node),
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+                for (job, when) in &canceled {
+                    if task == job {
+                        return Err(format!(
+                            "cancel at {at}: job master {task} epoch {epoch} started on {node} after the cancel \
+                             acknowledged at {when}"
+                        ));
+                    }
+                    if of_job(task, job) && ended.contains_key(job) {
+                        return Err(format!(
+                            "cancel at {at}: {task} epoch {epoch} started on {node} after job {job} was canceled and \
+                             its job master stopped"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Placement: an executor never runs more tasks than its capacity (every task costs one slot here), and never
+/// starts one under an id the leader has declared offline.
+pub fn placement_within_bounds(events: &Events, capacity: u32) -> Result<(), String> {
+    let mut running: BTreeMap<String, u32> = BTreeMap::new();
+    let mut id_of: BTreeMap<String, u64> = BTreeMap::new();
+    let mut offline: std::collections::BTreeSet<u64> = Default::default();
+    for (at, node, seen) in events {
+        match seen {
+            Seen::Exec(ExecutorObservation::Registered { id }) => {
+                id_of.insert(node.clone(), *id);
+            }
+            Seen::Master(Observation::ExecutorOffline { id, .. }) => {
+                offline.insert(*id);
+            }
+            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+                let n = running.entry(node.clone()).or_default();
+                *n += 1;
+                if *n > capacity {
+                    return Err(format!("placement at {at}: {node} runs {n} tasks (capacity {capacity}) with {task}"));
+                }
+                if let Some(id) = id_of.get(node).filter(|id| offline.contains(id)) {
+                    return Err(format!(
+                        "placement at {at}: {task} started on {node}, whose id {id} was declared offline"
+                    ));
+                }
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { .. }) => {
+                if let Some(n) = running.get_mut(node) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            Seen::Killed => {
+                running.remove(node);
+                id_of.remove(node);
+            }
             _ => {}
         }
     }

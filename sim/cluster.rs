@@ -1,6 +1,6 @@
-//! A simulated cluster of real `foreman` masters: one etcd node, N masters, M stand-in executors that register
-//! and heartbeat like the real executor will (deadline on every call, register again when told), and a client
-//! node. Everything nodes see is reported to one [`Recorder`] handed to them here, never through a global.
+//! A simulated cluster of real `foreman` nodes: one etcd node, N masters, M executors running the production job
+//! types (`foreman::jobs::JobTypes`), and a client node. Everything nodes see is reported to one [`Recorder`]
+//! handed to them here, never through a global.
 //!
 //! Addresses: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at 10.0.2.(i+1):10250, the client at
 //! 10.0.3.1.
@@ -9,11 +9,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foreman::config::MasterConfig;
+use foreman::config::{ExecutorConfig, MasterConfig};
+use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver};
 use foreman::master::{Master, Observation, Observer, Role};
 use foreman::meta::MetaStore;
-use foreman::rpc::pb;
-use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use foreman::planted::Planted;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use tonic::transport::{Channel, Endpoint};
@@ -28,22 +28,23 @@ pub const CLUSTER: &str = "sim";
 pub enum Seen {
     /// A master's own report (leadership, liveness decisions).
     Master(Observation),
-    /// A stand-in executor was admitted under this id.
-    Registered { id: u64 },
-    /// A heartbeat of this executor id was acknowledged.
-    Acked { id: u64 },
-    /// The executor was told to register again.
-    Reregister { id: u64 },
-    /// The client's job call was acknowledged.
-    JobCreated { id: String },
-    /// A stand-in job master's incarnation became live (its first heartbeat was acknowledged).
-    TaskLive { task: String, epoch: u64 },
-    /// ...and stopped.
-    TaskStopped { task: String, epoch: u64, why: String },
+    /// An executor's own report (membership, fencing, task starts and stops, checkpoints).
+    Exec(ExecutorObservation),
+    /// The client's create was acknowledged.
+    JobCreated {
+        id: String,
+    },
+    /// The client's cancel was acknowledged.
+    JobCanceled {
+        id: String,
+    },
     /// The scenario killed this node.
     Killed,
     /// The scenario restarted this node.
     Restarted,
+    /// The scenario paused this node (its tasks are not polled until it is resumed).
+    Paused,
+    Resumed,
 }
 
 pub fn master_addr(i: usize) -> String {
@@ -83,6 +84,23 @@ impl MasterNode {
     }
 }
 
+/// The slots of every executor; capacity = this many tasks of cost 1.
+pub const EXECUTOR_CAPACITY: u32 = 8;
+
+/// A real executor joining every master.
+pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
+    let mut c = ExecutorConfig {
+        name: format!("executor-{i}"),
+        addr: executor_addr(i),
+        join: (0..masters).map(master_addr).collect(),
+        capacity: EXECUTOR_CAPACITY,
+        ..ExecutorConfig::default()
+    };
+    c.fill_derived();
+    c.validate().expect("the simulated executor configuration is valid");
+    c
+}
+
 pub struct ExecutorNode {
     pub name: String,
     pub node: NodeHandle,
@@ -101,11 +119,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(masters: usize, executors: usize) -> Cluster {
-        Cluster::start_with(masters, executors, false).await
+        Cluster::start_with(masters, executors, None).await
     }
 
-    /// With `host_tasks`, the executors serve dispatch and run stand-in job masters (see `standin.rs`).
-    pub async fn start_with(masters: usize, executors: usize, host_tasks: bool) -> Cluster {
+    /// With `planted`, every executor runs its tasks with that bug (the planted-bug runs).
+    pub async fn start_with(masters: usize, executors: usize, planted: Option<Planted>) -> Cluster {
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock);
@@ -151,24 +169,22 @@ impl Cluster {
         let config = master_config(0);
         let mut es = vec![];
         for i in 0..executors {
-            let name = format!("executor-{i}");
-            let addr: SocketAddr = executor_addr(i).parse().unwrap();
+            let cfg = executor_config(i, masters);
+            let name = cfg.name.clone();
+            let addr: SocketAddr = cfg.addr.parse().unwrap();
             let rec = recorder.clone();
-            let n = name.clone();
-            let interval = config.executors.heartbeat_interval;
-            let deadline = config.executors.heartbeat_timeout;
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
                 .init(move || {
-                    let (n, rec) = (n.clone(), rec.clone());
+                    let (cfg, rec) = (cfg.clone(), rec.clone());
                     async move {
-                        if host_tasks {
-                            crate::standin::executor(n, addr, rec, masters, interval, deadline).await
-                        } else {
-                            standin_executor(n, addr, rec, masters, interval, deadline).await
-                        }
+                        let observer: ExecutorObserver =
+                            Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Seen::Exec(o)));
+                        let e =
+                            Executor::new(cfg, Arc::new(foreman::jobs::JobTypes), Some(observer)).with_planted(planted);
+                        e.serve(addr, std::future::pending()).await.expect("executor serves");
                     }
                 })
                 .build();
@@ -218,68 +234,24 @@ impl Cluster {
         self.recorder.record(&self.executors[i].name, Seen::Killed);
         self.handle.kill(self.executors[i].node.id());
     }
+
+    pub fn restart_executor(&self, i: usize) {
+        self.recorder.record(&self.executors[i].name, Seen::Restarted);
+        self.handle.restart(self.executors[i].node.id());
+    }
+
+    pub fn pause_executor(&self, i: usize) {
+        self.recorder.record(&self.executors[i].name, Seen::Paused);
+        self.handle.pause(self.executors[i].node.id());
+    }
+
+    pub fn resume_executor(&self, i: usize) {
+        self.recorder.record(&self.executors[i].name, Seen::Resumed);
+        self.handle.resume(self.executors[i].node.id());
+    }
 }
 
-/// A client of every master, trying them in turn; what executors and the client node use.
+/// A channel to one node; what the client node uses.
 pub async fn channel_to(addr: &str, timeout: Duration) -> Option<Channel> {
     Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(timeout).connect_timeout(timeout).connect().await.ok()
-}
-
-/// A stand-in executor: registers, heartbeats every interval with a deadline, registers again when told, and
-/// moves to the next master when one does not answer. Reports what it was told.
-async fn standin_executor(
-    name: String,
-    addr: SocketAddr,
-    rec: Recorder<Seen>,
-    masters: usize,
-    interval: Duration,
-    deadline: Duration,
-) {
-    let mut which = 0usize;
-    let mut id: Option<u64> = None;
-    let mut leader_epoch = 0u64;
-    loop {
-        tokio::time::sleep(interval).await;
-        let target = master_addr(which % masters);
-        let Some(ch) = channel_to(&target, deadline).await else {
-            which += 1;
-            continue;
-        };
-        let mut client = DiscoveryClient::new(ch);
-        match id {
-            None => {
-                let req = pb::RegisterExecutorRequest {
-                    name: name.clone(),
-                    address: addr.to_string(),
-                    capacity: 4,
-                    labels: Default::default(),
-                };
-                match client.register_executor(req).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        id = Some(r.executor_id);
-                        leader_epoch = leader_epoch.max(r.leader_epoch);
-                        rec.record(&name, Seen::Registered { id: r.executor_id });
-                    }
-                    Err(_) => which += 1,
-                }
-            }
-            Some(me) => {
-                let req = pb::HeartbeatRequest { executor_id: me, leader_epoch, tasks: vec![] };
-                match client.heartbeat(req).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        leader_epoch = leader_epoch.max(r.leader_epoch);
-                        if r.verdict == pb::HeartbeatVerdict::Accepted as i32 {
-                            rec.record(&name, Seen::Acked { id: me });
-                        } else {
-                            rec.record(&name, Seen::Reregister { id: me });
-                            id = None;
-                        }
-                    }
-                    Err(_) => which += 1,
-                }
-            }
-        }
-    }
 }

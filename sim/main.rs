@@ -7,9 +7,9 @@
 mod checks;
 mod cluster;
 mod executor_node;
+mod fake_jobs;
 mod framework_link;
 mod harness;
 mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
-mod standin;

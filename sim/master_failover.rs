@@ -41,7 +41,7 @@ impl Figures {
 }
 
 /// The run's safety checks, whatever the scenario.
-fn check_safety(c: &Cluster) -> Vec<std::time::Duration> {
+pub(crate) fn check_safety(c: &Cluster) -> Vec<std::time::Duration> {
     let events = c.recorder.events();
     let periods = acting_periods(&c.clock, &events, c.clock.now());
     if let Err(e) = single_acting_leader(&periods) {
@@ -176,7 +176,8 @@ pub async fn silent_executors_declared_offline_healthy_ones_never_run() -> Figur
     }
     assert!(!offline.iter().any(|n| n == "executor-3" || n == "executor-4"), "healthy executors declared: {offline:?}");
     assert!(
-        events.iter().any(|(_, n, s)| n == "executor-2" && matches!(s, Seen::Reregister { .. })),
+        events.iter().any(|(_, n, s)| n == "executor-2"
+            && matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::Reregister { .. }))),
         "executor-2 must be told to register again after the cut heals"
     );
     tracing::info!("leader killed: {kill_leader}; detection {}", summary(detections.clone()));
@@ -332,12 +333,15 @@ fn failover_and_detection_distributions() {
 }
 
 /// Runs `f` on the client node (so its calls come from the client's address) and waits for it.
-async fn on_client<T: Send + 'static>(c: &Cluster, f: impl std::future::Future<Output = T> + Send + 'static) -> T {
+pub(crate) async fn on_client<T: Send + 'static>(
+    c: &Cluster,
+    f: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
     c.client.spawn(f).await.expect("the client task finished")
 }
 
 /// A job-manager call through whichever master answers, retrying for up to `within`.
-async fn with_jobs<T, F, Fut>(masters: usize, within: Duration, mut call: F) -> Result<T, tonic::Status>
+pub(crate) async fn with_jobs<T, F, Fut>(masters: usize, within: Duration, mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut(JobManagerClient<tonic::transport::Channel>) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
@@ -360,7 +364,7 @@ where
     Err(last)
 }
 
-async fn get_job(masters: usize, id: &str) -> pb::Job {
+pub(crate) async fn get_job(masters: usize, id: &str) -> pb::Job {
     let id = id.to_owned();
     with_jobs(masters, Duration::from_secs(30), move |mut c| {
         let id = id.clone();
@@ -371,7 +375,7 @@ async fn get_job(masters: usize, id: &str) -> pb::Job {
 }
 
 /// Polls (on the client) until `pred` holds for job `id`, up to `within`; returns the job as last seen.
-async fn await_job(c: &Cluster, id: &str, within: Duration, pred: fn(&pb::Job) -> bool) -> (bool, pb::Job) {
+pub(crate) async fn await_job(c: &Cluster, id: &str, within: Duration, pred: fn(&pb::Job) -> bool) -> (bool, pb::Job) {
     let masters = c.masters.len();
     let id = id.to_owned();
     on_client(c, async move {
@@ -388,11 +392,11 @@ async fn await_job(c: &Cluster, id: &str, within: Duration, pred: fn(&pb::Job) -
     .await
 }
 
-fn running(j: &pb::Job) -> bool {
+pub(crate) fn running(j: &pb::Job) -> bool {
     j.state == pb::JobState::Running as i32
 }
 
-fn terminal(j: &pb::Job) -> bool {
+pub(crate) fn terminal(j: &pb::Job) -> bool {
     [pb::JobState::Finished, pb::JobState::Canceled, pb::JobState::Failed].iter().any(|s| *s as i32 == j.state)
 }
 
@@ -406,7 +410,7 @@ async fn job_masters_run_through_failovers() {
 
 pub async fn job_masters_run_through_failovers_run() -> Figures {
     announce("job_masters_run_through_failovers");
-    let c = Cluster::start_with(3, 3, true).await;
+    let c = Cluster::start(3, 3).await;
     c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
     let masters = c.masters.len();
     let ids = ["alpha", "bravo", "charlie", "delta"];
@@ -415,7 +419,8 @@ pub async fn job_masters_run_through_failovers_run() -> Figures {
             let job = pb::Job {
                 id: id.into(),
                 r#type: "fake".into(),
-                config: br#"{"workers": 1, "target": 5, "tick_ms": 100}"#.to_vec(),
+                // Long enough to be running through every fault below (~60 s of steps).
+                config: br#"{"workers": 2, "target": 600, "tick_ms": 100}"#.to_vec(),
                 ..Default::default()
             };
             let created = with_jobs(masters, Duration::from_secs(20), move |mut c| {

@@ -155,6 +155,10 @@ pub enum ExecutorObservation {
         id: u64,
         at: tokio::time::Instant,
     },
+    /// A heartbeat under this id was acknowledged by the leader.
+    HeartbeatAcked {
+        id: u64,
+    },
     /// Told it was declared offline: every task stopped, registering again.
     Reregister {
         id: u64,
@@ -255,14 +259,13 @@ impl Executor {
         &self.cfg.name
     }
 
-    /// The same executor with `bug` planted into its tasks and its framework host (simulation build only).
+    /// The same executor with `bug` planted into its tasks (simulation build only).
     /// Call it on a fresh executor.
     #[cfg(madsim)]
     pub fn with_planted(self: Arc<Executor>, bug: Option<Planted>) -> Arc<Executor> {
         match Arc::try_unwrap(self) {
             Ok(mut e) => {
                 e.planted = bug;
-                e.host = Host::new(e.clock).with_planted(bug);
                 Arc::new(e)
             }
             Err(e) => e,
@@ -513,6 +516,8 @@ impl Executor {
                         s.fenced = false;
                     }
                 }
+                drop(s);
+                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0 });
                 return true;
             }
             if !reregister {

@@ -12,7 +12,6 @@ use tonic::{Request, Response, Status};
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, TaskId};
 use crate::core::workers::{Event, Message, Reply, Verdict, WorkerStatus, Workers};
-use crate::planted::Planted;
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
 
@@ -48,7 +47,6 @@ impl HostedHandle {
 pub struct Host {
     masters: Arc<Mutex<BTreeMap<String, HostedHandle>>>,
     clock: Clock,
-    planted: Option<Planted>,
 }
 
 /// Routing for one hosted master, ended when dropped (so a master stopped by having its future dropped stops
@@ -76,13 +74,7 @@ impl Drop for Hosting {
 
 impl Host {
     pub fn new(clock: Clock) -> Host {
-        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock, planted: None }
-    }
-
-    /// The same host with `bug` planted (the simulation build's planted-bug runs).
-    pub fn with_planted(mut self, bug: Option<Planted>) -> Host {
-        self.planted = bug;
-        self
+        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock }
     }
 
     /// Routes messages for `master_id` to `workers` until the returned guard is dropped. A newer incarnation of
@@ -127,17 +119,10 @@ impl Host {
         let now = self.clock.now();
         let (reply, cancel) = {
             let mut hosted = h.lock();
-            let (mut reply, events) = match status {
+            let (reply, events) = match status {
                 Some(s) => hosted.workers.on_status(now, msg, s),
                 None => hosted.workers.on_heartbeat(now, msg),
             };
-            if self.planted == Some(Planted::StaleWorkerAnsweredAsCurrent)
-                && reply.verdict == Verdict::StaleWorker
-                && msg.worker_epoch < reply.worker_epoch
-            {
-                // The planted bug: the worker-epoch half of the fence forgotten.
-                reply = Reply { verdict: Verdict::Accepted, worker_epoch: msg.worker_epoch, ..reply };
-            }
             if reply.verdict == Verdict::Accepted && !progress.is_empty() {
                 hosted.progress.insert(msg.task.clone(), super::progress_text(progress));
             }

@@ -1,0 +1,550 @@
+//! Fake jobs on real executors (issue 4): real masters, real `foreman executor` nodes running the production job
+//! types, the simulated etcd. Each scenario draws a small workload of fake jobs, attacks it with one kind of
+//! fault while it runs, lets it heal, and then checks every rule on the whole recorded run:
+//!
+//! - one acting leader at a time, detection bound and no false alarms (`checks::single_acting_leader`,
+//!   `checks::offline_declarations`);
+//! - at most one live incarnation of every job master and worker at every instant (`checks::one_live_incarnation`);
+//! - checkpoints never go backwards nor skip (`checks::checkpoints_forward`);
+//! - a canceled job never starts again (`checks::canceled_never_restart`);
+//! - no executor runs beyond its capacity or under an id declared offline (`checks::placement_within_bounds`);
+//! - every job ends Finished (Canceled when its cancel was acknowledged first) and every worker's checkpoint in
+//!   the metastore is exactly at the target.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::{Checkpoint, FakeConfig};
+use foreman::master::Observation;
+use foreman::meta::MetaStore;
+use foreman::planted::Planted;
+use foreman::rpc::pb;
+use foreman::rpc::status::{reason_of, Reason};
+use madsim::rand::Rng;
+
+use crate::checks::{
+    canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds, summary,
+};
+use crate::cluster::{channel_to, master_addr, Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
+use crate::harness::announce;
+use crate::master_failover::{await_job, check_safety, on_client, running, terminal, with_jobs};
+
+/// How long a healed cluster has to finish every job.
+const FINISH_WITHIN: Duration = Duration::from_secs(240);
+
+/// What a run measured.
+#[derive(Clone, Debug, Default)]
+pub struct JobFigures {
+    /// Executor killed → declared offline.
+    pub detection: Vec<Duration>,
+    /// Executor hosting a job master killed → the job's next job-master incarnation started.
+    pub reschedule: Vec<Duration>,
+    /// Leader killed → the next leader acting.
+    pub failover: Vec<Duration>,
+    pub story: Vec<String>,
+}
+
+fn millis(lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..hi))
+}
+
+/// A small workload: each job runs some 5 to 30 simulated seconds when nothing goes wrong.
+fn draw_jobs(n: usize) -> Vec<(String, FakeConfig)> {
+    let mut rng = madsim::rand::thread_rng();
+    (0..n)
+        .map(|i| {
+            let config = FakeConfig {
+                workers: rng.gen_range(1..=3),
+                target: rng.gen_range(40..=120),
+                tick_ms: rng.gen_range(100..=250),
+            };
+            (format!("job-{i}"), config)
+        })
+        .collect()
+}
+
+fn config_json(c: &FakeConfig) -> Vec<u8> {
+    serde_json::to_vec(c).expect("a fake config serializes")
+}
+
+/// Creates the jobs through any master, retrying through failovers; an `ALREADY_EXISTS` after a retried create
+/// is the earlier attempt's success.
+async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
+    let masters = c.masters.len();
+    for (id, config) in jobs {
+        let job = pb::Job { id: id.clone(), r#type: "fake".into(), config: config_json(config), ..Default::default() };
+        let created = on_client(c, async move {
+            with_jobs(masters, Duration::from_secs(30), move |mut c| {
+                let job = job.clone();
+                async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
+            })
+            .await
+        })
+        .await;
+        match created {
+            Ok(_) => {}
+            Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => {}
+            Err(s) => panic!("create {id}: {s}"),
+        }
+        c.recorder.record("client", Seen::JobCreated { id: id.clone() });
+    }
+}
+
+/// Cancels `id`; returns the job as the cancel left it, and records the acknowledgement.
+async fn cancel(c: &Cluster, id: &str) -> pb::Job {
+    let masters = c.masters.len();
+    let job = id.to_owned();
+    let reply = on_client(c, async move {
+        with_jobs(masters, Duration::from_secs(30), move |mut c| {
+            let id = job.clone();
+            async move { c.cancel_job(pb::CancelJobRequest { id }).await.map(|r| r.into_inner()) }
+        })
+        .await
+    })
+    .await
+    .unwrap_or_else(|s| panic!("cancel {id}: {s}"));
+    c.recorder.record("client", Seen::JobCanceled { id: id.to_owned() });
+    reply
+}
+
+/// Waits until every job runs; returns them.
+async fn await_running(c: &Cluster, jobs: &[(String, FakeConfig)]) -> BTreeMap<String, pb::Job> {
+    let mut out = BTreeMap::new();
+    for (id, _) in jobs {
+        let (ok, j) = await_job(c, id, Duration::from_secs(60), |j| running(j) || terminal(j)).await;
+        assert!(ok, "{id} is not running 60 s after creation: {j:?}");
+        out.insert(id.clone(), j);
+    }
+    out
+}
+
+/// The index of the executor node registered under `id` right now.
+async fn executor_index(c: &Cluster, id: u64) -> Option<usize> {
+    let masters = c.masters.len();
+    let listed = on_client(c, async move {
+        for which in 0..(masters * 20) {
+            if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
+                let mut d = pb::discovery_client::DiscoveryClient::new(ch);
+                if let Ok(r) = d.list_executors(pb::ListExecutorsRequest {}).await {
+                    return r.into_inner().executors;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        vec![]
+    })
+    .await;
+    let name = listed.iter().find(|e| e.id == id)?.name.clone();
+    c.executors.iter().position(|e| e.name == name)
+}
+
+/// The tasks each executor node runs now, from the recorded starts and stops.
+fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
+    let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (_, node, seen) in c.recorder.events() {
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+                live.entry(node).or_default().insert(task);
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
+                live.entry(node).or_default().remove(&task);
+            }
+            Seen::Killed => {
+                live.remove(&node);
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// The executor hosting job `id`'s job master (it must be running).
+async fn job_master_host(c: &Cluster, job: &pb::Job) -> usize {
+    executor_index(c, job.executor_id).await.unwrap_or_else(|| panic!("{}'s executor is not listed: {job:?}", job.id))
+}
+
+/// The most recent leader, waiting for one.
+async fn leader(c: &Cluster) -> usize {
+    c.await_leader(Duration::from_secs(30)).await.expect("a leader within 30 s")
+}
+
+/// Reads every checkpoint of `job` from the metastore (on the client node).
+async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Checkpoint> {
+    let prefix = foreman::meta::keys::checkpoints_prefix(job);
+    on_client(c, async move {
+        let store =
+            MetaStore::etcd(&[ETCD_ADDR.to_owned()], CLUSTER, Duration::from_secs(2)).await.expect("etcd client");
+        loop {
+            if let Ok(list) = store.list(&prefix).await {
+                return list
+                    .into_iter()
+                    .map(|(k, v)| (k, serde_json::from_slice::<Checkpoint>(&v).expect("a checkpoint parses")))
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    })
+    .await
+}
+
+/// Waits for every job to end, then checks every rule on the run. `canceled`: the jobs whose cancel was
+/// acknowledged while they were not yet terminal: they end Canceled, or Finished when their job master finished
+/// the work before it heard of the cancel (the others must end Finished).
+async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: &BTreeSet<String>) -> JobFigures {
+    for (id, config) in jobs {
+        let (ok, j) = await_job(c, id, FINISH_WITHIN, terminal).await;
+        assert!(ok, "liveness: {id} did not end within {FINISH_WITHIN:?} of the faults healing: {j:?}");
+        let finished = j.state == pb::JobState::Finished as i32;
+        let ok = finished || (canceled.contains(id) && j.state == pb::JobState::Canceled as i32);
+        assert!(ok, "{id} ended {:?} (canceled: {}): {j:?}", j.state, canceled.contains(id));
+        if finished {
+            let cps = checkpoints(c, id).await;
+            assert_eq!(cps.len(), config.workers as usize, "{id}: one checkpoint per worker: {cps:?}");
+            for (key, cp) in &cps {
+                assert_eq!(cp.counter, config.target, "exactness: {key} ended at {} of {}", cp.counter, config.target);
+            }
+        }
+    }
+    let detection = check_safety(c);
+    let events = c.recorder.events();
+    for (rule, result) in [
+        ("one live incarnation", one_live_incarnation(&events)),
+        ("checkpoints forward", checkpoints_forward(&events)),
+        ("canceled never restart", canceled_never_restart(&events)),
+        ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
+    ] {
+        if let Err(e) = result {
+            panic!("{rule}: {e}");
+        }
+    }
+    let story = events.iter().map(|(at, node, seen)| format!("{at} {node} {seen:?}")).collect();
+    JobFigures { detection, failover: failovers(c), reschedule: reschedules(c), story }
+}
+
+/// Leader kill → next acting period's start, for every master the scenario killed while it led.
+fn failovers(c: &Cluster) -> Vec<Duration> {
+    let events = c.recorder.events();
+    let mut acting: Option<String> = None;
+    let mut killed_at: Option<Time> = None;
+    let mut out = vec![];
+    for (at, node, seen) in &events {
+        match seen {
+            Seen::Master(Observation::ActingBegan { at: when, .. }) => {
+                if let Some(k) = killed_at.take() {
+                    out.push(c.clock.at(*when).saturating_since(k));
+                }
+                acting = Some(node.clone());
+            }
+            Seen::Master(Observation::ActingEnded { .. }) if acting.as_deref() == Some(node) => acting = None,
+            Seen::Killed if acting.as_deref() == Some(node) => {
+                killed_at = Some(*at);
+                acting = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Executor kill → the next start of each job master it was running (a new incarnation elsewhere).
+fn reschedules(c: &Cluster) -> Vec<Duration> {
+    let events = c.recorder.events();
+    let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut waiting: BTreeMap<String, Time> = BTreeMap::new();
+    let mut out = vec![];
+    for (at, node, seen) in &events {
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+                if let Some(k) = waiting.remove(task) {
+                    out.push(at.saturating_since(k));
+                }
+                live.entry(node.clone()).or_default().insert(task.clone());
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
+                live.entry(node.clone()).or_default().remove(task);
+            }
+            Seen::Killed => {
+                for task in live.remove(node).unwrap_or_default() {
+                    // Job masters only: their task id is the job id (no '/').
+                    if !task.contains('/') {
+                        waiting.insert(task, *at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+type Run = Pin<Box<dyn Future<Output = JobFigures>>>;
+
+/// The executor hosting a job master is killed (and, with `restart`, comes back soon after under a new id):
+/// its job masters start again elsewhere after their TTL, their workers are recovered or restarted from their
+/// checkpoints, and every job finishes with exact counters.
+pub async fn executor_killed_run(restart: bool, planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(3, 4, planted).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(500, 4000)).await;
+    let victim = job_master_host(&c, &running["job-0"]).await;
+    c.kill_executor(victim);
+    if restart {
+        tokio::time::sleep(millis(200, 6000)).await;
+        c.restart_executor(victim);
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn executor_killed_while_hosting_a_job_master() {
+    announce("executor_killed_while_hosting_a_job_master");
+    let f = executor_killed_run(false, None).await;
+    assert!(!f.reschedule.is_empty(), "the killed job master was never started again");
+}
+
+#[madsim::test]
+async fn executor_killed_and_restarted() {
+    announce("executor_killed_and_restarted");
+    executor_killed_run(true, None).await;
+}
+
+/// The executor hosting a job master is paused longer than its self-fence, then resumed: its tasks stop the
+/// moment they run again (they fenced), their replacements run elsewhere, the executor registers anew.
+#[madsim::test]
+async fn executor_paused_past_its_self_fence() {
+    announce("executor_paused_past_its_self_fence");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(500, 4000)).await;
+    let victim = job_master_host(&c, &running["job-0"]).await;
+    c.pause_executor(victim);
+    tokio::time::sleep(millis(9_000, 25_000)).await;
+    c.resume_executor(victim);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+}
+
+/// The executor hosting a job master is cut from every master, both ways, but still reaches etcd and the other
+/// executors: it fences itself before the leader declares it offline, its job masters are started elsewhere,
+/// and once the cut heals it registers anew.
+#[madsim::test]
+async fn executor_cut_from_masters_not_from_etcd() {
+    announce("executor_cut_from_masters_not_from_etcd");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(500, 4000)).await;
+    let victim = c.executors[job_master_host(&c, &running["job-0"]).await].node.id();
+    for m in &c.masters {
+        c.net().clog_link(victim, m.node.id());
+        c.net().clog_link(m.node.id(), victim);
+    }
+    tokio::time::sleep(millis(12_000, 25_000)).await;
+    for m in &c.masters {
+        c.net().unclog_link(victim, m.node.id());
+        c.net().unclog_link(m.node.id(), victim);
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+}
+
+/// An executor running a worker is cut from the other executors (where the worker's job master runs) and from
+/// etcd, but not from the masters: the executor itself stays online, so only the worker's own self-fence keeps
+/// it from running beside the replacement its job master starts after the worker's TTL.
+pub async fn worker_cut_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(3, 4, planted).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(1000, 4000)).await;
+    // An executor running a worker whose job master runs elsewhere; else any executor running a worker.
+    let live = live_tasks(&c);
+    let hosts_master = |node: &str, job: &str| live.get(node).is_some_and(|t| t.contains(job));
+    let candidates: Vec<&String> = live
+        .iter()
+        .filter(|(node, tasks)| {
+            tasks.iter().any(|t| t.split_once('/').is_some_and(|(job, _)| !hosts_master(node, job)))
+        })
+        .map(|(node, _)| node)
+        .collect();
+    let fallback: Vec<&String> =
+        live.iter().filter(|(_, tasks)| tasks.iter().any(|t| t.contains('/'))).map(|(node, _)| node).collect();
+    let pool = if candidates.is_empty() { fallback } else { candidates };
+    if let Some(name) = pool.get(madsim::rand::thread_rng().gen_range(0..pool.len().max(1))) {
+        let victim = c.executors.iter().find(|e| e.name == **name).expect("a known executor").node.id();
+        let others: Vec<_> =
+            c.executors.iter().map(|e| e.node.id()).filter(|id| *id != victim).chain([c.etcd.id()]).collect();
+        for o in &others {
+            c.net().clog_link(victim, *o);
+            c.net().clog_link(*o, victim);
+        }
+        tokio::time::sleep(millis(14_000, 25_000)).await;
+        for o in &others {
+            c.net().unclog_link(victim, *o);
+            c.net().unclog_link(*o, victim);
+        }
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn worker_cut_from_its_job_master_and_etcd() {
+    announce("worker_cut_from_its_job_master_and_etcd");
+    worker_cut_run(None).await;
+}
+
+/// The leader is killed while the job masters of freshly created jobs are being placed and dispatched: the next
+/// leader recovers the jobs (started incarnations are re-adopted or lost after their TTL, never duplicated).
+#[madsim::test]
+async fn leader_killed_while_job_masters_are_dispatched() {
+    announce("leader_killed_while_job_masters_are_dispatched");
+    let c = Cluster::start(3, 4).await;
+    let first = leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    tokio::time::sleep(millis(0, 1500)).await;
+    c.kill_master(first);
+    leader(&c).await;
+    c.restart_master(first);
+    let f = finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+    assert!(!f.failover.is_empty(), "the killed leader was not followed by another");
+}
+
+/// A job is canceled around a leader kill (the cancel may be acknowledged by either leader): it ends Canceled,
+/// never starts again, and the other jobs finish.
+#[madsim::test]
+async fn job_canceled_during_a_failover() {
+    announce("job_canceled_during_a_failover");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(0, 3000)).await;
+    let l = leader(&c).await;
+    let kill_first = madsim::rand::thread_rng().gen_bool(0.5);
+    if kill_first {
+        c.kill_master(l);
+    }
+    let reply = cancel(&c, "job-0").await;
+    if !kill_first {
+        tokio::time::sleep(millis(0, 500)).await;
+        c.kill_master(l);
+    }
+    leader(&c).await;
+    c.restart_master(l);
+    let mut canceled = BTreeSet::new();
+    if [pb::JobState::Canceling, pb::JobState::Canceled].iter().any(|s| *s as i32 == reply.state) {
+        canceled.insert("job-0".to_owned());
+    }
+    finish_and_check(&c, &jobs, &canceled).await;
+}
+
+/// Runs `scenario` for `seed` in a fresh simulation on its own thread (as `#[madsim::test]` does).
+fn run_seed(seed: u64, scenario: impl FnOnce() -> Run + Send + 'static) -> std::thread::Result<JobFigures> {
+    // A plain thread per run, outside any simulation: the runtime below is the simulation.
+    #[allow(clippy::disallowed_methods)]
+    let handle = std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(scenario())
+    });
+    handle.join()
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
+}
+
+/// Runs `scenario` with `bug` planted over consecutive seeds from `base` until a checker fails (at most `max`
+/// seeds); returns the seed and the failure.
+fn first_catch(bug: Planted, base: u64, max: u64, scenario: fn(Option<Planted>) -> Run) -> Option<(u64, String)> {
+    (base..base + max).find_map(|seed| {
+        let Err(p) = run_seed(seed, move || scenario(Some(bug))) else { return None };
+        Some((seed, panic_text(&*p)))
+    })
+}
+
+fn worker_cut(bug: Option<Planted>) -> Run {
+    Box::pin(worker_cut_run(bug))
+}
+
+/// The planted bug "a worker ignores its self-fence" is caught by the at-most-one-incarnation checker within a
+/// few hundred seeds of the scenario that attacks it, and the seed that catches it passes without the bug. Also
+/// prints how many of the first 20 seeds catch it.
+#[test]
+fn planted_worker_ignoring_its_fence_is_caught() {
+    const MAX_SEEDS: u64 = 300;
+    let bug = Planted::WorkerIgnoresFence;
+    let Some((seed, text)) = first_catch(bug, 40_000, MAX_SEEDS, worker_cut) else {
+        panic!("planted bug {} survived {MAX_SEEDS} seeds", bug.name());
+    };
+    assert!(text.contains("one live incarnation"), "seed {seed}: {} failed another rule: {text}", bug.name());
+    eprintln!("planted bug {}: caught at seed {seed} ({} seeds run): {text}", bug.name(), seed - 40_000 + 1);
+    assert!(
+        run_seed(seed, || worker_cut(None)).is_ok(),
+        "seed {seed} fails without the planted bug too: the checker did not catch the bug, something else"
+    );
+    let caught = (0..20).filter(|n| run_seed(41_000 + n, move || worker_cut(Some(bug))).is_err()).count();
+    eprintln!("planted bug {}: caught in {caught} of 20 seeds", bug.name());
+}
+
+/// Detection, job-master reschedule and leader failover times over many seeds (each run checks every rule).
+#[test]
+fn job_failover_distributions() {
+    let seeds: u64 = std::env::var("FOREMAN_FIGURE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    let (mut detection, mut reschedule, mut failover) = (vec![], vec![], vec![]);
+    for n in 0..seeds {
+        let f = run_seed(50_000 + n, || Box::pin(executor_killed_run(false, None)))
+            .unwrap_or_else(|p| panic!("seed {}: {}", 50_000 + n, panic_text(&*p)));
+        detection.extend(f.detection);
+        reschedule.extend(f.reschedule);
+        let f = run_seed(60_000 + n, || {
+            Box::pin(async {
+                let c = Cluster::start(3, 4).await;
+                let first = leader(&c).await;
+                let jobs = draw_jobs(3);
+                create(&c, &jobs).await;
+                await_running(&c, &jobs).await;
+                c.kill_master(first);
+                leader(&c).await;
+                c.restart_master(first);
+                finish_and_check(&c, &jobs, &BTreeSet::new()).await
+            })
+        })
+        .unwrap_or_else(|p| panic!("seed {}: {}", 60_000 + n, panic_text(&*p)));
+        failover.extend(f.failover);
+    }
+    eprintln!("executor detection (kill to declared offline), {seeds} seeds: {}", summary(detection.clone()));
+    eprintln!("job-master reschedule (executor kill to next incarnation started): {}", summary(reschedule.clone()));
+    eprintln!("leader failover with jobs running (kill to next leader acting): {}", summary(failover.clone()));
+    assert_eq!(failover.len() as u64, seeds, "every leader kill is followed by a new leader");
+    assert!(reschedule.len() as u64 >= seeds, "every killed job master is started again");
+}
+
+/// A seed of the job scenarios replays the same run, event for event, with real executors, job masters and
+/// workers in it (and another seed tells another story).
+#[test]
+fn a_job_seed_replays_the_identical_run() {
+    for seed in [7u64, 77] {
+        let run = move || run_seed(seed, || Box::pin(executor_killed_run(true, None))).expect("the run passes");
+        let (a, b) = (run(), run());
+        assert!(a.story.len() > 100, "a short story: {}", a.story.len());
+        assert_eq!(a.story, b.story, "seed {seed} did not replay identically");
+        let other = run_seed(seed + 1, || Box::pin(executor_killed_run(true, None))).expect("the run passes");
+        assert_ne!(a.story, other.story, "seeds {seed} and {} told the same story", seed + 1);
+    }
+}
