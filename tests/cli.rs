@@ -392,6 +392,7 @@ async fn job_get_prints_a_table_and_json_with_config() {
 ID:         j1
 TYPE:       fake
 STATE:      running
+PROGRESS:   412/800
 RESTARTS:   1
 EPOCH:      5
 EXECUTOR:   e2
@@ -408,7 +409,7 @@ ERROR:      -
         serde_json::json!({
             "id": "j1", "type": "fake", "state": "running", "restarts": 1, "epoch": 5, "executor_id": 2, "cost": 1,
             "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-            "config": {"workers": 2, "target": 100},
+            "progress": "412/800", "config": {"workers": 2, "target": 100},
         })
     );
 
