@@ -2,12 +2,13 @@
 //!
 //! - `foreman config master|executor` loads and validates a configuration exactly as the node would at start-up
 //!   and prints the effective settings as TOML: the check an operator runs before deploying.
-//! - `foreman cluster leader|masters|executors|resign` and `foreman job create|get|list|cancel|delete` are the
-//!   clients of the masters' gRPC API (`foreman::cli`).
+//! - `foreman cluster leader|masters|executors|resign` and `foreman job create|get|list|cancel|delete|wait` are
+//!   the clients of the masters' gRPC API (`foreman::cli`).
 //!
 //! Exit codes: 0 on success; 2 on a usage, input or configuration error (nothing was sent; warnings do not change
 //! the code); 1 for anything else: a master refused the call or none could serve it, or the output cannot be
-//! written.
+//! written. Waiting for a job (`job create --wait`, `job wait`) ends with 3 when the job failed, 4 when it was
+//! canceled, 5 when `--wait-timeout` passed first.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,8 +20,8 @@ use serde::Serialize;
 use foreman::cli::{self, CliError, ClientFlags, ClusterCommand, JobCommand};
 use foreman::config::{ExecutorConfig, ExecutorFlags, MasterConfig, MasterFlags};
 
-/// The exit code of a usage or configuration error.
-const EXIT_INVALID: u8 = 2;
+/// The exit code of a usage or configuration error: the client commands' code for refused input.
+const EXIT_INVALID: u8 = cli::EXIT_USAGE;
 
 /// A fault-tolerant job master.
 #[derive(Debug, Parser)]
@@ -46,7 +47,8 @@ enum Command {
         #[command(subcommand)]
         command: ClusterCommand,
     },
-    /// Create, inspect, list, cancel and delete jobs.
+    /// Create, inspect, list, cancel, delete and wait for jobs.
+    #[command(after_help = JOB_EXIT_CODES)]
     Job {
         #[command(flatten)]
         client: ClientFlags,
@@ -54,6 +56,11 @@ enum Command {
         command: JobCommand,
     },
 }
+
+/// The exit codes of `foreman job ...`, for its `--help`.
+const JOB_EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 a master refused the call, or none could serve it; 2 bad input (nothing was sent).
+Waiting for a job (create --wait, wait): 3 the job failed, 4 it was canceled, 5 --wait-timeout passed first.";
 
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {

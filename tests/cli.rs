@@ -2,9 +2,11 @@
 //! master (a tonic server with canned answers and canned refusals), over real gRPC on loopback.
 //!
 //! Each test starts its own fake masters on free ports and runs the binary as a child process, so the tests
-//! see exactly what a user sees: stdout, stderr and the exit code.
+//! see exactly what a user sees: stdout, stderr and the exit code. Jobs that `--wait` follows advance one step
+//! per `GetJob` call, not per unit of time, so a test sees the same story however fast or slow the machine is.
 #![cfg(not(madsim))]
 
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +39,8 @@ struct Calls {
     names: Mutex<Vec<&'static str>>,
     creates: Mutex<Vec<pb::CreateJobRequest>>,
     lists: Mutex<Vec<pb::ListJobsRequest>>,
+    /// `GetJob` calls per scripted job so far.
+    script_calls: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Calls {
@@ -97,6 +101,41 @@ fn canned_jobs() -> Vec<pb::Job> {
     ];
     jobs.sort_by(|a, b| a.id.cmp(&b.id));
     jobs
+}
+
+/// One answer of a scripted job to `GetJob`.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// The job in this state, with this progress text.
+    Job(pb::JobState, &'static str),
+    /// `Unavailable` with `NO_LEADER`, as during a leader failover.
+    NoLeader,
+}
+
+/// The error a scripted job that fails reports.
+const SCRIPTED_FAILURE: (&str, &str) = ("JOB_MASTER_FAILED", "worker 2: disk full");
+
+/// Jobs whose `GetJob` answers advance one step per call (the last step repeats).
+fn script(id: &str) -> Option<&'static [Step]> {
+    use pb::JobState::{Canceled, Canceling, Created, Failed, Finished, Running};
+    use Step::{Job, NoLeader};
+    let steps: &'static [Step] = match id {
+        "w-finish" => &[
+            Job(Created, ""),
+            Job(Running, ""),
+            Job(Running, "0/200 steps"),
+            // Unchanged: no new progress line.
+            Job(Running, "0/200 steps"),
+            NoLeader,
+            Job(Running, "100/200 steps"),
+            Job(Finished, "200/200 steps, 4/4 workers done"),
+        ],
+        "w-fail" => &[Job(Created, ""), Job(Running, "3/10 steps"), Job(Failed, "3/10 steps")],
+        "w-cancel" => &[Job(Running, "5/10 steps"), Job(Canceling, "5/10 steps"), Job(Canceled, "")],
+        "w-forever" => &[Job(Running, "1/1000000 steps")],
+        _ => return None,
+    };
+    Some(steps)
 }
 
 fn not_found(id: &str) -> Status {
@@ -214,6 +253,32 @@ impl JobManager for Fake {
     async fn get_job(&self, request: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
         self.enter("get_job").await?;
         let request = request.into_inner();
+        if let Some(steps) = script(&request.id) {
+            let call = {
+                let mut calls = self.calls.script_calls.lock().unwrap();
+                let count = calls.entry(request.id.clone()).or_default();
+                *count += 1;
+                *count - 1
+            };
+            return match steps[call.min(steps.len() - 1)] {
+                Step::NoLeader => Err(Reason::NoLeader.status("no leader is known right now; retry")),
+                Step::Job(state, progress) => {
+                    let error = (state == pb::JobState::Failed).then(|| pb::JobError {
+                        reason: SCRIPTED_FAILURE.0.into(),
+                        message: SCRIPTED_FAILURE.1.into(),
+                    });
+                    Ok(Response::new(pb::Job {
+                        id: request.id,
+                        r#type: "fake".into(),
+                        state: state as i32,
+                        progress: progress.into(),
+                        epoch: 1,
+                        error,
+                        ..Default::default()
+                    }))
+                }
+            };
+        }
         let mut job = canned_jobs().into_iter().find(|j| j.id == request.id).ok_or_else(|| not_found(&request.id))?;
         if !request.include_config {
             job.config.clear();
@@ -392,6 +457,7 @@ async fn job_get_prints_a_table_and_json_with_config() {
 ID:         j1
 TYPE:       fake
 STATE:      running
+PROGRESS:   412/800
 RESTARTS:   1
 EPOCH:      5
 EXECUTOR:   e2
@@ -408,7 +474,7 @@ ERROR:      -
         serde_json::json!({
             "id": "j1", "type": "fake", "state": "running", "restarts": 1, "epoch": 5, "executor_id": 2, "cost": 1,
             "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-            "config": {"workers": 2, "target": 100},
+            "progress": "412/800", "config": {"workers": 2, "target": 100},
         })
     );
 
@@ -595,6 +661,10 @@ async fn bad_input_exits_2_naming_the_flag_without_contacting_a_master() {
         (&["cluster", "leader", "--timeout", "soon"], &["--timeout"]),
         (&["cluster", "leader", "--output", "yaml"], &["--output"]),
         (&["cluster", "leader", "--master", "localhost"], &["--master", "host:port"]),
+        (&["job", "create", "--type", "fake", "--config", "{}", "--wait-timeout", "1m"], &["--wait"]),
+        (&["job", "get", "j1", "--wait"], &["--wait"]),
+        (&["job", "wait", "j1", "--poll-interval", "1ms"], &["--poll-interval", "at least 50ms"]),
+        (&["job", "wait", "j1", "--wait-timeout", "0s"], &["--wait-timeout", "longer than zero"]),
     ];
     for (args, words) in table {
         let mut args = args.to_vec();
@@ -749,4 +819,143 @@ async fn resign_goes_to_the_first_master_only() {
     assert_eq!(run.code, 0, "{run:?}");
     assert_eq!(run.json(), serde_json::json!({"address": live, "resigned": true}));
     assert_eq!(calls.names(), ["resign_leader"]);
+}
+
+/// The texts of the progress lines on stderr, without their `[  1.5s] ` prefix; the elapsed times must not go
+/// backwards. Every line up to the first `error:` must be a progress line.
+fn progress_lines(run: &Run) -> Vec<String> {
+    let line = regex::Regex::new(r"^\[ *(\d+\.\d)s\] (.+)$").unwrap();
+    let mut texts = Vec::new();
+    let mut previous = 0.0;
+    for l in run.stderr.lines().take_while(|l| !l.starts_with("error: ")) {
+        let captures = line.captures(l).unwrap_or_else(|| panic!("not a progress line: {l:?}\n{run:?}"));
+        let elapsed: f64 = captures[1].parse().unwrap();
+        assert!(elapsed >= previous, "time went backwards at {l:?}: {run:?}");
+        previous = elapsed;
+        texts.push(captures[2].to_owned());
+    }
+    texts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_follows_the_job_to_finished_past_a_leaderless_poll() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&[
+        "job",
+        "create",
+        "--type",
+        "fake",
+        "--config",
+        r#"{"workers":4,"target":200,"tick_ms":10}"#,
+        "--id",
+        "w-finish",
+        "--wait",
+        "--poll-interval",
+        "50ms",
+        "--output",
+        "json",
+        "--master",
+        &master,
+    ])
+    .await;
+    assert_eq!(run.code, 0, "{run:?}");
+    // Progress on stderr, one line per change (not a terminal); the poll no master could serve is retried.
+    let lines = progress_lines(&run);
+    let retry = format!("retrying: no master could serve the call (tried {master}); {master}: no leader is known");
+    assert_eq!(lines.len(), 6, "{run:?}");
+    assert_eq!(lines[..3], ["CREATED", "RUNNING", "RUNNING 0/200 steps"], "{run:?}");
+    assert!(lines[3].starts_with(&retry) && lines[3].ends_with("(NO_LEADER)"), "{run:?}");
+    assert_eq!(lines[4..], ["RUNNING 100/200 steps", "FINISHED 200/200 steps, 4/4 workers done"], "{run:?}");
+    assert_eq!(run.stderr.lines().count(), 6, "nothing but progress on stderr: {run:?}");
+    // The job as it ended on stdout, as `job get --output json` prints it.
+    let json = run.json();
+    assert_eq!(
+        (&json["id"], &json["state"], &json["progress"], &json["error"]),
+        (&"w-finish".into(), &"finished".into(), &"200/200 steps, 4/4 workers done".into(), &serde_json::Value::Null),
+        "{run:?}"
+    );
+    let get = foreman(&["job", "get", "w-finish", "--output", "json", "--master", &master]).await;
+    assert_eq!(get.json(), json);
+    // One create, then one GetJob per step until the job ended (then the `job get` above).
+    let mut want = vec!["create_job"];
+    want.extend(["get_job"; 8]);
+    assert_eq!(calls.names(), want);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_prints_the_job_as_it_ended_with_a_table_by_default() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&["job", "wait", "w-finish", "--poll-interval", "50ms", "--master", &master]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(run.stdout.starts_with("ID:         w-finish\nTYPE:       fake\nSTATE:      finished\n"), "{run:?}");
+    assert!(run.stdout.contains("PROGRESS:   200/200 steps, 4/4 workers done\n"), "{run:?}");
+    assert_eq!(progress_lines(&run).len(), 6, "{run:?}");
+    assert_eq!(calls.names(), ["get_job"; 7]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_a_failed_job_exits_3_and_for_a_canceled_one_4() {
+    let (master, _) = start(Mode::Healthy).await;
+    let run = foreman(&["job", "wait", "w-fail", "--poll-interval", "50ms", "--master", &master]).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(progress_lines(&run), ["CREATED", "RUNNING 3/10 steps", "FAILED 3/10 steps"], "{run:?}");
+    // The job on stdout, the reason and message on stderr's last line.
+    assert!(run.stdout.contains("STATE:      failed\n"), "{run:?}");
+    assert!(run.stdout.contains("ERROR:      JOB_MASTER_FAILED: worker 2: disk full\n"), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("error: job w-fail failed: worker 2: disk full (JOB_MASTER_FAILED)"),
+        "{run:?}"
+    );
+
+    let run =
+        foreman(&["job", "wait", "w-cancel", "--poll-interval", "50ms", "--output", "json", "--master", &master]).await;
+    assert_eq!(run.code, 4, "{run:?}");
+    assert_eq!(progress_lines(&run), ["RUNNING 5/10 steps", "CANCELING 5/10 steps", "CANCELED"], "{run:?}");
+    assert_eq!(run.json()["state"], "canceled", "{run:?}");
+    assert_eq!(run.stderr.lines().last(), Some("error: job w-cancel was canceled"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_gives_up_at_the_wait_timeout_and_exits_5() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&[
+        "job",
+        "wait",
+        "w-forever",
+        "--poll-interval",
+        "50ms",
+        "--wait-timeout",
+        "2s",
+        "--output",
+        "json",
+        "--master",
+        &master,
+    ])
+    .await;
+    assert_eq!(run.code, 5, "{run:?}");
+    assert_eq!(run.stdout, "", "nothing on stdout: the job has not ended: {run:?}");
+    // Many polls, one line: nothing changed.
+    assert_eq!(progress_lines(&run), ["RUNNING 1/1000000 steps"], "{run:?}");
+    let last = run.stderr.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with(
+            "error: job w-forever has not ended within 2s (--wait-timeout); last seen: RUNNING 1/1000000 steps. \
+             The job goes on: wait again with `foreman job wait w-forever`"
+        ),
+        "{run:?}"
+    );
+    assert!(!calls.names().is_empty());
+    assert!(calls.names().iter().all(|n| *n == "get_job"), "a wait only reads: {:?}", calls.names());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_for_an_unknown_job_is_a_refusal() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&["job", "wait", "nope", "--master", &master]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert_eq!(run.stdout, "", "{run:?}");
+    // The refusal ends the wait at once, and says so on one line.
+    assert_eq!(run.stderr, format!("error: {} (JOB_NOT_FOUND)\n", not_found("nope").message()), "{run:?}");
+    assert_eq!(calls.names(), ["get_job"]);
 }

@@ -7,10 +7,13 @@
 //!
 //! Exit codes ([`CliError::exit_code`]): 0 on success; 2 when the input is refused (usage errors, a bad flag
 //! value: nothing was sent); 1 for everything else (a refusal from the master, no master able to serve the
-//! call, an unknown outcome, a reply that makes no sense, stdout not writable).
+//! call, an unknown outcome, a reply that makes no sense, stdout not writable). Waiting for a job
+//! (`job create --wait`, `job wait`) adds three: 3 the job failed, 4 it was canceled, 5 `--wait-timeout` passed
+//! first ([`WAIT_EXIT_CODES`]).
 
 pub mod client;
 pub mod output;
+pub mod wait;
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -18,7 +21,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand, ValueEnum};
 use thiserror::Error;
 
-use crate::config::parse_duration;
+use crate::config::{format_duration, parse_duration};
 use crate::core::ids::JobId;
 use crate::core::labels::{validate_selectors, Selector, SelectorOp};
 use crate::rpc::pb;
@@ -36,6 +39,29 @@ pub const DEFAULT_MASTER: &str = "127.0.0.1:10240";
 pub const LIST_PAGES_MAX: usize = 1000;
 /// The largest page `ListJobs` serves.
 pub const PAGE_SIZE_MAX: u32 = 1000;
+
+/// The exit code of input refused before anything was sent.
+pub const EXIT_USAGE: u8 = 2;
+/// The exit code of a waited-for job that failed.
+pub const EXIT_JOB_FAILED: u8 = 3;
+/// The exit code of a waited-for job that was canceled.
+pub const EXIT_JOB_CANCELED: u8 = 4;
+/// The exit code of a wait that `--wait-timeout` ended before the job did.
+pub const EXIT_WAIT_TIMED_OUT: u8 = 5;
+
+/// The exit codes of `job create --wait` and `job wait`, for their `--help`.
+pub const WAIT_EXIT_CODES: &str = "\
+Exit codes:
+  0  the job finished (it is printed on stdout)
+  1  a master refused the call (e.g. no such job); or, creating, no master could take the job or its outcome
+     is unknown (a poll while waiting that no master can serve is retried: a leader failover does not end it)
+  2  bad input: nothing was sent
+  3  the job failed: printed on stdout, its reason and message on stderr
+  4  the job was canceled: printed on stdout
+  5  --wait-timeout passed before the job ended (the job goes on; nothing on stdout)
+
+Progress goes to stderr: on a terminal one line redrawn in place, otherwise one line per change, e.g.
+`[  3.5s] RUNNING 412/800 steps`.";
 
 /// Flags every client command takes, before or after its subcommand.
 #[derive(Clone, Debug, Args)]
@@ -90,7 +116,8 @@ pub enum ClusterCommand {
 /// `foreman job ...`.
 #[derive(Debug, Subcommand)]
 pub enum JobCommand {
-    /// Submit a job; prints it as the leader accepted it.
+    /// Submit a job; prints it as the leader accepted it, or with --wait as it ended.
+    #[command(after_help = WAIT_EXIT_CODES)]
     Create(CreateArgs),
     /// Show one job.
     Get {
@@ -115,6 +142,9 @@ pub enum JobCommand {
         #[arg(value_name = "ID", value_parser = parse_job_id)]
         id: JobId,
     },
+    /// Wait for a job to end, showing its progress on stderr; prints the job as it ended.
+    #[command(after_help = WAIT_EXIT_CODES)]
+    Wait(WaitArgs),
 }
 
 /// `foreman job create`.
@@ -135,6 +165,49 @@ pub struct CreateArgs {
     /// Slots the job master takes on its executor (default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub cost: Option<u32>,
+    /// Then wait for the job to end, showing its progress on stderr, and print it as it ended (exit codes below).
+    #[arg(long, help_heading = "Waiting")]
+    pub wait: bool,
+    /// With --wait: how often to ask for the job (at least 50ms).
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = wait::POLL_INTERVAL_DEFAULT,
+        value_parser = parse_poll_interval,
+        requires = "wait",
+        help_heading = "Waiting"
+    )]
+    pub poll_interval: Duration,
+    /// With --wait: give up waiting after this long (exit code 5; the job goes on) [default: wait until it ends].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout, requires = "wait", help_heading = "Waiting")]
+    pub wait_timeout: Option<Duration>,
+}
+
+impl CreateArgs {
+    /// How to wait, with --wait.
+    pub fn wait_options(&self) -> Option<wait::WaitOptions> {
+        self.wait.then_some(wait::WaitOptions { poll_interval: self.poll_interval, timeout: self.wait_timeout })
+    }
+}
+
+/// `foreman job wait`.
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// The job's id.
+    #[arg(value_name = "ID", value_parser = parse_job_id)]
+    pub id: JobId,
+    /// How often to ask for the job (at least 50ms).
+    #[arg(long, value_name = "DURATION", default_value = wait::POLL_INTERVAL_DEFAULT, value_parser = parse_poll_interval)]
+    pub poll_interval: Duration,
+    /// Give up waiting after this long (exit code 5; the job goes on) [default: wait until it ends].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub wait_timeout: Option<Duration>,
+}
+
+impl WaitArgs {
+    pub fn wait_options(&self) -> wait::WaitOptions {
+        wait::WaitOptions { poll_interval: self.poll_interval, timeout: self.wait_timeout }
+    }
 }
 
 /// `foreman job list`.
@@ -239,6 +312,19 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// A poll interval: at least [`wait::POLL_INTERVAL_MIN`].
+fn parse_poll_interval(text: &str) -> Result<Duration, String> {
+    let d = parse_duration(text)?;
+    if d < wait::POLL_INTERVAL_MIN {
+        return Err(format!(
+            "{text} is too often: at least {} between polls, e.g. {}",
+            format_duration(wait::POLL_INTERVAL_MIN),
+            wait::POLL_INTERVAL_DEFAULT
+        ));
+    }
+    Ok(d)
+}
+
 /// Why a client command failed. [`CliError::exit_code`] maps it to the process's exit code.
 #[derive(Debug, Error)]
 pub enum CliError {
@@ -260,13 +346,26 @@ pub enum CliError {
     /// The result could not be written.
     #[error("cannot write to stdout: {0}")]
     Output(std::io::Error),
+    /// A waited-for job failed; the fields are escaped server text.
+    #[error("{}", wait::failed_text(id, reason, message))]
+    JobFailed { id: String, reason: String, message: String },
+    /// A waited-for job was canceled.
+    #[error("job {id} was canceled")]
+    JobCanceled { id: String },
+    /// `--wait-timeout` passed before the job ended; `last` is what the last poll saw, if one was answered.
+    #[error("{}", wait::timed_out_text(id, *waited, last.as_ref()))]
+    WaitTimedOut { id: String, waited: Duration, last: Option<wait::Sighting> },
 }
 
 impl CliError {
-    /// 2 for refused input (nothing was sent), 1 otherwise.
+    /// [`EXIT_USAGE`] for refused input (nothing was sent); [`EXIT_JOB_FAILED`], [`EXIT_JOB_CANCELED`] and
+    /// [`EXIT_WAIT_TIMED_OUT`] for how a wait ended; 1 otherwise.
     pub fn exit_code(&self) -> u8 {
         match self {
-            CliError::Usage(_) => 2,
+            CliError::Usage(_) => EXIT_USAGE,
+            CliError::JobFailed { .. } => EXIT_JOB_FAILED,
+            CliError::JobCanceled { .. } => EXIT_JOB_CANCELED,
+            CliError::WaitTimedOut { .. } => EXIT_WAIT_TIMED_OUT,
             _ => 1,
         }
     }
@@ -296,15 +395,30 @@ pub async fn run_cluster(flags: &ClientFlags, command: ClusterCommand) -> Result
 
 /// Runs `foreman job <command>` and prints its result.
 pub async fn run_job(flags: &ClientFlags, command: JobCommand) -> Result<(), CliError> {
-    let (text, more) = job_output(flags, command).await?;
-    write_stdout(&text)?;
-    if more && std::io::stdout().is_terminal() {
+    let printed = job_output(flags, command).await?;
+    write_stdout(&printed.text)?;
+    if printed.more_pages && std::io::stdout().is_terminal() {
         let _ = writeln!(
             std::io::stderr().lock(),
             "more jobs exist: add --all to list them all, or --page-token with the next_page_token of --output json"
         );
     }
-    Ok(())
+    printed.then.map_or(Ok(()), Err)
+}
+
+/// What a job command prints on stdout, and how it ends once that is printed.
+struct Printed {
+    text: String,
+    /// More pages of jobs exist than were printed.
+    more_pages: bool,
+    /// The error that ends the command after the text (a waited-for job that failed or was canceled).
+    then: Option<CliError>,
+}
+
+impl Printed {
+    fn text(text: String) -> Printed {
+        Printed { text, more_pages: false, then: None }
+    }
 }
 
 async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<String, CliError> {
@@ -358,8 +472,8 @@ async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<
     }
 }
 
-/// The text to print, and whether more pages exist than were printed.
-async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String, bool), CliError> {
+/// What to print, and how the command ends.
+async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed, CliError> {
     let json = flags.output == OutputFormat::Json;
     let render_job = |job: &pb::Job| {
         let view = JobView::from(job);
@@ -373,6 +487,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
         JobCommand::Create(args) => {
             // Everything the flags could not check one by one, before connecting.
             validate_selectors(&args.selectors).map_err(|e| CliError::Usage(format!("--selector: {e}")))?;
+            let wait_options = args.wait_options();
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
             let check = match &args.id {
                 Some(id) => format!("check with `foreman job get {id}` before creating it again"),
@@ -394,7 +509,20 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
                     JobManagerClient::new(ch).create_job(req).await
                 })
                 .await?;
-            Ok((render_job(&reply), false))
+            match wait_options {
+                None => Ok(Printed::text(render_job(&reply))),
+                Some(options) => {
+                    if reply.id.is_empty() {
+                        return Err(CliError::BadReply(
+                            "CreateJob accepted the job but returned no id to wait for; find it with `foreman job \
+                             list`"
+                                .to_owned(),
+                        ));
+                    }
+                    let job = wait_and_show(&mut client, &reply.id, options).await?;
+                    Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
+                }
+            }
         }
         JobCommand::Get { id, config } => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
@@ -402,7 +530,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
             let reply = client
                 .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).get_job(req).await })
                 .await?;
-            Ok((render_job(&reply), false))
+            Ok(Printed::text(render_job(&reply)))
         }
         JobCommand::List(args) => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
@@ -410,7 +538,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
             let more = next_page_token.is_some();
             let view = JobListView { jobs: jobs.iter().map(JobView::from).collect(), next_page_token };
             let text = if json { output::to_json(&view) } else { output::jobs_table(&view.jobs) };
-            Ok((text, more))
+            Ok(Printed { text, more_pages: more, then: None })
         }
         JobCommand::Cancel { id } => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
@@ -419,7 +547,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
             let reply = client
                 .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).cancel_job(req).await })
                 .await?;
-            Ok((render_job(&reply), false))
+            Ok(Printed::text(render_job(&reply)))
         }
         JobCommand::Delete { id } => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
@@ -432,9 +560,21 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<(String,
                 })
                 .await?;
             let view = DeletedView { id: id.to_string(), deleted: true };
-            Ok((if json { output::to_json(&view) } else { output::deleted_text(&view) }, false))
+            Ok(Printed::text(if json { output::to_json(&view) } else { output::deleted_text(&view) }))
+        }
+        JobCommand::Wait(args) => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options()).await?;
+            Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
         }
     }
+}
+
+/// Waits for job `id` to end, its progress on stderr (redrawn in place on a terminal).
+async fn wait_and_show(client: &mut Client, id: &str, options: wait::WaitOptions) -> Result<pb::Job, CliError> {
+    let mut stderr = std::io::stderr();
+    let rendering = wait::Rendering::for_terminal(stderr.is_terminal());
+    wait::wait_for_job(client, id, options, rendering, &mut stderr).await
 }
 
 /// One page of jobs, or every page with `--all`; and the token of the page after the last one returned.
@@ -552,8 +692,64 @@ mod tests {
             (&["cluster", "leader", "--master", "http://a:1"], &["--master", "scheme"]),
             (&["cluster", "leader", "--timeout", "0s"], &["--timeout", "longer than zero"]),
             (&["cluster", "leader", "--timeout", "5"], &["--timeout", "unit"]),
+            (&["job", "wait", "j1", "--poll-interval", "49ms"], &["--poll-interval", "at least 50ms"]),
+            (&["job", "wait", "j1", "--wait-timeout", "0s"], &["--wait-timeout", "longer than zero"]),
+            (&["job", "wait", "j1", "--wait-timeout", "soon"], &["--wait-timeout"]),
+            (&["job", "wait"], &["<ID>"]),
+            (&["job", "wait", "a b"], &["<ID>", "job id"]),
         ];
         for (args, words) in table {
+            let e = parse(args).expect_err(&format!("{args:?} must be refused"));
+            for word in *words {
+                assert!(e.contains(word), "{args:?}: {word:?} not in {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn wait_flags_belong_to_create_with_wait_and_to_wait() {
+        let create = ["job", "create", "--type", "fake", "--config", "{}"];
+        let with = |extra: &[&'static str]| parse(&[&create[..], extra].concat());
+        let options = |cli: TestCli| match cli.command {
+            TestCommand::Job(JobCommand::Create(args)) => args.wait_options(),
+            TestCommand::Job(JobCommand::Wait(args)) => Some(args.wait_options()),
+            other => panic!("neither create nor wait: {other:?}"),
+        };
+        let ms = Duration::from_millis;
+        // (arguments after `job create ...`, how it waits)
+        let table: &[(&[&str], Option<wait::WaitOptions>)] = &[
+            (&[], None),
+            (&["--wait"], Some(wait::WaitOptions { poll_interval: ms(500), timeout: None })),
+            (
+                &["--wait", "--poll-interval", "50ms", "--wait-timeout", "2m"],
+                Some(wait::WaitOptions { poll_interval: ms(50), timeout: Some(Duration::from_secs(120)) }),
+            ),
+        ];
+        for (extra, want) in table {
+            assert_eq!(options(with(extra).unwrap()), *want, "{extra:?}");
+        }
+        let cli = parse(&["job", "wait", "j1"]).unwrap();
+        assert_eq!(options(cli), Some(wait::WaitOptions { poll_interval: ms(500), timeout: None }));
+        let cli = parse(&["job", "wait", "j1", "--wait-timeout", "1m30s", "--poll-interval", "2s", "--output", "json"])
+            .unwrap();
+        assert_eq!(cli.flags.output, OutputFormat::Json);
+        assert_eq!(
+            options(cli),
+            Some(wait::WaitOptions { poll_interval: Duration::from_secs(2), timeout: Some(Duration::from_secs(90)) })
+        );
+        // Refused: the waiting flags without --wait, and --wait where there is nothing to wait for (or already is).
+        // (arguments, words the error must contain)
+        let refused: &[(Vec<&str>, &[&str])] = &[
+            ([&create[..], &["--poll-interval", "1s"]].concat(), &["--wait"]),
+            ([&create[..], &["--wait-timeout", "1m"]].concat(), &["--wait"]),
+            ([&create[..], &["--wait", "--poll-interval", "1ms"]].concat(), &["--poll-interval", "at least 50ms"]),
+            (vec!["job", "get", "j1", "--wait"], &["--wait"]),
+            (vec!["job", "cancel", "j1", "--wait"], &["--wait"]),
+            (vec!["job", "list", "--wait-timeout", "1s"], &["--wait-timeout"]),
+            (vec!["job", "wait", "j1", "--wait"], &["--wait"]),
+            (vec!["cluster", "leader", "--poll-interval", "1s"], &["--poll-interval"]),
+        ];
+        for (args, words) in refused {
             let e = parse(args).expect_err(&format!("{args:?} must be refused"));
             for word in *words {
                 assert!(e.contains(word), "{args:?}: {word:?} not in {e}");
@@ -616,6 +812,13 @@ mod tests {
         assert_eq!(refused.exit_code(), 1);
         assert_eq!(refused.to_string(), "no job (JOB_NOT_FOUND)");
         assert_eq!(CliError::NoMaster { attempts: vec![] }.exit_code(), 1);
+        // How a wait ends: each outcome its own code, none shared with the codes above.
+        let failed = CliError::JobFailed { id: "j1".into(), reason: "R".into(), message: "m".into() };
+        assert_eq!(failed.exit_code(), EXIT_JOB_FAILED);
+        assert_eq!(CliError::JobCanceled { id: "j1".into() }.exit_code(), EXIT_JOB_CANCELED);
+        let timed_out = CliError::WaitTimedOut { id: "j1".into(), waited: Duration::from_secs(1), last: None };
+        assert_eq!(timed_out.exit_code(), EXIT_WAIT_TIMED_OUT);
+        assert_eq!([EXIT_USAGE, EXIT_JOB_FAILED, EXIT_JOB_CANCELED, EXIT_WAIT_TIMED_OUT], [2, 3, 4, 5]);
     }
 
     #[test]

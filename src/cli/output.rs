@@ -37,6 +37,9 @@ pub struct JobView {
     pub cost: u32,
     pub selectors: Vec<SelectorView>,
     pub error: Option<JobErrorView>,
+    /// What the running job master last said of its progress, e.g. `412/800 steps`; `null` when the leader
+    /// has heard nothing (it keeps this in memory only: a new leader starts without it).
+    pub progress: Option<String>,
     /// The job's configuration as JSON when the server sent it (`--config`); a string if it is not valid JSON.
     pub config: Option<serde_json::Value>,
 }
@@ -199,6 +202,7 @@ impl From<&pb::Job> for JobView {
             cost: job.cost.max(1),
             selectors: job.selectors.iter().map(SelectorView::from).collect(),
             error,
+            progress: (!job.progress.is_empty()).then(|| job.progress.clone()),
             config: config_value(&job.config),
         }
     }
@@ -270,7 +274,7 @@ pub fn jobs_table(jobs: &[JobView]) -> String {
     table(&["ID", "TYPE", "STATE", "RESTARTS", "EPOCH", "EXECUTOR", "ERROR"], &rows)
 }
 
-/// One job, field by field: what `job get`, `job create` and `job cancel` print.
+/// One job, field by field: what `job get`, `job create`, `job cancel` and `job wait` print.
 pub fn job_detail(job: &JobView) -> String {
     let selectors = if job.selectors.is_empty() {
         NONE.to_owned()
@@ -289,6 +293,7 @@ pub fn job_detail(job: &JobView) -> String {
         vec!["ID".to_owned(), job.id.clone()],
         vec!["TYPE".to_owned(), job.job_type.clone()],
         vec!["STATE".to_owned(), job.state.clone()],
+        vec!["PROGRESS".to_owned(), job.progress.clone().unwrap_or_default()],
         vec!["RESTARTS".to_owned(), job.restarts.to_string()],
         vec!["EPOCH".to_owned(), job.epoch.to_string()],
         vec!["EXECUTOR".to_owned(), executor_cell(job.executor_id)],
@@ -559,6 +564,7 @@ j3                    fake  UNKNOWN(99)  2         17     e3        -
 ID:         j1
 TYPE:       fake
 STATE:      failed
+PROGRESS:   -
 RESTARTS:   2
 EPOCH:      17
 EXECUTOR:   e3
@@ -597,13 +603,14 @@ CONFIG:
         let mut wire = job("j1", 2);
         wire.selectors = vec![pb::Selector { key: "zone".into(), target: "east".into(), op: 1 }];
         wire.config = br#"{"b":1,"a":[true]}"#.to_vec();
+        wire.progress = "412/800 steps".into();
         let view = JobListView { jobs: vec![JobView::from(&wire)], next_page_token: None };
         let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
         let want = serde_json::json!({
             "jobs": [{
                 "id": "j1", "type": "fake", "state": "running", "restarts": 2, "epoch": 17, "executor_id": 3,
                 "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-                "config": {"a": [true], "b": 1},
+                "progress": "412/800 steps", "config": {"a": [true], "b": 1},
             }],
             "next_page_token": null,
         });
@@ -612,6 +619,7 @@ CONFIG:
         let value: serde_json::Value = serde_json::from_str(&to_json(&none)).unwrap();
         assert_eq!(value["executor_id"], serde_json::Value::Null);
         assert_eq!(value["config"], serde_json::Value::Null);
+        assert_eq!(value["progress"], serde_json::Value::Null);
         assert_eq!(value["state"], "unspecified");
     }
 

@@ -1,0 +1,410 @@
+//! `foreman job create --wait` and `foreman job wait`: ask for a job every poll interval until it ends, showing
+//! its progress on stderr.
+//!
+//! The poll loop ([`wait_for_job`]) only moves bytes and timers. What it shows is decided by [`ProgressView`], a
+//! pure state machine (the elapsed time and what a poll saw in, the text for stderr out), so both renderings are
+//! unit tested: on a terminal one line redrawn in place, elsewhere (pipes, CI logs) one line per change.
+//!
+//! Invariants: only an answer ends the wait early (the job ended, or a master refused the call, e.g. the job is
+//! unknown); a poll that no master could serve (no leader during a failover, a master unreachable) is shown and
+//! retried, and ends the wait only through `--wait-timeout`. While waiting only progress is written, to stderr;
+//! the result goes to stdout afterwards, so scripts can parse stdout.
+
+use std::io::Write;
+use std::time::Duration;
+
+use super::client::{Client, Resend};
+use super::output::{job_state_name, sanitize};
+use super::CliError;
+use crate::clock::Clock;
+use crate::config::format_duration;
+use crate::rpc::pb;
+use crate::rpc::pb::job_manager_client::JobManagerClient;
+
+/// `--poll-interval` when not given.
+pub const POLL_INTERVAL_DEFAULT: &str = "500ms";
+/// The shortest `--poll-interval`, so that a waiting client cannot keep the leader busy.
+pub const POLL_INTERVAL_MIN: Duration = Duration::from_millis(50);
+/// The most characters of a job's progress text shown; the rest is cut and marked with `...`.
+pub const PROGRESS_CHARS_MAX: usize = 200;
+/// The most characters of the line redrawn on a terminal: a line that wraps cannot be redrawn with a carriage
+/// return, and terminals are at least 80 columns wide.
+pub const TERMINAL_LINE_CHARS_MAX: usize = 79;
+
+/// How to wait: from `--poll-interval` and `--wait-timeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WaitOptions {
+    pub poll_interval: Duration,
+    /// `None`: wait until the job ends.
+    pub timeout: Option<Duration>,
+}
+
+/// What one poll saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Sighting {
+    /// The job, by its state's name (as `job get` prints it) and its progress text (empty when unknown).
+    Job { state: String, progress: String },
+    /// No master could serve the call (the error's text, on one line); the wait goes on.
+    NoMaster { detail: String },
+}
+
+impl Sighting {
+    pub fn of_job(job: &pb::Job) -> Sighting {
+        Sighting::Job { state: job_state_name(job.state), progress: job.progress.clone() }
+    }
+
+    /// `RUNNING 412/800 steps`; `RUNNING` alone when the progress is unknown; `retrying: <why>` when no master
+    /// could answer. Server text is escaped and bounded.
+    pub fn text(&self) -> String {
+        match self {
+            Sighting::Job { state, progress } => {
+                let state = sanitize(&state.to_uppercase());
+                let progress = bounded(&sanitize(progress.trim()), PROGRESS_CHARS_MAX);
+                if progress.is_empty() {
+                    state
+                } else {
+                    format!("{state} {progress}")
+                }
+            }
+            Sighting::NoMaster { detail } => format!("retrying: {}", bounded(&sanitize(detail), PROGRESS_CHARS_MAX)),
+        }
+    }
+}
+
+/// `[  3.5s] RUNNING 412/800 steps`: the time since the wait began, in seconds, then what the poll saw.
+pub fn status_line(elapsed: Duration, sighting: &Sighting) -> String {
+    format!("[{:>5.1}s] {}", elapsed.as_secs_f64(), sighting.text())
+}
+
+/// At most `max` characters of `text`, the cut marked with `...`.
+fn bounded(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let mut out: String = text.chars().take(max.saturating_sub(3)).collect();
+    out.push_str("...");
+    out
+}
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rendering {
+    /// A terminal: one line, redrawn in place at every poll (the elapsed time moves even when nothing else does).
+    Redraw,
+    /// Pipes and logs: one line per change of what the polls see.
+    Lines,
+}
+
+impl Rendering {
+    /// Redraw on a terminal, lines elsewhere.
+    pub fn for_terminal(is_terminal: bool) -> Rendering {
+        if is_terminal {
+            Rendering::Redraw
+        } else {
+            Rendering::Lines
+        }
+    }
+}
+
+/// What to write to stderr as the polls come in. Pure: it only returns text.
+#[derive(Clone, Debug)]
+pub struct ProgressView {
+    rendering: Rendering,
+    last: Option<Sighting>,
+    /// A redrawn line is on the terminal, not yet ended with a newline.
+    open: bool,
+}
+
+impl ProgressView {
+    pub fn new(rendering: Rendering) -> ProgressView {
+        ProgressView { rendering, last: None, open: false }
+    }
+
+    /// The text for a poll's sighting `elapsed` after the wait began, if there is any to write.
+    pub fn on_sighting(&mut self, elapsed: Duration, sighting: Sighting) -> Option<String> {
+        let line = status_line(elapsed, &sighting);
+        let changed = self.last.as_ref() != Some(&sighting);
+        self.last = Some(sighting);
+        match self.rendering {
+            Rendering::Lines => changed.then(|| format!("{line}\n")),
+            Rendering::Redraw => {
+                self.open = true;
+                // Back to the line's start, the new text, then erase what is left of a longer previous one.
+                Some(format!("\r{}\x1b[K", bounded(&line, TERMINAL_LINE_CHARS_MAX)))
+            }
+        }
+    }
+
+    /// What ends the progress before anything else is written to the terminal: a newline after a redrawn line.
+    pub fn finish(&mut self) -> Option<String> {
+        std::mem::take(&mut self.open).then(|| "\n".to_owned())
+    }
+
+    /// What the last poll saw.
+    pub fn last(&self) -> Option<&Sighting> {
+        self.last.as_ref()
+    }
+}
+
+/// Whether a job in this state will never change again.
+pub fn is_terminal(state: i32) -> bool {
+    matches!(pb::JobState::try_from(state), Ok(pb::JobState::Finished | pb::JobState::Canceled | pb::JobState::Failed))
+}
+
+/// How a job that ended ends the command: nothing for a finished job, otherwise the error that sets the exit code.
+pub fn verdict(job: &pb::Job) -> Option<CliError> {
+    let id = sanitize(&job.id);
+    match pb::JobState::try_from(job.state) {
+        Ok(pb::JobState::Failed) => {
+            let error = job.error.clone().unwrap_or_default();
+            Some(CliError::JobFailed { id, reason: sanitize(&error.reason), message: sanitize(&error.message) })
+        }
+        Ok(pb::JobState::Canceled) => Some(CliError::JobCanceled { id }),
+        _ => None,
+    }
+}
+
+/// Polls `GetJob` for job `id` until it ends (module documentation), writing progress to `progress_out`, and
+/// returns the job as it ended. Errors: the master's refusal, or [`CliError::WaitTimedOut`].
+pub async fn wait_for_job(
+    client: &mut Client,
+    id: &str,
+    options: WaitOptions,
+    rendering: Rendering,
+    progress_out: &mut dyn Write,
+) -> Result<pb::Job, CliError> {
+    let clock = Clock::start();
+    let elapsed = || Duration::from_millis(clock.now().as_millis());
+    let mut view = ProgressView::new(rendering);
+    // Progress is a courtesy: a stderr that cannot be written must not end the wait.
+    let mut show = |text: Option<String>| {
+        if let Some(text) = text {
+            let _ = progress_out.write_all(text.as_bytes()).and_then(|()| progress_out.flush());
+        }
+    };
+    let request = pb::GetJobRequest { id: id.to_owned(), include_config: false };
+    loop {
+        let poll = client.call(&Resend::Safe, request.clone(), |ch, req| async move {
+            JobManagerClient::new(ch).get_job(req).await
+        });
+        // The wait's deadline bounds a poll too: a poll is a read, safe to abandon.
+        let answer = match options.timeout {
+            None => Some(poll.await),
+            Some(timeout) => tokio::time::timeout(timeout.saturating_sub(elapsed()), poll).await.ok(),
+        };
+        match answer {
+            Some(Ok(job)) => {
+                show(view.on_sighting(elapsed(), Sighting::of_job(&job)));
+                if is_terminal(job.state) {
+                    show(view.finish());
+                    return Ok(job);
+                }
+            }
+            Some(Err(CliError::NoMaster { attempts })) => {
+                // The report has a line per master tried; the progress line takes them all, `; ` apart.
+                let report = CliError::NoMaster { attempts }.to_string();
+                let detail = report.lines().map(str::trim).collect::<Vec<_>>().join("; ");
+                show(view.on_sighting(elapsed(), Sighting::NoMaster { detail }));
+            }
+            Some(Err(refused)) => {
+                show(view.finish());
+                return Err(refused);
+            }
+            None => {}
+        }
+        let pause = match options.timeout {
+            None => options.poll_interval,
+            Some(timeout) => {
+                let left = timeout.saturating_sub(elapsed());
+                if left.is_zero() {
+                    show(view.finish());
+                    let last = view.last().cloned();
+                    return Err(CliError::WaitTimedOut { id: sanitize(id), waited: timeout, last });
+                }
+                options.poll_interval.min(left)
+            }
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// The text of [`CliError::WaitTimedOut`]: what the last poll saw, and what to do next.
+pub(super) fn timed_out_text(id: &str, waited: Duration, last: Option<&Sighting>) -> String {
+    let head = format!("job {id} has not ended within {} (--wait-timeout)", format_duration(waited));
+    match last {
+        Some(job @ Sighting::Job { .. }) => format!(
+            "{head}; last seen: {}. The job goes on: wait again with `foreman job wait {id}`, or stop it with \
+             `foreman job cancel {id}`",
+            job.text()
+        ),
+        Some(Sighting::NoMaster { detail }) => {
+            format!("{head}; no master could serve the last poll: {}", bounded(&sanitize(detail), PROGRESS_CHARS_MAX))
+        }
+        None => format!("{head}; no poll was answered in time (see --timeout)"),
+    }
+}
+
+/// The text of [`CliError::JobFailed`]: `job j1 failed: <message> (<REASON>)`, like a refusal.
+pub(super) fn failed_text(id: &str, reason: &str, message: &str) -> String {
+    match (reason.is_empty(), message.is_empty()) {
+        (false, false) => format!("job {id} failed: {message} ({reason})"),
+        (true, false) => format!("job {id} failed: {message}"),
+        (false, true) => format!("job {id} failed ({reason})"),
+        (true, true) => format!("job {id} failed; the leader gave no reason"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(state: &str, progress: &str) -> Sighting {
+        Sighting::Job { state: state.to_owned(), progress: progress.to_owned() }
+    }
+
+    fn secs(s: f64) -> Duration {
+        Duration::from_secs_f64(s)
+    }
+
+    #[test]
+    fn status_lines_table() {
+        // (elapsed, sighting, line)
+        let table = [
+            (secs(0.0), job("created", ""), "[  0.0s] CREATED"),
+            (secs(3.5), job("running", "412/800 steps"), "[  3.5s] RUNNING 412/800 steps"),
+            (secs(3.5), job("running", "  padded  "), "[  3.5s] RUNNING padded"),
+            (
+                secs(61.04),
+                job("finished", "800/800 steps, 4/4 workers done"),
+                "[ 61.0s] FINISHED 800/800 steps, 4/4 workers done",
+            ),
+            (secs(12345.0), job("UNKNOWN(9)", ""), "[12345.0s] UNKNOWN(9)"),
+            (secs(1.0), job("running", "a\nb\x1b[2J"), "[  1.0s] RUNNING a\\nb\\u{1b}[2J"),
+            (
+                secs(2.0),
+                Sighting::NoMaster {
+                    detail: "no master could serve the call (tried a:1); a:1: no leader (NO_LEADER)".into(),
+                },
+                "[  2.0s] retrying: no master could serve the call (tried a:1); a:1: no leader (NO_LEADER)",
+            ),
+        ];
+        for (elapsed, sighting, line) in table {
+            assert_eq!(status_line(elapsed, &sighting), line, "{sighting:?}");
+        }
+    }
+
+    #[test]
+    fn long_progress_is_cut() {
+        let text = job("running", &"x".repeat(PROGRESS_CHARS_MAX + 50)).text();
+        assert_eq!(text.chars().count(), "RUNNING ".len() + PROGRESS_CHARS_MAX);
+        assert!(text.ends_with("x..."), "{text}");
+        assert_eq!(bounded("abc", 3), "abc");
+        assert_eq!(bounded("abcd", 3), "...");
+        assert_eq!(bounded("abcdé", 4), "a...");
+    }
+
+    #[test]
+    fn lines_rendering_writes_one_line_per_change() {
+        let mut view = ProgressView::new(Rendering::Lines);
+        // (elapsed, sighting, what is written)
+        let steps = [
+            (0.0, job("created", ""), Some("[  0.0s] CREATED\n")),
+            (0.5, job("created", ""), None),
+            (1.0, job("running", ""), Some("[  1.0s] RUNNING\n")),
+            (1.5, job("running", "1/8"), Some("[  1.5s] RUNNING 1/8\n")),
+            (2.0, job("running", "1/8"), None),
+            (2.5, Sighting::NoMaster { detail: "no leader".into() }, Some("[  2.5s] retrying: no leader\n")),
+            (3.0, Sighting::NoMaster { detail: "no leader".into() }, None),
+            (3.5, job("running", "1/8"), Some("[  3.5s] RUNNING 1/8\n")),
+            (4.0, job("finished", "8/8"), Some("[  4.0s] FINISHED 8/8\n")),
+        ];
+        for (elapsed, sighting, want) in steps {
+            assert_eq!(view.on_sighting(secs(elapsed), sighting.clone()).as_deref(), want, "{elapsed}: {sighting:?}");
+        }
+        assert_eq!(view.last(), Some(&job("finished", "8/8")));
+        // Every line already ended.
+        assert_eq!(view.finish(), None);
+    }
+
+    #[test]
+    fn redraw_rendering_rewrites_one_line_and_ends_it_once() {
+        let mut view = ProgressView::new(Rendering::Redraw);
+        assert_eq!(view.finish(), None, "nothing drawn, nothing to end");
+        // (elapsed, sighting, what is written)
+        let steps = [
+            (0.0, job("created", ""), "\r[  0.0s] CREATED\x1b[K"),
+            // Unchanged, but the elapsed time moves on.
+            (0.5, job("created", ""), "\r[  0.5s] CREATED\x1b[K"),
+            (1.0, job("running", "1/8"), "\r[  1.0s] RUNNING 1/8\x1b[K"),
+        ];
+        for (elapsed, sighting, want) in steps {
+            assert_eq!(view.on_sighting(secs(elapsed), sighting).as_deref(), Some(want), "{elapsed}");
+        }
+        assert_eq!(view.finish().as_deref(), Some("\n"));
+        assert_eq!(view.finish(), None);
+        // A line never wraps, however long the progress.
+        let long = view.on_sighting(secs(2.0), job("running", &"y".repeat(150))).unwrap();
+        let visible = long.trim_start_matches('\r').trim_end_matches("\x1b[K");
+        assert_eq!(visible.chars().count(), TERMINAL_LINE_CHARS_MAX);
+        assert!(visible.starts_with("[  2.0s] RUNNING yyy") && visible.ends_with("y..."), "{visible}");
+    }
+
+    #[test]
+    fn terminal_states_and_verdicts() {
+        // (state, terminal, exit code of the verdict; 0 for none)
+        let table = [
+            (pb::JobState::Unspecified as i32, false, 0),
+            (pb::JobState::Created as i32, false, 0),
+            (pb::JobState::Running as i32, false, 0),
+            (pb::JobState::Canceling as i32, false, 0),
+            (pb::JobState::Finished as i32, true, 0),
+            (pb::JobState::Canceled as i32, true, 4),
+            (pb::JobState::Failed as i32, true, 3),
+            (42, false, 0),
+        ];
+        for (state, terminal, code) in table {
+            assert_eq!(is_terminal(state), terminal, "{state}");
+            let job = pb::Job { id: "j1".into(), state, ..Default::default() };
+            assert_eq!(verdict(&job).map_or(0, |e| e.exit_code()), code, "{state}");
+        }
+    }
+
+    #[test]
+    fn failure_messages_say_what_the_leader_said() {
+        let failed = |reason: &str, message: &str| {
+            let job = pb::Job {
+                id: "j1".into(),
+                state: pb::JobState::Failed as i32,
+                error: Some(pb::JobError { reason: reason.into(), message: message.into() }),
+                ..Default::default()
+            };
+            verdict(&job).unwrap().to_string()
+        };
+        assert_eq!(failed("JOB_MASTER_FAILED", "disk full"), "job j1 failed: disk full (JOB_MASTER_FAILED)");
+        assert_eq!(failed("", "disk full"), "job j1 failed: disk full");
+        assert_eq!(failed("BACKOFF_EXHAUSTED", ""), "job j1 failed (BACKOFF_EXHAUSTED)");
+        assert_eq!(failed("", ""), "job j1 failed; the leader gave no reason");
+        assert_eq!(failed("X", "a\nb"), "job j1 failed: a\\nb (X)");
+        let canceled = pb::Job { id: "j1".into(), state: pb::JobState::Canceled as i32, ..Default::default() };
+        assert_eq!(verdict(&canceled).unwrap().to_string(), "job j1 was canceled");
+        let timed_out = |last: Option<Sighting>| CliError::WaitTimedOut { id: "j1".into(), waited: secs(90.0), last };
+        assert_eq!(timed_out(None).exit_code(), 5);
+        // (what the last poll saw, the message)
+        let table = [
+            (
+                Some(job("running", "3/8")),
+                "job j1 has not ended within 1m30s (--wait-timeout); last seen: RUNNING 3/8. The job goes on: wait \
+                 again with `foreman job wait j1`, or stop it with `foreman job cancel j1`",
+            ),
+            (
+                Some(Sighting::NoMaster { detail: "no leader (NO_LEADER)".into() }),
+                "job j1 has not ended within 1m30s (--wait-timeout); no master could serve the last poll: no leader \
+                 (NO_LEADER)",
+            ),
+            (None, "job j1 has not ended within 1m30s (--wait-timeout); no poll was answered in time (see --timeout)"),
+        ];
+        for (last, text) in table {
+            assert_eq!(timed_out(last).to_string(), text);
+        }
+    }
+}
