@@ -632,6 +632,7 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
         worker_id: worker_id.into(),
         worker_epoch: 1,
         status,
+        progress: String::new(),
     };
     assert_invalid(
         "ReportWorkerStatus without status",

@@ -191,7 +191,7 @@ impl pb::framework_server::Framework for Host {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let status = worker_status(r.status.as_ref())?;
-        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), "");
+        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), &r.progress);
         Ok(Response::new(pb::ReportWorkerStatusResponse {
             verdict: verdict(reply.verdict),
             master_epoch: reply.master_epoch.0,

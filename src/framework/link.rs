@@ -249,6 +249,7 @@ impl Link {
                         error_message: message.clone(),
                         detail: vec![],
                     }),
+                    progress: self.progress.get(),
                 };
                 match client.report_worker_status(req).await {
                     Ok(r) => {

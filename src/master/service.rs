@@ -331,7 +331,7 @@ impl pb::framework_server::Framework for MasterService {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
-            let (reply, _) = self.m.job_master_message(msg, Some(status), "").await?;
+            let (reply, _) = self.m.job_master_message(msg, Some(status), &r.progress).await?;
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict),
                 master_epoch: reply.master_epoch.0,
