@@ -41,7 +41,7 @@ const WATCH_POLL: Duration = Duration::from_millis(200);
 /// The deadline on each metastore call of the final check.
 const META_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One fake job of the workload. At 10–20 ms a step, each runs 6–9 s undisturbed: still running at the kills.
+/// One fake job of the workload. At 10–20 ms a step, each runs 6–12 s undisturbed: still running at the kills.
 struct FakeJob {
     id: &'static str,
     workers: u32,
@@ -56,7 +56,10 @@ impl FakeJob {
 }
 
 const JOBS: &[FakeJob] = &[
-    FakeJob { id: "count-a", workers: 4, target: 400, tick_ms: 20 },
+    // The first job's job master is the one killed. Its workers on other executors go on counting until they fence
+    // themselves (the worker self-fence, 10 s), so it takes longer than that: its new job master has to restart
+    // them from their checkpoints rather than find them all done.
+    FakeJob { id: "count-a", workers: 4, target: 600, tick_ms: 20 },
     FakeJob { id: "count-b", workers: 3, target: 600, tick_ms: 15 },
     FakeJob { id: "count-c", workers: 4, target: 450, tick_ms: 20 },
     FakeJob { id: "count-d", workers: 3, target: 600, tick_ms: 10 },

@@ -126,14 +126,15 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `masters` masters (`m0`, `m1`, ...) and one executor (`e0`, `e1`, ...) per entry of
-    /// `executor_capacities`, joining every master, on free loopback ports in a fresh cluster named after `label`.
+    /// Starts `masters` masters (`m0`, `m1`, ...) and one executor (`exec0`, `exec1`, ...: not `e<n>`, which is how
+    /// the masters log executor ids) per entry of `executor_capacities`, joining every master, on free loopback
+    /// ports in a fresh cluster named after `label`.
     pub fn start(etcd: &str, label: &str, masters: usize, executor_capacities: &[u32]) -> Cluster {
         let run = unique_suffix();
         let dir = std::env::temp_dir().join(format!("foreman-{label}-{run}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         let roles = (0..masters).map(|i| (format!("m{i}"), Role::Master)).chain(
-            executor_capacities.iter().enumerate().map(|(i, c)| (format!("e{i}"), Role::Executor { capacity: *c })),
+            executor_capacities.iter().enumerate().map(|(i, c)| (format!("exec{i}"), Role::Executor { capacity: *c })),
         );
         let roles: Vec<(String, Role)> = roles.collect();
         // All ports are held at once so they differ; each is released just before its process binds it.
