@@ -1,0 +1,381 @@
+//! What the real-process tests share: a cluster of `foreman master` and `foreman executor` processes on loopback
+//! against a real etcd, and the `foreman` CLI to observe it, as an operator would.
+//!
+//! Every process logs to its own file in a temporary directory. Dropping the [`Cluster`] SIGKILLs every child
+//! still running; when the test failed, it first prints the tail of each log and keeps the directory.
+
+// why: each test binary compiles this module and uses a different part of it.
+#![allow(dead_code)]
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tokio::time::Instant;
+
+/// How often a condition is polled through the CLI.
+pub const POLL: Duration = Duration::from_millis(100);
+/// The deadline the CLI puts on each master it asks.
+pub const CLI_TIMEOUT: &str = "1s";
+/// How many lines of each log a failed test prints.
+pub const LOG_TAIL_LINES: usize = 40;
+
+/// `cluster leader --output json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct LeaderView {
+    pub name: String,
+    pub address: String,
+    pub leader_epoch: u64,
+}
+
+/// One row of `cluster masters --output json`.
+#[derive(Debug, Deserialize)]
+pub struct MasterView {
+    pub name: String,
+    pub is_leader: bool,
+}
+
+/// `cluster masters --output json`.
+#[derive(Debug, Deserialize)]
+pub struct MasterListView {
+    pub masters: Vec<MasterView>,
+}
+
+/// One row of `cluster executors --output json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ExecutorView {
+    pub id: u64,
+    pub name: String,
+    pub address: String,
+    pub status: String,
+    pub used: u32,
+    pub capacity: u32,
+}
+
+/// `cluster executors --output json`.
+#[derive(Debug, Deserialize)]
+pub struct ExecutorListView {
+    pub executors: Vec<ExecutorView>,
+}
+
+/// A job, as `job get|create --output json` and each row of `job list --output json` show it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct JobView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    pub state: String,
+    pub restarts: u32,
+    pub epoch: u64,
+    pub executor_id: Option<u64>,
+}
+
+/// `job list --output json`.
+#[derive(Debug, Deserialize)]
+pub struct JobListView {
+    pub jobs: Vec<JobView>,
+}
+
+/// The etcd the test runs against: `FOREMAN_TEST_ETCD`, set by `scripts/with-etcd`. Without it the test fails
+/// rather than skips (it only runs when asked for with `--ignored`).
+pub fn etcd_from_env(test: &str) -> String {
+    let etcd = std::env::var("FOREMAN_TEST_ETCD").unwrap_or_default();
+    assert!(
+        !etcd.is_empty(),
+        "FOREMAN_TEST_ETCD must name a real etcd as host:port: run `scripts/with-etcd cargo test --test {test} -- \
+         --ignored`, which starts a throwaway one and sets it"
+    );
+    etcd
+}
+
+/// What a node of the cluster is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Master,
+    /// An executor with this many slots.
+    Executor {
+        capacity: u32,
+    },
+}
+
+/// One `foreman master` or `foreman executor` process of the test cluster.
+pub struct Node {
+    pub name: String,
+    pub role: Role,
+    pub address: String,
+    child: Option<Child>,
+    /// Its stderr and stdout (the log), across restarts.
+    pub log: PathBuf,
+}
+
+impl Node {
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+}
+
+/// The test's processes, all in one fresh cluster of one etcd.
+pub struct Cluster {
+    pub etcd: String,
+    /// The cluster name: every key lives under `/foreman/<cluster>/`.
+    pub cluster: String,
+    pub dir: PathBuf,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `masters` masters (`m0`, `m1`, ...) and one executor (`exec0`, `exec1`, ...: not `e<n>`, which is how
+    /// the masters log executor ids) per entry of `executor_capacities`, joining every master, on free loopback
+    /// ports in a fresh cluster named after `label`.
+    pub fn start(etcd: &str, label: &str, masters: usize, executor_capacities: &[u32]) -> Cluster {
+        let run = unique_suffix();
+        let dir = std::env::temp_dir().join(format!("foreman-{label}-{run}"));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+        let roles = (0..masters).map(|i| (format!("m{i}"), Role::Master)).chain(
+            executor_capacities.iter().enumerate().map(|(i, c)| (format!("exec{i}"), Role::Executor { capacity: *c })),
+        );
+        let roles: Vec<(String, Role)> = roles.collect();
+        // All ports are held at once so they differ; each is released just before its process binds it.
+        let listeners: Vec<std::net::TcpListener> =
+            roles.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+        let nodes = listeners
+            .iter()
+            .zip(roles)
+            .map(|(l, (name, role))| Node {
+                log: dir.join(format!("{name}.log")),
+                name,
+                role,
+                address: l.local_addr().expect("bound address").to_string(),
+                child: None,
+            })
+            .collect();
+        drop(listeners);
+        let mut c = Cluster { etcd: etcd.to_owned(), cluster: format!("{label}-{run}"), dir, nodes };
+        for i in 0..c.nodes.len() {
+            c.spawn(i);
+        }
+        eprintln!(
+            "cluster {} on etcd {}: {}; logs in {}",
+            c.cluster,
+            c.etcd,
+            c.nodes.iter().map(|n| format!("{}={}", n.name, n.address)).collect::<Vec<_>>().join(" "),
+            c.dir.display()
+        );
+        c
+    }
+
+    /// Starts (or restarts) node `i`, appending to its log.
+    pub fn spawn(&mut self, i: usize) {
+        let join = self.master_addresses(None);
+        let node = &mut self.nodes[i];
+        assert!(node.child.is_none(), "{} is already running", node.name);
+        let log = File::options().create(true).append(true).open(&node.log).expect("open the log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_foreman"));
+        match node.role {
+            Role::Master => {
+                command.args(["master", "--name", &node.name, "--addr", &node.address, "--etcd", &self.etcd]);
+                command.args(["--cluster", &self.cluster]);
+            }
+            Role::Executor { capacity } => {
+                command.args(["executor", "--name", &node.name, "--addr", &node.address, "--join", &join]);
+                command.args(["--capacity", &capacity.to_string()]);
+            }
+        }
+        let child = command
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", node.name));
+        node.child = Some(child);
+    }
+
+    /// SIGKILLs node `i` (`Child::kill` is SIGKILL on unix) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn index_of(&self, name: &str) -> usize {
+        self.nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node named {name:?}"))
+    }
+
+    /// The node listening on `address`.
+    pub fn index_at(&self, address: &str) -> usize {
+        self.nodes.iter().position(|n| n.address == address).unwrap_or_else(|| {
+            panic!(
+                "no node listens on {address:?}; nodes: {}",
+                self.nodes.iter().map(|n| format!("{}={}", n.name, n.address)).collect::<Vec<_>>().join(" ")
+            )
+        })
+    }
+
+    /// Every master's address, but `except`'s, comma separated: the `--join` of executors.
+    fn master_addresses(&self, except: Option<usize>) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.role == Role::Master && Some(*i) != except)
+            .map(|(_, n)| n.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The `--master` list of the masters running now (all but `except`).
+    pub fn masters_except(&self, except: Option<usize>) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter(|(i, n)| n.role == Role::Master && Some(*i) != except && n.child.is_some())
+            .map(|(_, n)| n.address.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Fails the test if a process exited on its own (a crash, a refused configuration).
+    pub fn assert_running(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("{} exited on its own: {status}", node.name);
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failed = std::thread::panicking();
+        for i in 0..self.nodes.len() {
+            self.kill(i);
+        }
+        if failed {
+            for node in &self.nodes {
+                eprintln!(
+                    "---- last lines of {} ({}) ----\n{}",
+                    node.name,
+                    node.log.display(),
+                    tail(&node.log, LOG_TAIL_LINES)
+                );
+            }
+            eprintln!("(logs kept in {})", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The last `lines` lines of the file at `path`.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read: {e}>"));
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// A suffix no earlier run used, so that a long-lived etcd never hands this run another run's keys.
+fn unique_suffix() -> String {
+    // why: only a name; a wall-clock read in a production-build test does not touch any simulation.
+    #[allow(clippy::disallowed_methods)]
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos}", std::process::id())
+}
+
+/// What one CLI run did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `foreman <args>` (off the async workers: it blocks until the child exits).
+pub async fn foreman(args: &[&str]) -> Run {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_foreman")).args(&args).env_remove("FOREMAN_MASTERS").output()
+    })
+    .await
+    .expect("the blocking task")
+    .expect("run the foreman binary");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Runs `foreman <args> --master <masters> --output json --timeout CLI_TIMEOUT` and parses its output as `T`:
+/// the view, or why there is none.
+pub async fn query<T: serde::de::DeserializeOwned>(masters: &str, args: &[&str]) -> Result<T, String> {
+    let run = foreman(&[args, &["--master", masters, "--output", "json", "--timeout", CLI_TIMEOUT]].concat()).await;
+    if run.code != Some(0) {
+        return Err(format!("`foreman {}` exit {:?}: {}", args.join(" "), run.code, run.stderr.trim()));
+    }
+    serde_json::from_str(&run.stdout).map_err(|e| {
+        format!("`foreman {}` printed no {} ({e}): {}", args.join(" "), std::any::type_name::<T>(), run.stdout)
+    })
+}
+
+/// `foreman cluster leader` against `masters`: the leader, or why there is none.
+pub async fn leader(masters: &str) -> Result<LeaderView, String> {
+    query(masters, &["cluster", "leader"]).await
+}
+
+/// Polls `cluster leader` against `masters` every [`POLL`] until `accept` takes the answer, for at most `max`.
+pub async fn wait_for_leader(
+    cluster: &mut Cluster,
+    masters: &str,
+    max: Duration,
+    what: &str,
+    accept: impl Fn(&LeaderView) -> bool,
+) -> LeaderView {
+    let started = Instant::now();
+    loop {
+        cluster.assert_running();
+        let last = match leader(masters).await {
+            Ok(v) if accept(&v) => return v,
+            Ok(v) => format!("{v:?}"),
+            Err(e) => e,
+        };
+        assert!(started.elapsed() < max, "{what}: not within {max:?}; last answer: {last}");
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Creates a job through the CLI, trying again while the leader cannot serve yet (`MASTER_NOT_READY`, no leader)
+/// for at most `max`. An earlier attempt whose reply was lost may have created it: `JOB_ALREADY_EXISTS` counts as
+/// done, so `id` must be new to the cluster.
+pub async fn create_job(masters: &str, id: &str, job_type: &str, config: &str, max: Duration) {
+    let started = Instant::now();
+    loop {
+        let run = foreman(&[
+            "job",
+            "create",
+            "--type",
+            job_type,
+            "--config",
+            config,
+            "--id",
+            id,
+            "--master",
+            masters,
+            "--output",
+            "json",
+            "--timeout",
+            CLI_TIMEOUT,
+        ])
+        .await;
+        if run.code == Some(0) || run.stderr.contains("JOB_ALREADY_EXISTS") {
+            return;
+        }
+        assert!(started.elapsed() < max, "job create {id} never succeeded within {max:?}: {run:?}");
+        tokio::time::sleep(POLL).await;
+    }
+}
