@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -154,6 +155,9 @@ pub enum WorkersError {
 #[derive(Clone, Debug)]
 pub struct Workers {
     timing: HeartbeatTiming,
+    /// How long a dispatch may take to start its task (the bound of the dispatch calls): a task created late in
+    /// that window fences itself up to that much later than one created at once.
+    dispatch_window: Duration,
     master_epoch: Epoch,
     entries: BTreeMap<TaskId, Entry>,
     recovering_until: Option<Time>,
@@ -168,6 +172,7 @@ impl Workers {
     pub fn new(master_epoch: Epoch, timing: HeartbeatTiming) -> Workers {
         Workers {
             timing,
+            dispatch_window: Duration::ZERO,
             master_epoch,
             entries: BTreeMap::new(),
             recovering_until: None,
@@ -193,6 +198,15 @@ impl Workers {
         w.expected = w.entries.len();
         w.recovering_until = Some(until);
         w
+    }
+
+    /// The same bookkeeping, allowing `window` for a dispatch to start its task: an incarnation never heard from
+    /// is lost only after the offline TTL *plus* this window from its dispatch. The task fences itself the
+    /// self-fence time after it was created, and it is created within the window (the dispatch calls are bounded
+    /// by it), so it has stopped by then even if it started at the window's end.
+    pub fn with_dispatch_window(mut self, window: Duration) -> Workers {
+        self.dispatch_window = window;
+        self
     }
 
     pub fn master_epoch(&self) -> Epoch {
@@ -233,7 +247,7 @@ impl Workers {
                 return Err(WorkersError::EpochNotNewer { task: task.clone(), new: epoch, last: e.epoch });
             }
         }
-        let expires_at = now + self.timing.offline_ttl;
+        let expires_at = now + self.timing.offline_ttl + self.dispatch_window;
         self.entries.insert(task.clone(), Entry { epoch, state: EntryState::Created, expires_at, last_heard: None });
         Ok(())
     }
@@ -438,6 +452,27 @@ mod tests {
 
     fn workers() -> Workers {
         Workers::new(Epoch(5), HeartbeatTiming::worker_default())
+    }
+
+    #[test]
+    fn an_unheard_incarnation_is_lost_after_ttl_plus_the_dispatch_window() {
+        let ttl = HeartbeatTiming::worker_default().offline_ttl;
+        let window = Duration::from_secs(3);
+        let mut w = workers().with_dispatch_window(window);
+        w.on_dispatched(ms(1000), &t("a"), Epoch(3)).unwrap();
+        let lost_at = ms(1000) + ttl + window;
+        assert_eq!(w.next_deadline(), Some(lost_at));
+        let just_before = ms(1000 + (ttl + window).as_millis() as u64 - 1);
+        assert!(w.tick(just_before).is_empty(), "lost before the window ended");
+        assert_eq!(
+            w.tick(lost_at),
+            vec![Event::Lost { task: t("a"), epoch: Epoch(3), reason: LostReason::NeverStarted }]
+        );
+        // Once heard from, the usual TTL from the last heartbeat applies.
+        w.on_dispatched(ms(20_000), &t("b"), Epoch(4)).unwrap();
+        w.on_heartbeat(ms(20_100), &msg("b", 5, 4));
+        assert_eq!(w.next_deadline(), Some(ms(20_100) + ttl));
+        w.check().unwrap();
     }
 
     #[test]

@@ -18,13 +18,22 @@ async fn channel(address: &str, timeout: Duration) -> Result<Channel, Status> {
     endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))
 }
 
-/// Pre-dispatches `pre` to the executor at `address` and confirms it, each call bounded by `timeout`.
-pub async fn dispatch(address: &str, pre: pb::PreDispatchTaskRequest, timeout: Duration) -> Result<(), Status> {
+/// Pre-dispatches `pre` to the executor at `address` and confirms it, all within `window` (connecting included):
+/// the master's bookkeeping allows a dispatch that long to start its task
+/// ([`crate::core::workers::Workers::with_dispatch_window`]). Past it the outcome is unknown
+/// (`DEADLINE_EXCEEDED`).
+pub async fn dispatch(address: &str, pre: pb::PreDispatchTaskRequest, window: Duration) -> Result<(), Status> {
     let confirm = pb::ConfirmDispatchTaskRequest { task_id: pre.task_id.clone(), request_id: pre.request_id.clone() };
-    let mut client = ExecutorServiceClient::new(channel(address, timeout).await?);
-    client.pre_dispatch_task(pre).await?;
-    client.confirm_dispatch_task(confirm).await?;
-    Ok(())
+    let calls = async {
+        let mut client = ExecutorServiceClient::new(channel(address, window).await?);
+        client.pre_dispatch_task(pre).await?;
+        client.confirm_dispatch_task(confirm).await?;
+        Ok(())
+    };
+    match tokio::time::timeout(window, calls).await {
+        Ok(r) => r,
+        Err(_) => Err(Status::deadline_exceeded(format!("the dispatch to {address} took longer than {window:?}"))),
+    }
 }
 
 /// Whether a failed dispatch certainly did not start the task. A call that timed out, was cut, or failed in an

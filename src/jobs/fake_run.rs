@@ -326,7 +326,7 @@ impl JobMaster {
         }
         let now = env.clock.now();
         info!(job, epoch = epoch.0, awaited = expected.len(), "job master recovering its workers");
-        let workers = Workers::recover(now, epoch, spec.timing, expected);
+        let workers = Workers::recover(now, epoch, spec.timing, expected).with_dispatch_window(env.rpc_timeout);
         let hosting = env.host.host(&job, workers);
         let fence = Cond::ValueEquals { key: keys::job_master(&job), value: epoch.0.to_string().into_bytes() };
         Ok(JobMaster {

@@ -160,7 +160,8 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     );
     let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
     let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
-    let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected);
+    let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected)
+        .with_dispatch_window(m.cfg.rpc.request_timeout);
     Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
 }
 
