@@ -10,10 +10,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
+use foreman::executor::sleep::SleepTasks;
 use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver};
 use foreman::master::{Master, Observation, Observer, Role};
 use foreman::meta::MetaStore;
 use foreman::planted::Planted;
+use foreman::rpc::pb;
+use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use tonic::transport::{Channel, Endpoint};
@@ -104,6 +107,17 @@ pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
 pub struct ExecutorNode {
     pub name: String,
     pub node: NodeHandle,
+    /// The current incarnation's executor, for state queries (replaced on restart).
+    pub current: Arc<Mutex<Option<Arc<Executor>>>>,
+}
+
+/// What the executors run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tasks {
+    /// The production job types (`foreman::jobs::JobTypes`).
+    Jobs,
+    /// The test factory whose tasks sleep (`foreman::executor::sleep::SleepTasks`, an hour unless told).
+    Sleep,
 }
 
 pub struct Cluster {
@@ -119,11 +133,15 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(masters: usize, executors: usize) -> Cluster {
-        Cluster::start_with(masters, executors, None).await
+        Cluster::build(masters, executors, Tasks::Jobs, None).await
     }
 
     /// With `planted`, every executor runs its tasks with that bug (the planted-bug runs).
     pub async fn start_with(masters: usize, executors: usize, planted: Option<Planted>) -> Cluster {
+        Cluster::build(masters, executors, Tasks::Jobs, planted).await
+    }
+
+    pub async fn build(masters: usize, executors: usize, tasks: Tasks, planted: Option<Planted>) -> Cluster {
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock);
@@ -173,22 +191,28 @@ impl Cluster {
             let name = cfg.name.clone();
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let rec = recorder.clone();
+            let current: Arc<Mutex<Option<Arc<Executor>>>> = Arc::new(Mutex::new(None));
+            let slot = current.clone();
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
                 .init(move || {
-                    let (cfg, rec) = (cfg.clone(), rec.clone());
+                    let (cfg, rec, slot) = (cfg.clone(), rec.clone(), slot.clone());
                     async move {
                         let observer: ExecutorObserver =
                             Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Seen::Exec(o)));
-                        let e =
-                            Executor::new(cfg, Arc::new(foreman::jobs::JobTypes), Some(observer)).with_planted(planted);
+                        let factory: Arc<dyn foreman::executor::TaskFactory> = match tasks {
+                            Tasks::Jobs => Arc::new(foreman::jobs::JobTypes),
+                            Tasks::Sleep => Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) }),
+                        };
+                        let e = Executor::new(cfg, factory, Some(observer)).with_planted(planted);
+                        *slot.lock().unwrap() = Some(e.clone());
                         e.serve(addr, std::future::pending()).await.expect("executor serves");
                     }
                 })
                 .build();
-            es.push(ExecutorNode { name, node });
+            es.push(ExecutorNode { name, node, current });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
         Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config }
@@ -228,6 +252,59 @@ impl Cluster {
     pub fn restart_master(&self, i: usize) {
         self.recorder.record(&self.masters[i].name, Seen::Restarted);
         self.handle.restart(self.masters[i].node.id());
+    }
+
+    /// Executor `i`'s current incarnation.
+    pub fn executor(&self, i: usize) -> Arc<Executor> {
+        self.executors[i].current.lock().unwrap().clone().expect("the executor node started")
+    }
+
+    /// Waits until one master leads and every executor is registered, up to `within`.
+    pub async fn settle(&self, within: Duration) {
+        let step = Duration::from_millis(50);
+        let mut waited = Duration::ZERO;
+        loop {
+            let registered =
+                self.executors.iter().all(|e| e.current.lock().unwrap().as_ref().is_some_and(|e| e.id().is_some()));
+            if self.leaders().len() == 1 && registered {
+                return;
+            }
+            assert!(waited < within, "no leader with every executor registered after {within:?}");
+            tokio::time::sleep(step).await;
+            waited += step;
+        }
+    }
+
+    /// Lists the executors through any master (followers forward), from the client node.
+    pub async fn list_executors(&self) -> Vec<pb::Executor> {
+        let masters = self.masters.len();
+        self.client
+            .spawn(async move {
+                for round in 0..(masters * 20) {
+                    if let Some(ch) = channel_to(&master_addr(round % masters), Duration::from_secs(2)).await {
+                        if let Ok(r) = DiscoveryClient::new(ch).list_executors(pb::ListExecutorsRequest {}).await {
+                            return r.into_inner().executors;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                panic!("no master listed the executors");
+            })
+            .await
+            .expect("the client task finished")
+    }
+
+    /// What executor node `node` reported, in order.
+    pub fn exec_events(&self, node: &str) -> Vec<(foreman::core::time::Time, ExecutorObservation)> {
+        self.recorder
+            .events()
+            .into_iter()
+            .filter(|(_, n, _)| n == node)
+            .filter_map(|(t, _, e)| match e {
+                Seen::Exec(o) => Some((t, o)),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn kill_executor(&self, i: usize) {

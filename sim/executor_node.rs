@@ -5,185 +5,23 @@
 //! Addresses as in cluster.rs: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at
 //! 10.0.2.(i+1):10250, the client at 10.0.3.1.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use foreman::config::ExecutorConfig;
-use foreman::executor::sleep::SleepTasks;
-use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver, StopWhy};
-use foreman::master::{Master, Observation, Observer, Role};
-use foreman::meta::MetaStore;
+use foreman::executor::{ExecutorObservation, StopWhy};
+use foreman::master::Observation;
 use foreman::rpc::pb;
-use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use foreman::rpc::pb::executor_service_client::ExecutorServiceClient;
 use foreman::rpc::status::{reason_of, Reason};
 use madsim::net::NetSim;
-use madsim::runtime::{Handle, NodeHandle};
 use tonic::Code;
 
-use crate::cluster::{channel_to, executor_addr, master_addr, master_config, ETCD_ADDR};
-use crate::harness::{announce, Clock, Recorder};
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Ev {
-    Master(Observation),
-    Exec(ExecutorObservation),
-}
-
-type Slot<T> = Arc<Mutex<Option<Arc<T>>>>;
-
-struct Sim {
-    clock: Clock,
-    recorder: Recorder<Ev>,
-    masters: Vec<(NodeHandle, Slot<Master>)>,
-    executors: Vec<(NodeHandle, Slot<Executor>)>,
-    client: NodeHandle,
-}
-
-fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
-    let mut c = ExecutorConfig {
-        name: format!("executor-{i}"),
-        addr: executor_addr(i),
-        join: (0..masters).map(master_addr).collect(),
-        capacity: 4,
-        ..ExecutorConfig::default()
-    };
-    c.fill_derived();
-    c.validate().expect("the simulated executor configuration is valid");
-    c
-}
-
-impl Sim {
-    async fn start(masters: usize, executors: usize) -> Sim {
-        let handle = Handle::current();
-        let clock = Clock::start();
-        let recorder: Recorder<Ev> = Recorder::new(clock);
-        let etcd_addr: SocketAddr = ETCD_ADDR.parse().unwrap();
-        handle
-            .create_node()
-            .name("etcd")
-            .ip(etcd_addr.ip())
-            .init(move || async move { etcd_client::SimServer::builder().serve(etcd_addr).await.unwrap() })
-            .build();
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let mut ms = vec![];
-        for i in 0..masters {
-            let cfg = master_config(i);
-            let slot: Slot<Master> = Arc::new(Mutex::new(None));
-            let (s, rec) = (slot.clone(), recorder.clone());
-            let addr: SocketAddr = cfg.addr.parse().unwrap();
-            let node = handle
-                .create_node()
-                .name(cfg.name.clone())
-                .ip(addr.ip())
-                .init(move || {
-                    let (cfg, s, rec) = (cfg.clone(), s.clone(), rec.clone());
-                    async move {
-                        let timeout = cfg.rpc.metastore_timeout;
-                        let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await.expect("etcd client");
-                        let observer: Observer =
-                            Arc::new(move |node: &str, o: Observation| rec.record(node, Ev::Master(o)));
-                        let m = Master::with_observer(cfg, store, madsim::rand::random::<u64>(), Some(observer));
-                        *s.lock().unwrap() = Some(m.clone());
-                        m.serve(addr, std::future::pending()).await.expect("master serves");
-                    }
-                })
-                .build();
-            ms.push((node, slot));
-        }
-        let mut es = vec![];
-        for i in 0..executors {
-            let cfg = executor_config(i, masters);
-            let slot: Slot<Executor> = Arc::new(Mutex::new(None));
-            let (s, rec) = (slot.clone(), recorder.clone());
-            let addr: SocketAddr = cfg.addr.parse().unwrap();
-            let node = handle
-                .create_node()
-                .name(cfg.name.clone())
-                .ip(addr.ip())
-                .init(move || {
-                    let (cfg, s, rec) = (cfg.clone(), s.clone(), rec.clone());
-                    async move {
-                        let observer: ExecutorObserver =
-                            Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Ev::Exec(o)));
-                        let factory = Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) });
-                        let e = Executor::new(cfg, factory, Some(observer));
-                        *s.lock().unwrap() = Some(e.clone());
-                        e.serve(addr, std::future::pending()).await.expect("executor serves");
-                    }
-                })
-                .build();
-            es.push((node, slot));
-        }
-        let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
-        Sim { clock, recorder, masters: ms, executors: es, client }
-    }
-
-    fn executor(&self, i: usize) -> Arc<Executor> {
-        self.executors[i].1.lock().unwrap().clone().expect("the executor node started")
-    }
-
-    fn leaders(&self) -> usize {
-        self.masters
-            .iter()
-            .filter(|(_, s)| s.lock().unwrap().as_ref().is_some_and(|m| matches!(m.role(), Role::Leader(_))))
-            .count()
-    }
-
-    /// Waits until one master leads and every executor is registered, up to `within`.
-    async fn settle(&self, within: Duration) {
-        let step = Duration::from_millis(50);
-        let mut waited = Duration::ZERO;
-        loop {
-            let registered =
-                self.executors.iter().all(|(_, s)| s.lock().unwrap().as_ref().is_some_and(|e| e.id().is_some()));
-            if self.leaders() == 1 && registered {
-                return;
-            }
-            assert!(waited < within, "no leader with every executor registered after {within:?}");
-            tokio::time::sleep(step).await;
-            waited += step;
-        }
-    }
-
-    /// Lists the executors through any master (followers forward).
-    async fn list_executors(&self) -> Vec<pb::Executor> {
-        let masters = self.masters.len();
-        self.client
-            .spawn(async move {
-                for round in 0..20usize {
-                    let target = master_addr(round % masters);
-                    if let Some(ch) = channel_to(&target, Duration::from_secs(2)).await {
-                        if let Ok(r) = DiscoveryClient::new(ch).list_executors(pb::ListExecutorsRequest {}).await {
-                            return r.into_inner().executors;
-                        }
-                    }
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-                panic!("no master listed the executors");
-            })
-            .await
-            .expect("the client task finished")
-    }
-
-    fn exec_events(&self, node: &str) -> Vec<(foreman::core::time::Time, ExecutorObservation)> {
-        self.recorder
-            .events()
-            .into_iter()
-            .filter(|(_, n, _)| n == node)
-            .filter_map(|(t, _, e)| match e {
-                Ev::Exec(o) => Some((t, o)),
-                Ev::Master(_) => None,
-            })
-            .collect()
-    }
-}
+use crate::cluster::{channel_to, executor_addr, master_config, Cluster, Seen, Tasks, ETCD_ADDR};
+use crate::harness::announce;
 
 #[madsim::test]
 async fn executors_register_heartbeat_and_are_listed_online() {
     announce("executors_register_heartbeat_and_are_listed_online");
-    let sim = Sim::start(3, 3).await;
+    let sim = Cluster::build(3, 3, Tasks::Sleep, None).await;
     sim.settle(Duration::from_secs(30)).await;
     // Several heartbeat rounds and TTLs.
     tokio::time::sleep(Duration::from_secs(15)).await;
@@ -218,7 +56,7 @@ async fn executors_register_heartbeat_and_are_listed_online() {
 #[madsim::test]
 async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     announce("executor_cut_from_masters_fences_before_offline_then_registers_anew");
-    let sim = Sim::start(2, 3).await;
+    let sim = Cluster::build(2, 3, Tasks::Sleep, None).await;
     sim.settle(Duration::from_secs(30)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let victim = sim.executor(0);
@@ -236,13 +74,13 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
         .expect("the client task finished");
     assert_eq!(victim.running().len(), 1);
     let net = NetSim::current();
-    let exec_node = sim.executors[0].0.id();
-    for (m, _) in &sim.masters {
-        net.clog_link(exec_node, m.id());
+    let exec_node = sim.executors[0].node.id();
+    for m in &sim.masters {
+        net.clog_link(exec_node, m.node.id());
     }
     tokio::time::sleep(Duration::from_secs(20)).await;
-    for (m, _) in &sim.masters {
-        net.unclog_link(exec_node, m.id());
+    for m in &sim.masters {
+        net.unclog_link(exec_node, m.node.id());
     }
     // Offline, told to register again on its next heartbeat, and admitted under a new id.
     let step = Duration::from_millis(100);
@@ -256,14 +94,14 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     let fenced_at = events
         .iter()
         .find_map(|(_, n, e)| match e {
-            Ev::Exec(ExecutorObservation::Fenced { id, at }) if n == victim.name() && *id == old_id => Some(*at),
+            Seen::Exec(ExecutorObservation::Fenced { id, at }) if n == victim.name() && *id == old_id => Some(*at),
             _ => None,
         })
         .expect("the cut executor fenced itself");
     let (offline_at, last_heard) = events
         .iter()
         .find_map(|(_, _, e)| match e {
-            Ev::Master(Observation::ExecutorOffline { id, at, last_heard, .. }) if *id == old_id => {
+            Seen::Master(Observation::ExecutorOffline { id, at, last_heard, .. }) if *id == old_id => {
                 Some((*at, *last_heard))
             }
             _ => None,
@@ -295,7 +133,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
         assert!(others.iter().all(|(_, o)| !matches!(o, ExecutorObservation::Fenced { .. })), "{others:?}");
     }
     assert!(events.iter().all(|(_, _, e)| match e {
-        Ev::Master(Observation::ExecutorOffline { id, .. }) => *id == old_id,
+        Seen::Master(Observation::ExecutorOffline { id, .. }) => *id == old_id,
         _ => true,
     }));
 }
@@ -330,7 +168,7 @@ fn confirm(task: &str, request: &str) -> pb::ConfirmDispatchTaskRequest {
 #[madsim::test]
 async fn dispatch_refuses_running_tasks_and_expired_requests() {
     announce("dispatch_refuses_running_tasks_and_expired_requests");
-    let sim = Sim::start(1, 2).await;
+    let sim = Cluster::build(1, 2, Tasks::Sleep, None).await;
     sim.settle(Duration::from_secs(30)).await;
     let e = sim.executor(0);
     let ttl = e.config().dispatch_ttl;

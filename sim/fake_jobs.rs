@@ -29,7 +29,7 @@ use madsim::rand::Rng;
 use crate::checks::{
     canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds, summary,
 };
-use crate::cluster::{channel_to, master_addr, Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
+use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
 use crate::harness::announce;
 use crate::master_failover::{await_job, check_safety, on_client, running, terminal, with_jobs};
 
@@ -124,20 +124,7 @@ async fn await_running(c: &Cluster, jobs: &[(String, FakeConfig)]) -> BTreeMap<S
 
 /// The index of the executor node registered under `id` right now.
 async fn executor_index(c: &Cluster, id: u64) -> Option<usize> {
-    let masters = c.masters.len();
-    let listed = on_client(c, async move {
-        for which in 0..(masters * 20) {
-            if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
-                let mut d = pb::discovery_client::DiscoveryClient::new(ch);
-                if let Ok(r) = d.list_executors(pb::ListExecutorsRequest {}).await {
-                    return r.into_inner().executors;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        vec![]
-    })
-    .await;
+    let listed = c.list_executors().await;
     let name = listed.iter().find(|e| e.id == id)?.name.clone();
     c.executors.iter().position(|e| e.name == name)
 }
@@ -281,17 +268,24 @@ fn reschedules(c: &Cluster) -> Vec<Duration> {
     out
 }
 
+/// The common start of a job scenario: a cluster of 3 masters and 4 executors (with `planted`), a leader, three
+/// drawn jobs created and running. Returns the cluster, the jobs, and the jobs as last seen running.
+async fn jobs_running(planted: Option<Planted>) -> (Cluster, Vec<(String, FakeConfig)>, BTreeMap<String, pb::Job>) {
+    let c = Cluster::start_with(3, 4, planted).await;
+    leader(&c).await;
+    let jobs = draw_jobs(3);
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    (c, jobs, running)
+}
+
 type Run = Pin<Box<dyn Future<Output = JobFigures>>>;
 
 /// The executor hosting a job master is killed (and, with `restart`, comes back soon after under a new id):
 /// its job masters start again elsewhere after their TTL, their workers are recovered or restarted from their
 /// checkpoints, and every job finishes with exact counters.
 pub async fn executor_killed_run(restart: bool, planted: Option<Planted>) -> JobFigures {
-    let c = Cluster::start_with(3, 4, planted).await;
-    leader(&c).await;
-    let jobs = draw_jobs(3);
-    create(&c, &jobs).await;
-    let running = await_running(&c, &jobs).await;
+    let (c, jobs, running) = jobs_running(planted).await;
     tokio::time::sleep(millis(500, 4000)).await;
     let victim = job_master_host(&c, &running["job-0"]).await;
     c.kill_executor(victim);
@@ -320,11 +314,7 @@ async fn executor_killed_and_restarted() {
 #[madsim::test]
 async fn executor_paused_past_its_self_fence() {
     announce("executor_paused_past_its_self_fence");
-    let c = Cluster::start(3, 4).await;
-    leader(&c).await;
-    let jobs = draw_jobs(3);
-    create(&c, &jobs).await;
-    let running = await_running(&c, &jobs).await;
+    let (c, jobs, running) = jobs_running(None).await;
     tokio::time::sleep(millis(500, 4000)).await;
     let victim = job_master_host(&c, &running["job-0"]).await;
     c.pause_executor(victim);
@@ -339,11 +329,7 @@ async fn executor_paused_past_its_self_fence() {
 #[madsim::test]
 async fn executor_cut_from_masters_not_from_etcd() {
     announce("executor_cut_from_masters_not_from_etcd");
-    let c = Cluster::start(3, 4).await;
-    leader(&c).await;
-    let jobs = draw_jobs(3);
-    create(&c, &jobs).await;
-    let running = await_running(&c, &jobs).await;
+    let (c, jobs, running) = jobs_running(None).await;
     tokio::time::sleep(millis(500, 4000)).await;
     let victim = c.executors[job_master_host(&c, &running["job-0"]).await].node.id();
     for m in &c.masters {
@@ -362,11 +348,7 @@ async fn executor_cut_from_masters_not_from_etcd() {
 /// etcd, but not from the masters: the executor itself stays online, so only the worker's own self-fence keeps
 /// it from running beside the replacement its job master starts after the worker's TTL.
 pub async fn worker_cut_run(planted: Option<Planted>) -> JobFigures {
-    let c = Cluster::start_with(3, 4, planted).await;
-    leader(&c).await;
-    let jobs = draw_jobs(3);
-    create(&c, &jobs).await;
-    await_running(&c, &jobs).await;
+    let (c, jobs, _) = jobs_running(planted).await;
     tokio::time::sleep(millis(1000, 4000)).await;
     // An executor running a worker whose job master runs elsewhere; else any executor running a worker.
     let live = live_tasks(&c);
@@ -426,11 +408,7 @@ async fn leader_killed_while_job_masters_are_dispatched() {
 #[madsim::test]
 async fn job_canceled_during_a_failover() {
     announce("job_canceled_during_a_failover");
-    let c = Cluster::start(3, 4).await;
-    leader(&c).await;
-    let jobs = draw_jobs(3);
-    create(&c, &jobs).await;
-    await_running(&c, &jobs).await;
+    let (c, jobs, _) = jobs_running(None).await;
     tokio::time::sleep(millis(0, 3000)).await;
     let l = leader(&c).await;
     let kill_first = madsim::rand::thread_rng().gen_bool(0.5);
@@ -514,11 +492,8 @@ fn job_failover_distributions() {
         reschedule.extend(f.reschedule);
         let f = run_seed(60_000 + n, || {
             Box::pin(async {
-                let c = Cluster::start(3, 4).await;
+                let (c, jobs, _) = jobs_running(None).await;
                 let first = leader(&c).await;
-                let jobs = draw_jobs(3);
-                create(&c, &jobs).await;
-                await_running(&c, &jobs).await;
                 c.kill_master(first);
                 leader(&c).await;
                 c.restart_master(first);

@@ -469,20 +469,7 @@ pub async fn job_masters_run_through_failovers_run() -> Figures {
     c.restart_master(leader);
     // Kill the executor hosting alpha: alpha starts again elsewhere, with a newer epoch.
     let host = epochs["alpha"].1;
-    let executors = on_client(&c, async move {
-        let mut which = 0usize;
-        loop {
-            if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
-                let mut d = foreman::rpc::pb::discovery_client::DiscoveryClient::new(ch);
-                if let Ok(r) = d.list_executors(pb::ListExecutorsRequest {}).await {
-                    return r.into_inner().executors;
-                }
-            }
-            which += 1;
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-    })
-    .await;
+    let executors = c.list_executors().await;
     let victim = executors.iter().find(|e| e.id == host).map(|e| e.name.clone()).expect("alpha's executor is listed");
     let index = c.executors.iter().position(|e| e.name == victim).expect("a known executor");
     c.kill_executor(index);
