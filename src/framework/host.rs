@@ -199,3 +199,50 @@ impl pb::framework_server::Framework for Host {
         }))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::timing::HeartbeatTiming;
+
+    fn msg(task: &str, worker_epoch: u64) -> Message {
+        Message { task: TaskId::parse(task).unwrap(), master_epoch: Epoch(7), worker_epoch: Epoch(worker_epoch) }
+    }
+
+    #[test]
+    fn routing_ends_with_the_guard_and_an_older_guard_removes_nothing() {
+        let host = Host::new(Clock::start());
+        let timing = HeartbeatTiming::worker_default();
+        let mut first = Workers::new(Epoch(7), timing);
+        first.on_dispatched(crate::core::time::Time::ZERO, &TaskId::parse("j/w0").unwrap(), Epoch(70)).unwrap();
+        let old = host.host("j", first);
+        // A message for a master this host does not run: the worker is told it is stale.
+        assert_eq!(host.handle("other", &msg("j/w0", 70), None, "").0.verdict, Verdict::StaleWorker);
+        // The hosted master accepts its worker, keeps its progress, and queues the event.
+        let (reply, cancel) = host.handle("j", &msg("j/w0", 70), None, "3/10");
+        assert_eq!((reply.verdict, cancel), (Verdict::Accepted, false));
+        assert_eq!(old.handle().lock().progress.values().cloned().collect::<Vec<_>>(), vec!["3/10".to_owned()]);
+        assert_eq!(old.handle().take_events().len(), 1);
+        // A newer incarnation of the same master takes over the routing; dropping the older guard leaves it.
+        let new = host.host("j", Workers::new(Epoch(8), timing));
+        drop(old);
+        assert!(host.get("j").is_some_and(|h| Arc::ptr_eq(&h.state, &new.handle().state)));
+        drop(new);
+        assert!(host.get("j").is_none());
+        assert_eq!(host.handle("j", &msg("j/w0", 70), None, "").0.verdict, Verdict::StaleWorker);
+    }
+
+    #[test]
+    fn a_worker_asked_to_cancel_hears_it_on_its_next_accepted_heartbeat() {
+        let host = Host::new(Clock::start());
+        let mut w = Workers::new(Epoch(7), HeartbeatTiming::worker_default());
+        let task = TaskId::parse("j/w1").unwrap();
+        w.on_dispatched(crate::core::time::Time::ZERO, &task, Epoch(71)).unwrap();
+        let hosting = host.host("j", w);
+        hosting.handle().lock().cancel.insert(task);
+        assert!(host.handle("j", &msg("j/w1", 71), None, "").1);
+        // A stale incarnation is not told to cancel: it is told to stop.
+        let (reply, cancel) = host.handle("j", &msg("j/w1", 70), None, "");
+        assert_eq!((reply.verdict, cancel), (Verdict::StaleWorker, false));
+    }
+}
