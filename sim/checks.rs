@@ -331,3 +331,112 @@ pub fn summary(mut xs: Vec<Duration>) -> String {
     let pick = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
     format!("n={} p50={:?} p99={:?} max={:?}", xs.len(), pick(0.5), pick(0.99), xs[xs.len() - 1])
 }
+
+/// The checkers themselves: each fails on a story that breaks its rule, and passes the same story kept.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foreman::executor::StopWhy;
+
+    fn at(ms: u64) -> Time {
+        Time::from_millis(ms)
+    }
+
+    fn ev(ms: u64, node: &str, seen: Seen) -> (Time, String, Seen) {
+        (at(ms), node.to_owned(), seen)
+    }
+
+    fn started(task: &str, epoch: u64) -> Seen {
+        Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch })
+    }
+
+    fn stopped(task: &str, epoch: u64) -> Seen {
+        Seen::Exec(ExecutorObservation::TaskStopped { task: task.into(), epoch, why: StopWhy::Fenced })
+    }
+
+    fn checkpoint(task: &str, epoch: u64, counter: u64) -> Seen {
+        Seen::Exec(ExecutorObservation::Checkpoint { task: task.into(), epoch, counter })
+    }
+
+    #[test]
+    fn one_live_incarnation_catches_overlaps_and_knows_pauses_and_kills() {
+        let overlap =
+            [ev(0, "e1", started("j/w0", 1)), ev(5, "e2", started("j/w0", 2)), ev(9, "e1", stopped("j/w0", 1))];
+        assert!(one_live_incarnation(&overlap).unwrap_err().contains("safety rule 3"));
+        let handover =
+            [ev(0, "e1", started("j/w0", 1)), ev(5, "e1", stopped("j/w0", 1)), ev(6, "e2", started("j/w0", 2))];
+        assert_eq!(one_live_incarnation(&handover), Ok(()));
+        let older = [ev(0, "e1", started("j", 5)), ev(1, "e1", stopped("j", 5)), ev(2, "e2", started("j", 4))];
+        assert!(one_live_incarnation(&older).unwrap_err().contains("after epoch 5"));
+        let killed = [ev(0, "e1", started("j", 1)), ev(3, "e1", Seen::Killed), ev(4, "e2", started("j", 2))];
+        assert_eq!(one_live_incarnation(&killed), Ok(()));
+        // Paused: not live meanwhile; resumed and stopped at once (fenced): never live again.
+        let mut paused = vec![
+            ev(0, "e1", started("j", 1)),
+            ev(1, "e1", Seen::Paused),
+            ev(4, "e2", started("j", 2)),
+            ev(9, "e1", Seen::Resumed),
+            ev(9, "e1", stopped("j", 1)),
+            ev(12, "e2", stopped("j", 2)),
+        ];
+        assert_eq!(one_live_incarnation(&paused), Ok(()));
+        // ...but resumed and still running a moment later, beside its replacement: caught.
+        paused[4] = ev(10, "e1", stopped("j", 1));
+        assert!(one_live_incarnation(&paused).unwrap_err().contains("resumed on e1 while epoch 2 is live"));
+        let phantom = [ev(0, "e1", stopped("j", 1))];
+        assert!(one_live_incarnation(&phantom).unwrap_err().contains("never started"));
+    }
+
+    #[test]
+    fn checkpoints_forward_allows_retries_and_unacknowledged_steps_across_incarnations_only() {
+        let ok = [
+            ev(0, "e1", checkpoint("j/w0", 1, 1)),
+            ev(1, "e1", checkpoint("j/w0", 1, 2)),
+            ev(2, "e1", checkpoint("j/w0", 1, 2)), // a retried write
+            ev(3, "e2", checkpoint("j/w0", 2, 4)), // step 3 landed unacknowledged
+        ];
+        assert_eq!(checkpoints_forward(&ok), Ok(()));
+        let back = [ev(0, "e1", checkpoint("j/w0", 1, 5)), ev(1, "e2", checkpoint("j/w0", 2, 4))];
+        assert!(checkpoints_forward(&back).unwrap_err().contains("checkpointed 4 after 5"));
+        let skip = [ev(0, "e1", checkpoint("j/w0", 1, 1)), ev(1, "e1", checkpoint("j/w0", 1, 3))];
+        assert!(checkpoints_forward(&skip).is_err());
+    }
+
+    #[test]
+    fn canceled_jobs_never_restart() {
+        let cancel = Seen::JobCanceled { id: "j".into() };
+        let restarted = [ev(0, "e1", started("j", 1)), ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 2))];
+        assert!(canceled_never_restart(&restarted).unwrap_err().contains("after the cancel"));
+        let late_worker = [
+            ev(0, "e1", started("j", 1)),
+            ev(1, "client", cancel.clone()),
+            ev(2, "e2", started("j/w0", 10)), // dispatched just before the job master heard: allowed
+            ev(3, "e1", stopped("j", 1)),
+            ev(4, "e2", started("j/w1", 11)),
+        ];
+        assert!(canceled_never_restart(&late_worker).unwrap_err().contains("its job master stopped"));
+        assert_eq!(canceled_never_restart(&late_worker[..4]), Ok(()));
+        // Another job whose id starts the same is not this job.
+        let other = [ev(1, "client", cancel), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
+        assert_eq!(canceled_never_restart(&other), Ok(()));
+    }
+
+    #[test]
+    fn placement_within_capacity_and_never_on_an_offline_id() {
+        let registered = |id| Seen::Exec(ExecutorObservation::Registered { id });
+        let full = [ev(0, "e1", registered(1)), ev(1, "e1", started("a", 1)), ev(2, "e1", started("b", 2))];
+        assert!(placement_within_bounds(&full, 1).unwrap_err().contains("capacity 1"));
+        assert_eq!(placement_within_bounds(&full, 2), Ok(()));
+        let offline = Seen::Master(Observation::ExecutorOffline {
+            id: 1,
+            name: "e1".into(),
+            at: Clock::start().instant(at(5)),
+            last_heard: Clock::start().instant(at(0)),
+        });
+        let on_offline = [ev(0, "e1", registered(1)), ev(5, "m0", offline), ev(6, "e1", started("a", 1))];
+        assert!(placement_within_bounds(&on_offline, 8).unwrap_err().contains("declared offline"));
+        let mut anew = on_offline.to_vec();
+        anew.insert(2, ev(6, "e1", registered(2)));
+        assert_eq!(placement_within_bounds(&anew, 8), Ok(()));
+    }
+}
