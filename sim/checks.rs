@@ -81,15 +81,18 @@ pub fn single_acting_leader(periods: &[Acting]) -> Result<(), String> {
 
 /// Detection and no false alarms (design.md §6): every executor declared offline had no acknowledged heartbeat
 /// for a TTL before (less network slack), and the leader declared it within TTL + check interval of the last time
-/// it heard from it (or gave it a fresh TTL at the start of its term). Returns, for executors the scenario killed,
-/// the time from the kill to the declaration.
+/// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when that leader
+/// held evictions meanwhile (most executors expired at once). Returns, for executors the scenario killed, the time
+/// from the kill to the declaration.
 pub fn offline_declarations(
     clock: &Clock,
     events: &Events,
     ttl: Duration,
     check: Duration,
+    hold: Duration,
     slack: Duration,
 ) -> Result<Vec<Duration>, String> {
+    let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
     let mut last_ack: BTreeMap<u64, Time> = BTreeMap::new();
     let mut killed: BTreeMap<String, Time> = BTreeMap::new();
     let mut detections = vec![];
@@ -101,8 +104,13 @@ pub fn offline_declarations(
             Seen::Killed => {
                 killed.insert(node.clone(), *at);
             }
+            Seen::Master(Observation::EvictionsHeld { at: when, .. }) => {
+                held.entry(node.clone()).or_default().push(clock.at(*when));
+            }
             Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard }) => {
                 let (when, heard) = (clock.at(*when), clock.at(*last_heard));
+                let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| heard <= *t && *t <= when));
+                let bound = if was_held { ttl + check + hold } else { ttl + check };
                 let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
                 if when.saturating_since(ack) + slack < ttl {
                     return Err(format!(
@@ -111,11 +119,11 @@ pub fn offline_declarations(
                     ));
                 }
                 let took = when.saturating_since(heard);
-                if took > ttl + check + slack {
+                if took > bound + slack {
                     return Err(format!(
                         "detection bound: {node} declared executor {id} ({name}) offline at {when}, {took:?} after it \
-                         last heard from it at {heard}; the bound is TTL + check interval = {:?}",
-                        ttl + check
+                         last heard from it at {heard}; the bound is TTL + check interval{} = {bound:?}",
+                        if was_held { " + suspect hold" } else { "" }
                     ));
                 }
                 if let Some(k) = killed.get(name) {

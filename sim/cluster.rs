@@ -120,6 +120,16 @@ pub enum Tasks {
     Sleep,
 }
 
+/// Exactly what to build: every node's configuration (addresses as in [`master_addr`] and [`executor_addr`]).
+pub struct Spec {
+    pub masters: Vec<MasterConfig>,
+    pub executors: Vec<ExecutorConfig>,
+    pub tasks: Tasks,
+    pub planted: Option<Planted>,
+    /// The share of etcd requests that time out (5 to 15 s, never applied): madsim's etcd fault knob.
+    pub etcd_timeout_rate: f32,
+}
+
 pub struct Cluster {
     pub handle: Handle,
     pub clock: Clock,
@@ -142,6 +152,19 @@ impl Cluster {
     }
 
     pub async fn build(masters: usize, executors: usize, tasks: Tasks, planted: Option<Planted>) -> Cluster {
+        let spec = Spec {
+            masters: (0..masters).map(master_config).collect(),
+            executors: (0..executors).map(|i| executor_config(i, masters)).collect(),
+            tasks,
+            planted,
+            etcd_timeout_rate: 0.0,
+        };
+        Cluster::build_spec(spec).await
+    }
+
+    /// A cluster of exactly these nodes.
+    pub async fn build_spec(spec: Spec) -> Cluster {
+        let Spec { masters: master_configs, executors: executor_configs, tasks, planted, etcd_timeout_rate } = spec;
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock);
@@ -150,13 +173,15 @@ impl Cluster {
             .create_node()
             .name("etcd")
             .ip(etcd_addr.ip())
-            .init(move || async move { etcd_client::SimServer::builder().serve(etcd_addr).await.unwrap() })
+            .init(move || async move {
+                etcd_client::SimServer::builder().timeout_rate(etcd_timeout_rate).serve(etcd_addr).await.unwrap()
+            })
             .build();
         // Let etcd listen before anyone connects.
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let config = master_configs.first().cloned().unwrap_or_else(|| master_config(0));
         let mut ms = vec![];
-        for i in 0..masters {
-            let cfg = master_config(i);
+        for cfg in master_configs {
             let current: Arc<Mutex<Option<Arc<Master>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
             let rec = recorder.clone();
@@ -184,10 +209,8 @@ impl Cluster {
                 .build();
             ms.push(MasterNode { name, node, current });
         }
-        let config = master_config(0);
         let mut es = vec![];
-        for i in 0..executors {
-            let cfg = executor_config(i, masters);
+        for cfg in executor_configs {
             let name = cfg.name.clone();
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let rec = recorder.clone();

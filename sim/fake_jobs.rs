@@ -71,25 +71,45 @@ fn config_json(c: &FakeConfig) -> Vec<u8> {
     serde_json::to_vec(c).expect("a fake config serializes")
 }
 
-/// Creates the jobs through any master, retrying through failovers; an `ALREADY_EXISTS` after a retried create
-/// is the earlier attempt's success.
+/// Creates `job` through any master (call on the client node), retrying through failovers for up to 30 s; an
+/// `ALREADY_EXISTS` after a retried create is the earlier attempt's success. Whether it was acknowledged.
+pub(crate) async fn create_job(masters: usize, job: pb::Job) -> bool {
+    let id = job.id.clone();
+    let created = with_jobs(masters, Duration::from_secs(30), move |mut c| {
+        let job = job.clone();
+        async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
+    })
+    .await;
+    match created {
+        Ok(_) => true,
+        Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => true,
+        Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => false,
+        Err(s) => panic!("create {id}: {s}"),
+    }
+}
+
+/// Cancels `id` through any master (call on the client node), retrying for up to 30 s; the job as the cancel
+/// left it, when acknowledged.
+pub(crate) async fn cancel_job(masters: usize, id: &str) -> Option<pb::Job> {
+    let job = id.to_owned();
+    let reply = with_jobs(masters, Duration::from_secs(30), move |mut c| {
+        let id = job.clone();
+        async move { c.cancel_job(pb::CancelJobRequest { id }).await.map(|r| r.into_inner()) }
+    })
+    .await;
+    match reply {
+        Ok(j) => Some(j),
+        Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => None,
+        Err(s) => panic!("cancel {id}: {s}"),
+    }
+}
+
+/// Creates the jobs, recording each acknowledgement.
 async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
     let masters = c.masters.len();
     for (id, config) in jobs {
         let job = pb::Job { id: id.clone(), r#type: "fake".into(), config: config_json(config), ..Default::default() };
-        let created = on_client(c, async move {
-            with_jobs(masters, Duration::from_secs(30), move |mut c| {
-                let job = job.clone();
-                async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
-            })
-            .await
-        })
-        .await;
-        match created {
-            Ok(_) => {}
-            Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => {}
-            Err(s) => panic!("create {id}: {s}"),
-        }
+        assert!(on_client(c, create_job(masters, job)).await, "create {id}: no master acknowledged it in 30 s");
         c.recorder.record("client", Seen::JobCreated { id: id.clone() });
     }
 }
@@ -98,15 +118,8 @@ async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
 async fn cancel(c: &Cluster, id: &str) -> pb::Job {
     let masters = c.masters.len();
     let job = id.to_owned();
-    let reply = on_client(c, async move {
-        with_jobs(masters, Duration::from_secs(30), move |mut c| {
-            let id = job.clone();
-            async move { c.cancel_job(pb::CancelJobRequest { id }).await.map(|r| r.into_inner()) }
-        })
-        .await
-    })
-    .await
-    .unwrap_or_else(|s| panic!("cancel {id}: {s}"));
+    let reply = on_client(c, async move { cancel_job(masters, &job).await }).await;
+    let reply = reply.unwrap_or_else(|| panic!("cancel {id}: no master acknowledged it in 30 s"));
     c.recorder.record("client", Seen::JobCanceled { id: id.to_owned() });
     reply
 }
@@ -160,7 +173,7 @@ async fn leader(c: &Cluster) -> usize {
 }
 
 /// Reads every checkpoint of `job` from the metastore (on the client node).
-async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Checkpoint> {
+pub(crate) async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Checkpoint> {
     let prefix = foreman::meta::keys::checkpoints_prefix(job);
     on_client(c, async move {
         let store =
@@ -430,7 +443,10 @@ async fn job_canceled_during_a_failover() {
 }
 
 /// Runs `scenario` for `seed` in a fresh simulation on its own thread (as `#[madsim::test]` does).
-fn run_seed(seed: u64, scenario: impl FnOnce() -> Run + Send + 'static) -> std::thread::Result<JobFigures> {
+pub(crate) fn run_seed<T: Send + 'static>(
+    seed: u64,
+    scenario: impl FnOnce() -> Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> std::thread::Result<T> {
     // A plain thread per run, outside any simulation: the runtime below is the simulation.
     #[allow(clippy::disallowed_methods)]
     let handle = std::thread::spawn(move || {
@@ -440,7 +456,7 @@ fn run_seed(seed: u64, scenario: impl FnOnce() -> Run + Send + 'static) -> std::
     handle.join()
 }
 
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))

@@ -13,3 +13,5 @@ mod harness;
 mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
+mod regressions;
+mod swarm;

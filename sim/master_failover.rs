@@ -42,13 +42,18 @@ impl Figures {
 
 /// The run's safety checks, whatever the scenario.
 pub(crate) fn check_safety(c: &Cluster) -> Vec<std::time::Duration> {
+    check_safety_with_slack(c, SLACK)
+}
+
+/// The same, with `slack` on every time bound (runs with slow networks or a slow etcd need more).
+pub(crate) fn check_safety_with_slack(c: &Cluster, slack: Duration) -> Vec<std::time::Duration> {
     let events = c.recorder.events();
     let periods = acting_periods(&c.clock, &events, c.clock.now());
     if let Err(e) = single_acting_leader(&periods) {
         panic!("{e}");
     }
     let ex = &c.config.executors;
-    match offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, SLACK) {
+    match offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, slack) {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
     }

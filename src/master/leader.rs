@@ -101,7 +101,8 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
     }
     let mut dispatches = vec![];
     loop {
-        if m.lock().leadership.acting(m.clock.now()) != Some(epoch) {
+        let started = m.clock.now();
+        if m.lock().leadership.acting(started) != Some(epoch) {
             return "the lease could not be confirmed within the step-down deadline".into();
         }
         match tick(&m, epoch).await {
@@ -111,11 +112,13 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
         for d in dispatches.drain(..) {
             tokio::spawn(dispatch(m.clone(), d));
         }
-        let pause = m.cfg.executors.check_interval;
+        // Checks keep their cadence from the start of each one (a slow write does not push every later check
+        // back), so detection stays within TTL + check interval while writes take less than the interval.
+        let next = started + m.cfg.executors.check_interval;
         tokio::select! {
             biased;
             _ = m.wake.notified() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = tokio::time::sleep_until(m.clock.instant(next)) => {}
         }
     }
 }
@@ -274,6 +277,11 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
     let key = {
         let mut guard = m.lock();
         let inner = &mut *guard;
+        // Decide nothing past the step-down deadline (a master paused, or starved, wakes up here before its
+        // leadership loop noticed that its lease may be gone).
+        if inner.leadership.acting(now) != Some(epoch) {
+            return Err("no longer acting as leader".into());
+        }
         let Some(term) = inner.term.as_mut().filter(|t| t.epoch == epoch) else {
             return Err("the term ended".into());
         };
@@ -287,6 +295,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 held = check.held.len(),
                 "most executors expired at once: holding evictions (this leader may be cut off)"
             );
+            m.observe(super::Observation::EvictionsHeld { held: check.held.len(), at: m.clock.instant(now) });
         }
         for rec in &check.offline {
             Master::bump(&m.stats.executors_offline);
@@ -705,19 +714,25 @@ impl Master {
                 Some(s) => t.masters.on_status(now, &msg, s.clone()),
                 None => t.masters.on_heartbeat(now, &msg),
             };
+            use crate::core::job::{ExitOutcome, JobState};
+            use crate::core::workers::{Verdict as V, WorkerStatus as W};
+            let outcome_of = |status: &W| match status {
+                W::Finished => Some(ExitOutcome::Finished),
+                W::Canceled => Some(ExitOutcome::Canceled),
+                W::Failed { message } => Some(ExitOutcome::Failed { message: message.clone() }),
+                W::Running => None,
+            };
             let mut records = vec![];
+            let (mut online, mut exited) = (false, false);
             for ev in events {
                 let v = match ev {
-                    Event::Online { epoch, .. } => t.jobs.on_online(now, &job, epoch),
+                    Event::Online { epoch, .. } => {
+                        online = true;
+                        t.jobs.on_online(now, &job, epoch)
+                    }
                     Event::Exited { epoch, status, .. } => {
-                        use crate::core::job::ExitOutcome;
-                        use crate::core::workers::WorkerStatus as W;
-                        let outcome = match status {
-                            W::Finished => ExitOutcome::Finished,
-                            W::Canceled => ExitOutcome::Canceled,
-                            W::Failed { message } => ExitOutcome::Failed { message },
-                            W::Running => continue,
-                        };
+                        let Some(outcome) = outcome_of(&status) else { continue };
+                        exited = true;
                         t.jobs.on_exit(now, &job, epoch, outcome)
                     }
                     Event::Recovered { adopted, lost } => {
@@ -731,6 +746,22 @@ impl Master {
                     Event::Superseded { .. } => continue,
                 };
                 if let JobVerdict::Applied(step) = v {
+                    records.extend(step.persist);
+                }
+            }
+            // The bookkeeping can be ahead of the job: when the write of an earlier transition failed, the job was
+            // reloaded from the metastore but the bookkeeping kept the incarnation online (or exited), so a repeat
+            // raises no event. An accepted message of the current incarnation re-applies what the job missed.
+            let current = t.jobs.get(&job).filter(|j| j.epoch() == msg.worker_epoch && !j.state().is_terminal());
+            if let (V::Accepted, Some(j)) = (reply.verdict, current) {
+                let missed = match &status {
+                    Some(s) if !exited => outcome_of(s).map(|o| t.jobs.on_exit(now, &job, msg.worker_epoch, o)),
+                    _ if !online && j.state() == JobState::Created => {
+                        Some(t.jobs.on_online(now, &job, msg.worker_epoch))
+                    }
+                    _ => None,
+                };
+                if let Some(JobVerdict::Applied(step)) = missed {
                     records.extend(step.persist);
                 }
             }

@@ -55,6 +55,9 @@ pub enum Observation {
     /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
     /// fresh TTL then, when its term began).
     ExecutorOffline { id: u64, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
+    /// Most executors expired in one check: this leader suspects it is the one cut off and holds `held` evictions
+    /// (for up to `executors.suspect-hold`).
+    EvictionsHeld { held: usize, at: tokio::time::Instant },
 }
 
 /// Receives a master's observations; must not block.

@@ -1,0 +1,40 @@
+//! Seeds that once failed, with what they exposed, replayed on every run (design.md §8). A seed replays the same
+//! run only while the scenario draws the same way, so each entry names the scenario it belongs to; when a
+//! scenario's drawing changes, its seeds are found again (run many seeds of the old failure's shape) and updated.
+
+use crate::fake_jobs::{panic_text, run_seed};
+use crate::swarm::swarm_run;
+
+/// (scenario, seed, what it exposed).
+const SWARM_SEEDS: &[(u64, &str)] = &[
+    (
+        1795937081014915470,
+        "a job stuck Running forever: its job master's Finished report was taken into the bookkeeping, the write of \
+         the transition timed out (etcd request time-out), the job was reloaded from the metastore, and the \
+         report's retry was acknowledged as a repeat without moving the job (fixed: an accepted message of the \
+         current incarnation re-applies what the job missed)",
+    ),
+    (
+        1795937081014915520,
+        "a detection 0.4 s past TTL + check interval: leader checks ran every interval *after* the previous check's \
+         write, so slow writes pushed every later check back (fixed: checks keep their cadence from their start)",
+    ),
+    (
+        1795937081014915425,
+        "a detection past TTL + check interval while the leader held evictions (both executors killed at once): \
+         the checker now knows the documented suspect hold (EvictionsHeld observation)",
+    ),
+];
+
+#[test]
+fn swarm_regression_seeds_pass() {
+    for (seed, what) in SWARM_SEEDS {
+        if let Err(p) = run_seed(*seed, || Box::pin(swarm_run())) {
+            panic!(
+                "regression seed {seed} fails again ({what}): {}\nreplay: MADSIM_TEST_SEED={seed} cargo stest --test sim \
+                 swarm -- --nocapture",
+                panic_text(&*p)
+            );
+        }
+    }
+}

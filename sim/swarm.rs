@@ -1,0 +1,542 @@
+//! Swarm runs (issue 5, first step): each seed draws the cluster's shape (1–3 masters, 2–8 executors with
+//! capacities and zone labels), the timing knobs (within what `validate()` accepts, extremes included), a workload
+//! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended) and a
+//! fault plan (kills and restarts of masters — the leader most — and executors, pauses, one- and two-way cuts,
+//! the leader or every master cut from etcd, network latency, etcd request time-outs). The draw is printed first.
+//!
+//! Two phases: the faults, with safety checked on the whole history afterwards; then every fault heals and
+//! liveness must hold within bounds derived from the knobs: a leader serves, every executor is online, every job
+//! that can be placed ends (fake jobs Finished with exact counters, canceled ones Canceled or Finished), and once
+//! the cluster has settled nothing is declared offline and no task is fenced or told it is stale.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use foreman::config::{ExecutorConfig, MasterConfig};
+use foreman::core::time::Time;
+use foreman::executor::{ExecutorObservation, StopWhy, TaskExit};
+use foreman::jobs::fake::FakeConfig;
+use foreman::master::Observation;
+use foreman::rpc::pb;
+use madsim::rand::Rng;
+
+use crate::checks::{canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds};
+use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
+use crate::fake_jobs::{cancel_job, checkpoints, create_job};
+use crate::harness::announce;
+use crate::master_failover::{await_job, check_safety_with_slack, on_client, terminal, with_jobs};
+
+/// How long the fault phase lasts at most.
+const FAULT_PHASE: Duration = Duration::from_secs(60);
+
+fn ms(lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
+}
+
+fn pick<T: Clone>(xs: &[T]) -> T {
+    xs[madsim::rand::thread_rng().gen_range(0..xs.len())].clone()
+}
+
+/// The timing knobs every master runs with, drawn until `validate()` accepts them.
+fn draw_knobs() -> MasterConfig {
+    let mut rng = madsim::rand::thread_rng();
+    for _ in 0..200 {
+        let mut c =
+            MasterConfig { etcd: vec![ETCD_ADDR.to_owned()], cluster: CLUSTER.to_owned(), ..Default::default() };
+        let lease = pick(&[2u64, 3, 5, 8]);
+        c.election.lease_ttl = Duration::from_secs(lease);
+        c.election.keepalive_interval = pick(&[Duration::from_millis(300), Duration::from_millis(500)]);
+        c.election.step_down = Duration::from_millis(rng.gen_range(600..(lease * 1000 - 1000).max(601)));
+        c.election.campaign_retry = pick(&[Duration::from_millis(250), Duration::from_secs(1), Duration::from_secs(2)]);
+        let e = &mut c.executors;
+        e.heartbeat_interval = pick(&[Duration::from_millis(200), Duration::from_millis(500), Duration::from_secs(1)]);
+        e.heartbeat_timeout = e.heartbeat_interval;
+        e.offline_ttl = ms(3_000, 15_000);
+        let fence_max = e.offline_ttl.saturating_sub(e.heartbeat_timeout + Duration::from_millis(100));
+        e.self_fence = ms(fence_max.as_millis() as u64 / 2, fence_max.as_millis() as u64);
+        e.check_interval = pick(&[Duration::from_millis(100), Duration::from_millis(500), Duration::from_secs(1)]);
+        let w = &mut c.workers;
+        w.heartbeat_interval = pick(&[Duration::from_millis(300), Duration::from_secs(1)]);
+        w.heartbeat_timeout = w.heartbeat_interval;
+        w.offline_ttl = ms(4_000, 15_000);
+        let fence_max = w.offline_ttl.saturating_sub(w.heartbeat_timeout + Duration::from_millis(100));
+        w.self_fence = ms(fence_max.as_millis() as u64 / 2, fence_max.as_millis() as u64);
+        c.backoff.initial = pick(&[Duration::from_millis(200), Duration::from_secs(1)]);
+        c.backoff.multiplier = pick(&[1.0, 1.5, 2.0]);
+        c.backoff.max = pick(&[Duration::from_secs(5), Duration::from_secs(30)]);
+        c.name = "master-0".into();
+        c.addr = master_addr(0);
+        c.fill_derived();
+        if c.validate().is_ok() {
+            return c;
+        }
+    }
+    crate::cluster::master_config(0)
+}
+
+/// A job of the workload.
+#[derive(Clone, Debug)]
+struct JobDraw {
+    id: String,
+    config: FakeConfig,
+    /// `zone` must equal this (None: no selector).
+    zone: Option<String>,
+    create_at: Duration,
+    cancel_at: Option<Duration>,
+    delete_after: bool,
+}
+
+/// A fault, as scheduled.
+#[derive(Clone, Debug)]
+enum Fault {
+    KillLeader,
+    KillMaster(usize),
+    KillExecutor(usize),
+    PauseExecutor(usize),
+    PauseMaster(usize),
+    /// Cut an executor from every master, both ways, or only its messages to them.
+    CutExecutorFromMasters {
+        executor: usize,
+        both_ways: bool,
+    },
+    LeaderCutFromEtcd,
+    AllMastersCutFromEtcd,
+    Latency {
+        max_ms: u64,
+    },
+}
+
+#[derive(Clone, Debug)]
+struct Step {
+    at: Duration,
+    fault: Fault,
+    /// How long until it heals (the heal phase heals what is still broken).
+    lasts: Duration,
+}
+
+/// Everything one seed drew.
+#[derive(Debug)]
+struct Draw {
+    masters: usize,
+    /// Per executor: capacity and zone.
+    executors: Vec<(u32, String)>,
+    knobs: MasterConfig,
+    etcd_timeout_rate: f32,
+    jobs: Vec<JobDraw>,
+    plan: Vec<Step>,
+}
+
+const ZONES: [&str; 3] = ["a", "b", "c"];
+
+fn draw() -> Draw {
+    let mut rng = madsim::rand::thread_rng();
+    let masters = rng.gen_range(1..=3usize);
+    let executors: Vec<(u32, String)> =
+        (0..rng.gen_range(2..=8)).map(|_| (rng.gen_range(2..=12), pick(&ZONES).to_owned())).collect();
+    let knobs = draw_knobs();
+    let etcd_timeout_rate = pick(&[0.0f32, 0.0, 0.002, 0.01]);
+    let jobs = (0..rng.gen_range(2..=6))
+        .map(|i| {
+            let zone = match rng.gen_range(0..10) {
+                0 | 1 => Some(pick(&ZONES).to_owned()),
+                2 => Some("nowhere".to_owned()),
+                _ => None,
+            };
+            JobDraw {
+                id: format!("job-{i}"),
+                config: FakeConfig {
+                    workers: rng.gen_range(1..=3),
+                    target: rng.gen_range(10..=80),
+                    tick_ms: rng.gen_range(50..=300),
+                },
+                zone,
+                create_at: ms(0, 20_000),
+                cancel_at: rng.gen_bool(0.2).then(|| ms(1_000, 40_000)),
+                delete_after: rng.gen_bool(0.3),
+            }
+        })
+        .collect();
+    let plan = (0..rng.gen_range(0..=6))
+        .map(|_| {
+            let fault = match rng.gen_range(0..16) {
+                0..=3 => Fault::KillLeader,
+                4 => Fault::KillMaster(rng.gen_range(0..masters)),
+                5 | 6 => Fault::KillExecutor(rng.gen_range(0..executors.len())),
+                7 | 8 => Fault::PauseExecutor(rng.gen_range(0..executors.len())),
+                9 => Fault::PauseMaster(rng.gen_range(0..masters)),
+                10 | 11 => Fault::CutExecutorFromMasters {
+                    executor: rng.gen_range(0..executors.len()),
+                    both_ways: rng.gen_bool(0.5),
+                },
+                12 => Fault::LeaderCutFromEtcd,
+                13 => Fault::AllMastersCutFromEtcd,
+                _ => Fault::Latency { max_ms: pick(&[20, 100, 300]) },
+            };
+            Step { at: ms(2_000, FAULT_PHASE.as_millis() as u64), fault, lasts: ms(500, 25_000) }
+        })
+        .collect::<Vec<_>>();
+    let mut plan = plan;
+    plan.sort_by_key(|s| s.at);
+    Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan }
+}
+
+fn spec(d: &Draw) -> Spec {
+    let masters = (0..d.masters)
+        .map(|i| {
+            let mut c = d.knobs.clone();
+            c.name = format!("master-{i}");
+            c.addr = master_addr(i);
+            c.advertise_addr = String::new();
+            c.fill_derived();
+            c
+        })
+        .collect();
+    let executors = d
+        .executors
+        .iter()
+        .enumerate()
+        .map(|(i, (capacity, zone))| {
+            let mut c = ExecutorConfig {
+                name: format!("executor-{i}"),
+                addr: executor_addr(i),
+                join: (0..d.masters).map(master_addr).collect(),
+                capacity: *capacity,
+                ..ExecutorConfig::default()
+            };
+            c.labels.insert("zone".into(), zone.clone());
+            c.fill_derived();
+            c
+        })
+        .collect();
+    Spec { masters, executors, tasks: Tasks::Jobs, planted: None, etcd_timeout_rate: d.etcd_timeout_rate }
+}
+
+/// What is broken right now, to heal.
+#[derive(Default)]
+struct Broken {
+    killed_masters: BTreeSet<usize>,
+    killed_executors: BTreeSet<usize>,
+    paused_masters: BTreeSet<usize>,
+    paused_executors: BTreeSet<usize>,
+    clogged: BTreeSet<(madsim::task::NodeId, madsim::task::NodeId)>,
+}
+
+fn clog(c: &Cluster, b: &mut Broken, from: madsim::task::NodeId, to: madsim::task::NodeId) {
+    c.net().clog_link(from, to);
+    b.clogged.insert((from, to));
+}
+
+/// Applies `fault`; returns what to undo when it heals.
+fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
+    match *fault {
+        Fault::KillLeader => match c.leaders().first() {
+            Some(&l) if !b.killed_masters.contains(&l) && !b.paused_masters.contains(&l) => {
+                c.kill_master(l);
+                b.killed_masters.insert(l);
+                vec![Undo::RestartMaster(l)]
+            }
+            _ => vec![],
+        },
+        Fault::KillMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
+            c.kill_master(i);
+            b.killed_masters.insert(i);
+            vec![Undo::RestartMaster(i)]
+        }
+        Fault::KillExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
+            c.kill_executor(i);
+            b.killed_executors.insert(i);
+            vec![Undo::RestartExecutor(i)]
+        }
+        Fault::PauseExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
+            c.pause_executor(i);
+            b.paused_executors.insert(i);
+            vec![Undo::ResumeExecutor(i)]
+        }
+        Fault::PauseMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
+            c.recorder.record(&c.masters[i].name, Seen::Paused);
+            c.handle.pause(c.masters[i].node.id());
+            b.paused_masters.insert(i);
+            vec![Undo::ResumeMaster(i)]
+        }
+        Fault::CutExecutorFromMasters { executor, both_ways } => {
+            let e = c.executors[executor].node.id();
+            let mut undo = vec![];
+            for m in &c.masters {
+                clog(c, b, e, m.node.id());
+                undo.push(Undo::Unclog(e, m.node.id()));
+                if both_ways {
+                    clog(c, b, m.node.id(), e);
+                    undo.push(Undo::Unclog(m.node.id(), e));
+                }
+            }
+            undo
+        }
+        Fault::LeaderCutFromEtcd => match c.leaders().first() {
+            Some(&l) => {
+                let (m, etcd) = (c.masters[l].node.id(), c.etcd.id());
+                clog(c, b, m, etcd);
+                clog(c, b, etcd, m);
+                vec![Undo::Unclog(m, etcd), Undo::Unclog(etcd, m)]
+            }
+            None => vec![],
+        },
+        Fault::AllMastersCutFromEtcd => {
+            let etcd = c.etcd.id();
+            let mut undo = vec![];
+            for m in &c.masters {
+                clog(c, b, m.node.id(), etcd);
+                clog(c, b, etcd, m.node.id());
+                undo.extend([Undo::Unclog(m.node.id(), etcd), Undo::Unclog(etcd, m.node.id())]);
+            }
+            undo
+        }
+        Fault::Latency { max_ms } => {
+            c.net().update_config(|n| n.send_latency = Duration::from_millis(1)..Duration::from_millis(max_ms));
+            vec![Undo::Latency]
+        }
+        _ => vec![],
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Undo {
+    RestartMaster(usize),
+    RestartExecutor(usize),
+    ResumeMaster(usize),
+    ResumeExecutor(usize),
+    Unclog(madsim::task::NodeId, madsim::task::NodeId),
+    Latency,
+}
+
+fn undo(c: &Cluster, b: &mut Broken, u: Undo) {
+    match u {
+        Undo::RestartMaster(i) if b.killed_masters.remove(&i) => c.restart_master(i),
+        Undo::RestartExecutor(i) if b.killed_executors.remove(&i) => c.restart_executor(i),
+        Undo::ResumeMaster(i) if b.paused_masters.remove(&i) => {
+            c.recorder.record(&c.masters[i].name, Seen::Resumed);
+            c.handle.resume(c.masters[i].node.id());
+        }
+        Undo::ResumeExecutor(i) if b.paused_executors.remove(&i) => c.resume_executor(i),
+        Undo::Unclog(from, to) if b.clogged.remove(&(from, to)) => c.net().unclog_link(from, to),
+        Undo::Latency => c.net().update_config(|n| *n = madsim::net::Config::default()),
+        _ => {}
+    }
+}
+
+/// One swarm seed: draw, print, run the faults and the workload, heal, check.
+pub async fn swarm_run() {
+    let d = draw();
+    eprintln!(
+        "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
+         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
+        d.masters,
+        d.executors,
+        d.etcd_timeout_rate,
+        d.knobs.election,
+        d.knobs.executors,
+        d.knobs.workers,
+        d.knobs.backoff,
+        d.jobs,
+        d.plan
+    );
+    let c = Cluster::build_spec(spec(&d)).await;
+    let start = c.clock.now();
+    // The workload runs on the client node beside the faults; each call records its acknowledgement.
+    let mut calls = vec![];
+    for j in d.jobs.clone() {
+        let masters = d.masters;
+        let rec = c.recorder.clone();
+        calls.push(c.client.spawn(async move {
+            tokio::time::sleep(j.create_at).await;
+            let mut job = pb::Job {
+                id: j.id.clone(),
+                r#type: "fake".into(),
+                config: serde_json::to_vec(&j.config).expect("serializes"),
+                ..Default::default()
+            };
+            if let Some(zone) = &j.zone {
+                job.selectors = vec![pb::Selector { key: "zone".into(), target: zone.clone(), op: 1 }];
+            }
+            if !create_job(masters, job).await {
+                return (j.id, false, None);
+            }
+            rec.record("client", Seen::JobCreated { id: j.id.clone() });
+            let mut canceled = None;
+            if let Some(at) = j.cancel_at {
+                tokio::time::sleep(at).await;
+                if let Some(reply) = cancel_job(masters, &j.id).await {
+                    rec.record("client", Seen::JobCanceled { id: j.id.clone() });
+                    canceled = Some(reply.state);
+                }
+            }
+            (j.id, true, canceled)
+        }));
+    }
+    // The faults.
+    let mut broken = Broken::default();
+    let mut heals: Vec<(Time, Undo)> = vec![];
+    for step in &d.plan {
+        let at = start + step.at;
+        // Heal what is due first.
+        heals.sort_by_key(|(t, _)| *t);
+        while let Some((t, u)) = heals.first().copied() {
+            if t > at {
+                break;
+            }
+            tokio::time::sleep_until(c.clock.instant(t)).await;
+            undo(&c, &mut broken, u);
+            heals.remove(0);
+        }
+        tokio::time::sleep_until(c.clock.instant(at)).await;
+        tracing::info!("fault at {}: {:?} for {:?}", c.clock.now(), step.fault, step.lasts);
+        for u in apply(&c, &mut broken, &step.fault) {
+            heals.push((c.clock.now() + step.lasts, u));
+        }
+    }
+    tokio::time::sleep_until(c.clock.instant(start + FAULT_PHASE)).await;
+    // Heal everything.
+    heals.sort_by_key(|(t, _)| *t);
+    for (_, u) in heals {
+        undo(&c, &mut broken, u);
+    }
+    let healed = c.clock.now();
+    tracing::info!("healed at {healed}");
+    // Liveness, within bounds derived from the knobs.
+    let k = &d.knobs;
+    let leader_within = k.election.lease_ttl * 2 + k.election.campaign_retry + Duration::from_secs(10);
+    c.await_leader(leader_within)
+        .await
+        .unwrap_or_else(|| panic!("liveness: no leader {leader_within:?} after healing"));
+    let mut acked: BTreeMap<String, Option<i32>> = BTreeMap::new();
+    for call in calls {
+        let (id, created, canceled) = call.await.expect("the client task finished");
+        if created {
+            acked.insert(id, canceled);
+        }
+    }
+    let online_within = k.executors.offline_ttl * 2 + k.executors.self_fence + Duration::from_secs(10);
+    await_executors_online(&c, d.executors.len(), online_within).await;
+    let job_within = Duration::from_secs(240) + k.backoff.max * 2;
+    let mut finished = vec![];
+    for j in &d.jobs {
+        let Some(canceled) = acked.get(&j.id) else { continue };
+        let placeable = j.zone.as_ref().is_none_or(|z| d.executors.iter().any(|(_, ez)| ez == z));
+        if !placeable {
+            // Never placed: it stays Created (or ends Canceled when canceled).
+            let (_, job) = await_job(&c, &j.id, Duration::from_secs(5), terminal).await;
+            let want: &[pb::JobState] = if canceled.is_some() {
+                &[pb::JobState::Canceled, pb::JobState::Created]
+            } else {
+                &[pb::JobState::Created]
+            };
+            assert!(want.iter().any(|s| *s as i32 == job.state), "unplaceable {} is {:?}: {job:?}", j.id, job.state);
+            continue;
+        }
+        let (ok, job) = await_job(&c, &j.id, job_within, terminal).await;
+        assert!(ok, "liveness: {} did not end within {job_within:?} of healing: {job:?}", j.id);
+        let is_finished = job.state == pb::JobState::Finished as i32;
+        let ok = is_finished || (canceled.is_some() && job.state == pb::JobState::Canceled as i32);
+        assert!(ok, "{} ended {:?} (cancel acknowledged: {canceled:?}): {job:?}", j.id, job.state);
+        if is_finished {
+            finished.push(j.clone());
+        }
+    }
+    for j in &finished {
+        let cps = checkpoints(&c, &j.id).await;
+        assert_eq!(cps.len(), j.config.workers as usize, "{}: one checkpoint per worker: {cps:?}", j.id);
+        for (key, cp) in &cps {
+            assert_eq!(cp.counter, j.config.target, "exactness: {key} ended at {} of {}", cp.counter, j.config.target);
+        }
+    }
+    // Deletes of ended jobs: gone afterwards.
+    for j in d.jobs.iter().filter(|j| j.delete_after && acked.contains_key(&j.id)) {
+        let (_, job) = await_job(&c, &j.id, Duration::from_secs(1), terminal).await;
+        if terminal(&job) {
+            delete_and_check(&c, d.masters, &j.id).await;
+        }
+    }
+    // Healthy and settled (every consequence of the faults has played out: offline verdicts on old ids, job
+    // masters and workers lost and recreated): from here on nothing is declared offline, fenced or stale.
+    let settle = k.executors.offline_ttl + k.executors.check_interval + k.workers.offline_ttl * 3 + k.backoff.max;
+    let settled = c.clock.now().max(healed + settle);
+    tokio::time::sleep_until(c.clock.instant(settled)).await;
+    tokio::time::sleep(k.executors.offline_ttl * 2).await;
+    let events = c.recorder.events();
+    for (at, node, seen) in events.iter().filter(|(at, _, _)| *at >= settled) {
+        let bad = match seen {
+            Seen::Master(Observation::ExecutorOffline { .. }) => true,
+            Seen::Exec(ExecutorObservation::Fenced { .. }) => true,
+            Seen::Exec(ExecutorObservation::TaskStopped { why, .. }) => {
+                matches!(why, StopWhy::Fenced | StopWhy::Exited(TaskExit::Fenced | TaskExit::Stale))
+            }
+            _ => false,
+        };
+        assert!(!bad, "no false alarms: at {at} (settled at {settled}) {node} {seen:?}");
+    }
+    // Safety over the whole history. Bounds get the slowest hop of the run as slack: the largest latency drawn,
+    // and the metastore's deadline when etcd requests time out (a check waits for the previous check's write).
+    let latency = d.plan.iter().filter_map(|s| match s.fault {
+        Fault::Latency { max_ms } => Some(Duration::from_millis(max_ms)),
+        _ => None,
+    });
+    let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout } else { Duration::ZERO };
+    check_safety_with_slack(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd);
+    for (rule, result) in [
+        ("one live incarnation", one_live_incarnation(&events)),
+        ("checkpoints forward", checkpoints_forward(&events)),
+        ("canceled never restart", canceled_never_restart(&events)),
+        ("placement", placement_within_bounds(&events, d.executors.iter().map(|(cap, _)| *cap).max().unwrap_or(0))),
+    ] {
+        if let Err(e) = result {
+            panic!("{rule}: {e}");
+        }
+    }
+}
+
+/// Waits until every executor node is listed online under the id it holds now.
+async fn await_executors_online(c: &Cluster, n: usize, within: Duration) {
+    let step = Duration::from_millis(500);
+    let mut waited = Duration::ZERO;
+    loop {
+        let listed = c.list_executors().await;
+        let online: BTreeSet<u64> =
+            listed.iter().filter(|e| e.status == pb::ExecutorStatus::Online as i32).map(|e| e.id).collect();
+        let current: Vec<Option<u64>> = (0..n).map(|i| c.executor(i).id()).collect();
+        if current.iter().all(|id| id.is_some_and(|id| online.contains(&id))) {
+            return;
+        }
+        assert!(
+            waited < within,
+            "liveness: executors' current ids {current:?}, online {online:?}, {within:?} after healing: {listed:?}"
+        );
+        tokio::time::sleep(step).await;
+        waited += step;
+    }
+}
+
+async fn delete_and_check(c: &Cluster, masters: usize, id: &str) {
+    let job = id.to_owned();
+    on_client(c, async move {
+        let j = job.clone();
+        with_jobs(masters, Duration::from_secs(30), move |mut c| {
+            let id = j.clone();
+            async move { c.delete_job(pb::DeleteJobRequest { id }).await.map(|r| r.into_inner()) }
+        })
+        .await
+        .unwrap_or_else(|s| panic!("delete {job}: {s}"));
+        let j = job.clone();
+        let got = with_jobs(masters, Duration::from_secs(30), move |mut c| {
+            let id = j.clone();
+            async move { c.get_job(pb::GetJobRequest { id, include_config: false }).await.map(|r| r.into_inner()) }
+        })
+        .await;
+        assert!(matches!(&got, Err(s) if s.code() == tonic::Code::NotFound), "{job} after its delete: {got:?}");
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn swarm() {
+    announce("swarm");
+    swarm_run().await;
+}
