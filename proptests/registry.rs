@@ -330,6 +330,7 @@ fn policy(suspect_fraction: f64) -> impl Strategy<Value = RegistryPolicy> {
         offline_ttl: Duration::from_millis(ttl),
         suspect_fraction,
         suspect_hold: Duration::from_millis(hold),
+        one_offline_per_check: false,
     })
 }
 

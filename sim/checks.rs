@@ -253,29 +253,33 @@ fn of_job(task: &str, job: &str) -> bool {
     task == job || task.strip_prefix(job).is_some_and(|rest| rest.starts_with('/'))
 }
 
-/// A canceled job never starts again: once a cancel was acknowledged, no job-master incarnation of that job
-/// starts (a worker dispatched just before may still start, and is stopped by its job master), and once the
-/// job's job master stopped after the cancel, nothing of the job starts at all.
+/// A canceled job never starts again: once a cancel was acknowledged, no job-master incarnation newer than the
+/// one the cancel reply named starts (the named one may still be on its way: it was dispatched before), and once
+/// that incarnation stopped, nothing of the job starts at all (a worker dispatched just before the cancel reached
+/// its job master may still start, and is stopped by it).
 pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
-    let mut canceled: BTreeMap<String, Time> = BTreeMap::new();
+    // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
+    let mut canceled: BTreeMap<String, (Time, u64)> = BTreeMap::new();
     let mut ended: BTreeMap<String, Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
-            Seen::JobCanceled { id } => {
-                canceled.entry(id.clone()).or_insert(*at);
+            Seen::JobCanceled { id, epoch } => {
+                canceled.entry(id.clone()).or_insert((*at, *epoch));
             }
-            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) if canceled.contains_key(task) => {
+            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. })
+                if canceled.get(task).is_some_and(|(_, named)| epoch >= named) =>
+            {
                 ended.entry(task.clone()).or_insert(*at);
             }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
-                for (job, when) in &canceled {
-                    if task == job {
+                for (job, (when, named)) in &canceled {
+                    if task == job && epoch > named {
                         return Err(format!(
-                            "cancel at {at}: job master {task} epoch {epoch} started on {node} after the cancel \
-                             acknowledged at {when}"
+                            "cancel at {at}: job master {task} epoch {epoch} started on {node}, newer than epoch \
+                             {named} named by the cancel acknowledged at {when}"
                         ));
                     }
-                    if of_job(task, job) && ended.contains_key(job) {
+                    if of_job(task, job) && task != job && ended.contains_key(job) {
                         return Err(format!(
                             "cancel at {at}: {task} epoch {epoch} started on {node} after job {job} was canceled and \
                              its job master stopped"
@@ -412,9 +416,12 @@ mod tests {
 
     #[test]
     fn canceled_jobs_never_restart() {
-        let cancel = Seen::JobCanceled { id: "j".into() };
+        let cancel = Seen::JobCanceled { id: "j".into(), epoch: 1 };
         let restarted = [ev(0, "e1", started("j", 1)), ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 2))];
-        assert!(canceled_never_restart(&restarted).unwrap_err().contains("after the cancel"));
+        assert!(canceled_never_restart(&restarted).unwrap_err().contains("newer than epoch 1"));
+        // The incarnation the cancel named was dispatched before it: it may still start.
+        let in_flight = [ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 1)), ev(3, "e2", stopped("j", 1))];
+        assert_eq!(canceled_never_restart(&in_flight), Ok(()));
         let late_worker = [
             ev(0, "e1", started("j", 1)),
             ev(1, "client", cancel.clone()),

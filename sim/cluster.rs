@@ -37,9 +37,10 @@ pub enum Seen {
     JobCreated {
         id: String,
     },
-    /// The client's cancel was acknowledged.
+    /// The client's cancel was acknowledged; the reply named this newest job-master epoch (0: none yet).
     JobCanceled {
         id: String,
+        epoch: u64,
     },
     /// The scenario killed this node.
     Killed,
@@ -201,7 +202,7 @@ impl Cluster {
                         let observer: Observer =
                             Arc::new(move |node: &str, o: Observation| rec.record(node, Seen::Master(o)));
                         let seed = madsim::rand::random::<u64>();
-                        let m = Master::with_observer(cfg, store, seed, Some(observer));
+                        let m = Master::with_observer(cfg, store, seed, Some(observer)).with_planted(planted);
                         *slot.lock().unwrap() = Some(m.clone());
                         m.serve(addr, std::future::pending()).await.expect("master serves");
                     }

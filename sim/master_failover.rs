@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use foreman::master::Role;
+use foreman::planted::Planted;
 use foreman::rpc::pb;
 use foreman::rpc::pb::job_manager_client::JobManagerClient;
 use foreman::rpc::status::{reason_of, Reason};
@@ -92,12 +93,12 @@ pub async fn leader_killed_one_new_leader_within_bound_run() -> Figures {
 /// leader is elected, and no two masters act at the same simulated instant.
 #[madsim::test]
 async fn leader_cut_from_etcd_steps_down() {
-    leader_cut_from_etcd_steps_down_run().await;
+    announce("leader_cut_from_etcd_steps_down");
+    leader_cut_from_etcd_steps_down_run(None).await;
 }
 
-pub async fn leader_cut_from_etcd_steps_down_run() -> Figures {
-    announce("leader_cut_from_etcd_steps_down");
-    let c = Cluster::start(3, 2).await;
+pub async fn leader_cut_from_etcd_steps_down_run(planted: Option<Planted>) -> Figures {
+    let c = Cluster::start_with(3, 2, planted).await;
     let first = c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
     tokio::time::sleep(secs(1, 5)).await;
     let (leader, etcd) = (c.masters[first].node.id(), c.etcd.id());
@@ -139,12 +140,12 @@ pub async fn leader_cut_from_etcd_steps_down_run() -> Figures {
 /// declared offline within TTL + check interval, across a leader kill in half the seeds; the others never are.
 #[madsim::test]
 async fn silent_executors_declared_offline_healthy_ones_never() {
-    silent_executors_declared_offline_healthy_ones_never_run().await;
+    announce("silent_executors_declared_offline_healthy_ones_never");
+    silent_executors_declared_offline_healthy_ones_never_run(None).await;
 }
 
-pub async fn silent_executors_declared_offline_healthy_ones_never_run() -> Figures {
-    announce("silent_executors_declared_offline_healthy_ones_never");
-    let c = Cluster::start(3, 5).await;
+pub async fn silent_executors_declared_offline_healthy_ones_never_run(planted: Option<Planted>) -> Figures {
+    let c = Cluster::start_with(3, 5, planted).await;
     let first = c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
     tokio::time::sleep(secs(3, 6)).await;
     c.kill_executor(0);
@@ -303,7 +304,7 @@ fn killed_leader() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures
 }
 
 fn silent_executors() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures>>> {
-    Box::pin(silent_executors_declared_offline_healthy_ones_never_run())
+    Box::pin(silent_executors_declared_offline_healthy_ones_never_run(None))
 }
 
 /// The same seed replays the same run: an identical story, event for event (design.md §8).
@@ -530,4 +531,38 @@ async fn resign_hands_leadership_over() {
     tokio::time::sleep(Duration::from_secs(10)).await;
     assert_eq!(c.leaders(), vec![next], "leadership stays where it was handed");
     check_safety(&c);
+}
+
+/// Several executors die at once (fewer than half, so no eviction is held): every one is declared offline in the
+/// same check, within TTL + check interval of when the leader last heard from it (design.md §6: "for each of any
+/// number of simultaneous deaths"; the original system declared one per check).
+#[madsim::test]
+async fn simultaneous_deaths_are_declared_together() {
+    announce("simultaneous_deaths_are_declared_together");
+    simultaneous_deaths_are_declared_together_run(None).await;
+}
+
+pub async fn simultaneous_deaths_are_declared_together_run(planted: Option<Planted>) -> Figures {
+    let c = Cluster::start_with(3, 7, planted).await;
+    c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
+    tokio::time::sleep(secs(3, 8)).await;
+    for i in 0..3 {
+        c.kill_executor(i);
+    }
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let detections = check_safety(&c);
+    let events = c.recorder.events();
+    let offline: Vec<(foreman::core::time::Time, String)> = events
+        .iter()
+        .filter_map(|(at, _, s)| match s {
+            Seen::Master(foreman::master::Observation::ExecutorOffline { name, .. }) => Some((*at, name.clone())),
+            _ => None,
+        })
+        .collect();
+    let names: Vec<&str> = offline.iter().map(|(_, n)| n.as_str()).collect();
+    assert_eq!(names.len(), 3, "exactly the three dead executors are declared offline: {offline:?}");
+    for name in ["executor-0", "executor-1", "executor-2"] {
+        assert!(names.contains(&name), "{name} declared offline: {offline:?}");
+    }
+    Figures::of(&c, detections)
 }

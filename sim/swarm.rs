@@ -365,7 +365,7 @@ pub async fn swarm_run() {
             if let Some(at) = j.cancel_at {
                 tokio::time::sleep(at).await;
                 if let Some(reply) = cancel_job(masters, &j.id).await {
-                    rec.record("client", Seen::JobCanceled { id: j.id.clone() });
+                    rec.record("client", Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch });
                     canceled = Some(reply.state);
                 }
             }

@@ -494,6 +494,7 @@ impl ExecutorsConfig {
             offline_ttl: self.offline_ttl,
             suspect_fraction: self.suspect_fraction,
             suspect_hold: self.suspect_hold,
+            one_offline_per_check: false,
         }
     }
 }

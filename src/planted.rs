@@ -1,6 +1,7 @@
 //! Planted bugs: realistic mistakes that the simulator's checkers must catch (issue 4's acceptance, issue 5's
-//! bug-finding measurements). A bug can be planted only in the simulation build ([`crate::executor::Executor`]'s
-//! `with_planted` exists only there); the production build carries the switch but can never turn it on.
+//! bug-finding measurements). A bug can be planted only in the simulation build (`with_planted` of
+//! [`crate::executor::Executor`] and [`crate::master::Master`] exists only there); the production build carries
+//! the switches but can never turn them on.
 //!
 //! Tried and dropped: "a job master answers a stale worker as if it were current" never shows, over 100 seeds
 //! each of the worker-cut and executor-kill scenarios: a worker incarnation is only ever superseded after it fenced
@@ -13,14 +14,34 @@ pub enum Planted {
     /// A worker ignores its self-fence deadline: cut off from its job master, it keeps working until it hears
     /// back, past the point where its job master declares it lost and starts a replacement.
     WorkerIgnoresFence,
+    /// The leader declares at most one executor offline per check (the original system's behaviour), so
+    /// simultaneous deaths are detected one check interval apart.
+    OneOfflinePerCheck,
+    /// A leader ignores its step-down deadline: cut off from etcd, it goes on acting while another is elected.
+    NoStepDown,
+    /// A new leader does not wait for live job masters to check in: it declares them lost at once and starts new
+    /// incarnations beside them.
+    RecoveryWithoutWait,
+    /// A new leader loads a job being canceled as running: the cancel intent is lost in the failover.
+    RecoveryForgetsCancel,
 }
 
 impl Planted {
-    pub const ALL: [Planted; 1] = [Planted::WorkerIgnoresFence];
+    pub const ALL: [Planted; 5] = [
+        Planted::WorkerIgnoresFence,
+        Planted::OneOfflinePerCheck,
+        Planted::NoStepDown,
+        Planted::RecoveryWithoutWait,
+        Planted::RecoveryForgetsCancel,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Planted::WorkerIgnoresFence => "worker-ignores-fence",
+            Planted::OneOfflinePerCheck => "one-offline-per-check",
+            Planted::NoStepDown => "no-step-down",
+            Planted::RecoveryWithoutWait => "recovery-without-wait",
+            Planted::RecoveryForgetsCancel => "recovery-forgets-cancel",
         }
     }
 }

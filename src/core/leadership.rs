@@ -45,11 +45,13 @@ pub struct Leadership {
     step_down: Duration,
     role: Role,
     highest_seen: LeaderEpoch,
+    /// A planted bug (the simulation's bug-finding runs only): the step-down deadline is ignored.
+    ignore_deadline: bool,
 }
 
 impl Leadership {
     pub fn new(step_down: Duration) -> Leadership {
-        Leadership { step_down, role: Role::Follower, highest_seen: LeaderEpoch::NONE }
+        Leadership { step_down, role: Role::Follower, highest_seen: LeaderEpoch::NONE, ignore_deadline: false }
     }
 
     /// Won the election with `epoch`; `keepalive_sent_at` is the send time of the newest keep-alive that
@@ -90,10 +92,18 @@ impl Leadership {
         }
     }
 
+    /// Plants the bug "no step-down": a leader keeps acting past its deadline, until something else ends its term
+    /// (the simulation's bug-finding runs only).
+    pub fn plant_ignore_deadline(&mut self) {
+        self.ignore_deadline = true;
+    }
+
     /// Time-driven: steps down when the acting deadline passed. Returns the ended term's epoch.
     pub fn tick(&mut self, now: Time) -> Option<LeaderEpoch> {
         match self.role {
-            Role::Leader { acting_until, .. } if now >= acting_until => self.step_down(StepDown::LeaseUnconfirmed),
+            Role::Leader { acting_until, .. } if now >= acting_until && !self.ignore_deadline => {
+                self.step_down(StepDown::LeaseUnconfirmed)
+            }
             _ => None,
         }
     }
@@ -101,7 +111,7 @@ impl Leadership {
     /// The epoch to act under at `now`, if this master may act as leader. Every leader action checks this first.
     pub fn acting(&self, now: Time) -> Option<LeaderEpoch> {
         match self.role {
-            Role::Leader { epoch, acting_until } if now < acting_until => Some(epoch),
+            Role::Leader { epoch, acting_until } if now < acting_until || self.ignore_deadline => Some(epoch),
             _ => None,
         }
     }
@@ -117,8 +127,8 @@ impl Leadership {
     /// When the leader must stop acting, if it is one.
     pub fn deadline(&self) -> Option<Time> {
         match self.role {
-            Role::Leader { acting_until, .. } => Some(acting_until),
-            Role::Follower => None,
+            Role::Leader { acting_until, .. } if !self.ignore_deadline => Some(acting_until),
+            _ => None,
         }
     }
 

@@ -42,6 +42,9 @@ pub struct RegistryPolicy {
     pub suspect_fraction: f64,
     /// How long the leader holds evictions while it suspects itself; then it evicts anyway.
     pub suspect_hold: Duration,
+    /// A planted bug (the simulation's bug-finding runs only): each check declares at most one executor offline,
+    /// as the original system did.
+    pub one_offline_per_check: bool,
 }
 
 impl Default for RegistryPolicy {
@@ -50,6 +53,7 @@ impl Default for RegistryPolicy {
             offline_ttl: Duration::from_secs(10),
             suspect_fraction: 0.5,
             suspect_hold: Duration::from_secs(10),
+            one_offline_per_check: false,
         }
     }
 }
@@ -289,6 +293,10 @@ impl Registry {
             }
         }
         self.suspect_since = None;
+        let mut expired = expired;
+        if self.policy.one_offline_per_check {
+            expired.truncate(1);
+        }
         for id in expired {
             if let Some(record) = self.remove(id) {
                 out.offline.push(record);
@@ -296,6 +304,11 @@ impl Registry {
         }
         out.next_deadline = self.entries.values().map(|e| e.expires_at).min();
         out
+    }
+
+    /// Plants the bug "one offline executor per check" (the simulation's bug-finding runs only).
+    pub fn plant_one_offline_per_check(&mut self) {
+        self.policy.one_offline_per_check = true;
     }
 
     /// Whether the leader currently suspects itself of being cut off.

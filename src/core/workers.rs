@@ -209,6 +209,18 @@ impl Workers {
         self
     }
 
+    /// Ends the recovery wait at `until` instead of after the offline TTL: the planted bug "recovery without the
+    /// wait" (the simulation's bug-finding runs only).
+    pub fn plant_recovery_until(mut self, until: Time) -> Workers {
+        if self.recovering_until.is_some() {
+            self.recovering_until = Some(until);
+            for e in self.entries.values_mut().filter(|e| e.state == EntryState::Waiting) {
+                e.expires_at = until;
+            }
+        }
+        self
+    }
+
     pub fn master_epoch(&self) -> Epoch {
         self.master_epoch
     }

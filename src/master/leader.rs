@@ -154,7 +154,12 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     }
     let next_epoch = read_counter(m, &keys::job_next_epoch()).await?;
     let now = m.clock.now();
-    let registry = Registry::restore(
+    if m.planted(crate::planted::Planted::RecoveryForgetsCancel) {
+        for r in jobs.iter_mut().filter(|r| r.state == crate::core::job::JobState::Canceling) {
+            r.state = crate::core::job::JobState::Running;
+        }
+    }
+    let mut registry = Registry::restore(
         m.cfg.executors.registry_policy(),
         m.cfg.placement.policy(),
         now,
@@ -163,8 +168,14 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     );
     let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
     let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
-    let masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected)
+    let mut masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected)
         .with_dispatch_window(m.cfg.rpc.request_timeout);
+    if m.planted(crate::planted::Planted::RecoveryWithoutWait) {
+        masters = masters.plant_recovery_until(now);
+    }
+    if m.planted(crate::planted::Planted::OneOfflinePerCheck) {
+        registry.plant_one_offline_per_check();
+    }
     Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
 }
 

@@ -96,6 +96,8 @@ pub struct Master {
     pub(crate) resign_wake: Notify,
     pub stats: Stats,
     pub(crate) observer: Option<Observer>,
+    /// A bug planted by the simulation's bug-finding runs (never in the production build).
+    planted: Option<crate::planted::Planted>,
 }
 
 impl Master {
@@ -117,7 +119,27 @@ impl Master {
             observer,
             cfg,
             store,
+            planted: None,
         })
+    }
+
+    /// The same master with `bug` planted (simulation build only). Call it on a fresh master.
+    #[cfg(madsim)]
+    pub fn with_planted(self: Arc<Master>, bug: Option<crate::planted::Planted>) -> Arc<Master> {
+        match Arc::try_unwrap(self) {
+            Ok(mut m) => {
+                m.planted = bug;
+                if bug == Some(crate::planted::Planted::NoStepDown) {
+                    m.lock().leadership.plant_ignore_deadline();
+                }
+                Arc::new(m)
+            }
+            Err(m) => m,
+        }
+    }
+
+    pub(crate) fn planted(&self, bug: crate::planted::Planted) -> bool {
+        self.planted == Some(bug)
     }
 
     pub fn name(&self) -> &str {
