@@ -24,6 +24,12 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
         "a detection past TTL + check interval while the leader held evictions (both executors killed at once): \
          the checker now knows the documented suspect hold (EvictionsHeld observation)",
     ),
+    (
+        1795938750227560956,
+        "an executor declared offline by a leader whose write then failed (every master cut from etcd) was reported \
+         offline although the next leader rightly found it registered and placed on it (fixed: offline verdicts are \
+         reported once durable)",
+    ),
 ];
 
 #[test]

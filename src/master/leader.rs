@@ -285,6 +285,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
     let mut records: Vec<JobRecord> = vec![];
     let mut ops: Vec<Op> = vec![];
     let mut dispatches = vec![];
+    let mut declared = vec![];
     let key = {
         let mut guard = m.lock();
         let inner = &mut *guard;
@@ -311,7 +312,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
         for rec in &check.offline {
             Master::bump(&m.stats.executors_offline);
             info!(executor = %rec.id, name = %rec.spec.name, "declared offline");
-            m.observe(super::Observation::ExecutorOffline {
+            declared.push(super::Observation::ExecutorOffline {
                 id: rec.id.0,
                 name: rec.spec.name.clone(),
                 at: m.clock.instant(now),
@@ -390,6 +391,11 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
     if let Err(e) = m.persist_jobs(&key, records, ops).await {
         // Dispatch nothing that was not durably decided.
         return Err(format!("a leader-loop write failed: {}", e.message()));
+    }
+    // Offline verdicts are reported once durable: one whose write failed never happened (the next leader finds
+    // the executor still registered).
+    for o in declared {
+        m.observe(o);
     }
     Ok(dispatches)
 }
