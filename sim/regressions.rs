@@ -30,6 +30,13 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
          offline although the next leader rightly found it registered and placed on it (fixed: offline verdicts are \
          reported once durable)",
     ),
+    (
+        1795938750227562002,
+        "a job stuck Canceling forever: its job master's Finished report was taken into the bookkeeping, the write \
+         failed (every master cut from etcd), the job master fenced itself before any retry got through, and the \
+         bookkeeping's exited entry never expired (fixed: an exit whose write failed is forgotten, so a silent job \
+         master is lost after its TTL)",
+    ),
 ];
 
 #[test]

@@ -277,6 +277,19 @@ impl Workers {
         self.entries.remove(task);
     }
 
+    /// The exit of incarnation `epoch` was not taken after all (its master could not make it durable): the entry
+    /// is back to online as it was before the report, so a repeated report is an exit again, and silence makes it
+    /// lost after the offline TTL from its last heartbeat.
+    pub fn forget_exit(&mut self, task: &TaskId, epoch: Epoch) {
+        let ttl = self.timing.offline_ttl;
+        if let Some(e) = self.entries.get_mut(task) {
+            if e.epoch == epoch && matches!(e.state, EntryState::Exited(_)) {
+                e.state = EntryState::Online;
+                e.expires_at = e.last_heard.map_or(e.expires_at, |h| h + ttl);
+            }
+        }
+    }
+
     /// Refuses incarnation `epoch`'s heartbeats from now on; it will fence itself and be lost when its TTL runs
     /// out. An awaited incarnation counts as lost to the recovery.
     pub fn revoke(&mut self, task: &TaskId, epoch: Epoch) {
@@ -484,6 +497,26 @@ mod tests {
         w.on_dispatched(ms(20_000), &t("b"), Epoch(4)).unwrap();
         w.on_heartbeat(ms(20_100), &msg("b", 5, 4));
         assert_eq!(w.next_deadline(), Some(ms(20_100) + ttl));
+        w.check().unwrap();
+    }
+
+    #[test]
+    fn a_forgotten_exit_is_an_exit_again_or_lost_when_silent() {
+        let ttl = HeartbeatTiming::worker_default().offline_ttl;
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        w.on_heartbeat(ms(100), &msg("a", 5, 3));
+        let (_, ev) = w.on_status(ms(200), &msg("a", 5, 3), WorkerStatus::Finished);
+        assert_eq!(ev.len(), 1);
+        w.forget_exit(&t("a"), Epoch(3));
+        assert_eq!(w.get(&t("a")).map(|e| e.state.clone()), Some(EntryState::Online));
+        // A repeated report is taken again.
+        let (reply, ev) = w.on_status(ms(300), &msg("a", 5, 3), WorkerStatus::Finished);
+        assert_eq!((reply.verdict, ev.len()), (Verdict::Accepted, 1));
+        // Forgotten again and then silent: lost a TTL after it was last heard (the report counts as heard).
+        w.forget_exit(&t("a"), Epoch(3));
+        assert_eq!(w.next_deadline(), Some(ms(300) + ttl));
+        assert!(matches!(w.tick(ms(300) + ttl)[..], [Event::Lost { .. }]));
         w.check().unwrap();
     }
 

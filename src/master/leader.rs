@@ -726,7 +726,7 @@ impl Master {
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
         let _write = self.write.lock().await;
-        let (key, reply, records, cancel) = self.with_term(|t, now, rng| {
+        let (key, reply, records, cancel, exit_taken) = self.with_term(|t, now, rng| {
             let (reply, events) = match &status {
                 Some(s) => t.masters.on_status(now, &msg, s.clone()),
                 None => t.masters.on_heartbeat(now, &msg),
@@ -741,6 +741,7 @@ impl Master {
             };
             let mut records = vec![];
             let (mut online, mut exited) = (false, false);
+            let mut exit_taken = None;
             for ev in events {
                 let v = match ev {
                     Event::Online { epoch, .. } => {
@@ -750,6 +751,7 @@ impl Master {
                     Event::Exited { epoch, status, .. } => {
                         let Some(outcome) = outcome_of(&status) else { continue };
                         exited = true;
+                        exit_taken = Some(epoch);
                         t.jobs.on_exit(now, &job, epoch, outcome)
                     }
                     Event::Recovered { adopted, lost } => {
@@ -786,9 +788,19 @@ impl Master {
             if reply.verdict == crate::core::workers::Verdict::Accepted && !progress.is_empty() {
                 t.progress.insert(job.clone(), crate::framework::progress_text(progress));
             }
-            Ok((t.key.clone(), reply, records, cancel))
+            Ok((t.key.clone(), reply, records, cancel, exit_taken))
         })?;
-        self.persist_jobs(&key, records, vec![]).await?;
+        if let Err(e) = self.persist_jobs(&key, records, vec![]).await {
+            // The job was reloaded from the metastore; the bookkeeping must not keep an exit the job never took,
+            // or a job master that is gone would never be lost (and its job never end).
+            if let Some(epoch) = exit_taken {
+                let _ = self.with_term(|t, _, _| {
+                    t.masters.forget_exit(&msg.task, epoch);
+                    Ok(())
+                });
+            }
+            return Err(e);
+        }
         if reply.verdict == crate::core::workers::Verdict::StaleMaster {
             // The job master has seen a newer leader epoch than ours. Like an executor's claim, it deposes this
             // leader only if the metastore confirms the epoch was issued.
