@@ -414,8 +414,12 @@ pub async fn swarm_run() {
             acked.insert(id, canceled);
         }
     }
-    let online_within = k.executors.offline_ttl * 2 + k.executors.self_fence + Duration::from_secs(10);
-    await_executors_online(&c, d.executors.len(), online_within).await;
+    // Every executor online under its current id, unless etcd keeps timing out requests (madsim's etcd cannot be
+    // healed of that): then leaders come and go for good, and only the jobs' completion is promised.
+    if d.etcd_timeout_rate == 0.0 {
+        let online_within = k.executors.offline_ttl * 2 + k.executors.self_fence + Duration::from_secs(10);
+        await_executors_online(&c, d.executors.len(), online_within).await;
+    }
     let job_within = Duration::from_secs(240) + k.backoff.max * 2;
     let mut finished = vec![];
     for j in &d.jobs {
