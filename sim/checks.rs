@@ -93,6 +93,8 @@ pub fn offline_declarations(
     slack: Duration,
 ) -> Result<Vec<Duration>, String> {
     let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
+    // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
+    let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
     let mut last_ack: BTreeMap<u64, Time> = BTreeMap::new();
     let mut killed: BTreeMap<String, Time> = BTreeMap::new();
     let mut detections = vec![];
@@ -107,10 +109,23 @@ pub fn offline_declarations(
             Seen::Master(Observation::EvictionsHeld { at: when, .. }) => {
                 held.entry(node.clone()).or_default().push(clock.at(*when));
             }
+            Seen::Paused => paused.entry(node.clone()).or_default().push((*at, None)),
+            Seen::Resumed => {
+                if let Some(last) = paused.entry(node.clone()).or_default().last_mut() {
+                    last.1.get_or_insert(*at);
+                }
+            }
             Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard }) => {
                 let (when, heard) = (clock.at(*when), clock.at(*last_heard));
                 let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| heard <= *t && *t <= when));
-                let bound = if was_held { ttl + check + hold } else { ttl + check };
+                // A leader that was paused could not look meanwhile: its pause within [heard, when] adds to the bound.
+                let frozen: Duration = paused
+                    .get(node)
+                    .into_iter()
+                    .flatten()
+                    .map(|(from, to)| to.unwrap_or(when).min(when).saturating_since((*from).max(heard)))
+                    .sum();
+                let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
                 let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
                 if when.saturating_since(ack) + slack < ttl {
                     return Err(format!(
@@ -122,8 +137,9 @@ pub fn offline_declarations(
                 if took > bound + slack {
                     return Err(format!(
                         "detection bound: {node} declared executor {id} ({name}) offline at {when}, {took:?} after it \
-                         last heard from it at {heard}; the bound is TTL + check interval{} = {bound:?}",
-                        if was_held { " + suspect hold" } else { "" }
+                         last heard from it at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
+                        if was_held { " + suspect hold" } else { "" },
+                        if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
                     ));
                 }
                 if let Some(k) = killed.get(name) {
@@ -434,6 +450,36 @@ mod tests {
         // Another job whose id starts the same is not this job.
         let other = [ev(1, "client", cancel), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
         assert_eq!(canceled_never_restart(&other), Ok(()));
+    }
+
+    #[test]
+    fn detection_bound_knows_holds_and_a_paused_leader() {
+        let clock = Clock::start();
+        let (ttl, check, hold, slack) =
+            (Duration::from_secs(10), Duration::from_millis(500), Duration::from_secs(10), Duration::from_millis(200));
+        let offline = |when: u64| {
+            Seen::Master(Observation::ExecutorOffline {
+                id: 1,
+                name: "e1".into(),
+                at: clock.instant(at(when)),
+                last_heard: clock.instant(at(0)),
+            })
+        };
+        let check_of = |events: &[(Time, String, Seen)]| offline_declarations(&clock, events, ttl, check, hold, slack);
+        assert!(check_of(&[ev(10_400, "m0", offline(10_400))]).is_ok());
+        assert!(check_of(&[ev(12_000, "m0", offline(12_000))]).unwrap_err().contains("detection bound"));
+        let held = Seen::Master(Observation::EvictionsHeld { held: 2, at: clock.instant(at(10_000)) });
+        assert!(check_of(&[ev(10_000, "m0", held), ev(20_000, "m0", offline(20_000))]).is_ok());
+        let paused = [ev(5_000, "m0", Seen::Paused), ev(9_000, "m0", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
+        assert!(check_of(&paused).is_ok());
+        let other_paused =
+            [ev(5_000, "m1", Seen::Paused), ev(9_000, "m1", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
+        assert!(check_of(&other_paused).is_err());
+        // A false alarm: acknowledged 2 s before the declaration.
+        let acked = Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1 });
+        assert!(check_of(&[ev(8_400, "e1", acked), ev(10_400, "m0", offline(10_400))])
+            .unwrap_err()
+            .contains("false alarms"));
     }
 
     #[test]
