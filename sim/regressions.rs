@@ -37,6 +37,12 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
          bookkeeping's exited entry never expired (fixed: an exit whose write failed is forgotten, so a silent job \
          master is lost after its TTL)",
     ),
+    (
+        1795938750227574478,
+        "a dirty read: GetJob answered a job master's exit (Finished) decided in memory while its write was under \
+         way; the write failed (etcd time-out), the job was reloaded as Running, and the client that had seen it \
+         end could not delete it (fixed: job reads wait for the write under way)",
+    ),
 ];
 
 #[test]

@@ -579,7 +579,14 @@ impl Master {
         }
     }
 
-    pub(crate) fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
+    /// A job as committed: reads wait for the write under way (decisions are applied in memory before their write
+    /// completes, and a failed write reloads the job), so a client never sees a state that is not durable.
+    pub(crate) async fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
+        let _write = self.write.lock().await;
+        self.job_view(id, include_config)
+    }
+
+    fn job_view(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
         self.with_term(|t, _, _| {
             t.jobs
                 .get(id)
@@ -588,7 +595,9 @@ impl Master {
         })
     }
 
-    pub(crate) fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+    /// Jobs as committed (see [`Master::get_job`]).
+    pub(crate) async fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+        let _write = self.write.lock().await;
         let size = match req.page_size {
             0 => 100,
             n if n > 1000 => {
@@ -633,7 +642,7 @@ impl Master {
         })?;
         let Step { persist, .. } = step;
         self.persist_jobs(&key, persist.into_iter().collect(), vec![]).await?;
-        self.get_job(id, false)
+        self.job_view(id, false)
     }
 
     pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {

@@ -259,12 +259,14 @@ impl pb::job_manager_server::JobManager for MasterService {
         leader_only!(self, req, JobManagerClient, get_job, {
             let r = req.into_inner();
             let id = convert::job_id("id", &r.id)?;
-            Ok(Response::new(self.m.get_job(&id, r.include_config)?))
+            Ok(Response::new(self.m.get_job(&id, r.include_config).await?))
         })
     }
 
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
-        leader_only!(self, req, JobManagerClient, list_jobs, { Ok(Response::new(self.m.list_jobs(req.get_ref())?)) })
+        leader_only!(self, req, JobManagerClient, list_jobs, {
+            Ok(Response::new(self.m.list_jobs(req.get_ref()).await?))
+        })
     }
 
     async fn cancel_job(&self, req: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
