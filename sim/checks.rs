@@ -100,7 +100,14 @@ pub fn offline_declarations(
     let mut detections = vec![];
     for (at, node, seen) in events {
         match seen {
-            Seen::Exec(ExecutorObservation::HeartbeatAcked { id } | ExecutorObservation::Registered { id }) => {
+            // The evidence against a verdict is when the leader could have heard the executor: no earlier than the
+            // acknowledged heartbeat's send time (its arrival can be much later, after a pause).
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent }) => {
+                let sent = clock.at(*sent);
+                let e = last_ack.entry(*id).or_insert(sent);
+                *e = (*e).max(sent);
+            }
+            Seen::Exec(ExecutorObservation::Registered { id }) => {
                 last_ack.insert(*id, *at);
             }
             Seen::Killed => {
@@ -476,10 +483,13 @@ mod tests {
             [ev(5_000, "m1", Seen::Paused), ev(9_000, "m1", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
         assert!(check_of(&other_paused).is_err());
         // A false alarm: acknowledged 2 s before the declaration.
-        let acked = Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1 });
-        assert!(check_of(&[ev(8_400, "e1", acked), ev(10_400, "m0", offline(10_400))])
+        let acked =
+            |sent: u64| Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(at(sent)) });
+        assert!(check_of(&[ev(8_400, "e1", acked(8_300)), ev(10_400, "m0", offline(10_400))])
             .unwrap_err()
             .contains("false alarms"));
+        // An acknowledgement that arrives late (its executor was paused) is evidence only from its send time.
+        assert!(check_of(&[ev(10_390, "e1", acked(0)), ev(10_400, "m0", offline(10_400))]).is_ok());
     }
 
     #[test]

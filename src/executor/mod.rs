@@ -155,9 +155,11 @@ pub enum ExecutorObservation {
         id: u64,
         at: tokio::time::Instant,
     },
-    /// A heartbeat under this id was acknowledged by the leader.
+    /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader (the leader heard it after
+    /// `sent`; the acknowledgement may arrive much later, e.g. after a pause).
     HeartbeatAcked {
         id: u64,
+        sent: tokio::time::Instant,
     },
     /// Told it was declared offline: every task stopped, registering again.
     Reregister {
@@ -517,7 +519,7 @@ impl Executor {
                     }
                 }
                 drop(s);
-                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0 });
+                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent: self.clock.instant(sent_at) });
                 return true;
             }
             if !reregister {
