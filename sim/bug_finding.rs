@@ -8,9 +8,9 @@ use std::pin::Pin;
 
 use foreman::planted::Planted;
 
-use crate::fake_jobs::{
-    job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, panic_text, run_seed, worker_cut_run,
-};
+use crate::harness::{panic_text, run_seed};
+
+use crate::fake_jobs::{job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, worker_cut_run};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 
 type Run = Pin<Box<dyn Future<Output = ()>>>;

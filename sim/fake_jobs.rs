@@ -12,8 +12,6 @@
 //!   the metastore is exactly at the target.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use foreman::core::time::Time;
@@ -30,7 +28,7 @@ use crate::checks::{
     canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds, summary,
 };
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
-use crate::harness::announce;
+use crate::harness::{announce, panic_text, run_seed};
 use crate::master_failover::{await_job, check_safety, on_client, running, terminal, with_jobs};
 
 /// How long a healed cluster has to finish every job.
@@ -499,27 +497,6 @@ pub async fn leader_failover_with_jobs_run(planted: Option<Planted>) -> JobFigur
     leader(&c).await;
     c.restart_master(first);
     finish_and_check(&c, &jobs, &BTreeSet::new()).await
-}
-
-/// Runs `scenario` for `seed` in a fresh simulation on its own thread (as `#[madsim::test]` does).
-pub(crate) fn run_seed<T: Send + 'static>(
-    seed: u64,
-    scenario: impl FnOnce() -> Pin<Box<dyn Future<Output = T>>> + Send + 'static,
-) -> std::thread::Result<T> {
-    // A plain thread per run, outside any simulation: the runtime below is the simulation.
-    #[allow(clippy::disallowed_methods)]
-    let handle = std::thread::spawn(move || {
-        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        rt.block_on(scenario())
-    });
-    handle.join()
-}
-
-pub(crate) fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<String>()
-        .cloned()
-        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-        .unwrap_or_default()
 }
 
 /// Detection, job-master reschedule and leader failover times over many seeds (each run checks every rule).

@@ -3,6 +3,8 @@
 //! The recorder is handed to each node when the scenario builds it, never reached through a global: all simulated
 //! nodes share one process, and statics would leak between nodes and between seeds.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use foreman::core::time::Time;
@@ -40,4 +42,26 @@ pub fn announce(scenario: &str) -> u64 {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     eprintln!("scenario {scenario} seed {seed}: replay with MADSIM_TEST_SEED={seed} cargo stest --test sim {scenario}");
     seed
+}
+
+/// Runs `scenario` for `seed` in a fresh simulation on its own thread (as `#[madsim::test]` does).
+pub fn run_seed<T: Send + 'static>(
+    seed: u64,
+    scenario: impl FnOnce() -> Pin<Box<dyn Future<Output = T>>> + Send + 'static,
+) -> std::thread::Result<T> {
+    // A plain thread per run, outside any simulation: the runtime below is the simulation.
+    #[allow(clippy::disallowed_methods)]
+    let handle = std::thread::spawn(move || {
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        rt.block_on(scenario())
+    });
+    handle.join()
+}
+
+/// The text of a caught panic.
+pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .unwrap_or_default()
 }

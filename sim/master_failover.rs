@@ -284,19 +284,9 @@ pub async fn acknowledged_jobs_survive_leader_kills_run() -> Figures {
     Figures::of(&c, detections)
 }
 
-/// Runs `scenario` for one seed in a fresh simulation on its own thread (as `#[madsim::test]` does), so that runs
-/// do not share any state.
+/// Runs `scenario` for one seed in a fresh simulation (see [`crate::harness::run_seed`]); a failure fails the caller.
 pub fn run_seed(seed: u64, scenario: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures>>>) -> Figures {
-    // A plain thread per run, outside any simulation: the runtime below is the simulation.
-    #[allow(clippy::disallowed_methods)]
-    let handle = std::thread::spawn(move || {
-        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        rt.block_on(scenario())
-    });
-    match handle.join() {
-        Ok(f) => f,
-        Err(p) => std::panic::resume_unwind(p),
-    }
+    crate::harness::run_seed(seed, scenario).unwrap_or_else(|p| std::panic::resume_unwind(p))
 }
 
 fn killed_leader() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures>>> {

@@ -2,7 +2,7 @@
 //! run only while the scenario draws the same way, so each entry names the scenario it belongs to; when a
 //! scenario's drawing changes, its seeds are found again (run many seeds of the old failure's shape) and updated.
 
-use crate::fake_jobs::{panic_text, run_seed};
+use crate::harness::{panic_text, run_seed};
 use crate::swarm::swarm_run;
 
 /// (scenario, seed, what it exposed).

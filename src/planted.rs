@@ -27,14 +27,6 @@ pub enum Planted {
 }
 
 impl Planted {
-    pub const ALL: [Planted; 5] = [
-        Planted::WorkerIgnoresFence,
-        Planted::OneOfflinePerCheck,
-        Planted::NoStepDown,
-        Planted::RecoveryWithoutWait,
-        Planted::RecoveryForgetsCancel,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Planted::WorkerIgnoresFence => "worker-ignores-fence",
