@@ -4,7 +4,8 @@
 //! The model holds the next id, each registered executor's last-heard time, whether this leader has heard from
 //! it (restored executors are unconfirmed), its capacity and reported usage, the reservations of tasks placed
 //! on it, and the self-suspicion start. Operations: registrations (some invalid), heartbeats from live, removed
-//! and never-issued ids, removals, liveness checks, placements, time advances and leader changes (a `restore`
+//! and never-issued ids, repeated registrations (same process: the same id, heard again; a restarted one: not a
+//! repeat), removals, liveness checks, placements, time advances and leader changes (a `restore`
 //! from the live records, with the persisted id counter sometimes lagging). After every step the properties
 //! assert `Registry::check_invariants`, that ids strictly increase and are never reused (`ExecutorIds`), that a
 //! removed id's heartbeat is refused with `DeclaredOffline` and an unknown high id's with `Unknown`, that each
@@ -46,6 +47,11 @@ enum Op {
     Remove {
         which: prop::sample::Index,
     },
+    /// The registration of the `which`-th issued id again, by the same process or (`same` false) a restarted one.
+    Repeat {
+        which: prop::sample::Index,
+        same: bool,
+    },
     Check,
     Place {
         task: u8,
@@ -70,6 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         )
             .prop_map(|(which, ahead, tasks)| Op::Heartbeat { which, ahead, tasks }),
         1 => any::<prop::sample::Index>().prop_map(|which| Op::Remove { which }),
+        2 => (any::<prop::sample::Index>(), prop::bool::weighted(0.8)).prop_map(|(which, same)| Op::Repeat { which, same }),
         4 => Just(Op::Check),
         2 => (0u8..6, 1u32..3, any::<u64>()).prop_map(|(task, cost, seed)| Op::Place { task, cost, seed }),
         1 => (advance(2_000, 8_000), any::<prop::sample::Index>()).prop_map(|(gap, lag)| Op::Failover { gap, lag }),
@@ -121,6 +128,7 @@ fn spec(n: usize, capacity: u32) -> ExecutorSpec {
         address: format!("10.0.0.{}:10340", n % 250 + 1),
         capacity,
         labels: Labels::new(),
+        instance: n as u64 + 1,
     }
 }
 
@@ -193,6 +201,27 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     let got = reg.remove(id).map(|r| r.id);
                     prop_assert_eq!(got, m.executors.contains_key(&id).then_some(id), "step {}", step);
                     m.remove(id);
+                }
+            }
+            Op::Repeat { which, same } => {
+                if !m.issued.is_empty() {
+                    let i = which.index(m.issued.len());
+                    let id = m.issued[i];
+                    let mut again = spec(i, 1);
+                    if !same {
+                        again.instance += 1_000_000;
+                    }
+                    let got = reg.repeat(now, &again).map(|r| r.id);
+                    let want = match m.executors.get_mut(&id) {
+                        Some(e) if *same => {
+                            e.last_heard = now;
+                            e.confirmed = true;
+                            m.held_since.remove(&id);
+                            Some(id)
+                        }
+                        _ => None,
+                    };
+                    prop_assert_eq!(got, want, "step {}: repeat of {} (same process: {})", step, id, same);
                 }
             }
             Op::Check => {

@@ -79,11 +79,21 @@ pub fn single_acting_leader(periods: &[Acting]) -> Result<(), String> {
     Ok(())
 }
 
+/// One offline declaration's timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Detection {
+    /// From the kill of the executor's node, when the scenario killed it.
+    pub since_kill: Option<Duration>,
+    /// From the last time the declaring leader heard from it (or the start of its term).
+    pub took: Duration,
+    /// What `took` must stay within (TTL + check interval, plus a hold or pause that applied), before slack.
+    pub bound: Duration,
+}
+
 /// Detection and no false alarms (design.md §6): every executor declared offline had no acknowledged heartbeat
 /// for a TTL before (less network slack), and the leader declared it within TTL + check interval of the last time
 /// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when that leader
-/// held evictions meanwhile (most executors expired at once). Returns, for executors the scenario killed, the time
-/// from the kill to the declaration.
+/// held evictions meanwhile (most executors expired at once). Returns every declaration's timing.
 pub fn offline_declarations(
     clock: &Clock,
     events: &Events,
@@ -91,7 +101,7 @@ pub fn offline_declarations(
     check: Duration,
     hold: Duration,
     slack: Duration,
-) -> Result<Vec<Duration>, String> {
+) -> Result<Vec<Detection>, String> {
     let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
     // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
     let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
@@ -149,9 +159,11 @@ pub fn offline_declarations(
                         if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
                     ));
                 }
-                if let Some(k) = killed.get(name) {
-                    detections.push(when.saturating_since(*k));
-                }
+                detections.push(Detection {
+                    since_kill: killed.get(name).map(|k| when.saturating_since(*k)),
+                    took,
+                    bound,
+                });
             }
             _ => {}
         }

@@ -278,6 +278,16 @@ impl Cluster {
         self.handle.restart(self.masters[i].node.id());
     }
 
+    pub fn pause_master(&self, i: usize) {
+        self.recorder.record(&self.masters[i].name, Seen::Paused);
+        self.handle.pause(self.masters[i].node.id());
+    }
+
+    pub fn resume_master(&self, i: usize) {
+        self.recorder.record(&self.masters[i].name, Seen::Resumed);
+        self.handle.resume(self.masters[i].node.id());
+    }
+
     /// Executor `i`'s current incarnation.
     pub fn executor(&self, i: usize) -> Arc<Executor> {
         self.executors[i].current.lock().unwrap().clone().expect("the executor node started")

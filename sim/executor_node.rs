@@ -15,7 +15,9 @@ use foreman::rpc::status::{reason_of, Reason};
 use madsim::net::NetSim;
 use tonic::Code;
 
-use crate::cluster::{channel_to, executor_addr, master_config, Cluster, Seen, Tasks, ETCD_ADDR};
+use crate::cluster::{
+    channel_to, executor_addr, executor_config, master_config, Cluster, Seen, Spec, Tasks, ETCD_ADDR,
+};
 use crate::harness::announce;
 
 #[madsim::test]
@@ -63,11 +65,12 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     let old_id = victim.id().expect("registered");
     // A task that would run for an hour: the fence must stop it.
     let addr = executor_addr(0);
+    let id = old_id;
     sim.client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
             let mut c = ExecutorServiceClient::new(ch);
-            c.pre_dispatch_task(pre_dispatch("long", 1, "r1", 3_600_000)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch(id, "long", 1, "r1", 3_600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("long", "r1")).await.expect("started");
         })
         .await
@@ -138,7 +141,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     }));
 }
 
-fn pre_dispatch(task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
+fn pre_dispatch(executor: u64, task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
     pb::PreDispatchTaskRequest {
         task_id: task.to_owned(),
         kind: pb::TaskKind::Worker as i32,
@@ -151,6 +154,7 @@ fn pre_dispatch(task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::Pre
         master_epoch: 1,
         leader_epoch: 1,
         request_id: request.to_owned(),
+        executor_id: executor,
         cost: 1,
         timing: Some(pb::HeartbeatTiming {
             heartbeat_interval_ms: 1000,
@@ -165,6 +169,52 @@ fn confirm(task: &str, request: &str) -> pb::ConfirmDispatchTaskRequest {
     pb::ConfirmDispatchTaskRequest { task_id: task.to_owned(), request_id: request.to_owned() }
 }
 
+/// The leader stalls (paused 2 s, within its step-down time) while an executor with a short request deadline is
+/// registering: each attempt times out at the executor and is retried, and the resumed leader handles every one.
+/// They are one process's repeats: one id, no ghost executors that would be placed on and later declared offline
+/// (CI swarm seed 1795945331 ran a job master on a ghost id while the process ran another job master under its
+/// real id).
+#[madsim::test]
+async fn registrations_retried_against_a_stalled_leader_leave_no_ghosts() {
+    announce("registrations_retried_against_a_stalled_leader_leave_no_ghosts");
+    let mut impatient = executor_config(1, 1);
+    impatient.rpc_timeout = Duration::from_millis(300);
+    impatient.validate().expect("a valid executor configuration");
+    let spec = Spec {
+        masters: vec![master_config(0)],
+        executors: vec![executor_config(0, 1), impatient],
+        tasks: Tasks::Sleep,
+        planted: None,
+        etcd_timeout_rate: 0.0,
+    };
+    let sim = Cluster::build_spec(spec).await;
+    sim.settle(Duration::from_secs(30)).await;
+    let before = sim.executor(1).id().expect("registered");
+    sim.kill_executor(1);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    sim.pause_master(0);
+    sim.restart_executor(1);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sim.resume_master(0);
+    sim.settle(Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let now = sim.executor(1).id().expect("registered");
+    let listed = sim.list_executors().await;
+    let ids: Vec<u64> = listed
+        .iter()
+        .filter(|x| x.name == sim.executor(1).name() && x.id != before)
+        .filter(|x| x.status == pb::ExecutorStatus::Online as i32)
+        .map(|x| x.id)
+        .collect();
+    assert_eq!(ids, vec![now], "one id for the restarted process: {listed:?}");
+    let registered = sim
+        .exec_events(sim.executor(1).name())
+        .into_iter()
+        .filter(|(_, o)| matches!(o, ExecutorObservation::Registered { .. }))
+        .count();
+    assert_eq!(registered, 2, "once before the kill, once after");
+}
+
 #[madsim::test]
 async fn dispatch_refuses_running_tasks_and_expired_requests() {
     announce("dispatch_refuses_running_tasks_and_expired_requests");
@@ -172,39 +222,44 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
     sim.settle(Duration::from_secs(30)).await;
     let e = sim.executor(0);
     let ttl = e.config().dispatch_ttl;
+    let id = e.id().expect("registered");
     let addr = executor_addr(0);
     let checked = sim
         .client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
             let mut c = ExecutorServiceClient::new(ch);
-            c.pre_dispatch_task(pre_dispatch("t1", 5, "r1", 600_000)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch(id, "t1", 5, "r1", 600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("t1", "r1")).await.expect("started");
             // The same task id while it runs, with a newer or an older epoch: refused.
             for (epoch, request) in [(6, "r2"), (4, "r3")] {
-                let s = c.pre_dispatch_task(pre_dispatch("t1", epoch, request, 1)).await.unwrap_err();
+                let s = c.pre_dispatch_task(pre_dispatch(id, "t1", epoch, request, 1)).await.unwrap_err();
                 assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
                 assert!(s.message().contains("already runs"), "{s:?}");
                 assert_eq!(reason_of(&s), Some(Reason::TaskAlreadyRunning), "{s:?}");
             }
+            // Placed on another registration (an earlier or a duplicate one of this process): refused.
+            let s = c.pre_dispatch_task(pre_dispatch(id + 1, "t8", 1, "r8", 1)).await.unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, Some(Reason::ExecutorOffline)), "{s:?}");
+            assert!(s.message().contains(&format!("placed on executor e{}", id + 1)), "{s:?}");
             // Invalid requests.
-            let s = c.pre_dispatch_task(pre_dispatch("t9", 0, "r9", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch(id, "t9", 0, "r9", 1)).await.unwrap_err();
             assert_eq!(reason_of(&s), Some(Reason::InvalidArgument), "{s:?}");
-            let mut bad = pre_dispatch("t9", 1, "r9", 1);
+            let mut bad = pre_dispatch(id, "t9", 1, "r9", 1);
             bad.timing.as_mut().unwrap().self_fence_ms = 13_000;
             let s = c.pre_dispatch_task(bad).await.unwrap_err();
             assert!(s.message().starts_with("timing:") && s.message().contains("rule:"), "{s:?}");
             // Parked, never confirmed in time: NOT_FOUND.
-            c.pre_dispatch_task(pre_dispatch("t2", 1, "r4", 1)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch(id, "t2", 1, "r4", 1)).await.expect("parked");
             tokio::time::sleep(ttl + Duration::from_millis(100)).await;
             let s = c.confirm_dispatch_task(confirm("t2", "r4")).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
             let s = c.confirm_dispatch_task(confirm("t3", "never")).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
             // The expired epoch is spent; a newer one starts, runs its 1 ms and finishes.
-            let s = c.pre_dispatch_task(pre_dispatch("t2", 1, "r5", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch(id, "t2", 1, "r5", 1)).await.unwrap_err();
             assert_eq!(reason_of(&s), Some(Reason::StaleEpoch), "{s:?}");
-            c.pre_dispatch_task(pre_dispatch("t2", 2, "r6", 1)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch(id, "t2", 2, "r6", 1)).await.expect("parked");
             c.confirm_dispatch_task(confirm("t2", "r6")).await.expect("started");
             true
         })

@@ -224,7 +224,7 @@ async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: 
 }
 
 /// Leader kill → next acting period's start, for every master the scenario killed while it led.
-fn failovers(c: &Cluster) -> Vec<Duration> {
+pub(crate) fn failovers(c: &Cluster) -> Vec<Duration> {
     let events = c.recorder.events();
     let mut acting: Option<String> = None;
     let mut killed_at: Option<Time> = None;
@@ -249,7 +249,7 @@ fn failovers(c: &Cluster) -> Vec<Duration> {
 }
 
 /// Executor kill → the next start of each job master it was running (a new incarnation elsewhere).
-fn reschedules(c: &Cluster) -> Vec<Duration> {
+pub(crate) fn reschedules(c: &Cluster) -> Vec<Duration> {
     let events = c.recorder.events();
     let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut waiting: BTreeMap<String, Time> = BTreeMap::new();

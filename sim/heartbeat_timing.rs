@@ -68,6 +68,7 @@ impl Discovery for RegistryService {
             address: r.address,
             capacity: r.capacity,
             labels: r.labels.into_iter().collect(),
+            instance: r.instance,
         };
         let record = self.registry.lock().unwrap().register(self.clock.now(), spec)?;
         self.recorder.record("master", Seen::Registered(record.id));
@@ -162,6 +163,7 @@ async fn run_executor(name: String, clock: Clock, recorder: Recorder<Seen>) {
             address: format!("{name}:10340"),
             capacity: 4,
             labels: Default::default(),
+            instance: 0,
         };
         let sent = clock.now();
         let Ok(Ok(reply)) = tokio::time::timeout(rpc_timeout, client.register_executor(req)).await else {

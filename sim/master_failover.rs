@@ -48,6 +48,11 @@ pub(crate) fn check_safety(c: &Cluster) -> Vec<std::time::Duration> {
 
 /// The same, with `slack` on every time bound (runs with slow networks or a slow etcd need more).
 pub(crate) fn check_safety_with_slack(c: &Cluster, slack: Duration) -> Vec<std::time::Duration> {
+    check_safety_detailed(c, slack).iter().filter_map(|d| d.since_kill).collect()
+}
+
+/// The same, with every offline declaration's timing.
+pub(crate) fn check_safety_detailed(c: &Cluster, slack: Duration) -> Vec<crate::checks::Detection> {
     let events = c.recorder.events();
     let periods = acting_periods(&c.clock, &events, c.clock.now());
     if let Err(e) = single_acting_leader(&periods) {

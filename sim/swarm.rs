@@ -10,6 +10,10 @@
 //! the cluster has settled nothing is declared offline and no task is fenced or told it is stale.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::hash::{Hash, Hasher};
+use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
@@ -20,11 +24,12 @@ use foreman::master::Observation;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
+use crate::checks::summary;
 use crate::checks::{canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
-use crate::fake_jobs::{cancel_job, checkpoints, create_job};
-use crate::harness::announce;
-use crate::master_failover::{await_job, check_safety_with_slack, on_client, terminal, with_jobs};
+use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
+use crate::harness::{panic_text, run_seed};
+use crate::master_failover::{await_job, check_safety_detailed, on_client, terminal, with_jobs};
 
 /// How long the fault phase lasts at most.
 const FAULT_PHASE: Duration = Duration::from_secs(60);
@@ -323,10 +328,28 @@ fn undo(c: &Cluster, b: &mut Broken, u: Undo) {
     }
 }
 
-/// One swarm seed: draw, print, run the faults and the workload, heal, check.
-pub async fn swarm_run() {
+/// What one swarm seed measured, and its story's fingerprint.
+#[derive(Clone, Debug, Default)]
+pub struct SwarmFigures {
+    /// Executor declared offline, from the last time the declaring leader heard from it (or began its term).
+    pub detection: Vec<Duration>,
+    /// The same over its bound (offline TTL + check interval, plus a hold or pause that applied): at most 1 plus
+    /// the run's slack.
+    pub detection_of_bound: Vec<f64>,
+    /// Leader killed → the next leader acting.
+    pub failover: Vec<Duration>,
+    /// Executor hosting a job master killed → the job's next job master started.
+    pub reschedule: Vec<Duration>,
+    /// A hash of every event recorded, in order: equal for a replay of the seed, different for another seed.
+    pub story: u64,
+    pub events: usize,
+}
+
+/// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
+/// the workload, heal, check.
+pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
     let d = draw();
-    eprintln!(
+    let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
          executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
         d.masters,
@@ -339,6 +362,10 @@ pub async fn swarm_run() {
         d.jobs,
         d.plan
     );
+    if verbose {
+        eprintln!("{text}");
+    }
+    tracing::info!("{text}");
     let c = Cluster::build_spec(spec(&d)).await;
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
@@ -497,7 +524,8 @@ pub async fn swarm_run() {
         _ => None,
     });
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout } else { Duration::ZERO };
-    check_safety_with_slack(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd);
+    let detections =
+        check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd);
     for (rule, result) in [
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
@@ -507,6 +535,20 @@ pub async fn swarm_run() {
         if let Err(e) = result {
             panic!("{rule}: {e}");
         }
+    }
+    let detection = detections.iter().map(|d| d.took).collect();
+    let detection_of_bound = detections.iter().map(|d| d.took.as_secs_f64() / d.bound.as_secs_f64()).collect();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    for (at, node, seen) in &events {
+        format!("{at} {node} {seen:?}").hash(&mut h);
+    }
+    SwarmFigures {
+        detection,
+        detection_of_bound,
+        failover: failovers(&c),
+        reschedule: reschedules(&c),
+        story: h.finish(),
+        events: events.len(),
     }
 }
 
@@ -557,8 +599,121 @@ async fn delete_and_check(c: &Cluster, masters: usize, id: &str) {
     .await;
 }
 
-#[madsim::test]
-async fn swarm() {
-    announce("swarm");
-    swarm_run().await;
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// Writes past the test harness's output capture: the suite's figures are for every run's log, not only a failing
+/// one's.
+fn report(text: &str) {
+    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
+}
+
+/// The command that replays `seed` alone, with its draw and its story log.
+pub fn replay_command(seed: u64) -> String {
+    format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
+}
+
+/// The swarm suite: `FOREMAN_SWARM_SEEDS` consecutive seeds (default 100; `scripts/test` runs 5,000) from
+/// `MADSIM_TEST_SEED` (default: the wall clock, printed), `MADSIM_TEST_JOBS` at a time (default 1). Every seed
+/// checks every rule and its liveness bounds; the suite then prints the detection, failover and reschedule
+/// distributions over all seeds. A failing seed prints the command that replays it. With
+/// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
+#[test]
+fn swarm() {
+    let seeds = env_u64("FOREMAN_SWARM_SEEDS").unwrap_or(100).max(1);
+    // why: the harness picks a first seed when none is given (as madsim does); the simulations never see the clock.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(now);
+    let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(1).clamp(1, 64);
+    if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+        let run = || run_seed(first, || Box::pin(swarm_run_with(false)));
+        let (a, b) = match (run(), run()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(p), _) | (_, Err(p)) => {
+                panic!("swarm seed {first}: {}\nreplay: {}", panic_text(&*p), replay_command(first))
+            }
+        };
+        assert_eq!(
+            (a.story, a.events),
+            (b.story, b.events),
+            "swarm seed {first} is not deterministic: two runs told different stories\nreplay: {}",
+            replay_command(first)
+        );
+        report(&format!("swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
+        return;
+    }
+    report(&format!("swarm: {seeds} seeds from {first}, {jobs} at a time; replay one with {}", replay_command(first)));
+    let next = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let figures = Mutex::new(Vec::<SwarmFigures>::new());
+    let failed = Mutex::new(Vec::<(u64, String)>::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            // why: the suite's own worker threads, outside every simulation; each seed gets a fresh thread and
+            // runtime in run_seed.
+            #[allow(clippy::disallowed_methods)]
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= seeds || stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let seed = first + i;
+                let verbose = seeds == 1;
+                match run_seed(seed, move || Box::pin(swarm_run_with(verbose))) {
+                    Ok(f) => figures.lock().expect("figures").push(f),
+                    Err(p) => {
+                        let text = panic_text(&*p);
+                        report(&format!("swarm seed {seed} FAILED: {text}\n  replay: {}", replay_command(seed)));
+                        let mut failed = failed.lock().expect("failed");
+                        failed.push((seed, text));
+                        // A broken build fails every seed: a few are enough to show it.
+                        if failed.len() >= 5 {
+                            stop.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let figures = figures.into_inner().expect("figures");
+    let failed = failed.into_inner().expect("failed");
+    let all = |f: fn(&SwarmFigures) -> &Vec<Duration>| figures.iter().flat_map(|x| f(x).iter().copied()).collect();
+    let mut ratios: Vec<f64> = figures.iter().flat_map(|x| x.detection_of_bound.iter().copied()).collect();
+    ratios.sort_by(f64::total_cmp);
+    let ratio = |q: f64| ratios.get(((ratios.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+    report(&format!(
+        "swarm: {} of {seeds} seeds passed\n  executor detection (last heard to declared offline): {}\n  \
+         detection over its bound (offline TTL + check interval, + hold or pause): p50={:.3} p99={:.3} max={:.3}\n  \
+         leader failover (leader killed to next leader acting): {}\n  \
+         job-master reschedule (its executor killed to the next incarnation started): {}",
+        figures.len(),
+        summary(all(|f| &f.detection)),
+        ratio(0.5),
+        ratio(0.99),
+        ratio(1.0),
+        summary(all(|f| &f.failover)),
+        summary(all(|f| &f.reschedule)),
+    ));
+    if !failed.is_empty() {
+        let list: Vec<String> = failed
+            .iter()
+            .map(|(seed, text)| format!("  seed {seed}: {text}\n    replay: {}", replay_command(*seed)))
+            .collect();
+        panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));
+    }
+}
+
+/// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
+#[test]
+fn a_swarm_seed_replays_the_identical_run() {
+    for seed in [11u64, 12_345, 1795945331] {
+        let run = move || run_seed(seed, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        let (a, b) = (run(), run());
+        assert!(a.events > 100, "a short story: {} events", a.events);
+        assert_eq!((a.story, a.events), (b.story, b.events), "seed {seed} did not replay identically");
+        let other = run_seed(seed + 1, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        assert_ne!(a.story, other.story, "seeds {seed} and {} told the same story", seed + 1);
+    }
 }

@@ -193,6 +193,7 @@ impl TestMaster {
             address: "127.0.0.1:1".into(),
             capacity,
             labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            instance: 0,
         };
         self.discovery.clone().register_executor(req).await.map(|r| r.into_inner().executor_id)
     }
@@ -537,6 +538,7 @@ async fn executors_register_with_fresh_ids_and_refusals_change_nothing() {
         address: address.into(),
         capacity,
         labels: labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+        instance: 0,
     };
     // (what, request, what the message must name)
     let cases = vec![
@@ -584,6 +586,38 @@ async fn executors_register_with_fresh_ids_and_refusals_change_nothing() {
 
     // The next fresh id is still 4: refusals burn no ids.
     assert_eq!(t.register("exec-c", 1, &[]).await.expect("register c"), 4);
+}
+
+#[tokio::test]
+async fn a_repeated_registration_of_one_process_gets_its_id_back() {
+    let t = TestMaster::start("repeats").await;
+    let req = |instance: u64| pb::RegisterExecutorRequest {
+        name: "exec-r".into(),
+        address: "127.0.0.1:1".into(),
+        capacity: 2,
+        labels: Default::default(),
+        instance,
+    };
+    let register = |instance: u64| {
+        let mut d = t.discovery.clone();
+        async move { d.register_executor(req(instance)).await.map(|r| r.into_inner().executor_id) }
+    };
+    // One process retrying (its first reply lost): one id, however often it asks.
+    let first = register(77).await.expect("register");
+    assert_eq!(register(77).await.expect("repeat"), first);
+    assert_eq!(register(77).await.expect("repeat"), first);
+    // Another process of that name (it restarted): a new id.
+    let restarted = register(78).await.expect("register the restarted process");
+    assert!(restarted > first);
+    let listed: Vec<u64> = t.snapshot().await.executors.iter().map(|e| e.id).collect();
+    assert_eq!(listed, vec![first, restarted], "no ghost ids from the repeats");
+    // Deregistered, the same process is a new executor when it registers again.
+    t.discovery
+        .clone()
+        .deregister_executor(pb::DeregisterExecutorRequest { executor_id: first })
+        .await
+        .expect("deregister");
+    assert!(register(77).await.expect("register again") > restarted);
 }
 
 #[tokio::test]

@@ -65,6 +65,15 @@ pub struct ExecutorSpec {
     pub address: String,
     pub capacity: u32,
     pub labels: Labels,
+    /// Drawn by the executor process when it starts (0: not given). A registration whose name and instance match
+    /// a registered executor is a repeat (a retried call whose earlier attempt was admitted, its reply lost or
+    /// late) and gets that executor's id back instead of a second id nobody will ever heartbeat.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub instance: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The durable form of a registered executor.
@@ -224,6 +233,29 @@ impl Registry {
         }
         validate_labels(&spec.labels)?;
         Ok(())
+    }
+
+    /// The executor a registration repeats, if it is one (same name and process instance as a registered
+    /// executor, see [`ExecutorSpec::instance`]): hearing it again keeps that executor online for another TTL, and
+    /// the caller answers with its id; nothing new needs to be written.
+    pub fn repeat(&mut self, now: Time, spec: &ExecutorSpec) -> Option<ExecutorRecord> {
+        if spec.instance == 0 {
+            return None;
+        }
+        let e = self
+            .entries
+            .values_mut()
+            .find(|e| e.record.spec.name == spec.name && e.record.spec.instance == spec.instance)?;
+        e.last_heard = now;
+        e.expires_at = now + self.policy.offline_ttl;
+        e.status = Status::Online;
+        let (id, capacity) = (e.record.id, e.record.spec.capacity);
+        let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
+        let record = e.record.clone();
+        if !self.placer.contains(id) {
+            self.placer.upsert(id, capacity, &record.spec.labels, reported);
+        }
+        Some(record)
     }
 
     /// Admits a new executor with the next id. The caller persists the record and [`Registry::next_id`] before
@@ -404,7 +436,13 @@ mod tests {
     }
 
     fn spec(name: &str) -> ExecutorSpec {
-        ExecutorSpec { name: name.into(), address: format!("{name}:10340"), capacity: 4, labels: Labels::new() }
+        ExecutorSpec {
+            name: name.into(),
+            address: format!("{name}:10340"),
+            capacity: 4,
+            labels: Labels::new(),
+            instance: 0,
+        }
     }
 
     fn reg() -> Registry {
@@ -426,6 +464,27 @@ mod tests {
         let rec = ExecutorRecord { id: ExecutorId(40), spec: spec("x") };
         let r = Registry::restore(RegistryPolicy::default(), PlacementPolicy::default(), ms(0), ExecutorId(3), [rec]);
         assert_eq!(r.next_id(), ExecutorId(41));
+    }
+
+    #[test]
+    fn a_repeated_registration_gets_the_same_id_and_counts_as_hearing_it() {
+        let mut r = reg();
+        let ttl = RegistryPolicy::default().offline_ttl;
+        let first = ExecutorSpec { instance: 7, ..spec("a") };
+        let a = r.register(ms(0), first.clone()).unwrap().id;
+        // The same process again (its first reply was lost): the same id, another TTL from now.
+        let later = ms(ttl.as_millis() as u64 - 1);
+        assert_eq!(r.repeat(later, &first).map(|rec| rec.id), Some(a));
+        assert!(r.check(ms(ttl.as_millis() as u64 + 1)).offline.is_empty(), "the repeat was heard");
+        // Another process of that name (restarted), or a registration without an instance: not a repeat.
+        assert_eq!(r.repeat(later, &ExecutorSpec { instance: 8, ..spec("a") }), None);
+        assert_eq!(r.repeat(later, &spec("a")), None);
+        assert_eq!(r.repeat(later, &ExecutorSpec { instance: 7, ..spec("b") }), None);
+        // Once declared offline, the same process registering again is a new executor.
+        let out = r.check(later + ttl + Duration::from_millis(1));
+        assert_eq!(out.offline.iter().map(|rec| rec.id).collect::<Vec<_>>(), vec![a]);
+        assert_eq!(r.repeat(later + ttl * 2, &first), None);
+        assert!(r.register(later + ttl * 2, first).unwrap().id > a);
     }
 
     #[test]

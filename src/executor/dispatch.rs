@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::core::ids::{Epoch, TaskId};
+use crate::core::ids::{Epoch, ExecutorId, TaskId};
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 
@@ -50,6 +50,8 @@ pub struct TaskSpec {
     pub cost: u32,
     /// How the task heartbeats its master and when it fences itself (validated).
     pub timing: HeartbeatTiming,
+    /// The registration the dispatcher placed the task on; only that registration may start it.
+    pub executor: ExecutorId,
 }
 
 /// Why a dispatch call was refused.
@@ -239,6 +241,7 @@ mod tests {
             request_id: request.to_owned(),
             cost,
             timing: HeartbeatTiming::worker_default(),
+            executor: ExecutorId(1),
         })
     }
 

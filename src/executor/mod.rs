@@ -224,6 +224,23 @@ pub struct Executor {
     /// The metastore client, once the masters said where it is.
     meta: tokio::sync::watch::Sender<Option<MetaStore>>,
     planted: Option<Planted>,
+    /// Drawn when the process starts; sent with every registration (see `RegisterExecutorRequest.instance`).
+    instance: u64,
+}
+
+/// A number naming this executor process among the restarts of one executor: its name, process id and start
+/// time. It draws no randomness, so the simulation's random streams are the same with or without it (the
+/// simulated wall clock tells restarts apart there). Never 0 (0 means "none" on the wire).
+fn process_instance(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // why: read once, to tell this process from earlier ones; simulated in the simulation build, never compared.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut h);
+    std::process::id().hash(&mut h);
+    started.hash(&mut h);
+    h.finish().max(1)
 }
 
 impl Executor {
@@ -241,6 +258,7 @@ impl Executor {
             host: Host::new(clock),
             meta,
             planted: None,
+            instance: process_instance(&cfg.name),
             state: Mutex::new(State {
                 dispatcher,
                 tasks: BTreeMap::new(),
@@ -449,6 +467,7 @@ impl Executor {
             address: self.cfg.advertise_addr.clone(),
             capacity: self.cfg.capacity,
             labels: self.cfg.labels.clone().into_iter().collect(),
+            instance: self.instance,
         };
         let sent_at = self.now();
         let reply = match tokio::time::timeout(deadline, client.register_executor(req)).await {

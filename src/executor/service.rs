@@ -15,7 +15,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
-use crate::core::ids::{Epoch, TaskId};
+use crate::core::ids::{Epoch, ExecutorId, TaskId};
 use crate::rpc::pb;
 use crate::rpc::pb::executor_service_server::ExecutorService;
 use crate::rpc::status::{invalid_argument, Reason};
@@ -42,6 +42,9 @@ pub fn spec_from_wire(r: pb::PreDispatchTaskRequest) -> Result<TaskSpec, Status>
     if r.request_id.is_empty() {
         return Err(invalid_argument("request_id", "must not be empty"));
     }
+    if r.executor_id == 0 {
+        return Err(invalid_argument("executor_id", "must name the executor the task was placed on"));
+    }
     let timing = match r.timing.as_ref() {
         None => return Err(invalid_argument("timing", "is missing")),
         Some(t) => timing_from_wire_workers(t).map_err(|e| invalid_argument("timing", e))?,
@@ -65,6 +68,7 @@ pub fn spec_from_wire(r: pb::PreDispatchTaskRequest) -> Result<TaskSpec, Status>
         request_id: r.request_id,
         cost,
         timing,
+        executor: ExecutorId(r.executor_id),
     })
 }
 
@@ -80,7 +84,8 @@ pub fn refusal_status(r: &Refusal) -> Status {
     }
 }
 
-fn not_serving(e: &Executor) -> Option<Status> {
+/// Why this executor cannot take a task placed on registration `addressed`, if it cannot.
+fn not_serving(e: &Executor, addressed: ExecutorId) -> Option<Status> {
     let s = e.lock();
     match s.id {
         None => Some(Reason::ExecutorOffline.status(format!(
@@ -89,6 +94,13 @@ fn not_serving(e: &Executor) -> Option<Status> {
         ))),
         Some(_) if s.fenced => Some(Reason::ExecutorOffline.status(format!(
             "executor {} has fenced itself (no acknowledged heartbeat for its self-fence time); dispatch elsewhere",
+            e.name()
+        ))),
+        // A placement made for another registration of this process (an earlier one the leader has not yet
+        // declared offline, or a duplicate from a retried registration): that id will expire, and a task started
+        // under it would outlive the leader's view of it.
+        Some(id) if id != addressed => Some(Reason::ExecutorOffline.status(format!(
+            "the task was placed on executor {addressed}, but {} is registered as {id} now; dispatch elsewhere",
             e.name()
         ))),
         Some(_) => None,
@@ -102,7 +114,7 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::PreDispatchTaskRequest>,
     ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
         let spec = spec_from_wire(req.into_inner())?;
-        if let Some(refused) = not_serving(&self.e) {
+        if let Some(refused) = not_serving(&self.e, spec.executor) {
             return Err(refused);
         }
         let now = self.e.now();
@@ -115,21 +127,26 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::ConfirmDispatchTaskRequest>,
     ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
         let r = req.into_inner();
-        if let Some(refused) = not_serving(&self.e) {
-            return Err(refused);
-        }
         let now = self.e.now();
-        // Checked and moved under one lock: a fence in between cannot let a task start after it.
+        // Checked and moved under one lock: a fence or a new registration in between cannot let a task start
+        // after it.
         let spec = {
             let mut s = self.e.lock();
-            if s.fenced || s.id.is_none() {
+            let spec = s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?;
+            if s.fenced || s.id != Some(spec.executor) {
+                s.dispatcher.stopped(&spec.task_id, spec.epoch);
                 drop(s);
-                return Err(not_serving(&self.e).unwrap_or_else(|| Reason::ExecutorOffline.status("fenced")));
+                return Err(
+                    not_serving(&self.e, spec.executor).unwrap_or_else(|| Reason::ExecutorOffline.status("fenced"))
+                );
             }
-            s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?
+            spec
         };
+        let addressed = spec.executor;
         if !self.e.start_task(spec) {
-            return Err(not_serving(&self.e).unwrap_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile")));
+            return Err(
+                not_serving(&self.e, addressed).unwrap_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile"))
+            );
         }
         Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
     }
@@ -152,6 +169,7 @@ mod tests {
             master_epoch: 3,
             leader_epoch: 2,
             request_id: "r1".to_owned(),
+            executor_id: 4,
             cost: 0,
             timing: Some(pb::HeartbeatTiming {
                 heartbeat_interval_ms: 1000,
@@ -173,6 +191,7 @@ mod tests {
             ("unknown kind", |r| r.kind = 9, Some("kind:")),
             ("epoch 0", |r| r.epoch = 0, Some("epoch:")),
             ("no request id", |r| r.request_id.clear(), Some("request_id:")),
+            ("no executor id", |r| r.executor_id = 0, Some("executor_id:")),
             ("no timing", |r| r.timing = None, Some("timing: is missing")),
             (
                 "fence not before offline",

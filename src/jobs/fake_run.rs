@@ -566,6 +566,7 @@ impl JobMaster {
             request_id: format!("{task}/{}", epoch.0),
             cost: 1,
             timing: Some(crate::rpc::timing_to_wire(&self.spec.timing)),
+            executor_id: placed.executor_id,
         };
         match dispatch(&placed.executor_address, pre, timeout).await {
             Ok(()) => {

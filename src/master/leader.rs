@@ -421,6 +421,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         request_id: request_id.clone(),
         cost: d.spec.cost,
         timing: Some(crate::rpc::timing_to_wire(&m.cfg.worker_timing())),
+        executor_id: d.executor.0,
     };
     let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout).await;
     let Err(status) = result else {
@@ -457,6 +458,12 @@ impl Master {
     pub(crate) async fn register_executor(&self, spec: ExecutorSpec) -> Result<(ExecutorRecord, LeaderEpoch), Status> {
         Registry::validate_spec(&spec).map_err(Status::from)?;
         let _write = self.write.lock().await;
+        // A repeat of an admitted registration (written before it was admitted: registrations are serialized by
+        // the write lock) is answered with the id it got, so a retried call leaves no ghost executor behind.
+        if let Some(answer) = self.with_term(|t, now, _| Ok(t.registry.repeat(now, &spec).map(|r| (r, t.epoch))))? {
+            info!(executor = %answer.0.id, name = %answer.0.spec.name, "registration repeated; same id");
+            return Ok(answer);
+        }
         let (key, epoch, record, next) = self.with_term(|t, now, _| {
             let record = t.registry.register(now, spec).map_err(Status::from)?;
             Ok((t.key.clone(), t.epoch, record, t.registry.next_id()))

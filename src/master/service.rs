@@ -116,7 +116,13 @@ impl pb::discovery_server::Discovery for MasterService {
     ) -> Result<Response<pb::RegisterExecutorResponse>, Status> {
         leader_only!(self, req, DiscoveryClient, register_executor, {
             let r = req.into_inner();
-            let spec = ExecutorSpec { name: r.name, address: r.address, capacity: r.capacity, labels: r.labels };
+            let spec = ExecutorSpec {
+                name: r.name,
+                address: r.address,
+                capacity: r.capacity,
+                labels: r.labels,
+                instance: r.instance,
+            };
             let (record, epoch) = self.m.register_executor(spec).await?;
             Ok(Response::new(pb::RegisterExecutorResponse {
                 executor_id: record.id.0,
