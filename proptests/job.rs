@@ -124,6 +124,7 @@ fn policy() -> impl Strategy<Value = JobPolicy> {
                 max_tries,
             },
             cancel_grace: Duration::from_millis(grace),
+            job_master_share: 0.5,
         })
 }
 

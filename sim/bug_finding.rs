@@ -12,6 +12,7 @@ use crate::harness::{panic_text, run_seed};
 
 use crate::fake_jobs::{job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, worker_cut_run};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
+use crate::swarm::swarm_run_planted;
 
 type Run = Pin<Box<dyn Future<Output = ()>>>;
 type Scenario = fn(Option<Planted>) -> Run;
@@ -115,4 +116,55 @@ fn probe_planted() {
         std::env::var("FOREMAN_PROBE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(80_000 + 10_000 * i as u64);
     let r = run_seed(seed, move || scenario(Some(bug)));
     eprintln!("{} on {name}, seed {seed}: {}", bug.name(), r.err().map(|p| panic_text(&*p)).unwrap_or("passed".into()));
+}
+
+/// The swarm's seeds against each planted bug, in order from a fixed first seed, two at a time: how many it takes
+/// until one fails (at most `FOREMAN_PLANTED_SWARM_MAX`, default 2,000), and the catching seed must pass without
+/// the bug (so the checker that fired can fail only because of it). By hand: `cargo stest --test sim
+/// planted_bugs_against_the_swarm -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn planted_bugs_against_the_swarm() {
+    let max: u64 = std::env::var("FOREMAN_PLANTED_SWARM_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
+    let mut report = vec![];
+    for (i, (bug, _, _, _)) in table().into_iter().enumerate() {
+        let base = 180_000 + 10_000 * i as u64;
+        let mut caught = None;
+        let mut n = 0;
+        while n < max && caught.is_none() {
+            let pair: Vec<_> = (n..(n + 2).min(max))
+                .map(|k| {
+                    let seed = base + k;
+                    // why: two seeds at a time on the suite's own threads, outside any simulation.
+                    #[allow(clippy::disallowed_methods)]
+                    let h = std::thread::spawn(move || {
+                        (seed, run_seed(seed, move || Box::pin(swarm_run_planted(Some(bug), false))))
+                    });
+                    h
+                })
+                .collect();
+            for h in pair {
+                let (seed, r) = h.join().expect("the seed's thread");
+                if let Err(p) = r {
+                    caught = caught.or(Some((seed, panic_text(&*p))));
+                }
+            }
+            n += 2;
+        }
+        let Some((seed, text)) = caught else {
+            panic!("planted bug {} survived {max} swarm seeds", bug.name());
+        };
+        assert!(
+            run_seed(seed, || Box::pin(swarm_run_planted(None, false))).is_ok(),
+            "swarm seed {seed} fails without the planted bug {} too: not the bug's failure",
+            bug.name()
+        );
+        let seeds = seed - base + 1;
+        eprintln!("planted bug {}: caught by the swarm at seed {seed}, after {seeds} seeds: {text}", bug.name());
+        report.push((bug.name(), seeds, text.lines().next().unwrap_or_default().chars().take(100).collect::<String>()));
+    }
+    eprintln!("\n| planted bug | swarm seeds to catch | first failure |\n|---|---|---|");
+    for (bug, seeds, text) in report {
+        eprintln!("| {bug} | {seeds} | {text} |");
+    }
 }

@@ -66,11 +66,12 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     // A task that would run for an hour: the fence must stop it.
     let addr = executor_addr(0);
     let id = old_id;
+    let leader = victim.leader_epoch();
     sim.client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
             let mut c = ExecutorServiceClient::new(ch);
-            c.pre_dispatch_task(pre_dispatch(id, "long", 1, "r1", 3_600_000)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch((id, leader), "long", 1, "r1", 3_600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("long", "r1")).await.expect("started");
         })
         .await
@@ -141,7 +142,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     }));
 }
 
-fn pre_dispatch(executor: u64, task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
+fn pre_dispatch(to: (u64, u64), task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
     pb::PreDispatchTaskRequest {
         task_id: task.to_owned(),
         kind: pb::TaskKind::Worker as i32,
@@ -152,9 +153,9 @@ fn pre_dispatch(executor: u64, task: &str, epoch: u64, request: &str, sleep_ms: 
         master_id: "client".to_owned(),
         master_address: "10.0.3.1:1".to_owned(),
         master_epoch: 1,
-        leader_epoch: 1,
+        leader_epoch: to.1,
         request_id: request.to_owned(),
-        executor_id: executor,
+        executor_id: to.0,
         cost: 1,
         timing: Some(pb::HeartbeatTiming {
             heartbeat_interval_ms: 1000,
@@ -223,43 +224,48 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
     let e = sim.executor(0);
     let ttl = e.config().dispatch_ttl;
     let id = e.id().expect("registered");
+    let leader = e.leader_epoch();
     let addr = executor_addr(0);
     let checked = sim
         .client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
             let mut c = ExecutorServiceClient::new(ch);
-            c.pre_dispatch_task(pre_dispatch(id, "t1", 5, "r1", 600_000)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch((id, leader), "t1", 5, "r1", 600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("t1", "r1")).await.expect("started");
             // The same task id while it runs, with a newer or an older epoch: refused.
             for (epoch, request) in [(6, "r2"), (4, "r3")] {
-                let s = c.pre_dispatch_task(pre_dispatch(id, "t1", epoch, request, 1)).await.unwrap_err();
+                let s = c.pre_dispatch_task(pre_dispatch((id, leader), "t1", epoch, request, 1)).await.unwrap_err();
                 assert_eq!(s.code(), Code::FailedPrecondition, "{s:?}");
                 assert!(s.message().contains("already runs"), "{s:?}");
                 assert_eq!(reason_of(&s), Some(Reason::TaskAlreadyRunning), "{s:?}");
             }
             // Placed on another registration (an earlier or a duplicate one of this process): refused.
-            let s = c.pre_dispatch_task(pre_dispatch(id + 1, "t8", 1, "r8", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch((id + 1, leader), "t8", 1, "r8", 1)).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, Some(Reason::ExecutorOffline)), "{s:?}");
             assert!(s.message().contains(&format!("placed on executor e{}", id + 1)), "{s:?}");
+            // Placed under an older leader term than this executor has heard from: refused.
+            let s = c.pre_dispatch_task(pre_dispatch((id, leader - 1), "t7", 1, "r7", 1)).await.unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, Some(Reason::StaleEpoch)), "{s:?}");
+            assert!(s.message().contains("has heard from leader epoch"), "{s:?}");
             // Invalid requests.
-            let s = c.pre_dispatch_task(pre_dispatch(id, "t9", 0, "r9", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch((id, leader), "t9", 0, "r9", 1)).await.unwrap_err();
             assert_eq!(reason_of(&s), Some(Reason::InvalidArgument), "{s:?}");
-            let mut bad = pre_dispatch(id, "t9", 1, "r9", 1);
+            let mut bad = pre_dispatch((id, leader), "t9", 1, "r9", 1);
             bad.timing.as_mut().unwrap().self_fence_ms = 13_000;
             let s = c.pre_dispatch_task(bad).await.unwrap_err();
             assert!(s.message().starts_with("timing:") && s.message().contains("rule:"), "{s:?}");
             // Parked, never confirmed in time: NOT_FOUND.
-            c.pre_dispatch_task(pre_dispatch(id, "t2", 1, "r4", 1)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch((id, leader), "t2", 1, "r4", 1)).await.expect("parked");
             tokio::time::sleep(ttl + Duration::from_millis(100)).await;
             let s = c.confirm_dispatch_task(confirm("t2", "r4")).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
             let s = c.confirm_dispatch_task(confirm("t3", "never")).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::NotFound, Some(Reason::DispatchNotFound)), "{s:?}");
             // The expired epoch is spent; a newer one starts, runs its 1 ms and finishes.
-            let s = c.pre_dispatch_task(pre_dispatch(id, "t2", 1, "r5", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch((id, leader), "t2", 1, "r5", 1)).await.unwrap_err();
             assert_eq!(reason_of(&s), Some(Reason::StaleEpoch), "{s:?}");
-            c.pre_dispatch_task(pre_dispatch(id, "t2", 2, "r6", 1)).await.expect("parked");
+            c.pre_dispatch_task(pre_dispatch((id, leader), "t2", 2, "r6", 1)).await.expect("parked");
             c.confirm_dispatch_task(confirm("t2", "r6")).await.expect("started");
             true
         })

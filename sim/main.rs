@@ -15,4 +15,5 @@ mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
 mod regressions;
+mod speed;
 mod swarm;

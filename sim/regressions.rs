@@ -51,6 +51,18 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
          job's next job master elsewhere (fixed twice over: a repeated registration of one process gets its id \
          back, and an executor refuses a task placed on an id it does not hold)",
     ),
+    (
+        21571,
+        "two live job masters: the leader was paused right after it placed a job master, another leader took over, \
+         declared that incarnation lost and started a newer one; resumed 25 s later, the deposed leader's pre-dispatch \
+         and confirm went through (fixed: an executor refuses a dispatch placed under a leader epoch older than one \
+         it has heard from, and a dispatcher confirms only within its window while it still acts)",
+    ),
+    (
+        21982,
+        "a job never finished: 2 executors of 2 slots, 6 jobs; job masters took every slot and waited for ever for \
+         workers that had none (fixed: job masters hold at most half of the online capacity, one always may run)",
+    ),
 ];
 
 #[test]

@@ -21,6 +21,7 @@ use foreman::core::time::Time;
 use foreman::executor::{ExecutorObservation, StopWhy, TaskExit};
 use foreman::jobs::fake::FakeConfig;
 use foreman::master::Observation;
+use foreman::planted::Planted;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
@@ -140,7 +141,29 @@ fn draw() -> Draw {
         (0..rng.gen_range(2..=8)).map(|_| (rng.gen_range(2..=12), pick(&ZONES).to_owned())).collect();
     let knobs = draw_knobs();
     let etcd_timeout_rate = pick(&[0.0f32, 0.0, 0.002, 0.01]);
-    let jobs = (0..rng.gen_range(2..=6))
+    let jobs = rng.gen_range(2..=6);
+    draw_workload_and_faults(masters, executors, knobs, etcd_timeout_rate, jobs)
+}
+
+/// The standard scenario of design.md §9 (the speed benchmark's): 3 masters, 5 executors, 10 jobs, the default
+/// knobs, the swarm's full fault mix.
+fn draw_standard() -> Draw {
+    let executors = ["a", "b", "c", "a", "b"].iter().map(|z| (8, (*z).to_owned())).collect();
+    let mut knobs = crate::cluster::master_config(0);
+    knobs.etcd = vec![ETCD_ADDR.to_owned()];
+    knobs.cluster = CLUSTER.to_owned();
+    draw_workload_and_faults(3, executors, knobs, 0.0, 10)
+}
+
+fn draw_workload_and_faults(
+    masters: usize,
+    executors: Vec<(u32, String)>,
+    knobs: MasterConfig,
+    etcd_timeout_rate: f32,
+    jobs: usize,
+) -> Draw {
+    let mut rng = madsim::rand::thread_rng();
+    let jobs = (0..jobs)
         .map(|i| {
             let zone = match rng.gen_range(0..10) {
                 0 | 1 => Some(pick(&ZONES).to_owned()),
@@ -343,12 +366,27 @@ pub struct SwarmFigures {
     /// A hash of every event recorded, in order: equal for a replay of the seed, different for another seed.
     pub story: u64,
     pub events: usize,
+    /// How much simulated time the seed took.
+    pub simulated: Duration,
 }
 
 /// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
 /// the workload, heal, check.
 pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
-    let d = draw();
+    swarm_run_planted(None, verbose).await
+}
+
+/// The same with `planted` in every node (simulation build only).
+pub async fn swarm_run_planted(planted: Option<Planted>, verbose: bool) -> SwarmFigures {
+    run_draw(draw(), planted, verbose).await
+}
+
+/// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape.
+pub async fn standard_run() -> SwarmFigures {
+    run_draw(draw_standard(), None, false).await
+}
+
+async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool) -> SwarmFigures {
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
          executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
@@ -366,7 +404,7 @@ pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
         eprintln!("{text}");
     }
     tracing::info!("{text}");
-    let c = Cluster::build_spec(spec(&d)).await;
+    let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
     let mut calls = vec![];
@@ -549,6 +587,7 @@ pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
         reschedule: reschedules(&c),
         story: h.finish(),
         events: events.len(),
+        simulated: c.clock.now().saturating_since(Time::ZERO),
     }
 }
 
@@ -621,6 +660,7 @@ pub fn replay_command(seed: u64) -> String {
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
 fn swarm() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let seeds = env_u64("FOREMAN_SWARM_SEEDS").unwrap_or(100).max(1);
     // why: the harness picks a first seed when none is given (as madsim does); the simulations never see the clock.
     #[allow(clippy::disallowed_methods)]

@@ -266,11 +266,16 @@ pub struct JobPolicy {
     pub backoff: BackoffPolicy,
     /// How long a job master may take to honour a cancel before the job manager revokes it.
     pub cancel_grace: Duration,
+    /// The share of the online executors' capacity that job masters may hold together (one job master may always
+    /// run). Job masters wait for their workers, and workers need slots too: without a cap, job masters can take
+    /// every slot and wait for ever (a swarm seed with 2 executors of 2 slots and 6 jobs). Like YARN's limit on
+    /// application masters.
+    pub job_master_share: f64,
 }
 
 impl Default for JobPolicy {
     fn default() -> JobPolicy {
-        JobPolicy { backoff: BackoffPolicy::default(), cancel_grace: Duration::from_secs(30) }
+        JobPolicy { backoff: BackoffPolicy::default(), cancel_grace: Duration::from_secs(30), job_master_share: 0.5 }
     }
 }
 
@@ -484,6 +489,23 @@ impl Jobs {
             .collect()
     }
 
+    /// The slots the job masters that may be alive hold together.
+    pub fn job_master_slots(&self) -> u64 {
+        self.jobs
+            .values()
+            .filter(|j| j.phase.live_epoch().is_some())
+            .map(|j| u64::from(j.record.spec.cost.max(1)))
+            .sum()
+    }
+
+    /// Whether a job master of `cost` slots may start beside the live ones, on executors of `capacity` slots in
+    /// all: within [`JobPolicy::job_master_share`] of it, or alone.
+    pub fn job_master_fits(&self, cost: u32, capacity: u64) -> bool {
+        let used = self.job_master_slots();
+        let cap = (self.policy.job_master_share * capacity as f64).floor() as u64;
+        used == 0 || used + u64::from(cost.max(1)) <= cap
+    }
+
     /// The earliest time a waiting job's backoff ends, if any is waiting on one.
     pub fn next_start(&self) -> Option<Time> {
         self.jobs.values().filter(|j| j.phase == Phase::Waiting).filter_map(|j| j.backoff.not_before()).min()
@@ -689,7 +711,30 @@ mod tests {
         JobPolicy {
             backoff: BackoffPolicy { jitter: 0.0, max_tries: 3, ..BackoffPolicy::default() },
             cancel_grace: Duration::from_secs(30),
+            job_master_share: 0.5,
         }
+    }
+
+    #[test]
+    fn job_masters_hold_at_most_their_share_of_the_slots_but_one_always_runs() {
+        let mut jobs = Jobs::new(policy());
+        for n in ["a", "b", "c"] {
+            jobs.create(id(n), spec()).unwrap();
+        }
+        // Alone, a job master may start even where its share rounds down to nothing.
+        assert!(jobs.job_master_fits(1, 1));
+        assert!(jobs.job_master_fits(1, 0));
+        jobs.start(Time::ZERO, &id("a"), ExecutorId(1)).unwrap();
+        assert_eq!(jobs.job_master_slots(), 1);
+        // 4 slots: job masters may hold 2, so 2 stay for workers.
+        assert!(jobs.job_master_fits(1, 4));
+        assert!(!jobs.job_master_fits(2, 4));
+        jobs.start(Time::ZERO, &id("b"), ExecutorId(1)).unwrap();
+        assert!(!jobs.job_master_fits(1, 4));
+        assert!(jobs.job_master_fits(1, 6));
+        // A job whose job master is gone holds nothing.
+        jobs.cancel(Time::ZERO, &id("c")).unwrap();
+        assert_eq!(jobs.job_master_slots(), 2);
     }
 
     /// A job driven to the given phase: "waiting", "starting", "online", "recovering", "canceling".

@@ -6,6 +6,8 @@
 //! | a malformed field | `InvalidArgument` | `INVALID_ARGUMENT` |
 //! | the task id already runs here | `FailedPrecondition` | `TASK_ALREADY_RUNNING` |
 //! | an epoch not newer than one seen for the task | `FailedPrecondition` | `STALE_EPOCH` |
+//! | placed under a leader epoch older than one this executor heard from | `FailedPrecondition` | `STALE_EPOCH` |
+//! | placed on another registration (executor id) than the one this process holds | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | the executor is fenced or not registered | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | parking area full, or not enough free capacity | `ResourceExhausted` | `PLACEMENT_FAILED` |
 //! | an unknown or expired request id | `NotFound` | `DISPATCH_NOT_FOUND` |
@@ -107,6 +109,20 @@ fn not_serving(e: &Executor, addressed: ExecutorId) -> Option<Status> {
     }
 }
 
+/// A dispatch stands on the leader term that placed it: once this executor has heard from a newer leader, that
+/// term is over, and what it placed may already have been declared lost and placed again elsewhere (a leader
+/// paused mid-dispatch resumes and sends its confirm; CI swarm seed 21571).
+fn from_a_deposed_leader(e: &Executor, spec: &TaskSpec) -> Option<Status> {
+    let newest = e.lock().fence.epoch().0;
+    (spec.leader_epoch < newest).then(|| {
+        Reason::StaleEpoch.status(format!(
+            "task {} epoch {} was placed under leader epoch {}, but this executor has heard from leader epoch \
+             {newest}: that placement may have been given up; place it again",
+            spec.task_id, spec.epoch.0, spec.leader_epoch
+        ))
+    })
+}
+
 #[tonic::async_trait]
 impl ExecutorService for ExecutorSvc {
     async fn pre_dispatch_task(
@@ -114,7 +130,7 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::PreDispatchTaskRequest>,
     ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
         let spec = spec_from_wire(req.into_inner())?;
-        if let Some(refused) = not_serving(&self.e, spec.executor) {
+        if let Some(refused) = not_serving(&self.e, spec.executor).or_else(|| from_a_deposed_leader(&self.e, &spec)) {
             return Err(refused);
         }
         let now = self.e.now();
@@ -133,12 +149,12 @@ impl ExecutorService for ExecutorSvc {
         let spec = {
             let mut s = self.e.lock();
             let spec = s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?;
-            if s.fenced || s.id != Some(spec.executor) {
+            if s.fenced || s.id != Some(spec.executor) || spec.leader_epoch < s.fence.epoch().0 {
                 s.dispatcher.stopped(&spec.task_id, spec.epoch);
                 drop(s);
-                return Err(
-                    not_serving(&self.e, spec.executor).unwrap_or_else(|| Reason::ExecutorOffline.status("fenced"))
-                );
+                return Err(not_serving(&self.e, spec.executor)
+                    .or_else(|| from_a_deposed_leader(&self.e, &spec))
+                    .unwrap_or_else(|| Reason::ExecutorOffline.status("fenced")));
             }
             spec
         };

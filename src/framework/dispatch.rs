@@ -22,11 +22,31 @@ async fn channel(address: &str, timeout: Duration) -> Result<Channel, Status> {
 /// the master's bookkeeping allows a dispatch that long to start its task
 /// ([`crate::core::workers::Workers::with_dispatch_window`]). Past it the outcome is unknown
 /// (`DEADLINE_EXCEEDED`).
-pub async fn dispatch(address: &str, pre: pb::PreDispatchTaskRequest, window: Duration) -> Result<(), Status> {
+///
+/// The confirm is sent only while `may_confirm` holds (the dispatcher still acts: a leader still leads) and the
+/// window is not over: a dispatcher frozen between the two calls (a paused process) finds both out before it
+/// confirms, not after (a timeout polls its future first, so it cannot be relied on to stop a ready confirm).
+pub async fn dispatch(
+    address: &str,
+    pre: pb::PreDispatchTaskRequest,
+    window: Duration,
+    may_confirm: impl Fn() -> bool,
+) -> Result<(), Status> {
+    #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
+    let deadline = tokio::time::Instant::now() + window;
     let confirm = pb::ConfirmDispatchTaskRequest { task_id: pre.task_id.clone(), request_id: pre.request_id.clone() };
     let calls = async {
         let mut client = ExecutorServiceClient::new(channel(address, window).await?);
         client.pre_dispatch_task(pre).await?;
+        #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
+        let late = tokio::time::Instant::now() >= deadline;
+        if late || !may_confirm() {
+            // Parked, never confirmed: the executor drops it when its dispatch TTL ends.
+            return Err(Status::failed_precondition(format!(
+                "not confirmed: {}",
+                if late { "the dispatch window is over" } else { "the dispatcher no longer acts" }
+            )));
+        }
         client.confirm_dispatch_task(confirm).await?;
         Ok(())
     };

@@ -568,7 +568,8 @@ impl JobMaster {
             timing: Some(crate::rpc::timing_to_wire(&self.spec.timing)),
             executor_id: placed.executor_id,
         };
-        match dispatch(&placed.executor_address, pre, timeout).await {
+        // The link stops this job master when it is fenced or stale; the window bounds a frozen one.
+        match dispatch(&placed.executor_address, pre, timeout, || true).await {
             Ok(()) => {
                 info!(job = %self.job, %task, epoch = epoch.0, from, executor = placed.executor_id, "worker dispatched");
                 None

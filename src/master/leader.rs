@@ -346,9 +346,19 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
         }
         // Scheduling: every job allowed to start now, if an executor fits it.
         if !term.registry.suspecting() {
+            let capacity: u64 = term
+                .registry
+                .iter()
+                .filter(|v| v.status == crate::core::registry::Status::Online)
+                .map(|v| u64::from(v.record.spec.capacity))
+                .sum();
             for id in term.jobs.startable(now) {
                 let Some(job) = term.jobs.get(&id) else { continue };
                 let spec = job.spec().clone();
+                if !term.jobs.job_master_fits(spec.cost, capacity) {
+                    tracing::debug!(job = %id, capacity, "waits: job masters hold their share of the slots");
+                    continue;
+                }
                 let task = TaskId::job_master(&id);
                 let pins: [ResourcePin; 0] = [];
                 let req = PlacementRequest {
@@ -423,7 +433,8 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         timing: Some(crate::rpc::timing_to_wire(&m.cfg.worker_timing())),
         executor_id: d.executor.0,
     };
-    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout).await;
+    let still_leads = || m.lock().leadership.acting(m.clock.now()) == Some(d.leader_epoch);
+    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads).await;
     let Err(status) = result else {
         info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
         return;
