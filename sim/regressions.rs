@@ -3,9 +3,9 @@
 //! scenario's drawing changes, its seeds are found again (run many seeds of the old failure's shape) and updated.
 
 use crate::harness::{panic_text, run_seed};
-use crate::swarm::{replay_command, swarm_run_with};
+use crate::swarm::{replay_command, swarm_run_with, swarm_run_without_fault_points};
 
-/// (scenario, seed, what it exposed).
+/// (seed, what it exposed), found before the fault points existed: replayed with them off.
 const SWARM_SEEDS: &[(u64, &str)] = &[
     (
         1795937081014915470,
@@ -65,15 +65,26 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
     ),
 ];
 
+/// (seed, what it exposed), found with the fault points as the suite runs them (on for odd seeds).
+const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[];
+
 #[test]
 fn swarm_regression_seeds_pass() {
-    for (seed, what) in SWARM_SEEDS {
-        if let Err(p) = run_seed(*seed, || Box::pin(swarm_run_with(false))) {
-            panic!(
-                "regression seed {seed} fails again ({what}): {}\nreplay: {}",
-                panic_text(&*p),
-                replay_command(*seed)
-            );
+    let old = SWARM_SEEDS.iter().map(|(seed, what)| (*seed, *what, false));
+    let new = SWARM_SEEDS_WITH_FAULT_POINTS.iter().map(|(seed, what)| (*seed, *what, true));
+    for (seed, what, fault_points) in old.chain(new) {
+        let run = if fault_points {
+            run_seed(seed, || Box::pin(swarm_run_with(false)))
+        } else {
+            run_seed(seed, || Box::pin(swarm_run_without_fault_points()))
+        };
+        if let Err(p) = run {
+            let replay = if fault_points {
+                replay_command(seed)
+            } else {
+                "RUST_LOG=info cargo stest --test sim swarm_regression_seeds_pass -- --nocapture".to_owned()
+            };
+            panic!("regression seed {seed} fails again ({what}): {}\nreplay: {replay}", panic_text(&*p));
         }
     }
 }

@@ -371,22 +371,29 @@ pub struct SwarmFigures {
 }
 
 /// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
-/// the workload, heal, check.
+/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal.
 pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
     swarm_run_planted(None, verbose).await
 }
 
 /// The same with `planted` in every node (simulation build only).
 pub async fn swarm_run_planted(planted: Option<Planted>, verbose: bool) -> SwarmFigures {
-    run_draw(draw(), planted, verbose).await
+    let buggify = madsim::runtime::Handle::current().seed() % 2 == 1;
+    run_draw(draw(), planted, verbose, buggify).await
 }
 
-/// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape.
+/// A swarm seed as it ran before the fault points existed (buggify off whatever the seed): for regression seeds
+/// found then.
+pub async fn swarm_run_without_fault_points() -> SwarmFigures {
+    run_draw(draw(), None, false, false).await
+}
+
+/// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
 pub async fn standard_run() -> SwarmFigures {
-    run_draw(draw_standard(), None, false).await
+    run_draw(draw_standard(), None, false, true).await
 }
 
-async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool) -> SwarmFigures {
+async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: bool) -> SwarmFigures {
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
          executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
@@ -400,10 +407,14 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool) -> SwarmFigu
         d.jobs,
         d.plan
     );
+    let text = format!("{text}\n  fault points (buggify): {}", if buggify { "on until the heal" } else { "off" });
     if verbose {
         eprintln!("{text}");
     }
     tracing::info!("{text}");
+    if buggify {
+        madsim::buggify::enable();
+    }
     let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
@@ -464,6 +475,7 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool) -> SwarmFigu
     for (_, u) in heals {
         undo(&c, &mut broken, u);
     }
+    madsim::buggify::disable();
     let healed = c.clock.now();
     tracing::info!("healed at {healed}");
     // Liveness, within bounds derived from the knobs.
@@ -756,4 +768,30 @@ fn a_swarm_seed_replays_the_identical_run() {
         let other = run_seed(seed + 1, || Box::pin(swarm_run_with(false))).expect("the run passes");
         assert_ne!(a.story, other.story, "seeds {seed} and {} told the same story", seed + 1);
     }
+}
+
+/// The fault points stall only when a scenario turned them on, and then both fire and let go: off, a thousand
+/// passes take no simulated time; on, some of them stall, none for longer than its point allows.
+#[madsim::test]
+async fn fault_points_stall_only_when_enabled() {
+    use foreman::buggify::{point, Point};
+    let clock = crate::harness::Clock::start();
+    for _ in 0..1_000 {
+        point(Point::BetweenPreDispatchAndConfirm).await;
+    }
+    assert_eq!(clock.now(), Time::ZERO, "off: no stall");
+    madsim::buggify::enable();
+    let (mut stalls, mut longest) = (0, Duration::ZERO);
+    for _ in 0..1_000 {
+        let before = clock.now();
+        point(Point::BetweenPreDispatchAndConfirm).await;
+        let took = clock.now().saturating_since(before);
+        if took > Duration::ZERO {
+            stalls += 1;
+            longest = longest.max(took);
+        }
+    }
+    madsim::buggify::disable();
+    assert!((50..200).contains(&stalls), "about one pass in ten stalls: {stalls}");
+    assert!(longest <= Duration::from_secs(4) + Duration::from_millis(5), "{longest:?}");
 }

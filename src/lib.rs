@@ -2,6 +2,7 @@
 //!
 //! Layers (design.md §3): [`core`] decides, [`rpc`] carries the API, [`config`] holds the validated settings.
 
+pub mod buggify;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -38,6 +38,7 @@ pub async fn dispatch(
     let calls = async {
         let mut client = ExecutorServiceClient::new(channel(address, window).await?);
         client.pre_dispatch_task(pre).await?;
+        crate::buggify::point(crate::buggify::Point::BetweenPreDispatchAndConfirm).await;
         #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
         let late = tokio::time::Instant::now() >= deadline;
         if late || !may_confirm() {

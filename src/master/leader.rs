@@ -202,6 +202,7 @@ impl Master {
     pub(crate) async fn persist(&self, key: &LeaderKey, ops: Vec<Op>) -> Result<(), WriteError> {
         let guard = [Cond::IsLeader(key.clone())];
         for chunk in ops.chunks(TXN_OPS_MAX) {
+            crate::buggify::point(crate::buggify::Point::BeforeMetastoreWrite).await;
             match timed(self, self.store.txn(&guard, chunk)).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -216,6 +217,7 @@ impl Master {
                 Err(e) => return Err(WriteError::Unavailable(e.to_string())),
             }
         }
+        crate::buggify::point(crate::buggify::Point::AfterMetastoreWrite).await;
         Ok(())
     }
 

@@ -1,0 +1,66 @@
+//! Fault points (FoundationDB's `BUGGIFY`): the places where timing matters most may, in the simulation, stall on
+//! purpose, so that a seed explores the interleavings a slow disk, a descheduled thread or a long GC pause would
+//! make. Each point only delays (the work still happens, later): whatever a checker then finds is a real bug.
+//!
+//! In the production build a point is an empty inline function. In the simulation build it fires only when the
+//! scenario turned buggify on (`madsim::buggify::enable()`), with the point's probability, and draws its delay
+//! from the seed; so a seed replays its stalls exactly, and runs that leave buggify off draw nothing from it.
+
+use std::time::Duration;
+
+/// A place that may stall.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Point {
+    /// The leader is about to write to the metastore (its write, and everything waiting for it, is late).
+    BeforeMetastoreWrite,
+    /// The leader's write succeeded; acting on it is late (its in-memory view lags what is durable).
+    AfterMetastoreWrite,
+    /// A master parked a task on an executor and is about to confirm it: the window between the two phases.
+    BetweenPreDispatchAndConfirm,
+    /// A master is about to renew its election lease.
+    LeaseKeepAlive,
+    /// The leader answered an executor's heartbeat; the reply leaves late.
+    HeartbeatReply,
+}
+
+impl Point {
+    pub fn name(self) -> &'static str {
+        match self {
+            Point::BeforeMetastoreWrite => "before-metastore-write",
+            Point::AfterMetastoreWrite => "after-metastore-write",
+            Point::BetweenPreDispatchAndConfirm => "between-pre-dispatch-and-confirm",
+            Point::LeaseKeepAlive => "lease-keep-alive",
+            Point::HeartbeatReply => "heartbeat-reply",
+        }
+    }
+
+    /// How often an enabled point fires, and the longest stall it makes.
+    fn shape(self) -> (f64, Duration) {
+        match self {
+            Point::BeforeMetastoreWrite | Point::AfterMetastoreWrite => (0.02, Duration::from_millis(1_500)),
+            Point::BetweenPreDispatchAndConfirm => (0.1, Duration::from_secs(4)),
+            Point::LeaseKeepAlive => (0.05, Duration::from_millis(2_000)),
+            Point::HeartbeatReply => (0.01, Duration::from_millis(1_500)),
+        }
+    }
+}
+
+/// Stalls at `point` when the simulation says so.
+#[cfg(madsim)]
+pub async fn point(point: Point) {
+    use madsim::rand::Rng;
+    let (probability, longest) = point.shape();
+    if !madsim::buggify::buggify_with_prob(probability) {
+        return;
+    }
+    let stall = Duration::from_millis(madsim::rand::thread_rng().gen_range(0..=longest.as_millis() as u64));
+    tracing::info!(point = point.name(), ?stall, "buggify");
+    tokio::time::sleep(stall).await;
+}
+
+/// Nothing, in production.
+#[cfg(not(madsim))]
+#[inline(always)]
+pub async fn point(point: Point) {
+    let _ = point.shape();
+}
