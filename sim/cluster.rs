@@ -37,10 +37,21 @@ pub enum Seen {
     JobCreated {
         id: String,
     },
-    /// The client's cancel was acknowledged; the reply named this newest job-master epoch (0: none yet).
+    /// The client's cancel was acknowledged; the reply named this newest job-master epoch (0: none yet) and this
+    /// state (`pb::JobState`).
     JobCanceled {
         id: String,
         epoch: u64,
+        state: i32,
+    },
+    /// The client read the job: its state (`pb::JobState`), or `None` when the job was not found.
+    JobRead {
+        id: String,
+        state: Option<i32>,
+    },
+    /// The client's delete was acknowledged (or a retried delete found the job gone).
+    JobDeleted {
+        id: String,
     },
     /// The scenario killed this node.
     Killed,
@@ -198,7 +209,16 @@ impl Cluster {
                     let rec = rec.clone();
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
-                        let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await.expect("etcd client");
+                        // A master that cannot reach etcd at start exits and its supervisor starts it again.
+                        let store = loop {
+                            match MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await {
+                                Ok(store) => break store,
+                                Err(e) => {
+                                    tracing::warn!("cannot reach the metastore at start ({e}); starting again in 1 s");
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                            }
+                        };
                         let observer: Observer =
                             Arc::new(move |node: &str, o: Observation| rec.record(node, Seen::Master(o)));
                         let seed = madsim::rand::random::<u64>();

@@ -25,7 +25,7 @@ use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
 use crate::checks::{
-    canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds, summary,
+    canceled_never_restart, checkpoints_forward, job_history, one_live_incarnation, placement_within_bounds, summary,
 };
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
 use crate::harness::{announce, panic_text, run_seed};
@@ -118,7 +118,7 @@ async fn cancel(c: &Cluster, id: &str) -> pb::Job {
     let job = id.to_owned();
     let reply = on_client(c, async move { cancel_job(masters, &job).await }).await;
     let reply = reply.unwrap_or_else(|| panic!("cancel {id}: no master acknowledged it in 30 s"));
-    c.recorder.record("client", Seen::JobCanceled { id: id.to_owned(), epoch: reply.epoch });
+    c.recorder.record("client", Seen::JobCanceled { id: id.to_owned(), epoch: reply.epoch, state: reply.state });
     reply
 }
 
@@ -214,6 +214,7 @@ async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: 
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
         ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
+        ("job history", job_history(&events)),
     ] {
         if let Err(e) = result {
             panic!("{rule}: {e}");

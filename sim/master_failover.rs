@@ -379,10 +379,12 @@ pub(crate) async fn get_job(masters: usize, id: &str) -> pb::Job {
 pub(crate) async fn await_job(c: &Cluster, id: &str, within: Duration, pred: fn(&pb::Job) -> bool) -> (bool, pb::Job) {
     let masters = c.masters.len();
     let id = id.to_owned();
+    let rec = c.recorder.clone();
     on_client(c, async move {
         let mut waited = Duration::ZERO;
         loop {
             let j = get_job(masters, &id).await;
+            rec.record("client", Seen::JobRead { id: id.clone(), state: Some(j.state) });
             if pred(&j) || waited >= within {
                 return (pred(&j), j);
             }

@@ -26,7 +26,9 @@ use foreman::rpc::pb;
 use madsim::rand::Rng;
 
 use crate::checks::summary;
-use crate::checks::{canceled_never_restart, checkpoints_forward, one_live_incarnation, placement_within_bounds};
+use crate::checks::{
+    canceled_never_restart, checkpoints_forward, job_history, one_live_incarnation, placement_within_bounds,
+};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
 use crate::harness::{panic_text, run_seed};
@@ -412,10 +414,11 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
         eprintln!("{text}");
     }
     tracing::info!("{text}");
+    let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
     if buggify {
+        // Ours (foreman::buggify) and madsim's own: a tenth of network sends stall 1 to 5 s.
         madsim::buggify::enable();
     }
-    let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
     let mut calls = vec![];
@@ -441,7 +444,10 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
             if let Some(at) = j.cancel_at {
                 tokio::time::sleep(at).await;
                 if let Some(reply) = cancel_job(masters, &j.id).await {
-                    rec.record("client", Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch });
+                    rec.record(
+                        "client",
+                        Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch, state: reply.state },
+                    );
                     canceled = Some(reply.state);
                 }
             }
@@ -574,13 +580,17 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
         _ => None,
     });
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout } else { Duration::ZERO };
+    // With the fault points on, a check can wait for a write that stalled (1.5 s at most) and whose messages
+    // madsim held up (5 s at most each way).
+    let stalls = if buggify { Duration::from_millis(11_500) } else { Duration::ZERO };
     let detections =
-        check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd);
+        check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd + stalls);
     for (rule, result) in [
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
         ("placement", placement_within_bounds(&events, d.executors.iter().map(|(cap, _)| *cap).max().unwrap_or(0))),
+        ("job history", job_history(&c.recorder.events())),
     ] {
         if let Err(e) = result {
             panic!("{rule}: {e}");
@@ -626,6 +636,7 @@ async fn await_executors_online(c: &Cluster, n: usize, within: Duration) {
 
 async fn delete_and_check(c: &Cluster, masters: usize, id: &str) {
     let job = id.to_owned();
+    let rec = c.recorder.clone();
     on_client(c, async move {
         let j = job.clone();
         let deleted = with_jobs(masters, Duration::from_secs(30), move |mut c| {
@@ -639,6 +650,7 @@ async fn delete_and_check(c: &Cluster, masters: usize, id: &str) {
             Err(s) if s.code() == tonic::Code::NotFound => {}
             Err(s) => panic!("delete {job}: {s}"),
         }
+        rec.record("client", Seen::JobDeleted { id: job.clone() });
         let j = job.clone();
         let got = with_jobs(masters, Duration::from_secs(30), move |mut c| {
             let id = j.clone();
@@ -646,6 +658,7 @@ async fn delete_and_check(c: &Cluster, masters: usize, id: &str) {
         })
         .await;
         assert!(matches!(&got, Err(s) if s.code() == tonic::Code::NotFound), "{job} after its delete: {got:?}");
+        rec.record("client", Seen::JobRead { id: job.clone(), state: None });
     })
     .await;
 }

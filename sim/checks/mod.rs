@@ -1,5 +1,8 @@
 //! Checkers over a run's recorded events. Each returns the first broken rule with the ids and simulated time.
 
+mod history;
+pub use history::job_history;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -298,7 +301,7 @@ pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
     let mut ended: BTreeMap<String, Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
-            Seen::JobCanceled { id, epoch } => {
+            Seen::JobCanceled { id, epoch, .. } => {
                 canceled.entry(id.clone()).or_insert((*at, *epoch));
             }
             Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. })
@@ -451,7 +454,7 @@ mod tests {
 
     #[test]
     fn canceled_jobs_never_restart() {
-        let cancel = Seen::JobCanceled { id: "j".into(), epoch: 1 };
+        let cancel = Seen::JobCanceled { id: "j".into(), epoch: 1, state: 3 };
         let restarted = [ev(0, "e1", started("j", 1)), ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 2))];
         assert!(canceled_never_restart(&restarted).unwrap_err().contains("newer than epoch 1"));
         // The incarnation the cancel named was dispatched before it: it may still start.
