@@ -203,7 +203,11 @@ async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: 
             let cps = checkpoints(c, id).await;
             assert_eq!(cps.len(), config.workers as usize, "{id}: one checkpoint per worker: {cps:?}");
             for (key, cp) in &cps {
-                assert_eq!(cp.counter, config.target, "exactness: {key} ended at {} of {}", cp.counter, config.target);
+                assert_eq!(
+                    cp.counter, config.target,
+                    "safety (exact counters): {key} ended at {} of {}",
+                    cp.counter, config.target
+                );
             }
         }
     }

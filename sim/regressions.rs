@@ -66,7 +66,16 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
 ];
 
 /// (seed, what it exposed), found with the fault points as the suite runs them (on for odd seeds).
-const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[];
+const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
+    (
+        50459,
+        "a job stuck Created for ever: its job master's dispatch was refused (the executor was registering again), \
+         the write of that loss timed out, the job was reloaded still naming the incarnation, but the bookkeeping had \
+         already dropped it, so nothing ever declared it lost (fixed: the bookkeeping tracks it again, and its TTL \
+         ends it)",
+    ),
+    (51301, "the same, another shape"),
+];
 
 #[test]
 fn swarm_regression_seeds_pass() {

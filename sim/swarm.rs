@@ -537,7 +537,11 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
         let cps = checkpoints(&c, &j.id).await;
         assert_eq!(cps.len(), j.config.workers as usize, "{}: one checkpoint per worker: {cps:?}", j.id);
         for (key, cp) in &cps {
-            assert_eq!(cp.counter, j.config.target, "exactness: {key} ended at {} of {}", cp.counter, j.config.target);
+            assert_eq!(
+                cp.counter, j.config.target,
+                "safety (exact counters): {key} ended at {} of {}",
+                cp.counter, j.config.target
+            );
         }
     }
     // Deletes of ended jobs: gone afterwards.
@@ -571,7 +575,7 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
             }
             _ => false,
         };
-        assert!(!bad, "no false alarms: at {at} (settled at {settled}) {node} {seen:?}");
+        assert!(!bad, "liveness §6 no false alarms once healthy at {at} (settled at {settled}): {node} {seen:?}");
     }
     // Safety over the whole history. Bounds get the slowest hop of the run as slack: the largest latency drawn,
     // and the metastore's deadline when etcd requests time out (a check waits for the previous check's write).
@@ -673,6 +677,19 @@ fn report(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
 }
 
+/// A failure's class: a checker's (safety or liveness, named first in its message), or a crash (any other
+/// panic: a node's, or the harness's).
+fn class_of(text: &str) -> &'static str {
+    let first = text.split_once(':').map_or(text, |(rule, _)| rule);
+    if first.contains("safety") {
+        "safety"
+    } else if first.contains("liveness") {
+        "liveness"
+    } else {
+        "crash"
+    }
+}
+
 /// The command that replays `seed` alone, with its draw and its story log.
 pub fn replay_command(seed: u64) -> String {
     format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
@@ -730,7 +747,11 @@ fn swarm() {
                     Ok(f) => figures.lock().expect("figures").push(f),
                     Err(p) => {
                         let text = panic_text(&*p);
-                        report(&format!("swarm seed {seed} FAILED: {text}\n  replay: {}", replay_command(seed)));
+                        report(&format!(
+                            "swarm seed {seed} FAILED ({}): {text}\n  replay: {}",
+                            class_of(&text),
+                            replay_command(seed)
+                        ));
                         let mut failed = failed.lock().expect("failed");
                         failed.push((seed, text));
                         // A broken build fails every seed: a few are enough to show it.

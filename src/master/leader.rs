@@ -459,6 +459,17 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
     };
     if let Err(e) = m.persist_jobs(&key, records, vec![]).await {
         warn!(job = %d.job, "could not persist a failed dispatch: {}", e.message());
+        // The job is as the metastore has it again. If that still names this incarnation, the bookkeeping must
+        // track it once more (it certainly did not start), or nothing would ever declare it lost and the job
+        // would wait for ever (found by the swarm with fault points on).
+        let now = m.clock.now();
+        let mut guard = m.lock();
+        if let Some(term) = guard.term.as_mut().filter(|t| t.epoch == d.leader_epoch) {
+            let still_named = term.jobs.get(&d.job).is_some_and(|j| j.phase().live_epoch() == Some(d.epoch));
+            if still_named {
+                let _ = term.masters.on_dispatched(now, &task, d.epoch);
+            }
+        }
     }
     m.wake.notify_one();
 }

@@ -1,0 +1,54 @@
+//! Design.md §5 rule 5: a job whose cancel was acknowledged never starts a new incarnation.
+
+use std::collections::BTreeMap;
+
+use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
+
+use super::Events;
+use crate::cluster::Seen;
+
+/// The task ids of a job: its job master (the job id) and its workers (`<job>/<worker>`).
+fn of_job(task: &str, job: &str) -> bool {
+    task == job || task.strip_prefix(job).is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// A canceled job never starts again: once a cancel was acknowledged, no job-master incarnation newer than the
+/// one the cancel reply named starts (the named one may still be on its way: it was dispatched before), and once
+/// that incarnation stopped, nothing of the job starts at all (a worker dispatched just before the cancel reached
+/// its job master may still start, and is stopped by it).
+pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
+    // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
+    let mut canceled: BTreeMap<String, (Time, u64)> = BTreeMap::new();
+    let mut ended: BTreeMap<String, Time> = BTreeMap::new();
+    for (at, node, seen) in events {
+        match seen {
+            Seen::JobCanceled { id, epoch, .. } => {
+                canceled.entry(id.clone()).or_insert((*at, *epoch));
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. })
+                if canceled.get(task).is_some_and(|(_, named)| epoch >= named) =>
+            {
+                ended.entry(task.clone()).or_insert(*at);
+            }
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+                for (job, (when, named)) in &canceled {
+                    if task == job && epoch > named {
+                        return Err(format!(
+                            "safety rule 5 (a canceled job never starts again) at {at}: job master {task} epoch {epoch} started on {node}, newer than epoch \
+                             {named} named by the cancel acknowledged at {when}"
+                        ));
+                    }
+                    if of_job(task, job) && task != job && ended.contains_key(job) {
+                        return Err(format!(
+                            "safety rule 5 (a canceled job never starts again) at {at}: {task} epoch {epoch} started on {node} after job {job} was canceled and \
+                             its job master stopped"
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,30 @@
+//! Fenced writes (design.md §5 rule 2) seen in the data: a worker's checkpoints never go backwards.
+
+use std::collections::BTreeMap;
+
+use foreman::executor::ExecutorObservation;
+
+use super::Events;
+use crate::cluster::Seen;
+
+/// Checkpoints never go backwards: every acknowledged checkpoint of a worker is at least its highest so far.
+/// Within one incarnation it is the next step or the same one again (a retried write), never a skip; a new
+/// incarnation may start above the highest acknowledged one (its predecessor's last write can land unacknowledged,
+/// e.g. when its executor dies), never below.
+pub fn checkpoints_forward(events: &Events) -> Result<(), String> {
+    let mut high: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for (at, node, seen) in events {
+        if let Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, counter }) = seen {
+            let (h, by) = high.entry(task.clone()).or_default();
+            let skip = *by == *epoch && *counter > *h + 1;
+            if *counter < *h || skip {
+                return Err(format!(
+                    "safety rule 2 (checkpoints never go back) at {at}: {task} epoch {epoch} on {node} checkpointed {counter} after {h} (by epoch \
+                     {by}) had been"
+                ));
+            }
+            (*h, *by) = (*counter, *epoch);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,105 @@
+//! Design.md §6 detection and no false alarms: every offline verdict came after a TTL without an
+//! acknowledged heartbeat, and within TTL + check interval of the last time the declaring leader heard the executor.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
+use foreman::master::Observation;
+
+use super::Events;
+use crate::cluster::Seen;
+use crate::harness::Clock;
+
+/// One offline declaration's timing.
+#[derive(Clone, Copy, Debug)]
+pub struct Detection {
+    /// From the kill of the executor's node, when the scenario killed it.
+    pub since_kill: Option<Duration>,
+    /// From the last time the declaring leader heard from it (or the start of its term).
+    pub took: Duration,
+    /// What `took` must stay within (TTL + check interval, plus a hold or pause that applied), before slack.
+    pub bound: Duration,
+}
+
+/// Detection and no false alarms (design.md §6): every executor declared offline had no acknowledged heartbeat
+/// for a TTL before (less network slack), and the leader declared it within TTL + check interval of the last time
+/// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when that leader
+/// held evictions meanwhile (most executors expired at once). Returns every declaration's timing.
+pub fn offline_declarations(
+    clock: &Clock,
+    events: &Events,
+    ttl: Duration,
+    check: Duration,
+    hold: Duration,
+    slack: Duration,
+) -> Result<Vec<Detection>, String> {
+    let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
+    // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
+    let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
+    let mut last_ack: BTreeMap<u64, Time> = BTreeMap::new();
+    let mut killed: BTreeMap<String, Time> = BTreeMap::new();
+    let mut detections = vec![];
+    for (at, node, seen) in events {
+        match seen {
+            // The evidence against a verdict is when the leader could have heard the executor: no earlier than the
+            // acknowledged heartbeat's send time (its arrival can be much later, after a pause).
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent }) => {
+                let sent = clock.at(*sent);
+                let e = last_ack.entry(*id).or_insert(sent);
+                *e = (*e).max(sent);
+            }
+            Seen::Exec(ExecutorObservation::Registered { id }) => {
+                last_ack.insert(*id, *at);
+            }
+            Seen::Killed => {
+                killed.insert(node.clone(), *at);
+            }
+            Seen::Master(Observation::EvictionsHeld { at: when, .. }) => {
+                held.entry(node.clone()).or_default().push(clock.at(*when));
+            }
+            Seen::Paused => paused.entry(node.clone()).or_default().push((*at, None)),
+            Seen::Resumed => {
+                if let Some(last) = paused.entry(node.clone()).or_default().last_mut() {
+                    last.1.get_or_insert(*at);
+                }
+            }
+            Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard }) => {
+                let (when, heard) = (clock.at(*when), clock.at(*last_heard));
+                let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| heard <= *t && *t <= when));
+                // A leader that was paused could not look meanwhile: its pause within [heard, when] adds to the bound.
+                let frozen: Duration = paused
+                    .get(node)
+                    .into_iter()
+                    .flatten()
+                    .map(|(from, to)| to.unwrap_or(when).min(when).saturating_since((*from).max(heard)))
+                    .sum();
+                let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
+                let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
+                if when.saturating_since(ack) + slack < ttl {
+                    return Err(format!(
+                        "safety §6 no false alarms at {when}: {node} declared executor {id} ({name}) offline at {when}, but a heartbeat \
+                         was acknowledged at {ack}, less than the TTL {ttl:?} before"
+                    ));
+                }
+                let took = when.saturating_since(heard);
+                if took > bound + slack {
+                    return Err(format!(
+                        "liveness §6 detection bound at {when}: {node} declared executor {id} ({name}) offline at {when}, {took:?} after it \
+                         last heard from it at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
+                        if was_held { " + suspect hold" } else { "" },
+                        if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
+                    ));
+                }
+                detections.push(Detection {
+                    since_kill: killed.get(name).map(|k| when.saturating_since(*k)),
+                    took,
+                    bound,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(detections)
+}
