@@ -224,7 +224,7 @@ struct Knobs {
 }
 
 fn spec() -> JobSpec {
-    JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1 }
+    JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: String::new() }
 }
 
 fn fail(step: usize, what: String) -> TestCaseError {

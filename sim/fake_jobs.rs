@@ -21,11 +21,11 @@ use foreman::master::Observation;
 use foreman::meta::MetaStore;
 use foreman::planted::Planted;
 use foreman::rpc::pb;
-use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
 use crate::checks::{
-    canceled_never_restart, checkpoints_forward, job_history, one_live_incarnation, placement_within_bounds, summary,
+    canceled_never_restart, checkpoints_forward, ids_never_reused, job_history, one_live_incarnation,
+    placement_within_bounds, summary,
 };
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
 use crate::harness::{announce, panic_text, run_seed};
@@ -69,18 +69,19 @@ fn config_json(c: &FakeConfig) -> Vec<u8> {
     serde_json::to_vec(c).expect("a fake config serializes")
 }
 
-/// Creates `job` through any master (call on the client node), retrying through failovers for up to 30 s; an
-/// `ALREADY_EXISTS` after a retried create is the earlier attempt's success. Whether it was acknowledged.
+/// Creates `job` through any master (call on the client node), retrying through failovers for up to 30 s with one
+/// request token, so a retry of an applied attempt gets the job back. Whether it was acknowledged.
 pub(crate) async fn create_job(masters: usize, job: pb::Job) -> bool {
     let id = job.id.clone();
+    // One token for every attempt of this create, as a careful client does.
+    let token = format!("create-{id}");
     let created = with_jobs(masters, Duration::from_secs(30), move |mut c| {
-        let job = job.clone();
-        async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
+        let (job, request_id) = (job.clone(), token.clone());
+        async move { c.create_job(pb::CreateJobRequest { job: Some(job), request_id }).await.map(|r| r.into_inner()) }
     })
     .await;
     match created {
         Ok(_) => true,
-        Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => true,
         Err(s) if matches!(s.code(), tonic::Code::Unavailable | tonic::Code::DeadlineExceeded) => false,
         Err(s) => panic!("create {id}: {s}"),
     }
@@ -219,9 +220,10 @@ async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: 
         ("canceled never restart", canceled_never_restart(&events)),
         ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
         ("job history", job_history(&events)),
+        ("registry", ids_never_reused(&events)),
     ] {
         if let Err(e) = result {
-            panic!("{rule}: {e}");
+            panic!("{e} [the {rule} checker]");
         }
     }
     let story = events.iter().map(|(at, node, seen)| format!("{at} {node} {seen:?}")).collect();

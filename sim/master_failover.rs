@@ -229,7 +229,10 @@ pub async fn acknowledged_jobs_survive_leader_kills_run() -> Figures {
                     config: br#"{"workers": 2, "target": 10, "tick_ms": 100}"#.to_vec(),
                     ..Default::default()
                 };
-                match JobManagerClient::new(ch).create_job(pb::CreateJobRequest { job: Some(job) }).await {
+                match JobManagerClient::new(ch)
+                    .create_job(pb::CreateJobRequest { job: Some(job), request_id: String::new() })
+                    .await
+                {
                     Ok(_) => break,
                     Err(s) if reason_of(&s) == Some(Reason::JobAlreadyExists) => break,
                     Err(_) => {
@@ -428,7 +431,11 @@ pub async fn job_masters_run_through_failovers_run() -> Figures {
             };
             let created = with_jobs(masters, Duration::from_secs(20), move |mut c| {
                 let job = job.clone();
-                async move { c.create_job(pb::CreateJobRequest { job: Some(job) }).await.map(|r| r.into_inner()) }
+                async move {
+                    c.create_job(pb::CreateJobRequest { job: Some(job), request_id: String::new() })
+                        .await
+                        .map(|r| r.into_inner())
+                }
             })
             .await;
             match created {

@@ -75,6 +75,14 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          ends it)",
     ),
     (51301, "the same, another shape"),
+    (
+        60912,
+        "a deleted job came back: a create attempt held up at a paused master reached the leader after the job had \
+         finished and been deleted, and created it anew (fixed: creates carry a request token; a repeat of an \
+         applied create gets the job, and a deleted job's token stays behind so a delayed repeat is refused with \
+         JOB_DELETED)",
+    ),
+    (60280, "the same, seen as a checkpoint going back to 1: the resurrected job started its workers afresh"),
 ];
 
 #[test]

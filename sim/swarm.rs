@@ -27,7 +27,8 @@ use madsim::rand::Rng;
 
 use crate::checks::summary;
 use crate::checks::{
-    canceled_never_restart, checkpoints_forward, job_history, one_live_incarnation, placement_within_bounds,
+    canceled_never_restart, checkpoints_forward, ids_never_reused, job_history, one_live_incarnation,
+    placement_meets_selectors, placement_within_bounds,
 };
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
@@ -589,15 +590,21 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
     let stalls = if buggify { Duration::from_millis(11_500) } else { Duration::ZERO };
     let detections =
         check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd + stalls);
+    let zone_of: BTreeMap<String, String> =
+        d.executors.iter().enumerate().map(|(i, (_, zone))| (format!("executor-{i}"), zone.clone())).collect();
+    let wants: BTreeMap<String, String> =
+        d.jobs.iter().filter_map(|j| j.zone.clone().map(|z| (j.id.clone(), z))).collect();
     for (rule, result) in [
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
         ("placement", placement_within_bounds(&events, d.executors.iter().map(|(cap, _)| *cap).max().unwrap_or(0))),
         ("job history", job_history(&c.recorder.events())),
+        ("registry", ids_never_reused(&events)),
+        ("selectors", placement_meets_selectors(&events, &zone_of, &wants)),
     ] {
         if let Err(e) = result {
-            panic!("{rule}: {e}");
+            panic!("{e} [the {rule} checker]");
         }
     }
     let detection = detections.iter().map(|d| d.took).collect();

@@ -176,7 +176,11 @@ impl TestMaster {
     }
 
     async fn create(&self, job: pb::Job) -> Result<pb::Job, Status> {
-        self.jobs.clone().create_job(pb::CreateJobRequest { job: Some(job) }).await.map(Response::into_inner)
+        self.jobs
+            .clone()
+            .create_job(pb::CreateJobRequest { job: Some(job), request_id: String::new() })
+            .await
+            .map(Response::into_inner)
     }
 
     async fn get(&self, id: &str, include_config: bool) -> Result<pb::Job, Status> {
@@ -308,7 +312,12 @@ async fn create_job_refuses_bad_input_and_changes_nothing() {
         ("cost above the maximum", with(&|j| j.cost = 1_000_001), "job.cost"),
     ];
     for (what, job, field) in cases {
-        let result = t.jobs.clone().create_job(pb::CreateJobRequest { job }).await.map(Response::into_inner);
+        let result = t
+            .jobs
+            .clone()
+            .create_job(pb::CreateJobRequest { job, request_id: String::new() })
+            .await
+            .map(Response::into_inner);
         assert_invalid(what, result, field);
     }
     assert_eq!(t.snapshot().await, before, "a refused CreateJob changed something");
@@ -771,4 +780,40 @@ async fn a_heartbeat_claiming_a_never_issued_leader_epoch_does_not_lock_the_lead
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test]
+async fn a_create_token_makes_repeats_safe_and_keeps_a_deleted_job_deleted() {
+    let t = TestMaster::start("tokens").await;
+    let create = |token: &str| {
+        let mut jobs = t.jobs.clone();
+        let req = pb::CreateJobRequest { job: Some(fake_job("tok")), request_id: token.into() };
+        async move { jobs.create_job(req).await.map(Response::into_inner) }
+    };
+    let first = create("t-1").await.expect("created");
+    // A repeat of the applied create (its reply lost) gets the job; another request for the id is refused.
+    let again = create("t-1").await.expect("a repeat gets the job");
+    assert_eq!((first.id.as_str(), again.state), ("tok", first.state));
+    assert_refused(
+        "another create of the id",
+        create("t-2").await,
+        Code::AlreadyExists,
+        Reason::JobAlreadyExists,
+        "tok",
+    );
+    t.jobs.clone().cancel_job(pb::CancelJobRequest { id: "tok".into() }).await.expect("canceled");
+    t.jobs.clone().delete_job(pb::DeleteJobRequest { id: "tok".into() }).await.expect("deleted");
+    // The first create, delayed in the network, arrives again: it must not bring the job back.
+    assert_refused("a delayed repeat", create("t-1").await, Code::FailedPrecondition, Reason::JobDeleted, "tok");
+    assert_refused("gone", t.get("tok", false).await, Code::NotFound, Reason::JobNotFound, "tok");
+    // A new request may use the id again (and then the old token no longer matters).
+    let fresh = create("t-3").await.expect("a new request may use the id again");
+    assert_eq!(fresh.state, pb::JobState::Created as i32);
+    assert_refused(
+        "a bad token",
+        create("has space").await,
+        Code::InvalidArgument,
+        Reason::InvalidArgument,
+        "request_id",
+    );
 }

@@ -7,6 +7,7 @@ mod history;
 mod incarnations;
 mod leader;
 mod placement;
+mod registry;
 
 pub use cancel::canceled_never_restart;
 pub use checkpoints::checkpoints_forward;
@@ -14,7 +15,8 @@ pub use detection::{offline_declarations, Detection};
 pub use history::job_history;
 pub use incarnations::one_live_incarnation;
 pub use leader::{acting_periods, single_acting_leader};
-pub use placement::placement_within_bounds;
+pub use placement::{placement_meets_selectors, placement_within_bounds};
+pub use registry::ids_never_reused;
 
 use std::time::Duration;
 

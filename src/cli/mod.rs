@@ -489,12 +489,6 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             validate_selectors(&args.selectors).map_err(|e| CliError::Usage(format!("--selector: {e}")))?;
             let wait_options = args.wait_options();
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
-            let check = match &args.id {
-                Some(id) => format!("check with `foreman job get {id}` before creating it again"),
-                None => "check with `foreman job list` before creating it again (or give --id, which makes \
-                         a second create of the same job fail instead of running it twice)"
-                    .to_owned(),
-            };
             let job = pb::Job {
                 id: args.id.map(String::from).unwrap_or_default(),
                 r#type: args.job_type,
@@ -503,11 +497,11 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
                 cost: args.cost.unwrap_or(0),
                 ..Default::default()
             };
-            let request = pb::CreateJobRequest { job: Some(job) };
+            // One token for every attempt of this create: a repeat gets the job the first attempt made, so resending
+            // through a failover never creates it twice.
+            let request = pb::CreateJobRequest { job: Some(job), request_id: create_token() };
             let reply = client
-                .call(&Resend::Unsafe { check }, request, |ch, req| async move {
-                    JobManagerClient::new(ch).create_job(req).await
-                })
+                .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).create_job(req).await })
                 .await?;
             match wait_options {
                 None => Ok(Printed::text(render_job(&reply))),
@@ -627,6 +621,18 @@ fn write_stdout(text: &str) -> Result<(), CliError> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(e) => Err(CliError::Output(e)),
     }
+}
+
+/// A token for one `job create` invocation: this process, this moment.
+fn create_token() -> String {
+    use std::hash::{Hash, Hasher};
+    // why: the CLI runs only in production; the token only has to differ between invocations.
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::process::id().hash(&mut h);
+    now.hash(&mut h);
+    format!("cli-{:016x}-{}", h.finish(), now.as_nanos())
 }
 
 #[cfg(test)]

@@ -111,6 +111,9 @@ pub struct JobSpec {
     pub selectors: Vec<Selector>,
     /// Slots the job master takes on its executor.
     pub cost: u32,
+    /// The create request's token (`CreateJobRequest.request_id`), empty if none was given.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub request: String,
 }
 
 /// Why a job failed.
@@ -704,7 +707,7 @@ mod tests {
     }
 
     fn spec() -> JobSpec {
-        JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1 }
+        JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: String::new() }
     }
 
     fn policy() -> JobPolicy {

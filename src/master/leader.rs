@@ -564,6 +564,33 @@ impl Master {
 
     pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
         let _write = self.write.lock().await;
+        // A repeat of a create that was applied (its reply lost or late) gets the job it created.
+        let request = spec.request.clone();
+        let repeat = self.with_term(|t, _, _| {
+            let same = |j: &&crate::core::job::Job| !request.is_empty() && j.spec().request == request;
+            let found = match &id {
+                Some(id) => t.jobs.get(id).filter(same),
+                None => t.jobs.iter().find(same),
+            };
+            Ok(found.map(|j| t.job_to_wire(j, false)))
+        })?;
+        if let Some(job) = repeat {
+            return Ok(job);
+        }
+        // A deleted job's create token stays behind: a delayed repeat of that create must not bring it back.
+        let mut tombstone = None;
+        if let Some(id) = &id {
+            let stored = timed(self, self.store.get(&keys::deleted_job(id.as_str()))).await.map_err(meta_status)?;
+            if let Some(token) = stored {
+                if !request.is_empty() && token == request.as_bytes() {
+                    return Err(Reason::JobDeleted.status(format!(
+                        "job {id} was created by this request ({request}) and deleted since; a delayed repeat does \
+                         not bring it back (create it again with a new request id)"
+                    )));
+                }
+                tombstone = Some(Op::Delete { key: keys::deleted_job(id.as_str()) });
+            }
+        }
         let (key, record, job) = self.with_term(|t, _, rng| {
             let id = match id {
                 Some(id) => id,
@@ -574,7 +601,8 @@ impl Master {
             Ok((t.key.clone(), record, job))
         })?;
         let id = record.id.clone();
-        match self.persist(&key, vec![job_op(&record)]).await {
+        let ops = std::iter::once(job_op(&record)).chain(tombstone).collect();
+        match self.persist(&key, ops).await {
             Ok(()) => {
                 self.wake.notify_one();
                 job.ok_or_else(|| Reason::Internal.status("the created job vanished"))
@@ -678,7 +706,7 @@ impl Master {
 
     pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
         let _write = self.write.lock().await;
-        let key = self.with_term(|t, _, _| {
+        let (key, request) = self.with_term(|t, _, _| {
             let job =
                 t.jobs.get(id).ok_or_else(|| Status::from(crate::core::job::JobError::NotFound { id: id.clone() }))?;
             if !job.state().is_terminal() {
@@ -687,7 +715,7 @@ impl Master {
                     state: job.state(),
                 }));
             }
-            Ok(t.key.clone())
+            Ok((t.key.clone(), job.spec().request.clone()))
         })?;
         // Everything stored for the job goes with it, in the same guarded transactions as the record.
         let mut ops = vec![];
@@ -698,6 +726,9 @@ impl Master {
         }
         ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
         ops.push(Op::Delete { key: keys::job(id.as_str()) });
+        if !request.is_empty() {
+            ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value: request.into_bytes(), lease: None });
+        }
         self.persist(&key, ops).await?;
         self.with_term(|t, _, _| {
             t.jobs.delete(id).map_err(Status::from)?;

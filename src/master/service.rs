@@ -239,6 +239,19 @@ impl pb::discovery_server::Discovery for MasterService {
     }
 }
 
+/// The most characters a create token may have.
+const REQUEST_ID_MAX: usize = 128;
+
+fn request_id(r: &str) -> Result<String, Status> {
+    if r.len() > REQUEST_ID_MAX || !r.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid_argument(
+            "request_id",
+            format!("use at most {REQUEST_ID_MAX} printable characters, no spaces"),
+        ));
+    }
+    Ok(r.to_owned())
+}
+
 fn job_spec(job: &pb::Job) -> Result<JobSpec, Status> {
     crate::jobs::validate(&job.r#type, &job.config)
         .map_err(|p| invalid_argument(&format!("job.{}", p.field), &p.problem))?;
@@ -248,6 +261,7 @@ fn job_spec(job: &pb::Job) -> Result<JobSpec, Status> {
         config,
         selectors: convert::selectors("job.selectors", &job.selectors)?,
         cost: convert::cost("job.cost", job.cost)?,
+        request: String::new(),
     })
 }
 
@@ -255,9 +269,10 @@ fn job_spec(job: &pb::Job) -> Result<JobSpec, Status> {
 impl pb::job_manager_server::JobManager for MasterService {
     async fn create_job(&self, req: Request<pb::CreateJobRequest>) -> Result<Response<pb::Job>, Status> {
         leader_only!(self, req, JobManagerClient, create_job, {
-            let Some(job) = req.into_inner().job else { return Err(invalid_argument("job", "is required")) };
+            let r = req.into_inner();
+            let Some(job) = r.job else { return Err(invalid_argument("job", "is required")) };
             let id = if job.id.is_empty() { None } else { Some(convert::job_id("job.id", &job.id)?) };
-            let spec = job_spec(&job)?;
+            let spec = JobSpec { request: request_id(&r.request_id)?, ..job_spec(&job)? };
             Ok(Response::new(self.m.create_job(id, spec).await?))
         })
     }

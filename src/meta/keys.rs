@@ -91,6 +91,11 @@ pub fn job_next_epoch() -> String {
 }
 
 /// The epoch of a job's current job-master incarnation: the fence of the job master's own writes.
+/// The create token of a deleted job (`CreateJobRequest.request_id`): a delayed repeat of that create is refused.
+pub fn deleted_job(id: &str) -> String {
+    format!("deleted-jobs/{id}")
+}
+
 pub fn job_master(job: &str) -> String {
     format!("job-masters/{job}")
 }
