@@ -213,7 +213,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     }
                     let got = reg.repeat(now, &again).map(|r| r.id);
                     let want = match m.executors.get_mut(&id) {
-                        Some(e) if *same => {
+                        Some(e) if *same && e.confirmed => {
                             e.last_heard = now;
                             e.confirmed = true;
                             m.held_since.remove(&id);

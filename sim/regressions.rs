@@ -83,6 +83,13 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          JOB_DELETED)",
     ),
     (60280, "the same, seen as a checkpoint going back to 1: the resurrected job started its workers afresh"),
+    (
+        72863,
+        "an executor handed back an older id: its first registration's write was reported failed (it had landed), \
+         it registered again as e4, a new leader restored the landed e1, and when e4 was declared offline the \
+         process's next registration counted as a repeat of e1 (fixed: only an executor this leader admitted or \
+         heard from can be repeated)",
+    ),
 ];
 
 #[test]

@@ -235,17 +235,19 @@ impl Registry {
         Ok(())
     }
 
-    /// The executor a registration repeats, if it is one (same name and process instance as a registered
-    /// executor, see [`ExecutorSpec::instance`]): hearing it again keeps that executor online for another TTL, and
+    /// The executor a registration repeats, if it is one (same name and process instance as an executor this
+    /// leader admitted or heard from, see [`ExecutorSpec::instance`]): hearing it again keeps that executor online for another TTL, and
     /// the caller answers with its id; nothing new needs to be written.
     pub fn repeat(&mut self, now: Time, spec: &ExecutorSpec) -> Option<ExecutorRecord> {
         if spec.instance == 0 {
             return None;
         }
-        let e = self
-            .entries
-            .values_mut()
-            .find(|e| e.record.spec.name == spec.name && e.record.spec.instance == spec.instance)?;
+        // Only an executor this leader admitted or heard: a restored one may be a registration whose write was
+        // reported failed (the process then registered again, under a newer id), and must not hand that older id
+        // back (found by the swarm).
+        let e = self.entries.values_mut().find(|e| {
+            e.status == Status::Online && e.record.spec.name == spec.name && e.record.spec.instance == spec.instance
+        })?;
         e.last_heard = now;
         e.expires_at = now + self.policy.offline_ttl;
         e.status = Status::Online;
@@ -484,7 +486,14 @@ mod tests {
         let out = r.check(later + ttl + Duration::from_millis(1));
         assert_eq!(out.offline.iter().map(|rec| rec.id).collect::<Vec<_>>(), vec![a]);
         assert_eq!(r.repeat(later + ttl * 2, &first), None);
-        assert!(r.register(later + ttl * 2, first).unwrap().id > a);
+        assert!(r.register(later + ttl * 2, first.clone()).unwrap().id > a);
+        // Restored by a new leader and not heard from yet: maybe a registration reported failed, so not a repeat.
+        let rec = ExecutorRecord { id: ExecutorId(9), spec: first.clone() };
+        let mut r =
+            Registry::restore(RegistryPolicy::default(), PlacementPolicy::default(), ms(0), ExecutorId(10), [rec]);
+        assert_eq!(r.repeat(ms(1), &first), None);
+        r.heartbeat(ms(2), ExecutorId(9), vec![]).unwrap();
+        assert_eq!(r.repeat(ms(3), &first).map(|rec| rec.id), Some(ExecutorId(9)));
     }
 
     #[test]
