@@ -127,7 +127,11 @@ fn probe_planted() {
 fn planted_bugs_against_the_swarm() {
     let max: u64 = std::env::var("FOREMAN_PLANTED_SWARM_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
     let mut report = vec![];
+    let only = std::env::var("FOREMAN_PLANTED_ONLY").ok();
     for (i, (bug, _, _, _)) in table().into_iter().enumerate() {
+        if only.as_deref().is_some_and(|o| o != bug.name()) {
+            continue;
+        }
         let base = 180_000 + 10_000 * i as u64;
         let mut caught = None;
         let mut n = 0;
@@ -152,7 +156,9 @@ fn planted_bugs_against_the_swarm() {
             n += 2;
         }
         let Some((seed, text)) = caught else {
-            panic!("planted bug {} survived {max} swarm seeds", bug.name());
+            eprintln!("planted bug {}: survived {max} swarm seeds", bug.name());
+            report.push((bug.name(), 0, format!("not caught in {max} seeds")));
+            continue;
         };
         assert!(
             run_seed(seed, || Box::pin(swarm_run_planted(None, false))).is_ok(),
@@ -164,7 +170,9 @@ fn planted_bugs_against_the_swarm() {
         report.push((bug.name(), seeds, text.lines().next().unwrap_or_default().chars().take(100).collect::<String>()));
     }
     eprintln!("\n| planted bug | swarm seeds to catch | first failure |\n|---|---|---|");
-    for (bug, seeds, text) in report {
+    for (bug, seeds, text) in &report {
         eprintln!("| {bug} | {seeds} | {text} |");
     }
+    let survivors: Vec<_> = report.iter().filter(|(_, seeds, _)| *seeds == 0).map(|(bug, _, _)| *bug).collect();
+    assert!(survivors.is_empty(), "planted bugs the swarm did not catch in {max} seeds: {survivors:?}");
 }

@@ -151,6 +151,8 @@ pub struct Cluster {
     pub executors: Vec<ExecutorNode>,
     pub client: NodeHandle,
     pub config: MasterConfig,
+    /// Every node's fault-point switch (`foreman::buggify`), off until a scenario turns it on.
+    pub fault_points: foreman::buggify::FaultPoints,
 }
 
 impl Cluster {
@@ -180,6 +182,7 @@ impl Cluster {
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock);
+        let fault_points = foreman::buggify::FaultPoints::default();
         let etcd_addr: SocketAddr = ETCD_ADDR.parse().unwrap();
         let etcd = handle
             .create_node()
@@ -197,6 +200,7 @@ impl Cluster {
             let current: Arc<Mutex<Option<Arc<Master>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
             let rec = recorder.clone();
+            let switch = fault_points.clone();
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let name = cfg.name.clone();
             let node = handle
@@ -207,6 +211,7 @@ impl Cluster {
                     let cfg = cfg.clone();
                     let slot = slot.clone();
                     let rec = rec.clone();
+                    let switch = switch.clone();
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
                         // A master that cannot reach etcd at start exits and its supervisor starts it again.
@@ -222,7 +227,9 @@ impl Cluster {
                         let observer: Observer =
                             Arc::new(move |node: &str, o: Observation| rec.record(node, Seen::Master(o)));
                         let seed = madsim::rand::random::<u64>();
-                        let m = Master::with_observer(cfg, store, seed, Some(observer)).with_planted(planted);
+                        let m = Master::with_observer(cfg, store, seed, Some(observer))
+                            .with_planted(planted)
+                            .with_fault_points(switch);
                         *slot.lock().unwrap() = Some(m.clone());
                         m.serve(addr, std::future::pending()).await.expect("master serves");
                     }
@@ -237,12 +244,13 @@ impl Cluster {
             let rec = recorder.clone();
             let current: Arc<Mutex<Option<Arc<Executor>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
+            let switch = fault_points.clone();
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
                 .init(move || {
-                    let (cfg, rec, slot) = (cfg.clone(), rec.clone(), slot.clone());
+                    let (cfg, rec, slot, switch) = (cfg.clone(), rec.clone(), slot.clone(), switch.clone());
                     async move {
                         let observer: ExecutorObserver =
                             Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Seen::Exec(o)));
@@ -250,7 +258,8 @@ impl Cluster {
                             Tasks::Jobs => Arc::new(foreman::jobs::JobTypes),
                             Tasks::Sleep => Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) }),
                         };
-                        let e = Executor::new(cfg, factory, Some(observer)).with_planted(planted);
+                        let e =
+                            Executor::new(cfg, factory, Some(observer)).with_planted(planted).with_fault_points(switch);
                         *slot.lock().unwrap() = Some(e.clone());
                         e.serve(addr, std::future::pending()).await.expect("executor serves");
                     }
@@ -259,7 +268,7 @@ impl Cluster {
             es.push(ExecutorNode { name, node, current });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
-        Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config }
+        Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }
     }
 
     pub fn net(&self) -> std::sync::Arc<NetSim> {

@@ -108,6 +108,12 @@ enum Fault {
         executor: usize,
         both_ways: bool,
     },
+    /// Cut an executor from every other executor, both ways (job masters from their workers), and, when
+    /// `from_etcd`, from etcd too. Drawn only for seeds with the fault points on (see [`draw_extra_faults`]).
+    CutExecutorFromExecutors {
+        executor: usize,
+        from_etcd: bool,
+    },
     LeaderCutFromEtcd,
     AllMastersCutFromEtcd,
     Latency {
@@ -211,6 +217,22 @@ fn draw_workload_and_faults(
     Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan }
 }
 
+/// Faults drawn after the rest, only for runs with the fault points on, so that the draws (and replays) of the
+/// seeds pinned before they existed stay as they were: cuts between executors, which isolate workers from their
+/// job masters.
+fn draw_extra_faults(d: &mut Draw) {
+    let mut rng = madsim::rand::thread_rng();
+    for _ in 0..rng.gen_range(0..=2) {
+        let fault = Fault::CutExecutorFromExecutors {
+            executor: rng.gen_range(0..d.executors.len()),
+            from_etcd: rng.gen_bool(0.5),
+        };
+        // Long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
+        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
+    }
+    d.plan.sort_by_key(|s| s.at);
+}
+
 fn spec(d: &Draw) -> Spec {
     let masters = (0..d.masters)
         .map(|i| {
@@ -299,6 +321,20 @@ fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
                     clog(c, b, m.node.id(), e);
                     undo.push(Undo::Unclog(m.node.id(), e));
                 }
+            }
+            undo
+        }
+        Fault::CutExecutorFromExecutors { executor, from_etcd } => {
+            let e = c.executors[executor].node.id();
+            let mut others: Vec<_> = c.executors.iter().map(|x| x.node.id()).filter(|x| *x != e).collect();
+            if from_etcd {
+                others.push(c.etcd.id());
+            }
+            let mut undo = vec![];
+            for o in others {
+                clog(c, b, e, o);
+                clog(c, b, o, e);
+                undo.extend([Undo::Unclog(e, o), Undo::Unclog(o, e)]);
             }
             undo
         }
@@ -396,7 +432,10 @@ pub async fn standard_run() -> SwarmFigures {
     run_draw(draw_standard(), None, false, true).await
 }
 
-async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: bool) -> SwarmFigures {
+async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify: bool) -> SwarmFigures {
+    if buggify {
+        draw_extra_faults(&mut d);
+    }
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
          executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
@@ -416,10 +455,7 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
     }
     tracing::info!("{text}");
     let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
-    if buggify {
-        // Ours (foreman::buggify) and madsim's own: a tenth of network sends stall 1 to 5 s.
-        madsim::buggify::enable();
-    }
+    c.fault_points.set(buggify);
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
     let mut calls = vec![];
@@ -482,7 +518,7 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
     for (_, u) in heals {
         undo(&c, &mut broken, u);
     }
-    madsim::buggify::disable();
+    c.fault_points.set(false);
     let healed = c.clock.now();
     tracing::info!("healed at {healed}");
     // Liveness, within bounds derived from the knobs.
@@ -585,9 +621,8 @@ async fn run_draw(d: Draw, planted: Option<Planted>, verbose: bool, buggify: boo
         _ => None,
     });
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout } else { Duration::ZERO };
-    // With the fault points on, a check can wait for a write that stalled (1.5 s at most) and whose messages
-    // madsim held up (5 s at most each way).
-    let stalls = if buggify { Duration::from_millis(11_500) } else { Duration::ZERO };
+    // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
+    let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
     let detections =
         check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd + stalls);
     let zone_of: BTreeMap<String, String> =
@@ -811,28 +846,28 @@ fn a_swarm_seed_replays_the_identical_run() {
     }
 }
 
-/// The fault points stall only when a scenario turned them on, and then both fire and let go: off, a thousand
-/// passes take no simulated time; on, some of them stall, none for longer than its point allows.
+/// The fault points stall only while their switch is on, and then both fire and let go: off, a thousand passes
+/// take no simulated time; on, some of them stall, none for longer than its point allows.
 #[madsim::test]
-async fn fault_points_stall_only_when_enabled() {
-    use foreman::buggify::{point, Point};
+async fn fault_points_stall_only_when_switched_on() {
+    use foreman::buggify::{point, FaultPoints, Point};
     let clock = crate::harness::Clock::start();
+    let switch = FaultPoints::default();
     for _ in 0..1_000 {
-        point(Point::BetweenPreDispatchAndConfirm).await;
+        point(&switch, Point::BetweenPreDispatchAndConfirm).await;
     }
     assert_eq!(clock.now(), Time::ZERO, "off: no stall");
-    madsim::buggify::enable();
+    switch.set(true);
     let (mut stalls, mut longest) = (0, Duration::ZERO);
     for _ in 0..1_000 {
         let before = clock.now();
-        point(Point::BetweenPreDispatchAndConfirm).await;
+        point(&switch, Point::BetweenPreDispatchAndConfirm).await;
         let took = clock.now().saturating_since(before);
         if took > Duration::ZERO {
             stalls += 1;
             longest = longest.max(took);
         }
     }
-    madsim::buggify::disable();
     assert!((50..200).contains(&stalls), "about one pass in ten stalls: {stalls}");
     assert!(longest <= Duration::from_secs(4) + Duration::from_millis(5), "{longest:?}");
 }

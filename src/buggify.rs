@@ -2,11 +2,28 @@
 //! purpose, so that a seed explores the interleavings a slow disk, a descheduled thread or a long GC pause would
 //! make. Each point only delays (the work still happens, later): whatever a checker then finds is a real bug.
 //!
-//! In the production build a point is an empty inline function. In the simulation build it fires only when the
-//! scenario turned buggify on (`madsim::buggify::enable()`), with the point's probability, and draws its delay
-//! from the seed; so a seed replays its stalls exactly, and runs that leave buggify off draw nothing from it.
+//! In the production build a point is an empty inline function. In the simulation build it fires only while the
+//! node's [`FaultPoints`] switch is on (a scenario hands one switch to every node it builds, and turns it off when
+//! the faults heal), with the point's probability, and draws its stall from the seed; so a seed replays its stalls
+//! exactly, and runs that leave the switch off draw nothing from it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+/// The switch of a run's fault points, shared by the nodes a scenario builds (off unless turned on).
+#[derive(Clone, Debug, Default)]
+pub struct FaultPoints(Arc<AtomicBool>);
+
+impl FaultPoints {
+    pub fn set(&self, on: bool) {
+        self.0.store(on, Ordering::SeqCst);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
 
 /// A place that may stall.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -47,10 +64,10 @@ impl Point {
 
 /// Stalls at `point` when the simulation says so.
 #[cfg(madsim)]
-pub async fn point(point: Point) {
+pub async fn point(switch: &FaultPoints, point: Point) {
     use madsim::rand::Rng;
     let (probability, longest) = point.shape();
-    if !madsim::buggify::buggify_with_prob(probability) {
+    if !switch.is_on() || !madsim::rand::thread_rng().gen_bool(probability) {
         return;
     }
     let stall = Duration::from_millis(madsim::rand::thread_rng().gen_range(0..=longest.as_millis() as u64));
@@ -61,6 +78,6 @@ pub async fn point(point: Point) {
 /// Nothing, in production.
 #[cfg(not(madsim))]
 #[inline(always)]
-pub async fn point(point: Point) {
-    let _ = point.shape();
+pub async fn point(switch: &FaultPoints, point: Point) {
+    let _ = (switch, point.shape());
 }

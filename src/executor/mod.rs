@@ -115,6 +115,8 @@ pub struct TaskEnv {
     observer: Option<ExecutorObserver>,
     /// The bug planted into this executor's tasks (only the simulation build can plant one).
     planted: Option<Planted>,
+    /// The simulation's fault points.
+    pub fault_points: crate::buggify::FaultPoints,
 }
 
 impl TaskEnv {
@@ -226,6 +228,8 @@ pub struct Executor {
     planted: Option<Planted>,
     /// Drawn when the process starts; sent with every registration (see `RegisterExecutorRequest.instance`).
     instance: u64,
+    /// The simulation's fault points, handed to the tasks (`crate::buggify`).
+    fault_points: crate::buggify::FaultPoints,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -259,6 +263,7 @@ impl Executor {
             meta,
             planted: None,
             instance: process_instance(&cfg.name),
+            fault_points: Default::default(),
             state: Mutex::new(State {
                 dispatcher,
                 tasks: BTreeMap::new(),
@@ -292,6 +297,18 @@ impl Executor {
         }
     }
 
+    /// The same executor with the run's fault-point switch (simulation build only). Call it on a fresh executor.
+    #[cfg(madsim)]
+    pub fn with_fault_points(self: Arc<Executor>, switch: crate::buggify::FaultPoints) -> Arc<Executor> {
+        match Arc::try_unwrap(self) {
+            Ok(mut e) => {
+                e.fault_points = switch;
+                Arc::new(e)
+            }
+            Err(e) => e,
+        }
+    }
+
     /// Uses `store` as the metastore instead of the one the masters name (the embedded store of one process).
     pub fn use_metastore(&self, store: MetaStore) {
         self.meta.send_replace(Some(store));
@@ -308,6 +325,7 @@ impl Executor {
             meta: self.meta.subscribe(),
             observer: self.observer.clone(),
             planted: self.planted,
+            fault_points: self.fault_points.clone(),
         }
     }
 

@@ -31,6 +31,7 @@ pub async fn dispatch(
     pre: pb::PreDispatchTaskRequest,
     window: Duration,
     may_confirm: impl Fn() -> bool,
+    fault_points: &crate::buggify::FaultPoints,
 ) -> Result<(), Status> {
     #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
     let deadline = tokio::time::Instant::now() + window;
@@ -38,7 +39,7 @@ pub async fn dispatch(
     let calls = async {
         let mut client = ExecutorServiceClient::new(channel(address, window).await?);
         client.pre_dispatch_task(pre).await?;
-        crate::buggify::point(crate::buggify::Point::BetweenPreDispatchAndConfirm).await;
+        crate::buggify::point(fault_points, crate::buggify::Point::BetweenPreDispatchAndConfirm).await;
         #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
         let late = tokio::time::Instant::now() >= deadline;
         if late || !may_confirm() {

@@ -569,7 +569,7 @@ impl JobMaster {
             executor_id: placed.executor_id,
         };
         // The link stops this job master when it is fenced or stale; the window bounds a frozen one.
-        match dispatch(&placed.executor_address, pre, timeout, || true).await {
+        match dispatch(&placed.executor_address, pre, timeout, || true, &self.env.fault_points).await {
             Ok(()) => {
                 info!(job = %self.job, %task, epoch = epoch.0, from, executor = placed.executor_id, "worker dispatched");
                 None

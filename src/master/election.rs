@@ -147,7 +147,7 @@ async fn keep_alive(m: &Master, lease: LeaseId, last_ok: &AtomicU64) -> String {
     let ttl = m.cfg.election.lease_ttl;
     loop {
         tokio::time::sleep(every).await;
-        crate::buggify::point(crate::buggify::Point::LeaseKeepAlive).await;
+        crate::buggify::point(&m.fault_points, crate::buggify::Point::LeaseKeepAlive).await;
         let sent = m.clock.now();
         let deadline = every.min(m.cfg.rpc.metastore_timeout);
         match tokio::time::timeout(deadline, m.store.keep_alive(lease)).await {

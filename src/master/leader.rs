@@ -202,7 +202,7 @@ impl Master {
     pub(crate) async fn persist(&self, key: &LeaderKey, ops: Vec<Op>) -> Result<(), WriteError> {
         let guard = [Cond::IsLeader(key.clone())];
         for chunk in ops.chunks(TXN_OPS_MAX) {
-            crate::buggify::point(crate::buggify::Point::BeforeMetastoreWrite).await;
+            crate::buggify::point(&self.fault_points, crate::buggify::Point::BeforeMetastoreWrite).await;
             match timed(self, self.store.txn(&guard, chunk)).await {
                 Ok(true) => {}
                 Ok(false) => {
@@ -217,7 +217,7 @@ impl Master {
                 Err(e) => return Err(WriteError::Unavailable(e.to_string())),
             }
         }
-        crate::buggify::point(crate::buggify::Point::AfterMetastoreWrite).await;
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::AfterMetastoreWrite).await;
         Ok(())
     }
 
@@ -436,7 +436,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         executor_id: d.executor.0,
     };
     let still_leads = || m.lock().leadership.acting(m.clock.now()) == Some(d.leader_epoch);
-    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads).await;
+    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads, &m.fault_points).await;
     let Err(status) = result else {
         info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
         return;

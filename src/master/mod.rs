@@ -98,6 +98,8 @@ pub struct Master {
     pub(crate) observer: Option<Observer>,
     /// A bug planted by the simulation's bug-finding runs (never in the production build).
     planted: Option<crate::planted::Planted>,
+    /// The simulation's fault points (`crate::buggify`); off, and inert in the production build.
+    pub(crate) fault_points: crate::buggify::FaultPoints,
 }
 
 impl Master {
@@ -120,7 +122,20 @@ impl Master {
             cfg,
             store,
             planted: None,
+            fault_points: Default::default(),
         })
+    }
+
+    /// The same master with the run's fault-point switch (simulation build only). Call it on a fresh master.
+    #[cfg(madsim)]
+    pub fn with_fault_points(self: Arc<Master>, switch: crate::buggify::FaultPoints) -> Arc<Master> {
+        match Arc::try_unwrap(self) {
+            Ok(mut m) => {
+                m.fault_points = switch;
+                Arc::new(m)
+            }
+            Err(m) => m,
+        }
     }
 
     /// The same master with `bug` planted (simulation build only). Call it on a fresh master.

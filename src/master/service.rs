@@ -149,7 +149,7 @@ impl pb::discovery_server::Discovery for MasterService {
             let (accepted, epoch) =
                 self.m.executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks).await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
-            crate::buggify::point(crate::buggify::Point::HeartbeatReply).await;
+            crate::buggify::point(&self.m.fault_points, crate::buggify::Point::HeartbeatReply).await;
             Ok(Response::new(pb::HeartbeatResponse {
                 verdict: verdict as i32,
                 leader_epoch: epoch.0,
