@@ -62,6 +62,16 @@ pub enum Seen {
     Resumed,
 }
 
+impl crate::harness::Story for Seen {
+    fn routine(&self) -> bool {
+        matches!(
+            self,
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { .. } | ExecutorObservation::Checkpoint { .. })
+                | Seen::JobRead { .. }
+        )
+    }
+}
+
 pub fn master_addr(i: usize) -> String {
     format!("10.0.1.{}:10240", i + 1)
 }

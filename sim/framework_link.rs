@@ -30,6 +30,8 @@ enum Seen {
     Master(Event),
 }
 
+impl crate::harness::Story for Seen {}
+
 /// Starts the host node with one hosted master at epoch 5 and `tasks` dispatched; it ticks its bookkeeping every
 /// 50 ms and records every event. Returns the hosted handle.
 async fn host(rec: &Recorder<Seen>, timing: HeartbeatTiming, tasks: &[(&str, u64)]) -> HostedHandle {

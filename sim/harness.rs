@@ -12,6 +12,14 @@ use foreman::core::time::Time;
 /// The scenario's clock: foreman's own, started when the scenario begins (simulated time in this build).
 pub use foreman::clock::Clock;
 
+/// What a recorder keeps: an event that may be routine (a heartbeat acknowledged, a checkpoint written), which
+/// the story log shows only at debug level, so that the story at info level is one line per state transition.
+pub trait Story: Clone + std::fmt::Debug {
+    fn routine(&self) -> bool {
+        false
+    }
+}
+
 /// An append-only log of what nodes saw, in simulated-time order, shared by the nodes of one run.
 #[derive(Clone, Debug)]
 pub struct Recorder<E> {
@@ -19,7 +27,7 @@ pub struct Recorder<E> {
     clock: Clock,
 }
 
-impl<E: Clone + std::fmt::Debug> Recorder<E> {
+impl<E: Story> Recorder<E> {
     pub fn new(clock: Clock) -> Recorder<E> {
         Recorder { events: Arc::new(Mutex::new(Vec::new())), clock }
     }
@@ -27,7 +35,11 @@ impl<E: Clone + std::fmt::Debug> Recorder<E> {
     /// Records `event` seen by `node` now, and tells the story line.
     pub fn record(&self, node: &str, event: E) {
         let at = self.clock.now();
-        tracing::info!("t={at} {node} {event:?}");
+        if event.routine() {
+            tracing::debug!("t={at} {node} {event:?}");
+        } else {
+            tracing::info!("t={at} {node} {event:?}");
+        }
         self.events.lock().expect("recorder lock").push((at, node.to_owned(), event));
     }
 

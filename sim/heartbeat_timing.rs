@@ -38,6 +38,8 @@ enum Seen {
     Fenced(ExecutorId),
 }
 
+impl crate::harness::Story for Seen {}
+
 /// A registry-only stand-in for the master: `RegisterExecutor` and `Heartbeat` over the core registry.
 #[derive(Clone)]
 struct RegistryService {
