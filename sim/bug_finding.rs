@@ -71,7 +71,8 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
                 })
             },
             "job_canceled_during_a_failover",
-            "cancel",
+            // The cancel checker, or the job API's history (a job seen Canceling, then Running).
+            "safety rule 5",
         ),
     ]
 }

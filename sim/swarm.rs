@@ -119,6 +119,10 @@ enum Fault {
     Latency {
         max_ms: u64,
     },
+    /// A share of all messages lost (drawn only with the fault points on).
+    Loss {
+        rate: f64,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -219,7 +223,7 @@ fn draw_workload_and_faults(
 
 /// Faults drawn after the rest, only for runs with the fault points on, so that the draws (and replays) of the
 /// seeds pinned before they existed stay as they were: cuts between executors, which isolate workers from their
-/// job masters.
+/// job masters; executor restarts timed just before or just after its offline TTL runs out; message loss.
 fn draw_extra_faults(d: &mut Draw) {
     let mut rng = madsim::rand::thread_rng();
     for _ in 0..rng.gen_range(0..=2) {
@@ -229,6 +233,17 @@ fn draw_extra_faults(d: &mut Draw) {
         };
         // Long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
         d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
+    }
+    for _ in 0..rng.gen_range(0..=1) {
+        let ttl = d.knobs.executors.offline_ttl;
+        let near = ms(50, 400);
+        let lasts = if rng.gen_bool(0.5) { ttl.saturating_sub(near) } else { ttl + near };
+        let fault = Fault::KillExecutor(rng.gen_range(0..d.executors.len()));
+        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts });
+    }
+    if rng.gen_bool(0.3) {
+        let fault = Fault::Loss { rate: pick(&[0.01, 0.05]) };
+        d.plan.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
     }
     d.plan.sort_by_key(|s| s.at);
 }
@@ -356,6 +371,10 @@ fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
                 undo.extend([Undo::Unclog(m.node.id(), etcd), Undo::Unclog(etcd, m.node.id())]);
             }
             undo
+        }
+        Fault::Loss { rate } => {
+            c.net().update_config(|n| n.packet_loss_rate = rate);
+            vec![Undo::Latency]
         }
         Fault::Latency { max_ms } => {
             c.net().update_config(|n| n.send_latency = Duration::from_millis(1)..Duration::from_millis(max_ms));

@@ -14,10 +14,14 @@ enum Standing {
     Live,
     /// Its node is paused: it cannot act.
     Frozen,
-    /// Its node was resumed at this instant: it is live from the next instant on unless it stops at this one (a
-    /// fenced task stops the moment it is polled again, before it can act).
+    /// Its node was resumed at this instant: it is live again once it acts (a checkpoint) or once
+    /// [`RESUME_GRACE`] has passed without it stopping; a fenced task stops the moment it is polled again, before it
+    /// can act, which the simulator may schedule a moment after the resume (time is kept in whole milliseconds).
     Resumed(Time),
 }
+
+/// How long a resumed incarnation may take to be polled and stop, without acting, before it counts as live.
+const RESUME_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 #[derive(Clone, Debug)]
 struct Incarnation {
@@ -37,7 +41,7 @@ pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
         for (task, incs) in tasks.iter_mut() {
             for i in 0..incs.len() {
                 let Standing::Resumed(at) = incs[i].standing else { continue };
-                if at >= now {
+                if at + RESUME_GRACE >= now {
                     continue;
                 }
                 if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
@@ -79,6 +83,23 @@ pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
                     ));
                 };
                 incs.remove(i);
+            }
+            // A resumed incarnation that acts is live from then on.
+            Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, .. }) => {
+                let incs = tasks.entry(task.clone()).or_default();
+                let acted = incs
+                    .iter()
+                    .position(|o| o.epoch == *epoch && o.node == *node && matches!(o.standing, Standing::Resumed(_)));
+                if let Some(i) = acted {
+                    if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
+                        return Err(format!(
+                            "safety rule 3 at {at}: {task} epoch {epoch} checkpointed on {node} after a resume while \
+                             epoch {} is live on {}",
+                            other.epoch, other.node
+                        ));
+                    }
+                    incs[i].standing = Standing::Live;
+                }
             }
             Seen::Killed => {
                 for incs in tasks.values_mut() {

@@ -76,19 +76,23 @@ mod tests {
         assert!(one_live_incarnation(&older).unwrap_err().contains("after epoch 5"));
         let killed = [ev(0, "e1", started("j", 1)), ev(3, "e1", Seen::Killed), ev(4, "e2", started("j", 2))];
         assert_eq!(one_live_incarnation(&killed), Ok(()));
-        // Paused: not live meanwhile; resumed and stopped at once (fenced): never live again.
+        // Paused: not live meanwhile; resumed and stopped when next polled (fenced), without acting: never live
+        // again.
         let mut paused = vec![
             ev(0, "e1", started("j", 1)),
             ev(1, "e1", Seen::Paused),
             ev(4, "e2", started("j", 2)),
             ev(9, "e1", Seen::Resumed),
-            ev(9, "e1", stopped("j", 1)),
-            ev(12, "e2", stopped("j", 2)),
+            ev(10, "e1", stopped("j", 1)),
+            ev(30, "e2", stopped("j", 2)),
         ];
         assert_eq!(one_live_incarnation(&paused), Ok(()));
-        // ...but resumed and still running a moment later, beside its replacement: caught.
-        paused[4] = ev(10, "e1", stopped("j", 1));
+        // ...but resumed and still running past the grace, beside its replacement: caught;
+        paused[4] = ev(20, "e1", stopped("j", 1));
         assert!(one_live_incarnation(&paused).unwrap_err().contains("resumed on e1 while epoch 2 is live"));
+        // ...and resumed and acting at once: caught.
+        paused[4] = ev(10, "e1", checkpoint("j", 1, 7));
+        assert!(one_live_incarnation(&paused).unwrap_err().contains("checkpointed on e1 after a resume"));
         let phantom = [ev(0, "e1", stopped("j", 1))];
         assert!(one_live_incarnation(&phantom).unwrap_err().contains("never started"));
     }
