@@ -756,10 +756,105 @@ pub fn replay_command(seed: u64) -> String {
     format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
 }
 
+/// Seeds per child process of the swarm suite.
+const SWARM_BATCH: u64 = 250;
+
+/// One line of a child's stdout for `seed`: its figures, or its failure on one line.
+fn child_line(seed: u64, result: &Result<SwarmFigures, String>) -> String {
+    let ms = |xs: &[Duration]| xs.iter().map(|d| d.as_millis().to_string()).collect::<Vec<_>>().join(",");
+    match result {
+        Ok(f) => {
+            let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
+            format!(
+                "swarm-seed {seed} ok d={} b={} f={} r={}",
+                ms(&f.detection),
+                ratios.join(","),
+                ms(&f.failover),
+                ms(&f.reschedule)
+            )
+        }
+        Err(text) => format!("swarm-seed {seed} failed {}", text.replace('\n', " | ")),
+    }
+}
+
+/// The figures of a child's `ok` line.
+fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
+    let mut f = SwarmFigures::default();
+    for field in rest.split(' ') {
+        let (key, values) = field.split_once('=')?;
+        let values = values.split(',').filter(|v| !v.is_empty());
+        match key {
+            "b" => f.detection_of_bound = values.map(|v| v.parse().ok()).collect::<Option<_>>()?,
+            _ => {
+                let ds: Vec<Duration> =
+                    values.map(|v| v.parse().ok().map(Duration::from_millis)).collect::<Option<_>>()?;
+                match key {
+                    "d" => f.detection = ds,
+                    "f" => f.failover = ds,
+                    "r" => f.reschedule = ds,
+                    _ => return None,
+                }
+            }
+        }
+    }
+    Some(f)
+}
+
+/// Runs seeds `first..first + n` in a child process; what each seed gave.
+fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, String>)> {
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => return vec![(first, Err(format!("crash: cannot find the test binary: {e}")))],
+    };
+    let out = std::process::Command::new(exe)
+        .args(["swarm::swarm", "--exact", "--nocapture", "--test-threads=1"])
+        .env("FOREMAN_SWARM_CHILD", "1")
+        .env("MADSIM_TEST_SEED", first.to_string())
+        .env("FOREMAN_SWARM_SEEDS", n.to_string())
+        .env("MADSIM_TEST_JOBS", "1")
+        .env_remove("MADSIM_TEST_CHECK_DETERMINISM")
+        .output();
+    let out = match out {
+        Ok(out) => out,
+        Err(e) => return vec![(first, Err(format!("crash: cannot run the batch from seed {first}: {e}")))],
+    };
+    let mut results = vec![];
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        // The harness may print its "test ... " prefix on the same line as the first result.
+        let Some(at) = line.find("swarm-seed ") else { continue };
+        let rest = &line[at + "swarm-seed ".len()..];
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(seed), Some(verdict)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next()) else {
+            continue;
+        };
+        let rest = parts.next().unwrap_or_default();
+        let result = match verdict {
+            "ok" => parse_child_figures(rest).ok_or_else(|| format!("crash: unreadable figures: {rest}")),
+            _ => Err(rest.to_owned()),
+        };
+        results.push((seed, result));
+    }
+    if results.len() as u64 != n {
+        let done: BTreeSet<u64> = results.iter().map(|(s, _)| *s).collect();
+        let missing = (first..first + n).find(|s| !done.contains(s)).unwrap_or(first);
+        let tail: String = String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join(" | ");
+        results.push((
+            missing,
+            Err(format!(
+                "crash: the batch from seed {first} ended ({}) after {} of {n} seeds: {tail}",
+                out.status,
+                results.len()
+            )),
+        ));
+    }
+    results
+}
+
 /// The swarm suite: `FOREMAN_SWARM_SEEDS` consecutive seeds (default 100; `scripts/test` runs 5,000) from
 /// `MADSIM_TEST_SEED` (default: the wall clock, printed), `MADSIM_TEST_JOBS` at a time (default 1). Every seed
 /// checks every rule and its liveness bounds; the suite then prints the detection, failover and reschedule
-/// distributions over all seeds. A failing seed prints the command that replays it. With
+/// distributions over all seeds. A failing seed prints the command that replays it. More seeds than one batch
+/// ([`SWARM_BATCH`]) run in child processes, `MADSIM_TEST_JOBS` of them at a time. With
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
 fn swarm() {
@@ -787,38 +882,65 @@ fn swarm() {
         report(&format!("swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
         return;
     }
-    report(&format!("swarm: {seeds} seeds from {first}, {jobs} at a time; replay one with {}", replay_command(first)));
+    let child = std::env::var_os("FOREMAN_SWARM_CHILD").is_some();
+    if !child {
+        report(&format!(
+            "swarm: {seeds} seeds from {first}, {jobs} at a time; replay one with {}",
+            replay_command(first)
+        ));
+    }
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let figures = Mutex::new(Vec::<SwarmFigures>::new());
     let failed = Mutex::new(Vec::<(u64, String)>::new());
+    let note = |seed: u64, result: Result<SwarmFigures, String>| match result {
+        Ok(f) => figures.lock().expect("figures").push(f),
+        Err(text) => {
+            report(&format!(
+                "swarm seed {seed} FAILED ({}): {text}\n  replay: {}",
+                class_of(&text),
+                replay_command(seed)
+            ));
+            let mut failed = failed.lock().expect("failed");
+            failed.push((seed, text));
+            // A broken build fails every seed: a few are enough to show it.
+            if failed.len() >= 5 {
+                stop.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    // Batches of seeds run in child processes (this test binary again), so that whatever a run leaves allocated
+    // is given back when its batch ends: one process for 5,000 seeds grows past the machine's memory.
+    let batch = if child || seeds <= SWARM_BATCH { seeds } else { SWARM_BATCH };
     std::thread::scope(|scope| {
-        for _ in 0..jobs {
+        for _ in 0..(if child { 1 } else { jobs }) {
             // why: the suite's own worker threads, outside every simulation; each seed gets a fresh thread and
-            // runtime in run_seed.
+            // runtime in run_seed, each batch its own process.
             #[allow(clippy::disallowed_methods)]
             scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
+                let i = next.fetch_add(batch, Ordering::SeqCst);
                 if i >= seeds || stop.load(Ordering::SeqCst) {
                     return;
                 }
-                let seed = first + i;
-                let verbose = seeds == 1;
-                match run_seed(seed, move || Box::pin(swarm_run_with(verbose))) {
-                    Ok(f) => figures.lock().expect("figures").push(f),
-                    Err(p) => {
-                        let text = panic_text(&*p);
-                        report(&format!(
-                            "swarm seed {seed} FAILED ({}): {text}\n  replay: {}",
-                            class_of(&text),
-                            replay_command(seed)
-                        ));
-                        let mut failed = failed.lock().expect("failed");
-                        failed.push((seed, text));
-                        // A broken build fails every seed: a few are enough to show it.
-                        if failed.len() >= 5 {
-                            stop.store(true, Ordering::SeqCst);
+                let n = batch.min(seeds - i);
+                if batch == seeds {
+                    // In this process, seed by seed.
+                    for k in 0..n {
+                        if stop.load(Ordering::SeqCst) {
+                            return;
                         }
+                        let seed = first + i + k;
+                        let verbose = seeds == 1;
+                        let result =
+                            run_seed(seed, move || Box::pin(swarm_run_with(verbose))).map_err(|p| panic_text(&*p));
+                        if child {
+                            println!("{}", child_line(seed, &result));
+                        }
+                        note(seed, result);
+                    }
+                } else {
+                    for (seed, result) in run_batch(first + i, n) {
+                        note(seed, result);
                     }
                 }
             });
@@ -826,6 +948,9 @@ fn swarm() {
     });
     let figures = figures.into_inner().expect("figures");
     let failed = failed.into_inner().expect("failed");
+    if child {
+        return;
+    }
     let all = |f: fn(&SwarmFigures) -> &Vec<Duration>| figures.iter().flat_map(|x| f(x).iter().copied()).collect();
     let mut ratios: Vec<f64> = figures.iter().flat_map(|x| x.detection_of_bound.iter().copied()).collect();
     ratios.sort_by(f64::total_cmp);
