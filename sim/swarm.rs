@@ -321,8 +321,7 @@ fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
             vec![Undo::ResumeExecutor(i)]
         }
         Fault::PauseMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.recorder.record(&c.masters[i].name, Seen::Paused);
-            c.handle.pause(c.masters[i].node.id());
+            c.pause_master(i);
             b.paused_masters.insert(i);
             vec![Undo::ResumeMaster(i)]
         }
@@ -398,10 +397,7 @@ fn undo(c: &Cluster, b: &mut Broken, u: Undo) {
     match u {
         Undo::RestartMaster(i) if b.killed_masters.remove(&i) => c.restart_master(i),
         Undo::RestartExecutor(i) if b.killed_executors.remove(&i) => c.restart_executor(i),
-        Undo::ResumeMaster(i) if b.paused_masters.remove(&i) => {
-            c.recorder.record(&c.masters[i].name, Seen::Resumed);
-            c.handle.resume(c.masters[i].node.id());
-        }
+        Undo::ResumeMaster(i) if b.paused_masters.remove(&i) => c.resume_master(i),
         Undo::ResumeExecutor(i) if b.paused_executors.remove(&i) => c.resume_executor(i),
         Undo::Unclog(from, to) if b.clogged.remove(&(from, to)) => c.net().unclog_link(from, to),
         Undo::Latency => c.net().update_config(|n| *n = madsim::net::Config::default()),
