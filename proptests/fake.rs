@@ -105,7 +105,7 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                     .counter
                     .iter()
                     .enumerate()
-                    .map(|(i, &c)| (i as u32, Checkpoint { counter: c, epoch: Epoch(1) }))
+                    .map(|(i, &c)| (i as u32, Checkpoint { counter: c, epoch: Epoch(1), stopped: false }))
                     .collect();
                 m = FakeMaster::recover(cfg.clone(), &cps);
                 model.running = vec![None; workers as usize];

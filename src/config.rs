@@ -735,6 +735,10 @@ pub struct ExecutorConfig {
     /// An unconfirmed pre-dispatch expires after this.
     #[serde(with = "serde_duration")]
     pub dispatch_ttl: Duration,
+    /// On Ctrl-C or SIGTERM, how long running tasks get to stop at a checkpoint before they are stopped where they
+    /// are; then the executor deregisters and exits.
+    #[serde(with = "serde_duration")]
+    pub drain_timeout: Duration,
     /// Labels for placement selectors. Last, so that it serializes as a trailing `[labels]` table.
     pub labels: Labels,
 }
@@ -750,6 +754,7 @@ impl Default for ExecutorConfig {
             rpc_timeout: Duration::from_secs(3),
             task_queue: 256,
             dispatch_ttl: Duration::from_secs(5),
+            drain_timeout: Duration::from_secs(10),
             labels: Labels::new(),
         }
     }
@@ -806,7 +811,11 @@ impl ExecutorConfig {
                 format!("{} is out of range: it must be from 1 to {TASK_QUEUE_MAX} tasks", self.task_queue),
             ));
         }
-        check_durations(&[("rpc-timeout", self.rpc_timeout), ("dispatch-ttl", self.dispatch_ttl)])?;
+        check_durations(&[
+            ("rpc-timeout", self.rpc_timeout),
+            ("dispatch-ttl", self.dispatch_ttl),
+            ("drain-timeout", self.drain_timeout),
+        ])?;
         Ok(vec![])
     }
 }
@@ -1191,6 +1200,10 @@ pub struct ExecutorFlags {
     /// An unconfirmed pre-dispatch expires after this [default: 5s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub dispatch_ttl: Option<Duration>,
+    /// On Ctrl-C or SIGTERM, how long tasks get to stop at a checkpoint before the executor deregisters
+    /// [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub drain_timeout: Option<Duration>,
 }
 
 impl ExecutorFlags {
@@ -1207,6 +1220,7 @@ impl ExecutorFlags {
         set(&mut c.rpc_timeout, &self.rpc_timeout);
         set(&mut c.task_queue, &self.task_queue);
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
+        set(&mut c.drain_timeout, &self.drain_timeout);
     }
 }
 
@@ -1473,6 +1487,7 @@ mod tests {
             ("task-queue = 65537", "task-queue", &["1 to 65536"]),
             ("rpc-timeout = \"0s\"", "rpc-timeout", &["is zero; it must be a positive duration"]),
             ("dispatch-ttl = \"0s\"", "dispatch-ttl", &["is zero"]),
+            ("drain-timeout = \"0s\"", "drain-timeout", &["is zero"]),
             ("join = []", "join", &["empty"]),
             ("join = [\"grpc://m:1\"]", "join", &["drop the scheme"]),
             ("[labels]\n\"bad key\" = \"x\"", "labels", &["label key"]),
@@ -1666,6 +1681,7 @@ mod tests {
             rpc-timeout = "4s"
             task-queue = 9
             dispatch-ttl = "6s"
+            drain-timeout = "7s"
             [labels]
             zone = "east"
         "#;
@@ -1679,6 +1695,7 @@ mod tests {
             "--rpc-timeout=4s",
             "--task-queue=9",
             "--dispatch-ttl=6s",
+            "--drain-timeout=7s",
             "--label=zone=east",
         ];
         let (from_flags, _) = ExecutorConfig::load(&executor_flags(&args)).unwrap();

@@ -14,6 +14,8 @@ pub mod master;
 pub mod meta;
 pub mod planted;
 pub mod rpc;
+pub mod shutdown;
+pub mod standalone;
 
 #[cfg(test)]
 mod core_purity {

@@ -1,5 +1,6 @@
 //! The `foreman` command line: one binary, one subcommand per role (design.md §2).
 //!
+//! - `foreman standalone` runs a master and executors in one process over the embedded metastore.
 //! - `foreman config master|executor` loads and validates a configuration exactly as the node would at start-up
 //!   and prints the effective settings as TOML: the check an operator runs before deploying.
 //! - `foreman cluster leader|masters|executors|resign` and `foreman job create|get|list|cancel|delete|wait` are
@@ -33,10 +34,15 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a master: campaign for leadership over etcd, and serve the cluster (Ctrl-C stops it).
+    /// Run a master: campaign for leadership over etcd, and serve the cluster (Ctrl-C or SIGTERM stops it; a
+    /// leader resigns first).
     Master(Box<MasterFlags>),
-    /// Run an executor: register with the masters, heartbeat, and run the tasks they dispatch (Ctrl-C stops it).
+    /// Run an executor: register with the masters, heartbeat, and run the tasks they dispatch (Ctrl-C or SIGTERM
+    /// drains it: no new tasks, running ones stop at a checkpoint, then it deregisters).
     Executor(Box<ExecutorFlags>),
+    /// Run a whole cluster in this process: a master and executors over the embedded metastore, its state kept in
+    /// --data-dir (Ctrl-C or SIGTERM stops it gracefully; a restart resumes every job).
+    Standalone(Box<foreman::standalone::StandaloneFlags>),
     /// Load and validate a configuration, then print the effective settings as TOML.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -119,6 +125,14 @@ fn run(cli: Cli) -> Result<(), Failure> {
             init_logging();
             block_on(foreman::executor::cmd::run(&flags))?.map_err(|e| match e {
                 foreman::executor::cmd::ExecutorCmdError::Config(m) => Failure::Invalid(m),
+                other => Failure::Other(anyhow::anyhow!(other)),
+            })
+        }
+        Command::Standalone(flags) => {
+            init_logging();
+            let mut out = std::io::stdout();
+            block_on(foreman::standalone::run(&flags, &mut out))?.map_err(|e| match e {
+                foreman::standalone::StandaloneError::Config(m) => Failure::Invalid(m),
                 other => Failure::Other(anyhow::anyhow!(other)),
             })
         }

@@ -603,6 +603,24 @@ impl Jobs {
         Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
     }
 
+    /// Incarnation `epoch` stopped itself at a checkpoint because its executor is leaving (it reported
+    /// [`crate::core::workers::WorkerStatus::Stopped`] after its last action): it no longer runs anywhere, so the
+    /// job may start again at once. Not a failure: the backoff is neither charged nor consulted beyond where it
+    /// stands. A pending cancel ends the job Canceled instead.
+    pub fn on_stopped(&mut self, now: Time, id: &JobId, epoch: Epoch) -> Verdict {
+        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
+        job.revoked = false;
+        job.record.executor = None;
+        if job.record.state == JobState::Canceling {
+            job.record.state = JobState::Canceled;
+            job.phase = Phase::Done;
+        } else {
+            job.record.restarts += 1;
+            job.phase = Phase::Waiting;
+        }
+        Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
+    }
+
     /// Executor `executor` is gone (declared offline, or it deregistered): it stopped its tasks before that, so
     /// every incarnation on it is lost now (see [`Jobs::on_lost`]). Returns them with their steps, in id order.
     pub fn on_executor_gone(
@@ -813,6 +831,29 @@ mod tests {
             assert_eq!(step.persist.is_some(), before != want, "{phase}: persist only on change");
             jobs.check().unwrap();
         }
+    }
+
+    #[test]
+    fn a_stopped_incarnation_starts_again_at_once_without_charging_the_backoff() {
+        // max_tries is 3: three stops in a row would give up if they counted as failures.
+        let (mut jobs, j, mut e) = job_in("online");
+        for round in 1..=4u32 {
+            let at = 100 * u64::from(round);
+            let Verdict::Applied(step) = jobs.on_stopped(ms(at), &j, e) else { panic!("round {round}") };
+            let record = step.persist.expect("persisted");
+            assert_eq!((record.state, record.restarts, record.executor), (JobState::Running, round, None));
+            assert_eq!(jobs.startable(ms(at)), vec![j.clone()], "round {round}: startable at once");
+            jobs.check().unwrap();
+            e = jobs.start(ms(at + 1), &j, ExecutorId(2)).unwrap().0;
+            jobs.on_online(ms(at + 2), &j, e);
+        }
+        // Only the current incarnation counts; an older one's report is stale.
+        assert_eq!(jobs.on_stopped(ms(900), &j, Epoch(e.0 - 1)), Verdict::Stale);
+        // A stop while canceling ends the job Canceled.
+        let (mut jobs, j, e) = job_in("canceling");
+        let Verdict::Applied(step) = jobs.on_stopped(ms(100), &j, e) else { panic!() };
+        assert_eq!(step.persist.unwrap().state, JobState::Canceled);
+        assert!(jobs.startable(ms(100)).is_empty());
     }
 
     #[test]

@@ -32,7 +32,11 @@ pub enum WorkerStatus {
     Running,
     Finished,
     Canceled,
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
+    /// Stopped at a checkpoint by its executor, which is leaving: not finished; start it again.
+    Stopped,
 }
 
 impl WorkerStatus {

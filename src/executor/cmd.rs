@@ -30,8 +30,8 @@ pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
     let e = Executor::new(cfg, Arc::new(crate::jobs::JobTypes), None);
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("interrupted: stopping every task and exiting");
+        let signal = crate::shutdown::requested().await;
+        info!("{signal}: draining (no new tasks; running tasks stop at a checkpoint), deregistering, exiting");
     };
     e.serve(addr, shutdown)
         .await

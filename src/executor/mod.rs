@@ -117,9 +117,26 @@ pub struct TaskEnv {
     planted: Option<Planted>,
     /// The simulation's fault points.
     pub fault_points: crate::buggify::FaultPoints,
+    /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
+    /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
+    drain: tokio::sync::watch::Receiver<bool>,
 }
 
 impl TaskEnv {
+    /// Whether the executor is draining.
+    pub fn is_draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    /// Resolves once the executor drains (never, if it never does).
+    pub async fn draining(&mut self) {
+        while !*self.drain.borrow_and_update() {
+            if self.drain.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// The metastore, once the executor has learned where it is (waits until then).
     pub async fn metastore(&mut self) -> MetaStore {
         loop {
@@ -167,6 +184,10 @@ pub enum ExecutorObservation {
     Reregister {
         id: u64,
     },
+    /// Left the cluster: every task had stopped, and a master took its deregistration.
+    Deregistered {
+        id: u64,
+    },
     TaskStarted {
         task: String,
         epoch: u64,
@@ -211,6 +232,8 @@ pub(crate) struct State {
     fence: SelfFence<LeaderEpoch>,
     /// Fenced and not acknowledged since: no task may start.
     pub(crate) fenced: bool,
+    /// Shutting down: no task may start, running ones are asked to stop at a checkpoint.
+    pub(crate) draining: bool,
     meta: Option<MetaStoreInfo>,
 }
 
@@ -230,6 +253,10 @@ pub struct Executor {
     instance: u64,
     /// The simulation's fault points, handed to the tasks (`crate::buggify`).
     fault_points: crate::buggify::FaultPoints,
+    /// Set once when the executor starts draining; every task watches it (`TaskEnv::draining`).
+    drain: tokio::sync::watch::Sender<bool>,
+    /// Notified whenever a task leaves the running set (a drain waits on it).
+    task_ended: tokio::sync::Notify,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -258,9 +285,12 @@ impl Executor {
         let timing = HeartbeatTiming::executor_default();
         let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
         let (meta, _) = tokio::sync::watch::channel(None);
+        let (drain, _) = tokio::sync::watch::channel(false);
         Arc::new(Executor {
             host: Host::new(clock),
             meta,
+            drain,
+            task_ended: tokio::sync::Notify::new(),
             planted: None,
             instance: process_instance(&cfg.name),
             fault_points: Default::default(),
@@ -271,6 +301,7 @@ impl Executor {
                 timing,
                 fence: SelfFence::new(clock.now(), timing.self_fence),
                 fenced: false,
+                draining: false,
                 meta: None,
             }),
             cfg,
@@ -326,6 +357,7 @@ impl Executor {
             observer: self.observer.clone(),
             planted: self.planted,
             fault_points: self.fault_points.clone(),
+            drain: self.drain.subscribe(),
         }
     }
 
@@ -367,8 +399,13 @@ impl Executor {
         }
     }
 
-    /// Serves `ExecutorService` on `addr` and runs the membership loop until `shutdown` resolves; every task is
-    /// stopped on the way out.
+    /// Serves `ExecutorService` on `addr` and runs the membership loop until `shutdown` resolves; then leaves
+    /// gracefully: no new task starts, running tasks get `drain-timeout` to stop at a checkpoint (still
+    /// heartbeating and serving their messages meanwhile), every task left is stopped, and the executor
+    /// deregisters so that the leader moves its work at once instead of after the offline TTL.
+    ///
+    /// Safety: the deregistration is sent only once no task of this executor runs (rule 3: the leader starts
+    /// new incarnations of what it hosted as soon as it hears it).
     pub async fn serve(
         self: Arc<Executor>,
         addr: std::net::SocketAddr,
@@ -379,14 +416,81 @@ impl Executor {
             .add_service(pb::executor_service_server::ExecutorServiceServer::new(svc))
             .add_service(pb::framework_server::FrameworkServer::new(self.host.clone()))
             .serve(addr);
+        tokio::pin!(server);
+        let run = self.clone().run();
+        tokio::pin!(run);
+        let ended = tokio::select! {
+            biased;
+            _ = shutdown => None,
+            r = &mut server => Some(r),
+            _ = &mut run => Some(Ok(())),
+        };
+        if let Some(r) = ended {
+            self.stop_all(StopWhy::Shutdown);
+            return r;
+        }
         let r = tokio::select! {
             biased;
-            _ = shutdown => Ok(()),
-            r = server => r,
-            _ = self.clone().run() => Ok(()),
+            _ = self.drain_tasks() => Ok(()),
+            r = &mut server => r,
+            _ = &mut run => Ok(()),
         };
         self.stop_all(StopWhy::Shutdown);
+        self.deregister().await;
         r
+    }
+
+    /// Stops taking tasks and asks the running ones to stop at a checkpoint; returns once none runs or
+    /// `drain-timeout` passed.
+    pub async fn drain_tasks(&self) {
+        let running = {
+            let mut s = self.lock();
+            s.draining = true;
+            s.tasks.len()
+        };
+        info!(executor = %self.name(), running, "draining: no new tasks; running tasks stop at their next checkpoint");
+        self.drain.send_replace(true);
+        let deadline = self.now() + self.cfg.drain_timeout;
+        loop {
+            let ended = self.task_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let left = self.lock().tasks.len();
+            if left == 0 {
+                info!(executor = %self.name(), "drained: every task stopped");
+                return;
+            }
+            let now = self.now();
+            if now >= deadline {
+                warn!(executor = %self.name(), left, "drain timeout: stopping the tasks left where they are");
+                return;
+            }
+            let _ = tokio::time::timeout(deadline.saturating_since(now), ended).await;
+        }
+    }
+
+    /// Tells the masters this executor leaves (any master: followers forward to the leader). Best effort: when no
+    /// master answers, the leader declares it offline after its TTL, as after a crash.
+    async fn deregister(&self) {
+        let Some(id) = self.lock().id else { return };
+        for addr in &self.cfg.join {
+            let Some(ch) = connect(addr, self.cfg.rpc_timeout).await else { continue };
+            let mut client = DiscoveryClient::new(ch);
+            let call = client.deregister_executor(pb::DeregisterExecutorRequest { executor_id: id.0 });
+            match tokio::time::timeout(self.cfg.rpc_timeout, call).await {
+                Ok(Ok(_)) => {
+                    info!(executor = %self.name(), id = id.0, "deregistered");
+                    self.lock().id = None;
+                    self.observe(ExecutorObservation::Deregistered { id: id.0 });
+                    return;
+                }
+                Ok(Err(status)) => {
+                    warn!(executor = %self.name(), id = id.0, master = %addr, "deregistration refused: {}", status.message())
+                }
+                Err(_) => warn!(executor = %self.name(), id = id.0, master = %addr, "deregistration timed out"),
+            }
+        }
+        warn!(executor = %self.name(), id = id.0, "no master took the deregistration; the leader will find it offline after its TTL");
     }
 
     /// The membership loop: register, heartbeat, fence (never returns).
@@ -637,8 +741,10 @@ impl Executor {
         let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
         {
             let mut s = self.lock();
-            let still_ours =
-                s.id.is_some() && !s.fenced && s.dispatcher.running().get(&task).is_some_and(|r| r.epoch == epoch);
+            let still_ours = s.id.is_some()
+                && !s.fenced
+                && !s.draining
+                && s.dispatcher.running().get(&task).is_some_and(|r| r.epoch == epoch);
             if !still_ours {
                 s.dispatcher.stopped(&task, epoch);
                 return false;
@@ -665,6 +771,7 @@ impl Executor {
                 ours
             };
             if ours {
+                e.task_ended.notify_waiters();
                 e.observe(ExecutorObservation::TaskStopped {
                     task: task.as_str().to_owned(),
                     epoch: epoch.0,

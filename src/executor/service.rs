@@ -9,6 +9,7 @@
 //! | placed under a leader epoch older than one this executor heard from | `FailedPrecondition` | `STALE_EPOCH` |
 //! | placed on another registration (executor id) than the one this process holds | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | the executor is fenced or not registered | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
+//! | the executor is shutting down (draining) | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | parking area full, or not enough free capacity | `ResourceExhausted` | `PLACEMENT_FAILED` |
 //! | an unknown or expired request id | `NotFound` | `DISPATCH_NOT_FOUND` |
 
@@ -94,6 +95,10 @@ fn not_serving(e: &Executor, addressed: ExecutorId) -> Option<Status> {
             "executor {} is not registered with a master (registering again); dispatch elsewhere",
             e.name()
         ))),
+        Some(_) if s.draining => Some(
+            Reason::ExecutorOffline
+                .status(format!("executor {} is shutting down (draining its tasks); dispatch elsewhere", e.name())),
+        ),
         Some(_) if s.fenced => Some(Reason::ExecutorOffline.status(format!(
             "executor {} has fenced itself (no acknowledged heartbeat for its self-fence time); dispatch elsewhere",
             e.name()
@@ -149,7 +154,7 @@ impl ExecutorService for ExecutorSvc {
         let spec = {
             let mut s = self.e.lock();
             let spec = s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?;
-            if s.fenced || s.id != Some(spec.executor) || spec.leader_epoch < s.fence.epoch().0 {
+            if s.fenced || s.draining || s.id != Some(spec.executor) || spec.leader_epoch < s.fence.epoch().0 {
                 s.dispatcher.stopped(&spec.task_id, spec.epoch);
                 drop(s);
                 return Err(not_serving(&self.e, spec.executor)

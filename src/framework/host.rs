@@ -162,6 +162,7 @@ pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Statu
         Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
         Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
         Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
+        Ok(pb::WorkerState::Stopped) => WorkerStatus::Stopped,
         _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
     })
 }

@@ -48,6 +48,8 @@ pub enum Report {
     Finished,
     Canceled,
     Failed(String),
+    /// Stopped at a checkpoint because the executor is leaving; not finished.
+    Stopped,
 }
 
 /// What a task says of its progress in its heartbeats; cheap to clone and set from the task's work.
@@ -232,6 +234,7 @@ impl Link {
             Report::Finished => (pb::WorkerState::Finished, String::new()),
             Report::Canceled => (pb::WorkerState::Canceled, String::new()),
             Report::Failed(m) => (pb::WorkerState::Failed, m.clone()),
+            Report::Stopped => (pb::WorkerState::Stopped, String::new()),
         };
         loop {
             let sent = self.clock.now();

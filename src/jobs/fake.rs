@@ -102,6 +102,10 @@ mod tests {
 pub struct Checkpoint {
     pub counter: u64,
     pub epoch: Epoch,
+    /// Written by incarnation `epoch` as its last act, when its executor drained: that incarnation runs no more,
+    /// so a job master recovering need not wait for it to check in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// Where one worker stands, as its job master sees it.
@@ -261,9 +265,9 @@ mod master_tests {
     #[test]
     fn recover_starts_every_unfinished_worker_from_its_checkpoint() {
         let cps: BTreeMap<u32, Checkpoint> = [
-            (0, Checkpoint { counter: 5, epoch: Epoch(3) }),
-            (2, Checkpoint { counter: 10, epoch: Epoch(4) }),
-            (3, Checkpoint { counter: 99, epoch: Epoch(4) }), // beyond the target (config changed?): done
+            (0, Checkpoint { counter: 5, epoch: Epoch(3), stopped: false }),
+            (2, Checkpoint { counter: 10, epoch: Epoch(4), stopped: false }),
+            (3, Checkpoint { counter: 99, epoch: Epoch(4), stopped: false }), // beyond the target (config changed?): done
         ]
         .into();
         let m = FakeMaster::recover(config(4, 10), &cps);
@@ -304,7 +308,10 @@ mod master_tests {
             ),
         ];
         for (name, event, want) in table {
-            let mut m = FakeMaster::recover(config(2, 4), &[(0, Checkpoint { counter: 2, epoch: Epoch(1) })].into());
+            let mut m = FakeMaster::recover(
+                config(2, 4),
+                &[(0, Checkpoint { counter: 2, epoch: Epoch(1), stopped: false })].into(),
+            );
             m.on_started(0, Epoch(7)).unwrap();
             assert_eq!(&event(&mut m), want, "{name}");
             m.check().unwrap();

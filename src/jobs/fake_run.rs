@@ -72,6 +72,9 @@ enum Outcome {
     /// Someone newer exists (told so, or a fenced write was refused).
     Stale,
     Fenced,
+    /// The executor is leaving: stopped after the last checkpoint (nothing left in flight), to start again
+    /// elsewhere.
+    Stopped,
 }
 
 impl From<LinkEnd> for Outcome {
@@ -103,6 +106,7 @@ async fn finish(link: &mut Link, outcome: Outcome) -> TaskExit {
         Outcome::Finished => (Report::Finished, TaskExit::Finished),
         Outcome::Canceled => (Report::Canceled, TaskExit::Canceled),
         Outcome::Failed(m) => (Report::Failed(m.clone()), TaskExit::Failed(m)),
+        Outcome::Stopped => (Report::Stopped, TaskExit::Stopped),
         Outcome::Stale => return TaskExit::Stale,
         Outcome::Fenced => return TaskExit::Fenced,
     };
@@ -203,6 +207,7 @@ async fn count(
 ) -> Outcome {
     let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
     let key = keys::checkpoint(job, name);
+    let mut drain = env.clone();
     let mut counter = match read_checkpoint(meta, job, name).await {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
@@ -216,13 +221,26 @@ async fn count(
         if counter >= config.target {
             return Outcome::Finished;
         }
+        // Only here, between steps: every step taken is checkpointed and none is in flight. The last checkpoint
+        // says this incarnation stopped (best effort: without it, a recovering job master waits for it to check in).
+        if env.is_draining() {
+            let value = serde_json::to_vec(&Checkpoint { counter, epoch, stopped: true }).unwrap_or_default();
+            let put = [Op::Put { key: key.clone(), value, lease: None }];
+            match tokio::time::timeout(env.rpc_timeout, meta.txn(std::slice::from_ref(&guard), &put)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Outcome::Stale,
+                Ok(Err(_)) | Err(_) => debug!(job, worker = name, "the stopped checkpoint was not confirmed"),
+            }
+            return Outcome::Stopped;
+        }
         tokio::select! {
             biased;
             _ = cancel.changed() => continue,
+            _ = drain.draining() => continue,
             _ = tokio::time::sleep(tick) => {}
         }
         let next = counter + 1;
-        let value = serde_json::to_vec(&Checkpoint { counter: next, epoch }).unwrap_or_default();
+        let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
         match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
             Ok(true) => {
                 counter = next;
@@ -267,14 +285,20 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         return finish(&mut link, end.into()).await;
     }
     let progress = link.progress();
-    let outcome = linked(&mut link, |cancel| async move {
-        let mut jm = match JobMaster::recover(env, meta, &spec, config).await {
-            Ok(jm) => jm,
-            Err(outcome) => return outcome,
-        };
-        jm.run(progress, cancel).await
-    })
-    .await;
+    let mut drain = env.clone();
+    // A draining executor stops its job masters where they are: a fake job master's state is all in the
+    // metastore (its workers' records and checkpoints), so the next incarnation recovers it whole.
+    let outcome = tokio::select! {
+        biased;
+        _ = drain.draining() => Outcome::Stopped,
+        outcome = linked(&mut link, |cancel| async move {
+            let mut jm = match JobMaster::recover(env, meta, &spec, config).await {
+                Ok(jm) => jm,
+                Err(outcome) => return outcome,
+            };
+            jm.run(progress, cancel).await
+        }) => outcome,
+    };
     finish(&mut link, outcome).await
 }
 
@@ -318,6 +342,11 @@ impl JobMaster {
         let mut fake = FakeMaster::recover(config.clone(), &checkpoints);
         let mut expected = vec![];
         for (index, worker_epoch) in &records {
+            // An incarnation that checkpointed its own stop (its executor drained) runs no more: start it again
+            // at once instead of waiting for it to check in.
+            if checkpoints.get(index).is_some_and(|c| c.stopped && c.epoch == *worker_epoch) {
+                continue;
+            }
             if matches!(fake.slot(*index), Some(Slot::Idle { .. })) && fake.on_started(*index, *worker_epoch).is_ok() {
                 if let Ok(task) = worker_task(&job, &worker_name(*index)) {
                     expected.push((task, *worker_epoch));
@@ -416,8 +445,11 @@ impl JobMaster {
                     WorkerStatus::Failed { message } => {
                         return Some(Outcome::Failed(format!("worker {task} failed: {message}")));
                     }
-                    // Canceled without being asked (or asked, while canceling): started again unless canceling.
-                    WorkerStatus::Canceled | WorkerStatus::Running => self.lost(index, epoch).await,
+                    // Canceled without being asked (or asked, while canceling), or drained by its executor: started
+                    // again (from its checkpoint) unless canceling.
+                    WorkerStatus::Canceled | WorkerStatus::Stopped | WorkerStatus::Running => {
+                        self.lost(index, epoch).await
+                    }
                 }
             }
             Event::Lost { task, epoch, reason } => {

@@ -21,7 +21,7 @@ pub enum MasterCmdError {
 }
 
 /// A seed for tie-breaks and generated ids that differs between processes (production needs no replay).
-fn process_seed(name: &str) -> u64 {
+pub(crate) fn process_seed(name: &str) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     name.hash(&mut h);
     std::process::id().hash(&mut h);
@@ -44,8 +44,8 @@ pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, etcd = %cfg.etcd.join(","), "master starting");
     let m = Master::new(cfg, store, seed);
     let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
-        info!("interrupted: stepping down and exiting");
+        let signal = crate::shutdown::requested().await;
+        info!("{signal}: stepping down, giving the election lease back, exiting");
     };
     m.serve(addr, shutdown).await.map_err(|e| MasterCmdError::Listen { addr: addr.to_string(), reason: e.to_string() })
 }

@@ -69,6 +69,7 @@ async fn round(m: &Arc<Master>) -> Result<String, MetaError> {
     let ttl = m.cfg.election.lease_ttl;
     let granted_at = m.clock.now();
     let lease = timed(m, m.store.grant(ttl)).await?;
+    m.lock().lease = Some(lease);
     let last_ok = AtomicU64::new(granted_at.as_millis());
     let value = LeaderValue { name: m.name().to_owned(), address: m.address().to_owned(), lease: lease.0, epoch: 0 };
     let member = Op::Put { key: keys::masters(m.name()), value: value.encode().into_bytes(), lease: Some(lease) };
@@ -78,6 +79,7 @@ async fn round(m: &Arc<Master>) -> Result<String, MetaError> {
     let outcome = campaign_and_lead(m, lease, &value, &last_ok).await;
     // Whatever ended the round, this master no longer leads; give the lease back so others need not wait.
     m.step_down_now("the round ended");
+    m.lock().lease = None;
     let _ = timed(m, m.store.revoke(lease)).await;
     outcome
 }

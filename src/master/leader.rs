@@ -808,7 +808,7 @@ impl Master {
                 W::Finished => Some(ExitOutcome::Finished),
                 W::Canceled => Some(ExitOutcome::Canceled),
                 W::Failed { message } => Some(ExitOutcome::Failed { message: message.clone() }),
-                W::Running => None,
+                W::Running | W::Stopped => None,
             };
             let mut records = vec![];
             let (mut online, mut exited) = (false, false);
@@ -818,6 +818,11 @@ impl Master {
                     Event::Online { epoch, .. } => {
                         online = true;
                         t.jobs.on_online(now, &job, epoch)
+                    }
+                    // Drained by its executor after its last action: it runs nowhere now, start it again.
+                    Event::Exited { epoch, status: W::Stopped, .. } => {
+                        exit_taken = Some(epoch);
+                        t.jobs.on_stopped(now, &job, epoch)
                     }
                     Event::Exited { epoch, status, .. } => {
                         let Some(outcome) = outcome_of(&status) else { continue };

@@ -80,6 +80,9 @@ pub(crate) struct Inner {
     pub rng: SplitMix64,
     /// Leave the next election alone (a follower asked to resign).
     pub sit_out: bool,
+    /// The lease of the election round in progress: revoked on shutdown, so that the other masters need not wait
+    /// for its TTL.
+    pub lease: Option<crate::meta::LeaseId>,
 }
 
 /// One master process's shared state.
@@ -113,7 +116,13 @@ impl Master {
         let leadership = Leadership::new(cfg.election.step_down);
         Arc::new(Master {
             clock: Clock::start(),
-            inner: Mutex::new(Inner { leadership, term: None, rng: SplitMix64::new(seed), sit_out: false }),
+            inner: Mutex::new(Inner {
+                leadership,
+                term: None,
+                rng: SplitMix64::new(seed),
+                sit_out: false,
+                lease: None,
+            }),
             write: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             resign_wake: Notify::new(),
@@ -215,6 +224,8 @@ impl Master {
     }
 
     /// Runs the master until `shutdown` resolves: the election loop, which runs the leader loop while it leads.
+    /// On the way out it stops acting, then gives its election lease back (a leader resigns: the others elect a
+    /// new leader at once instead of after the lease TTL; see [`Master::leave`]).
     pub async fn run(self: Arc<Master>, shutdown: impl std::future::Future<Output = ()>) {
         let election = election::run(self.clone());
         tokio::select! {
@@ -222,7 +233,22 @@ impl Master {
             _ = shutdown => {}
             _ = election => {}
         }
+        self.leave().await;
+    }
+
+    /// Stops acting and revokes the election lease of the round in progress, if any: its leader key and
+    /// membership record go with it. Best effort, bounded by the metastore timeout: a lease that cannot be
+    /// revoked expires after its TTL, as after a crash.
+    pub async fn leave(&self) {
         self.step_down_now("shutting down");
+        let lease = self.lock().lease.take();
+        if let Some(lease) = lease {
+            match tokio::time::timeout(self.cfg.rpc.metastore_timeout, self.store.revoke(lease)).await {
+                Ok(Ok(())) => tracing::info!(master = %self.name(), "gave the election lease back"),
+                Ok(Err(e)) => tracing::warn!(master = %self.name(), "could not give the election lease back: {e}"),
+                Err(_) => tracing::warn!(master = %self.name(), "could not give the election lease back in time"),
+            }
+        }
     }
 
     pub(crate) fn observe(&self, o: Observation) {

@@ -553,8 +553,25 @@ mod tests {
         let keys: Vec<String> = store.list("").await.unwrap().into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, ["a", "n"]);
         // Another cluster in the same directory sees none of it.
+        drop(store);
         let other = MetaStore::embedded("other", Some(&dir.0)).unwrap();
         assert_eq!(other.list("").await.unwrap(), vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_data_directory_in_use_is_refused_with_what_to_do() {
+        let dir = ScratchDir::new("locked");
+        let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
+        assert!(store.txn(&[], &[put("a", "1")]).await.unwrap());
+        let Err(e) = MetaStore::embedded("unit", Some(&dir.0)) else {
+            panic!("a second store opened a directory in use")
+        };
+        let text = e.to_string();
+        assert!(text.contains("in use by another foreman process") && text.contains("--data-dir"), "{text}");
+        // Nothing was lost, and the directory opens again once the first store is closed.
+        drop(store);
+        let again = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
+        assert_eq!(again.get("a").await.unwrap(), Some(b"1".to_vec()));
     }
 
     #[tokio::test]

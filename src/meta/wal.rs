@@ -27,6 +27,7 @@ pub(super) const COMPACT_EVERY: usize = 1024;
 
 const SNAPSHOT: &str = "snapshot.json";
 const SNAPSHOT_TMP: &str = "snapshot.json.tmp";
+const LOCK: &str = "LOCK";
 const LOG: &str = "log.jsonl";
 
 pub(super) fn log_path(dir: &Path) -> PathBuf {
@@ -80,6 +81,10 @@ pub(super) enum AppendError {
 pub(super) struct Wal {
     dir: PathBuf,
     log: File,
+    /// `LOCK` in the directory, locked for as long as this store is open: a second process opening the same
+    /// directory is refused rather than interleaving its log with ours. The operating system releases the lock
+    /// when the process ends, however it ends.
+    _lock: File,
     /// Length of the log up to the last complete record.
     len: u64,
     next_seq: u64,
@@ -92,6 +97,27 @@ fn io_error(path: &Path, what: &str, e: std::io::Error) -> MetaError {
 
 fn corrupt(path: &Path, reason: String) -> MetaError {
     MetaError::Corrupt { key: path.display().to_string(), reason }
+}
+
+/// Takes the directory's lock, or says which directory is in use and what to do.
+fn lock_dir(dir: &Path) -> Result<File, MetaError> {
+    let path = dir.join(LOCK);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| io_error(&path, "cannot open the lock file", e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(MetaError::Unavailable(format!(
+            "the data directory {} is in use by another foreman process (it holds {}); stop that process or give \
+             another --data-dir",
+            dir.display(),
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(io_error(&path, "cannot lock", e)),
+    }
 }
 
 /// Makes a rename or a new file in `dir` durable. Best effort: not every platform can fsync a directory.
@@ -118,6 +144,7 @@ impl Wal {
     /// Opens (or creates) the store in `dir` and returns the log with every durable key and value.
     pub(super) fn open(dir: &Path) -> Result<(Wal, BTreeMap<String, Vec<u8>>), MetaError> {
         fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create the data directory", e))?;
+        let lock = lock_dir(dir)?;
         let _ = fs::remove_file(dir.join(SNAPSHOT_TMP));
         let mut kv = BTreeMap::new();
         let snapshot_path = dir.join(SNAPSHOT);
@@ -189,7 +216,8 @@ impl Wal {
             log.sync_all().map_err(|e| io_error(&log_path, "cannot sync", e))?;
         }
         sync_dir(dir);
-        let wal = Wal { dir: dir.to_owned(), log, len, next_seq: seq + 1, records_since_snapshot: records };
+        let wal =
+            Wal { dir: dir.to_owned(), log, _lock: lock, len, next_seq: seq + 1, records_since_snapshot: records };
         Ok((wal, kv))
     }
 
