@@ -60,6 +60,8 @@ pub enum Seen {
     /// The scenario paused this node (its tasks are not polled until it is resumed).
     Paused,
     Resumed,
+    /// The scenario asked this node to stop gracefully (as Ctrl-C or SIGTERM does in production).
+    StopAsked,
 }
 
 impl crate::harness::Story for Seen {
@@ -101,6 +103,17 @@ pub struct MasterNode {
     pub node: NodeHandle,
     /// The current incarnation's master, for role queries (replaced on restart).
     pub current: Arc<Mutex<Option<Arc<Master>>>>,
+    /// Set to ask the node to stop gracefully (reset when the node starts again).
+    pub stop: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// A fresh shutdown signal for a node starting (again): resolves once the scenario asks it to stop.
+fn shutdown_signal(stop: &tokio::sync::watch::Sender<bool>) -> impl std::future::Future<Output = ()> {
+    stop.send_replace(false);
+    let mut asked = stop.subscribe();
+    async move {
+        let _ = asked.wait_for(|stop| *stop).await;
+    }
 }
 
 impl MasterNode {
@@ -131,6 +144,8 @@ pub struct ExecutorNode {
     pub node: NodeHandle,
     /// The current incarnation's executor, for state queries (replaced on restart).
     pub current: Arc<Mutex<Option<Arc<Executor>>>>,
+    /// Set to ask the node to stop gracefully (reset when the node starts again).
+    pub stop: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 /// What the executors run.
@@ -213,6 +228,8 @@ impl Cluster {
             let switch = fault_points.clone();
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let name = cfg.name.clone();
+            let stop = Arc::new(tokio::sync::watch::channel(false).0);
+            let stop_in = stop.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -222,6 +239,7 @@ impl Cluster {
                     let slot = slot.clone();
                     let rec = rec.clone();
                     let switch = switch.clone();
+                    let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
                         // A master that cannot reach etcd at start exits and its supervisor starts it again.
@@ -241,11 +259,11 @@ impl Cluster {
                             .with_planted(planted)
                             .with_fault_points(switch);
                         *slot.lock().unwrap() = Some(m.clone());
-                        m.serve(addr, std::future::pending()).await.expect("master serves");
+                        m.serve(addr, shutdown).await.expect("master serves");
                     }
                 })
                 .build();
-            ms.push(MasterNode { name, node, current });
+            ms.push(MasterNode { name, node, current, stop });
         }
         let mut es = vec![];
         for cfg in executor_configs {
@@ -255,12 +273,15 @@ impl Cluster {
             let current: Arc<Mutex<Option<Arc<Executor>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
             let switch = fault_points.clone();
+            let stop = Arc::new(tokio::sync::watch::channel(false).0);
+            let stop_in = stop.clone();
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
                 .init(move || {
                     let (cfg, rec, slot, switch) = (cfg.clone(), rec.clone(), slot.clone(), switch.clone());
+                    let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let observer: ExecutorObserver =
                             Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Seen::Exec(o)));
@@ -271,11 +292,11 @@ impl Cluster {
                         let e =
                             Executor::new(cfg, factory, Some(observer)).with_planted(planted).with_fault_points(switch);
                         *slot.lock().unwrap() = Some(e.clone());
-                        e.serve(addr, std::future::pending()).await.expect("executor serves");
+                        e.serve(addr, shutdown).await.expect("executor serves");
                     }
                 })
                 .build();
-            es.push(ExecutorNode { name, node, current });
+            es.push(ExecutorNode { name, node, current, stop });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
         Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }
@@ -312,9 +333,30 @@ impl Cluster {
         self.handle.kill(self.masters[i].node.id());
     }
 
+    /// Asks master `i` to stop gracefully, as SIGTERM does: it steps down and gives its lease back.
+    pub fn stop_master(&self, i: usize) {
+        self.recorder.record(&self.masters[i].name, Seen::StopAsked);
+        self.masters[i].stop.send_replace(true);
+    }
+
+    /// Asks executor `i` to stop gracefully, as SIGTERM does: it drains and deregisters.
+    pub fn stop_executor(&self, i: usize) {
+        self.recorder.record(&self.executors[i].name, Seen::StopAsked);
+        self.executors[i].stop.send_replace(true);
+    }
+
     pub fn restart_master(&self, i: usize) {
         self.recorder.record(&self.masters[i].name, Seen::Restarted);
+        self.exit_if_stopped(&self.masters[i].stop, self.masters[i].node.id());
         self.handle.restart(self.masters[i].node.id());
+    }
+
+    /// A node asked to stop gracefully is a process that exited once its shutdown ended: its sockets are closed
+    /// before it starts again (madsim's restart alone keeps a node's network state; its kill resets it).
+    fn exit_if_stopped(&self, stop: &tokio::sync::watch::Sender<bool>, node: madsim::task::NodeId) {
+        if *stop.borrow() {
+            self.handle.kill(node);
+        }
     }
 
     pub fn pause_master(&self, i: usize) {
@@ -387,6 +429,7 @@ impl Cluster {
 
     pub fn restart_executor(&self, i: usize) {
         self.recorder.record(&self.executors[i].name, Seen::Restarted);
+        self.exit_if_stopped(&self.executors[i].stop, self.executors[i].node.id());
         self.handle.restart(self.executors[i].node.id());
     }
 

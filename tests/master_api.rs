@@ -203,7 +203,7 @@ impl TestMaster {
     }
 
     async fn heartbeat(&self, executor_id: u64, leader_epoch: u64) -> Result<pb::HeartbeatResponse, Status> {
-        let req = pb::HeartbeatRequest { executor_id, leader_epoch, tasks: vec![] };
+        let req = pb::HeartbeatRequest { executor_id, leader_epoch, tasks: vec![], draining: false };
         self.discovery.clone().heartbeat(req).await.map(Response::into_inner)
     }
 }
@@ -583,12 +583,14 @@ async fn executors_register_with_fresh_ids_and_refusals_change_nothing() {
         executor_id: 1,
         leader_epoch: leader.leader_epoch,
         tasks: vec![pb::RunningTask { task_id: "a b".into(), kind: pb::TaskKind::Worker as i32, epoch: 1, cost: 1 }],
+        draining: false,
     };
     assert_invalid("heartbeat with a bad task id", t.discovery.clone().heartbeat(bad_task).await, "tasks[0].task_id");
     let bad_kind = pb::HeartbeatRequest {
         executor_id: 1,
         leader_epoch: leader.leader_epoch,
         tasks: vec![pb::RunningTask { task_id: "j/w".into(), kind: 0, epoch: 1, cost: 1 }],
+        draining: false,
     };
     assert_invalid("heartbeat with no task kind", t.discovery.clone().heartbeat(bad_kind).await, "tasks[0].kind");
     assert_eq!(t.snapshot().await, before, "a refused executor call changed something");

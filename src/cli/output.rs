@@ -145,6 +145,7 @@ pub fn executor_status_name(value: i32) -> String {
         Ok(pb::ExecutorStatus::Unspecified) => "unspecified",
         Ok(pb::ExecutorStatus::Online) => "online",
         Ok(pb::ExecutorStatus::Unconfirmed) => "unconfirmed",
+        Ok(pb::ExecutorStatus::Draining) => "draining",
         Err(_) => return unknown(value),
     };
     name.to_owned()

@@ -120,6 +120,9 @@ pub enum Status {
     Unconfirmed,
     /// Registered with, or heard from by, this leader.
     Online,
+    /// Heard from, shutting down: nothing is placed on it any more; it deregisters once its tasks stopped (or
+    /// expires like any other, if it goes silent first). It stays draining until it leaves.
+    Draining,
 }
 
 /// A registered executor as the leader sees it.
@@ -290,14 +293,26 @@ impl Registry {
         };
         e.last_heard = now;
         e.expires_at = now + self.policy.offline_ttl;
-        e.status = Status::Online;
-        let reported = tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
-        if !self.placer.contains(id) {
-            self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
+        if e.status != Status::Draining {
+            e.status = Status::Online;
+            let reported = tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
+            if !self.placer.contains(id) {
+                self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
+            }
+            self.placer.report(id, tasks.iter().map(|t| (&t.task, t.cost)));
         }
-        self.placer.report(id, tasks.iter().map(|t| (&t.task, t.cost)));
         e.tasks = tasks;
         Ok(())
+    }
+
+    /// Executor `id` said it is shutting down: nothing more is placed on it. Call it after the heartbeat that
+    /// said so was taken. Whether it was not draining before.
+    pub fn drain(&mut self, id: ExecutorId) -> Result<bool, RegistryError> {
+        let Some(e) = self.entries.get_mut(&id) else { return Err(RegistryError::Unknown { id }) };
+        let began = e.status != Status::Draining;
+        e.status = Status::Draining;
+        self.placer.remove(id);
+        Ok(began)
     }
 
     /// Takes an executor out of the registry (it deregistered, or its registration could not be persisted).
@@ -516,6 +531,34 @@ mod tests {
             assert!(e.contains(field), "{s:?}: {e}");
             assert!(r.is_empty() && r.next_id() == ExecutorId(1), "a refused registration changes nothing");
         }
+    }
+
+    #[test]
+    fn a_draining_executor_gets_nothing_new_stays_draining_and_still_expires() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let b = r.register(ms(0), spec("b")).unwrap().id;
+        r.heartbeat(ms(10), a, vec![]).unwrap();
+        r.heartbeat(ms(10), b, vec![task("x", 3)]).unwrap();
+        assert_eq!(r.drain(a), Ok(true));
+        assert_eq!(r.drain(a), Ok(false), "already draining");
+        assert_eq!(r.drain(ExecutorId(99)), Err(RegistryError::Unknown { id: ExecutorId(99) }));
+        r.check_invariants().unwrap();
+        // a is the emptier one, yet every placement goes to b.
+        let t = TaskId::parse("t").unwrap();
+        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        for seed in 0..16 {
+            assert_eq!(r.clone().place(ms(20), &req, &mut SplitMix64::new(seed)).unwrap().executor, b);
+        }
+        // Its heartbeats keep it alive but never make it placeable again.
+        r.heartbeat(ms(500), a, vec![]).unwrap();
+        assert_eq!(r.get(a).unwrap().status, Status::Draining);
+        r.check_invariants().unwrap();
+        // Silent past its TTL, it is declared offline like any other.
+        let ttl = RegistryPolicy::default().offline_ttl.as_millis() as u64;
+        r.heartbeat(ms(ttl + 400), b, vec![]).unwrap();
+        assert_eq!(r.check(ms(ttl + 500)).offline.iter().map(|rec| rec.id).collect::<Vec<_>>(), vec![a]);
+        r.check_invariants().unwrap();
     }
 
     #[test]

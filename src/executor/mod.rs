@@ -234,6 +234,8 @@ pub(crate) struct State {
     pub(crate) fenced: bool,
     /// Shutting down: no task may start, running ones are asked to stop at a checkpoint.
     pub(crate) draining: bool,
+    /// A heartbeat saying so was acknowledged: the leader places nothing more here.
+    drain_announced: bool,
     meta: Option<MetaStoreInfo>,
 }
 
@@ -255,8 +257,10 @@ pub struct Executor {
     fault_points: crate::buggify::FaultPoints,
     /// Set once when the executor starts draining; every task watches it (`TaskEnv::draining`).
     drain: tokio::sync::watch::Sender<bool>,
-    /// Notified whenever a task leaves the running set (a drain waits on it).
-    task_ended: tokio::sync::Notify,
+    /// Notified whenever a task leaves the running set or the drain was announced (a drain waits on both).
+    drain_progress: tokio::sync::Notify,
+    /// Wakes the membership loop for a heartbeat now (to announce a drain).
+    heartbeat_now: tokio::sync::Notify,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -290,7 +294,8 @@ impl Executor {
             host: Host::new(clock),
             meta,
             drain,
-            task_ended: tokio::sync::Notify::new(),
+            drain_progress: tokio::sync::Notify::new(),
+            heartbeat_now: tokio::sync::Notify::new(),
             planted: None,
             instance: process_instance(&cfg.name),
             fault_points: Default::default(),
@@ -302,6 +307,7 @@ impl Executor {
                 fence: SelfFence::new(clock.now(), timing.self_fence),
                 fenced: false,
                 draining: false,
+                drain_announced: false,
                 meta: None,
             }),
             cfg,
@@ -440,8 +446,9 @@ impl Executor {
         r
     }
 
-    /// Stops taking tasks and asks the running ones to stop at a checkpoint; returns once none runs or
-    /// `drain-timeout` passed.
+    /// Stops taking tasks, tells the leader (a heartbeat saying so, waited for up to `rpc-timeout`, so that it
+    /// places nothing more here before the tasks' replacements are placed), then asks the running tasks to stop
+    /// at a checkpoint; returns once none runs or `drain-timeout` passed.
     pub async fn drain_tasks(&self) {
         let running = {
             let mut s = self.lock();
@@ -449,10 +456,22 @@ impl Executor {
             s.tasks.len()
         };
         info!(executor = %self.name(), running, "draining: no new tasks; running tasks stop at their next checkpoint");
+        self.heartbeat_now.notify_one();
+        let announce_by = self.now() + self.cfg.rpc_timeout;
+        loop {
+            let progress = self.drain_progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            let now = self.now();
+            if self.lock().drain_announced || now >= announce_by {
+                break;
+            }
+            let _ = tokio::time::timeout(announce_by.saturating_since(now), progress).await;
+        }
         self.drain.send_replace(true);
         let deadline = self.now() + self.cfg.drain_timeout;
         loop {
-            let ended = self.task_ended.notified();
+            let ended = self.drain_progress.notified();
             tokio::pin!(ended);
             ended.as_mut().enable();
             let left = self.lock().tasks.len();
@@ -578,7 +597,11 @@ impl Executor {
             }
             // Every interval from the start of the round (a slow round is followed at once by the next one).
             let next = self.lock().timing.interval;
-            tokio::time::sleep_until(self.clock.instant(round + next)).await;
+            tokio::select! {
+                biased;
+                _ = self.heartbeat_now.notified() => {}
+                _ = tokio::time::sleep_until(self.clock.instant(round + next)) => {}
+            }
         }
     }
 
@@ -625,14 +648,16 @@ impl Executor {
 
     /// One heartbeat; whether the master answered usefully.
     async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, id: ExecutorId, deadline: Duration) -> bool {
-        let (req, sent_at) = {
+        let (req, sent_at, draining) = {
             let s = self.lock();
             let req = pb::HeartbeatRequest {
                 executor_id: id.0,
                 leader_epoch: s.fence.epoch().0,
                 tasks: running_wire(&s.dispatcher),
+                draining: s.draining,
             };
-            (req, self.now())
+            let draining = req.draining;
+            (req, self.now(), draining)
         };
         let reply = match tokio::time::timeout(deadline, client.heartbeat(req)).await {
             Ok(Ok(r)) => r.into_inner(),
@@ -658,6 +683,10 @@ impl Executor {
                     if s.fenced && !s.fence.is_fenced(self.now()) {
                         s.fenced = false;
                     }
+                }
+                if draining && !s.drain_announced {
+                    s.drain_announced = true;
+                    self.drain_progress.notify_waiters();
                 }
                 drop(s);
                 self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent: self.clock.instant(sent_at) });
@@ -771,7 +800,7 @@ impl Executor {
                 ours
             };
             if ours {
-                e.task_ended.notify_waiters();
+                e.drain_progress.notify_waiters();
                 e.observe(ExecutorObservation::TaskStopped {
                     task: task.as_str().to_owned(),
                     epoch: epoch.0,

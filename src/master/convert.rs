@@ -113,6 +113,7 @@ pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor 
         status: match v.status {
             ExecStatus::Online => pb::ExecutorStatus::Online,
             ExecStatus::Unconfirmed => pb::ExecutorStatus::Unconfirmed,
+            ExecStatus::Draining => pb::ExecutorStatus::Draining,
         } as i32,
         used,
         last_heartbeat_age_ms: millis_of(now.saturating_since(v.last_heard)),

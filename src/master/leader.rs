@@ -523,6 +523,7 @@ impl Master {
         id: ExecutorId,
         seen: LeaderEpoch,
         tasks: Vec<ReportedTask>,
+        draining: bool,
     ) -> Result<(bool, LeaderEpoch), Status> {
         let claims_newer = self.lock().leadership.epoch().is_some_and(|e| seen > e);
         if claims_newer {
@@ -538,7 +539,12 @@ impl Master {
             ));
         }
         self.with_term(|t, now, _| match t.registry.heartbeat(now, id, tasks) {
-            Ok(()) => Ok((true, t.epoch)),
+            Ok(()) => {
+                if draining && t.registry.drain(id) == Ok(true) {
+                    info!(executor = %id, "draining: nothing more is placed on it");
+                }
+                Ok((true, t.epoch))
+            }
             Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => Ok((false, t.epoch)),
             Err(e) => Err(Status::from(e)),
         })
