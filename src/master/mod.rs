@@ -11,6 +11,9 @@
 pub mod cmd;
 mod convert;
 mod election;
+// why: the simulation serves no HTTP; the API calls the same services in process, so nothing else differs.
+#[cfg(not(madsim))]
+pub mod http;
 mod leader;
 pub mod metrics;
 mod service;
