@@ -469,7 +469,12 @@ async fn bad_requests_are_refused_saying_what_to_fix_and_change_nothing() {
     t.get("/api/v1/jobs/nosuch").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["nosuch"]);
     // A body too large for the server.
     let huge = format!("{{\"type\": \"fake\", \"config\": \"{}\"}}", "x".repeat(http::BODY_MAX_BYTES));
-    t.post("/api/v1/jobs", &huge).await.assert_refused(413, "INVALID_ARGUMENT", invalid, &["request body"]);
+    t.post("/api/v1/jobs", &huge).await.assert_refused(
+        413,
+        "INVALID_ARGUMENT",
+        invalid,
+        &["request body: larger than"],
+    );
 
     assert_eq!(t.get("/api/v1/jobs?include_config=true").await.body, before, "a refused call changed the jobs");
 }

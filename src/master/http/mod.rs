@@ -217,6 +217,19 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
         .map_err(|e| ApiError::new(e.status(), Code::InvalidArgument, Some(Reason::InvalidArgument), e.body_text()))
 }
 
+/// Why a request body could not be read.
+fn body_error(e: BytesRejection) -> ApiError {
+    let message = if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        format!(
+            "request body: larger than {BODY_MAX_BYTES} bytes; a job configuration may have at most {} bytes",
+            crate::jobs::CONFIG_MAX_BYTES
+        )
+    } else {
+        format!("request body: {}", e.body_text())
+    };
+    ApiError::new(e.status(), Code::InvalidArgument, Some(Reason::InvalidArgument), message)
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------------------------
@@ -278,14 +291,7 @@ async fn openapi() -> Response {
 
 /// `POST /api/v1/jobs`: 201 with the job (or, for a repeat of an applied create token, the job it created).
 async fn create_job(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Answer {
-    let body = body.map_err(|e| {
-        ApiError::new(
-            e.status(),
-            Code::InvalidArgument,
-            Some(Reason::InvalidArgument),
-            format!("request body: {}", e.body_text()),
-        )
-    })?;
+    let body = body.map_err(body_error)?;
     let req = input::create_job_request(&body)?;
     let job = call(&api, JobManager::create_job(&api.svc, Request::new(req))).await?;
     let mut response = json(StatusCode::CREATED, &JobView::from(&job));
