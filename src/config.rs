@@ -37,6 +37,9 @@ pub const CAPACITY_MAX: u32 = 1_000_000;
 pub const TASK_QUEUE_MAX: u32 = 65_536;
 /// The shortest election lease real etcd grants.
 pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
+/// The master's default HTTP listen address (10280: clear of the gRPC ports 10240+ and 10340+ of the examples,
+/// and of the kubelet's 10248-10250).
+pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:10280";
 /// How early the simulated etcd may expire a lease (design.md §4); the step-down deadline keeps this margin.
 pub const LEASE_EARLY_EXPIRY: Duration = Duration::from_secs(1);
 
@@ -240,6 +243,9 @@ pub struct MasterConfig {
     pub addr: String,
     /// The address other nodes reach this master at; empty means `addr`.
     pub advertise_addr: String,
+    /// The listen address of the HTTP/JSON API and the Prometheus metrics, `host:port`; empty turns it off.
+    /// Production build only (the simulation serves no HTTP).
+    pub http_addr: String,
     /// etcd endpoints, `host:port` without a scheme.
     pub etcd: Vec<String>,
     /// The cluster name; all metastore keys live under `/foreman/<cluster>/`.
@@ -264,6 +270,7 @@ impl Default for MasterConfig {
             name: String::new(),
             addr: "127.0.0.1:10240".to_owned(),
             advertise_addr: String::new(),
+            http_addr: HTTP_ADDR_DEFAULT.to_owned(),
             etcd: vec!["127.0.0.1:2379".to_owned()],
             cluster: "default".to_owned(),
             election: ElectionConfig::default(),
@@ -590,6 +597,7 @@ impl MasterConfig {
         check_name("name", &self.name)?;
         check_addr("addr", &self.addr)?;
         check_advertise_addr(&self.advertise_addr, &self.addr)?;
+        check_http_addr(&self.http_addr, &self.addr)?;
         check_addr_list("etcd", &self.etcd)?;
         check_cluster(&self.cluster)?;
         check_durations(&self.durations())?;
@@ -958,6 +966,21 @@ fn check_advertise_addr(advertise_addr: &str, addr: &str) -> Result<(), ConfigEr
     Ok(())
 }
 
+/// `http-addr` is a listen address like `addr` (any interface allowed), or empty: no HTTP API.
+fn check_http_addr(http_addr: &str, addr: &str) -> Result<(), ConfigError> {
+    if http_addr.is_empty() {
+        return Ok(());
+    }
+    check_addr("http-addr", http_addr)?;
+    if http_addr == addr {
+        return Err(invalid(
+            "http-addr",
+            format!("{http_addr:?} is also addr, the gRPC listen address: give the HTTP API a port of its own"),
+        ));
+    }
+    Ok(())
+}
+
 fn check_addr_list(setting: &str, values: &[String]) -> Result<(), ConfigError> {
     if values.is_empty() {
         return Err(invalid(setting, "the list is empty; give at least one host:port"));
@@ -1036,6 +1059,9 @@ pub struct MasterFlags {
     /// The address other nodes reach this master at [default: --addr].
     #[arg(long, value_name = "HOST:PORT")]
     pub advertise_addr: Option<String>,
+    /// The HTTP/JSON API and /metrics listen address; "" turns it off [default: 127.0.0.1:10280].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
     /// etcd endpoints, comma-separated, no scheme [default: 127.0.0.1:2379].
     #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
     pub etcd: Option<Vec<String>>,
@@ -1131,6 +1157,7 @@ impl MasterFlags {
         set(&mut c.name, &self.name);
         set(&mut c.addr, &self.addr);
         set(&mut c.advertise_addr, &self.advertise_addr);
+        set(&mut c.http_addr, &self.http_addr);
         set(&mut c.etcd, &self.etcd);
         set(&mut c.cluster, &self.cluster);
 
@@ -1392,6 +1419,10 @@ mod tests {
         assert!(warnings.is_empty());
         assert_eq!(loaded.name, "master-127.0.0.1-10240");
         assert_eq!(loaded.advertise_addr, "127.0.0.1:10240");
+        assert_eq!(loaded.http_addr, HTTP_ADDR_DEFAULT);
+        // An empty flag turns the HTTP API off.
+        let (off, _) = MasterConfig::load(&master_flags(&["--http-addr", ""])).unwrap();
+        assert_eq!(off.http_addr, "");
     }
 
     #[test]
@@ -1453,6 +1484,9 @@ mod tests {
             ("addr = \":10240\"", "addr", &["no host"]),
             ("addr = \"::1:10240\"", "addr", &["brackets"]),
             ("advertise-addr = \"a b:1\"", "advertise-addr", &["invalid host"]),
+            ("http-addr = \"127.0.0.1\"", "http-addr", &["no port"]),
+            ("http-addr = \"http://127.0.0.1:10280\"", "http-addr", &["drop the scheme"]),
+            ("http-addr = \"127.0.0.1:10240\"", "http-addr", &["also addr", "port of its own"]),
             ("addr = \"0.0.0.0:10240\"", "advertise-addr", &["set advertise-addr", "taken from addr"]),
             ("etcd = [\"http://127.0.0.1:2379\"]", "etcd", &["drop the scheme"]),
             ("etcd = []", "etcd", &["empty"]),
@@ -1468,6 +1502,8 @@ mod tests {
         for toml in [
             "addr = \"[::1]:10240\"",
             "addr = \"0.0.0.0:10240\"\nadvertise-addr = \"10.0.0.1:10240\"",
+            "http-addr = \"\"",
+            "http-addr = \"0.0.0.0:8080\"",
             "etcd = [\"etcd-0.etcd:2379\", \"etcd-1.etcd:2379\"]",
             "cluster = \"prod-1\"",
             "name = \"m_1.a-b\"",
@@ -1601,6 +1637,7 @@ mod tests {
             name = "m1"
             addr = "10.0.0.1:1"
             advertise-addr = "10.0.0.2:2"
+            http-addr = "10.0.0.1:5"
             etcd = ["e1:3", "e2:4"]
             cluster = "c1"
             [election]
@@ -1640,6 +1677,7 @@ mod tests {
             "--name=m1",
             "--addr=10.0.0.1:1",
             "--advertise-addr=10.0.0.2:2",
+            "--http-addr=10.0.0.1:5",
             "--etcd=e1:3,e2:4",
             "--cluster=c1",
             "--election-lease-ttl=7s",

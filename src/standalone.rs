@@ -39,6 +39,9 @@ pub struct StandaloneFlags {
     /// master's port + 100].
     #[arg(long, value_name = "PORT")]
     pub executor_port: Option<u16>,
+    /// The HTTP API and /metrics address; empty turns it off [default: the master's, 127.0.0.1:10280].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub http_addr: Option<String>,
     /// Each executor's capacity in slots.
     #[arg(long, value_name = "N", default_value_t = 16, allow_hyphen_values = true)]
     pub capacity: u32,
@@ -107,6 +110,9 @@ impl StandaloneFlags {
         master.name = "standalone-master".to_owned();
         master.addr = self.addr.clone();
         master.advertise_addr = String::new();
+        if let Some(http) = &self.http_addr {
+            master.http_addr = http.clone();
+        }
         master.fill_derived();
         master.validate().map_err(|e| bad(e.to_string()))?;
         let mut executors = Vec::new();
@@ -131,8 +137,15 @@ pub fn banner(layout: &Layout, data_dir: &std::path::Path) -> String {
     let master = &layout.master.addr;
     let executors: Vec<&str> = layout.executors.iter().map(|e| e.addr.as_str()).collect();
     let to = if master == "127.0.0.1:10240" { String::new() } else { format!(" --master {master}") };
+    let http = &layout.master.http_addr;
+    let http = if http.is_empty() {
+        String::new()
+    } else {
+        format!("HTTP API and metrics: http://{http}/api/v1/jobs, http://{http}/metrics\n")
+    };
     format!(
         "foreman standalone: a master at {master} and {n} executor{s} ({list}), state in {dir}\n\
+         {http}\
          submit a job:    foreman job create --type fake --config '{{\"workers\":4,\"target\":200,\"tick_ms\":10}}' --wait{to}\n\
          see the cluster: foreman cluster executors{to}\n\
          stop: Ctrl-C (executors drain and deregister, then the master steps down; jobs resume on the next start)",
@@ -147,7 +160,7 @@ pub fn banner(layout: &Layout, data_dir: &std::path::Path) -> String {
 /// starts (the servers bind again right after).
 fn check_ports(layout: &Layout) -> Result<(), StandaloneError> {
     let addrs = std::iter::once(&layout.master.addr).chain(layout.executors.iter().map(|e| &e.addr));
-    for addr in addrs {
+    for addr in addrs.filter(|a| **a != layout.master.http_addr) {
         if let Err(e) = std::net::TcpListener::bind(addr.as_str()) {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; is another foreman running? Stop it, or give --addr / --executor-port"
@@ -169,7 +182,20 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
     let seed = crate::master::cmd::process_seed(&layout.master.name);
     let master_addr: SocketAddr =
         layout.master.addr.parse().map_err(|e| StandaloneError::Config(format!("--addr: {e}")))?;
+    #[cfg(not(madsim))]
+    let http = crate::master::cmd::bind_http(&layout.master.http_addr)
+        .await
+        .map_err(|e| StandaloneError::Listen { addr: layout.master.http_addr.clone(), reason: e.to_string() })?;
     let master = Master::new(layout.master.clone(), store.clone(), seed);
+    #[cfg(not(madsim))]
+    if let Some(listener) = http {
+        let served = crate::master::http::serve(master.clone(), listener, std::future::pending());
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                warn!("the HTTP API stopped: {e}");
+            }
+        });
+    }
     let (master_stop, mut master_stopping) = tokio::sync::watch::channel(false);
     let mut master_task = tokio::spawn(master.serve(master_addr, async move {
         let _ = master_stopping.wait_for(|stop| *stop).await;

@@ -9,17 +9,19 @@
 //! Each test starts its own master on its own embedded store, so the tests share nothing and run in parallel.
 #![cfg(not(madsim))]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Channel, Endpoint, Server};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Response, Status};
 
-use foreman::config::{ElectionConfig, MasterConfig};
+use foreman::config::MasterConfig;
 use foreman::core::ids::JobId;
-use foreman::master::{Master, MasterService, Role};
+use foreman::master::{Master, Role};
 use foreman::meta::MetaStore;
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
@@ -34,17 +36,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const LEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// A valid fake-job configuration.
 const CONFIG: &str = r#"{"workers": 2, "target": 5, "tick_ms": 10}"#;
-
-/// Short election timings: the shortest lease real etcd grants, and a step-down deadline that `validate()`
-/// accepts with it (step-down + 1 s < lease TTL, keepalive < step-down).
-fn short_election() -> ElectionConfig {
-    ElectionConfig {
-        lease_ttl: Duration::from_secs(2),
-        keepalive_interval: Duration::from_millis(300),
-        step_down: Duration::from_millis(900),
-        campaign_retry: Duration::from_millis(200),
-    }
-}
 
 /// One master serving on loopback, and clients of it. Dropping it stops the master.
 struct TestMaster {
@@ -76,7 +67,7 @@ impl TestMaster {
             name: format!("m-{name}"),
             addr: address.clone(),
             cluster: format!("test-{name}"),
-            election: short_election(),
+            election: common::short_election(),
             ..MasterConfig::default()
         };
         cfg.fill_derived();
@@ -85,15 +76,7 @@ impl TestMaster {
         let store = MetaStore::embedded(&cfg.cluster, None).expect("an embedded store");
         let m = Master::new(cfg, store, 7);
 
-        // What `Master::serve` does, on a listener bound above.
-        let svc = MasterService::new(m.clone());
-        let server = Server::builder()
-            .add_service(pb::discovery_server::DiscoveryServer::new(svc.clone()))
-            .add_service(pb::job_manager_server::JobManagerServer::new(svc.clone()))
-            .add_service(pb::task_scheduler_server::TaskSchedulerServer::new(svc.clone()))
-            .add_service(pb::framework_server::FrameworkServer::new(svc))
-            .serve_with_incoming(incoming);
-        tokio::spawn(server);
+        common::serve_grpc(m.clone(), incoming);
         let (tx, rx) = oneshot::channel::<()>();
         tokio::spawn(m.clone().run(async move {
             let _ = rx.await;

@@ -23,7 +23,8 @@ use serde::Deserialize;
 use tokio::time::Instant;
 
 use common::{
-    create_job, etcd_from_env, leader, query, wait_for_leader, Cluster, ExecutorListView, JobListView, JobView, POLL,
+    create_job, etcd_from_env, http_get, leader, query, sample, wait_for_leader, Cluster, ExecutorListView,
+    JobListView, JobView, METRICS, POLL,
 };
 use foreman::meta::MetaStore;
 
@@ -40,6 +41,42 @@ const FINISH_MAX: Duration = Duration::from_secs(120);
 const WATCH_POLL: Duration = Duration::from_millis(200);
 /// The deadline on each metastore call of the final check.
 const META_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The leader's `/metrics`, fetched with curl, after every job finished: every listed metric with its HELP and
+/// TYPE lines, and values that tell this run's story (the new leader declared the killed executor offline, placed
+/// the orphaned job's job master again and its job master's workers, and holds every job finished).
+async fn check_leader_metrics(cluster: &Cluster, executors_online: usize) {
+    let masters = cluster.masters_except(None);
+    let current = leader(&masters).await.unwrap_or_else(|e| panic!("no leader after the jobs finished: {e}"));
+    let node = &cluster.nodes[cluster.index_of(&current.name)];
+    let http = node.http.as_deref().expect("masters serve HTTP");
+    let (status, text) = http_get(http, "/metrics").await.unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    assert_eq!(status, 200, "{text}");
+    for (name, kind) in METRICS {
+        assert!(text.contains(&format!("# HELP {name} ")), "{name} has no HELP line:\n{text}");
+        assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} is not a {kind}:\n{text}");
+    }
+    let value = |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series}:\n{text}"));
+    let exactly = [
+        ("foreman_is_leader", 1.0),
+        ("foreman_leader_epoch", current.leader_epoch as f64),
+        ("foreman_executors{state=\"online\"}", executors_online as f64),
+        ("foreman_jobs{state=\"finished\"}", JOBS.len() as f64),
+    ];
+    for (series, want) in exactly {
+        assert_eq!(value(series), want, "{series}:\n{text}");
+    }
+    let at_least = [
+        ("foreman_executors_declared_offline_total", 1.0),
+        ("foreman_placements_total{kind=\"job_master\"}", 1.0),
+        ("foreman_placements_total{kind=\"worker\"}", 1.0),
+        ("foreman_executor_heartbeat_gap_seconds_count", 1.0),
+    ];
+    for (series, min) in at_least {
+        assert!(value(series) >= min, "{series} is below {min}:\n{text}");
+    }
+    eprintln!("leader {} /metrics: every listed metric, values as expected", current.name);
+}
 
 /// One fake job of the workload. At 10–20 ms a step, each runs 6–12 s undisturbed: still running at the kills.
 struct FakeJob {
@@ -370,6 +407,7 @@ async fn fake_jobs_finish_exactly_after_the_executor_hosting_a_job_master_and_th
         );
     }
     assert!(problems.is_empty(), "the jobs finished, but their results are wrong:\n{}", problems.join("\n"));
+    check_leader_metrics(&cluster, executors.len() - 1).await;
     cluster.assert_running();
     eprintln!("whole test: {} ms", t0.elapsed().as_millis());
 }

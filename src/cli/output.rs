@@ -477,7 +477,7 @@ mod tests {
             (0, "unspecified", "unspecified", "unspecified"),
             (1, "created", "online", "eq"),
             (2, "running", "unconfirmed", "neq"),
-            (3, "canceling", "UNKNOWN(3)", "regex"),
+            (3, "canceling", "draining", "regex"),
             (4, "finished", "UNKNOWN(4)", "UNKNOWN(4)"),
             (5, "canceled", "UNKNOWN(5)", "UNKNOWN(5)"),
             (6, "failed", "UNKNOWN(6)", "UNKNOWN(6)"),

@@ -393,6 +393,12 @@ impl Registry {
         self.entries.get(&id).map(view)
     }
 
+    /// When this leader last heard from an executor that it registered or heard from in its term; `None` for one
+    /// not yet confirmed (restored by a new leader) or unknown.
+    pub fn last_heard(&self, id: ExecutorId) -> Option<Time> {
+        self.entries.get(&id).filter(|e| e.status == Status::Online).map(|e| e.last_heard)
+    }
+
     /// Every registered executor, in id order.
     pub fn iter(&self) -> impl Iterator<Item = ExecutorView> + '_ {
         self.entries.values().map(view)
@@ -642,11 +648,13 @@ mod tests {
             records,
         );
         assert_eq!(r.get(ExecutorId(1)).unwrap().status, Status::Unconfirmed);
+        assert_eq!(r.last_heard(ExecutorId(1)), None, "not heard from in this term");
         assert!(r.check(ms(59_999)).offline.is_empty());
         let t = TaskId::parse("t").unwrap();
         let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
         assert_eq!(r.place(ms(50_000), &req, &mut SplitMix64::new(1)), Err(PlacementError::NoExecutors));
         r.heartbeat(ms(50_100), ExecutorId(2), vec![task("x", 3)]).unwrap();
+        assert_eq!(r.last_heard(ExecutorId(2)), Some(ms(50_100)));
         let p = r.place(ms(50_100), &req, &mut SplitMix64::new(1)).unwrap();
         assert_eq!((p.executor, p.free_after), (ExecutorId(2), 0));
         r.check_invariants().unwrap();

@@ -1,4 +1,6 @@
-//! `foreman master`: loads and validates the configuration, connects to the metastore, and serves until Ctrl-C.
+//! `foreman master`: loads and validates the configuration, connects to the metastore, and serves gRPC (and, in the
+//! production build, the HTTP API on `http-addr`) until Ctrl-C. Both listeners are bound before the master starts
+//! campaigning, so that a port in use fails the start instead of leaving a master half reachable.
 
 use std::hash::{Hash, Hasher};
 use std::net::SocketAddr;
@@ -28,6 +30,18 @@ pub(crate) fn process_seed(name: &str) -> u64 {
     h.finish()
 }
 
+/// The HTTP API's listener on `addr`; `None` when `addr` is empty (the API is off).
+#[cfg(not(madsim))]
+pub(crate) async fn bind_http(addr: &str) -> Result<Option<tokio::net::TcpListener>, MasterCmdError> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| MasterCmdError::Listen { addr: addr.to_owned(), reason: format!("{e} (http-addr)") })?;
+    Ok(Some(listener))
+}
+
 pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
     let (cfg, warnings) = MasterConfig::load(flags).map_err(|e| MasterCmdError::Config(e.to_string()))?;
     for w in warnings {
@@ -37,12 +51,26 @@ pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
         addr: cfg.addr.clone(),
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10240"),
     })?;
+    #[cfg(not(madsim))]
+    let http = bind_http(&cfg.http_addr).await?;
     let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout)
         .await
         .map_err(|e| MasterCmdError::Store { endpoints: cfg.etcd.join(","), reason: e.to_string() })?;
     let seed = process_seed(&cfg.name);
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, etcd = %cfg.etcd.join(","), "master starting");
     let m = Master::new(cfg, store, seed);
+    // why: the simulation serves no HTTP (its runtime has no real sockets for axum).
+    #[cfg(not(madsim))]
+    if let Some(listener) = http {
+        let local = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        info!(http = %local, "serving the HTTP API and /metrics");
+        let served = super::http::serve(m.clone(), listener, std::future::pending());
+        tokio::spawn(async move {
+            if let Err(e) = served.await {
+                warn!("the HTTP API stopped: {e}");
+            }
+        });
+    }
     let shutdown = async {
         let signal = crate::shutdown::requested().await;
         info!("{signal}: stepping down, giving the election lease back, exiting");

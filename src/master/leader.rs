@@ -2,11 +2,13 @@
 //! leader-only RPCs. Decisions are the core's; this module persists them (guarded by the term's leader key) and
 //! carries them out.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use tonic::Status;
 use tracing::{info, warn};
 
+use super::metrics::Rejection;
 use super::Master;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::{JobPolicy, JobRecord, JobSpec, Jobs, Step, Verdict as JobVerdict};
@@ -359,6 +361,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 let spec = job.spec().clone();
                 if !term.jobs.job_master_fits(spec.cost, capacity) {
                     tracing::debug!(job = %id, capacity, "waits: job masters hold their share of the slots");
+                    m.stats.reject(Rejection::JobMasterShare);
                     continue;
                 }
                 let task = TaskId::job_master(&id);
@@ -373,6 +376,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                     Ok(p) => p,
                     Err(e) => {
                         tracing::debug!(job = %id, "not placed: {e}");
+                        m.stats.reject(Rejection::from(&e));
                         continue;
                     }
                 };
@@ -404,6 +408,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
         // Dispatch nothing that was not durably decided.
         return Err(format!("a leader-loop write failed: {}", e.message()));
     }
+    m.stats.job_master_placements.fetch_add(dispatches.len() as u64, Ordering::Relaxed);
     // Offline verdicts are reported once durable: one whose write failed never happened (the next leader finds
     // the executor still registered).
     for o in declared {
@@ -538,15 +543,21 @@ impl Master {
                 format!("{} was never issued (the newest is {issued})", seen.0),
             ));
         }
-        self.with_term(|t, now, _| match t.registry.heartbeat(now, id, tasks) {
-            Ok(()) => {
-                if draining && t.registry.drain(id) == Ok(true) {
-                    info!(executor = %id, "draining: nothing more is placed on it");
+        self.with_term(|t, now, _| {
+            let previous = t.registry.last_heard(id);
+            match t.registry.heartbeat(now, id, tasks) {
+                Ok(()) => {
+                    if let Some(previous) = previous {
+                        self.stats.heartbeat_gaps.observe(now.saturating_since(previous));
+                    }
+                    if draining && t.registry.drain(id) == Ok(true) {
+                        info!(executor = %id, "draining: nothing more is placed on it");
+                    }
+                    Ok((true, t.epoch))
                 }
-                Ok((true, t.epoch))
+                Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => Ok((false, t.epoch)),
+                Err(e) => Err(Status::from(e)),
             }
-            Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => Ok((false, t.epoch)),
-            Err(e) => Err(Status::from(e)),
         })
     }
 
@@ -759,6 +770,7 @@ impl Master {
             let current = t.jobs.get(&job).filter(|j| !j.state().is_terminal()).map(|j| j.epoch());
             let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
             if current != Some(Epoch(req.master_epoch)) || !online {
+                self.stats.reject(Rejection::StaleJobMaster);
                 return Err(Reason::StaleEpoch.status(format!(
                     "job master {} epoch {} is not the current incarnation of job {job}",
                     task, req.master_epoch
@@ -767,11 +779,15 @@ impl Master {
             let placed = t
                 .registry
                 .place(now, &PlacementRequest { task: &task, cost, selectors: &selectors, resources: &resources }, rng)
-                .map_err(Status::from)?;
+                .map_err(|e| {
+                    self.stats.reject(Rejection::from(&e));
+                    Status::from(e)
+                })?;
             let view = t
                 .registry
                 .get(placed.executor)
                 .ok_or_else(|| Reason::Internal.status("placed on an executor that is not registered"))?;
+            Master::bump(&self.stats.worker_placements);
             Ok(pb::ScheduleTaskResponse {
                 executor_id: placed.executor.0,
                 executor_address: view.record.spec.address,

@@ -11,10 +11,15 @@
 pub mod cmd;
 mod convert;
 mod election;
+// why: the simulation serves no HTTP; the API calls the same services in process, so nothing else differs.
+#[cfg(not(madsim))]
+pub mod http;
 mod leader;
+pub mod metrics;
 mod service;
 
 pub use election::LeaderValue;
+pub use metrics::Stats;
 pub use service::MasterService;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,19 +35,6 @@ use crate::core::rng::SplitMix64;
 use crate::meta::MetaStore;
 
 pub use leader::Term;
-
-/// Counters an operator (and the simulator) reads.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Writes refused because this master was no longer the leader.
-    pub fenced_writes: AtomicU64,
-    /// Terms this master began.
-    pub terms: AtomicU64,
-    /// Executors this master declared offline.
-    pub executors_offline: AtomicU64,
-    /// Writes whose outcome had to be settled by a re-read.
-    pub unknown_writes: AtomicU64,
-}
 
 /// What a master tells an observer (the simulator's checkers; later, metrics), with absolute instants so that
 /// observers of several masters can compare them.

@@ -21,6 +21,30 @@ pub const POLL: Duration = Duration::from_millis(100);
 pub const CLI_TIMEOUT: &str = "1s";
 /// How many lines of each log a failed test prints.
 pub const LOG_TAIL_LINES: usize = 40;
+/// The deadline `curl` puts on each HTTP request.
+pub const HTTP_TIMEOUT_SECS: &str = "2";
+
+/// Every metric a master's `/metrics` promises (README, docs/openapi.json), with its type.
+pub const METRICS: [(&str, &str); 12] = [
+    ("foreman_is_leader", "gauge"),
+    ("foreman_leader_epoch", "gauge"),
+    ("foreman_leader_terms_total", "counter"),
+    ("foreman_executors", "gauge"),
+    ("foreman_executor_slots", "gauge"),
+    ("foreman_executors_declared_offline_total", "counter"),
+    ("foreman_executor_heartbeat_gap_seconds", "histogram"),
+    ("foreman_jobs", "gauge"),
+    ("foreman_placements_total", "counter"),
+    ("foreman_placement_rejections_total", "counter"),
+    ("foreman_fenced_writes_total", "counter"),
+    ("foreman_unknown_writes_total", "counter"),
+];
+
+/// The value of `series` (name and labels exactly as exposed, e.g. `foreman_jobs{state="created"}`) in a
+/// Prometheus text exposition.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+}
 
 /// `cluster leader --output json`.
 #[derive(Clone, Debug, Deserialize)]
@@ -78,6 +102,31 @@ pub struct JobListView {
     pub jobs: Vec<JobView>,
 }
 
+/// Short election timings for in-process masters: the shortest lease real etcd grants, and a step-down deadline
+/// that `validate()` accepts with it (step-down + 1 s < lease TTL, keepalive < step-down).
+pub fn short_election() -> foreman::config::ElectionConfig {
+    foreman::config::ElectionConfig {
+        lease_ttl: Duration::from_secs(2),
+        keepalive_interval: Duration::from_millis(300),
+        step_down: Duration::from_millis(900),
+        campaign_retry: Duration::from_millis(200),
+    }
+}
+
+/// Serves master `m`'s gRPC services on `incoming` (what `Master::serve` does, on a listener the test bound), until
+/// the test's runtime ends.
+pub fn serve_grpc(m: std::sync::Arc<foreman::master::Master>, incoming: tonic::transport::server::TcpIncoming) {
+    use foreman::rpc::pb;
+    let svc = foreman::master::MasterService::new(m);
+    let server = tonic::transport::Server::builder()
+        .add_service(pb::discovery_server::DiscoveryServer::new(svc.clone()))
+        .add_service(pb::job_manager_server::JobManagerServer::new(svc.clone()))
+        .add_service(pb::task_scheduler_server::TaskSchedulerServer::new(svc.clone()))
+        .add_service(pb::framework_server::FrameworkServer::new(svc))
+        .serve_with_incoming(incoming);
+    tokio::spawn(server);
+}
+
 /// The etcd the test runs against: `FOREMAN_TEST_ETCD`, set by `scripts/with-etcd`. Without it the test fails
 /// rather than skips (it only runs when asked for with `--ignored`).
 pub fn etcd_from_env(test: &str) -> String {
@@ -105,6 +154,8 @@ pub struct Node {
     pub name: String,
     pub role: Role,
     pub address: String,
+    /// A master's HTTP API address (`--http-addr`); executors have none.
+    pub http: Option<String>,
     child: Option<Child>,
     /// Its stderr and stdout (the log), across restarts.
     pub log: PathBuf,
@@ -137,17 +188,21 @@ impl Cluster {
             executor_capacities.iter().enumerate().map(|(i, c)| (format!("exec{i}"), Role::Executor { capacity: *c })),
         );
         let roles: Vec<(String, Role)> = roles.collect();
-        // All ports are held at once so they differ; each is released just before its process binds it.
-        let listeners: Vec<std::net::TcpListener> =
-            roles.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+        // All ports are held at once so they differ (a gRPC one per node, an HTTP one per master); each is released
+        // just before its process binds it.
+        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
+        let listeners: Vec<(std::net::TcpListener, Option<std::net::TcpListener>)> =
+            roles.iter().map(|(_, role)| (bind(), (*role == Role::Master).then(bind))).collect();
+        let address = |l: &std::net::TcpListener| l.local_addr().expect("bound address").to_string();
         let nodes = listeners
             .iter()
             .zip(roles)
-            .map(|(l, (name, role))| Node {
+            .map(|((grpc, http), (name, role))| Node {
                 log: dir.join(format!("{name}.log")),
                 name,
                 role,
-                address: l.local_addr().expect("bound address").to_string(),
+                address: address(grpc),
+                http: http.as_ref().map(address),
                 child: None,
             })
             .collect();
@@ -176,7 +231,7 @@ impl Cluster {
         match node.role {
             Role::Master => {
                 command.args(["master", "--name", &node.name, "--addr", &node.address, "--etcd", &self.etcd]);
-                command.args(["--cluster", &self.cluster]);
+                command.args(["--cluster", &self.cluster, "--http-addr", node.http.as_deref().unwrap_or("")]);
             }
             Role::Executor { capacity } => {
                 command.args(["executor", "--name", &node.name, "--addr", &node.address, "--join", &join]);
@@ -309,6 +364,24 @@ pub async fn foreman(args: &[&str]) -> Run {
         stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
     }
+}
+
+/// `curl`s `path` of the HTTP API at `address`: the status and the body, or why there is none.
+pub async fn http_get(address: &str, path: &str) -> Result<(u16, String), String> {
+    let url = format!("http://{address}{path}");
+    let args = ["--silent", "--show-error", "--max-time", HTTP_TIMEOUT_SECS, "--write-out", "\n%{http_code}", &url];
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let output = tokio::task::spawn_blocking(move || Command::new("curl").args(&args).output())
+        .await
+        .expect("the blocking task")
+        .map_err(|e| format!("cannot run curl (Debian: apt-get install -y curl): {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(format!("curl {url}: {}", String::from_utf8_lossy(&output.stderr).trim()));
+    }
+    let (body, code) = stdout.rsplit_once('\n').unwrap_or(("", &stdout));
+    let code = code.trim().parse().map_err(|_| format!("curl {url}: no status in {stdout:?}"))?;
+    Ok((code, body.to_owned()))
 }
 
 /// Runs `foreman <args> --master <masters> --output json --timeout CLI_TIMEOUT` and parses its output as `T`:

@@ -1,0 +1,537 @@
+//! The master's metrics: counters and a histogram that the async layer bumps where it applies a decision, gauges
+//! read from the leader's term when scraped, and their Prometheus text exposition (format 0.0.4), written by hand.
+//!
+//! Invariants:
+//! - every metric is described once, by [`Metric::family`] (name, type, help), and the exposition writes each family's
+//!   `# HELP` and `# TYPE` lines even when it has no sample (a follower holds no registry and no jobs);
+//! - counters only grow, for the life of the process (a new term does not reset them);
+//! - label values come from fixed sets (states, task kinds, rejection reasons), never from ids or names, so the
+//!   number of series is bounded whatever the cluster does.
+//!
+//! `src/core` stays pure: nothing here is called from it; the leader counts the core's verdicts after it applies
+//! them.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crate::core::job::JobState;
+use crate::core::placement::PlacementError;
+
+/// Counters and histograms an operator (through `/metrics`) and the simulator read.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Writes refused because this master was no longer the leader.
+    pub fenced_writes: AtomicU64,
+    /// Terms this master began.
+    pub terms: AtomicU64,
+    /// Executors this master declared offline.
+    pub executors_offline: AtomicU64,
+    /// Writes whose outcome had to be settled by a re-read.
+    pub unknown_writes: AtomicU64,
+    /// Job masters placed by the leader loop (their start written), by this master.
+    pub job_master_placements: AtomicU64,
+    /// Workers placed for job masters (`ScheduleTask` answered with an executor), by this master.
+    pub worker_placements: AtomicU64,
+    /// Placement attempts that found no executor, or were refused, indexed by [`Rejection`].
+    pub placement_rejections: [AtomicU64; Rejection::ALL.len()],
+    /// The gap between consecutive accepted heartbeats of one executor, as this leader received them.
+    pub heartbeat_gaps: Histogram,
+}
+
+impl Stats {
+    /// Counts one rejected placement.
+    pub fn reject(&self, why: Rejection) {
+        self.placement_rejections[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Rejected placements so far for `why`.
+    pub fn rejections(&self, why: Rejection) -> u64 {
+        self.placement_rejections[why as usize].load(Ordering::Relaxed)
+    }
+}
+
+/// Why a placement was not made: the label `reason` of `foreman_placement_rejections_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rejection {
+    /// No executor is online and reporting.
+    NoExecutors,
+    /// A selector matched no executor left by the filters before it.
+    SelectorUnsatisfied,
+    /// No executor has enough free slots.
+    InsufficientCapacity,
+    /// The task's resources live on different executors.
+    ResourceConflict,
+    /// A resource's executor is not online and reporting.
+    PinnedUnavailable,
+    /// A selector rules out a resource's executor.
+    PinnedRejected,
+    /// A resource's executor has too few free slots.
+    PinnedFull,
+    /// A task of cost 0.
+    ZeroCost,
+    /// The job waits: job masters already hold their share (half) of the online slots.
+    JobMasterShare,
+    /// `ScheduleTask` from a job master that is not its job's current, online incarnation.
+    StaleJobMaster,
+}
+
+impl Rejection {
+    /// Every reason, in the order of the enum (the index of its counter).
+    pub const ALL: [Rejection; 10] = [
+        Rejection::NoExecutors,
+        Rejection::SelectorUnsatisfied,
+        Rejection::InsufficientCapacity,
+        Rejection::ResourceConflict,
+        Rejection::PinnedUnavailable,
+        Rejection::PinnedRejected,
+        Rejection::PinnedFull,
+        Rejection::ZeroCost,
+        Rejection::JobMasterShare,
+        Rejection::StaleJobMaster,
+    ];
+
+    /// The label value, e.g. `selector_unsatisfied`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::NoExecutors => "no_executors",
+            Rejection::SelectorUnsatisfied => "selector_unsatisfied",
+            Rejection::InsufficientCapacity => "insufficient_capacity",
+            Rejection::ResourceConflict => "resource_conflict",
+            Rejection::PinnedUnavailable => "pinned_unavailable",
+            Rejection::PinnedRejected => "pinned_rejected",
+            Rejection::PinnedFull => "pinned_full",
+            Rejection::ZeroCost => "zero_cost",
+            Rejection::JobMasterShare => "job_master_share",
+            Rejection::StaleJobMaster => "stale_job_master",
+        }
+    }
+}
+
+impl From<&PlacementError> for Rejection {
+    fn from(e: &PlacementError) -> Rejection {
+        match e {
+            PlacementError::ZeroCost => Rejection::ZeroCost,
+            PlacementError::NoExecutors => Rejection::NoExecutors,
+            PlacementError::SelectorUnsatisfied { .. } => Rejection::SelectorUnsatisfied,
+            PlacementError::InsufficientCapacity { .. } => Rejection::InsufficientCapacity,
+            PlacementError::ResourceConflict { .. } => Rejection::ResourceConflict,
+            PlacementError::PinnedUnavailable { .. } => Rejection::PinnedUnavailable,
+            PlacementError::PinnedRejected { .. } => Rejection::PinnedRejected,
+            PlacementError::PinnedFull { .. } => Rejection::PinnedFull,
+        }
+    }
+}
+
+/// The upper bounds of the heartbeat-gap buckets, in milliseconds (executors heartbeat every 500 ms by default
+/// and are declared offline after 10 s of silence).
+pub const HEARTBEAT_GAP_BOUNDS_MS: [u64; 9] = [100, 250, 500, 750, 1_000, 2_500, 5_000, 10_000, 30_000];
+
+/// A histogram of durations with the fixed buckets [`HEARTBEAT_GAP_BOUNDS_MS`] and one above them.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket (not cumulative); the last is above every bound.
+    buckets: [AtomicU64; HEARTBEAT_GAP_BOUNDS_MS.len() + 1],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: Duration) {
+        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let i = HEARTBEAT_GAP_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(HEARTBEAT_GAP_BOUNDS_MS.len());
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// `(upper bound in seconds or +Inf, cumulative count)` per bucket, then the sum in seconds and the count.
+    fn cumulative(&self) -> (Vec<(String, u64)>, f64, u64) {
+        let mut total = 0;
+        let mut rows = Vec::with_capacity(self.buckets.len());
+        for (i, bucket) in self.buckets.iter().enumerate() {
+            total += bucket.load(Ordering::Relaxed);
+            let le = HEARTBEAT_GAP_BOUNDS_MS.get(i).map_or_else(|| "+Inf".to_owned(), |&ms| seconds(ms));
+            rows.push((le, total));
+        }
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        // The count is read last: with concurrent observations it may run ahead of the buckets, never behind.
+        (rows, sum, self.count().max(total))
+    }
+}
+
+/// `ms` milliseconds as a decimal number of seconds, shortest form (`0.25`, `1`, `30`).
+fn seconds(ms: u64) -> String {
+    let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// A metric family's type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A metric family: its name, type and help text.
+#[derive(Clone, Copy, Debug)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub help: &'static str,
+}
+
+/// Every metric family the master exposes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Metric {
+    IsLeader,
+    LeaderEpoch,
+    Terms,
+    Executors,
+    ExecutorSlots,
+    ExecutorsOffline,
+    HeartbeatGaps,
+    Jobs,
+    Placements,
+    Rejections,
+    FencedWrites,
+    UnknownWrites,
+}
+
+impl Metric {
+    /// Every family, in the order of the exposition.
+    pub const ALL: [Metric; 12] = [
+        Metric::IsLeader,
+        Metric::LeaderEpoch,
+        Metric::Terms,
+        Metric::Executors,
+        Metric::ExecutorSlots,
+        Metric::ExecutorsOffline,
+        Metric::HeartbeatGaps,
+        Metric::Jobs,
+        Metric::Placements,
+        Metric::Rejections,
+        Metric::FencedWrites,
+        Metric::UnknownWrites,
+    ];
+
+    pub fn family(self) -> Family {
+        let (name, kind, help) = match self {
+            Metric::IsLeader => {
+                ("foreman_is_leader", Kind::Gauge, "1 while this master leads and serves (its recovery done), else 0.")
+            }
+            Metric::LeaderEpoch => (
+                "foreman_leader_epoch",
+                Kind::Gauge,
+                "The leader epoch this master acts under (recovering or serving); 0 while it does not lead.",
+            ),
+            Metric::Terms => (
+                "foreman_leader_terms_total",
+                Kind::Counter,
+                "Leader terms this master began; the sum over all masters counts the leader changes.",
+            ),
+            Metric::Executors => (
+                "foreman_executors",
+                Kind::Gauge,
+                "Executors in the leader's registry by state: online (heard from in this term), unconfirmed \
+                 (restored by a new leader, not yet heard from) or draining (shutting down, nothing new placed \
+                 there). Only the leader has samples.",
+            ),
+            Metric::ExecutorSlots => (
+                "foreman_executor_slots",
+                Kind::Gauge,
+                "Task slots of the registered executors: capacity, or used (reported and reserved). Only the leader \
+                 has samples.",
+            ),
+            Metric::ExecutorsOffline => (
+                "foreman_executors_declared_offline_total",
+                Kind::Counter,
+                "Executors this master declared offline (their TTL passed without a heartbeat), once the verdict \
+                 was written.",
+            ),
+            Metric::HeartbeatGaps => (
+                "foreman_executor_heartbeat_gap_seconds",
+                Kind::Histogram,
+                "Time between two consecutive accepted heartbeats of one executor as the leader received them \
+                 (compare with the heartbeat interval and the offline TTL). The first heartbeat of a term is not \
+                 observed.",
+            ),
+            Metric::Jobs => {
+                ("foreman_jobs", Kind::Gauge, "Jobs by state, as the leader holds them. Only the leader has samples.")
+            }
+            Metric::Placements => (
+                "foreman_placements_total",
+                Kind::Counter,
+                "Tasks this master placed on an executor, by kind: job_master (by the leader loop, once written) \
+                 or worker (ScheduleTask answered).",
+            ),
+            Metric::Rejections => (
+                "foreman_placement_rejections_total",
+                Kind::Counter,
+                "Placements not made, by reason; a job that does not fit counts again on every leader-loop pass.",
+            ),
+            Metric::FencedWrites => (
+                "foreman_fenced_writes_total",
+                Kind::Counter,
+                "Metastore writes refused because this master no longer led (each one ends its term).",
+            ),
+            Metric::UnknownWrites => (
+                "foreman_unknown_writes_total",
+                Kind::Counter,
+                "Metastore writes whose outcome was unknown (no answer in time) and had to be settled by a re-read.",
+            ),
+        };
+        Family { name, kind, help }
+    }
+}
+
+/// What a leader's term shows at scrape time.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TermGauges {
+    pub executors_online: u64,
+    pub executors_unconfirmed: u64,
+    pub executors_draining: u64,
+    pub slots_capacity: u64,
+    pub slots_used: u64,
+    /// Jobs per state, in the order of [`JobState::ALL`].
+    pub jobs: [u64; JobState::ALL.len()],
+}
+
+/// The gauges of one scrape: the master's role, and its term's view when it leads and serves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Gauges {
+    pub serving: bool,
+    pub epoch: u64,
+    pub term: Option<TermGauges>,
+}
+
+/// The lowercase name of a job state, as the JSON API and `--output json` spell it.
+pub fn job_state_label(s: JobState) -> String {
+    crate::cli::output::job_state_name(super::convert::state_to_wire(s) as i32)
+}
+
+/// The Prometheus text exposition (format 0.0.4) of `gauges` and `stats`.
+pub fn render(gauges: &Gauges, stats: &Stats) -> String {
+    let mut out = Exposition::default();
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    for metric in Metric::ALL {
+        let family = metric.family();
+        out.family(&family);
+        let n = family.name;
+        match metric {
+            Metric::IsLeader => out.sample(n, &[], u64::from(gauges.serving)),
+            Metric::LeaderEpoch => out.sample(n, &[], gauges.epoch),
+            Metric::Terms => out.sample(n, &[], load(&stats.terms)),
+            Metric::Executors => {
+                if let Some(t) = &gauges.term {
+                    out.sample(n, &[("state", "online")], t.executors_online);
+                    out.sample(n, &[("state", "unconfirmed")], t.executors_unconfirmed);
+                    out.sample(n, &[("state", "draining")], t.executors_draining);
+                }
+            }
+            Metric::ExecutorSlots => {
+                if let Some(t) = &gauges.term {
+                    out.sample(n, &[("kind", "capacity")], t.slots_capacity);
+                    out.sample(n, &[("kind", "used")], t.slots_used);
+                }
+            }
+            Metric::ExecutorsOffline => out.sample(n, &[], load(&stats.executors_offline)),
+            Metric::HeartbeatGaps => out.histogram(n, &stats.heartbeat_gaps),
+            Metric::Jobs => {
+                if let Some(t) = &gauges.term {
+                    for (state, count) in JobState::ALL.iter().zip(t.jobs) {
+                        out.sample(n, &[("state", &job_state_label(*state))], count);
+                    }
+                }
+            }
+            Metric::Placements => {
+                out.sample(n, &[("kind", "job_master")], load(&stats.job_master_placements));
+                out.sample(n, &[("kind", "worker")], load(&stats.worker_placements));
+            }
+            Metric::Rejections => {
+                for why in Rejection::ALL {
+                    out.sample(n, &[("reason", why.as_str())], stats.rejections(why));
+                }
+            }
+            Metric::FencedWrites => out.sample(n, &[], load(&stats.fenced_writes)),
+            Metric::UnknownWrites => out.sample(n, &[], load(&stats.unknown_writes)),
+        }
+    }
+    out.text
+}
+
+impl super::Master {
+    /// This instant's gauges: the role, and the term's registry and jobs when this master leads and serves (as
+    /// held in memory: a job whose write is under way may show its new state a moment early).
+    pub fn gauges(&self) -> Gauges {
+        let now = self.clock.now();
+        let inner = self.lock();
+        let Some(epoch) = inner.leadership.acting(now) else { return Gauges::default() };
+        let Some(t) = inner.term.as_ref().filter(|t| t.epoch == epoch) else {
+            return Gauges { serving: false, epoch: epoch.0, term: None };
+        };
+        let mut g = TermGauges::default();
+        for v in t.registry.iter() {
+            match v.status {
+                crate::core::registry::Status::Online => g.executors_online += 1,
+                crate::core::registry::Status::Unconfirmed => g.executors_unconfirmed += 1,
+                crate::core::registry::Status::Draining => g.executors_draining += 1,
+            }
+            g.slots_capacity += u64::from(v.record.spec.capacity);
+            g.slots_used += t.registry.placer().used(v.record.id).unwrap_or(0);
+        }
+        for j in t.jobs.iter() {
+            if let Some(i) = JobState::ALL.iter().position(|s| *s == j.state()) {
+                g.jobs[i] += 1;
+            }
+        }
+        Gauges { serving: true, epoch: epoch.0, term: Some(g) }
+    }
+
+    /// The Prometheus text exposition of this master's metrics.
+    pub fn metrics_text(&self) -> String {
+        render(&self.gauges(), &self.stats)
+    }
+}
+
+/// The text being written. Label values here come from fixed sets of plain words: nothing needs escaping.
+#[derive(Default)]
+struct Exposition {
+    text: String,
+}
+
+impl Exposition {
+    fn family(&mut self, f: &Family) {
+        let _ = writeln!(self.text, "# HELP {} {}", f.name, f.help);
+        let _ = writeln!(self.text, "# TYPE {} {}", f.name, f.kind.as_str());
+    }
+
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
+        self.text.push_str(name);
+        if !labels.is_empty() {
+            let pairs: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            let _ = write!(self.text, "{{{}}}", pairs.join(","));
+        }
+        let _ = writeln!(self.text, " {value}");
+    }
+
+    fn histogram(&mut self, name: &str, h: &Histogram) {
+        let (rows, sum, count) = h.cumulative();
+        let bucket = format!("{name}_bucket");
+        for (le, total) in rows {
+            self.sample(&bucket, &[("le", &le)], total);
+        }
+        self.sample(&format!("{name}_sum"), &[], sum);
+        self.sample(&format!("{name}_count"), &[], count);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_written_with_help_and_type_even_without_samples() {
+        let text = render(&Gauges::default(), &Stats::default());
+        for f in Metric::ALL.map(Metric::family) {
+            assert!(text.contains(&format!("# HELP {} ", f.name)), "{}", f.name);
+            assert!(text.contains(&format!("# TYPE {} {}\n", f.name, f.kind.as_str())), "{}", f.name);
+        }
+        // A follower: no registry or job samples, but its role and the counters.
+        assert!(!text.contains("foreman_jobs{"), "{text}");
+        assert!(!text.contains("foreman_executors{"), "{text}");
+        assert!(text.contains("\nforeman_is_leader 0\n"), "{text}");
+        assert!(text.contains("\nforeman_placement_rejections_total{reason=\"stale_job_master\"} 0\n"), "{text}");
+        let names: std::collections::BTreeSet<&str> = Metric::ALL.iter().map(|m| m.family().name).collect();
+        assert_eq!(names.len(), Metric::ALL.len(), "two families share a name");
+    }
+
+    #[test]
+    fn a_leader_shows_its_term() {
+        let mut jobs = [0; 6];
+        jobs[1] = 3;
+        let gauges = Gauges {
+            serving: true,
+            epoch: 7,
+            term: Some(TermGauges {
+                executors_online: 2,
+                executors_unconfirmed: 1,
+                executors_draining: 0,
+                slots_capacity: 8,
+                slots_used: 3,
+                jobs,
+            }),
+        };
+        let stats = Stats::default();
+        stats.reject(Rejection::SelectorUnsatisfied);
+        stats.reject(Rejection::SelectorUnsatisfied);
+        let text = render(&gauges, &stats);
+        for line in [
+            "foreman_is_leader 1",
+            "foreman_leader_epoch 7",
+            "foreman_executors{state=\"online\"} 2",
+            "foreman_executors{state=\"unconfirmed\"} 1",
+            "foreman_executor_slots{kind=\"used\"} 3",
+            "foreman_jobs{state=\"created\"} 0",
+            "foreman_jobs{state=\"running\"} 3",
+            "foreman_jobs{state=\"failed\"} 0",
+            "foreman_placement_rejections_total{reason=\"selector_unsatisfied\"} 2",
+        ] {
+            assert!(text.contains(&format!("\n{line}\n")), "{line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_with_sum_and_count() {
+        let h = Histogram::default();
+        // (observed ms) → its bucket's upper bound
+        for ms in [50, 100, 101, 600, 45_000] {
+            h.observe(Duration::from_millis(ms));
+        }
+        let mut out = Exposition::default();
+        out.histogram("h", &h);
+        let want = "h_bucket{le=\"0.1\"} 2\nh_bucket{le=\"0.25\"} 3\nh_bucket{le=\"0.5\"} 3\n\
+                    h_bucket{le=\"0.75\"} 4\nh_bucket{le=\"1\"} 4\nh_bucket{le=\"2.5\"} 4\nh_bucket{le=\"5\"} 4\n\
+                    h_bucket{le=\"10\"} 4\nh_bucket{le=\"30\"} 4\nh_bucket{le=\"+Inf\"} 5\nh_sum 45.851\nh_count 5\n";
+        assert_eq!(out.text, want);
+    }
+
+    #[test]
+    fn seconds_are_written_shortest() {
+        let table = [(0, "0"), (100, "0.1"), (250, "0.25"), (1_000, "1"), (2_500, "2.5"), (30_000, "30"), (1, "0.001")];
+        for (ms, want) in table {
+            assert_eq!(seconds(ms), want, "{ms}");
+        }
+    }
+
+    #[test]
+    fn every_placement_error_has_a_reason() {
+        let table: [(PlacementError, &str); 3] = [
+            (PlacementError::NoExecutors, "no_executors"),
+            (PlacementError::ZeroCost, "zero_cost"),
+            (PlacementError::InsufficientCapacity { cost: 2, best_free: 1, candidates: 3 }, "insufficient_capacity"),
+        ];
+        for (e, want) in table {
+            assert_eq!(Rejection::from(&e).as_str(), want);
+        }
+        for (i, why) in Rejection::ALL.iter().enumerate() {
+            assert_eq!(*why as usize, i, "Rejection::ALL follows the enum's order");
+        }
+    }
+}

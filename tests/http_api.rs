@@ -1,0 +1,577 @@
+//! The master's HTTP/JSON API and metrics: real `Master`s in process over the embedded metastore, serving gRPC and
+//! HTTP on loopback ports, called with a plain HTTP/1.1 client written here (production build; no etcd needed).
+//!
+//! What is checked:
+//! - docs/openapi.json parses, describes exactly the routes the server serves (`foreman::master::http::ROUTES`, the
+//!   table the router is built from), its references resolve, and the server hands out the same document;
+//! - the job endpoints create, get, list, cancel and delete jobs, with the JSON of `foreman job get --output json`;
+//!   bad input is a 400 naming what to fix, an unknown job a 404, a conflict a 409, each with the stable reason;
+//! - `/metrics` has every listed metric with its HELP and TYPE lines, and the values move: registry and job gauges,
+//!   job-master placements (an executor registered over gRPC), placement rejections, heartbeat gaps;
+//! - a follower answers the same calls by forwarding them to the leader, and says it follows.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::oneshot;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+
+use common::{sample, short_election, METRICS};
+use foreman::config::MasterConfig;
+use foreman::master::{http, Master, Role};
+use foreman::meta::MetaStore;
+use foreman::rpc::pb;
+use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use foreman::rpc::pb::task_scheduler_client::TaskSchedulerClient;
+
+/// The deadline on every call a test makes: a hang fails the test instead of stalling it.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a fresh master may take to win its (uncontested) election and finish recovery.
+const LEAD_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a test waits for the leader loop to act (place a job master, count a rejection).
+const ACT_DEADLINE: Duration = Duration::from_secs(10);
+/// A valid fake-job configuration.
+const CONFIG: &str = r#"{"workers": 2, "target": 5, "tick_ms": 10}"#;
+
+/// One master serving gRPC and HTTP on loopback. Dropping it stops the master and its HTTP server.
+struct Node {
+    m: Arc<Master>,
+    grpc: String,
+    http: String,
+    _stop_master: oneshot::Sender<()>,
+    _stop_http: oneshot::Sender<()>,
+}
+
+impl Node {
+    /// Starts master `m-<name>` of cluster `test-<cluster>` over `store` (a clone of another node's store makes
+    /// the two masters of one cluster).
+    async fn start(name: &str, cluster: &str, store: MetaStore) -> Node {
+        let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
+        let grpc = incoming.local_addr().expect("bound address").to_string();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
+        let http = listener.local_addr().expect("bound address").to_string();
+        let mut cfg = MasterConfig {
+            name: format!("m-{name}"),
+            addr: grpc.clone(),
+            http_addr: http.clone(),
+            cluster: format!("test-{cluster}"),
+            election: short_election(),
+            ..MasterConfig::default()
+        };
+        cfg.fill_derived();
+        cfg.validate().unwrap_or_else(|e| panic!("the test configuration is refused: {e}"));
+        let m = Master::new(cfg, store, 7);
+
+        common::serve_grpc(m.clone(), incoming);
+        let (stop_master, stopped) = oneshot::channel::<()>();
+        tokio::spawn(m.clone().run(async move {
+            let _ = stopped.await;
+        }));
+        let (stop_http, stopped) = oneshot::channel::<()>();
+        tokio::spawn(http::serve(m.clone(), listener, async move {
+            let _ = stopped.await;
+        }));
+        eprintln!("master {name}: gRPC {grpc}, HTTP {http}");
+        Node { m, grpc, http, _stop_master: stop_master, _stop_http: stop_http }
+    }
+
+    /// A lone master of its own cluster, leading and serving.
+    async fn leader(name: &str) -> Node {
+        let store = MetaStore::embedded(&format!("test-{name}"), None).expect("an embedded store");
+        let node = Node::start(name, name, store).await;
+        node.wait_for_role("leader").await;
+        node
+    }
+
+    /// Polls `/healthz` until it reports `role`.
+    async fn wait_for_role(&self, role: &str) {
+        let started = tokio::time::Instant::now();
+        loop {
+            let health = self.get("/healthz").await;
+            assert_eq!(health.status, 200, "{health:?}");
+            if health.json()["role"] == role && (role != "leader" || matches!(self.m.role(), Role::Leader(_))) {
+                return;
+            }
+            assert!(started.elapsed() < LEAD_DEADLINE, "{} is not {role} within {LEAD_DEADLINE:?}", self.m.name());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        call(&self.http, "GET", path, None).await
+    }
+
+    async fn post(&self, path: &str, body: &str) -> Reply {
+        call(&self.http, "POST", path, Some(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Reply {
+        call(&self.http, "DELETE", path, None).await
+    }
+
+    async fn put(&self, path: &str, body: &str) -> Reply {
+        call(&self.http, "PUT", path, Some(body)).await
+    }
+
+    fn channel(&self) -> Channel {
+        Endpoint::from_shared(format!("http://{}", self.grpc)).unwrap().timeout(CALL_TIMEOUT).connect_lazy()
+    }
+
+    /// Registers an executor over gRPC that nothing can dispatch to (its address refuses connections), and sends
+    /// its first heartbeat. Returns its id and the leader epoch.
+    async fn register_executor(&self, name: &str, capacity: u32) -> (u64, u64) {
+        let req = pb::RegisterExecutorRequest {
+            name: name.into(),
+            address: "127.0.0.1:1".into(),
+            capacity,
+            labels: [("zone".to_owned(), "east".to_owned())].into(),
+            instance: 1,
+        };
+        let r = DiscoveryClient::new(self.channel()).register_executor(req).await.expect("RegisterExecutor");
+        let r = r.into_inner();
+        self.heartbeat(r.executor_id, r.leader_epoch).await;
+        (r.executor_id, r.leader_epoch)
+    }
+
+    async fn heartbeat(&self, executor_id: u64, leader_epoch: u64) {
+        let req = pb::HeartbeatRequest { executor_id, leader_epoch, tasks: vec![], draining: false };
+        let r = DiscoveryClient::new(self.channel()).heartbeat(req).await.expect("Heartbeat").into_inner();
+        assert_eq!(r.verdict, pb::HeartbeatVerdict::Accepted as i32, "{r:?}");
+    }
+
+    /// Polls `/metrics` until `series` (a name with its labels, as exposed) is at least `min`.
+    async fn wait_for_metric(&self, series: &str, min: f64) -> f64 {
+        let started = tokio::time::Instant::now();
+        loop {
+            let text = self.get("/metrics").await.body;
+            if let Some(v) = sample(&text, series).filter(|v| *v >= min) {
+                return v;
+            }
+            assert!(started.elapsed() < ACT_DEADLINE, "{series} did not reach {min} within {ACT_DEADLINE:?}:\n{text}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// A plain HTTP/1.1 client
+// ---------------------------------------------------------------------------------------------------------------
+
+/// An HTTP answer.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    /// Header names in lowercase.
+    headers: BTreeMap<String, String>,
+    body: String,
+}
+
+impl Reply {
+    #[track_caller]
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {self:?}"))
+    }
+
+    /// Asserts a refusal: the status, the JSON error body's `code` and `reason`, and words of its message.
+    #[track_caller]
+    fn assert_refused(&self, status: u16, code: &str, reason: Option<&str>, words: &[&str]) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.headers.get("content-type").map(String::as_str), Some("application/json"), "{self:?}");
+        let body = self.json();
+        assert_eq!(body["code"], code, "{self:?}");
+        assert_eq!(body["reason"], reason.map_or(Value::Null, Value::from), "{self:?}");
+        let message = body["message"].as_str().unwrap_or_else(|| panic!("no message: {self:?}"));
+        for w in words {
+            assert!(message.contains(w), "{message:?} should contain {w:?}");
+        }
+    }
+}
+
+/// Sends one request on a fresh connection (`Connection: close`) and reads the whole answer.
+async fn call(addr: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let body = body.unwrap_or("");
+        let head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("send the head");
+        // A server may answer before it has read the whole body (one too large) and stop reading: the answer is
+        // what counts.
+        let _ = stream.write_all(body.as_bytes()).await;
+        let mut raw = vec![];
+        stream.read_to_end(&mut raw).await.expect("read the answer");
+        raw
+    };
+    let raw = tokio::time::timeout(CALL_TIMEOUT, exchange)
+        .await
+        .unwrap_or_else(|_| panic!("{method} {path}: no answer within {CALL_TIMEOUT:?}"));
+    parse_reply(&raw)
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {:?}", String::from_utf8_lossy(&raw)))
+}
+
+fn parse_reply(raw: &[u8]) -> Option<Reply> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: BTreeMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        body = dechunk(&body)?;
+    }
+    Some(Reply { status, headers, body: String::from_utf8(body).ok()? })
+}
+
+/// The body of a chunked transfer.
+fn dechunk(mut raw: &[u8]) -> Option<Vec<u8>> {
+    let mut out = vec![];
+    loop {
+        let line_end = raw.windows(2).position(|w| w == b"\r\n")?;
+        let size_text = std::str::from_utf8(&raw[..line_end]).ok()?;
+        let size = usize::from_str_radix(size_text.split(';').next()?.trim(), 16).ok()?;
+        raw = &raw[line_end + 2..];
+        if size == 0 {
+            return Some(out);
+        }
+        out.extend_from_slice(raw.get(..size)?);
+        raw = raw.get(size + 2..)?;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// The OpenAPI description
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The methods OpenAPI knows in a path item.
+const OPENAPI_METHODS: [&str; 8] = ["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn openapi_document() -> Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/openapi.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: not JSON: {e}", path.display()))
+}
+
+/// Every `$ref` in `v`, with where it is.
+fn refs<'a>(v: &'a Value, at: String, out: &mut Vec<(String, &'a str)>) {
+    match v {
+        Value::Object(map) => {
+            for (k, item) in map {
+                match (k.as_str(), item) {
+                    ("$ref", Value::String(target)) => out.push((at.clone(), target)),
+                    _ => refs(item, format!("{at}/{k}"), out),
+                }
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                refs(item, format!("{at}/{i}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_exactly_the_routes_served() {
+    let doc = openapi_document();
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.")), "not OpenAPI 3: {}", doc["openapi"]);
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+
+    // The routes described, and those served (from the table the router is built from).
+    let mut described = std::collections::BTreeSet::new();
+    let mut operation_ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (key, op) in item.as_object().expect("a path item") {
+            if key == "parameters" {
+                continue;
+            }
+            assert!(OPENAPI_METHODS.contains(&key.as_str()), "{path}: {key} is not a method");
+            let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{key} {path}: no operationId"));
+            assert!(operation_ids.insert(id.to_owned()), "operationId {id} is used twice");
+            let responses = op["responses"].as_object().unwrap_or_else(|| panic!("{key} {path}: no responses"));
+            assert!(responses.keys().any(|code| code.starts_with('2')), "{key} {path}: no success response");
+            // Every path parameter is declared, on the path item or the operation.
+            let declared: Vec<&str> = [&item["parameters"], &op["parameters"]]
+                .into_iter()
+                .filter_map(Value::as_array)
+                .flatten()
+                .filter(|p| p["in"] == "path")
+                .filter_map(|p| p["name"].as_str())
+                .collect();
+            for segment in path.split('/').filter(|s| s.starts_with('{')) {
+                let name = segment.trim_start_matches('{').trim_end_matches('}');
+                assert!(declared.contains(&name), "{key} {path}: path parameter {name} is not declared");
+            }
+            described.insert((key.to_ascii_uppercase(), path.clone()));
+        }
+    }
+    let served: std::collections::BTreeSet<(String, String)> =
+        http::ROUTES.iter().map(|r| (r.method.to_string(), r.path.to_owned())).collect();
+    assert_eq!(served.len(), http::ROUTES.len(), "a route is listed twice");
+    let undescribed: Vec<_> = served.difference(&described).collect();
+    let unserved: Vec<_> = described.difference(&served).collect();
+    assert!(undescribed.is_empty(), "served but not in docs/openapi.json: {undescribed:?}");
+    assert!(unserved.is_empty(), "in docs/openapi.json but not served: {unserved:?}");
+
+    // Every reference resolves.
+    let mut found = vec![];
+    refs(&doc, String::new(), &mut found);
+    assert!(!found.is_empty());
+    for (at, target) in found {
+        let pointer = target.strip_prefix('#').unwrap_or_else(|| panic!("{at}: {target} is not local"));
+        assert!(doc.pointer(pointer).is_some(), "{at}: {target} does not resolve");
+    }
+    // The metrics endpoint names every metric.
+    let metrics_doc = doc["paths"]["/metrics"]["get"]["description"].as_str().expect("/metrics has a description");
+    for (name, _) in METRICS {
+        assert!(metrics_doc.contains(name), "the /metrics description does not name {name}");
+    }
+
+    // The server hands out the same document, and answers what it does not serve in JSON.
+    let node = Node::start("openapi", "openapi", MetaStore::embedded("test-openapi", None).unwrap()).await;
+    let served_doc = node.get("/api/v1/openapi.json").await;
+    assert_eq!(served_doc.status, 200);
+    assert_eq!(served_doc.json(), doc);
+    node.get("/api/v2/nothing").await.assert_refused(404, "NOT_FOUND", None, &["GET /api/v2/nothing", "openapi.json"]);
+    node.put("/api/v1/jobs/j1", "{}").await.assert_refused(
+        405,
+        "UNIMPLEMENTED",
+        None,
+        &["/api/v1/jobs/j1 does not take PUT", "GET or DELETE"],
+    );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Jobs
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn jobs_are_created_got_listed_canceled_and_deleted() {
+    let t = Node::leader("jobs").await;
+    let health = t.get("/healthz").await.json();
+    assert_eq!(health["role"], "leader");
+    assert_eq!(health["name"], "m-jobs");
+    assert!(health["leader_epoch"].as_u64().is_some_and(|e| e >= 1), "{health}");
+
+    // Create: 201, where it lives, and the job as `job get --output json` shows it.
+    let body = json!({"type": "fake", "config": serde_json::from_str::<Value>(CONFIG).unwrap(), "id": "j1",
+                      "selectors": ["zone=east", {"key": "disk", "op": "neq", "target": "hdd"}], "request_id": "r1"});
+    let created = t.post("/api/v1/jobs", &body.to_string()).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(created.headers.get("location").map(String::as_str), Some("/api/v1/jobs/j1"));
+    let job = created.json();
+    let want = json!({"id": "j1", "type": "fake", "state": "created", "restarts": 0, "epoch": 0, "executor_id": null,
+                      "cost": 1, "error": null, "progress": null, "config": null,
+                      "selectors": [{"key": "zone", "op": "eq", "target": "east"},
+                                    {"key": "disk", "op": "neq", "target": "hdd"}]});
+    assert_eq!(job, want);
+    // A repeat of the same request gets the same job; another create of the id is a conflict.
+    assert_eq!(t.post("/api/v1/jobs", &body.to_string()).await.json(), want);
+    let again = json!({"type": "fake", "config": CONFIG, "id": "j1"});
+    t.post("/api/v1/jobs", &again.to_string()).await.assert_refused(
+        409,
+        "ALREADY_EXISTS",
+        Some("JOB_ALREADY_EXISTS"),
+        &["j1"],
+    );
+
+    // Get, with and without the configuration; a configuration given as a string is kept as it was.
+    assert_eq!(t.get("/api/v1/jobs/j1").await.json(), want);
+    let with_config = t.get("/api/v1/jobs/j1?include_config=true").await.json();
+    assert_eq!(with_config["config"], serde_json::from_str::<Value>(CONFIG).unwrap());
+    let created = t.post("/api/v1/jobs", &json!({"type": "fake", "config": CONFIG}).to_string()).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let generated = created.json()["id"].as_str().expect("a generated id").to_owned();
+    assert!(generated.starts_with("job-"), "{generated}");
+
+    // List, filtered and paged, in id order.
+    let mut all = ["j1", generated.as_str()];
+    all.sort();
+    let list = t.get("/api/v1/jobs").await.json();
+    let ids: Vec<&str> = list["jobs"].as_array().unwrap().iter().filter_map(|j| j["id"].as_str()).collect();
+    assert_eq!(ids, all);
+    assert_eq!(list["next_page_token"], Value::Null);
+    let page = t.get("/api/v1/jobs?page_size=1").await.json();
+    assert_eq!(page["jobs"].as_array().unwrap().len(), 1);
+    assert_eq!(page["next_page_token"], all[0]);
+    let next = t.get(&format!("/api/v1/jobs?page_size=1&page_token={}", all[0])).await.json();
+    assert_eq!((&next["jobs"][0]["id"], &next["next_page_token"]), (&json!(all[1]), &Value::Null));
+    assert_eq!(t.get("/api/v1/jobs?state=finished").await.json()["jobs"], json!([]));
+    assert_eq!(t.get("/api/v1/jobs?state=CREATED&type=fake").await.json()["jobs"].as_array().unwrap().len(), 2);
+
+    // No executor: the job was never started, so a cancel ends it at once, and then it may be deleted.
+    let canceled = t.post("/api/v1/jobs/j1/cancel", "").await;
+    assert_eq!(canceled.status, 200, "{canceled:?}");
+    assert_eq!(canceled.json()["state"], "canceled");
+    let deleted = t.delete("/api/v1/jobs/j1").await;
+    assert_eq!(deleted.status, 200, "{deleted:?}");
+    assert_eq!(deleted.json(), json!({"id": "j1", "deleted": true}));
+    t.get("/api/v1/jobs/j1").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["j1"]);
+    t.delete("/api/v1/jobs/j1").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["j1"]);
+    t.post("/api/v1/jobs/j1/cancel", "").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["j1"]);
+    // A job that has not ended cannot be deleted.
+    t.delete(&format!("/api/v1/jobs/{generated}")).await.assert_refused(
+        409,
+        "FAILED_PRECONDITION",
+        Some("JOB_NOT_TERMINATED"),
+        &[generated.as_str()],
+    );
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_saying_what_to_fix_and_change_nothing() {
+    let t = Node::leader("refusals").await;
+    let keep = t.post("/api/v1/jobs", &json!({"type": "fake", "config": CONFIG, "id": "keep"}).to_string()).await;
+    assert_eq!(keep.status, 201, "{keep:?}");
+    let before = t.get("/api/v1/jobs?include_config=true").await.body;
+
+    let invalid = Some("INVALID_ARGUMENT");
+    // (body, words the message must contain): the HTTP layer's own refusals, then the gRPC API's, passed through.
+    let table: &[(&str, &[&str])] = &[
+        ("", &["request body: is empty", "\"type\""]),
+        ("{\"type\": \"fake\"", &["request body", "EOF"]),
+        ("{\"tpye\": \"fake\"}", &["request body", "unknown field `tpye`"]),
+        ("{\"type\": \"fake\", \"cost\": \"two\"}", &["request body", "expected u32"]),
+        ("{\"type\": \"fake\", \"selectors\": [\"zone\"]}", &["selectors[0]"]),
+        ("{\"type\": \"fake\", \"config\": {\"workers\": 0, \"target\": 1, \"tick_ms\": 1}}", &["job.config.workers"]),
+        ("{\"type\": \"nosuch\", \"config\": {}}", &["job.type", "nosuch"]),
+        ("{\"type\": \"fake\", \"config\": {\"workers\": 1, \"target\": 1, \"tick_ms\": 1}, \"id\": \"a b\"}", &["job.id"]),
+        ("{\"type\": \"fake\", \"config\": {\"workers\": 1, \"target\": 1, \"tick_ms\": 1}, \"request_id\": \"a b\"}", &["request_id"]),
+    ];
+    for (body, words) in table {
+        t.post("/api/v1/jobs", body).await.assert_refused(400, "INVALID_ARGUMENT", invalid, words);
+    }
+    // Paths and query strings.
+    t.get("/api/v1/jobs/a%20b").await.assert_refused(400, "INVALID_ARGUMENT", invalid, &["id"]);
+    t.get("/api/v1/jobs?stat=running").await.assert_refused(400, "INVALID_ARGUMENT", invalid, &["\"stat\"", "state"]);
+    t.get("/api/v1/jobs?state=done").await.assert_refused(400, "INVALID_ARGUMENT", invalid, &["state", "\"done\""]);
+    t.get("/api/v1/jobs?page_size=5000").await.assert_refused(400, "INVALID_ARGUMENT", invalid, &["page_size", "1000"]);
+    t.get("/api/v1/jobs?page_token=a%20b").await.assert_refused(400, "INVALID_ARGUMENT", invalid, &["page_token"]);
+    t.get("/api/v1/jobs/keep?include_config=maybe").await.assert_refused(
+        400,
+        "INVALID_ARGUMENT",
+        invalid,
+        &["include_config"],
+    );
+    t.get("/api/v1/jobs/nosuch").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["nosuch"]);
+    // A body too large for the server.
+    let huge = format!("{{\"type\": \"fake\", \"config\": \"{}\"}}", "x".repeat(http::BODY_MAX_BYTES));
+    t.post("/api/v1/jobs", &huge).await.assert_refused(
+        413,
+        "INVALID_ARGUMENT",
+        invalid,
+        &["request body: larger than"],
+    );
+
+    assert_eq!(t.get("/api/v1/jobs?include_config=true").await.body, before, "a refused call changed the jobs");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Cluster views and metrics
+// ---------------------------------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn metrics_show_every_listed_metric_and_move_with_the_cluster() {
+    let t = Node::leader("metrics").await;
+    let text = t.get("/metrics").await;
+    assert_eq!(text.status, 200);
+    assert_eq!(text.headers.get("content-type").map(String::as_str), Some("text/plain; version=0.0.4; charset=utf-8"));
+    let text = text.body;
+    for (name, kind) in METRICS {
+        assert!(text.contains(&format!("\n# HELP {name} ")) || text.starts_with(&format!("# HELP {name} ")), "{name}");
+        assert!(text.contains(&format!("\n# TYPE {name} {kind}\n")), "{name} {kind}:\n{text}");
+    }
+    let exposed: Vec<&str> = text.lines().filter_map(|l| l.strip_prefix("# TYPE ")?.split(' ').next()).collect();
+    assert_eq!(exposed, METRICS.map(|(name, _)| name), "a metric is exposed that the API does not list");
+    assert_eq!(sample(&text, "foreman_is_leader"), Some(1.0));
+    assert!(sample(&text, "foreman_leader_epoch").is_some_and(|e| e >= 1.0), "{text}");
+    assert_eq!(sample(&text, "foreman_leader_terms_total"), Some(1.0));
+    assert_eq!(sample(&text, "foreman_executors{state=\"online\"}"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_jobs{state=\"created\"}"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_placements_total{kind=\"job_master\"}"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_executor_heartbeat_gap_seconds_count"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_fenced_writes_total"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_unknown_writes_total"), Some(0.0));
+
+    // An executor: the registry gauges and the heartbeat gaps move, and the cluster views show it.
+    let (executor, epoch) = t.register_executor("e1", 4).await;
+    t.heartbeat(executor, epoch).await;
+    let text = t.get("/metrics").await.body;
+    assert_eq!(sample(&text, "foreman_executors{state=\"online\"}"), Some(1.0), "{text}");
+    assert_eq!(sample(&text, "foreman_executor_slots{kind=\"capacity\"}"), Some(4.0), "{text}");
+    assert_eq!(sample(&text, "foreman_executor_heartbeat_gap_seconds_count"), Some(2.0), "{text}");
+    assert_eq!(sample(&text, "foreman_executor_heartbeat_gap_seconds_bucket{le=\"+Inf\"}"), Some(2.0), "{text}");
+    let executors = t.get("/api/v1/cluster/executors").await.json();
+    assert_eq!(executors["executors"][0]["id"], executor);
+    assert_eq!(executors["executors"][0]["status"], "online");
+    assert_eq!(executors["executors"][0]["labels"], json!({"zone": "east"}));
+    let leader = t.get("/api/v1/cluster/leader").await.json();
+    assert_eq!(leader, json!({"name": "m-metrics", "address": t.grpc, "leader_epoch": epoch}));
+    let masters = t.get("/api/v1/cluster/masters").await.json();
+    assert_eq!(masters, json!({"masters": [{"name": "m-metrics", "address": t.grpc, "is_leader": true}]}));
+
+    // A job that fits is placed (its dispatch then fails: nothing listens at the executor's address); one whose
+    // selector no executor satisfies is rejected on every pass of the leader loop.
+    let fits = json!({"type": "fake", "config": CONFIG, "id": "fits"});
+    assert_eq!(t.post("/api/v1/jobs", &fits.to_string()).await.status, 201);
+    let nowhere = json!({"type": "fake", "config": CONFIG, "id": "nowhere", "selectors": ["zone=west"]});
+    assert_eq!(t.post("/api/v1/jobs", &nowhere.to_string()).await.status, 201);
+    t.wait_for_metric("foreman_placements_total{kind=\"job_master\"}", 1.0).await;
+    t.wait_for_metric("foreman_placement_rejections_total{reason=\"selector_unsatisfied\"}", 1.0).await;
+    let text = t.get("/metrics").await.body;
+    let jobs: f64 = ["created", "running", "canceling", "finished", "canceled", "failed"]
+        .iter()
+        .filter_map(|s| sample(&text, &format!("foreman_jobs{{state=\"{s}\"}}")))
+        .sum();
+    assert_eq!(jobs, 2.0, "{text}");
+
+    // A worker placement asked for by a job master that is not the job's current one is refused and counted.
+    let stale = pb::ScheduleTaskRequest {
+        task_id: "fits-w1".into(),
+        cost: 1,
+        job_id: "fits".into(),
+        master_epoch: 999,
+        ..Default::default()
+    };
+    let refused = TaskSchedulerClient::new(t.channel()).schedule_task(stale).await;
+    assert!(refused.is_err(), "{refused:?}");
+    t.wait_for_metric("foreman_placement_rejections_total{reason=\"stale_job_master\"}", 1.0).await;
+}
+
+#[tokio::test]
+async fn a_follower_forwards_job_calls_to_the_leader_and_says_it_follows() {
+    let store = MetaStore::embedded("test-pair", None).expect("an embedded store");
+    let leader = Node::start("pair-leader", "pair", store.clone()).await;
+    leader.wait_for_role("leader").await;
+    let follower = Node::start("pair-follower", "pair", store).await;
+    let health = follower.get("/healthz").await.json();
+    assert_eq!((health["role"].as_str(), &health["leader_epoch"]), (Some("follower"), &Value::Null), "{health}");
+
+    // The follower's answers are the leader's.
+    let created =
+        follower.post("/api/v1/jobs", &json!({"type": "fake", "config": CONFIG, "id": "fwd"}).to_string()).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    assert_eq!(leader.get("/api/v1/jobs/fwd").await.json(), created.json());
+    assert_eq!(follower.get("/api/v1/jobs/fwd").await.json(), created.json());
+    follower.get("/api/v1/jobs/nosuch").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["nosuch"]);
+    assert_eq!(follower.get("/api/v1/cluster/leader").await.json()["name"], "m-pair-leader");
+
+    // Its metrics: no registry or jobs of its own, and it does not lead.
+    let text = follower.get("/metrics").await.body;
+    assert_eq!(sample(&text, "foreman_is_leader"), Some(0.0), "{text}");
+    assert_eq!(sample(&text, "foreman_leader_epoch"), Some(0.0), "{text}");
+    assert!(text.contains("# TYPE foreman_jobs gauge\n") && !text.contains("foreman_jobs{"), "{text}");
+}
