@@ -257,6 +257,28 @@ impl Cluster {
         }
     }
 
+    /// Sends SIGTERM to node `i` and waits up to `max` for it to exit: its exit code (`None` when a signal ended
+    /// it) and how long it took. Fails the test if it is still running after `max` (then SIGKILLs it).
+    pub async fn terminate(&mut self, i: usize, max: Duration) -> (Option<i32>, Duration) {
+        let name = self.nodes[i].name.clone();
+        let child = self.nodes[i].child.as_mut().unwrap_or_else(|| panic!("{name} is not running"));
+        let pid = child.id().to_string();
+        let sent = Instant::now();
+        let status = Command::new("kill").args(["-TERM", &pid]).status().expect("run kill");
+        assert!(status.success(), "kill -TERM {pid} ({name}) failed: {status}");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the child") {
+                self.nodes[i].child = None;
+                return (status.code(), sent.elapsed());
+            }
+            if sent.elapsed() > max {
+                self.kill(i);
+                panic!("{name} did not exit within {max:?} of SIGTERM");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn index_of(&self, name: &str) -> usize {
         self.nodes.iter().position(|n| n.name == name).unwrap_or_else(|| panic!("no node named {name:?}"))
     }

@@ -1,0 +1,281 @@
+//! `foreman standalone` as a newcomer meets it (production build; issue 6, item 1): the README's first command,
+//! then `foreman job create --type fake ... --wait` against it. Then what an operator relies on: SIGTERM stops it
+//! cleanly (executors drain and deregister, the master gives its lease back, exit code 0), a restart on the same
+//! data directory still knows every job and resumes the interrupted one at once, and a second process on that
+//! directory is refused with a message that says what to do.
+//!
+//! No etcd is needed: standalone runs on its embedded metastore.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use common::{foreman, query, JobListView, JobView, POLL};
+
+/// How long a standalone process may take to print its banner and serve.
+const START_MAX: Duration = Duration::from_secs(20);
+/// How long it may take to exit after SIGTERM (its executors' drain is bounded by their drain timeout, 10 s).
+const EXIT_MAX: Duration = Duration::from_secs(15);
+/// A job interrupted by a clean stop resumes at once after the restart: no executor TTL, no worker TTL to wait
+/// out (each is 10 s). This bound leaves room for a slow machine.
+const RESUME_MAX: Duration = Duration::from_secs(5);
+
+/// One `foreman standalone` process on free loopback ports.
+struct Standalone {
+    child: Option<Child>,
+    master: String,
+    log: PathBuf,
+}
+
+/// Free loopback ports, held together so that they differ, released before use.
+fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+    held.iter().map(|l| l.local_addr().expect("bound").port()).collect()
+}
+
+/// The ports of one standalone layout: the master, its HTTP API, and the first of two executor ports.
+#[derive(Clone, Copy)]
+struct Ports {
+    master: u16,
+    http: u16,
+    executors: u16,
+}
+
+impl Ports {
+    fn new() -> Ports {
+        // Two executors take `executors` and the port after it: pick a pair whose second port is free too.
+        loop {
+            let p = free_ports(3);
+            if std::net::TcpListener::bind(("127.0.0.1", p[2].wrapping_add(1))).is_ok() && p[2] < u16::MAX {
+                return Ports { master: p[0], http: p[1], executors: p[2] };
+            }
+        }
+    }
+}
+
+impl Standalone {
+    /// Starts `foreman standalone` on `dir` and waits for its banner; the banner's text.
+    fn start(dir: &Path, ports: Ports, log: &Path) -> (Standalone, String) {
+        let master = format!("127.0.0.1:{}", ports.master);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_foreman"))
+            .args(["standalone", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports.http)])
+            .args(["--executor-port", &ports.executors.to_string()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::options().create(true).append(true).open(log).expect("open the log"))
+            .spawn()
+            .expect("start foreman standalone");
+        // The banner is printed once every server was started: read its lines (a blocking read, bounded by the
+        // process: it ends when the process does).
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut banner = String::new();
+        for line in BufReader::new(stdout).lines().take(5) {
+            let line = line.unwrap_or_default();
+            banner.push_str(&line);
+            banner.push('\n');
+            if line.starts_with("stop:") {
+                break;
+            }
+        }
+        (Standalone { child: Some(child), master, log: log.to_owned() }, banner)
+    }
+
+    /// SIGTERM, then wait for the exit: the exit code and how long it took.
+    async fn terminate(&mut self) -> (Option<i32>, Duration) {
+        let mut child = self.child.take().expect("running");
+        let sent = Instant::now();
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill");
+        assert!(status.success());
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return (status.code(), sent.elapsed());
+            }
+            if sent.elapsed() > EXIT_MAX {
+                let _ = child.kill();
+                panic!("standalone did not exit within {EXIT_MAX:?} of SIGTERM:\n{}", common::tail(&self.log, 40));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+            if std::thread::panicking() {
+                eprintln!("---- standalone log ----\n{}", common::tail(&self.log, 60));
+            }
+        }
+    }
+}
+
+fn scratch(label: &str) -> PathBuf {
+    #[allow(clippy::disallowed_methods)] // why: a unique directory name per run; no behaviour depends on it
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("foreman-standalone-{label}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("create the scratch directory");
+    dir
+}
+
+/// Waits until the standalone master leads and serves (the banner comes as soon as the servers were started).
+async fn await_ready(master: &str) {
+    let started = Instant::now();
+    loop {
+        match common::leader(master).await {
+            Ok(l) if l.leader_epoch > 0 => return,
+            Ok(_) => {}
+            Err(e) => assert!(started.elapsed() < START_MAX, "standalone at {master} never served: {e}"),
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+async fn job(master: &str, id: &str) -> Result<JobView, String> {
+    query(master, &["job", "get", id]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standalone_runs_a_job_stops_cleanly_and_resumes_after_a_restart() {
+    let dir = scratch("restart");
+    let log = dir.join("standalone.log");
+    let ports = Ports::new();
+    let (mut first, banner) = Standalone::start(&dir, ports, &log);
+    eprint!("{banner}");
+    assert!(banner.contains(&format!("a master at {} and 2 executors", first.master)), "{banner}");
+    assert!(banner.contains("foreman job create --type fake"), "{banner}");
+    await_ready(&first.master).await;
+
+    // The README's second step: a fake job with --wait finishes, exit code 0, progress on stderr.
+    let wait = foreman(&[
+        "job",
+        "create",
+        "--id",
+        "hello",
+        "--type",
+        "fake",
+        "--config",
+        r#"{"workers":4,"target":200,"tick_ms":10}"#,
+        "--wait",
+        "--master",
+        &first.master,
+    ])
+    .await;
+    assert_eq!(wait.code, Some(0), "job create --wait: {wait:?}");
+    assert!(wait.stdout.contains("finished"), "{wait:?}");
+    assert!(wait.stderr.contains("FINISHED 800/800 steps"), "{wait:?}");
+
+    // A longer job, interrupted by SIGTERM once it has made progress.
+    let long = r#"{"workers":4,"target":800,"tick_ms":10}"#;
+    let created =
+        foreman(&["job", "create", "--id", "long", "--type", "fake", "--config", long, "--master", &first.master])
+            .await;
+    assert_eq!(created.code, Some(0), "{created:?}");
+    let started = Instant::now();
+    loop {
+        if let Ok(j) = job(&first.master, "long").await {
+            if j.state == "running" {
+                break;
+            }
+        }
+        assert!(started.elapsed() < START_MAX, "long never ran");
+        tokio::time::sleep(POLL).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (code, took) = first.terminate().await;
+    assert_eq!(code, Some(0), "exit code after SIGTERM");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for said in ["SIGTERM", "drained: every task stopped", "deregistered", "gave the election lease back"] {
+        assert!(text.contains(said), "the log never says {said:?}:\n{}", common::tail(&log, 40));
+    }
+    eprintln!("SIGTERM: standalone exited 0 after {} ms", took.as_millis());
+
+    // Restart on the same data directory: both jobs are still there, and the interrupted one resumes at once.
+    let (second, _) = Standalone::start(&dir, ports, &log);
+    let restarted = Instant::now();
+    await_ready(&second.master).await;
+    let listed: JobListView = loop {
+        match query(&second.master, &["job", "list"]).await {
+            Ok(l) => break l,
+            Err(e) => assert!(restarted.elapsed() < START_MAX, "no job list after the restart: {e}"),
+        }
+        tokio::time::sleep(POLL).await;
+    };
+    let ids: Vec<&str> = listed.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["hello", "long"], "{listed:?}");
+    assert_eq!(listed.jobs[0].state, "finished");
+    let resumed = loop {
+        if let Ok(j) = job(&second.master, "long").await {
+            if j.state == "running" && j.executor_id.is_some() && j.epoch > 1 {
+                break restarted.elapsed();
+            }
+            assert!(j.state != "failed", "{j:?}");
+        }
+        assert!(restarted.elapsed() < RESUME_MAX * 3, "long never resumed");
+        tokio::time::sleep(POLL).await;
+    };
+    let wait = foreman(&["job", "wait", "long", "--master", &second.master]).await;
+    assert_eq!(wait.code, Some(0), "{wait:?}");
+    let done = job(&second.master, "long").await.expect("get long");
+    eprintln!("RESTART: long resumed {} ms after the restart and finished ({done:?})", resumed.as_millis());
+    assert_eq!(done.state, "finished");
+    assert!(resumed <= RESUME_MAX, "the interrupted job resumed {resumed:?} after the restart");
+    drop(second);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_standalone_on_the_same_data_directory_is_refused() {
+    let dir = scratch("locked");
+    let log = dir.join("first.log");
+    let (first, _) = Standalone::start(&dir, Ports::new(), &log);
+    await_ready(&first.master).await;
+    let other = Ports::new();
+    let run = foreman(&[
+        "standalone",
+        "--data-dir",
+        dir.join("data").to_str().expect("a UTF-8 path"),
+        "--addr",
+        &format!("127.0.0.1:{}", other.master),
+        "--http-addr",
+        &format!("127.0.0.1:{}", other.http),
+        "--executor-port",
+        &other.executors.to_string(),
+    ])
+    .await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("in use by another foreman process"), "{run:?}");
+    assert!(run.stderr.contains("--data-dir"), "{run:?}");
+    // The first one still serves.
+    let listed: Result<JobListView, String> = query(&first.master, &["job", "list"]).await;
+    assert!(listed.is_ok(), "{listed:?}");
+    drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn bad_standalone_flags_say_what_to_fix_and_start_nothing() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["standalone", "--executors", "0"], "--executors 0: it must be from 1 to 64"),
+        (&["standalone", "--addr", "localhost:1"], "expected host:port with an IP address"),
+        (&["standalone", "--capacity", "0"], "--capacity 0"),
+    ];
+    for (args, says) in cases {
+        let run = foreman(args).await;
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
+        assert!(run.stderr.contains(says), "{args:?}: {:?} does not say {says:?}", run.stderr);
+    }
+}
