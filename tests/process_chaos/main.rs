@@ -391,7 +391,8 @@ async fn workload(story: &Story, all: &str, start: Instant, jobs: &[JobPlan]) {
 // ---------------------------------------------------------------------------------------------------------------
 
 fn seed() -> u64 {
-    if let Ok(text) = std::env::var("FOREMAN_CHAOS_SEED") {
+    let text = std::env::var("FOREMAN_CHAOS_SEED").unwrap_or_default();
+    if !text.trim().is_empty() {
         return text.trim().parse().unwrap_or_else(|e| panic!("FOREMAN_CHAOS_SEED={text:?}: {e}"));
     }
     wall_us().unsigned_abs() % 1_000_000_007
