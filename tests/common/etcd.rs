@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use super::{tail, unique_suffix, LOG_TAIL_LINES, POLL};
+use super::{hold_ports, tail, unique_suffix, LOG_TAIL_LINES, POLL};
 
 /// The deadline of one HTTP call to a member (`/health`, `/v3/maintenance/status`).
 const HTTP_TIMEOUT: Duration = Duration::from_secs(1);
@@ -71,8 +71,7 @@ impl EtcdCluster {
         let dir = std::env::temp_dir().join(format!("foreman-etcd-{label}-{run}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
         // All ports are held at once so they differ; each is released just before its member binds it.
-        let listeners: Vec<std::net::TcpListener> =
-            (0..2 * size).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+        let listeners = hold_ports(2 * size);
         let address = |i: usize| listeners[i].local_addr().expect("bound address").to_string();
         let members: Vec<EtcdMember> = (0..size)
             .map(|i| EtcdMember {

@@ -186,8 +186,7 @@ impl Cluster {
         );
         let roles: Vec<(String, Role)> = roles.collect();
         // All ports are held at once so they differ; each is released just before its process binds it.
-        let listeners: Vec<std::net::TcpListener> =
-            roles.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+        let listeners = hold_ports(roles.len());
         let nodes = listeners
             .iter()
             .zip(roles)
@@ -368,12 +367,47 @@ fn tail_matching(path: &Path, lines: usize, keep: impl Fn(&str) -> bool) -> Stri
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The lowest port [`hold_ports`] hands out.
+const PORT_LOW: u16 = 20_000;
+
+/// Holds `n` distinct free loopback ports below the kernel's ephemeral range: a node restarted on its port must
+/// find it free, and a port from the ephemeral range may meanwhile be taken by any outgoing connection on the
+/// machine. Each is released when its listener is dropped, just before its process binds it.
+pub fn hold_ports(n: usize) -> Vec<std::net::TcpListener> {
+    // The ephemeral range's low end (Linux); 32768 is Linux's default.
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32_768)
+        .max(PORT_LOW + 1_000);
+    // Drawn apart from other test processes that hold ports at the same time.
+    let mut rng = foreman::core::rng::SplitMix64::new((wall_nanos() as u64) ^ (u64::from(std::process::id()) << 32));
+    let mut held = vec![];
+    // Ports in use by other tests are skipped; the bound keeps a full machine from looping for ever.
+    for _ in 0..(n * 100) {
+        if held.len() == n {
+            break;
+        }
+        let port = PORT_LOW + foreman::core::rng::Rng::below(&mut rng, u64::from(high - PORT_LOW)) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), n, "found only {} free loopback ports in {PORT_LOW}..{high}", held.len());
+    held
+}
+
 /// A suffix no earlier run used, so that a long-lived etcd never hands this run another run's keys.
 fn unique_suffix() -> String {
-    // why: only a name; a wall-clock read in a production-build test does not touch any simulation.
+    format!("{}-{}", std::process::id(), wall_nanos())
+}
+
+/// The wall clock in nanoseconds since the Unix epoch: for names and seeds only.
+fn wall_nanos() -> u128 {
+    // why: names and a seed, never compared; a wall-clock read in a production-build test touches no simulation.
     #[allow(clippy::disallowed_methods)]
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_nanos())
 }
 
 /// What one CLI run did.
