@@ -19,12 +19,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
 use tokio::time::Instant;
 
 use common::{
-    create_job, etcd_from_env, http_get, leader, query, sample, wait_for_leader, Cluster, ExecutorListView,
-    JobListView, JobView, METRICS, POLL,
+    checkpoint_problems, checkpoints, create_job, etcd_from_env, http_get, leader, query, sample, wait_for_leader,
+    Cluster, ExecutorListView, JobListView, JobView, METRICS, POLL,
 };
 use foreman::meta::MetaStore;
 
@@ -101,28 +100,6 @@ const JOBS: &[FakeJob] = &[
     FakeJob { id: "count-c", workers: 4, target: 450, tick_ms: 20 },
     FakeJob { id: "count-d", workers: 3, target: 600, tick_ms: 10 },
 ];
-
-/// A worker's checkpoint as the fake job documents it: `{"counter": C, "epoch": E}`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CheckpointValue {
-    counter: u64,
-    epoch: u64,
-}
-
-/// A job's checkpoints in the metastore, by worker name (`w0`, `w1`, ...); a value that is not a checkpoint is an
-/// error naming its key.
-async fn checkpoints(meta: &MetaStore, job: &str) -> Result<BTreeMap<String, CheckpointValue>, String> {
-    let prefix = format!("checkpoints/{job}/");
-    let listed = meta.list(&prefix).await.map_err(|e| format!("cannot list {prefix}: {e}"))?;
-    let mut found = BTreeMap::new();
-    for (key, value) in listed {
-        let c = serde_json::from_slice::<CheckpointValue>(&value)
-            .map_err(|e| format!("{key}: not a checkpoint ({e}): {}", String::from_utf8_lossy(&value)))?;
-        found.insert(key.strip_prefix(&prefix).unwrap_or(&key).to_owned(), c);
-    }
-    Ok(found)
-}
 
 /// Seconds since `t0`, for the story.
 fn at(t0: Instant, t: Instant) -> String {
@@ -343,21 +320,7 @@ async fn fake_jobs_finish_exactly_after_the_executor_hosting_a_job_master_and_th
                 continue;
             }
         };
-        let expected: Vec<String> = (0..job.workers).map(|i| format!("w{i}")).collect();
-        let names: Vec<String> = found.keys().cloned().collect();
-        let mut sorted_expected = expected.clone();
-        sorted_expected.sort();
-        if names != sorted_expected {
-            problems.push(format!("{}: checkpoints of {names:?}, expected exactly {expected:?}", job.id));
-        }
-        for (worker, c) in &found {
-            if c.counter != job.target {
-                problems.push(format!(
-                    "{}/{worker}: counter {} (epoch {}), expected exactly the target {}",
-                    job.id, c.counter, c.epoch, job.target
-                ));
-            }
-        }
+        problems.extend(checkpoint_problems(job.id, &found, job.workers, job.target, true));
         final_epochs.insert(job.id, found.iter().map(|(w, c)| format!("{w}@{}", c.epoch)).collect::<Vec<_>>());
     }
     for orphan in &orphaned {

@@ -9,6 +9,12 @@
 //! Tasks: a [`TaskFactory`] turns a [`TaskSpec`] into a future. When the executor stops a task (fenced, told to
 //! register again, shutting down) it signals the task's [`StopSignal`] and drops the task's future at once, so a
 //! stopped task runs none of its code after the stop: the self-fence is a hard stop.
+//!
+//! Every task start and stop is logged at info in one stable form, `task started executor=<name> task=<id>
+//! epoch=<n>` and `task stopped executor=<name> task=<id> epoch=<n> why=<word>` ([`StopWhy`]'s words), whatever
+//! stopped it (its own exit, the executor's self-fence, a declared-offline verdict, shutdown): the real-process
+//! chaos test (`tests/process_chaos.rs`) reads them to check that no two incarnations of a task were ever live at
+//! once. A SIGKILLed executor logs no stops: its tasks end with the process.
 
 pub mod cmd;
 pub mod dispatch;
@@ -65,6 +71,24 @@ pub enum StopWhy {
     Reregister,
     /// The executor is shutting down.
     Shutdown,
+}
+
+/// One word per reason, for the `task stopped` log line: `finished`, `canceled`, `failed`, `fenced` (the task's
+/// own link fenced it), `stale`, `stopped`, `executor-fenced`, `declared-offline`, `shutdown`.
+impl std::fmt::Display for StopWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopWhy::Exited(TaskExit::Finished) => "finished",
+            StopWhy::Exited(TaskExit::Canceled) => "canceled",
+            StopWhy::Exited(TaskExit::Failed(_)) => "failed",
+            StopWhy::Exited(TaskExit::Fenced) => "fenced",
+            StopWhy::Exited(TaskExit::Stale) => "stale",
+            StopWhy::Exited(TaskExit::Stopped) => "stopped",
+            StopWhy::Fenced => "executor-fenced",
+            StopWhy::Reregister => "declared-offline",
+            StopWhy::Shutdown => "shutdown",
+        })
+    }
 }
 
 /// Tells a task to stop. The executor also drops the task's future right after signalling, so the signal is for
@@ -751,6 +775,7 @@ impl Executor {
                 .collect()
         };
         for (task, epoch) in stopped {
+            info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, why = %why, "task stopped");
             self.observe(ExecutorObservation::TaskStopped {
                 task: task.as_str().to_owned(),
                 epoch: epoch.0,
@@ -780,6 +805,7 @@ impl Executor {
             }
             s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
         }
+        info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, "task started");
         self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0 });
         let e = self.clone();
         tokio::spawn(async move {
@@ -801,11 +827,9 @@ impl Executor {
             };
             if ours {
                 e.drain_progress.notify_waiters();
-                e.observe(ExecutorObservation::TaskStopped {
-                    task: task.as_str().to_owned(),
-                    epoch: epoch.0,
-                    why: StopWhy::Exited(exit),
-                });
+                let why = StopWhy::Exited(exit);
+                info!(executor = %e.name(), task = %task.as_str(), epoch = epoch.0, why = %why, "task stopped");
+                e.observe(ExecutorObservation::TaskStopped { task: task.as_str().to_owned(), epoch: epoch.0, why });
             }
         });
         true

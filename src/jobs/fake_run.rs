@@ -244,6 +244,8 @@ async fn count(
         match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
             Ok(true) => {
                 counter = next;
+                // Debug: one line per step. The real-process chaos test turns it on to see a resumed incarnation act.
+                debug!(task = %task, epoch = epoch.0, counter, "checkpoint written");
                 env.observe(ExecutorObservation::Checkpoint { task: task.to_owned(), epoch: epoch.0, counter });
             }
             // Our record holds another epoch: a newer incarnation exists.

@@ -7,6 +7,9 @@
 // why: each test binary compiles this module and uses a different part of it.
 #![allow(dead_code)]
 
+pub mod etcd;
+
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,6 +17,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::time::Instant;
+
+use foreman::meta::MetaStore;
 
 /// How often a condition is polled through the CLI.
 pub const POLL: Duration = Duration::from_millis(100);
@@ -157,6 +162,8 @@ pub struct Node {
     /// A master's HTTP API address (`--http-addr`); executors have none.
     pub http: Option<String>,
     child: Option<Child>,
+    /// SIGSTOPped and not yet SIGCONTinued.
+    paused: bool,
     /// Its stderr and stdout (the log), across restarts.
     pub log: PathBuf,
 }
@@ -165,15 +172,45 @@ impl Node {
     pub fn is_running(&self) -> bool {
         self.child.is_some()
     }
+
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+}
+
+/// What the nodes run with beyond their role's flags.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// More `foreman master` flags (timing, ...).
+    pub master_args: Vec<String>,
+    /// More `foreman executor` flags.
+    pub executor_args: Vec<String>,
+    /// `RUST_LOG` of the masters.
+    pub master_log: String,
+    /// `RUST_LOG` of the executors.
+    pub executor_log: String,
+}
+
+impl Default for NodeOptions {
+    fn default() -> NodeOptions {
+        NodeOptions {
+            master_args: vec![],
+            executor_args: vec![],
+            master_log: "info".to_owned(),
+            executor_log: "info".to_owned(),
+        }
+    }
 }
 
 /// The test's processes, all in one fresh cluster of one etcd.
 pub struct Cluster {
+    /// The etcd endpoints, comma separated.
     pub etcd: String,
     /// The cluster name: every key lives under `/foreman/<cluster>/`.
     pub cluster: String,
     pub dir: PathBuf,
     pub nodes: Vec<Node>,
+    options: NodeOptions,
 }
 
 impl Cluster {
@@ -181,6 +218,17 @@ impl Cluster {
     /// the masters log executor ids) per entry of `executor_capacities`, joining every master, on free loopback
     /// ports in a fresh cluster named after `label`.
     pub fn start(etcd: &str, label: &str, masters: usize, executor_capacities: &[u32]) -> Cluster {
+        Cluster::start_with(etcd, label, masters, executor_capacities, NodeOptions::default())
+    }
+
+    /// [`Cluster::start`] with more flags and other log filters for the nodes (kept for their restarts).
+    pub fn start_with(
+        etcd: &str,
+        label: &str,
+        masters: usize,
+        executor_capacities: &[u32],
+        options: NodeOptions,
+    ) -> Cluster {
         let run = unique_suffix();
         let dir = std::env::temp_dir().join(format!("foreman-{label}-{run}"));
         std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
@@ -190,9 +238,15 @@ impl Cluster {
         let roles: Vec<(String, Role)> = roles.collect();
         // All ports are held at once so they differ (a gRPC one per node, an HTTP one per master); each is released
         // just before its process binds it.
-        let bind = || std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-        let listeners: Vec<(std::net::TcpListener, Option<std::net::TcpListener>)> =
-            roles.iter().map(|(_, role)| (bind(), (*role == Role::Master).then(bind))).collect();
+        let masters_count = roles.iter().filter(|(_, role)| *role == Role::Master).count();
+        let mut ports = hold_ports(roles.len() + masters_count).into_iter();
+        let listeners: Vec<(std::net::TcpListener, Option<std::net::TcpListener>)> = roles
+            .iter()
+            .map(|(_, role)| {
+                let grpc = ports.next().expect("held");
+                (grpc, (*role == Role::Master).then(|| ports.next().expect("held")))
+            })
+            .collect();
         let address = |l: &std::net::TcpListener| l.local_addr().expect("bound address").to_string();
         let nodes = listeners
             .iter()
@@ -204,10 +258,11 @@ impl Cluster {
                 address: address(grpc),
                 http: http.as_ref().map(address),
                 child: None,
+                paused: false,
             })
             .collect();
         drop(listeners);
-        let mut c = Cluster { etcd: etcd.to_owned(), cluster: format!("{label}-{run}"), dir, nodes };
+        let mut c = Cluster { etcd: etcd.to_owned(), cluster: format!("{label}-{run}"), dir, nodes, options };
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
@@ -228,18 +283,22 @@ impl Cluster {
         assert!(node.child.is_none(), "{} is already running", node.name);
         let log = File::options().create(true).append(true).open(&node.log).expect("open the log");
         let mut command = Command::new(env!("CARGO_BIN_EXE_foreman"));
-        match node.role {
+        let rust_log = match node.role {
             Role::Master => {
                 command.args(["master", "--name", &node.name, "--addr", &node.address, "--etcd", &self.etcd]);
                 command.args(["--cluster", &self.cluster, "--http-addr", node.http.as_deref().unwrap_or("")]);
+                command.args(&self.options.master_args);
+                &self.options.master_log
             }
             Role::Executor { capacity } => {
                 command.args(["executor", "--name", &node.name, "--addr", &node.address, "--join", &join]);
                 command.args(["--capacity", &capacity.to_string()]);
+                command.args(&self.options.executor_args);
+                &self.options.executor_log
             }
-        }
+        };
         let child = command
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -249,8 +308,9 @@ impl Cluster {
         node.child = Some(child);
     }
 
-    /// SIGKILLs node `i` (`Child::kill` is SIGKILL on unix) and reaps it.
+    /// SIGKILLs node `i` (`Child::kill` is SIGKILL on unix; it ends a stopped process too) and reaps it.
     pub fn kill(&mut self, i: usize) {
+        self.nodes[i].paused = false;
         if let Some(mut child) = self.nodes[i].child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -277,6 +337,32 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// SIGSTOPs node `i`: it keeps its sockets and memory but runs nothing until [`Cluster::resume`].
+    pub fn pause(&mut self, i: usize) {
+        assert!(!self.nodes[i].paused, "{} is already paused", self.nodes[i].name);
+        self.signal(i, "STOP");
+        self.nodes[i].paused = true;
+    }
+
+    /// SIGCONTs node `i`, paused by [`Cluster::pause`].
+    pub fn resume(&mut self, i: usize) {
+        assert!(self.nodes[i].paused, "{} is not paused", self.nodes[i].name);
+        self.signal(i, "CONT");
+        self.nodes[i].paused = false;
+    }
+
+    /// Sends signal `name` to node `i`'s process with the shell's `kill` (no unsafe code, no extra crate), and
+    /// returns once it was sent.
+    fn signal(&self, i: usize, name: &str) {
+        let node = &self.nodes[i];
+        let child = node.child.as_ref().unwrap_or_else(|| panic!("{} is not running", node.name));
+        let status = Command::new("sh")
+            .args(["-c", r#"kill -s "$0" "$1""#, name, &child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run sh to signal {}: {e}", node.name));
+        assert!(status.success(), "kill -s {name} {} ({}) failed: {status}", child.id(), node.name);
     }
 
     pub fn index_of(&self, name: &str) -> usize {
@@ -336,10 +422,10 @@ impl Drop for Cluster {
         if failed {
             for node in &self.nodes {
                 eprintln!(
-                    "---- last lines of {} ({}) ----\n{}",
+                    "---- last lines of {} ({}), debug lines left out ----\n{}",
                     node.name,
                     node.log.display(),
-                    tail(&node.log, LOG_TAIL_LINES)
+                    tail_without(&node.log, LOG_TAIL_LINES, " DEBUG ")
                 );
             }
             eprintln!("(logs kept in {})", self.dir.display());
@@ -351,17 +437,61 @@ impl Drop for Cluster {
 
 /// The last `lines` lines of the file at `path`.
 pub fn tail(path: &Path, lines: usize) -> String {
+    tail_matching(path, lines, |_| true)
+}
+
+/// The last `lines` lines of the file at `path` that do not contain `skip`.
+pub fn tail_without(path: &Path, lines: usize, skip: &str) -> String {
+    tail_matching(path, lines, |l| !l.contains(skip))
+}
+
+fn tail_matching(path: &Path, lines: usize, keep: impl Fn(&str) -> bool) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<cannot read: {e}>"));
-    let all: Vec<&str> = text.lines().collect();
+    let all: Vec<&str> = text.lines().filter(|l| keep(l)).collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The lowest port [`hold_ports`] hands out.
+const PORT_LOW: u16 = 20_000;
+
+/// Holds `n` distinct free loopback ports below the kernel's ephemeral range: a node restarted on its port must
+/// find it free, and a port from the ephemeral range may meanwhile be taken by any outgoing connection on the
+/// machine. Each is released when its listener is dropped, just before its process binds it.
+pub fn hold_ports(n: usize) -> Vec<std::net::TcpListener> {
+    // The ephemeral range's low end (Linux); 32768 is Linux's default.
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(32_768)
+        .max(PORT_LOW + 1_000);
+    // Drawn apart from other test processes that hold ports at the same time.
+    let mut rng = foreman::core::rng::SplitMix64::new((wall_nanos() as u64) ^ (u64::from(std::process::id()) << 32));
+    let mut held = vec![];
+    // Ports in use by other tests are skipped; the bound keeps a full machine from looping for ever.
+    for _ in 0..(n * 100) {
+        if held.len() == n {
+            break;
+        }
+        let port = PORT_LOW + foreman::core::rng::Rng::below(&mut rng, u64::from(high - PORT_LOW)) as u16;
+        if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), n, "found only {} free loopback ports in {PORT_LOW}..{high}", held.len());
+    held
 }
 
 /// A suffix no earlier run used, so that a long-lived etcd never hands this run another run's keys.
 fn unique_suffix() -> String {
-    // why: only a name; a wall-clock read in a production-build test does not touch any simulation.
+    format!("{}-{}", std::process::id(), wall_nanos())
+}
+
+/// The wall clock in nanoseconds since the Unix epoch: for names and seeds only.
+fn wall_nanos() -> u128 {
+    // why: names and a seed, never compared; a wall-clock read in a production-build test touches no simulation.
     #[allow(clippy::disallowed_methods)]
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    format!("{}-{nanos}", std::process::id())
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_nanos())
 }
 
 /// What one CLI run did.
@@ -473,4 +603,58 @@ pub async fn create_job(masters: &str, id: &str, job_type: &str, config: &str, m
         assert!(started.elapsed() < max, "job create {id} never succeeded within {max:?}: {run:?}");
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// A worker's checkpoint as the fake job documents it: `{"counter": C, "epoch": E}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointValue {
+    pub counter: u64,
+    pub epoch: u64,
+}
+
+/// A job's checkpoints in the metastore, by worker name (`w0`, `w1`, ...); a value that is not a checkpoint is an
+/// error naming its key.
+pub async fn checkpoints(meta: &MetaStore, job: &str) -> Result<BTreeMap<String, CheckpointValue>, String> {
+    let prefix = format!("checkpoints/{job}/");
+    let listed = meta.list(&prefix).await.map_err(|e| format!("cannot list {prefix}: {e}"))?;
+    let mut found = BTreeMap::new();
+    for (key, value) in listed {
+        let c = serde_json::from_slice::<CheckpointValue>(&value)
+            .map_err(|e| format!("{key}: not a checkpoint ({e}): {}", String::from_utf8_lossy(&value)))?;
+        found.insert(key.strip_prefix(&prefix).unwrap_or(&key).to_owned(), c);
+    }
+    Ok(found)
+}
+
+/// What is wrong with a fake job's durable result, if anything: `expect_done` asks for exactly one checkpoint per
+/// worker (`w0` .. `w<workers-1>`), each at exactly `target` (a lost step leaves a counter short; a step run twice
+/// or a stale incarnation writing shows as a wrong or extra checkpoint); otherwise (a canceled job) only known
+/// workers, none past the target.
+pub fn checkpoint_problems(
+    job: &str,
+    found: &BTreeMap<String, CheckpointValue>,
+    workers: u32,
+    target: u64,
+    expect_done: bool,
+) -> Vec<String> {
+    let mut problems = vec![];
+    let mut expected: Vec<String> = (0..workers).map(|i| format!("w{i}")).collect();
+    expected.sort();
+    let names: Vec<String> = found.keys().cloned().collect();
+    let unknown = names.iter().any(|n| !expected.contains(n));
+    if (expect_done && names != expected) || unknown {
+        problems.push(format!("{job}: checkpoints of {names:?}, expected {expected:?}"));
+    }
+    for (worker, c) in found {
+        if c.counter > target || (expect_done && c.counter != target) {
+            problems.push(format!(
+                "{job}/{worker}: counter {} (epoch {}), expected {} the target {target}",
+                c.counter,
+                c.epoch,
+                if expect_done { "exactly" } else { "at most" }
+            ));
+        }
+    }
+    problems
 }
