@@ -346,15 +346,17 @@ impl Cluster {
     }
 
     pub fn restart_master(&self, i: usize) {
+        self.exit_if_stopped(&self.masters[i].name, &self.masters[i].stop, self.masters[i].node.id());
         self.recorder.record(&self.masters[i].name, Seen::Restarted);
-        self.exit_if_stopped(&self.masters[i].stop, self.masters[i].node.id());
         self.handle.restart(self.masters[i].node.id());
     }
 
     /// A node asked to stop gracefully is a process that exited once its shutdown ended: its sockets are closed
     /// before it starts again (madsim's restart alone keeps a node's network state; its kill resets it).
-    fn exit_if_stopped(&self, stop: &tokio::sync::watch::Sender<bool>, node: madsim::task::NodeId) {
+    /// One still draining when it is started again was SIGKILLed first: recorded as a kill.
+    fn exit_if_stopped(&self, name: &str, stop: &tokio::sync::watch::Sender<bool>, node: madsim::task::NodeId) {
         if *stop.borrow() {
+            self.recorder.record(name, Seen::Killed);
             self.handle.kill(node);
         }
     }
@@ -428,8 +430,8 @@ impl Cluster {
     }
 
     pub fn restart_executor(&self, i: usize) {
+        self.exit_if_stopped(&self.executors[i].name, &self.executors[i].stop, self.executors[i].node.id());
         self.recorder.record(&self.executors[i].name, Seen::Restarted);
-        self.exit_if_stopped(&self.executors[i].stop, self.executors[i].node.id());
         self.handle.restart(self.executors[i].node.id());
     }
 

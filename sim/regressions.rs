@@ -70,6 +70,14 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
 /// seeds now tell other stories (kept: each still runs the shape that once failed).
 const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
     (
+        300169,
+        "graceful stops (issue 6): a drained worker's replacement started while the drained incarnation still waited \
+         for its paused job master to take its Stopped report; it had stopped acting (its last checkpoint said so), \
+         but the recorder saw it live until the report ended, and the restart that overtook the drain killed it \
+         unrecorded (fixed: a task quiesced for a drain says so, and a restart of a node still draining is recorded \
+         as a kill)",
+    ),
+    (
         50459,
         "a job stuck Created for ever: its job master's dispatch was refused (the executor was registering again), \
          the write of that loss timed out, the job was reloaded still naming the incarnation, but the bookkeeping had \

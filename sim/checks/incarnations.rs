@@ -32,9 +32,11 @@ struct Incarnation {
 
 /// Rule 3: at most one live incarnation of every job master and every worker at every simulated instant, and
 /// each task's incarnations start in strictly increasing epoch order. Fed by the executors' own task starts and
-/// stops; a node's kill stops its incarnations, and a paused node's incarnations are not live until it resumes.
+/// stops; a node's kill stops its incarnations, and a paused node's incarnations are not live until it resumes. A
+/// task that quiesced for a drain (it acts no more, it only reports its stop) is no longer live.
 pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
     let mut tasks: BTreeMap<String, Vec<Incarnation>> = BTreeMap::new();
+    let mut quiesced: std::collections::BTreeSet<(String, u64, String)> = std::collections::BTreeSet::new();
     let mut highest: BTreeMap<String, u64> = BTreeMap::new();
     // Resumed incarnations become live once time moves past their resume instant.
     fn promote(tasks: &mut BTreeMap<String, Vec<Incarnation>>, now: Time) -> Result<(), String> {
@@ -75,6 +77,16 @@ pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
                 *last = *epoch;
                 incs.push(Incarnation { epoch: *epoch, node: node.clone(), standing: Standing::Live });
             }
+            // Quiesced for a drain: it acts no more, so it is no longer live; its stop follows.
+            Seen::Exec(ExecutorObservation::TaskQuiesced { task, epoch }) => {
+                let incs = tasks.entry(task.clone()).or_default();
+                if let Some(i) = incs.iter().position(|o| o.epoch == *epoch && o.node == *node) {
+                    incs.remove(i);
+                    quiesced.insert((task.clone(), *epoch, node.clone()));
+                }
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. })
+                if quiesced.remove(&(task.clone(), *epoch, node.clone())) => {}
             Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. }) => {
                 let incs = tasks.entry(task.clone()).or_default();
                 let Some(i) = incs.iter().position(|o| o.epoch == *epoch && o.node == *node) else {

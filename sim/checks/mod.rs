@@ -95,6 +95,19 @@ mod tests {
         assert!(one_live_incarnation(&paused).unwrap_err().contains("checkpointed on e1 after a resume"));
         let phantom = [ev(0, "e1", stopped("j", 1))];
         assert!(one_live_incarnation(&phantom).unwrap_err().contains("never started"));
+        // Quiesced for a drain: no longer live, though its stop (after its report) comes after the replacement.
+        let quiesced = |task: &str, epoch| Seen::Exec(ExecutorObservation::TaskQuiesced { task: task.into(), epoch });
+        let drained = [
+            ev(0, "e1", started("j/w0", 1)),
+            ev(5, "e1", quiesced("j/w0", 1)),
+            ev(6, "e2", started("j/w0", 2)),
+            ev(9, "e1", stopped("j/w0", 1)),
+        ];
+        assert_eq!(one_live_incarnation(&drained), Ok(()));
+        // Another incarnation's quiescence does not end this one.
+        let wrong =
+            [ev(0, "e1", started("j/w0", 1)), ev(5, "e3", quiesced("j/w0", 1)), ev(6, "e2", started("j/w0", 2))];
+        assert!(one_live_incarnation(&wrong).unwrap_err().contains("while epoch 1 is live on e1"));
     }
 
     #[test]

@@ -221,6 +221,12 @@ pub enum ExecutorObservation {
         epoch: u64,
         why: StopWhy,
     },
+    /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
+    /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
+    TaskQuiesced {
+        task: String,
+        epoch: u64,
+    },
     /// A worker's checkpoint write was acknowledged by the metastore.
     Checkpoint {
         task: String,

@@ -231,6 +231,7 @@ async fn count(
                 Ok(Ok(false)) => return Outcome::Stale,
                 Ok(Err(_)) | Err(_) => debug!(job, worker = name, "the stopped checkpoint was not confirmed"),
             }
+            env.observe(ExecutorObservation::TaskQuiesced { task: task.to_owned(), epoch: epoch.0 });
             return Outcome::Stopped;
         }
         tokio::select! {
@@ -288,11 +289,15 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     }
     let progress = link.progress();
     let mut drain = env.clone();
+    let (task, epoch) = (spec.task_id.as_str().to_owned(), spec.epoch.0);
     // A draining executor stops its job masters where they are: a fake job master's state is all in the
     // metastore (its workers' records and checkpoints), so the next incarnation recovers it whole.
     let outcome = tokio::select! {
         biased;
-        _ = drain.draining() => Outcome::Stopped,
+        _ = drain.draining() => {
+            drain.observe(ExecutorObservation::TaskQuiesced { task, epoch });
+            Outcome::Stopped
+        }
         outcome = linked(&mut link, |cancel| async move {
             let mut jm = match JobMaster::recover(env, meta, &spec, config).await {
                 Ok(jm) => jm,
