@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod output;
+pub mod progress;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};
@@ -354,7 +355,7 @@ pub enum CliError {
     JobCanceled { id: String },
     /// `--wait-timeout` passed before the job ended; `last` is what the last poll saw, if one was answered.
     #[error("{}", wait::timed_out_text(id, *waited, last.as_ref()))]
-    WaitTimedOut { id: String, waited: Duration, last: Option<wait::Sighting> },
+    WaitTimedOut { id: String, waited: Duration, last: Option<progress::Sighting> },
 }
 
 impl CliError {
@@ -567,7 +568,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
 /// Waits for job `id` to end, its progress on stderr (redrawn in place on a terminal).
 async fn wait_and_show(client: &mut Client, id: &str, options: wait::WaitOptions) -> Result<pb::Job, CliError> {
     let mut stderr = std::io::stderr();
-    let rendering = wait::Rendering::for_terminal(stderr.is_terminal());
+    let rendering = progress::Rendering::for_terminal(stderr.is_terminal());
     wait::wait_for_job(client, id, options, rendering, &mut stderr).await
 }
 
