@@ -61,8 +61,10 @@ Exit codes:
   4  the job was canceled: printed on stdout
   5  --wait-timeout passed before the job ended (the job goes on; nothing on stdout)
 
-Progress goes to stderr: on a terminal one line redrawn in place, otherwise one line per change, e.g.
-`[  3.5s] RUNNING 412/800 steps`.";
+Progress goes to stderr. On a terminal, with --output table: a line that stays for each change of state (and
+retry), and between them one line redrawn in place, with a bar when the progress begins with N/M, e.g.
+`[  1.5s] RUNNING [####----------------]  21% 170/800 steps` (cut to $COLUMNS, default 80). Elsewhere (pipes, CI
+logs, --output json, TERM=dumb): one line per change, e.g. `[  3.5s] RUNNING 412/800 steps`.";
 
 /// Flags every client command takes, before or after its subcommand.
 #[derive(Clone, Debug, Args)]
@@ -514,7 +516,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
                                 .to_owned(),
                         ));
                     }
-                    let job = wait_and_show(&mut client, &reply.id, options).await?;
+                    let job = wait_and_show(&mut client, &reply.id, options, flags.output).await?;
                     Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
                 }
             }
@@ -559,16 +561,27 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
         }
         JobCommand::Wait(args) => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
-            let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options()).await?;
+            let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options(), flags.output).await?;
             Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
         }
     }
 }
 
-/// Waits for job `id` to end, its progress on stderr (redrawn in place on a terminal).
-async fn wait_and_show(client: &mut Client, id: &str, options: wait::WaitOptions) -> Result<pb::Job, CliError> {
+/// Waits for job `id` to end, its progress on stderr (with a bar, redrawn in place, on a terminal when the output is
+/// for people).
+async fn wait_and_show(
+    client: &mut Client,
+    id: &str,
+    options: wait::WaitOptions,
+    output: OutputFormat,
+) -> Result<pb::Job, CliError> {
     let mut stderr = std::io::stderr();
-    let rendering = progress::Rendering::for_terminal(stderr.is_terminal());
+    let rendering = progress::Rendering::choose(
+        stderr.is_terminal(),
+        output,
+        std::env::var_os("TERM").as_deref(),
+        std::env::var_os("COLUMNS").as_deref(),
+    );
     wait::wait_for_job(client, id, options, rendering, &mut stderr).await
 }
 
