@@ -4,6 +4,7 @@
 //! Each test starts its own fake masters on free ports and runs the binary as a child process, so the tests
 //! see exactly what a user sees: stdout, stderr and the exit code. Jobs that `--wait` follows advance one step
 //! per `GetJob` call, not per unit of time, so a test sees the same story however fast or slow the machine is.
+//! `foreman completion` needs no master: its scripts are checked here too.
 #![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
@@ -968,4 +969,35 @@ async fn wait_for_an_unknown_job_is_a_refusal() {
     // The refusal ends the wait at once, and says so on one line.
     assert_eq!(run.stderr, format!("error: {} (JOB_NOT_FOUND)\n", not_found("nope").message()), "{run:?}");
     assert_eq!(calls.names(), ["get_job"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_scripts_cover_every_command_and_a_bad_shell_is_a_usage_error() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = foreman(&["completion", shell]).await;
+        // Not `{run:?}`: a script is tens of kilobytes.
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{shell}");
+        assert!(run.stdout.len() > 1000, "{shell}: {} bytes", run.stdout.len());
+        let words = ["job", "cluster", "standalone", "master", "executor", "completion", "create", "wait-timeout"];
+        for word in words {
+            assert!(run.stdout.contains(word), "{shell}: {word:?} not in the script");
+        }
+        if shell == "bash" {
+            // The script must at least parse, where there is a bash to ask.
+            let script = std::env::temp_dir().join(format!("foreman-completion-{}.bash", std::process::id()));
+            std::fs::write(&script, &run.stdout).unwrap();
+            if let Ok(check) = Command::new("bash").arg("-n").arg(&script).output() {
+                assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+            }
+            let _ = std::fs::remove_file(&script);
+        }
+    }
+    // clap's usage errors: exit 2, nothing on stdout, the shells it knows.
+    let run = foreman(&["completion", "tcsh"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
+    assert!(run.stderr.starts_with("error: invalid value 'tcsh' for '<SHELL>'"), "{run:?}");
+    assert!(run.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{run:?}");
+    let run = foreman(&["completion"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
+    assert!(run.stderr.contains("<SHELL>"), "{run:?}");
 }
