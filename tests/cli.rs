@@ -696,9 +696,12 @@ async fn unreachable_masters_are_all_named() {
     let first = run.stderr.lines().next().unwrap();
     assert_eq!(first, format!("error: no master reachable at {a}, {b}: is `foreman master` running?"), "{run:?}");
     assert!(run.stderr.contains(&format!("\n  {a}: ")) && run.stderr.contains(&format!("\n  {b}: ")), "{run:?}");
-    // The default address when nothing says otherwise.
+    // One master: the issue's wording, with the hint, then the reason on the next line.
     let run = foreman(&["cluster", "leader", "--master", &a]).await;
-    assert!(run.stderr.starts_with(&format!("error: no master reachable at {a}: ")), "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines[0], format!("error: no master reachable at {a}: is `foreman master` running?"), "{run:?}");
+    assert!(lines.len() == 2 && lines[1].starts_with(&format!("  {a}: ")), "{run:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -925,6 +928,24 @@ async fn wait_for_a_failed_job_exits_3_and_for_a_canceled_one_4() {
     assert_eq!(progress_lines(&run), ["RUNNING 5/10 steps", "CANCELING 5/10 steps", "CANCELED"], "{run:?}");
     assert_eq!(run.json()["state"], "canceled", "{run:?}");
     assert_eq!(run.stderr.lines().last(), Some("error: job w-cancel was canceled"), "{run:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_for_a_job_that_fails_exits_3() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let config = r#"{"workers":1,"target":10}"#;
+    let args = ["job", "create", "--type", "fake", "--config", config, "--id", "w-fail", "--wait", "--poll-interval"];
+    let run = foreman(&[&args[..], &["50ms", "--output", "json", "--master", &master]].concat()).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(progress_lines(&run), ["CREATED", "RUNNING 3/10 steps", "FAILED 3/10 steps"], "{run:?}");
+    let json = run.json();
+    assert_eq!((&json["state"], &json["error"]["reason"]), (&"failed".into(), &"JOB_MASTER_FAILED".into()), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("error: job w-fail failed: worker 2: disk full (JOB_MASTER_FAILED)"),
+        "{run:?}"
+    );
+    assert_eq!(calls.names(), ["create_job", "get_job", "get_job", "get_job"]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -843,6 +843,15 @@ mod tests {
 
     #[test]
     fn no_master_messages_name_every_address() {
+        // The default master, down: the words of issue 6.
+        let default = MasterAddress::parse(DEFAULT_MASTER).unwrap();
+        let down = CliError::NoMaster {
+            attempts: vec![Attempt { address: default, failure: AttemptFailure::Connect("connection refused".into()) }],
+        };
+        assert_eq!(
+            down.to_string(),
+            "no master reachable at 127.0.0.1:10240: is `foreman master` running?\n  127.0.0.1:10240: connection refused"
+        );
         let a = MasterAddress::parse("a:1").unwrap();
         let b = MasterAddress::parse("b:2").unwrap();
         let unreachable = CliError::NoMaster {
