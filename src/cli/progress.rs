@@ -77,8 +77,8 @@ pub(super) fn bounded(text: &str, max: usize) -> String {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Rendering {
     /// A terminal `columns` wide: a line redrawn in place at every poll (the elapsed time moves even when nothing
-    /// else does), with a bar when the progress is measurable; a line that stays at every change of state, retry,
-    /// and at the end.
+    /// else does), with a bar when the progress is measurable; a line that stays at each change of state, at the
+    /// first of a run of retries, and at the end.
     Terminal { columns: usize },
     /// Pipes, logs and `--output json`: one line per change of what the polls see.
     Lines,
