@@ -5,6 +5,7 @@
 //!   and prints the effective settings as TOML: the check an operator runs before deploying.
 //! - `foreman cluster leader|masters|executors|resign` and `foreman job create|get|list|cancel|delete|wait` are
 //!   the clients of the masters' gRPC API (`foreman::cli`).
+//! - `foreman completion <shell>` prints a shell completion script, generated from this very definition.
 //!
 //! Exit codes: 0 on success; 2 on a usage, input or configuration error (nothing was sent; warnings do not change
 //! the code); 1 for anything else: a master refused the call or none could serve it, or the output cannot be
@@ -15,7 +16,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
+use clap_complete::Shell;
 use serde::Serialize;
 
 use foreman::cli::{self, CliError, ClientFlags, ClusterCommand, JobCommand};
@@ -61,7 +63,27 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell to stdout.
+    ///
+    /// How to install it: below.
+    #[command(after_help = COMPLETION_INSTALL)]
+    Completion {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: Shell,
+    },
 }
+
+/// How to install a completion script, for `foreman completion --help`.
+const COMPLETION_INSTALL: &str = "\
+Install (then start a new shell):
+  bash        foreman completion bash > ~/.local/share/bash-completion/completions/foreman
+              (with the bash-completion package; without it, add `source <(foreman completion bash)` to ~/.bashrc)
+  zsh         foreman completion zsh > ~/.zfunc/_foreman
+              and add `fpath=(~/.zfunc $fpath); autoload -Uz compinit; compinit` to ~/.zshrc
+  fish        foreman completion fish > ~/.config/fish/completions/foreman.fish
+  elvish      add `eval (foreman completion elvish | slurp)` to ~/.config/elvish/rc.elv
+  powershell  add `foreman completion powershell | Out-String | Invoke-Expression` to $PROFILE";
 
 /// The exit codes of `foreman job ...`, for its `--help`.
 const JOB_EXIT_CODES: &str = "\
@@ -146,6 +168,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cluster { client, command } => block_on(cli::run_cluster(&client, command))?.map_err(Failure::Client),
         Command::Job { client, command } => block_on(cli::run_job(&client, command))?.map_err(Failure::Client),
+        Command::Completion { shell } => {
+            // Into memory first: clap_complete panics when its writer fails, and a closed stdout is no reason to.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "foreman", &mut script);
+            let mut out = std::io::stdout().lock();
+            out.write_all(&script).and_then(|()| out.flush()).context("cannot write to stdout").map_err(Failure::Other)
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 //! Each test starts its own fake masters on free ports and runs the binary as a child process, so the tests
 //! see exactly what a user sees: stdout, stderr and the exit code. Jobs that `--wait` follows advance one step
 //! per `GetJob` call, not per unit of time, so a test sees the same story however fast or slow the machine is.
+//! `foreman completion` needs no master: its scripts are checked here too.
 #![cfg(not(madsim))]
 
 use std::collections::BTreeMap;
@@ -695,9 +696,12 @@ async fn unreachable_masters_are_all_named() {
     let first = run.stderr.lines().next().unwrap();
     assert_eq!(first, format!("error: no master reachable at {a}, {b}: is `foreman master` running?"), "{run:?}");
     assert!(run.stderr.contains(&format!("\n  {a}: ")) && run.stderr.contains(&format!("\n  {b}: ")), "{run:?}");
-    // The default address when nothing says otherwise.
+    // One master: the issue's wording, with the hint, then the reason on the next line.
     let run = foreman(&["cluster", "leader", "--master", &a]).await;
-    assert!(run.stderr.starts_with(&format!("error: no master reachable at {a}: ")), "{run:?}");
+    assert_eq!(run.code, 1, "{run:?}");
+    let lines: Vec<&str> = run.stderr.lines().collect();
+    assert_eq!(lines[0], format!("error: no master reachable at {a}: is `foreman master` running?"), "{run:?}");
+    assert!(lines.len() == 2 && lines[1].starts_with(&format!("  {a}: ")), "{run:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -927,6 +931,24 @@ async fn wait_for_a_failed_job_exits_3_and_for_a_canceled_one_4() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_wait_for_a_job_that_fails_exits_3() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let config = r#"{"workers":1,"target":10}"#;
+    let args = ["job", "create", "--type", "fake", "--config", config, "--id", "w-fail", "--wait", "--poll-interval"];
+    let run = foreman(&[&args[..], &["50ms", "--output", "json", "--master", &master]].concat()).await;
+    assert_eq!(run.code, 3, "{run:?}");
+    assert_eq!(progress_lines(&run), ["CREATED", "RUNNING 3/10 steps", "FAILED 3/10 steps"], "{run:?}");
+    let json = run.json();
+    assert_eq!((&json["state"], &json["error"]["reason"]), (&"failed".into(), &"JOB_MASTER_FAILED".into()), "{run:?}");
+    assert_eq!(
+        run.stderr.lines().last(),
+        Some("error: job w-fail failed: worker 2: disk full (JOB_MASTER_FAILED)"),
+        "{run:?}"
+    );
+    assert_eq!(calls.names(), ["create_job", "get_job", "get_job", "get_job"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wait_gives_up_at_the_wait_timeout_and_exits_5() {
     let (master, calls) = start(Mode::Healthy).await;
     let run = foreman(&[
@@ -968,4 +990,35 @@ async fn wait_for_an_unknown_job_is_a_refusal() {
     // The refusal ends the wait at once, and says so on one line.
     assert_eq!(run.stderr, format!("error: {} (JOB_NOT_FOUND)\n", not_found("nope").message()), "{run:?}");
     assert_eq!(calls.names(), ["get_job"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completion_scripts_cover_every_command_and_a_bad_shell_is_a_usage_error() {
+    for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+        let run = foreman(&["completion", shell]).await;
+        // Not `{run:?}`: a script is tens of kilobytes.
+        assert_eq!((run.code, run.stderr.as_str()), (0, ""), "{shell}");
+        assert!(run.stdout.len() > 1000, "{shell}: {} bytes", run.stdout.len());
+        let words = ["job", "cluster", "standalone", "master", "executor", "completion", "create", "wait-timeout"];
+        for word in words {
+            assert!(run.stdout.contains(word), "{shell}: {word:?} not in the script");
+        }
+        if shell == "bash" {
+            // The script must at least parse, where there is a bash to ask.
+            let script = std::env::temp_dir().join(format!("foreman-completion-{}.bash", std::process::id()));
+            std::fs::write(&script, &run.stdout).unwrap();
+            if let Ok(check) = Command::new("bash").arg("-n").arg(&script).output() {
+                assert!(check.status.success(), "bash -n: {}", String::from_utf8_lossy(&check.stderr));
+            }
+            let _ = std::fs::remove_file(&script);
+        }
+    }
+    // clap's usage errors: exit 2, nothing on stdout, the shells it knows.
+    let run = foreman(&["completion", "tcsh"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
+    assert!(run.stderr.starts_with("error: invalid value 'tcsh' for '<SHELL>'"), "{run:?}");
+    assert!(run.stderr.contains("[possible values: bash, elvish, fish, powershell, zsh]"), "{run:?}");
+    let run = foreman(&["completion"]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (2, ""), "{run:?}");
+    assert!(run.stderr.contains("<SHELL>"), "{run:?}");
 }

@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod output;
+pub mod progress;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};
@@ -60,8 +61,10 @@ Exit codes:
   4  the job was canceled: printed on stdout
   5  --wait-timeout passed before the job ended (the job goes on; nothing on stdout)
 
-Progress goes to stderr: on a terminal one line redrawn in place, otherwise one line per change, e.g.
-`[  3.5s] RUNNING 412/800 steps`.";
+Progress goes to stderr. On a terminal, with --output table: a line that stays for each change of state (and
+retry), and between them one line redrawn in place, with a bar when the progress begins with N/M, e.g.
+`[  1.5s] RUNNING [####----------------]  21% 170/800 steps` (cut to $COLUMNS, default 80). Elsewhere (pipes, CI
+logs, --output json, TERM=dumb): one line per change, e.g. `[  3.5s] RUNNING 412/800 steps`.";
 
 /// Flags every client command takes, before or after its subcommand.
 #[derive(Clone, Debug, Args)]
@@ -354,7 +357,7 @@ pub enum CliError {
     JobCanceled { id: String },
     /// `--wait-timeout` passed before the job ended; `last` is what the last poll saw, if one was answered.
     #[error("{}", wait::timed_out_text(id, *waited, last.as_ref()))]
-    WaitTimedOut { id: String, waited: Duration, last: Option<wait::Sighting> },
+    WaitTimedOut { id: String, waited: Duration, last: Option<progress::Sighting> },
 }
 
 impl CliError {
@@ -513,7 +516,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
                                 .to_owned(),
                         ));
                     }
-                    let job = wait_and_show(&mut client, &reply.id, options).await?;
+                    let job = wait_and_show(&mut client, &reply.id, options, flags.output).await?;
                     Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
                 }
             }
@@ -558,16 +561,27 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
         }
         JobCommand::Wait(args) => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
-            let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options()).await?;
+            let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options(), flags.output).await?;
             Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
         }
     }
 }
 
-/// Waits for job `id` to end, its progress on stderr (redrawn in place on a terminal).
-async fn wait_and_show(client: &mut Client, id: &str, options: wait::WaitOptions) -> Result<pb::Job, CliError> {
+/// Waits for job `id` to end, its progress on stderr (with a bar, redrawn in place, on a terminal when the output is
+/// for people).
+async fn wait_and_show(
+    client: &mut Client,
+    id: &str,
+    options: wait::WaitOptions,
+    output: OutputFormat,
+) -> Result<pb::Job, CliError> {
     let mut stderr = std::io::stderr();
-    let rendering = wait::Rendering::for_terminal(stderr.is_terminal());
+    let rendering = progress::Rendering::choose(
+        stderr.is_terminal(),
+        output,
+        std::env::var_os("TERM").as_deref(),
+        std::env::var_os("COLUMNS").as_deref(),
+    );
     wait::wait_for_job(client, id, options, rendering, &mut stderr).await
 }
 
@@ -829,6 +843,15 @@ mod tests {
 
     #[test]
     fn no_master_messages_name_every_address() {
+        // The default master, down: the words of issue 6.
+        let default = MasterAddress::parse(DEFAULT_MASTER).unwrap();
+        let down = CliError::NoMaster {
+            attempts: vec![Attempt { address: default, failure: AttemptFailure::Connect("connection refused".into()) }],
+        };
+        assert_eq!(
+            down.to_string(),
+            "no master reachable at 127.0.0.1:10240: is `foreman master` running?\n  127.0.0.1:10240: connection refused"
+        );
         let a = MasterAddress::parse("a:1").unwrap();
         let b = MasterAddress::parse("b:2").unwrap();
         let unreachable = CliError::NoMaster {
