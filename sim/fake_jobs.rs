@@ -257,6 +257,17 @@ pub(crate) fn failovers(c: &Cluster) -> Vec<Duration> {
 
 /// Executor kill → the next start of each job master it was running (a new incarnation elsewhere).
 pub(crate) fn reschedules(c: &Cluster) -> Vec<Duration> {
+    // Job masters only: their task id is the job id (no '/').
+    next_starts(c, |seen| *seen == Seen::Killed)
+        .into_iter()
+        .filter(|(task, _)| !task.contains('/'))
+        .map(|(_, d)| d)
+        .collect()
+}
+
+/// For every task running on a node when `trigger` happened to that node: the time from then to the task's next
+/// start (a new incarnation, anywhere), with the task's id.
+fn next_starts(c: &Cluster, trigger: impl Fn(&Seen) -> bool) -> Vec<(String, Duration)> {
     let events = c.recorder.events();
     let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut waiting: BTreeMap<String, Time> = BTreeMap::new();
@@ -264,20 +275,17 @@ pub(crate) fn reschedules(c: &Cluster) -> Vec<Duration> {
     for (at, node, seen) in &events {
         match seen {
             Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
-                if let Some(k) = waiting.remove(task) {
-                    out.push(at.saturating_since(k));
+                if let Some(since) = waiting.remove(task) {
+                    out.push((task.clone(), at.saturating_since(since)));
                 }
                 live.entry(node.clone()).or_default().insert(task.clone());
             }
             Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
                 live.entry(node.clone()).or_default().remove(task);
             }
-            Seen::Killed => {
+            seen if trigger(seen) => {
                 for task in live.remove(node).unwrap_or_default() {
-                    // Job masters only: their task id is the job id (no '/').
-                    if !task.contains('/') {
-                        waiting.insert(task, *at);
-                    }
+                    waiting.insert(task, *at);
                 }
             }
             _ => {}
@@ -339,30 +347,7 @@ async fn executor_killed_and_restarted() {
 /// Graceful stop → the next start of each task that ran on the stopped executor (job masters and workers),
 /// with the task's id.
 fn moved_after_stop(c: &Cluster) -> Vec<(String, Duration)> {
-    let events = c.recorder.events();
-    let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut waiting: BTreeMap<String, Time> = BTreeMap::new();
-    let mut out = vec![];
-    for (at, node, seen) in &events {
-        match seen {
-            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
-                if let Some(asked) = waiting.remove(task) {
-                    out.push((task.clone(), at.saturating_since(asked)));
-                }
-                live.entry(node.clone()).or_default().insert(task.clone());
-            }
-            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
-                live.entry(node.clone()).or_default().remove(task);
-            }
-            Seen::StopAsked => {
-                for task in live.get(node).cloned().unwrap_or_default() {
-                    waiting.insert(task, *at);
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    next_starts(c, |seen| *seen == Seen::StopAsked)
 }
 
 /// How soon a drained task runs again elsewhere: its executor announces the drain (one heartbeat), the task
