@@ -135,7 +135,7 @@ pub struct TaskEnv {
     pub rpc_timeout: Duration,
     pub host: Host,
     pub clock: Clock,
-    meta: tokio::sync::watch::Receiver<Option<MetaStore>>,
+    meta: Arc<MetaSlot>,
     observer: Option<ExecutorObserver>,
     /// The bug planted into this executor's tasks (only the simulation build can plant one).
     planted: Option<Planted>,
@@ -143,34 +143,77 @@ pub struct TaskEnv {
     pub fault_points: crate::buggify::FaultPoints,
     /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
     /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
-    drain: tokio::sync::watch::Receiver<bool>,
+    drain: Arc<DrainSignal>,
+}
+
+/// The executor's drain, as its tasks see it: a flag set once, and a `Notify` that wakes every waiting task in
+/// the order it began to wait. (Not a `watch` channel: tokio's watch wakes many waiting receivers in an order
+/// drawn from a per-thread random generator, which the simulator does not control.)
+#[derive(Default)]
+pub struct DrainSignal {
+    set: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// The metastore client once known, and a `Notify` that wakes the tasks waiting for it in the order they began
+/// to wait (not a `watch` channel, for the reason given at [`DrainSignal`]).
+#[derive(Default)]
+pub struct MetaSlot {
+    store: Mutex<Option<MetaStore>>,
+    notify: tokio::sync::Notify,
+}
+
+impl MetaSlot {
+    fn set(&self, store: MetaStore) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+        self.notify.notify_waiters();
+    }
+
+    fn get(&self) -> Option<MetaStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl DrainSignal {
+    fn raise(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_raised(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl TaskEnv {
     /// Whether the executor is draining.
     pub fn is_draining(&self) -> bool {
-        *self.drain.borrow()
+        self.drain.is_raised()
     }
 
     /// Resolves once the executor drains (never, if it never does).
     pub async fn draining(&mut self) {
-        while !*self.drain.borrow_and_update() {
-            if self.drain.changed().await.is_err() {
-                std::future::pending::<()>().await;
+        loop {
+            let raised = self.drain.notify.notified();
+            tokio::pin!(raised);
+            raised.as_mut().enable();
+            if self.drain.is_raised() {
+                return;
             }
+            raised.await;
         }
     }
 
     /// The metastore, once the executor has learned where it is (waits until then).
     pub async fn metastore(&mut self) -> MetaStore {
         loop {
-            if let Some(m) = self.meta.borrow_and_update().clone() {
+            let known = self.meta.notify.notified();
+            tokio::pin!(known);
+            known.as_mut().enable();
+            if let Some(m) = self.meta.get() {
                 return m;
             }
-            if self.meta.changed().await.is_err() {
-                // The executor is gone; its tasks are about to be dropped.
-                std::future::pending::<()>().await;
-            }
+            known.await;
         }
     }
 
@@ -279,14 +322,14 @@ pub struct Executor {
     /// Routes framework messages to the job masters this executor hosts.
     host: Host,
     /// The metastore client, once the masters said where it is.
-    meta: tokio::sync::watch::Sender<Option<MetaStore>>,
+    meta: Arc<MetaSlot>,
     planted: Option<Planted>,
     /// Drawn when the process starts; sent with every registration (see `RegisterExecutorRequest.instance`).
     instance: u64,
     /// The simulation's fault points, handed to the tasks (`crate::buggify`).
     fault_points: crate::buggify::FaultPoints,
-    /// Set once when the executor starts draining; every task watches it (`TaskEnv::draining`).
-    drain: tokio::sync::watch::Sender<bool>,
+    /// Raised once when the executor starts draining; every task watches it (`TaskEnv::draining`).
+    drain: Arc<DrainSignal>,
     /// Notified whenever a task leaves the running set or the drain was announced (a drain waits on both).
     drain_progress: tokio::sync::Notify,
     /// Wakes the membership loop for a heartbeat now (to announce a drain).
@@ -318,12 +361,10 @@ impl Executor {
         let clock = Clock::start();
         let timing = HeartbeatTiming::executor_default();
         let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
-        let (meta, _) = tokio::sync::watch::channel(None);
-        let (drain, _) = tokio::sync::watch::channel(false);
         Arc::new(Executor {
             host: Host::new(clock),
-            meta,
-            drain,
+            meta: Arc::default(),
+            drain: Arc::default(),
             drain_progress: tokio::sync::Notify::new(),
             heartbeat_now: tokio::sync::Notify::new(),
             planted: None,
@@ -378,7 +419,7 @@ impl Executor {
 
     /// Uses `store` as the metastore instead of the one the masters name (the embedded store of one process).
     pub fn use_metastore(&self, store: MetaStore) {
-        self.meta.send_replace(Some(store));
+        self.meta.set(store);
     }
 
     fn task_env(&self) -> TaskEnv {
@@ -389,11 +430,11 @@ impl Executor {
             rpc_timeout: self.cfg.rpc_timeout,
             host: self.host.clone(),
             clock: self.clock,
-            meta: self.meta.subscribe(),
+            meta: self.meta.clone(),
             observer: self.observer.clone(),
             planted: self.planted,
             fault_points: self.fault_points.clone(),
-            drain: self.drain.subscribe(),
+            drain: self.drain.clone(),
         }
     }
 
@@ -498,7 +539,7 @@ impl Executor {
             }
             let _ = tokio::time::timeout(announce_by.saturating_since(now), progress).await;
         }
-        self.drain.send_replace(true);
+        self.drain.raise();
         let deadline = self.now() + self.cfg.drain_timeout;
         loop {
             let ended = self.drain_progress.notified();
@@ -747,14 +788,14 @@ impl Executor {
         let r = r.into_inner();
         let kind = pb::StoreKind::try_from(r.kind).unwrap_or(pb::StoreKind::Unspecified);
         let info = MetaStoreInfo { kind, endpoints: r.endpoints, key_prefix: r.key_prefix };
-        if kind == pb::StoreKind::Etcd && self.meta.borrow().is_none() {
+        if kind == pb::StoreKind::Etcd && self.meta.get().is_none() {
             let Some(cluster) = MetaStore::cluster_of_prefix(&info.key_prefix) else {
                 warn!(executor = %self.name(), prefix = %info.key_prefix, "the masters named a key prefix foreman does not use");
                 return;
             };
             match MetaStore::etcd(&info.endpoints, &cluster, self.cfg.rpc_timeout).await {
                 Ok(store) => {
-                    self.meta.send_replace(Some(store));
+                    self.meta.set(store);
                 }
                 Err(e) => {
                     warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");
