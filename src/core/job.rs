@@ -574,17 +574,13 @@ impl Jobs {
         rng: &mut impl Rng,
     ) -> Verdict {
         let policy = self.policy.backoff.clone();
-        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
-        job.revoked = false;
-        job.record.executor = None;
-        if job.record.state == JobState::Canceling {
-            job.record.state = JobState::Canceled;
-            job.phase = Phase::Done;
-        } else if let Some(message) = fatal {
-            job.record.state = JobState::Failed;
-            job.record.failure = Some(JobFailure { reason: FailureReason::DispatchRefused, message });
-            job.phase = Phase::Done;
-        } else {
+        self.end_incarnation(now, id, epoch, |job| {
+            if let Some(message) = fatal {
+                job.record.state = JobState::Failed;
+                job.record.failure = Some(JobFailure { reason: FailureReason::DispatchRefused, message });
+                job.phase = Phase::Done;
+                return;
+            }
             match job.backoff.on_failure(now, &policy, rng) {
                 BackoffDecision::RetryAt(_) => {
                     job.record.restarts += 1;
@@ -599,8 +595,7 @@ impl Jobs {
                     job.phase = Phase::Done;
                 }
             }
-        }
-        Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
+        })
     }
 
     /// Incarnation `epoch` stopped itself at a checkpoint because its executor is leaving (it reported
@@ -608,6 +603,15 @@ impl Jobs {
     /// job may start again at once. Not a failure: the backoff is neither charged nor consulted beyond where it
     /// stands. A pending cancel ends the job Canceled instead.
     pub fn on_stopped(&mut self, now: Time, id: &JobId, epoch: Epoch) -> Verdict {
+        self.end_incarnation(now, id, epoch, |job| {
+            job.record.restarts += 1;
+            job.phase = Phase::Waiting;
+        })
+    }
+
+    /// Incarnation `epoch` of job `id` runs nowhere now: a pending cancel completes (Canceled), otherwise `next`
+    /// decides what the job does; the record is persisted either way. Stale for any but the current incarnation.
+    fn end_incarnation(&mut self, now: Time, id: &JobId, epoch: Epoch, next: impl FnOnce(&mut Job)) -> Verdict {
         let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
         job.revoked = false;
         job.record.executor = None;
@@ -615,8 +619,7 @@ impl Jobs {
             job.record.state = JobState::Canceled;
             job.phase = Phase::Done;
         } else {
-            job.record.restarts += 1;
-            job.phase = Phase::Waiting;
+            next(job);
         }
         Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
     }
