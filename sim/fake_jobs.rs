@@ -363,10 +363,6 @@ const MOVED_WITHIN: Duration = Duration::from_secs(3);
 #[madsim::test]
 async fn executor_stopped_gracefully_while_hosting_a_job_master() {
     announce("executor_stopped_gracefully_while_hosting_a_job_master");
-    executor_stopped_gracefully_run().await;
-}
-
-pub async fn executor_stopped_gracefully_run() {
     let (c, jobs, running) = jobs_running(None).await;
     tokio::time::sleep(millis(500, 4000)).await;
     let victim = job_master_host(&c, &running["job-0"]).await;

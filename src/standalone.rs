@@ -160,7 +160,7 @@ pub fn banner(layout: &Layout, data_dir: &std::path::Path) -> String {
 /// starts (the servers bind again right after).
 fn check_ports(layout: &Layout) -> Result<(), StandaloneError> {
     let addrs = std::iter::once(&layout.master.addr).chain(layout.executors.iter().map(|e| &e.addr));
-    for addr in addrs.filter(|a| **a != layout.master.http_addr) {
+    for addr in addrs {
         if let Err(e) = std::net::TcpListener::bind(addr.as_str()) {
             let hint = if e.kind() == std::io::ErrorKind::AddrInUse {
                 "; is another foreman running? Stop it, or give --addr / --executor-port"
@@ -226,15 +226,13 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
         }
         r = &mut master_task => Some(r),
     };
+    let master_failed = |reason: String| StandaloneError::Listen { addr: layout.master.addr.clone(), reason };
     if let Some(r) = ended_early {
         let _ = executors_stop.send(true);
-        return match r {
-            Ok(Err(e)) => Err(StandaloneError::Listen { addr: layout.master.addr.clone(), reason: e.to_string() }),
-            Ok(Ok(())) | Err(_) => Err(StandaloneError::Listen {
-                addr: layout.master.addr.clone(),
-                reason: "the master stopped unexpectedly".into(),
-            }),
-        };
+        return Err(master_failed(match r {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(())) | Err(_) => "the master stopped unexpectedly".into(),
+        }));
     }
     let _ = executors_stop.send(true);
     for (name, task) in executor_tasks {
@@ -247,8 +245,8 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
     let _ = master_stop.send(true);
     match master_task.await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(StandaloneError::Listen { addr: layout.master.addr.clone(), reason: e.to_string() }),
-        Err(e) => Err(StandaloneError::Listen { addr: layout.master.addr.clone(), reason: e.to_string() }),
+        Ok(Err(e)) => Err(master_failed(e.to_string())),
+        Err(e) => Err(master_failed(e.to_string())),
     }
 }
 

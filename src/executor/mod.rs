@@ -192,7 +192,7 @@ impl TaskEnv {
     }
 
     /// Resolves once the executor drains (never, if it never does).
-    pub async fn draining(&mut self) {
+    pub async fn draining(&self) {
         loop {
             let raised = self.drain.notify.notified();
             tokio::pin!(raised);
@@ -528,34 +528,32 @@ impl Executor {
         };
         info!(executor = %self.name(), running, "draining: no new tasks; running tasks stop at their next checkpoint");
         self.heartbeat_now.notify_one();
-        let announce_by = self.now() + self.cfg.rpc_timeout;
+        self.await_drain_progress(self.cfg.rpc_timeout, |s| s.drain_announced).await;
+        self.drain.raise();
+        if self.await_drain_progress(self.cfg.drain_timeout, |s| s.tasks.is_empty()).await {
+            info!(executor = %self.name(), "drained: every task stopped");
+        } else {
+            let left = self.lock().tasks.len();
+            warn!(executor = %self.name(), left, "drain timeout: stopping the tasks left where they are");
+        }
+    }
+
+    /// Waits until `done` holds of the state, looking again at every drain progress, for at most `within`;
+    /// whether it holds.
+    async fn await_drain_progress(&self, within: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = self.now() + within;
         loop {
             let progress = self.drain_progress.notified();
             tokio::pin!(progress);
             progress.as_mut().enable();
-            let now = self.now();
-            if self.lock().drain_announced || now >= announce_by {
-                break;
-            }
-            let _ = tokio::time::timeout(announce_by.saturating_since(now), progress).await;
-        }
-        self.drain.raise();
-        let deadline = self.now() + self.cfg.drain_timeout;
-        loop {
-            let ended = self.drain_progress.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            let left = self.lock().tasks.len();
-            if left == 0 {
-                info!(executor = %self.name(), "drained: every task stopped");
-                return;
+            if done(&self.lock()) {
+                return true;
             }
             let now = self.now();
             if now >= deadline {
-                warn!(executor = %self.name(), left, "drain timeout: stopping the tasks left where they are");
-                return;
+                return false;
             }
-            let _ = tokio::time::timeout(deadline.saturating_since(now), ended).await;
+            let _ = tokio::time::timeout(deadline.saturating_since(now), progress).await;
         }
     }
 
@@ -719,7 +717,7 @@ impl Executor {
 
     /// One heartbeat; whether the master answered usefully.
     async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, id: ExecutorId, deadline: Duration) -> bool {
-        let (req, sent_at, draining) = {
+        let (req, sent_at) = {
             let s = self.lock();
             let req = pb::HeartbeatRequest {
                 executor_id: id.0,
@@ -727,9 +725,9 @@ impl Executor {
                 tasks: running_wire(&s.dispatcher),
                 draining: s.draining,
             };
-            let draining = req.draining;
-            (req, self.now(), draining)
+            (req, self.now())
         };
+        let draining = req.draining;
         let reply = match tokio::time::timeout(deadline, client.heartbeat(req)).await {
             Ok(Ok(r)) => r.into_inner(),
             Ok(Err(_)) | Err(_) => return false,

@@ -207,7 +207,6 @@ async fn count(
 ) -> Outcome {
     let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
     let key = keys::checkpoint(job, name);
-    let mut drain = env.clone();
     let mut counter = match read_checkpoint(meta, job, name).await {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(e),
@@ -237,7 +236,7 @@ async fn count(
         tokio::select! {
             biased;
             _ = cancel.changed() => continue,
-            _ = drain.draining() => continue,
+            _ = env.draining() => continue,
             _ = tokio::time::sleep(tick) => {}
         }
         let next = counter + 1;
@@ -288,7 +287,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         return finish(&mut link, end.into()).await;
     }
     let progress = link.progress();
-    let mut drain = env.clone();
+    let drain = env.clone();
     let (task, epoch) = (spec.task_id.as_str().to_owned(), spec.epoch.0);
     // A draining executor stops its job masters where they are: a fake job master's state is all in the
     // metastore (its workers' records and checkpoints), so the next incarnation recovers it whole.
