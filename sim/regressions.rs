@@ -70,6 +70,14 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
 /// seeds now tell other stories (kept: each still runs the shape that once failed).
 const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
     (
+        1795971381,
+        "leadership churn for good, no executor ever online again after healing: every stage of an election round \
+         (campaign, epoch, term) restarted the lease keep-alive loop, so a master that won just before its next \
+         keep-alive sent the first one of its term a whole interval later, past its step-down deadline (interval \
+         500 ms, deadline 660 ms); it stepped down, revoked, the next won in the same phase, 300 terms (fixed: one \
+         keep-alive loop per round, at a fixed rate from each send)",
+    ),
+    (
         300169,
         "graceful stops (issue 6): a drained worker's replacement started while the drained incarnation still waited \
          for its paused job master to take its Stopped report; it had stopped acting (its last checkpoint said so), \

@@ -661,7 +661,8 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
     let events = c.recorder.events();
     for (at, node, seen) in events.iter().filter(|(at, _, _)| can_be_healthy && *at >= settled) {
         let bad = match seen {
-            Seen::Master(Observation::ExecutorOffline { .. }) => true,
+            // A healthy leader keeps its term: a step-down here is leadership churn (seed 1795971381).
+            Seen::Master(Observation::ExecutorOffline { .. } | Observation::ActingEnded { .. }) => true,
             Seen::Exec(ExecutorObservation::Fenced { .. }) => true,
             Seen::Exec(ExecutorObservation::TaskStopped { why, .. }) => {
                 matches!(why, StopWhy::Fenced | StopWhy::Exited(TaskExit::Fenced | TaskExit::Stale))

@@ -91,10 +91,15 @@ async fn campaign_and_lead(
     last_ok: &AtomicU64,
 ) -> Result<String, MetaError> {
     let encoded = value.encode();
+    // One keep-alive loop for the whole round: its cadence must not restart when the round moves from campaigning
+    // to taking an epoch to leading, or the first keep-alive of a term could come a whole interval after one sent
+    // just before the win, past the step-down deadline (a new leader stepping down at once, round after round).
+    let keep = keep_alive(m, lease, last_ok);
+    tokio::pin!(keep);
     let key = tokio::select! {
         biased;
         _ = m.resign_wake.notified() => return Ok("asked to sit out the election".into()),
-        why = keep_alive(m, lease, last_ok) => return Ok(why),
+        why = &mut keep => return Ok(why),
         r = m.store.campaign(&encoded, lease) => r?,
     };
     // Elected. The epoch write is guarded by the new leader key: a master deposed meanwhile cannot take one.
@@ -102,7 +107,7 @@ async fn campaign_and_lead(
     let epoch_key = keys::leader_epoch();
     let epoch = tokio::select! {
         biased;
-        why = keep_alive(m, lease, last_ok) => return Ok(why),
+        why = &mut keep => return Ok(why),
         r = timed(m, m.store.bump_counter(&epoch_key, &guard)) => r,
     };
     let epoch = match epoch {
@@ -134,7 +139,7 @@ async fn campaign_and_lead(
     let why = tokio::select! {
         biased;
         _ = m.resign_wake.notified() => "resigned".to_owned(),
-        why = keep_alive(m, lease, last_ok) => why,
+        why = &mut keep => why,
         why = super::leader::lead(m.clone(), key.clone(), epoch) => why,
     };
     m.step_down_now(&why);
@@ -143,14 +148,17 @@ async fn campaign_and_lead(
 }
 
 /// Keeps `lease` alive until it is gone; feeds every confirmed keep-alive (by its send time) to the leadership.
-/// Returns why it stopped.
+/// Sends one every interval from the previous send (a fixed rate: a slow answer does not push the next one back,
+/// so a leader is re-confirmed an interval after its last confirmation plus one round trip). Returns why it stopped.
 async fn keep_alive(m: &Master, lease: LeaseId, last_ok: &AtomicU64) -> String {
     let every = m.cfg.election.keepalive_interval;
     let ttl = m.cfg.election.lease_ttl;
+    let mut next = m.clock.now() + every;
     loop {
-        tokio::time::sleep(every).await;
+        tokio::time::sleep_until(m.clock.instant(next)).await;
         crate::buggify::point(&m.fault_points, crate::buggify::Point::LeaseKeepAlive).await;
         let sent = m.clock.now();
+        next = sent + every;
         let deadline = every.min(m.cfg.rpc.metastore_timeout);
         match tokio::time::timeout(deadline, m.store.keep_alive(lease)).await {
             Ok(Ok(())) => {
