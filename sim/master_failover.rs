@@ -123,7 +123,10 @@ pub async fn leader_cut_from_etcd_steps_down_run(planted: Option<Planted>) -> Fi
         tokio::time::sleep(Duration::from_millis(10)).await;
         waited += Duration::from_millis(10);
     }
-    let stopped = stopped.unwrap_or_else(|| panic!("master-{first} still acts {waited:?} after being cut from etcd"));
+    // Rule 1: a leader stops acting before its lease can expire on the etcd side.
+    let stopped = stopped.unwrap_or_else(|| {
+        panic!("safety rule 1 (step-down deadline): master-{first} still acts {waited:?} after being cut from etcd")
+    });
     let next = c.await_leader(el.lease_ttl + el.campaign_retry + SLACK).await;
     let next =
         next.unwrap_or_else(|| panic!("no new leader {:?} after the cut", c.clock.now().saturating_since(cut_at)));
