@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use foreman::core::ids::{Epoch, TaskId};
-use foreman::core::invariants::LiveIncarnations;
+use foreman::core::invariants::{LiveIncarnations, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::core::timing::HeartbeatTiming;
 use foreman::core::workers::{
@@ -34,6 +34,15 @@ use crate::gen::{advance, config, millis, rule, task};
 const TASKS: u8 = 5;
 /// The node name the checker sees: the bookkeeping does not know where an incarnation runs.
 const NODE: &str = "worker";
+
+/// Rule 3's checker told that an incarnation stopped; a stop of one that is not live is a broken bookkeeping.
+fn stopped(live: &mut LiveIncarnations, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), Violation> {
+    live.on_stop(task.as_str(), epoch.0, NODE).map(|_| ()).map_err(|_| Violation {
+        rule: Rule::OneLiveIncarnation,
+        at: now,
+        detail: format!("{task} epoch {epoch} stopped but was not live"),
+    })
+}
 
 /// A worker epoch relative to the task's entry.
 #[derive(Clone, Copy, Debug)]
@@ -314,7 +323,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
         adopted: 0,
         highest: BTreeMap::new(),
     };
-    let mut live = LiveIncarnations::default();
+    let mut live = LiveIncarnations::new(Duration::ZERO);
     // Tasks the caller removed: it promised not to dispatch them again, so the checker keeps whatever may still
     // run of them live.
     let mut retired: BTreeSet<TaskId> = BTreeSet::new();
@@ -348,7 +357,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 prop_assert_eq!(&got, &want, "step {}", step);
                 if got.is_ok() {
                     // A dispatch is the start of an incarnation as far as rule 3 goes.
-                    rule(live.on_start(now, &t, epoch, NODE))?;
+                    rule(live.on_start(now, t.as_str(), epoch.0, NODE))?;
                     let entry = Entry { epoch, state: EntryState::Created, expires_at: now + ttl, last_heard: None };
                     m.entries.insert(t.clone(), entry);
                     m.highest.insert(t, epoch);
@@ -360,7 +369,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 w.on_dispatch_failed(&t, epoch);
                 if m.entries.get(&t).is_some_and(|e| e.epoch == epoch && e.state == EntryState::Created) {
                     m.entries.remove(&t);
-                    rule(live.on_stop(now, &t, epoch, NODE))?;
+                    rule(stopped(&mut live, now, &t, epoch))?;
                 }
             }
             Op::Heartbeat { task: t, master, worker } => {
@@ -441,7 +450,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                         if let (EntryState::Online, Some(h)) = (&e.state, e.last_heard) {
                             prop_assert!(now >= h + ttl, "step {}: online {} lost early", step, t);
                         }
-                        rule(live.on_stop(now, t, *epoch, NODE))?;
+                        rule(stopped(&mut live, now, t, *epoch))?;
                     }
                 }
                 if let Some((start, _)) = recovery_start.filter(|(s, _)| now >= *s + ttl) {
@@ -482,7 +491,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
         }
         for ev in &events {
             match ev {
-                Event::Exited { task: t, epoch, .. } => rule(live.on_stop(now, t, *epoch, NODE))?,
+                Event::Exited { task: t, epoch, .. } => rule(stopped(&mut live, now, t, *epoch))?,
                 Event::Recovered { adopted, lost } => {
                     let (_, expected) = recovery_start.take().expect("a recovery was running");
                     prop_assert_eq!(adopted + lost, expected, "step {}: adopted + lost != expected", step);
@@ -500,7 +509,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
         let may_live: BTreeSet<&TaskId> =
             m.entries.iter().filter(|(_, e)| e.state.may_be_live()).map(|(t, _)| t).collect();
         for t in (0..TASKS).map(task).filter(|t| !retired.contains(t)) {
-            let tracked = live.live(&t).map(|(e, _)| e);
+            let tracked = live.live(t.as_str()).map(|(e, _)| Epoch(e));
             let want = m.entries.get(&t).filter(|_| may_live.contains(&t)).map(|e| e.epoch);
             prop_assert_eq!(tracked, want, "step {}: live incarnation of {}", step, t);
         }

@@ -89,10 +89,12 @@ mod tests {
         assert_eq!(one_live_incarnation(&paused), Ok(()));
         // ...but resumed and still running past the grace, beside its replacement: caught;
         paused[4] = ev(20, "e1", stopped("j", 1));
-        assert!(one_live_incarnation(&paused).unwrap_err().contains("resumed on e1 while epoch 2 is live"));
+        assert!(one_live_incarnation(&paused)
+            .unwrap_err()
+            .contains("j epoch 1 on e1 was resumed and did not stop within 5ms while epoch 2 is live on e2"));
         // ...and resumed and acting at once: caught.
         paused[4] = ev(10, "e1", checkpoint("j", 1, 7));
-        assert!(one_live_incarnation(&paused).unwrap_err().contains("checkpointed on e1 after a resume"));
+        assert!(one_live_incarnation(&paused).unwrap_err().contains("acted on e1 after a resume"));
         let phantom = [ev(0, "e1", stopped("j", 1))];
         assert!(one_live_incarnation(&phantom).unwrap_err().contains("never started"));
         // Quiesced for a drain: no longer live, though its stop (after its report) comes after the replacement.

@@ -1,12 +1,15 @@
 //! The safety rules of design.md §5 as checkers over observations.
 //!
 //! Each checker consumes what happened, in order, and says when a rule broke: which rule, at what time, with
-//! which ids. They are shared three ways: the core's own consistency checks call them, property tests feed them
-//! after every step, and the simulator's recorder feeds them every event of every node (all nodes share one
-//! simulated clock there, so "at the same instant" is exact).
+//! which ids. The property tests (`proptests/`) feed them after every step of the core's state machines. Rule 3's
+//! [`LiveIncarnations`] and rule 1's [`one_acting_leader`] also judge whole runs: the simulator's recorder (every
+//! node's events on one simulated clock, so "at the same instant" is exact) and the process-level chaos test (the
+//! executors' logs on one machine's wall clock). Checks tied to the simulator's own events (placement by its
+//! events, registry, cancels, the job API's history) live beside it in `sim/checks`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::Duration;
 
 use super::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use super::job::JobState;
@@ -71,7 +74,7 @@ pub struct Violation {
 
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "safety violation of {} at t={}: {}", self.rule, self.at, self.detail)
+        write!(f, "safety {} at {}: {}", self.rule, self.at, self.detail)
     }
 }
 
@@ -81,64 +84,210 @@ fn violation(rule: Rule, at: Time, detail: String) -> Result<(), Violation> {
     Err(Violation { rule, at, detail })
 }
 
-/// Rule 3: tasks start and stop on nodes; at most one incarnation of a task is live at once, and a task's
-/// incarnations start in strictly increasing epoch order.
-#[derive(Clone, Debug, Default)]
+/// Where one incarnation stands, for [`LiveIncarnations`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Standing {
+    Live,
+    /// Its node is paused (its process stopped): it cannot act.
+    Frozen,
+    /// Its node was resumed at this instant: it is live again once it acts, or once the resume grace has passed
+    /// without it stopping. A fenced task stops the moment it runs again, before it can act, which may come a
+    /// moment after the resume.
+    Resumed(Time),
+}
+
+#[derive(Clone, Debug)]
+struct Incarnation {
+    epoch: u64,
+    node: String,
+    standing: Standing,
+}
+
+/// An incarnation that a checker event names, for callers that report what happened to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IncarnationRef {
+    pub task: String,
+    pub epoch: u64,
+    pub node: String,
+}
+
+/// What [`LiveIncarnations::on_stop`] found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// It was live (or had quiesced for a drain).
+    WasLive,
+    /// Its node had been resumed at this instant and it had not acted since.
+    AfterResume(Time),
+    /// Its node was paused. A paused process logs nothing, so a log reader takes this for an inconsistency;
+    /// the simulator's recorder may see it at the very instant of a pause.
+    WhileFrozen,
+}
+
+/// A stop that cannot be placed in the story: the incarnation never started on that node (or already stopped).
+/// The observations themselves are inconsistent (a recorder or log reader error, not a broken rule).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotRunning;
+
+/// Rule 3: at most one live incarnation of every task at every instant, and each task's incarnations start in
+/// strictly increasing epoch order. Fed the executors' task starts, stops and checkpoints, plus what was done to
+/// their nodes: a kill ends a node's incarnations, a pause freezes them (a frozen incarnation cannot act, so it is
+/// not live), and after a resume each is live again once it acts or once `resume_grace` passed without it
+/// stopping. A task that quiesced for a drain (it acts no more, it only reports its stop) is no longer live.
+///
+/// Shared by the simulator's checker (one simulated clock for every node) and the process-level chaos test (one
+/// machine's wall clock for every process). Feed events in time order; call [`LiveIncarnations::advance`] before
+/// each one and once at the end with [`Time::NEVER`].
+#[derive(Clone, Debug)]
 pub struct LiveIncarnations {
-    live: BTreeMap<TaskId, (Epoch, String)>,
-    highest: BTreeMap<TaskId, Epoch>,
+    resume_grace: Duration,
+    tasks: BTreeMap<String, Vec<Incarnation>>,
+    highest: BTreeMap<String, u64>,
+    quiesced: BTreeSet<(String, u64, String)>,
 }
 
 impl LiveIncarnations {
-    pub fn on_start(&mut self, at: Time, task: &TaskId, epoch: Epoch, node: &str) -> Result<(), Violation> {
-        if let Some((live, on)) = self.live.get(task) {
+    pub fn new(resume_grace: Duration) -> LiveIncarnations {
+        LiveIncarnations { resume_grace, tasks: BTreeMap::new(), highest: BTreeMap::new(), quiesced: BTreeSet::new() }
+    }
+
+    /// Time moved on to `now`: every resumed incarnation whose grace has passed without it stopping is live from
+    /// the end of its grace. Returns those (they went on running after the resume).
+    pub fn advance(&mut self, now: Time) -> Result<Vec<IncarnationRef>, Violation> {
+        let mut promoted = vec![];
+        for (task, incs) in self.tasks.iter_mut() {
+            for i in 0..incs.len() {
+                let Standing::Resumed(at) = incs[i].standing else { continue };
+                if at + self.resume_grace >= now {
+                    continue;
+                }
+                if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
+                    return Err(Violation {
+                        rule: Rule::OneLiveIncarnation,
+                        at: at + self.resume_grace,
+                        detail: format!(
+                            "{task} epoch {} on {} was resumed and did not stop within {:?} while epoch {} is live \
+                             on {}",
+                            incs[i].epoch, incs[i].node, self.resume_grace, other.epoch, other.node
+                        ),
+                    });
+                }
+                incs[i].standing = Standing::Live;
+                promoted.push(IncarnationRef { task: task.clone(), epoch: incs[i].epoch, node: incs[i].node.clone() });
+            }
+        }
+        Ok(promoted)
+    }
+
+    pub fn on_start(&mut self, at: Time, task: &str, epoch: u64, node: &str) -> Result<(), Violation> {
+        let incs = self.tasks.entry(task.to_owned()).or_default();
+        if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
             return violation(
                 Rule::OneLiveIncarnation,
                 at,
-                format!("{task} epoch {epoch} started on {node} while epoch {live} is live on {on}"),
+                format!("{task} epoch {epoch} started on {node} while epoch {} is live on {}", other.epoch, other.node),
             );
         }
-        if let Some(&last) = self.highest.get(task) {
-            if epoch <= last {
-                return violation(
-                    Rule::OneLiveIncarnation,
-                    at,
-                    format!("{task} epoch {epoch} started on {node} after epoch {last} had already started"),
-                );
-            }
+        let last = self.highest.entry(task.to_owned()).or_default();
+        if epoch <= *last {
+            return violation(
+                Rule::OneLiveIncarnation,
+                at,
+                format!("{task} epoch {epoch} started on {node} after epoch {last} had started"),
+            );
         }
-        self.highest.insert(task.clone(), epoch);
-        self.live.insert(task.clone(), (epoch, node.to_owned()));
+        *last = epoch;
+        incs.push(Incarnation { epoch, node: node.to_owned(), standing: Standing::Live });
         Ok(())
     }
 
-    /// An incarnation stopped. A stop for an incarnation that is not live is a recorder error, reported too.
-    pub fn on_stop(&mut self, at: Time, task: &TaskId, epoch: Epoch, node: &str) -> Result<(), Violation> {
-        match self.live.get(task) {
-            Some((e, on)) if *e == epoch && on == node => {
-                self.live.remove(task);
-                Ok(())
-            }
-            _ => violation(
-                Rule::OneLiveIncarnation,
+    /// The incarnation stopped on `node`.
+    pub fn on_stop(&mut self, task: &str, epoch: u64, node: &str) -> Result<Stopped, NotRunning> {
+        if self.quiesced.remove(&(task.to_owned(), epoch, node.to_owned())) {
+            return Ok(Stopped::WasLive);
+        }
+        let incs = self.tasks.entry(task.to_owned()).or_default();
+        let Some(i) = incs.iter().position(|o| o.epoch == epoch && o.node == node) else {
+            return Err(NotRunning);
+        };
+        let stopped = match incs[i].standing {
+            Standing::Frozen => Stopped::WhileFrozen,
+            Standing::Resumed(at) => Stopped::AfterResume(at),
+            Standing::Live => Stopped::WasLive,
+        };
+        incs.remove(i);
+        Ok(stopped)
+    }
+
+    /// The incarnation acted (for example, wrote a checkpoint). A resumed one is live from here on; returns the
+    /// instant it had been resumed at, if it was.
+    pub fn on_acted(&mut self, at: Time, task: &str, epoch: u64, node: &str) -> Result<Option<Time>, Violation> {
+        let incs = self.tasks.entry(task.to_owned()).or_default();
+        let resumed =
+            incs.iter().position(|o| o.epoch == epoch && o.node == node && matches!(o.standing, Standing::Resumed(_)));
+        let Some(i) = resumed else { return Ok(None) };
+        if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
+            return Err(Violation {
+                rule: Rule::OneLiveIncarnation,
                 at,
-                format!("{task} epoch {epoch} stopped on {node} but was not live there"),
-            ),
+                detail: format!(
+                    "{task} epoch {epoch} acted on {node} after a resume while epoch {} is live on {}",
+                    other.epoch, other.node
+                ),
+            });
+        }
+        let Standing::Resumed(since) = std::mem::replace(&mut incs[i].standing, Standing::Live) else {
+            return Ok(None);
+        };
+        Ok(Some(since))
+    }
+
+    /// The incarnation quiesced for a drain: it acts no more, so it is no longer live; its stop follows.
+    pub fn on_quiesced(&mut self, task: &str, epoch: u64, node: &str) {
+        let incs = self.tasks.entry(task.to_owned()).or_default();
+        if let Some(i) = incs.iter().position(|o| o.epoch == epoch && o.node == node) {
+            incs.remove(i);
+            self.quiesced.insert((task.to_owned(), epoch, node.to_owned()));
         }
     }
 
-    /// Every incarnation on `node` stopped (the node crashed).
-    pub fn on_node_down(&mut self, node: &str) {
-        self.live.retain(|_, (_, on)| on != node);
+    /// `node` was killed: its incarnations ended. Returns how many.
+    pub fn on_node_killed(&mut self, node: &str) -> usize {
+        let mut ended = 0;
+        for incs in self.tasks.values_mut() {
+            let before = incs.len();
+            incs.retain(|o| o.node != node);
+            ended += before - incs.len();
+        }
+        ended
     }
 
-    /// The live incarnation of a task, if any.
-    pub fn live(&self, task: &TaskId) -> Option<(Epoch, &str)> {
-        self.live.get(task).map(|(e, n)| (*e, n.as_str()))
+    /// `node` was paused: its incarnations are frozen.
+    pub fn on_node_paused(&mut self, node: &str) {
+        self.set_standing(node, Standing::Frozen);
     }
 
-    pub fn live_count(&self) -> usize {
-        self.live.len()
+    /// `node` was resumed at `at`.
+    pub fn on_node_resumed(&mut self, at: Time, node: &str) {
+        self.set_standing(node, Standing::Resumed(at));
+    }
+
+    fn set_standing(&mut self, node: &str, standing: Standing) {
+        for incs in self.tasks.values_mut() {
+            for o in incs.iter_mut().filter(|o| o.node == node) {
+                o.standing = standing;
+            }
+        }
+    }
+
+    /// The live incarnation of a task (epoch and node), if any.
+    pub fn live(&self, task: &str) -> Option<(u64, &str)> {
+        let incs = self.tasks.get(task)?;
+        incs.iter().find(|o| o.standing == Standing::Live).map(|o| (o.epoch, o.node.as_str()))
+    }
+
+    /// How many tasks started at least one incarnation.
+    pub fn tasks_seen(&self) -> usize {
+        self.highest.len()
     }
 }
 
@@ -291,6 +440,49 @@ pub fn placement_fits(
     Ok(())
 }
 
+/// One acting period of one master (rule 1): `[begin, end)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActingPeriod {
+    pub master: String,
+    pub epoch: u64,
+    pub begin: Time,
+    pub end: Time,
+}
+
+/// Rule 1: no two masters' acting periods overlap, and every term (in order of its start) has a larger epoch than
+/// the one before it.
+pub fn one_acting_leader(periods: &[ActingPeriod]) -> Result<(), Violation> {
+    let mut sorted: Vec<&ActingPeriod> = periods.iter().collect();
+    sorted.sort_by(|a, b| (a.begin, &a.master).cmp(&(b.begin, &b.master)));
+    for (i, a) in sorted.iter().enumerate() {
+        for b in &sorted[i + 1..] {
+            if b.begin < a.end && a.begin < b.end && a.master != b.master {
+                return violation(
+                    Rule::OneActingLeader,
+                    b.begin.max(a.begin),
+                    format!(
+                        "{} (epoch {}) acted over [{}, {}) and {} (epoch {}) over [{}, {})",
+                        a.master, a.epoch, a.begin, a.end, b.master, b.epoch, b.begin, b.end
+                    ),
+                );
+            }
+        }
+    }
+    for w in sorted.windows(2) {
+        if w[1].epoch <= w[0].epoch {
+            return violation(
+                Rule::OneActingLeader,
+                w[1].begin,
+                format!(
+                    "epoch {} of {} at {} is not above epoch {} of {} at {}",
+                    w[1].epoch, w[1].master, w[1].begin, w[0].epoch, w[0].master, w[0].begin
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,31 +491,125 @@ mod tests {
         Time::from_millis(n)
     }
 
+    const GRACE: Duration = Duration::from_millis(5);
+
     fn t(s: &str) -> TaskId {
         TaskId::parse(s).unwrap()
     }
 
     #[test]
     fn two_live_incarnations_are_caught() {
-        let mut l = LiveIncarnations::default();
-        l.on_start(ms(0), &t("a"), Epoch(1), "ex-1").unwrap();
-        let v = l.on_start(ms(5), &t("a"), Epoch(2), "ex-2").unwrap_err();
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        let v = l.on_start(ms(5), "a", 2, "ex-2").unwrap_err();
         assert_eq!(v.rule, Rule::OneLiveIncarnation);
-        assert!(v.to_string().contains("rule 3") && v.to_string().contains("t=0.005s"), "{v}");
-        l.on_stop(ms(6), &t("a"), Epoch(1), "ex-1").unwrap();
-        l.on_start(ms(7), &t("a"), Epoch(2), "ex-2").unwrap();
+        assert_eq!(
+            v.to_string(),
+            "safety rule 3 (at most one live incarnation) at 0.005s: a epoch 2 started on ex-2 while epoch 1 is live \
+             on ex-1"
+        );
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Ok(Stopped::WasLive));
+        l.on_start(ms(7), "a", 2, "ex-2").unwrap();
         // Going back to an older epoch is caught even when nothing is live.
-        l.on_stop(ms(8), &t("a"), Epoch(2), "ex-2").unwrap();
-        assert!(l.on_start(ms(9), &t("a"), Epoch(2), "ex-1").is_err());
-        assert!(l.on_stop(ms(9), &t("b"), Epoch(1), "ex-1").is_err());
+        l.on_stop("a", 2, "ex-2").unwrap();
+        assert!(l.on_start(ms(9), "a", 2, "ex-1").unwrap_err().detail.contains("after epoch 2 had started"));
+        assert_eq!(l.on_stop("b", 1, "ex-1"), Err(NotRunning));
+        assert_eq!(l.tasks_seen(), 1);
     }
 
     #[test]
-    fn node_down_stops_its_incarnations() {
-        let mut l = LiveIncarnations::default();
-        l.on_start(ms(0), &t("a"), Epoch(1), "ex-1").unwrap();
-        l.on_node_down("ex-1");
-        l.on_start(ms(1), &t("a"), Epoch(2), "ex-2").unwrap();
+    fn a_kill_ends_its_incarnations() {
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_start(ms(0), "b", 1, "ex-1").unwrap();
+        assert_eq!(l.on_node_killed("ex-1"), 2);
+        l.on_start(ms(1), "a", 2, "ex-2").unwrap();
+        assert_eq!(l.on_stop("b", 1, "ex-1"), Err(NotRunning));
+    }
+
+    #[test]
+    fn a_paused_incarnation_is_not_live_until_it_acts_or_its_grace_passes() {
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        // Frozen: its successor may start.
+        l.on_start(ms(10), "a", 2, "ex-2").unwrap();
+        // Resumed and stopped within the grace: fine.
+        l.on_node_resumed(ms(20), "ex-1");
+        assert!(l.advance(ms(25)).unwrap().is_empty());
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Ok(Stopped::AfterResume(ms(20))));
+
+        // Resumed and acting while its successor is live: caught at once.
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        l.on_start(ms(10), "a", 2, "ex-2").unwrap();
+        l.on_node_resumed(ms(20), "ex-1");
+        let v = l.on_acted(ms(21), "a", 1, "ex-1").unwrap_err();
+        assert!(v.detail.contains("acted on ex-1 after a resume while epoch 2 is live on ex-2"), "{v}");
+
+        // Resumed and silent past its grace while its successor is live: caught when time moves past the grace.
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        l.on_start(ms(10), "a", 2, "ex-2").unwrap();
+        l.on_node_resumed(ms(20), "ex-1");
+        let v = l.advance(ms(26)).unwrap_err();
+        assert_eq!(v.at, ms(25));
+        assert!(v.detail.contains("did not stop within 5ms"), "{v}");
+
+        // Resumed with nothing else live: it goes on running, and says so.
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        l.on_node_resumed(ms(20), "ex-1");
+        assert_eq!(l.on_acted(ms(21), "a", 1, "ex-1"), Ok(Some(ms(20))));
+        assert!(l.on_start(ms(22), "a", 2, "ex-2").is_err(), "live again once it acted");
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        l.on_node_resumed(ms(20), "ex-1");
+        let went_on = l.advance(Time::NEVER).unwrap();
+        assert_eq!(went_on, vec![IncarnationRef { task: "a".into(), epoch: 1, node: "ex-1".into() }]);
+    }
+
+    #[test]
+    fn a_quiesced_incarnation_is_no_longer_live() {
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        assert!(l.on_start(ms(1), "a", 2, "ex-2").is_err());
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_quiesced("a", 1, "ex-1");
+        l.on_start(ms(1), "a", 2, "ex-2").unwrap();
+        // Its stop report comes later and is expected.
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Ok(Stopped::WasLive));
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Err(NotRunning));
+    }
+
+    #[test]
+    fn a_stop_while_paused_is_reported() {
+        let mut l = LiveIncarnations::new(GRACE);
+        l.on_start(ms(0), "a", 1, "ex-1").unwrap();
+        l.on_node_paused("ex-1");
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Ok(Stopped::WhileFrozen));
+        assert_eq!(l.on_stop("a", 1, "ex-1"), Err(NotRunning));
+    }
+
+    fn period(master: &str, epoch: u64, begin: u64, end: u64) -> ActingPeriod {
+        ActingPeriod { master: master.into(), epoch, begin: ms(begin), end: ms(end) }
+    }
+
+    #[test]
+    fn overlapping_or_unordered_terms_are_caught() {
+        assert!(one_acting_leader(&[period("m1", 1, 0, 10), period("m2", 2, 10, 20)]).is_ok());
+        // A master's own consecutive terms may touch.
+        assert!(one_acting_leader(&[period("m1", 1, 0, 10), period("m1", 2, 10, 20)]).is_ok());
+        let v = one_acting_leader(&[period("m2", 2, 9, 20), period("m1", 1, 0, 10)]).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneActingLeader, ms(9)));
+        assert!(v.detail.contains("m1 (epoch 1) acted over [0.000s, 0.010s) and m2 (epoch 2)"), "{v}");
+        let v = one_acting_leader(&[period("m1", 2, 0, 10), period("m2", 2, 10, 20)]).unwrap_err();
+        assert!(v.detail.contains("epoch 2 of m2 at 0.010s is not above epoch 2 of m1"), "{v}");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! The safety checks over the executors' logs and the test's own record of what it did to their processes: rule 3
-//! (one live incarnation of each task at every instant) and rule 5 (a canceled job never starts again), with the
-//! reasoning of the simulation's checkers (`sim/checks/incarnations.rs`, `sim/checks/cancel.rs`).
+//! (one live incarnation of each task at every instant, by the core's checker the simulation uses too) and rule 5
+//! (a canceled job never starts again, with the reasoning of `sim/checks/cancel.rs`).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
+
+use foreman::core::invariants::{LiveIncarnations, NotRunning, Stopped, Violation};
+use foreman::core::time::Time;
 
 use crate::common::JobView;
 use crate::{secs, Fault};
@@ -79,23 +82,6 @@ pub fn parse_log(node: &str, text: &str) -> Result<Vec<Event>, String> {
     Ok(events)
 }
 
-/// Where one incarnation stands (as in `sim/checks/incarnations.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Standing {
-    Live,
-    /// Its process is stopped: it cannot act.
-    Frozen,
-    /// Its process was resumed at this instant (µs): live again once it acts or [`RESUME_GRACE`] passed.
-    Resumed(i64),
-}
-
-#[derive(Clone, Debug)]
-struct Incarnation {
-    epoch: u64,
-    node: String,
-    standing: Standing,
-}
-
 /// What the rule-3 check went through.
 #[derive(Debug, Default)]
 pub struct IncarnationSummary {
@@ -110,134 +96,69 @@ pub struct IncarnationSummary {
     pub slowest_stop: Duration,
 }
 
-/// Rule 3 over the executors' events: at most one live incarnation of each task at every instant, and each task's
-/// incarnations start in strictly increasing epoch order.
+/// A log instant (µs since the Unix epoch) as the core's time: milliseconds since `origin_us`.
+fn core_time(origin_us: i64, us: i64) -> Time {
+    Time::from_millis(u64::try_from((us - origin_us) / 1_000).unwrap_or(0))
+}
+
+/// Rule 3 over the executors' events, by the core's checker (the simulation's too): at most one live incarnation
+/// of each task at every instant, and each task's incarnations start in strictly increasing epoch order. A
+/// SIGKILL ends a process's incarnations; a SIGSTOP freezes them until the SIGCONT, after which each is live again
+/// once it acts (a checkpoint) or once [`RESUME_GRACE`] passed without its stop line.
 pub fn one_live_incarnation(origin_us: i64, events: &[Event]) -> Result<IncarnationSummary, String> {
-    let grace = RESUME_GRACE.as_micros() as i64;
-    let mut tasks: BTreeMap<String, Vec<Incarnation>> = BTreeMap::new();
-    let mut highest: BTreeMap<String, u64> = BTreeMap::new();
+    let mut live = LiveIncarnations::new(RESUME_GRACE);
     let mut summary = IncarnationSummary::default();
-    let promote = |tasks: &mut BTreeMap<String, Vec<Incarnation>>, now: i64, summary: &mut IncarnationSummary| {
-        for (task, incs) in tasks.iter_mut() {
-            for i in 0..incs.len() {
-                let Standing::Resumed(at) = incs[i].standing else { continue };
-                if at + grace >= now {
-                    continue;
-                }
-                if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
-                    return Err(format!(
-                        "safety rule 3 at {}: {task} epoch {} on {} was resumed and did not stop within {} while \
-                         epoch {} is live on {}",
-                        story_time(origin_us, at),
-                        incs[i].epoch,
-                        incs[i].node,
-                        secs(RESUME_GRACE),
-                        other.epoch,
-                        other.node
-                    ));
-                }
-                summary.resumed.push(format!("{task}@{} on {}: went on running", incs[i].epoch, incs[i].node));
-                incs[i].standing = Standing::Live;
-            }
+    let broken = |v: Violation| format!("safety {} at t={}: {}", v.rule, v.at, v.detail);
+    for (at_us, node, seen) in events {
+        let at = core_time(origin_us, *at_us);
+        for went_on in live.advance(at).map_err(broken)? {
+            summary.resumed.push(format!("{}@{} on {}: went on running", went_on.task, went_on.epoch, went_on.node));
         }
-        Ok(())
-    };
-    for (at, node, seen) in events {
-        promote(&mut tasks, *at, &mut summary)?;
         match seen {
             Seen::Started { task, epoch } => {
-                let incs = tasks.entry(task.clone()).or_default();
-                if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
-                    return Err(format!(
-                        "safety rule 3 at {}: {task} epoch {epoch} started on {node} while epoch {} is live on {}",
-                        story_time(origin_us, *at),
-                        other.epoch,
-                        other.node
-                    ));
-                }
-                let last = highest.entry(task.clone()).or_default();
-                if *epoch <= *last {
-                    return Err(format!(
-                        "safety rule 3 at {}: {task} epoch {epoch} started on {node} after epoch {last} had started",
-                        story_time(origin_us, *at)
-                    ));
-                }
-                *last = *epoch;
+                live.on_start(at, task, *epoch, node).map_err(broken)?;
                 summary.starts += 1;
-                incs.push(Incarnation { epoch: *epoch, node: node.clone(), standing: Standing::Live });
             }
             Seen::Stopped { task, epoch, why } => {
-                let incs = tasks.entry(task.clone()).or_default();
-                let Some(i) = incs.iter().position(|o| o.epoch == *epoch && o.node == *node) else {
-                    return Err(format!(
-                        "the logs are inconsistent at {}: {task} epoch {epoch} stopped on {node} but was not running \
-                         there",
-                        story_time(origin_us, *at)
-                    ));
+                let inconsistent = |what: &str| {
+                    format!(
+                        "the logs are inconsistent at {}: {task} epoch {epoch} stopped on {node} {what}",
+                        story_time(origin_us, *at_us)
+                    )
                 };
-                match incs[i].standing {
-                    Standing::Frozen => {
-                        return Err(format!(
-                            "the logs are inconsistent at {}: {task} epoch {epoch} stopped on {node} while the \
-                             process was stopped",
-                            story_time(origin_us, *at)
-                        ))
-                    }
-                    Standing::Resumed(resumed) => {
-                        let after = Duration::from_micros((at - resumed).max(0) as u64);
+                match live.on_stop(task, *epoch, node) {
+                    Err(NotRunning) => return Err(inconsistent("but was not running there")),
+                    Ok(Stopped::WhileFrozen) => return Err(inconsistent("while the process was stopped")),
+                    Ok(Stopped::AfterResume(resumed)) => {
+                        let after = at - resumed;
                         summary.slowest_stop = summary.slowest_stop.max(after);
                         summary
                             .resumed
                             .push(format!("{task}@{epoch} on {node}: {why} {} after the SIGCONT", secs(after)));
                     }
-                    Standing::Live => {}
+                    Ok(Stopped::WasLive) => {}
                 }
-                incs.remove(i);
                 *summary.stops.entry(why.clone()).or_default() += 1;
             }
             // A resumed incarnation that acts is live from then on.
             Seen::Checkpoint { task, epoch } => {
-                let incs = tasks.entry(task.clone()).or_default();
-                let acted = incs
-                    .iter()
-                    .position(|o| o.epoch == *epoch && o.node == *node && matches!(o.standing, Standing::Resumed(_)));
-                if let Some(i) = acted {
-                    if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
-                        return Err(format!(
-                            "safety rule 3 at {}: {task} epoch {epoch} checkpointed on {node} after a resume while \
-                             epoch {} is live on {}",
-                            story_time(origin_us, *at),
-                            other.epoch,
-                            other.node
-                        ));
-                    }
-                    if let Standing::Resumed(resumed) = incs[i].standing {
-                        let after = Duration::from_micros((at - resumed).max(0) as u64);
-                        summary
-                            .resumed
-                            .push(format!("{task}@{epoch} on {node}: acted {} after the SIGCONT", secs(after)));
-                    }
-                    incs[i].standing = Standing::Live;
+                if let Some(resumed) = live.on_acted(at, task, *epoch, node).map_err(broken)? {
+                    summary
+                        .resumed
+                        .push(format!("{task}@{epoch} on {node}: acted {} after the SIGCONT", secs(at - resumed)));
                 }
             }
             Seen::Fault(Fault::Killed) => {
-                for incs in tasks.values_mut() {
-                    let before = incs.len();
-                    incs.retain(|o| o.node != *node);
-                    *summary.stops.entry("killed".to_owned()).or_default() += before - incs.len();
-                }
+                *summary.stops.entry("killed".to_owned()).or_default() += live.on_node_killed(node);
             }
-            Seen::Fault(fault) => {
-                for incs in tasks.values_mut() {
-                    for o in incs.iter_mut().filter(|o| o.node == *node) {
-                        o.standing = if *fault == Fault::Paused { Standing::Frozen } else { Standing::Resumed(*at) };
-                    }
-                }
-            }
+            Seen::Fault(Fault::Paused) => live.on_node_paused(node),
+            Seen::Fault(Fault::Resumed) => live.on_node_resumed(at, node),
         }
     }
-    promote(&mut tasks, i64::MAX, &mut summary)?;
-    summary.tasks = highest.len();
+    for went_on in live.advance(Time::NEVER).map_err(broken)? {
+        summary.resumed.push(format!("{}@{} on {}: went on running", went_on.task, went_on.epoch, went_on.node));
+    }
+    summary.tasks = live.tasks_seen();
     Ok(summary)
 }
 
@@ -328,35 +249,48 @@ mod tests {
 
     #[test]
     fn rule_3_lets_one_incarnation_follow_another() {
+        let ms = 1_000;
         let events = [
             started(0, "a", "j", 1),
-            stopped(10, "a", "j", 1),
-            started(20, "b", "j", 2),
-            fault(30, "b", Fault::Killed),
-            started(40, "a", "j", 3),
+            stopped(10 * ms, "a", "j", 1),
+            started(20 * ms, "b", "j", 2),
+            fault(30 * ms, "b", Fault::Killed),
+            started(40 * ms, "a", "j", 3),
             // Frozen while paused; stops within the grace of its resume.
-            fault(50, "a", Fault::Paused),
-            started(60, "b", "j", 4),
-            fault(70, "a", Fault::Resumed),
-            stopped(80, "a", "j", 3),
+            fault(50 * ms, "a", Fault::Paused),
+            started(60 * ms, "b", "j", 4),
+            fault(70 * ms, "a", Fault::Resumed),
+            stopped(80 * ms, "a", "j", 3),
         ];
         let summary = one_live_incarnation(0, &events).expect("no overlap");
         assert_eq!((summary.starts, summary.tasks), (4, 1));
         assert_eq!(summary.stops.get("killed"), Some(&1));
+        assert_eq!(summary.slowest_stop, Duration::from_millis(10));
+        assert_eq!(summary.resumed, ["j@3 on a: fenced 0.010s after the SIGCONT"]);
     }
 
     #[test]
     fn rule_3_catches_two_live_incarnations() {
-        let grace = RESUME_GRACE.as_micros() as i64;
-        let overlap = [started(0, "a", "j", 1), started(5, "b", "j", 2)];
-        assert!(one_live_incarnation(0, &overlap).unwrap_err().contains("started on b while epoch 1"));
-        let replayed = [started(0, "a", "j", 2), stopped(1, "a", "j", 2), started(2, "b", "j", 2)];
+        let (ms, grace) = (1_000, RESUME_GRACE.as_micros() as i64);
+        let overlap = [started(0, "a", "j", 1), started(5 * ms, "b", "j", 2)];
+        let e = one_live_incarnation(0, &overlap).unwrap_err();
+        assert_eq!(
+            e,
+            "safety rule 3 (at most one live incarnation) at t=0.005s: j epoch 2 started on b while epoch 1 is live \
+             on a"
+        );
+        let replayed = [started(0, "a", "j", 2), stopped(ms, "a", "j", 2), started(2 * ms, "b", "j", 2)];
         assert!(one_live_incarnation(0, &replayed).unwrap_err().contains("after epoch 2 had started"));
-        let paused = [started(0, "a", "j", 1), fault(1, "a", Fault::Paused), started(2, "b", "j", 2)];
-        let acted = [&paused[..], &[fault(3, "a", Fault::Resumed), checkpoint(4, "a", "j", 1)]].concat();
-        assert!(one_live_incarnation(0, &acted).unwrap_err().contains("checkpointed on a after a resume"));
-        let lingered = [&paused[..], &[fault(3, "a", Fault::Resumed), stopped(4 + grace, "a", "j", 1)]].concat();
+        let paused = [started(0, "a", "j", 1), fault(ms, "a", Fault::Paused), started(2 * ms, "b", "j", 2)];
+        let acted = [&paused[..], &[fault(3 * ms, "a", Fault::Resumed), checkpoint(4 * ms, "a", "j", 1)]].concat();
+        assert!(one_live_incarnation(0, &acted).unwrap_err().contains("acted on a after a resume"));
+        let lingered =
+            [&paused[..], &[fault(3 * ms, "a", Fault::Resumed), stopped(5 * ms + grace, "a", "j", 1)]].concat();
         assert!(one_live_incarnation(0, &lingered).unwrap_err().contains("did not stop within"));
+        let frozen = [&paused[..], &[stopped(3 * ms, "a", "j", 1)]].concat();
+        assert!(one_live_incarnation(0, &frozen).unwrap_err().contains("while the process was stopped"));
+        let unknown = [stopped(0, "a", "j", 1)];
+        assert!(one_live_incarnation(0, &unknown).unwrap_err().contains("but was not running there"));
     }
 
     #[test]
