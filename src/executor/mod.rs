@@ -312,6 +312,18 @@ pub(crate) struct State {
     meta: Option<MetaStoreInfo>,
 }
 
+impl State {
+    /// Where this executor stands for a dispatch (`dispatch::admit`).
+    pub(crate) fn standing(&self) -> dispatch::Standing {
+        dispatch::Standing {
+            id: self.id,
+            draining: self.draining,
+            fenced: self.fenced,
+            newest_leader_epoch: self.fence.epoch().0,
+        }
+    }
+}
+
 /// One executor process's shared state.
 pub struct Executor {
     cfg: ExecutorConfig,

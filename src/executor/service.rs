@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::dispatch::{admit, serving};
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
 use crate::rpc::pb;
@@ -84,50 +85,15 @@ pub fn refusal_status(r: &Refusal) -> Status {
         Refusal::DuplicateRequest { .. } => invalid_argument("request_id", message),
         Refusal::ParkingFull { .. } | Refusal::NoCapacity { .. } => Reason::PlacementFailed.status(message),
         Refusal::NotFound { .. } => Reason::DispatchNotFound.status(message),
+        Refusal::NotRegistered { .. }
+        | Refusal::Draining { .. }
+        | Refusal::Fenced { .. }
+        | Refusal::OtherRegistration { .. } => Reason::ExecutorOffline.status(message),
+        Refusal::DeposedLeader { .. } => Reason::StaleEpoch.status(message),
     }
 }
 
 /// Why this executor cannot take a task placed on registration `addressed`, if it cannot.
-fn not_serving(e: &Executor, addressed: ExecutorId) -> Option<Status> {
-    let s = e.lock();
-    match s.id {
-        None => Some(Reason::ExecutorOffline.status(format!(
-            "executor {} is not registered with a master (registering again); dispatch elsewhere",
-            e.name()
-        ))),
-        Some(_) if s.draining => Some(
-            Reason::ExecutorOffline
-                .status(format!("executor {} is shutting down (draining its tasks); dispatch elsewhere", e.name())),
-        ),
-        Some(_) if s.fenced => Some(Reason::ExecutorOffline.status(format!(
-            "executor {} has fenced itself (no acknowledged heartbeat for its self-fence time); dispatch elsewhere",
-            e.name()
-        ))),
-        // A placement made for another registration of this process (an earlier one the leader has not yet
-        // declared offline, or a duplicate from a retried registration): that id will expire, and a task started
-        // under it would outlive the leader's view of it.
-        Some(id) if id != addressed => Some(Reason::ExecutorOffline.status(format!(
-            "the task was placed on executor {addressed}, but {} is registered as {id} now; dispatch elsewhere",
-            e.name()
-        ))),
-        Some(_) => None,
-    }
-}
-
-/// A dispatch stands on the leader term that placed it: once this executor has heard from a newer leader, that
-/// term is over, and what it placed may already have been declared lost and placed again elsewhere (a leader
-/// paused mid-dispatch resumes and sends its confirm; CI swarm seed 21571).
-fn from_a_deposed_leader(e: &Executor, spec: &TaskSpec) -> Option<Status> {
-    let newest = e.lock().fence.epoch().0;
-    (spec.leader_epoch < newest).then(|| {
-        Reason::StaleEpoch.status(format!(
-            "task {} epoch {} was placed under leader epoch {}, but this executor has heard from leader epoch \
-             {newest}: that placement may have been given up; place it again",
-            spec.task_id, spec.epoch.0, spec.leader_epoch
-        ))
-    })
-}
-
 #[tonic::async_trait]
 impl ExecutorService for ExecutorSvc {
     async fn pre_dispatch_task(
@@ -135,11 +101,10 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::PreDispatchTaskRequest>,
     ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
         let spec = spec_from_wire(req.into_inner())?;
-        if let Some(refused) = not_serving(&self.e, spec.executor).or_else(|| from_a_deposed_leader(&self.e, &spec)) {
-            return Err(refused);
-        }
         let now = self.e.now();
-        self.e.lock().dispatcher.park(now, spec).map_err(|r| refusal_status(&r))?;
+        let mut s = self.e.lock();
+        admit(self.e.name(), &s.standing(), &spec).map_err(|r| refusal_status(&r))?;
+        s.dispatcher.park(now, spec).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::PreDispatchTaskResponse {}))
     }
 
@@ -149,25 +114,22 @@ impl ExecutorService for ExecutorSvc {
     ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
         let r = req.into_inner();
         let now = self.e.now();
-        // Checked and moved under one lock: a fence or a new registration in between cannot let a task start
+        // Judged and moved under one lock: a fence or a new registration in between cannot let a task start
         // after it.
         let spec = {
             let mut s = self.e.lock();
             let spec = s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?;
-            if s.fenced || s.draining || s.id != Some(spec.executor) || spec.leader_epoch < s.fence.epoch().0 {
+            if let Err(refused) = admit(self.e.name(), &s.standing(), &spec) {
                 s.dispatcher.stopped(&spec.task_id, spec.epoch);
-                drop(s);
-                return Err(not_serving(&self.e, spec.executor)
-                    .or_else(|| from_a_deposed_leader(&self.e, &spec))
-                    .unwrap_or_else(|| Reason::ExecutorOffline.status("fenced")));
+                return Err(refusal_status(&refused));
             }
             spec
         };
-        let addressed = spec.executor;
+        let placed = spec.executor;
         if !self.e.start_task(spec) {
-            return Err(
-                not_serving(&self.e, addressed).unwrap_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile"))
-            );
+            let standing = self.e.lock().standing();
+            let why = serving(self.e.name(), &standing, placed).err();
+            return Err(why.map_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile"), |r| refusal_status(&r)));
         }
         Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
     }
