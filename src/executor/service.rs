@@ -204,6 +204,7 @@ mod tests {
     #[test]
     fn refusals_map_to_codes() {
         let t = TaskId::parse("t").unwrap();
+        let t2 = t.clone();
         let table = [
             (
                 Refusal::AlreadyRunning { task: t.clone(), running: Epoch(1), requested: Epoch(2) },
@@ -229,6 +230,31 @@ mod tests {
                 },
                 tonic::Code::NotFound,
                 Some(Reason::DispatchNotFound),
+            ),
+            (
+                Refusal::NotRegistered { executor: "ex".to_owned() },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::ExecutorOffline),
+            ),
+            (
+                Refusal::Draining { executor: "ex".to_owned() },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::ExecutorOffline),
+            ),
+            (
+                Refusal::Fenced { executor: "ex".to_owned() },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::ExecutorOffline),
+            ),
+            (
+                Refusal::OtherRegistration { executor: "ex".to_owned(), placed: ExecutorId(1), current: ExecutorId(2) },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::ExecutorOffline),
+            ),
+            (
+                Refusal::DeposedLeader { task: t2, epoch: Epoch(3), placed_under: 1, newest: 2 },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::StaleEpoch),
             ),
         ];
         for (r, code, reason) in table {
