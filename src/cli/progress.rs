@@ -267,14 +267,15 @@ pub fn fit(text: &str, columns: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn job(state: &str, progress: &str) -> Sighting {
+    /// A sighting of the job in `state` with `progress` (also used by `wait`'s tests).
+    pub(crate) fn job(state: &str, progress: &str) -> Sighting {
         Sighting::Job { state: state.to_owned(), progress: progress.to_owned() }
     }
 
-    fn secs(s: f64) -> Duration {
+    pub(crate) fn secs(s: f64) -> Duration {
         Duration::from_secs_f64(s)
     }
 

@@ -146,14 +146,7 @@ pub(super) fn failed_text(id: &str, reason: &str, message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn job(state: &str, progress: &str) -> Sighting {
-        Sighting::Job { state: state.to_owned(), progress: progress.to_owned() }
-    }
-
-    fn secs(s: f64) -> Duration {
-        Duration::from_secs_f64(s)
-    }
+    use crate::cli::progress::tests::{job, secs};
 
     #[test]
     fn terminal_states_and_verdicts() {
