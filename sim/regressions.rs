@@ -70,6 +70,13 @@ const SWARM_SEEDS: &[(u64, &str)] = &[
 /// seeds now tell other stories (kept: each still runs the shape that once failed).
 const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
     (
+        1796200753,
+        "a false failure of the swarm's own check: a job ended Canceled although its client's cancel was never \
+         answered (every attempt for 30 s met a killed leader or masters cut from etcd, and one of them had been \
+         applied); an unanswered cancel may have happened (fixed: the check tells unanswered cancels from ones \
+         never asked)",
+    ),
+    (
         1795971381,
         "leadership churn for good, no executor ever online again after healing: every stage of an election round \
          (campaign, epoch, term) restarted the lease keep-alive loop, so a master that won just before its next \

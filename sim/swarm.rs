@@ -95,6 +95,16 @@ struct JobDraw {
     delete_after: bool,
 }
 
+/// What became of a job's cancel, as its client saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cancel {
+    NotAsked,
+    /// Acknowledged, naming this state.
+    Acknowledged(i32),
+    /// Every attempt went unanswered (leader gone, metastore cut): it may or may not have been applied.
+    Unanswered,
+}
+
 /// A fault, as scheduled.
 #[derive(Clone, Debug)]
 enum Fault {
@@ -530,19 +540,23 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
                 job.selectors = vec![pb::Selector { key: "zone".into(), target: zone.clone(), op: 1 }];
             }
             if !create_job(masters, job).await {
-                return (j.id, false, None);
+                return (j.id, false, Cancel::NotAsked);
             }
             rec.record("client", Seen::JobCreated { id: j.id.clone() });
-            let mut canceled = None;
+            let mut canceled = Cancel::NotAsked;
             if let Some(at) = j.cancel_at {
                 tokio::time::sleep(at).await;
-                if let Some(reply) = cancel_job(masters, &j.id).await {
-                    rec.record(
-                        "client",
-                        Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch, state: reply.state },
-                    );
-                    canceled = Some(reply.state);
-                }
+                canceled = match cancel_job(masters, &j.id).await {
+                    Some(reply) => {
+                        rec.record(
+                            "client",
+                            Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch, state: reply.state },
+                        );
+                        Cancel::Acknowledged(reply.state)
+                    }
+                    // Every attempt went unanswered: any of them may still have been applied.
+                    None => Cancel::Unanswered,
+                };
             }
             (j.id, true, canceled)
         }));
@@ -588,9 +602,9 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
     c.await_leader(leader_within)
         .await
         .unwrap_or_else(|| panic!("liveness: no leader {leader_within:?} after healing"));
-    let mut acked: BTreeMap<String, Option<i32>> = BTreeMap::new();
+    let mut acked: BTreeMap<String, Cancel> = BTreeMap::new();
     for call in calls {
-        let (id, created, canceled) = call.await.expect("the client task finished");
+        let (id, created, canceled): (String, bool, Cancel) = call.await.expect("the client task finished");
         if created {
             acked.insert(id, canceled);
         }
@@ -609,7 +623,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
         if !placeable {
             // Never placed: it stays Created (or ends Canceled when canceled).
             let (_, job) = await_job(&c, &j.id, Duration::from_secs(5), terminal).await;
-            let want: &[pb::JobState] = if canceled.is_some() {
+            let want: &[pb::JobState] = if *canceled != Cancel::NotAsked {
                 &[pb::JobState::Canceled, pb::JobState::Created]
             } else {
                 &[pb::JobState::Created]
@@ -620,8 +634,9 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
         let (ok, job) = await_job(&c, &j.id, job_within, terminal).await;
         assert!(ok, "liveness: {} did not end within {job_within:?} of healing: {job:?}", j.id);
         let is_finished = job.state == pb::JobState::Finished as i32;
-        let ok = is_finished || (canceled.is_some() && job.state == pb::JobState::Canceled as i32);
-        assert!(ok, "{} ended {:?} (cancel acknowledged: {canceled:?}): {job:?}", j.id, job.state);
+        // Canceled only if a cancel was asked for: acknowledged, or unanswered (it may have been applied).
+        let ok = is_finished || (*canceled != Cancel::NotAsked && job.state == pb::JobState::Canceled as i32);
+        assert!(ok, "{} ended {:?} (cancel: {canceled:?}): {job:?}", j.id, job.state);
         if is_finished {
             finished.push(j.clone());
         }
