@@ -362,6 +362,11 @@ const MOVED_WITHIN: Duration = Duration::from_secs(3);
 /// offline.
 #[madsim::test]
 async fn executor_stopped_gracefully_while_hosting_a_job_master() {
+    executor_stopped_gracefully_while_hosting_a_job_master_run().await;
+}
+
+/// The body of [`executor_stopped_gracefully_while_hosting_a_job_master`] (its regression seeds replay it).
+pub(crate) async fn executor_stopped_gracefully_while_hosting_a_job_master_run() {
     announce("executor_stopped_gracefully_while_hosting_a_job_master");
     let (c, jobs, running) = jobs_running(None).await;
     tokio::time::sleep(millis(500, 4000)).await;

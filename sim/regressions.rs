@@ -137,3 +137,32 @@ fn swarm_regression_seeds_pass() {
         }
     }
 }
+
+/// (seed, what it exposed) of the targeted scenario `executor_stopped_gracefully_while_hosting_a_job_master`.
+const DRAIN_SEEDS: &[(u64, &str)] = &[(
+    1795980032,
+    "a drained worker restarted 12.3 s after the drain instead of at once: its job master, drained on the same \
+     executor, stopped first, and the worker's heartbeat was answered stale while it was writing the checkpoint \
+     that says it stopped; the stale answer won, the write was dropped, and the next job master waited a whole \
+     recovery window for it (fixed: a worker told stale while its executor drains finishes that guarded write, \
+     within a bound)",
+)];
+
+#[test]
+fn drain_regression_seeds_pass() {
+    for (seed, what) in DRAIN_SEEDS {
+        let run =
+            run_seed(
+                *seed,
+                || Box::pin(crate::fake_jobs::executor_stopped_gracefully_while_hosting_a_job_master_run()),
+            );
+        if let Err(p) = run {
+            panic!(
+                "regression seed {seed} fails again ({what}): {}\nreplay: MADSIM_TEST_SEED={seed} RUST_LOG=info cargo \
+                 stest --test sim fake_jobs::executor_stopped_gracefully_while_hosting_a_job_master -- --exact \
+                 --nocapture",
+                panic_text(&*p)
+            );
+        }
+    }
+}

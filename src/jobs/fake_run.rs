@@ -166,10 +166,23 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         return finish(&mut link, end.into()).await;
     }
     let progress = link.progress();
-    let outcome = linked(&mut link, |cancel| {
-        count(&env, &meta, &job, &name, spec.task_id.as_str(), spec.epoch, config, progress, cancel)
-    })
-    .await;
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let work = count(&env, &meta, &job, &name, spec.task_id.as_str(), spec.epoch, config, progress, cancel_rx);
+    tokio::pin!(work);
+    let outcome = tokio::select! {
+        biased;
+        end = keep_linked(&mut link, cancel_tx) => match end {
+            // Told stale while its executor drains: most likely its job master, drained on the same executor,
+            // stopped first. The work is taking its last step, the checkpoint that says this incarnation stopped
+            // (guarded by its epoch, so refused if a newer one exists): let it, within a bound, so that the next
+            // job master does not wait a whole recovery window for it.
+            LinkEnd::Stale if env.is_draining() => {
+                tokio::time::timeout(env.rpc_timeout * 2, &mut work).await.unwrap_or(Outcome::Stale)
+            }
+            end => end.into(),
+        },
+        out = &mut work => out,
+    };
     finish(&mut link, outcome).await
 }
 
