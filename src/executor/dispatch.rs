@@ -121,6 +121,12 @@ pub fn serving(executor: &str, s: &Standing, placed: ExecutorId) -> Result<(), R
 
 /// Whether the dispatch `spec` may be taken here (before the parking rules, and again at its confirm): the
 /// executor serves the registration it was placed on, and no leader newer than the one that placed it has spoken.
+///
+/// A placement made for another registration of this process (an earlier one the leader has not yet declared
+/// offline, or a duplicate from a retried registration) is refused: that id will expire, and a task started under
+/// it would outlive the leader's view of it. A dispatch stands on the leader term that placed it: once this
+/// executor has heard from a newer leader, what that term placed may already have been declared lost and placed
+/// again elsewhere (a leader paused mid-dispatch resumes and sends its confirm; CI swarm seed 21571).
 pub fn admit(executor: &str, s: &Standing, spec: &TaskSpec) -> Result<(), Refusal> {
     serving(executor, s, spec.executor)?;
     if spec.leader_epoch < s.newest_leader_epoch {

@@ -93,7 +93,6 @@ pub fn refusal_status(r: &Refusal) -> Status {
     }
 }
 
-/// Why this executor cannot take a task placed on registration `addressed`, if it cannot.
 #[tonic::async_trait]
 impl ExecutorService for ExecutorSvc {
     async fn pre_dispatch_task(
