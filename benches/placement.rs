@@ -46,7 +46,7 @@ fn bench(name: &str, strategy: Strategy, selectors: &[&str]) {
     for i in 0..DECISIONS {
         let task = &tasks[i % tasks.len()];
         let cost = 1 + (i % 4) as u32;
-        let req = PlacementRequest { task, cost, selectors: &selectors, resources: &[] };
+        let req = PlacementRequest { task, epoch: None, cost, selectors: &selectors, resources: &[] };
         if let Ok(p) = placer.place(Time::ZERO, &req, &mut rng) {
             placed += 1;
             black_box(p);

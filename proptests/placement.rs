@@ -1,9 +1,11 @@
 //! Placement ([`Placer`]) against a direct statement of design.md §7.
 //!
 //! The model holds up to 12 executors (capacity, labels from small alphabets so selectors often hit, reported
-//! usage) and the live reservations (task → executor, cost, expiry). Operations: upserts, removals, usage
-//! reports, placements with random selectors (`Eq`, `Neq`, `Regex` with simple patterns), costs and resource
-//! pins, releases, reservation expiry and time advances. After every step the property asserts
+//! usage) and the live reservations (task → executor, cost, incarnation, expiry). Operations: upserts, removals,
+//! usage reports (running tasks and ended incarnations, each settling the reservations made for that incarnation
+//! or an older one), the leader's word that an incarnation ended, placements with random selectors (`Eq`, `Neq`,
+//! `Regex` with simple patterns), costs, resource pins and incarnations, releases, reservation expiry and time
+//! advances. After every step the property asserts
 //! `Placer::check`, that the placer's usage and reservations equal the model's, and at every placement that:
 //! a success picks a present executor that satisfies every selector and its pin, fits (`placement_fits` with the
 //! usage seen before the call), and under `LeastLoaded` (`BinPack`) has the minimal (maximal) utilization after
@@ -13,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foreman::core::ids::{ExecutorId, TaskId};
+use foreman::core::ids::{Epoch, ExecutorId, TaskId};
 use foreman::core::invariants::placement_fits;
 use foreman::core::labels::{Labels, Selector, SelectorOp};
 use foreman::core::placement::{
@@ -35,11 +37,37 @@ const EXECUTORS: u64 = 12;
 #[derive(Clone, Debug)]
 enum Op {
     Advance(u64),
-    Upsert { id: u64, capacity: u32, labels: Labels, reported: u32 },
-    Remove { id: u64 },
-    Report { id: u64, tasks: Vec<(u8, u32)> },
-    Place { task: u8, cost: u32, selectors: Vec<Selector>, pins: Vec<ResourcePin>, seed: u64 },
-    Release { task: u8 },
+    Upsert {
+        id: u64,
+        capacity: u32,
+        labels: Labels,
+        reported: u32,
+    },
+    Remove {
+        id: u64,
+    },
+    /// Running (task, incarnation, cost) and ended (task, incarnation).
+    Report {
+        id: u64,
+        tasks: Vec<(u8, u64, u32)>,
+        ended: Vec<(u8, u64)>,
+    },
+    /// The leader learned that this incarnation of the task ended.
+    Ended {
+        task: u8,
+        epoch: u64,
+    },
+    Place {
+        task: u8,
+        epoch: Option<u64>,
+        cost: u32,
+        selectors: Vec<Selector>,
+        pins: Vec<ResourcePin>,
+        seed: u64,
+    },
+    Release {
+        task: u8,
+    },
     Expire,
 }
 
@@ -70,15 +98,18 @@ fn op() -> impl Strategy<Value = Op> {
         4 => (id.clone(), 1u32..9, labels(), prop_oneof![3 => Just(0u32), 1 => 0u32..10])
             .prop_map(|(id, capacity, labels, reported)| Op::Upsert { id, capacity, labels, reported }),
         1 => id.clone().prop_map(|id| Op::Remove { id }),
-        2 => (id, prop::collection::vec((0u8..10, 1u32..4), 0..4)).prop_map(|(id, tasks)| Op::Report { id, tasks }),
+        2 => (id, prop::collection::vec((0u8..10, 1u64..6, 1u32..4), 0..4), prop::collection::vec((0u8..10, 1u64..6), 0..4))
+            .prop_map(|(id, tasks, ended)| Op::Report { id, tasks, ended }),
+        1 => (0u8..10, 1u64..6).prop_map(|(task, epoch)| Op::Ended { task, epoch }),
         6 => (
             0u8..10,
+            prop::option::weighted(0.8, 1u64..6),
             prop_oneof![1 => Just(0u32), 12 => 1u32..5],
             prop::collection::vec(selector(), 0..3),
             prop_oneof![4 => Just(vec![]), 1 => prop::collection::vec(pin(), 1..3)],
             any::<u64>(),
         )
-            .prop_map(|(task, cost, selectors, pins, seed)| Op::Place { task, cost, selectors, pins, seed }),
+            .prop_map(|(task, epoch, cost, selectors, pins, seed)| Op::Place { task, epoch, cost, selectors, pins, seed }),
         1 => (0u8..10).prop_map(|task| Op::Release { task }),
         1 => Just(Op::Expire),
     ]
@@ -95,7 +126,16 @@ struct MExec {
 struct MRes {
     executor: ExecutorId,
     cost: u32,
+    epoch: Option<u64>,
     expires_at: Time,
+}
+
+impl MRes {
+    /// design.md §7 and placement.rs: a report of incarnation `epoch` settles a reservation made for it or an older
+    /// one; a report that the task runs also settles one made for an unknown incarnation, an ended one never.
+    fn settled_by(&self, epoch: u64, running: bool) -> bool {
+        self.epoch.map_or(running, |e| epoch >= e)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -223,22 +263,37 @@ fn run(policy: PlacementPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                 placer.remove(ExecutorId(*id));
                 m.remove(ExecutorId(*id));
             }
-            Op::Report { id, tasks } => {
+            Op::Report { id, tasks, ended } => {
                 let id = ExecutorId(*id);
-                let reported: Vec<(TaskId, u32)> = tasks.iter().map(|&(t, c)| (task(t), c)).collect();
-                placer.report(id, reported.iter().map(|(t, c)| (t, *c)));
+                let reported: Vec<(TaskId, u64, u32)> = tasks.iter().map(|&(t, e, c)| (task(t), e, c)).collect();
+                let ended: Vec<(TaskId, u64)> = ended.iter().map(|&(t, e)| (task(t), e)).collect();
+                placer.report(
+                    id,
+                    reported.iter().map(|(t, e, c)| (t, Epoch(*e), *c)),
+                    ended.iter().map(|(t, e)| (t, Epoch(*e))),
+                );
                 if let Some(e) = m.executors.get_mut(&id) {
-                    e.reported = reported.iter().map(|(_, c)| c).sum();
-                    for (t, _) in &reported {
-                        if m.reservations.get(t).is_some_and(|r| r.executor == id) {
+                    e.reported = reported.iter().map(|(_, _, c)| c).sum();
+                    let settles =
+                        reported.iter().map(|(t, e, _)| (t, *e, true)).chain(ended.iter().map(|(t, e)| (t, *e, false)));
+                    for (t, epoch, running) in settles {
+                        if m.reservations.get(t).is_some_and(|r| r.executor == id && r.settled_by(epoch, running)) {
                             m.reservations.remove(t);
                         }
                     }
                 }
             }
-            Op::Place { task: t, cost, selectors, pins, seed } => {
+            Op::Ended { task: t, epoch } => {
                 let t = task(*t);
-                let req = PlacementRequest { task: &t, cost: *cost, selectors, resources: pins };
+                placer.ended(&t, Epoch(*epoch));
+                if m.reservations.get(&t).is_some_and(|r| r.settled_by(*epoch, false)) {
+                    m.reservations.remove(&t);
+                }
+            }
+            Op::Place { task: t, epoch, cost, selectors, pins, seed } => {
+                let t = task(*t);
+                let req =
+                    PlacementRequest { task: &t, epoch: epoch.map(Epoch), cost: *cost, selectors, resources: pins };
                 let twin = placer.clone().place(now, &req, &mut SplitMix64::new(*seed));
                 let got = placer.place(now, &req, &mut SplitMix64::new(*seed));
                 prop_assert_eq!(&got, &twin, "step {}: same seed, same choice", step);
@@ -274,7 +329,7 @@ fn run(policy: PlacementPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                         );
                         let free_after = u64::from(e.capacity) - used_before - u64::from(*cost);
                         prop_assert_eq!(u64::from(p.free_after), free_after, "step {}", step);
-                        let res = MRes { executor: p.executor, cost: *cost, expires_at: now + ttl };
+                        let res = MRes { executor: p.executor, cost: *cost, epoch: *epoch, expires_at: now + ttl };
                         m.reservations.insert(t.clone(), res);
                     }
                     (Expected::Err(want), Err(e)) => prop_assert_eq!(e, want, "step {}", step),

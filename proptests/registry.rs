@@ -98,8 +98,8 @@ struct Model {
     /// Every id ever handed out.
     issued: Vec<ExecutorId>,
     executors: BTreeMap<ExecutorId, MExec>,
-    /// task → (executor, cost): placed, not yet reported by that executor.
-    reservations: BTreeMap<TaskId, (ExecutorId, u64)>,
+    /// task → (executor, cost, expiry): placed, not yet reported by that executor, its window not yet over.
+    reservations: BTreeMap<TaskId, (ExecutorId, u64, Time)>,
     suspect_since: Option<Time>,
     /// When each currently held executor was first held (since it last expired).
     held_since: BTreeMap<ExecutorId, Time>,
@@ -111,13 +111,13 @@ impl Model {
     }
 
     fn used(&self, id: ExecutorId) -> u64 {
-        let reserved: u64 = self.reservations.values().filter(|(e, _)| *e == id).map(|(_, c)| c).sum();
+        let reserved: u64 = self.reservations.values().filter(|(e, _, _)| *e == id).map(|(_, c, _)| c).sum();
         self.executors[&id].reported + reserved
     }
 
     fn remove(&mut self, id: ExecutorId) {
         self.executors.remove(&id);
-        self.reservations.retain(|_, (e, _)| *e != id);
+        self.reservations.retain(|_, (e, _, _)| *e != id);
         self.held_since.remove(&id);
     }
 }
@@ -176,14 +176,14 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     .iter()
                     .map(|&(t, cost)| ReportedTask { task: task(t), kind: TaskKind::Worker, epoch: Epoch(1), cost })
                     .collect();
-                let got = reg.heartbeat(now, id, reported);
+                let got = reg.heartbeat(now, id, reported, &[]);
                 let want = match m.executors.get_mut(&id) {
                     Some(e) => {
                         e.last_heard = now;
                         e.confirmed = true;
                         e.reported = tasks.iter().map(|&(_, c)| u64::from(c)).sum();
                         for &(t, _) in tasks {
-                            if m.reservations.get(&task(t)).is_some_and(|(on, _)| *on == id) {
+                            if m.reservations.get(&task(t)).is_some_and(|(on, _, _)| *on == id) {
                                 m.reservations.remove(&task(t));
                             }
                         }
@@ -226,6 +226,8 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Check => {
                 let out = reg.check(now);
+                // Reservations whose window is over go on the same cadence.
+                m.reservations.retain(|_, (_, _, expires)| *expires > now);
                 let expired = m.expired(now);
                 let offline: BTreeSet<ExecutorId> = out.offline.iter().map(|r| r.id).collect();
                 let held: BTreeSet<ExecutorId> = out.held.iter().copied().collect();
@@ -273,7 +275,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Place { task: t, cost, seed } => {
                 let t = task(*t);
-                let req = PlacementRequest { task: &t, cost: *cost, selectors: &[], resources: &[] };
+                let req = PlacementRequest { task: &t, epoch: None, cost: *cost, selectors: &[], resources: &[] };
                 // The usage the placer shows before the call agrees with the model's; placing a task again gives
                 // up its earlier reservation first, so the fit is judged without it.
                 for (&id, e) in &m.executors {
@@ -296,7 +298,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                         let e = &m.executors[&p.executor];
                         let used = m.used(p.executor);
                         rule(placement_fits(now, &t, p.executor, true, used, *cost, e.capacity))?;
-                        m.reservations.insert(t, (p.executor, u64::from(*cost)));
+                        m.reservations.insert(t, (p.executor, u64::from(*cost), now + placement.reservation_ttl));
                     }
                     Err(PlacementError::NoExecutors) => {
                         prop_assert!(

@@ -186,12 +186,7 @@ async fn run_executor(name: String, clock: Clock, recorder: Recorder<Seen>) {
                 fenced = true;
                 recorder.record(&name, Seen::Fenced(id));
             }
-            let req = pb::HeartbeatRequest {
-                executor_id: id.0,
-                leader_epoch: fence.epoch().0,
-                tasks: vec![],
-                draining: false,
-            };
+            let req = pb::HeartbeatRequest { executor_id: id.0, leader_epoch: fence.epoch().0, ..Default::default() };
             if let Ok(Ok(reply)) = tokio::time::timeout(deadline, client.heartbeat(req)).await {
                 let reply = reply.into_inner();
                 if reply.verdict == pb::HeartbeatVerdict::Reregister as i32 {

@@ -24,6 +24,9 @@ pub enum Planted {
     RecoveryWithoutWait,
     /// A new leader loads a job being canceled as running: the cancel intent is lost in the failover.
     RecoveryForgetsCancel,
+    /// The leader gives back the slots it reserved for a task only when its executor reports the task running:
+    /// a task that starts and ends between two heartbeats holds its slots for good (no end report, no expiry).
+    SlotLeak,
 }
 
 impl Planted {
@@ -34,6 +37,7 @@ impl Planted {
             Planted::NoStepDown => "no-step-down",
             Planted::RecoveryWithoutWait => "recovery-without-wait",
             Planted::RecoveryForgetsCancel => "recovery-forgets-cancel",
+            Planted::SlotLeak => "slot-leak",
         }
     }
 }

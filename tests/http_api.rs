@@ -141,7 +141,7 @@ impl Node {
     }
 
     async fn heartbeat(&self, executor_id: u64, leader_epoch: u64) {
-        let req = pb::HeartbeatRequest { executor_id, leader_epoch, tasks: vec![], draining: false };
+        let req = pb::HeartbeatRequest { executor_id, leader_epoch, ..Default::default() };
         let r = DiscoveryClient::new(self.channel()).heartbeat(req).await.expect("Heartbeat").into_inner();
         assert_eq!(r.verdict, pb::HeartbeatVerdict::Accepted as i32, "{r:?}");
     }

@@ -186,7 +186,7 @@ impl TestMaster {
     }
 
     async fn heartbeat(&self, executor_id: u64, leader_epoch: u64) -> Result<pb::HeartbeatResponse, Status> {
-        let req = pb::HeartbeatRequest { executor_id, leader_epoch, tasks: vec![], draining: false };
+        let req = pb::HeartbeatRequest { executor_id, leader_epoch, ..Default::default() };
         self.discovery.clone().heartbeat(req).await.map(Response::into_inner)
     }
 }
@@ -566,16 +566,34 @@ async fn executors_register_with_fresh_ids_and_refusals_change_nothing() {
         executor_id: 1,
         leader_epoch: leader.leader_epoch,
         tasks: vec![pb::RunningTask { task_id: "a b".into(), kind: pb::TaskKind::Worker as i32, epoch: 1, cost: 1 }],
-        draining: false,
+        ..Default::default()
     };
     assert_invalid("heartbeat with a bad task id", t.discovery.clone().heartbeat(bad_task).await, "tasks[0].task_id");
     let bad_kind = pb::HeartbeatRequest {
         executor_id: 1,
         leader_epoch: leader.leader_epoch,
         tasks: vec![pb::RunningTask { task_id: "j/w".into(), kind: 0, epoch: 1, cost: 1 }],
-        draining: false,
+        ..Default::default()
     };
     assert_invalid("heartbeat with no task kind", t.discovery.clone().heartbeat(bad_kind).await, "tasks[0].kind");
+    let bad_ended = pb::HeartbeatRequest {
+        executor_id: 1,
+        leader_epoch: leader.leader_epoch,
+        ended: vec![pb::EndedTask { task_id: "".into(), epoch: 1 }],
+        ..Default::default()
+    };
+    assert_invalid(
+        "heartbeat with a bad ended task",
+        t.discovery.clone().heartbeat(bad_ended).await,
+        "ended[0].task_id",
+    );
+    let too_many = pb::HeartbeatRequest {
+        executor_id: 1,
+        leader_epoch: leader.leader_epoch,
+        ended: vec![pb::EndedTask { task_id: "j/w".into(), epoch: 1 }; 4_097],
+        ..Default::default()
+    };
+    assert_invalid("heartbeat with too many ended tasks", t.discovery.clone().heartbeat(too_many).await, "ended");
     assert_eq!(t.snapshot().await, before, "a refused executor call changed something");
 
     // The next fresh id is still 4: refusals burn no ids.

@@ -4,14 +4,22 @@
 //! locality (a task whose resource lives on one executor goes there; two resources on different executors is a
 //! conflict); label selectors. Score: least-loaded (the lowest utilization after placing) or bin-pack (the highest
 //! that still fits); ties broken by the caller's seeded RNG. Usage is what each executor last reported running
-//! plus reservations for tasks placed but not yet reported; reservations expire.
+//! plus reservations for tasks placed but not yet reported.
+//!
+//! A reservation holds its task's slots from the placement until the executor's first report that settles the
+//! incarnation it was made for: a heartbeat that lists it running (its slots are then counted as reported), or one
+//! that lists it ended (it ran and stopped between two heartbeats, or its dispatch was never confirmed); the leader
+//! also gives it back when it learns the incarnation ended some other way (a job master's exit). Whatever is left
+//! expires `reservation_ttl` after the placement, so no reservation outlives its window even when its report is
+//! lost: a task that starts and ends between two heartbeats never holds a slot for good.
 //!
 //! The candidate sets are bitsets over executor slots with per-label indexes, so one decision over 1,000
 //! executors touches a few dozen words plus one pass over the survivors.
 //!
 //! Invariants (checked by [`Placer::check`]): each slot's `reserved` is the sum of its live reservations; the
-//! indexes agree with the slots' labels; no reservation names an executor the placer does not hold; a placement
-//! never makes `used + cost` exceed the executor's capacity at the moment it is made.
+//! indexes agree with the slots' labels; no reservation names an executor the placer does not hold; no reservation
+//! expires later than `reservation_ttl` after it was made; a placement never makes `used + cost` exceed the
+//! executor's capacity at the moment it is made.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +27,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::ids::{ExecutorId, TaskId};
+use super::ids::{Epoch, ExecutorId, TaskId};
 use super::labels::{Labels, Selector, SelectorOp, SelectorSpec};
 use super::rng::Rng;
 use super::time::Time;
@@ -60,6 +68,10 @@ pub struct ResourcePin {
 #[derive(Clone, Debug)]
 pub struct PlacementRequest<'a> {
     pub task: &'a TaskId,
+    /// The incarnation the placement is for, when the caller knows it: an executor's report that this incarnation
+    /// (or a newer one) runs or ended gives the reservation back. `None`: only a report that the task runs does,
+    /// or the reservation's expiry.
+    pub epoch: Option<Epoch>,
     /// Slots the task takes; at least 1.
     pub cost: u32,
     pub selectors: &'a [Selector],
@@ -184,7 +196,32 @@ impl Load {
 struct Reservation {
     executor: ExecutorId,
     cost: u32,
+    epoch: Option<Epoch>,
+    placed_at: Time,
     expires_at: Time,
+}
+
+impl Reservation {
+    /// Whether a report of incarnation `epoch` of its task settles this reservation: the same incarnation or a
+    /// newer one. A report that the task *runs* settles one made for an unknown incarnation too (the running task
+    /// is counted by the report instead); an *ended* report never does (it may be an older incarnation's).
+    fn settled_by(&self, epoch: Epoch, running: bool) -> bool {
+        match self.epoch {
+            Some(e) => epoch >= e,
+            None => running,
+        }
+    }
+}
+
+/// A reservation as the leader holds it (for the simulator's accounting checks and for operators).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationView {
+    pub task: TaskId,
+    pub executor: ExecutorId,
+    pub cost: u32,
+    pub epoch: Option<Epoch>,
+    pub placed_at: Time,
+    pub expires_at: Time,
 }
 
 /// The most regex selectors whose candidate sets are cached at once.
@@ -208,6 +245,9 @@ pub struct Placer {
     /// (key, pattern) → the compiled selector and the executors whose value for key matches.
     regex_cache: BTreeMap<(String, String), (Selector, BitSet)>,
     reservations: BTreeMap<TaskId, Reservation>,
+    /// A planted bug (the simulation's bug-finding runs only): reservations are given back only by a report that
+    /// the task runs, never by its end, its expiry or the leader's word, as the first version of this module did.
+    leak_ended: bool,
 }
 
 impl Placer {
@@ -270,18 +310,44 @@ impl Placer {
         }
     }
 
-    /// Sets what an executor reports running; reservations for the reported tasks are released, since the report
-    /// now counts them.
-    pub fn report<'a>(&mut self, id: ExecutorId, tasks: impl IntoIterator<Item = (&'a TaskId, u32)>) {
+    /// Sets what an executor reports: the tasks it runs (task, incarnation, cost), which now count as its usage,
+    /// and the incarnations that ended there since its last acknowledged report. A reservation on this executor
+    /// that either settles (see [`Reservation::settled_by`]) is released: the report now counts the task, or the
+    /// task no longer needs the slots.
+    pub fn report<'a>(
+        &mut self,
+        id: ExecutorId,
+        running: impl IntoIterator<Item = (&'a TaskId, Epoch, u32)>,
+        ended: impl IntoIterator<Item = (&'a TaskId, Epoch)>,
+    ) {
         let Some(&i) = self.by_id.get(&id) else { return };
         let mut reported: u32 = 0;
-        for (task, cost) in tasks {
+        for (task, epoch, cost) in running {
             reported = reported.saturating_add(cost);
-            if self.reservations.get(task).is_some_and(|r| r.executor == id) {
+            if self.reservations.get(task).is_some_and(|r| r.executor == id && r.settled_by(epoch, true)) {
                 self.release(task);
             }
         }
         self.loads[i].reported = reported;
+        if self.leak_ended {
+            return;
+        }
+        for (task, epoch) in ended {
+            if self.reservations.get(task).is_some_and(|r| r.executor == id && r.settled_by(epoch, false)) {
+                self.release(task);
+            }
+        }
+    }
+
+    /// Incarnation `epoch` of `task` ended, as the leader learned otherwise than from its executor (a job master's
+    /// exit, or its loss): a reservation made for it (or an older incarnation) is released, wherever it is.
+    pub fn ended(&mut self, task: &TaskId, epoch: Epoch) {
+        if self.leak_ended {
+            return;
+        }
+        if self.reservations.get(task).is_some_and(|r| r.settled_by(epoch, false)) {
+            self.release(task);
+        }
     }
 
     /// Makes an executor unschedulable (offline, deregistered, or not yet confirmed). Its reservations go too.
@@ -327,6 +393,9 @@ impl Placer {
 
     /// Drops reservations that expired by `now`; returns the next expiry, if any.
     pub fn expire(&mut self, now: Time) -> Option<Time> {
+        if self.leak_ended {
+            return None;
+        }
         let expired: Vec<TaskId> =
             self.reservations.iter().filter(|(_, r)| r.expires_at <= now).map(|(t, _)| t.clone()).collect();
         for t in &expired {
@@ -338,6 +407,28 @@ impl Placer {
     /// The executor a task is reserved on, if any.
     pub fn reservation(&self, task: &TaskId) -> Option<ExecutorId> {
         self.reservations.get(task).map(|r| r.executor)
+    }
+
+    /// Every reservation held, in task order.
+    pub fn reservations(&self) -> impl Iterator<Item = ReservationView> + '_ {
+        self.reservations.iter().map(|(task, r)| ReservationView {
+            task: task.clone(),
+            executor: r.executor,
+            cost: r.cost,
+            epoch: r.epoch,
+            placed_at: r.placed_at,
+            expires_at: r.expires_at,
+        })
+    }
+
+    /// Slots of executor `id` in use by what it reported running, and by reservations, if it is schedulable.
+    pub fn load(&self, id: ExecutorId) -> Option<(u32, u32)> {
+        self.by_id.get(&id).map(|&i| (self.loads[i].reported, self.loads[i].reserved))
+    }
+
+    /// Plants the slot leak (see `leak_ended`; simulation bug-finding runs only).
+    pub fn plant_slot_leak(&mut self) {
+        self.leak_ended = true;
     }
 
     /// The executors (in id order) that the filters of a request leave, ignoring capacity.
@@ -501,7 +592,8 @@ impl Placer {
         s.reserved += req.cost;
         let placement = Placement { executor: id, free_after: s.free() };
         let expires_at = now + self.policy.reservation_ttl;
-        self.reservations.insert(req.task.clone(), Reservation { executor: id, cost: req.cost, expires_at });
+        let reservation = Reservation { executor: id, cost: req.cost, epoch: req.epoch, placed_at: now, expires_at };
+        self.reservations.insert(req.task.clone(), reservation);
         Ok(placement)
     }
 
@@ -511,6 +603,12 @@ impl Placer {
         for (task, r) in &self.reservations {
             if !self.by_id.contains_key(&r.executor) {
                 return Err(format!("placement: reservation of {task} names unknown executor {}", r.executor));
+            }
+            if r.expires_at > r.placed_at + self.policy.reservation_ttl {
+                return Err(format!(
+                    "placement: reservation of {task} on {} expires at {}, past its window from {}",
+                    r.executor, r.expires_at, r.placed_at
+                ));
             }
             *reserved.entry(r.executor).or_default() += r.cost;
         }
@@ -593,7 +691,7 @@ mod tests {
     ) -> Result<ExecutorId, PlacementError> {
         let task = task(t);
         let selectors = sels(s);
-        let req = PlacementRequest { task: &task, cost, selectors: &selectors, resources: pins };
+        let req = PlacementRequest { task: &task, epoch: None, cost, selectors: &selectors, resources: pins };
         let r = p.place(Time::ZERO, &req, &mut SplitMix64::new(u64::from(t))).map(|pl| pl.executor);
         p.check().unwrap();
         r
@@ -639,17 +737,79 @@ mod tests {
     #[test]
     fn capacity_counts_reports_and_reservations() {
         let mut p = three(Strategy::LeastLoaded);
-        p.report(ExecutorId(3), [(&task(90), 8)]);
-        p.report(ExecutorId(1), [(&task(91), 3)]);
+        p.report(ExecutorId(3), [(&task(90), Epoch(1), 8)], []);
+        p.report(ExecutorId(1), [(&task(91), Epoch(1), 3)], []);
         // e2 free 4, e1 free 1, e3 free 0.
         assert_eq!(place(&mut p, 1, 4, &[], &[]), Ok(ExecutorId(2)));
         let e = place(&mut p, 2, 2, &[], &[]).unwrap_err();
         assert_eq!(e, PlacementError::InsufficientCapacity { cost: 2, best_free: 1, candidates: 3 });
         // The reservation for t1 is released when e2 reports it; the report then counts it instead.
-        p.report(ExecutorId(2), [(&task(1), 4)]);
+        p.report(ExecutorId(2), [(&task(1), Epoch(1), 4)], []);
         assert_eq!(p.reservation(&task(1)), None);
         assert_eq!(p.used(ExecutorId(2)), Some(4));
         p.check().unwrap();
+    }
+
+    /// Places task `t` (cost 1) for incarnation `epoch` at `at` ms; where it went.
+    fn place_at(p: &mut Placer, t: u32, epoch: Option<u64>, at: u64) -> ExecutorId {
+        let task = task(t);
+        let req = PlacementRequest { task: &task, epoch: epoch.map(Epoch), cost: 1, selectors: &[], resources: &[] };
+        let placed = p.place(Time::from_millis(at), &req, &mut SplitMix64::new(u64::from(t))).unwrap().executor;
+        p.check().unwrap();
+        placed
+    }
+
+    #[test]
+    fn a_task_that_ran_and_ended_between_two_reports_gives_its_slots_back() {
+        // Table: (reservation made for, report, whether the reservation is released).
+        type Row = (Option<u64>, &'static str, u64, bool);
+        let table: &[Row] = &[
+            (Some(5), "ended", 5, true),
+            (Some(5), "ended", 6, true), // a newer incarnation ended: this one is settled too
+            (Some(5), "ended", 4, false), // an older incarnation's end says nothing of this one
+            (None, "ended", 9, false),   // unknown incarnation: an end may be an older one's
+            (Some(5), "running", 5, true), // counted by the report now
+            (Some(5), "running", 4, false),
+            (None, "running", 1, true),
+            (Some(5), "exit", 5, true), // the leader heard the incarnation exit
+            (Some(5), "exit", 4, false),
+            (None, "exit", 5, false),
+        ];
+        for &(made_for, report, epoch, released) in table {
+            let mut p = three(Strategy::LeastLoaded);
+            let e = place_at(&mut p, 1, made_for, 0);
+            let t = task(1);
+            match report {
+                "ended" => p.report(e, [], [(&t, Epoch(epoch))]),
+                "running" => p.report(e, [(&t, Epoch(epoch), 1)], []),
+                _ => p.ended(&t, Epoch(epoch)),
+            }
+            p.check().unwrap();
+            let row = format!("{made_for:?} {report} {epoch}");
+            assert_eq!(p.reservation(&t).is_none(), released, "{row}");
+            // A running task counts by the report, and a reservation not released still holds its slot.
+            let used = u64::from(report == "running") + u64::from(!released);
+            assert_eq!(p.used(e), Some(used), "{row}");
+        }
+        // A report from another executor settles nothing here.
+        let mut p = three(Strategy::LeastLoaded);
+        let e = place_at(&mut p, 1, Some(5), 0);
+        let other = [ExecutorId(1), ExecutorId(2), ExecutorId(3)].into_iter().find(|x| *x != e).unwrap();
+        p.report(other, [], [(&task(1), Epoch(5))]);
+        assert_eq!(p.reservation(&task(1)), Some(e));
+    }
+
+    #[test]
+    fn the_planted_leak_keeps_what_ended_for_good() {
+        let mut p = three(Strategy::LeastLoaded);
+        p.plant_slot_leak();
+        let e = place_at(&mut p, 1, Some(5), 0);
+        p.report(e, [], [(&task(1), Epoch(5))]);
+        p.ended(&task(1), Epoch(5));
+        assert_eq!(p.expire(Time::from_millis(60_000)), None);
+        assert_eq!(p.used(e), Some(1), "held for good");
+        p.report(e, [(&task(1), Epoch(5), 1)], []);
+        assert_eq!(p.reservation(&task(1)), None, "only a report that it runs releases it");
     }
 
     #[test]
@@ -692,7 +852,7 @@ mod tests {
             }
         }
         let mut p = three(Strategy::LeastLoaded);
-        p.report(ExecutorId(2), [(&task(50), 4)]);
+        p.report(ExecutorId(2), [(&task(50), Epoch(1), 4)], []);
         let e = place(&mut p, 1, 1, &[], &[pin("/local/x", Some(2))]).unwrap_err();
         assert!(matches!(e, PlacementError::PinnedFull { free: 0, cost: 1, .. }), "{e}");
     }
@@ -721,7 +881,7 @@ mod tests {
             p.upsert(ExecutorId(i), 4, &Labels::new(), 0);
         }
         let t = task(1);
-        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        let req = PlacementRequest { task: &t, epoch: None, cost: 1, selectors: &[], resources: &[] };
         let pick = |seed| p.clone().place(Time::ZERO, &req, &mut SplitMix64::new(seed)).unwrap().executor;
         let picks: std::collections::BTreeSet<_> = (0..64).map(pick).collect();
         assert!(picks.len() > 4, "seeded tie-breaks spread over executors: {picks:?}");

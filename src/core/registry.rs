@@ -28,6 +28,8 @@ use super::time::Time;
 pub const CAPACITY_MAX: u32 = 1_000_000;
 /// The most tasks one heartbeat may report.
 pub const REPORTED_TASKS_MAX: usize = 100_000;
+/// The most ended incarnations one heartbeat may report (an executor keeps at most this many unacknowledged).
+pub const ENDED_TASKS_MAX: usize = 4_096;
 /// The longest executor name and address.
 pub const NAME_MAX_LEN: usize = 63;
 pub const ADDRESS_MAX_LEN: usize = 255;
@@ -99,6 +101,14 @@ pub struct ReportedTask {
     pub cost: u32,
 }
 
+/// One incarnation an executor reports ended since its last acknowledged heartbeat: it ran and stopped, or its
+/// dispatch was parked and never confirmed. Its slots are free again; a reservation made for it can go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndedTask {
+    pub task: TaskId,
+    pub epoch: Epoch,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RegistryError {
     #[error("executor {field} {value:?} is not valid: {rule}")]
@@ -111,6 +121,8 @@ pub enum RegistryError {
     Unknown { id: ExecutorId },
     #[error("a heartbeat reported {count} tasks; at most {max} are allowed")]
     TooManyTasks { count: usize, max: usize },
+    #[error("a heartbeat reported {count} ended tasks; at most {max} are allowed")]
+    TooManyEnded { count: usize, max: usize },
 }
 
 /// Whether the leader has heard from an executor during its term.
@@ -279,10 +291,20 @@ impl Registry {
         Ok(record)
     }
 
-    /// A heartbeat: the executor stays online for another TTL and its report becomes the truth for its usage.
-    pub fn heartbeat(&mut self, now: Time, id: ExecutorId, tasks: Vec<ReportedTask>) -> Result<(), RegistryError> {
+    /// A heartbeat: the executor stays online for another TTL and its report becomes the truth for its usage;
+    /// the reservations its report settles (the tasks it runs, the incarnations that ended there) are released.
+    pub fn heartbeat(
+        &mut self,
+        now: Time,
+        id: ExecutorId,
+        tasks: Vec<ReportedTask>,
+        ended: &[EndedTask],
+    ) -> Result<(), RegistryError> {
         if tasks.len() > REPORTED_TASKS_MAX {
             return Err(RegistryError::TooManyTasks { count: tasks.len(), max: REPORTED_TASKS_MAX });
+        }
+        if ended.len() > ENDED_TASKS_MAX {
+            return Err(RegistryError::TooManyEnded { count: ended.len(), max: ENDED_TASKS_MAX });
         }
         let Some(e) = self.entries.get_mut(&id) else {
             return Err(if id < self.next_id {
@@ -299,7 +321,11 @@ impl Registry {
             if !self.placer.contains(id) {
                 self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
             }
-            self.placer.report(id, tasks.iter().map(|t| (&t.task, t.cost)));
+            self.placer.report(
+                id,
+                tasks.iter().map(|t| (&t.task, t.epoch, t.cost)),
+                ended.iter().map(|t| (&t.task, t.epoch)),
+            );
         }
         e.tasks = tasks;
         Ok(())
@@ -322,8 +348,10 @@ impl Registry {
     }
 
     /// The liveness check: declares offline every executor whose TTL expired by `now`, unless the leader
-    /// suspects itself (see [`RegistryPolicy::suspect_fraction`]).
+    /// suspects itself (see [`RegistryPolicy::suspect_fraction`]). Reservations whose window ended by `now` are
+    /// released on the same cadence.
     pub fn check(&mut self, now: Time) -> CheckOutcome {
+        self.placer.expire(now);
         let expired: Vec<ExecutorId> =
             self.entries.iter().filter(|(_, e)| e.expires_at <= now).map(|(&id, _)| id).collect();
         let mut out = CheckOutcome::default();
@@ -353,6 +381,11 @@ impl Registry {
         }
         out.next_deadline = self.entries.values().map(|e| e.expires_at).min();
         out
+    }
+
+    /// Incarnation `epoch` of `task` ended, as the leader learned from its master (see [`Placer::ended`]).
+    pub fn task_ended(&mut self, task: &TaskId, epoch: Epoch) {
+        self.placer.ended(task, epoch);
     }
 
     /// Plants the bug "one offline executor per check" (the simulation's bug-finding runs only).
@@ -513,7 +546,7 @@ mod tests {
         let mut r =
             Registry::restore(RegistryPolicy::default(), PlacementPolicy::default(), ms(0), ExecutorId(10), [rec]);
         assert_eq!(r.repeat(ms(1), &first), None);
-        r.heartbeat(ms(2), ExecutorId(9), vec![]).unwrap();
+        r.heartbeat(ms(2), ExecutorId(9), vec![], &[]).unwrap();
         assert_eq!(r.repeat(ms(3), &first).map(|rec| rec.id), Some(ExecutorId(9)));
     }
 
@@ -544,25 +577,25 @@ mod tests {
         let mut r = reg();
         let a = r.register(ms(0), spec("a")).unwrap().id;
         let b = r.register(ms(0), spec("b")).unwrap().id;
-        r.heartbeat(ms(10), a, vec![]).unwrap();
-        r.heartbeat(ms(10), b, vec![task("x", 3)]).unwrap();
+        r.heartbeat(ms(10), a, vec![], &[]).unwrap();
+        r.heartbeat(ms(10), b, vec![task("x", 3)], &[]).unwrap();
         assert_eq!(r.drain(a), Ok(true));
         assert_eq!(r.drain(a), Ok(false), "already draining");
         assert_eq!(r.drain(ExecutorId(99)), Err(RegistryError::Unknown { id: ExecutorId(99) }));
         r.check_invariants().unwrap();
         // a is the emptier one, yet every placement goes to b.
         let t = TaskId::parse("t").unwrap();
-        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        let req = PlacementRequest { task: &t, epoch: None, cost: 1, selectors: &[], resources: &[] };
         for seed in 0..16 {
             assert_eq!(r.clone().place(ms(20), &req, &mut SplitMix64::new(seed)).unwrap().executor, b);
         }
         // Its heartbeats keep it alive but never make it placeable again.
-        r.heartbeat(ms(500), a, vec![]).unwrap();
+        r.heartbeat(ms(500), a, vec![], &[]).unwrap();
         assert_eq!(r.get(a).unwrap().status, Status::Draining);
         r.check_invariants().unwrap();
         // Silent past its TTL, it is declared offline like any other.
         let ttl = RegistryPolicy::default().offline_ttl.as_millis() as u64;
-        r.heartbeat(ms(ttl + 400), b, vec![]).unwrap();
+        r.heartbeat(ms(ttl + 400), b, vec![], &[]).unwrap();
         assert_eq!(r.check(ms(ttl + 500)).offline.iter().map(|rec| rec.id).collect::<Vec<_>>(), vec![a]);
         r.check_invariants().unwrap();
     }
@@ -574,9 +607,12 @@ mod tests {
         let b = r.register(ms(0), spec("b")).unwrap().id;
         r.remove(b);
         // (executor, expected)
-        assert_eq!(r.heartbeat(ms(100), a, vec![task("t", 2)]), Ok(()));
-        assert_eq!(r.heartbeat(ms(100), b, vec![]), Err(RegistryError::DeclaredOffline { id: b }));
-        assert_eq!(r.heartbeat(ms(100), ExecutorId(99), vec![]), Err(RegistryError::Unknown { id: ExecutorId(99) }));
+        assert_eq!(r.heartbeat(ms(100), a, vec![task("t", 2)], &[]), Ok(()));
+        assert_eq!(r.heartbeat(ms(100), b, vec![], &[]), Err(RegistryError::DeclaredOffline { id: b }));
+        assert_eq!(
+            r.heartbeat(ms(100), ExecutorId(99), vec![], &[]),
+            Err(RegistryError::Unknown { id: ExecutorId(99) })
+        );
         assert_eq!(r.get(a).unwrap().expires_at, ms(10_100));
         assert_eq!(r.placer().used(a), Some(2));
         r.check_invariants().unwrap();
@@ -589,13 +625,13 @@ mod tests {
             PlacementPolicy::default(),
         );
         let ids: Vec<_> = (0..5).map(|i| r.register(ms(0), spec(&format!("e{i}"))).unwrap().id).collect();
-        r.heartbeat(ms(5_000), ids[4], vec![]).unwrap();
+        r.heartbeat(ms(5_000), ids[4], vec![], &[]).unwrap();
         assert!(r.check(ms(9_999)).offline.is_empty());
         let out = r.check(ms(10_000));
         assert_eq!(out.offline.iter().map(|x| x.id).collect::<Vec<_>>(), ids[..4].to_vec());
         assert_eq!(out.next_deadline, Some(ms(15_000)));
         for &id in &ids[..4] {
-            assert_eq!(r.heartbeat(ms(10_001), id, vec![]), Err(RegistryError::DeclaredOffline { id }));
+            assert_eq!(r.heartbeat(ms(10_001), id, vec![], &[]), Err(RegistryError::DeclaredOffline { id }));
         }
         r.check_invariants().unwrap();
     }
@@ -604,14 +640,14 @@ mod tests {
     fn mass_expiry_is_held_then_evicted() {
         let mut r = reg();
         let ids: Vec<_> = (0..4).map(|i| r.register(ms(0), spec(&format!("e{i}"))).unwrap().id).collect();
-        r.heartbeat(ms(9_000), ids[0], vec![]).unwrap();
+        r.heartbeat(ms(9_000), ids[0], vec![], &[]).unwrap();
         // Three of four expire at once: more than half, so the leader suspects itself and holds.
         let out = r.check(ms(10_000));
         assert!(out.suspicion_began && out.offline.is_empty() && out.held.len() == 3);
         assert_eq!(out.next_deadline, Some(ms(20_000)));
         // One comes back during the hold: now two of four expired, not more than half: evicted at once.
-        r.heartbeat(ms(12_000), ids[1], vec![]).unwrap();
-        r.heartbeat(ms(12_000), ids[0], vec![]).unwrap();
+        r.heartbeat(ms(12_000), ids[1], vec![], &[]).unwrap();
+        r.heartbeat(ms(12_000), ids[0], vec![], &[]).unwrap();
         let out = r.check(ms(12_500));
         assert_eq!(out.offline.len(), 2);
         assert!(!r.suspecting());
@@ -651,9 +687,9 @@ mod tests {
         assert_eq!(r.last_heard(ExecutorId(1)), None, "not heard from in this term");
         assert!(r.check(ms(59_999)).offline.is_empty());
         let t = TaskId::parse("t").unwrap();
-        let req = PlacementRequest { task: &t, cost: 1, selectors: &[], resources: &[] };
+        let req = PlacementRequest { task: &t, epoch: None, cost: 1, selectors: &[], resources: &[] };
         assert_eq!(r.place(ms(50_000), &req, &mut SplitMix64::new(1)), Err(PlacementError::NoExecutors));
-        r.heartbeat(ms(50_100), ExecutorId(2), vec![task("x", 3)]).unwrap();
+        r.heartbeat(ms(50_100), ExecutorId(2), vec![task("x", 3)], &[]).unwrap();
         assert_eq!(r.last_heard(ExecutorId(2)), Some(ms(50_100)));
         let p = r.place(ms(50_100), &req, &mut SplitMix64::new(1)).unwrap();
         assert_eq!((p.executor, p.free_after), (ExecutorId(2), 0));
@@ -665,7 +701,40 @@ mod tests {
         let mut r = reg();
         let a = r.register(ms(0), spec("a")).unwrap().id;
         let many = vec![task("t", 1); REPORTED_TASKS_MAX + 1];
-        assert!(matches!(r.heartbeat(ms(1), a, many), Err(RegistryError::TooManyTasks { .. })));
+        assert!(matches!(r.heartbeat(ms(1), a, many, &[]), Err(RegistryError::TooManyTasks { .. })));
         assert_eq!(r.get(a).unwrap().last_heard, ms(0));
+    }
+
+    #[test]
+    fn reservations_go_with_the_report_of_their_end_or_their_window() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let place = |r: &mut Registry, t: &TaskId, epoch: u64, at: u64| {
+            let req = PlacementRequest { task: t, epoch: Some(Epoch(epoch)), cost: 1, selectors: &[], resources: &[] };
+            r.place(ms(at), &req, &mut SplitMix64::new(1)).unwrap();
+        };
+        let (t1, t2, t3) =
+            (TaskId::parse("j/w1").unwrap(), TaskId::parse("j/w2").unwrap(), TaskId::parse("j").unwrap());
+        place(&mut r, &t1, 7, 0);
+        place(&mut r, &t2, 8, 0);
+        place(&mut r, &t3, 9, 0);
+        assert_eq!(r.placer().used(a), Some(3));
+        // t1 ran and ended between two heartbeats: its end comes in the next report.
+        let ended = [EndedTask { task: t1.clone(), epoch: Epoch(7) }];
+        r.heartbeat(ms(500), a, vec![], &ended).unwrap();
+        assert_eq!(r.placer().used(a), Some(2));
+        // The leader heard t3 (a job master) exit.
+        r.task_ended(&t3, Epoch(9));
+        assert_eq!(r.placer().used(a), Some(1));
+        // t2's dispatch went unanswered and nothing ever reported it: its window ends with the reservation TTL.
+        r.heartbeat(ms(9_000), a, vec![], &[]).unwrap();
+        r.check(ms(9_999));
+        assert_eq!(r.placer().used(a), Some(1));
+        r.check(ms(10_000));
+        assert_eq!(r.placer().used(a), Some(0));
+        r.check_invariants().unwrap();
+        let many = vec![EndedTask { task: t1, epoch: Epoch(1) }; ENDED_TASKS_MAX + 1];
+        assert!(matches!(r.heartbeat(ms(10_001), a, vec![], &many), Err(RegistryError::TooManyEnded { .. })));
+        assert_eq!(r.get(a).unwrap().last_heard, ms(9_000));
     }
 }

@@ -9,12 +9,17 @@
 //! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
 //! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
 //!   running set (its cost stays counted until it stops).
+//! - Every incarnation that leaves the dispatcher without running on (it stopped, or its parked request expired,
+//!   was cleared or could not be confirmed) is kept in a ledger of ended incarnations, reported in every heartbeat
+//!   until one carrying it is acknowledged ([`Dispatcher::ended_report`], [`Dispatcher::ended_acked`]): the leader
+//!   gives back the slots it reserved for a task that started and ended between two heartbeats. The ledger holds
+//!   at most [`ENDED_MAX`] entries (the oldest go first; the leader's reservation window covers what is dropped).
 //! - Before both, [`admit`] judges whether this executor takes the dispatch at all: not while it is unregistered,
 //!   draining or fenced, nor for a task placed on a registration it no longer holds (`EXECUTOR_OFFLINE`), nor one
 //!   placed under a leader epoch older than the newest it has heard from (`STALE_EPOCH`: that leader may have
 //!   given the placement up). A confirm is judged again under the same lock that starts the task.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
@@ -24,6 +29,9 @@ use crate::core::timing::HeartbeatTiming;
 /// How many task ids' newest seen epochs are remembered beyond the running and parked ones. When more are seen,
 /// the entries with the lowest epochs (the oldest, as epochs come from one cluster-wide counter) are forgotten.
 pub const SEEN_MAX: usize = 65_536;
+
+/// The most ended incarnations kept for the next heartbeat (the most one heartbeat may report).
+pub const ENDED_MAX: usize = crate::core::registry::ENDED_TASKS_MAX;
 
 /// What a task is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -165,6 +173,11 @@ pub struct Dispatcher {
     running: BTreeMap<TaskId, Running>,
     /// The newest epoch seen per task id.
     seen: BTreeMap<TaskId, Epoch>,
+    /// Incarnations that ended here and that no acknowledged heartbeat has reported yet, in the order they ended,
+    /// each with its place in that order.
+    ended: VecDeque<(u64, TaskId, Epoch)>,
+    /// The place of the next ended incarnation.
+    ended_next: u64,
 }
 
 impl Dispatcher {
@@ -178,6 +191,8 @@ impl Dispatcher {
             parked: BTreeMap::new(),
             running: BTreeMap::new(),
             seen: BTreeMap::new(),
+            ended: VecDeque::new(),
+            ended_next: 0,
         }
     }
 
@@ -235,12 +250,17 @@ impl Dispatcher {
         }
         let spec = self.parked.remove(request_id).map(|p| p.spec).ok_or_else(not_found)?;
         if let Some(r) = self.running.get(&spec.task_id) {
-            return Err(Refusal::AlreadyRunning { task: spec.task_id, running: r.epoch, requested: spec.epoch });
+            let refusal =
+                Refusal::AlreadyRunning { task: spec.task_id.clone(), running: r.epoch, requested: spec.epoch };
+            self.end(spec.task_id, spec.epoch);
+            return Err(refusal);
         }
         // A newer epoch of the same task parked after this one: this one is stale.
         if let Some(&seen) = self.seen.get(&spec.task_id) {
             if spec.epoch < seen {
-                return Err(Refusal::StaleEpoch { task: spec.task_id, seen, requested: spec.epoch });
+                let refusal = Refusal::StaleEpoch { task: spec.task_id.clone(), seen, requested: spec.epoch };
+                self.end(spec.task_id, spec.epoch);
+                return Err(refusal);
             }
         }
         self.running.insert(spec.task_id.clone(), Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost });
@@ -251,7 +271,9 @@ impl Dispatcher {
     pub fn expire(&mut self, now: Time) -> Vec<String> {
         let gone: Vec<String> = self.parked.iter().filter(|(_, p)| p.expires <= now).map(|(k, _)| k.clone()).collect();
         for k in &gone {
-            self.parked.remove(k);
+            if let Some(p) = self.parked.remove(k) {
+                self.end(p.spec.task_id, p.spec.epoch);
+            }
         }
         gone
     }
@@ -260,6 +282,7 @@ impl Dispatcher {
     pub fn stopped(&mut self, task: &TaskId, epoch: Epoch) -> bool {
         if self.running.get(task).is_some_and(|r| r.epoch == epoch) {
             self.running.remove(task);
+            self.end(task.clone(), epoch);
             true
         } else {
             false
@@ -267,10 +290,44 @@ impl Dispatcher {
     }
 
     /// Empties the running set and the parking area (the executor fenced itself or must register again); returns
-    /// the tasks that were running. Seen epochs are kept.
+    /// the tasks that were running. Seen epochs are kept; everything dropped counts as ended.
     pub fn clear(&mut self) -> Vec<(TaskId, Running)> {
-        self.parked.clear();
-        std::mem::take(&mut self.running).into_iter().collect()
+        for p in std::mem::take(&mut self.parked).into_values() {
+            self.end(p.spec.task_id, p.spec.epoch);
+        }
+        let running: Vec<(TaskId, Running)> = std::mem::take(&mut self.running).into_iter().collect();
+        for (task, r) in &running {
+            self.end(task.clone(), r.epoch);
+        }
+        running
+    }
+
+    /// The ended incarnations to report in the next heartbeat, and the mark to acknowledge them by.
+    pub fn ended_report(&self) -> (Vec<(TaskId, Epoch)>, Option<u64>) {
+        let list = self.ended.iter().map(|(_, t, e)| (t.clone(), *e)).collect();
+        (list, self.ended.back().map(|(n, _, _)| *n))
+    }
+
+    /// A heartbeat carrying the ended incarnations up to `mark` (from [`Dispatcher::ended_report`]) was
+    /// acknowledged: the leader knows of them; they are not reported again.
+    pub fn ended_acked(&mut self, mark: u64) {
+        while self.ended.front().is_some_and(|(n, _, _)| *n <= mark) {
+            self.ended.pop_front();
+        }
+    }
+
+    /// Forgets every ended incarnation (the executor registered anew: the leader gave its old id's reservations
+    /// up with the id).
+    pub fn forget_ended(&mut self) {
+        self.ended.clear();
+    }
+
+    fn end(&mut self, task: TaskId, epoch: Epoch) {
+        if self.ended.len() >= ENDED_MAX {
+            self.ended.pop_front();
+        }
+        self.ended.push_back((self.ended_next, task, epoch));
+        self.ended_next += 1;
     }
 
     fn remember(&mut self, task: TaskId, epoch: Epoch) {
@@ -435,5 +492,40 @@ mod tests {
         assert!(matches!(d.confirm(ms(2), "a", "r1"), Err(Refusal::StaleEpoch { .. })));
         assert_eq!(d.confirm(ms(3), "a", "r2").unwrap().epoch, Epoch(2));
         assert_eq!(d.running().len(), 1);
+    }
+
+    #[test]
+    fn every_incarnation_that_leaves_is_reported_ended_until_acknowledged() {
+        let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
+        let ended = |d: &Dispatcher| -> Vec<(String, u64)> {
+            d.ended_report().0.into_iter().map(|(t, e)| (t.as_str().to_owned(), e.0)).collect()
+        };
+        // Ran and stopped between two heartbeats.
+        d.park(ms(0), *spec("a", 1, "r1", 1)).unwrap();
+        d.confirm(ms(1), "a", "r1").unwrap();
+        assert!(d.stopped(&TaskId::parse("a").unwrap(), Epoch(1)));
+        // Parked, never confirmed.
+        d.park(ms(2), *spec("b", 2, "r2", 1)).unwrap();
+        d.expire(ms(5_002));
+        // Parked, then superseded by a newer epoch before its confirm.
+        d.park(ms(5_003), *spec("c", 3, "r3", 1)).unwrap();
+        d.park(ms(5_004), *spec("c", 4, "r4", 1)).unwrap();
+        assert!(d.confirm(ms(5_005), "c", "r3").is_err());
+        assert_eq!(ended(&d), [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
+        let (_, mark) = d.ended_report();
+        // One more ends while the heartbeat carrying the first three is in flight; its acknowledgement keeps it.
+        d.confirm(ms(5_006), "c", "r4").unwrap();
+        d.clear();
+        d.ended_acked(mark.unwrap());
+        assert_eq!(ended(&d), [("c".into(), 4)]);
+        d.forget_ended();
+        assert_eq!(d.ended_report(), (vec![], None));
+        // Bounded: the oldest go first.
+        for i in 0..(ENDED_MAX as u64 + 10) {
+            d.end(TaskId::parse(&format!("t{i}")).unwrap(), Epoch(i));
+        }
+        let (list, _) = d.ended_report();
+        assert_eq!(list.len(), ENDED_MAX);
+        assert_eq!(list[0].1, Epoch(10));
     }
 }

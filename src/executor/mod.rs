@@ -720,6 +720,7 @@ impl Executor {
             s.fence = fence;
             s.fenced = false;
             s.id = Some(ExecutorId(reply.executor_id));
+            s.dispatcher.forget_ended();
             reply.executor_id
         };
         info!(executor = %self.name(), id, "registered");
@@ -729,15 +730,20 @@ impl Executor {
 
     /// One heartbeat; whether the master answered usefully.
     async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, id: ExecutorId, deadline: Duration) -> bool {
-        let (req, sent_at) = {
+        let (req, sent_at, ended_mark) = {
             let s = self.lock();
+            let (ended, ended_mark) = s.dispatcher.ended_report();
             let req = pb::HeartbeatRequest {
                 executor_id: id.0,
                 leader_epoch: s.fence.epoch().0,
                 tasks: running_wire(&s.dispatcher),
                 draining: s.draining,
+                ended: ended
+                    .into_iter()
+                    .map(|(t, e)| pb::EndedTask { task_id: t.as_str().to_owned(), epoch: e.0 })
+                    .collect(),
             };
-            (req, self.now())
+            (req, self.now(), ended_mark)
         };
         let draining = req.draining;
         let reply = match tokio::time::timeout(deadline, client.heartbeat(req)).await {
@@ -760,6 +766,11 @@ impl Executor {
                 s.fence.set_duration(t.self_fence);
             }
             if accepted {
+                // The leader took the ended incarnations this heartbeat carried (a newer leader holds no
+                // reservation made before it began, so none of them matters to it).
+                if let Some(mark) = ended_mark {
+                    s.dispatcher.ended_acked(mark);
+                }
                 if let Ack::Extended(_) = s.fence.on_ack(sent_at, epoch) {
                     if s.fenced && !s.fence.is_fenced(self.now()) {
                         s.fenced = false;

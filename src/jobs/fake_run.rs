@@ -569,6 +569,7 @@ impl JobMaster {
             selectors: vec![],
             job_id: self.job.clone(),
             master_epoch: self.epoch.0,
+            epoch: epoch.0,
         };
         let placed = match schedule(&self.env.join, self.scheduler, &req, timeout).await {
             Ok(p) => p,

@@ -7,7 +7,7 @@ use crate::core::ids::JobId;
 use crate::core::ids::{Epoch, TaskId};
 use crate::core::job::{FailureReason, Job, JobState};
 use crate::core::labels::{Selector, SelectorOp};
-use crate::core::registry::{ExecutorView, ReportedTask, Status as ExecStatus, TaskKind};
+use crate::core::registry::{EndedTask, ExecutorView, ReportedTask, Status as ExecStatus, TaskKind, ENDED_TASKS_MAX};
 use crate::core::time::{millis_of, Time};
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
@@ -132,4 +132,17 @@ pub fn reported_tasks(wire: &[pb::RunningTask]) -> Result<Vec<ReportedTask>, Sta
         out.push(ReportedTask { task, kind, epoch: Epoch(t.epoch), cost: t.cost.max(1) });
     }
     Ok(out)
+}
+
+pub fn ended_tasks(wire: &[pb::EndedTask]) -> Result<Vec<EndedTask>, Status> {
+    if wire.len() > ENDED_TASKS_MAX {
+        return Err(invalid_argument("ended", format!("{} ended tasks; at most {ENDED_TASKS_MAX}", wire.len())));
+    }
+    wire.iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let task = TaskId::parse(&t.task_id).map_err(|e| invalid_argument(&format!("ended[{i}].task_id"), e))?;
+            Ok(EndedTask { task, epoch: Epoch(t.epoch) })
+        })
+        .collect()
 }

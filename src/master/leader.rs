@@ -13,7 +13,7 @@ use super::Master;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::{JobPolicy, JobRecord, JobSpec, Jobs, Step, Verdict as JobVerdict};
 use crate::core::placement::{PlacementRequest, ResourcePin};
-use crate::core::registry::{ExecutorRecord, ExecutorSpec, Registry, RegistryError, ReportedTask};
+use crate::core::registry::{EndedTask, ExecutorRecord, ExecutorSpec, Registry, RegistryError, ReportedTask};
 use crate::core::rng::{Rng, SplitMix64};
 use crate::core::time::Time;
 use crate::core::workers::{Event, Workers};
@@ -178,6 +178,9 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     if m.planted(crate::planted::Planted::OneOfflinePerCheck) {
         registry.plant_one_offline_per_check();
     }
+    if m.planted(crate::planted::Planted::SlotLeak) {
+        registry.placer_mut().plant_slot_leak();
+    }
     Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
 }
 
@@ -333,6 +336,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
         for ev in term.masters.tick(now) {
             match ev {
                 Event::Lost { task, epoch: e, reason } => {
+                    term.registry.task_ended(&task, e);
                     let Ok(id) = JobId::parse(task.as_str()) else { continue };
                     info!(job = %id, epoch = e.0, ?reason, "job master lost");
                     if let JobVerdict::Applied(step) = term.jobs.on_lost(now, &id, e, None, rng) {
@@ -368,6 +372,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 let pins: [ResourcePin; 0] = [];
                 let req = PlacementRequest {
                     task: &task,
+                    epoch: Some(term.jobs.next_epoch()),
                     cost: spec.cost.max(1),
                     selectors: &spec.selectors,
                     resources: &pins,
@@ -380,12 +385,16 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                         continue;
                     }
                 };
-                let Some(view) = term.registry.get(placed.executor) else { continue };
-                let Ok((e, step)) = term.jobs.start(now, &id, placed.executor) else { continue };
-                if term.masters.on_dispatched(now, &task, e).is_err() {
-                    // The bookkeeping still holds an incarnation that may be alive: it has to be lost first.
+                let started = term.registry.get(placed.executor).and_then(|view| {
+                    let (e, step) = term.jobs.start(now, &id, placed.executor).ok()?;
+                    // The bookkeeping may still hold an incarnation that may be alive: it has to be lost first.
+                    term.masters.on_dispatched(now, &task, e).ok()?;
+                    Some((view, e, step))
+                });
+                let Some((view, e, step)) = started else {
+                    term.registry.placer_mut().release(&task);
                     continue;
-                }
+                };
                 records.extend(step.persist);
                 // The incarnation's fence: its job master guards every write of its own on this value.
                 ops.push(counter_op(keys::job_master(id.as_str()), e.0));
@@ -459,6 +468,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         let inner = &mut *guard;
         let Some(term) = inner.term.as_mut().filter(|t| t.epoch == d.leader_epoch) else { return };
         term.masters.on_dispatch_failed(&task, d.epoch);
+        term.registry.task_ended(&task, d.epoch);
         let JobVerdict::Applied(step) = term.jobs.on_lost(now, &d.job, d.epoch, fatal, &mut inner.rng) else { return };
         (term.key.clone(), step.persist.into_iter().collect::<Vec<_>>())
     };
@@ -528,6 +538,7 @@ impl Master {
         id: ExecutorId,
         seen: LeaderEpoch,
         tasks: Vec<ReportedTask>,
+        ended: &[EndedTask],
         draining: bool,
     ) -> Result<(bool, LeaderEpoch), Status> {
         let claims_newer = self.lock().leadership.epoch().is_some_and(|e| seen > e);
@@ -545,7 +556,7 @@ impl Master {
         }
         self.with_term(|t, now, _| {
             let previous = t.registry.last_heard(id);
-            match t.registry.heartbeat(now, id, tasks) {
+            match t.registry.heartbeat(now, id, tasks, ended) {
                 Ok(()) => {
                     if let Some(previous) = previous {
                         self.stats.heartbeat_gaps.observe(now.saturating_since(previous));
@@ -776,13 +787,12 @@ impl Master {
                     task, req.master_epoch
                 )));
             }
-            let placed = t
-                .registry
-                .place(now, &PlacementRequest { task: &task, cost, selectors: &selectors, resources: &resources }, rng)
-                .map_err(|e| {
-                    self.stats.reject(Rejection::from(&e));
-                    Status::from(e)
-                })?;
+            let epoch = (req.epoch != 0).then_some(Epoch(req.epoch));
+            let request = PlacementRequest { task: &task, epoch, cost, selectors: &selectors, resources: &resources };
+            let placed = t.registry.place(now, &request, rng).map_err(|e| {
+                self.stats.reject(Rejection::from(&e));
+                Status::from(e)
+            })?;
             let view = t
                 .registry
                 .get(placed.executor)
@@ -836,6 +846,10 @@ impl Master {
             let (mut online, mut exited) = (false, false);
             let mut exit_taken = None;
             for ev in events {
+                // An incarnation that exited or was lost holds no slot any more, wherever it was placed.
+                if let Event::Exited { task, epoch, .. } | Event::Lost { task, epoch, .. } = &ev {
+                    t.registry.task_ended(task, *epoch);
+                }
                 let v = match ev {
                     Event::Online { epoch, .. } => {
                         online = true;

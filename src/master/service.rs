@@ -146,9 +146,10 @@ impl pb::discovery_server::Discovery for MasterService {
         leader_only!(self, req, DiscoveryClient, heartbeat, {
             let r = req.into_inner();
             let tasks = convert::reported_tasks(&r.tasks)?;
+            let ended = convert::ended_tasks(&r.ended)?;
             let (accepted, epoch) = self
                 .m
-                .executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks, r.draining)
+                .executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks, &ended, r.draining)
                 .await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
             crate::buggify::point(&self.m.fault_points, crate::buggify::Point::HeartbeatReply).await;

@@ -151,7 +151,8 @@ impl From<RegistryError> for Status {
         let reason = match e {
             RegistryError::InvalidSpec { .. }
             | RegistryError::InvalidLabels(_)
-            | RegistryError::TooManyTasks { .. } => Reason::InvalidArgument,
+            | RegistryError::TooManyTasks { .. }
+            | RegistryError::TooManyEnded { .. } => Reason::InvalidArgument,
             RegistryError::DeclaredOffline { .. } => Reason::ExecutorOffline,
             RegistryError::Unknown { .. } => Reason::UnknownExecutor,
         };
