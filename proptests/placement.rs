@@ -215,6 +215,7 @@ impl Model {
                 None => PlacementError::InsufficientCapacity {
                     cost,
                     best_free: best_free as u32,
+                    largest: candidates.iter().map(|id| self.executors[id].capacity).max().unwrap_or(0),
                     candidates: candidates.len(),
                 },
             });

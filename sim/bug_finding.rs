@@ -13,6 +13,7 @@ use crate::harness::{panic_text, run_seed};
 use crate::fake_jobs::{job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, worker_cut_run};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::swarm_run_planted;
+use crate::workloads::one_step_jobs_give_every_slot_back_run;
 
 type Run = Pin<Box<dyn Future<Output = ()>>>;
 type Scenario = fn(Option<Planted>) -> Run;
@@ -73,6 +74,12 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
             "job_canceled_during_a_failover",
             // The cancel checker, or the job API's history (a job seen Canceling, then Running).
             "safety rule 5",
+        ),
+        (
+            Planted::SlotLeak,
+            |b| Box::pin(one_step_jobs_give_every_slot_back_run(b)),
+            "one_step_jobs_give_every_slot_back",
+            "capacity accounting",
         ),
     ]
 }

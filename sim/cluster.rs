@@ -69,6 +69,7 @@ impl crate::harness::Story for Seen {
         matches!(
             self,
             Seen::Exec(ExecutorObservation::HeartbeatAcked { .. } | ExecutorObservation::Checkpoint { .. })
+                | Seen::Master(Observation::Capacity(_))
                 | Seen::JobRead { .. }
         )
     }

@@ -83,7 +83,7 @@ impl Discovery for RegistryService {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let id = ExecutorId(req.into_inner().executor_id);
-        let verdict = match self.registry.lock().unwrap().heartbeat(self.clock.now(), id, vec![]) {
+        let verdict = match self.registry.lock().unwrap().heartbeat(self.clock.now(), id, vec![], &[]) {
             Ok(()) => {
                 self.recorder.record("master", Seen::Accepted(id));
                 pb::HeartbeatVerdict::Accepted

@@ -17,3 +17,4 @@ mod meta_contract;
 mod regressions;
 mod speed;
 mod swarm;
+mod workloads;

@@ -12,7 +12,10 @@ use foreman::rpc::pb::job_manager_client::JobManagerClient;
 use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
-use crate::checks::{acting_periods, offline_declarations, one_live_incarnation, single_acting_leader, summary};
+use crate::checks::{
+    acting_periods, capacity_settled, offline_declarations, one_live_incarnation, reservations_explained,
+    single_acting_leader, summary,
+};
 use crate::cluster::{channel_to, master_addr, Cluster, Seen};
 use crate::harness::announce;
 
@@ -58,10 +61,33 @@ pub(crate) fn check_safety_detailed(c: &Cluster, slack: Duration) -> Vec<crate::
     if let Err(e) = single_acting_leader(&periods) {
         panic!("{e}");
     }
+    if let Err(e) = reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl) {
+        panic!("{e}");
+    }
     let ex = &c.config.executors;
     match offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, slack) {
         Ok(d) => d,
         Err(e) => panic!("{e}"),
+    }
+}
+
+/// Capacity accounting once the cluster has settled (design.md §8): the leader holds no reservation and counts
+/// exactly what every executor runs; with `idle` (every job has ended), nothing runs anywhere.
+pub(crate) fn check_capacity_settled(c: &Cluster, idle: bool) {
+    let running: Vec<crate::checks::Running> = c
+        .executors
+        .iter()
+        .map(|n| {
+            let e = n.current.lock().unwrap().clone();
+            crate::checks::Running {
+                node: n.name.clone(),
+                id: e.as_ref().and_then(|e| e.id()),
+                slots: e.map_or(0, |e| e.running().iter().map(|t| t.cost).sum()),
+            }
+        })
+        .collect();
+    if let Err(e) = capacity_settled(&c.recorder.events(), &running, idle) {
+        panic!("{e}");
     }
 }
 

@@ -33,7 +33,9 @@ use crate::checks::{
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
 use crate::harness::{panic_text, run_seed};
-use crate::master_failover::{await_job, check_safety_detailed, on_client, terminal, with_jobs};
+use crate::master_failover::{
+    await_job, check_capacity_settled, check_safety_detailed, on_client, terminal, with_jobs,
+};
 
 /// How long the fault phase lasts at most.
 const FAULT_PHASE: Duration = Duration::from_secs(60);
@@ -90,6 +92,8 @@ struct JobDraw {
     config: FakeConfig,
     /// `zone` must equal this (None: no selector).
     zone: Option<String>,
+    /// The job master's slots (1 but for the varied workload's jobs too big for every executor).
+    cost: u32,
     create_at: Duration,
     cancel_at: Option<Duration>,
     delete_after: bool,
@@ -207,6 +211,7 @@ fn draw_workload_and_faults(
                     tick_ms: rng.gen_range(50..=300),
                 },
                 zone,
+                cost: 1,
                 create_at: ms(0, 20_000),
                 cancel_at: rng.gen_bool(0.2).then(|| ms(1_000, 40_000)),
                 delete_after: rng.gen_bool(0.3),
@@ -262,6 +267,56 @@ fn draw_extra_faults(d: &mut Draw) {
         d.plan.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
     }
     d.plan.sort_by_key(|s| s.at);
+}
+
+/// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8), a class no
+/// pinned regression seed of the swarm is in, so that their draws stay as they were.
+fn with_varied_workload(seed: u64) -> bool {
+    matches!(seed % 8, 2 | 4 | 6)
+}
+
+/// Jobs drawn after the rest (see [`with_varied_workload`]), unlike the handful of long jobs every seed has:
+/// - a burst of tiny jobs, with workers of one step or none (`target` 0: the job master ends as soon as it starts),
+///   far shorter than a heartbeat interval, so every task starts and ends between two heartbeats of its executor;
+/// - often, a storm: more jobs at once than the cluster has slots for their job masters and workers together;
+/// - often, a job no executor can take (a cost above every executor's capacity), which must stay `created` and
+///   say why.
+fn draw_varied_workload(d: &mut Draw) {
+    let mut rng = madsim::rand::thread_rng();
+    let at = ms(0, 30_000);
+    let tiny = |id: String, rng: &mut dyn FnMut(u64, u64) -> u64| JobDraw {
+        id,
+        config: FakeConfig { workers: rng(1, 2) as u32, target: rng(0, 2), tick_ms: rng(1, 5) },
+        zone: None,
+        cost: 1,
+        create_at: at + ms(0, 500),
+        cancel_at: None,
+        delete_after: rng(0, 9) < 3,
+    };
+    let mut draw = |lo: u64, hi: u64| madsim::rand::thread_rng().gen_range(lo..=hi);
+    for i in 0..rng.gen_range(3..=12) {
+        let j = tiny(format!("tiny-{i}"), &mut draw);
+        d.jobs.push(j);
+    }
+    let slots: u32 = d.executors.iter().map(|(capacity, _)| capacity).sum();
+    if rng.gen_bool(0.5) {
+        // Each job needs a job-master slot and its workers' slots; job masters may hold half of them.
+        let n = (slots as usize * rng.gen_range(1..=2)).min(60);
+        let storm_at = ms(0, 40_000);
+        for i in 0..n {
+            let mut j = tiny(format!("storm-{i}"), &mut draw);
+            j.config.target = rng.gen_range(1..=4);
+            j.create_at = storm_at + ms(0, 2_000);
+            j.cancel_at = rng.gen_bool(0.05).then(|| ms(0, 3_000));
+            d.jobs.push(j);
+        }
+    }
+    if rng.gen_bool(0.5) {
+        let biggest = d.executors.iter().map(|(capacity, _)| *capacity).max().unwrap_or(1);
+        let mut j = tiny("too-big".to_owned(), &mut draw);
+        j.cost = biggest + 1;
+        d.jobs.push(j);
+    }
 }
 
 /// Whether this seed's plan gets graceful stops: seeds ≡ 1, 2 or 4 (mod 8), a class no pinned regression seed of
@@ -481,26 +536,40 @@ pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
 /// The same with `planted` in every node (simulation build only).
 pub async fn swarm_run_planted(planted: Option<Planted>, verbose: bool) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
-    run_draw(draw(), planted, verbose, seed % 2 == 1, with_graceful_stops(seed)).await
+    let shape =
+        Shape { buggify: seed % 2 == 1, graceful: with_graceful_stops(seed), varied: with_varied_workload(seed) };
+    run_draw(draw(), planted, verbose, shape).await
+}
+
+/// What a seed adds to its draw: fault points, graceful stops, the varied workload.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shape {
+    buggify: bool,
+    graceful: bool,
+    varied: bool,
 }
 
 /// A swarm seed as it ran before the fault points existed (buggify off whatever the seed): for regression seeds
 /// found then.
 pub async fn swarm_run_without_fault_points() -> SwarmFigures {
-    run_draw(draw(), None, false, false, false).await
+    run_draw(draw(), None, false, Shape::default()).await
 }
 
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
 pub async fn standard_run() -> SwarmFigures {
-    run_draw(draw_standard(), None, false, true, false).await
+    run_draw(draw_standard(), None, false, Shape { buggify: true, ..Shape::default() }).await
 }
 
-async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify: bool, graceful: bool) -> SwarmFigures {
+async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: Shape) -> SwarmFigures {
+    let buggify = shape.buggify;
     if buggify {
         draw_extra_faults(&mut d);
     }
-    if graceful {
+    if shape.graceful {
         draw_graceful_stops(&mut d);
+    }
+    if shape.varied {
+        draw_varied_workload(&mut d);
     }
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
@@ -539,6 +608,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
             if let Some(zone) = &j.zone {
                 job.selectors = vec![pb::Selector { key: "zone".into(), target: zone.clone(), op: 1 }];
             }
+            job.cost = j.cost;
             if !create_job(masters, job).await {
                 return (j.id, false, Cancel::NotAsked);
             }
@@ -617,18 +687,13 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
     }
     let job_within = Duration::from_secs(240) + k.backoff.max * 2;
     let mut finished = vec![];
+    let mut unplaceable = vec![];
     for j in &d.jobs {
         let Some(canceled) = acked.get(&j.id) else { continue };
-        let placeable = j.zone.as_ref().is_none_or(|z| d.executors.iter().any(|(_, ez)| ez == z));
+        let placeable =
+            d.executors.iter().any(|(capacity, zone)| j.zone.as_ref().is_none_or(|z| z == zone) && j.cost <= *capacity);
         if !placeable {
-            // Never placed: it stays Created (or ends Canceled when canceled).
-            let (_, job) = await_job(&c, &j.id, Duration::from_secs(5), terminal).await;
-            let want: &[pb::JobState] = if *canceled != Cancel::NotAsked {
-                &[pb::JobState::Canceled, pb::JobState::Created]
-            } else {
-                &[pb::JobState::Created]
-            };
-            assert!(want.iter().any(|s| *s as i32 == job.state), "unplaceable {} is {:?}: {job:?}", j.id, job.state);
+            unplaceable.push((j, *canceled));
             continue;
         }
         let (ok, job) = await_job(&c, &j.id, job_within, terminal).await;
@@ -641,9 +706,38 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
             finished.push(j.clone());
         }
     }
+    // Never placed: each stays Created (or ends Canceled when canceled) and says why no executor takes it, once
+    // every other job has ended (before, it may wait for a job-master slot instead).
+    for (j, canceled) in unplaceable {
+        let why = match &j.zone {
+            Some(zone) if !d.executors.iter().any(|(_, z)| z == zone) => format!("no executor matches zone={zone}"),
+            _ => format!("no executor has {} slots", j.cost),
+        };
+        // A new leader says it after its first scheduling pass with the executors heard from.
+        let mut waited = Duration::ZERO;
+        let job = loop {
+            let (_, job) = await_job(&c, &j.id, Duration::ZERO, terminal).await;
+            if terminal(&job) || job.waiting.starts_with(&why) || waited >= Duration::from_secs(20) {
+                break job;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            waited += Duration::from_millis(500);
+        };
+        let want: &[pb::JobState] = if canceled != Cancel::NotAsked {
+            &[pb::JobState::Canceled, pb::JobState::Created]
+        } else {
+            &[pb::JobState::Created]
+        };
+        assert!(want.iter().any(|s| *s as i32 == job.state), "unplaceable {} is {:?}: {job:?}", j.id, job.state);
+        if job.state == pb::JobState::Created as i32 {
+            assert!(job.waiting.starts_with(&why), "liveness: unplaceable {} does not say {why:?}: {job:?}", j.id);
+        }
+    }
     for j in &finished {
         let cps = checkpoints(&c, &j.id).await;
-        assert_eq!(cps.len(), j.config.workers as usize, "{}: one checkpoint per worker: {cps:?}", j.id);
+        // A job of zero steps ends without starting a worker.
+        let workers = if j.config.target == 0 { 0 } else { j.config.workers as usize };
+        assert_eq!(cps.len(), workers, "{}: one checkpoint per worker: {cps:?}", j.id);
         for (key, cp) in &cps {
             assert_eq!(
                 cp.counter, j.config.target,
@@ -685,6 +779,10 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
             _ => false,
         };
         assert!(!bad, "liveness §6 no false alarms once healthy at {at} (settled at {settled}): {node} {seen:?}");
+    }
+    // Every job has ended (or was never placed): every slot is free again, and the leader holds exactly that.
+    if can_be_healthy && all_jobs_ended(&c, d.masters).await {
+        check_capacity_settled(&c, true);
     }
     // Safety over the whole history. Bounds get the slowest hop of the run as slack: the largest latency drawn,
     // and the metastore's deadline when etcd requests time out (a check waits for the previous check's write).
@@ -729,6 +827,20 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, buggify:
         events: events.len(),
         simulated: c.clock.now().saturating_since(Time::ZERO),
     }
+}
+
+/// Whether every job the leader knows has ended or was never started (`created` with no incarnation yet).
+async fn all_jobs_ended(c: &Cluster, masters: usize) -> bool {
+    let jobs = on_client(c, async move {
+        with_jobs(masters, Duration::from_secs(30), |mut c| async move {
+            let req = pb::ListJobsRequest { page_size: 1000, ..Default::default() };
+            c.list_jobs(req).await.map(|r| r.into_inner().jobs)
+        })
+        .await
+    })
+    .await;
+    let Ok(jobs) = jobs else { return false };
+    jobs.iter().all(|j| terminal(j) || (j.state == pb::JobState::Created as i32 && j.epoch == 0))
 }
 
 /// Waits until every executor node is listed online under the id it holds now.

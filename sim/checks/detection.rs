@@ -45,7 +45,7 @@ pub fn offline_declarations(
         match seen {
             // The evidence against a verdict is when the leader could have heard the executor: no earlier than the
             // acknowledged heartbeat's send time (its arrival can be much later, after a pause).
-            Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent }) => {
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent, .. }) => {
                 let sent = clock.at(*sent);
                 let e = last_ack.entry(*id).or_insert(sent);
                 *e = (*e).max(sent);

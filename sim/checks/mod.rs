@@ -1,6 +1,7 @@
 //! Checkers over a run's recorded events. Each returns the first broken rule with the ids and simulated time.
 
 mod cancel;
+mod capacity;
 mod checkpoints;
 mod detection;
 mod history;
@@ -10,6 +11,7 @@ mod placement;
 mod registry;
 
 pub use cancel::canceled_never_restart;
+pub use capacity::{capacity_settled, reservations_explained, Running};
 pub use checkpoints::checkpoints_forward;
 pub use detection::{offline_declarations, Detection};
 pub use history::job_history;
@@ -173,8 +175,9 @@ mod tests {
             [ev(5_000, "m1", Seen::Paused), ev(9_000, "m1", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
         assert!(check_of(&other_paused).is_err());
         // A false alarm: acknowledged 2 s before the declaration.
-        let acked =
-            |sent: u64| Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(at(sent)) });
+        let acked = |sent: u64| {
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(at(sent)), leader_epoch: 1 })
+        };
         assert!(check_of(&[ev(8_400, "e1", acked(8_300)), ev(10_400, "m0", offline(10_400))])
             .unwrap_err()
             .contains("false alarms"));

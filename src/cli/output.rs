@@ -40,6 +40,9 @@ pub struct JobView {
     /// What the running job master last said of its progress, e.g. `412/800 steps`; `null` when the leader
     /// has heard nothing (it keeps this in memory only: a new leader starts without it).
     pub progress: Option<String>,
+    /// Why the job waits for a placement (no executor can take it: which filter, how many slots); `null` once
+    /// it is placed.
+    pub waiting: Option<String>,
     /// The job's configuration as JSON when the server sent it (`--config`); a string if it is not valid JSON.
     pub config: Option<serde_json::Value>,
 }
@@ -204,6 +207,7 @@ impl From<&pb::Job> for JobView {
             selectors: job.selectors.iter().map(SelectorView::from).collect(),
             error,
             progress: (!job.progress.is_empty()).then(|| job.progress.clone()),
+            waiting: (!job.waiting.is_empty()).then(|| job.waiting.clone()),
             config: config_value(&job.config),
         }
     }
@@ -302,6 +306,10 @@ pub fn job_detail(job: &JobView) -> String {
         vec!["SELECTORS".to_owned(), selectors],
         vec!["ERROR".to_owned(), error],
     ];
+    // Only while the job waits for a placement: why.
+    if let Some(waiting) = &job.waiting {
+        rows.insert(4, vec!["WAITING".to_owned(), waiting.clone()]);
+    }
     let mut out = String::new();
     let config = job.config.as_ref().map(|c| match c {
         serde_json::Value::String(s) => s.clone(),
@@ -611,7 +619,7 @@ CONFIG:
             "jobs": [{
                 "id": "j1", "type": "fake", "state": "running", "restarts": 2, "epoch": 17, "executor_id": 3,
                 "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-                "progress": "412/800 steps", "config": {"a": [true], "b": 1},
+                "progress": "412/800 steps", "waiting": null, "config": {"a": [true], "b": 1},
             }],
             "next_page_token": null,
         });
@@ -621,7 +629,21 @@ CONFIG:
         assert_eq!(value["executor_id"], serde_json::Value::Null);
         assert_eq!(value["config"], serde_json::Value::Null);
         assert_eq!(value["progress"], serde_json::Value::Null);
+        assert_eq!(value["waiting"], serde_json::Value::Null);
         assert_eq!(value["state"], "unspecified");
+    }
+
+    #[test]
+    fn a_job_waiting_for_a_placement_says_why_in_its_detail_and_its_json() {
+        let mut wire = job("j1", 0);
+        wire.state = pb::JobState::Created as i32;
+        wire.waiting = "no executor matches zone=x: it ruled out all 2 executors left by the filters before it".into();
+        let view = JobView::from(&wire);
+        let text = job_detail(&view);
+        let line = text.lines().find(|l| l.starts_with("WAITING:")).unwrap_or_else(|| panic!("{text}"));
+        assert_eq!(line, format!("WAITING:    {}", wire.waiting));
+        let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
+        assert_eq!(value["waiting"], serde_json::Value::String(wire.waiting.clone()));
     }
 
     #[test]

@@ -36,8 +36,14 @@ pub enum Sighting {
 }
 
 impl Sighting {
+    /// The job's state and its progress text, or while it waits for a placement, why.
     pub fn of_job(job: &pb::Job) -> Sighting {
-        Sighting::Job { state: job_state_name(job.state), progress: job.progress.clone() }
+        let progress = if job.progress.is_empty() && !job.waiting.is_empty() {
+            format!("waiting: {}", job.waiting)
+        } else {
+            job.progress.clone()
+        };
+        Sighting::Job { state: job_state_name(job.state), progress }
     }
 
     /// `RUNNING 412/800 steps`; `RUNNING` alone when the progress is unknown; `retrying: <why>` when no master
@@ -304,6 +310,15 @@ pub(crate) mod tests {
         for (elapsed, sighting, line) in table {
             assert_eq!(status_line(elapsed, &sighting), line, "{sighting:?}");
         }
+    }
+
+    #[test]
+    fn a_job_waiting_for_a_placement_shows_why_until_it_reports_progress() {
+        let mut wire = pb::Job { state: pb::JobState::Created as i32, ..Default::default() };
+        wire.waiting = "no executor has 17 slots".into();
+        assert_eq!(Sighting::of_job(&wire).text(), "CREATED waiting: no executor has 17 slots");
+        wire.progress = "3/8 steps".into();
+        assert_eq!(Sighting::of_job(&wire).text(), "CREATED 3/8 steps");
     }
 
     #[test]

@@ -206,6 +206,9 @@ pub struct Job {
     canceling_since: Option<Time>,
     /// Set once the job master ignored its cancel for the grace period and was revoked.
     revoked: bool,
+    /// Why the last attempt to place its job master found no executor (memory only: each leader's first pass
+    /// says it again).
+    unplaced: Option<String>,
 }
 
 impl Job {
@@ -243,6 +246,13 @@ impl Job {
 
     pub fn backoff(&self) -> &BackoffState {
         &self.backoff
+    }
+
+    /// Why the job waits for a placement: set while no job master runs and the last attempt to place one found no
+    /// executor for it (which filter or how many slots), cleared once one is placed.
+    pub fn unplaced(&self) -> Option<&str> {
+        let waits = self.phase == Phase::Waiting && self.record.state != JobState::Canceling;
+        self.unplaced.as_deref().filter(|_| waits && !self.record.state.is_terminal())
     }
 
     /// The durable form at `now`.
@@ -347,7 +357,7 @@ impl Jobs {
                 Phase::Recovering { epoch: record.epoch }
             };
             let canceling_since = (record.state == JobState::Canceling).then_some(now);
-            let mut job = Job { record, backoff, phase, canceling_since, revoked: false };
+            let mut job = Job { record, backoff, phase, canceling_since, revoked: false, unplaced: None };
             if job.record.state == JobState::Canceling && job.phase == Phase::Waiting {
                 // Canceled while nothing ran, but the write of the final state was lost: finish it.
                 job.record.state = JobState::Canceled;
@@ -418,6 +428,7 @@ impl Jobs {
             phase: Phase::Waiting,
             canceling_since: None,
             revoked: false,
+            unplaced: None,
         };
         self.jobs.insert(id, job);
         Ok(record)
@@ -509,6 +520,14 @@ impl Jobs {
         used == 0 || used + u64::from(cost.max(1)) <= cap
     }
 
+    /// The last attempt to place a job master for `id` found no executor, for this reason (shown with the job
+    /// until one is placed).
+    pub fn note_unplaced(&mut self, id: &JobId, why: String) {
+        if let Some(job) = self.jobs.get_mut(id) {
+            job.unplaced = Some(why);
+        }
+    }
+
     /// The earliest time a waiting job's backoff ends, if any is waiting on one.
     pub fn next_start(&self) -> Option<Time> {
         self.jobs.values().filter(|j| j.phase == Phase::Waiting).filter_map(|j| j.backoff.not_before()).min()
@@ -526,6 +545,7 @@ impl Jobs {
         job.record.epoch = epoch;
         job.record.executor = Some(executor);
         job.phase = Phase::Starting { epoch, executor };
+        job.unplaced = None;
         Ok((epoch, Step { persist: Some(job.record(now)), ..Step::default() }))
     }
 
@@ -759,6 +779,30 @@ mod tests {
         // A job whose job master is gone holds nothing.
         jobs.cancel(Time::ZERO, &id("c")).unwrap();
         assert_eq!(jobs.job_master_slots(), 2);
+    }
+
+    #[test]
+    fn a_job_that_cannot_be_placed_says_why_until_it_is() {
+        let mut jobs = Jobs::new(policy());
+        let (a, b) = (id("a"), id("b"));
+        jobs.create(a.clone(), spec()).unwrap();
+        jobs.create(b.clone(), spec()).unwrap();
+        assert_eq!(jobs.get(&a).unwrap().unplaced(), None);
+        jobs.note_unplaced(&a, "no executor matches zone=x".into());
+        jobs.note_unplaced(&b, "no executor has 17 slots".into());
+        assert_eq!(jobs.get(&a).unwrap().unplaced(), Some("no executor matches zone=x"));
+        // A newer reason replaces the older one.
+        jobs.note_unplaced(&a, "no executor is online and reporting".into());
+        assert_eq!(jobs.get(&a).unwrap().unplaced(), Some("no executor is online and reporting"));
+        // Placed: nothing to say, also after it is lost and waits again (until the next attempt says why).
+        let (e, _) = jobs.start(ms(0), &a, ExecutorId(1)).unwrap();
+        assert_eq!(jobs.get(&a).unwrap().unplaced(), None);
+        jobs.on_lost(ms(5), &a, e, None, &mut SplitMix64::new(1));
+        assert_eq!(jobs.get(&a).unwrap().phase(), Phase::Waiting);
+        assert_eq!(jobs.get(&a).unwrap().unplaced(), None);
+        // Canceled while it waited: it waits for nothing any more.
+        jobs.cancel(ms(6), &b).unwrap();
+        assert_eq!(jobs.get(&b).unwrap().unplaced(), None);
     }
 
     /// A job driven to the given phase: "waiting", "starting", "online", "recovering", "canceling".

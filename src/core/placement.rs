@@ -92,10 +92,10 @@ pub enum PlacementError {
     ZeroCost,
     #[error("no executor is online and reporting")]
     NoExecutors,
-    #[error("selector {selector} matched none of the {candidates} executors left by the filters before it")]
+    #[error("no executor matches {selector}: it ruled out all {candidates} executors left by the filters before it")]
     SelectorUnsatisfied { selector: String, candidates: usize },
-    #[error("no executor has {cost} free slots: the best of the {candidates} that pass the filters has {best_free}")]
-    InsufficientCapacity { cost: u32, best_free: u32, candidates: usize },
+    #[error("{}", insufficient(*cost, *best_free, *largest, *candidates))]
+    InsufficientCapacity { cost: u32, best_free: u32, largest: u32, candidates: usize },
     #[error(
         "resources conflict: {first} lives on executor {first_executor} but {second} lives on executor \
          {second_executor}"
@@ -107,6 +107,21 @@ pub enum PlacementError {
     PinnedRejected { resource: String, executor: ExecutorId, selector: String },
     #[error("resource {resource} lives on executor {executor}, which has {free} free slots; the task needs {cost}")]
     PinnedFull { resource: String, executor: ExecutorId, free: u32, cost: u32 },
+}
+
+/// Says whether a task that does not fit could fit once slots free up (`largest`: the largest capacity among the
+/// executors that pass the filters).
+fn insufficient(cost: u32, best_free: u32, largest: u32, candidates: usize) -> String {
+    if cost > largest {
+        format!(
+            "no executor has {cost} slots: the largest of the {candidates} that pass the filters has {largest}, so it \
+             cannot be placed until a larger one joins"
+        )
+    } else {
+        format!(
+            "no executor has {cost} free slots now: the best of the {candidates} that pass the filters has {best_free}"
+        )
+    }
 }
 
 /// A fixed-width set of executor slots.
@@ -541,9 +556,11 @@ impl Placer {
                 Strategy::BinPack => lhs.cmp(&rhs),
             }
         };
+        let mut largest: u32 = 0;
         for i in set.iter() {
             let s = &self.loads[i];
             best_free = best_free.max(s.free());
+            largest = largest.max(s.capacity);
             if u64::from(s.free()) < cost {
                 continue;
             }
@@ -567,7 +584,12 @@ impl Placer {
                     cost: req.cost,
                 });
             }
-            return Err(PlacementError::InsufficientCapacity { cost: req.cost, best_free, candidates: set.len() });
+            return Err(PlacementError::InsufficientCapacity {
+                cost: req.cost,
+                best_free,
+                largest,
+                candidates: set.len(),
+            });
         };
         let mut pick = rng.below(ties);
         let mut chosen = None;
@@ -707,9 +729,9 @@ mod tests {
             (&["zone!=a"], Ok(&[2])),
             (&["gpu!=yes", "zone=a"], Ok(&[1])),
             (&["zone~^[ab]$", "gpu~y"], Ok(&[3])),
-            (&["zone=c"], Err("selector zone=c matched none of the 3")),
-            (&["zone=a", "gpu=no"], Err("selector gpu=no matched none of the 2")),
-            (&["disk~.*"], Err("selector disk~.* matched none")),
+            (&["zone=c"], Err("no executor matches zone=c: it ruled out all 3")),
+            (&["zone=a", "gpu=no"], Err("no executor matches gpu=no: it ruled out all 2")),
+            (&["disk~.*"], Err("no executor matches disk~.*")),
         ];
         for (s, want) in table {
             let mut p = three(Strategy::LeastLoaded);
@@ -742,7 +764,14 @@ mod tests {
         // e2 free 4, e1 free 1, e3 free 0.
         assert_eq!(place(&mut p, 1, 4, &[], &[]), Ok(ExecutorId(2)));
         let e = place(&mut p, 2, 2, &[], &[]).unwrap_err();
-        assert_eq!(e, PlacementError::InsufficientCapacity { cost: 2, best_free: 1, candidates: 3 });
+        assert_eq!(e, PlacementError::InsufficientCapacity { cost: 2, best_free: 1, largest: 8, candidates: 3 });
+        assert_eq!(e.to_string(), "no executor has 2 free slots now: the best of the 3 that pass the filters has 1");
+        let never = place(&mut p, 2, 9, &[], &[]).unwrap_err();
+        assert_eq!(
+            never.to_string(),
+            "no executor has 9 slots: the largest of the 3 that pass the filters has 8, so it cannot be placed until a \
+             larger one joins"
+        );
         // The reservation for t1 is released when e2 reports it; the report then counts it instead.
         p.report(ExecutorId(2), [(&task(1), Epoch(1), 4)], []);
         assert_eq!(p.reservation(&task(1)), None);

@@ -241,11 +241,12 @@ pub enum ExecutorObservation {
         id: u64,
         at: tokio::time::Instant,
     },
-    /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader (the leader heard it after
-    /// `sent`; the acknowledgement may arrive much later, e.g. after a pause).
+    /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader of `leader_epoch` (the leader
+    /// heard it after `sent`; the acknowledgement may arrive much later, e.g. after a pause).
     HeartbeatAcked {
         id: u64,
         sent: tokio::time::Instant,
+        leader_epoch: u64,
     },
     /// Told it was declared offline: every task stopped, registering again.
     Reregister {
@@ -781,7 +782,8 @@ impl Executor {
                     self.drain_progress.notify_waiters();
                 }
                 drop(s);
-                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent: self.clock.instant(sent_at) });
+                let (sent, leader_epoch) = (self.clock.instant(sent_at), epoch.0);
+                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent, leader_epoch });
                 return true;
             }
             if !reregister {

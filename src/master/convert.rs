@@ -99,6 +99,7 @@ pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
         executor_id: r.executor.map_or(0, |e| e.0),
         cost: r.spec.cost,
         progress: String::new(),
+        waiting: job.unplaced().unwrap_or_default().to_owned(),
     }
 }
 

@@ -191,6 +191,31 @@ async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
         .unwrap_or(0))
 }
 
+/// The term's view of the slots, for observers.
+fn capacity_sample(m: &Master, term: &Term, now: Time) -> super::CapacitySample {
+    let placer = term.registry.placer();
+    let executors = term
+        .registry
+        .iter()
+        .filter_map(|v| {
+            let (reported, reserved) = placer.load(v.record.id)?;
+            let id = v.record.id.0;
+            Some(super::ExecutorSlots { id, capacity: v.record.spec.capacity, reported, reserved })
+        })
+        .collect();
+    let reservations = placer
+        .reservations()
+        .map(|r| super::ReservationSample {
+            task: r.task.as_str().to_owned(),
+            executor: r.executor.0,
+            epoch: r.epoch.map_or(0, |e| e.0),
+            cost: r.cost,
+            placed: m.clock.instant(r.placed_at),
+        })
+        .collect();
+    super::CapacitySample { epoch: term.epoch, at: m.clock.instant(now), executors, reservations }
+}
+
 /// A job master to start on an executor, decided by the leader loop.
 pub(crate) struct Dispatch {
     job: JobId,
@@ -366,6 +391,14 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 if !term.jobs.job_master_fits(spec.cost, capacity) {
                     tracing::debug!(job = %id, capacity, "waits: job masters hold their share of the slots");
                     m.stats.reject(Rejection::JobMasterShare);
+                    let held = term.jobs.job_master_slots();
+                    term.jobs.note_unplaced(
+                        &id,
+                        format!(
+                            "waiting for a job-master slot: job masters may hold half of the {capacity} online slots, \
+                             and hold {held}"
+                        ),
+                    );
                     continue;
                 }
                 let task = TaskId::job_master(&id);
@@ -382,6 +415,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                     Err(e) => {
                         tracing::debug!(job = %id, "not placed: {e}");
                         m.stats.reject(Rejection::from(&e));
+                        term.jobs.note_unplaced(&id, e.to_string());
                         continue;
                     }
                 };
@@ -410,6 +444,9 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
             if !dispatches.is_empty() {
                 ops.push(counter_op(keys::job_next_epoch(), term.jobs.next_epoch().0));
             }
+        }
+        if m.observed() {
+            m.observe(super::Observation::Capacity(capacity_sample(m, term, now)));
         }
         term.key.clone()
     };

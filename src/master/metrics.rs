@@ -525,7 +525,10 @@ mod tests {
         let table: [(PlacementError, &str); 3] = [
             (PlacementError::NoExecutors, "no_executors"),
             (PlacementError::ZeroCost, "zero_cost"),
-            (PlacementError::InsufficientCapacity { cost: 2, best_free: 1, candidates: 3 }, "insufficient_capacity"),
+            (
+                PlacementError::InsufficientCapacity { cost: 2, best_free: 1, largest: 4, candidates: 3 },
+                "insufficient_capacity",
+            ),
         ];
         for (e, want) in table {
             assert_eq!(Rejection::from(&e).as_str(), want);

@@ -50,6 +50,38 @@ pub enum Observation {
     /// Most executors expired in one check: this leader suspects it is the one cut off and holds `held` evictions
     /// (for up to `executors.suspect-hold`).
     EvictionsHeld { held: usize, at: tokio::time::Instant },
+    /// What the leader holds of every schedulable executor's slots, after a pass of its loop (reported only when
+    /// someone observes: the simulator's capacity-accounting checks).
+    Capacity(CapacitySample),
+}
+
+/// The leader's view of the slots at one instant.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CapacitySample {
+    pub epoch: LeaderEpoch,
+    pub at: tokio::time::Instant,
+    /// Per schedulable executor: id, capacity, slots its last report counts, slots held by reservations.
+    pub executors: Vec<ExecutorSlots>,
+    pub reservations: Vec<ReservationSample>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExecutorSlots {
+    pub id: u64,
+    pub capacity: u32,
+    pub reported: u32,
+    pub reserved: u32,
+}
+
+/// A reservation: the task, the executor it holds slots on, the incarnation it was made for (0: not given), and
+/// when it was made.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReservationSample {
+    pub task: String,
+    pub executor: u64,
+    pub epoch: u64,
+    pub cost: u32,
+    pub placed: tokio::time::Instant,
 }
 
 /// Receives a master's observations; must not block.
@@ -241,6 +273,12 @@ impl Master {
                 Err(_) => tracing::warn!(master = %self.name(), "could not give the election lease back in time"),
             }
         }
+    }
+
+    /// Whether anyone observes this master (the simulation): observations that cost something to build are
+    /// built only then.
+    pub(crate) fn observed(&self) -> bool {
+        self.observer.is_some()
     }
 
     pub(crate) fn observe(&self, o: Observation) {

@@ -1,0 +1,219 @@
+//! Capacity accounting (design.md §8): every slot the leader holds is explained by something live.
+//!
+//! The leader reports its view of the slots after every pass of its loop ([`Observation::Capacity`]): per
+//! executor what its last report counts and what reservations hold, and every reservation with the incarnation it
+//! was made for and when. Two rules over that trace:
+//! - **Window**: no reservation is older than the reservation TTL (it is given back by then, settled or not).
+//! - **Settled**: a reservation made for an incarnation that started is gone once the leader that holds it has
+//!   taken a heartbeat of its executor sent after that start (and after the placement): that heartbeat listed the
+//!   incarnation running or ended, and either settles it.
+//!
+//! And one over the end of a run ([`capacity_settled`]): once every job has ended and the cluster has settled,
+//! the leader holds nothing beyond what each executor really runs.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
+use foreman::master::{CapacitySample, Observation};
+
+use super::Events;
+use crate::cluster::Seen;
+use crate::harness::Clock;
+
+/// An acknowledged heartbeat: recorded when its reply arrived, sent at, acknowledged by the leader of this epoch.
+#[derive(Clone, Copy, Debug)]
+struct Ack {
+    recorded: Time,
+    sent: Time,
+    leader_epoch: u64,
+}
+
+/// The window and settled rules over a whole run; the first reservation that breaks one, with its ids and times.
+pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> Result<(), String> {
+    // Each incarnation's start, and each executor's acknowledged heartbeats in the order they were sent.
+    let mut started: BTreeMap<(&str, u64), Time> = BTreeMap::new();
+    let mut acks: BTreeMap<u64, Vec<Ack>> = BTreeMap::new();
+    for (at, _, seen) in events {
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+                started.entry((task.as_str(), *epoch)).or_insert(*at);
+            }
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent, leader_epoch }) => {
+                let ack = Ack { recorded: *at, sent: clock.at(*sent), leader_epoch: *leader_epoch };
+                acks.entry(*id).or_default().push(ack);
+            }
+            _ => {}
+        }
+    }
+    for (at, node, seen) in events {
+        let Seen::Master(Observation::Capacity(sample)) = seen else { continue };
+        check_sample(clock, *at, node, sample, ttl, &started, &acks)?;
+    }
+    Ok(())
+}
+
+fn check_sample(
+    clock: &Clock,
+    at: Time,
+    node: &str,
+    sample: &CapacitySample,
+    ttl: Duration,
+    started: &BTreeMap<(&str, u64), Time>,
+    acks: &BTreeMap<u64, Vec<Ack>>,
+) -> Result<(), String> {
+    for r in &sample.reservations {
+        let placed = clock.at(r.placed);
+        let age = at.saturating_since(placed);
+        if age > ttl {
+            return Err(format!(
+                "safety capacity accounting (window) at {at}: {node}, leader of epoch {}, still holds {} slot(s) on \
+                 executor {} for {} epoch {}, reserved at {placed}, {age:?} ago; no reservation outlives the \
+                 reservation TTL {ttl:?}",
+                sample.epoch, r.cost, r.executor, r.task, r.epoch
+            ));
+        }
+        if r.epoch == 0 {
+            continue;
+        }
+        let Some(&start) = started.get(&(r.task.as_str(), r.epoch)) else { continue };
+        // The first heartbeat of its executor sent after the start carries the incarnation, running or ended.
+        let Some(first) = acks.get(&r.executor).and_then(|a| a.iter().find(|a| a.sent > start)) else { continue };
+        let settled = first.sent >= placed && first.recorded <= at && first.leader_epoch == sample.epoch.0;
+        if settled {
+            return Err(format!(
+                "safety capacity accounting (settled) at {at}: {node}, leader of epoch {}, still holds {} slot(s) on \
+                 executor {} for {} epoch {} (reserved at {placed}), although that incarnation started at {start} and \
+                 this leader took the executor's heartbeat sent at {} (acknowledged at {}), which reported it",
+                sample.epoch, r.cost, r.executor, r.task, r.epoch, first.sent, first.recorded
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What one executor node runs, for [`capacity_settled`]: its registered id and the slots of its running tasks.
+#[derive(Clone, Debug)]
+pub struct Running {
+    pub node: String,
+    pub id: Option<u64>,
+    pub slots: u32,
+}
+
+/// Once the cluster has settled: the leader's last view holds no reservation, and the slots each executor's report
+/// counts are exactly what the executor runs; with `idle` (every job ended), that is nothing at all.
+pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Result<(), String> {
+    let Some((at, node, sample)) = events.iter().rev().find_map(|(at, node, seen)| match seen {
+        Seen::Master(Observation::Capacity(s)) => Some((at, node, s)),
+        _ => None,
+    }) else {
+        return Err("liveness capacity accounting: no leader ever reported its slots".to_owned());
+    };
+    if let Some(r) = sample.reservations.first() {
+        return Err(format!(
+            "liveness capacity accounting at {at}: settled, {node} (epoch {}) still holds {} slot(s) on executor {} for \
+             {} epoch {}",
+            sample.epoch, r.cost, r.executor, r.task, r.epoch
+        ));
+    }
+    for e in running {
+        if idle && e.slots > 0 {
+            return Err(format!(
+                "liveness capacity accounting at {at}: every job has ended, but {} still runs tasks of {} slot(s)",
+                e.node, e.slots
+            ));
+        }
+        let Some(id) = e.id else { continue };
+        let Some(held) = sample.executors.iter().find(|x| x.id == id) else { continue };
+        if held.reported + held.reserved != e.slots {
+            return Err(format!(
+                "liveness capacity accounting at {at}: {node} (epoch {}) counts {} reported + {} reserved slot(s) on \
+                 executor {id} ({}), which runs tasks of {} slot(s)",
+                sample.epoch, held.reported, held.reserved, e.node, e.slots
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use foreman::core::ids::LeaderEpoch;
+    use foreman::master::{ExecutorSlots, ReservationSample};
+
+    fn ms(n: u64) -> Time {
+        Time::from_millis(n)
+    }
+
+    fn sample(clock: &Clock, at: u64, reservations: &[(&str, u64, u64)]) -> (Time, String, Seen) {
+        let reservations = reservations
+            .iter()
+            .map(|&(task, epoch, placed)| ReservationSample {
+                task: task.into(),
+                executor: 1,
+                epoch,
+                cost: 1,
+                placed: clock.instant(ms(placed)),
+            })
+            .collect();
+        let executors = vec![ExecutorSlots { id: 1, capacity: 4, reported: 0, reserved: 1 }];
+        let s = CapacitySample { epoch: LeaderEpoch(2), at: clock.instant(ms(at)), executors, reservations };
+        (ms(at), "master-0".into(), Seen::Master(Observation::Capacity(s)))
+    }
+
+    fn ack(clock: &Clock, recorded: u64, sent: u64, leader_epoch: u64) -> (Time, String, Seen) {
+        let o = ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(ms(sent)), leader_epoch };
+        (ms(recorded), "executor-0".into(), Seen::Exec(o))
+    }
+
+    fn started(at: u64, task: &str, epoch: u64) -> (Time, String, Seen) {
+        (ms(at), "executor-0".into(), Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch }))
+    }
+
+    #[test]
+    fn a_reservation_past_its_window_or_past_the_report_that_settles_it_is_caught() {
+        let clock = Clock::start();
+        let ttl = Duration::from_secs(10);
+        let check = |events: &[(Time, String, Seen)]| reservations_explained(&clock, events, ttl);
+        // Within its window, nothing reported yet: fine.
+        assert_eq!(check(&[sample(&clock, 9_000, &[("j/w0", 5, 0)])]), Ok(()));
+        // Past its window: caught, whatever else happened.
+        let err = check(&[sample(&clock, 10_001, &[("j/w0", 5, 0)])]).unwrap_err();
+        assert!(err.contains("(window)") && err.contains("j/w0 epoch 5"), "{err}");
+        // Started at 100, stopped at once; the heartbeat sent at 300 reported it, acknowledged at 310 by this
+        // leader: a sample after that still holding it is a leak.
+        let leak = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        assert!(check(&leak).unwrap_err().contains("(settled)"), "{:?}", check(&leak));
+        // ...but not before the acknowledgement, nor for another leader's acknowledgement, nor for a reservation
+        // made after that heartbeat (a placement held up in the network, made after the incarnation ended).
+        let early = [started(100, "j/w0", 5), sample(&clock, 305, &[("j/w0", 5, 50)]), ack(&clock, 310, 300, 2)];
+        assert_eq!(check(&early), Ok(()));
+        let other = [started(100, "j/w0", 5), ack(&clock, 310, 300, 1), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        assert_eq!(check(&other), Ok(()));
+        let late = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 5, 400)])];
+        assert_eq!(check(&late), Ok(()));
+        // A heartbeat sent before the start says nothing of it; a reservation for another incarnation neither.
+        let before = [ack(&clock, 90, 80, 2), started(100, "j/w0", 5), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        assert_eq!(check(&before), Ok(()));
+        let newer = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 6, 50)])];
+        assert_eq!(check(&newer), Ok(()));
+    }
+
+    #[test]
+    fn a_settled_cluster_holds_what_its_executors_run() {
+        let clock = Clock::start();
+        let idle = |slots| [Running { node: "executor-0".into(), id: Some(1), slots }];
+        let mut s = sample(&clock, 1_000, &[]);
+        if let Seen::Master(Observation::Capacity(c)) = &mut s.2 {
+            c.executors[0].reserved = 0;
+        }
+        assert_eq!(capacity_settled(std::slice::from_ref(&s), &idle(0), true), Ok(()));
+        assert!(capacity_settled(std::slice::from_ref(&s), &idle(1), true).unwrap_err().contains("still runs"));
+        assert!(capacity_settled(std::slice::from_ref(&s), &idle(1), false).unwrap_err().contains("which runs"));
+        let held = sample(&clock, 1_000, &[("j", 3, 900)]);
+        assert!(capacity_settled(&[held], &idle(0), true).unwrap_err().contains("still holds"));
+        assert!(capacity_settled(&[], &idle(0), true).is_err());
+    }
+}
