@@ -334,7 +334,9 @@ impl World {
                         prop_assert_eq!(got, Err(JobError::NotTerminated { id, state }), "step {}", step)
                     }
                     Some(mj) => {
-                        let Ok(record) = got else { return Err(fail(step, format!("delete of {id}: {got:?}"))) };
+                        let Ok(Some(record)) = got else {
+                            return Err(fail(step, format!("delete of {id}: {got:?}")));
+                        };
                         prop_assert_eq!(record.state, mj.state);
                         rule(self.rules.on_delete(now, &id))?;
                         self.m.jobs.remove(&id);

@@ -523,6 +523,8 @@ async fn metrics_show_every_listed_metric_and_move_with_the_cluster() {
     assert_eq!(sample(&text, "foreman_executor_heartbeat_gap_seconds_count"), Some(0.0));
     assert_eq!(sample(&text, "foreman_fenced_writes_total"), Some(0.0));
     assert_eq!(sample(&text, "foreman_unknown_writes_total"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_corrupt_records{kind=\"job\"}"), Some(0.0));
+    assert_eq!(sample(&text, "foreman_corrupt_records{kind=\"executor\"}"), Some(0.0));
 
     // An executor: the registry gauges and the heartbeat gaps move, and the cluster views show it.
     let (executor, epoch) = t.register_executor("e1", 4).await;

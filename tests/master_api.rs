@@ -60,6 +60,12 @@ impl TestMaster {
     /// Starts a master named `m-<name>` over the embedded store of cluster `test-<name>` and waits until it leads
     /// and serves.
     async fn start(name: &str) -> TestMaster {
+        let store = MetaStore::embedded(&format!("test-{name}"), None).expect("an embedded store");
+        TestMaster::start_on(name, store).await
+    }
+
+    /// The same over `store` (of cluster `test-<name>`), which other masters may have used before.
+    async fn start_on(name: &str, store: MetaStore) -> TestMaster {
         // Bound before the master is configured: the port is ours, no race with other tests.
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
         let address = incoming.local_addr().expect("bound address").to_string();
@@ -73,7 +79,6 @@ impl TestMaster {
         cfg.fill_derived();
         let warnings = cfg.validate().unwrap_or_else(|e| panic!("the test configuration is refused: {e}"));
         eprintln!("master {name} at {address}; configuration warnings: {warnings:?}");
-        let store = MetaStore::embedded(&cfg.cluster, None).expect("an embedded store");
         let m = Master::new(cfg, store, 7);
 
         common::serve_grpc(m.clone(), incoming);
@@ -282,8 +287,8 @@ async fn create_job_refuses_bad_input_and_changes_nothing() {
             "job.config.workers",
         ),
         (
-            "target 0",
-            with(&|j| j.config = br#"{"workers": 1, "target": 0, "tick_ms": 10}"#.to_vec()),
+            "target above the maximum",
+            with(&|j| j.config = br#"{"workers": 1, "target": 1000000001, "tick_ms": 10}"#.to_vec()),
             "job.config.target",
         ),
         ("tick missing", with(&|j| j.config = br#"{"workers": 1, "target": 1}"#.to_vec()), "job.config.tick_ms"),
@@ -819,4 +824,72 @@ async fn a_create_token_makes_repeats_safe_and_keeps_a_deleted_job_deleted() {
         Reason::InvalidArgument,
         "request_id",
     );
+}
+
+/// A job record in the store that does not decode is shown as corrupt, never as missing: `GetJob` says where it is
+/// and what is wrong, `ListJobs` lists it (and filters on it), a cancel and a create of its id are refused without
+/// touching it, the metrics count it, and a delete removes it, after which the id is free again. A record stored
+/// under another job's key is corrupt the same way.
+#[tokio::test]
+async fn corrupt_job_records_are_shown_refused_counted_and_deletable() {
+    let store = MetaStore::embedded("test-corrupt", None).expect("an embedded store");
+    let t = TestMaster::start_on("corrupt", store.clone()).await;
+    for id in ["good", "victim"] {
+        t.create(fake_job(id)).await.expect("created");
+    }
+    let good = store.get("jobs/good").await.expect("read").expect("stored");
+    // A torn value, and a valid record of another job under an id of its own.
+    let garbage = br#"{"id":"victim","spec":{"job_type":"fa"#.to_vec();
+    let put = |key: &str, value: Vec<u8>| foreman::meta::Op::Put { key: key.into(), value, lease: None };
+    assert!(store.txn(&[], &[put("jobs/victim", garbage.clone()), put("jobs/impostor", good)]).await.expect("written"));
+    // The next leader reads the store afresh.
+    drop(t);
+    let t = TestMaster::start_on("corrupt", store.clone()).await;
+
+    let victim = t.get("victim", false).await.expect("a corrupt job is still found");
+    assert_eq!(victim.state, pb::JobState::Corrupt as i32, "{victim:?}");
+    let error = victim.error.clone().expect("the job says what is wrong");
+    assert_eq!(error.reason, "JOB_RECORD_CORRUPT");
+    for part in ["jobs/victim", "does not decode", "EOF while parsing", "foreman job delete victim"] {
+        assert!(error.message.contains(part), "{part:?} missing from {:?}", error.message);
+    }
+    let impostor = t.get("impostor", false).await.expect("found");
+    assert!(impostor.error.expect("an error").message.contains("it holds the record of job good"));
+
+    let all = t.list(pb::ListJobsRequest::default()).await.expect("listed");
+    let states: Vec<(String, i32)> = all.jobs.iter().map(|j| (j.id.clone(), j.state)).collect();
+    let corrupt = pb::JobState::Corrupt as i32;
+    let created = pb::JobState::Created as i32;
+    assert_eq!(
+        states,
+        [("good".into(), created), ("impostor".into(), corrupt), ("victim".into(), corrupt)],
+        "every job, corrupt or not, in id order"
+    );
+    let only = t.list(pb::ListJobsRequest { state: corrupt, ..Default::default() }).await.expect("listed");
+    assert_eq!(only.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["impostor", "victim"]);
+    let typed = t.list(pb::ListJobsRequest { r#type: "fake".into(), ..Default::default() }).await.expect("listed");
+    assert_eq!(typed.jobs.iter().map(|j| j.id.as_str()).collect::<Vec<_>>(), ["good"], "a corrupt record has no type");
+    let paged = t.list(pb::ListJobsRequest { page_size: 1, page_token: "good".into(), ..Default::default() });
+    assert_eq!(paged.await.expect("listed").jobs[0].id, "impostor");
+
+    let cancel = t.jobs.clone().cancel_job(pb::CancelJobRequest { id: "victim".into() }).await;
+    assert_refused("cancel", cancel, Code::FailedPrecondition, Reason::JobRecordCorrupt, "jobs/victim");
+    assert_refused(
+        "a create over it",
+        t.create(fake_job("victim")).await,
+        Code::FailedPrecondition,
+        Reason::JobRecordCorrupt,
+        "delete it first",
+    );
+    assert_eq!(store.get("jobs/victim").await.expect("read"), Some(garbage), "the record was overwritten");
+    let metrics = t.m.metrics_text();
+    for line in ["foreman_corrupt_records{kind=\"job\"} 2", "foreman_jobs{state=\"corrupt\"} 2"] {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
+    }
+
+    t.jobs.clone().delete_job(pb::DeleteJobRequest { id: "victim".into() }).await.expect("deleted");
+    assert_eq!(store.get("jobs/victim").await.expect("read"), None);
+    assert_refused("gone", t.get("victim", false).await, Code::NotFound, Reason::JobNotFound, "victim");
+    t.create(fake_job("victim")).await.expect("the id is free again");
+    assert!(t.m.metrics_text().lines().any(|l| l == "foreman_corrupt_records{kind=\"job\"} 1"));
 }

@@ -242,6 +242,8 @@ pub enum StateFilter {
     Finished,
     Canceled,
     Failed,
+    /// Jobs whose stored record does not decode (they can only be deleted).
+    Corrupt,
 }
 
 impl StateFilter {
@@ -253,6 +255,7 @@ impl StateFilter {
             StateFilter::Finished => pb::JobState::Finished,
             StateFilter::Canceled => pb::JobState::Canceled,
             StateFilter::Failed => pb::JobState::Failed,
+            StateFilter::Corrupt => pb::JobState::Corrupt,
         }
     }
 }
@@ -355,6 +358,9 @@ pub enum CliError {
     /// A waited-for job was canceled.
     #[error("job {id} was canceled")]
     JobCanceled { id: String },
+    /// A waited-for job's stored record is corrupt: it will never run. The message is escaped server text.
+    #[error("job {id} will never end: {message} (JOB_RECORD_CORRUPT)")]
+    JobCorrupt { id: String, message: String },
     /// `--wait-timeout` passed before the job ended; `last` is what the last poll saw, if one was answered.
     #[error("{}", wait::timed_out_text(id, *waited, last.as_ref()))]
     WaitTimedOut { id: String, waited: Duration, last: Option<progress::Sighting> },

@@ -26,7 +26,8 @@ pub struct JobView {
     pub id: String,
     #[serde(rename = "type")]
     pub job_type: String,
-    /// Lowercase: `created`, `running`, `canceling`, `finished`, `canceled`, `failed`; `UNKNOWN(n)` otherwise.
+    /// Lowercase: `created`, `running`, `canceling`, `finished`, `canceled`, `failed`, or `corrupt` (its stored
+    /// record does not decode; `error` says where); `UNKNOWN(n)` otherwise.
     pub state: String,
     pub restarts: u32,
     /// The newest job master incarnation's epoch; 0 before the first.
@@ -137,6 +138,7 @@ pub fn job_state_name(value: i32) -> String {
         Ok(pb::JobState::Finished) => "finished",
         Ok(pb::JobState::Canceled) => "canceled",
         Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Corrupt) => "corrupt",
         Err(_) => return unknown(value),
     };
     name.to_owned()
@@ -489,7 +491,8 @@ mod tests {
             (4, "finished", "UNKNOWN(4)", "UNKNOWN(4)"),
             (5, "canceled", "UNKNOWN(5)", "UNKNOWN(5)"),
             (6, "failed", "UNKNOWN(6)", "UNKNOWN(6)"),
-            (7, "UNKNOWN(7)", "UNKNOWN(7)", "UNKNOWN(7)"),
+            (7, "corrupt", "UNKNOWN(7)", "UNKNOWN(7)"),
+            (8, "UNKNOWN(8)", "UNKNOWN(8)", "UNKNOWN(8)"),
             (-1, "UNKNOWN(-1)", "UNKNOWN(-1)", "UNKNOWN(-1)"),
         ];
         for (value, state, status, op) in table {

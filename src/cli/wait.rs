@@ -35,9 +35,12 @@ pub struct WaitOptions {
     pub timeout: Option<Duration>,
 }
 
-/// Whether a job in this state will never change again.
+/// Whether a job in this state will never change again (a corrupt record changes only by its deletion).
 pub fn is_terminal(state: i32) -> bool {
-    matches!(pb::JobState::try_from(state), Ok(pb::JobState::Finished | pb::JobState::Canceled | pb::JobState::Failed))
+    matches!(
+        pb::JobState::try_from(state),
+        Ok(pb::JobState::Finished | pb::JobState::Canceled | pb::JobState::Failed | pb::JobState::Corrupt)
+    )
 }
 
 /// How a job that ended ends the command: nothing for a finished job, otherwise the error that sets the exit code.
@@ -49,6 +52,10 @@ pub fn verdict(job: &pb::Job) -> Option<CliError> {
             Some(CliError::JobFailed { id, reason: sanitize(&error.reason), message: sanitize(&error.message) })
         }
         Ok(pb::JobState::Canceled) => Some(CliError::JobCanceled { id }),
+        Ok(pb::JobState::Corrupt) => {
+            let message = sanitize(&job.error.clone().unwrap_or_default().message);
+            Some(CliError::JobCorrupt { id, message })
+        }
         _ => None,
     }
 }
@@ -159,6 +166,7 @@ mod tests {
             (pb::JobState::Finished as i32, true, 0),
             (pb::JobState::Canceled as i32, true, 4),
             (pb::JobState::Failed as i32, true, 3),
+            (pb::JobState::Corrupt as i32, true, 1),
             (42, false, 0),
         ];
         for (state, terminal, code) in table {

@@ -261,10 +261,31 @@ impl Job {
     }
 }
 
+/// A job record in the metastore that does not decode (or names another job than its key): the job exists, but
+/// nothing about it can be trusted. It is shown as corrupt, never run, and can only be deleted; a create of its id
+/// is refused, so that it is never silently overwritten.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptRecord {
+    /// Where it is stored.
+    pub key: String,
+    /// Why it cannot be read, e.g. the decoder's error with its line and column.
+    pub problem: String,
+    /// Its size in bytes.
+    pub len: usize,
+}
+
+impl fmt::Display for CorruptRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "its record at {} ({} bytes) is corrupt: {}", self.key, self.len, self.problem)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum JobError {
     #[error("job {id} does not exist")]
     NotFound { id: JobId },
+    #[error("job {id} exists, but {record}; delete it first (foreman job delete {id})")]
+    Corrupt { id: JobId, record: CorruptRecord },
     #[error("job {id} already exists")]
     AlreadyExists { id: JobId },
     #[error("job {id} is {state}; only a finished, canceled or failed job can be deleted: cancel it first")]
@@ -326,13 +347,15 @@ pub enum Verdict {
 pub struct Jobs {
     policy: JobPolicy,
     jobs: BTreeMap<JobId, Job>,
+    /// Jobs whose records do not decode: shown, refused for everything but a delete, never run.
+    corrupt: BTreeMap<JobId, CorruptRecord>,
     next_epoch: Epoch,
 }
 
 impl Jobs {
     /// No jobs: the first leader of a new cluster.
     pub fn new(policy: JobPolicy) -> Jobs {
-        Jobs { policy, jobs: BTreeMap::new(), next_epoch: Epoch(1) }
+        Jobs { policy, jobs: BTreeMap::new(), corrupt: BTreeMap::new(), next_epoch: Epoch(1) }
     }
 
     /// A new leader's jobs, from the metastore at `now`. Jobs whose job master may be alive wait in
@@ -403,12 +426,35 @@ impl Jobs {
     }
 
     fn job_mut(&mut self, id: &JobId) -> Result<&mut Job, JobError> {
+        if let Some(record) = self.corrupt.get(id) {
+            return Err(JobError::Corrupt { id: id.clone(), record: record.clone() });
+        }
         self.jobs.get_mut(id).ok_or_else(|| JobError::NotFound { id: id.clone() })
+    }
+
+    /// The record of job `id` does not decode: the job is known only as corrupt from now on (until it is
+    /// deleted), whatever was known of it before.
+    pub fn note_corrupt(&mut self, id: JobId, record: CorruptRecord) {
+        self.jobs.remove(&id);
+        self.corrupt.insert(id, record);
+    }
+
+    /// Job `id`'s record, if it is corrupt.
+    pub fn corrupt(&self, id: &JobId) -> Option<&CorruptRecord> {
+        self.corrupt.get(id)
+    }
+
+    /// Every corrupt job, in id order.
+    pub fn corrupt_jobs(&self) -> impl Iterator<Item = (&JobId, &CorruptRecord)> {
+        self.corrupt.iter()
     }
 
     /// Accepts a new job. The caller persists the record (creating it only if absent) before acknowledging, and
     /// calls [`Jobs::forget`] if that fails.
     pub fn create(&mut self, id: JobId, spec: JobSpec) -> Result<JobRecord, JobError> {
+        if let Some(record) = self.corrupt.get(&id) {
+            return Err(JobError::Corrupt { id, record: record.clone() });
+        }
         if self.jobs.contains_key(&id) {
             return Err(JobError::AlreadyExists { id });
         }
@@ -441,6 +487,7 @@ impl Jobs {
 
     /// Replaces a job with what the metastore holds (to settle a write whose outcome was unknown).
     pub fn reload(&mut self, now: Time, record: Option<JobRecord>, id: &JobId) {
+        self.corrupt.remove(id);
         match record {
             None => {
                 self.jobs.remove(id);
@@ -485,13 +532,29 @@ impl Jobs {
         Ok((job.record.state, step))
     }
 
-    /// Deletes a terminal job. The caller removes its record and everything stored under it.
-    pub fn delete(&mut self, id: &JobId) -> Result<JobRecord, JobError> {
+    /// Whether job `id` may be deleted now: it ended, or its record is corrupt (nothing of it can run). The caller
+    /// removes its record and everything stored under it, then calls [`Jobs::delete`].
+    pub fn may_delete(&self, id: &JobId) -> Result<(), JobError> {
+        if self.corrupt.contains_key(id) {
+            return Ok(());
+        }
         let job = self.jobs.get(id).ok_or_else(|| JobError::NotFound { id: id.clone() })?;
         if !job.record.state.is_terminal() {
             return Err(JobError::NotTerminated { id: id.clone(), state: job.record.state });
         }
-        Ok(self.jobs.remove(id).expect("checked above").record)
+        Ok(())
+    }
+
+    /// Deletes a terminal or corrupt job (its record is gone from the metastore); the record, if it was readable.
+    pub fn delete(&mut self, id: &JobId) -> Result<Option<JobRecord>, JobError> {
+        if self.corrupt.remove(id).is_some() {
+            return Ok(None);
+        }
+        let job = self.jobs.get(id).ok_or_else(|| JobError::NotFound { id: id.clone() })?;
+        if !job.record.state.is_terminal() {
+            return Err(JobError::NotTerminated { id: id.clone(), state: job.record.state });
+        }
+        Ok(Some(self.jobs.remove(id).expect("checked above").record))
     }
 
     /// Jobs that should get a job master now: waiting, not canceled, and allowed by their backoff; in id order.
@@ -706,6 +769,9 @@ impl Jobs {
 
     /// Checks the invariants; the message names the one broken and the job.
     pub fn check(&self) -> Result<(), String> {
+        if let Some(id) = self.corrupt.keys().find(|id| self.jobs.contains_key(*id)) {
+            return Err(format!("jobs: {id} is both corrupt and known"));
+        }
         for (id, j) in &self.jobs {
             if &j.record.id != id {
                 return Err(format!("jobs: entry {id} holds record {}", j.record.id));
@@ -909,7 +975,7 @@ mod tests {
         assert!(matches!(jobs.delete(&j), Err(JobError::NotTerminated { state: JobState::Running, .. })));
         jobs.on_exit(ms(50), &j, e, ExitOutcome::Finished);
         assert_eq!(jobs.cancel(ms(60), &j).unwrap(), (JobState::Finished, Step::default()));
-        assert_eq!(jobs.delete(&j).unwrap().state, JobState::Finished);
+        assert_eq!(jobs.delete(&j).unwrap().map(|r| r.state), Some(JobState::Finished));
         assert_eq!(jobs.cancel(ms(60), &j), Err(JobError::NotFound { id: j.clone() }));
         assert_eq!(jobs.delete(&j), Err(JobError::NotFound { id: j.clone() }));
         // A deleted id may be created again; its epochs continue from the shared counter.

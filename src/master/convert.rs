@@ -5,7 +5,7 @@ use tonic::Status;
 
 use crate::core::ids::JobId;
 use crate::core::ids::{Epoch, TaskId};
-use crate::core::job::{FailureReason, Job, JobState};
+use crate::core::job::{CorruptRecord, FailureReason, Job, JobState};
 use crate::core::labels::{Selector, SelectorOp};
 use crate::core::registry::{EndedTask, ExecutorView, ReportedTask, Status as ExecStatus, TaskKind, ENDED_TASKS_MAX};
 use crate::core::time::{millis_of, Time};
@@ -65,9 +65,17 @@ pub fn state_to_wire(s: JobState) -> pb::JobState {
     }
 }
 
-pub fn state_from_wire(field: &str, wire: i32) -> Result<Option<JobState>, Status> {
-    Ok(Some(match pb::JobState::try_from(wire) {
+/// What `ListJobs` keeps: jobs in one state of their life, or the jobs whose records are corrupt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StateFilter {
+    State(JobState),
+    Corrupt,
+}
+
+pub fn state_from_wire(field: &str, wire: i32) -> Result<Option<StateFilter>, Status> {
+    let state = match pb::JobState::try_from(wire) {
         Ok(pb::JobState::Unspecified) => return Ok(None),
+        Ok(pb::JobState::Corrupt) => return Ok(Some(StateFilter::Corrupt)),
         Ok(pb::JobState::Created) => JobState::Created,
         Ok(pb::JobState::Running) => JobState::Running,
         Ok(pb::JobState::Canceling) => JobState::Canceling,
@@ -75,7 +83,21 @@ pub fn state_from_wire(field: &str, wire: i32) -> Result<Option<JobState>, Statu
         Ok(pb::JobState::Canceled) => JobState::Canceled,
         Ok(pb::JobState::Failed) => JobState::Failed,
         Err(_) => return Err(invalid_argument(field, format!("{wire} is not a job state"))),
-    }))
+    };
+    Ok(Some(StateFilter::State(state)))
+}
+
+/// A job whose record is corrupt, as the API shows it: its id, the state `CORRUPT`, and where and why in `error`.
+pub fn corrupt_job_to_wire(id: &JobId, record: &CorruptRecord) -> pb::Job {
+    pb::Job {
+        id: id.as_str().to_owned(),
+        state: pb::JobState::Corrupt as i32,
+        error: Some(pb::JobError {
+            reason: "JOB_RECORD_CORRUPT".to_owned(),
+            message: format!("{record}; it cannot run: delete it (foreman job delete {id})"),
+        }),
+        ..Default::default()
+    }
 }
 
 fn failure_reason(r: FailureReason) -> String {

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use super::metrics::Rejection;
 use super::Master;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
-use crate::core::job::{JobPolicy, JobRecord, JobSpec, Jobs, Step, Verdict as JobVerdict};
+use crate::core::job::{CorruptRecord, JobPolicy, JobRecord, JobSpec, Jobs, Step, Verdict as JobVerdict};
 use crate::core::placement::{PlacementRequest, ResourcePin};
 use crate::core::registry::{EndedTask, ExecutorRecord, ExecutorSpec, Registry, RegistryError, ReportedTask};
 use crate::core::rng::{Rng, SplitMix64};
@@ -35,6 +35,26 @@ pub struct Term {
     pub masters: Workers,
     /// What each job's current job master last said of its progress (memory only; shown by GetJob/ListJobs).
     pub progress: std::collections::BTreeMap<JobId, String>,
+    /// Stored records found corrupt when the term began that the API cannot name (an executor record, or a job
+    /// record under a key that is no job id): counted by the metrics. Corrupt job records are in `jobs`.
+    pub corrupt_unnamed: CorruptCounts,
+}
+
+/// Corrupt records of each kind that the API cannot show.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CorruptCounts {
+    pub executors: u64,
+    pub jobs: u64,
+}
+
+/// A job record read from the metastore: the record, or why it cannot be trusted.
+fn decode_job(key: &str, value: &[u8]) -> Result<JobRecord, CorruptRecord> {
+    let corrupt = |problem: String| CorruptRecord { key: key.to_owned(), problem, len: value.len() };
+    match serde_json::from_slice::<JobRecord>(value) {
+        Ok(r) if keys::job(r.id.as_str()) == key => Ok(r),
+        Ok(r) => Err(corrupt(format!("it holds the record of job {}", r.id))),
+        Err(e) => Err(corrupt(format!("it does not decode: {e}"))),
+    }
 }
 
 impl Term {
@@ -135,23 +155,33 @@ async fn timed<T>(m: &Master, f: impl std::future::Future<Output = Result<T, Met
 async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term, MetaError> {
     let store = &m.store;
     let mut executors = vec![];
+    let mut unnamed = CorruptCounts::default();
     for (k, v) in timed(m, store.list(&keys::executors_prefix())).await? {
         if keys::executor_id_of(&k).is_none() {
             continue;
         }
         match serde_json::from_slice::<ExecutorRecord>(&v) {
             Ok(r) => executors.push(r),
-            Err(e) => warn!(key = %k, "skipping an executor record that does not decode: {e}"),
+            Err(e) => {
+                // Its executor is unknown to this leader: its next heartbeat makes it register again.
+                warn!(key = %k, "an executor record does not decode: {e}; its executor will register again");
+                unnamed.executors += 1;
+            }
         }
     }
     let next_id = read_counter(m, &keys::executor_next_id()).await?;
     let mut jobs = vec![];
+    let mut corrupt = vec![];
     for (k, v) in timed(m, store.list(&keys::jobs_prefix())).await? {
-        match serde_json::from_slice::<JobRecord>(&v) {
-            Ok(r) if keys::job(r.id.as_str()) == k => jobs.push(r),
-            Ok(_) => warn!(key = %k, "skipping a job record stored under another key"),
-            Err(_) if k == keys::job_next_epoch() => {}
-            Err(e) => warn!(key = %k, "skipping a job record that does not decode: {e}"),
+        match decode_job(&k, &v) {
+            Ok(r) => jobs.push(r),
+            Err(record) => {
+                warn!(key = %k, "a job record is corrupt: {}; the job is shown as corrupt until it is deleted", record.problem);
+                match keys::job_id_of(&k).and_then(|id| JobId::parse(id).ok()) {
+                    Some(id) => corrupt.push((id, record)),
+                    None => unnamed.jobs += 1,
+                }
+            }
         }
     }
     let next_epoch = read_counter(m, &keys::job_next_epoch()).await?;
@@ -168,7 +198,10 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
         ExecutorId(next_id.max(1)),
         executors,
     );
-    let jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
+    let mut jobs = Jobs::restore(job_policy(m), now, Epoch(next_epoch.max(1)), jobs);
+    for (id, record) in corrupt {
+        jobs.note_corrupt(id, record);
+    }
     let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
     let mut masters = Workers::recover(now, Epoch(epoch.0), m.cfg.worker_timing(), expected)
         .with_dispatch_window(m.cfg.rpc.request_timeout);
@@ -181,7 +214,7 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     if m.planted(crate::planted::Planted::SlotLeak) {
         registry.placer_mut().plant_slot_leak();
     }
-    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
+    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default(), corrupt_unnamed: unnamed })
 }
 
 async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
@@ -255,8 +288,9 @@ impl Master {
     /// re-read fails, memory cannot be trusted: the term ends.
     async fn settle_jobs(&self, key: &LeaderKey, ids: &[JobId]) -> Result<(), String> {
         for id in ids {
-            let stored = match timed(self, self.store.get(&keys::job(id.as_str()))).await {
-                Ok(v) => v.and_then(|v| serde_json::from_slice::<JobRecord>(&v).ok()),
+            let key_of_job = keys::job(id.as_str());
+            let stored = match timed(self, self.store.get(&key_of_job)).await {
+                Ok(v) => v.map(|v| decode_job(&key_of_job, &v)),
                 Err(e) => {
                     self.step_down_now("a write could not be settled");
                     return Err(format!("could not settle job {id}: {e}"));
@@ -264,8 +298,12 @@ impl Master {
             };
             let now = self.clock.now();
             let mut inner = self.lock();
-            match inner.term.as_mut() {
-                Some(t) if &t.key == key => t.jobs.reload(now, stored, id),
+            match (inner.term.as_mut(), stored) {
+                (Some(t), Some(Err(record))) if &t.key == key => {
+                    warn!(job = %id, "the job's record is corrupt: {}", record.problem);
+                    t.jobs.note_corrupt(id.clone(), record);
+                }
+                (Some(t), stored) if &t.key == key => t.jobs.reload(now, stored.and_then(Result::ok), id),
                 _ => return Err("the term ended".into()),
             }
         }
@@ -712,6 +750,9 @@ impl Master {
 
     fn job_view(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
         self.with_term(|t, _, _| {
+            if let Some(record) = t.jobs.corrupt(id) {
+                return Ok(super::convert::corrupt_job_to_wire(id, record));
+            }
             t.jobs
                 .get(id)
                 .map(|j| t.job_to_wire(j, include_config))
@@ -735,22 +776,39 @@ impl Master {
         let state = super::convert::state_from_wire("state", req.state)?;
         let after =
             if req.page_token.is_empty() { None } else { Some(super::convert::job_id("page_token", &req.page_token)?) };
+        use super::convert::StateFilter;
         self.with_term(|t, _, _| {
+            // Readable jobs and corrupt records, merged in id order.
+            let mut readable = t.jobs.iter().peekable();
+            let mut corrupt = t.jobs.corrupt_jobs().peekable();
             let mut jobs = vec![];
             let mut more = false;
-            for j in t.jobs.iter() {
-                if after.as_ref().is_some_and(|a| j.id() <= a) {
+            loop {
+                let take_corrupt = match (readable.peek(), corrupt.peek()) {
+                    (None, None) => break,
+                    (Some(j), Some((id, _))) => *id < j.id(),
+                    (None, Some(_)) => true,
+                    (Some(_), None) => false,
+                };
+                let (id, wire) = if take_corrupt {
+                    let (id, record) = corrupt.next().expect("peeked");
+                    let keep = req.r#type.is_empty() && matches!(state, None | Some(StateFilter::Corrupt));
+                    (id, keep.then(|| super::convert::corrupt_job_to_wire(id, record)))
+                } else {
+                    let j = readable.next().expect("peeked");
+                    let keep = (req.r#type.is_empty() || j.spec().job_type == req.r#type)
+                        && state.is_none_or(|s| s == StateFilter::State(j.state()));
+                    (j.id(), keep.then(|| t.job_to_wire(j, req.include_config)))
+                };
+                if after.as_ref().is_some_and(|a| id <= a) {
                     continue;
                 }
-                if (!req.r#type.is_empty() && j.spec().job_type != req.r#type) || state.is_some_and(|s| j.state() != s)
-                {
-                    continue;
-                }
+                let Some(wire) = wire else { continue };
                 if jobs.len() == size {
                     more = true;
                     break;
                 }
-                jobs.push(t.job_to_wire(j, req.include_config));
+                jobs.push(wire);
             }
             let next_page_token =
                 if more { jobs.last().map(|j| j.id.clone()).unwrap_or_default() } else { String::new() };
@@ -772,15 +830,10 @@ impl Master {
     pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
         let _write = self.write.lock().await;
         let (key, request) = self.with_term(|t, _, _| {
-            let job =
-                t.jobs.get(id).ok_or_else(|| Status::from(crate::core::job::JobError::NotFound { id: id.clone() }))?;
-            if !job.state().is_terminal() {
-                return Err(Status::from(crate::core::job::JobError::NotTerminated {
-                    id: id.clone(),
-                    state: job.state(),
-                }));
-            }
-            Ok((t.key.clone(), job.spec().request.clone()))
+            t.jobs.may_delete(id).map_err(Status::from)?;
+            // A corrupt record's create token is unknown: no tombstone is left for it.
+            let request = t.jobs.get(id).map(|j| j.spec().request.clone()).unwrap_or_default();
+            Ok((t.key.clone(), request))
         })?;
         // Everything stored for the job goes with it, in the same guarded transactions as the record.
         let mut ops = vec![];

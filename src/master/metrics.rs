@@ -212,11 +212,12 @@ pub enum Metric {
     Rejections,
     FencedWrites,
     UnknownWrites,
+    CorruptRecords,
 }
 
 impl Metric {
     /// Every family, in the order of the exposition.
-    pub const ALL: [Metric; 12] = [
+    pub const ALL: [Metric; 13] = [
         Metric::IsLeader,
         Metric::LeaderEpoch,
         Metric::Terms,
@@ -229,6 +230,7 @@ impl Metric {
         Metric::Rejections,
         Metric::FencedWrites,
         Metric::UnknownWrites,
+        Metric::CorruptRecords,
     ];
 
     pub fn family(self) -> Family {
@@ -272,9 +274,12 @@ impl Metric {
                  (compare with the heartbeat interval and the offline TTL). The first heartbeat of a term is not \
                  observed.",
             ),
-            Metric::Jobs => {
-                ("foreman_jobs", Kind::Gauge, "Jobs by state, as the leader holds them. Only the leader has samples.")
-            }
+            Metric::Jobs => (
+                "foreman_jobs",
+                Kind::Gauge,
+                "Jobs by state, as the leader holds them; corrupt: jobs whose stored record does not decode (they \
+                 never run and can only be deleted). Only the leader has samples.",
+            ),
             Metric::Placements => (
                 "foreman_placements_total",
                 Kind::Counter,
@@ -296,6 +301,13 @@ impl Metric {
                 Kind::Counter,
                 "Metastore writes whose outcome was unknown (no answer in time) and had to be settled by a re-read.",
             ),
+            Metric::CorruptRecords => (
+                "foreman_corrupt_records",
+                Kind::Gauge,
+                "Stored records the leader found corrupt (they do not decode, or name another id than their key), \
+                 by kind: job (shown as corrupt until deleted) or executor (its executor registers again). Only the \
+                 leader has samples.",
+            ),
         };
         Family { name, kind, help }
     }
@@ -311,6 +323,11 @@ pub struct TermGauges {
     pub slots_used: u64,
     /// Jobs per state, in the order of [`JobState::ALL`].
     pub jobs: [u64; JobState::ALL.len()],
+    /// Jobs whose records are corrupt and that the API shows (their ids are job ids).
+    pub jobs_corrupt: u64,
+    /// Corrupt records by kind, all of them.
+    pub corrupt_job_records: u64,
+    pub corrupt_executor_records: u64,
 }
 
 /// The gauges of one scrape: the master's role, and its term's view when it leads and serves.
@@ -358,6 +375,7 @@ pub fn render(gauges: &Gauges, stats: &Stats) -> String {
                     for (state, count) in JobState::ALL.iter().zip(t.jobs) {
                         out.sample(n, &[("state", &job_state_label(*state))], count);
                     }
+                    out.sample(n, &[("state", "corrupt")], t.jobs_corrupt);
                 }
             }
             Metric::Placements => {
@@ -371,6 +389,12 @@ pub fn render(gauges: &Gauges, stats: &Stats) -> String {
             }
             Metric::FencedWrites => out.sample(n, &[], load(&stats.fenced_writes)),
             Metric::UnknownWrites => out.sample(n, &[], load(&stats.unknown_writes)),
+            Metric::CorruptRecords => {
+                if let Some(t) = &gauges.term {
+                    out.sample(n, &[("kind", "job")], t.corrupt_job_records);
+                    out.sample(n, &[("kind", "executor")], t.corrupt_executor_records);
+                }
+            }
         }
     }
     out.text
@@ -401,6 +425,9 @@ impl super::Master {
                 g.jobs[i] += 1;
             }
         }
+        g.jobs_corrupt = t.jobs.corrupt_jobs().count() as u64;
+        g.corrupt_job_records = g.jobs_corrupt + t.corrupt_unnamed.jobs;
+        g.corrupt_executor_records = t.corrupt_unnamed.executors;
         Gauges { serving: true, epoch: epoch.0, term: Some(g) }
     }
 
@@ -476,6 +503,9 @@ mod tests {
                 slots_capacity: 8,
                 slots_used: 3,
                 jobs,
+                jobs_corrupt: 1,
+                corrupt_job_records: 2,
+                corrupt_executor_records: 0,
             }),
         };
         let stats = Stats::default();
@@ -485,6 +515,9 @@ mod tests {
         for line in [
             "foreman_is_leader 1",
             "foreman_leader_epoch 7",
+            "foreman_jobs{state=\"corrupt\"} 1",
+            "foreman_corrupt_records{kind=\"job\"} 2",
+            "foreman_corrupt_records{kind=\"executor\"} 0",
             "foreman_executors{state=\"online\"} 2",
             "foreman_executors{state=\"unconfirmed\"} 1",
             "foreman_executor_slots{kind=\"used\"} 3",

@@ -80,6 +80,11 @@ pub fn job(id: &str) -> String {
     format!("jobs/{id}")
 }
 
+/// The job id a job record's key names (not validated as a job id).
+pub fn job_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix("jobs/")
+}
+
 /// Every job's record.
 pub fn jobs_prefix() -> String {
     "jobs/".to_owned()

@@ -11,6 +11,7 @@
 //! | `JOB_DELETED` | `FailedPrecondition` | `CreateJob` repeating the request that created a job deleted since |
 //! | `JOB_NOT_TERMINATED` | `FailedPrecondition` | `DeleteJob` of a job that has not ended |
 //! | `JOB_NOT_STARTABLE` | `FailedPrecondition` | a job master start for a job that cannot start |
+//! | `JOB_RECORD_CORRUPT` | `FailedPrecondition` | a job whose stored record does not decode: it can only be deleted |
 //! | `EXECUTOR_OFFLINE` | `FailedPrecondition` | a heartbeat from an executor declared offline: register again |
 //! | `UNKNOWN_EXECUTOR` | `NotFound` | an executor id this cluster never issued |
 //! | `TASK_ALREADY_RUNNING` | `FailedPrecondition` | a dispatch of a task id the executor already runs |
@@ -47,6 +48,7 @@ pub enum Reason {
     JobDeleted,
     JobNotTerminated,
     JobNotStartable,
+    JobRecordCorrupt,
     ExecutorOffline,
     UnknownExecutor,
     TaskAlreadyRunning,
@@ -69,6 +71,7 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::JobDeleted, "JOB_DELETED", Code::FailedPrecondition),
     (Reason::JobNotTerminated, "JOB_NOT_TERMINATED", Code::FailedPrecondition),
     (Reason::JobNotStartable, "JOB_NOT_STARTABLE", Code::FailedPrecondition),
+    (Reason::JobRecordCorrupt, "JOB_RECORD_CORRUPT", Code::FailedPrecondition),
     (Reason::ExecutorOffline, "EXECUTOR_OFFLINE", Code::FailedPrecondition),
     (Reason::UnknownExecutor, "UNKNOWN_EXECUTOR", Code::NotFound),
     (Reason::TaskAlreadyRunning, "TASK_ALREADY_RUNNING", Code::FailedPrecondition),
@@ -141,6 +144,7 @@ impl From<JobError> for Status {
             JobError::AlreadyExists { .. } => Reason::JobAlreadyExists,
             JobError::NotTerminated { .. } => Reason::JobNotTerminated,
             JobError::NotStartable { .. } => Reason::JobNotStartable,
+            JobError::Corrupt { .. } => Reason::JobRecordCorrupt,
         };
         reason.status(e.to_string())
     }

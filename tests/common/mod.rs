@@ -30,7 +30,7 @@ pub const LOG_TAIL_LINES: usize = 40;
 pub const HTTP_TIMEOUT_SECS: &str = "2";
 
 /// Every metric a master's `/metrics` promises (README, docs/openapi.json), with its type.
-pub const METRICS: [(&str, &str); 12] = [
+pub const METRICS: [(&str, &str); 13] = [
     ("foreman_is_leader", "gauge"),
     ("foreman_leader_epoch", "gauge"),
     ("foreman_leader_terms_total", "counter"),
@@ -43,6 +43,7 @@ pub const METRICS: [(&str, &str); 12] = [
     ("foreman_placement_rejections_total", "counter"),
     ("foreman_fenced_writes_total", "counter"),
     ("foreman_unknown_writes_total", "counter"),
+    ("foreman_corrupt_records", "gauge"),
 ];
 
 /// The value of `series` (name and labels exactly as exposed, e.g. `foreman_jobs{state="created"}`) in a

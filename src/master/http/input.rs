@@ -142,17 +142,19 @@ impl Query {
         }
     }
 
-    /// A job state by its lowercase name (`running`); absent is any state.
+    /// A job state by its lowercase name (`running`, or `corrupt` for the jobs whose records do not decode);
+    /// absent is any state.
     pub fn job_state(&self, key: &str) -> Result<pb::JobState, Status> {
         let Some(text) = self.0.get(key) else { return Ok(pb::JobState::Unspecified) };
-        JobState::ALL
-            .into_iter()
-            .find(|s| job_state_label(*s) == text.to_ascii_lowercase())
-            .map(state_to_wire)
-            .ok_or_else(|| {
-                let names: Vec<String> = JobState::ALL.into_iter().map(job_state_label).collect();
-                invalid_argument(key, format!("{text:?} is not a job state; use one of {}", names.join(", ")))
-            })
+        let wanted = text.to_ascii_lowercase();
+        if wanted == "corrupt" {
+            return Ok(pb::JobState::Corrupt);
+        }
+        JobState::ALL.into_iter().find(|s| job_state_label(*s) == wanted).map(state_to_wire).ok_or_else(|| {
+            let names: Vec<String> =
+                JobState::ALL.into_iter().map(job_state_label).chain(["corrupt".to_owned()]).collect();
+            invalid_argument(key, format!("{text:?} is not a job state; use one of {}", names.join(", ")))
+        })
     }
 }
 
