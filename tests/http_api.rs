@@ -575,3 +575,21 @@ async fn a_follower_forwards_job_calls_to_the_leader_and_says_it_follows() {
     assert_eq!(sample(&text, "foreman_leader_epoch"), Some(0.0), "{text}");
     assert!(text.contains("# TYPE foreman_jobs gauge\n") && !text.contains("foreman_jobs{"), "{text}");
 }
+
+/// A refusal over HTTP is as bounded as over gRPC: a 100 KB job id is a 400 whose message quotes a prefix and the
+/// size, from the leader and through a follower.
+#[tokio::test]
+async fn a_huge_input_gets_a_bounded_refusal_from_the_leader_and_through_a_follower() {
+    let store = MetaStore::embedded("test-bounded", None).expect("an embedded store");
+    let leader = Node::start("bounded-leader", "bounded", store.clone()).await;
+    leader.wait_for_role("leader").await;
+    let follower = Node::start("bounded-follower", "bounded", store).await;
+    follower.wait_for_role("follower").await;
+    let huge = "j".repeat(100_000);
+    let body = json!({"type": "fake", "config": CONFIG, "id": huge}).to_string();
+    for node in [&leader, &follower] {
+        let refused = node.post("/api/v1/jobs", &body).await;
+        refused.assert_refused(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), &["job.id", "…(100000 bytes)"]);
+        assert!(refused.body.len() < 2 * foreman::rpc::status::MESSAGE_MAX, "{} bytes", refused.body.len());
+    }
+}

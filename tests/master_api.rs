@@ -60,20 +60,28 @@ impl TestMaster {
     /// Starts a master named `m-<name>` over the embedded store of cluster `test-<name>` and waits until it leads
     /// and serves.
     async fn start(name: &str) -> TestMaster {
+        let store = MetaStore::embedded(&format!("test-{name}"), None).expect("an embedded store");
+        let t = TestMaster::join(name, name, store).await;
+        t.wait_until_leading().await;
+        t
+    }
+
+    /// Starts master `m-<name>` of cluster `test-<cluster>` over `store` (a clone of another master's store makes
+    /// the two masters of one cluster), without waiting for anything.
+    async fn join(name: &str, cluster: &str, store: MetaStore) -> TestMaster {
         // Bound before the master is configured: the port is ours, no race with other tests.
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
         let address = incoming.local_addr().expect("bound address").to_string();
         let mut cfg = MasterConfig {
             name: format!("m-{name}"),
             addr: address.clone(),
-            cluster: format!("test-{name}"),
+            cluster: format!("test-{cluster}"),
             election: common::short_election(),
             ..MasterConfig::default()
         };
         cfg.fill_derived();
         let warnings = cfg.validate().unwrap_or_else(|e| panic!("the test configuration is refused: {e}"));
         eprintln!("master {name} at {address}; configuration warnings: {warnings:?}");
-        let store = MetaStore::embedded(&cfg.cluster, None).expect("an embedded store");
         let m = Master::new(cfg, store, 7);
 
         common::serve_grpc(m.clone(), incoming);
@@ -87,7 +95,7 @@ impl TestMaster {
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
             .connect_lazy();
-        let t = TestMaster {
+        TestMaster {
             m,
             address,
             discovery: DiscoveryClient::new(channel.clone()),
@@ -95,9 +103,7 @@ impl TestMaster {
             scheduler: TaskSchedulerClient::new(channel.clone()),
             framework: FrameworkClient::new(channel),
             _shutdown: tx,
-        };
-        t.wait_until_leading().await;
-        t
+        }
     }
 
     /// Polls `GetLeader` until it names this master and the master serves leader-only calls (recovery done).
@@ -801,4 +807,55 @@ async fn a_create_token_makes_repeats_safe_and_keeps_a_deleted_job_deleted() {
         Reason::InvalidArgument,
         "request_id",
     );
+}
+
+/// What a client can read of a refusal is bounded whatever it sent: a 100 KB job id is refused `INVALID_ARGUMENT`
+/// with a reason and a short message that quotes a prefix of the id and its size, by the leader and through a
+/// follower alike (before, the leader echoed the whole id: a client saw `RESOURCE_EXHAUSTED`, or through a
+/// follower `h2 protocol error`, instead of what to fix).
+#[tokio::test]
+async fn a_huge_input_is_refused_with_a_bounded_message_by_the_leader_and_through_a_follower() {
+    let store = MetaStore::embedded("test-huge", None).expect("an embedded store");
+    let leader = TestMaster::join("huge-leader", "huge", store.clone()).await;
+    leader.wait_until_leading().await;
+    let follower = TestMaster::join("huge-follower", "huge", store).await;
+    assert_eq!(follower.m.role(), Role::Follower);
+    leader.create(fake_job("kept")).await.expect("a job");
+    let before = leader.snapshot().await;
+
+    let huge = "j".repeat(100_000);
+    for t in [&leader, &follower] {
+        let who = t.m.name();
+        let results: Vec<(&str, &str, Result<pb::Job, Status>)> = vec![
+            ("CreateJob", "job.id", t.create(fake_job(&huge)).await),
+            ("GetJob", "id", t.get(&huge, false).await),
+            (
+                "CancelJob",
+                "id",
+                t.jobs.clone().cancel_job(pb::CancelJobRequest { id: huge.clone() }).await.map(Response::into_inner),
+            ),
+        ];
+        for (call, field, result) in results {
+            let what = format!("{call} with a 100 KB id through {who}");
+            let status = result.expect_err(&what);
+            assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+            assert_eq!(reason_of(&status), Some(Reason::InvalidArgument), "{what}: {status:?}");
+            let message = status.message();
+            assert!(message.len() <= foreman::rpc::status::MESSAGE_MAX, "{what}: {} bytes", message.len());
+            assert!(message.starts_with(&format!("{field}: job id \"jjj")), "{what}: {message}");
+            assert!(message.contains("…(100000 bytes)") && message.contains("at most 63"), "{what}: {message}");
+        }
+        // A huge request token and a huge selector are bounded just the same.
+        let mut with_selector = fake_job("");
+        with_selector.selectors = vec![selector(&huge, 1, "east")];
+        for (what, request) in [
+            ("a 100 KB token", pb::CreateJobRequest { job: Some(fake_job("")), request_id: huge.clone() }),
+            ("a 100 KB selector key", pb::CreateJobRequest { job: Some(with_selector), request_id: String::new() }),
+        ] {
+            let status = t.jobs.clone().create_job(request).await.expect_err(what);
+            assert_eq!(reason_of(&status), Some(Reason::InvalidArgument), "{what} through {who}: {status:?}");
+            assert!(status.message().len() <= foreman::rpc::status::MESSAGE_MAX, "{what}: {}", status.message().len());
+        }
+    }
+    assert_eq!(leader.snapshot().await, before, "a refused call changed something");
 }

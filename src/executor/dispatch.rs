@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
+use crate::core::text::quote;
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 
@@ -65,7 +66,7 @@ pub enum Refusal {
     AlreadyRunning { task: TaskId, running: Epoch, requested: Epoch },
     #[error("task {task} epoch {requested} is stale: this executor has already seen epoch {seen} of it")]
     StaleEpoch { task: TaskId, seen: Epoch, requested: Epoch },
-    #[error("request id {request_id} is already parked on this executor")]
+    #[error("request id {} is already parked on this executor", quote(.request_id))]
     DuplicateRequest { request_id: String },
     #[error(
         "the dispatch parking area of this executor is full ({max} requests waiting for confirmation); retry later"
@@ -73,7 +74,7 @@ pub enum Refusal {
     ParkingFull { max: usize },
     #[error("task {task} costs {cost} slots but this executor has only {free} of {capacity} free")]
     NoCapacity { task: TaskId, cost: u32, free: u32, capacity: u32 },
-    #[error("no parked dispatch with request id {request_id} for task {task} (never parked here, already confirmed, or expired after {ttl:?})")]
+    #[error("no parked dispatch with request id {} for task {} (never parked here, already confirmed, or expired after {ttl:?})", quote(.request_id), quote(.task))]
     NotFound { task: String, request_id: String, ttl: Duration },
     #[error("executor {executor} is not registered with a master (registering again); dispatch elsewhere")]
     NotRegistered { executor: String },

@@ -3,6 +3,12 @@
 //! Every refusal carries a stable, machine-readable [`Reason`] in the `foreman-reason` metadata entry and a
 //! message that says what to fix. Clients branch on the reason (never on message text); people read the message.
 //!
+//! A message is at most [`MESSAGE_MAX`] bytes, whatever it quotes: where a refusal echoes its input it quotes a
+//! short prefix ([`crate::core::text::quote`]), and [`Reason::status`] cuts any longer message as a last line of
+//! defence. The message travels in a response header (`grpc-message`): a long one makes the status unreadable
+//! (`RESOURCE_EXHAUSTED` at the client, a protocol error through a forwarding master) instead of saying what
+//! to fix.
+//!
 //! | reason | gRPC code | when |
 //! |---|---|---|
 //! | `INVALID_ARGUMENT` | `InvalidArgument` | a request field is malformed (the message names the field) |
@@ -37,6 +43,10 @@ use crate::core::registry::RegistryError;
 
 /// The metadata key that carries the reason.
 pub const REASON_KEY: &str = "foreman-reason";
+
+/// The longest message a status carries, in bytes (before the header's percent-encoding, which may triple it;
+/// clients read at least 8 KiB of headers).
+pub const MESSAGE_MAX: usize = 1024;
 
 /// A stable, machine-readable reason for a refusal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -103,9 +113,14 @@ impl Reason {
         self.code() == Code::Unavailable
     }
 
-    /// A status with this reason and a message that says what to fix.
+    /// A status with this reason and a message that says what to fix, cut to [`MESSAGE_MAX`] bytes.
     pub fn status(self, message: impl Into<String>) -> Status {
-        let mut status = Status::new(self.code(), message.into());
+        let message = message.into();
+        let message = match crate::core::text::bounded(&message, MESSAGE_MAX) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        let mut status = Status::new(self.code(), message);
         status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(self.as_str()));
         status
     }
@@ -232,6 +247,20 @@ mod tests {
             assert_eq!(reason_of(&status), Some(reason), "{status:?}");
             assert!(!status.message().is_empty());
         }
+    }
+
+    #[test]
+    fn messages_are_bounded_whatever_they_quote() {
+        let huge = "x".repeat(100_000);
+        let s = invalid_argument("job.id", &huge);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().len() <= MESSAGE_MAX, "{}", s.message().len());
+        assert!(s.message().starts_with("job.id: xxx"), "{}", s.message());
+        assert!(s.message().ends_with("…(100008 bytes in all)"), "{}", s.message());
+        let s = Status::from(JobId::parse(&huge).unwrap_err());
+        assert!(s.message().len() < 200 && s.message().contains("…(100000 bytes)"), "{}", s.message());
+        let short = Reason::JobNotFound.status("job j does not exist");
+        assert_eq!(short.message(), "job j does not exist");
     }
 
     #[test]
