@@ -767,13 +767,23 @@ impl Master {
             .collect();
         self.with_term(|t, now, rng| {
             // Only the current, online incarnation of the job's job master may place its workers.
-            let current = t.jobs.get(&job).filter(|j| !j.state().is_terminal()).map(|j| j.epoch());
-            let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
-            if current != Some(Epoch(req.master_epoch)) || !online {
+            let Some(j) = t.jobs.get(&job) else {
                 self.stats.reject(Rejection::StaleJobMaster);
+                return Err(Status::from(crate::core::job::JobError::NotFound { id: job.clone() }));
+            };
+            let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
+            if j.state().is_terminal() || j.epoch() != Epoch(req.master_epoch) || !online {
+                self.stats.reject(Rejection::StaleJobMaster);
+                let why = if j.state().is_terminal() {
+                    format!("the job is {}", j.state())
+                } else if j.epoch() != Epoch(req.master_epoch) {
+                    format!("its current job master is epoch {}", j.epoch())
+                } else {
+                    "that job master is not online".to_owned()
+                };
                 return Err(Reason::StaleEpoch.status(format!(
-                    "job master {} epoch {} is not the current incarnation of job {job}",
-                    task, req.master_epoch
+                    "the job master of job {job} at epoch {} may not place workers: {why}",
+                    req.master_epoch
                 )));
             }
             let placed = t
