@@ -857,3 +857,57 @@ async fn a_huge_input_is_refused_with_a_bounded_message_by_the_leader_and_throug
     }
     assert_eq!(leader.snapshot().await, before, "a refused call changed something");
 }
+
+/// The proto promises at most 256 bytes of progress: a longer text is refused, naming the field, before anything
+/// is looked at (the framework's own links cut a task's text to 256 bytes before sending, so no job master of
+/// ours is ever refused for it).
+#[tokio::test]
+async fn a_progress_text_beyond_256_bytes_is_refused() {
+    let t = TestMaster::start("progress").await;
+    let before = t.snapshot().await;
+    let heartbeat = |progress: String| pb::WorkerHeartbeatRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        progress,
+    };
+    let mut f = t.framework.clone();
+    for size in [257, 1 << 20] {
+        assert_invalid(
+            &format!("WorkerHeartbeat with {size} bytes of progress"),
+            f.worker_heartbeat(heartbeat("x".repeat(size))).await,
+            "progress",
+        );
+    }
+    let report = pb::ReportWorkerStatusRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+        progress: "é".repeat(129),
+    };
+    assert_invalid("ReportWorkerStatus with 258 bytes of progress", f.report_worker_status(report).await, "progress");
+    let failed = pb::ReportWorkerStatusRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        status: Some(pb::WorkerStatus {
+            state: pb::WorkerState::Failed as i32,
+            error_message: "e".repeat(foreman::framework::ERROR_MESSAGE_MAX + 1),
+            ..Default::default()
+        }),
+        progress: String::new(),
+    };
+    assert_invalid(
+        "ReportWorkerStatus with a 4 KiB error",
+        f.report_worker_status(failed).await,
+        "status.error_message",
+    );
+    // 256 bytes are fine: an unknown job master is then told it is stale, as ever.
+    let r = f.worker_heartbeat(heartbeat("x".repeat(256))).await.expect("a verdict").into_inner();
+    assert_eq!(r.verdict, pb::Verdict::StaleWorker as i32);
+    assert_eq!(t.snapshot().await, before, "a refused call changed something");
+}

@@ -124,7 +124,7 @@ impl Host {
                 None => hosted.workers.on_heartbeat(now, msg),
             };
             if reply.verdict == Verdict::Accepted && !progress.is_empty() {
-                hosted.progress.insert(msg.task.clone(), super::progress_text(progress));
+                hosted.progress.insert(msg.task.clone(), progress.to_owned());
             }
             let cancel = reply.verdict == Verdict::Accepted && hosted.cancel.contains(&msg.task);
             let any = !events.is_empty();
@@ -161,7 +161,15 @@ pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Statu
         Ok(pb::WorkerState::Running) => WorkerStatus::Running,
         Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
         Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
-        Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
+        Ok(pb::WorkerState::Failed) => {
+            if s.error_message.len() > super::ERROR_MESSAGE_MAX {
+                return Err(invalid_argument(
+                    "status.error_message",
+                    format!("is {} bytes; at most {} are allowed", s.error_message.len(), super::ERROR_MESSAGE_MAX),
+                ));
+            }
+            WorkerStatus::Failed { message: s.error_message.clone() }
+        }
         Ok(pb::WorkerState::Stopped) => WorkerStatus::Stopped,
         _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
     })
@@ -175,7 +183,8 @@ impl pb::framework_server::Framework for Host {
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
-        let (reply, cancel) = self.handle(&r.master_id, &msg, None, &r.progress);
+        let progress = super::progress_from_wire(&r.progress)?;
+        let (reply, cancel) = self.handle(&r.master_id, &msg, None, &progress);
         let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
         Ok(Response::new(pb::WorkerHeartbeatResponse {
             verdict: verdict(reply.verdict),
@@ -192,7 +201,8 @@ impl pb::framework_server::Framework for Host {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let status = worker_status(r.status.as_ref())?;
-        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), &r.progress);
+        let progress = super::progress_from_wire(&r.progress)?;
+        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), &progress);
         Ok(Response::new(pb::ReportWorkerStatusResponse {
             verdict: verdict(reply.verdict),
             master_epoch: reply.master_epoch.0,

@@ -894,7 +894,7 @@ impl Master {
             }
             let cancel = t.jobs.wants_cancel(&job, msg.worker_epoch);
             if reply.verdict == crate::core::workers::Verdict::Accepted && !progress.is_empty() {
-                t.progress.insert(job.clone(), crate::framework::progress_text(progress));
+                t.progress.insert(job.clone(), progress.to_owned());
             }
             Ok((t.key.clone(), reply, records, cancel, exit_taken))
         })?;
