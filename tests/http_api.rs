@@ -593,3 +593,39 @@ async fn a_huge_input_gets_a_bounded_refusal_from_the_leader_and_through_a_follo
         assert!(refused.body.len() < 2 * foreman::rpc::status::MESSAGE_MAX, "{} bytes", refused.body.len());
     }
 }
+
+/// More than [`http::REQUESTS_IN_FLIGHT_MAX`] requests at once: the next is refused at once with 503 and a
+/// `Retry-After`, like every other 503 of the API.
+#[tokio::test]
+async fn an_overloaded_api_answers_503_with_retry_after() {
+    let t = Node::leader("overload").await;
+    // Requests that hold their slot: the head of a create whose body never comes.
+    let mut held = vec![];
+    for _ in 0..http::REQUESTS_IN_FLIGHT_MAX {
+        let mut stream = tokio::net::TcpStream::connect(&t.http).await.expect("connect");
+        let head = format!(
+            "POST /api/v1/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+            t.http
+        );
+        stream.write_all(head.as_bytes()).await.expect("send the head");
+        held.push(stream);
+    }
+    let started = tokio::time::Instant::now();
+    let refused = loop {
+        let r = t.get("/healthz").await;
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(started.elapsed() < ACT_DEADLINE, "no 503 with {} requests held", held.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    refused.assert_refused(503, "UNAVAILABLE", None, &["requests are in flight", "retry"]);
+    assert_eq!(refused.headers.get("retry-after").map(String::as_str), Some("1"), "{refused:?}");
+    drop(held);
+    let started = tokio::time::Instant::now();
+    while t.get("/healthz").await.status != 200 {
+        assert!(started.elapsed() < ACT_DEADLINE, "still refusing after the held requests went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
