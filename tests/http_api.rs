@@ -629,3 +629,23 @@ async fn an_overloaded_api_answers_503_with_retry_after() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A create token reused for another request is a 409 naming what differs, through any master.
+#[tokio::test]
+async fn a_reused_create_token_is_a_conflict() {
+    let store = MetaStore::embedded("test-reused", None).expect("an embedded store");
+    let leader = Node::start("reused-leader", "reused", store.clone()).await;
+    leader.wait_for_role("leader").await;
+    let follower = Node::start("reused-follower", "reused", store).await;
+    follower.wait_for_role("follower").await;
+    let create = |config: &str| json!({"type": "fake", "config": config, "id": "t1", "request_id": "r-1"}).to_string();
+    assert_eq!(leader.post("/api/v1/jobs", &create(CONFIG)).await.status, 201);
+    assert_eq!(follower.post("/api/v1/jobs", &create(CONFIG)).await.status, 201, "a repeat gets the job again");
+    let other = r#"{"workers": 1, "target": 1, "tick_ms": 1}"#;
+    follower.post("/api/v1/jobs", &create(other)).await.assert_refused(
+        409,
+        "ALREADY_EXISTS",
+        Some("REQUEST_ID_REUSED"),
+        &["r-1", "t1", "job.config"],
+    );
+}

@@ -911,3 +911,56 @@ async fn a_progress_text_beyond_256_bytes_is_refused() {
     assert_eq!(r.verdict, pb::Verdict::StaleWorker as i32);
     assert_eq!(t.snapshot().await, before, "a refused call changed something");
 }
+
+/// A create token names one request: a repeat must ask for the same job (type, configuration, selectors, cost
+/// and id), or it is refused `ALREADY_EXISTS` (`REQUEST_ID_REUSED`) saying what differs, and nothing changes.
+#[tokio::test]
+async fn a_create_token_reused_for_another_request_is_refused_saying_what_differs() {
+    let t = TestMaster::start("token-reuse").await;
+    let create = |job: pb::Job, token: &str| {
+        let mut jobs = t.jobs.clone();
+        let req = pb::CreateJobRequest { job: Some(job), request_id: token.into() };
+        async move { jobs.create_job(req).await.map(Response::into_inner) }
+    };
+    let first = create(fake_job("orig"), "t-1").await.expect("created");
+    let before = t.snapshot().await;
+    let with = |f: &dyn Fn(&mut pb::Job)| {
+        let mut j = fake_job("orig");
+        f(&mut j);
+        j
+    };
+    // (what, the repeat, the fields the refusal names)
+    let cases: Vec<(&str, pb::Job, &[&str])> = vec![
+        ("another id", with(&|j| j.id = "other".into()), &["job.id"]),
+        (
+            "another config",
+            with(&|j| j.config = br#"{"workers": 9, "target": 5, "tick_ms": 10}"#.to_vec()),
+            &["job.config"],
+        ),
+        ("another selector", with(&|j| j.selectors = vec![selector("zone", 1, "east")]), &["job.selectors"]),
+        ("another cost", with(&|j| j.cost = 3), &["job.cost"]),
+        (
+            "another id, config and cost",
+            with(&|j| {
+                j.id = String::new();
+                j.cost = 2;
+                j.config = br#"{"workers": 1, "target": 1, "tick_ms": 1}"#.to_vec();
+            }),
+            &["job.config", "job.cost"],
+        ),
+    ];
+    for (what, job, fields) in cases {
+        let status = create(job, "t-1").await.expect_err(what);
+        assert_eq!(status.code(), Code::AlreadyExists, "{what}: {status:?}");
+        assert_eq!(reason_of(&status), Some(Reason::RequestIdReused), "{what}: {status:?}");
+        for field in fields {
+            assert!(status.message().contains(field), "{what}: {:?} does not name {field}", status.message());
+        }
+        assert!(status.message().contains("orig"), "{what}: the message names the job: {:?}", status.message());
+    }
+    assert_eq!(t.snapshot().await, before, "a refused create changed something");
+    // The very same request is a repeat: the job it created (with or without its id).
+    assert_eq!(create(fake_job("orig"), "t-1").await.expect("a repeat").id, first.id);
+    assert_eq!(create(fake_job(""), "t-1").await.expect("a repeat without the id").id, first.id);
+    assert_eq!(t.snapshot().await, before);
+}

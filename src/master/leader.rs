@@ -581,15 +581,29 @@ impl Master {
 
     pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
         let _write = self.write.lock().await;
-        // A repeat of a create that was applied (its reply lost or late) gets the job it created.
+        // A repeat of a create that was applied (its reply lost or late) gets the job it created; the same token
+        // on another request is refused, saying what differs.
         let request = spec.request.clone();
         let repeat = self.with_term(|t, _, _| {
-            let same = |j: &&crate::core::job::Job| !request.is_empty() && j.spec().request == request;
-            let found = match &id {
-                Some(id) => t.jobs.get(id).filter(same),
-                None => t.jobs.iter().find(same),
-            };
-            Ok(found.map(|j| t.job_to_wire(j, false)))
+            if request.is_empty() {
+                return Ok(None);
+            }
+            let Some(j) = t.jobs.iter().find(|j| j.spec().request == request) else { return Ok(None) };
+            let mut differs = vec![];
+            if id.as_ref().is_some_and(|id| id != j.id()) {
+                differs.push("job.id");
+            }
+            differs.extend(j.spec().differences(&spec));
+            if differs.is_empty() {
+                return Ok(Some(t.job_to_wire(j, false)));
+            }
+            Err(Reason::RequestIdReused.status(format!(
+                "request_id {} created job {} with another request: this one differs in {}; a repeat must be the \
+                 same request (use a new request_id for another job)",
+                crate::core::text::quote(&request),
+                j.id(),
+                differs.join(", ")
+            )))
         })?;
         if let Some(job) = repeat {
             return Ok(job);

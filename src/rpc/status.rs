@@ -14,6 +14,7 @@
 //! | `INVALID_ARGUMENT` | `InvalidArgument` | a request field is malformed (the message names the field) |
 //! | `JOB_NOT_FOUND` | `NotFound` | no job with that id |
 //! | `JOB_ALREADY_EXISTS` | `AlreadyExists` | `CreateJob` with an id in use |
+//! | `REQUEST_ID_REUSED` | `AlreadyExists` | `CreateJob` whose token created a job with another request (the message names the fields that differ) |
 //! | `JOB_DELETED` | `FailedPrecondition` | `CreateJob` repeating the request that created a job deleted since |
 //! | `JOB_NOT_TERMINATED` | `FailedPrecondition` | `DeleteJob` of a job that has not ended |
 //! | `JOB_NOT_STARTABLE` | `FailedPrecondition` | a job master start for a job that cannot start |
@@ -54,6 +55,7 @@ pub enum Reason {
     InvalidArgument,
     JobNotFound,
     JobAlreadyExists,
+    RequestIdReused,
     JobDeleted,
     JobNotTerminated,
     JobNotStartable,
@@ -76,6 +78,7 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::InvalidArgument, "INVALID_ARGUMENT", Code::InvalidArgument),
     (Reason::JobNotFound, "JOB_NOT_FOUND", Code::NotFound),
     (Reason::JobAlreadyExists, "JOB_ALREADY_EXISTS", Code::AlreadyExists),
+    (Reason::RequestIdReused, "REQUEST_ID_REUSED", Code::AlreadyExists),
     (Reason::JobDeleted, "JOB_DELETED", Code::FailedPrecondition),
     (Reason::JobNotTerminated, "JOB_NOT_TERMINATED", Code::FailedPrecondition),
     (Reason::JobNotStartable, "JOB_NOT_STARTABLE", Code::FailedPrecondition),
