@@ -3,9 +3,13 @@
 //!
 //! Rules:
 //! - `PreDispatchTask` parks a validated request under its request id. It is refused when the task id already
-//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has seen for that task
-//!   (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus parked
-//!   cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has started for that
+//!   task (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus
+//!   parked cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//! - Only a confirmed dispatch raises the epoch an executor remembers for a task. A parked one is a claim nobody
+//!   has vouched for yet (anyone can send one, with any epoch): were it remembered, a single unconfirmed request
+//!   claiming epoch 2^64-1 would make this executor refuse every real dispatch of that task id until it restarts.
+//!   So a parked request constrains nothing beyond its own slot, and the confirm judges the epoch again.
 //! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
 //! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
 //!   running set (its cost stays counted until it stops).
@@ -164,7 +168,7 @@ pub struct Dispatcher {
     /// Request id → parked request.
     parked: BTreeMap<String, Parked>,
     running: BTreeMap<TaskId, Running>,
-    /// The newest epoch seen per task id.
+    /// The newest epoch confirmed (started) per task id.
     seen: BTreeMap<TaskId, Epoch>,
 }
 
@@ -218,7 +222,6 @@ impl Dispatcher {
         if spec.cost > free {
             return Err(Refusal::NoCapacity { task: spec.task_id, cost: spec.cost, free, capacity: self.capacity });
         }
-        self.remember(spec.task_id.clone(), spec.epoch);
         let expires = now + self.ttl;
         self.parked.insert(spec.request_id.clone(), Parked { spec, expires });
         Ok(())
@@ -238,13 +241,15 @@ impl Dispatcher {
         if let Some(r) = self.running.get(&spec.task_id) {
             return Err(Refusal::AlreadyRunning { task: spec.task_id, running: r.epoch, requested: spec.epoch });
         }
-        // A newer epoch of the same task parked after this one: this one is stale.
+        // An epoch of the same task confirmed since this one was parked (the same one, under another request id,
+        // or a newer one): this one is stale.
         if let Some(&seen) = self.seen.get(&spec.task_id) {
-            if spec.epoch < seen {
+            if spec.epoch <= seen {
                 return Err(Refusal::StaleEpoch { task: spec.task_id, seen, requested: spec.epoch });
             }
         }
         self.running.insert(spec.task_id.clone(), Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost });
+        self.remember(spec.task_id.clone(), spec.epoch);
         Ok(spec)
     }
 
@@ -393,11 +398,13 @@ mod tests {
             // Stopped: an epoch not newer than the one seen is stale, a newer one is fine.
             (6, Park(spec("a", 1, "r4", 1)), Some("StaleEpoch")),
             (7, Park(spec("a", 2, "r5", 1)), None),
-            // Expiry: parked at 7, gone at 5007.
+            // Expiry: parked at 7, gone at 5007; an epoch never confirmed leaves nothing behind.
             (5007, Confirm("a", "r5"), Some("NotFound")),
-            (5008, Park(spec("a", 2, "r6", 1)), Some("StaleEpoch")),
-            (5009, Park(spec("a", 3, "r6", 1)), None),
+            (5008, Park(spec("a", 2, "r6", 1)), None),
+            (5009, Park(spec("a", 3, "r6", 1)), Some("DuplicateRequest")),
             (5010, Confirm("a", "r6"), None),
+            (5011, Stop("a", 2), None),
+            (5012, Park(spec("a", 2, "r7", 1)), Some("StaleEpoch")),
         ]);
     }
 
@@ -429,12 +436,39 @@ mod tests {
     }
 
     #[test]
-    fn an_older_epoch_parked_before_a_newer_one_cannot_be_confirmed() {
+    fn of_two_parked_epochs_the_first_confirmed_runs_and_an_older_one_never_after_a_newer() {
         let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
         d.park(ms(0), *spec("a", 1, "r1", 1)).unwrap();
         d.park(ms(1), *spec("a", 2, "r2", 1)).unwrap();
-        assert!(matches!(d.confirm(ms(2), "a", "r1"), Err(Refusal::StaleEpoch { .. })));
-        assert_eq!(d.confirm(ms(3), "a", "r2").unwrap().epoch, Epoch(2));
-        assert_eq!(d.running().len(), 1);
+        assert_eq!(d.confirm(ms(2), "a", "r2").unwrap().epoch, Epoch(2));
+        assert!(matches!(d.confirm(ms(3), "a", "r1"), Err(Refusal::AlreadyRunning { .. })));
+        assert!(d.stopped(&TaskId::parse("a").unwrap(), Epoch(2)));
+        // Epoch 2 ran: epoch 1, parked before it, never starts after it.
+        d.park(ms(4), *spec("a", 1, "r3", 1)).unwrap_err();
+        assert_eq!(d.running().len(), 0);
+        // The same epoch under two request ids starts once.
+        d.park(ms(5), *spec("b", 4, "r4", 1)).unwrap();
+        d.park(ms(5), *spec("b", 4, "r5", 1)).unwrap();
+        d.confirm(ms(6), "b", "r4").unwrap();
+        assert!(d.stopped(&TaskId::parse("b").unwrap(), Epoch(4)));
+        assert!(matches!(d.confirm(ms(7), "b", "r5"), Err(Refusal::StaleEpoch { .. })));
+    }
+
+    #[test]
+    fn an_unconfirmed_dispatch_never_raises_what_the_executor_remembers() {
+        // Anyone may park a request claiming any epoch; until it is confirmed it must not stand in the way of the
+        // real dispatches of that task id, even of a job that does not exist yet.
+        let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
+        d.park(ms(0), *spec("later", u64::MAX, "bogus", 1)).unwrap();
+        d.park(ms(1), *spec("later", 3, "real", 1)).unwrap();
+        assert_eq!(d.confirm(ms(2), "later", "real").unwrap().epoch, Epoch(3));
+        assert!(d.stopped(&TaskId::parse("later").unwrap(), Epoch(3)));
+        // Expired, the bogus request leaves nothing behind: the next incarnation parks and starts.
+        d.expire(ms(5000));
+        d.park(ms(5001), *spec("later", 4, "real-2", 1)).unwrap();
+        assert_eq!(d.confirm(ms(5002), "later", "real-2").unwrap().epoch, Epoch(4));
+        // Confirmed, an epoch is remembered: an older one is refused from then on.
+        assert!(d.stopped(&TaskId::parse("later").unwrap(), Epoch(4)));
+        assert!(matches!(d.park(ms(5003), *spec("later", 3, "old", 1)), Err(Refusal::StaleEpoch { .. })));
     }
 }
