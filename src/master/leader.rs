@@ -843,7 +843,11 @@ impl Master {
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
         let _write = self.write.lock().await;
-        let (key, reply, records, cancel, exit_taken) = self.with_term(|t, now, rng| {
+        let taken = self.with_term(|t, now, rng| {
+            // A claim that someone newer exists is judged before anything changes (below).
+            if let Some(claim) = t.masters.claim(&msg) {
+                return Ok(Err((claim, t.masters.master_epoch())));
+            }
             let (reply, events) = match &status {
                 Some(s) => t.masters.on_status(now, &msg, s.clone()),
                 None => t.masters.on_heartbeat(now, &msg),
@@ -910,8 +914,12 @@ impl Master {
             if reply.verdict == crate::core::workers::Verdict::Accepted && !progress.is_empty() {
                 t.progress.insert(job.clone(), progress.to_owned());
             }
-            Ok((t.key.clone(), reply, records, cancel, exit_taken))
+            Ok(Ok((t.key.clone(), reply, records, cancel, exit_taken)))
         })?;
+        let (key, reply, records, cancel, exit_taken) = match taken {
+            Ok(taken) => taken,
+            Err((claim, mine)) => return Err(self.judge_claim(claim, mine).await),
+        };
         if let Err(e) = self.persist_jobs(&key, records, vec![]).await {
             // The job was reloaded from the metastore; the bookkeeping must not keep an exit the job never took,
             // or a job master that is gone would never be lost (and its job never end).
@@ -923,19 +931,26 @@ impl Master {
             }
             return Err(e);
         }
-        if reply.verdict == crate::core::workers::Verdict::StaleMaster {
-            // The job master has seen a newer leader epoch than ours. Like an executor's claim, it deposes this
-            // leader only if the metastore confirms the epoch was issued.
-            let seen = msg.master_epoch.max(msg.worker_epoch);
-            let issued = read_counter(self, &keys::leader_epoch()).await.map_err(meta_status)?;
-            if msg.master_epoch.0 <= issued && msg.master_epoch.0 > reply.master_epoch.0 {
-                self.step_down_now("a job master has seen a newer leader epoch");
-                self.lock().leadership.observe_epoch(LeaderEpoch(msg.master_epoch.0));
-            } else {
-                tracing::debug!(seen = seen.0, issued, "a job master claims an epoch never issued: not deposed");
-            }
-        }
         Ok((reply, cancel))
+    }
+
+    /// A job master's claim that someone newer than this leader exists: a leader epoch above this term's, or a
+    /// job-master epoch above the one this leader started for the job (which only a newer leader could have
+    /// started). Like an executor's claim, it deposes this leader only if the metastore's leader-epoch counter
+    /// shows a newer leader (and, for a leader epoch, that this one was issued); otherwise the message is refused
+    /// and nothing changes. The answer for the sender.
+    async fn judge_claim(&self, claim: crate::core::workers::Claim, mine: Epoch) -> Status {
+        let newest = match read_counter(self, &keys::leader_epoch()).await {
+            Ok(n) => n,
+            Err(e) => return meta_status(e),
+        };
+        if !claim.confirmed_by(mine, Epoch(newest)) {
+            tracing::debug!(?claim, newest, "a job master claims an epoch never issued: refused");
+            return crate::rpc::status::invalid_argument(claim.field(), claim);
+        }
+        self.step_down_now("a job master has seen a newer leader");
+        self.lock().leadership.observe_epoch(LeaderEpoch(newest));
+        Reason::NotLeader.status("a newer leader exists; retry")
     }
 }
 
