@@ -18,3 +18,4 @@ mod meta_contract;
 mod regressions;
 mod speed;
 mod swarm;
+mod tombstones;

@@ -17,4 +17,5 @@ pub mod rng;
 pub mod text;
 pub mod time;
 pub mod timing;
+pub mod tombstone;
 pub mod workers;

@@ -23,6 +23,13 @@ use crate::rpc::status::Reason;
 
 /// The most operations one guarded transaction carries (etcd's default limit is 128).
 const TXN_OPS_MAX: usize = 100;
+/// How often a leader looks for tombstones of deleted jobs to collect.
+const TOMBSTONE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How soon it looks again while a sweep left work behind (more than one batch was due).
+const TOMBSTONE_SWEEP_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The most tombstones kept: beyond it the oldest go before their retention ends (more than this many deletions
+/// within one retention is beyond what the retention was sized for).
+const TOMBSTONES_MAX: usize = 100_000;
 
 /// Everything a leader term holds in memory: rebuilt from the metastore when the term begins, and installed only
 /// once that recovery is done (until then an acting leader has no term and answers `MASTER_NOT_READY`).
@@ -35,6 +42,8 @@ pub struct Term {
     pub masters: Workers,
     /// What each job's current job master last said of its progress (memory only; shown by GetJob/ListJobs).
     pub progress: std::collections::BTreeMap<JobId, String>,
+    /// How many times this term has written or deleted a tombstone (see [`sweep_tombstones`]).
+    pub tombstones_written: u64,
 }
 
 impl Term {
@@ -98,6 +107,7 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             drop(inner);
             m.observe(super::Observation::ActingBegan { epoch, at: m.clock.instant(m.clock.now()) });
             info!(master = %m.name(), epoch = epoch.0, execs, jobs, waiting, "recovered; serving");
+            tokio::spawn(tombstone_sweeper(m.clone(), epoch));
         }
         Err(e) => return format!("recovery failed: {e}"),
     }
@@ -123,6 +133,83 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             _ = tokio::time::sleep_until(m.clock.instant(next)) => {}
         }
     }
+}
+
+/// Collects the tombstones of deleted jobs whose retention ended, for as long as term `epoch` lasts: one bounded
+/// sweep every [`TOMBSTONE_SWEEP_INTERVAL`] (sooner while work is left). It runs beside the leader loop rather
+/// than in it, so that a slow listing never delays a liveness check.
+async fn tombstone_sweeper(m: Arc<Master>, epoch: LeaderEpoch) {
+    let mut pause = TOMBSTONE_SWEEP_INTERVAL;
+    loop {
+        tokio::time::sleep(pause).await;
+        if m.lock().leadership.acting(m.clock.now()) != Some(epoch) {
+            return;
+        }
+        pause = match sweep_tombstones(&m, epoch).await {
+            Ok(true) => TOMBSTONE_SWEEP_AGAIN,
+            Ok(false) => TOMBSTONE_SWEEP_INTERVAL,
+            Err(why) => {
+                warn!(epoch = epoch.0, "tombstone sweep: {why}; trying again later");
+                TOMBSTONE_SWEEP_INTERVAL
+            }
+        };
+    }
+}
+
+/// One sweep: lists the tombstones, lets the core decide ([`crate::core::tombstone::sweep`]) at the wall-clock
+/// time now, and deletes (or stamps) one batch under the term's guard. The write is serialized with creates and
+/// deletes (the write lock) and skipped when a delete wrote a tombstone after the listing, which would otherwise
+/// judge it by a stale read. Whether work is left.
+async fn sweep_tombstones(m: &Master, epoch: LeaderEpoch) -> Result<bool, String> {
+    use crate::core::tombstone::{self, Retention, Tombstone};
+    let term = |t: &Term| if t.epoch == epoch { Ok(()) } else { Err(Reason::NotLeader.status("the term ended")) };
+    let written = m.with_term(|t, _, _| term(t).map(|_| t.tombstones_written)).map_err(|s| s.message().to_owned())?;
+    let listed = timed(m, m.store.list(&keys::deleted_jobs_prefix())).await.map_err(|e| e.to_string())?;
+    let mut stored = Vec::with_capacity(listed.len());
+    let mut tokens = std::collections::BTreeMap::new();
+    for (k, v) in &listed {
+        let Some(id) = keys::deleted_job_id_of(k).and_then(|id| JobId::parse(id).ok()) else {
+            warn!(key = %k, "skipping a tombstone under a key that names no job");
+            continue;
+        };
+        let (token, deleted_at) = Tombstone::decode(v);
+        stored.push((id.clone(), deleted_at));
+        tokens.insert(id, token);
+    }
+    let now = crate::clock::wall_now();
+    let retention = Retention { keep_for: m.cfg.jobs.tombstone_retention, max: TOMBSTONES_MAX, batch_max: TXN_OPS_MAX };
+    let sweep = tombstone::sweep(now, &stored, &retention);
+    if sweep.collect.is_empty() && sweep.stamp.is_empty() {
+        return Ok(false);
+    }
+    let _write = m.write.lock().await;
+    let (key, written_now) = m
+        .with_term(|t, _, _| term(t).map(|_| (t.key.clone(), t.tombstones_written)))
+        .map_err(|s| s.message().to_owned())?;
+    if written_now != written {
+        return Ok(true);
+    }
+    let mut ops: Vec<Op> = sweep.collect.iter().map(|id| Op::Delete { key: keys::deleted_job(id.as_str()) }).collect();
+    for id in &sweep.stamp {
+        let request = tokens.get(id).cloned().unwrap_or_default();
+        let value = Tombstone { request, deleted_at: now }.encode();
+        ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value, lease: None });
+    }
+    m.persist(&key, ops).await.map_err(|e| Status::from(e).message().to_owned())?;
+    if sweep.early > 0 {
+        warn!(
+            early = sweep.early,
+            max = TOMBSTONES_MAX,
+            "too many tombstones: the oldest collected before their retention ended"
+        );
+    }
+    info!(
+        collected = sweep.collect.len(),
+        stamped = sweep.stamp.len(),
+        kept = stored.len() - sweep.collect.len(),
+        "tombstones swept"
+    );
+    Ok(sweep.more)
 }
 
 async fn timed<T>(m: &Master, f: impl std::future::Future<Output = Result<T, MetaError>>) -> Result<T, MetaError> {
@@ -178,7 +265,7 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     if m.planted(crate::planted::Planted::OneOfflinePerCheck) {
         registry.plant_one_offline_per_check();
     }
-    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default() })
+    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default(), tombstones_written: 0 })
 }
 
 async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
@@ -612,8 +699,9 @@ impl Master {
         let mut tombstone = None;
         if let Some(id) = &id {
             let stored = timed(self, self.store.get(&keys::deleted_job(id.as_str()))).await.map_err(meta_status)?;
-            if let Some(token) = stored {
-                if !request.is_empty() && token == request.as_bytes() {
+            if let Some(stored) = stored {
+                let (token, _) = crate::core::tombstone::Tombstone::decode(&stored);
+                if !request.is_empty() && token == request {
                     return Err(Reason::JobDeleted.status(format!(
                         "job {id} was created by this request ({request}) and deleted since; a delayed repeat does \
                          not bring it back (create it again with a new request id)"
@@ -629,6 +717,9 @@ impl Master {
             };
             let record = t.jobs.create(id.clone(), spec).map_err(Status::from)?;
             let job = t.jobs.get(&id).map(|j| t.job_to_wire(j, false));
+            if tombstone.is_some() {
+                t.tombstones_written += 1;
+            }
             Ok((t.key.clone(), record, job))
         })?;
         let id = record.id.clone();
@@ -758,7 +849,13 @@ impl Master {
         ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
         ops.push(Op::Delete { key: keys::job(id.as_str()) });
         if !request.is_empty() {
-            ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value: request.into_bytes(), lease: None });
+            let tombstone = crate::core::tombstone::Tombstone { request, deleted_at: crate::clock::wall_now() };
+            ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value: tombstone.encode(), lease: None });
+            // A tombstone sweep that listed the tombstones before this write must not act on that listing.
+            self.with_term(|t, _, _| {
+                t.tombstones_written += 1;
+                Ok(())
+            })?;
         }
         self.persist(&key, ops).await?;
         self.with_term(|t, _, _| {
