@@ -381,9 +381,11 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 };
                 let entry_epoch = m.entries.get(&msg.task).map(|e| e.epoch);
                 let master_before = m.master;
+                let claim = w.claim(&msg);
                 let got = w.on_heartbeat(now, &msg);
                 let want = m.heartbeat(now, &msg);
                 prop_assert_eq!(&got, &want, "step {}: heartbeat {:?}", step, msg);
+                check_claim(step, claim, &got.0)?;
                 check_reply(step, &msg, &got.0, entry_epoch, master_before)?;
                 events = got.1;
             }
@@ -406,9 +408,11 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 }
                 let entry_epoch = entry.map(|e| e.epoch);
                 let master_before = m.master;
+                let claim = w.claim(&msg);
                 let got = w.on_status(now, &msg, status(*s));
                 let want = m.status(now, &msg, status(*s));
                 prop_assert_eq!(&got, &want, "step {}: status {:?}", step, msg);
+                check_claim(step, claim, &got.0)?;
                 check_reply(step, &msg, &got.0, entry_epoch, master_before)?;
                 events = got.1;
             }
@@ -517,6 +521,20 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
         let next = foreman::core::time::earliest(expiry, m.recovery.map(|(u, _)| u));
         prop_assert_eq!(w.next_deadline(), next, "step {}", step);
     }
+    Ok(())
+}
+
+/// A message is named a claim (for its master to confirm before feeding it) exactly when feeding it would make the
+/// master believe it is stale: no claim slips through unconfirmed, and no plain message waits on a confirmation.
+fn check_claim(step: usize, claim: Option<foreman::core::workers::Claim>, r: &Reply) -> Result<(), TestCaseError> {
+    prop_assert_eq!(
+        claim.is_some(),
+        r.verdict == Verdict::StaleMaster,
+        "step {}: claim {:?}, reply {:?}",
+        step,
+        claim,
+        r
+    );
     Ok(())
 }
 

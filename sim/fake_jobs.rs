@@ -193,7 +193,11 @@ pub(crate) async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Chec
 /// Waits for every job to end, then checks every rule on the run. `canceled`: the jobs whose cancel was
 /// acknowledged while they were not yet terminal: they end Canceled, or Finished when their job master finished
 /// the work before it heard of the cancel (the others must end Finished).
-async fn finish_and_check(c: &Cluster, jobs: &[(String, FakeConfig)], canceled: &BTreeSet<String>) -> JobFigures {
+pub(crate) async fn finish_and_check(
+    c: &Cluster,
+    jobs: &[(String, FakeConfig)],
+    canceled: &BTreeSet<String>,
+) -> JobFigures {
     for (id, config) in jobs {
         let (ok, j) = await_job(c, id, FINISH_WITHIN, terminal).await;
         assert!(ok, "liveness: {id} did not end within {FINISH_WITHIN:?} of the faults healing: {j:?}");

@@ -11,7 +11,7 @@ use foreman::clock::Clock as NodeClock;
 use foreman::core::ids::{Epoch, TaskId};
 use foreman::core::timing::HeartbeatTiming;
 use foreman::core::workers::{Event, WorkerStatus, Workers};
-use foreman::framework::host::{Host, HostedHandle};
+use foreman::framework::host::{Host, HostedHandle, Issuer};
 use foreman::framework::link::{Link, LinkEnd, LinkSpec, Report};
 use foreman::rpc::pb::framework_server::FrameworkServer;
 use madsim::rand::Rng;
@@ -34,7 +34,12 @@ impl crate::harness::Story for Seen {}
 
 /// Starts the host node with one hosted master at epoch 5 and `tasks` dispatched; it ticks its bookkeeping every
 /// 50 ms and records every event. Returns the hosted handle.
-async fn host(rec: &Recorder<Seen>, timing: HeartbeatTiming, tasks: &[(&str, u64)]) -> HostedHandle {
+async fn host(
+    rec: &Recorder<Seen>,
+    timing: HeartbeatTiming,
+    tasks: &[(&str, u64)],
+    issuer: Option<Issuer>,
+) -> HostedHandle {
     let handle = Handle::current();
     let (tx, rx) = tokio::sync::oneshot::channel();
     let rec = rec.clone();
@@ -48,7 +53,7 @@ async fn host(rec: &Recorder<Seen>, timing: HeartbeatTiming, tasks: &[(&str, u64
         for (t, e) in &tasks {
             workers.on_dispatched(clock.now(), t, *e).unwrap();
         }
-        let hosted = host.add(MASTER, workers);
+        let hosted = host.add(MASTER, workers, issuer);
         let _ = tx.send(hosted.clone());
         let ticker = async {
             loop {
@@ -120,7 +125,7 @@ async fn a_cut_off_worker_fences_itself_before_its_master_declares_it_lost() {
     announce("a_cut_off_worker_fences_itself_before_its_master_declares_it_lost");
     let rec = Recorder::new(Clock::start());
     let timing = HeartbeatTiming::worker_default();
-    let hosted = host(&rec, timing, &[("w1", 3)]).await;
+    let hosted = host(&rec, timing, &[("w1", 3)], None).await;
     worker(&rec, "w1", "10.0.4.2", "w1", 3, timing);
     let cut_after = Duration::from_millis(madsim::rand::thread_rng().gen_range(2_000..6_000));
     tokio::time::sleep(cut_after).await;
@@ -140,24 +145,48 @@ async fn a_cut_off_worker_fences_itself_before_its_master_declares_it_lost() {
     let _ = hosted;
 }
 
-/// A revoked incarnation is told it is stale and stops; so is one superseded by a newer epoch after its loss.
+/// A revoked incarnation is told it is stale and stops. A worker epoch the master never issued is refused and
+/// changes nothing while the issuer shows no newer master; once it shows one, the master learns it is superseded.
 #[madsim::test]
 async fn stale_incarnations_are_told_and_stop() {
     announce("stale_incarnations_are_told_and_stop");
     let rec = Recorder::new(Clock::start());
     let timing = HeartbeatTiming::worker_default();
-    let hosted = host(&rec, timing, &[("w1", 3)]).await;
+    let store = foreman::meta::MetaStore::embedded("framework-link", None).expect("an embedded store");
+    let fence = foreman::meta::keys::job_master(MASTER);
+    let issue = |epoch: u64| {
+        let (store, key) = (store.clone(), fence.clone());
+        async move {
+            let op = foreman::meta::Op::Put { key, value: epoch.to_string().into_bytes(), lease: None };
+            assert!(store.txn(&[], &[op]).await.expect("an embedded write"));
+        }
+    };
+    issue(5).await;
+    let issuer = Issuer { store: store.clone(), key: fence.clone() };
+    let hosted = host(&rec, timing, &[("w1", 3)], Some(issuer)).await;
     worker(&rec, "w1", "10.0.4.2", "w1", 3, timing);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(when(&rec, "w1", |s| *s == Seen::Live).is_some(), "w1 never became live");
     hosted.lock().workers.revoke(&TaskId::parse("w1").unwrap(), Epoch(3));
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert!(when(&rec, "w1", |s| *s == Seen::Ended(LinkEnd::Stale)).is_some(), "the revoked w1 did not stop");
-    // An incarnation the master never created (a newer epoch than it knows) makes the master stale, not the
-    // worker: nothing panics, the master learns it is superseded.
-    worker(&rec, "w1b", "10.0.4.3", "w1", 9, timing);
+    // An incarnation the master never created (a newer epoch than it issued), while no newer master exists: its
+    // messages are refused, so it never becomes live, and the master carries on.
+    hosted
+        .lock()
+        .workers
+        .on_dispatched(foreman::core::time::Time::ZERO, &TaskId::parse("w2").unwrap(), Epoch(4))
+        .unwrap();
+    worker(&rec, "w2b", "10.0.4.3", "w2", u64::MAX, timing);
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(hosted.lock().workers.is_superseded(), "a newer worker epoch must mark the master superseded");
+    assert!(when(&rec, "w2b", |s| *s == Seen::Live).is_none(), "a never-issued epoch became live");
+    assert!(!hosted.lock().workers.is_superseded(), "a never-issued worker epoch superseded the master");
+    // Once a newer master exists (the issuer shows epoch 6), a newer worker epoch is believed: nothing panics, the
+    // master learns it is superseded.
+    issue(6).await;
+    worker(&rec, "w2c", "10.0.4.4", "w2", 9, timing);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(hosted.lock().workers.is_superseded(), "a confirmed newer worker epoch must mark the master superseded");
 }
 
 /// A cancel reaches the worker on its next heartbeat; its Canceled report is acknowledged and ends it.
@@ -166,7 +195,7 @@ async fn a_cancel_is_honoured_and_its_report_acknowledged() {
     announce("a_cancel_is_honoured_and_its_report_acknowledged");
     let rec = Recorder::new(Clock::start());
     let timing = HeartbeatTiming::worker_default();
-    let hosted = host(&rec, timing, &[("w1", 3)]).await;
+    let hosted = host(&rec, timing, &[("w1", 3)], None).await;
     worker(&rec, "w1", "10.0.4.2", "w1", 3, timing);
     tokio::time::sleep(Duration::from_secs(3)).await;
     hosted.lock().cancel.insert(TaskId::parse("w1").unwrap());

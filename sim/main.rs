@@ -7,6 +7,7 @@
 mod bug_finding;
 mod checks;
 mod cluster;
+mod epoch_claims;
 mod executor_node;
 mod fake_jobs;
 mod framework_link;
@@ -17,4 +18,5 @@ mod meta_contract;
 mod regressions;
 mod speed;
 mod swarm;
+mod tombstones;
 mod workloads;

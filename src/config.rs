@@ -42,6 +42,9 @@ pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:10280";
 /// How early the simulated etcd may expire a lease (design.md §4); the step-down deadline keeps this margin.
 pub const LEASE_EARLY_EXPIRY: Duration = Duration::from_secs(1);
+/// The longest a client of this crate (`foreman job create`) resends one create token: every attempt of a create
+/// ends within this long of the first. `jobs.tombstone-retention` must outlast it (README, "Design decisions").
+pub const CREATE_RETRY_SPAN_MAX: Duration = Duration::from_secs(60);
 
 /// Why a configuration cannot be used.
 #[derive(Debug, Error)]
@@ -262,6 +265,8 @@ pub struct MasterConfig {
     pub placement: PlacementConfig,
     /// Deadlines on outgoing calls.
     pub rpc: RpcConfig,
+    /// What is kept of deleted jobs.
+    pub jobs: JobsConfig,
 }
 
 impl Default for MasterConfig {
@@ -279,6 +284,7 @@ impl Default for MasterConfig {
             backoff: BackoffConfig::default(),
             placement: PlacementConfig::default(),
             rpc: RpcConfig::default(),
+            jobs: JobsConfig::default(),
         }
     }
 }
@@ -524,6 +530,23 @@ impl Default for RpcConfig {
     }
 }
 
+/// What is kept of deleted jobs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct JobsConfig {
+    /// How long a deleted job's create token (its tombstone) is kept, refusing a delayed repeat of its create
+    /// (`JOB_DELETED`); then it is collected. It must outlast the longest a create can be on its way
+    /// ([`MasterConfig::create_window`]).
+    #[serde(with = "serde_duration")]
+    pub tombstone_retention: Duration,
+}
+
+impl Default for JobsConfig {
+    fn default() -> JobsConfig {
+        JobsConfig { tombstone_retention: Duration::from_secs(600) }
+    }
+}
+
 impl MasterConfig {
     /// Parses TOML text (no defaults filled in, not validated).
     pub fn from_toml(text: &str) -> Result<MasterConfig, ConfigError> {
@@ -563,7 +586,16 @@ impl MasterConfig {
         self.workers.timing()
     }
 
-    fn durations(&self) -> [(&'static str, Duration); 20] {
+    /// The longest a create can be on its way after its client first sent it: the client resends its token for
+    /// at most [`CREATE_RETRY_SPAN_MAX`]; an attempt the client gave up on may still be forwarded by a follower
+    /// (a connect and a call, each within `rpc.request-timeout`), and the leader acts on it only while it may act
+    /// (`election.step-down`), its write bounded by `rpc.metastore-timeout`. A deleted job's tombstone must
+    /// outlast this window.
+    pub fn create_window(&self) -> Duration {
+        CREATE_RETRY_SPAN_MAX + self.rpc.request_timeout * 2 + self.election.step_down + self.rpc.metastore_timeout
+    }
+
+    fn durations(&self) -> [(&'static str, Duration); 21] {
         let (el, ex, wo, bo) = (&self.election, &self.executors, &self.workers, &self.backoff);
         [
             ("election.lease-ttl", el.lease_ttl),
@@ -586,6 +618,7 @@ impl MasterConfig {
             ("placement.reservation-ttl", self.placement.reservation_ttl),
             ("rpc.request-timeout", self.rpc.request_timeout),
             ("rpc.metastore-timeout", self.rpc.metastore_timeout),
+            ("jobs.tombstone-retention", self.jobs.tombstone_retention),
         ]
     }
 
@@ -692,6 +725,20 @@ impl MasterConfig {
                      heartbeat that reports its task (rule: reservation TTL > executor heartbeat interval)",
                     format_duration(self.placement.reservation_ttl),
                     format_duration(ex.heartbeat_interval)
+                ),
+            ));
+        }
+
+        let window = self.create_window();
+        if self.jobs.tombstone_retention <= window {
+            return Err(invalid(
+                "jobs.tombstone-retention",
+                format!(
+                    "{} must be longer than the longest a create can be on its way ({}: a client's resends, \
+                     forwarding, and the leader's step-down), or a delayed repeat of a deleted job's create could \
+                     bring it back (rule: tombstone retention > create window)",
+                    format_duration(self.jobs.tombstone_retention),
+                    format_duration(window)
                 ),
             ));
         }
@@ -1149,6 +1196,10 @@ pub struct MasterFlags {
     /// The deadline on each metastore call [default: 2s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub rpc_metastore_timeout: Option<Duration>,
+
+    /// How long a deleted job's create token is kept to refuse a delayed repeat of its create [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub jobs_tombstone_retention: Option<Duration>,
 }
 
 impl MasterFlags {
@@ -1191,6 +1242,8 @@ impl MasterFlags {
 
         set(&mut c.rpc.request_timeout, &self.rpc_request_timeout);
         set(&mut c.rpc.metastore_timeout, &self.rpc_metastore_timeout);
+
+        set(&mut c.jobs.tombstone_retention, &self.jobs_tombstone_retention);
     }
 }
 
@@ -1478,6 +1531,16 @@ mod tests {
                 "placement.reservation-ttl",
                 &["executors.heartbeat-interval"],
             ),
+            (
+                "[jobs]\ntombstone-retention = \"71s\"",
+                "jobs.tombstone-retention",
+                &["1m11s", "rule: tombstone retention > create window"],
+            ),
+            (
+                "[jobs]\ntombstone-retention = \"5m\"\n[rpc]\nrequest-timeout = \"2m\"",
+                "jobs.tombstone-retention",
+                &["5m must be longer than", "5m5s"],
+            ),
             ("addr = \"127.0.0.1\"", "addr", &["no port"]),
             ("addr = \"127.0.0.1:0\"", "addr", &["port", "1 to 65535"]),
             ("addr = \"127.0.0.1:65536\"", "addr", &["1 to 65535"]),
@@ -1671,6 +1734,8 @@ mod tests {
             [rpc]
             request-timeout = "4s"
             metastore-timeout = "1500ms"
+            [jobs]
+            tombstone-retention = "1h"
         "#;
         let file = MasterConfig::from_toml(toml).unwrap();
         let args = [
@@ -1705,6 +1770,7 @@ mod tests {
             "--placement-reservation-ttl=20s",
             "--rpc-request-timeout=4s",
             "--rpc-metastore-timeout=1500ms",
+            "--jobs-tombstone-retention=1h",
         ];
         let (from_flags, warnings) = MasterConfig::load(&master_flags(&args)).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");

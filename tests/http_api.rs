@@ -596,3 +596,77 @@ async fn a_follower_forwards_job_calls_to_the_leader_and_says_it_follows() {
     assert_eq!(sample(&text, "foreman_leader_epoch"), Some(0.0), "{text}");
     assert!(text.contains("# TYPE foreman_jobs gauge\n") && !text.contains("foreman_jobs{"), "{text}");
 }
+
+/// A refusal over HTTP is as bounded as over gRPC: a 100 KB job id is a 400 whose message quotes a prefix and the
+/// size, from the leader and through a follower.
+#[tokio::test]
+async fn a_huge_input_gets_a_bounded_refusal_from_the_leader_and_through_a_follower() {
+    let store = MetaStore::embedded("test-bounded", None).expect("an embedded store");
+    let leader = Node::start("bounded-leader", "bounded", store.clone()).await;
+    leader.wait_for_role("leader").await;
+    let follower = Node::start("bounded-follower", "bounded", store).await;
+    follower.wait_for_role("follower").await;
+    let huge = "j".repeat(100_000);
+    let body = json!({"type": "fake", "config": CONFIG, "id": huge}).to_string();
+    for node in [&leader, &follower] {
+        let refused = node.post("/api/v1/jobs", &body).await;
+        refused.assert_refused(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), &["job.id", "…(100000 bytes)"]);
+        assert!(refused.body.len() < 2 * foreman::rpc::status::MESSAGE_MAX, "{} bytes", refused.body.len());
+    }
+}
+
+/// More than [`http::REQUESTS_IN_FLIGHT_MAX`] requests at once: the next is refused at once with 503 and a
+/// `Retry-After`, like every other 503 of the API.
+#[tokio::test]
+async fn an_overloaded_api_answers_503_with_retry_after() {
+    let t = Node::leader("overload").await;
+    // Requests that hold their slot: the head of a create whose body never comes.
+    let mut held = vec![];
+    for _ in 0..http::REQUESTS_IN_FLIGHT_MAX {
+        let mut stream = tokio::net::TcpStream::connect(&t.http).await.expect("connect");
+        let head = format!(
+            "POST /api/v1/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{",
+            t.http
+        );
+        stream.write_all(head.as_bytes()).await.expect("send the head");
+        held.push(stream);
+    }
+    let started = tokio::time::Instant::now();
+    let refused = loop {
+        let r = t.get("/healthz").await;
+        if r.status == 503 {
+            break r;
+        }
+        assert_eq!(r.status, 200, "{r:?}");
+        assert!(started.elapsed() < ACT_DEADLINE, "no 503 with {} requests held", held.len());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    refused.assert_refused(503, "UNAVAILABLE", None, &["requests are in flight", "retry"]);
+    assert_eq!(refused.headers.get("retry-after").map(String::as_str), Some("1"), "{refused:?}");
+    drop(held);
+    let started = tokio::time::Instant::now();
+    while t.get("/healthz").await.status != 200 {
+        assert!(started.elapsed() < ACT_DEADLINE, "still refusing after the held requests went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A create token reused for another request is a 409 naming what differs, through any master.
+#[tokio::test]
+async fn a_reused_create_token_is_a_conflict() {
+    let store = MetaStore::embedded("test-reused", None).expect("an embedded store");
+    let leader = Node::start("reused-leader", "reused", store.clone()).await;
+    leader.wait_for_role("leader").await;
+    let follower = Node::start("reused-follower", "reused", store).await;
+    follower.wait_for_role("follower").await;
+    let create = |config: &str| json!({"type": "fake", "config": config, "id": "t1", "request_id": "r-1"}).to_string();
+    assert_eq!(leader.post("/api/v1/jobs", &create(CONFIG)).await.status, 201);
+    assert_eq!(follower.post("/api/v1/jobs", &create(CONFIG)).await.status, 201, "a repeat gets the job again");
+    let other = r#"{"workers": 1, "target": 1, "tick_ms": 1}"#;
+    follower.post("/api/v1/jobs", &create(other)).await.assert_refused(
+        409,
+        "ALREADY_EXISTS",
+        Some("REQUEST_ID_REUSED"),
+        &["r-1", "t1", "job.config"],
+    );
+}

@@ -66,13 +66,21 @@ impl TestMaster {
 
     /// The same over `store` (of cluster `test-<name>`), which other masters may have used before.
     async fn start_on(name: &str, store: MetaStore) -> TestMaster {
+        let t = TestMaster::join(name, name, store).await;
+        t.wait_until_leading().await;
+        t
+    }
+
+    /// Starts master `m-<name>` of cluster `test-<cluster>` over `store` (a clone of another master's store makes
+    /// the two masters of one cluster), without waiting for anything.
+    async fn join(name: &str, cluster: &str, store: MetaStore) -> TestMaster {
         // Bound before the master is configured: the port is ours, no race with other tests.
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
         let address = incoming.local_addr().expect("bound address").to_string();
         let mut cfg = MasterConfig {
             name: format!("m-{name}"),
             addr: address.clone(),
-            cluster: format!("test-{name}"),
+            cluster: format!("test-{cluster}"),
             election: common::short_election(),
             ..MasterConfig::default()
         };
@@ -92,7 +100,7 @@ impl TestMaster {
             .timeout(CALL_TIMEOUT)
             .connect_timeout(CALL_TIMEOUT)
             .connect_lazy();
-        let t = TestMaster {
+        TestMaster {
             m,
             address,
             discovery: DiscoveryClient::new(channel.clone()),
@@ -100,9 +108,7 @@ impl TestMaster {
             scheduler: TaskSchedulerClient::new(channel.clone()),
             framework: FrameworkClient::new(channel),
             _shutdown: tx,
-        };
-        t.wait_until_leading().await;
-        t
+        }
     }
 
     /// Polls `GetLeader` until it names this master and the master serves leader-only calls (recovery done).
@@ -660,13 +666,11 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
             "waiting",
         );
     }
-    assert_refused(
-        "ScheduleTask for a missing job",
-        s.schedule_task(sched("ghost", "ghost/w0", 1)).await,
-        Code::FailedPrecondition,
-        Reason::StaleEpoch,
-        "ghost",
-    );
+    // A job that does not exist is not found (not a stale epoch), and the refusal names the job.
+    let missing = s.schedule_task(sched("ghost", "ghost/w0", 1)).await;
+    let message = missing.as_ref().err().map(|s| s.message().to_owned()).unwrap_or_default();
+    assert_refused("ScheduleTask for a missing job", missing, Code::NotFound, Reason::JobNotFound, "job ghost");
+    assert!(!message.contains("ghost/w0"), "the task id is not the job master: {message}");
     assert_invalid("ScheduleTask bad task id", s.schedule_task(sched("waiting", "a b", 1)).await, "task_id");
     assert_invalid("ScheduleTask bad job id", s.schedule_task(sched("../x", "w", 1)).await, "job_id");
     let mut costly = sched("waiting", "waiting/w0", 1);
@@ -892,4 +896,162 @@ async fn corrupt_job_records_are_shown_refused_counted_and_deletable() {
     assert_refused("gone", t.get("victim", false).await, Code::NotFound, Reason::JobNotFound, "victim");
     t.create(fake_job("victim")).await.expect("the id is free again");
     assert!(t.m.metrics_text().lines().any(|l| l == "foreman_corrupt_records{kind=\"job\"} 1"));
+}
+
+/// What a client can read of a refusal is bounded whatever it sent: a 100 KB job id is refused `INVALID_ARGUMENT`
+/// with a reason and a short message that quotes a prefix of the id and its size, by the leader and through a
+/// follower alike (before, the leader echoed the whole id: a client saw `RESOURCE_EXHAUSTED`, or through a
+/// follower `h2 protocol error`, instead of what to fix).
+#[tokio::test]
+async fn a_huge_input_is_refused_with_a_bounded_message_by_the_leader_and_through_a_follower() {
+    let store = MetaStore::embedded("test-huge", None).expect("an embedded store");
+    let leader = TestMaster::join("huge-leader", "huge", store.clone()).await;
+    leader.wait_until_leading().await;
+    let follower = TestMaster::join("huge-follower", "huge", store).await;
+    assert_eq!(follower.m.role(), Role::Follower);
+    leader.create(fake_job("kept")).await.expect("a job");
+    let before = leader.snapshot().await;
+
+    let huge = "j".repeat(100_000);
+    for t in [&leader, &follower] {
+        let who = t.m.name();
+        let results: Vec<(&str, &str, Result<pb::Job, Status>)> = vec![
+            ("CreateJob", "job.id", t.create(fake_job(&huge)).await),
+            ("GetJob", "id", t.get(&huge, false).await),
+            (
+                "CancelJob",
+                "id",
+                t.jobs.clone().cancel_job(pb::CancelJobRequest { id: huge.clone() }).await.map(Response::into_inner),
+            ),
+        ];
+        for (call, field, result) in results {
+            let what = format!("{call} with a 100 KB id through {who}");
+            let status = result.expect_err(&what);
+            assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+            assert_eq!(reason_of(&status), Some(Reason::InvalidArgument), "{what}: {status:?}");
+            let message = status.message();
+            assert!(message.len() <= foreman::rpc::status::MESSAGE_MAX, "{what}: {} bytes", message.len());
+            assert!(message.starts_with(&format!("{field}: job id \"jjj")), "{what}: {message}");
+            assert!(message.contains("…(100000 bytes)") && message.contains("at most 63"), "{what}: {message}");
+        }
+        // A huge request token and a huge selector are bounded just the same.
+        let mut with_selector = fake_job("");
+        with_selector.selectors = vec![selector(&huge, 1, "east")];
+        for (what, request) in [
+            ("a 100 KB token", pb::CreateJobRequest { job: Some(fake_job("")), request_id: huge.clone() }),
+            ("a 100 KB selector key", pb::CreateJobRequest { job: Some(with_selector), request_id: String::new() }),
+        ] {
+            let status = t.jobs.clone().create_job(request).await.expect_err(what);
+            assert_eq!(reason_of(&status), Some(Reason::InvalidArgument), "{what} through {who}: {status:?}");
+            assert!(status.message().len() <= foreman::rpc::status::MESSAGE_MAX, "{what}: {}", status.message().len());
+        }
+    }
+    assert_eq!(leader.snapshot().await, before, "a refused call changed something");
+}
+
+/// The proto promises at most 256 bytes of progress: a longer text is refused, naming the field, before anything
+/// is looked at (the framework's own links cut a task's text to 256 bytes before sending, so no job master of
+/// ours is ever refused for it).
+#[tokio::test]
+async fn a_progress_text_beyond_256_bytes_is_refused() {
+    let t = TestMaster::start("progress").await;
+    let before = t.snapshot().await;
+    let heartbeat = |progress: String| pb::WorkerHeartbeatRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        progress,
+    };
+    let mut f = t.framework.clone();
+    for size in [257, 1 << 20] {
+        assert_invalid(
+            &format!("WorkerHeartbeat with {size} bytes of progress"),
+            f.worker_heartbeat(heartbeat("x".repeat(size))).await,
+            "progress",
+        );
+    }
+    let report = pb::ReportWorkerStatusRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+        progress: "é".repeat(129),
+    };
+    assert_invalid("ReportWorkerStatus with 258 bytes of progress", f.report_worker_status(report).await, "progress");
+    let failed = pb::ReportWorkerStatusRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: "ghost".into(),
+        worker_epoch: 1,
+        status: Some(pb::WorkerStatus {
+            state: pb::WorkerState::Failed as i32,
+            error_message: "e".repeat(foreman::framework::ERROR_MESSAGE_MAX + 1),
+            ..Default::default()
+        }),
+        progress: String::new(),
+    };
+    assert_invalid(
+        "ReportWorkerStatus with a 4 KiB error",
+        f.report_worker_status(failed).await,
+        "status.error_message",
+    );
+    // 256 bytes are fine: an unknown job master is then told it is stale, as ever.
+    let r = f.worker_heartbeat(heartbeat("x".repeat(256))).await.expect("a verdict").into_inner();
+    assert_eq!(r.verdict, pb::Verdict::StaleWorker as i32);
+    assert_eq!(t.snapshot().await, before, "a refused call changed something");
+}
+
+/// A create token names one request: a repeat must ask for the same job (type, configuration, selectors, cost
+/// and id), or it is refused `ALREADY_EXISTS` (`REQUEST_ID_REUSED`) saying what differs, and nothing changes.
+#[tokio::test]
+async fn a_create_token_reused_for_another_request_is_refused_saying_what_differs() {
+    let t = TestMaster::start("token-reuse").await;
+    let create = |job: pb::Job, token: &str| {
+        let mut jobs = t.jobs.clone();
+        let req = pb::CreateJobRequest { job: Some(job), request_id: token.into() };
+        async move { jobs.create_job(req).await.map(Response::into_inner) }
+    };
+    let first = create(fake_job("orig"), "t-1").await.expect("created");
+    let before = t.snapshot().await;
+    let with = |f: &dyn Fn(&mut pb::Job)| {
+        let mut j = fake_job("orig");
+        f(&mut j);
+        j
+    };
+    // (what, the repeat, the fields the refusal names)
+    let cases: Vec<(&str, pb::Job, &[&str])> = vec![
+        ("another id", with(&|j| j.id = "other".into()), &["job.id"]),
+        (
+            "another config",
+            with(&|j| j.config = br#"{"workers": 9, "target": 5, "tick_ms": 10}"#.to_vec()),
+            &["job.config"],
+        ),
+        ("another selector", with(&|j| j.selectors = vec![selector("zone", 1, "east")]), &["job.selectors"]),
+        ("another cost", with(&|j| j.cost = 3), &["job.cost"]),
+        (
+            "another id, config and cost",
+            with(&|j| {
+                j.id = String::new();
+                j.cost = 2;
+                j.config = br#"{"workers": 1, "target": 1, "tick_ms": 1}"#.to_vec();
+            }),
+            &["job.config", "job.cost"],
+        ),
+    ];
+    for (what, job, fields) in cases {
+        let status = create(job, "t-1").await.expect_err(what);
+        assert_eq!(status.code(), Code::AlreadyExists, "{what}: {status:?}");
+        assert_eq!(reason_of(&status), Some(Reason::RequestIdReused), "{what}: {status:?}");
+        for field in fields {
+            assert!(status.message().contains(field), "{what}: {:?} does not name {field}", status.message());
+        }
+        assert!(status.message().contains("orig"), "{what}: the message names the job: {:?}", status.message());
+    }
+    assert_eq!(t.snapshot().await, before, "a refused create changed something");
+    // The very same request is a repeat: the job it created (with or without its id).
+    assert_eq!(create(fake_job("orig"), "t-1").await.expect("a repeat").id, first.id);
+    assert_eq!(create(fake_job(""), "t-1").await.expect("a repeat without the id").id, first.id);
+    assert_eq!(t.snapshot().await, before);
 }

@@ -509,9 +509,21 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             // One token for every attempt of this create: a repeat gets the job the first attempt made, so resending
             // through a failover never creates it twice.
             let request = pb::CreateJobRequest { job: Some(job), request_id: create_token() };
-            let reply = client
-                .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).create_job(req).await })
-                .await?;
+            // The token is resent for a bounded time only: a deleted job's tombstone, which refuses a late repeat
+            // of its create, is kept for a retention that must outlast every attempt (README, "Design decisions").
+            let span = crate::config::CREATE_RETRY_SPAN_MAX;
+            let call = client
+                .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).create_job(req).await });
+            let reply = match tokio::time::timeout(span, call).await {
+                Ok(reply) => reply?,
+                Err(_) => {
+                    return Err(CliError::UnknownOutcome {
+                        address: flags.masters.iter().map(|m| m.to_string()).collect::<Vec<_>>().join(","),
+                        detail: format!("no master created it within {}", format_duration(span)),
+                        check: "see whether `foreman job list` shows it before creating it again".to_owned(),
+                    })
+                }
+            };
             match wait_options {
                 None => Ok(Printed::text(render_job(&reply))),
                 Some(options) => {

@@ -5,6 +5,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::text::quote;
+
 /// An executor, as registered with the leader. Allocated from a persisted counter and never reused: an executor
 /// declared offline that comes back registers again and gets a new id.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -65,9 +67,10 @@ impl fmt::Display for LeaderEpoch {
 pub enum IdError {
     #[error("{kind} is empty")]
     Empty { kind: &'static str },
-    #[error("{kind} {value:?} is {len} characters long; at most {max} are allowed")]
+    /// `value` is the input as messages quote it ([`quote`]): never all of a long one.
+    #[error("{kind} {value} is {len} characters long; at most {max} are allowed")]
     TooLong { kind: &'static str, value: String, len: usize, max: usize },
-    #[error("{kind} {value:?} is not valid: {rule}")]
+    #[error("{kind} {value} is not valid: {rule}")]
     Invalid { kind: &'static str, value: String, rule: &'static str },
 }
 
@@ -88,14 +91,14 @@ impl JobId {
         }
         let len = s.chars().count();
         if len > Self::MAX_LEN {
-            return Err(IdError::TooLong { kind: KIND, value: s.to_owned(), len, max: Self::MAX_LEN });
+            return Err(IdError::TooLong { kind: KIND, value: quote(s), len, max: Self::MAX_LEN });
         }
         let word = |c: char| c.is_ascii_alphanumeric() || c == '_';
         let inner = |c: char| word(c) || c == '-' || c == '.';
         let first = s.chars().next().is_some_and(word);
         let last = s.chars().last().is_some_and(word);
         if !(first && last && s.chars().all(inner)) {
-            return Err(IdError::Invalid { kind: KIND, value: s.to_owned(), rule: RULE });
+            return Err(IdError::Invalid { kind: KIND, value: quote(s), rule: RULE });
         }
         Ok(JobId(s.to_owned()))
     }
@@ -139,12 +142,12 @@ impl TaskId {
             return Err(IdError::Empty { kind: KIND });
         }
         if s.len() > Self::MAX_LEN {
-            return Err(IdError::TooLong { kind: KIND, value: s.to_owned(), len: s.len(), max: Self::MAX_LEN });
+            return Err(IdError::TooLong { kind: KIND, value: quote(s), len: s.len(), max: Self::MAX_LEN });
         }
         if !s.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(IdError::Invalid {
                 kind: KIND,
-                value: s.to_owned(),
+                value: quote(s),
                 rule: "use printable ASCII characters without spaces",
             });
         }
@@ -228,6 +231,9 @@ mod tests {
         assert!(e.contains("\"a b\"") && e.contains("letters, digits"), "{e}");
         let e = JobId::parse(&"y".repeat(70)).unwrap_err().to_string();
         assert!(e.contains("70 characters") && e.contains("at most 63"), "{e}");
+        // A long input is quoted in part: the message stays short.
+        let e = JobId::parse(&"z".repeat(100_000)).unwrap_err().to_string();
+        assert!(e.len() < 200 && e.contains("…(100000 bytes)") && e.contains("at most 63"), "{e}");
     }
 
     #[test]

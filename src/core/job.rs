@@ -116,6 +116,28 @@ pub struct JobSpec {
     pub request: String,
 }
 
+impl JobSpec {
+    /// What a create carrying `other` asks for differently from this job's own create, by request field
+    /// (`job.type`, `job.config`, `job.selectors`, `job.cost`): a repeat of a create with the same token must ask
+    /// for the same job, or the token was reused for another request. Empty when it is a true repeat.
+    pub fn differences(&self, other: &JobSpec) -> Vec<&'static str> {
+        let mut out = vec![];
+        if self.job_type != other.job_type {
+            out.push("job.type");
+        }
+        if self.config != other.config {
+            out.push("job.config");
+        }
+        if self.selectors != other.selectors {
+            out.push("job.selectors");
+        }
+        if self.cost != other.cost {
+            out.push("job.cost");
+        }
+        out
+    }
+}
+
 /// Why a job failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -822,6 +844,23 @@ mod tests {
             backoff: BackoffPolicy { jitter: 0.0, max_tries: 3, ..BackoffPolicy::default() },
             cancel_grace: Duration::from_secs(30),
             job_master_share: 0.5,
+        }
+    }
+
+    #[test]
+    fn a_repeated_create_differs_by_the_fields_it_changes() {
+        let original = JobSpec { request: "t-1".into(), ..spec() };
+        let zone = crate::core::labels::Selector::parse("zone=east").unwrap();
+        // (the repeat, the fields that differ); the token itself is not compared
+        let table: Vec<(JobSpec, Vec<&str>)> = vec![
+            (original.clone(), vec![]),
+            (JobSpec { request: "t-2".into(), ..original.clone() }, vec![]),
+            (JobSpec { job_type: "other".into(), ..original.clone() }, vec!["job.type"]),
+            (JobSpec { config: "{\"a\":1}".into(), cost: 2, ..original.clone() }, vec!["job.config", "job.cost"]),
+            (JobSpec { selectors: vec![zone], ..original.clone() }, vec!["job.selectors"]),
+        ];
+        for (repeat, want) in table {
+            assert_eq!(original.differences(&repeat), want, "{repeat:?}");
         }
     }
 

@@ -10,6 +10,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::text::{bounded, quote};
+
 /// An executor's labels, one value per key, in key order.
 pub type Labels = BTreeMap<String, String>;
 
@@ -23,20 +25,22 @@ pub const LABELS_MAX: usize = 64;
 pub const SELECTORS_MAX: usize = 32;
 /// The compiled-size limit of a selector regex (bytes of the regex crate's program).
 const REGEX_SIZE_LIMIT: usize = 1 << 20;
+/// The most bytes of the regex crate's explanation a message keeps (it quotes the pattern, which may be long).
+const REASON_MAX: usize = 256;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum LabelError {
-    #[error("label {what} {value:?} is not valid: use 1 to 63 letters, digits, '-' and '.', starting and ending with a letter or digit")]
+    #[error("label {what} {} is not valid: use 1 to 63 letters, digits, '-' and '.', starting and ending with a letter or digit", quote(.value))]
     Invalid { what: &'static str, value: String },
     #[error("{count} labels given; at most {max} are allowed")]
     TooMany { count: usize, max: usize },
     #[error("{count} selectors given; at most {max} are allowed")]
     TooManySelectors { count: usize, max: usize },
-    #[error("selector on {key:?} has no operator: use = (equal), != (not equal) or ~ (regex)")]
+    #[error("selector on {} has no operator: use = (equal), != (not equal) or ~ (regex)", quote(.key))]
     NoOperator { key: String },
-    #[error("selector regex {pattern:?} on {key:?} is not valid: {reason}")]
+    #[error("selector regex {} on {} is not valid: {}", quote(.pattern), quote(.key), bounded(.reason, REASON_MAX))]
     BadRegex { key: String, pattern: String, reason: String },
-    #[error("selector {text:?} is not valid: write key=value, key!=value or key~regex")]
+    #[error("selector {} is not valid: write key=value, key!=value or key~regex", quote(.text))]
     Syntax { text: String },
 }
 

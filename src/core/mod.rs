@@ -14,6 +14,8 @@ pub mod leadership;
 pub mod placement;
 pub mod registry;
 pub mod rng;
+pub mod text;
 pub mod time;
 pub mod timing;
+pub mod tombstone;
 pub mod workers;

@@ -111,7 +111,7 @@ pub struct EndedTask {
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum RegistryError {
-    #[error("executor {field} {value:?} is not valid: {rule}")]
+    #[error("executor {field} {} is not valid: {rule}", super::text::quote(.value))]
     InvalidSpec { field: &'static str, value: String, rule: String },
     #[error("executor labels are not valid: {0}")]
     InvalidLabels(#[from] LabelError),

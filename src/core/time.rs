@@ -67,6 +67,13 @@ impl fmt::Display for Time {
     }
 }
 
+/// A wall-clock time: milliseconds since the Unix epoch, as some master's clock read it. Unlike [`Time`], it
+/// may be stored and compared between masters, within the clock skew between them; it is used only where a
+/// decision must outlive a leader (a deleted job's tombstone), and always with a margin for that skew.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct WallTime(pub u64);
+
 /// A duration in whole milliseconds, saturating (durations beyond 584 million years are "forever").
 pub fn millis_of(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)

@@ -7,6 +7,11 @@
 //! (a higher master epoch, or a higher worker epoch than it created) tells *this master* it is stale. Nothing
 //! panics on a newer epoch.
 //!
+//! A claim that someone newer exists is never taken on the sender's word: [`Workers::claim`] names it, and the
+//! caller asks the issuer of master epochs (the metastore) whether a newer master really exists
+//! ([`Claim::confirmed_by`]) before it feeds the message; a claim not confirmed is refused and changes nothing (a
+//! bogus epoch of 2^64-1 would otherwise make a healthy master stop itself).
+//!
 //! A restarted master recovers: it expects the incarnations that were persisted, re-adopts those that check in,
 //! and declares the others lost when the recovery wait ends. The wait equals the offline TTL, so an incarnation
 //! that did not check in has fenced itself by then (it heard nothing since before the recovery began).
@@ -145,6 +150,59 @@ pub enum Event {
     /// counted once: `adopted` if it checked in (a heartbeat, or a report of its exit), else `lost` (not heard of
     /// in time, or revoked or removed while awaited).
     Recovered { adopted: usize, lost: usize },
+}
+
+/// What a message claims that its master cannot vouch for: that someone newer than this master exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// The message shows master epoch `claimed`, above the master's own.
+    NewerMaster { claimed: Epoch },
+    /// The message shows worker epoch `claimed` for its task, above the epoch the master issued for it, `issued`:
+    /// only a newer master could have issued it.
+    NewerWorker { claimed: Epoch, issued: Epoch },
+}
+
+impl Claim {
+    /// Whether the issuer of master epochs proves the claim against the master of epoch `mine`: `newest` is the
+    /// newest master epoch it issued (as durably recorded). A newer master must exist, and a claimed master epoch
+    /// must be one that was issued.
+    pub fn confirmed_by(self, mine: Epoch, newest: Epoch) -> bool {
+        newest > mine
+            && match self {
+                Claim::NewerMaster { claimed } => claimed <= newest,
+                Claim::NewerWorker { .. } => true,
+            }
+    }
+
+    /// The message field that carries the claim.
+    pub fn field(self) -> &'static str {
+        match self {
+            Claim::NewerMaster { .. } => "master_epoch",
+            Claim::NewerWorker { .. } => "worker_epoch",
+        }
+    }
+
+    /// The epoch claimed.
+    pub fn claimed(self) -> Epoch {
+        match self {
+            Claim::NewerMaster { claimed } | Claim::NewerWorker { claimed, .. } => claimed,
+        }
+    }
+}
+
+impl fmt::Display for Claim {
+    /// What to tell the sender of a claim that was not confirmed.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Claim::NewerMaster { claimed } => {
+                write!(f, "{claimed} was never issued: no master of that epoch exists (this master's is the newest)")
+            }
+            Claim::NewerWorker { claimed, issued } => write!(
+                f,
+                "{claimed} was never issued for this task: its master issued {issued}, and no newer master exists"
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -302,6 +360,18 @@ impl Workers {
                 e.state = EntryState::Revoked;
             }
         }
+    }
+
+    /// What `msg` claims that this master cannot vouch for, if anything: a master epoch above its own, or a worker
+    /// epoch above the one it issued for the task. [`Workers::on_heartbeat`] and [`Workers::on_status`] believe
+    /// such a claim (this master is then superseded), so the caller feeds them a message with a claim only once
+    /// [`Claim::confirmed_by`] holds, and otherwise refuses it.
+    pub fn claim(&self, msg: &Message) -> Option<Claim> {
+        if msg.master_epoch > self.master_epoch {
+            return Some(Claim::NewerMaster { claimed: msg.master_epoch });
+        }
+        let issued = self.entries.get(&msg.task)?.epoch;
+        (msg.worker_epoch > issued).then_some(Claim::NewerWorker { claimed: msg.worker_epoch, issued })
     }
 
     fn reply(&self, verdict: Verdict, expected: Epoch) -> Reply {
@@ -547,6 +617,44 @@ mod tests {
             assert_eq!(w.is_superseded(), *verdict == Verdict::StaleMaster);
             w.check().unwrap();
         }
+    }
+
+    #[test]
+    fn claims_of_someone_newer_are_named_and_believed_only_when_confirmed() {
+        // Master epoch 5; task "a" issued worker epoch 3.
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        let max = u64::MAX;
+        // (message, claim)
+        let table: &[(Message, Option<Claim>)] = &[
+            (msg("a", 5, 3), None),
+            (msg("a", 4, 2), None),
+            (msg("b", 5, max), None), // an unknown task claims nothing: it is told it is stale
+            (msg("a", 6, 3), Some(Claim::NewerMaster { claimed: Epoch(6) })),
+            (msg("a", max, max), Some(Claim::NewerMaster { claimed: Epoch(max) })),
+            (msg("a", 5, max), Some(Claim::NewerWorker { claimed: Epoch(max), issued: Epoch(3) })),
+        ];
+        for (m, want) in table {
+            assert_eq!(w.claim(m), *want, "{m:?}");
+        }
+        // (claim, newest master epoch issued, confirmed): a newer master must exist, and a claimed one be issued.
+        let newer_master = |c: u64| Claim::NewerMaster { claimed: Epoch(c) };
+        let newer_worker = Claim::NewerWorker { claimed: Epoch(max), issued: Epoch(3) };
+        let verdicts = [
+            (newer_master(6), 5, false),
+            (newer_master(6), 6, true),
+            (newer_master(6), 9, true),
+            (newer_master(max), 9, false),
+            (newer_worker, 5, false),
+            (newer_worker, 0, false),
+            (newer_worker, 6, true),
+        ];
+        for (claim, newest, want) in verdicts {
+            assert_eq!(claim.confirmed_by(Epoch(5), Epoch(newest)), want, "{claim:?} against {newest}");
+        }
+        assert_eq!(newer_master(7).field(), "master_epoch");
+        assert_eq!(newer_worker.field(), "worker_epoch");
+        assert!(!w.is_superseded(), "naming a claim changes nothing");
     }
 
     #[test]

@@ -3,9 +3,13 @@
 //!
 //! Rules:
 //! - `PreDispatchTask` parks a validated request under its request id. It is refused when the task id already
-//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has seen for that task
-//!   (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus parked
-//!   cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has started for that
+//!   task (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus
+//!   parked cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//! - Only a confirmed dispatch raises the epoch an executor remembers for a task. A parked one is a claim nobody
+//!   has vouched for yet (anyone can send one, with any epoch): were it remembered, a single unconfirmed request
+//!   claiming epoch 2^64-1 would make this executor refuse every real dispatch of that task id until it restarts.
+//!   So a parked request constrains nothing beyond its own slot, and the confirm judges the epoch again.
 //! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
 //! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
 //!   running set (its cost stays counted until it stops).
@@ -23,6 +27,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
+use crate::core::text::quote;
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 
@@ -73,7 +78,7 @@ pub enum Refusal {
     AlreadyRunning { task: TaskId, running: Epoch, requested: Epoch },
     #[error("task {task} epoch {requested} is stale: this executor has already seen epoch {seen} of it")]
     StaleEpoch { task: TaskId, seen: Epoch, requested: Epoch },
-    #[error("request id {request_id} is already parked on this executor")]
+    #[error("request id {} is already parked on this executor", quote(.request_id))]
     DuplicateRequest { request_id: String },
     #[error(
         "the dispatch parking area of this executor is full ({max} requests waiting for confirmation); retry later"
@@ -81,7 +86,7 @@ pub enum Refusal {
     ParkingFull { max: usize },
     #[error("task {task} costs {cost} slots but this executor has only {free} of {capacity} free")]
     NoCapacity { task: TaskId, cost: u32, free: u32, capacity: u32 },
-    #[error("no parked dispatch with request id {request_id} for task {task} (never parked here, already confirmed, or expired after {ttl:?})")]
+    #[error("no parked dispatch with request id {} for task {} (never parked here, already confirmed, or expired after {ttl:?})", quote(.request_id), quote(.task))]
     NotFound { task: String, request_id: String, ttl: Duration },
     #[error("executor {executor} is not registered with a master (registering again); dispatch elsewhere")]
     NotRegistered { executor: String },
@@ -171,7 +176,7 @@ pub struct Dispatcher {
     /// Request id → parked request.
     parked: BTreeMap<String, Parked>,
     running: BTreeMap<TaskId, Running>,
-    /// The newest epoch seen per task id.
+    /// The newest epoch confirmed (started) per task id.
     seen: BTreeMap<TaskId, Epoch>,
     /// Incarnations that ended here and that no acknowledged heartbeat has reported yet, in the order they ended,
     /// each with its place in that order.
@@ -232,7 +237,6 @@ impl Dispatcher {
         if spec.cost > free {
             return Err(Refusal::NoCapacity { task: spec.task_id, cost: spec.cost, free, capacity: self.capacity });
         }
-        self.remember(spec.task_id.clone(), spec.epoch);
         let expires = now + self.ttl;
         self.parked.insert(spec.request_id.clone(), Parked { spec, expires });
         Ok(())
@@ -255,15 +259,17 @@ impl Dispatcher {
             self.end(spec.task_id, spec.epoch);
             return Err(refusal);
         }
-        // A newer epoch of the same task parked after this one: this one is stale.
+        // An epoch of the same task confirmed since this one was parked (the same one, under another request id,
+        // or a newer one): this one is stale.
         if let Some(&seen) = self.seen.get(&spec.task_id) {
-            if spec.epoch < seen {
+            if spec.epoch <= seen {
                 let refusal = Refusal::StaleEpoch { task: spec.task_id.clone(), seen, requested: spec.epoch };
                 self.end(spec.task_id, spec.epoch);
                 return Err(refusal);
             }
         }
         self.running.insert(spec.task_id.clone(), Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost });
+        self.remember(spec.task_id.clone(), spec.epoch);
         Ok(spec)
     }
 
@@ -449,11 +455,13 @@ mod tests {
             // Stopped: an epoch not newer than the one seen is stale, a newer one is fine.
             (6, Park(spec("a", 1, "r4", 1)), Some("StaleEpoch")),
             (7, Park(spec("a", 2, "r5", 1)), None),
-            // Expiry: parked at 7, gone at 5007.
+            // Expiry: parked at 7, gone at 5007; an epoch never confirmed leaves nothing behind.
             (5007, Confirm("a", "r5"), Some("NotFound")),
-            (5008, Park(spec("a", 2, "r6", 1)), Some("StaleEpoch")),
-            (5009, Park(spec("a", 3, "r6", 1)), None),
+            (5008, Park(spec("a", 2, "r6", 1)), None),
+            (5009, Park(spec("a", 3, "r6", 1)), Some("DuplicateRequest")),
             (5010, Confirm("a", "r6"), None),
+            (5011, Stop("a", 2), None),
+            (5012, Park(spec("a", 2, "r7", 1)), Some("StaleEpoch")),
         ]);
     }
 
@@ -485,13 +493,40 @@ mod tests {
     }
 
     #[test]
-    fn an_older_epoch_parked_before_a_newer_one_cannot_be_confirmed() {
+    fn of_two_parked_epochs_the_first_confirmed_runs_and_an_older_one_never_after_a_newer() {
         let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
         d.park(ms(0), *spec("a", 1, "r1", 1)).unwrap();
         d.park(ms(1), *spec("a", 2, "r2", 1)).unwrap();
-        assert!(matches!(d.confirm(ms(2), "a", "r1"), Err(Refusal::StaleEpoch { .. })));
-        assert_eq!(d.confirm(ms(3), "a", "r2").unwrap().epoch, Epoch(2));
-        assert_eq!(d.running().len(), 1);
+        assert_eq!(d.confirm(ms(2), "a", "r2").unwrap().epoch, Epoch(2));
+        assert!(matches!(d.confirm(ms(3), "a", "r1"), Err(Refusal::AlreadyRunning { .. })));
+        assert!(d.stopped(&TaskId::parse("a").unwrap(), Epoch(2)));
+        // Epoch 2 ran: epoch 1, parked before it, never starts after it.
+        d.park(ms(4), *spec("a", 1, "r3", 1)).unwrap_err();
+        assert_eq!(d.running().len(), 0);
+        // The same epoch under two request ids starts once.
+        d.park(ms(5), *spec("b", 4, "r4", 1)).unwrap();
+        d.park(ms(5), *spec("b", 4, "r5", 1)).unwrap();
+        d.confirm(ms(6), "b", "r4").unwrap();
+        assert!(d.stopped(&TaskId::parse("b").unwrap(), Epoch(4)));
+        assert!(matches!(d.confirm(ms(7), "b", "r5"), Err(Refusal::StaleEpoch { .. })));
+    }
+
+    #[test]
+    fn an_unconfirmed_dispatch_never_raises_what_the_executor_remembers() {
+        // Anyone may park a request claiming any epoch; until it is confirmed it must not stand in the way of the
+        // real dispatches of that task id, even of a job that does not exist yet.
+        let mut d = Dispatcher::new(Duration::from_secs(5), 8, 8);
+        d.park(ms(0), *spec("later", u64::MAX, "bogus", 1)).unwrap();
+        d.park(ms(1), *spec("later", 3, "real", 1)).unwrap();
+        assert_eq!(d.confirm(ms(2), "later", "real").unwrap().epoch, Epoch(3));
+        assert!(d.stopped(&TaskId::parse("later").unwrap(), Epoch(3)));
+        // Expired, the bogus request leaves nothing behind: the next incarnation parks and starts.
+        d.expire(ms(5000));
+        d.park(ms(5001), *spec("later", 4, "real-2", 1)).unwrap();
+        assert_eq!(d.confirm(ms(5002), "later", "real-2").unwrap().epoch, Epoch(4));
+        // Confirmed, an epoch is remembered: an older one is refused from then on.
+        assert!(d.stopped(&TaskId::parse("later").unwrap(), Epoch(4)));
+        assert!(matches!(d.park(ms(5003), *spec("later", 3, "old", 1)), Err(Refusal::StaleEpoch { .. })));
     }
 
     #[test]
@@ -507,14 +542,14 @@ mod tests {
         // Parked, never confirmed.
         d.park(ms(2), *spec("b", 2, "r2", 1)).unwrap();
         d.expire(ms(5_002));
-        // Parked, then superseded by a newer epoch before its confirm.
+        // Parked, then a newer epoch confirmed before its own confirm came.
         d.park(ms(5_003), *spec("c", 3, "r3", 1)).unwrap();
         d.park(ms(5_004), *spec("c", 4, "r4", 1)).unwrap();
+        d.confirm(ms(5_005), "c", "r4").unwrap();
         assert!(d.confirm(ms(5_005), "c", "r3").is_err());
         assert_eq!(ended(&d), [("a".into(), 1), ("b".into(), 2), ("c".into(), 3)]);
         let (_, mark) = d.ended_report();
         // One more ends while the heartbeat carrying the first three is in flight; its acknowledgement keeps it.
-        d.confirm(ms(5_006), "c", "r4").unwrap();
         d.clear();
         d.ended_acked(mark.unwrap());
         assert_eq!(ended(&d), [("c".into(), 4)]);

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | a malformed field | `InvalidArgument` | `INVALID_ARGUMENT` |
 //! | the task id already runs here | `FailedPrecondition` | `TASK_ALREADY_RUNNING` |
-//! | an epoch not newer than one seen for the task | `FailedPrecondition` | `STALE_EPOCH` |
+//! | an epoch not newer than one started here for the task | `FailedPrecondition` | `STALE_EPOCH` |
 //! | placed under a leader epoch older than one this executor heard from | `FailedPrecondition` | `STALE_EPOCH` |
 //! | placed on another registration (executor id) than the one this process holds | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | the executor is fenced or not registered | `FailedPrecondition` | `EXECUTOR_OFFLINE` |

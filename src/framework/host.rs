@@ -2,6 +2,10 @@
 //! service per executor routes each message by its master id to that master's core [`Workers`] bookkeeping and
 //! queues the resulting events for the master to take. A message for a master this host does not run is told its
 //! worker is stale: nobody here can vouch for it.
+//!
+//! A message claiming that someone newer than the hosted master exists ([`Workers::claim`]) is believed only when
+//! the master's [`Issuer`] (the metastore key where the leader records the job's current job-master epoch) shows
+//! a newer master; otherwise it is refused (`INVALID_ARGUMENT`) and changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -11,9 +15,34 @@ use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, TaskId};
-use crate::core::workers::{Event, Message, Reply, Verdict, WorkerStatus, Workers};
+use crate::core::workers::{Claim, Event, Message, Reply, Verdict, WorkerStatus, Workers};
+use crate::meta::MetaStore;
 use crate::rpc::pb;
-use crate::rpc::status::invalid_argument;
+use crate::rpc::status::{invalid_argument, Reason};
+
+/// Where the newest epoch of a hosted master is durably issued: a metastore key holding it as a decimal (for a
+/// job master, `job-masters/<job>`, which the leader writes as it starts each incarnation).
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    pub store: MetaStore,
+    pub key: String,
+}
+
+impl Issuer {
+    /// The newest master epoch issued (none when the key is gone), read within `timeout`.
+    async fn newest(&self, timeout: std::time::Duration) -> Result<Epoch, Status> {
+        let unavailable =
+            |why: String| Reason::MetastoreUnavailable.status(format!("cannot check the epoch claimed: {why}; retry"));
+        let read = tokio::time::timeout(timeout, self.store.get(&self.key))
+            .await
+            .map_err(|_| unavailable("the metastore did not answer in time".to_owned()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        match read {
+            None => Ok(Epoch::NONE),
+            Some(v) => crate::meta::parse_counter(&self.key, &v).map(Epoch).map_err(|e| unavailable(e.to_string())),
+        }
+    }
+}
 
 /// One hosted master's bookkeeping, events not yet taken, the workers it wants canceled, and what each worker
 /// last said of its progress.
@@ -22,6 +51,19 @@ pub struct Hosted {
     pub events: Vec<Event>,
     pub cancel: BTreeSet<TaskId>,
     pub progress: BTreeMap<TaskId, String>,
+    /// Who can confirm a claim of a newer master; without one, every such claim is refused.
+    pub issuer: Option<Issuer>,
+}
+
+/// How a message was taken.
+enum Handled {
+    Reply(Reply, bool),
+    /// It claims someone newer than the hosted master exists, and nothing confirmed it (yet): nothing changed.
+    Claim {
+        claim: Claim,
+        issuer: Option<Issuer>,
+        timeout: std::time::Duration,
+    },
 }
 
 /// A hosted master's handle: its bookkeeping, and a signal when events arrive.
@@ -78,9 +120,10 @@ impl Host {
     }
 
     /// Routes messages for `master_id` to `workers` until the returned guard is dropped. A newer incarnation of
-    /// the same master replaces an older one's routing (the older one's guard then removes nothing).
-    pub fn host(&self, master_id: &str, workers: Workers) -> Hosting {
-        Hosting { host: self.clone(), master_id: master_id.to_owned(), handle: self.add(master_id, workers) }
+    /// the same master replaces an older one's routing (the older one's guard then removes nothing). `issuer`
+    /// confirms claims of a newer master.
+    pub fn host(&self, master_id: &str, workers: Workers, issuer: Option<Issuer>) -> Hosting {
+        Hosting { host: self.clone(), master_id: master_id.to_owned(), handle: self.add(master_id, workers, issuer) }
     }
 
     fn table(&self) -> MutexGuard<'_, BTreeMap<String, HostedHandle>> {
@@ -88,13 +131,14 @@ impl Host {
     }
 
     /// Starts routing messages for `master_id` to `workers` (a fresh or recovering bookkeeping).
-    pub fn add(&self, master_id: &str, workers: Workers) -> HostedHandle {
+    pub fn add(&self, master_id: &str, workers: Workers, issuer: Option<Issuer>) -> HostedHandle {
         let h = HostedHandle {
             state: Arc::new(Mutex::new(Hosted {
                 workers,
                 events: vec![],
                 cancel: BTreeSet::new(),
                 progress: BTreeMap::new(),
+                issuer,
             })),
             wake: Arc::new(Notify::new()),
         };
@@ -111,20 +155,63 @@ impl Host {
         self.table().get(master_id).cloned()
     }
 
-    fn handle(&self, master_id: &str, msg: &Message, status: Option<WorkerStatus>, progress: &str) -> (Reply, bool) {
+    /// Takes a message and answers it: a claim of a newer master is checked with the hosted master's issuer
+    /// first, and refused unless the newest epoch it issued confirms it.
+    async fn serve(
+        &self,
+        master_id: &str,
+        msg: &Message,
+        status: Option<WorkerStatus>,
+        progress: &str,
+    ) -> Result<(Reply, bool), Status> {
+        let (issuer, timeout) = match self.handle(master_id, msg, status.clone(), progress, None) {
+            Handled::Reply(reply, cancel) => return Ok((reply, cancel)),
+            Handled::Claim { issuer, timeout, .. } => (issuer, timeout),
+        };
+        let newest = match &issuer {
+            Some(issuer) => issuer.newest(timeout).await?,
+            None => Epoch::NONE,
+        };
+        // Judged again with what the bookkeeping holds now (the read took a while).
+        match self.handle(master_id, msg, status, progress, Some(newest)) {
+            Handled::Reply(reply, cancel) => Ok((reply, cancel)),
+            Handled::Claim { claim, .. } => {
+                tracing::debug!(master = master_id, ?claim, newest = newest.0, "an epoch claim was not confirmed");
+                Err(invalid_argument(claim.field(), claim))
+            }
+        }
+    }
+
+    /// Feeds a message to the hosted master's bookkeeping, unless it claims someone newer exists and `newest` (the
+    /// newest master epoch its issuer issued, once read) does not confirm the claim: then nothing changes.
+    fn handle(
+        &self,
+        master_id: &str,
+        msg: &Message,
+        status: Option<WorkerStatus>,
+        progress: &str,
+        newest: Option<Epoch>,
+    ) -> Handled {
         let Some(h) = self.get(master_id) else {
             let reply = Reply { verdict: Verdict::StaleWorker, master_epoch: Epoch::NONE, worker_epoch: Epoch::NONE };
-            return (reply, false);
+            return Handled::Reply(reply, false);
         };
         let now = self.clock.now();
         let (reply, cancel) = {
             let mut hosted = h.lock();
+            if let Some(claim) = hosted.workers.claim(msg) {
+                let mine = hosted.workers.master_epoch();
+                if !newest.is_some_and(|newest| claim.confirmed_by(mine, newest)) {
+                    let timeout = hosted.workers.timing().timeout;
+                    return Handled::Claim { claim, issuer: hosted.issuer.clone(), timeout };
+                }
+            }
             let (reply, events) = match status {
                 Some(s) => hosted.workers.on_status(now, msg, s),
                 None => hosted.workers.on_heartbeat(now, msg),
             };
             if reply.verdict == Verdict::Accepted && !progress.is_empty() {
-                hosted.progress.insert(msg.task.clone(), super::progress_text(progress));
+                hosted.progress.insert(msg.task.clone(), progress.to_owned());
             }
             let cancel = reply.verdict == Verdict::Accepted && hosted.cancel.contains(&msg.task);
             let any = !events.is_empty();
@@ -135,7 +222,7 @@ impl Host {
             }
             (reply, cancel)
         };
-        (reply, cancel)
+        Handled::Reply(reply, cancel)
     }
 }
 
@@ -161,7 +248,15 @@ pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Statu
         Ok(pb::WorkerState::Running) => WorkerStatus::Running,
         Ok(pb::WorkerState::Finished) => WorkerStatus::Finished,
         Ok(pb::WorkerState::Canceled) => WorkerStatus::Canceled,
-        Ok(pb::WorkerState::Failed) => WorkerStatus::Failed { message: s.error_message.clone() },
+        Ok(pb::WorkerState::Failed) => {
+            if s.error_message.len() > super::ERROR_MESSAGE_MAX {
+                return Err(invalid_argument(
+                    "status.error_message",
+                    format!("is {} bytes; at most {} are allowed", s.error_message.len(), super::ERROR_MESSAGE_MAX),
+                ));
+            }
+            WorkerStatus::Failed { message: s.error_message.clone() }
+        }
         Ok(pb::WorkerState::Stopped) => WorkerStatus::Stopped,
         _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
     })
@@ -175,7 +270,8 @@ impl pb::framework_server::Framework for Host {
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
-        let (reply, cancel) = self.handle(&r.master_id, &msg, None, &r.progress);
+        let progress = super::progress_from_wire(&r.progress)?;
+        let (reply, cancel) = self.serve(&r.master_id, &msg, None, &progress).await?;
         let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
         Ok(Response::new(pb::WorkerHeartbeatResponse {
             verdict: verdict(reply.verdict),
@@ -192,7 +288,8 @@ impl pb::framework_server::Framework for Host {
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let status = worker_status(r.status.as_ref())?;
-        let (reply, _) = self.handle(&r.master_id, &msg, Some(status), &r.progress);
+        let progress = super::progress_from_wire(&r.progress)?;
+        let (reply, _) = self.serve(&r.master_id, &msg, Some(status), &progress).await?;
         Ok(Response::new(pb::ReportWorkerStatusResponse {
             verdict: verdict(reply.verdict),
             master_epoch: reply.master_epoch.0,
@@ -210,27 +307,35 @@ mod tests {
         Message { task: TaskId::parse(task).unwrap(), master_epoch: Epoch(7), worker_epoch: Epoch(worker_epoch) }
     }
 
+    /// A message as the service takes it when it claims nothing newer (a claim here fails the test).
+    fn answer(host: &Host, master: &str, m: &Message, progress: &str) -> (Reply, bool) {
+        match host.handle(master, m, None, progress, None) {
+            Handled::Reply(reply, cancel) => (reply, cancel),
+            Handled::Claim { claim, .. } => panic!("{m:?} claims {claim:?}"),
+        }
+    }
+
     #[test]
     fn routing_ends_with_the_guard_and_an_older_guard_removes_nothing() {
         let host = Host::new(Clock::start());
         let timing = HeartbeatTiming::worker_default();
         let mut first = Workers::new(Epoch(7), timing);
         first.on_dispatched(crate::core::time::Time::ZERO, &TaskId::parse("j/w0").unwrap(), Epoch(70)).unwrap();
-        let old = host.host("j", first);
+        let old = host.host("j", first, None);
         // A message for a master this host does not run: the worker is told it is stale.
-        assert_eq!(host.handle("other", &msg("j/w0", 70), None, "").0.verdict, Verdict::StaleWorker);
+        assert_eq!(answer(&host, "other", &msg("j/w0", 70), "").0.verdict, Verdict::StaleWorker);
         // The hosted master accepts its worker, keeps its progress, and queues the event.
-        let (reply, cancel) = host.handle("j", &msg("j/w0", 70), None, "3/10");
+        let (reply, cancel) = answer(&host, "j", &msg("j/w0", 70), "3/10");
         assert_eq!((reply.verdict, cancel), (Verdict::Accepted, false));
         assert_eq!(old.handle().lock().progress.values().cloned().collect::<Vec<_>>(), vec!["3/10".to_owned()]);
         assert_eq!(old.handle().take_events().len(), 1);
         // A newer incarnation of the same master takes over the routing; dropping the older guard leaves it.
-        let new = host.host("j", Workers::new(Epoch(8), timing));
+        let new = host.host("j", Workers::new(Epoch(8), timing), None);
         drop(old);
         assert!(host.get("j").is_some_and(|h| Arc::ptr_eq(&h.state, &new.handle().state)));
         drop(new);
         assert!(host.get("j").is_none());
-        assert_eq!(host.handle("j", &msg("j/w0", 70), None, "").0.verdict, Verdict::StaleWorker);
+        assert_eq!(answer(&host, "j", &msg("j/w0", 70), "").0.verdict, Verdict::StaleWorker);
     }
 
     #[test]
@@ -239,11 +344,61 @@ mod tests {
         let mut w = Workers::new(Epoch(7), HeartbeatTiming::worker_default());
         let task = TaskId::parse("j/w1").unwrap();
         w.on_dispatched(crate::core::time::Time::ZERO, &task, Epoch(71)).unwrap();
-        let hosting = host.host("j", w);
+        let hosting = host.host("j", w, None);
         hosting.handle().lock().cancel.insert(task);
-        assert!(host.handle("j", &msg("j/w1", 71), None, "").1);
+        assert!(answer(&host, "j", &msg("j/w1", 71), "").1);
         // A stale incarnation is not told to cancel: it is told to stop.
-        let (reply, cancel) = host.handle("j", &msg("j/w1", 70), None, "");
+        let (reply, cancel) = answer(&host, "j", &msg("j/w1", 70), "");
         assert_eq!((reply.verdict, cancel), (Verdict::StaleWorker, false));
+    }
+
+    // The production runtime only: the simulation runs its tests in the simulator.
+    #[cfg(not(madsim))]
+    #[tokio::test]
+    async fn a_claim_of_a_newer_master_is_believed_only_when_the_issuer_shows_one() {
+        let host = Host::new(Clock::start());
+        let store = MetaStore::embedded("host-claims", None).unwrap();
+        let issuer = Issuer { store: store.clone(), key: crate::meta::keys::job_master("j") };
+        let put = |epoch: u64| {
+            let store = store.clone();
+            let op = crate::meta::Op::Put {
+                key: crate::meta::keys::job_master("j"),
+                value: epoch.to_string().into_bytes(),
+                lease: None,
+            };
+            async move { assert!(store.txn(&[], &[op]).await.unwrap()) }
+        };
+        put(7).await;
+        let mut w = Workers::new(Epoch(7), HeartbeatTiming::worker_default());
+        w.on_dispatched(crate::core::time::Time::ZERO, &TaskId::parse("j/w0").unwrap(), Epoch(7_000_001)).unwrap();
+        let hosting = host.host("j", w, Some(issuer));
+        let bogus = [
+            ("worker_epoch", Message { worker_epoch: Epoch(u64::MAX), ..msg("j/w0", 0) }),
+            ("master_epoch", Message { master_epoch: Epoch(u64::MAX), ..msg("j/w0", 7_000_001) }),
+            ("master_epoch", Message { master_epoch: Epoch(8), ..msg("j/w0", 7_000_001) }),
+        ];
+        // The issuer shows this master (7) is the newest: each claim is refused, naming its field, and changes
+        // nothing; the worker's own heartbeat is still accepted.
+        for (field, m) in &bogus {
+            let refused = host.serve("j", m, None, "").await.unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{m:?}");
+            assert!(refused.message().starts_with(&format!("{field}: ")), "{}", refused.message());
+            assert!(refused.message().contains("never issued"), "{}", refused.message());
+        }
+        assert!(!hosting.handle().lock().workers.is_superseded());
+        assert!(hosting.handle().take_events().is_empty());
+        let (reply, _) = host.serve("j", &msg("j/w0", 7_000_001), None, "").await.unwrap();
+        assert_eq!(reply.verdict, Verdict::Accepted);
+        // Once the leader started job master 8, the same claims are true: this master is superseded.
+        put(8).await;
+        let (reply, _) = host.serve("j", &bogus[2].1, None, "").await.unwrap();
+        assert_eq!(reply.verdict, Verdict::StaleMaster);
+        assert!(hosting.handle().lock().workers.is_superseded());
+        // Without an issuer nothing can confirm a claim.
+        let mut w = Workers::new(Epoch(7), HeartbeatTiming::worker_default());
+        w.on_dispatched(crate::core::time::Time::ZERO, &TaskId::parse("k/w0").unwrap(), Epoch(7_000_001)).unwrap();
+        let _k = host.host("k", w, None);
+        let m = Message { worker_epoch: Epoch(u64::MAX), ..msg("k/w0", 0) };
+        assert_eq!(host.serve("k", &m, None, "").await.unwrap_err().code(), tonic::Code::InvalidArgument);
     }
 }

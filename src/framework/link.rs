@@ -57,7 +57,10 @@ pub enum Report {
 pub struct Progress(Arc<Mutex<String>>);
 
 impl Progress {
+    /// Sets the text sent from now on, cut to [`super::PROGRESS_MAX`] bytes at a character boundary (a master
+    /// refuses a longer one).
     pub fn set(&self, text: String) {
+        let text = if text.len() > super::PROGRESS_MAX { super::progress_text(&text) } else { text };
         *self.0.lock().unwrap_or_else(|p| p.into_inner()) = text;
     }
 
@@ -233,7 +236,7 @@ impl Link {
         let (state, message) = match &report {
             Report::Finished => (pb::WorkerState::Finished, String::new()),
             Report::Canceled => (pb::WorkerState::Canceled, String::new()),
-            Report::Failed(m) => (pb::WorkerState::Failed, m.clone()),
+            Report::Failed(m) => (pb::WorkerState::Failed, super::error_message_text(m)),
             Report::Stopped => (pb::WorkerState::Stopped, String::new()),
         };
         loop {

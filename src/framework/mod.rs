@@ -12,11 +12,16 @@ pub mod dispatch;
 pub mod host;
 pub mod link;
 
-/// The most bytes of a progress text a master keeps.
+/// The most bytes of a progress text (`WorkerHeartbeatRequest.progress`, `ReportWorkerStatusRequest.progress`).
+/// A task sets any text it likes; its link sends at most this much ([`progress_text`]), and a master refuses a
+/// longer one ([`progress_from_wire`]).
 pub const PROGRESS_MAX: usize = 256;
+/// The most bytes of a failed task's error message (`WorkerStatus.error_message`): kept with a failed job. Cut by
+/// the link before it is sent, refused beyond it by the master.
+pub const ERROR_MESSAGE_MAX: usize = 4096;
 
-/// A progress text as kept: at most [`PROGRESS_MAX`] bytes, cut at a character boundary, control characters
-/// replaced (it is shown on terminals).
+/// A progress text as sent and kept: at most [`PROGRESS_MAX`] bytes, cut at a character boundary, control
+/// characters replaced (it is shown on terminals).
 pub fn progress_text(p: &str) -> String {
     let mut out = String::new();
     for c in p.chars() {
@@ -26,6 +31,23 @@ pub fn progress_text(p: &str) -> String {
         out.push(if c.is_control() { ' ' } else { c });
     }
     out
+}
+
+/// A progress text from the wire: one longer than [`PROGRESS_MAX`] bytes is refused (the framework's own links
+/// never send one, so only a foreign or broken sender sees the refusal); control characters are replaced.
+pub fn progress_from_wire(p: &str) -> Result<String, tonic::Status> {
+    if p.len() > PROGRESS_MAX {
+        return Err(crate::rpc::status::invalid_argument(
+            "progress",
+            format!("is {} bytes; at most {PROGRESS_MAX} are allowed (a short account such as \"412/800\")", p.len()),
+        ));
+    }
+    Ok(progress_text(p))
+}
+
+/// `message` cut to [`ERROR_MESSAGE_MAX`] bytes at a character boundary, as a link sends it.
+pub fn error_message_text(message: &str) -> String {
+    crate::core::text::bounded(message, ERROR_MESSAGE_MAX).into_owned()
 }
 
 #[cfg(test)]
@@ -38,5 +60,16 @@ mod tests {
         let kept = super::progress_text(&long);
         assert!(kept.len() <= super::PROGRESS_MAX && kept.len() == 256);
         assert!(long.starts_with(&kept));
+    }
+
+    #[test]
+    fn progress_from_the_wire_is_refused_past_the_bound() {
+        assert_eq!(super::progress_from_wire("3/10\n").unwrap(), "3/10 ");
+        assert_eq!(super::progress_from_wire(&"x".repeat(super::PROGRESS_MAX)).unwrap().len(), super::PROGRESS_MAX);
+        let refused = super::progress_from_wire(&"x".repeat(1 << 20)).unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+        assert!(refused.message().starts_with("progress: is 1048576 bytes; at most 256"), "{}", refused.message());
+        let cut = super::error_message_text(&"é".repeat(5000));
+        assert!(cut.len() <= super::ERROR_MESSAGE_MAX && cut.starts_with("éé"), "{}", cut.len());
     }
 }

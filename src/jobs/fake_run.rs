@@ -25,7 +25,7 @@ use crate::core::time::Time;
 use crate::core::workers::{Event, WorkerStatus, Workers};
 use crate::executor::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::framework::dispatch::{dispatch, is_definite, schedule};
-use crate::framework::host::Hosting;
+use crate::framework::host::{Hosting, Issuer};
 use crate::framework::link::{Link, LinkEnd, LinkSpec, Progress, Report};
 use crate::meta::{keys, Cond, MetaStore, Op};
 use crate::planted::Planted;
@@ -375,7 +375,10 @@ impl JobMaster {
         let now = env.clock.now();
         info!(job, epoch = epoch.0, awaited = expected.len(), "job master recovering its workers");
         let workers = Workers::recover(now, epoch, spec.timing, expected).with_dispatch_window(env.rpc_timeout);
-        let hosting = env.host.host(&job, workers);
+        // The leader records each job-master incarnation it starts: the proof a worker's claim of a newer job
+        // master needs before this one believes it is stale.
+        let issuer = Issuer { store: meta.clone(), key: keys::job_master(&job) };
+        let hosting = env.host.host(&job, workers, Some(issuer));
         let fence = Cond::ValueEquals { key: keys::job_master(&job), value: epoch.0.to_string().into_bytes() };
         Ok(JobMaster {
             env,

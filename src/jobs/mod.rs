@@ -13,6 +13,8 @@ pub mod fake_run;
 
 use thiserror::Error;
 
+use crate::core::text::quote;
+
 /// The largest configuration a job may carry, in bytes (it is stored with the job and sent with each dispatch).
 pub const CONFIG_MAX_BYTES: usize = 64 * 1024;
 
@@ -45,7 +47,11 @@ impl crate::executor::TaskFactory for JobTypes {
             (TaskKind::JobMaster, fake::TYPE) => Box::pin(fake_run::job_master(env, spec)),
             (TaskKind::Worker, fake::TYPE) => Box::pin(fake_run::worker(env, spec)),
             (_, other) => {
-                let why = format!("{other:?} is not a job type this executor runs; known: {}", TYPES.join(", "));
+                let why = format!(
+                    "{} is not a job type this executor runs; known: {}",
+                    crate::core::text::quote(other),
+                    TYPES.join(", ")
+                );
                 Box::pin(async move { TaskExit::Failed(why) })
             }
         }
@@ -67,7 +73,8 @@ pub fn validate(job_type: &str, config: &[u8]) -> Result<(), ConfigProblem> {
         fake::TYPE => fake::FakeConfig::parse(config).map(|_| ()),
         "" => Err(ConfigProblem::new("type", format!("is required; known types: {}", TYPES.join(", ")))),
         other => {
-            Err(ConfigProblem::new("type", format!("{other:?} is not a known job type; known: {}", TYPES.join(", "))))
+            let known = TYPES.join(", ");
+            Err(ConfigProblem::new("type", format!("{} is not a known job type; known: {known}", quote(other))))
         }
     }
 }

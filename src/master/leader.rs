@@ -23,6 +23,13 @@ use crate::rpc::status::Reason;
 
 /// The most operations one guarded transaction carries (etcd's default limit is 128).
 const TXN_OPS_MAX: usize = 100;
+/// How often a leader looks for tombstones of deleted jobs to collect.
+const TOMBSTONE_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How soon it looks again while a sweep left work behind (more than one batch was due).
+const TOMBSTONE_SWEEP_AGAIN: std::time::Duration = std::time::Duration::from_secs(1);
+/// The most tombstones kept: beyond it the oldest go before their retention ends (more than this many deletions
+/// within one retention is beyond what the retention was sized for).
+const TOMBSTONES_MAX: usize = 100_000;
 
 /// Everything a leader term holds in memory: rebuilt from the metastore when the term begins, and installed only
 /// once that recovery is done (until then an acting leader has no term and answers `MASTER_NOT_READY`).
@@ -38,6 +45,8 @@ pub struct Term {
     /// Stored records found corrupt when the term began that the API cannot name (an executor record, or a job
     /// record under a key that is no job id): counted by the metrics. Corrupt job records are in `jobs`.
     pub corrupt_unnamed: CorruptCounts,
+    /// How many times this term has written or deleted a tombstone (see [`sweep_tombstones`]).
+    pub tombstones_written: u64,
 }
 
 /// Corrupt records of each kind that the API cannot show.
@@ -118,6 +127,7 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             drop(inner);
             m.observe(super::Observation::ActingBegan { epoch, at: m.clock.instant(m.clock.now()) });
             info!(master = %m.name(), epoch = epoch.0, execs, jobs, waiting, "recovered; serving");
+            tokio::spawn(tombstone_sweeper(m.clone(), epoch));
         }
         Err(e) => return format!("recovery failed: {e}"),
     }
@@ -143,6 +153,83 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             _ = tokio::time::sleep_until(m.clock.instant(next)) => {}
         }
     }
+}
+
+/// Collects the tombstones of deleted jobs whose retention ended, for as long as term `epoch` lasts: one bounded
+/// sweep every [`TOMBSTONE_SWEEP_INTERVAL`] (sooner while work is left). It runs beside the leader loop rather
+/// than in it, so that a slow listing never delays a liveness check.
+async fn tombstone_sweeper(m: Arc<Master>, epoch: LeaderEpoch) {
+    let mut pause = TOMBSTONE_SWEEP_INTERVAL;
+    loop {
+        tokio::time::sleep(pause).await;
+        if m.lock().leadership.acting(m.clock.now()) != Some(epoch) {
+            return;
+        }
+        pause = match sweep_tombstones(&m, epoch).await {
+            Ok(true) => TOMBSTONE_SWEEP_AGAIN,
+            Ok(false) => TOMBSTONE_SWEEP_INTERVAL,
+            Err(why) => {
+                warn!(epoch = epoch.0, "tombstone sweep: {why}; trying again later");
+                TOMBSTONE_SWEEP_INTERVAL
+            }
+        };
+    }
+}
+
+/// One sweep: lists the tombstones, lets the core decide ([`crate::core::tombstone::sweep`]) at the wall-clock
+/// time now, and deletes (or stamps) one batch under the term's guard. The write is serialized with creates and
+/// deletes (the write lock) and skipped when a delete wrote a tombstone after the listing, which would otherwise
+/// judge it by a stale read. Whether work is left.
+async fn sweep_tombstones(m: &Master, epoch: LeaderEpoch) -> Result<bool, String> {
+    use crate::core::tombstone::{self, Retention, Tombstone};
+    let term = |t: &Term| if t.epoch == epoch { Ok(()) } else { Err(Reason::NotLeader.status("the term ended")) };
+    let written = m.with_term(|t, _, _| term(t).map(|_| t.tombstones_written)).map_err(|s| s.message().to_owned())?;
+    let listed = timed(m, m.store.list(&keys::deleted_jobs_prefix())).await.map_err(|e| e.to_string())?;
+    let mut stored = Vec::with_capacity(listed.len());
+    let mut tokens = std::collections::BTreeMap::new();
+    for (k, v) in &listed {
+        let Some(id) = keys::deleted_job_id_of(k).and_then(|id| JobId::parse(id).ok()) else {
+            warn!(key = %k, "skipping a tombstone under a key that names no job");
+            continue;
+        };
+        let (token, deleted_at) = Tombstone::decode(v);
+        stored.push((id.clone(), deleted_at));
+        tokens.insert(id, token);
+    }
+    let now = crate::clock::wall_now();
+    let retention = Retention { keep_for: m.cfg.jobs.tombstone_retention, max: TOMBSTONES_MAX, batch_max: TXN_OPS_MAX };
+    let sweep = tombstone::sweep(now, &stored, &retention);
+    if sweep.collect.is_empty() && sweep.stamp.is_empty() {
+        return Ok(false);
+    }
+    let _write = m.write.lock().await;
+    let (key, written_now) = m
+        .with_term(|t, _, _| term(t).map(|_| (t.key.clone(), t.tombstones_written)))
+        .map_err(|s| s.message().to_owned())?;
+    if written_now != written {
+        return Ok(true);
+    }
+    let mut ops: Vec<Op> = sweep.collect.iter().map(|id| Op::Delete { key: keys::deleted_job(id.as_str()) }).collect();
+    for id in &sweep.stamp {
+        let request = tokens.get(id).cloned().unwrap_or_default();
+        let value = Tombstone { request, deleted_at: now }.encode();
+        ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value, lease: None });
+    }
+    m.persist(&key, ops).await.map_err(|e| Status::from(e).message().to_owned())?;
+    if sweep.early > 0 {
+        warn!(
+            early = sweep.early,
+            max = TOMBSTONES_MAX,
+            "too many tombstones: the oldest collected before their retention ended"
+        );
+    }
+    info!(
+        collected = sweep.collect.len(),
+        stamped = sweep.stamp.len(),
+        kept = stored.len() - sweep.collect.len(),
+        "tombstones swept"
+    );
+    Ok(sweep.more)
 }
 
 async fn timed<T>(m: &Master, f: impl std::future::Future<Output = Result<T, MetaError>>) -> Result<T, MetaError> {
@@ -214,7 +301,8 @@ async fn recover(m: &Master, key: LeaderKey, epoch: LeaderEpoch) -> Result<Term,
     if m.planted(crate::planted::Planted::SlotLeak) {
         registry.placer_mut().plant_slot_leak();
     }
-    Ok(Term { epoch, key, registry, jobs, masters, progress: Default::default(), corrupt_unnamed: unnamed })
+    let progress = Default::default();
+    Ok(Term { epoch, key, registry, jobs, masters, progress, corrupt_unnamed: unnamed, tombstones_written: 0 })
 }
 
 async fn read_counter(m: &Master, key: &str) -> Result<u64, MetaError> {
@@ -667,15 +755,29 @@ impl Master {
 
     pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
         let _write = self.write.lock().await;
-        // A repeat of a create that was applied (its reply lost or late) gets the job it created.
+        // A repeat of a create that was applied (its reply lost or late) gets the job it created; the same token
+        // on another request is refused, saying what differs.
         let request = spec.request.clone();
         let repeat = self.with_term(|t, _, _| {
-            let same = |j: &&crate::core::job::Job| !request.is_empty() && j.spec().request == request;
-            let found = match &id {
-                Some(id) => t.jobs.get(id).filter(same),
-                None => t.jobs.iter().find(same),
-            };
-            Ok(found.map(|j| t.job_to_wire(j, false)))
+            if request.is_empty() {
+                return Ok(None);
+            }
+            let Some(j) = t.jobs.iter().find(|j| j.spec().request == request) else { return Ok(None) };
+            let mut differs = vec![];
+            if id.as_ref().is_some_and(|id| id != j.id()) {
+                differs.push("job.id");
+            }
+            differs.extend(j.spec().differences(&spec));
+            if differs.is_empty() {
+                return Ok(Some(t.job_to_wire(j, false)));
+            }
+            Err(Reason::RequestIdReused.status(format!(
+                "request_id {} created job {} with another request: this one differs in {}; a repeat must be the \
+                 same request (use a new request_id for another job)",
+                crate::core::text::quote(&request),
+                j.id(),
+                differs.join(", ")
+            )))
         })?;
         if let Some(job) = repeat {
             return Ok(job);
@@ -684,8 +786,9 @@ impl Master {
         let mut tombstone = None;
         if let Some(id) = &id {
             let stored = timed(self, self.store.get(&keys::deleted_job(id.as_str()))).await.map_err(meta_status)?;
-            if let Some(token) = stored {
-                if !request.is_empty() && token == request.as_bytes() {
+            if let Some(stored) = stored {
+                let (token, _) = crate::core::tombstone::Tombstone::decode(&stored);
+                if !request.is_empty() && token == request {
                     return Err(Reason::JobDeleted.status(format!(
                         "job {id} was created by this request ({request}) and deleted since; a delayed repeat does \
                          not bring it back (create it again with a new request id)"
@@ -701,6 +804,9 @@ impl Master {
             };
             let record = t.jobs.create(id.clone(), spec).map_err(Status::from)?;
             let job = t.jobs.get(&id).map(|j| t.job_to_wire(j, false));
+            if tombstone.is_some() {
+                t.tombstones_written += 1;
+            }
             Ok((t.key.clone(), record, job))
         })?;
         let id = record.id.clone();
@@ -845,7 +951,13 @@ impl Master {
         ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
         ops.push(Op::Delete { key: keys::job(id.as_str()) });
         if !request.is_empty() {
-            ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value: request.into_bytes(), lease: None });
+            let tombstone = crate::core::tombstone::Tombstone { request, deleted_at: crate::clock::wall_now() };
+            ops.push(Op::Put { key: keys::deleted_job(id.as_str()), value: tombstone.encode(), lease: None });
+            // A tombstone sweep that listed the tombstones before this write must not act on that listing.
+            self.with_term(|t, _, _| {
+                t.tombstones_written += 1;
+                Ok(())
+            })?;
         }
         self.persist(&key, ops).await?;
         self.with_term(|t, _, _| {
@@ -868,13 +980,23 @@ impl Master {
             .collect();
         self.with_term(|t, now, rng| {
             // Only the current, online incarnation of the job's job master may place its workers.
-            let current = t.jobs.get(&job).filter(|j| !j.state().is_terminal()).map(|j| j.epoch());
-            let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
-            if current != Some(Epoch(req.master_epoch)) || !online {
+            let Some(j) = t.jobs.get(&job) else {
                 self.stats.reject(Rejection::StaleJobMaster);
+                return Err(Status::from(crate::core::job::JobError::NotFound { id: job.clone() }));
+            };
+            let online = t.masters.get(&TaskId::job_master(&job)).is_some_and(|e| e.epoch == Epoch(req.master_epoch));
+            if j.state().is_terminal() || j.epoch() != Epoch(req.master_epoch) || !online {
+                self.stats.reject(Rejection::StaleJobMaster);
+                let why = if j.state().is_terminal() {
+                    format!("the job is {}", j.state())
+                } else if j.epoch() != Epoch(req.master_epoch) {
+                    format!("its current job master is epoch {}", j.epoch())
+                } else {
+                    "that job master is not online".to_owned()
+                };
                 return Err(Reason::StaleEpoch.status(format!(
-                    "job master {} epoch {} is not the current incarnation of job {job}",
-                    task, req.master_epoch
+                    "the job master of job {job} at epoch {} may not place workers: {why}",
+                    req.master_epoch
                 )));
             }
             let epoch = (req.epoch != 0).then_some(Epoch(req.epoch));
@@ -919,7 +1041,11 @@ impl Master {
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
         let _write = self.write.lock().await;
-        let (key, reply, records, cancel, exit_taken) = self.with_term(|t, now, rng| {
+        let taken = self.with_term(|t, now, rng| {
+            // A claim that someone newer exists is judged before anything changes (below).
+            if let Some(claim) = t.masters.claim(&msg) {
+                return Ok(Err((claim, t.masters.master_epoch())));
+            }
             let (reply, events) = match &status {
                 Some(s) => t.masters.on_status(now, &msg, s.clone()),
                 None => t.masters.on_heartbeat(now, &msg),
@@ -988,10 +1114,14 @@ impl Master {
             }
             let cancel = t.jobs.wants_cancel(&job, msg.worker_epoch);
             if reply.verdict == crate::core::workers::Verdict::Accepted && !progress.is_empty() {
-                t.progress.insert(job.clone(), crate::framework::progress_text(progress));
+                t.progress.insert(job.clone(), progress.to_owned());
             }
-            Ok((t.key.clone(), reply, records, cancel, exit_taken))
+            Ok(Ok((t.key.clone(), reply, records, cancel, exit_taken)))
         })?;
+        let (key, reply, records, cancel, exit_taken) = match taken {
+            Ok(taken) => taken,
+            Err((claim, mine)) => return Err(self.judge_claim(claim, mine).await),
+        };
         if let Err(e) = self.persist_jobs(&key, records, vec![]).await {
             // The job was reloaded from the metastore; the bookkeeping must not keep an exit the job never took,
             // or a job master that is gone would never be lost (and its job never end).
@@ -1003,19 +1133,26 @@ impl Master {
             }
             return Err(e);
         }
-        if reply.verdict == crate::core::workers::Verdict::StaleMaster {
-            // The job master has seen a newer leader epoch than ours. Like an executor's claim, it deposes this
-            // leader only if the metastore confirms the epoch was issued.
-            let seen = msg.master_epoch.max(msg.worker_epoch);
-            let issued = read_counter(self, &keys::leader_epoch()).await.map_err(meta_status)?;
-            if msg.master_epoch.0 <= issued && msg.master_epoch.0 > reply.master_epoch.0 {
-                self.step_down_now("a job master has seen a newer leader epoch");
-                self.lock().leadership.observe_epoch(LeaderEpoch(msg.master_epoch.0));
-            } else {
-                tracing::debug!(seen = seen.0, issued, "a job master claims an epoch never issued: not deposed");
-            }
-        }
         Ok((reply, cancel))
+    }
+
+    /// A job master's claim that someone newer than this leader exists: a leader epoch above this term's, or a
+    /// job-master epoch above the one this leader started for the job (which only a newer leader could have
+    /// started). Like an executor's claim, it deposes this leader only if the metastore's leader-epoch counter
+    /// shows a newer leader (and, for a leader epoch, that this one was issued); otherwise the message is refused
+    /// and nothing changes. The answer for the sender.
+    async fn judge_claim(&self, claim: crate::core::workers::Claim, mine: Epoch) -> Status {
+        let newest = match read_counter(self, &keys::leader_epoch()).await {
+            Ok(n) => n,
+            Err(e) => return meta_status(e),
+        };
+        if !claim.confirmed_by(mine, Epoch(newest)) {
+            tracing::debug!(?claim, newest, "a job master claims an epoch never issued: refused");
+            return crate::rpc::status::invalid_argument(claim.field(), claim);
+        }
+        self.step_down_now("a job master has seen a newer leader");
+        self.lock().leadership.observe_epoch(LeaderEpoch(newest));
+        Reason::NotLeader.status("a newer leader exists; retry")
     }
 }
 

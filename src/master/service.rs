@@ -339,7 +339,8 @@ impl pb::framework_server::Framework for MasterService {
         leader_only!(self, req, FrameworkClient, worker_heartbeat, {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
-            let (reply, cancel) = self.m.job_master_message(msg, None, &r.progress).await?;
+            let progress = crate::framework::progress_from_wire(&r.progress)?;
+            let (reply, cancel) = self.m.job_master_message(msg, None, &progress).await?;
             let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
             Ok(Response::new(pb::WorkerHeartbeatResponse {
                 verdict: verdict(reply.verdict),
@@ -358,7 +359,8 @@ impl pb::framework_server::Framework for MasterService {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
-            let (reply, _) = self.m.job_master_message(msg, Some(status), &r.progress).await?;
+            let progress = crate::framework::progress_from_wire(&r.progress)?;
+            let (reply, _) = self.m.job_master_message(msg, Some(status), &progress).await?;
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict),
                 master_epoch: reply.master_epoch.0,

@@ -12,6 +12,7 @@
 //! | `executors/<id, 20 digits>` | an executor's record | until the executor is declared offline |
 //! | `jobs/<job id>` | a job's record | until `DeleteJob` |
 //! | `job-next-epoch` | decimal `u64`: the next incarnation epoch (one counter for every job, master and worker) | permanent |
+//! | `deleted-jobs/<job id>` | a deleted job's create token and when it was deleted (`core::tombstone::Tombstone`, JSON): a delayed repeat of its create is refused | `jobs.tombstone-retention` after the deletion (collected by the leader), or until the id is created again |
 //! | `job-masters/<job id>` | decimal `u64`: the epoch of the job's current job-master incarnation, written by the leader as it starts one; the job master guards its own writes on it | until `DeleteJob` |
 //! | `workers/<job id>/<worker>` | decimal `u64`: the worker's current incarnation epoch, written by its job master before it dispatches it; the worker guards its checkpoints on it | until its job is deleted |
 //! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
@@ -95,12 +96,23 @@ pub fn job_next_epoch() -> String {
     "job-next-epoch".to_owned()
 }
 
-/// The epoch of a job's current job-master incarnation: the fence of the job master's own writes.
-/// The create token of a deleted job (`CreateJobRequest.request_id`): a delayed repeat of that create is refused.
+/// The tombstone of a deleted job: its create token (`CreateJobRequest.request_id`) and when it was deleted, so
+/// that a delayed repeat of that create is refused.
 pub fn deleted_job(id: &str) -> String {
     format!("deleted-jobs/{id}")
 }
 
+/// Every tombstone of a deleted job.
+pub fn deleted_jobs_prefix() -> String {
+    "deleted-jobs/".to_owned()
+}
+
+/// The job id of the tombstone at `key`, if `key` is one ([`deleted_job`]'s inverse).
+pub fn deleted_job_id_of(key: &str) -> Option<&str> {
+    key.strip_prefix("deleted-jobs/").filter(|id| !id.is_empty() && !id.contains('/'))
+}
+
+/// The epoch of a job's current job-master incarnation: the fence of the job master's own writes.
 pub fn job_master(job: &str) -> String {
     format!("job-masters/{job}")
 }
@@ -170,9 +182,16 @@ mod tests {
             worker("a", "w1"),
             checkpoint("a", "w1"),
             job_master("a"),
+            deleted_job("a"),
         ];
-        let families =
-            [masters_prefix(), executors_prefix(), jobs_prefix(), workers_prefix("a"), checkpoints_prefix("a")];
+        let families = [
+            masters_prefix(),
+            executors_prefix(),
+            jobs_prefix(),
+            workers_prefix("a"),
+            checkpoints_prefix("a"),
+            deleted_jobs_prefix(),
+        ];
         for key in &all {
             let matching = families.iter().filter(|p| key.starts_with(p.as_str())).count();
             assert!(matching <= 1, "{key} is in {matching} families");
@@ -184,5 +203,9 @@ mod tests {
         assert!(!job_next_epoch().starts_with(&jobs_prefix()));
         assert!(!job_master("a").starts_with(&jobs_prefix()));
         assert!(!executor_next_id().starts_with(&executors_prefix()));
+        assert_eq!(deleted_job_id_of(&deleted_job("a.b")), Some("a.b"));
+        for key in ["deleted-jobs/", "deleted-jobs/a/b", "jobs/a"] {
+            assert_eq!(deleted_job_id_of(key), None, "{key}");
+        }
     }
 }

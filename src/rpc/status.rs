@@ -3,11 +3,18 @@
 //! Every refusal carries a stable, machine-readable [`Reason`] in the `foreman-reason` metadata entry and a
 //! message that says what to fix. Clients branch on the reason (never on message text); people read the message.
 //!
+//! A message is at most [`MESSAGE_MAX`] bytes, whatever it quotes: where a refusal echoes its input it quotes a
+//! short prefix ([`crate::core::text::quote`]), and [`Reason::status`] cuts any longer message as a last line of
+//! defence. The message travels in a response header (`grpc-message`): a long one makes the status unreadable
+//! (`RESOURCE_EXHAUSTED` at the client, a protocol error through a forwarding master) instead of saying what
+//! to fix.
+//!
 //! | reason | gRPC code | when |
 //! |---|---|---|
 //! | `INVALID_ARGUMENT` | `InvalidArgument` | a request field is malformed (the message names the field) |
 //! | `JOB_NOT_FOUND` | `NotFound` | no job with that id |
 //! | `JOB_ALREADY_EXISTS` | `AlreadyExists` | `CreateJob` with an id in use |
+//! | `REQUEST_ID_REUSED` | `AlreadyExists` | `CreateJob` whose token created a job with another request (the message names the fields that differ) |
 //! | `JOB_DELETED` | `FailedPrecondition` | `CreateJob` repeating the request that created a job deleted since |
 //! | `JOB_NOT_TERMINATED` | `FailedPrecondition` | `DeleteJob` of a job that has not ended |
 //! | `JOB_NOT_STARTABLE` | `FailedPrecondition` | a job master start for a job that cannot start |
@@ -39,12 +46,17 @@ use crate::core::registry::RegistryError;
 /// The metadata key that carries the reason.
 pub const REASON_KEY: &str = "foreman-reason";
 
+/// The longest message a status carries, in bytes (before the header's percent-encoding, which may triple it;
+/// clients read at least 8 KiB of headers).
+pub const MESSAGE_MAX: usize = 1024;
+
 /// A stable, machine-readable reason for a refusal.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Reason {
     InvalidArgument,
     JobNotFound,
     JobAlreadyExists,
+    RequestIdReused,
     JobDeleted,
     JobNotTerminated,
     JobNotStartable,
@@ -68,6 +80,7 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::InvalidArgument, "INVALID_ARGUMENT", Code::InvalidArgument),
     (Reason::JobNotFound, "JOB_NOT_FOUND", Code::NotFound),
     (Reason::JobAlreadyExists, "JOB_ALREADY_EXISTS", Code::AlreadyExists),
+    (Reason::RequestIdReused, "REQUEST_ID_REUSED", Code::AlreadyExists),
     (Reason::JobDeleted, "JOB_DELETED", Code::FailedPrecondition),
     (Reason::JobNotTerminated, "JOB_NOT_TERMINATED", Code::FailedPrecondition),
     (Reason::JobNotStartable, "JOB_NOT_STARTABLE", Code::FailedPrecondition),
@@ -106,9 +119,14 @@ impl Reason {
         self.code() == Code::Unavailable
     }
 
-    /// A status with this reason and a message that says what to fix.
+    /// A status with this reason and a message that says what to fix, cut to [`MESSAGE_MAX`] bytes.
     pub fn status(self, message: impl Into<String>) -> Status {
-        let mut status = Status::new(self.code(), message.into());
+        let message = message.into();
+        let message = match crate::core::text::bounded(&message, MESSAGE_MAX) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(cut) => cut,
+        };
+        let mut status = Status::new(self.code(), message);
         status.metadata_mut().insert(REASON_KEY, tonic::metadata::MetadataValue::from_static(self.as_str()));
         status
     }
@@ -237,6 +255,20 @@ mod tests {
             assert_eq!(reason_of(&status), Some(reason), "{status:?}");
             assert!(!status.message().is_empty());
         }
+    }
+
+    #[test]
+    fn messages_are_bounded_whatever_they_quote() {
+        let huge = "x".repeat(100_000);
+        let s = invalid_argument("job.id", &huge);
+        assert_eq!(s.code(), Code::InvalidArgument);
+        assert!(s.message().len() <= MESSAGE_MAX, "{}", s.message().len());
+        assert!(s.message().starts_with("job.id: xxx"), "{}", s.message());
+        assert!(s.message().ends_with("…(100008 bytes in all)"), "{}", s.message());
+        let s = Status::from(JobId::parse(&huge).unwrap_err());
+        assert!(s.message().len() < 200 && s.message().contains("…(100000 bytes)"), "{}", s.message());
+        let short = Reason::JobNotFound.status("job j does not exist");
+        assert_eq!(short.message(), "job j does not exist");
     }
 
     #[test]

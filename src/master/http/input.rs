@@ -12,6 +12,7 @@ use tonic::Status;
 
 use crate::core::job::JobState;
 use crate::core::labels::Selector;
+use crate::core::text::quote;
 use crate::master::convert::{selector_to_wire, state_to_wire};
 use crate::master::metrics::job_state_label;
 use crate::rpc::pb;
@@ -86,7 +87,9 @@ fn selector(i: usize, value: &serde_json::Value) -> Result<pb::Selector, Status>
         "eq" => pb::SelectorOp::Eq,
         "neq" => pb::SelectorOp::Neq,
         "regex" => pb::SelectorOp::Regex,
-        other => return Err(invalid_argument(&format!("{field}.op"), format!("{other:?} is not eq, neq or regex"))),
+        other => {
+            return Err(invalid_argument(&format!("{field}.op"), format!("{} is not eq, neq or regex", quote(other))))
+        }
     };
     Ok(pb::Selector { key: s.key, target: s.target, op: op as i32 })
 }
@@ -111,7 +114,7 @@ impl Query {
                 let expected = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
                 return Err(invalid_argument(
                     "query",
-                    format!("unknown parameter {key:?}; this endpoint takes {expected}"),
+                    format!("unknown parameter {}; this endpoint takes {expected}", quote(&key)),
                 ));
             }
             if params.insert(key.clone(), value).is_some() {
@@ -130,7 +133,7 @@ impl Query {
         match self.0.get(key).map(String::as_str) {
             None | Some("false" | "0") => Ok(false),
             Some("true" | "1" | "") => Ok(true),
-            Some(other) => Err(invalid_argument(key, format!("{other:?} is not true or false"))),
+            Some(other) => Err(invalid_argument(key, format!("{} is not true or false", quote(other)))),
         }
     }
 
@@ -138,7 +141,9 @@ impl Query {
     pub fn number(&self, key: &str) -> Result<u32, Status> {
         match self.0.get(key) {
             None => Ok(0),
-            Some(text) => text.parse().map_err(|_| invalid_argument(key, format!("{text:?} is not a whole number"))),
+            Some(text) => {
+                text.parse().map_err(|_| invalid_argument(key, format!("{} is not a whole number", quote(text))))
+            }
         }
     }
 
@@ -153,14 +158,14 @@ impl Query {
         JobState::ALL.into_iter().find(|s| job_state_label(*s) == wanted).map(state_to_wire).ok_or_else(|| {
             let names: Vec<String> =
                 JobState::ALL.into_iter().map(job_state_label).chain(["corrupt".to_owned()]).collect();
-            invalid_argument(key, format!("{text:?} is not a job state; use one of {}", names.join(", ")))
+            invalid_argument(key, format!("{} is not a job state; use one of {}", quote(text), names.join(", ")))
         })
     }
 }
 
 /// Percent-decoding of one query component (`+` is a space, as HTML forms send it).
 fn decode(text: &str) -> Result<String, Status> {
-    let bad = || invalid_argument("query", format!("{text:?} is not percent-encoded UTF-8"));
+    let bad = || invalid_argument("query", format!("{} is not percent-encoded UTF-8", quote(text)));
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
