@@ -790,7 +790,9 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         Fault::Latency { max_ms } => Some(Duration::from_millis(max_ms)),
         _ => None,
     });
-    let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout } else { Duration::ZERO };
+    // With etcd timing requests out, a check may wait for the one other operation holding the write lock: a write
+    // whose outcome is unknown (a metastore timeout) and the read that settles it (another).
+    let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout * 2 } else { Duration::ZERO };
     // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
     let detections =

@@ -202,7 +202,7 @@ async fn sweep_tombstones(m: &Master, epoch: LeaderEpoch) -> Result<bool, String
     if sweep.collect.is_empty() && sweep.stamp.is_empty() {
         return Ok(false);
     }
-    let _write = m.write.lock().await;
+    let _write = m.write_lock().await;
     let (key, written_now) = m
         .with_term(|t, _, _| term(t).map(|_| (t.key.clone(), t.tombstones_written)))
         .map_err(|s| s.message().to_owned())?;
@@ -624,7 +624,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
         return;
     }
     let fatal = (status.code() == tonic::Code::InvalidArgument).then(|| status.message().to_owned());
-    let _write = m.write.lock().await;
+    let _write = m.write_lock().await;
     let now = m.clock.now();
     let (key, records) = {
         let mut guard = m.lock();
@@ -659,7 +659,7 @@ async fn dispatch(m: Arc<Master>, d: Dispatch) {
 impl Master {
     pub(crate) async fn register_executor(&self, spec: ExecutorSpec) -> Result<(ExecutorRecord, LeaderEpoch), Status> {
         Registry::validate_spec(&spec).map_err(Status::from)?;
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         // A repeat of an admitted registration (written before it was admitted: registrations are serialized by
         // the write lock) is answered with the id it got, so a retried call leaves no ghost executor behind.
         if let Some(answer) = self.with_term(|t, now, _| Ok(t.registry.repeat(now, &spec).map(|r| (r, t.epoch))))? {
@@ -736,7 +736,7 @@ impl Master {
     }
 
     pub(crate) async fn deregister_executor(&self, id: ExecutorId) -> Result<(), Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         let (key, records) = self.with_term(|t, now, rng| {
             if t.registry.remove(id).is_none() {
                 return Err(Status::from(RegistryError::Unknown { id }));
@@ -754,7 +754,7 @@ impl Master {
     }
 
     pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         // A repeat of a create that was applied (its reply lost or late) gets the job it created; the same token
         // on another request is refused, saying what differs.
         let request = spec.request.clone();
@@ -850,7 +850,7 @@ impl Master {
     /// A job as committed: reads wait for the write under way (decisions are applied in memory before their write
     /// completes, and a failed write reloads the job), so a client never sees a state that is not durable.
     pub(crate) async fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         self.job_view(id, include_config)
     }
 
@@ -868,7 +868,7 @@ impl Master {
 
     /// Jobs as committed (see [`Master::get_job`]).
     pub(crate) async fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         let size = match req.page_size {
             0 => 100,
             n if n > 1000 => {
@@ -923,7 +923,7 @@ impl Master {
     }
 
     pub(crate) async fn cancel_job(&self, id: &JobId) -> Result<pb::Job, Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         let (key, step) = self.with_term(|t, now, _| {
             let (_, step) = t.jobs.cancel(now, id).map_err(Status::from)?;
             Ok((t.key.clone(), step))
@@ -934,7 +934,7 @@ impl Master {
     }
 
     pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         let (key, request) = self.with_term(|t, _, _| {
             t.jobs.may_delete(id).map_err(Status::from)?;
             // A corrupt record's create token is unknown: no tombstone is left for it.
@@ -1040,7 +1040,7 @@ impl Master {
         progress: &str,
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let job = JobId::parse(msg.task.as_str()).map_err(|e| crate::rpc::status::invalid_argument("worker_id", e))?;
-        let _write = self.write.lock().await;
+        let _write = self.write_lock().await;
         let taken = self.with_term(|t, now, rng| {
             // A claim that someone newer exists is judged before anything changes (below).
             if let Some(claim) = t.masters.claim(&msg) {

@@ -115,8 +115,11 @@ pub struct Master {
     pub(crate) store: MetaStore,
     pub(crate) clock: Clock,
     pub(crate) inner: Mutex<Inner>,
-    /// Serialises a term's metastore writes (held across the write, never with `inner`).
+    /// Serialises a term's metastore writes (held across the write, never with `inner`). The leader loop takes it
+    /// directly; every other operation through [`Master::write_lock`].
     pub(crate) write: tokio::sync::Mutex<()>,
+    /// Admits one operation other than the leader loop at a time to the write lock (see [`Master::write_lock`]).
+    gate: tokio::sync::Mutex<()>,
     /// Wakes the leader loop early (a job was created, a job master was lost...).
     pub(crate) wake: Notify,
     /// Wakes the election loop (a resign was asked for).
@@ -148,6 +151,7 @@ impl Master {
                 lease: None,
             }),
             write: tokio::sync::Mutex::new(()),
+            gate: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             resign_wake: Notify::new(),
             stats: Stats::default(),
@@ -273,6 +277,16 @@ impl Master {
                 Err(_) => tracing::warn!(master = %self.name(), "could not give the election lease back in time"),
             }
         }
+    }
+
+    /// The write lock for any operation but the leader loop's checks. It passes a gate first, so that at most one
+    /// such operation holds or awaits the write lock at a time: the leader loop, which takes the write lock
+    /// directly, waits for at most the one operation in progress, never for a backlog of client calls (a storm
+    /// of creates, each waiting on a slow metastore, once delayed the liveness checks by their sum).
+    pub(crate) async fn write_lock(&self) -> (tokio::sync::MutexGuard<'_, ()>, tokio::sync::MutexGuard<'_, ()>) {
+        let gate = self.gate.lock().await;
+        let write = self.write.lock().await;
+        (gate, write)
     }
 
     /// Whether anyone observes this master (the simulation): observations that cost something to build are
