@@ -115,6 +115,14 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          process's next registration counted as a repeat of e1 (fixed: only an executor this leader admitted or \
          heard from can be repeated)",
     ),
+    (
+        77196,
+        "liveness checks starved by a storm of creates (the varied workload, etcd timing requests out): sixty \
+         creates queued on the term's write lock, two waiting on metastore timeouts, and the leader loop's check \
+         behind them all; an executor was declared offline 16.8 s after it was last heard (bound 8.3 s) and job \
+         masters fenced themselves (fixed: client calls pass a one-at-a-time gate before the write lock, so a check \
+         waits for at most the operation in progress)",
+    ),
 ];
 
 #[test]
