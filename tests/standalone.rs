@@ -323,6 +323,17 @@ async fn a_damaged_data_directory_is_refused_saying_which_file_and_what_to_do() 
     await_ready(&node.master).await;
     let (code, _) = node.terminate().await;
     assert_eq!(code, Some(0));
+    // The clean stop recorded every transaction in the manifest: a database one transaction short of it (here, the
+    // manifest one ahead) is an older copy.
+    let manifest_path = data.join("MANIFEST");
+    let manifest = std::fs::read(&manifest_path).expect("a manifest after a clean stop");
+    let mut ahead: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
+    ahead["seq"] = (ahead["seq"].as_u64().expect("a seq") + 1).into();
+    std::fs::write(&manifest_path, ahead.to_string()).expect("write the manifest");
+    let run = refused_start(&dir).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("replaced by an older copy, without the last 1 transactions"), "{}", run.stderr);
+    std::fs::write(&manifest_path, &manifest).expect("restore the manifest");
     // One bit of a job's record, in the database's committed pages.
     let db = data.join("foreman.redb");
     let mut bytes = std::fs::read(&db).expect("read the database");
