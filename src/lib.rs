@@ -66,3 +66,41 @@ mod core_purity {
         assert!(found.is_empty(), "src/core must stay pure:\n{}", found.join("\n"));
     }
 }
+
+#[cfg(test)]
+mod disk_confinement {
+    //! The disk database is named by one module only: the embedded store's durable copy (src/meta/durable.rs and its
+    //! tests), which only a store given a data directory opens. So the simulation's stores, which live in memory,
+    //! never reach it, and nothing else writes behind the metastore's contract.
+
+    const ALLOWED: &[&str] = &["src/meta/durable.rs", "src/meta/durable/tests.rs"];
+
+    fn sources(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("a readable source directory") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+
+    #[test]
+    fn only_the_durable_copy_names_redb() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![];
+        sources(&root.join("src"), &mut files);
+        assert!(files.len() >= 40, "found only {} files", files.len());
+        let found: Vec<String> = files
+            .iter()
+            .filter(|path| !ALLOWED.iter().any(|allowed| root.join(allowed) == **path))
+            .filter(|path| {
+                let text = std::fs::read_to_string(path).expect("readable source");
+                text.lines().any(|line| line.split("//").next().unwrap_or("").contains("redb::"))
+            })
+            .map(|path| path.display().to_string())
+            .collect();
+        assert!(found.is_empty(), "only {ALLOWED:?} may name redb, not:\n{}", found.join("\n"));
+    }
+}

@@ -2,7 +2,8 @@
 //! then `foreman job create --type fake ... --wait` against it. Then what an operator relies on: SIGTERM stops it
 //! cleanly (executors drain and deregister, the master gives its lease back, exit code 0), a restart on the same
 //! data directory still knows every job and resumes the interrupted one at once, and a second process on that
-//! directory is refused with a message that says what to do.
+//! directory is refused with a message that says what to do. An earlier foreman's data directory (its JSON log) is
+//! imported, its jobs resuming; a damaged data directory is refused, naming the file and what to do.
 //!
 //! No etcd is needed: standalone runs on its embedded metastore.
 #![cfg(not(madsim))]
@@ -263,6 +264,92 @@ async fn a_second_standalone_on_the_same_data_directory_is_refused() {
     let listed: Result<JobListView, String> = query(&first.master, &["job", "list"]).await;
     assert!(listed.is_ok(), "{listed:?}");
     drop(first);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The data directory of an earlier foreman (`tests/fixtures/legacy-data`: its JSON log, written by
+/// `foreman standalone` before the store moved to redb, with a finished job and one stopped by SIGTERM while running).
+fn legacy_data_dir(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("create the data directory");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/legacy-data/log.jsonl");
+    std::fs::copy(fixture, data.join("log.jsonl")).expect("copy the fixture");
+    data
+}
+
+/// `foreman standalone` on `dir`'s data directory, expected to refuse at once: its exit code and stderr.
+async fn refused_start(dir: &Path) -> common::Run {
+    let ports = Ports::new();
+    foreman(&[
+        "standalone",
+        "--data-dir",
+        dir.join("data").to_str().expect("a UTF-8 path"),
+        "--addr",
+        &format!("127.0.0.1:{}", ports.master),
+        "--http-addr",
+        "",
+        "--executor-port",
+        &ports.executors.to_string(),
+    ])
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_earlier_foremans_data_directory_is_imported_and_its_jobs_resume() {
+    let dir = scratch("legacy");
+    let data = legacy_data_dir(&dir);
+    let log = dir.join("standalone.log");
+    let (node, _) = Standalone::start(&dir, Ports::new(), &log);
+    await_ready(&node.master).await;
+    let listed: JobListView = query(&node.master, &["job", "list"]).await.expect("job list");
+    let ids: Vec<&str> = listed.jobs.iter().map(|j| j.id.as_str()).collect();
+    assert_eq!(ids, ["before-upgrade", "interrupted"], "{listed:?}");
+    assert_eq!(listed.jobs[0].state, "finished");
+    let wait = foreman(&["job", "wait", "interrupted", "--master", &node.master, "--wait-timeout", "30s"]).await;
+    assert_eq!(wait.code, Some(0), "the interrupted job did not finish after the import: {wait:?}");
+    assert!(data.join("foreman.redb").exists() && data.join("log.jsonl.imported").exists());
+    assert!(!data.join("log.jsonl").exists(), "the old log was left to import again");
+    assert!(std::fs::read_to_string(&log).unwrap_or_default().contains("importing the files of an earlier foreman"));
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_data_directory_is_refused_saying_which_file_and_what_to_do() {
+    let dir = scratch("damaged");
+    let data = legacy_data_dir(&dir);
+    let log = dir.join("standalone.log");
+    let (mut node, _) = Standalone::start(&dir, Ports::new(), &log);
+    await_ready(&node.master).await;
+    let (code, _) = node.terminate().await;
+    assert_eq!(code, Some(0));
+    // The clean stop recorded every transaction in the manifest: a database one transaction short of it (here, the
+    // manifest one ahead) is an older copy.
+    let manifest_path = data.join("MANIFEST");
+    let manifest = std::fs::read(&manifest_path).expect("a manifest after a clean stop");
+    let mut ahead: serde_json::Value = serde_json::from_slice(&manifest).expect("the manifest is JSON");
+    ahead["seq"] = (ahead["seq"].as_u64().expect("a seq") + 1).into();
+    std::fs::write(&manifest_path, ahead.to_string()).expect("write the manifest");
+    let run = refused_start(&dir).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("replaced by an older copy, without the last 1 transactions"), "{}", run.stderr);
+    std::fs::write(&manifest_path, &manifest).expect("restore the manifest");
+    // One bit of a job's record, in the database's committed pages.
+    let db = data.join("foreman.redb");
+    let mut bytes = std::fs::read(&db).expect("read the database");
+    let at = bytes.windows(14).position(|w| w == b"before-upgrade").expect("the job's id is in the database");
+    bytes[at + 7] ^= 0x04;
+    std::fs::write(&db, &bytes).expect("damage the database");
+    let run = refused_start(&dir).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    for says in [db.display().to_string().as_str(), "fails redb's checks", "restore the data directory from a backup"] {
+        assert!(run.stderr.contains(says), "does not say {says:?}: {}", run.stderr);
+    }
+    // Emptied, it is refused too: never a fresh store in its place.
+    std::fs::write(&db, b"").expect("empty the database");
+    let run = refused_start(&dir).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("the database file is empty"), "{}", run.stderr);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -10,9 +10,12 @@
 //! change, or the next lease deadline) until its key leads; if its caller drops it before then, its key is deleted,
 //! as a real etcd does for a cancelled campaign.
 //!
-//! Durability invariant (with a data directory): the non-leased keys in memory are exactly the durable ones. So a
-//! write is logged only when it changes a non-leased key, and a leased put over a durable key is logged as its
-//! deletion: the lease cannot outlive the process, and neither can the key.
+//! Durability invariant (with a data directory): the non-leased keys in memory are exactly the durable ones, kept in
+//! the data directory's database ([`super::durable`]). Memory stays the serving copy; a write that changes a
+//! non-leased key is committed durably before it is applied in memory and acknowledged, and a leased put over a
+//! durable key is committed as its deletion: the lease cannot outlive the process, and neither can the key. A write
+//! whose commit failed is not applied in memory. Without a data directory nothing touches the disk (the simulation
+//! builds its stores so).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -22,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::wal::{AppendError, LogOp, Wal};
+use super::durable::{Change, CommitError, Durable, Kv};
 use super::{Compare, LeaderHandle, LeaderKey, LeaseId, MetaError, Write};
 
 /// Where time comes from: `tokio::time`, so that the simulation controls it.
@@ -54,8 +57,8 @@ struct State {
     /// Bumped by every write.
     revision: u64,
     next_lease: i64,
-    wal: Option<Wal>,
-    /// Set when the log can no longer be trusted to match memory: every later write is refused.
+    durable: Option<Durable>,
+    /// Set when the database can no longer be trusted to match memory: every later write is refused.
     broken: Option<String>,
 }
 
@@ -78,7 +81,7 @@ impl State {
         !expired.is_empty()
     }
 
-    /// Removes a lease and its keys. Leased keys are never durable, so nothing is logged.
+    /// Removes a lease and its keys. Leased keys are never durable, so nothing is committed.
     fn end_lease(&mut self, id: i64) -> bool {
         let Some(lease) = self.leases.remove(&id) else { return false };
         for key in lease.keys {
@@ -115,46 +118,37 @@ impl State {
     }
 
     /// The durable effect of `writes` (see the module's durability invariant), in order.
-    fn log_ops(&self, writes: &[Write]) -> Vec<LogOp> {
+    fn changes(&self, writes: &[Write]) -> Vec<Change> {
         let durable = |key: &str| self.kv.get(key).is_some_and(|e| e.lease.is_none());
         writes
             .iter()
             .filter_map(|w| match w {
-                Write::Put { key, value, lease: None } => Some(LogOp::Put { key: key.clone(), value: value.clone() }),
-                Write::Put { key, .. } | Write::Delete { key } if durable(key) => Some(LogOp::Del { key: key.clone() }),
+                Write::Put { key, value, lease: None } => Some(Change::Put { key: key.clone(), value: value.clone() }),
+                Write::Put { key, .. } | Write::Delete { key } if durable(key) => {
+                    Some(Change::Del { key: key.clone() })
+                }
                 _ => None,
             })
             .collect()
     }
 
-    /// Makes `ops` durable before they are applied.
-    fn log(&mut self, ops: &[LogOp]) -> Result<(), MetaError> {
-        if ops.is_empty() {
+    /// Makes `changes` durable before they are applied.
+    fn persist(&mut self, changes: &[Change]) -> Result<(), MetaError> {
+        if changes.is_empty() {
             return Ok(());
         }
         if let Some(why) = &self.broken {
             return Err(MetaError::Unavailable(format!("the embedded store refuses writes: {why}")));
         }
-        let Some(wal) = &mut self.wal else { return Ok(()) };
-        match wal.append(ops) {
+        let Some(durable) = &mut self.durable else { return Ok(()) };
+        match durable.commit(changes) {
             Ok(()) => Ok(()),
-            Err(AppendError::NotWritten(why)) => Err(MetaError::Unavailable(why)),
-            Err(AppendError::Broken(why)) => {
-                tracing::error!("the embedded store's log is broken, refusing further writes: {why}");
+            Err(CommitError::NotWritten(why)) => Err(MetaError::Unavailable(why)),
+            Err(CommitError::Unknown(why)) => {
+                tracing::error!("the embedded store's database failed a commit, refusing further writes: {why}");
                 self.broken = Some(why.clone());
                 Err(MetaError::Unknown(why))
             }
-        }
-    }
-
-    fn maybe_snapshot(&mut self) {
-        let Some(wal) = &mut self.wal else { return };
-        if !wal.wants_snapshot() {
-            return;
-        }
-        let durable = self.kv.iter().filter(|(_, e)| e.lease.is_none()).map(|(k, e)| (k, &e.value));
-        if let Err(e) = wal.snapshot(durable) {
-            tracing::warn!("could not compact the embedded store's log, will try again later: {e}");
         }
     }
 
@@ -170,8 +164,8 @@ impl State {
                 }
             }
         }
-        let ops = self.log_ops(writes);
-        self.log(&ops)?;
+        let changes = self.changes(writes);
+        self.persist(&changes)?;
         self.revision += 1;
         for w in writes {
             match w {
@@ -179,7 +173,6 @@ impl State {
                 Write::Delete { key } => self.delete(key),
             }
         }
-        self.maybe_snapshot();
         Ok(true)
     }
 
@@ -227,17 +220,21 @@ pub(super) struct EmbeddedStore {
 }
 
 impl EmbeddedStore {
+    /// A store in memory, durable in `data_dir` when one is given.
     pub(super) fn open(data_dir: Option<&Path>) -> Result<EmbeddedStore, MetaError> {
-        let (wal, durable) = match data_dir {
-            Some(dir) => {
-                let (wal, kv) = Wal::open(dir)?;
-                (Some(wal), kv)
-            }
+        let durable = data_dir.map(Durable::open).transpose()?;
+        Ok(EmbeddedStore::serving(durable))
+    }
+
+    /// A store serving the keys of an open durable copy (none without one), committing its writes to it.
+    pub(super) fn serving(durable: Option<(Durable, Kv)>) -> EmbeddedStore {
+        let (durable, kv) = match durable {
+            Some((durable, kv)) => (Some(durable), kv),
             None => (None, BTreeMap::new()),
         };
-        let kv = durable.into_iter().map(|(k, value)| (k, Entry { value, lease: None, created: 0 })).collect();
-        let state = State { kv, leases: BTreeMap::new(), revision: 1, next_lease: 1, wal, broken: None };
-        Ok(EmbeddedStore { shared: Arc::new(Shared { state: Mutex::new(state), changed: Notify::new() }) })
+        let kv = kv.into_iter().map(|(k, value)| (k, Entry { value, lease: None, created: 0 })).collect();
+        let state = State { kv, leases: BTreeMap::new(), revision: 1, next_lease: 1, durable, broken: None };
+        EmbeddedStore { shared: Arc::new(Shared { state: Mutex::new(state), changed: Notify::new() }) }
     }
 
     /// Locks the state after expiring what is due, and pokes the waiting campaigns when that changed anything.
@@ -302,7 +299,7 @@ impl EmbeddedStore {
             if !state.leases.contains_key(&lease.0) {
                 return Err(MetaError::LeaseGone);
             }
-            // A candidate key is leased, hence never durable: nothing to log.
+            // A candidate key is leased, hence never durable: nothing to commit.
             state.revision += 1;
             state.put(&key, value.as_bytes().to_vec(), Some(lease.0));
             state.kv.get(&key).map_or(0, |e| e.created)

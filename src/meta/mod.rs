@@ -21,10 +21,11 @@
 
 #[doc(hidden)]
 pub mod contract;
+mod durable;
 mod embedded;
 mod etcd;
 pub mod keys;
-mod wal;
+mod legacy;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -214,10 +215,13 @@ impl MetaStore {
         })
     }
 
-    /// An in-process store. With `data_dir` it is durable across process restarts (an append-only log of applied
-    /// transactions, fsync'd before a transaction returns, compacted into a snapshot now and then); leases and
-    /// leased keys never outlive the process, as if every lease expired at the restart. Without, it lives in
-    /// memory. Clones of the returned handle share the store.
+    /// An in-process store. With `data_dir` it is durable across process restarts: a redb database in the
+    /// directory, committed before a transaction returns, verified whole (every page's checksum, and a manifest
+    /// against older copies) when the store opens, which refuses a damaged or replaced database rather than start
+    /// with less than it acknowledged (`Corrupt`, naming the file and what to do). The files of an earlier foreman
+    /// (`snapshot.json`, `log.jsonl`) found there are imported once, strictly, and renamed aside. Leases and leased
+    /// keys never outlive the process, as if every lease expired at the restart. Without `data_dir` the store lives
+    /// in memory and touches no file. Clones of the returned handle share the store.
     pub fn embedded(cluster: &str, data_dir: Option<&Path>) -> Result<MetaStore, MetaError> {
         check_cluster(cluster)?;
         let store = embedded::EmbeddedStore::open(data_dir)?;
@@ -458,6 +462,26 @@ pub fn parse_counter(key: &str, bytes: &[u8]) -> Result<u64, MetaError> {
     })
 }
 
+/// A scratch directory unique to one test of one process, removed when dropped.
+#[cfg(all(test, not(madsim)))]
+struct ScratchDir(std::path::PathBuf);
+
+#[cfg(all(test, not(madsim)))]
+impl ScratchDir {
+    fn new(test: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!("foreman-meta-{test}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        ScratchDir(dir)
+    }
+}
+
+#[cfg(all(test, not(madsim)))]
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 #[cfg(all(test, not(madsim)))]
 mod tests {
     use super::*;
@@ -497,23 +521,6 @@ mod tests {
         assert!(MetaStore::embedded("", None).is_err());
         assert!(MetaStore::embedded("a/b", None).is_err());
         assert_eq!(MetaStore::embedded("a-b", None).unwrap().prefix(), "/foreman/a-b/");
-    }
-
-    /// A scratch directory unique to one test of one process, removed when dropped.
-    struct ScratchDir(std::path::PathBuf);
-
-    impl ScratchDir {
-        fn new(test: &str) -> ScratchDir {
-            let dir = std::env::temp_dir().join(format!("foreman-meta-{test}-{}", std::process::id()));
-            let _ = std::fs::remove_dir_all(&dir);
-            ScratchDir(dir)
-        }
-    }
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
     }
 
     fn put(key: &str, value: &str) -> Op {
@@ -572,75 +579,5 @@ mod tests {
         drop(store);
         let again = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
         assert_eq!(again.get("a").await.unwrap(), Some(b"1".to_vec()));
-    }
-
-    #[tokio::test]
-    async fn a_torn_last_log_line_is_ignored_and_the_log_stays_usable() {
-        use std::io::Write as _;
-        let dir = ScratchDir::new("torn");
-        {
-            let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-            assert!(store.txn(&[], &[put("a", "1")]).await.unwrap());
-            assert!(store.txn(&[], &[put("b", "2")]).await.unwrap());
-        }
-        let log = wal::log_path(&dir.0);
-        // A write cut short by a crash: half a record, no newline.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-        f.write_all(b"{\"seq\":3,\"ops\":[{\"put\":{\"key\":\"/foreman/unit/c\",\"val").unwrap();
-        drop(f);
-        {
-            let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-            assert_eq!(store.get("a").await.unwrap(), Some(b"1".to_vec()));
-            assert_eq!(store.get("b").await.unwrap(), Some(b"2".to_vec()));
-            assert_eq!(store.get("c").await.unwrap(), None);
-            // Appending after the repair must not glue a record onto the torn bytes.
-            assert!(store.txn(&[], &[put("d", "4")]).await.unwrap());
-        }
-        // Garbage with a newline is torn too when it is the last line.
-        let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
-        f.write_all(b"\x00\x01garbage\n").unwrap();
-        drop(f);
-        let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-        let keys: Vec<String> = store.list("").await.unwrap().into_iter().map(|(k, _)| k).collect();
-        assert_eq!(keys, ["a", "b", "d"]);
-    }
-
-    #[tokio::test]
-    async fn a_bad_line_before_good_ones_is_corruption_not_a_torn_write() {
-        let dir = ScratchDir::new("corrupt");
-        {
-            let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-            assert!(store.txn(&[], &[put("a", "1")]).await.unwrap());
-            assert!(store.txn(&[], &[put("b", "2")]).await.unwrap());
-        }
-        let log = wal::log_path(&dir.0);
-        let text = std::fs::read_to_string(&log).unwrap();
-        std::fs::write(&log, format!("not json\n{text}")).unwrap();
-        match MetaStore::embedded("unit", Some(&dir.0)) {
-            Err(MetaError::Corrupt { .. }) => {}
-            other => panic!("expected Corrupt, got {:?}", other.map(|s| s.prefix().to_owned())),
-        }
-    }
-
-    #[tokio::test]
-    async fn compaction_keeps_every_value() {
-        let dir = ScratchDir::new("compaction");
-        let rounds = wal::COMPACT_EVERY * 2 + 7;
-        {
-            let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-            for i in 0..rounds {
-                let key = format!("k{}", i % 10);
-                assert!(store.txn(&[], &[put(&key, &i.to_string())]).await.unwrap());
-            }
-            assert!(store.txn(&[], &[Op::Delete { key: "k0".into() }]).await.unwrap());
-        }
-        let log_lines = std::fs::read_to_string(wal::log_path(&dir.0)).unwrap().lines().count();
-        assert!(log_lines < wal::COMPACT_EVERY, "the log was compacted ({log_lines} lines)");
-        let store = MetaStore::embedded("unit", Some(&dir.0)).unwrap();
-        assert_eq!(store.get("k0").await.unwrap(), None);
-        for k in 1..10 {
-            let last = (0..rounds).filter(|i| i % 10 == k).max().unwrap();
-            assert_eq!(store.get(&format!("k{k}")).await.unwrap(), Some(last.to_string().into_bytes()), "k{k}");
-        }
     }
 }
