@@ -571,6 +571,13 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 ops.push(counter_op(keys::job_next_epoch(), term.jobs.next_epoch().0));
             }
         }
+        // The registry's and the placer's invariants (no reservation past its window, each executor's reserved
+        // slots the sum of its reservations) after every pass, in debug and simulation builds.
+        if cfg!(debug_assertions) {
+            if let Err(e) = term.registry.check_invariants() {
+                panic!("leader {} epoch {}: broken after a leader-loop pass: {e}", m.name(), epoch.0);
+            }
+        }
         if m.observed() {
             m.observe(super::Observation::Capacity(capacity_sample(m, term, now)));
         }
