@@ -116,6 +116,13 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          heard from can be repeated)",
     ),
     (
+        1796403887,
+        "a false alarm of the capacity checker's settled rule: a ScheduleTask retried after its reply was late was \
+         placed twice, the repeat holding a slot on another executor than the one the incarnation started on, \
+         where nothing would ever report it (its reservation window ends it); the rule held the wrong executor's \
+         heartbeat against it (fixed: the rule applies to an incarnation started on the reservation's executor)",
+    ),
+    (
         77196,
         "liveness checks starved by a storm of creates (the varied workload, etcd timing requests out): sixty \
          creates queued on the term's write lock, two waiting on metastore timeouts, and the leader loop's check \

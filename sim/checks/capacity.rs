@@ -4,9 +4,9 @@
 //! executor what its last report counts and what reservations hold, and every reservation with the incarnation it
 //! was made for and when. Two rules over that trace:
 //! - **Window**: no reservation is older than the reservation TTL (it is given back by then, settled or not).
-//! - **Settled**: a reservation made for an incarnation that started is gone once the leader that holds it has
-//!   taken a heartbeat of its executor sent after that start (and after the placement): that heartbeat listed the
-//!   incarnation running or ended, and either settles it.
+//! - **Settled**: a reservation made for an incarnation that started on its executor is gone once the leader that
+//!   holds it has taken a heartbeat of that executor sent after that start (and after the placement): that
+//!   heartbeat listed the incarnation running or ended, and either settles it.
 //!
 //! And one over the end of a run ([`capacity_settled`]): once every job has ended and the cluster has settled,
 //! the leader holds nothing beyond what each executor really runs.
@@ -32,13 +32,20 @@ struct Ack {
 
 /// The window and settled rules over a whole run; the first reservation that breaks one, with its ids and times.
 pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> Result<(), String> {
-    // Each incarnation's start, and each executor's acknowledged heartbeats in the order they were sent.
-    let mut started: BTreeMap<(&str, u64), Time> = BTreeMap::new();
+    // Each incarnation's start with the executor id it started under, and each executor's acknowledged heartbeats
+    // in the order they were sent.
+    let mut started: BTreeMap<(&str, u64), (Time, u64)> = BTreeMap::new();
     let mut acks: BTreeMap<u64, Vec<Ack>> = BTreeMap::new();
-    for (at, _, seen) in events {
+    let mut id_of: BTreeMap<&str, u64> = BTreeMap::new();
+    for (at, node, seen) in events {
         match seen {
+            Seen::Exec(ExecutorObservation::Registered { id }) => {
+                id_of.insert(node.as_str(), *id);
+            }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
-                started.entry((task.as_str(), *epoch)).or_insert(*at);
+                if let Some(&id) = id_of.get(node.as_str()) {
+                    started.entry((task.as_str(), *epoch)).or_insert((*at, id));
+                }
             }
             Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent, leader_epoch }) => {
                 let ack = Ack { recorded: *at, sent: clock.at(*sent), leader_epoch: *leader_epoch };
@@ -60,7 +67,7 @@ fn check_sample(
     node: &str,
     sample: &CapacitySample,
     ttl: Duration,
-    started: &BTreeMap<(&str, u64), Time>,
+    started: &BTreeMap<(&str, u64), (Time, u64)>,
     acks: &BTreeMap<u64, Vec<Ack>>,
 ) -> Result<(), String> {
     for r in &sample.reservations {
@@ -77,7 +84,13 @@ fn check_sample(
         if r.epoch == 0 {
             continue;
         }
-        let Some(&start) = started.get(&(r.task.as_str(), r.epoch)) else { continue };
+        // Started on the executor the reservation holds slots on: a placement repeated for the same incarnation (a
+        // ScheduleTask retried after its reply was lost) may hold slots on another executor, where nothing will
+        // ever report it; that one ends with its window.
+        let Some(&(start, on)) = started.get(&(r.task.as_str(), r.epoch)) else { continue };
+        if on != r.executor {
+            continue;
+        }
         // The first heartbeat of its executor sent after the start carries the incarnation, running or ended.
         let Some(first) = acks.get(&r.executor).and_then(|a| a.iter().find(|a| a.sent > start)) else { continue };
         let settled = first.sent >= placed && first.recorded <= at && first.leader_epoch == sample.epoch.0;
@@ -172,6 +185,11 @@ mod tests {
         (ms(at), "executor-0".into(), Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch }))
     }
 
+    /// `node` registered as executor `id`.
+    fn registered(node: &str, id: u64) -> (Time, String, Seen) {
+        (ms(0), node.into(), Seen::Exec(ExecutorObservation::Registered { id }))
+    }
+
     #[test]
     fn a_reservation_past_its_window_or_past_the_report_that_settles_it_is_caught() {
         let clock = Clock::start();
@@ -184,20 +202,59 @@ mod tests {
         assert!(err.contains("(window)") && err.contains("j/w0 epoch 5"), "{err}");
         // Started at 100, stopped at once; the heartbeat sent at 300 reported it, acknowledged at 310 by this
         // leader: a sample after that still holding it is a leak.
-        let leak = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        let leak = [
+            registered("executor-0", 1),
+            started(100, "j/w0", 5),
+            ack(&clock, 310, 300, 2),
+            sample(&clock, 500, &[("j/w0", 5, 50)]),
+        ];
         assert!(check(&leak).unwrap_err().contains("(settled)"), "{:?}", check(&leak));
+        // ...but not when the incarnation started on another executor than the one the reservation holds slots
+        // on (a repeated placement of it went elsewhere): nothing will report it there, its window ends it.
+        let elsewhere = [
+            registered("executor-0", 2),
+            started(100, "j/w0", 5),
+            ack(&clock, 310, 300, 2),
+            sample(&clock, 500, &[("j/w0", 5, 50)]),
+        ];
+        assert_eq!(check(&elsewhere), Ok(()));
         // ...but not before the acknowledgement, nor for another leader's acknowledgement, nor for a reservation
         // made after that heartbeat (a placement held up in the network, made after the incarnation ended).
-        let early = [started(100, "j/w0", 5), sample(&clock, 305, &[("j/w0", 5, 50)]), ack(&clock, 310, 300, 2)];
+        let early = [
+            registered("executor-0", 1),
+            started(100, "j/w0", 5),
+            sample(&clock, 305, &[("j/w0", 5, 50)]),
+            ack(&clock, 310, 300, 2),
+        ];
         assert_eq!(check(&early), Ok(()));
-        let other = [started(100, "j/w0", 5), ack(&clock, 310, 300, 1), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        let other = [
+            registered("executor-0", 1),
+            started(100, "j/w0", 5),
+            ack(&clock, 310, 300, 1),
+            sample(&clock, 500, &[("j/w0", 5, 50)]),
+        ];
         assert_eq!(check(&other), Ok(()));
-        let late = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 5, 400)])];
+        let late = [
+            registered("executor-0", 1),
+            started(100, "j/w0", 5),
+            ack(&clock, 310, 300, 2),
+            sample(&clock, 500, &[("j/w0", 5, 400)]),
+        ];
         assert_eq!(check(&late), Ok(()));
         // A heartbeat sent before the start says nothing of it; a reservation for another incarnation neither.
-        let before = [ack(&clock, 90, 80, 2), started(100, "j/w0", 5), sample(&clock, 500, &[("j/w0", 5, 50)])];
+        let before = [
+            registered("executor-0", 1),
+            ack(&clock, 90, 80, 2),
+            started(100, "j/w0", 5),
+            sample(&clock, 500, &[("j/w0", 5, 50)]),
+        ];
         assert_eq!(check(&before), Ok(()));
-        let newer = [started(100, "j/w0", 5), ack(&clock, 310, 300, 2), sample(&clock, 500, &[("j/w0", 6, 50)])];
+        let newer = [
+            registered("executor-0", 1),
+            started(100, "j/w0", 5),
+            ack(&clock, 310, 300, 2),
+            sample(&clock, 500, &[("j/w0", 6, 50)]),
+        ];
         assert_eq!(check(&newer), Ok(()));
     }
 
