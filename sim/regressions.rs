@@ -116,6 +116,13 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          heard from can be repeated)",
     ),
     (
+        1796502674,
+        "two live job masters: a job of no steps (the varied workload) had its job master report Finished at once; \
+         its executor was paused with the report on its way, the leader declared it lost and started the next \
+         incarnation 0.48 s after the resume, while the old one only stopped 0.5 s after the resume, when its report \
+         call gave up (fixed: every attempt of a terminal report races the fence deadline, as heartbeats do)",
+    ),
+    (
         1796403887,
         "a false alarm of the capacity checker's settled rule: a ScheduleTask retried after its reply was late was \
          placed twice, the repeat holding a slot on another executor than the one the incarnation started on, \

@@ -231,7 +231,9 @@ impl Link {
     }
 
     /// Reports a terminal status (already persisted by the caller) until the master acknowledges it, or until the
-    /// task must stop anyway. Acknowledged: `Ok(())`.
+    /// task must stop anyway. Acknowledged: `Ok(())`. Like the heartbeats, every attempt (the connection, the call,
+    /// the pause before the next) races the fence deadline: a task whose fence passed while a report was on its
+    /// way (its process paused, say) stops at once instead of when that call gives up.
     pub async fn report(&mut self, report: Report) -> Result<(), LinkEnd> {
         let (state, message) = match &report {
             Report::Finished => (pb::WorkerState::Finished, String::new()),
@@ -240,36 +242,49 @@ impl Link {
             Report::Stopped => (pb::WorkerState::Stopped, String::new()),
         };
         loop {
-            let sent = self.clock.now();
-            if self.is_fenced(sent) {
+            if self.is_fenced(self.clock.now()) {
                 return Err(LinkEnd::Fenced);
             }
-            if let Some(mut client) = self.client().await {
-                let req = pb::ReportWorkerStatusRequest {
-                    master_id: self.spec.master_id.clone(),
-                    master_epoch: self.fence.epoch().0,
-                    worker_id: self.spec.worker.as_str().to_owned(),
-                    worker_epoch: self.spec.worker_epoch.0,
-                    status: Some(pb::WorkerStatus {
-                        state: state as i32,
-                        error_message: message.clone(),
-                        detail: vec![],
-                    }),
-                    progress: self.progress.get(),
-                };
-                match client.report_worker_status(req).await {
-                    Ok(r) => {
-                        let r = r.into_inner();
-                        match pb::Verdict::try_from(r.verdict) {
-                            Ok(pb::Verdict::Accepted) => return Ok(()),
-                            Ok(pb::Verdict::StaleWorker) => return Err(LinkEnd::Stale),
-                            _ => self.fence.observe_epoch(Epoch(r.master_epoch)),
-                        }
-                    }
-                    Err(_) => self.which += 1,
-                }
+            let deadline = self.clock.instant(self.deadline());
+            let attempt = tokio::select! {
+                biased;
+                _ = tokio::time::sleep_until(deadline) => None,
+                done = self.report_once(state, &message) => done,
+            };
+            if let Some(done) = attempt {
+                return done;
             }
-            tokio::time::sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
         }
+    }
+
+    /// One attempt of [`Self::report`], then the pause before the next: `Some` when the report is settled.
+    async fn report_once(&mut self, state: pb::WorkerState, message: &str) -> Option<Result<(), LinkEnd>> {
+        if let Some(mut client) = self.client().await {
+            let req = pb::ReportWorkerStatusRequest {
+                master_id: self.spec.master_id.clone(),
+                master_epoch: self.fence.epoch().0,
+                worker_id: self.spec.worker.as_str().to_owned(),
+                worker_epoch: self.spec.worker_epoch.0,
+                status: Some(pb::WorkerStatus {
+                    state: state as i32,
+                    error_message: message.to_owned(),
+                    detail: vec![],
+                }),
+                progress: self.progress.get(),
+            };
+            match client.report_worker_status(req).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    match pb::Verdict::try_from(r.verdict) {
+                        Ok(pb::Verdict::Accepted) => return Some(Ok(())),
+                        Ok(pb::Verdict::StaleWorker) => return Some(Err(LinkEnd::Stale)),
+                        _ => self.fence.observe_epoch(Epoch(r.master_epoch)),
+                    }
+                }
+                Err(_) => self.which += 1,
+            }
+        }
+        tokio::time::sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
+        None
     }
 }
