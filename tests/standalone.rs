@@ -3,7 +3,8 @@
 //! cleanly (executors drain and deregister, the master gives its lease back, exit code 0), a restart on the same
 //! data directory still knows every job and resumes the interrupted one at once, and a second process on that
 //! directory is refused with a message that says what to do. An earlier foreman's data directory (its JSON log) is
-//! imported, its jobs resuming; a damaged data directory is refused, naming the file and what to do.
+//! imported, its jobs resuming; a damaged data directory is refused, naming the file and what to do. Jobs shorter
+//! than a heartbeat give their slots back, and a job no executor can take says why.
 //!
 //! No etcd is needed: standalone runs on its embedded metastore.
 #![cfg(not(madsim))]
@@ -18,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{foreman, query, JobListView, JobView, POLL};
+use common::{foreman, query, ExecutorListView, JobListView, JobView, POLL};
 
 /// How long a standalone process may take to print its banner and serve.
 const START_MAX: Duration = Duration::from_secs(20);
@@ -27,6 +28,20 @@ const EXIT_MAX: Duration = Duration::from_secs(15);
 /// A job interrupted by a clean stop resumes at once after the restart: no executor TTL, no worker TTL to wait
 /// out (each is 10 s). This bound leaves room for a slow machine.
 const RESUME_MAX: Duration = Duration::from_secs(5);
+/// The one-step jobs of the slot test. Each takes two slots (its job master's and its worker's): if tasks that
+/// ended held theirs for ever, the two executors' 32 slots would be gone after about 16 jobs and the rest would
+/// never finish.
+const ONE_STEP_JOBS: usize = 25;
+/// A fake job of one worker and one step: it starts and ends between two heartbeats of its executor.
+const ONE_STEP: &str = r#"{"workers":1,"target":1,"tick_ms":1}"#;
+/// How long the one-step jobs may take to finish (about 1 s here).
+const ONE_STEP_FINISH_MAX: Duration = Duration::from_secs(60);
+/// How long the executors may take to report the last ended task after every job finished: a few executor
+/// heartbeats (500 ms), and well inside `placement.reservation-ttl` (10 s), so reservations that only expired
+/// would not pass.
+const SLOTS_BACK_MAX: Duration = Duration::from_secs(5);
+/// How long the leader may take to say why a job waits: a few passes of its loop (500 ms).
+const WAITING_MAX: Duration = Duration::from_secs(5);
 
 /// One `foreman standalone` process on free loopback ports.
 struct Standalone {
@@ -147,6 +162,13 @@ async fn await_ready(master: &str) {
 
 async fn job(master: &str, id: &str) -> Result<JobView, String> {
     query(master, &["job", "get", id]).await
+}
+
+/// What `job get --output json` says of a job that waits to be placed.
+#[derive(Debug, serde::Deserialize)]
+struct WaitingView {
+    state: String,
+    waiting: Option<String>,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -350,6 +372,98 @@ async fn a_damaged_data_directory_is_refused_saying_which_file_and_what_to_do() 
     let run = refused_start(&dir).await;
     assert_eq!(run.code, Some(1), "{run:?}");
     assert!(run.stderr.contains("the database file is empty"), "{}", run.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_step_jobs_give_their_slots_back_and_a_job_no_executor_can_take_says_why() {
+    let dir = scratch("slots");
+    let log = dir.join("standalone.log");
+    let (node, _) = Standalone::start(&dir, Ports::new(), &log);
+    await_ready(&node.master).await;
+    let master = node.master.as_str();
+
+    // Each task of a one-step job starts and ends between two heartbeats of its executor: only the executor's
+    // report of the ended incarnation gives its slots back.
+    let started = Instant::now();
+    let mut ids = vec![];
+    for _ in 0..ONE_STEP_JOBS {
+        let run =
+            foreman(&["job", "create", "--type", "fake", "--config", ONE_STEP, "--master", master, "--output", "json"])
+                .await;
+        assert_eq!(run.code, Some(0), "job create: {run:?}");
+        let created: JobView = serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {run:?}"));
+        ids.push(created.id);
+    }
+    let created_in = started.elapsed();
+    let finished_in = loop {
+        let last = match query::<JobListView>(master, &["job", "list", "--all"]).await {
+            Ok(listed) => {
+                let finished = listed.jobs.iter().filter(|j| ids.contains(&j.id) && j.state == "finished").count();
+                if finished == ids.len() {
+                    break started.elapsed();
+                }
+                let other: Vec<String> = listed
+                    .jobs
+                    .iter()
+                    .filter(|j| j.state != "finished")
+                    .map(|j| format!("{} {}", j.id, j.state))
+                    .collect();
+                format!("{finished} of {} finished; not finished: {other:?}", ids.len())
+            }
+            Err(e) => e,
+        };
+        assert!(
+            started.elapsed() < ONE_STEP_FINISH_MAX,
+            "the one-step jobs did not all finish within {ONE_STEP_FINISH_MAX:?}: {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    let all_finished = Instant::now();
+    let slots_back_in = loop {
+        let last = match query::<ExecutorListView>(master, &["cluster", "executors"]).await {
+            Ok(v) if v.executors.len() == 2 && v.executors.iter().all(|e| e.used == 0) => break all_finished.elapsed(),
+            Ok(v) => format!("{:?}", v.executors),
+            Err(e) => e,
+        };
+        assert!(
+            all_finished.elapsed() < SLOTS_BACK_MAX,
+            "every job finished, but the executors' slots were not all free {SLOTS_BACK_MAX:?} later: {last}"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    eprintln!(
+        "SLOTS: {ONE_STEP_JOBS} one-step jobs created in {} ms, all finished after {} ms, every slot free {} ms later",
+        created_in.as_millis(),
+        finished_in.as_millis(),
+        slots_back_in.as_millis()
+    );
+
+    // A job larger than any executor stays created, and says why: in its record and to a client waiting for it.
+    let run = foreman(&[
+        "job", "create", "--id", "too-big", "--type", "fake", "--config", ONE_STEP, "--cost", "17", "--master", master,
+    ])
+    .await;
+    assert_eq!(run.code, Some(0), "job create --cost 17: {run:?}");
+    let asked = Instant::now();
+    loop {
+        let last = match query::<WaitingView>(master, &["job", "get", "too-big"]).await {
+            Ok(v)
+                if v.state == "created"
+                    && v.waiting.as_deref().is_some_and(|w| w.starts_with("no executor has 17 slots")) =>
+            {
+                break
+            }
+            Ok(v) => format!("{v:?}"),
+            Err(e) => e,
+        };
+        assert!(asked.elapsed() < WAITING_MAX, "too-big never said it waits for 17 slots: {last}");
+        tokio::time::sleep(POLL).await;
+    }
+    let wait = foreman(&["job", "wait", "too-big", "--wait-timeout", "2s", "--master", master]).await;
+    assert_eq!(wait.code, Some(5), "job wait --wait-timeout 2s on a job that cannot be placed: {wait:?}");
+    assert!(wait.stderr.contains("waiting: no executor has 17 slots"), "{wait:?}");
+    drop(node);
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -600,9 +600,15 @@ impl Jobs {
     /// Whether a job master of `cost` slots may start beside the live ones, on executors of `capacity` slots in
     /// all: within [`JobPolicy::job_master_share`] of it, or alone.
     pub fn job_master_fits(&self, cost: u32, capacity: u64) -> bool {
-        let used = self.job_master_slots();
+        self.job_master_fits_beside(self.job_master_slots(), cost, capacity)
+    }
+
+    /// [`Jobs::job_master_fits`] beside live job masters holding `held` slots together (what
+    /// [`Jobs::job_master_slots`] says), for a caller that asks for many jobs at once: summing the slots is a pass
+    /// over every job.
+    pub fn job_master_fits_beside(&self, held: u64, cost: u32, capacity: u64) -> bool {
         let cap = (self.policy.job_master_share * capacity as f64).floor() as u64;
-        used == 0 || used + u64::from(cost.max(1)) <= cap
+        held == 0 || held + u64::from(cost.max(1)) <= cap
     }
 
     /// The last attempt to place a job master for `id` found no executor, for this reason (shown with the job
@@ -881,6 +887,9 @@ mod tests {
         jobs.start(Time::ZERO, &id("b"), ExecutorId(1)).unwrap();
         assert!(!jobs.job_master_fits(1, 4));
         assert!(jobs.job_master_fits(1, 6));
+        // Given the slots summed once, it answers the same.
+        assert!(!jobs.job_master_fits_beside(2, 1, 4) && jobs.job_master_fits_beside(2, 1, 6));
+        assert!(jobs.job_master_fits_beside(0, 3, 1));
         // A job whose job master is gone holds nothing.
         jobs.cancel(Time::ZERO, &id("c")).unwrap();
         assert_eq!(jobs.job_master_slots(), 2);

@@ -511,13 +511,15 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                 .filter(|v| v.status == crate::core::registry::Status::Online)
                 .map(|v| u64::from(v.record.spec.capacity))
                 .sum();
+            // The job masters' slots are summed once, and again after each placement: summed for every waiting
+            // job, they would make this pass quadratic in the jobs, all of it under the leader's locks.
+            let mut held = term.jobs.job_master_slots();
             for id in term.jobs.startable(now) {
                 let Some(job) = term.jobs.get(&id) else { continue };
                 let spec = job.spec().clone();
-                if !term.jobs.job_master_fits(spec.cost, capacity) {
+                if !term.jobs.job_master_fits_beside(held, spec.cost, capacity) {
                     tracing::debug!(job = %id, capacity, "waits: job masters hold their share of the slots");
                     m.stats.reject(Rejection::JobMasterShare);
-                    let held = term.jobs.job_master_slots();
                     term.jobs.note_unplaced(
                         &id,
                         format!(
@@ -551,6 +553,7 @@ async fn tick(m: &Arc<Master>, epoch: LeaderEpoch) -> Result<Vec<Dispatch>, Stri
                     term.masters.on_dispatched(now, &task, e).ok()?;
                     Some((view, e, step))
                 });
+                held = term.jobs.job_master_slots();
                 let Some((view, e, step)) = started else {
                     term.registry.placer_mut().release(&task);
                     continue;
