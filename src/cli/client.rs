@@ -8,7 +8,7 @@
 //! |---|---|---|
 //! | no connection (refused, unresolvable, connect timed out) | was not sent | always |
 //! | `Unavailable` with `NOT_LEADER`, `NO_LEADER` or `MASTER_NOT_READY` | was not carried out | always |
-//! | no answer in time, `DeadlineExceeded`, `Cancelled`, any other `Unavailable` | may have been carried out | only for a call that is safe to resend |
+//! | no answer in time, `DeadlineExceeded`, `Cancelled`, any other `Unavailable` (`FORWARD_FAILED` among them), `Unknown` or `Internal` without a reason (the connection broke mid-call) | may have been carried out | only for a call that is safe to resend |
 //! | any other status | was refused | never: the refusal is the answer |
 //!
 //! A write that is not safe to resend (`CreateJob` without an id may create a second job) therefore stops at the
@@ -133,6 +133,9 @@ pub fn classify(status: &Status) -> StatusClass {
         },
         // The client never cancels a call itself: a `Cancelled` status is its deadline expiring.
         Code::DeadlineExceeded | Code::Cancelled => StatusClass::MaybeDone,
+        // A foreman master gives every answer a reason: one without is the transport's, a connection cut while the
+        // call was on its way (tonic's `Unknown` "transport error", h2's `Internal`).
+        Code::Unknown | Code::Internal if status.metadata().get(REASON_KEY).is_none() => StatusClass::MaybeDone,
         _ => StatusClass::Refused,
     }
 }
@@ -341,9 +344,14 @@ mod tests {
             (Status::unavailable("connection reset"), StatusClass::MaybeDone),
             (Status::deadline_exceeded("late"), StatusClass::MaybeDone),
             (Status::cancelled("Timeout expired"), StatusClass::MaybeDone),
+            (Status::unknown("transport error"), StatusClass::MaybeDone),
+            (Status::internal("h2 protocol error: error reading a body from connection"), StatusClass::MaybeDone),
+            (Reason::ForwardFailed.status("the leader broke off"), StatusClass::MaybeDone),
+            (Reason::Internal.status("a broken invariant"), StatusClass::Refused),
             (Reason::JobNotFound.status("no job"), StatusClass::Refused),
             (Reason::InvalidArgument.status("bad"), StatusClass::Refused),
-            (Status::internal("bug"), StatusClass::Refused),
+            // A status of another kind without a reason (a server that does not know the call) is still refused.
+            (Status::unimplemented("no such method"), StatusClass::Refused),
         ];
         for (status, class) in table {
             assert_eq!(classify(&status), class, "{status:?}");

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use tonic::transport::Channel;
-use tonic::{Request, Response, Status};
+use tonic::{Code, Request, Response, Status};
 
 use super::convert;
 use super::election::LeaderValue;
@@ -22,7 +22,7 @@ use crate::rpc::pb::discovery_client::DiscoveryClient;
 use crate::rpc::pb::framework_client::FrameworkClient;
 use crate::rpc::pb::job_manager_client::JobManagerClient;
 use crate::rpc::pb::task_scheduler_client::TaskSchedulerClient;
-use crate::rpc::status::{invalid_argument, Reason};
+use crate::rpc::status::{invalid_argument, reason_of, Reason};
 
 /// The metadata entry a forwarding follower adds: the leader answers, it never forwards again.
 pub const FORWARDED_KEY: &str = "foreman-forwarded-by";
@@ -92,8 +92,30 @@ impl MasterService {
         if let Ok(v) = self.m.name().parse() {
             fwd.metadata_mut().insert(FORWARDED_KEY, v);
         }
-        call(channel, fwd).await
+        call(channel, fwd).await.map_err(|s| forward_failure(&to, s))
     }
+}
+
+/// What a follower answers for a forwarded call that failed. The leader's own answers carry a reason and are
+/// passed on as they are; a status without one was made by the transport (the leader died or went silent while
+/// the call was on its way: tonic says `Unknown` "transport error", or the deadline passed), so the call may or may
+/// not have been carried out, and the client must be told so, not handed a refusal it cannot read.
+fn forward_failure(to: &LeaderValue, status: Status) -> Status {
+    let transport = matches!(
+        status.code(),
+        Code::Unknown | Code::Internal | Code::Unavailable | Code::Cancelled | Code::DeadlineExceeded
+    );
+    if reason_of(&status).is_some() || !transport {
+        return status;
+    }
+    let what = crate::core::text::bounded(status.message(), 200);
+    Reason::ForwardFailed.status(format!(
+        "the call forwarded to the leader {} at {} broke off ({:?}: {what}); it may or may not have been carried out: \
+         read before you retry a change (a create with the same request id is safe to resend)",
+        to.name,
+        to.address,
+        status.code()
+    ))
 }
 
 /// Routes a leader-only call: answers it here or forwards it.

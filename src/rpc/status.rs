@@ -29,6 +29,7 @@
 //! | `NOT_LEADER` | `Unavailable` | a leader-only call reached a follower that could not forward it |
 //! | `NO_LEADER` | `Unavailable` | no leader is known right now; retry |
 //! | `MASTER_NOT_READY` | `Unavailable` | the leader is still recovering; retry |
+//! | `FORWARD_FAILED` | `Unavailable` | a follower's forward broke off (the leader died or went silent mid-call): the call may have been carried out |
 //! | `METASTORE_UNAVAILABLE` | `Unavailable` | the metastore did not answer in time; the outcome may be unknown |
 //! | `INTERNAL` | `Internal` | a broken invariant (a bug: please report it) |
 
@@ -71,6 +72,7 @@ pub enum Reason {
     NotLeader,
     NoLeader,
     MasterNotReady,
+    ForwardFailed,
     MetastoreUnavailable,
     Internal,
 }
@@ -95,6 +97,7 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::NotLeader, "NOT_LEADER", Code::Unavailable),
     (Reason::NoLeader, "NO_LEADER", Code::Unavailable),
     (Reason::MasterNotReady, "MASTER_NOT_READY", Code::Unavailable),
+    (Reason::ForwardFailed, "FORWARD_FAILED", Code::Unavailable),
     (Reason::MetastoreUnavailable, "METASTORE_UNAVAILABLE", Code::Unavailable),
     (Reason::Internal, "INTERNAL", Code::Internal),
 ];
