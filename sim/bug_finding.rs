@@ -81,6 +81,13 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
             "one_step_jobs_give_every_slot_back",
             "capacity accounting",
         ),
+        // Caught by no checker but by the runtime assertion on every job state change, in the leader itself.
+        (
+            Planted::IllegalTransition,
+            |b| Box::pin(one_step_jobs_give_every_slot_back_run(b)),
+            "one_step_jobs_give_every_slot_back",
+            "illegal transition",
+        ),
     ]
 }
 
@@ -104,6 +111,10 @@ fn planted_bugs_are_caught() {
         );
         let seeds = seed - base + 1;
         eprintln!("planted bug {}: caught by {name} at seed {seed}, after {seeds} seeds: {text}", bug.name());
+        if bug == Planted::IllegalTransition {
+            // Every seed of the scenario finishes jobs: the assertion must stop the very first.
+            assert_eq!(seeds, 1, "the runtime assertion missed the illegal transition in the first seeds");
+        }
         report.push((bug.name(), name, seeds));
     }
     eprintln!("\n| planted bug | scenario | seeds to catch |\n|---|---|---|");

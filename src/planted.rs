@@ -27,6 +27,9 @@ pub enum Planted {
     /// The leader gives back the slots it reserved for a task only when its executor reports the task running:
     /// a task that starts and ends between two heartbeats holds its slots for good (no end report, no expiry).
     SlotLeak,
+    /// A finishing job passes through `Created` on its way to `Finished` (Running → Created is illegal): the
+    /// runtime assertion of every job state change must stop the first run where a job finishes.
+    IllegalTransition,
 }
 
 impl Planted {
@@ -38,6 +41,7 @@ impl Planted {
             Planted::RecoveryWithoutWait => "recovery-without-wait",
             Planted::RecoveryForgetsCancel => "recovery-forgets-cancel",
             Planted::SlotLeak => "slot-leak",
+            Planted::IllegalTransition => "illegal-transition",
         }
     }
 }

@@ -886,7 +886,7 @@ async fn corrupt_job_records_are_shown_refused_counted_and_deletable() {
         "delete it first",
     );
     assert_eq!(store.get("jobs/victim").await.expect("read"), Some(garbage), "the record was overwritten");
-    let metrics = t.m.metrics_text();
+    let metrics = t.m.metrics_text().await;
     for line in ["foreman_corrupt_records{kind=\"job\"} 2", "foreman_jobs{state=\"corrupt\"} 2"] {
         assert!(metrics.lines().any(|l| l == line), "{line} missing from\n{metrics}");
     }
@@ -895,7 +895,7 @@ async fn corrupt_job_records_are_shown_refused_counted_and_deletable() {
     assert_eq!(store.get("jobs/victim").await.expect("read"), None);
     assert_refused("gone", t.get("victim", false).await, Code::NotFound, Reason::JobNotFound, "victim");
     t.create(fake_job("victim")).await.expect("the id is free again");
-    assert!(t.m.metrics_text().lines().any(|l| l == "foreman_corrupt_records{kind=\"job\"} 1"));
+    assert!(t.m.metrics_text().await.lines().any(|l| l == "foreman_corrupt_records{kind=\"job\"} 1"));
 }
 
 /// What a client can read of a refusal is bounded whatever it sent: a 100 KB job id is refused `INVALID_ARGUMENT`

@@ -219,7 +219,7 @@ impl Phase {
 }
 
 /// A job on the leader.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Job {
     record: JobRecord,
     backoff: BackoffState,
@@ -234,6 +234,15 @@ pub struct Job {
 }
 
 impl Job {
+    /// The one place a job's state changes. An illegal transition (design.md §5 rule 5) is a bug in the caller:
+    /// debug and simulation builds stop at it, where it happens.
+    fn set_state(&mut self, to: JobState) {
+        if cfg!(debug_assertions) && !self.record.state.can_become(to) {
+            panic!("job {}: illegal transition {} -> {to} (safety rule 5)", self.record.id, self.record.state);
+        }
+        self.record.state = to;
+    }
+
     pub fn id(&self) -> &JobId {
         &self.record.id
     }
@@ -372,12 +381,20 @@ pub struct Jobs {
     /// Jobs whose records do not decode: shown, refused for everything but a delete, never run.
     corrupt: BTreeMap<JobId, CorruptRecord>,
     next_epoch: Epoch,
+    /// A planted bug (simulation only): a finishing job passes through `Created` on its way.
+    plant_illegal_transition: bool,
 }
 
 impl Jobs {
     /// No jobs: the first leader of a new cluster.
     pub fn new(policy: JobPolicy) -> Jobs {
-        Jobs { policy, jobs: BTreeMap::new(), corrupt: BTreeMap::new(), next_epoch: Epoch(1) }
+        Jobs {
+            policy,
+            jobs: BTreeMap::new(),
+            corrupt: BTreeMap::new(),
+            next_epoch: Epoch(1),
+            plant_illegal_transition: false,
+        }
     }
 
     /// A new leader's jobs, from the metastore at `now`. Jobs whose job master may be alive wait in
@@ -405,7 +422,7 @@ impl Jobs {
             let mut job = Job { record, backoff, phase, canceling_since, revoked: false, unplaced: None };
             if job.record.state == JobState::Canceling && job.phase == Phase::Waiting {
                 // Canceled while nothing ran, but the write of the final state was lost: finish it.
-                job.record.state = JobState::Canceled;
+                job.set_state(JobState::Canceled);
                 job.phase = Phase::Done;
             }
             jobs.jobs.insert(job.record.id.clone(), job);
@@ -471,15 +488,27 @@ impl Jobs {
         self.corrupt.iter()
     }
 
+    /// Plants a bug for the simulator's bug-finding runs: every job that finishes first goes back to `Created`,
+    /// an illegal transition that the runtime assertion must catch in the first seed where a job finishes.
+    pub fn plant_illegal_transition(&mut self) {
+        self.plant_illegal_transition = true;
+    }
+
+    /// Whether a job may be created under `id`: not while a job or a corrupt record holds it.
+    pub fn may_create(&self, id: &JobId) -> Result<(), JobError> {
+        if let Some(record) = self.corrupt.get(id) {
+            return Err(JobError::Corrupt { id: id.clone(), record: record.clone() });
+        }
+        if self.jobs.contains_key(id) {
+            return Err(JobError::AlreadyExists { id: id.clone() });
+        }
+        Ok(())
+    }
+
     /// Accepts a new job. The caller persists the record (creating it only if absent) before acknowledging, and
     /// calls [`Jobs::forget`] if that fails.
     pub fn create(&mut self, id: JobId, spec: JobSpec) -> Result<JobRecord, JobError> {
-        if let Some(record) = self.corrupt.get(&id) {
-            return Err(JobError::Corrupt { id, record: record.clone() });
-        }
-        if self.jobs.contains_key(&id) {
-            return Err(JobError::AlreadyExists { id });
-        }
+        self.may_create(&id)?;
         let record = JobRecord {
             id: id.clone(),
             spec,
@@ -541,11 +570,11 @@ impl Jobs {
         let mut step = Step::default();
         match job.phase.live_epoch() {
             None => {
-                job.record.state = JobState::Canceled;
+                job.set_state(JobState::Canceled);
                 job.phase = Phase::Done;
             }
             Some(epoch) => {
-                job.record.state = JobState::Canceling;
+                job.set_state(JobState::Canceling);
                 job.canceling_since = Some(now);
                 step.cancel = Some(epoch);
             }
@@ -658,7 +687,7 @@ impl Jobs {
         job.backoff.on_healthy(now);
         match job.record.state {
             JobState::Created => {
-                job.record.state = JobState::Running;
+                job.set_state(JobState::Running);
                 step.persist = Some(job.record(now));
             }
             JobState::Canceling => step.cancel = Some(epoch),
@@ -687,7 +716,7 @@ impl Jobs {
         let policy = self.policy.backoff.clone();
         self.end_incarnation(now, id, epoch, |job| {
             if let Some(message) = fatal {
-                job.record.state = JobState::Failed;
+                job.set_state(JobState::Failed);
                 job.record.failure = Some(JobFailure { reason: FailureReason::DispatchRefused, message });
                 job.phase = Phase::Done;
                 return;
@@ -698,7 +727,7 @@ impl Jobs {
                     job.phase = Phase::Waiting;
                 }
                 BackoffDecision::GiveUp { failures } => {
-                    job.record.state = JobState::Failed;
+                    job.set_state(JobState::Failed);
                     job.record.failure = Some(JobFailure {
                         reason: FailureReason::BackoffExhausted,
                         message: format!("the job master was lost {failures} times in a row"),
@@ -727,7 +756,7 @@ impl Jobs {
         job.revoked = false;
         job.record.executor = None;
         if job.record.state == JobState::Canceling {
-            job.record.state = JobState::Canceled;
+            job.set_state(JobState::Canceled);
             job.phase = Phase::Done;
         } else {
             next(job);
@@ -760,6 +789,7 @@ impl Jobs {
 
     /// Incarnation `epoch` exited with `outcome` (already persisted by the job master's side).
     pub fn on_exit(&mut self, now: Time, id: &JobId, epoch: Epoch, outcome: ExitOutcome) -> Verdict {
+        let planted = self.plant_illegal_transition;
         let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
         let (state, failure) = match outcome {
             ExitOutcome::Finished => (JobState::Finished, None),
@@ -768,7 +798,10 @@ impl Jobs {
                 (JobState::Failed, Some(JobFailure { reason: FailureReason::JobMasterFailed, message }))
             }
         };
-        job.record.state = state;
+        if planted && state == JobState::Finished {
+            job.set_state(JobState::Created);
+        }
+        job.set_state(state);
         job.record.failure = failure;
         job.record.executor = None;
         job.phase = Phase::Done;

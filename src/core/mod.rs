@@ -11,6 +11,7 @@ pub mod invariants;
 pub mod job;
 pub mod labels;
 pub mod leadership;
+pub mod manager;
 pub mod placement;
 pub mod registry;
 pub mod rng;

@@ -65,12 +65,7 @@ pub fn state_to_wire(s: JobState) -> pb::JobState {
     }
 }
 
-/// What `ListJobs` keeps: jobs in one state of their life, or the jobs whose records are corrupt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StateFilter {
-    State(JobState),
-    Corrupt,
-}
+pub use crate::core::manager::StateFilter;
 
 pub fn state_from_wire(field: &str, wire: i32) -> Result<Option<StateFilter>, Status> {
     let state = match pb::JobState::try_from(wire) {

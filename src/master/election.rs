@@ -182,7 +182,7 @@ impl Master {
         let now = self.clock.now();
         let ended = {
             let mut inner = self.lock();
-            inner.term = None;
+            inner.serving = None;
             let until = inner.leadership.deadline();
             inner.leadership.step_down(StepDown::Lost).map(|e| (e, until.map_or(now, |u| u.min(now))))
         };
@@ -197,7 +197,7 @@ impl Master {
     pub fn resign(&self) {
         {
             let mut inner = self.lock();
-            inner.sit_out = inner.term.is_none();
+            inner.sit_out = inner.serving.is_none();
         }
         self.resign_wake.notify_one();
     }

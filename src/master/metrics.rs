@@ -16,7 +16,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::core::job::JobState;
-use crate::core::placement::PlacementError;
 
 /// Counters and histograms an operator (through `/metrics`) and the simulator read.
 #[derive(Debug, Default)]
@@ -51,77 +50,7 @@ impl Stats {
     }
 }
 
-/// Why a placement was not made: the label `reason` of `foreman_placement_rejections_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Rejection {
-    /// No executor is online and reporting.
-    NoExecutors,
-    /// A selector matched no executor left by the filters before it.
-    SelectorUnsatisfied,
-    /// No executor has enough free slots.
-    InsufficientCapacity,
-    /// The task's resources live on different executors.
-    ResourceConflict,
-    /// A resource's executor is not online and reporting.
-    PinnedUnavailable,
-    /// A selector rules out a resource's executor.
-    PinnedRejected,
-    /// A resource's executor has too few free slots.
-    PinnedFull,
-    /// A task of cost 0.
-    ZeroCost,
-    /// The job waits: job masters already hold their share (half) of the online slots.
-    JobMasterShare,
-    /// `ScheduleTask` from a job master that is not its job's current, online incarnation.
-    StaleJobMaster,
-}
-
-impl Rejection {
-    /// Every reason, in the order of the enum (the index of its counter).
-    pub const ALL: [Rejection; 10] = [
-        Rejection::NoExecutors,
-        Rejection::SelectorUnsatisfied,
-        Rejection::InsufficientCapacity,
-        Rejection::ResourceConflict,
-        Rejection::PinnedUnavailable,
-        Rejection::PinnedRejected,
-        Rejection::PinnedFull,
-        Rejection::ZeroCost,
-        Rejection::JobMasterShare,
-        Rejection::StaleJobMaster,
-    ];
-
-    /// The label value, e.g. `selector_unsatisfied`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::NoExecutors => "no_executors",
-            Rejection::SelectorUnsatisfied => "selector_unsatisfied",
-            Rejection::InsufficientCapacity => "insufficient_capacity",
-            Rejection::ResourceConflict => "resource_conflict",
-            Rejection::PinnedUnavailable => "pinned_unavailable",
-            Rejection::PinnedRejected => "pinned_rejected",
-            Rejection::PinnedFull => "pinned_full",
-            Rejection::ZeroCost => "zero_cost",
-            Rejection::JobMasterShare => "job_master_share",
-            Rejection::StaleJobMaster => "stale_job_master",
-        }
-    }
-}
-
-impl From<&PlacementError> for Rejection {
-    fn from(e: &PlacementError) -> Rejection {
-        match e {
-            PlacementError::ZeroCost => Rejection::ZeroCost,
-            PlacementError::NoExecutors => Rejection::NoExecutors,
-            PlacementError::SelectorUnsatisfied { .. } => Rejection::SelectorUnsatisfied,
-            PlacementError::InsufficientCapacity { .. } => Rejection::InsufficientCapacity,
-            PlacementError::ResourceConflict { .. } => Rejection::ResourceConflict,
-            PlacementError::PinnedUnavailable { .. } => Rejection::PinnedUnavailable,
-            PlacementError::PinnedRejected { .. } => Rejection::PinnedRejected,
-            PlacementError::PinnedFull { .. } => Rejection::PinnedFull,
-        }
-    }
-}
+pub use crate::core::manager::Rejection;
 
 /// The upper bounds of the heartbeat-gap buckets, in milliseconds (executors heartbeat every 500 ms by default
 /// and are declared offline after 10 s of silence).
@@ -313,22 +242,8 @@ impl Metric {
     }
 }
 
-/// What a leader's term shows at scrape time.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct TermGauges {
-    pub executors_online: u64,
-    pub executors_unconfirmed: u64,
-    pub executors_draining: u64,
-    pub slots_capacity: u64,
-    pub slots_used: u64,
-    /// Jobs per state, in the order of [`JobState::ALL`].
-    pub jobs: [u64; JobState::ALL.len()],
-    /// Jobs whose records are corrupt and that the API shows (their ids are job ids).
-    pub jobs_corrupt: u64,
-    /// Corrupt records by kind, all of them.
-    pub corrupt_job_records: u64,
-    pub corrupt_executor_records: u64,
-}
+/// What a leader's term shows at scrape time (the job manager's figures).
+pub use crate::core::manager::TermGauges;
 
 /// The gauges of one scrape: the master's role, and its term's view when it leads and serves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -402,38 +317,20 @@ pub fn render(gauges: &Gauges, stats: &Stats) -> String {
 
 impl super::Master {
     /// This instant's gauges: the role, and the term's registry and jobs when this master leads and serves (as
-    /// held in memory: a job whose write is under way may show its new state a moment early).
-    pub fn gauges(&self) -> Gauges {
+    /// the job manager holds them once the operation in progress, if any, is taken).
+    pub async fn gauges(&self) -> Gauges {
         let now = self.clock.now();
-        let inner = self.lock();
-        let Some(epoch) = inner.leadership.acting(now) else { return Gauges::default() };
-        let Some(t) = inner.term.as_ref().filter(|t| t.epoch == epoch) else {
-            return Gauges { serving: false, epoch: epoch.0, term: None };
-        };
-        let mut g = TermGauges::default();
-        for v in t.registry.iter() {
-            match v.status {
-                crate::core::registry::Status::Online => g.executors_online += 1,
-                crate::core::registry::Status::Unconfirmed => g.executors_unconfirmed += 1,
-                crate::core::registry::Status::Draining => g.executors_draining += 1,
-            }
-            g.slots_capacity += u64::from(v.record.spec.capacity);
-            g.slots_used += t.registry.placer().used(v.record.id).unwrap_or(0);
+        let acting = self.lock().leadership.acting(now);
+        let Some(epoch) = acting else { return Gauges::default() };
+        match self.term_gauges().await {
+            Some(g) => Gauges { serving: true, epoch: epoch.0, term: Some(g) },
+            None => Gauges { serving: false, epoch: epoch.0, term: None },
         }
-        for j in t.jobs.iter() {
-            if let Some(i) = JobState::ALL.iter().position(|s| *s == j.state()) {
-                g.jobs[i] += 1;
-            }
-        }
-        g.jobs_corrupt = t.jobs.corrupt_jobs().count() as u64;
-        g.corrupt_job_records = g.jobs_corrupt + t.corrupt_unnamed.jobs;
-        g.corrupt_executor_records = t.corrupt_unnamed.executors;
-        Gauges { serving: true, epoch: epoch.0, term: Some(g) }
     }
 
     /// The Prometheus text exposition of this master's metrics.
-    pub fn metrics_text(&self) -> String {
-        render(&self.gauges(), &self.stats)
+    pub async fn metrics_text(&self) -> String {
+        render(&self.gauges().await, &self.stats)
     }
 }
 
@@ -472,6 +369,7 @@ impl Exposition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::placement::PlacementError;
 
     #[test]
     fn every_family_is_written_with_help_and_type_even_without_samples() {

@@ -1,12 +1,13 @@
 //! The master process (design.md §2): campaigns for leadership over the metastore and, while it leads, drives the
 //! core's registry, job state machine and job-master bookkeeping; as a follower it forwards leader-only calls.
 //!
-//! Layering: every decision is the core's ([`crate::core`]); this module moves bytes and timers. All state of a
-//! leader term lives in one [`Term`] behind a mutex that is never held across an `.await`. Every metastore write
-//! of a term is a transaction guarded by the term's leader key, serialised by the write lock so that records are
-//! written in the order they were decided. A write refused by the guard (a deposed leader) is counted and ends the
-//! term; a write whose outcome is unknown is settled by re-reading the key, and if even that fails the term ends
-//! too, so that the next leader recovers from what is durable: memory is never trusted beyond the metastore.
+//! Layering: every decision is the core's ([`crate::core`]); this module moves bytes and timers. A leader term is
+//! the core's job manager ([`crate::core::manager::Manager`]), owned by one driver task (`leader.rs`) that no
+//! lock reaches: requests go to it through the term's inbox. Every metastore write of a term is a transaction
+//! guarded by the term's leader key, one at a time in the order decided. A write refused by the guard (a deposed
+//! leader) is counted and ends the term; a write whose outcome is unknown is settled by re-reading the key, and if
+//! even that fails the term ends too, so that the next leader recovers from what is durable: memory is never
+//! trusted beyond the metastore.
 
 pub mod cmd;
 mod convert;
@@ -16,6 +17,7 @@ mod election;
 pub mod http;
 mod leader;
 pub mod metrics;
+mod ops;
 mod service;
 
 pub use election::LeaderValue;
@@ -33,8 +35,6 @@ use crate::core::ids::LeaderEpoch;
 use crate::core::leadership::Leadership;
 use crate::core::rng::SplitMix64;
 use crate::meta::MetaStore;
-
-pub use leader::Term;
 
 /// What a master tells an observer (the simulator's checkers; later, metrics), with absolute instants so that
 /// observers of several masters can compare them.
@@ -100,7 +100,8 @@ pub enum Role {
 
 pub(crate) struct Inner {
     pub leadership: Leadership,
-    pub term: Option<Term>,
+    /// The serving term's inbox (none while following or recovering).
+    pub serving: Option<leader::Serving>,
     pub rng: SplitMix64,
     /// Leave the next election alone (a follower asked to resign).
     pub sit_out: bool,
@@ -115,12 +116,7 @@ pub struct Master {
     pub(crate) store: MetaStore,
     pub(crate) clock: Clock,
     pub(crate) inner: Mutex<Inner>,
-    /// Serialises a term's metastore writes (held across the write, never with `inner`). The leader loop takes it
-    /// directly; every other operation through [`Master::write_lock`].
-    pub(crate) write: tokio::sync::Mutex<()>,
-    /// Admits one operation other than the leader loop at a time to the write lock (see [`Master::write_lock`]).
-    gate: tokio::sync::Mutex<()>,
-    /// Wakes the leader loop early (a job was created, a job master was lost...).
+    /// Wakes the term's driver (it stepped down, or should look at its leadership again).
     pub(crate) wake: Notify,
     /// Wakes the election loop (a resign was asked for).
     pub(crate) resign_wake: Notify,
@@ -145,13 +141,11 @@ impl Master {
             clock: Clock::start(),
             inner: Mutex::new(Inner {
                 leadership,
-                term: None,
+                serving: None,
                 rng: SplitMix64::new(seed),
                 sit_out: false,
                 lease: None,
             }),
-            write: tokio::sync::Mutex::new(()),
-            gate: tokio::sync::Mutex::new(()),
             wake: Notify::new(),
             resign_wake: Notify::new(),
             stats: Stats::default(),
@@ -224,7 +218,7 @@ impl Master {
     pub fn role(&self) -> Role {
         let now = self.clock.now();
         let inner = self.lock();
-        match (inner.leadership.acting(now), &inner.term) {
+        match (inner.leadership.acting(now), &inner.serving) {
             (Some(epoch), Some(_)) => Role::Leader(epoch),
             (Some(epoch), _) => Role::Recovering(epoch),
             _ => Role::Follower,
@@ -277,16 +271,6 @@ impl Master {
                 Err(_) => tracing::warn!(master = %self.name(), "could not give the election lease back in time"),
             }
         }
-    }
-
-    /// The write lock for any operation but the leader loop's checks. It passes a gate first, so that at most one
-    /// such operation holds or awaits the write lock at a time: the leader loop, which takes the write lock
-    /// directly, waits for at most the one operation in progress, never for a backlog of client calls (a storm
-    /// of creates, each waiting on a slow metastore, once delayed the liveness checks by their sum).
-    pub(crate) async fn write_lock(&self) -> (tokio::sync::MutexGuard<'_, ()>, tokio::sync::MutexGuard<'_, ()>) {
-        let gate = self.gate.lock().await;
-        let write = self.write.lock().await;
-        (gate, write)
     }
 
     /// Whether anyone observes this master (the simulation): observations that cost something to build are

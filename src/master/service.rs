@@ -203,7 +203,7 @@ impl pb::discovery_server::Discovery for MasterService {
         &self,
         req: Request<pb::ListExecutorsRequest>,
     ) -> Result<Response<pb::ListExecutorsResponse>, Status> {
-        leader_only!(self, req, DiscoveryClient, list_executors, { Ok(Response::new(self.m.list_executors()?)) })
+        leader_only!(self, req, DiscoveryClient, list_executors, { Ok(Response::new(self.m.list_executors().await?)) })
     }
 
     async fn list_masters(
@@ -339,7 +339,7 @@ impl pb::task_scheduler_server::TaskScheduler for MasterService {
         req: Request<pb::ScheduleTaskRequest>,
     ) -> Result<Response<pb::ScheduleTaskResponse>, Status> {
         leader_only!(self, req, TaskSchedulerClient, schedule_task, {
-            Ok(Response::new(self.m.schedule_task(req.get_ref())?))
+            Ok(Response::new(self.m.schedule_task(req.get_ref()).await?))
         })
     }
 }

@@ -282,7 +282,7 @@ async fn healthz(State(api): State<Api>) -> Response {
 
 /// `GET /metrics`: the Prometheus text exposition.
 async fn metrics(State(api): State<Api>) -> Response {
-    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], api.m.metrics_text()).into_response()
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], api.m.metrics_text().await).into_response()
 }
 
 async fn openapi() -> Response {

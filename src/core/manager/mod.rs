@@ -1,0 +1,1377 @@
+//! The job manager of one leader term, as one pure machine (sans-IO, in the manner of raft-rs's `RawNode` and
+//! `Ready`): it owns the registry, the jobs, the job-master bookkeeping, the progress texts, and the durable
+//! operation in progress. The driver (`src/master/leader.rs`) steps it with inputs, carries out each [`Ready`] it
+//! hands out, and feeds back the outcome of every write and read. It never fails: a refusal is an answer.
+//!
+//! **Ordering, stated once.** Decisions that change durable state are applied in memory before their write is
+//! made, and at most one such operation is in progress at a time: from its first read or write until its last
+//! outcome has been taken (a failed write is settled by re-reading what it touched). While one is in progress
+//! every input that changes durable state, and every read of jobs (which must not show a state that is not
+//! durable), waits in the manager's queue, in arrival order, except the periodic pass, which goes first once the
+//! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Heartbeats,
+//! worker placements, executor listings and the metrics' figures never wait: they change memory only.
+//!
+//! A write that is fenced ends the term. A write of the periodic pass that fails ends the term too (its
+//! dispatches were never sent, and the next leader recovers from what is durable). Any other failed write of job
+//! records is settled by reading each record back; if a settling read fails, memory cannot be trusted and the term
+//! ends.
+
+mod io;
+#[cfg(test)]
+mod tests;
+
+pub use io::*;
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
+use crate::core::job::{ExitOutcome, JobError, JobPolicy, JobRecord, JobState, Jobs, Verdict as JobVerdict};
+use crate::core::placement::{PlacementPolicy, PlacementRequest, ResourcePin};
+use crate::core::registry::{Registry, RegistryError, RegistryPolicy, Status as ExecutorStatus};
+use crate::core::rng::{Rng, SplitMix64};
+use crate::core::time::{Time, WallTime};
+use crate::core::timing::HeartbeatTiming;
+use crate::core::tombstone::{self, Retention};
+use crate::core::workers::{Event as MasterEvent, Verdict as WorkerVerdict, WorkerStatus, Workers};
+
+/// The most tombstones kept: beyond it the oldest go before their retention ends.
+pub const TOMBSTONES_MAX: usize = 100_000;
+/// How often a term looks for tombstones to collect, and how soon again while a sweep left work behind.
+pub const TOMBSTONE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+pub const TOMBSTONE_SWEEP_AGAIN: Duration = Duration::from_secs(1);
+
+/// How a term behaves: its knobs, from the master's configuration.
+#[derive(Clone, Debug)]
+pub struct ManagerPolicy {
+    pub registry: RegistryPolicy,
+    pub placement: PlacementPolicy,
+    pub jobs: JobPolicy,
+    /// The job masters' heartbeat timing (their offline TTL).
+    pub job_masters: HeartbeatTiming,
+    /// How long a dispatch may take to reach its executor (added to a new job master's first TTL).
+    pub dispatch_window: Duration,
+    /// How often the periodic pass runs.
+    pub check_interval: Duration,
+    pub tombstone_retention: Duration,
+    /// The most operations one write may carry per transaction (tombstone sweeps are batched by it).
+    pub batch_max: usize,
+    /// Report the slots after every pass ([`Event::Capacity`]): observers only, it costs a walk of the placer.
+    pub report_capacity: bool,
+}
+
+/// A bug to plant, for the simulator's bug-finding runs (never set in production).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Plants {
+    pub recovery_forgets_cancel: bool,
+    pub recovery_without_wait: bool,
+    pub one_offline_per_check: bool,
+    pub slot_leak: bool,
+    pub illegal_transition: bool,
+}
+
+/// Why a term could not begin.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    #[error("the counter {name} holds {value:?}, which is not a number: fix or delete the key")]
+    CorruptCounter { name: &'static str, value: String },
+}
+
+/// Parses a stored counter: absent is 0; anything but a decimal number is an error, never 0 (a counter read as 0
+/// would hand out ids and epochs again).
+pub fn parse_counter(name: &'static str, stored: Option<&[u8]>) -> Result<u64, RecoveryError> {
+    let Some(bytes) = stored else { return Ok(0) };
+    let corrupt = || RecoveryError::CorruptCounter { name, value: String::from_utf8_lossy(bytes).into_owned() };
+    std::str::from_utf8(bytes).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(corrupt)
+}
+
+/// What happens once the write of an operation is taken.
+#[derive(Clone, Debug)]
+enum After {
+    Tick { dispatches: Vec<Dispatch>, offline: Vec<Event> },
+    Register { to: ReplyTo, record: crate::core::registry::ExecutorRecord },
+    Deregister { to: ReplyTo },
+    Create { to: ReplyTo, id: JobId, include_config: bool },
+    Cancel { to: ReplyTo, id: JobId },
+    Delete { to: ReplyTo, id: JobId },
+    JobMaster { to: ReplyTo, task: TaskId, reply: crate::core::workers::Reply, cancel: bool, exit: Option<Epoch> },
+    DispatchRefused { job: JobId, epoch: Epoch },
+    Sweep { swept: Event },
+}
+
+/// The durable operation in progress.
+#[derive(Clone, Debug)]
+enum Busy {
+    /// A create with a given id reads the id's tombstone first.
+    CreateTombstone { io: IoId, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec },
+    /// A delete lists what is stored for the job first.
+    DeleteListing { io: IoId, to: ReplyTo, id: JobId, wall: WallTime },
+    /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it fails).
+    Write { io: IoId, after: After, settle: Vec<JobId> },
+    /// A failed write's jobs, being re-read; `outcome` is why.
+    Settle { waiting: BTreeSet<IoId>, ids: BTreeMap<IoId, JobId>, after: After, outcome: WriteOutcome },
+    /// A create whose write's outcome is unknown: its record is read back.
+    CreateSettle { io: IoId, to: ReplyTo, id: JobId, include_config: bool, why: String },
+}
+
+/// An input that waits for the operation in progress.
+#[derive(Clone, Debug)]
+enum Deferred {
+    Request(ReplyTo, Request),
+    DispatchRefused { job: JobId, epoch: Epoch, fatal: Option<String> },
+    Swept { stored: Vec<(JobId, Option<WallTime>, String)>, wall: WallTime, written: u64 },
+}
+
+/// A read that no operation waits on.
+#[derive(Clone, Debug)]
+enum Side {
+    /// An executor's claim that a newer leader epoch exists.
+    ExecutorClaim { to: ReplyTo, seen: LeaderEpoch },
+    /// A job master's claim that someone newer exists.
+    JobMasterClaim { to: ReplyTo, claim: crate::core::workers::Claim },
+    /// The tombstones listed for a sweep; `written` is how many tombstones this term had written then.
+    Tombstones { wall: WallTime, written: u64 },
+}
+
+/// The job manager of one leader term.
+pub struct Manager {
+    epoch: LeaderEpoch,
+    policy: ManagerPolicy,
+    plants: Plants,
+    rng: SplitMix64,
+    registry: Registry,
+    jobs: Jobs,
+    /// The job manager's view of its job masters (the framework's master side, at the top level).
+    masters: Workers,
+    /// What each job's current job master last said of its progress (memory only).
+    progress: BTreeMap<JobId, String>,
+    corrupt_executors: u64,
+    corrupt_unnamed_jobs: u64,
+    /// How many times this term wrote or deleted a tombstone: a sweep decided on a listing older than the last
+    /// such write is dropped.
+    tombstones_written: u64,
+    busy: Option<Busy>,
+    queue: VecDeque<Deferred>,
+    /// A periodic pass is due and waits for the operation in progress.
+    tick_due: bool,
+    tick_at: Time,
+    sweep_at: Time,
+    sweeping: bool,
+    side: BTreeMap<IoId, Side>,
+    next_io: u64,
+    /// The term asked to end; nothing more is decided.
+    ended: bool,
+    out: Ready,
+}
+
+impl Manager {
+    /// A term that begins at `now` with what the metastore holds.
+    pub fn recover(
+        now: Time,
+        epoch: LeaderEpoch,
+        policy: ManagerPolicy,
+        plants: Plants,
+        seed: u64,
+        mut snapshot: Snapshot,
+    ) -> Manager {
+        if plants.recovery_forgets_cancel {
+            for r in snapshot.jobs.iter_mut().filter(|r| r.state == JobState::Canceling) {
+                r.state = JobState::Running;
+            }
+        }
+        let mut registry = Registry::restore(
+            policy.registry.clone(),
+            policy.placement.clone(),
+            now,
+            ExecutorId(snapshot.next_executor_id.max(1)),
+            snapshot.executors,
+        );
+        if plants.one_offline_per_check {
+            registry.plant_one_offline_per_check();
+        }
+        if plants.slot_leak {
+            registry.placer_mut().plant_slot_leak();
+        }
+        let mut jobs = Jobs::restore(policy.jobs.clone(), now, Epoch(snapshot.next_job_epoch.max(1)), snapshot.jobs);
+        if plants.illegal_transition {
+            jobs.plant_illegal_transition();
+        }
+        for (id, record) in snapshot.corrupt_jobs {
+            jobs.note_corrupt(id, record);
+        }
+        let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
+        let mut masters = Workers::recover(now, Epoch(epoch.0), policy.job_masters, expected)
+            .with_dispatch_window(policy.dispatch_window);
+        if plants.recovery_without_wait {
+            masters = masters.plant_recovery_until(now);
+        }
+        let mut out = Ready::default();
+        let waiting = jobs.recovering().count();
+        out.events.push(Event::Recovered { executors: registry.len(), jobs: jobs.len(), waiting });
+        Manager {
+            epoch,
+            sweep_at: now + TOMBSTONE_SWEEP_INTERVAL,
+            tick_at: now,
+            policy,
+            plants,
+            rng: SplitMix64::new(seed),
+            registry,
+            jobs,
+            masters,
+            progress: BTreeMap::new(),
+            corrupt_executors: snapshot.corrupt_executors,
+            corrupt_unnamed_jobs: snapshot.corrupt_unnamed_jobs,
+            tombstones_written: 0,
+            busy: None,
+            queue: VecDeque::new(),
+            tick_due: false,
+            sweeping: false,
+            side: BTreeMap::new(),
+            next_io: 1,
+            ended: false,
+            out,
+        }
+    }
+
+    pub fn epoch(&self) -> LeaderEpoch {
+        self.epoch
+    }
+
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    pub fn jobs(&self) -> &Jobs {
+        &self.jobs
+    }
+
+    pub fn masters(&self) -> &Workers {
+        &self.masters
+    }
+
+    /// Whether a durable operation is in progress.
+    pub fn is_busy(&self) -> bool {
+        self.busy.is_some()
+    }
+
+    /// How many inputs wait for it.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Everything decided since the last call, and when to be woken next.
+    pub fn ready(&mut self) -> Ready {
+        let mut ready = std::mem::take(&mut self.out);
+        if !self.ended {
+            ready.wake_at = Some(if self.tick_due { self.tick_at.min(self.tick_at) } else { self.tick_at });
+            ready.sweep_at = (!self.sweeping).then_some(self.sweep_at);
+        }
+        ready
+    }
+
+    fn io(&mut self) -> IoId {
+        let id = IoId(self.next_io);
+        self.next_io += 1;
+        id
+    }
+
+    fn answer(&mut self, to: ReplyTo, a: Answer) {
+        self.out.answers.push((to, a));
+    }
+
+    fn end(&mut self, why: impl Into<String>, newer: Option<LeaderEpoch>) {
+        if !self.ended {
+            self.ended = true;
+            self.out.step_down = Some(StepDown { why: why.into(), newer });
+        }
+    }
+
+    /// Steps the manager at `now` with `input`.
+    pub fn step(&mut self, now: Time, input: Input) {
+        if self.ended {
+            if let Input::Request(to, _) = input {
+                self.answer(to, Err(Refusal::NotLeader("this master is no longer the leader; retry".into())));
+            }
+            return;
+        }
+        match input {
+            Input::Tick => {
+                if now >= self.tick_at {
+                    self.tick_due = true;
+                }
+            }
+            Input::SweepTombstones { wall } => {
+                if !self.sweeping && now >= self.sweep_at {
+                    self.sweeping = true;
+                    let io = self.io();
+                    self.side.insert(io, Side::Tombstones { wall, written: self.tombstones_written });
+                    self.out.reads.push((io, Read::Tombstones));
+                }
+            }
+            Input::Request(to, request) => self.request(now, to, request),
+            Input::DispatchRefused { job, epoch, fatal } => {
+                self.queue.push_back(Deferred::DispatchRefused { job, epoch, fatal })
+            }
+        }
+        self.run(now);
+    }
+
+    /// Requests that never wait are answered at once; the rest queue behind the operation in progress.
+    fn request(&mut self, now: Time, to: ReplyTo, request: Request) {
+        match request {
+            Request::Heartbeat { id, seen, tasks, ended, draining } => {
+                self.heartbeat(now, to, id, seen, tasks, ended, draining)
+            }
+            Request::ScheduleTask(s) => {
+                let a = self.schedule(now, s);
+                self.answer(to, a);
+            }
+            Request::ListExecutors => {
+                let list = self
+                    .registry
+                    .iter()
+                    .map(|view| {
+                        let used = self.registry.placer().used(view.record.id).unwrap_or(0);
+                        ExecutorUsage { used: u32::try_from(used).unwrap_or(u32::MAX), view }
+                    })
+                    .collect();
+                self.answer(to, Ok(Reply::Executors(list)));
+            }
+            Request::Gauges => {
+                let g = self.gauges();
+                self.answer(to, Ok(Reply::Gauges(g)));
+            }
+            other => self.queue.push_back(Deferred::Request(to, other)),
+        }
+    }
+
+    /// Takes queued inputs while no operation is in progress: a due pass first, then the queue in order.
+    fn run(&mut self, now: Time) {
+        while self.busy.is_none() && !self.ended {
+            if self.tick_due {
+                self.tick_due = false;
+                self.tick(now);
+                continue;
+            }
+            let Some(next) = self.queue.pop_front() else { break };
+            match next {
+                Deferred::Request(to, r) => self.durable_request(now, to, r),
+                Deferred::DispatchRefused { job, epoch, fatal } => self.dispatch_refused(now, job, epoch, fatal),
+                Deferred::Swept { stored, wall, written } => self.sweep(now, stored, wall, written),
+            }
+        }
+        if self.ended {
+            for d in std::mem::take(&mut self.queue) {
+                if let Deferred::Request(to, _) = d {
+                    self.answer(to, Err(Refusal::NotLeader("this master lost its leadership; retry".into())));
+                }
+            }
+        }
+        self.assert_invariants();
+    }
+
+    fn assert_invariants(&self) {
+        if cfg!(debug_assertions) {
+            if let Err(e) = self.check_invariants() {
+                panic!("job manager of term {}: an invariant broke: {e}", self.epoch.0);
+            }
+        }
+    }
+
+    /// Starts a write of `records`; `after` runs once it is taken.
+    fn write(&mut self, records: Vec<Record>, after: After) {
+        let settle: Vec<JobId> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Job(j) => Some(j.id.clone()),
+                _ => None,
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let io = self.io();
+        self.out.write = Some((io, dedup_jobs(records)));
+        self.busy = Some(Busy::Write { io, after, settle });
+    }
+
+    fn durable_request(&mut self, now: Time, to: ReplyTo, request: Request) {
+        match request {
+            Request::RegisterExecutor { spec } => self.register(now, to, spec),
+            Request::DeregisterExecutor { id } => self.deregister(now, to, id),
+            Request::CreateJob { id, spec } => self.create(to, id, spec),
+            Request::GetJob { id, include_config } => {
+                let a = self.view(&id, include_config).map(Reply::Job);
+                self.answer(to, a);
+            }
+            Request::ListJobs(filter) => {
+                let a = self.list(&filter);
+                self.answer(to, Ok(a));
+            }
+            Request::CancelJob { id } => match self.jobs.cancel(now, &id) {
+                Ok((_, step)) => match step.persist {
+                    Some(r) => self.write(vec![Record::Job(r)], After::Cancel { to, id }),
+                    None => {
+                        let a = self.view(&id, false).map(Reply::Job);
+                        self.answer(to, a);
+                    }
+                },
+                Err(e) => self.answer(to, Err(Refusal::Job(e))),
+            },
+            Request::DeleteJob { id, wall } => match self.jobs.may_delete(&id) {
+                Ok(()) => {
+                    let io = self.io();
+                    self.out.reads.push((io, Read::JobData(id.clone())));
+                    self.busy = Some(Busy::DeleteListing { io, to, id, wall });
+                }
+                Err(e) => self.answer(to, Err(Refusal::Job(e))),
+            },
+            Request::JobMaster { msg, status, progress } => self.job_master(now, to, msg, status, progress),
+            Request::Heartbeat { .. } | Request::ScheduleTask(_) | Request::ListExecutors | Request::Gauges => {
+                self.request(now, to, request)
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // The periodic pass.
+    // -------------------------------------------------------------------------------------------------------
+
+    fn tick(&mut self, now: Time) {
+        self.tick_at = now + self.policy.check_interval;
+        let mut records = vec![];
+        let mut dispatches = vec![];
+        let mut offline = vec![];
+        // Executors: every expired one goes in this same check.
+        let heard: BTreeMap<ExecutorId, Time> =
+            self.registry.iter().filter(|v| v.expires_at <= now).map(|v| (v.record.id, v.last_heard)).collect();
+        let check = self.registry.check(now);
+        if check.suspicion_began {
+            self.out.events.push(Event::EvictionsHeld { held: check.held.len(), at: now });
+        }
+        for rec in &check.offline {
+            offline.push(Event::ExecutorOffline {
+                id: rec.id,
+                name: rec.spec.name.clone(),
+                at: now,
+                last_heard: heard.get(&rec.id).copied().unwrap_or(now),
+            });
+            records.push(Record::DeleteExecutor(rec.id));
+            // Its executor fenced itself before the TTL ran out: its job masters are gone.
+            for (id, _, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
+                self.masters.remove(&TaskId::job_master(&id));
+                records.extend(step.persist.map(Record::Job));
+            }
+        }
+        // Job masters: silent, never started, revoked, or not recovered.
+        for ev in self.masters.tick(now) {
+            match ev {
+                MasterEvent::Lost { task, epoch, reason } => {
+                    self.registry.task_ended(&task, epoch);
+                    let Ok(id) = JobId::parse(task.as_str()) else { continue };
+                    self.out.events.push(Event::JobMasterLost { job: id.clone(), epoch, reason });
+                    if let JobVerdict::Applied(step) = self.jobs.on_lost(now, &id, epoch, None, &mut self.rng) {
+                        records.extend(step.persist.map(Record::Job));
+                    }
+                }
+                MasterEvent::Recovered { adopted, lost } => {
+                    self.out.events.push(Event::JobMastersRecovered { adopted, lost })
+                }
+                _ => {}
+            }
+        }
+        let t = self.jobs.tick(now);
+        records.extend(t.persist.into_iter().map(Record::Job));
+        for (id, e) in t.revoke {
+            self.masters.revoke(&TaskId::job_master(&id), e);
+        }
+        if !self.registry.suspecting() {
+            self.schedule_job_masters(now, &mut records, &mut dispatches);
+        }
+        if self.policy.report_capacity {
+            let view = self.capacity();
+            self.out.events.push(Event::Capacity { at: now, view });
+        }
+        if records.is_empty() && dispatches.is_empty() {
+            self.out.events.extend(offline);
+            return;
+        }
+        self.write(records, After::Tick { dispatches, offline });
+    }
+
+    /// Every job allowed to start now, if an executor fits it.
+    fn schedule_job_masters(&mut self, now: Time, records: &mut Vec<Record>, dispatches: &mut Vec<Dispatch>) {
+        let capacity: u64 = self
+            .registry
+            .iter()
+            .filter(|v| v.status == ExecutorStatus::Online)
+            .map(|v| u64::from(v.record.spec.capacity))
+            .sum();
+        // The job masters' slots are summed once, and again after each placement: summed for every waiting job,
+        // they would make this pass quadratic in the jobs.
+        let mut held = self.jobs.job_master_slots();
+        for id in self.jobs.startable(now) {
+            let Some(job) = self.jobs.get(&id) else { continue };
+            let spec = job.spec().clone();
+            if !self.jobs.job_master_fits_beside(held, spec.cost, capacity) {
+                self.out.events.push(Event::Rejected(Rejection::JobMasterShare));
+                self.jobs.note_unplaced(
+                    &id,
+                    format!(
+                        "waiting for a job-master slot: job masters may hold half of the {capacity} online slots, and \
+                         hold {held}"
+                    ),
+                );
+                continue;
+            }
+            let task = TaskId::job_master(&id);
+            let pins: [ResourcePin; 0] = [];
+            let req = PlacementRequest {
+                task: &task,
+                epoch: Some(self.jobs.next_epoch()),
+                cost: spec.cost.max(1),
+                selectors: &spec.selectors,
+                resources: &pins,
+            };
+            let placed = match self.registry.place(now, &req, &mut self.rng) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.out.events.push(Event::Rejected(Rejection::from(&e)));
+                    self.jobs.note_unplaced(&id, e.to_string());
+                    continue;
+                }
+            };
+            let started = self.registry.get(placed.executor).and_then(|view| {
+                let (e, step) = self.jobs.start(now, &id, placed.executor).ok()?;
+                // The bookkeeping may still hold an incarnation that may be alive: it has to be lost first.
+                self.masters.on_dispatched(now, &task, e).ok()?;
+                Some((view, e, step))
+            });
+            held = self.jobs.job_master_slots();
+            let Some((view, e, step)) = started else {
+                self.registry.placer_mut().release(&task);
+                continue;
+            };
+            records.extend(step.persist.map(Record::Job));
+            // The incarnation's fence: its job master guards every write of its own on this value.
+            records.push(Record::JobMasterFence(id.clone(), e));
+            dispatches.push(Dispatch {
+                job: id,
+                epoch: e,
+                executor: placed.executor,
+                address: view.record.spec.address.clone(),
+                spec,
+                leader_epoch: self.epoch,
+            });
+        }
+        if !dispatches.is_empty() {
+            records.push(Record::JobNextEpoch(self.jobs.next_epoch()));
+        }
+    }
+
+    fn capacity(&self) -> CapacityView {
+        let placer = self.registry.placer();
+        let executors = self
+            .registry
+            .iter()
+            .filter_map(|v| {
+                let (reported, reserved) = placer.load(v.record.id)?;
+                Some((v.record.id, v.record.spec.capacity, reported, reserved))
+            })
+            .collect();
+        let reservations = placer
+            .reservations()
+            .map(|r| (r.task.clone(), r.executor, r.epoch.map_or(0, |e| e.0), r.cost, r.placed_at))
+            .collect();
+        CapacityView { executors, reservations }
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Executors.
+    // -------------------------------------------------------------------------------------------------------
+
+    fn register(&mut self, now: Time, to: ReplyTo, spec: crate::core::registry::ExecutorSpec) {
+        if let Err(e) = Registry::validate_spec(&spec) {
+            return self.answer(to, Err(Refusal::Registry(e)));
+        }
+        // A repeat of an admitted registration is answered with the id it got, so a retried call leaves no ghost.
+        if let Some(record) = self.registry.repeat(now, &spec) {
+            self.out.events.push(Event::Registered { id: record.id, name: record.spec.name.clone(), repeated: true });
+            return self.answer(to, Ok(Reply::Registered { record, epoch: self.epoch }));
+        }
+        match self.registry.register(now, spec) {
+            Ok(record) => {
+                let records = vec![Record::Executor(record.clone()), Record::ExecutorNextId(self.registry.next_id())];
+                self.write(records, After::Register { to, record });
+            }
+            Err(e) => self.answer(to, Err(Refusal::Registry(e))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn heartbeat(
+        &mut self,
+        now: Time,
+        to: ReplyTo,
+        id: ExecutorId,
+        seen: LeaderEpoch,
+        tasks: Vec<crate::core::registry::ReportedTask>,
+        ended: Vec<crate::core::registry::EndedTask>,
+        draining: bool,
+    ) {
+        // A claim of a newer leader epoch deposes this leader only if the metastore confirms it was issued.
+        if seen > self.epoch {
+            let io = self.io();
+            self.side.insert(io, Side::ExecutorClaim { to, seen });
+            self.out.reads.push((io, Read::LeaderEpoch));
+            return;
+        }
+        let previous = self.registry.last_heard(id);
+        let a = match self.registry.heartbeat(now, id, tasks, &ended) {
+            Ok(()) => {
+                if let Some(previous) = previous {
+                    self.out.events.push(Event::HeartbeatGap { gap: now.saturating_since(previous) });
+                }
+                if draining && self.registry.drain(id) == Ok(true) {
+                    self.out.events.push(Event::Draining { id });
+                }
+                Ok(Reply::Heartbeat { known: true, epoch: self.epoch })
+            }
+            Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => {
+                Ok(Reply::Heartbeat { known: false, epoch: self.epoch })
+            }
+            Err(e) => Err(Refusal::Registry(e)),
+        };
+        self.answer(to, a);
+    }
+
+    fn deregister(&mut self, now: Time, to: ReplyTo, id: ExecutorId) {
+        if self.registry.remove(id).is_none() {
+            return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
+        }
+        let mut records = vec![];
+        for (job, _, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
+            self.masters.remove(&TaskId::job_master(&job));
+            records.extend(step.persist.map(Record::Job));
+        }
+        records.push(Record::DeleteExecutor(id));
+        self.tick_at = self.tick_at.min(now);
+        self.write(records, After::Deregister { to });
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Jobs.
+    // -------------------------------------------------------------------------------------------------------
+
+    fn create(&mut self, to: ReplyTo, id: Option<JobId>, spec: crate::core::job::JobSpec) {
+        // A repeat of a create that was applied (its reply lost or late) gets the job it created; the same token
+        // on another request is refused, saying what differs.
+        if !spec.request.is_empty() {
+            let repeat = self.jobs.iter().find(|j| j.spec().request == spec.request).map(|j| {
+                let mut differs = vec![];
+                if id.as_ref().is_some_and(|id| id != j.id()) {
+                    differs.push("job.id");
+                }
+                differs.extend(j.spec().differences(&spec));
+                if differs.is_empty() {
+                    self.view(j.id(), false).map(Reply::Job)
+                } else {
+                    Err(Refusal::RequestIdReused(format!(
+                        "request_id {} created job {} with another request: this one differs in {}; a repeat must be \
+                         the same request (use a new request_id for another job)",
+                        crate::core::text::quote(&spec.request),
+                        j.id(),
+                        differs.join(", ")
+                    )))
+                }
+            });
+            if let Some(a) = repeat {
+                return self.answer(to, a);
+            }
+        }
+        match id {
+            // A deleted job's create token stays behind: a delayed repeat of that create must not bring it back.
+            Some(id) => {
+                if let Some(refusal) = self.refuse_create(&id) {
+                    return self.answer(to, Err(refusal));
+                }
+                let io = self.io();
+                self.out.reads.push((io, Read::Tombstone(id.clone())));
+                self.busy = Some(Busy::CreateTombstone { io, to, id, spec });
+            }
+            None => {
+                let id = self.generate_id();
+                self.create_now(to, id, spec, false);
+            }
+        }
+    }
+
+    /// A refusal that needs no read: the id is taken.
+    fn refuse_create(&self, id: &JobId) -> Option<Refusal> {
+        self.jobs.may_create(id).err().map(Refusal::Job)
+    }
+
+    fn create_now(&mut self, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec, tombstone: bool) {
+        match self.jobs.create(id.clone(), spec) {
+            Ok(record) => {
+                let mut records = vec![Record::Job(record)];
+                if tombstone {
+                    self.tombstones_written += 1;
+                    records.push(Record::DeleteTombstone(id.clone()));
+                }
+                self.write(records, After::Create { to, id, include_config: false });
+            }
+            Err(e) => self.answer(to, Err(Refusal::Job(e))),
+        }
+    }
+
+    /// A fresh job id, unique among the jobs this leader knows (ids of deleted jobs may come back, as documented).
+    fn generate_id(&mut self) -> JobId {
+        loop {
+            let text = format!("job-{:012x}", self.rng.next_u64() & 0xffff_ffff_ffff);
+            if let Ok(id) = JobId::parse(&text) {
+                if self.jobs.get(&id).is_none() && self.jobs.corrupt(&id).is_none() {
+                    return id;
+                }
+            }
+        }
+    }
+
+    fn view(&self, id: &JobId, include_config: bool) -> Result<JobView, Refusal> {
+        if let Some(record) = self.jobs.corrupt(id) {
+            return Ok(JobView::Corrupt { id: id.clone(), record: record.clone() });
+        }
+        self.jobs
+            .get(id)
+            .map(|j| JobView::Job {
+                job: Box::new(j.clone()),
+                progress: self.progress.get(id).cloned(),
+                include_config,
+            })
+            .ok_or_else(|| Refusal::Job(JobError::NotFound { id: id.clone() }))
+    }
+
+    fn list(&self, f: &JobFilter) -> Reply {
+        // Readable jobs and corrupt records, merged in id order.
+        let mut readable = self.jobs.iter().peekable();
+        let mut corrupt = self.jobs.corrupt_jobs().peekable();
+        let mut jobs = vec![];
+        let mut more = false;
+        loop {
+            let take_corrupt = match (readable.peek(), corrupt.peek()) {
+                (None, None) => break,
+                (Some(j), Some((id, _))) => *id < j.id(),
+                (None, Some(_)) => true,
+                (Some(_), None) => false,
+            };
+            let (id, keep) = if take_corrupt {
+                let Some((id, _)) = corrupt.next() else { break };
+                (id, f.job_type.is_empty() && matches!(f.state, None | Some(StateFilter::Corrupt)))
+            } else {
+                let Some(j) = readable.next() else { break };
+                let keep = (f.job_type.is_empty() || j.spec().job_type == f.job_type)
+                    && f.state.is_none_or(|s| s == StateFilter::State(j.state()));
+                (j.id(), keep)
+            };
+            if !keep || f.after.as_ref().is_some_and(|a| id <= a) {
+                continue;
+            }
+            if jobs.len() == f.size {
+                more = true;
+                break;
+            }
+            if let Ok(v) = self.view(id, f.include_config) {
+                jobs.push(v);
+            }
+        }
+        let next = if more { jobs.last().map(|j| j.id().clone()) } else { None };
+        Reply::Jobs { jobs, next }
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Job masters.
+    // -------------------------------------------------------------------------------------------------------
+
+    fn schedule(&mut self, now: Time, s: Schedule) -> Answer {
+        // Only the current, online incarnation of the job's job master may place its workers.
+        let Some(j) = self.jobs.get(&s.job) else {
+            self.out.events.push(Event::Rejected(Rejection::StaleJobMaster));
+            return Err(Refusal::Job(JobError::NotFound { id: s.job }));
+        };
+        let online = self.masters.get(&TaskId::job_master(&s.job)).is_some_and(|e| e.epoch == s.master_epoch);
+        if j.state().is_terminal() || j.epoch() != s.master_epoch || !online {
+            self.out.events.push(Event::Rejected(Rejection::StaleJobMaster));
+            let why = if j.state().is_terminal() {
+                format!("the job is {}", j.state())
+            } else if j.epoch() != s.master_epoch {
+                format!("its current job master is epoch {}", j.epoch())
+            } else {
+                "that job master is not online".to_owned()
+            };
+            return Err(Refusal::StaleJobMaster(format!(
+                "the job master of job {} at epoch {} may not place workers: {why}",
+                s.job, s.master_epoch.0
+            )));
+        }
+        let request = PlacementRequest {
+            task: &s.task,
+            epoch: s.epoch,
+            cost: s.cost,
+            selectors: &s.selectors,
+            resources: &s.resources,
+        };
+        let placed = match self.registry.place(now, &request, &mut self.rng) {
+            Ok(p) => p,
+            Err(e) => {
+                self.out.events.push(Event::Rejected(Rejection::from(&e)));
+                return Err(Refusal::Placement(e));
+            }
+        };
+        let Some(view) = self.registry.get(placed.executor) else {
+            // The placer only places on registered executors.
+            return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
+        };
+        self.out.events.push(Event::WorkerPlaced);
+        Ok(Reply::Placed { executor: placed.executor, address: view.record.spec.address, leader_epoch: self.epoch })
+    }
+
+    fn job_master(
+        &mut self,
+        now: Time,
+        to: ReplyTo,
+        msg: crate::core::workers::Message,
+        status: Option<WorkerStatus>,
+        progress: String,
+    ) {
+        let job = match JobId::parse(msg.task.as_str()) {
+            Ok(j) => j,
+            Err(e) => {
+                return self.answer(to, Err(Refusal::InvalidArgument { field: "worker_id", message: e.to_string() }))
+            }
+        };
+        // A claim that someone newer exists is judged against the metastore before anything changes.
+        if let Some(claim) = self.masters.claim(&msg) {
+            let io = self.io();
+            self.side.insert(io, Side::JobMasterClaim { to, claim });
+            self.out.reads.push((io, Read::LeaderEpoch));
+            return;
+        }
+        let (reply, events) = match &status {
+            Some(s) => self.masters.on_status(now, &msg, s.clone()),
+            None => self.masters.on_heartbeat(now, &msg),
+        };
+        let outcome_of = |status: &WorkerStatus| match status {
+            WorkerStatus::Finished => Some(ExitOutcome::Finished),
+            WorkerStatus::Canceled => Some(ExitOutcome::Canceled),
+            WorkerStatus::Failed { message } => Some(ExitOutcome::Failed { message: message.clone() }),
+            WorkerStatus::Running | WorkerStatus::Stopped => None,
+        };
+        let mut records = vec![];
+        let (mut online, mut exited) = (false, false);
+        let mut exit = None;
+        for ev in events {
+            // An incarnation that exited or was lost holds no slot any more, wherever it was placed.
+            if let MasterEvent::Exited { task, epoch, .. } | MasterEvent::Lost { task, epoch, .. } = &ev {
+                self.registry.task_ended(task, *epoch);
+            }
+            let v = match ev {
+                MasterEvent::Online { epoch, .. } => {
+                    online = true;
+                    self.jobs.on_online(now, &job, epoch)
+                }
+                // Drained by its executor after its last action: it runs nowhere now, start it again.
+                MasterEvent::Exited { epoch, status: WorkerStatus::Stopped, .. } => {
+                    exit = Some(epoch);
+                    self.jobs.on_stopped(now, &job, epoch)
+                }
+                MasterEvent::Exited { epoch, status, .. } => {
+                    let Some(outcome) = outcome_of(&status) else { continue };
+                    exited = true;
+                    exit = Some(epoch);
+                    self.jobs.on_exit(now, &job, epoch, outcome)
+                }
+                MasterEvent::Recovered { adopted, lost } => {
+                    self.out.events.push(Event::JobMastersRecovered { adopted, lost });
+                    continue;
+                }
+                MasterEvent::Lost { task, epoch, .. } => match JobId::parse(task.as_str()) {
+                    Ok(j) => self.jobs.on_lost(now, &j, epoch, None, &mut self.rng),
+                    Err(_) => continue,
+                },
+                MasterEvent::Superseded { .. } => continue,
+            };
+            if let JobVerdict::Applied(step) = v {
+                records.extend(step.persist.map(Record::Job));
+            }
+        }
+        // The bookkeeping can be ahead of the job: when the write of an earlier transition failed, the job was
+        // reloaded from the metastore but the bookkeeping kept the incarnation online (or exited), so a repeat
+        // raises no event. An accepted message of the current incarnation re-applies what the job missed.
+        let current = self.jobs.get(&job).filter(|j| j.epoch() == msg.worker_epoch && !j.state().is_terminal());
+        if let (WorkerVerdict::Accepted, Some(j)) = (reply.verdict, current) {
+            let missed = match &status {
+                Some(s) if !exited => outcome_of(s).map(|o| self.jobs.on_exit(now, &job, msg.worker_epoch, o)),
+                _ if !online && j.state() == JobState::Created => {
+                    Some(self.jobs.on_online(now, &job, msg.worker_epoch))
+                }
+                _ => None,
+            };
+            if let Some(JobVerdict::Applied(step)) = missed {
+                records.extend(step.persist.map(Record::Job));
+            }
+        }
+        let cancel = self.jobs.wants_cancel(&job, msg.worker_epoch);
+        if reply.verdict == WorkerVerdict::Accepted && !progress.is_empty() && self.jobs.get(&job).is_some() {
+            self.progress.insert(job.clone(), progress);
+        }
+        if records.is_empty() {
+            return self.answer(to, Ok(Reply::JobMaster { reply, cancel }));
+        }
+        self.write(records, After::JobMaster { to, task: msg.task, reply, cancel, exit });
+    }
+
+    /// A job master's dispatch was refused: it certainly does not run. A refused configuration fails the job.
+    fn dispatch_refused(&mut self, now: Time, job: JobId, epoch: Epoch, fatal: Option<String>) {
+        let task = TaskId::job_master(&job);
+        self.out.events.push(Event::DispatchRefused { job: job.clone(), epoch });
+        self.masters.on_dispatch_failed(&task, epoch);
+        self.registry.task_ended(&task, epoch);
+        self.tick_at = self.tick_at.min(now);
+        let JobVerdict::Applied(step) = self.jobs.on_lost(now, &job, epoch, fatal, &mut self.rng) else { return };
+        let Some(record) = step.persist else { return };
+        self.write(vec![Record::Job(record)], After::DispatchRefused { job, epoch });
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Tombstones.
+    // -------------------------------------------------------------------------------------------------------
+
+    fn sweep(&mut self, now: Time, listed: Vec<(JobId, Option<WallTime>, String)>, wall: WallTime, written: u64) {
+        self.sweeping = false;
+        self.sweep_at = now + TOMBSTONE_SWEEP_INTERVAL;
+        // A delete or create wrote a tombstone after the listing: the listing is stale, look again soon.
+        if written != self.tombstones_written {
+            self.sweep_at = now + TOMBSTONE_SWEEP_AGAIN;
+            return;
+        }
+        let stored: Vec<(JobId, Option<WallTime>)> = listed.iter().map(|(id, at, _)| (id.clone(), *at)).collect();
+        let retention = Retention {
+            keep_for: self.policy.tombstone_retention,
+            max: TOMBSTONES_MAX,
+            batch_max: self.policy.batch_max,
+        };
+        let sweep = tombstone::sweep(wall, &stored, &retention);
+        if sweep.more {
+            self.sweep_at = now + TOMBSTONE_SWEEP_AGAIN;
+        }
+        if sweep.collect.is_empty() && sweep.stamp.is_empty() {
+            return;
+        }
+        let tokens: BTreeMap<&JobId, &String> = listed.iter().map(|(id, _, t)| (id, t)).collect();
+        let mut records: Vec<Record> = sweep.collect.iter().cloned().map(Record::DeleteTombstone).collect();
+        for id in &sweep.stamp {
+            let request = tokens.get(id).map(|t| (*t).clone()).unwrap_or_default();
+            records.push(Record::Tombstone { id: id.clone(), request, deleted_at: wall });
+        }
+        self.tombstones_written += 1;
+        let swept = Event::TombstonesSwept {
+            collected: sweep.collect.len(),
+            stamped: sweep.stamp.len(),
+            kept: stored.len() - sweep.collect.len(),
+            early: sweep.early,
+        };
+        self.write(records, After::Sweep { swept });
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Outcomes.
+    // -------------------------------------------------------------------------------------------------------
+
+    /// The outcome of write `io`, at `now`.
+    pub fn on_write(&mut self, now: Time, io: IoId, outcome: WriteOutcome) {
+        if self.ended {
+            return;
+        }
+        let Some(Busy::Write { io: expected, after, settle }) = self.busy.take() else {
+            return;
+        };
+        debug_assert_eq!(io, expected, "a write outcome for a write not in flight");
+        match &outcome {
+            WriteOutcome::Written => self.written(now, after),
+            WriteOutcome::Fenced => {
+                self.out.events.push(Event::WriteFenced);
+                self.failed(now, after, &outcome);
+                self.end("a write was fenced: another master leads", None);
+            }
+            WriteOutcome::NotApplied(_) | WriteOutcome::Unknown(_) => {
+                if matches!(outcome, WriteOutcome::Unknown(_)) {
+                    self.out.events.push(Event::WriteUnknown);
+                }
+                if let After::Tick { .. } = after {
+                    // Nothing of the pass is dispatched; the next leader recovers from what is durable.
+                    let why = match &outcome {
+                        WriteOutcome::NotApplied(m) | WriteOutcome::Unknown(m) => m.clone(),
+                        _ => String::new(),
+                    };
+                    self.end(format!("a leader-loop write failed: {why}"), None);
+                } else if let After::Create { to, id, include_config } = after {
+                    match outcome {
+                        WriteOutcome::Unknown(why) => {
+                            // Settle: the job exists iff its record is there.
+                            let io = self.io();
+                            self.out.reads.push((io, Read::Job(id.clone())));
+                            self.busy = Some(Busy::CreateSettle { io, to, id, include_config, why });
+                        }
+                        _ => {
+                            self.jobs.forget(&id);
+                            self.failed(now, After::Create { to, id, include_config }, &outcome);
+                        }
+                    }
+                } else if settle.is_empty() {
+                    self.failed(now, after, &outcome);
+                } else {
+                    let mut waiting = BTreeSet::new();
+                    let mut ids = BTreeMap::new();
+                    for id in settle {
+                        let io = self.io();
+                        self.out.reads.push((io, Read::Job(id.clone())));
+                        waiting.insert(io);
+                        ids.insert(io, id);
+                    }
+                    self.busy = Some(Busy::Settle { waiting, ids, after, outcome });
+                }
+            }
+        }
+        self.run(now);
+    }
+
+    /// The write of an operation was taken.
+    fn written(&mut self, now: Time, after: After) {
+        match after {
+            After::Tick { dispatches, offline } => {
+                if !dispatches.is_empty() {
+                    self.out.events.push(Event::JobMastersPlaced { count: dispatches.len() });
+                }
+                // Offline verdicts are reported once durable: one whose write failed never happened.
+                self.out.events.extend(offline);
+                self.out.dispatches.extend(dispatches);
+            }
+            After::Register { to, record } => {
+                self.out.events.push(Event::Registered {
+                    id: record.id,
+                    name: record.spec.name.clone(),
+                    repeated: false,
+                });
+                self.answer(to, Ok(Reply::Registered { record, epoch: self.epoch }));
+            }
+            After::Deregister { to } => self.answer(to, Ok(Reply::Done)),
+            After::Create { to, id, include_config } => {
+                self.tick_at = self.tick_at.min(now);
+                let a = self.view(&id, include_config).map(Reply::Job);
+                self.answer(to, a);
+            }
+            After::Cancel { to, id } => {
+                let a = self.view(&id, false).map(Reply::Job);
+                self.answer(to, a);
+            }
+            After::Delete { to, id } => {
+                if self.jobs.delete(&id).is_ok() {
+                    self.masters.remove(&TaskId::job_master(&id));
+                    self.progress.remove(&id);
+                }
+                self.answer(to, Ok(Reply::Done));
+            }
+            After::JobMaster { to, reply, cancel, .. } => self.answer(to, Ok(Reply::JobMaster { reply, cancel })),
+            After::DispatchRefused { .. } => {}
+            After::Sweep { swept } => self.out.events.push(swept),
+        }
+    }
+
+    /// The write of an operation was not taken (and, for job records, memory agrees with the metastore again).
+    fn failed(&mut self, now: Time, after: After, outcome: &WriteOutcome) {
+        let refusal = match outcome {
+            WriteOutcome::Fenced => Refusal::NotLeader("this master lost its leadership while answering; retry".into()),
+            WriteOutcome::NotApplied(m) | WriteOutcome::Unknown(m) => {
+                Refusal::Metastore(format!("the metastore did not take the write: {m}; retry"))
+            }
+            WriteOutcome::Written => return,
+        };
+        let what = match &after {
+            After::Tick { .. } => "the leader loop's",
+            After::Register { .. } => "a registration's",
+            After::Deregister { .. } => "a deregistration's",
+            After::Create { .. } => "a creation's",
+            After::Cancel { .. } => "a cancel's",
+            After::Delete { .. } => "a deletion's",
+            After::JobMaster { .. } => "a job master's report's",
+            After::DispatchRefused { .. } => "a refused dispatch's",
+            After::Sweep { .. } => "a tombstone sweep's",
+        };
+        self.out.events.push(Event::WriteFailed { what, why: refusal.to_string() });
+        match after {
+            After::Tick { .. } => {}
+            After::Register { to, record } => {
+                // Not admitted: the id stays used (the counter only grows); the executor registers again.
+                self.registry.remove(record.id);
+                self.answer(to, Err(refusal));
+            }
+            After::Deregister { to }
+            | After::Create { to, .. }
+            | After::Cancel { to, .. }
+            | After::Delete { to, .. } => self.answer(to, Err(refusal)),
+            After::JobMaster { to, task, exit, .. } => {
+                // The job was reloaded from the metastore; the bookkeeping must not keep an exit the job never
+                // took, or a job master that is gone would never be lost (and its job never end).
+                if let Some(epoch) = exit {
+                    self.masters.forget_exit(&task, epoch);
+                }
+                self.answer(to, Err(refusal));
+            }
+            After::DispatchRefused { job, epoch } => {
+                // The job is as the metastore has it again. If that still names this incarnation, the bookkeeping
+                // must track it once more (it certainly did not start), or nothing would ever declare it lost.
+                let still_named = self.jobs.get(&job).is_some_and(|j| j.phase().live_epoch() == Some(epoch));
+                if still_named {
+                    let _ = self.masters.on_dispatched(now, &TaskId::job_master(&job), epoch);
+                }
+            }
+            After::Sweep { .. } => {
+                self.sweep_at = now + TOMBSTONE_SWEEP_INTERVAL;
+            }
+        }
+    }
+
+    /// The result of read `io`, at `now` (`Err`: the metastore did not answer).
+    pub fn on_read(&mut self, now: Time, io: IoId, result: Result<ReadResult, String>) {
+        if self.ended {
+            return;
+        }
+        if let Some(side) = self.side.remove(&io) {
+            self.side_read(now, side, result);
+            self.run(now);
+            return;
+        }
+        let Some(busy) = self.busy.take() else { return };
+        match busy {
+            Busy::CreateTombstone { io: expected, to, id, spec } if expected == io => match result {
+                Err(e) => self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry")))),
+                Ok(ReadResult::Tombstone(token)) => {
+                    let request = spec.request.clone();
+                    match token {
+                        Some(token) if !request.is_empty() && token == request => {
+                            self.answer(
+                                to,
+                                Err(Refusal::JobDeleted(format!(
+                                    "job {id} was created by this request ({request}) and deleted since; a delayed \
+                                     repeat does not bring it back (create it again with a new request id)"
+                                ))),
+                            );
+                        }
+                        token => self.create_now(to, id, spec, token.is_some()),
+                    }
+                }
+                Ok(other) => self.unexpected(to, other),
+            },
+            Busy::DeleteListing { io: expected, to, id, wall } if expected == io => match result {
+                Err(e) => self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry")))),
+                Ok(ReadResult::Keys(stored)) => match self.jobs.may_delete(&id) {
+                    Ok(()) => {
+                        // A corrupt record's create token is unknown: no tombstone is left for it.
+                        let request = self.jobs.get(&id).map(|j| j.spec().request.clone()).unwrap_or_default();
+                        let mut records = vec![Record::DeleteJob { id: id.clone(), stored }];
+                        if !request.is_empty() {
+                            // A sweep that listed the tombstones before this write must not act on that listing.
+                            self.tombstones_written += 1;
+                            records.push(Record::Tombstone { id: id.clone(), request, deleted_at: wall });
+                        }
+                        self.write(records, After::Delete { to, id });
+                    }
+                    Err(e) => self.answer(to, Err(Refusal::Job(e))),
+                },
+                Ok(other) => self.unexpected(to, other),
+            },
+            Busy::Settle { mut waiting, mut ids, after, outcome } if waiting.contains(&io) => {
+                waiting.remove(&io);
+                let id = ids.remove(&io).expect("every settling read names its job");
+                match result {
+                    Ok(ReadResult::Job(stored)) => {
+                        self.reload(now, &id, stored);
+                        if waiting.is_empty() {
+                            self.failed(now, after, &outcome);
+                        } else {
+                            self.busy = Some(Busy::Settle { waiting, ids, after, outcome });
+                        }
+                    }
+                    Ok(_) | Err(_) => {
+                        let why = match result {
+                            Err(e) => e,
+                            Ok(_) => "the read answered something else".into(),
+                        };
+                        self.failed(now, after, &outcome);
+                        self.end(format!("a write could not be settled: could not read job {id}: {why}"), None);
+                    }
+                }
+            }
+            Busy::CreateSettle { io: expected, to, id, include_config, why } if expected == io => match result {
+                Ok(ReadResult::Job(Some(_))) => {
+                    self.written(now, After::Create { to, id, include_config });
+                }
+                Ok(ReadResult::Job(None)) => {
+                    self.jobs.forget(&id);
+                    let outcome = WriteOutcome::Unknown(why);
+                    self.failed(now, After::Create { to, id, include_config }, &outcome);
+                }
+                Ok(_) | Err(_) => {
+                    self.answer(to, Err(Refusal::Metastore(format!("the creation of job {id} could not be settled"))));
+                    self.end("a job creation could not be settled", None);
+                }
+            },
+            other => {
+                // Not the read this operation waits on (it cannot happen: ids are unique and awaited once).
+                self.busy = Some(other);
+            }
+        }
+        self.run(now);
+    }
+
+    fn unexpected(&mut self, to: ReplyTo, got: ReadResult) {
+        self.answer(to, Err(Refusal::Metastore(format!("the metastore answered the wrong read: {got:?}; retry"))));
+    }
+
+    /// Makes a job agree with the metastore after a write whose outcome is not known.
+    fn reload(&mut self, now: Time, id: &JobId, stored: Option<Result<JobRecord, crate::core::job::CorruptRecord>>) {
+        match stored {
+            Some(Err(record)) => {
+                self.out.events.push(Event::CorruptJob { id: id.clone(), problem: record.problem.clone() });
+                self.jobs.note_corrupt(id.clone(), record);
+                self.progress.remove(id);
+            }
+            Some(Ok(record)) => self.jobs.reload(now, Some(record), id),
+            None => {
+                self.jobs.reload(now, None, id);
+                self.progress.remove(id);
+            }
+        }
+    }
+
+    fn side_read(&mut self, now: Time, side: Side, result: Result<ReadResult, String>) {
+        let newest = match result {
+            Ok(ReadResult::Counter(n)) => Ok(n),
+            Ok(ReadResult::Tombstones(listed)) => {
+                if let Side::Tombstones { wall, written } = side {
+                    self.queue.push_back(Deferred::Swept { stored: listed, wall, written });
+                }
+                return;
+            }
+            Ok(other) => Err(format!("the metastore answered the wrong read: {other:?}")),
+            Err(e) => Err(e),
+        };
+        let _ = now;
+        match (side, newest) {
+            (Side::Tombstones { .. }, _) => {
+                self.sweeping = false;
+                self.sweep_at = now + TOMBSTONE_SWEEP_INTERVAL;
+            }
+            (Side::ExecutorClaim { to, .. } | Side::JobMasterClaim { to, .. }, Err(e)) => {
+                self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry"))));
+            }
+            (Side::ExecutorClaim { to, seen }, Ok(issued)) => {
+                if seen.0 <= issued {
+                    self.answer(to, Err(Refusal::NotLeader("a newer leader exists; retry".into())));
+                    self.end("an executor has seen a newer leader epoch", Some(seen));
+                } else {
+                    self.answer(
+                        to,
+                        Err(Refusal::InvalidArgument {
+                            field: "leader_epoch",
+                            message: format!("{} was never issued (the newest is {issued})", seen.0),
+                        }),
+                    );
+                }
+            }
+            (Side::JobMasterClaim { to, claim }, Ok(newest)) => {
+                if !claim.confirmed_by(Epoch(self.epoch.0), Epoch(newest)) {
+                    self.answer(to, Err(Refusal::InvalidArgument { field: claim.field(), message: claim.to_string() }));
+                } else {
+                    self.answer(to, Err(Refusal::NotLeader("a newer leader exists; retry".into())));
+                    self.end("a job master has seen a newer leader", Some(LeaderEpoch(newest)));
+                }
+            }
+        }
+    }
+
+    // -------------------------------------------------------------------------------------------------------
+    // Figures and invariants.
+    // -------------------------------------------------------------------------------------------------------
+
+    pub fn gauges(&self) -> TermGauges {
+        let mut g = TermGauges::default();
+        for v in self.registry.iter() {
+            match v.status {
+                ExecutorStatus::Online => g.executors_online += 1,
+                ExecutorStatus::Unconfirmed => g.executors_unconfirmed += 1,
+                ExecutorStatus::Draining => g.executors_draining += 1,
+            }
+            g.slots_capacity += u64::from(v.record.spec.capacity);
+            g.slots_used += self.registry.placer().used(v.record.id).unwrap_or(0);
+        }
+        for j in self.jobs.iter() {
+            if let Some(i) = JobState::ALL.iter().position(|s| *s == j.state()) {
+                g.jobs[i] += 1;
+            }
+        }
+        g.jobs_corrupt = self.jobs.corrupt_jobs().count() as u64;
+        g.corrupt_job_records = g.jobs_corrupt + self.corrupt_unnamed_jobs;
+        g.corrupt_executor_records = self.corrupt_executors;
+        g
+    }
+
+    /// Every invariant of the term: the registry's and the placer's, the jobs', the job-master bookkeeping's, and
+    /// the ones between them. The message names the one broken.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        self.registry.check_invariants()?;
+        self.jobs.check()?;
+        self.masters.check()?;
+        if let Some(id) = self.progress.keys().find(|id| self.jobs.get(id).is_none()) {
+            return Err(format!("manager: progress is kept for {id}, which is no job"));
+        }
+        for (task, entry) in self.masters.iter() {
+            if !entry.state.may_be_live() {
+                continue;
+            }
+            let Ok(id) = JobId::parse(task.as_str()) else {
+                return Err(format!("manager: the job-master bookkeeping tracks {task}, which names no job"));
+            };
+            if entry.epoch >= self.jobs.next_epoch() {
+                return Err(format!(
+                    "manager: job master {id} epoch {} is not below the next epoch {}",
+                    entry.epoch,
+                    self.jobs.next_epoch()
+                ));
+            }
+        }
+        if self.busy.is_none() && (self.tick_due || !self.queue.is_empty()) && !self.ended {
+            return Err("manager: inputs wait though no operation is in progress".into());
+        }
+        let _ = self.plants;
+        Ok(())
+    }
+}
+
+/// One record per job in a write, the last decided (a transaction may not touch a key twice); the rest in order.
+fn dedup_jobs(records: Vec<Record>) -> Vec<Record> {
+    let mut last: BTreeMap<JobId, usize> = BTreeMap::new();
+    for (i, r) in records.iter().enumerate() {
+        if let Record::Job(j) = r {
+            last.insert(j.id.clone(), i);
+        }
+    }
+    records
+        .into_iter()
+        .enumerate()
+        .filter(|(i, r)| match r {
+            Record::Job(j) => last.get(&j.id) == Some(i),
+            _ => true,
+        })
+        .map(|(_, r)| r)
+        .collect()
+}

@@ -1,0 +1,135 @@
+use super::*;
+use crate::core::job::JobSpec;
+use crate::core::registry::ExecutorSpec;
+
+fn ms(n: u64) -> Time {
+    Time::from_millis(n)
+}
+
+fn policy() -> ManagerPolicy {
+    ManagerPolicy {
+        registry: RegistryPolicy::default(),
+        placement: PlacementPolicy::default(),
+        jobs: JobPolicy::default(),
+        job_masters: HeartbeatTiming {
+            interval: Duration::from_millis(500),
+            timeout: Duration::from_millis(500),
+            self_fence: Duration::from_secs(3),
+            offline_ttl: Duration::from_secs(5),
+        },
+        dispatch_window: Duration::from_secs(1),
+        check_interval: Duration::from_millis(500),
+        tombstone_retention: Duration::from_secs(600),
+        batch_max: 128,
+        report_capacity: false,
+    }
+}
+
+fn manager() -> Manager {
+    let mut m = Manager::recover(ms(0), LeaderEpoch(1), policy(), Plants::default(), 7, Snapshot::default());
+    m.ready();
+    m
+}
+
+fn spec(request: &str) -> JobSpec {
+    JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: request.into() }
+}
+
+fn id(s: &str) -> JobId {
+    JobId::parse(s).unwrap()
+}
+
+fn request(m: &mut Manager, now: u64, to: u64, r: Request) -> Ready {
+    m.step(ms(now), Input::Request(ReplyTo(to), r));
+    m.ready()
+}
+
+#[test]
+fn a_get_waits_for_the_create_under_way_and_sees_it_once_durable() {
+    let mut m = manager();
+    let r = request(&mut m, 1, 1, Request::CreateJob { id: None, spec: spec("t-1") });
+    let (io, records) = r.write.expect("the create writes its record");
+    assert!(matches!(&records[..], [Record::Job(j)] if j.state == JobState::Created));
+    assert!(r.answers.is_empty(), "no answer before the write is taken");
+    let created = match &records[0] {
+        Record::Job(j) => j.id.clone(),
+        _ => unreachable!(),
+    };
+    // A read while the write is in flight waits.
+    let r = request(&mut m, 2, 2, Request::GetJob { id: created.clone(), include_config: false });
+    assert!(r.answers.is_empty() && r.write.is_none());
+    assert_eq!(m.queued(), 1);
+    m.on_write(ms(3), io, WriteOutcome::Written);
+    let r = m.ready();
+    let to: Vec<ReplyTo> = r.answers.iter().map(|(to, _)| *to).collect();
+    assert_eq!(to, [ReplyTo(1), ReplyTo(2)], "answers in decision order");
+    assert!(r.answers.iter().all(|(_, a)| matches!(a, Ok(Reply::Job(v)) if v.id() == &created)));
+}
+
+#[test]
+fn a_create_whose_write_is_unknown_is_settled_by_reading_it_back() {
+    for (found, acknowledged) in [(true, true), (false, false)] {
+        let mut m = manager();
+        let r = request(&mut m, 1, 1, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
+        let (read, what) = r.reads[0].clone();
+        assert_eq!(what, Read::Tombstone(id("j1")));
+        m.on_read(ms(2), read, Ok(ReadResult::Tombstone(None)));
+        let (io, _) = m.ready().write.expect("the record is written");
+        m.on_write(ms(3), io, WriteOutcome::Unknown("timeout".into()));
+        let r = m.ready();
+        assert_eq!(r.reads.len(), 1);
+        let (read, what) = r.reads[0].clone();
+        assert_eq!(what, Read::Job(id("j1")));
+        let stored = found.then(|| Ok(m.jobs().get(&id("j1")).unwrap().record(ms(0))));
+        m.on_read(ms(4), read, Ok(ReadResult::Job(stored)));
+        let r = m.ready();
+        assert_eq!(r.answers.len(), 1);
+        assert_eq!(r.answers[0].1.is_ok(), acknowledged, "found {found}");
+        assert_eq!(m.jobs().get(&id("j1")).is_some(), found, "memory agrees with the store");
+    }
+}
+
+#[test]
+fn a_failed_write_of_the_periodic_pass_ends_the_term_and_dispatches_nothing() {
+    let mut m = manager();
+    let exec = ExecutorSpec {
+        name: "e1".into(),
+        address: "e1:1".into(),
+        capacity: 4,
+        labels: Default::default(),
+        instance: 1,
+    };
+    let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: exec });
+    let (io, _) = r.write.unwrap();
+    m.on_write(ms(2), io, WriteOutcome::Written);
+    m.ready();
+    let r = request(
+        &mut m,
+        3,
+        2,
+        Request::Heartbeat { id: ExecutorId(1), seen: LeaderEpoch(1), tasks: vec![], ended: vec![], draining: false },
+    );
+    assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
+    let r = request(&mut m, 4, 3, Request::CreateJob { id: None, spec: spec("") });
+    m.on_write(ms(5), r.write.unwrap().0, WriteOutcome::Written);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let r = m.ready();
+    let (io, records) = r.write.expect("the pass writes the start");
+    assert!(records.iter().any(|r| matches!(r, Record::JobMasterFence(..))));
+    assert!(r.dispatches.is_empty(), "nothing dispatched before the write is taken");
+    m.on_write(ms(601), io, WriteOutcome::Unknown("timeout".into()));
+    let r = m.ready();
+    assert!(r.dispatches.is_empty());
+    assert!(r.step_down.is_some());
+}
+
+#[test]
+fn stored_counters_parse_or_refuse() {
+    assert_eq!(parse_counter("c", None), Ok(0));
+    assert_eq!(parse_counter("c", Some(b"42")), Ok(42));
+    assert_eq!(parse_counter("c", Some(b" 7\n")), Ok(7));
+    for bad in [&b""[..], b"x", b"-1", b"1.5"] {
+        assert!(parse_counter("c", Some(bad)).is_err(), "{bad:?}");
+    }
+}

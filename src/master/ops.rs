@@ -1,0 +1,286 @@
+//! The operations behind the leader-only RPCs: each sends its request to the term's job manager and turns the
+//! answer into wire types. Validation of wire input is `convert`'s; every decision is the manager's.
+
+use tonic::Status;
+
+use super::leader::Call;
+use super::Master;
+use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
+use crate::core::job::JobSpec;
+use crate::core::manager::{JobFilter, JobView, ManagerPolicy, Plants, Refusal, Reply, Request, Schedule, TermGauges};
+use crate::core::placement::ResourcePin;
+use crate::core::registry::{EndedTask, ExecutorRecord, ExecutorSpec, ReportedTask};
+use crate::planted::Planted;
+use crate::rpc::pb;
+use crate::rpc::status::{invalid_argument, Reason};
+
+impl From<Refusal> for Status {
+    fn from(r: Refusal) -> Status {
+        match r {
+            Refusal::Job(e) => Status::from(e),
+            Refusal::Registry(e) => Status::from(e),
+            Refusal::Placement(e) => Status::from(e),
+            Refusal::NotLeader(m) => Reason::NotLeader.status(m),
+            Refusal::Metastore(m) => Reason::MetastoreUnavailable.status(m),
+            Refusal::StaleJobMaster(m) => Reason::StaleEpoch.status(m),
+            Refusal::RequestIdReused(m) => Reason::RequestIdReused.status(m),
+            Refusal::JobDeleted(m) => Reason::JobDeleted.status(m),
+            Refusal::InvalidArgument { field, message } => invalid_argument(field, message),
+        }
+    }
+}
+
+fn job_to_wire(v: JobView) -> pb::Job {
+    match v {
+        JobView::Job { job, progress, include_config } => {
+            let mut w = super::convert::job_to_wire(&job, include_config);
+            if let Some(p) = progress {
+                w.progress = p;
+            }
+            w
+        }
+        JobView::Corrupt { id, record } => super::convert::corrupt_job_to_wire(&id, &record),
+    }
+}
+
+fn unexpected(r: Reply) -> Status {
+    Reason::Internal.status(format!("the job manager answered out of turn: {r:?}"))
+}
+
+impl Master {
+    /// The knobs of a term, from the configuration.
+    pub(crate) fn manager_policy(&self) -> ManagerPolicy {
+        let cfg = &self.cfg;
+        ManagerPolicy {
+            registry: cfg.executors.registry_policy(),
+            placement: cfg.placement.policy(),
+            jobs: crate::core::job::JobPolicy {
+                backoff: cfg.backoff.policy(),
+                ..crate::core::job::JobPolicy::default()
+            },
+            job_masters: cfg.worker_timing(),
+            dispatch_window: cfg.rpc.request_timeout,
+            check_interval: cfg.executors.check_interval,
+            tombstone_retention: cfg.jobs.tombstone_retention,
+            batch_max: crate::meta::TXN_OPS_MAX,
+            report_capacity: self.observed(),
+        }
+    }
+
+    /// The bugs planted in this master's terms (simulation only).
+    pub(crate) fn plants(&self) -> Plants {
+        Plants {
+            recovery_forgets_cancel: self.planted(Planted::RecoveryForgetsCancel),
+            recovery_without_wait: self.planted(Planted::RecoveryWithoutWait),
+            one_offline_per_check: self.planted(Planted::OneOfflinePerCheck),
+            slot_leak: self.planted(Planted::SlotLeak),
+            illegal_transition: self.planted(Planted::IllegalTransition),
+        }
+    }
+
+    /// The slots as an observer sees them.
+    pub(crate) fn capacity_sample(
+        &self,
+        at: crate::core::time::Time,
+        view: crate::core::manager::CapacityView,
+    ) -> super::CapacitySample {
+        let executors = view
+            .executors
+            .into_iter()
+            .map(|(id, capacity, reported, reserved)| super::ExecutorSlots { id: id.0, capacity, reported, reserved })
+            .collect();
+        let reservations = view
+            .reservations
+            .into_iter()
+            .map(|(task, executor, epoch, cost, placed)| super::ReservationSample {
+                task: task.as_str().to_owned(),
+                executor: executor.0,
+                epoch,
+                cost,
+                placed: self.clock.instant(placed),
+            })
+            .collect();
+        let epoch = self.lock().leadership.epoch().unwrap_or(LeaderEpoch(0));
+        super::CapacitySample { epoch, at: self.clock.instant(at), executors, reservations }
+    }
+
+    /// Sends `request` to the serving term's job manager and waits for its answer.
+    pub(crate) async fn call(&self, request: Request) -> Result<Reply, Status> {
+        let inbox = {
+            let now = self.clock.now();
+            let inner = self.lock();
+            match (&inner.serving, inner.leadership.acting(now)) {
+                (Some(s), Some(e)) if s.epoch == e => s.inbox.clone(),
+                (_, Some(_)) => {
+                    return Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry"))
+                }
+                _ => return Err(Reason::NotLeader.status("this master is not the leader; retry")),
+            }
+        };
+        // Whether the request changes durable state: if the term ends while it is under way, it may have.
+        let durable = !matches!(
+            request,
+            Request::Heartbeat { .. }
+                | Request::GetJob { .. }
+                | Request::ListJobs(_)
+                | Request::ScheduleTask(_)
+                | Request::ListExecutors
+                | Request::Gauges
+        );
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if inbox.send(Call { request, reply }).await.is_err() {
+            return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
+        }
+        match answer.await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(refusal)) => Err(refusal.into()),
+            Err(_) if durable => Err(Reason::MetastoreUnavailable
+                .status("this master's term ended while answering; the request may have been applied; retry")),
+            Err(_) => Err(Reason::NotLeader.status("this master's term ended while answering; retry")),
+        }
+    }
+
+    pub(crate) async fn register_executor(&self, spec: ExecutorSpec) -> Result<(ExecutorRecord, LeaderEpoch), Status> {
+        match self.call(Request::RegisterExecutor { spec }).await? {
+            Reply::Registered { record, epoch } => Ok((record, epoch)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A heartbeat; `Ok(false)` tells the executor to register again. An executor that claims to have seen a newer
+    /// leader epoch deposes this leader only if the metastore confirms that epoch was issued.
+    pub(crate) async fn executor_heartbeat(
+        &self,
+        id: ExecutorId,
+        seen: LeaderEpoch,
+        tasks: Vec<ReportedTask>,
+        ended: &[EndedTask],
+        draining: bool,
+    ) -> Result<(bool, LeaderEpoch), Status> {
+        let ended = ended.to_vec();
+        match self.call(Request::Heartbeat { id, seen, tasks, ended, draining }).await? {
+            Reply::Heartbeat { known, epoch } => Ok((known, epoch)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn deregister_executor(&self, id: ExecutorId) -> Result<(), Status> {
+        match self.call(Request::DeregisterExecutor { id }).await? {
+            Reply::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn create_job(&self, id: Option<JobId>, spec: JobSpec) -> Result<pb::Job, Status> {
+        match self.call(Request::CreateJob { id, spec }).await? {
+            Reply::Job(v) => Ok(job_to_wire(v)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A job as committed: the read waits for the write under way, so a client never sees a state that is not
+    /// durable.
+    pub(crate) async fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
+        match self.call(Request::GetJob { id: id.clone(), include_config }).await? {
+            Reply::Job(v) => Ok(job_to_wire(v)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// Jobs as committed (see [`Master::get_job`]).
+    pub(crate) async fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+        let size = match req.page_size {
+            0 => 100,
+            n if n > 1000 => return Err(invalid_argument("page_size", format!("{n} exceeds the maximum of 1000"))),
+            n => n as usize,
+        };
+        let state = super::convert::state_from_wire("state", req.state)?;
+        let after =
+            if req.page_token.is_empty() { None } else { Some(super::convert::job_id("page_token", &req.page_token)?) };
+        let filter = JobFilter { job_type: req.r#type.clone(), state, after, size, include_config: req.include_config };
+        match self.call(Request::ListJobs(filter)).await? {
+            Reply::Jobs { jobs, next } => Ok(pb::ListJobsResponse {
+                jobs: jobs.into_iter().map(job_to_wire).collect(),
+                next_page_token: next.map(|id| id.as_str().to_owned()).unwrap_or_default(),
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn cancel_job(&self, id: &JobId) -> Result<pb::Job, Status> {
+        match self.call(Request::CancelJob { id: id.clone() }).await? {
+            Reply::Job(v) => Ok(job_to_wire(v)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
+        match self.call(Request::DeleteJob { id: id.clone(), wall: crate::clock::wall_now() }).await? {
+            Reply::Done => Ok(()),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn schedule_task(
+        &self,
+        req: &pb::ScheduleTaskRequest,
+    ) -> Result<pb::ScheduleTaskResponse, Status> {
+        let task = TaskId::parse(&req.task_id).map_err(|e| invalid_argument("task_id", e))?;
+        let job = super::convert::job_id("job_id", &req.job_id)?;
+        let cost = super::convert::cost("cost", req.cost)?;
+        let selectors = super::convert::selectors("selectors", &req.selectors)?;
+        let resources: Vec<ResourcePin> = req
+            .resources
+            .iter()
+            .map(|r| ResourcePin { resource: format!("{}/{}", r.job_id, r.resource_id), executor: None })
+            .collect();
+        let s = Schedule {
+            task,
+            job,
+            master_epoch: Epoch(req.master_epoch),
+            epoch: (req.epoch != 0).then_some(Epoch(req.epoch)),
+            cost,
+            selectors,
+            resources,
+        };
+        match self.call(Request::ScheduleTask(s)).await? {
+            Reply::Placed { executor, address, leader_epoch } => Ok(pb::ScheduleTaskResponse {
+                executor_id: executor.0,
+                executor_address: address,
+                leader_epoch: leader_epoch.0,
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    pub(crate) async fn list_executors(&self) -> Result<pb::ListExecutorsResponse, Status> {
+        let now = self.clock.now();
+        match self.call(Request::ListExecutors).await? {
+            Reply::Executors(list) => Ok(pb::ListExecutorsResponse {
+                executors: list.iter().map(|u| super::convert::executor_to_wire(&u.view, u.used, now)).collect(),
+            }),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// A job master's heartbeat or status report to the job manager.
+    pub(crate) async fn job_master_message(
+        &self,
+        msg: crate::core::workers::Message,
+        status: Option<crate::core::workers::WorkerStatus>,
+        progress: &str,
+    ) -> Result<(crate::core::workers::Reply, bool), Status> {
+        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned() }).await? {
+            Reply::JobMaster { reply, cancel } => Ok((reply, cancel)),
+            r => Err(unexpected(r)),
+        }
+    }
+
+    /// The serving term's figures, if this master serves.
+    pub(crate) async fn term_gauges(&self) -> Option<TermGauges> {
+        match self.call(Request::Gauges).await {
+            Ok(Reply::Gauges(g)) => Some(g),
+            _ => None,
+        }
+    }
+}
