@@ -2,12 +2,15 @@
 //! answer into wire types. Validation of wire input is `convert`'s; every decision is the manager's.
 
 use tonic::Status;
+use tracing::{info, warn};
 
 use super::leader::Call;
 use super::Master;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::JobSpec;
-use crate::core::manager::{JobFilter, JobView, ManagerPolicy, Plants, Refusal, Reply, Request, Schedule, TermGauges};
+use crate::core::manager::{
+    Event, JobFilter, JobView, ManagerPolicy, Plants, Refusal, Reply, Request, Schedule, TermGauges,
+};
 use crate::core::placement::ResourcePin;
 use crate::core::registry::{EndedTask, ExecutorRecord, ExecutorSpec, ReportedTask};
 use crate::planted::Planted;
@@ -281,6 +284,67 @@ impl Master {
         match self.call(Request::Gauges).await {
             Ok(Reply::Gauges(g)) => Some(g),
             _ => None,
+        }
+    }
+}
+
+impl Master {
+    /// Logs, counts and observes one event of the term.
+    pub(super) fn report(&self, e: Event) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let s = &self.stats;
+        match e {
+            Event::Recovered { executors, jobs, waiting } => {
+                info!(master = %self.name(), executors, jobs, waiting, "recovered; serving")
+            }
+            Event::Registered { id, name, repeated } => {
+                info!(executor = %id, %name, repeated, "registered")
+            }
+            Event::Draining { id } => {
+                info!(executor = %id, "draining: nothing more is placed on it")
+            }
+            Event::HeartbeatGap { gap } => s.heartbeat_gaps.observe(gap),
+            Event::ExecutorOffline { id, name, at, last_heard } => {
+                Master::bump(&s.executors_offline);
+                info!(executor = %id, %name, "declared offline");
+                let (at, last_heard) = (self.clock.instant(at), self.clock.instant(last_heard));
+                self.observe(super::Observation::ExecutorOffline { id: id.0, name, at, last_heard });
+            }
+            Event::EvictionsHeld { held, at } => {
+                warn!(held, "most executors expired at once: holding evictions (this leader may be cut off)");
+                self.observe(super::Observation::EvictionsHeld { held, at: self.clock.instant(at) });
+            }
+            Event::JobMasterLost { job, epoch, reason } => {
+                info!(%job, epoch = epoch.0, ?reason, "job master lost")
+            }
+            Event::JobMastersRecovered { adopted, lost } => {
+                info!(adopted, lost, "job-master recovery ended")
+            }
+            Event::JobMastersPlaced { count } => {
+                s.job_master_placements.fetch_add(count as u64, Relaxed);
+            }
+            Event::WorkerPlaced => Master::bump(&s.worker_placements),
+            Event::Rejected(why) => s.reject(why),
+            Event::WriteFenced => Master::bump(&s.fenced_writes),
+            Event::WriteUnknown => Master::bump(&s.unknown_writes),
+            Event::CorruptJob { id, problem } => {
+                warn!(job = %id, "the job's record is corrupt: {problem}")
+            }
+            Event::WriteFailed { what, why } => warn!("{what} write failed: {why}"),
+            Event::DispatchRefused { job, epoch } => {
+                tracing::debug!(%job, epoch = epoch.0, "dispatch refused")
+            }
+            Event::TombstonesSwept { collected, stamped, kept, early } => {
+                if early > 0 {
+                    warn!(early, "too many tombstones: the oldest collected before their retention ended");
+                }
+                info!(collected, stamped, kept, "tombstones swept");
+            }
+            Event::Capacity { at, view } => {
+                if self.observed() {
+                    self.observe(super::Observation::Capacity(self.capacity_sample(at, view)));
+                }
+            }
         }
     }
 }

@@ -1,0 +1,158 @@
+//! The term's metastore I/O: what a new term starts from, the guarded writes of the job manager's records and its
+//! reads. Moves bytes only: what to write and read, and what the answers mean, is the manager's.
+
+use tracing::warn;
+
+use super::Master;
+use crate::core::ids::{ExecutorId, JobId};
+use crate::core::job::{CorruptRecord, JobRecord};
+use crate::core::manager::{self as manager, Read, ReadResult, Record, Snapshot, WriteOutcome};
+use crate::core::registry::ExecutorRecord;
+use crate::meta::{keys, Cond, LeaderKey, MetaError, Op, TXN_OPS_MAX};
+
+/// A job record read from the metastore: the record, or why it cannot be trusted.
+fn decode_job(key: &str, value: &[u8]) -> Result<JobRecord, CorruptRecord> {
+    let corrupt = |problem: String| CorruptRecord { key: key.to_owned(), problem, len: value.len() };
+    match serde_json::from_slice::<JobRecord>(value) {
+        Ok(r) if keys::job(r.id.as_str()) == key => Ok(r),
+        Ok(r) => Err(corrupt(format!("it holds the record of job {}", r.id))),
+        Err(e) => Err(corrupt(format!("it does not decode: {e}"))),
+    }
+}
+
+async fn timed<T>(m: &Master, f: impl std::future::Future<Output = Result<T, MetaError>>) -> Result<T, MetaError> {
+    match tokio::time::timeout(m.cfg.rpc.metastore_timeout, f).await {
+        Ok(r) => r,
+        Err(_) => Err(MetaError::Unknown("the metastore did not answer in time".into())),
+    }
+}
+
+/// The metastore operations of a write, in order.
+fn ops_of(records: &[Record]) -> Result<Vec<Op>, String> {
+    let put = |key: String, value: Vec<u8>| Op::Put { key, value, lease: None };
+    let counter = |key: String, n: u64| put(key, n.to_string().into_bytes());
+    let json = |what: &str, r: Result<Vec<u8>, serde_json::Error>| r.map_err(|e| format!("cannot encode {what}: {e}"));
+    let mut ops = vec![];
+    for r in records {
+        match r {
+            Record::Job(j) => ops.push(put(keys::job(j.id.as_str()), json("a job record", serde_json::to_vec(j))?)),
+            Record::Executor(e) => {
+                ops.push(put(keys::executor(e.id.0), json("an executor record", serde_json::to_vec(e))?))
+            }
+            Record::DeleteExecutor(id) => ops.push(Op::Delete { key: keys::executor(id.0) }),
+            Record::ExecutorNextId(ExecutorId(n)) => ops.push(counter(keys::executor_next_id(), *n)),
+            Record::JobNextEpoch(e) => ops.push(counter(keys::job_next_epoch(), e.0)),
+            Record::JobMasterFence(job, e) => ops.push(counter(keys::job_master(job.as_str()), e.0)),
+            Record::DeleteJob { id, stored } => {
+                ops.extend(stored.iter().map(|k| Op::Delete { key: k.clone() }));
+                ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
+                ops.push(Op::Delete { key: keys::job(id.as_str()) });
+            }
+            Record::Tombstone { id, request, deleted_at } => {
+                let t = crate::core::tombstone::Tombstone { request: request.clone(), deleted_at: *deleted_at };
+                ops.push(put(keys::deleted_job(id.as_str()), json("a tombstone", serde_json::to_vec(&t))?));
+            }
+            Record::DeleteTombstone(id) => ops.push(Op::Delete { key: keys::deleted_job(id.as_str()) }),
+        }
+    }
+    Ok(ops)
+}
+
+/// Writes `records` under the term's guard, in transactions of at most [`TXN_OPS_MAX`] operations.
+pub(super) async fn persist(m: &Master, key: &LeaderKey, records: &[Record]) -> WriteOutcome {
+    let ops = match ops_of(records) {
+        Ok(ops) => ops,
+        Err(e) => return WriteOutcome::NotApplied(e),
+    };
+    let guard = [Cond::IsLeader(key.clone())];
+    for (i, chunk) in ops.chunks(TXN_OPS_MAX).enumerate() {
+        crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeMetastoreWrite).await;
+        match timed(m, m.store.txn(&guard, chunk)).await {
+            Ok(true) => {}
+            Ok(false) => return WriteOutcome::Fenced,
+            // A later chunk's failure leaves the earlier ones applied: the outcome as a whole is not known.
+            Err(MetaError::Unknown(e)) => return WriteOutcome::Unknown(e),
+            Err(e) if i > 0 => return WriteOutcome::Unknown(e.to_string()),
+            Err(e) => return WriteOutcome::NotApplied(e.to_string()),
+        }
+    }
+    crate::buggify::point(&m.fault_points, crate::buggify::Point::AfterMetastoreWrite).await;
+    WriteOutcome::Written
+}
+
+pub(super) async fn read_one(m: &Master, read: &Read) -> Result<ReadResult, String> {
+    let store = &m.store;
+    let r = match read {
+        Read::Job(id) => {
+            let key = keys::job(id.as_str());
+            ReadResult::Job(timed(m, store.get(&key)).await.map_err(|e| e.to_string())?.map(|v| decode_job(&key, &v)))
+        }
+        Read::Tombstone(id) => {
+            let stored = timed(m, store.get(&keys::deleted_job(id.as_str()))).await.map_err(|e| e.to_string())?;
+            ReadResult::Tombstone(stored.map(|v| crate::core::tombstone::Tombstone::decode(&v).0))
+        }
+        Read::JobData(id) => {
+            let mut found = vec![];
+            for prefix in [keys::workers_prefix(id.as_str()), keys::checkpoints_prefix(id.as_str())] {
+                found.extend(
+                    timed(m, store.list(&prefix)).await.map_err(|e| e.to_string())?.into_iter().map(|(k, _)| k),
+                );
+            }
+            ReadResult::Keys(found)
+        }
+        Read::LeaderEpoch => {
+            let stored = timed(m, store.get(&keys::leader_epoch())).await.map_err(|e| e.to_string())?;
+            ReadResult::Counter(manager::parse_counter("leader epoch", stored.as_deref()).map_err(|e| e.to_string())?)
+        }
+        Read::Tombstones => {
+            let mut listed = vec![];
+            for (k, v) in timed(m, store.list(&keys::deleted_jobs_prefix())).await.map_err(|e| e.to_string())? {
+                let Some(id) = keys::deleted_job_id_of(&k).and_then(|id| JobId::parse(id).ok()) else {
+                    warn!(key = %k, "skipping a tombstone under a key that names no job");
+                    continue;
+                };
+                let (token, deleted_at) = crate::core::tombstone::Tombstone::decode(&v);
+                listed.push((id, deleted_at, token));
+            }
+            ReadResult::Tombstones(listed)
+        }
+    };
+    Ok(r)
+}
+
+/// Reads what a new term starts from.
+pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
+    let store = &m.store;
+    let mut s = Snapshot::default();
+    for (k, v) in timed(m, store.list(&keys::executors_prefix())).await.map_err(|e| e.to_string())? {
+        if keys::executor_id_of(&k).is_none() {
+            continue;
+        }
+        match serde_json::from_slice::<ExecutorRecord>(&v) {
+            Ok(r) => s.executors.push(r),
+            Err(e) => {
+                // Its executor is unknown to this leader: its next heartbeat makes it register again.
+                warn!(key = %k, "an executor record does not decode: {e}; its executor will register again");
+                s.corrupt_executors += 1;
+            }
+        }
+    }
+    let counter = |name, v: Option<Vec<u8>>| manager::parse_counter(name, v.as_deref()).map_err(|e| e.to_string());
+    let next = timed(m, store.get(&keys::executor_next_id())).await.map_err(|e| e.to_string())?;
+    s.next_executor_id = counter("next executor id", next)?;
+    for (k, v) in timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())? {
+        match decode_job(&k, &v) {
+            Ok(r) => s.jobs.push(r),
+            Err(record) => {
+                warn!(key = %k, "a job record is corrupt: {}; the job is shown as corrupt until it is deleted", record.problem);
+                match keys::job_id_of(&k).and_then(|id| JobId::parse(id).ok()) {
+                    Some(id) => s.corrupt_jobs.push((id, record)),
+                    None => s.corrupt_unnamed_jobs += 1,
+                }
+            }
+        }
+    }
+    let next = timed(m, store.get(&keys::job_next_epoch())).await.map_err(|e| e.to_string())?;
+    s.next_job_epoch = counter("next job-master epoch", next)?;
+    Ok(s)
+}
