@@ -29,10 +29,10 @@ use crate::core::timing::{HeartbeatTiming, TimingError};
 pub const CONFIG_FILE_MAX_BYTES: u64 = 1 << 20;
 /// The most entries an address list (`etcd`, `join`) may hold.
 pub const ENDPOINTS_MAX: usize = 32;
+/// The largest executor capacity, in slots (the registry's rule).
+pub use crate::core::registry::CAPACITY_MAX;
 /// The longest node or cluster name.
-pub const NAME_MAX_LEN: usize = 63;
-/// The largest executor capacity, in slots.
-pub const CAPACITY_MAX: u32 = 1_000_000;
+pub use crate::core::registry::NAME_MAX_LEN;
 /// The longest executor task queue.
 pub const TASK_QUEUE_MAX: u32 = 65_536;
 /// The shortest election lease real etcd grants.
@@ -447,15 +447,23 @@ impl Default for BackoffConfig {
     }
 }
 
-/// How placement chooses among executors that fit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Strategy {
-    /// Spread: the executor with the most free capacity.
-    #[default]
-    LeastLoaded,
-    /// Pack: the fullest executor that still fits.
-    BinPack,
+/// How placement chooses among executors that fit (the core's; named on the command line as in the file).
+pub use crate::core::placement::Strategy;
+
+impl clap::ValueEnum for Strategy {
+    fn value_variants<'a>() -> &'a [Strategy] {
+        &[Strategy::LeastLoaded, Strategy::BinPack]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(match self {
+            Strategy::LeastLoaded => clap::builder::PossibleValue::new("least-loaded")
+                .help("Spread: the executor with the most free capacity"),
+            Strategy::BinPack => {
+                clap::builder::PossibleValue::new("bin-pack").help("Pack: the fullest executor that still fits")
+            }
+        })
+    }
 }
 
 /// Task placement.
@@ -492,11 +500,7 @@ impl BackoffConfig {
 impl PlacementConfig {
     /// The core's policy of this section.
     pub fn policy(&self) -> crate::core::placement::PlacementPolicy {
-        let strategy = match self.strategy {
-            Strategy::LeastLoaded => crate::core::placement::Strategy::LeastLoaded,
-            Strategy::BinPack => crate::core::placement::Strategy::BinPack,
-        };
-        crate::core::placement::PlacementPolicy { strategy, reservation_ttl: self.reservation_ttl }
+        crate::core::placement::PlacementPolicy { strategy: self.strategy, reservation_ttl: self.reservation_ttl }
     }
 }
 
@@ -934,23 +938,9 @@ fn derived_name(prefix: &str, address: &str) -> String {
 }
 
 fn check_cluster(cluster: &str) -> Result<(), ConfigError> {
-    let bytes = cluster.as_bytes();
-    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= NAME_MAX_LEN
-        && bytes.iter().all(|&b| edge(b) || b == b'-')
-        && bytes.first().copied().is_some_and(edge)
-        && bytes.last().copied().is_some_and(edge);
-    if ok {
-        Ok(())
-    } else {
-        Err(invalid(
-            "cluster",
-            format!(
-                "{cluster:?} is not a valid cluster name: use 1 to {NAME_MAX_LEN} lowercase letters, digits and \
-                 '-', starting and ending with a letter or digit"
-            ),
-        ))
+    match crate::core::ids::cluster_name_problem(cluster) {
+        None => Ok(()),
+        Some(problem) => Err(invalid("cluster", problem)),
     }
 }
 

@@ -198,6 +198,26 @@ impl fmt::Display for MasterId {
     }
 }
 
+/// The one rule for cluster names (the configuration and the metastore both apply it): every key of a cluster lives
+/// under `/foreman/<cluster>/`. What is wrong with `name`, if anything.
+pub fn cluster_name_problem(name: &str) -> Option<String> {
+    let max = super::registry::NAME_MAX_LEN;
+    let bytes = name.as_bytes();
+    let edge = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= max
+        && bytes.iter().all(|&b| edge(b) || b == b'-')
+        && bytes.first().copied().is_some_and(edge)
+        && bytes.last().copied().is_some_and(edge);
+    (!ok).then(|| {
+        format!(
+            "{} is not a valid cluster name: use 1 to {max} lowercase letters, digits and '-', starting and ending \
+             with a letter or digit",
+            super::text::quote(name)
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +278,16 @@ mod tests {
         assert_eq!(Epoch(4).next(), Epoch(5));
         assert_eq!(LeaderEpoch(2).next(), LeaderEpoch(3));
         assert_eq!(ExecutorId(3).to_string(), "e3");
+    }
+
+    #[test]
+    fn cluster_names_follow_one_rule() {
+        for good in ["default", "a", "prod-east-1", &"x".repeat(63)] {
+            assert_eq!(cluster_name_problem(good), None, "{good}");
+        }
+        for bad in ["", "-a", "a-", "A", "a/b", "a_b", "a.b", &"x".repeat(64)] {
+            let problem = cluster_name_problem(bad).expect(bad);
+            assert!(problem.contains("lowercase letters, digits and '-'"), "{problem}");
+        }
     }
 }

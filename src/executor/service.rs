@@ -25,7 +25,7 @@ use crate::rpc::pb::executor_service_server::ExecutorService;
 use crate::rpc::status::{invalid_argument, Reason};
 
 /// The most slots one task may cost (as the master's placement).
-const COST_MAX: u32 = crate::config::CAPACITY_MAX;
+const COST_MAX: u32 = crate::core::registry::CAPACITY_MAX;
 
 #[derive(Clone)]
 pub(crate) struct ExecutorSvc {

@@ -12,8 +12,8 @@ use crate::core::time::{millis_of, Time};
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
 
-/// The most slots one task may take.
-pub const COST_MAX: u32 = 1_000_000;
+/// The most slots one task may take: no executor has more.
+pub const COST_MAX: u32 = crate::core::registry::CAPACITY_MAX;
 
 pub fn selectors(field: &str, wire: &[pb::Selector]) -> Result<Vec<Selector>, Status> {
     let mut out = Vec::with_capacity(wire.len());

@@ -6,7 +6,7 @@ use tracing::warn;
 use super::Master;
 use crate::core::ids::{ExecutorId, JobId};
 use crate::core::job::{CorruptRecord, JobRecord};
-use crate::core::manager::{self as manager, Read, ReadResult, Record, Snapshot, WriteOutcome};
+use crate::core::manager::{Read, ReadResult, Record, Snapshot, WriteOutcome};
 use crate::core::registry::ExecutorRecord;
 use crate::meta::{keys, Cond, LeaderKey, MetaError, Op, TXN_OPS_MAX};
 
@@ -101,8 +101,9 @@ pub(super) async fn read_one(m: &Master, read: &Read) -> Result<ReadResult, Stri
             ReadResult::Keys(found)
         }
         Read::LeaderEpoch => {
-            let stored = timed(m, store.get(&keys::leader_epoch())).await.map_err(|e| e.to_string())?;
-            ReadResult::Counter(manager::parse_counter("leader epoch", stored.as_deref()).map_err(|e| e.to_string())?)
+            let key = keys::leader_epoch();
+            let stored = timed(m, store.get(&key)).await.map_err(|e| e.to_string())?;
+            ReadResult::Counter(counter(&key, stored)?)
         }
         Read::Tombstones => {
             let mut listed = vec![];
@@ -118,6 +119,12 @@ pub(super) async fn read_one(m: &Master, read: &Read) -> Result<ReadResult, Stri
         }
     };
     Ok(r)
+}
+
+/// A stored counter: absent is 0; anything but a decimal number is an error, never 0 (read as 0, a counter would
+/// hand out ids and epochs again).
+fn counter(key: &str, stored: Option<Vec<u8>>) -> Result<u64, String> {
+    stored.map_or(Ok(0), |v| crate::meta::parse_counter(key, &v).map_err(|e| e.to_string()))
 }
 
 /// Reads what a new term starts from.
@@ -137,9 +144,8 @@ pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
             }
         }
     }
-    let counter = |name, v: Option<Vec<u8>>| manager::parse_counter(name, v.as_deref()).map_err(|e| e.to_string());
     let next = timed(m, store.get(&keys::executor_next_id())).await.map_err(|e| e.to_string())?;
-    s.next_executor_id = counter("next executor id", next)?;
+    s.next_executor_id = counter(&keys::executor_next_id(), next)?;
     for (k, v) in timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())? {
         match decode_job(&k, &v) {
             Ok(r) => s.jobs.push(r),
@@ -153,6 +159,6 @@ pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
         }
     }
     let next = timed(m, store.get(&keys::job_next_epoch())).await.map_err(|e| e.to_string())?;
-    s.next_job_epoch = counter("next job-master epoch", next)?;
+    s.next_job_epoch = counter(&keys::job_next_epoch(), next)?;
     Ok(s)
 }

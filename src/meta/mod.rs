@@ -178,12 +178,10 @@ impl fmt::Debug for MetaStore {
 }
 
 fn check_cluster(cluster: &str) -> Result<(), MetaError> {
-    if cluster.is_empty() || cluster.contains('/') {
-        return Err(MetaError::Unavailable(format!(
-            "{cluster:?} cannot name a cluster: it must be non-empty and contain no '/'"
-        )));
+    match crate::core::ids::cluster_name_problem(cluster) {
+        None => Ok(()),
+        Some(problem) => Err(MetaError::Unavailable(problem)),
     }
-    Ok(())
 }
 
 fn cluster_prefix(cluster: &str) -> Arc<str> {

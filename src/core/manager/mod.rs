@@ -70,21 +70,6 @@ pub struct Plants {
     pub illegal_transition: bool,
 }
 
-/// Why a term could not begin.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum RecoveryError {
-    #[error("the counter {name} holds {value:?}, which is not a number: fix or delete the key")]
-    CorruptCounter { name: &'static str, value: String },
-}
-
-/// Parses a stored counter: absent is 0; anything but a decimal number is an error, never 0 (a counter read as 0
-/// would hand out ids and epochs again).
-pub fn parse_counter(name: &'static str, stored: Option<&[u8]>) -> Result<u64, RecoveryError> {
-    let Some(bytes) = stored else { return Ok(0) };
-    let corrupt = || RecoveryError::CorruptCounter { name, value: String::from_utf8_lossy(bytes).into_owned() };
-    std::str::from_utf8(bytes).ok().and_then(|s| s.trim().parse().ok()).ok_or_else(corrupt)
-}
-
 /// What happens once the write of an operation is taken.
 #[derive(Clone, Debug)]
 enum After {

@@ -123,13 +123,3 @@ fn a_failed_write_of_the_periodic_pass_ends_the_term_and_dispatches_nothing() {
     assert!(r.dispatches.is_empty());
     assert!(r.step_down.is_some());
 }
-
-#[test]
-fn stored_counters_parse_or_refuse() {
-    assert_eq!(parse_counter("c", None), Ok(0));
-    assert_eq!(parse_counter("c", Some(b"42")), Ok(42));
-    assert_eq!(parse_counter("c", Some(b" 7\n")), Ok(7));
-    for bad in [&b""[..], b"x", b"-1", b"1.5"] {
-        assert!(parse_counter("c", Some(bad)).is_err(), "{bad:?}");
-    }
-}
