@@ -548,9 +548,14 @@ impl Jobs {
                 let previous = self.jobs.remove(id);
                 let mut fresh = Jobs::restore(self.policy.clone(), now, self.next_epoch, [record]);
                 let mut job = fresh.jobs.remove(id).expect("restored the one record");
-                // A phase that names the same incarnation stays as it was: the reload settles the durable part.
+                // A phase that names the same live incarnation stays as it was: the reload settles the durable
+                // part. Only a live one: a job that had ended in memory (say, canceled while nothing ran) and is
+                // read back as it was before, waiting, must wait again, not stay ended in phase while its record
+                // says it waits (found by the runtime invariants in the swarm: a Created job in phase Done, which
+                // would never have started).
                 if let Some(prev) = previous {
-                    if prev.phase.live_epoch() == job.phase.live_epoch() && !job.record.state.is_terminal() {
+                    let live = prev.phase.live_epoch();
+                    if live.is_some() && live == job.phase.live_epoch() && !job.record.state.is_terminal() {
                         job.phase = prev.phase;
                     }
                 }
@@ -884,6 +889,22 @@ mod tests {
             cancel_grace: Duration::from_secs(30),
             job_master_share: 0.5,
         }
+    }
+
+    #[test]
+    fn a_cancel_whose_write_failed_leaves_a_job_that_waits_again() {
+        // Regression (swarm seeds 1797200942, 1797200990, caught by the runtime invariants): the record read back
+        // after the failed write says Created, waiting; the job must wait again, not stay ended in phase.
+        let mut jobs = Jobs::new(policy());
+        let created = jobs.create(id("j"), spec()).unwrap();
+        let (state, step) = jobs.cancel(ms(1), &id("j")).unwrap();
+        assert_eq!((state, jobs.get(&id("j")).unwrap().phase()), (JobState::Canceled, Phase::Done));
+        assert_eq!(step.persist.unwrap().state, JobState::Canceled);
+        jobs.reload(ms(2), Some(created), &id("j"));
+        let j = jobs.get(&id("j")).unwrap();
+        assert_eq!((j.state(), j.phase()), (JobState::Created, Phase::Waiting));
+        jobs.check().unwrap();
+        assert_eq!(jobs.startable(ms(2)), vec![id("j")]);
     }
 
     #[test]

@@ -255,7 +255,7 @@ pub struct Gauges {
 
 /// The lowercase name of a job state, as the JSON API and `--output json` spell it.
 pub fn job_state_label(s: JobState) -> String {
-    crate::cli::output::job_state_name(super::convert::state_to_wire(s) as i32)
+    crate::rpc::views::job_state_name(super::convert::state_to_wire(s) as i32)
 }
 
 /// The Prometheus text exposition (format 0.0.4) of `gauges` and `stats`.

@@ -1,6 +1,7 @@
 //! The gRPC API: generated code and the mapping of errors to statuses.
 
 pub mod status;
+pub mod views;
 
 use std::time::Duration;
 

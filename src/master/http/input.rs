@@ -41,7 +41,7 @@ struct CreateJobBody {
     request_id: String,
 }
 
-/// A selector as jobs show it (`crate::cli::output::SelectorView`).
+/// A selector as jobs show it (`crate::rpc::views::SelectorView`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SelectorBody {

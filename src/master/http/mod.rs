@@ -32,13 +32,13 @@ use tokio::sync::Semaphore;
 use tonic::{Code, Request, Status};
 
 use super::{Master, MasterService, Role};
-use crate::cli::output::{
-    DeletedView, ExecutorListView, ExecutorView, JobListView, JobView, LeaderView, MasterListView, MasterView,
-};
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_server::Discovery;
 use crate::rpc::pb::job_manager_server::JobManager;
 use crate::rpc::status::{reason_of, Reason};
+use crate::rpc::views::{
+    DeletedView, ExecutorListView, ExecutorView, JobListView, JobView, LeaderView, MasterListView, MasterView,
+};
 
 /// The largest request body read, in bytes: a job configuration (at most 64 KiB) escaped into a JSON string,
 /// with room to spare.

@@ -1,0 +1,251 @@
+//! The API's resources as JSON: the views `--output json` prints and the HTTP API serves (one schema for both).
+//! Server replies become views here; nothing fails or panics on what a server sends: enum values this build does
+//! not know show as `UNKNOWN(7)`, and a job configuration that is not JSON is shown as a string.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::rpc::pb;
+
+/// A job, as `job get|create|cancel` and each row of `job list` show it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub job_type: String,
+    /// Lowercase: `created`, `running`, `canceling`, `finished`, `canceled`, `failed`, or `corrupt` (its stored
+    /// record does not decode; `error` says where); `UNKNOWN(n)` otherwise.
+    pub state: String,
+    pub restarts: u32,
+    /// The newest job master incarnation's epoch; 0 before the first.
+    pub epoch: u64,
+    /// The executor hosting the current job master; `null` when none.
+    pub executor_id: Option<u64>,
+    /// Slots the job master takes (the server's 0 is its default, 1).
+    pub cost: u32,
+    pub selectors: Vec<SelectorView>,
+    pub error: Option<JobErrorView>,
+    /// What the running job master last said of its progress, e.g. `412/800 steps`; `null` when the leader
+    /// has heard nothing (it keeps this in memory only: a new leader starts without it).
+    pub progress: Option<String>,
+    /// Why the job waits for a placement (no executor can take it: which filter, how many slots); `null` once
+    /// it is placed.
+    pub waiting: Option<String>,
+    /// The job's configuration as JSON when the server sent it (`--config`); a string if it is not valid JSON.
+    pub config: Option<serde_json::Value>,
+}
+
+/// A label selector: `op` is `eq`, `neq` or `regex` (`UNKNOWN(n)` otherwise).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SelectorView {
+    pub key: String,
+    pub op: String,
+    pub target: String,
+}
+
+/// Why a job failed, as the server put it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobErrorView {
+    pub reason: String,
+    pub message: String,
+}
+
+/// One page of `job list`, or all of them with `--all`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobListView {
+    pub jobs: Vec<JobView>,
+    /// Pass it to `--page-token` for the next page; `null` on the last page and with `--all`.
+    pub next_page_token: Option<String>,
+}
+
+/// An executor, as `cluster executors` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExecutorView {
+    pub id: u64,
+    pub name: String,
+    pub address: String,
+    /// `online` or `unconfirmed` (restored by a new leader, not yet heard from); `UNKNOWN(n)` otherwise.
+    pub status: String,
+    pub used: u32,
+    pub capacity: u32,
+    pub labels: BTreeMap<String, String>,
+    pub last_heartbeat_age_ms: u64,
+}
+
+/// `cluster executors`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ExecutorListView {
+    pub executors: Vec<ExecutorView>,
+}
+
+/// A master, as `cluster masters` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MasterView {
+    pub name: String,
+    pub address: String,
+    pub is_leader: bool,
+}
+
+/// `cluster masters`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MasterListView {
+    pub masters: Vec<MasterView>,
+}
+
+/// `cluster leader`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LeaderView {
+    pub name: String,
+    pub address: String,
+    pub leader_epoch: u64,
+}
+
+/// `job delete`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DeletedView {
+    pub id: String,
+    pub deleted: bool,
+}
+
+/// `cluster resign`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ResignedView {
+    /// The master that was asked.
+    pub address: String,
+    pub resigned: bool,
+}
+
+/// The lowercase name of a job state, `UNKNOWN(n)` for a value this client does not know.
+pub fn job_state_name(value: i32) -> String {
+    let name = match pb::JobState::try_from(value) {
+        Ok(pb::JobState::Unspecified) => "unspecified",
+        Ok(pb::JobState::Created) => "created",
+        Ok(pb::JobState::Running) => "running",
+        Ok(pb::JobState::Canceling) => "canceling",
+        Ok(pb::JobState::Finished) => "finished",
+        Ok(pb::JobState::Canceled) => "canceled",
+        Ok(pb::JobState::Failed) => "failed",
+        Ok(pb::JobState::Corrupt) => "corrupt",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+/// The lowercase name of an executor status, `UNKNOWN(n)` for a value this client does not know.
+pub fn executor_status_name(value: i32) -> String {
+    let name = match pb::ExecutorStatus::try_from(value) {
+        Ok(pb::ExecutorStatus::Unspecified) => "unspecified",
+        Ok(pb::ExecutorStatus::Online) => "online",
+        Ok(pb::ExecutorStatus::Unconfirmed) => "unconfirmed",
+        Ok(pb::ExecutorStatus::Draining) => "draining",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+/// The lowercase name of a selector operator, `UNKNOWN(n)` for a value this client does not know.
+pub fn selector_op_name(value: i32) -> String {
+    let name = match pb::SelectorOp::try_from(value) {
+        Ok(pb::SelectorOp::Unspecified) => "unspecified",
+        Ok(pb::SelectorOp::Eq) => "eq",
+        Ok(pb::SelectorOp::Neq) => "neq",
+        Ok(pb::SelectorOp::Regex) => "regex",
+        Err(_) => return unknown(value),
+    };
+    name.to_owned()
+}
+
+fn unknown(value: i32) -> String {
+    format!("UNKNOWN({value})")
+}
+
+impl From<&pb::Selector> for SelectorView {
+    fn from(s: &pb::Selector) -> SelectorView {
+        SelectorView { key: s.key.clone(), op: selector_op_name(s.op), target: s.target.clone() }
+    }
+}
+
+impl SelectorView {
+    /// The command-line form `key=value`, `key!=value` or `key~regex`; an unknown operator shows its number.
+    pub fn command_line_form(&self) -> String {
+        let op = match self.op.as_str() {
+            "eq" => "=".to_owned(),
+            "neq" => "!=".to_owned(),
+            "regex" => "~".to_owned(),
+            other => format!(" {other} "),
+        };
+        format!("{}{}{}", self.key, op, self.target)
+    }
+}
+
+impl From<&pb::Job> for JobView {
+    fn from(job: &pb::Job) -> JobView {
+        let error = job
+            .error
+            .as_ref()
+            .filter(|e| !(e.reason.is_empty() && e.message.is_empty()))
+            .map(|e| JobErrorView { reason: e.reason.clone(), message: e.message.clone() });
+        JobView {
+            id: job.id.clone(),
+            job_type: job.r#type.clone(),
+            state: job_state_name(job.state),
+            restarts: job.restarts,
+            epoch: job.epoch,
+            executor_id: (job.executor_id != 0).then_some(job.executor_id),
+            cost: job.cost.max(1),
+            selectors: job.selectors.iter().map(SelectorView::from).collect(),
+            error,
+            progress: (!job.progress.is_empty()).then(|| job.progress.clone()),
+            waiting: (!job.waiting.is_empty()).then(|| job.waiting.clone()),
+            config: config_value(&job.config),
+        }
+    }
+}
+
+/// A job configuration as the server sent it: parsed JSON, or the text itself when it is not JSON.
+fn config_value(bytes: &[u8]) -> Option<serde_json::Value> {
+    if bytes.is_empty() {
+        return None;
+    }
+    Some(
+        serde_json::from_slice(bytes)
+            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())),
+    )
+}
+
+impl From<&pb::Executor> for ExecutorView {
+    fn from(e: &pb::Executor) -> ExecutorView {
+        ExecutorView {
+            id: e.id,
+            name: e.name.clone(),
+            address: e.address.clone(),
+            status: executor_status_name(e.status),
+            used: e.used,
+            capacity: e.capacity,
+            // The wire map has no order; the view's is by key.
+            labels: e.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            last_heartbeat_age_ms: e.last_heartbeat_age_ms,
+        }
+    }
+}
+
+impl From<&pb::Master> for MasterView {
+    fn from(m: &pb::Master) -> MasterView {
+        MasterView { name: m.name.clone(), address: m.address.clone(), is_leader: m.is_leader }
+    }
+}
+
+impl From<&pb::GetLeaderResponse> for LeaderView {
+    fn from(l: &pb::GetLeaderResponse) -> LeaderView {
+        LeaderView { name: l.name.clone(), address: l.address.clone(), leader_epoch: l.leader_epoch }
+    }
+}
+
+/// Any view as pretty-printed JSON, with a final newline.
+pub fn to_json<T: Serialize>(view: &T) -> String {
+    // The views hold only strings, numbers, string-keyed maps and JSON values: serializing cannot fail.
+    let mut text = serde_json::to_string_pretty(view).expect("views serialize: string keys and plain values only");
+    text.push('\n');
+    text
+}
