@@ -290,5 +290,6 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
         why: StopWhy::Exited(foreman::executor::TaskExit::Finished),
     };
     assert!(seen.iter().any(|(_, o)| *o == stopped), "{seen:?}");
-    assert!(seen.iter().any(|(_, o)| *o == ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5 }));
+    let started = ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5, leader_epoch: leader };
+    assert!(seen.iter().any(|(_, o)| *o == started), "{seen:?}");
 }
