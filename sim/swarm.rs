@@ -787,7 +787,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
             _ => false,
         };
         require(!bad, || {
-            let detail = format!("(settled at {settled}): {node} {seen:?}");
+            let detail = format!("{node} {seen:?} (the cluster settled at {settled})");
             let who = if matches!(seen, Seen::Master(_)) { Id::Master(node.clone()) } else { Id::Node(node.clone()) };
             Violation::new(Rule::QuietOnceHealthy, *at, detail).with([who])
         });
