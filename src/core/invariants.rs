@@ -748,11 +748,6 @@ impl FencedEpochs {
     pub fn on_node_gone(&mut self, node: &str) {
         self.newest.retain(|(r, _), _| r.node() != node);
     }
-
-    /// How many (receiver, sender) pairs were heard from.
-    pub fn pairs_seen(&self) -> usize {
-        self.newest.len()
-    }
 }
 
 /// One acting period of one master (rule 1): `[begin, end)`.
