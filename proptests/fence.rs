@@ -16,11 +16,12 @@ use std::time::Duration;
 
 use foreman::core::fence::{Ack, SelfFence};
 use foreman::core::ids::LeaderEpoch;
+use foreman::core::invariants::{FencedEpochs, Receiver, Sender};
 use foreman::core::time::Time;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
-use crate::gen::{advance, config, millis};
+use crate::gen::{advance, config, millis, rule};
 
 /// The judge's offline TTL; every self-fence duration drawn is below it.
 const OFFLINE_TTL: Duration = Duration::from_millis(10_000);
@@ -69,6 +70,7 @@ fn run(start: u64, self_fence: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     // Before any acknowledgement the judge's TTL runs from the registration, which the reporter's start follows.
     let mut m = Model { epoch: LeaderEpoch::NONE, anchor: start, self_fence, judge_offline_at: start + OFFLINE_TTL };
     let mut now = start;
+    let (mut fenced, receiver) = (FencedEpochs::default(), Receiver::Executor { node: "reporter".to_owned() });
     for (step, op) in ops.iter().enumerate() {
         let before = f.deadline();
         match *op {
@@ -77,6 +79,10 @@ fn run(start: u64, self_fence: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 let sent = Time::from_millis(now.as_millis().saturating_sub(back));
                 let epoch = shift(m.epoch, delta);
                 let got = f.on_ack(sent, epoch);
+                // What the fence takes as an acknowledgement is an accepted message (rule 2's checker).
+                if let Ack::Extended(_) = got {
+                    rule(fenced.on_accepted(now, &receiver, &Sender::Leader, epoch.0, "an acknowledgement"))?;
+                }
                 if epoch < m.epoch {
                     prop_assert_eq!(got, Ack::StaleSender { seen: m.epoch }, "step {}", step);
                     prop_assert_eq!(f.deadline(), before, "step {}: a stale reply moved the deadline", step);

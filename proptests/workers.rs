@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use foreman::core::ids::{Epoch, TaskId};
-use foreman::core::invariants::{LiveIncarnations, Rule, Violation};
+use foreman::core::invariants::{FencedEpochs, Id, LiveIncarnations, Receiver, Rule, Sender, Violation};
 use foreman::core::time::Time;
 use foreman::core::timing::HeartbeatTiming;
 use foreman::core::workers::{
@@ -37,10 +37,9 @@ const NODE: &str = "worker";
 
 /// Rule 3's checker told that an incarnation stopped; a stop of one that is not live is a broken bookkeeping.
 fn stopped(live: &mut LiveIncarnations, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), Violation> {
-    live.on_stop(task.as_str(), epoch.0, NODE).map(|_| ()).map_err(|_| Violation {
-        rule: Rule::OneLiveIncarnation,
-        at: now,
-        detail: format!("{task} epoch {epoch} stopped but was not live"),
+    live.on_stop(task.as_str(), epoch.0, NODE).map(|_| ()).map_err(|_| {
+        Violation::new(Rule::OneLiveIncarnation, now, format!("{task} epoch {epoch} stopped but was not live"))
+            .with([Id::Task(task.as_str().to_owned()), Id::Epoch(epoch)])
     })
 }
 
@@ -324,6 +323,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
         highest: BTreeMap::new(),
     };
     let mut live = LiveIncarnations::new(Duration::ZERO);
+    let mut fenced = FencedEpochs::default();
     // Tasks the caller removed: it promised not to dispatch them again, so the checker keeps whatever may still
     // run of them live.
     let mut retired: BTreeSet<TaskId> = BTreeSet::new();
@@ -387,6 +387,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 prop_assert_eq!(&got, &want, "step {}: heartbeat {:?}", step, msg);
                 check_claim(step, claim, &got.0)?;
                 check_reply(step, &msg, &got.0, entry_epoch, master_before)?;
+                accepted(&mut fenced, now, master_before, &msg, &got.0)?;
                 events = got.1;
             }
             Op::Status { task: t, master, worker, status: s } => {
@@ -414,6 +415,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                 prop_assert_eq!(&got, &want, "step {}: status {:?}", step, msg);
                 check_claim(step, claim, &got.0)?;
                 check_reply(step, &msg, &got.0, entry_epoch, master_before)?;
+                accepted(&mut fenced, now, master_before, &msg, &got.0)?;
                 events = got.1;
             }
             Op::Revoke { task: t, worker } => {
@@ -540,6 +542,23 @@ fn check_claim(step: usize, claim: Option<foreman::core::workers::Claim>, r: &Re
 
 /// The fencing verdict's rules: `StaleMaster` exactly when the message shows a newer master, or a newer worker
 /// epoch than the entry this master holds; a stale worker is never accepted; the reply names this master.
+/// Rule 2's checker told of every message the bookkeeping accepted: one master incarnation never accepts a task's
+/// older incarnation after a newer one.
+fn accepted(
+    fenced: &mut FencedEpochs,
+    now: Time,
+    master: Epoch,
+    msg: &Message,
+    r: &Reply,
+) -> Result<(), TestCaseError> {
+    if r.verdict != Verdict::Accepted {
+        return Ok(());
+    }
+    let receiver = Receiver::JobMaster { node: NODE.to_owned(), task: "master".to_owned(), epoch: master };
+    let from = Sender::Task(msg.task.as_str().to_owned());
+    rule(fenced.on_accepted(now, &receiver, &from, msg.worker_epoch.0, "a message"))
+}
+
 fn check_reply(
     step: usize,
     msg: &Message,

@@ -6,9 +6,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
+use foreman::core::invariants::Rule;
 use foreman::planted::Planted;
 
-use crate::harness::{panic_text, run_seed};
+use crate::harness::run_seed;
 
 use crate::fake_jobs::{job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, worker_cut_run};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
@@ -21,8 +22,8 @@ type Scenario = fn(Option<Planted>) -> Run;
 /// The most seeds a bug may survive.
 const MAX_SEEDS: u64 = 300;
 
-/// (bug, the scenario that attacks it, its name, what the failure must say).
-fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
+/// (bug, the scenario that attacks it, its name, the rules whose violation may catch it).
+fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
     vec![
         (
             Planted::WorkerIgnoresFence,
@@ -32,7 +33,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
                 })
             },
             "worker_cut_from_its_job_master_and_etcd",
-            "one live incarnation",
+            &[Rule::OneLiveIncarnation],
         ),
         (
             Planted::OneOfflinePerCheck,
@@ -42,7 +43,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
                 })
             },
             "simultaneous_deaths_are_declared_together",
-            "detection bound",
+            &[Rule::DetectionBound],
         ),
         (
             Planted::NoStepDown,
@@ -52,7 +53,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
                 })
             },
             "leader_cut_from_etcd_steps_down",
-            "safety rule 1",
+            &[Rule::OneActingLeader],
         ),
         (
             Planted::RecoveryWithoutWait,
@@ -62,7 +63,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
                 })
             },
             "leader_killed_during_a_network_blip",
-            "one live incarnation",
+            &[Rule::OneLiveIncarnation],
         ),
         (
             Planted::RecoveryForgetsCancel,
@@ -73,20 +74,20 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
             },
             "job_canceled_during_a_failover",
             // The cancel checker, or the job API's history (a job seen Canceling, then Running).
-            "safety rule 5",
+            &[Rule::CanceledNeverRestart, Rule::LegalTransitions],
         ),
         (
             Planted::SlotLeak,
             |b| Box::pin(one_step_jobs_give_every_slot_back_run(b)),
             "one_step_jobs_give_every_slot_back",
-            "capacity accounting",
+            &[Rule::ReservationWindow, Rule::ReservationSettled, Rule::CapacitySettled],
         ),
         // Caught by no checker but by the runtime assertion on every job state change, in the leader itself.
         (
             Planted::IllegalTransition,
             |b| Box::pin(one_step_jobs_give_every_slot_back_run(b)),
             "one_step_jobs_give_every_slot_back",
-            "illegal transition",
+            &[Rule::LegalTransitions],
         ),
     ]
 }
@@ -94,16 +95,20 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static str)> {
 #[test]
 fn planted_bugs_are_caught() {
     let mut report = vec![];
-    for (i, (bug, scenario, name, rule)) in table().into_iter().enumerate() {
+    for (i, (bug, scenario, name, rules)) in table().into_iter().enumerate() {
         let base = 80_000 + 10_000 * i as u64;
-        let caught = (base..base + MAX_SEEDS).find_map(|seed| {
-            let Err(p) = run_seed(seed, move || scenario(Some(bug))) else { return None };
-            Some((seed, panic_text(&*p)))
-        });
-        let Some((seed, text)) = caught else {
+        let caught = (base..base + MAX_SEEDS)
+            .find_map(|seed| run_seed(seed, move || scenario(Some(bug))).err().map(|f| (seed, f)));
+        let Some((seed, failure)) = caught else {
             panic!("planted bug {} survived {MAX_SEEDS} seeds of {name}", bug.name());
         };
-        assert!(text.contains(rule), "seed {seed}: {} broke another rule than {rule:?}: {text}", bug.name());
+        let rule = failure.violation().map(|v| v.rule);
+        assert!(
+            rule.is_some_and(|r| rules.contains(&r)),
+            "seed {seed}: {} broke another rule ({rule:?}) than {rules:?}: {failure}",
+            bug.name()
+        );
+        let text = failure.to_string();
         assert!(
             run_seed(seed, move || scenario(None)).is_ok(),
             "seed {seed} of {name} fails without the planted bug {} too: not the bug's failure",
@@ -134,7 +139,7 @@ fn probe_planted() {
     let seed =
         std::env::var("FOREMAN_PROBE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(80_000 + 10_000 * i as u64);
     let r = run_seed(seed, move || scenario(Some(bug)));
-    eprintln!("{} on {name}, seed {seed}: {}", bug.name(), r.err().map(|p| panic_text(&*p)).unwrap_or("passed".into()));
+    eprintln!("{} on {name}, seed {seed}: {}", bug.name(), r.err().map(|f| f.to_string()).unwrap_or("passed".into()));
 }
 
 /// The swarm's seeds against each planted bug, in order from a fixed first seed, two at a time: how many it takes
@@ -168,8 +173,8 @@ fn planted_bugs_are_caught_by_the_swarm() {
                 .collect();
             for h in pair {
                 let (seed, r) = h.join().expect("the seed's thread");
-                if let Err(p) = r {
-                    caught = caught.or(Some((seed, panic_text(&*p))));
+                if let Err(f) = r {
+                    caught = caught.or(Some((seed, f.to_string())));
                 }
             }
             n += 2;

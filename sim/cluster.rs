@@ -68,8 +68,11 @@ impl crate::harness::Story for Seen {
     fn routine(&self) -> bool {
         matches!(
             self,
-            Seen::Exec(ExecutorObservation::HeartbeatAcked { .. } | ExecutorObservation::Checkpoint { .. })
-                | Seen::Master(Observation::Capacity(_))
+            Seen::Exec(
+                ExecutorObservation::HeartbeatAcked { .. }
+                    | ExecutorObservation::Checkpoint { .. }
+                    | ExecutorObservation::WorkerHeard { .. }
+            ) | Seen::Master(Observation::Capacity(_) | Observation::JobMasterHeard { .. })
                 | Seen::JobRead { .. }
         )
     }

@@ -15,10 +15,11 @@ use foreman::rpc::status::{reason_of, Reason};
 use madsim::net::NetSim;
 use tonic::Code;
 
+use crate::checks::fenced_messages;
 use crate::cluster::{
     channel_to, executor_addr, executor_config, master_config, Cluster, Seen, Spec, Tasks, ETCD_ADDR,
 };
-use crate::harness::announce;
+use crate::harness::{announce, fail};
 
 #[madsim::test]
 async fn executors_register_heartbeat_and_are_listed_online() {
@@ -53,6 +54,7 @@ async fn executors_register_heartbeat_and_are_listed_online() {
         );
         assert_eq!(seen.iter().filter(|(_, o)| matches!(o, ExecutorObservation::Registered { .. })).count(), 1);
     }
+    fenced(&sim);
 }
 
 #[madsim::test]
@@ -140,6 +142,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
         Seen::Master(Observation::ExecutorOffline { id, .. }) => *id == old_id,
         _ => true,
     }));
+    fenced(&sim);
 }
 
 fn pre_dispatch(to: (u64, u64), task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
@@ -214,6 +217,7 @@ async fn registrations_retried_against_a_stalled_leader_leave_no_ghosts() {
         .filter(|(_, o)| matches!(o, ExecutorObservation::Registered { .. }))
         .count();
     assert_eq!(registered, 2, "once before the kill, once after");
+    fenced(&sim);
 }
 
 #[madsim::test]
@@ -290,5 +294,12 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
         why: StopWhy::Exited(foreman::executor::TaskExit::Finished),
     };
     assert!(seen.iter().any(|(_, o)| *o == stopped), "{seen:?}");
-    assert!(seen.iter().any(|(_, o)| *o == ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5 }));
+    let started = ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5, leader_epoch: leader };
+    assert!(seen.iter().any(|(_, o)| *o == started), "{seen:?}");
+    fenced(&sim);
+}
+
+/// Rule 2 over the run: no executor accepted an older leader epoch than one it had accepted.
+fn fenced(sim: &Cluster) {
+    fenced_messages(&sim.recorder.events()).unwrap_or_else(|v| fail(v));
 }

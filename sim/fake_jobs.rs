@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::{Checkpoint, FakeConfig};
@@ -24,11 +25,11 @@ use foreman::rpc::pb;
 use madsim::rand::Rng;
 
 use crate::checks::{
-    canceled_never_restart, checkpoints_forward, ids_never_reused, job_history, one_live_incarnation,
+    canceled_never_restart, checkpoints_forward, first_broken, ids_never_reused, job_history, one_live_incarnation,
     placement_within_bounds, summary,
 };
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
-use crate::harness::{announce, panic_text, run_seed};
+use crate::harness::{announce, fail, require, run_seed};
 use crate::master_failover::{await_job, check_safety, on_client, running, terminal, with_jobs};
 
 /// How long a healed cluster has to finish every job.
@@ -200,7 +201,10 @@ pub(crate) async fn finish_and_check(
 ) -> JobFigures {
     for (id, config) in jobs {
         let (ok, j) = await_job(c, id, FINISH_WITHIN, terminal).await;
-        assert!(ok, "liveness: {id} did not end within {FINISH_WITHIN:?} of the faults healing: {j:?}");
+        require(ok, || {
+            let detail = format!("{id} did not end within {FINISH_WITHIN:?} of the faults healing: {j:?}");
+            Violation::new(Rule::JobEnds, c.clock.now(), detail).with([Id::Job(id.clone())])
+        });
         let finished = j.state == pb::JobState::Finished as i32;
         let ok = finished || (canceled.contains(id) && j.state == pb::JobState::Canceled as i32);
         assert!(ok, "{id} ended {:?} (canceled: {}): {j:?}", j.state, canceled.contains(id));
@@ -208,28 +212,24 @@ pub(crate) async fn finish_and_check(
             let cps = checkpoints(c, id).await;
             assert_eq!(cps.len(), config.workers as usize, "{id}: one checkpoint per worker: {cps:?}");
             for (key, cp) in &cps {
-                assert_eq!(
-                    cp.counter, config.target,
-                    "safety (exact counters): {key} ended at {} of {}",
-                    cp.counter, config.target
-                );
+                require(cp.counter == config.target, || {
+                    let detail = format!("{key} ended at {} of {}", cp.counter, config.target);
+                    Violation::new(Rule::ExactCounters, c.clock.now(), detail).with([Id::Job(id.clone())])
+                });
             }
         }
     }
     let detection = check_safety(c);
     let events = c.recorder.events();
-    for (rule, result) in [
+    first_broken([
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
         ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
         ("job history", job_history(&events)),
         ("registry", ids_never_reused(&events)),
-    ] {
-        if let Err(e) = result {
-            panic!("{e} [the {rule} checker]");
-        }
-    }
+    ])
+    .unwrap_or_else(|v| fail(v));
     let story = events.iter().map(|(at, node, seen)| format!("{at} {node} {seen:?}")).collect();
     JobFigures { detection, failover: failovers(c), reschedule: reschedules(c), story }
 }
@@ -387,7 +387,10 @@ pub(crate) async fn executor_stopped_gracefully_while_hosting_a_job_master_run()
     assert!(moved.iter().any(|(task, _)| task == "job-0"), "job-0's job master never ran again: {moved:?}");
     tracing::info!("figure: drained tasks ran again after {moved:?}");
     for (task, took) in &moved {
-        assert!(took <= &MOVED_WITHIN, "liveness: {task} ran again {took:?} after its executor was asked to stop");
+        require(took <= &MOVED_WITHIN, || {
+            let detail = format!("{task} ran again {took:?} after its executor was asked to stop");
+            Violation::new(Rule::Reschedule, c.clock.now(), detail).with([Id::Task(task.clone())])
+        });
     }
     let events = c.recorder.events();
     let deregistered = events.iter().any(|(_, node, seen)| {
@@ -425,7 +428,10 @@ async fn leader_stopped_gracefully_hands_over_at_once() {
     let took = c.clock.now().saturating_since(asked);
     tracing::info!("figure: graceful leader handover took {took:?}");
     let ttl = c.config.election.lease_ttl;
-    assert!(took < Duration::from_secs(1), "liveness: the next leader took {took:?} (lease TTL {ttl:?})");
+    require(took < Duration::from_secs(1), || {
+        let detail = format!("the next leader took {took:?} after a graceful stop (lease TTL {ttl:?})");
+        Violation::new(Rule::FailoverBound, c.clock.now(), detail).with([Id::Master(c.masters[first].name.clone())])
+    });
     if madsim::rand::thread_rng().gen_bool(0.5) {
         tokio::time::sleep(millis(0, 5_000)).await;
         c.restart_master(first);
@@ -610,11 +616,11 @@ fn job_failover_distributions() {
     let (mut detection, mut reschedule, mut failover) = (vec![], vec![], vec![]);
     for n in 0..seeds {
         let f = run_seed(50_000 + n, || Box::pin(executor_killed_run(false, None)))
-            .unwrap_or_else(|p| panic!("seed {}: {}", 50_000 + n, panic_text(&*p)));
+            .unwrap_or_else(|p| panic!("seed {}: {}", 50_000 + n, p));
         detection.extend(f.detection);
         reschedule.extend(f.reschedule);
         let f = run_seed(60_000 + n, || Box::pin(leader_failover_with_jobs_run(None)))
-            .unwrap_or_else(|p| panic!("seed {}: {}", 60_000 + n, panic_text(&*p)));
+            .unwrap_or_else(|p| panic!("seed {}: {}", 60_000 + n, p));
         failover.extend(f.failover);
     }
     eprintln!("executor detection (kill to declared offline), {seeds} seeds: {}", summary(detection.clone()));

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use foreman::core::invariants::{Class, Violation};
 use foreman::core::time::Time;
 
 /// The scenario's clock: foreman's own, started when the scenario begins (simulated time in this build).
@@ -56,24 +57,90 @@ pub fn announce(scenario: &str) -> u64 {
     seed
 }
 
+/// Ends the run with a checker's verdict. It says what broke (the violation's sentence, where the run failed),
+/// then unwinds with the typed [`Violation`] as the payload, so that whoever runs the seed ([`run_seed`]) reads
+/// the class, rule and ids from it rather than from the text. A `#[madsim::test]` fails as with a panic.
+#[track_caller]
+pub fn fail(v: Violation) -> ! {
+    eprintln!("{}: {v}", std::panic::Location::caller());
+    std::panic::resume_unwind(Box::new(v))
+}
+
+/// Fails the run with the violation `broken` builds, unless `ok`.
+#[track_caller]
+pub fn require(ok: bool, broken: impl FnOnce() -> Violation) {
+    if !ok {
+        fail(broken());
+    }
+}
+
+/// Why a run failed: a checker's violation, or a crash (any other panic: a node's, or the harness's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Failure {
+    Violation(Violation),
+    Crash(String),
+}
+
+impl Failure {
+    /// The failure of a caught panic.
+    pub fn of(p: Box<dyn std::any::Any + Send>) -> Failure {
+        match p.downcast::<Violation>() {
+            Ok(v) => Failure::Violation(*v),
+            Err(p) => Failure::Crash(panic_text(&*p)),
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        match self {
+            Failure::Violation(v) => v.class(),
+            Failure::Crash(_) => Class::Crash,
+        }
+    }
+
+    /// Fails the caller the same way: unwinds with the same payload, without telling it again.
+    pub fn resume(self) -> ! {
+        match self {
+            Failure::Violation(v) => std::panic::resume_unwind(Box::new(v)),
+            Failure::Crash(text) => std::panic::resume_unwind(Box::new(text)),
+        }
+    }
+
+    pub fn violation(&self) -> Option<&Violation> {
+        match self {
+            Failure::Violation(v) => Some(v),
+            Failure::Crash(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Violation(v) => write!(f, "{v}"),
+            Failure::Crash(text) => f.write_str(text),
+        }
+    }
+}
+
 /// Runs `scenario` for `seed` in a fresh simulation on its own thread (as `#[madsim::test]` does).
 pub fn run_seed<T: Send + 'static>(
     seed: u64,
     scenario: impl FnOnce() -> Pin<Box<dyn Future<Output = T>>> + Send + 'static,
-) -> std::thread::Result<T> {
+) -> Result<T, Failure> {
     // A plain thread per run, outside any simulation: the runtime below is the simulation.
     #[allow(clippy::disallowed_methods)]
     let handle = std::thread::spawn(move || {
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         rt.block_on(scenario())
     });
-    handle.join()
+    handle.join().map_err(Failure::of)
 }
 
-/// The text of a caught panic.
+/// The text of a caught panic (a violation's sentence, when a checker failed the run).
 pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
     p.downcast_ref::<String>()
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+        .or_else(|| p.downcast_ref::<Violation>().map(|v| v.to_string()))
         .unwrap_or_default()
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::master::Role;
 use foreman::planted::Planted;
 use foreman::rpc::pb;
@@ -13,11 +14,11 @@ use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
 use crate::checks::{
-    acting_periods, capacity_settled, offline_declarations, one_live_incarnation, reservations_explained,
-    single_acting_leader, summary,
+    acting_periods, capacity_settled, fenced_messages, offline_declarations, one_live_incarnation,
+    reservations_explained, single_acting_leader, summary,
 };
 use crate::cluster::{channel_to, master_addr, Cluster, Seen};
-use crate::harness::announce;
+use crate::harness::{announce, fail};
 
 /// Network and scheduling slack on every time bound: a few simulated hops.
 const SLACK: Duration = Duration::from_millis(200);
@@ -54,21 +55,22 @@ pub(crate) fn check_safety_with_slack(c: &Cluster, slack: Duration) -> Vec<std::
     check_safety_detailed(c, slack).iter().filter_map(|d| d.since_kill).collect()
 }
 
-/// The same, with every offline declaration's timing.
+/// The same, with every offline declaration's timing. Fails the run with the first violation.
 pub(crate) fn check_safety_detailed(c: &Cluster, slack: Duration) -> Vec<crate::checks::Detection> {
+    safety_detailed(c, slack).unwrap_or_else(|v| fail(v))
+}
+
+/// The checks every scenario runs: one acting leader (rule 1), fenced messages (rule 2), capacity accounting,
+/// and detection within its bound without false alarms; the first violation, or every offline declaration's
+/// timing.
+fn safety_detailed(c: &Cluster, slack: Duration) -> Result<Vec<crate::checks::Detection>, Violation> {
     let events = c.recorder.events();
     let periods = acting_periods(&c.clock, &events, c.clock.now());
-    if let Err(e) = single_acting_leader(&periods) {
-        panic!("{e}");
-    }
-    if let Err(e) = reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl) {
-        panic!("{e}");
-    }
+    single_acting_leader(&periods)?;
+    fenced_messages(&events)?;
+    reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl)?;
     let ex = &c.config.executors;
-    match offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, slack) {
-        Ok(d) => d,
-        Err(e) => panic!("{e}"),
-    }
+    offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, slack)
 }
 
 /// Capacity accounting once the cluster has settled (design.md §8): the leader holds no reservation and counts
@@ -86,8 +88,8 @@ pub(crate) fn check_capacity_settled(c: &Cluster, idle: bool) {
             }
         })
         .collect();
-    if let Err(e) = capacity_settled(&c.recorder.events(), &running, idle) {
-        panic!("{e}");
+    if let Err(v) = capacity_settled(&c.recorder.events(), &running, idle) {
+        fail(v);
     }
 }
 
@@ -151,7 +153,8 @@ pub async fn leader_cut_from_etcd_steps_down_run(planted: Option<Planted>) -> Fi
     }
     // Rule 1: a leader stops acting before its lease can expire on the etcd side.
     let stopped = stopped.unwrap_or_else(|| {
-        panic!("safety rule 1 (step-down deadline): master-{first} still acts {waited:?} after being cut from etcd")
+        let detail = format!("step-down deadline: master-{first} still acts {waited:?} after being cut from etcd");
+        fail(Violation::new(Rule::OneActingLeader, c.clock.now(), detail).with([Id::Master(format!("master-{first}"))]))
     });
     let next = c.await_leader(el.lease_ttl + el.campaign_retry + SLACK).await;
     let next =
@@ -323,7 +326,7 @@ pub async fn acknowledged_jobs_survive_leader_kills_run() -> Figures {
 
 /// Runs `scenario` for one seed in a fresh simulation (see [`crate::harness::run_seed`]); a failure fails the caller.
 pub fn run_seed(seed: u64, scenario: fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures>>>) -> Figures {
-    crate::harness::run_seed(seed, scenario).unwrap_or_else(|p| std::panic::resume_unwind(p))
+    crate::harness::run_seed(seed, scenario).unwrap_or_else(|f| f.resume())
 }
 
 fn killed_leader() -> std::pin::Pin<Box<dyn std::future::Future<Output = Figures>>> {
@@ -523,8 +526,8 @@ pub async fn job_masters_run_through_failovers_run() -> Figures {
         assert!(ok && j.state == pb::JobState::Finished as i32, "{id} must finish: {j:?}");
     }
     let detections = check_safety(&c);
-    if let Err(e) = one_live_incarnation(&c.recorder.events()) {
-        panic!("{e}");
+    if let Err(v) = one_live_incarnation(&c.recorder.events()) {
+        fail(v);
     }
     Figures::of(&c, detections)
 }

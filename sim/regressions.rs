@@ -2,7 +2,7 @@
 //! run only while the scenario draws the same way, so each entry names the scenario it belongs to; when a
 //! scenario's drawing changes, its seeds are found again (run many seeds of the old failure's shape) and updated.
 
-use crate::harness::{panic_text, run_seed};
+use crate::harness::run_seed;
 use crate::swarm::{replay_command, swarm_run_with, swarm_run_without_fault_points};
 
 /// (seed, what it exposed), found before the fault points existed: replayed with them off.
@@ -155,7 +155,7 @@ fn swarm_regression_seeds_pass() {
             } else {
                 "RUST_LOG=info cargo stest --test sim swarm_regression_seeds_pass -- --nocapture".to_owned()
             };
-            panic!("regression seed {seed} fails again ({what}): {}\nreplay: {replay}", panic_text(&*p));
+            panic!("regression seed {seed} fails again ({what}): {}\nreplay: {replay}", p);
         }
     }
 }
@@ -183,7 +183,7 @@ fn drain_regression_seeds_pass() {
                 "regression seed {seed} fails again ({what}): {}\nreplay: MADSIM_TEST_SEED={seed} RUST_LOG=info cargo \
                  stest --test sim fake_jobs::executor_stopped_gracefully_while_hosting_a_job_master -- --exact \
                  --nocapture",
-                panic_text(&*p)
+                p
             );
         }
     }

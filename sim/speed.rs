@@ -12,7 +12,7 @@ use std::time::Duration;
 use madsim::net::Endpoint;
 use madsim::runtime::Handle;
 
-use crate::harness::{panic_text, run_seed};
+use crate::harness::run_seed;
 use crate::swarm::{standard_run, SwarmFigures};
 
 const HEARTBEAT: u64 = 1;
@@ -38,7 +38,7 @@ fn timed<T: Send + 'static>(
                 }
                 match run_seed(900_000 + i, run.clone()) {
                     Ok(t) => out.lock().expect("results").push(t),
-                    Err(p) => panic!("seed {}: {}", 900_000 + i, panic_text(&*p)),
+                    Err(p) => panic!("seed {}: {}", 900_000 + i, p),
                 }
             });
         }

@@ -17,6 +17,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
+use foreman::core::ids::ExecutorId;
+use foreman::core::invariants::{Class, Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::{ExecutorObservation, StopWhy, TaskExit};
 use foreman::jobs::fake::FakeConfig;
@@ -27,12 +29,12 @@ use madsim::rand::Rng;
 
 use crate::checks::summary;
 use crate::checks::{
-    canceled_never_restart, checkpoints_forward, ids_never_reused, job_history, one_live_incarnation,
+    canceled_never_restart, checkpoints_forward, first_broken, ids_never_reused, job_history, one_live_incarnation,
     placement_meets_selectors, placement_within_bounds,
 };
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
-use crate::harness::{panic_text, run_seed};
+use crate::harness::{fail, require, run_seed, Failure};
 use crate::master_failover::{
     await_job, check_capacity_settled, check_safety_detailed, on_client, terminal, with_jobs,
 };
@@ -669,9 +671,10 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
     } else {
         Duration::from_secs(180)
     };
-    c.await_leader(leader_within)
-        .await
-        .unwrap_or_else(|| panic!("liveness: no leader {leader_within:?} after healing"));
+    if c.await_leader(leader_within).await.is_none() {
+        let detail = format!("no leader {leader_within:?} after healing");
+        fail(Violation::new(Rule::FailoverBound, c.clock.now(), detail));
+    }
     let mut acked: BTreeMap<String, Cancel> = BTreeMap::new();
     for call in calls {
         let (id, created, canceled): (String, bool, Cancel) = call.await.expect("the client task finished");
@@ -697,7 +700,10 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
             continue;
         }
         let (ok, job) = await_job(&c, &j.id, job_within, terminal).await;
-        assert!(ok, "liveness: {} did not end within {job_within:?} of healing: {job:?}", j.id);
+        require(ok, || {
+            let detail = format!("{} did not end within {job_within:?} of healing: {job:?}", j.id);
+            Violation::new(Rule::JobEnds, c.clock.now(), detail).with([Id::Job(j.id.clone())])
+        });
         let is_finished = job.state == pb::JobState::Finished as i32;
         // Canceled only if a cancel was asked for: acknowledged, or unanswered (it may have been applied).
         let ok = is_finished || (*canceled != Cancel::NotAsked && job.state == pb::JobState::Canceled as i32);
@@ -730,7 +736,10 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         };
         assert!(want.iter().any(|s| *s as i32 == job.state), "unplaceable {} is {:?}: {job:?}", j.id, job.state);
         if job.state == pb::JobState::Created as i32 {
-            assert!(job.waiting.starts_with(&why), "liveness: unplaceable {} does not say {why:?}: {job:?}", j.id);
+            require(job.waiting.starts_with(&why), || {
+                let detail = format!("unplaceable {} does not say {why:?}: {job:?}", j.id);
+                Violation::new(Rule::UnplaceableSaysWhy, c.clock.now(), detail).with([Id::Job(j.id.clone())])
+            });
         }
     }
     for j in &finished {
@@ -739,11 +748,10 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         let workers = if j.config.target == 0 { 0 } else { j.config.workers as usize };
         assert_eq!(cps.len(), workers, "{}: one checkpoint per worker: {cps:?}", j.id);
         for (key, cp) in &cps {
-            assert_eq!(
-                cp.counter, j.config.target,
-                "safety (exact counters): {key} ended at {} of {}",
-                cp.counter, j.config.target
-            );
+            require(cp.counter == j.config.target, || {
+                let detail = format!("{key} ended at {} of {}", cp.counter, j.config.target);
+                Violation::new(Rule::ExactCounters, c.clock.now(), detail).with([Id::Job(j.id.clone())])
+            });
         }
     }
     // Deletes of ended jobs: gone afterwards.
@@ -778,7 +786,11 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
             }
             _ => false,
         };
-        assert!(!bad, "liveness §6 no false alarms once healthy at {at} (settled at {settled}): {node} {seen:?}");
+        require(!bad, || {
+            let detail = format!("{node} {seen:?} (the cluster settled at {settled})");
+            let who = if matches!(seen, Seen::Master(_)) { Id::Master(node.clone()) } else { Id::Node(node.clone()) };
+            Violation::new(Rule::QuietOnceHealthy, *at, detail).with([who])
+        });
     }
     // Every job has ended (or was never placed): every slot is free again, and the leader holds exactly that.
     if can_be_healthy && all_jobs_ended(&c, d.masters).await {
@@ -801,7 +813,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         d.executors.iter().enumerate().map(|(i, (_, zone))| (format!("executor-{i}"), zone.clone())).collect();
     let wants: BTreeMap<String, String> =
         d.jobs.iter().filter_map(|j| j.zone.clone().map(|z| (j.id.clone(), z))).collect();
-    for (rule, result) in [
+    first_broken([
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
@@ -809,11 +821,8 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         ("job history", job_history(&c.recorder.events())),
         ("registry", ids_never_reused(&events)),
         ("selectors", placement_meets_selectors(&events, &zone_of, &wants)),
-    ] {
-        if let Err(e) = result {
-            panic!("{e} [the {rule} checker]");
-        }
-    }
+    ])
+    .unwrap_or_else(|v| fail(v));
     let detection = detections.iter().map(|d| d.took).collect();
     let detection_of_bound = detections.iter().map(|d| d.took.as_secs_f64() / d.bound.as_secs_f64()).collect();
     let mut h = std::collections::hash_map::DefaultHasher::new();
@@ -857,10 +866,12 @@ async fn await_executors_online(c: &Cluster, n: usize, within: Duration) {
         if current.iter().all(|id| id.is_some_and(|id| online.contains(&id))) {
             return;
         }
-        assert!(
-            waited < within,
-            "liveness: executors' current ids {current:?}, online {online:?}, {within:?} after healing: {listed:?}"
-        );
+        require(waited < within, || {
+            let detail =
+                format!("executors' current ids {current:?}, online {online:?}, {within:?} after healing: {listed:?}");
+            let ids = current.iter().flatten().map(|id| Id::Executor(ExecutorId(*id)));
+            Violation::new(Rule::ExecutorsOnline, c.clock.now(), detail).with(ids)
+        });
         tokio::time::sleep(step).await;
         waited += step;
     }
@@ -905,19 +916,6 @@ fn report(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
 }
 
-/// A failure's class: a checker's (safety or liveness, named first in its message), or a crash (any other
-/// panic: a node's, or the harness's).
-fn class_of(text: &str) -> &'static str {
-    let first = text.split_once(':').map_or(text, |(rule, _)| rule);
-    if first.contains("safety") {
-        "safety"
-    } else if first.contains("liveness") {
-        "liveness"
-    } else {
-        "crash"
-    }
-}
-
 /// The command that replays `seed` alone, with its draw and its story log.
 pub fn replay_command(seed: u64) -> String {
     format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
@@ -926,8 +924,26 @@ pub fn replay_command(seed: u64) -> String {
 /// Seeds per child process of the swarm suite.
 const SWARM_BATCH: u64 = 250;
 
-/// One line of a child's stdout for `seed`: its figures, or its failure on one line.
-fn child_line(seed: u64, result: &Result<SwarmFigures, String>) -> String {
+/// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), and what it says.
+#[derive(Clone, Debug)]
+struct SeedFailure {
+    class: Class,
+    text: String,
+}
+
+impl From<Failure> for SeedFailure {
+    fn from(f: Failure) -> SeedFailure {
+        SeedFailure { class: f.class(), text: f.to_string() }
+    }
+}
+
+/// A failure of the harness itself (a batch that could not run, or said something unreadable).
+fn crash(text: String) -> SeedFailure {
+    SeedFailure { class: Class::Crash, text }
+}
+
+/// One line of a child's stdout for `seed`: its figures, or its failure's class and text on one line.
+fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     let ms = |xs: &[Duration]| xs.iter().map(|d| d.as_millis().to_string()).collect::<Vec<_>>().join(",");
     match result {
         Ok(f) => {
@@ -940,7 +956,7 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, String>) -> String {
                 ms(&f.reschedule)
             )
         }
-        Err(text) => format!("swarm-seed {seed} failed {}", text.replace('\n', " | ")),
+        Err(f) => format!("swarm-seed {seed} failed {} {}", f.class, f.text.replace('\n', " | ")),
     }
 }
 
@@ -968,10 +984,10 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
 }
 
 /// Runs seeds `first..first + n` in a child process; what each seed gave.
-fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, String>)> {
+fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)> {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
-        Err(e) => return vec![(first, Err(format!("crash: cannot find the test binary: {e}")))],
+        Err(e) => return vec![(first, Err(crash(format!("cannot find the test binary: {e}"))))],
     };
     let out = std::process::Command::new(exe)
         .args(["swarm::swarm", "--exact", "--nocapture", "--test-threads=1"])
@@ -983,7 +999,7 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, String>)> {
         .output();
     let out = match out {
         Ok(out) => out,
-        Err(e) => return vec![(first, Err(format!("crash: cannot run the batch from seed {first}: {e}")))],
+        Err(e) => return vec![(first, Err(crash(format!("cannot run the batch from seed {first}: {e}"))))],
     };
     let mut results = vec![];
     for line in String::from_utf8_lossy(&out.stdout).lines() {
@@ -996,8 +1012,14 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, String>)> {
         };
         let rest = parts.next().unwrap_or_default();
         let result = match verdict {
-            "ok" => parse_child_figures(rest).ok_or_else(|| format!("crash: unreadable figures: {rest}")),
-            _ => Err(rest.to_owned()),
+            "ok" => parse_child_figures(rest).ok_or_else(|| crash(format!("unreadable figures: {rest}"))),
+            _ => {
+                let (class, text) = rest.split_once(' ').unwrap_or((rest, ""));
+                match Class::from_name(class) {
+                    Some(class) => Err(SeedFailure { class, text: text.to_owned() }),
+                    None => Err(crash(format!("an unreadable failure: {rest}"))),
+                }
+            }
         };
         results.push((seed, result));
     }
@@ -1007,11 +1029,11 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, String>)> {
         let tail: String = String::from_utf8_lossy(&out.stderr).lines().rev().take(20).collect::<Vec<_>>().join(" | ");
         results.push((
             missing,
-            Err(format!(
-                "crash: the batch from seed {first} ended ({}) after {} of {n} seeds: {tail}",
+            Err(crash(format!(
+                "the batch from seed {first} ended ({}) after {} of {n} seeds: {tail}",
                 out.status,
                 results.len()
-            )),
+            ))),
         ));
     }
     results
@@ -1037,7 +1059,7 @@ fn swarm() {
         let (a, b) = match (run(), run()) {
             (Ok(a), Ok(b)) => (a, b),
             (Err(p), _) | (_, Err(p)) => {
-                panic!("swarm seed {first}: {}\nreplay: {}", panic_text(&*p), replay_command(first))
+                panic!("swarm seed {first}: {}\nreplay: {}", p, replay_command(first))
             }
         };
         assert_eq!(
@@ -1060,16 +1082,12 @@ fn swarm() {
     let stop = AtomicBool::new(false);
     let figures = Mutex::new(Vec::<SwarmFigures>::new());
     let failed = Mutex::new(Vec::<(u64, String)>::new());
-    let note = |seed: u64, result: Result<SwarmFigures, String>| match result {
+    let note = |seed: u64, result: Result<SwarmFigures, SeedFailure>| match result {
         Ok(f) => figures.lock().expect("figures").push(f),
-        Err(text) => {
-            report(&format!(
-                "swarm seed {seed} FAILED ({}): {text}\n  replay: {}",
-                class_of(&text),
-                replay_command(seed)
-            ));
+        Err(f) => {
+            report(&format!("swarm seed {seed} FAILED ({}): {}\n  replay: {}", f.class, f.text, replay_command(seed)));
             let mut failed = failed.lock().expect("failed");
-            failed.push((seed, text));
+            failed.push((seed, f.text));
             // A broken build fails every seed: a few are enough to show it.
             if failed.len() >= 5 {
                 stop.store(true, Ordering::SeqCst);
@@ -1099,7 +1117,7 @@ fn swarm() {
                         let seed = first + i + k;
                         let verbose = seeds == 1;
                         let result =
-                            run_seed(seed, move || Box::pin(swarm_run_with(verbose))).map_err(|p| panic_text(&*p));
+                            run_seed(seed, move || Box::pin(swarm_run_with(verbose))).map_err(SeedFailure::from);
                         if child {
                             println!("{}", child_line(seed, &result));
                         }

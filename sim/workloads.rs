@@ -7,15 +7,16 @@
 use std::time::Duration;
 
 use foreman::config::ExecutorConfig;
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
-use crate::checks::{job_history, one_live_incarnation, placement_within_bounds};
+use crate::checks::{first_broken, job_history, one_live_incarnation, placement_within_bounds};
 use crate::cluster::{executor_addr, master_addr, master_config, Cluster, Seen, Spec, Tasks};
 use crate::fake_jobs::create_job;
-use crate::harness::announce;
+use crate::harness::{announce, fail, require};
 use crate::master_failover::{await_job, check_capacity_settled, check_safety, on_client, terminal};
 
 /// A cluster of `masters` masters and `executors` executors of `capacity` slots each, settled.
@@ -53,15 +54,20 @@ async fn build(masters: usize, executors: &[(u32, &str)], planted: Option<Plante
 fn check_rules(c: &Cluster, capacity: u32) {
     check_safety(c);
     let events = c.recorder.events();
-    for (rule, result) in [
+    first_broken([
         ("one live incarnation", one_live_incarnation(&events)),
         ("job history", job_history(&events)),
         ("placement", placement_within_bounds(&events, capacity)),
-    ] {
-        if let Err(e) = result {
-            panic!("{e} [the {rule} checker]");
-        }
-    }
+    ])
+    .unwrap_or_else(|v| fail(v));
+}
+
+/// Every job ended: the ones in `stuck` did not ([`Rule::JobEnds`]).
+fn not_stuck(c: &Cluster, stuck: &[String], what: &str) {
+    require(stuck.is_empty(), || {
+        let detail = format!("{what}: {stuck:?}");
+        Violation::new(Rule::JobEnds, c.clock.now(), detail).with(stuck.iter().map(|j| Id::Job(j.clone())))
+    });
 }
 
 /// A job of one step or none: its tasks start and end well within one heartbeat interval.
@@ -118,7 +124,7 @@ pub async fn one_step_jobs_give_every_slot_back_run(planted: Option<Planted>) {
     // A settled cluster: every reservation's window is over, every executor has reported since.
     tokio::time::sleep(c.config.placement.reservation_ttl + Duration::from_secs(2)).await;
     check_rules(&c, 16);
-    assert!(stuck.is_empty(), "liveness: one-step jobs did not finish within 60 s: {stuck:?}");
+    not_stuck(&c, &stuck, "one-step jobs did not finish within 60 s");
     check_capacity_settled(&c, true);
 }
 
@@ -161,7 +167,7 @@ async fn job_storm_past_capacity_with_a_leader_kill() {
     let stuck = await_all(&c, &acked, Duration::from_secs(120)).await;
     tokio::time::sleep(c.config.placement.reservation_ttl + Duration::from_secs(2)).await;
     check_rules(&c, 4);
-    assert!(stuck.is_empty(), "liveness: storm jobs did not finish within 120 s: {stuck:?}");
+    not_stuck(&c, &stuck, "storm jobs did not finish within 120 s");
     check_capacity_settled(&c, true);
 }
 
@@ -210,7 +216,7 @@ async fn unplaceable_jobs_say_why_until_an_executor_fits() {
     c.restart_master(leader);
     c.resume_executor(1);
     let stuck = await_all(&c, &["big".into(), "zoned".into()], Duration::from_secs(60)).await;
-    assert!(stuck.is_empty(), "liveness: placeable at last, yet not finished: {stuck:?}");
+    not_stuck(&c, &stuck, "placeable at last, yet not finished");
     for id in ["big", "zoned"] {
         let (_, job) = await_job(&c, id, Duration::ZERO, terminal).await;
         assert_eq!(job.waiting, "", "{job:?}");

@@ -109,6 +109,15 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // A runtime invariant that breaks (debug builds) stops the process with a typed violation as the panic's
+    // payload: say what it was, then what the default hook says (where, and the backtrace when asked for).
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if let Some(v) = info.payload().downcast_ref::<foreman::core::invariants::Violation>() {
+            eprintln!("broken invariant: {v}");
+        }
+        default_hook(info);
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

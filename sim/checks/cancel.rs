@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use foreman::core::ids::Epoch;
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 
@@ -17,7 +19,7 @@ fn of_job(task: &str, job: &str) -> bool {
 /// one the cancel reply named starts (the named one may still be on its way: it was dispatched before), and once
 /// that incarnation stopped, nothing of the job starts at all (a worker dispatched just before the cancel reached
 /// its job master may still start, and is stopped by it).
-pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
+pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
     // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
     let mut canceled: BTreeMap<String, (Time, u64)> = BTreeMap::new();
     let mut ended: BTreeMap<String, Time> = BTreeMap::new();
@@ -31,19 +33,24 @@ pub fn canceled_never_restart(events: &Events) -> Result<(), String> {
             {
                 ended.entry(task.clone()).or_insert(*at);
             }
-            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 for (job, (when, named)) in &canceled {
+                    let ids = || {
+                        [Id::Job(job.clone()), Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())]
+                    };
                     if task == job && epoch > named {
-                        return Err(format!(
-                            "safety rule 5 (a canceled job never starts again) at {at}: job master {task} epoch {epoch} started on {node}, newer than epoch \
-                             {named} named by the cancel acknowledged at {when}"
-                        ));
+                        let detail = format!(
+                            "job master {task} epoch {epoch} started on {node}, newer than epoch {named} named by the \
+                             cancel acknowledged at {when}"
+                        );
+                        return Err(Violation::new(Rule::CanceledNeverRestart, *at, detail).with(ids()));
                     }
                     if of_job(task, job) && task != job && ended.contains_key(job) {
-                        return Err(format!(
-                            "safety rule 5 (a canceled job never starts again) at {at}: {task} epoch {epoch} started on {node} after job {job} was canceled and \
-                             its job master stopped"
-                        ));
+                        let detail = format!(
+                            "{task} epoch {epoch} started on {node} after job {job} was canceled and its job master \
+                             stopped"
+                        );
+                        return Err(Violation::new(Rule::CanceledNeverRestart, *at, detail).with(ids()));
                     }
                 }
             }

@@ -14,6 +14,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use foreman::core::ids::{Epoch, ExecutorId};
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::master::{CapacitySample, Observation};
@@ -31,7 +33,7 @@ struct Ack {
 }
 
 /// The window and settled rules over a whole run; the first reservation that breaks one, with its ids and times.
-pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> Result<(), String> {
+pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> Result<(), Violation> {
     // Each incarnation's start with the executor id it started under, and each executor's acknowledged heartbeats
     // in the order they were sent.
     let mut started: BTreeMap<(&str, u64), (Time, u64)> = BTreeMap::new();
@@ -39,10 +41,10 @@ pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> 
     let mut id_of: BTreeMap<&str, u64> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
-            Seen::Exec(ExecutorObservation::Registered { id }) => {
+            Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
                 id_of.insert(node.as_str(), *id);
             }
-            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 if let Some(&id) = id_of.get(node.as_str()) {
                     started.entry((task.as_str(), *epoch)).or_insert((*at, id));
                 }
@@ -69,17 +71,24 @@ fn check_sample(
     ttl: Duration,
     started: &BTreeMap<(&str, u64), (Time, u64)>,
     acks: &BTreeMap<u64, Vec<Ack>>,
-) -> Result<(), String> {
+) -> Result<(), Violation> {
     for r in &sample.reservations {
         let placed = clock.at(r.placed);
         let age = at.saturating_since(placed);
+        let ids = [
+            Id::Master(node.to_owned()),
+            Id::LeaderEpoch(sample.epoch),
+            Id::Executor(ExecutorId(r.executor)),
+            Id::Task(r.task.clone()),
+            Id::Epoch(Epoch(r.epoch)),
+        ];
         if age > ttl {
-            return Err(format!(
-                "safety capacity accounting (window) at {at}: {node}, leader of epoch {}, still holds {} slot(s) on \
-                 executor {} for {} epoch {}, reserved at {placed}, {age:?} ago; no reservation outlives the \
-                 reservation TTL {ttl:?}",
+            let detail = format!(
+                "{node}, leader of epoch {}, still holds {} slot(s) on executor {} for {} epoch {}, reserved at \
+                 {placed}, {age:?} ago; no reservation outlives the reservation TTL {ttl:?}",
                 sample.epoch, r.cost, r.executor, r.task, r.epoch
-            ));
+            );
+            return Err(Violation::new(Rule::ReservationWindow, at, detail).with(ids));
         }
         if r.epoch == 0 {
             continue;
@@ -95,12 +104,13 @@ fn check_sample(
         let Some(first) = acks.get(&r.executor).and_then(|a| a.iter().find(|a| a.sent > start)) else { continue };
         let settled = first.sent >= placed && first.recorded <= at && first.leader_epoch == sample.epoch.0;
         if settled {
-            return Err(format!(
-                "safety capacity accounting (settled) at {at}: {node}, leader of epoch {}, still holds {} slot(s) on \
-                 executor {} for {} epoch {} (reserved at {placed}), although that incarnation started at {start} and \
-                 this leader took the executor's heartbeat sent at {} (acknowledged at {}), which reported it",
+            let detail = format!(
+                "{node}, leader of epoch {}, still holds {} slot(s) on executor {} for {} epoch {} (reserved at \
+                 {placed}), although that incarnation started at {start} and this leader took the executor's \
+                 heartbeat sent at {} (acknowledged at {}), which reported it",
                 sample.epoch, r.cost, r.executor, r.task, r.epoch, first.sent, first.recorded
-            ));
+            );
+            return Err(Violation::new(Rule::ReservationSettled, at, detail).with(ids));
         }
     }
     Ok(())
@@ -116,35 +126,38 @@ pub struct Running {
 
 /// Once the cluster has settled: the leader's last view holds no reservation, and the slots each executor's report
 /// counts are exactly what the executor runs; with `idle` (every job ended), that is nothing at all.
-pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Result<(), String> {
+pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Result<(), Violation> {
     let Some((at, node, sample)) = events.iter().rev().find_map(|(at, node, seen)| match seen {
-        Seen::Master(Observation::Capacity(s)) => Some((at, node, s)),
+        Seen::Master(Observation::Capacity(s)) => Some((*at, node, s)),
         _ => None,
     }) else {
-        return Err("liveness capacity accounting: no leader ever reported its slots".to_owned());
+        let end = events.last().map_or(Time::ZERO, |(at, _, _)| *at);
+        return Err(Violation::new(Rule::CapacitySettled, end, "no leader ever reported its slots"));
     };
+    let leader = [Id::Master(node.clone()), Id::LeaderEpoch(sample.epoch)];
     if let Some(r) = sample.reservations.first() {
-        return Err(format!(
-            "liveness capacity accounting at {at}: settled, {node} (epoch {}) still holds {} slot(s) on executor {} for \
-             {} epoch {}",
+        let detail = format!(
+            "settled, {node} (epoch {}) still holds {} slot(s) on executor {} for {} epoch {}",
             sample.epoch, r.cost, r.executor, r.task, r.epoch
-        ));
+        );
+        let ids = [Id::Executor(ExecutorId(r.executor)), Id::Task(r.task.clone()), Id::Epoch(Epoch(r.epoch))];
+        return Err(Violation::new(Rule::CapacitySettled, at, detail).with(leader).with(ids));
     }
     for e in running {
         if idle && e.slots > 0 {
-            return Err(format!(
-                "liveness capacity accounting at {at}: every job has ended, but {} still runs tasks of {} slot(s)",
-                e.node, e.slots
-            ));
+            let detail = format!("every job has ended, but {} still runs tasks of {} slot(s)", e.node, e.slots);
+            return Err(Violation::new(Rule::CapacitySettled, at, detail).with([Id::Node(e.node.clone())]));
         }
         let Some(id) = e.id else { continue };
         let Some(held) = sample.executors.iter().find(|x| x.id == id) else { continue };
         if held.reported + held.reserved != e.slots {
-            return Err(format!(
-                "liveness capacity accounting at {at}: {node} (epoch {}) counts {} reported + {} reserved slot(s) on \
-                 executor {id} ({}), which runs tasks of {} slot(s)",
+            let detail = format!(
+                "{node} (epoch {}) counts {} reported + {} reserved slot(s) on executor {id} ({}), which runs tasks of \
+                 {} slot(s)",
                 sample.epoch, held.reported, held.reserved, e.node, e.slots
-            ));
+            );
+            let ids = [Id::Executor(ExecutorId(id)), Id::Node(e.node.clone())];
+            return Err(Violation::new(Rule::CapacitySettled, at, detail).with(leader).with(ids));
         }
     }
     Ok(())
@@ -154,6 +167,7 @@ pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Res
 mod tests {
     use super::*;
     use foreman::core::ids::LeaderEpoch;
+    use foreman::core::invariants::Class;
     use foreman::master::{ExecutorSlots, ReservationSample};
 
     fn ms(n: u64) -> Time {
@@ -182,12 +196,13 @@ mod tests {
     }
 
     fn started(at: u64, task: &str, epoch: u64) -> (Time, String, Seen) {
-        (ms(at), "executor-0".into(), Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch }))
+        let o = ExecutorObservation::TaskStarted { task: task.into(), epoch, leader_epoch: 2 };
+        (ms(at), "executor-0".into(), Seen::Exec(o))
     }
 
     /// `node` registered as executor `id`.
     fn registered(node: &str, id: u64) -> (Time, String, Seen) {
-        (ms(0), node.into(), Seen::Exec(ExecutorObservation::Registered { id }))
+        (ms(0), node.into(), Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 2 }))
     }
 
     #[test]
@@ -198,8 +213,9 @@ mod tests {
         // Within its window, nothing reported yet: fine.
         assert_eq!(check(&[sample(&clock, 9_000, &[("j/w0", 5, 0)])]), Ok(()));
         // Past its window: caught, whatever else happened.
-        let err = check(&[sample(&clock, 10_001, &[("j/w0", 5, 0)])]).unwrap_err();
-        assert!(err.contains("(window)") && err.contains("j/w0 epoch 5"), "{err}");
+        let v = check(&[sample(&clock, 10_001, &[("j/w0", 5, 0)])]).unwrap_err();
+        assert_eq!((v.rule, v.class(), v.task()), (Rule::ReservationWindow, Class::Safety, Some("j/w0")), "{v}");
+        assert!(v.ids.contains(&Id::Epoch(Epoch(5))), "{v}");
         // Started at 100, stopped at once; the heartbeat sent at 300 reported it, acknowledged at 310 by this
         // leader: a sample after that still holding it is a leak.
         let leak = [
@@ -208,7 +224,7 @@ mod tests {
             ack(&clock, 310, 300, 2),
             sample(&clock, 500, &[("j/w0", 5, 50)]),
         ];
-        assert!(check(&leak).unwrap_err().contains("(settled)"), "{:?}", check(&leak));
+        assert_eq!(check(&leak).map_err(|v| v.rule), Err(Rule::ReservationSettled));
         // ...but not when the incarnation started on another executor than the one the reservation holds slots
         // on (a repeated placement of it went elsewhere): nothing will report it there, its window ends it.
         let elsewhere = [
@@ -267,10 +283,14 @@ mod tests {
             c.executors[0].reserved = 0;
         }
         assert_eq!(capacity_settled(std::slice::from_ref(&s), &idle(0), true), Ok(()));
-        assert!(capacity_settled(std::slice::from_ref(&s), &idle(1), true).unwrap_err().contains("still runs"));
-        assert!(capacity_settled(std::slice::from_ref(&s), &idle(1), false).unwrap_err().contains("which runs"));
+        let still_runs = capacity_settled(std::slice::from_ref(&s), &idle(1), true).unwrap_err();
+        assert_eq!((still_runs.rule, still_runs.class()), (Rule::CapacitySettled, Class::Liveness));
+        assert_eq!(still_runs.ids, [Id::Node("executor-0".into())]);
+        let miscounted = capacity_settled(std::slice::from_ref(&s), &idle(1), false).unwrap_err();
+        assert!(miscounted.ids.contains(&Id::Executor(ExecutorId(1))), "{miscounted}");
         let held = sample(&clock, 1_000, &[("j", 3, 900)]);
-        assert!(capacity_settled(&[held], &idle(0), true).unwrap_err().contains("still holds"));
-        assert!(capacity_settled(&[], &idle(0), true).is_err());
+        let v = capacity_settled(&[held], &idle(0), true).unwrap_err();
+        assert_eq!((v.rule, v.task()), (Rule::CapacitySettled, Some("j")));
+        assert_eq!(capacity_settled(&[], &idle(0), true).map_err(|v| v.rule), Err(Rule::CapacitySettled));
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use foreman::core::ids::Epoch;
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 
 use super::Events;
@@ -11,17 +13,21 @@ use crate::cluster::Seen;
 /// Within one incarnation it is the next step or the same one again (a retried write), never a skip; a new
 /// incarnation may start above the highest acknowledged one (its predecessor's last write can land unacknowledged,
 /// e.g. when its executor dies), never below.
-pub fn checkpoints_forward(events: &Events) -> Result<(), String> {
+pub fn checkpoints_forward(events: &Events) -> Result<(), Violation> {
     let mut high: BTreeMap<String, (u64, u64)> = BTreeMap::new();
     for (at, node, seen) in events {
         if let Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, counter }) = seen {
             let (h, by) = high.entry(task.clone()).or_default();
             let skip = *by == *epoch && *counter > *h + 1;
             if *counter < *h || skip {
-                return Err(format!(
-                    "safety rule 2 (checkpoints never go back) at {at}: {task} epoch {epoch} on {node} checkpointed {counter} after {h} (by epoch \
-                     {by}) had been"
-                ));
+                let detail =
+                    format!("{task} epoch {epoch} on {node} checkpointed {counter} after {h} (by epoch {by}) had been");
+                return Err(Violation::new(Rule::CheckpointsForward, *at, detail).with([
+                    Id::Task(task.clone()),
+                    Id::Epoch(Epoch(*epoch)),
+                    Id::Node(node.clone()),
+                    Id::Epoch(Epoch(*by)),
+                ]));
             }
             (*h, *by) = (*counter, *epoch);
         }

@@ -4,6 +4,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use foreman::core::ids::ExecutorId;
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
@@ -34,7 +36,7 @@ pub fn offline_declarations(
     check: Duration,
     hold: Duration,
     slack: Duration,
-) -> Result<Vec<Detection>, String> {
+) -> Result<Vec<Detection>, Violation> {
     let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
     // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
     let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
@@ -50,7 +52,7 @@ pub fn offline_declarations(
                 let e = last_ack.entry(*id).or_insert(sent);
                 *e = (*e).max(sent);
             }
-            Seen::Exec(ExecutorObservation::Registered { id }) => {
+            Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
                 last_ack.insert(*id, *at);
             }
             Seen::Killed => {
@@ -77,20 +79,23 @@ pub fn offline_declarations(
                     .sum();
                 let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
                 let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
+                let ids = [Id::Master(node.clone()), Id::Executor(ExecutorId(*id)), Id::Node(name.clone())];
                 if when.saturating_since(ack) + slack < ttl {
-                    return Err(format!(
-                        "safety §6 no false alarms at {when}: {node} declared executor {id} ({name}) offline at {when}, but a heartbeat \
-                         was acknowledged at {ack}, less than the TTL {ttl:?} before"
-                    ));
+                    let detail = format!(
+                        "{node} declared executor {id} ({name}) offline at {when}, but a heartbeat was acknowledged at \
+                         {ack}, less than the TTL {ttl:?} before"
+                    );
+                    return Err(Violation::new(Rule::NoFalseAlarms, when, detail).with(ids));
                 }
                 let took = when.saturating_since(heard);
                 if took > bound + slack {
-                    return Err(format!(
-                        "liveness §6 detection bound at {when}: {node} declared executor {id} ({name}) offline at {when}, {took:?} after it \
-                         last heard from it at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
+                    let detail = format!(
+                        "{node} declared executor {id} ({name}) offline at {when}, {took:?} after it last heard from it \
+                         at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
                         if was_held { " + suspect hold" } else { "" },
                         if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
-                    ));
+                    );
+                    return Err(Violation::new(Rule::DetectionBound, when, detail).with(ids));
                 }
                 detections.push(Detection {
                     since_kill: killed.get(name).map(|k| when.saturating_since(*k)),

@@ -12,6 +12,7 @@
 
 use std::collections::BTreeMap;
 
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::job::JobState;
 use foreman::core::time::Time;
 
@@ -56,10 +57,11 @@ fn reachable(from: JobState, to: JobState) -> bool {
 }
 
 /// Checks every job's acknowledged history; the first violation, with its class, rule, job and time.
-pub fn job_history(events: &[(Time, String, Seen)]) -> Result<(), String> {
+pub fn job_history(events: &[(Time, String, Seen)]) -> Result<(), Violation> {
     let mut known: BTreeMap<&str, Known> = BTreeMap::new();
-    let fail =
-        |at: Time, rule: &str, id: &str, what: String| Err(format!("safety rule {rule} at {at}: job {id}: {what}"));
+    let fail = |at: Time, rule: Rule, id: &str, what: String| {
+        Err(Violation::new(rule, at, format!("job {id}: {what}")).with([Id::Job(id.to_owned())]))
+    };
     for (at, _, seen) in events {
         match seen {
             Seen::JobCreated { id } => {
@@ -74,23 +76,30 @@ pub fn job_history(events: &[(Time, String, Seen)]) -> Result<(), String> {
             Seen::JobRead { id, state } => {
                 let k = known.entry(id).or_insert(Known::Unknown);
                 match (*k, state.map(state_of)) {
-                    (_, Some(None)) => return fail(*at, "5", id, format!("read an unknown state {state:?}")),
+                    (_, Some(None)) => {
+                        return fail(*at, Rule::LegalTransitions, id, format!("read an unknown state {state:?}"))
+                    }
                     (Known::In(was), None) => {
                         return fail(
                             *at,
-                            "4",
+                            Rule::NoJobLost,
                             id,
                             format!("acknowledged (last seen {was:?}) but not found: a job was lost"),
                         );
                     }
                     (Known::Deleted, Some(Some(now))) => {
-                        return fail(*at, "4", id, format!("found {now:?} after its delete was acknowledged"));
+                        return fail(
+                            *at,
+                            Rule::NoJobLost,
+                            id,
+                            format!("found {now:?} after its delete was acknowledged"),
+                        );
                     }
                     (Known::In(was), Some(Some(now))) => {
                         if !reachable(was, now) {
                             return fail(
                                 *at,
-                                "5",
+                                Rule::LegalTransitions,
                                 id,
                                 format!("seen {was:?}, then {now:?}: no legal path leads there"),
                             );
@@ -105,18 +114,35 @@ pub fn job_history(events: &[(Time, String, Seen)]) -> Result<(), String> {
             Seen::JobCanceled { id, state, .. } => {
                 let k = known.entry(id).or_insert(Known::Unknown);
                 let Some(now) = state_of(*state) else {
-                    return fail(*at, "5", id, format!("a cancel answered with an unknown state {state}"));
+                    return fail(
+                        *at,
+                        Rule::LegalTransitions,
+                        id,
+                        format!("a cancel answered with an unknown state {state}"),
+                    );
                 };
                 // A cancel leaves the job Canceling or Canceled; one that came after the job ended answers with the
                 // job as it ended.
                 if !(now == JobState::Canceling || now.is_terminal()) {
-                    return fail(*at, "5", id, format!("a cancel was acknowledged with the job {now:?}"));
+                    return fail(
+                        *at,
+                        Rule::LegalTransitions,
+                        id,
+                        format!("a cancel was acknowledged with the job {now:?}"),
+                    );
                 }
                 match *k {
                     Known::In(was) if !reachable(was, now) => {
-                        return fail(*at, "5", id, format!("seen {was:?}, then canceled into {now:?}: no legal path"));
+                        return fail(
+                            *at,
+                            Rule::LegalTransitions,
+                            id,
+                            format!("seen {was:?}, then canceled into {now:?}: no legal path"),
+                        );
                     }
-                    Known::Deleted => return fail(*at, "4", id, "canceled after its delete was acknowledged".into()),
+                    Known::Deleted => {
+                        return fail(*at, Rule::NoJobLost, id, "canceled after its delete was acknowledged".into())
+                    }
                     _ => *k = Known::In(now),
                 }
             }
@@ -126,7 +152,7 @@ pub fn job_history(events: &[(Time, String, Seen)]) -> Result<(), String> {
                     if !was.is_terminal() {
                         return fail(
                             *at,
-                            "5",
+                            Rule::LegalTransitions,
                             id,
                             format!("deleted while last seen {was:?} (only ended jobs are deleted)"),
                         );
@@ -182,20 +208,25 @@ mod tests {
     #[test]
     fn each_illegal_history_fails_with_its_rule() {
         type Story<'a> = &'a [(Time, String, Seen)];
-        let cases: [(Story, &str); 8] = [
-            (&[ev(0, created()), ev(1, canceled(2))], "a cancel was acknowledged with the job Running"),
-            (&[ev(0, created()), ev(1, read(Some(4))), ev(2, read(Some(2)))], "Finished, then Running"),
-            (&[ev(0, created()), ev(1, read(Some(2))), ev(2, read(Some(1)))], "Running, then Created"),
-            (&[ev(0, created()), ev(1, canceled(3)), ev(2, read(Some(2)))], "Canceling, then Running"),
-            (&[ev(0, created()), ev(1, read(None))], "not found"),
-            (&[ev(0, created()), ev(1, read(Some(4))), ev(2, deleted()), ev(3, read(Some(4)))], "after its delete"),
-            (&[ev(0, created()), ev(1, read(Some(2))), ev(2, deleted())], "deleted while"),
-            (&[ev(0, created()), ev(1, read(Some(5))), ev(2, canceled(3))], "no legal path"),
+        use Rule::{LegalTransitions as Legal, NoJobLost as Lost};
+        let cases: [(Story, Rule, &str); 8] = [
+            (&[ev(0, created()), ev(1, canceled(2))], Legal, "a cancel was acknowledged with the job Running"),
+            (&[ev(0, created()), ev(1, read(Some(4))), ev(2, read(Some(2)))], Legal, "Finished, then Running"),
+            (&[ev(0, created()), ev(1, read(Some(2))), ev(2, read(Some(1)))], Legal, "Running, then Created"),
+            (&[ev(0, created()), ev(1, canceled(3)), ev(2, read(Some(2)))], Legal, "Canceling, then Running"),
+            (&[ev(0, created()), ev(1, read(None))], Lost, "not found"),
+            (
+                &[ev(0, created()), ev(1, read(Some(4))), ev(2, deleted()), ev(3, read(Some(4)))],
+                Lost,
+                "after its delete",
+            ),
+            (&[ev(0, created()), ev(1, read(Some(2))), ev(2, deleted())], Legal, "deleted while"),
+            (&[ev(0, created()), ev(1, read(Some(5))), ev(2, canceled(3))], Legal, "no legal path"),
         ];
-        for (story, want) in cases {
-            let err = job_history(story).expect_err(want);
-            assert!(err.starts_with("safety rule "), "{err}");
-            assert!(err.contains("job j") && err.contains(want), "{want}: {err}");
+        for (story, rule, want) in cases {
+            let v = job_history(story).expect_err(want);
+            assert_eq!((v.rule, v.at, &v.ids[..]), (rule, story.last().unwrap().0, &[Id::Job("j".into())][..]), "{v}");
+            assert!(v.detail.contains(want), "{want}: {v}");
         }
     }
 }

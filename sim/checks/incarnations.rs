@@ -1,7 +1,8 @@
 //! Design.md §5 rule 3: at most one live incarnation of every job master and worker at every instant, judged by
 //! the core's checker ([`LiveIncarnations`], shared with the process-level chaos test) over the recorder's story.
 
-use foreman::core::invariants::LiveIncarnations;
+use foreman::core::ids::Epoch;
+use foreman::core::invariants::{Id, LiveIncarnations, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 
@@ -18,25 +19,27 @@ const RESUME_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
 /// stops (a checkpoint is an action); a node's kill stops its incarnations, and a paused node's incarnations are
 /// not live until it resumes. A task that quiesced for a drain (it acts no more, it only reports its stop) is no
 /// longer live.
-pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
+pub fn one_live_incarnation(events: &Events) -> Result<(), Violation> {
     let mut live = LiveIncarnations::new(RESUME_GRACE);
     for (at, node, seen) in events {
-        live.advance(*at).map_err(|v| v.to_string())?;
+        live.advance(*at)?;
         match seen {
-            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) => {
-                live.on_start(*at, task, *epoch, node).map_err(|v| v.to_string())?;
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
+                live.on_start(*at, task, *epoch, node)?;
             }
             Seen::Exec(ExecutorObservation::TaskQuiesced { task, epoch }) => live.on_quiesced(task, *epoch, node),
             Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. }) => {
                 live.on_stop(task, *epoch, node).map_err(|_| {
-                    format!(
-                        "crash (the recorder's story is inconsistent) at {at}: {task} epoch {epoch} stopped on {node} \
-                         but never started there"
-                    )
+                    let detail = format!("{task} epoch {epoch} stopped on {node} but never started there");
+                    Violation::new(Rule::ConsistentStory, *at, detail).with([
+                        Id::Task(task.clone()),
+                        Id::Epoch(Epoch(*epoch)),
+                        Id::Node(node.clone()),
+                    ])
                 })?;
             }
             Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, .. }) => {
-                live.on_acted(*at, task, *epoch, node).map_err(|v| v.to_string())?;
+                live.on_acted(*at, task, *epoch, node)?;
             }
             Seen::Killed => {
                 live.on_node_killed(node);
@@ -46,5 +49,5 @@ pub fn one_live_incarnation(events: &Events) -> Result<(), String> {
             _ => {}
         }
     }
-    live.advance(Time::NEVER).map(|_| ()).map_err(|v| v.to_string())
+    live.advance(Time::NEVER).map(|_| ())
 }

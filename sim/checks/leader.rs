@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use foreman::core::invariants::{one_acting_leader, ActingPeriod};
+use foreman::core::invariants::{one_acting_leader, ActingPeriod, Violation};
 use foreman::core::time::Time;
 use foreman::master::Observation;
 
@@ -47,6 +47,6 @@ pub fn acting_periods(clock: &Clock, events: &Events, until: Time) -> Vec<Acting
 
 /// Rule 1: at no simulated instant do two masters act as leader, and every term has a larger epoch than the one
 /// before it (the core's [`one_acting_leader`] over the periods).
-pub fn single_acting_leader(periods: &[ActingPeriod]) -> Result<(), String> {
-    one_acting_leader(periods).map_err(|v| v.to_string())
+pub fn single_acting_leader(periods: &[ActingPeriod]) -> Result<(), Violation> {
+    one_acting_leader(periods)
 }

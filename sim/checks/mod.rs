@@ -4,6 +4,7 @@ mod cancel;
 mod capacity;
 mod checkpoints;
 mod detection;
+mod fenced;
 mod history;
 mod incarnations;
 mod leader;
@@ -14,6 +15,7 @@ pub use cancel::canceled_never_restart;
 pub use capacity::{capacity_settled, reservations_explained, Running};
 pub use checkpoints::checkpoints_forward;
 pub use detection::{offline_declarations, Detection};
+pub use fenced::fenced_messages;
 pub use history::job_history;
 pub use incarnations::one_live_incarnation;
 pub use leader::{acting_periods, single_acting_leader};
@@ -22,6 +24,7 @@ pub use registry::ids_never_reused;
 
 use std::time::Duration;
 
+use foreman::core::invariants::Violation;
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
@@ -30,6 +33,18 @@ use crate::cluster::Seen;
 use crate::harness::Clock;
 
 type Events = [(Time, String, Seen)];
+
+/// The first violation among named checkers' verdicts, its sentence naming the checker that found it.
+pub fn first_broken<'a>(verdicts: impl IntoIterator<Item = (&'a str, Result<(), Violation>)>) -> Result<(), Violation> {
+    for (checker, verdict) in verdicts {
+        verdict.map_err(|mut v| {
+            v.detail = format!("{} [the {checker} checker]", v.detail);
+            v
+        })?;
+    }
+    Ok(())
+}
+
 /// p50 / p99 / max of a sample, for the figures a scenario prints.
 pub fn summary(mut xs: Vec<Duration>) -> String {
     if xs.is_empty() {
@@ -44,6 +59,8 @@ pub fn summary(mut xs: Vec<Duration>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foreman::core::ids::{Epoch, ExecutorId, LeaderEpoch};
+    use foreman::core::invariants::{Class, Id, Rule};
     use foreman::executor::StopWhy;
 
     fn at(ms: u64) -> Time {
@@ -55,7 +72,12 @@ mod tests {
     }
 
     fn started(task: &str, epoch: u64) -> Seen {
-        Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch })
+        Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch, leader_epoch: 1 })
+    }
+
+    /// The rule a story breaks (or `None` when the checker passes it).
+    fn broken(r: Result<(), foreman::core::invariants::Violation>) -> Option<Rule> {
+        r.err().map(|v| v.rule)
     }
 
     fn stopped(task: &str, epoch: u64) -> Seen {
@@ -70,12 +92,25 @@ mod tests {
     fn one_live_incarnation_catches_overlaps_and_knows_pauses_and_kills() {
         let overlap =
             [ev(0, "e1", started("j/w0", 1)), ev(5, "e2", started("j/w0", 2)), ev(9, "e1", stopped("j/w0", 1))];
-        assert!(one_live_incarnation(&overlap).unwrap_err().contains("safety rule 3"));
+        let v = one_live_incarnation(&overlap).unwrap_err();
+        assert_eq!((v.class(), v.rule, v.at), (Class::Safety, Rule::OneLiveIncarnation, at(5)));
+        assert_eq!(
+            v.ids,
+            [
+                Id::Task("j/w0".into()),
+                Id::Epoch(Epoch(2)),
+                Id::Node("e2".into()),
+                Id::Epoch(Epoch(1)),
+                Id::Node("e1".into())
+            ]
+        );
         let handover =
             [ev(0, "e1", started("j/w0", 1)), ev(5, "e1", stopped("j/w0", 1)), ev(6, "e2", started("j/w0", 2))];
         assert_eq!(one_live_incarnation(&handover), Ok(()));
         let older = [ev(0, "e1", started("j", 5)), ev(1, "e1", stopped("j", 5)), ev(2, "e2", started("j", 4))];
-        assert!(one_live_incarnation(&older).unwrap_err().contains("after epoch 5"));
+        let v = one_live_incarnation(&older).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, at(2)));
+        assert!(v.detail.contains("after epoch 5"), "{v}");
         let killed = [ev(0, "e1", started("j", 1)), ev(3, "e1", Seen::Killed), ev(4, "e2", started("j", 2))];
         assert_eq!(one_live_incarnation(&killed), Ok(()));
         // Paused: not live meanwhile; resumed and stopped when next polled (fenced), without acting: never live
@@ -91,14 +126,20 @@ mod tests {
         assert_eq!(one_live_incarnation(&paused), Ok(()));
         // ...but resumed and still running past the grace, beside its replacement: caught;
         paused[4] = ev(20, "e1", stopped("j", 1));
-        assert!(one_live_incarnation(&paused)
-            .unwrap_err()
+        let v = one_live_incarnation(&paused).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, at(14)), "{v}");
+        assert!(v
+            .detail
             .contains("j epoch 1 on e1 was resumed and did not stop within 5ms while epoch 2 is live on e2"));
         // ...and resumed and acting at once: caught.
         paused[4] = ev(10, "e1", checkpoint("j", 1, 7));
-        assert!(one_live_incarnation(&paused).unwrap_err().contains("acted on e1 after a resume"));
+        let v = one_live_incarnation(&paused).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, at(10)), "{v}");
+        assert!(v.detail.contains("acted on e1 after a resume"), "{v}");
+        // A stop of an incarnation that never started: the story itself is broken, not a rule.
         let phantom = [ev(0, "e1", stopped("j", 1))];
-        assert!(one_live_incarnation(&phantom).unwrap_err().contains("never started"));
+        let v = one_live_incarnation(&phantom).unwrap_err();
+        assert_eq!((v.class(), v.rule), (Class::Crash, Rule::ConsistentStory));
         // Quiesced for a drain: no longer live, though its stop (after its report) comes after the replacement.
         let quiesced = |task: &str, epoch| Seen::Exec(ExecutorObservation::TaskQuiesced { task: task.into(), epoch });
         let drained = [
@@ -111,7 +152,9 @@ mod tests {
         // Another incarnation's quiescence does not end this one.
         let wrong =
             [ev(0, "e1", started("j/w0", 1)), ev(5, "e3", quiesced("j/w0", 1)), ev(6, "e2", started("j/w0", 2))];
-        assert!(one_live_incarnation(&wrong).unwrap_err().contains("while epoch 1 is live on e1"));
+        let v = one_live_incarnation(&wrong).unwrap_err();
+        assert_eq!(v.rule, Rule::OneLiveIncarnation);
+        assert!(v.detail.contains("while epoch 1 is live on e1"), "{v}");
     }
 
     #[test]
@@ -124,16 +167,21 @@ mod tests {
         ];
         assert_eq!(checkpoints_forward(&ok), Ok(()));
         let back = [ev(0, "e1", checkpoint("j/w0", 1, 5)), ev(1, "e2", checkpoint("j/w0", 2, 4))];
-        assert!(checkpoints_forward(&back).unwrap_err().contains("checkpointed 4 after 5"));
+        let v = checkpoints_forward(&back).unwrap_err();
+        assert_eq!((v.rule, v.rule.number(), v.at, v.task()), (Rule::CheckpointsForward, Some(2), at(1), Some("j/w0")));
+        assert!(v.detail.contains("checkpointed 4 after 5"), "{v}");
         let skip = [ev(0, "e1", checkpoint("j/w0", 1, 1)), ev(1, "e1", checkpoint("j/w0", 1, 3))];
-        assert!(checkpoints_forward(&skip).is_err());
+        assert_eq!(broken(checkpoints_forward(&skip)), Some(Rule::CheckpointsForward));
     }
 
     #[test]
     fn canceled_jobs_never_restart() {
         let cancel = Seen::JobCanceled { id: "j".into(), epoch: 1, state: 3 };
         let restarted = [ev(0, "e1", started("j", 1)), ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 2))];
-        assert!(canceled_never_restart(&restarted).unwrap_err().contains("newer than epoch 1"));
+        let v = canceled_never_restart(&restarted).unwrap_err();
+        assert_eq!((v.rule, v.rule.number(), v.at), (Rule::CanceledNeverRestart, Some(5), at(2)));
+        assert_eq!(v.ids[..3], [Id::Job("j".into()), Id::Task("j".into()), Id::Epoch(Epoch(2))]);
+        assert!(v.detail.contains("newer than epoch 1"), "{v}");
         // The incarnation the cancel named was dispatched before it: it may still start.
         let in_flight = [ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 1)), ev(3, "e2", stopped("j", 1))];
         assert_eq!(canceled_never_restart(&in_flight), Ok(()));
@@ -144,7 +192,8 @@ mod tests {
             ev(3, "e1", stopped("j", 1)),
             ev(4, "e2", started("j/w1", 11)),
         ];
-        assert!(canceled_never_restart(&late_worker).unwrap_err().contains("its job master stopped"));
+        let v = canceled_never_restart(&late_worker).unwrap_err();
+        assert_eq!((v.rule, v.at, v.task()), (Rule::CanceledNeverRestart, at(4), Some("j/w1")));
         assert_eq!(canceled_never_restart(&late_worker[..4]), Ok(()));
         // Another job whose id starts the same is not this job.
         let other = [ev(1, "client", cancel), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
@@ -166,30 +215,33 @@ mod tests {
         };
         let check_of = |events: &[(Time, String, Seen)]| offline_declarations(&clock, events, ttl, check, hold, slack);
         assert!(check_of(&[ev(10_400, "m0", offline(10_400))]).is_ok());
-        assert!(check_of(&[ev(12_000, "m0", offline(12_000))]).unwrap_err().contains("detection bound"));
+        let v = check_of(&[ev(12_000, "m0", offline(12_000))]).unwrap_err();
+        assert_eq!((v.class(), v.rule, v.at), (Class::Liveness, Rule::DetectionBound, at(12_000)));
+        assert_eq!(v.ids, [Id::Master("m0".into()), Id::Executor(ExecutorId(1)), Id::Node("e1".into())]);
         let held = Seen::Master(Observation::EvictionsHeld { held: 2, at: clock.instant(at(10_000)) });
         assert!(check_of(&[ev(10_000, "m0", held), ev(20_000, "m0", offline(20_000))]).is_ok());
         let paused = [ev(5_000, "m0", Seen::Paused), ev(9_000, "m0", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
         assert!(check_of(&paused).is_ok());
         let other_paused =
             [ev(5_000, "m1", Seen::Paused), ev(9_000, "m1", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
-        assert!(check_of(&other_paused).is_err());
+        assert_eq!(check_of(&other_paused).map_err(|v| v.rule).err(), Some(Rule::DetectionBound));
         // A false alarm: acknowledged 2 s before the declaration.
         let acked = |sent: u64| {
             Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(at(sent)), leader_epoch: 1 })
         };
-        assert!(check_of(&[ev(8_400, "e1", acked(8_300)), ev(10_400, "m0", offline(10_400))])
-            .unwrap_err()
-            .contains("false alarms"));
+        let v = check_of(&[ev(8_400, "e1", acked(8_300)), ev(10_400, "m0", offline(10_400))]).unwrap_err();
+        assert_eq!((v.class(), v.rule), (Class::Safety, Rule::NoFalseAlarms));
         // An acknowledgement that arrives late (its executor was paused) is evidence only from its send time.
         assert!(check_of(&[ev(10_390, "e1", acked(0)), ev(10_400, "m0", offline(10_400))]).is_ok());
     }
 
     #[test]
     fn placement_within_capacity_and_never_on_an_offline_id() {
-        let registered = |id| Seen::Exec(ExecutorObservation::Registered { id });
+        let registered = |id| Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 1 });
         let full = [ev(0, "e1", registered(1)), ev(1, "e1", started("a", 1)), ev(2, "e1", started("b", 2))];
-        assert!(placement_within_bounds(&full, 1).unwrap_err().contains("capacity 1"));
+        let v = placement_within_bounds(&full, 1).unwrap_err();
+        assert_eq!((v.rule, v.at, v.task()), (Rule::Placement, at(2), Some("b")));
+        assert!(v.detail.contains("capacity 1"), "{v}");
         assert_eq!(placement_within_bounds(&full, 2), Ok(()));
         let offline = Seen::Master(Observation::ExecutorOffline {
             id: 1,
@@ -198,9 +250,96 @@ mod tests {
             last_heard: Clock::start().instant(at(0)),
         });
         let on_offline = [ev(0, "e1", registered(1)), ev(5, "m0", offline), ev(6, "e1", started("a", 1))];
-        assert!(placement_within_bounds(&on_offline, 8).unwrap_err().contains("declared offline"));
+        let v = placement_within_bounds(&on_offline, 8).unwrap_err();
+        assert_eq!(v.rule, Rule::Placement);
+        assert!(v.ids.contains(&Id::Executor(ExecutorId(1))) && v.detail.contains("declared offline"), "{v}");
         let mut anew = on_offline.to_vec();
         anew.insert(2, ev(6, "e1", registered(2)));
         assert_eq!(placement_within_bounds(&anew, 8), Ok(()));
+    }
+    #[test]
+    fn fenced_messages_catch_an_older_leader_epoch_at_an_executor() {
+        let registered = |leader_epoch| Seen::Exec(ExecutorObservation::Registered { id: 1, leader_epoch });
+        let acked = |leader_epoch| {
+            let sent = Clock::start().instant(at(0));
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent, leader_epoch })
+        };
+        let dispatched = |task: &str, leader_epoch| {
+            Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch: 1, leader_epoch })
+        };
+        // A failover: the executor hears leader 2, then leader 3 (its acknowledgements, its dispatches).
+        let kept = [
+            ev(0, "e1", registered(2)),
+            ev(1, "e1", dispatched("a", 2)),
+            ev(2, "e1", acked(2)),
+            ev(3, "e1", acked(3)),
+            ev(4, "e1", dispatched("b", 3)),
+            // Another executor still hears the deposed leader: each receiver has its own memory.
+            ev(5, "e2", acked(2)),
+        ];
+        assert_eq!(fenced_messages(&kept), Ok(()));
+        // The deposed leader's confirm lands after leader 3 was heard (the dispatch guard gone): caught.
+        let mut stale = kept.to_vec();
+        stale.push(ev(6, "e1", dispatched("c", 2)));
+        let v = fenced_messages(&stale).unwrap_err();
+        assert_eq!((v.class(), v.rule, v.rule.number(), v.at), (Class::Safety, Rule::FencedMessages, Some(2), at(6)));
+        assert_eq!(v.ids, [Id::Node("e1".into()), Id::LeaderEpoch(LeaderEpoch(2)), Id::LeaderEpoch(LeaderEpoch(3))]);
+        assert_eq!(
+            v.to_string(),
+            "safety rule 2 (fenced messages) at 0.006s: e1 accepted a dispatch of c epoch 1 from leader epoch 2 after \
+             it had accepted a dispatch of b epoch 1 from leader epoch 3 at 0.004s"
+        );
+        // So is an acknowledgement or a registration from the deposed leader.
+        let mut stale_ack = kept.to_vec();
+        stale_ack.push(ev(6, "e1", acked(2)));
+        assert_eq!(broken(fenced_messages(&stale_ack)), Some(Rule::FencedMessages));
+        let mut stale_registration = kept.to_vec();
+        stale_registration.push(ev(6, "e1", registered(1)));
+        assert_eq!(broken(fenced_messages(&stale_registration)), Some(Rule::FencedMessages));
+        // A restarted executor process knows no leader yet: the deposed one may answer it first.
+        let mut restarted = kept.to_vec();
+        restarted.extend([ev(6, "e1", Seen::Restarted), ev(7, "e1", registered(2))]);
+        assert_eq!(fenced_messages(&restarted), Ok(()));
+    }
+
+    #[test]
+    fn fenced_messages_catch_an_older_incarnation_at_its_master() {
+        let heard_by_leader = |leader_epoch, epoch| {
+            Seen::Master(Observation::JobMasterHeard {
+                leader_epoch: LeaderEpoch(leader_epoch),
+                task: "j".into(),
+                epoch,
+            })
+        };
+        let heard_by_job_master = |master_epoch, task: &str, epoch| {
+            let (master, task) = ("j".to_owned(), task.to_owned());
+            Seen::Exec(ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
+        };
+        let kept = [
+            // The leader of term 4 hears job master 7, then its successor 8.
+            ev(0, "m0", heard_by_leader(4, 7)),
+            ev(1, "m0", heard_by_leader(4, 8)),
+            // A new term is a new receiver: it may hear the older incarnation first (it re-adopts what checks in).
+            ev(2, "m1", heard_by_leader(5, 7)),
+            // Job master 8 hears worker w0 epoch 20, then 21; worker w1 has its own epochs.
+            ev(3, "e1", heard_by_job_master(8, "j/w0", 20)),
+            ev(4, "e1", heard_by_job_master(8, "j/w0", 21)),
+            ev(5, "e1", heard_by_job_master(8, "j/w1", 3)),
+            // Its successor, job master 9, is another receiver.
+            ev(6, "e1", heard_by_job_master(9, "j/w0", 20)),
+        ];
+        assert_eq!(fenced_messages(&kept), Ok(()));
+        let mut stale_job_master = kept.to_vec();
+        stale_job_master.push(ev(7, "m0", heard_by_leader(4, 7)));
+        let v = fenced_messages(&stale_job_master).unwrap_err();
+        assert_eq!((v.rule, v.at, v.task()), (Rule::FencedMessages, at(7), Some("j")));
+        assert_eq!(v.ids[..2], [Id::Master("m0".into()), Id::LeaderEpoch(LeaderEpoch(4))]);
+        assert!(v.detail.starts_with("m0 (leader epoch 4) accepted a message from j epoch 7 after"), "{v}");
+        let mut stale_worker = kept.to_vec();
+        stale_worker.push(ev(7, "e1", heard_by_job_master(8, "j/w0", 20)));
+        let v = fenced_messages(&stale_worker).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::FencedMessages, at(7)));
+        assert!(v.ids.contains(&Id::Task("j/w0".into())) && v.ids.contains(&Id::Epoch(Epoch(21))), "{v}");
+        assert!(v.detail.starts_with("job master j epoch 8 on e1 accepted a message from j/w0 epoch 20"), "{v}");
     }
 }

@@ -2,6 +2,8 @@
 
 use std::collections::BTreeMap;
 
+use foreman::core::ids::{Epoch, ExecutorId};
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
 
@@ -10,30 +12,31 @@ use crate::cluster::Seen;
 
 /// Placement: an executor never runs more tasks than its capacity (every task costs one slot here), and never
 /// starts one under an id the leader has declared offline.
-pub fn placement_within_bounds(events: &Events, capacity: u32) -> Result<(), String> {
+pub fn placement_within_bounds(events: &Events, capacity: u32) -> Result<(), Violation> {
     let mut running: BTreeMap<String, u32> = BTreeMap::new();
     let mut id_of: BTreeMap<String, u64> = BTreeMap::new();
     let mut offline: std::collections::BTreeSet<u64> = Default::default();
     for (at, node, seen) in events {
         match seen {
-            Seen::Exec(ExecutorObservation::Registered { id }) => {
+            Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
                 id_of.insert(node.clone(), *id);
             }
             Seen::Master(Observation::ExecutorOffline { id, .. }) => {
                 offline.insert(*id);
             }
-            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 let n = running.entry(node.clone()).or_default();
                 *n += 1;
+                let ids = [Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())];
                 if *n > capacity {
-                    return Err(format!(
-                        "safety rule 6 (placement) at {at}: {node} runs {n} tasks (capacity {capacity}) with {task}"
-                    ));
+                    let detail = format!("{node} runs {n} tasks (capacity {capacity}) with {task}");
+                    return Err(Violation::new(Rule::Placement, *at, detail).with(ids));
                 }
                 if let Some(id) = id_of.get(node).filter(|id| offline.contains(id)) {
-                    return Err(format!(
-                        "safety rule 6 (placement) at {at}: {task} started on {node}, whose id {id} was declared offline"
-                    ));
+                    let detail = format!("{task} started on {node}, whose id {id} was declared offline");
+                    return Err(Violation::new(Rule::Placement, *at, detail)
+                        .with(ids)
+                        .with([Id::Executor(ExecutorId(*id))]));
                 }
             }
             Seen::Exec(ExecutorObservation::TaskStopped { .. }) => {
@@ -57,16 +60,17 @@ pub fn placement_meets_selectors(
     events: &Events,
     zone_of: &BTreeMap<String, String>,
     wants: &BTreeMap<String, String>,
-) -> Result<(), String> {
+) -> Result<(), Violation> {
     for (at, node, seen) in events {
-        let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch }) = seen else { continue };
+        let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) = seen else { continue };
         let Some(zone) = wants.get(task) else { continue };
         if zone_of.get(node) != Some(zone) {
-            return Err(format!(
-                "safety rule 6 (selectors) at {at}: job master {task} epoch {epoch} started on {node} (zone {:?}), \
-                 but the job asks for zone {zone}",
+            let detail = format!(
+                "job master {task} epoch {epoch} started on {node} (zone {:?}), but the job asks for zone {zone}",
                 zone_of.get(node)
-            ));
+            );
+            let ids = [Id::Job(task.clone()), Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())];
+            return Err(Violation::new(Rule::Selectors, *at, detail).with(ids));
         }
     }
     Ok(())
@@ -85,11 +89,15 @@ mod tests {
             (
                 Time::from_millis(5),
                 node.to_owned(),
-                Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch: 1 }),
+                Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch: 1, leader_epoch: 1 }),
             )
         };
         assert_eq!(placement_meets_selectors(&[started("e1", "j"), started("e0", "k")], &zone_of, &wants), Ok(()));
-        let err = placement_meets_selectors(&[started("e0", "j")], &zone_of, &wants).unwrap_err();
-        assert!(err.starts_with("safety rule 6 (selectors) at 0.005s") && err.contains("asks for zone b"), "{err}");
+        let v = placement_meets_selectors(&[started("e0", "j")], &zone_of, &wants).unwrap_err();
+        assert_eq!(
+            (v.rule, v.rule.number(), v.at, v.task()),
+            (Rule::Selectors, Some(6), Time::from_millis(5), Some("j"))
+        );
+        assert!(v.detail.contains("asks for zone b"), "{v}");
     }
 }

@@ -4,24 +4,28 @@
 
 use std::collections::BTreeMap;
 
+use foreman::core::ids::ExecutorId;
+use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 
 use super::Events;
 use crate::cluster::Seen;
 
-pub fn ids_never_reused(events: &Events) -> Result<(), String> {
+pub fn ids_never_reused(events: &Events) -> Result<(), Violation> {
     let mut holder: BTreeMap<u64, &str> = BTreeMap::new();
     let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
     for (at, node, seen) in events {
-        let Seen::Exec(ExecutorObservation::Registered { id }) = seen else { continue };
+        let Seen::Exec(ExecutorObservation::Registered { id, .. }) = seen else { continue };
         if let Some(other) = holder.get(id).filter(|other| **other != node.as_str()) {
-            return Err(format!("safety rule 7 at {at}: executor id {id} registered by {node}, but {other} had it"));
+            let detail = format!("executor id {id} registered by {node}, but {other} had it");
+            let ids = [Id::Executor(ExecutorId(*id)), Id::Node(node.clone()), Id::Node((*other).to_owned())];
+            return Err(Violation::new(Rule::RegistryIntegrity, *at, detail).with(ids));
         }
         let last = highest.entry(node).or_default();
         if *id <= *last {
-            return Err(format!(
-                "safety rule 7 at {at}: {node} registered again as {id}, not above the id {last} it held before"
-            ));
+            let detail = format!("{node} registered again as {id}, not above the id {last} it held before");
+            let ids = [Id::Node(node.clone()), Id::Executor(ExecutorId(*id)), Id::Executor(ExecutorId(*last))];
+            return Err(Violation::new(Rule::RegistryIntegrity, *at, detail).with(ids));
         }
         *last = *id;
         holder.insert(*id, node);
@@ -35,15 +39,17 @@ mod tests {
     use foreman::core::time::Time;
 
     fn reg(ms: u64, node: &str, id: u64) -> (Time, String, Seen) {
-        (Time::from_millis(ms), node.into(), Seen::Exec(ExecutorObservation::Registered { id }))
+        (Time::from_millis(ms), node.into(), Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 1 }))
     }
 
     #[test]
     fn ids_are_held_once_and_rise_per_executor() {
         assert_eq!(ids_never_reused(&[reg(0, "e0", 1), reg(1, "e1", 2), reg(9, "e0", 3)]), Ok(()));
         let shared = ids_never_reused(&[reg(0, "e0", 1), reg(1, "e1", 1)]).unwrap_err();
-        assert!(shared.starts_with("safety rule 7 at 0.001s") && shared.contains("e0 had it"), "{shared}");
+        assert_eq!((shared.rule, shared.at), (Rule::RegistryIntegrity, Time::from_millis(1)), "{shared}");
+        assert_eq!(shared.ids, [Id::Executor(ExecutorId(1)), Id::Node("e1".into()), Id::Node("e0".into())]);
         let back = ids_never_reused(&[reg(0, "e0", 4), reg(1, "e0", 2)]).unwrap_err();
-        assert!(back.contains("not above the id 4"), "{back}");
+        assert_eq!(back.rule, Rule::RegistryIntegrity);
+        assert!(back.ids.contains(&Id::Executor(ExecutorId(4))), "{back}");
     }
 }

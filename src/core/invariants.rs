@@ -1,11 +1,14 @@
-//! The safety rules of design.md §5 as checkers over observations.
+//! The rules of design.md as checkers over observations, and the typed verdict every checker gives.
 //!
-//! Each checker consumes what happened, in order, and says when a rule broke: which rule, at what time, with
-//! which ids. The property tests (`proptests/`) feed them after every step of the core's state machines. Rule 3's
-//! [`LiveIncarnations`] and rule 1's [`one_acting_leader`] also judge whole runs: the simulator's recorder (every
-//! node's events on one simulated clock, so "at the same instant" is exact) and the process-level chaos test (the
-//! executors' logs on one machine's wall clock). Checks tied to the simulator's own events (placement by its
-//! events, registry, cancels, the job API's history) live beside it in `sim/checks`.
+//! Each checker consumes what happened, in order, and says when a rule broke: a [`Violation`] naming its class
+//! (safety, liveness), the rule, the instant and the ids involved, with a sentence for people. Nobody parses that
+//! sentence back: the swarm counts failures by [`Violation::class`], the planted-bug runs match on
+//! [`Violation::rule`]. The property tests (`proptests/`) feed these checkers after every step of the core's state
+//! machines. Rule 3's [`LiveIncarnations`], rule 1's [`one_acting_leader`] and rule 2's [`FencedEpochs`] also
+//! judge whole runs: the simulator's recorder (every node's events on one simulated clock, so "at the same
+//! instant" is exact) and the process-level chaos test (the executors' logs on one machine's wall clock). Checks
+//! tied to the simulator's own events (placement by its events, registry, cancels, the job API's history,
+//! capacity accounting, the liveness bounds) live beside it in `sim/checks`, and return the same [`Violation`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,73 +18,242 @@ use super::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use super::job::JobState;
 use super::time::Time;
 
-/// A safety rule of design.md §5.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// What kind of promise a violation broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Class {
+    /// Something that must never happen happened (design.md §5, and the safety checks of §6 and §8).
+    Safety,
+    /// Something that must happen did not, or not within its bound (design.md §6).
+    Liveness,
+    /// Neither: the run itself went wrong (a node's or the harness's panic), or its observations cannot be placed
+    /// in one story (a recorder's or a log reader's error, not a broken rule).
+    Crash,
+}
+
+impl Class {
+    /// The class's name, as failures print it: `safety`, `liveness`, `crash`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Class::Safety => "safety",
+            Class::Liveness => "liveness",
+            Class::Crash => "crash",
+        }
+    }
+
+    /// The class [`Class::name`] names.
+    pub fn from_name(name: &str) -> Option<Class> {
+        [Class::Safety, Class::Liveness, Class::Crash].into_iter().find(|c| c.name() == name)
+    }
+}
+
+impl fmt::Display for Class {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A rule a run must keep: the safety rules of design.md §5 (numbered as there; some have more than one face),
+/// the other safety checks, and the liveness bounds of §6 (named).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Rule {
-    /// 1: at most one master acts as leader at any instant; terms' epochs strictly increase.
+    /// 1: at most one master acts as leader at any instant; terms' epochs strictly increase; a master stops acting
+    /// by its step-down deadline.
     OneActingLeader,
-    /// 2: no message from an older epoch is accepted.
+    /// 2: no receiver accepts a message from an older epoch than one it already accepted from that sender.
     FencedMessages,
+    /// 2, seen in the data: a worker's acknowledged checkpoints never go back, nor skip within an incarnation.
+    CheckpointsForward,
     /// 3: at most one live incarnation of any job master or worker at any instant.
     OneLiveIncarnation,
     /// 4: every acknowledged job stays until deleted.
     NoJobLost,
-    /// 5: legal job transitions only; terminal states absorb; a canceled job never starts again.
+    /// 5: legal job transitions only; terminal states absorb.
     LegalTransitions,
-    /// 6: placement only on online executors, within capacity, satisfying selectors.
+    /// 5: a job whose cancel was acknowledged never starts a new incarnation.
+    CanceledNeverRestart,
+    /// 6: placement only on online executors, within capacity.
     Placement,
+    /// 6: placement satisfies the job's selectors.
+    Selectors,
     /// 7: executor ids are never reused.
     RegistryIntegrity,
+    /// §6: no executor is declared offline while its heartbeats were acknowledged within the TTL.
+    NoFalseAlarms,
+    /// §8 capacity accounting: no reservation outlives the reservation TTL.
+    ReservationWindow,
+    /// §8 capacity accounting: a reservation is gone once the executor's report that settles it was taken.
+    ReservationSettled,
+    /// A finished fake job's workers end exactly at their target.
+    ExactCounters,
+    /// §6 detection: an executor whose heartbeats stop is declared offline within TTL + check interval.
+    DetectionBound,
+    /// §6 failover: a new leader serves within its bound (after a kill, a resign, or the faults healing).
+    FailoverBound,
+    /// §6 rescheduling: lost or drained work runs again within its bound.
+    Reschedule,
+    /// Every executor is online again (under its current id) within its bound once the faults heal.
+    ExecutorsOnline,
+    /// Every placeable job ends within its bound once the faults heal.
+    JobEnds,
+    /// A job no executor can take says why.
+    UnplaceableSaysWhy,
+    /// §6 no false alarms, once healthy: after the faults healed and their consequences played out, nothing is
+    /// declared offline, fenced or told it is stale, and no healthy leader steps down.
+    QuietOnceHealthy,
+    /// §8 capacity accounting, settled: once every job ended, the leader holds no slot and counts what runs.
+    CapacitySettled,
+    /// The observations cannot be placed in one story (a stop of an incarnation that never started there).
+    ConsistentStory,
+    /// A state machine's own invariant, checked after every step in debug and simulation builds (the job
+    /// manager's: its registry, placement, jobs, job-master bookkeeping and the ones between them).
+    MachineInvariant,
 }
 
 impl Rule {
-    /// The rule's number in design.md §5.
-    pub fn number(self) -> u8 {
+    /// Which class the rule belongs to.
+    pub fn class(self) -> Class {
+        use Rule::*;
         match self {
-            Rule::OneActingLeader => 1,
-            Rule::FencedMessages => 2,
-            Rule::OneLiveIncarnation => 3,
-            Rule::NoJobLost => 4,
-            Rule::LegalTransitions => 5,
-            Rule::Placement => 6,
-            Rule::RegistryIntegrity => 7,
+            OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
+            | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
+            | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant => Class::Safety,
+            DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
+            | QuietOnceHealthy | CapacitySettled => Class::Liveness,
+            ConsistentStory => Class::Crash,
+        }
+    }
+
+    /// The rule's number in design.md §5, for the safety rules listed there.
+    pub fn number(self) -> Option<u8> {
+        use Rule::*;
+        Some(match self {
+            OneActingLeader => 1,
+            FencedMessages | CheckpointsForward => 2,
+            OneLiveIncarnation => 3,
+            NoJobLost => 4,
+            LegalTransitions | CanceledNeverRestart => 5,
+            Placement | Selectors => 6,
+            RegistryIntegrity => 7,
+            _ => return None,
+        })
+    }
+
+    /// What the rule says, in a few words.
+    pub fn name(self) -> &'static str {
+        use Rule::*;
+        match self {
+            OneActingLeader => "one acting leader",
+            FencedMessages => "fenced messages",
+            CheckpointsForward => "checkpoints never go back",
+            OneLiveIncarnation => "at most one live incarnation",
+            NoJobLost => "no job lost",
+            LegalTransitions => "legal transitions only",
+            CanceledNeverRestart => "a canceled job never starts again",
+            Placement => "placement",
+            Selectors => "selectors",
+            RegistryIntegrity => "registry integrity",
+            NoFalseAlarms => "§6 no false alarms",
+            ReservationWindow => "capacity accounting (window)",
+            ReservationSettled => "capacity accounting (settled)",
+            ExactCounters => "exact counters",
+            DetectionBound => "§6 detection bound",
+            FailoverBound => "§6 failover bound",
+            Reschedule => "§6 rescheduling bound",
+            ExecutorsOnline => "every executor online",
+            JobEnds => "every job ends",
+            UnplaceableSaysWhy => "an unplaceable job says why",
+            QuietOnceHealthy => "§6 no false alarms once healthy",
+            CapacitySettled => "capacity accounting (settled cluster)",
+            ConsistentStory => "the observations are inconsistent",
+            MachineInvariant => "a state machine's invariant",
         }
     }
 }
 
 impl fmt::Display for Rule {
+    /// `rule 3 (at most one live incarnation)` for a numbered rule, its name otherwise (`§6 detection bound`).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let s = match self {
-            Rule::OneActingLeader => "one acting leader",
-            Rule::FencedMessages => "fenced messages",
-            Rule::OneLiveIncarnation => "at most one live incarnation",
-            Rule::NoJobLost => "no job lost",
-            Rule::LegalTransitions => "legal transitions only",
-            Rule::Placement => "placement",
-            Rule::RegistryIntegrity => "registry integrity",
-        };
-        write!(f, "rule {} ({s})", self.number())
+        match self.number() {
+            Some(n) => write!(f, "rule {n} ({})", self.name()),
+            None => f.write_str(self.name()),
+        }
     }
 }
 
-/// A broken safety rule.
+/// One id a violation involves.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Id {
+    /// A job, by its id.
+    Job(String),
+    /// A task: a job master (its job's id) or a worker (`<job>/<worker>`).
+    Task(String),
+    /// An incarnation of a task (a job master's or a worker's epoch).
+    Epoch(Epoch),
+    /// A leader's term.
+    LeaderEpoch(LeaderEpoch),
+    /// An executor, by its registered id.
+    Executor(ExecutorId),
+    /// A master process, by its name.
+    Master(String),
+    /// Any other process (an executor's, the client's), by its node name.
+    Node(String),
+}
+
+/// A broken rule: which one, when, the ids involved, and a sentence saying what happened.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
     pub rule: Rule,
     pub at: Time,
+    pub ids: Vec<Id>,
     pub detail: String,
 }
 
+impl Violation {
+    pub fn new(rule: Rule, at: Time, detail: impl Into<String>) -> Violation {
+        Violation { rule, at, ids: vec![], detail: detail.into() }
+    }
+
+    /// The same, naming `ids` too.
+    pub fn with(mut self, ids: impl IntoIterator<Item = Id>) -> Violation {
+        self.ids.extend(ids);
+        self
+    }
+
+    pub fn class(&self) -> Class {
+        self.rule.class()
+    }
+
+    /// The task the violation names first, if any.
+    pub fn task(&self) -> Option<&str> {
+        self.ids.iter().find_map(|id| match id {
+            Id::Task(t) => Some(t.as_str()),
+            _ => None,
+        })
+    }
+}
+
 impl fmt::Display for Violation {
+    /// `safety rule 3 (at most one live incarnation) at 12.500s: <detail>`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "safety {} at {}: {}", self.rule, self.at, self.detail)
+        write!(f, "{} {} at {}: {}", self.class(), self.rule, self.at, self.detail)
     }
 }
 
 impl std::error::Error for Violation {}
 
-fn violation(rule: Rule, at: Time, detail: String) -> Result<(), Violation> {
-    Err(Violation { rule, at, detail })
+/// Stops at a rule broken inside a state machine (a runtime assertion of debug and simulation builds), with the
+/// typed violation as the panic's payload: the simulator's harness takes it as it is, and the production binary's
+/// panic hook prints it.
+pub fn stop(v: Violation) -> ! {
+    std::panic::panic_any(v)
+}
+
+fn violation(rule: Rule, at: Time, ids: impl IntoIterator<Item = Id>, detail: String) -> Result<(), Violation> {
+    Err(Violation::new(rule, at, detail).with(ids))
+}
+
+fn job_id(job: &JobId) -> [Id; 1] {
+    [Id::Job(job.as_str().to_owned())]
 }
 
 /// Where one incarnation stands, for [`LiveIncarnations`].
@@ -161,15 +333,18 @@ impl LiveIncarnations {
                     continue;
                 }
                 if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
-                    return Err(Violation {
-                        rule: Rule::OneLiveIncarnation,
-                        at: at + self.resume_grace,
-                        detail: format!(
-                            "{task} epoch {} on {} was resumed and did not stop within {:?} while epoch {} is live \
-                             on {}",
-                            incs[i].epoch, incs[i].node, self.resume_grace, other.epoch, other.node
-                        ),
-                    });
+                    let detail = format!(
+                        "{task} epoch {} on {} was resumed and did not stop within {:?} while epoch {} is live on {}",
+                        incs[i].epoch, incs[i].node, self.resume_grace, other.epoch, other.node
+                    );
+                    let ids = [
+                        Id::Task(task.clone()),
+                        Id::Epoch(Epoch(incs[i].epoch)),
+                        Id::Node(incs[i].node.clone()),
+                        Id::Epoch(Epoch(other.epoch)),
+                        Id::Node(other.node.clone()),
+                    ];
+                    return Err(Violation::new(Rule::OneLiveIncarnation, at + self.resume_grace, detail).with(ids));
                 }
                 incs[i].standing = Standing::Live;
                 promoted.push(IncarnationRef { task: task.clone(), epoch: incs[i].epoch, node: incs[i].node.clone() });
@@ -184,6 +359,13 @@ impl LiveIncarnations {
             return violation(
                 Rule::OneLiveIncarnation,
                 at,
+                [
+                    Id::Task(task.to_owned()),
+                    Id::Epoch(Epoch(epoch)),
+                    Id::Node(node.to_owned()),
+                    Id::Epoch(Epoch(other.epoch)),
+                    Id::Node(other.node.clone()),
+                ],
                 format!("{task} epoch {epoch} started on {node} while epoch {} is live on {}", other.epoch, other.node),
             );
         }
@@ -192,6 +374,12 @@ impl LiveIncarnations {
             return violation(
                 Rule::OneLiveIncarnation,
                 at,
+                [
+                    Id::Task(task.to_owned()),
+                    Id::Epoch(Epoch(epoch)),
+                    Id::Node(node.to_owned()),
+                    Id::Epoch(Epoch(*last)),
+                ],
                 format!("{task} epoch {epoch} started on {node} after epoch {last} had started"),
             );
         }
@@ -226,14 +414,18 @@ impl LiveIncarnations {
             incs.iter().position(|o| o.epoch == epoch && o.node == node && matches!(o.standing, Standing::Resumed(_)));
         let Some(i) = resumed else { return Ok(None) };
         if let Some(other) = incs.iter().find(|o| o.standing == Standing::Live) {
-            return Err(Violation {
-                rule: Rule::OneLiveIncarnation,
-                at,
-                detail: format!(
-                    "{task} epoch {epoch} acted on {node} after a resume while epoch {} is live on {}",
-                    other.epoch, other.node
-                ),
-            });
+            let detail = format!(
+                "{task} epoch {epoch} acted on {node} after a resume while epoch {} is live on {}",
+                other.epoch, other.node
+            );
+            let ids = [
+                Id::Task(task.to_owned()),
+                Id::Epoch(Epoch(epoch)),
+                Id::Node(node.to_owned()),
+                Id::Epoch(Epoch(other.epoch)),
+                Id::Node(other.node.clone()),
+            ];
+            return Err(Violation::new(Rule::OneLiveIncarnation, at, detail).with(ids));
         }
         let Standing::Resumed(since) = std::mem::replace(&mut incs[i].standing, Standing::Live) else {
             return Ok(None);
@@ -304,6 +496,7 @@ impl ActingLeaders {
             return violation(
                 Rule::OneActingLeader,
                 at,
+                [Id::Master(master.to_owned()), Id::LeaderEpoch(epoch), Id::Master(other.clone()), Id::LeaderEpoch(*e)],
                 format!("{master} began acting with epoch {epoch} while {other} acts with epoch {e}"),
             );
         }
@@ -311,6 +504,7 @@ impl ActingLeaders {
             return violation(
                 Rule::OneActingLeader,
                 at,
+                [Id::Master(master.to_owned()), Id::LeaderEpoch(epoch), Id::LeaderEpoch(self.highest)],
                 format!("{master} began acting with epoch {epoch}, not above the earlier {}", self.highest),
             );
         }
@@ -347,7 +541,12 @@ pub struct JobTransitions {
 impl JobTransitions {
     pub fn on_create(&mut self, at: Time, job: &JobId) -> Result<(), Violation> {
         if let Some(s) = self.states.get(job) {
-            return violation(Rule::LegalTransitions, at, format!("{job} created again while it exists as {s}"));
+            return violation(
+                Rule::LegalTransitions,
+                at,
+                job_id(job),
+                format!("{job} created again while it exists as {s}"),
+            );
         }
         self.states.insert(job.clone(), JobState::Created);
         Ok(())
@@ -355,10 +554,10 @@ impl JobTransitions {
 
     pub fn on_write(&mut self, at: Time, job: &JobId, to: JobState) -> Result<(), Violation> {
         let Some(&from) = self.states.get(job) else {
-            return violation(Rule::NoJobLost, at, format!("{job} written as {to} but it does not exist"));
+            return violation(Rule::NoJobLost, at, job_id(job), format!("{job} written as {to} but it does not exist"));
         };
         if from != to && !from.can_become(to) {
-            return violation(Rule::LegalTransitions, at, format!("{job} went from {from} to {to}"));
+            return violation(Rule::LegalTransitions, at, job_id(job), format!("{job} went from {from} to {to}"));
         }
         self.states.insert(job.clone(), to);
         Ok(())
@@ -370,8 +569,8 @@ impl JobTransitions {
                 self.states.remove(job);
                 Ok(())
             }
-            Some(s) => violation(Rule::LegalTransitions, at, format!("{job} deleted while {s}")),
-            None => violation(Rule::NoJobLost, at, format!("{job} deleted but it does not exist")),
+            Some(s) => violation(Rule::LegalTransitions, at, job_id(job), format!("{job} deleted while {s}")),
+            None => violation(Rule::NoJobLost, at, job_id(job), format!("{job} deleted but it does not exist")),
         }
     }
 
@@ -379,7 +578,13 @@ impl JobTransitions {
     pub fn on_incarnation(&self, at: Time, job: &JobId, epoch: Epoch) -> Result<(), Violation> {
         match self.states.get(job) {
             Some(s) if s.is_terminal() || *s == JobState::Canceling => {
-                violation(Rule::LegalTransitions, at, format!("{job} started job master epoch {epoch} while {s}"))
+                let canceled = matches!(s, JobState::Canceling | JobState::Canceled);
+                violation(
+                    if canceled { Rule::CanceledNeverRestart } else { Rule::LegalTransitions },
+                    at,
+                    [Id::Job(job.as_str().to_owned()), Id::Epoch(epoch)],
+                    format!("{job} started job master epoch {epoch} while {s}"),
+                )
             }
             _ => Ok(()),
         }
@@ -408,6 +613,7 @@ impl ExecutorIds {
                 return violation(
                     Rule::RegistryIntegrity,
                     at,
+                    [Id::Executor(id), Id::Executor(h)],
                     format!("executor id {id} handed out after {h}: ids must never be reused"),
                 );
             }
@@ -428,16 +634,131 @@ pub fn placement_fits(
     capacity: u32,
 ) -> Result<(), Violation> {
     if !online {
-        return violation(Rule::Placement, at, format!("{task} placed on {executor}, which is not online"));
+        return violation(
+            Rule::Placement,
+            at,
+            [Id::Task(task.as_str().to_owned()), Id::Executor(executor)],
+            format!("{task} placed on {executor}, which is not online"),
+        );
     }
     if used_before + u64::from(cost) > u64::from(capacity) {
         return violation(
             Rule::Placement,
             at,
+            [Id::Task(task.as_str().to_owned()), Id::Executor(executor)],
             format!("{task} (cost {cost}) placed on {executor} with {used_before} of {capacity} slots used"),
         );
     }
     Ok(())
+}
+
+/// Who received a fenced message (design.md §5 rule 2): a process, or the bookkeeping a master keeps for one term
+/// or incarnation (a new term or incarnation starts afresh, as the bookkeeping does).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Receiver {
+    /// An executor process, hearing the leader (until the process ends).
+    Executor { node: String },
+    /// A leader's term on a master process, hearing its job masters.
+    Leader { master: String, epoch: LeaderEpoch },
+    /// A job master's incarnation, hosted on an executor process, hearing its workers.
+    JobMaster { node: String, task: String, epoch: Epoch },
+}
+
+impl Receiver {
+    /// The process it lives in.
+    pub fn node(&self) -> &str {
+        match self {
+            Receiver::Executor { node } | Receiver::JobMaster { node, .. } => node,
+            Receiver::Leader { master, .. } => master,
+        }
+    }
+
+    fn ids(&self) -> Vec<Id> {
+        match self {
+            Receiver::Executor { node } => vec![Id::Node(node.clone())],
+            Receiver::Leader { master, epoch } => vec![Id::Master(master.clone()), Id::LeaderEpoch(*epoch)],
+            Receiver::JobMaster { node, task, epoch } => {
+                vec![Id::Node(node.clone()), Id::Task(task.clone()), Id::Epoch(*epoch)]
+            }
+        }
+    }
+}
+
+impl fmt::Display for Receiver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Receiver::Executor { node } => f.write_str(node),
+            Receiver::Leader { master, epoch } => write!(f, "{master} (leader epoch {epoch})"),
+            Receiver::JobMaster { node, task, epoch } => write!(f, "job master {task} epoch {epoch} on {node}"),
+        }
+    }
+}
+
+/// Who sent a fenced message, as its receiver tells senders apart; the epoch a message carries is the sender's.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sender {
+    /// The leader (any term): its epoch is the leader epoch.
+    Leader,
+    /// The incarnations of one task, heard by their master (a job master by the leader, a worker by its job
+    /// master): the epoch is the incarnation's.
+    Task(String),
+}
+
+impl Sender {
+    fn ids(&self, epoch: u64) -> Vec<Id> {
+        match self {
+            Sender::Leader => vec![Id::LeaderEpoch(LeaderEpoch(epoch))],
+            Sender::Task(task) => vec![Id::Task(task.clone()), Id::Epoch(Epoch(epoch))],
+        }
+    }
+
+    fn epoch_text(&self, epoch: u64) -> String {
+        match self {
+            Sender::Leader => format!("leader epoch {epoch}"),
+            Sender::Task(task) => format!("{task} epoch {epoch}"),
+        }
+    }
+}
+
+/// Rule 2: a receiver never accepts a message from an older epoch than one it has already accepted from the same
+/// sender (a message from an older epoch is dropped, and its sender told it is stale). Fed every accepted message
+/// in time order: who took it, from whom, with which epoch, and what it was (for the story). A receiver's memory
+/// ends with its process ([`FencedEpochs::on_node_gone`]): a restarted process knows no epoch yet.
+#[derive(Clone, Debug, Default)]
+pub struct FencedEpochs {
+    /// (receiver, sender) → the newest epoch accepted, when, and what it came with.
+    newest: BTreeMap<(Receiver, Sender), (u64, Time, String)>,
+}
+
+impl FencedEpochs {
+    pub fn on_accepted(
+        &mut self,
+        at: Time,
+        receiver: &Receiver,
+        from: &Sender,
+        epoch: u64,
+        what: &str,
+    ) -> Result<(), Violation> {
+        let key = (receiver.clone(), from.clone());
+        if let Some((newest, when, how)) = self.newest.get(&key) {
+            if epoch < *newest {
+                let detail = format!(
+                    "{receiver} accepted {what} from {} after it had accepted {how} from {} at {when}",
+                    from.epoch_text(epoch),
+                    from.epoch_text(*newest)
+                );
+                let ids = receiver.ids().into_iter().chain(from.ids(epoch)).chain(from.ids(*newest));
+                return violation(Rule::FencedMessages, at, ids, detail);
+            }
+        }
+        self.newest.insert(key, (epoch, at, what.to_owned()));
+        Ok(())
+    }
+
+    /// The process `node` ended (killed or restarted): its receivers remember nothing.
+    pub fn on_node_gone(&mut self, node: &str) {
+        self.newest.retain(|(r, _), _| r.node() != node);
+    }
 }
 
 /// One acting period of one master (rule 1): `[begin, end)`.
@@ -460,6 +781,12 @@ pub fn one_acting_leader(periods: &[ActingPeriod]) -> Result<(), Violation> {
                 return violation(
                     Rule::OneActingLeader,
                     b.begin.max(a.begin),
+                    [
+                        Id::Master(a.master.clone()),
+                        Id::LeaderEpoch(LeaderEpoch(a.epoch)),
+                        Id::Master(b.master.clone()),
+                        Id::LeaderEpoch(LeaderEpoch(b.epoch)),
+                    ],
                     format!(
                         "{} (epoch {}) acted over [{}, {}) and {} (epoch {}) over [{}, {})",
                         a.master, a.epoch, a.begin, a.end, b.master, b.epoch, b.begin, b.end
@@ -473,6 +800,12 @@ pub fn one_acting_leader(periods: &[ActingPeriod]) -> Result<(), Violation> {
             return violation(
                 Rule::OneActingLeader,
                 w[1].begin,
+                [
+                    Id::Master(w[1].master.clone()),
+                    Id::LeaderEpoch(LeaderEpoch(w[1].epoch)),
+                    Id::Master(w[0].master.clone()),
+                    Id::LeaderEpoch(LeaderEpoch(w[0].epoch)),
+                ],
                 format!(
                     "epoch {} of {} at {} is not above epoch {} of {} at {}",
                     w[1].epoch, w[1].master, w[1].begin, w[0].epoch, w[0].master, w[0].begin
@@ -639,6 +972,51 @@ mod tests {
         assert!(h.on_write(ms(6), &j, JobState::Running).is_err());
         h.on_delete(ms(7), &j).unwrap();
         assert!(h.on_write(ms(8), &j, JobState::Running).is_err());
+    }
+
+    #[test]
+    fn fenced_epochs_catch_an_older_epoch_per_receiver_and_sender() {
+        let executor = Receiver::Executor { node: "ex-1".into() };
+        let mut f = FencedEpochs::default();
+        f.on_accepted(ms(0), &executor, &Sender::Leader, 4, "a heartbeat acknowledgement").unwrap();
+        // The same epoch again, and a newer one: fine.
+        f.on_accepted(ms(1), &executor, &Sender::Leader, 4, "a dispatch of j").unwrap();
+        f.on_accepted(ms(2), &executor, &Sender::Leader, 5, "a registration").unwrap();
+        let v = f.on_accepted(ms(3), &executor, &Sender::Leader, 4, "a dispatch of k").unwrap_err();
+        assert_eq!((v.class(), v.rule, v.rule.number(), v.at), (Class::Safety, Rule::FencedMessages, Some(2), ms(3)));
+        assert_eq!(v.ids, [Id::Node("ex-1".into()), Id::LeaderEpoch(LeaderEpoch(4)), Id::LeaderEpoch(LeaderEpoch(5))]);
+        assert_eq!(
+            v.to_string(),
+            "safety rule 2 (fenced messages) at 0.003s: ex-1 accepted a dispatch of k from leader epoch 4 after it had \
+             accepted a registration from leader epoch 5 at 0.002s"
+        );
+        // Another receiver, or the same one after its process ended, knows nothing of it.
+        f.on_accepted(ms(3), &Receiver::Executor { node: "ex-2".into() }, &Sender::Leader, 1, "a registration")
+            .unwrap();
+        f.on_node_gone("ex-1");
+        f.on_accepted(ms(4), &executor, &Sender::Leader, 3, "a registration").unwrap();
+        // Per sender: one task's epochs do not fence another's; a new term of the leader is a new receiver.
+        let term = |epoch| Receiver::Leader { master: "m0".into(), epoch: LeaderEpoch(epoch) };
+        f.on_accepted(ms(5), &term(2), &Sender::Task("j".into()), 7, "a heartbeat").unwrap();
+        f.on_accepted(ms(5), &term(2), &Sender::Task("k".into()), 3, "a heartbeat").unwrap();
+        f.on_accepted(ms(6), &term(3), &Sender::Task("j".into()), 6, "a heartbeat").unwrap();
+        let v = f.on_accepted(ms(7), &term(2), &Sender::Task("j".into()), 6, "a status report").unwrap_err();
+        assert_eq!(v.task(), Some("j"));
+        assert!(v.detail.starts_with("m0 (leader epoch 2) accepted a status report from j epoch 6 after"), "{v}");
+    }
+
+    #[test]
+    fn rules_know_their_class_and_number() {
+        assert_eq!(Rule::OneLiveIncarnation.to_string(), "rule 3 (at most one live incarnation)");
+        assert_eq!(Rule::DetectionBound.to_string(), "§6 detection bound");
+        assert_eq!((Rule::DetectionBound.class(), Rule::DetectionBound.number()), (Class::Liveness, None));
+        assert_eq!(Rule::ReservationWindow.class(), Class::Safety);
+        assert_eq!(Rule::ConsistentStory.class(), Class::Crash);
+        for c in [Class::Safety, Class::Liveness, Class::Crash] {
+            assert_eq!(Class::from_name(c.name()), Some(c));
+        }
+        let v = Violation::new(Rule::JobEnds, ms(1_500), "j did not end").with([Id::Job("j".into())]);
+        assert_eq!(v.to_string(), "liveness every job ends at 1.500s: j did not end");
     }
 
     #[test]

@@ -236,9 +236,12 @@ pub struct Job {
 impl Job {
     /// The one place a job's state changes. An illegal transition (design.md §5 rule 5) is a bug in the caller:
     /// debug and simulation builds stop at it, where it happens.
-    fn set_state(&mut self, to: JobState) {
+    fn set_state(&mut self, now: Time, to: JobState) {
         if cfg!(debug_assertions) && !self.record.state.can_become(to) {
-            panic!("job {}: illegal transition {} -> {to} (safety rule 5)", self.record.id, self.record.state);
+            use super::invariants::{stop, Id, Rule, Violation};
+            let id = self.record.id.as_str().to_owned();
+            let detail = format!("job {id}: illegal transition {} -> {to}", self.record.state);
+            stop(Violation::new(Rule::LegalTransitions, now, detail).with([Id::Job(id)]));
         }
         self.record.state = to;
     }
@@ -422,7 +425,7 @@ impl Jobs {
             let mut job = Job { record, backoff, phase, canceling_since, revoked: false, unplaced: None };
             if job.record.state == JobState::Canceling && job.phase == Phase::Waiting {
                 // Canceled while nothing ran, but the write of the final state was lost: finish it.
-                job.set_state(JobState::Canceled);
+                job.set_state(now, JobState::Canceled);
                 job.phase = Phase::Done;
             }
             jobs.jobs.insert(job.record.id.clone(), job);
@@ -575,11 +578,11 @@ impl Jobs {
         let mut step = Step::default();
         match job.phase.live_epoch() {
             None => {
-                job.set_state(JobState::Canceled);
+                job.set_state(now, JobState::Canceled);
                 job.phase = Phase::Done;
             }
             Some(epoch) => {
-                job.set_state(JobState::Canceling);
+                job.set_state(now, JobState::Canceling);
                 job.canceling_since = Some(now);
                 step.cancel = Some(epoch);
             }
@@ -692,7 +695,7 @@ impl Jobs {
         job.backoff.on_healthy(now);
         match job.record.state {
             JobState::Created => {
-                job.set_state(JobState::Running);
+                job.set_state(now, JobState::Running);
                 step.persist = Some(job.record(now));
             }
             JobState::Canceling => step.cancel = Some(epoch),
@@ -721,7 +724,7 @@ impl Jobs {
         let policy = self.policy.backoff.clone();
         self.end_incarnation(now, id, epoch, |job| {
             if let Some(message) = fatal {
-                job.set_state(JobState::Failed);
+                job.set_state(now, JobState::Failed);
                 job.record.failure = Some(JobFailure { reason: FailureReason::DispatchRefused, message });
                 job.phase = Phase::Done;
                 return;
@@ -732,7 +735,7 @@ impl Jobs {
                     job.phase = Phase::Waiting;
                 }
                 BackoffDecision::GiveUp { failures } => {
-                    job.set_state(JobState::Failed);
+                    job.set_state(now, JobState::Failed);
                     job.record.failure = Some(JobFailure {
                         reason: FailureReason::BackoffExhausted,
                         message: format!("the job master was lost {failures} times in a row"),
@@ -761,7 +764,7 @@ impl Jobs {
         job.revoked = false;
         job.record.executor = None;
         if job.record.state == JobState::Canceling {
-            job.set_state(JobState::Canceled);
+            job.set_state(now, JobState::Canceled);
             job.phase = Phase::Done;
         } else {
             next(job);
@@ -804,9 +807,9 @@ impl Jobs {
             }
         };
         if planted && state == JobState::Finished {
-            job.set_state(JobState::Created);
+            job.set_state(now, JobState::Created);
         }
-        job.set_state(state);
+        job.set_state(now, state);
         job.record.failure = failure;
         job.record.executor = None;
         job.phase = Phase::Done;

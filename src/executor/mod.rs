@@ -232,9 +232,10 @@ impl TaskEnv {
 /// What an executor tells an observer (the simulator's checkers; later, metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExecutorObservation {
-    /// Admitted under this id.
+    /// Admitted under this id, by the leader of `leader_epoch`.
     Registered {
         id: u64,
+        leader_epoch: u64,
     },
     /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
     Fenced {
@@ -256,9 +257,11 @@ pub enum ExecutorObservation {
     Deregistered {
         id: u64,
     },
+    /// Started, as dispatched by a leader (or a job master) under `leader_epoch`.
     TaskStarted {
         task: String,
         epoch: u64,
+        leader_epoch: u64,
     },
     TaskStopped {
         task: String,
@@ -277,6 +280,24 @@ pub enum ExecutorObservation {
         epoch: u64,
         counter: u64,
     },
+    /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
+    /// incarnation `epoch` of its worker `task`.
+    WorkerHeard {
+        master: String,
+        master_epoch: u64,
+        task: String,
+        epoch: u64,
+    },
+}
+
+/// The executor's observer, told what the job masters it hosts accept.
+fn worker_heard(observer: ExecutorObserver, name: &str) -> crate::framework::host::HeardObserver {
+    let name = name.to_owned();
+    Arc::new(move |h: crate::framework::host::Heard| {
+        let (master, master_epoch) = (h.master, h.master_epoch.0);
+        let (task, epoch) = (h.worker.as_str().to_owned(), h.worker_epoch.0);
+        observer(&name, ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
+    })
 }
 
 /// Receives an executor's observations; must not block.
@@ -375,7 +396,7 @@ impl Executor {
         let timing = HeartbeatTiming::executor_default();
         let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
         Arc::new(Executor {
-            host: Host::new(clock),
+            host: Host::new(clock).observed_by(observer.clone().map(|o| worker_heard(o, &cfg.name))),
             meta: Arc::default(),
             drain: Arc::default(),
             drain_progress: tokio::sync::Notify::new(),
@@ -725,7 +746,7 @@ impl Executor {
             reply.executor_id
         };
         info!(executor = %self.name(), id, "registered");
-        self.observe(ExecutorObservation::Registered { id });
+        self.observe(ExecutorObservation::Registered { id, leader_epoch: reply.leader_epoch });
         true
     }
 
@@ -859,7 +880,7 @@ impl Executor {
     pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> bool {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let task = spec.task_id.clone();
-        let epoch = spec.epoch;
+        let (epoch, leader_epoch) = (spec.epoch, spec.leader_epoch);
         let mut stop = StopSignal { rx: rx.clone() };
         // Futures are lazy: building it runs none of the task's work.
         let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
@@ -876,7 +897,7 @@ impl Executor {
             s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
         }
         info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, "task started");
-        self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0 });
+        self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0, leader_epoch });
         let e = self.clone();
         tokio::spawn(async move {
             let exit = tokio::select! {

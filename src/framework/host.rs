@@ -84,11 +84,25 @@ impl HostedHandle {
     }
 }
 
+/// A message a hosted master accepted, for observers (design.md §5 rule 2's checker): the master incarnation that
+/// took it, and the worker incarnation that sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Heard {
+    pub master: String,
+    pub master_epoch: Epoch,
+    pub worker: TaskId,
+    pub worker_epoch: Epoch,
+}
+
+/// Receives what hosted masters accepted; must not block.
+pub type HeardObserver = Arc<dyn Fn(Heard) + Send + Sync>;
+
 /// The executor's router of framework messages to the masters it hosts.
 #[derive(Clone)]
 pub struct Host {
     masters: Arc<Mutex<BTreeMap<String, HostedHandle>>>,
     clock: Clock,
+    observer: Option<HeardObserver>,
 }
 
 /// Routing for one hosted master, ended when dropped (so a master stopped by having its future dropped stops
@@ -116,7 +130,13 @@ impl Drop for Hosting {
 
 impl Host {
     pub fn new(clock: Clock) -> Host {
-        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock }
+        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock, observer: None }
+    }
+
+    /// The same host, telling `observer` of every message a hosted master accepts.
+    pub fn observed_by(mut self, observer: Option<HeardObserver>) -> Host {
+        self.observer = observer;
+        self
     }
 
     /// Routes messages for `master_id` to `workers` until the returned guard is dropped. A newer incarnation of
@@ -219,6 +239,10 @@ impl Host {
             drop(hosted);
             if any {
                 h.wake.notify_one();
+            }
+            if let Some(observe) = self.observer.as_ref().filter(|_| reply.verdict == Verdict::Accepted) {
+                let (master, worker) = (master_id.to_owned(), msg.task.clone());
+                observe(Heard { master, master_epoch: reply.master_epoch, worker, worker_epoch: msg.worker_epoch });
             }
             (reply, cancel)
         };

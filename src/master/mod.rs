@@ -54,6 +54,9 @@ pub enum Observation {
     /// What the leader holds of every schedulable executor's slots, after a pass of its loop (reported only when
     /// someone observes: the simulator's capacity-accounting checks).
     Capacity(CapacitySample),
+    /// This leader (term `leader_epoch`) accepted a heartbeat or status report of incarnation `epoch` of the job
+    /// master `task` (reported only when someone observes: the simulator's rule-2 checker).
+    JobMasterHeard { leader_epoch: LeaderEpoch, task: String, epoch: u64 },
 }
 
 /// The leader's view of the slots at one instant.

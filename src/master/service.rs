@@ -344,6 +344,22 @@ impl pb::task_scheduler_server::TaskScheduler for MasterService {
     }
 }
 
+impl MasterService {
+    /// Tells observers that this leader accepted a job master's message (rule 2's checker): which term took it,
+    /// from which incarnation. The leader takes job masters' messages one at a time (under its write lock), and
+    /// this report follows its message's without an await, so in the simulation (one thread) the reports come in
+    /// the order of the decisions.
+    fn heard(&self, msg: &crate::core::workers::Message, reply: &crate::core::workers::Reply) {
+        if reply.verdict == crate::core::workers::Verdict::Accepted && self.m.observed() {
+            self.m.observe(super::Observation::JobMasterHeard {
+                leader_epoch: crate::core::ids::LeaderEpoch(reply.master_epoch.0),
+                task: msg.task.as_str().to_owned(),
+                epoch: msg.worker_epoch.0,
+            });
+        }
+    }
+}
+
 #[tonic::async_trait]
 impl pb::framework_server::Framework for MasterService {
     async fn worker_heartbeat(
@@ -362,7 +378,8 @@ impl pb::framework_server::Framework for MasterService {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
-            let (reply, cancel) = self.m.job_master_message(msg, None, &progress).await?;
+            let (reply, cancel) = self.m.job_master_message(msg.clone(), None, &progress).await?;
+            self.heard(&msg, &reply);
             let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
             Ok(Response::new(pb::WorkerHeartbeatResponse {
                 verdict: verdict(reply.verdict),
@@ -382,7 +399,8 @@ impl pb::framework_server::Framework for MasterService {
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
-            let (reply, _) = self.m.job_master_message(msg, Some(status), &progress).await?;
+            let (reply, _) = self.m.job_master_message(msg.clone(), Some(status), &progress).await?;
+            self.heard(&msg, &reply);
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict),
                 master_epoch: reply.master_epoch.0,

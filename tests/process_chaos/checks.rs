@@ -5,7 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foreman::core::invariants::{LiveIncarnations, NotRunning, Stopped, Violation};
+use foreman::core::ids::Epoch;
+use foreman::core::invariants::{Id, LiveIncarnations, NotRunning, Rule, Stopped, Violation};
 use foreman::core::time::Time;
 
 use crate::common::JobView;
@@ -105,26 +106,24 @@ fn core_time(origin_us: i64, us: i64) -> Time {
 /// of each task at every instant, and each task's incarnations start in strictly increasing epoch order. A
 /// SIGKILL ends a process's incarnations; a SIGSTOP freezes them until the SIGCONT, after which each is live again
 /// once it acts (a checkpoint) or once [`RESUME_GRACE`] passed without its stop line.
-pub fn one_live_incarnation(origin_us: i64, events: &[Event]) -> Result<IncarnationSummary, String> {
+pub fn one_live_incarnation(origin_us: i64, events: &[Event]) -> Result<IncarnationSummary, Violation> {
     let mut live = LiveIncarnations::new(RESUME_GRACE);
     let mut summary = IncarnationSummary::default();
-    let broken = |v: Violation| format!("safety {} at t={}: {}", v.rule, v.at, v.detail);
     for (at_us, node, seen) in events {
         let at = core_time(origin_us, *at_us);
-        for went_on in live.advance(at).map_err(broken)? {
+        for went_on in live.advance(at)? {
             summary.resumed.push(format!("{}@{} on {}: went on running", went_on.task, went_on.epoch, went_on.node));
         }
         match seen {
             Seen::Started { task, epoch } => {
-                live.on_start(at, task, *epoch, node).map_err(broken)?;
+                live.on_start(at, task, *epoch, node)?;
                 summary.starts += 1;
             }
             Seen::Stopped { task, epoch, why } => {
                 let inconsistent = |what: &str| {
-                    format!(
-                        "the logs are inconsistent at {}: {task} epoch {epoch} stopped on {node} {what}",
-                        story_time(origin_us, *at_us)
-                    )
+                    let detail = format!("the logs say {task} epoch {epoch} stopped on {node} {what}");
+                    let ids = [Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())];
+                    Violation::new(Rule::ConsistentStory, at, detail).with(ids)
                 };
                 match live.on_stop(task, *epoch, node) {
                     Err(NotRunning) => return Err(inconsistent("but was not running there")),
@@ -142,7 +141,7 @@ pub fn one_live_incarnation(origin_us: i64, events: &[Event]) -> Result<Incarnat
             }
             // A resumed incarnation that acts is live from then on.
             Seen::Checkpoint { task, epoch } => {
-                if let Some(resumed) = live.on_acted(at, task, *epoch, node).map_err(broken)? {
+                if let Some(resumed) = live.on_acted(at, task, *epoch, node)? {
                     summary
                         .resumed
                         .push(format!("{task}@{epoch} on {node}: acted {} after the SIGCONT", secs(at - resumed)));
@@ -155,7 +154,7 @@ pub fn one_live_incarnation(origin_us: i64, events: &[Event]) -> Result<Incarnat
             Seen::Fault(Fault::Resumed) => live.on_node_resumed(at, node),
         }
     }
-    for went_on in live.advance(Time::NEVER).map_err(broken)? {
+    for went_on in live.advance(Time::NEVER)? {
         summary.resumed.push(format!("{}@{} on {}: went on running", went_on.task, went_on.epoch, went_on.node));
     }
     summary.tasks = live.tasks_seen();
@@ -168,7 +167,7 @@ pub fn canceled_never_restart(
     origin_us: i64,
     events: &[Event],
     cancels: &BTreeMap<String, (i64, JobView)>,
-) -> Result<(), String> {
+) -> Result<(), Violation> {
     let of_job = |task: &str, job: &str| task == job || task.strip_prefix(job).is_some_and(|r| r.starts_with('/'));
     let mut ended: BTreeMap<String, i64> = BTreeMap::new();
     for (at, node, seen) in events {
@@ -180,19 +179,26 @@ pub fn canceled_never_restart(
             Seen::Started { task, epoch } => {
                 for job in cancels.keys() {
                     let Some(named) = acknowledged(job) else { continue };
+                    let broken = |detail: String| {
+                        let ids = [
+                            Id::Job(job.clone()),
+                            Id::Task(task.clone()),
+                            Id::Epoch(Epoch(*epoch)),
+                            Id::Node(node.clone()),
+                        ];
+                        Err(Violation::new(Rule::CanceledNeverRestart, core_time(origin_us, *at), detail).with(ids))
+                    };
                     if task == job && *epoch > named {
-                        return Err(format!(
-                            "safety rule 5 at {}: job master {task} epoch {epoch} started on {node}, newer than epoch \
-                             {named} named by the cancel acknowledged at {}",
-                            story_time(origin_us, *at),
+                        return broken(format!(
+                            "job master {task} epoch {epoch} started on {node}, newer than epoch {named} named by the \
+                             cancel acknowledged at {}",
                             story_time(origin_us, cancels[job].0)
                         ));
                     }
                     if task != job && of_job(task, job) && ended.contains_key(job) {
-                        return Err(format!(
-                            "safety rule 5 at {}: {task} epoch {epoch} started on {node} after job {job} was canceled \
-                             and its job master stopped",
-                            story_time(origin_us, *at)
+                        return broken(format!(
+                            "{task} epoch {epoch} started on {node} after job {job} was canceled and its job master \
+                             stopped"
                         ));
                     }
                 }
@@ -207,6 +213,7 @@ pub fn canceled_never_restart(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foreman::core::invariants::Class;
 
     fn started(at: i64, node: &str, task: &str, epoch: u64) -> Event {
         (at, node.to_owned(), Seen::Started { task: task.to_owned(), epoch })
@@ -273,24 +280,35 @@ mod tests {
     fn rule_3_catches_two_live_incarnations() {
         let (ms, grace) = (1_000, RESUME_GRACE.as_micros() as i64);
         let overlap = [started(0, "a", "j", 1), started(5 * ms, "b", "j", 2)];
-        let e = one_live_incarnation(0, &overlap).unwrap_err();
+        let v = one_live_incarnation(0, &overlap).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, Time::from_millis(5)));
         assert_eq!(
-            e,
-            "safety rule 3 (at most one live incarnation) at t=0.005s: j epoch 2 started on b while epoch 1 is live \
-             on a"
+            v.to_string(),
+            "safety rule 3 (at most one live incarnation) at 0.005s: j epoch 2 started on b while epoch 1 is live on a"
         );
         let replayed = [started(0, "a", "j", 2), stopped(ms, "a", "j", 2), started(2 * ms, "b", "j", 2)];
-        assert!(one_live_incarnation(0, &replayed).unwrap_err().contains("after epoch 2 had started"));
+        let v = one_live_incarnation(0, &replayed).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, Time::from_millis(2)));
+        assert!(v.detail.contains("after epoch 2 had started"), "{v}");
         let paused = [started(0, "a", "j", 1), fault(ms, "a", Fault::Paused), started(2 * ms, "b", "j", 2)];
         let acted = [&paused[..], &[fault(3 * ms, "a", Fault::Resumed), checkpoint(4 * ms, "a", "j", 1)]].concat();
-        assert!(one_live_incarnation(0, &acted).unwrap_err().contains("acted on a after a resume"));
+        let v = one_live_incarnation(0, &acted).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneLiveIncarnation, Time::from_millis(4)));
+        assert!(v.detail.contains("acted on a after a resume"), "{v}");
         let lingered =
             [&paused[..], &[fault(3 * ms, "a", Fault::Resumed), stopped(5 * ms + grace, "a", "j", 1)]].concat();
-        assert!(one_live_incarnation(0, &lingered).unwrap_err().contains("did not stop within"));
+        let v = one_live_incarnation(0, &lingered).unwrap_err();
+        assert_eq!(v.rule, Rule::OneLiveIncarnation);
+        assert!(v.detail.contains("did not stop within"), "{v}");
+        // Inconsistent logs are no broken rule: the reader's story cannot be told.
         let frozen = [&paused[..], &[stopped(3 * ms, "a", "j", 1)]].concat();
-        assert!(one_live_incarnation(0, &frozen).unwrap_err().contains("while the process was stopped"));
+        let v = one_live_incarnation(0, &frozen).unwrap_err();
+        assert_eq!((v.class(), v.rule), (Class::Crash, Rule::ConsistentStory));
+        assert!(v.detail.contains("while the process was stopped"), "{v}");
         let unknown = [stopped(0, "a", "j", 1)];
-        assert!(one_live_incarnation(0, &unknown).unwrap_err().contains("but was not running there"));
+        let v = one_live_incarnation(0, &unknown).unwrap_err();
+        assert_eq!((v.rule, v.task()), (Rule::ConsistentStory, Some("j")));
+        assert!(v.detail.contains("but was not running there"), "{v}");
     }
 
     #[test]
@@ -307,8 +325,13 @@ mod tests {
         let fine = [started(0, "a", "j", 1), started(11, "a", "j/w0", 1_000_001), stopped(12, "a", "j", 1)];
         assert!(canceled_never_restart(0, &fine, &cancels).is_ok());
         let newer = [started(0, "a", "j", 1), stopped(11, "a", "j", 1), started(12, "b", "j", 2)];
-        assert!(canceled_never_restart(0, &newer, &cancels).unwrap_err().contains("newer than epoch 1"));
+        let v = canceled_never_restart(0, &newer, &cancels).unwrap_err();
+        assert_eq!((v.class(), v.rule, v.rule.number()), (Class::Safety, Rule::CanceledNeverRestart, Some(5)));
+        assert_eq!(v.ids[..3], [Id::Job("j".into()), Id::Task("j".into()), Id::Epoch(Epoch(2))]);
+        assert!(v.detail.contains("newer than epoch 1"), "{v}");
         let worker = [started(0, "a", "j", 1), stopped(11, "a", "j", 1), started(12, "b", "j/w0", 1_000_002)];
-        assert!(canceled_never_restart(0, &worker, &cancels).unwrap_err().contains("its job master stopped"));
+        let v = canceled_never_restart(0, &worker, &cancels).unwrap_err();
+        assert_eq!((v.rule, v.task()), (Rule::CanceledNeverRestart, Some("j/w0")));
+        assert!(v.detail.contains("its job master stopped"), "{v}");
     }
 }

@@ -541,13 +541,13 @@ async fn three_etcd_three_masters_four_executors_under_a_seeded_nemesis_every_jo
     events.sort_by_key(|(at, _, _)| *at);
     let incarnations = match one_live_incarnation(story.wall0_us, &events) {
         Ok(s) => Some(s),
-        Err(e) => {
-            problems.push(e);
+        Err(v) => {
+            problems.push(v.to_string());
             None
         }
     };
-    if let Err(e) = canceled_never_restart(story.wall0_us, &events, &cancels) {
-        problems.push(e);
+    if let Err(v) = canceled_never_restart(story.wall0_us, &events, &cancels) {
+        problems.push(v.to_string());
     }
 
     let failovers = lock(&story.failovers).clone();

@@ -352,13 +352,15 @@ impl Manager {
                 }
             }
         }
-        self.assert_invariants();
+        self.assert_invariants(now);
     }
 
-    fn assert_invariants(&self) {
+    fn assert_invariants(&self, now: Time) {
         if cfg!(debug_assertions) {
             if let Err(e) = self.check_invariants() {
-                panic!("job manager of term {}: an invariant broke: {e}", self.epoch.0);
+                use crate::core::invariants::{stop, Id, Rule, Violation};
+                let detail = format!("the job manager of term {}: {e}", self.epoch.0);
+                stop(Violation::new(Rule::MachineInvariant, now, detail).with([Id::LeaderEpoch(self.epoch)]));
             }
         }
     }
