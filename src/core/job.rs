@@ -548,9 +548,12 @@ impl Jobs {
                 let previous = self.jobs.remove(id);
                 let mut fresh = Jobs::restore(self.policy.clone(), now, self.next_epoch, [record]);
                 let mut job = fresh.jobs.remove(id).expect("restored the one record");
-                // A phase that names the same incarnation stays as it was: the reload settles the durable part.
+                // A phase that names the same live incarnation stays as it was: the reload settles the durable
+                // part. Only a live one: a job whose terminal write failed was `Done` in memory, and keeping that
+                // phase would leave a job the metastore has running (or waiting to start) never started again.
                 if let Some(prev) = previous {
-                    if prev.phase.live_epoch() == job.phase.live_epoch() && !job.record.state.is_terminal() {
+                    let live = prev.phase.live_epoch();
+                    if live.is_some() && live == job.phase.live_epoch() && !job.record.state.is_terminal() {
                         job.phase = prev.phase;
                     }
                 }
@@ -680,11 +683,17 @@ impl Jobs {
             return Verdict::Stale;
         }
         let mut step = Step::default();
-        if matches!(job.phase, Phase::Online { .. }) {
+        // Online already, but still Created: the write of Running failed and the job was reloaded from the
+        // metastore with its phase kept. Running is owed (the caller re-applies a repeat for this), or the job
+        // would show Created for as long as its job master runs.
+        let already = matches!(job.phase, Phase::Online { .. });
+        if already && job.record.state != JobState::Created {
             return Verdict::Applied(step);
         }
         job.phase = Phase::Online { epoch };
-        job.backoff.on_healthy(now);
+        if !already {
+            job.backoff.on_healthy(now);
+        }
         match job.record.state {
             JobState::Created => {
                 job.set_state(JobState::Running);
