@@ -15,6 +15,7 @@ mod fake;
 mod fence;
 mod job;
 mod leadership;
+mod manager;
 mod placement;
 mod registry;
 mod workers;

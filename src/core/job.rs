@@ -688,11 +688,17 @@ impl Jobs {
             return Verdict::Stale;
         }
         let mut step = Step::default();
-        if matches!(job.phase, Phase::Online { .. }) {
+        // Online already, but still Created: the write of Running failed and the job was reloaded from the
+        // metastore with its phase kept. Running is owed (the caller re-applies a repeat for this), or the job
+        // would show Created for as long as its job master runs.
+        let already = matches!(job.phase, Phase::Online { .. });
+        if already && job.record.state != JobState::Created {
             return Verdict::Applied(step);
         }
         job.phase = Phase::Online { epoch };
-        job.backoff.on_healthy(now);
+        if !already {
+            job.backoff.on_healthy(now);
+        }
         match job.record.state {
             JobState::Created => {
                 job.set_state(now, JobState::Running);

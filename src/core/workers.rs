@@ -326,6 +326,16 @@ impl Workers {
         Ok(())
     }
 
+    /// The dispatch of incarnation `epoch` is sent at `now`, which may be well after [`Workers::on_dispatched`]
+    /// (the master first makes the incarnation durable): the task is created within the dispatch window from
+    /// now, so an incarnation never heard from is lost only the offline TTL plus that window from now.
+    pub fn on_dispatch_sent(&mut self, now: Time, task: &TaskId, epoch: Epoch) {
+        let expires_at = now + self.timing.offline_ttl + self.dispatch_window;
+        if let Some(e) = self.entries.get_mut(task).filter(|e| e.epoch == epoch && e.state == EntryState::Created) {
+            e.expires_at = e.expires_at.max(expires_at);
+        }
+    }
+
     /// The dispatch of incarnation `epoch` failed for sure: it will never run.
     pub fn on_dispatch_failed(&mut self, task: &TaskId, epoch: Epoch) {
         if self.entries.get(task).is_some_and(|e| e.epoch == epoch && e.state == EntryState::Created) {

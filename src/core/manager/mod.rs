@@ -80,7 +80,7 @@ enum After {
     Cancel { to: ReplyTo, id: JobId },
     Delete { to: ReplyTo, id: JobId },
     JobMaster { to: ReplyTo, task: TaskId, reply: crate::core::workers::Reply, cancel: bool, exit: Option<Epoch> },
-    DispatchRefused { job: JobId, epoch: Epoch },
+    DispatchRefused,
     Sweep { swept: Event },
 }
 
@@ -367,10 +367,13 @@ impl Manager {
 
     /// Starts a write of `records`; `after` runs once it is taken.
     fn write(&mut self, records: Vec<Record>, after: After) {
+        // A deletion is a write of the job's record too: if its outcome is not known, the job is re-read like any
+        // other, or memory would keep a job the metastore no longer holds.
         let settle: Vec<JobId> = records
             .iter()
             .filter_map(|r| match r {
                 Record::Job(j) => Some(j.id.clone()),
+                Record::DeleteJob { id, .. } => Some(id.clone()),
                 _ => None,
             })
             .collect::<BTreeSet<_>>()
@@ -925,7 +928,7 @@ impl Manager {
         self.tick_at = self.tick_at.min(now);
         let JobVerdict::Applied(step) = self.jobs.on_lost(now, &job, epoch, fatal, &mut self.rng) else { return };
         let Some(record) = step.persist else { return };
-        self.write(vec![Record::Job(record)], After::DispatchRefused { job, epoch });
+        self.write(vec![Record::Job(record)], After::DispatchRefused);
     }
 
     // -------------------------------------------------------------------------------------------------------
@@ -1040,6 +1043,11 @@ impl Manager {
                 }
                 // Offline verdicts are reported once durable: one whose write failed never happened.
                 self.out.events.extend(offline);
+                // The dispatches leave now, not when they were placed: the write took a while, and a job master
+                // created at the end of its dispatch window must have fenced itself before it is declared lost.
+                for d in &dispatches {
+                    self.masters.on_dispatch_sent(now, &TaskId::job_master(&d.job), d.epoch);
+                }
                 self.out.dispatches.extend(dispatches);
             }
             After::Register { to, record } => {
@@ -1068,7 +1076,7 @@ impl Manager {
                 self.answer(to, Ok(Reply::Done));
             }
             After::JobMaster { to, reply, cancel, .. } => self.answer(to, Ok(Reply::JobMaster { reply, cancel })),
-            After::DispatchRefused { .. } => {}
+            After::DispatchRefused => {}
             After::Sweep { swept } => self.out.events.push(swept),
         }
     }
@@ -1090,7 +1098,7 @@ impl Manager {
             After::Cancel { .. } => "a cancel's",
             After::Delete { .. } => "a deletion's",
             After::JobMaster { .. } => "a job master's report's",
-            After::DispatchRefused { .. } => "a refused dispatch's",
+            After::DispatchRefused => "a refused dispatch's",
             After::Sweep { .. } => "a tombstone sweep's",
         };
         self.out.events.push(Event::WriteFailed { what, why: refusal.to_string() });
@@ -1113,14 +1121,9 @@ impl Manager {
                 }
                 self.answer(to, Err(refusal));
             }
-            After::DispatchRefused { job, epoch } => {
-                // The job is as the metastore has it again. If that still names this incarnation, the bookkeeping
-                // must track it once more (it certainly did not start), or nothing would ever declare it lost.
-                let still_named = self.jobs.get(&job).is_some_and(|j| j.phase().live_epoch() == Some(epoch));
-                if still_named {
-                    let _ = self.masters.on_dispatched(now, &TaskId::job_master(&job), epoch);
-                }
-            }
+            // The job is as the metastore has it again; if that still names the refused incarnation, the reload
+            // tracked it once more (see `reload`).
+            After::DispatchRefused => {}
             After::Sweep { .. } => {
                 self.sweep_at = now + TOMBSTONE_SWEEP_INTERVAL;
             }
@@ -1232,7 +1235,19 @@ impl Manager {
                 self.jobs.note_corrupt(id.clone(), record);
                 self.progress.remove(id);
             }
-            Some(Ok(record)) => self.jobs.reload(now, Some(record), id),
+            Some(Ok(record)) => {
+                self.jobs.reload(now, Some(record), id);
+                // The metastore may name an incarnation that the bookkeeping no longer tracks (the failed write
+                // had it lost: its dispatch was refused, or its executor deregistered). It certainly does not run
+                // or will be heard from; tracked again, it is adopted or declared lost after its TTL. Untracked,
+                // nothing would ever end it and the job would wait for it for ever.
+                if let Some(epoch) = self.jobs.get(id).and_then(|j| j.phase().live_epoch()) {
+                    let task = TaskId::job_master(id);
+                    if self.masters.get(&task).is_none_or(|e| e.epoch < epoch) {
+                        let _ = self.masters.on_dispatched(now, &task, epoch);
+                    }
+                }
+            }
             None => {
                 self.jobs.reload(now, None, id);
                 self.progress.remove(id);
