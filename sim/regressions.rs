@@ -137,6 +137,14 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str)] = &[
          masters fenced themselves (fixed: client calls pass a one-at-a-time gate before the write lock, so a check \
          waits for at most the operation in progress)",
     ),
+    (
+        1797200942,
+        "the job manager's runtime invariants stopped the leader: a job Created in phase Done (a cancel of a job          waiting to start, whose write failed, was settled by reading the job back as waiting, but the reload kept          its ended phase, so it would never have started; fixed: a reload keeps only a live incarnation's phase)",
+    ),
+    (
+        1797200990,
+        "the same as 1797200942 in another storm (caught by the same invariant in the first term)",
+    ),
 ];
 
 #[test]
