@@ -5,6 +5,7 @@
 //! execute. That is what lets the property tests and the simulator drive every decision directly.
 
 pub mod backoff;
+pub mod dispatcher;
 pub mod fence;
 pub mod ids;
 pub mod invariants;

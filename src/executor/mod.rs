@@ -17,12 +17,11 @@
 //! once. A SIGKILLed executor logs no stops: its tasks end with the process.
 
 pub mod cmd;
-pub mod dispatch;
 mod service;
 #[doc(hidden)]
 pub mod sleep;
 
-pub use dispatch::{Dispatcher, Refusal, TaskKind, TaskSpec};
+pub use crate::core::dispatcher::{Dispatcher, Refusal, TaskKind, TaskSpec};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -315,8 +314,8 @@ pub(crate) struct State {
 
 impl State {
     /// Where this executor stands for a dispatch (`dispatch::admit`).
-    pub(crate) fn standing(&self) -> dispatch::Standing {
-        dispatch::Standing {
+    pub(crate) fn standing(&self) -> crate::core::dispatcher::Standing {
+        crate::core::dispatcher::Standing {
             id: self.id,
             draining: self.draining,
             fenced: self.fenced,

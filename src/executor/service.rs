@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::dispatch::{admit, serving};
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
+use crate::core::dispatcher::{admit, serving};
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
 use crate::rpc::pb;
 use crate::rpc::pb::executor_service_server::ExecutorService;

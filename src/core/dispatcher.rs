@@ -1,49 +1,44 @@
-//! Two-phase dispatch on an executor, as plain synchronous state: time in, decisions out (no clock, no I/O), so
-//! that every rule is testable without the network.
+//! Two-phase dispatch on an executor: the bookkeeping of parked and running tasks, as plain synchronous state
+//! (time in, decisions out; no clock, no I/O), so that every rule is testable without the network. The executor's
+//! agent ([`super::agent`]) owns one and judges, before these rules, whether the executor takes a dispatch at all.
 //!
 //! Rules:
-//! - `PreDispatchTask` parks a validated request under its request id. It is refused when the task id already
-//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has started for that
-//!   task (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus
-//!   parked cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//! - [`Dispatcher::park`] (phase one) parks a validated request under its request id. It is refused when the task
+//!   id already runs here ([`Refusal::AlreadyRunning`]), when its epoch is not newer than one this executor has
+//!   started for that task ([`Refusal::StaleEpoch`]), when its request id is already parked, when the parking area
+//!   is full or the capacity (running plus parked cost) would be exceeded.
 //! - Only a confirmed dispatch raises the epoch an executor remembers for a task. A parked one is a claim nobody
 //!   has vouched for yet (anyone can send one, with any epoch): were it remembered, a single unconfirmed request
 //!   claiming epoch 2^64-1 would make this executor refuse every real dispatch of that task id until it restarts.
 //!   So a parked request constrains nothing beyond its own slot, and the confirm judges the epoch again.
 //! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
-//! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
-//!   running set (its cost stays counted until it stops).
+//! - [`Dispatcher::confirm`] (phase two) of an unknown or expired request id is [`Refusal::NotFound`]; otherwise
+//!   the task moves to the running set (its cost stays counted until it stops).
 //! - Every incarnation that leaves the dispatcher without running on (it stopped, or its parked request expired,
 //!   was cleared or could not be confirmed) is kept in a ledger of ended incarnations, reported in every heartbeat
 //!   until one carrying it is acknowledged ([`Dispatcher::ended_report`], [`Dispatcher::ended_acked`]): the leader
 //!   gives back the slots it reserved for a task that started and ended between two heartbeats. The ledger holds
 //!   at most [`ENDED_MAX`] entries (the oldest go first; the leader's reservation window covers what is dropped).
-//! - Before both, [`admit`] judges whether this executor takes the dispatch at all: not while it is unregistered,
-//!   draining or fenced, nor for a task placed on a registration it no longer holds (`EXECUTOR_OFFLINE`), nor one
-//!   placed under a leader epoch older than the newest it has heard from (`STALE_EPOCH`: that leader may have
-//!   given the placement up). A confirm is judged again under the same lock that starts the task.
+//!
+//! Invariants ([`Dispatcher::check_invariants`]): running and parked tasks together use at most the capacity;
+//! the parking area holds at most its bound; a running task's epoch is the newest remembered for it; the ledger
+//! holds at most [`ENDED_MAX`] entries, in the order they ended.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::core::ids::{Epoch, ExecutorId, TaskId};
-use crate::core::text::quote;
-use crate::core::time::Time;
-use crate::core::timing::HeartbeatTiming;
+use super::ids::{Epoch, ExecutorId, TaskId};
+pub use super::registry::TaskKind;
+use super::text::quote;
+use super::time::Time;
+use super::timing::HeartbeatTiming;
 
 /// How many task ids' newest seen epochs are remembered beyond the running and parked ones. When more are seen,
 /// the entries with the lowest epochs (the oldest, as epochs come from one cluster-wide counter) are forgotten.
 pub const SEEN_MAX: usize = 65_536;
 
 /// The most ended incarnations kept for the next heartbeat (the most one heartbeat may report).
-pub const ENDED_MAX: usize = crate::core::registry::ENDED_TASKS_MAX;
-
-/// What a task is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TaskKind {
-    JobMaster,
-    Worker,
-}
+pub const ENDED_MAX: usize = super::registry::ENDED_TASKS_MAX;
 
 /// A validated dispatch request: everything a task factory needs to start the task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -328,6 +323,42 @@ impl Dispatcher {
         self.ended.clear();
     }
 
+    /// Checks the invariants in the module documentation; the error names the broken one with its ids.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.used() > self.capacity {
+            return Err(format!(
+                "running and parked tasks use {} slots of a capacity of {}",
+                self.used(),
+                self.capacity
+            ));
+        }
+        if self.parked.len() > self.max_parked {
+            return Err(format!("{} requests parked, above the bound of {}", self.parked.len(), self.max_parked));
+        }
+        for (request, p) in &self.parked {
+            if *request != p.spec.request_id {
+                return Err(format!("request {request} parked under another id ({})", p.spec.request_id));
+            }
+        }
+        for (task, r) in &self.running {
+            if self.seen.get(task) != Some(&r.epoch) {
+                return Err(format!(
+                    "task {task} runs epoch {} but the newest remembered is {:?}",
+                    r.epoch,
+                    self.seen.get(task)
+                ));
+            }
+        }
+        if self.ended.len() > ENDED_MAX {
+            return Err(format!("{} ended incarnations kept, above the bound of {ENDED_MAX}", self.ended.len()));
+        }
+        let marks: Vec<u64> = self.ended.iter().map(|(n, _, _)| *n).collect();
+        if marks.windows(2).any(|w| w[0] >= w[1]) || marks.last().is_some_and(|n| *n >= self.ended_next) {
+            return Err(format!("the ended ledger is out of order: {marks:?} (next {})", self.ended_next));
+        }
+        Ok(())
+    }
+
     fn end(&mut self, task: TaskId, epoch: Epoch) {
         if self.ended.len() >= ENDED_MAX {
             self.ended.pop_front();
@@ -437,6 +468,7 @@ mod tests {
                 (k, w) => panic!("step {n}: got {k:?}, want {w:?}"),
             }
             assert!(d.used() <= 4, "step {n}: over capacity");
+            d.check_invariants().unwrap_or_else(|e| panic!("step {n}: {e}"));
         }
     }
 
