@@ -100,52 +100,11 @@ pub enum Refusal {
          leader epoch {newest}: that placement may have been given up; place it again"
     )]
     DeposedLeader { task: TaskId, epoch: Epoch, placed_under: u64, newest: u64 },
-}
-
-/// Where the executor stands when a dispatch arrives, for [`admit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Standing {
-    /// Its registration, if it holds one.
-    pub id: Option<ExecutorId>,
-    /// Shutting down: no task may start.
-    pub draining: bool,
-    /// Fenced and not acknowledged since: no task may start.
-    pub fenced: bool,
-    /// The newest leader epoch it has heard from.
-    pub newest_leader_epoch: u64,
-}
-
-/// Whether the executor named `executor`, standing as `s`, may take work placed on registration `placed` at all.
-pub fn serving(executor: &str, s: &Standing, placed: ExecutorId) -> Result<(), Refusal> {
-    let executor = executor.to_owned();
-    match s.id {
-        None => Err(Refusal::NotRegistered { executor }),
-        Some(_) if s.draining => Err(Refusal::Draining { executor }),
-        Some(_) if s.fenced => Err(Refusal::Fenced { executor }),
-        Some(current) if current != placed => Err(Refusal::OtherRegistration { executor, placed, current }),
-        Some(_) => Ok(()),
-    }
-}
-
-/// Whether the dispatch `spec` may be taken here (before the parking rules, and again at its confirm): the
-/// executor serves the registration it was placed on, and no leader newer than the one that placed it has spoken.
-///
-/// A placement made for another registration of this process (an earlier one the leader has not yet declared
-/// offline, or a duplicate from a retried registration) is refused: that id will expire, and a task started under
-/// it would outlive the leader's view of it. A dispatch stands on the leader term that placed it: once this
-/// executor has heard from a newer leader, what that term placed may already have been declared lost and placed
-/// again elsewhere (a leader paused mid-dispatch resumes and sends its confirm; CI swarm seed 21571).
-pub fn admit(executor: &str, s: &Standing, spec: &TaskSpec) -> Result<(), Refusal> {
-    serving(executor, s, spec.executor)?;
-    if spec.leader_epoch < s.newest_leader_epoch {
-        return Err(Refusal::DeposedLeader {
-            task: spec.task_id.clone(),
-            epoch: spec.epoch,
-            placed_under: spec.leader_epoch,
-            newest: s.newest_leader_epoch,
-        });
-    }
-    Ok(())
+    #[error(
+        "task {task} epoch {epoch} was stopped before it could start (the executor fenced itself, was declared \
+         offline or began to shut down meanwhile); dispatch elsewhere"
+    )]
+    StoppedMeanwhile { task: TaskId, epoch: Epoch },
 }
 
 #[derive(Clone, Debug)]
@@ -408,34 +367,6 @@ mod tests {
 
     fn ms(n: u64) -> Time {
         Time::from_millis(n)
-    }
-
-    #[test]
-    fn admission_needs_the_placed_registration_serving_and_no_newer_leader() {
-        let serving = Standing { id: Some(ExecutorId(1)), draining: false, fenced: false, newest_leader_epoch: 1 };
-        let placed = spec("j/w0", 3, "r1", 1);
-        assert_eq!(admit("ex", &serving, &placed), Ok(()));
-        let refused = |s: Standing| admit("ex", &s, &placed).unwrap_err();
-        // Each reason alone, and the order when several hold: registration, drain, fence, then the leader.
-        assert!(matches!(refused(Standing { id: None, ..serving }), Refusal::NotRegistered { .. }));
-        let all = Standing { draining: true, fenced: true, newest_leader_epoch: 9, ..serving };
-        assert!(matches!(refused(all), Refusal::Draining { .. }));
-        assert!(matches!(refused(Standing { draining: false, ..all }), Refusal::Fenced { .. }));
-        let moved = Standing { id: Some(ExecutorId(2)), ..serving };
-        assert_eq!(
-            refused(moved).to_string(),
-            "the task was placed on executor e1, but ex is registered as e2 now; dispatch elsewhere"
-        );
-        let newer = Standing { newest_leader_epoch: 2, ..serving };
-        assert_eq!(
-            refused(newer),
-            Refusal::DeposedLeader { task: placed.task_id.clone(), epoch: Epoch(3), placed_under: 1, newest: 2 }
-        );
-        // A newer leader than any heard from may place here (it is heard from through the dispatch itself).
-        let mut from_newer = placed.clone();
-        from_newer.leader_epoch = 5;
-        assert_eq!(admit("ex", &serving, &from_newer), Ok(()));
-        assert_eq!(super::serving("ex", &newer, ExecutorId(1)), Ok(()), "serving judges the registration only");
     }
 
     enum Op {
