@@ -9,7 +9,9 @@
 //!
 //! How it is driven: [`Agent::tick`] at the instant [`Ready::wake`] names (or earlier) and every input return a
 //! [`Ready`], whose actions the driver executes in their order. Every input first lets time pass: a fence or a
-//! drain deadline that is due acts before the input is judged, as if the tick had come first. A round runs as
+//! drain deadline that is due acts before the input is judged, as if the tick had come first; and a step that
+//! moves the fence deadline to now or before (a shorter self-fence announced) fences before it returns, so no
+//! task runs past the deadline after any step. A round runs as
 //! [`Action::Round`] → connect → [`Agent::outgoing`] (the call's content, taken when it is sent) → one of
 //! [`Agent::on_register_reply`], [`Agent::on_heartbeat_reply`], [`Agent::on_call_failed`] → [`Agent::end_round`];
 //! the next round starts an interval after this one started, or at once when a drain asked for a heartbeat.
@@ -503,13 +505,7 @@ impl Agent {
     /// stop when the drain's announcement had its time.
     fn advance(&mut self, now: Time) -> Vec<Action> {
         let mut actions = vec![];
-        if let Some(id) = self.id {
-            if !self.fenced && self.fence.is_fenced(now) {
-                self.fenced = true;
-                self.dispatcher.clear();
-                actions.push(Action::StopAll { why: Stop::Fenced { id } });
-            }
-        }
+        self.maybe_fence(now, &mut actions);
         if let Drain::Announcing { until } = self.drain {
             if now >= until {
                 self.quiesce(now, &mut actions);
@@ -518,14 +514,27 @@ impl Agent {
         actions
     }
 
+    /// Registered, not fenced yet and past the deadline: every task stops now.
+    fn maybe_fence(&mut self, now: Time, actions: &mut Vec<Action>) {
+        if let Some(id) = self.id {
+            if !self.fenced && self.fence.is_fenced(now) {
+                self.fenced = true;
+                self.dispatcher.clear();
+                actions.push(Action::StopAll { why: Stop::Fenced { id } });
+            }
+        }
+    }
+
     /// The leader knows of the drain (or its time to hear is up): the tasks are asked to stop at a checkpoint.
     fn quiesce(&mut self, now: Time, actions: &mut Vec<Action>) {
         actions.push(Action::AskTasksToStop);
         self.drain = Drain::Quiescing { until: now + self.cfg.drain_timeout };
     }
 
-    /// Ends every step: the drain is over once no task runs or its time is up.
+    /// Ends every step: fences if the step moved the deadline to now or before (a shorter self-fence announced),
+    /// and the drain is over once no task runs or its time is up.
     fn ready(&mut self, now: Time, mut actions: Vec<Action>) -> Ready {
+        self.maybe_fence(now, &mut actions);
         if let Drain::Quiescing { until } = self.drain {
             if now >= until || self.dispatcher.running().is_empty() {
                 self.drain = Drain::Over;
