@@ -6,7 +6,8 @@
 //! self-fence, dispatch admission and the [`Dispatcher`], the drain); this module is its driver and moves bytes
 //! and timers. The agent, the tasks' stop handles and the metastore address sit in one [`State`] behind a mutex
 //! that is never held across an `.await`. Each input (a tick, a call's answer, a dispatch, a task's exit, the
-//! drain) is one step under that lock, and what the agent returns is executed in this order:
+//! drain) is one step under that lock (in debug and simulation builds it ends by asserting the agent's
+//! invariants), and what the agent returns is executed in this order:
 //! 1. under the same lock, every [`Action::StopAll`] signals the stop of every task and drops its handle, so no
 //!    task starts or runs on between a decision and its execution;
 //! 2. after the lock, each action in the agent's order: its log lines and observations (a stop's `task stopped`
