@@ -10,6 +10,7 @@
 
 mod gen;
 
+mod agent;
 mod backoff;
 mod fake;
 mod fence;

@@ -48,8 +48,9 @@ struct TestMaster {
     _shutdown: oneshot::Sender<()>,
 }
 
-/// What a refused call must leave as it was: every job (with its configuration) and every executor (without the
-/// heartbeat age, which moves with time).
+/// What a refused call must leave as it was: every job (with its configuration, without why it waits: that is the
+/// leader's live view, which changes as it tries to place the job) and every executor (without the heartbeat age,
+/// which moves with time).
 #[derive(Debug, PartialEq)]
 struct Snapshot {
     jobs: Vec<pb::Job>,
@@ -150,7 +151,7 @@ impl TestMaster {
                 .await
                 .expect("ListJobs")
                 .into_inner();
-            jobs.extend(page.jobs);
+            jobs.extend(page.jobs.into_iter().map(|j| pb::Job { waiting: String::new(), ..j }));
             if page.next_page_token.is_empty() {
                 break;
             }

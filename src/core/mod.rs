@@ -4,7 +4,9 @@
 //! argument, randomness as a seeded [`rng::Rng`], and effects go out as returned values that the async layers
 //! execute. That is what lets the property tests and the simulator drive every decision directly.
 
+pub mod agent;
 pub mod backoff;
+pub mod dispatcher;
 pub mod fence;
 pub mod ids;
 pub mod invariants;

@@ -1,10 +1,20 @@
 //! The executor process (design.md §2): registers with the masters given by `--join`, heartbeats the leader with
 //! the timing the leader announces, fences itself when its heartbeats go unacknowledged for the self-fence time,
-//! and runs the tasks the masters dispatch to it (two-phase dispatch, [`dispatch`]).
+//! runs the tasks the masters dispatch to it (two-phase dispatch), and drains when it shuts down.
 //!
-//! Layering: the decisions are the core's ([`crate::core::fence::SelfFence`], [`HeartbeatTiming`] rules) and the
-//! pure [`Dispatcher`]; this module moves bytes and timers. All state sits in one [`State`] behind a mutex that is
-//! never held across an `.await`.
+//! Layering: every decision is the core's executor agent ([`Agent`]: registration, heartbeat replies, the
+//! self-fence, dispatch admission and the [`Dispatcher`], the drain); this module is its driver and moves bytes
+//! and timers. The agent, the tasks' stop handles and the metastore address sit in one [`State`] behind a mutex
+//! that is never held across an `.await`. Each input (a tick, a call's answer, a dispatch, a task's exit, the
+//! drain) is one step under that lock (in debug and simulation builds it ends by asserting the agent's
+//! invariants), and what the agent returns is executed in this order:
+//! 1. under the same lock, every [`Action::StopAll`] signals the stop of every task and drops its handle, so no
+//!    task starts or runs on between a decision and its execution;
+//! 2. after the lock, each action in the agent's order: its log lines and observations (a stop's `task stopped`
+//!    lines come between the stop's reason and its observation), the drain signal for
+//!    [`Action::AskTasksToStop`], the end of the drain for [`Action::Drained`];
+//! 3. the membership loop ([`Executor::run`]) opens the round an [`Action::Round`] asks for, and sleeps until the
+//!    agent's next instant, woken earlier by a round's end or by any step that moved that instant earlier.
 //!
 //! Tasks: a [`TaskFactory`] turns a [`TaskSpec`] into a future. When the executor stops a task (fenced, told to
 //! register again, shutting down) it signals the task's [`StopSignal`] and drops the task's future at once, so a
@@ -17,12 +27,16 @@
 //! once. A SIGKILLed executor logs no stops: its tasks end with the process.
 
 pub mod cmd;
-pub mod dispatch;
 mod service;
 #[doc(hidden)]
 pub mod sleep;
+mod task;
 
-pub use dispatch::{Dispatcher, Refusal, TaskKind, TaskSpec};
+pub use crate::core::dispatcher::{Dispatcher, Refusal, TaskKind, TaskSpec};
+pub use task::{
+    DrainSignal, ExecutorObservation, ExecutorObserver, MetaSlot, MetaStoreInfo, StopSignal, StopWhy, TaskEnv,
+    TaskExit, TaskFactory, TaskFuture,
+};
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,8 +49,12 @@ use tracing::{info, warn};
 
 use crate::clock::Clock;
 use crate::config::ExecutorConfig;
-use crate::core::fence::{Ack, SelfFence};
+use crate::core::agent::{
+    Action, Agent, AgentConfig, Drain, Heard, HeartbeatCall, HeartbeatReply, Outgoing, Ready, RegisterReply, Stop,
+    Verdict,
+};
 use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::registry::ReportedTask;
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 use crate::framework::host::Host;
@@ -45,306 +63,30 @@ use crate::planted::Planted;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 
-/// How a task ended by itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TaskExit {
-    Finished,
-    /// It was asked to cancel, and did.
-    Canceled,
-    Failed(String),
-    /// No acknowledged heartbeat from its master for the self-fence time: it stopped itself.
-    Fenced,
-    /// Its master told it that it is stale (a newer incarnation exists, or it was never accepted).
-    Stale,
-    /// It saw its stop signal and returned.
-    Stopped,
-}
-
-/// Why a task left the running set.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum StopWhy {
-    /// The task's future returned.
-    Exited(TaskExit),
-    /// The executor fenced itself.
-    Fenced,
-    /// The executor was told to register again.
-    Reregister,
-    /// The executor is shutting down.
-    Shutdown,
-}
-
-/// One word per reason, for the `task stopped` log line: `finished`, `canceled`, `failed`, `fenced` (the task's
-/// own link fenced it), `stale`, `stopped`, `executor-fenced`, `declared-offline`, `shutdown`.
-impl std::fmt::Display for StopWhy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            StopWhy::Exited(TaskExit::Finished) => "finished",
-            StopWhy::Exited(TaskExit::Canceled) => "canceled",
-            StopWhy::Exited(TaskExit::Failed(_)) => "failed",
-            StopWhy::Exited(TaskExit::Fenced) => "fenced",
-            StopWhy::Exited(TaskExit::Stale) => "stale",
-            StopWhy::Exited(TaskExit::Stopped) => "stopped",
-            StopWhy::Fenced => "executor-fenced",
-            StopWhy::Reregister => "declared-offline",
-            StopWhy::Shutdown => "shutdown",
-        })
-    }
-}
-
-/// Tells a task to stop. The executor also drops the task's future right after signalling, so the signal is for
-/// work the task spawned elsewhere.
-#[derive(Clone, Debug)]
-pub struct StopSignal {
-    rx: tokio::sync::watch::Receiver<bool>,
-}
-
-impl StopSignal {
-    pub fn is_stopped(&self) -> bool {
-        *self.rx.borrow()
-    }
-
-    /// Resolves once the task must stop.
-    pub async fn stopped(&mut self) {
-        while !*self.rx.borrow_and_update() {
-            if self.rx.changed().await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// A running task: a future the executor polls until it returns or is stopped.
-pub type TaskFuture = Pin<Box<dyn Future<Output = TaskExit> + Send>>;
-
-/// Builds tasks from dispatch requests; the framework's job masters and workers plug in here.
-pub trait TaskFactory: Send + Sync {
-    fn start(&self, env: TaskEnv, spec: TaskSpec, stop: StopSignal) -> TaskFuture;
-}
-
-/// What a task may use of its executor: where the masters are, where it is reached, the framework host its own
-/// workers talk to, the metastore, the clock, and the observer.
-#[derive(Clone)]
-pub struct TaskEnv {
-    /// The executor's name.
-    pub executor: String,
-    /// Where this executor is reached (its advertised address): a job master's workers heartbeat it there.
-    pub address: String,
-    /// The masters, as given by `--join`.
-    pub join: Vec<String>,
-    /// The bound of every call a task makes.
-    pub rpc_timeout: Duration,
-    pub host: Host,
-    pub clock: Clock,
-    meta: Arc<MetaSlot>,
-    observer: Option<ExecutorObserver>,
-    /// The bug planted into this executor's tasks (only the simulation build can plant one).
-    planted: Option<Planted>,
-    /// The simulation's fault points.
-    pub fault_points: crate::buggify::FaultPoints,
-    /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
-    /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
-    drain: Arc<DrainSignal>,
-}
-
-/// The executor's drain, as its tasks see it: a flag set once, and a `Notify` that wakes every waiting task in
-/// the order it began to wait. (Not a `watch` channel: tokio's watch wakes many waiting receivers in an order
-/// drawn from a per-thread random generator, which the simulator does not control.)
-#[derive(Default)]
-pub struct DrainSignal {
-    set: std::sync::atomic::AtomicBool,
-    notify: tokio::sync::Notify,
-}
-
-/// The metastore client once known, and a `Notify` that wakes the tasks waiting for it in the order they began
-/// to wait (not a `watch` channel, for the reason given at [`DrainSignal`]).
-#[derive(Default)]
-pub struct MetaSlot {
-    store: Mutex<Option<MetaStore>>,
-    notify: tokio::sync::Notify,
-}
-
-impl MetaSlot {
-    fn set(&self, store: MetaStore) {
-        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
-        self.notify.notify_waiters();
-    }
-
-    fn get(&self) -> Option<MetaStore> {
-        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-}
-
-impl DrainSignal {
-    fn raise(&self) {
-        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
-        self.notify.notify_waiters();
-    }
-
-    fn is_raised(&self) -> bool {
-        self.set.load(std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
-impl TaskEnv {
-    /// Whether the executor is draining.
-    pub fn is_draining(&self) -> bool {
-        self.drain.is_raised()
-    }
-
-    /// Resolves once the executor drains (never, if it never does).
-    pub async fn draining(&self) {
-        loop {
-            let raised = self.drain.notify.notified();
-            tokio::pin!(raised);
-            raised.as_mut().enable();
-            if self.drain.is_raised() {
-                return;
-            }
-            raised.await;
-        }
-    }
-
-    /// The metastore, once the executor has learned where it is (waits until then).
-    pub async fn metastore(&mut self) -> MetaStore {
-        loop {
-            let known = self.meta.notify.notified();
-            tokio::pin!(known);
-            known.as_mut().enable();
-            if let Some(m) = self.meta.get() {
-                return m;
-            }
-            known.await;
-        }
-    }
-
-    pub fn observe(&self, o: ExecutorObservation) {
-        if let Some(f) = &self.observer {
-            f(&self.executor, o);
-        }
-    }
-
-    /// Whether `bug` is planted (never in the production build).
-    pub fn planted(&self, bug: Planted) -> bool {
-        self.planted == Some(bug)
-    }
-}
-
-/// What an executor tells an observer (the simulator's checkers; later, metrics).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ExecutorObservation {
-    /// Admitted under this id, by the leader of `leader_epoch`.
-    Registered {
-        id: u64,
-        leader_epoch: u64,
-    },
-    /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
-    Fenced {
-        id: u64,
-        at: tokio::time::Instant,
-    },
-    /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader of `leader_epoch` (the leader
-    /// heard it after `sent`; the acknowledgement may arrive much later, e.g. after a pause).
-    HeartbeatAcked {
-        id: u64,
-        sent: tokio::time::Instant,
-        leader_epoch: u64,
-    },
-    /// Told it was declared offline: every task stopped, registering again.
-    Reregister {
-        id: u64,
-    },
-    /// Left the cluster: every task had stopped, and a master took its deregistration.
-    Deregistered {
-        id: u64,
-    },
-    /// Started, as dispatched by a leader (or a job master) under `leader_epoch`.
-    TaskStarted {
-        task: String,
-        epoch: u64,
-        leader_epoch: u64,
-    },
-    TaskStopped {
-        task: String,
-        epoch: u64,
-        why: StopWhy,
-    },
-    /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
-    /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
-    TaskQuiesced {
-        task: String,
-        epoch: u64,
-    },
-    /// A worker's checkpoint write was acknowledged by the metastore.
-    Checkpoint {
-        task: String,
-        epoch: u64,
-        counter: u64,
-    },
-    /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
-    /// incarnation `epoch` of its worker `task`.
-    WorkerHeard {
-        master: String,
-        master_epoch: u64,
-        task: String,
-        epoch: u64,
-    },
-}
-
-/// The executor's observer, told what the job masters it hosts accept.
-fn worker_heard(observer: ExecutorObserver, name: &str) -> crate::framework::host::HeardObserver {
-    let name = name.to_owned();
-    Arc::new(move |h: crate::framework::host::Heard| {
-        let (master, master_epoch) = (h.master, h.master_epoch.0);
-        let (task, epoch) = (h.worker.as_str().to_owned(), h.worker_epoch.0);
-        observer(&name, ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
-    })
-}
-
-/// Receives an executor's observations; must not block.
-pub type ExecutorObserver = Arc<dyn Fn(&str, ExecutorObservation) + Send + Sync>;
-
-/// Where the metastore is, as the masters said (`QueryMetaStore`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MetaStoreInfo {
-    pub kind: pb::StoreKind,
-    pub endpoints: Vec<String>,
-    pub key_prefix: String,
-}
-
 struct TaskHandle {
     epoch: Epoch,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
 pub(crate) struct State {
-    pub(crate) dispatcher: Dispatcher,
+    pub(crate) agent: Agent,
+    /// The stop handles of the tasks started; the agent's running set, less the tasks confirmed and not yet begun.
     tasks: BTreeMap<TaskId, TaskHandle>,
-    /// The id while registered.
-    pub(crate) id: Option<ExecutorId>,
-    /// The leader's announced timing (the configured defaults until the first reply).
-    timing: HeartbeatTiming,
-    /// Anchored at the send time of the newest acknowledged heartbeat; its epoch is the highest leader epoch seen.
-    fence: SelfFence<LeaderEpoch>,
-    /// Fenced and not acknowledged since: no task may start.
-    pub(crate) fenced: bool,
-    /// Shutting down: no task may start, running ones are asked to stop at a checkpoint.
-    pub(crate) draining: bool,
-    /// A heartbeat saying so was acknowledged: the leader places nothing more here.
-    drain_announced: bool,
     meta: Option<MetaStoreInfo>,
 }
 
-impl State {
-    /// Where this executor stands for a dispatch (`dispatch::admit`).
-    pub(crate) fn standing(&self) -> dispatch::Standing {
-        dispatch::Standing {
-            id: self.id,
-            draining: self.draining,
-            fenced: self.fenced,
-            newest_leader_epoch: self.fence.epoch().0,
-        }
-    }
+/// What a step decided, less what was executed under the lock: each action with the tasks its stop stopped.
+#[must_use = "a step's actions must be executed"]
+pub(crate) struct Decided(Vec<(Action, Vec<(TaskId, Epoch)>)>);
+
+/// The membership loop's connections: one channel per master of `--join`, and the master talked to next.
+struct Masters {
+    channels: Vec<Option<Channel>>,
+    which: usize,
 }
+
+/// A membership round in progress; it hands the connections back when it is over.
+type RoundFuture = Pin<Box<dyn Future<Output = Masters> + Send>>;
 
 /// One executor process's shared state.
 pub struct Executor {
@@ -364,10 +106,10 @@ pub struct Executor {
     fault_points: crate::buggify::FaultPoints,
     /// Raised once when the executor starts draining; every task watches it (`TaskEnv::draining`).
     drain: Arc<DrainSignal>,
-    /// Notified whenever a task leaves the running set or the drain was announced (a drain waits on both).
-    drain_progress: tokio::sync::Notify,
-    /// Wakes the membership loop for a heartbeat now (to announce a drain).
-    heartbeat_now: tokio::sync::Notify,
+    /// Wakes the membership loop: a step moved the agent's next instant earlier than the loop may sleep.
+    wake: tokio::sync::Notify,
+    /// Notified when the drain is over.
+    drained: tokio::sync::Notify,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -393,28 +135,28 @@ impl Executor {
         observer: Option<ExecutorObserver>,
     ) -> Arc<Executor> {
         let clock = Clock::start();
-        let timing = HeartbeatTiming::executor_default();
-        let dispatcher = Dispatcher::new(cfg.dispatch_ttl, cfg.task_queue as usize, cfg.capacity);
+        let agent = Agent::new(
+            AgentConfig {
+                name: cfg.name.clone(),
+                capacity: cfg.capacity,
+                dispatch_ttl: cfg.dispatch_ttl,
+                task_queue: cfg.task_queue as usize,
+                rpc_timeout: cfg.rpc_timeout,
+                drain_timeout: cfg.drain_timeout,
+                timing: HeartbeatTiming::executor_default(),
+            },
+            clock.now(),
+        );
         Arc::new(Executor {
-            host: Host::new(clock).observed_by(observer.clone().map(|o| worker_heard(o, &cfg.name))),
+            host: Host::new(clock).observed_by(observer.clone().map(|o| task::worker_heard(o, &cfg.name))),
             meta: Arc::default(),
             drain: Arc::default(),
-            drain_progress: tokio::sync::Notify::new(),
-            heartbeat_now: tokio::sync::Notify::new(),
+            wake: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
             planted: None,
             instance: process_instance(&cfg.name),
             fault_points: Default::default(),
-            state: Mutex::new(State {
-                dispatcher,
-                tasks: BTreeMap::new(),
-                id: None,
-                timing,
-                fence: SelfFence::new(clock.now(), timing.self_fence),
-                fenced: false,
-                draining: false,
-                drain_announced: false,
-                meta: None,
-            }),
+            state: Mutex::new(State { agent, tasks: BTreeMap::new(), meta: None }),
             cfg,
             clock,
             factory,
@@ -478,12 +220,12 @@ impl Executor {
 
     /// The id while registered.
     pub fn id(&self) -> Option<u64> {
-        self.lock().id.map(|i| i.0)
+        self.lock().agent.id().map(|i| i.0)
     }
 
     /// The highest leader epoch seen in a reply.
     pub fn leader_epoch(&self) -> u64 {
-        self.lock().fence.epoch().0
+        self.lock().agent.leader_epoch().0
     }
 
     /// The metastore the masters named, once known.
@@ -493,7 +235,7 @@ impl Executor {
 
     /// The tasks running now, as reported in heartbeats.
     pub fn running(&self) -> Vec<pb::RunningTask> {
-        running_wire(&self.lock().dispatcher)
+        self.lock().agent.running().iter().map(running_to_wire).collect()
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -507,6 +249,104 @@ impl Executor {
     fn observe(&self, o: ExecutorObservation) {
         if let Some(f) = &self.observer {
             f(self.name(), o);
+        }
+    }
+
+    /// One step of the agent: `input` gets the state and the time, both read under the lock, and returns its
+    /// answer and the agent's [`Ready`]. Every stop it decides is executed under the same lock (step 1 of the
+    /// module's order); the rest is returned for [`Executor::execute`].
+    pub(crate) fn step<R>(&self, input: impl FnOnce(&mut State, Time) -> (R, Ready)) -> (R, Decided) {
+        let mut s = self.lock();
+        let now = self.now();
+        let before = s.agent.wake();
+        let (answer, ready) = input(&mut s, now);
+        // The agent's invariants after every step, in debug and simulation builds.
+        if cfg!(debug_assertions) {
+            if let Err(e) = s.agent.check_invariants(now) {
+                use crate::core::invariants::{stop, Id, Rule, Violation};
+                let detail = format!("the agent of executor {}: {e}", self.name());
+                stop(Violation::new(Rule::MachineInvariant, now, detail).with([Id::Node(self.name().to_owned())]));
+            }
+        }
+        let mut decided = Vec::with_capacity(ready.actions.len());
+        for action in ready.actions {
+            let stopped = match action {
+                Action::StopAll { .. } => std::mem::take(&mut s.tasks)
+                    .into_iter()
+                    .map(|(task, h)| {
+                        let _ = h.stop.send(true);
+                        (task, h.epoch)
+                    })
+                    .collect(),
+                _ => vec![],
+            };
+            decided.push((action, stopped));
+        }
+        if ready.wake < before {
+            self.wake.notify_one();
+        }
+        (answer, Decided(decided))
+    }
+
+    /// A step whose actions are executed at once.
+    pub(crate) fn decide<R>(&self, input: impl FnOnce(&mut State, Time) -> (R, Ready)) -> R {
+        let (answer, decided) = self.step(input);
+        self.execute(decided);
+        answer
+    }
+
+    /// Executes what a step decided, after its lock, in the agent's order (step 2 of the module's order).
+    /// [`Action::Round`] is the membership loop's, which looks for it in the tick's [`Ready`].
+    pub(crate) fn execute(&self, decided: Decided) {
+        for (action, stopped) in decided.0 {
+            match action {
+                Action::Round { .. } => {}
+                Action::Registered { id, leader_epoch } => {
+                    info!(executor = %self.name(), id = id.0, "registered");
+                    self.observe(ExecutorObservation::Registered { id: id.0, leader_epoch: leader_epoch.0 });
+                }
+                Action::HeartbeatAcked { id, sent, leader_epoch } => {
+                    let sent = self.clock.instant(sent);
+                    self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent, leader_epoch: leader_epoch.0 });
+                }
+                Action::StopAll { why } => {
+                    #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
+                    let at = tokio::time::Instant::now();
+                    let stop_why = match why {
+                        Stop::Fenced { id } => {
+                            warn!(executor = %self.name(), id = id.0, "no acknowledged heartbeat for the self-fence time: stopping every task");
+                            StopWhy::Fenced
+                        }
+                        Stop::DeclaredOffline { id } => {
+                            info!(executor = %self.name(), id = id.0, "declared offline: stopping every task and registering again");
+                            StopWhy::Reregister
+                        }
+                        Stop::Shutdown => StopWhy::Shutdown,
+                    };
+                    for (task, epoch) in stopped {
+                        info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, why = %stop_why, "task stopped");
+                        self.observe(ExecutorObservation::TaskStopped {
+                            task: task.as_str().to_owned(),
+                            epoch: epoch.0,
+                            why: stop_why.clone(),
+                        });
+                    }
+                    match why {
+                        Stop::Fenced { id } => self.observe(ExecutorObservation::Fenced { id: id.0, at }),
+                        Stop::DeclaredOffline { id } => self.observe(ExecutorObservation::Reregister { id: id.0 }),
+                        Stop::Shutdown => {}
+                    }
+                }
+                Action::AskTasksToStop => self.drain.raise(),
+                Action::Drained { left } => {
+                    if left == 0 {
+                        info!(executor = %self.name(), "drained: every task stopped");
+                    } else {
+                        warn!(executor = %self.name(), left, "drain timeout: stopping the tasks left where they are");
+                    }
+                    self.drained.notify_waiters();
+                }
+            }
         }
     }
 
@@ -537,7 +377,7 @@ impl Executor {
             _ = &mut run => Some(Ok(())),
         };
         if let Some(r) = ended {
-            self.stop_all(StopWhy::Shutdown);
+            self.decide(|s, now| ((), s.agent.stop(now)));
             return r;
         }
         let r = tokio::select! {
@@ -546,55 +386,33 @@ impl Executor {
             r = &mut server => r,
             _ = &mut run => Ok(()),
         };
-        self.stop_all(StopWhy::Shutdown);
+        self.decide(|s, now| ((), s.agent.stop(now)));
         self.deregister().await;
         r
     }
 
     /// Stops taking tasks, tells the leader (a heartbeat saying so, waited for up to `rpc-timeout`, so that it
     /// places nothing more here before the tasks' replacements are placed), then asks the running tasks to stop
-    /// at a checkpoint; returns once none runs or `drain-timeout` passed.
+    /// at a checkpoint; returns once none runs or `drain-timeout` passed. The membership loop must be running.
     pub async fn drain_tasks(&self) {
-        let running = {
-            let mut s = self.lock();
-            s.draining = true;
-            s.tasks.len()
-        };
+        let running = self.lock().tasks.len();
         info!(executor = %self.name(), running, "draining: no new tasks; running tasks stop at their next checkpoint");
-        self.heartbeat_now.notify_one();
-        self.await_drain_progress(self.cfg.rpc_timeout, |s| s.drain_announced).await;
-        self.drain.raise();
-        if self.await_drain_progress(self.cfg.drain_timeout, |s| s.tasks.is_empty()).await {
-            info!(executor = %self.name(), "drained: every task stopped");
-        } else {
-            let left = self.lock().tasks.len();
-            warn!(executor = %self.name(), left, "drain timeout: stopping the tasks left where they are");
-        }
-    }
-
-    /// Waits until `done` holds of the state, looking again at every drain progress, for at most `within`;
-    /// whether it holds.
-    async fn await_drain_progress(&self, within: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = self.now() + within;
+        self.decide(|s, now| ((), s.agent.drain(now)));
         loop {
-            let progress = self.drain_progress.notified();
-            tokio::pin!(progress);
-            progress.as_mut().enable();
-            if done(&self.lock()) {
-                return true;
+            let over = self.drained.notified();
+            tokio::pin!(over);
+            over.as_mut().enable();
+            if self.lock().agent.drain_state() == Drain::Over {
+                return;
             }
-            let now = self.now();
-            if now >= deadline {
-                return false;
-            }
-            let _ = tokio::time::timeout(deadline.saturating_since(now), progress).await;
+            over.await;
         }
     }
 
     /// Tells the masters this executor leaves (any master: followers forward to the leader). Best effort: when no
     /// master answers, the leader declares it offline after its TTL, as after a crash.
     async fn deregister(&self) {
-        let Some(id) = self.lock().id else { return };
+        let Some(id) = self.lock().agent.id() else { return };
         for addr in &self.cfg.join {
             let Some(ch) = connect(addr, self.cfg.rpc_timeout).await else { continue };
             let mut client = DiscoveryClient::new(ch);
@@ -602,7 +420,7 @@ impl Executor {
             match tokio::time::timeout(self.cfg.rpc_timeout, call).await {
                 Ok(Ok(_)) => {
                     info!(executor = %self.name(), id = id.0, "deregistered");
-                    self.lock().id = None;
+                    self.lock().agent.on_deregistered(id);
                     self.observe(ExecutorObservation::Deregistered { id: id.0 });
                     return;
                 }
@@ -615,101 +433,87 @@ impl Executor {
         warn!(executor = %self.name(), id = id.0, "no master took the deregistration; the leader will find it offline after its TTL");
     }
 
-    /// The membership loop: register, heartbeat, fence (never returns).
+    /// The membership loop (never returns): ticks the agent at its next instant, opens the rounds it asks for
+    /// (one at a time), and sleeps until the next instant, a round's end, or a wake-up from another step.
     pub async fn run(self: Arc<Executor>) {
-        let fence = self.clone().fence_loop();
-        let membership = self.membership_loop();
-        tokio::select! {
-            biased;
-            _ = fence => {}
-            _ = membership => {}
-        }
-    }
-
-    /// Fences the executor at its fence deadline.
-    async fn fence_loop(self: Arc<Executor>) {
+        let mut masters = Some(Masters { channels: vec![None; self.cfg.join.len().max(1)], which: 0 });
+        let mut round: Option<RoundFuture> = None;
         loop {
-            let (deadline, interval) = {
-                let s = self.lock();
-                // Nothing to fence while unregistered or already fenced: only look again later.
-                let armed = s.id.is_some() && !s.fenced;
-                (if armed { s.fence.deadline() } else { Time::NEVER }, s.timing.interval)
-            };
-            // The deadline only moves later, except when the leader announces a shorter self-fence: look again
-            // at least every interval.
-            let wake = deadline.min(self.now() + interval);
-            tokio::time::sleep_until(self.clock.instant(wake)).await;
-            let now = self.now();
-            let fenced_id = {
-                let mut s = self.lock();
-                match s.id {
-                    Some(id) if !s.fenced && s.fence.is_fenced(now) => {
-                        s.fenced = true;
-                        Some(id)
-                    }
+            let (open, wake) = self.decide(|s, now| {
+                let ready = s.agent.tick(now);
+                let open = ready.actions.iter().find_map(|a| match a {
+                    Action::Round { timeout } => Some(*timeout),
                     _ => None,
+                });
+                ((open, ready.wake), ready)
+            });
+            if let Some(timeout) = open {
+                // The agent opens a round only once the previous one ended, which handed the connections back.
+                if let Some(m) = masters.take() {
+                    round = Some(Box::pin(self.clone().round(m, timeout)));
                 }
-            };
-            if let Some(id) = fenced_id {
-                warn!(executor = %self.name(), id = id.0, "no acknowledged heartbeat for the self-fence time: stopping every task");
-                #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
-                let at = tokio::time::Instant::now();
-                self.stop_all(StopWhy::Fenced);
-                self.observe(ExecutorObservation::Fenced { id: id.0, at });
             }
-        }
-    }
-
-    async fn membership_loop(self: Arc<Executor>) {
-        let mut which = 0usize;
-        let mut channels: Vec<Option<Channel>> = vec![None; self.cfg.join.len().max(1)];
-        loop {
-            let round = self.now();
-            let (interval, timeout, registered) = {
-                let mut s = self.lock();
-                let now = self.clock.now();
-                s.dispatcher.expire(now);
-                (s.timing.interval, s.timing.timeout, s.id)
-            };
-            let index = which % channels.len();
-            let Some(target) = self.cfg.join.get(index).cloned() else {
-                tokio::time::sleep_until(self.clock.instant(round + interval)).await;
-                continue;
-            };
-            let rpc_timeout = if registered.is_some() { timeout } else { self.cfg.rpc_timeout };
-            let ch = match channels[index].clone() {
-                Some(ch) => Some(ch),
-                None => connect(&target, rpc_timeout).await,
-            };
-            let Some(ch) = ch else {
-                which += 1;
-                tokio::time::sleep_until(self.clock.instant(round + interval)).await;
-                continue;
-            };
-            channels[index] = Some(ch.clone());
-            let mut client = DiscoveryClient::new(ch);
-            let ok = match registered {
-                None => self.register(&mut client, rpc_timeout).await,
-                Some(id) => self.heartbeat(&mut client, id, rpc_timeout).await,
-            };
-            if ok {
-                self.learn_metastore(&mut client).await;
-            } else {
-                channels[index] = None;
-                which += 1;
-            }
-            // Every interval from the start of the round (a slow round is followed at once by the next one).
-            let next = self.lock().timing.interval;
-            tokio::select! {
+            let ended = tokio::select! {
                 biased;
-                _ = self.heartbeat_now.notified() => {}
-                _ = tokio::time::sleep_until(self.clock.instant(round + next)) => {}
+                _ = self.sleep_until(wake) => None,
+                _ = self.wake.notified() => None,
+                m = in_round(&mut round) => Some(m),
+            };
+            if let Some(m) = ended {
+                masters = Some(m);
+                round = None;
             }
         }
     }
 
-    /// One registration attempt; whether the master answered usefully.
-    async fn register(&self, client: &mut DiscoveryClient<Channel>, deadline: Duration) -> bool {
+    /// Sleeps until core time `t` (for ever if it is [`Time::NEVER`]).
+    async fn sleep_until(&self, t: Time) {
+        if t == Time::NEVER {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep_until(self.clock.instant(t)).await;
+    }
+
+    /// One membership round: the call the agent hands out, sent to the current master (the next one after a
+    /// useless answer), then the metastore's address if it is not known yet.
+    async fn round(self: Arc<Executor>, mut masters: Masters, timeout: Duration) -> Masters {
+        self.call(&mut masters, timeout).await;
+        self.decide(|s, now| ((), s.agent.end_round(now)));
+        masters
+    }
+
+    async fn call(&self, masters: &mut Masters, timeout: Duration) {
+        let index = masters.which % masters.channels.len();
+        let Some(target) = self.cfg.join.get(index) else { return };
+        let ch = match masters.channels[index].clone() {
+            Some(ch) => Some(ch),
+            None => connect(target, timeout).await,
+        };
+        let Some(ch) = ch else {
+            masters.which += 1;
+            return;
+        };
+        masters.channels[index] = Some(ch.clone());
+        let mut client = DiscoveryClient::new(ch);
+        let outgoing = {
+            let mut s = self.lock();
+            let now = self.now();
+            s.agent.outgoing(now)
+        };
+        let heard = match outgoing {
+            Outgoing::Register => self.register(&mut client, timeout).await,
+            Outgoing::Heartbeat(call) => self.heartbeat(&mut client, call, timeout).await,
+        };
+        match heard {
+            Heard::Useful => self.learn_metastore(&mut client).await,
+            Heard::Useless => {
+                masters.channels[index] = None;
+                masters.which += 1;
+            }
+        }
+    }
+
+    async fn register(&self, client: &mut DiscoveryClient<Channel>, deadline: Duration) -> Heard {
         let req = pb::RegisterExecutorRequest {
             name: self.cfg.name.clone(),
             address: self.cfg.advertise_addr.clone(),
@@ -717,112 +521,59 @@ impl Executor {
             labels: self.cfg.labels.clone().into_iter().collect(),
             instance: self.instance,
         };
-        let sent_at = self.now();
-        let reply = match tokio::time::timeout(deadline, client.register_executor(req)).await {
-            Ok(Ok(r)) => r.into_inner(),
+        match tokio::time::timeout(deadline, client.register_executor(req)).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                let reply = RegisterReply {
+                    id: ExecutorId(r.executor_id),
+                    leader_epoch: LeaderEpoch(r.leader_epoch),
+                    timing: r.timing.as_ref().map(crate::rpc::timing_from_wire),
+                };
+                self.decide(|s, now| s.agent.on_register_reply(now, reply))
+            }
             Ok(Err(status)) => {
                 info!(executor = %self.name(), "registration refused: {}", status.message());
-                return false;
+                self.decide(|s, now| (Heard::Useless, s.agent.on_call_failed(now)))
             }
-            Err(_) => return false,
-        };
-        let id = {
-            let mut s = self.lock();
-            let epoch = LeaderEpoch(reply.leader_epoch);
-            if epoch < s.fence.epoch() {
-                return false;
-            }
-            if let Some(t) = reply.timing.as_ref().and_then(timing_from_wire) {
-                s.timing = t;
-            }
-            let seen = s.fence.epoch();
-            let mut fence = SelfFence::new(sent_at, s.timing.self_fence);
-            fence.observe_epoch(seen);
-            fence.on_ack(sent_at, epoch);
-            s.fence = fence;
-            s.fenced = false;
-            s.id = Some(ExecutorId(reply.executor_id));
-            s.dispatcher.forget_ended();
-            reply.executor_id
-        };
-        info!(executor = %self.name(), id, "registered");
-        self.observe(ExecutorObservation::Registered { id, leader_epoch: reply.leader_epoch });
-        true
+            Err(_) => self.decide(|s, now| (Heard::Useless, s.agent.on_call_failed(now))),
+        }
     }
 
-    /// One heartbeat; whether the master answered usefully.
-    async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, id: ExecutorId, deadline: Duration) -> bool {
-        let (req, sent_at, ended_mark) = {
-            let s = self.lock();
-            let (ended, ended_mark) = s.dispatcher.ended_report();
-            let req = pb::HeartbeatRequest {
-                executor_id: id.0,
-                leader_epoch: s.fence.epoch().0,
-                tasks: running_wire(&s.dispatcher),
-                draining: s.draining,
-                ended: ended
-                    .into_iter()
-                    .map(|(t, e)| pb::EndedTask { task_id: t.as_str().to_owned(), epoch: e.0 })
-                    .collect(),
-            };
-            (req, self.now(), ended_mark)
+    async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, call: HeartbeatCall, deadline: Duration) -> Heard {
+        let req = pb::HeartbeatRequest {
+            executor_id: call.id.0,
+            leader_epoch: call.leader_epoch.0,
+            tasks: call.tasks.iter().map(running_to_wire).collect(),
+            draining: call.draining,
+            ended: call
+                .ended
+                .into_iter()
+                .map(|e| pb::EndedTask { task_id: e.task.as_str().to_owned(), epoch: e.epoch.0 })
+                .collect(),
         };
-        let draining = req.draining;
-        let reply = match tokio::time::timeout(deadline, client.heartbeat(req)).await {
-            Ok(Ok(r)) => r.into_inner(),
-            Ok(Err(_)) | Err(_) => return false,
-        };
-        let epoch = LeaderEpoch(reply.leader_epoch);
-        let accepted = reply.verdict == pb::HeartbeatVerdict::Accepted as i32;
-        let reregister = reply.verdict == pb::HeartbeatVerdict::Reregister as i32;
-        {
-            let mut s = self.lock();
-            if s.id != Some(id) {
-                return true; // registered again meanwhile
+        match tokio::time::timeout(deadline, client.heartbeat(req)).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                let verdict = match pb::HeartbeatVerdict::try_from(r.verdict) {
+                    Ok(pb::HeartbeatVerdict::Accepted) => Verdict::Accepted,
+                    Ok(pb::HeartbeatVerdict::Reregister) => Verdict::Reregister,
+                    _ => Verdict::Unknown,
+                };
+                let reply = HeartbeatReply {
+                    verdict,
+                    leader_epoch: LeaderEpoch(r.leader_epoch),
+                    timing: r.timing.as_ref().map(crate::rpc::timing_from_wire),
+                };
+                self.decide(|s, now| s.agent.on_heartbeat_reply(now, reply))
             }
-            if epoch < s.fence.epoch() {
-                return false; // a deposed leader: not an acknowledgement
-            }
-            if let Some(t) = reply.timing.as_ref().and_then(timing_from_wire) {
-                s.timing = t;
-                s.fence.set_duration(t.self_fence);
-            }
-            if accepted {
-                // The leader took the ended incarnations this heartbeat carried (a newer leader holds no
-                // reservation made before it began, so none of them matters to it).
-                if let Some(mark) = ended_mark {
-                    s.dispatcher.ended_acked(mark);
-                }
-                if let Ack::Extended(_) = s.fence.on_ack(sent_at, epoch) {
-                    if s.fenced && !s.fence.is_fenced(self.now()) {
-                        s.fenced = false;
-                    }
-                }
-                if draining && !s.drain_announced {
-                    s.drain_announced = true;
-                    self.drain_progress.notify_waiters();
-                }
-                drop(s);
-                let (sent, leader_epoch) = (self.clock.instant(sent_at), epoch.0);
-                self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent, leader_epoch });
-                return true;
-            }
-            if !reregister {
-                return false;
-            }
-            s.fence.observe_epoch(epoch);
-            s.id = None;
+            Ok(Err(_)) | Err(_) => self.decide(|s, now| (Heard::Useless, s.agent.on_call_failed(now))),
         }
-        info!(executor = %self.name(), id = id.0, "declared offline: stopping every task and registering again");
-        self.stop_all(StopWhy::Reregister);
-        self.observe(ExecutorObservation::Reregister { id: id.0 });
-        true
     }
 
     async fn learn_metastore(&self, client: &mut DiscoveryClient<Channel>) {
         let known = {
             let s = self.lock();
-            s.meta.is_some() || s.id.is_none()
+            s.meta.is_some() || s.agent.id().is_none()
         };
         if known {
             return;
@@ -851,51 +602,21 @@ impl Executor {
         self.lock().meta = Some(info);
     }
 
-    /// Stops every task and drops every parked request.
-    fn stop_all(&self, why: StopWhy) {
-        let stopped: Vec<(TaskId, Epoch)> = {
-            let mut s = self.lock();
-            s.dispatcher.clear();
-            let tasks = std::mem::take(&mut s.tasks);
-            tasks
-                .into_iter()
-                .map(|(t, h)| {
-                    let _ = h.stop.send(true);
-                    (t, h.epoch)
-                })
-                .collect()
-        };
-        for (task, epoch) in stopped {
-            info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, why = %why, "task stopped");
-            self.observe(ExecutorObservation::TaskStopped {
-                task: task.as_str().to_owned(),
-                epoch: epoch.0,
-                why: why.clone(),
-            });
-        }
-    }
-
-    /// Starts a confirmed task (already in the dispatcher's running set); whether it started. It does not start
-    /// when the executor fenced itself or left the cluster since the confirmation was taken.
-    pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> bool {
+    /// Starts a confirmed task (already in the agent's running set), unless the executor stopped serving since
+    /// the confirmation was taken: then the refusal says why.
+    pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> Result<(), Refusal> {
         let (tx, rx) = tokio::sync::watch::channel(false);
-        let task = spec.task_id.clone();
-        let (epoch, leader_epoch) = (spec.epoch, spec.leader_epoch);
+        let (task, epoch, placed, leader_epoch) = (spec.task_id.clone(), spec.epoch, spec.executor, spec.leader_epoch);
         let mut stop = StopSignal { rx: rx.clone() };
         // Futures are lazy: building it runs none of the task's work.
         let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
-        {
-            let mut s = self.lock();
-            let still_ours = s.id.is_some()
-                && !s.fenced
-                && !s.draining
-                && s.dispatcher.running().get(&task).is_some_and(|r| r.epoch == epoch);
-            if !still_ours {
-                s.dispatcher.stopped(&task, epoch);
-                return false;
+        self.decide(|s, now| {
+            let (begun, ready) = s.agent.begin_task(now, &task, epoch, placed);
+            if begun.is_ok() {
+                s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
             }
-            s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
-        }
+            (begun, ready)
+        })?;
         info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, "task started");
         self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0, leader_epoch });
         let e = self.clone();
@@ -905,38 +626,45 @@ impl Executor {
                 _ = stop.stopped() => None,
                 exit = fut => Some(exit),
             };
-            // Stopped by the executor: stop_all already removed and reported it.
+            // Stopped by the executor: the stop already reported it.
             let Some(exit) = exit else { return };
-            let ours = {
-                let mut s = e.lock();
-                let ours = s.tasks.get(&task).is_some_and(|h| h.epoch == epoch);
+            let (ours, decided) = e.step(|s, now| {
+                let (ours, ready) = s.agent.on_task_exit(now, &task, epoch);
                 if ours {
-                    s.tasks.remove(&task);
-                    s.dispatcher.stopped(&task, epoch);
+                    let handle = s.tasks.remove(&task);
+                    debug_assert!(
+                        handle.is_some_and(|h| h.epoch == epoch),
+                        "task {task} epoch {epoch} ran in the agent without its handle"
+                    );
                 }
-                ours
-            };
+                (ours, ready)
+            });
             if ours {
-                e.drain_progress.notify_waiters();
                 let why = StopWhy::Exited(exit);
                 info!(executor = %e.name(), task = %task.as_str(), epoch = epoch.0, why = %why, "task stopped");
                 e.observe(ExecutorObservation::TaskStopped { task: task.as_str().to_owned(), epoch: epoch.0, why });
             }
+            e.execute(decided);
         });
-        true
+        Ok(())
     }
 }
 
-fn running_wire(d: &Dispatcher) -> Vec<pb::RunningTask> {
-    d.running()
-        .iter()
-        .map(|(t, r)| pb::RunningTask {
-            task_id: t.as_str().to_owned(),
-            kind: kind_to_wire(r.kind) as i32,
-            epoch: r.epoch.0,
-            cost: r.cost,
-        })
-        .collect()
+/// The round in progress, if any (pending for ever if none).
+async fn in_round(round: &mut Option<RoundFuture>) -> Masters {
+    match round {
+        Some(r) => r.await,
+        None => std::future::pending().await,
+    }
+}
+
+fn running_to_wire(t: &ReportedTask) -> pb::RunningTask {
+    pb::RunningTask {
+        task_id: t.task.as_str().to_owned(),
+        kind: kind_to_wire(t.kind) as i32,
+        epoch: t.epoch.0,
+        cost: t.cost,
+    }
 }
 
 fn kind_to_wire(k: TaskKind) -> pb::TaskKind {
@@ -944,13 +672,6 @@ fn kind_to_wire(k: TaskKind) -> pb::TaskKind {
         TaskKind::JobMaster => pb::TaskKind::JobMaster,
         TaskKind::Worker => pb::TaskKind::Worker,
     }
-}
-
-/// The leader's announced executor timing, if it is valid (an invalid announcement is ignored: the previous
-/// timing stays).
-pub(crate) fn timing_from_wire(t: &pb::HeartbeatTiming) -> Option<HeartbeatTiming> {
-    let t = crate::rpc::timing_from_wire(t);
-    t.validate("executors").ok().map(|()| t)
 }
 
 /// A dispatched task's timing, validated by the core's rules (the message names the broken rule).

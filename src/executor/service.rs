@@ -1,5 +1,5 @@
-//! `ExecutorService` over the [`Dispatcher`](super::Dispatcher): request validation and the mapping of refusals to
-//! gRPC statuses.
+//! `ExecutorService` over the executor's agent ([`crate::core::agent`]): request validation, and the mapping of
+//! its refusals to gRPC statuses.
 //!
 //! | refusal | code | reason |
 //! |---|---|---|
@@ -9,6 +9,7 @@
 //! | placed under a leader epoch older than one this executor heard from | `FailedPrecondition` | `STALE_EPOCH` |
 //! | placed on another registration (executor id) than the one this process holds | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | the executor is fenced or not registered | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
+//! | the executor stopped serving between the confirmation and the task's start | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | the executor is shutting down (draining) | `FailedPrecondition` | `EXECUTOR_OFFLINE` |
 //! | parking area full, or not enough free capacity | `ResourceExhausted` | `PLACEMENT_FAILED` |
 //! | an unknown or expired request id | `NotFound` | `DISPATCH_NOT_FOUND` |
@@ -17,7 +18,6 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use super::dispatch::{admit, serving};
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
 use crate::core::ids::{Epoch, ExecutorId, TaskId};
 use crate::rpc::pb;
@@ -88,7 +88,8 @@ pub fn refusal_status(r: &Refusal) -> Status {
         Refusal::NotRegistered { .. }
         | Refusal::Draining { .. }
         | Refusal::Fenced { .. }
-        | Refusal::OtherRegistration { .. } => Reason::ExecutorOffline.status(message),
+        | Refusal::OtherRegistration { .. }
+        | Refusal::StoppedMeanwhile { .. } => Reason::ExecutorOffline.status(message),
         Refusal::DeposedLeader { .. } => Reason::StaleEpoch.status(message),
     }
 }
@@ -100,10 +101,7 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::PreDispatchTaskRequest>,
     ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
         let spec = spec_from_wire(req.into_inner())?;
-        let now = self.e.now();
-        let mut s = self.e.lock();
-        admit(self.e.name(), &s.standing(), &spec).map_err(|r| refusal_status(&r))?;
-        s.dispatcher.park(now, spec).map_err(|r| refusal_status(&r))?;
+        self.e.decide(|s, now| s.agent.pre_dispatch(now, spec)).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::PreDispatchTaskResponse {}))
     }
 
@@ -112,24 +110,11 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::ConfirmDispatchTaskRequest>,
     ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
         let r = req.into_inner();
-        let now = self.e.now();
-        // Judged and moved under one lock: a fence or a new registration in between cannot let a task start
-        // after it.
-        let spec = {
-            let mut s = self.e.lock();
-            let spec = s.dispatcher.confirm(now, &r.task_id, &r.request_id).map_err(|r| refusal_status(&r))?;
-            if let Err(refused) = admit(self.e.name(), &s.standing(), &spec) {
-                s.dispatcher.stopped(&spec.task_id, spec.epoch);
-                return Err(refusal_status(&refused));
-            }
-            spec
-        };
-        let placed = spec.executor;
-        if !self.e.start_task(spec) {
-            let standing = self.e.lock().standing();
-            let why = serving(self.e.name(), &standing, placed).err();
-            return Err(why.map_or_else(|| Reason::ExecutorOffline.status("stopped meanwhile"), |r| refusal_status(&r)));
-        }
+        // Judged and moved in one step of the agent, and judged again when the task starts: a fence or a new
+        // registration in between cannot let a task start after it.
+        let spec =
+            self.e.decide(|s, now| s.agent.confirm(now, &r.task_id, &r.request_id)).map_err(|r| refusal_status(&r))?;
+        self.e.start_task(spec).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
     }
 }
@@ -251,9 +236,14 @@ mod tests {
                 Some(Reason::ExecutorOffline),
             ),
             (
-                Refusal::DeposedLeader { task: t2, epoch: Epoch(3), placed_under: 1, newest: 2 },
+                Refusal::DeposedLeader { task: t2.clone(), epoch: Epoch(3), placed_under: 1, newest: 2 },
                 tonic::Code::FailedPrecondition,
                 Some(Reason::StaleEpoch),
+            ),
+            (
+                Refusal::StoppedMeanwhile { task: t2, epoch: Epoch(3) },
+                tonic::Code::FailedPrecondition,
+                Some(Reason::ExecutorOffline),
             ),
         ];
         for (r, code, reason) in table {

@@ -1,49 +1,44 @@
-//! Two-phase dispatch on an executor, as plain synchronous state: time in, decisions out (no clock, no I/O), so
-//! that every rule is testable without the network.
+//! Two-phase dispatch on an executor: the bookkeeping of parked and running tasks, as plain synchronous state
+//! (time in, decisions out; no clock, no I/O), so that every rule is testable without the network. The executor's
+//! agent ([`super::agent`]) owns one and judges, before these rules, whether the executor takes a dispatch at all.
 //!
 //! Rules:
-//! - `PreDispatchTask` parks a validated request under its request id. It is refused when the task id already
-//!   runs here (`FAILED_PRECONDITION`), when its epoch is not newer than one this executor has started for that
-//!   task (`FAILED_PRECONDITION`, `STALE_EPOCH`), when the parking area is full or the capacity (running plus
-//!   parked cost) would be exceeded (`RESOURCE_EXHAUSTED`).
+//! - [`Dispatcher::park`] (phase one) parks a validated request under its request id. It is refused when the task
+//!   id already runs here ([`Refusal::AlreadyRunning`]), when its epoch is not newer than one this executor has
+//!   started for that task ([`Refusal::StaleEpoch`]), when its request id is already parked, when the parking area
+//!   is full or the capacity (running plus parked cost) would be exceeded.
 //! - Only a confirmed dispatch raises the epoch an executor remembers for a task. A parked one is a claim nobody
 //!   has vouched for yet (anyone can send one, with any epoch): were it remembered, a single unconfirmed request
 //!   claiming epoch 2^64-1 would make this executor refuse every real dispatch of that task id until it restarts.
 //!   So a parked request constrains nothing beyond its own slot, and the confirm judges the epoch again.
 //! - A parked request expires `ttl` after it was parked (the executor's `dispatch-ttl`, 5 s by default).
-//! - `ConfirmDispatchTask` of an unknown or expired request id is `NOT_FOUND`; otherwise the task moves to the
-//!   running set (its cost stays counted until it stops).
+//! - [`Dispatcher::confirm`] (phase two) of an unknown or expired request id is [`Refusal::NotFound`]; otherwise
+//!   the task moves to the running set (its cost stays counted until it stops).
 //! - Every incarnation that leaves the dispatcher without running on (it stopped, or its parked request expired,
 //!   was cleared or could not be confirmed) is kept in a ledger of ended incarnations, reported in every heartbeat
 //!   until one carrying it is acknowledged ([`Dispatcher::ended_report`], [`Dispatcher::ended_acked`]): the leader
 //!   gives back the slots it reserved for a task that started and ended between two heartbeats. The ledger holds
 //!   at most [`ENDED_MAX`] entries (the oldest go first; the leader's reservation window covers what is dropped).
-//! - Before both, [`admit`] judges whether this executor takes the dispatch at all: not while it is unregistered,
-//!   draining or fenced, nor for a task placed on a registration it no longer holds (`EXECUTOR_OFFLINE`), nor one
-//!   placed under a leader epoch older than the newest it has heard from (`STALE_EPOCH`: that leader may have
-//!   given the placement up). A confirm is judged again under the same lock that starts the task.
+//!
+//! Invariants ([`Dispatcher::check_invariants`]): running and parked tasks together use at most the capacity;
+//! the parking area holds at most its bound; a running task's epoch is the newest remembered for it; the ledger
+//! holds at most [`ENDED_MAX`] entries, in the order they ended.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use crate::core::ids::{Epoch, ExecutorId, TaskId};
-use crate::core::text::quote;
-use crate::core::time::Time;
-use crate::core::timing::HeartbeatTiming;
+use super::ids::{Epoch, ExecutorId, TaskId};
+pub use super::registry::TaskKind;
+use super::text::quote;
+use super::time::Time;
+use super::timing::HeartbeatTiming;
 
 /// How many task ids' newest seen epochs are remembered beyond the running and parked ones. When more are seen,
 /// the entries with the lowest epochs (the oldest, as epochs come from one cluster-wide counter) are forgotten.
 pub const SEEN_MAX: usize = 65_536;
 
 /// The most ended incarnations kept for the next heartbeat (the most one heartbeat may report).
-pub const ENDED_MAX: usize = crate::core::registry::ENDED_TASKS_MAX;
-
-/// What a task is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum TaskKind {
-    JobMaster,
-    Worker,
-}
+pub const ENDED_MAX: usize = super::registry::ENDED_TASKS_MAX;
 
 /// A validated dispatch request: everything a task factory needs to start the task.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -105,52 +100,11 @@ pub enum Refusal {
          leader epoch {newest}: that placement may have been given up; place it again"
     )]
     DeposedLeader { task: TaskId, epoch: Epoch, placed_under: u64, newest: u64 },
-}
-
-/// Where the executor stands when a dispatch arrives, for [`admit`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Standing {
-    /// Its registration, if it holds one.
-    pub id: Option<ExecutorId>,
-    /// Shutting down: no task may start.
-    pub draining: bool,
-    /// Fenced and not acknowledged since: no task may start.
-    pub fenced: bool,
-    /// The newest leader epoch it has heard from.
-    pub newest_leader_epoch: u64,
-}
-
-/// Whether the executor named `executor`, standing as `s`, may take work placed on registration `placed` at all.
-pub fn serving(executor: &str, s: &Standing, placed: ExecutorId) -> Result<(), Refusal> {
-    let executor = executor.to_owned();
-    match s.id {
-        None => Err(Refusal::NotRegistered { executor }),
-        Some(_) if s.draining => Err(Refusal::Draining { executor }),
-        Some(_) if s.fenced => Err(Refusal::Fenced { executor }),
-        Some(current) if current != placed => Err(Refusal::OtherRegistration { executor, placed, current }),
-        Some(_) => Ok(()),
-    }
-}
-
-/// Whether the dispatch `spec` may be taken here (before the parking rules, and again at its confirm): the
-/// executor serves the registration it was placed on, and no leader newer than the one that placed it has spoken.
-///
-/// A placement made for another registration of this process (an earlier one the leader has not yet declared
-/// offline, or a duplicate from a retried registration) is refused: that id will expire, and a task started under
-/// it would outlive the leader's view of it. A dispatch stands on the leader term that placed it: once this
-/// executor has heard from a newer leader, what that term placed may already have been declared lost and placed
-/// again elsewhere (a leader paused mid-dispatch resumes and sends its confirm; CI swarm seed 21571).
-pub fn admit(executor: &str, s: &Standing, spec: &TaskSpec) -> Result<(), Refusal> {
-    serving(executor, s, spec.executor)?;
-    if spec.leader_epoch < s.newest_leader_epoch {
-        return Err(Refusal::DeposedLeader {
-            task: spec.task_id.clone(),
-            epoch: spec.epoch,
-            placed_under: spec.leader_epoch,
-            newest: s.newest_leader_epoch,
-        });
-    }
-    Ok(())
+    #[error(
+        "task {task} epoch {epoch} was stopped before it could start (the executor fenced itself, was declared \
+         offline or began to shut down meanwhile); dispatch elsewhere"
+    )]
+    StoppedMeanwhile { task: TaskId, epoch: Epoch },
 }
 
 #[derive(Clone, Debug)]
@@ -328,6 +282,42 @@ impl Dispatcher {
         self.ended.clear();
     }
 
+    /// Checks the invariants in the module documentation; the error names the broken one with its ids.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        if self.used() > self.capacity {
+            return Err(format!(
+                "running and parked tasks use {} slots of a capacity of {}",
+                self.used(),
+                self.capacity
+            ));
+        }
+        if self.parked.len() > self.max_parked {
+            return Err(format!("{} requests parked, above the bound of {}", self.parked.len(), self.max_parked));
+        }
+        for (request, p) in &self.parked {
+            if *request != p.spec.request_id {
+                return Err(format!("request {request} parked under another id ({})", p.spec.request_id));
+            }
+        }
+        for (task, r) in &self.running {
+            if self.seen.get(task) != Some(&r.epoch) {
+                return Err(format!(
+                    "task {task} runs epoch {} but the newest remembered is {:?}",
+                    r.epoch,
+                    self.seen.get(task)
+                ));
+            }
+        }
+        if self.ended.len() > ENDED_MAX {
+            return Err(format!("{} ended incarnations kept, above the bound of {ENDED_MAX}", self.ended.len()));
+        }
+        let marks: Vec<u64> = self.ended.iter().map(|(n, _, _)| *n).collect();
+        if marks.windows(2).any(|w| w[0] >= w[1]) || marks.last().is_some_and(|n| *n >= self.ended_next) {
+            return Err(format!("the ended ledger is out of order: {marks:?} (next {})", self.ended_next));
+        }
+        Ok(())
+    }
+
     fn end(&mut self, task: TaskId, epoch: Epoch) {
         if self.ended.len() >= ENDED_MAX {
             self.ended.pop_front();
@@ -379,34 +369,6 @@ mod tests {
         Time::from_millis(n)
     }
 
-    #[test]
-    fn admission_needs_the_placed_registration_serving_and_no_newer_leader() {
-        let serving = Standing { id: Some(ExecutorId(1)), draining: false, fenced: false, newest_leader_epoch: 1 };
-        let placed = spec("j/w0", 3, "r1", 1);
-        assert_eq!(admit("ex", &serving, &placed), Ok(()));
-        let refused = |s: Standing| admit("ex", &s, &placed).unwrap_err();
-        // Each reason alone, and the order when several hold: registration, drain, fence, then the leader.
-        assert!(matches!(refused(Standing { id: None, ..serving }), Refusal::NotRegistered { .. }));
-        let all = Standing { draining: true, fenced: true, newest_leader_epoch: 9, ..serving };
-        assert!(matches!(refused(all), Refusal::Draining { .. }));
-        assert!(matches!(refused(Standing { draining: false, ..all }), Refusal::Fenced { .. }));
-        let moved = Standing { id: Some(ExecutorId(2)), ..serving };
-        assert_eq!(
-            refused(moved).to_string(),
-            "the task was placed on executor e1, but ex is registered as e2 now; dispatch elsewhere"
-        );
-        let newer = Standing { newest_leader_epoch: 2, ..serving };
-        assert_eq!(
-            refused(newer),
-            Refusal::DeposedLeader { task: placed.task_id.clone(), epoch: Epoch(3), placed_under: 1, newest: 2 }
-        );
-        // A newer leader than any heard from may place here (it is heard from through the dispatch itself).
-        let mut from_newer = placed.clone();
-        from_newer.leader_epoch = 5;
-        assert_eq!(admit("ex", &serving, &from_newer), Ok(()));
-        assert_eq!(super::serving("ex", &newer, ExecutorId(1)), Ok(()), "serving judges the registration only");
-    }
-
     enum Op {
         Park(Box<TaskSpec>),
         Confirm(&'static str, &'static str),
@@ -437,6 +399,7 @@ mod tests {
                 (k, w) => panic!("step {n}: got {k:?}, want {w:?}"),
             }
             assert!(d.used() <= 4, "step {n}: over capacity");
+            d.check_invariants().unwrap_or_else(|e| panic!("step {n}: {e}"));
         }
     }
 

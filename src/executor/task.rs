@@ -1,0 +1,281 @@
+//! What an executor's tasks see of it: the [`TaskFactory`] that turns a dispatch into a [`TaskFuture`], the
+//! [`TaskEnv`] a task works with (the masters, the framework host, the metastore once known, the drain), the
+//! [`StopSignal`], how a task ends ([`TaskExit`], [`StopWhy`]), and the observations an executor reports.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::TaskSpec;
+use crate::clock::Clock;
+use crate::framework::host::Host;
+use crate::meta::MetaStore;
+use crate::planted::Planted;
+use crate::rpc::pb;
+
+/// How a task ended by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskExit {
+    Finished,
+    /// It was asked to cancel, and did.
+    Canceled,
+    Failed(String),
+    /// No acknowledged heartbeat from its master for the self-fence time: it stopped itself.
+    Fenced,
+    /// Its master told it that it is stale (a newer incarnation exists, or it was never accepted).
+    Stale,
+    /// It saw its stop signal and returned.
+    Stopped,
+}
+
+/// Why a task left the running set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopWhy {
+    /// The task's future returned.
+    Exited(TaskExit),
+    /// The executor fenced itself.
+    Fenced,
+    /// The executor was told to register again.
+    Reregister,
+    /// The executor is shutting down.
+    Shutdown,
+}
+
+/// One word per reason, for the `task stopped` log line: `finished`, `canceled`, `failed`, `fenced` (the task's
+/// own link fenced it), `stale`, `stopped`, `executor-fenced`, `declared-offline`, `shutdown`.
+impl std::fmt::Display for StopWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopWhy::Exited(TaskExit::Finished) => "finished",
+            StopWhy::Exited(TaskExit::Canceled) => "canceled",
+            StopWhy::Exited(TaskExit::Failed(_)) => "failed",
+            StopWhy::Exited(TaskExit::Fenced) => "fenced",
+            StopWhy::Exited(TaskExit::Stale) => "stale",
+            StopWhy::Exited(TaskExit::Stopped) => "stopped",
+            StopWhy::Fenced => "executor-fenced",
+            StopWhy::Reregister => "declared-offline",
+            StopWhy::Shutdown => "shutdown",
+        })
+    }
+}
+
+/// Tells a task to stop. The executor also drops the task's future right after signalling, so the signal is for
+/// work the task spawned elsewhere.
+#[derive(Clone, Debug)]
+pub struct StopSignal {
+    pub(super) rx: tokio::sync::watch::Receiver<bool>,
+}
+
+impl StopSignal {
+    pub fn is_stopped(&self) -> bool {
+        *self.rx.borrow()
+    }
+
+    /// Resolves once the task must stop.
+    pub async fn stopped(&mut self) {
+        while !*self.rx.borrow_and_update() {
+            if self.rx.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// A running task: a future the executor polls until it returns or is stopped.
+pub type TaskFuture = Pin<Box<dyn Future<Output = TaskExit> + Send>>;
+
+/// Builds tasks from dispatch requests; the framework's job masters and workers plug in here.
+pub trait TaskFactory: Send + Sync {
+    fn start(&self, env: TaskEnv, spec: TaskSpec, stop: StopSignal) -> TaskFuture;
+}
+
+/// What a task may use of its executor: where the masters are, where it is reached, the framework host its own
+/// workers talk to, the metastore, the clock, and the observer.
+#[derive(Clone)]
+pub struct TaskEnv {
+    /// The executor's name.
+    pub executor: String,
+    /// Where this executor is reached (its advertised address): a job master's workers heartbeat it there.
+    pub address: String,
+    /// The masters, as given by `--join`.
+    pub join: Vec<String>,
+    /// The bound of every call a task makes.
+    pub rpc_timeout: Duration,
+    pub host: Host,
+    pub clock: Clock,
+    pub(super) meta: Arc<MetaSlot>,
+    pub(super) observer: Option<ExecutorObserver>,
+    /// The bug planted into this executor's tasks (only the simulation build can plant one).
+    pub(super) planted: Option<Planted>,
+    /// The simulation's fault points.
+    pub fault_points: crate::buggify::FaultPoints,
+    /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
+    /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
+    pub(super) drain: Arc<DrainSignal>,
+}
+
+/// The executor's drain, as its tasks see it: a flag set once, and a `Notify` that wakes every waiting task in
+/// the order it began to wait. (Not a `watch` channel: tokio's watch wakes many waiting receivers in an order
+/// drawn from a per-thread random generator, which the simulator does not control.)
+#[derive(Default)]
+pub struct DrainSignal {
+    set: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+/// The metastore client once known, and a `Notify` that wakes the tasks waiting for it in the order they began
+/// to wait (not a `watch` channel, for the reason given at [`DrainSignal`]).
+#[derive(Default)]
+pub struct MetaSlot {
+    store: Mutex<Option<MetaStore>>,
+    notify: tokio::sync::Notify,
+}
+
+impl MetaSlot {
+    pub(super) fn set(&self, store: MetaStore) {
+        *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
+        self.notify.notify_waiters();
+    }
+
+    pub(super) fn get(&self) -> Option<MetaStore> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+impl DrainSignal {
+    pub(super) fn raise(&self) {
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn is_raised(&self) -> bool {
+        self.set.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl TaskEnv {
+    /// Whether the executor is draining.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_raised()
+    }
+
+    /// Resolves once the executor drains (never, if it never does).
+    pub async fn draining(&self) {
+        loop {
+            let raised = self.drain.notify.notified();
+            tokio::pin!(raised);
+            raised.as_mut().enable();
+            if self.drain.is_raised() {
+                return;
+            }
+            raised.await;
+        }
+    }
+
+    /// The metastore, once the executor has learned where it is (waits until then).
+    pub async fn metastore(&mut self) -> MetaStore {
+        loop {
+            let known = self.meta.notify.notified();
+            tokio::pin!(known);
+            known.as_mut().enable();
+            if let Some(m) = self.meta.get() {
+                return m;
+            }
+            known.await;
+        }
+    }
+
+    pub fn observe(&self, o: ExecutorObservation) {
+        if let Some(f) = &self.observer {
+            f(&self.executor, o);
+        }
+    }
+
+    /// Whether `bug` is planted (never in the production build).
+    pub fn planted(&self, bug: Planted) -> bool {
+        self.planted == Some(bug)
+    }
+}
+
+/// What an executor tells an observer (the simulator's checkers; later, metrics).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ExecutorObservation {
+    /// Admitted under this id, by the leader of `leader_epoch`.
+    Registered {
+        id: u64,
+        leader_epoch: u64,
+    },
+    /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
+    Fenced {
+        id: u64,
+        at: tokio::time::Instant,
+    },
+    /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader of `leader_epoch` (the leader
+    /// heard it after `sent`; the acknowledgement may arrive much later, e.g. after a pause).
+    HeartbeatAcked {
+        id: u64,
+        sent: tokio::time::Instant,
+        leader_epoch: u64,
+    },
+    /// Told it was declared offline: every task stopped, registering again.
+    Reregister {
+        id: u64,
+    },
+    /// Left the cluster: every task had stopped, and a master took its deregistration.
+    Deregistered {
+        id: u64,
+    },
+    /// Started, as dispatched by a leader (or a job master) under `leader_epoch`.
+    TaskStarted {
+        task: String,
+        epoch: u64,
+        leader_epoch: u64,
+    },
+    TaskStopped {
+        task: String,
+        epoch: u64,
+        why: StopWhy,
+    },
+    /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
+    /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
+    TaskQuiesced {
+        task: String,
+        epoch: u64,
+    },
+    /// A worker's checkpoint write was acknowledged by the metastore.
+    Checkpoint {
+        task: String,
+        epoch: u64,
+        counter: u64,
+    },
+    /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
+    /// incarnation `epoch` of its worker `task`.
+    WorkerHeard {
+        master: String,
+        master_epoch: u64,
+        task: String,
+        epoch: u64,
+    },
+}
+
+/// The executor's observer, told what the job masters it hosts accept.
+pub(crate) fn worker_heard(observer: ExecutorObserver, name: &str) -> crate::framework::host::HeardObserver {
+    let name = name.to_owned();
+    Arc::new(move |h: crate::framework::host::Heard| {
+        let (master, master_epoch) = (h.master, h.master_epoch.0);
+        let (task, epoch) = (h.worker.as_str().to_owned(), h.worker_epoch.0);
+        observer(&name, ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
+    })
+}
+
+/// Receives an executor's observations; must not block.
+pub type ExecutorObserver = Arc<dyn Fn(&str, ExecutorObservation) + Send + Sync>;
+
+/// Where the metastore is, as the masters said (`QueryMetaStore`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaStoreInfo {
+    pub kind: pb::StoreKind,
+    pub endpoints: Vec<String>,
+    pub key_prefix: String,
+}
