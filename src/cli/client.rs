@@ -19,7 +19,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 
 use super::CliError;
@@ -59,7 +59,7 @@ impl MasterAddress {
         if !valid_host {
             return Err(format!("{s:?} has no valid host: {EXAMPLE} (an IPv6 host goes in brackets: [::1]:10240)"));
         }
-        if Endpoint::from_shared(format!("http://{s}")).is_err() {
+        if crate::rpc::connect::endpoint(s, Duration::from_secs(1)).is_err() {
             return Err(format!("{s:?} is not a valid address: {EXAMPLE}"));
         }
         Ok(MasterAddress(s.to_owned()))
@@ -278,30 +278,9 @@ impl Client {
 
 /// Connects to one master; a failure means the request was not sent.
 async fn connect(address: &MasterAddress, timeout: Duration) -> Result<Channel, AttemptFailure> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| AttemptFailure::Connect(error_chain(&e)))?
-        .timeout(timeout)
-        .connect_timeout(timeout);
-    endpoint.connect().await.map_err(|e| AttemptFailure::Connect(error_chain(&e)))
-}
-
-/// An error and its sources, `outer: inner: innermost`, skipping a source its parent already quotes.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    /// Enough for tonic's transport errors (transport → hyper → connect → io); deeper chains are cut.
-    const DEPTH_MAX: usize = 8;
-    let mut parts: Vec<String> = vec![error.to_string()];
-    let mut source = error.source();
-    while let Some(e) = source {
-        if parts.len() >= DEPTH_MAX {
-            break;
-        }
-        let text = e.to_string();
-        if !parts.last().is_some_and(|last| last.contains(&text)) {
-            parts.push(text);
-        }
-        source = e.source();
-    }
-    super::output::sanitize(&parts.join(": "))
+    crate::rpc::connect::connect(address.as_str(), timeout)
+        .await
+        .map_err(|e| AttemptFailure::Connect(super::output::sanitize(&e.detail)))
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::clock::Clock;
@@ -681,5 +681,5 @@ pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<Heartb
 }
 
 async fn connect(addr: &str, timeout: Duration) -> Option<Channel> {
-    Endpoint::from_shared(format!("http://{addr}")).ok()?.timeout(timeout).connect_timeout(timeout).connect().await.ok()
+    crate::rpc::connect::connect(addr, timeout).await.ok()
 }

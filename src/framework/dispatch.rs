@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 use tonic::{Code, Status};
 
+use crate::rpc::connect::ConnectFailure;
 use crate::rpc::pb;
 use crate::rpc::pb::executor_service_client::ExecutorServiceClient;
 use crate::rpc::pb::task_scheduler_client::TaskSchedulerClient;
 
 async fn channel(address: &str, timeout: Duration) -> Result<Channel, Status> {
-    let endpoint = Endpoint::from_shared(format!("http://{address}"))
-        .map_err(|e| Status::invalid_argument(format!("{address:?} is not a host:port address: {e}")))?
-        .timeout(timeout)
-        .connect_timeout(timeout);
-    endpoint.connect().await.map_err(|e| Status::unavailable(format!("cannot reach {address}: {e}")))
+    crate::rpc::connect::connect(address, timeout).await.map_err(|e| match e.failure {
+        ConnectFailure::BadAddress => Status::invalid_argument(e.to_string()),
+        ConnectFailure::Unreachable => Status::unavailable(e.to_string()),
+    })
 }
 
 /// Pre-dispatches `pre` to the executor at `address` and confirms it, all within `window` (connecting included):

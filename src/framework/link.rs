@@ -7,8 +7,6 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tonic::transport::Endpoint;
-
 use crate::clock::Clock;
 use crate::core::fence::SelfFence;
 use crate::core::ids::{Epoch, TaskId};
@@ -153,10 +151,8 @@ impl Link {
     async fn client(&mut self) -> Option<FrameworkClient<tonic::transport::Channel>> {
         let n = self.spec.addresses.len().max(1);
         let address = self.spec.addresses.get(self.which % n)?.clone();
-        let deadline = self.spec.timing.timeout;
-        let endpoint =
-            Endpoint::from_shared(format!("http://{address}")).ok()?.timeout(deadline).connect_timeout(deadline);
-        match endpoint.connect().await {
+        // A master that cannot be reached, or whose address is not usable, is passed over for the next.
+        match crate::rpc::connect::connect(&address, self.spec.timing.timeout).await {
             Ok(ch) => Some(FrameworkClient::new(ch)),
             Err(_) => {
                 self.which += 1;

@@ -17,6 +17,7 @@ use crate::core::job::JobSpec;
 use crate::core::registry::ExecutorSpec;
 use crate::framework::host::{message, verdict};
 use crate::meta::{keys, StoreKind};
+use crate::rpc::connect::ConnectFailure;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 use crate::rpc::pb::framework_client::FrameworkClient;
@@ -80,12 +81,11 @@ impl MasterService {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let timeout = self.m.cfg.rpc.request_timeout;
-        let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{}", to.address))
-            .map_err(|e| Reason::NoLeader.status(format!("the leader's address {:?} is not usable: {e}", to.address)))?
-            .timeout(timeout)
-            .connect_timeout(timeout);
-        let channel = endpoint.connect().await.map_err(|e| {
-            Reason::NoLeader.status(format!("cannot reach the leader {} at {}: {e}; retry", to.name, to.address))
+        let channel = crate::rpc::connect::connect(&to.address, timeout).await.map_err(|e| match e.failure {
+            ConnectFailure::BadAddress => {
+                Reason::NoLeader.status(format!("the leader {} published an unusable address: {e}", to.name))
+            }
+            ConnectFailure::Unreachable => Reason::NoLeader.status(format!("the leader {}: {e}; retry", to.name)),
         })?;
         let mut fwd = Request::new(req.into_inner());
         fwd.set_timeout(timeout);

@@ -1,5 +1,6 @@
 //! The gRPC API: generated code and the mapping of errors to statuses.
 
+pub mod connect;
 pub mod status;
 pub mod views;
 
