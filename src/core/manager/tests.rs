@@ -123,3 +123,54 @@ fn a_failed_write_of_the_periodic_pass_ends_the_term_and_dispatches_nothing() {
     assert!(r.dispatches.is_empty());
     assert!(r.step_down.is_some());
 }
+
+fn executor(name: &str, instance: u64) -> ExecutorSpec {
+    ExecutorSpec { name: name.into(), address: format!("{name}:1"), capacity: 4, labels: Default::default(), instance }
+}
+
+fn beat(id: u64) -> Request {
+    Request::Heartbeat { id: ExecutorId(id), seen: LeaderEpoch(1), tasks: vec![], ended: vec![], draining: false }
+}
+
+/// The periodic pass jumps the queue of durable requests: it waits for the one write in flight, never for the
+/// requests behind it. Guards the ordering rule of `Manager::run` (the leader-glue fix of `sim/regressions.rs`
+/// seed 77196: sixty creates queued on the term's write lock, and the liveness check behind them all, declared an
+/// executor offline 16.8 s after it was last heard, against a bound of 8.3 s). With the queue served first (shown
+/// by reverting the order once): "the offline verdict comes before the sixty queued creates: [Job(JobRecord { ..
+/// request: "c-0" .. })]".
+#[test]
+fn the_periodic_pass_waits_for_the_write_in_flight_only_not_for_queued_requests() {
+    let mut m = manager();
+    // Two executors (one alone expiring is not a mass eviction), both heard at 3 ms; only e2 keeps beating.
+    for (to, name) in [(1, "e1"), (2, "e2")] {
+        let r = request(&mut m, 1, to, Request::RegisterExecutor { spec: executor(name, to) });
+        m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+        m.ready();
+    }
+    for id in [1, 2] {
+        let r = request(&mut m, 3, 10 + id, beat(id));
+        assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
+    }
+    // A create's write stalls in the metastore; sixty more creates queue behind it.
+    let r = request(&mut m, 9_000, 100, Request::CreateJob { id: None, spec: spec("held") });
+    let (held, _) = r.write.expect("the first create writes");
+    for n in 0..60 {
+        let r = request(&mut m, 9_001, 200 + n, Request::CreateJob { id: None, spec: spec(&format!("c-{n}")) });
+        assert!(r.write.is_none() && r.answers.is_empty(), "queued behind the write in flight");
+    }
+    assert_eq!(m.queued(), 60);
+    // e2 still beats: heartbeats never wait.
+    let r = request(&mut m, 9_500, 300, beat(2));
+    assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
+    // e1's TTL runs out at 10.003 s; the pass is due.
+    m.step(ms(10_100), Input::Tick);
+    assert!(m.ready().write.is_none(), "one write in flight at a time");
+    m.on_write(ms(10_200), held, WriteOutcome::Written);
+    let r = m.ready();
+    let (_, records) = r.write.expect("the next write");
+    assert!(
+        records.iter().any(|r| matches!(r, Record::DeleteExecutor(ExecutorId(1)))),
+        "the offline verdict comes before the sixty queued creates: {records:?}"
+    );
+    assert_eq!(m.queued(), 60, "no queued create was served before the pass");
+}
