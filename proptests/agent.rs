@@ -347,8 +347,8 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                     epoch: Epoch(epoch),
                     master_id: "m".to_owned(),
                     master_address: "10.0.0.1:1".to_owned(),
-                    master_epoch: 1,
-                    leader_epoch: leader.0,
+                    master_epoch: Epoch(1),
+                    leader_epoch: leader,
                     request_id: request_id.clone(),
                     cost: 1,
                     timing: HeartbeatTiming::worker_default(),
@@ -381,7 +381,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 if let Ok(spec) = confirmed {
                     prop_assert_eq!(spec.epoch, epoch, "step {}", step);
                     prop_assert!(
-                        LeaderEpoch(spec.leader_epoch) >= heard_before,
+                        spec.leader_epoch >= heard_before,
                         "step {}: confirmed a placement of leader {} after hearing {}",
                         step,
                         spec.leader_epoch,

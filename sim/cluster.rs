@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
+use foreman::core::ids::Epoch;
 use foreman::executor::sleep::SleepTasks;
 use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver};
 use foreman::master::{Master, Observation, Observer, Role};
@@ -41,7 +42,7 @@ pub enum Seen {
     /// state (`pb::JobState`).
     JobCanceled {
         id: String,
-        epoch: u64,
+        epoch: Epoch,
         state: i32,
     },
     /// The client read the job: its state (`pb::JobState`), or `None` when the job was not found.

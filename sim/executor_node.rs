@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use foreman::core::ids::{Epoch, ExecutorId, LeaderEpoch};
 use foreman::executor::{ExecutorObservation, StopWhy};
 use foreman::master::Observation;
 use foreman::rpc::pb;
@@ -15,7 +16,7 @@ use foreman::rpc::status::{reason_of, Reason};
 use madsim::net::NetSim;
 use tonic::Code;
 
-use crate::checks::fenced_messages;
+use crate::checks::{fenced_messages, task_id};
 use crate::cluster::{
     channel_to, executor_addr, executor_config, master_config, Cluster, Seen, Spec, Tasks, ETCD_ADDR,
 };
@@ -36,14 +37,14 @@ async fn executors_register_heartbeat_and_are_listed_online() {
     }
     for i in 0..3 {
         let e = sim.executor(i);
-        assert!(listed.iter().any(|l| l.name == e.name() && Some(l.id) == e.id()), "{listed:?}");
+        assert!(listed.iter().any(|l| l.name == e.name() && Some(ExecutorId(l.id)) == e.id()), "{listed:?}");
     }
     for i in 0..3 {
         let e = sim.executor(i);
         let meta = e.metastore().expect("the executor learned the metastore");
         assert_eq!(meta.endpoints, vec![ETCD_ADDR.to_owned()]);
         assert_eq!(meta.kind, pb::StoreKind::Etcd);
-        assert!(e.leader_epoch() >= 1);
+        assert!(e.leader_epoch() >= LeaderEpoch(1));
         let seen = sim.exec_events(e.name());
         assert!(
             seen.iter().all(|(_, o)| !matches!(
@@ -129,7 +130,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     );
     let seen = sim.exec_events(victim.name());
     assert!(seen.iter().any(|(_, o)| *o == ExecutorObservation::Reregister { id: old_id }), "{seen:?}");
-    let stopped = ExecutorObservation::TaskStopped { task: "long".to_owned(), epoch: 1, why: StopWhy::Fenced };
+    let stopped = ExecutorObservation::TaskStopped { task: task_id("long"), epoch: Epoch(1), why: StopWhy::Fenced };
     let stopped_at = seen.iter().find(|(_, o)| *o == stopped).map(|(t, _)| *t).expect("the fence stopped the task");
     assert!(stopped_at <= sim.clock.at(fenced_at), "stopped at {stopped_at}, fenced at {}", sim.clock.at(fenced_at));
     assert!(victim.running().is_empty());
@@ -145,7 +146,14 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     fenced(&sim);
 }
 
-fn pre_dispatch(to: (u64, u64), task: &str, epoch: u64, request: &str, sleep_ms: u64) -> pb::PreDispatchTaskRequest {
+/// A dispatch placed on executor `executor` under leader epoch `leader`.
+fn pre_dispatch(
+    (executor, leader): (ExecutorId, LeaderEpoch),
+    task: &str,
+    epoch: u64,
+    request: &str,
+    sleep_ms: u64,
+) -> pb::PreDispatchTaskRequest {
     pb::PreDispatchTaskRequest {
         task_id: task.to_owned(),
         kind: pb::TaskKind::Worker as i32,
@@ -156,9 +164,9 @@ fn pre_dispatch(to: (u64, u64), task: &str, epoch: u64, request: &str, sleep_ms:
         master_id: "client".to_owned(),
         master_address: "10.0.3.1:1".to_owned(),
         master_epoch: 1,
-        leader_epoch: to.1,
+        leader_epoch: leader.0,
         request_id: request.to_owned(),
-        executor_id: to.0,
+        executor_id: executor.0,
         cost: 1,
         timing: Some(pb::HeartbeatTiming {
             heartbeat_interval_ms: 1000,
@@ -204,11 +212,11 @@ async fn registrations_retried_against_a_stalled_leader_leave_no_ghosts() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let now = sim.executor(1).id().expect("registered");
     let listed = sim.list_executors().await;
-    let ids: Vec<u64> = listed
+    let ids: Vec<ExecutorId> = listed
         .iter()
-        .filter(|x| x.name == sim.executor(1).name() && x.id != before)
+        .filter(|x| x.name == sim.executor(1).name() && ExecutorId(x.id) != before)
         .filter(|x| x.status == pb::ExecutorStatus::Online as i32)
-        .map(|x| x.id)
+        .map(|x| ExecutorId(x.id))
         .collect();
     assert_eq!(ids, vec![now], "one id for the restarted process: {listed:?}");
     let registered = sim
@@ -245,11 +253,12 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
                 assert_eq!(reason_of(&s), Some(Reason::TaskAlreadyRunning), "{s:?}");
             }
             // Placed on another registration (an earlier or a duplicate one of this process): refused.
-            let s = c.pre_dispatch_task(pre_dispatch((id + 1, leader), "t8", 1, "r8", 1)).await.unwrap_err();
+            let s = c.pre_dispatch_task(pre_dispatch((id.next(), leader), "t8", 1, "r8", 1)).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, Some(Reason::ExecutorOffline)), "{s:?}");
-            assert!(s.message().contains(&format!("placed on executor e{}", id + 1)), "{s:?}");
+            assert!(s.message().contains(&format!("placed on executor {}", id.next())), "{s:?}");
             // Placed under an older leader term than this executor has heard from: refused.
-            let s = c.pre_dispatch_task(pre_dispatch((id, leader - 1), "t7", 1, "r7", 1)).await.unwrap_err();
+            let older = LeaderEpoch(leader.0 - 1);
+            let s = c.pre_dispatch_task(pre_dispatch((id, older), "t7", 1, "r7", 1)).await.unwrap_err();
             assert_eq!((s.code(), reason_of(&s)), (Code::FailedPrecondition, Some(Reason::StaleEpoch)), "{s:?}");
             assert!(s.message().contains("has heard from leader epoch"), "{s:?}");
             // Invalid requests.
@@ -285,16 +294,16 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
     let running: Vec<String> = e.running().into_iter().map(|t| t.task_id).collect();
     assert_eq!(running, vec!["t1".to_owned()]);
     let listed = sim.list_executors().await;
-    let me = listed.iter().find(|x| Some(x.id) == e.id()).expect("listed");
+    let me = listed.iter().find(|x| Some(ExecutorId(x.id)) == e.id()).expect("listed");
     assert_eq!(me.used, 1, "{me:?}");
     let seen = sim.exec_events(e.name());
     let stopped = ExecutorObservation::TaskStopped {
-        task: "t2".to_owned(),
-        epoch: 2,
+        task: task_id("t2"),
+        epoch: Epoch(2),
         why: StopWhy::Exited(foreman::executor::TaskExit::Finished),
     };
     assert!(seen.iter().any(|(_, o)| *o == stopped), "{seen:?}");
-    let started = ExecutorObservation::TaskStarted { task: "t1".to_owned(), epoch: 5, leader_epoch: leader };
+    let started = ExecutorObservation::TaskStarted { task: task_id("t1"), epoch: Epoch(5), leader_epoch: leader };
     assert!(seen.iter().any(|(_, o)| *o == started), "{seen:?}");
     fenced(&sim);
 }

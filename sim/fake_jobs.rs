@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use foreman::core::ids::{Epoch, TaskId};
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
@@ -120,7 +121,7 @@ async fn cancel(c: &Cluster, id: &str) -> pb::Job {
     let job = id.to_owned();
     let reply = on_client(c, async move { cancel_job(masters, &job).await }).await;
     let reply = reply.unwrap_or_else(|| panic!("cancel {id}: no master acknowledged it in 30 s"));
-    c.recorder.record("client", Seen::JobCanceled { id: id.to_owned(), epoch: reply.epoch, state: reply.state });
+    c.recorder.record("client", Seen::JobCanceled { id: id.to_owned(), epoch: Epoch(reply.epoch), state: reply.state });
     reply
 }
 
@@ -143,8 +144,8 @@ async fn executor_index(c: &Cluster, id: u64) -> Option<usize> {
 }
 
 /// The tasks each executor node runs now, from the recorded starts and stops.
-fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<String>> {
-    let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
+    let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
     for (_, node, seen) in c.recorder.events() {
         match seen {
             Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
@@ -264,17 +265,17 @@ pub(crate) fn reschedules(c: &Cluster) -> Vec<Duration> {
     // Job masters only: their task id is the job id (no '/').
     next_starts(c, |seen| *seen == Seen::Killed)
         .into_iter()
-        .filter(|(task, _)| !task.contains('/'))
+        .filter(|(task, _)| !task.as_str().contains('/'))
         .map(|(_, d)| d)
         .collect()
 }
 
 /// For every task running on a node when `trigger` happened to that node: the time from then to the task's next
 /// start (a new incarnation, anywhere), with the task's id.
-fn next_starts(c: &Cluster, trigger: impl Fn(&Seen) -> bool) -> Vec<(String, Duration)> {
+fn next_starts(c: &Cluster, trigger: impl Fn(&Seen) -> bool) -> Vec<(TaskId, Duration)> {
     let events = c.recorder.events();
-    let mut live: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut waiting: BTreeMap<String, Time> = BTreeMap::new();
+    let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
+    let mut waiting: BTreeMap<TaskId, Time> = BTreeMap::new();
     let mut out = vec![];
     for (at, node, seen) in &events {
         match seen {
@@ -350,7 +351,7 @@ async fn executor_killed_and_restarted() {
 
 /// Graceful stop → the next start of each task that ran on the stopped executor (job masters and workers),
 /// with the task's id.
-fn moved_after_stop(c: &Cluster) -> Vec<(String, Duration)> {
+fn moved_after_stop(c: &Cluster) -> Vec<(TaskId, Duration)> {
     next_starts(c, |seen| *seen == Seen::StopAsked)
 }
 
@@ -384,23 +385,24 @@ pub(crate) async fn executor_stopped_gracefully_while_hosting_a_job_master_run()
     }
     finish_and_check(&c, &jobs, &BTreeSet::new()).await;
     let moved = moved_after_stop(&c);
-    assert!(moved.iter().any(|(task, _)| task == "job-0"), "job-0's job master never ran again: {moved:?}");
-    tracing::info!("figure: drained tasks ran again after {moved:?}");
+    let shown: Vec<(&str, &Duration)> = moved.iter().map(|(task, took)| (task.as_str(), took)).collect();
+    assert!(moved.iter().any(|(task, _)| task.as_str() == "job-0"), "job-0's job master never ran again: {shown:?}");
+    tracing::info!("figure: drained tasks ran again after {shown:?}");
     for (task, took) in &moved {
         require(took <= &MOVED_WITHIN, || {
             let detail = format!("{task} ran again {took:?} after its executor was asked to stop");
-            Violation::new(Rule::Reschedule, c.clock.now(), detail).with([Id::Task(task.clone())])
+            Violation::new(Rule::Reschedule, c.clock.now(), detail).with([Id::Task(task.to_string())])
         });
     }
     let events = c.recorder.events();
     let deregistered = events.iter().any(|(_, node, seen)| {
         *node == name && matches!(seen, Seen::Exec(ExecutorObservation::Deregistered { id: d }) if *d == id)
     });
-    assert!(deregistered, "{name} (executor {id}) never deregistered");
+    assert!(deregistered, "{name} (executor {}) never deregistered", id.0);
     let declared = events
         .iter()
         .any(|(_, _, seen)| matches!(seen, Seen::Master(Observation::ExecutorOffline { id: d, .. }) if *d == id));
-    assert!(!declared, "{name} (executor {id}) left gracefully but was declared offline");
+    assert!(!declared, "{name} (executor {}) left gracefully but was declared offline", id.0);
     for (job, _) in &jobs {
         let (_, j) = await_job(&c, job, Duration::from_secs(1), terminal).await;
         assert!(j.restarts <= 1, "{job} restarted {} times for one graceful stop: {j:?}", j.restarts);
@@ -482,16 +484,16 @@ pub async fn worker_cut_run(planted: Option<Planted>) -> JobFigures {
     tokio::time::sleep(millis(1000, 4000)).await;
     // An executor running a worker whose job master runs elsewhere; else any executor running a worker.
     let live = live_tasks(&c);
-    let hosts_master = |node: &str, job: &str| live.get(node).is_some_and(|t| t.contains(job));
+    let hosts_master = |node: &str, job: &str| live.get(node).is_some_and(|t| t.iter().any(|t| t.as_str() == job));
     let candidates: Vec<&String> = live
         .iter()
         .filter(|(node, tasks)| {
-            tasks.iter().any(|t| t.split_once('/').is_some_and(|(job, _)| !hosts_master(node, job)))
+            tasks.iter().any(|t| t.as_str().split_once('/').is_some_and(|(job, _)| !hosts_master(node, job)))
         })
         .map(|(node, _)| node)
         .collect();
     let fallback: Vec<&String> =
-        live.iter().filter(|(_, tasks)| tasks.iter().any(|t| t.contains('/'))).map(|(node, _)| node).collect();
+        live.iter().filter(|(_, tasks)| tasks.iter().any(|t| t.as_str().contains('/'))).map(|(node, _)| node).collect();
     let pool = if candidates.is_empty() { fallback } else { candidates };
     if let Some(name) = pool.get(madsim::rand::thread_rng().gen_range(0..pool.len().max(1))) {
         let victim = c.executors.iter().find(|e| e.name == **name).expect("a known executor").node.id();

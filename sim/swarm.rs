@@ -17,7 +17,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
-use foreman::core::ids::ExecutorId;
+use foreman::core::ids::{Epoch, ExecutorId};
 use foreman::core::invariants::{Class, Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::{ExecutorObservation, StopWhy, TaskExit};
@@ -622,7 +622,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
                     Some(reply) => {
                         rec.record(
                             "client",
-                            Seen::JobCanceled { id: j.id.clone(), epoch: reply.epoch, state: reply.state },
+                            Seen::JobCanceled { id: j.id.clone(), epoch: Epoch(reply.epoch), state: reply.state },
                         );
                         Cancel::Acknowledged(reply.state)
                     }
@@ -862,7 +862,8 @@ async fn await_executors_online(c: &Cluster, n: usize, within: Duration) {
         let listed = c.list_executors().await;
         let online: BTreeSet<u64> =
             listed.iter().filter(|e| e.status == pb::ExecutorStatus::Online as i32).map(|e| e.id).collect();
-        let current: Vec<Option<u64>> = (0..n).map(|i| c.executor(i).id()).collect();
+        // As the listing has them: the bare numbers.
+        let current: Vec<Option<u64>> = (0..n).map(|i| c.executor(i).id().map(|id| id.0)).collect();
         if current.iter().all(|id| id.is_some_and(|id| online.contains(&id))) {
             return;
         }

@@ -21,7 +21,7 @@ fn of_job(task: &str, job: &str) -> bool {
 /// its job master may still start, and is stopped by it).
 pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
     // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
-    let mut canceled: BTreeMap<String, (Time, u64)> = BTreeMap::new();
+    let mut canceled: BTreeMap<String, (Time, Epoch)> = BTreeMap::new();
     let mut ended: BTreeMap<String, Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
@@ -29,23 +29,23 @@ pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
                 canceled.entry(id.clone()).or_insert((*at, *epoch));
             }
             Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. })
-                if canceled.get(task).is_some_and(|(_, named)| epoch >= named) =>
+                if canceled.get(task.as_str()).is_some_and(|(_, named)| epoch >= named) =>
             {
-                ended.entry(task.clone()).or_insert(*at);
+                ended.entry(task.to_string()).or_insert(*at);
             }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 for (job, (when, named)) in &canceled {
                     let ids = || {
-                        [Id::Job(job.clone()), Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())]
+                        [Id::Job(job.clone()), Id::Task(task.to_string()), Id::Epoch(*epoch), Id::Node(node.clone())]
                     };
-                    if task == job && epoch > named {
+                    if task.as_str() == job && epoch > named {
                         let detail = format!(
                             "job master {task} epoch {epoch} started on {node}, newer than epoch {named} named by the \
                              cancel acknowledged at {when}"
                         );
                         return Err(Violation::new(Rule::CanceledNeverRestart, *at, detail).with(ids()));
                     }
-                    if of_job(task, job) && task != job && ended.contains_key(job) {
+                    if of_job(task.as_str(), job) && task.as_str() != job && ended.contains_key(job) {
                         let detail = format!(
                             "{task} epoch {epoch} started on {node} after job {job} was canceled and its job master \
                              stopped"

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use foreman::core::ids::{Epoch, ExecutorId};
+use foreman::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
@@ -29,16 +29,16 @@ use crate::harness::Clock;
 struct Ack {
     recorded: Time,
     sent: Time,
-    leader_epoch: u64,
+    leader_epoch: LeaderEpoch,
 }
 
 /// The window and settled rules over a whole run; the first reservation that breaks one, with its ids and times.
 pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> Result<(), Violation> {
     // Each incarnation's start with the executor id it started under, and each executor's acknowledged heartbeats
     // in the order they were sent.
-    let mut started: BTreeMap<(&str, u64), (Time, u64)> = BTreeMap::new();
-    let mut acks: BTreeMap<u64, Vec<Ack>> = BTreeMap::new();
-    let mut id_of: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut started: BTreeMap<(&TaskId, Epoch), (Time, ExecutorId)> = BTreeMap::new();
+    let mut acks: BTreeMap<ExecutorId, Vec<Ack>> = BTreeMap::new();
+    let mut id_of: BTreeMap<&str, ExecutorId> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
             Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
@@ -46,7 +46,7 @@ pub fn reservations_explained(clock: &Clock, events: &Events, ttl: Duration) -> 
             }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 if let Some(&id) = id_of.get(node.as_str()) {
-                    started.entry((task.as_str(), *epoch)).or_insert((*at, id));
+                    started.entry((task, *epoch)).or_insert((*at, id));
                 }
             }
             Seen::Exec(ExecutorObservation::HeartbeatAcked { id, sent, leader_epoch }) => {
@@ -69,8 +69,8 @@ fn check_sample(
     node: &str,
     sample: &CapacitySample,
     ttl: Duration,
-    started: &BTreeMap<(&str, u64), (Time, u64)>,
-    acks: &BTreeMap<u64, Vec<Ack>>,
+    started: &BTreeMap<(&TaskId, Epoch), (Time, ExecutorId)>,
+    acks: &BTreeMap<ExecutorId, Vec<Ack>>,
 ) -> Result<(), Violation> {
     for r in &sample.reservations {
         let placed = clock.at(r.placed);
@@ -78,37 +78,37 @@ fn check_sample(
         let ids = [
             Id::Master(node.to_owned()),
             Id::LeaderEpoch(sample.epoch),
-            Id::Executor(ExecutorId(r.executor)),
-            Id::Task(r.task.clone()),
-            Id::Epoch(Epoch(r.epoch)),
+            Id::Executor(r.executor),
+            Id::Task(r.task.to_string()),
+            Id::Epoch(r.epoch),
         ];
         if age > ttl {
             let detail = format!(
                 "{node}, leader of epoch {}, still holds {} slot(s) on executor {} for {} epoch {}, reserved at \
                  {placed}, {age:?} ago; no reservation outlives the reservation TTL {ttl:?}",
-                sample.epoch, r.cost, r.executor, r.task, r.epoch
+                sample.epoch, r.cost, r.executor.0, r.task, r.epoch
             );
             return Err(Violation::new(Rule::ReservationWindow, at, detail).with(ids));
         }
-        if r.epoch == 0 {
+        if r.epoch == Epoch::NONE {
             continue;
         }
         // Started on the executor the reservation holds slots on: a placement repeated for the same incarnation (a
         // ScheduleTask retried after its reply was lost) may hold slots on another executor, where nothing will
         // ever report it; that one ends with its window.
-        let Some(&(start, on)) = started.get(&(r.task.as_str(), r.epoch)) else { continue };
+        let Some(&(start, on)) = started.get(&(&r.task, r.epoch)) else { continue };
         if on != r.executor {
             continue;
         }
         // The first heartbeat of its executor sent after the start carries the incarnation, running or ended.
         let Some(first) = acks.get(&r.executor).and_then(|a| a.iter().find(|a| a.sent > start)) else { continue };
-        let settled = first.sent >= placed && first.recorded <= at && first.leader_epoch == sample.epoch.0;
+        let settled = first.sent >= placed && first.recorded <= at && first.leader_epoch == sample.epoch;
         if settled {
             let detail = format!(
                 "{node}, leader of epoch {}, still holds {} slot(s) on executor {} for {} epoch {} (reserved at \
                  {placed}), although that incarnation started at {start} and this leader took the executor's \
                  heartbeat sent at {} (acknowledged at {}), which reported it",
-                sample.epoch, r.cost, r.executor, r.task, r.epoch, first.sent, first.recorded
+                sample.epoch, r.cost, r.executor.0, r.task, r.epoch, first.sent, first.recorded
             );
             return Err(Violation::new(Rule::ReservationSettled, at, detail).with(ids));
         }
@@ -120,7 +120,7 @@ fn check_sample(
 #[derive(Clone, Debug)]
 pub struct Running {
     pub node: String,
-    pub id: Option<u64>,
+    pub id: Option<ExecutorId>,
     pub slots: u32,
 }
 
@@ -138,9 +138,9 @@ pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Res
     if let Some(r) = sample.reservations.first() {
         let detail = format!(
             "settled, {node} (epoch {}) still holds {} slot(s) on executor {} for {} epoch {}",
-            sample.epoch, r.cost, r.executor, r.task, r.epoch
+            sample.epoch, r.cost, r.executor.0, r.task, r.epoch
         );
-        let ids = [Id::Executor(ExecutorId(r.executor)), Id::Task(r.task.clone()), Id::Epoch(Epoch(r.epoch))];
+        let ids = [Id::Executor(r.executor), Id::Task(r.task.to_string()), Id::Epoch(r.epoch)];
         return Err(Violation::new(Rule::CapacitySettled, at, detail).with(leader).with(ids));
     }
     for e in running {
@@ -152,11 +152,11 @@ pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Res
         let Some(held) = sample.executors.iter().find(|x| x.id == id) else { continue };
         if held.reported + held.reserved != e.slots {
             let detail = format!(
-                "{node} (epoch {}) counts {} reported + {} reserved slot(s) on executor {id} ({}), which runs tasks of \
+                "{node} (epoch {}) counts {} reported + {} reserved slot(s) on executor {} ({}), which runs tasks of \
                  {} slot(s)",
-                sample.epoch, held.reported, held.reserved, e.node, e.slots
+                sample.epoch, held.reported, held.reserved, id.0, e.node, e.slots
             );
-            let ids = [Id::Executor(ExecutorId(id)), Id::Node(e.node.clone())];
+            let ids = [Id::Executor(id), Id::Node(e.node.clone())];
             return Err(Violation::new(Rule::CapacitySettled, at, detail).with(leader).with(ids));
         }
     }
@@ -166,7 +166,7 @@ pub fn capacity_settled(events: &Events, running: &[Running], idle: bool) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use foreman::core::ids::LeaderEpoch;
+    use crate::checks::task_id;
     use foreman::core::invariants::Class;
     use foreman::master::{ExecutorSlots, ReservationSample};
 
@@ -178,31 +178,34 @@ mod tests {
         let reservations = reservations
             .iter()
             .map(|&(task, epoch, placed)| ReservationSample {
-                task: task.into(),
-                executor: 1,
-                epoch,
+                task: task_id(task),
+                executor: ExecutorId(1),
+                epoch: Epoch(epoch),
                 cost: 1,
                 placed: clock.instant(ms(placed)),
             })
             .collect();
-        let executors = vec![ExecutorSlots { id: 1, capacity: 4, reported: 0, reserved: 1 }];
+        let executors = vec![ExecutorSlots { id: ExecutorId(1), capacity: 4, reported: 0, reserved: 1 }];
         let s = CapacitySample { epoch: LeaderEpoch(2), at: clock.instant(ms(at)), executors, reservations };
         (ms(at), "master-0".into(), Seen::Master(Observation::Capacity(s)))
     }
 
     fn ack(clock: &Clock, recorded: u64, sent: u64, leader_epoch: u64) -> (Time, String, Seen) {
-        let o = ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(ms(sent)), leader_epoch };
+        let (sent, leader_epoch) = (clock.instant(ms(sent)), LeaderEpoch(leader_epoch));
+        let o = ExecutorObservation::HeartbeatAcked { id: ExecutorId(1), sent, leader_epoch };
         (ms(recorded), "executor-0".into(), Seen::Exec(o))
     }
 
     fn started(at: u64, task: &str, epoch: u64) -> (Time, String, Seen) {
-        let o = ExecutorObservation::TaskStarted { task: task.into(), epoch, leader_epoch: 2 };
+        let o =
+            ExecutorObservation::TaskStarted { task: task_id(task), epoch: Epoch(epoch), leader_epoch: LeaderEpoch(2) };
         (ms(at), "executor-0".into(), Seen::Exec(o))
     }
 
     /// `node` registered as executor `id`.
     fn registered(node: &str, id: u64) -> (Time, String, Seen) {
-        (ms(0), node.into(), Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 2 }))
+        let o = ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(2) };
+        (ms(0), node.into(), Seen::Exec(o))
     }
 
     #[test]
@@ -277,7 +280,7 @@ mod tests {
     #[test]
     fn a_settled_cluster_holds_what_its_executors_run() {
         let clock = Clock::start();
-        let idle = |slots| [Running { node: "executor-0".into(), id: Some(1), slots }];
+        let idle = |slots| [Running { node: "executor-0".into(), id: Some(ExecutorId(1)), slots }];
         let mut s = sample(&clock, 1_000, &[]);
         if let Seen::Master(Observation::Capacity(c)) = &mut s.2 {
             c.executors[0].reserved = 0;

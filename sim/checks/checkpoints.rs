@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use foreman::core::ids::Epoch;
+use foreman::core::ids::{Epoch, TaskId};
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 
@@ -14,7 +14,8 @@ use crate::cluster::Seen;
 /// incarnation may start above the highest acknowledged one (its predecessor's last write can land unacknowledged,
 /// e.g. when its executor dies), never below.
 pub fn checkpoints_forward(events: &Events) -> Result<(), Violation> {
-    let mut high: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    // Task → (the highest acknowledged counter, the incarnation that wrote it).
+    let mut high: BTreeMap<TaskId, (u64, Epoch)> = BTreeMap::new();
     for (at, node, seen) in events {
         if let Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, counter }) = seen {
             let (h, by) = high.entry(task.clone()).or_default();
@@ -23,10 +24,10 @@ pub fn checkpoints_forward(events: &Events) -> Result<(), Violation> {
                 let detail =
                     format!("{task} epoch {epoch} on {node} checkpointed {counter} after {h} (by epoch {by}) had been");
                 return Err(Violation::new(Rule::CheckpointsForward, *at, detail).with([
-                    Id::Task(task.clone()),
-                    Id::Epoch(Epoch(*epoch)),
+                    Id::Task(task.to_string()),
+                    Id::Epoch(*epoch),
                     Id::Node(node.clone()),
-                    Id::Epoch(Epoch(*by)),
+                    Id::Epoch(*by),
                 ]));
             }
             (*h, *by) = (*counter, *epoch);

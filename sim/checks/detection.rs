@@ -40,7 +40,7 @@ pub fn offline_declarations(
     let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
     // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
     let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
-    let mut last_ack: BTreeMap<u64, Time> = BTreeMap::new();
+    let mut last_ack: BTreeMap<ExecutorId, Time> = BTreeMap::new();
     let mut killed: BTreeMap<String, Time> = BTreeMap::new();
     let mut detections = vec![];
     for (at, node, seen) in events {
@@ -79,19 +79,21 @@ pub fn offline_declarations(
                     .sum();
                 let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
                 let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
-                let ids = [Id::Master(node.clone()), Id::Executor(ExecutorId(*id)), Id::Node(name.clone())];
+                let ids = [Id::Master(node.clone()), Id::Executor(*id), Id::Node(name.clone())];
                 if when.saturating_since(ack) + slack < ttl {
                     let detail = format!(
-                        "{node} declared executor {id} ({name}) offline at {when}, but a heartbeat was acknowledged at \
-                         {ack}, less than the TTL {ttl:?} before"
+                        "{node} declared executor {} ({name}) offline at {when}, but a heartbeat was acknowledged at \
+                         {ack}, less than the TTL {ttl:?} before",
+                        id.0
                     );
                     return Err(Violation::new(Rule::NoFalseAlarms, when, detail).with(ids));
                 }
                 let took = when.saturating_since(heard);
                 if took > bound + slack {
                     let detail = format!(
-                        "{node} declared executor {id} ({name}) offline at {when}, {took:?} after it last heard from it \
+                        "{node} declared executor {} ({name}) offline at {when}, {took:?} after it last heard from it \
                          at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
+                        id.0,
                         if was_held { " + suspect hold" } else { "" },
                         if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
                     );

@@ -9,7 +9,6 @@
 //!
 //! A process remembers nothing once it is killed or restarted: its receivers start afresh.
 
-use foreman::core::ids::Epoch;
 use foreman::core::invariants::{FencedEpochs, Receiver, Sender, Violation};
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
@@ -24,23 +23,22 @@ pub fn fenced_messages(events: &Events) -> Result<(), Violation> {
         let executor = || Receiver::Executor { node: node.clone() };
         match seen {
             Seen::Exec(ExecutorObservation::Registered { leader_epoch, .. }) => {
-                fenced.on_accepted(*at, &executor(), &Sender::Leader, *leader_epoch, "a registration")?;
+                fenced.on_accepted(*at, &executor(), &Sender::Leader, leader_epoch.0, "a registration")?;
             }
             Seen::Exec(ExecutorObservation::HeartbeatAcked { leader_epoch, .. }) => {
-                fenced.on_accepted(*at, &executor(), &Sender::Leader, *leader_epoch, "a heartbeat acknowledgement")?;
+                fenced.on_accepted(*at, &executor(), &Sender::Leader, leader_epoch.0, "a heartbeat acknowledgement")?;
             }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, leader_epoch }) => {
                 let what = format!("a dispatch of {task} epoch {epoch}");
-                fenced.on_accepted(*at, &executor(), &Sender::Leader, *leader_epoch, &what)?;
+                fenced.on_accepted(*at, &executor(), &Sender::Leader, leader_epoch.0, &what)?;
             }
             Seen::Exec(ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch }) => {
-                let receiver =
-                    Receiver::JobMaster { node: node.clone(), task: master.clone(), epoch: Epoch(*master_epoch) };
-                fenced.on_accepted(*at, &receiver, &Sender::Task(task.clone()), *epoch, "a message")?;
+                let receiver = Receiver::JobMaster { node: node.clone(), task: master.clone(), epoch: *master_epoch };
+                fenced.on_accepted(*at, &receiver, &Sender::Task(task.to_string()), epoch.0, "a message")?;
             }
             Seen::Master(Observation::JobMasterHeard { leader_epoch, task, epoch }) => {
                 let receiver = Receiver::Leader { master: node.clone(), epoch: *leader_epoch };
-                fenced.on_accepted(*at, &receiver, &Sender::Task(task.clone()), *epoch, "a message")?;
+                fenced.on_accepted(*at, &receiver, &Sender::Task(task.to_string()), epoch.0, "a message")?;
             }
             Seen::Killed | Seen::Restarted => fenced.on_node_gone(node),
             _ => {}

@@ -180,7 +180,7 @@ mod tests {
         Seen::JobRead { id: "j".into(), state }
     }
     fn canceled(state: i32) -> Seen {
-        Seen::JobCanceled { id: "j".into(), epoch: 1, state }
+        Seen::JobCanceled { id: "j".into(), epoch: foreman::core::ids::Epoch(1), state }
     }
     fn deleted() -> Seen {
         Seen::JobDeleted { id: "j".into() }

@@ -1,7 +1,6 @@
 //! Design.md §5 rule 3: at most one live incarnation of every job master and worker at every instant, judged by
 //! the core's checker ([`LiveIncarnations`], shared with the process-level chaos test) over the recorder's story.
 
-use foreman::core::ids::Epoch;
 use foreman::core::invariants::{Id, LiveIncarnations, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
@@ -25,21 +24,23 @@ pub fn one_live_incarnation(events: &Events) -> Result<(), Violation> {
         live.advance(*at)?;
         match seen {
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
-                live.on_start(*at, task, *epoch, node)?;
+                live.on_start(*at, task.as_str(), epoch.0, node)?;
             }
-            Seen::Exec(ExecutorObservation::TaskQuiesced { task, epoch }) => live.on_quiesced(task, *epoch, node),
+            Seen::Exec(ExecutorObservation::TaskQuiesced { task, epoch }) => {
+                live.on_quiesced(task.as_str(), epoch.0, node)
+            }
             Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, .. }) => {
-                live.on_stop(task, *epoch, node).map_err(|_| {
+                live.on_stop(task.as_str(), epoch.0, node).map_err(|_| {
                     let detail = format!("{task} epoch {epoch} stopped on {node} but never started there");
                     Violation::new(Rule::ConsistentStory, *at, detail).with([
-                        Id::Task(task.clone()),
-                        Id::Epoch(Epoch(*epoch)),
+                        Id::Task(task.to_string()),
+                        Id::Epoch(*epoch),
                         Id::Node(node.clone()),
                     ])
                 })?;
             }
             Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, .. }) => {
-                live.on_acted(*at, task, *epoch, node)?;
+                live.on_acted(*at, task.as_str(), epoch.0, node)?;
             }
             Seen::Killed => {
                 live.on_node_killed(node);

@@ -24,6 +24,7 @@ pub use registry::ids_never_reused;
 
 use std::time::Duration;
 
+use foreman::core::ids::TaskId;
 use foreman::core::invariants::Violation;
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
@@ -55,6 +56,11 @@ pub fn summary(mut xs: Vec<Duration>) -> String {
     format!("n={} p50={:?} p99={:?} max={:?}", xs.len(), pick(0.5), pick(0.99), xs[xs.len() - 1])
 }
 
+/// A task id for a test's story: ids are validated, so a literal must be a valid one.
+pub fn task_id(s: &str) -> TaskId {
+    TaskId::parse(s).unwrap_or_else(|e| panic!("a test's task id: {e}"))
+}
+
 /// The checkers themselves: each fails on a story that breaks its rule, and passes the same story kept.
 #[cfg(test)]
 mod tests {
@@ -72,7 +78,11 @@ mod tests {
     }
 
     fn started(task: &str, epoch: u64) -> Seen {
-        Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch, leader_epoch: 1 })
+        Seen::Exec(ExecutorObservation::TaskStarted {
+            task: task_id(task),
+            epoch: Epoch(epoch),
+            leader_epoch: LeaderEpoch(1),
+        })
     }
 
     /// The rule a story breaks (or `None` when the checker passes it).
@@ -81,11 +91,11 @@ mod tests {
     }
 
     fn stopped(task: &str, epoch: u64) -> Seen {
-        Seen::Exec(ExecutorObservation::TaskStopped { task: task.into(), epoch, why: StopWhy::Fenced })
+        Seen::Exec(ExecutorObservation::TaskStopped { task: task_id(task), epoch: Epoch(epoch), why: StopWhy::Fenced })
     }
 
     fn checkpoint(task: &str, epoch: u64, counter: u64) -> Seen {
-        Seen::Exec(ExecutorObservation::Checkpoint { task: task.into(), epoch, counter })
+        Seen::Exec(ExecutorObservation::Checkpoint { task: task_id(task), epoch: Epoch(epoch), counter })
     }
 
     #[test]
@@ -141,7 +151,9 @@ mod tests {
         let v = one_live_incarnation(&phantom).unwrap_err();
         assert_eq!((v.class(), v.rule), (Class::Crash, Rule::ConsistentStory));
         // Quiesced for a drain: no longer live, though its stop (after its report) comes after the replacement.
-        let quiesced = |task: &str, epoch| Seen::Exec(ExecutorObservation::TaskQuiesced { task: task.into(), epoch });
+        let quiesced = |task: &str, epoch| {
+            Seen::Exec(ExecutorObservation::TaskQuiesced { task: task_id(task), epoch: Epoch(epoch) })
+        };
         let drained = [
             ev(0, "e1", started("j/w0", 1)),
             ev(5, "e1", quiesced("j/w0", 1)),
@@ -176,7 +188,7 @@ mod tests {
 
     #[test]
     fn canceled_jobs_never_restart() {
-        let cancel = Seen::JobCanceled { id: "j".into(), epoch: 1, state: 3 };
+        let cancel = Seen::JobCanceled { id: "j".into(), epoch: Epoch(1), state: 3 };
         let restarted = [ev(0, "e1", started("j", 1)), ev(1, "client", cancel.clone()), ev(2, "e2", started("j", 2))];
         let v = canceled_never_restart(&restarted).unwrap_err();
         assert_eq!((v.rule, v.rule.number(), v.at), (Rule::CanceledNeverRestart, Some(5), at(2)));
@@ -207,7 +219,7 @@ mod tests {
             (Duration::from_secs(10), Duration::from_millis(500), Duration::from_secs(10), Duration::from_millis(200));
         let offline = |when: u64| {
             Seen::Master(Observation::ExecutorOffline {
-                id: 1,
+                id: ExecutorId(1),
                 name: "e1".into(),
                 at: clock.instant(at(when)),
                 last_heard: clock.instant(at(0)),
@@ -227,7 +239,8 @@ mod tests {
         assert_eq!(check_of(&other_paused).map_err(|v| v.rule).err(), Some(Rule::DetectionBound));
         // A false alarm: acknowledged 2 s before the declaration.
         let acked = |sent: u64| {
-            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent: clock.instant(at(sent)), leader_epoch: 1 })
+            let (sent, leader_epoch) = (clock.instant(at(sent)), LeaderEpoch(1));
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: ExecutorId(1), sent, leader_epoch })
         };
         let v = check_of(&[ev(8_400, "e1", acked(8_300)), ev(10_400, "m0", offline(10_400))]).unwrap_err();
         assert_eq!((v.class(), v.rule), (Class::Safety, Rule::NoFalseAlarms));
@@ -237,14 +250,15 @@ mod tests {
 
     #[test]
     fn placement_within_capacity_and_never_on_an_offline_id() {
-        let registered = |id| Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 1 });
+        let registered =
+            |id| Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) });
         let full = [ev(0, "e1", registered(1)), ev(1, "e1", started("a", 1)), ev(2, "e1", started("b", 2))];
         let v = placement_within_bounds(&full, 1).unwrap_err();
         assert_eq!((v.rule, v.at, v.task()), (Rule::Placement, at(2), Some("b")));
         assert!(v.detail.contains("capacity 1"), "{v}");
         assert_eq!(placement_within_bounds(&full, 2), Ok(()));
         let offline = Seen::Master(Observation::ExecutorOffline {
-            id: 1,
+            id: ExecutorId(1),
             name: "e1".into(),
             at: Clock::start().instant(at(5)),
             last_heard: Clock::start().instant(at(0)),
@@ -259,13 +273,16 @@ mod tests {
     }
     #[test]
     fn fenced_messages_catch_an_older_leader_epoch_at_an_executor() {
-        let registered = |leader_epoch| Seen::Exec(ExecutorObservation::Registered { id: 1, leader_epoch });
+        let registered = |leader_epoch| {
+            Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(1), leader_epoch: LeaderEpoch(leader_epoch) })
+        };
         let acked = |leader_epoch| {
-            let sent = Clock::start().instant(at(0));
-            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: 1, sent, leader_epoch })
+            let (sent, leader_epoch) = (Clock::start().instant(at(0)), LeaderEpoch(leader_epoch));
+            Seen::Exec(ExecutorObservation::HeartbeatAcked { id: ExecutorId(1), sent, leader_epoch })
         };
         let dispatched = |task: &str, leader_epoch| {
-            Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch: 1, leader_epoch })
+            let (task, epoch, leader_epoch) = (task_id(task), Epoch(1), LeaderEpoch(leader_epoch));
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, leader_epoch })
         };
         // A failover: the executor hears leader 2, then leader 3 (its acknowledgements, its dispatches).
         let kept = [
@@ -307,12 +324,13 @@ mod tests {
         let heard_by_leader = |leader_epoch, epoch| {
             Seen::Master(Observation::JobMasterHeard {
                 leader_epoch: LeaderEpoch(leader_epoch),
-                task: "j".into(),
-                epoch,
+                task: task_id("j"),
+                epoch: Epoch(epoch),
             })
         };
         let heard_by_job_master = |master_epoch, task: &str, epoch| {
-            let (master, task) = ("j".to_owned(), task.to_owned());
+            let (master, master_epoch, task, epoch) =
+                ("j".to_owned(), Epoch(master_epoch), task_id(task), Epoch(epoch));
             Seen::Exec(ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
         };
         let kept = [

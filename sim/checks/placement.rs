@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use foreman::core::ids::{Epoch, ExecutorId};
+use foreman::core::ids::ExecutorId;
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
@@ -14,8 +14,8 @@ use crate::cluster::Seen;
 /// starts one under an id the leader has declared offline.
 pub fn placement_within_bounds(events: &Events, capacity: u32) -> Result<(), Violation> {
     let mut running: BTreeMap<String, u32> = BTreeMap::new();
-    let mut id_of: BTreeMap<String, u64> = BTreeMap::new();
-    let mut offline: std::collections::BTreeSet<u64> = Default::default();
+    let mut id_of: BTreeMap<String, ExecutorId> = BTreeMap::new();
+    let mut offline: std::collections::BTreeSet<ExecutorId> = Default::default();
     for (at, node, seen) in events {
         match seen {
             Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
@@ -27,16 +27,14 @@ pub fn placement_within_bounds(events: &Events, capacity: u32) -> Result<(), Vio
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 let n = running.entry(node.clone()).or_default();
                 *n += 1;
-                let ids = [Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())];
+                let ids = [Id::Task(task.to_string()), Id::Epoch(*epoch), Id::Node(node.clone())];
                 if *n > capacity {
                     let detail = format!("{node} runs {n} tasks (capacity {capacity}) with {task}");
                     return Err(Violation::new(Rule::Placement, *at, detail).with(ids));
                 }
                 if let Some(id) = id_of.get(node).filter(|id| offline.contains(id)) {
-                    let detail = format!("{task} started on {node}, whose id {id} was declared offline");
-                    return Err(Violation::new(Rule::Placement, *at, detail)
-                        .with(ids)
-                        .with([Id::Executor(ExecutorId(*id))]));
+                    let detail = format!("{task} started on {node}, whose id {} was declared offline", id.0);
+                    return Err(Violation::new(Rule::Placement, *at, detail).with(ids).with([Id::Executor(*id)]));
                 }
             }
             Seen::Exec(ExecutorObservation::TaskStopped { .. }) => {
@@ -63,13 +61,14 @@ pub fn placement_meets_selectors(
 ) -> Result<(), Violation> {
     for (at, node, seen) in events {
         let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) = seen else { continue };
-        let Some(zone) = wants.get(task) else { continue };
+        let Some(zone) = wants.get(task.as_str()) else { continue };
         if zone_of.get(node) != Some(zone) {
             let detail = format!(
                 "job master {task} epoch {epoch} started on {node} (zone {:?}), but the job asks for zone {zone}",
                 zone_of.get(node)
             );
-            let ids = [Id::Job(task.clone()), Id::Task(task.clone()), Id::Epoch(Epoch(*epoch)), Id::Node(node.clone())];
+            let ids =
+                [Id::Job(task.to_string()), Id::Task(task.to_string()), Id::Epoch(*epoch), Id::Node(node.clone())];
             return Err(Violation::new(Rule::Selectors, *at, detail).with(ids));
         }
     }
@@ -79,6 +78,8 @@ pub fn placement_meets_selectors(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checks::task_id;
+    use foreman::core::ids::{Epoch, LeaderEpoch};
     use foreman::core::time::Time;
 
     #[test]
@@ -89,7 +90,11 @@ mod tests {
             (
                 Time::from_millis(5),
                 node.to_owned(),
-                Seen::Exec(ExecutorObservation::TaskStarted { task: task.into(), epoch: 1, leader_epoch: 1 }),
+                Seen::Exec(ExecutorObservation::TaskStarted {
+                    task: task_id(task),
+                    epoch: Epoch(1),
+                    leader_epoch: LeaderEpoch(1),
+                }),
             )
         };
         assert_eq!(placement_meets_selectors(&[started("e1", "j"), started("e0", "k")], &zone_of, &wants), Ok(()));

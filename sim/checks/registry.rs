@@ -12,19 +12,19 @@ use super::Events;
 use crate::cluster::Seen;
 
 pub fn ids_never_reused(events: &Events) -> Result<(), Violation> {
-    let mut holder: BTreeMap<u64, &str> = BTreeMap::new();
-    let mut highest: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut holder: BTreeMap<ExecutorId, &str> = BTreeMap::new();
+    let mut highest: BTreeMap<&str, ExecutorId> = BTreeMap::new();
     for (at, node, seen) in events {
         let Seen::Exec(ExecutorObservation::Registered { id, .. }) = seen else { continue };
         if let Some(other) = holder.get(id).filter(|other| **other != node.as_str()) {
-            let detail = format!("executor id {id} registered by {node}, but {other} had it");
-            let ids = [Id::Executor(ExecutorId(*id)), Id::Node(node.clone()), Id::Node((*other).to_owned())];
+            let detail = format!("executor id {} registered by {node}, but {other} had it", id.0);
+            let ids = [Id::Executor(*id), Id::Node(node.clone()), Id::Node((*other).to_owned())];
             return Err(Violation::new(Rule::RegistryIntegrity, *at, detail).with(ids));
         }
         let last = highest.entry(node).or_default();
         if *id <= *last {
-            let detail = format!("{node} registered again as {id}, not above the id {last} it held before");
-            let ids = [Id::Node(node.clone()), Id::Executor(ExecutorId(*id)), Id::Executor(ExecutorId(*last))];
+            let detail = format!("{node} registered again as {}, not above the id {} it held before", id.0, last.0);
+            let ids = [Id::Node(node.clone()), Id::Executor(*id), Id::Executor(*last)];
             return Err(Violation::new(Rule::RegistryIntegrity, *at, detail).with(ids));
         }
         *last = *id;
@@ -36,10 +36,12 @@ pub fn ids_never_reused(events: &Events) -> Result<(), Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use foreman::core::ids::LeaderEpoch;
     use foreman::core::time::Time;
 
     fn reg(ms: u64, node: &str, id: u64) -> (Time, String, Seen) {
-        (Time::from_millis(ms), node.into(), Seen::Exec(ExecutorObservation::Registered { id, leader_epoch: 1 }))
+        let registered = ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) };
+        (Time::from_millis(ms), node.into(), Seen::Exec(registered))
     }
 
     #[test]

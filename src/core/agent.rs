@@ -193,7 +193,7 @@ pub struct Standing {
     /// Fenced and not acknowledged since: no task may start.
     pub fenced: bool,
     /// The newest leader epoch it has heard from.
-    pub newest_leader_epoch: u64,
+    pub newest_leader_epoch: LeaderEpoch,
 }
 
 /// Whether the executor named `executor`, standing as `s`, may take work placed on registration `placed` at all.
@@ -575,7 +575,7 @@ impl Agent {
             id: self.id,
             draining: self.draining(),
             fenced: self.is_fenced(now),
-            newest_leader_epoch: self.fence.epoch().0,
+            newest_leader_epoch: self.fence.epoch(),
         }
     }
 
@@ -708,8 +708,8 @@ mod tests {
             epoch: Epoch(epoch),
             master_id: "m".to_owned(),
             master_address: "10.0.0.1:1".to_owned(),
-            master_epoch: 1,
-            leader_epoch: leader,
+            master_epoch: Epoch(1),
+            leader_epoch: LeaderEpoch(leader),
             request_id: format!("r-{task}-{epoch}"),
             cost: 1,
             timing: HeartbeatTiming::worker_default(),
@@ -1076,13 +1076,14 @@ mod tests {
 
     #[test]
     fn admission_needs_the_placed_registration_serving_and_no_newer_leader() {
-        let serving = Standing { id: Some(ExecutorId(1)), draining: false, fenced: false, newest_leader_epoch: 1 };
+        let serving =
+            Standing { id: Some(ExecutorId(1)), draining: false, fenced: false, newest_leader_epoch: LeaderEpoch(1) };
         let placed = spec("j/w0", 3, 1, 1);
         assert_eq!(admit("ex", &serving, &placed), Ok(()));
         let refused = |s: Standing| admit("ex", &s, &placed).unwrap_err();
         // Each reason alone, and the order when several hold: registration, drain, fence, then the leader.
         assert!(matches!(refused(Standing { id: None, ..serving }), Refusal::NotRegistered { .. }));
-        let all = Standing { draining: true, fenced: true, newest_leader_epoch: 9, ..serving };
+        let all = Standing { draining: true, fenced: true, newest_leader_epoch: LeaderEpoch(9), ..serving };
         assert!(matches!(refused(all), Refusal::Draining { .. }));
         assert!(matches!(refused(Standing { draining: false, ..all }), Refusal::Fenced { .. }));
         let moved = Standing { id: Some(ExecutorId(2)), ..serving };
@@ -1090,14 +1091,19 @@ mod tests {
             refused(moved).to_string(),
             "the task was placed on executor e1, but ex is registered as e2 now; dispatch elsewhere"
         );
-        let newer = Standing { newest_leader_epoch: 2, ..serving };
+        let newer = Standing { newest_leader_epoch: LeaderEpoch(2), ..serving };
         assert_eq!(
             refused(newer),
-            Refusal::DeposedLeader { task: placed.task_id.clone(), epoch: Epoch(3), placed_under: 1, newest: 2 }
+            Refusal::DeposedLeader {
+                task: placed.task_id.clone(),
+                epoch: Epoch(3),
+                placed_under: LeaderEpoch(1),
+                newest: LeaderEpoch(2)
+            }
         );
         // A newer leader than any heard from may place here (it is heard from through the dispatch itself).
         let mut from_newer = placed.clone();
-        from_newer.leader_epoch = 5;
+        from_newer.leader_epoch = LeaderEpoch(5);
         assert_eq!(admit("ex", &serving, &from_newer), Ok(()));
         assert_eq!(super::serving("ex", &newer, ExecutorId(1)), Ok(()), "serving judges the registration only");
     }

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
-use super::ids::{Epoch, ExecutorId, TaskId};
+use super::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 pub use super::registry::TaskKind;
 use super::text::quote;
 use super::time::Time;
@@ -54,9 +54,9 @@ pub struct TaskSpec {
     /// The master the task must heartbeat, and that master's epoch.
     pub master_id: String,
     pub master_address: String,
-    pub master_epoch: u64,
+    pub master_epoch: Epoch,
     /// The leader epoch behind this dispatch.
-    pub leader_epoch: u64,
+    pub leader_epoch: LeaderEpoch,
     pub request_id: String,
     /// At least one slot.
     pub cost: u32,
@@ -99,7 +99,7 @@ pub enum Refusal {
         "task {task} epoch {epoch} was placed under leader epoch {placed_under}, but this executor has heard from \
          leader epoch {newest}: that placement may have been given up; place it again"
     )]
-    DeposedLeader { task: TaskId, epoch: Epoch, placed_under: u64, newest: u64 },
+    DeposedLeader { task: TaskId, epoch: Epoch, placed_under: LeaderEpoch, newest: LeaderEpoch },
     #[error(
         "task {task} epoch {epoch} was stopped before it could start (the executor fenced itself, was declared \
          offline or began to shut down meanwhile); dispatch elsewhere"
@@ -356,8 +356,8 @@ mod tests {
             epoch: Epoch(epoch),
             master_id: "m".to_owned(),
             master_address: "10.0.0.1:1".to_owned(),
-            master_epoch: 1,
-            leader_epoch: 1,
+            master_epoch: Epoch(1),
+            leader_epoch: LeaderEpoch(1),
             request_id: request.to_owned(),
             cost,
             timing: HeartbeatTiming::worker_default(),

@@ -219,13 +219,13 @@ impl Executor {
     }
 
     /// The id while registered.
-    pub fn id(&self) -> Option<u64> {
-        self.lock().agent.id().map(|i| i.0)
+    pub fn id(&self) -> Option<ExecutorId> {
+        self.lock().agent.id()
     }
 
     /// The highest leader epoch seen in a reply.
-    pub fn leader_epoch(&self) -> u64 {
-        self.lock().agent.leader_epoch().0
+    pub fn leader_epoch(&self) -> LeaderEpoch {
+        self.lock().agent.leader_epoch()
     }
 
     /// The metastore the masters named, once known.
@@ -303,11 +303,11 @@ impl Executor {
                 Action::Round { .. } => {}
                 Action::Registered { id, leader_epoch } => {
                     info!(executor = %self.name(), id = id.0, "registered");
-                    self.observe(ExecutorObservation::Registered { id: id.0, leader_epoch: leader_epoch.0 });
+                    self.observe(ExecutorObservation::Registered { id, leader_epoch });
                 }
                 Action::HeartbeatAcked { id, sent, leader_epoch } => {
                     let sent = self.clock.instant(sent);
-                    self.observe(ExecutorObservation::HeartbeatAcked { id: id.0, sent, leader_epoch: leader_epoch.0 });
+                    self.observe(ExecutorObservation::HeartbeatAcked { id, sent, leader_epoch });
                 }
                 Action::StopAll { why } => {
                     #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
@@ -325,15 +325,11 @@ impl Executor {
                     };
                     for (task, epoch) in stopped {
                         info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, why = %stop_why, "task stopped");
-                        self.observe(ExecutorObservation::TaskStopped {
-                            task: task.as_str().to_owned(),
-                            epoch: epoch.0,
-                            why: stop_why.clone(),
-                        });
+                        self.observe(ExecutorObservation::TaskStopped { task, epoch, why: stop_why.clone() });
                     }
                     match why {
-                        Stop::Fenced { id } => self.observe(ExecutorObservation::Fenced { id: id.0, at }),
-                        Stop::DeclaredOffline { id } => self.observe(ExecutorObservation::Reregister { id: id.0 }),
+                        Stop::Fenced { id } => self.observe(ExecutorObservation::Fenced { id, at }),
+                        Stop::DeclaredOffline { id } => self.observe(ExecutorObservation::Reregister { id }),
                         Stop::Shutdown => {}
                     }
                 }
@@ -421,7 +417,7 @@ impl Executor {
                 Ok(Ok(_)) => {
                     info!(executor = %self.name(), id = id.0, "deregistered");
                     self.lock().agent.on_deregistered(id);
-                    self.observe(ExecutorObservation::Deregistered { id: id.0 });
+                    self.observe(ExecutorObservation::Deregistered { id });
                     return;
                 }
                 Ok(Err(status)) => {
@@ -618,7 +614,7 @@ impl Executor {
             (begun, ready)
         })?;
         info!(executor = %self.name(), task = %task.as_str(), epoch = epoch.0, "task started");
-        self.observe(ExecutorObservation::TaskStarted { task: task.as_str().to_owned(), epoch: epoch.0, leader_epoch });
+        self.observe(ExecutorObservation::TaskStarted { task: task.clone(), epoch, leader_epoch });
         let e = self.clone();
         tokio::spawn(async move {
             let exit = tokio::select! {
@@ -642,7 +638,7 @@ impl Executor {
             if ours {
                 let why = StopWhy::Exited(exit);
                 info!(executor = %e.name(), task = %task.as_str(), epoch = epoch.0, why = %why, "task stopped");
-                e.observe(ExecutorObservation::TaskStopped { task: task.as_str().to_owned(), epoch: epoch.0, why });
+                e.observe(ExecutorObservation::TaskStopped { task: task.clone(), epoch, why });
             }
             e.execute(decided);
         });

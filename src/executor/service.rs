@@ -19,7 +19,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
-use crate::core::ids::{Epoch, ExecutorId, TaskId};
+use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::rpc::pb;
 use crate::rpc::pb::executor_service_server::ExecutorService;
 use crate::rpc::status::{invalid_argument, Reason};
@@ -67,8 +67,8 @@ pub fn spec_from_wire(r: pb::PreDispatchTaskRequest) -> Result<TaskSpec, Status>
         epoch: Epoch(r.epoch),
         master_id: r.master_id,
         master_address: r.master_address,
-        master_epoch: r.master_epoch,
-        leader_epoch: r.leader_epoch,
+        master_epoch: Epoch(r.master_epoch),
+        leader_epoch: LeaderEpoch(r.leader_epoch),
         request_id: r.request_id,
         cost,
         timing,
@@ -236,7 +236,12 @@ mod tests {
                 Some(Reason::ExecutorOffline),
             ),
             (
-                Refusal::DeposedLeader { task: t2.clone(), epoch: Epoch(3), placed_under: 1, newest: 2 },
+                Refusal::DeposedLeader {
+                    task: t2.clone(),
+                    epoch: Epoch(3),
+                    placed_under: LeaderEpoch(1),
+                    newest: LeaderEpoch(2),
+                },
                 tonic::Code::FailedPrecondition,
                 Some(Reason::StaleEpoch),
             ),

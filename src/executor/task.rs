@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::TaskSpec;
 use crate::clock::Clock;
+use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::framework::host::Host;
 use crate::meta::MetaStore;
 use crate::planted::Planted;
@@ -203,59 +204,59 @@ impl TaskEnv {
 pub enum ExecutorObservation {
     /// Admitted under this id, by the leader of `leader_epoch`.
     Registered {
-        id: u64,
-        leader_epoch: u64,
+        id: ExecutorId,
+        leader_epoch: LeaderEpoch,
     },
     /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
     Fenced {
-        id: u64,
+        id: ExecutorId,
         at: tokio::time::Instant,
     },
     /// A heartbeat under this id, sent at `sent`, was acknowledged by the leader of `leader_epoch` (the leader
     /// heard it after `sent`; the acknowledgement may arrive much later, e.g. after a pause).
     HeartbeatAcked {
-        id: u64,
+        id: ExecutorId,
         sent: tokio::time::Instant,
-        leader_epoch: u64,
+        leader_epoch: LeaderEpoch,
     },
     /// Told it was declared offline: every task stopped, registering again.
     Reregister {
-        id: u64,
+        id: ExecutorId,
     },
     /// Left the cluster: every task had stopped, and a master took its deregistration.
     Deregistered {
-        id: u64,
+        id: ExecutorId,
     },
     /// Started, as dispatched by a leader (or a job master) under `leader_epoch`.
     TaskStarted {
-        task: String,
-        epoch: u64,
-        leader_epoch: u64,
+        task: TaskId,
+        epoch: Epoch,
+        leader_epoch: LeaderEpoch,
     },
     TaskStopped {
-        task: String,
-        epoch: u64,
+        task: TaskId,
+        epoch: Epoch,
         why: StopWhy,
     },
     /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
     /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
     TaskQuiesced {
-        task: String,
-        epoch: u64,
+        task: TaskId,
+        epoch: Epoch,
     },
     /// A worker's checkpoint write was acknowledged by the metastore.
     Checkpoint {
-        task: String,
-        epoch: u64,
+        task: TaskId,
+        epoch: Epoch,
         counter: u64,
     },
     /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
     /// incarnation `epoch` of its worker `task`.
     WorkerHeard {
         master: String,
-        master_epoch: u64,
-        task: String,
-        epoch: u64,
+        master_epoch: Epoch,
+        task: TaskId,
+        epoch: Epoch,
     },
 }
 
@@ -263,8 +264,7 @@ pub enum ExecutorObservation {
 pub(crate) fn worker_heard(observer: ExecutorObserver, name: &str) -> crate::framework::host::HeardObserver {
     let name = name.to_owned();
     Arc::new(move |h: crate::framework::host::Heard| {
-        let (master, master_epoch) = (h.master, h.master_epoch.0);
-        let (task, epoch) = (h.worker.as_str().to_owned(), h.worker_epoch.0);
+        let (master, master_epoch, task, epoch) = (h.master, h.master_epoch, h.worker, h.worker_epoch);
         observer(&name, ExecutorObservation::WorkerHeard { master, master_epoch, task, epoch })
     })
 }

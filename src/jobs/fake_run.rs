@@ -152,7 +152,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         LinkSpec {
             master_id: spec.master_id.clone(),
             addresses: vec![spec.master_address.clone()],
-            master_epoch: Epoch(spec.master_epoch),
+            master_epoch: spec.master_epoch,
             worker: spec.task_id.clone(),
             worker_epoch: spec.epoch,
             timing: spec.timing,
@@ -167,7 +167,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     }
     let progress = link.progress();
     let (cancel_tx, cancel_rx) = watch::channel(false);
-    let work = count(&env, &meta, &job, &name, spec.task_id.as_str(), spec.epoch, config, progress, cancel_rx);
+    let work = count(&env, &meta, &job, &name, &spec.task_id, spec.epoch, config, progress, cancel_rx);
     tokio::pin!(work);
     let outcome = tokio::select! {
         biased;
@@ -212,7 +212,7 @@ async fn count(
     meta: &MetaStore,
     job: &str,
     name: &str,
-    task: &str,
+    task: &TaskId,
     epoch: Epoch,
     config: WorkerConfig,
     progress: Progress,
@@ -243,7 +243,7 @@ async fn count(
                 Ok(Ok(false)) => return Outcome::Stale,
                 Ok(Err(_)) | Err(_) => debug!(job, worker = name, "the stopped checkpoint was not confirmed"),
             }
-            env.observe(ExecutorObservation::TaskQuiesced { task: task.to_owned(), epoch: epoch.0 });
+            env.observe(ExecutorObservation::TaskQuiesced { task: task.clone(), epoch });
             return Outcome::Stopped;
         }
         tokio::select! {
@@ -259,7 +259,7 @@ async fn count(
                 counter = next;
                 // Debug: one line per step. The real-process chaos test turns it on to see a resumed incarnation act.
                 debug!(task = %task, epoch = epoch.0, counter, "checkpoint written");
-                env.observe(ExecutorObservation::Checkpoint { task: task.to_owned(), epoch: epoch.0, counter });
+                env.observe(ExecutorObservation::Checkpoint { task: task.clone(), epoch, counter });
             }
             // Our record holds another epoch: a newer incarnation exists.
             Ok(false) => return Outcome::Stale,
@@ -285,7 +285,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         LinkSpec {
             master_id: spec.master_id.clone(),
             addresses,
-            master_epoch: Epoch(spec.master_epoch),
+            master_epoch: spec.master_epoch,
             worker: spec.task_id.clone(),
             worker_epoch: spec.epoch,
             timing: spec.timing,
@@ -301,7 +301,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     }
     let progress = link.progress();
     let drain = env.clone();
-    let (task, epoch) = (spec.task_id.as_str().to_owned(), spec.epoch.0);
+    let (task, epoch) = (spec.task_id.clone(), spec.epoch);
     // A draining executor stops its job masters where they are: a fake job master's state is all in the
     // metastore (its workers' records and checkpoints), so the next incarnation recovers it whole.
     let outcome = tokio::select! {

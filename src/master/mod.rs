@@ -32,7 +32,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::MasterConfig;
-use crate::core::ids::LeaderEpoch;
+use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::core::leadership::Leadership;
 use crate::core::rng::SplitMix64;
 use crate::meta::MetaStore;
@@ -47,7 +47,7 @@ pub enum Observation {
     ActingEnded { epoch: LeaderEpoch, at: tokio::time::Instant },
     /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
     /// fresh TTL then, when its term began).
-    ExecutorOffline { id: u64, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
+    ExecutorOffline { id: ExecutorId, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
     /// Most executors expired in one check: this leader suspects it is the one cut off and holds `held` evictions
     /// (for up to `executors.suspect-hold`).
     EvictionsHeld { held: usize, at: tokio::time::Instant },
@@ -56,7 +56,7 @@ pub enum Observation {
     Capacity(CapacitySample),
     /// This leader (term `leader_epoch`) accepted a heartbeat or status report of incarnation `epoch` of the job
     /// master `task` (reported only when someone observes: the simulator's rule-2 checker).
-    JobMasterHeard { leader_epoch: LeaderEpoch, task: String, epoch: u64 },
+    JobMasterHeard { leader_epoch: LeaderEpoch, task: TaskId, epoch: Epoch },
 }
 
 /// The leader's view of the slots at one instant.
@@ -71,19 +71,19 @@ pub struct CapacitySample {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorSlots {
-    pub id: u64,
+    pub id: ExecutorId,
     pub capacity: u32,
     pub reported: u32,
     pub reserved: u32,
 }
 
-/// A reservation: the task, the executor it holds slots on, the incarnation it was made for (0: not given), and
-/// when it was made.
+/// A reservation: the task, the executor it holds slots on, the incarnation it was made for ([`Epoch::NONE`]: not
+/// given), and when it was made.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReservationSample {
-    pub task: String,
-    pub executor: u64,
-    pub epoch: u64,
+    pub task: TaskId,
+    pub executor: ExecutorId,
+    pub epoch: Epoch,
     pub cost: u32,
     pub placed: tokio::time::Instant,
 }

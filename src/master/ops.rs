@@ -90,14 +90,14 @@ impl Master {
         let executors = view
             .executors
             .into_iter()
-            .map(|(id, capacity, reported, reserved)| super::ExecutorSlots { id: id.0, capacity, reported, reserved })
+            .map(|(id, capacity, reported, reserved)| super::ExecutorSlots { id, capacity, reported, reserved })
             .collect();
         let reservations = view
             .reservations
             .into_iter()
             .map(|(task, executor, epoch, cost, placed)| super::ReservationSample {
-                task: task.as_str().to_owned(),
-                executor: executor.0,
+                task,
+                executor,
                 epoch,
                 cost,
                 placed: self.clock.instant(placed),
@@ -308,7 +308,7 @@ impl Master {
                 Master::bump(&s.executors_offline);
                 info!(executor = %id, %name, "declared offline");
                 let (at, last_heard) = (self.clock.instant(at), self.clock.instant(last_heard));
-                self.observe(super::Observation::ExecutorOffline { id: id.0, name, at, last_heard });
+                self.observe(super::Observation::ExecutorOffline { id, name, at, last_heard });
             }
             Event::EvictionsHeld { held, at } => {
                 warn!(held, "most executors expired at once: holding evictions (this leader may be cut off)");

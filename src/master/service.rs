@@ -353,8 +353,8 @@ impl MasterService {
         if reply.verdict == crate::core::workers::Verdict::Accepted && self.m.observed() {
             self.m.observe(super::Observation::JobMasterHeard {
                 leader_epoch: crate::core::ids::LeaderEpoch(reply.master_epoch.0),
-                task: msg.task.as_str().to_owned(),
-                epoch: msg.worker_epoch.0,
+                task: msg.task.clone(),
+                epoch: msg.worker_epoch,
             });
         }
     }

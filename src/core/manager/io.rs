@@ -458,8 +458,8 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapacityView {
     pub executors: Vec<(ExecutorId, u32, u32, u32)>,
-    /// Task, executor, incarnation (0: not given), cost, when placed.
-    pub reservations: Vec<(TaskId, ExecutorId, u64, u32, Time)>,
+    /// Task, executor, incarnation ([`Epoch::NONE`]: not given), cost, when placed.
+    pub reservations: Vec<(TaskId, ExecutorId, Epoch, u32, Time)>,
 }
 
 /// Why the term must end now.

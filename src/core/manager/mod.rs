@@ -570,7 +570,7 @@ impl Manager {
             .collect();
         let reservations = placer
             .reservations()
-            .map(|r| (r.task.clone(), r.executor, r.epoch.map_or(0, |e| e.0), r.cost, r.placed_at))
+            .map(|r| (r.task.clone(), r.executor, r.epoch.unwrap_or(Epoch::NONE), r.cost, r.placed_at))
             .collect();
         CapacityView { executors, reservations }
     }
