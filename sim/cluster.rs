@@ -73,8 +73,9 @@ impl crate::harness::Story for Seen {
                 ExecutorObservation::HeartbeatAcked { .. }
                     | ExecutorObservation::Checkpoint { .. }
                     | ExecutorObservation::WorkerHeard { .. }
-            ) | Seen::Master(Observation::Capacity(_) | Observation::JobMasterHeard { .. })
-                | Seen::JobRead { .. }
+            ) | Seen::Master(
+                Observation::Capacity(_) | Observation::JobMasterHeard { .. } | Observation::ActingUntil { .. }
+            ) | Seen::JobRead { .. }
         )
     }
 }

@@ -249,6 +249,42 @@ mod tests {
     }
 
     #[test]
+    fn a_killed_leader_stops_acting_at_its_deadline_if_that_came_first() {
+        let clock = Clock::start();
+        let master = |o| Seen::Master(o);
+        let began =
+            |epoch, when| master(Observation::ActingBegan { epoch: LeaderEpoch(epoch), at: clock.instant(at(when)) });
+        let until = |epoch, when| {
+            master(Observation::ActingUntil { epoch: LeaderEpoch(epoch), until: clock.instant(at(when)) })
+        };
+        // m0 leads from 1 s, its deadline last moved to 4 s; it stalls, m1 begins at 6 s, m0 is killed at 9 s.
+        let mut story = vec![
+            ev(1_000, "m0", began(1, 1_000)),
+            ev(1_000, "m0", until(1, 4_000)),
+            ev(6_000, "m1", began(2, 6_000)),
+            ev(9_000, "m0", Seen::Killed),
+        ];
+        let periods = acting_periods(&clock, &story, at(20_000));
+        assert_eq!(
+            periods.iter().map(|p| (p.epoch, p.begin, p.end)).collect::<Vec<_>>(),
+            [(1, at(1_000), at(4_000)), (2, at(6_000), at(20_000))]
+        );
+        assert_eq!(single_acting_leader(&periods), Ok(()));
+        // Without the deadline the kill would end it (the false alarm this fixes), and a kill before its deadline
+        // still ends it at the kill.
+        story.remove(1);
+        let v = single_acting_leader(&acting_periods(&clock, &story, at(20_000))).unwrap_err();
+        assert_eq!((v.rule, v.at), (Rule::OneActingLeader, at(6_000)));
+        story.insert(1, ev(1_000, "m0", until(1, 12_000)));
+        let periods = acting_periods(&clock, &story, at(20_000));
+        assert_eq!((periods[0].begin, periods[0].end), (at(1_000), at(9_000)));
+        assert_eq!(broken(single_acting_leader(&periods)), Some(Rule::OneActingLeader));
+        // A deadline of an earlier term says nothing about this one.
+        story[1] = ev(500, "m0", until(0, 2_000));
+        assert_eq!(acting_periods(&clock, &story, at(20_000))[0].end, at(9_000));
+    }
+
+    #[test]
     fn placement_within_capacity_and_never_on_an_offline_id() {
         let registered =
             |id| Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) });

@@ -163,7 +163,14 @@ async fn keep_alive(m: &Master, lease: LeaseId, last_ok: &AtomicU64) -> String {
         match tokio::time::timeout(deadline, m.store.keep_alive(lease)).await {
             Ok(Ok(())) => {
                 last_ok.store(sent.as_millis(), Ordering::Relaxed);
-                m.lock().leadership.on_keepalive(sent);
+                let term = {
+                    let mut inner = m.lock();
+                    inner.leadership.on_keepalive(sent);
+                    inner.leadership.epoch().zip(inner.leadership.deadline())
+                };
+                if let Some((epoch, until)) = term {
+                    m.observe(super::Observation::ActingUntil { epoch, until: m.clock.instant(until) });
+                }
             }
             Ok(Err(MetaError::LeaseGone)) => return "the lease is gone".into(),
             Ok(Err(_)) | Err(_) => {

@@ -69,6 +69,10 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
         inner.serving = Some(Serving { epoch, inbox });
     }
     m.observe(super::Observation::ActingBegan { epoch, at: m.clock.instant(now) });
+    let until = m.lock().leadership.deadline();
+    if let Some(until) = until {
+        m.observe(super::Observation::ActingUntil { epoch, until: m.clock.instant(until) });
+    }
     let (done, mut outcomes) = mpsc::unbounded_channel::<Done>();
     let mut replies: BTreeMap<ReplyTo, oneshot::Sender<Answer>> = BTreeMap::new();
     let mut next_reply = 0u64;

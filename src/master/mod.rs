@@ -45,6 +45,9 @@ pub enum Observation {
     ActingBegan { epoch: LeaderEpoch, at: tokio::time::Instant },
     /// ...and stopped acting at `at`: the earlier of when it stepped down and when its acting deadline passed.
     ActingEnded { epoch: LeaderEpoch, at: tokio::time::Instant },
+    /// The acting deadline of term `epoch` is now `until` (its term began, or a keep-alive was confirmed): a
+    /// leader killed without saying `ActingEnded` stopped acting at the earlier of its kill and this.
+    ActingUntil { epoch: LeaderEpoch, until: tokio::time::Instant },
     /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
     /// fresh TTL then, when its term began).
     ExecutorOffline { id: ExecutorId, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
