@@ -563,7 +563,35 @@ impl Harness {
                     );
                 }
             }
+            // A backoff's charge and a start are reported once durable: the store holds what they say.
+            if let foreman::core::manager::Event::BackoffCharged { job, failures, allowed, .. } = e {
+                let stored = self.store.jobs.get(job);
+                let durable = stored.is_some_and(|r| {
+                    r.backoff.failures == *failures
+                        && r.executor.is_none()
+                        && allowed.is_none() == (r.state == JobState::Failed)
+                });
+                if !durable {
+                    return property(
+                        "backoff charges are reported once durable",
+                        self.now,
+                        format!("{job} charged ({failures} failures, allowed {allowed:?}) but stored {stored:?}"),
+                    );
+                }
+            }
+            if let foreman::core::manager::Event::JobMasterStarted { job, epoch, .. } = e {
+                let stored = self.store.jobs.get(job);
+                if !stored.is_some_and(|r| r.epoch == *epoch && r.executor.is_some()) {
+                    return property(
+                        "starts are reported once durable",
+                        self.now,
+                        format!("{job} epoch {epoch} reported started but stored {stored:?}"),
+                    );
+                }
+            }
             let what = match e {
+                foreman::core::manager::Event::BackoffCharged { .. } => "backoff charged",
+                foreman::core::manager::Event::JobMasterStarted { .. } => "job master started",
                 foreman::core::manager::Event::ExecutorOffline { .. } => "executor declared offline",
                 foreman::core::manager::Event::JobMasterLost { .. } => "job master declared lost",
                 foreman::core::manager::Event::DispatchRefused { .. } => "dispatch refused",

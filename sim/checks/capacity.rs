@@ -186,7 +186,16 @@ mod tests {
             })
             .collect();
         let executors = vec![ExecutorSlots { id: ExecutorId(1), capacity: 4, reported: 0, reserved: 1 }];
-        let s = CapacitySample { epoch: LeaderEpoch(2), at: clock.instant(ms(at)), executors, reservations };
+        let s = CapacitySample {
+            epoch: LeaderEpoch(2),
+            at: clock.instant(ms(at)),
+            executors,
+            reservations,
+            suspecting: false,
+            job_master_slots: 0,
+            job_master_cap: 2,
+            waiting: vec![],
+        };
         (ms(at), "master-0".into(), Seen::Master(Observation::Capacity(s)))
     }
 

@@ -41,6 +41,27 @@ impl Default for BackoffPolicy {
     }
 }
 
+impl BackoffPolicy {
+    /// The range the delay drawn at the `failures`-th failure in a row lies in, capped at `max`: the base
+    /// (`initial`, times `multiplier` for each failure before it, each step rounded to the millisecond and capped)
+    /// within ±`jitter`, rounded outwards to whole milliseconds. `None` when no delay is drawn: before the first
+    /// failure, and from the `max_tries`-th on (the job gives up). What checkers hold a drawn delay to.
+    pub fn delay_bounds(&self, failures: u32) -> Option<(Duration, Duration)> {
+        if failures == 0 || failures >= self.max_tries {
+            return None;
+        }
+        let max_ms = millis_of(self.max);
+        let mut base = millis_of(self.initial).min(max_ms);
+        for _ in 1..failures {
+            base = grow(base, self.multiplier, max_ms);
+        }
+        let jitter = clamped_jitter(self.jitter);
+        let lo = (base as f64 * (1.0 - jitter)).floor().max(0.0) as u64;
+        let hi = (base as f64 * (1.0 + jitter)).ceil() as u64;
+        Some((Duration::from_millis(lo.min(max_ms)), Duration::from_millis(hi.min(max_ms))))
+    }
+}
+
 /// What a failure leads to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BackoffDecision {
@@ -62,6 +83,10 @@ pub struct BackoffState {
     not_before: Option<Time>,
     /// Healthy (online) since this time, if it is.
     healthy_since: Option<Time>,
+    /// The delay in force, in milliseconds: drawn at the last failure, or the pending delay a new leader restored
+    /// (which it waits again in whole); 0 when none. Memory only, for observers.
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 /// The durable form of a [`BackoffState`]: what a new leader needs to honour it.
@@ -88,6 +113,12 @@ impl BackoffState {
     /// The earliest time the job may start again.
     pub fn not_before(&self) -> Option<Time> {
         self.not_before
+    }
+
+    /// The delay in force: the one drawn at the last failure, or the pending delay a new leader restored and waits
+    /// again; zero when none (never failed, reset, or gave up).
+    pub fn delay(&self) -> Duration {
+        Duration::from_millis(self.delay_ms)
     }
 
     /// Whether the job may start at `now`.
@@ -120,12 +151,12 @@ impl BackoffState {
         self.maybe_reset(now, policy);
         self.healthy_since = None;
         if self.failures >= policy.max_tries {
-            self.not_before = None;
+            (self.not_before, self.delay_ms) = (None, 0);
             return BackoffDecision::GiveUp { failures: self.failures };
         }
         self.failures += 1;
         if self.failures >= policy.max_tries {
-            self.not_before = None;
+            (self.not_before, self.delay_ms) = (None, 0);
             return BackoffDecision::GiveUp { failures: self.failures };
         }
         let max_ms = millis_of(policy.max);
@@ -134,6 +165,7 @@ impl BackoffState {
         self.base_ms = grow(base, policy.multiplier, max_ms);
         let at = now.saturating_add(Duration::from_millis(delay));
         self.not_before = Some(at);
+        self.delay_ms = delay;
         BackoffDecision::RetryAt(at)
     }
 
@@ -146,7 +178,13 @@ impl BackoffState {
     /// Restores a persisted backoff at `now` on a new leader: the pending delay starts over from `now`.
     pub fn restore(record: &BackoffRecord, now: Time) -> BackoffState {
         let not_before = (record.delay_ms > 0).then(|| now.saturating_add(Duration::from_millis(record.delay_ms)));
-        BackoffState { failures: record.failures, base_ms: record.base_ms, not_before, healthy_since: None }
+        BackoffState {
+            failures: record.failures,
+            base_ms: record.base_ms,
+            not_before,
+            healthy_since: None,
+            delay_ms: record.delay_ms,
+        }
     }
 
     /// Checks the invariants against the policy in force; the message names the one broken.
@@ -172,9 +210,18 @@ impl BackoffState {
 
 /// `base × U[1 − j, 1 + j]`, in milliseconds, never below zero.
 fn jittered(base_ms: u64, jitter: f64, rng: &mut impl Rng) -> u64 {
-    let jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+    let jitter = clamped_jitter(jitter);
     let factor = 1.0 - jitter + 2.0 * jitter * rng.unit();
     (base_ms as f64 * factor).round().max(0.0) as u64
+}
+
+/// The jitter a policy draws with: within [0, 1], and none if it is not a number.
+fn clamped_jitter(jitter: f64) -> f64 {
+    if jitter.is_finite() {
+        jitter.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 /// `base × multiplier`, capped.
@@ -236,6 +283,39 @@ mod tests {
     }
 
     #[test]
+    fn every_drawn_delay_lies_within_the_policy_bounds_and_is_the_delay_in_force() {
+        for (jitter, multiplier) in [(0.0, 1.5), (0.2, 1.5), (0.5, 2.0), (1.0, 1.0)] {
+            let p = BackoffPolicy {
+                jitter,
+                multiplier,
+                max: Duration::from_millis(7_000),
+                max_tries: 9,
+                ..BackoffPolicy::default()
+            };
+            for seed in 0..50 {
+                let (mut b, mut rng) = (BackoffState::new(), SplitMix64::new(seed));
+                for failures in 1..9 {
+                    let BackoffDecision::RetryAt(t) = b.on_failure(ms(0), &p, &mut rng) else {
+                        panic!("gave up early")
+                    };
+                    let (lo, hi) = p.delay_bounds(failures).expect("a delay is drawn");
+                    let d = t.saturating_since(ms(0));
+                    assert!(lo <= d && d <= hi, "failure {failures}: {d:?} outside [{lo:?}, {hi:?}]");
+                    assert_eq!(b.delay(), d);
+                }
+                assert_eq!(b.on_failure(ms(0), &p, &mut rng), BackoffDecision::GiveUp { failures: 9 });
+                assert_eq!(b.delay(), Duration::ZERO);
+            }
+        }
+        let p = BackoffPolicy::default();
+        assert_eq!(p.delay_bounds(0), None);
+        assert_eq!(p.delay_bounds(1), Some((Duration::from_millis(800), Duration::from_millis(1_200))));
+        assert_eq!(p.delay_bounds(3), Some((Duration::from_millis(1_800), Duration::from_millis(2_700))));
+        assert_eq!(p.delay_bounds(20), Some((Duration::from_millis(48_000), Duration::from_millis(60_000))));
+        assert_eq!(p.delay_bounds(100), None);
+    }
+
+    #[test]
     fn gives_up_after_max_tries() {
         let p = no_jitter();
         let mut b = BackoffState::new();
@@ -284,6 +364,7 @@ mod tests {
         assert_eq!(rec, BackoffRecord { failures: 2, base_ms: 2250, delay_ms: 1500 });
         let r = BackoffState::restore(&rec, ms(50_000));
         assert_eq!(r.failures(), 2);
+        assert_eq!(r.delay(), Duration::from_millis(1500), "the pending delay is the one in force again");
         assert!(!r.allows(ms(51_499)));
         assert!(r.allows(ms(51_500)));
         // The next failure continues from the persisted base: nothing was reset by the failover.

@@ -644,8 +644,14 @@ impl Jobs {
     /// [`Jobs::job_master_slots`] says), for a caller that asks for many jobs at once: summing the slots is a pass
     /// over every job.
     pub fn job_master_fits_beside(&self, held: u64, cost: u32, capacity: u64) -> bool {
-        let cap = (self.policy.job_master_share * capacity as f64).floor() as u64;
+        let cap = self.job_master_cap(capacity);
         held == 0 || held + u64::from(cost.max(1)) <= cap
+    }
+
+    /// The slots job masters may hold together on executors of `capacity` slots in all
+    /// ([`JobPolicy::job_master_share`] of it, rounded down).
+    pub fn job_master_cap(&self, capacity: u64) -> u64 {
+        (self.policy.job_master_share * capacity as f64).floor() as u64
     }
 
     /// The last attempt to place a job master for `id` found no executor, for this reason (shown with the job

@@ -27,12 +27,13 @@ pub use service::MasterService;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::MasterConfig;
-use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::leadership::Leadership;
 use crate::core::rng::SplitMix64;
 use crate::meta::MetaStore;
@@ -60,6 +61,29 @@ pub enum Observation {
     /// This leader (term `leader_epoch`) accepted a heartbeat or status report of incarnation `epoch` of the job
     /// master `task` (reported only when someone observes: the simulator's rule-2 checker).
     JobMasterHeard { leader_epoch: LeaderEpoch, task: TaskId, epoch: Epoch },
+    /// The loss of incarnation `lost` of `job`'s job master, decided at `at`, charged the job's backoff (reported
+    /// once written): `failures` in a row, and it may start again at `allowed`, `delay` after `at`; none: it gave
+    /// up, and the job failed.
+    BackoffCharged {
+        job: JobId,
+        lost: Epoch,
+        failures: u32,
+        delay: Duration,
+        allowed: Option<tokio::time::Instant>,
+        at: tokio::time::Instant,
+    },
+    /// The pass at `at` started incarnation `epoch` of `job`'s job master (reported once written, as its dispatch
+    /// leaves): the job's restart count, its backoff's failures in a row, the delay in force and when the backoff
+    /// allowed the start (none: nothing pending).
+    JobMasterStarted {
+        job: JobId,
+        epoch: Epoch,
+        restarts: u32,
+        failures: u32,
+        delay: Duration,
+        allowed: Option<tokio::time::Instant>,
+        at: tokio::time::Instant,
+    },
 }
 
 /// The leader's view of the slots at one instant.
@@ -70,6 +94,26 @@ pub struct CapacitySample {
     /// Per schedulable executor: id, capacity, slots its last report counts, slots held by reservations.
     pub executors: Vec<ExecutorSlots>,
     pub reservations: Vec<ReservationSample>,
+    /// The leader held evictions as a suspect: the pass placed nothing.
+    pub suspecting: bool,
+    /// The slots job masters held after the pass, and the most they may hold (one may always run).
+    pub job_master_slots: u64,
+    pub job_master_cap: u64,
+    /// Every job the pass left without a job master that may be alive (not ended), in id order.
+    pub waiting: Vec<WaitingSample>,
+}
+
+/// A job waiting for a job master after a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingSample {
+    pub job: JobId,
+    pub cost: u32,
+    /// When its backoff allows it to start (none: at once).
+    pub allowed: Option<tokio::time::Instant>,
+    /// No earlier incarnation may still be alive (else it waits for that one to be given up first).
+    pub startable: bool,
+    /// The schedulable executors its selectors admit; none when it has no selectors (every one does).
+    pub admits: Option<Vec<ExecutorId>>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

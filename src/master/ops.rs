@@ -103,8 +103,28 @@ impl Master {
                 placed: self.clock.instant(placed),
             })
             .collect();
+        let waiting = view
+            .waiting
+            .into_iter()
+            .map(|w| super::WaitingSample {
+                job: w.job,
+                cost: w.cost,
+                allowed: w.allowed.map(|t| self.clock.instant(t)),
+                startable: w.startable,
+                admits: w.admits,
+            })
+            .collect();
         let epoch = self.lock().leadership.epoch().unwrap_or(LeaderEpoch(0));
-        super::CapacitySample { epoch, at: self.clock.instant(at), executors, reservations }
+        super::CapacitySample {
+            epoch,
+            at: self.clock.instant(at),
+            executors,
+            reservations,
+            suspecting: view.suspecting,
+            job_master_slots: view.job_masters.held,
+            job_master_cap: view.job_masters.cap,
+            waiting,
+        }
     }
 
     /// Sends `request` to the serving term's job manager and waits for its answer.
@@ -316,6 +336,20 @@ impl Master {
             }
             Event::JobMasterLost { job, epoch, reason } => {
                 info!(%job, epoch = epoch.0, ?reason, "job master lost")
+            }
+            Event::BackoffCharged { job, lost, failures, delay, allowed, at } => {
+                match allowed {
+                    Some(_) => info!(%job, epoch = lost.0, failures, ?delay, "restart delayed by the backoff"),
+                    None => warn!(%job, epoch = lost.0, failures, "the backoff gave up: the job failed"),
+                }
+                let (allowed, at) = (allowed.map(|t| self.clock.instant(t)), self.clock.instant(at));
+                self.observe(super::Observation::BackoffCharged { job, lost, failures, delay, allowed, at });
+            }
+            Event::JobMasterStarted { job, epoch, restarts, failures, delay, allowed, at } => {
+                tracing::debug!(%job, epoch = epoch.0, restarts, "job master started");
+                let (allowed, at) = (allowed.map(|t| self.clock.instant(t)), self.clock.instant(at));
+                let o = super::Observation::JobMasterStarted { job, epoch, restarts, failures, delay, allowed, at };
+                self.observe(o);
             }
             Event::JobMastersRecovered { adopted, lost } => {
                 info!(adopted, lost, "job-master recovery ended")

@@ -412,6 +412,28 @@ pub enum Event {
         epoch: Epoch,
         reason: LostReason,
     },
+    /// The loss of incarnation `lost` at `at` charged the job's backoff (reported once durable): `failures` in a
+    /// row now, and it may start again at `allowed`, `delay` after `at`; or it gave up (`allowed` none) and failed.
+    BackoffCharged {
+        job: JobId,
+        lost: Epoch,
+        failures: u32,
+        delay: std::time::Duration,
+        allowed: Option<Time>,
+        at: Time,
+    },
+    /// The pass at `at` started incarnation `epoch` of the job's job master (reported once durable, as its
+    /// dispatch leaves): the job's restart count, its backoff's failures in a row, the delay in force and when the
+    /// backoff allowed the start (none: no delay pending).
+    JobMasterStarted {
+        job: JobId,
+        epoch: Epoch,
+        restarts: u32,
+        failures: u32,
+        delay: std::time::Duration,
+        allowed: Option<Time>,
+        at: Time,
+    },
     JobMastersRecovered {
         adopted: usize,
         lost: usize,
@@ -454,12 +476,40 @@ pub enum Event {
     },
 }
 
-/// The leader's slots after a pass: per executor (id, capacity, reported, reserved), and each reservation.
+/// The leader's slots after a pass: per schedulable executor (id, capacity, reported, reserved), each
+/// reservation, and what the pass left waiting with what held it back (whether a job could have started is for
+/// an observer to judge from these).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CapacityView {
     pub executors: Vec<(ExecutorId, u32, u32, u32)>,
     /// Task, executor, incarnation ([`Epoch::NONE`]: not given), cost, when placed.
     pub reservations: Vec<(TaskId, ExecutorId, Epoch, u32, Time)>,
+    /// The leader holds evictions as a suspect (most executors expired at once): it places nothing meanwhile.
+    pub suspecting: bool,
+    pub job_masters: JobMasterShare,
+    /// Every job with no job master that may be alive and not ended, in id order.
+    pub waiting: Vec<WaitingJob>,
+}
+
+/// The slots job masters hold together, and how many they may hold (one job master may always run).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct JobMasterShare {
+    pub held: u64,
+    pub cap: u64,
+}
+
+/// A job waiting for a job master, as a pass left it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitingJob {
+    pub job: JobId,
+    /// The slots its job master takes.
+    pub cost: u32,
+    /// When its backoff allows it to start (none: now).
+    pub allowed: Option<Time>,
+    /// No earlier incarnation may still be alive in the bookkeeping (else it waits for that one to be lost).
+    pub startable: bool,
+    /// The schedulable executors its selectors admit (none: it has no selectors, all do).
+    pub admits: Option<Vec<ExecutorId>>,
 }
 
 /// Why the term must end now.

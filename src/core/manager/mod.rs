@@ -26,7 +26,9 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
-use crate::core::job::{ExitOutcome, JobError, JobPolicy, JobRecord, JobState, Jobs, Verdict as JobVerdict};
+use crate::core::job::{
+    ExitOutcome, FailureReason, JobError, JobPolicy, JobRecord, JobState, Jobs, Phase, Verdict as JobVerdict,
+};
 use crate::core::placement::{PlacementPolicy, PlacementRequest, ResourcePin};
 use crate::core::registry::{Registry, RegistryError, RegistryPolicy, Status as ExecutorStatus};
 use crate::core::rng::{Rng, SplitMix64};
@@ -91,8 +93,9 @@ enum Busy {
     CreateTombstone { io: IoId, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec },
     /// A delete lists what is stored for the job first.
     DeleteListing { io: IoId, to: ReplyTo, id: JobId, wall: WallTime },
-    /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it fails).
-    Write { io: IoId, after: After, settle: Vec<JobId> },
+    /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it fails). `durable`:
+    /// the events its decisions made, reported once it is taken (never, if it fails).
+    Write { io: IoId, after: After, settle: Vec<JobId>, durable: Vec<Event> },
     /// A failed write's jobs, being re-read; `outcome` is why.
     Settle { waiting: BTreeSet<IoId>, ids: BTreeMap<IoId, JobId>, after: After, outcome: WriteOutcome },
     /// A create whose write's outcome is unknown: its record is read back.
@@ -146,6 +149,8 @@ pub struct Manager {
     next_io: u64,
     /// The term asked to end; nothing more is decided.
     ended: bool,
+    /// Events of decisions not yet written: they go with the next write and are reported once it is taken.
+    undurable: Vec<Event>,
     out: Ready,
 }
 
@@ -214,6 +219,7 @@ impl Manager {
             side: BTreeMap::new(),
             next_io: 1,
             ended: false,
+            undurable: Vec::new(),
             out,
         }
     }
@@ -381,7 +387,8 @@ impl Manager {
             .collect();
         let io = self.io();
         self.out.write = Some((io, dedup_jobs(records)));
-        self.busy = Some(Busy::Write { io, after, settle });
+        let durable = std::mem::take(&mut self.undurable);
+        self.busy = Some(Busy::Write { io, after, settle, durable });
     }
 
     fn durable_request(&mut self, now: Time, to: ReplyTo, request: Request) {
@@ -447,9 +454,10 @@ impl Manager {
             });
             records.push(Record::DeleteExecutor(rec.id));
             // Its executor fenced itself before the TTL ran out: its job masters are gone.
-            for (id, _, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
+            for (id, epoch, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
                 self.masters.remove(&TaskId::job_master(&id));
                 records.extend(step.persist.map(Record::Job));
+                self.note_charge(now, &id, epoch);
             }
         }
         // Job masters: silent, never started, revoked, or not recovered.
@@ -461,6 +469,7 @@ impl Manager {
                     self.out.events.push(Event::JobMasterLost { job: id.clone(), epoch, reason });
                     if let JobVerdict::Applied(step) = self.jobs.on_lost(now, &id, epoch, None, &mut self.rng) {
                         records.extend(step.persist.map(Record::Job));
+                        self.note_charge(now, &id, epoch);
                     }
                 }
                 MasterEvent::Recovered { adopted, lost } => {
@@ -488,14 +497,18 @@ impl Manager {
         self.write(records, After::Tick { dispatches, offline });
     }
 
-    /// Every job allowed to start now, if an executor fits it.
-    fn schedule_job_masters(&mut self, now: Time, records: &mut Vec<Record>, dispatches: &mut Vec<Dispatch>) {
-        let capacity: u64 = self
-            .registry
+    /// The slots of the executors online in this term.
+    fn online_capacity(&self) -> u64 {
+        self.registry
             .iter()
             .filter(|v| v.status == ExecutorStatus::Online)
             .map(|v| u64::from(v.record.spec.capacity))
-            .sum();
+            .sum()
+    }
+
+    /// Every job allowed to start now, if an executor fits it.
+    fn schedule_job_masters(&mut self, now: Time, records: &mut Vec<Record>, dispatches: &mut Vec<Dispatch>) {
+        let capacity = self.online_capacity();
         // The job masters' slots are summed once, and again after each placement: summed for every waiting job,
         // they would make this pass quadratic in the jobs.
         let mut held = self.jobs.job_master_slots();
@@ -542,6 +555,18 @@ impl Manager {
                 continue;
             };
             records.extend(step.persist.map(Record::Job));
+            if let Some(job) = self.jobs.get(&id) {
+                let backoff = job.backoff();
+                self.undurable.push(Event::JobMasterStarted {
+                    job: id.clone(),
+                    epoch: e,
+                    restarts: job.restarts(),
+                    failures: backoff.failures(),
+                    delay: backoff.delay(),
+                    allowed: backoff.not_before(),
+                    at: now,
+                });
+            }
             // The incarnation's fence: its job master guards every write of its own on this value.
             records.push(Record::JobMasterFence(id.clone(), e));
             dispatches.push(Dispatch {
@@ -560,6 +585,35 @@ impl Manager {
 
     fn capacity(&self) -> CapacityView {
         let placer = self.registry.placer();
+        let schedulable: Vec<crate::core::registry::ExecutorView> =
+            self.registry.iter().filter(|v| placer.load(v.record.id).is_some()).collect();
+        let waiting = self
+            .jobs
+            .iter()
+            .filter(|j| j.phase() == Phase::Waiting && !j.state().is_terminal())
+            .map(|j| {
+                let selectors = &j.spec().selectors;
+                let admits = (!selectors.is_empty()).then(|| {
+                    schedulable
+                        .iter()
+                        .filter(|v| selectors.iter().all(|s| s.matches(&v.record.spec.labels)))
+                        .map(|v| v.record.id)
+                        .collect()
+                });
+                let previous = self.masters.get(&TaskId::job_master(j.id()));
+                WaitingJob {
+                    job: j.id().clone(),
+                    cost: j.spec().cost.max(1),
+                    allowed: j.backoff().not_before(),
+                    startable: previous.is_none_or(|e| !e.state.may_be_live()),
+                    admits,
+                }
+            })
+            .collect();
+        let job_masters = JobMasterShare {
+            held: self.jobs.job_master_slots(),
+            cap: self.jobs.job_master_cap(self.online_capacity()),
+        };
         let executors = self
             .registry
             .iter()
@@ -572,7 +626,7 @@ impl Manager {
             .reservations()
             .map(|r| (r.task.clone(), r.executor, r.epoch.unwrap_or(Epoch::NONE), r.cost, r.placed_at))
             .collect();
-        CapacityView { executors, reservations }
+        CapacityView { executors, reservations, suspecting: self.registry.suspecting(), job_masters, waiting }
     }
 
     // -------------------------------------------------------------------------------------------------------
@@ -639,9 +693,10 @@ impl Manager {
             return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
         }
         let mut records = vec![];
-        for (job, _, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
+        for (job, epoch, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
             self.masters.remove(&TaskId::job_master(&job));
             records.extend(step.persist.map(Record::Job));
+            self.note_charge(now, &job, epoch);
         }
         records.push(Record::DeleteExecutor(id));
         self.tick_at = self.tick_at.min(now);
@@ -884,7 +939,13 @@ impl Manager {
                     continue;
                 }
                 MasterEvent::Lost { task, epoch, .. } => match JobId::parse(task.as_str()) {
-                    Ok(j) => self.jobs.on_lost(now, &j, epoch, None, &mut self.rng),
+                    Ok(j) => {
+                        let v = self.jobs.on_lost(now, &j, epoch, None, &mut self.rng);
+                        if matches!(v, JobVerdict::Applied(_)) {
+                            self.note_charge(now, &j, epoch);
+                        }
+                        v
+                    }
                     Err(_) => continue,
                 },
                 MasterEvent::Superseded { .. } => continue,
@@ -919,6 +980,29 @@ impl Manager {
         self.write(records, After::JobMaster { to, task: msg.task, reply, cancel, exit });
     }
 
+    /// Incarnation `lost` of job `id` was just given up (its loss applied at `now`): if that charged the job's
+    /// backoff (it waits to start again, or it gave up and failed), the charge is reported once its write is taken.
+    /// A loss that completed a cancel, or failed the job for a refused configuration, charges nothing.
+    fn note_charge(&mut self, now: Time, id: &JobId, lost: Epoch) {
+        let Some(job) = self.jobs.get(id) else { return };
+        let backoff = job.backoff();
+        let charged = match (job.phase(), job.failure()) {
+            (Phase::Waiting, _) => backoff.not_before().is_some(),
+            (_, Some(f)) => f.reason == FailureReason::BackoffExhausted,
+            _ => false,
+        };
+        if charged {
+            self.undurable.push(Event::BackoffCharged {
+                job: id.clone(),
+                lost,
+                failures: backoff.failures(),
+                delay: backoff.delay(),
+                allowed: backoff.not_before(),
+                at: now,
+            });
+        }
+    }
+
     /// A job master's dispatch was refused: it certainly does not run. A refused configuration fails the job.
     fn dispatch_refused(&mut self, now: Time, job: JobId, epoch: Epoch, fatal: Option<String>) {
         let task = TaskId::job_master(&job);
@@ -927,6 +1011,7 @@ impl Manager {
         self.registry.task_ended(&task, epoch);
         self.tick_at = self.tick_at.min(now);
         let JobVerdict::Applied(step) = self.jobs.on_lost(now, &job, epoch, fatal, &mut self.rng) else { return };
+        self.note_charge(now, &job, epoch);
         let Some(record) = step.persist else { return };
         self.write(vec![Record::Job(record)], After::DispatchRefused);
     }
@@ -981,12 +1066,15 @@ impl Manager {
         if self.ended {
             return;
         }
-        let Some(Busy::Write { io: expected, after, settle }) = self.busy.take() else {
+        let Some(Busy::Write { io: expected, after, settle, durable }) = self.busy.take() else {
             return;
         };
         debug_assert_eq!(io, expected, "a write outcome for a write not in flight");
         match &outcome {
-            WriteOutcome::Written => self.written(now, after),
+            WriteOutcome::Written => {
+                self.out.events.extend(durable);
+                self.written(now, after)
+            }
             WriteOutcome::Fenced => {
                 self.out.events.push(Event::WriteFenced);
                 self.failed(now, after, &outcome);
@@ -1353,6 +1441,10 @@ impl Manager {
         }
         if self.busy.is_none() && (self.tick_due || !self.queue.is_empty()) && !self.ended {
             return Err("manager: inputs wait though no operation is in progress".into());
+        }
+        // Every decision that reports once durable writes what it decided: nothing waits for a write to come.
+        if let Some(e) = self.undurable.first() {
+            return Err(format!("manager: {e:?} waits to be reported, but no write of it was made"));
         }
         let _ = self.plants;
         Ok(())
