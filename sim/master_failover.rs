@@ -13,10 +13,7 @@ use foreman::rpc::pb::job_manager_client::JobManagerClient;
 use foreman::rpc::status::{reason_of, Reason};
 use madsim::rand::Rng;
 
-use crate::checks::{
-    acting_periods, capacity_settled, fenced_messages, offline_declarations, one_live_incarnation,
-    reservations_explained, single_acting_leader, summary,
-};
+use crate::checks::{capacity_settled, one_live_incarnation, summary, Allowances};
 use crate::cluster::{channel_to, master_addr, Cluster, Seen};
 use crate::harness::{announce, fail};
 
@@ -60,17 +57,17 @@ pub(crate) fn check_safety_detailed(c: &Cluster, slack: Duration) -> Vec<crate::
     safety_detailed(c, slack).unwrap_or_else(|v| fail(v))
 }
 
-/// The checks every scenario runs: one acting leader (rule 1), fenced messages (rule 2), capacity accounting,
-/// and detection within its bound without false alarms; the first violation, or every offline declaration's
-/// timing.
+/// The checks every scenario runs ([`crate::checks::every_run`]); the first violation, or every offline
+/// declaration's timing.
 fn safety_detailed(c: &Cluster, slack: Duration) -> Result<Vec<crate::checks::Detection>, Violation> {
-    let events = c.recorder.events();
-    let periods = acting_periods(&c.clock, &events, c.clock.now());
-    single_acting_leader(&periods)?;
-    fenced_messages(&events)?;
-    reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl)?;
-    let ex = &c.config.executors;
-    offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, slack)
+    let allow = Allowances { slack, ..Allowances::default() };
+    crate::checks::every_run(c, &allow).map(|m| m.detections)
+}
+
+/// The same with the run's allowances; fails the run with the first violation, or returns what the checkers
+/// measured.
+pub(crate) fn check_every_run(c: &Cluster, allow: &Allowances) -> crate::checks::Measured {
+    crate::checks::every_run(c, allow).unwrap_or_else(|v| fail(v))
 }
 
 /// Capacity accounting once the cluster has settled (design.md §8): the leader holds no reservation and counts

@@ -1,26 +1,37 @@
 //! Checkers over a run's recorded events. Each returns the first broken rule with the ids and simulated time.
+//!
+//! [`every_run`] is the list every scenario and the swarm run on the whole story of each seed: rule 1 (one acting
+//! leader), rule 2 (fenced messages), capacity accounting, and the bounds of design.md §6 (detection and no false
+//! alarms, failover, rescheduling's scheduling round, backoff). The checkers that need a scenario's own knowledge
+//! (its jobs' exact counters, its workload's selectors) are run by the scenarios beside it.
 
+mod backoff;
 mod cancel;
 mod capacity;
 mod checkpoints;
 mod detection;
+mod failover;
 mod fenced;
 mod history;
 mod incarnations;
 mod leader;
 mod placement;
 mod registry;
+mod reschedule;
 
+pub use backoff::restarts_spaced;
 pub use cancel::canceled_never_restart;
 pub use capacity::{capacity_settled, reservations_explained, Running};
 pub use checkpoints::checkpoints_forward;
 pub use detection::{offline_declarations, Detection};
+pub use failover::{failover_within_bound, FailoverBound};
 pub use fenced::fenced_messages;
 pub use history::job_history;
 pub use incarnations::one_live_incarnation;
 pub use leader::{acting_periods, single_acting_leader};
 pub use placement::{placement_meets_selectors, placement_within_bounds};
 pub use registry::ids_never_reused;
+pub use reschedule::restarted_when_capacity_exists;
 
 use std::time::Duration;
 
@@ -30,10 +41,67 @@ use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::master::Observation;
 
-use crate::cluster::Seen;
+use crate::cluster::{Cluster, Seen};
 use crate::harness::Clock;
 
 type Events = [(Time, String, Seen)];
+
+/// What the checkers of [`every_run`] allow for beyond the run's knobs.
+#[derive(Clone, Debug, Default)]
+pub struct Allowances {
+    /// Network and scheduling slack on every time bound (runs with slow networks, a slow etcd or stalling fault
+    /// points need more).
+    pub slack: Duration,
+    /// Stretches (from, to) in which the run's faults held elections up in ways the recorder does not see
+    /// (masters cut from etcd, a slow or lossy network): the failover bound runs from their end.
+    pub elections_disturbed: Vec<(Time, Time)>,
+    /// The failover bound does not apply at all: etcd times requests out for the whole run (madsim's etcd cannot
+    /// be healed of it), so elections succeed eventually, not within a bound.
+    pub no_failover_bound: bool,
+}
+
+/// What [`every_run`] measured.
+#[derive(Clone, Debug, Default)]
+pub struct Measured {
+    /// Every offline declaration's timing.
+    pub detections: Vec<Detection>,
+    /// Every stretch without an acting leader, from its last obstacle to the next term.
+    pub failovers: Vec<Duration>,
+    /// Every backoff charge to the job's next start.
+    pub restarts: Vec<Duration>,
+}
+
+/// The checkers every scenario and the swarm run on the whole story of a seed, in this order: one acting leader
+/// (rule 1), fenced messages (rule 2), capacity accounting (reservations explained by live tasks), detection and
+/// no false alarms, failover, backoff, rescheduling. The first violation, or what they measured.
+pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
+    let events = c.recorder.events();
+    let until = c.clock.now();
+    let periods = acting_periods(&c.clock, &events, until);
+    single_acting_leader(&periods)?;
+    fenced_messages(&events)?;
+    reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl)?;
+    let ex = &c.config.executors;
+    let detections =
+        offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, a.slack)?;
+    let failovers = if a.no_failover_bound {
+        vec![]
+    } else {
+        let masters: Vec<String> = c.masters.iter().map(|m| m.name.clone()).collect();
+        let el = &c.config.election;
+        let bound = FailoverBound {
+            masters: &masters,
+            bound: el.lease_ttl + el.campaign_retry,
+            slack: a.slack,
+            disturbed: &a.elections_disturbed,
+            until,
+        };
+        failover_within_bound(&events, &periods, &bound)?
+    };
+    restarts_spaced(&c.clock, &events, &c.config.backoff.policy())?;
+    let restarts = restarted_when_capacity_exists(&c.clock, &events)?;
+    Ok(Measured { detections, failovers, restarts })
+}
 
 /// The first violation among named checkers' verdicts, its sentence naming the checker that found it.
 pub fn first_broken<'a>(verdicts: impl IntoIterator<Item = (&'a str, Result<(), Violation>)>) -> Result<(), Violation> {

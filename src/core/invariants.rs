@@ -89,8 +89,15 @@ pub enum Rule {
     DetectionBound,
     /// §6 failover: a new leader serves within its bound (after a kill, a resign, or the faults healing).
     FailoverBound,
-    /// §6 rescheduling: lost or drained work runs again within its bound.
+    /// §6 rescheduling: lost or drained work runs again within its bound; a job waiting for a job master is started
+    /// at the first pass at which its backoff allows it and an executor it may use has room.
     Reschedule,
+    /// §6 backoff: a job master is never started again before the backoff in force allows it, the delay drawn for
+    /// each loss is the policy's for that many failures in a row, failures are forgotten only after a healthy
+    /// period, the job gives up (fails) exactly at the configured tries, and a new leader waits the whole persisted
+    /// delay again from its takeover. Safety: a restart too early is something that must never happen (like a
+    /// false alarm), not something late.
+    BackoffBound,
     /// Every executor is online again (under its current id) within its bound once the faults heal.
     ExecutorsOnline,
     /// Every placeable job ends within its bound once the faults heal.
@@ -116,7 +123,7 @@ impl Rule {
         match self {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
-            | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant => Class::Safety,
+            | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant | BackoffBound => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled => Class::Liveness,
             ConsistentStory => Class::Crash,
@@ -159,6 +166,7 @@ impl Rule {
             DetectionBound => "§6 detection bound",
             FailoverBound => "§6 failover bound",
             Reschedule => "§6 rescheduling bound",
+            BackoffBound => "§6 backoff",
             ExecutorsOnline => "every executor online",
             JobEnds => "every job ends",
             UnplaceableSaysWhy => "an unplaceable job says why",
