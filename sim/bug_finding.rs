@@ -11,7 +11,10 @@ use foreman::planted::Planted;
 
 use crate::harness::run_seed;
 
-use crate::fake_jobs::{job_canceled_during_a_failover_run, leader_killed_during_a_blip_run, worker_cut_run};
+use crate::fake_jobs::{
+    job_canceled_during_a_failover_run, leader_killed_during_a_blip_run,
+    leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
+};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::swarm_run_planted;
 use crate::workloads::one_step_jobs_give_every_slot_back_run;
@@ -88,6 +91,16 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             |b| Box::pin(one_step_jobs_give_every_slot_back_run(b)),
             "one_step_jobs_give_every_slot_back",
             &[Rule::LegalTransitions],
+        ),
+        (
+            Planted::RecoveryIgnoresBackoff,
+            |b| {
+                Box::pin(async move {
+                    leader_killed_while_a_job_waits_out_its_backoff_run(b).await;
+                })
+            },
+            "leader_killed_while_a_job_waits_out_its_backoff",
+            &[Rule::BackoffBound],
         ),
     ]
 }

@@ -601,6 +601,36 @@ pub async fn leader_killed_during_a_blip_run(planted: Option<Planted>) -> JobFig
     finish_and_check(&c, &jobs, &BTreeSet::new()).await
 }
 
+/// The executor hosting job-0's job master is killed; the moment the leader has charged job-0's backoff for the
+/// loss (once written), the leader is killed too, well inside the delay: the next leader must wait that whole
+/// delay again from its takeover before job-0 runs again (the backoff checker holds every leader to it), and every
+/// job finishes.
+#[madsim::test]
+async fn leader_killed_while_a_job_waits_out_its_backoff() {
+    announce("leader_killed_while_a_job_waits_out_its_backoff");
+    leader_killed_while_a_job_waits_out_its_backoff_run(None).await;
+}
+
+pub async fn leader_killed_while_a_job_waits_out_its_backoff_run(planted: Option<Planted>) -> JobFigures {
+    let (c, jobs, running) = jobs_running(planted).await;
+    tokio::time::sleep(millis(500, 4000)).await;
+    let victim = job_master_host(&c, &running["job-0"]).await;
+    let from = c.recorder.events().len();
+    c.kill_executor(victim);
+    // Polled every 10 ms (simulated): the leader dies within 10 ms of the charge, its delay at least 800 ms.
+    let charged = |seen: &Seen| matches!(seen, Seen::Master(Observation::BackoffCharged { job, allowed: Some(_), .. }) if job.as_str() == "job-0");
+    let since = c.clock.now();
+    while !c.recorder.events_from(from).iter().any(|(_, _, seen)| charged(seen)) {
+        assert!(c.clock.now().saturating_since(since) < Duration::from_secs(60), "job-0 was never charged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let l = leader(&c).await;
+    c.kill_master(l);
+    leader(&c).await;
+    c.restart_master(l);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
 /// The leader is killed while fake jobs run: the next one re-adopts every job master and every job finishes.
 pub async fn leader_failover_with_jobs_run(planted: Option<Planted>) -> JobFigures {
     let (c, jobs, _) = jobs_running(planted).await;

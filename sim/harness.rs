@@ -47,6 +47,12 @@ impl<E: Story> Recorder<E> {
     pub fn events(&self) -> Vec<(Time, String, E)> {
         self.events.lock().expect("recorder lock").clone()
     }
+
+    /// The events recorded from the `from`-th on (for a scenario that waits for one without copying the story).
+    pub fn events_from(&self, from: usize) -> Vec<(Time, String, E)> {
+        let events = self.events.lock().expect("recorder lock");
+        events.get(from..).map(<[_]>::to_vec).unwrap_or_default()
+    }
 }
 
 /// Prints the seed first, so every run (and every failure) says how to replay it.

@@ -30,6 +30,9 @@ pub enum Planted {
     /// A finishing job passes through `Created` on its way to `Finished` (Running → Created is illegal): the
     /// runtime assertion of every job state change must stop the first run where a job finishes.
     IllegalTransition,
+    /// A new leader restores every job without the backoff delay persisted with it: a job whose job master was
+    /// lost just before a failover starts again at the new leader's first pass, bypassing its backoff.
+    RecoveryIgnoresBackoff,
 }
 
 impl Planted {
@@ -42,6 +45,7 @@ impl Planted {
             Planted::RecoveryForgetsCancel => "recovery-forgets-cancel",
             Planted::SlotLeak => "slot-leak",
             Planted::IllegalTransition => "illegal-transition",
+            Planted::RecoveryIgnoresBackoff => "recovery-ignores-backoff",
         }
     }
 }

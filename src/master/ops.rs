@@ -78,6 +78,7 @@ impl Master {
             one_offline_per_check: self.planted(Planted::OneOfflinePerCheck),
             slot_leak: self.planted(Planted::SlotLeak),
             illegal_transition: self.planted(Planted::IllegalTransition),
+            recovery_ignores_backoff: self.planted(Planted::RecoveryIgnoresBackoff),
         }
     }
 

@@ -70,6 +70,7 @@ pub struct Plants {
     pub one_offline_per_check: bool,
     pub slot_leak: bool,
     pub illegal_transition: bool,
+    pub recovery_ignores_backoff: bool,
 }
 
 /// What happens once the write of an operation is taken.
@@ -167,6 +168,11 @@ impl Manager {
         if plants.recovery_forgets_cancel {
             for r in snapshot.jobs.iter_mut().filter(|r| r.state == JobState::Canceling) {
                 r.state = JobState::Running;
+            }
+        }
+        if plants.recovery_ignores_backoff {
+            for r in snapshot.jobs.iter_mut() {
+                r.backoff.delay_ms = 0;
             }
         }
         let mut registry = Registry::restore(
