@@ -34,6 +34,7 @@ use crate::checks::{
 };
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
+use crate::faults::{self, Fault, Plan, Step};
 use crate::harness::{fail, require, run_seed, Failure};
 use crate::master_failover::{
     await_job, check_capacity_settled, check_safety_detailed, on_client, terminal, with_jobs,
@@ -111,50 +112,6 @@ enum Cancel {
     Unanswered,
 }
 
-/// A fault, as scheduled.
-#[derive(Clone, Debug)]
-enum Fault {
-    KillLeader,
-    KillMaster(usize),
-    KillExecutor(usize),
-    PauseExecutor(usize),
-    PauseMaster(usize),
-    /// Cut an executor from every master, both ways, or only its messages to them.
-    CutExecutorFromMasters {
-        executor: usize,
-        both_ways: bool,
-    },
-    /// Cut an executor from every other executor, both ways (job masters from their workers), and, when
-    /// `from_etcd`, from etcd too. Drawn only for seeds with the fault points on (see [`draw_extra_faults`]).
-    CutExecutorFromExecutors {
-        executor: usize,
-        from_etcd: bool,
-    },
-    LeaderCutFromEtcd,
-    AllMastersCutFromEtcd,
-    Latency {
-        max_ms: u64,
-    },
-    /// A share of all messages lost (drawn only with the fault points on).
-    Loss {
-        rate: f64,
-    },
-    /// Ask a master to stop gracefully (SIGTERM: it steps down and gives its lease back); it starts again when
-    /// the step heals. Drawn only for some seeds (see [`draw_graceful_stops`]).
-    StopMaster(usize),
-    /// Ask an executor to stop gracefully (SIGTERM: it drains and deregisters); it starts again when the step
-    /// heals.
-    StopExecutor(usize),
-}
-
-#[derive(Clone, Debug)]
-struct Step {
-    at: Duration,
-    fault: Fault,
-    /// How long until it heals (the heal phase heals what is still broken).
-    lasts: Duration,
-}
-
 /// Everything one seed drew.
 #[derive(Debug)]
 struct Draw {
@@ -164,7 +121,7 @@ struct Draw {
     knobs: MasterConfig,
     etcd_timeout_rate: f32,
     jobs: Vec<JobDraw>,
-    plan: Vec<Step>,
+    plan: Plan,
 }
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
@@ -239,8 +196,8 @@ fn draw_workload_and_faults(
             Step { at: ms(2_000, FAULT_PHASE.as_millis() as u64), fault, lasts: ms(500, 25_000) }
         })
         .collect::<Vec<_>>();
-    let mut plan = plan;
-    plan.sort_by_key(|s| s.at);
+    let mut plan = Plan { steps: plan };
+    plan.steps.sort_by_key(|s| s.at);
     Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan }
 }
 
@@ -255,20 +212,20 @@ fn draw_extra_faults(d: &mut Draw) {
             from_etcd: rng.gen_bool(0.5),
         };
         // Long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
-        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
+        d.plan.steps.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
     }
     for _ in 0..rng.gen_range(0..=1) {
         let ttl = d.knobs.executors.offline_ttl;
         let near = ms(50, 400);
         let lasts = if rng.gen_bool(0.5) { ttl.saturating_sub(near) } else { ttl + near };
         let fault = Fault::KillExecutor(rng.gen_range(0..d.executors.len()));
-        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts });
+        d.plan.steps.push(Step { at: ms(2_000, 40_000), fault, lasts });
     }
     if rng.gen_bool(0.3) {
         let fault = Fault::Loss { rate: pick(&[0.01, 0.05]) };
-        d.plan.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
+        d.plan.steps.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
     }
-    d.plan.sort_by_key(|s| s.at);
+    d.plan.steps.sort_by_key(|s| s.at);
 }
 
 /// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8), a class no
@@ -337,9 +294,9 @@ fn draw_graceful_stops(d: &mut Draw) {
         } else {
             Fault::StopMaster(rng.gen_range(0..d.masters))
         };
-        d.plan.push(Step { at: ms(2_000, 45_000), fault, lasts: ms(1_000, 20_000) });
+        d.plan.steps.push(Step { at: ms(2_000, 45_000), fault, lasts: ms(1_000, 20_000) });
     }
-    d.plan.sort_by_key(|s| s.at);
+    d.plan.steps.sort_by_key(|s| s.at);
 }
 
 fn spec(d: &Draw) -> Spec {
@@ -371,143 +328,6 @@ fn spec(d: &Draw) -> Spec {
         })
         .collect();
     Spec { masters, executors, tasks: Tasks::Jobs, planted: None, etcd_timeout_rate: d.etcd_timeout_rate }
-}
-
-/// What is broken right now, to heal.
-#[derive(Default)]
-struct Broken {
-    killed_masters: BTreeSet<usize>,
-    killed_executors: BTreeSet<usize>,
-    paused_masters: BTreeSet<usize>,
-    paused_executors: BTreeSet<usize>,
-    clogged: BTreeSet<(madsim::task::NodeId, madsim::task::NodeId)>,
-}
-
-fn clog(c: &Cluster, b: &mut Broken, from: madsim::task::NodeId, to: madsim::task::NodeId) {
-    c.net().clog_link(from, to);
-    b.clogged.insert((from, to));
-}
-
-/// Applies `fault`; returns what to undo when it heals.
-fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
-    match *fault {
-        Fault::KillLeader => match c.leaders().first() {
-            Some(&l) if !b.killed_masters.contains(&l) && !b.paused_masters.contains(&l) => {
-                c.kill_master(l);
-                b.killed_masters.insert(l);
-                vec![Undo::RestartMaster(l)]
-            }
-            _ => vec![],
-        },
-        Fault::KillMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.kill_master(i);
-            b.killed_masters.insert(i);
-            vec![Undo::RestartMaster(i)]
-        }
-        Fault::KillExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.kill_executor(i);
-            b.killed_executors.insert(i);
-            vec![Undo::RestartExecutor(i)]
-        }
-        Fault::PauseExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.pause_executor(i);
-            b.paused_executors.insert(i);
-            vec![Undo::ResumeExecutor(i)]
-        }
-        // A stopped node is down until its step heals, as a killed one: it is restarted then.
-        Fault::StopMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.stop_master(i);
-            b.killed_masters.insert(i);
-            vec![Undo::RestartMaster(i)]
-        }
-        Fault::StopExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.stop_executor(i);
-            b.killed_executors.insert(i);
-            vec![Undo::RestartExecutor(i)]
-        }
-        Fault::PauseMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.pause_master(i);
-            b.paused_masters.insert(i);
-            vec![Undo::ResumeMaster(i)]
-        }
-        Fault::CutExecutorFromMasters { executor, both_ways } => {
-            let e = c.executors[executor].node.id();
-            let mut undo = vec![];
-            for m in &c.masters {
-                clog(c, b, e, m.node.id());
-                undo.push(Undo::Unclog(e, m.node.id()));
-                if both_ways {
-                    clog(c, b, m.node.id(), e);
-                    undo.push(Undo::Unclog(m.node.id(), e));
-                }
-            }
-            undo
-        }
-        Fault::CutExecutorFromExecutors { executor, from_etcd } => {
-            let e = c.executors[executor].node.id();
-            let mut others: Vec<_> = c.executors.iter().map(|x| x.node.id()).filter(|x| *x != e).collect();
-            if from_etcd {
-                others.push(c.etcd.id());
-            }
-            let mut undo = vec![];
-            for o in others {
-                clog(c, b, e, o);
-                clog(c, b, o, e);
-                undo.extend([Undo::Unclog(e, o), Undo::Unclog(o, e)]);
-            }
-            undo
-        }
-        Fault::LeaderCutFromEtcd => match c.leaders().first() {
-            Some(&l) => {
-                let (m, etcd) = (c.masters[l].node.id(), c.etcd.id());
-                clog(c, b, m, etcd);
-                clog(c, b, etcd, m);
-                vec![Undo::Unclog(m, etcd), Undo::Unclog(etcd, m)]
-            }
-            None => vec![],
-        },
-        Fault::AllMastersCutFromEtcd => {
-            let etcd = c.etcd.id();
-            let mut undo = vec![];
-            for m in &c.masters {
-                clog(c, b, m.node.id(), etcd);
-                clog(c, b, etcd, m.node.id());
-                undo.extend([Undo::Unclog(m.node.id(), etcd), Undo::Unclog(etcd, m.node.id())]);
-            }
-            undo
-        }
-        Fault::Loss { rate } => {
-            c.net().update_config(|n| n.packet_loss_rate = rate);
-            vec![Undo::Latency]
-        }
-        Fault::Latency { max_ms } => {
-            c.net().update_config(|n| n.send_latency = Duration::from_millis(1)..Duration::from_millis(max_ms));
-            vec![Undo::Latency]
-        }
-        _ => vec![],
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Undo {
-    RestartMaster(usize),
-    RestartExecutor(usize),
-    ResumeMaster(usize),
-    ResumeExecutor(usize),
-    Unclog(madsim::task::NodeId, madsim::task::NodeId),
-    Latency,
-}
-
-fn undo(c: &Cluster, b: &mut Broken, u: Undo) {
-    match u {
-        Undo::RestartMaster(i) if b.killed_masters.remove(&i) => c.restart_master(i),
-        Undo::RestartExecutor(i) if b.killed_executors.remove(&i) => c.restart_executor(i),
-        Undo::ResumeMaster(i) if b.paused_masters.remove(&i) => c.resume_master(i),
-        Undo::ResumeExecutor(i) if b.paused_executors.remove(&i) => c.resume_executor(i),
-        Undo::Unclog(from, to) if b.clogged.remove(&(from, to)) => c.net().unclog_link(from, to),
-        Undo::Latency => c.net().update_config(|n| *n = madsim::net::Config::default()),
-        _ => {}
-    }
 }
 
 /// What one swarm seed measured, and its story's fingerprint.
@@ -575,7 +395,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
     }
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
-         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
+         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps): {}",
         d.masters,
         d.executors,
         d.etcd_timeout_rate,
@@ -584,6 +404,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         d.knobs.workers,
         d.knobs.backoff,
         d.jobs,
+        d.plan.steps.len(),
         d.plan
     );
     let text = format!("{text}\n  fault points (buggify): {}", if buggify { "on until the heal" } else { "off" });
@@ -634,32 +455,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         }));
     }
     // The faults.
-    let mut broken = Broken::default();
-    let mut heals: Vec<(Time, Undo)> = vec![];
-    for step in &d.plan {
-        let at = start + step.at;
-        // Heal what is due first.
-        heals.sort_by_key(|(t, _)| *t);
-        while let Some((t, u)) = heals.first().copied() {
-            if t > at {
-                break;
-            }
-            tokio::time::sleep_until(c.clock.instant(t)).await;
-            undo(&c, &mut broken, u);
-            heals.remove(0);
-        }
-        tokio::time::sleep_until(c.clock.instant(at)).await;
-        tracing::info!("fault at {}: {:?} for {:?}", c.clock.now(), step.fault, step.lasts);
-        for u in apply(&c, &mut broken, &step.fault) {
-            heals.push((c.clock.now() + step.lasts, u));
-        }
-    }
-    tokio::time::sleep_until(c.clock.instant(start + FAULT_PHASE)).await;
-    // Heal everything.
-    heals.sort_by_key(|(t, _)| *t);
-    for (_, u) in heals {
-        undo(&c, &mut broken, u);
-    }
+    faults::play(&c, &d.plan, start, start + FAULT_PHASE).await;
     c.fault_points.set(false);
     let healed = c.clock.now();
     tracing::info!("healed at {healed}");
@@ -798,17 +594,14 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
     }
     // Safety over the whole history. Bounds get the slowest hop of the run as slack: the largest latency drawn,
     // and the metastore's deadline when etcd requests time out (a check waits for the previous check's write).
-    let latency = d.plan.iter().filter_map(|s| match s.fault {
-        Fault::Latency { max_ms } => Some(Duration::from_millis(max_ms)),
-        _ => None,
-    });
+    let latency = d.plan.latency_max();
     // With etcd timing requests out, a check may wait for the one other operation holding the write lock: a write
     // whose outcome is unknown (a metastore timeout) and the read that settles it (another).
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout * 2 } else { Duration::ZERO };
     // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
     let detections =
-        check_safety_detailed(&c, Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd + stalls);
+        check_safety_detailed(&c, Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls);
     let zone_of: BTreeMap<String, String> =
         d.executors.iter().enumerate().map(|(i, (_, zone))| (format!("executor-{i}"), zone.clone())).collect();
     let wants: BTreeMap<String, String> =
