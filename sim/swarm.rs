@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
@@ -349,18 +349,32 @@ pub struct SwarmFigures {
     pub simulated: Duration,
 }
 
-/// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
-/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal.
-pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
-    swarm_run_planted(None, verbose).await
+/// How one swarm seed runs; what is left unset, the seed decides.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// A bug planted in every node (simulation build only).
+    pub planted: Option<Planted>,
+    /// Print the draw to stderr too, not only to the story log.
+    pub verbose: bool,
+    /// The fault plan to run instead of the seed's own (the seed still draws the shape, knobs and workload).
+    pub plan: Option<Plan>,
+    /// Run as the seeds found before the fault points existed: fault points off and the plain workload, whatever
+    /// the seed.
+    pub plain: bool,
+    /// Where the run leaves the text of the plan it runs, before it starts: for whoever reports its failure.
+    pub ran: Option<Arc<Mutex<Option<String>>>>,
 }
 
-/// The same with `planted` in every node (simulation build only).
-pub async fn swarm_run_planted(planted: Option<Planted>, verbose: bool) -> SwarmFigures {
+/// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
+/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal.
+pub async fn swarm_run(run: Run) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
-    let shape =
-        Shape { buggify: seed % 2 == 1, graceful: with_graceful_stops(seed), varied: with_varied_workload(seed) };
-    run_draw(draw(), planted, verbose, shape).await
+    let shape = if run.plain {
+        Shape::default()
+    } else {
+        Shape { buggify: seed % 2 == 1, graceful: with_graceful_stops(seed), varied: with_varied_workload(seed) }
+    };
+    run_draw(draw(), run, shape).await
 }
 
 /// What a seed adds to its draw: fault points, graceful stops, the varied workload.
@@ -371,18 +385,13 @@ struct Shape {
     varied: bool,
 }
 
-/// A swarm seed as it ran before the fault points existed (buggify off whatever the seed): for regression seeds
-/// found then.
-pub async fn swarm_run_without_fault_points() -> SwarmFigures {
-    run_draw(draw(), None, false, Shape::default()).await
-}
-
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
 pub async fn standard_run() -> SwarmFigures {
-    run_draw(draw_standard(), None, false, Shape { buggify: true, ..Shape::default() }).await
+    run_draw(draw_standard(), Run::default(), Shape { buggify: true, ..Shape::default() }).await
 }
 
-async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: Shape) -> SwarmFigures {
+async fn run_draw(mut d: Draw, run: Run, shape: Shape) -> SwarmFigures {
+    let Run { planted, verbose, plan, plain: _, ran } = run;
     let buggify = shape.buggify;
     if buggify {
         draw_extra_faults(&mut d);
@@ -393,9 +402,23 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
     if shape.varied {
         draw_varied_workload(&mut d);
     }
+    if let Some(plan) = plan {
+        if let Err(e) = plan.check(d.masters, d.executors.len(), FAULT_PHASE) {
+            let seed = madsim::runtime::Handle::current().seed();
+            panic!(
+                "{e}: it does not fit seed {seed}'s cluster ({} masters, {} executors)",
+                d.masters,
+                d.executors.len()
+            );
+        }
+        d.plan = plan;
+    }
+    if let Some(ran) = ran {
+        *ran.lock().expect("the plan's slot") = Some(d.plan.to_string());
+    }
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
-         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps): {}",
+         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps; FOREMAN_SWARM_PLAN replaces it): {}",
         d.masters,
         d.executors,
         d.etcd_timeout_rate,
@@ -709,33 +732,71 @@ fn report(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
 }
 
-/// The command that replays `seed` alone, with its draw and its story log.
-pub fn replay_command(seed: u64) -> String {
-    format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
+/// The command that replays `seed` alone, with its draw and its story log; with `plan`, that plan instead of the
+/// seed's own (the text of [`Plan`], quoted for a shell: it holds no quote).
+pub fn replay_command(seed: u64, plan: Option<&str>) -> String {
+    let plan = plan.map(|p| format!("FOREMAN_SWARM_PLAN='{p}' ")).unwrap_or_default();
+    format!(
+        "MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 {plan}RUST_LOG=info cargo stest --test sim swarm::swarm -- \
+         --exact --nocapture"
+    )
+}
+
+/// The plan `FOREMAN_SWARM_PLAN` gives, if set: it replaces every seed's own (see [`Plan`] for its text).
+fn plan_from_env() -> Option<Plan> {
+    let text = std::env::var_os("FOREMAN_SWARM_PLAN")?;
+    let Some(text) = text.to_str() else { panic!("FOREMAN_SWARM_PLAN is not UTF-8: {text:?}") };
+    match text.parse() {
+        Ok(plan) => Some(plan),
+        Err(e) => panic!("FOREMAN_SWARM_PLAN: {e}"),
+    }
 }
 
 /// Seeds per child process of the swarm suite.
 const SWARM_BATCH: u64 = 250;
 
-/// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), and what it says.
+/// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), what it says, and
+/// the text of the plan it ran (when the run got that far).
 #[derive(Clone, Debug)]
 struct SeedFailure {
     class: Class,
     text: String,
+    plan: Option<String>,
 }
 
-impl From<Failure> for SeedFailure {
-    fn from(f: Failure) -> SeedFailure {
-        SeedFailure { class: f.class(), text: f.to_string() }
+impl SeedFailure {
+    fn of(f: Failure, plan: Option<String>) -> SeedFailure {
+        SeedFailure { class: f.class(), text: f.to_string(), plan }
+    }
+
+    /// The failure, its plan and the command that replays it, as the suite reports them.
+    fn report(&self, seed: u64) -> String {
+        let plan = self.plan.as_deref().map(|p| format!("\n  plan: {p}")).unwrap_or_default();
+        format!(
+            "seed {seed} FAILED ({}): {}{plan}\n  replay: {}",
+            self.class,
+            self.text,
+            replay_command(seed, self.plan.as_deref())
+        )
     }
 }
 
 /// A failure of the harness itself (a batch that could not run, or said something unreadable).
 fn crash(text: String) -> SeedFailure {
-    SeedFailure { class: Class::Crash, text }
+    SeedFailure { class: Class::Crash, text, plan: None }
 }
 
-/// One line of a child's stdout for `seed`: its figures, or its failure's class and text on one line.
+/// Runs one seed in this process (with `plan` instead of its own, if given); what it gave.
+fn run_one(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures, SeedFailure> {
+    let given = plan.as_ref().map(Plan::to_string);
+    let ran = Arc::new(Mutex::new(None));
+    let slot = ran.clone();
+    run_seed(seed, move || Box::pin(swarm_run(Run { verbose, plan, ran: Some(slot), ..Run::default() })))
+        .map_err(|f| SeedFailure::of(f, ran.lock().expect("the plan's slot").take().or(given)))
+}
+
+/// One line of a child's stdout for `seed`: its figures, or its failure's class, plan (in brackets, which plan
+/// text never holds) and text on one line.
 fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     let ms = |xs: &[Duration]| xs.iter().map(|d| d.as_millis().to_string()).collect::<Vec<_>>().join(",");
     match result {
@@ -749,7 +810,12 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
                 ms(&f.reschedule)
             )
         }
-        Err(f) => format!("swarm-seed {seed} failed {} {}", f.class, f.text.replace('\n', " | ")),
+        Err(f) => format!(
+            "swarm-seed {seed} failed {} [{}] {}",
+            f.class,
+            f.plan.as_deref().unwrap_or_default(),
+            f.text.replace('\n', " | ")
+        ),
     }
 }
 
@@ -776,6 +842,33 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
     Some(f)
 }
 
+/// A seed's result from a line of a child's stdout ([`child_line`]'s), if the line holds one.
+fn parse_child_line(line: &str) -> Option<(u64, Result<SwarmFigures, SeedFailure>)> {
+    // The harness may print its "test ... " prefix on the same line as the first result.
+    let at = line.find("swarm-seed ")?;
+    let rest = &line[at + "swarm-seed ".len()..];
+    let mut parts = rest.splitn(3, ' ');
+    let seed = parts.next()?.parse::<u64>().ok()?;
+    let verdict = parts.next()?;
+    let rest = parts.next().unwrap_or_default();
+    let result = match verdict {
+        "ok" => parse_child_figures(rest).ok_or_else(|| crash(format!("unreadable figures: {rest}"))),
+        _ => {
+            let (class, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (plan, text) = match text.strip_prefix('[').and_then(|t| t.split_once("] ")) {
+                Some(("", text)) => (None, text),
+                Some((plan, text)) => (Some(plan.to_owned()), text),
+                None => (None, text),
+            };
+            match Class::from_name(class) {
+                Some(class) => Err(SeedFailure { class, text: text.to_owned(), plan }),
+                None => Err(crash(format!("an unreadable failure: {rest}"))),
+            }
+        }
+    };
+    Some((seed, result))
+}
+
 /// Runs seeds `first..first + n` in a child process; what each seed gave.
 fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)> {
     let exe = match std::env::current_exe() {
@@ -794,28 +887,7 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
         Ok(out) => out,
         Err(e) => return vec![(first, Err(crash(format!("cannot run the batch from seed {first}: {e}"))))],
     };
-    let mut results = vec![];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // The harness may print its "test ... " prefix on the same line as the first result.
-        let Some(at) = line.find("swarm-seed ") else { continue };
-        let rest = &line[at + "swarm-seed ".len()..];
-        let mut parts = rest.splitn(3, ' ');
-        let (Some(seed), Some(verdict)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next()) else {
-            continue;
-        };
-        let rest = parts.next().unwrap_or_default();
-        let result = match verdict {
-            "ok" => parse_child_figures(rest).ok_or_else(|| crash(format!("unreadable figures: {rest}"))),
-            _ => {
-                let (class, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                match Class::from_name(class) {
-                    Some(class) => Err(SeedFailure { class, text: text.to_owned() }),
-                    None => Err(crash(format!("an unreadable failure: {rest}"))),
-                }
-            }
-        };
-        results.push((seed, result));
-    }
+    let mut results: Vec<_> = String::from_utf8_lossy(&out.stdout).lines().filter_map(parse_child_line).collect();
     if results.len() as u64 != n {
         let done: BTreeSet<u64> = results.iter().map(|(s, _)| *s).collect();
         let missing = (first..first + n).find(|s| !done.contains(s)).unwrap_or(first);
@@ -835,7 +907,8 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
 /// The swarm suite: `FOREMAN_SWARM_SEEDS` consecutive seeds (default 100; `scripts/test` runs 5,000) from
 /// `MADSIM_TEST_SEED` (default: the wall clock, printed), `MADSIM_TEST_JOBS` at a time (default 1). Every seed
 /// checks every rule and its liveness bounds; the suite then prints the detection, failover and reschedule
-/// distributions over all seeds. A failing seed prints the command that replays it. More seeds than one batch
+/// distributions over all seeds. A failing seed prints its fault plan and the command that replays it (that plan
+/// included). `FOREMAN_SWARM_PLAN` replaces every seed's fault plan with its text. More seeds than one batch
 /// ([`SWARM_BATCH`]) run in child processes, `MADSIM_TEST_JOBS` of them at a time. With
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
@@ -847,19 +920,19 @@ fn swarm() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let first = env_u64("MADSIM_TEST_SEED").unwrap_or(now);
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(1).clamp(1, 64);
+    let plan = plan_from_env();
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
-        let run = || run_seed(first, || Box::pin(swarm_run_with(false)));
+        let run = || run_one(first, false, plan.clone());
         let (a, b) = match (run(), run()) {
             (Ok(a), Ok(b)) => (a, b),
-            (Err(p), _) | (_, Err(p)) => {
-                panic!("swarm seed {first}: {}\nreplay: {}", p, replay_command(first))
-            }
+            (Err(f), _) | (_, Err(f)) => panic!("swarm {}", f.report(first)),
         };
+        let plan = plan.as_ref().map(Plan::to_string);
         assert_eq!(
             (a.story, a.events),
             (b.story, b.events),
             "swarm seed {first} is not deterministic: two runs told different stories\nreplay: {}",
-            replay_command(first)
+            replay_command(first, plan.as_deref())
         );
         report(&format!("swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
         return;
@@ -867,20 +940,21 @@ fn swarm() {
     let child = std::env::var_os("FOREMAN_SWARM_CHILD").is_some();
     if !child {
         report(&format!(
-            "swarm: {seeds} seeds from {first}, {jobs} at a time; replay one with {}",
-            replay_command(first)
+            "swarm: {seeds} seeds from {first}, {jobs} at a time{}; replay one with {}",
+            plan.as_ref().map(|p| format!(", each with the plan {p}")).unwrap_or_default(),
+            replay_command(first, plan.as_ref().map(Plan::to_string).as_deref())
         ));
     }
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let figures = Mutex::new(Vec::<SwarmFigures>::new());
-    let failed = Mutex::new(Vec::<(u64, String)>::new());
+    let failed = Mutex::new(Vec::<(u64, SeedFailure)>::new());
     let note = |seed: u64, result: Result<SwarmFigures, SeedFailure>| match result {
         Ok(f) => figures.lock().expect("figures").push(f),
         Err(f) => {
-            report(&format!("swarm seed {seed} FAILED ({}): {}\n  replay: {}", f.class, f.text, replay_command(seed)));
+            report(&format!("swarm {}", f.report(seed)));
             let mut failed = failed.lock().expect("failed");
-            failed.push((seed, f.text));
+            failed.push((seed, f));
             // A broken build fails every seed: a few are enough to show it.
             if failed.len() >= 5 {
                 stop.store(true, Ordering::SeqCst);
@@ -909,8 +983,7 @@ fn swarm() {
                         }
                         let seed = first + i + k;
                         let verbose = seeds == 1;
-                        let result =
-                            run_seed(seed, move || Box::pin(swarm_run_with(verbose))).map_err(SeedFailure::from);
+                        let result = run_one(seed, verbose, plan.clone());
                         if child {
                             println!("{}", child_line(seed, &result));
                         }
@@ -947,23 +1020,35 @@ fn swarm() {
         summary(all(|f| &f.reschedule)),
     ));
     if !failed.is_empty() {
-        let list: Vec<String> = failed
-            .iter()
-            .map(|(seed, text)| format!("  seed {seed}: {text}\n    replay: {}", replay_command(*seed)))
-            .collect();
+        let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed))).collect();
         panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));
     }
+}
+
+/// A child's line reads back as the seed's result: its failure's class, plan and text.
+#[test]
+fn a_childs_line_reads_back() {
+    let plan = "4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for 3s".to_owned();
+    for plan in [Some(plan), None] {
+        let failed = SeedFailure { class: Class::Safety, text: "one\ntwo [x] three".to_owned(), plan: plan.clone() };
+        let line = format!("test swarm::swarm ... {}", child_line(7, &Err(failed)));
+        let Some((7, Err(f))) = parse_child_line(&line) else { panic!("{line}") };
+        assert_eq!((f.class, f.text.as_str(), f.plan), (Class::Safety, "one | two [x] three", plan));
+    }
+    let figures = SwarmFigures { detection: vec![Duration::from_millis(1500)], ..SwarmFigures::default() };
+    let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
+    assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
 #[test]
 fn a_swarm_seed_replays_the_identical_run() {
     for seed in [11u64, 12_345, 1795945331] {
-        let run = move || run_seed(seed, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        let run = move || run_seed(seed, || Box::pin(swarm_run(Run::default()))).expect("the run passes");
         let (a, b) = (run(), run());
         assert!(a.events > 100, "a short story: {} events", a.events);
         assert_eq!((a.story, a.events), (b.story, b.events), "seed {seed} did not replay identically");
-        let other = run_seed(seed + 1, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        let other = run_seed(seed + 1, || Box::pin(swarm_run(Run::default()))).expect("the run passes");
         assert_ne!(a.story, other.story, "seeds {seed} and {} told the same story", seed + 1);
     }
 }
