@@ -16,12 +16,24 @@
 //!   the fault phase ends heals then.
 //! - **The text form round-trips**: `plan.to_string().parse() == Ok(plan)` for every plan, and text that is not a
 //!   plan is refused with the step and what is wrong with it, never a panic (see [`Plan`] for the grammar).
+//!
+//! **How a plan is drawn** ([`Plan::draw`]). Faults come in families ([`FAMILIES`]: the base mix of kills, pauses,
+//! cuts and latency; cuts between executors; executor kills timed at the offline TTL; message loss; graceful
+//! stops), and each family draws its steps from its own stream: a [`Stream`] seeded from the seed and the family's
+//! name, never madsim's generator. A family's steps therefore depend only on the seed, the [`Scope`] (the cluster's
+//! shape and the knobs the family times its faults by) and its own draws, and the plan moves nothing else: the
+//! seed's shape, knobs and workload come from madsim's generator, which no fault draw touches. The rule: **a new
+//! fault kind is a new family, under a new name** (appended to [`FAMILIES`]), so that adding it moves no other
+//! step of any seed; changing a family's draw moves that family's steps (of every seed) and nothing else. Steps
+//! are merged in the order they begin (families in [`FAMILIES`]' order at equal instants). Seeds pinned in
+//! `sim/regressions.rs` carry their plan's text, so no change to the draw moves their faults.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use foreman::core::rng::{Rng, SplitMix64};
 use foreman::core::time::Time;
 
 use crate::cluster::{Cluster, Seen};
@@ -126,6 +138,156 @@ impl Plan {
                 _ => None,
             })
             .max()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Drawing.
+
+/// What a plan is drawn for: the cluster's shape and the timings its families go by.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub masters: usize,
+    pub executors: usize,
+    /// The executors' offline TTL (kills are timed just before or after it runs out).
+    pub offline_ttl: Duration,
+    /// How long the fault phase lasts: every step begins within it.
+    pub phase: Duration,
+}
+
+/// One family's stream of draws: SplitMix64 seeded from the seed and the family's name.
+pub struct Stream(SplitMix64);
+
+impl Stream {
+    pub fn new(seed: u64, family: &str) -> Stream {
+        // FNV-1a of the name: each family's stream starts somewhere else for the same seed.
+        let name =
+            family.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+        // One step of the generator mixes seed and name, so that neighbouring seeds start far apart too.
+        Stream(SplitMix64::new(SplitMix64::new(seed ^ name).next_u64()))
+    }
+
+    /// A value in `lo..=hi`.
+    pub fn range(&mut self, lo: u64, hi: u64) -> u64 {
+        lo + self.0.below(hi - lo + 1)
+    }
+
+    /// One of `0..n` (`n` positive).
+    pub fn index(&mut self, n: usize) -> usize {
+        self.0.below(n as u64) as usize
+    }
+
+    pub fn chance(&mut self, p: f64) -> bool {
+        self.0.unit() < p
+    }
+
+    /// A whole number of milliseconds in `lo..=hi`.
+    pub fn ms(&mut self, lo: u64, hi: u64) -> Duration {
+        Duration::from_millis(self.range(lo, hi))
+    }
+
+    pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.index(xs.len())]
+    }
+}
+
+/// A family of faults: its name (which seeds its stream) and how it draws its steps.
+pub type Family = (&'static str, fn(&mut Stream, &Scope) -> Vec<Step>);
+
+/// Every family, in the order their steps are merged at equal instants. Append; never rename (see the module's
+/// doc).
+pub const FAMILIES: &[Family] = &[
+    ("base", draw_base),
+    ("executor-cuts", draw_executor_cuts),
+    ("ttl-kills", draw_ttl_kills),
+    ("loss", draw_loss),
+    ("graceful-stops", draw_graceful_stops),
+];
+
+/// The base mix: up to six faults, the leader's kill most often, then kills and pauses of executors and
+/// masters, executors cut from the masters, the leader or every master cut from etcd, latency.
+fn draw_base(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    let last = scope.phase.as_millis() as u64 - 1;
+    (0..s.range(0, 6))
+        .map(|_| {
+            let fault = match s.range(0, 15) {
+                0..=3 => Fault::KillLeader,
+                4 => Fault::KillMaster(s.index(scope.masters)),
+                5 | 6 => Fault::KillExecutor(s.index(scope.executors)),
+                7 | 8 => Fault::PauseExecutor(s.index(scope.executors)),
+                9 => Fault::PauseMaster(s.index(scope.masters)),
+                10 | 11 => {
+                    Fault::CutExecutorFromMasters { executor: s.index(scope.executors), both_ways: s.chance(0.5) }
+                }
+                12 => Fault::LeaderCutFromEtcd,
+                13 => Fault::AllMastersCutFromEtcd,
+                _ => Fault::Latency { max_ms: s.pick(&[20, 100, 300]) },
+            };
+            Step { at: s.ms(2_000, last), fault, lasts: s.ms(500, 25_000) }
+        })
+        .collect()
+}
+
+/// Up to two executors cut from the other executors (job masters from their workers), and from etcd half of the
+/// time, long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
+fn draw_executor_cuts(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    (0..s.range(0, 2))
+        .map(|_| {
+            let fault =
+                Fault::CutExecutorFromExecutors { executor: s.index(scope.executors), from_etcd: s.chance(0.5) };
+            Step { at: s.ms(2_000, 40_000), fault, lasts: s.ms(5_000, 40_000) }
+        })
+        .collect()
+}
+
+/// Half of the time, an executor killed and restarted just before or just after its offline TTL runs out.
+fn draw_ttl_kills(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    (0..s.range(0, 1))
+        .map(|_| {
+            let near = s.ms(50, 400);
+            let ttl = scope.offline_ttl;
+            let lasts = if s.chance(0.5) { ttl.saturating_sub(near) } else { ttl + near };
+            Step { at: s.ms(2_000, 40_000), fault: Fault::KillExecutor(s.index(scope.executors)), lasts }
+        })
+        .collect()
+}
+
+/// Three times in ten, a share of all messages lost for a while.
+fn draw_loss(s: &mut Stream, _: &Scope) -> Vec<Step> {
+    if !s.chance(0.3) {
+        return vec![];
+    }
+    let fault = Fault::Loss { rate: s.pick(&[0.01, 0.05]) };
+    vec![Step { at: s.ms(2_000, 50_000), fault, lasts: s.ms(1_000, 10_000) }]
+}
+
+/// Up to two graceful stops: an executor (most often) or a master asked to stop as SIGTERM does, started again
+/// when its step heals.
+fn draw_graceful_stops(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    (0..s.range(0, 2))
+        .map(|_| {
+            let fault = if s.chance(0.7) {
+                Fault::StopExecutor(s.index(scope.executors))
+            } else {
+                Fault::StopMaster(s.index(scope.masters))
+            };
+            Step { at: s.ms(2_000, 45_000), fault, lasts: s.ms(1_000, 20_000) }
+        })
+        .collect()
+}
+
+impl Plan {
+    /// The plan of `seed` for `scope`: every family's steps, each from its own stream, in the order they begin.
+    pub fn draw(seed: u64, scope: &Scope) -> Plan {
+        Plan::draw_families(seed, scope, FAMILIES)
+    }
+
+    fn draw_families(seed: u64, scope: &Scope, families: &[Family]) -> Plan {
+        let mut steps: Vec<Step> =
+            families.iter().flat_map(|(name, draw)| draw(&mut Stream::new(seed, name), scope)).collect();
+        // Stable: at equal instants, families keep their order.
+        steps.sort_by_key(|s| s.at);
+        Plan { steps }
     }
 }
 
@@ -820,6 +982,48 @@ mod tests {
         };
         assert_eq!(odd.to_string(), "3.000000001s kill-leader for 0.12s");
         assert_eq!(odd.to_string().parse::<Plan>(), Ok(odd));
+    }
+
+    fn scope(masters: usize, executors: usize) -> Scope {
+        Scope { masters, executors, offline_ttl: Duration::from_millis(7_777), phase: Duration::from_secs(60) }
+    }
+
+    #[test]
+    fn drawn_plans_read_back_and_fit_their_cluster() {
+        let mut kinds = BTreeSet::new();
+        for seed in 0..2_000u64 {
+            let (masters, executors) = (1 + seed as usize % 3, 2 + seed as usize % 7);
+            let plan = Plan::draw(seed, &scope(masters, executors));
+            let text = plan.to_string();
+            assert_eq!(text.parse::<Plan>(), Ok(plan.clone()), "seed {seed}: {text}");
+            assert_eq!(plan.check(masters, executors, Duration::from_secs(60)), Ok(()), "seed {seed}");
+            assert_eq!(plan, Plan::draw(seed, &scope(masters, executors)), "seed {seed} draws the same plan again");
+            kinds.extend(
+                plan.steps.iter().map(|s| s.fault.to_string().split('(').next().unwrap_or_default().to_owned()),
+            );
+        }
+        assert_eq!(kinds.len(), 13, "every fault kind is drawn: {kinds:?}");
+    }
+
+    #[test]
+    fn a_new_family_moves_no_other_step() {
+        // Its steps, and only its, last this long.
+        const MARK: u64 = 1_234_567;
+        fn extra(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+            (0..s.range(1, 3))
+                .map(|_| step(s.range(2_000, 50_000), Fault::PauseMaster(s.index(scope.masters)), MARK))
+                .collect()
+        }
+        let mut more = FAMILIES.to_vec();
+        more.push(("extra", extra));
+        for seed in 0..200u64 {
+            let before = Plan::draw(seed, &scope(3, 5));
+            let after = Plan::draw_families(seed, &scope(3, 5), &more);
+            assert!(after.steps.iter().any(|s| s.lasts == Duration::from_millis(MARK)), "seed {seed}: no new step");
+            let others: Vec<Step> =
+                after.steps.into_iter().filter(|s| s.lasts != Duration::from_millis(MARK)).collect();
+            assert_eq!(others, before.steps, "seed {seed}");
+        }
     }
 
     #[test]

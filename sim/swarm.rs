@@ -1,8 +1,11 @@
 //! Swarm runs (issue 5, first step): each seed draws the cluster's shape (1–3 masters, 2–8 executors with
 //! capacities and zone labels), the timing knobs (within what `validate()` accepts, extremes included), a workload
-//! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended) and a
-//! fault plan (kills and restarts of masters — the leader most — and executors, pauses, one- and two-way cuts,
-//! the leader or every master cut from etcd, network latency, etcd request time-outs). The draw is printed first.
+//! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended; three
+//! seeds in eight add tiny jobs, storms and unplaceable jobs), etcd request time-outs, and a fault plan
+//! (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful stops, one-
+//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss),
+//! drawn from its own streams so that no fault draw moves the rest. The draw is printed first, the plan as text
+//! that `FOREMAN_SWARM_PLAN` takes to replace it.
 //!
 //! Two phases: the faults, with safety checked on the whole history afterwards; then every fault heals and
 //! liveness must hold within bounds derived from the knobs: a leader serves, every executor is online, every job
@@ -34,7 +37,7 @@ use crate::checks::{
 };
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
-use crate::faults::{self, Fault, Plan, Step};
+use crate::faults::{self, Plan};
 use crate::harness::{fail, require, run_seed, Failure};
 use crate::master_failover::{
     await_job, check_capacity_settled, check_safety_detailed, on_client, terminal, with_jobs,
@@ -126,7 +129,9 @@ struct Draw {
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
 
-fn draw() -> Draw {
+/// The seed's draw: the shape, knobs and workload from madsim's generator (the varied workload too when
+/// `varied`), then the fault plan from its own streams ([`Plan::draw`]), which therefore moves none of the rest.
+fn draw(varied: bool) -> Draw {
     let mut rng = madsim::rand::thread_rng();
     let masters = rng.gen_range(1..=3usize);
     let executors: Vec<(u32, String)> =
@@ -134,7 +139,7 @@ fn draw() -> Draw {
     let knobs = draw_knobs();
     let etcd_timeout_rate = pick(&[0.0f32, 0.0, 0.002, 0.01]);
     let jobs = rng.gen_range(2..=6);
-    draw_workload_and_faults(masters, executors, knobs, etcd_timeout_rate, jobs)
+    draw_workload_and_faults(masters, executors, knobs, etcd_timeout_rate, jobs, varied)
 }
 
 /// The standard scenario of design.md §9 (the speed benchmark's): 3 masters, 5 executors, 10 jobs, the default
@@ -144,7 +149,7 @@ fn draw_standard() -> Draw {
     let mut knobs = crate::cluster::master_config(0);
     knobs.etcd = vec![ETCD_ADDR.to_owned()];
     knobs.cluster = CLUSTER.to_owned();
-    draw_workload_and_faults(3, executors, knobs, 0.0, 10)
+    draw_workload_and_faults(3, executors, knobs, 0.0, 10, false)
 }
 
 fn draw_workload_and_faults(
@@ -153,6 +158,7 @@ fn draw_workload_and_faults(
     knobs: MasterConfig,
     etcd_timeout_rate: f32,
     jobs: usize,
+    varied: bool,
 ) -> Draw {
     let mut rng = madsim::rand::thread_rng();
     let jobs = (0..jobs)
@@ -177,59 +183,24 @@ fn draw_workload_and_faults(
             }
         })
         .collect();
-    let plan = (0..rng.gen_range(0..=6))
-        .map(|_| {
-            let fault = match rng.gen_range(0..16) {
-                0..=3 => Fault::KillLeader,
-                4 => Fault::KillMaster(rng.gen_range(0..masters)),
-                5 | 6 => Fault::KillExecutor(rng.gen_range(0..executors.len())),
-                7 | 8 => Fault::PauseExecutor(rng.gen_range(0..executors.len())),
-                9 => Fault::PauseMaster(rng.gen_range(0..masters)),
-                10 | 11 => Fault::CutExecutorFromMasters {
-                    executor: rng.gen_range(0..executors.len()),
-                    both_ways: rng.gen_bool(0.5),
-                },
-                12 => Fault::LeaderCutFromEtcd,
-                13 => Fault::AllMastersCutFromEtcd,
-                _ => Fault::Latency { max_ms: pick(&[20, 100, 300]) },
-            };
-            Step { at: ms(2_000, FAULT_PHASE.as_millis() as u64), fault, lasts: ms(500, 25_000) }
-        })
-        .collect::<Vec<_>>();
-    let mut plan = Plan { steps: plan };
-    plan.steps.sort_by_key(|s| s.at);
-    Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan }
+    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan: Plan::default() };
+    if varied {
+        draw_varied_workload(&mut d);
+    }
+    let scope = faults::Scope {
+        masters,
+        executors: d.executors.len(),
+        offline_ttl: d.knobs.executors.offline_ttl,
+        phase: FAULT_PHASE,
+    };
+    d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
+    d
 }
 
-/// Faults drawn after the rest, only for runs with the fault points on, so that the draws (and replays) of the
-/// seeds pinned before they existed stay as they were: cuts between executors, which isolate workers from their
-/// job masters; executor restarts timed just before or just after its offline TTL runs out; message loss.
-fn draw_extra_faults(d: &mut Draw) {
-    let mut rng = madsim::rand::thread_rng();
-    for _ in 0..rng.gen_range(0..=2) {
-        let fault = Fault::CutExecutorFromExecutors {
-            executor: rng.gen_range(0..d.executors.len()),
-            from_etcd: rng.gen_bool(0.5),
-        };
-        // Long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
-        d.plan.steps.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
-    }
-    for _ in 0..rng.gen_range(0..=1) {
-        let ttl = d.knobs.executors.offline_ttl;
-        let near = ms(50, 400);
-        let lasts = if rng.gen_bool(0.5) { ttl.saturating_sub(near) } else { ttl + near };
-        let fault = Fault::KillExecutor(rng.gen_range(0..d.executors.len()));
-        d.plan.steps.push(Step { at: ms(2_000, 40_000), fault, lasts });
-    }
-    if rng.gen_bool(0.3) {
-        let fault = Fault::Loss { rate: pick(&[0.01, 0.05]) };
-        d.plan.steps.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
-    }
-    d.plan.steps.sort_by_key(|s| s.at);
-}
-
-/// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8), a class no
-/// pinned regression seed of the swarm is in, so that their draws stay as they were.
+/// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8). A workload
+/// matter, not a fault's: three seeds in eight add tiny jobs, storms and unplaceable jobs to the handful of long
+/// jobs every seed runs, so the swarm's mix keeps seeds of both kinds; the seed's class decides, so that it costs
+/// no draw (a pinned seed keeps its kind of workload).
 fn with_varied_workload(seed: u64) -> bool {
     matches!(seed % 8, 2 | 4 | 6)
 }
@@ -276,27 +247,6 @@ fn draw_varied_workload(d: &mut Draw) {
         j.cost = biggest + 1;
         d.jobs.push(j);
     }
-}
-
-/// Whether this seed's plan gets graceful stops: seeds ≡ 1, 2 or 4 (mod 8), a class no pinned regression seed of
-/// the swarm is in, so that their draws (and replays) stay as they were.
-fn with_graceful_stops(seed: u64) -> bool {
-    matches!(seed % 8, 1 | 2 | 4)
-}
-
-/// Graceful stops drawn after the rest (see [`with_graceful_stops`]): an executor (most often) or a master asked
-/// to stop as SIGTERM does, started again when its step heals.
-fn draw_graceful_stops(d: &mut Draw) {
-    let mut rng = madsim::rand::thread_rng();
-    for _ in 0..rng.gen_range(1..=2) {
-        let fault = if rng.gen_bool(0.7) {
-            Fault::StopExecutor(rng.gen_range(0..d.executors.len()))
-        } else {
-            Fault::StopMaster(rng.gen_range(0..d.masters))
-        };
-        d.plan.steps.push(Step { at: ms(2_000, 45_000), fault, lasts: ms(1_000, 20_000) });
-    }
-    d.plan.steps.sort_by_key(|s| s.at);
 }
 
 fn spec(d: &Draw) -> Spec {
@@ -366,42 +316,21 @@ pub struct Run {
 }
 
 /// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
-/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal.
+/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal, and seeds of
+/// the varied class ([`with_varied_workload`]) draw the varied workload, unless `run.plain`.
 pub async fn swarm_run(run: Run) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
-    let shape = if run.plain {
-        Shape::default()
-    } else {
-        Shape { buggify: seed % 2 == 1, graceful: with_graceful_stops(seed), varied: with_varied_workload(seed) }
-    };
-    run_draw(draw(), run, shape).await
-}
-
-/// What a seed adds to its draw: fault points, graceful stops, the varied workload.
-#[derive(Clone, Copy, Debug, Default)]
-struct Shape {
-    buggify: bool,
-    graceful: bool,
-    varied: bool,
+    let (buggify, varied) = if run.plain { (false, false) } else { (seed % 2 == 1, with_varied_workload(seed)) };
+    run_draw(draw(varied), run, buggify).await
 }
 
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
 pub async fn standard_run() -> SwarmFigures {
-    run_draw(draw_standard(), Run::default(), Shape { buggify: true, ..Shape::default() }).await
+    run_draw(draw_standard(), Run::default(), true).await
 }
 
-async fn run_draw(mut d: Draw, run: Run, shape: Shape) -> SwarmFigures {
+async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let Run { planted, verbose, plan, plain: _, ran } = run;
-    let buggify = shape.buggify;
-    if buggify {
-        draw_extra_faults(&mut d);
-    }
-    if shape.graceful {
-        draw_graceful_stops(&mut d);
-    }
-    if shape.varied {
-        draw_varied_workload(&mut d);
-    }
     if let Some(plan) = plan {
         if let Err(e) = plan.check(d.masters, d.executors.len(), FAULT_PHASE) {
             let seed = madsim::runtime::Handle::current().seed();
