@@ -14,8 +14,10 @@
 //!   configuration that resulted) and what its heal gave back, clogs included.
 //! - **A step lasts what the plan says**: it heals `lasts` after it was applied, and whatever is still broken when
 //!   the fault phase ends heals then.
-//! - **The text form round-trips**: `plan.to_string().parse() == Ok(plan)` for every plan, and text that is not a
-//!   plan is refused with the step and what is wrong with it, never a panic (see [`Plan`] for the grammar).
+//! - **The text form round-trips**: `plan.to_string().parse() == Ok(plan)` for every plan the draw or the parser
+//!   makes (steps in the order they begin, loss rates between 0 and 1, latency bounds of 2 ms or more), and text
+//!   that is not such a plan is refused with the step and what is wrong with it, never a panic (see [`Plan`] for
+//!   the grammar).
 //!
 //! **How a plan is drawn** ([`Plan::draw`]). Faults come in families ([`FAMILIES`]: the base mix of kills, pauses,
 //! cuts and latency; cuts between executors; executor kills timed at the offline TTL; message loss; graceful
@@ -159,6 +161,7 @@ pub struct Scope {
 pub struct Stream(SplitMix64);
 
 impl Stream {
+    /// The stream of `family` for `seed`.
     pub fn new(seed: u64, family: &str) -> Stream {
         // FNV-1a of the name: each family's stream starts somewhere else for the same seed.
         let name =
@@ -177,6 +180,7 @@ impl Stream {
         self.0.below(n as u64) as usize
     }
 
+    /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
         self.0.unit() < p
     }
@@ -186,6 +190,7 @@ impl Stream {
         Duration::from_millis(self.range(lo, hi))
     }
 
+    /// One of `xs` (not empty).
     pub fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
         xs[self.index(xs.len())]
     }
@@ -207,7 +212,7 @@ pub const FAMILIES: &[Family] = &[
 /// The base mix: up to six faults, the leader's kill most often, then kills and pauses of executors and
 /// masters, executors cut from the masters, the leader or every master cut from etcd, latency.
 fn draw_base(s: &mut Stream, scope: &Scope) -> Vec<Step> {
-    let last = scope.phase.as_millis() as u64 - 1;
+    let last = (scope.phase.as_millis() as u64).saturating_sub(1).max(2_000);
     (0..s.range(0, 6))
         .map(|_| {
             let fault = match s.range(0, 15) {
