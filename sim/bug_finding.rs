@@ -16,7 +16,7 @@ use crate::fake_jobs::{
     leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
 };
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
-use crate::swarm::swarm_run_planted;
+use crate::swarm::{self, swarm_run};
 use crate::workloads::one_step_jobs_give_every_slot_back_run;
 
 type Run = Pin<Box<dyn Future<Output = ()>>>;
@@ -179,7 +179,12 @@ fn planted_bugs_are_caught_by_the_swarm() {
                     // why: two seeds at a time on the suite's own threads, outside any simulation.
                     #[allow(clippy::disallowed_methods)]
                     let h = std::thread::spawn(move || {
-                        (seed, run_seed(seed, move || Box::pin(swarm_run_planted(Some(bug), false))))
+                        (
+                            seed,
+                            run_seed(seed, move || {
+                                Box::pin(swarm_run(swarm::Run { planted: Some(bug), ..swarm::Run::default() }))
+                            }),
+                        )
                     });
                     h
                 })
@@ -198,7 +203,7 @@ fn planted_bugs_are_caught_by_the_swarm() {
             continue;
         };
         assert!(
-            run_seed(seed, || Box::pin(swarm_run_planted(None, false))).is_ok(),
+            run_seed(seed, || Box::pin(swarm_run(swarm::Run::default()))).is_ok(),
             "swarm seed {seed} fails without the planted bug {} too: not the bug's failure",
             bug.name()
         );

@@ -63,6 +63,18 @@ pub enum Seen {
     Resumed,
     /// The scenario asked this node to stop gracefully (as Ctrl-C or SIGTERM does in production).
     StopAsked,
+    /// A fault plan's step began (recorded under the name [`crate::faults::FAULTS`]): its number in the plan
+    /// (from 1), the step as the plan writes it, and what it broke.
+    FaultBegan {
+        step: usize,
+        plan: String,
+        broke: String,
+    },
+    /// The step's heal: what it gave back.
+    FaultHealed {
+        step: usize,
+        healed: String,
+    },
 }
 
 impl crate::harness::Story for Seen {

@@ -10,6 +10,7 @@ mod cluster;
 mod epoch_claims;
 mod executor_node;
 mod fake_jobs;
+mod faults;
 mod framework_link;
 mod harness;
 mod heartbeat_timing;

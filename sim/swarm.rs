@@ -1,8 +1,11 @@
 //! Swarm runs (issue 5, first step): each seed draws the cluster's shape (1–3 masters, 2–8 executors with
 //! capacities and zone labels), the timing knobs (within what `validate()` accepts, extremes included), a workload
-//! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended) and a
-//! fault plan (kills and restarts of masters — the leader most — and executors, pauses, one- and two-way cuts,
-//! the leader or every master cut from etcd, network latency, etcd request time-outs). The draw is printed first.
+//! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended; three
+//! seeds in eight add tiny jobs, storms and unplaceable jobs), etcd request time-outs, and a fault plan
+//! (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful stops, one-
+//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss),
+//! drawn from its own streams so that no fault draw moves the rest. The draw is printed first, the plan as text
+//! that `FOREMAN_SWARM_PLAN` takes to replace it.
 //!
 //! Two phases: the faults, with safety checked on the whole history afterwards; then every fault heals and
 //! liveness must hold within bounds derived from the knobs: a leader serves, every executor is online, every job
@@ -13,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use foreman::config::{ExecutorConfig, MasterConfig};
@@ -34,6 +37,7 @@ use crate::checks::{
 use crate::checks::{summary, Allowances};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
+use crate::faults::{self, Plan};
 use crate::harness::{fail, require, run_seed, Failure};
 use crate::master_failover::{await_job, check_capacity_settled, check_every_run, on_client, terminal, with_jobs};
 
@@ -109,50 +113,6 @@ enum Cancel {
     Unanswered,
 }
 
-/// A fault, as scheduled.
-#[derive(Clone, Debug)]
-enum Fault {
-    KillLeader,
-    KillMaster(usize),
-    KillExecutor(usize),
-    PauseExecutor(usize),
-    PauseMaster(usize),
-    /// Cut an executor from every master, both ways, or only its messages to them.
-    CutExecutorFromMasters {
-        executor: usize,
-        both_ways: bool,
-    },
-    /// Cut an executor from every other executor, both ways (job masters from their workers), and, when
-    /// `from_etcd`, from etcd too. Drawn only for seeds with the fault points on (see [`draw_extra_faults`]).
-    CutExecutorFromExecutors {
-        executor: usize,
-        from_etcd: bool,
-    },
-    LeaderCutFromEtcd,
-    AllMastersCutFromEtcd,
-    Latency {
-        max_ms: u64,
-    },
-    /// A share of all messages lost (drawn only with the fault points on).
-    Loss {
-        rate: f64,
-    },
-    /// Ask a master to stop gracefully (SIGTERM: it steps down and gives its lease back); it starts again when
-    /// the step heals. Drawn only for some seeds (see [`draw_graceful_stops`]).
-    StopMaster(usize),
-    /// Ask an executor to stop gracefully (SIGTERM: it drains and deregisters); it starts again when the step
-    /// heals.
-    StopExecutor(usize),
-}
-
-#[derive(Clone, Debug)]
-struct Step {
-    at: Duration,
-    fault: Fault,
-    /// How long until it heals (the heal phase heals what is still broken).
-    lasts: Duration,
-}
-
 /// Everything one seed drew.
 #[derive(Debug)]
 struct Draw {
@@ -162,12 +122,14 @@ struct Draw {
     knobs: MasterConfig,
     etcd_timeout_rate: f32,
     jobs: Vec<JobDraw>,
-    plan: Vec<Step>,
+    plan: Plan,
 }
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
 
-fn draw() -> Draw {
+/// The seed's draw: the shape, knobs and workload from madsim's generator (the varied workload too when
+/// `varied`), then the fault plan from its own streams ([`Plan::draw`]), which therefore moves none of the rest.
+fn draw(varied: bool) -> Draw {
     let mut rng = madsim::rand::thread_rng();
     let masters = rng.gen_range(1..=3usize);
     let executors: Vec<(u32, String)> =
@@ -175,7 +137,7 @@ fn draw() -> Draw {
     let knobs = draw_knobs();
     let etcd_timeout_rate = pick(&[0.0f32, 0.0, 0.002, 0.01]);
     let jobs = rng.gen_range(2..=6);
-    draw_workload_and_faults(masters, executors, knobs, etcd_timeout_rate, jobs)
+    draw_workload_and_faults(masters, executors, knobs, etcd_timeout_rate, jobs, varied)
 }
 
 /// The standard scenario of design.md §9 (the speed benchmark's): 3 masters, 5 executors, 10 jobs, the default
@@ -185,7 +147,7 @@ fn draw_standard() -> Draw {
     let mut knobs = crate::cluster::master_config(0);
     knobs.etcd = vec![ETCD_ADDR.to_owned()];
     knobs.cluster = CLUSTER.to_owned();
-    draw_workload_and_faults(3, executors, knobs, 0.0, 10)
+    draw_workload_and_faults(3, executors, knobs, 0.0, 10, false)
 }
 
 fn draw_workload_and_faults(
@@ -194,6 +156,7 @@ fn draw_workload_and_faults(
     knobs: MasterConfig,
     etcd_timeout_rate: f32,
     jobs: usize,
+    varied: bool,
 ) -> Draw {
     let mut rng = madsim::rand::thread_rng();
     let jobs = (0..jobs)
@@ -218,59 +181,24 @@ fn draw_workload_and_faults(
             }
         })
         .collect();
-    let plan = (0..rng.gen_range(0..=6))
-        .map(|_| {
-            let fault = match rng.gen_range(0..16) {
-                0..=3 => Fault::KillLeader,
-                4 => Fault::KillMaster(rng.gen_range(0..masters)),
-                5 | 6 => Fault::KillExecutor(rng.gen_range(0..executors.len())),
-                7 | 8 => Fault::PauseExecutor(rng.gen_range(0..executors.len())),
-                9 => Fault::PauseMaster(rng.gen_range(0..masters)),
-                10 | 11 => Fault::CutExecutorFromMasters {
-                    executor: rng.gen_range(0..executors.len()),
-                    both_ways: rng.gen_bool(0.5),
-                },
-                12 => Fault::LeaderCutFromEtcd,
-                13 => Fault::AllMastersCutFromEtcd,
-                _ => Fault::Latency { max_ms: pick(&[20, 100, 300]) },
-            };
-            Step { at: ms(2_000, FAULT_PHASE.as_millis() as u64), fault, lasts: ms(500, 25_000) }
-        })
-        .collect::<Vec<_>>();
-    let mut plan = plan;
-    plan.sort_by_key(|s| s.at);
-    Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan }
+    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan: Plan::default() };
+    if varied {
+        draw_varied_workload(&mut d);
+    }
+    let scope = faults::Scope {
+        masters,
+        executors: d.executors.len(),
+        offline_ttl: d.knobs.executors.offline_ttl,
+        phase: FAULT_PHASE,
+    };
+    d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
+    d
 }
 
-/// Faults drawn after the rest, only for runs with the fault points on, so that the draws (and replays) of the
-/// seeds pinned before they existed stay as they were: cuts between executors, which isolate workers from their
-/// job masters; executor restarts timed just before or just after its offline TTL runs out; message loss.
-fn draw_extra_faults(d: &mut Draw) {
-    let mut rng = madsim::rand::thread_rng();
-    for _ in 0..rng.gen_range(0..=2) {
-        let fault = Fault::CutExecutorFromExecutors {
-            executor: rng.gen_range(0..d.executors.len()),
-            from_etcd: rng.gen_bool(0.5),
-        };
-        // Long enough, often, for a job master to give its cut-off workers up and start them elsewhere.
-        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts: ms(5_000, 40_000) });
-    }
-    for _ in 0..rng.gen_range(0..=1) {
-        let ttl = d.knobs.executors.offline_ttl;
-        let near = ms(50, 400);
-        let lasts = if rng.gen_bool(0.5) { ttl.saturating_sub(near) } else { ttl + near };
-        let fault = Fault::KillExecutor(rng.gen_range(0..d.executors.len()));
-        d.plan.push(Step { at: ms(2_000, 40_000), fault, lasts });
-    }
-    if rng.gen_bool(0.3) {
-        let fault = Fault::Loss { rate: pick(&[0.01, 0.05]) };
-        d.plan.push(Step { at: ms(2_000, 50_000), fault, lasts: ms(1_000, 10_000) });
-    }
-    d.plan.sort_by_key(|s| s.at);
-}
-
-/// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8), a class no
-/// pinned regression seed of the swarm is in, so that their draws stay as they were.
+/// Whether this seed's workload is varied (see [`draw_varied_workload`]): seeds ≡ 2, 4 or 6 (mod 8). A workload
+/// matter, not a fault's: three seeds in eight add tiny jobs, storms and unplaceable jobs to the handful of long
+/// jobs every seed runs, so the swarm's mix keeps seeds of both kinds; the seed's class decides, so that it costs
+/// no draw (a pinned seed keeps its kind of workload).
 fn with_varied_workload(seed: u64) -> bool {
     matches!(seed % 8, 2 | 4 | 6)
 }
@@ -319,27 +247,6 @@ fn draw_varied_workload(d: &mut Draw) {
     }
 }
 
-/// Whether this seed's plan gets graceful stops: seeds ≡ 1, 2 or 4 (mod 8), a class no pinned regression seed of
-/// the swarm is in, so that their draws (and replays) stay as they were.
-fn with_graceful_stops(seed: u64) -> bool {
-    matches!(seed % 8, 1 | 2 | 4)
-}
-
-/// Graceful stops drawn after the rest (see [`with_graceful_stops`]): an executor (most often) or a master asked
-/// to stop as SIGTERM does, started again when its step heals.
-fn draw_graceful_stops(d: &mut Draw) {
-    let mut rng = madsim::rand::thread_rng();
-    for _ in 0..rng.gen_range(1..=2) {
-        let fault = if rng.gen_bool(0.7) {
-            Fault::StopExecutor(rng.gen_range(0..d.executors.len()))
-        } else {
-            Fault::StopMaster(rng.gen_range(0..d.masters))
-        };
-        d.plan.push(Step { at: ms(2_000, 45_000), fault, lasts: ms(1_000, 20_000) });
-    }
-    d.plan.sort_by_key(|s| s.at);
-}
-
 fn spec(d: &Draw) -> Spec {
     let masters = (0..d.masters)
         .map(|i| {
@@ -371,143 +278,6 @@ fn spec(d: &Draw) -> Spec {
     Spec { masters, executors, tasks: Tasks::Jobs, planted: None, etcd_timeout_rate: d.etcd_timeout_rate }
 }
 
-/// What is broken right now, to heal.
-#[derive(Default)]
-struct Broken {
-    killed_masters: BTreeSet<usize>,
-    killed_executors: BTreeSet<usize>,
-    paused_masters: BTreeSet<usize>,
-    paused_executors: BTreeSet<usize>,
-    clogged: BTreeSet<(madsim::task::NodeId, madsim::task::NodeId)>,
-}
-
-fn clog(c: &Cluster, b: &mut Broken, from: madsim::task::NodeId, to: madsim::task::NodeId) {
-    c.net().clog_link(from, to);
-    b.clogged.insert((from, to));
-}
-
-/// Applies `fault`; returns what to undo when it heals.
-fn apply(c: &Cluster, b: &mut Broken, fault: &Fault) -> Vec<Undo> {
-    match *fault {
-        Fault::KillLeader => match c.leaders().first() {
-            Some(&l) if !b.killed_masters.contains(&l) && !b.paused_masters.contains(&l) => {
-                c.kill_master(l);
-                b.killed_masters.insert(l);
-                vec![Undo::RestartMaster(l)]
-            }
-            _ => vec![],
-        },
-        Fault::KillMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.kill_master(i);
-            b.killed_masters.insert(i);
-            vec![Undo::RestartMaster(i)]
-        }
-        Fault::KillExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.kill_executor(i);
-            b.killed_executors.insert(i);
-            vec![Undo::RestartExecutor(i)]
-        }
-        Fault::PauseExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.pause_executor(i);
-            b.paused_executors.insert(i);
-            vec![Undo::ResumeExecutor(i)]
-        }
-        // A stopped node is down until its step heals, as a killed one: it is restarted then.
-        Fault::StopMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.stop_master(i);
-            b.killed_masters.insert(i);
-            vec![Undo::RestartMaster(i)]
-        }
-        Fault::StopExecutor(i) if !b.killed_executors.contains(&i) && !b.paused_executors.contains(&i) => {
-            c.stop_executor(i);
-            b.killed_executors.insert(i);
-            vec![Undo::RestartExecutor(i)]
-        }
-        Fault::PauseMaster(i) if !b.killed_masters.contains(&i) && !b.paused_masters.contains(&i) => {
-            c.pause_master(i);
-            b.paused_masters.insert(i);
-            vec![Undo::ResumeMaster(i)]
-        }
-        Fault::CutExecutorFromMasters { executor, both_ways } => {
-            let e = c.executors[executor].node.id();
-            let mut undo = vec![];
-            for m in &c.masters {
-                clog(c, b, e, m.node.id());
-                undo.push(Undo::Unclog(e, m.node.id()));
-                if both_ways {
-                    clog(c, b, m.node.id(), e);
-                    undo.push(Undo::Unclog(m.node.id(), e));
-                }
-            }
-            undo
-        }
-        Fault::CutExecutorFromExecutors { executor, from_etcd } => {
-            let e = c.executors[executor].node.id();
-            let mut others: Vec<_> = c.executors.iter().map(|x| x.node.id()).filter(|x| *x != e).collect();
-            if from_etcd {
-                others.push(c.etcd.id());
-            }
-            let mut undo = vec![];
-            for o in others {
-                clog(c, b, e, o);
-                clog(c, b, o, e);
-                undo.extend([Undo::Unclog(e, o), Undo::Unclog(o, e)]);
-            }
-            undo
-        }
-        Fault::LeaderCutFromEtcd => match c.leaders().first() {
-            Some(&l) => {
-                let (m, etcd) = (c.masters[l].node.id(), c.etcd.id());
-                clog(c, b, m, etcd);
-                clog(c, b, etcd, m);
-                vec![Undo::Unclog(m, etcd), Undo::Unclog(etcd, m)]
-            }
-            None => vec![],
-        },
-        Fault::AllMastersCutFromEtcd => {
-            let etcd = c.etcd.id();
-            let mut undo = vec![];
-            for m in &c.masters {
-                clog(c, b, m.node.id(), etcd);
-                clog(c, b, etcd, m.node.id());
-                undo.extend([Undo::Unclog(m.node.id(), etcd), Undo::Unclog(etcd, m.node.id())]);
-            }
-            undo
-        }
-        Fault::Loss { rate } => {
-            c.net().update_config(|n| n.packet_loss_rate = rate);
-            vec![Undo::Latency]
-        }
-        Fault::Latency { max_ms } => {
-            c.net().update_config(|n| n.send_latency = Duration::from_millis(1)..Duration::from_millis(max_ms));
-            vec![Undo::Latency]
-        }
-        _ => vec![],
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Undo {
-    RestartMaster(usize),
-    RestartExecutor(usize),
-    ResumeMaster(usize),
-    ResumeExecutor(usize),
-    Unclog(madsim::task::NodeId, madsim::task::NodeId),
-    Latency,
-}
-
-fn undo(c: &Cluster, b: &mut Broken, u: Undo) {
-    match u {
-        Undo::RestartMaster(i) if b.killed_masters.remove(&i) => c.restart_master(i),
-        Undo::RestartExecutor(i) if b.killed_executors.remove(&i) => c.restart_executor(i),
-        Undo::ResumeMaster(i) if b.paused_masters.remove(&i) => c.resume_master(i),
-        Undo::ResumeExecutor(i) if b.paused_executors.remove(&i) => c.resume_executor(i),
-        Undo::Unclog(from, to) if b.clogged.remove(&(from, to)) => c.net().unclog_link(from, to),
-        Undo::Latency => c.net().update_config(|n| *n = madsim::net::Config::default()),
-        _ => {}
-    }
-}
-
 /// What one swarm seed measured, and its story's fingerprint.
 #[derive(Clone, Debug, Default)]
 pub struct SwarmFigures {
@@ -527,53 +297,55 @@ pub struct SwarmFigures {
     pub simulated: Duration,
 }
 
+/// How one swarm seed runs; what is left unset, the seed decides.
+#[derive(Clone, Debug, Default)]
+pub struct Run {
+    /// A bug planted in every node (simulation build only).
+    pub planted: Option<Planted>,
+    /// Print the draw to stderr too, not only to the story log.
+    pub verbose: bool,
+    /// The fault plan to run instead of the seed's own (the seed still draws the shape, knobs and workload).
+    pub plan: Option<Plan>,
+    /// Run as the seeds found before the fault points existed: fault points off and the plain workload, whatever
+    /// the seed.
+    pub plain: bool,
+    /// Where the run leaves the text of the plan it runs, before it starts: for whoever reports its failure.
+    pub ran: Option<Arc<Mutex<Option<String>>>>,
+}
+
 /// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
-/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal.
-pub async fn swarm_run_with(verbose: bool) -> SwarmFigures {
-    swarm_run_planted(None, verbose).await
-}
-
-/// The same with `planted` in every node (simulation build only).
-pub async fn swarm_run_planted(planted: Option<Planted>, verbose: bool) -> SwarmFigures {
+/// the workload, heal, check. Odd seeds turn the fault points on (`foreman::buggify`) until the heal, and seeds of
+/// the varied class ([`with_varied_workload`]) draw the varied workload, unless `run.plain`.
+pub async fn swarm_run(run: Run) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
-    let shape =
-        Shape { buggify: seed % 2 == 1, graceful: with_graceful_stops(seed), varied: with_varied_workload(seed) };
-    run_draw(draw(), planted, verbose, shape).await
-}
-
-/// What a seed adds to its draw: fault points, graceful stops, the varied workload.
-#[derive(Clone, Copy, Debug, Default)]
-struct Shape {
-    buggify: bool,
-    graceful: bool,
-    varied: bool,
-}
-
-/// A swarm seed as it ran before the fault points existed (buggify off whatever the seed): for regression seeds
-/// found then.
-pub async fn swarm_run_without_fault_points() -> SwarmFigures {
-    run_draw(draw(), None, false, Shape::default()).await
+    let (buggify, varied) = if run.plain { (false, false) } else { (seed % 2 == 1, with_varied_workload(seed)) };
+    run_draw(draw(varied), run, buggify).await
 }
 
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
 pub async fn standard_run() -> SwarmFigures {
-    run_draw(draw_standard(), None, false, Shape { buggify: true, ..Shape::default() }).await
+    run_draw(draw_standard(), Run::default(), true).await
 }
 
-async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: Shape) -> SwarmFigures {
-    let buggify = shape.buggify;
-    if buggify {
-        draw_extra_faults(&mut d);
+async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
+    let Run { planted, verbose, plan, plain: _, ran } = run;
+    if let Some(plan) = plan {
+        if let Err(e) = plan.check(d.masters, d.executors.len(), FAULT_PHASE) {
+            let seed = madsim::runtime::Handle::current().seed();
+            panic!(
+                "{e}: it does not fit seed {seed}'s cluster ({} masters, {} executors)",
+                d.masters,
+                d.executors.len()
+            );
+        }
+        d.plan = plan;
     }
-    if shape.graceful {
-        draw_graceful_stops(&mut d);
-    }
-    if shape.varied {
-        draw_varied_workload(&mut d);
+    if let Some(ran) = ran {
+        *ran.lock().expect("the plan's slot") = Some(d.plan.to_string());
     }
     let text = format!(
         "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
-         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan {:#?}",
+         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps; FOREMAN_SWARM_PLAN replaces it): {}",
         d.masters,
         d.executors,
         d.etcd_timeout_rate,
@@ -582,6 +354,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         d.knobs.workers,
         d.knobs.backoff,
         d.jobs,
+        d.plan.steps.len(),
         d.plan
     );
     let text = format!("{text}\n  fault points (buggify): {}", if buggify { "on until the heal" } else { "off" });
@@ -632,32 +405,7 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         }));
     }
     // The faults.
-    let mut broken = Broken::default();
-    let mut heals: Vec<(Time, Undo)> = vec![];
-    for step in &d.plan {
-        let at = start + step.at;
-        // Heal what is due first.
-        heals.sort_by_key(|(t, _)| *t);
-        while let Some((t, u)) = heals.first().copied() {
-            if t > at {
-                break;
-            }
-            tokio::time::sleep_until(c.clock.instant(t)).await;
-            undo(&c, &mut broken, u);
-            heals.remove(0);
-        }
-        tokio::time::sleep_until(c.clock.instant(at)).await;
-        tracing::info!("fault at {}: {:?} for {:?}", c.clock.now(), step.fault, step.lasts);
-        for u in apply(&c, &mut broken, &step.fault) {
-            heals.push((c.clock.now() + step.lasts, u));
-        }
-    }
-    tokio::time::sleep_until(c.clock.instant(start + FAULT_PHASE)).await;
-    // Heal everything.
-    heals.sort_by_key(|(t, _)| *t);
-    for (_, u) in heals {
-        undo(&c, &mut broken, u);
-    }
+    faults::play(&c, &d.plan, start, start + FAULT_PHASE).await;
     c.fault_points.set(false);
     let healed = c.clock.now();
     tracing::info!("healed at {healed}");
@@ -796,19 +544,16 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
     }
     // Safety over the whole history. Bounds get the slowest hop of the run as slack: the largest latency drawn,
     // and the metastore's deadline when etcd requests time out (a check waits for the previous check's write).
-    let latency = d.plan.iter().filter_map(|s| match s.fault {
-        Fault::Latency { max_ms } => Some(Duration::from_millis(max_ms)),
-        _ => None,
-    });
+    let latency = d.plan.latency_max();
     // With etcd timing requests out, a check may wait for the one other operation holding the write lock: a write
     // whose outcome is unknown (a metastore timeout) and the read that settles it (another).
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout * 2 } else { Duration::ZERO };
     // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
     let allow = Allowances {
-        slack: Duration::from_millis(200) + latency.max().unwrap_or_default() * 2 + etcd + stalls,
-        elections_disturbed: elections_disturbed(&d.plan, start),
+        slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls,
         no_failover_bound: d.etcd_timeout_rate > 0.0,
+        ..Allowances::default()
     };
     let measured = check_every_run(&c, &allow);
     tracing::info!(
@@ -846,25 +591,6 @@ async fn run_draw(mut d: Draw, planted: Option<Planted>, verbose: bool, shape: S
         events: events.len(),
         simulated: c.clock.now().saturating_since(Time::ZERO),
     }
-}
-
-/// The stretches of a run in which its plan held elections up in ways the recorder does not see: a master cut
-/// from etcd, a slow or lossy network. A step heals on time when a later step follows it (the plan heals what is
-/// due before each step); after the last step, everything heals at the end of the fault phase.
-fn elections_disturbed(plan: &[Step], start: Time) -> Vec<(Time, Time)> {
-    let last = plan.iter().map(|s| s.at).max().unwrap_or_default();
-    plan.iter()
-        .filter(|s| {
-            matches!(
-                s.fault,
-                Fault::LeaderCutFromEtcd | Fault::AllMastersCutFromEtcd | Fault::Latency { .. } | Fault::Loss { .. }
-            )
-        })
-        .map(|s| {
-            let healed = if s.at + s.lasts <= last { s.at + s.lasts } else { FAULT_PHASE };
-            (start + s.at, start + healed)
-        })
-        .collect()
 }
 
 /// Whether every job the leader knows has ended or was never started (`created` with no incarnation yet).
@@ -944,33 +670,71 @@ fn report(text: &str) {
     let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
 }
 
-/// The command that replays `seed` alone, with its draw and its story log.
-pub fn replay_command(seed: u64) -> String {
-    format!("MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 RUST_LOG=info cargo stest --test sim swarm::swarm -- --nocapture")
+/// The command that replays `seed` alone, with its draw and its story log; with `plan`, that plan instead of the
+/// seed's own (the text of [`Plan`], quoted for a shell: it holds no quote).
+pub fn replay_command(seed: u64, plan: Option<&str>) -> String {
+    let plan = plan.map(|p| format!("FOREMAN_SWARM_PLAN='{p}' ")).unwrap_or_default();
+    format!(
+        "MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 {plan}RUST_LOG=info cargo stest --test sim swarm::swarm -- \
+         --exact --nocapture"
+    )
+}
+
+/// The plan `FOREMAN_SWARM_PLAN` gives, if set: it replaces every seed's own (see [`Plan`] for its text).
+fn plan_from_env() -> Option<Plan> {
+    let text = std::env::var_os("FOREMAN_SWARM_PLAN")?;
+    let Some(text) = text.to_str() else { panic!("FOREMAN_SWARM_PLAN is not UTF-8: {text:?}") };
+    match text.parse() {
+        Ok(plan) => Some(plan),
+        Err(e) => panic!("FOREMAN_SWARM_PLAN: {e}"),
+    }
 }
 
 /// Seeds per child process of the swarm suite.
 const SWARM_BATCH: u64 = 250;
 
-/// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), and what it says.
+/// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), what it says, and
+/// the text of the plan it ran (when the run got that far).
 #[derive(Clone, Debug)]
 struct SeedFailure {
     class: Class,
     text: String,
+    plan: Option<String>,
 }
 
-impl From<Failure> for SeedFailure {
-    fn from(f: Failure) -> SeedFailure {
-        SeedFailure { class: f.class(), text: f.to_string() }
+impl SeedFailure {
+    fn of(f: Failure, plan: Option<String>) -> SeedFailure {
+        SeedFailure { class: f.class(), text: f.to_string(), plan }
+    }
+
+    /// The failure, its plan and the command that replays it, as the suite reports them.
+    fn report(&self, seed: u64) -> String {
+        let plan = self.plan.as_deref().map(|p| format!("\n  plan: {p}")).unwrap_or_default();
+        format!(
+            "seed {seed} FAILED ({}): {}{plan}\n  replay: {}",
+            self.class,
+            self.text,
+            replay_command(seed, self.plan.as_deref())
+        )
     }
 }
 
 /// A failure of the harness itself (a batch that could not run, or said something unreadable).
 fn crash(text: String) -> SeedFailure {
-    SeedFailure { class: Class::Crash, text }
+    SeedFailure { class: Class::Crash, text, plan: None }
 }
 
-/// One line of a child's stdout for `seed`: its figures, or its failure's class and text on one line.
+/// Runs one seed in this process (with `plan` instead of its own, if given); what it gave.
+fn run_one(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures, SeedFailure> {
+    let given = plan.as_ref().map(Plan::to_string);
+    let ran = Arc::new(Mutex::new(None));
+    let slot = ran.clone();
+    run_seed(seed, move || Box::pin(swarm_run(Run { verbose, plan, ran: Some(slot), ..Run::default() })))
+        .map_err(|f| SeedFailure::of(f, ran.lock().expect("the plan's slot").take().or(given)))
+}
+
+/// One line of a child's stdout for `seed`: its figures, or its failure's class, plan (in brackets, which plan
+/// text never holds) and text on one line.
 fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     let ms = |xs: &[Duration]| xs.iter().map(|d| d.as_millis().to_string()).collect::<Vec<_>>().join(",");
     match result {
@@ -984,7 +748,12 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
                 ms(&f.reschedule)
             )
         }
-        Err(f) => format!("swarm-seed {seed} failed {} {}", f.class, f.text.replace('\n', " | ")),
+        Err(f) => format!(
+            "swarm-seed {seed} failed {} [{}] {}",
+            f.class,
+            f.plan.as_deref().unwrap_or_default(),
+            f.text.replace('\n', " | ")
+        ),
     }
 }
 
@@ -1011,6 +780,33 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
     Some(f)
 }
 
+/// A seed's result from a line of a child's stdout ([`child_line`]'s), if the line holds one.
+fn parse_child_line(line: &str) -> Option<(u64, Result<SwarmFigures, SeedFailure>)> {
+    // The harness may print its "test ... " prefix on the same line as the first result.
+    let at = line.find("swarm-seed ")?;
+    let rest = &line[at + "swarm-seed ".len()..];
+    let mut parts = rest.splitn(3, ' ');
+    let seed = parts.next()?.parse::<u64>().ok()?;
+    let verdict = parts.next()?;
+    let rest = parts.next().unwrap_or_default();
+    let result = match verdict {
+        "ok" => parse_child_figures(rest).ok_or_else(|| crash(format!("unreadable figures: {rest}"))),
+        _ => {
+            let (class, text) = rest.split_once(' ').unwrap_or((rest, ""));
+            let (plan, text) = match text.strip_prefix('[').and_then(|t| t.split_once("] ")) {
+                Some(("", text)) => (None, text),
+                Some((plan, text)) => (Some(plan.to_owned()), text),
+                None => (None, text),
+            };
+            match Class::from_name(class) {
+                Some(class) => Err(SeedFailure { class, text: text.to_owned(), plan }),
+                None => Err(crash(format!("an unreadable failure: {rest}"))),
+            }
+        }
+    };
+    Some((seed, result))
+}
+
 /// Runs seeds `first..first + n` in a child process; what each seed gave.
 fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)> {
     let exe = match std::env::current_exe() {
@@ -1029,28 +825,7 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
         Ok(out) => out,
         Err(e) => return vec![(first, Err(crash(format!("cannot run the batch from seed {first}: {e}"))))],
     };
-    let mut results = vec![];
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        // The harness may print its "test ... " prefix on the same line as the first result.
-        let Some(at) = line.find("swarm-seed ") else { continue };
-        let rest = &line[at + "swarm-seed ".len()..];
-        let mut parts = rest.splitn(3, ' ');
-        let (Some(seed), Some(verdict)) = (parts.next().and_then(|s| s.parse::<u64>().ok()), parts.next()) else {
-            continue;
-        };
-        let rest = parts.next().unwrap_or_default();
-        let result = match verdict {
-            "ok" => parse_child_figures(rest).ok_or_else(|| crash(format!("unreadable figures: {rest}"))),
-            _ => {
-                let (class, text) = rest.split_once(' ').unwrap_or((rest, ""));
-                match Class::from_name(class) {
-                    Some(class) => Err(SeedFailure { class, text: text.to_owned() }),
-                    None => Err(crash(format!("an unreadable failure: {rest}"))),
-                }
-            }
-        };
-        results.push((seed, result));
-    }
+    let mut results: Vec<_> = String::from_utf8_lossy(&out.stdout).lines().filter_map(parse_child_line).collect();
     if results.len() as u64 != n {
         let done: BTreeSet<u64> = results.iter().map(|(s, _)| *s).collect();
         let missing = (first..first + n).find(|s| !done.contains(s)).unwrap_or(first);
@@ -1070,7 +845,8 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
 /// The swarm suite: `FOREMAN_SWARM_SEEDS` consecutive seeds (default 100; `scripts/test` runs 5,000) from
 /// `MADSIM_TEST_SEED` (default: the wall clock, printed), `MADSIM_TEST_JOBS` at a time (default 1). Every seed
 /// checks every rule and its liveness bounds; the suite then prints the detection, failover and reschedule
-/// distributions over all seeds. A failing seed prints the command that replays it. More seeds than one batch
+/// distributions over all seeds. A failing seed prints its fault plan and the command that replays it (that plan
+/// included). `FOREMAN_SWARM_PLAN` replaces every seed's fault plan with its text. More seeds than one batch
 /// ([`SWARM_BATCH`]) run in child processes, `MADSIM_TEST_JOBS` of them at a time. With
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
@@ -1082,19 +858,19 @@ fn swarm() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
     let first = env_u64("MADSIM_TEST_SEED").unwrap_or(now);
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(1).clamp(1, 64);
+    let plan = plan_from_env();
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
-        let run = || run_seed(first, || Box::pin(swarm_run_with(false)));
+        let run = || run_one(first, false, plan.clone());
         let (a, b) = match (run(), run()) {
             (Ok(a), Ok(b)) => (a, b),
-            (Err(p), _) | (_, Err(p)) => {
-                panic!("swarm seed {first}: {}\nreplay: {}", p, replay_command(first))
-            }
+            (Err(f), _) | (_, Err(f)) => panic!("swarm {}", f.report(first)),
         };
+        let plan = plan.as_ref().map(Plan::to_string);
         assert_eq!(
             (a.story, a.events),
             (b.story, b.events),
             "swarm seed {first} is not deterministic: two runs told different stories\nreplay: {}",
-            replay_command(first)
+            replay_command(first, plan.as_deref())
         );
         report(&format!("swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
         return;
@@ -1102,20 +878,21 @@ fn swarm() {
     let child = std::env::var_os("FOREMAN_SWARM_CHILD").is_some();
     if !child {
         report(&format!(
-            "swarm: {seeds} seeds from {first}, {jobs} at a time; replay one with {}",
-            replay_command(first)
+            "swarm: {seeds} seeds from {first}, {jobs} at a time{}; replay one with {}",
+            plan.as_ref().map(|p| format!(", each with the plan {p}")).unwrap_or_default(),
+            replay_command(first, plan.as_ref().map(Plan::to_string).as_deref())
         ));
     }
     let next = AtomicU64::new(0);
     let stop = AtomicBool::new(false);
     let figures = Mutex::new(Vec::<SwarmFigures>::new());
-    let failed = Mutex::new(Vec::<(u64, String)>::new());
+    let failed = Mutex::new(Vec::<(u64, SeedFailure)>::new());
     let note = |seed: u64, result: Result<SwarmFigures, SeedFailure>| match result {
         Ok(f) => figures.lock().expect("figures").push(f),
         Err(f) => {
-            report(&format!("swarm seed {seed} FAILED ({}): {}\n  replay: {}", f.class, f.text, replay_command(seed)));
+            report(&format!("swarm {}", f.report(seed)));
             let mut failed = failed.lock().expect("failed");
-            failed.push((seed, f.text));
+            failed.push((seed, f));
             // A broken build fails every seed: a few are enough to show it.
             if failed.len() >= 5 {
                 stop.store(true, Ordering::SeqCst);
@@ -1144,8 +921,7 @@ fn swarm() {
                         }
                         let seed = first + i + k;
                         let verbose = seeds == 1;
-                        let result =
-                            run_seed(seed, move || Box::pin(swarm_run_with(verbose))).map_err(SeedFailure::from);
+                        let result = run_one(seed, verbose, plan.clone());
                         if child {
                             println!("{}", child_line(seed, &result));
                         }
@@ -1182,23 +958,35 @@ fn swarm() {
         summary(all(|f| &f.reschedule)),
     ));
     if !failed.is_empty() {
-        let list: Vec<String> = failed
-            .iter()
-            .map(|(seed, text)| format!("  seed {seed}: {text}\n    replay: {}", replay_command(*seed)))
-            .collect();
+        let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed))).collect();
         panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));
     }
+}
+
+/// A child's line reads back as the seed's result: its failure's class, plan and text.
+#[test]
+fn a_childs_line_reads_back() {
+    let plan = "4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for 3s".to_owned();
+    for plan in [Some(plan), None] {
+        let failed = SeedFailure { class: Class::Safety, text: "one\ntwo [x] three".to_owned(), plan: plan.clone() };
+        let line = format!("test swarm::swarm ... {}", child_line(7, &Err(failed)));
+        let Some((7, Err(f))) = parse_child_line(&line) else { panic!("{line}") };
+        assert_eq!((f.class, f.text.as_str(), f.plan), (Class::Safety, "one | two [x] three", plan));
+    }
+    let figures = SwarmFigures { detection: vec![Duration::from_millis(1500)], ..SwarmFigures::default() };
+    let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
+    assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
 #[test]
 fn a_swarm_seed_replays_the_identical_run() {
     for seed in [11u64, 12_345, 1795945331] {
-        let run = move || run_seed(seed, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        let run = move || run_seed(seed, || Box::pin(swarm_run(Run::default()))).expect("the run passes");
         let (a, b) = (run(), run());
         assert!(a.events > 100, "a short story: {} events", a.events);
         assert_eq!((a.story, a.events), (b.story, b.events), "seed {seed} did not replay identically");
-        let other = run_seed(seed + 1, || Box::pin(swarm_run_with(false))).expect("the run passes");
+        let other = run_seed(seed + 1, || Box::pin(swarm_run(Run::default()))).expect("the run passes");
         assert_ne!(a.story, other.story, "seeds {seed} and {} told the same story", seed + 1);
     }
 }
