@@ -4,9 +4,11 @@
 //! steps down, is killed, or its acting deadline passes): every stretch of the run after the first term began in
 //! which no master acts must end within the bound. The bound runs from the last thing that could hold an election
 //! up: a master killed, asked to stop or paused (every loss restarts it: a candidate that dies mid-recovery costs
-//! another lease); a stretch when no master is up (killed, stopped or paused, until restarted or resumed); and the
-//! stretches the scenario names as disturbing elections (the masters cut from etcd, a slow or lossy network),
-//! which the recorder does not see. A stretch still open when the run ends is judged only if the bound has passed.
+//! another lease); a stretch when no master is up (killed, stopped or paused, until restarted or resumed); a fault
+//! plan's step that disturbs elections, from its beginning to its heal as the story records them (the leader or
+//! every master cut from etcd, latency, message loss); and any stretch the scenario names beside those (faults it
+//! makes by hand, which the recorder does not see). A stretch still open when the run ends is judged only if the
+//! bound has passed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -17,6 +19,7 @@ use foreman::core::time::Time;
 
 use super::Events;
 use crate::cluster::Seen;
+use crate::faults::{Fault, Step};
 
 /// What a stretch with no acting leader is measured against.
 #[derive(Clone, Debug)]
@@ -27,10 +30,21 @@ pub struct FailoverBound<'a> {
     pub bound: Duration,
     /// Network and scheduling slack.
     pub slack: Duration,
-    /// Stretches (from, to) in which elections are disturbed by faults the recorder does not see.
+    /// Stretches (from, to) in which elections are disturbed by faults the story does not record.
     pub disturbed: &'a [(Time, Time)],
     /// The end of the run.
     pub until: Time,
+}
+
+/// Whether a fault plan's step (as the plan writes it) can hold an election up: it cuts masters from etcd, or
+/// slows or loses messages.
+fn disturbs_elections(step: &str) -> bool {
+    step.parse::<Step>().is_ok_and(|s| {
+        matches!(
+            s.fault,
+            Fault::LeaderCutFromEtcd | Fault::AllMastersCutFromEtcd | Fault::Latency { .. } | Fault::Loss { .. }
+        )
+    })
 }
 
 /// Failover (design.md §6), on every seed: no stretch without an acting leader lasts longer than the bound past
@@ -46,7 +60,19 @@ pub fn failover_within_bound(
     let mut obstacles: Vec<(Time, Time)> = b.disturbed.to_vec();
     let mut down: BTreeMap<&str, bool> = masters.iter().map(|m| (*m, false)).collect();
     let mut none_up_since: Option<Time> = None;
+    let mut disturbing: BTreeMap<usize, Time> = BTreeMap::new();
     for (at, node, seen) in events {
+        match seen {
+            Seen::FaultBegan { step, plan, .. } if disturbs_elections(plan) => {
+                disturbing.insert(*step, *at);
+            }
+            Seen::FaultHealed { step, .. } => {
+                if let Some(from) = disturbing.remove(step) {
+                    obstacles.push((from, *at));
+                }
+            }
+            _ => {}
+        }
         let Some(m) = masters.get(node.as_str()).copied() else { continue };
         let is_down = match seen {
             Seen::Killed | Seen::StopAsked | Seen::Paused => {
@@ -70,6 +96,7 @@ pub fn failover_within_bound(
     if let Some(since) = none_up_since {
         obstacles.push((since, Time::NEVER));
     }
+    obstacles.extend(disturbing.into_values().map(|from| (from, Time::NEVER)));
     let mut sorted: Vec<&ActingPeriod> = periods.iter().collect();
     sorted.sort_by_key(|p| (p.begin, p.end));
     let Some(first) = sorted.first() else { return Ok(vec![]) };
@@ -178,6 +205,19 @@ mod tests {
         let mut paused = killed.to_vec();
         paused.extend([(at(7_000), "m1".to_owned(), Seen::Paused), (at(7_500), "m1".to_owned(), Seen::Resumed)]);
         assert_eq!(check(&paused, &late, &[], 30_000), Ok(vec![Duration::from_millis(4_500)]));
+        // A fault plan's step that cut the masters from etcd until 8 s, as the story records it; a step that
+        // disturbs no election is no obstacle.
+        let step = |n, plan: &str| Seen::FaultBegan { step: n, plan: plan.into(), broke: String::new() };
+        let healed = |n| Seen::FaultHealed { step: n, healed: String::new() };
+        let mut cut = killed.to_vec();
+        cut.extend([
+            (at(4_000), "faults".to_owned(), step(1, "4s cut-masters-from-etcd for 4s")),
+            (at(4_500), "faults".to_owned(), step(2, "4.5s pause-executor(0) for 5s")),
+            (at(8_000), "faults".to_owned(), healed(1)),
+        ]);
+        assert_eq!(check(&cut, &late, &[], 30_000), Ok(vec![Duration::from_secs(4)]));
+        cut.remove(1);
+        assert_eq!(check(&cut, &late, &[], 30_000).map_err(|v| v.rule), Err(Rule::FailoverBound));
         // Another node's pause is no obstacle.
         let other = [(at(5_000), "m0".to_owned(), Seen::Killed), (at(7_000), "e1".to_owned(), Seen::Paused)];
         assert_eq!(check(&other, &late, &[], 30_000).map_err(|v| v.rule), Err(Rule::FailoverBound));

@@ -52,8 +52,9 @@ pub struct Allowances {
     /// Network and scheduling slack on every time bound (runs with slow networks, a slow etcd or stalling fault
     /// points need more).
     pub slack: Duration,
-    /// Stretches (from, to) in which the run's faults held elections up in ways the recorder does not see
-    /// (masters cut from etcd, a slow or lossy network): the failover bound runs from their end.
+    /// Stretches (from, to) in which faults the story does not record held elections up (masters cut from etcd
+    /// by hand, a slow or lossy network): the failover bound runs from their end. A fault plan's steps are in the
+    /// story: the failover checker finds those itself.
     pub elections_disturbed: Vec<(Time, Time)>,
     /// The failover bound does not apply at all: etcd times requests out for the whole run (madsim's etcd cannot
     /// be healed of it), so elections succeed eventually, not within a bound.
