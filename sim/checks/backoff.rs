@@ -68,7 +68,9 @@ fn off_by_more(a: Time, b: Time) -> bool {
 /// and never starts after; while a job waits on a charge, every pass lists it with exactly the instant its leader
 /// must hold it to (the charging leader: the one it named; a later leader: its takeover plus the delay), and its
 /// next start comes no earlier, with the same failures in a row; and no start comes before the instant its own
-/// leader says the backoff allows. A job deleted (by the client) starts a new history.
+/// leader says the backoff allows. A job deleted (by the client) starts a new history. A pass that holds a job
+/// longer than the charge says breaks rescheduling's bound instead ([`Rule::Reschedule`]: the backoff in force is
+/// what the bound allows, and a job held past it is late, not early).
 pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -> Result<(), Violation> {
     let mut term_of: BTreeMap<String, LeaderEpoch> = BTreeMap::new();
     let mut began: BTreeMap<LeaderEpoch, Time> = BTreeMap::new();
@@ -151,8 +153,12 @@ pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -
                              (leader epoch {}) at {} for the loss of epoch {}, it must wait until {required}",
                             term.0, w.job, charge.delay, charge.master, charge.term.0, charge.at, charge.lost.0
                         );
+                        // Too early bypasses the backoff; too late holds a restart past the backoff in force, the
+                        // rescheduling bound's term.
+                        let rule =
+                            if holds.is_some_and(|h| h > required) { Rule::Reschedule } else { Rule::BackoffBound };
                         let ids = [Id::Job(w.job.to_string()), Id::Master(node.clone()), Id::LeaderEpoch(term)];
-                        return Err(Violation::new(Rule::BackoffBound, at, detail).with(ids));
+                        return Err(Violation::new(rule, at, detail).with(ids));
                     }
                 }
                 // A job this pass does not hold waiting has started, ended, or waits for its job master to check
@@ -383,10 +389,13 @@ mod tests {
         s.began(0, "m0", 1).started(1_000, "m0", 1, 0, 0, None).charged(5_000, "m0", 1, 1, 1_000);
         s.started(6_000, "m0", 2, 1, 1, Some(6_000)).charged(66_000, "m0", 2, 1, 1_000);
         assert_eq!(s.check(), Ok(()));
-        // A pass that holds the job to a different instant than the one charged.
+        // A pass that holds the job to an earlier instant than the one charged; to a later one, it is late.
+        let mut s = Story::new();
+        s.began(0, "m0", 1).charged(5_000, "m0", 1, 1, 1_000).pass(5_500, "m0", 1, Some(5_900));
+        assert_eq!(broken_at(&s), Some((Rule::BackoffBound, at(5_500))));
         let mut s = Story::new();
         s.began(0, "m0", 1).charged(5_000, "m0", 1, 1, 1_000).pass(5_500, "m0", 1, Some(9_000));
-        assert_eq!(broken_at(&s), Some((Rule::BackoffBound, at(5_500))));
+        assert_eq!(broken_at(&s), Some((Rule::Reschedule, at(5_500))));
     }
 
     #[test]
