@@ -219,6 +219,16 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          41.613s kill-leader for 18.387s; 48.185s cut-leader-from-etcd for 11.815s",
         "the same as 1797200942 in another storm (caught by the same invariant in the first term)",
     ),
+    (
+        104522,
+        "9.143s kill-executor(3) for 8.689s; 13.818s kill-executor(0) for 22.165s; \
+         26.654s cut-executor-from-executors(1, with-etcd) for 23.395s; 57.696s cut-masters-from-etcd for 24.797s",
+        "a job held a whole backoff delay past the one in force (the backoff checker: held to 18.566s, charged to \
+         wait until 15.244s): a storm job waiting for a slot after its delay was canceled, the cancel's write timed \
+         out, and settling it read the job back and restored its backoff as a new leader does, the whole persisted \
+         delay again from then, though this term knew when it ran out (fixed: a reload keeps the backoff in memory \
+         when the metastore holds the same charge)",
+    ),
 ];
 
 #[test]

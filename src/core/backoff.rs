@@ -175,6 +175,12 @@ impl BackoffState {
         BackoffRecord { failures: self.failures, base_ms: self.base_ms, delay_ms }
     }
 
+    /// Whether `record` holds the same charge as this state: the same failures in a row and the same base (each
+    /// charge moves both, a reset clears both).
+    pub fn same_charge(&self, record: &BackoffRecord) -> bool {
+        (self.failures, self.base_ms) == (record.failures, record.base_ms)
+    }
+
     /// Restores a persisted backoff at `now` on a new leader: the pending delay starts over from `now`.
     pub fn restore(record: &BackoffRecord, now: Time) -> BackoffState {
         let not_before = (record.delay_ms > 0).then(|| now.saturating_add(Duration::from_millis(record.delay_ms)));

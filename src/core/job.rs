@@ -561,6 +561,13 @@ impl Jobs {
                     if live.is_some() && live == job.phase.live_epoch() && !job.record.state.is_terminal() {
                         job.phase = prev.phase;
                     }
+                    // The backoff stays as this term holds it when the metastore holds the same charge: this term
+                    // knows when its delay ends. Restored, it would wait the whole delay again from now, as only a
+                    // new leader must (found by the backoff checker in the swarm: a storm job canceled while it
+                    // waited for a slot, the cancel's write timed out, held a second whole delay).
+                    if prev.backoff.same_charge(&job.record.backoff) {
+                        job.backoff = prev.backoff;
+                    }
                 }
                 self.jobs.insert(id.clone(), job);
             }
@@ -920,6 +927,38 @@ mod tests {
         assert_eq!((j.state(), j.phase()), (JobState::Created, Phase::Waiting));
         jobs.check().unwrap();
         assert_eq!(jobs.startable(ms(2)), vec![id("j")]);
+    }
+
+    #[test]
+    fn a_reload_of_the_same_charge_keeps_the_delay_this_term_holds() {
+        // Regression (swarm seed 104522, caught by the backoff checker): j is charged a 1 s delay at 5 ms, waits
+        // for a slot past it, and a cancel at 2 s fails to be written: read back as waiting, j may start at once,
+        // not a whole delay after the reload.
+        let mut jobs = Jobs::new(policy());
+        jobs.create(id("j"), spec()).unwrap();
+        let (e, _) = jobs.start(ms(0), &id("j"), ExecutorId(1)).unwrap();
+        let Verdict::Applied(step) = jobs.on_lost(ms(5), &id("j"), e, None, &mut SplitMix64::new(1)) else {
+            panic!("the loss applies")
+        };
+        let charged = step.persist.unwrap();
+        assert_eq!((charged.backoff.failures, charged.backoff.delay_ms), (1, 1_000));
+        assert_eq!(jobs.startable(ms(1_004)), vec![]);
+        jobs.cancel(ms(2_000), &id("j")).unwrap();
+        jobs.reload(ms(2_000), Some(charged.clone()), &id("j"));
+        jobs.check().unwrap();
+        assert_eq!(jobs.startable(ms(2_000)), vec![id("j")]);
+        assert_eq!(jobs.get(&id("j")).unwrap().backoff().not_before(), Some(ms(1_005)));
+        // Read back before the charge was written (a record with fewer failures), the job takes what is durable.
+        let mut fresh = Jobs::new(policy());
+        fresh.create(id("k"), spec()).unwrap();
+        let (e, first) = fresh.start(ms(0), &id("k"), ExecutorId(1)).unwrap();
+        fresh.on_lost(ms(5), &id("k"), e, None, &mut SplitMix64::new(1));
+        fresh.reload(ms(6), first.persist, &id("k"));
+        let k = fresh.get(&id("k")).unwrap();
+        assert_eq!((k.backoff().failures(), k.backoff().not_before()), (0, None));
+        // A new leader, which holds no memory of the charge, waits the whole delay again (Jobs::restore).
+        let restored = Jobs::restore(policy(), ms(2_000), Epoch(5), [charged]);
+        assert_eq!(restored.get(&id("j")).unwrap().backoff().not_before(), Some(ms(3_000)));
     }
 
     #[test]
