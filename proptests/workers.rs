@@ -344,7 +344,10 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                     (false, Some(e)) => Epoch(e.epoch.0.saturating_sub(*back).max(1)),
                     _ => highest.next(),
                 };
+                // Asking first changes nothing, and answers as the dispatch then does.
+                let asked = w.admits(&t, epoch);
                 let got = w.on_dispatched(now, &t, epoch);
+                prop_assert_eq!(&asked, &got, "step {}: admits and on_dispatched disagree", step);
                 let want = match m.entries.get(&t) {
                     Some(e) if e.state.may_be_live() => {
                         Err(WorkersError::StillLive { task: t.clone(), epoch: e.epoch })

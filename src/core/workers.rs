@@ -313,6 +313,16 @@ impl Workers {
     /// A new incarnation was dispatched at `now` (called before the dispatch is sent). Refused while an older
     /// incarnation may still be alive.
     pub fn on_dispatched(&mut self, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
+        self.admits(task, epoch)?;
+        let expires_at = now + self.timing.offline_ttl + self.dispatch_window;
+        self.entries.insert(task.clone(), Entry { epoch, state: EntryState::Created, expires_at, last_heard: None });
+        Ok(())
+    }
+
+    /// Whether [`Workers::on_dispatched`] would take incarnation `epoch` of `task` now (no incarnation of it may
+    /// still be alive, and `epoch` is newer than any it had), without taking it: a caller that must change other
+    /// state first (the job's record) asks before, so that a refusal leaves everything as it was.
+    pub fn admits(&self, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
         if let Some(e) = self.entries.get(task) {
             if e.state.may_be_live() {
                 return Err(WorkersError::StillLive { task: task.clone(), epoch: e.epoch });
@@ -321,8 +331,6 @@ impl Workers {
                 return Err(WorkersError::EpochNotNewer { task: task.clone(), new: epoch, last: e.epoch });
             }
         }
-        let expires_at = now + self.timing.offline_ttl + self.dispatch_window;
-        self.entries.insert(task.clone(), Entry { epoch, state: EntryState::Created, expires_at, last_heard: None });
         Ok(())
     }
 

@@ -550,8 +550,11 @@ impl Manager {
                 }
             };
             let started = self.registry.get(placed.executor).and_then(|view| {
+                // The bookkeeping may still hold an incarnation that may be alive: it has to be lost first. Asked
+                // before the job moves, so that a refusal leaves the job waiting as it was (asked after, the job
+                // would be started in memory with an incarnation never written nor dispatched).
+                self.masters.admits(&task, self.jobs.next_epoch()).ok()?;
                 let (e, step) = self.jobs.start(now, &id, placed.executor).ok()?;
-                // The bookkeeping may still hold an incarnation that may be alive: it has to be lost first.
                 self.masters.on_dispatched(now, &task, e).ok()?;
                 Some((view, e, step))
             });
