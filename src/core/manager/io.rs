@@ -506,7 +506,8 @@ pub struct WaitingJob {
     pub cost: u32,
     /// When its backoff allows it to start (none: now).
     pub allowed: Option<Time>,
-    /// No earlier incarnation may still be alive in the bookkeeping (else it waits for that one to be lost).
+    /// The job-master bookkeeping admits its next incarnation (no earlier one may still be alive: else it waits
+    /// for that one to be lost), as the pass asks before starting one.
     pub startable: bool,
     /// The schedulable executors its selectors admit (none: it has no selectors, all do).
     pub admits: Option<Vec<ExecutorId>>,

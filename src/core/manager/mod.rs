@@ -609,12 +609,12 @@ impl Manager {
                         .map(|v| v.record.id)
                         .collect()
                 });
-                let previous = self.masters.get(&TaskId::job_master(j.id()));
                 WaitingJob {
                     job: j.id().clone(),
                     cost: j.spec().cost.max(1),
                     allowed: j.backoff().not_before(),
-                    startable: previous.is_none_or(|e| !e.state.may_be_live()),
+                    // What the pass asks before it starts a job master.
+                    startable: self.masters.admits(&TaskId::job_master(j.id()), self.jobs.next_epoch()).is_ok(),
                     admits,
                 }
             })
