@@ -388,6 +388,43 @@ const FAULT_FORMS: &str = "kill-leader, kill-master(M), kill-executor(E), pause-
                            cut-executor-from-executors(E, without-etcd|with-etcd), cut-leader-from-etcd, \
                            cut-masters-from-etcd, latency(<max>ms), loss(<rate>)";
 
+/// Every fault kind the text knows (the names of [`FAULT_FORMS`], without their arguments).
+pub fn kinds() -> Vec<&'static str> {
+    let mut kinds = vec![];
+    let (mut depth, mut start) = (0usize, 0usize);
+    for (i, ch) in FAULT_FORMS.char_indices() {
+        match ch {
+            '(' => {
+                if depth == 0 {
+                    kinds.push(FAULT_FORMS[start..i].trim());
+                }
+                depth += 1;
+            }
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                let name = FAULT_FORMS[start..i].trim();
+                if !name.is_empty() && !name.ends_with(')') {
+                    kinds.push(name);
+                }
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    let last = FAULT_FORMS[start..].trim();
+    if !last.is_empty() && !last.ends_with(')') {
+        kinds.push(last);
+    }
+    kinds
+}
+
+/// The kind of a step's text (`4.1s kill-master(1) for 3s` → `kill-master`).
+pub fn kind_of_step(step: &str) -> &str {
+    let fault = step.split_once(' ').map_or(step, |(_, rest)| rest);
+    let end = fault.find(['(', ' ']).unwrap_or(fault.len());
+    &fault[..end]
+}
+
 impl FromStr for Fault {
     type Err = String;
 
@@ -967,6 +1004,19 @@ mod tests {
         ];
         let steps = faults.into_iter().enumerate().map(|(i, f)| step(2_000 + 1_111 * i as u64, f, 500 + 7 * i as u64));
         Plan { steps: steps.collect() }
+    }
+
+    /// Every kind of [`every_kind`] is named by [`kinds`] (which the coverage report lists, reached or not), and
+    /// [`kind_of_step`] reads it back from the step's text.
+    #[test]
+    fn every_fault_kind_is_known_by_name() {
+        let known = kinds();
+        for step in every_kind().steps {
+            let text = step.to_string();
+            let kind = kind_of_step(&text);
+            assert!(known.contains(&kind), "{kind} (of {text}) is not in {known:?}");
+        }
+        assert_eq!(known.len(), known.iter().collect::<BTreeSet<_>>().len(), "{known:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@
 mod bug_finding;
 mod checks;
 mod cluster;
+mod coverage;
 mod epoch_claims;
 mod executor_node;
 mod fake_jobs;

@@ -36,6 +36,7 @@ use crate::checks::{
 };
 use crate::checks::{summary, Allowances};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
+use crate::coverage;
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
 use crate::faults::{self, Plan};
 use crate::harness::{fail, require, run_seed, Failure};
@@ -295,6 +296,10 @@ pub struct SwarmFigures {
     pub events: usize,
     /// How much simulated time the seed took.
     pub simulated: Duration,
+    /// What of the fault space the seed reached (fault kinds applied, fault points fired, interesting states).
+    pub coverage: coverage::Counts,
+    /// The seed was run a second time and told the identical story ([`DETERMINISM_EVERY`]).
+    pub replayed: bool,
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -590,6 +595,8 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         story: h.finish(),
         events: events.len(),
         simulated: c.clock.now().saturating_since(Time::ZERO),
+        coverage: coverage::of_story(&events, &c.fault_points.fired()),
+        replayed: false,
     }
 }
 
@@ -733,6 +740,34 @@ fn run_one(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures,
         .map_err(|f| SeedFailure::of(f, ran.lock().expect("the plan's slot").take().or(given)))
 }
 
+/// Every this many seeds (by number: seeds `0 mod DETERMINISM_EVERY`), the suite runs the seed twice and
+/// requires the identical story: 100 seeds of a 5,000-seed run (madsim's `MADSIM_TEST_CHECK_DETERMINISM` re-runs
+/// only a test's first seed).
+const DETERMINISM_EVERY: u64 = 50;
+
+/// [`run_one`], and for every [`DETERMINISM_EVERY`]th seed a second run that must tell the identical story (a
+/// failure of the determinism rule otherwise, with its replay command).
+fn run_checked(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures, SeedFailure> {
+    let first = run_one(seed, verbose, plan.clone())?;
+    if seed % DETERMINISM_EVERY != 0 {
+        return Ok(first);
+    }
+    let text = plan.as_ref().map(Plan::to_string);
+    let again = run_one(seed, false, plan)?;
+    if (again.story, again.events) != (first.story, first.events) {
+        return Err(crash(format!(
+            "not deterministic: run twice, seed {seed} told two stories ({} and {} events, hashes {:x} and {:x}); \
+             replay each with {}",
+            first.events,
+            again.events,
+            first.story,
+            again.story,
+            replay_command(seed, text.as_deref())
+        )));
+    }
+    Ok(SwarmFigures { replayed: true, ..first })
+}
+
 /// One line of a child's stdout for `seed`: its figures, or its failure's class, plan (in brackets, which plan
 /// text never holds) and text on one line.
 fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
@@ -741,11 +776,13 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
             format!(
-                "swarm-seed {seed} ok d={} b={} f={} r={}",
+                "swarm-seed {seed} ok d={} b={} f={} r={} det={} c={}",
                 ms(&f.detection),
                 ratios.join(","),
                 ms(&f.failover),
-                ms(&f.reschedule)
+                ms(&f.reschedule),
+                u8::from(f.replayed),
+                coverage::to_field(&f.coverage)
             )
         }
         Err(f) => format!(
@@ -762,6 +799,14 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
     let mut f = SwarmFigures::default();
     for field in rest.split(' ') {
         let (key, values) = field.split_once('=')?;
+        if key == "c" {
+            f.coverage = coverage::from_field(values)?;
+            continue;
+        }
+        if key == "det" {
+            f.replayed = values == "1";
+            continue;
+        }
         let values = values.split(',').filter(|v| !v.is_empty());
         match key {
             "b" => f.detection_of_bound = values.map(|v| v.parse().ok()).collect::<Option<_>>()?,
@@ -921,7 +966,7 @@ fn swarm() {
                         }
                         let seed = first + i + k;
                         let verbose = seeds == 1;
-                        let result = run_one(seed, verbose, plan.clone());
+                        let result = run_checked(seed, verbose, plan.clone());
                         if child {
                             println!("{}", child_line(seed, &result));
                         }
@@ -944,8 +989,15 @@ fn swarm() {
     let mut ratios: Vec<f64> = figures.iter().flat_map(|x| x.detection_of_bound.iter().copied()).collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = |q: f64| ratios.get(((ratios.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+    let replayed = figures.iter().filter(|f| f.replayed).count();
+    let mut cover = coverage::Summary::default();
+    for f in &figures {
+        cover.add(&f.coverage);
+    }
+    report(&cover.report());
     report(&format!(
-        "swarm: {} of {seeds} seeds passed\n  executor detection (last heard to declared offline): {}\n  \
+        "swarm: {} of {seeds} seeds passed; determinism: {replayed} of them (every {DETERMINISM_EVERY}th seed) \
+         ran twice and told identical stories\n  executor detection (last heard to declared offline): {}\n  \
          detection over its bound (offline TTL + check interval, + hold or pause): p50={:.3} p99={:.3} max={:.3}\n  \
          leader failover (leader killed to next leader acting): {}\n  \
          job-master reschedule (its executor killed to the next incarnation started): {}",
@@ -973,9 +1025,17 @@ fn a_childs_line_reads_back() {
         let Some((7, Err(f))) = parse_child_line(&line) else { panic!("{line}") };
         assert_eq!((f.class, f.text.as_str(), f.plan), (Class::Safety, "one | two [x] three", plan));
     }
-    let figures = SwarmFigures { detection: vec![Duration::from_millis(1500)], ..SwarmFigures::default() };
+    let mut cover = coverage::Counts::new();
+    cover.insert("state leader-change".into(), 3);
+    cover.insert("fault kill-leader".into(), 1);
+    let figures = SwarmFigures {
+        detection: vec![Duration::from_millis(1500)],
+        coverage: cover.clone(),
+        replayed: true,
+        ..SwarmFigures::default()
+    };
     let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
-    assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
+    assert_eq!((f.detection, f.coverage, f.replayed), (vec![Duration::from_millis(1500)], cover, true));
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.

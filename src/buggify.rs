@@ -7,21 +7,38 @@
 //! the faults heal), with the point's probability, and draws its stall from the seed; so a seed replays its stalls
 //! exactly, and runs that leave the switch off draw nothing from it.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The switch of a run's fault points, shared by the nodes a scenario builds (off unless turned on).
+/// The switch of a run's fault points, shared by the nodes a scenario builds (off unless turned on), and the count
+/// of stalls each point made (for the simulator's coverage report).
 #[derive(Clone, Debug, Default)]
-pub struct FaultPoints(Arc<AtomicBool>);
+pub struct FaultPoints {
+    on: Arc<AtomicBool>,
+    fired: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+}
 
 impl FaultPoints {
     pub fn set(&self, on: bool) {
-        self.0.store(on, Ordering::SeqCst);
+        self.on.store(on, Ordering::SeqCst);
     }
 
     pub fn is_on(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.on.load(Ordering::SeqCst)
+    }
+
+    /// How many stalls each point made so far, by the point's name (points that never fired are absent).
+    pub fn fired(&self) -> BTreeMap<&'static str, u64> {
+        self.fired.lock().map(|f| f.clone()).unwrap_or_default()
+    }
+
+    #[cfg(madsim)]
+    fn count(&self, point: Point) {
+        if let Ok(mut fired) = self.fired.lock() {
+            *fired.entry(point.name()).or_default() += 1;
+        }
     }
 }
 
@@ -41,6 +58,15 @@ pub enum Point {
 }
 
 impl Point {
+    /// Every point, for reports that must show the points that never fired too.
+    pub const ALL: [Point; 5] = [
+        Point::BeforeMetastoreWrite,
+        Point::AfterMetastoreWrite,
+        Point::BetweenPreDispatchAndConfirm,
+        Point::LeaseKeepAlive,
+        Point::HeartbeatReply,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Point::BeforeMetastoreWrite => "before-metastore-write",
@@ -72,6 +98,7 @@ pub async fn point(switch: &FaultPoints, point: Point) {
     }
     let stall = Duration::from_millis(madsim::rand::thread_rng().gen_range(0..=longest.as_millis() as u64));
     tracing::info!(point = point.name(), ?stall, "buggify");
+    switch.count(point);
     tokio::time::sleep(stall).await;
 }
 
