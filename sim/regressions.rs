@@ -229,6 +229,31 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          delay again from then, though this term knew when it ran out (fixed: a reload keeps the backoff in memory \
          when the metastore holds the same charge)",
     ),
+    (
+        95002,
+        "2.976s kill-executor(4) for 10.826s; 7.014s stop-master(1) for 11.628s; 16.73s kill-executor(3) for 3.022s; \
+         28.771s latency(300ms) for 8.117s; 31.257s stop-executor(2) for 2.085s; 31.287s kill-leader for 6.162s; \
+         35.646s cut-executor-from-masters(2, both-ways) for 18.24s; \
+         35.683s cut-executor-from-masters(1, one-way) for 1.099s; 36.292s kill-executor(0) for 24.224s",
+        "wasted work (the wasted-work checker's first catch, before it allowed for a fault's aftermath): \
+         executor-3 was killed, restarted and registered as e7, and 1.5 s later the leader placed a one-step job's \
+         job master on e4, the dead process's id with TTL left; the executor at that address refused (it is e7 \
+         now) and the job paid a backoff (fixed: the first heartbeat under a process's new id leaves the older \
+         ids of its name without new work until their TTL declares them offline; held by the registry's unit \
+         test, since the checker now counts this restart as the kill's consequence)",
+    ),
+    (
+        95558,
+        "3.063s kill-leader for 1.208s; 3.882s cut-executor-from-executors(1, without-etcd) for 14.643s; \
+         10.22s stop-executor(1) for 7.592s; 22.848s kill-executor(0) for 9.327s; \
+         24.418s kill-executor(1) for 11.703s; 31.76s latency(300ms) for 13.061s; \
+         37.237s pause-master(0) for 20.603s; 39.626s stop-executor(1) for 11.485s; \
+         41.213s kill-leader for 10.989s",
+        "an executor never online again (a first fix of seed 95002 took the old ids' work at the registration): \
+         the registration of executor-1's previous process, sent before its graceful stop and answered by no \
+         one, reached the leader after its successor had registered as e5, and left e5 draining for good (fixed: \
+         only a heartbeat under the newer id proves its process alive)",
+    ),
 ];
 
 #[test]

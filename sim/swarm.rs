@@ -32,7 +32,7 @@ use madsim::rand::Rng;
 
 use crate::checks::{
     canceled_never_restart, checkpoints_forward, first_broken, ids_never_reused, job_history, one_live_incarnation,
-    placement_meets_selectors, placement_within_bounds,
+    placement_meets_selectors, placement_within_bounds, restarts_explained, Restarts,
 };
 use crate::checks::{summary, Allowances};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
@@ -300,6 +300,8 @@ pub struct SwarmFigures {
     pub coverage: coverage::Counts,
     /// The seed was run a second time and told the identical story ([`DETERMINISM_EVERY`]).
     pub replayed: bool,
+    /// Restarts, every one explained by a fault in its window (the wasted-work checker): job masters, workers.
+    pub restarts: (u64, u64),
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -571,7 +573,21 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         d.executors.iter().enumerate().map(|(i, (_, zone))| (format!("executor-{i}"), zone.clone())).collect();
     let wants: BTreeMap<String, String> =
         d.jobs.iter().filter_map(|j| j.zone.clone().map(|z| (j.id.clone(), z))).collect();
+    // Every restart needs a fault in its window: the plan's steps and the kills, pauses and stops are in the story;
+    // the fault points (on until the heal) and etcd's time-outs (the whole run) are not.
+    let mut disturbed = vec![];
+    if buggify {
+        disturbed.push((Time::ZERO, healed));
+    }
+    if d.etcd_timeout_rate > 0.0 {
+        disturbed.push((Time::ZERO, c.clock.now()));
+    }
+    // A fault's consequences last until a fenced executor is heard again and a dead process's id expires.
+    let horizon = (k.executors.offline_ttl + k.executors.self_fence).max(k.workers.offline_ttl + k.workers.self_fence)
+        + k.executors.check_interval;
+    let mut restarts = Restarts::default();
     first_broken([
+        ("wasted work", restarts_explained(&events, &disturbed, horizon).map(|r| restarts = r)),
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),
@@ -597,6 +613,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         simulated: c.clock.now().saturating_since(Time::ZERO),
         coverage: coverage::of_story(&events, &c.fault_points.fired()),
         replayed: false,
+        restarts: (restarts.job_masters as u64, restarts.workers as u64),
     }
 }
 
@@ -776,12 +793,14 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
             format!(
-                "swarm-seed {seed} ok d={} b={} f={} r={} det={} c={}",
+                "swarm-seed {seed} ok d={} b={} f={} r={} det={} w={},{} c={}",
                 ms(&f.detection),
                 ratios.join(","),
                 ms(&f.failover),
                 ms(&f.reschedule),
                 u8::from(f.replayed),
+                f.restarts.0,
+                f.restarts.1,
                 coverage::to_field(&f.coverage)
             )
         }
@@ -801,6 +820,11 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
         let (key, values) = field.split_once('=')?;
         if key == "c" {
             f.coverage = coverage::from_field(values)?;
+            continue;
+        }
+        if key == "w" {
+            let (j, w) = values.split_once(',')?;
+            f.restarts = (j.parse().ok()?, w.parse().ok()?);
             continue;
         }
         if key == "det" {
@@ -995,6 +1019,12 @@ fn swarm() {
         cover.add(&f.coverage);
     }
     report(&cover.report());
+    let (jm, wk) = figures.iter().fold((0, 0), |(a, b), f| (a + f.restarts.0, b + f.restarts.1));
+    report(&format!(
+        "wasted work over the {} passing seeds: {jm} job-master and {wk} worker restarts, every one with a \
+         fault in the life of the incarnation it replaced",
+        figures.len()
+    ));
     report(&format!(
         "swarm: {} of {seeds} seeds passed; determinism: {replayed} of them (every {DETERMINISM_EVERY}th seed) \
          ran twice and told identical stories\n  executor detection (last heard to declared offline): {}\n  \

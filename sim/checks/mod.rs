@@ -18,6 +18,7 @@ mod leader;
 mod placement;
 mod registry;
 mod reschedule;
+mod wasted;
 
 pub use backoff::restarts_spaced;
 pub use cancel::canceled_never_restart;
@@ -32,6 +33,7 @@ pub use leader::{acting_periods, single_acting_leader};
 pub use placement::{placement_meets_selectors, placement_within_bounds};
 pub use registry::ids_never_reused;
 pub use reschedule::restarted_when_capacity_exists;
+pub use wasted::{restarts_explained, Restarts};
 
 use std::time::Duration;
 

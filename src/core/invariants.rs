@@ -104,6 +104,10 @@ pub enum Rule {
     JobEnds,
     /// A job no executor can take says why.
     UnplaceableSaysWhy,
+    /// §6 wasted work: no job master or worker is started again unless a fault overlapped the life of the
+    /// incarnation it replaces (a restart no fault explains is work a correct decision would not have wasted, even
+    /// when safety catches the wrong decision downstream).
+    WastedWork,
     /// §6 no false alarms, once healthy: after the faults healed and their consequences played out, nothing is
     /// declared offline, fenced or told it is stale, and no healthy leader steps down.
     QuietOnceHealthy,
@@ -125,7 +129,7 @@ impl Rule {
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
             | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant | BackoffBound => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
-            | QuietOnceHealthy | CapacitySettled => Class::Liveness,
+            | QuietOnceHealthy | CapacitySettled | WastedWork => Class::Liveness,
             ConsistentStory => Class::Crash,
         }
     }
@@ -170,6 +174,7 @@ impl Rule {
             ExecutorsOnline => "every executor online",
             JobEnds => "every job ends",
             UnplaceableSaysWhy => "an unplaceable job says why",
+            WastedWork => "§6 wasted work (a restart no fault explains)",
             QuietOnceHealthy => "§6 no false alarms once healthy",
             CapacitySettled => "capacity accounting (settled cluster)",
             ConsistentStory => "the observations are inconsistent",

@@ -154,6 +154,8 @@ struct Entry {
     last_heard: Time,
     expires_at: Time,
     tasks: Vec<ReportedTask>,
+    /// This leader took a heartbeat under this id since it admitted it (restored ones count as heard before).
+    heartbeated: bool,
 }
 
 /// What one liveness check decided.
@@ -208,7 +210,14 @@ impl Registry {
             let expires_at = now + r.policy.offline_ttl;
             r.entries.insert(
                 record.id,
-                Entry { record, status: Status::Unconfirmed, last_heard: now, expires_at, tasks: vec![] },
+                Entry {
+                    record,
+                    status: Status::Unconfirmed,
+                    last_heard: now,
+                    expires_at,
+                    tasks: vec![],
+                    heartbeated: true,
+                },
             );
         }
         r
@@ -286,7 +295,14 @@ impl Registry {
         let expires_at = now + self.policy.offline_ttl;
         self.entries.insert(
             id,
-            Entry { record: record.clone(), status: Status::Online, last_heard: now, expires_at, tasks: vec![] },
+            Entry {
+                record: record.clone(),
+                status: Status::Online,
+                last_heard: now,
+                expires_at,
+                tasks: vec![],
+                heartbeated: false,
+            },
         );
         Ok(record)
     }
@@ -328,7 +344,32 @@ impl Registry {
             );
         }
         e.tasks = tasks;
+        if !std::mem::replace(&mut e.heartbeated, true) {
+            self.supersede_older(id);
+        }
         Ok(())
+    }
+
+    /// The first heartbeat under `id` proves its process alive now: every older id of its name under another
+    /// process instance (the process restarted, or was replaced) gets no new work from here on. Placing there only
+    /// wastes a dispatch the executor at that address refuses (swarm seed 95002: a job master placed on the id of
+    /// a process restarted seconds before, found by the wasted-work checker). Not at the registration: a dead
+    /// process's registration may arrive late, after its successor's, and must not take work from it (seed
+    /// 95558); nor from a heartbeat under an older id. The old id is not declared offline early: only its TTL
+    /// running out proves its tasks stopped (two live processes under one name, a misconfiguration, look like a
+    /// restart from here); until then it stays as a draining one does.
+    fn supersede_older(&mut self, id: ExecutorId) {
+        let Some(spec) = self.entries.get(&id).map(|e| e.record.spec.clone()) else { return };
+        if spec.instance == 0 {
+            return;
+        }
+        for e in self.entries.range_mut(..id).map(|(_, e)| e) {
+            let other_process = e.record.spec.name == spec.name && e.record.spec.instance != spec.instance;
+            if other_process && e.status == Status::Online {
+                e.status = Status::Draining;
+                self.placer.remove(e.record.id);
+            }
+        }
     }
 
     /// Executor `id` said it is shutting down: nothing more is placed on it. Call it after the heartbeat that
@@ -520,6 +561,42 @@ mod tests {
         let rec = ExecutorRecord { id: ExecutorId(40), spec: spec("x") };
         let r = Registry::restore(RegistryPolicy::default(), PlacementPolicy::default(), ms(0), ExecutorId(3), [rec]);
         assert_eq!(r.next_id(), ExecutorId(41));
+    }
+
+    /// Swarm seed 95002 (the wasted-work checker): a restarted process registers under a new id while its old id
+    /// still has TTL left; once the new id is heard, the old id gets no new work, yet expires only by its TTL. A
+    /// registration alone proves nothing (seed 95558: a dead process's late registration must not take the work of
+    /// its live successor), nor does a heartbeat under the older id.
+    #[test]
+    fn a_restarted_process_leaves_its_old_id_without_new_work() {
+        let mut r = reg();
+        let ttl = RegistryPolicy::default().offline_ttl;
+        let old = r.register(ms(0), ExecutorSpec { instance: 7, ..spec("a") }).unwrap().id;
+        let other = r.register(ms(1_000), ExecutorSpec { instance: 3, ..spec("b") }).unwrap().id;
+        let new = r.register(ms(1_000), ExecutorSpec { instance: 8, ..spec("a") }).unwrap().id;
+        assert_eq!(r.get(old).unwrap().status, Status::Online, "registered, not heard yet");
+        r.heartbeat(ms(1_100), old, vec![], &[]).unwrap();
+        assert_eq!(r.get(new).unwrap().status, Status::Online, "the older id's heartbeat supersedes nothing");
+        r.heartbeat(ms(1_200), new, vec![], &[]).unwrap();
+        assert_eq!(r.get(old).unwrap().status, Status::Draining);
+        assert_eq!((r.get(new).unwrap().status, r.get(other).unwrap().status), (Status::Online, Status::Online));
+        r.check_invariants().unwrap();
+        // A late registration of the dead process, heard never: its successor keeps its work.
+        let late = r.register(ms(1_300), ExecutorSpec { instance: 7, ..spec("a") }).unwrap().id;
+        assert_eq!((r.get(new).unwrap().status, r.get(late).unwrap().status), (Status::Online, Status::Online));
+        // Still awaited: declared offline when its TTL runs out, not before.
+        r.heartbeat(ms(1_300), other, vec![], &[]).unwrap();
+        r.heartbeat(ms(1_300), new, vec![], &[]).unwrap();
+        let heard = ttl.as_millis() as u64 + 1_100;
+        assert!(r.check(ms(heard - 1)).offline.is_empty());
+        let out = r.check(ms(heard + 1));
+        assert_eq!(out.offline.iter().map(|rec| rec.id).collect::<Vec<_>>(), vec![old]);
+        // A registration without an instance cannot tell a restart: it supersedes nothing.
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let b = r.register(ms(1), spec("a")).unwrap().id;
+        r.heartbeat(ms(2), b, vec![], &[]).unwrap();
+        assert_eq!(r.get(a).unwrap().status, Status::Online);
     }
 
     #[test]
