@@ -17,6 +17,7 @@ mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
 mod regressions;
+mod shrink;
 mod speed;
 mod swarm;
 mod tombstones;
