@@ -7,8 +7,9 @@
 //!    one of the fault points' or the workload's, says so at once), then chunks of half the steps, a quarter, ...,
 //!    then single steps, again and again until no single step can go;
 //! 2. **shorten** each step: halve its `lasts` while the plan still fails, down to [`LASTS_FLOOR`];
-//! 3. **move** each step later: halve the time left between its `at` and the end of the fault phase while the plan
-//!    still fails, until less than [`MOVE_LEAST`] is left.
+//! 3. **move** each step later: to the instant of a later step (the nearest that still fails), then halve the
+//!    time left between its `at` and the end of the fault phase while the plan still fails, until less than
+//!    [`MOVE_LEAST`] is left.
 //!
 //! Invariants it keeps:
 //! - **What it returns failed**: the plan it was given (which the caller saw fail), or a candidate the predicate
@@ -175,6 +176,20 @@ impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
 
     fn move_later(&mut self) -> Spent<()> {
         for k in 0..self.steps.len() {
+            // To the instant of a later step first, the nearest first: a failure that needs two faults at about
+            // the same time (two executors due offline in one check) then holds without the luck of the timing
+            // that met it, and may no longer need the faults that bought that luck.
+            let mut later: Vec<Duration> =
+                self.steps.iter().map(|s| s.at).filter(|at| *at > self.steps[k].at).collect();
+            later.sort();
+            later.dedup();
+            for at in later {
+                let mut candidate = self.steps.clone();
+                candidate[k].at = at;
+                if self.attempt(candidate)? {
+                    break;
+                }
+            }
             while self.phase.saturating_sub(self.steps[k].at) > MOVE_LEAST {
                 let mut candidate = self.steps.clone();
                 let left = self.phase - self.steps[k].at;
@@ -252,6 +267,24 @@ mod tests {
         assert_eq!(s.lasts, Duration::from_secs(5), "{}", shrunk.plan);
         // Half the way to the end while it fails: 32.5 s, then 46.25 s no longer does.
         assert_eq!(s.at, Duration::from_millis(32_500), "{}", shrunk.plan);
+    }
+
+    #[test]
+    fn steps_that_must_coincide_are_moved_together_and_the_luck_dropped() {
+        let original = plan(
+            "10s kill-executor(1) for 3s; 11s latency(100ms) for 5s; 11.5s loss(0.01) for 2s; 12s kill-executor(2) \
+             for 3s",
+        );
+        // Two kills fail the run when they coincide, or, with the network's luck of latency and loss, when both
+        // come within the first 20 s.
+        let fails = |p: &Plan| {
+            let at = |f: &Fault| p.steps.iter().find(|s| s.fault == *f).map(|s| s.at);
+            let (Some(a), Some(b)) = (at(&Fault::KillExecutor(1)), at(&Fault::KillExecutor(2))) else { return false };
+            let luck = at(&Fault::Latency { max_ms: 100 }).is_some() && at(&Fault::Loss { rate: 0.01 }).is_some();
+            a == b || (luck && a.max(b) <= Duration::from_secs(20))
+        };
+        let shrunk = shrink(&original, PHASE, 150, fails);
+        assert_eq!(shrunk.plan.to_string(), "12s kill-executor(1) for 0.5s; 12s kill-executor(2) for 0.5s", "{shrunk}");
     }
 
     #[test]
