@@ -165,8 +165,9 @@ fn probe_planted() {
 /// --nocapture` prints the table; `FOREMAN_PLANTED_ONLY=<bug>` runs one).
 ///
 /// Then each catching seed's fault plan is shrunk ([`swarm::shrink_seed`], two bugs at a time) to the smallest that
-/// still fails the same checker, which must have at most three steps, and the shrunk plan's printed text, read
-/// back and run, must fail that checker again: what the swarm's failure report prints replays.
+/// still fails the same checker, which must have at most three steps; the shrunk plan's printed text, read back
+/// and run, must fail that checker again (what the swarm's failure report prints replays), and the seed must pass
+/// with the shrunk plan without the bug (the shrunk failure is the bug's too).
 #[test]
 fn planted_bugs_are_caught_by_the_swarm() {
     let max: u64 = std::env::var("FOREMAN_PLANTED_SWARM_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
@@ -288,6 +289,14 @@ fn planted_bugs_are_caught_by_the_swarm() {
         let again = run_seed(seed, move || Box::pin(swarm_run(run))).err().map(|f| f.checker());
         if again != Some(checker) {
             wrong.push(format!("{}: seed {seed} with the shrunk plan {text} gave {again:?}", bug.name()));
+        }
+        // And the shrunk plan's failure is the bug's too: without it, the seed passes with that plan.
+        let plan = Some(s.shrunk.plan.clone());
+        if let Err(f) = run_seed(seed, move || Box::pin(swarm_run(swarm::Run { plan, ..swarm::Run::default() }))) {
+            wrong.push(format!(
+                "{}: seed {seed} with the shrunk plan {text} fails without the bug too: {f}",
+                bug.name()
+            ));
         }
         rows.push(format!(
             "| {} | {seeds} | {first} | {text} | {}, {:.1}s |",
