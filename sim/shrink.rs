@@ -310,7 +310,7 @@ mod tests {
                 assert_eq!(text.parse::<Plan>().as_ref(), Ok(p), "seed {seed}");
                 assert_eq!(p.check(3, 6, PHASE), Ok(()), "seed {seed}: {text}");
                 let mut h = SplitMix64::new(salt ^ text.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b)));
-                let fails = h.next_u64() % 3 == 0;
+                let fails = h.next_u64().is_multiple_of(3);
                 if fails {
                     failed.insert(text);
                 }
