@@ -3,12 +3,15 @@
 //! fails. The test reports how many seeds each took, checks that the checker that fired is the one the bug
 //! breaks, and re-runs the catching seed without the bug: it must pass, so the failure was the bug's.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 
 use foreman::core::invariants::Rule;
 use foreman::planted::Planted;
 
+use crate::faults::Plan;
 use crate::harness::run_seed;
 
 use crate::fake_jobs::{
@@ -160,11 +163,18 @@ fn probe_planted() {
 /// the bug (so the checker that fired can fail only because of it). The seeds are fixed, so the counts are the
 /// same on every run of the same code (`cargo stest --test sim planted_bugs_are_caught_by_the_swarm --
 /// --nocapture` prints the table; `FOREMAN_PLANTED_ONLY=<bug>` runs one).
+///
+/// Then each catching seed's fault plan is shrunk ([`swarm::shrink_seed`], two bugs at a time) to the smallest that
+/// still fails the same checker, which must have at most three steps; the shrunk plan's printed text, read back
+/// and run, must fail that checker again (what the swarm's failure report prints replays), and the seed must pass
+/// with the shrunk plan without the bug (the shrunk failure is the bug's too).
 #[test]
 fn planted_bugs_are_caught_by_the_swarm() {
     let max: u64 = std::env::var("FOREMAN_PLANTED_SWARM_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
-    let mut report = vec![];
     let only = std::env::var("FOREMAN_PLANTED_ONLY").ok();
+    // (bug, swarm seeds to catch, the first failure's line); the catching seed and its plan, when caught.
+    let mut report = vec![];
+    let mut caught_all = vec![];
     for (i, (bug, _, _, _)) in table().into_iter().enumerate() {
         if only.as_deref().is_some_and(|o| o != bug.name()) {
             continue;
@@ -179,27 +189,26 @@ fn planted_bugs_are_caught_by_the_swarm() {
                     // why: two seeds at a time on the suite's own threads, outside any simulation.
                     #[allow(clippy::disallowed_methods)]
                     let h = std::thread::spawn(move || {
-                        (
-                            seed,
-                            run_seed(seed, move || {
-                                Box::pin(swarm_run(swarm::Run { planted: Some(bug), ..swarm::Run::default() }))
-                            }),
-                        )
+                        let ran = Arc::new(Mutex::new(None));
+                        let run = swarm::Run { planted: Some(bug), ran: Some(ran.clone()), ..swarm::Run::default() };
+                        let r = run_seed(seed, move || Box::pin(swarm_run(run)));
+                        let plan = ran.lock().expect("the plan's slot").take();
+                        (seed, r, plan)
                     });
                     h
                 })
                 .collect();
             for h in pair {
-                let (seed, r) = h.join().expect("the seed's thread");
+                let (seed, r, plan) = h.join().expect("the seed's thread");
                 if let Err(f) = r {
-                    caught = caught.or(Some((seed, f.to_string())));
+                    caught = caught.or(Some((seed, f, plan)));
                 }
             }
             n += 2;
         }
-        let Some((seed, text)) = caught else {
+        let Some((seed, failure, plan)) = caught else {
             eprintln!("planted bug {}: survived {max} swarm seeds", bug.name());
-            report.push((bug.name(), 0, format!("not caught in {max} seeds")));
+            report.push((bug, 0, format!("not caught in {max} seeds")));
             continue;
         };
         assert!(
@@ -208,13 +217,102 @@ fn planted_bugs_are_caught_by_the_swarm() {
             bug.name()
         );
         let seeds = seed - base + 1;
+        let text = failure.to_string();
         eprintln!("planted bug {}: caught by the swarm at seed {seed}, after {seeds} seeds: {text}", bug.name());
-        report.push((bug.name(), seeds, text.lines().next().unwrap_or_default().chars().take(100).collect::<String>()));
+        report.push((bug, seeds, text.lines().next().unwrap_or_default().chars().take(100).collect::<String>()));
+        let plan = plan.unwrap_or_else(|| panic!("swarm seed {seed} failed before it said its plan: {failure}"));
+        let plan: Plan = plan.parse().unwrap_or_else(|e| panic!("swarm seed {seed}'s plan does not read back: {e}"));
+        caught_all.push((bug, seed, failure.checker(), plan));
     }
-    eprintln!("\n| planted bug | swarm seeds to catch | first failure |\n|---|---|---|");
-    for (bug, seeds, text) in &report {
-        eprintln!("| {bug} | {seeds} | {text} |");
+    // why: how long the shrinking took, on the harness's wall clock, outside every simulation.
+    #[allow(clippy::disallowed_methods)]
+    let started = std::time::Instant::now();
+    let mut shrunk = BTreeMap::new();
+    for pair in caught_all.chunks(2) {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = pair
+                .iter()
+                .map(|(bug, seed, checker, plan)| {
+                    // why: two shrinks at a time on the suite's own threads, outside any simulation.
+                    #[allow(clippy::disallowed_methods)]
+                    scope.spawn(move || {
+                        // why: each shrink's wall time, outside every simulation.
+                        #[allow(clippy::disallowed_methods)]
+                        let started = std::time::Instant::now();
+                        let s = swarm::shrink_seed(*seed, plan, Some(*bug), swarm::SHRINK_BUDGET);
+                        (*bug, *seed, *checker, s, started.elapsed())
+                    })
+                })
+                .collect();
+            for h in handles {
+                let (bug, seed, checker, s, took) = h.join().expect("the shrink's thread");
+                shrunk.insert(bug, (seed, checker, s, took));
+            }
+        });
     }
-    let survivors: Vec<_> = report.iter().filter(|(_, seeds, _)| *seeds == 0).map(|(bug, _, _)| *bug).collect();
+    let shrinking = started.elapsed();
+    let mut rows = vec![];
+    // What went wrong with a shrink: reported together, after the table.
+    let mut wrong = vec![];
+    for (bug, seeds, first) in &report {
+        let Some((seed, checker, s, took)) = shrunk.remove(bug) else {
+            rows.push(format!("| {} | {seeds} | {first} | | |", bug.name()));
+            continue;
+        };
+        let bug = *bug;
+        let s = match s {
+            Ok(s) if s.checker == checker => s,
+            Ok(s) => {
+                wrong.push(format!("{}: seed {seed} failed {} when run again, not {checker}", bug.name(), s.checker));
+                continue;
+            }
+            Err(e) => {
+                wrong.push(format!("{}: {e}", bug.name()));
+                continue;
+            }
+        };
+        let text = s.shrunk.plan.to_string();
+        eprintln!(
+            "planted bug {}: seed {seed}'s plan shrunk in {:.1}s, {}, still failing {checker}: {text}\n  replay: {}",
+            bug.name(),
+            took.as_secs_f64(),
+            s.shrunk,
+            swarm::replay_command(seed, Some(&text), Some(bug))
+        );
+        if s.shrunk.plan.steps.len() > 3 {
+            wrong.push(format!("{}: seed {seed}'s plan shrinks to no fewer than {}: {text}", bug.name(), s.shrunk));
+        }
+        // Replayed from the text the report prints, read back.
+        let replayed: Plan =
+            text.parse().unwrap_or_else(|e| panic!("the shrunk plan {text:?} does not read back: {e}"));
+        let run = swarm::Run { planted: Some(bug), plan: Some(replayed), ..swarm::Run::default() };
+        let again = run_seed(seed, move || Box::pin(swarm_run(run))).err().map(|f| f.checker());
+        if again != Some(checker) {
+            wrong.push(format!("{}: seed {seed} with the shrunk plan {text} gave {again:?}", bug.name()));
+        }
+        // And the shrunk plan's failure is the bug's too: without it, the seed passes with that plan.
+        let plan = Some(s.shrunk.plan.clone());
+        if let Err(f) = run_seed(seed, move || Box::pin(swarm_run(swarm::Run { plan, ..swarm::Run::default() }))) {
+            wrong.push(format!(
+                "{}: seed {seed} with the shrunk plan {text} fails without the bug too: {f}",
+                bug.name()
+            ));
+        }
+        rows.push(format!(
+            "| {} | {seeds} | {first} | {text} | {}, {:.1}s |",
+            bug.name(),
+            s.shrunk,
+            took.as_secs_f64()
+        ));
+    }
+    eprintln!(
+        "\n| planted bug | swarm seeds to catch | first failure | shrunk plan | shrinking |\n|---|---|---|---|---|"
+    );
+    for row in &rows {
+        eprintln!("{row}");
+    }
+    eprintln!("(shrinking took {:.1}s in all, two bugs at a time)", shrinking.as_secs_f64());
+    let survivors: Vec<_> = report.iter().filter(|(_, seeds, _)| *seeds == 0).map(|(bug, _, _)| bug.name()).collect();
     assert!(survivors.is_empty(), "planted bugs the swarm did not catch in {max} seeds: {survivors:?}");
+    assert!(wrong.is_empty(), "planted bugs whose catching seed did not shrink as it must:\n{}", wrong.join("\n"));
 }

@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
-use foreman::core::invariants::{Class, Violation};
+use foreman::core::invariants::{Class, Rule, Violation};
 use foreman::core::time::Time;
 
 /// The scenario's clock: foreman's own, started when the scenario begins (simulated time in this build).
@@ -115,6 +115,32 @@ impl Failure {
         match self {
             Failure::Violation(v) => Some(v),
             Failure::Crash(_) => None,
+        }
+    }
+
+    /// The checker that failed the run.
+    pub fn checker(&self) -> Checker {
+        match self {
+            Failure::Violation(v) => Checker::Rule(v.rule),
+            Failure::Crash(_) => Checker::Crash,
+        }
+    }
+}
+
+/// Which checker failed a run: the rule of a checker's violation, or a crash (any other panic), whatever its text.
+/// A shrunk fault plan must fail the same one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Checker {
+    Rule(Rule),
+    Crash,
+}
+
+impl std::fmt::Display for Checker {
+    /// `safety rule 3 (at most one live incarnation)`, `liveness every job ends`, `a crash`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Checker::Rule(rule) => write!(f, "{} {rule}", rule.class()),
+            Checker::Crash => f.write_str("a crash"),
         }
     }
 }

@@ -18,6 +18,7 @@ mod heartbeat_timing;
 mod master_failover;
 mod meta_contract;
 mod regressions;
+mod shrink;
 mod speed;
 mod swarm;
 mod tombstones;

@@ -267,7 +267,7 @@ fn swarm_regression_seeds_pass() {
             let replay = if plain {
                 "RUST_LOG=info cargo stest --test sim swarm_regression_seeds_pass -- --nocapture".to_owned()
             } else {
-                replay_command(seed, Some(text))
+                replay_command(seed, Some(text), None)
             };
             panic!("regression seed {seed} fails again ({what}): {p}\nreplay: {replay}");
         }

@@ -39,11 +39,12 @@ use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLU
 use crate::coverage;
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
 use crate::faults::{self, Plan};
-use crate::harness::{fail, require, run_seed, Failure};
+use crate::harness::{fail, require, run_seed, Checker, Failure};
 use crate::master_failover::{await_job, check_capacity_settled, check_every_run, on_client, terminal, with_jobs};
+use crate::shrink::{shrink, Shrunk};
 
 /// How long the fault phase lasts at most.
-const FAULT_PHASE: Duration = Duration::from_secs(60);
+pub const FAULT_PHASE: Duration = Duration::from_secs(60);
 
 fn ms(lo: u64, hi: u64) -> Duration {
     Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
@@ -695,12 +696,13 @@ fn report(text: &str) {
 }
 
 /// The command that replays `seed` alone, with its draw and its story log; with `plan`, that plan instead of the
-/// seed's own (the text of [`Plan`], quoted for a shell: it holds no quote).
-pub fn replay_command(seed: u64, plan: Option<&str>) -> String {
+/// seed's own (the text of [`Plan`], quoted for a shell: it holds no quote), and with `planted`, that bug planted.
+pub fn replay_command(seed: u64, plan: Option<&str>, planted: Option<Planted>) -> String {
     let plan = plan.map(|p| format!("FOREMAN_SWARM_PLAN='{p}' ")).unwrap_or_default();
+    let planted = planted.map(|b| format!("FOREMAN_SWARM_PLANTED={} ", b.name())).unwrap_or_default();
     format!(
-        "MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 {plan}RUST_LOG=info cargo stest --test sim swarm::swarm -- \
-         --exact --nocapture"
+        "MADSIM_TEST_SEED={seed} FOREMAN_SWARM_SEEDS=1 {plan}{planted}RUST_LOG=info cargo stest --test sim \
+         swarm::swarm -- --exact --nocapture"
     )
 }
 
@@ -714,6 +716,31 @@ fn plan_from_env() -> Option<Plan> {
     }
 }
 
+/// The bug `FOREMAN_SWARM_PLANTED` names, if set: planted in every node of every seed (see [`Planted::name`]).
+fn planted_from_env() -> Option<Planted> {
+    let name = std::env::var_os("FOREMAN_SWARM_PLANTED")?;
+    Some(planted_named(&name).unwrap_or_else(|e| panic!("FOREMAN_SWARM_PLANTED: {e}")))
+}
+
+/// The planted bug of this name, or what is wrong with it.
+fn planted_named(name: &std::ffi::OsStr) -> Result<Planted, String> {
+    name.to_str().and_then(|n| Planted::from_name(n.trim())).ok_or_else(|| {
+        let names: Vec<&str> = Planted::ALL.iter().map(|b| b.name()).collect();
+        format!("no planted bug is called {name:?}; the planted bugs are {}", names.join(", "))
+    })
+}
+
+/// How many failing seeds of a run the suite shrinks (`FOREMAN_SWARM_SHRINK`, default 2; 0 shrinks none).
+fn shrinks_from_env() -> usize {
+    match std::env::var("FOREMAN_SWARM_SHRINK") {
+        Err(_) => 2,
+        Ok(n) => match n.trim().parse() {
+            Ok(n) => n,
+            Err(_) => panic!("FOREMAN_SWARM_SHRINK: {n:?} is not a number of failing seeds to shrink, such as 2"),
+        },
+    }
+}
+
 /// Seeds per child process of the swarm suite.
 const SWARM_BATCH: u64 = 250;
 
@@ -724,36 +751,56 @@ struct SeedFailure {
     class: Class,
     text: String,
     plan: Option<String>,
+    /// Its plan shrunk, or why not, once the suite has tried.
+    shrunk: Option<Result<SeedShrunk, String>>,
 }
 
 impl SeedFailure {
     fn of(f: Failure, plan: Option<String>) -> SeedFailure {
-        SeedFailure { class: f.class(), text: f.to_string(), plan }
+        SeedFailure { class: f.class(), text: f.to_string(), plan, shrunk: None }
     }
 
-    /// The failure, its plan and the command that replays it, as the suite reports them.
-    fn report(&self, seed: u64) -> String {
+    /// The failure, its plan and the command that replays it, as the suite reports them; its shrunk plan and the
+    /// command that replays that, once shrunk.
+    fn report(&self, seed: u64, planted: Option<Planted>) -> String {
         let plan = self.plan.as_deref().map(|p| format!("\n  plan: {p}")).unwrap_or_default();
-        format!(
+        let mut text = format!(
             "seed {seed} FAILED ({}): {}{plan}\n  replay: {}",
             self.class,
             self.text,
-            replay_command(seed, self.plan.as_deref())
-        )
+            replay_command(seed, self.plan.as_deref(), planted)
+        );
+        match &self.shrunk {
+            None => {}
+            Some(Ok(SeedShrunk { checker, shrunk })) => {
+                let plan = shrunk.plan.to_string();
+                text += &format!(
+                    "\n  shrunk: {shrunk}, still failing {checker}\n  shrunk plan: {plan}\n  replay the shrunk plan: {}",
+                    replay_command(seed, Some(&plan), planted)
+                );
+            }
+            Some(Err(why)) => text += &format!("\n  {why}"),
+        }
+        text
     }
 }
 
 /// A failure of the harness itself (a batch that could not run, or said something unreadable).
 fn crash(text: String) -> SeedFailure {
-    SeedFailure { class: Class::Crash, text, plan: None }
+    SeedFailure { class: Class::Crash, text, plan: None, shrunk: None }
 }
 
-/// Runs one seed in this process (with `plan` instead of its own, if given); what it gave.
-fn run_one(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures, SeedFailure> {
+/// Runs one seed in this process (with `plan` instead of its own, if given, and `planted` planted); what it gave.
+fn run_one(
+    seed: u64,
+    verbose: bool,
+    plan: Option<Plan>,
+    planted: Option<Planted>,
+) -> Result<SwarmFigures, SeedFailure> {
     let given = plan.as_ref().map(Plan::to_string);
     let ran = Arc::new(Mutex::new(None));
     let slot = ran.clone();
-    run_seed(seed, move || Box::pin(swarm_run(Run { verbose, plan, ran: Some(slot), ..Run::default() })))
+    run_seed(seed, move || Box::pin(swarm_run(Run { verbose, plan, planted, ran: Some(slot), ..Run::default() })))
         .map_err(|f| SeedFailure::of(f, ran.lock().expect("the plan's slot").take().or(given)))
 }
 
@@ -764,13 +811,18 @@ const DETERMINISM_EVERY: u64 = 50;
 
 /// [`run_one`], and for every [`DETERMINISM_EVERY`]th seed a second run that must tell the identical story (a
 /// failure of the determinism rule otherwise, with its replay command).
-fn run_checked(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigures, SeedFailure> {
-    let first = run_one(seed, verbose, plan.clone())?;
+fn run_checked(
+    seed: u64,
+    verbose: bool,
+    plan: Option<Plan>,
+    planted: Option<Planted>,
+) -> Result<SwarmFigures, SeedFailure> {
+    let first = run_one(seed, verbose, plan.clone(), planted)?;
     if seed % DETERMINISM_EVERY != 0 {
         return Ok(first);
     }
     let text = plan.as_ref().map(Plan::to_string);
-    let again = run_one(seed, false, plan)?;
+    let again = run_one(seed, false, plan, planted)?;
     if (again.story, again.events) != (first.story, first.events) {
         return Err(crash(format!(
             "not deterministic: run twice, seed {seed} told two stories ({} and {} events, hashes {:x} and {:x}); \
@@ -779,10 +831,46 @@ fn run_checked(seed: u64, verbose: bool, plan: Option<Plan>) -> Result<SwarmFigu
             again.events,
             first.story,
             again.story,
-            replay_command(seed, text.as_deref())
+            replay_command(seed, text.as_deref(), planted)
         )));
     }
     Ok(SwarmFigures { replayed: true, ..first })
+}
+
+/// The most runs a shrink of one seed's plan takes ([`shrink_seed`]).
+pub const SHRINK_BUDGET: usize = 150;
+
+/// A failing seed's plan, shrunk: the checker it failed, and the smallest plan found that still fails it.
+#[derive(Clone, Debug)]
+pub struct SeedShrunk {
+    pub checker: Checker,
+    /// Its runs count the run that saw the seed fail again with its plan, and so does its budget.
+    pub shrunk: Shrunk,
+}
+
+/// Shrinks the plan of `seed`, which failed with `plan` (and `planted` planted): runs the seed again with it, to
+/// learn which checker it fails in this process, then shrinks the plan ([`crate::shrink`]) to the smallest that
+/// still fails that checker (the same rule; for a crash, any crash), each candidate a run of the same seed with
+/// that plan instead of its own (the seed still draws its shape, knobs and workload), within `budget` runs in all.
+/// An error says why it could not: the seed passed when run again.
+pub fn shrink_seed(seed: u64, plan: &Plan, planted: Option<Planted>, budget: usize) -> Result<SeedShrunk, String> {
+    let run = |plan: &Plan| {
+        let plan = Some(plan.clone());
+        run_seed(seed, move || Box::pin(swarm_run(Run { plan, planted, ..Run::default() }))).err()
+    };
+    let Some(failure) = run(plan) else {
+        return Err(format!(
+            "not shrunk: seed {seed} passed when run again with its plan (a seed that does not replay is a \
+             determinism bug)"
+        ));
+    };
+    let checker = failure.checker();
+    let mut shrunk = shrink(plan, FAULT_PHASE, budget.saturating_sub(1), |candidate| {
+        run(candidate).is_some_and(|f| f.checker() == checker)
+    });
+    shrunk.runs += 1;
+    shrunk.budget += 1;
+    Ok(SeedShrunk { checker, shrunk })
 }
 
 /// One line of a child's stdout for `seed`: its figures, or its failure's class, plan (in brackets, which plan
@@ -868,7 +956,7 @@ fn parse_child_line(line: &str) -> Option<(u64, Result<SwarmFigures, SeedFailure
                 None => (None, text),
             };
             match Class::from_name(class) {
-                Some(class) => Err(SeedFailure { class, text: text.to_owned(), plan }),
+                Some(class) => Err(SeedFailure { class, text: text.to_owned(), plan, shrunk: None }),
                 None => Err(crash(format!("an unreadable failure: {rest}"))),
             }
         }
@@ -915,7 +1003,10 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
 /// `MADSIM_TEST_SEED` (default: the wall clock, printed), `MADSIM_TEST_JOBS` at a time (default 1). Every seed
 /// checks every rule and its liveness bounds; the suite then prints the detection, failover and reschedule
 /// distributions over all seeds. A failing seed prints its fault plan and the command that replays it (that plan
-/// included). `FOREMAN_SWARM_PLAN` replaces every seed's fault plan with its text. More seeds than one batch
+/// included); once every seed has run, the first `FOREMAN_SWARM_SHRINK` failures (default 2) are shrunk
+/// ([`shrink_failures`]) and reported again with the shrunk plan and the command that replays it.
+/// `FOREMAN_SWARM_PLAN` replaces every seed's fault plan with its text, and `FOREMAN_SWARM_PLANTED=<bug>` plants
+/// a bug of `foreman::planted` (by its name) in every node of every seed. More seeds than one batch
 /// ([`SWARM_BATCH`]) run in child processes, `MADSIM_TEST_JOBS` of them at a time. With
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
@@ -928,18 +1019,20 @@ fn swarm() {
     let first = env_u64("MADSIM_TEST_SEED").unwrap_or(now);
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(1).clamp(1, 64);
     let plan = plan_from_env();
+    let planted = planted_from_env();
+    let shrinks = shrinks_from_env();
     if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
-        let run = || run_one(first, false, plan.clone());
+        let run = || run_one(first, false, plan.clone(), planted);
         let (a, b) = match (run(), run()) {
             (Ok(a), Ok(b)) => (a, b),
-            (Err(f), _) | (_, Err(f)) => panic!("swarm {}", f.report(first)),
+            (Err(f), _) | (_, Err(f)) => panic!("swarm {}", f.report(first, planted)),
         };
         let plan = plan.as_ref().map(Plan::to_string);
         assert_eq!(
             (a.story, a.events),
             (b.story, b.events),
             "swarm seed {first} is not deterministic: two runs told different stories\nreplay: {}",
-            replay_command(first, plan.as_deref())
+            replay_command(first, plan.as_deref(), planted)
         );
         report(&format!("swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
         return;
@@ -947,9 +1040,10 @@ fn swarm() {
     let child = std::env::var_os("FOREMAN_SWARM_CHILD").is_some();
     if !child {
         report(&format!(
-            "swarm: {seeds} seeds from {first}, {jobs} at a time{}; replay one with {}",
+            "swarm: {seeds} seeds from {first}, {jobs} at a time{}{}; replay one with {}",
             plan.as_ref().map(|p| format!(", each with the plan {p}")).unwrap_or_default(),
-            replay_command(first, plan.as_ref().map(Plan::to_string).as_deref())
+            planted.map(|b| format!(", the bug {} planted", b.name())).unwrap_or_default(),
+            replay_command(first, plan.as_ref().map(Plan::to_string).as_deref(), planted)
         ));
     }
     let next = AtomicU64::new(0);
@@ -959,7 +1053,7 @@ fn swarm() {
     let note = |seed: u64, result: Result<SwarmFigures, SeedFailure>| match result {
         Ok(f) => figures.lock().expect("figures").push(f),
         Err(f) => {
-            report(&format!("swarm {}", f.report(seed)));
+            report(&format!("swarm {}", f.report(seed, planted)));
             let mut failed = failed.lock().expect("failed");
             failed.push((seed, f));
             // A broken build fails every seed: a few are enough to show it.
@@ -990,7 +1084,7 @@ fn swarm() {
                         }
                         let seed = first + i + k;
                         let verbose = seeds == 1;
-                        let result = run_checked(seed, verbose, plan.clone());
+                        let result = run_checked(seed, verbose, plan.clone(), planted);
                         if child {
                             println!("{}", child_line(seed, &result));
                         }
@@ -1005,10 +1099,12 @@ fn swarm() {
         }
     });
     let figures = figures.into_inner().expect("figures");
-    let failed = failed.into_inner().expect("failed");
+    let mut failed = failed.into_inner().expect("failed");
     if child {
         return;
     }
+    failed.sort_by_key(|(seed, _)| *seed);
+    shrink_failures(&mut failed, shrinks, jobs, planted);
     let all = |f: fn(&SwarmFigures) -> &Vec<Duration>| figures.iter().flat_map(|x| f(x).iter().copied()).collect();
     let mut ratios: Vec<f64> = figures.iter().flat_map(|x| x.detection_of_bound.iter().copied()).collect();
     ratios.sort_by(f64::total_cmp);
@@ -1040,9 +1136,89 @@ fn swarm() {
         summary(all(|f| &f.reschedule)),
     ));
     if !failed.is_empty() {
-        let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed))).collect();
+        let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed, planted))).collect();
         panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));
     }
+}
+
+/// Shrinks the plans of the first `n` failures (those that ran a plan), `jobs` at a time, in this process, and
+/// reports each. The suite's parent shrinks, not the child process that saw a failure: only the parent sees every
+/// failure of the run (a child sees its batch, and several run at once), so `n` bounds the cost of the whole run,
+/// at most `n` × [`SHRINK_BUDGET`] runs; and it shrinks once every seed has run, so that no seed waits for it.
+fn shrink_failures(failed: &mut [(u64, SeedFailure)], n: usize, jobs: u64, planted: Option<Planted>) {
+    let mut todo: Vec<&mut (u64, SeedFailure)> = failed.iter_mut().filter(|(_, f)| f.plan.is_some()).take(n).collect();
+    for group in todo.chunks_mut(jobs as usize) {
+        std::thread::scope(|scope| {
+            for entry in group.iter_mut() {
+                let (seed, f) = &mut **entry;
+                let seed = *seed;
+                // why: the suite's own threads, outside every simulation; each run gets its own in run_seed.
+                #[allow(clippy::disallowed_methods)]
+                scope.spawn(move || {
+                    let text = f.plan.clone().unwrap_or_default();
+                    report(&format!("swarm: shrinking seed {seed}'s plan ({SHRINK_BUDGET} runs at most): {text}"));
+                    // why: how long the shrink took, on the harness's wall clock, outside every simulation.
+                    #[allow(clippy::disallowed_methods)]
+                    let started = std::time::Instant::now();
+                    f.shrunk = Some(match text.parse::<Plan>() {
+                        Ok(plan) => shrink_seed(seed, &plan, planted, SHRINK_BUDGET),
+                        Err(e) => Err(format!("not shrunk: its plan does not read back: {e}")),
+                    });
+                    report(&format!(
+                        "swarm: shrunk in {:.1}s: {}",
+                        started.elapsed().as_secs_f64(),
+                        f.report(seed, planted)
+                    ));
+                });
+            }
+        });
+    }
+}
+
+/// A planted bug is named as `Planted::name` writes it; any other name is refused, listing the names.
+#[test]
+fn a_planted_bug_is_named_as_it_prints() {
+    for bug in Planted::ALL {
+        assert_eq!(planted_named(bug.name().as_ref()), Ok(bug));
+    }
+    let e = planted_named("slot_leak".as_ref()).expect_err("not a name");
+    assert!(
+        e.starts_with("no planted bug is called \"slot_leak\"; the planted bugs are worker-ignores-fence, "),
+        "{e}"
+    );
+}
+
+/// A failure's report shows the plan it ran and its replay, then, once shrunk, the shrunk plan, the checker it
+/// still fails and the command that replays it, the planted bug in both commands.
+#[test]
+fn a_failure_report_shows_the_shrunk_plan_and_its_replay() {
+    let plan =
+        "4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for 3s; 30s loss(0.05) for 1.2s";
+    let mut f =
+        SeedFailure { class: Class::Safety, text: "it broke".to_owned(), plan: Some(plan.to_owned()), shrunk: None };
+    let short: Plan = "9.02s cut-executor-from-masters(2, one-way) for 0.5s".parse().expect("a plan");
+    f.shrunk = Some(Ok(SeedShrunk {
+        checker: Checker::Rule(Rule::OneLiveIncarnation),
+        shrunk: Shrunk { plan: short.clone(), from_steps: 3, runs: 17, budget: SHRINK_BUDGET, budget_reached: false },
+    }));
+    let report = f.report(42, Some(Planted::SlotLeak));
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], "seed 42 FAILED (safety): it broke");
+    assert_eq!(lines[1], format!("  plan: {plan}"));
+    assert_eq!(lines[2], format!("  replay: {}", replay_command(42, Some(plan), Some(Planted::SlotLeak))));
+    assert_eq!(
+        lines[3],
+        "  shrunk: 3 steps → 1 step in 17 runs, still failing safety rule 3 (at most one live incarnation)"
+    );
+    assert_eq!(lines[4], format!("  shrunk plan: {short}"));
+    assert_eq!(
+        lines[5],
+        format!("  replay the shrunk plan: {}", replay_command(42, Some(&short.to_string()), Some(Planted::SlotLeak)))
+    );
+    assert!(lines[5].contains(&format!("FOREMAN_SWARM_PLAN='{short}' FOREMAN_SWARM_PLANTED=slot-leak ")), "{report}");
+    assert!(!replay_command(42, None, None).contains("PLANTED"));
+    f.shrunk = Some(Err("not shrunk: why".to_owned()));
+    assert!(f.report(42, None).ends_with("\n  not shrunk: why"), "{}", f.report(42, None));
 }
 
 /// A child's line reads back as the seed's result: its failure's class, plan and text.
@@ -1050,7 +1226,12 @@ fn swarm() {
 fn a_childs_line_reads_back() {
     let plan = "4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for 3s".to_owned();
     for plan in [Some(plan), None] {
-        let failed = SeedFailure { class: Class::Safety, text: "one\ntwo [x] three".to_owned(), plan: plan.clone() };
+        let failed = SeedFailure {
+            class: Class::Safety,
+            text: "one\ntwo [x] three".to_owned(),
+            plan: plan.clone(),
+            shrunk: None,
+        };
         let line = format!("test swarm::swarm ... {}", child_line(7, &Err(failed)));
         let Some((7, Err(f))) = parse_child_line(&line) else { panic!("{line}") };
         assert_eq!((f.class, f.text.as_str(), f.plan), (Class::Safety, "one | two [x] three", plan));

@@ -36,6 +36,23 @@ pub enum Planted {
 }
 
 impl Planted {
+    /// Every planted bug.
+    pub const ALL: [Planted; 8] = [
+        Planted::WorkerIgnoresFence,
+        Planted::OneOfflinePerCheck,
+        Planted::NoStepDown,
+        Planted::RecoveryWithoutWait,
+        Planted::RecoveryForgetsCancel,
+        Planted::SlotLeak,
+        Planted::IllegalTransition,
+        Planted::RecoveryIgnoresBackoff,
+    ];
+
+    /// The bug of this [`name`](Planted::name).
+    pub fn from_name(name: &str) -> Option<Planted> {
+        Planted::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Planted::WorkerIgnoresFence => "worker-ignores-fence",
@@ -47,5 +64,18 @@ impl Planted {
             Planted::IllegalTransition => "illegal-transition",
             Planted::RecoveryIgnoresBackoff => "recovery-ignores-backoff",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_reads_back_from_its_name() {
+        for bug in Planted::ALL {
+            assert_eq!(Planted::from_name(bug.name()), Some(bug));
+        }
+        assert_eq!(Planted::from_name("slot leak"), None);
     }
 }

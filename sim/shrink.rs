@@ -1,0 +1,347 @@
+//! Shrinking a failing fault plan to a small one that still fails the same way: the candidate plans, and the
+//! search over them, pure (no simulation here: whoever shrinks says whether a candidate still fails, by running
+//! the seed with it).
+//!
+//! The search, in rounds until a round changes nothing or the budget of runs is spent:
+//! 1. **drop steps**, delta-debugging style: the plan of no step first (a failure that needs no fault of the plan,
+//!    one of the fault points' or the workload's, says so at once), then chunks of half the steps, a quarter, ...,
+//!    then single steps, again and again until no single step can go;
+//! 2. **shorten** each step: halve its `lasts` while the plan still fails, down to [`LASTS_FLOOR`];
+//! 3. **move** each step later: to the instant of a later step (the nearest that still fails), then halve the
+//!    time left between its `at` and the end of the fault phase while the plan still fails, until less than
+//!    [`MOVE_LEAST`] is left.
+//!
+//! Invariants it keeps:
+//! - **What it returns failed**: the plan it was given (which the caller saw fail), or a candidate the predicate
+//!   said fails; never one it did not run.
+//! - **At most `budget` runs**: a candidate is run only while fewer than `budget` ran, and a candidate already run
+//!   is not run again (its verdict is remembered by its text).
+//! - **Every candidate is a plan of the same seed**: the given plan's steps, fewer, shorter or later, each still
+//!   beginning within the fault phase, in the order they begin (so its text reads back as it).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use crate::faults::{Plan, Step};
+
+/// The shortest a step is shortened to: the shortest a drawn step lasts.
+pub const LASTS_FLOOR: Duration = Duration::from_millis(500);
+
+/// A step is moved later only while more than this is left of the fault phase after it.
+pub const MOVE_LEAST: Duration = Duration::from_secs(1);
+
+/// What a shrink found: the smallest failing plan, from how many steps, in how many runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Shrunk {
+    pub plan: Plan,
+    /// The steps of the plan it started from.
+    pub from_steps: usize,
+    /// The candidates it ran.
+    pub runs: usize,
+    /// The budget it had; `runs == budget` when it stopped for want of runs (it may shrink further).
+    pub budget: usize,
+    /// Whether it stopped for want of runs, with candidates left to try.
+    pub budget_reached: bool,
+}
+
+impl fmt::Display for Shrunk {
+    /// `5 steps → 2 steps in 37 runs`, and when the budget stopped it, that it did.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (from, to) = (self.from_steps, self.plan.steps.len());
+        write!(f, "{} → {} in {}", count(from, "step"), count(to, "step"), count(self.runs, "run"))?;
+        if self.budget_reached {
+            write!(f, " (the budget of {} runs reached: it may shrink further)", self.budget)?;
+        }
+        Ok(())
+    }
+}
+
+/// `1 step`, `2 steps`.
+fn count(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
+}
+
+/// Shrinks `plan`, which failed, within a fault phase of `phase`: at most `budget` candidates are given to `fails`,
+/// which runs one and says whether it still fails the same way.
+pub fn shrink(plan: &Plan, phase: Duration, budget: usize, fails: impl FnMut(&Plan) -> bool) -> Shrunk {
+    let mut s = Shrinker { steps: plan.steps.clone(), phase, budget, runs: 0, seen: BTreeMap::new(), fails };
+    s.seen.insert(plan.to_string(), true);
+    let budget_reached = s.search().is_none();
+    Shrunk { plan: ordered(&s.steps), from_steps: plan.steps.len(), runs: s.runs, budget, budget_reached }
+}
+
+/// The plan of `steps`, in the order they begin (at equal instants, in the order given).
+fn ordered(steps: &[Step]) -> Plan {
+    let mut steps = steps.to_vec();
+    steps.sort_by_key(|s| s.at);
+    Plan { steps }
+}
+
+/// Whole milliseconds, down: a shrunk plan's durations read as the drawn ones do.
+fn whole_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+struct Shrinker<F> {
+    /// The smallest failing plan so far, its steps in a fixed order (the candidates sort them).
+    steps: Vec<Step>,
+    phase: Duration,
+    budget: usize,
+    runs: usize,
+    /// Every plan run (and the given one), by its text: whether it failed.
+    seen: BTreeMap<String, bool>,
+    fails: F,
+}
+
+/// `None`: the budget is spent.
+type Spent<T> = Option<T>;
+
+impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
+    /// Rounds of drop, shorten, move, until one changes nothing.
+    fn search(&mut self) -> Spent<()> {
+        loop {
+            let before = self.steps.clone();
+            self.drop_steps()?;
+            self.shorten()?;
+            self.move_later()?;
+            if self.steps == before {
+                return Some(());
+            }
+        }
+    }
+
+    /// Runs `candidate` (unless run before) and keeps it if it fails: whether it did.
+    fn attempt(&mut self, candidate: Vec<Step>) -> Spent<bool> {
+        let text = ordered(&candidate).to_string();
+        let failed = match self.seen.get(&text) {
+            Some(&failed) => failed,
+            None => {
+                if self.runs >= self.budget {
+                    return None;
+                }
+                self.runs += 1;
+                let failed = (self.fails)(&ordered(&candidate));
+                self.seen.insert(text, failed);
+                failed
+            }
+        };
+        if failed {
+            self.steps = candidate;
+        }
+        Some(failed)
+    }
+
+    fn drop_steps(&mut self) -> Spent<()> {
+        if self.steps.is_empty() || self.attempt(vec![])? {
+            return Some(());
+        }
+        let mut chunk = self.steps.len().div_ceil(2);
+        loop {
+            let mut dropped = false;
+            let mut i = 0;
+            while i < self.steps.len() {
+                let mut candidate = self.steps.clone();
+                candidate.drain(i..(i + chunk).min(self.steps.len()));
+                if self.attempt(candidate)? {
+                    dropped = true;
+                } else {
+                    i += chunk;
+                }
+            }
+            if chunk > 1 {
+                chunk = chunk.div_ceil(2);
+            } else if !dropped {
+                return Some(());
+            }
+        }
+    }
+
+    fn shorten(&mut self) -> Spent<()> {
+        for k in 0..self.steps.len() {
+            while self.steps[k].lasts > LASTS_FLOOR {
+                let mut candidate = self.steps.clone();
+                candidate[k].lasts = whole_ms(self.steps[k].lasts / 2).max(LASTS_FLOOR);
+                if !self.attempt(candidate)? {
+                    break;
+                }
+            }
+        }
+        Some(())
+    }
+
+    fn move_later(&mut self) -> Spent<()> {
+        for k in 0..self.steps.len() {
+            // To the instant of a later step first, the nearest first: a failure that needs two faults at about
+            // the same time (two executors due offline in one check) then holds without the luck of the timing
+            // that met it, and may no longer need the faults that bought that luck.
+            let mut later: Vec<Duration> =
+                self.steps.iter().map(|s| s.at).filter(|at| *at > self.steps[k].at).collect();
+            later.sort();
+            later.dedup();
+            for at in later {
+                let mut candidate = self.steps.clone();
+                candidate[k].at = at;
+                if self.attempt(candidate)? {
+                    break;
+                }
+            }
+            while self.phase.saturating_sub(self.steps[k].at) > MOVE_LEAST {
+                let mut candidate = self.steps.clone();
+                let left = self.phase - self.steps[k].at;
+                candidate[k].at = whole_ms(self.steps[k].at + left / 2);
+                if !self.attempt(candidate)? {
+                    break;
+                }
+            }
+        }
+        Some(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use foreman::core::rng::{Rng, SplitMix64};
+
+    use super::*;
+    use crate::faults::{Fault, Scope};
+
+    const PHASE: Duration = Duration::from_secs(60);
+
+    fn scope() -> Scope {
+        Scope { masters: 3, executors: 6, offline_ttl: Duration::from_secs(7), phase: PHASE }
+    }
+
+    fn plan(text: &str) -> Plan {
+        text.parse().expect("a plan")
+    }
+
+    /// Whether `plan` holds a step of `fault`.
+    fn has(plan: &Plan, fault: &Fault) -> bool {
+        plan.steps.iter().any(|s| s.fault == *fault)
+    }
+
+    #[test]
+    fn it_shrinks_to_the_culprit_steps() {
+        let original = plan(
+            "2.5s latency(100ms) for 9s; 4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for \
+             3s; 11s pause-executor(1) for 20s; 17s kill-executor(3) for 7.5s; 30s loss(0.05) for 1.2s; 33s \
+             stop-master(0) for 4s; 41s cut-leader-from-etcd for 2s",
+        );
+        let (a, b) = (Fault::KillExecutor(3), Fault::CutExecutorFromMasters { executor: 2, both_ways: false });
+        let fails = |p: &Plan| has(p, &a) && has(p, &b);
+        let shrunk = shrink(&original, PHASE, 150, fails);
+        let faults: BTreeSet<String> = shrunk.plan.steps.iter().map(|s| s.fault.to_string()).collect();
+        assert_eq!(faults, BTreeSet::from([a.to_string(), b.to_string()]), "{}", shrunk.plan);
+        assert!(!shrunk.budget_reached, "{shrunk}");
+        // Neither step's timing matters to this predicate: both as short as allowed, and as late.
+        for s in &shrunk.plan.steps {
+            assert_eq!(s.lasts, LASTS_FLOOR, "{}", shrunk.plan);
+            assert!(PHASE - s.at <= MOVE_LEAST, "{}", shrunk.plan);
+        }
+        assert_eq!(shrunk.plan.to_string().parse::<Plan>(), Ok(shrunk.plan.clone()));
+        assert_eq!(shrunk.from_steps, 8);
+        assert!(shrunk.to_string().starts_with("8 steps → 2 steps in "), "{shrunk}");
+    }
+
+    #[test]
+    fn it_keeps_what_the_failure_needs_of_a_steps_timing() {
+        let original = plan("3s pause-master(0) for 2s; 5s kill-leader for 20s; 9s loss(0.01) for 4s");
+        // Fails while the leader's kill lasts 4 s or more and begins before 40 s.
+        let fails = |p: &Plan| {
+            p.steps.iter().any(|s| {
+                s.fault == Fault::KillLeader && s.lasts >= Duration::from_secs(4) && s.at < Duration::from_secs(40)
+            })
+        };
+        let shrunk = shrink(&original, PHASE, 150, fails);
+        assert_eq!(shrunk.plan.steps.len(), 1, "{}", shrunk.plan);
+        let s = &shrunk.plan.steps[0];
+        assert!(fails(&shrunk.plan));
+        // Halved from 20 s while it fails: 10 s, 5 s, then 2.5 s no longer does.
+        assert_eq!(s.lasts, Duration::from_secs(5), "{}", shrunk.plan);
+        // Half the way to the end while it fails: 32.5 s, then 46.25 s no longer does.
+        assert_eq!(s.at, Duration::from_millis(32_500), "{}", shrunk.plan);
+    }
+
+    #[test]
+    fn steps_that_must_coincide_are_moved_together_and_the_luck_dropped() {
+        let original = plan(
+            "10s kill-executor(1) for 3s; 11s latency(100ms) for 5s; 11.5s loss(0.01) for 2s; 12s kill-executor(2) \
+             for 3s",
+        );
+        // Two kills fail the run when they coincide, or, with the network's luck of latency and loss, when both
+        // come within the first 20 s.
+        let fails = |p: &Plan| {
+            let at = |f: &Fault| p.steps.iter().find(|s| s.fault == *f).map(|s| s.at);
+            let (Some(a), Some(b)) = (at(&Fault::KillExecutor(1)), at(&Fault::KillExecutor(2))) else { return false };
+            let luck = at(&Fault::Latency { max_ms: 100 }).is_some() && at(&Fault::Loss { rate: 0.01 }).is_some();
+            a == b || (luck && a.max(b) <= Duration::from_secs(20))
+        };
+        let shrunk = shrink(&original, PHASE, 150, fails);
+        assert_eq!(shrunk.plan.to_string(), "12s kill-executor(1) for 0.5s; 12s kill-executor(2) for 0.5s", "{shrunk}");
+    }
+
+    #[test]
+    fn a_failure_that_needs_no_fault_shrinks_to_none_in_one_run() {
+        let original = plan("3s pause-master(0) for 2s; 5s kill-leader for 20s");
+        let shrunk = shrink(&original, PHASE, 150, |_| true);
+        assert_eq!((shrunk.plan.to_string().as_str(), shrunk.runs), ("none", 1));
+        assert_eq!(shrunk.to_string(), "2 steps → 0 steps in 1 run");
+    }
+
+    #[test]
+    fn it_returns_only_plans_that_failed_and_runs_no_candidate_twice() {
+        let mut rng = SplitMix64::new(7);
+        for seed in 0..300u64 {
+            let original = Plan::draw(seed, &scope());
+            let salt = rng.next_u64();
+            let mut failed = BTreeSet::from([original.to_string()]);
+            let mut ran = BTreeSet::new();
+            // A predicate with no sense in it: about one candidate in three fails, by its text.
+            let shrunk = shrink(&original, PHASE, 150, |p| {
+                let text = p.to_string();
+                assert!(ran.insert(text.clone()), "seed {seed}: {text} ran twice");
+                assert_eq!(text.parse::<Plan>().as_ref(), Ok(p), "seed {seed}");
+                assert_eq!(p.check(3, 6, PHASE), Ok(()), "seed {seed}: {text}");
+                let mut h = SplitMix64::new(salt ^ text.bytes().fold(0u64, |h, b| h.rotate_left(5) ^ u64::from(b)));
+                let fails = h.next_u64().is_multiple_of(3);
+                if fails {
+                    failed.insert(text);
+                }
+                fails
+            });
+            assert!(failed.contains(&shrunk.plan.to_string()), "seed {seed}: {} never failed", shrunk.plan);
+            assert!(shrunk.plan.steps.len() <= original.steps.len(), "seed {seed}");
+            assert_eq!(shrunk.runs, ran.len(), "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn it_respects_its_budget() {
+        let original = plan(
+            "2.5s latency(100ms) for 9s; 4.1s kill-leader for 12.5s; 9.02s cut-executor-from-masters(2, one-way) for \
+             3s; 11s pause-executor(1) for 20s; 17s kill-executor(3) for 7.5s; 30s loss(0.05) for 1.2s",
+        );
+        for budget in [0, 1, 5, 12] {
+            let mut runs = 0;
+            let shrunk = shrink(&original, PHASE, budget, |p| {
+                runs += 1;
+                has(p, &Fault::KillExecutor(3))
+            });
+            assert_eq!((runs, shrunk.runs), (budget, budget), "budget {budget}");
+            assert!(shrunk.budget_reached, "budget {budget}: {shrunk}");
+            assert!(has(&shrunk.plan, &Fault::KillExecutor(3)), "budget {budget}: {}", shrunk.plan);
+            assert!(shrunk.to_string().contains(&format!("the budget of {budget} runs reached")), "{shrunk}");
+        }
+        assert_eq!(shrink(&original, PHASE, 0, |_| true).plan, original, "no run: the plan it was given");
+        // Enough runs: it ends on its own, with runs to spare.
+        let shrunk = shrink(&original, PHASE, 150, |p| has(p, &Fault::KillExecutor(3)));
+        assert!(!shrunk.budget_reached && shrunk.runs < 150, "{shrunk}");
+    }
+}
