@@ -14,6 +14,7 @@ mod faults;
 mod framework_link;
 mod harness;
 mod heartbeat_timing;
+mod late_faults;
 mod master_failover;
 mod meta_contract;
 mod regressions;

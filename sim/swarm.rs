@@ -189,6 +189,8 @@ fn draw_workload_and_faults(
         masters,
         executors: d.executors.len(),
         offline_ttl: d.knobs.executors.offline_ttl,
+        lease_ttl: d.knobs.election.lease_ttl,
+        worker_offline_ttl: d.knobs.workers.offline_ttl,
         phase: FAULT_PHASE,
     };
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
@@ -295,6 +297,9 @@ pub struct SwarmFigures {
     pub events: usize,
     /// How much simulated time the seed took.
     pub simulated: Duration,
+    /// Per fault kind ([`faults::Fault::kind_name`]): its steps in the plan, those applied (that found something
+    /// to break), and those that fired (a hold's stalls; for the other kinds, their applies).
+    pub faults: BTreeMap<String, [u64; 3]>,
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -550,8 +555,12 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout * 2 } else { Duration::ZERO };
     // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
+    // With the masters' metastore slowed, a check can wait for one slowed write and for the read that settles its
+    // outcome when its answer came too late (each at most the slowest the plan sets, and at most the metastore's
+    // deadline, past which it fails).
+    let slow = d.plan.metastore_latency_max().map(|max| max.min(k.rpc.metastore_timeout) * 2).unwrap_or_default();
     let allow = Allowances {
-        slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls,
+        slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls + slow,
         no_failover_bound: d.etcd_timeout_rate > 0.0,
         ..Allowances::default()
     };
@@ -578,6 +587,25 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     .unwrap_or_else(|v| fail(v));
     let detection = detections.iter().map(|d| d.took).collect();
     let detection_of_bound = detections.iter().map(|d| d.took.as_secs_f64() / d.bound.as_secs_f64()).collect();
+    let mut coverage: BTreeMap<String, [u64; 3]> = BTreeMap::new();
+    let kinds: Vec<String> = d.plan.steps.iter().map(|s| s.fault.kind_name()).collect();
+    for k in &kinds {
+        coverage.entry(k.clone()).or_default()[0] += 1;
+    }
+    let kind_of = |step: &usize| kinds.get(step.wrapping_sub(1)).cloned().unwrap_or_default();
+    for (_, _, seen) in &events {
+        match seen {
+            Seen::FaultBegan { step, broke, .. } if !broke.starts_with("nothing") => {
+                let counts = coverage.entry(kind_of(step)).or_default();
+                counts[1] += 1;
+                if !kind_of(step).starts_with("hold") {
+                    counts[2] += 1;
+                }
+            }
+            Seen::HoldBegan { step, .. } => coverage.entry(kind_of(step)).or_default()[2] += 1,
+            _ => {}
+        }
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (at, node, seen) in &events {
         format!("{at} {node} {seen:?}").hash(&mut h);
@@ -590,6 +618,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         story: h.finish(),
         events: events.len(),
         simulated: c.clock.now().saturating_since(Time::ZERO),
+        faults: coverage,
     }
 }
 
@@ -740,12 +769,15 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     match result {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
+            let kinds: Vec<String> =
+                f.faults.iter().map(|(k, [d, a, x])| format!("{k}:{d}:{a}:{x}")).collect();
             format!(
-                "swarm-seed {seed} ok d={} b={} f={} r={}",
+                "swarm-seed {seed} ok d={} b={} f={} r={} k={}",
                 ms(&f.detection),
                 ratios.join(","),
                 ms(&f.failover),
-                ms(&f.reschedule)
+                ms(&f.reschedule),
+                kinds.join(",")
             )
         }
         Err(f) => format!(
@@ -765,6 +797,17 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
         let values = values.split(',').filter(|v| !v.is_empty());
         match key {
             "b" => f.detection_of_bound = values.map(|v| v.parse().ok()).collect::<Option<_>>()?,
+            "k" => {
+                for v in values {
+                    let mut parts = v.split(':');
+                    let kind = parts.next()?.to_owned();
+                    let mut n = [0u64; 3];
+                    for x in &mut n {
+                        *x = parts.next()?.parse().ok()?;
+                    }
+                    f.faults.insert(kind, n);
+                }
+            }
             _ => {
                 let ds: Vec<Duration> =
                     values.map(|v| v.parse().ok().map(Duration::from_millis)).collect::<Option<_>>()?;
@@ -957,6 +1000,22 @@ fn swarm() {
         summary(all(|f| &f.failover)),
         summary(all(|f| &f.reschedule)),
     ));
+    // Coverage of the fault space: per kind, the seeds that drew it, its steps, those applied, those that fired.
+    let mut kinds: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    for f in &figures {
+        for (k, [d, a, x]) in &f.faults {
+            let e = kinds.entry(k.as_str()).or_default();
+            e[0] += 1;
+            e[1] += d;
+            e[2] += a;
+            e[3] += x;
+        }
+    }
+    let lines: Vec<String> = kinds
+        .iter()
+        .map(|(k, [seeds, d, a, x])| format!("  {k:<42} seeds {seeds:>5}  steps {d:>5}  applied {a:>5}  fired {x:>5}"))
+        .collect();
+    report(&format!("swarm fault coverage (fired: a hold's stalls, else its applies):\n{}", lines.join("\n")));
     if !failed.is_empty() {
         let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed))).collect();
         panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));

@@ -186,6 +186,7 @@ impl Executor {
     pub fn with_fault_points(self: Arc<Executor>, switch: crate::buggify::FaultPoints) -> Arc<Executor> {
         match Arc::try_unwrap(self) {
             Ok(mut e) => {
+                e.host = e.host.with_fault_points(switch.clone());
                 e.fault_points = switch;
                 Arc::new(e)
             }
@@ -547,6 +548,8 @@ impl Executor {
                 .map(|e| pb::EndedTask { task_id: e.task.as_str().to_owned(), epoch: e.epoch.0 })
                 .collect(),
         };
+        // Built, not yet sent: a stall here makes the heartbeat arrive stale.
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::HeartbeatSend).await;
         match tokio::time::timeout(deadline, client.heartbeat(req)).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
@@ -596,6 +599,11 @@ impl Executor {
         }
         info!(executor = %self.name(), endpoints = %info.endpoints.join(","), "learned the metastore");
         self.lock().meta = Some(info);
+    }
+
+    /// A dispatch was accepted and its task is about to start: the simulation may hold it here.
+    pub(crate) async fn before_start(&self) {
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::DispatchAccept).await;
     }
 
     /// Starts a confirmed task (already in the agent's running set), unless the executor stopped serving since

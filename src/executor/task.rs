@@ -194,6 +194,11 @@ impl TaskEnv {
     }
 
     /// Whether `bug` is planted (never in the production build).
+    /// A worker's checkpoint is computed and about to be written: the simulation may hold it here.
+    pub async fn before_checkpoint_write(&self) {
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::CheckpointWrite).await;
+    }
+
     pub fn planted(&self, bug: Planted) -> bool {
         self.planted == Some(bug)
     }

@@ -254,6 +254,8 @@ async fn count(
         }
         let next = counter + 1;
         let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
+        // Computed, not yet written: the write may arrive after this incarnation was superseded.
+        env.before_checkpoint_write().await;
         match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
             Ok(true) => {
                 counter = next;
