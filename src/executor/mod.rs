@@ -212,6 +212,7 @@ impl Executor {
             planted: self.planted,
             fault_points: self.fault_points.clone(),
             drain: self.drain.clone(),
+            confirmed: self.clock.now(),
         }
     }
 
@@ -607,13 +608,18 @@ impl Executor {
     }
 
     /// Starts a confirmed task (already in the agent's running set), unless the executor stopped serving since
-    /// the confirmation was taken: then the refusal says why.
+    /// the confirmation was taken, or the task's self-fence time has passed since: then the refusal says why.
     pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> Result<(), Refusal> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (task, epoch, placed, leader_epoch) = (spec.task_id.clone(), spec.epoch, spec.executor, spec.leader_epoch);
         let mut stop = StopSignal { rx: rx.clone() };
+        let mut env = self.task_env();
+        // The task's self-fence counts from its confirmation.
+        if let Some(confirmed) = self.lock().agent.confirmed(&task, epoch) {
+            env.confirmed = confirmed;
+        }
         // Futures are lazy: building it runs none of the task's work.
-        let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
+        let fut = self.factory.start(env, spec, StopSignal { rx });
         self.decide(|s, now| {
             let (begun, ready) = s.agent.begin_task(now, &task, epoch, placed);
             if begun.is_ok() {

@@ -111,6 +111,8 @@ pub struct TaskEnv {
     pub(super) planted: Option<Planted>,
     /// The simulation's fault points.
     pub fault_points: crate::buggify::FaultPoints,
+    /// When the executor confirmed the task's dispatch: its self-fence counts from here.
+    pub confirmed: crate::core::time::Time,
     /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
     /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
     pub(super) drain: Arc<DrainSignal>,

@@ -158,6 +158,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             timing: spec.timing,
         },
         env.clock,
+        env.confirmed,
     );
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
@@ -293,6 +294,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             timing: spec.timing,
         },
         env.clock,
+        env.confirmed,
     );
     let config = match FakeConfig::parse(&spec.task_config) {
         Ok(c) => c,
