@@ -150,6 +150,19 @@ fn draw_standard() -> Draw {
     draw_workload_and_faults(3, executors, knobs, 0.0, 10, false)
 }
 
+/// Overload: far more executors and jobs than the usual swarm (30–60 executors of 2–8 slots, 200–500 long jobs
+/// beside the varied workload's tiny jobs, storm and unplaceable job), so that demand runs past capacity for
+/// minutes, under the swarm's full fault mix and the default knobs.
+fn draw_overload() -> Draw {
+    let mut rng = madsim::rand::thread_rng();
+    let executors = (0..rng.gen_range(30..=60)).map(|_| (rng.gen_range(2..=8), pick(&ZONES).to_owned())).collect();
+    let mut knobs = crate::cluster::master_config(0);
+    knobs.etcd = vec![ETCD_ADDR.to_owned()];
+    knobs.cluster = CLUSTER.to_owned();
+    let jobs = rng.gen_range(200..=500);
+    draw_workload_and_faults(3, executors, knobs, 0.0, jobs, true)
+}
+
 fn draw_workload_and_faults(
     masters: usize,
     executors: Vec<(u32, String)>,
@@ -325,6 +338,13 @@ pub async fn swarm_run(run: Run) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
     let (buggify, varied) = if run.plain { (false, false) } else { (seed % 2 == 1, with_varied_workload(seed)) };
     run_draw(draw(varied), run, buggify).await
+}
+
+/// One seed of the overload workload ([`draw_overload`]): the swarm's run and checks, fault points on for odd
+/// seeds.
+pub async fn overload_run(run: Run) -> SwarmFigures {
+    let seed = madsim::runtime::Handle::current().seed();
+    run_draw(draw_overload(), run, seed % 2 == 1).await
 }
 
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
@@ -1035,6 +1055,46 @@ fn a_childs_line_reads_back() {
     let figures = SwarmFigures { detection: vec![Duration::from_millis(1500)], ..SwarmFigures::default() };
     let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
     assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
+}
+
+/// Overload (`swarm::overload`): `FOREMAN_OVERLOAD_SEEDS` seeds (default 3) from `MADSIM_TEST_SEED` (default
+/// 7_000) of [`overload_run`], one after the other, each with its wall-clock cost printed: the swarm's checks
+/// with 30–60 executors and 200–500 jobs, demand past capacity. `FOREMAN_SWARM_PLAN` replaces each seed's plan.
+#[test]
+fn overload() {
+    let seeds = env_u64("FOREMAN_OVERLOAD_SEEDS").unwrap_or(3).max(1);
+    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(7_000);
+    let plan = plan_from_env();
+    for seed in first..first + seeds {
+        // why: the suite's own measure of a seed's cost, outside the simulation.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let (plan, ran) = (plan.clone(), Arc::new(Mutex::new(None)));
+        let slot = ran.clone();
+        let result = run_seed(seed, move || Box::pin(overload_run(Run { plan, ran: Some(slot), ..Run::default() })));
+        let wall = began.elapsed();
+        match result {
+            Ok(f) => report(&format!(
+                "overload seed {seed}: ok in {:.1}s wall, {:?} simulated, {} events; {} detections, {} failovers, \
+                 {} reschedules",
+                wall.as_secs_f64(),
+                f.simulated,
+                f.events,
+                f.detection.len(),
+                f.failover.len(),
+                f.reschedule.len()
+            )),
+            Err(f) => {
+                let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
+                panic!(
+                    "overload seed {seed} FAILED ({}): {f}\n  plan: {plan}\n  replay: MADSIM_TEST_SEED={seed} \
+                     FOREMAN_OVERLOAD_SEEDS=1 FOREMAN_SWARM_PLAN='{plan}' RUST_LOG=info cargo stest --test sim \
+                     swarm::overload -- --exact --nocapture",
+                    f.class()
+                )
+            }
+        }
+    }
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
