@@ -21,13 +21,14 @@
 //!
 //! **How a plan is drawn** ([`Plan::draw`]). Faults come in families ([`FAMILIES`]: the base mix of kills, pauses,
 //! cuts and latency; cuts between executors; executor kills timed at the offline TTL; message loss; graceful
-//! stops), and each family draws its steps from its own stream: a [`Stream`] seeded from the seed and the family's
-//! name, never madsim's generator. A family's steps therefore depend only on the seed, the [`Scope`] (the cluster's
-//! shape and the knobs the family times its faults by) and its own draws, and the plan moves nothing else: the
-//! seed's shape, knobs and workload come from madsim's generator, which no fault draw touches. The rule: **a new
-//! fault kind is a new family, under a new name** (appended to [`FAMILIES`]), so that adding it moves no other
-//! step of any seed; changing a family's draw moves that family's steps (of every seed) and nothing else. Steps
-//! are merged in the order they begin (families in [`FAMILIES`]' order at equal instants). Seeds pinned in
+//! stops; the leader cut from every executor; a slow metastore; holds of a node at a fault point past the TTL of
+//! what it holds up), and each family draws its steps from its own stream: a [`Stream`] seeded from the seed and
+//! the family's name, never madsim's generator. A family's steps therefore depend only on the seed, the [`Scope`]
+//! (the cluster's shape and the knobs the family times its faults by) and its own draws, and the plan moves nothing
+//! else: the seed's shape, knobs and workload come from madsim's generator, which no fault draw touches. The rule:
+//! **a new fault kind is a new family, under a new name** (appended to [`FAMILIES`]), so that adding it moves no
+//! other step of any seed; changing a family's draw moves that family's steps (of every seed) and nothing else.
+//! Steps are merged in the order they begin (families in [`FAMILIES`]' order at equal instants). Seeds pinned in
 //! `sim/regressions.rs` carry their plan's text, so no change to the draw moves their faults.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -390,9 +391,10 @@ fn hold_ttl(point: Point, scope: &Scope) -> Duration {
     match point {
         Point::BeforeMetastoreWrite | Point::AfterMetastoreWrite | Point::LeaseKeepAlive => scope.lease_ttl,
         Point::HeartbeatSend | Point::HeartbeatReply | Point::BeforeOfflineDeclaration => scope.offline_ttl,
-        Point::JobMasterReply | Point::CheckpointWrite | Point::DispatchAccept | Point::BetweenPreDispatchAndConfirm => {
-            scope.worker_offline_ttl
-        }
+        Point::JobMasterReply
+        | Point::CheckpointWrite
+        | Point::DispatchAccept
+        | Point::BetweenPreDispatchAndConfirm => scope.worker_offline_ttl,
     }
 }
 
@@ -1235,9 +1237,24 @@ mod tests {
             Fault::LeaderCutFromExecutors { both_ways: true },
             Fault::LeaderCutFromExecutors { both_ways: false },
             Fault::SlowMetastore { max: Duration::from_millis(2_500) },
-            Fault::Hold { at: HoldAt::Leader, point: Point::BeforeMetastoreWrite, stall: Duration::from_secs(7), every: false },
-            Fault::Hold { at: HoldAt::Master(1), point: Point::LeaseKeepAlive, stall: Duration::from_millis(7_250), every: true },
-            Fault::Hold { at: HoldAt::Executor(2), point: Point::HeartbeatSend, stall: Duration::from_secs(12), every: true },
+            Fault::Hold {
+                at: HoldAt::Leader,
+                point: Point::BeforeMetastoreWrite,
+                stall: Duration::from_secs(7),
+                every: false,
+            },
+            Fault::Hold {
+                at: HoldAt::Master(1),
+                point: Point::LeaseKeepAlive,
+                stall: Duration::from_millis(7_250),
+                every: true,
+            },
+            Fault::Hold {
+                at: HoldAt::Executor(2),
+                point: Point::HeartbeatSend,
+                stall: Duration::from_secs(12),
+                every: true,
+            },
         ];
         let steps = faults.into_iter().enumerate().map(|(i, f)| step(2_000 + 1_111 * i as u64, f, 500 + 7 * i as u64));
         Plan { steps: steps.collect() }
@@ -1385,9 +1402,10 @@ mod tests {
         let e = plan.check(3, 5, Duration::from_secs(3)).expect_err("past the phase");
         assert_eq!(e.step, Some(2));
         assert!(e.problem.contains("fault phase (3s)"), "{e}");
-        let plan: Plan = "2s hold(executor-1, heartbeat-send, 9s, once) for 1s; 3s hold(master-0, heartbeat-send, 9s, once) for 1s"
-            .parse()
-            .expect("a plan");
+        let plan: Plan =
+            "2s hold(executor-1, heartbeat-send, 9s, once) for 1s; 3s hold(master-0, heartbeat-send, 9s, once) for 1s"
+                .parse()
+                .expect("a plan");
         let e = plan.check(3, 5, Duration::from_secs(60)).expect_err("an executor's point on a master");
         assert_eq!(e.step, Some(2));
         assert!(e.problem.contains("heartbeat-send runs on an executor, not on master-0"), "{e}");

@@ -3,7 +3,8 @@
 //! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended; three
 //! seeds in eight add tiny jobs, storms and unplaceable jobs), etcd request time-outs, and a fault plan
 //! (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful stops, one-
-//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss),
+//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss, the
+//! leader cut from every executor, a slow metastore, nodes held at fault points past a lease or TTL),
 //! drawn from its own streams so that no fault draw moves the rest. The draw is printed first, the plan as text
 //! that `FOREMAN_SWARM_PLAN` takes to replace it.
 //!
@@ -789,8 +790,7 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     match result {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
-            let kinds: Vec<String> =
-                f.faults.iter().map(|(k, [d, a, x])| format!("{k}:{d}:{a}:{x}")).collect();
+            let kinds: Vec<String> = f.faults.iter().map(|(k, [d, a, x])| format!("{k}:{d}:{a}:{x}")).collect();
             format!(
                 "swarm-seed {seed} ok d={} b={} f={} r={} k={}",
                 ms(&f.detection),
@@ -1052,19 +1052,38 @@ fn a_childs_line_reads_back() {
         let Some((7, Err(f))) = parse_child_line(&line) else { panic!("{line}") };
         assert_eq!((f.class, f.text.as_str(), f.plan), (Class::Safety, "one | two [x] three", plan));
     }
-    let figures = SwarmFigures { detection: vec![Duration::from_millis(1500)], ..SwarmFigures::default() };
+    let faults: BTreeMap<String, [u64; 3]> =
+        [("hold/heartbeat-send".to_owned(), [1, 1, 3]), ("slow-metastore".to_owned(), [2, 1, 1])].into();
+    let figures = SwarmFigures {
+        detection: vec![Duration::from_millis(1500)],
+        faults: faults.clone(),
+        ..SwarmFigures::default()
+    };
     let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
     assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
+    assert_eq!(f.faults, faults);
 }
 
 /// Overload (`swarm::overload`): `FOREMAN_OVERLOAD_SEEDS` seeds (default 3) from `MADSIM_TEST_SEED` (default
 /// 7_000) of [`overload_run`], one after the other, each with its wall-clock cost printed: the swarm's checks
 /// with 30–60 executors and 200–500 jobs, demand past capacity. `FOREMAN_SWARM_PLAN` replaces each seed's plan.
+/// With `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
 fn overload() {
     let seeds = env_u64("FOREMAN_OVERLOAD_SEEDS").unwrap_or(3).max(1);
     let first = env_u64("MADSIM_TEST_SEED").unwrap_or(7_000);
     let plan = plan_from_env();
+    if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+        let run = || {
+            let plan = plan.clone();
+            run_seed(first, move || Box::pin(overload_run(Run { plan, ..Run::default() })))
+                .unwrap_or_else(|f| panic!("overload seed {first} FAILED ({}): {f}", f.class()))
+        };
+        let (a, b) = (run(), run());
+        assert_eq!((a.story, a.events), (b.story, b.events), "overload seed {first} told two stories");
+        report(&format!("overload determinism: seed {first} ran twice, {} events, identical stories", a.events));
+        return;
+    }
     for seed in first..first + seeds {
         // why: the suite's own measure of a seed's cost, outside the simulation.
         #[allow(clippy::disallowed_methods)]

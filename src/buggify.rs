@@ -39,6 +39,8 @@ struct Hold {
 #[derive(Default)]
 struct NodeFaults {
     holds: Mutex<Vec<Hold>>,
+    // why: only the simulation build's `point` stalls at holds and tells the observer; production never sets one.
+    #[cfg_attr(not(madsim), allow(dead_code))]
     observer: Option<HoldObserver>,
     latency: Latency,
 }
@@ -88,6 +90,8 @@ impl FaultPoints {
     }
 
     /// The stall a pass of `point` owes a hold now, if any (the earliest step's first).
+    // why: only the simulation build's `point` (and the tests) take holds.
+    #[cfg_attr(not(madsim), allow(dead_code))]
     fn take_hold(&self, point: Point) -> Option<(usize, Duration)> {
         let mut holds = self.holds();
         let h = holds.iter_mut().find(|h| h.point == point && (h.every || !h.fired))?;
