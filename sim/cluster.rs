@@ -75,6 +75,17 @@ pub enum Seen {
         step: usize,
         healed: String,
     },
+    /// A plan step's hold stalled this node at a fault point (`foreman::buggify::Point`'s name) for `stall`.
+    HoldBegan {
+        step: usize,
+        point: &'static str,
+        stall: std::time::Duration,
+    },
+    /// That stall ended: the node goes on from the point.
+    HoldEnded {
+        step: usize,
+        point: &'static str,
+    },
 }
 
 impl crate::harness::Story for Seen {
@@ -90,6 +101,15 @@ impl crate::harness::Story for Seen {
             ) | Seen::JobRead { .. }
         )
     }
+}
+
+/// Records a node's held stalls in the story, under its name.
+fn hold_observer(recorder: &Recorder<Seen>, name: &str) -> foreman::buggify::HoldObserver {
+    let (rec, name) = (recorder.clone(), name.to_owned());
+    Arc::new(move |step, point: foreman::buggify::Point, stall, ended| {
+        let point = point.name();
+        rec.record(&name, if ended { Seen::HoldEnded { step, point } } else { Seen::HoldBegan { step, point, stall } });
+    })
 }
 
 pub fn master_addr(i: usize) -> String {
@@ -119,6 +139,8 @@ pub fn master_config(i: usize) -> MasterConfig {
 pub struct MasterNode {
     pub name: String,
     pub node: NodeHandle,
+    /// This node's fault points: the run's switch, its own holds and metastore latency.
+    pub points: foreman::buggify::FaultPoints,
     /// The current incarnation's master, for role queries (replaced on restart).
     pub current: Arc<Mutex<Option<Arc<Master>>>>,
     /// Set to ask the node to stop gracefully (reset when the node starts again).
@@ -160,6 +182,8 @@ pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
 pub struct ExecutorNode {
     pub name: String,
     pub node: NodeHandle,
+    /// This node's fault points: the run's switch and its own holds.
+    pub points: foreman::buggify::FaultPoints,
     /// The current incarnation's executor, for state queries (replaced on restart).
     pub current: Arc<Mutex<Option<Arc<Executor>>>>,
     /// Set to ask the node to stop gracefully (reset when the node starts again).
@@ -243,9 +267,10 @@ impl Cluster {
             let current: Arc<Mutex<Option<Arc<Master>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
             let rec = recorder.clone();
-            let switch = fault_points.clone();
-            let addr: SocketAddr = cfg.addr.parse().unwrap();
             let name = cfg.name.clone();
+            let points = fault_points.for_node(Some(hold_observer(&recorder, &name)));
+            let switch = points.clone();
+            let addr: SocketAddr = cfg.addr.parse().unwrap();
             let stop = Arc::new(tokio::sync::watch::channel(false).0);
             let stop_in = stop.clone();
             let node = handle
@@ -263,7 +288,7 @@ impl Cluster {
                         // A master that cannot reach etcd at start exits and its supervisor starts it again.
                         let store = loop {
                             match MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await {
-                                Ok(store) => break store,
+                                Ok(store) => break store.with_latency(switch.latency()),
                                 Err(e) => {
                                     tracing::warn!("cannot reach the metastore at start ({e}); starting again in 1 s");
                                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -281,7 +306,7 @@ impl Cluster {
                     }
                 })
                 .build();
-            ms.push(MasterNode { name, node, current, stop });
+            ms.push(MasterNode { name, node, points, current, stop });
         }
         let mut es = vec![];
         for cfg in executor_configs {
@@ -290,7 +315,8 @@ impl Cluster {
             let rec = recorder.clone();
             let current: Arc<Mutex<Option<Arc<Executor>>>> = Arc::new(Mutex::new(None));
             let slot = current.clone();
-            let switch = fault_points.clone();
+            let points = fault_points.for_node(Some(hold_observer(&recorder, &name)));
+            let switch = points.clone();
             let stop = Arc::new(tokio::sync::watch::channel(false).0);
             let stop_in = stop.clone();
             let node = handle
@@ -314,7 +340,7 @@ impl Cluster {
                     }
                 })
                 .build();
-            es.push(ExecutorNode { name, node, current, stop });
+            es.push(ExecutorNode { name, node, points, current, stop });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
         Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }

@@ -21,13 +21,14 @@
 //!
 //! **How a plan is drawn** ([`Plan::draw`]). Faults come in families ([`FAMILIES`]: the base mix of kills, pauses,
 //! cuts and latency; cuts between executors; executor kills timed at the offline TTL; message loss; graceful
-//! stops), and each family draws its steps from its own stream: a [`Stream`] seeded from the seed and the family's
-//! name, never madsim's generator. A family's steps therefore depend only on the seed, the [`Scope`] (the cluster's
-//! shape and the knobs the family times its faults by) and its own draws, and the plan moves nothing else: the
-//! seed's shape, knobs and workload come from madsim's generator, which no fault draw touches. The rule: **a new
-//! fault kind is a new family, under a new name** (appended to [`FAMILIES`]), so that adding it moves no other
-//! step of any seed; changing a family's draw moves that family's steps (of every seed) and nothing else. Steps
-//! are merged in the order they begin (families in [`FAMILIES`]' order at equal instants). Seeds pinned in
+//! stops; the leader cut from every executor; a slow metastore; holds of a node at a fault point past the TTL of
+//! what it holds up), and each family draws its steps from its own stream: a [`Stream`] seeded from the seed and
+//! the family's name, never madsim's generator. A family's steps therefore depend only on the seed, the [`Scope`]
+//! (the cluster's shape and the knobs the family times its faults by) and its own draws, and the plan moves nothing
+//! else: the seed's shape, knobs and workload come from madsim's generator, which no fault draw touches. The rule:
+//! **a new fault kind is a new family, under a new name** (appended to [`FAMILIES`]), so that adding it moves no
+//! other step of any seed; changing a family's draw moves that family's steps (of every seed) and nothing else.
+//! Steps are merged in the order they begin (families in [`FAMILIES`]' order at equal instants). Seeds pinned in
 //! `sim/regressions.rs` carry their plan's text, so no change to the draw moves their faults.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -35,6 +36,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use foreman::buggify::Point;
 use foreman::core::rng::{Rng, SplitMix64};
 use foreman::core::time::Time;
 
@@ -79,6 +81,60 @@ pub enum Fault {
     /// Ask an executor to stop gracefully (SIGTERM: it drains and deregisters); it starts again when the step
     /// heals.
     StopExecutor(usize),
+    /// Cut every executor from the leader (as it is when applied), its messages to them only one way, etcd and
+    /// the other masters kept: the leader is the cut-off side.
+    LeaderCutFromExecutors {
+        both_ways: bool,
+    },
+    /// Every metastore request of every master waits up to `max` (part before it is sent, part after it is
+    /// answered, so a write may be applied and its answer late): sustained metastore latency.
+    SlowMetastore {
+        max: Duration,
+    },
+    /// A node stalls at a fault point for `stall`: at its next pass there, or (`every`) at each pass while the step
+    /// lasts. What it decided before the point reaches the world late: a stale write, heartbeat or answer.
+    Hold {
+        at: HoldAt,
+        point: Point,
+        stall: Duration,
+        every: bool,
+    },
+}
+
+/// The node a hold stalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldAt {
+    /// The master leading when the hold is applied.
+    Leader,
+    Master(usize),
+    Executor(usize),
+}
+
+impl fmt::Display for HoldAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HoldAt::Leader => write!(f, "leader"),
+            HoldAt::Master(m) => write!(f, "master-{m}"),
+            HoldAt::Executor(e) => write!(f, "executor-{e}"),
+        }
+    }
+}
+
+impl FromStr for HoldAt {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HoldAt, String> {
+        let number = |n: &str| n.parse::<usize>().map_err(|_| format!("hold: {text:?} is not a node number"));
+        if text == "leader" {
+            Ok(HoldAt::Leader)
+        } else if let Some(m) = text.strip_prefix("master-") {
+            Ok(HoldAt::Master(number(m)?))
+        } else if let Some(e) = text.strip_prefix("executor-") {
+            Ok(HoldAt::Executor(number(e)?))
+        } else {
+            Err(format!("hold: {text:?} is not leader, master-M or executor-E"))
+        }
+    }
 }
 
 /// One timed fault of a plan.
@@ -119,6 +175,18 @@ impl Plan {
                 | Fault::StopExecutor(e)
                 | Fault::CutExecutorFromMasters { executor: e, .. }
                 | Fault::CutExecutorFromExecutors { executor: e, .. } => (e, executors, "executors"),
+                Fault::Hold { at, point, .. } => {
+                    let (on_master, node) = match at {
+                        HoldAt::Leader => (true, None),
+                        HoldAt::Master(m) => (true, Some((m, masters, "masters"))),
+                        HoldAt::Executor(e) => (false, Some((e, executors, "executors"))),
+                    };
+                    if on_master != point.on_master() {
+                        let runs = if point.on_master() { "a master" } else { "an executor" };
+                        return Err(broken(format!("{} runs on {runs}, not on {at}", point.name())));
+                    }
+                    node.unwrap_or((0, 1, ""))
+                }
                 _ => (0, 1, ""),
             };
             if node >= n {
@@ -129,6 +197,17 @@ impl Plan {
             }
         }
         Ok(())
+    }
+
+    /// The highest metastore latency any step sets.
+    pub fn metastore_latency_max(&self) -> Option<Duration> {
+        self.steps
+            .iter()
+            .filter_map(|s| match s.fault {
+                Fault::SlowMetastore { max } => Some(max),
+                _ => None,
+            })
+            .max()
     }
 
     /// The highest latency bound any step sets.
@@ -153,6 +232,9 @@ pub struct Scope {
     pub executors: usize,
     /// The executors' offline TTL (kills are timed just before or after it runs out).
     pub offline_ttl: Duration,
+    /// The election lease's TTL and the workers' offline TTL: holds stall past the TTL of what they hold up.
+    pub lease_ttl: Duration,
+    pub worker_offline_ttl: Duration,
     /// How long the fault phase lasts: every step begins within it.
     pub phase: Duration,
 }
@@ -207,6 +289,9 @@ pub const FAMILIES: &[Family] = &[
     ("ttl-kills", draw_ttl_kills),
     ("loss", draw_loss),
     ("graceful-stops", draw_graceful_stops),
+    ("leader-executor-cuts", draw_leader_executor_cuts),
+    ("slow-metastore", draw_slow_metastore),
+    ("holds", draw_holds),
 ];
 
 /// The base mix: up to six faults, the leader's kill most often, then kills and pauses of executors and
@@ -279,6 +364,81 @@ fn draw_graceful_stops(s: &mut Stream, scope: &Scope) -> Vec<Step> {
             Step { at: s.ms(2_000, 45_000), fault, lasts: s.ms(1_000, 20_000) }
         })
         .collect()
+}
+
+/// One seed in six: every executor cut from the leader (one way or both), for a while that often outlasts the
+/// offline TTL, so that the leader sees most executors expire at once from the wrong side.
+fn draw_leader_executor_cuts(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    if !s.chance(1.0 / 6.0) {
+        return vec![];
+    }
+    let fault = Fault::LeaderCutFromExecutors { both_ways: s.chance(0.5) };
+    let longest = (scope.offline_ttl.as_millis() as u64 * 5 / 2).max(3_000);
+    vec![Step { at: s.ms(2_000, 45_000), fault, lasts: s.ms(1_000, longest) }]
+}
+
+/// One seed in six: the masters' metastore slow by up to seconds for a while.
+fn draw_slow_metastore(s: &mut Stream, _: &Scope) -> Vec<Step> {
+    if !s.chance(1.0 / 6.0) {
+        return vec![];
+    }
+    let max = Duration::from_millis(s.pick(&[500, 1_000, 2_500, 4_000]));
+    vec![Step { at: s.ms(2_000, 45_000), fault: Fault::SlowMetastore { max }, lasts: s.ms(2_000, 25_000) }]
+}
+
+/// The points holds are drawn at, each with the TTL its stall is drawn against.
+fn hold_ttl(point: Point, scope: &Scope) -> Duration {
+    match point {
+        Point::BeforeMetastoreWrite | Point::AfterMetastoreWrite | Point::LeaseKeepAlive => scope.lease_ttl,
+        Point::HeartbeatSend | Point::HeartbeatReply | Point::BeforeOfflineDeclaration => scope.offline_ttl,
+        Point::JobMasterReply
+        | Point::CheckpointWrite
+        | Point::DispatchAccept
+        | Point::BetweenPreDispatchAndConfirm => scope.worker_offline_ttl,
+    }
+}
+
+/// Three seeds in ten: one or two holds, each stalling a node at a fault point for 1.2–2.5 times the TTL of what
+/// it holds up (the lease for the leader's writes, the offline TTLs for heartbeats, answers and checkpoints), at its
+/// next pass or at every pass for a while. A hold of the leader's write comes with a hold of its lease's renewal a
+/// third of the time (a little later), so that the write reaches etcd after the leader lost its lease.
+fn draw_holds(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    if !s.chance(0.3) {
+        return vec![];
+    }
+    let points = [
+        Point::BeforeMetastoreWrite,
+        Point::HeartbeatSend,
+        Point::JobMasterReply,
+        Point::CheckpointWrite,
+        Point::DispatchAccept,
+        Point::BeforeOfflineDeclaration,
+    ];
+    let mut steps = vec![];
+    for _ in 0..s.range(1, 2) {
+        let point = s.pick(&points);
+        let ttl = hold_ttl(point, scope).as_millis() as u64;
+        let stall = s.ms(ttl * 6 / 5, ttl * 5 / 2);
+        let at = if point.on_master() {
+            if s.chance(0.7) {
+                HoldAt::Leader
+            } else {
+                HoldAt::Master(s.index(scope.masters))
+            }
+        } else {
+            HoldAt::Executor(s.index(scope.executors))
+        };
+        let every = s.chance(0.3);
+        let lasts = if every { stall + s.ms(0, stall.as_millis() as u64) } else { s.ms(1_000, 20_000) };
+        let begins = s.ms(2_000, 45_000);
+        steps.push(Step { at: begins, fault: Fault::Hold { at, point, stall, every }, lasts });
+        if point == Point::BeforeMetastoreWrite && s.chance(1.0 / 3.0) {
+            // A little later, so that a write is likely held already when the lease is let go.
+            let lease = Fault::Hold { at, point: Point::LeaseKeepAlive, stall, every: false };
+            steps.push(Step { at: begins + s.ms(500, 3_000), fault: lease, lasts });
+        }
+    }
+    steps
 }
 
 impl Plan {
@@ -378,6 +538,13 @@ impl fmt::Display for Fault {
             Fault::AllMastersCutFromEtcd => write!(f, "cut-masters-from-etcd"),
             Fault::Latency { max_ms } => write!(f, "latency({max_ms}ms)"),
             Fault::Loss { rate } => write!(f, "loss({rate})"),
+            Fault::LeaderCutFromExecutors { both_ways } => {
+                write!(f, "cut-leader-from-executors({})", if both_ways { "both-ways" } else { "one-way" })
+            }
+            Fault::SlowMetastore { max } => write!(f, "slow-metastore({})", Secs(max)),
+            Fault::Hold { at, point, stall, every } => {
+                write!(f, "hold({at}, {}, {}, {})", point.name(), Secs(stall), if every { "every" } else { "once" })
+            }
         }
     }
 }
@@ -386,7 +553,9 @@ impl fmt::Display for Fault {
 const FAULT_FORMS: &str = "kill-leader, kill-master(M), kill-executor(E), pause-master(M), pause-executor(E), \
                            stop-master(M), stop-executor(E), cut-executor-from-masters(E, one-way|both-ways), \
                            cut-executor-from-executors(E, without-etcd|with-etcd), cut-leader-from-etcd, \
-                           cut-masters-from-etcd, latency(<max>ms), loss(<rate>)";
+                           cut-masters-from-etcd, latency(<max>ms), loss(<rate>), \
+                           cut-leader-from-executors(one-way|both-ways), slow-metastore(<max>), \
+                           hold(leader|master-M|executor-E, <point>, <stall>, once|every)";
 
 /// Every fault kind the text knows (the names of [`FAULT_FORMS`], without their arguments).
 pub fn kinds() -> Vec<&'static str> {
@@ -496,6 +665,25 @@ impl FromStr for Fault {
                     return Err(format!("latency: {max_ms}ms is below the least delay (1ms); give at least 2ms"));
                 }
                 Fault::Latency { max_ms }
+            }
+            "cut-leader-from-executors" => {
+                want(1, "cut-leader-from-executors(both-ways)")?;
+                Fault::LeaderCutFromExecutors { both_ways: flag(args[0], "one-way", "both-ways")? }
+            }
+            "slow-metastore" => {
+                want(1, "slow-metastore(2.5s)")?;
+                let max = parse_duration(args[0]).map_err(|e| format!("slow-metastore: {e}"))?;
+                Fault::SlowMetastore { max }
+            }
+            "hold" => {
+                want(4, "hold(executor-2, heartbeat-send, 12s, every)")?;
+                let at: HoldAt = args[0].parse()?;
+                let point = Point::from_name(args[1]).ok_or_else(|| {
+                    let names: Vec<&str> = Point::ALL.iter().map(|p| p.name()).collect();
+                    format!("hold: {:?} is not a fault point; the points are {}", args[1], names.join(", "))
+                })?;
+                let stall = parse_duration(args[2]).map_err(|e| format!("hold: {e}"))?;
+                Fault::Hold { at, point, stall, every: flag(args[3], "once", "every")? }
             }
             "loss" => {
                 want(1, "loss(0.05)")?;
@@ -619,6 +807,8 @@ pub struct Broken {
     clogs: BTreeMap<Link, u32>,
     /// The active latency and loss faults, by step number.
     network: BTreeMap<usize, NetworkFault>,
+    /// The active slow-metastore faults, by step number: the masters' latency dial is the highest of them.
+    slow: BTreeMap<usize, Duration>,
 }
 
 impl Broken {
@@ -680,9 +870,13 @@ enum Act {
     Pause,
 }
 
-/// The three kinds of fault, by what they break.
+/// The kinds of fault, by what they break.
 #[derive(Clone, Copy, Debug)]
 enum Kind {
+    /// A node's fault point held (the node: `None` for the leader when applied).
+    Hold(Option<Node>, Point, Duration, bool),
+    /// The masters' metastore slowed.
+    Slow(Duration),
     /// One node (`None`: whichever master leads when it is applied).
     Node(Option<Node>, Act),
     /// Links, as [`Fault::links`] lists them.
@@ -701,6 +895,29 @@ pub enum Active {
     Clogged(Vec<Link>),
     /// This step's latency or loss (by step number): its heal takes it out of the network's composition.
     Network(usize),
+    /// The hold this step (by number) set at a node's fault point: its heal releases it.
+    Held(Node, usize),
+    /// This step's metastore latency (by number): its heal takes it out of the masters' dial.
+    Slow(usize),
+}
+
+/// A node's fault points.
+fn points_of(c: &Cluster, node: Node) -> &foreman::buggify::FaultPoints {
+    match node {
+        Node::Master(i) => &c.masters[i].points,
+        Node::Executor(i) => &c.executors[i].points,
+        Node::Etcd => unreachable!("no fault holds etcd"),
+    }
+}
+
+/// Sets every master's metastore latency to the highest the active slow-metastore faults ask (none: zero); what
+/// it set, for the story.
+fn set_metastore_latency(c: &Cluster, b: &Broken) -> String {
+    let max = b.slow.values().max().copied().unwrap_or_default();
+    for m in &c.masters {
+        m.points.latency().set(max);
+    }
+    format!("every master's metastore requests now wait up to {max:?}")
 }
 
 fn node_id(c: &Cluster, node: Node) -> madsim::task::NodeId {
@@ -739,10 +956,35 @@ fn links_change(verb: &str, changed: &[Link], held: &[Link], held_as: &str) -> S
 }
 
 impl Fault {
+    /// The fault's kind as coverage counts it: its name in the text, and for a hold the point it holds
+    /// (`hold/heartbeat-send`).
+    pub fn kind_name(&self) -> String {
+        match self {
+            Fault::Hold { point, .. } => format!("hold/{}", point.name()),
+            other => other.to_string().split('(').next().unwrap_or_default().to_owned(),
+        }
+    }
+
     /// Breaks what this fault names, as step number `step`: what to heal (none when the fault found nothing to
     /// break), and what it did, for the story.
     pub fn apply(&self, c: &Cluster, b: &mut Broken, step: usize) -> (Option<Active>, String) {
         match self.kind() {
+            Kind::Hold(target, point, stall, every) => {
+                let node = match target {
+                    Some(node) => node,
+                    None => match c.leaders().first() {
+                        Some(&l) => Node::Master(l),
+                        None => return (None, "nothing: no master leads".to_owned()),
+                    },
+                };
+                points_of(c, node).hold(step, point, stall, every);
+                let how = if every { "every pass" } else { "its next pass" };
+                (Some(Active::Held(node, step)), format!("holds {node} at {} for {stall:?}, {how}", point.name()))
+            }
+            Kind::Slow(max) => {
+                b.slow.insert(step, max);
+                (Some(Active::Slow(step)), set_metastore_latency(c, b))
+            }
             // A node fault: one node, down or paused by this step alone.
             Kind::Node(target, act) => {
                 let node = match target {
@@ -825,6 +1067,16 @@ impl Fault {
             | Fault::AllMastersCutFromEtcd => Kind::Cut,
             Fault::Latency { max_ms } => Kind::Network(NetworkFault::Latency { max_ms }),
             Fault::Loss { rate } => Kind::Network(NetworkFault::Loss { rate }),
+            Fault::LeaderCutFromExecutors { .. } => Kind::Cut,
+            Fault::SlowMetastore { max } => Kind::Slow(max),
+            Fault::Hold { at, point, stall, every } => {
+                let node = match at {
+                    HoldAt::Leader => None,
+                    HoldAt::Master(m) => master(m),
+                    HoldAt::Executor(e) => executor(e),
+                };
+                Kind::Hold(node, point, stall, every)
+            }
         }
     }
 
@@ -860,6 +1112,16 @@ impl Fault {
             Fault::AllMastersCutFromEtcd => {
                 for m in masters {
                     links.extend([(m, Node::Etcd), (Node::Etcd, m)]);
+                }
+            }
+            Fault::LeaderCutFromExecutors { both_ways } => {
+                let Some(&l) = c.leaders().first() else { return Err("nothing: no master leads".to_owned()) };
+                let l = Node::Master(l);
+                for e in (0..c.executors.len()).map(Node::Executor) {
+                    links.push((e, l));
+                    if both_ways {
+                        links.push((l, e));
+                    }
                 }
             }
             _ => {}
@@ -911,6 +1173,14 @@ impl Active {
                 let text = format!("network now {}", describe(&config));
                 c.net().update_config(|n| *n = config);
                 text
+            }
+            Active::Held(node, step) => {
+                points_of(c, *node).release(*step);
+                format!("released the hold of {node}")
+            }
+            Active::Slow(step) => {
+                b.slow.remove(step);
+                set_metastore_latency(c, b)
             }
         }
     }
@@ -1001,6 +1271,27 @@ mod tests {
             Fault::Loss { rate: 0.1 + 0.2 },
             Fault::StopMaster(0),
             Fault::StopExecutor(4),
+            Fault::LeaderCutFromExecutors { both_ways: true },
+            Fault::LeaderCutFromExecutors { both_ways: false },
+            Fault::SlowMetastore { max: Duration::from_millis(2_500) },
+            Fault::Hold {
+                at: HoldAt::Leader,
+                point: Point::BeforeMetastoreWrite,
+                stall: Duration::from_secs(7),
+                every: false,
+            },
+            Fault::Hold {
+                at: HoldAt::Master(1),
+                point: Point::LeaseKeepAlive,
+                stall: Duration::from_millis(7_250),
+                every: true,
+            },
+            Fault::Hold {
+                at: HoldAt::Executor(2),
+                point: Point::HeartbeatSend,
+                stall: Duration::from_secs(12),
+                every: true,
+            },
         ];
         let steps = faults.into_iter().enumerate().map(|(i, f)| step(2_000 + 1_111 * i as u64, f, 500 + 7 * i as u64));
         Plan { steps: steps.collect() }
@@ -1040,7 +1331,14 @@ mod tests {
     }
 
     fn scope(masters: usize, executors: usize) -> Scope {
-        Scope { masters, executors, offline_ttl: Duration::from_millis(7_777), phase: Duration::from_secs(60) }
+        Scope {
+            masters,
+            executors,
+            offline_ttl: Duration::from_millis(7_777),
+            lease_ttl: Duration::from_secs(3),
+            worker_offline_ttl: Duration::from_millis(9_100),
+            phase: Duration::from_secs(60),
+        }
     }
 
     #[test]
@@ -1057,7 +1355,7 @@ mod tests {
                 plan.steps.iter().map(|s| s.fault.to_string().split('(').next().unwrap_or_default().to_owned()),
             );
         }
-        assert_eq!(kinds.len(), 13, "every fault kind is drawn: {kinds:?}");
+        assert_eq!(kinds.len(), 16, "every fault kind is drawn: {kinds:?}");
     }
 
     #[test]
@@ -1128,6 +1426,12 @@ mod tests {
             ("4s loss(NaN) for 1s", Some(1), "not a rate between 0 and 1"),
             ("5s kill-leader for 1s; 4s kill-leader for 1s", Some(2), "before the step ahead of it (5s)"),
             ("5s kill-leader for 1s; none", Some(2), "stands for a whole plan"),
+            ("4s cut-leader-from-executors(sideways) for 1s", Some(1), "neither one-way nor both-ways"),
+            ("4s slow-metastore(2.5) for 1s", Some(1), "slow-metastore: \"2.5\" is not a duration"),
+            ("4s hold(leader, heartbeat-send, 7s) for 1s", Some(1), "takes 4 argument(s)"),
+            ("4s hold(boss, heartbeat-send, 7s, once) for 1s", Some(1), "not leader, master-M or executor-E"),
+            ("4s hold(leader, nowhere, 7s, once) for 1s", Some(1), "not a fault point"),
+            ("4s hold(leader, lease-keep-alive, 7s, twice) for 1s", Some(1), "neither once nor every"),
         ];
         for (text, step, part) in table {
             let e = text.parse::<Plan>().expect_err(text);
@@ -1148,6 +1452,15 @@ mod tests {
         let e = plan.check(3, 5, Duration::from_secs(3)).expect_err("past the phase");
         assert_eq!(e.step, Some(2));
         assert!(e.problem.contains("fault phase (3s)"), "{e}");
+        let plan: Plan =
+            "2s hold(executor-1, heartbeat-send, 9s, once) for 1s; 3s hold(master-0, heartbeat-send, 9s, once) for 1s"
+                .parse()
+                .expect("a plan");
+        let e = plan.check(3, 5, Duration::from_secs(60)).expect_err("an executor's point on a master");
+        assert_eq!(e.step, Some(2));
+        assert!(e.problem.contains("heartbeat-send runs on an executor, not on master-0"), "{e}");
+        let e = plan.check(3, 1, Duration::from_secs(60)).expect_err("no executor 1");
+        assert_eq!(e.step, Some(1));
     }
 
     #[test]

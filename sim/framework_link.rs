@@ -90,7 +90,8 @@ fn worker(rec: &Recorder<Seen>, name: &str, ip: &str, task: &str, epoch: u64, ti
     };
     let node = Handle::current().create_node().name(&name).ip(ip.parse().unwrap()).build();
     node.spawn(async move {
-        let mut link = Link::new(spec, NodeClock::start());
+        let clock = NodeClock::start();
+        let mut link = Link::new(spec, clock, clock.now());
         let end = loop {
             let beat = link.beat().await;
             if link.is_live() {

@@ -15,6 +15,7 @@ mod faults;
 mod framework_link;
 mod harness;
 mod heartbeat_timing;
+mod late_faults;
 mod master_failover;
 mod meta_contract;
 mod regressions;

@@ -254,6 +254,23 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          one, reached the leader after its successor had registered as e5, and left e5 draining for good (fixed: \
          only a heartbeat under the newer id proves its process alive)",
     ),
+    (
+        95063,
+        "2.757s hold(executor-4, dispatch-accept, 17.483s, every) for 21.21s",
+        "two live job masters (rule 3): executor-4 confirmed job-0's first job master, then stalled 17.5 s before \
+         starting it; the leader, hearing nothing from that incarnation for its TTL, started newer ones elsewhere, \
+         and the stalled executor then started epoch 1 (its self-fence counted from its late start). Fixed: a \
+         confirmed task starts only within its self-fence time of the confirmation, and its self-fence counts from \
+         the confirmation",
+    ),
+    (
+        95188,
+        "13.328s stop-executor(0) for 13.877s; 25.652s cut-executor-from-masters(3, one-way) for 23.916s; \
+         27.021s stop-executor(3) for 17.488s; 33.901s hold(executor-0, dispatch-accept, 24.705s, once) for 19.084s; \
+         35.524s kill-executor(4) for 4.406s; 39.041s hold(leader, before-metastore-write, 6.325s, every) for 6.452s",
+        "the same as 95063 (job-4's epoch 73 started 24.7 s after its confirmation, beside epoch 74), among other \
+         faults",
+    ),
 ];
 
 #[test]

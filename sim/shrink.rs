@@ -215,7 +215,14 @@ mod tests {
     const PHASE: Duration = Duration::from_secs(60);
 
     fn scope() -> Scope {
-        Scope { masters: 3, executors: 6, offline_ttl: Duration::from_secs(7), phase: PHASE }
+        Scope {
+            masters: 3,
+            executors: 6,
+            offline_ttl: Duration::from_secs(7),
+            lease_ttl: Duration::from_secs(5),
+            worker_offline_ttl: Duration::from_secs(12),
+            phase: PHASE,
+        }
     }
 
     fn plan(text: &str) -> Plan {

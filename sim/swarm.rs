@@ -3,7 +3,8 @@
 //! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended; three
 //! seeds in eight add tiny jobs, storms and unplaceable jobs), etcd request time-outs, and a fault plan
 //! (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful stops, one-
-//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss),
+//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss, the
+//! leader cut from every executor, a slow metastore, nodes held at fault points past a lease or TTL),
 //! drawn from its own streams so that no fault draw moves the rest. The draw is printed first, the plan as text
 //! that `FOREMAN_SWARM_PLAN` takes to replace it.
 //!
@@ -152,6 +153,19 @@ fn draw_standard() -> Draw {
     draw_workload_and_faults(3, executors, knobs, 0.0, 10, false)
 }
 
+/// Overload: far more executors and jobs than the usual swarm (30–60 executors of 2–8 slots, 200–500 long jobs
+/// beside the varied workload's tiny jobs, storm and unplaceable job), so that demand runs past capacity for
+/// minutes, under the swarm's full fault mix and the default knobs.
+fn draw_overload() -> Draw {
+    let mut rng = madsim::rand::thread_rng();
+    let executors = (0..rng.gen_range(30..=60)).map(|_| (rng.gen_range(2..=8), pick(&ZONES).to_owned())).collect();
+    let mut knobs = crate::cluster::master_config(0);
+    knobs.etcd = vec![ETCD_ADDR.to_owned()];
+    knobs.cluster = CLUSTER.to_owned();
+    let jobs = rng.gen_range(200..=500);
+    draw_workload_and_faults(3, executors, knobs, 0.0, jobs, true)
+}
+
 fn draw_workload_and_faults(
     masters: usize,
     executors: Vec<(u32, String)>,
@@ -191,6 +205,8 @@ fn draw_workload_and_faults(
         masters,
         executors: d.executors.len(),
         offline_ttl: d.knobs.executors.offline_ttl,
+        lease_ttl: d.knobs.election.lease_ttl,
+        worker_offline_ttl: d.knobs.workers.offline_ttl,
         phase: FAULT_PHASE,
     };
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
@@ -303,6 +319,9 @@ pub struct SwarmFigures {
     pub replayed: bool,
     /// Restarts, every one explained by a fault in its window (the wasted-work checker): job masters, workers.
     pub restarts: (u64, u64),
+    /// Per fault kind ([`faults::Fault::kind_name`]): its steps in the plan, those applied (that found something
+    /// to break), and those that fired (a hold's stalls; for the other kinds, their applies).
+    pub faults: BTreeMap<String, [u64; 3]>,
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -328,6 +347,13 @@ pub async fn swarm_run(run: Run) -> SwarmFigures {
     let seed = madsim::runtime::Handle::current().seed();
     let (buggify, varied) = if run.plain { (false, false) } else { (seed % 2 == 1, with_varied_workload(seed)) };
     run_draw(draw(varied), run, buggify).await
+}
+
+/// One seed of the overload workload ([`draw_overload`]): the swarm's run and checks, fault points on for odd
+/// seeds.
+pub async fn overload_run(run: Run) -> SwarmFigures {
+    let seed = madsim::runtime::Handle::current().seed();
+    run_draw(draw_overload(), run, seed % 2 == 1).await
 }
 
 /// One seed of the standard scenario (design.md §9): the swarm's run and checks on a fixed shape, fault points on.
@@ -558,8 +584,12 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let etcd = if d.etcd_timeout_rate > 0.0 { k.rpc.metastore_timeout * 2 } else { Duration::ZERO };
     // With the fault points on, a check can wait for a write that stalled (1.5 s before it, 1.5 s after).
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
+    // With the masters' metastore slowed, a check can wait for one slowed write and for the read that settles its
+    // outcome when its answer came too late (each at most the slowest the plan sets, and at most the metastore's
+    // deadline, past which it fails).
+    let slow = d.plan.metastore_latency_max().map(|max| max.min(k.rpc.metastore_timeout) * 2).unwrap_or_default();
     let allow = Allowances {
-        slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls,
+        slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls + slow,
         no_failover_bound: d.etcd_timeout_rate > 0.0,
         ..Allowances::default()
     };
@@ -600,6 +630,25 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     .unwrap_or_else(|v| fail(v));
     let detection = detections.iter().map(|d| d.took).collect();
     let detection_of_bound = detections.iter().map(|d| d.took.as_secs_f64() / d.bound.as_secs_f64()).collect();
+    let mut kinds_seen: BTreeMap<String, [u64; 3]> = BTreeMap::new();
+    let kinds: Vec<String> = d.plan.steps.iter().map(|s| s.fault.kind_name()).collect();
+    for k in &kinds {
+        kinds_seen.entry(k.clone()).or_default()[0] += 1;
+    }
+    let kind_of = |step: &usize| kinds.get(step.wrapping_sub(1)).cloned().unwrap_or_default();
+    for (_, _, seen) in &events {
+        match seen {
+            Seen::FaultBegan { step, broke, .. } if !broke.starts_with("nothing") => {
+                let counts = kinds_seen.entry(kind_of(step)).or_default();
+                counts[1] += 1;
+                if !kind_of(step).starts_with("hold") {
+                    counts[2] += 1;
+                }
+            }
+            Seen::HoldBegan { step, .. } => kinds_seen.entry(kind_of(step)).or_default()[2] += 1,
+            _ => {}
+        }
+    }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (at, node, seen) in &events {
         format!("{at} {node} {seen:?}").hash(&mut h);
@@ -615,6 +664,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         coverage: coverage::of_story(&events, &c.fault_points.fired()),
         replayed: false,
         restarts: (restarts.job_masters as u64, restarts.workers as u64),
+        faults: kinds_seen,
     }
 }
 
@@ -880,8 +930,9 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
     match result {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
+            let kinds: Vec<String> = f.faults.iter().map(|(k, [d, a, x])| format!("{k}:{d}:{a}:{x}")).collect();
             format!(
-                "swarm-seed {seed} ok d={} b={} f={} r={} det={} w={},{} c={}",
+                "swarm-seed {seed} ok d={} b={} f={} r={} det={} w={},{} k={} c={}",
                 ms(&f.detection),
                 ratios.join(","),
                 ms(&f.failover),
@@ -889,6 +940,7 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
                 u8::from(f.replayed),
                 f.restarts.0,
                 f.restarts.1,
+                kinds.join(","),
                 coverage::to_field(&f.coverage)
             )
         }
@@ -922,6 +974,17 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
         let values = values.split(',').filter(|v| !v.is_empty());
         match key {
             "b" => f.detection_of_bound = values.map(|v| v.parse().ok()).collect::<Option<_>>()?,
+            "k" => {
+                for v in values {
+                    let mut parts = v.split(':');
+                    let kind = parts.next()?.to_owned();
+                    let mut n = [0u64; 3];
+                    for x in &mut n {
+                        *x = parts.next()?.parse().ok()?;
+                    }
+                    f.faults.insert(kind, n);
+                }
+            }
             _ => {
                 let ds: Vec<Duration> =
                     values.map(|v| v.parse().ok().map(Duration::from_millis)).collect::<Option<_>>()?;
@@ -1135,6 +1198,22 @@ fn swarm() {
         summary(all(|f| &f.failover)),
         summary(all(|f| &f.reschedule)),
     ));
+    // Coverage of the fault space: per kind, the seeds that drew it, its steps, those applied, those that fired.
+    let mut kinds: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+    for f in &figures {
+        for (k, [d, a, x]) in &f.faults {
+            let e = kinds.entry(k.as_str()).or_default();
+            e[0] += 1;
+            e[1] += d;
+            e[2] += a;
+            e[3] += x;
+        }
+    }
+    let lines: Vec<String> = kinds
+        .iter()
+        .map(|(k, [seeds, d, a, x])| format!("  {k:<42} seeds {seeds:>5}  steps {d:>5}  applied {a:>5}  fired {x:>5}"))
+        .collect();
+    report(&format!("swarm fault coverage (fired: a hold's stalls, else its applies):\n{}", lines.join("\n")));
     if !failed.is_empty() {
         let list: Vec<String> = failed.iter().map(|(seed, f)| format!("  {}", f.report(*seed, planted))).collect();
         panic!("{} swarm seed(s) failed:\n{}", failed.len(), list.join("\n"));
@@ -1247,6 +1326,68 @@ fn a_childs_line_reads_back() {
     };
     let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
     assert_eq!((f.detection, f.coverage, f.replayed), (vec![Duration::from_millis(1500)], cover, true));
+    let faults: BTreeMap<String, [u64; 3]> =
+        [("hold/heartbeat-send".to_owned(), [1, 1, 3]), ("slow-metastore".to_owned(), [2, 1, 1])].into();
+    let figures = SwarmFigures {
+        detection: vec![Duration::from_millis(1500)],
+        faults: faults.clone(),
+        ..SwarmFigures::default()
+    };
+    let Some((8, Ok(f))) = parse_child_line(&child_line(8, &Ok(figures))) else { panic!("figures") };
+    assert_eq!(f.detection, vec![Duration::from_millis(1500)]);
+    assert_eq!(f.faults, faults);
+}
+
+/// Overload (`swarm::overload`): `FOREMAN_OVERLOAD_SEEDS` seeds (default 3) from `MADSIM_TEST_SEED` (default
+/// 7_000) of [`overload_run`], one after the other, each with its wall-clock cost printed: the swarm's checks
+/// with 30–60 executors and 200–500 jobs, demand past capacity. `FOREMAN_SWARM_PLAN` replaces each seed's plan.
+/// With `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
+#[test]
+fn overload() {
+    let seeds = env_u64("FOREMAN_OVERLOAD_SEEDS").unwrap_or(3).max(1);
+    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(7_000);
+    let plan = plan_from_env();
+    if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+        let run = || {
+            let plan = plan.clone();
+            run_seed(first, move || Box::pin(overload_run(Run { plan, ..Run::default() })))
+                .unwrap_or_else(|f| panic!("overload seed {first} FAILED ({}): {f}", f.class()))
+        };
+        let (a, b) = (run(), run());
+        assert_eq!((a.story, a.events), (b.story, b.events), "overload seed {first} told two stories");
+        report(&format!("overload determinism: seed {first} ran twice, {} events, identical stories", a.events));
+        return;
+    }
+    for seed in first..first + seeds {
+        // why: the suite's own measure of a seed's cost, outside the simulation.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let (plan, ran) = (plan.clone(), Arc::new(Mutex::new(None)));
+        let slot = ran.clone();
+        let result = run_seed(seed, move || Box::pin(overload_run(Run { plan, ran: Some(slot), ..Run::default() })));
+        let wall = began.elapsed();
+        match result {
+            Ok(f) => report(&format!(
+                "overload seed {seed}: ok in {:.1}s wall, {:?} simulated, {} events; {} detections, {} failovers, \
+                 {} reschedules",
+                wall.as_secs_f64(),
+                f.simulated,
+                f.events,
+                f.detection.len(),
+                f.failover.len(),
+                f.reschedule.len()
+            )),
+            Err(f) => {
+                let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
+                panic!(
+                    "overload seed {seed} FAILED ({}): {f}\n  plan: {plan}\n  replay: MADSIM_TEST_SEED={seed} \
+                     FOREMAN_OVERLOAD_SEEDS=1 FOREMAN_SWARM_PLAN='{plan}' RUST_LOG=info cargo stest --test sim \
+                     swarm::overload -- --exact --nocapture",
+                    f.class()
+                )
+            }
+        }
+    }
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.

@@ -2,34 +2,87 @@
 //! purpose, so that a seed explores the interleavings a slow disk, a descheduled thread or a long GC pause would
 //! make. Each point only delays (the work still happens, later): whatever a checker then finds is a real bug.
 //!
-//! In the production build a point is an empty inline function. In the simulation build it fires only while the
-//! node's [`FaultPoints`] switch is on (a scenario hands one switch to every node it builds, and turns it off when
-//! the faults heal), with the point's probability, and draws its stall from the seed; so a seed replays its stalls
-//! exactly, and runs that leave the switch off draw nothing from it.
+//! In the production build a point is an empty inline function. In the simulation build a point stalls in two
+//! ways:
+//! - **at random**, only while the run's [`FaultPoints`] switch is on (a scenario hands one switch to every node it
+//!   builds, and turns it off when the faults heal), with the point's probability, drawing its stall from the seed;
+//!   so a seed replays its stalls exactly, and runs that leave the switch off draw nothing from it. Points that
+//!   exist for holds only ([`Point::shape`] is `None`) never stall at random and draw nothing;
+//! - **held by a fault plan**: each node has its own holds ([`FaultPoints::for_node`]); while a plan's step holds
+//!   a point of a node, that node stalls there for the hold's time, at the next pass only or at every pass. Holds
+//!   draw nothing from the seed, and each stall is told to the node's [`HoldObserver`] when it begins and when it
+//!   ends (the simulation's story).
+//!
+//! Beside the points, a node's [`Latency`] dial delays each of its metastore requests by up to the dial's value
+//! (a plan's sustained metastore latency); at zero it draws nothing.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The switch of a run's fault points, shared by the nodes a scenario builds (off unless turned on), and the count
-/// of stalls each point made (for the simulator's coverage report).
-#[derive(Clone, Debug, Default)]
+/// Told of a hold's stall at a node: the plan's step number, the point, the stall, and whether the stall ended
+/// (`false` when it begins).
+pub type HoldObserver = Arc<dyn Fn(usize, Point, Duration, bool) + Send + Sync>;
+
+/// One plan step's hold of a point.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hold {
+    step: usize,
+    point: Point,
+    stall: Duration,
+    /// Every pass stalls while the hold lasts (else only the next one).
+    every: bool,
+    fired: bool,
+}
+
+/// A node's holds and its metastore latency.
+#[derive(Default)]
+struct NodeFaults {
+    holds: Mutex<Vec<Hold>>,
+    // why: only the simulation build's `point` stalls at holds and tells the observer; production never sets one.
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    observer: Option<HoldObserver>,
+    latency: Latency,
+}
+
+/// The switch of a run's fault points, shared by the nodes a scenario builds (off unless turned on) with the count
+/// of stalls each point made, and one node's holds and metastore latency (see [`FaultPoints::for_node`]).
+#[derive(Clone, Default)]
 pub struct FaultPoints {
-    on: Arc<AtomicBool>,
+    switch: Arc<AtomicBool>,
+    /// The stalls each point made at random, over every node of the run (for the simulator's coverage report).
     fired: Arc<Mutex<BTreeMap<&'static str, u64>>>,
+    node: Arc<NodeFaults>,
+}
+
+impl std::fmt::Debug for FaultPoints {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultPoints").field("on", &self.is_on()).finish_non_exhaustive()
+    }
 }
 
 impl FaultPoints {
     pub fn set(&self, on: bool) {
-        self.on.store(on, Ordering::SeqCst);
+        self.switch.store(on, Ordering::SeqCst);
     }
 
     pub fn is_on(&self) -> bool {
-        self.on.load(Ordering::SeqCst)
+        self.switch.load(Ordering::SeqCst)
     }
 
-    /// How many stalls each point made so far, by the point's name (points that never fired are absent).
+    /// One node's fault points: the same switch, the node's own holds and latency dial, its stalls told to
+    /// `observer`.
+    pub fn for_node(&self, observer: Option<HoldObserver>) -> FaultPoints {
+        FaultPoints {
+            switch: self.switch.clone(),
+            fired: self.fired.clone(),
+            node: Arc::new(NodeFaults { observer, ..NodeFaults::default() }),
+        }
+    }
+
+    /// How many stalls each point made at random so far, over every node of the run, by the point's name (points
+    /// that never fired are absent).
     pub fn fired(&self) -> BTreeMap<&'static str, u64> {
         self.fired.lock().map(|f| f.clone()).unwrap_or_default()
     }
@@ -40,10 +93,74 @@ impl FaultPoints {
             *fired.entry(point.name()).or_default() += 1;
         }
     }
+
+    fn holds(&self) -> std::sync::MutexGuard<'_, Vec<Hold>> {
+        self.node.holds.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Plan step `step` holds `point` of this node: its next pass (or, with `every`, each pass until
+    /// [`FaultPoints::release`]) stalls for `stall`.
+    pub fn hold(&self, step: usize, point: Point, stall: Duration, every: bool) {
+        self.holds().push(Hold { step, point, stall, every, fired: false });
+    }
+
+    /// Step `step`'s hold ends (a stall in progress runs its course).
+    pub fn release(&self, step: usize) {
+        self.holds().retain(|h| h.step != step);
+    }
+
+    /// The stall a pass of `point` owes a hold now, if any (the earliest step's first).
+    // why: only the simulation build's `point` (and the tests) take holds.
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    fn take_hold(&self, point: Point) -> Option<(usize, Duration)> {
+        let mut holds = self.holds();
+        let h = holds.iter_mut().find(|h| h.point == point && (h.every || !h.fired))?;
+        h.fired = true;
+        Some((h.step, h.stall))
+    }
+
+    /// This node's metastore latency dial.
+    pub fn latency(&self) -> Latency {
+        self.node.latency.clone()
+    }
+}
+
+/// A node's metastore latency: each request waits up to this long (0: none), shared by the node's metastore
+/// handles.
+#[derive(Clone, Debug, Default)]
+pub struct Latency(Arc<AtomicU64>);
+
+impl Latency {
+    /// Each request from now on waits up to `max`.
+    pub fn set(&self, max: Duration) {
+        self.0.store(max.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    pub fn max(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::SeqCst))
+    }
+
+    /// How long one request waits before it is sent and after its answer came (nothing in production, or while
+    /// the dial is at zero: then nothing is drawn).
+    pub fn draw(&self) -> (Duration, Duration) {
+        #[cfg(madsim)]
+        {
+            use madsim::rand::Rng;
+            let max = self.0.load(Ordering::SeqCst);
+            if max > 0 {
+                let mut rng = madsim::rand::thread_rng();
+                let total = rng.gen_range(0..=max);
+                // Part on the way there, part on the way back: a write may be applied and its answer late.
+                let before = rng.gen_range(0..=total);
+                return (Duration::from_millis(before), Duration::from_millis(total - before));
+            }
+        }
+        (Duration::ZERO, Duration::ZERO)
+    }
 }
 
 /// A place that may stall.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Point {
     /// The leader is about to write to the metastore (its write, and everything waiting for it, is late).
     BeforeMetastoreWrite,
@@ -55,16 +172,31 @@ pub enum Point {
     LeaseKeepAlive,
     /// The leader answered an executor's heartbeat; the reply leaves late.
     HeartbeatReply,
+    /// An executor built its heartbeat and is about to send it (the heartbeat arrives stale).
+    HeartbeatSend,
+    /// A job master decided its answer to a worker's message; the answer leaves late.
+    JobMasterReply,
+    /// A worker computed its next checkpoint and is about to write it (the write arrives stale).
+    CheckpointWrite,
+    /// An executor accepted a dispatch (confirmed) and is about to start the task.
+    DispatchAccept,
+    /// The leader's liveness check found executors expired and is about to declare them offline.
+    BeforeOfflineDeclaration,
 }
 
 impl Point {
-    /// Every point, for reports that must show the points that never fired too.
-    pub const ALL: [Point; 5] = [
+    /// Every point, in order (reports list the points that never fired too).
+    pub const ALL: [Point; 10] = [
         Point::BeforeMetastoreWrite,
         Point::AfterMetastoreWrite,
         Point::BetweenPreDispatchAndConfirm,
         Point::LeaseKeepAlive,
         Point::HeartbeatReply,
+        Point::HeartbeatSend,
+        Point::JobMasterReply,
+        Point::CheckpointWrite,
+        Point::DispatchAccept,
+        Point::BeforeOfflineDeclaration,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,25 +206,67 @@ impl Point {
             Point::BetweenPreDispatchAndConfirm => "between-pre-dispatch-and-confirm",
             Point::LeaseKeepAlive => "lease-keep-alive",
             Point::HeartbeatReply => "heartbeat-reply",
+            Point::HeartbeatSend => "heartbeat-send",
+            Point::JobMasterReply => "job-master-reply",
+            Point::CheckpointWrite => "checkpoint-write",
+            Point::DispatchAccept => "dispatch-accept",
+            Point::BeforeOfflineDeclaration => "before-offline-declaration",
         }
     }
 
-    /// How often an enabled point fires, and the longest stall it makes.
-    fn shape(self) -> (f64, Duration) {
+    /// The point of this name.
+    pub fn from_name(name: &str) -> Option<Point> {
+        Point::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    /// Whether the point runs on a master (else on an executor: the executor itself, its job masters or workers).
+    pub fn on_master(self) -> bool {
+        matches!(
+            self,
+            Point::BeforeMetastoreWrite
+                | Point::AfterMetastoreWrite
+                | Point::BetweenPreDispatchAndConfirm
+                | Point::LeaseKeepAlive
+                | Point::HeartbeatReply
+                | Point::BeforeOfflineDeclaration
+        )
+    }
+
+    /// How often an enabled point fires at random, and the longest stall it makes; `None` for the points that
+    /// only holds stall (so that adding one draws nothing more at random and moves no seed's stalls).
+    fn shape(self) -> Option<(f64, Duration)> {
         match self {
-            Point::BeforeMetastoreWrite | Point::AfterMetastoreWrite => (0.02, Duration::from_millis(1_500)),
-            Point::BetweenPreDispatchAndConfirm => (0.1, Duration::from_secs(4)),
-            Point::LeaseKeepAlive => (0.05, Duration::from_millis(2_000)),
-            Point::HeartbeatReply => (0.01, Duration::from_millis(1_500)),
+            Point::BeforeMetastoreWrite | Point::AfterMetastoreWrite => Some((0.02, Duration::from_millis(1_500))),
+            Point::BetweenPreDispatchAndConfirm => Some((0.1, Duration::from_secs(4))),
+            Point::LeaseKeepAlive => Some((0.05, Duration::from_millis(2_000))),
+            Point::HeartbeatReply => Some((0.01, Duration::from_millis(1_500))),
+            Point::HeartbeatSend
+            | Point::JobMasterReply
+            | Point::CheckpointWrite
+            | Point::DispatchAccept
+            | Point::BeforeOfflineDeclaration => None,
         }
     }
 }
 
-/// Stalls at `point` when the simulation says so.
+/// Stalls at `point` when the simulation says so: a hold of this node's first, else at random while the switch is
+/// on.
 #[cfg(madsim)]
 pub async fn point(switch: &FaultPoints, point: Point) {
     use madsim::rand::Rng;
-    let (probability, longest) = point.shape();
+    if let Some((step, stall)) = switch.take_hold(point) {
+        let observer = switch.node.observer.clone();
+        if let Some(o) = &observer {
+            o(step, point, stall, false);
+        }
+        tracing::info!(point = point.name(), ?stall, step, "held");
+        tokio::time::sleep(stall).await;
+        if let Some(o) = &observer {
+            o(step, point, stall, true);
+        }
+        return;
+    }
+    let Some((probability, longest)) = point.shape() else { return };
     if !switch.is_on() || !madsim::rand::thread_rng().gen_bool(probability) {
         return;
     }
@@ -107,4 +281,36 @@ pub async fn point(switch: &FaultPoints, point: Point) {
 #[inline(always)]
 pub async fn point(switch: &FaultPoints, point: Point) {
     let _ = (switch, point.shape());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_point_reads_back_by_its_name() {
+        for p in Point::ALL {
+            assert_eq!(Point::from_name(p.name()), Some(p));
+        }
+        assert_eq!(Point::from_name("nowhere"), None);
+    }
+
+    #[test]
+    fn a_hold_fires_once_or_at_every_pass_until_released() {
+        let fp = FaultPoints::default().for_node(None);
+        let s = Duration::from_secs(7);
+        fp.hold(3, Point::HeartbeatSend, s, false);
+        fp.hold(4, Point::CheckpointWrite, s, true);
+        assert_eq!(fp.take_hold(Point::HeartbeatSend), Some((3, s)));
+        assert_eq!(fp.take_hold(Point::HeartbeatSend), None, "once: the next pass only");
+        assert_eq!(fp.take_hold(Point::DispatchAccept), None);
+        assert_eq!(fp.take_hold(Point::CheckpointWrite), Some((4, s)));
+        assert_eq!(fp.take_hold(Point::CheckpointWrite), Some((4, s)), "every pass");
+        fp.release(4);
+        assert_eq!(fp.take_hold(Point::CheckpointWrite), None);
+        // Another node's holds are its own.
+        let other = fp.for_node(None);
+        other.hold(1, Point::HeartbeatSend, s, true);
+        assert_eq!(fp.take_hold(Point::HeartbeatSend), None);
+    }
 }

@@ -141,7 +141,7 @@ mod architecture {
         ("clock", &["core"]),
         ("config", &["core"]),
         ("rpc", &["core"]),
-        ("meta", &["core"]),
+        ("meta", &["core", "buggify"]),
         ("framework", &["core", "rpc", "meta", "clock", "buggify"]),
         ("jobs", &["core", "framework", "planted"]),
         (

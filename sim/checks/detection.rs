@@ -25,10 +25,20 @@ pub struct Detection {
     pub bound: Duration,
 }
 
+/// Whether a leader stalled at this fault point (by name) declares late: it holds up the leader's writes, and a
+/// declaration is made once its write is durable.
+fn delays_declarations(point: &str) -> bool {
+    use foreman::buggify::Point;
+    [Point::BeforeMetastoreWrite, Point::AfterMetastoreWrite, Point::BeforeOfflineDeclaration]
+        .iter()
+        .any(|p| p.name() == point)
+}
+
 /// Detection and no false alarms (design.md §6): every executor declared offline had no acknowledged heartbeat
 /// for a TTL before (less network slack), and the leader declared it within TTL + check interval of the last time
 /// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when that leader
-/// held evictions meanwhile (most executors expired at once). Returns every declaration's timing.
+/// held evictions meanwhile (most executors expired at once), and the time that leader spent paused or stalled by
+/// a plan's hold at a point its declarations wait for. Returns every declaration's timing.
 pub fn offline_declarations(
     clock: &Clock,
     events: &Events,
@@ -42,6 +52,8 @@ pub fn offline_declarations(
     let mut paused: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
     let mut last_ack: BTreeMap<ExecutorId, Time> = BTreeMap::new();
     let mut killed: BTreeMap<String, Time> = BTreeMap::new();
+    // Per node: the stalls plan holds made at points a declaration waits for, [from, to) (as pauses).
+    let mut stalled: BTreeMap<String, Vec<(Time, Option<Time>)>> = BTreeMap::new();
     let mut detections = vec![];
     for (at, node, seen) in events {
         match seen {
@@ -61,6 +73,14 @@ pub fn offline_declarations(
             Seen::Master(Observation::EvictionsHeld { at: when, .. }) => {
                 held.entry(node.clone()).or_default().push(clock.at(*when));
             }
+            Seen::HoldBegan { point, .. } if delays_declarations(point) => {
+                stalled.entry(node.clone()).or_default().push((*at, None));
+            }
+            Seen::HoldEnded { point, .. } if delays_declarations(point) => {
+                if let Some(open) = stalled.entry(node.clone()).or_default().iter_mut().find(|(_, to)| to.is_none()) {
+                    open.1 = Some(*at);
+                }
+            }
             Seen::Paused => paused.entry(node.clone()).or_default().push((*at, None)),
             Seen::Resumed => {
                 if let Some(last) = paused.entry(node.clone()).or_default().last_mut() {
@@ -75,6 +95,7 @@ pub fn offline_declarations(
                     .get(node)
                     .into_iter()
                     .flatten()
+                    .chain(stalled.get(node).into_iter().flatten())
                     .map(|(from, to)| to.unwrap_or(when).min(when).saturating_since((*from).max(heard)))
                     .sum();
                 let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
@@ -95,7 +116,7 @@ pub fn offline_declarations(
                          at {heard}; the bound is TTL + check interval{}{} = {bound:?}",
                         id.0,
                         if was_held { " + suspect hold" } else { "" },
-                        if frozen > Duration::ZERO { " + the leader's pause" } else { "" }
+                        if frozen > Duration::ZERO { " + the leader's pauses and held stalls" } else { "" }
                     );
                     return Err(Violation::new(Rule::DetectionBound, when, detail).with(ids));
                 }

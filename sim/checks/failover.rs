@@ -6,7 +6,8 @@
 //! up: a master killed, asked to stop or paused (every loss restarts it: a candidate that dies mid-recovery costs
 //! another lease); a stretch when no master is up (killed, stopped or paused, until restarted or resumed); a fault
 //! plan's step that disturbs elections, from its beginning to its heal as the story records them (the leader or
-//! every master cut from etcd, latency, message loss); and any stretch the scenario names beside those (faults it
+//! every master cut from etcd, latency, message loss, a slow metastore); a master's stall held by the plan, from
+//! its beginning to its end; and any stretch the scenario names beside those (faults it
 //! makes by hand, which the recorder does not see). A stretch still open when the run ends is judged only if the
 //! bound has passed.
 
@@ -42,7 +43,11 @@ fn disturbs_elections(step: &str) -> bool {
     step.parse::<Step>().is_ok_and(|s| {
         matches!(
             s.fault,
-            Fault::LeaderCutFromEtcd | Fault::AllMastersCutFromEtcd | Fault::Latency { .. } | Fault::Loss { .. }
+            Fault::LeaderCutFromEtcd
+                | Fault::AllMastersCutFromEtcd
+                | Fault::Latency { .. }
+                | Fault::Loss { .. }
+                | Fault::SlowMetastore { .. }
         )
     })
 }
@@ -61,8 +66,18 @@ pub fn failover_within_bound(
     let mut down: BTreeMap<&str, bool> = masters.iter().map(|m| (*m, false)).collect();
     let mut none_up_since: Option<Time> = None;
     let mut disturbing: BTreeMap<usize, Time> = BTreeMap::new();
+    // A master's stalls held by the plan, by (node, step): its renewals, recovery or writes wait meanwhile.
+    let mut stalled: BTreeMap<(&str, usize), Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
+            Seen::HoldBegan { step, .. } if masters.contains(node.as_str()) => {
+                stalled.insert((node.as_str(), *step), *at);
+            }
+            Seen::HoldEnded { step, .. } => {
+                if let Some(from) = stalled.remove(&(node.as_str(), *step)) {
+                    obstacles.push((from, *at));
+                }
+            }
             Seen::FaultBegan { step, plan, .. } if disturbs_elections(plan) => {
                 disturbing.insert(*step, *at);
             }
@@ -97,6 +112,7 @@ pub fn failover_within_bound(
         obstacles.push((since, Time::NEVER));
     }
     obstacles.extend(disturbing.into_values().map(|from| (from, Time::NEVER)));
+    obstacles.extend(stalled.into_values().map(|from| (from, Time::NEVER)));
     let mut sorted: Vec<&ActingPeriod> = periods.iter().collect();
     sorted.sort_by_key(|p| (p.begin, p.end));
     let Some(first) = sorted.first() else { return Ok(vec![]) };

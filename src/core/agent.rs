@@ -438,8 +438,9 @@ impl Agent {
     }
 
     /// The driver built the confirmed task `epoch` of `task`, placed on registration `placed`, and starts it now,
-    /// unless the executor stopped serving or let the task go since the confirmation (then the task counts as
-    /// ended, never having run).
+    /// unless the executor stopped serving or let the task go since the confirmation, or the task's self-fence
+    /// time has passed since it (its supervisor counts from the dispatch and may have started another incarnation
+    /// by now): then the task counts as ended, never having run.
     pub fn begin_task(
         &mut self,
         now: Time,
@@ -451,7 +452,7 @@ impl Agent {
         let still_ours = self.id.is_some()
             && !self.is_fenced(now)
             && !self.draining()
-            && self.dispatcher.running().get(task).is_some_and(|r| r.epoch == epoch);
+            && self.dispatcher.running().get(task).is_some_and(|r| r.epoch == epoch && now < r.start_by);
         let begun = if still_ours {
             Ok(())
         } else {
@@ -634,6 +635,11 @@ impl Agent {
     }
 
     /// The running set, as a heartbeat reports it.
+    /// When incarnation `epoch` of `task` was confirmed, while it is in the running set.
+    pub fn confirmed(&self, task: &TaskId, epoch: Epoch) -> Option<Time> {
+        self.dispatcher.running().get(task).filter(|r| r.epoch == epoch).map(|r| r.confirmed)
+    }
+
     pub fn running(&self) -> Vec<ReportedTask> {
         self.dispatcher
             .running()

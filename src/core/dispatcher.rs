@@ -119,6 +119,12 @@ pub struct Running {
     pub kind: TaskKind,
     pub epoch: Epoch,
     pub cost: u32,
+    /// When it was confirmed: its self-fence counts from here, not from when it starts (its supervisor counts its
+    /// TTL from the dispatch, so a task that starts late must not live longer for it).
+    pub confirmed: Time,
+    /// The task must start before this (confirmed + its self-fence time): later, its supervisor may have given
+    /// it up and started another incarnation.
+    pub start_by: Time,
 }
 
 /// The dispatch bookkeeping of one executor.
@@ -222,7 +228,9 @@ impl Dispatcher {
                 return Err(refusal);
             }
         }
-        self.running.insert(spec.task_id.clone(), Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost });
+        let start_by = now + spec.timing.self_fence;
+        let running = Running { kind: spec.kind, epoch: spec.epoch, cost: spec.cost, confirmed: now, start_by };
+        self.running.insert(spec.task_id.clone(), running);
         self.remember(spec.task_id.clone(), spec.epoch);
         Ok(spec)
     }
@@ -453,6 +461,15 @@ mod tests {
             (7, Clear, None),
             (8, Park(spec("a", 1, "r7", 1)), Some("StaleEpoch")),
         ]);
+    }
+
+    #[test]
+    fn a_confirmed_task_must_start_within_its_self_fence_time_from_the_confirmation() {
+        let mut d = Dispatcher::new(Duration::from_secs(5), 8, 4);
+        d.park(ms(0), *spec("a", 1, "r1", 1)).unwrap();
+        let confirmed = d.confirm(ms(700), "a", "r1").unwrap();
+        let r = &d.running()[&confirmed.task_id];
+        assert_eq!((r.confirmed, r.start_by), (ms(700), ms(700) + HeartbeatTiming::worker_default().self_fence));
     }
 
     #[test]

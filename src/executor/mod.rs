@@ -186,6 +186,7 @@ impl Executor {
     pub fn with_fault_points(self: Arc<Executor>, switch: crate::buggify::FaultPoints) -> Arc<Executor> {
         match Arc::try_unwrap(self) {
             Ok(mut e) => {
+                e.host = e.host.with_fault_points(switch.clone());
                 e.fault_points = switch;
                 Arc::new(e)
             }
@@ -211,6 +212,7 @@ impl Executor {
             planted: self.planted,
             fault_points: self.fault_points.clone(),
             drain: self.drain.clone(),
+            confirmed: self.clock.now(),
         }
     }
 
@@ -547,6 +549,8 @@ impl Executor {
                 .map(|e| pb::EndedTask { task_id: e.task.as_str().to_owned(), epoch: e.epoch.0 })
                 .collect(),
         };
+        // Built, not yet sent: a stall here makes the heartbeat arrive stale.
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::HeartbeatSend).await;
         match tokio::time::timeout(deadline, client.heartbeat(req)).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
@@ -598,14 +602,24 @@ impl Executor {
         self.lock().meta = Some(info);
     }
 
+    /// A dispatch was accepted and its task is about to start: the simulation may hold it here.
+    pub(crate) async fn before_start(&self) {
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::DispatchAccept).await;
+    }
+
     /// Starts a confirmed task (already in the agent's running set), unless the executor stopped serving since
-    /// the confirmation was taken: then the refusal says why.
+    /// the confirmation was taken, or the task's self-fence time has passed since: then the refusal says why.
     pub(crate) fn start_task(self: &Arc<Executor>, spec: TaskSpec) -> Result<(), Refusal> {
         let (tx, rx) = tokio::sync::watch::channel(false);
         let (task, epoch, placed, leader_epoch) = (spec.task_id.clone(), spec.epoch, spec.executor, spec.leader_epoch);
         let mut stop = StopSignal { rx: rx.clone() };
+        let mut env = self.task_env();
+        // The task's self-fence counts from its confirmation.
+        if let Some(confirmed) = self.lock().agent.confirmed(&task, epoch) {
+            env.confirmed = confirmed;
+        }
         // Futures are lazy: building it runs none of the task's work.
-        let fut = self.factory.start(self.task_env(), spec, StopSignal { rx });
+        let fut = self.factory.start(env, spec, StopSignal { rx });
         self.decide(|s, now| {
             let (begun, ready) = s.agent.begin_task(now, &task, epoch, placed);
             if begun.is_ok() {

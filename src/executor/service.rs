@@ -114,6 +114,8 @@ impl ExecutorService for ExecutorSvc {
         // registration in between cannot let a task start after it.
         let spec =
             self.e.decide(|s, now| s.agent.confirm(now, &r.task_id, &r.request_id)).map_err(|r| refusal_status(&r))?;
+        // Accepted, not yet started: the start (and the answer) may come late.
+        self.e.before_start().await;
         self.e.start_task(spec).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
     }

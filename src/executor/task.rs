@@ -111,6 +111,8 @@ pub struct TaskEnv {
     pub(super) planted: Option<Planted>,
     /// The simulation's fault points.
     pub fault_points: crate::buggify::FaultPoints,
+    /// When the executor confirmed the task's dispatch: its self-fence counts from here.
+    pub confirmed: crate::core::time::Time,
     /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
     /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
     pub(super) drain: Arc<DrainSignal>,
@@ -194,6 +196,11 @@ impl TaskEnv {
     }
 
     /// Whether `bug` is planted (never in the production build).
+    /// A worker's checkpoint is computed and about to be written: the simulation may hold it here.
+    pub async fn before_checkpoint_write(&self) {
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::CheckpointWrite).await;
+    }
+
     pub fn planted(&self, bug: Planted) -> bool {
         self.planted == Some(bug)
     }

@@ -103,6 +103,8 @@ pub struct Host {
     masters: Arc<Mutex<BTreeMap<String, HostedHandle>>>,
     clock: Clock,
     observer: Option<HeardObserver>,
+    /// The simulation's fault points (inert in production).
+    fault_points: crate::buggify::FaultPoints,
 }
 
 /// Routing for one hosted master, ended when dropped (so a master stopped by having its future dropped stops
@@ -130,7 +132,13 @@ impl Drop for Hosting {
 
 impl Host {
     pub fn new(clock: Clock) -> Host {
-        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock, observer: None }
+        Host { masters: Arc::new(Mutex::new(BTreeMap::new())), clock, observer: None, fault_points: Default::default() }
+    }
+
+    /// The same host with the executor's fault points: a job master's answers to its workers may leave late.
+    pub fn with_fault_points(mut self, fault_points: crate::buggify::FaultPoints) -> Host {
+        self.fault_points = fault_points;
+        self
     }
 
     /// The same host, telling `observer` of every message a hosted master accepts.
@@ -296,6 +304,8 @@ impl pb::framework_server::Framework for Host {
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let progress = super::progress_from_wire(&r.progress)?;
         let (reply, cancel) = self.serve(&r.master_id, &msg, None, &progress).await?;
+        // Decided, not yet sent: the worker hears an answer that may be stale by then.
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::JobMasterReply).await;
         let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
         Ok(Response::new(pb::WorkerHeartbeatResponse {
             verdict: verdict(reply.verdict),
@@ -314,6 +324,7 @@ impl pb::framework_server::Framework for Host {
         let status = worker_status(r.status.as_ref())?;
         let progress = super::progress_from_wire(&r.progress)?;
         let (reply, _) = self.serve(&r.master_id, &msg, Some(status), &progress).await?;
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::JobMasterReply).await;
         Ok(Response::new(pb::ReportWorkerStatusResponse {
             verdict: verdict(reply.verdict),
             master_epoch: reply.master_epoch.0,

@@ -80,9 +80,10 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link whose fence starts counting now: with no acknowledgement, the task stops after the self-fence time.
-    pub fn new(spec: LinkSpec, clock: Clock) -> Link {
-        let fence = SelfFence::new(clock.now(), spec.timing.self_fence);
+    /// A link whose fence counts from `since` (when the task's dispatch was confirmed, at the latest now): with
+    /// no acknowledgement, the task stops the self-fence time after it.
+    pub fn new(spec: LinkSpec, clock: Clock, since: crate::core::time::Time) -> Link {
+        let fence = SelfFence::new(since.min(clock.now()), spec.timing.self_fence);
         let mut link =
             Link { spec, clock, fence, which: 0, live: false, progress: Progress::default(), ignore_fence: false };
         link.fence.observe_epoch(link.spec.master_epoch);

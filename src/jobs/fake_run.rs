@@ -158,6 +158,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             timing: spec.timing,
         },
         env.clock,
+        env.confirmed,
     );
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
@@ -254,6 +255,8 @@ async fn count(
         }
         let next = counter + 1;
         let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
+        // Computed, not yet written: the write may arrive after this incarnation was superseded.
+        env.before_checkpoint_write().await;
         match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
             Ok(true) => {
                 counter = next;
@@ -291,6 +294,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             timing: spec.timing,
         },
         env.clock,
+        env.confirmed,
     );
     let config = match FakeConfig::parse(&spec.task_config) {
         Ok(c) => c,

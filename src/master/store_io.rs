@@ -65,6 +65,10 @@ pub(super) async fn persist(m: &Master, key: &LeaderKey, records: &[Record]) -> 
         Err(e) => return WriteOutcome::NotApplied(e),
     };
     let guard = [Cond::IsLeader(key.clone())];
+    if records.iter().any(|r| matches!(r, Record::DeleteExecutor(_))) {
+        // The check found executors expired; declaring them offline (durably, before acting on it) comes late.
+        crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeOfflineDeclaration).await;
+    }
     for (i, chunk) in ops.chunks(TXN_OPS_MAX).enumerate() {
         crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeMetastoreWrite).await;
         match timed(m, m.store.txn(&guard, chunk)).await {

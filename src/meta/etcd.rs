@@ -34,6 +34,8 @@ enum Effect {
 pub(super) struct EtcdStore {
     client: Client,
     op_timeout: Duration,
+    /// The simulation's metastore latency (zero, and inert, in production).
+    pub(super) latency: crate::buggify::Latency,
 }
 
 fn is_lease_not_found(text: &str) -> bool {
@@ -86,7 +88,7 @@ impl EtcdStore {
             Ok(Err(e)) => return Err(classify(e, Effect::Read)),
             Err(_) => return Err(MetaError::Unavailable(format!("connecting to etcd {endpoints:?} timed out"))),
         };
-        Ok(EtcdStore { client, op_timeout })
+        Ok(EtcdStore { client, op_timeout, latency: Default::default() })
     }
 
     /// Runs one etcd call under the operation time-out.
@@ -96,7 +98,18 @@ impl EtcdStore {
         effect: Effect,
         f: impl Future<Output = Result<T, etcd_client::Error>>,
     ) -> Result<T, MetaError> {
-        match tokio::time::timeout(self.op_timeout, f).await {
+        let (before, after) = self.latency.draw();
+        let delayed = async {
+            if !before.is_zero() {
+                tokio::time::sleep(before).await;
+            }
+            let answer = f.await;
+            if !after.is_zero() {
+                tokio::time::sleep(after).await;
+            }
+            answer
+        };
+        match tokio::time::timeout(self.op_timeout, delayed).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => Err(classify(e, effect)),
             Err(_) => {

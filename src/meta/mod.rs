@@ -226,6 +226,18 @@ impl MetaStore {
         Ok(MetaStore { backend: Backend::Embedded(store), prefix: cluster_prefix(cluster), endpoints: Arc::new([]) })
     }
 
+    /// The same store with each etcd request delayed by up to what `latency` says (the simulation's sustained
+    /// metastore latency; the embedded store ignores it). Call it on a fresh handle, before it is cloned.
+    pub fn with_latency(mut self, latency: crate::buggify::Latency) -> MetaStore {
+        if let Backend::Etcd(s) = &mut self.backend {
+            match Arc::get_mut(s) {
+                Some(s) => s.latency = latency,
+                None => tracing::warn!("a metastore handle already shared takes no latency"),
+            }
+        }
+        self
+    }
+
     pub fn kind(&self) -> StoreKind {
         match self.backend {
             Backend::Etcd(_) => StoreKind::Etcd,
