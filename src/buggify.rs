@@ -51,7 +51,7 @@ struct NodeFaults {
 #[derive(Clone, Default)]
 pub struct FaultPoints {
     switch: Arc<AtomicBool>,
-    /// The stalls each point made at random, over every node of the run (for the simulator's coverage report).
+    /// The stalls each point made (at random or held), over every node of the run (the simulator's coverage).
     fired: Arc<Mutex<BTreeMap<&'static str, u64>>>,
     node: Arc<NodeFaults>,
 }
@@ -81,8 +81,8 @@ impl FaultPoints {
         }
     }
 
-    /// How many stalls each point made at random so far, over every node of the run, by the point's name (points
-    /// that never fired are absent).
+    /// How many stalls each point made so far (at random or held), over every node of the run, by the point's name
+    /// (points that never fired are absent).
     pub fn fired(&self) -> BTreeMap<&'static str, u64> {
         self.fired.lock().map(|f| f.clone()).unwrap_or_default()
     }
@@ -260,6 +260,7 @@ pub async fn point(switch: &FaultPoints, point: Point) {
             o(step, point, stall, false);
         }
         tracing::info!(point = point.name(), ?stall, step, "held");
+        switch.count(point);
         tokio::time::sleep(stall).await;
         if let Some(o) = &observer {
             o(step, point, stall, true);
