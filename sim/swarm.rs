@@ -868,7 +868,7 @@ fn run_checked(
     planted: Option<Planted>,
 ) -> Result<SwarmFigures, SeedFailure> {
     let first = run_one(seed, verbose, plan.clone(), planted)?;
-    if seed % DETERMINISM_EVERY != 0 {
+    if !seed.is_multiple_of(DETERMINISM_EVERY) {
         return Ok(first);
     }
     let text = plan.as_ref().map(Plan::to_string);

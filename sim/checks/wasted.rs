@@ -125,7 +125,7 @@ mod tests {
             failures: 0,
             delay: Duration::ZERO,
             allowed: None,
-            at: madsim::time::Instant::now(),
+            at: crate::harness::Clock::start().instant(t(ms)),
         };
         (t(ms), "master-0".into(), Seen::Master(o))
     }
