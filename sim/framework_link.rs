@@ -48,7 +48,7 @@ async fn host(
     let node = handle.create_node().name("host").ip(addr.ip()).build();
     node.spawn(async move {
         let clock = NodeClock::start();
-        let host = Host::new(clock);
+        let host = Host::new(clock.clone());
         let mut workers = Workers::new(Epoch(5), timing);
         for (t, e) in &tasks {
             workers.on_dispatched(clock.now(), t, *e).unwrap();

@@ -6,6 +6,7 @@
 
 mod bug_finding;
 mod checks;
+mod clocks;
 mod cluster;
 mod epoch_claims;
 mod executor_node;

@@ -190,6 +190,7 @@ fn draw_workload_and_faults(
         executors: d.executors.len(),
         offline_ttl: d.knobs.executors.offline_ttl,
         phase: FAULT_PHASE,
+        clocks: d.knobs.clock_tolerance(),
     };
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
@@ -295,6 +296,8 @@ pub struct SwarmFigures {
     pub events: usize,
     /// How much simulated time the seed took.
     pub simulated: Duration,
+    /// The plan's clock faults: its clock-rate steps and its clock-jump steps.
+    pub clock_faults: (u64, u64),
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -553,6 +556,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let allow = Allowances {
         slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls,
         no_failover_bound: d.etcd_timeout_rate > 0.0,
+        clocks: d.plan.clock_slack(),
         ..Allowances::default()
     };
     let measured = check_every_run(&c, &allow);
@@ -590,7 +594,14 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         story: h.finish(),
         events: events.len(),
         simulated: c.clock.now().saturating_since(Time::ZERO),
+        clock_faults: clock_faults(&d.plan),
     }
+}
+
+/// How many clock-rate and clock-jump steps `plan` holds.
+fn clock_faults(plan: &Plan) -> (u64, u64) {
+    let count = |f: fn(&faults::Fault) -> bool| plan.steps.iter().filter(|s| f(&s.fault)).count() as u64;
+    (count(|f| matches!(f, faults::Fault::ClockRate { .. })), count(|f| matches!(f, faults::Fault::ClockJump { .. })))
 }
 
 /// Whether every job the leader knows has ended or was never started (`created` with no incarnation yet).
@@ -741,11 +752,13 @@ fn child_line(seed: u64, result: &Result<SwarmFigures, SeedFailure>) -> String {
         Ok(f) => {
             let ratios: Vec<String> = f.detection_of_bound.iter().map(|r| format!("{r:.6}")).collect();
             format!(
-                "swarm-seed {seed} ok d={} b={} f={} r={}",
+                "swarm-seed {seed} ok d={} b={} f={} r={} c={},{}",
                 ms(&f.detection),
                 ratios.join(","),
                 ms(&f.failover),
-                ms(&f.reschedule)
+                ms(&f.reschedule),
+                f.clock_faults.0,
+                f.clock_faults.1
             )
         }
         Err(f) => format!(
@@ -765,6 +778,10 @@ fn parse_child_figures(rest: &str) -> Option<SwarmFigures> {
         let values = values.split(',').filter(|v| !v.is_empty());
         match key {
             "b" => f.detection_of_bound = values.map(|v| v.parse().ok()).collect::<Option<_>>()?,
+            "c" => {
+                let counts: Vec<u64> = values.map(|v| v.parse().ok()).collect::<Option<_>>()?;
+                f.clock_faults = (*counts.first()?, *counts.get(1)?);
+            }
             _ => {
                 let ds: Vec<Duration> =
                     values.map(|v| v.parse().ok().map(Duration::from_millis)).collect::<Option<_>>()?;
@@ -944,6 +961,13 @@ fn swarm() {
     let mut ratios: Vec<f64> = figures.iter().flat_map(|x| x.detection_of_bound.iter().copied()).collect();
     ratios.sort_by(f64::total_cmp);
     let ratio = |q: f64| ratios.get(((ratios.len().max(1) - 1) as f64 * q).round() as usize).copied().unwrap_or(0.0);
+    let with =
+        |f: fn(&SwarmFigures) -> u64| (figures.iter().filter(|x| f(x) > 0).count(), figures.iter().map(f).sum::<u64>());
+    let ((rate_seeds, rates), (jump_seeds, jumps)) = (with(|x| x.clock_faults.0), with(|x| x.clock_faults.1));
+    report(&format!(
+        "swarm: clock faults drawn in the passing seeds: clock-rate in {rate_seeds} seeds ({rates} steps), \
+         clock-jump in {jump_seeds} seeds ({jumps} steps)"
+    ));
     report(&format!(
         "swarm: {} of {seeds} seeds passed\n  executor detection (last heard to declared offline): {}\n  \
          detection over its bound (offline TTL + check interval, + hold or pause): p50={:.3} p99={:.3} max={:.3}\n  \

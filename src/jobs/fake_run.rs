@@ -157,7 +157,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             worker_epoch: spec.epoch,
             timing: spec.timing,
         },
-        env.clock,
+        env.clock.clone(),
     );
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
@@ -250,7 +250,7 @@ async fn count(
             biased;
             _ = cancel.changed() => continue,
             _ = env.draining() => continue,
-            _ = tokio::time::sleep(tick) => {}
+            _ = env.clock.sleep(tick) => {}
         }
         let next = counter + 1;
         let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
@@ -290,7 +290,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             worker_epoch: spec.epoch,
             timing: spec.timing,
         },
-        env.clock,
+        env.clock.clone(),
     );
     let config = match FakeConfig::parse(&spec.task_config) {
         Ok(c) => c,
@@ -350,7 +350,7 @@ impl JobMaster {
                 Ok(r) => break r,
                 Err(e) => {
                     debug!(job, "reading the job's state: {e}; retrying");
-                    tokio::time::sleep(RETRY).await;
+                    env.clock.sleep(RETRY).await;
                 }
             }
         };
@@ -440,7 +440,7 @@ impl JobMaster {
                 biased;
                 r = cancel.changed(), if !canceling => { let _ = r; }
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep_until(self.env.clock.instant(next)) => {}
+                _ = self.env.clock.sleep_until(next) => {}
             }
         }
     }
