@@ -82,3 +82,43 @@ fn executor_clock_beyond_tolerance_breaks_one_live_incarnation() {
     }
     panic!("an executor clock at {beyond} ppm broke no checker in {MAX_SEEDS} seeds from {BASE_SEED}");
 }
+
+/// A node's timers follow its dial (deterministic simulated time, not a timing assert): at 2× a 10 s sleep lasts
+/// 5 s; a sleep armed before the rate halves re-arms on the new rate; a forward jump wakes a sleep now due at once,
+/// and readings never go back.
+#[madsim::test]
+async fn a_dials_turns_move_the_timers_armed_on_it() {
+    use foreman::clock::{Clock, Dial};
+    use foreman::core::time::Time;
+    let s = Duration::from_secs;
+    // Readings are whole milliseconds and madsim's time moves by nanoseconds between two reads: one off is equal.
+    let near = |a: Time, b: Time| a.saturating_since(b).max(b.saturating_since(a)) <= Duration::from_millis(1);
+    let (dial, truth) = (Dial::new(), Clock::start());
+    let clock = Clock::start_on(&dial);
+    dial.set_rate_ppm(2 * PPM);
+    clock.sleep(s(10)).await;
+    assert!(near(truth.now(), Time::ZERO + s(5)) && near(clock.now(), Time::ZERO + s(10)));
+    // Armed for 10 s of clock; after 2 s of true time (4 s of clock) the rate halves: 6 s of clock at 0.5× is
+    // 12 s of true time more.
+    let turner = dial.clone();
+    let turn = tokio::spawn(async move {
+        tokio::time::sleep(s(2)).await;
+        turner.set_rate_ppm(PPM / 2);
+    });
+    clock.sleep(s(10)).await;
+    assert!(near(truth.now(), Time::ZERO + s(19)) && near(clock.now(), Time::ZERO + s(20)), "{}", truth.now());
+    turn.await.expect("the turn");
+    // A sleep until 30 s of clock (20 s of true time at 0.5×): a jump of 10 s after 1 s (at 20.5 s of clock) wakes
+    // it at once.
+    let jumper = dial.clone();
+    let jump = tokio::spawn(async move {
+        tokio::time::sleep(s(1)).await;
+        jumper.jump(s(10));
+    });
+    clock.sleep_until(Time::ZERO + s(30)).await;
+    assert!(near(truth.now(), Time::ZERO + s(20)), "woken by the jump, one true second later: {}", truth.now());
+    assert!(near(clock.now(), Time::ZERO + s(30) + Duration::from_millis(500)), "{}", clock.now());
+    jump.await.expect("the jump");
+    clock.sleep_until(Time::ZERO + s(32)).await;
+    assert!(near(truth.now(), Time::ZERO + s(23)), "the 1.5 s left at 0.5×: {}", truth.now());
+}

@@ -1278,6 +1278,12 @@ mod tests {
             ("4s loss(NaN) for 1s", Some(1), "not a rate between 0 and 1"),
             ("5s kill-leader for 1s; 4s kill-leader for 1s", Some(2), "before the step ahead of it (5s)"),
             ("5s kill-leader for 1s; none", Some(2), "stands for a whole plan"),
+            ("4s clock-rate(executor 1, 0) for 1s", Some(1), "not a positive rate"),
+            ("4s clock-rate(executor 1, 1.0000001) for 1s", Some(1), "to a millionth"),
+            ("4s clock-rate(etcd, 1.1) for 1s", Some(1), "not a node with a clock"),
+            ("4s clock-rate(executor x, 1.1) for 1s", Some(1), "not a node with a clock"),
+            ("4s clock-jump(master 0, 1s) for 1s", Some(1), "clocks only jump forward"),
+            ("4s clock-jump(master 0, +0s) for 1s", Some(1), "a jump of zero"),
         ];
         for (text, step, part) in table {
             let e = text.parse::<Plan>().expect_err(text);

@@ -246,9 +246,10 @@ mod dial {
                 // Subscribed before the face is read: a turn after this point is seen.
                 let mut turned = self.dial.0.turned.subscribe();
                 let face = self.dial.face();
-                if face.reading_at(true_now()) >= reading {
-                    return;
-                }
+                // Always through the timer, even when the reading is reached already: a timer at a past instant
+                // still yields once, as `tokio::time::sleep_until` does (a loop that sleeps until a deadline it
+                // reached lets its other branches run), and on a dial never turned the instant is exactly the one
+                // a plain clock would arm.
                 tokio::select! {
                     biased;
                     // Armed on the face it was computed from: due.
