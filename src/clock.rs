@@ -96,6 +96,9 @@ mod dial {
     /// Parts per million: the unit of a dial's rate (1.0 = `PPM`).
     pub const PPM: u64 = 1_000_000;
 
+    /// The most faces a dial remembers: an instant read before the oldest is mapped through the oldest.
+    pub const FACES_MAX: usize = 256;
+
     /// A node's hardware clock in the simulation: its reading runs at `rate` × true time and jumps forward when
     /// told. Shared by the simulation (which turns it, through the node's handle) and every incarnation of the
     /// node (whose [`Clock`]s read it). Integer arithmetic in nanoseconds and parts per million: deterministic,
@@ -105,7 +108,8 @@ mod dial {
 
     #[derive(Debug)]
     struct Inner {
-        face: Mutex<Face>,
+        /// Every face the dial has shown, oldest first (the last is the current one; at most [`FACES_MAX`]).
+        faces: Mutex<Vec<Face>>,
         /// Bumped on every change: sleeps watch it and re-arm.
         turned: tokio::sync::watch::Sender<u64>,
     }
@@ -161,7 +165,7 @@ mod dial {
         /// A dial reading zero now, at true rate.
         pub fn new() -> Dial {
             let face = Face { anchor: true_now(), reading: Duration::ZERO, ppm: PPM };
-            Dial(Arc::new(Inner { face: Mutex::new(face), turned: tokio::sync::watch::channel(0).0 }))
+            Dial(Arc::new(Inner { faces: Mutex::new(vec![face]), turned: tokio::sync::watch::channel(0).0 }))
         }
 
         /// The reading now.
@@ -189,12 +193,35 @@ mod dial {
         }
 
         fn turn(&self, change: impl FnOnce(&mut Face, Instant)) {
-            change(&mut self.0.face.lock().unwrap(), true_now());
+            let mut faces = self.0.faces.lock().unwrap();
+            let mut next = *faces.last().expect("a dial has a face");
+            change(&mut next, true_now());
+            faces.push(next);
+            if faces.len() > FACES_MAX {
+                faces.remove(0);
+            }
+            drop(faces);
             self.0.turned.send_modify(|n| *n += 1);
         }
 
         fn face(&self) -> Face {
-            *self.0.face.lock().unwrap()
+            *self.0.faces.lock().unwrap().last().expect("a dial has a face")
+        }
+
+        /// The reading at `when`, through the face the dial showed then.
+        fn reading_at(&self, when: Instant) -> Duration {
+            let faces = self.0.faces.lock().unwrap();
+            let face = faces.iter().rev().find(|f| f.anchor <= when).or(faces.first()).expect("a dial has a face");
+            face.reading_at(when)
+        }
+
+        /// The true instant the reading was (or, by the current face, will be) `reading`: through the face that
+        /// showed it; a reading a jump skipped maps to the instant of the jump.
+        fn instant_of(&self, reading: Duration) -> Instant {
+            let faces = self.0.faces.lock().unwrap();
+            let k = faces.iter().rposition(|f| f.reading <= reading).unwrap_or(0);
+            let at = faces[k].instant_of(reading);
+            faces.get(k + 1).map_or(at, |next| at.min(next.anchor))
         }
     }
 
@@ -209,23 +236,25 @@ mod dial {
             Clock { origin: dial.reading(), dial: dial.clone() }
         }
 
-        /// An instant as this clock's time (instants before the start read as zero), by the dial's current face.
+        /// An instant as this clock's time (instants before the start read as zero), through the face the dial
+        /// showed then.
         pub fn at(&self, when: Instant) -> Time {
-            millis(self.dial.face().reading_at(when).saturating_sub(self.origin))
+            millis(self.dial.reading_at(when).saturating_sub(self.origin))
         }
 
         pub fn now(&self) -> Time {
             millis(self.dial.reading().saturating_sub(self.origin))
         }
 
-        /// The true instant this clock reaches core time `t`, by the dial's current face: for reports (a timer
-        /// armed on it would not follow a later turn of the dial: sleep with [`Clock::sleep_until`]).
+        /// The true instant this clock read core time `t` (through the face the dial showed then), or will read it
+        /// by the dial's current face: for reports (a timer armed on it would not follow a later turn of the dial:
+        /// sleep with [`Clock::sleep_until`]).
         pub fn instant(&self, t: Time) -> Instant {
             self.instant_of(self.origin.saturating_add(Duration::from_millis(t.as_millis())))
         }
 
         fn instant_of(&self, reading: Duration) -> Instant {
-            self.dial.face().instant_of(reading)
+            self.dial.instant_of(reading)
         }
 
         /// Sleeps until core time `t` (for ever if it is [`Time::NEVER`]), re-armed whenever the dial turns.

@@ -67,8 +67,9 @@ pub struct Allowances {
 /// every node's clock within `1 ± rate` of true time, and jumps forward of at most `jump` in total.
 ///
 /// A span a node counts as `d` on its clock lasts between `d / (1 + rate)` and `d / (1 - rate)` of true time; a
-/// node reports its instants mapped through its clock's current face, so an instant read before a rate change or
-/// a jump and reported after it is off by another factor of `1 ± rate`, and by the jump. Hence a bound of `d` on
+/// node reports the instants it has read as they were (its dial remembers its faces), but a deadline it has not
+/// reached yet through its clock's current face, so a later rate change or jump moves when it really comes: by
+/// another factor of `1 ± rate`, and by the jump. Hence a bound of `d` on
 /// a node's clock is held by the checkers to `[d (1 - rate) / (1 + rate) - jump, d (1 + rate) / (1 - rate) +
 /// jump]` of true time ([`ClockSlack::shortest`], [`ClockSlack::longest`]). With no clock fault both are `d`.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
