@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foreman::clock::Dial;
 use foreman::config::{ExecutorConfig, MasterConfig};
 use foreman::core::ids::Epoch;
 use foreman::executor::sleep::SleepTasks;
@@ -145,6 +146,8 @@ pub struct MasterNode {
     pub current: Arc<Mutex<Option<Arc<Master>>>>,
     /// Set to ask the node to stop gracefully (reset when the node starts again).
     pub stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The node's clock: every incarnation of the master reads it (clock faults turn it).
+    pub dial: Dial,
 }
 
 /// A fresh shutdown signal for a node starting (again): resolves once the scenario asks it to stop.
@@ -188,6 +191,8 @@ pub struct ExecutorNode {
     pub current: Arc<Mutex<Option<Arc<Executor>>>>,
     /// Set to ask the node to stop gracefully (reset when the node starts again).
     pub stop: Arc<tokio::sync::watch::Sender<bool>>,
+    /// The node's clock: every incarnation of the executor reads it (clock faults turn it).
+    pub dial: Dial,
 }
 
 /// What the executors run.
@@ -248,7 +253,7 @@ impl Cluster {
         let Spec { masters: master_configs, executors: executor_configs, tasks, planted, etcd_timeout_rate } = spec;
         let handle = Handle::current();
         let clock = Clock::start();
-        let recorder = Recorder::new(clock);
+        let recorder = Recorder::new(clock.clone());
         let fault_points = foreman::buggify::FaultPoints::default();
         let etcd_addr: SocketAddr = ETCD_ADDR.parse().unwrap();
         let etcd = handle
@@ -273,6 +278,8 @@ impl Cluster {
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let stop = Arc::new(tokio::sync::watch::channel(false).0);
             let stop_in = stop.clone();
+            let dial = Dial::new();
+            let dial_in = dial.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -282,6 +289,7 @@ impl Cluster {
                     let slot = slot.clone();
                     let rec = rec.clone();
                     let switch = switch.clone();
+                    let dial = dial_in.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
@@ -300,13 +308,14 @@ impl Cluster {
                         let seed = madsim::rand::random::<u64>();
                         let m = Master::with_observer(cfg, store, seed, Some(observer))
                             .with_planted(planted)
-                            .with_fault_points(switch);
+                            .with_fault_points(switch)
+                            .with_dial(&dial);
                         *slot.lock().unwrap() = Some(m.clone());
                         m.serve(addr, shutdown).await.expect("master serves");
                     }
                 })
                 .build();
-            ms.push(MasterNode { name, node, points, current, stop });
+            ms.push(MasterNode { name, node, points, current, stop, dial });
         }
         let mut es = vec![];
         for cfg in executor_configs {
@@ -319,12 +328,15 @@ impl Cluster {
             let switch = points.clone();
             let stop = Arc::new(tokio::sync::watch::channel(false).0);
             let stop_in = stop.clone();
+            let dial = Dial::new();
+            let dial_in = dial.clone();
             let node = handle
                 .create_node()
                 .name(&name)
                 .ip(addr.ip())
                 .init(move || {
                     let (cfg, rec, slot, switch) = (cfg.clone(), rec.clone(), slot.clone(), switch.clone());
+                    let dial = dial_in.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let observer: ExecutorObserver =
@@ -333,14 +345,16 @@ impl Cluster {
                             Tasks::Jobs => Arc::new(foreman::jobs::JobTypes),
                             Tasks::Sleep => Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) }),
                         };
-                        let e =
-                            Executor::new(cfg, factory, Some(observer)).with_planted(planted).with_fault_points(switch);
+                        let clock = foreman::clock::Clock::start_on(&dial);
+                        let e = Executor::with_clock(cfg, factory, Some(observer), clock)
+                            .with_planted(planted)
+                            .with_fault_points(switch);
                         *slot.lock().unwrap() = Some(e.clone());
                         e.serve(addr, shutdown).await.expect("executor serves");
                     }
                 })
                 .build();
-            es.push(ExecutorNode { name, node, points, current, stop });
+            es.push(ExecutorNode { name, node, points, current, stop, dial });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
         Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }

@@ -164,7 +164,7 @@ fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
 }
 
 /// The executor hosting job `id`'s job master (it must be running).
-async fn job_master_host(c: &Cluster, job: &pb::Job) -> usize {
+pub(crate) async fn job_master_host(c: &Cluster, job: &pb::Job) -> usize {
     executor_index(c, job.executor_id).await.unwrap_or_else(|| panic!("{}'s executor is not listed: {job:?}", job.id))
 }
 
@@ -301,7 +301,9 @@ fn next_starts(c: &Cluster, trigger: impl Fn(&Seen) -> bool) -> Vec<(TaskId, Dur
 
 /// The common start of a job scenario: a cluster of 3 masters and 4 executors (with `planted`), a leader, three
 /// drawn jobs created and running. Returns the cluster, the jobs, and the jobs as last seen running.
-async fn jobs_running(planted: Option<Planted>) -> (Cluster, Vec<(String, FakeConfig)>, BTreeMap<String, pb::Job>) {
+pub(crate) async fn jobs_running(
+    planted: Option<Planted>,
+) -> (Cluster, Vec<(String, FakeConfig)>, BTreeMap<String, pb::Job>) {
     jobs_running_with(planted, None).await
 }
 

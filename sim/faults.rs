@@ -99,6 +99,17 @@ pub enum Fault {
         stall: Duration,
         every: bool,
     },
+    /// Clock faults (the `clocks` family): a master's or executor's clock runs at `ppm` parts per million of true
+    /// time until the step heals (then at true rate again, from the reading it reached).
+    ClockRate {
+        node: Node,
+        ppm: u64,
+    },
+    /// A master's or executor's clock jumps forward by `by` (never given back: a clock only moves forward).
+    ClockJump {
+        node: Node,
+        by: Duration,
+    },
 }
 
 /// The node a hold stalls.
@@ -187,6 +198,11 @@ impl Plan {
                     }
                     node.unwrap_or((0, 1, ""))
                 }
+                Fault::ClockRate { node, .. } | Fault::ClockJump { node, .. } => match node {
+                    Node::Master(m) => (m, masters, "masters"),
+                    Node::Executor(e) => (e, executors, "executors"),
+                    Node::Etcd => (1, 0, "etcd clocks"),
+                },
                 _ => (0, 1, ""),
             };
             if node >= n {
@@ -208,6 +224,22 @@ impl Plan {
                 _ => None,
             })
             .max()
+    }
+
+    /// What the plan's clock faults allow the §6 bounds: the largest rate error any step sets, and every jump
+    /// added up (a plan with no clock fault allows nothing).
+    pub fn clock_slack(&self) -> crate::checks::ClockSlack {
+        let mut slack = crate::checks::ClockSlack::default();
+        for s in &self.steps {
+            match s.fault {
+                Fault::ClockRate { ppm, .. } => {
+                    slack.rate = slack.rate.max(ppm.abs_diff(1_000_000) as f64 / 1e6);
+                }
+                Fault::ClockJump { by, .. } => slack.jump += by,
+                _ => {}
+            }
+        }
+        slack
     }
 
     /// The highest latency bound any step sets.
@@ -237,6 +269,8 @@ pub struct Scope {
     pub worker_offline_ttl: Duration,
     /// How long the fault phase lasts: every step begins within it.
     pub phase: Duration,
+    /// The clock faults the knobs tolerate (`MasterConfig::clock_tolerance`): the `clocks` family draws within it.
+    pub clocks: foreman::core::timing::ClockTolerance,
 }
 
 /// One family's stream of draws: SplitMix64 seeded from the seed and the family's name.
@@ -292,6 +326,7 @@ pub const FAMILIES: &[Family] = &[
     ("leader-executor-cuts", draw_leader_executor_cuts),
     ("slow-metastore", draw_slow_metastore),
     ("holds", draw_holds),
+    ("clocks", draw_clocks),
 ];
 
 /// The base mix: up to six faults, the leader's kill most often, then kills and pauses of executors and
@@ -441,6 +476,40 @@ fn draw_holds(s: &mut Stream, scope: &Scope) -> Vec<Step> {
     steps
 }
 
+// Clock faults: their own family, kept apart from the others' draws.
+
+/// Half of the time, clock faults within what the knobs tolerate ([`Scope::clocks`]): one to three nodes' clocks
+/// (masters or executors) set to a rate within the tolerated band for a while, and, one time in three, one node's
+/// clock jumping forward by at most the tolerated jump (one jump a run: the jumps of a node within one TTL add up).
+fn draw_clocks(s: &mut Stream, scope: &Scope) -> Vec<Step> {
+    let band = (scope.clocks.rate * 1e6) as u64;
+    if !s.chance(0.5) || band == 0 {
+        return vec![];
+    }
+    let node = |s: &mut Stream| {
+        let i = s.index(scope.masters + scope.executors);
+        if i < scope.masters {
+            Node::Master(i)
+        } else {
+            Node::Executor(i - scope.masters)
+        }
+    };
+    let mut steps: Vec<Step> = (0..s.range(1, 3))
+        .map(|_| {
+            let node = node(s);
+            let ppm = s.range(1_000_000 - band, 1_000_000 + band);
+            Step { at: s.ms(0, 45_000), fault: Fault::ClockRate { node, ppm }, lasts: s.ms(2_000, 40_000) }
+        })
+        .collect();
+    let jump_ms = scope.clocks.jump.as_millis() as u64;
+    if s.chance(1.0 / 3.0) && jump_ms > 0 {
+        let node = node(s);
+        let by = s.ms(1, jump_ms);
+        steps.push(Step { at: s.ms(2_000, 50_000), fault: Fault::ClockJump { node, by }, lasts: s.ms(500, 5_000) });
+    }
+    steps
+}
+
 impl Plan {
     /// The plan of `seed` for `scope`: every family's steps, each from its own stream, in the order they begin.
     pub fn draw(seed: u64, scope: &Scope) -> Plan {
@@ -545,6 +614,8 @@ impl fmt::Display for Fault {
             Fault::Hold { at, point, stall, every } => {
                 write!(f, "hold({at}, {}, {}, {})", point.name(), Secs(stall), if every { "every" } else { "once" })
             }
+            Fault::ClockRate { node, ppm } => write!(f, "clock-rate({}, {})", clock_node(node), Rate(ppm)),
+            Fault::ClockJump { node, by } => write!(f, "clock-jump({}, +{})", clock_node(node), Secs(by)),
         }
     }
 }
@@ -555,7 +626,59 @@ const FAULT_FORMS: &str = "kill-leader, kill-master(M), kill-executor(E), pause-
                            cut-executor-from-executors(E, without-etcd|with-etcd), cut-leader-from-etcd, \
                            cut-masters-from-etcd, latency(<max>ms), loss(<rate>), \
                            cut-leader-from-executors(one-way|both-ways), slow-metastore(<max>), \
-                           hold(leader|master-M|executor-E, <point>, <stall>, once|every)";
+                           hold(leader|master-M|executor-E, <point>, <stall>, once|every), \
+                           clock-rate(master M|executor E, <rate>), clock-jump(master M|executor E, +<by>)";
+
+/// A node whose clock a clock fault turns, as the text writes it: `master 1`, `executor 2`.
+fn clock_node(node: Node) -> String {
+    match node {
+        Node::Master(i) => format!("master {i}"),
+        Node::Executor(i) => format!("executor {i}"),
+        Node::Etcd => "etcd".to_owned(),
+    }
+}
+
+fn parse_clock_node(name: &str, text: &str) -> Result<Node, String> {
+    let wrong = || format!("{name}: {text:?} is not a node with a clock (master M or executor E)");
+    let (kind, i) = text.split_once(' ').ok_or_else(wrong)?;
+    let i: usize = i.trim().parse().map_err(|_| wrong())?;
+    match kind {
+        "master" => Ok(Node::Master(i)),
+        "executor" => Ok(Node::Executor(i)),
+        _ => Err(wrong()),
+    }
+}
+
+/// A clock rate in parts per million, written as a decimal of true rate (`1.08`, `0.5`, `1`).
+struct Rate(u64);
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (whole, part) = (self.0 / 1_000_000, self.0 % 1_000_000);
+        if part == 0 {
+            return write!(f, "{whole}");
+        }
+        write!(f, "{whole}.{}", format!("{part:06}").trim_end_matches('0'))
+    }
+}
+
+/// Reads `1.08`, `0.5` or `2`: a positive rate, to a millionth.
+fn parse_rate(text: &str) -> Result<u64, String> {
+    let wrong = || format!("{text:?} is not a positive rate of true time to a millionth, such as 1.08");
+    let (whole, part) = text.split_once('.').unwrap_or((text, ""));
+    let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(part) || part.len() > 6 || (text.contains('.') && part.is_empty())
+    {
+        return Err(wrong());
+    }
+    let whole: u64 = whole.parse().map_err(|_| wrong())?;
+    let part: u64 = if part.is_empty() { 0 } else { format!("{part:0<6}").parse().map_err(|_| wrong())? };
+    let ppm = whole.checked_mul(1_000_000).and_then(|w| w.checked_add(part)).ok_or_else(wrong)?;
+    if ppm == 0 || ppm > 100_000_000 {
+        return Err(wrong());
+    }
+    Ok(ppm)
+}
 
 /// Every fault kind the text knows (the names of [`FAULT_FORMS`], without their arguments).
 pub fn kinds() -> Vec<&'static str> {
@@ -694,6 +817,24 @@ impl FromStr for Fault {
                     .ok_or_else(|| format!("loss: {:?} is not a rate between 0 and 1, such as 0.05", args[0]))?;
                 Fault::Loss { rate }
             }
+            "clock-rate" => {
+                want(2, "clock-rate(executor 2, 1.08)")?;
+                let node = parse_clock_node(name, args[0])?;
+                let ppm = parse_rate(args[1]).map_err(|e| format!("{name}: {e}"))?;
+                Fault::ClockRate { node, ppm }
+            }
+            "clock-jump" => {
+                want(2, "clock-jump(executor 0, +1.5s)")?;
+                let node = parse_clock_node(name, args[0])?;
+                let by = args[1]
+                    .strip_prefix('+')
+                    .ok_or_else(|| format!("{name}: {:?} does not start with '+' (clocks only jump forward)", args[1]))
+                    .and_then(|d| parse_duration(d).map_err(|e| format!("{name}: {e}")))?;
+                if by.is_zero() {
+                    return Err(format!("{name}: a jump of zero is no fault"));
+                }
+                Fault::ClockJump { node, by }
+            }
             _ => return Err(format!("unknown fault {name:?}; the faults are {FAULT_FORMS}")),
         };
         Ok(fault)
@@ -809,6 +950,8 @@ pub struct Broken {
     network: BTreeMap<usize, NetworkFault>,
     /// The active slow-metastore faults, by step number: the masters' latency dial is the highest of them.
     slow: BTreeMap<usize, Duration>,
+    /// Per node, the active clock-rate faults by step number: the node's clock runs at the latest one's rate.
+    rates: BTreeMap<Node, BTreeMap<usize, u64>>,
 }
 
 impl Broken {
@@ -856,6 +999,14 @@ impl Broken {
     }
 }
 
+impl Broken {
+    /// The rate `node`'s clock runs at under the active clock-rate faults (the latest applied holds; true rate
+    /// when none does).
+    pub fn clock_rate(&self, node: Node) -> u64 {
+        self.rates.get(&node).and_then(|r| r.last_key_value()).map_or(1_000_000, |(_, ppm)| *ppm)
+    }
+}
+
 /// The network configuration as the story tells it.
 fn describe(config: &madsim::net::Config) -> String {
     format!("latency {:?}..{:?}, loss {}", config.send_latency.start, config.send_latency.end, config.packet_loss_rate)
@@ -882,6 +1033,8 @@ enum Kind {
     /// Links, as [`Fault::links`] lists them.
     Cut,
     Network(NetworkFault),
+    /// A node's clock (the `clocks` family).
+    Clock(Node),
 }
 
 /// What one applied step broke: exactly what its heal gives back.
@@ -899,6 +1052,10 @@ pub enum Active {
     Held(Node, usize),
     /// This step's metastore latency (by number): its heal takes it out of the masters' dial.
     Slow(usize),
+    /// This step's rate of a node's clock (by step number): its heal takes it out of the node's rates.
+    ClockRate(Node, usize),
+    /// A node's clock this step made jump: nothing to give back (a clock only moves forward).
+    ClockJumped(Node),
 }
 
 /// A node's fault points.
@@ -1037,6 +1194,27 @@ impl Fault {
                 }
                 (Some(Active::Clogged(links)), links_change("clogged", &clogged, &held, "clogged already"))
             }
+            // A clock fault: the node's dial turned; rates are composed per node (the latest active one holds).
+            Kind::Clock(node) => {
+                let dial = match node {
+                    Node::Master(i) => &c.masters[i].dial,
+                    Node::Executor(i) => &c.executors[i].dial,
+                    Node::Etcd => unreachable!("etcd's clock is true time"),
+                };
+                match *self {
+                    Fault::ClockRate { ppm, .. } => {
+                        b.rates.entry(node).or_default().insert(step, ppm);
+                        let now = b.clock_rate(node);
+                        dial.set_rate_ppm(now);
+                        (Some(Active::ClockRate(node, step)), format!("clock of {node} now runs at {}", Rate(now)))
+                    }
+                    Fault::ClockJump { by, .. } => {
+                        dial.jump(by);
+                        (Some(Active::ClockJumped(node)), format!("clock of {node} jumped forward {}", Secs(by)))
+                    }
+                    _ => unreachable!("only clock faults are of the clock kind"),
+                }
+            }
             // Latency or loss: one more term of the network's composition.
             Kind::Network(fault) => {
                 b.network.insert(step, fault);
@@ -1077,6 +1255,7 @@ impl Fault {
                 };
                 Kind::Hold(node, point, stall, every)
             }
+            Fault::ClockRate { node, .. } | Fault::ClockJump { node, .. } => Kind::Clock(node),
         }
     }
 
@@ -1167,6 +1346,22 @@ impl Active {
                 }
                 links_change("unclogged", &unclogged, &held, "still clogged")
             }
+            Active::ClockRate(node, step) => {
+                if let Some(rates) = b.rates.get_mut(node) {
+                    rates.remove(step);
+                    if rates.is_empty() {
+                        b.rates.remove(node);
+                    }
+                }
+                let now = b.clock_rate(*node);
+                match *node {
+                    Node::Master(i) => c.masters[i].dial.set_rate_ppm(now),
+                    Node::Executor(i) => c.executors[i].dial.set_rate_ppm(now),
+                    Node::Etcd => unreachable!("etcd's clock is true time"),
+                }
+                format!("clock of {node} runs at {} again", Rate(now))
+            }
+            Active::ClockJumped(node) => format!("clock of {node} stays ahead (a clock only moves forward)"),
             Active::Network(step) => {
                 b.network.remove(step);
                 let config = b.network_config();
@@ -1292,6 +1487,10 @@ mod tests {
                 stall: Duration::from_secs(12),
                 every: true,
             },
+            Fault::ClockRate { node: Node::Executor(2), ppm: 1_080_000 },
+            Fault::ClockRate { node: Node::Master(1), ppm: 930_000 },
+            Fault::ClockRate { node: Node::Master(0), ppm: 2_000_000 },
+            Fault::ClockJump { node: Node::Executor(0), by: Duration::from_millis(1_500) },
         ];
         let steps = faults.into_iter().enumerate().map(|(i, f)| step(2_000 + 1_111 * i as u64, f, 500 + 7 * i as u64));
         Plan { steps: steps.collect() }
@@ -1331,6 +1530,7 @@ mod tests {
     }
 
     fn scope(masters: usize, executors: usize) -> Scope {
+        let clocks = foreman::core::timing::ClockTolerance { rate: 0.02, jump: Duration::from_millis(300) };
         Scope {
             masters,
             executors,
@@ -1338,6 +1538,7 @@ mod tests {
             lease_ttl: Duration::from_secs(3),
             worker_offline_ttl: Duration::from_millis(9_100),
             phase: Duration::from_secs(60),
+            clocks,
         }
     }
 
@@ -1355,7 +1556,7 @@ mod tests {
                 plan.steps.iter().map(|s| s.fault.to_string().split('(').next().unwrap_or_default().to_owned()),
             );
         }
-        assert_eq!(kinds.len(), 16, "every fault kind is drawn: {kinds:?}");
+        assert_eq!(kinds.len(), 18, "every fault kind is drawn: {kinds:?}");
     }
 
     #[test]
@@ -1432,6 +1633,12 @@ mod tests {
             ("4s hold(boss, heartbeat-send, 7s, once) for 1s", Some(1), "not leader, master-M or executor-E"),
             ("4s hold(leader, nowhere, 7s, once) for 1s", Some(1), "not a fault point"),
             ("4s hold(leader, lease-keep-alive, 7s, twice) for 1s", Some(1), "neither once nor every"),
+            ("4s clock-rate(executor 1, 0) for 1s", Some(1), "not a positive rate"),
+            ("4s clock-rate(executor 1, 1.0000001) for 1s", Some(1), "to a millionth"),
+            ("4s clock-rate(etcd, 1.1) for 1s", Some(1), "not a node with a clock"),
+            ("4s clock-rate(executor x, 1.1) for 1s", Some(1), "not a node with a clock"),
+            ("4s clock-jump(master 0, 1s) for 1s", Some(1), "clocks only jump forward"),
+            ("4s clock-jump(master 0, +0s) for 1s", Some(1), "a jump of zero"),
         ];
         for (text, step, part) in table {
             let e = text.parse::<Plan>().expect_err(text);

@@ -48,7 +48,7 @@ async fn host(
     let node = handle.create_node().name("host").ip(addr.ip()).build();
     node.spawn(async move {
         let clock = NodeClock::start();
-        let host = Host::new(clock);
+        let host = Host::new(clock.clone());
         let mut workers = Workers::new(Epoch(5), timing);
         for (t, e) in &tasks {
             workers.on_dispatched(clock.now(), t, *e).unwrap();
@@ -91,7 +91,8 @@ fn worker(rec: &Recorder<Seen>, name: &str, ip: &str, task: &str, epoch: u64, ti
     let node = Handle::current().create_node().name(&name).ip(ip.parse().unwrap()).build();
     node.spawn(async move {
         let clock = NodeClock::start();
-        let mut link = Link::new(spec, clock, clock.now());
+        let now = clock.now();
+        let mut link = Link::new(spec, clock, now);
         let end = loop {
             let beat = link.beat().await;
             if link.is_live() {

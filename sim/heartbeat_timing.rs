@@ -213,7 +213,7 @@ async fn executor_killed_and_partitioned_heartbeat_timing() {
     announce("executor_killed_and_partitioned_heartbeat_timing");
     let handle = Handle::current();
     let clock = Clock::start();
-    let recorder: Recorder<Seen> = Recorder::new(clock);
+    let recorder: Recorder<Seen> = Recorder::new(clock.clone());
     let timing = HeartbeatTiming::executor_default();
     timing.validate("executors").expect("default timing is safe");
     let check_interval = Duration::from_millis(500);
@@ -221,7 +221,7 @@ async fn executor_killed_and_partitioned_heartbeat_timing() {
 
     let svc = RegistryService {
         registry: Arc::new(Mutex::new(Registry::new(policy, PlacementPolicy::default()))),
-        clock,
+        clock: clock.clone(),
         recorder: recorder.clone(),
         timing,
     };
@@ -233,12 +233,12 @@ async fn executor_killed_and_partitioned_heartbeat_timing() {
         .build();
     let mut executors = vec![];
     for i in 1..=3 {
-        let (name, rec) = (format!("executor-{i}"), recorder.clone());
+        let (name, rec, clock) = (format!("executor-{i}"), recorder.clone(), clock.clone());
         let node = handle
             .create_node()
             .name(&name)
             .ip(format!("10.0.2.{i}").parse().unwrap())
-            .init(move || run_executor(name.clone(), clock, rec.clone()))
+            .init(move || run_executor(name.clone(), clock.clone(), rec.clone()))
             .build();
         executors.push(node.id());
     }

@@ -6,6 +6,7 @@
 
 mod bug_finding;
 mod checks;
+mod clocks;
 mod cluster;
 mod coverage;
 mod epoch_claims;

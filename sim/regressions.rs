@@ -271,6 +271,17 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
         "the same as 95063 (job-4's epoch 73 started 24.7 s after its confirmation, beside epoch 74), among other \
          faults",
     ),
+    (
+        95110,
+        "10.041s cut-executor-from-executors(1, with-etcd) for 9.246s; 11.577s clock-rate(master 0, 1.021903) for \
+         35.481s; 12.378s cut-executor-from-masters(0, both-ways) for 17.332s; 15.704s clock-rate(master 0, \
+         0.966134) for 12.766s; 31.065s kill-executor(1) for 4.995s; 39.627s cut-leader-from-etcd for 5.113s; \
+         48.932s pause-master(1) for 22.652s",
+        "a false alarm of the backoff checker under clock faults (held to 20.878s, charged to wait until 20.434s): \
+         the leader reported a backoff charge it read at 20.2 s at its pass 8 s later through its clock's rate by \
+         then (0.966 healed back to 1.022), 444 ms off (fixed: a node's dial remembers its faces, so an instant it \
+         read is reported as it was)",
+    ),
 ];
 
 #[test]

@@ -222,6 +222,7 @@ mod tests {
             lease_ttl: Duration::from_secs(5),
             worker_offline_ttl: Duration::from_secs(12),
             phase: PHASE,
+            clocks: foreman::core::timing::ClockTolerance { rate: 0.0, jump: Duration::ZERO },
         }
     }
 

@@ -208,6 +208,7 @@ fn draw_workload_and_faults(
         lease_ttl: d.knobs.election.lease_ttl,
         worker_offline_ttl: d.knobs.workers.offline_ttl,
         phase: FAULT_PHASE,
+        clocks: d.knobs.clock_tolerance(),
     };
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
@@ -591,6 +592,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let allow = Allowances {
         slack: Duration::from_millis(200) + latency.unwrap_or_default() * 2 + etcd + stalls + slow,
         no_failover_bound: d.etcd_timeout_rate > 0.0,
+        clocks: d.plan.clock_slack(),
         ..Allowances::default()
     };
     let measured = check_every_run(&c, &allow);

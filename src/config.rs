@@ -23,7 +23,10 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::core::labels::{parse_label, validate_labels, Labels};
-use crate::core::timing::{HeartbeatTiming, TimingError};
+use crate::core::timing::{largest_rate, ordering_holds, ClockTolerance, HeartbeatTiming, TimingError};
+
+/// Below this tolerated clock-rate error (0.1 %, ten times what commodity clocks drift), start-up warns.
+pub const CLOCK_RATE_WARN: f64 = 0.001;
 
 /// The largest configuration file read, in bytes.
 pub const CONFIG_FILE_MAX_BYTES: u64 = 1 << 20;
@@ -590,6 +593,31 @@ impl MasterConfig {
         self.workers.timing()
     }
 
+    /// The clock faults this configuration tolerates (see [`ClockTolerance`]): the largest rate error for which
+    /// every ordering holds with no jump, then, with half that error, the largest jump (to a millisecond). Half
+    /// the rate budget each: a clock may be off in rate and jump as well.
+    pub fn clock_tolerance(&self) -> ClockTolerance {
+        let (el, ex, wo) = (&self.election, self.executors.timing(), self.workers.timing());
+        let lease_budget = el.lease_ttl.saturating_sub(LEASE_EARLY_EXPIRY);
+        let reservation = self.placement.reservation_ttl;
+        let holds = |rate: f64, jump: Duration| {
+            ex.tolerates(rate, jump)
+                && wo.tolerates(rate, jump)
+                && ordering_holds(el.step_down, Duration::ZERO, lease_budget, rate, Duration::ZERO)
+                && ordering_holds(ex.interval, Duration::ZERO, reservation, rate, jump)
+        };
+        let rate = largest_rate(|r| holds(r, Duration::ZERO)) / 2.0;
+        let mut jump = Duration::ZERO;
+        let mut step = Duration::from_secs(1 << 20);
+        while step >= Duration::from_millis(1) {
+            if holds(rate, jump + step) {
+                jump += step;
+            }
+            step /= 2;
+        }
+        ClockTolerance { rate, jump: Duration::from_millis(jump.as_millis() as u64) }
+    }
+
     /// The longest a create can be on its way after its client first sent it: the client resends its token for
     /// at most [`CREATE_RETRY_SPAN_MAX`]; an attempt the client gave up on may still be forwarded by a follower
     /// (a connect and a call, each within `rpc.request-timeout`), and the leader acts on it only while it may act
@@ -748,6 +776,16 @@ impl MasterConfig {
         }
 
         let mut warnings = vec![];
+        let clocks = self.clock_tolerance();
+        if clocks.rate < CLOCK_RATE_WARN {
+            warnings.push(format!(
+                "the timings tolerate clocks off by only ±{:.3}% in rate (and forward jumps of {}): a node whose \
+                 clock drifts more could run beside its replacement (rule 3) or a leader act past its lease (rule \
+                 1): widen the gaps between self-fence and offline TTL, or step-down and lease TTL",
+                clocks.rate * 100.0,
+                format_duration(clocks.jump)
+            ));
+        }
         for (what, self_fence, interval) in [
             ("executors", ex.self_fence, ex.heartbeat_interval),
             ("workers", self.workers.self_fence, self.workers.heartbeat_interval),
@@ -1446,6 +1484,16 @@ mod tests {
             let d = ms(millis);
             proptest::prop_assert_eq!(parse_duration(&format_duration(d)), Ok(d));
         }
+    }
+
+    #[test]
+    fn clock_tolerance_of_the_defaults_and_its_warning() {
+        let t = MasterConfig::default().clock_tolerance();
+        // Half of the worker contract's 4.55 %, and the jump that still holds with it (README, "Clock tolerance").
+        assert!((0.0227..0.0228).contains(&t.rate), "{t:?}");
+        assert_eq!(t.jump, Duration::from_millis(509), "{t:?}");
+        let tight = master("[executors]\nself-fence = \"8.995s\"").unwrap();
+        assert!(tight.iter().any(|w| w.contains("tolerate clocks off by only")), "{tight:?}");
     }
 
     #[test]

@@ -58,10 +58,6 @@ struct History {
     started: Option<Time>,
 }
 
-fn off_by_more(a: Time, b: Time) -> bool {
-    a.saturating_since(b) > TOLERANCE || b.saturating_since(a) > TOLERANCE
-}
-
 /// Backoff (design.md §6), on every seed: every charge draws its delay within the policy's bounds for its failures
 /// in a row ([`BackoffPolicy::delay_bounds`]) and names the instant that delay after it; the failures in a row only
 /// grow, but for a reset after the job ran for the policy's `reset_after`; the job gives up exactly at `max_tries`
@@ -71,12 +67,25 @@ fn off_by_more(a: Time, b: Time) -> bool {
 /// leader says the backoff allows. A job deleted (by the client) starts a new history. A pass that holds a job
 /// longer than the charge says breaks rescheduling's bound instead ([`Rule::Reschedule`]: the backoff in force is
 /// what the bound allows, and a job held past it is late, not early).
-pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -> Result<(), Violation> {
+pub fn restarts_spaced(
+    clock: &Clock,
+    events: &Events,
+    policy: &BackoffPolicy,
+    clocks: &super::ClockSlack,
+) -> Result<(), Violation> {
+    // A leader counts a delay on its clock: the instants it names for one wait are off by what its clock's faults
+    // allow (nothing without clock faults).
+    let off_by_more = |a: Time, b: Time, delay: Duration| {
+        let tolerance = TOLERANCE + clocks.off(delay);
+        a.saturating_since(b) > tolerance || b.saturating_since(a) > tolerance
+    };
     let mut term_of: BTreeMap<String, LeaderEpoch> = BTreeMap::new();
     let mut began: BTreeMap<LeaderEpoch, Time> = BTreeMap::new();
     let mut waiting: BTreeMap<JobId, Waiting> = BTreeMap::new();
     let mut history: BTreeMap<JobId, History> = BTreeMap::new();
-    let reset_ok = |h: &History, at: Time| h.started.is_some_and(|s| at.saturating_since(s) >= policy.reset_after);
+    let reset_ok = |h: &History, at: Time| {
+        h.started.is_some_and(|s| at.saturating_since(s) >= clocks.shortest(policy.reset_after))
+    };
     for (_, node, seen) in events {
         match seen {
             Seen::Master(Observation::ActingBegan { epoch, at }) => {
@@ -127,7 +136,7 @@ pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -
                          within [{lo:?}, {hi:?}]"
                     ));
                 }
-                if off_by_more(allowed, at + delay) {
+                if off_by_more(allowed, at + delay, delay) {
                     return broken(format!(
                         "{node} charged {job} a delay of {delay:?} at {at} but allows it from {allowed}"
                     ));
@@ -146,7 +155,7 @@ pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -
                     }
                     let required = charge.required(term, began.get(&term).copied());
                     let holds = w.allowed.map(|a| clock.at(a));
-                    if holds.is_none_or(|h| off_by_more(h, required)) {
+                    if holds.is_none_or(|h| off_by_more(h, required, charge.delay)) {
                         let shown = holds.map_or("no wait".to_owned(), |h| format!("{h}"));
                         let detail = format!(
                             "{node} (leader epoch {}) holds {} to {shown} after its pass at {at}; charged {:?} by {} \
@@ -185,7 +194,7 @@ pub fn restarts_spaced(clock: &Clock, events: &Events, policy: &BackoffPolicy) -
                 }
                 if let Some(charge) = waiting.remove(job) {
                     let required = charge.required(term, began.get(&term).copied());
-                    if at + TOLERANCE < required {
+                    if at + TOLERANCE + clocks.off(charge.delay) < required {
                         return broken(format!(
                             "{node} (leader epoch {}) started {job} epoch {} at {at}; charged {:?} by {} (leader epoch \
                              {}) at {} for the loss of epoch {}, it had to wait until {required}",
@@ -317,7 +326,7 @@ mod tests {
         }
 
         fn check(&self) -> Result<(), Violation> {
-            restarts_spaced(&self.clock, &self.events, &policy())
+            restarts_spaced(&self.clock, &self.events, &policy(), &Default::default())
         }
     }
 
@@ -403,11 +412,11 @@ mod tests {
         let mut s = Story::new();
         s.began(0, "m0", 1).charged(1_000, "m0", 1, 1, 1_000).charged(3_000, "m0", 2, 2, 2_000);
         s.charged(6_000, "m0", 3, 3, 4_000);
-        let mut early = Story { clock: s.clock, events: s.events.clone() };
+        let mut early = Story { clock: s.clock.clone(), events: s.events.clone() };
         s.charged(11_000, "m0", 4, 4, 0);
         assert_eq!(s.check(), Ok(()));
         // Too late: a fourth delay instead of giving up, or a start after giving up.
-        let mut late = Story { clock: s.clock, events: s.events[..4].to_vec() };
+        let mut late = Story { clock: s.clock.clone(), events: s.events[..4].to_vec() };
         late.charged(11_000, "m0", 4, 4, 8_000);
         assert_eq!(broken_at(&late), Some((Rule::BackoffBound, at(11_000))));
         s.started(20_000, "m0", 5, 4, 4, None);

@@ -46,6 +46,7 @@ pub fn offline_declarations(
     check: Duration,
     hold: Duration,
     slack: Duration,
+    clocks: &super::ClockSlack,
 ) -> Result<Vec<Detection>, Violation> {
     let mut held: BTreeMap<String, Vec<Time>> = BTreeMap::new();
     // Per node: its pauses so far, [from, to) (an open one ends at the declaration).
@@ -101,7 +102,8 @@ pub fn offline_declarations(
                 let bound = if was_held { ttl + check + hold } else { ttl + check } + frozen;
                 let ack = last_ack.get(id).copied().unwrap_or(Time::ZERO);
                 let ids = [Id::Master(node.clone()), Id::Executor(*id), Id::Node(name.clone())];
-                if when.saturating_since(ack) + slack < ttl {
+                // The leader counts the TTL on its clock: the shortest true TTL its clock's faults allow.
+                if when.saturating_since(ack) + slack < clocks.shortest(ttl) {
                     let detail = format!(
                         "{node} declared executor {} ({name}) offline at {when}, but a heartbeat was acknowledged at \
                          {ack}, less than the TTL {ttl:?} before",
@@ -110,7 +112,7 @@ pub fn offline_declarations(
                     return Err(Violation::new(Rule::NoFalseAlarms, when, detail).with(ids));
                 }
                 let took = when.saturating_since(heard);
-                if took > bound + slack {
+                if took > clocks.longest(bound) + slack {
                     let detail = format!(
                         "{node} declared executor {} ({name}) offline at {when}, {took:?} after it last heard from it \
                          at {heard}; the bound is TTL + check interval{}{} = {bound:?}",

@@ -61,6 +61,46 @@ pub struct Allowances {
     /// The failover bound does not apply at all: etcd times requests out for the whole run (madsim's etcd cannot
     /// be healed of it), so elections succeed eventually, not within a bound.
     pub no_failover_bound: bool,
+    /// The run's clock faults: the §6 bounds a node judges by its own clock stretch by what they allow.
+    pub clocks: ClockSlack,
+}
+
+/// What a run's clock faults allow the §6 bounds (never the §5 safety rules, which the tolerance must keep):
+/// every node's clock within `1 ± rate` of true time, and jumps forward of at most `jump` in total.
+///
+/// A span a node counts as `d` on its clock lasts between `d / (1 + rate)` and `d / (1 - rate)` of true time; a
+/// node reports the instants it has read as they were (its dial remembers its faces), but a deadline it has not
+/// reached yet through its clock's current face, so a later rate change or jump moves when it really comes: by
+/// another factor of `1 ± rate`, and by the jump. Hence a bound of `d` on
+/// a node's clock is held by the checkers to `[d (1 - rate) / (1 + rate) - jump, d (1 + rate) / (1 - rate) +
+/// jump]` of true time ([`ClockSlack::shortest`], [`ClockSlack::longest`]). With no clock fault both are `d`.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ClockSlack {
+    pub rate: f64,
+    pub jump: Duration,
+}
+
+impl ClockSlack {
+    /// The longest true span a bound of `d` on a node's clock can be seen to last.
+    pub fn longest(&self, d: Duration) -> Duration {
+        if self.rate == 0.0 {
+            return d + self.jump;
+        }
+        d.mul_f64((1.0 + self.rate) / (1.0 - self.rate)) + self.jump
+    }
+
+    /// The shortest true span a bound of `d` on a node's clock can be seen to last.
+    pub fn shortest(&self, d: Duration) -> Duration {
+        if self.rate == 0.0 {
+            return d.saturating_sub(self.jump);
+        }
+        d.mul_f64((1.0 - self.rate) / (1.0 + self.rate)).saturating_sub(self.jump)
+    }
+
+    /// How far either way a span of `d` on a node's clock can be seen off.
+    pub fn off(&self, d: Duration) -> Duration {
+        (self.longest(d) - d).max(d - self.shortest(d))
+    }
 }
 
 /// What [`every_run`] measured.
@@ -83,10 +123,17 @@ pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
     let periods = acting_periods(&c.clock, &events, until);
     single_acting_leader(&periods)?;
     fenced_messages(&events)?;
-    reservations_explained(&c.clock, &events, c.config.placement.reservation_ttl)?;
+    reservations_explained(&c.clock, &events, a.clocks.longest(c.config.placement.reservation_ttl))?;
     let ex = &c.config.executors;
-    let detections =
-        offline_declarations(&c.clock, &events, ex.offline_ttl, ex.check_interval, ex.suspect_hold, a.slack)?;
+    let detections = offline_declarations(
+        &c.clock,
+        &events,
+        ex.offline_ttl,
+        ex.check_interval,
+        ex.suspect_hold,
+        a.slack,
+        &a.clocks,
+    )?;
     let failovers = if a.no_failover_bound {
         vec![]
     } else {
@@ -94,14 +141,14 @@ pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
         let el = &c.config.election;
         let bound = FailoverBound {
             masters: &masters,
-            bound: el.lease_ttl + el.campaign_retry,
+            bound: a.clocks.longest(el.lease_ttl + el.campaign_retry),
             slack: a.slack,
             disturbed: &a.elections_disturbed,
             until,
         };
         failover_within_bound(&events, &periods, &bound)?
     };
-    restarts_spaced(&c.clock, &events, &c.config.backoff.policy())?;
+    restarts_spaced(&c.clock, &events, &c.config.backoff.policy(), &a.clocks)?;
     let restarts = restarted_when_capacity_exists(&c.clock, &events)?;
     Ok(Measured { detections, failovers, restarts })
 }
@@ -296,7 +343,9 @@ mod tests {
                 last_heard: clock.instant(at(0)),
             })
         };
-        let check_of = |events: &[(Time, String, Seen)]| offline_declarations(&clock, events, ttl, check, hold, slack);
+        let check_of = |events: &[(Time, String, Seen)]| {
+            offline_declarations(&clock, events, ttl, check, hold, slack, &Default::default())
+        };
         assert!(check_of(&[ev(10_400, "m0", offline(10_400))]).is_ok());
         let v = check_of(&[ev(12_000, "m0", offline(12_000))]).unwrap_err();
         assert_eq!((v.class(), v.rule, v.at), (Class::Liveness, Rule::DetectionBound, at(12_000)));

@@ -97,6 +97,66 @@ impl HeartbeatTiming {
     }
 }
 
+/// The clock faults a configuration tolerates (README, "Clock tolerance"): every node's clock runs within
+/// `1 ± rate` of true time, and no node's clock jumps forward by more than `jump` in total within one TTL.
+///
+/// Derived from the orderings of design.md §5 and §6, each judged by two clocks. A reporter whose clock runs at
+/// `r_e` stops its work `self_fence / r_e` true seconds after its last acknowledged heartbeat (at most a heartbeat
+/// deadline after the judge heard it; RPC deadlines run in true time); a judge whose clock runs at `r_m` and
+/// jumps forward by `j` declares it offline no sooner than `(offline_ttl - j) / r_m` after it last heard it. So,
+/// at both levels, with the reporter as slow and the judge as fast as the band allows:
+///
+/// `self_fence / (1 - rate) + heartbeat_timeout < (offline_ttl - jump) / (1 + rate)`.
+///
+/// A leader acts until `step_down / r_m` after a keep-alive was sent, and etcd may expire its lease `lease_ttl - 1s`
+/// after it received it (a jump only shortens the acting): `step_down / (1 - rate) < lease_ttl - 1s`. A
+/// reservation is judged by the leader and its task reported by the executor's heartbeat:
+/// `heartbeat_interval / (1 - rate) < reservation_ttl / (1 + rate)` (a jump of the leader's clock counts too).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ClockTolerance {
+    /// The largest relative error of any node's clock rate (0.05: every clock between 0.95× and 1.05×).
+    pub rate: f64,
+    /// The most any node's clock may jump forward, in total, within one offline TTL.
+    pub jump: Duration,
+}
+
+/// One ordering between a reporter's deadline and a judge's, as [`ClockTolerance`] states it: whether
+/// `reporter / (1 - rate) + fixed < (judge - jump) / (1 + rate)`.
+pub fn ordering_holds(reporter: Duration, fixed: Duration, judge: Duration, rate: f64, jump: Duration) -> bool {
+    if !(0.0..1.0).contains(&rate) || jump >= judge {
+        return false;
+    }
+    let slow = reporter.as_secs_f64() / (1.0 - rate) + fixed.as_secs_f64();
+    let fast = (judge - jump).as_secs_f64() / (1.0 + rate);
+    slow < fast
+}
+
+/// The largest rate error (to a millionth) for which `holds(rate)` is true, `holds` being monotonic (true up to
+/// some error, false beyond); 0 when it fails even for exact clocks.
+pub fn largest_rate(holds: impl Fn(f64) -> bool) -> f64 {
+    if !holds(0.0) {
+        return 0.0;
+    }
+    let (mut lo, mut hi) = (0u64, 1_000_000u64);
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if holds(mid as f64 / 1e6) {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo as f64 / 1e6
+}
+
+impl HeartbeatTiming {
+    /// Whether this contract's safety ordering holds with every clock within `1 ± rate` and the judge's clock
+    /// jumping forward by `jump` (see [`ClockTolerance`]).
+    pub fn tolerates(&self, rate: f64, jump: Duration) -> bool {
+        ordering_holds(self.self_fence, self.timeout, self.offline_ttl, rate, jump)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,6 +168,17 @@ mod tests {
             self_fence: Duration::from_millis(fence),
             offline_ttl: Duration::from_millis(ttl),
         }
+    }
+
+    #[test]
+    fn clock_tolerance_of_the_defaults() {
+        let (ex, wo) = (HeartbeatTiming::executor_default(), HeartbeatTiming::worker_default());
+        let rate = |t: HeartbeatTiming| largest_rate(|r| t.tolerates(r, Duration::ZERO));
+        // 8/(1-r) + 1 < 10/(1+r) and 10/(1-r) + 1 < 12/(1+r).
+        assert!((0.055..0.056).contains(&rate(ex)), "{}", rate(ex));
+        assert!((0.045..0.046).contains(&rate(wo)), "{}", rate(wo));
+        assert!(ex.tolerates(0.0, Duration::from_millis(999)) && !ex.tolerates(0.0, Duration::from_secs(1)));
+        assert!(!ex.tolerates(0.5, Duration::ZERO), "an executor at 0.5x fences after 16 s: far beyond");
     }
 
     #[test]

@@ -134,7 +134,17 @@ impl Executor {
         factory: Arc<dyn TaskFactory>,
         observer: Option<ExecutorObserver>,
     ) -> Arc<Executor> {
-        let clock = Clock::start();
+        Executor::with_clock(cfg, factory, observer, Clock::start())
+    }
+
+    /// An executor as [`Executor::new`] makes, judging every deadline of its own (its self-fence, its heartbeat
+    /// timing, and its job masters' worker TTLs) by `clock` (the simulation hands it one on the node's dial).
+    pub fn with_clock(
+        cfg: ExecutorConfig,
+        factory: Arc<dyn TaskFactory>,
+        observer: Option<ExecutorObserver>,
+        clock: Clock,
+    ) -> Arc<Executor> {
         let agent = Agent::new(
             AgentConfig {
                 name: cfg.name.clone(),
@@ -148,7 +158,7 @@ impl Executor {
             clock.now(),
         );
         Arc::new(Executor {
-            host: Host::new(clock).observed_by(observer.clone().map(|o| task::worker_heard(o, &cfg.name))),
+            host: Host::new(clock.clone()).observed_by(observer.clone().map(|o| task::worker_heard(o, &cfg.name))),
             meta: Arc::default(),
             drain: Arc::default(),
             wake: tokio::sync::Notify::new(),
@@ -206,7 +216,7 @@ impl Executor {
             join: self.cfg.join.clone(),
             rpc_timeout: self.cfg.rpc_timeout,
             host: self.host.clone(),
-            clock: self.clock,
+            clock: self.clock.clone(),
             meta: self.meta.clone(),
             observer: self.observer.clone(),
             planted: self.planted,
@@ -466,10 +476,7 @@ impl Executor {
 
     /// Sleeps until core time `t` (for ever if it is [`Time::NEVER`]).
     async fn sleep_until(&self, t: Time) {
-        if t == Time::NEVER {
-            std::future::pending::<()>().await;
-        }
-        tokio::time::sleep_until(self.clock.instant(t)).await;
+        self.clock.sleep_until(t).await;
     }
 
     /// One membership round: the call the agent hands out, sent to the current master (the next one after a

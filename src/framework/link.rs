@@ -132,13 +132,13 @@ impl Link {
     pub async fn until_live(&mut self) -> Option<LinkEnd> {
         let mut first = true;
         while !self.live {
-            let deadline = self.clock.instant(self.deadline());
+            let (clock, deadline) = (self.clock.clone(), self.deadline());
             let pause = if first { Duration::ZERO } else { self.spec.timing.interval };
             first = false;
             let beat = tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(deadline) => None,
-                end = async { tokio::time::sleep(pause).await; self.beat().await } => Some(end),
+                _ = clock.sleep_until(deadline) => None,
+                end = async { clock.sleep(pause).await; self.beat().await } => Some(end),
             };
             match beat {
                 None if self.is_fenced(self.clock.now()) => return Some(LinkEnd::Fenced),
@@ -212,12 +212,12 @@ impl Link {
     /// Heartbeats every interval until the task must stop; stops at the fence deadline itself.
     pub async fn run(&mut self) -> LinkEnd {
         loop {
-            let deadline = self.clock.instant(self.deadline());
+            let (clock, deadline) = (self.clock.clone(), self.deadline());
             let interval = self.spec.timing.interval;
             let beat = tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(deadline) => None,
-                end = async { tokio::time::sleep(interval).await; self.beat().await } => Some(end),
+                _ = clock.sleep_until(deadline) => None,
+                end = async { clock.sleep(interval).await; self.beat().await } => Some(end),
             };
             match beat {
                 None if self.is_fenced(self.clock.now()) => return LinkEnd::Fenced,
@@ -242,10 +242,10 @@ impl Link {
             if self.is_fenced(self.clock.now()) {
                 return Err(LinkEnd::Fenced);
             }
-            let deadline = self.clock.instant(self.deadline());
+            let (clock, deadline) = (self.clock.clone(), self.deadline());
             let attempt = tokio::select! {
                 biased;
-                _ = tokio::time::sleep_until(deadline) => None,
+                _ = clock.sleep_until(deadline) => None,
                 done = self.report_once(state, &message) => done,
             };
             if let Some(done) = attempt {
@@ -281,7 +281,7 @@ impl Link {
                 Err(_) => self.which += 1,
             }
         }
-        tokio::time::sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
+        self.clock.sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
         None
     }
 }

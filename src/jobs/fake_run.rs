@@ -157,7 +157,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             worker_epoch: spec.epoch,
             timing: spec.timing,
         },
-        env.clock,
+        env.clock.clone(),
         env.confirmed,
     );
     if env.planted(Planted::WorkerIgnoresFence) {
@@ -251,7 +251,7 @@ async fn count(
             biased;
             _ = cancel.changed() => continue,
             _ = env.draining() => continue,
-            _ = tokio::time::sleep(tick) => {}
+            _ = env.clock.sleep(tick) => {}
         }
         let next = counter + 1;
         let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
@@ -293,7 +293,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             worker_epoch: spec.epoch,
             timing: spec.timing,
         },
-        env.clock,
+        env.clock.clone(),
         env.confirmed,
     );
     let config = match FakeConfig::parse(&spec.task_config) {
@@ -354,7 +354,7 @@ impl JobMaster {
                 Ok(r) => break r,
                 Err(e) => {
                     debug!(job, "reading the job's state: {e}; retrying");
-                    tokio::time::sleep(RETRY).await;
+                    env.clock.sleep(RETRY).await;
                 }
             }
         };
@@ -444,7 +444,7 @@ impl JobMaster {
                 biased;
                 r = cancel.changed(), if !canceling => { let _ = r; }
                 _ = wake.notified() => {}
-                _ = tokio::time::sleep_until(self.env.clock.instant(next)) => {}
+                _ = self.env.clock.sleep_until(next) => {}
             }
         }
     }

@@ -52,9 +52,9 @@ pub(super) async fn run(m: Arc<Master>) {
         }
         if std::mem::take(&mut m.lock().sit_out) {
             // Asked to stay out: let the others campaign first.
-            tokio::time::sleep(m.cfg.election.lease_ttl).await;
+            m.clock.sleep(m.cfg.election.lease_ttl).await;
         }
-        tokio::time::sleep(m.cfg.election.campaign_retry).await;
+        m.clock.sleep(m.cfg.election.campaign_retry).await;
     }
 }
 
@@ -155,7 +155,7 @@ async fn keep_alive(m: &Master, lease: LeaseId, last_ok: &AtomicU64) -> String {
     let ttl = m.cfg.election.lease_ttl;
     let mut next = m.clock.now() + every;
     loop {
-        tokio::time::sleep_until(m.clock.instant(next)).await;
+        m.clock.sleep_until(next).await;
         crate::buggify::point(&m.fault_points, crate::buggify::Point::LeaseKeepAlive).await;
         let sent = m.clock.now();
         next = sent + every;

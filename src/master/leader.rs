@@ -83,13 +83,13 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             return why;
         }
         let far = m.clock.now() + std::time::Duration::from_secs(3600);
-        let (wake, sweep) = (m.clock.instant(wake_at.unwrap_or(far)), m.clock.instant(sweep_at.unwrap_or(far)));
+        let (wake, sweep) = (wake_at.unwrap_or(far), sweep_at.unwrap_or(far));
         let input = tokio::select! {
             biased;
             _ = m.wake.notified() => None,
             Some(d) = outcomes.recv() => Some(d),
-            _ = tokio::time::sleep_until(wake) => Some(Done::Input(Input::Tick)),
-            _ = tokio::time::sleep_until(sweep) => {
+            _ = m.clock.sleep_until(wake) => Some(Done::Input(Input::Tick)),
+            _ = m.clock.sleep_until(sweep) => {
                 Some(Done::Input(Input::SweepTombstones { wall: crate::clock::wall_now() }))
             }
             Some(call) = calls.recv() => {

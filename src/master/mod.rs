@@ -220,6 +220,20 @@ impl Master {
         }
     }
 
+    /// The same master on `dial`, the simulated node's clock (simulation build only): every deadline it judges
+    /// (step-down, offline TTLs, keep-alive timing, campaign retry, backoff) follows the dial's rate and jumps.
+    /// Call it on a fresh master.
+    #[cfg(madsim)]
+    pub fn with_dial(self: Arc<Master>, dial: &crate::clock::Dial) -> Arc<Master> {
+        match Arc::try_unwrap(self) {
+            Ok(mut m) => {
+                m.clock = Clock::start_on(dial);
+                Arc::new(m)
+            }
+            Err(m) => m,
+        }
+    }
+
     /// The same master with `bug` planted (simulation build only). Call it on a fresh master.
     #[cfg(madsim)]
     pub fn with_planted(self: Arc<Master>, bug: Option<crate::planted::Planted>) -> Arc<Master> {
