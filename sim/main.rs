@@ -12,6 +12,7 @@ mod executor_node;
 mod fake_jobs;
 mod faults;
 mod framework_link;
+mod guards;
 mod harness;
 mod heartbeat_timing;
 mod master_failover;

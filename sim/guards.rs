@@ -1,0 +1,414 @@
+//! Every guard load-bearing (design.md §8, issue 13 item 2): each guard that enforces a rule of design.md §5 has
+//! a switch in the simulation build that removes it alone (`foreman::planted`), and this module measures, for
+//! each, how many swarm seeds it takes until a checker notices.
+//!
+//! Method. The swarm's seeds run from one fixed first seed, [`BASE`], the same seeds for every guard (so the
+//! figures compare), with the guard's switch on in every node. The first seed whose run fails is the catching
+//! seed; it must pass with the switch off, so the failure is the switch's and not the seed's. The count, the rule
+//! and the checker that fired make the guard's row; a guard no seed catches within [`HUNT_MAX`] is reported as
+//! such, with the fault that would expose it.
+//!
+//! Two tests share [`TABLE`], which records what the full hunt measured:
+//! - [`every_guard_is_load_bearing`] runs in CI, cheaply and honestly: for a guard recorded caught at the n-th
+//!   seed with n ≤ [`CI_HUNT`] it hunts again from [`BASE`] and requires the same n (so the README's figure is the
+//!   code's); for a larger n it replays the recorded seed, which must fail with the switch. Every catching seed is
+//!   then run without the switch and must pass. A guard recorded as not caught costs nothing here: the full hunt
+//!   is the only honest measure of "not caught in 2,000", and it is on demand. About 2 s of seeds per caught guard.
+//! - [`guard_hunt`] (`--ignored`) is the full hunt: up to `FOREMAN_GUARD_SEEDS` seeds (default [`HUNT_MAX`]) per
+//!   guard, `MADSIM_TEST_JOBS` at a time (default 2), `FOREMAN_GUARD=<switch name>` for one guard; it prints the
+//!   table to paste into [`TABLE`] and the README. A change that moves the swarm's draws moves the figures:
+//!   [`every_guard_is_load_bearing`] then says which row to measure again.
+
+use foreman::planted::Planted;
+
+use crate::harness::{run_seed, Failure};
+use crate::swarm::{self, swarm_run};
+
+/// The first swarm seed of every guard's hunt.
+const BASE: u64 = 300_000;
+
+/// The most seeds a guard may survive (design.md §8).
+const HUNT_MAX: u64 = 2_000;
+
+/// Up to how many seeds CI hunts again to confirm a recorded figure exactly (beyond it, CI replays the seed).
+const CI_HUNT: u64 = 40;
+
+/// What the full hunt measured for a guard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Measured {
+    /// The n-th seed from [`BASE`] was the first to fail (seed `BASE + n - 1`).
+    Caught(u64),
+    /// No seed failed among the first n.
+    NotCaught(u64),
+    /// Not hunted yet.
+    Unmeasured,
+}
+
+/// One guard: its switch, the rule it enforces, where it is, what the hunt measured, and for a guard the swarm
+/// does not catch, the fault that would make it the last line of defence.
+struct Guard {
+    switch: Planted,
+    rule: &'static str,
+    guard: &'static str,
+    measured: Measured,
+    needs: &'static str,
+}
+
+use Measured::*;
+
+/// Every guard of design.md §5 (and the §6 guards that have a switch), with what the full hunt measured.
+const TABLE: &[Guard] = &[
+    Guard {
+        switch: Planted::NoStepDown,
+        rule: "1",
+        guard: "a leader stops acting at its step-down deadline (core/leadership.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::LeaderWritesUnguarded,
+        rule: "1",
+        guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::ExecutorHearsDeposedLeader,
+        rule: "2",
+        guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::ExecutorTakesDeposedDispatch,
+        rule: "2",
+        guard: "an executor refuses a dispatch placed under an older leader (core/agent.rs `admit`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::ExecutorTakesStaleEpoch,
+        rule: "2",
+        guard: "an executor refuses a task epoch not newer than one it saw (core/dispatcher.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::StaleWorkerAnswered,
+        rule: "2",
+        guard: "a master answers an older incarnation \"stale\" (core/workers.rs `fence`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::NewerMasterIgnored,
+        rule: "2",
+        guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::StaleVerdictIgnored,
+        rule: "2",
+        guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::CheckpointUnguarded,
+        rule: "2",
+        guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::StaleJobMasterPlaces,
+        rule: "2, 3",
+        guard: "only the current, online job master places workers (core/manager `schedule`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::ExecutorIgnoresFence,
+        rule: "3",
+        guard: "an executor's self-fence (core/agent.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::WorkerIgnoresFence,
+        rule: "3",
+        guard: "a worker's self-fence (framework/link.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::EarlyOffline,
+        rule: "3",
+        guard: "an executor is declared offline only after the whole offline TTL (core/registry.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::WorkerLostEarly,
+        rule: "3",
+        guard: "an incarnation is lost only after the whole offline TTL (core/workers.rs `tick`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::RecoveryWithoutWait,
+        rule: "3",
+        guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::DispatchBesideLive,
+        rule: "3",
+        guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::JobMasterWritesUnguarded,
+        rule: "3",
+        guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::JobMasterOwnerUnchecked,
+        rule: "3",
+        guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::RecoveryForgetsCancel,
+        rule: "5",
+        guard: "a new leader restores a canceling job as canceling (core/manager `recover`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::LossForgetsCancel,
+        rule: "5",
+        guard: "a canceling job whose job master is gone ends Canceled (core/job.rs `end_incarnation`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::IllegalTransition,
+        rule: "5",
+        guard: "the runtime assertion on every job state change (core/job.rs `set_state`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::CapacityIgnored,
+        rule: "6",
+        guard: "placement within free capacity (core/placement.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::SelectorsIgnored,
+        rule: "6",
+        guard: "placement satisfies the selectors (core/placement.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::RestoredPlacedUnheard,
+        rule: "6",
+        guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::SlotLeak,
+        rule: "6",
+        guard: "reservations end with the task's end report or expiry (core/placement.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::OfflineHeartbeatAccepted,
+        rule: "7",
+        guard: "a heartbeat from an executor declared offline is refused (core/registry.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::ExecutorKeepsWorkWhenOffline,
+        rule: "7",
+        guard: "an executor told it was declared offline stops its work (core/agent.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::OneOfflinePerCheck,
+        rule: "§6 detection",
+        guard: "every expired executor goes offline in the same check (core/registry.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::NoEvictionHold,
+        rule: "§6 no mass eviction",
+        guard: "a leader that sees most executors expire at once holds the evictions (core/registry.rs)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::RecoveryIgnoresBackoff,
+        rule: "§6 backoff",
+        guard: "a new leader keeps the persisted backoff (core/manager `recover`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+];
+
+/// One swarm seed with `switch` on in every node (or none).
+fn run(seed: u64, switch: Option<Planted>) -> Result<(), Failure> {
+    run_seed(seed, move || Box::pin(swarm_run(swarm::Run { planted: switch, ..swarm::Run::default() }))).map(|_| ())
+}
+
+/// The checker a failure names (`[the X checker]`), else its rule, else "crash".
+fn fired(f: &Failure) -> String {
+    let text = f.to_string();
+    if let Some(checker) = text.split("[the ").nth(1).and_then(|t| t.split(" checker]").next()) {
+        return format!("{checker} checker");
+    }
+    match f.violation() {
+        Some(v) => v.rule.to_string(),
+        None => format!("crash: {}", text.lines().next().unwrap_or_default().chars().take(60).collect::<String>()),
+    }
+}
+
+/// Hunts `switch` over the seeds `BASE..BASE + max`, `jobs` at a time: the first failing seed's index (1-based)
+/// and failure, in seed order whatever the threads' timing.
+fn hunt(switch: Planted, max: u64, jobs: u64) -> Option<(u64, Failure)> {
+    let mut n = 0;
+    while n < max {
+        let batch: Vec<_> = (n..(n + jobs).min(max))
+            .map(|k| {
+                // why: seeds in parallel on the suite's own threads, outside any simulation; each is one run.
+                #[allow(clippy::disallowed_methods)]
+                let h = std::thread::spawn(move || (k, run(BASE + k, Some(switch))));
+                h
+            })
+            .collect();
+        let mut failed: Vec<(u64, Failure)> = vec![];
+        for h in batch {
+            let (k, r) = h.join().expect("a seed's thread");
+            if let Err(f) = r {
+                failed.push((k, f));
+            }
+        }
+        if let Some((k, f)) = failed.into_iter().min_by_key(|(k, _)| *k) {
+            return Some((k + 1, f));
+        }
+        n += jobs;
+    }
+    None
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.parse().ok())
+}
+
+/// The row of `g` in the README's table.
+fn row(g: &Guard, result: &str, checker: &str) -> String {
+    format!("| {} | `{}` | {} | {checker} | {result} | {} |", g.guard, g.switch.name(), g.rule, g.needs)
+}
+
+/// The CI check of [`TABLE`] (see the module documentation): each recorded catch is the code's, and each catching
+/// seed passes without its switch.
+#[test]
+fn every_guard_is_load_bearing() {
+    let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(2).clamp(1, 16);
+    let mut rows = vec![];
+    let mut wrong = vec![];
+    for g in TABLE {
+        let name = g.switch.name();
+        let (n, failure) = match g.measured {
+            Caught(n) if n <= CI_HUNT => match hunt(g.switch, n, jobs) {
+                Some((found, f)) if found == n => (n, f),
+                Some((found, _)) => {
+                    wrong.push(format!("{name}: caught at seed {found} of the hunt, the table says {n}"));
+                    continue;
+                }
+                None => {
+                    wrong.push(format!("{name}: not caught in {n} seeds any more, the table says {n}"));
+                    continue;
+                }
+            },
+            Caught(n) => match run(BASE + n - 1, Some(g.switch)) {
+                Err(f) => (n, f),
+                Ok(()) => {
+                    wrong.push(format!("{name}: the recorded seed {} no longer fails", BASE + n - 1));
+                    continue;
+                }
+            },
+            NotCaught(max) => {
+                rows.push(row(g, &format!("not caught in {max}"), "—"));
+                continue;
+            }
+            Unmeasured => {
+                rows.push(row(g, "not measured", "—"));
+                continue;
+            }
+        };
+        let seed = BASE + n - 1;
+        if let Err(f) = run(seed, None) {
+            wrong.push(format!("{name}: seed {seed} fails without the switch too (not the guard's failure): {f}"));
+            continue;
+        }
+        rows.push(row(g, &n.to_string(), &fired(&failure)));
+    }
+    eprintln!("\n| guard | switch | rule | checker that fired | seeds to catch | needs |\n|---|---|---|---|---|---|");
+    for r in &rows {
+        eprintln!("{r}");
+    }
+    assert!(
+        wrong.is_empty(),
+        "the guard table is not the code's any more; measure these rows again (FOREMAN_GUARD=<switch> cargo stest \
+         --test sim guards::guard_hunt -- --ignored --nocapture) and update sim/guards.rs and the README:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// The full hunt (see the module documentation): prints each guard's row as it is measured, then the table.
+#[test]
+#[ignore]
+fn guard_hunt() {
+    let max = env_u64("FOREMAN_GUARD_SEEDS").unwrap_or(HUNT_MAX);
+    let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(2).clamp(1, 16);
+    let only = std::env::var("FOREMAN_GUARD").ok();
+    let mut rows = vec![];
+    for g in TABLE {
+        if only.as_deref().is_some_and(|o| !o.split(',').any(|o| o == g.switch.name())) {
+            continue;
+        }
+        let r = match hunt(g.switch, max, jobs) {
+            None => row(g, &format!("not caught in {max}"), "—"),
+            Some((n, f)) => {
+                let seed = BASE + n - 1;
+                let alone = match run(seed, None) {
+                    Ok(()) => String::new(),
+                    Err(e) => format!(" (FAILS WITHOUT THE SWITCH TOO: {e})"),
+                };
+                eprintln!("guard {}: seed {seed}: {f}", g.switch.name());
+                row(g, &format!("{n}{alone}"), &fired(&f))
+            }
+        };
+        eprintln!("{r}");
+        rows.push(r);
+    }
+    eprintln!("\n| guard | switch | rule | checker that fired | seeds to catch | needs |\n|---|---|---|---|---|---|");
+    for r in &rows {
+        eprintln!("{r}");
+    }
+}
