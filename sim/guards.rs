@@ -96,7 +96,14 @@ const TABLE: &[Guard] = &[
     Guard {
         switch: Planted::StaleWorkerAnswered,
         rule: "2",
-        guard: "a master answers an older incarnation \"stale\" (core/workers.rs `fence`)",
+        guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
+        measured: Unmeasured,
+        needs: "",
+    },
+    Guard {
+        switch: Planted::StaleJobMasterAnswered,
+        rule: "2",
+        guard: "the job manager answers an older job-master incarnation \"stale\" (the same code, one level up)",
         measured: Unmeasured,
         needs: "",
     },

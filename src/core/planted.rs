@@ -54,9 +54,12 @@ pub enum Planted {
     /// Guard: a master (the job manager of its job masters, a job master of its workers) waits the whole offline
     /// TTL before declaring an incarnation lost (rule 3). Declared lost at half the TTL, before its self-fence.
     WorkerLostEarly,
-    /// Guard: a master answers a message from an older incarnation of a task than the one it expects with
-    /// "stale" (rule 2). Answered as if it were current.
+    /// Guard: a job master answers a message from an older incarnation of one of its workers than the one it
+    /// expects with "stale" (rule 2). Answered as if it were current.
     StaleWorkerAnswered,
+    /// Guard: the job manager answers a message from an older incarnation of a job master than the one it
+    /// expects with "stale" (rule 2): the same guard code as [`Planted::StaleWorkerAnswered`], one level up.
+    StaleJobMasterAnswered,
     /// Guard: a master that receives a message showing a newer master epoch learns it is stale and stops
     /// (rule 2). The message is judged as if it carried this master's epoch.
     NewerMasterIgnored,
@@ -112,6 +115,7 @@ impl Planted {
             Planted::EarlyOffline => "early-offline",
             Planted::WorkerLostEarly => "worker-lost-early",
             Planted::StaleWorkerAnswered => "stale-worker-answered",
+            Planted::StaleJobMasterAnswered => "stale-job-master-answered",
             Planted::NewerMasterIgnored => "newer-master-ignored",
             Planted::DispatchBesideLive => "dispatch-beside-live",
             Planted::CheckpointUnguarded => "checkpoint-unguarded",
@@ -139,6 +143,16 @@ impl Plants {
 
     pub fn of(bug: Option<Planted>) -> Plants {
         Plants(bug)
+    }
+
+    /// The switches of the job manager's bookkeeping of its job masters. It runs the code of a job master's
+    /// bookkeeping of its workers (core/workers.rs), whose stale-incarnation guard has a switch per level.
+    pub fn of_job_manager(self) -> Plants {
+        match self.0 {
+            Some(Planted::StaleJobMasterAnswered) => Plants(Some(Planted::StaleWorkerAnswered)),
+            Some(Planted::StaleWorkerAnswered) => Plants::NONE,
+            _ => self,
+        }
     }
 
     /// Whether `bug` is planted.

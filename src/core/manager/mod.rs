@@ -192,7 +192,7 @@ impl Manager {
         let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
         let mut masters = Workers::recover(now, Epoch(epoch.0), policy.job_masters, expected)
             .with_dispatch_window(policy.dispatch_window)
-            .with_plants(plants);
+            .with_plants(plants.of_job_manager());
         if plants.has(Planted::RecoveryWithoutWait) {
             masters = masters.plant_recovery_until(now);
         }
