@@ -15,8 +15,9 @@
 //!   then run without the switch and must pass. A guard recorded as not caught costs nothing here: the full hunt
 //!   is the only honest measure of "not caught in 2,000", and it is on demand. About 2 s of seeds per caught guard.
 //! - [`guard_hunt`] (`--ignored`) is the full hunt: up to `FOREMAN_GUARD_SEEDS` seeds (default [`HUNT_MAX`]) per
-//!   guard, `MADSIM_TEST_JOBS` at a time (default 2), `FOREMAN_GUARD=<switch name>` for one guard; it prints the
-//!   table to paste into [`TABLE`] and the README. A change that moves the swarm's draws moves the figures:
+//!   guard, `MADSIM_TEST_JOBS` at a time (default 2), `FOREMAN_GUARD=<switch name>[,<switch name>...]` for some
+//!   guards, `FOREMAN_GUARD_FROM=<k>` to go on with a hunt whose first k seeds passed; it prints the table to paste
+//!   into [`TABLE`] and the README. A change that moves the swarm's draws moves the figures:
 //!   [`every_guard_is_load_bearing`] then says which row to measure again.
 
 use foreman::planted::Planted;
@@ -62,217 +63,217 @@ const TABLE: &[Guard] = &[
         switch: Planted::NoStepDown,
         rule: "1",
         guard: "a leader stops acting at its step-down deadline (core/leadership.rs)",
-        measured: Unmeasured,
+        measured: Caught(2),
         needs: "",
     },
     Guard {
         switch: Planted::LeaderWritesUnguarded,
         rule: "1",
         guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a leader's write held past its term: a slow metastore or a stall before the write (branch `late`)",
     },
     Guard {
         switch: Planted::ExecutorHearsDeposedLeader,
         rule: "2",
         guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a deposed leader's reply after a newer leader's: the heartbeat round has one call in flight and drops a reply past its deadline, so only a message held in flight (branch `late`)",
     },
     Guard {
         switch: Planted::ExecutorTakesDeposedDispatch,
         rule: "2",
         guard: "an executor refuses a dispatch placed under an older leader (core/agent.rs `admit`)",
-        measured: Unmeasured,
+        measured: Caught(40),
         needs: "",
     },
     Guard {
         switch: Planted::ExecutorTakesStaleEpoch,
         rule: "2",
         guard: "an executor refuses a task epoch not newer than one it saw (core/dispatcher.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "an older dispatch of a task confirmed after a newer one started there: a dispatch held past the parking TTL (branch `late`)",
     },
     Guard {
         switch: Planted::StaleWorkerAnswered,
         rule: "2",
         guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a worker's message delivered after its successor started: a message held in flight past the TTL (branch `late`) or a slow worker clock (branch `clock`); workers reach their job master directly, so no forwarder can hold one",
     },
     Guard {
         switch: Planted::StaleJobMasterAnswered,
         rule: "2",
         guard: "the job manager answers an older job-master incarnation \"stale\" (the same code, one level up)",
         measured: Unmeasured,
-        needs: "",
+        needs: "targeted: `job_master_heard_late_through_a_paused_follower`",
     },
     Guard {
         switch: Planted::NewerMasterIgnored,
         rule: "2",
         guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "an old master still acting once a newer one exists: the self-fences and the step-down stop it first; a slow clock on the old master (branch `clock`)",
     },
     Guard {
         switch: Planted::StaleVerdictIgnored,
         rule: "2",
         guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a worker told \"stale\" before its own fence stops it: its master's recovery wait (the TTL) outlasts its fence; a slow worker clock (branch `clock`)",
     },
     Guard {
         switch: Planted::CheckpointUnguarded,
         rule: "2",
         guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a superseded worker's checkpoint arriving late: a slow metastore (branch `late`) or a slow worker clock (branch `clock`)",
     },
     Guard {
         switch: Planted::StaleJobMasterPlaces,
         rule: "2, 3",
         guard: "only the current, online job master places workers (core/manager `schedule`)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a superseded job master still running: its self-fence stops it, and its worker records are refused anyway; a slow clock (branch `clock`)",
     },
     Guard {
         switch: Planted::ExecutorIgnoresFence,
         rule: "3",
         guard: "an executor's self-fence (core/agent.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "targeted: `executor_cut_while_its_job_masters_fence_late` (job masters that fence after the executors' TTL)",
     },
     Guard {
         switch: Planted::WorkerIgnoresFence,
         rule: "3",
         guard: "a worker's self-fence (framework/link.rs)",
-        measured: Unmeasured,
+        measured: Caught(6),
         needs: "",
     },
     Guard {
         switch: Planted::EarlyOffline,
         rule: "3",
         guard: "an executor is declared offline only after the whole offline TTL (core/registry.rs)",
-        measured: Unmeasured,
+        measured: Caught(1),
         needs: "",
     },
     Guard {
         switch: Planted::WorkerLostEarly,
         rule: "3",
         guard: "an incarnation is lost only after the whole offline TTL (core/workers.rs `tick`)",
-        measured: Unmeasured,
+        measured: Caught(40),
         needs: "",
     },
     Guard {
         switch: Planted::RecoveryWithoutWait,
         rule: "3",
         guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
-        measured: Unmeasured,
+        measured: Caught(8),
         needs: "",
     },
     Guard {
         switch: Planted::DispatchBesideLive,
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a start whose write has an unknown outcome but was applied, its dispatch sent (etcd time-outs); more seeds",
     },
     Guard {
         switch: Planted::JobMasterWritesUnguarded,
         rule: "3",
         guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a superseded job master's write arriving late: a slow metastore (branch `late`) or a slow clock (branch `clock`)",
     },
     Guard {
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
         guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "a job master started after its successor: a dispatch held past the parking TTL (branch `late`)",
     },
     Guard {
         switch: Planted::RecoveryForgetsCancel,
         rule: "5",
         guard: "a new leader restores a canceling job as canceling (core/manager `recover`)",
-        measured: Unmeasured,
+        measured: Caught(29),
         needs: "",
     },
     Guard {
         switch: Planted::LossForgetsCancel,
         rule: "5",
         guard: "a canceling job whose job master is gone ends Canceled (core/job.rs `end_incarnation`)",
-        measured: Unmeasured,
+        measured: Caught(29),
         needs: "",
     },
     Guard {
         switch: Planted::IllegalTransition,
         rule: "5",
         guard: "the runtime assertion on every job state change (core/job.rs `set_state`)",
-        measured: Unmeasured,
+        measured: Caught(1),
         needs: "",
     },
     Guard {
         switch: Planted::CapacityIgnored,
         rule: "6",
         guard: "placement within free capacity (core/placement.rs)",
-        measured: Unmeasured,
+        measured: Caught(3),
         needs: "",
     },
     Guard {
         switch: Planted::SelectorsIgnored,
         rule: "6",
         guard: "placement satisfies the selectors (core/placement.rs)",
-        measured: Unmeasured,
+        measured: Caught(1),
         needs: "",
     },
     Guard {
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "an executor full or gone across a failover, placed on before it is heard: an overload workload (branch `late`)",
     },
     Guard {
         switch: Planted::SlotLeak,
         rule: "6",
         guard: "reservations end with the task's end report or expiry (core/placement.rs)",
-        measured: Unmeasured,
+        measured: Caught(3),
         needs: "",
     },
     Guard {
         switch: Planted::OfflineHeartbeatAccepted,
         rule: "7",
         guard: "a heartbeat from an executor declared offline is refused (core/registry.rs)",
-        measured: Unmeasured,
+        measured: Caught(8),
         needs: "",
     },
     Guard {
         switch: Planted::ExecutorKeepsWorkWhenOffline,
         rule: "7",
         guard: "an executor told it was declared offline stops its work (core/agent.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "an executor declared offline before its self-fence: only a clock fault (a slow executor clock or a fast leader's, branch `clock`)",
     },
     Guard {
         switch: Planted::OneOfflinePerCheck,
         rule: "§6 detection",
         guard: "every expired executor goes offline in the same check (core/registry.rs)",
-        measured: Unmeasured,
+        measured: Caught(47),
         needs: "",
     },
     Guard {
         switch: Planted::NoEvictionHold,
         rule: "§6 no mass eviction",
         guard: "a leader that sees most executors expire at once holds the evictions (core/registry.rs)",
-        measured: Unmeasured,
-        needs: "",
+        measured: NotCaught(200),
+        needs: "the leader cut from most executors but not from etcd (branch `late`)",
     },
     Guard {
         switch: Planted::RecoveryIgnoresBackoff,
         rule: "§6 backoff",
         guard: "a new leader keeps the persisted backoff (core/manager `recover`)",
-        measured: Unmeasured,
+        measured: Caught(13),
         needs: "",
     },
 ];
@@ -294,10 +295,10 @@ fn fired(f: &Failure) -> String {
     }
 }
 
-/// Hunts `switch` over the seeds `BASE..BASE + max`, `jobs` at a time: the first failing seed's index (1-based)
-/// and failure, in seed order whatever the threads' timing.
-fn hunt(switch: Planted, max: u64, jobs: u64) -> Option<(u64, Failure)> {
-    let mut n = 0;
+/// Hunts `switch` over the seeds `BASE + from..BASE + max`, `jobs` at a time: the first failing seed's index
+/// (1-based, from [`BASE`]) and failure, in seed order whatever the threads' timing.
+fn hunt(switch: Planted, from: u64, max: u64, jobs: u64) -> Option<(u64, Failure)> {
+    let mut n = from;
     while n < max {
         let batch: Vec<_> = (n..(n + jobs).min(max))
             .map(|k| {
@@ -341,7 +342,7 @@ fn every_guard_is_load_bearing() {
     for g in TABLE {
         let name = g.switch.name();
         let (n, failure) = match g.measured {
-            Caught(n) if n <= CI_HUNT => match hunt(g.switch, n, jobs) {
+            Caught(n) if n <= CI_HUNT => match hunt(g.switch, 0, n, jobs) {
                 Some((found, f)) if found == n => (n, f),
                 Some((found, _)) => {
                     wrong.push(format!("{name}: caught at seed {found} of the hunt, the table says {n}"));
@@ -394,12 +395,13 @@ fn guard_hunt() {
     let max = env_u64("FOREMAN_GUARD_SEEDS").unwrap_or(HUNT_MAX);
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(2).clamp(1, 16);
     let only = std::env::var("FOREMAN_GUARD").ok();
+    let from = env_u64("FOREMAN_GUARD_FROM").unwrap_or(0);
     let mut rows = vec![];
     for g in TABLE {
         if only.as_deref().is_some_and(|o| !o.split(',').any(|o| o == g.switch.name())) {
             continue;
         }
-        let r = match hunt(g.switch, max, jobs) {
+        let r = match hunt(g.switch, from, max, jobs) {
             None => row(g, &format!("not caught in {max}"), "—"),
             Some((n, f)) => {
                 let seed = BASE + n - 1;

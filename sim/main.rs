@@ -15,7 +15,7 @@ mod framework_link;
 mod guards;
 mod harness;
 mod heartbeat_timing;
-mod late_forward;
+mod last_line;
 mod master_failover;
 mod meta_contract;
 mod regressions;
