@@ -41,8 +41,6 @@ enum Measured {
     Caught(u64),
     /// No seed failed among the first n.
     NotCaught(u64),
-    /// Not hunted yet.
-    Unmeasured,
 }
 
 /// One guard: its switch, the rule it enforces, where it is, what the hunt measured, and for a guard the swarm
@@ -105,8 +103,8 @@ const TABLE: &[Guard] = &[
         switch: Planted::StaleJobMasterAnswered,
         rule: "2",
         guard: "the job manager answers an older job-master incarnation \"stale\" (the same code, one level up)",
-        measured: Unmeasured,
-        needs: "targeted: `job_master_heard_late_through_a_paused_follower`",
+        measured: Caught(193),
+        needs: "",
     },
     Guard {
         switch: Planted::NewerMasterIgnored,
@@ -267,7 +265,7 @@ const TABLE: &[Guard] = &[
         rule: "§6 no mass eviction",
         guard: "a leader that sees most executors expire at once holds the evictions (core/registry.rs)",
         measured: NotCaught(200),
-        needs: "the leader cut from most executors but not from etcd (branch `late`)",
+        needs: "the leader cut from most executors but not from etcd (branch `late`), and a checker of §6's \"no mass eviction from the wrong side\" (none yet)",
     },
     Guard {
         switch: Planted::RecoveryIgnoresBackoff,
@@ -328,7 +326,7 @@ fn env_u64(name: &str) -> Option<u64> {
 }
 
 /// The row of `g` in the README's table.
-fn row(g: &Guard, result: &str, checker: &str) -> String {
+fn row_of(g: &Guard, result: &str, checker: &str) -> String {
     format!("| {} | `{}` | {} | {checker} | {result} | {} |", g.guard, g.switch.name(), g.rule, g.needs)
 }
 
@@ -361,11 +359,7 @@ fn every_guard_is_load_bearing() {
                 }
             },
             NotCaught(max) => {
-                rows.push(row(g, &format!("not caught in {max}"), "—"));
-                continue;
-            }
-            Unmeasured => {
-                rows.push(row(g, "not measured", "—"));
+                rows.push(row_of(g, &format!("not caught in {max}"), "—"));
                 continue;
             }
         };
@@ -374,7 +368,7 @@ fn every_guard_is_load_bearing() {
             wrong.push(format!("{name}: seed {seed} fails without the switch too (not the guard's failure): {f}"));
             continue;
         }
-        rows.push(row(g, &n.to_string(), &fired(&failure)));
+        rows.push(row_of(g, &n.to_string(), &fired(&failure)));
     }
     eprintln!("\n| guard | switch | rule | checker that fired | seeds to catch | needs |\n|---|---|---|---|---|---|");
     for r in &rows {
@@ -388,7 +382,9 @@ fn every_guard_is_load_bearing() {
     );
 }
 
-/// The full hunt (see the module documentation): prints each guard's row as it is measured, then the table.
+/// The full hunt (see the module documentation): prints each guard's row as it is measured, then the table. Each
+/// guard is hunted in a child process of its own (a simulation leaves a few megabytes behind, and a hunt of 2,000
+/// seeds is enough for one process).
 #[test]
 #[ignore]
 fn guard_hunt() {
@@ -396,28 +392,48 @@ fn guard_hunt() {
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(2).clamp(1, 16);
     let only = std::env::var("FOREMAN_GUARD").ok();
     let from = env_u64("FOREMAN_GUARD_FROM").unwrap_or(0);
-    let mut rows = vec![];
-    for g in TABLE {
-        if only.as_deref().is_some_and(|o| !o.split(',').any(|o| o == g.switch.name())) {
-            continue;
+    let selected = TABLE.iter().filter(|g| only.as_deref().is_none_or(|o| o.split(',').any(|o| o == g.switch.name())));
+    if std::env::var_os("FOREMAN_GUARD_CHILD").is_some() {
+        for g in selected {
+            println!("guard-row {}", hunt_row(g, from, max, jobs));
         }
-        let r = match hunt(g.switch, from, max, jobs) {
-            None => row(g, &format!("not caught in {max}"), "—"),
-            Some((n, f)) => {
-                let seed = BASE + n - 1;
-                let alone = match run(seed, None) {
-                    Ok(()) => String::new(),
-                    Err(e) => format!(" (FAILS WITHOUT THE SWITCH TOO: {e})"),
-                };
-                eprintln!("guard {}: seed {seed}: {f}", g.switch.name());
-                row(g, &format!("{n}{alone}"), &fired(&f))
-            }
-        };
+        return;
+    }
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut rows = vec![];
+    for g in selected {
+        let out = std::process::Command::new(&exe)
+            .args(["guards::guard_hunt", "--ignored", "--exact", "--nocapture", "--test-threads=1"])
+            .env("FOREMAN_GUARD_CHILD", "1")
+            .env("FOREMAN_GUARD", g.switch.name())
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("the hunt's child process");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let row = text.lines().find_map(|l| l.find("guard-row ").map(|at| l[at + "guard-row ".len()..].to_owned()));
+        let r =
+            row.unwrap_or_else(|| row_of(g, &format!("the hunt's child ended without a row ({})", out.status), "—"));
         eprintln!("{r}");
         rows.push(r);
     }
     eprintln!("\n| guard | switch | rule | checker that fired | seeds to catch | needs |\n|---|---|---|---|---|---|");
     for r in &rows {
         eprintln!("{r}");
+    }
+}
+
+/// Hunts guard `g` over the seeds `from..max` and makes its row.
+fn hunt_row(g: &Guard, from: u64, max: u64, jobs: u64) -> String {
+    match hunt(g.switch, from, max, jobs) {
+        None => row_of(g, &format!("not caught in {max}"), "—"),
+        Some((n, f)) => {
+            let seed = BASE + n - 1;
+            let alone = match run(seed, None) {
+                Ok(()) => String::new(),
+                Err(e) => format!(" (FAILS WITHOUT THE SWITCH TOO: {e})"),
+            };
+            eprintln!("guard {}: seed {seed}: {f}", g.switch.name());
+            row_of(g, &format!("{n}{alone}"), &fired(&f))
+        }
     }
 }
