@@ -1,8 +1,8 @@
 //! Planted bugs: realistic mistakes that the simulator's checkers must catch, and one switch per guard of design.md
 //! §5 that removes that guard alone (design.md §8: every guard has a fault under which it is the last line of
 //! defence). A bug can be planted only in the simulation build (the executor's and the master's `with_planted`
-//! exist only there); the production build carries the switches but can never turn
-//! them on. Each switch is read where its guard is, as `if !plants.has(..) { guard }`, and nowhere else.
+//! exist only there); the production build carries the switches but can never turn them on. Each switch is read
+//! where its guard is, as `if !plants.has(..) { guard }`, and nowhere else.
 //!
 //! The list lives in the core so that the pure state machines can hold a [`Plants`] value; the top-level
 //! `planted` module re-exports it for the layers above.
