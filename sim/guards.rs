@@ -138,8 +138,8 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorIgnoresFence,
         rule: "3",
         guard: "an executor's self-fence (core/agent.rs)",
-        measured: NotCaught(200),
-        needs: "targeted: `executor_cut_while_its_job_masters_fence_late` (job masters that fence after the executors' TTL)",
+        measured: Caught(611),
+        needs: "",
     },
     Guard {
         switch: Planted::WorkerIgnoresFence,
