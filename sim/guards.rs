@@ -173,7 +173,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::DispatchBesideLive,
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
-        measured: NotCaught(200),
+        measured: NotCaught(2000),
         needs: "a start whose write has an unknown outcome but was applied, its dispatch sent (etcd time-outs); more seeds",
     },
     Guard {
