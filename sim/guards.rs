@@ -174,7 +174,7 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
         measured: NotCaught(2000),
-        needs: "a start whose write has an unknown outcome but was applied, its dispatch sent (etcd time-outs); more seeds",
+        needs: "a job startable while the bookkeeping still holds an incarnation that may be alive (a job reloaded after a failed write): writes that fail late, a slow metastore (branch `late`)",
     },
     Guard {
         switch: Planted::JobMasterWritesUnguarded,
