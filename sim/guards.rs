@@ -229,8 +229,8 @@ const TABLE: &[Guard] = &[
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
-        measured: NotCaught(200),
-        needs: "an executor full or gone across a failover, placed on before it is heard: an overload workload (branch `late`)",
+        measured: NotCaught(2000),
+        needs: "a placement the executor cannot take: a full executor refuses the dispatch by its own capacity check (core/dispatcher.rs, no switch yet) and the task is placed again; that check switched off too, with a failover while executors are full",
     },
     Guard {
         switch: Planted::SlotLeak,
