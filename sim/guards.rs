@@ -13,7 +13,7 @@
 //!   seed with n ≤ [`CI_HUNT`] it hunts again from [`BASE`] and requires the same n (so the README's figure is the
 //!   code's); for a larger n it replays the recorded seed, which must fail with the switch. Every catching seed is
 //!   then run without the switch and must pass. A guard recorded as not caught costs nothing here: the full hunt
-//!   is the only honest measure of "not caught in 2,000", and it is on demand. About 200 seeds in all (97 s on the shared 2-core machine under load).
+//!   is the only honest measure of "not caught in 2,000", and it is on demand. About 200 seeds in all (43 s on the shared 2-core machine, 97 s under heavy load).
 //! - [`guard_hunt`] (`--ignored`) is the full hunt: up to `FOREMAN_GUARD_SEEDS` seeds (default [`HUNT_MAX`]) per
 //!   guard, `MADSIM_TEST_JOBS` at a time (default 2), `FOREMAN_GUARD=<switch name>[,<switch name>...]` for some
 //!   guards, `FOREMAN_GUARD_FROM=<k>` to go on with a hunt whose first k seeds passed; it prints the table to paste
