@@ -96,7 +96,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StaleWorkerAnswered,
         rule: "2",
         guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
-        measured: NotCaught(200),
+        measured: NotCaught(2000),
         needs: "a worker's message delivered after its successor started: a message held in flight past the TTL (branch `late`) or a slow worker clock (branch `clock`); workers reach their job master directly, so no forwarder can hold one",
     },
     Guard {
