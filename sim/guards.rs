@@ -72,7 +72,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::LeaderWritesUnguarded,
         rule: "1",
         guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
-        measured: NotCaught(200),
+        measured: NotCaught(2000),
         needs: "a leader's write held past its term: a slow metastore or a stall before the write (branch `late`)",
     },
     Guard {
