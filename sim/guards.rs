@@ -134,7 +134,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::CheckpointUnguarded,
         rule: "2",
         guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
-        measured: NotCaught(200),
+        measured: NotCaught(2000),
         needs: "a superseded worker's checkpoint arriving late: a slow metastore (branch `late`) or a slow worker \
             clock (branch `clock`)",
     },
