@@ -201,7 +201,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
         guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
-        measured: NotCaught(200),
+        measured: NotCaught(2000),
         needs: "a job master started after its successor: a dispatch held past the parking TTL (branch `late`)",
     },
     Guard {
