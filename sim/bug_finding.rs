@@ -18,6 +18,9 @@ use crate::fake_jobs::{
     job_canceled_during_a_failover_run, leader_killed_during_a_blip_run,
     leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
 };
+use crate::last_line::{
+    executor_cut_while_its_job_masters_fence_late_run, job_master_heard_late_through_a_paused_follower_run,
+};
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::{self, swarm_run};
 use crate::workloads::one_step_jobs_give_every_slot_back_run;
@@ -105,6 +108,29 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             "leader_killed_while_a_job_waits_out_its_backoff",
             &[Rule::BackoffBound],
         ),
+        // The job manager's fence of older job-master incarnations (core/workers.rs): the last line of defence once
+        // a paused follower forwards an old job master's heartbeat late.
+        (
+            Planted::StaleJobMasterAnswered,
+            |b| {
+                Box::pin(async move {
+                    job_master_heard_late_through_a_paused_follower_run(b).await;
+                })
+            },
+            "job_master_heard_late_through_a_paused_follower",
+            &[Rule::FencedMessages],
+        ),
+        // An executor's self-fence, the last line of defence where job masters fence later than the executors' TTL.
+        (
+            Planted::ExecutorIgnoresFence,
+            |b| {
+                Box::pin(async move {
+                    executor_cut_while_its_job_masters_fence_late_run(b).await;
+                })
+            },
+            "executor_cut_while_its_job_masters_fence_late",
+            &[Rule::OneLiveIncarnation],
+        ),
     ]
 }
 
@@ -176,7 +202,10 @@ fn planted_bugs_are_caught_by_the_swarm() {
     let mut report = vec![];
     let mut caught_all = vec![];
     for (i, (bug, _, _, _)) in table().into_iter().enumerate() {
-        if only.as_deref().is_some_and(|o| o != bug.name()) {
+        // The guards whose switches the swarm catches only hundreds of seeds in, if at all: sim/guards.rs measures
+        // them with every other guard.
+        let measured_with_the_guards = [Planted::StaleJobMasterAnswered, Planted::ExecutorIgnoresFence];
+        if only.as_deref().is_some_and(|o| o != bug.name()) || measured_with_the_guards.contains(&bug) {
             continue;
         }
         let base = 180_000 + 10_000 * i as u64;

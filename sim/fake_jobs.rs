@@ -106,7 +106,7 @@ pub(crate) async fn cancel_job(masters: usize, id: &str) -> Option<pb::Job> {
 }
 
 /// Creates the jobs, recording each acknowledgement.
-async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
+pub(crate) async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
     let masters = c.masters.len();
     for (id, config) in jobs {
         let job = pb::Job { id: id.clone(), r#type: "fake".into(), config: config_json(config), ..Default::default() };
@@ -126,7 +126,7 @@ async fn cancel(c: &Cluster, id: &str) -> pb::Job {
 }
 
 /// Waits until every job runs; returns them.
-async fn await_running(c: &Cluster, jobs: &[(String, FakeConfig)]) -> BTreeMap<String, pb::Job> {
+pub(crate) async fn await_running(c: &Cluster, jobs: &[(String, FakeConfig)]) -> BTreeMap<String, pb::Job> {
     let mut out = BTreeMap::new();
     for (id, _) in jobs {
         let (ok, j) = await_job(c, id, Duration::from_secs(60), |j| running(j) || terminal(j)).await;
@@ -169,7 +169,7 @@ pub(crate) async fn job_master_host(c: &Cluster, job: &pb::Job) -> usize {
 }
 
 /// The most recent leader, waiting for one.
-async fn leader(c: &Cluster) -> usize {
+pub(crate) async fn leader(c: &Cluster) -> usize {
     c.await_leader(Duration::from_secs(30)).await.expect("a leader within 30 s")
 }
 

@@ -136,7 +136,7 @@ mod architecture {
     const ALLOWED: &[(&str, &[&str])] = &[
         ("core", &[]),
         ("buggify", &[]),
-        ("planted", &[]),
+        ("planted", &["core"]),
         ("shutdown", &[]),
         ("clock", &["core"]),
         ("config", &["core"]),

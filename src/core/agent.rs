@@ -40,6 +40,7 @@ use std::time::Duration;
 use super::dispatcher::{Dispatcher, Refusal, TaskSpec};
 use super::fence::{Ack, SelfFence};
 use super::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use super::planted::{Planted, Plants};
 use super::registry::{EndedTask, ReportedTask};
 use super::time::Time;
 use super::timing::HeartbeatTiming;
@@ -261,6 +262,8 @@ pub struct Agent {
     round_soon: bool,
     call: Option<InFlight>,
     drain: Drain,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Agent {
@@ -276,7 +279,29 @@ impl Agent {
             round_soon: false,
             call: None,
             drain: Drain::No,
+            plants: Plants::NONE,
             cfg,
+        }
+    }
+
+    /// Sets the guard switches (the simulation's bug-finding runs only).
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
+        self.dispatcher.plant(plants);
+    }
+
+    /// Whether the fence deadline passed at `now` (never, with the self-fence switched off).
+    fn fence_passed(&self, now: Time) -> bool {
+        !self.plants.has(Planted::ExecutorIgnoresFence) && self.fence.is_fenced(now)
+    }
+
+    /// The leader epoch a reply of `epoch` counts as: its own, or with the guard against deposed leaders switched
+    /// off, the newest heard (so a deposed leader's reply is taken as current).
+    fn heard(&self, epoch: LeaderEpoch) -> LeaderEpoch {
+        if self.plants.has(Planted::ExecutorHearsDeposedLeader) {
+            epoch.max(self.fence.epoch())
+        } else {
+            epoch
         }
     }
 
@@ -322,7 +347,7 @@ impl Agent {
         let Some(InFlight::Register { sent_at }) = self.call.take() else {
             return (Heard::Useless, self.ready(now, actions));
         };
-        if reply.leader_epoch < self.fence.epoch() {
+        if self.heard(reply.leader_epoch) < self.fence.epoch() {
             return (Heard::Useless, self.ready(now, actions));
         }
         if let Some(t) = valid(reply.timing) {
@@ -353,7 +378,7 @@ impl Agent {
             // Registered again meanwhile: the answer is about an id this executor no longer holds.
             return (Heard::Useful, self.ready(now, actions));
         }
-        if reply.leader_epoch < self.fence.epoch() {
+        if self.heard(reply.leader_epoch) < self.fence.epoch() {
             // A deposed leader: not an acknowledgement.
             return (Heard::Useless, self.ready(now, actions));
         }
@@ -368,7 +393,7 @@ impl Agent {
                 if let Some(mark) = ended_mark {
                     self.dispatcher.ended_acked(mark);
                 }
-                if let Ack::Extended(_) = self.fence.on_ack(sent_at, reply.leader_epoch) {
+                if let Ack::Extended(_) = self.fence.on_ack(sent_at, self.heard(reply.leader_epoch)) {
                     if self.fenced && !self.fence.is_fenced(now) {
                         self.fenced = false;
                     }
@@ -384,8 +409,10 @@ impl Agent {
             Verdict::Reregister => {
                 self.fence.observe_epoch(reply.leader_epoch);
                 self.id = None;
-                self.dispatcher.clear();
-                actions.push(Action::StopAll { why: Stop::DeclaredOffline { id } });
+                if !self.plants.has(Planted::ExecutorKeepsWorkWhenOffline) {
+                    self.dispatcher.clear();
+                    actions.push(Action::StopAll { why: Stop::DeclaredOffline { id } });
+                }
                 (Heard::Useful, self.ready(now, actions))
             }
             Verdict::Unknown => (Heard::Useless, self.ready(now, actions)),
@@ -518,7 +545,7 @@ impl Agent {
     /// Registered, not fenced yet and past the deadline: every task stops now.
     fn maybe_fence(&mut self, now: Time, actions: &mut Vec<Action>) {
         if let Some(id) = self.id {
-            if !self.fenced && self.fence.is_fenced(now) {
+            if !self.fenced && self.fence_passed(now) {
                 self.fenced = true;
                 self.dispatcher.clear();
                 actions.push(Action::StopAll { why: Stop::Fenced { id } });
@@ -581,6 +608,9 @@ impl Agent {
     }
 
     fn admit(&self, now: Time, spec: &TaskSpec) -> Result<(), Refusal> {
+        if self.plants.has(Planted::ExecutorTakesDeposedDispatch) {
+            return serving(&self.cfg.name, &self.standing(now), spec.executor);
+        }
         admit(&self.cfg.name, &self.standing(now), spec)
     }
 
@@ -591,7 +621,7 @@ impl Agent {
 
     /// Fenced at `now`: by the flag, or because the deadline has passed and the tick is yet to come.
     pub fn is_fenced(&self, now: Time) -> bool {
-        self.fenced || (self.id.is_some() && self.fence.is_fenced(now))
+        self.fenced || (self.id.is_some() && self.fence_passed(now))
     }
 
     pub fn registration(&self) -> Registration {
@@ -656,7 +686,7 @@ impl Agent {
             let why = match self.id {
                 None => Some("while unregistered".to_owned()),
                 Some(_) if self.fenced => Some("while fenced".to_owned()),
-                Some(id) if self.fence.is_fenced(now) => {
+                Some(id) if self.fence_passed(now) => {
                     Some(format!("as {id} at {now}, past the fence deadline {}", self.fence.deadline()))
                 }
                 Some(_) => None,

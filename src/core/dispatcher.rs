@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 
 use super::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use super::planted::{Planted, Plants};
 pub use super::registry::TaskKind;
 use super::text::quote;
 use super::time::Time;
@@ -143,6 +144,8 @@ pub struct Dispatcher {
     ended: VecDeque<(u64, TaskId, Epoch)>,
     /// The place of the next ended incarnation.
     ended_next: u64,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Dispatcher {
@@ -158,7 +161,18 @@ impl Dispatcher {
             seen: BTreeMap::new(),
             ended: VecDeque::new(),
             ended_next: 0,
+            plants: Plants::NONE,
         }
+    }
+
+    /// Sets the guard switches (the simulation's bug-finding runs only).
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
+    }
+
+    /// The newest epoch confirmed of `task`, as the stale-epoch guard sees it (none with the guard switched off).
+    fn seen(&self, task: &TaskId) -> Option<Epoch> {
+        self.seen.get(task).copied().filter(|_| !self.plants.has(Planted::ExecutorTakesStaleEpoch))
     }
 
     /// Slots used by running and parked tasks.
@@ -182,7 +196,7 @@ impl Dispatcher {
         if let Some(r) = self.running.get(&spec.task_id) {
             return Err(Refusal::AlreadyRunning { task: spec.task_id, running: r.epoch, requested: spec.epoch });
         }
-        if let Some(&seen) = self.seen.get(&spec.task_id) {
+        if let Some(seen) = self.seen(&spec.task_id) {
             if spec.epoch <= seen {
                 return Err(Refusal::StaleEpoch { task: spec.task_id, seen, requested: spec.epoch });
             }
@@ -221,7 +235,7 @@ impl Dispatcher {
         }
         // An epoch of the same task confirmed since this one was parked (the same one, under another request id,
         // or a newer one): this one is stale.
-        if let Some(&seen) = self.seen.get(&spec.task_id) {
+        if let Some(seen) = self.seen(&spec.task_id) {
             if spec.epoch <= seen {
                 let refusal = Refusal::StaleEpoch { task: spec.task_id.clone(), seen, requested: spec.epoch };
                 self.end(spec.task_id, spec.epoch);

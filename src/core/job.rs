@@ -25,6 +25,7 @@ use thiserror::Error;
 use super::backoff::{BackoffDecision, BackoffPolicy, BackoffRecord, BackoffState};
 use super::ids::{Epoch, ExecutorId, JobId};
 use super::labels::Selector;
+use super::planted::{Planted, Plants};
 use super::rng::Rng;
 use super::time::Time;
 
@@ -386,6 +387,8 @@ pub struct Jobs {
     next_epoch: Epoch,
     /// A planted bug (simulation only): a finishing job passes through `Created` on its way.
     plant_illegal_transition: bool,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Jobs {
@@ -397,6 +400,7 @@ impl Jobs {
             corrupt: BTreeMap::new(),
             next_epoch: Epoch(1),
             plant_illegal_transition: false,
+            plants: Plants::NONE,
         }
     }
 
@@ -489,6 +493,11 @@ impl Jobs {
     /// Every corrupt job, in id order.
     pub fn corrupt_jobs(&self) -> impl Iterator<Item = (&JobId, &CorruptRecord)> {
         self.corrupt.iter()
+    }
+
+    /// Sets the guard switches (the simulation's bug-finding runs only).
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
     }
 
     /// Plants a bug for the simulator's bug-finding runs: every job that finishes first goes back to `Created`,
@@ -779,10 +788,11 @@ impl Jobs {
     /// Incarnation `epoch` of job `id` runs nowhere now: a pending cancel completes (Canceled), otherwise `next`
     /// decides what the job does; the record is persisted either way. Stale for any but the current incarnation.
     fn end_incarnation(&mut self, now: Time, id: &JobId, epoch: Epoch, next: impl FnOnce(&mut Job)) -> Verdict {
+        let keeps_cancel = !self.plants.has(Planted::LossForgetsCancel);
         let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
         job.revoked = false;
         job.record.executor = None;
-        if job.record.state == JobState::Canceling {
+        if keeps_cancel && job.record.state == JobState::Canceling {
             job.set_state(now, JobState::Canceled);
             job.phase = Phase::Done;
         } else {

@@ -15,6 +15,7 @@ pub mod labels;
 pub mod leadership;
 pub mod manager;
 pub mod placement;
+pub mod planted;
 pub mod registry;
 pub mod rng;
 pub mod text;

@@ -29,6 +29,7 @@ use thiserror::Error;
 
 use super::ids::{Epoch, ExecutorId, TaskId};
 use super::labels::{Labels, Selector, SelectorOp, SelectorSpec};
+use super::planted::{Planted, Plants};
 use super::rng::Rng;
 use super::time::Time;
 
@@ -263,6 +264,8 @@ pub struct Placer {
     /// A planted bug (the simulation's bug-finding runs only): reservations are given back only by a report that
     /// the task runs, never by its end, its expiry or the leader's word, as the first version of this module did.
     leak_ended: bool,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Placer {
@@ -441,6 +444,11 @@ impl Placer {
         self.by_id.get(&id).map(|&i| (self.loads[i].reported, self.loads[i].reserved))
     }
 
+    /// Sets the guard switches (the simulation's bug-finding runs only).
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
+    }
+
     /// Plants the slot leak (see `leak_ended`; simulation bug-finding runs only).
     pub fn plant_slot_leak(&mut self) {
         self.leak_ended = true;
@@ -480,7 +488,8 @@ impl Placer {
         if set.len() == 0 {
             return Err(PlacementError::NoExecutors);
         }
-        for sel in req.selectors {
+        let selectors = if self.plants.has(Planted::SelectorsIgnored) { &[][..] } else { req.selectors };
+        for sel in selectors {
             let before = set.len();
             self.apply(&mut set, sel);
             if set.len() == 0 {
@@ -545,6 +554,8 @@ impl Placer {
         self.release(req.task);
         let set = self.candidates(req)?;
         let cost = u64::from(req.cost);
+        let ignore_capacity = self.plants.has(Planted::CapacityIgnored);
+        let fits = |s: &Load| ignore_capacity || u64::from(s.free()) >= cost;
         // Scores compare utilization after placing, (used + cost) / capacity, by cross-multiplication.
         let mut best: Option<(u64, u64)> = None;
         let mut ties: u64 = 0;
@@ -561,7 +572,7 @@ impl Placer {
             let s = &self.loads[i];
             best_free = best_free.max(s.free());
             largest = largest.max(s.capacity);
-            if u64::from(s.free()) < cost {
+            if !fits(s) {
                 continue;
             }
             let score = (s.used() + cost, u64::from(s.capacity).max(1));
@@ -595,7 +606,7 @@ impl Placer {
         let mut chosen = None;
         for i in set.iter() {
             let s = &self.loads[i];
-            if u64::from(s.free()) < cost {
+            if !fits(s) {
                 continue;
             }
             let score = (s.used() + cost, u64::from(s.capacity).max(1));
@@ -610,7 +621,11 @@ impl Placer {
         let i = chosen.expect("the tie counted in the first pass is found in the second");
         let id = self.slots[i].as_ref().expect("chosen slot is occupied").id;
         let s = &mut self.loads[i];
-        assert!(s.used() + cost <= u64::from(s.capacity), "placement of {} beyond capacity of {id}", req.task);
+        assert!(
+            ignore_capacity || s.used() + cost <= u64::from(s.capacity),
+            "placement of {} beyond capacity of {id}",
+            req.task
+        );
         s.reserved += req.cost;
         let placement = Placement { executor: id, free_after: s.free() };
         let expires_at = now + self.policy.reservation_ttl;

@@ -21,6 +21,7 @@ use thiserror::Error;
 use super::ids::{Epoch, ExecutorId, TaskId};
 use super::labels::{validate_labels, LabelError, Labels};
 use super::placement::{Placement, PlacementError, PlacementPolicy, PlacementRequest, Placer};
+use super::planted::{Planted, Plants};
 use super::rng::Rng;
 use super::time::Time;
 
@@ -179,6 +180,8 @@ pub struct Registry {
     entries: BTreeMap<ExecutorId, Entry>,
     placer: Placer,
     suspect_since: Option<Time>,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Registry {
@@ -190,6 +193,7 @@ impl Registry {
             entries: BTreeMap::new(),
             placer: Placer::new(placement),
             suspect_since: None,
+            plants: Plants::NONE,
         }
     }
 
@@ -323,6 +327,9 @@ impl Registry {
             return Err(RegistryError::TooManyEnded { count: ended.len(), max: ENDED_TASKS_MAX });
         }
         let Some(e) = self.entries.get_mut(&id) else {
+            if self.plants.has(Planted::OfflineHeartbeatAccepted) && id < self.next_id {
+                return Ok(());
+            }
             return Err(if id < self.next_id {
                 RegistryError::DeclaredOffline { id }
             } else {
@@ -393,11 +400,14 @@ impl Registry {
     /// released on the same cadence.
     pub fn check(&mut self, now: Time) -> CheckOutcome {
         self.placer.expire(now);
+        // The whole TTL, unless the guard is switched off (then half of it: before the executor's self-fence).
+        let early = if self.plants.has(Planted::EarlyOffline) { self.policy.offline_ttl / 2 } else { Duration::ZERO };
         let expired: Vec<ExecutorId> =
-            self.entries.iter().filter(|(_, e)| e.expires_at <= now).map(|(&id, _)| id).collect();
+            self.entries.iter().filter(|(_, e)| e.expires_at <= now + early).map(|(&id, _)| id).collect();
         let mut out = CheckOutcome::default();
-        let mass =
-            expired.len() >= 2 && expired.len() as f64 > self.policy.suspect_fraction * self.entries.len() as f64;
+        let mass = !self.plants.has(Planted::NoEvictionHold)
+            && expired.len() >= 2
+            && expired.len() as f64 > self.policy.suspect_fraction * self.entries.len() as f64;
         if mass {
             let since = *self.suspect_since.get_or_insert_with(|| {
                 out.suspicion_began = true;
@@ -432,6 +442,19 @@ impl Registry {
     /// Plants the bug "one offline executor per check" (the simulation's bug-finding runs only).
     pub fn plant_one_offline_per_check(&mut self) {
         self.policy.one_offline_per_check = true;
+    }
+
+    /// Sets the guard switches (the simulation's bug-finding runs only). With
+    /// [`Planted::RestoredPlacedUnheard`], every restored executor is placed on at once, before it is heard.
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
+        self.placer.plant(plants);
+        if plants.has(Planted::RestoredPlacedUnheard) {
+            for e in self.entries.values_mut().filter(|e| e.status == Status::Unconfirmed) {
+                e.status = Status::Online;
+                self.placer.upsert(e.record.id, e.record.spec.capacity, &e.record.spec.labels, 0);
+            }
+        }
     }
 
     /// Whether the leader currently suspects itself of being cut off.

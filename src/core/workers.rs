@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::ids::{Epoch, TaskId};
+use super::planted::{Planted, Plants};
 use super::time::Time;
 use super::timing::HeartbeatTiming;
 
@@ -227,6 +228,8 @@ pub struct Workers {
     expected: usize,
     adopted: usize,
     superseded: bool,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Workers {
@@ -241,6 +244,7 @@ impl Workers {
             expected: 0,
             adopted: 0,
             superseded: false,
+            plants: Plants::NONE,
         }
     }
 
@@ -268,6 +272,12 @@ impl Workers {
     /// by it), so it has stopped by then even if it started at the window's end.
     pub fn with_dispatch_window(mut self, window: Duration) -> Workers {
         self.dispatch_window = window;
+        self
+    }
+
+    /// The same bookkeeping with the guard switches `plants` (the simulation's bug-finding runs only).
+    pub fn with_plants(mut self, plants: Plants) -> Workers {
+        self.plants = plants;
         self
     }
 
@@ -324,7 +334,7 @@ impl Workers {
     /// state first (the job's record) asks before, so that a refusal leaves everything as it was.
     pub fn admits(&self, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
         if let Some(e) = self.entries.get(task) {
-            if e.state.may_be_live() {
+            if e.state.may_be_live() && !self.plants.has(Planted::DispatchBesideLive) {
                 return Err(WorkersError::StillLive { task: task.clone(), epoch: e.epoch });
             }
             if epoch <= e.epoch {
@@ -399,7 +409,7 @@ impl Workers {
     /// The first fencing rule: a message that shows a newer master epoch makes this master stale, whatever else
     /// it says.
     fn fence_master(&mut self, msg: &Message) -> Result<(), Reply> {
-        if msg.master_epoch > self.master_epoch {
+        if msg.master_epoch > self.master_epoch && !self.plants.has(Planted::NewerMasterIgnored) {
             self.superseded = true;
             return Err(self.reply(Verdict::StaleMaster, Epoch::NONE));
         }
@@ -413,11 +423,12 @@ impl Workers {
             return Err(self.reply(Verdict::StaleWorker, Epoch::NONE));
         };
         let expected = e.epoch;
-        if msg.worker_epoch > expected {
+        if msg.worker_epoch > expected && !self.plants.has(Planted::NewerMasterIgnored) {
             self.superseded = true;
             return Err(self.reply(Verdict::StaleMaster, expected));
         }
-        if msg.worker_epoch < expected || matches!(e.state, EntryState::Revoked | EntryState::Exited(_)) {
+        let older = msg.worker_epoch < expected && !self.plants.has(Planted::StaleWorkerAnswered);
+        if older || matches!(e.state, EntryState::Revoked | EntryState::Exited(_)) {
             return Err(self.reply(Verdict::StaleWorker, expected));
         }
         Ok(self.entries.get_mut(&msg.task).expect("looked up above"))
@@ -503,12 +514,15 @@ impl Workers {
     pub fn tick(&mut self, now: Time) -> Vec<Event> {
         let mut events = vec![];
         let recovery_over = self.recovering_until.is_some_and(|t| now >= t);
+        // The whole TTL, unless the guard is switched off (then half of it: before the incarnation's self-fence).
+        let early =
+            if self.plants.has(Planted::WorkerLostEarly) { self.timing.offline_ttl / 2 } else { Duration::ZERO };
         let mut gone = vec![];
         for (task, e) in &self.entries {
             let reason = match e.state {
                 EntryState::Waiting if recovery_over => LostReason::NotRecovered,
                 EntryState::Waiting | EntryState::Exited(_) => continue,
-                _ if e.expires_at > now => continue,
+                _ if e.expires_at > now + early => continue,
                 EntryState::Created => LostReason::NeverStarted,
                 EntryState::Online => LostReason::Silent,
                 EntryState::Revoked => LostReason::Revoked,

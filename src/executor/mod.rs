@@ -185,6 +185,7 @@ impl Executor {
         match Arc::try_unwrap(self) {
             Ok(mut e) => {
                 e.planted = bug;
+                e.lock().agent.plant(crate::planted::Plants::of(bug));
                 Arc::new(e)
             }
             Err(e) => e,

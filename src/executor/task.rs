@@ -204,6 +204,11 @@ impl TaskEnv {
     pub fn planted(&self, bug: Planted) -> bool {
         self.planted == Some(bug)
     }
+
+    /// The guard switches for the core machines this task runs (none in the production build).
+    pub fn plants(&self) -> crate::planted::Plants {
+        crate::planted::Plants::of(self.planted)
+    }
 }
 
 /// What an executor tells an observer (the simulator's checkers; later, metrics).

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::core::fence::SelfFence;
 use crate::core::ids::{Epoch, TaskId};
+use crate::core::planted::{Planted, Plants};
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 use crate::rpc::pb;
@@ -77,6 +78,8 @@ pub struct Link {
     progress: Progress,
     /// A planted bug (simulation only): the link never fences.
     ignore_fence: bool,
+    /// The guard switches of the simulation's bug-finding runs (none in production).
+    plants: Plants,
 }
 
 impl Link {
@@ -84,8 +87,16 @@ impl Link {
     /// no acknowledgement, the task stops the self-fence time after it.
     pub fn new(spec: LinkSpec, clock: Clock, since: crate::core::time::Time) -> Link {
         let fence = SelfFence::new(since.min(clock.now()), spec.timing.self_fence);
-        let mut link =
-            Link { spec, clock, fence, which: 0, live: false, progress: Progress::default(), ignore_fence: false };
+        let mut link = Link {
+            spec,
+            clock,
+            fence,
+            which: 0,
+            live: false,
+            progress: Progress::default(),
+            ignore_fence: false,
+            plants: Plants::NONE,
+        };
         link.fence.observe_epoch(link.spec.master_epoch);
         link
     }
@@ -120,6 +131,11 @@ impl Link {
     /// Plants the bug [`crate::planted::Planted::WorkerIgnoresFence`]: this link never fences its task.
     pub fn plant_ignore_fence(&mut self) {
         self.ignore_fence = true;
+    }
+
+    /// Sets the guard switches (the simulation's bug-finding runs only).
+    pub fn plant(&mut self, plants: Plants) {
+        self.plants = plants;
     }
 
     fn is_fenced(&self, now: Time) -> bool {
@@ -174,7 +190,8 @@ impl Link {
                 }
                 None
             }
-            Ok(pb::Verdict::StaleWorker) => Some(LinkEnd::Stale),
+            Ok(pb::Verdict::StaleWorker) if !self.plants.has(Planted::StaleVerdictIgnored) => Some(LinkEnd::Stale),
+            Ok(pb::Verdict::StaleWorker) => None,
             // A stale master (or one still recovering) does not acknowledge; the fence keeps counting.
             _ => {
                 self.fence.observe_epoch(Epoch(master_epoch));

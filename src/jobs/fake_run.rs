@@ -163,6 +163,7 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
     }
+    link.plant(env.plants());
     if let Some(end) = link.until_live().await {
         return finish(&mut link, end.into()).await;
     }
@@ -220,6 +221,7 @@ async fn count(
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
     let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
+    let guards = if env.planted(Planted::CheckpointUnguarded) { &[][..] } else { std::slice::from_ref(&guard) };
     let key = keys::checkpoint(job, name);
     let mut counter = match read_checkpoint(meta, job, name).await {
         Ok(c) => c,
@@ -239,7 +241,7 @@ async fn count(
         if env.is_draining() {
             let value = serde_json::to_vec(&Checkpoint { counter, epoch, stopped: true }).unwrap_or_default();
             let put = [Op::Put { key: key.clone(), value, lease: None }];
-            match tokio::time::timeout(env.rpc_timeout, meta.txn(std::slice::from_ref(&guard), &put)).await {
+            match tokio::time::timeout(env.rpc_timeout, meta.txn(guards, &put)).await {
                 Ok(Ok(true)) => {}
                 Ok(Ok(false)) => return Outcome::Stale,
                 Ok(Err(_)) | Err(_) => debug!(job, worker = name, "the stopped checkpoint was not confirmed"),
@@ -257,7 +259,7 @@ async fn count(
         let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
         // Computed, not yet written: the write may arrive after this incarnation was superseded.
         env.before_checkpoint_write().await;
-        match meta.txn(std::slice::from_ref(&guard), &[Op::Put { key: key.clone(), value, lease: None }]).await {
+        match meta.txn(guards, &[Op::Put { key: key.clone(), value, lease: None }]).await {
             Ok(true) => {
                 counter = next;
                 // Debug: one line per step. The real-process chaos test turns it on to see a resumed incarnation act.
@@ -296,6 +298,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         env.clock.clone(),
         env.confirmed,
     );
+    link.plant(env.plants());
     let config = match FakeConfig::parse(&spec.task_config) {
         Ok(c) => c,
         Err(e) => return finish(&mut link, Outcome::Failed(format!("job configuration: {e}"))).await,
@@ -358,7 +361,7 @@ impl JobMaster {
                 }
             }
         };
-        if owner != Some(epoch.0) {
+        if owner != Some(epoch.0) && !env.planted(Planted::JobMasterOwnerUnchecked) {
             info!(job, epoch = epoch.0, ?owner, "another job-master incarnation owns the job: stopping");
             return Err(Outcome::Stale);
         }
@@ -378,7 +381,9 @@ impl JobMaster {
         }
         let now = env.clock.now();
         info!(job, epoch = epoch.0, awaited = expected.len(), "job master recovering its workers");
-        let workers = Workers::recover(now, epoch, spec.timing, expected).with_dispatch_window(env.rpc_timeout);
+        let workers = Workers::recover(now, epoch, spec.timing, expected)
+            .with_dispatch_window(env.rpc_timeout)
+            .with_plants(env.plants());
         // The leader records each job-master incarnation it starts: the proof a worker's claim of a newer job
         // master needs before this one believes it is stale.
         let issuer = Issuer { store: meta.clone(), key: keys::job_master(&job) };
@@ -590,7 +595,9 @@ impl JobMaster {
         self.created += 1;
         let record =
             Op::Put { key: keys::worker(&self.job, &name), value: epoch.0.to_string().into_bytes(), lease: None };
-        match self.meta.txn(std::slice::from_ref(&self.fence), &[record]).await {
+        let fenced = !self.env.planted(Planted::JobMasterWritesUnguarded);
+        let fence = if fenced { std::slice::from_ref(&self.fence) } else { &[][..] };
+        match self.meta.txn(fence, &[record]).await {
             Ok(true) => {}
             Ok(false) => {
                 info!(job = %self.job, epoch = self.epoch.0, "the job's fence moved on: a newer job master exists");

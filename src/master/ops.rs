@@ -13,7 +13,6 @@ use crate::core::manager::{
 };
 use crate::core::placement::ResourcePin;
 use crate::core::registry::{EndedTask, ExecutorRecord, ExecutorSpec, ReportedTask};
-use crate::planted::Planted;
 use crate::rpc::pb;
 use crate::rpc::status::{invalid_argument, Reason};
 
@@ -72,14 +71,7 @@ impl Master {
 
     /// The bugs planted in this master's terms (simulation only).
     pub(crate) fn plants(&self) -> Plants {
-        Plants {
-            recovery_forgets_cancel: self.planted(Planted::RecoveryForgetsCancel),
-            recovery_without_wait: self.planted(Planted::RecoveryWithoutWait),
-            one_offline_per_check: self.planted(Planted::OneOfflinePerCheck),
-            slot_leak: self.planted(Planted::SlotLeak),
-            illegal_transition: self.planted(Planted::IllegalTransition),
-            recovery_ignores_backoff: self.planted(Planted::RecoveryIgnoresBackoff),
-        }
+        Plants::of(self.planted)
     }
 
     /// The slots as an observer sees them.

@@ -62,16 +62,8 @@ pub struct ManagerPolicy {
     pub report_capacity: bool,
 }
 
-/// A bug to plant, for the simulator's bug-finding runs (never set in production).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Plants {
-    pub recovery_forgets_cancel: bool,
-    pub recovery_without_wait: bool,
-    pub one_offline_per_check: bool,
-    pub slot_leak: bool,
-    pub illegal_transition: bool,
-    pub recovery_ignores_backoff: bool,
-}
+use crate::core::planted::Planted;
+pub use crate::core::planted::Plants;
 
 /// What happens once the write of an operation is taken.
 #[derive(Clone, Debug)]
@@ -165,12 +157,12 @@ impl Manager {
         seed: u64,
         mut snapshot: Snapshot,
     ) -> Manager {
-        if plants.recovery_forgets_cancel {
+        if plants.has(Planted::RecoveryForgetsCancel) {
             for r in snapshot.jobs.iter_mut().filter(|r| r.state == JobState::Canceling) {
                 r.state = JobState::Running;
             }
         }
-        if plants.recovery_ignores_backoff {
+        if plants.has(Planted::RecoveryIgnoresBackoff) {
             for r in snapshot.jobs.iter_mut() {
                 r.backoff.delay_ms = 0;
             }
@@ -182,23 +174,26 @@ impl Manager {
             ExecutorId(snapshot.next_executor_id.max(1)),
             snapshot.executors,
         );
-        if plants.one_offline_per_check {
+        if plants.has(Planted::OneOfflinePerCheck) {
             registry.plant_one_offline_per_check();
         }
-        if plants.slot_leak {
+        if plants.has(Planted::SlotLeak) {
             registry.placer_mut().plant_slot_leak();
         }
+        registry.plant(plants);
         let mut jobs = Jobs::restore(policy.jobs.clone(), now, Epoch(snapshot.next_job_epoch.max(1)), snapshot.jobs);
-        if plants.illegal_transition {
+        if plants.has(Planted::IllegalTransition) {
             jobs.plant_illegal_transition();
         }
+        jobs.plant(plants);
         for (id, record) in snapshot.corrupt_jobs {
             jobs.note_corrupt(id, record);
         }
         let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
         let mut masters = Workers::recover(now, Epoch(epoch.0), policy.job_masters, expected)
-            .with_dispatch_window(policy.dispatch_window);
-        if plants.recovery_without_wait {
+            .with_dispatch_window(policy.dispatch_window)
+            .with_plants(plants.of_job_manager());
+        if plants.has(Planted::RecoveryWithoutWait) {
             masters = masters.plant_recovery_until(now);
         }
         let mut out = Ready::default();
@@ -852,7 +847,8 @@ impl Manager {
             return Err(Refusal::Job(JobError::NotFound { id: s.job }));
         };
         let online = self.masters.get(&TaskId::job_master(&s.job)).is_some_and(|e| e.epoch == s.master_epoch);
-        if j.state().is_terminal() || j.epoch() != s.master_epoch || !online {
+        let current = !j.state().is_terminal() && j.epoch() == s.master_epoch && online;
+        if !current && !self.plants.has(Planted::StaleJobMasterPlaces) {
             self.out.events.push(Event::Rejected(Rejection::StaleJobMaster));
             let why = if j.state().is_terminal() {
                 format!("the job is {}", j.state())

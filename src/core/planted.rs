@@ -1,0 +1,215 @@
+//! Planted bugs: realistic mistakes that the simulator's checkers must catch, and one switch per guard of design.md
+//! §5 that removes that guard alone (design.md §8: every guard has a fault under which it is the last line of
+//! defence). A bug can be planted only in the simulation build (the executor's and the master's `with_planted`
+//! exist only there); the production build carries the switches but can never turn them on. Each switch is read
+//! where its guard is, as `if !plants.has(..) { guard }`, and nowhere else.
+//!
+//! The list lives in the core so that the pure state machines can hold a [`Plants`] value; the top-level
+//! `planted` module re-exports it for the layers above.
+
+/// A deliberate bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Planted {
+    /// A worker ignores its self-fence deadline: cut off from its job master, it keeps working until it hears
+    /// back, past the point where its job master declares it lost and starts a replacement.
+    WorkerIgnoresFence,
+    /// The leader declares at most one executor offline per check (the original system's behaviour), so
+    /// simultaneous deaths are detected one check interval apart.
+    OneOfflinePerCheck,
+    /// A leader ignores its step-down deadline: cut off from etcd, it goes on acting while another is elected.
+    NoStepDown,
+    /// A new leader does not wait for live job masters to check in: it declares them lost at once and starts new
+    /// incarnations beside them.
+    RecoveryWithoutWait,
+    /// A new leader loads a job being canceled as running: the cancel intent is lost in the failover.
+    RecoveryForgetsCancel,
+    /// The leader gives back the slots it reserved for a task only when its executor reports the task running:
+    /// a task that starts and ends between two heartbeats holds its slots for good (no end report, no expiry).
+    SlotLeak,
+    /// A finishing job passes through `Created` on its way to `Finished` (Running → Created is illegal): the
+    /// runtime assertion of every job state change must stop the first run where a job finishes.
+    IllegalTransition,
+    /// A new leader restores every job without the backoff delay persisted with it: a job whose job master was
+    /// lost just before a failover starts again at the new leader's first pass, bypassing its backoff.
+    RecoveryIgnoresBackoff,
+    /// Guard: an executor's self-fence (rule 3). The executor never fences itself: with no acknowledged
+    /// heartbeat, its tasks run on past the point where the leader declares it offline and moves them.
+    ExecutorIgnoresFence,
+    /// Guard: an executor ignores replies from a leader older than one it heard (rule 2). A deposed leader's
+    /// heartbeat acknowledgement or registration reply is taken as current and extends the executor's fence.
+    ExecutorHearsDeposedLeader,
+    /// Guard: an executor refuses a dispatch placed under a leader older than one it heard (rule 2).
+    ExecutorTakesDeposedDispatch,
+    /// Guard: an executor refuses a task epoch not newer than one it has seen of that task (rule 2).
+    ExecutorTakesStaleEpoch,
+    /// Guard: an executor told it was declared offline stops its work before it registers again (rule 7). The
+    /// executor registers again but keeps its tasks running.
+    ExecutorKeepsWorkWhenOffline,
+    /// Guard: the registry refuses a heartbeat from an executor it declared offline (rule 7). The heartbeat is
+    /// acknowledged instead.
+    OfflineHeartbeatAccepted,
+    /// Guard: the leader waits the whole offline TTL before declaring an executor offline (rule 3: the executor
+    /// fenced itself first). Declared offline at half the TTL, before its self-fence.
+    EarlyOffline,
+    /// Guard: a master (the job manager of its job masters, a job master of its workers) waits the whole offline
+    /// TTL before declaring an incarnation lost (rule 3). Declared lost at half the TTL, before its self-fence.
+    WorkerLostEarly,
+    /// Guard: a job master answers a message from an older incarnation of one of its workers than the one it
+    /// expects with "stale" (rule 2). Answered as if it were current.
+    StaleWorkerAnswered,
+    /// Guard: the job manager answers a message from an older incarnation of a job master than the one it
+    /// expects with "stale" (rule 2): the same guard code as [`Planted::StaleWorkerAnswered`], one level up.
+    StaleJobMasterAnswered,
+    /// Guard: a master that receives a message showing a newer master epoch learns it is stale and stops
+    /// (rule 2). The message is judged as if it carried this master's epoch.
+    NewerMasterIgnored,
+    /// Guard: a master starts no new incarnation of a task while an older one may be alive (rule 3).
+    DispatchBesideLive,
+    /// Guard: a worker's checkpoint write compares the worker record with its epoch (rule 2, checkpoints never
+    /// go back). Written unguarded.
+    CheckpointUnguarded,
+    /// Guard: a job master's writes (its workers' records) compare the job's job-master record with its epoch
+    /// (rule 3: a superseded job master writes nothing). Written unguarded.
+    JobMasterWritesUnguarded,
+    /// Guard: a job master that finds another incarnation owning its job at start-up stops (rule 3).
+    JobMasterOwnerUnchecked,
+    /// Guard: every metastore write of the job manager compares the term's leader key (rule 1). Written
+    /// unguarded.
+    LeaderWritesUnguarded,
+    /// Guard: a worker (or job master) told it is stale stops (rule 2). It carries on until its fence.
+    StaleVerdictIgnored,
+    /// Guard: the leader places workers only for the current, online job master of a job (rules 2 and 3).
+    StaleJobMasterPlaces,
+    /// Guard: placement never goes beyond an executor's free capacity (rule 6).
+    CapacityIgnored,
+    /// Guard: placement satisfies the job's selectors (rule 6).
+    SelectorsIgnored,
+    /// Guard: a new leader places nothing on a restored executor until it has heard from it (rule 6: online
+    /// executors only).
+    RestoredPlacedUnheard,
+    /// Guard: a job whose job master is gone while it is being canceled ends `Canceled` (rule 5). It waits to
+    /// start again instead, still `Canceling`.
+    LossForgetsCancel,
+    /// Guard (§6, no mass eviction from the wrong side): a leader that sees most executors expire at once
+    /// suspects itself and holds the evictions. Evicts them at once.
+    NoEvictionHold,
+}
+
+impl Planted {
+    /// Every planted bug and guard switch.
+    pub const ALL: [Planted; 31] = [
+        Planted::WorkerIgnoresFence,
+        Planted::OneOfflinePerCheck,
+        Planted::NoStepDown,
+        Planted::RecoveryWithoutWait,
+        Planted::RecoveryForgetsCancel,
+        Planted::SlotLeak,
+        Planted::IllegalTransition,
+        Planted::RecoveryIgnoresBackoff,
+        Planted::ExecutorIgnoresFence,
+        Planted::ExecutorHearsDeposedLeader,
+        Planted::ExecutorTakesDeposedDispatch,
+        Planted::ExecutorTakesStaleEpoch,
+        Planted::ExecutorKeepsWorkWhenOffline,
+        Planted::OfflineHeartbeatAccepted,
+        Planted::EarlyOffline,
+        Planted::WorkerLostEarly,
+        Planted::StaleWorkerAnswered,
+        Planted::StaleJobMasterAnswered,
+        Planted::NewerMasterIgnored,
+        Planted::DispatchBesideLive,
+        Planted::CheckpointUnguarded,
+        Planted::JobMasterWritesUnguarded,
+        Planted::JobMasterOwnerUnchecked,
+        Planted::LeaderWritesUnguarded,
+        Planted::StaleVerdictIgnored,
+        Planted::StaleJobMasterPlaces,
+        Planted::CapacityIgnored,
+        Planted::SelectorsIgnored,
+        Planted::RestoredPlacedUnheard,
+        Planted::LossForgetsCancel,
+        Planted::NoEvictionHold,
+    ];
+
+    /// The bug of this [`name`](Planted::name).
+    pub fn from_name(name: &str) -> Option<Planted> {
+        Planted::ALL.into_iter().find(|p| p.name() == name)
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Planted::WorkerIgnoresFence => "worker-ignores-fence",
+            Planted::OneOfflinePerCheck => "one-offline-per-check",
+            Planted::NoStepDown => "no-step-down",
+            Planted::RecoveryWithoutWait => "recovery-without-wait",
+            Planted::RecoveryForgetsCancel => "recovery-forgets-cancel",
+            Planted::SlotLeak => "slot-leak",
+            Planted::IllegalTransition => "illegal-transition",
+            Planted::RecoveryIgnoresBackoff => "recovery-ignores-backoff",
+            Planted::ExecutorIgnoresFence => "executor-ignores-fence",
+            Planted::ExecutorHearsDeposedLeader => "executor-hears-deposed-leader",
+            Planted::ExecutorTakesDeposedDispatch => "executor-takes-deposed-dispatch",
+            Planted::ExecutorTakesStaleEpoch => "executor-takes-stale-epoch",
+            Planted::ExecutorKeepsWorkWhenOffline => "executor-keeps-work-when-offline",
+            Planted::OfflineHeartbeatAccepted => "offline-heartbeat-accepted",
+            Planted::EarlyOffline => "early-offline",
+            Planted::WorkerLostEarly => "worker-lost-early",
+            Planted::StaleWorkerAnswered => "stale-worker-answered",
+            Planted::StaleJobMasterAnswered => "stale-job-master-answered",
+            Planted::NewerMasterIgnored => "newer-master-ignored",
+            Planted::DispatchBesideLive => "dispatch-beside-live",
+            Planted::CheckpointUnguarded => "checkpoint-unguarded",
+            Planted::JobMasterWritesUnguarded => "job-master-writes-unguarded",
+            Planted::JobMasterOwnerUnchecked => "job-master-owner-unchecked",
+            Planted::LeaderWritesUnguarded => "leader-writes-unguarded",
+            Planted::StaleVerdictIgnored => "stale-verdict-ignored",
+            Planted::StaleJobMasterPlaces => "stale-job-master-places",
+            Planted::CapacityIgnored => "capacity-ignored",
+            Planted::SelectorsIgnored => "selectors-ignored",
+            Planted::RestoredPlacedUnheard => "restored-placed-unheard",
+            Planted::LossForgetsCancel => "loss-forgets-cancel",
+            Planted::NoEvictionHold => "no-eviction-hold",
+        }
+    }
+}
+
+/// The bug planted in one node, as its state machines hold it (none in production).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Plants(Option<Planted>);
+
+impl Plants {
+    /// No bug: every guard in place.
+    pub const NONE: Plants = Plants(None);
+
+    pub fn of(bug: Option<Planted>) -> Plants {
+        Plants(bug)
+    }
+
+    /// The switches of the job manager's bookkeeping of its job masters. It runs the code of a job master's
+    /// bookkeeping of its workers (core/workers.rs), whose stale-incarnation guard has a switch per level.
+    pub fn of_job_manager(self) -> Plants {
+        match self.0 {
+            Some(Planted::StaleJobMasterAnswered) => Plants(Some(Planted::StaleWorkerAnswered)),
+            Some(Planted::StaleWorkerAnswered) => Plants::NONE,
+            _ => self,
+        }
+    }
+
+    /// Whether `bug` is planted.
+    pub fn has(self, bug: Planted) -> bool {
+        self.0 == Some(bug)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bug_reads_back_from_its_name() {
+        for bug in Planted::ALL {
+            assert_eq!(Planted::from_name(bug.name()), Some(bug));
+        }
+        assert_eq!(Planted::from_name("slot leak"), None);
+    }
+}
