@@ -282,6 +282,17 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          then (0.966 healed back to 1.022), 444 ms off (fixed: a node's dial remembers its faces, so an instant it \
          read is reported as it was)",
     ),
+    (
+        300504,
+        "4.543s clock-rate(master 0, 1.000571) for 23.946s; 10.849s cut-leader-from-executors(both-ways) for 30.177s; \
+         14.471s clock-rate(executor 1, 0.999932) for 6.01s; 14.554s kill-executor(1) for 12.426s; \
+         26.647s cut-executor-from-executors(1, without-etcd) for 35.044s; \
+         41.96s clock-rate(executor 2, 1.000175) for 11.498s; 44.452s stop-master(0) for 7.221s",
+        "a job failed for good (BACKOFF_EXHAUSTED, its job master lost 100 times in a row) while the leader was cut \
+         from every executor: each dispatch's connection was refused, each refusal charged the job a try, and the \
+         executors, heard through the followers, stayed placeable (fixed: an executor a dispatch cannot connect to \
+         gets no work for one offline TTL; found by the guard hunt, failing without any switch)",
+    ),
 ];
 
 #[test]

@@ -157,6 +157,8 @@ struct Entry {
     tasks: Vec<ReportedTask>,
     /// This leader took a heartbeat under this id since it admitted it (restored ones count as heard before).
     heartbeated: bool,
+    /// A dispatch could not connect to it: no work is placed on it until this time (one offline TTL later).
+    unreachable_until: Option<Time>,
 }
 
 /// What one liveness check decided.
@@ -221,6 +223,7 @@ impl Registry {
                     expires_at,
                     tasks: vec![],
                     heartbeated: true,
+                    unreachable_until: None,
                 },
             );
         }
@@ -279,6 +282,10 @@ impl Registry {
         e.last_heard = now;
         e.expires_at = now + self.policy.offline_ttl;
         e.status = Status::Online;
+        if e.unreachable_until.is_some_and(|until| now < until) {
+            return Some(e.record.clone());
+        }
+        e.unreachable_until = None;
         let (id, capacity) = (e.record.id, e.record.spec.capacity);
         let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
         let record = e.record.clone();
@@ -306,6 +313,7 @@ impl Registry {
                 expires_at,
                 tasks: vec![],
                 heartbeated: false,
+                unreachable_until: None,
             },
         );
         Ok(record)
@@ -338,8 +346,15 @@ impl Registry {
         };
         e.last_heard = now;
         e.expires_at = now + self.policy.offline_ttl;
+        // Heard, maybe through a follower: a leader that could not connect to it still holds it out for a while.
+        let held = e.unreachable_until.is_some_and(|until| now < until);
+        if !held {
+            e.unreachable_until = None;
+        }
         if e.status != Status::Draining {
             e.status = Status::Online;
+        }
+        if e.status != Status::Draining && !held {
             let reported = tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
             if !self.placer.contains(id) {
                 self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
@@ -379,6 +394,21 @@ impl Registry {
         }
     }
 
+    /// A dispatch to executor `id` could not connect to it at `now`: nothing more is placed on it for one offline
+    /// TTL, heard or not (a leader cut off from its executors hears them through its followers), so the jobs' tries
+    /// are not spent on dispatches that cannot arrive (swarm seed 300504: a job failed after 100 refused connections
+    /// in 30 s of a leader cut from every executor). Its TTL runs on as before; the first check or heartbeat after
+    /// the hold makes it placeable again. Whether it was placeable before.
+    pub fn unreachable(&mut self, now: Time, id: ExecutorId) -> bool {
+        let Some(e) = self.entries.get_mut(&id) else { return false };
+        if e.status != Status::Online || e.unreachable_until.is_some() {
+            return false;
+        }
+        e.unreachable_until = Some(now + self.policy.offline_ttl);
+        self.placer.remove(id);
+        true
+    }
+
     /// Executor `id` said it is shutting down: nothing more is placed on it. Call it after the heartbeat that
     /// said so was taken. Whether it was not draining before.
     pub fn drain(&mut self, id: ExecutorId) -> Result<bool, RegistryError> {
@@ -400,6 +430,16 @@ impl Registry {
     /// released on the same cadence.
     pub fn check(&mut self, now: Time) -> CheckOutcome {
         self.placer.expire(now);
+        // Holds of unreachable executors that ran out: placeable again, on their last report.
+        for (&id, e) in self.entries.iter_mut() {
+            if e.unreachable_until.is_some_and(|until| until <= now) {
+                e.unreachable_until = None;
+                if e.status == Status::Online {
+                    let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
+                    self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
+                }
+            }
+        }
         // The whole TTL, unless the guard is switched off (then half of it: before the executor's self-fence).
         let early = if self.plants.has(Planted::EarlyOffline) { self.policy.offline_ttl / 2 } else { Duration::ZERO };
         let expired: Vec<ExecutorId> =
@@ -525,11 +565,16 @@ impl Registry {
                 ));
             }
             let placed = self.placer.contains(id);
-            if placed != (e.status == Status::Online) {
-                return Err(format!("registry: {id} is {:?} but schedulable={placed}", e.status));
+            if placed != (e.status == Status::Online && e.unreachable_until.is_none()) {
+                return Err(format!(
+                    "registry: {id} is {:?} (unreachable until {:?}) but schedulable={placed}",
+                    e.status, e.unreachable_until
+                ));
             }
         }
-        if self.placer.len() != self.entries.values().filter(|e| e.status == Status::Online).count() {
+        if self.placer.len()
+            != self.entries.values().filter(|e| e.status == Status::Online && e.unreachable_until.is_none()).count()
+        {
             return Err("registry: the placer holds executors the registry does not have online".to_owned());
         }
         self.placer.check()
@@ -620,6 +665,30 @@ mod tests {
         let b = r.register(ms(1), spec("a")).unwrap().id;
         r.heartbeat(ms(2), b, vec![], &[]).unwrap();
         assert_eq!(r.get(a).unwrap().status, Status::Online);
+    }
+
+    /// Swarm seed 300504: an executor a dispatch could not reach gets no more work until it is heard again.
+    #[test]
+    fn an_unreachable_executor_gets_no_work_until_heard() {
+        let mut r = reg();
+        let a = r.register(ms(0), ExecutorSpec { instance: 1, ..spec("a") }).unwrap().id;
+        let ttl = RegistryPolicy::default().offline_ttl.as_millis() as u64;
+        assert!(r.unreachable(ms(0), a), "it was placeable");
+        assert!(!r.unreachable(ms(1), a), "once is enough");
+        assert_eq!(r.get(a).unwrap().status, Status::Online, "still online: its TTL decides");
+        let schedulable = |r: &Registry| r.check_invariants().map(|_| r.placer.contains(a));
+        assert_eq!(schedulable(&r), Ok(false));
+        // Heard (through a follower, say) within the hold: still held out, but alive.
+        r.heartbeat(ms(ttl - 10), a, vec![], &[]).unwrap();
+        assert_eq!(schedulable(&r), Ok(false));
+        assert!(r.check(ms(ttl - 5)).offline.is_empty());
+        // The hold over: the check makes it placeable again, and so would a heartbeat.
+        assert!(r.check(ms(ttl)).offline.is_empty());
+        assert_eq!(schedulable(&r), Ok(true));
+        assert!(r.unreachable(ms(ttl), a));
+        r.heartbeat(ms(2 * ttl), a, vec![], &[]).unwrap();
+        assert_eq!(schedulable(&r), Ok(true));
+        assert!(!r.unreachable(ms(0), ExecutorId(99)), "an unknown id changes nothing");
     }
 
     #[test]

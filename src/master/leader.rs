@@ -179,6 +179,10 @@ async fn dispatch(m: Arc<Master>, d: Dispatch, done: mpsc::UnboundedSender<Done>
         return;
     };
     warn!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "dispatch failed: {status}");
+    // No connection: nothing reached the executor (a leader cut off from it, or its process gone).
+    if crate::rpc::connect::never_connected(&status) {
+        let _ = done.send(Done::Input(Input::ExecutorUnreachable { executor: d.executor }));
+    }
     if crate::framework::dispatch::is_definite(&status) {
         let fatal = (status.code() == tonic::Code::InvalidArgument).then(|| status.message().to_owned());
         let _ = done.send(Done::Input(Input::DispatchRefused { job: d.job, epoch: d.epoch, fatal }));

@@ -37,6 +37,12 @@ impl fmt::Display for ConnectError {
 
 impl std::error::Error for ConnectError {}
 
+/// Whether a call's status says no channel could be opened to its address (it was refused or nothing answered in
+/// time): nothing was sent. The status a caller makes of a [`ConnectError`] is `UNAVAILABLE` with its sentence.
+pub fn never_connected(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable && status.message().starts_with("cannot reach ")
+}
+
 /// The endpoint of `address` (`host:port`), with `timeout` for connecting and for each call.
 pub fn endpoint(address: &str, timeout: Duration) -> Result<Endpoint, ConnectError> {
     Endpoint::from_shared(format!("http://{address}")).map(|e| e.timeout(timeout).connect_timeout(timeout)).map_err(

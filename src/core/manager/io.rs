@@ -33,6 +33,9 @@ pub enum Input {
     /// The dispatch of a job master failed definitely: the executor refused it, so it certainly does not run.
     /// `fatal` is the refusal when it was of the job's configuration (the job fails).
     DispatchRefused { job: JobId, epoch: Epoch, fatal: Option<String> },
+    /// A dispatch could not reach this executor at all (its connection was refused): no work is placed there until
+    /// it is heard again. Comes before the dispatch's [`Input::DispatchRefused`].
+    ExecutorUnreachable { executor: ExecutorId },
 }
 
 /// A request that gets an answer.

@@ -304,6 +304,9 @@ impl Manager {
             Input::DispatchRefused { job, epoch, fatal } => {
                 self.queue.push_back(Deferred::DispatchRefused { job, epoch, fatal })
             }
+            Input::ExecutorUnreachable { executor } => {
+                self.registry.unreachable(now, executor);
+            }
         }
         self.run(now);
     }
