@@ -72,16 +72,16 @@ const TABLE: &[Guard] = &[
         switch: Planted::LeaderWritesUnguarded,
         rule: "1",
         guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
-        measured: NotCaught(2000),
-        needs: "a leader's write held past its term: a slow metastore or a stall before the write (branch `late`)",
+        measured: NotCaught(600),
+        needs: "a leader's write held past its term: a slow metastore or a stall before the write (the late faults)",
     },
     Guard {
         switch: Planted::ExecutorHearsDeposedLeader,
         rule: "2",
         guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
-        measured: NotCaught(200),
+        measured: NotCaught(600),
         needs: "a deposed leader's reply after a newer leader's: the heartbeat round has one call in flight and drops \
-            a reply past its deadline, so only a message held in flight (branch `late`)",
+            a reply past its deadline, so only a message held in flight (the late faults)",
     },
     Guard {
         switch: Planted::ExecutorTakesDeposedDispatch,
@@ -94,17 +94,17 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorTakesStaleEpoch,
         rule: "2",
         guard: "an executor refuses a task epoch not newer than one it saw (core/dispatcher.rs)",
-        measured: NotCaught(2000),
+        measured: NotCaught(600),
         needs: "an older dispatch of a task confirmed after a newer one started there: a dispatch held past the \
-            parking TTL (branch `late`)",
+            parking TTL (the late faults)",
     },
     Guard {
         switch: Planted::StaleWorkerAnswered,
         rule: "2",
         guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
-        measured: NotCaught(2000),
+        measured: NotCaught(600),
         needs: "a worker's message delivered after its successor started: a message held in flight past the TTL \
-            (branch `late`) or a slow worker clock (branch `clock`); workers reach their job master directly, so no \
+            (the late faults) or a slow worker clock (the clock faults); workers reach their job master directly, so no \
             forwarder can hold one",
     },
     Guard {
@@ -118,39 +118,39 @@ const TABLE: &[Guard] = &[
         switch: Planted::NewerMasterIgnored,
         rule: "2",
         guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
-        measured: NotCaught(200),
+        measured: NotCaught(600),
         needs: "an old master still acting once a newer one exists: the self-fences and the step-down stop it first; \
-            a slow clock on the old master (branch `clock`)",
+            a slow clock on the old master (the clock faults)",
     },
     Guard {
         switch: Planted::StaleVerdictIgnored,
         rule: "2",
         guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
-        measured: NotCaught(200),
+        measured: NotCaught(600),
         needs: "a worker told \"stale\" before its own fence stops it: its master's recovery wait (the TTL) outlasts \
-            its fence; a slow worker clock (branch `clock`)",
+            its fence; a slow worker clock (the clock faults)",
     },
     Guard {
         switch: Planted::CheckpointUnguarded,
         rule: "2",
         guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
-        measured: NotCaught(2000),
-        needs: "a superseded worker's checkpoint arriving late: a slow metastore (branch `late`) or a slow worker \
-            clock (branch `clock`)",
+        measured: NotCaught(600),
+        needs: "a superseded worker's checkpoint arriving late: a slow metastore (the late faults) or a slow worker \
+            clock (the clock faults)",
     },
     Guard {
         switch: Planted::StaleJobMasterPlaces,
         rule: "2, 3",
         guard: "only the current, online job master places workers (core/manager `schedule`)",
-        measured: NotCaught(200),
+        measured: NotCaught(600),
         needs: "a superseded job master still running: its self-fence stops it, and its worker records are refused \
-            anyway; a slow clock (branch `clock`)",
+            anyway; a slow clock (the clock faults)",
     },
     Guard {
         switch: Planted::ExecutorIgnoresFence,
         rule: "3",
         guard: "an executor's self-fence (core/agent.rs)",
-        measured: Caught(611),
+        measured: Caught(191),
         needs: "",
     },
     Guard {
@@ -178,31 +178,31 @@ const TABLE: &[Guard] = &[
         switch: Planted::RecoveryWithoutWait,
         rule: "3",
         guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
-        measured: Caught(8),
+        measured: Caught(74),
         needs: "",
     },
     Guard {
         switch: Planted::DispatchBesideLive,
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
-        measured: NotCaught(2000),
+        measured: NotCaught(600),
         needs: "a job startable while the bookkeeping still holds an incarnation that may be alive (a job reloaded \
-            after a failed write): writes that fail late, a slow metastore (branch `late`)",
+            after a failed write): writes that fail late, a slow metastore (the late faults)",
     },
     Guard {
         switch: Planted::JobMasterWritesUnguarded,
         rule: "3",
         guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
-        measured: NotCaught(200),
-        needs: "a superseded job master's write arriving late: a slow metastore (branch `late`) or a slow clock \
-            (branch `clock`)",
+        measured: NotCaught(600),
+        needs: "a superseded job master's write arriving late: a slow metastore (the late faults) or a slow clock \
+            (the clock faults)",
     },
     Guard {
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
         guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
-        measured: NotCaught(2000),
-        needs: "a job master started after its successor: a dispatch held past the parking TTL (branch `late`)",
+        measured: NotCaught(600),
+        needs: "a job master started after its successor: a dispatch held past the parking TTL (the late faults)",
     },
     Guard {
         switch: Planted::RecoveryForgetsCancel,
@@ -215,7 +215,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::LossForgetsCancel,
         rule: "5",
         guard: "a canceling job whose job master is gone ends Canceled (core/job.rs `end_incarnation`)",
-        measured: Caught(29),
+        measured: Caught(23),
         needs: "",
     },
     Guard {
@@ -243,7 +243,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
-        measured: NotCaught(2000),
+        measured: NotCaught(600),
         needs: "a placement the executor cannot take: a full executor refuses the dispatch by its own capacity check \
             (core/dispatcher.rs, no switch yet) and the task is placed again; that check switched off too, with a \
             failover while executors are full",
@@ -266,9 +266,9 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorKeepsWorkWhenOffline,
         rule: "7",
         guard: "an executor told it was declared offline stops its work (core/agent.rs)",
-        measured: NotCaught(200),
+        measured: NotCaught(600),
         needs: "an executor declared offline before its self-fence: only a clock fault (a slow executor clock or a \
-            fast leader's, branch `clock`)",
+            fast leader's, the clock faults)",
     },
     Guard {
         switch: Planted::OneOfflinePerCheck,
@@ -281,8 +281,8 @@ const TABLE: &[Guard] = &[
         switch: Planted::NoEvictionHold,
         rule: "§6 no mass eviction",
         guard: "a leader that sees most executors expire at once holds the evictions (core/registry.rs)",
-        measured: NotCaught(200),
-        needs: "the leader cut from most executors but not from etcd (branch `late`), and a checker of §6's \"no mass \
+        measured: NotCaught(600),
+        needs: "the leader cut from most executors but not from etcd (the late faults), and a checker of §6's \"no mass \
             eviction from the wrong side\" (none yet)",
     },
     Guard {
