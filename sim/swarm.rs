@@ -890,7 +890,7 @@ fn run_checked(
 }
 
 /// The most runs a shrink of one seed's plan takes ([`shrink_seed`]).
-pub const SHRINK_BUDGET: usize = 150;
+pub const SHRINK_BUDGET: usize = 250;
 
 /// A failing seed's plan, shrunk: the checker it failed, and the smallest plan found that still fails it.
 #[derive(Clone, Debug)]
