@@ -191,9 +191,9 @@ fn probe_planted() {
 /// --nocapture` prints the table; `FOREMAN_PLANTED_ONLY=<bug>` runs one).
 ///
 /// Then each catching seed's fault plan is shrunk ([`swarm::shrink_seed`], two bugs at a time) to the smallest that
-/// still fails the same checker (the target is at most three steps: a row above it says so); the shrunk plan's printed text, read back
-/// and run, must fail that checker again (what the swarm's failure report prints replays), and the seed must pass
-/// with the shrunk plan without the bug (the shrunk failure is the bug's too).
+/// still fails the same checker (the target is at most three steps: a row above it says so); the shrunk plan's
+/// printed text, read back and run, must fail that checker again (what the swarm's failure report prints replays),
+/// and the seed must pass with the shrunk plan without the bug (the shrunk failure is the bug's too).
 #[test]
 fn planted_bugs_are_caught_by_the_swarm() {
     let max: u64 = std::env::var("FOREMAN_PLANTED_SWARM_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(2_000);
