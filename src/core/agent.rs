@@ -664,12 +664,12 @@ impl Agent {
         &self.dispatcher
     }
 
-    /// The running set, as a heartbeat reports it.
     /// When incarnation `epoch` of `task` was confirmed, while it is in the running set.
     pub fn confirmed(&self, task: &TaskId, epoch: Epoch) -> Option<Time> {
         self.dispatcher.running().get(task).filter(|r| r.epoch == epoch).map(|r| r.confirmed)
     }
 
+    /// The running set, as a heartbeat reports it.
     pub fn running(&self) -> Vec<ReportedTask> {
         self.dispatcher
             .running()
