@@ -155,7 +155,7 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
 
 /// Whether a task is a job master (a worker's id is `<job>/<name>`).
 fn is_jm(task: &TaskId) -> bool {
-    !task.to_string().contains('/')
+    !task.is_worker()
 }
 
 /// Every item a report lists, reached or not: every fault kind the plans' grammar knows, every fault point, every

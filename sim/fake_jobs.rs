@@ -265,7 +265,7 @@ pub(crate) fn reschedules(c: &Cluster) -> Vec<Duration> {
     // Job masters only: their task id is the job id (no '/').
     next_starts(c, |seen| *seen == Seen::Killed)
         .into_iter()
-        .filter(|(task, _)| !task.as_str().contains('/'))
+        .filter(|(task, _)| !task.is_worker())
         .map(|(_, d)| d)
         .collect()
 }
@@ -495,7 +495,7 @@ pub async fn worker_cut_run(planted: Option<Planted>) -> JobFigures {
         .map(|(node, _)| node)
         .collect();
     let fallback: Vec<&String> =
-        live.iter().filter(|(_, tasks)| tasks.iter().any(|t| t.as_str().contains('/'))).map(|(node, _)| node).collect();
+        live.iter().filter(|(_, tasks)| tasks.iter().any(|t| t.is_worker())).map(|(node, _)| node).collect();
     let pool = if candidates.is_empty() { fallback } else { candidates };
     if let Some(name) = pool.get(madsim::rand::thread_rng().gen_range(0..pool.len().max(1))) {
         let victim = c.executors.iter().find(|e| e.name == **name).expect("a known executor").node.id();

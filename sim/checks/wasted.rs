@@ -74,7 +74,7 @@ pub fn restarts_explained(
     for (at, node, seen) in events {
         let (task, epoch, job_master) = match seen {
             Seen::Master(Observation::JobMasterStarted { job, epoch, .. }) => (TaskId::job_master(job), *epoch, true),
-            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.to_string().contains('/') => {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.is_worker() => {
                 (task.clone(), *epoch, false)
             }
             _ => continue,

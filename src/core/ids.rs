@@ -164,6 +164,11 @@ impl TaskId {
         TaskId::parse(&format!("{job}/{name}"))
     }
 
+    /// Whether this is a worker's id (`<job>/<name>`), not a job master's (the job's id).
+    pub fn is_worker(&self) -> bool {
+        self.0.contains('/')
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }
