@@ -554,12 +554,13 @@ async fn metrics_show_every_listed_metric_and_move_with_the_cluster() {
     let masters = t.get("/api/v1/cluster/masters").await.json();
     assert_eq!(masters, json!({"masters": [{"name": "m-metrics", "address": t.grpc, "is_leader": true}]}));
 
-    // A job that fits is placed (its dispatch then fails: nothing listens at the executor's address); one whose
-    // selector no executor satisfies is rejected on every pass of the leader loop.
-    let fits = json!({"type": "fake", "config": CONFIG, "id": "fits"});
-    assert_eq!(t.post("/api/v1/jobs", &fits.to_string()).await.status, 201);
+    // A job whose selector no executor satisfies is rejected on every pass of the leader loop; a job that fits is
+    // placed (its dispatch then fails: nothing listens at the executor's address, which then gets no work for an
+    // offline TTL, so the selector's job is created first, while the executor is still a candidate).
     let nowhere = json!({"type": "fake", "config": CONFIG, "id": "nowhere", "selectors": ["zone=west"]});
     assert_eq!(t.post("/api/v1/jobs", &nowhere.to_string()).await.status, 201);
+    let fits = json!({"type": "fake", "config": CONFIG, "id": "fits"});
+    assert_eq!(t.post("/api/v1/jobs", &fits.to_string()).await.status, 201);
     t.wait_for_metric("foreman_placements_total{kind=\"job_master\"}", 1.0).await;
     t.wait_for_metric("foreman_placement_rejections_total{reason=\"selector_unsatisfied\"}", 1.0).await;
     let text = t.get("/metrics").await.body;
