@@ -21,6 +21,7 @@ use crate::fake_jobs::{
 use crate::last_line::{
     executor_cut_while_its_job_masters_fence_late_run, job_master_heard_late_through_a_paused_follower_run,
 };
+use crate::late_faults::leader_cut_from_executors_suspects_itself_run;
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::{self, swarm_run};
 use crate::workloads::one_step_jobs_give_every_slot_back_run;
@@ -130,6 +131,13 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "executor_cut_while_its_job_masters_fence_late",
             &[Rule::OneLiveIncarnation],
+        ),
+        // The mass-eviction guard, the last line of defence where a lone master is cut from every executor.
+        (
+            Planted::NoEvictionHold,
+            |b| Box::pin(leader_cut_from_executors_suspects_itself_run(b)),
+            "leader_cut_from_executors_suspects_itself",
+            &[Rule::NoMassEviction],
         ),
     ]
 }

@@ -88,7 +88,7 @@ pub fn offline_declarations(
                     last.1.get_or_insert(*at);
                 }
             }
-            Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard }) => {
+            Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard, .. }) => {
                 let (when, heard) = (clock.at(*when), clock.at(*last_heard));
                 let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| heard <= *t && *t <= when));
                 // A leader that was paused could not look meanwhile: its pause within [heard, when] adds to the bound.

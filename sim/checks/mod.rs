@@ -10,6 +10,7 @@ mod cancel;
 mod capacity;
 mod checkpoints;
 mod detection;
+mod eviction;
 mod failover;
 mod fenced;
 mod history;
@@ -25,6 +26,7 @@ pub use cancel::canceled_never_restart;
 pub use capacity::{capacity_settled, reservations_explained, Running};
 pub use checkpoints::checkpoints_forward;
 pub use detection::{offline_declarations, Detection};
+pub use eviction::{no_mass_eviction, EvictionPolicy};
 pub use failover::{failover_within_bound, FailoverBound};
 pub use fenced::fenced_messages;
 pub use history::job_history;
@@ -116,7 +118,7 @@ pub struct Measured {
 
 /// The checkers every scenario and the swarm run on the whole story of a seed, in this order: one acting leader
 /// (rule 1), fenced messages (rule 2), capacity accounting (reservations explained by live tasks), detection and
-/// no false alarms, failover, backoff, rescheduling. The first violation, or what they measured.
+/// no false alarms, no mass eviction, failover, backoff, rescheduling. The first violation, or what they measured.
 pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
     let events = c.recorder.events();
     let until = c.clock.now();
@@ -134,6 +136,8 @@ pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
         a.slack,
         &a.clocks,
     )?;
+    let policy = EvictionPolicy { ttl: ex.offline_ttl, hold: ex.suspect_hold, fraction: ex.suspect_fraction };
+    no_mass_eviction(&c.clock, &events, policy, a.slack, &a.clocks)?;
     let failovers = if a.no_failover_bound {
         vec![]
     } else {
@@ -341,6 +345,7 @@ mod tests {
                 name: "e1".into(),
                 at: clock.instant(at(when)),
                 last_heard: clock.instant(at(0)),
+                among: 1,
             })
         };
         let check_of = |events: &[(Time, String, Seen)]| {
@@ -418,6 +423,7 @@ mod tests {
             name: "e1".into(),
             at: Clock::start().instant(at(5)),
             last_heard: Clock::start().instant(at(0)),
+            among: 1,
         });
         let on_offline = [ev(0, "e1", registered(1)), ev(5, "m0", offline), ev(6, "e1", started("a", 1))];
         let v = placement_within_bounds(&on_offline, 8).unwrap_err();

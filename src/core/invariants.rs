@@ -79,6 +79,9 @@ pub enum Rule {
     RegistryIntegrity,
     /// §6: no executor is declared offline while its heartbeats were acknowledged within the TTL.
     NoFalseAlarms,
+    /// §6 no mass eviction from the wrong side: a leader that loses most executors at once (more than the suspect
+    /// fraction, and at least two) holds their evictions for the suspect hold before it declares them offline.
+    NoMassEviction,
     /// §8 capacity accounting: no reservation outlives the reservation TTL.
     ReservationWindow,
     /// §8 capacity accounting: a reservation is gone once the executor's report that settles it was taken.
@@ -127,7 +130,9 @@ impl Rule {
         match self {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
-            | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant | BackoffBound => Class::Safety,
+            | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant | BackoffBound => {
+                Class::Safety
+            }
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork => Class::Liveness,
             ConsistentStory => Class::Crash,
@@ -164,6 +169,7 @@ impl Rule {
             Selectors => "selectors",
             RegistryIntegrity => "registry integrity",
             NoFalseAlarms => "§6 no false alarms",
+            NoMassEviction => "§6 no mass eviction from the wrong side",
             ReservationWindow => "capacity accounting (window)",
             ReservationSettled => "capacity accounting (settled)",
             ExactCounters => "exact counters",

@@ -172,6 +172,8 @@ pub struct CheckOutcome {
     pub suspicion_began: bool,
     /// When the next executor would expire (or the hold end), if any.
     pub next_deadline: Option<Time>,
+    /// How many executors the registry held when the check began (those declared offline now among them).
+    pub among: usize,
 }
 
 /// The executor registry of one leader term.
@@ -444,7 +446,7 @@ impl Registry {
         let early = if self.plants.has(Planted::EarlyOffline) { self.policy.offline_ttl / 2 } else { Duration::ZERO };
         let expired: Vec<ExecutorId> =
             self.entries.iter().filter(|(_, e)| e.expires_at <= now + early).map(|(&id, _)| id).collect();
-        let mut out = CheckOutcome::default();
+        let mut out = CheckOutcome { among: self.entries.len(), ..CheckOutcome::default() };
         let mass = !self.plants.has(Planted::NoEvictionHold)
             && expired.len() >= 2
             && expired.len() as f64 > self.policy.suspect_fraction * self.entries.len() as f64;

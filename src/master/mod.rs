@@ -50,8 +50,15 @@ pub enum Observation {
     /// leader killed without saying `ActingEnded` stopped acting at the earlier of its kill and this.
     ActingUntil { epoch: LeaderEpoch, until: tokio::time::Instant },
     /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
-    /// fresh TTL then, when its term began).
-    ExecutorOffline { id: ExecutorId, name: String, at: tokio::time::Instant, last_heard: tokio::time::Instant },
+    /// fresh TTL then, when its term began). It was one of `among` executors the registry held at that check (the
+    /// simulator's no-mass-eviction checker).
+    ExecutorOffline {
+        id: ExecutorId,
+        name: String,
+        at: tokio::time::Instant,
+        last_heard: tokio::time::Instant,
+        among: usize,
+    },
     /// Most executors expired in one check: this leader suspects it is the one cut off and holds `held` evictions
     /// (for up to `executors.suspect-hold`).
     EvictionsHeld { held: usize, at: tokio::time::Instant },

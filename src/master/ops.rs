@@ -317,11 +317,11 @@ impl Master {
                 info!(executor = %id, "draining: nothing more is placed on it")
             }
             Event::HeartbeatGap { gap } => s.heartbeat_gaps.observe(gap),
-            Event::ExecutorOffline { id, name, at, last_heard } => {
+            Event::ExecutorOffline { id, name, at, last_heard, among } => {
                 Master::bump(&s.executors_offline);
                 info!(executor = %id, %name, "declared offline");
                 let (at, last_heard) = (self.clock.instant(at), self.clock.instant(last_heard));
-                self.observe(super::Observation::ExecutorOffline { id, name, at, last_heard });
+                self.observe(super::Observation::ExecutorOffline { id, name, at, last_heard, among });
             }
             Event::EvictionsHeld { held, at } => {
                 warn!(held, "most executors expired at once: holding evictions (this leader may be cut off)");

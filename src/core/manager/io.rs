@@ -398,12 +398,14 @@ pub enum Event {
     HeartbeatGap {
         gap: std::time::Duration,
     },
-    /// Declared offline at `at` (reported once durable): the leader last heard from it at `last_heard`.
+    /// Declared offline at `at` (reported once durable): the leader last heard from it at `last_heard`, and it was
+    /// one of `among` executors the registry held at that check.
     ExecutorOffline {
         id: ExecutorId,
         name: String,
         at: Time,
         last_heard: Time,
+        among: usize,
     },
     /// Most executors expired at once (seen at `at`): `held` evictions are held.
     EvictionsHeld {

@@ -455,6 +455,7 @@ impl Manager {
                 name: rec.spec.name.clone(),
                 at: now,
                 last_heard: heard.get(&rec.id).copied().unwrap_or(now),
+                among: check.among,
             });
             records.push(Record::DeleteExecutor(rec.id));
             // Its executor fenced itself before the TTL ran out: its job masters are gone.
