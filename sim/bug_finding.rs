@@ -145,6 +145,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
 #[test]
 fn planted_bugs_are_caught() {
     let mut report = vec![];
+    let mut wrong = vec![];
     for (i, (bug, scenario, name, rules)) in table().into_iter().enumerate() {
         let base = 80_000 + 10_000 * i as u64;
         let caught = (base..base + MAX_SEEDS)
@@ -170,12 +171,24 @@ fn planted_bugs_are_caught() {
             // Every seed of the scenario finishes jobs: the assertion must stop the very first.
             assert_eq!(seeds, 1, "the runtime assertion missed the illegal transition in the first seeds");
         }
+        if crate::guards::targeted(bug) != Some((name, seeds)) {
+            wrong.push(format!(
+                "{}: {name} catches it at seed {seeds}; the guard table (sim/guards.rs) records {:?}",
+                bug.name(),
+                crate::guards::targeted(bug)
+            ));
+        }
         report.push((bug.name(), name, seeds));
     }
     eprintln!("\n| planted bug | scenario | seeds to catch |\n|---|---|---|");
     for (bug, name, seeds) in report {
         eprintln!("| {bug} | {name} | {seeds} |");
     }
+    assert!(
+        wrong.is_empty(),
+        "the guard table's targeted figures are not the code's any more; update sim/guards.rs and the README:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// One seed of one planted bug with its story (by hand: `FOREMAN_PROBE=<bug index> RUST_LOG=info cargo stest

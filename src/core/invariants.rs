@@ -130,9 +130,8 @@ impl Rule {
         match self {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
-            | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant | BackoffBound => {
-                Class::Safety
-            }
+            | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
+            | BackoffBound => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork => Class::Liveness,
             ConsistentStory => Class::Crash,
