@@ -1,0 +1,92 @@
+//! Guards of the executor and of the job master's start aimed at on purpose (design.md §8): scenarios that take
+//! away what hides a guard elsewhere, each naming the guard, what hides it, and how the scenario takes that away.
+//! The probe at the end measures how many seeds each takes to catch its guard's switch.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use foreman::buggify::Point;
+use foreman::jobs::fake::FakeConfig;
+use foreman::planted::Planted;
+use madsim::rand::Rng;
+
+use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
+use crate::fake_jobs::{create, finish_and_check, leader, JobFigures};
+use crate::harness::{announce, run_seed};
+
+/// An executor refuses a task epoch not newer than one it has confirmed (core/dispatcher.rs, `seen`). Elsewhere
+/// an older dispatch can never be judged after a newer one of the same task was confirmed on the same executor:
+/// the master sends the confirmation only within its dispatch window (framework/dispatch.rs), a parked request
+/// expires after the executor's dispatch TTL (5 s), and the master dispatches the next incarnation only once the
+/// older one is lost to its bookkeeping, its offline TTL plus that window after the dispatch (core/workers.rs
+/// `on_dispatch_sent`, 15 s). So the confirmation of the older one is judged, or dropped with its parked request,
+/// long before the newer one exists.
+///
+/// Here the executor's dispatch TTL is long (60 s, as `validate()` allows) and the executor's handling of one
+/// confirmation stalls once it has arrived and before it is judged (a descheduled handler: a hold at
+/// `confirm-received`), for 26 to 45 s. The only executor parks job-0's first job master, its confirmation
+/// stalls, the leader's dispatch times out (outcome unknown), the incarnation is lost 15 s later, and the next
+/// one is dispatched to the same executor, confirmed, and finishes the job. Then the stalled confirmation of the
+/// older incarnation is judged, its request still parked: only the executor's memory of the newer epoch refuses
+/// it. Taken, the old job master starts after the newer one (rule 2/3: each task's incarnations start in
+/// strictly increasing epoch order, the one-live-incarnation checker).
+pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted: Option<Planted>) -> JobFigures {
+    let masters = vec![master_config(0)];
+    let mut e = executor_config(0, 1);
+    e.dispatch_ttl = Duration::from_secs(60);
+    e.validate().expect("the scenario's executor configuration is valid");
+    let c =
+        Cluster::build_spec(Spec { masters, executors: vec![e], tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 })
+            .await;
+    leader(&c).await;
+    c.settle(Duration::from_secs(10)).await;
+    // Past the first incarnation's loss (15 s), the backoff and the second one's whole run.
+    let stall = Duration::from_millis(madsim::rand::thread_rng().gen_range(26_000..=45_000));
+    c.executors[0].points.hold(0, Point::ConfirmReceived, stall, false);
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 1, target: 40, tick_ms: 100 })];
+    create(&c, &jobs).await;
+    // The stalled confirmation is judged, and whatever it started has had time to show.
+    tokio::time::sleep(stall + Duration::from_secs(5)).await;
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn stale_confirmation_judged_after_a_newer_incarnation_ran() {
+    announce("stale_confirmation_judged_after_a_newer_incarnation_ran");
+    stale_confirmation_judged_after_a_newer_incarnation_ran_run(None).await;
+}
+
+type Scenario = fn(Option<Planted>) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobFigures>>>;
+
+fn table() -> Vec<(Planted, Scenario, &'static str)> {
+    vec![(
+        Planted::ExecutorTakesStaleEpoch,
+        |p| Box::pin(stale_confirmation_judged_after_a_newer_incarnation_ran_run(p)),
+        "stale_confirmation_judged_after_a_newer_incarnation_ran",
+    )]
+}
+
+/// Seeds to catch each guard's switch with its scenario, from a base seed, and the catching seed without the
+/// switch (by hand: `FOREMAN_AIMED_BASE=<seed> FOREMAN_AIMED_MAX=<n> cargo stest --test sim aimed_exec::probe --
+/// --ignored --nocapture`).
+#[test]
+#[ignore]
+fn probe() {
+    let base: u64 = std::env::var("FOREMAN_AIMED_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(400_000);
+    let max: u64 = std::env::var("FOREMAN_AIMED_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    for (bug, scenario, name) in table() {
+        let caught =
+            (base..base + max).find_map(|seed| run_seed(seed, move || scenario(Some(bug))).err().map(|f| (seed, f)));
+        let Some((seed, failure)) = caught else {
+            eprintln!("{}: not caught by {name} in {max} seeds from {base}", bug.name());
+            continue;
+        };
+        let without = run_seed(seed, move || scenario(None)).err().map(|f| f.to_string());
+        eprintln!(
+            "{}: caught by {name} at seed {seed}, after {} seeds: {failure}\n  without the switch: {}",
+            bug.name(),
+            seed - base + 1,
+            without.unwrap_or_else(|| "passed".to_owned())
+        );
+    }
+}
