@@ -11,7 +11,7 @@ use foreman::planted::Planted;
 use madsim::rand::Rng;
 
 use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
-use crate::fake_jobs::{create, finish_and_check, leader, JobFigures};
+use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
 use crate::harness::{announce, run_seed};
 
 /// An executor refuses a task epoch not newer than one it has confirmed (core/dispatcher.rs, `seen`). Elsewhere
@@ -54,6 +54,56 @@ pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted
 async fn stale_confirmation_judged_after_a_newer_incarnation_ran() {
     announce("stale_confirmation_judged_after_a_newer_incarnation_ran");
     stale_confirmation_judged_after_a_newer_incarnation_ran_run(None).await;
+}
+
+/// An executor told it was declared offline stops its work (core/agent.rs, `Verdict::Reregister`): NOT a
+/// last-line scenario, a demonstration that only a clock beyond the tolerance gets there (run by
+/// [`executor_told_offline_beyond_the_clock_tolerance`]). Elsewhere the executor has always fenced itself first:
+/// its self-fence (8 s) counts from the send time of its newest acknowledged heartbeat, the leader's offline TTL
+/// (10 s) from that heartbeat's arrival or later, and a leader that declared it offline answers its heartbeats
+/// "register again" only after the declaration, so the answer comes after the fence deadline
+/// (core/timing.rs `ClockTolerance`: `self_fence / (1 - rate) + timeout < (offline_ttl - jump) / (1 + rate)`).
+///
+/// Here the leader's clock runs at twice true time (far beyond the tolerance, a few percent), so its 10 s TTL
+/// lasts 5 s: the executor hosting job-0's worker (not its job master) is cut from the only master for 5.7 to 7
+/// s, declared offline meanwhile, and hears "register again" on its first heartbeat after the cut, its own
+/// self-fence still 1 to 2 s away. The guard stops the worker then; without it the worker runs on unregistered.
+/// Either way §6's no-false-alarms checker finds the declaration came less than the TTL after an acknowledged
+/// heartbeat: the guard is never the only line.
+pub async fn executor_told_offline_by_a_fast_leader_clock_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(1, 2, planted).await;
+    let l = leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 1, target: 300, tick_ms: 100 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    let e = 1 - job_master_host(&c, &running["job-0"]).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    c.masters[l].dial.set_rate_ppm(2_000_000);
+    let links =
+        [(c.executors[e].node.id(), c.masters[l].node.id()), (c.masters[l].node.id(), c.executors[e].node.id())];
+    for (a, b) in links {
+        c.net().clog_link(a, b);
+    }
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(5_700..=7_000))).await;
+    for (a, b) in links {
+        c.net().unclog_link(a, b);
+    }
+    c.masters[l].dial.set_rate_ppm(1_000_000);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+/// The demonstration above over a few seeds, with and without the switch: what fails (by hand: `cargo stest
+/// --test sim aimed_exec::executor_told_offline_beyond -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn executor_told_offline_beyond_the_clock_tolerance() {
+    for seed in 500_000..500_005 {
+        for planted in [Some(Planted::ExecutorKeepsWorkWhenOffline), None] {
+            let r = run_seed(seed, move || Box::pin(executor_told_offline_by_a_fast_leader_clock_run(planted)));
+            let what = r.err().map(|f| f.to_string()).unwrap_or_else(|| "passed".to_owned());
+            eprintln!("seed {seed}, switch {}: {what}", planted.map_or("off", |p| p.name()));
+        }
+    }
 }
 
 type Scenario = fn(Option<Planted>) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobFigures>>>;
