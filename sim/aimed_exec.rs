@@ -124,18 +124,30 @@ fn table() -> Vec<(Planted, Scenario, &'static str)> {
 fn probe() {
     let base: u64 = std::env::var("FOREMAN_AIMED_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(400_000);
     let max: u64 = std::env::var("FOREMAN_AIMED_MAX").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    // With FOREMAN_AIMED_ALL set, every seed of the range runs (how many of them catch the switch).
+    let all = std::env::var("FOREMAN_AIMED_ALL").is_ok();
     for (bug, scenario, name) in table() {
-        let caught =
-            (base..base + max).find_map(|seed| run_seed(seed, move || scenario(Some(bug))).err().map(|f| (seed, f)));
-        let Some((seed, failure)) = caught else {
+        let mut caught = vec![];
+        for seed in base..base + max {
+            if let Err(f) = run_seed(seed, move || scenario(Some(bug))) {
+                caught.push((seed, f));
+                if !all {
+                    break;
+                }
+            }
+        }
+        let Some((seed, failure)) = caught.first() else {
             eprintln!("{}: not caught by {name} in {max} seeds from {base}", bug.name());
             continue;
         };
+        let seed = *seed;
         let without = run_seed(seed, move || scenario(None)).err().map(|f| f.to_string());
         eprintln!(
-            "{}: caught by {name} at seed {seed}, after {} seeds: {failure}\n  without the switch: {}",
+            "{}: caught by {name} at seed {seed}, after {} seeds ({} of the seeds run caught it): {failure}\n  \
+             without the switch: {}",
             bug.name(),
             seed - base + 1,
+            caught.len(),
             without.unwrap_or_else(|| "passed".to_owned())
         );
     }
