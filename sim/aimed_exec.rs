@@ -28,8 +28,10 @@ use crate::harness::{announce, run_seed};
 /// stalls, the leader's dispatch times out (outcome unknown), the incarnation is lost 15 s later, and the next
 /// one is dispatched to the same executor, confirmed, and finishes the job. Then the stalled confirmation of the
 /// older incarnation is judged, its request still parked: only the executor's memory of the newer epoch refuses
-/// it. Taken, the old job master starts after the newer one (rule 2/3: each task's incarnations start in
-/// strictly increasing epoch order, the one-live-incarnation checker).
+/// it (rule 2). Taken, the older epoch runs where a newer one already ran: the dispatcher's own invariant (a
+/// running task's epoch is the newest it remembers) fails at once, a state machine's invariant; past it, the old
+/// job master would start after the newer one, which the one-live-incarnation checker refuses (each task's
+/// incarnations start in strictly increasing epoch order).
 pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted: Option<Planted>) -> JobFigures {
     let masters = vec![master_config(0)];
     let mut e = executor_config(0, 1);
