@@ -429,7 +429,8 @@ fn hold_ttl(point: Point, scope: &Scope) -> Duration {
         Point::JobMasterReply
         | Point::CheckpointWrite
         | Point::DispatchAccept
-        | Point::BetweenPreDispatchAndConfirm => scope.worker_offline_ttl,
+        | Point::BetweenPreDispatchAndConfirm
+        | Point::ConfirmReceived => scope.worker_offline_ttl,
     }
 }
 

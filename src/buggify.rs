@@ -182,11 +182,14 @@ pub enum Point {
     DispatchAccept,
     /// The leader's liveness check found executors expired and is about to declare them offline.
     BeforeOfflineDeclaration,
+    /// An executor received a dispatch's confirmation and is about to judge it (the confirmation is judged late:
+    /// its master has given up on it, and may have started a newer incarnation meanwhile). Holds only.
+    ConfirmReceived,
 }
 
 impl Point {
     /// Every point, in order (reports list the points that never fired too).
-    pub const ALL: [Point; 10] = [
+    pub const ALL: [Point; 11] = [
         Point::BeforeMetastoreWrite,
         Point::AfterMetastoreWrite,
         Point::BetweenPreDispatchAndConfirm,
@@ -197,6 +200,7 @@ impl Point {
         Point::CheckpointWrite,
         Point::DispatchAccept,
         Point::BeforeOfflineDeclaration,
+        Point::ConfirmReceived,
     ];
 
     pub fn name(self) -> &'static str {
@@ -211,6 +215,7 @@ impl Point {
             Point::CheckpointWrite => "checkpoint-write",
             Point::DispatchAccept => "dispatch-accept",
             Point::BeforeOfflineDeclaration => "before-offline-declaration",
+            Point::ConfirmReceived => "confirm-received",
         }
     }
 
@@ -244,7 +249,8 @@ impl Point {
             | Point::JobMasterReply
             | Point::CheckpointWrite
             | Point::DispatchAccept
-            | Point::BeforeOfflineDeclaration => None,
+            | Point::BeforeOfflineDeclaration
+            | Point::ConfirmReceived => None,
         }
     }
 }

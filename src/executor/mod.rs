@@ -610,6 +610,11 @@ impl Executor {
         self.lock().meta = Some(info);
     }
 
+    /// A dispatch's confirmation arrived and is about to be judged: the simulation may hold it here.
+    pub(crate) async fn before_confirm(&self) {
+        crate::buggify::point(&self.fault_points, crate::buggify::Point::ConfirmReceived).await;
+    }
+
     /// A dispatch was accepted and its task is about to start: the simulation may hold it here.
     pub(crate) async fn before_start(&self) {
         crate::buggify::point(&self.fault_points, crate::buggify::Point::DispatchAccept).await;

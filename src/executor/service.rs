@@ -110,6 +110,8 @@ impl ExecutorService for ExecutorSvc {
         req: Request<pb::ConfirmDispatchTaskRequest>,
     ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
         let r = req.into_inner();
+        // Received, not yet judged: the judgement (and the answer) may come late.
+        self.e.before_confirm().await;
         // Judged and moved in one step of the agent, and judged again when the task starts: a fence or a new
         // registration in between cannot let a task start after it.
         let spec =
