@@ -21,6 +21,7 @@ use crate::fake_jobs::{
 use crate::last_line::{
     executor_cut_while_its_job_masters_fence_late_run, job_master_heard_late_through_a_paused_follower_run,
 };
+use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
 use crate::late_faults::leader_cut_from_executors_suspects_itself_run;
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::{self, swarm_run};
@@ -138,6 +139,18 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             |b| Box::pin(leader_cut_from_executors_suspects_itself_run(b)),
             "leader_cut_from_executors_suspects_itself",
             &[Rule::NoMassEviction],
+        ),
+        // An executor's refusal of an epoch not newer than one it saw: the last line once a confirmation is judged
+        // after the task's next incarnation ran there (the dispatcher's own invariant names the stale start).
+        (
+            Planted::ExecutorTakesStaleEpoch,
+            |b| {
+                Box::pin(async move {
+                    stale_confirmation_judged_after_a_newer_incarnation_ran_run(b).await;
+                })
+            },
+            "stale_confirmation_judged_after_a_newer_incarnation_ran",
+            &[Rule::MachineInvariant, Rule::OneLiveIncarnation, Rule::FencedMessages],
         ),
     ]
 }
