@@ -5,6 +5,7 @@
 #![cfg(madsim)]
 
 mod aimed_exec;
+mod aimed_jm;
 mod bug_finding;
 mod checks;
 mod clocks;

@@ -1,0 +1,164 @@
+//! Scenarios aimed at the job-master-level guards (design.md §8): a superseded job master's worker records
+//! (`job-master-writes-unguarded`, jobs/fake_run.rs), a job master shown a newer one (`newer-master-ignored`,
+//! core/workers.rs `fence_master`), and placements asked by a stale job master (`stale-job-master-places`, core/manager
+//! `schedule`).
+//!
+//! What they found: none of the three can be the last line of defence under the standard checkers. Each guards
+//! against a job master that still acts once its successor exists, and the simulator's own rule-3 checker (one live
+//! incarnation) already fails any run where one does, with every guard in place: the old job master is live from its
+//! start to its stop (not while its node is paused, and for 5 ms after a resume), and the leader starts the next one
+//! only after the old one's own self-fence or its executor's passed. What a stopped job master leaves behind is only
+//! what it had sent, and madsim delivers that within the link's latency (a cut refuses a new connection at once, and
+//! every etcd request opens its own), so nothing of it arrives after the successor's records. Both scenarios pass
+//! 150 seeds with each of the three switches and without any; both catch `executor-ignores-fence` at their first
+//! seed (the executor's self-fence is what stops the old job master on resume).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::FakeConfig;
+use foreman::planted::Planted;
+use madsim::rand::Rng;
+
+use crate::cluster::{executor_config, master_config, Cluster, Seen, Spec, Tasks};
+use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
+use crate::harness::announce;
+
+/// Masters whose job masters fence themselves (13 s) later than the executors' offline TTL (5 s), as `validate()`
+/// allows: the leader restarts a job master as soon as its executor is declared offline, long before the old one's
+/// own fence; only the executor's self-fence (3 s) stops the old one first.
+fn late_fencing_masters() -> Vec<foreman::config::MasterConfig> {
+    (0..3)
+        .map(|i| {
+            let mut m = master_config(i);
+            (m.executors.offline_ttl, m.executors.self_fence) = (Duration::from_secs(5), Duration::from_secs(3));
+            (m.workers.offline_ttl, m.workers.self_fence) = (Duration::from_secs(15), Duration::from_secs(13));
+            m.validate().expect("the scenario's timing is valid");
+            m
+        })
+        .collect()
+}
+
+/// Aimed at the three job-master guards, and at the executor's self-fence (core/agent.rs). Elsewhere a job master
+/// stops by its own fence before its successor exists; here, with the late-fencing masters above, the executor
+/// hosting job-0's job master is paused for longer than the executors' offline TTL and the backoff (the leader
+/// declares it offline and starts the next job master elsewhere, which awaits the old one's workers) but shorter than
+/// the job masters' own self-fence. On resume the old job master's fence has not passed: only the executor's
+/// self-fence stops it, in the same instant (whichever of the two the simulator polls first). Every job then
+/// finishes. Without the executor's self-fence the old job master lives beside its successor (one live incarnation
+/// fails at the first seed); with it, the old one sends nothing more, so the job-master guards are never reached.
+pub async fn job_master_host_paused_past_its_successor_run(planted: Option<Planted>) -> JobFigures {
+    let masters = late_fencing_masters();
+    let executors = (0..4).map(|i| executor_config(i, 3)).collect();
+    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 3, target: 300, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(0..=1_500))).await;
+    c.pause_executor(host);
+    // Past the offline TTL, the backoff and the next job master's start, inside the old one's self-fence.
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(8_000..=12_500))).await;
+    c.resume_executor(host);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn job_master_host_paused_past_its_successor() {
+    announce("job_master_host_paused_past_its_successor");
+    job_master_host_paused_past_its_successor_run(None).await;
+}
+
+type Run = std::pin::Pin<Box<dyn std::future::Future<Output = JobFigures>>>;
+
+/// The probes by name.
+fn scenario(name: &str) -> fn(Option<Planted>) -> Run {
+    match name {
+        "records" => |p| Box::pin(job_master_records_land_after_its_successors_run(p)),
+        _ => |p| Box::pin(job_master_host_paused_past_its_successor_run(p)),
+    }
+}
+
+/// Seeds-to-catch of the probes against switches (by hand: `FOREMAN_AIMED_SCENARIO=paused|records
+/// FOREMAN_AIMED=<switch>[,<switch>|none...] FOREMAN_AIMED_SEEDS=<n> cargo stest --test sim aimed_jm::probe --
+/// --ignored --nocapture`); each catching seed is run again without the switch.
+#[test]
+#[ignore]
+fn probe() {
+    use crate::harness::run_seed;
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let n: u64 = std::env::var("FOREMAN_AIMED_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(50);
+    let base: u64 = std::env::var("FOREMAN_AIMED_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(400_000);
+    let run = scenario(&std::env::var("FOREMAN_AIMED_SCENARIO").unwrap_or_default());
+    let mine = [Planted::JobMasterWritesUnguarded, Planted::NewerMasterIgnored, Planted::StaleJobMasterPlaces];
+    let switches: Vec<Option<Planted>> = match std::env::var("FOREMAN_AIMED") {
+        Ok(names) => names.split(',').map(Planted::from_name).collect(),
+        Err(_) => mine.into_iter().map(Some).chain([None]).collect(),
+    };
+    for switch in switches {
+        let name = switch.map_or("none", |s| s.name());
+        let caught = (base..base + n).find_map(|seed| run_seed(seed, move || run(switch)).err().map(|f| (seed, f)));
+        match caught {
+            None => eprintln!("probe {name}: not caught in {n} seeds from {base}"),
+            Some((seed, f)) => {
+                let alone = switch.is_some() && run_seed(seed, move || run(None)).is_err();
+                eprintln!(
+                    "probe {name}: caught at seed {seed} ({} seeds; fails without: {alone}): {f}",
+                    seed - base + 1
+                );
+            }
+        }
+    }
+}
+
+/// The executor where incarnation `epoch` of `job`'s job master started, once it has (polled every 5 ms).
+async fn job_master_started_on(c: &Cluster, job: &str, epoch: u64) -> usize {
+    loop {
+        let found = c.recorder.events().into_iter().find_map(|(_, node, seen)| match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch: e, .. })
+                if task.as_str() == job && e.0 == epoch =>
+            {
+                c.executors.iter().position(|x| x.name == node)
+            }
+            _ => None,
+        });
+        if let Some(i) = found {
+            return i;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Aimed at `job-master-writes-unguarded` and `stale-job-master-places`: the same pause as above, taken while
+/// job-0's first job master starts its six workers one after the other (most likely while it waits for the leader's
+/// placement of one of them, or for a worker record's write), and resumed once the next job master started elsewhere
+/// and wrote its own worker records, inside the old one's own self-fence. The only way left for the old job master
+/// to write or place after its successor: to be polled first on resume, take the answer that came in while it was
+/// paused and send its next request in that same instant (a connection's set-up may take no simulated time), before
+/// the executor's self-fence drops it. In 150 seeds that never happened (a successor's worker never found its record
+/// taken over); and had it, the record would name an incarnation never dispatched, which only costs the successor's
+/// worker a restart after its TTL (no rule broken).
+pub async fn job_master_records_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
+    let masters = late_fencing_masters();
+    let executors = (0..4).map(|i| executor_config(i, 3)).collect();
+    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 6, target: 300, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let host = job_master_started_on(&c, "job-0", 1).await;
+    // While it reads the job and starts its workers one after the other.
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(60..=250))).await;
+    c.pause_executor(host);
+    // Past the offline TTL, the backoff and the successor's first worker records, inside the old one's fence.
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(8_000..=12_500))).await;
+    c.resume_executor(host);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn job_master_records_land_after_its_successors() {
+    announce("job_master_records_land_after_its_successors");
+    job_master_records_land_after_its_successors_run(None).await;
+}
