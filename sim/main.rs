@@ -4,6 +4,7 @@
 //! and `MADSIM_TEST_SEED=<seed>` replays it exactly. `MADSIM_TEST_NUM=<n>` runs n consecutive seeds.
 #![cfg(madsim)]
 
+mod aimed_worker;
 mod bug_finding;
 mod checks;
 mod clocks;

@@ -1,0 +1,130 @@
+//! Guards of the worker level made the last line of defence (design.md §8): scenarios aimed at the guards between
+//! a job master and its workers that the swarm's seeds never leave alone, each naming the guard, what hides it
+//! elsewhere, and how the scenario takes that away (as `sim/last_line.rs` does one level up).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use foreman::core::ids::TaskId;
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::FakeConfig;
+use foreman::planted::Planted;
+use madsim::rand::Rng;
+
+use crate::cluster::{Cluster, Seen};
+use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
+use crate::harness::announce;
+
+fn millis(lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
+}
+
+/// The tasks each executor node runs now, from the recorded starts and stops.
+fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
+    let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
+    for (_, node, seen) in c.recorder.events() {
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+                live.entry(node).or_default().insert(task);
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
+                live.entry(node).or_default().remove(&task);
+            }
+            Seen::Killed => {
+                live.remove(&node);
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// The executors (by index) running a worker of `job` but not its job master, which runs on executor `host`.
+fn worker_hosts(c: &Cluster, job: &str, host: usize) -> Vec<usize> {
+    let live = live_tasks(c);
+    (0..c.executors.len())
+        .filter(|i| *i != host)
+        .filter(|i| {
+            live.get(&c.executors[*i].name)
+                .is_some_and(|tasks| tasks.iter().any(|t| t.is_worker() && t.as_str().starts_with(&format!("{job}/"))))
+        })
+        .collect()
+}
+
+/// A job master's answer "stale" to an older incarnation of one of its workers (core/workers.rs `fence`).
+/// Elsewhere a worker's incarnation is superseded only once its job master has stopped hearing it for the offline
+/// TTL, by which time it has fenced itself and sends nothing more; and workers reach their job master directly, so
+/// no forwarder holds a message of theirs. But a worker that leaves cleanly is superseded at once: when its
+/// executor drains, it checkpoints its stop and reports `Stopped`, and its job master starts its next incarnation
+/// the moment it takes the report. If the answer to that report is lost, the old incarnation sends the report
+/// again, alive and unfenced, after its successor started.
+///
+/// Job-0's job master runs on one executor and a worker on another; the link from the job master's executor to the
+/// worker's is cut one way (the answers are lost, the worker's messages still arrive), and the worker's executor is
+/// asked to stop. The worker's `Stopped` report is taken, its successor starts elsewhere and checks in, and the old
+/// incarnation, its report unanswered within the heartbeat deadline, sends it again: the job master must answer
+/// "stale" (rule 2), not take the report as its successor's exit. Every job then finishes.
+pub async fn worker_report_repeated_after_its_successor_started_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(2, 4, planted).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 200, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    // The workers start once the job master placed them.
+    tokio::time::sleep(millis(1_500, 4_000)).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    let hosts = worker_hosts(&c, "job-0", host);
+    if let Some(&worker) = hosts.get(madsim::rand::thread_rng().gen_range(0..hosts.len().max(1))) {
+        let (from, to) = (c.executors[host].node.id(), c.executors[worker].node.id());
+        c.net().clog_link(from, to);
+        // Within the worker's self-fence (its heartbeats are no longer acknowledged).
+        tokio::time::sleep(millis(0, 3_000)).await;
+        c.stop_executor(worker);
+        // Past the drain's timeout: the stopped executor is gone by then.
+        tokio::time::sleep(millis(12_000, 16_000)).await;
+        c.net().unclog_link(from, to);
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn worker_report_repeated_after_its_successor_started() {
+    announce("worker_report_repeated_after_its_successor_started");
+    worker_report_repeated_after_its_successor_started_run(None).await;
+}
+
+/// Seeds-to-catch of each scenario against its guard's switch, from a base seed, and the catching seed without
+/// the switch (by hand: `FOREMAN_AIMED=<index> FOREMAN_AIMED_MAX=<n> cargo stest --test sim aimed_worker::probe --
+/// --ignored --nocapture`).
+#[test]
+#[ignore]
+fn probe() {
+    use crate::harness::run_seed;
+    type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    type Scenario = fn(Option<Planted>) -> Run;
+    let table: Vec<(Planted, Scenario, &str)> = vec![(
+        Planted::StaleWorkerAnswered,
+        |p| {
+            Box::pin(async move {
+                worker_report_repeated_after_its_successor_started_run(p).await;
+            })
+        },
+        "worker_report_repeated_after_its_successor_started",
+    )];
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+    let i = env("FOREMAN_AIMED").unwrap_or(0) as usize;
+    let max = env("FOREMAN_AIMED_MAX").unwrap_or(300);
+    let base = env("FOREMAN_AIMED_BASE").unwrap_or(500_000);
+    let (switch, scenario, name) = table[i];
+    for k in 0..max {
+        let seed = base + k;
+        if let Err(f) = run_seed(seed, move || scenario(Some(switch))) {
+            eprintln!("{} on {name}: caught at seed {seed} ({} seeds): {f}", switch.name(), k + 1);
+            let without = run_seed(seed, move || scenario(None));
+            eprintln!("without the switch: {}", without.err().map(|f| f.to_string()).unwrap_or("passed".into()));
+            return;
+        }
+        eprintln!("seed {seed}: passed");
+    }
+    eprintln!("{} on {name}: not caught in {max} seeds from {base}", switch.name());
+}
