@@ -93,6 +93,61 @@ async fn worker_report_repeated_after_its_successor_started() {
     worker_report_repeated_after_its_successor_started_run(None).await;
 }
 
+/// A worker's checkpoint write compares the worker record with its epoch (jobs/fake_run.rs). Elsewhere a write
+/// leaves only while its worker runs, a worker runs only until its self-fence, and its job master starts the next
+/// incarnation only after that; the write then reaches etcd within milliseconds (the simulated client opens a
+/// connection per request, refused at once across a cut). A real client sends its requests on one long-lived
+/// connection: a write sent into a partition is retransmitted and applied when the partition heals, long after its
+/// client gave up on it and stopped. The writes in flight ([`foreman::buggify::Latency::set_in_flight`]) are that.
+///
+/// Job-0's job master runs on one executor and a worker on another. The worker's executor is cut from the masters
+/// and the other executors (not from etcd), and its metastore writes from then on stay in flight for 32 to 45 s.
+/// The worker's checkpoint of its next step times out and is sent again at each attempt until its executor fences
+/// itself; its job master declares it lost and starts its successor elsewhere, which finishes the job. Then the old
+/// writes arrive: the worker record refuses each (rule 2), or the checkpoint ends below the target (exact counters).
+pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(2, 4, planted).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(1_500, 4_000)).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    let hosts = worker_hosts(&c, "job-0", host);
+    if let Some(&worker) = hosts.get(madsim::rand::thread_rng().gen_range(0..hosts.len().max(1))) {
+        let victim = c.executors[worker].node.id();
+        let others: Vec<_> = c
+            .masters
+            .iter()
+            .map(|m| m.node.id())
+            .chain(c.executors.iter().map(|e| e.node.id()).filter(|id| *id != victim))
+            .collect();
+        let in_flight = millis(32_000, 45_000);
+        c.executors[worker].points.latency().set_in_flight(in_flight);
+        for o in &others {
+            c.net().clog_link(victim, *o);
+            c.net().clog_link(*o, victim);
+        }
+        // Past the executor's self-fence and its worker's offline TTL: the successor runs elsewhere by then.
+        let cut = Duration::from_secs(15);
+        tokio::time::sleep(cut).await;
+        c.executors[worker].points.latency().set_in_flight(Duration::ZERO);
+        for o in &others {
+            c.net().unclog_link(victim, *o);
+            c.net().unclog_link(*o, victim);
+        }
+        // Until the last write sent before the executor fenced itself has arrived.
+        tokio::time::sleep(in_flight - cut + Duration::from_secs(8)).await;
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn worker_checkpoint_arrives_after_its_successor_finished() {
+    announce("worker_checkpoint_arrives_after_its_successor_finished");
+    worker_checkpoint_arrives_after_its_successor_finished_run(None).await;
+}
+
 /// Seeds-to-catch of each scenario against its guard's switch, from a base seed, and the catching seed without
 /// the switch (by hand: `FOREMAN_AIMED=<index> FOREMAN_AIMED_MAX=<n> cargo stest --test sim aimed_worker::probe --
 /// --ignored --nocapture`).
@@ -102,15 +157,26 @@ fn probe() {
     use crate::harness::run_seed;
     type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
     type Scenario = fn(Option<Planted>) -> Run;
-    let table: Vec<(Planted, Scenario, &str)> = vec![(
-        Planted::StaleWorkerAnswered,
-        |p| {
-            Box::pin(async move {
-                worker_report_repeated_after_its_successor_started_run(p).await;
-            })
-        },
-        "worker_report_repeated_after_its_successor_started",
-    )];
+    let table: Vec<(Planted, Scenario, &str)> = vec![
+        (
+            Planted::StaleWorkerAnswered,
+            |p| {
+                Box::pin(async move {
+                    worker_report_repeated_after_its_successor_started_run(p).await;
+                })
+            },
+            "worker_report_repeated_after_its_successor_started",
+        ),
+        (
+            Planted::CheckpointUnguarded,
+            |p| {
+                Box::pin(async move {
+                    worker_checkpoint_arrives_after_its_successor_finished_run(p).await;
+                })
+            },
+            "worker_checkpoint_arrives_after_its_successor_finished",
+        ),
+    ];
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
     let i = env("FOREMAN_AIMED").unwrap_or(0) as usize;
     let max = env("FOREMAN_AIMED_MAX").unwrap_or(300);
