@@ -1,6 +1,18 @@
 //! Guards of the worker level made the last line of defence (design.md §8): scenarios aimed at the guards between
 //! a job master and its workers that the swarm's seeds never leave alone, each naming the guard, what hides it
 //! elsewhere, and how the scenario takes that away (as `sim/last_line.rs` does one level up).
+//!
+//! A third guard of this level has no scenario: a worker (or job master) told "stale" on a heartbeat stops
+//! (framework/link.rs `on_reply`, switch `stale-verdict-ignored`). Ignoring the verdict keeps the incarnation
+//! running only until its own self-fence, and no successor can start before that fence: a heartbeat is answered
+//! "stale" by a host that no longer runs the master (framework/host.rs `handle`; the master's next incarnation then
+//! waits the offline TTL for the worker to check in, core/workers.rs `recover`, and the worker's last acknowledgement
+//! came before it started), for an older epoch or an unknown task (the entry was superseded only after the offline
+//! TTL since it was last heard, core/workers.rs `tick`, or after the worker's own exit report, after which it sends
+//! no heartbeat), or for a revoked or exited entry (the same two). The only successors that start at once, after an
+//! exit report or a checkpointed stop (jobs/fake_run.rs `recover`), follow the end of the old incarnation's work;
+//! a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within the
+//! clock tolerance the self-fence always comes first; beyond it, rule 3 breaks with the guard in place too.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -182,6 +194,24 @@ fn probe() {
     let max = env("FOREMAN_AIMED_MAX").unwrap_or(300);
     let base = env("FOREMAN_AIMED_BASE").unwrap_or(500_000);
     let (switch, scenario, name) = table[i];
+    // Another guard's switch against the same scenario (`FOREMAN_AIMED_SWITCH=<switch name>`).
+    let switch = std::env::var("FOREMAN_AIMED_SWITCH").ok().and_then(|n| Planted::from_name(&n)).unwrap_or(switch);
+    if std::env::var("FOREMAN_AIMED_COUNT").is_ok() {
+        // How many of the seeds catch it, each catching seed also run without the switch.
+        let (mut caught, mut clean) = (0, 0);
+        for k in 0..max {
+            let seed = base + k;
+            if run_seed(seed, move || scenario(Some(switch))).is_err() {
+                caught += 1;
+                clean += usize::from(run_seed(seed, move || scenario(None)).is_ok());
+            }
+        }
+        eprintln!(
+            "{} on {name}: {caught} of {max} seeds from {base} caught it, {clean} of them pass without",
+            switch.name()
+        );
+        return;
+    }
     for k in 0..max {
         let seed = base + k;
         if let Err(f) = run_seed(seed, move || scenario(Some(switch))) {
