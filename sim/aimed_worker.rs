@@ -112,11 +112,12 @@ async fn worker_report_repeated_after_its_successor_started() {
 /// connection: a write sent into a partition is retransmitted and applied when the partition heals, long after its
 /// client gave up on it and stopped. The writes in flight ([`foreman::buggify::Latency::set_in_flight`]) are that.
 ///
-/// Job-0's job master runs on one executor and a worker on another. The worker's executor is cut from the masters
-/// and the other executors (not from etcd), and its metastore writes from then on stay in flight for 32 to 45 s.
-/// The worker's checkpoint of its next step times out and is sent again at each attempt until its executor fences
-/// itself; its job master declares it lost and starts its successor elsewhere, which finishes the job. Then the old
-/// writes arrive: the worker record refuses each (rule 2), or the checkpoint ends below the target (exact counters).
+/// Job-0's job master runs on one executor and a worker on another. The worker's executor is cut from every other
+/// node for 15 s, and the metastore writes it sends into the cut arrive 32 to 45 s after they were sent (after the
+/// heal, as retransmitted requests). The worker's checkpoint of its next step times out and is sent again at each
+/// attempt until its executor fences itself; its job master declares it lost and starts its successor elsewhere,
+/// which finishes the job. Then the old writes arrive: the worker record refuses each (rule 2), or the checkpoint
+/// ends below the target (exact counters).
 pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
@@ -133,6 +134,7 @@ pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted:
             .iter()
             .map(|m| m.node.id())
             .chain(c.executors.iter().map(|e| e.node.id()).filter(|id| *id != victim))
+            .chain([c.etcd.id()])
             .collect();
         let in_flight = millis(32_000, 45_000);
         c.executors[worker].points.latency().set_in_flight(in_flight);
