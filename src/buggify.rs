@@ -126,18 +126,35 @@ impl FaultPoints {
 }
 
 /// A node's metastore latency: each request waits up to this long (0: none), shared by the node's metastore
-/// handles.
+/// handles. Beside it, the writes in flight: each transaction is applied a fixed time after it is sent, whether or
+/// not its sender still waits for the answer (0: none).
 #[derive(Clone, Debug, Default)]
-pub struct Latency(Arc<AtomicU64>);
+pub struct Latency {
+    max: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
+}
 
 impl Latency {
     /// Each request from now on waits up to `max`.
     pub fn set(&self, max: Duration) {
-        self.0.store(max.as_millis() as u64, Ordering::SeqCst);
+        self.max.store(max.as_millis() as u64, Ordering::SeqCst);
     }
 
     pub fn max(&self) -> Duration {
-        Duration::from_millis(self.0.load(Ordering::SeqCst))
+        Duration::from_millis(self.max.load(Ordering::SeqCst))
+    }
+
+    /// Each transaction sent from now on is applied `delay` after it is sent (zero: at once), even if its sender
+    /// gave up on it or stopped meanwhile: a request on a long-lived connection, sent into a partition and
+    /// retransmitted until it heals, or queued in the metastore behind a stall, is applied late although its
+    /// client timed out. The simulation's scenarios arm it; the swarm never does, and it draws nothing.
+    pub fn set_in_flight(&self, delay: Duration) {
+        self.in_flight.store(delay.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    /// How long a transaction sent now stays in flight (zero in production).
+    pub fn in_flight(&self) -> Duration {
+        Duration::from_millis(self.in_flight.load(Ordering::SeqCst))
     }
 
     /// How long one request waits before it is sent and after its answer came (nothing in production, or while
@@ -146,7 +163,7 @@ impl Latency {
         #[cfg(madsim)]
         {
             use madsim::rand::Rng;
-            let max = self.0.load(Ordering::SeqCst);
+            let max = self.max.load(Ordering::SeqCst);
             if max > 0 {
                 let mut rng = madsim::rand::thread_rng();
                 let total = rng.gen_range(0..=max);
@@ -300,6 +317,19 @@ mod tests {
             assert_eq!(Point::from_name(p.name()), Some(p));
         }
         assert_eq!(Point::from_name("nowhere"), None);
+    }
+
+    #[test]
+    fn writes_in_flight_are_off_until_a_scenario_sets_them_and_draw_nothing() {
+        let latency = FaultPoints::default().for_node(None).latency();
+        assert_eq!(latency.in_flight(), Duration::ZERO);
+        latency.set_in_flight(Duration::from_secs(30));
+        // The node's handles share the dial.
+        assert_eq!(latency.clone().in_flight(), Duration::from_secs(30));
+        assert_eq!(latency.max(), Duration::ZERO, "the latency dial is apart");
+        assert_eq!(latency.draw(), (Duration::ZERO, Duration::ZERO));
+        latency.set_in_flight(Duration::ZERO);
+        assert_eq!(latency.in_flight(), Duration::ZERO);
     }
 
     #[test]

@@ -598,7 +598,8 @@ impl Executor {
             };
             match MetaStore::etcd(&info.endpoints, &cluster, self.cfg.rpc_timeout).await {
                 Ok(store) => {
-                    self.meta.set(store);
+                    // The simulation's metastore faults of this node (none in production).
+                    self.meta.set(store.with_latency(self.fault_points.latency()));
                 }
                 Err(e) => {
                     warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");

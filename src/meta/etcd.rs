@@ -165,7 +165,29 @@ impl EtcdStore {
             })
             .collect();
         let mut kv = self.client.kv_client();
-        let resp = self.call("txn", Effect::Write, kv.txn(Txn::new().when(when).and_then(then))).await?;
+        let txn = Txn::new().when(when).and_then(then);
+        #[cfg(madsim)]
+        {
+            let in_flight = self.latency.in_flight();
+            if !in_flight.is_zero() {
+                // The simulation's writes in flight: the request leaves now and is applied `in_flight` later, on
+                // its own, whatever becomes of this caller (it may time out, or be dropped with its task).
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    tokio::time::sleep(in_flight).await;
+                    let _ = tx.send(kv.txn(txn).await);
+                });
+                let answer = async move {
+                    match rx.await {
+                        Ok(answer) => answer,
+                        // The node stopped before the write left: no answer ever comes (the time-out says so).
+                        Err(_) => std::future::pending().await,
+                    }
+                };
+                return Ok(self.call("txn", Effect::Write, answer).await?.succeeded());
+            }
+        }
+        let resp = self.call("txn", Effect::Write, kv.txn(txn)).await?;
         Ok(resp.succeeded())
     }
 

@@ -1,0 +1,228 @@
+//! Guards of the worker level made the last line of defence (design.md §8): scenarios aimed at the guards between
+//! a job master and its workers that the swarm's seeds never leave alone, each naming the guard, what hides it
+//! elsewhere, and how the scenario takes that away (as `sim/last_line.rs` does one level up).
+//!
+//! A third guard of this level has no scenario: a worker (or job master) told "stale" on a heartbeat stops
+//! (framework/link.rs `on_reply`, switch `stale-verdict-ignored`). Ignoring the verdict keeps the incarnation
+//! running only until its own self-fence, and no successor can start before that fence: a heartbeat is answered
+//! "stale" by a host that no longer runs the master (framework/host.rs `handle`; the master's next incarnation then
+//! waits the offline TTL for the worker to check in, core/workers.rs `recover`, and the worker's last acknowledgement
+//! came before it started), for an older epoch or an unknown task (the entry was superseded only after the offline
+//! TTL since it was last heard, core/workers.rs `tick`, or after the worker's own exit report, after which it sends
+//! no heartbeat), or for a revoked or exited entry (the same two). The only successors that start at once, after an
+//! exit report or a checkpointed stop (jobs/fake_run.rs `recover`), follow the end of the old incarnation's work;
+//! a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within the
+//! clock tolerance the self-fence always comes first; beyond it, rule 3 breaks with the guard in place too.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use foreman::core::ids::TaskId;
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::FakeConfig;
+use foreman::planted::Planted;
+use madsim::rand::Rng;
+
+use crate::cluster::{Cluster, Seen};
+use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
+use crate::harness::announce;
+
+fn millis(lo: u64, hi: u64) -> Duration {
+    Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
+}
+
+/// The tasks each executor node runs now, from the recorded starts and stops.
+fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
+    let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
+    for (_, node, seen) in c.recorder.events() {
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
+                live.entry(node).or_default().insert(task);
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
+                live.entry(node).or_default().remove(&task);
+            }
+            Seen::Killed => {
+                live.remove(&node);
+            }
+            _ => {}
+        }
+    }
+    live
+}
+
+/// The executors (by index) running a worker of `job` but not its job master, which runs on executor `host`.
+fn worker_hosts(c: &Cluster, job: &str, host: usize) -> Vec<usize> {
+    let live = live_tasks(c);
+    (0..c.executors.len())
+        .filter(|i| *i != host)
+        .filter(|i| {
+            live.get(&c.executors[*i].name)
+                .is_some_and(|tasks| tasks.iter().any(|t| t.is_worker() && t.as_str().starts_with(&format!("{job}/"))))
+        })
+        .collect()
+}
+
+/// A job master's answer "stale" to an older incarnation of one of its workers (core/workers.rs `fence`).
+/// Elsewhere a worker's incarnation is superseded only once its job master has stopped hearing it for the offline
+/// TTL, by which time it has fenced itself and sends nothing more; and workers reach their job master directly, so
+/// no forwarder holds a message of theirs. But a worker that leaves cleanly is superseded at once: when its
+/// executor drains, it checkpoints its stop and reports `Stopped`, and its job master starts its next incarnation
+/// the moment it takes the report. If the answer to that report is lost, the old incarnation sends the report
+/// again, alive and unfenced, after its successor started.
+///
+/// Job-0's job master runs on one executor and a worker on another; the link from the job master's executor to the
+/// worker's is cut one way (the answers are lost, the worker's messages still arrive), and the worker's executor is
+/// asked to stop. The worker's `Stopped` report is taken, its successor starts elsewhere and checks in, and the old
+/// incarnation, its report unanswered within the heartbeat deadline, sends it again: the job master must answer
+/// "stale" (rule 2), not take the report as its successor's exit. Every job then finishes.
+pub async fn worker_report_repeated_after_its_successor_started_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(2, 4, planted).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 200, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    // The workers start once the job master placed them.
+    tokio::time::sleep(millis(1_500, 4_000)).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    let hosts = worker_hosts(&c, "job-0", host);
+    if let Some(&worker) = hosts.get(madsim::rand::thread_rng().gen_range(0..hosts.len().max(1))) {
+        let (from, to) = (c.executors[host].node.id(), c.executors[worker].node.id());
+        c.net().clog_link(from, to);
+        // Within the worker's self-fence (its heartbeats are no longer acknowledged).
+        tokio::time::sleep(millis(0, 3_000)).await;
+        c.stop_executor(worker);
+        // Past the drain's timeout: the stopped executor is gone by then.
+        tokio::time::sleep(millis(12_000, 16_000)).await;
+        c.net().unclog_link(from, to);
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn worker_report_repeated_after_its_successor_started() {
+    announce("worker_report_repeated_after_its_successor_started");
+    worker_report_repeated_after_its_successor_started_run(None).await;
+}
+
+/// A worker's checkpoint write compares the worker record with its epoch (jobs/fake_run.rs). Elsewhere a write
+/// leaves only while its worker runs, a worker runs only until its self-fence, and its job master starts the next
+/// incarnation only after that; the write then reaches etcd within milliseconds (the simulated client opens a
+/// connection per request, refused at once across a cut). A real client sends its requests on one long-lived
+/// connection: a write sent into a partition is retransmitted and applied when the partition heals, long after its
+/// client gave up on it and stopped. The writes in flight ([`foreman::buggify::Latency::set_in_flight`]) are that.
+///
+/// Job-0's job master runs on one executor and a worker on another. The worker's executor is cut from every other
+/// node for 15 s, and the metastore writes it sends into the cut arrive 32 to 45 s after they were sent (after the
+/// heal, as retransmitted requests). The worker's checkpoint of its next step times out and is sent again at each
+/// attempt until its executor fences itself; its job master declares it lost and starts its successor elsewhere,
+/// which finishes the job. Then the old writes arrive: the worker record refuses each (rule 2), or the checkpoint
+/// ends below the target (exact counters).
+pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted: Option<Planted>) -> JobFigures {
+    let c = Cluster::start_with(2, 4, planted).await;
+    leader(&c).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(1_500, 4_000)).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    let hosts = worker_hosts(&c, "job-0", host);
+    if let Some(&worker) = hosts.get(madsim::rand::thread_rng().gen_range(0..hosts.len().max(1))) {
+        let victim = c.executors[worker].node.id();
+        let others: Vec<_> = c
+            .masters
+            .iter()
+            .map(|m| m.node.id())
+            .chain(c.executors.iter().map(|e| e.node.id()).filter(|id| *id != victim))
+            .chain([c.etcd.id()])
+            .collect();
+        let in_flight = millis(32_000, 45_000);
+        c.executors[worker].points.latency().set_in_flight(in_flight);
+        for o in &others {
+            c.net().clog_link(victim, *o);
+            c.net().clog_link(*o, victim);
+        }
+        // Past the executor's self-fence and its worker's offline TTL: the successor runs elsewhere by then.
+        let cut = Duration::from_secs(15);
+        tokio::time::sleep(cut).await;
+        c.executors[worker].points.latency().set_in_flight(Duration::ZERO);
+        for o in &others {
+            c.net().unclog_link(victim, *o);
+            c.net().unclog_link(*o, victim);
+        }
+        // Until the last write sent before the executor fenced itself has arrived.
+        tokio::time::sleep(in_flight - cut + Duration::from_secs(8)).await;
+    }
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn worker_checkpoint_arrives_after_its_successor_finished() {
+    announce("worker_checkpoint_arrives_after_its_successor_finished");
+    worker_checkpoint_arrives_after_its_successor_finished_run(None).await;
+}
+
+/// Seeds-to-catch of each scenario against its guard's switch, from a base seed, and the catching seed without
+/// the switch (by hand: `FOREMAN_AIMED=<index> FOREMAN_AIMED_MAX=<n> cargo stest --test sim aimed_worker::probe --
+/// --ignored --nocapture`).
+#[test]
+#[ignore]
+fn probe() {
+    use crate::harness::run_seed;
+    type Run = std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    type Scenario = fn(Option<Planted>) -> Run;
+    let table: Vec<(Planted, Scenario, &str)> = vec![
+        (
+            Planted::StaleWorkerAnswered,
+            |p| {
+                Box::pin(async move {
+                    worker_report_repeated_after_its_successor_started_run(p).await;
+                })
+            },
+            "worker_report_repeated_after_its_successor_started",
+        ),
+        (
+            Planted::CheckpointUnguarded,
+            |p| {
+                Box::pin(async move {
+                    worker_checkpoint_arrives_after_its_successor_finished_run(p).await;
+                })
+            },
+            "worker_checkpoint_arrives_after_its_successor_finished",
+        ),
+    ];
+    let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
+    let i = env("FOREMAN_AIMED").unwrap_or(0) as usize;
+    let max = env("FOREMAN_AIMED_MAX").unwrap_or(300);
+    let base = env("FOREMAN_AIMED_BASE").unwrap_or(500_000);
+    let (switch, scenario, name) = table[i];
+    // Another guard's switch against the same scenario (`FOREMAN_AIMED_SWITCH=<switch name>`).
+    let switch = std::env::var("FOREMAN_AIMED_SWITCH").ok().and_then(|n| Planted::from_name(&n)).unwrap_or(switch);
+    if std::env::var("FOREMAN_AIMED_COUNT").is_ok() {
+        // How many of the seeds catch it, each catching seed also run without the switch.
+        let (mut caught, mut clean) = (0, 0);
+        for k in 0..max {
+            let seed = base + k;
+            if run_seed(seed, move || scenario(Some(switch))).is_err() {
+                caught += 1;
+                clean += usize::from(run_seed(seed, move || scenario(None)).is_ok());
+            }
+        }
+        eprintln!(
+            "{} on {name}: {caught} of {max} seeds from {base} caught it, {clean} of them pass without",
+            switch.name()
+        );
+        return;
+    }
+    for k in 0..max {
+        let seed = base + k;
+        if let Err(f) = run_seed(seed, move || scenario(Some(switch))) {
+            eprintln!("{} on {name}: caught at seed {seed} ({} seeds): {f}", switch.name(), k + 1);
+            let without = run_seed(seed, move || scenario(None));
+            eprintln!("without the switch: {}", without.err().map(|f| f.to_string()).unwrap_or("passed".into()));
+            return;
+        }
+        eprintln!("seed {seed}: passed");
+    }
+    eprintln!("{} on {name}: not caught in {max} seeds from {base}", switch.name());
+}
