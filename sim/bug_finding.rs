@@ -22,6 +22,9 @@ use crate::last_line::{
     executor_cut_while_its_job_masters_fence_late_run, job_master_heard_late_through_a_paused_follower_run,
 };
 use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
+use crate::aimed_worker::{
+    worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
+};
 use crate::late_faults::leader_cut_from_executors_suspects_itself_run;
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
 use crate::swarm::{self, swarm_run};
@@ -151,6 +154,30 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "stale_confirmation_judged_after_a_newer_incarnation_ran",
             &[Rule::MachineInvariant, Rule::OneLiveIncarnation, Rule::FencedMessages],
+        ),
+        // A job master's stale-incarnation answer one level down: the last line once a worker that left cleanly
+        // repeats its report after its successor started (the answer to the first was lost).
+        (
+            Planted::StaleWorkerAnswered,
+            |b| {
+                Box::pin(async move {
+                    worker_report_repeated_after_its_successor_started_run(b).await;
+                })
+            },
+            "worker_report_repeated_after_its_successor_started",
+            &[Rule::FencedMessages],
+        ),
+        // The checkpoint's worker-record guard: the last line once a fenced worker's writes, in flight, land after
+        // its successor finished.
+        (
+            Planted::CheckpointUnguarded,
+            |b| {
+                Box::pin(async move {
+                    worker_checkpoint_arrives_after_its_successor_finished_run(b).await;
+                })
+            },
+            "worker_checkpoint_arrives_after_its_successor_finished",
+            &[Rule::ExactCounters, Rule::CheckpointsForward],
         ),
     ]
 }
