@@ -116,7 +116,7 @@ pub(crate) async fn create(c: &Cluster, jobs: &[(String, FakeConfig)]) {
 }
 
 /// Cancels `id`; returns the job as the cancel left it, and records the acknowledgement.
-async fn cancel(c: &Cluster, id: &str) -> pb::Job {
+pub(crate) async fn cancel(c: &Cluster, id: &str) -> pb::Job {
     let masters = c.masters.len();
     let job = id.to_owned();
     let reply = on_client(c, async move { cancel_job(masters, &job).await }).await;
