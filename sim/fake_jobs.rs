@@ -7,7 +7,9 @@
 //! - at most one live incarnation of every job master and worker at every instant (`checks::one_live_incarnation`);
 //! - checkpoints never go backwards nor skip (`checks::checkpoints_forward`);
 //! - a canceled job never starts again (`checks::canceled_never_restart`);
-//! - no executor runs beyond its capacity or under an id declared offline (`checks::placement_within_bounds`);
+//! - no executor runs beyond its capacity or under an id declared offline (`checks::placement_within_bounds`), and
+//!   no leader places work on an executor that was down for the whole of its term
+//!   (`checks::placed_only_on_live_executors`);
 //! - every job ends Finished (Canceled when its cancel was acknowledged first) and every worker's checkpoint in
 //!   the metastore is exactly at the target.
 
@@ -27,7 +29,7 @@ use madsim::rand::Rng;
 
 use crate::checks::{
     canceled_never_restart, checkpoints_forward, first_broken, ids_never_reused, job_history, one_live_incarnation,
-    placement_within_bounds, summary,
+    placed_only_on_live_executors, placement_within_bounds, summary,
 };
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
 use crate::harness::{announce, fail, require, run_seed};
@@ -222,6 +224,10 @@ pub(crate) async fn finish_and_check(
     }
     let detection = check_safety(c);
     let events = c.recorder.events();
+    let rpc = &c.config.rpc;
+    // The longest a heartbeat may be on its way to a leader: a follower's leader lookup, a connect and a call,
+    // and a second of network slack.
+    let in_flight = rpc.metastore_timeout + rpc.request_timeout * 2 + Duration::from_secs(1);
     first_broken([
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
@@ -229,6 +235,7 @@ pub(crate) async fn finish_and_check(
         ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
         ("job history", job_history(&events)),
         ("registry", ids_never_reused(&events)),
+        ("placement on live executors", placed_only_on_live_executors(&c.clock, &events, in_flight)),
     ])
     .unwrap_or_else(|v| fail(v));
     let story = events.iter().map(|(at, node, seen)| format!("{at} {node} {seen:?}")).collect();

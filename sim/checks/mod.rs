@@ -32,7 +32,7 @@ pub use fenced::fenced_messages;
 pub use history::job_history;
 pub use incarnations::one_live_incarnation;
 pub use leader::{acting_periods, single_acting_leader};
-pub use placement::{placement_meets_selectors, placement_within_bounds};
+pub use placement::{placed_only_on_live_executors, placement_meets_selectors, placement_within_bounds};
 pub use registry::ids_never_reused;
 pub use reschedule::restarted_when_capacity_exists;
 pub use wasted::{restarts_explained, Restarts};
