@@ -74,6 +74,45 @@ async fn held_create_lands_after_its_cancel() {
     held_create_lands_after_its_cancel_run(None).await;
 }
 
+/// A new leader places nothing on an executor before hearing it (core/registry.rs `restore`: restored executors
+/// are unconfirmed until their first heartbeat). Elsewhere the executors a new leader restores are alive, and a
+/// placement on one before it is heard is at worst beyond its room: the executor's own capacity check
+/// (core/dispatcher.rs) refuses the dispatch and the task is placed again, so no executor ever runs beyond its
+/// capacity, and the placement checker, which judges what executors run, sees nothing. No checker judged the
+/// leader's placement decision itself.
+///
+/// `checks::placed_only_on_live_executors` does (rule 6, "only on executors that are online"): no leader places
+/// work on an executor whose process was down for the whole of its term so far. This scenario gives a new leader
+/// such an executor to restore: an executor dies, and some seconds later (drawn so that the old leader has not
+/// declared it offline yet, and so that no heartbeat it sent can still reach anyone once the next term begins)
+/// the leader dies too; the next leader restores the dead executor's record with a fresh TTL, and the client
+/// creates a job at once, which it must place. Guarded, the dead executor is never heard, never placed on, and
+/// declared offline after its TTL; unguarded, the new leader takes it as online with nothing running and, least
+/// loaded, places work on it.
+pub async fn executor_dies_then_its_leader_run(planted: Option<Planted>) -> JobFigures {
+    let (c, mut jobs, _) = crate::fake_jobs::jobs_running(planted).await;
+    let mut rng = madsim::rand::thread_rng();
+    let victim = rng.gen_range(0..c.executors.len());
+    let l = leader(&c).await;
+    c.kill_executor(victim);
+    // Within the executor's offline TTL (10 s) less the next election (the lease TTL, 5 s, and a retry), and past
+    // what a heartbeat sent before its death may take to reach a leader (9 s) once the next term begins.
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(4_500..=8_000))).await;
+    c.kill_master(l);
+    let late = ("job-3".to_owned(), FakeConfig { workers: 2, target: 60, tick_ms: 150 });
+    create(&c, std::slice::from_ref(&late)).await;
+    jobs.push(late);
+    leader(&c).await;
+    c.restart_master(l);
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn executor_dies_then_its_leader() {
+    announce("executor_dies_then_its_leader");
+    executor_dies_then_its_leader_run(None).await;
+}
+
 /// Seeds to catch each scenario's switch, from a base seed, and whether the catching seed passes without it.
 #[test]
 #[ignore]
@@ -81,10 +120,14 @@ fn aimed_probe() {
     let base: u64 = std::env::var("AIMED_BASE").ok().and_then(|s| s.parse().ok()).unwrap_or(1);
     let max: u64 = std::env::var("AIMED_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
     type Scenario = fn(Option<Planted>) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobFigures>>>;
-    let scenarios: [(&str, Planted, Scenario); 1] =
-        [("held_create_lands_after_its_cancel", Planted::LeaderWritesUnguarded, |p| {
+    let scenarios: [(&str, Planted, Scenario); 2] = [
+        ("held_create_lands_after_its_cancel", Planted::LeaderWritesUnguarded, |p| {
             Box::pin(held_create_lands_after_its_cancel_run(p))
-        })];
+        }),
+        ("executor_dies_then_its_leader", Planted::RestoredPlacedUnheard, |p| {
+            Box::pin(executor_dies_then_its_leader_run(p))
+        }),
+    ];
     let only = std::env::var("AIMED_ONLY").ok();
     for (name, switch, scenario) in scenarios {
         if only.as_deref().is_some_and(|o| o != name) {
