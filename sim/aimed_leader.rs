@@ -1,5 +1,16 @@
 //! Guards made the last line of defence (design.md §8), continued: scenarios aimed at the leader's guards that no
 //! swarm seed leaves alone, each naming the guard, what hides it elsewhere, and how the scenario takes that away.
+//!
+//! Not here: `dispatch-beside-live` (core/workers.rs `admits`, no new incarnation while an older one may be alive).
+//! Every step that makes a job startable ends its job master's entry in the same step (a loss removes it, an exit
+//! or a drained stop marks it exited, an executor gone or deregistered removes it, a refused dispatch removes it),
+//! and a new term tracks only the incarnations its records name; one level down, a job master's idle worker slot
+//! comes the same way. The one path on which a job is startable beside an entry that may be alive is a job
+//! master's drained stop whose write is reported unknown after it landed: the settling read finds the job
+//! waiting, and the failed report's exit is forgotten (core/manager `failed`, `forget_exit`), so the entry is
+//! online again; but that incarnation reported its own stop after its last action (its executor quiesced it), so a
+//! new incarnation beside it overlaps nothing a checker could see. The guard then only delays the restart by a
+//! TTL; no fault makes it the last line while every path keeps the entry and the job in step.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
