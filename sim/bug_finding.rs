@@ -14,16 +14,17 @@ use foreman::planted::Planted;
 use crate::faults::Plan;
 use crate::harness::run_seed;
 
+use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
+use crate::aimed_leader::{executor_dies_then_its_leader_run, held_create_lands_after_its_cancel_run};
+use crate::aimed_worker::{
+    worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
+};
 use crate::fake_jobs::{
     job_canceled_during_a_failover_run, leader_killed_during_a_blip_run,
     leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
 };
 use crate::last_line::{
     executor_cut_while_its_job_masters_fence_late_run, job_master_heard_late_through_a_paused_follower_run,
-};
-use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
-use crate::aimed_worker::{
-    worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
 };
 use crate::late_faults::leader_cut_from_executors_suspects_itself_run;
 use crate::master_failover::{leader_cut_from_etcd_steps_down_run, simultaneous_deaths_are_declared_together_run};
@@ -178,6 +179,30 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "worker_checkpoint_arrives_after_its_successor_finished",
             &[Rule::ExactCounters, Rule::CheckpointsForward],
+        ),
+        // Every job-manager write compares the term's leader key: the last line once a leader's create, held past
+        // its term, lands after the next leader created and canceled the job.
+        (
+            Planted::LeaderWritesUnguarded,
+            |b| {
+                Box::pin(async move {
+                    held_create_lands_after_its_cancel_run(b).await;
+                })
+            },
+            "held_create_lands_after_its_cancel",
+            &[Rule::CanceledNeverRestart, Rule::LegalTransitions],
+        ),
+        // A new leader places nothing on an executor before hearing it: the last line once an executor died just
+        // before its leader, and the next leader restored its record.
+        (
+            Planted::RestoredPlacedUnheard,
+            |b| {
+                Box::pin(async move {
+                    executor_dies_then_its_leader_run(b).await;
+                })
+            },
+            "executor_dies_then_its_leader",
+            &[Rule::Placement],
         ),
     ]
 }

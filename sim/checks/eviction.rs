@@ -18,6 +18,9 @@ use super::{ClockSlack, Events};
 use crate::cluster::Seen;
 use crate::harness::Clock;
 
+/// One check's declarations: (last heard, the executor) of each, and how many executors the registry held.
+type Batch = (Vec<(Time, String)>, usize);
+
 /// The knobs the rule is judged by.
 #[derive(Clone, Copy, Debug)]
 pub struct EvictionPolicy {
@@ -37,7 +40,7 @@ pub fn no_mass_eviction(
     clocks: &ClockSlack,
 ) -> Result<(), Violation> {
     // Per (leader node, check instant): the batch's (last heard, executor), and how many the registry held.
-    let mut batches: BTreeMap<(&str, Time), (Vec<(Time, String)>, usize)> = BTreeMap::new();
+    let mut batches: BTreeMap<(&str, Time), Batch> = BTreeMap::new();
     for (_, node, seen) in events {
         if let Seen::Master(Observation::ExecutorOffline { id, name, at, last_heard, among }) = seen {
             let batch = batches.entry((node.as_str(), clock.at(*at))).or_default();
