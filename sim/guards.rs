@@ -78,7 +78,7 @@ const TABLE: &[Guard] = &[
         guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
         measured: NotCaught(600),
         needs: "a leader's write held past its term: a slow metastore or a stall before the write (the late faults)",
-        targeted: None,
+        targeted: Some(("held_create_lands_after_its_cancel", 1)),
     },
     Guard {
         switch: Planted::ExecutorHearsDeposedLeader,
@@ -104,7 +104,7 @@ const TABLE: &[Guard] = &[
         measured: NotCaught(600),
         needs: "an older dispatch of a task confirmed after a newer one started there: a dispatch held past the \
             parking TTL (the late faults)",
-        targeted: None,
+        targeted: Some(("stale_confirmation_judged_after_a_newer_incarnation_ran", 1)),
     },
     Guard {
         switch: Planted::StaleWorkerAnswered,
@@ -114,7 +114,7 @@ const TABLE: &[Guard] = &[
         needs: "a worker's message delivered after its successor started: a message held in flight past the TTL \
             (the late faults) or a slow worker clock (the clock faults); workers reach their job master directly, so no \
             forwarder can hold one",
-        targeted: None,
+        targeted: Some(("worker_report_repeated_after_its_successor_started", 1)),
     },
     Guard {
         switch: Planted::StaleJobMasterAnswered,
@@ -149,7 +149,7 @@ const TABLE: &[Guard] = &[
         measured: NotCaught(600),
         needs: "a superseded worker's checkpoint arriving late: a slow metastore (the late faults) or a slow worker \
             clock (the clock faults)",
-        targeted: None,
+        targeted: Some(("worker_checkpoint_arrives_after_its_successor_finished", 1)),
     },
     Guard {
         switch: Planted::StaleJobMasterPlaces,
@@ -274,7 +274,7 @@ const TABLE: &[Guard] = &[
         needs: "a placement the executor cannot take: a full executor refuses the dispatch by its own capacity check \
             (core/dispatcher.rs, no switch yet) and the task is placed again; that check switched off too, with a \
             failover while executors are full",
-        targeted: None,
+        targeted: Some(("executor_dies_then_its_leader", 1)),
     },
     Guard {
         switch: Planted::SlotLeak,
