@@ -77,7 +77,9 @@ const TABLE: &[Guard] = &[
         rule: "1",
         guard: "every job-manager write compares the term's leader key (master/store_io.rs)",
         measured: NotCaught(600),
-        needs: "a leader's write held past its term: a slow metastore or a stall before the write (the late faults)",
+        needs: "the swarm's holds stall whatever the leader writes next, which the next leader rewrites the same \
+            way; targeted: a create held past the term lands after the next leader created and canceled the job, and \
+            a third term recovers it from the stale record",
         targeted: Some(("held_create_lands_after_its_cancel", 1)),
     },
     Guard {
@@ -85,8 +87,10 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
         measured: NotCaught(600),
-        needs: "a deposed leader's reply after a newer leader's: the heartbeat round has one call in flight and drops \
-            a reply past its deadline, so only a message held in flight (the late faults)",
+        needs: "unreachable within the design: the newest leader epoch reaches an executor only in register and \
+            heartbeat replies, one round in flight with its deadline, decided only while acting (rule 1), and a \
+            leader shown a newer epoch than its own refuses; only rule 1 broken (the no-step-down switch, a clock \
+            beyond the tolerance) makes it matter",
         targeted: None,
     },
     Guard {
@@ -102,8 +106,8 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "an executor refuses a task epoch not newer than one it saw (core/dispatcher.rs)",
         measured: NotCaught(600),
-        needs: "an older dispatch of a task confirmed after a newer one started there: a dispatch held past the \
-            parking TTL (the late faults)",
+        needs: "targeted: a confirmation judged 26–45 s late (a hold at the new confirm-received point, the \
+            executor's parking TTL 60 s) after the task's next incarnation ran there",
         targeted: Some(("stale_confirmation_judged_after_a_newer_incarnation_ran", 1)),
     },
     Guard {
@@ -111,9 +115,8 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
         measured: NotCaught(600),
-        needs: "a worker's message delivered after its successor started: a message held in flight past the TTL \
-            (the late faults) or a slow worker clock (the clock faults); workers reach their job master directly, so no \
-            forwarder can hold one",
+        needs: "targeted: a worker that left cleanly (its executor drained) repeats its Stopped report after its \
+            successor started, the answer to the first lost one way",
         targeted: Some(("worker_report_repeated_after_its_successor_started", 1)),
     },
     Guard {
@@ -129,8 +132,10 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
         measured: NotCaught(600),
-        needs: "an old master still acting once a newer one exists: the self-fences and the step-down stop it first; \
-            a slow clock on the old master (the clock faults)",
+        needs: "unreachable within the design: an executor routes a worker's message to the newest incarnation of \
+            its job master it hosts, so a newer epoch reaches an older one only if both run on one executor, which \
+            four earlier checks prevent; the leader checks that it may act before every step; a clock beyond the \
+            tolerance",
         targeted: None,
     },
     Guard {
@@ -138,8 +143,10 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
         measured: NotCaught(600),
-        needs: "a worker told \"stale\" before its own fence stops it: its master's recovery wait (the TTL) outlasts \
-            its fence; a slow worker clock (the clock faults)",
+        needs: "unreachable within the design: a heartbeat is answered stale only after the offline TTL since the \
+            worker was last heard (its own fence came first) or after its own exit report (it sends no more \
+            heartbeats); a successor that starts at once waits for the old work to end; beyond the clock tolerance \
+            rule 3 breaks with the guard in place",
         targeted: None,
     },
     Guard {
@@ -147,8 +154,8 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
         measured: NotCaught(600),
-        needs: "a superseded worker's checkpoint arriving late: a slow metastore (the late faults) or a slow worker \
-            clock (the clock faults)",
+        needs: "targeted: a fenced worker's checkpoint writes, in flight (the new writes-in-flight fault), land \
+            after its successor finished",
         targeted: Some(("worker_checkpoint_arrives_after_its_successor_finished", 1)),
     },
     Guard {
@@ -156,8 +163,9 @@ const TABLE: &[Guard] = &[
         rule: "2, 3",
         guard: "only the current, online job master places workers (core/manager `schedule`)",
         measured: NotCaught(600),
-        needs: "a superseded job master still running: its self-fence stops it, and its worker records are refused \
-            anyway; a slow clock (the clock faults)",
+        needs: "unreachable alone: a placement for a stopped job master only reserves (the reservation lapses or is \
+            displaced); dispatching on it needs the stale job master alive, which fails rule 3 first, and its \
+            worker-record write is refused by the job-master-record guard before it dispatches",
         targeted: None,
     },
     Guard {
@@ -205,8 +213,10 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
         measured: NotCaught(600),
-        needs: "a job startable while the bookkeeping still holds an incarnation that may be alive (a job reloaded \
-            after a failed write): writes that fail late, a slow metastore (the late faults)",
+        needs: "unreachable within the design: every step that makes a job startable ends its job master's \
+            bookkeeping entry in the same step (a loss, an exit, its executor gone, a refused dispatch); the one \
+            path that keeps an entry (a drained stop whose write's answer was lost) keeps an incarnation that \
+            already stopped",
         targeted: None,
     },
     Guard {
@@ -214,8 +224,9 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
         measured: NotCaught(600),
-        needs: "a superseded job master's write arriving late: a slow metastore (the late faults) or a slow clock \
-            (the clock faults)",
+        needs: "unreachable within the design: a job master dispatches a worker only after its worker-record write \
+            succeeded, so a superseded job master's late record names an incarnation never dispatched and only \
+            delays the successor's worker",
         targeted: None,
     },
     Guard {
@@ -223,7 +234,9 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
         measured: NotCaught(600),
-        needs: "a job master started after its successor: a dispatch held past the parking TTL (the late faults)",
+        needs: "unreachable within the design: the owner record moves on only after the leader lost the old \
+            incarnation, which started within its self-fence of its confirmation and is answered stale before it \
+            reaches recover; only the stale-job-master-answered switch too, or a slow clock beyond the tolerance",
         targeted: None,
     },
     Guard {
@@ -271,9 +284,8 @@ const TABLE: &[Guard] = &[
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
         measured: NotCaught(600),
-        needs: "a placement the executor cannot take: a full executor refuses the dispatch by its own capacity check \
-            (core/dispatcher.rs, no switch yet) and the task is placed again; that check switched off too, with a \
-            failover while executors are full",
+        needs: "targeted: an executor dies, then its leader before declaring it; the next leader restores the dead \
+            executor's record (judged by the leader-placement checker of the job scenarios)",
         targeted: Some(("executor_dies_then_its_leader", 1)),
     },
     Guard {
@@ -297,8 +309,9 @@ const TABLE: &[Guard] = &[
         rule: "7",
         guard: "an executor told it was declared offline stops its work (core/agent.rs)",
         measured: NotCaught(600),
-        needs: "an executor declared offline before its self-fence: only a clock fault (a slow executor clock or a \
-            fast leader's, the clock faults)",
+        needs: "unreachable within the clock tolerance: a declaration before the executor's self-fence is a false \
+            alarm the no-false-alarms checker refuses first; shown beyond it (a leader clock at 2×, \
+            `executor_told_offline_beyond_the_clock_tolerance`)",
         targeted: None,
     },
     Guard {
