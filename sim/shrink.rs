@@ -150,8 +150,9 @@ struct Shrinker<F> {
 type Spent<T> = Option<T>;
 
 impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
-    /// Rounds of drop, shorten, move, until one changes nothing; then, if more than [`SUBSET_TARGET`] steps are
-    /// left of a plan of at most [`SUBSET_MOST`], the subsets of at most [`SUBSET_TARGET`] of them (smallest first),
+    /// Rounds of drop, shorten, move later, move earlier, until one changes nothing; then, if more than
+    /// [`SUBSET_TARGET`] steps are left of a plan of at most [`SUBSET_MOST`], the subsets of at most
+    /// [`SUBSET_TARGET`] of them (smallest first), then once those of the given plan ([`Shrinker::original_subset`]),
     /// and rounds again from the first that fails.
     fn search(&mut self) -> Spent<()> {
         loop {
