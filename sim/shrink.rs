@@ -9,15 +9,22 @@
 //! 2. **shorten** each step: halve its `lasts` while the plan still fails, down to [`LASTS_FLOOR`];
 //! 3. **move** each step later: to the instant of a later step (the nearest that still fails), then halve the
 //!    time left between its `at` and the end of the fault phase while the plan still fails, until less than
-//!    [`MOVE_LEAST`] is left.
+//!    [`MOVE_LEAST`] is left;
+//! 4. while more than [`SUBSET_TARGET`] steps are left, **move** each step earlier, to the instant of the nearest
+//!    earlier step, if the plan still fails so (a plan never tried before: no two moves undo each other).
+//!
+//! When a round changes nothing and more than [`SUBSET_TARGET`] steps are left: the subsets of at most that many
+//! steps of the plan it ended with, then (once) those of the plan it was given, smallest first; rounds again from
+//! the first that fails.
 //!
 //! Invariants it keeps:
 //! - **What it returns failed**: the plan it was given (which the caller saw fail), or a candidate the predicate
 //!   said fails; never one it did not run.
 //! - **At most `budget` runs**: a candidate is run only while fewer than `budget` ran, and a candidate already run
 //!   is not run again (its verdict is remembered by its text).
-//! - **Every candidate is a plan of the same seed**: the given plan's steps, fewer, shorter or later, each still
-//!   beginning within the fault phase, in the order they begin (so its text reads back as it).
+//! - **Every candidate is a plan of the same seed**: the given plan's steps, fewer, shorter, later, or earlier to
+//!   another step's instant, each still beginning within the fault phase, in the order they begin (so its text
+//!   reads back as it).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -55,6 +62,10 @@ fn subsets(n: usize, size: usize) -> Vec<Vec<usize>> {
 
 /// A step is moved later only while more than this is left of the fault phase after it.
 pub const MOVE_LEAST: Duration = Duration::from_secs(1);
+
+/// The small subsets of the plan the shrink was given are tried only of plans of at most this many steps (10 steps:
+/// 175 subsets of at most [`SUBSET_TARGET`]).
+pub const ORIGINAL_SUBSET_MOST: usize = 10;
 
 /// What a shrink found: the smallest failing plan, from how many steps, in how many runs.
 #[derive(Clone, Debug, PartialEq)]
@@ -94,7 +105,16 @@ fn count(n: usize, what: &str) -> String {
 /// Shrinks `plan`, which failed, within a fault phase of `phase`: at most `budget` candidates are given to `fails`,
 /// which runs one and says whether it still fails the same way.
 pub fn shrink(plan: &Plan, phase: Duration, budget: usize, fails: impl FnMut(&Plan) -> bool) -> Shrunk {
-    let mut s = Shrinker { steps: plan.steps.clone(), phase, budget, runs: 0, seen: BTreeMap::new(), fails };
+    let mut s = Shrinker {
+        steps: plan.steps.clone(),
+        original: plan.steps.clone(),
+        original_tried: false,
+        phase,
+        budget,
+        runs: 0,
+        seen: BTreeMap::new(),
+        fails,
+    };
     s.seen.insert(plan.to_string(), true);
     let budget_reached = s.search().is_none();
     Shrunk { plan: ordered(&s.steps), from_steps: plan.steps.len(), runs: s.runs, budget, budget_reached }
@@ -115,6 +135,9 @@ fn whole_ms(d: Duration) -> Duration {
 struct Shrinker<F> {
     /// The smallest failing plan so far, its steps in a fixed order (the candidates sort them).
     steps: Vec<Step>,
+    /// The plan it was given, and whether its small subsets were tried ([`Shrinker::original_subset`]).
+    original: Vec<Step>,
+    original_tried: bool,
     phase: Duration,
     budget: usize,
     runs: usize,
@@ -127,8 +150,9 @@ struct Shrinker<F> {
 type Spent<T> = Option<T>;
 
 impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
-    /// Rounds of drop, shorten, move, until one changes nothing; then, if more than [`SUBSET_TARGET`] steps are
-    /// left of a plan of at most [`SUBSET_MOST`], the subsets of at most [`SUBSET_TARGET`] of them (smallest first),
+    /// Rounds of drop, shorten, move later, move earlier, until one changes nothing; then, if more than
+    /// [`SUBSET_TARGET`] steps are left of a plan of at most [`SUBSET_MOST`], the subsets of at most
+    /// [`SUBSET_TARGET`] of them (smallest first), then once those of the given plan ([`Shrinker::original_subset`]),
     /// and rounds again from the first that fails.
     fn search(&mut self) -> Spent<()> {
         loop {
@@ -136,7 +160,8 @@ impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
             self.drop_steps()?;
             self.shorten()?;
             self.move_later()?;
-            if self.steps == before && !self.small_subset()? {
+            self.move_earlier()?;
+            if self.steps == before && !self.small_subset()? && !self.original_subset()? {
                 return Some(());
             }
         }
@@ -155,6 +180,29 @@ impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
         for size in 1..=SUBSET_TARGET {
             for pick in subsets(n, size) {
                 let candidate: Vec<Step> = pick.iter().map(|&i| self.steps[i].clone()).collect();
+                if self.attempt(candidate)? {
+                    return Some(true);
+                }
+            }
+        }
+        Some(false)
+    }
+
+    /// Whether a subset of at most [`SUBSET_TARGET`] steps of the plan it was given failed (then it is the plan),
+    /// tried once, when the search is stuck above that many steps, for a given plan of at most
+    /// [`ORIGINAL_SUBSET_MOST`] steps. The drops slip: the first chunk dropped that still fails may fail by another
+    /// story than the given plan's, one that needs more faults (a leader cut from the executors and killed while
+    /// they are declared offline fails the backoff rule in two steps; the drops kept five others that fail it
+    /// later by the luck of their timing), and the subsets of the plan it ends with never see the steps it dropped.
+    fn original_subset(&mut self) -> Spent<bool> {
+        let n = self.original.len();
+        if self.original_tried || self.steps.len() <= SUBSET_TARGET || n > ORIGINAL_SUBSET_MOST {
+            return Some(false);
+        }
+        self.original_tried = true;
+        for size in 1..=SUBSET_TARGET.min(n) {
+            for pick in subsets(n, size) {
+                let candidate: Vec<Step> = pick.iter().map(|&i| self.original[i].clone()).collect();
                 if self.attempt(candidate)? {
                     return Some(true);
                 }
@@ -217,6 +265,34 @@ impl<F: FnMut(&Plan) -> bool> Shrinker<F> {
                 if !self.attempt(candidate)? {
                     break;
                 }
+            }
+        }
+        Some(())
+    }
+
+    /// Runs `candidate` unless it ran before (or is the plan it was given), and keeps it if it fails: whether it
+    /// did. For the moves that make a plan no smaller: taking a plan seen before would let two moves undo each
+    /// other for ever, each a plan already known to fail.
+    fn attempt_new(&mut self, candidate: Vec<Step>) -> Spent<bool> {
+        if self.seen.contains_key(&ordered(&candidate).to_string()) {
+            return Some(false);
+        }
+        self.attempt(candidate)
+    }
+
+    /// Each step moved earlier, to the instant of the nearest earlier step, if the plan still fails so (while it is
+    /// above [`SUBSET_TARGET`] steps): a step that must coincide with an earlier one (two executors killed as a leader
+    /// takes over) then holds by itself, and the steps that bought the luck of a later timing may go.
+    fn move_earlier(&mut self) -> Spent<()> {
+        for k in 0..self.steps.len() {
+            if self.steps.len() <= SUBSET_TARGET {
+                return Some(());
+            }
+            let at = self.steps[k].at;
+            if let Some(earlier) = self.steps.iter().map(|s| s.at).filter(|e| *e < at).max() {
+                let mut candidate = self.steps.clone();
+                candidate[k].at = earlier;
+                self.attempt_new(candidate)?;
             }
         }
         Some(())
@@ -303,6 +379,57 @@ mod tests {
         assert!(subsets(2, 3).is_empty());
     }
 
+    /// The drops slip to another story: without the first half of the plan it still fails, by four steps that all
+    /// must stay, and the two steps of the given plan's own story are gone. The subsets of the given plan find
+    /// them.
+    #[test]
+    fn a_plan_whose_drops_slip_to_another_story_shrinks_through_the_given_plans_subsets() {
+        let eight = plan(
+            "2s kill-leader for 3s; 4s kill-executor(1) for 3s; 6s kill-executor(2) for 3s; 8s kill-executor(3) for \
+             3s; 10s kill-executor(4) for 3s; 12s kill-executor(5) for 3s; 14s kill-executor(6) for 3s; 16s \
+             kill-executor(7) for 3s",
+        );
+        let story = [Fault::KillLeader, Fault::KillExecutor(5)];
+        let luck = [Fault::KillExecutor(4), Fault::KillExecutor(5), Fault::KillExecutor(6), Fault::KillExecutor(7)];
+        let s = shrink(&eight, PHASE, 500, |p| story.iter().all(|f| has(p, f)) || luck.iter().all(|f| has(p, f)));
+        assert_eq!(s.plan.steps.len(), 2, "{s}: {}", s.plan);
+        assert!(story.iter().all(|f| has(&s.plan, f)), "{}", s.plan);
+        assert!(!s.budget_reached, "{s}");
+        // Without the given plan's subsets the search ends on the four steps of luck.
+        let mut stuck = Shrinker {
+            steps: eight.steps.clone(),
+            original: eight.steps.clone(),
+            original_tried: true,
+            phase: PHASE,
+            budget: 500,
+            runs: 0,
+            seen: BTreeMap::new(),
+            fails: |p: &Plan| story.iter().all(|f| has(p, f)) || luck.iter().all(|f| has(p, f)),
+        };
+        assert_eq!(stuck.search(), Some(()));
+        assert_eq!(stuck.steps.len(), 4, "{}", ordered(&stuck.steps));
+    }
+
+    /// Two kills fail the run when they coincide early (or with the luck of their given timing and two other
+    /// faults): moving the later kill to the earlier one's instant lets the luck go.
+    #[test]
+    fn a_step_moved_earlier_to_another_steps_instant_lets_the_luck_go() {
+        let original = plan(
+            "10s kill-executor(1) for 3s; 20s kill-executor(2) for 3s; 25s latency(100ms) for 5s; 30s loss(0.01) for \
+             2s",
+        );
+        let fails = |p: &Plan| {
+            let at = |f: &Fault| p.steps.iter().find(|s| s.fault == *f).map(|s| s.at);
+            let (Some(a), Some(b)) = (at(&Fault::KillExecutor(1)), at(&Fault::KillExecutor(2))) else { return false };
+            let luck = at(&Fault::Latency { max_ms: 100 }).is_some() && at(&Fault::Loss { rate: 0.01 }).is_some();
+            (a == b && a <= Duration::from_secs(12))
+                || (luck && a == Duration::from_secs(10) && b == Duration::from_secs(20))
+        };
+        let shrunk = shrink(&original, PHASE, 150, fails);
+        assert_eq!(shrunk.plan.to_string(), "10s kill-executor(1) for 0.5s; 10s kill-executor(2) for 0.5s", "{shrunk}");
+        assert!(!shrunk.budget_reached, "{shrunk}");
+    }
+
     #[test]
     fn it_shrinks_to_the_culprit_steps() {
         let original = plan(
@@ -360,7 +487,8 @@ mod tests {
             a == b || (luck && a.max(b) <= Duration::from_secs(20))
         };
         let shrunk = shrink(&original, PHASE, 150, fails);
-        assert_eq!(shrunk.plan.to_string(), "12s kill-executor(1) for 0.5s; 12s kill-executor(2) for 0.5s", "{shrunk}");
+        // The first kill moved later to the latency's instant (the luck holds), then the second moved earlier to it.
+        assert_eq!(shrunk.plan.to_string(), "11s kill-executor(1) for 0.5s; 11s kill-executor(2) for 0.5s", "{shrunk}");
     }
 
     #[test]

@@ -1430,3 +1430,47 @@ async fn fault_points_stall_only_when_switched_on() {
     assert!((50..200).contains(&stalls), "about one pass in ten stalls: {stalls}");
     assert!(longest <= Duration::from_secs(4) + Duration::from_millis(5), "{longest:?}");
 }
+
+/// By hand: plans run against one seed, one a line of the file `FOREMAN_PROBE_PLANS` (`#` starts a comment), with
+/// the bug `FOREMAN_SWARM_PLANTED` planted and without it; each line's verdicts printed. With
+/// `FOREMAN_PROBE_SHRINK=<budget>`, the first plan is shrunk instead and every candidate printed with its verdict.
+#[test]
+#[ignore]
+fn probe_plans() {
+    let seed = env_u64("MADSIM_TEST_SEED").expect("MADSIM_TEST_SEED");
+    let planted = planted_from_env();
+    let path = std::env::var("FOREMAN_PROBE_PLANS").expect("FOREMAN_PROBE_PLANS");
+    let text = std::fs::read_to_string(path).expect("the plans' file");
+    let plans: Vec<Plan> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty())
+        .map(|l| l.parse().unwrap_or_else(|e| panic!("{l}: {e}")))
+        .collect();
+    let run = |plan: &Plan, planted: Option<Planted>| {
+        let plan = Some(plan.clone());
+        run_seed(seed, move || Box::pin(swarm_run(Run { plan, planted, ..Run::default() }))).err()
+    };
+    let say = |f: &Option<Failure>| match f {
+        None => "pass".to_owned(),
+        Some(f) => format!("FAIL {}", f.to_string().lines().next().unwrap_or_default()),
+    };
+    if let Some(budget) = env_u64("FOREMAN_PROBE_SHRINK") {
+        let checker = run(&plans[0], planted).expect("the plan fails").checker();
+        let mut n = 0;
+        let s = shrink(&plans[0], FAULT_PHASE, budget as usize, |p| {
+            n += 1;
+            let f = run(p, planted);
+            let ok = f.as_ref().is_some_and(|f| f.checker() == checker);
+            report(&format!("{n:>4} {} {p}", if ok { "FAIL" } else { "pass" }));
+            ok
+        });
+        report(&format!("shrunk: {s}: {}", s.plan));
+        return;
+    }
+    for p in &plans {
+        let with = run(p, planted);
+        let without = if with.is_some() && planted.is_some() { say(&run(p, None)) } else { "-".to_owned() };
+        report(&format!("{p}\n  with: {}\n  without: {without}", say(&with)));
+    }
+}
