@@ -34,6 +34,10 @@ use crate::workloads::one_step_jobs_give_every_slot_back_run;
 type Run = Pin<Box<dyn Future<Output = ()>>>;
 type Scenario = fn(Option<Planted>) -> Run;
 
+/// How many of [`table`]'s first rows are planted bugs (realistic bugs, each also run against the swarm); the rows
+/// after them are guards' switches with the scenario aimed at each (sim/guards.rs, sim/last_line.rs, sim/aimed_*.rs).
+const PLANTED_BUGS: usize = 8;
+
 /// The most seeds a bug may survive.
 const MAX_SEEDS: u64 = 300;
 
@@ -287,11 +291,10 @@ fn planted_bugs_are_caught_by_the_swarm() {
     // (bug, swarm seeds to catch, the first failure's line); the catching seed and its plan, when caught.
     let mut report = vec![];
     let mut caught_all = vec![];
-    for (i, (bug, _, _, _)) in table().into_iter().enumerate() {
-        // The guards whose switches the swarm catches only hundreds of seeds in, if at all: sim/guards.rs measures
-        // them with every other guard.
-        let measured_with_the_guards = [Planted::StaleJobMasterAnswered, Planted::ExecutorIgnoresFence];
-        if only.as_deref().is_some_and(|o| o != bug.name()) || measured_with_the_guards.contains(&bug) {
+    // The planted bugs are the table's first eight; the rest are guards' switches with a scenario aimed at each,
+    // which sim/guards.rs measures against the swarm with every other guard (some the swarm never catches).
+    for (i, (bug, _, _, _)) in table().into_iter().enumerate().take(PLANTED_BUGS) {
+        if only.as_deref().is_some_and(|o| o != bug.name()) {
             continue;
         }
         let base = 180_000 + 10_000 * i as u64;
@@ -394,9 +397,12 @@ fn planted_bugs_are_caught_by_the_swarm() {
             s.shrunk,
             swarm::replay_command(seed, Some(&text), Some(bug))
         );
-        // The target is three steps (issue 13); a plan the search cannot bring there is reported, not failed: since
-        // the late and clock faults joined the plans, three catching seeds stop at five to seven steps (their
-        // failures need the timing the other faults make), and the shrinker, not the bug, is what falls short.
+        // The target is three steps (issue 13); a plan the search cannot bring there is reported, not failed. One
+        // catching seed stops at five: one-offline-per-check's (190121, two masters, eight executors) shows only
+        // when a second suspect hold comes between two declarations, which needs more than half the registry silent
+        // after one is declared: orphaned ids (a cut during registration and a leader change) plus two executors
+        // silenced, aligned by a leader change; none of its 175 subsets of at most three steps fails, nor ~120
+        // plans built by hand.
         let above = if s.shrunk.plan.steps.len() > 3 { " ABOVE THE TARGET OF 3 STEPS" } else { "" };
         // Replayed from the text the report prints, read back.
         let replayed: Plan =
