@@ -6,6 +6,7 @@
 
 mod aimed_exec;
 mod aimed_jm;
+mod aimed_late;
 mod aimed_leader;
 mod aimed_worker;
 mod bug_finding;

@@ -979,6 +979,20 @@ impl Manager {
                 records.extend(step.persist.map(Record::Job));
             }
         }
+        // The job no longer names the incarnation the bookkeeping accepted: a settling read brought back a record
+        // older than the start of that incarnation (a write of this term that landed after the read, which settled
+        // a later write). The job waits to start again, and this incarnation, heard again and again, would never be
+        // lost: the job would wait for ever and its job master could place no worker. It is told to stop, as a job
+        // master that ignored its cancel is: revoked, it fences itself and is lost after its TTL, and the job starts
+        // again (until then the bookkeeping keeps the job from starting beside it).
+        let unnamed = self.jobs.get(&job).is_some_and(|j| j.phase().live_epoch() != Some(msg.worker_epoch));
+        let ending = status.as_ref().is_some_and(WorkerStatus::is_terminal);
+        let reply = if reply.verdict == WorkerVerdict::Accepted && unnamed && !ending {
+            self.masters.revoke(&msg.task, msg.worker_epoch);
+            crate::core::workers::Reply { verdict: WorkerVerdict::StaleWorker, ..reply }
+        } else {
+            reply
+        };
         let cancel = self.jobs.wants_cancel(&job, msg.worker_epoch);
         if reply.verdict == WorkerVerdict::Accepted && !progress.is_empty() && self.jobs.get(&job).is_some() {
             self.progress.insert(job.clone(), progress);

@@ -174,3 +174,68 @@ fn the_periodic_pass_waits_for_the_write_in_flight_only_not_for_queued_requests(
     );
     assert_eq!(m.queued(), 60, "no queued create was served before the pass");
 }
+
+fn job_master_beat(job: &JobId, epoch: Epoch) -> Request {
+    let msg =
+        crate::core::workers::Message { task: TaskId::job_master(job), master_epoch: Epoch(1), worker_epoch: epoch };
+    Request::JobMaster { msg, status: None, progress: String::new() }
+}
+
+/// A settling read that brings back a record older than the incarnation the bookkeeping holds (a write of this
+/// term, the job's first create, landed after its own settling read and after the job started) leaves the job
+/// waiting to start while its job master runs and checks in. That job master is told to stop (revoked), and the
+/// job starts again once it is lost, never beside it. Before the fix the job master was accepted for ever: the job
+/// waited for ever and its job master could place no worker (`sim/aimed_late.rs`, seed 600000 without the switch:
+/// "job-0 did not end within 240s").
+#[test]
+fn a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_again_once_it_is_lost() {
+    let mut m = manager();
+    let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: executor("e1", 1) });
+    m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+    m.ready();
+    request(&mut m, 3, 2, beat(1));
+    let r = request(&mut m, 4, 3, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
+    let (read, _) = r.reads[0].clone();
+    m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
+    let (io, records) = m.ready().write.expect("the create writes");
+    let created = match &records[0] {
+        Record::Job(j) => j.clone(),
+        other => panic!("{other:?}"),
+    };
+    m.on_write(ms(6), io, WriteOutcome::Written);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let (io, _) = m.ready().write.expect("the pass writes the start");
+    m.on_write(ms(601), io, WriteOutcome::Written);
+    let epoch = m.ready().dispatches[0].epoch;
+    // The first heartbeat makes the job running; that write's outcome is unknown, and the settling read finds the
+    // record the create wrote (landed late).
+    let r = request(&mut m, 700, 4, job_master_beat(&id("j1"), epoch));
+    let (io, _) = r.write.expect("running is written");
+    m.on_write(ms(2_700), io, WriteOutcome::Unknown("timeout".into()));
+    let (read, what) = m.ready().reads[0].clone();
+    assert_eq!(what, Read::Job(id("j1")));
+    m.on_read(ms(2_701), read, Ok(ReadResult::Job(Some(Ok(created)))));
+    m.ready();
+    assert_eq!(m.jobs().get(&id("j1")).unwrap().phase(), crate::core::job::Phase::Waiting);
+    assert!(m.masters().get(&TaskId::job_master(&id("j1"))).unwrap().state.may_be_live());
+    // Heard again: told to stop, not accepted.
+    let r = request(&mut m, 3_000, 5, job_master_beat(&id("j1"), epoch));
+    assert!(
+        matches!(&r.answers[0].1, Ok(Reply::JobMaster { reply, .. }) if reply.verdict == WorkerVerdict::StaleWorker),
+        "{:?}",
+        r.answers
+    );
+    // Not started beside it while it may live; started again once it is lost (its TTL after it was last heard).
+    for at in [3_500, 5_500, 7_500] {
+        request(&mut m, at, 6, beat(1));
+        m.step(ms(at + 1), Input::Tick);
+        assert!(m.ready().write.is_none(), "nothing starts at {at} ms while the revoked incarnation may live");
+    }
+    request(&mut m, 8_100, 6, beat(1));
+    m.step(ms(8_101), Input::Tick);
+    let (io, records) = m.ready().write.expect("the job starts again");
+    assert!(records.iter().any(|r| matches!(r, Record::JobMasterFence(_, e) if *e > epoch)), "{records:?}");
+    m.on_write(ms(8_102), io, WriteOutcome::Written);
+    assert_eq!(m.ready().dispatches.len(), 1);
+}
