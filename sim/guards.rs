@@ -213,11 +213,10 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
         measured: NotCaught(600),
-        needs: "unreachable within the design: every step that makes a job startable ends its job master's \
-            bookkeeping entry in the same step (a loss, an exit, its executor gone, a refused dispatch); the one \
-            path that keeps an entry (a drained stop whose write's answer was lost) keeps an incarnation that \
-            already stopped",
-        targeted: None,
+        needs: "targeted: the leader's writes in flight twice: a create lands after its settling read, after the \
+            client created the job again and its job master started, and the running write's settling read then \
+            brings the job back to waiting while its job master, cut from the masters, runs on",
+        targeted: Some(("job_created_twice_beside_its_job_master", 1)),
     },
     Guard {
         switch: Planted::JobMasterWritesUnguarded,
@@ -225,8 +224,9 @@ const TABLE: &[Guard] = &[
         guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
         measured: NotCaught(600),
         needs: "unreachable within the design: a job master dispatches a worker only after its worker-record write \
-            succeeded, so a superseded job master's late record names an incarnation never dispatched and only \
-            delays the successor's worker",
+            was answered, and its successor's record is written only after it ended, so a superseded job master's \
+            record, even landing late (writes in flight, `sim/aimed_late.rs`), names an incarnation never \
+            dispatched and only restarts the successor's worker from its checkpoint",
         targeted: None,
     },
     Guard {

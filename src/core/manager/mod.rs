@@ -985,7 +985,10 @@ impl Manager {
         // lost: the job would wait for ever and its job master could place no worker. It is told to stop, as a job
         // master that ignored its cancel is: revoked, it fences itself and is lost after its TTL, and the job starts
         // again (until then the bookkeeping keeps the job from starting beside it).
-        let unnamed = self.jobs.get(&job).is_some_and(|j| j.phase().live_epoch() != Some(msg.worker_epoch));
+        // Only the incarnation the bookkeeping holds as current: an older one is the fence's to answer (it is, unless
+        // the fence's guard is switched off, and then this must not hide it).
+        let current = self.masters.get(&msg.task).is_some_and(|e| e.epoch == msg.worker_epoch);
+        let unnamed = current && self.jobs.get(&job).is_some_and(|j| j.phase().live_epoch() != Some(msg.worker_epoch));
         let ending = status.as_ref().is_some_and(WorkerStatus::is_terminal);
         let reply = if reply.verdict == WorkerVerdict::Accepted && unnamed && !ending {
             self.masters.revoke(&msg.task, msg.worker_epoch);
