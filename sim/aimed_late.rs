@@ -24,7 +24,7 @@
 //! and persists the adopted incarnation's executor (which the job master's check-in does not carry).
 //!
 //! `job-master-writes-unguarded` (jobs/fake_run.rs:598) cannot be the last line, writes in flight or not, and
-//! [`job_master_records_land_after_its_successors_run`] shows it: 0 of 150 seeds from 600000 fail with the switch
+//! [`job_master_records_in_flight_land_after_its_successors_run`] shows it: 0 of 150 seeds from 600000 fail with the switch
 //! (in seed 600000 the old record does land over the successor's, and costs one worker a restart). The worker record
 //! is the only write a job master makes. A record matters only to the worker whose epoch it names (the checkpoint
 //! guard compares it with the writer's own epoch, fake_run.rs:223). A job master names in it an incarnation it
@@ -141,7 +141,7 @@ async fn job_created_twice_beside_its_job_master() {
 /// workers. Then the old records land: refused by the job's job-master record (the guard), or, without it, naming
 /// incarnations never dispatched: the successor's workers find their checkpoints refused, stop, are lost after
 /// their TTL and start again from their checkpoints. A delay only: every job finishes, with exact counters.
-pub async fn job_master_records_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
+pub async fn job_master_records_in_flight_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
     tokio::time::sleep(millis(1_000, 2_000)).await;
@@ -171,9 +171,9 @@ pub async fn job_master_records_land_after_its_successors_run(planted: Option<Pl
 }
 
 #[madsim::test]
-async fn job_master_records_land_after_its_successors() {
-    announce("job_master_records_land_after_its_successors");
-    job_master_records_land_after_its_successors_run(None).await;
+async fn job_master_records_in_flight_land_after_its_successors() {
+    announce("job_master_records_in_flight_land_after_its_successors");
+    job_master_records_in_flight_land_after_its_successors_run(None).await;
 }
 
 /// The executor (by index) where `job`'s first job master started, once it has (polled every millisecond).
@@ -244,10 +244,10 @@ fn probe() {
             Planted::JobMasterWritesUnguarded,
             |p| {
                 Box::pin(async move {
-                    job_master_records_land_after_its_successors_run(p).await;
+                    job_master_records_in_flight_land_after_its_successors_run(p).await;
                 })
             },
-            "job_master_records_land_after_its_successors",
+            "job_master_records_in_flight_land_after_its_successors",
         ),
         (
             Planted::DispatchBesideLive,
