@@ -87,8 +87,16 @@ fn op() -> impl Strategy<Value = Op> {
 struct MExec {
     last_heard: Time,
     confirmed: bool,
+    /// Heard under its id since this leader admitted it (restored ones count as heard): only then placeable.
+    heard: bool,
     capacity: u32,
     reported: u64,
+}
+
+impl MExec {
+    fn placeable(&self) -> bool {
+        self.confirmed && self.heard
+    }
 }
 
 #[derive(Debug)]
@@ -158,7 +166,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     rule(ids.on_register(now, record.id))?;
                     m.next_id += 1;
                     m.issued.push(record.id);
-                    let e = MExec { last_heard: now, confirmed: true, capacity: *capacity, reported: 0 };
+                    let e = MExec { last_heard: now, confirmed: true, heard: false, capacity: *capacity, reported: 0 };
                     m.executors.insert(record.id, e);
                 }
                 Err(e) => {
@@ -181,6 +189,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     Some(e) => {
                         e.last_heard = now;
                         e.confirmed = true;
+                        e.heard = true;
                         e.reported = tasks.iter().map(|&(_, c)| u64::from(c)).sum();
                         for &(t, _) in tasks {
                             if m.reservations.get(&task(t)).is_some_and(|(on, _, _)| *on == id) {
@@ -279,17 +288,17 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                 // The usage the placer shows before the call agrees with the model's; placing a task again gives
                 // up its earlier reservation first, so the fit is judged without it.
                 for (&id, e) in &m.executors {
-                    prop_assert_eq!(reg.placer().used(id), e.confirmed.then(|| m.used(id)), "step {}: {}", step, id);
+                    prop_assert_eq!(reg.placer().used(id), e.placeable().then(|| m.used(id)), "step {}: {}", step, id);
                 }
                 m.reservations.remove(&t);
                 let fits = |id: ExecutorId| m.used(id) + u64::from(*cost) <= u64::from(m.executors[&id].capacity);
                 let confirmed: Vec<ExecutorId> =
-                    m.executors.iter().filter(|(_, e)| e.confirmed).map(|(&id, _)| id).collect();
+                    m.executors.iter().filter(|(_, e)| e.placeable()).map(|(&id, _)| id).collect();
                 match reg.place(now, &req, &mut SplitMix64::new(*seed)) {
                     Ok(p) => {
                         let e = m.executors.get(&p.executor);
                         prop_assert!(
-                            e.is_some_and(|e| e.confirmed),
+                            e.is_some_and(|e| e.placeable()),
                             "step {}: placed on {} ({:?})",
                             step,
                             p.executor,
@@ -330,7 +339,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     step
                 );
                 for e in m.executors.values_mut() {
-                    *e = MExec { last_heard: now, confirmed: false, reported: 0, ..*e };
+                    *e = MExec { last_heard: now, confirmed: false, heard: true, reported: 0, ..*e };
                 }
                 m.reservations.clear();
                 m.suspect_since = None;
@@ -350,7 +359,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
             let status = if e.confirmed { Status::Online } else { Status::Unconfirmed };
             prop_assert_eq!(v.status, status, "step {}: {}", step, v.record.id);
             let used = reg.placer().used(v.record.id);
-            prop_assert_eq!(used, e.confirmed.then(|| m.used(v.record.id)), "step {}: {}", step, v.record.id);
+            prop_assert_eq!(used, e.placeable().then(|| m.used(v.record.id)), "step {}: {}", step, v.record.id);
         }
     }
     Ok(())

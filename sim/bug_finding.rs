@@ -410,12 +410,9 @@ fn planted_bugs_are_caught_by_the_swarm() {
             s.shrunk,
             swarm::replay_command(seed, Some(&text), Some(bug))
         );
-        // The target is three steps (issue 13); a plan the search cannot bring there is reported, not failed. One
-        // catching seed stops at five: one-offline-per-check's (190121, two masters, eight executors) shows only
-        // when a second suspect hold comes between two declarations, which needs more than half the registry silent
-        // after one is declared: orphaned ids (a cut during registration and a leader change) plus two executors
-        // silenced, aligned by a leader change; none of its 175 subsets of at most three steps fails, nor ~120
-        // plans built by hand.
+        // The target is three steps (issue 13); a plan the search cannot bring there is reported, not failed (a
+        // catching seed may need more: one-offline-per-check's seed 190121 once needed five, its second suspect hold
+        // needing orphaned ids, two silenced executors and a leader change to align them).
         let above = if s.shrunk.plan.steps.len() > 3 { " ABOVE THE TARGET OF 3 STEPS" } else { "" };
         // Replayed from the text the report prints, read back.
         let replayed: Plan =

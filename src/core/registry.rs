@@ -155,7 +155,11 @@ struct Entry {
     last_heard: Time,
     expires_at: Time,
     tasks: Vec<ReportedTask>,
-    /// This leader took a heartbeat under this id since it admitted it (restored ones count as heard before).
+    /// This leader took a heartbeat under this id since it admitted it (restored ones count as heard before). An
+    /// executor it admitted gets no work before: the registration's answer may never reach the executor (its call
+    /// timed out and it registers again), and a dispatch to an id its executor does not know is refused, a job
+    /// master's start thrown away (swarm seed 1796432208, found by the wasted-work checker: a job master placed on
+    /// such an id 23 ms after the registration was written, at the cluster's start, with no fault).
     heartbeated: bool,
     /// A dispatch could not connect to it: no work is placed on it until this time (one offline TTL later).
     unreachable_until: Option<Time>,
@@ -291,7 +295,7 @@ impl Registry {
         let (id, capacity) = (e.record.id, e.record.spec.capacity);
         let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
         let record = e.record.clone();
-        if !self.placer.contains(id) {
+        if e.heartbeated && !self.placer.contains(id) {
             self.placer.upsert(id, capacity, &record.spec.labels, reported);
         }
         Some(record)
@@ -304,7 +308,7 @@ impl Registry {
         let id = self.next_id;
         self.next_id = id.next();
         let record = ExecutorRecord { id, spec };
-        self.placer.upsert(id, record.spec.capacity, &record.spec.labels, 0);
+        // Not placeable until its first heartbeat under this id (see [`Entry::heartbeated`]).
         let expires_at = now + self.policy.offline_ttl;
         self.entries.insert(
             id,
@@ -436,7 +440,7 @@ impl Registry {
         for (&id, e) in self.entries.iter_mut() {
             if e.unreachable_until.is_some_and(|until| until <= now) {
                 e.unreachable_until = None;
-                if e.status == Status::Online {
+                if e.status == Status::Online && e.heartbeated {
                     let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
                     self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
                 }
@@ -567,20 +571,24 @@ impl Registry {
                 ));
             }
             let placed = self.placer.contains(id);
-            if placed != (e.status == Status::Online && e.unreachable_until.is_none()) {
+            if placed != placeable(e) {
                 return Err(format!(
                     "registry: {id} is {:?} (unreachable until {:?}) but schedulable={placed}",
                     e.status, e.unreachable_until
                 ));
             }
         }
-        if self.placer.len()
-            != self.entries.values().filter(|e| e.status == Status::Online && e.unreachable_until.is_none()).count()
-        {
+        if self.placer.len() != self.entries.values().filter(|e| placeable(e)).count() {
             return Err("registry: the placer holds executors the registry does not have online".to_owned());
         }
         self.placer.check()
     }
+}
+
+/// Whether the placer must hold `e`: online, heard under its id since it registered, and not held out as
+/// unreachable.
+fn placeable(e: &Entry) -> bool {
+    e.status == Status::Online && e.heartbeated && e.unreachable_until.is_none()
 }
 
 fn view(e: &Entry) -> ExecutorView {
@@ -691,6 +699,21 @@ mod tests {
         r.heartbeat(ms(2 * ttl), a, vec![], &[]).unwrap();
         assert_eq!(schedulable(&r), Ok(true));
         assert!(!r.unreachable(ms(0), ExecutorId(99)), "an unknown id changes nothing");
+    }
+
+    /// Swarm seed 1796432208: an id whose registration's answer never reached its executor got a job master.
+    #[test]
+    fn a_registered_executor_gets_work_only_once_heard_under_its_id() {
+        let mut r = reg();
+        let first = ExecutorSpec { instance: 7, ..spec("a") };
+        let a = r.register(ms(0), first.clone()).unwrap().id;
+        let schedulable = |r: &Registry| r.check_invariants().map(|_| r.placer.contains(a));
+        assert_eq!(schedulable(&r), Ok(false), "registered, its executor may not know the id yet");
+        // Its repeat (the answer was lost) is not proof either; its heartbeat under the id is.
+        assert_eq!(r.repeat(ms(100), &first).map(|rec| rec.id), Some(a));
+        assert_eq!(schedulable(&r), Ok(false));
+        r.heartbeat(ms(200), a, vec![], &[]).unwrap();
+        assert_eq!(schedulable(&r), Ok(true));
     }
 
     #[test]
@@ -880,6 +903,7 @@ mod tests {
     fn reservations_go_with_the_report_of_their_end_or_their_window() {
         let mut r = reg();
         let a = r.register(ms(0), spec("a")).unwrap().id;
+        r.heartbeat(ms(0), a, vec![], &[]).unwrap();
         let place = |r: &mut Registry, t: &TaskId, epoch: u64, at: u64| {
             let req = PlacementRequest { task: t, epoch: Some(Epoch(epoch)), cost: 1, selectors: &[], resources: &[] };
             r.place(ms(at), &req, &mut SplitMix64::new(1)).unwrap();
