@@ -293,6 +293,17 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          executors, heard through the followers, stayed placeable (fixed: an executor a dispatch cannot connect to \
          gets no work for one offline TTL; found by the guard hunt, failing without any switch)",
     ),
+    (
+        1796432208,
+        "13.799s stop-executor(6) for 8.841s; 28.31s loss(0.05) for 9.234s; 29.597s slow-metastore(1s) for 22.757s; \
+         38.323s cut-executor-from-executors(6, without-etcd) for 38.273s; 40.708s stop-executor(6) for 19.029s; \
+         51.942s cut-executor-from-masters(2, one-way) for 2.967s; 58.425s pause-executor(5) for 14.556s",
+        "wasted work with no fault (a clean-clone CI run; the plan shrinks to none): at the cluster's start, \
+         executor-4's registration call timed out and it registered again; the leader placed job-4's job master on \
+         the id of the first registration 23 ms after writing it, the executor refused a dispatch to an id it never \
+         learned, and the job paid a backoff (fixed: an executor the leader admitted gets work only once heard under \
+         its id)",
+    ),
 ];
 
 #[test]
