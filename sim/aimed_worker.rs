@@ -14,41 +14,19 @@
 //! a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within the
 //! clock tolerance the self-fence always comes first; beyond it, rule 3 breaks with the guard in place too.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
-use foreman::core::ids::TaskId;
-use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::cluster::{Cluster, Seen};
-use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
+use crate::cluster::Cluster;
+use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, live_tasks, JobFigures};
 use crate::harness::announce;
 
 fn millis(lo: u64, hi: u64) -> Duration {
     Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
-}
-
-/// The tasks each executor node runs now, from the recorded starts and stops.
-fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
-    let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
-    for (_, node, seen) in c.recorder.events() {
-        match seen {
-            Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) => {
-                live.entry(node).or_default().insert(task);
-            }
-            Seen::Exec(ExecutorObservation::TaskStopped { task, .. }) => {
-                live.entry(node).or_default().remove(&task);
-            }
-            Seen::Killed => {
-                live.remove(&node);
-            }
-            _ => {}
-        }
-    }
-    live
 }
 
 /// The executors (by index) running a worker of `job` but not its job master, which runs on executor `host`.

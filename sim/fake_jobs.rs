@@ -146,7 +146,7 @@ async fn executor_index(c: &Cluster, id: u64) -> Option<usize> {
 }
 
 /// The tasks each executor node runs now, from the recorded starts and stops.
-fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
+pub(crate) fn live_tasks(c: &Cluster) -> BTreeMap<String, BTreeSet<TaskId>> {
     let mut live: BTreeMap<String, BTreeSet<TaskId>> = BTreeMap::new();
     for (_, node, seen) in c.recorder.events() {
         match seen {
