@@ -4,24 +4,26 @@
 //! retransmitted when it heals, or forwarded by an etcd member that was cut off, is applied after its client timed
 //! out and moved on).
 //!
-//! `dispatch-beside-live` (core/workers.rs `admits`) is the last line in
-//! [`job_created_twice_beside_its_job_master_run`]: the leader's own late write brings a job back to "waiting to
-//! start" while its job master runs. That scenario found a real bug: without the switch the job waited for ever
-//! (its job master, still accepted at every heartbeat, was never lost, and could place no worker since the job
-//! named no incarnation). Fixed in core/manager `job_master`: a job master its job no longer names is told to stop
-//! and revoked, so it is lost after its TTL and the job starts again (unit test
-//! `a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_again_once_it_is_lost`).
+//! Both job scenarios here found real bugs (rule 3), now fixed:
+//! - [`job_created_twice_beside_its_job_master_run`]: the leader's own late create brought a job back to "waiting to
+//!   start" while its job master ran, and the job waited for ever (the job master, still accepted at every
+//!   heartbeat, was never lost, and could place no worker since the job named no incarnation). First fixed in
+//!   core/manager `job_master`: a job master its job no longer names is told to stop and revoked (unit test
+//!   `a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_again_once_it_is_lost`). With
+//!   that alone, `dispatch-beside-live` (core/workers.rs `admits`) was the last line in this scenario (caught at
+//!   its first seed).
+//! - [`job_created_twice_then_its_leader_killed_run`]: the same late create, then the leader killed before the
+//!   job's next write. The metastore held the older record, so the next leader, with no bookkeeping of the running
+//!   job master, recovered the job as waiting and started a second one beside it: 37 of 50 seeds from 600000 failed
+//!   without any switch. A leader guarded its writes with its leadership only, and a write of its own that went
+//!   unanswered could land after a later one of the same term.
 //!
-//! Left, a real bug not fixed here (rule 3, no switch): the metastore holds the older record until the job's next
-//! write, so a leader change in that window recovers the job as waiting for its first job master and starts one
-//! beside the job master that runs (the next term has no bookkeeping of it, so no guard stands in the way).
-//! [`job_created_twice_then_its_leader_killed_run`] (probe only, index 2 of `probe`) fails 37 of 50 seeds from
-//! 600000 without any switch: "job-0 epoch 2 started on executor-1 while epoch 1 is live on executor-2". A late
-//! write of a job record overwrites a newer one because the leader guards its writes with its leadership only
-//! (master/store_io.rs `persist`). A fix needs job-record writes that a late landing cannot apply (compare the
-//! record's previous value; a create would need an "absent" compare, which the simulated etcd lacks: value compares
-//! only), or a recovery that trusts the job's job-master record over an older job record (it names a newer start)
-//! and persists the adopted incarnation's executor (which the job master's check-in does not carry).
+//! The fix of both is the term's write fence (core/write_fence.rs, master/store_io.rs `persist`): every write of a
+//! leader compares the value its previous write put on the fence key, and an unanswered write is settled by fencing
+//! it off, so no write lands after a later one. Both scenarios now pass every seed (50 of 50 and 100 of 100 from
+//! 600000), and `dispatch-beside-live` is no longer the last line in either (not caught in 100 seeds): no fault of
+//! the simulation brings a job back to waiting while its job master may live. `leader-writes-unguarded` (the fence's
+//! compare removed) fails the second at its first seed.
 //!
 //! `job-master-writes-unguarded` (jobs/fake_run.rs:598) cannot be the last line, writes in flight or not, and
 //! [`job_master_records_in_flight_land_after_its_successors_run`] shows it: 0 of 150 seeds from 600000 fail with the switch
@@ -74,10 +76,9 @@ fn millis(lo: u64, hi: u64) -> Duration {
 /// first create's write has landed (a job waiting for its first job master). The leader reloads the job as waiting
 /// to start, while its job master runs and the bookkeeping holds it online. The job master's executor is cut from
 /// the masters for 2.5 to 6 s around that read (within every self-fence): whatever the leader answers, the job
-/// master hears nothing, and runs on. Only the guard keeps the leader from starting a second job master beside it
-/// (rule 3). The cut heals; the job master, which the job no longer names, is told to stop, is lost after its TTL,
-/// and the job starts again and finishes. With the switch, 93 of the 100 seeds from 600000 fail rule 3 (the first
-/// at seed 600000), and each of them passes without it.
+/// master hears nothing, and runs on. Before the write fence, only `dispatch-beside-live` kept the leader from
+/// starting a second job master beside it (with its switch, 93 of the 100 seeds from 600000 failed rule 3). With
+/// the fence, each create that goes unanswered is fenced off before it is refused, and never lands.
 pub async fn job_created_twice_beside_its_job_master_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     let l = leader(&c).await;
@@ -192,10 +193,10 @@ async fn job_master_started_on(c: &Cluster, job: &str) -> usize {
     }
 }
 
-/// Probe of a real bug (not a guard's scenario; fails without any switch, so it has no `#[madsim::test]`): the same
-/// late create, and then the leader is killed once it has landed, before the job's next write. The job's record says
-/// it waits for its first job master while that job master runs; the next leader, with no bookkeeping of it, starts
-/// a second one beside it (rule 3).
+/// A real bug's regression (rule 3, fixed by the term's write fence): the same late create, and then the leader is
+/// killed once it would have landed, before the job's next write. Had it landed, the job's record would say it waits
+/// for its first job master while that job master runs, and the next leader, with no bookkeeping of it, would start
+/// a second one beside it.
 pub async fn job_created_twice_then_its_leader_killed_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     let l = leader(&c).await;
@@ -212,12 +213,18 @@ pub async fn job_created_twice_then_its_leader_killed_run(planted: Option<Plante
     });
     create(&c, &jobs).await;
     job_master_started_on(&c, "job-0").await;
-    // The first create's write has landed.
+    // The first create's write would have landed.
     tokio::time::sleep(in_flight).await;
     c.kill_master(l);
     tokio::time::sleep(millis(15_000, 20_000)).await;
     c.restart_master(l);
     finish_and_check(&c, &jobs, &BTreeSet::new()).await
+}
+
+#[madsim::test]
+async fn job_created_twice_then_its_leader_killed() {
+    announce("job_created_twice_then_its_leader_killed");
+    job_created_twice_then_its_leader_killed_run(None).await;
 }
 
 /// Seeds-to-catch of each scenario against its guard's switch, from a base seed, and the catching seed without
@@ -250,7 +257,7 @@ fn probe() {
             "job_master_records_in_flight_land_after_its_successors",
         ),
         (
-            Planted::DispatchBesideLive,
+            Planted::LeaderWritesUnguarded,
             |p| {
                 Box::pin(async move {
                     job_created_twice_then_its_leader_killed_run(p).await;

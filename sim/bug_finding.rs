@@ -15,7 +15,6 @@ use crate::faults::Plan;
 use crate::harness::run_seed;
 
 use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
-use crate::aimed_late::job_created_twice_beside_its_job_master_run;
 use crate::aimed_leader::{executor_dies_then_its_leader_run, held_create_lands_after_its_cancel_run};
 use crate::aimed_worker::{
     worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
@@ -185,7 +184,7 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             "worker_checkpoint_arrives_after_its_successor_finished",
             &[Rule::ExactCounters, Rule::CheckpointsForward],
         ),
-        // Every job-manager write compares the term's leader key: the last line once a leader's create, held past
+        // Every job-manager write compares the term's write fence: the last line once a leader's create, held past
         // its term, lands after the next leader created and canceled the job.
         (
             Planted::LeaderWritesUnguarded,
@@ -208,18 +207,6 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "executor_dies_then_its_leader",
             &[Rule::Placement],
-        ),
-        // No new incarnation while an older one may be alive: the last line once a late create, landed after its
-        // settling read, brings a job back to waiting while its job master runs, cut off so that it hears nothing.
-        (
-            Planted::DispatchBesideLive,
-            |b| {
-                Box::pin(async move {
-                    job_created_twice_beside_its_job_master_run(b).await;
-                })
-            },
-            "job_created_twice_beside_its_job_master",
-            &[Rule::OneLiveIncarnation],
         ),
     ]
 }

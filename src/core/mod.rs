@@ -23,3 +23,4 @@ pub mod time;
 pub mod timing;
 pub mod tombstone;
 pub mod workers;
+pub mod write_fence;

@@ -73,8 +73,8 @@ pub enum Planted {
     JobMasterWritesUnguarded,
     /// Guard: a job master that finds another incarnation owning its job at start-up stops (rule 3).
     JobMasterOwnerUnchecked,
-    /// Guard: every metastore write of the job manager compares the term's leader key (rule 1). Written
-    /// unguarded.
+    /// Guard: every metastore write of the job manager compares the term's write fence (rule 1: no write of a
+    /// deposed leader, and none of this term after a later one). Written unguarded.
     LeaderWritesUnguarded,
     /// Guard: a worker (or job master) told it is stale stops (rule 2). It carries on until its fence.
     StaleVerdictIgnored,

@@ -3,8 +3,8 @@
 //! module moves bytes and timers. Requests reach the manager through the term's inbox with their reply channels.
 //!
 //! Each [`Ready`] is carried out in this order:
-//! 1. the write (at most one is ever in flight), as guarded transactions on the term's leader key, in a task of
-//!    its own; its outcome comes back to [`Manager::on_write`];
+//! 1. the write (at most one is ever in flight), as transactions guarded by the term's write fence, in a task of
+//!    its own; its outcome (and the fence) comes back to [`Manager::on_write`];
 //! 2. the reads, each in a task of its own; each result comes back to [`Manager::on_read`];
 //! 3. the dispatches, each in a task of its own; a definite refusal comes back as an input;
 //! 4. the answers, on their reply channels;
@@ -21,12 +21,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
-use super::store_io::{persist, read_one, recover};
+use super::store_io::{persist, read_one, recover, take_fence};
 use super::Master;
 use crate::core::ids::LeaderEpoch;
 use crate::core::manager::{
     self as manager, Answer, Dispatch, Input, IoId, Manager, ReadResult, ReplyTo, Request, WriteOutcome,
 };
+use crate::core::write_fence::WriteFence;
 use crate::meta::LeaderKey;
 
 /// How many requests may wait in a term's inbox before their senders wait too.
@@ -46,13 +47,17 @@ pub(crate) struct Serving {
 
 /// What a task of the driver reports back.
 enum Done {
-    Write(IoId, WriteOutcome),
+    Write(IoId, WriteOutcome, Option<WriteFence>),
     Read(IoId, Result<ReadResult, String>),
     Input(Input),
 }
 
 /// Runs a term: recovery, then the driver until this master may no longer act. Returns why it ended.
 pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> String {
+    let mut fence = match take_fence(&m, &key, epoch).await {
+        Ok(f) => Some(f),
+        Err(e) => return e,
+    };
     let snapshot = match recover(&m).await {
         Ok(s) => s,
         Err(e) => return format!("recovery failed: {e}"),
@@ -79,7 +84,7 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
     loop {
         let ready = manager.ready();
         let (wake_at, sweep_at) = (ready.wake_at, ready.sweep_at);
-        if let Some(why) = carry_out(&m, &key, ready, &done, &mut replies) {
+        if let Some(why) = carry_out(&m, &mut fence, ready, &done, &mut replies) {
             return why;
         }
         let far = m.clock.now() + std::time::Duration::from_secs(3600);
@@ -103,7 +108,10 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             return "the lease could not be confirmed within the step-down deadline".into();
         }
         match input {
-            Some(Done::Write(io, outcome)) => manager.on_write(now, io, outcome),
+            Some(Done::Write(io, outcome, back)) => {
+                fence = back;
+                manager.on_write(now, io, outcome)
+            }
             Some(Done::Read(io, result)) => manager.on_read(now, io, result),
             Some(Done::Input(input)) => manager.step(now, input),
             None => {}
@@ -114,16 +122,21 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
 /// Carries out one [`manager::Ready`] in its documented order; why the term ends, if it does.
 fn carry_out(
     m: &Arc<Master>,
-    key: &LeaderKey,
+    fence: &mut Option<WriteFence>,
     ready: manager::Ready,
     done: &mpsc::UnboundedSender<Done>,
     replies: &mut BTreeMap<ReplyTo, oneshot::Sender<Answer>>,
 ) -> Option<String> {
     if let Some((io, records)) = ready.write {
-        let (m, key, done) = (m.clone(), key.clone(), done.clone());
+        // The fence travels with the one write in flight and comes back with its outcome.
+        let Some(taken) = fence.take() else {
+            // Lost with an earlier write, whose outcome ended the term (the manager never writes after that).
+            return Some("a write was asked for after the write fence was lost".into());
+        };
+        let (m, done) = (m.clone(), done.clone());
         tokio::spawn(async move {
-            let outcome = persist(&m, &key, &records).await;
-            let _ = done.send(Done::Write(io, outcome));
+            let (outcome, fence) = persist(&m, taken, &records).await;
+            let _ = done.send(Done::Write(io, outcome, fence));
         });
     }
     for (io, read) in ready.reads {

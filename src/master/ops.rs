@@ -64,7 +64,7 @@ impl Master {
             dispatch_window: cfg.rpc.request_timeout,
             check_interval: cfg.executors.check_interval,
             tombstone_retention: cfg.jobs.tombstone_retention,
-            batch_max: crate::meta::TXN_OPS_MAX,
+            batch_max: super::store_io::LEADER_TXN_OPS_MAX,
             report_capacity: self.observed(),
         }
     }

@@ -1,13 +1,14 @@
 //! The term's metastore I/O: what a new term starts from, the guarded writes of the job manager's records and its
 //! reads. Moves bytes only: what to write and read, and what the answers mean, is the manager's.
 
-use tracing::warn;
+use tracing::{info, warn};
 
 use super::Master;
-use crate::core::ids::{ExecutorId, JobId};
+use crate::core::ids::{ExecutorId, JobId, LeaderEpoch};
 use crate::core::job::{CorruptRecord, JobRecord};
 use crate::core::manager::{Read, ReadResult, Record, Snapshot, WriteOutcome};
 use crate::core::registry::ExecutorRecord;
+use crate::core::write_fence::{Attempt, Settled, WriteFence};
 use crate::meta::{keys, Cond, LeaderKey, MetaError, Op, TXN_OPS_MAX};
 
 /// A job record read from the metastore: the record, or why it cannot be trusted.
@@ -58,33 +59,85 @@ fn ops_of(records: &[Record]) -> Result<Vec<Op>, String> {
     Ok(ops)
 }
 
-/// Writes `records` under the term's guard, in transactions of at most [`TXN_OPS_MAX`] operations.
-pub(super) async fn persist(m: &Master, key: &LeaderKey, records: &[Record]) -> WriteOutcome {
+/// The most operations of a leader's records in one transaction: the rest of etcd's limit, after the fence's put.
+pub(crate) const LEADER_TXN_OPS_MAX: usize = TXN_OPS_MAX - 1;
+
+/// Takes the term's write fence under its leader key (before anything is recovered: a deposed leader's write that
+/// lands before this is read by the recovery, and none lands after it).
+pub(super) async fn take_fence(m: &Master, key: &LeaderKey, epoch: LeaderEpoch) -> Result<WriteFence, String> {
+    let (fence, value) = WriteFence::take(epoch);
+    let put = Op::Put { key: keys::leader_writes(), value: value.into_bytes(), lease: None };
+    match timed(m, m.store.txn(&[Cond::IsLeader(key.clone())], &[put])).await {
+        Ok(true) => Ok(fence),
+        Ok(false) => Err("deposed before taking the write fence".into()),
+        Err(e) => Err(format!("could not take the write fence: {e}")),
+    }
+}
+
+/// Writes `records` under the term's write fence, in transactions of at most [`LEADER_TXN_OPS_MAX`] records'
+/// operations. A transaction that goes unanswered is settled by fencing it off (see [`crate::core::write_fence`]);
+/// `Unknown` only when that fails too, and then the fence is lost (`None`): the term cannot write again.
+pub(super) async fn persist(
+    m: &Master,
+    mut fence: WriteFence,
+    records: &[Record],
+) -> (WriteOutcome, Option<WriteFence>) {
     let ops = match ops_of(records) {
         Ok(ops) => ops,
-        Err(e) => return WriteOutcome::NotApplied(e),
+        Err(e) => return (WriteOutcome::NotApplied(e), Some(fence)),
     };
-    let mut guard = vec![Cond::IsLeader(key.clone())];
-    if m.planted(crate::planted::Planted::LeaderWritesUnguarded) {
-        guard.clear();
-    }
     if records.iter().any(|r| matches!(r, Record::DeleteExecutor(_))) {
         // The check found executors expired; declaring them offline (durably, before acting on it) comes late.
         crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeOfflineDeclaration).await;
     }
-    for (i, chunk) in ops.chunks(TXN_OPS_MAX).enumerate() {
+    // A later transaction's failure leaves the earlier ones applied: the outcome as a whole is not known.
+    let partial =
+        |i: usize, why: String| if i == 0 { WriteOutcome::NotApplied(why) } else { WriteOutcome::Unknown(why) };
+    for (i, chunk) in ops.chunks(LEADER_TXN_OPS_MAX).enumerate() {
         crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeMetastoreWrite).await;
-        match timed(m, m.store.txn(&guard, chunk)).await {
-            Ok(true) => {}
-            Ok(false) => return WriteOutcome::Fenced,
-            // A later chunk's failure leaves the earlier ones applied: the outcome as a whole is not known.
-            Err(MetaError::Unknown(e)) => return WriteOutcome::Unknown(e),
-            Err(e) if i > 0 => return WriteOutcome::Unknown(e.to_string()),
-            Err(e) => return WriteOutcome::NotApplied(e.to_string()),
+        let a = fence.attempt();
+        let mut guard = vec![Cond::ValueEquals { key: keys::leader_writes(), value: a.expect.clone().into_bytes() }];
+        if m.planted(crate::planted::Planted::LeaderWritesUnguarded) {
+            guard.clear();
+        }
+        let mut txn = chunk.to_vec();
+        txn.push(Op::Put { key: keys::leader_writes(), value: a.put.clone().into_bytes(), lease: None });
+        match timed(m, m.store.txn(&guard, &txn)).await {
+            Ok(true) => fence.applied(&a),
+            Ok(false) => return (WriteOutcome::Fenced, None),
+            Err(MetaError::Unknown(why)) => match settle(m, &mut fence, &a).await {
+                Ok(Settled::Applied) => {}
+                Ok(Settled::FencedOff) => return (partial(i, why), Some(fence)),
+                Ok(Settled::TakenOver) => return (WriteOutcome::Fenced, None),
+                Err(e) => return (WriteOutcome::Unknown(format!("{why}; and then {e}")), None),
+            },
+            Err(e) => return (partial(i, e.to_string()), Some(fence)),
         }
     }
     crate::buggify::point(&m.fault_points, crate::buggify::Point::AfterMetastoreWrite).await;
-    WriteOutcome::Written
+    (WriteOutcome::Written, Some(fence))
+}
+
+/// Settles the unanswered transaction `a`: moves the fence past it, or learns that it was applied or that another
+/// leader took over. `Err` when that goes unanswered too.
+async fn settle(m: &Master, fence: &mut WriteFence, a: &Attempt) -> Result<Settled, String> {
+    let bump = fence.attempt();
+    let guard = [Cond::ValueEquals { key: keys::leader_writes(), value: bump.expect.clone().into_bytes() }];
+    let put = Op::Put { key: keys::leader_writes(), value: bump.put.clone().into_bytes(), lease: None };
+    match timed(m, m.store.txn(&guard, &[put])).await {
+        Ok(true) => {
+            fence.applied(&bump);
+            info!(fence = %bump.put, "a write that went unanswered was fenced off: it can no longer apply");
+            Ok(Settled::FencedOff)
+        }
+        Ok(false) => {
+            let found = timed(m, m.store.get(&keys::leader_writes()))
+                .await
+                .map_err(|e| format!("could not read the write fence: {e}"))?;
+            Ok(fence.settle(a, found.as_deref()))
+        }
+        Err(e) => Err(format!("could not fence it off: {e}")),
+    }
 }
 
 pub(super) async fn read_one(m: &Master, read: &Read) -> Result<ReadResult, String> {

@@ -42,6 +42,12 @@ pub fn leader_term() -> String {
     "leader-term".to_owned()
 }
 
+/// The term's write fence ([`crate::core::write_fence`]): every write of a leader compares the value its previous
+/// write put here and puts the next; a new leader takes it under its election key before it recovers.
+pub fn leader_writes() -> String {
+    "leader-writes".to_owned()
+}
+
 /// A master's membership record, put with the master's election lease so that it disappears when the master dies.
 pub fn masters(name: &str) -> String {
     format!("masters/{name}")
@@ -174,6 +180,8 @@ mod tests {
     fn families_do_not_overlap() {
         let all = [
             leader_epoch(),
+            leader_term(),
+            leader_writes(),
             masters("m"),
             executor_next_id(),
             executor(7),

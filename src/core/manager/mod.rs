@@ -11,10 +11,12 @@
 //! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Heartbeats,
 //! worker placements, executor listings and the metrics' figures never wait: they change memory only.
 //!
-//! A write that is fenced ends the term. A write of the periodic pass that fails ends the term too (its
-//! dispatches were never sent, and the next leader recovers from what is durable). Any other failed write of job
-//! records is settled by reading each record back; if a settling read fails, memory cannot be trusted and the term
-//! ends.
+//! A write that is fenced ends the term. So does a write whose outcome is not known (the driver settles an
+//! unanswered write by fencing it off, `core::write_fence`, and reports `Unknown` only when that fails too: the
+//! write may then still land after anything the term would write next). A write of the periodic pass that fails
+//! ends the term too (its dispatches were never sent, and the next leader recovers from what is durable). Any other
+//! write of job records that certainly was not applied is settled by reading each record back; if a settling read
+//! fails, memory cannot be trusted and the term ends.
 
 mod io;
 #[cfg(test)]
@@ -86,13 +88,11 @@ enum Busy {
     CreateTombstone { io: IoId, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec },
     /// A delete lists what is stored for the job first.
     DeleteListing { io: IoId, to: ReplyTo, id: JobId, wall: WallTime },
-    /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it fails). `durable`:
+    /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it is not applied). `durable`:
     /// the events its decisions made, reported once it is taken (never, if it fails).
     Write { io: IoId, after: After, settle: Vec<JobId>, durable: Vec<Event> },
     /// A failed write's jobs, being re-read; `outcome` is why.
     Settle { waiting: BTreeSet<IoId>, ids: BTreeMap<IoId, JobId>, after: After, outcome: WriteOutcome },
-    /// A create whose write's outcome is unknown: its record is read back.
-    CreateSettle { io: IoId, to: ReplyTo, id: JobId, include_config: bool, why: String },
 }
 
 /// An input that waits for the operation in progress.
@@ -1106,33 +1106,30 @@ impl Manager {
                 self.failed(now, after, &outcome);
                 self.end("a write was fenced: another master leads", None);
             }
-            WriteOutcome::NotApplied(_) | WriteOutcome::Unknown(_) => {
-                if matches!(outcome, WriteOutcome::Unknown(_)) {
-                    self.out.events.push(Event::WriteUnknown);
-                }
+            WriteOutcome::Unknown(why) => {
+                // The driver could settle it neither way: the write may still be applied, later than anything this
+                // term would write next, so the term writes nothing more. The next leader recovers what is durable.
+                self.out.events.push(Event::WriteUnknown);
+                let why = why.clone();
+                self.failed(now, after, &outcome);
+                self.end(format!("a write went unanswered and could not be settled: {why}"), None);
+            }
+            WriteOutcome::NotApplied(_) => {
                 if let After::Tick { .. } = after {
                     // Nothing of the pass is dispatched; the next leader recovers from what is durable.
                     let why = match &outcome {
-                        WriteOutcome::NotApplied(m) | WriteOutcome::Unknown(m) => m.clone(),
+                        WriteOutcome::NotApplied(m) => m.clone(),
                         _ => String::new(),
                     };
                     self.end(format!("a leader-loop write failed: {why}"), None);
                 } else if let After::Create { to, id, include_config } = after {
-                    match outcome {
-                        WriteOutcome::Unknown(why) => {
-                            // Settle: the job exists iff its record is there.
-                            let io = self.io();
-                            self.out.reads.push((io, Read::Job(id.clone())));
-                            self.busy = Some(Busy::CreateSettle { io, to, id, include_config, why });
-                        }
-                        _ => {
-                            self.jobs.forget(&id);
-                            self.failed(now, After::Create { to, id, include_config }, &outcome);
-                        }
-                    }
+                    self.jobs.forget(&id);
+                    self.failed(now, After::Create { to, id, include_config }, &outcome);
                 } else if settle.is_empty() {
                     self.failed(now, after, &outcome);
                 } else {
+                    // Certainly not applied (and never will be): reading the records back brings memory to what is
+                    // durable.
                     let mut waiting = BTreeSet::new();
                     let mut ids = BTreeMap::new();
                     for id in settle {
@@ -1199,9 +1196,13 @@ impl Manager {
     fn failed(&mut self, now: Time, after: After, outcome: &WriteOutcome) {
         let refusal = match outcome {
             WriteOutcome::Fenced => Refusal::NotLeader("this master lost its leadership while answering; retry".into()),
-            WriteOutcome::NotApplied(m) | WriteOutcome::Unknown(m) => {
+            WriteOutcome::NotApplied(m) => {
                 Refusal::Metastore(format!("the metastore did not take the write: {m}; retry"))
             }
+            WriteOutcome::Unknown(m) => Refusal::Metastore(format!(
+                "the metastore did not answer the write ({m}), so whether it was applied is not known; this master \
+                 steps down: retry, and the next leader answers from what is durable"
+            )),
             WriteOutcome::Written => return,
         };
         let what = match &after {
@@ -1315,20 +1316,6 @@ impl Manager {
                     }
                 }
             }
-            Busy::CreateSettle { io: expected, to, id, include_config, why } if expected == io => match result {
-                Ok(ReadResult::Job(Some(_))) => {
-                    self.written(now, After::Create { to, id, include_config });
-                }
-                Ok(ReadResult::Job(None)) => {
-                    self.jobs.forget(&id);
-                    let outcome = WriteOutcome::Unknown(why);
-                    self.failed(now, After::Create { to, id, include_config }, &outcome);
-                }
-                Ok(_) | Err(_) => {
-                    self.answer(to, Err(Refusal::Metastore(format!("the creation of job {id} could not be settled"))));
-                    self.end("a job creation could not be settled", None);
-                }
-            },
             other => {
                 // Not the read this operation waits on (it cannot happen: ids are unique and awaited once).
                 self.busy = Some(other);

@@ -67,25 +67,27 @@ fn a_get_waits_for_the_create_under_way_and_sees_it_once_durable() {
 }
 
 #[test]
-fn a_create_whose_write_is_unknown_is_settled_by_reading_it_back() {
-    for (found, acknowledged) in [(true, true), (false, false)] {
+fn a_create_whose_write_is_not_applied_is_refused_and_one_whose_outcome_is_unknown_ends_the_term() {
+    for unknown in [false, true] {
         let mut m = manager();
         let r = request(&mut m, 1, 1, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
         let (read, what) = r.reads[0].clone();
         assert_eq!(what, Read::Tombstone(id("j1")));
         m.on_read(ms(2), read, Ok(ReadResult::Tombstone(None)));
         let (io, _) = m.ready().write.expect("the record is written");
-        m.on_write(ms(3), io, WriteOutcome::Unknown("timeout".into()));
+        let outcome =
+            if unknown { WriteOutcome::Unknown("timeout".into()) } else { WriteOutcome::NotApplied("refused".into()) };
+        m.on_write(ms(3), io, outcome);
         let r = m.ready();
-        assert_eq!(r.reads.len(), 1);
-        let (read, what) = r.reads[0].clone();
-        assert_eq!(what, Read::Job(id("j1")));
-        let stored = found.then(|| Ok(m.jobs().get(&id("j1")).unwrap().record(ms(0))));
-        m.on_read(ms(4), read, Ok(ReadResult::Job(stored)));
-        let r = m.ready();
+        assert!(r.reads.is_empty() && r.write.is_none(), "nothing read back, nothing written: {r:?}");
         assert_eq!(r.answers.len(), 1);
-        assert_eq!(r.answers[0].1.is_ok(), acknowledged, "found {found}");
-        assert_eq!(m.jobs().get(&id("j1")).is_some(), found, "memory agrees with the store");
+        let refusal = r.answers[0].1.clone().expect_err("the create is refused");
+        assert!(matches!(refusal, Refusal::Metastore(_)), "{refusal:?}");
+        // Unknown: the write may still land after anything this term would write next, so the term ends.
+        assert_eq!(r.step_down.is_some(), unknown, "{r:?}");
+        if !unknown {
+            assert!(m.jobs().get(&id("j1")).is_none(), "memory agrees with the store");
+        }
     }
 }
 
@@ -208,11 +210,12 @@ fn a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_a
     let (io, _) = m.ready().write.expect("the pass writes the start");
     m.on_write(ms(601), io, WriteOutcome::Written);
     let epoch = m.ready().dispatches[0].epoch;
-    // The first heartbeat makes the job running; that write's outcome is unknown, and the settling read finds the
-    // record the create wrote (landed late).
+    // The first heartbeat makes the job running; that write is not applied, and the settling read finds the record
+    // as the create wrote it (a record that names no incarnation, whatever put it there: the write fence keeps a
+    // late create from landing over a newer record, so this is the last line behind it).
     let r = request(&mut m, 700, 4, job_master_beat(&id("j1"), epoch));
     let (io, _) = r.write.expect("running is written");
-    m.on_write(ms(2_700), io, WriteOutcome::Unknown("timeout".into()));
+    m.on_write(ms(2_700), io, WriteOutcome::NotApplied("refused".into()));
     let (read, what) = m.ready().reads[0].clone();
     assert_eq!(what, Read::Job(id("j1")));
     m.on_read(ms(2_701), read, Ok(ReadResult::Job(Some(Ok(created)))));
