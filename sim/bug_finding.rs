@@ -20,7 +20,7 @@ use crate::aimed_worker::{
     worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
 };
 use crate::fake_jobs::{
-    job_canceled_during_a_failover_run, leader_killed_during_a_blip_run,
+    job_canceled_during_a_failover_run, leader_failover_with_jobs_run, leader_killed_during_a_blip_run,
     leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
 };
 use crate::last_line::{
@@ -207,6 +207,18 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "executor_dies_then_its_leader",
             &[Rule::Placement],
+        ),
+        // A new leader re-adopts the job masters that check in: without it, each is answered stale and started
+        // again once the recovery wait is over; safe, but work restarted by a failover (§6 failover).
+        (
+            Planted::RecoveryAdoptsNothing,
+            |b| {
+                Box::pin(async move {
+                    leader_failover_with_jobs_run(b).await;
+                })
+            },
+            "leader_failover_with_jobs",
+            &[Rule::ReAdopted],
         ),
     ]
 }

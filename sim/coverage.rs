@@ -24,6 +24,7 @@ pub type Counts = BTreeMap<String, u64>;
 /// The interesting states, each with what it means in the story.
 pub const STATES: &[(&str, &str)] = &[
     ("leader-change", "a master began acting after another had (a failover or a step-down and back)"),
+    ("job-master-re-adopted", "a new leader's recovery re-adopted a job master that ran on through the failover"),
     ("leader-lost-mid-dispatch", "a leader started a job master and its term ended before the task started"),
     ("job-master-lost-while-canceling", "a job master stopped for another reason than its end after a cancel"),
     ("worker-superseded-after-checkpoints", "a worker that had checkpointed stopped unfinished; a newer one started"),
@@ -105,6 +106,9 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
                 None => bump("state job-gave-up".to_owned()),
             },
             Seen::Master(Observation::EvictionsHeld { .. }) => bump("state evictions-held".to_owned()),
+            Seen::Master(Observation::JobMastersRecovered { adopted, .. }) if *adopted > 0 && began > 1 => {
+                bump("state job-master-re-adopted".to_owned())
+            }
             Seen::Master(Observation::ExecutorOffline { name, .. }) => {
                 let hosts_job_master = running.get(name.as_str()).is_some_and(|ts| ts.iter().any(|(t, _)| is_jm(t)));
                 if hosts_job_master {

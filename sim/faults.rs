@@ -586,6 +586,23 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::new(whole, nanos))
 }
 
+impl Fault {
+    /// Whether the fault disturbs the masters only: a master killed, paused, stopped or held at a fault point, or the
+    /// leader cut from etcd. The design claims every job master and worker keeps running through it (design.md §6
+    /// failover: re-adopted, not restarted), which the wasted-work checker holds it to.
+    pub fn masters_only(&self) -> bool {
+        matches!(
+            self,
+            Fault::KillLeader
+                | Fault::KillMaster(_)
+                | Fault::PauseMaster(_)
+                | Fault::StopMaster(_)
+                | Fault::LeaderCutFromEtcd
+                | Fault::Hold { at: HoldAt::Leader | HoldAt::Master(_), .. }
+        )
+    }
+}
+
 impl fmt::Display for Fault {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -341,6 +341,15 @@ const TABLE: &[Guard] = &[
         needs: "",
         targeted: Some(("leader_killed_while_a_job_waits_out_its_backoff", 1)),
     },
+    Guard {
+        switch: Planted::RecoveryAdoptsNothing,
+        rule: "§6 failover",
+        guard: "a new leader re-adopts the job masters that check in (core/workers.rs `on_heartbeat`)",
+        measured: NotCaught(2000),
+        needs: "the swarm's plans put another fault than the failover in the life of nearly every job master, and any \
+            such fault explains a restart; targeted: the leader killed while fake jobs run, nothing else disturbed",
+        targeted: Some(("leader_failover_with_jobs", 1)),
+    },
 ];
 
 /// The targeted scenario recorded for `switch`'s guard, and at which of its seeds it catches the switch.

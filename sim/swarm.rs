@@ -547,11 +547,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     // when the run can be healthy: madsim's etcd keeps timing out requests once told to (it cannot be healed),
     // and knobs that break design.md's usefulness ordering (self-fence > lease + campaign retry + heartbeat
     // interval) make every failover a restart of all work, which is allowed (warned about at start-up).
-    let useful =
-        |fence: Duration, interval: Duration| fence > k.election.lease_ttl + k.election.campaign_retry + interval;
-    let can_be_healthy = d.etcd_timeout_rate == 0.0
-        && useful(k.executors.self_fence, k.executors.heartbeat_interval)
-        && useful(k.workers.self_fence, k.workers.heartbeat_interval);
+    let can_be_healthy = d.etcd_timeout_rate == 0.0 && k.failover_keeps_work();
     let settle = k.executors.offline_ttl + k.executors.check_interval + k.workers.offline_ttl * 3 + k.backoff.max;
     let settled = c.clock.now().max(healed + settle);
     tokio::time::sleep_until(c.clock.instant(settled)).await;
@@ -620,7 +616,11 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         + k.executors.check_interval;
     let mut restarts = Restarts::default();
     first_broken([
-        ("wasted work", restarts_explained(&events, &disturbed, horizon).map(|r| restarts = r)),
+        (
+            "wasted work",
+            restarts_explained(&events, &disturbed, horizon, c.masters.len() > 1 && k.failover_keeps_work())
+                .map(|r| restarts = r),
+        ),
         ("one live incarnation", one_live_incarnation(&events)),
         ("checkpoints forward", checkpoints_forward(&events)),
         ("canceled never restart", canceled_never_restart(&events)),

@@ -654,6 +654,25 @@ impl MasterConfig {
         ]
     }
 
+    /// The usefulness ordering of design.md §6, for executors and for job masters and workers: (who, their
+    /// self-fence, the longest leader failover a heartbeat of theirs may wait: lease TTL + campaign retry + their
+    /// heartbeat interval).
+    fn failover_spans(&self) -> [(&'static str, Duration, Duration); 2] {
+        let el = &self.election;
+        let span = |interval: Duration| el.lease_ttl + el.campaign_retry + interval;
+        [
+            ("executors", self.executors.self_fence, span(self.executors.heartbeat_interval)),
+            ("workers", self.workers.self_fence, span(self.workers.heartbeat_interval)),
+        ]
+    }
+
+    /// Whether a leader failover keeps work running (design.md §6 failover: healthy job masters re-adopted, not
+    /// restarted): every self-fence outlives the longest failover its heartbeats may wait for. Breaking it is allowed
+    /// but warned about at start-up.
+    pub fn failover_keeps_work(&self) -> bool {
+        self.failover_spans().iter().all(|(_, self_fence, failover)| self_fence > failover)
+    }
+
     /// Checks every rule; refuses the first broken one, naming the setting and the rule. Returns warnings for
     /// combinations that are safe but costly (a leader failover would stop healthy work).
     ///
@@ -786,11 +805,7 @@ impl MasterConfig {
                 format_duration(clocks.jump)
             ));
         }
-        for (what, self_fence, interval) in [
-            ("executors", ex.self_fence, ex.heartbeat_interval),
-            ("workers", self.workers.self_fence, self.workers.heartbeat_interval),
-        ] {
-            let failover = el.lease_ttl + el.campaign_retry + interval;
+        for (what, self_fence, failover) in self.failover_spans() {
             if self_fence <= failover {
                 warnings.push(format!(
                     "{what}.self-fence ({}) is not longer than election.lease-ttl + election.campaign-retry + \

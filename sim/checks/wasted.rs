@@ -16,7 +16,7 @@
 //! never ran counts too), a worker's is its task's `TaskStarted` on an executor. The story must record every fault
 //! (the swarm's does: its faults are all plan steps); scenarios that cut links by hand do not run this checker.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use foreman::core::ids::TaskId;
 use foreman::core::invariants::{Id, Rule, Violation};
@@ -26,6 +26,7 @@ use foreman::master::Observation;
 
 use super::Events;
 use crate::cluster::Seen;
+use crate::faults::Fault;
 
 /// What the checker counted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -36,42 +37,94 @@ pub struct Restarts {
     pub workers: usize,
 }
 
+/// A stretch of the story in which something was disturbed: one master only (`Some`: the node, or the plan step
+/// that disturbed the leader), or more.
+#[derive(Clone, Debug)]
+struct Stretch {
+    from: Time,
+    to: Time,
+    master: Option<String>,
+}
+
 /// Every restart of the story, each required to have a disturbance (or the `horizon` after one) overlapping the time
 /// since the start it replaces; `disturbed` adds stretches the story does not record.
+///
+/// A disturbance of one master alone (killed, paused, stopped, held at a fault point, or the leader cut from etcd)
+/// explains no restart of work that ran (its task started on an executor) when `failovers` holds (the cluster has
+/// another master to take over, and its timings keep work through a failover: `Config::failover_keeps_work`) and
+/// no other master was disturbed within `horizon` of it: that is a leader failover, through which design.md §6 says
+/// healthy job masters keep running, re-adopted and not restarted ([`Rule::ReAdopted`]). With one master, timings
+/// that do not claim it, or masters disturbed together, no failover keeps work, and such a restart is explained.
 pub fn restarts_explained(
     events: &Events,
     disturbed: &[(Time, Time)],
     horizon: std::time::Duration,
+    failovers: bool,
 ) -> Result<Restarts, Violation> {
     let end = events.last().map_or(Time::ZERO, |(at, _, _)| *at);
-    let mut stretches: Vec<(Time, Time)> = disturbed.to_vec();
-    let mut open: BTreeMap<String, Time> = BTreeMap::new();
+    let mut stretches: Vec<Stretch> = disturbed.iter().map(|&(from, to)| Stretch { from, to, master: None }).collect();
+    let mut open: BTreeMap<String, (Time, Option<String>)> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
-            Seen::FaultBegan { step, .. } => {
-                open.insert(format!("step {step}"), *at);
+            Seen::FaultBegan { step, plan, .. } => {
+                // A step the plan cannot read back counts as a disturbance of everything. A master's kill, pause or
+                // stop is in the story as its node's, with the node's name.
+                let fault = plan.parse::<crate::faults::Step>().ok().map(|s| s.fault);
+                let node_level = fault.as_ref().is_some_and(|f| {
+                    matches!(f, Fault::KillLeader | Fault::KillMaster(_) | Fault::PauseMaster(_) | Fault::StopMaster(_))
+                });
+                if node_level {
+                    continue;
+                }
+                let master = fault.is_some_and(|f| f.masters_only()).then(|| format!("step {step}"));
+                open.insert(format!("step {step}"), (*at, master));
             }
             Seen::FaultHealed { step, .. } => {
-                if let Some(from) = open.remove(&format!("step {step}")) {
-                    stretches.push((from, *at));
+                if let Some((from, master)) = open.remove(&format!("step {step}")) {
+                    stretches.push(Stretch { from, to: *at, master });
                 }
             }
             Seen::Killed | Seen::Paused | Seen::StopAsked => {
-                open.entry(format!("node {node}")).or_insert(*at);
+                let master = node.starts_with("master-").then(|| node.clone());
+                open.entry(format!("node {node}")).or_insert((*at, master));
             }
             Seen::Restarted | Seen::Resumed => {
-                if let Some(from) = open.remove(&format!("node {node}")) {
-                    stretches.push((from, *at));
+                if let Some((from, master)) = open.remove(&format!("node {node}")) {
+                    stretches.push(Stretch { from, to: *at, master });
                 }
             }
             _ => {}
         }
     }
-    stretches.extend(open.into_values().map(|from| (from, end)));
-    let explained = |from: Time, to: Time| stretches.iter().any(|(a, b)| *a <= to && b.saturating_add(horizon) >= from);
+    stretches.extend(open.into_values().map(|(from, master)| Stretch { from, to: end, master }));
+    // A master's disturbance is a failover only with another master to take over, none disturbed near it.
+    let near =
+        |a: &Stretch, b: &Stretch| a.from <= b.to.saturating_add(horizon) && b.from <= a.to.saturating_add(horizon);
+    let together: Vec<bool> = stretches
+        .iter()
+        .map(|s| {
+            s.master.is_some()
+                && (!failovers || stretches.iter().any(|t| t.master.is_some() && t.master != s.master && near(s, t)))
+        })
+        .collect();
+    for (s, together) in stretches.iter_mut().zip(together) {
+        if together {
+            s.master = None;
+        }
+    }
+    let explained = |from: Time, to: Time, failovers: bool| {
+        stretches
+            .iter()
+            .any(|s| (failovers || s.master.is_none()) && s.from <= to && s.to.saturating_add(horizon) >= from)
+    };
     let mut last_start: BTreeMap<TaskId, (Time, u64)> = BTreeMap::new();
+    // Incarnations that ran: started on an executor.
+    let mut ran: BTreeSet<(TaskId, u64)> = BTreeSet::new();
     let mut counted = Restarts::default();
     for (at, node, seen) in events {
+        if let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) = seen {
+            ran.insert((task.clone(), epoch.0));
+        }
         let (task, epoch, job_master) = match seen {
             Seen::Master(Observation::JobMasterStarted { job, epoch, .. }) => (TaskId::job_master(job), *epoch, true),
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.is_worker() => {
@@ -88,16 +141,26 @@ pub fn restarts_explained(
             } else {
                 counted.workers += 1;
             }
-            if !explained(from, *at) {
-                let what = if job_master { "job master" } else { "worker" };
+            let what = if job_master { "job master" } else { "worker" };
+            let ids = [Id::Task(task.to_string()), Id::Epoch(epoch)];
+            if explained(from, *at, false) {
+                continue;
+            }
+            if explained(from, *at, true) && ran.contains(&(task.clone(), old)) {
+                let detail = format!(
+                    "{node} started {what} {task} again (incarnation {}) at {at}, though only masters were disturbed \
+                     since incarnation {old} started at {from}: it should have been re-adopted",
+                    epoch.0
+                );
+                return Err(Violation::new(Rule::ReAdopted, *at, detail).with(ids));
+            }
+            if !explained(from, *at, true) {
                 let detail = format!(
                     "{node} started {what} {task} again (incarnation {}) at {at}, though nothing was disturbed since \
                      incarnation {old} started at {from}",
                     epoch.0
                 );
-                return Err(
-                    Violation::new(Rule::WastedWork, *at, detail).with([Id::Task(task.to_string()), Id::Epoch(epoch)])
-                );
+                return Err(Violation::new(Rule::WastedWork, *at, detail).with(ids));
             }
         }
     }
@@ -139,13 +202,13 @@ mod tests {
     #[madsim::test]
     async fn a_restart_needs_a_fault_in_its_window() {
         let quiet = vec![started(1_000, "job-0", 1), worker(2_000, "job-0/w0", 1), started(9_000, "job-0", 2)];
-        let v = restarts_explained(&quiet, &[], H).expect_err("nothing disturbed the first incarnation");
+        let v = restarts_explained(&quiet, &[], H, true).expect_err("nothing disturbed the first incarnation");
         assert_eq!(v.rule, Rule::WastedWork);
         // A kill between the two starts explains it, healed or not; so does a stretch the caller gives.
         let mut killed = quiet.clone();
         killed.insert(2, (t(4_000), "executor-0".into(), Seen::Killed));
-        assert_eq!(restarts_explained(&killed, &[], H), Ok(Restarts { job_masters: 1, workers: 0 }));
-        assert!(restarts_explained(&quiet, &[(t(8_000), t(8_500))], H).is_ok());
+        assert_eq!(restarts_explained(&killed, &[], H, true), Ok(Restarts { job_masters: 1, workers: 0 }));
+        assert!(restarts_explained(&quiet, &[(t(8_000), t(8_500))], H, true).is_ok());
         // A fault healed before the first start explains nothing, but within the horizon before it, it does.
         let mut early = vec![
             (
@@ -156,11 +219,55 @@ mod tests {
             (t(600), "faults".into(), Seen::FaultHealed { step: 1, healed: String::new() }),
         ];
         early.extend(quiet.clone());
-        assert!(restarts_explained(&early, &[], H).is_err());
-        assert!(restarts_explained(&early, &[], Duration::from_millis(400)).is_ok());
+        assert!(restarts_explained(&early, &[], H, true).is_err());
+        assert!(restarts_explained(&early, &[], Duration::from_millis(400), true).is_ok());
         // A worker's restart is counted and judged the same way.
         let workers = vec![worker(1_000, "job-0/w0", 1), worker(3_000, "job-0/w0", 2)];
-        assert!(restarts_explained(&workers, &[], H).is_err());
-        assert_eq!(restarts_explained(&workers, &[(t(0), t(1_500))], H), Ok(Restarts { job_masters: 0, workers: 1 }));
+        assert!(restarts_explained(&workers, &[], H, true).is_err());
+        assert_eq!(
+            restarts_explained(&workers, &[(t(0), t(1_500))], H, true),
+            Ok(Restarts { job_masters: 0, workers: 1 })
+        );
+    }
+
+    #[madsim::test]
+    async fn a_job_master_that_ran_is_not_restarted_when_only_masters_were_disturbed() {
+        let ran = |ms: u64, epoch: u64| {
+            let o = ExecutorObservation::TaskStarted {
+                task: task_id("job-0"),
+                epoch: Epoch(epoch),
+                leader_epoch: LeaderEpoch(1),
+            };
+            (t(ms), "executor-0".to_owned(), Seen::Exec(o))
+        };
+        let leader_killed = (t(4_000), "master-0".to_owned(), Seen::Killed);
+        let story = vec![started(1_000, "job-0", 1), ran(1_100, 1), leader_killed.clone(), started(9_000, "job-0", 2)];
+        let v = restarts_explained(&story, &[], H, true).expect_err("a leader's death alone restarts nothing that ran");
+        assert_eq!(v.rule, Rule::ReAdopted, "{v}");
+        // One that never ran (its dispatch was lost with the leader) may be started again.
+        let never_ran = vec![started(1_000, "job-0", 1), leader_killed.clone(), started(9_000, "job-0", 2)];
+        assert!(restarts_explained(&never_ran, &[], H, true).is_ok());
+        // A disturbance of the executors too explains it; so does a plan step that is not the masters' only.
+        let mut also = story.clone();
+        also.insert(3, (t(5_000), "executor-0".into(), Seen::Killed));
+        assert!(restarts_explained(&also, &[], H, true).is_ok());
+        let step = |plan: &str| {
+            vec![
+                started(1_000, "job-0", 1),
+                ran(1_100, 1),
+                (t(4_000), "faults".to_owned(), Seen::FaultBegan { step: 1, plan: plan.into(), broke: String::new() }),
+                (t(5_000), "faults".to_owned(), Seen::FaultHealed { step: 1, healed: String::new() }),
+                started(9_000, "job-0", 2),
+            ]
+        };
+        let v = restarts_explained(&step("4s cut-leader-from-etcd for 1s"), &[], H, true).expect_err("the leader cut");
+        assert_eq!(v.rule, Rule::ReAdopted);
+        assert!(restarts_explained(&step("4s kill-executor(0) for 1s"), &[], H, true).is_ok());
+        // With one master, or timings that do not claim it, a failover keeps no work: its death explains the restart.
+        assert!(restarts_explained(&story, &[], H, false).is_ok());
+        // Nor when two masters are disturbed together (or one within the horizon of the other).
+        let mut two = story.clone();
+        two.insert(3, (t(4_100), "master-1".into(), Seen::Paused));
+        assert!(restarts_explained(&two, &[], H, true).is_ok());
     }
 }

@@ -111,6 +111,9 @@ pub enum Rule {
     /// incarnation it replaces (a restart no fault explains is work a correct decision would not have wasted, even
     /// when safety catches the wrong decision downstream).
     WastedWork,
+    /// §6 failover: healthy job masters (and their workers) keep running through a leader failover, re-adopted
+    /// and not restarted: no incarnation that ran is started again when only masters were disturbed since.
+    ReAdopted,
     /// §6 no false alarms, once healthy: after the faults healed and their consequences played out, nothing is
     /// declared offline, fenced or told it is stale, and no healthy leader steps down.
     QuietOnceHealthy,
@@ -133,7 +136,7 @@ impl Rule {
             | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
             | BackoffBound => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
-            | QuietOnceHealthy | CapacitySettled | WastedWork => Class::Liveness,
+            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted => Class::Liveness,
             ConsistentStory => Class::Crash,
         }
     }
@@ -180,6 +183,7 @@ impl Rule {
             JobEnds => "every job ends",
             UnplaceableSaysWhy => "an unplaceable job says why",
             WastedWork => "§6 wasted work (a restart no fault explains)",
+            ReAdopted => "§6 failover (work re-adopted, not restarted)",
             QuietOnceHealthy => "§6 no false alarms once healthy",
             CapacitySettled => "capacity accounting (settled cluster)",
             ConsistentStory => "the observations are inconsistent",

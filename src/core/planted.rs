@@ -93,11 +93,15 @@ pub enum Planted {
     /// Guard (§6, no mass eviction from the wrong side): a leader that sees most executors expire at once
     /// suspects itself and holds the evictions. Evicts them at once.
     NoEvictionHold,
+    /// A new leader adopts none of the job masters it recovered: one that checks in is answered stale, stops, and
+    /// is started again once the recovery wait is over (safe, but every failover restarts all work: design.md §6
+    /// failover says healthy job masters are re-adopted, not restarted).
+    RecoveryAdoptsNothing,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 31] = [
+    pub const ALL: [Planted; 32] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -129,6 +133,7 @@ impl Planted {
         Planted::RestoredPlacedUnheard,
         Planted::LossForgetsCancel,
         Planted::NoEvictionHold,
+        Planted::RecoveryAdoptsNothing,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -169,6 +174,7 @@ impl Planted {
             Planted::RestoredPlacedUnheard => "restored-placed-unheard",
             Planted::LossForgetsCancel => "loss-forgets-cancel",
             Planted::NoEvictionHold => "no-eviction-hold",
+            Planted::RecoveryAdoptsNothing => "recovery-adopts-nothing",
         }
     }
 }

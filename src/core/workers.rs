@@ -437,10 +437,15 @@ impl Workers {
     /// A heartbeat at `now`.
     pub fn on_heartbeat(&mut self, now: Time, msg: &Message) -> (Reply, Vec<Event>) {
         let ttl = self.timing.offline_ttl;
+        let plants = self.plants;
         let entry = match self.fence(msg) {
             Ok(e) => e,
             Err(reply) => return (reply, self.superseded_event(msg, reply)),
         };
+        if entry.state == EntryState::Waiting && plants.has(Planted::RecoveryAdoptsNothing) {
+            let expected = entry.epoch;
+            return (self.reply(Verdict::StaleWorker, expected), vec![]);
+        }
         let was = entry.state.clone();
         entry.state = EntryState::Online;
         entry.last_heard = Some(now);

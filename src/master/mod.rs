@@ -49,6 +49,8 @@ pub enum Observation {
     /// The acting deadline of term `epoch` is now `until` (its term began, or a keep-alive was confirmed): a
     /// leader killed without saying `ActingEnded` stopped acting at the earlier of its kill and this.
     ActingUntil { epoch: LeaderEpoch, until: tokio::time::Instant },
+    /// The term's wait for the job masters it recovered ended: `adopted` checked in and run on, `lost` did not.
+    JobMastersRecovered { adopted: usize, lost: usize },
     /// An executor was declared offline at `at`; this leader last heard from it at `last_heard` (or gave it a
     /// fresh TTL then, when its term began). It was one of `among` executors the registry held at that check (the
     /// simulator's no-mass-eviction checker).

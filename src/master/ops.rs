@@ -345,7 +345,8 @@ impl Master {
                 self.observe(o);
             }
             Event::JobMastersRecovered { adopted, lost } => {
-                info!(adopted, lost, "job-master recovery ended")
+                info!(adopted, lost, "job-master recovery ended");
+                self.observe(super::Observation::JobMastersRecovered { adopted, lost });
             }
             Event::JobMastersPlaced { count } => {
                 s.job_master_placements.fetch_add(count as u64, Relaxed);
