@@ -30,12 +30,11 @@ pub mod cmd;
 mod service;
 #[doc(hidden)]
 pub mod sleep;
-mod task;
 
-pub use crate::core::dispatcher::{Dispatcher, Refusal, TaskKind, TaskSpec};
-pub use task::{
-    DrainSignal, ExecutorObservation, ExecutorObserver, MetaSlot, MetaStoreInfo, StopSignal, StopWhy, TaskEnv,
-    TaskExit, TaskFactory, TaskFuture,
+pub use crate::core::dispatcher::{Dispatcher, Refusal};
+pub use crate::framework::task::{
+    DrainSignal, ExecutorObservation, ExecutorObserver, MetaSlot, StopSignal, StopWhy, TaskEnv, TaskExit, TaskFactory,
+    TaskFuture, TaskKind, TaskSpec,
 };
 
 use std::collections::BTreeMap;
@@ -158,7 +157,8 @@ impl Executor {
             clock.now(),
         );
         Arc::new(Executor {
-            host: Host::new(clock.clone()).observed_by(observer.clone().map(|o| task::worker_heard(o, &cfg.name))),
+            host: Host::new(clock.clone())
+                .observed_by(observer.clone().map(|o| crate::framework::task::worker_heard(o, &cfg.name))),
             meta: Arc::default(),
             drain: Arc::default(),
             wake: tokio::sync::Notify::new(),
@@ -706,4 +706,12 @@ pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<Heartb
 
 async fn connect(addr: &str, timeout: Duration) -> Option<Channel> {
     crate::rpc::connect::connect(addr, timeout).await.ok()
+}
+
+/// Where the metastore is, as the masters said (`QueryMetaStore`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaStoreInfo {
+    pub kind: crate::rpc::pb::StoreKind,
+    pub endpoints: Vec<String>,
+    pub key_prefix: String,
 }

@@ -7,10 +7,13 @@
 //! - [`host`]: the master side for masters hosted on an executor — routes messages by master id to each hosted
 //!   master's bookkeeping and queues its events.
 //! - [`dispatch`]: two-phase dispatch and worker placement, as a master calls them.
+//! - [`task`]: the task API, what every hosted task receives and returns (its spec, its environment, its stop
+//!   signal, its exit) and the factory that starts tasks by type.
 
 pub mod dispatch;
 pub mod host;
 pub mod link;
+pub mod task;
 
 /// The most bytes of a progress text (`WorkerHeartbeatRequest.progress`, `ReportWorkerStatusRequest.progress`).
 /// A task sets any text it likes; its link sends at most this much ([`progress_text`]), and a master refuses a

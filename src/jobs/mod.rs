@@ -35,14 +35,14 @@ impl ConfigProblem {
 /// The production task factory: the job masters and workers of every job type this build knows.
 pub struct JobTypes;
 
-impl crate::executor::TaskFactory for JobTypes {
+impl crate::framework::task::TaskFactory for JobTypes {
     fn start(
         &self,
-        env: crate::executor::TaskEnv,
-        spec: crate::executor::TaskSpec,
-        _stop: crate::executor::StopSignal,
-    ) -> crate::executor::TaskFuture {
-        use crate::executor::{TaskExit, TaskKind};
+        env: crate::framework::task::TaskEnv,
+        spec: crate::framework::task::TaskSpec,
+        _stop: crate::framework::task::StopSignal,
+    ) -> crate::framework::task::TaskFuture {
+        use crate::framework::task::{TaskExit, TaskKind};
         match (spec.kind, spec.task_type.as_str()) {
             (TaskKind::JobMaster, fake::TYPE) => Box::pin(fake_run::job_master(env, spec)),
             (TaskKind::Worker, fake::TYPE) => Box::pin(fake_run::worker(env, spec)),

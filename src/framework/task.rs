@@ -1,19 +1,21 @@
-//! What an executor's tasks see of it: the [`TaskFactory`] that turns a dispatch into a [`TaskFuture`], the
-//! [`TaskEnv`] a task works with (the masters, the framework host, the metastore once known, the drain), the
-//! [`StopSignal`], how a task ends ([`TaskExit`], [`StopWhy`]), and the observations an executor reports.
+//! The task API: what every task an executor hosts (a job master, a worker) receives and returns. The
+//! [`TaskFactory`] that turns a dispatch ([`TaskSpec`]) into a [`TaskFuture`], the [`TaskEnv`] a task works with
+//! (the masters, the framework host, the metastore once known, the drain), the [`StopSignal`], how a task ends
+//! ([`TaskExit`], [`StopWhy`]), and the observations an executor and its tasks report. The executor runs tasks
+//! through it; job types (`src/jobs`) see their executor only through it.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use super::TaskSpec;
+pub use crate::core::dispatcher::{TaskKind, TaskSpec};
+
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
+use crate::core::planted::{Planted, Plants};
 use crate::framework::host::Host;
 use crate::meta::MetaStore;
-use crate::planted::Planted;
-use crate::rpc::pb;
 
 /// How a task ended by itself.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,7 +67,7 @@ impl std::fmt::Display for StopWhy {
 /// work the task spawned elsewhere.
 #[derive(Clone, Debug)]
 pub struct StopSignal {
-    pub(super) rx: tokio::sync::watch::Receiver<bool>,
+    pub(crate) rx: tokio::sync::watch::Receiver<bool>,
 }
 
 impl StopSignal {
@@ -105,17 +107,17 @@ pub struct TaskEnv {
     pub rpc_timeout: Duration,
     pub host: Host,
     pub clock: Clock,
-    pub(super) meta: Arc<MetaSlot>,
-    pub(super) observer: Option<ExecutorObserver>,
+    pub(crate) meta: Arc<MetaSlot>,
+    pub(crate) observer: Option<ExecutorObserver>,
     /// The bug planted into this executor's tasks (only the simulation build can plant one).
-    pub(super) planted: Option<Planted>,
+    pub(crate) planted: Option<Planted>,
     /// The simulation's fault points.
     pub fault_points: crate::buggify::FaultPoints,
     /// When the executor confirmed the task's dispatch: its self-fence counts from here.
     pub confirmed: crate::core::time::Time,
     /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
     /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
-    pub(super) drain: Arc<DrainSignal>,
+    pub(crate) drain: Arc<DrainSignal>,
 }
 
 /// The executor's drain, as its tasks see it: a flag set once, and a `Notify` that wakes every waiting task in
@@ -136,18 +138,18 @@ pub struct MetaSlot {
 }
 
 impl MetaSlot {
-    pub(super) fn set(&self, store: MetaStore) {
+    pub(crate) fn set(&self, store: MetaStore) {
         *self.store.lock().unwrap_or_else(|p| p.into_inner()) = Some(store);
         self.notify.notify_waiters();
     }
 
-    pub(super) fn get(&self) -> Option<MetaStore> {
+    pub(crate) fn get(&self) -> Option<MetaStore> {
         self.store.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 impl DrainSignal {
-    pub(super) fn raise(&self) {
+    pub(crate) fn raise(&self) {
         self.set.store(true, std::sync::atomic::Ordering::SeqCst);
         self.notify.notify_waiters();
     }
@@ -206,8 +208,8 @@ impl TaskEnv {
     }
 
     /// The guard switches for the core machines this task runs (none in the production build).
-    pub fn plants(&self) -> crate::planted::Plants {
-        crate::planted::Plants::of(self.planted)
+    pub fn plants(&self) -> Plants {
+        Plants::of(self.planted)
     }
 }
 
@@ -283,11 +285,3 @@ pub(crate) fn worker_heard(observer: ExecutorObserver, name: &str) -> crate::fra
 
 /// Receives an executor's observations; must not block.
 pub type ExecutorObserver = Arc<dyn Fn(&str, ExecutorObservation) + Send + Sync>;
-
-/// Where the metastore is, as the masters said (`QueryMetaStore`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MetaStoreInfo {
-    pub kind: pb::StoreKind,
-    pub endpoints: Vec<String>,
-    pub key_prefix: String,
-}
