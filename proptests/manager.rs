@@ -1148,7 +1148,14 @@ impl Harness {
                 cost: 1,
             })
             .collect();
-        let request = Request::Heartbeat { id, seen: LeaderEpoch(self.epoch), tasks, ended: vec![], draining: false };
+        let request = Request::Heartbeat {
+            id,
+            seen: LeaderEpoch(self.epoch),
+            tasks,
+            ended: vec![],
+            draining: false,
+            fenced: false,
+        };
         self.send(request, Pending::ExecutorBeat { exec: i, id, sent: self.now })
     }
 

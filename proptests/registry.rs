@@ -39,10 +39,12 @@ enum Op {
     },
     /// `which` picks among the ids issued so far (live or removed); `None` is a never-issued id `ahead` above
     /// the counter.
+    /// `fenced`: the executor was fenced when it sent it (no work for it until a heartbeat says it is not).
     Heartbeat {
         which: Option<prop::sample::Index>,
         ahead: u64,
         tasks: Vec<(u8, u32)>,
+        fenced: bool,
     },
     Remove {
         which: prop::sample::Index,
@@ -73,8 +75,9 @@ fn op() -> impl Strategy<Value = Op> {
             prop::option::weighted(0.9, any::<prop::sample::Index>()),
             0u64..3,
             prop::collection::vec((0u8..6, 1u32..3), 0..3),
+            prop::bool::weighted(0.15),
         )
-            .prop_map(|(which, ahead, tasks)| Op::Heartbeat { which, ahead, tasks }),
+            .prop_map(|(which, ahead, tasks, fenced)| Op::Heartbeat { which, ahead, tasks, fenced }),
         1 => any::<prop::sample::Index>().prop_map(|which| Op::Remove { which }),
         2 => (any::<prop::sample::Index>(), prop::bool::weighted(0.8)).prop_map(|(which, same)| Op::Repeat { which, same }),
         4 => Just(Op::Check),
@@ -89,13 +92,15 @@ struct MExec {
     confirmed: bool,
     /// Heard under its id since this leader admitted it (restored ones count as heard): only then placeable.
     heard: bool,
+    /// Its latest heartbeat said it was fenced: not placeable until one says it is not.
+    fenced: bool,
     capacity: u32,
     reported: u64,
 }
 
 impl MExec {
     fn placeable(&self) -> bool {
-        self.confirmed && self.heard
+        self.confirmed && self.heard && !self.fenced
     }
 }
 
@@ -166,7 +171,14 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     rule(ids.on_register(now, record.id))?;
                     m.next_id += 1;
                     m.issued.push(record.id);
-                    let e = MExec { last_heard: now, confirmed: true, heard: false, capacity: *capacity, reported: 0 };
+                    let e = MExec {
+                        last_heard: now,
+                        confirmed: true,
+                        heard: false,
+                        fenced: false,
+                        capacity: *capacity,
+                        reported: 0,
+                    };
                     m.executors.insert(record.id, e);
                 }
                 Err(e) => {
@@ -175,7 +187,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     prop_assert!(capacity_refused, "step {}: {:?}", step, e);
                 }
             },
-            Op::Heartbeat { which, ahead, tasks } => {
+            Op::Heartbeat { which, ahead, tasks, fenced } => {
                 let id = match which {
                     Some(i) if !m.issued.is_empty() => m.issued[i.index(m.issued.len())],
                     _ => ExecutorId(m.next_id + ahead),
@@ -184,13 +196,18 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     .iter()
                     .map(|&(t, cost)| ReportedTask { task: task(t), kind: TaskKind::Worker, epoch: Epoch(1), cost })
                     .collect();
-                let got = reg.heartbeat(now, id, reported, &[]);
+                let got = reg.heartbeat_reporting(now, id, reported, &[], *fenced);
                 let want = match m.executors.get_mut(&id) {
                     Some(e) => {
                         e.last_heard = now;
                         e.confirmed = true;
                         e.heard = true;
+                        e.fenced = *fenced;
                         e.reported = tasks.iter().map(|&(_, c)| u64::from(c)).sum();
+                        if *fenced {
+                            // Out of the placer: whatever was reserved there is given up with it.
+                            m.reservations.retain(|_, (on, _, _)| *on != id);
+                        }
                         for &(t, _) in tasks {
                             if m.reservations.get(&task(t)).is_some_and(|(on, _, _)| *on == id) {
                                 m.reservations.remove(&task(t));
@@ -339,7 +356,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                     step
                 );
                 for e in m.executors.values_mut() {
-                    *e = MExec { last_heard: now, confirmed: false, heard: true, reported: 0, ..*e };
+                    *e = MExec { last_heard: now, confirmed: false, heard: true, fenced: false, reported: 0, ..*e };
                 }
                 m.reservations.clear();
                 m.suspect_since = None;

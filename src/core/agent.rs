@@ -132,6 +132,9 @@ pub struct HeartbeatCall {
     pub draining: bool,
     /// The ended incarnations no acknowledged heartbeat has reported yet.
     pub ended: Vec<EndedTask>,
+    /// Fenced when sent: it takes no dispatch until a heartbeat is acknowledged, so the leader places nothing on it
+    /// until a heartbeat says otherwise (one sent during a cut and delivered late is no proof it takes work).
+    pub fenced: bool,
 }
 
 /// A registration's answer.
@@ -336,6 +339,7 @@ impl Agent {
                     tasks: self.running(),
                     draining,
                     ended: ended.into_iter().map(|(task, epoch)| EndedTask { task, epoch }).collect(),
+                    fenced: self.is_fenced(now),
                 })
             }
         }

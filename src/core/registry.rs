@@ -163,6 +163,12 @@ struct Entry {
     heartbeated: bool,
     /// A dispatch could not connect to it: no work is placed on it until this time (one offline TTL later).
     unreachable_until: Option<Time>,
+    /// Its latest heartbeat said it was fenced when sent: it takes no dispatch until a heartbeat of its is
+    /// acknowledged, so nothing is placed on it until one says otherwise. A heartbeat sent during a cut and
+    /// delivered late is no proof the executor takes work (a leader resumed from a pause placed job masters four
+    /// times in a second on an executor still fenced by a cut just healed, each dispatch refused: swarm seed
+    /// 1795945331, found by the wasted-work checker).
+    fenced: bool,
 }
 
 /// What one liveness check decided.
@@ -229,6 +235,7 @@ impl Registry {
                     expires_at,
                     tasks: vec![],
                     heartbeated: true,
+                    fenced: false,
                     unreachable_until: None,
                 },
             );
@@ -295,7 +302,7 @@ impl Registry {
         let (id, capacity) = (e.record.id, e.record.spec.capacity);
         let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
         let record = e.record.clone();
-        if e.heartbeated && !self.placer.contains(id) {
+        if e.heartbeated && !e.fenced && !self.placer.contains(id) {
             self.placer.upsert(id, capacity, &record.spec.labels, reported);
         }
         Some(record)
@@ -320,19 +327,33 @@ impl Registry {
                 tasks: vec![],
                 heartbeated: false,
                 unreachable_until: None,
+                fenced: false,
             },
         );
         Ok(record)
     }
 
-    /// A heartbeat: the executor stays online for another TTL and its report becomes the truth for its usage;
-    /// the reservations its report settles (the tasks it runs, the incarnations that ended there) are released.
+    /// A heartbeat of an executor that was not fenced when it sent it: see [`Registry::heartbeat_reporting`].
     pub fn heartbeat(
         &mut self,
         now: Time,
         id: ExecutorId,
         tasks: Vec<ReportedTask>,
         ended: &[EndedTask],
+    ) -> Result<(), RegistryError> {
+        self.heartbeat_reporting(now, id, tasks, ended, false)
+    }
+
+    /// A heartbeat: the executor stays online for another TTL and its report becomes the truth for its usage;
+    /// the reservations its report settles (the tasks it runs, the incarnations that ended there) are released.
+    /// `fenced`: it was fenced when it sent it, and gets no work until a heartbeat says it is not.
+    pub fn heartbeat_reporting(
+        &mut self,
+        now: Time,
+        id: ExecutorId,
+        tasks: Vec<ReportedTask>,
+        ended: &[EndedTask],
+        fenced: bool,
     ) -> Result<(), RegistryError> {
         if tasks.len() > REPORTED_TASKS_MAX {
             return Err(RegistryError::TooManyTasks { count: tasks.len(), max: REPORTED_TASKS_MAX });
@@ -360,7 +381,11 @@ impl Registry {
         if e.status != Status::Draining {
             e.status = Status::Online;
         }
-        if e.status != Status::Draining && !held {
+        e.fenced = fenced;
+        if fenced {
+            self.placer.remove(id);
+        }
+        if e.status != Status::Draining && !held && !fenced {
             let reported = tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
             if !self.placer.contains(id) {
                 self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
@@ -440,7 +465,7 @@ impl Registry {
         for (&id, e) in self.entries.iter_mut() {
             if e.unreachable_until.is_some_and(|until| until <= now) {
                 e.unreachable_until = None;
-                if e.status == Status::Online && e.heartbeated {
+                if e.status == Status::Online && e.heartbeated && !e.fenced {
                     let reported = e.tasks.iter().fold(0u32, |sum, t| sum.saturating_add(t.cost));
                     self.placer.upsert(id, e.record.spec.capacity, &e.record.spec.labels, reported);
                 }
@@ -585,10 +610,10 @@ impl Registry {
     }
 }
 
-/// Whether the placer must hold `e`: online, heard under its id since it registered, and not held out as
-/// unreachable.
+/// Whether the placer must hold `e`: online, heard under its id since it registered, not held out as unreachable,
+/// and not fenced by its own latest word.
 fn placeable(e: &Entry) -> bool {
-    e.status == Status::Online && e.heartbeated && e.unreachable_until.is_none()
+    e.status == Status::Online && e.heartbeated && e.unreachable_until.is_none() && !e.fenced
 }
 
 fn view(e: &Entry) -> ExecutorView {
@@ -763,6 +788,38 @@ mod tests {
             let e = r.register(ms(0), s.clone()).unwrap_err().to_string();
             assert!(e.contains(field), "{s:?}: {e}");
             assert!(r.is_empty() && r.next_id() == ExecutorId(1), "a refused registration changes nothing");
+        }
+    }
+
+    #[test]
+    fn an_executor_that_says_it_is_fenced_gets_nothing_until_a_heartbeat_says_it_is_not() {
+        let mut r = reg();
+        let a = r.register(ms(0), spec("a")).unwrap().id;
+        let b = r.register(ms(0), spec("b")).unwrap().id;
+        r.heartbeat(ms(10), a, vec![], &[]).unwrap();
+        r.heartbeat(ms(10), b, vec![task("x", 3)], &[]).unwrap();
+        // A heartbeat a sent while fenced (delivered late, after a cut): it keeps a alive, and a out of placement.
+        r.heartbeat_reporting(ms(20), a, vec![], &[], true).unwrap();
+        r.check_invariants().unwrap();
+        assert_eq!(r.get(a).unwrap().status, Status::Online, "alive: its TTL runs from this heartbeat");
+        let ttl = RegistryPolicy::default().offline_ttl.as_millis() as u64;
+        assert_eq!(r.get(a).unwrap().expires_at, ms(20 + ttl));
+        let t = TaskId::parse("t").unwrap();
+        let req = PlacementRequest { task: &t, epoch: None, cost: 1, selectors: &[], resources: &[] };
+        for seed in 0..16 {
+            assert_eq!(r.clone().place(ms(30), &req, &mut SplitMix64::new(seed)).unwrap().executor, b, "seed {seed}");
+        }
+        // Still fenced: still nothing. Then a heartbeat sent once its fence was lifted: a is the emptier one again.
+        r.heartbeat_reporting(ms(520), a, vec![], &[], true).unwrap();
+        assert_eq!(r.clone().place(ms(530), &req, &mut SplitMix64::new(0)).unwrap().executor, b);
+        r.heartbeat(ms(1_020), a, vec![], &[]).unwrap();
+        r.check_invariants().unwrap();
+        for seed in 0..16 {
+            assert_eq!(
+                r.clone().place(ms(1_030), &req, &mut SplitMix64::new(seed)).unwrap().executor,
+                a,
+                "seed {seed}"
+            );
         }
     }
 

@@ -551,6 +551,7 @@ impl Executor {
             leader_epoch: call.leader_epoch.0,
             tasks: call.tasks.iter().map(running_to_wire).collect(),
             draining: call.draining,
+            fenced: call.fenced,
             ended: call
                 .ended
                 .into_iter()

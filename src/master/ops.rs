@@ -172,9 +172,10 @@ impl Master {
         tasks: Vec<ReportedTask>,
         ended: &[EndedTask],
         draining: bool,
+        fenced: bool,
     ) -> Result<(bool, LeaderEpoch), Status> {
         let ended = ended.to_vec();
-        match self.call(Request::Heartbeat { id, seen, tasks, ended, draining }).await? {
+        match self.call(Request::Heartbeat { id, seen, tasks, ended, draining, fenced }).await? {
             Reply::Heartbeat { known, epoch } => Ok((known, epoch)),
             r => Err(unexpected(r)),
         }

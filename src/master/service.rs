@@ -171,7 +171,14 @@ impl pb::discovery_server::Discovery for MasterService {
             let ended = convert::ended_tasks(&r.ended)?;
             let (accepted, epoch) = self
                 .m
-                .executor_heartbeat(ExecutorId(r.executor_id), LeaderEpoch(r.leader_epoch), tasks, &ended, r.draining)
+                .executor_heartbeat(
+                    ExecutorId(r.executor_id),
+                    LeaderEpoch(r.leader_epoch),
+                    tasks,
+                    &ended,
+                    r.draining,
+                    r.fenced,
+                )
                 .await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
             crate::buggify::point(&self.m.fault_points, crate::buggify::Point::HeartbeatReply).await;

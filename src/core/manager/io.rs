@@ -51,6 +51,8 @@ pub enum Request {
         tasks: Vec<ReportedTask>,
         ended: Vec<EndedTask>,
         draining: bool,
+        /// The executor was fenced when it sent this (it takes no work until a heartbeat is acknowledged).
+        fenced: bool,
     },
     DeregisterExecutor {
         id: ExecutorId,

@@ -314,8 +314,8 @@ impl Manager {
     /// Requests that never wait are answered at once; the rest queue behind the operation in progress.
     fn request(&mut self, now: Time, to: ReplyTo, request: Request) {
         match request {
-            Request::Heartbeat { id, seen, tasks, ended, draining } => {
-                self.heartbeat(now, to, id, seen, tasks, ended, draining)
+            Request::Heartbeat { id, seen, tasks, ended, draining, fenced } => {
+                self.heartbeat(now, to, id, seen, tasks, ended, draining, fenced)
             }
             Request::ScheduleTask(s) => {
                 let a = self.schedule(now, s);
@@ -669,6 +669,7 @@ impl Manager {
         tasks: Vec<crate::core::registry::ReportedTask>,
         ended: Vec<crate::core::registry::EndedTask>,
         draining: bool,
+        fenced: bool,
     ) {
         // A claim of a newer leader epoch deposes this leader only if the metastore confirms it was issued.
         if seen > self.epoch {
@@ -678,7 +679,7 @@ impl Manager {
             return;
         }
         let previous = self.registry.last_heard(id);
-        let a = match self.registry.heartbeat(now, id, tasks, &ended) {
+        let a = match self.registry.heartbeat_reporting(now, id, tasks, &ended, fenced) {
             Ok(()) => {
                 if let Some(previous) = previous {
                     self.out.events.push(Event::HeartbeatGap { gap: now.saturating_since(previous) });

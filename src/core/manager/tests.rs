@@ -109,7 +109,14 @@ fn a_failed_write_of_the_periodic_pass_ends_the_term_and_dispatches_nothing() {
         &mut m,
         3,
         2,
-        Request::Heartbeat { id: ExecutorId(1), seen: LeaderEpoch(1), tasks: vec![], ended: vec![], draining: false },
+        Request::Heartbeat {
+            id: ExecutorId(1),
+            seen: LeaderEpoch(1),
+            tasks: vec![],
+            ended: vec![],
+            draining: false,
+            fenced: false,
+        },
     );
     assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
     let r = request(&mut m, 4, 3, Request::CreateJob { id: None, spec: spec("") });
@@ -131,7 +138,14 @@ fn executor(name: &str, instance: u64) -> ExecutorSpec {
 }
 
 fn beat(id: u64) -> Request {
-    Request::Heartbeat { id: ExecutorId(id), seen: LeaderEpoch(1), tasks: vec![], ended: vec![], draining: false }
+    Request::Heartbeat {
+        id: ExecutorId(id),
+        seen: LeaderEpoch(1),
+        tasks: vec![],
+        ended: vec![],
+        draining: false,
+        fenced: false,
+    }
 }
 
 /// The periodic pass jumps the queue of durable requests: it waits for the one write in flight, never for the
