@@ -1474,3 +1474,33 @@ fn probe_plans() {
         report(&format!("{p}\n  with: {}\n  without: {without}", say(&with)));
     }
 }
+
+/// By hand, the gate of a change that must not change behaviour (a refactor, a move): every swarm seed of a fixed
+/// set, its story's hash, its event count and the simulated time it took, one line a seed, in seed order, on
+/// stdout. Two builds that print the same lines ran the same stories (`scripts/same-behaviour <git ref>` builds the
+/// ref beside the work tree and compares). `FOREMAN_FP_BASE` (default 0) and `FOREMAN_FP_SEEDS` (default 300); two
+/// seeds at a time.
+#[test]
+#[ignore]
+fn fingerprints() {
+    let base = env_u64("FOREMAN_FP_BASE").unwrap_or(0);
+    let count = env_u64("FOREMAN_FP_SEEDS").unwrap_or(300);
+    let mut lines = vec![];
+    let mut seed = base;
+    while seed < base + count {
+        let pair: Vec<u64> = (seed..(seed + 2).min(base + count)).collect();
+        // why: two seeds at a time on the suite's own threads, outside any simulation.
+        #[allow(clippy::disallowed_methods)]
+        let handles: Vec<_> =
+            pair.iter().map(|&s| std::thread::spawn(move || (s, run_one(s, false, None, None)))).collect();
+        for h in handles {
+            let (s, r) = h.join().expect("a seed's thread");
+            lines.push(match r {
+                Ok(f) => format!("{s} {:016x} {} {}", f.story, f.events, f.simulated.as_millis()),
+                Err(f) => format!("{s} FAILED {}", f.text.lines().next().unwrap_or_default()),
+            });
+        }
+        seed += pair.len() as u64;
+    }
+    println!("{}", lines.join("\n"));
+}
