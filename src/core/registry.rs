@@ -791,13 +791,19 @@ mod tests {
         }
     }
 
-    #[test]
-    fn an_executor_that_says_it_is_fenced_gets_nothing_until_a_heartbeat_says_it_is_not() {
+    /// Two executors heard at 10 ms: `a` runs nothing, `b` a task of cost 3 (least-loaded placement picks `a`).
+    fn empty_a_busy_b() -> (Registry, ExecutorId, ExecutorId) {
         let mut r = reg();
         let a = r.register(ms(0), spec("a")).unwrap().id;
         let b = r.register(ms(0), spec("b")).unwrap().id;
         r.heartbeat(ms(10), a, vec![], &[]).unwrap();
         r.heartbeat(ms(10), b, vec![task("x", 3)], &[]).unwrap();
+        (r, a, b)
+    }
+
+    #[test]
+    fn an_executor_that_says_it_is_fenced_gets_nothing_until_a_heartbeat_says_it_is_not() {
+        let (mut r, a, b) = empty_a_busy_b();
         // A heartbeat a sent while fenced (delivered late, after a cut): it keeps a alive, and a out of placement.
         r.heartbeat_reporting(ms(20), a, vec![], &[], true).unwrap();
         r.check_invariants().unwrap();
@@ -825,11 +831,7 @@ mod tests {
 
     #[test]
     fn a_draining_executor_gets_nothing_new_stays_draining_and_still_expires() {
-        let mut r = reg();
-        let a = r.register(ms(0), spec("a")).unwrap().id;
-        let b = r.register(ms(0), spec("b")).unwrap().id;
-        r.heartbeat(ms(10), a, vec![], &[]).unwrap();
-        r.heartbeat(ms(10), b, vec![task("x", 3)], &[]).unwrap();
+        let (mut r, a, b) = empty_a_busy_b();
         assert_eq!(r.drain(a), Ok(true));
         assert_eq!(r.drain(a), Ok(false), "already draining");
         assert_eq!(r.drain(ExecutorId(99)), Err(RegistryError::Unknown { id: ExecutorId(99) }));

@@ -96,12 +96,12 @@ pub(super) async fn persist(
     for (i, chunk) in ops.chunks(LEADER_TXN_OPS_MAX).enumerate() {
         crate::buggify::point(&m.fault_points, crate::buggify::Point::BeforeMetastoreWrite).await;
         let a = fence.attempt();
-        let mut guard = vec![Cond::ValueEquals { key: keys::leader_writes(), value: a.expect.clone().into_bytes() }];
+        let mut guard = vec![compares(&a)];
         if m.planted(crate::planted::Planted::LeaderWritesUnguarded) {
             guard.clear();
         }
         let mut txn = chunk.to_vec();
-        txn.push(Op::Put { key: keys::leader_writes(), value: a.put.clone().into_bytes(), lease: None });
+        txn.push(puts(&a));
         match timed(m, m.store.txn(&guard, &txn)).await {
             Ok(true) => fence.applied(&a),
             Ok(false) => return (WriteOutcome::Fenced, None),
@@ -118,13 +118,21 @@ pub(super) async fn persist(
     (WriteOutcome::Written, Some(fence))
 }
 
+/// The compare of attempt `a` on the fence key.
+fn compares(a: &Attempt) -> Cond {
+    Cond::ValueEquals { key: keys::leader_writes(), value: a.expect.clone().into_bytes() }
+}
+
+/// The put of attempt `a` on the fence key.
+fn puts(a: &Attempt) -> Op {
+    Op::Put { key: keys::leader_writes(), value: a.put.clone().into_bytes(), lease: None }
+}
+
 /// Settles the unanswered transaction `a`: moves the fence past it, or learns that it was applied or that another
 /// leader took over. `Err` when that goes unanswered too.
 async fn settle(m: &Master, fence: &mut WriteFence, a: &Attempt) -> Result<Settled, String> {
     let bump = fence.attempt();
-    let guard = [Cond::ValueEquals { key: keys::leader_writes(), value: bump.expect.clone().into_bytes() }];
-    let put = Op::Put { key: keys::leader_writes(), value: bump.put.clone().into_bytes(), lease: None };
-    match timed(m, m.store.txn(&guard, &[put])).await {
+    match timed(m, m.store.txn(&[compares(&bump)], &[puts(&bump)])).await {
         Ok(true) => {
             fence.applied(&bump);
             info!(fence = %bump.put, "a write that went unanswered was fenced off: it can no longer apply");

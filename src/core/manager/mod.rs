@@ -1115,13 +1115,9 @@ impl Manager {
                 self.failed(now, after, &outcome);
                 self.end(format!("a write went unanswered and could not be settled: {why}"), None);
             }
-            WriteOutcome::NotApplied(_) => {
+            WriteOutcome::NotApplied(why) => {
                 if let After::Tick { .. } = after {
                     // Nothing of the pass is dispatched; the next leader recovers from what is durable.
-                    let why = match &outcome {
-                        WriteOutcome::NotApplied(m) => m.clone(),
-                        _ => String::new(),
-                    };
                     self.end(format!("a leader-loop write failed: {why}"), None);
                 } else if let After::Create { to, id, include_config } = after {
                     self.jobs.forget(&id);
