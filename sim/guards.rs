@@ -162,12 +162,16 @@ const TABLE: &[Guard] = &[
     },
     Guard {
         switch: Planted::StaleJobMasterPlaces,
-        rule: "2, 3",
-        guard: "only the current, online job master places workers (core/manager `schedule`)",
-        measured: NotCaught(600),
-        needs: "unreachable alone: a placement for a stopped job master only reserves (the reservation lapses or is \
-            displaced); dispatching on it needs the stale job master alive, which fails rule 3 first, and its \
-            worker-record write is refused by the job-master-record guard before it dispatches",
+        rule: "2, 3, 5",
+        guard: "only the current, online job master of a job not being canceled places workers (core/manager \
+            `schedule`)",
+        measured: NotCaught(2000),
+        needs: "its stale half is unreachable alone: a placement for a stopped job master only reserves (the \
+            reservation lapses or is displaced); dispatching on it needs the stale job master alive, which fails \
+            rule 3 first, and its worker-record write is refused by the job-master-record guard before it \
+            dispatches. Its cancel half fails rule 5 on the pinned swarm seed 1796502674 (sim/regressions.rs: a \
+            worker placed after the cancel, its dispatch landing after its job master's self-fence), not within \
+            2,000 fresh seeds",
         targeted: None,
     },
     Guard {
@@ -206,7 +210,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RecoveryWithoutWait,
         rule: "3",
         guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
-        measured: Caught(19),
+        measured: Caught(48),
         needs: "",
         targeted: Some(("leader_killed_during_a_network_blip", 1)),
     },

@@ -304,6 +304,18 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          learned, and the job paid a backoff (fixed: an executor the leader admitted gets work only once heard under \
          its id)",
     ),
+    (
+        1796448458,
+        "10.825s kill-executor(5) for 10.51s; 19.05s cut-executor-from-executors(2, with-etcd) for 16.478s; \
+         19.944s stop-executor(5) for 19.371s; 20.626s cut-executor-from-masters(0, one-way) for 1.114s; \
+         22.658s stop-master(0) for 16.096s; 33.229s cut-executor-from-executors(0, without-etcd) for 12.232s; \
+         40.279s latency(100ms) for 24.424s; 41.244s cut-leader-from-etcd for 16.306s; 55.698s pause-master(0) for \
+         21.593s",
+        "wasted work with no fault (a clean-clone CI run; the plan shrinks to none): in a job storm, storm-19's job \
+         master said it finished 1.1 s before its task stopped; the leader gave its slot back on that word, placed \
+         storm-10's job master there, the full executor refused it, and the job paid a backoff (fixed: only the \
+         executor's report, a refused dispatch, a loss or the reservation's window gives slots back)",
+    ),
 ];
 
 #[test]

@@ -327,6 +327,8 @@ pub enum JobError {
     NotTerminated { id: JobId, state: JobState },
     #[error("job {id} is {state} and cannot start a job master")]
     NotStartable { id: JobId, state: JobState },
+    #[error("job {id} is {state}: its job master may place no new workers")]
+    PlacesNoWorkers { id: JobId, state: JobState },
 }
 
 /// The settings of the job state machine.

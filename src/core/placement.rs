@@ -9,7 +9,8 @@
 //! A reservation holds its task's slots from the placement until the executor's first report that settles the
 //! incarnation it was made for: a heartbeat that lists it running (its slots are then counted as reported), or one
 //! that lists it ended (it ran and stopped between two heartbeats, or its dispatch was never confirmed); the leader
-//! also gives it back when it learns the incarnation ended some other way (a job master's exit). Whatever is left
+//! also gives it back when it learns for sure that the incarnation holds no slot (its dispatch was refused, or it was
+//! given up as lost); not on a job master's word that it exited, which comes before its task stops. Whatever is left
 //! expires `reservation_ttl` after the placement, so no reservation outlives its window even when its report is
 //! lost: a task that starts and ends between two heartbeats never holds a slot for good.
 //!
@@ -357,8 +358,9 @@ impl Placer {
         }
     }
 
-    /// Incarnation `epoch` of `task` ended, as the leader learned otherwise than from its executor (a job master's
-    /// exit, or its loss): a reservation made for it (or an older incarnation) is released, wherever it is.
+    /// Incarnation `epoch` of `task` holds no slot, as the leader learned otherwise than from its executor (its
+    /// dispatch was refused, or it was given up as lost): a reservation made for it (or an older incarnation) is
+    /// released, wherever it is.
     pub fn ended(&mut self, task: &TaskId, epoch: Epoch) {
         if self.leak_ended {
             return;
@@ -815,7 +817,7 @@ mod tests {
             (Some(5), "running", 5, true), // counted by the report now
             (Some(5), "running", 4, false),
             (None, "running", 1, true),
-            (Some(5), "exit", 5, true), // the leader heard the incarnation exit
+            (Some(5), "exit", 5, true), // the leader learned the incarnation holds no slot
             (Some(5), "exit", 4, false),
             (None, "exit", 5, false),
         ];

@@ -78,7 +78,8 @@ pub enum Planted {
     LeaderWritesUnguarded,
     /// Guard: a worker (or job master) told it is stale stops (rule 2). It carries on until its fence.
     StaleVerdictIgnored,
-    /// Guard: the leader places workers only for the current, online job master of a job (rules 2 and 3).
+    /// Guard: the leader places workers only for the current, online job master of a job whose cancel was not
+    /// acknowledged (rules 2, 3 and 5).
     StaleJobMasterPlaces,
     /// Guard: placement never goes beyond an executor's free capacity (rule 6).
     CapacityIgnored,

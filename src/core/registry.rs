@@ -505,7 +505,8 @@ impl Registry {
         out
     }
 
-    /// Incarnation `epoch` of `task` ended, as the leader learned from its master (see [`Placer::ended`]).
+    /// Incarnation `epoch` of `task` holds no slot, as the leader learned otherwise than from its executor (see
+    /// [`Placer::ended`]).
     pub fn task_ended(&mut self, task: &TaskId, epoch: Epoch) {
         self.placer.ended(task, epoch);
     }

@@ -164,7 +164,7 @@ impl From<JobError> for Status {
             JobError::NotFound { .. } => Reason::JobNotFound,
             JobError::AlreadyExists { .. } => Reason::JobAlreadyExists,
             JobError::NotTerminated { .. } => Reason::JobNotTerminated,
-            JobError::NotStartable { .. } => Reason::JobNotStartable,
+            JobError::NotStartable { .. } | JobError::PlacesNoWorkers { .. } => Reason::JobNotStartable,
             JobError::Corrupt { .. } => Reason::JobRecordCorrupt,
         };
         reason.status(e.to_string())

@@ -867,6 +867,13 @@ impl Manager {
                 s.job, s.master_epoch.0
             )));
         }
+        // A job whose cancel was acknowledged starts nothing new (design.md §5 rule 5): its job master, until the
+        // stop reaches it, may not place a worker (swarm seed 1796502674: a worker placed 1.7 s after the cancel was
+        // acknowledged started once its job master had stopped).
+        if j.state() == JobState::Canceling && !self.plants.has(Planted::StaleJobMasterPlaces) {
+            self.out.events.push(Event::Rejected(Rejection::StaleJobMaster));
+            return Err(Refusal::Job(JobError::PlacesNoWorkers { id: s.job, state: j.state() }));
+        }
         let request = PlacementRequest {
             task: &s.task,
             epoch: s.epoch,
@@ -924,8 +931,12 @@ impl Manager {
         let (mut online, mut exited) = (false, false);
         let mut exit = None;
         for ev in events {
-            // An incarnation that exited or was lost holds no slot any more, wherever it was placed.
-            if let MasterEvent::Exited { task, epoch, .. } | MasterEvent::Lost { task, epoch, .. } = &ev {
+            // An incarnation given up as lost holds no slot the leader counts any more. One that said it exited
+            // still does until its executor reports it ended (or its reservation's window closes): a job master
+            // says so before its task stops, and placing on that slot meanwhile is refused by a full executor
+            // (swarm seed 1796448458: a job master exited 1.1 s before its task stopped; the job placed on its slot
+            // was refused and restarted later, work no fault explains).
+            if let MasterEvent::Lost { task, epoch, .. } = &ev {
                 self.registry.task_ended(task, *epoch);
             }
             let v = match ev {

@@ -256,3 +256,106 @@ fn a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_a
     m.on_write(ms(8_102), io, WriteOutcome::Written);
     assert_eq!(m.ready().dispatches.len(), 1);
 }
+
+/// A job with one executor (e1, 4 slots), its job master started and online (its running state written): the
+/// manager, the job master's epoch.
+fn running_job(job: &str) -> (Manager, Epoch) {
+    let mut m = manager();
+    let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: executor("e1", 1) });
+    m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+    m.ready();
+    request(&mut m, 3, 2, beat(1));
+    let r = request(&mut m, 4, 3, Request::CreateJob { id: Some(id(job)), spec: spec("") });
+    let (read, _) = r.reads[0].clone();
+    m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the create writes");
+    m.on_write(ms(6), io, WriteOutcome::Written);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let (io, _) = m.ready().write.expect("the pass writes the start");
+    m.on_write(ms(601), io, WriteOutcome::Written);
+    let epoch = m.ready().dispatches[0].epoch;
+    let r = request(&mut m, 700, 4, job_master_beat(&id(job), epoch));
+    let (io, _) = r.write.expect("running is written");
+    m.on_write(ms(701), io, WriteOutcome::Written);
+    m.ready();
+    assert_eq!(m.jobs().get(&id(job)).unwrap().state(), JobState::Running);
+    (m, epoch)
+}
+
+fn schedule(job: &str, worker: u64, master_epoch: Epoch) -> Request {
+    Request::ScheduleTask(Schedule {
+        task: TaskId::worker(&id(job), &format!("w{worker}")).unwrap(),
+        job: id(job),
+        master_epoch,
+        epoch: Some(Epoch(master_epoch.0 * 1_000_000 + worker + 1)),
+        cost: 1,
+        selectors: vec![],
+        resources: vec![],
+    })
+}
+
+/// Design.md §5 rule 5: once a cancel is acknowledged the job starts nothing new, so its job master, still running
+/// until the stop reaches it, may place no worker. Before the fix it could (swarm seed 1796502674: a worker placed
+/// 1.7 s after the cancel was acknowledged started once its job master had stopped).
+#[test]
+fn a_job_whose_cancel_was_acknowledged_places_no_worker() {
+    let (mut m, epoch) = running_job("j1");
+    let r = request(&mut m, 800, 5, schedule("j1", 0, epoch));
+    assert!(matches!(&r.answers[0].1, Ok(Reply::Placed { executor: ExecutorId(1), .. })), "{:?}", r.answers);
+    let r = request(&mut m, 900, 6, Request::CancelJob { id: id("j1") });
+    let (io, records) = r.write.expect("the cancel writes");
+    assert!(matches!(&records[..], [Record::Job(j)] if j.state == JobState::Canceling), "{records:?}");
+    m.on_write(ms(901), io, WriteOutcome::Written);
+    assert!(m.ready().answers.iter().any(|(to, a)| *to == ReplyTo(6) && a.is_ok()), "the cancel is acknowledged");
+    let r = request(&mut m, 1_000, 7, schedule("j1", 1, epoch));
+    match &r.answers[0].1 {
+        Err(Refusal::Job(e @ JobError::PlacesNoWorkers { state: JobState::Canceling, .. })) => {
+            assert_eq!(e.to_string(), "job j1 is Canceling: its job master may place no new workers");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(m.registry().placer().reservation(&TaskId::worker(&id("j1"), "w1").unwrap()).is_none(), "nothing reserved");
+}
+
+/// A job master says it finished before its task stops: its slots stay counted until its executor reports the
+/// incarnation ended (or the reservation's window closes). Before the fix the leader gave them back on the job
+/// master's word and placed on a full executor, which refused (swarm seed 1796448458).
+#[test]
+fn a_job_master_that_says_it_finished_holds_its_slots_until_its_executor_reports_it_ended() {
+    let (mut m, epoch) = running_job("j1");
+    let task = TaskId::job_master(&id("j1"));
+    assert_eq!(m.registry().placer().reservation(&task), Some(ExecutorId(1)));
+    let msg = crate::core::workers::Message { task: task.clone(), master_epoch: Epoch(1), worker_epoch: epoch };
+    let r = request(
+        &mut m,
+        800,
+        5,
+        Request::JobMaster { msg, status: Some(WorkerStatus::Finished), progress: String::new() },
+    );
+    if let Some((io, _)) = r.write {
+        m.on_write(ms(801), io, WriteOutcome::Written);
+        m.ready();
+    }
+    assert_eq!(m.jobs().get(&id("j1")).unwrap().state(), JobState::Finished);
+    assert_eq!(m.registry().placer().reservation(&task), Some(ExecutorId(1)), "its slot is still held");
+    assert_eq!(m.registry().placer().used(ExecutorId(1)), Some(1));
+    // Its executor reports the incarnation ended: the slot is free.
+    let ended = vec![crate::core::registry::EndedTask { task: task.clone(), epoch }];
+    let r = request(
+        &mut m,
+        900,
+        6,
+        Request::Heartbeat {
+            id: ExecutorId(1),
+            seen: LeaderEpoch(1),
+            tasks: vec![],
+            ended,
+            draining: false,
+            fenced: false,
+        },
+    );
+    assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
+    assert_eq!(m.registry().placer().reservation(&task), None);
+    assert_eq!(m.registry().placer().used(ExecutorId(1)), Some(0));
+}
