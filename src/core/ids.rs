@@ -193,6 +193,68 @@ impl fmt::Display for TaskId {
     }
 }
 
+/// A worker's name within its job: 1 to 64 characters of letters, digits, `.`, `_` and `-`. Its task id is
+/// `<job>/<name>` ([`WorkerName::task`]); a job master names its workers, the runtime gives them epochs.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct WorkerName(String);
+
+impl WorkerName {
+    pub const MAX_LEN: usize = 64;
+
+    pub fn parse(s: &str) -> Result<WorkerName, IdError> {
+        const KIND: &str = "worker name";
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        if s.len() > Self::MAX_LEN {
+            return Err(IdError::TooLong { kind: KIND, value: quote(s), len: s.len(), max: Self::MAX_LEN });
+        }
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+            return Err(IdError::Invalid {
+                kind: KIND,
+                value: quote(s),
+                rule: "use letters, digits, '.', '_' and '-'",
+            });
+        }
+        Ok(WorkerName(s.to_owned()))
+    }
+
+    /// This worker's task id in job `job` (a job id and a worker name always make a valid one).
+    pub fn task(&self, job: &JobId) -> TaskId {
+        TaskId(format!("{job}/{}", self.0))
+    }
+
+    /// The worker name of `task` if it is one of `job`'s workers.
+    pub fn of_task(task: &TaskId, job: &str) -> Option<WorkerName> {
+        let name = task.as_str().strip_prefix(job)?.strip_prefix('/')?;
+        WorkerName::parse(name).ok()
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for WorkerName {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<WorkerName, IdError> {
+        WorkerName::parse(&s)
+    }
+}
+
+impl From<WorkerName> for String {
+    fn from(name: WorkerName) -> String {
+        name.0
+    }
+}
+
+impl fmt::Display for WorkerName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A master process, by its configured name (unique within a cluster).
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct MasterId(pub String);
@@ -269,6 +331,36 @@ mod tests {
         assert!(TaskId::worker(&job, "a b").is_err());
         assert!(TaskId::parse("").is_err());
         assert!(TaskId::parse(&"t".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn worker_names() {
+        let table: &[(&str, bool)] = &[
+            ("w0", true),
+            ("w999", true),
+            ("shard-3.part_1", true),
+            ("", false),
+            ("a/b", false),
+            ("with space", false),
+            ("é", false),
+        ];
+        for (text, ok) in table {
+            assert_eq!(WorkerName::parse(text).is_ok(), *ok, "{text}");
+        }
+        assert!(WorkerName::parse(&"x".repeat(64)).is_ok());
+        let long = WorkerName::parse(&"x".repeat(65)).unwrap_err().to_string();
+        assert!(long.contains("65 characters long; at most 64"), "{long}");
+        let job = JobId::parse("job-1").unwrap();
+        let w = WorkerName::parse("w7").unwrap();
+        assert_eq!(w.task(&job).as_str(), "job-1/w7");
+        assert_eq!(WorkerName::of_task(&w.task(&job), "job-1"), Some(w.clone()));
+        assert_eq!(WorkerName::of_task(&w.task(&job), "job-"), None, "another job's prefix");
+        assert_eq!(WorkerName::of_task(&TaskId::parse("job-1").unwrap(), "job-1"), None, "the job master");
+        assert_eq!(WorkerName::of_task(&TaskId::parse("job-1/a/b").unwrap(), "job-1"), None);
+        // The longest job id and worker name still make a valid task id.
+        let job = JobId::parse(&"j".repeat(63)).unwrap();
+        let w = WorkerName::parse(&"w".repeat(64)).unwrap();
+        assert_eq!(TaskId::parse(w.task(&job).as_str()), Ok(w.task(&job)));
     }
 
     #[test]

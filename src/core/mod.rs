@@ -11,6 +11,7 @@ pub mod fence;
 pub mod ids;
 pub mod invariants;
 pub mod job;
+pub mod job_master;
 pub mod labels;
 pub mod leadership;
 pub mod manager;

@@ -10,7 +10,13 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
-use crate::core::ids::Epoch;
+use crate::core::ids::{Epoch, WorkerName};
+#[cfg(test)]
+use crate::core::job_master::EndedWhy;
+use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, WorkerSpec};
+use crate::core::time::Time;
+#[cfg(test)]
+use crate::core::workers::LostReason;
 
 pub const TYPE: &str = "fake";
 
@@ -94,9 +100,18 @@ mod tests {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The fake job master's decisions, pure: events in, the workers to start out. The runtime around it (creating
-// workers through the framework, reading and writing checkpoints) comes with the executor.
+// The fake job master's decisions, pure (`core::job_master::JobLogic`): which workers to start, from which
+// checkpoint, when the job is done. The runtime around it (creating workers through the framework, reading and
+// writing checkpoints) comes with the executor.
 // ---------------------------------------------------------------------------------------------------------------
+
+/// What a fake worker is told at dispatch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerConfig {
+    pub target: u64,
+    pub tick_ms: u64,
+}
 
 /// A worker's durable progress: its counter, written by incarnation `epoch`. The metastore refuses a checkpoint
 /// from any incarnation but the worker's current one, so a checkpoint never goes backwards.
@@ -110,53 +125,34 @@ pub struct Checkpoint {
     pub stopped: bool,
 }
 
-/// Where one worker stands, as its job master sees it.
+/// Worker `index`'s name within its job.
+pub fn worker_name(index: u32) -> WorkerName {
+    WorkerName::parse(&format!("w{index}")).expect("w<digits> is a valid worker name")
+}
+
+/// The index of a worker named `w<index>` (in the canonical form [`worker_name`] gives).
+pub fn worker_index(name: &WorkerName) -> Option<u32> {
+    let index: u32 = name.as_str().strip_prefix('w')?.parse().ok()?;
+    (worker_name(index) == *name).then_some(index)
+}
+
+/// Where one worker stands, as its job master sees it (whether an incarnation of it runs is the runtime's).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Slot {
-    /// Not running: to be started from `counter`.
-    Idle { counter: u64 },
-    /// Incarnation `epoch` was created from `counter`.
-    Running { epoch: Epoch, counter: u64 },
+    /// To count on from `counter` (the checkpoint it started from, or the one read back after its end).
+    Pending { counter: u64 },
     /// Reached the target.
     Done,
 }
 
-/// Why an event was not taken.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum FakeError {
-    #[error("worker w{index} does not exist (the job has {workers})")]
-    NoSuchWorker { index: u32, workers: u32 },
-    #[error("worker w{index} epoch {epoch} is not its current incarnation")]
-    Stale { index: u32, epoch: Epoch },
-    #[error("worker w{index} went from {from} back to {to}")]
-    Backwards { index: u32, from: u64, to: u64 },
-    #[error("worker w{index} reported {counter}, beyond the target {target}")]
-    BeyondTarget { index: u32, counter: u64, target: u64 },
-}
-
 /// The fake job master's state.
 #[derive(Clone, Debug)]
-pub struct FakeMaster {
+pub struct FakeLogic {
     config: FakeConfig,
     slots: Vec<Slot>,
 }
 
-impl FakeMaster {
-    /// A job master (first or restarted) from the checkpoints found in the metastore, by worker index.
-    pub fn recover(config: FakeConfig, checkpoints: &BTreeMap<u32, Checkpoint>) -> FakeMaster {
-        let slots = (0..config.workers)
-            .map(|i| {
-                let counter = checkpoints.get(&i).map_or(0, |c| c.counter.min(config.target));
-                if counter >= config.target {
-                    Slot::Done
-                } else {
-                    Slot::Idle { counter }
-                }
-            })
-            .collect();
-        FakeMaster { config, slots }
-    }
-
+impl FakeLogic {
     pub fn config(&self) -> &FakeConfig {
         &self.config
     }
@@ -165,95 +161,105 @@ impl FakeMaster {
         self.slots.get(index as usize).copied()
     }
 
-    /// The workers to start now, with the counter each starts from, in index order.
-    pub fn to_start(&self) -> Vec<(u32, u64)> {
-        self.slots
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| match s {
-                Slot::Idle { counter } => Some((i as u32, *counter)),
-                _ => None,
+    fn slot_of(&mut self, name: &WorkerName) -> Option<&mut Slot> {
+        let index = worker_index(name)?;
+        self.slots.get_mut(index as usize)
+    }
+}
+
+impl JobLogic for FakeLogic {
+    type Config = FakeConfig;
+    type WorkerConfig = WorkerConfig;
+    type Checkpoint = Checkpoint;
+
+    fn recover(config: FakeConfig, checkpoints: &BTreeMap<WorkerName, Checkpoint>) -> FakeLogic {
+        let slots = (0..config.workers)
+            .map(|i| {
+                let counter = checkpoints.get(&worker_name(i)).map_or(0, |c| c.counter.min(config.target));
+                if counter >= config.target {
+                    Slot::Done
+                } else {
+                    Slot::Pending { counter }
+                }
             })
-            .collect()
+            .collect();
+        FakeLogic { config, slots }
     }
 
-    fn slot_mut(&mut self, index: u32) -> Result<&mut Slot, FakeError> {
-        let workers = self.config.workers;
-        self.slots.get_mut(index as usize).ok_or(FakeError::NoSuchWorker { index, workers })
+    /// Every worker short of the target, in index order.
+    fn wanted(&self) -> Vec<WorkerName> {
+        (0..self.config.workers).filter(|&i| self.slot(i) != Some(Slot::Done)).map(worker_name).collect()
     }
 
-    /// Incarnation `epoch` of worker `index` was created.
-    pub fn on_started(&mut self, index: u32, epoch: Epoch) -> Result<(), FakeError> {
-        let slot = self.slot_mut(index)?;
-        match *slot {
-            Slot::Idle { counter } => {
-                *slot = Slot::Running { epoch, counter };
-                Ok(())
-            }
-            _ => Err(FakeError::Stale { index, epoch }),
-        }
+    fn worker(&self, name: &WorkerName) -> Option<WorkerSpec<WorkerConfig>> {
+        worker_index(name).filter(|&i| i < self.config.workers)?;
+        Some(WorkerSpec::new(WorkerConfig { target: self.config.target, tick_ms: self.config.tick_ms }))
     }
 
-    /// Worker `index` (incarnation `epoch`) checkpointed `counter`. Returns whether it is done.
-    pub fn on_progress(&mut self, index: u32, epoch: Epoch, counter: u64) -> Result<bool, FakeError> {
+    fn on_event(&mut self, _now: Time, event: WorkerEvent<'_, Checkpoint>) {
         let target = self.config.target;
-        let slot = self.slot_mut(index)?;
-        let Slot::Running { epoch: current, counter: from } = *slot else {
-            return Err(FakeError::Stale { index, epoch });
-        };
-        if epoch != current {
-            return Err(FakeError::Stale { index, epoch });
-        }
-        if counter < from {
-            return Err(FakeError::Backwards { index, from, to: counter });
-        }
-        if counter > target {
-            return Err(FakeError::BeyondTarget { index, counter, target });
-        }
-        *slot = if counter == target { Slot::Done } else { Slot::Running { epoch, counter } };
-        Ok(counter == target)
-    }
-
-    /// Incarnation `epoch` of worker `index` is gone (lost, or told it is stale): it is started again from its
-    /// last checkpoint, which the caller read back (`checkpointed`, at least what this master saw).
-    pub fn on_lost(&mut self, index: u32, epoch: Epoch, checkpointed: u64) -> Result<(), FakeError> {
-        let target = self.config.target;
-        let slot = self.slot_mut(index)?;
-        match *slot {
-            Slot::Running { epoch: current, counter } if current == epoch => {
-                let counter = counter.max(checkpointed).min(target);
-                *slot = if counter == target { Slot::Done } else { Slot::Idle { counter } };
-                Ok(())
+        match event {
+            WorkerEvent::Online { .. } => {}
+            WorkerEvent::Finished { name } => {
+                if let Some(slot) = self.slot_of(name) {
+                    *slot = Slot::Done;
+                }
             }
-            _ => Err(FakeError::Stale { index, epoch }),
+            // Started again from the later of where it started and what it checkpointed.
+            WorkerEvent::Ended { name, checkpoint, .. } => {
+                if let Some(slot) = self.slot_of(name) {
+                    if let Slot::Pending { counter } = *slot {
+                        let counter = checkpoint.map_or(counter, |c| counter.max(c.counter)).min(target);
+                        *slot = if counter >= target { Slot::Done } else { Slot::Pending { counter } };
+                    }
+                }
+            }
         }
     }
 
-    /// Every worker reached the target: the job master reports Finished.
-    pub fn is_done(&self) -> bool {
-        self.slots.iter().all(|s| *s == Slot::Done)
+    fn verdict(&self) -> Verdict {
+        if self.slots.iter().all(|s| *s == Slot::Done) {
+            Verdict::Finished
+        } else {
+            Verdict::Running
+        }
     }
 
-    /// Checks the invariants; the message names the one broken.
-    pub fn check(&self) -> Result<(), String> {
+    /// `"<steps>/<total> steps, <done>/<workers> workers done"`, a running worker counted at the later of where
+    /// it started and what it last reported (`"<counter>/<target>"`).
+    fn progress(&self, live: &dyn LiveProgress) -> String {
+        let target = self.config.target;
+        let mut steps = 0u64;
+        let mut done = 0u32;
+        for (index, slot) in self.slots.iter().enumerate() {
+            steps += match *slot {
+                Slot::Done => {
+                    done += 1;
+                    target
+                }
+                Slot::Pending { counter } => live
+                    .get(&worker_name(index as u32))
+                    .and_then(|p| p.split('/').next()?.parse::<u64>().ok())
+                    .map_or(counter, |c| c.max(counter).min(target)),
+            };
+        }
+        let total = target.saturating_mul(u64::from(self.config.workers));
+        format!("{steps}/{total} steps, {done}/{} workers done", self.config.workers)
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.slots.len() != self.config.workers as usize {
             return Err(format!("fake: {} slots for {} workers", self.slots.len(), self.config.workers));
         }
         for (i, s) in self.slots.iter().enumerate() {
-            match s {
-                Slot::Idle { counter } | Slot::Running { counter, .. } if *counter >= self.config.target => {
+            if let Slot::Pending { counter } = s {
+                if *counter >= self.config.target {
                     return Err(format!("fake: w{i} at {counter} >= target {} but not done", self.config.target));
                 }
-                _ => {}
             }
         }
         Ok(())
     }
-}
-
-/// A fake worker's next counter after a tick, if it has not reached the target.
-pub fn step(counter: u64, target: u64) -> Option<u64> {
-    (counter < target).then_some(counter + 1)
 }
 
 #[cfg(test)]
@@ -264,78 +270,109 @@ mod master_tests {
         FakeConfig { workers, target, tick_ms: 10 }
     }
 
+    fn cp(counter: u64) -> Checkpoint {
+        Checkpoint { counter, epoch: Epoch(1), stopped: false }
+    }
+
+    fn names(list: &[u32]) -> Vec<WorkerName> {
+        list.iter().map(|&i| worker_name(i)).collect()
+    }
+
     #[test]
-    fn recover_starts_every_unfinished_worker_from_its_checkpoint() {
-        let cps: BTreeMap<u32, Checkpoint> = [
-            (0, Checkpoint { counter: 5, epoch: Epoch(3), stopped: false }),
-            (2, Checkpoint { counter: 10, epoch: Epoch(4), stopped: false }),
-            (3, Checkpoint { counter: 99, epoch: Epoch(4), stopped: false }), // beyond the target (config changed?): done
+    fn worker_names_and_indexes_round_trip() {
+        for i in [0, 7, 999] {
+            assert_eq!(worker_index(&worker_name(i)), Some(i));
+        }
+        for other in ["x1", "w", "w01", "w-1", "w4294967296"] {
+            assert_eq!(worker_index(&WorkerName::parse(other).unwrap()), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn recover_wants_every_unfinished_worker_from_its_checkpoint() {
+        let cps: BTreeMap<WorkerName, Checkpoint> = [
+            (worker_name(0), cp(5)),
+            (worker_name(2), cp(10)),
+            (worker_name(3), cp(99)), // beyond the target (config changed?): done
+            (WorkerName::parse("stray").unwrap(), cp(3)),
         ]
         .into();
-        let m = FakeMaster::recover(config(4, 10), &cps);
-        assert_eq!(m.to_start(), vec![(0, 5), (1, 0)]);
+        let m = FakeLogic::recover(config(4, 10), &cps);
+        assert_eq!(m.wanted(), names(&[0, 1]));
+        assert_eq!(m.slot(0), Some(Slot::Pending { counter: 5 }));
         assert_eq!(m.slot(2), Some(Slot::Done));
         assert_eq!(m.slot(3), Some(Slot::Done));
+        assert_eq!(m.verdict(), Verdict::Running);
         m.check().unwrap();
+        assert_eq!(m.worker(&worker_name(3)).map(|s| s.config), Some(WorkerConfig { target: 10, tick_ms: 10 }));
+        assert_eq!(m.worker(&worker_name(4)), None);
+        assert_eq!(m.worker(&WorkerName::parse("stray").unwrap()), None);
     }
 
     #[test]
     fn events_table() {
-        // (event on worker 0 after it started with epoch 7 from 2, expected result)
-        type Event = fn(&mut FakeMaster) -> Result<bool, FakeError>;
-        let table: &[(&str, Event, Result<bool, FakeError>)] = &[
-            ("progress", |m| m.on_progress(0, Epoch(7), 3), Ok(false)),
-            ("reaches target", |m| m.on_progress(0, Epoch(7), 4), Ok(true)),
-            ("stale epoch", |m| m.on_progress(0, Epoch(6), 3), Err(FakeError::Stale { index: 0, epoch: Epoch(6) })),
-            ("backwards", |m| m.on_progress(0, Epoch(7), 1), Err(FakeError::Backwards { index: 0, from: 2, to: 1 })),
+        // (event on worker 0, pending from 2 of target 4; its slot after)
+        let w0 = worker_name(0);
+        let table: &[(&str, WorkerEvent<'_, Checkpoint>, Slot)] = &[
+            ("online", WorkerEvent::Online { name: &w0 }, Slot::Pending { counter: 2 }),
+            ("finished", WorkerEvent::Finished { name: &w0 }, Slot::Done),
             (
-                "beyond target",
-                |m| m.on_progress(0, Epoch(7), 5),
-                Err(FakeError::BeyondTarget { index: 0, counter: 5, target: 4 }),
+                "lost, checkpoint ahead",
+                WorkerEvent::Ended { name: &w0, why: EndedWhy::Lost(LostReason::Silent), checkpoint: Some(&cp(3)) },
+                Slot::Pending { counter: 3 },
             ),
             (
-                "no such worker",
-                |m| m.on_progress(9, Epoch(7), 3),
-                Err(FakeError::NoSuchWorker { index: 9, workers: 2 }),
+                "lost, checkpoint behind what it started from",
+                WorkerEvent::Ended { name: &w0, why: EndedWhy::Stopped, checkpoint: Some(&cp(1)) },
+                Slot::Pending { counter: 2 },
             ),
             (
-                "start twice",
-                |m| m.on_started(0, Epoch(8)).map(|_| false),
-                Err(FakeError::Stale { index: 0, epoch: Epoch(8) }),
+                "never started: no checkpoint read",
+                WorkerEvent::Ended { name: &w0, why: EndedWhy::NotStarted, checkpoint: None },
+                Slot::Pending { counter: 2 },
             ),
             (
-                "lost, stale",
-                |m| m.on_lost(0, Epoch(6), 0).map(|_| false),
-                Err(FakeError::Stale { index: 0, epoch: Epoch(6) }),
+                "ended at the target",
+                WorkerEvent::Ended { name: &w0, why: EndedWhy::Canceled, checkpoint: Some(&cp(4)) },
+                Slot::Done,
+            ),
+            (
+                "checkpoint beyond the target",
+                WorkerEvent::Ended { name: &w0, why: EndedWhy::Canceled, checkpoint: Some(&cp(9)) },
+                Slot::Done,
             ),
         ];
-        for (name, event, want) in table {
-            let mut m = FakeMaster::recover(
-                config(2, 4),
-                &[(0, Checkpoint { counter: 2, epoch: Epoch(1), stopped: false })].into(),
-            );
-            m.on_started(0, Epoch(7)).unwrap();
-            assert_eq!(&event(&mut m), want, "{name}");
+        for (what, event, want) in table {
+            let mut m = FakeLogic::recover(config(2, 4), &[(w0.clone(), cp(2))].into());
+            m.on_event(Time::ZERO, event.clone());
+            assert_eq!(m.slot(0), Some(*want), "{what}");
+            assert_eq!(m.slot(1), Some(Slot::Pending { counter: 0 }), "{what}: w1 untouched");
             m.check().unwrap();
         }
+        // An event about a worker the job does not have changes nothing.
+        let mut m = FakeLogic::recover(config(1, 4), &BTreeMap::new());
+        m.on_event(Time::ZERO, WorkerEvent::Finished { name: &worker_name(5) });
+        assert_eq!(m.wanted(), names(&[0]));
     }
 
     #[test]
-    fn a_lost_worker_restarts_from_the_later_of_seen_and_checkpointed() {
-        let mut m = FakeMaster::recover(config(1, 10), &BTreeMap::new());
-        m.on_started(0, Epoch(1)).unwrap();
-        m.on_progress(0, Epoch(1), 4).unwrap();
-        // The checkpoint read back is ahead of what the master saw (the last report was lost).
-        m.on_lost(0, Epoch(1), 6).unwrap();
-        assert_eq!(m.to_start(), vec![(0, 6)]);
-        m.on_started(0, Epoch(2)).unwrap();
-        // The old incarnation is fenced from now on.
-        assert_eq!(m.on_progress(0, Epoch(1), 7), Err(FakeError::Stale { index: 0, epoch: Epoch(1) }));
-        for c in 7..=10 {
-            assert_eq!(m.on_progress(0, Epoch(2), c), Ok(c == 10));
+    fn progress_counts_live_reports_only_forward_and_the_verdict_follows_the_slots() {
+        let mut m = FakeLogic::recover(config(3, 10), &[(worker_name(0), cp(4))].into());
+        let mut live: BTreeMap<WorkerName, String> = BTreeMap::new();
+        assert_eq!(m.progress(&live), "4/30 steps, 0/3 workers done");
+        live.insert(worker_name(0), "7/10".into());
+        live.insert(worker_name(1), "garbage".into());
+        live.insert(worker_name(2), "12/10".into());
+        assert_eq!(m.progress(&live), "17/30 steps, 0/3 workers done");
+        live.insert(worker_name(0), "1/10".into());
+        assert_eq!(m.progress(&live), "14/30 steps, 0/3 workers done", "a report behind the checkpoint counts not");
+        for i in 0..3 {
+            m.on_event(Time::ZERO, WorkerEvent::Finished { name: &worker_name(i) });
         }
-        assert!(m.is_done());
-        assert_eq!(step(9, 10), Some(10));
-        assert_eq!(step(10, 10), None);
+        assert_eq!(m.verdict(), Verdict::Finished);
+        assert!(m.wanted().is_empty());
+        assert_eq!(m.progress(&live), "30/30 steps, 3/3 workers done");
+        // A job of no steps is finished from the start.
+        assert_eq!(FakeLogic::recover(config(2, 0), &BTreeMap::new()).verdict(), Verdict::Finished);
     }
 }

@@ -1,5 +1,7 @@
 //! The fake job at work on executors: its job master and its workers, over the framework and the metastore. The
-//! decisions are [`super::fake::FakeMaster`]'s and the core's [`Workers`]; this module moves bytes and timers.
+//! decisions are the job type's ([`super::fake::FakeLogic`], a [`JobLogic`]) and the core's [`Workers`]; this
+//! module moves bytes and timers, and keeps which incarnation of each worker is current, so the logic hears only
+//! about those.
 //!
 //! Fencing, end to end:
 //! - The leader writes `job-masters/<job>` = the job master's epoch as it starts the incarnation; the job master
@@ -12,15 +14,15 @@
 //! - Worker epochs are `job-master epoch × 1,000,000 + n`: above every epoch of an earlier job-master incarnation
 //!   and rising within one, with no counter to share with the leader.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::fake::{Checkpoint, FakeConfig, FakeMaster, Slot};
-use crate::core::ids::{Epoch, TaskId};
+use super::fake::{Checkpoint, FakeConfig, FakeLogic, WorkerConfig};
+use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
+use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
 use crate::core::time::Time;
 use crate::core::workers::{Event, WorkerStatus, Workers};
 use crate::framework::dispatch::{dispatch, is_definite, schedule};
@@ -37,25 +39,8 @@ pub const WORKER_EPOCHS_PER_MASTER: u64 = 1_000_000;
 /// How long a job master waits before trying again to place or dispatch a worker that could not be started.
 pub const RETRY: Duration = Duration::from_secs(1);
 
-/// What a fake worker is told at dispatch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WorkerConfig {
-    pub target: u64,
-    pub tick_ms: u64,
-}
-
-/// Worker `index`'s name within its job.
-pub fn worker_name(index: u32) -> String {
-    format!("w{index}")
-}
-
-fn worker_index(name: &str) -> Option<u32> {
-    name.strip_prefix('w')?.parse().ok()
-}
-
-fn worker_task(job: &str, name: &str) -> Result<TaskId, crate::core::ids::IdError> {
-    TaskId::parse(&format!("{job}/{name}"))
+fn worker_task(job: &str, name: &WorkerName) -> Result<TaskId, crate::core::ids::IdError> {
+    Ok(name.task(&JobId::parse(job)?))
 }
 
 /// A worker task id's job and worker name.
@@ -188,15 +173,12 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     finish(&mut link, outcome).await
 }
 
-fn checkpoint_of(bytes: Option<&[u8]>) -> Result<u64, String> {
-    match bytes {
-        None => Ok(0),
-        Some(b) => serde_json::from_slice::<Checkpoint>(b).map(|c| c.counter).map_err(|e| e.to_string()),
-    }
+fn checkpoint_of(bytes: Option<&[u8]>) -> Result<Option<Checkpoint>, String> {
+    bytes.map(serde_json::from_slice::<Checkpoint>).transpose().map_err(|e| e.to_string())
 }
 
 /// Reads a worker's checkpoint, trying again until the metastore answers (the caller's link bounds the wait).
-async fn read_checkpoint(meta: &MetaStore, job: &str, name: &str) -> Result<u64, String> {
+async fn read_checkpoint(meta: &MetaStore, job: &str, name: &str) -> Result<Option<Checkpoint>, String> {
     loop {
         match meta.get(&keys::checkpoint(job, name)).await {
             Ok(v) => return checkpoint_of(v.as_deref()).map_err(|e| format!("checkpoint of {job}/{name}: {e}")),
@@ -224,7 +206,7 @@ async fn count(
     let guards = if env.planted(Planted::CheckpointUnguarded) { &[][..] } else { std::slice::from_ref(&guard) };
     let key = keys::checkpoint(job, name);
     let mut counter = match read_checkpoint(meta, job, name).await {
-        Ok(c) => c,
+        Ok(c) => c.map_or(0, |c| c.counter),
         Err(e) => return Outcome::Failed(e),
     };
     let tick = Duration::from_millis(config.tick_ms);
@@ -333,15 +315,16 @@ struct JobMaster {
     meta: MetaStore,
     job: String,
     epoch: Epoch,
-    config: FakeConfig,
     spec: TaskSpec,
     fence: Cond,
-    fake: FakeMaster,
+    logic: FakeLogic,
+    /// Each worker's current incarnation, while it may run: the logic hears only about these.
+    live: BTreeMap<WorkerName, Epoch>,
     hosting: Hosting,
     /// Worker incarnations created by this job master so far.
     created: u64,
     /// Workers not to be tried again before then.
-    retry: BTreeMap<u32, Time>,
+    retry: BTreeMap<WorkerName, Time>,
     /// Which master to ask for placements first (the last one that answered).
     scheduler: usize,
 }
@@ -365,16 +348,19 @@ impl JobMaster {
             info!(job, epoch = epoch.0, ?owner, "another job-master incarnation owns the job: stopping");
             return Err(Outcome::Stale);
         }
-        let mut fake = FakeMaster::recover(config.clone(), &checkpoints);
+        let logic = FakeLogic::recover(config, &checkpoints);
+        let wanted: BTreeSet<WorkerName> = logic.wanted().into_iter().collect();
+        let mut live = BTreeMap::new();
         let mut expected = vec![];
-        for (index, worker_epoch) in &records {
+        for (name, worker_epoch) in &records {
             // An incarnation that checkpointed its own stop (its executor drained) runs no more: start it again
             // at once instead of waiting for it to check in.
-            if checkpoints.get(index).is_some_and(|c| c.stopped && c.epoch == *worker_epoch) {
+            if checkpoints.get(name).is_some_and(|c| c.stopped && c.epoch == *worker_epoch) {
                 continue;
             }
-            if matches!(fake.slot(*index), Some(Slot::Idle { .. })) && fake.on_started(*index, *worker_epoch).is_ok() {
-                if let Ok(task) = worker_task(&job, &worker_name(*index)) {
+            if wanted.contains(name) {
+                if let Ok(task) = worker_task(&job, name) {
+                    live.insert(name.clone(), *worker_epoch);
                     expected.push((task, *worker_epoch));
                 }
             }
@@ -394,10 +380,10 @@ impl JobMaster {
             meta,
             job,
             epoch,
-            config,
             spec: spec.clone(),
             fence,
-            fake,
+            logic,
+            live,
             hosting,
             created: 0,
             retry: BTreeMap::new(),
@@ -430,7 +416,7 @@ impl JobMaster {
                 }
                 h.cancel.extend(live);
             } else {
-                if self.fake.is_done() {
+                if self.logic.verdict() == Verdict::Finished {
                     progress.set(self.progress_text());
                     return Outcome::Finished;
                 }
@@ -454,39 +440,51 @@ impl JobMaster {
         }
     }
 
-    fn index_of(&self, task: &TaskId) -> Option<u32> {
-        let (job, name) = split_task(task)?;
-        if job != self.job {
-            return None;
-        }
-        worker_index(name).filter(|i| *i < self.config.workers)
+    /// The name of one of this job's workers, from its task id.
+    fn name_of(&self, task: &TaskId) -> Option<WorkerName> {
+        WorkerName::of_task(task, &self.job).filter(|name| self.logic.worker(name).is_some())
     }
 
     async fn on_event(&mut self, ev: Event) -> Option<Outcome> {
         match ev {
-            Event::Online { task, epoch } => debug!(job = %self.job, %task, epoch = epoch.0, "worker online"),
+            Event::Online { task, epoch } => {
+                debug!(job = %self.job, %task, epoch = epoch.0, "worker online");
+                if let Some(name) = self.name_of(&task).filter(|n| self.live.get(n) == Some(&epoch)) {
+                    let now = self.env.clock.now();
+                    self.logic.on_event(now, WorkerEvent::Online { name: &name });
+                }
+            }
             Event::Exited { task, epoch, status } => {
-                let index = self.index_of(&task)?;
+                let name = self.name_of(&task)?;
                 match status {
                     WorkerStatus::Finished => {
-                        if let Err(e) = self.fake.on_progress(index, epoch, self.config.target) {
-                            debug!(job = %self.job, %task, "finished report not taken: {e}");
+                        if self.live.get(&name) == Some(&epoch) {
+                            self.live.remove(&name);
+                            let now = self.env.clock.now();
+                            self.logic.on_event(now, WorkerEvent::Finished { name: &name });
+                        } else {
+                            debug!(job = %self.job, %task, epoch = epoch.0, "finished report of a past incarnation");
                         }
                     }
                     WorkerStatus::Failed { message } => {
-                        return Some(Outcome::Failed(format!("worker {task} failed: {message}")));
+                        let now = self.env.clock.now();
+                        let error = WorkerError { message };
+                        return match self.logic.on_failed(now, &name, &error) {
+                            OnFailure::FailJob => {
+                                Some(Outcome::Failed(format!("worker {task} failed: {}", error.message)))
+                            }
+                        };
                     }
                     // Canceled without being asked (or asked, while canceling), or drained by its executor: started
                     // again (from its checkpoint) unless canceling.
-                    WorkerStatus::Canceled | WorkerStatus::Stopped | WorkerStatus::Running => {
-                        self.lost(index, epoch).await
-                    }
+                    WorkerStatus::Canceled | WorkerStatus::Running => self.lost(&name, epoch, EndedWhy::Canceled).await,
+                    WorkerStatus::Stopped => self.lost(&name, epoch, EndedWhy::Stopped).await,
                 }
             }
             Event::Lost { task, epoch, reason } => {
                 info!(job = %self.job, %task, epoch = epoch.0, %reason, "worker lost");
-                let index = self.index_of(&task)?;
-                self.lost(index, epoch).await;
+                let name = self.name_of(&task)?;
+                self.lost(&name, epoch, EndedWhy::Lost(reason)).await;
             }
             Event::Superseded { seen } => {
                 info!(job = %self.job, seen = seen.0, "a newer job master exists: stopping");
@@ -497,61 +495,51 @@ impl JobMaster {
         None
     }
 
-    /// Incarnation `epoch` of worker `index` is gone: it restarts from its checkpoint.
-    async fn lost(&mut self, index: u32, epoch: Epoch) {
-        let counter = match read_checkpoint(&self.meta, &self.job, &worker_name(index)).await {
+    /// Incarnation `epoch` of worker `name` is gone: if it was the current one, the logic hears of it with the
+    /// checkpoint read back, and the worker restarts from there while it is wanted.
+    async fn lost(&mut self, name: &WorkerName, epoch: Epoch, why: EndedWhy) {
+        let checkpoint = match read_checkpoint(&self.meta, &self.job, name.as_str()).await {
             Ok(c) => c,
             Err(e) => {
                 warn!(job = %self.job, "{e}; restarting the worker from what this job master saw");
-                0
+                None
             }
         };
-        if let Err(e) = self.fake.on_lost(index, epoch, counter) {
-            debug!(job = %self.job, "lost worker not taken: {e}");
+        if self.live.get(name) != Some(&epoch) {
+            debug!(job = %self.job, worker = %name, epoch = epoch.0, "the end of a past incarnation");
+            return;
         }
+        self.live.remove(name);
+        let now = self.env.clock.now();
+        self.logic.on_event(now, WorkerEvent::Ended { name, why, checkpoint: checkpoint.as_ref() });
     }
 
     fn progress_text(&self) -> String {
         let h = self.hosting.handle().lock();
-        let target = self.config.target;
-        let mut steps = 0u64;
-        let mut done = 0u32;
-        for index in 0..self.config.workers {
-            steps += match self.fake.slot(index) {
-                Some(Slot::Done) => {
-                    done += 1;
-                    target
-                }
-                Some(Slot::Idle { counter }) => counter,
-                Some(Slot::Running { counter, .. }) => worker_task(&self.job, &worker_name(index))
-                    .ok()
-                    .and_then(|t| h.progress.get(&t))
-                    .and_then(|p| p.split('/').next()?.parse::<u64>().ok())
-                    .map_or(counter, |c| c.max(counter).min(target)),
-                None => 0,
-            };
-        }
-        let total = target.saturating_mul(u64::from(self.config.workers));
-        format!("{steps}/{total} steps, {done}/{} workers done", self.config.workers)
+        let live = Live { job: &self.job, live: &self.live, progress: &h.progress };
+        self.logic.progress(&live)
     }
 
     /// Starts every idle worker not waiting for a retry. `Some(outcome)` when this job master must stop.
     async fn start_idle(&mut self) -> Option<Outcome> {
-        for (index, from) in self.fake.to_start() {
+        let idle: Vec<WorkerName> = self.logic.wanted().into_iter().filter(|n| !self.live.contains_key(n)).collect();
+        for name in idle {
             let now = self.env.clock.now();
-            if self.retry.get(&index).is_some_and(|t| *t > now) {
+            if self.retry.get(&name).is_some_and(|t| *t > now) {
                 continue;
             }
-            self.retry.remove(&index);
-            if let Some(outcome) = self.start(index, from).await {
+            self.retry.remove(&name);
+            if let Some(outcome) = self.start(name).await {
                 return Some(outcome);
             }
         }
         None
     }
 
-    async fn start(&mut self, index: u32, from: u64) -> Option<Outcome> {
-        let name = worker_name(index);
+    async fn start(&mut self, name: WorkerName) -> Option<Outcome> {
+        let Some(worker) = self.logic.worker(&name) else {
+            return Some(Outcome::Failed(format!("job {} wants worker {name}, which it does not have", self.job)));
+        };
         let Ok(task) = worker_task(&self.job, &name) else {
             return Some(Outcome::Failed(format!("job {} cannot name its worker {name}", self.job)));
         };
@@ -568,15 +556,15 @@ impl JobMaster {
         };
         let epoch = Epoch(epoch);
         let timeout = self.env.rpc_timeout;
-        let again = |jm: &mut JobMaster| {
+        let again = |jm: &mut JobMaster, name: WorkerName| {
             let at = jm.env.clock.now() + RETRY;
-            jm.retry.insert(index, at);
+            jm.retry.insert(name, at);
             None
         };
         // Where: the leader's placement (any master forwards).
         let req = pb::ScheduleTaskRequest {
             task_id: task.as_str().to_owned(),
-            cost: 1,
+            cost: worker.cost,
             resources: vec![],
             selectors: vec![],
             job_id: self.job.clone(),
@@ -588,13 +576,16 @@ impl JobMaster {
             Err(status) => {
                 debug!(job = %self.job, %task, "not placed: {}", status.message());
                 self.scheduler += 1;
-                return again(self);
+                return again(self, name);
             }
         };
         // The record first: from now on only this incarnation's checkpoints are taken.
         self.created += 1;
-        let record =
-            Op::Put { key: keys::worker(&self.job, &name), value: epoch.0.to_string().into_bytes(), lease: None };
+        let record = Op::Put {
+            key: keys::worker(&self.job, name.as_str()),
+            value: epoch.0.to_string().into_bytes(),
+            lease: None,
+        };
         let fenced = !self.env.planted(Planted::JobMasterWritesUnguarded);
         let fence = if fenced { std::slice::from_ref(&self.fence) } else { &[][..] };
         match self.meta.txn(fence, &[record]).await {
@@ -605,19 +596,17 @@ impl JobMaster {
             }
             Err(e) => {
                 debug!(job = %self.job, %task, "worker record: {e}; retrying");
-                return again(self);
+                return again(self, name);
             }
         }
         let now = self.env.clock.now();
         let dispatched = self.hosting.handle().lock().workers.on_dispatched(now, &task, epoch);
         if let Err(e) = dispatched {
             debug!(job = %self.job, "{e}");
-            return again(self);
+            return again(self, name);
         }
-        if let Err(e) = self.fake.on_started(index, epoch) {
-            debug!(job = %self.job, "{e}");
-        }
-        let config = WorkerConfig { target: self.config.target, tick_ms: self.config.tick_ms };
+        self.live.insert(name.clone(), epoch);
+        let config: WorkerConfig = worker.config;
         let pre = pb::PreDispatchTaskRequest {
             task_id: task.as_str().to_owned(),
             kind: pb::TaskKind::Worker as i32,
@@ -630,21 +619,26 @@ impl JobMaster {
             master_epoch: self.epoch.0,
             leader_epoch: placed.leader_epoch,
             request_id: format!("{task}/{}", epoch.0),
-            cost: 1,
+            cost: worker.cost,
             timing: Some(crate::rpc::timing_to_wire(&self.spec.timing)),
             executor_id: placed.executor_id,
         };
         // The link stops this job master when it is fenced or stale; the window bounds a frozen one.
         match dispatch(&placed.executor_address, pre, timeout, || true, &self.env.fault_points).await {
             Ok(()) => {
-                info!(job = %self.job, %task, epoch = epoch.0, from, executor = placed.executor_id, "worker dispatched");
+                info!(job = %self.job, %task, epoch = epoch.0, executor = placed.executor_id, "worker dispatched");
                 None
             }
             Err(status) if is_definite(&status) => {
                 debug!(job = %self.job, %task, "dispatch refused: {}", status.message());
                 self.hosting.handle().lock().workers.on_dispatch_failed(&task, epoch);
-                let _ = self.fake.on_lost(index, epoch, from);
-                again(self)
+                if self.live.get(&name) == Some(&epoch) {
+                    self.live.remove(&name);
+                    let now = self.env.clock.now();
+                    self.logic
+                        .on_event(now, WorkerEvent::Ended { name: &name, why: EndedWhy::NotStarted, checkpoint: None });
+                }
+                again(self, name)
             }
             // It may run: its heartbeats, or its TTL, decide.
             Err(status) => {
@@ -655,11 +649,32 @@ impl JobMaster {
     }
 }
 
-/// The job's owner epoch, its worker records (index → epoch) and checkpoints (index → checkpoint).
+/// What the logic may know of its workers' reported progress: that of current incarnations only.
+struct Live<'a> {
+    job: &'a str,
+    live: &'a BTreeMap<WorkerName, Epoch>,
+    progress: &'a BTreeMap<TaskId, String>,
+}
+
+impl LiveProgress for Live<'_> {
+    fn get(&self, name: &WorkerName) -> Option<&str> {
+        if !self.live.contains_key(name) {
+            return None;
+        }
+        let task = worker_task(self.job, name).ok()?;
+        self.progress.get(&task).map(String::as_str)
+    }
+}
+
+/// The job's worker records, by worker name.
+type Records = BTreeMap<WorkerName, Epoch>;
+
+/// The job's owner epoch, its worker records (name → epoch) and checkpoints (name → checkpoint). Keys whose last
+/// segment is not a worker name are passed over.
 async fn read_job(
     meta: &MetaStore,
     job: &str,
-) -> Result<(Option<u64>, BTreeMap<u32, Epoch>, BTreeMap<u32, Checkpoint>), String> {
+) -> Result<(Option<u64>, Records, BTreeMap<WorkerName, Checkpoint>), String> {
     let owner = match meta.get(&keys::job_master(job)).await.map_err(|e| e.to_string())? {
         Some(v) => Some(crate::meta::parse_counter(&keys::job_master(job), &v).map_err(|e| e.to_string())?),
         None => None,
@@ -667,35 +682,31 @@ async fn read_job(
     let mut records = BTreeMap::new();
     let prefix = keys::workers_prefix(job);
     for (key, value) in meta.list(&prefix).await.map_err(|e| e.to_string())? {
-        let name = key.rsplit('/').next().unwrap_or_default();
-        let Some(index) = worker_index(name) else { continue };
+        let Ok(name) = WorkerName::parse(key.rsplit('/').next().unwrap_or_default()) else { continue };
         let epoch = crate::meta::parse_counter(&key, &value).map_err(|e| e.to_string())?;
-        records.insert(index, Epoch(epoch));
+        records.insert(name, Epoch(epoch));
     }
     let mut checkpoints = BTreeMap::new();
     let prefix = keys::checkpoints_prefix(job);
     for (key, value) in meta.list(&prefix).await.map_err(|e| e.to_string())? {
-        let name = key.rsplit('/').next().unwrap_or_default();
-        let Some(index) = worker_index(name) else { continue };
+        let Ok(name) = WorkerName::parse(key.rsplit('/').next().unwrap_or_default()) else { continue };
         let c: Checkpoint = serde_json::from_slice(&value).map_err(|e| format!("{key}: {e}"))?;
-        checkpoints.insert(index, c);
+        checkpoints.insert(name, c);
     }
     Ok((owner, records, checkpoints))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::fake::worker_name;
     use super::*;
 
     #[test]
-    fn worker_names_round_trip() {
-        for i in [0, 7, 999] {
-            assert_eq!(worker_index(&worker_name(i)), Some(i));
-        }
-        assert_eq!(worker_index("x1"), None);
-        assert_eq!(worker_index("w"), None);
-        assert_eq!(checkpoint_of(None), Ok(0));
-        assert_eq!(checkpoint_of(Some(br#"{"counter":5,"epoch":3}"#)), Ok(5));
+    fn checkpoints_decode() {
+        assert_eq!(checkpoint_of(None), Ok(None));
+        let legacy = checkpoint_of(Some(br#"{"counter":5,"epoch":3}"#));
+        assert_eq!(legacy, Ok(Some(Checkpoint { counter: 5, epoch: Epoch(3), stopped: false })));
         assert!(checkpoint_of(Some(b"five")).is_err());
+        assert_eq!(worker_task("job-1", &worker_name(3)).map(|t| t.to_string()), Ok("job-1/w3".to_owned()));
     }
 }

@@ -1,0 +1,128 @@
+//! A job type's job master, as decisions: which workers the job wants, what it makes of its workers' events, and
+//! when the job is finished or failed. Pure and synchronous (no clock but the `now` it is given, no I/O, no
+//! epochs): the framework's job-master runtime owns worker ids, incarnations, fences, placement and dispatch, and
+//! hands the logic only events about each worker's *current* incarnation, so a logic cannot start a worker twice
+//! or act on a stale report.
+//!
+//! The runtime, in a loop: recover the logic from the checkpoints found ([`JobLogic::recover`], the same path on
+//! a first start and on every restart); start each [`JobLogic::wanted`] worker that has no live incarnation, with
+//! the [`WorkerSpec`] the logic gives it; pass each worker event on ([`JobLogic::on_event`]); stop when
+//! [`JobLogic::verdict`] says the job is finished or failed.
+
+use std::collections::BTreeMap;
+
+use super::ids::WorkerName;
+use super::time::Time;
+use super::workers::LostReason;
+
+/// What one wanted worker is started with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerSpec<C> {
+    /// Handed to the worker at dispatch.
+    pub config: C,
+    /// Slots it takes on its executor.
+    pub cost: u32,
+}
+
+impl<C> WorkerSpec<C> {
+    /// A worker of cost 1.
+    pub fn new(config: C) -> WorkerSpec<C> {
+        WorkerSpec { config, cost: 1 }
+    }
+}
+
+/// Why a worker's current incarnation ended without finishing. The runtime starts it again while it is wanted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndedWhy {
+    /// Its job master stopped hearing from it (or never did).
+    Lost(LostReason),
+    /// Its executor drained it at a checkpoint.
+    Stopped,
+    /// It said it was canceled, unasked (or asked, while the job is being canceled).
+    Canceled,
+    /// Its dispatch was refused: it never ran.
+    NotStarted,
+}
+
+/// A worker's failure as it reported it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WorkerError {
+    pub message: String,
+}
+
+/// An event about a worker's current incarnation.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WorkerEvent<'a, S> {
+    /// It checked in with its job master.
+    Online { name: &'a WorkerName },
+    /// It reported it finished (its last checkpoint is durable).
+    Finished { name: &'a WorkerName },
+    /// It ended without finishing. `checkpoint`: its last checkpoint, read back after the end (none when there is
+    /// none, it could not be read, or the incarnation never ran).
+    Ended { name: &'a WorkerName, why: EndedWhy, checkpoint: Option<&'a S> },
+}
+
+/// What the job master does about a failed worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The job fails, naming the worker and its message.
+    FailJob,
+}
+
+/// Where the job stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Running,
+    Finished,
+    Failed { reason: String },
+}
+
+/// The progress a worker whose current incarnation may be live last reported (none for any other worker).
+pub trait LiveProgress {
+    fn get(&self, name: &WorkerName) -> Option<&str>;
+}
+
+/// The last progress of each worker that may be live, as a map (tests, and runtimes that keep one).
+impl LiveProgress for BTreeMap<WorkerName, String> {
+    fn get(&self, name: &WorkerName) -> Option<&str> {
+        BTreeMap::get(self, name).map(String::as_str)
+    }
+}
+
+/// A job type's job-master decisions.
+pub trait JobLogic: Sized {
+    /// The job's configuration, as the job type parsed it.
+    type Config;
+    /// What each worker is started with.
+    type WorkerConfig;
+    /// A worker's durable state, as its checkpoints hold it.
+    type Checkpoint;
+
+    /// The logic of a job master starting (first or again) from the checkpoints found, by worker name.
+    fn recover(config: Self::Config, checkpoints: &BTreeMap<WorkerName, Self::Checkpoint>) -> Self;
+
+    /// The workers that should run now, in start order; the runtime starts those without a live incarnation.
+    fn wanted(&self) -> Vec<WorkerName>;
+
+    /// What worker `name` is started with; `None` when it is not one of the job's workers.
+    fn worker(&self, name: &WorkerName) -> Option<WorkerSpec<Self::WorkerConfig>>;
+
+    /// An event about worker `name`'s current incarnation.
+    fn on_event(&mut self, now: Time, event: WorkerEvent<'_, Self::Checkpoint>);
+
+    /// Worker `name` failed.
+    fn on_failed(&mut self, _now: Time, _name: &WorkerName, _error: &WorkerError) -> OnFailure {
+        OnFailure::FailJob
+    }
+
+    /// Where the job stands.
+    fn verdict(&self) -> Verdict;
+
+    /// The job's progress as one line.
+    fn progress(&self, live: &dyn LiveProgress) -> String;
+
+    /// Checks the logic's invariants; the message names the one broken.
+    fn check(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
