@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use foreman::core::ids::{Epoch, WorkerName};
+use foreman::core::ids::WorkerName;
 use foreman::core::job_master::{EndedWhy, JobLogic, Verdict, WorkerEvent};
 use foreman::core::time::Time;
-use foreman::jobs::fake::{worker_name, Checkpoint, FakeConfig, FakeLogic, Slot};
+use foreman::jobs::fake::{worker_name, Counter, FakeConfig, FakeLogic, Slot};
 use proptest::prelude::*;
 
 use crate::gen::config;
@@ -36,8 +36,8 @@ fn op(workers: u32) -> impl Strategy<Value = Op> {
     ]
 }
 
-fn cp(counter: u64) -> Checkpoint {
-    Checkpoint { counter, epoch: Epoch(1), stopped: false }
+fn cp(counter: u64) -> Counter {
+    Counter { counter }
 }
 
 fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
@@ -71,7 +71,7 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Restart => {
-                let cps: BTreeMap<WorkerName, Checkpoint> =
+                let cps: BTreeMap<WorkerName, Counter> =
                     counter.iter().enumerate().map(|(i, &c)| (worker_name(i as u32), cp(c))).collect();
                 m = FakeLogic::recover(cfg.clone(), &cps);
             }

@@ -529,8 +529,9 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         let workers = if j.config.target == 0 { 0 } else { j.config.workers as usize };
         assert_eq!(cps.len(), workers, "{}: one checkpoint per worker: {cps:?}", j.id);
         for (key, cp) in &cps {
-            require(cp.counter == j.config.target, || {
-                let detail = format!("{key} ended at {} of {}", cp.counter, j.config.target);
+            // The framework counts accepted writes in `seq`; for the fake each is one step.
+            require(cp.state.counter == j.config.target && cp.seq == cp.state.counter, || {
+                let detail = format!("{key} ended at {} of {} (seq {})", cp.state.counter, j.config.target, cp.seq);
                 Violation::new(Rule::ExactCounters, c.clock.now(), detail).with([Id::Job(j.id.clone())])
             });
         }

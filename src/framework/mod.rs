@@ -7,9 +7,12 @@
 //! - [`host`]: the master side for masters hosted on an executor — routes messages by master id to each hosted
 //!   master's bookkeeping and queues its events.
 //! - [`dispatch`]: two-phase dispatch and worker placement, as a master calls them.
+//! - [`checkpoint`]: a worker's checkpoints: its job type's state in a stored envelope (epoch, stopped, seq),
+//!   fenced writes by its current incarnation only.
 //! - [`task`]: the task API, what every hosted task receives and returns (its spec, its environment, its stop
 //!   signal, its exit) and the factory that starts tasks by type.
 
+pub mod checkpoint;
 pub mod dispatch;
 pub mod host;
 pub mod link;

@@ -160,6 +160,29 @@ impl DrainSignal {
 }
 
 impl TaskEnv {
+    /// An environment for the crate's unit tests: an executor `test` with the metastore `meta`, observations to
+    /// `observer`, no fault points and nothing planted.
+    #[cfg(test)]
+    pub(crate) fn for_test(meta: MetaStore, observer: Option<ExecutorObserver>) -> TaskEnv {
+        let clock = Clock::start();
+        let slot = MetaSlot::default();
+        slot.set(meta);
+        TaskEnv {
+            executor: "test".into(),
+            address: "127.0.0.1:1".into(),
+            join: vec![],
+            rpc_timeout: Duration::from_secs(1),
+            host: Host::new(clock.clone()),
+            confirmed: clock.now(),
+            clock,
+            meta: Arc::new(slot),
+            observer,
+            planted: None,
+            fault_points: crate::buggify::FaultPoints::default(),
+            drain: Arc::new(DrainSignal::default()),
+        }
+    }
+
     /// Whether the executor is draining.
     pub fn is_draining(&self) -> bool {
         self.drain.is_raised()

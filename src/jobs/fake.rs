@@ -10,13 +10,14 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::ConfigProblem;
-use crate::core::ids::{Epoch, WorkerName};
+use crate::core::ids::WorkerName;
 #[cfg(test)]
 use crate::core::job_master::EndedWhy;
 use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, WorkerSpec};
 use crate::core::time::Time;
 #[cfg(test)]
 use crate::core::workers::LostReason;
+use crate::framework::checkpoint::Stored;
 
 pub const TYPE: &str = "fake";
 
@@ -113,17 +114,16 @@ pub struct WorkerConfig {
     pub tick_ms: u64,
 }
 
-/// A worker's durable progress: its counter, written by incarnation `epoch`. The metastore refuses a checkpoint
-/// from any incarnation but the worker's current one, so a checkpoint never goes backwards.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checkpoint {
+/// A fake worker's state, as its checkpoints hold it: how far it counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
     pub counter: u64,
-    pub epoch: Epoch,
-    /// Written by incarnation `epoch` as its last act, when its executor drained: that incarnation runs no more,
-    /// so a job master recovering need not wait for it to check in.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub stopped: bool,
 }
+
+/// A fake worker's checkpoint as stored (`{"counter":5,"epoch":7000001,"seq":5}`): for the fake, `seq` always
+/// equals `counter` (both start at 0 and advance by one per accepted write), except in values written before
+/// `seq` existed, which read it as 0.
+pub type Checkpoint = Stored<Counter>;
 
 /// Worker `index`'s name within its job.
 pub fn worker_name(index: u32) -> WorkerName {
@@ -170,9 +170,9 @@ impl FakeLogic {
 impl JobLogic for FakeLogic {
     type Config = FakeConfig;
     type WorkerConfig = WorkerConfig;
-    type Checkpoint = Checkpoint;
+    type Checkpoint = Counter;
 
-    fn recover(config: FakeConfig, checkpoints: &BTreeMap<WorkerName, Checkpoint>) -> FakeLogic {
+    fn recover(config: FakeConfig, checkpoints: &BTreeMap<WorkerName, Counter>) -> FakeLogic {
         let slots = (0..config.workers)
             .map(|i| {
                 let counter = checkpoints.get(&worker_name(i)).map_or(0, |c| c.counter.min(config.target));
@@ -196,7 +196,7 @@ impl JobLogic for FakeLogic {
         Some(WorkerSpec::new(WorkerConfig { target: self.config.target, tick_ms: self.config.tick_ms }))
     }
 
-    fn on_event(&mut self, _now: Time, event: WorkerEvent<'_, Checkpoint>) {
+    fn on_event(&mut self, _now: Time, event: WorkerEvent<'_, Counter>) {
         let target = self.config.target;
         match event {
             WorkerEvent::Online { .. } => {}
@@ -270,8 +270,8 @@ mod master_tests {
         FakeConfig { workers, target, tick_ms: 10 }
     }
 
-    fn cp(counter: u64) -> Checkpoint {
-        Checkpoint { counter, epoch: Epoch(1), stopped: false }
+    fn cp(counter: u64) -> Counter {
+        Counter { counter }
     }
 
     fn names(list: &[u32]) -> Vec<WorkerName> {
@@ -290,7 +290,7 @@ mod master_tests {
 
     #[test]
     fn recover_wants_every_unfinished_worker_from_its_checkpoint() {
-        let cps: BTreeMap<WorkerName, Checkpoint> = [
+        let cps: BTreeMap<WorkerName, Counter> = [
             (worker_name(0), cp(5)),
             (worker_name(2), cp(10)),
             (worker_name(3), cp(99)), // beyond the target (config changed?): done
@@ -313,7 +313,7 @@ mod master_tests {
     fn events_table() {
         // (event on worker 0, pending from 2 of target 4; its slot after)
         let w0 = worker_name(0);
-        let table: &[(&str, WorkerEvent<'_, Checkpoint>, Slot)] = &[
+        let table: &[(&str, WorkerEvent<'_, Counter>, Slot)] = &[
             ("online", WorkerEvent::Online { name: &w0 }, Slot::Pending { counter: 2 }),
             ("finished", WorkerEvent::Finished { name: &w0 }, Slot::Done),
             (

@@ -20,11 +20,12 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::fake::{Checkpoint, FakeConfig, FakeLogic, WorkerConfig};
+use super::fake::{Checkpoint, Counter, FakeConfig, FakeLogic, WorkerConfig};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
 use crate::core::time::Time;
 use crate::core::workers::{Event, WorkerStatus, Workers};
+use crate::framework::checkpoint::{read_until_answered, Checkpoints, SaveError, Saved};
 use crate::framework::dispatch::{dispatch, is_definite, schedule};
 use crate::framework::host::{Hosting, Issuer};
 use crate::framework::link::{Link, LinkEnd, LinkSpec, Progress, Report};
@@ -173,23 +174,6 @@ pub async fn worker(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     finish(&mut link, outcome).await
 }
 
-fn checkpoint_of(bytes: Option<&[u8]>) -> Result<Option<Checkpoint>, String> {
-    bytes.map(serde_json::from_slice::<Checkpoint>).transpose().map_err(|e| e.to_string())
-}
-
-/// Reads a worker's checkpoint, trying again until the metastore answers (the caller's link bounds the wait).
-async fn read_checkpoint(meta: &MetaStore, job: &str, name: &str) -> Result<Option<Checkpoint>, String> {
-    loop {
-        match meta.get(&keys::checkpoint(job, name)).await {
-            Ok(v) => return checkpoint_of(v.as_deref()).map_err(|e| format!("checkpoint of {job}/{name}: {e}")),
-            Err(e) => {
-                debug!(job, worker = name, "reading a checkpoint: {e}; retrying");
-                tokio::time::sleep(RETRY).await;
-            }
-        }
-    }
-}
-
 #[allow(clippy::too_many_arguments)]
 async fn count(
     env: &TaskEnv,
@@ -202,13 +186,12 @@ async fn count(
     progress: Progress,
     mut cancel: watch::Receiver<bool>,
 ) -> Outcome {
-    let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
-    let guards = if env.planted(Planted::CheckpointUnguarded) { &[][..] } else { std::slice::from_ref(&guard) };
-    let key = keys::checkpoint(job, name);
-    let mut counter = match read_checkpoint(meta, job, name).await {
-        Ok(c) => c.map_or(0, |c| c.counter),
-        Err(e) => return Outcome::Failed(e),
-    };
+    let (mut checkpoints, restored) =
+        match Checkpoints::<Counter>::open(env, meta.clone(), job, name, task.clone(), epoch).await {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(e),
+        };
+    let mut counter = restored.map_or(0, |c| c.counter);
     let tick = Duration::from_millis(config.tick_ms);
     loop {
         progress.set(format!("{}/{}", counter.min(config.target), config.target));
@@ -221,15 +204,11 @@ async fn count(
         // Only here, between steps: every step taken is checkpointed and none is in flight. The last checkpoint
         // says this incarnation stopped (best effort: without it, a recovering job master waits for it to check in).
         if env.is_draining() {
-            let value = serde_json::to_vec(&Checkpoint { counter, epoch, stopped: true }).unwrap_or_default();
-            let put = [Op::Put { key: key.clone(), value, lease: None }];
-            match tokio::time::timeout(env.rpc_timeout, meta.txn(guards, &put)).await {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => return Outcome::Stale,
-                Ok(Err(_)) | Err(_) => debug!(job, worker = name, "the stopped checkpoint was not confirmed"),
-            }
-            env.observe(ExecutorObservation::TaskQuiesced { task: task.clone(), epoch });
-            return Outcome::Stopped;
+            return match checkpoints.mark_stopped(env).await {
+                Ok(()) => Outcome::Stopped,
+                Err(SaveError::Superseded) => Outcome::Stale,
+                Err(SaveError::BadState(m)) => Outcome::Failed(m),
+            };
         }
         tokio::select! {
             biased;
@@ -237,22 +216,14 @@ async fn count(
             _ = env.draining() => continue,
             _ = env.clock.sleep(tick) => {}
         }
-        let next = counter + 1;
-        let value = serde_json::to_vec(&Checkpoint { counter: next, epoch, stopped: false }).unwrap_or_default();
-        // Computed, not yet written: the write may arrive after this incarnation was superseded.
-        env.before_checkpoint_write().await;
-        match meta.txn(guards, &[Op::Put { key: key.clone(), value, lease: None }]).await {
-            Ok(true) => {
-                counter = next;
-                // Debug: one line per step. The real-process chaos test turns it on to see a resumed incarnation act.
-                debug!(task = %task, epoch = epoch.0, counter, "checkpoint written");
-                env.observe(ExecutorObservation::Checkpoint { task: task.clone(), epoch, counter });
-            }
-            // Our record holds another epoch: a newer incarnation exists.
-            Ok(false) => return Outcome::Stale,
+        match checkpoints.try_save(env, &Counter { counter: counter + 1 }).await {
+            Ok(Saved::Yes) => counter += 1,
             // Unknown: the same step is written again at the next tick (the same value, so applying it twice is
             // harmless).
-            Err(e) => debug!(job, worker = name, "checkpoint write: {e}; retrying"),
+            Ok(Saved::Unknown) => {}
+            // Our record holds another epoch: a newer incarnation exists.
+            Err(SaveError::Superseded) => return Outcome::Stale,
+            Err(SaveError::BadState(m)) => return Outcome::Failed(m),
         }
     }
 }
@@ -348,7 +319,8 @@ impl JobMaster {
             info!(job, epoch = epoch.0, ?owner, "another job-master incarnation owns the job: stopping");
             return Err(Outcome::Stale);
         }
-        let logic = FakeLogic::recover(config, &checkpoints);
+        let states = checkpoints.iter().map(|(name, c)| (name.clone(), c.state)).collect();
+        let logic = FakeLogic::recover(config, &states);
         let wanted: BTreeSet<WorkerName> = logic.wanted().into_iter().collect();
         let mut live = BTreeMap::new();
         let mut expected = vec![];
@@ -498,8 +470,8 @@ impl JobMaster {
     /// Incarnation `epoch` of worker `name` is gone: if it was the current one, the logic hears of it with the
     /// checkpoint read back, and the worker restarts from there while it is wanted.
     async fn lost(&mut self, name: &WorkerName, epoch: Epoch, why: EndedWhy) {
-        let checkpoint = match read_checkpoint(&self.meta, &self.job, name.as_str()).await {
-            Ok(c) => c,
+        let checkpoint = match read_until_answered::<Counter>(&self.meta, &self.job, name.as_str()).await {
+            Ok(c) => c.map(|c| c.state),
             Err(e) => {
                 warn!(job = %self.job, "{e}; restarting the worker from what this job master saw");
                 None
@@ -702,11 +674,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn checkpoints_decode() {
-        assert_eq!(checkpoint_of(None), Ok(None));
-        let legacy = checkpoint_of(Some(br#"{"counter":5,"epoch":3}"#));
-        assert_eq!(legacy, Ok(Some(Checkpoint { counter: 5, epoch: Epoch(3), stopped: false })));
-        assert!(checkpoint_of(Some(b"five")).is_err());
+    fn worker_tasks_are_named_in_their_job() {
         assert_eq!(worker_task("job-1", &worker_name(3)).map(|t| t.to_string()), Ok("job-1/w3".to_owned()));
+        assert!(worker_task("not a job", &worker_name(3)).is_err());
     }
 }

@@ -238,7 +238,7 @@ mod tests {
         assert_eq!(parse_timestamp("2025-11-29T11:03:00.123456"), None);
         let log = [
             "2025-11-29T11:03:00.123456Z  INFO foreman::executor: task started executor=exec0 task=j/w1 epoch=7",
-            "2025-11-29T11:03:01.000000Z DEBUG foreman::jobs::fake_run: checkpoint written task=j/w1 epoch=7 counter=3",
+            "2025-11-29T11:03:01.000000Z DEBUG foreman::framework::checkpoint: checkpoint written task=j/w1 epoch=7 seq=3",
             "2025-11-29T11:03:02.000000Z  INFO foreman::executor: task stopped executor=exec0 task=j/w1 epoch=7 \
              why=executor-fenced",
             "2025-11-29T11:03:03.000000Z  INFO foreman::executor: registered executor=exec0 id=4",

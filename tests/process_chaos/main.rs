@@ -85,7 +85,7 @@ const MASTER_ARGS: &[&str] = &[
     "--placement-reservation-ttl=3s",
 ];
 /// The executors log each checkpoint (debug) too: a resumed incarnation's first checkpoint is its first act.
-const EXECUTOR_LOG: &str = "info,foreman::jobs::fake_run=debug";
+const EXECUTOR_LOG: &str = "info,foreman::framework::checkpoint=debug";
 
 /// How long the first election and the executors' registration may take.
 const SETTLE_MAX: Duration = Duration::from_secs(20);
