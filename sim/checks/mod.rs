@@ -216,8 +216,8 @@ mod tests {
         Seen::Exec(ExecutorObservation::TaskStopped { task: task_id(task), epoch: Epoch(epoch), why: StopWhy::Fenced })
     }
 
-    fn checkpoint(task: &str, epoch: u64, counter: u64) -> Seen {
-        Seen::Exec(ExecutorObservation::Checkpoint { task: task_id(task), epoch: Epoch(epoch), counter })
+    fn checkpoint(task: &str, epoch: u64, seq: u64) -> Seen {
+        Seen::Exec(ExecutorObservation::Checkpoint { task: task_id(task), epoch: Epoch(epoch), seq })
     }
 
     #[test]

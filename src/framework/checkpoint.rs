@@ -149,11 +149,7 @@ impl<S: Serialize + DeserializeOwned + Clone + Default> Checkpoints<S> {
                 self.seq = seq;
                 // Debug: one line per step. The real-process chaos test turns it on to see a resumed incarnation act.
                 debug!(task = %self.task, epoch = self.epoch.0, seq, "checkpoint written");
-                env.observe(ExecutorObservation::Checkpoint {
-                    task: self.task.clone(),
-                    epoch: self.epoch,
-                    counter: seq,
-                });
+                env.observe(ExecutorObservation::Checkpoint { task: self.task.clone(), epoch: self.epoch, seq });
                 Ok(Saved::Yes)
             }
             // The worker's record holds another epoch: a newer incarnation exists.
@@ -274,7 +270,7 @@ mod tests {
         let steps: Vec<(u64, u64)> = seen
             .iter()
             .filter_map(|o| match o {
-                ExecutorObservation::Checkpoint { epoch, counter, .. } => Some((epoch.0, *counter)),
+                ExecutorObservation::Checkpoint { epoch, seq, .. } => Some((epoch.0, *seq)),
                 _ => None,
             })
             .collect();

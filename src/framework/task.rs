@@ -281,11 +281,12 @@ pub enum ExecutorObservation {
         task: TaskId,
         epoch: Epoch,
     },
-    /// A worker's checkpoint write was acknowledged by the metastore.
+    /// A worker's checkpoint write was acknowledged by the metastore: its sequence number (accepted writes of
+    /// that worker so far, across incarnations; `framework::checkpoint`).
     Checkpoint {
         task: TaskId,
         epoch: Epoch,
-        counter: u64,
+        seq: u64,
     },
     /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
     /// incarnation `epoch` of its worker `task`.

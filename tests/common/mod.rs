@@ -606,12 +606,17 @@ pub async fn create_job(masters: &str, id: &str, job_type: &str, config: &str, m
     }
 }
 
-/// A worker's checkpoint as the fake job documents it: `{"counter": C, "epoch": E}`.
+/// A worker's checkpoint as the fake job stores it: `{"counter": C, "epoch": E, "seq": S}`, with `"stopped": true`
+/// when its incarnation stopped for a drain (the framework's envelope around the fake's state, framework/checkpoint.rs).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointValue {
     pub counter: u64,
     pub epoch: u64,
+    /// The framework's count of accepted writes: for the fake, always its counter.
+    pub seq: u64,
+    #[serde(default)]
+    pub stopped: bool,
 }
 
 /// A job's checkpoints in the metastore, by worker name (`w0`, `w1`, ...); a value that is not a checkpoint is an
@@ -648,6 +653,12 @@ pub fn checkpoint_problems(
         problems.push(format!("{job}: checkpoints of {names:?}, expected {expected:?}"));
     }
     for (worker, c) in found {
+        if c.seq != c.counter {
+            problems.push(format!(
+                "{job}/{worker}: seq {} but counter {} (epoch {}): a write was lost or counted twice",
+                c.seq, c.counter, c.epoch
+            ));
+        }
         if c.counter > target || (expect_done && c.counter != target) {
             problems.push(format!(
                 "{job}/{worker}: counter {} (epoch {}), expected {} the target {target}",
