@@ -311,7 +311,6 @@ mod tests {
                 allowed: allowed.map(|a| self.clock.instant(at(a))),
                 startable: true,
                 admits: None,
-                admitted_share: None,
             }];
             let s = CapacitySample {
                 epoch: LeaderEpoch(epoch),
