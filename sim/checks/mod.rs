@@ -303,7 +303,7 @@ mod tests {
         let back = [ev(0, "e1", checkpoint("j/w0", 1, 5)), ev(1, "e2", checkpoint("j/w0", 2, 4))];
         let v = checkpoints_forward(&back).unwrap_err();
         assert_eq!((v.rule, v.rule.number(), v.at, v.task()), (Rule::CheckpointsForward, Some(2), at(1), Some("j/w0")));
-        assert!(v.detail.contains("checkpointed 4 after 5"), "{v}");
+        assert!(v.detail.contains("checkpointed step 4 after 5"), "{v}");
         let skip = [ev(0, "e1", checkpoint("j/w0", 1, 1)), ev(1, "e1", checkpoint("j/w0", 1, 3))];
         assert_eq!(broken(checkpoints_forward(&skip)), Some(Rule::CheckpointsForward));
     }
