@@ -8,8 +8,9 @@
 //! outcome has been taken (a failed write is settled by re-reading what it touched). While one is in progress
 //! every input that changes durable state, and every read of jobs (which must not show a state that is not
 //! durable), waits in the manager's queue, in arrival order, except the periodic pass, which goes first once the
-//! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Heartbeats,
-//! worker placements, executor listings and the metrics' figures never wait: they change memory only.
+//! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Executors'
+//! heartbeats, worker placements, executor listings and the metrics' figures never wait: they change memory only.
+//! Nor does a job master's plain heartbeat that changes nothing durable, about a job the operation does not touch.
 //!
 //! A write that is fenced ends the term. So does a write whose outcome is not known (the driver settles an
 //! unanswered write by fencing it off, `core::write_fence`, and reports `Unknown` only when that fails too: the
@@ -336,8 +337,40 @@ impl Manager {
                 let g = self.gauges();
                 self.answer(to, Ok(Reply::Gauges(g)));
             }
+            // A job master's heartbeat that changes nothing durable does not wait either: its job master has a
+            // deadline of its own, and an answer held behind a slow write fenced a healthy job master (swarm seed
+            // 1796457366: a slow metastore held heartbeats 300-400 ms against a 300 ms timeout).
+            Request::JobMaster { msg, status, progress } if self.heard_at_once(&msg, status.as_ref()) => {
+                self.job_master(now, to, msg, status, progress)
+            }
             other => self.queue.push_back(Deferred::Request(to, other)),
         }
+    }
+
+    /// Whether a job master's message may be answered while an operation is in progress: a plain heartbeat of the
+    /// job's current incarnation, already online, claiming nothing, for a job the operation does not touch (so
+    /// what it is told, a cancel included, is durable). It raises no event and writes nothing.
+    fn heard_at_once(&self, msg: &crate::core::workers::Message, status: Option<&WorkerStatus>) -> bool {
+        let Some(busy) = &self.busy else { return false };
+        if self.ended {
+            return false;
+        }
+        if !matches!(status, None | Some(WorkerStatus::Running)) || self.masters.claim(msg).is_some() {
+            return false;
+        }
+        if !self.masters.is_online(msg) {
+            return false;
+        }
+        let Ok(id) = JobId::parse(msg.task.as_str()) else { return false };
+        let touched = match busy {
+            Busy::CreateTombstone { id: t, .. } | Busy::DeleteListing { id: t, .. } => *t == id,
+            Busy::Write { settle, .. } => settle.contains(&id),
+            Busy::Settle { ids, .. } => ids.values().any(|t| *t == id),
+        };
+        !touched
+            && self.jobs.get(&id).is_some_and(|j| {
+                j.state() != JobState::Created && j.phase() == (Phase::Online { epoch: msg.worker_epoch })
+            })
     }
 
     /// Takes queued inputs while no operation is in progress: a due pass first, then the queue in order.
@@ -377,6 +410,7 @@ impl Manager {
 
     /// Starts a write of `records`; `after` runs once it is taken.
     fn write(&mut self, records: Vec<Record>, after: After) {
+        debug_assert!(self.busy.is_none(), "a write started while an operation is in progress");
         // A deletion is a write of the job's record too: if its outcome is not known, the job is re-read like any
         // other, or memory would keep a job the metastore no longer holds.
         let settle: Vec<JobId> = records

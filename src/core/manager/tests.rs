@@ -359,3 +359,63 @@ fn a_job_master_that_says_it_finished_holds_its_slots_until_its_executor_reports
     assert_eq!(m.registry().placer().reservation(&task), None);
     assert_eq!(m.registry().placer().used(ExecutorId(1)), Some(0));
 }
+
+/// A job master's plain heartbeat is answered at once while an operation is in progress, unless that operation
+/// touches its job: its job master has a deadline of its own, and a heartbeat held behind a slow write fenced a
+/// healthy job master (swarm seed 1796457366). A message that may change durable state still waits its turn, and
+/// a cancel is said only once it is durable.
+#[test]
+fn a_job_masters_heartbeat_does_not_wait_behind_a_write_about_another_job() {
+    let (mut m, epoch) = running_job("j1");
+    let msg = crate::core::workers::Message {
+        task: TaskId::job_master(&id("j1")),
+        master_epoch: Epoch(1),
+        worker_epoch: epoch,
+    };
+    let heartbeat = |status| Request::JobMaster { msg: msg.clone(), status, progress: String::new() };
+    // Another job's create is in progress (its tombstone is being read).
+    let r = request(&mut m, 800, 5, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
+    let (read, _) = r.reads[0].clone();
+    let r = request(&mut m, 810, 6, heartbeat(None));
+    assert!(
+        matches!(&r.answers[..], [(ReplyTo(6), Ok(Reply::JobMaster { reply, cancel: false }))]
+            if reply.verdict == WorkerVerdict::Accepted),
+        "{:?}",
+        r.answers
+    );
+    let r = request(&mut m, 820, 7, heartbeat(Some(WorkerStatus::Running)));
+    assert_eq!(r.answers.len(), 1, "a running status is a heartbeat: {:?}", r.answers);
+    // A status that ends the incarnation writes: it waits.
+    let r = request(&mut m, 830, 8, heartbeat(Some(WorkerStatus::Finished)));
+    assert!(r.answers.is_empty(), "{:?}", r.answers);
+    assert_eq!(m.queued(), 1);
+    m.on_read(ms(840), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the create writes");
+    m.on_write(ms(850), io, WriteOutcome::Written);
+    let r = m.ready();
+    let (io, records) = r.write.expect("the finish is written after the create");
+    assert!(matches!(&records[..], [Record::Job(j)] if j.id == id("j1") && j.state == JobState::Finished));
+    m.on_write(ms(860), io, WriteOutcome::Written);
+    assert!(m.ready().answers.iter().any(|(to, _)| *to == ReplyTo(8)));
+}
+
+#[test]
+fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_cancel_once_durable() {
+    let (mut m, epoch) = running_job("j1");
+    let msg = crate::core::workers::Message {
+        task: TaskId::job_master(&id("j1")),
+        master_epoch: Epoch(1),
+        worker_epoch: epoch,
+    };
+    let r = request(&mut m, 800, 5, Request::CancelJob { id: id("j1") });
+    let (io, _) = r.write.expect("the cancel writes");
+    let r = request(&mut m, 810, 6, Request::JobMaster { msg, status: None, progress: String::new() });
+    assert!(r.answers.is_empty(), "no cancel is said before it is durable: {:?}", r.answers);
+    m.on_write(ms(820), io, WriteOutcome::Written);
+    let r = m.ready();
+    assert!(
+        r.answers.iter().any(|(to, a)| *to == ReplyTo(6) && matches!(a, Ok(Reply::JobMaster { cancel: true, .. }))),
+        "{:?}",
+        r.answers
+    );
+}
