@@ -316,6 +316,17 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          storm-10's job master there, the full executor refused it, and the job paid a backoff (fixed: only the \
          executor's report, a refused dispatch, a loss or the reservation's window gives slots back)",
     ),
+    (
+        1796461625,
+        "3.075s cut-leader-from-executors(one-way) for 4.508s; 5.856s slow-metastore(1s) for 22.988s; \
+         8.323s kill-executor(4) for 9.807s; 9.333s cut-executor-from-executors(1, with-etcd) for 18.374s; \
+         12.997s hold(leader, before-metastore-write, 14.138s, once) for 1.849s; 15.928s kill-master(0) for \
+         21.027s; 26.429s loss(0.05) for 4.971s; 31.275s cut-executor-from-executors(4, without-etcd) for \
+         30.178s; 36.999s stop-executor(1) for 8.329s",
+        "a job that never ends (the plan shrinks to none), once workers were placed by their job's selectors: two \
+         jobs of zone a, whose one executor has 2 slots, each ran its job master there and neither could place a \
+         worker (fixed: the job masters' share holds among the executors a job's selectors admit too)",
+    ),
 ];
 
 #[test]

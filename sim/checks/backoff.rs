@@ -311,6 +311,7 @@ mod tests {
                 allowed: allowed.map(|a| self.clock.instant(at(a))),
                 startable: true,
                 admits: None,
+                admitted_share: None,
             }];
             let s = CapacitySample {
                 epoch: LeaderEpoch(epoch),

@@ -125,8 +125,8 @@ pub fn placed_only_on_live_executors(clock: &Clock, events: &Events, in_flight: 
     Ok(())
 }
 
-/// Rule 6, selectors: every job master starts on an executor whose labels meet its job's selector (here: the
-/// zone a job asks for, `wants`, against each executor node's zone, `zone_of`).
+/// Rule 6, selectors: every job master and every worker starts on an executor whose labels meet its job's
+/// selector (here: the zone a job asks for, `wants`, by job id, against each executor node's zone, `zone_of`).
 pub fn placement_meets_selectors(
     events: &Events,
     zone_of: &BTreeMap<String, String>,
@@ -134,14 +134,15 @@ pub fn placement_meets_selectors(
 ) -> Result<(), Violation> {
     for (at, node, seen) in events {
         let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) = seen else { continue };
-        let Some(zone) = wants.get(task.as_str()) else { continue };
+        let job = task.as_str().split('/').next().unwrap_or_default();
+        let Some(zone) = wants.get(job) else { continue };
         if zone_of.get(node) != Some(zone) {
+            let what = if task.is_worker() { "worker" } else { "job master" };
             let detail = format!(
-                "job master {task} epoch {epoch} started on {node} (zone {:?}), but the job asks for zone {zone}",
+                "{what} {task} epoch {epoch} started on {node} (zone {:?}), but job {job} asks for zone {zone}",
                 zone_of.get(node)
             );
-            let ids =
-                [Id::Job(task.to_string()), Id::Task(task.to_string()), Id::Epoch(*epoch), Id::Node(node.clone())];
+            let ids = [Id::Job(job.to_owned()), Id::Task(task.to_string()), Id::Epoch(*epoch), Id::Node(node.clone())];
             return Err(Violation::new(Rule::Selectors, *at, detail).with(ids));
         }
     }
@@ -219,7 +220,7 @@ mod tests {
     }
 
     #[test]
-    fn a_job_master_outside_its_zone_is_caught() {
+    fn a_job_master_or_worker_outside_its_zone_is_caught() {
         let zone_of: BTreeMap<String, String> = [("e0".into(), "a".into()), ("e1".into(), "b".into())].into();
         let wants: BTreeMap<String, String> = [("j".into(), "b".into())].into();
         let started = |node: &str, task: &str| {
@@ -240,5 +241,11 @@ mod tests {
             (Rule::Selectors, Some(6), Time::from_millis(5), Some("j"))
         );
         assert!(v.detail.contains("asks for zone b"), "{v}");
+        // Its workers too; another job whose id begins the same is not it.
+        let ok = [started("e1", "j/w0"), started("e0", "jj/w0"), started("e0", "k/w3")];
+        assert_eq!(placement_meets_selectors(&ok, &zone_of, &wants), Ok(()));
+        let v = placement_meets_selectors(&[started("e0", "j/w1")], &zone_of, &wants).unwrap_err();
+        assert_eq!((v.rule, v.task()), (Rule::Selectors, Some("j/w1")));
+        assert!(v.detail.starts_with("worker j/w1 epoch 1 started on e0"), "{v}");
     }
 }

@@ -11,8 +11,8 @@
 //! "Capacity exists" is judged on what the leader reports after each pass (`Capacity`: every schedulable
 //! executor's capacity, the slots its last report counts and the slots reserved, the job masters' share, and every
 //! job waiting for a job master). A job the pass left waiting had capacity if, after the pass, some executor its
-//! selectors admit had at least its cost free, and the job masters' share had room for it (one job master may
-//! always run). Jobs are placed in id order within a pass, and placing only takes slots, so whatever was free
+//! selectors admit had at least its cost free, and the job masters' share had room for it, cluster-wide and among
+//! the executors its selectors admit (one job master may always run). Jobs are placed in id order within a pass, and placing only takes slots, so whatever was free
 //! after the pass was free when its turn came. Not judged: a pass while the leader holds evictions as a suspect
 //! (it places nothing then, by design), a job whose earlier incarnation the leader still waits to give up, and
 //! every pass at which no executor it may use had a free slot for it: there the job rightly waits, and its
@@ -35,7 +35,9 @@ fn left_waiting(clock: &Clock, node: &str, s: &CapacitySample) -> Option<Violati
     for w in &s.waiting {
         let due = w.startable && w.allowed.is_none_or(|a| a <= s.at);
         let share = s.job_master_slots == 0 || s.job_master_slots + u64::from(w.cost) <= s.job_master_cap;
-        if !due || !share {
+        // The same share among the executors its selectors admit, where its workers must run too.
+        let admitted = w.admitted_share.is_none_or(|(held, cap)| held == 0 || held + u64::from(w.cost) <= cap);
+        if !due || !share || !admitted {
             continue;
         }
         let room = s.executors.iter().find(|e| {
@@ -124,6 +126,7 @@ mod tests {
                 allowed: Some(clock.instant(at(5_000))),
                 startable: true,
                 admits: None,
+                admitted_share: None,
             }],
         }
     }
@@ -153,6 +156,9 @@ mod tests {
         let mut selectors = pass(&clock, 6_000);
         selectors.waiting[0].admits = Some(vec![ExecutorId(2)]);
         cases.push(("selectors", selectors));
+        let mut admitted_share = pass(&clock, 6_000);
+        admitted_share.waiting[0].admitted_share = Some((1, 1));
+        cases.push(("job masters' share among the executors its selectors admit", admitted_share));
         let mut suspect = pass(&clock, 6_000);
         suspect.suspecting = true;
         cases.push(("suspect", suspect));
@@ -165,6 +171,7 @@ mod tests {
         // One job master may always run, whatever the share.
         let mut alone = pass(&clock, 6_000);
         alone.job_master_cap = 0;
+        alone.waiting[0].admitted_share = Some((0, 0));
         assert_eq!(check(&clock, alone).map_err(|v| v.rule), Err(Rule::Reschedule));
     }
 }

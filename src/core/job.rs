@@ -652,6 +652,17 @@ impl Jobs {
             .sum()
     }
 
+    /// The slots live job masters hold, by the executor their incarnation was placed on.
+    pub fn job_master_slots_by_executor(&self) -> BTreeMap<ExecutorId, u64> {
+        let mut out = BTreeMap::new();
+        for j in self.jobs.values().filter(|j| j.phase.live_epoch().is_some()) {
+            if let Some(e) = j.record.executor {
+                *out.entry(e).or_default() += u64::from(j.record.spec.cost.max(1));
+            }
+        }
+        out
+    }
+
     /// Whether a job master of `cost` slots may start beside the live ones, on executors of `capacity` slots in
     /// all: within [`JobPolicy::job_master_share`] of it, or alone.
     pub fn job_master_fits(&self, cost: u32, capacity: u64) -> bool {

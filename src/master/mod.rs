@@ -123,6 +123,9 @@ pub struct WaitingSample {
     pub startable: bool,
     /// The schedulable executors its selectors admit; none when it has no selectors (every one does).
     pub admits: Option<Vec<ExecutorId>>,
+    /// For a job with selectors: the slots live job masters hold on the online executors they admit, and the most
+    /// they may hold there (one may always run).
+    pub admitted_share: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

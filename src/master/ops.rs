@@ -105,6 +105,7 @@ impl Master {
                 allowed: w.allowed.map(|t| self.clock.instant(t)),
                 startable: w.startable,
                 admits: w.admits,
+                admitted_share: w.admitted_share,
             })
             .collect();
         let epoch = self.lock().leadership.epoch().unwrap_or(LeaderEpoch(0));

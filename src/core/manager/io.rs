@@ -518,6 +518,9 @@ pub struct WaitingJob {
     pub startable: bool,
     /// The schedulable executors its selectors admit (none: it has no selectors, all do).
     pub admits: Option<Vec<ExecutorId>>,
+    /// For a job with selectors, the job masters' share among the online executors they admit: the slots live
+    /// job masters hold there, and the most they may hold (one may always run).
+    pub admitted_share: Option<(u64, u64)>,
 }
 
 /// Why the term must end now.

@@ -32,6 +32,7 @@ use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::{
     ExitOutcome, FailureReason, JobError, JobPolicy, JobRecord, JobState, Jobs, Phase, Verdict as JobVerdict,
 };
+use crate::core::labels::Selector;
 use crate::core::placement::{PlacementPolicy, PlacementRequest, ResourcePin};
 use crate::core::registry::{Registry, RegistryError, RegistryPolicy, Status as ExecutorStatus};
 use crate::core::rng::{Rng, SplitMix64};
@@ -545,12 +546,30 @@ impl Manager {
             .sum()
     }
 
+    /// For a job with selectors: how many online executors they admit, their slots, and the slots live job masters
+    /// hold there (`held_on`, by executor). None for a job without selectors (the cluster-wide share is its rule).
+    fn selected_share(&self, selectors: &[Selector], held_on: &BTreeMap<ExecutorId, u64>) -> Option<(usize, u64, u64)> {
+        if selectors.is_empty() {
+            return None;
+        }
+        let (mut admitted, mut slots, mut held) = (0, 0u64, 0u64);
+        for v in self.registry.iter().filter(|v| v.status == ExecutorStatus::Online) {
+            if selectors.iter().all(|s| s.matches(&v.record.spec.labels)) {
+                admitted += 1;
+                slots += u64::from(v.record.spec.capacity);
+                held += held_on.get(&v.record.id).copied().unwrap_or(0);
+            }
+        }
+        Some((admitted, slots, held))
+    }
+
     /// Every job allowed to start now, if an executor fits it.
     fn schedule_job_masters(&mut self, now: Time, records: &mut Vec<Record>, dispatches: &mut Vec<Dispatch>) {
         let capacity = self.online_capacity();
         // The job masters' slots are summed once, and again after each placement: summed for every waiting job,
         // they would make this pass quadratic in the jobs.
         let mut held = self.jobs.job_master_slots();
+        let mut held_on = self.jobs.job_master_slots_by_executor();
         for id in self.jobs.startable(now) {
             let Some(job) = self.jobs.get(&id) else { continue };
             let spec = job.spec().clone();
@@ -564,6 +583,22 @@ impl Manager {
                     ),
                 );
                 continue;
+            }
+            // The same share among the executors the job's selectors admit: its workers run only there, so job
+            // masters filling them would leave its workers no slot for ever (swarm seed 1796461625: two jobs of
+            // zone a, whose one executor has 2 slots, each ran its job master there and neither placed a worker).
+            if let Some((admitted, slots, held_there)) = self.selected_share(&spec.selectors, &held_on) {
+                if !self.jobs.job_master_fits_beside(held_there, spec.cost, slots) {
+                    self.out.events.push(Event::Rejected(Rejection::JobMasterShare));
+                    self.jobs.note_unplaced(
+                        &id,
+                        format!(
+                            "waiting for a job-master slot among the {admitted} executors its selectors admit: job \
+                             masters may hold half of their {slots} slots, and hold {held_there}"
+                        ),
+                    );
+                    continue;
+                }
             }
             let task = TaskId::job_master(&id);
             let pins: [ResourcePin; 0] = [];
@@ -592,6 +627,7 @@ impl Manager {
                 Some((view, e, step))
             });
             held = self.jobs.job_master_slots();
+            held_on = self.jobs.job_master_slots_by_executor();
             let Some((view, e, step)) = started else {
                 self.registry.placer_mut().release(&task);
                 continue;
@@ -627,6 +663,7 @@ impl Manager {
 
     fn capacity(&self) -> CapacityView {
         let placer = self.registry.placer();
+        let held_on = self.jobs.job_master_slots_by_executor();
         let schedulable: Vec<crate::core::registry::ExecutorView> =
             self.registry.iter().filter(|v| placer.load(v.record.id).is_some()).collect();
         let waiting = self
@@ -649,6 +686,9 @@ impl Manager {
                     // What the pass asks before it starts a job master.
                     startable: self.masters.admits(&TaskId::job_master(j.id()), self.jobs.next_epoch()).is_ok(),
                     admits,
+                    admitted_share: self
+                        .selected_share(selectors, &held_on)
+                        .map(|(_, slots, held)| (held, self.jobs.job_master_cap(slots))),
                 }
             })
             .collect();
@@ -908,11 +948,14 @@ impl Manager {
             self.out.events.push(Event::Rejected(Rejection::StaleJobMaster));
             return Err(Refusal::Job(JobError::PlacesNoWorkers { id: s.job, state: j.state() }));
         }
+        // A worker runs where its job may run: the job's selectors, and the job master's own for this worker.
+        let mut selectors = j.spec().selectors.clone();
+        selectors.extend(s.selectors.iter().cloned());
         let request = PlacementRequest {
             task: &s.task,
             epoch: s.epoch,
             cost: s.cost,
-            selectors: &s.selectors,
+            selectors: &selectors,
             resources: &s.resources,
         };
         let placed = match self.registry.place(now, &request, &mut self.rng) {

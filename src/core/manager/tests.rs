@@ -417,5 +417,109 @@ fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_
         r.answers.iter().any(|(to, a)| *to == ReplyTo(6) && matches!(a, Ok(Reply::JobMaster { cancel: true, .. }))),
         "{:?}",
         r.answers
+/// Design.md §5 rule 6: a worker is placed only where its job may run (the job's selectors), and on top of that
+/// where its job master asks. Before the fix only the job master's own selectors counted (issue 14: "workers
+/// ignore the job's selectors").
+#[test]
+fn workers_are_placed_by_their_jobs_selectors_and_their_own() {
+    use crate::core::labels::Selector;
+    let mut m = manager();
+    for (to, zone) in [(1u64, "a"), (2, "b"), (3, "b")] {
+        let mut spec = executor(&format!("e{to}"), to);
+        spec.labels = [("zone".to_owned(), zone.to_owned()), ("n".to_owned(), to.to_string())].into();
+        spec.capacity = 16;
+        let r = request(&mut m, 1, to, Request::RegisterExecutor { spec });
+        m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+        m.ready();
+        request(&mut m, 3, 10 + to, beat(to));
+    }
+    let mut job = spec("");
+    job.selectors = vec![Selector::parse("zone=b").unwrap()];
+    let r = request(&mut m, 4, 20, Request::CreateJob { id: Some(id("j1")), spec: job });
+    let (read, _) = r.reads[0].clone();
+    m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the create writes");
+    m.on_write(ms(6), io, WriteOutcome::Written);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let (io, _) = m.ready().write.expect("the pass writes the start");
+    m.on_write(ms(601), io, WriteOutcome::Written);
+    let epoch = m.ready().dispatches[0].epoch;
+    let r = request(&mut m, 700, 21, job_master_beat(&id("j1"), epoch));
+    m.on_write(ms(701), r.write.expect("running is written").0, WriteOutcome::Written);
+    m.ready();
+    // Eight workers, no selectors of their own: all in zone b (e2 or e3), never on e1.
+    for w in 0..8 {
+        let r = request(&mut m, 800 + w, 30 + w, schedule("j1", w, epoch));
+        match &r.answers[0].1 {
+            Ok(Reply::Placed { executor, .. }) => assert_ne!(*executor, ExecutorId(1), "w{w} placed in zone a"),
+            other => panic!("w{w}: {other:?}"),
+        }
+    }
+    // The job master narrows further: n=3 within zone b.
+    let mut narrowed = schedule("j1", 8, epoch);
+    if let Request::ScheduleTask(s) = &mut narrowed {
+        s.selectors = vec![Selector::parse("n=3").unwrap()];
+    }
+    let r = request(&mut m, 900, 40, narrowed);
+    assert!(matches!(&r.answers[0].1, Ok(Reply::Placed { executor: ExecutorId(3), .. })), "{:?}", r.answers);
+    // A worker selector that contradicts the job's matches no executor: refused, saying so.
+    let mut outside = schedule("j1", 9, epoch);
+    if let Request::ScheduleTask(s) = &mut outside {
+        s.selectors = vec![Selector::parse("zone=a").unwrap()];
+    }
+    let r = request(&mut m, 901, 41, outside);
+    match &r.answers[0].1 {
+        Err(Refusal::Placement(e)) => assert!(e.to_string().contains("zone"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The job masters' share holds among the executors a job's selectors admit too: there its workers must run, so
+/// job masters filling them would starve every such job for ever. Found by swarm seed 1796461625 once workers were
+/// placed by their job's selectors: two jobs of zone a, whose one executor has 2 slots, each ran its job master
+/// there and neither could place a worker.
+#[test]
+fn job_masters_leave_room_for_workers_among_the_executors_their_selectors_admit() {
+    use crate::core::labels::Selector;
+    let mut m = manager();
+    for (to, zone, capacity) in [(1u64, "a", 2u32), (2, "b", 16)] {
+        let mut spec = executor(&format!("e{to}"), to);
+        spec.labels = [("zone".to_owned(), zone.to_owned())].into();
+        spec.capacity = capacity;
+        let r = request(&mut m, 1, to, Request::RegisterExecutor { spec });
+        m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+        m.ready();
+        request(&mut m, 3, 10 + to, beat(to));
+    }
+    for (n, job) in ["j1", "j2"].into_iter().enumerate() {
+        let mut s = spec("");
+        s.selectors = vec![Selector::parse("zone=a").unwrap()];
+        let r = request(&mut m, 4, 20 + n as u64, Request::CreateJob { id: Some(id(job)), spec: s });
+        let (read, _) = r.reads[0].clone();
+        m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
+        let (io, _) = m.ready().write.expect("the create writes");
+        m.on_write(ms(6), io, WriteOutcome::Written);
+        m.ready();
+    }
+    m.step(ms(600), Input::Tick);
+    let (io, _) = m.ready().write.expect("the pass writes a start");
+    m.on_write(ms(601), io, WriteOutcome::Written);
+    let r = m.ready();
+    assert_eq!(r.dispatches.len(), 1, "one job master in zone a, not two: {:?}", r.dispatches);
+    assert_eq!((r.dispatches[0].job.as_str(), r.dispatches[0].executor), ("j1", ExecutorId(1)));
+    let waiting = m.jobs().get(&id("j2")).unwrap();
+    assert_eq!(waiting.phase(), Phase::Waiting);
+    let why = m.capacity().waiting;
+    assert_eq!(why.len(), 1);
+    assert_eq!((why[0].job.as_str(), why[0].admitted_share), ("j2", Some((1, 1))));
+    let r = request(&mut m, 700, 30, Request::GetJob { id: id("j2"), include_config: false });
+    let shown = format!("{:?}", r.answers[0].1);
+    assert!(
+        shown.contains(
+            "waiting for a job-master slot among the 1 executors its selectors admit: job masters may hold \
+                        half of their 2 slots, and hold 1"
+        ),
+        "{shown}"
     );
 }
