@@ -287,6 +287,14 @@ const TABLE: &[Guard] = &[
         targeted: None,
     },
     Guard {
+        switch: Planted::WorkerSelectorsDropped,
+        rule: "6",
+        guard: "a worker is placed by its job's selectors too (core/manager `schedule`)",
+        measured: Caught(2),
+        needs: "",
+        targeted: None,
+    },
+    Guard {
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",

@@ -85,6 +85,9 @@ pub enum Planted {
     CapacityIgnored,
     /// Guard: placement satisfies the job's selectors (rule 6).
     SelectorsIgnored,
+    /// Guard: a worker is placed by its job's selectors too, not only by its job master's (rule 6). Placed by its
+    /// job master's alone (the fake sends none: anywhere).
+    WorkerSelectorsDropped,
     /// Guard: a new leader places nothing on a restored executor until it has heard from it (rule 6: online
     /// executors only).
     RestoredPlacedUnheard,
@@ -102,7 +105,7 @@ pub enum Planted {
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 32] = [
+    pub const ALL: [Planted; 33] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -131,6 +134,7 @@ impl Planted {
         Planted::StaleJobMasterPlaces,
         Planted::CapacityIgnored,
         Planted::SelectorsIgnored,
+        Planted::WorkerSelectorsDropped,
         Planted::RestoredPlacedUnheard,
         Planted::LossForgetsCancel,
         Planted::NoEvictionHold,
@@ -172,6 +176,7 @@ impl Planted {
             Planted::StaleJobMasterPlaces => "stale-job-master-places",
             Planted::CapacityIgnored => "capacity-ignored",
             Planted::SelectorsIgnored => "selectors-ignored",
+            Planted::WorkerSelectorsDropped => "worker-selectors-dropped",
             Planted::RestoredPlacedUnheard => "restored-placed-unheard",
             Planted::LossForgetsCancel => "loss-forgets-cancel",
             Planted::NoEvictionHold => "no-eviction-hold",

@@ -950,6 +950,9 @@ impl Manager {
         }
         // A worker runs where its job may run: the job's selectors, and the job master's own for this worker.
         let mut selectors = j.spec().selectors.clone();
+        if self.plants.has(Planted::WorkerSelectorsDropped) {
+            selectors.clear();
+        }
         selectors.extend(s.selectors.iter().cloned());
         let request = PlacementRequest {
             task: &s.task,
