@@ -317,6 +317,14 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          executor's report, a refused dispatch, a loss or the reservation's window gives slots back)",
     ),
     (
+        1796457366,
+        "none",
+        "wasted work with no fault (a clean-clone CI run, once workers were placed by their job's selectors): a job \
+         master's heartbeats queued behind the leader's write in progress and were answered 300-400 ms late against \
+         its 300 ms timeout; it fenced itself and its job started again (fixed: a job master's plain heartbeat that \
+         changes nothing durable is answered at once)",
+    ),
+    (
         1796461625,
         "3.075s cut-leader-from-executors(one-way) for 4.508s; 5.856s slow-metastore(1s) for 22.988s; \
          8.323s kill-executor(4) for 9.807s; 9.333s cut-executor-from-executors(1, with-etcd) for 18.374s; \
