@@ -205,25 +205,7 @@ fn job_master_beat(job: &JobId, epoch: Epoch) -> Request {
 /// "job-0 did not end within 240s").
 #[test]
 fn a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_again_once_it_is_lost() {
-    let mut m = manager();
-    let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: executor("e1", 1) });
-    m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
-    m.ready();
-    request(&mut m, 3, 2, beat(1));
-    let r = request(&mut m, 4, 3, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
-    let (read, _) = r.reads[0].clone();
-    m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
-    let (io, records) = m.ready().write.expect("the create writes");
-    let created = match &records[0] {
-        Record::Job(j) => j.clone(),
-        other => panic!("{other:?}"),
-    };
-    m.on_write(ms(6), io, WriteOutcome::Written);
-    m.ready();
-    m.step(ms(600), Input::Tick);
-    let (io, _) = m.ready().write.expect("the pass writes the start");
-    m.on_write(ms(601), io, WriteOutcome::Written);
-    let epoch = m.ready().dispatches[0].epoch;
+    let (mut m, epoch, created) = dispatched_job("j1");
     // The first heartbeat makes the job running; that write is not applied, and the settling read finds the record
     // as the create wrote it (a record that names no incarnation, whatever put it there: the write fence keeps a
     // late create from landing over a newer record, so this is the last line behind it).
@@ -257,9 +239,9 @@ fn a_job_master_its_reloaded_job_no_longer_names_is_revoked_and_the_job_starts_a
     assert_eq!(m.ready().dispatches.len(), 1);
 }
 
-/// A job with one executor (e1, 4 slots), its job master started and online (its running state written): the
-/// manager, the job master's epoch.
-fn running_job(job: &str) -> (Manager, Epoch) {
+/// A job with one executor (e1, 4 slots), its job master dispatched and not heard yet: the manager, the job
+/// master's epoch, the job's record as its create wrote it.
+fn dispatched_job(job: &str) -> (Manager, Epoch, JobRecord) {
     let mut m = manager();
     let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: executor("e1", 1) });
     m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
@@ -268,13 +250,23 @@ fn running_job(job: &str) -> (Manager, Epoch) {
     let r = request(&mut m, 4, 3, Request::CreateJob { id: Some(id(job)), spec: spec("") });
     let (read, _) = r.reads[0].clone();
     m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
-    let (io, _) = m.ready().write.expect("the create writes");
+    let (io, records) = m.ready().write.expect("the create writes");
+    let created = match &records[0] {
+        Record::Job(j) => j.clone(),
+        other => panic!("{other:?}"),
+    };
     m.on_write(ms(6), io, WriteOutcome::Written);
     m.ready();
     m.step(ms(600), Input::Tick);
     let (io, _) = m.ready().write.expect("the pass writes the start");
     m.on_write(ms(601), io, WriteOutcome::Written);
     let epoch = m.ready().dispatches[0].epoch;
+    (m, epoch, created)
+}
+
+/// As [`dispatched_job`], its job master online (its running state written).
+fn running_job(job: &str) -> (Manager, Epoch) {
+    let (mut m, epoch, _) = dispatched_job(job);
     let r = request(&mut m, 700, 4, job_master_beat(&id(job), epoch));
     let (io, _) = r.write.expect("running is written");
     m.on_write(ms(701), io, WriteOutcome::Written);
@@ -532,20 +524,7 @@ fn job_masters_leave_room_for_workers_among_the_executors_their_selectors_admit(
 /// first check-in queued 2 s behind the periodic pass's writes, against a 2.1 s self-fence).
 #[test]
 fn a_job_masters_first_check_in_is_answered_at_once_and_its_running_written_in_turn() {
-    let mut m = manager();
-    let r = request(&mut m, 1, 1, Request::RegisterExecutor { spec: executor("e1", 1) });
-    m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
-    m.ready();
-    request(&mut m, 3, 2, beat(1));
-    let r = request(&mut m, 4, 3, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
-    m.on_read(ms(5), r.reads[0].0, Ok(ReadResult::Tombstone(None)));
-    let (io, _) = m.ready().write.expect("the create writes");
-    m.on_write(ms(6), io, WriteOutcome::Written);
-    m.ready();
-    m.step(ms(600), Input::Tick);
-    let (io, _) = m.ready().write.expect("the pass writes the start");
-    m.on_write(ms(601), io, WriteOutcome::Written);
-    let epoch = m.ready().dispatches[0].epoch;
+    let (mut m, epoch, _) = dispatched_job("j1");
     // Another job's create is in progress.
     let r = request(&mut m, 700, 4, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
     let (read, _) = r.reads[0].clone();
