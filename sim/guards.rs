@@ -212,7 +212,7 @@ const TABLE: &[Guard] = &[
         guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
         measured: Caught(48),
         needs: "",
-        targeted: Some(("leader_killed_during_a_network_blip", 1)),
+        targeted: Some(("leader_killed_during_a_network_blip", 5)),
     },
     Guard {
         switch: Planted::DispatchBesideLive,
@@ -252,7 +252,7 @@ const TABLE: &[Guard] = &[
         guard: "a new leader restores a canceling job as canceling (core/manager `recover`)",
         measured: Caught(31),
         needs: "",
-        targeted: Some(("job_canceled_during_a_failover", 4)),
+        targeted: Some(("job_canceled_during_a_failover", 3)),
     },
     Guard {
         switch: Planted::LossForgetsCancel,
