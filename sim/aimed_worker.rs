@@ -83,7 +83,7 @@ async fn worker_report_repeated_after_its_successor_started() {
     worker_report_repeated_after_its_successor_started_run(None).await;
 }
 
-/// A worker's checkpoint write compares the worker record with its epoch (jobs/fake_run.rs). Elsewhere a write
+/// A worker's checkpoint write compares the worker record with its epoch (framework/checkpoint.rs). Elsewhere a write
 /// leaves only while its worker runs, a worker runs only until its self-fence, and its job master starts the next
 /// incarnation only after that; the write then reaches etcd within milliseconds (the simulated client opens a
 /// connection per request, refused at once across a cut). A real client sends its requests on one long-lived

@@ -154,7 +154,7 @@ const TABLE: &[Guard] = &[
     Guard {
         switch: Planted::CheckpointUnguarded,
         rule: "2",
-        guard: "a checkpoint write compares the worker record with its epoch (jobs/fake_run.rs)",
+        guard: "a checkpoint write compares the worker record with its epoch (framework/checkpoint.rs)",
         measured: NotCaught(600),
         needs: "targeted: a fenced worker's checkpoint writes, in flight (the new writes-in-flight fault), land \
             after its successor finished",

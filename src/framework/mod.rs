@@ -11,12 +11,19 @@
 //!   fenced writes by its current incarnation only.
 //! - [`task`]: the task API, what every hosted task receives and returns (its spec, its environment, its stop
 //!   signal, its exit) and the factory that starts tasks by type.
+//! - [`api`]: the job-type API, what a job type implements for its workers ([`api::JobType`]) and what each worker
+//!   incarnation works with ([`api::WorkerCtx`]).
+//! - [`worker`]: the worker runtime, one incarnation from its dispatch to its report; [`linked`]: what it shares
+//!   with the job-master runtime (work run beside the link, the outcome reported).
 
+pub mod api;
 pub mod checkpoint;
 pub mod dispatch;
 pub mod host;
 pub mod link;
+pub mod linked;
 pub mod task;
+pub mod worker;
 
 /// The most bytes of a progress text (`WorkerHeartbeatRequest.progress`, `ReportWorkerStatusRequest.progress`).
 /// A task sets any text it likes; its link sends at most this much ([`progress_text`]), and a master refuses a

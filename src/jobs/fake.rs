@@ -2,10 +2,11 @@
 //!
 //! It exists to test foreman itself: its result is exactly predictable (every counter ends at `target`), so a
 //! lost, duplicated or rolled-back step shows. Here: its configuration, and its job master's decisions (which
-//! workers to start, from which checkpoint, when the job is done) as a pure state machine; the runtime that
-//! creates workers and writes checkpoints comes with the executor.
+//! workers to start, from which checkpoint, when the job is done) as a pure state machine; and its workers'
+//! counting, on the framework's worker runtime ([`Fake`]).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,7 @@ use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, Work
 use crate::core::time::Time;
 #[cfg(test)]
 use crate::core::workers::LostReason;
+use crate::framework::api::{Interrupted, JobType, Paused, Saved, WorkerCtx, WorkerEnd};
 use crate::framework::checkpoint::Stored;
 
 pub const TYPE: &str = "fake";
@@ -124,6 +126,47 @@ pub struct Counter {
 /// equals `counter` (both start at 0 and advance by one per accepted write), except in values written before
 /// `seq` existed, which read it as 0.
 pub type Checkpoint = Stored<Counter>;
+
+// ---------------------------------------------------------------------------------------------------------------
+// The fake worker's work, on the framework's worker runtime.
+// ---------------------------------------------------------------------------------------------------------------
+
+/// The fake job type, as its workers see it.
+pub struct Fake;
+
+impl JobType for Fake {
+    const NAME: &'static str = TYPE;
+    type WorkerConfig = WorkerConfig;
+    type Checkpoint = Counter;
+
+    /// Counts from the restored checkpoint to the target, one step per tick, checkpointing each step.
+    async fn work(&self, config: WorkerConfig, ctx: &mut WorkerCtx<Counter>) -> Result<WorkerEnd, Interrupted> {
+        let mut counter = ctx.restored().map_or(0, |c| c.counter);
+        let tick = Duration::from_millis(config.tick_ms);
+        loop {
+            ctx.progress(format!("{}/{}", counter.min(config.target), config.target));
+            if ctx.is_canceled() {
+                return Ok(WorkerEnd::Canceled);
+            }
+            if counter >= config.target {
+                return Ok(WorkerEnd::Finished);
+            }
+            // Only here, between steps: every step taken is checkpointed and none is in flight.
+            if ctx.is_draining() {
+                return Ok(WorkerEnd::Drained);
+            }
+            if ctx.pause(tick).await == Paused::Interrupted {
+                continue;
+            }
+            match ctx.try_save(&Counter { counter: counter + 1 }).await? {
+                Saved::Yes => counter += 1,
+                // The same step is written again at the next tick (the same value, so applying it twice is
+                // harmless).
+                Saved::Unknown => {}
+            }
+        }
+    }
+}
 
 /// Worker `index`'s name within its job.
 pub fn worker_name(index: u32) -> WorkerName {

@@ -45,7 +45,9 @@ impl crate::framework::task::TaskFactory for JobTypes {
         use crate::framework::task::{TaskExit, TaskKind};
         match (spec.kind, spec.task_type.as_str()) {
             (TaskKind::JobMaster, fake::TYPE) => Box::pin(fake_run::job_master(env, spec)),
-            (TaskKind::Worker, fake::TYPE) => Box::pin(fake_run::worker(env, spec)),
+            (TaskKind::Worker, fake::TYPE) => {
+                Box::pin(crate::framework::worker::run(std::sync::Arc::new(fake::Fake), env, spec))
+            }
             (_, other) => {
                 let why = format!(
                     "{} is not a job type this executor runs; known: {}",

@@ -1,0 +1,248 @@
+//! The job-type API: what a job type implements for its workers ([`JobType`]), and what each worker incarnation
+//! is given to do its work ([`WorkerCtx`]). The worker runtime ([`super::worker`]) does the rest: the link to the
+//! job master (heartbeats, self-fence, stale and cancel verdicts), the fenced checkpoint (read at start, written
+//! under the incarnation's epoch, observed for the simulator's checkers), the drain marker, and the report of how
+//! the work ended. A job type that does nothing more than call the context cannot break the one-live-incarnation
+//! rule or move a checkpoint backwards.
+
+use std::future::Future;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use super::checkpoint::{Checkpoints, SaveError};
+use super::link::Progress;
+use super::task::TaskEnv;
+use crate::clock::Clock;
+use crate::core::ids::{Epoch, JobId, WorkerName};
+
+pub use super::checkpoint::Saved;
+
+/// A job type, as its workers see it.
+pub trait JobType: Send + Sync + 'static {
+    /// The job's `type`.
+    const NAME: &'static str;
+    /// What one worker is started with (its job master chooses it; it travels as JSON in the dispatch).
+    type WorkerConfig: DeserializeOwned + Send;
+    /// A worker's checkpoint: a JSON object without the keys `epoch`, `seq` and `stopped` (the envelope's).
+    type Checkpoint: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
+    /// One worker incarnation's work, from what `ctx` restored. Returns how it ended; a fenced write that was
+    /// refused ends it with [`Interrupted`] (pass it up with `?`). Return between checkpoints: every
+    /// [`WorkerCtx::try_save`] is settled when it returns.
+    fn work<'a>(
+        &'a self,
+        config: Self::WorkerConfig,
+        ctx: &'a mut WorkerCtx<Self::Checkpoint>,
+    ) -> impl Future<Output = Result<WorkerEnd, Interrupted>> + Send + 'a;
+}
+
+/// How a worker's work ended, as it says.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// Its part of the job is done.
+    Finished,
+    /// It was told to stop ([`WorkerCtx::is_canceled`]) and did.
+    Canceled,
+    /// Its executor drains ([`WorkerCtx::is_draining`]) and it stopped after its last checkpoint: the runtime marks
+    /// the checkpoint stopped, and its job master starts it again elsewhere at once.
+    Drained,
+    /// It cannot go on; its job fails with `message`.
+    Failed(String),
+}
+
+/// Why the work must end at once: a fenced write was refused, or a state could not be stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Interrupted {
+    /// A newer incarnation of this worker exists: this one ends without reporting.
+    Superseded,
+    /// The state is no JSON object, or holds a key of the envelope; the message says which.
+    BadState(String),
+}
+
+impl From<SaveError> for Interrupted {
+    fn from(e: SaveError) -> Interrupted {
+        match e {
+            SaveError::Superseded => Interrupted::Superseded,
+            SaveError::BadState(m) => Interrupted::BadState(m),
+        }
+    }
+}
+
+/// How a [`WorkerCtx::pause`] ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Paused {
+    Elapsed,
+    /// A cancel arrived or the executor began to drain: look again before going on.
+    Interrupted,
+}
+
+/// What one worker incarnation works with.
+pub struct WorkerCtx<S> {
+    pub(super) env: TaskEnv,
+    pub(super) job: JobId,
+    pub(super) name: WorkerName,
+    pub(super) epoch: Epoch,
+    pub(super) checkpoints: Checkpoints<S>,
+    pub(super) restored: Option<S>,
+    pub(super) progress: Progress,
+    pub(super) cancel: watch::Receiver<bool>,
+}
+
+impl<S: Serialize + DeserializeOwned + Clone + Default> WorkerCtx<S> {
+    pub fn job(&self) -> &JobId {
+        &self.job
+    }
+
+    pub fn name(&self) -> &WorkerName {
+        &self.name
+    }
+
+    /// This incarnation's epoch: above every earlier incarnation's (a fencing token).
+    pub fn epoch(&self) -> Epoch {
+        self.epoch
+    }
+
+    /// The last checkpoint any earlier incarnation wrote (read after this incarnation's record was written), if
+    /// any.
+    pub fn restored(&self) -> Option<&S> {
+        self.restored.as_ref()
+    }
+
+    /// One fenced write of `state` as the next checkpoint. `Saved::Unknown`: the metastore did not answer, the
+    /// write may have landed; write again (the same state, or a newer one).
+    pub async fn try_save(&mut self, state: &S) -> Result<Saved, Interrupted> {
+        Ok(self.checkpoints.try_save(&self.env, state).await?)
+    }
+
+    /// Sets the progress text its heartbeats carry (at most [`super::PROGRESS_MAX`] bytes are sent).
+    pub fn progress(&self, text: impl Into<String>) {
+        self.progress.set(text.into());
+    }
+
+    /// Whether its job master said to stop (a cancel): the work should end with [`WorkerEnd::Canceled`].
+    pub fn is_canceled(&mut self) -> bool {
+        *self.cancel.borrow_and_update()
+    }
+
+    /// Whether its executor drains: the work should end with [`WorkerEnd::Drained`] after its last checkpoint.
+    pub fn is_draining(&self) -> bool {
+        self.env.is_draining()
+    }
+
+    /// Waits `d`, unless a cancel arrives or the executor begins to drain first.
+    pub async fn pause(&mut self, d: Duration) -> Paused {
+        tokio::select! {
+            biased;
+            _ = self.cancel.changed() => Paused::Interrupted,
+            _ = self.env.draining() => Paused::Interrupted,
+            _ = self.env.clock.sleep(d) => Paused::Elapsed,
+        }
+    }
+
+    /// The executor's clock (simulated in the simulation build).
+    pub fn clock(&self) -> &Clock {
+        &self.env.clock
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::core::ids::TaskId;
+    use crate::framework::checkpoint::{decode, Stored};
+    use crate::meta::{keys, MetaStore, Op};
+
+    #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+    struct Count {
+        n: u64,
+    }
+
+    /// A job type in a few lines: count to `to`, a checkpoint per step, minding cancel and drain.
+    struct Counting {
+        to: u64,
+    }
+
+    impl JobType for Counting {
+        const NAME: &'static str = "counting";
+        type WorkerConfig = ();
+        type Checkpoint = Count;
+
+        async fn work(&self, _: (), ctx: &mut WorkerCtx<Count>) -> Result<WorkerEnd, Interrupted> {
+            let mut n = ctx.restored().map_or(0, |c| c.n);
+            while n < self.to {
+                if ctx.is_canceled() {
+                    return Ok(WorkerEnd::Canceled);
+                }
+                if ctx.is_draining() {
+                    return Ok(WorkerEnd::Drained);
+                }
+                if ctx.try_save(&Count { n: n + 1 }).await? == Saved::Yes {
+                    n += 1;
+                }
+            }
+            Ok(WorkerEnd::Finished)
+        }
+    }
+
+    /// Incarnation `epoch` of worker j/w0, its record written first (as its job master does): its context and
+    /// the sender of its cancel.
+    async fn incarnation(env: &TaskEnv, epoch: u64) -> (WorkerCtx<Count>, watch::Sender<bool>) {
+        let meta = env.meta.get().expect("the test's store");
+        let record = Op::Put { key: keys::worker("j", "w0"), value: epoch.to_string().into_bytes(), lease: None };
+        assert!(meta.txn(&[], &[record]).await.unwrap());
+        let task = TaskId::parse("j/w0").unwrap();
+        let (checkpoints, restored) =
+            Checkpoints::open(env, meta, "j", "w0", task, Epoch(epoch)).await.expect("the checkpoint reads");
+        let (cancel_tx, cancel) = watch::channel(false);
+        let ctx = WorkerCtx {
+            env: env.clone(),
+            job: JobId::parse("j").unwrap(),
+            name: WorkerName::parse("w0").unwrap(),
+            epoch: Epoch(epoch),
+            checkpoints,
+            restored,
+            progress: Progress::default(),
+            cancel,
+        };
+        (ctx, cancel_tx)
+    }
+
+    async fn stored(env: &TaskEnv) -> Option<Stored<Count>> {
+        let meta = env.meta.get().unwrap();
+        decode(meta.get(&keys::checkpoint("j", "w0")).await.unwrap().as_deref()).unwrap()
+    }
+
+    /// What a job type sees of its worker's incarnations through the context, on a real store: it resumes from
+    /// the last checkpoint, a superseded incarnation's next write ends its work, and a cancel and a drain are
+    /// seen between steps.
+    #[tokio::test]
+    async fn a_job_types_work_resumes_and_stops_as_its_context_says() {
+        let env = TaskEnv::for_test(MetaStore::embedded("test", None).unwrap(), None);
+        let (mut one, _) = incarnation(&env, 1).await;
+        assert_eq!(one.restored(), None);
+        assert_eq!(Counting { to: 3 }.work((), &mut one).await, Ok(WorkerEnd::Finished));
+        let (mut two, _) = incarnation(&env, 2).await;
+        assert_eq!(two.restored(), Some(&Count { n: 3 }), "resumed from incarnation 1's last step");
+        assert_eq!(Counting { to: 5 }.work((), &mut two).await, Ok(WorkerEnd::Finished));
+        assert_eq!(stored(&env).await, Some(Stored { state: Count { n: 5 }, epoch: Epoch(2), stopped: false, seq: 5 }));
+        // Incarnation 1, superseded, writes nothing more.
+        assert_eq!(Counting { to: 9 }.work((), &mut one).await, Err(Interrupted::Superseded));
+        // Canceled between steps: nothing written.
+        let (mut three, cancel) = incarnation(&env, 3).await;
+        cancel.send_replace(true);
+        assert_eq!(Counting { to: 9 }.work((), &mut three).await, Ok(WorkerEnd::Canceled));
+        assert_eq!(stored(&env).await.map(|s| s.seq), Some(5));
+        // A pause ends early on a cancel or a drain.
+        let (mut four, cancel) = incarnation(&env, 4).await;
+        cancel.send_replace(true);
+        assert_eq!(four.pause(Duration::from_secs(3600)).await, Paused::Interrupted);
+        let (mut five, _) = incarnation(&env, 5).await;
+        env.drain.raise();
+        assert_eq!(five.pause(Duration::from_secs(3600)).await, Paused::Interrupted);
+        assert_eq!(Counting { to: 9 }.work((), &mut five).await, Ok(WorkerEnd::Drained));
+    }
+}

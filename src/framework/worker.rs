@@ -1,0 +1,109 @@
+//! The worker runtime: one incarnation of a job type's worker, from its dispatch to its report.
+//!
+//! In order: wait for the metastore; heartbeat until the job master accepts the incarnation (it is live from
+//! then on); then, beside the link, read the checkpoint (after the job master wrote this incarnation's record, so
+//! it resumes from whatever an earlier incarnation managed to write) and run the job type's work with a
+//! [`WorkerCtx`]. The link's end (fenced, stale) stops the work at once; a cancel reaches it through the context.
+//! A work that ends [`WorkerEnd::Drained`] has its last checkpoint marked stopped. The outcome is reported to the
+//! job master until acknowledged.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use super::api::{Interrupted, JobType, WorkerCtx, WorkerEnd};
+use super::checkpoint::{Checkpoints, SaveError};
+use super::link::{Link, LinkEnd, LinkSpec};
+use super::linked::{finish, keep_linked, Outcome};
+use super::task::{TaskEnv, TaskExit, TaskSpec};
+use crate::core::ids::{JobId, TaskId, WorkerName};
+use crate::core::planted::Planted;
+
+/// A worker task id's job and worker name.
+fn split_task(task: &TaskId) -> Option<(JobId, WorkerName)> {
+    let (job, name) = task.as_str().split_once('/')?;
+    Some((JobId::parse(job).ok()?, WorkerName::parse(name).ok()?))
+}
+
+/// Runs one incarnation of a worker of job type `t`.
+pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
+    let config: T::WorkerConfig = match serde_json::from_slice(&spec.task_config) {
+        Ok(c) => c,
+        Err(e) => return TaskExit::Failed(format!("task_config: {e} (the configuration of a {} worker)", T::NAME)),
+    };
+    let Some((job, name)) = split_task(&spec.task_id) else {
+        return TaskExit::Failed(format!("{} is not a worker task id (<job>/<worker>)", spec.task_id));
+    };
+    let meta = env.metastore().await;
+    let mut link = Link::new(
+        LinkSpec {
+            master_id: spec.master_id.clone(),
+            addresses: vec![spec.master_address.clone()],
+            master_epoch: spec.master_epoch,
+            worker: spec.task_id.clone(),
+            worker_epoch: spec.epoch,
+            timing: spec.timing,
+        },
+        env.clock.clone(),
+        env.confirmed,
+    );
+    if env.planted(Planted::WorkerIgnoresFence) {
+        link.plant_ignore_fence();
+    }
+    link.plant(env.plants());
+    if let Some(end) = link.until_live().await {
+        return finish(&mut link, end.into()).await;
+    }
+    let progress = link.progress();
+    let (cancel_tx, cancel) = watch::channel(false);
+    let work = async {
+        let opened = Checkpoints::<T::Checkpoint>::open(
+            &env,
+            meta,
+            job.as_str(),
+            name.as_str(),
+            spec.task_id.clone(),
+            spec.epoch,
+        )
+        .await;
+        let (checkpoints, restored) = match opened {
+            Ok(c) => c,
+            Err(e) => return Outcome::Failed(e),
+        };
+        let mut ctx =
+            WorkerCtx { env: env.clone(), job, name, epoch: spec.epoch, checkpoints, restored, progress, cancel };
+        let end = match t.work(config, &mut ctx).await {
+            Ok(end) => end,
+            Err(Interrupted::Superseded) => return Outcome::Stale,
+            Err(Interrupted::BadState(m)) => return Outcome::Failed(m),
+        };
+        match end {
+            WorkerEnd::Finished => Outcome::Finished,
+            WorkerEnd::Canceled => Outcome::Canceled,
+            WorkerEnd::Failed(m) => Outcome::Failed(m),
+            // Only between steps: every step taken is checkpointed and none is in flight. The last checkpoint says
+            // this incarnation stopped (best effort: without it, a recovering job master waits for it to check in).
+            WorkerEnd::Drained => match ctx.checkpoints.mark_stopped(&ctx.env).await {
+                Ok(()) => Outcome::Stopped,
+                Err(SaveError::Superseded) => Outcome::Stale,
+                Err(SaveError::BadState(m)) => Outcome::Failed(m),
+            },
+        }
+    };
+    tokio::pin!(work);
+    let outcome = tokio::select! {
+        biased;
+        end = keep_linked(&mut link, cancel_tx) => match end {
+            // Told stale while its executor drains: most likely its job master, drained on the same executor,
+            // stopped first. The work is taking its last step, the checkpoint that says this incarnation stopped
+            // (guarded by its epoch, so refused if a newer one exists): let it, within a bound, so that the next
+            // job master does not wait a whole recovery window for it.
+            LinkEnd::Stale if env.is_draining() => {
+                tokio::time::timeout(env.rpc_timeout * 2, &mut work).await.unwrap_or(Outcome::Stale)
+            }
+            end => end.into(),
+        },
+        out = &mut work => out,
+    };
+    finish(&mut link, outcome).await
+}
