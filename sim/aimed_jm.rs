@@ -1,5 +1,5 @@
 //! Scenarios aimed at the job-master-level guards (design.md §8): a superseded job master's worker records
-//! (`job-master-writes-unguarded`, jobs/fake_run.rs), a job master shown a newer one (`newer-master-ignored`,
+//! (`job-master-writes-unguarded`, framework/job_master.rs), a job master shown a newer one (`newer-master-ignored`,
 //! core/workers.rs `fence_master`), and placements asked by a stale job master (`stale-job-master-places`, core/manager
 //! `schedule`).
 //!

@@ -25,22 +25,22 @@
 //! the simulation brings a job back to waiting while its job master may live. `leader-writes-unguarded` (the fence's
 //! compare removed) fails the second at its first seed.
 //!
-//! `job-master-writes-unguarded` (jobs/fake_run.rs:598) cannot be the last line, writes in flight or not, and
+//! `job-master-writes-unguarded` (framework/job_master.rs `start`) cannot be the last line, writes in flight or not, and
 //! [`job_master_records_in_flight_land_after_its_successors_run`] shows it: 0 of 150 seeds from 600000 fail with the switch
 //! (in seed 600000 the old record does land over the successor's, and costs one worker a restart). The worker record
 //! is the only write a job master makes. A record matters only to the worker whose epoch it names (the checkpoint
-//! guard compares it with the writer's own epoch, fake_run.rs:223). A job master names in it an incarnation it
-//! created for it (fake_run.rs:595) and dispatches that incarnation only once the write's answer came
-//! (fake_run.rs:600-612, 638), which follows the write's landing. For the record to land after the job's
+//! guard compares it with the writer's own epoch, framework/checkpoint.rs `Checkpoints::open`). A job master names in it an incarnation it
+//! created for it (framework/job_master.rs `start`) and dispatches that incarnation only once the write's answer came
+//! (the same `start`), which follows the write's landing. For the record to land after the job's
 //! job-master record moved on (the leader's start of the successor, core/manager/mod.rs:579), the old job master must
 //! still run when it moves: the leader starts the successor only once the old incarnation ended in its bookkeeping
 //! (core/manager/mod.rs:555; lost 12 s after it was last heard, core/workers.rs:527, while it fences itself after
-//! 10 s, core/timing.rs:94-95; or its own report after it quiesced, fake_run.rs:316, which drops the write's
+//! 10 s, core/timing.rs:94-95; or its own report after it quiesced, framework/job_master.rs `run`, which drops the write's
 //! answer). So a late record names an incarnation never dispatched: the successor's worker of that index finds its
-//! next checkpoint refused (fake_run.rs:270), stops, is lost after its TTL and starts again from the last checkpoint,
-//! read after its new record (fake_run.rs:226); a recovering successor awaits the record's incarnation for the
+//! next checkpoint refused (framework/checkpoint.rs `try_save`), stops, is lost after its TTL and starts again from the last checkpoint,
+//! read after its new record (framework/worker.rs `run`); a recovering successor awaits the record's incarnation for the
 //! recovery window and loses it. A delay: counters stay exact and checkpoints forward, no two incarnations live at
-//! once, and no successor skips a live worker (the stopped-checkpoint shortcut, fake_run.rs:373, needs a checkpoint
+//! once, and no successor skips a live worker (the stopped-checkpoint shortcut, framework/job_master.rs `recover`, needs a checkpoint
 //! written by the record's incarnation, which never ran). What would make it the last line: a job master that acts
 //! after its successor's start (two live job masters, which `dispatch-beside-live` and the self-fences prevent), or a
 //! reader that takes the worker record as the truth of which incarnation runs (none does: the job master's own
@@ -134,7 +134,7 @@ async fn job_created_twice_beside_its_job_master() {
     job_created_twice_beside_its_job_master_run(None).await;
 }
 
-/// Aimed at `job-master-writes-unguarded` (jobs/fake_run.rs `start`): a job master's worker records sent just
+/// Aimed at `job-master-writes-unguarded` (framework/job_master.rs `start`): a job master's worker records sent just
 /// before it is cut off land after its successor's. Job-0's first job master starts its two workers while its
 /// node's writes are in flight (16 to 25 s): each worker record times out, unanswered, and nothing is dispatched.
 /// Its executor is then cut from the masters for 15 s: the job master can place nothing more, its executor fences

@@ -10,7 +10,7 @@
 //! came before it started), for an older epoch or an unknown task (the entry was superseded only after the offline
 //! TTL since it was last heard, core/workers.rs `tick`, or after the worker's own exit report, after which it sends
 //! no heartbeat), or for a revoked or exited entry (the same two). The only successors that start at once, after an
-//! exit report or a checkpointed stop (jobs/fake_run.rs `recover`), follow the end of the old incarnation's work;
+//! exit report or a checkpointed stop (framework/job_master.rs `recover`), follow the end of the old incarnation's work;
 //! a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within the
 //! clock tolerance the self-fence always comes first; beyond it, rule 3 breaks with the guard in place too.
 

@@ -228,7 +228,7 @@ const TABLE: &[Guard] = &[
     Guard {
         switch: Planted::JobMasterWritesUnguarded,
         rule: "3",
-        guard: "a job master's writes compare the job's job-master record (jobs/fake_run.rs)",
+        guard: "a job master's writes compare the job's job-master record (framework/job_master.rs)",
         measured: NotCaught(600),
         needs: "unreachable within the design: a job master dispatches a worker only after its worker-record write \
             was answered, and its successor's record is written only after it ended, so a superseded job master's \
@@ -239,7 +239,7 @@ const TABLE: &[Guard] = &[
     Guard {
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
-        guard: "a job master that finds another owning its job stops (jobs/fake_run.rs `recover`)",
+        guard: "a job master that finds another owning its job stops (framework/job_master.rs `recover`)",
         measured: NotCaught(600),
         needs: "unreachable within the design: the owner record moves on only after the leader lost the old \
             incarnation, which started within its self-fence of its confirmation and is answered stale before it \

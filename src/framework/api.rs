@@ -1,15 +1,18 @@
-//! The job-type API: what a job type implements for its workers ([`JobType`]), and what each worker incarnation
-//! is given to do its work ([`WorkerCtx`]). The worker runtime ([`super::worker`]) does the rest: the link to the
-//! job master (heartbeats, self-fence, stale and cancel verdicts), the fenced checkpoint (read at start, written
-//! under the incarnation's epoch, observed for the simulator's checkers), the drain marker, and the report of how
-//! the work ended. A job type that does nothing more than call the context cannot break the one-live-incarnation
-//! rule or move a checkpoint backwards.
+//! The job-type API: what a job type implements ([`JobType`]: its configuration, its job master's decisions as a
+//! pure [`JobLogic`], its workers' work), and what each worker incarnation is given to do its work
+//! ([`WorkerCtx`]). The runtimes do the rest. The job-master runtime ([`super::job_master`]): recovery from the
+//! metastore, worker epochs and records, placement and dispatch, which incarnation is current (the logic hears only
+//! about those). The worker runtime ([`super::worker`]): the link to the job master (heartbeats, self-fence, stale
+//! and cancel verdicts), the fenced checkpoint (read at start, written under the incarnation's epoch, observed for
+//! the simulator's checkers), the drain marker, and the report of how the work ended. A job type that does nothing
+//! more than this API cannot break the one-live-incarnation rule or move a checkpoint backwards.
 
 use std::future::Future;
 use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use thiserror::Error;
 use tokio::sync::watch;
 
 use super::checkpoint::{Checkpoints, SaveError};
@@ -17,17 +20,41 @@ use super::link::Progress;
 use super::task::TaskEnv;
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, JobId, WorkerName};
+use crate::core::job_master::JobLogic;
 
 pub use super::checkpoint::Saved;
 
-/// A job type, as its workers see it.
+/// Why a configuration was refused; `field` names what to fix, JSON-pointer style (`config.workers`).
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[error("{field}: {problem}")]
+pub struct ConfigProblem {
+    pub field: String,
+    pub problem: String,
+}
+
+impl ConfigProblem {
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigProblem {
+        ConfigProblem { field: field.into(), problem: problem.into() }
+    }
+}
+
+/// A job type.
 pub trait JobType: Send + Sync + 'static {
     /// The job's `type`.
     const NAME: &'static str;
+    /// The job's configuration, as [`JobType::parse_config`] reads it.
+    type Config: Send;
     /// What one worker is started with (its job master chooses it; it travels as JSON in the dispatch).
-    type WorkerConfig: DeserializeOwned + Send;
+    type WorkerConfig: Serialize + DeserializeOwned + Send;
     /// A worker's checkpoint: a JSON object without the keys `epoch`, `seq` and `stopped` (the envelope's).
     type Checkpoint: Serialize + DeserializeOwned + Clone + Default + Send + Sync;
+    /// The job master's decisions.
+    type Logic: JobLogic<Config = Self::Config, WorkerConfig = Self::WorkerConfig, Checkpoint = Self::Checkpoint>
+        + Send
+        + 'static;
+    /// Reads and checks a job's configuration; the refusal names the field to fix. Called when the job is created
+    /// and by each of its job masters.
+    fn parse_config(config: &[u8]) -> Result<Self::Config, ConfigProblem>;
     /// One worker incarnation's work, from what `ctx` restored. Returns how it ended; a fenced write that was
     /// refused ends it with [`Interrupted`] (pass it up with `?`). Return between checkpoints: every
     /// [`WorkerCtx::try_save`] is settled when it returns.
@@ -166,10 +193,41 @@ mod tests {
         to: u64,
     }
 
-    impl JobType for Counting {
-        const NAME: &'static str = "counting";
+    /// No job master decisions: the test runs workers only.
+    struct NoLogic;
+
+    impl JobLogic for NoLogic {
+        type Config = ();
         type WorkerConfig = ();
         type Checkpoint = Count;
+        fn recover(_: (), _: &std::collections::BTreeMap<WorkerName, Count>) -> NoLogic {
+            NoLogic
+        }
+        fn wanted(&self) -> Vec<WorkerName> {
+            vec![]
+        }
+        fn worker(&self, _: &WorkerName) -> Option<crate::core::job_master::WorkerSpec<()>> {
+            None
+        }
+        fn on_event(&mut self, _: crate::core::time::Time, _: crate::core::job_master::WorkerEvent<'_, Count>) {}
+        fn verdict(&self) -> crate::core::job_master::Verdict {
+            crate::core::job_master::Verdict::Finished
+        }
+        fn progress(&self, _: &dyn crate::core::job_master::LiveProgress) -> String {
+            String::new()
+        }
+    }
+
+    impl JobType for Counting {
+        const NAME: &'static str = "counting";
+        type Config = ();
+        type WorkerConfig = ();
+        type Checkpoint = Count;
+        type Logic = NoLogic;
+
+        fn parse_config(_: &[u8]) -> Result<(), ConfigProblem> {
+            Ok(())
+        }
 
         async fn work(&self, _: (), ctx: &mut WorkerCtx<Count>) -> Result<WorkerEnd, Interrupted> {
             let mut n = ctx.restored().map_or(0, |c| c.n);

@@ -13,13 +13,14 @@
 //!   signal, its exit) and the factory that starts tasks by type.
 //! - [`api`]: the job-type API, what a job type implements for its workers ([`api::JobType`]) and what each worker
 //!   incarnation works with ([`api::WorkerCtx`]).
-//! - [`worker`]: the worker runtime, one incarnation from its dispatch to its report; [`linked`]: what it shares
-//!   with the job-master runtime (work run beside the link, the outcome reported).
+//! - [`worker`]: the worker runtime, one incarnation from its dispatch to its report; [`job_master`]: the
+//!   job-master runtime; [`linked`]: what they share (work run beside the link, the outcome reported).
 
 pub mod api;
 pub mod checkpoint;
 pub mod dispatch;
 pub mod host;
+pub mod job_master;
 pub mod link;
 pub mod linked;
 pub mod task;

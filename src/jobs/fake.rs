@@ -136,8 +136,14 @@ pub struct Fake;
 
 impl JobType for Fake {
     const NAME: &'static str = TYPE;
+    type Config = FakeConfig;
     type WorkerConfig = WorkerConfig;
     type Checkpoint = Counter;
+    type Logic = FakeLogic;
+
+    fn parse_config(config: &[u8]) -> Result<FakeConfig, ConfigProblem> {
+        FakeConfig::parse(config)
+    }
 
     /// Counts from the restored checkpoint to the target, one step per tick, checkpointing each step.
     async fn work(&self, config: WorkerConfig, ctx: &mut WorkerCtx<Counter>) -> Result<WorkerEnd, Interrupted> {

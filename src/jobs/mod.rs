@@ -9,28 +9,13 @@
 //! | `fake` | `{"workers": N, "target": T, "tick_ms": I}` | N workers each count to T, one step every I ms, checkpointing |
 
 pub mod fake;
-pub mod fake_run;
-
-use thiserror::Error;
 
 use crate::core::text::quote;
 
 /// The largest configuration a job may carry, in bytes (it is stored with the job and sent with each dispatch).
 pub const CONFIG_MAX_BYTES: usize = 64 * 1024;
 
-/// Why a configuration was refused; `field` names what to fix, JSON-pointer style (`config.workers`).
-#[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[error("{field}: {problem}")]
-pub struct ConfigProblem {
-    pub field: String,
-    pub problem: String,
-}
-
-impl ConfigProblem {
-    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigProblem {
-        ConfigProblem { field: field.into(), problem: problem.into() }
-    }
-}
+pub use crate::framework::api::ConfigProblem;
 
 /// The production task factory: the job masters and workers of every job type this build knows.
 pub struct JobTypes;
@@ -44,7 +29,9 @@ impl crate::framework::task::TaskFactory for JobTypes {
     ) -> crate::framework::task::TaskFuture {
         use crate::framework::task::{TaskExit, TaskKind};
         match (spec.kind, spec.task_type.as_str()) {
-            (TaskKind::JobMaster, fake::TYPE) => Box::pin(fake_run::job_master(env, spec)),
+            (TaskKind::JobMaster, fake::TYPE) => {
+                Box::pin(crate::framework::job_master::run(std::sync::Arc::new(fake::Fake), env, spec))
+            }
             (TaskKind::Worker, fake::TYPE) => {
                 Box::pin(crate::framework::worker::run(std::sync::Arc::new(fake::Fake), env, spec))
             }

@@ -1,7 +1,6 @@
-//! The fake job at work on executors: its job master and its workers, over the framework and the metastore. The
-//! decisions are the job type's ([`super::fake::FakeLogic`], a [`JobLogic`]) and the core's [`Workers`]; this
-//! module moves bytes and timers, and keeps which incarnation of each worker is current, so the logic hears only
-//! about those.
+//! The job-master runtime: one incarnation of a job type's job master, from its dispatch to its report. The
+//! decisions are the job type's ([`JobType::Logic`], a [`JobLogic`]) and the core's [`Workers`]; this module moves
+//! bytes and timers, and keeps which incarnation of each worker is current, so the logic hears only about those.
 //!
 //! Fencing, end to end:
 //! - The leader writes `job-masters/<job>` = the job master's epoch as it starts the incarnation; the job master
@@ -20,19 +19,21 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use super::fake::{Checkpoint, Counter, FakeConfig, FakeLogic, WorkerConfig};
+use std::sync::Arc;
+
+use super::api::JobType;
+use super::checkpoint::{read_until_answered, Stored};
+use super::dispatch::{dispatch, is_definite, schedule};
+use super::host::{Hosting, Issuer};
+use super::link::{Link, LinkSpec, Progress};
+use super::linked::{finish, linked, Outcome};
+use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
+use crate::core::planted::Planted;
 use crate::core::time::Time;
 use crate::core::workers::{Event, WorkerStatus, Workers};
-use crate::framework::checkpoint::read_until_answered;
-use crate::framework::dispatch::{dispatch, is_definite, schedule};
-use crate::framework::host::{Hosting, Issuer};
-use crate::framework::link::{Link, LinkSpec, Progress};
-use crate::framework::linked::{finish, linked, Outcome};
-use crate::framework::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::meta::{keys, Cond, MetaStore, Op};
-use crate::planted::Planted;
 use crate::rpc::pb;
 
 /// How many worker incarnations one job-master incarnation may create.
@@ -49,10 +50,10 @@ fn worker_task(job: &str, name: &WorkerName) -> Result<TaskId, crate::core::ids:
 // The job master.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// A fake job master: recovers its workers from the metastore, starts the missing ones through the leader's
-/// placement and two-phase dispatch, restarts lost ones from their checkpoints, and reports Finished once every
-/// counter reached the target.
-pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
+/// Runs one incarnation of a job master of job type `t`: recovers its workers from the metastore, starts the ones
+/// its logic wants through the leader's placement and two-phase dispatch, restarts lost ones from their
+/// checkpoints, and reports how the job ended once the logic says so.
+pub async fn run<T: JobType>(_t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     let meta = env.metastore().await;
     let mut addresses = vec![spec.master_address.clone()];
     addresses.extend(env.join.iter().filter(|a| **a != spec.master_address).cloned());
@@ -69,7 +70,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
         env.confirmed,
     );
     link.plant(env.plants());
-    let config = match FakeConfig::parse(&spec.task_config) {
+    let config = match T::parse_config(&spec.task_config) {
         Ok(c) => c,
         Err(e) => return finish(&mut link, Outcome::Failed(format!("job configuration: {e}"))).await,
     };
@@ -79,8 +80,8 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     let progress = link.progress();
     let drain = env.clone();
     let (task, epoch) = (spec.task_id.clone(), spec.epoch);
-    // A draining executor stops its job masters where they are: a fake job master's state is all in the
-    // metastore (its workers' records and checkpoints), so the next incarnation recovers it whole.
+    // A draining executor stops its job masters where they are: a job master's state is all in the metastore (its
+    // workers' records and checkpoints), so the next incarnation recovers it whole.
     let outcome = tokio::select! {
         biased;
         _ = drain.draining() => {
@@ -88,7 +89,7 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
             Outcome::Stopped
         }
         outcome = linked(&mut link, |cancel| async move {
-            let mut jm = match JobMaster::recover(env, meta, &spec, config).await {
+            let mut jm = match JobMaster::<T>::recover(env, meta, &spec, config).await {
                 Ok(jm) => jm,
                 Err(outcome) => return outcome,
             };
@@ -98,14 +99,14 @@ pub async fn job_master(mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     finish(&mut link, outcome).await
 }
 
-struct JobMaster {
+struct JobMaster<T: JobType> {
     env: TaskEnv,
     meta: MetaStore,
     job: String,
     epoch: Epoch,
     spec: TaskSpec,
     fence: Cond,
-    logic: FakeLogic,
+    logic: T::Logic,
     /// Each worker's current incarnation, while it may run: the logic hears only about these.
     live: BTreeMap<WorkerName, Epoch>,
     hosting: Hosting,
@@ -117,14 +118,19 @@ struct JobMaster {
     scheduler: usize,
 }
 
-impl JobMaster {
+impl<T: JobType> JobMaster<T> {
     /// Reads the job's workers and checkpoints and starts hosting its workers' messages: the incarnations
     /// recorded and not done are awaited for the recovery window; the others start from their checkpoints.
-    async fn recover(env: TaskEnv, meta: MetaStore, spec: &TaskSpec, config: FakeConfig) -> Result<JobMaster, Outcome> {
+    async fn recover(
+        env: TaskEnv,
+        meta: MetaStore,
+        spec: &TaskSpec,
+        config: T::Config,
+    ) -> Result<JobMaster<T>, Outcome> {
         let job = spec.job_id.clone();
         let epoch = spec.epoch;
         let (owner, records, checkpoints) = loop {
-            match read_job(&meta, &job).await {
+            match read_job::<T::Checkpoint>(&meta, &job).await {
                 Ok(r) => break r,
                 Err(e) => {
                     debug!(job, "reading the job's state: {e}; retrying");
@@ -136,8 +142,8 @@ impl JobMaster {
             info!(job, epoch = epoch.0, ?owner, "another job-master incarnation owns the job: stopping");
             return Err(Outcome::Stale);
         }
-        let states = checkpoints.iter().map(|(name, c)| (name.clone(), c.state)).collect();
-        let logic = FakeLogic::recover(config, &states);
+        let states = checkpoints.iter().map(|(name, c)| (name.clone(), c.state.clone())).collect();
+        let logic = T::Logic::recover(config, &states);
         let wanted: BTreeSet<WorkerName> = logic.wanted().into_iter().collect();
         let mut live = BTreeMap::new();
         let mut expected = vec![];
@@ -287,7 +293,7 @@ impl JobMaster {
     /// Incarnation `epoch` of worker `name` is gone: if it was the current one, the logic hears of it with the
     /// checkpoint read back, and the worker restarts from there while it is wanted.
     async fn lost(&mut self, name: &WorkerName, epoch: Epoch, why: EndedWhy) {
-        let checkpoint = match read_until_answered::<Counter>(&self.meta, &self.job, name.as_str()).await {
+        let checkpoint = match read_until_answered::<T::Checkpoint>(&self.meta, &self.job, name.as_str()).await {
             Ok(c) => c.map(|c| c.state),
             Err(e) => {
                 warn!(job = %self.job, "{e}; restarting the worker from what this job master saw");
@@ -345,7 +351,7 @@ impl JobMaster {
         };
         let epoch = Epoch(epoch);
         let timeout = self.env.rpc_timeout;
-        let again = |jm: &mut JobMaster, name: WorkerName| {
+        let again = |jm: &mut JobMaster<T>, name: WorkerName| {
             let at = jm.env.clock.now() + RETRY;
             jm.retry.insert(name, at);
             None
@@ -395,11 +401,11 @@ impl JobMaster {
             return again(self, name);
         }
         self.live.insert(name.clone(), epoch);
-        let config: WorkerConfig = worker.config;
+        let config: T::WorkerConfig = worker.config;
         let pre = pb::PreDispatchTaskRequest {
             task_id: task.as_str().to_owned(),
             kind: pb::TaskKind::Worker as i32,
-            task_type: super::fake::TYPE.to_owned(),
+            task_type: T::NAME.to_owned(),
             task_config: serde_json::to_vec(&config).unwrap_or_default(),
             job_id: self.job.clone(),
             epoch: epoch.0,
@@ -460,10 +466,10 @@ type Records = BTreeMap<WorkerName, Epoch>;
 
 /// The job's owner epoch, its worker records (name → epoch) and checkpoints (name → checkpoint). Keys whose last
 /// segment is not a worker name are passed over.
-async fn read_job(
+async fn read_job<S: serde::de::DeserializeOwned>(
     meta: &MetaStore,
     job: &str,
-) -> Result<(Option<u64>, Records, BTreeMap<WorkerName, Checkpoint>), String> {
+) -> Result<(Option<u64>, Records, BTreeMap<WorkerName, Stored<S>>), String> {
     let owner = match meta.get(&keys::job_master(job)).await.map_err(|e| e.to_string())? {
         Some(v) => Some(crate::meta::parse_counter(&keys::job_master(job), &v).map_err(|e| e.to_string())?),
         None => None,
@@ -479,7 +485,7 @@ async fn read_job(
     let prefix = keys::checkpoints_prefix(job);
     for (key, value) in meta.list(&prefix).await.map_err(|e| e.to_string())? {
         let Ok(name) = WorkerName::parse(key.rsplit('/').next().unwrap_or_default()) else { continue };
-        let c: Checkpoint = serde_json::from_slice(&value).map_err(|e| format!("{key}: {e}"))?;
+        let c: Stored<S> = serde_json::from_slice(&value).map_err(|e| format!("{key}: {e}"))?;
         checkpoints.insert(name, c);
     }
     Ok((owner, records, checkpoints))
@@ -487,12 +493,127 @@ async fn read_job(
 
 #[cfg(test)]
 mod tests {
-    use super::super::fake::worker_name;
+    use std::sync::Mutex;
+    use std::time::Duration;
+
     use super::*;
+    use crate::core::job_master::WorkerSpec;
+    use crate::core::timing::HeartbeatTiming;
+    use crate::core::workers::LostReason;
+    use crate::framework::api::{ConfigProblem, Interrupted, WorkerCtx, WorkerEnd};
+
+    type Heard = Arc<Mutex<Vec<String>>>;
+
+    /// A logic of one worker, w0, that writes down what it hears.
+    struct Listening {
+        heard: Heard,
+    }
+
+    impl JobLogic for Listening {
+        type Config = Heard;
+        type WorkerConfig = ();
+        type Checkpoint = ();
+        fn recover(heard: Heard, _: &BTreeMap<WorkerName, ()>) -> Listening {
+            Listening { heard }
+        }
+        fn wanted(&self) -> Vec<WorkerName> {
+            vec![WorkerName::parse("w0").unwrap()]
+        }
+        fn worker(&self, name: &WorkerName) -> Option<WorkerSpec<()>> {
+            (name.as_str() == "w0").then(|| WorkerSpec::new(()))
+        }
+        fn on_event(&mut self, _: Time, event: WorkerEvent<'_, ()>) {
+            let text = match event {
+                WorkerEvent::Online { name } => format!("{name} online"),
+                WorkerEvent::Finished { name } => format!("{name} finished"),
+                WorkerEvent::Ended { name, why, .. } => format!("{name} ended: {why:?}"),
+            };
+            self.heard.lock().unwrap().push(text);
+        }
+        fn verdict(&self) -> Verdict {
+            Verdict::Running
+        }
+        fn progress(&self, _: &dyn LiveProgress) -> String {
+            String::new()
+        }
+    }
+
+    struct Listen;
+
+    impl JobType for Listen {
+        const NAME: &'static str = "listen";
+        type Config = Heard;
+        type WorkerConfig = ();
+        type Checkpoint = ();
+        type Logic = Listening;
+        fn parse_config(_: &[u8]) -> Result<Heard, ConfigProblem> {
+            Ok(Heard::default())
+        }
+        async fn work(&self, _: (), _: &mut WorkerCtx<()>) -> Result<WorkerEnd, Interrupted> {
+            Ok(WorkerEnd::Finished)
+        }
+    }
+
+    /// The logic never hears about a worker incarnation that is not the current one: a late report of an older
+    /// incarnation (its finish, its coming online, its loss) is the runtime's to drop, so that a job type never
+    /// needs epochs. Only the current incarnation's events reach it.
+    #[tokio::test]
+    async fn events_about_an_older_incarnation_never_reach_the_logic() {
+        let meta = MetaStore::embedded("test", None).unwrap();
+        let owner = Op::Put { key: keys::job_master("j"), value: b"1".to_vec(), lease: None };
+        assert!(meta.txn(&[], &[owner]).await.unwrap());
+        let env = TaskEnv::for_test(meta.clone(), None);
+        let second = Duration::from_secs(1);
+        let spec = TaskSpec {
+            task_id: TaskId::parse("j").unwrap(),
+            kind: crate::core::registry::TaskKind::JobMaster,
+            task_type: "listen".into(),
+            task_config: vec![],
+            job_id: "j".into(),
+            epoch: Epoch(1),
+            master_id: "leader".into(),
+            master_address: "127.0.0.1:1".into(),
+            master_epoch: Epoch(1),
+            leader_epoch: crate::core::ids::LeaderEpoch(1),
+            request_id: "r".into(),
+            cost: 1,
+            timing: HeartbeatTiming {
+                interval: second,
+                timeout: second,
+                self_fence: 3 * second,
+                offline_ttl: 5 * second,
+            },
+            executor: crate::core::ids::ExecutorId(1),
+        };
+        let heard = Heard::default();
+        let mut jm = match JobMaster::<Listen>::recover(env, meta, &spec, heard.clone()).await {
+            Ok(jm) => jm,
+            Err(outcome) => panic!("{outcome:?}"),
+        };
+        let task = TaskId::parse("j/w0").unwrap();
+        let (old, current) = (Epoch(1_000_001), Epoch(1_000_002));
+        jm.live.insert(WorkerName::parse("w0").unwrap(), current);
+        let events = [
+            Event::Online { task: task.clone(), epoch: old },
+            Event::Exited { task: task.clone(), epoch: old, status: WorkerStatus::Finished },
+            Event::Exited { task: task.clone(), epoch: old, status: WorkerStatus::Stopped },
+            Event::Lost { task: task.clone(), epoch: old, reason: LostReason::Silent },
+        ];
+        for ev in events {
+            assert_eq!(jm.on_event(ev).await, None);
+        }
+        assert!(heard.lock().unwrap().is_empty(), "heard about an older incarnation: {:?}", heard.lock().unwrap());
+        assert_eq!(jm.on_event(Event::Online { task: task.clone(), epoch: current }).await, None);
+        let finished = Event::Exited { task: task.clone(), epoch: current, status: WorkerStatus::Finished };
+        assert_eq!(jm.on_event(finished).await, None);
+        assert_eq!(*heard.lock().unwrap(), ["w0 online", "w0 finished"]);
+        assert!(jm.live.is_empty(), "a finished worker has no current incarnation");
+    }
 
     #[test]
     fn worker_tasks_are_named_in_their_job() {
-        assert_eq!(worker_task("job-1", &worker_name(3)).map(|t| t.to_string()), Ok("job-1/w3".to_owned()));
-        assert!(worker_task("not a job", &worker_name(3)).is_err());
+        let w3 = WorkerName::parse("w3").unwrap();
+        assert_eq!(worker_task("job-1", &w3).map(|t| t.to_string()), Ok("job-1/w3".to_owned()));
+        assert!(worker_task("not a job", &w3).is_err());
     }
 }
