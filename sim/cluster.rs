@@ -1,5 +1,5 @@
 //! A simulated cluster of real `foreman` nodes: one etcd node, N masters, M executors running the production job
-//! types (`foreman::jobs::JobTypes`), and a client node. Everything nodes see is reported to one [`Recorder`]
+//! types (`foreman::jobs::builtin()`), and a client node. Everything nodes see is reported to one [`Recorder`]
 //! handed to them here, never through a global.
 //!
 //! Addresses: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at 10.0.2.(i+1):10250, the client at
@@ -198,7 +198,7 @@ pub struct ExecutorNode {
 /// What the executors run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Tasks {
-    /// The production job types (`foreman::jobs::JobTypes`).
+    /// The production job types (`foreman::jobs::builtin()`).
     Jobs,
     /// The test factory whose tasks sleep (`foreman::executor::sleep::SleepTasks`, an hour unless told).
     Sleep,
@@ -342,7 +342,7 @@ impl Cluster {
                         let observer: ExecutorObserver =
                             Arc::new(move |node: &str, o: ExecutorObservation| rec.record(node, Seen::Exec(o)));
                         let factory: Arc<dyn foreman::executor::TaskFactory> = match tasks {
-                            Tasks::Jobs => Arc::new(foreman::jobs::JobTypes),
+                            Tasks::Jobs => Arc::new(foreman::jobs::builtin()),
                             Tasks::Sleep => Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) }),
                         };
                         let clock = foreman::clock::Clock::start_on(&dial);

@@ -205,7 +205,7 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
     let mut executor_tasks = Vec::new();
     for cfg in &layout.executors {
         let addr: SocketAddr = cfg.addr.parse().map_err(|e| StandaloneError::Config(format!("{}: {e}", cfg.addr)))?;
-        let e = Executor::new(cfg.clone(), Arc::new(crate::jobs::JobTypes), None);
+        let e = Executor::new(cfg.clone(), Arc::new(crate::jobs::builtin()), None);
         e.use_metastore(store.clone());
         let mut stopping = executors_stopping.clone();
         let name = cfg.name.clone();

@@ -1,5 +1,5 @@
 //! `foreman executor`: loads and validates the configuration, then registers with the masters and serves until
-//! Ctrl-C, running the job masters and workers of every job type this build knows ([`crate::jobs::JobTypes`]).
+//! Ctrl-C, running the job masters and workers of every job type this build knows ([`crate::jobs::builtin`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10340"),
     })?;
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
-    let e = Executor::new(cfg, Arc::new(crate::jobs::JobTypes), None);
+    let e = Executor::new(cfg, Arc::new(crate::jobs::builtin()), None);
     let shutdown = async {
         let signal = crate::shutdown::requested().await;
         info!("{signal}: draining (no new tasks; running tasks stop at a checkpoint), deregistering, exiting");

@@ -15,6 +15,8 @@
 //!   incarnation works with ([`api::WorkerCtx`]).
 //! - [`worker`]: the worker runtime, one incarnation from its dispatch to its report; [`job_master`]: the
 //!   job-master runtime; [`linked`]: what they share (work run beside the link, the outcome reported).
+//! - [`types`]: the job types of a build by name ([`types::JobTypes`]): the task factory an executor starts tasks
+//!   from, and the configuration check a master refuses a job with.
 
 pub mod api;
 pub mod checkpoint;
@@ -24,6 +26,7 @@ pub mod job_master;
 pub mod link;
 pub mod linked;
 pub mod task;
+pub mod types;
 pub mod worker;
 
 /// The most bytes of a progress text (`WorkerHeartbeatRequest.progress`, `ReportWorkerStatusRequest.progress`).

@@ -1,8 +1,8 @@
 //! Job types: what a job's `type` and `config` mean.
 //!
-//! The job manager only needs a job type to check a configuration at `CreateJob`, so that a job that can never
-//! run is refused with the field to fix instead of failing on an executor later. The types' job masters and
-//! workers (what runs on executors) live with each type.
+//! Each is a [`crate::framework::api::JobType`]: its configuration (checked at `CreateJob`, so that a job that can
+//! never run is refused with the field to fix instead of failing on an executor later), its job master's decisions
+//! and its workers' work. [`builtin`] is the registry an executor starts tasks from and a master checks jobs with.
 //!
 //! | type | config | what it does |
 //! |---|---|---|
@@ -10,62 +10,12 @@
 
 pub mod fake;
 
-use crate::core::text::quote;
-
-/// The largest configuration a job may carry, in bytes (it is stored with the job and sent with each dispatch).
-pub const CONFIG_MAX_BYTES: usize = 64 * 1024;
-
 pub use crate::framework::api::ConfigProblem;
+pub use crate::framework::types::{JobTypes, CONFIG_MAX_BYTES};
 
-/// The production task factory: the job masters and workers of every job type this build knows.
-pub struct JobTypes;
-
-impl crate::framework::task::TaskFactory for JobTypes {
-    fn start(
-        &self,
-        env: crate::framework::task::TaskEnv,
-        spec: crate::framework::task::TaskSpec,
-        _stop: crate::framework::task::StopSignal,
-    ) -> crate::framework::task::TaskFuture {
-        use crate::framework::task::{TaskExit, TaskKind};
-        match (spec.kind, spec.task_type.as_str()) {
-            (TaskKind::JobMaster, fake::TYPE) => {
-                Box::pin(crate::framework::job_master::run(std::sync::Arc::new(fake::Fake), env, spec))
-            }
-            (TaskKind::Worker, fake::TYPE) => {
-                Box::pin(crate::framework::worker::run(std::sync::Arc::new(fake::Fake), env, spec))
-            }
-            (_, other) => {
-                let why = format!(
-                    "{} is not a job type this executor runs; known: {}",
-                    crate::core::text::quote(other),
-                    TYPES.join(", ")
-                );
-                Box::pin(async move { TaskExit::Failed(why) })
-            }
-        }
-    }
-}
-
-/// The job types this build knows, in name order.
-pub const TYPES: &[&str] = &[fake::TYPE];
-
-/// Checks a job's type and configuration as `CreateJob` receives them.
-pub fn validate(job_type: &str, config: &[u8]) -> Result<(), ConfigProblem> {
-    if config.len() > CONFIG_MAX_BYTES {
-        return Err(ConfigProblem::new(
-            "config",
-            format!("is {} bytes; at most {CONFIG_MAX_BYTES} are allowed", config.len()),
-        ));
-    }
-    match job_type {
-        fake::TYPE => fake::FakeConfig::parse(config).map(|_| ()),
-        "" => Err(ConfigProblem::new("type", format!("is required; known types: {}", TYPES.join(", ")))),
-        other => {
-            let known = TYPES.join(", ");
-            Err(ConfigProblem::new("type", format!("{} is not a known job type; known: {known}", quote(other))))
-        }
-    }
+/// The job types this build runs: what an executor starts and a master accepts.
+pub fn builtin() -> JobTypes {
+    JobTypes::new().with(fake::Fake).expect("the built-in job types have distinct names")
 }
 
 #[cfg(test)]
@@ -82,10 +32,18 @@ mod tests {
             ("fake", b"not json", "config"),
             ("fake", br#"{"workers": 0, "target": 1, "tick_ms": 1}"#, "config.workers"),
         ];
+        let types = builtin();
         for (ty, config, field) in table {
-            let e = validate(ty, config).unwrap_err();
+            let e = types.validate(ty, config).unwrap_err();
             assert_eq!(e.field, *field, "{ty}: {e}");
         }
-        assert_eq!(validate("fake", br#"{"workers": 2, "target": 10, "tick_ms": 100}"#), Ok(()));
+        assert_eq!(types.validate("fake", br#"{"workers": 2, "target": 10, "tick_ms": 100}"#), Ok(()));
+        assert_eq!(
+            types.validate("spark", b"{}").unwrap_err().problem,
+            "\"spark\" is not a known job type; known: fake"
+        );
+        assert_eq!(types.validate("", b"{}").unwrap_err().problem, "is required; known types: fake");
+        assert_eq!(types.names(), ["fake"]);
+        assert_eq!(builtin().with(fake::Fake).err(), Some(crate::framework::types::DuplicateType("fake")));
     }
 }

@@ -189,6 +189,8 @@ pub struct Master {
     planted: Option<crate::planted::Planted>,
     /// The simulation's fault points (`crate::buggify`); off, and inert in the production build.
     pub(crate) fault_points: crate::buggify::FaultPoints,
+    /// The job types it accepts jobs of (their configurations are checked at `CreateJob`).
+    pub(crate) job_types: crate::jobs::JobTypes,
 }
 
 impl Master {
@@ -217,7 +219,19 @@ impl Master {
             store,
             planted: None,
             fault_points: Default::default(),
+            job_types: crate::jobs::builtin(),
         })
+    }
+
+    /// The same master accepting jobs of `types` (by default [`crate::jobs::builtin`]). Call it on a fresh master.
+    pub fn with_job_types(self: Arc<Master>, types: crate::jobs::JobTypes) -> Arc<Master> {
+        match Arc::try_unwrap(self) {
+            Ok(mut m) => {
+                m.job_types = types;
+                Arc::new(m)
+            }
+            Err(m) => m,
+        }
     }
 
     /// The same master with the run's fault-point switch (simulation build only). Call it on a fresh master.

@@ -284,9 +284,8 @@ fn request_id(r: &str) -> Result<String, Status> {
     Ok(r.to_owned())
 }
 
-fn job_spec(job: &pb::Job) -> Result<JobSpec, Status> {
-    crate::jobs::validate(&job.r#type, &job.config)
-        .map_err(|p| invalid_argument(&format!("job.{}", p.field), &p.problem))?;
+fn job_spec(types: &crate::jobs::JobTypes, job: &pb::Job) -> Result<JobSpec, Status> {
+    types.validate(&job.r#type, &job.config).map_err(|p| invalid_argument(&format!("job.{}", p.field), &p.problem))?;
     let config = String::from_utf8(job.config.clone()).map_err(|_| invalid_argument("job.config", "is not UTF-8"))?;
     Ok(JobSpec {
         job_type: job.r#type.clone(),
@@ -304,7 +303,7 @@ impl pb::job_manager_server::JobManager for MasterService {
             let r = req.into_inner();
             let Some(job) = r.job else { return Err(invalid_argument("job", "is required")) };
             let id = if job.id.is_empty() { None } else { Some(convert::job_id("job.id", &job.id)?) };
-            let spec = JobSpec { request: request_id(&r.request_id)?, ..job_spec(&job)? };
+            let spec = JobSpec { request: request_id(&r.request_id)?, ..job_spec(&self.m.job_types, &job)? };
             Ok(Response::new(self.m.create_job(id, spec).await?))
         })
     }
