@@ -1301,7 +1301,7 @@ impl Harness {
                 let id = self.pick_job(*job);
                 let status = match status {
                     0 => WorkerStatus::Finished,
-                    1 => WorkerStatus::Failed { message: "boom".into() },
+                    1 => WorkerStatus::Failed { message: "boom".into(), retryable: false },
                     _ => WorkerStatus::Canceled,
                 };
                 match self.newest_master(&id, |jm| jm.alive) {

@@ -142,7 +142,7 @@ fn status(i: u8) -> WorkerStatus {
         0 => WorkerStatus::Running,
         1 => WorkerStatus::Finished,
         2 => WorkerStatus::Canceled,
-        _ => WorkerStatus::Failed { message: "boom".into() },
+        _ => WorkerStatus::Failed { message: "boom".into(), retryable: false },
     }
 }
 

@@ -48,6 +48,8 @@ pub enum EndedWhy {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WorkerError {
     pub message: String,
+    /// Whether running the worker again may help.
+    pub retryable: bool,
 }
 
 /// An event about a worker's current incarnation.

@@ -40,6 +40,9 @@ pub enum WorkerStatus {
     Canceled,
     Failed {
         message: String,
+        /// Whether running it again may help (see `WorkerStatus.retryable` on the wire).
+        #[serde(default)]
+        retryable: bool,
     },
     /// Stopped at a checkpoint by its executor, which is leaving: not finished; start it again.
     Stopped,
@@ -744,7 +747,7 @@ mod tests {
             w.on_dispatched(ms(1), &t("a"), Epoch(4)),
             Err(WorkersError::StillLive { task: t("a"), epoch: Epoch(3) })
         );
-        w.on_status(ms(5), &msg("a", 5, 3), WorkerStatus::Failed { message: "x".into() });
+        w.on_status(ms(5), &msg("a", 5, 3), WorkerStatus::Failed { message: "x".into(), retryable: false });
         assert_eq!(
             w.on_dispatched(ms(6), &t("a"), Epoch(3)),
             Err(WorkersError::EpochNotNewer { task: t("a"), new: Epoch(3), last: Epoch(3) })

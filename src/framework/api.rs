@@ -21,6 +21,7 @@ use super::task::TaskEnv;
 use crate::clock::Clock;
 use crate::core::ids::{Epoch, JobId, WorkerName};
 use crate::core::job_master::JobLogic;
+pub use crate::core::job_master::WorkerError;
 
 pub use super::checkpoint::Saved;
 
@@ -75,8 +76,8 @@ pub enum WorkerEnd {
     /// Its executor drains ([`WorkerCtx::is_draining`]) and it stopped after its last checkpoint: the runtime marks
     /// the checkpoint stopped, and its job master starts it again elsewhere at once.
     Drained,
-    /// It cannot go on; its job fails with `message`.
-    Failed(String),
+    /// It cannot go on: its job master hears why, and whether running it again may help.
+    Failed(WorkerError),
 }
 
 /// Why the work must end at once: a fenced write was refused, or a state could not be stored.

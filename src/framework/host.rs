@@ -287,7 +287,7 @@ pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Statu
                     format!("is {} bytes; at most {} are allowed", s.error_message.len(), super::ERROR_MESSAGE_MAX),
                 ));
             }
-            WorkerStatus::Failed { message: s.error_message.clone() }
+            WorkerStatus::Failed { message: s.error_message.clone(), retryable: s.retryable }
         }
         Ok(pb::WorkerState::Stopped) => WorkerStatus::Stopped,
         _ => return Err(invalid_argument("status.state", format!("{} is not a worker state", s.state))),
@@ -371,6 +371,29 @@ mod tests {
         drop(new);
         assert!(host.get("j").is_none());
         assert_eq!(answer(&host, "j", &msg("j/w0", 70), "").0.verdict, Verdict::StaleWorker);
+    }
+
+    #[test]
+    fn a_failed_status_says_whether_running_the_worker_again_may_help() {
+        let failed = |retryable| pb::WorkerStatus {
+            state: pb::WorkerState::Failed as i32,
+            error_message: "disk full".into(),
+            retryable,
+            ..Default::default()
+        };
+        for retryable in [false, true] {
+            let got = worker_status(Some(&failed(retryable))).unwrap();
+            assert_eq!(got, WorkerStatus::Failed { message: "disk full".into(), retryable });
+        }
+        // A sender from before the field says nothing of it: not retryable.
+        let old = pb::WorkerStatus { state: pb::WorkerState::Failed as i32, ..Default::default() };
+        assert_eq!(
+            worker_status(Some(&old)).unwrap(),
+            WorkerStatus::Failed { message: String::new(), retryable: false }
+        );
+        // Recorded statuses from before the field read it as false too.
+        let stored: WorkerStatus = serde_json::from_str(r#"{"Failed":{"message":"x"}}"#).unwrap();
+        assert_eq!(stored, WorkerStatus::Failed { message: "x".into(), retryable: false });
     }
 
     #[test]

@@ -261,9 +261,9 @@ impl<T: JobType> JobMaster<T> {
                             debug!(job = %self.job, %task, epoch = epoch.0, "finished report of a past incarnation");
                         }
                     }
-                    WorkerStatus::Failed { message } => {
+                    WorkerStatus::Failed { message, retryable } => {
                         let now = self.env.clock.now();
-                        let error = WorkerError { message };
+                        let error = WorkerError { message, retryable };
                         return match self.logic.on_failed(now, &name, &error) {
                             OnFailure::FailJob => {
                                 Some(Outcome::Failed(format!("worker {task} failed: {}", error.message)))

@@ -46,7 +46,11 @@ pub enum LinkEnd {
 pub enum Report {
     Finished,
     Canceled,
-    Failed(String),
+    /// It cannot go on; `retryable` when running it again may help.
+    Failed {
+        message: String,
+        retryable: bool,
+    },
     /// Stopped at a checkpoint because the executor is leaving; not finished.
     Stopped,
 }
@@ -249,11 +253,13 @@ impl Link {
     /// the pause before the next) races the fence deadline: a task whose fence passed while a report was on its
     /// way (its process paused, say) stops at once instead of when that call gives up.
     pub async fn report(&mut self, report: Report) -> Result<(), LinkEnd> {
-        let (state, message) = match &report {
-            Report::Finished => (pb::WorkerState::Finished, String::new()),
-            Report::Canceled => (pb::WorkerState::Canceled, String::new()),
-            Report::Failed(m) => (pb::WorkerState::Failed, super::error_message_text(m)),
-            Report::Stopped => (pb::WorkerState::Stopped, String::new()),
+        let (state, message, retryable) = match &report {
+            Report::Finished => (pb::WorkerState::Finished, String::new(), false),
+            Report::Canceled => (pb::WorkerState::Canceled, String::new(), false),
+            Report::Failed { message, retryable } => {
+                (pb::WorkerState::Failed, super::error_message_text(message), *retryable)
+            }
+            Report::Stopped => (pb::WorkerState::Stopped, String::new(), false),
         };
         loop {
             if self.is_fenced(self.clock.now()) {
@@ -263,7 +269,7 @@ impl Link {
             let attempt = tokio::select! {
                 biased;
                 _ = clock.sleep_until(deadline) => None,
-                done = self.report_once(state, &message) => done,
+                done = self.report_once(state, &message, retryable) => done,
             };
             if let Some(done) = attempt {
                 return done;
@@ -272,7 +278,12 @@ impl Link {
     }
 
     /// One attempt of [`Self::report`], then the pause before the next: `Some` when the report is settled.
-    async fn report_once(&mut self, state: pb::WorkerState, message: &str) -> Option<Result<(), LinkEnd>> {
+    async fn report_once(
+        &mut self,
+        state: pb::WorkerState,
+        message: &str,
+        retryable: bool,
+    ) -> Option<Result<(), LinkEnd>> {
         if let Some(mut client) = self.client().await {
             let req = pb::ReportWorkerStatusRequest {
                 master_id: self.spec.master_id.clone(),
@@ -283,6 +294,7 @@ impl Link {
                     state: state as i32,
                     error_message: message.to_owned(),
                     detail: vec![],
+                    retryable,
                 }),
                 progress: self.progress.get(),
             };

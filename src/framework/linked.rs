@@ -12,6 +12,8 @@ pub enum Outcome {
     Finished,
     Canceled,
     Failed(String),
+    /// It failed, and running it again may help.
+    FailedRetryable(String),
     /// Someone newer exists (told so, or a fenced write was refused).
     Stale,
     Fenced,
@@ -48,7 +50,10 @@ pub async fn finish(link: &mut Link, outcome: Outcome) -> TaskExit {
     let (report, exit) = match outcome {
         Outcome::Finished => (Report::Finished, TaskExit::Finished),
         Outcome::Canceled => (Report::Canceled, TaskExit::Canceled),
-        Outcome::Failed(m) => (Report::Failed(m.clone()), TaskExit::Failed(m)),
+        Outcome::Failed(m) => (Report::Failed { message: m.clone(), retryable: false }, TaskExit::Failed(m)),
+        Outcome::FailedRetryable(m) => {
+            (Report::Failed { message: m.clone(), retryable: true }, TaskExit::FailedRetryable(m))
+        }
         Outcome::Stopped => (Report::Stopped, TaskExit::Stopped),
         Outcome::Stale => return TaskExit::Stale,
         Outcome::Fenced => return TaskExit::Fenced,

@@ -24,6 +24,8 @@ pub enum TaskExit {
     /// It was asked to cancel, and did.
     Canceled,
     Failed(String),
+    /// It failed, and running it again may help (logged as `failed` too).
+    FailedRetryable(String),
     /// No acknowledged heartbeat from its master for the self-fence time: it stopped itself.
     Fenced,
     /// Its master told it that it is stale (a newer incarnation exists, or it was never accepted).
@@ -52,7 +54,7 @@ impl std::fmt::Display for StopWhy {
         f.write_str(match self {
             StopWhy::Exited(TaskExit::Finished) => "finished",
             StopWhy::Exited(TaskExit::Canceled) => "canceled",
-            StopWhy::Exited(TaskExit::Failed(_)) => "failed",
+            StopWhy::Exited(TaskExit::Failed(_) | TaskExit::FailedRetryable(_)) => "failed",
             StopWhy::Exited(TaskExit::Fenced) => "fenced",
             StopWhy::Exited(TaskExit::Stale) => "stale",
             StopWhy::Exited(TaskExit::Stopped) => "stopped",

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use super::api::{Interrupted, JobType, WorkerCtx, WorkerEnd};
+use super::api::{Interrupted, JobType, WorkerCtx, WorkerEnd, WorkerError};
 use super::checkpoint::{Checkpoints, SaveError};
 use super::link::{Link, LinkEnd, LinkSpec};
 use super::linked::{finish, keep_linked, Outcome};
@@ -27,13 +27,6 @@ fn split_task(task: &TaskId) -> Option<(JobId, WorkerName)> {
 
 /// Runs one incarnation of a worker of job type `t`.
 pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
-    let config: T::WorkerConfig = match serde_json::from_slice(&spec.task_config) {
-        Ok(c) => c,
-        Err(e) => return TaskExit::Failed(format!("task_config: {e} (the configuration of a {} worker)", T::NAME)),
-    };
-    let Some((job, name)) = split_task(&spec.task_id) else {
-        return TaskExit::Failed(format!("{} is not a worker task id (<job>/<worker>)", spec.task_id));
-    };
     let meta = env.metastore().await;
     let mut link = Link::new(
         LinkSpec {
@@ -54,6 +47,19 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
     if let Some(end) = link.until_live().await {
         return finish(&mut link, end.into()).await;
     }
+    // Checked once live, so that its job master hears why (a terminal failure) instead of losing it after its TTL
+    // and starting it again, for ever.
+    let config: T::WorkerConfig = match serde_json::from_slice(&spec.task_config) {
+        Ok(c) => c,
+        Err(e) => {
+            let why = format!("task_config: {e} (the configuration of a {} worker)", T::NAME);
+            return finish(&mut link, Outcome::Failed(why)).await;
+        }
+    };
+    let Some((job, name)) = split_task(&spec.task_id) else {
+        let why = format!("{} is not a worker task id (<job>/<worker>)", spec.task_id);
+        return finish(&mut link, Outcome::Failed(why)).await;
+    };
     let progress = link.progress();
     let (cancel_tx, cancel) = watch::channel(false);
     let work = async {
@@ -80,7 +86,8 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         match end {
             WorkerEnd::Finished => Outcome::Finished,
             WorkerEnd::Canceled => Outcome::Canceled,
-            WorkerEnd::Failed(m) => Outcome::Failed(m),
+            WorkerEnd::Failed(WorkerError { message, retryable: false }) => Outcome::Failed(message),
+            WorkerEnd::Failed(WorkerError { message, retryable: true }) => Outcome::FailedRetryable(message),
             // Only between steps: every step taken is checkpointed and none is in flight. The last checkpoint says
             // this incarnation stopped (best effort: without it, a recovering job master waits for it to check in).
             WorkerEnd::Drained => match ctx.checkpoints.mark_stopped(&ctx.env).await {

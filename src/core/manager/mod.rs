@@ -1126,7 +1126,7 @@ impl Manager {
         let outcome_of = |status: &WorkerStatus| match status {
             WorkerStatus::Finished => Some(ExitOutcome::Finished),
             WorkerStatus::Canceled => Some(ExitOutcome::Canceled),
-            WorkerStatus::Failed { message } => Some(ExitOutcome::Failed { message: message.clone() }),
+            WorkerStatus::Failed { message, .. } => Some(ExitOutcome::Failed { message: message.clone() }),
             WorkerStatus::Running | WorkerStatus::Stopped => None,
         };
         let mut records = vec![];
