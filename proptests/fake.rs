@@ -41,7 +41,7 @@ fn cp(counter: u64) -> Counter {
 }
 
 fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
-    let cfg = FakeConfig { workers, target, tick_ms: 1 };
+    let cfg = FakeConfig::counting(workers, target, 1);
     let mut m = FakeLogic::recover(cfg.clone(), &BTreeMap::new());
     // The model: per worker, the counter it would start from (the target once done).
     let mut counter = vec![0u64; workers as usize];

@@ -45,7 +45,7 @@ pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted
     // Past the first incarnation's loss (15 s), the backoff and the second one's whole run.
     let stall = Duration::from_millis(madsim::rand::thread_rng().gen_range(26_000..=45_000));
     c.executors[0].points.hold(0, Point::ConfirmReceived, stall, false);
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 1, target: 40, tick_ms: 100 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 40, 100))];
     create(&c, &jobs).await;
     // The stalled confirmation is judged, and whatever it started has had time to show.
     tokio::time::sleep(stall + Duration::from_secs(5)).await;
@@ -75,7 +75,7 @@ async fn stale_confirmation_judged_after_a_newer_incarnation_ran() {
 pub async fn executor_told_offline_by_a_fast_leader_clock_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(1, 2, planted).await;
     let l = leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 1, target: 300, tick_ms: 100 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 300, 100))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     let e = 1 - job_master_host(&c, &running["job-0"]).await;

@@ -53,7 +53,7 @@ pub async fn job_master_host_paused_past_its_successor_run(planted: Option<Plant
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
     let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
     leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 3, target: 300, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(3, 300, 150))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     let host = job_master_host(&c, &running["job-0"]).await;
@@ -146,7 +146,7 @@ pub async fn job_master_records_land_after_its_successors_run(planted: Option<Pl
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
     let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
     leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 6, target: 300, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(6, 300, 150))];
     create(&c, &jobs).await;
     let host = job_master_started_on(&c, "job-0", 1).await;
     // While it reads the job and starts its workers one after the other.
@@ -200,7 +200,7 @@ pub async fn job_masters_heard_through_a_slow_metastore_run(planted: Option<Plan
     let jobs: Vec<_> = (0..10)
         .map(|i| {
             let workers = madsim::rand::thread_rng().gen_range(1..=3);
-            (format!("job-{i}"), FakeConfig { workers, target: 40, tick_ms: 100 })
+            (format!("job-{i}"), FakeConfig::counting(workers, 40, 100))
         })
         .collect();
     create(&c, &jobs).await;

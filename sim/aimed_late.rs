@@ -84,7 +84,7 @@ pub async fn job_created_twice_beside_its_job_master_run(planted: Option<Planted
     let l = leader(&c).await;
     // Every executor registered.
     tokio::time::sleep(millis(1_000, 2_000)).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 100, 150))];
     let dial = c.masters[l].points.latency();
     dial.set_in_flight(millis(2_300, 4_500));
     let heal = dial.clone();
@@ -146,7 +146,7 @@ pub async fn job_master_records_in_flight_land_after_its_successors_run(planted:
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
     tokio::time::sleep(millis(1_000, 2_000)).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 100, 150))];
     create(&c, &jobs).await;
     let host = job_master_started_on(&c, "job-0").await;
     let dial = c.executors[host].points.latency();
@@ -201,7 +201,7 @@ pub async fn job_created_twice_then_its_leader_killed_run(planted: Option<Plante
     let c = Cluster::start_with(2, 4, planted).await;
     let l = leader(&c).await;
     tokio::time::sleep(millis(1_000, 2_000)).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 100, 150))];
     let dial = c.masters[l].points.latency();
     let in_flight = millis(2_300, 4_500);
     dial.set_in_flight(in_flight);

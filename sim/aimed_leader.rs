@@ -57,7 +57,7 @@ pub async fn held_create_lands_after_its_cancel_run(planted: Option<Planted>) ->
             Step { at: Duration::ZERO, fault: held(Point::LeaseKeepAlive), lasts },
         ],
     };
-    let jobs = vec![("job-1".to_owned(), FakeConfig { workers: 2, target: 400, tick_ms: 150 })];
+    let jobs = vec![("job-1".to_owned(), FakeConfig::counting(2, 400, 150))];
     let start = c.clock.now();
     let mut canceled = BTreeSet::new();
     let client = async {
@@ -110,7 +110,7 @@ pub async fn executor_dies_then_its_leader_run(planted: Option<Planted>) -> JobF
     // what a heartbeat sent before its death may take to reach a leader (9 s) once the next term begins.
     tokio::time::sleep(Duration::from_millis(rng.gen_range(4_500..=8_000))).await;
     c.kill_master(l);
-    let late = ("job-3".to_owned(), FakeConfig { workers: 2, target: 60, tick_ms: 150 });
+    let late = ("job-3".to_owned(), FakeConfig::counting(2, 60, 150));
     create(&c, std::slice::from_ref(&late)).await;
     jobs.push(late);
     leader(&c).await;

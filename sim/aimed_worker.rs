@@ -57,7 +57,7 @@ fn worker_hosts(c: &Cluster, job: &str, host: usize) -> Vec<usize> {
 pub async fn worker_report_repeated_after_its_successor_started_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 200, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 200, 150))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     // The workers start once the job master placed them.
@@ -99,7 +99,7 @@ async fn worker_report_repeated_after_its_successor_started() {
 pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 100, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 100, 150))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     tokio::time::sleep(millis(1_500, 4_000)).await;

@@ -79,7 +79,7 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
         r.expect("an unconfirmed dispatch is parked (and expires)");
     }
 
-    let config = FakeConfig { workers: 2, target: 60, tick_ms: 150 };
+    let config = FakeConfig::counting(2, 60, 150);
     let job = pb::Job {
         id: JOB.into(),
         r#type: "fake".into(),

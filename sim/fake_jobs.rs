@@ -59,11 +59,7 @@ fn draw_jobs(n: usize) -> Vec<(String, FakeConfig)> {
     let mut rng = madsim::rand::thread_rng();
     (0..n)
         .map(|i| {
-            let config = FakeConfig {
-                workers: rng.gen_range(1..=3),
-                target: rng.gen_range(40..=120),
-                tick_ms: rng.gen_range(100..=250),
-            };
+            let config = FakeConfig::counting(rng.gen_range(1..=3), rng.gen_range(40..=120), rng.gen_range(100..=250));
             (format!("job-{i}"), config)
         })
         .collect()
@@ -554,7 +550,7 @@ async fn job_canceled_during_a_failover() {
 }
 
 pub async fn job_canceled_during_a_failover_run(planted: Option<Planted>) -> JobFigures {
-    let long = FakeConfig { workers: 2, target: 400, tick_ms: 150 };
+    let long = FakeConfig::counting(2, 400, 150);
     let (c, jobs, _) = jobs_running_with(planted, Some(long)).await;
     tokio::time::sleep(millis(0, 3000)).await;
     let l = leader(&c).await;

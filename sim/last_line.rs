@@ -26,7 +26,7 @@ use crate::harness::announce;
 pub async fn job_master_heard_late_through_a_paused_follower_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 3, planted).await;
     let l = leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 1, target: 300, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 300, 150))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     let host = c.executors[job_master_host(&c, &running["job-0"]).await].node.id();
@@ -68,7 +68,7 @@ pub async fn executor_cut_while_its_job_masters_fence_late_run(planted: Option<P
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
     let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
     leader(&c).await;
-    let jobs = vec![("job-0".to_owned(), FakeConfig { workers: 2, target: 300, tick_ms: 150 })];
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 300, 150))];
     create(&c, &jobs).await;
     let running = await_running(&c, &jobs).await;
     let host = c.executors[job_master_host(&c, &running["job-0"]).await].node.id();

@@ -5,6 +5,7 @@
 #![cfg(madsim)]
 
 mod aimed_exec;
+mod aimed_failing;
 mod aimed_jm;
 mod aimed_late;
 mod aimed_leader;

@@ -184,11 +184,7 @@ fn draw_workload_and_faults(
             };
             JobDraw {
                 id: format!("job-{i}"),
-                config: FakeConfig {
-                    workers: rng.gen_range(1..=3),
-                    target: rng.gen_range(10..=80),
-                    tick_ms: rng.gen_range(50..=300),
-                },
+                config: FakeConfig::counting(rng.gen_range(1..=3), rng.gen_range(10..=80), rng.gen_range(50..=300)),
                 zone,
                 cost: 1,
                 create_at: ms(0, 20_000),
@@ -233,7 +229,7 @@ fn draw_varied_workload(d: &mut Draw) {
     let at = ms(0, 30_000);
     let tiny = |id: String, rng: &mut dyn FnMut(u64, u64) -> u64| JobDraw {
         id,
-        config: FakeConfig { workers: rng(1, 2) as u32, target: rng(0, 2), tick_ms: rng(1, 5) },
+        config: FakeConfig::counting(rng(1, 2) as u32, rng(0, 2), rng(1, 5)),
         zone: None,
         cost: 1,
         create_at: at + ms(0, 500),

@@ -73,7 +73,7 @@ fn not_stuck(c: &Cluster, stuck: &[String], what: &str) {
 /// A job of one step or none: its tasks start and end well within one heartbeat interval.
 fn tiny(id: String) -> pb::Job {
     let mut rng = madsim::rand::thread_rng();
-    let config = FakeConfig { workers: rng.gen_range(1..=2), target: rng.gen_range(0..=1), tick_ms: 1 };
+    let config = FakeConfig::counting(rng.gen_range(1..=2), rng.gen_range(0..=1), 1);
     pb::Job {
         id,
         r#type: "fake".into(),

@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::ids::WorkerName;
+use super::restarts::WORKER_RESTARTS_DEFAULT;
 use super::time::Time;
 use super::workers::LostReason;
 
@@ -22,12 +23,15 @@ pub struct WorkerSpec<C> {
     pub config: C,
     /// Slots it takes on its executor.
     pub cost: u32,
+    /// How many times it is started again after failing retryably in a row without progress (its checkpoint not
+    /// moving on); failing once more fails the job ([`crate::core::restarts`]).
+    pub restarts_max: u32,
 }
 
 impl<C> WorkerSpec<C> {
-    /// A worker of cost 1.
+    /// A worker of cost 1, restarted up to [`WORKER_RESTARTS_DEFAULT`] times in a row without progress.
     pub fn new(config: C) -> WorkerSpec<C> {
-        WorkerSpec { config, cost: 1 }
+        WorkerSpec { config, cost: 1, restarts_max: WORKER_RESTARTS_DEFAULT }
     }
 }
 
@@ -42,6 +46,8 @@ pub enum EndedWhy {
     Canceled,
     /// Its dispatch was refused: it never ran.
     NotStarted,
+    /// It failed retryably (`attempt` times in a row without progress): it starts again, not before `at`.
+    Retrying { attempt: u32, at: Time },
 }
 
 /// A worker's failure as it reported it.

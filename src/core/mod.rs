@@ -18,6 +18,7 @@ pub mod manager;
 pub mod placement;
 pub mod planted;
 pub mod registry;
+pub mod restarts;
 pub mod rng;
 pub mod text;
 pub mod time;

@@ -31,6 +31,7 @@ use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
 use crate::core::planted::Planted;
+use crate::core::restarts::{seed_of, RestartDecision, Restarts};
 use crate::core::time::Time;
 use crate::core::workers::{Event, WorkerStatus, Workers};
 use crate::meta::{keys, Cond, MetaStore, Op};
@@ -114,6 +115,8 @@ struct JobMaster<T: JobType> {
     created: u64,
     /// Workers not to be tried again before then.
     retry: BTreeMap<WorkerName, Time>,
+    /// Restarts after retryable failures: when each worker may start again, and when to give up.
+    restarts: Restarts,
     /// Which master to ask for placements first (the last one that answered).
     scheduler: usize,
 }
@@ -170,7 +173,9 @@ impl<T: JobType> JobMaster<T> {
         let issuer = Issuer { store: meta.clone(), key: keys::job_master(&job) };
         let hosting = env.host.host(&job, workers, Some(issuer));
         let fence = Cond::ValueEquals { key: keys::job_master(&job), value: epoch.0.to_string().into_bytes() };
+        let restarts = Restarts::new(seed_of(&job, epoch.0));
         Ok(JobMaster {
+            restarts,
             env,
             meta,
             job,
@@ -261,9 +266,12 @@ impl<T: JobType> JobMaster<T> {
                             debug!(job = %self.job, %task, epoch = epoch.0, "finished report of a past incarnation");
                         }
                     }
-                    WorkerStatus::Failed { message, retryable } => {
+                    WorkerStatus::Failed { message, retryable: true } => {
+                        return self.failed_retryably(&task, &name, epoch, message).await;
+                    }
+                    WorkerStatus::Failed { message, retryable: false } => {
                         let now = self.env.clock.now();
-                        let error = WorkerError { message, retryable };
+                        let error = WorkerError { message, retryable: false };
                         return match self.logic.on_failed(now, &name, &error) {
                             OnFailure::FailJob => {
                                 Some(Outcome::Failed(format!("worker {task} failed: {}", error.message)))
@@ -288,6 +296,50 @@ impl<T: JobType> JobMaster<T> {
             Event::Recovered { adopted, lost } => info!(job = %self.job, adopted, lost, "worker recovery ended"),
         }
         None
+    }
+
+    /// Incarnation `epoch` of worker `name` failed retryably. If it was the current one, it starts again after its
+    /// backoff, from its checkpoint, unless it failed in a row without progress more often than its limit: then
+    /// the logic decides (by default its job fails, saying so). `Some(outcome)` when this job master must stop.
+    async fn failed_retryably(
+        &mut self,
+        task: &TaskId,
+        name: &WorkerName,
+        epoch: Epoch,
+        message: String,
+    ) -> Option<Outcome> {
+        let stored = match read_until_answered::<T::Checkpoint>(&self.meta, &self.job, name.as_str()).await {
+            Ok(c) => c,
+            Err(e) => {
+                warn!(job = %self.job, "{e}; counting the failure as one without progress");
+                None
+            }
+        };
+        if self.live.get(name) != Some(&epoch) {
+            debug!(job = %self.job, %task, epoch = epoch.0, "the failure of a past incarnation");
+            return None;
+        }
+        let max = self.logic.worker(name).map_or(0, |w| w.restarts_max);
+        let now = self.env.clock.now();
+        match self.restarts.on_retryable(now, name, stored.as_ref().map(|s| s.seq), max) {
+            RestartDecision::RetryAt { at, attempt } => {
+                let wait = at.saturating_since(now);
+                info!(job = %self.job, %task, epoch = epoch.0, attempt, ?wait, "worker failed, starting it again: {message}");
+                self.live.remove(name);
+                self.retry.insert(name.clone(), at);
+                let checkpoint = stored.map(|s| s.state);
+                let why = EndedWhy::Retrying { attempt, at };
+                self.logic.on_event(now, WorkerEvent::Ended { name, why, checkpoint: checkpoint.as_ref() });
+                None
+            }
+            RestartDecision::GiveUp { failures } => {
+                let message = format!("failed {failures} times in a row without progress; last: {message}");
+                let error = WorkerError { message, retryable: true };
+                match self.logic.on_failed(now, name, &error) {
+                    OnFailure::FailJob => Some(Outcome::Failed(format!("worker {task} {}", error.message))),
+                }
+            }
+        }
     }
 
     /// Incarnation `epoch` of worker `name` is gone: if it was the current one, the logic hears of it with the

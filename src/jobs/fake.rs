@@ -18,7 +18,7 @@ use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, Work
 use crate::core::time::Time;
 #[cfg(test)]
 use crate::core::workers::LostReason;
-use crate::framework::api::{Interrupted, JobType, Paused, Saved, WorkerCtx, WorkerEnd};
+use crate::framework::api::{Interrupted, JobType, Paused, Saved, WorkerCtx, WorkerEnd, WorkerError};
 use crate::framework::checkpoint::Stored;
 
 pub const TYPE: &str = "fake";
@@ -37,9 +37,38 @@ pub struct FakeConfig {
     pub workers: u32,
     pub target: u64,
     pub tick_ms: u64,
+    /// Failure knobs, to test the framework's handling of failing workers (none by default). Each incarnation of
+    /// each worker fails retryably after taking this many steps (1..=target): it gets on between failures, so the
+    /// job still finishes with exact counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_every: Option<u64>,
+    /// Each worker fails when its counter is at this step (0..target), every time: retryably (a poison input: it
+    /// is restarted up to its limit, then its job fails) or, with `fail_terminal`, terminally (its job fails at
+    /// once).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_terminal: bool,
+    /// How many times a worker is started again after failing in a row without progress (the framework's
+    /// default, 10, when not given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarts_max: Option<u32>,
 }
 
 impl FakeConfig {
+    /// A job whose `workers` each count to `target`, a step every `tick_ms`, failing never.
+    pub fn counting(workers: u32, target: u64, tick_ms: u64) -> FakeConfig {
+        FakeConfig {
+            workers,
+            target,
+            tick_ms,
+            fail_every: None,
+            fail_at: None,
+            fail_terminal: false,
+            restarts_max: None,
+        }
+    }
+
     /// Parses and checks a configuration; the error names the field to fix.
     pub fn parse(config: &[u8]) -> Result<FakeConfig, ConfigProblem> {
         let c: FakeConfig = serde_json::from_slice(config).map_err(|e| {
@@ -60,6 +89,21 @@ impl FakeConfig {
         // A target of 0 is a job of no steps: its job master ends as soon as it starts, having started no worker.
         range("target", c.target, 0, TARGET_MAX)?;
         range("tick_ms", c.tick_ms, TICK_MS_MIN, TICK_MS_MAX)?;
+        if let Some(n) = c.fail_every {
+            range("fail_every", n, 1, c.target.max(1))?;
+        }
+        if let Some(k) = c.fail_at {
+            if k >= c.target {
+                let why = format!("is {k}; must be below the target ({}), or the worker never reaches it", c.target);
+                return Err(ConfigProblem::new("config.fail_at", why));
+            }
+        }
+        if c.fail_terminal && c.fail_at.is_none() {
+            return Err(ConfigProblem::new("config.fail_terminal", "needs fail_at: the step at which to fail"));
+        }
+        if let Some(r) = c.restarts_max {
+            range("restarts_max", u64::from(r), 0, 1_000)?;
+        }
         Ok(c)
     }
 }
@@ -94,6 +138,14 @@ mod tests {
             (r#"{"workers": 1, "target": 1, "tick_ms": 1, "speed": 2}"#, Err("config.speed")),
             (r#"[1, 2]"#, Err("config")),
             (r#"{"workers": 1,"#, Err("config")),
+            // The failure knobs.
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_every": 3, "restarts_max": 0}"#, Ok(())),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_at": 9, "fail_terminal": true}"#, Ok(())),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_every": 0}"#, Err("config.fail_every")),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_every": 11}"#, Err("config.fail_every")),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_at": 10}"#, Err("config.fail_at")),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_terminal": true}"#, Err("config.fail_terminal")),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "restarts_max": 1001}"#, Err("config.restarts_max")),
         ];
         for (text, want) in table {
             let got = FakeConfig::parse(text.as_bytes()).map(|_| ()).map_err(|e| e.field);
@@ -108,12 +160,19 @@ mod tests {
 // writing checkpoints) comes with the executor.
 // ---------------------------------------------------------------------------------------------------------------
 
-/// What a fake worker is told at dispatch.
+/// What a fake worker is told at dispatch (the failure knobs only when set, so a plain job's bytes stay as they
+/// were).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerConfig {
     pub target: u64,
     pub tick_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_every: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_at: Option<u64>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fail_terminal: bool,
 }
 
 /// A fake worker's state, as its checkpoints hold it: how far it counted.
@@ -148,6 +207,7 @@ impl JobType for Fake {
     /// Counts from the restored checkpoint to the target, one step per tick, checkpointing each step.
     async fn work(&self, config: WorkerConfig, ctx: &mut WorkerCtx<Counter>) -> Result<WorkerEnd, Interrupted> {
         let mut counter = ctx.restored().map_or(0, |c| c.counter);
+        let started = counter;
         let tick = Duration::from_millis(config.tick_ms);
         loop {
             ctx.progress(format!("{}/{}", counter.min(config.target), config.target));
@@ -156,6 +216,15 @@ impl JobType for Fake {
             }
             if counter >= config.target {
                 return Ok(WorkerEnd::Finished);
+            }
+            if config.fail_at == Some(counter) {
+                let how = if config.fail_terminal { "terminal" } else { "retryable" };
+                let message = format!("planned failure at step {counter} ({how})");
+                return Ok(WorkerEnd::Failed(WorkerError { message, retryable: !config.fail_terminal }));
+            }
+            if config.fail_every.is_some_and(|n| counter - started >= n) {
+                let message = format!("planned failure after {} steps (retryable)", counter - started);
+                return Ok(WorkerEnd::Failed(WorkerError { message, retryable: true }));
             }
             // Only here, between steps: every step taken is checkpointed and none is in flight.
             if ctx.is_draining() {
@@ -242,7 +311,16 @@ impl JobLogic for FakeLogic {
 
     fn worker(&self, name: &WorkerName) -> Option<WorkerSpec<WorkerConfig>> {
         worker_index(name).filter(|&i| i < self.config.workers)?;
-        Some(WorkerSpec::new(WorkerConfig { target: self.config.target, tick_ms: self.config.tick_ms }))
+        let c = &self.config;
+        let config = WorkerConfig {
+            target: c.target,
+            tick_ms: c.tick_ms,
+            fail_every: c.fail_every,
+            fail_at: c.fail_at,
+            fail_terminal: c.fail_terminal,
+        };
+        let spec = WorkerSpec::new(config);
+        Some(WorkerSpec { restarts_max: c.restarts_max.unwrap_or(spec.restarts_max), ..spec })
     }
 
     fn on_event(&mut self, _now: Time, event: WorkerEvent<'_, Counter>) {
@@ -316,7 +394,7 @@ mod master_tests {
     use super::*;
 
     fn config(workers: u32, target: u64) -> FakeConfig {
-        FakeConfig { workers, target, tick_ms: 10 }
+        FakeConfig::counting(workers, target, 10)
     }
 
     fn cp(counter: u64) -> Counter {
@@ -353,7 +431,17 @@ mod master_tests {
         assert_eq!(m.slot(3), Some(Slot::Done));
         assert_eq!(m.verdict(), Verdict::Running);
         m.check().unwrap();
-        assert_eq!(m.worker(&worker_name(3)).map(|s| s.config), Some(WorkerConfig { target: 10, tick_ms: 10 }));
+        assert_eq!(
+            m.worker(&worker_name(3)).map(|s| s.config),
+            Some(WorkerConfig { target: 10, tick_ms: 10, fail_every: None, fail_at: None, fail_terminal: false })
+        );
+        // A plain job's workers are told what they were before the failure knobs existed.
+        let plain = m.worker(&worker_name(0)).unwrap();
+        assert_eq!(serde_json::to_string(&plain.config).unwrap(), r#"{"target":10,"tick_ms":10}"#);
+        assert_eq!(plain.restarts_max, crate::core::restarts::WORKER_RESTARTS_DEFAULT);
+        let knobs = FakeConfig { fail_at: Some(4), fail_terminal: true, restarts_max: Some(2), ..config(2, 10) };
+        let spec = FakeLogic::recover(knobs, &BTreeMap::new()).worker(&worker_name(1)).unwrap();
+        assert_eq!((spec.config.fail_at, spec.config.fail_terminal, spec.restarts_max), (Some(4), true, 2));
         assert_eq!(m.worker(&worker_name(4)), None);
         assert_eq!(m.worker(&WorkerName::parse("stray").unwrap()), None);
     }

@@ -7,6 +7,10 @@
 //! | type | config | what it does |
 //! |---|---|---|
 //! | `fake` | `{"workers": N, "target": T, "tick_ms": I}` | N workers each count to T, one step every I ms, checkpointing |
+//!
+//! The fake's failure knobs (optional, for testing the framework): `fail_every` (each incarnation fails retryably
+//! after that many steps), `fail_at` (each worker fails at that step, every time: retryably, or with
+//! `fail_terminal` terminally), `restarts_max` (restarts in a row without progress before its job fails).
 
 pub mod fake;
 

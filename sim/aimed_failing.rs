@@ -1,0 +1,95 @@
+//! Workers that fail (design.md §6, issue 14's failing tasks): the fake job's failure knobs, on a real cluster.
+//!
+//! - A worker that fails retryably every few steps is started again from its checkpoint after a backoff, again and
+//!   again, and its job finishes with exact counters: it made progress between failures, so it never gives up.
+//! - A worker that fails at the same step every time (a poison input) is started again up to its limit of
+//!   restarts, then its job fails, saying which worker failed how many times and why.
+//! - A worker that fails terminally fails its job at once, with its reason.
+//!
+//! Each run checks every safety rule the job scenarios check (one live incarnation, checkpoints forward, ...).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::FakeConfig;
+use foreman::rpc::pb;
+
+use crate::cluster::{Cluster, Seen};
+use crate::fake_jobs::{create, finish_and_check, leader};
+use crate::harness::announce;
+use crate::master_failover::{await_job, terminal};
+
+/// Waits for `id` to end and returns it, requiring it to have failed.
+async fn failed(c: &Cluster, id: &str, within: Duration) -> pb::Job {
+    let (ended, job) = await_job(c, id, within, terminal).await;
+    assert!(ended, "{id} did not end within {within:?}: {job:?}");
+    assert_eq!(job.state, pb::JobState::Failed as i32, "{id} ended {:?}, not failed: {job:?}", job.state);
+    job
+}
+
+/// Two workers that each fail retryably after every 7 steps they take, counting to 40: each is started again from
+/// its checkpoint 5 times, and the job finishes with both counters exact.
+#[madsim::test]
+async fn worker_errors_every_n_steps_job_finishes_exact() {
+    announce("worker_errors_every_n_steps_job_finishes_exact");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let config = FakeConfig { fail_every: Some(7), ..FakeConfig::counting(2, 40, 50) };
+    let jobs = vec![("job-0".to_owned(), config)];
+    create(&c, &jobs).await;
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+    // Failed at 7, 14, 21, 28 and 35: six incarnations each.
+    assert_eq!(worker_starts(&c, "job-0"), 12, "two workers started six times each");
+}
+
+/// How many worker incarnations of `job` started.
+fn worker_starts(c: &Cluster, job: &str) -> usize {
+    let prefix = format!("{job}/");
+    c.recorder
+        .events()
+        .into_iter()
+        .filter(|(_, _, seen)| {
+            matches!(seen, Seen::Exec(ExecutorObservation::TaskStarted { task, .. }) if task.as_str().starts_with(&prefix))
+        })
+        .count()
+}
+
+/// A worker that fails retryably at step 5 every time, allowed 3 restarts: after its fourth failure in a row
+/// without progress its job fails, naming it, the count, and its last error. Its sibling's progress does not
+/// count for it.
+#[madsim::test]
+async fn poison_worker_gives_up_after_its_restart_limit() {
+    announce("poison_worker_gives_up_after_its_restart_limit");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let config = FakeConfig { fail_at: Some(5), restarts_max: Some(3), ..FakeConfig::counting(1, 40, 50) };
+    create(&c, &[("job-0".to_owned(), config)]).await;
+    let job = failed(&c, "job-0", Duration::from_secs(120)).await;
+    assert_eq!(worker_starts(&c, "job-0"), 4, "started, then restarted three times");
+    let error = job.error.expect("a failed job says why");
+    assert_eq!(error.reason, "JOB_MASTER_FAILED", "{error:?}");
+    assert!(
+        error.message.contains(
+            "worker job-0/w0 failed 4 times in a row without progress; last: planned failure at step 5 (retryable)"
+        ),
+        "{error:?}"
+    );
+    crate::master_failover::check_safety(&c);
+}
+
+/// A worker that fails terminally at step 5 fails its job at once, with its reason.
+#[madsim::test]
+async fn worker_terminal_error_fails_the_job_with_its_reason() {
+    announce("worker_terminal_error_fails_the_job_with_its_reason");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let config = FakeConfig { fail_at: Some(5), fail_terminal: true, ..FakeConfig::counting(1, 40, 50) };
+    create(&c, &[("job-0".to_owned(), config)]).await;
+    let job = failed(&c, "job-0", Duration::from_secs(60)).await;
+    assert_eq!(worker_starts(&c, "job-0"), 1, "never restarted");
+    let error = job.error.clone().expect("a failed job says why");
+    assert!(error.message.contains("worker job-0/w0 failed: planned failure at step 5"), "{error:?}");
+    assert_eq!(job.restarts, 0, "no worker failure restarts the job master: {job:?}");
+    crate::master_failover::check_safety(&c);
+}
