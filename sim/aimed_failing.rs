@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use foreman::core::ids::TaskId;
 use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::FakeConfig;
 use foreman::rpc::pb;
@@ -91,5 +92,45 @@ async fn worker_terminal_error_fails_the_job_with_its_reason() {
     let error = job.error.clone().expect("a failed job says why");
     assert!(error.message.contains("worker job-0/w0 failed: planned failure at step 5"), "{error:?}");
     assert_eq!(job.restarts, 0, "no worker failure restarts the job master: {job:?}");
+    crate::master_failover::check_safety(&c);
+}
+
+/// A worker whose work panics at step 5, every time, allowed 2 restarts: each panic is caught and reported as a
+/// retryable failure, each panicking incarnation stops (its executor does not list it as running any more), and
+/// after the third the job fails, naming the panic.
+#[madsim::test]
+async fn worker_panics_at_step_k_job_fails_within_bound() {
+    announce("worker_panics_at_step_k_job_fails_within_bound");
+    let c = Cluster::start(3, 4).await;
+    leader(&c).await;
+    let config = FakeConfig { panic_at: Some(5), restarts_max: Some(2), ..FakeConfig::counting(1, 40, 50) };
+    create(&c, &[("job-0".to_owned(), config)]).await;
+    let job = failed(&c, "job-0", Duration::from_secs(120)).await;
+    let error = job.error.clone().expect("a failed job says why");
+    assert!(
+        error.message.contains(
+            "worker job-0/w0 failed 3 times in a row without progress; last: panicked: fake: planned panic at step 5"
+        ),
+        "{error:?}"
+    );
+    // Every panic is followed by its incarnation's stop on the same executor.
+    let events = c.recorder.events();
+    let panics: Vec<(String, TaskId, foreman::core::ids::Epoch)> = events
+        .iter()
+        .filter_map(|(_, node, seen)| match seen {
+            Seen::Exec(ExecutorObservation::TaskPanicked { task, epoch, .. }) => {
+                Some((node.clone(), task.clone(), *epoch))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(panics.len(), 3, "{panics:?}");
+    for (node, task, epoch) in &panics {
+        let stopped = events.iter().any(|(_, n, seen)| {
+            n == node
+                && matches!(seen, Seen::Exec(ExecutorObservation::TaskStopped { task: t, epoch: e, .. }) if t == task && e == epoch)
+        });
+        assert!(stopped, "{task} epoch {epoch} panicked on {node} and never stopped");
+    }
     crate::master_failover::check_safety(&c);
 }

@@ -646,13 +646,19 @@ impl Executor {
         self.observe(ExecutorObservation::TaskStarted { task: task.clone(), epoch, leader_epoch });
         let e = self.clone();
         tokio::spawn(async move {
+            // A panic that escaped the task's own runtime fails the task here: it must not stay listed as running.
             let exit = tokio::select! {
                 biased;
                 _ = stop.stopped() => None,
-                exit = fut => Some(exit),
+                exit = crate::framework::panic::catch_panic(fut) => Some(exit),
             };
             // Stopped by the executor: the stop already reported it.
             let Some(exit) = exit else { return };
+            let exit = exit.unwrap_or_else(|message| {
+                warn!(executor = %e.name(), task = %task.as_str(), epoch = epoch.0, "task panicked: {message}");
+                e.observe(ExecutorObservation::TaskPanicked { task: task.clone(), epoch, message: message.clone() });
+                TaskExit::Failed(format!("panicked: {message}"))
+            });
             let (ours, decided) = e.step(|s, now| {
                 let (ours, ready) = s.agent.on_task_exit(now, &task, epoch);
                 if ours {

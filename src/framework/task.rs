@@ -277,6 +277,13 @@ pub enum ExecutorObservation {
         epoch: Epoch,
         why: StopWhy,
     },
+    /// The task's code panicked with `message` (caught: see `framework::panic`). In a worker's work the worker
+    /// reports a retryable failure; anywhere else the task exits failed. Its `TaskStopped` follows.
+    TaskPanicked {
+        task: TaskId,
+        epoch: Epoch,
+        message: String,
+    },
     /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
     /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
     TaskQuiesced {

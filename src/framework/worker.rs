@@ -10,12 +10,14 @@
 use std::sync::Arc;
 
 use tokio::sync::watch;
+use tracing::warn;
 
 use super::api::{Interrupted, JobType, WorkerCtx, WorkerEnd, WorkerError};
 use super::checkpoint::{Checkpoints, SaveError};
 use super::link::{Link, LinkEnd, LinkSpec};
 use super::linked::{finish, keep_linked, Outcome};
-use super::task::{TaskEnv, TaskExit, TaskSpec};
+use super::panic::catch_panic;
+use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{JobId, TaskId, WorkerName};
 use crate::core::planted::Planted;
 
@@ -78,10 +80,17 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         };
         let mut ctx =
             WorkerCtx { env: env.clone(), job, name, epoch: spec.epoch, checkpoints, restored, progress, cancel };
-        let end = match t.work(config, &mut ctx).await {
-            Ok(end) => end,
-            Err(Interrupted::Superseded) => return Outcome::Stale,
-            Err(Interrupted::BadState(m)) => return Outcome::Failed(m),
+        // A panic of the work is a retryable failure of this incarnation: counted and bounded like any other.
+        let end = match catch_panic(t.work(config, &mut ctx)).await {
+            Ok(Ok(end)) => end,
+            Ok(Err(Interrupted::Superseded)) => return Outcome::Stale,
+            Ok(Err(Interrupted::BadState(m))) => return Outcome::Failed(m),
+            Err(message) => {
+                let (task, epoch) = (spec.task_id.clone(), spec.epoch);
+                warn!(%task, epoch = epoch.0, "worker panicked: {message}");
+                env.observe(ExecutorObservation::TaskPanicked { task, epoch, message: message.clone() });
+                return Outcome::FailedRetryable(format!("panicked: {message}"));
+            }
         };
         match end {
             WorkerEnd::Finished => Outcome::Finished,

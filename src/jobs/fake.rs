@@ -49,6 +49,10 @@ pub struct FakeConfig {
     pub fail_at: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_terminal: bool,
+    /// Each worker panics when its counter is at this step (0..target), every time: the framework catches it and
+    /// counts it as a retryable failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_at: Option<u64>,
     /// How many times a worker is started again after failing in a row without progress (the framework's
     /// default, 10, when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -65,6 +69,7 @@ impl FakeConfig {
             fail_every: None,
             fail_at: None,
             fail_terminal: false,
+            panic_at: None,
             restarts_max: None,
         }
     }
@@ -96,6 +101,12 @@ impl FakeConfig {
             if k >= c.target {
                 let why = format!("is {k}; must be below the target ({}), or the worker never reaches it", c.target);
                 return Err(ConfigProblem::new("config.fail_at", why));
+            }
+        }
+        if let Some(k) = c.panic_at {
+            if k >= c.target {
+                let why = format!("is {k}; must be below the target ({}), or the worker never reaches it", c.target);
+                return Err(ConfigProblem::new("config.panic_at", why));
             }
         }
         if c.fail_terminal && c.fail_at.is_none() {
@@ -146,6 +157,8 @@ mod tests {
             (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_at": 10}"#, Err("config.fail_at")),
             (r#"{"workers": 1, "target": 10, "tick_ms": 1, "fail_terminal": true}"#, Err("config.fail_terminal")),
             (r#"{"workers": 1, "target": 10, "tick_ms": 1, "restarts_max": 1001}"#, Err("config.restarts_max")),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "panic_at": 0}"#, Ok(())),
+            (r#"{"workers": 1, "target": 10, "tick_ms": 1, "panic_at": 10}"#, Err("config.panic_at")),
         ];
         for (text, want) in table {
             let got = FakeConfig::parse(text.as_bytes()).map(|_| ()).map_err(|e| e.field);
@@ -173,6 +186,8 @@ pub struct WorkerConfig {
     pub fail_at: Option<u64>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub fail_terminal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub panic_at: Option<u64>,
 }
 
 /// A fake worker's state, as its checkpoints hold it: how far it counted.
@@ -221,6 +236,9 @@ impl JobType for Fake {
                 let how = if config.fail_terminal { "terminal" } else { "retryable" };
                 let message = format!("planned failure at step {counter} ({how})");
                 return Ok(WorkerEnd::Failed(WorkerError { message, retryable: !config.fail_terminal }));
+            }
+            if config.panic_at == Some(counter) {
+                panic!("fake: planned panic at step {counter}");
             }
             if config.fail_every.is_some_and(|n| counter - started >= n) {
                 let message = format!("planned failure after {} steps (retryable)", counter - started);
@@ -318,6 +336,7 @@ impl JobLogic for FakeLogic {
             fail_every: c.fail_every,
             fail_at: c.fail_at,
             fail_terminal: c.fail_terminal,
+            panic_at: c.panic_at,
         };
         let spec = WorkerSpec::new(config);
         Some(WorkerSpec { restarts_max: c.restarts_max.unwrap_or(spec.restarts_max), ..spec })
@@ -433,7 +452,14 @@ mod master_tests {
         m.check().unwrap();
         assert_eq!(
             m.worker(&worker_name(3)).map(|s| s.config),
-            Some(WorkerConfig { target: 10, tick_ms: 10, fail_every: None, fail_at: None, fail_terminal: false })
+            Some(WorkerConfig {
+                target: 10,
+                tick_ms: 10,
+                fail_every: None,
+                fail_at: None,
+                fail_terminal: false,
+                panic_at: None
+            })
         );
         // A plain job's workers are told what they were before the failure knobs existed.
         let plain = m.worker(&worker_name(0)).unwrap();
