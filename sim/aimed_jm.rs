@@ -179,15 +179,15 @@ fn impatient_job_masters() -> Vec<foreman::config::MasterConfig> {
         .collect()
 }
 
-/// A job master's heartbeat must not wait behind the leader's writes. Every master's metastore requests take up to
-/// 150-250 ms from the start (under the job masters' 300 ms timeout: no fault, so it explains no restart), and ten
-/// jobs are created one after the other, so that some write (a create, a job master's first check-in, a finish, the
-/// periodic pass) is nearly always in progress. Every job finishes and no job master or worker that ran is started
-/// again (the wasted-work checker). With every job master's message queued behind the write in progress, as before,
-/// healthy job masters fenced themselves (caught at the third of 60 seeds; swarm seed 1796457366, pinned, with no
-/// fault at all); with only plain heartbeats answered at once, a first check-in still queued 2 s behind the periodic
-/// pass's writes, and a heartbeat about a job whose own write was in progress waited behind the queue, timed out,
-/// and sent its job master to a follower, which reads the leader from the slow metastore before forwarding.
+/// A job master's plain heartbeat must not wait behind the leader's writes about other jobs. Every master's
+/// metastore requests take up to 150-250 ms from the start (under the job masters' 300 ms timeout: no fault, so it
+/// explains no restart), and ten jobs are created one after the other, so that some write (a create, a job
+/// master's first check-in, a finish, the periodic pass) is nearly always in progress. Every job finishes and no
+/// job master or worker that ran is started again (the wasted-work checker). With every job master's message
+/// queued behind the write in progress, as before, healthy job masters fenced themselves (caught at the third of
+/// 60 seeds; swarm seed 1796457366, pinned, with no fault at all). At 350-500 ms it still fails: a first check-in
+/// queues behind the periodic pass's writes (seed 400007), and a job master whose heartbeat timed out turns to a
+/// follower, which reads the leader from the slow metastore before forwarding (seed 400000).
 pub async fn job_masters_heard_through_a_slow_metastore_run(planted: Option<Planted>) -> JobFigures {
     let masters = impatient_job_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();

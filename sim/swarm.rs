@@ -1343,6 +1343,8 @@ fn a_childs_line_reads_back() {
 /// With `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
 fn overload() {
+    // The replay command below asks for RUST_LOG: honour it.
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let seeds = env_u64("FOREMAN_OVERLOAD_SEEDS").unwrap_or(3).max(1);
     let first = env_u64("MADSIM_TEST_SEED").unwrap_or(7_000);
     let plan = plan_from_env();

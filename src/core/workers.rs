@@ -318,16 +318,6 @@ impl Workers {
         self.entries.get(task)
     }
 
-    /// Whether `msg` comes from the current incarnation of its task, dispatched by this master and not heard yet: a
-    /// heartbeat of it is accepted and raises exactly one event, that it is online.
-    pub fn is_dispatched(&self, msg: &Message) -> bool {
-        msg.master_epoch <= self.master_epoch
-            && self
-                .entries
-                .get(&msg.task)
-                .is_some_and(|e| e.epoch == msg.worker_epoch && e.state == EntryState::Created)
-    }
-
     /// Whether `msg` comes from the current incarnation of its task, already online under this master: a heartbeat
     /// of it is accepted and raises no event (it only moves the incarnation's deadline).
     pub fn is_online(&self, msg: &Message) -> bool {

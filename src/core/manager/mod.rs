@@ -10,8 +10,7 @@
 //! durable), waits in the manager's queue, in arrival order, except the periodic pass, which goes first once the
 //! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Executors'
 //! heartbeats, worker placements, executor listings and the metrics' figures never wait: they change memory only.
-//! Nor does a job master's heartbeat about a job the operation does not touch: a plain one changes nothing durable,
-//! and a first check-in is answered at once while its job's Running is written in its turn.
+//! Nor does a job master's plain heartbeat that changes nothing durable, about a job the operation does not touch.
 //!
 //! A write that is fenced ends the term. So does a write whose outcome is not known (the driver settles an
 //! unanswered write by fencing it off, `core::write_fence`, and reports `Unknown` only when that fails too: the
@@ -73,43 +72,15 @@ pub use crate::core::planted::Plants;
 /// What happens once the write of an operation is taken.
 #[derive(Clone, Debug)]
 enum After {
-    Tick {
-        dispatches: Vec<Dispatch>,
-        offline: Vec<Event>,
-    },
-    Register {
-        to: ReplyTo,
-        record: crate::core::registry::ExecutorRecord,
-    },
-    Deregister {
-        to: ReplyTo,
-    },
-    Create {
-        to: ReplyTo,
-        id: JobId,
-        include_config: bool,
-    },
-    Cancel {
-        to: ReplyTo,
-        id: JobId,
-    },
-    Delete {
-        to: ReplyTo,
-        id: JobId,
-    },
-    JobMaster {
-        to: ReplyTo,
-        task: TaskId,
-        reply: crate::core::workers::Reply,
-        cancel: bool,
-        exit: Option<Epoch>,
-    },
+    Tick { dispatches: Vec<Dispatch>, offline: Vec<Event> },
+    Register { to: ReplyTo, record: crate::core::registry::ExecutorRecord },
+    Deregister { to: ReplyTo },
+    Create { to: ReplyTo, id: JobId, include_config: bool },
+    Cancel { to: ReplyTo, id: JobId },
+    Delete { to: ReplyTo, id: JobId },
+    JobMaster { to: ReplyTo, task: TaskId, reply: crate::core::workers::Reply, cancel: bool, exit: Option<Epoch> },
     DispatchRefused,
-    /// A job master's first check-in, answered before its job's Running was written.
-    Online,
-    Sweep {
-        swept: Event,
-    },
+    Sweep { swept: Event },
 }
 
 /// The durable operation in progress.
@@ -130,32 +101,8 @@ enum Busy {
 #[derive(Clone, Debug)]
 enum Deferred {
     Request(ReplyTo, Request),
-    DispatchRefused {
-        job: JobId,
-        epoch: Epoch,
-        fatal: Option<String>,
-    },
-    Swept {
-        stored: Vec<(JobId, Option<WallTime>, String)>,
-        wall: WallTime,
-        written: u64,
-    },
-    /// A job master's first check-in, answered while an operation was in progress, to apply to its job.
-    Online {
-        job: JobId,
-        epoch: Epoch,
-    },
-}
-
-/// Whether a job master's message is taken while an operation is in progress, and how.
-enum AtOnce {
-    No,
-    /// A heartbeat of an online incarnation whose job knows it is online: it changes nothing durable.
-    Online,
-    /// The first heartbeat of a dispatched incarnation: answered now, its job's Running written in its turn.
-    FirstCheckIn,
-    /// A heartbeat of a live incarnation whose job the operation touches: taken as soon as it ends.
-    Held,
+    DispatchRefused { job: JobId, epoch: Epoch, fatal: Option<String> },
+    Swept { stored: Vec<(JobId, Option<WallTime>, String)>, wall: WallTime, written: u64 },
 }
 
 /// A read that no operation waits on.
@@ -188,9 +135,6 @@ pub struct Manager {
     tombstones_written: u64,
     busy: Option<Busy>,
     queue: VecDeque<Deferred>,
-    /// Job masters' heartbeats about the job the operation in progress touches: taken first once it ends, before the
-    /// periodic pass and the queue (each is one job master's deadline).
-    held: VecDeque<(ReplyTo, Request)>,
     /// A periodic pass is due and waits for the operation in progress.
     tick_due: bool,
     tick_at: Time,
@@ -273,7 +217,6 @@ impl Manager {
             tombstones_written: 0,
             busy: None,
             queue: VecDeque::new(),
-            held: VecDeque::new(),
             tick_due: false,
             sweeping: false,
             side: BTreeMap::new(),
@@ -307,7 +250,7 @@ impl Manager {
 
     /// How many inputs wait for it.
     pub fn queued(&self) -> usize {
-        self.queue.len() + self.held.len()
+        self.queue.len()
     }
 
     /// Everything decided since the last call, and when to be woken next.
@@ -395,106 +338,45 @@ impl Manager {
                 let g = self.gauges();
                 self.answer(to, Ok(Reply::Gauges(g)));
             }
-            // A job master's heartbeat does not wait either when it changes nothing durable, or only its job's
-            // Running, which is then written in its turn: its job master has a deadline of its own, and answers held
-            // behind slow writes fenced healthy job masters (swarm seed 1796457366: heartbeats answered 300-400 ms
-            // late against a 300 ms timeout; `aimed_jm::job_masters_heard_through_a_slow_metastore`: a first
-            // check-in queued 2 s behind the periodic pass's writes against a 2.1 s self-fence).
-            Request::JobMaster { msg, status, progress } => match self.heard_at_once(&msg, status.as_ref()) {
-                AtOnce::No => self.queue.push_back(Deferred::Request(to, Request::JobMaster { msg, status, progress })),
-                AtOnce::Held => self.held.push_back((to, Request::JobMaster { msg, status, progress })),
-                AtOnce::Online => self.heard(now, to, msg, progress),
-                AtOnce::FirstCheckIn => self.first_check_in(now, to, msg, progress),
-            },
+            // A job master's heartbeat that changes nothing durable does not wait either: its job master has a
+            // deadline of its own, and an answer held behind a slow write fenced a healthy job master (swarm seed
+            // 1796457366: a job storm's writes held heartbeats 300-400 ms against a 300 ms timeout).
+            Request::JobMaster { msg, status, progress } if self.heard_at_once(&msg, status.as_ref()) => {
+                self.job_master(now, to, msg, status, progress)
+            }
             other => self.queue.push_back(Deferred::Request(to, other)),
         }
     }
 
-    /// Whether a job master's message may be answered while an operation is in progress: a heartbeat of the job's
-    /// current incarnation (dispatched or online), claiming nothing, for a job the operation does not touch (so what
-    /// it is told, a cancel included, is durable).
-    fn heard_at_once(&self, msg: &crate::core::workers::Message, status: Option<&WorkerStatus>) -> AtOnce {
-        let Some(busy) = &self.busy else { return AtOnce::No };
-        if self.ended || !matches!(status, None | Some(WorkerStatus::Running)) || self.masters.claim(msg).is_some() {
-            return AtOnce::No;
+    /// Whether a job master's message may be answered while an operation is in progress: a plain heartbeat of the
+    /// job's current incarnation, already online, claiming nothing, for a job the operation does not touch (so
+    /// what it is told, a cancel included, is durable). It raises no event and writes nothing.
+    fn heard_at_once(&self, msg: &crate::core::workers::Message, status: Option<&WorkerStatus>) -> bool {
+        let Some(busy) = &self.busy else { return false };
+        if self.ended {
+            return false;
         }
-        let Ok(id) = JobId::parse(msg.task.as_str()) else { return AtOnce::No };
+        if !matches!(status, None | Some(WorkerStatus::Running)) || self.masters.claim(msg).is_some() {
+            return false;
+        }
+        if !self.masters.is_online(msg) {
+            return false;
+        }
+        let Ok(id) = JobId::parse(msg.task.as_str()) else { return false };
         let touched = match busy {
             Busy::CreateTombstone { id: t, .. } | Busy::DeleteListing { id: t, .. } => *t == id,
             Busy::Write { settle, .. } => settle.contains(&id),
             Busy::Settle { ids, .. } => ids.values().any(|t| *t == id),
         };
-        if touched {
-            let live = self.masters.is_online(msg) || self.masters.is_dispatched(msg);
-            return if live { AtOnce::Held } else { AtOnce::No };
-        }
-        let Some(job) = self.jobs.get(&id) else { return AtOnce::No };
-        let epoch = msg.worker_epoch;
-        if job.phase().live_epoch() != Some(epoch) {
-            return AtOnce::No;
-        }
-        if self.masters.is_dispatched(msg) {
-            return AtOnce::FirstCheckIn;
-        }
-        // Online, and its job knows it (or will, by a first check-in that waits its turn): a heartbeat changes
-        // nothing durable. Online but its job still Created otherwise, Running is owed (see `job_master`).
-        let pending =
-            || self.queue.iter().any(|d| matches!(d, Deferred::Online { job, epoch: e } if *job == id && *e == epoch));
-        if self.masters.is_online(msg) && (job.state() != JobState::Created || pending()) {
-            return AtOnce::Online;
-        }
-        AtOnce::No
-    }
-
-    /// The first heartbeat of a job master dispatched by this term, taken while an operation is in progress: its
-    /// incarnation is online from now (its deadline moves) and it is answered at once; what that means for its job
-    /// (Running, written) waits its turn in the queue.
-    fn first_check_in(&mut self, now: Time, to: ReplyTo, msg: crate::core::workers::Message, progress: String) {
-        let (reply, events) = self.masters.on_heartbeat(now, &msg);
-        debug_assert!(
-            reply.verdict == WorkerVerdict::Accepted
-                && matches!(&events[..], [MasterEvent::Online { epoch, .. }] if *epoch == msg.worker_epoch),
-            "a dispatched incarnation's first heartbeat: {reply:?} {events:?}"
-        );
-        let job = JobId::parse(msg.task.as_str()).expect("checked by heard_at_once");
-        let cancel = self.jobs.wants_cancel(&job, msg.worker_epoch);
-        if !progress.is_empty() {
-            self.progress.insert(job.clone(), progress);
-        }
-        self.queue.push_back(Deferred::Online { job, epoch: msg.worker_epoch });
-        self.answer(to, Ok(Reply::JobMaster { reply, cancel }));
-    }
-
-    /// A heartbeat of an online job master whose job knows it, taken while an operation is in progress: it moves the
-    /// incarnation's deadline and is answered at once.
-    fn heard(&mut self, now: Time, to: ReplyTo, msg: crate::core::workers::Message, progress: String) {
-        let (reply, events) = self.masters.on_heartbeat(now, &msg);
-        debug_assert!(reply.verdict == WorkerVerdict::Accepted && events.is_empty(), "{reply:?} {events:?}");
-        let job = JobId::parse(msg.task.as_str()).expect("checked by heard_at_once");
-        let cancel = self.jobs.wants_cancel(&job, msg.worker_epoch);
-        if !progress.is_empty() {
-            self.progress.insert(job, progress);
-        }
-        self.answer(to, Ok(Reply::JobMaster { reply, cancel }));
-    }
-
-    /// A job master's first check-in, answered earlier, applied to its job now (if it is still the job's current
-    /// incarnation).
-    fn came_online(&mut self, now: Time, job: JobId, epoch: Epoch) {
-        if let JobVerdict::Applied(step) = self.jobs.on_online(now, &job, epoch) {
-            if let Some(record) = step.persist {
-                self.write(vec![Record::Job(record)], After::Online);
-            }
-        }
+        !touched
+            && self.jobs.get(&id).is_some_and(|j| {
+                j.state() != JobState::Created && j.phase() == (Phase::Online { epoch: msg.worker_epoch })
+            })
     }
 
     /// Takes queued inputs while no operation is in progress: a due pass first, then the queue in order.
     fn run(&mut self, now: Time) {
         while self.busy.is_none() && !self.ended {
-            if let Some((to, r)) = self.held.pop_front() {
-                self.durable_request(now, to, r);
-                continue;
-            }
             if self.tick_due {
                 self.tick_due = false;
                 self.tick(now);
@@ -505,17 +387,13 @@ impl Manager {
                 Deferred::Request(to, r) => self.durable_request(now, to, r),
                 Deferred::DispatchRefused { job, epoch, fatal } => self.dispatch_refused(now, job, epoch, fatal),
                 Deferred::Swept { stored, wall, written } => self.sweep(now, stored, wall, written),
-                Deferred::Online { job, epoch } => self.came_online(now, job, epoch),
             }
         }
         if self.ended {
-            let held = std::mem::take(&mut self.held).into_iter().map(|(to, _)| to);
-            let queued = std::mem::take(&mut self.queue).into_iter().filter_map(|d| match d {
-                Deferred::Request(to, _) => Some(to),
-                _ => None,
-            });
-            for to in held.chain(queued).collect::<Vec<_>>() {
-                self.answer(to, Err(Refusal::NotLeader("this master lost its leadership; retry".into())));
+            for d in std::mem::take(&mut self.queue) {
+                if let Deferred::Request(to, _) = d {
+                    self.answer(to, Err(Refusal::NotLeader("this master lost its leadership; retry".into())));
+                }
             }
         }
         self.assert_invariants(now);
@@ -1397,7 +1275,7 @@ impl Manager {
                 self.answer(to, Ok(Reply::Done));
             }
             After::JobMaster { to, reply, cancel, .. } => self.answer(to, Ok(Reply::JobMaster { reply, cancel })),
-            After::DispatchRefused | After::Online => {}
+            After::DispatchRefused => {}
             After::Sweep { swept } => self.out.events.push(swept),
         }
     }
@@ -1424,7 +1302,6 @@ impl Manager {
             After::Delete { .. } => "a deletion's",
             After::JobMaster { .. } => "a job master's report's",
             After::DispatchRefused => "a refused dispatch's",
-            After::Online => "a job master's first check-in's",
             After::Sweep { .. } => "a tombstone sweep's",
         };
         self.out.events.push(Event::WriteFailed { what, why: refusal.to_string() });
@@ -1450,9 +1327,6 @@ impl Manager {
             // The job is as the metastore has it again; if that still names the refused incarnation, the reload
             // tracked it once more (see `reload`).
             After::DispatchRefused => {}
-            // The job is as the metastore has it again, its job master online: its next message re-applies Running
-            // (see `job_master`).
-            After::Online => {}
             After::Sweep { .. } => {
                 self.sweep_at = now + TOMBSTONE_SWEEP_INTERVAL;
             }
@@ -1666,7 +1540,7 @@ impl Manager {
                 ));
             }
         }
-        if self.busy.is_none() && (self.tick_due || !self.queue.is_empty() || !self.held.is_empty()) && !self.ended {
+        if self.busy.is_none() && (self.tick_due || !self.queue.is_empty()) && !self.ended {
             return Err("manager: inputs wait though no operation is in progress".into());
         }
         // Every decision that reports once durable writes what it decided: nothing waits for a write to come.

@@ -518,37 +518,3 @@ fn job_masters_leave_room_for_workers_among_the_executors_their_selectors_admit(
         "{shown}"
     );
 }
-
-/// A job master's first check-in is answered at once while another job's operation is in progress; its job's
-/// Running is written in its turn, after that operation (`aimed_jm::job_masters_heard_through_a_slow_metastore`: a
-/// first check-in queued 2 s behind the periodic pass's writes, against a 2.1 s self-fence).
-#[test]
-fn a_job_masters_first_check_in_is_answered_at_once_and_its_running_written_in_turn() {
-    let (mut m, epoch, _) = dispatched_job("j1");
-    // Another job's create is in progress.
-    let r = request(&mut m, 700, 4, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
-    let (read, _) = r.reads[0].clone();
-    let r = request(&mut m, 710, 5, job_master_beat(&id("j1"), epoch));
-    assert!(
-        matches!(&r.answers[..], [(ReplyTo(5), Ok(Reply::JobMaster { reply, cancel: false }))]
-            if reply.verdict == WorkerVerdict::Accepted),
-        "{:?}",
-        r.answers
-    );
-    assert!(r.write.is_none(), "nothing is written while the create is in progress");
-    assert_eq!(m.jobs().get(&id("j1")).unwrap().state(), JobState::Created, "Running waits its turn");
-    // Heard again meanwhile: answered at once too, and Running is not decided twice.
-    let r = request(&mut m, 715, 6, job_master_beat(&id("j1"), epoch));
-    assert!(matches!(&r.answers[..], [(ReplyTo(6), Ok(Reply::JobMaster { .. }))]), "{:?}", r.answers);
-    assert_eq!(m.queued(), 1, "one check-in waits its turn");
-    m.on_read(ms(720), read, Ok(ReadResult::Tombstone(None)));
-    let (io, records) = m.ready().write.expect("the create writes");
-    assert!(matches!(&records[..], [Record::Job(j)] if j.id == id("j2")), "{records:?}");
-    m.on_write(ms(730), io, WriteOutcome::Written);
-    let (io, records) = m.ready().write.expect("then j1's Running");
-    assert!(matches!(&records[..], [Record::Job(j)] if j.id == id("j1") && j.state == JobState::Running));
-    m.on_write(ms(740), io, WriteOutcome::Written);
-    m.ready();
-    assert_eq!(m.jobs().get(&id("j1")).unwrap().state(), JobState::Running);
-    assert_eq!(m.jobs().get(&id("j1")).unwrap().phase(), crate::core::job::Phase::Online { epoch });
-}
