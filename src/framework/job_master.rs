@@ -25,8 +25,8 @@ use super::api::JobType;
 use super::checkpoint::{read_until_answered, Stored};
 use super::dispatch::{dispatch, is_definite, schedule};
 use super::host::{Hosting, Issuer};
-use super::link::{Link, LinkSpec, Progress};
-use super::linked::{finish, linked, Outcome};
+use super::link::Progress;
+use super::linked::{finish, link_to_master, linked, Outcome};
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
@@ -58,19 +58,7 @@ pub async fn run<T: JobType>(_t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Ta
     let meta = env.metastore().await;
     let mut addresses = vec![spec.master_address.clone()];
     addresses.extend(env.join.iter().filter(|a| **a != spec.master_address).cloned());
-    let mut link = Link::new(
-        LinkSpec {
-            master_id: spec.master_id.clone(),
-            addresses,
-            master_epoch: spec.master_epoch,
-            worker: spec.task_id.clone(),
-            worker_epoch: spec.epoch,
-            timing: spec.timing,
-        },
-        env.clock.clone(),
-        env.confirmed,
-    );
-    link.plant(env.plants());
+    let mut link = link_to_master(&env, &spec, addresses);
     let config = match T::parse_config(&spec.task_config) {
         Ok(c) => c,
         Err(e) => return finish(&mut link, Outcome::Failed(format!("job configuration: {e}"))).await,

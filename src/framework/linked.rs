@@ -3,8 +3,26 @@
 
 use tokio::sync::watch;
 
-use super::link::{Link, LinkEnd, Report};
-use super::task::TaskExit;
+use super::link::{Link, LinkEnd, LinkSpec, Report};
+use super::task::{TaskEnv, TaskExit, TaskSpec};
+
+/// The link of the task `spec` to its master, tried at `addresses` in turn, with the task's guard switches.
+pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>) -> Link {
+    let mut link = Link::new(
+        LinkSpec {
+            master_id: spec.master_id.clone(),
+            addresses,
+            master_epoch: spec.master_epoch,
+            worker: spec.task_id.clone(),
+            worker_epoch: spec.epoch,
+            timing: spec.timing,
+        },
+        env.clock.clone(),
+        env.confirmed,
+    );
+    link.plant(env.plants());
+    link
+}
 
 /// How a task's work ended, before it is reported.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -14,8 +14,8 @@ use tracing::warn;
 
 use super::api::{Interrupted, JobType, WorkerCtx, WorkerEnd, WorkerError};
 use super::checkpoint::{Checkpoints, SaveError};
-use super::link::{Link, LinkEnd, LinkSpec};
-use super::linked::{finish, keep_linked, Outcome};
+use super::link::LinkEnd;
+use super::linked::{finish, keep_linked, link_to_master, Outcome};
 use super::panic::catch_panic;
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{JobId, TaskId, WorkerName};
@@ -30,22 +30,10 @@ fn split_task(task: &TaskId) -> Option<(JobId, WorkerName)> {
 /// Runs one incarnation of a worker of job type `t`.
 pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     let meta = env.metastore().await;
-    let mut link = Link::new(
-        LinkSpec {
-            master_id: spec.master_id.clone(),
-            addresses: vec![spec.master_address.clone()],
-            master_epoch: spec.master_epoch,
-            worker: spec.task_id.clone(),
-            worker_epoch: spec.epoch,
-            timing: spec.timing,
-        },
-        env.clock.clone(),
-        env.confirmed,
-    );
+    let mut link = link_to_master(&env, &spec, vec![spec.master_address.clone()]);
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
     }
-    link.plant(env.plants());
     if let Some(end) = link.until_live().await {
         return finish(&mut link, end.into()).await;
     }
