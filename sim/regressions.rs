@@ -335,6 +335,22 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          jobs of zone a, whose one executor has 2 slots, each ran its job master there and neither could place a \
          worker (fixed: the job masters' share holds among the executors a job's selectors admit too)",
     ),
+    (
+        1796470228,
+        "10.508s slow-metastore(1s) for 0.5s; 10.508s latency(300ms) for 17.33s; 10.508s kill-executor(2) for \
+         0.5s; 26.959s pause-executor(1) for 12.257s; 34.26s kill-executor(0) for 11.485s",
+        "a detection 9 s after last heard, against TTL + check interval (a checker's fault): the leader's suspect \
+         hold began 1.3 s before it last heard the executor, which was killed and expired within the hold's window; \
+         the checker allowed for a hold only if it began after the executor was last heard (fixed: any hold whose \
+         window reaches past the last heard)",
+    ),
+    (
+        1796470624,
+        "2.549s kill-leader for 15.744s; 2.549s stop-executor(0) for 0.5s; 18.505s \
+         cut-executor-from-masters(1, one-way) for 22.165s; 26.022s cut-executor-from-masters(0, one-way) for \
+         13.992s",
+        "the same checker's fault: an executor heard after a hold began was declared at the hold's end",
+    ),
 ];
 
 #[test]

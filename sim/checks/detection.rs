@@ -36,8 +36,8 @@ fn delays_declarations(point: &str) -> bool {
 
 /// Detection and no false alarms (design.md §6): every executor declared offline had no acknowledged heartbeat
 /// for a TTL before (less network slack), and the leader declared it within TTL + check interval of the last time
-/// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when that leader
-/// held evictions meanwhile (most executors expired at once), and the time that leader spent paused or stalled by
+/// it heard from it (or gave it a fresh TTL at the start of its term) — plus the suspect hold when a hold of that
+/// leader's (most executors expired at once) was in force at some point between the two, and the time that leader spent paused or stalled by
 /// a plan's hold at a point its declarations wait for. Returns every declaration's timing.
 pub fn offline_declarations(
     clock: &Clock,
@@ -90,7 +90,9 @@ pub fn offline_declarations(
             }
             Seen::Master(Observation::ExecutorOffline { id, name, at: when, last_heard, .. }) => {
                 let (when, heard) = (clock.at(*when), clock.at(*last_heard));
-                let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| heard <= *t && *t <= when));
+                // A hold delays every expiry within its window [t, t + hold], including one heard after the
+                // hold began (the leader keeps holding until the window ends, whoever else expires meanwhile).
+                let was_held = held.get(node).is_some_and(|ts| ts.iter().any(|t| *t <= when && heard <= *t + hold));
                 // A leader that was paused could not look meanwhile: its pause within [heard, when] adds to the bound.
                 let frozen: Duration = paused
                     .get(node)

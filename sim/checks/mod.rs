@@ -357,6 +357,29 @@ mod tests {
         assert_eq!(v.ids, [Id::Master("m0".into()), Id::Executor(ExecutorId(1)), Id::Node("e1".into())]);
         let held = Seen::Master(Observation::EvictionsHeld { held: 2, at: clock.instant(at(10_000)) });
         assert!(check_of(&[ev(10_000, "m0", held), ev(20_000, "m0", offline(20_000))]).is_ok());
+        // A hold that began before the executor was last heard still holds its expiry (swarm seed 1796470228):
+        // the hold began at 0 (its window runs to 10 s), heard at 1 s, declared 18 s later.
+        let early = Seen::Master(Observation::EvictionsHeld { held: 2, at: clock.instant(Time::ZERO) });
+        let heard_late = |when: u64| {
+            Seen::Master(Observation::ExecutorOffline {
+                id: ExecutorId(1),
+                name: "e1".into(),
+                at: clock.instant(at(when)),
+                last_heard: clock.instant(at(1_000)),
+                among: 3,
+            })
+        };
+        assert!(check_of(&[ev(0, "m0", early.clone()), ev(19_000, "m0", heard_late(19_000))]).is_ok());
+        // Not a hold whose window had ended before it was last heard (heard at 11 s, declared 12 s later).
+        let late = Seen::Master(Observation::ExecutorOffline {
+            id: ExecutorId(1),
+            name: "e1".into(),
+            at: clock.instant(at(23_000)),
+            last_heard: clock.instant(at(11_000)),
+            among: 3,
+        });
+        let v = check_of(&[ev(0, "m0", early), ev(23_000, "m0", late)]).unwrap_err();
+        assert_eq!(v.rule, Rule::DetectionBound);
         let paused = [ev(5_000, "m0", Seen::Paused), ev(9_000, "m0", Seen::Resumed), ev(14_000, "m0", offline(14_000))];
         assert!(check_of(&paused).is_ok());
         let other_paused =
