@@ -37,6 +37,9 @@ pub const STATES: &[(&str, &str)] = &[
     ("executor-reregistered", "an executor was told it was declared offline and registered again"),
     ("task-drained", "a task quiesced for a graceful stop of its executor"),
     ("job-gave-up", "a job's backoff gave up (the job failed after its last try)"),
+    ("worker-failed-retryably", "a worker's work ended in a retryable failure (its job master starts it again)"),
+    ("worker-failed-terminally", "a worker's work ended in a terminal failure (its job fails)"),
+    ("task-panicked", "a task's code panicked and was caught"),
 ];
 
 /// The counts of one run's story, with the fault points' own counts.
@@ -123,6 +126,7 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
             Seen::Exec(ExecutorObservation::Fenced { .. }) => bump("state executor-self-fenced".to_owned()),
             Seen::Exec(ExecutorObservation::Reregister { .. }) => bump("state executor-reregistered".to_owned()),
             Seen::Exec(ExecutorObservation::TaskQuiesced { .. }) => bump("state task-drained".to_owned()),
+            Seen::Exec(ExecutorObservation::TaskPanicked { .. }) => bump("state task-panicked".to_owned()),
             Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, .. }) => {
                 checkpointed.insert((task.clone(), epoch.0));
             }
@@ -142,6 +146,12 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
                 match why {
                     StopWhy::Exited(TaskExit::Fenced) => bump("state worker-self-fenced".to_owned()),
                     StopWhy::Exited(TaskExit::Stale) => bump("state task-told-stale".to_owned()),
+                    StopWhy::Exited(TaskExit::FailedRetryable(_)) if !is_jm(task) => {
+                        bump("state worker-failed-retryably".to_owned())
+                    }
+                    StopWhy::Exited(TaskExit::Failed(_)) if !is_jm(task) => {
+                        bump("state worker-failed-terminally".to_owned())
+                    }
                     _ => {}
                 }
                 if !ended && is_jm(task) && canceled.contains(task) {

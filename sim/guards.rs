@@ -99,7 +99,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorTakesDeposedDispatch,
         rule: "2",
         guard: "an executor refuses a dispatch placed under an older leader (core/agent.rs `admit`)",
-        measured: Caught(26),
+        measured: Caught(24),
         needs: "",
         targeted: None,
     },
@@ -361,6 +361,22 @@ const TABLE: &[Guard] = &[
         needs: "the swarm's plans put another fault than the failover in the life of nearly every job master, and any \
             such fault explains a restart; targeted: the leader killed while fake jobs run, nothing else disturbed",
         targeted: Some(("leader_failover_with_jobs", 1)),
+    },
+    Guard {
+        switch: Planted::RetryableTreatedAsTerminal,
+        rule: "failures",
+        guard: "a worker's retryable failure starts it again, up to its restarts in a row (framework/job_master.rs)",
+        measured: Caught(3),
+        needs: "",
+        targeted: None,
+    },
+    Guard {
+        switch: Planted::PanicLeftRunning,
+        rule: "failures",
+        guard: "a panic of a worker's work ends its incarnation, failed (framework/worker.rs)",
+        measured: Caught(9),
+        needs: "",
+        targeted: None,
     },
 ];
 

@@ -12,7 +12,8 @@
 //! there is caught, one in the aftermath of a fault is not (seed 1795945331's new leader, resumed from a pause,
 //! placed job masters four times in a second on an executor still fenced by a cut just healed: it took a heartbeat
 //! sent during the cut, delivered late, as proof the executor was back).
-//! Restarts are counted per attempt: a job master's start is the leader's `JobMasterStarted` (so a dispatch that
+//! A worker started again after a failure its work declared (retryable: its retry is how the failure is handled,
+//! which the failures checker judges) is neither counted nor judged here. Restarts are counted per attempt: a job master's start is the leader's `JobMasterStarted` (so a dispatch that
 //! never ran counts too), a worker's is its task's `TaskStarted` on an executor. The story must record every fault
 //! (the swarm's does: its faults are all plan steps); scenarios that cut links by hand do not run this checker.
 
@@ -21,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use foreman::core::ids::TaskId;
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
-use foreman::executor::ExecutorObservation;
+use foreman::executor::{ExecutorObservation, StopWhy, TaskExit};
 use foreman::master::Observation;
 
 use super::Events;
@@ -121,9 +122,22 @@ pub fn restarts_explained(
     // Incarnations that ran: started on an executor.
     let mut ran: BTreeSet<(TaskId, u64)> = BTreeSet::new();
     let mut counted = Restarts::default();
+    // Incarnations that ended failing, as their work declared (a worker started again after its own failure is not
+    // work a fault wasted: its retry is the failure's handling, judged by the failures checker).
+    let mut failed: BTreeSet<(TaskId, u64)> = BTreeSet::new();
     for (at, node, seen) in events {
-        if let Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) = seen {
-            ran.insert((task.clone(), epoch.0));
+        match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
+                ran.insert((task.clone(), epoch.0));
+            }
+            Seen::Exec(ExecutorObservation::TaskStopped {
+                task,
+                epoch,
+                why: StopWhy::Exited(TaskExit::Failed(_) | TaskExit::FailedRetryable(_)),
+            }) => {
+                failed.insert((task.clone(), epoch.0));
+            }
+            _ => {}
         }
         let (task, epoch, job_master) = match seen {
             Seen::Master(Observation::JobMasterStarted { job, epoch, .. }) => (TaskId::job_master(job), *epoch, true),
@@ -133,7 +147,7 @@ pub fn restarts_explained(
             _ => continue,
         };
         if let Some((from, old)) = last_start.insert(task.clone(), (*at, epoch.0)) {
-            if old == epoch.0 {
+            if old == epoch.0 || failed.contains(&(task.clone(), old)) {
                 continue;
             }
             if job_master {
@@ -228,6 +242,21 @@ mod tests {
             restarts_explained(&workers, &[(t(0), t(1_500))], H, true),
             Ok(Restarts { job_masters: 0, workers: 1 })
         );
+        // A worker started again after a failure it declared is its failure's handling: neither counted nor judged.
+        let failed = |exit: TaskExit| {
+            let o = ExecutorObservation::TaskStopped {
+                task: task_id("job-0/w0"),
+                epoch: Epoch(1),
+                why: StopWhy::Exited(exit),
+            };
+            (t(2_000), "executor-0".to_owned(), Seen::Exec(o))
+        };
+        for exit in [TaskExit::FailedRetryable("planned".into()), TaskExit::Failed("planned".into())] {
+            let retried = vec![workers[0].clone(), failed(exit), workers[1].clone()];
+            assert_eq!(restarts_explained(&retried, &[], H, true), Ok(Restarts::default()));
+        }
+        let stale = vec![workers[0].clone(), failed(TaskExit::Stale), workers[1].clone()];
+        assert_eq!(restarts_explained(&stale, &[], H, true).map_err(|v| v.rule), Err(Rule::WastedWork));
     }
 
     #[madsim::test]

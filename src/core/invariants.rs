@@ -119,6 +119,12 @@ pub enum Rule {
     QuietOnceHealthy,
     /// §8 capacity accounting, settled: once every job ended, the leader holds no slot and counts what runs.
     CapacitySettled,
+    /// A worker's failure is handled as it was declared: a retryable error never fails its job and is retried at
+    /// most its limit of restarts in a row before the job fails naming it; a terminal one is never retried and
+    /// fails its job with its reason; a worker of a job that plans no failure never fails.
+    FailuresAsDeclared,
+    /// A task whose code panicked ends (its executor stops listing it as running), unless its node died first.
+    PanicsEndTheirTask,
     /// The observations cannot be placed in one story (a stop of an incarnation that never started there).
     ConsistentStory,
     /// A state machine's own invariant, checked after every step in debug and simulation builds (the job
@@ -134,7 +140,7 @@ impl Rule {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
             | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
-            | BackoffBound => Class::Safety,
+            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted => Class::Liveness,
             ConsistentStory => Class::Crash,
@@ -186,6 +192,8 @@ impl Rule {
             ReAdopted => "§6 failover (work re-adopted, not restarted)",
             QuietOnceHealthy => "§6 no false alarms once healthy",
             CapacitySettled => "capacity accounting (settled cluster)",
+            FailuresAsDeclared => "a worker's failure handled as declared",
+            PanicsEndTheirTask => "a panicking task ends",
             ConsistentStory => "the observations are inconsistent",
             MachineInvariant => "a state machine's invariant",
         }

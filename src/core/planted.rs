@@ -101,11 +101,19 @@ pub enum Planted {
     /// is started again once the recovery wait is over (safe, but every failover restarts all work: design.md §6
     /// failover says healthy job masters are re-adopted, not restarted).
     RecoveryAdoptsNothing,
+    /// Guard (a worker's failure handled as declared): the job-master runtime starts a worker that failed
+    /// retryably again, after its backoff, until its limit of restarts in a row. Treats the failure as terminal:
+    /// the job fails with it.
+    RetryableTreatedAsTerminal,
+    /// Guard (a panicking task ends): the worker runtime catches a panic of the work and ends the incarnation
+    /// failed. Leaves it hanging instead, as an uncaught panic would leave a task nobody reaps: its link stops, but
+    /// its executor lists it running, holding its slot, while its job master starts its next incarnation.
+    PanicLeftRunning,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 33] = [
+    pub const ALL: [Planted; 35] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -139,6 +147,8 @@ impl Planted {
         Planted::LossForgetsCancel,
         Planted::NoEvictionHold,
         Planted::RecoveryAdoptsNothing,
+        Planted::RetryableTreatedAsTerminal,
+        Planted::PanicLeftRunning,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -181,6 +191,8 @@ impl Planted {
             Planted::LossForgetsCancel => "loss-forgets-cancel",
             Planted::NoEvictionHold => "no-eviction-hold",
             Planted::RecoveryAdoptsNothing => "recovery-adopts-nothing",
+            Planted::RetryableTreatedAsTerminal => "retryable-treated-as-terminal",
+            Planted::PanicLeftRunning => "panic-left-running",
         }
     }
 }

@@ -244,6 +244,14 @@ impl<T: JobType> JobMaster<T> {
             }
             Event::Exited { task, epoch, status } => {
                 let name = self.name_of(&task)?;
+                let status = match status {
+                    WorkerStatus::Failed { message, retryable: true }
+                        if self.env.planted(Planted::RetryableTreatedAsTerminal) =>
+                    {
+                        WorkerStatus::Failed { message, retryable: false }
+                    }
+                    status => status,
+                };
                 match status {
                     WorkerStatus::Finished => {
                         if self.live.get(&name) == Some(&epoch) {

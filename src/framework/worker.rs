@@ -7,6 +7,7 @@
 //! A work that ends [`WorkerEnd::Drained`] has its last checkpoint marked stopped. The outcome is reported to the
 //! job master until acknowledged.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::sync::watch;
@@ -52,6 +53,8 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
     };
     let progress = link.progress();
     let (cancel_tx, cancel) = watch::channel(false);
+    // Set by the planted bug `PanicLeftRunning` only.
+    let hanging = AtomicBool::new(false);
     let work = async {
         let opened = Checkpoints::<T::Checkpoint>::open(
             &env,
@@ -77,6 +80,9 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
                 let (task, epoch) = (spec.task_id.clone(), spec.epoch);
                 warn!(%task, epoch = epoch.0, "worker panicked: {message}");
                 env.observe(ExecutorObservation::TaskPanicked { task, epoch, message: message.clone() });
+                if env.planted(Planted::PanicLeftRunning) {
+                    hanging.store(true, Ordering::Relaxed);
+                }
                 return Outcome::FailedRetryable(format!("panicked: {message}"));
             }
         };
@@ -109,5 +115,9 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         },
         out = &mut work => out,
     };
+    if hanging.load(Ordering::Relaxed) {
+        // The planted bug: the link is gone (no heartbeat, no report), the task never returns.
+        return std::future::pending().await;
+    }
     finish(&mut link, outcome).await
 }
