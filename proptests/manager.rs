@@ -1188,7 +1188,7 @@ impl Harness {
         let status = jm.report.clone();
         let report = status.is_some();
         let msg = Message { task: TaskId::job_master(&jm.job), master_epoch: jm.knows, worker_epoch: jm.epoch };
-        let request = Request::JobMaster { msg, status, progress: String::new() };
+        let request = Request::JobMaster { msg, status, progress: String::new(), last_error: None };
         self.send(request, Pending::JobMaster { jm: i, sent: self.now, report })
     }
 

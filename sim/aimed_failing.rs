@@ -42,6 +42,12 @@ async fn worker_errors_every_n_steps_job_finishes_exact() {
     finish_and_check(&c, &jobs, &BTreeSet::new()).await;
     // Failed at 7, 14, 21, 28 and 35: six incarnations each.
     assert_eq!(worker_starts(&c, "job-0"), 12, "two workers started six times each");
+    // The last error it got over is kept with the job (sent with its job master's heartbeats, written once each).
+    let (_, job) = await_job(&c, "job-0", Duration::ZERO, terminal).await;
+    let e = job.last_error.expect("a job that restarted workers says its last error");
+    assert!(e.source == "job-0/w0" || e.source == "job-0/w1", "{e:?}");
+    assert_eq!((e.message.as_str(), e.retryable), ("planned failure after 7 steps (retryable)", true), "{e:?}");
+    assert!(e.at_unix_ms > 0, "{e:?}");
 }
 
 /// How many worker incarnations of `job` started.

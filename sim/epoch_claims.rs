@@ -118,6 +118,7 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
                 worker_id: worker_id.into(),
                 worker_epoch,
                 progress: String::new(),
+                last_error: None,
             };
         let worker = format!("{JOB}/w0");
         let mut out = vec![];

@@ -87,6 +87,7 @@ fn canned_jobs() -> Vec<pb::Job> {
             error: None,
             progress: "412/800".into(),
             waiting: String::new(),
+            last_error: None,
         },
         pb::Job {
             id: "j2".into(),
@@ -476,7 +477,7 @@ ERROR:      -
         serde_json::json!({
             "id": "j1", "type": "fake", "state": "running", "restarts": 1, "epoch": 5, "executor_id": 2, "cost": 1,
             "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-            "progress": "412/800", "waiting": null, "config": {"workers": 2, "target": 100},
+            "progress": "412/800", "waiting": null, "config": {"workers": 2, "target": 100}, "last_error": null,
         })
     );
 

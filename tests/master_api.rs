@@ -719,6 +719,7 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
         worker_id: "a b".into(),
         worker_epoch: 1,
         progress: String::new(),
+        last_error: None,
     };
     assert_invalid("WorkerHeartbeat bad worker id", f.worker_heartbeat(hb).await, "worker_id");
     // A job master the job manager never started is a stale worker: it must stop.
@@ -728,6 +729,7 @@ async fn scheduler_and_framework_refuse_what_they_cannot_serve() {
         worker_id: "ghost".into(),
         worker_epoch: 1,
         progress: String::new(),
+        last_error: None,
     };
     let r = f.worker_heartbeat(unknown).await.expect("a verdict, not an error").into_inner();
     assert_eq!(r.verdict, pb::Verdict::StaleWorker as i32, "{r:?}");
@@ -963,6 +965,7 @@ async fn a_progress_text_beyond_256_bytes_is_refused() {
         worker_id: "ghost".into(),
         worker_epoch: 1,
         progress,
+        last_error: None,
     };
     let mut f = t.framework.clone();
     for size in [257, 1 << 20] {
@@ -971,6 +974,14 @@ async fn a_progress_text_beyond_256_bytes_is_refused() {
             f.worker_heartbeat(heartbeat("x".repeat(size))).await,
             "progress",
         );
+    }
+    // A last error beyond its bounds is refused the same way, naming its field.
+    let long_source = pb::LastError { source: "s".repeat(129), ..Default::default() };
+    let long_message =
+        pb::LastError { message: "m".repeat(foreman::framework::ERROR_MESSAGE_MAX + 1), ..Default::default() };
+    for (e, field) in [(long_source, "last_error.source"), (long_message, "last_error.message")] {
+        let req = pb::WorkerHeartbeatRequest { last_error: Some(e), ..heartbeat(String::new()) };
+        assert_invalid(&format!("WorkerHeartbeat with a long {field}"), f.worker_heartbeat(req).await, field);
     }
     let report = pb::ReportWorkerStatusRequest {
         master_id: t.m.name().into(),

@@ -64,6 +64,10 @@ pub fn job_detail(job: &JobView) -> String {
         vec!["SELECTORS".to_owned(), selectors],
         vec!["ERROR".to_owned(), error],
     ];
+    if let Some(e) = &job.last_error {
+        let how = if e.retryable { "retryable" } else { "terminal" };
+        rows.push(vec!["LAST ERROR".to_owned(), format!("{} ({how}) at {}: {}", e.source, e.at, e.message)]);
+    }
     // Only while the job waits for a placement: why.
     if let Some(waiting) = &job.waiting {
         rows.insert(4, vec!["WAITING".to_owned(), waiting.clone()]);
@@ -379,7 +383,7 @@ CONFIG:
             "jobs": [{
                 "id": "j1", "type": "fake", "state": "running", "restarts": 2, "epoch": 17, "executor_id": 3,
                 "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
-                "progress": "412/800 steps", "waiting": null, "config": {"a": [true], "b": 1},
+                "progress": "412/800 steps", "waiting": null, "config": {"a": [true], "b": 1}, "last_error": null,
             }],
             "next_page_token": null,
         });
@@ -391,6 +395,32 @@ CONFIG:
         assert_eq!(value["progress"], serde_json::Value::Null);
         assert_eq!(value["waiting"], serde_json::Value::Null);
         assert_eq!(value["state"], "unspecified");
+    }
+
+    #[test]
+    fn a_job_s_last_error_shows_who_failed_how_and_when_in_its_detail_and_its_json() {
+        let mut wire = job("j1", pb::JobState::Running as i32);
+        wire.last_error = Some(pb::LastError {
+            source: "j1/w0".into(),
+            message: "planned failure after 3 steps (retryable)".into(),
+            retryable: true,
+            at_unix_ms: 1_796_472_601_000,
+        });
+        let view = JobView::from(&wire);
+        let text = job_detail(&view);
+        assert!(
+            text.contains(
+                "LAST ERROR:  j1/w0 (retryable) at 2026-12-05T12:10:01Z: planned failure after 3 steps (retryable)"
+            ),
+            "{text}"
+        );
+        let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
+        let want = serde_json::json!({
+            "source": "j1/w0", "message": "planned failure after 3 steps (retryable)", "retryable": true,
+            "at_unix_ms": 1_796_472_601_000u64, "at": "2026-12-05T12:10:01Z",
+        });
+        assert_eq!(value["last_error"], want);
+        assert!(!job_detail(&JobView::from(&job("j2", 2))).contains("LAST ERROR"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use super::ids::{Epoch, ExecutorId, JobId};
 use super::labels::Selector;
 use super::planted::{Planted, Plants};
 use super::rng::Rng;
-use super::time::Time;
+use super::time::{Time, WallTime};
 
 /// The state users see, persisted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -169,6 +169,20 @@ pub struct JobFailure {
     pub message: String,
 }
 
+/// The last error a running job met and got over (a worker's retryable failure, after which its job master
+/// started it again): what a user sees while the job restarts. Its job master sends it with its heartbeats; the
+/// leader keeps it in the job's record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastError {
+    /// Who failed: a worker's task id.
+    pub source: String,
+    pub message: String,
+    /// Whether it is started again.
+    pub retryable: bool,
+    /// When, by the wall clock of the job master that saw it.
+    pub at: WallTime,
+}
+
 /// The durable form of a job: everything a new leader needs.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobRecord {
@@ -184,6 +198,9 @@ pub struct JobRecord {
     pub restarts: u32,
     pub failure: Option<JobFailure>,
     pub backoff: BackoffRecord,
+    /// Records from before the field read none. Boxed: most jobs never have one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<Box<LastError>>,
 }
 
 /// How a job master ended.
@@ -273,6 +290,10 @@ impl Job {
 
     pub fn failure(&self) -> Option<&JobFailure> {
         self.record.failure.as_ref()
+    }
+
+    pub fn last_error(&self) -> Option<&LastError> {
+        self.record.last_error.as_deref()
     }
 
     pub fn executor(&self) -> Option<ExecutorId> {
@@ -532,6 +553,7 @@ impl Jobs {
             restarts: 0,
             failure: None,
             backoff: BackoffRecord::default(),
+            last_error: None,
         };
         let job = Job {
             record: record.clone(),
@@ -745,6 +767,17 @@ impl Jobs {
         Verdict::Applied(step)
     }
 
+    /// Incarnation `epoch` said `error` is the last error its job met: kept (and to persist) when it is the
+    /// current incarnation of a job still running and the error is new; anything else changes nothing.
+    pub fn on_last_error(&mut self, now: Time, id: &JobId, epoch: Epoch, error: LastError) -> Verdict {
+        let Some(job) = self.current(id, epoch) else { return Verdict::Stale };
+        if job.record.state.is_terminal() || job.record.last_error.as_deref() == Some(&error) {
+            return Verdict::Applied(Step::default());
+        }
+        job.record.last_error = Some(Box::new(error));
+        Verdict::Applied(Step { persist: Some(job.record(now)), ..Step::default() })
+    }
+
     /// Whether incarnation `epoch` should be told to stop (its job is canceling).
     pub fn wants_cancel(&self, id: &JobId, epoch: Epoch) -> bool {
         self.jobs.get(id).is_some_and(|j| j.phase.live_epoch() == Some(epoch) && j.record.state == JobState::Canceling)
@@ -934,6 +967,28 @@ mod tests {
             cancel_grace: Duration::from_secs(30),
             job_master_share: 0.5,
         }
+    }
+
+    /// A record written before `last_error` existed reads as having none, and one without an error is written
+    /// without the field (so older leaders in a rolling upgrade read it the same).
+    #[test]
+    fn records_before_the_last_error_decode_and_records_without_one_omit_it() {
+        let record = Jobs::new(policy()).create(id("j1"), spec()).unwrap();
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(!text.contains("last_error"), "{text}");
+        assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), record);
+        let with = JobRecord {
+            last_error: Some(Box::new(LastError {
+                source: "j1/w0".into(),
+                message: "m".into(),
+                retryable: true,
+                at: WallTime(7),
+            })),
+            ..record
+        };
+        let text = serde_json::to_string(&with).unwrap();
+        assert!(text.contains(r#""last_error":{"source":"j1/w0","message":"m","retryable":true,"at":7}"#), "{text}");
+        assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), with);
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::link::Progress;
 use super::linked::{finish, link_to_master, linked, Outcome};
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
+use crate::core::job::LastError;
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
 use crate::core::planted::Planted;
 use crate::core::restarts::{seed_of, RestartDecision, Restarts};
@@ -107,6 +108,8 @@ struct JobMaster<T: JobType> {
     restarts: Restarts,
     /// Which master to ask for placements first (the last one that answered).
     scheduler: usize,
+    /// A worker's retryable failure not yet handed to the link, which sends the last one with every heartbeat.
+    last_error: Option<LastError>,
 }
 
 impl<T: JobType> JobMaster<T> {
@@ -176,6 +179,7 @@ impl<T: JobType> JobMaster<T> {
             created: 0,
             retry: BTreeMap::new(),
             scheduler: 0,
+            last_error: None,
         })
     }
 
@@ -194,6 +198,9 @@ impl<T: JobType> JobMaster<T> {
                 if let Some(outcome) = self.on_event(ev).await {
                     return outcome;
                 }
+            }
+            if let Some(e) = self.last_error.take() {
+                progress.set_last_error(e);
             }
             if *cancel.borrow_and_update() {
                 let mut h = self.hosting.handle().lock();
@@ -321,6 +328,9 @@ impl<T: JobType> JobMaster<T> {
             RestartDecision::RetryAt { at, attempt } => {
                 let wait = at.saturating_since(now);
                 info!(job = %self.job, %task, epoch = epoch.0, attempt, ?wait, "worker failed, starting it again: {message}");
+                let wall = crate::clock::wall_now();
+                let source = task.to_string();
+                self.last_error = Some(LastError { source, message: message.clone(), retryable: true, at: wall });
                 self.live.remove(name);
                 self.retry.insert(name.clone(), at);
                 let checkpoint = stored.map(|s| s.state);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::core::fence::SelfFence;
 use crate::core::ids::{Epoch, TaskId};
+use crate::core::job::LastError;
 use crate::core::planted::{Planted, Plants};
 use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
@@ -55,20 +56,31 @@ pub enum Report {
     Stopped,
 }
 
-/// What a task says of its progress in its heartbeats; cheap to clone and set from the task's work.
+/// What a task says of its progress in its heartbeats (and a job master, of the last error its job got over);
+/// cheap to clone and set from the task's work.
 #[derive(Clone, Default)]
-pub struct Progress(Arc<Mutex<String>>);
+pub struct Progress(Arc<Mutex<(String, Option<LastError>)>>);
 
 impl Progress {
     /// Sets the text sent from now on, cut to [`super::PROGRESS_MAX`] bytes at a character boundary (a master
     /// refuses a longer one).
     pub fn set(&self, text: String) {
         let text = if text.len() > super::PROGRESS_MAX { super::progress_text(&text) } else { text };
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = text;
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0 = text;
     }
 
     pub fn get(&self) -> String {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0.clone()
+    }
+
+    /// Sets the last error sent from now on, its message cut to [`super::ERROR_MESSAGE_MAX`] bytes.
+    pub fn set_last_error(&self, mut error: LastError) {
+        error.message = super::error_message_text(&error.message);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1 = Some(error);
+    }
+
+    pub fn last_error(&self) -> Option<LastError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 }
 
@@ -217,6 +229,7 @@ impl Link {
             worker_id: self.spec.worker.as_str().to_owned(),
             worker_epoch: self.spec.worker_epoch.0,
             progress: self.progress.get(),
+            last_error: self.progress.last_error().as_ref().map(super::last_error_to_wire),
         };
         match client.worker_heartbeat(req).await {
             Ok(r) => {

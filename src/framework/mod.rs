@@ -69,6 +69,39 @@ pub fn error_message_text(message: &str) -> String {
     crate::core::text::bounded(message, ERROR_MESSAGE_MAX).into_owned()
 }
 
+/// A last error as sent.
+pub fn last_error_to_wire(e: &crate::core::job::LastError) -> crate::rpc::pb::LastError {
+    crate::rpc::pb::LastError {
+        source: e.source.clone(),
+        message: e.message.clone(),
+        retryable: e.retryable,
+        at_unix_ms: e.at.0,
+    }
+}
+
+/// A last error from the wire: a source over [`crate::core::ids::TaskId::MAX_LEN`] bytes or a message over
+/// [`ERROR_MESSAGE_MAX`] is refused; control characters in the message are kept (it is shown quoted).
+pub fn last_error_from_wire(
+    e: Option<&crate::rpc::pb::LastError>,
+) -> Result<Option<crate::core::job::LastError>, tonic::Status> {
+    let Some(e) = e else { return Ok(None) };
+    let too_long = |field: &str, len: usize, max: usize| {
+        crate::rpc::status::invalid_argument(field, format!("is {len} bytes; at most {max} are allowed"))
+    };
+    if e.source.len() > crate::core::ids::TaskId::MAX_LEN {
+        return Err(too_long("last_error.source", e.source.len(), crate::core::ids::TaskId::MAX_LEN));
+    }
+    if e.message.len() > ERROR_MESSAGE_MAX {
+        return Err(too_long("last_error.message", e.message.len(), ERROR_MESSAGE_MAX));
+    }
+    Ok(Some(crate::core::job::LastError {
+        source: e.source.clone(),
+        message: e.message.clone(),
+        retryable: e.retryable,
+        at: crate::core::time::WallTime(e.at_unix_ms),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -117,6 +117,7 @@ pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
         cost: r.spec.cost,
         progress: String::new(),
         waiting: job.unplaced().unwrap_or_default().to_owned(),
+        last_error: r.last_error.as_deref().map(crate::framework::last_error_to_wire),
     }
 }
 

@@ -287,8 +287,9 @@ impl Master {
         msg: crate::core::workers::Message,
         status: Option<crate::core::workers::WorkerStatus>,
         progress: &str,
+        last_error: Option<crate::core::job::LastError>,
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
-        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned() }).await? {
+        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned(), last_error }).await? {
             Reply::JobMaster { reply, cancel } => Ok((reply, cancel)),
             r => Err(unexpected(r)),
         }

@@ -384,7 +384,8 @@ impl pb::framework_server::Framework for MasterService {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
-            let (reply, cancel) = self.m.job_master_message(msg.clone(), None, &progress).await?;
+            let last_error = crate::framework::last_error_from_wire(r.last_error.as_ref())?;
+            let (reply, cancel) = self.m.job_master_message(msg.clone(), None, &progress, last_error).await?;
             self.heard(&msg, &reply);
             let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
             Ok(Response::new(pb::WorkerHeartbeatResponse {
@@ -405,7 +406,7 @@ impl pb::framework_server::Framework for MasterService {
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
-            let (reply, _) = self.m.job_master_message(msg.clone(), Some(status), &progress).await?;
+            let (reply, _) = self.m.job_master_message(msg.clone(), Some(status), &progress, None).await?;
             self.heard(&msg, &reply);
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict),

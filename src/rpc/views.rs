@@ -34,6 +34,48 @@ pub struct JobView {
     pub waiting: Option<String>,
     /// The job's configuration as JSON when the server sent it (`--config`); a string if it is not valid JSON.
     pub config: Option<serde_json::Value>,
+    /// The last error the job met and got over while it runs (a worker's retryable failure); `null` when none.
+    pub last_error: Option<LastErrorView>,
+}
+
+/// The last error a running job got over: who failed, what it said, whether it is started again, and when (the
+/// job master's wall clock: milliseconds since the Unix epoch, and the same as UTC text).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LastErrorView {
+    pub source: String,
+    pub message: String,
+    pub retryable: bool,
+    pub at_unix_ms: u64,
+    pub at: String,
+}
+
+impl From<&pb::LastError> for LastErrorView {
+    fn from(e: &pb::LastError) -> LastErrorView {
+        LastErrorView {
+            source: e.source.clone(),
+            message: e.message.clone(),
+            retryable: e.retryable,
+            at_unix_ms: e.at_unix_ms,
+            at: utc_text(e.at_unix_ms),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch as UTC text, `2026-12-05T12:30:01Z` (proleptic Gregorian calendar).
+pub fn utc_text(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm, for days ≥ 0).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3_600, rest % 3_600 / 60, rest % 60)
 }
 
 /// A label selector: `op` is `eq`, `neq` or `regex` (`UNKNOWN(n)` otherwise).
@@ -199,6 +241,7 @@ impl From<&pb::Job> for JobView {
             progress: (!job.progress.is_empty()).then(|| job.progress.clone()),
             waiting: (!job.waiting.is_empty()).then(|| job.waiting.clone()),
             config: config_value(&job.config),
+            last_error: job.last_error.as_ref().map(LastErrorView::from),
         }
     }
 }
@@ -248,4 +291,22 @@ pub fn to_json<T: Serialize>(view: &T) -> String {
     let mut text = serde_json::to_string_pretty(view).expect("views serialize: string keys and plain values only");
     text.push('\n');
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_text_table() {
+        let table = [
+            (0, "1970-01-01T00:00:00Z"),
+            (951_782_400_000, "2000-02-29T00:00:00Z"),
+            (1_796_472_601_999, "2026-12-05T12:10:01Z"),
+            (4_102_444_799_000, "2099-12-31T23:59:59Z"),
+        ];
+        for (ms, text) in table {
+            assert_eq!(utc_text(ms), text, "{ms}");
+        }
+    }
 }

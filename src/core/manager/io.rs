@@ -82,6 +82,8 @@ pub enum Request {
         msg: Message,
         status: Option<WorkerStatus>,
         progress: String,
+        /// The last error its job got over (a heartbeat's; persisted when it changes).
+        last_error: Option<crate::core::job::LastError>,
     },
     /// The term's figures for the metrics.
     Gauges,

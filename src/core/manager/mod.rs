@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::{
-    ExitOutcome, FailureReason, JobError, JobPolicy, JobRecord, JobState, Jobs, Phase, Verdict as JobVerdict,
+    ExitOutcome, FailureReason, JobError, JobPolicy, JobRecord, JobState, Jobs, LastError, Phase, Verdict as JobVerdict,
 };
 use crate::core::labels::Selector;
 use crate::core::placement::{PlacementPolicy, PlacementRequest, ResourcePin};
@@ -341,8 +341,10 @@ impl Manager {
             // A job master's heartbeat that changes nothing durable does not wait either: its job master has a
             // deadline of its own, and an answer held behind a slow write fenced a healthy job master (swarm seed
             // 1796457366: a job storm's writes held heartbeats 300-400 ms against a 300 ms timeout).
-            Request::JobMaster { msg, status, progress } if self.heard_at_once(&msg, status.as_ref()) => {
-                self.job_master(now, to, msg, status, progress)
+            Request::JobMaster { msg, status, progress, last_error }
+                if self.heard_at_once(&msg, status.as_ref(), last_error.as_ref()) =>
+            {
+                self.job_master(now, to, msg, status, progress, last_error)
             }
             other => self.queue.push_back(Deferred::Request(to, other)),
         }
@@ -351,7 +353,12 @@ impl Manager {
     /// Whether a job master's message may be answered while an operation is in progress: a plain heartbeat of the
     /// job's current incarnation, already online, claiming nothing, for a job the operation does not touch (so
     /// what it is told, a cancel included, is durable). It raises no event and writes nothing.
-    fn heard_at_once(&self, msg: &crate::core::workers::Message, status: Option<&WorkerStatus>) -> bool {
+    fn heard_at_once(
+        &self,
+        msg: &crate::core::workers::Message,
+        status: Option<&WorkerStatus>,
+        last_error: Option<&LastError>,
+    ) -> bool {
         let Some(busy) = &self.busy else { return false };
         if self.ended {
             return false;
@@ -370,7 +377,9 @@ impl Manager {
         };
         !touched
             && self.jobs.get(&id).is_some_and(|j| {
-                j.state() != JobState::Created && j.phase() == (Phase::Online { epoch: msg.worker_epoch })
+                j.state() != JobState::Created
+                    && j.phase() == (Phase::Online { epoch: msg.worker_epoch })
+                    && (last_error.is_none() || j.last_error() == last_error)
             })
     }
 
@@ -461,7 +470,9 @@ impl Manager {
                 }
                 Err(e) => self.answer(to, Err(Refusal::Job(e))),
             },
-            Request::JobMaster { msg, status, progress } => self.job_master(now, to, msg, status, progress),
+            Request::JobMaster { msg, status, progress, last_error } => {
+                self.job_master(now, to, msg, status, progress, last_error)
+            }
             Request::Heartbeat { .. } | Request::ScheduleTask(_) | Request::ListExecutors | Request::Gauges => {
                 self.request(now, to, request)
             }
@@ -983,6 +994,7 @@ impl Manager {
         msg: crate::core::workers::Message,
         status: Option<WorkerStatus>,
         progress: String,
+        last_error: Option<LastError>,
     ) {
         let job = match JobId::parse(msg.task.as_str()) {
             Ok(j) => j,
@@ -1088,6 +1100,16 @@ impl Manager {
         } else {
             reply
         };
+        // The last error its job got over: kept with the job, for users to see while it restarts.
+        if let (WorkerVerdict::Accepted, Some(e)) = (reply.verdict, last_error) {
+            if let JobVerdict::Applied(crate::core::job::Step { persist: Some(record), .. }) =
+                self.jobs.on_last_error(now, &job, msg.worker_epoch, e)
+            {
+                // It carries every change made above: one write of the job, never two of one key.
+                records.retain(|r| !matches!(r, Record::Job(j) if j.id == job));
+                records.push(Record::Job(record));
+            }
+        }
         let cancel = self.jobs.wants_cancel(&job, msg.worker_epoch);
         if reply.verdict == WorkerVerdict::Accepted && !progress.is_empty() && self.jobs.get(&job).is_some() {
             self.progress.insert(job.clone(), progress);

@@ -194,7 +194,7 @@ fn the_periodic_pass_waits_for_the_write_in_flight_only_not_for_queued_requests(
 fn job_master_beat(job: &JobId, epoch: Epoch) -> Request {
     let msg =
         crate::core::workers::Message { task: TaskId::job_master(job), master_epoch: Epoch(1), worker_epoch: epoch };
-    Request::JobMaster { msg, status: None, progress: String::new() }
+    Request::JobMaster { msg, status: None, progress: String::new(), last_error: None }
 }
 
 /// A settling read that brings back a record older than the incarnation the bookkeeping holds (a write of this
@@ -323,7 +323,7 @@ fn a_job_master_that_says_it_finished_holds_its_slots_until_its_executor_reports
         &mut m,
         800,
         5,
-        Request::JobMaster { msg, status: Some(WorkerStatus::Finished), progress: String::new() },
+        Request::JobMaster { msg, status: Some(WorkerStatus::Finished), progress: String::new(), last_error: None },
     );
     if let Some((io, _)) = r.write {
         m.on_write(ms(801), io, WriteOutcome::Written);
@@ -364,7 +364,7 @@ fn a_job_masters_heartbeat_does_not_wait_behind_a_write_about_another_job() {
         master_epoch: Epoch(1),
         worker_epoch: epoch,
     };
-    let heartbeat = |status| Request::JobMaster { msg: msg.clone(), status, progress: String::new() };
+    let heartbeat = |status| Request::JobMaster { msg: msg.clone(), status, progress: String::new(), last_error: None };
     // Another job's create is in progress (its tombstone is being read).
     let r = request(&mut m, 800, 5, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
     let (read, _) = r.reads[0].clone();
@@ -401,7 +401,8 @@ fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_
     };
     let r = request(&mut m, 800, 5, Request::CancelJob { id: id("j1") });
     let (io, _) = r.write.expect("the cancel writes");
-    let r = request(&mut m, 810, 6, Request::JobMaster { msg, status: None, progress: String::new() });
+    let r =
+        request(&mut m, 810, 6, Request::JobMaster { msg, status: None, progress: String::new(), last_error: None });
     assert!(r.answers.is_empty(), "no cancel is said before it is durable: {:?}", r.answers);
     m.on_write(ms(820), io, WriteOutcome::Written);
     let r = m.ready();
@@ -410,6 +411,64 @@ fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_
         "{:?}",
         r.answers
     );
+}
+
+/// Issue 14: the last error a job got over (a worker's retryable failure) comes with its job master's heartbeats
+/// and is kept in the job's record, written once per new error: a repeat writes nothing and is answered at once
+/// even while another job's write is in progress; one from an older incarnation changes nothing.
+#[test]
+fn a_job_masters_last_error_is_persisted_once_per_new_error() {
+    use crate::core::job::LastError;
+    use crate::core::time::WallTime;
+    let (mut m, epoch) = running_job("j1");
+    let msg = |worker_epoch| crate::core::workers::Message {
+        task: TaskId::job_master(&id("j1")),
+        master_epoch: Epoch(1),
+        worker_epoch,
+    };
+    let error = |message: &str| LastError {
+        source: "j1/w0".into(),
+        message: message.into(),
+        retryable: true,
+        at: WallTime(1_796_472_601_000),
+    };
+    let beat = |worker_epoch, e: &LastError| Request::JobMaster {
+        msg: msg(worker_epoch),
+        status: None,
+        progress: String::new(),
+        last_error: Some(e.clone()),
+    };
+    let r = request(&mut m, 800, 5, beat(epoch, &error("first")));
+    assert!(r.answers.is_empty(), "answered once it is durable: {:?}", r.answers);
+    let (io, records) = r.write.expect("a new last error is written");
+    assert!(
+        matches!(&records[..], [Record::Job(j)] if j.last_error.as_deref() == Some(&error("first")) && j.state == JobState::Running),
+        "{records:?}"
+    );
+    m.on_write(ms(810), io, WriteOutcome::Written);
+    assert!(m.ready().answers.iter().any(|(to, _)| *to == ReplyTo(5)));
+    assert_eq!(m.jobs().get(&id("j1")).and_then(|j| j.last_error()), Some(&error("first")));
+    // The same error again writes nothing, and is answered at once behind another job's operation.
+    let r = request(&mut m, 820, 6, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
+    let (read, _) = r.reads[0].clone();
+    let r = request(&mut m, 830, 7, beat(epoch, &error("first")));
+    assert!(r.write.is_none() && r.answers.len() == 1, "{r:?}");
+    // A new one waits for the operation in progress, then is written.
+    let r = request(&mut m, 840, 8, beat(epoch, &error("second")));
+    assert!(r.answers.is_empty(), "{:?}", r.answers);
+    m.on_read(ms(850), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the create writes");
+    m.on_write(ms(860), io, WriteOutcome::Written);
+    let (io, records) = m.ready().write.expect("then the new last error");
+    assert!(
+        matches!(&records[..], [Record::Job(j)] if j.last_error.as_deref() == Some(&error("second"))),
+        "{records:?}"
+    );
+    m.on_write(ms(870), io, WriteOutcome::Written);
+    // An older incarnation's error changes nothing.
+    let r = request(&mut m, 880, 9, beat(Epoch(epoch.0 - 1), &error("stale")));
+    assert!(r.write.is_none(), "{r:?}");
+    assert_eq!(m.jobs().get(&id("j1")).and_then(|j| j.last_error()), Some(&error("second")));
 }
 
 /// Design.md §5 rule 6: a worker is placed only where its job may run (the job's selectors), and on top of that
