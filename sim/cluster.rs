@@ -1,5 +1,5 @@
 //! A simulated cluster of real `foreman` nodes: one etcd node, N masters, M executors running the production job
-//! types (`foreman::jobs::builtin()`), and a client node. Everything nodes see is reported to one [`Recorder`]
+//! types (`foreman::jobs::builtin()`, or a test's own, [`Tasks::Types`]), and a client node. Everything nodes see is reported to one [`Recorder`]
 //! handed to them here, never through a global.
 //!
 //! Addresses: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at 10.0.2.(i+1):10250, the client at
@@ -14,6 +14,7 @@ use foreman::config::{ExecutorConfig, MasterConfig};
 use foreman::core::ids::Epoch;
 use foreman::executor::sleep::SleepTasks;
 use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver};
+use foreman::framework::api::JobTypes;
 use foreman::master::{Master, Observation, Observer, Role};
 use foreman::meta::MetaStore;
 use foreman::planted::Planted;
@@ -196,12 +197,14 @@ pub struct ExecutorNode {
 }
 
 /// What the executors run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum Tasks {
     /// The production job types (`foreman::jobs::builtin()`).
     Jobs,
     /// The test factory whose tasks sleep (`foreman::executor::sleep::SleepTasks`, an hour unless told).
     Sleep,
+    /// These job types, which the masters accept too: a user's own, under test.
+    Types(JobTypes),
 }
 
 /// Exactly what to build: every node's configuration (addresses as in [`master_addr`] and [`executor_addr`]).
@@ -267,6 +270,11 @@ impl Cluster {
         // Let etcd listen before anyone connects.
         tokio::time::sleep(Duration::from_millis(100)).await;
         let config = master_configs.first().cloned().unwrap_or_else(|| master_config(0));
+        // A test's own job types: its masters accept them (else the built-in ones, which they accept by default).
+        let accepted = match &tasks {
+            Tasks::Types(types) => Some(types.clone()),
+            Tasks::Jobs | Tasks::Sleep => None,
+        };
         let mut ms = vec![];
         for cfg in master_configs {
             let current: Arc<Mutex<Option<Arc<Master>>>> = Arc::new(Mutex::new(None));
@@ -280,6 +288,7 @@ impl Cluster {
             let stop_in = stop.clone();
             let dial = Dial::new();
             let dial_in = dial.clone();
+            let accepted = accepted.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -290,6 +299,7 @@ impl Cluster {
                     let rec = rec.clone();
                     let switch = switch.clone();
                     let dial = dial_in.clone();
+                    let accepted = accepted.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
@@ -306,10 +316,11 @@ impl Cluster {
                         let observer: Observer =
                             Arc::new(move |node: &str, o: Observation| rec.record(node, Seen::Master(o)));
                         let seed = madsim::rand::random::<u64>();
-                        let m = Master::with_observer(cfg, store, seed, Some(observer))
-                            .with_planted(planted)
-                            .with_fault_points(switch)
-                            .with_dial(&dial);
+                        let mut m = Master::with_observer(cfg, store, seed, Some(observer));
+                        if let Some(types) = accepted {
+                            m = m.with_job_types(types);
+                        }
+                        let m = m.with_planted(planted).with_fault_points(switch).with_dial(&dial);
                         *slot.lock().unwrap() = Some(m.clone());
                         m.serve(addr, shutdown).await.expect("master serves");
                     }
@@ -330,6 +341,7 @@ impl Cluster {
             let stop_in = stop.clone();
             let dial = Dial::new();
             let dial_in = dial.clone();
+            let tasks = tasks.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -337,6 +349,7 @@ impl Cluster {
                 .init(move || {
                     let (cfg, rec, slot, switch) = (cfg.clone(), rec.clone(), slot.clone(), switch.clone());
                     let dial = dial_in.clone();
+                    let tasks = tasks.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let observer: ExecutorObserver =
@@ -344,6 +357,7 @@ impl Cluster {
                         let factory: Arc<dyn foreman::executor::TaskFactory> = match tasks {
                             Tasks::Jobs => Arc::new(foreman::jobs::builtin()),
                             Tasks::Sleep => Arc::new(SleepTasks { default_sleep: Duration::from_secs(3600) }),
+                            Tasks::Types(types) => Arc::new(types),
                         };
                         let clock = foreman::clock::Clock::start_on(&dial);
                         let e = Executor::with_clock(cfg, factory, Some(observer), clock)

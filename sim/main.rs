@@ -16,6 +16,7 @@ mod clocks;
 mod cluster;
 mod coverage;
 mod epoch_claims;
+mod example_checksum;
 mod executor_node;
 mod fake_jobs;
 mod faults;

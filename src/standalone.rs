@@ -173,8 +173,18 @@ fn check_ports(layout: &Layout) -> Result<(), StandaloneError> {
     Ok(())
 }
 
-/// Runs a standalone cluster until Ctrl-C or SIGTERM. `out` receives the banner.
+/// Runs a standalone cluster of the built-in job types until Ctrl-C or SIGTERM. `out` receives the banner.
 pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Result<(), StandaloneError> {
+    run_with(flags, out, crate::jobs::builtin()).await
+}
+
+/// The same, its master accepting and its executors running the job types of `types` (a binary of one's own
+/// job types; see docs/job-types.md).
+pub async fn run_with(
+    flags: &StandaloneFlags,
+    out: &mut dyn std::io::Write,
+    types: crate::jobs::JobTypes,
+) -> Result<(), StandaloneError> {
     let layout = flags.layout()?;
     let store = MetaStore::embedded(&layout.master.cluster, Some(&flags.data_dir))
         .map_err(|e| StandaloneError::Store(e.to_string()))?;
@@ -186,7 +196,7 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
     let http = crate::master::cmd::bind_http(&layout.master.http_addr)
         .await
         .map_err(|e| StandaloneError::Listen { addr: layout.master.http_addr.clone(), reason: e.to_string() })?;
-    let master = Master::new(layout.master.clone(), store.clone(), seed);
+    let master = Master::new(layout.master.clone(), store.clone(), seed).with_job_types(types.clone());
     #[cfg(not(madsim))]
     if let Some(listener) = http {
         let served = crate::master::http::serve(master.clone(), listener, std::future::pending());
@@ -205,7 +215,7 @@ pub async fn run(flags: &StandaloneFlags, out: &mut dyn std::io::Write) -> Resul
     let mut executor_tasks = Vec::new();
     for cfg in &layout.executors {
         let addr: SocketAddr = cfg.addr.parse().map_err(|e| StandaloneError::Config(format!("{}: {e}", cfg.addr)))?;
-        let e = Executor::new(cfg.clone(), Arc::new(crate::jobs::builtin()), None);
+        let e = Executor::new(cfg.clone(), Arc::new(types.clone()), None);
         e.use_metastore(store.clone());
         let mut stopping = executors_stopping.clone();
         let name = cfg.name.clone();

@@ -1,5 +1,6 @@
 //! `foreman executor`: loads and validates the configuration, then registers with the masters and serves until
-//! Ctrl-C, running the job masters and workers of every job type this build knows ([`crate::jobs::builtin`]).
+//! Ctrl-C, running the job masters and workers of every job type this build knows ([`crate::jobs::builtin`], or
+//! the types a binary of one's own passes to [`run_with`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +20,11 @@ pub enum ExecutorCmdError {
 }
 
 pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
+    run_with(flags, crate::jobs::builtin()).await
+}
+
+/// The same, running the job masters and workers of `types`.
+pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Result<(), ExecutorCmdError> {
     let (cfg, warnings) = ExecutorConfig::load(flags).map_err(|e| ExecutorCmdError::Config(e.to_string()))?;
     for w in warnings {
         warn!("configuration: {w}");
@@ -28,7 +34,7 @@ pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10340"),
     })?;
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
-    let e = Executor::new(cfg, Arc::new(crate::jobs::builtin()), None);
+    let e = Executor::new(cfg, Arc::new(types), None);
     let shutdown = async {
         let signal = crate::shutdown::requested().await;
         info!("{signal}: draining (no new tasks; running tasks stop at a checkpoint), deregistering, exiting");

@@ -19,9 +19,15 @@ use super::checkpoint::{Checkpoints, SaveError};
 use super::link::Progress;
 use super::task::TaskEnv;
 use crate::clock::Clock;
-use crate::core::ids::{Epoch, JobId, WorkerName};
-use crate::core::job_master::JobLogic;
-pub use crate::core::job_master::WorkerError;
+// Everything a job type names, in one place: a job type imports `foreman::framework::api::*` and nothing else.
+pub use crate::core::ids::{Epoch, JobId, WorkerName};
+pub use crate::core::job_master::{
+    EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent, WorkerSpec,
+};
+pub use crate::core::restarts::WORKER_RESTARTS_DEFAULT;
+pub use crate::core::time::Time;
+pub use crate::core::workers::LostReason;
+pub use crate::framework::types::JobTypes;
 
 pub use super::checkpoint::Saved;
 

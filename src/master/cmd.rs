@@ -43,6 +43,11 @@ pub(crate) async fn bind_http(addr: &str) -> Result<Option<tokio::net::TcpListen
 }
 
 pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
+    run_with(flags, crate::jobs::builtin()).await
+}
+
+/// The same, accepting jobs of `types` (their configurations are checked at `CreateJob`).
+pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Result<(), MasterCmdError> {
     let (cfg, warnings) = MasterConfig::load(flags).map_err(|e| MasterCmdError::Config(e.to_string()))?;
     for w in warnings {
         warn!("configuration: {w}");
@@ -58,7 +63,7 @@ pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
         .map_err(|e| MasterCmdError::Store { endpoints: cfg.etcd.join(","), reason: e.to_string() })?;
     let seed = process_seed(&cfg.name);
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, etcd = %cfg.etcd.join(","), "master starting");
-    let m = Master::new(cfg, store, seed);
+    let m = Master::new(cfg, store, seed).with_job_types(types);
     // why: the simulation serves no HTTP (its runtime has no real sockets for axum).
     #[cfg(not(madsim))]
     if let Some(listener) = http {
