@@ -80,11 +80,9 @@ impl JobType for Checksum {
     type Logic = ChecksumLogic;
 
     fn parse_config(config: &[u8]) -> Result<Config, ConfigProblem> {
-        let c: Config = serde_json::from_slice(config).map_err(|e| ConfigProblem::new("config", e.to_string()))?;
-        let within = |field: &str, v: u64, lo: u64, hi: u64| match v {
-            v if (lo..=hi).contains(&v) => Ok(()),
-            v => Err(ConfigProblem::new(format!("config.{field}"), format!("is {v}; must be within {lo}..={hi}"))),
-        };
+        let expected = r#"{"workers": N, "items": M, "seed": S}"#;
+        let c: Config = serde_json::from_slice(config).map_err(|e| ConfigProblem::of_json(&e, expected))?;
+        let within = ConfigProblem::within;
         within("workers", c.workers.into(), 1, 64)?;
         within("items", c.items, 0, 1_000_000_000)?;
         within("batch", c.batch, 1, 100_000)?;
@@ -250,6 +248,7 @@ mod tests {
         assert_eq!(field(r#"{"workers": 2, "items": 10, "seed": 1}"#), None);
         assert_eq!(field(r#"{"workers": 0, "items": 10, "seed": 1}"#).as_deref(), Some("config.workers"));
         assert_eq!(field(r#"{"workers": 2, "items": 10, "seed": 1, "batch": 0}"#).as_deref(), Some("config.batch"));
-        assert_eq!(field(r#"{"workers": 2, "items": 10}"#).as_deref(), Some("config"));
+        assert_eq!(field(r#"{"workers": 2, "items": 10}"#).as_deref(), Some("config.seed"));
+        assert_eq!(field(r#"{"workers": "two", "items": 10, "seed": 1}"#).as_deref(), Some("config"));
     }
 }

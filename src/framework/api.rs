@@ -43,6 +43,26 @@ impl ConfigProblem {
     pub fn new(field: impl Into<String>, problem: impl Into<String>) -> ConfigProblem {
         ConfigProblem { field: field.into(), problem: problem.into() }
     }
+
+    /// A JSON configuration that does not decode: the field serde names (`missing field `x``, `unknown field
+    /// `x``), else `config`; the problem says what was `expected` (e.g. `{"workers": N}`).
+    pub fn of_json(e: &serde_json::Error, expected: &str) -> ConfigProblem {
+        let message = e.to_string();
+        let named = ["missing field `", "unknown field `"]
+            .iter()
+            .filter(|_| e.classify() == serde_json::error::Category::Data)
+            .find_map(|lead| message.strip_prefix(lead).and_then(|rest| rest.split('`').next()));
+        let field = named.map_or_else(|| "config".to_owned(), |name| format!("config.{name}"));
+        ConfigProblem::new(field, format!("{message}; expected {expected}"))
+    }
+
+    /// `Ok` when `config.<field>`'s value `v` is within `lo..=hi`; else the problem says so.
+    pub fn within(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigProblem> {
+        if (lo..=hi).contains(&v) {
+            return Ok(());
+        }
+        Err(ConfigProblem::new(format!("config.{field}"), format!("is {v}; must be within {lo}..={hi}")))
+    }
 }
 
 /// A job type.

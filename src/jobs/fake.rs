@@ -76,20 +76,9 @@ impl FakeConfig {
 
     /// Parses and checks a configuration; the error names the field to fix.
     pub fn parse(config: &[u8]) -> Result<FakeConfig, ConfigProblem> {
-        let c: FakeConfig = serde_json::from_slice(config).map_err(|e| {
-            let field = match e.classify() {
-                serde_json::error::Category::Data => data_field(&e.to_string()),
-                _ => "config".to_owned(),
-            };
-            ConfigProblem::new(field, format!("{e}; expected {{\"workers\": N, \"target\": T, \"tick_ms\": I}}"))
-        })?;
-        let range = |field: &str, v: u64, lo: u64, hi: u64| {
-            if v < lo || v > hi {
-                Err(ConfigProblem::new(format!("config.{field}"), format!("is {v}; must be within {lo}..={hi}")))
-            } else {
-                Ok(())
-            }
-        };
+        let expected = r#"{"workers": N, "target": T, "tick_ms": I}"#;
+        let c: FakeConfig = serde_json::from_slice(config).map_err(|e| ConfigProblem::of_json(&e, expected))?;
+        let range = ConfigProblem::within;
         range("workers", u64::from(c.workers), 1, u64::from(WORKERS_MAX))?;
         // A target of 0 is a job of no steps: its job master ends as soon as it starts, having started no worker.
         range("target", c.target, 0, TARGET_MAX)?;
@@ -97,16 +86,10 @@ impl FakeConfig {
         if let Some(n) = c.fail_every {
             range("fail_every", n, 1, c.target.max(1))?;
         }
-        if let Some(k) = c.fail_at {
-            if k >= c.target {
+        for (field, at) in [("fail_at", c.fail_at), ("panic_at", c.panic_at)] {
+            if let Some(k) = at.filter(|k| *k >= c.target) {
                 let why = format!("is {k}; must be below the target ({}), or the worker never reaches it", c.target);
-                return Err(ConfigProblem::new("config.fail_at", why));
-            }
-        }
-        if let Some(k) = c.panic_at {
-            if k >= c.target {
-                let why = format!("is {k}; must be below the target ({}), or the worker never reaches it", c.target);
-                return Err(ConfigProblem::new("config.panic_at", why));
+                return Err(ConfigProblem::new(format!("config.{field}"), why));
             }
         }
         if c.fail_terminal && c.fail_at.is_none() {
@@ -117,18 +100,6 @@ impl FakeConfig {
         }
         Ok(c)
     }
-}
-
-/// The field a serde data error is about, when its message names one (`missing field `x``, `unknown field `x``).
-fn data_field(message: &str) -> String {
-    for lead in ["missing field `", "unknown field `"] {
-        if let Some(rest) = message.strip_prefix(lead) {
-            if let Some(name) = rest.split('`').next() {
-                return format!("config.{name}");
-            }
-        }
-    }
-    "config".to_owned()
 }
 
 #[cfg(test)]
