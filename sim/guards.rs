@@ -99,7 +99,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorTakesDeposedDispatch,
         rule: "2",
         guard: "an executor refuses a dispatch placed under an older leader (core/agent.rs `admit`)",
-        measured: Caught(24),
+        measured: Caught(12),
         needs: "",
         targeted: None,
     },
