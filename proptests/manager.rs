@@ -160,7 +160,8 @@ pub enum Op {
     JobMasterBeat {
         job: u8,
     },
-    /// A terminal report of the job's newest live job master: 0 Finished, 1 Failed, 2 Canceled.
+    /// A terminal report of the job's newest live job master: 0 Finished, 1 Failed, 2 Canceled, 3 Failed retryably
+    /// (its logic panicked).
     JobMasterReport {
         job: u8,
         status: u8,
@@ -211,7 +212,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => j.prop_map(|job| Op::Cancel { job }),
         3 => j.prop_map(|job| Op::Delete { job }),
         2 => j.prop_map(|job| Op::JobMasterBeat { job }),
-        3 => (j, 0u8..3).prop_map(|(job, status)| Op::JobMasterReport { job, status }),
+        3 => (j, 0u8..4).prop_map(|(job, status)| Op::JobMasterReport { job, status }),
         1 => (j, prop::bool::weighted(0.3)).prop_map(|(job, fatal)| Op::Refuse { job, fatal }),
         3 => j.prop_map(|job| Op::SilenceJobMaster { job }),
         1 => (0u64..2_000).prop_map(|gap| Op::Failover { gap }),
@@ -1046,9 +1047,12 @@ impl Harness {
                             // It stops now: its exit must be durable, or its job would wait for it for ever (or
                             // run it again).
                             let (job, epoch) = (m.job.clone(), m.epoch);
-                            if let Some(r) =
-                                self.store.jobs.get(&job).filter(|r| r.epoch == epoch && !r.state.is_terminal())
-                            {
+                            // A retryable failure ends the incarnation, not the job: the job waits out its backoff
+                            // (or is canceled, or given up), its record naming no executor for that incarnation.
+                            let retrying = matches!(m.report, Some(WorkerStatus::Failed { retryable: true, .. }));
+                            if let Some(r) = self.store.jobs.get(&job).filter(|r| {
+                                r.epoch == epoch && !r.state.is_terminal() && (!retrying || r.executor.is_some())
+                            }) {
                                 return property(
                                     "acknowledged exits are durable",
                                     now,
@@ -1100,7 +1104,11 @@ impl Harness {
                 )
             }
         }
-        if let Some(live) = self.masters.iter().find(|jm| jm.job == d.job && jm.alive) {
+        // One that reports a retryable failure acts no more (it quiesced: the runtime says so before it reports),
+        // like a drained task: its job may start again once the report is taken.
+        let acting =
+            |jm: &JobMaster| jm.alive && !matches!(jm.report, Some(WorkerStatus::Failed { retryable: true, .. }));
+        if let Some(live) = self.masters.iter().find(|jm| jm.job == d.job && acting(jm)) {
             return safety(
                 Rule::OneLiveIncarnation,
                 now,
@@ -1302,6 +1310,8 @@ impl Harness {
                 let status = match status {
                     0 => WorkerStatus::Finished,
                     1 => WorkerStatus::Failed { message: "boom".into(), retryable: false },
+                    // Its logic panicked: started again after the job's backoff.
+                    3 => WorkerStatus::Failed { message: "job master panicked: boom".into(), retryable: true },
                     _ => WorkerStatus::Canceled,
                 };
                 match self.newest_master(&id, |jm| jm.alive) {

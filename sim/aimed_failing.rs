@@ -5,6 +5,8 @@
 //! - A worker that fails at the same step every time (a poison input) is started again up to its limit of
 //!   restarts, then its job fails, saying which worker failed how many times and why.
 //! - A worker that fails terminally fails its job at once, with its reason.
+//! - A job master whose logic panics fails its incarnation retryably: the leader starts it again after the job's
+//!   backoff, and fails the job when the backoff gives up, saying how often and why.
 //!
 //! Each run checks every safety rule the job scenarios check (one live incarnation, checkpoints forward, ...).
 
@@ -137,6 +139,67 @@ async fn worker_panics_at_step_k_job_fails_within_bound() {
                 && matches!(seen, Seen::Exec(ExecutorObservation::TaskStopped { task: t, epoch: e, .. }) if t == task && e == epoch)
         });
         assert!(stopped, "{task} epoch {epoch} panicked on {node} and never stopped");
+    }
+    crate::master_failover::check_safety(&c);
+}
+
+/// A job master whose logic panics as it starts, every time (the fake's `master_panics`), on a cluster whose job
+/// backoff gives up at the third failure in a row: each panic is caught, observed and reported as a retryable
+/// failure; the leader charges the backoff and starts it again, and after the third the job fails, saying so.
+/// Every panicking incarnation stops on its executor.
+#[madsim::test]
+async fn job_master_panics_are_retried_with_the_job_backoff_until_it_gives_up() {
+    announce("job_master_panics_are_retried_with_the_job_backoff_until_it_gives_up");
+    let masters = (0..3)
+        .map(|i| {
+            let mut m = crate::cluster::master_config(i);
+            m.backoff.initial = Duration::from_millis(300);
+            m.backoff.max_tries = 3;
+            m
+        })
+        .collect();
+    let spec = crate::cluster::Spec {
+        masters,
+        executors: (0..3).map(|i| crate::cluster::executor_config(i, 3)).collect(),
+        tasks: crate::cluster::Tasks::Jobs,
+        planted: None,
+        etcd_timeout_rate: 0.0,
+    };
+    let c = Cluster::build_spec(spec).await;
+    leader(&c).await;
+    let config = FakeConfig { master_panics: true, ..FakeConfig::counting(1, 10, 50) };
+    create(&c, &[("job-0".to_owned(), config)]).await;
+    let job = failed(&c, "job-0", Duration::from_secs(120)).await;
+    let error = job.error.clone().expect("a failed job says why");
+    assert_eq!(error.reason, "JOB_MASTER_FAILED", "{error:?}");
+    assert_eq!(
+        error.message,
+        "the job master failed 3 times in a row; last: job master panicked: fake: planned panic of the job master",
+        "{error:?}"
+    );
+    assert_eq!(job.restarts, 2, "started again twice: {job:?}");
+    assert_eq!(worker_starts(&c, "job-0"), 0, "no worker ever started");
+    // The last incarnation reported its failure before its task returns: its executor lists it until then.
+    let listed = || {
+        c.executors.iter().any(|n| {
+            n.current.lock().unwrap().as_ref().is_some_and(|e| e.running().iter().any(|t| t.task_id == "job-0"))
+        })
+    };
+    for _ in 0..50 {
+        if !listed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!listed(), "the last panicked incarnation is still listed running 5 s after its job failed");
+    let events = c.recorder.events();
+    let panics = events
+        .iter()
+        .filter(|(_, _, seen)| matches!(seen, Seen::Exec(ExecutorObservation::TaskPanicked { task, .. }) if task.as_str() == "job-0"))
+        .count();
+    assert_eq!(panics, 3, "three incarnations panicked");
+    if let Err(v) = crate::checks::panics_end_their_task(&events) {
+        crate::harness::fail(v);
     }
     crate::master_failover::check_safety(&c);
 }

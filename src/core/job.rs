@@ -870,6 +870,32 @@ impl Jobs {
         lost
     }
 
+    /// Incarnation `epoch` failed, and running it again may help (it said so: its job-master logic panicked, or
+    /// it met an error of the moment): like a loss, the job waits out its backoff and starts again, unless a cancel
+    /// is pending (it ends Canceled) or the backoff gives up (it fails, saying how often and the last error).
+    pub fn on_failed_retryably(
+        &mut self,
+        now: Time,
+        id: &JobId,
+        epoch: Epoch,
+        message: String,
+        rng: &mut impl Rng,
+    ) -> Verdict {
+        let policy = self.policy.backoff.clone();
+        self.end_incarnation(now, id, epoch, |job| match job.backoff.on_failure(now, &policy, rng) {
+            BackoffDecision::RetryAt(_) => {
+                job.record.restarts += 1;
+                job.phase = Phase::Waiting;
+            }
+            BackoffDecision::GiveUp { failures } => {
+                job.set_state(now, JobState::Failed);
+                let message = format!("the job master failed {failures} times in a row; last: {message}");
+                job.record.failure = Some(JobFailure { reason: FailureReason::JobMasterFailed, message });
+                job.phase = Phase::Done;
+            }
+        })
+    }
+
     /// Incarnation `epoch` exited with `outcome` (already persisted by the job master's side).
     pub fn on_exit(&mut self, now: Time, id: &JobId, epoch: Epoch, outcome: ExitOutcome) -> Verdict {
         let planted = self.plant_illegal_transition;
@@ -967,6 +993,35 @@ mod tests {
             cancel_grace: Duration::from_secs(30),
             job_master_share: 0.5,
         }
+    }
+
+    #[test]
+    fn a_job_master_failing_retryably_is_charged_like_a_loss_until_the_backoff_gives_up() {
+        let mut jobs = Jobs::new(policy());
+        let mut rng = SplitMix64::new(7);
+        jobs.create(id("j1"), spec()).unwrap();
+        let mut now = 0;
+        for failure in 1..=3u32 {
+            now += 100_000;
+            let (epoch, _) = jobs.start(ms(now), &id("j1"), ExecutorId(1)).unwrap();
+            assert!(matches!(jobs.on_online(ms(now + 1), &id("j1"), epoch), Verdict::Applied(_)));
+            let v = jobs.on_failed_retryably(ms(now + 2), &id("j1"), epoch, "boom".into(), &mut rng);
+            assert!(matches!(v, Verdict::Applied(Step { persist: Some(_), .. })), "{v:?}");
+            let job = jobs.get(&id("j1")).unwrap();
+            if failure < 3 {
+                assert_eq!(
+                    (job.phase, job.record.state, job.record.restarts),
+                    (Phase::Waiting, JobState::Running, failure)
+                );
+            } else {
+                assert_eq!(job.record.state, JobState::Failed);
+                let f = job.record.failure.clone().unwrap();
+                assert_eq!(f.reason, FailureReason::JobMasterFailed);
+                assert_eq!(f.message, "the job master failed 3 times in a row; last: boom");
+            }
+        }
+        // A report of an incarnation that is not the current one changes nothing.
+        assert_eq!(jobs.on_failed_retryably(ms(now + 3), &id("j1"), Epoch(1), "late".into(), &mut rng), Verdict::Stale);
     }
 
     /// A record written before `last_error` existed reads as having none, and one without an error is written

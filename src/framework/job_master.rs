@@ -27,6 +27,7 @@ use super::dispatch::{dispatch, is_definite, schedule};
 use super::host::{Hosting, Issuer};
 use super::link::Progress;
 use super::linked::{finish, link_to_master, linked, Outcome};
+use super::panic::catch_panic;
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job::LastError;
@@ -69,6 +70,7 @@ pub async fn run<T: JobType>(_t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Ta
     }
     let progress = link.progress();
     let drain = env.clone();
+    let (env_after, spec_task, spec_epoch) = (env.clone(), spec.task_id.clone(), spec.epoch);
     let (task, epoch) = (spec.task_id.clone(), spec.epoch);
     // A draining executor stops its job masters where they are: a job master's state is all in the metastore (its
     // workers' records and checkpoints), so the next incarnation recovers it whole.
@@ -79,13 +81,32 @@ pub async fn run<T: JobType>(_t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Ta
             Outcome::Stopped
         }
         outcome = linked(&mut link, |cancel| async move {
-            let mut jm = match JobMaster::<T>::recover(env, meta, &spec, config).await {
-                Ok(jm) => jm,
-                Err(outcome) => return outcome,
+            let observer = env.clone();
+            let (task, epoch) = (spec.task_id.clone(), spec.epoch);
+            let body = async move {
+                let mut jm = match JobMaster::<T>::recover(env, meta, &spec, config).await {
+                    Ok(jm) => jm,
+                    Err(outcome) => return outcome,
+                };
+                jm.run(progress, cancel).await
             };
-            jm.run(progress, cancel).await
+            // A panic of the job type's logic fails this incarnation retryably: the leader starts the job master
+            // again after the job's backoff, and gives the job up (failed, saying why) when the backoff does.
+            match catch_panic(body).await {
+                Ok(outcome) => outcome,
+                Err(message) => {
+                    warn!(%task, epoch = epoch.0, "job master panicked: {message}");
+                    observer.observe(ExecutorObservation::TaskPanicked { task, epoch, message: message.clone() });
+                    Outcome::FailedRetryable(format!("job master panicked: {message}"))
+                }
+            }
         }) => outcome,
     };
+    if matches!(outcome, Outcome::FailedRetryable(_)) {
+        // It acts no more and only reports its failure, after which the leader may start the next incarnation
+        // (after the job's backoff): not live from here, as a drained task.
+        env_after.observe(ExecutorObservation::TaskQuiesced { task: spec_task, epoch: spec_epoch });
+    }
     finish(&mut link, outcome).await
 }
 

@@ -284,8 +284,9 @@ pub enum ExecutorObservation {
         epoch: Epoch,
         message: String,
     },
-    /// The task stopped its work for a drain and will act no more (it only reports that to its master, which
-    /// may start the next incarnation at once); its `TaskStopped` follows once the report is done.
+    /// The task stopped its work for a drain, or a job master's work failed retryably, and will act no more (it
+    /// only reports that to its master, which may start the next incarnation once it has the report); its
+    /// `TaskStopped` follows once the report is done.
     TaskQuiesced {
         task: TaskId,
         epoch: Epoch,

@@ -57,6 +57,10 @@ pub struct FakeConfig {
     /// default, 10, when not given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restarts_max: Option<u32>,
+    /// The job master's logic panics as it starts, every time: the framework catches it and fails the
+    /// incarnation retryably, so the leader starts it again after the job's backoff, until the backoff gives up.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub master_panics: bool,
 }
 
 impl FakeConfig {
@@ -71,6 +75,7 @@ impl FakeConfig {
             fail_terminal: false,
             panic_at: None,
             restarts_max: None,
+            master_panics: false,
         }
     }
 
@@ -280,6 +285,7 @@ impl JobLogic for FakeLogic {
     type Checkpoint = Counter;
 
     fn recover(config: FakeConfig, checkpoints: &BTreeMap<WorkerName, Counter>) -> FakeLogic {
+        assert!(!config.master_panics, "fake: planned panic of the job master");
         let slots = (0..config.workers)
             .map(|i| {
                 let counter = checkpoints.get(&worker_name(i)).map_or(0, |c| c.counter.min(config.target));

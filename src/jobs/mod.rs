@@ -10,7 +10,8 @@
 //!
 //! The fake's failure knobs (optional, for testing the framework): `fail_every` (each incarnation fails retryably
 //! after that many steps), `fail_at` (each worker fails at that step, every time: retryably, or with
-//! `fail_terminal` terminally), `restarts_max` (restarts in a row without progress before its job fails).
+//! `fail_terminal` terminally), `panic_at` (each worker panics at that step), `restarts_max` (restarts in a row
+//! without progress before its job fails), `master_panics` (the job master's logic panics as it starts).
 
 pub mod fake;
 

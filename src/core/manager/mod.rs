@@ -1016,7 +1016,11 @@ impl Manager {
         let outcome_of = |status: &WorkerStatus| match status {
             WorkerStatus::Finished => Some(ExitOutcome::Finished),
             WorkerStatus::Canceled => Some(ExitOutcome::Canceled),
-            WorkerStatus::Failed { message, .. } => Some(ExitOutcome::Failed { message: message.clone() }),
+            WorkerStatus::Failed { message, retryable: false } => {
+                Some(ExitOutcome::Failed { message: message.clone() })
+            }
+            // Its own path (the backoff), above and below.
+            WorkerStatus::Failed { retryable: true, .. } => None,
             WorkerStatus::Running | WorkerStatus::Stopped => None,
         };
         let mut records = vec![];
@@ -1040,6 +1044,16 @@ impl Manager {
                 MasterEvent::Exited { epoch, status: WorkerStatus::Stopped, .. } => {
                     exit = Some(epoch);
                     self.jobs.on_stopped(now, &job, epoch)
+                }
+                // Failed, and running it again may help: the job's backoff decides when (as for a loss).
+                MasterEvent::Exited { epoch, status: WorkerStatus::Failed { message, retryable: true }, .. } => {
+                    exited = true;
+                    exit = Some(epoch);
+                    let v = self.jobs.on_failed_retryably(now, &job, epoch, message, &mut self.rng);
+                    if matches!(v, JobVerdict::Applied(_)) {
+                        self.note_charge(now, &job, epoch);
+                    }
+                    v
                 }
                 MasterEvent::Exited { epoch, status, .. } => {
                     let Some(outcome) = outcome_of(&status) else { continue };
@@ -1073,6 +1087,13 @@ impl Manager {
         let current = self.jobs.get(&job).filter(|j| j.epoch() == msg.worker_epoch && !j.state().is_terminal());
         if let (WorkerVerdict::Accepted, Some(j)) = (reply.verdict, current) {
             let missed = match &status {
+                Some(WorkerStatus::Failed { message, retryable: true }) if !exited => {
+                    let v = self.jobs.on_failed_retryably(now, &job, msg.worker_epoch, message.clone(), &mut self.rng);
+                    if matches!(v, JobVerdict::Applied(_)) {
+                        self.note_charge(now, &job, msg.worker_epoch);
+                    }
+                    Some(v)
+                }
                 Some(s) if !exited => outcome_of(s).map(|o| self.jobs.on_exit(now, &job, msg.worker_epoch, o)),
                 _ if !online && j.state() == JobState::Created => {
                     Some(self.jobs.on_online(now, &job, msg.worker_epoch))

@@ -413,6 +413,44 @@ fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_
     );
 }
 
+/// Issue 14: a job master that fails retryably (its logic panicked) is started again after the job's backoff,
+/// charged like a loss, its job still running; one that fails terminally fails its job.
+#[test]
+fn a_job_masters_retryable_failure_waits_out_the_backoff_and_a_terminal_one_fails_the_job() {
+    let report = |epoch, retryable| {
+        let msg = crate::core::workers::Message {
+            task: TaskId::job_master(&id("j1")),
+            master_epoch: Epoch(1),
+            worker_epoch: epoch,
+        };
+        let status = WorkerStatus::Failed { message: "job master panicked: boom".into(), retryable };
+        Request::JobMaster { msg, status: Some(status), progress: String::new(), last_error: None }
+    };
+    let (mut m, epoch) = running_job("j1");
+    let r = request(&mut m, 800, 5, report(epoch, true));
+    let (io, records) = r.write.expect("the end of the incarnation is written");
+    assert!(
+        matches!(&records[..], [Record::Job(j)] if j.state == JobState::Running && j.restarts == 1
+            && j.failure.is_none() && j.executor.is_none()),
+        "{records:?}"
+    );
+    m.on_write(ms(810), io, WriteOutcome::Written);
+    let r = m.ready();
+    assert!(r.answers.iter().any(|(to, _)| *to == ReplyTo(5)), "{:?}", r.answers);
+    let job = m.jobs().get(&id("j1")).unwrap();
+    assert_eq!(job.phase(), Phase::Waiting);
+    let allowed = job.backoff().not_before().expect("the backoff is charged");
+    assert!(allowed > ms(800), "{allowed:?}");
+    // The same for a terminal failure fails the job with the job master's reason.
+    let (mut m, epoch) = running_job("j1");
+    let (_, records) = request(&mut m, 800, 5, report(epoch, false)).write.expect("written");
+    assert!(
+        matches!(&records[..], [Record::Job(j)] if j.state == JobState::Failed
+            && j.failure.as_ref().is_some_and(|f| f.message == "job master panicked: boom")),
+        "{records:?}"
+    );
+}
+
 /// Issue 14: the last error a job got over (a worker's retryable failure) comes with its job master's heartbeats
 /// and is kept in the job's record, written once per new error: a repeat writes nothing and is answered at once
 /// even while another job's write is in progress; one from an older incarnation changes nothing.
