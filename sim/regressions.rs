@@ -351,6 +351,16 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          13.992s",
         "the same checker's fault: an executor heard after a hold began was declared at the hold's end",
     ),
+    (
+        1796478929,
+        "8.436s cut-executor-from-executors(1, without-etcd) for 0.644s; 8.436s cut-executor-from-executors(0, \
+         with-etcd) for 10.984s; 19.967s kill-executor(0) for 2.71s; 22.734s pause-executor(0) for 3.706s; 22.734s \
+         cut-executor-from-masters(0, both-ways) for 21.16s",
+        "a false alarm by the checker's count: a restarted executor's registration was answered at 22.8 s, just \
+         before its executor was paused and cut off; it took the answer when it resumed at 26.5 s, and the checker \
+         counted the registration from then, though the leader rightly ran the TTL from 22.8 s (fixed: a \
+         registration, like a heartbeat, is evidence from its send time)",
+    ),
 ];
 
 #[test]

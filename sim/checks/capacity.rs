@@ -213,7 +213,11 @@ mod tests {
 
     /// `node` registered as executor `id`.
     fn registered(node: &str, id: u64) -> (Time, String, Seen) {
-        let o = ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(2) };
+        let o = ExecutorObservation::Registered {
+            id: ExecutorId(id),
+            leader_epoch: LeaderEpoch(2),
+            sent: crate::harness::Clock::start().instant(foreman::core::time::Time::ZERO),
+        };
         (ms(0), node.into(), Seen::Exec(o))
     }
 

@@ -65,8 +65,10 @@ pub fn offline_declarations(
                 let e = last_ack.entry(*id).or_insert(sent);
                 *e = (*e).max(sent);
             }
-            Seen::Exec(ExecutorObservation::Registered { id, .. }) => {
-                last_ack.insert(*id, *at);
+            // The same for a registration: its answer may be taken after a pause (swarm seed 1796478929: answered at
+            // 22.8 s, taken at 26.5 s when the executor resumed; the leader rightly counted its TTL from 22.8 s).
+            Seen::Exec(ExecutorObservation::Registered { id, sent, .. }) => {
+                last_ack.insert(*id, clock.at(*sent));
             }
             Seen::Killed => {
                 killed.insert(node.clone(), *at);

@@ -396,6 +396,14 @@ mod tests {
         assert_eq!((v.class(), v.rule), (Class::Safety, Rule::NoFalseAlarms));
         // An acknowledgement that arrives late (its executor was paused) is evidence only from its send time.
         assert!(check_of(&[ev(10_390, "e1", acked(0)), ev(10_400, "m0", offline(10_400))]).is_ok());
+        // So is a registration's answer taken late (swarm seed 1796478929), and one taken at once is evidence.
+        let registered = |sent: u64| {
+            let (sent, leader_epoch) = (clock.instant(at(sent)), LeaderEpoch(1));
+            Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(1), leader_epoch, sent })
+        };
+        assert!(check_of(&[ev(3_700, "e1", registered(0)), ev(10_400, "m0", offline(10_400))]).is_ok());
+        let v = check_of(&[ev(3_700, "e1", registered(3_600)), ev(10_400, "m0", offline(10_400))]).unwrap_err();
+        assert_eq!(v.rule, Rule::NoFalseAlarms);
     }
 
     #[test]
@@ -436,8 +444,13 @@ mod tests {
 
     #[test]
     fn placement_within_capacity_and_never_on_an_offline_id() {
-        let registered =
-            |id| Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) });
+        let registered = |id| {
+            Seen::Exec(ExecutorObservation::Registered {
+                id: ExecutorId(id),
+                leader_epoch: LeaderEpoch(1),
+                sent: crate::harness::Clock::start().instant(foreman::core::time::Time::ZERO),
+            })
+        };
         let full = [ev(0, "e1", registered(1)), ev(1, "e1", started("a", 1)), ev(2, "e1", started("b", 2))];
         let v = placement_within_bounds(&full, 1).unwrap_err();
         assert_eq!((v.rule, v.at, v.task()), (Rule::Placement, at(2), Some("b")));
@@ -461,7 +474,11 @@ mod tests {
     #[test]
     fn fenced_messages_catch_an_older_leader_epoch_at_an_executor() {
         let registered = |leader_epoch| {
-            Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(1), leader_epoch: LeaderEpoch(leader_epoch) })
+            Seen::Exec(ExecutorObservation::Registered {
+                id: ExecutorId(1),
+                leader_epoch: LeaderEpoch(leader_epoch),
+                sent: crate::harness::Clock::start().instant(foreman::core::time::Time::ZERO),
+            })
         };
         let acked = |leader_epoch| {
             let (sent, leader_epoch) = (Clock::start().instant(at(0)), LeaderEpoch(leader_epoch));

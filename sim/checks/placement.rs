@@ -182,8 +182,13 @@ mod tests {
                 waiting: vec![],
             }))
         };
-        let registered =
-            |id| Seen::Exec(ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) });
+        let registered = |id| {
+            Seen::Exec(ExecutorObservation::Registered {
+                id: ExecutorId(id),
+                leader_epoch: LeaderEpoch(1),
+                sent: crate::harness::Clock::start().instant(foreman::core::time::Time::ZERO),
+            })
+        };
         // e1 (executor 1) dies at 1 s, the leader m0 at 4 s; m1 leads from 12 s and places on executor 1 at once.
         let story = vec![
             ev(0, "m0", began(1, 0)),

@@ -40,7 +40,11 @@ mod tests {
     use foreman::core::time::Time;
 
     fn reg(ms: u64, node: &str, id: u64) -> (Time, String, Seen) {
-        let registered = ExecutorObservation::Registered { id: ExecutorId(id), leader_epoch: LeaderEpoch(1) };
+        let registered = ExecutorObservation::Registered {
+            id: ExecutorId(id),
+            leader_epoch: LeaderEpoch(1),
+            sent: crate::harness::Clock::start().instant(foreman::core::time::Time::ZERO),
+        };
         (Time::from_millis(ms), node.into(), Seen::Exec(registered))
     }
 

@@ -92,8 +92,8 @@ pub enum Action {
     /// Open a membership round: connect to the current master within `timeout`, send what [`Agent::outgoing`]
     /// hands out (bounded by `timeout`), feed its answer back, then [`Agent::end_round`].
     Round { timeout: Duration },
-    /// Admitted under `id` by the leader of `leader_epoch`.
-    Registered { id: ExecutorId, leader_epoch: LeaderEpoch },
+    /// Admitted under `id` by the leader of `leader_epoch`, the registration sent at `sent`.
+    Registered { id: ExecutorId, leader_epoch: LeaderEpoch, sent: Time },
     /// The heartbeat sent at `sent` under `id` was acknowledged by the leader of `leader_epoch`.
     HeartbeatAcked { id: ExecutorId, sent: Time, leader_epoch: LeaderEpoch },
     /// Stop every task now, for `why` (the dispatcher has already let them go and counts them as ended).
@@ -368,7 +368,7 @@ impl Agent {
         self.id = Some(reply.id);
         // The leader gave the old id's reservations up with the id.
         self.dispatcher.forget_ended();
-        actions.push(Action::Registered { id: reply.id, leader_epoch: reply.leader_epoch });
+        actions.push(Action::Registered { id: reply.id, leader_epoch: reply.leader_epoch, sent: sent_at });
         (Heard::Useful, self.ready(now, actions))
     }
 

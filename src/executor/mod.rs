@@ -314,9 +314,10 @@ impl Executor {
         for (action, stopped) in decided.0 {
             match action {
                 Action::Round { .. } => {}
-                Action::Registered { id, leader_epoch } => {
+                Action::Registered { id, leader_epoch, sent } => {
                     info!(executor = %self.name(), id = id.0, "registered");
-                    self.observe(ExecutorObservation::Registered { id, leader_epoch });
+                    let sent = self.clock.instant(sent);
+                    self.observe(ExecutorObservation::Registered { id, leader_epoch, sent });
                 }
                 Action::HeartbeatAcked { id, sent, leader_epoch } => {
                     let sent = self.clock.instant(sent);

@@ -241,10 +241,12 @@ impl TaskEnv {
 /// What an executor tells an observer (the simulator's checkers; later, metrics).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ExecutorObservation {
-    /// Admitted under this id, by the leader of `leader_epoch`.
+    /// Admitted under this id, by the leader of `leader_epoch`; the registration was sent at `sent` (its answer
+    /// may be taken much later, after a pause: the leader heard it no later than it answered).
     Registered {
         id: ExecutorId,
         leader_epoch: LeaderEpoch,
+        sent: tokio::time::Instant,
     },
     /// No acknowledged heartbeat for the self-fence time: every task was stopped at `at`.
     Fenced {
