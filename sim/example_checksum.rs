@@ -35,7 +35,6 @@ use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 use foreman::framework::api::JobTypes;
 use foreman::framework::checkpoint::Stored;
-use foreman::meta::MetaStore;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
@@ -44,7 +43,7 @@ use crate::checks::{
     checkpoints_forward, first_broken, ids_never_reused, job_history, one_live_incarnation, placement_within_bounds,
     Allowances,
 };
-use crate::cluster::{Cluster, Seen, Tasks, CLUSTER, ETCD_ADDR, EXECUTOR_CAPACITY};
+use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
 use crate::harness::{fail, require, run_seed, Failure};
@@ -204,20 +203,8 @@ async fn exact_output(c: &Cluster, jobs: &[(String, Config, Duration)]) {
 
 /// Every worker checkpoint of `job` in the metastore, by worker name (read on the client node).
 async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Stored<Folded>> {
-    let prefix = foreman::meta::keys::checkpoints_prefix(job);
-    on_client(c, async move {
-        let store =
-            MetaStore::etcd(&[ETCD_ADDR.to_owned()], CLUSTER, Duration::from_secs(2)).await.expect("etcd client");
-        loop {
-            if let Ok(list) = store.list(&prefix).await {
-                let name = |key: &str| key.rsplit('/').next().unwrap_or_default().to_owned();
-                let decode = |v: &[u8]| serde_json::from_slice(v).expect("a checksum checkpoint decodes");
-                return list.into_iter().map(|(k, v)| (name(&k), decode(&v))).collect();
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    })
-    .await
+    let by_key = crate::fake_jobs::stored_checkpoints::<Stored<Folded>>(c, job).await;
+    by_key.into_iter().map(|(k, v)| (k.rsplit('/').next().unwrap_or_default().to_owned(), v)).collect()
 }
 
 fn figures(events: &[(foreman::core::time::Time, String, Seen)], jobs: &[(String, Config, Duration)]) -> Figures {

@@ -173,6 +173,15 @@ pub(crate) async fn leader(c: &Cluster) -> usize {
 
 /// Reads every checkpoint of `job` from the metastore (on the client node).
 pub(crate) async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Checkpoint> {
+    stored_checkpoints(c, job).await
+}
+
+/// Reads every checkpoint of `job` from the metastore as `T` (on the client node), by key; retried until the
+/// metastore answers.
+pub(crate) async fn stored_checkpoints<T: serde::de::DeserializeOwned + Send + 'static>(
+    c: &Cluster,
+    job: &str,
+) -> BTreeMap<String, T> {
     let prefix = foreman::meta::keys::checkpoints_prefix(job);
     on_client(c, async move {
         let store =
@@ -181,7 +190,7 @@ pub(crate) async fn checkpoints(c: &Cluster, job: &str) -> BTreeMap<String, Chec
             if let Ok(list) = store.list(&prefix).await {
                 return list
                     .into_iter()
-                    .map(|(k, v)| (k, serde_json::from_slice::<Checkpoint>(&v).expect("a checkpoint parses")))
+                    .map(|(k, v)| (k, serde_json::from_slice::<T>(&v).expect("a checkpoint parses")))
                     .collect();
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
