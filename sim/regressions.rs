@@ -361,6 +361,18 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          counted the registration from then, though the leader rightly ran the TTL from 22.8 s (fixed: a \
          registration, like a heartbeat, is evidence from its send time)",
     ),
+    (
+        1796483774,
+        "2.88s stop-master(1) for 9.839s; 6.101s hold(executor-0, checkpoint-write, 18.846s, once) for 7.717s; \
+         8.949s kill-executor(1) for 7.202s; 18.297s pause-executor(6) for 3.479s; 19.787s kill-executor(2) for \
+         13.202s; 20.877s kill-executor(0) for 21.565s; 22.413s hold(executor-5, job-master-reply, 27.065s, every) \
+         for 41.03s; 23.234s pause-executor(2) for 5.398s; 38.89s pause-executor(6) for 15.609s; 42.744s \
+         clock-rate(executor 4, 1.002125) for 29.443s",
+        "two live incarnations of a flaky worker by the checker's count: its job master took its retryable failure \
+         and started the next one after the backoff, while the answer to the report was held and the failed one \
+         kept re-reporting until it fenced itself (fixed: a worker whose work failed quiesces before it reports, as \
+         a drained one does; it acts no more)",
+    ),
 ];
 
 #[test]

@@ -115,6 +115,12 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         },
         out = &mut work => out,
     };
+    if matches!(outcome, Outcome::FailedRetryable(_) | Outcome::Failed(_)) {
+        // Its work ended failing: it acts no more and only reports the failure, after which its job master may
+        // start the next incarnation (swarm seed 1796483774: the answer to that report was held, and the failed
+        // incarnation counted live beside its successor). Not live from here, as a drained task.
+        env.observe(ExecutorObservation::TaskQuiesced { task: spec.task_id.clone(), epoch: spec.epoch });
+    }
     if hanging.load(Ordering::Relaxed) {
         // The planted bug: the link is gone (no heartbeat, no report), the task never returns.
         return std::future::pending().await;
