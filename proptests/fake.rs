@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use foreman::core::ids::WorkerName;
 use foreman::core::job_master::{EndedWhy, JobLogic, Verdict, WorkerEvent};
 use foreman::core::time::Time;
-use foreman::jobs::fake::{worker_name, Counter, FakeConfig, FakeLogic, Slot};
+use foreman::jobs::fake::{Counter, FakeConfig, FakeLogic};
 use proptest::prelude::*;
 
 use crate::gen::config;
@@ -48,9 +48,9 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
     for (step, op) in ops.iter().enumerate() {
         let before = format!("{m:?}");
         match *op {
-            Op::Online { w } => m.on_event(Time::ZERO, WorkerEvent::Online { name: &worker_name(w) }),
+            Op::Online { w } => m.on_event(Time::ZERO, WorkerEvent::Online { name: &WorkerName::indexed(w) }),
             Op::Finished { w } => {
-                m.on_event(Time::ZERO, WorkerEvent::Finished { name: &worker_name(w) });
+                m.on_event(Time::ZERO, WorkerEvent::Finished { name: &WorkerName::indexed(w) });
                 if let Some(c) = counter.get_mut(w as usize) {
                     *c = target;
                 }
@@ -62,7 +62,7 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
                 let why = EndedWhy::Stopped;
                 m.on_event(
                     Time::ZERO,
-                    WorkerEvent::Ended { name: &worker_name(w), why, checkpoint: checkpoint.as_ref() },
+                    WorkerEvent::Ended { name: &WorkerName::indexed(w), why, checkpoint: checkpoint.as_ref() },
                 );
                 if let Some(c) = counter.get_mut(w as usize) {
                     if !none {
@@ -72,7 +72,7 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
             }
             Op::Restart => {
                 let cps: BTreeMap<WorkerName, Counter> =
-                    counter.iter().enumerate().map(|(i, &c)| (worker_name(i as u32), cp(c))).collect();
+                    counter.iter().enumerate().map(|(i, &c)| (WorkerName::indexed(i as u32), cp(c))).collect();
                 m = FakeLogic::recover(cfg.clone(), &cps);
             }
         }
@@ -81,12 +81,12 @@ fn run(workers: u32, target: u64, ops: &[Op]) -> Result<(), TestCaseError> {
         }
         for i in 0..workers {
             let c = counter[i as usize];
-            let want = if c >= target { Slot::Done } else { Slot::Pending { counter: c } };
-            prop_assert_eq!(m.slot(i), Some(want), "step {}: w{} after {:?} (before: {})", step, i, op, before);
+            prop_assert_eq!(m.counter(i), Some(c), "step {}: w{} after {:?} (before: {})", step, i, op, before);
         }
         let done = counter.iter().all(|&c| c >= target);
         prop_assert_eq!(m.verdict() == Verdict::Finished, done, "step {}", step);
-        let wanted: Vec<WorkerName> = (0..workers).filter(|&i| counter[i as usize] < target).map(worker_name).collect();
+        let wanted: Vec<WorkerName> =
+            (0..workers).filter(|&i| counter[i as usize] < target).map(WorkerName::indexed).collect();
         prop_assert_eq!(m.wanted(), wanted, "step {}", step);
     }
     Ok(())

@@ -33,7 +33,7 @@ use std::time::Duration;
 
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
-use foreman::framework::api::JobTypes;
+use foreman::framework::api::{JobTypes, WorkerName};
 use foreman::framework::checkpoint::Stored;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
@@ -181,7 +181,7 @@ async fn exact_output(c: &Cluster, jobs: &[(String, Config, Duration)]) {
                 sum: checksum::checksum(config.seed, share.start, share.start + share.len),
             };
             let steps = share.len.div_ceil(config.batch);
-            let got = found.get(checksum::worker_name(i).as_str());
+            let got = found.get(WorkerName::indexed(i).as_str());
             // A worker with nothing to fold never runs: no checkpoint is its exact output.
             let exact = match got {
                 Some(cp) => cp.state == want && cp.seq == steps,

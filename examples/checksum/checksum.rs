@@ -65,10 +65,6 @@ impl Config {
     }
 }
 
-pub fn worker_name(i: u32) -> WorkerName {
-    WorkerName::parse(&format!("w{i}")).expect("w<digits> is a worker name")
-}
-
 /// The job type: its name, configuration, and its workers' work.
 pub struct Checksum;
 
@@ -128,8 +124,7 @@ pub struct ChecksumLogic {
 
 impl ChecksumLogic {
     fn index(&self, name: &WorkerName) -> Option<usize> {
-        let i: usize = name.as_str().strip_prefix('w')?.parse().ok()?;
-        (i < self.left.len() && worker_name(i as u32) == *name).then_some(i)
+        name.index().map(|i| i as usize).filter(|&i| i < self.left.len())
     }
 
     /// Worker `i` has folded at least `folded` items: done once that is its whole share.
@@ -147,13 +142,13 @@ impl JobLogic for ChecksumLogic {
     fn recover(config: Config, checkpoints: &BTreeMap<WorkerName, Folded>) -> ChecksumLogic {
         let mut logic = ChecksumLogic { left: vec![Some(0); config.workers as usize], config };
         for i in 0..logic.left.len() {
-            logic.settle(i, checkpoints.get(&worker_name(i as u32)).map_or(0, |c| c.offset));
+            logic.settle(i, checkpoints.get(&WorkerName::indexed(i as u32)).map_or(0, |c| c.offset));
         }
         logic
     }
 
     fn wanted(&self) -> Vec<WorkerName> {
-        (0..self.left.len()).filter(|&i| self.left[i].is_some()).map(|i| worker_name(i as u32)).collect()
+        (0..self.left.len()).filter(|&i| self.left[i].is_some()).map(|i| WorkerName::indexed(i as u32)).collect()
     }
 
     fn worker(&self, name: &WorkerName) -> Option<WorkerSpec<Share>> {
@@ -185,7 +180,7 @@ impl JobLogic for ChecksumLogic {
         let (mut folded, mut done) = (0, 0);
         for (i, left) in self.left.iter().enumerate() {
             let len = self.config.share(i as u32).len;
-            let reported = || live.get(&worker_name(i as u32))?.split('/').next()?.parse::<u64>().ok();
+            let reported = || live.count(&WorkerName::indexed(i as u32));
             folded += match left {
                 None => len,
                 Some(f) => reported().map_or(*f, |r| r.max(*f).min(len)),
@@ -219,7 +214,7 @@ mod tests {
     #[test]
     fn the_logic_wants_unfinished_workers_from_their_checkpoints() {
         let folded = |offset| Folded { offset, sum: 0 };
-        let (w0, w1, w2) = (worker_name(0), worker_name(1), worker_name(2));
+        let (w0, w1, w2) = (WorkerName::indexed(0), WorkerName::indexed(1), WorkerName::indexed(2));
         // Shares of 3 workers over 30 items: 10 each. w1 checkpointed all of its share: done.
         let mut logic =
             ChecksumLogic::recover(config(3, 30), &[(w0.clone(), folded(4)), (w1.clone(), folded(10))].into());

@@ -220,6 +220,17 @@ impl WorkerName {
         Ok(WorkerName(s.to_owned()))
     }
 
+    /// The `index`th worker of a job whose workers are numbered (`w0`, `w1`, ...), as the built-in types name them.
+    pub fn indexed(index: u32) -> WorkerName {
+        WorkerName(format!("w{index}"))
+    }
+
+    /// The index of a worker named by [`WorkerName::indexed`] (`w7` → 7; `w07`, `x7` → none).
+    pub fn index(&self) -> Option<u32> {
+        let index: u32 = self.0.strip_prefix('w')?.parse().ok()?;
+        (WorkerName::indexed(index) == *self).then_some(index)
+    }
+
     /// This worker's task id in job `job` (a job id and a worker name always make a valid one).
     pub fn task(&self, job: &JobId) -> TaskId {
         TaskId(format!("{job}/{}", self.0))
@@ -357,6 +368,14 @@ mod tests {
         assert_eq!(WorkerName::of_task(&w.task(&job), "job-"), None, "another job's prefix");
         assert_eq!(WorkerName::of_task(&TaskId::parse("job-1").unwrap(), "job-1"), None, "the job master");
         assert_eq!(WorkerName::of_task(&TaskId::parse("job-1/a/b").unwrap(), "job-1"), None);
+        // Numbered workers: each index round-trips; only the canonical form has one.
+        for i in [0, 7, 999, u32::MAX] {
+            assert_eq!(WorkerName::indexed(i).index(), Some(i));
+            assert!(WorkerName::parse(WorkerName::indexed(i).as_str()).is_ok());
+        }
+        for other in ["x1", "w", "w01", "w-1", "w1.0", "w4294967296"] {
+            assert_eq!(WorkerName::parse(other).unwrap().index(), None, "{other}");
+        }
         // The longest job id and worker name still make a valid task id.
         let job = JobId::parse(&"j".repeat(63)).unwrap();
         let w = WorkerName::parse(&"w".repeat(64)).unwrap();

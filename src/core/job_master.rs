@@ -88,6 +88,11 @@ pub enum Verdict {
 /// The progress a worker whose current incarnation may be live last reported (none for any other worker).
 pub trait LiveProgress {
     fn get(&self, name: &WorkerName) -> Option<&str>;
+
+    /// The number a worker's progress text begins with, for types that report counts (`"412/800"` → 412).
+    fn count(&self, name: &WorkerName) -> Option<u64> {
+        self.get(name)?.split('/').next()?.parse().ok()
+    }
 }
 
 /// The last progress of each worker that may be live, as a map (tests, and runtimes that keep one).
@@ -132,5 +137,20 @@ pub trait JobLogic: Sized {
     /// Checks the logic's invariants; the message names the one broken.
     fn check(&self) -> Result<(), String> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_count_is_the_number_a_progress_text_begins_with() {
+        let live: BTreeMap<WorkerName, String> = [("412/800", 0), ("7", 1), ("garbage", 2), (" 3/4", 3), ("", 4)]
+            .into_iter()
+            .map(|(text, i)| (WorkerName::indexed(i), text.to_owned()))
+            .collect();
+        let counts: Vec<Option<u64>> = (0..6).map(|i| live.count(&WorkerName::indexed(i))).collect();
+        assert_eq!(counts, [Some(412), Some(7), None, None, None, None]);
     }
 }
