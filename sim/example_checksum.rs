@@ -9,7 +9,9 @@
 //!   capacity accounting, the §6 bounds) and the job checkers (one live incarnation of every job master and
 //!   worker, checkpoints never backwards, placement within capacity, legal job histories, executor ids never
 //!   reused);
-//! - the job type's own ([`exact_output`]): every job ends Finished, and its output is exact.
+//! - the job type's own ([`exact_output`]): every job ends Finished, and its output is exact, in its workers'
+//!   checkpoints and in the job's store (each worker's sum under `sums/w<i>`);
+//! - and then, each job deleted, that nothing of it is left in the metastore (job-store keys included).
 //!
 //! **Where the output is read.** From the workers' final checkpoints in the metastore, after the job finished:
 //! they are the job's durable result (what a downstream reader would take), and exactly what the framework
@@ -35,6 +37,7 @@ use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::executor::ExecutorObservation;
 use foreman::framework::api::{JobTypes, WorkerName};
 use foreman::framework::checkpoint::Stored;
+use foreman::meta::keys;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
@@ -47,10 +50,15 @@ use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
 use crate::harness::{fail, require, run_seed, Failure};
-use crate::master_failover::{await_job, check_every_run, on_client, terminal};
+use crate::master_failover::{await_job, check_every_run, on_client, terminal, with_jobs};
 
 /// Seeds a plain run takes: some 12 s on a small machine (1,000 took 117 s).
 pub const SEEDS_DEFAULT: u64 = 100;
+/// Seeds that once failed, run before the drawn ones.
+///   1796485106: a worker was superseded between its last checkpoint and its put of the share's sum into the job
+///               store; its successor, restored at the end of the share, finished without putting it (fixed: the
+///               example puts the sum before the checkpoint that completes the share).
+const PINNED: &[u64] = &[1796485106];
 /// How long the faults play (the swarm's fault phase: every family draws its steps within it).
 const FAULT_PHASE: Duration = Duration::from_secs(60);
 /// How long a healed cluster has to finish every job.
@@ -141,6 +149,7 @@ pub async fn checksum_run(ran: Arc<Mutex<Option<String>>>) -> Figures {
         c.recorder.record("client", Seen::JobCreated { id: id.clone() });
     }
     exact_output(&c, &jobs).await;
+    deleted_jobs_leave_nothing(&c, &jobs).await;
     // Foreman's own rules, with the swarm's allowances for this plan (no etcd time-outs here).
     let latency = plan.latency_max().unwrap_or_default() * 2;
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
@@ -193,10 +202,57 @@ async fn exact_output(c: &Cluster, jobs: &[(String, Config, Duration)]) {
             });
             total = total.wrapping_add(got.map_or(0, |cp| cp.state.sum));
         }
+        // The same sums, as the workers put them in the job's store: one per worker with a share, no other key.
+        let sums = crate::fake_jobs::stored_under(c, &keys::job_store_prefix(id)).await;
+        let want: BTreeMap<String, Vec<u8>> = (0..config.workers)
+            .filter(|&i| config.share(i).len > 0)
+            .map(|i| {
+                let sum = found.get(&format!("w{i}")).map(|cp| cp.state.sum.to_string().into_bytes());
+                (keys::job_store(id, &format!("sums/w{i}")), sum.unwrap_or_default())
+            })
+            .collect();
+        require(sums == want, || {
+            let detail = format!("{id}: its job store holds {sums:?}; its workers' checkpoints say {want:?}");
+            Violation::new(Rule::ExactCounters, c.clock.now(), detail).with([Id::Job(id.clone())])
+        });
         let direct = checksum::checksum(config.seed, 0, config.items);
         require(total == direct, || {
             let detail = format!("{id}: its workers' sums add up to {total}, the input's checksum is {direct}");
             Violation::new(Rule::ExactCounters, c.clock.now(), detail).with([Id::Job(id.clone())])
+        });
+    }
+}
+
+/// Each job deleted leaves nothing of it in the metastore: no record, job-master fence, worker record, checkpoint
+/// or job-store key.
+async fn deleted_jobs_leave_nothing(c: &Cluster, jobs: &[(String, Config, Duration)]) {
+    for (id, _, _) in jobs {
+        let (masters, job) = (c.masters.len(), id.clone());
+        let deleted = on_client(c, async move {
+            with_jobs(masters, Duration::from_secs(30), move |mut client| {
+                let id = job.clone();
+                async move { client.delete_job(pb::DeleteJobRequest { id }).await.map(|r| r.into_inner()) }
+            })
+            .await
+        })
+        .await;
+        match deleted {
+            Ok(_) => {}
+            // A retried delete whose first attempt was applied (its answer lost) finds the job gone.
+            Err(s) if s.code() == tonic::Code::NotFound => {}
+            Err(s) => panic!("delete {id}: {s}"),
+        }
+        c.recorder.record("client", Seen::JobDeleted { id: id.clone() });
+        let mut left = BTreeMap::new();
+        for prefix in [keys::workers_prefix(id), keys::checkpoints_prefix(id), keys::job_store_prefix(id)] {
+            left.extend(crate::fake_jobs::stored_under(c, &prefix).await);
+        }
+        for key in [keys::job(id), keys::job_master(id)] {
+            left.extend(crate::fake_jobs::stored_under(c, &key).await.into_iter().filter(|(k, _)| *k == key));
+        }
+        require(left.is_empty(), || {
+            let detail = format!("{id} was deleted and left {:?} behind", left.keys().collect::<Vec<_>>());
+            Violation::new(Rule::DeletedLeavesNothing, c.clock.now(), detail).with([Id::Job(id.clone())])
         });
     }
 }
@@ -256,7 +312,7 @@ fn checksum_jobs_exact_under_faults() {
     report(&format!("example_checksum: {seeds} seeds from {first}; replay one with {}", replay_command(first)));
     let mut passed = vec![];
     let mut failed = vec![];
-    for seed in first..first + seeds {
+    for seed in PINNED.iter().copied().chain(first..first + seeds) {
         let ran = Arc::new(Mutex::new(None));
         let slot = ran.clone();
         match run_seed(seed, move || Box::pin(checksum_run(slot))) {
@@ -274,9 +330,10 @@ fn checksum_jobs_exact_under_faults() {
     }
     let sum = |f: fn(&Figures) -> usize| passed.iter().map(f).sum::<usize>();
     report(&format!(
-        "example_checksum: {} of {seeds} seeds passed: {} jobs exact; {} worker incarnations started, {} of them \
+        "example_checksum: {} of {} seeds passed: {} jobs exact; {} worker incarnations started, {} of them \
          restarts; {} steps written again and counted once; {} fault steps applied",
         passed.len(),
+        seeds + PINNED.len() as u64,
         sum(|f| f.jobs),
         sum(|f| f.worker_starts),
         sum(|f| f.worker_restarts),

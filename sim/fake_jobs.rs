@@ -182,16 +182,20 @@ pub(crate) async fn stored_checkpoints<T: serde::de::DeserializeOwned + Send + '
     c: &Cluster,
     job: &str,
 ) -> BTreeMap<String, T> {
-    let prefix = foreman::meta::keys::checkpoints_prefix(job);
+    let stored = stored_under(c, &foreman::meta::keys::checkpoints_prefix(job)).await;
+    stored.into_iter().map(|(k, v)| (k, serde_json::from_slice::<T>(&v).expect("a checkpoint parses"))).collect()
+}
+
+/// Every key under `prefix` in the metastore with its value (read on the client node), by key; retried until the
+/// metastore answers.
+pub(crate) async fn stored_under(c: &Cluster, prefix: &str) -> BTreeMap<String, Vec<u8>> {
+    let prefix = prefix.to_owned();
     on_client(c, async move {
         let store =
             MetaStore::etcd(&[ETCD_ADDR.to_owned()], CLUSTER, Duration::from_secs(2)).await.expect("etcd client");
         loop {
             if let Ok(list) = store.list(&prefix).await {
-                return list
-                    .into_iter()
-                    .map(|(k, v)| (k, serde_json::from_slice::<T>(&v).expect("a checkpoint parses")))
-                    .collect();
+                return list.into_iter().collect();
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }

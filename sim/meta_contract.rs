@@ -4,7 +4,8 @@
 //!
 //! Method: an etcd node and a client node; the client runs the whole suite through two separate etcd clients (the
 //! election cases campaign from both). A second scenario runs the suite against an in-memory embedded store, whose
-//! lease expiry is measured on the simulated clock.
+//! lease expiry is measured on the simulated clock. Both also run the job store's contract
+//! (`foreman::framework::store::contract`: fenced puts refused once superseded, listing, refusals of bad keys).
 
 use std::time::Duration;
 
@@ -36,6 +37,8 @@ async fn metastore_contract_on_simulated_etcd() {
             let store = MetaStore::etcd(&endpoints, "contract", OP_TIMEOUT).await.expect("first client");
             let second = MetaStore::etcd(&endpoints, "contract", OP_TIMEOUT).await.expect("second client");
             let passed = contract::run_all(store.clone(), second).await?;
+            // The job store's contract (fenced puts, listing, refusals), over the same client.
+            foreman::framework::store::contract(store.clone()).await.map_err(|e| format!("job store: {e}"))?;
             let left = store.list("").await.map_err(|e| e.to_string())?;
             if !left.is_empty() {
                 return Err(format!("the suite left keys behind: {left:?}"));
@@ -55,6 +58,9 @@ async fn metastore_contract_on_embedded_store() {
     let passed = contract::run_all(store.clone(), store.clone())
         .await
         .unwrap_or_else(|e| panic!("contract broken on the embedded store: {e}"));
+    foreman::framework::store::contract(store.clone())
+        .await
+        .unwrap_or_else(|e| panic!("the job store's contract broken on the embedded store: {e}"));
     let left = store.list("").await.expect("list");
     assert!(left.is_empty(), "the suite left keys behind: {left:?}");
     tracing::info!("{} contract cases passed on the embedded store", passed.len());

@@ -30,6 +30,7 @@ async fn metastore_contract_holds_on_real_etcd() {
     let second = MetaStore::etcd(&endpoints, &cluster, OP_TIMEOUT).await.expect("second client");
     let passed = contract::run_all(store.clone(), second).await.unwrap_or_else(|e| panic!("{e}"));
     eprintln!("real etcd at {endpoints:?}, cluster {cluster}: {} cases passed: {passed:?}", passed.len());
+    foreman::framework::store::contract(store.clone()).await.unwrap_or_else(|e| panic!("job store: {e}"));
     let left = store.list("").await.expect("list");
     assert!(left.is_empty(), "the suite left keys behind: {left:?}");
 }

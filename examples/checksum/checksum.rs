@@ -1,6 +1,6 @@
 //! `checksum`, a job type as a user writes one (docs/job-types.md walks through it): N workers each fold their
 //! share of a seeded, generated input into a checksum, and the job's output is the sum of theirs, exact whatever
-//! fails on the way: every item counted once. Config: `{"workers": N, "items": M, "seed": S}`, optionally
+//! fails on the way: every item counted once (each worker's sum is in the job's store, under `sums/w<i>`). Config: `{"workers": N, "items": M, "seed": S}`, optionally
 //! `"batch"` (items per step, default 100) and `"tick_ms"` (a pause before each step, default 0).
 
 use std::collections::BTreeMap;
@@ -107,6 +107,12 @@ impl JobType for Checksum {
             }
             let (from, to) = (share.start + at.offset, share.start + (at.offset + share.batch).min(share.len));
             let next = Folded { offset: to - share.start, sum: at.sum.wrapping_add(checksum(share.seed, from, to)) };
+            // The job's output for its readers, the share's sum in the job store: put before the checkpoint that
+            // completes the share (once that is written, no incarnation runs the share again to put it).
+            let key = format!("sums/{}", ctx.name());
+            if next.offset >= share.len && ctx.store().put(&key, next.sum.to_string().as_bytes()).await? != Saved::Yes {
+                continue;
+            }
             // Unknown: it may have landed; the next turn writes the same state again.
             if ctx.try_save(&next).await? == Saved::Yes {
                 at = next;

@@ -125,6 +125,9 @@ pub enum Rule {
     FailuresAsDeclared,
     /// A task whose code panicked ends (its executor stops listing it as running), unless its node died first.
     PanicsEndTheirTask,
+    /// A deleted job leaves nothing behind in the metastore: no record, job-master fence, worker record,
+    /// checkpoint or job-store key.
+    DeletedLeavesNothing,
     /// The observations cannot be placed in one story (a stop of an incarnation that never started there).
     ConsistentStory,
     /// A state machine's own invariant, checked after every step in debug and simulation builds (the job
@@ -140,7 +143,7 @@ impl Rule {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
             | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
-            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask => Class::Safety,
+            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask | DeletedLeavesNothing => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted => Class::Liveness,
             ConsistentStory => Class::Crash,
@@ -194,6 +197,7 @@ impl Rule {
             CapacitySettled => "capacity accounting (settled cluster)",
             FailuresAsDeclared => "a worker's failure handled as declared",
             PanicsEndTheirTask => "a panicking task ends",
+            DeletedLeavesNothing => "a deleted job leaves nothing behind",
             ConsistentStory => "the observations are inconsistent",
             MachineInvariant => "a state machine's invariant",
         }

@@ -30,6 +30,7 @@ pub use crate::core::workers::LostReason;
 pub use crate::framework::types::JobTypes;
 
 pub use super::checkpoint::Saved;
+pub use super::store::{JobStore, StoreError};
 
 /// Why a configuration was refused; `field` names what to fix, JSON-pointer style (`config.workers`).
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -111,7 +112,8 @@ pub enum WorkerEnd {
 pub enum Interrupted {
     /// A newer incarnation of this worker exists: this one ends without reporting.
     Superseded,
-    /// The state is no JSON object, or holds a key of the envelope; the message says which.
+    /// What was to be stored cannot be: a state that is no JSON object or holds a key of the envelope, a job
+    /// store key or value out of bounds; the message says which. A bug of the job type: its worker fails.
     BadState(String),
 }
 
@@ -120,6 +122,15 @@ impl From<SaveError> for Interrupted {
         match e {
             SaveError::Superseded => Interrupted::Superseded,
             SaveError::BadState(m) => Interrupted::BadState(m),
+        }
+    }
+}
+
+impl From<StoreError> for Interrupted {
+    fn from(e: StoreError) -> Interrupted {
+        match e {
+            StoreError::Superseded => Interrupted::Superseded,
+            StoreError::Refused(m) => Interrupted::BadState(m),
         }
     }
 }
@@ -139,6 +150,7 @@ pub struct WorkerCtx<S> {
     pub(super) name: WorkerName,
     pub(super) epoch: Epoch,
     pub(super) checkpoints: Checkpoints<S>,
+    pub(super) store: JobStore,
     pub(super) restored: Option<S>,
     pub(super) progress: Progress,
     pub(super) cancel: watch::Receiver<bool>,
@@ -168,6 +180,12 @@ impl<S: Serialize + DeserializeOwned + Clone + Default> WorkerCtx<S> {
     /// write may have landed; write again (the same state, or a newer one).
     pub async fn try_save(&mut self, state: &S) -> Result<Saved, Interrupted> {
         Ok(self.checkpoints.try_save(&self.env, state).await?)
+    }
+
+    /// Its job's own store: small values shared by every worker of the job, each write fenced as a checkpoint's
+    /// (`?` on a refusal ends the work as [`WorkerCtx::try_save`]'s does). See [`super::store`].
+    pub fn store(&self) -> &JobStore {
+        &self.store
     }
 
     /// Sets the progress text its heartbeats carry (at most [`super::PROGRESS_MAX`] bytes are sent).
@@ -280,6 +298,7 @@ mod tests {
         let record = Op::Put { key: keys::worker("j", "w0"), value: epoch.to_string().into_bytes(), lease: None };
         assert!(meta.txn(&[], &[record]).await.unwrap());
         let task = TaskId::parse("j/w0").unwrap();
+        let store = JobStore::new(meta.clone(), "j", "w0", task.clone(), Epoch(epoch));
         let (checkpoints, restored) =
             Checkpoints::open(env, meta, "j", "w0", task, Epoch(epoch)).await.expect("the checkpoint reads");
         let (cancel_tx, cancel) = watch::channel(false);
@@ -289,6 +308,7 @@ mod tests {
             name: WorkerName::parse("w0").unwrap(),
             epoch: Epoch(epoch),
             checkpoints,
+            store,
             restored,
             progress: Progress::default(),
             cancel,

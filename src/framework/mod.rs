@@ -15,6 +15,7 @@
 //!   incarnation works with ([`api::WorkerCtx`]).
 //! - [`worker`]: the worker runtime, one incarnation from its dispatch to its report; [`job_master`]: the
 //!   job-master runtime; [`linked`]: what they share (work run beside the link, the outcome reported).
+//! - [`store`]: a job's own key-value store, shared by its workers, each write fenced by its writer's record.
 //! - [`panic`]: panics in hosted code caught where it is polled (a worker's work, every task on its executor).
 //! - [`types`]: the job types of a build by name ([`types::JobTypes`]): the task factory an executor starts tasks
 //!   from, and the configuration check a master refuses a job with.
@@ -27,6 +28,7 @@ pub mod job_master;
 pub mod link;
 pub mod linked;
 pub mod panic;
+pub mod store;
 pub mod task;
 pub mod types;
 pub mod worker;

@@ -18,6 +18,7 @@ use super::checkpoint::{Checkpoints, SaveError};
 use super::link::LinkEnd;
 use super::linked::{finish, keep_linked, link_to_master, Outcome};
 use super::panic::catch_panic;
+use super::store::JobStore;
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{JobId, TaskId, WorkerName};
 use crate::core::planted::Planted;
@@ -56,6 +57,7 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
     // Set by the planted bug `PanicLeftRunning` only.
     let hanging = AtomicBool::new(false);
     let work = async {
+        let store = JobStore::new(meta.clone(), job.as_str(), name.as_str(), spec.task_id.clone(), spec.epoch);
         let opened = Checkpoints::<T::Checkpoint>::open(
             &env,
             meta,
@@ -69,8 +71,8 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
             Ok(c) => c,
             Err(e) => return Outcome::Failed(e),
         };
-        let mut ctx =
-            WorkerCtx { env: env.clone(), job, name, epoch: spec.epoch, checkpoints, restored, progress, cancel };
+        let (ctx_env, epoch) = (env.clone(), spec.epoch);
+        let mut ctx = WorkerCtx { env: ctx_env, job, name, epoch, checkpoints, store, restored, progress, cancel };
         // A panic of the work is a retryable failure of this incarnation: counted and bounded like any other.
         let end = match catch_panic(t.work(config, &mut ctx)).await {
             Ok(Ok(end)) => end,

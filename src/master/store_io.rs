@@ -161,7 +161,9 @@ pub(super) async fn read_one(m: &Master, read: &Read) -> Result<ReadResult, Stri
         }
         Read::JobData(id) => {
             let mut found = vec![];
-            for prefix in [keys::workers_prefix(id.as_str()), keys::checkpoints_prefix(id.as_str())] {
+            for prefix in
+                [keys::workers_prefix, keys::checkpoints_prefix, keys::job_store_prefix].map(|p| p(id.as_str()))
+            {
                 found.extend(
                     timed(m, store.list(&prefix)).await.map_err(|e| e.to_string())?.into_iter().map(|(k, _)| k),
                 );

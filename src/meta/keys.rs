@@ -16,6 +16,7 @@
 //! | `job-masters/<job id>` | decimal `u64`: the epoch of the job's current job-master incarnation, written by the leader as it starts one; the job master guards its own writes on it | until `DeleteJob` |
 //! | `workers/<job id>/<worker>` | decimal `u64`: the worker's current incarnation epoch, written by its job master before it dispatches it; the worker guards its checkpoints on it | until its job is deleted |
 //! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
+//! | `job-store/<job id>/<key>` | a value of the job's own store, written by its workers, fenced by the writer's record (at most 64 KiB) | until its job is deleted |
 //!
 //! Invariants the layout keeps:
 //! - Listing one kind never returns another: every listed family ends its prefix with `/`, the counters live
@@ -141,6 +142,16 @@ pub fn checkpoint(job: &str, worker: &str) -> String {
 /// Every checkpoint of one job.
 pub fn checkpoints_prefix(job: &str) -> String {
     format!("checkpoints/{job}/")
+}
+
+/// A key of one job's own store ([`crate::framework::store`]; `key` checked there).
+pub fn job_store(job: &str, key: &str) -> String {
+    format!("job-store/{job}/{key}")
+}
+
+/// Every key of one job's store.
+pub fn job_store_prefix(job: &str) -> String {
+    format!("job-store/{job}/")
 }
 
 #[cfg(test)]
