@@ -1196,7 +1196,13 @@ impl Harness {
         let status = jm.report.clone();
         let report = status.is_some();
         let msg = Message { task: TaskId::job_master(&jm.job), master_epoch: jm.knows, worker_epoch: jm.epoch };
-        let request = Request::JobMaster { msg, status, progress: String::new(), last_error: None };
+        let request = Request::JobMaster {
+            msg,
+            status,
+            progress: String::new(),
+            last_error: None,
+            wall: foreman::core::time::WallTime(0),
+        };
         self.send(request, Pending::JobMaster { jm: i, sent: self.now, report })
     }
 

@@ -178,6 +178,10 @@ async fn job_master_panics_are_retried_with_the_job_backoff_until_it_gives_up() 
         "{error:?}"
     );
     assert_eq!(job.restarts, 2, "started again twice: {job:?}");
+    // Its last error is the job master's own last failure, no longer retried.
+    let last = job.last_error.clone().expect("the job keeps its last error");
+    let panicked = "job master panicked: fake: planned panic of the job master";
+    assert_eq!((last.source.as_str(), last.message.as_str(), last.retryable), ("job-0", panicked, false), "{last:?}");
     assert_eq!(worker_starts(&c, "job-0"), 0, "no worker ever started");
     // The last incarnation reported its failure before its task returns: its executor lists it until then.
     let listed = || {

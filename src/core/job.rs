@@ -872,27 +872,33 @@ impl Jobs {
 
     /// Incarnation `epoch` failed, and running it again may help (it said so: its job-master logic panicked, or
     /// it met an error of the moment): like a loss, the job waits out its backoff and starts again, unless a cancel
-    /// is pending (it ends Canceled) or the backoff gives up (it fails, saying how often and the last error).
+    /// is pending (it ends Canceled) or the backoff gives up (it fails, saying how often and the last error). The
+    /// failure becomes the job's last error (`retryable` while the job starts again), for users to see why it
+    /// restarts.
     pub fn on_failed_retryably(
         &mut self,
         now: Time,
         id: &JobId,
         epoch: Epoch,
-        message: String,
+        mut error: LastError,
         rng: &mut impl Rng,
     ) -> Verdict {
         let policy = self.policy.backoff.clone();
-        self.end_incarnation(now, id, epoch, |job| match job.backoff.on_failure(now, &policy, rng) {
-            BackoffDecision::RetryAt(_) => {
-                job.record.restarts += 1;
-                job.phase = Phase::Waiting;
+        self.end_incarnation(now, id, epoch, |job| {
+            match job.backoff.on_failure(now, &policy, rng) {
+                BackoffDecision::RetryAt(_) => {
+                    job.record.restarts += 1;
+                    job.phase = Phase::Waiting;
+                }
+                BackoffDecision::GiveUp { failures } => {
+                    job.set_state(now, JobState::Failed);
+                    let message = format!("the job master failed {failures} times in a row; last: {}", error.message);
+                    job.record.failure = Some(JobFailure { reason: FailureReason::JobMasterFailed, message });
+                    job.phase = Phase::Done;
+                    error.retryable = false;
+                }
             }
-            BackoffDecision::GiveUp { failures } => {
-                job.set_state(now, JobState::Failed);
-                let message = format!("the job master failed {failures} times in a row; last: {message}");
-                job.record.failure = Some(JobFailure { reason: FailureReason::JobMasterFailed, message });
-                job.phase = Phase::Done;
-            }
+            job.record.last_error = Some(Box::new(error));
         })
     }
 
@@ -995,6 +1001,10 @@ mod tests {
         }
     }
 
+    fn boom(at: u64) -> LastError {
+        LastError { source: "j1".into(), message: "boom".into(), retryable: true, at: WallTime(at) }
+    }
+
     #[test]
     fn a_job_master_failing_retryably_is_charged_like_a_loss_until_the_backoff_gives_up() {
         let mut jobs = Jobs::new(policy());
@@ -1005,9 +1015,11 @@ mod tests {
             now += 100_000;
             let (epoch, _) = jobs.start(ms(now), &id("j1"), ExecutorId(1)).unwrap();
             assert!(matches!(jobs.on_online(ms(now + 1), &id("j1"), epoch), Verdict::Applied(_)));
-            let v = jobs.on_failed_retryably(ms(now + 2), &id("j1"), epoch, "boom".into(), &mut rng);
+            let v = jobs.on_failed_retryably(ms(now + 2), &id("j1"), epoch, boom(now), &mut rng);
             assert!(matches!(v, Verdict::Applied(Step { persist: Some(_), .. })), "{v:?}");
             let job = jobs.get(&id("j1")).unwrap();
+            let kept = job.record.last_error.as_deref().unwrap();
+            assert_eq!((kept.message.as_str(), kept.retryable, kept.at), ("boom", failure < 3, WallTime(now)));
             if failure < 3 {
                 assert_eq!(
                     (job.phase, job.record.state, job.record.restarts),
@@ -1021,7 +1033,7 @@ mod tests {
             }
         }
         // A report of an incarnation that is not the current one changes nothing.
-        assert_eq!(jobs.on_failed_retryably(ms(now + 3), &id("j1"), Epoch(1), "late".into(), &mut rng), Verdict::Stale);
+        assert_eq!(jobs.on_failed_retryably(ms(now + 3), &id("j1"), Epoch(1), boom(now), &mut rng), Verdict::Stale);
     }
 
     /// A record written before `last_error` existed reads as having none, and one without an error is written

@@ -289,7 +289,8 @@ impl Master {
         progress: &str,
         last_error: Option<crate::core::job::LastError>,
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
-        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned(), last_error }).await? {
+        let wall = crate::clock::wall_now();
+        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned(), last_error, wall }).await? {
             Reply::JobMaster { reply, cancel } => Ok((reply, cancel)),
             r => Err(unexpected(r)),
         }

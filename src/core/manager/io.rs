@@ -84,6 +84,9 @@ pub enum Request {
         progress: String,
         /// The last error its job got over (a heartbeat's; persisted when it changes).
         last_error: Option<crate::core::job::LastError>,
+        /// The leader's wall clock as the message arrived: when a job master's own retryable failure happened, as
+        /// its job's last error says.
+        wall: WallTime,
     },
     /// The term's figures for the metrics.
     Gauges,

@@ -341,10 +341,10 @@ impl Manager {
             // A job master's heartbeat that changes nothing durable does not wait either: its job master has a
             // deadline of its own, and an answer held behind a slow write fenced a healthy job master (swarm seed
             // 1796457366: a job storm's writes held heartbeats 300-400 ms against a 300 ms timeout).
-            Request::JobMaster { msg, status, progress, last_error }
+            Request::JobMaster { msg, status, progress, last_error, wall }
                 if self.heard_at_once(&msg, status.as_ref(), last_error.as_ref()) =>
             {
-                self.job_master(now, to, msg, status, progress, last_error)
+                self.job_master(now, to, msg, status, progress, last_error, wall)
             }
             other => self.queue.push_back(Deferred::Request(to, other)),
         }
@@ -470,8 +470,8 @@ impl Manager {
                 }
                 Err(e) => self.answer(to, Err(Refusal::Job(e))),
             },
-            Request::JobMaster { msg, status, progress, last_error } => {
-                self.job_master(now, to, msg, status, progress, last_error)
+            Request::JobMaster { msg, status, progress, last_error, wall } => {
+                self.job_master(now, to, msg, status, progress, last_error, wall)
             }
             Request::Heartbeat { .. } | Request::ScheduleTask(_) | Request::ListExecutors | Request::Gauges => {
                 self.request(now, to, request)
@@ -995,6 +995,7 @@ impl Manager {
         status: Option<WorkerStatus>,
         progress: String,
         last_error: Option<LastError>,
+        wall: WallTime,
     ) {
         let job = match JobId::parse(msg.task.as_str()) {
             Ok(j) => j,
@@ -1023,6 +1024,8 @@ impl Manager {
             WorkerStatus::Failed { retryable: true, .. } => None,
             WorkerStatus::Running | WorkerStatus::Stopped => None,
         };
+        // A job master's own retryable failure, as its job's last error: at the leader's wall time.
+        let failure_heard = |message: String| LastError { source: job.to_string(), message, retryable: true, at: wall };
         let mut records = vec![];
         let (mut online, mut exited) = (false, false);
         let mut exit = None;
@@ -1049,7 +1052,8 @@ impl Manager {
                 MasterEvent::Exited { epoch, status: WorkerStatus::Failed { message, retryable: true }, .. } => {
                     exited = true;
                     exit = Some(epoch);
-                    let v = self.jobs.on_failed_retryably(now, &job, epoch, message, &mut self.rng);
+                    let error = failure_heard(message);
+                    let v = self.jobs.on_failed_retryably(now, &job, epoch, error, &mut self.rng);
                     if matches!(v, JobVerdict::Applied(_)) {
                         self.note_charge(now, &job, epoch);
                     }
@@ -1088,7 +1092,8 @@ impl Manager {
         if let (WorkerVerdict::Accepted, Some(j)) = (reply.verdict, current) {
             let missed = match &status {
                 Some(WorkerStatus::Failed { message, retryable: true }) if !exited => {
-                    let v = self.jobs.on_failed_retryably(now, &job, msg.worker_epoch, message.clone(), &mut self.rng);
+                    let error = failure_heard(message.clone());
+                    let v = self.jobs.on_failed_retryably(now, &job, msg.worker_epoch, error, &mut self.rng);
                     if matches!(v, JobVerdict::Applied(_)) {
                         self.note_charge(now, &job, msg.worker_epoch);
                     }

@@ -194,7 +194,7 @@ fn the_periodic_pass_waits_for_the_write_in_flight_only_not_for_queued_requests(
 fn job_master_beat(job: &JobId, epoch: Epoch) -> Request {
     let msg =
         crate::core::workers::Message { task: TaskId::job_master(job), master_epoch: Epoch(1), worker_epoch: epoch };
-    Request::JobMaster { msg, status: None, progress: String::new(), last_error: None }
+    Request::JobMaster { msg, status: None, progress: String::new(), last_error: None, wall: WallTime(0) }
 }
 
 /// A settling read that brings back a record older than the incarnation the bookkeeping holds (a write of this
@@ -323,7 +323,13 @@ fn a_job_master_that_says_it_finished_holds_its_slots_until_its_executor_reports
         &mut m,
         800,
         5,
-        Request::JobMaster { msg, status: Some(WorkerStatus::Finished), progress: String::new(), last_error: None },
+        Request::JobMaster {
+            msg,
+            status: Some(WorkerStatus::Finished),
+            progress: String::new(),
+            last_error: None,
+            wall: WallTime(0),
+        },
     );
     if let Some((io, _)) = r.write {
         m.on_write(ms(801), io, WriteOutcome::Written);
@@ -364,7 +370,13 @@ fn a_job_masters_heartbeat_does_not_wait_behind_a_write_about_another_job() {
         master_epoch: Epoch(1),
         worker_epoch: epoch,
     };
-    let heartbeat = |status| Request::JobMaster { msg: msg.clone(), status, progress: String::new(), last_error: None };
+    let heartbeat = |status| Request::JobMaster {
+        msg: msg.clone(),
+        status,
+        progress: String::new(),
+        last_error: None,
+        wall: WallTime(0),
+    };
     // Another job's create is in progress (its tombstone is being read).
     let r = request(&mut m, 800, 5, Request::CreateJob { id: Some(id("j2")), spec: spec("") });
     let (read, _) = r.reads[0].clone();
@@ -401,8 +413,12 @@ fn a_job_masters_heartbeat_waits_behind_a_write_about_its_own_job_and_hears_the_
     };
     let r = request(&mut m, 800, 5, Request::CancelJob { id: id("j1") });
     let (io, _) = r.write.expect("the cancel writes");
-    let r =
-        request(&mut m, 810, 6, Request::JobMaster { msg, status: None, progress: String::new(), last_error: None });
+    let r = request(
+        &mut m,
+        810,
+        6,
+        Request::JobMaster { msg, status: None, progress: String::new(), last_error: None, wall: WallTime(0) },
+    );
     assert!(r.answers.is_empty(), "no cancel is said before it is durable: {:?}", r.answers);
     m.on_write(ms(820), io, WriteOutcome::Written);
     let r = m.ready();
@@ -424,7 +440,8 @@ fn a_job_masters_retryable_failure_waits_out_the_backoff_and_a_terminal_one_fail
             worker_epoch: epoch,
         };
         let status = WorkerStatus::Failed { message: "job master panicked: boom".into(), retryable };
-        Request::JobMaster { msg, status: Some(status), progress: String::new(), last_error: None }
+        let wall = WallTime(1_700_000_000_000);
+        Request::JobMaster { msg, status: Some(status), progress: String::new(), last_error: None, wall }
     };
     let (mut m, epoch) = running_job("j1");
     let r = request(&mut m, 800, 5, report(epoch, true));
@@ -434,6 +451,15 @@ fn a_job_masters_retryable_failure_waits_out_the_backoff_and_a_terminal_one_fail
             && j.failure.is_none() && j.executor.is_none()),
         "{records:?}"
     );
+    // Users see why it restarts: the job master's failure is the job's last error, at the leader's wall time.
+    let Record::Job(j) = &records[0] else { unreachable!() };
+    let want = LastError {
+        source: "j1".into(),
+        message: "job master panicked: boom".into(),
+        retryable: true,
+        at: WallTime(1_700_000_000_000),
+    };
+    assert_eq!(j.last_error.as_deref(), Some(&want));
     m.on_write(ms(810), io, WriteOutcome::Written);
     let r = m.ready();
     assert!(r.answers.iter().any(|(to, _)| *to == ReplyTo(5)), "{:?}", r.answers);
@@ -475,6 +501,7 @@ fn a_job_masters_last_error_is_persisted_once_per_new_error() {
         status: None,
         progress: String::new(),
         last_error: Some(e.clone()),
+        wall: WallTime(0),
     };
     let r = request(&mut m, 800, 5, beat(epoch, &error("first")));
     assert!(r.answers.is_empty(), "answered once it is durable: {:?}", r.answers);
