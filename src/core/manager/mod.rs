@@ -987,6 +987,8 @@ impl Manager {
         Ok(Reply::Placed { executor: placed.executor, address: view.record.spec.address, leader_epoch: self.epoch })
     }
 
+    // why: the fields of `Request::JobMaster`, each used on its own path; a struct for them would only be unpacked.
+    #[allow(clippy::too_many_arguments)]
     fn job_master(
         &mut self,
         now: Time,
