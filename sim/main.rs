@@ -33,4 +33,5 @@ mod shrink;
 mod speed;
 mod swarm;
 mod tombstones;
+mod worker_selectors;
 mod workloads;

@@ -24,7 +24,7 @@ use thiserror::Error;
 
 use crate::config::{format_duration, parse_duration};
 use crate::core::ids::JobId;
-use crate::core::labels::{validate_selectors, Selector, SelectorOp};
+use crate::core::labels::{validate_selectors, Selector};
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 use crate::rpc::pb::job_manager_client::JobManagerClient;
@@ -502,7 +502,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
                 id: args.id.map(String::from).unwrap_or_default(),
                 r#type: args.job_type,
                 config: args.config.text.into_bytes(),
-                selectors: args.selectors.iter().map(selector_to_wire).collect(),
+                selectors: args.selectors.iter().map(crate::rpc::selector_to_wire).collect(),
                 cost: args.cost.unwrap_or(0),
                 ..Default::default()
             };
@@ -634,15 +634,6 @@ async fn list_jobs(client: &mut Client, args: &ListArgs) -> Result<(Vec<pb::Job>
         token = reply.next_page_token;
     }
     Err(CliError::BadReply(format!("ListJobs had more than {LIST_PAGES_MAX} pages; stopping (use --page-size)")))
-}
-
-fn selector_to_wire(s: &Selector) -> pb::Selector {
-    let op = match s.op() {
-        SelectorOp::Eq => pb::SelectorOp::Eq,
-        SelectorOp::Neq => pb::SelectorOp::Neq,
-        SelectorOp::Regex => pb::SelectorOp::Regex,
-    };
-    pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
 }
 
 /// Writes the result. A closed stdout (`foreman job list | head -1`) is the reader's choice, not an error.
@@ -819,7 +810,7 @@ mod tests {
         let TestCommand::Job(JobCommand::Create(args)) = cli.command else { panic!("not a create: {cli:?}") };
         assert_eq!(args.config.as_str(), "{\"b\": 1, \"a\": 2}");
         assert_eq!(args.id.unwrap().as_str(), "j-1");
-        let wire: Vec<pb::Selector> = args.selectors.iter().map(selector_to_wire).collect();
+        let wire: Vec<pb::Selector> = args.selectors.iter().map(crate::rpc::selector_to_wire).collect();
         let ops: Vec<i32> = wire.iter().map(|s| s.op).collect();
         assert_eq!(ops, [pb::SelectorOp::Eq as i32, pb::SelectorOp::Neq as i32, pb::SelectorOp::Regex as i32]);
         assert_eq!(wire[2].target, "^r1");

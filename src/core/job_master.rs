@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use super::ids::WorkerName;
+use super::labels::Selector;
 use super::restarts::WORKER_RESTARTS_DEFAULT;
 use super::time::Time;
 use super::workers::LostReason;
@@ -23,15 +24,17 @@ pub struct WorkerSpec<C> {
     pub config: C,
     /// Slots it takes on its executor.
     pub cost: u32,
+    /// Where it may run, beside its job's own selectors: the leader places it on an executor that meets both.
+    pub selectors: Vec<Selector>,
     /// How many times it is started again after failing retryably in a row without progress (its checkpoint not
     /// moving on); failing once more fails the job ([`crate::core::restarts`]).
     pub restarts_max: u32,
 }
 
 impl<C> WorkerSpec<C> {
-    /// A worker of cost 1, restarted up to [`WORKER_RESTARTS_DEFAULT`] times in a row without progress.
+    /// A worker of cost 1, placed by its job's selectors only, restarted up to [`WORKER_RESTARTS_DEFAULT`] times in a row without progress.
     pub fn new(config: C) -> WorkerSpec<C> {
-        WorkerSpec { config, cost: 1, restarts_max: WORKER_RESTARTS_DEFAULT }
+        WorkerSpec { config, cost: 1, selectors: vec![], restarts_max: WORKER_RESTARTS_DEFAULT }
     }
 }
 

@@ -24,6 +24,7 @@ pub use crate::core::ids::{Epoch, JobId, WorkerName};
 pub use crate::core::job_master::{
     EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent, WorkerSpec,
 };
+pub use crate::core::labels::Selector;
 pub use crate::core::restarts::WORKER_RESTARTS_DEFAULT;
 pub use crate::core::time::Time;
 pub use crate::core::workers::LostReason;

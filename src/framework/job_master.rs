@@ -131,6 +131,9 @@ struct JobMaster<T: JobType> {
     scheduler: usize,
     /// A worker's retryable failure not yet handed to the link, which sends the last one with every heartbeat.
     last_error: Option<LastError>,
+    /// Why each worker the leader could not place was refused (no executor matches, no capacity, no leader), until
+    /// it is placed: shown in the job's progress.
+    unplaced: BTreeMap<WorkerName, String>,
 }
 
 impl<T: JobType> JobMaster<T> {
@@ -201,6 +204,7 @@ impl<T: JobType> JobMaster<T> {
             retry: BTreeMap::new(),
             scheduler: 0,
             last_error: None,
+            unplaced: BTreeMap::new(),
         })
     }
 
@@ -388,10 +392,15 @@ impl<T: JobType> JobMaster<T> {
         self.logic.on_event(now, WorkerEvent::Ended { name, why, checkpoint: checkpoint.as_ref() });
     }
 
+    /// The logic's progress line, and why a worker waits unplaced if one does.
     fn progress_text(&self) -> String {
         let h = self.hosting.handle().lock();
         let live = Live { job: &self.job, live: &self.live, progress: &h.progress };
-        self.logic.progress(&live)
+        let progress = self.logic.progress(&live);
+        let wanted: BTreeSet<WorkerName> = self.logic.wanted().into_iter().collect();
+        let mut waiting =
+            self.unplaced.iter().filter(|(name, _)| wanted.contains(*name) && !self.live.contains_key(*name));
+        with_unplaced(progress, waiting.next(), waiting.count())
     }
 
     /// Starts every idle worker not waiting for a retry. `Some(outcome)` when this job master must stop.
@@ -440,7 +449,7 @@ impl<T: JobType> JobMaster<T> {
             task_id: task.as_str().to_owned(),
             cost: worker.cost,
             resources: vec![],
-            selectors: vec![],
+            selectors: worker.selectors.iter().map(crate::rpc::selector_to_wire).collect(),
             job_id: self.job.clone(),
             master_epoch: self.epoch.0,
             epoch: epoch.0,
@@ -450,9 +459,11 @@ impl<T: JobType> JobMaster<T> {
             Err(status) => {
                 debug!(job = %self.job, %task, "not placed: {}", status.message());
                 self.scheduler += 1;
+                self.unplaced.insert(name.clone(), status.message().to_owned());
                 return again(self, name);
             }
         };
+        self.unplaced.remove(&name);
         // The record first: from now on only this incarnation's checkpoints are taken.
         self.created += 1;
         let record = Op::Put {
@@ -521,6 +532,14 @@ impl<T: JobType> JobMaster<T> {
             }
         }
     }
+}
+
+/// A progress line with the first worker waiting unplaced and why, and how many more wait (last: the line is cut
+/// at [`super::PROGRESS_MAX`] bytes when sent).
+fn with_unplaced(progress: String, first: Option<(&WorkerName, &String)>, more: usize) -> String {
+    let Some((name, why)) = first else { return progress };
+    let more = if more > 0 { format!(" (and {more} more workers)") } else { String::new() };
+    format!("{progress}; {name} not placed: {why}{more}")
 }
 
 /// What the logic may know of its workers' reported progress: that of current incarnations only.
@@ -687,6 +706,20 @@ mod tests {
         assert_eq!(jm.on_event(finished).await, None);
         assert_eq!(*heard.lock().unwrap(), ["w0 online", "w0 finished"]);
         assert!(jm.live.is_empty(), "a finished worker has no current incarnation");
+    }
+
+    #[test]
+    fn a_worker_waiting_unplaced_is_named_in_the_progress_with_why() {
+        let (w1, why) = (WorkerName::indexed(1), "no executor matches zone=eu".to_owned());
+        assert_eq!(with_unplaced("3/9 steps".into(), None, 0), "3/9 steps");
+        assert_eq!(
+            with_unplaced("3/9 steps".into(), Some((&w1, &why)), 0),
+            "3/9 steps; w1 not placed: no executor matches zone=eu"
+        );
+        assert_eq!(
+            with_unplaced("3/9 steps".into(), Some((&w1, &why)), 2),
+            "3/9 steps; w1 not placed: no executor matches zone=eu (and 2 more workers)"
+        );
     }
 
     #[test]

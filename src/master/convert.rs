@@ -33,14 +33,7 @@ pub fn selectors(field: &str, wire: &[pb::Selector]) -> Result<Vec<Selector>, St
     Ok(out)
 }
 
-pub fn selector_to_wire(s: &Selector) -> pb::Selector {
-    let op = match s.op() {
-        SelectorOp::Eq => pb::SelectorOp::Eq,
-        SelectorOp::Neq => pb::SelectorOp::Neq,
-        SelectorOp::Regex => pb::SelectorOp::Regex,
-    };
-    pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
-}
+pub use crate::rpc::selector_to_wire;
 
 pub fn job_id(field: &str, text: &str) -> Result<JobId, Status> {
     JobId::parse(text).map_err(|e| invalid_argument(field, e))

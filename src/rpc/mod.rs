@@ -16,6 +16,17 @@ pub mod pb {
 }
 
 /// Heartbeat timing as it travels (milliseconds).
+/// A selector as sent (the CLI's job selectors, the master's views of them, a job master's worker selectors).
+pub fn selector_to_wire(s: &crate::core::labels::Selector) -> pb::Selector {
+    use crate::core::labels::SelectorOp;
+    let op = match s.op() {
+        SelectorOp::Eq => pb::SelectorOp::Eq,
+        SelectorOp::Neq => pb::SelectorOp::Neq,
+        SelectorOp::Regex => pb::SelectorOp::Regex,
+    };
+    pb::Selector { key: s.key().to_owned(), target: s.target().to_owned(), op: op as i32 }
+}
+
 pub fn timing_to_wire(t: &HeartbeatTiming) -> pb::HeartbeatTiming {
     pb::HeartbeatTiming {
         heartbeat_interval_ms: millis_of(t.interval),
