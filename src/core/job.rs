@@ -252,6 +252,30 @@ pub struct Job {
 }
 
 impl Job {
+    /// Charges a failure of its incarnation to its backoff: it waits to start again, or, when the backoff gives up,
+    /// fails with `failure(failures in a row)`. Whether it gave up.
+    fn charge(
+        &mut self,
+        now: Time,
+        policy: &BackoffPolicy,
+        rng: &mut impl Rng,
+        failure: impl FnOnce(u32) -> JobFailure,
+    ) -> bool {
+        match self.backoff.on_failure(now, policy, rng) {
+            BackoffDecision::RetryAt(_) => {
+                self.record.restarts += 1;
+                self.phase = Phase::Waiting;
+                false
+            }
+            BackoffDecision::GiveUp { failures } => {
+                self.set_state(now, JobState::Failed);
+                self.record.failure = Some(failure(failures));
+                self.phase = Phase::Done;
+                true
+            }
+        }
+    }
+
     /// The one place a job's state changes. An illegal transition (design.md §5 rule 5) is a bug in the caller:
     /// debug and simulation builds stop at it, where it happens.
     fn set_state(&mut self, now: Time, to: JobState) {
@@ -803,20 +827,10 @@ impl Jobs {
                 job.phase = Phase::Done;
                 return;
             }
-            match job.backoff.on_failure(now, &policy, rng) {
-                BackoffDecision::RetryAt(_) => {
-                    job.record.restarts += 1;
-                    job.phase = Phase::Waiting;
-                }
-                BackoffDecision::GiveUp { failures } => {
-                    job.set_state(now, JobState::Failed);
-                    job.record.failure = Some(JobFailure {
-                        reason: FailureReason::BackoffExhausted,
-                        message: format!("the job master was lost {failures} times in a row"),
-                    });
-                    job.phase = Phase::Done;
-                }
-            }
+            job.charge(now, &policy, rng, |failures| JobFailure {
+                reason: FailureReason::BackoffExhausted,
+                message: format!("the job master was lost {failures} times in a row"),
+            });
         })
     }
 
@@ -885,19 +899,11 @@ impl Jobs {
     ) -> Verdict {
         let policy = self.policy.backoff.clone();
         self.end_incarnation(now, id, epoch, |job| {
-            match job.backoff.on_failure(now, &policy, rng) {
-                BackoffDecision::RetryAt(_) => {
-                    job.record.restarts += 1;
-                    job.phase = Phase::Waiting;
-                }
-                BackoffDecision::GiveUp { failures } => {
-                    job.set_state(now, JobState::Failed);
-                    let message = format!("the job master failed {failures} times in a row; last: {}", error.message);
-                    job.record.failure = Some(JobFailure { reason: FailureReason::JobMasterFailed, message });
-                    job.phase = Phase::Done;
-                    error.retryable = false;
-                }
-            }
+            let gave_up = job.charge(now, &policy, rng, |failures| JobFailure {
+                reason: FailureReason::JobMasterFailed,
+                message: format!("the job master failed {failures} times in a row; last: {}", error.message),
+            });
+            error.retryable = !gave_up;
             job.record.last_error = Some(Box::new(error));
         })
     }
