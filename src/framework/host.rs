@@ -53,6 +53,18 @@ pub struct Hosted {
     pub progress: BTreeMap<TaskId, String>,
     /// Who can confirm a claim of a newer master; without one, every such claim is refused.
     pub issuer: Option<Issuer>,
+    /// The master's status document as it last published it (none before its first): `QueryJobMaster` answers
+    /// from here without a round trip into the master's loop.
+    pub status: Option<Published>,
+}
+
+/// A status document a hosted master published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The master incarnation that made it.
+    pub epoch: Epoch,
+    /// The document, JSON, at most [`crate::core::job_status::STATUS_DOCUMENT_MAX`] bytes.
+    pub document: String,
 }
 
 /// How a message was taken.
@@ -167,6 +179,7 @@ impl Host {
                 cancel: BTreeSet::new(),
                 progress: BTreeMap::new(),
                 issuer,
+                status: None,
             })),
             wake: Arc::new(Notify::new()),
         };

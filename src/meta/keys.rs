@@ -16,6 +16,7 @@
 //! | `job-masters/<job id>` | decimal `u64`: the epoch of the job's current job-master incarnation, written by the leader as it starts one; the job master guards its own writes on it | until `DeleteJob` |
 //! | `workers/<job id>/<worker>` | decimal `u64`: the worker's current incarnation epoch, written by its job master before it dispatches it; the worker guards its checkpoints on it | until its job is deleted |
 //! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
+//! | `job-status/<job id>` | the job's status as its job master last stored it (`core::job_status::StoredStatus`, JSON: epoch, wall-clock `at`, document), written fenced on `job-masters/<job id>` | until its job is deleted |
 //!
 //! Invariants the layout keeps:
 //! - Listing one kind never returns another: every listed family ends its prefix with `/`, the counters live
@@ -143,6 +144,11 @@ pub fn checkpoints_prefix(job: &str) -> String {
     format!("checkpoints/{job}/")
 }
 
+/// A job's status as its job master last stored it: what the leader shows when no job master answers live.
+pub fn job_status(job: &str) -> String {
+    format!("job-status/{job}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,6 +197,7 @@ mod tests {
             checkpoint("a", "w1"),
             job_master("a"),
             deleted_job("a"),
+            job_status("a"),
         ];
         let families = [
             masters_prefix(),
@@ -210,6 +217,7 @@ mod tests {
         assert!(!checkpoint("a.b", "w").starts_with(&checkpoints_prefix("a")));
         assert!(!job_next_epoch().starts_with(&jobs_prefix()));
         assert!(!job_master("a").starts_with(&jobs_prefix()));
+        assert!(!job_status("a").starts_with(&jobs_prefix()));
         assert!(!executor_next_id().starts_with(&executors_prefix()));
         assert_eq!(deleted_job_id_of(&deleted_job("a.b")), Some("a.b"));
         for key in ["deleted-jobs/", "deleted-jobs/a/b", "jobs/a"] {
