@@ -12,6 +12,10 @@
 //!   from the last checkpoint any earlier incarnation managed to write.
 //! - Worker epochs are `job-master epoch × 1,000,000 + n`: above every epoch of an earlier job-master incarnation
 //!   and rising within one, with no counter to share with the leader.
+//!
+//! Each loop turn it also builds the job's status ([`crate::core::job_status::StatusDoc`]), publishes it to its host
+//! (which answers `QueryJobMaster` from it) and stores it under `job-status/<job>` with the same fence as its worker
+//! records: when changed, at most every [`STATUS_PERSIST_INTERVAL`], and once more as it ends, before it reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
