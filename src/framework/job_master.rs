@@ -156,6 +156,9 @@ struct JobMaster<T: JobType> {
     status: StatusThrottle,
     /// A changed status waits for the throttle's interval.
     status_pending: bool,
+    /// After a failed write, the status is not tried again before then (a metastore that refuses at once must
+    /// not make the loop spin).
+    status_retry: Option<Time>,
 }
 
 /// How storing a status went.
@@ -244,6 +247,7 @@ impl<T: JobType> JobMaster<T> {
             retrying: BTreeMap::new(),
             status: StatusThrottle::new(STATUS_PERSIST_INTERVAL),
             status_pending: false,
+            status_retry: None,
         })
     }
 
@@ -314,7 +318,7 @@ impl<T: JobType> JobMaster<T> {
                 StatusWrite::Superseded => return Outcome::Stale,
             }
             let now = self.env.clock.now();
-            let stored = if self.status_pending { self.status.next_allowed() } else { None };
+            let stored = if self.status_pending { self.status.next_allowed().max(self.status_retry) } else { None };
             let next =
                 [self.hosting.handle().lock().workers.next_deadline(), self.retry.values().min().copied(), stored]
                     .into_iter()
@@ -527,6 +531,10 @@ impl<T: JobType> JobMaster<T> {
     /// fenced on this incarnation.
     async fn maybe_store_status(&mut self, text: &str, last: bool) -> StatusWrite {
         let now = self.env.clock.now();
+        if !last && self.status_retry.is_some_and(|at| at > now) {
+            self.status_pending = self.status.due(now, text, true);
+            return StatusWrite::Done;
+        }
         if !self.status.due(now, text, last) {
             // Not due: unchanged, or changed within the interval (then it waits for the throttle's deadline).
             self.status_pending = self.status.due(now, text, true);
@@ -551,7 +559,7 @@ impl<T: JobType> JobMaster<T> {
         match self.meta.txn(std::slice::from_ref(&self.fence), &[put]).await {
             Ok(true) => {
                 self.status.on_written(now, text.to_owned());
-                self.status_pending = false;
+                (self.status_pending, self.status_retry) = (false, None);
                 StatusWrite::Done
             }
             Ok(false) => {
@@ -559,8 +567,8 @@ impl<T: JobType> JobMaster<T> {
                 StatusWrite::Superseded
             }
             Err(e) => {
-                debug!(job = %self.job, "storing the status: {e}; trying again at the next turn");
-                self.status_pending = true;
+                debug!(job = %self.job, "storing the status: {e}; trying again in {RETRY:?}");
+                (self.status_pending, self.status_retry) = (true, Some(now + RETRY));
                 StatusWrite::Again
             }
         }
