@@ -325,7 +325,7 @@ pub(crate) async fn jobs_running(
 }
 
 /// The same, with job-0's configuration given.
-async fn jobs_running_with(
+pub(crate) async fn jobs_running_with(
     planted: Option<Planted>,
     first: Option<FakeConfig>,
 ) -> (Cluster, Vec<(String, FakeConfig)>, BTreeMap<String, pb::Job>) {

@@ -24,6 +24,7 @@ mod framework_link;
 mod guards;
 mod harness;
 mod heartbeat_timing;
+mod job_status;
 mod last_line;
 mod late_faults;
 mod master_failover;

@@ -310,6 +310,57 @@ impl JobManager for Fake {
         Ok(Response::new(pb::ListJobsResponse { jobs, next_page_token }))
     }
 
+    async fn get_job_status(
+        &self,
+        request: Request<pb::GetJobStatusRequest>,
+    ) -> Result<Response<pb::JobStatus>, Status> {
+        self.enter("get_job_status").await?;
+        let id = request.into_inner().id;
+        let status = match id.as_str() {
+            // Live, from the current job master: one worker running, one retrying, one done, and a detail.
+            "j1" => pb::JobStatus {
+                id,
+                source: pb::JobStatusSource::Live as i32,
+                epoch: 5,
+                job_epoch: 5,
+                document: serde_json::json!({
+                    "job": "j1", "epoch": 5, "executor": 2, "state": "running", "progress": "412/800",
+                    "workers": [
+                        {"name": "w0", "epoch": 5000001, "state": "running", "progress": "300/400", "failures": 0},
+                        {"name": "w1", "epoch": 5000002, "state": "retrying", "at": 1, "progress": "", "failures": 2},
+                        {"name": "w2", "epoch": 5000003, "state": "done", "progress": "400/400", "failures": 0},
+                    ],
+                    "last_error": {"source": "j1/w1", "message": "disk full", "at": 1},
+                    "detail": {"rate": 12},
+                })
+                .to_string(),
+                ..Default::default()
+            },
+            // Ended: its final status, as stored.
+            "j2" => pb::JobStatus {
+                id,
+                source: pb::JobStatusSource::Stored as i32,
+                epoch: 3,
+                job_epoch: 3,
+                at_unix_ms: 1_000,
+                document: serde_json::json!({
+                    "job": "j2", "epoch": 3, "executor": 1, "state": "failed", "reason": "worker j2/w0 failed: x",
+                    "progress": "1/2", "workers": [], "detail": null,
+                })
+                .to_string(),
+                note: "the job ended".into(),
+            },
+            "j4" => pb::JobStatus {
+                id,
+                source: pb::JobStatusSource::None as i32,
+                note: "no job master runs now; no job master has stored a status yet".into(),
+                ..Default::default()
+            },
+            _ => return Err(not_found(&id)),
+        };
+        Ok(Response::new(status))
+    }
+
     async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
         self.enter("cancel_job").await?;
         let id = request.into_inner().id;
@@ -596,6 +647,65 @@ async fn job_create_sends_what_the_flags_say() {
     assert_eq!(job.cost, 2);
     let second = creates[1].job.clone().unwrap();
     assert_eq!((second.id.as_str(), second.cost, second.selectors.len()), ("", 0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_status_prints_a_summary_with_a_line_per_worker_and_json() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&["job", "status", "j1", "--master", &master]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let want = "\
+ID:          j1
+SOURCE:      live, from job master epoch 5
+STATE:       running
+EXECUTOR:    e2
+PROGRESS:    412/800
+LAST ERROR:  j1/w1 at 1: disk full
+WORKERS:
+  NAME  EPOCH    STATE     FAILURES  PROGRESS
+  w0    5000001  running   0         300/400
+  w1    5000002  retrying  2         -
+  w2    5000003  done      0         400/400
+DETAIL:
+  {
+    \"rate\": 12
+  }
+";
+    assert_eq!(run.stdout, want, "{run:?}");
+    let run = foreman(&["job", "status", "j1", "--master", &master, "--output", "json"]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let json = run.json();
+    assert_eq!(
+        (json["id"].as_str(), json["source"].as_str(), json["epoch"].as_u64()),
+        (Some("j1"), Some("live"), Some(5))
+    );
+    assert_eq!(json["status"]["workers"][1]["state"], "retrying");
+    assert_eq!(json["status"]["detail"]["rate"], 12);
+    assert!(json["note"].is_null() && json["at_unix_ms"].is_null(), "{json}");
+    // Stored: its source, age and the note say why it is not live.
+    let field = |run: &Run, key: &str| -> String {
+        let line = run.stdout.lines().find(|l| l.starts_with(&format!("{key}:")));
+        line.map(|l| l[key.len() + 1..].trim().to_owned()).unwrap_or_else(|| panic!("no {key}: {run:?}"))
+    };
+    let run = foreman(&["job", "status", "j2", "--master", &master]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(field(&run, "SOURCE").starts_with("stored by job master epoch 3 (the job's is 3), "), "{run:?}");
+    assert!(field(&run, "SOURCE").ends_with(" ago"), "{run:?}");
+    assert_eq!(field(&run, "NOTE"), "the job ended");
+    assert_eq!(field(&run, "REASON"), "worker j2/w0 failed: x");
+    assert!(!run.stdout.contains("WORKERS") && !run.stdout.contains("DETAIL"), "{run:?}");
+    let run = foreman(&["job", "status", "j4", "--master", &master, "--output", "json"]).await;
+    assert_eq!((run.json()["source"].as_str(), run.json()["status"].is_null()), (Some("none"), true), "{run:?}");
+    let run = foreman(&["job", "status", "j4", "--master", &master]).await;
+    assert_eq!(field(&run, "SOURCE"), "none: no status yet");
+    assert!(field(&run, "NOTE").starts_with("no job master runs now"), "{run:?}");
+    // An unknown job is refused as by `job get`; a bad id never reaches a master.
+    let run = foreman(&["job", "status", "nope", "--master", &master]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("(JOB_NOT_FOUND)"), "{run:?}");
+    let run = foreman(&["job", "status", "not a job", "--master", &master]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    assert_eq!(calls.names(), ["get_job_status"; 6]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -601,6 +601,23 @@ async fn a_follower_forwards_job_calls_to_the_leader_and_says_it_follows() {
     assert_eq!(placement_said(follower.get("/api/v1/jobs/fwd").await.json()), created);
     follower.get("/api/v1/jobs/nosuch").await.assert_refused(404, "NOT_FOUND", Some("JOB_NOT_FOUND"), &["nosuch"]);
     assert_eq!(follower.get("/api/v1/cluster/leader").await.json()["name"], "m-pair-leader");
+    // A job's status, from either: no job master ran, so none yet, saying why; an unknown job is a 404.
+    for node in [&leader, &follower] {
+        let status = node.get("/api/v1/jobs/fwd/status").await;
+        assert_eq!(status.status, 200, "{status:?}");
+        let status = status.json();
+        let want = json!({"id": "fwd", "source": "none", "epoch": 0, "job_epoch": 0, "at_unix_ms": null,
+                          "note": "no job master runs now; no job master has stored a status yet", "status": null});
+        assert_eq!(status, want);
+        node.get("/api/v1/jobs/nosuch/status").await.assert_refused(
+            404,
+            "NOT_FOUND",
+            Some("JOB_NOT_FOUND"),
+            &["nosuch"],
+        );
+        let long = format!("/api/v1/jobs/{}/status", "j".repeat(64));
+        node.get(&long).await.assert_refused(400, "INVALID_ARGUMENT", Some("INVALID_ARGUMENT"), &["id"]);
+    }
 
     // Its metrics: no registry or jobs of its own, and it does not lead.
     let text = follower.get("/metrics").await.body;

@@ -1067,3 +1067,69 @@ async fn a_create_token_reused_for_another_request_is_refused_saying_what_differ
     assert_eq!(create(fake_job(""), "t-1").await.expect("a repeat without the id").id, first.id);
     assert_eq!(t.snapshot().await, before);
 }
+
+/// `GetJobStatus` through the leader and a follower: an unknown job is refused as by `GetJob`, a bad id names its
+/// field, a job no job master ran has no status yet (saying why), and a stored status from an incarnation newer
+/// than the one the leader knows is never shown. A master process hosts no job masters: `QueryJobMaster` on it is
+/// NOT_FOUND.
+#[tokio::test]
+async fn job_status_through_the_leader_and_a_follower() {
+    let store = MetaStore::embedded("test-status", None).expect("an embedded store");
+    let leader = TestMaster::join("status-leader", "status", store.clone()).await;
+    leader.wait_until_leading().await;
+    let follower = TestMaster::join("status-follower", "status", store.clone()).await;
+    assert_eq!(follower.m.role(), Role::Follower);
+    leader.create(fake_job("waiting")).await.expect("a job no job master runs");
+    let status = |t: &TestMaster, id: &str| {
+        let mut jobs = t.jobs.clone();
+        let id = id.to_owned();
+        async move { jobs.get_job_status(pb::GetJobStatusRequest { id }).await.map(Response::into_inner) }
+    };
+    for t in [&leader, &follower] {
+        let who = t.m.name().to_owned();
+        assert_refused(
+            &format!("GetJobStatus missing via {who}"),
+            status(t, "ghost").await,
+            Code::NotFound,
+            Reason::JobNotFound,
+            "ghost",
+        );
+        assert_invalid(&format!("GetJobStatus bad id via {who}"), status(t, "../x").await, "id");
+        let s = status(t, "waiting").await.expect("a job's status");
+        assert_eq!(
+            (s.id.as_str(), s.source, s.epoch, s.job_epoch),
+            ("waiting", pb::JobStatusSource::None as i32, 0, 0)
+        );
+        assert!(s.document.is_empty(), "{s:?}");
+        assert!(s.note.contains("no job master runs now") && s.note.contains("has stored a status yet"), "{s:?}");
+    }
+    // A status stored under an epoch the leader never issued for the job: not shown.
+    let bogus = serde_json::json!({"epoch": 9, "at": 1, "status": {
+        "job": "waiting", "epoch": 9, "executor": 1, "state": "running", "progress": "", "workers": [], "detail": null}});
+    let put = foreman::meta::Op::Put {
+        key: foreman::meta::keys::job_status("waiting"),
+        value: bogus.to_string().into_bytes(),
+        lease: None,
+    };
+    assert!(store.txn(&[], &[put]).await.expect("a put"));
+    let s = status(&leader, "waiting").await.expect("a job's status");
+    assert_eq!((s.source, s.epoch), (pb::JobStatusSource::None as i32, 0), "{s:?}");
+    assert!(s.note.contains("newer than the current"), "{s:?}");
+    // Deleting the job (canceled: nothing ran) deletes its status too.
+    t_cancel_and_delete(&leader, "waiting").await;
+    assert_eq!(store.get(&foreman::meta::keys::job_status("waiting")).await.expect("a read"), None);
+
+    let refused = leader
+        .framework
+        .clone()
+        .query_job_master(pb::QueryJobMasterRequest { master_id: "waiting".into() })
+        .await
+        .expect_err("a master hosts no job masters");
+    assert_eq!((refused.code(), reason_of(&refused)), (Code::NotFound, Some(Reason::JobMasterNotHosted)));
+}
+
+async fn t_cancel_and_delete(t: &TestMaster, id: &str) {
+    let mut jm = t.jobs.clone();
+    jm.cancel_job(pb::CancelJobRequest { id: id.into() }).await.expect("a cancel");
+    jm.delete_job(pb::DeleteJobRequest { id: id.into() }).await.expect("a delete");
+}

@@ -217,6 +217,19 @@ async fn fake_jobs_finish_exactly_after_the_executor_hosting_a_job_master_and_th
         Err(e) => eprintln!("(slots used: unknown: {e})"),
     }
 
+    // Each job's status, live from its job master: the incarnation the leader lists, a line per worker.
+    for job in JOBS {
+        let status: serde_json::Value =
+            query(&all, &["job", "status", job.id]).await.unwrap_or_else(|e| panic!("{} status: {e}", job.id));
+        let workers = status["status"]["workers"].as_array().map_or(0, Vec::len);
+        assert_eq!(
+            (status["source"].as_str(), status["epoch"].as_u64(), workers),
+            (Some("live"), Some(running[job.id].epoch), job.workers as usize),
+            "{}: {status}",
+            job.id
+        );
+    }
+
     let victim_id = running[JOBS[0].id].executor_id.expect("a running job has an executor");
     let victim = *node_of
         .get(&victim_id)
@@ -331,6 +344,20 @@ async fn fake_jobs_finish_exactly_after_the_executor_hosting_a_job_master_and_th
                  {} and epoch {}: expected restarts >= 1 and a newer epoch",
                 orphan.id, orphan.epoch, last.restarts, last.epoch
             ));
+        }
+    }
+
+    // Each finished job's status: its last job master's final one, stored, with every worker done.
+    for job in JOBS {
+        let status: serde_json::Value =
+            query(&survivors, &["job", "status", job.id]).await.unwrap_or_else(|e| panic!("{} status: {e}", job.id));
+        let last = watched[job.id].last.as_ref().expect("a finished job was seen");
+        let doc = &status["status"];
+        let done = doc["workers"].as_array().map_or(0, |w| w.iter().filter(|w| w["state"] == "done").count());
+        if (status["source"].as_str(), status["epoch"].as_u64(), doc["state"].as_str(), done)
+            != (Some("stored"), Some(last.epoch), Some("finished"), job.workers as usize)
+        {
+            problems.push(format!("{}: finished at epoch {}, but its status is {status}", job.id, last.epoch));
         }
     }
 

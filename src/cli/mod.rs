@@ -30,8 +30,8 @@ use crate::rpc::pb::discovery_client::DiscoveryClient;
 use crate::rpc::pb::job_manager_client::JobManagerClient;
 use client::{Attempt, AttemptFailure, Client, MasterAddress, Resend};
 use output::{
-    DeletedView, ExecutorListView, ExecutorView, JobListView, JobView, LeaderView, MasterListView, MasterView,
-    ResignedView,
+    DeletedView, ExecutorListView, ExecutorView, JobListView, JobStatusView, JobView, LeaderView, MasterListView,
+    MasterView, ResignedView,
 };
 
 /// Where the client commands look for masters when neither `--master` nor `FOREMAN_MASTERS` says.
@@ -130,6 +130,14 @@ pub enum JobCommand {
         /// Include the job's configuration.
         #[arg(long)]
         config: bool,
+    },
+    /// Show a job's status as its job master sees it: each worker's state and progress, and the job type's
+    /// detail. Live from the job's current job master, or else as a job master last stored it (at most 10 s old
+    /// while it ran; its final status once the job ended).
+    Status {
+        /// The job's id.
+        #[arg(value_name = "ID", value_parser = parse_job_id)]
+        id: JobId,
     },
     /// List jobs, sorted by id: one page, or every page with --all.
     List(ListArgs),
@@ -546,6 +554,19 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
                 .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).get_job(req).await })
                 .await?;
             Ok(Printed::text(render_job(&reply)))
+        }
+        JobCommand::Status { id } => {
+            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let request = pb::GetJobStatusRequest { id: id.to_string() };
+            let reply =
+                client
+                    .call(&Resend::Safe, request, |ch, req| async move {
+                        JobManagerClient::new(ch).get_job_status(req).await
+                    })
+                    .await?;
+            let view = JobStatusView::from(&reply);
+            let now = crate::clock::wall_now().0;
+            Ok(Printed::text(if json { output::to_json(&view) } else { output::job_status_detail(&view, now) }))
         }
         JobCommand::List(args) => {
             let mut client = Client::new(flags.masters.clone(), flags.timeout)?;

@@ -93,6 +93,80 @@ pub fn job_detail(job: &JobView) -> String {
     text
 }
 
+/// `job status`: where the answer came from and how old it is, the job master's state and progress, one line per
+/// worker, then the job type's detail. `now_unix_ms`: this machine's wall clock, for a stored status's age.
+pub fn job_status_detail(view: &JobStatusView, now_unix_ms: u64) -> String {
+    let text = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let doc = &view.status;
+    let source = match (view.source.as_str(), view.at_unix_ms) {
+        ("live", _) => format!("live, from job master epoch {}", view.epoch),
+        ("stored", Some(at)) => format!(
+            "stored by job master epoch {} (the job's is {}), {} ago",
+            view.epoch,
+            view.job_epoch,
+            format_duration(Duration::from_millis(now_unix_ms.saturating_sub(at)))
+        ),
+        ("stored", None) => format!("stored by job master epoch {} (the job's is {})", view.epoch, view.job_epoch),
+        ("none", _) => "none: no status yet".to_owned(),
+        (other, _) => other.to_owned(),
+    };
+    let mut rows = vec![vec!["ID".to_owned(), view.id.clone()], vec!["SOURCE".to_owned(), source]];
+    if let Some(note) = &view.note {
+        rows.push(vec!["NOTE".to_owned(), note.clone()]);
+    }
+    if !doc.is_null() {
+        rows.push(vec!["STATE".to_owned(), text(&doc["state"])]);
+        if !doc["reason"].is_null() {
+            rows.push(vec!["REASON".to_owned(), text(&doc["reason"])]);
+        }
+        rows.push(vec!["EXECUTOR".to_owned(), executor_cell(doc["executor"].as_u64().filter(|e| *e != 0))]);
+        rows.push(vec!["PROGRESS".to_owned(), text(&doc["progress"])]);
+        let e = &doc["last_error"];
+        if !e.is_null() {
+            rows.push(vec![
+                "LAST ERROR".to_owned(),
+                format!("{} at {}: {}", text(&e["source"]), text(&e["at"]), text(&e["message"])),
+            ]);
+        }
+        if !doc["cut"].is_null() {
+            rows.push(vec!["CUT".to_owned(), text(&doc["cut"])]);
+        }
+    }
+    let mut out = key_values(&rows);
+    let workers = doc["workers"].as_array().map(Vec::as_slice).unwrap_or_default();
+    if !workers.is_empty() {
+        out.push_str("WORKERS:\n");
+        let rows: Vec<Vec<String>> = workers
+            .iter()
+            .map(|w| {
+                let state = match (text(&w["state"]).as_str(), w["at"].as_u64()) {
+                    ("retrying", Some(at)) if at > now_unix_ms => {
+                        format!("retrying in {}", format_duration(Duration::from_millis(at - now_unix_ms)))
+                    }
+                    (state, _) => state.to_owned(),
+                };
+                vec![text(&w["name"]), text(&w["epoch"]), state, text(&w["failures"]), text(&w["progress"])]
+            })
+            .collect();
+        for line in table(&["NAME", "EPOCH", "STATE", "FAILURES", "PROGRESS"], &rows).lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
+    let detail = &doc["detail"];
+    if !detail.is_null() {
+        out.push_str("DETAIL:\n");
+        let pretty = serde_json::to_string_pretty(detail).unwrap_or_else(|_| detail.to_string());
+        for line in pretty.lines() {
+            let _ = writeln!(out, "  {}", sanitize(line));
+        }
+    }
+    out
+}
+
 /// `cluster executors`: ID NAME ADDRESS STATUS USED/CAPACITY LABELS LAST-HEARTBEAT.
 pub fn executors_table(executors: &[ExecutorView]) -> String {
     let rows = executors

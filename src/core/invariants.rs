@@ -133,6 +133,12 @@ pub enum Rule {
     /// A state machine's own invariant, checked after every step in debug and simulation builds (the job
     /// manager's: its registry, placement, jobs, job-master bookkeeping and the ones between them).
     MachineInvariant,
+    /// A job's status is never shown from a job-master incarnation older than one that answered live before it,
+    /// nor from one newer than the newest started.
+    StatusFromCurrent,
+    /// A job's status, once the job ended, is its final one (every worker done for a finished job); it goes with
+    /// the job when the job is deleted.
+    StatusFinal,
 }
 
 impl Rule {
@@ -143,9 +149,11 @@ impl Rule {
             OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
             | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
-            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask | DeletedLeavesNothing => Class::Safety,
+            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask | DeletedLeavesNothing | StatusFromCurrent => {
+                Class::Safety
+            }
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
-            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted => Class::Liveness,
+            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal => Class::Liveness,
             ConsistentStory => Class::Crash,
         }
     }
@@ -200,6 +208,8 @@ impl Rule {
             DeletedLeavesNothing => "a deleted job leaves nothing behind",
             ConsistentStory => "the observations are inconsistent",
             MachineInvariant => "a state machine's invariant",
+            StatusFromCurrent => "a job's status comes from its current job master",
+            StatusFinal => "a job's final status is stored, and deleted with it",
         }
     }
 }

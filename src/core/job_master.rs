@@ -137,6 +137,13 @@ pub trait JobLogic: Sized {
     /// The job's progress as one line.
     fn progress(&self, live: &dyn LiveProgress) -> String;
 
+    /// The job type's own detail for the job's status (`foreman job status`), beside what the runtime reports of
+    /// every job (state, progress, each worker): JSON, kept small (the whole status is cut to
+    /// [`super::job_status::STATUS_DOCUMENT_MAX`] bytes, the detail first). `null` by default.
+    fn status(&self, _live: &dyn LiveProgress) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
     /// Checks the logic's invariants; the message names the one broken.
     fn check(&self) -> Result<(), String> {
         Ok(())

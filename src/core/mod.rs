@@ -12,6 +12,7 @@ pub mod ids;
 pub mod invariants;
 pub mod job;
 pub mod job_master;
+pub mod job_status;
 pub mod labels;
 pub mod leadership;
 pub mod manager;

@@ -53,6 +53,18 @@ pub struct Hosted {
     pub progress: BTreeMap<TaskId, String>,
     /// Who can confirm a claim of a newer master; without one, every such claim is refused.
     pub issuer: Option<Issuer>,
+    /// The master's status document as it last published it (none before its first): `QueryJobMaster` answers
+    /// from here without a round trip into the master's loop.
+    pub status: Option<Published>,
+}
+
+/// A status document a hosted master published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    /// The master incarnation that made it.
+    pub epoch: Epoch,
+    /// The document, JSON, at most [`crate::core::job_status::STATUS_DOCUMENT_MAX`] bytes.
+    pub document: String,
 }
 
 /// How a message was taken.
@@ -167,6 +179,7 @@ impl Host {
                 cancel: BTreeSet::new(),
                 progress: BTreeMap::new(),
                 issuer,
+                status: None,
             })),
             wake: Arc::new(Notify::new()),
         };
@@ -294,8 +307,32 @@ pub fn worker_status(s: Option<&pb::WorkerStatus>) -> Result<WorkerStatus, Statu
     })
 }
 
+impl Host {
+    /// The status `master_id` last published: refused (`JOB_MASTER_NOT_HOSTED`, saying which) when this host
+    /// runs no such master or it has published none yet.
+    pub fn published(&self, master_id: &str) -> Result<Published, Status> {
+        let Some(h) = self.get(master_id) else {
+            let what = crate::core::text::quote(master_id);
+            return Err(Reason::JobMasterNotHosted.status(format!("this executor hosts no master {what} now")));
+        };
+        let published = h.lock().status.clone();
+        published.ok_or_else(|| {
+            let what = crate::core::text::quote(master_id);
+            Reason::JobMasterNotHosted.status(format!("master {what} has published no status yet; retry"))
+        })
+    }
+}
+
 #[tonic::async_trait]
 impl pb::framework_server::Framework for Host {
+    async fn query_job_master(
+        &self,
+        req: Request<pb::QueryJobMasterRequest>,
+    ) -> Result<Response<pb::QueryJobMasterResponse>, Status> {
+        let p = self.published(&req.get_ref().master_id)?;
+        Ok(Response::new(pb::QueryJobMasterResponse { master_epoch: p.epoch.0, document: p.document }))
+    }
+
     async fn worker_heartbeat(
         &self,
         req: Request<pb::WorkerHeartbeatRequest>,
@@ -337,6 +374,7 @@ impl pb::framework_server::Framework for Host {
 mod tests {
     use super::*;
     use crate::core::timing::HeartbeatTiming;
+    use crate::rpc::status::reason_of;
 
     fn msg(task: &str, worker_epoch: u64) -> Message {
         Message { task: TaskId::parse(task).unwrap(), master_epoch: Epoch(7), worker_epoch: Epoch(worker_epoch) }
@@ -368,8 +406,16 @@ mod tests {
         let new = host.host("j", Workers::new(Epoch(8), timing), None);
         drop(old);
         assert!(host.get("j").is_some_and(|h| Arc::ptr_eq(&h.state, &new.handle().state)));
+        // Queries are answered from what the hosted incarnation published, and refused when there is nothing.
+        assert_eq!(host.published("j").unwrap_err().code(), tonic::Code::NotFound);
+        let doc = Published { epoch: Epoch(8), document: "{}".into() };
+        new.handle().lock().status = Some(doc.clone());
+        assert_eq!(host.published("j").unwrap(), doc);
+        let missing = host.published("other").unwrap_err();
+        assert_eq!((missing.code(), reason_of(&missing)), (tonic::Code::NotFound, Some(Reason::JobMasterNotHosted)));
         drop(new);
         assert!(host.get("j").is_none());
+        assert_eq!(host.published("j").unwrap_err().code(), tonic::Code::NotFound);
         assert_eq!(answer(&host, "j", &msg("j/w0", 70), "").0.verdict, Verdict::StaleWorker);
     }
 

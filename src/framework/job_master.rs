@@ -12,6 +12,10 @@
 //!   from the last checkpoint any earlier incarnation managed to write.
 //! - Worker epochs are `job-master epoch × 1,000,000 + n`: above every epoch of an earlier job-master incarnation
 //!   and rising within one, with no counter to share with the leader.
+//!
+//! Each loop turn it also builds the job's status ([`crate::core::job_status::StatusDoc`]), publishes it to its host
+//! (which answers `QueryJobMaster` from it) and stores it under `job-status/<job>` with the same fence as its worker
+//! records: when changed, at most every [`STATUS_PERSIST_INTERVAL`], and once more as it ends, before it reports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -24,7 +28,7 @@ use std::sync::Arc;
 use super::api::JobType;
 use super::checkpoint::{read_until_answered, Stored};
 use super::dispatch::{dispatch, is_definite, schedule};
-use super::host::{Hosting, Issuer};
+use super::host::{Hosting, Issuer, Published};
 use super::link::Progress;
 use super::linked::{finish, link_to_master, linked, Outcome};
 use super::panic::catch_panic;
@@ -32,10 +36,14 @@ use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job::LastError;
 use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
+use crate::core::job_status::{
+    JobMasterState, StatusDoc, StatusError, StatusThrottle, StoredStatus, WorkerLine, WorkerPhase,
+    STATUS_PERSIST_INTERVAL,
+};
 use crate::core::planted::Planted;
 use crate::core::restarts::{seed_of, RestartDecision, Restarts};
-use crate::core::time::Time;
-use crate::core::workers::{Event, WorkerStatus, Workers};
+use crate::core::time::{Time, WallTime};
+use crate::core::workers::{EntryState, Event, WorkerStatus, Workers};
 use crate::meta::{keys, Cond, MetaStore, Op};
 use crate::rpc::pb;
 
@@ -44,6 +52,11 @@ pub const WORKER_EPOCHS_PER_MASTER: u64 = 1_000_000;
 
 /// How long a job master waits before trying again to place or dispatch a worker that could not be started.
 pub const RETRY: Duration = Duration::from_secs(1);
+
+/// How many times an ending job master tries to store its final status (spaced by [`RETRY`]) before it reports
+/// anyway: the report must not wait on an unreachable metastore for long (the leader then shows the last status
+/// stored, which says the job was still running, beside the job's terminal state).
+pub const FINAL_STATUS_TRIES: u32 = 3;
 
 fn worker_task(job: &str, name: &WorkerName) -> Result<TaskId, crate::core::ids::IdError> {
     Ok(name.task(&JobId::parse(job)?))
@@ -134,6 +147,31 @@ struct JobMaster<T: JobType> {
     /// Why each worker the leader could not place was refused (no executor matches, no capacity, no leader), until
     /// it is placed: shown in the job's progress.
     unplaced: BTreeMap<WorkerName, String>,
+    /// The last retryable failure handed to the link: the status shows it.
+    shown_error: Option<LastError>,
+    /// Every worker this incarnation knows of (recorded, wanted, or started): the status has a line for each.
+    known: BTreeSet<WorkerName>,
+    /// Each known worker's newest incarnation under this job master (or recorded by an earlier one).
+    epochs: BTreeMap<WorkerName, Epoch>,
+    /// When each worker that failed retryably starts again, by the wall clock (for the status).
+    retrying: BTreeMap<WorkerName, WallTime>,
+    /// When the status is stored.
+    status: StatusThrottle,
+    /// A changed status waits for the throttle's interval.
+    status_pending: bool,
+    /// After a failed write, the status is not tried again before then (a metastore that refuses at once must
+    /// not make the loop spin).
+    status_retry: Option<Time>,
+}
+
+/// How storing a status went.
+enum StatusWrite {
+    /// Stored, or not due.
+    Done,
+    /// Not stored (the metastore did not answer, or refused for a reason other than the fence): try again later.
+    Again,
+    /// Refused by the fence: a newer job master exists.
+    Superseded,
 }
 
 impl<T: JobType> JobMaster<T> {
@@ -189,6 +227,8 @@ impl<T: JobType> JobMaster<T> {
         let hosting = env.host.host(&job, workers, Some(issuer));
         let fence = Cond::ValueEquals { key: keys::job_master(&job), value: epoch.0.to_string().into_bytes() };
         let restarts = Restarts::new(seed_of(&job, epoch.0));
+        let known: BTreeSet<WorkerName> = records.keys().cloned().chain(wanted.iter().cloned()).collect();
+        let epochs = records.clone();
         Ok(JobMaster {
             restarts,
             env,
@@ -205,10 +245,39 @@ impl<T: JobType> JobMaster<T> {
             scheduler: 0,
             last_error: None,
             unplaced: BTreeMap::new(),
+            shown_error: None,
+            known,
+            epochs,
+            retrying: BTreeMap::new(),
+            status: StatusThrottle::new(STATUS_PERSIST_INTERVAL),
+            status_pending: false,
+            status_retry: None,
         })
     }
 
-    async fn run(&mut self, progress: Progress, mut cancel: watch::Receiver<bool>) -> Outcome {
+    /// Runs the job master's turns until it ends, then stores its final status (finished, failed or canceled)
+    /// before the outcome is reported: a status refused by the fence makes it stale.
+    async fn run(&mut self, progress: Progress, cancel: watch::Receiver<bool>) -> Outcome {
+        let outcome = self.turns(progress, cancel).await;
+        let (state, reason) = match &outcome {
+            Outcome::Finished => (JobMasterState::Finished, None),
+            Outcome::Failed(reason) => (JobMasterState::Failed, Some(reason.clone())),
+            Outcome::Canceled => (JobMasterState::Canceled, None),
+            _ => return outcome,
+        };
+        let text = self.publish(state, reason);
+        for attempt in 1..=FINAL_STATUS_TRIES {
+            match self.maybe_store_status(&text, true).await {
+                StatusWrite::Done => break,
+                StatusWrite::Superseded => return Outcome::Stale,
+                StatusWrite::Again if attempt < FINAL_STATUS_TRIES => self.env.clock.sleep(RETRY).await,
+                StatusWrite::Again => warn!(job = %self.job, epoch = self.epoch.0, "the final status was not stored"),
+            }
+        }
+        outcome
+    }
+
+    async fn turns(&mut self, progress: Progress, mut cancel: watch::Receiver<bool>) -> Outcome {
         let interval = self.spec.timing.interval;
         let wake = self.hosting.handle().wake.clone();
         loop {
@@ -225,6 +294,7 @@ impl<T: JobType> JobMaster<T> {
                 }
             }
             if let Some(e) = self.last_error.take() {
+                self.shown_error = Some(e.clone());
                 progress.set_last_error(e);
             }
             if *cancel.borrow_and_update() {
@@ -245,11 +315,19 @@ impl<T: JobType> JobMaster<T> {
                 }
             }
             progress.set(self.progress_text());
+            let state = if *cancel.borrow() { JobMasterState::Canceling } else { JobMasterState::Running };
+            let text = self.publish(state, None);
+            match self.maybe_store_status(&text, false).await {
+                StatusWrite::Done | StatusWrite::Again => {}
+                StatusWrite::Superseded => return Outcome::Stale,
+            }
             let now = self.env.clock.now();
-            let next = [self.hosting.handle().lock().workers.next_deadline(), self.retry.values().min().copied()]
-                .into_iter()
-                .flatten()
-                .fold(now + interval, Time::min);
+            let stored = if self.status_pending { self.status.next_allowed().max(self.status_retry) } else { None };
+            let next =
+                [self.hosting.handle().lock().workers.next_deadline(), self.retry.values().min().copied(), stored]
+                    .into_iter()
+                    .flatten()
+                    .fold(now + interval, Time::min);
             let canceling = *cancel.borrow();
             tokio::select! {
                 biased;
@@ -358,6 +436,7 @@ impl<T: JobType> JobMaster<T> {
                 self.last_error = Some(LastError { source, message: message.clone(), retryable: true, at: wall });
                 self.live.remove(name);
                 self.retry.insert(name.clone(), at);
+                self.retrying.insert(name.clone(), WallTime(wall.0.saturating_add(crate::core::time::millis_of(wait))));
                 let checkpoint = stored.map(|s| s.state);
                 let why = EndedWhy::Retrying { attempt, at };
                 self.logic.on_event(now, WorkerEvent::Ended { name, why, checkpoint: checkpoint.as_ref() });
@@ -392,6 +471,115 @@ impl<T: JobType> JobMaster<T> {
         self.logic.on_event(now, WorkerEvent::Ended { name, why, checkpoint: checkpoint.as_ref() });
     }
 
+    /// The status of this job master now, in `state`, as published to the host (and bounded).
+    fn status_doc(&mut self, state: JobMasterState, reason: Option<String>) -> StatusDoc {
+        let wanted: BTreeSet<WorkerName> = self.logic.wanted().into_iter().collect();
+        self.known.extend(wanted.iter().cloned());
+        let h = self.hosting.handle().lock();
+        let live = Live { job: &self.job, live: &self.live, progress: &h.progress };
+        let detail = self.logic.status(&live);
+        let mut waiting =
+            self.unplaced.iter().filter(|(name, _)| wanted.contains(*name) && !self.live.contains_key(*name));
+        let progress = with_unplaced(self.logic.progress(&live), waiting.next(), waiting.count());
+        let workers = self
+            .known
+            .iter()
+            .map(|name| {
+                let task = worker_task(&self.job, name).ok();
+                let entry = task.as_ref().and_then(|t| h.workers.get(t));
+                let phase = match (self.live.get(name), self.retrying.get(name)) {
+                    (Some(_), _) => match entry.map(|e| &e.state) {
+                        Some(EntryState::Created | EntryState::Waiting) | None => WorkerPhase::Starting,
+                        Some(_) => WorkerPhase::Running,
+                    },
+                    (None, Some(at)) => WorkerPhase::Retrying { at: *at },
+                    (None, None) if wanted.contains(name) => WorkerPhase::Waiting,
+                    (None, None) => WorkerPhase::Done,
+                };
+                WorkerLine {
+                    name: name.as_str().to_owned(),
+                    epoch: self.epochs.get(name).map_or(0, |e| e.0),
+                    phase,
+                    progress: task.as_ref().and_then(|t| h.progress.get(t)).cloned().unwrap_or_default(),
+                    failures: self.restarts.in_a_row(name),
+                }
+            })
+            .collect();
+        let last_error = self.shown_error.as_ref().map(|e| StatusError {
+            source: e.source.clone(),
+            message: e.message.clone(),
+            at: e.at,
+        });
+        StatusDoc {
+            job: self.job.clone(),
+            epoch: self.epoch.0,
+            executor: self.spec.executor.0,
+            state,
+            reason,
+            progress,
+            workers,
+            last_error,
+            detail,
+            cut: None,
+        }
+    }
+
+    /// Builds the status in `state` and publishes it to the host, which answers queries from it; returns it
+    /// serialized.
+    fn publish(&mut self, state: JobMasterState, reason: Option<String>) -> String {
+        let (_, text) = self.status_doc(state, reason).fit();
+        let published = Published { epoch: self.epoch, document: text.clone() };
+        self.hosting.handle().lock().status = Some(published);
+        text
+    }
+
+    /// Stores the status `text` under `job-status/<job>` if the throttle says it is due (`last`: the final one),
+    /// fenced on this incarnation.
+    async fn maybe_store_status(&mut self, text: &str, last: bool) -> StatusWrite {
+        let now = self.env.clock.now();
+        if !last && self.status_retry.is_some_and(|at| at > now) {
+            self.status_pending = self.status.due(now, text, true);
+            return StatusWrite::Done;
+        }
+        if !self.status.due(now, text, last) {
+            // Not due: unchanged, or changed within the interval (then it waits for the throttle's deadline).
+            self.status_pending = self.status.due(now, text, true);
+            return StatusWrite::Done;
+        }
+        let status = match serde_json::from_str::<StatusDoc>(text) {
+            Ok(status) => status,
+            Err(e) => {
+                warn!(job = %self.job, "the status does not read back: {e}");
+                return StatusWrite::Done;
+            }
+        };
+        let stored = StoredStatus { epoch: self.epoch.0, at: crate::clock::wall_now(), status };
+        let value = match serde_json::to_vec(&stored) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!(job = %self.job, "the status does not serialize: {e}");
+                return StatusWrite::Done;
+            }
+        };
+        let put = Op::Put { key: keys::job_status(&self.job), value, lease: None };
+        match self.meta.txn(std::slice::from_ref(&self.fence), &[put]).await {
+            Ok(true) => {
+                self.status.on_written(now, text.to_owned());
+                (self.status_pending, self.status_retry) = (false, None);
+                StatusWrite::Done
+            }
+            Ok(false) => {
+                info!(job = %self.job, epoch = self.epoch.0, "the job's fence moved on: a newer job master exists");
+                StatusWrite::Superseded
+            }
+            Err(e) => {
+                debug!(job = %self.job, "storing the status: {e}; trying again in {RETRY:?}");
+                (self.status_pending, self.status_retry) = (true, Some(now + RETRY));
+                StatusWrite::Again
+            }
+        }
+    }
+
     /// The logic's progress line, and why a worker waits unplaced if one does.
     fn progress_text(&self) -> String {
         let h = self.hosting.handle().lock();
@@ -412,6 +600,7 @@ impl<T: JobType> JobMaster<T> {
                 continue;
             }
             self.retry.remove(&name);
+            self.retrying.remove(&name);
             if let Some(outcome) = self.start(name).await {
                 return Some(outcome);
             }
@@ -491,6 +680,8 @@ impl<T: JobType> JobMaster<T> {
             return again(self, name);
         }
         self.live.insert(name.clone(), epoch);
+        self.known.insert(name.clone());
+        self.epochs.insert(name.clone(), epoch);
         let config: T::WorkerConfig = worker.config;
         let pre = pb::PreDispatchTaskRequest {
             task_id: task.as_str().to_owned(),
@@ -706,6 +897,84 @@ mod tests {
         assert_eq!(jm.on_event(finished).await, None);
         assert_eq!(*heard.lock().unwrap(), ["w0 online", "w0 finished"]);
         assert!(jm.live.is_empty(), "a finished worker has no current incarnation");
+    }
+
+    /// The status the runtime builds says where each worker stands, is published to the host, and is stored
+    /// only when changed and due, fenced on this incarnation: once a newer job master owns the job, storing it
+    /// is refused and this one learns it is superseded.
+    #[tokio::test]
+    async fn the_status_is_published_each_turn_and_stored_fenced_when_due() {
+        let meta = MetaStore::embedded("test-status", None).unwrap();
+        let put =
+            |epoch: u64| Op::Put { key: keys::job_master("j"), value: epoch.to_string().into_bytes(), lease: None };
+        assert!(meta.txn(&[], &[put(1)]).await.unwrap());
+        let env = TaskEnv::for_test(meta.clone(), None);
+        let second = Duration::from_secs(1);
+        let spec = TaskSpec {
+            task_id: TaskId::parse("j").unwrap(),
+            kind: crate::core::registry::TaskKind::JobMaster,
+            task_type: "listen".into(),
+            task_config: vec![],
+            job_id: "j".into(),
+            epoch: Epoch(1),
+            master_id: "leader".into(),
+            master_address: "127.0.0.1:1".into(),
+            master_epoch: Epoch(1),
+            leader_epoch: crate::core::ids::LeaderEpoch(1),
+            request_id: "r".into(),
+            cost: 1,
+            timing: HeartbeatTiming {
+                interval: second,
+                timeout: second,
+                self_fence: 3 * second,
+                offline_ttl: 5 * second,
+            },
+            executor: crate::core::ids::ExecutorId(4),
+        };
+        let mut jm = match JobMaster::<Listen>::recover(env, meta.clone(), &spec, Heard::default()).await {
+            Ok(jm) => jm,
+            Err(outcome) => panic!("{outcome:?}"),
+        };
+        let read = || async {
+            let v = meta.get(&keys::job_status("j")).await.unwrap()?;
+            Some(serde_json::from_slice::<StoredStatus>(&v).unwrap())
+        };
+        // Before any incarnation of w0: it waits.
+        let text = jm.publish(JobMasterState::Running, None);
+        let doc: StatusDoc = serde_json::from_str(&text).unwrap();
+        assert_eq!((doc.job.as_str(), doc.epoch, doc.executor), ("j", 1, 4));
+        assert_eq!(doc.workers.len(), 1);
+        assert_eq!((doc.workers[0].name.as_str(), doc.workers[0].phase), ("w0", WorkerPhase::Waiting));
+        let published = jm.hosting.handle().lock().status.clone().unwrap();
+        assert_eq!(published, Published { epoch: Epoch(1), document: text.clone() });
+        assert!(matches!(jm.maybe_store_status(&text, false).await, StatusWrite::Done));
+        assert_eq!(read().await.unwrap().status, doc);
+        // A running incarnation with progress: changed, but within the interval, so not stored yet.
+        let w0 = WorkerName::parse("w0").unwrap();
+        let task = TaskId::parse("j/w0").unwrap();
+        jm.live.insert(w0.clone(), Epoch(1_000_001));
+        jm.epochs.insert(w0.clone(), Epoch(1_000_001));
+        jm.hosting.handle().lock().progress.insert(task, "5/10".into());
+        let text = jm.publish(JobMasterState::Running, None);
+        let doc: StatusDoc = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc.workers[0].phase, WorkerPhase::Starting);
+        assert_eq!((doc.workers[0].epoch, doc.workers[0].progress.as_str()), (1_000_001, "5/10"));
+        assert!(matches!(jm.maybe_store_status(&text, false).await, StatusWrite::Done));
+        assert!(jm.status_pending);
+        assert_eq!(read().await.unwrap().status.workers[0].phase, WorkerPhase::Waiting);
+        // Its work done: the final status is stored at once.
+        jm.live.remove(&w0);
+        let text = jm.publish(JobMasterState::Finished, None);
+        assert!(matches!(jm.maybe_store_status(&text, true).await, StatusWrite::Done));
+        let stored = read().await.unwrap();
+        assert_eq!((stored.epoch, stored.status.state), (1, JobMasterState::Finished));
+        // Listening always wants w0: it waits again rather than being done.
+        assert_eq!(stored.status.workers[0].phase, WorkerPhase::Waiting);
+        // A newer job master owns the job: the write is refused, and nothing changes in the store.
+        assert!(meta.txn(&[], &[put(2)]).await.unwrap());
+        let text = jm.publish(JobMasterState::Failed, Some("x".into()));
+        assert!(matches!(jm.maybe_store_status(&text, true).await, StatusWrite::Superseded));
+        assert_eq!(read().await.unwrap(), stored);
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod leader;
 pub mod metrics;
 mod ops;
 mod service;
+mod status;
 mod store_io;
 
 pub use election::LeaderValue;

@@ -336,6 +336,13 @@ impl pb::job_manager_server::JobManager for MasterService {
             Ok(Response::new(pb::DeleteJobResponse {}))
         })
     }
+
+    async fn get_job_status(&self, req: Request<pb::GetJobStatusRequest>) -> Result<Response<pb::JobStatus>, Status> {
+        leader_only!(self, req, JobManagerClient, get_job_status, {
+            let id = convert::job_id("id", &req.into_inner().id)?;
+            Ok(Response::new(self.m.get_job_status(&id).await?))
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -368,6 +375,15 @@ impl MasterService {
 
 #[tonic::async_trait]
 impl pb::framework_server::Framework for MasterService {
+    /// A master process hosts no job masters: the job manager's own status is the job's record.
+    async fn query_job_master(
+        &self,
+        _req: Request<pb::QueryJobMasterRequest>,
+    ) -> Result<Response<pb::QueryJobMasterResponse>, Status> {
+        Err(Reason::JobMasterNotHosted
+            .status("a master process hosts no job masters: ask a master for GetJobStatus, or the job's executor"))
+    }
+
     async fn worker_heartbeat(
         &self,
         req: Request<pb::WorkerHeartbeatRequest>,

@@ -47,6 +47,7 @@ fn ops_of(records: &[Record]) -> Result<Vec<Op>, String> {
             Record::DeleteJob { id, stored } => {
                 ops.extend(stored.iter().map(|k| Op::Delete { key: k.clone() }));
                 ops.push(Op::Delete { key: keys::job_master(id.as_str()) });
+                ops.push(Op::Delete { key: keys::job_status(id.as_str()) });
                 ops.push(Op::Delete { key: keys::job(id.as_str()) });
             }
             Record::Tombstone { id, request, deleted_at } => {

@@ -17,6 +17,7 @@
 //! | `workers/<job id>/<worker>` | decimal `u64`: the worker's current incarnation epoch, written by its job master before it dispatches it; the worker guards its checkpoints on it | until its job is deleted |
 //! | `checkpoints/<job id>/<worker>` | a worker's checkpoint (the job type's business state) | until its job is deleted |
 //! | `job-store/<job id>/<key>` | a value of the job's own store, written by its workers, fenced by the writer's record (at most 64 KiB) | until its job is deleted |
+//! | `job-status/<job id>` | the job's status as its job master last stored it (`core::job_status::StoredStatus`, JSON: epoch, wall-clock `at`, document), written fenced on `job-masters/<job id>` | until its job is deleted |
 //!
 //! Invariants the layout keeps:
 //! - Listing one kind never returns another: every listed family ends its prefix with `/`, the counters live
@@ -154,6 +155,11 @@ pub fn job_store_prefix(job: &str) -> String {
     format!("job-store/{job}/")
 }
 
+/// A job's status as its job master last stored it: what the leader shows when no job master answers live.
+pub fn job_status(job: &str) -> String {
+    format!("job-status/{job}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +208,7 @@ mod tests {
             checkpoint("a", "w1"),
             job_master("a"),
             deleted_job("a"),
+            job_status("a"),
         ];
         let families = [
             masters_prefix(),
@@ -221,6 +228,7 @@ mod tests {
         assert!(!checkpoint("a.b", "w").starts_with(&checkpoints_prefix("a")));
         assert!(!job_next_epoch().starts_with(&jobs_prefix()));
         assert!(!job_master("a").starts_with(&jobs_prefix()));
+        assert!(!job_status("a").starts_with(&jobs_prefix()));
         assert!(!executor_next_id().starts_with(&executors_prefix()));
         assert_eq!(deleted_job_id_of(&deleted_job("a.b")), Some("a.b"));
         for key in ["deleted-jobs/", "deleted-jobs/a/b", "jobs/a"] {

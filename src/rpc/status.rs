@@ -23,6 +23,7 @@
 //! | `UNKNOWN_EXECUTOR` | `NotFound` | an executor id this cluster never issued |
 //! | `TASK_ALREADY_RUNNING` | `FailedPrecondition` | a dispatch of a task id the executor already runs |
 //! | `DISPATCH_NOT_FOUND` | `NotFound` | a confirm of a dispatch the executor does not hold (unknown or expired) |
+//! | `JOB_MASTER_NOT_HOSTED` | `NotFound` | `QueryJobMaster` for a master the executor does not host (or that published no status yet) |
 //! | `PLACEMENT_FAILED` | `ResourceExhausted` | no executor fits (the message says which filter or how much capacity) |
 //! | `RESOURCE_CONFLICT` | `FailedPrecondition` | the task's resources live on different executors |
 //! | `STALE_EPOCH` | `FailedPrecondition` | a message from an older incarnation or leader term |
@@ -66,6 +67,7 @@ pub enum Reason {
     UnknownExecutor,
     TaskAlreadyRunning,
     DispatchNotFound,
+    JobMasterNotHosted,
     PlacementFailed,
     ResourceConflict,
     StaleEpoch,
@@ -91,6 +93,7 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::UnknownExecutor, "UNKNOWN_EXECUTOR", Code::NotFound),
     (Reason::TaskAlreadyRunning, "TASK_ALREADY_RUNNING", Code::FailedPrecondition),
     (Reason::DispatchNotFound, "DISPATCH_NOT_FOUND", Code::NotFound),
+    (Reason::JobMasterNotHosted, "JOB_MASTER_NOT_HOSTED", Code::NotFound),
     (Reason::PlacementFailed, "PLACEMENT_FAILED", Code::ResourceExhausted),
     (Reason::ResourceConflict, "RESOURCE_CONFLICT", Code::FailedPrecondition),
     (Reason::StaleEpoch, "STALE_EPOCH", Code::FailedPrecondition),

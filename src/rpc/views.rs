@@ -143,6 +143,52 @@ pub struct LeaderView {
     pub leader_epoch: u64,
 }
 
+/// `job status` and `GET /api/v1/jobs/{id}/status`: a job's status as its job master sees it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobStatusView {
+    pub id: String,
+    /// `live` (from the job's current job master), `stored` (what a job master last stored), `none` (no status
+    /// yet), or `UNKNOWN(n)`.
+    pub source: String,
+    /// The job-master incarnation that made the status (0 with `none`).
+    pub epoch: u64,
+    /// The job's newest job-master incarnation, as the leader knows it.
+    pub job_epoch: u64,
+    /// With `stored`: when it was stored (milliseconds since the Unix epoch, the job master's clock).
+    pub at_unix_ms: Option<u64>,
+    /// Why the answer is not live, when it is not.
+    pub note: Option<String>,
+    /// The status document (`null` with `none`; a string if it is not JSON): `job`, `epoch`, `executor`, `state`,
+    /// `reason`, `progress`, `workers` (each `name`, `epoch`, `state`, `at` when retrying, `progress`, `failures`),
+    /// `last_error`, `detail` (the job type's own), `cut` (what was cut to keep it within 64 KiB).
+    pub status: serde_json::Value,
+}
+
+impl From<&pb::JobStatus> for JobStatusView {
+    fn from(s: &pb::JobStatus) -> JobStatusView {
+        let source = match pb::JobStatusSource::try_from(s.source) {
+            Ok(pb::JobStatusSource::Live) => "live".to_owned(),
+            Ok(pb::JobStatusSource::Stored) => "stored".to_owned(),
+            Ok(pb::JobStatusSource::None) => "none".to_owned(),
+            _ => format!("UNKNOWN({})", s.source),
+        };
+        let status = if s.document.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&s.document).unwrap_or_else(|_| serde_json::Value::String(s.document.clone()))
+        };
+        JobStatusView {
+            id: s.id.clone(),
+            source,
+            epoch: s.epoch,
+            job_epoch: s.job_epoch,
+            at_unix_ms: (s.at_unix_ms != 0).then_some(s.at_unix_ms),
+            note: (!s.note.is_empty()).then(|| s.note.clone()),
+            status,
+        }
+    }
+}
+
 /// `job delete`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DeletedView {

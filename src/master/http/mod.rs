@@ -37,7 +37,8 @@ use crate::rpc::pb::discovery_server::Discovery;
 use crate::rpc::pb::job_manager_server::JobManager;
 use crate::rpc::status::{reason_of, Reason};
 use crate::rpc::views::{
-    DeletedView, ExecutorListView, ExecutorView, JobListView, JobView, LeaderView, MasterListView, MasterView,
+    DeletedView, ExecutorListView, ExecutorView, JobListView, JobStatusView, JobView, LeaderView, MasterListView,
+    MasterView,
 };
 
 /// The largest request body read, in bytes: a job configuration (at most 64 KiB) escaped into a JSON string,
@@ -67,6 +68,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: Method::GET, path: "/api/v1/jobs/{id}", handler: || get(get_job) },
     Route { method: Method::DELETE, path: "/api/v1/jobs/{id}", handler: || delete(delete_job) },
     Route { method: Method::POST, path: "/api/v1/jobs/{id}/cancel", handler: || post(cancel_job) },
+    Route { method: Method::GET, path: "/api/v1/jobs/{id}/status", handler: || get(get_job_status) },
     Route { method: Method::GET, path: "/api/v1/cluster/leader", handler: || get(cluster_leader) },
     Route { method: Method::GET, path: "/api/v1/cluster/masters", handler: || get(cluster_masters) },
     Route { method: Method::GET, path: "/api/v1/cluster/executors", handler: || get(cluster_executors) },
@@ -325,6 +327,13 @@ async fn get_job(State(api): State<Api>, id: Result<Path<String>, PathRejection>
     let req = pb::GetJobRequest { id: path_id(id)?, include_config: q.flag("include_config")? };
     let job = call(&api, JobManager::get_job(&api.svc, Request::new(req))).await?;
     Ok(json(StatusCode::OK, &JobView::from(&job)))
+}
+
+/// `GET /api/v1/jobs/{id}/status`: the job's status as its job master sees it (live, stored, or none yet).
+async fn get_job_status(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+    let req = pb::GetJobStatusRequest { id: path_id(id)? };
+    let status = call(&api, JobManager::get_job_status(&api.svc, Request::new(req))).await?;
+    Ok(json(StatusCode::OK, &JobStatusView::from(&status)))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: the job as the cancel left it.
