@@ -330,7 +330,7 @@ impl JobManager for Fake {
                         {"name": "w1", "epoch": 5000002, "state": "retrying", "at": 1, "progress": "", "failures": 2},
                         {"name": "w2", "epoch": 5000003, "state": "done", "progress": "400/400", "failures": 0},
                     ],
-                    "last_error": {"source": "j1/w1", "message": "disk full", "at": 1},
+                    "last_error": {"source": "j1/w1", "message": "disk\u{1b}[2J full", "at": 1_764_936_000_000u64},
                     "detail": {"rate": 12},
                 })
                 .to_string(),
@@ -660,7 +660,7 @@ SOURCE:      live, from job master epoch 5
 STATE:       running
 EXECUTOR:    e2
 PROGRESS:    412/800
-LAST ERROR:  j1/w1 at 1: disk full
+LAST ERROR:  j1/w1 at 2025-12-05T12:00:00Z: disk\\u{1b}[2J full
 WORKERS:
   NAME  EPOCH    STATE     FAILURES  PROGRESS
   w0    5000001  running   0         300/400

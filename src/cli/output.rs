@@ -96,10 +96,11 @@ pub fn job_detail(job: &JobView) -> String {
 /// `job status`: where the answer came from and how old it is, the job master's state and progress, one line per
 /// worker, then the job type's detail. `now_unix_ms`: this machine's wall clock, for a stored status's age.
 pub fn job_status_detail(view: &JobStatusView, now_unix_ms: u64) -> String {
+    // Every text came from the network (a job type's own words among them): shown without control characters.
     let text = |v: &serde_json::Value| match v {
-        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::String(s) => sanitize(s),
         serde_json::Value::Null => String::new(),
-        other => other.to_string(),
+        other => sanitize(&other.to_string()),
     };
     let doc = &view.status;
     let source = match (view.source.as_str(), view.at_unix_ms) {
@@ -129,7 +130,12 @@ pub fn job_status_detail(view: &JobStatusView, now_unix_ms: u64) -> String {
         if !e.is_null() {
             rows.push(vec![
                 "LAST ERROR".to_owned(),
-                format!("{} at {}: {}", text(&e["source"]), text(&e["at"]), text(&e["message"])),
+                format!(
+                    "{} at {}: {}",
+                    text(&e["source"]),
+                    e["at"].as_u64().map_or_else(|| text(&e["at"]), utc_text),
+                    text(&e["message"])
+                ),
             ]);
         }
         if !doc["cut"].is_null() {
