@@ -200,8 +200,8 @@ async fn unplaceable_jobs_say_why_until_an_executor_fits() {
     let mut zoned = tiny("zoned".into());
     zoned.selectors = vec![pb::Selector { key: "zone".into(), target: "x".into(), op: pb::SelectorOp::Eq as i32 }];
     create_each(&c, vec![big, zoned]).await;
-    let too_big = "no executor has 6 slots: the largest of the 1 that pass the filters has 4, so it cannot be placed \
-                   until a larger one joins";
+    let too_big = "no executor has 6 slots: the only executor that passes the filters has 4 slots, so it cannot be \
+                   placed until a larger one joins";
     let no_zone = "no executor matches zone=x: it ruled out all 1 executors left by the filters before it";
     for (id, why) in [("big", too_big), ("zoned", no_zone)] {
         let job = await_waiting(&c, id, why).await;

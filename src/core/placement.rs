@@ -114,15 +114,20 @@ pub enum PlacementError {
 /// Says whether a task that does not fit could fit once slots free up (`largest`: the largest capacity among the
 /// executors that pass the filters).
 fn insufficient(cost: u32, best_free: u32, largest: u32, candidates: usize) -> String {
+    let slots = |n: u32| if n == 1 { "1 slot".to_owned() } else { format!("{n} slots") };
+    let the = |best: &str| match candidates {
+        1 => "the only executor that passes the filters".to_owned(),
+        n => format!("the {best} of the {n} executors that pass the filters"),
+    };
     if cost > largest {
         format!(
-            "no executor has {cost} slots: the largest of the {candidates} that pass the filters has {largest}, so it \
-             cannot be placed until a larger one joins"
+            "no executor has {}: {} has {}, so it cannot be placed until a larger one joins",
+            slots(cost),
+            the("largest"),
+            slots(largest)
         )
     } else {
-        format!(
-            "no executor has {cost} free slots now: the best of the {candidates} that pass the filters has {best_free}"
-        )
+        format!("no executor has {} free now: {} has {best_free} free", slots(cost), the("best"))
     }
 }
 
@@ -774,6 +779,23 @@ mod tests {
     }
 
     #[test]
+    fn a_capacity_refusal_reads_right_for_one_slot_and_one_executor() {
+        assert_eq!(
+            insufficient(1, 0, 8, 2),
+            "no executor has 1 slot free now: the best of the 2 executors that pass the filters has 0 free"
+        );
+        assert_eq!(
+            insufficient(3, 1, 8, 1),
+            "no executor has 3 slots free now: the only executor that passes the filters has 1 free"
+        );
+        assert_eq!(
+            insufficient(2, 0, 1, 1),
+            "no executor has 2 slots: the only executor that passes the filters has 1 slot, so it cannot be placed \
+             until a larger one joins"
+        );
+    }
+
+    #[test]
     fn capacity_counts_reports_and_reservations() {
         let mut p = three(Strategy::LeastLoaded);
         p.report(ExecutorId(3), [(&task(90), Epoch(1), 8)], []);
@@ -782,12 +804,15 @@ mod tests {
         assert_eq!(place(&mut p, 1, 4, &[], &[]), Ok(ExecutorId(2)));
         let e = place(&mut p, 2, 2, &[], &[]).unwrap_err();
         assert_eq!(e, PlacementError::InsufficientCapacity { cost: 2, best_free: 1, largest: 8, candidates: 3 });
-        assert_eq!(e.to_string(), "no executor has 2 free slots now: the best of the 3 that pass the filters has 1");
+        assert_eq!(
+            e.to_string(),
+            "no executor has 2 slots free now: the best of the 3 executors that pass the filters has 1 free"
+        );
         let never = place(&mut p, 2, 9, &[], &[]).unwrap_err();
         assert_eq!(
             never.to_string(),
-            "no executor has 9 slots: the largest of the 3 that pass the filters has 8, so it cannot be placed until a \
-             larger one joins"
+            "no executor has 9 slots: the largest of the 3 executors that pass the filters has 8 slots, so it cannot be \
+             placed until a larger one joins"
         );
         // The reservation for t1 is released when e2 reports it; the report then counts it instead.
         p.report(ExecutorId(2), [(&task(1), Epoch(1), 4)], []);

@@ -481,9 +481,13 @@ impl<T: JobType> JobMaster<T> {
         let mut waiting =
             self.unplaced.iter().filter(|(name, _)| wanted.contains(*name) && !self.live.contains_key(*name));
         let progress = with_unplaced(self.logic.progress(&live), waiting.next(), waiting.count());
-        let workers = self
-            .known
-            .iter()
+        // Numbered workers in their order (w2 before w10), then any others by name.
+        let mut names: Vec<&WorkerName> = self.known.iter().collect();
+        names.sort_by(|a, b| {
+            (a.index().is_none(), a.index(), a.as_str()).cmp(&(b.index().is_none(), b.index(), b.as_str()))
+        });
+        let workers = names
+            .into_iter()
             .map(|name| {
                 let task = worker_task(&self.job, name).ok();
                 let entry = task.as_ref().and_then(|t| h.workers.get(t));
