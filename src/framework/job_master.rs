@@ -265,9 +265,9 @@ impl<T: JobType> JobMaster<T> {
             Outcome::Canceled => (JobMasterState::Canceled, None),
             _ => return outcome,
         };
-        let text = self.publish(state, reason);
+        let (doc, text) = self.publish(state, reason);
         for attempt in 1..=FINAL_STATUS_TRIES {
-            match self.maybe_store_status(&text, true).await {
+            match self.maybe_store_status(&doc, &text, true).await {
                 StatusWrite::Done => break,
                 StatusWrite::Superseded => return Outcome::Stale,
                 StatusWrite::Again if attempt < FINAL_STATUS_TRIES => self.env.clock.sleep(RETRY).await,
@@ -316,8 +316,8 @@ impl<T: JobType> JobMaster<T> {
             }
             progress.set(self.progress_text());
             let state = if *cancel.borrow() { JobMasterState::Canceling } else { JobMasterState::Running };
-            let text = self.publish(state, None);
-            match self.maybe_store_status(&text, false).await {
+            let (doc, text) = self.publish(state, None);
+            match self.maybe_store_status(&doc, &text, false).await {
                 StatusWrite::Done | StatusWrite::Again => {}
                 StatusWrite::Superseded => return Outcome::Stale,
             }
@@ -478,9 +478,7 @@ impl<T: JobType> JobMaster<T> {
         let h = self.hosting.handle().lock();
         let live = Live { job: &self.job, live: &self.live, progress: &h.progress };
         let detail = self.logic.status(&live);
-        let mut waiting =
-            self.unplaced.iter().filter(|(name, _)| wanted.contains(*name) && !self.live.contains_key(*name));
-        let progress = with_unplaced(self.logic.progress(&live), waiting.next(), waiting.count());
+        let progress = self.progress_line(&live, &wanted);
         // Numbered workers in their order (w2 before w10), then any others by name.
         let mut names: Vec<&WorkerName> = self.known.iter().collect();
         names.sort_by(|a, b| {
@@ -528,18 +526,18 @@ impl<T: JobType> JobMaster<T> {
         }
     }
 
-    /// Builds the status in `state` and publishes it to the host, which answers queries from it; returns it
-    /// serialized.
-    fn publish(&mut self, state: JobMasterState, reason: Option<String>) -> String {
-        let (_, text) = self.status_doc(state, reason).fit();
+    /// Builds the status in `state` and publishes it to the host, which answers queries from it; returns it,
+    /// bounded, and its text.
+    fn publish(&mut self, state: JobMasterState, reason: Option<String>) -> (StatusDoc, String) {
+        let (doc, text) = self.status_doc(state, reason).fit();
         let published = Published { epoch: self.epoch, document: text.clone() };
         self.hosting.handle().lock().status = Some(published);
-        text
+        (doc, text)
     }
 
-    /// Stores the status `text` under `job-status/<job>` if the throttle says it is due (`last`: the final one),
-    /// fenced on this incarnation.
-    async fn maybe_store_status(&mut self, text: &str, last: bool) -> StatusWrite {
+    /// Stores the status (`doc`, serialized as `text`) under `job-status/<job>` if the throttle says it is due
+    /// (`last`: the final one), fenced on this incarnation.
+    async fn maybe_store_status(&mut self, doc: &StatusDoc, text: &str, last: bool) -> StatusWrite {
         let now = self.env.clock.now();
         if !last && self.status_retry.is_some_and(|at| at > now) {
             self.status_pending = self.status.due(now, text, true);
@@ -550,14 +548,7 @@ impl<T: JobType> JobMaster<T> {
             self.status_pending = self.status.due(now, text, true);
             return StatusWrite::Done;
         }
-        let status = match serde_json::from_str::<StatusDoc>(text) {
-            Ok(status) => status,
-            Err(e) => {
-                warn!(job = %self.job, "the status does not read back: {e}");
-                return StatusWrite::Done;
-            }
-        };
-        let stored = StoredStatus { epoch: self.epoch.0, at: crate::clock::wall_now(), status };
+        let stored = StoredStatus { epoch: self.epoch.0, at: crate::clock::wall_now(), status: doc.clone() };
         let value = match serde_json::to_vec(&stored) {
             Ok(v) => v,
             Err(e) => {
@@ -584,15 +575,19 @@ impl<T: JobType> JobMaster<T> {
         }
     }
 
-    /// The logic's progress line, and why a worker waits unplaced if one does.
+    /// The job's progress as its heartbeats carry it.
     fn progress_text(&self) -> String {
         let h = self.hosting.handle().lock();
         let live = Live { job: &self.job, live: &self.live, progress: &h.progress };
-        let progress = self.logic.progress(&live);
         let wanted: BTreeSet<WorkerName> = self.logic.wanted().into_iter().collect();
+        self.progress_line(&live, &wanted)
+    }
+
+    /// The logic's progress line, and why a worker waits unplaced if one of the `wanted` does.
+    fn progress_line(&self, live: &Live<'_>, wanted: &BTreeSet<WorkerName>) -> String {
         let mut waiting =
             self.unplaced.iter().filter(|(name, _)| wanted.contains(*name) && !self.live.contains_key(*name));
-        with_unplaced(progress, waiting.next(), waiting.count())
+        with_unplaced(self.logic.progress(live), waiting.next(), waiting.count())
     }
 
     /// Starts every idle worker not waiting for a retry. `Some(outcome)` when this job master must stop.
@@ -847,17 +842,10 @@ mod tests {
         }
     }
 
-    /// The logic never hears about a worker incarnation that is not the current one: a late report of an older
-    /// incarnation (its finish, its coming online, its loss) is the runtime's to drop, so that a job type never
-    /// needs epochs. Only the current incarnation's events reach it.
-    #[tokio::test]
-    async fn events_about_an_older_incarnation_never_reach_the_logic() {
-        let meta = MetaStore::embedded("test", None).unwrap();
-        let owner = Op::Put { key: keys::job_master("j"), value: b"1".to_vec(), lease: None };
-        assert!(meta.txn(&[], &[owner]).await.unwrap());
-        let env = TaskEnv::for_test(meta.clone(), None);
+    /// Job `j`'s first job-master incarnation, of the listening type, on executor `executor`.
+    fn listen_spec(executor: u64) -> TaskSpec {
         let second = Duration::from_secs(1);
-        let spec = TaskSpec {
+        TaskSpec {
             task_id: TaskId::parse("j").unwrap(),
             kind: crate::core::registry::TaskKind::JobMaster,
             task_type: "listen".into(),
@@ -876,8 +864,20 @@ mod tests {
                 self_fence: 3 * second,
                 offline_ttl: 5 * second,
             },
-            executor: crate::core::ids::ExecutorId(1),
-        };
+            executor: crate::core::ids::ExecutorId(executor),
+        }
+    }
+
+    /// The logic never hears about a worker incarnation that is not the current one: a late report of an older
+    /// incarnation (its finish, its coming online, its loss) is the runtime's to drop, so that a job type never
+    /// needs epochs. Only the current incarnation's events reach it.
+    #[tokio::test]
+    async fn events_about_an_older_incarnation_never_reach_the_logic() {
+        let meta = MetaStore::embedded("test", None).unwrap();
+        let owner = Op::Put { key: keys::job_master("j"), value: b"1".to_vec(), lease: None };
+        assert!(meta.txn(&[], &[owner]).await.unwrap());
+        let env = TaskEnv::for_test(meta.clone(), None);
+        let spec = listen_spec(1);
         let heard = Heard::default();
         let mut jm = match JobMaster::<Listen>::recover(env, meta, &spec, heard.clone()).await {
             Ok(jm) => jm,
@@ -913,28 +913,7 @@ mod tests {
             |epoch: u64| Op::Put { key: keys::job_master("j"), value: epoch.to_string().into_bytes(), lease: None };
         assert!(meta.txn(&[], &[put(1)]).await.unwrap());
         let env = TaskEnv::for_test(meta.clone(), None);
-        let second = Duration::from_secs(1);
-        let spec = TaskSpec {
-            task_id: TaskId::parse("j").unwrap(),
-            kind: crate::core::registry::TaskKind::JobMaster,
-            task_type: "listen".into(),
-            task_config: vec![],
-            job_id: "j".into(),
-            epoch: Epoch(1),
-            master_id: "leader".into(),
-            master_address: "127.0.0.1:1".into(),
-            master_epoch: Epoch(1),
-            leader_epoch: crate::core::ids::LeaderEpoch(1),
-            request_id: "r".into(),
-            cost: 1,
-            timing: HeartbeatTiming {
-                interval: second,
-                timeout: second,
-                self_fence: 3 * second,
-                offline_ttl: 5 * second,
-            },
-            executor: crate::core::ids::ExecutorId(4),
-        };
+        let spec = listen_spec(4);
         let mut jm = match JobMaster::<Listen>::recover(env, meta.clone(), &spec, Heard::default()).await {
             Ok(jm) => jm,
             Err(outcome) => panic!("{outcome:?}"),
@@ -944,14 +923,15 @@ mod tests {
             Some(serde_json::from_slice::<StoredStatus>(&v).unwrap())
         };
         // Before any incarnation of w0: it waits.
-        let text = jm.publish(JobMasterState::Running, None);
+        let (fitted, text) = jm.publish(JobMasterState::Running, None);
         let doc: StatusDoc = serde_json::from_str(&text).unwrap();
+        assert_eq!(doc, fitted, "the text is the document");
         assert_eq!((doc.job.as_str(), doc.epoch, doc.executor), ("j", 1, 4));
         assert_eq!(doc.workers.len(), 1);
         assert_eq!((doc.workers[0].name.as_str(), doc.workers[0].phase), ("w0", WorkerPhase::Waiting));
         let published = jm.hosting.handle().lock().status.clone().unwrap();
         assert_eq!(published, Published { epoch: Epoch(1), document: text.clone() });
-        assert!(matches!(jm.maybe_store_status(&text, false).await, StatusWrite::Done));
+        assert!(matches!(jm.maybe_store_status(&fitted, &text, false).await, StatusWrite::Done));
         assert_eq!(read().await.unwrap().status, doc);
         // A running incarnation with progress: changed, but within the interval, so not stored yet.
         let w0 = WorkerName::parse("w0").unwrap();
@@ -959,25 +939,25 @@ mod tests {
         jm.live.insert(w0.clone(), Epoch(1_000_001));
         jm.epochs.insert(w0.clone(), Epoch(1_000_001));
         jm.hosting.handle().lock().progress.insert(task, "5/10".into());
-        let text = jm.publish(JobMasterState::Running, None);
+        let (fitted, text) = jm.publish(JobMasterState::Running, None);
         let doc: StatusDoc = serde_json::from_str(&text).unwrap();
         assert_eq!(doc.workers[0].phase, WorkerPhase::Starting);
         assert_eq!((doc.workers[0].epoch, doc.workers[0].progress.as_str()), (1_000_001, "5/10"));
-        assert!(matches!(jm.maybe_store_status(&text, false).await, StatusWrite::Done));
+        assert!(matches!(jm.maybe_store_status(&fitted, &text, false).await, StatusWrite::Done));
         assert!(jm.status_pending);
         assert_eq!(read().await.unwrap().status.workers[0].phase, WorkerPhase::Waiting);
         // Its work done: the final status is stored at once.
         jm.live.remove(&w0);
-        let text = jm.publish(JobMasterState::Finished, None);
-        assert!(matches!(jm.maybe_store_status(&text, true).await, StatusWrite::Done));
+        let (fitted, text) = jm.publish(JobMasterState::Finished, None);
+        assert!(matches!(jm.maybe_store_status(&fitted, &text, true).await, StatusWrite::Done));
         let stored = read().await.unwrap();
         assert_eq!((stored.epoch, stored.status.state), (1, JobMasterState::Finished));
         // Listening always wants w0: it waits again rather than being done.
         assert_eq!(stored.status.workers[0].phase, WorkerPhase::Waiting);
         // A newer job master owns the job: the write is refused, and nothing changes in the store.
         assert!(meta.txn(&[], &[put(2)]).await.unwrap());
-        let text = jm.publish(JobMasterState::Failed, Some("x".into()));
-        assert!(matches!(jm.maybe_store_status(&text, true).await, StatusWrite::Superseded));
+        let (fitted, text) = jm.publish(JobMasterState::Failed, Some("x".into()));
+        assert!(matches!(jm.maybe_store_status(&fitted, &text, true).await, StatusWrite::Superseded));
         assert_eq!(read().await.unwrap(), stored);
     }
 

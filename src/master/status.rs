@@ -63,8 +63,7 @@ impl Master {
         }
         let live_epoch = live.as_ref().map(|l| l.epoch);
         let mut answer = pb::JobStatus { id: id.as_str().to_owned(), job_epoch: at.epoch, ..Default::default() };
-        if choose(at, live_epoch, None) == Choice::Live {
-            let live = live.unwrap_or(LiveAnswer { epoch: 0, document: String::new() });
+        if let Some(live) = live.filter(|l| choose(at, Some(l.epoch), None) == Choice::Live) {
             answer.source = pb::JobStatusSource::Live as i32;
             answer.epoch = live.epoch;
             answer.document = live.document;
