@@ -16,12 +16,12 @@ use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::FakeConfig;
-use foreman::meta::{keys, MetaStore};
+use foreman::meta::keys;
 use foreman::planted::Planted;
 use foreman::rpc::pb;
 use madsim::rand::Rng;
 
-use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR};
+use crate::cluster::{Cluster, Seen};
 use crate::fake_jobs::{finish_and_check, job_master_host, jobs_running_with, leader, JobFigures};
 use crate::harness::{announce, require};
 use crate::master_failover::{get_job, on_client, with_jobs};
@@ -154,21 +154,16 @@ pub async fn job_status_through_leader_and_job_master_host_kills_run(planted: Op
     let (job, status) = on_client(&c, async move { (get_job(masters, JOB).await, job_status(masters).await) }).await;
     let status = status.unwrap_or_else(|s| panic!("the status of {JOB} after it finished: {s}"));
     check_final(&c, &status, &job, workers);
-    let gone = on_client(&c, async move {
+    on_client(&c, async move {
         with_jobs(masters, Duration::from_secs(30), |mut c| async move {
             c.delete_job(pb::DeleteJobRequest { id: JOB.into() }).await.map(|r| r.into_inner())
         })
         .await
-        .unwrap_or_else(|s| panic!("delete {JOB}: {s}"));
-        let store = MetaStore::etcd(&[ETCD_ADDR.to_owned()], CLUSTER, Duration::from_secs(2)).await.expect("etcd");
-        loop {
-            if let Ok(v) = store.get(&keys::job_status(JOB)).await {
-                return v.is_none();
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        .unwrap_or_else(|s| panic!("delete {JOB}: {s}"))
     })
     .await;
+    let key = keys::job_status(JOB);
+    let gone = !crate::fake_jobs::stored_under(&c, &key).await.contains_key(&key);
     require(gone, || {
         let detail = format!("{} is still stored after {JOB} was deleted", keys::job_status(JOB));
         Violation::new(Rule::StatusFinal, c.clock.now(), detail).with([Id::Job(JOB.into())])
