@@ -37,9 +37,14 @@ pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted
     let mut e = executor_config(0, 1);
     e.dispatch_ttl = Duration::from_secs(60);
     e.validate().expect("the scenario's executor configuration is valid");
-    let c =
-        Cluster::build_spec(Spec { masters, executors: vec![e], tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 })
-            .await;
+    let c = Cluster::build_spec(Spec {
+        masters,
+        executors: vec![e],
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
     leader(&c).await;
     c.settle(Duration::from_secs(10)).await;
     // Past the first incarnation's loss (15 s), the backoff and the second one's whole run.

@@ -162,7 +162,7 @@ async fn job_master_panics_are_retried_with_the_job_backoff_until_it_gives_up() 
         masters,
         executors: (0..3).map(|i| crate::cluster::executor_config(i, 3)).collect(),
         tasks: crate::cluster::Tasks::Jobs,
-        planted: None,
+        planted: Default::default(),
         etcd_timeout_rate: 0.0,
     };
     let c = Cluster::build_spec(spec).await;

@@ -51,7 +51,14 @@ fn late_fencing_masters() -> Vec<foreman::config::MasterConfig> {
 pub async fn job_master_host_paused_past_its_successor_run(planted: Option<Planted>) -> JobFigures {
     let masters = late_fencing_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    let c = Cluster::build_spec(Spec {
+        masters,
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(3, 300, 150))];
     create(&c, &jobs).await;
@@ -144,7 +151,14 @@ async fn job_master_started_on(c: &Cluster, job: &str, epoch: u64) -> usize {
 pub async fn job_master_records_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
     let masters = late_fencing_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    let c = Cluster::build_spec(Spec {
+        masters,
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(6, 300, 150))];
     create(&c, &jobs).await;
@@ -191,7 +205,14 @@ fn impatient_job_masters() -> Vec<foreman::config::MasterConfig> {
 pub async fn job_masters_heard_through_a_slow_metastore_run(planted: Option<Planted>) -> JobFigures {
     let masters = impatient_job_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    let c = Cluster::build_spec(Spec {
+        masters,
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
     leader(&c).await;
     let slow = Duration::from_millis(madsim::rand::thread_rng().gen_range(150..=250));
     for m in &c.masters {

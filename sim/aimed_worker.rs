@@ -168,6 +168,16 @@ fn probe() {
             },
             "worker_checkpoint_arrives_after_its_successor_finished",
         ),
+        (
+            Planted::StoreUnguarded,
+            |p| Box::pin(crate::aimed_store::store_writes_arrive_after_their_successor_finished_run(p)),
+            "store_writes_arrive_after_their_successor_finished",
+        ),
+        (
+            Planted::StatusUnguarded,
+            |p| Box::pin(crate::aimed_store::status_writes_arrive_after_their_successor_finished_run(p)),
+            "status_writes_arrive_after_their_successor_finished",
+        ),
     ];
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());
     let i = env("FOREMAN_AIMED").unwrap_or(0) as usize;

@@ -16,6 +16,9 @@ use crate::harness::run_seed;
 
 use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
 use crate::aimed_leader::{executor_dies_then_its_leader_run, held_create_lands_after_its_cancel_run};
+use crate::aimed_store::{
+    status_writes_arrive_after_their_successor_finished_run, store_writes_arrive_after_their_successor_finished_run,
+};
 use crate::aimed_worker::{
     worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
 };
@@ -219,6 +222,20 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "leader_failover_with_jobs",
             &[Rule::ReAdopted],
+        ),
+        // The job store's worker-record guard and the status's job-master-record guard: the last line once a fenced
+        // writer's writes, in flight, land after its successor finished the job.
+        (
+            Planted::StoreUnguarded,
+            |b| Box::pin(store_writes_arrive_after_their_successor_finished_run(b)),
+            "store_writes_arrive_after_their_successor_finished",
+            &[Rule::StoreForward],
+        ),
+        (
+            Planted::StatusUnguarded,
+            |b| Box::pin(status_writes_arrive_after_their_successor_finished_run(b)),
+            "status_writes_arrive_after_their_successor_finished",
+            &[Rule::StatusFinal],
         ),
     ]
 }

@@ -17,7 +17,7 @@ use foreman::executor::{Executor, ExecutorObservation, ExecutorObserver};
 use foreman::framework::api::JobTypes;
 use foreman::master::{Master, Observation, Observer, Role};
 use foreman::meta::MetaStore;
-use foreman::planted::Planted;
+use foreman::planted::Plants;
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use madsim::net::NetSim;
@@ -212,7 +212,8 @@ pub struct Spec {
     pub masters: Vec<MasterConfig>,
     pub executors: Vec<ExecutorConfig>,
     pub tasks: Tasks,
-    pub planted: Option<Planted>,
+    /// The bugs planted in every node (usually none or one).
+    pub planted: Plants,
     /// The share of etcd requests that time out (5 to 15 s, never applied): madsim's etcd fault knob.
     pub etcd_timeout_rate: f32,
 }
@@ -236,16 +237,16 @@ impl Cluster {
     }
 
     /// With `planted`, every executor runs its tasks with that bug (the planted-bug runs).
-    pub async fn start_with(masters: usize, executors: usize, planted: Option<Planted>) -> Cluster {
+    pub async fn start_with(masters: usize, executors: usize, planted: impl Into<Plants>) -> Cluster {
         Cluster::build(masters, executors, Tasks::Jobs, planted).await
     }
 
-    pub async fn build(masters: usize, executors: usize, tasks: Tasks, planted: Option<Planted>) -> Cluster {
+    pub async fn build(masters: usize, executors: usize, tasks: Tasks, planted: impl Into<Plants>) -> Cluster {
         let spec = Spec {
             masters: (0..masters).map(master_config).collect(),
             executors: (0..executors).map(|i| executor_config(i, masters)).collect(),
             tasks,
-            planted,
+            planted: planted.into(),
             etcd_timeout_rate: 0.0,
         };
         Cluster::build_spec(spec).await

@@ -196,7 +196,7 @@ async fn registrations_retried_against_a_stalled_leader_leave_no_ghosts() {
         masters: vec![master_config(0)],
         executors: vec![executor_config(0, 1), impatient],
         tasks: Tasks::Sleep,
-        planted: None,
+        planted: Default::default(),
         etcd_timeout_rate: 0.0,
     };
     let sim = Cluster::build_spec(spec).await;

@@ -161,6 +161,24 @@ const TABLE: &[Guard] = &[
         targeted: Some(("worker_checkpoint_arrives_after_its_successor_finished", 1)),
     },
     Guard {
+        switch: Planted::StoreUnguarded,
+        rule: "2",
+        guard: "a job-store write compares the worker record with its epoch (framework/store.rs)",
+        measured: NotCaught(600),
+        needs: "the swarm's fake writes no job store; targeted: a fenced worker's store writes, in flight, land after \
+            its successor finished (a job type of the scenario's own, counting into the store)",
+        targeted: Some(("store_writes_arrive_after_their_successor_finished", 1)),
+    },
+    Guard {
+        switch: Planted::StatusUnguarded,
+        rule: "2",
+        guard: "a job master's status write compares the job-master record with its epoch (framework/job_master.rs)",
+        measured: NotCaught(600),
+        needs: "no swarm checker reads the stored status; targeted: a fenced job master's status writes, in flight, \
+            land after its successor stored the final one",
+        targeted: Some(("status_writes_arrive_after_their_successor_finished", 1)),
+    },
+    Guard {
         switch: Planted::StaleJobMasterPlaces,
         rule: "2, 3, 5",
         guard: "only the current, online job master of a job not being canceled places workers (core/manager \

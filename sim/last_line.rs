@@ -66,7 +66,14 @@ pub async fn executor_cut_while_its_job_masters_fence_late_run(planted: Option<P
         })
         .collect();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await;
+    let c = Cluster::build_spec(Spec {
+        masters,
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 300, 150))];
     create(&c, &jobs).await;

@@ -9,6 +9,7 @@ mod aimed_failing;
 mod aimed_jm;
 mod aimed_late;
 mod aimed_leader;
+mod aimed_store;
 mod aimed_worker;
 mod bug_finding;
 mod checks;

@@ -291,7 +291,7 @@ fn spec(d: &Draw) -> Spec {
             c
         })
         .collect();
-    Spec { masters, executors, tasks: Tasks::Jobs, planted: None, etcd_timeout_rate: d.etcd_timeout_rate }
+    Spec { masters, executors, tasks: Tasks::Jobs, planted: Default::default(), etcd_timeout_rate: d.etcd_timeout_rate }
 }
 
 /// What one swarm seed measured, and its story's fingerprint.
@@ -432,7 +432,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         eprintln!("{text}");
     }
     tracing::info!("{text}");
-    let c = Cluster::build_spec(Spec { planted, ..spec(&d) }).await;
+    let c = Cluster::build_spec(Spec { planted: planted.into(), ..spec(&d) }).await;
     c.fault_points.set(buggify);
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.

@@ -106,7 +106,7 @@ async fn cluster() -> Cluster {
         masters: vec![crate::cluster::master_config(0)],
         executors,
         tasks: Tasks::Types(types),
-        planted: None,
+        planted: Default::default(),
         etcd_timeout_rate: 0.0,
     };
     Cluster::build_spec(spec).await

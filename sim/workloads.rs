@@ -46,7 +46,14 @@ async fn build(masters: usize, executors: &[(u32, &str)], planted: Option<Plante
         })
         .collect();
     let masters = (0..masters).map(master_config).collect();
-    Cluster::build_spec(Spec { masters, executors, tasks: Tasks::Jobs, planted, etcd_timeout_rate: 0.0 }).await
+    Cluster::build_spec(Spec {
+        masters,
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await
 }
 
 /// Every rule on the whole run: the shared safety checks (leadership, detection, capacity accounting), one live

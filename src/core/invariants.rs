@@ -63,6 +63,8 @@ pub enum Rule {
     FencedMessages,
     /// 2, seen in the data: a worker's acknowledged checkpoints never go back, nor skip within an incarnation.
     CheckpointsForward,
+    /// 2, seen in the job store: what a worker put is never replaced by a write of a superseded incarnation of it.
+    StoreForward,
     /// 3: at most one live incarnation of any job master or worker at any instant.
     OneLiveIncarnation,
     /// 4: every acknowledged job stays until deleted.
@@ -146,7 +148,7 @@ impl Rule {
     pub fn class(self) -> Class {
         use Rule::*;
         match self {
-            OneActingLeader | FencedMessages | CheckpointsForward | OneLiveIncarnation | NoJobLost
+            OneActingLeader | FencedMessages | CheckpointsForward | StoreForward | OneLiveIncarnation | NoJobLost
             | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
             | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
             | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask | DeletedLeavesNothing | StatusFromCurrent => {
@@ -163,7 +165,7 @@ impl Rule {
         use Rule::*;
         Some(match self {
             OneActingLeader => 1,
-            FencedMessages | CheckpointsForward => 2,
+            FencedMessages | CheckpointsForward | StoreForward => 2,
             OneLiveIncarnation => 3,
             NoJobLost => 4,
             LegalTransitions | CanceledNeverRestart => 5,
@@ -180,6 +182,7 @@ impl Rule {
             OneActingLeader => "one acting leader",
             FencedMessages => "fenced messages",
             CheckpointsForward => "checkpoints never go back",
+            StoreForward => "the job store never goes back to a superseded incarnation's write",
             OneLiveIncarnation => "at most one live incarnation",
             NoJobLost => "no job lost",
             LegalTransitions => "legal transitions only",

@@ -109,11 +109,17 @@ pub enum Planted {
     /// failed. Leaves it hanging instead, as an uncaught panic would leave a task nobody reaps: its link stops, but
     /// its executor lists it running, holding its slot, while its job master starts its next incarnation.
     PanicLeftRunning,
+    /// Guard: a write to the job store compares the writing worker's record with its epoch (rule 2: a superseded
+    /// incarnation writes nothing). Written unguarded.
+    StoreUnguarded,
+    /// Guard: a job master's write of its job's status compares the job's job-master record with its epoch (rule
+    /// 2: a superseded job master's status never replaces its successor's). Written unguarded.
+    StatusUnguarded,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 35] = [
+    pub const ALL: [Planted; 37] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -149,6 +155,8 @@ impl Planted {
         Planted::RecoveryAdoptsNothing,
         Planted::RetryableTreatedAsTerminal,
         Planted::PanicLeftRunning,
+        Planted::StoreUnguarded,
+        Planted::StatusUnguarded,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -193,35 +201,61 @@ impl Planted {
             Planted::RecoveryAdoptsNothing => "recovery-adopts-nothing",
             Planted::RetryableTreatedAsTerminal => "retryable-treated-as-terminal",
             Planted::PanicLeftRunning => "panic-left-running",
+            Planted::StoreUnguarded => "store-unguarded",
+            Planted::StatusUnguarded => "status-unguarded",
         }
     }
 }
 
-/// The bug planted in one node, as its state machines hold it (none in production).
+/// The bugs planted in one node, as its state machines hold them (none in production): usually one, or a guard's
+/// switch together with the switch of the guard in front of it (the simulator's "behind a removed first line"
+/// scenarios, sim/behind.rs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Plants(Option<Planted>);
+pub struct Plants(u64);
 
 impl Plants {
     /// No bug: every guard in place.
-    pub const NONE: Plants = Plants(None);
+    pub const NONE: Plants = Plants(0);
 
     pub fn of(bug: Option<Planted>) -> Plants {
-        Plants(bug)
+        bug.map_or(Plants::NONE, |b| Plants::NONE.with(b))
+    }
+
+    /// These bugs and `bug` too.
+    pub fn with(self, bug: Planted) -> Plants {
+        Plants(self.0 | Plants::bit(bug))
+    }
+
+    fn bit(bug: Planted) -> u64 {
+        1 << (bug as u32)
     }
 
     /// The switches of the job manager's bookkeeping of its job masters. It runs the code of a job master's
     /// bookkeeping of its workers (core/workers.rs), whose stale-incarnation guard has a switch per level.
     pub fn of_job_manager(self) -> Plants {
-        match self.0 {
-            Some(Planted::StaleJobMasterAnswered) => Plants(Some(Planted::StaleWorkerAnswered)),
-            Some(Planted::StaleWorkerAnswered) => Plants::NONE,
-            _ => self,
+        let worker = Plants::bit(Planted::StaleWorkerAnswered);
+        let rest = Plants(self.0 & !worker & !Plants::bit(Planted::StaleJobMasterAnswered));
+        if self.has(Planted::StaleJobMasterAnswered) {
+            rest.with(Planted::StaleWorkerAnswered)
+        } else {
+            rest
         }
     }
 
     /// Whether `bug` is planted.
     pub fn has(self, bug: Planted) -> bool {
-        self.0 == Some(bug)
+        self.0 & Plants::bit(bug) != 0
+    }
+
+    /// The planted bugs, in [`Planted::ALL`]'s order.
+    pub fn list(self) -> impl Iterator<Item = Planted> {
+        Planted::ALL.into_iter().filter(move |b| self.has(*b))
+    }
+}
+
+impl From<Option<Planted>> for Plants {
+    fn from(bug: Option<Planted>) -> Plants {
+        Plants::of(bug)
     }
 }
 
@@ -235,5 +269,21 @@ mod tests {
             assert_eq!(Planted::from_name(bug.name()), Some(bug));
         }
         assert_eq!(Planted::from_name("slot leak"), None);
+    }
+
+    #[test]
+    fn plants_hold_each_bug_apart() {
+        assert!(Planted::ALL.len() <= 64, "a Plants is a 64-bit set");
+        for bug in Planted::ALL {
+            let one = Plants::of(Some(bug));
+            assert_eq!(one.list().collect::<Vec<_>>(), vec![bug]);
+            let two = one.with(Planted::NoStepDown);
+            assert!(two.has(bug) && two.has(Planted::NoStepDown));
+            assert_eq!(two.list().count(), if bug == Planted::NoStepDown { 1 } else { 2 });
+        }
+        assert_eq!(Plants::NONE.list().count(), 0);
+        let jm = Plants::of(Some(Planted::StaleJobMasterAnswered)).with(Planted::NoStepDown).of_job_manager();
+        assert_eq!(jm.list().collect::<Vec<_>>(), vec![Planted::NoStepDown, Planted::StaleWorkerAnswered]);
+        assert_eq!(Plants::of(Some(Planted::StaleWorkerAnswered)).of_job_manager(), Plants::NONE);
     }
 }

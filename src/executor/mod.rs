@@ -58,7 +58,7 @@ use crate::core::time::Time;
 use crate::core::timing::HeartbeatTiming;
 use crate::framework::host::Host;
 use crate::meta::MetaStore;
-use crate::planted::Planted;
+use crate::planted::Plants;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 
@@ -98,7 +98,7 @@ pub struct Executor {
     host: Host,
     /// The metastore client, once the masters said where it is.
     meta: Arc<MetaSlot>,
-    planted: Option<Planted>,
+    planted: Plants,
     /// Drawn when the process starts; sent with every registration (see `RegisterExecutorRequest.instance`).
     instance: u64,
     /// The simulation's fault points, handed to the tasks (`crate::buggify`).
@@ -163,7 +163,7 @@ impl Executor {
             drain: Arc::default(),
             wake: tokio::sync::Notify::new(),
             drained: tokio::sync::Notify::new(),
-            planted: None,
+            planted: Plants::NONE,
             instance: process_instance(&cfg.name),
             fault_points: Default::default(),
             state: Mutex::new(State { agent, tasks: BTreeMap::new(), meta: None }),
@@ -181,11 +181,12 @@ impl Executor {
     /// The same executor with `bug` planted into its tasks (simulation build only).
     /// Call it on a fresh executor.
     #[cfg(madsim)]
-    pub fn with_planted(self: Arc<Executor>, bug: Option<Planted>) -> Arc<Executor> {
+    pub fn with_planted(self: Arc<Executor>, bugs: impl Into<Plants>) -> Arc<Executor> {
+        let bug: Plants = bugs.into();
         match Arc::try_unwrap(self) {
             Ok(mut e) => {
                 e.planted = bug;
-                e.lock().agent.plant(crate::planted::Plants::of(bug));
+                e.lock().agent.plant(bug);
                 Arc::new(e)
             }
             Err(e) => e,

@@ -55,8 +55,8 @@ pub fn check_key(key: &str) -> Result<(), StoreError> {
 pub struct JobStore {
     meta: MetaStore,
     job: String,
-    /// The writing worker's record compare.
-    guard: Cond,
+    /// The writing worker's record compare (none only with the planted `StoreUnguarded`).
+    guard: Option<Cond>,
     task: TaskId,
     epoch: Epoch,
 }
@@ -65,7 +65,12 @@ impl JobStore {
     /// Incarnation `epoch` of worker `name` (task `task`) of job `job`.
     pub fn new(meta: MetaStore, job: &str, name: &str, task: TaskId, epoch: Epoch) -> JobStore {
         let guard = Cond::ValueEquals { key: keys::worker(job, name), value: epoch.0.to_string().into_bytes() };
-        JobStore { meta, job: job.to_owned(), guard, task, epoch }
+        JobStore { meta, job: job.to_owned(), guard: Some(guard), task, epoch }
+    }
+
+    /// The same store with its writes unfenced: the planted `StoreUnguarded` (simulation build) only.
+    pub(crate) fn unguarded(self) -> JobStore {
+        JobStore { guard: None, ..self }
     }
 
     /// The value under `key`, if any.
@@ -123,7 +128,7 @@ impl JobStore {
     }
 
     async fn fenced(&self, key: &str, op: Op) -> Result<Saved, StoreError> {
-        match self.meta.txn(std::slice::from_ref(&self.guard), &[op]).await {
+        match self.meta.txn(self.guard.as_slice(), &[op]).await {
             Ok(true) => Ok(Saved::Yes),
             Ok(false) => Err(StoreError::Superseded),
             Err(e) => {

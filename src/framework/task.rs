@@ -112,7 +112,7 @@ pub struct TaskEnv {
     pub(crate) meta: Arc<MetaSlot>,
     pub(crate) observer: Option<ExecutorObserver>,
     /// The bug planted into this executor's tasks (only the simulation build can plant one).
-    pub(crate) planted: Option<Planted>,
+    pub(crate) planted: Plants,
     /// The simulation's fault points.
     pub fault_points: crate::buggify::FaultPoints,
     /// When the executor confirmed the task's dispatch: its self-fence counts from here.
@@ -179,7 +179,7 @@ impl TaskEnv {
             clock,
             meta: Arc::new(slot),
             observer,
-            planted: None,
+            planted: Plants::NONE,
             fault_points: crate::buggify::FaultPoints::default(),
             drain: Arc::new(DrainSignal::default()),
         }
@@ -229,12 +229,12 @@ impl TaskEnv {
     }
 
     pub fn planted(&self, bug: Planted) -> bool {
-        self.planted == Some(bug)
+        self.planted.has(bug)
     }
 
     /// The guard switches for the core machines this task runs (none in the production build).
     pub fn plants(&self) -> Plants {
-        Plants::of(self.planted)
+        self.planted
     }
 }
 

@@ -187,7 +187,7 @@ pub struct Master {
     pub stats: Stats,
     pub(crate) observer: Option<Observer>,
     /// A bug planted by the simulation's bug-finding runs (never in the production build).
-    planted: Option<crate::planted::Planted>,
+    planted: crate::planted::Plants,
     /// The simulation's fault points (`crate::buggify`); off, and inert in the production build.
     pub(crate) fault_points: crate::buggify::FaultPoints,
     /// The job types it accepts jobs of (their configurations are checked at `CreateJob`).
@@ -218,7 +218,7 @@ impl Master {
             observer,
             cfg,
             store,
-            planted: None,
+            planted: crate::planted::Plants::NONE,
             fault_points: Default::default(),
             job_types: crate::jobs::builtin(),
         })
@@ -263,11 +263,12 @@ impl Master {
 
     /// The same master with `bug` planted (simulation build only). Call it on a fresh master.
     #[cfg(madsim)]
-    pub fn with_planted(self: Arc<Master>, bug: Option<crate::planted::Planted>) -> Arc<Master> {
+    pub fn with_planted(self: Arc<Master>, bugs: impl Into<crate::planted::Plants>) -> Arc<Master> {
+        let bug: crate::planted::Plants = bugs.into();
         match Arc::try_unwrap(self) {
             Ok(mut m) => {
                 m.planted = bug;
-                if bug == Some(crate::planted::Planted::NoStepDown) {
+                if bug.has(crate::planted::Planted::NoStepDown) {
                     m.lock().leadership.plant_ignore_deadline();
                 }
                 Arc::new(m)
@@ -277,7 +278,7 @@ impl Master {
     }
 
     pub(crate) fn planted(&self, bug: crate::planted::Planted) -> bool {
-        self.planted == Some(bug)
+        self.planted.has(bug)
     }
 
     pub fn name(&self) -> &str {

@@ -71,7 +71,7 @@ impl Master {
 
     /// The bugs planted in this master's terms (simulation only).
     pub(crate) fn plants(&self) -> Plants {
-        Plants::of(self.planted)
+        self.planted
     }
 
     /// The slots as an observer sees them.
