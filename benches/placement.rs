@@ -1,5 +1,5 @@
 //! Placement throughput of the core (design.md §9 target: ≥ 100,000 decisions/s on one core with 1,000
-//! executors, selectors and capacity).
+//! executors, selectors and capacity; issue 17: ≥ 1,000,000 for every mix, growing sub-linearly to 10,000).
 //!
 //! Run with `cargo bench --bench placement`. Prints decisions per second for each request mix and strategy.
 //! Each decision reserves capacity; the task is released right after, so the cluster stays at a steady fill
@@ -14,12 +14,11 @@ use foreman::core::placement::{PlacementPolicy, PlacementRequest, Placer, Strate
 use foreman::core::rng::{Rng, SplitMix64};
 use foreman::core::time::Time;
 
-const EXECUTORS: u64 = 1_000;
 const DECISIONS: usize = 400_000;
 
-fn cluster(strategy: Strategy, rng: &mut SplitMix64) -> Placer {
+fn cluster(strategy: Strategy, executors: u64, rng: &mut SplitMix64) -> Placer {
     let mut p = Placer::new(PlacementPolicy { strategy, reservation_ttl: Duration::from_secs(10) });
-    for i in 0..EXECUTORS {
+    for i in 0..executors {
         let mut labels = Labels::new();
         labels.insert("zone".into(), format!("z{}", i % 5));
         labels.insert("rack".into(), format!("r{}", i % 40));
@@ -34,9 +33,9 @@ fn cluster(strategy: Strategy, rng: &mut SplitMix64) -> Placer {
     p
 }
 
-fn bench(name: &str, strategy: Strategy, selectors: &[&str]) {
+fn bench(name: &str, executors: u64, strategy: Strategy, selectors: &[&str]) {
     let mut rng = SplitMix64::new(42);
-    let mut placer = cluster(strategy, &mut rng);
+    let mut placer = cluster(strategy, executors, &mut rng);
     let selectors: Vec<Selector> = selectors.iter().map(|s| Selector::parse(s).expect("valid selector")).collect();
     let tasks: Vec<TaskId> = (0..1024).map(|i| TaskId::parse(&format!("job-{i}/w")).expect("valid id")).collect();
     let mut placed = 0usize;
@@ -56,7 +55,7 @@ fn bench(name: &str, strategy: Strategy, selectors: &[&str]) {
     let elapsed = start.elapsed();
     let per_s = DECISIONS as f64 / elapsed.as_secs_f64();
     println!(
-        "{name:<34} {:>12.0} decisions/s  {:>7.0} ns/decision  ({placed} of {DECISIONS} placed, {EXECUTORS} executors)",
+        "{name:<38} {executors:>6} executors {:>12.0} decisions/s  {:>7.0} ns/decision  ({placed} of {DECISIONS} placed)",
         per_s,
         elapsed.as_nanos() as f64 / DECISIONS as f64
     );
@@ -64,11 +63,21 @@ fn bench(name: &str, strategy: Strategy, selectors: &[&str]) {
 }
 
 fn main() {
-    println!("placement benchmark: target >= 100000 decisions/s on one core (design.md §9)");
-    bench("least-loaded, no selectors", Strategy::LeastLoaded, &[]);
-    bench("least-loaded, zone=z1", Strategy::LeastLoaded, &["zone=z1"]);
-    bench("least-loaded, zone!=z0 disk=ssd", Strategy::LeastLoaded, &["zone!=z0", "disk=ssd"]);
-    bench("least-loaded, rack~^r1[0-9]$ gpu=yes", Strategy::LeastLoaded, &["rack~^r1[0-9]$", "gpu=yes"]);
-    bench("bin-pack, no selectors", Strategy::BinPack, &[]);
-    bench("bin-pack, zone!=z0 disk=ssd", Strategy::BinPack, &["zone!=z0", "disk=ssd"]);
+    println!("placement benchmark: target >= 1000000 decisions/s on one core at 1,000 executors (issue 17), growing");
+    println!("sub-linearly to 10,000 (design.md §9 asks >= 100000)");
+    let mixes: [(&str, Strategy, &[&str]); 6] = [
+        ("least-loaded, no selectors", Strategy::LeastLoaded, &[]),
+        ("least-loaded, zone=z1", Strategy::LeastLoaded, &["zone=z1"]),
+        ("least-loaded, zone!=z0 disk=ssd", Strategy::LeastLoaded, &["zone!=z0", "disk=ssd"]),
+        ("least-loaded, rack~^r1[0-9]$ gpu=yes", Strategy::LeastLoaded, &["rack~^r1[0-9]$", "gpu=yes"]),
+        ("bin-pack, no selectors", Strategy::BinPack, &[]),
+        ("bin-pack, zone!=z0 disk=ssd", Strategy::BinPack, &["zone!=z0", "disk=ssd"]),
+    ];
+    // `--quick` (CI): fewer sizes, so the benchmark cannot rot; the figures are only printed.
+    let sizes: &[u64] = if std::env::args().any(|a| a == "--quick") { &[1_000] } else { &[1_000, 10_000] };
+    for &executors in sizes {
+        for (name, strategy, selectors) in mixes {
+            bench(name, executors, strategy, selectors);
+        }
+    }
 }

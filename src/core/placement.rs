@@ -28,6 +28,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+mod scores;
+
 use super::ids::{Epoch, ExecutorId, TaskId};
 use super::labels::{Labels, Selector, SelectorOp, SelectorSpec};
 use super::planted::{Planted, Plants};
@@ -246,6 +248,10 @@ pub struct ReservationView {
     pub expires_at: Time,
 }
 
+/// Up to how many candidates a placement scores them all rather than reading the score orders (a pass over a
+/// few dozen is as fast as a walk of the orders that skips the others).
+const SCAN_MAX: usize = 64;
+
 /// The most regex selectors whose candidate sets are cached at once.
 const REGEX_CACHE_MAX: usize = 256;
 
@@ -272,6 +278,8 @@ pub struct Placer {
     leak_ended: bool,
     /// The guard switches of the simulation's bug-finding runs (none in production).
     plants: Plants,
+    /// The schedulable slots ordered by score, per cost (scores.rs).
+    scores: scores::Scores,
 }
 
 impl Placer {
@@ -309,6 +317,7 @@ impl Placer {
             if same_labels {
                 self.loads[i].capacity = capacity;
                 self.loads[i].reported = reported;
+                self.rescore(i);
                 return;
             }
             self.remove(id);
@@ -323,6 +332,7 @@ impl Placer {
         self.loads[i] = Load { capacity, reported, reserved };
         self.by_id.insert(id, i);
         self.all.insert(i);
+        self.rescore(i);
         for (k, v) in labels {
             self.by_label.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(i);
             self.by_key.entry(k.clone()).or_default().insert(i);
@@ -353,6 +363,7 @@ impl Placer {
             }
         }
         self.loads[i].reported = reported;
+        self.rescore(i);
         if self.leak_ended {
             return;
         }
@@ -381,6 +392,7 @@ impl Placer {
         let slot = self.slots[i].take().expect("indexed slot is occupied");
         self.loads[i] = Load::default();
         self.all.remove(i);
+        self.rescore(i);
         for (k, v) in &slot.labels {
             if let Some(values) = self.by_label.get_mut(k) {
                 if let Some(set) = values.get_mut(v) {
@@ -412,6 +424,7 @@ impl Placer {
         if let Some(r) = self.reservations.remove(task) {
             if let Some(&i) = self.by_id.get(&r.executor) {
                 self.loads[i].reserved -= r.cost;
+                self.rescore(i);
             }
         }
     }
@@ -449,6 +462,12 @@ impl Placer {
     /// Slots of executor `id` in use by what it reported running, and by reservations, if it is schedulable.
     pub fn load(&self, id: ExecutorId) -> Option<(u32, u32)> {
         self.by_id.get(&id).map(|&i| (self.loads[i].reported, self.loads[i].reserved))
+    }
+
+    /// Files slot `i` in the score orders as its load and schedulability now are.
+    fn rescore(&mut self, i: usize) {
+        let l = self.loads[i];
+        self.scores.set(i, self.all.contains(i).then(|| (l.capacity, l.used())));
     }
 
     /// Sets the guard switches (the simulation's bug-finding runs only).
@@ -562,37 +581,22 @@ impl Placer {
         let set = self.candidates(req)?;
         let cost = u64::from(req.cost);
         let ignore_capacity = self.plants.has(Planted::CapacityIgnored);
-        let fits = |s: &Load| ignore_capacity || u64::from(s.free()) >= cost;
-        // Scores compare utilization after placing, (used + cost) / capacity, by cross-multiplication.
-        let mut best: Option<(u64, u64)> = None;
-        let mut ties: u64 = 0;
-        let mut best_free: u32 = 0;
-        let better = |a: (u64, u64), b: (u64, u64)| -> std::cmp::Ordering {
-            let (lhs, rhs) = (a.0 * b.1, b.0 * a.1);
-            match self.policy.strategy {
-                Strategy::LeastLoaded => rhs.cmp(&lhs),
-                Strategy::BinPack => lhs.cmp(&rhs),
-            }
+        // The score orders give the best at once; the full pass is for a cost they do not hold, a candidate set
+        // small enough to score directly, and the planted capacity bug. Both draw among the same ties in slot order.
+        let everyone = set.len() == self.all.len();
+        let indexed = !ignore_capacity && req.cost <= scores::COSTS && (everyone || set.len() > SCAN_MAX);
+        let chosen = if indexed {
+            let ties = self.scores.best(req.cost, self.policy.strategy, (!everyone).then_some(&set));
+            (!ties.is_empty()).then(|| ties[rng.below(ties.len() as u64) as usize] as usize)
+        } else {
+            self.scan(&set, cost, ignore_capacity, rng)
         };
-        let mut largest: u32 = 0;
-        for i in set.iter() {
-            let s = &self.loads[i];
-            best_free = best_free.max(s.free());
-            largest = largest.max(s.capacity);
-            if !fits(s) {
-                continue;
+        let Some(i) = chosen else {
+            let (mut best_free, mut largest) = (0u32, 0u32);
+            for i in set.iter() {
+                best_free = best_free.max(self.loads[i].free());
+                largest = largest.max(self.loads[i].capacity);
             }
-            let score = (s.used() + cost, u64::from(s.capacity).max(1));
-            match best.map(|b| better(score, b)) {
-                None | Some(std::cmp::Ordering::Greater) => {
-                    best = Some(score);
-                    ties = 1;
-                }
-                Some(std::cmp::Ordering::Equal) => ties += 1,
-                Some(std::cmp::Ordering::Less) => {}
-            }
-        }
-        let Some(best) = best else {
             if let Some(pin) = req.resources.iter().find(|p| p.executor.is_some()) {
                 let executor = pin.executor.expect("found a pinned resource");
                 return Err(PlacementError::PinnedFull {
@@ -609,23 +613,6 @@ impl Placer {
                 candidates: set.len(),
             });
         };
-        let mut pick = rng.below(ties);
-        let mut chosen = None;
-        for i in set.iter() {
-            let s = &self.loads[i];
-            if !fits(s) {
-                continue;
-            }
-            let score = (s.used() + cost, u64::from(s.capacity).max(1));
-            if better(score, best) == std::cmp::Ordering::Equal {
-                if pick == 0 {
-                    chosen = Some(i);
-                    break;
-                }
-                pick -= 1;
-            }
-        }
-        let i = chosen.expect("the tie counted in the first pass is found in the second");
         let id = self.slots[i].as_ref().expect("chosen slot is occupied").id;
         let s = &mut self.loads[i];
         assert!(
@@ -635,10 +622,58 @@ impl Placer {
         );
         s.reserved += req.cost;
         let placement = Placement { executor: id, free_after: s.free() };
+        self.rescore(i);
         let expires_at = now + self.policy.reservation_ttl;
         let reservation = Reservation { executor: id, cost: req.cost, epoch: req.epoch, placed_at: now, expires_at };
         self.reservations.insert(req.task.clone(), reservation);
         Ok(placement)
+    }
+
+    /// The full pass: scores every candidate in `set` for a task of `cost`, and draws among the best ones (in
+    /// slot order) with one draw of `rng`; `None` if it fits on none.
+    fn scan(&self, set: &BitSet, cost: u64, ignore_capacity: bool, rng: &mut impl Rng) -> Option<usize> {
+        let fits = |s: &Load| ignore_capacity || u64::from(s.free()) >= cost;
+        // Scores compare utilization after placing, (used + cost) / capacity, by cross-multiplication.
+        let mut best: Option<(u64, u64)> = None;
+        let mut ties: u64 = 0;
+        let better = |a: (u64, u64), b: (u64, u64)| -> std::cmp::Ordering {
+            let (lhs, rhs) = (u128::from(a.0) * u128::from(b.1), u128::from(b.0) * u128::from(a.1));
+            match self.policy.strategy {
+                Strategy::LeastLoaded => rhs.cmp(&lhs),
+                Strategy::BinPack => lhs.cmp(&rhs),
+            }
+        };
+        for i in set.iter() {
+            let s = &self.loads[i];
+            if !fits(s) {
+                continue;
+            }
+            let score = (s.used() + cost, u64::from(s.capacity).max(1));
+            match best.map(|b| better(score, b)) {
+                None | Some(std::cmp::Ordering::Greater) => {
+                    best = Some(score);
+                    ties = 1;
+                }
+                Some(std::cmp::Ordering::Equal) => ties += 1,
+                Some(std::cmp::Ordering::Less) => {}
+            }
+        }
+        let best = best?;
+        let mut pick = rng.below(ties);
+        for i in set.iter() {
+            let s = &self.loads[i];
+            if !fits(s) {
+                continue;
+            }
+            let score = (s.used() + cost, u64::from(s.capacity).max(1));
+            if better(score, best) == std::cmp::Ordering::Equal {
+                if pick == 0 {
+                    return Some(i);
+                }
+                pick -= 1;
+            }
+        }
+        unreachable!("the tie counted in the first pass is found in the second")
     }
 
     /// Checks the invariants; the message names the one broken and the ids involved.
@@ -685,6 +720,10 @@ impl Placer {
                 self.by_id.len()
             ));
         }
+        let filed: Vec<_> = (0..self.slots.len())
+            .map(|i| (i, self.all.contains(i).then(|| (self.loads[i].capacity, self.loads[i].used()))))
+            .collect();
+        self.scores.check(&filed)?;
         for ((key, pattern), (sel, set)) in &self.regex_cache {
             if sel.spec() != &(SelectorSpec { key: key.clone(), op: SelectorOp::Regex, target: pattern.clone() }) {
                 return Err(format!("placement: regex cache entry {key}~{pattern} holds {sel}"));
@@ -739,6 +778,63 @@ mod tests {
         let r = p.place(Time::ZERO, &req, &mut SplitMix64::new(u64::from(t))).map(|pl| pl.executor);
         p.check().unwrap();
         r
+    }
+
+    /// The score orders choose exactly what the full pass chooses, with the same draw, whatever happened before:
+    /// random executors coming and going (capacity 0 to 12, three zones), reports, placements of costs 1 to 10 with
+    /// and without selectors, releases and expiries; both strategies; the invariants after every step.
+    #[test]
+    fn same_choice_as_the_full_pass() {
+        for seed in 0..200u64 {
+            let mut r = SplitMix64::new(seed);
+            let strategy = if seed % 2 == 0 { Strategy::LeastLoaded } else { Strategy::BinPack };
+            let mut p = Placer::new(PlacementPolicy { strategy, reservation_ttl: Duration::from_secs(10) });
+            let zones = ["a", "b", "c"];
+            let selector_sets: [&[&str]; 4] = [&[], &["zone=a"], &["zone!=b"], &["zone~^[ab]$"]];
+            for step in 0..400u64 {
+                let now = Time::ZERO + Duration::from_millis(step * 100);
+                // Few executors for some seeds, up to 200 for others (beyond SCAN_MAX with selectors too).
+                let span = if seed % 4 < 2 { 12 } else { 200 };
+                let id = ExecutorId(1 + r.below(span));
+                match r.below(10) {
+                    0 | 1 => {
+                        let zone = zones[r.below(3) as usize];
+                        let capacity = r.below(13) as u32;
+                        p.upsert(id, capacity, &labels(&[("zone", zone)]), r.below(u64::from(capacity) + 1) as u32);
+                    }
+                    2 => p.remove(id),
+                    3 => {
+                        let running: Vec<(TaskId, Epoch, u32)> =
+                            (0..r.below(3)).map(|k| (task(k as u32), Epoch(1), 1 + r.below(3) as u32)).collect();
+                        p.report(id, running.iter().map(|(t, e, c)| (t, *e, *c)), std::iter::empty());
+                    }
+                    4 => p.release(&task(r.below(40) as u32)),
+                    5 => {
+                        p.expire(now);
+                    }
+                    _ => {
+                        let t = task(r.below(40) as u32);
+                        let cost = 1 + r.below(10) as u32;
+                        let selectors = sels(selector_sets[r.below(4) as usize]);
+                        let req =
+                            PlacementRequest { task: &t, epoch: None, cost, selectors: &selectors, resources: &[] };
+                        let draw = SplitMix64::new(r.next_u64());
+                        let mut scanned = p.clone();
+                        scanned.release(&t);
+                        let (mut d1, mut d2) = (draw.clone(), draw);
+                        let want = scanned
+                            .candidates(&req)
+                            .ok()
+                            .and_then(|set| scanned.scan(&set, u64::from(cost), false, &mut d1))
+                            .map(|i| scanned.slots[i].as_ref().expect("an occupied slot").id);
+                        let got = p.place(now, &req, &mut d2).ok().map(|pl| pl.executor);
+                        assert_eq!(got, want, "seed {seed} step {step}: {t} of cost {cost} with {selectors:?}");
+                        assert_eq!(d1, d2, "seed {seed} step {step}: the draws differ");
+                    }
+                }
+                p.check().unwrap_or_else(|e| panic!("seed {seed} step {step}: {e}"));
+            }
+        }
     }
 
     #[test]

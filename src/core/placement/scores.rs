@@ -1,0 +1,175 @@
+//! The executors ordered by score, so that a placement finds its best executor without a pass over all of them.
+//!
+//! A score is the utilization after placing, `(used + cost) / capacity`: it depends on the task's cost, so there is
+//! one order per cost, each built on the first placement of that cost (costs 1 to [`COSTS`]; a larger cost, rare,
+//! is placed by the full pass). Each order maps a score to the executor slots that have it, in slot order, so the
+//! least-loaded choice is the first bucket, the bin-pack choice the last one at or below 1, and its ties are that
+//! bucket: the placer draws among them exactly as the full pass does, so both give the same executor for the same
+//! draw (`same_choice_as_the_full_pass` holds them to it).
+//!
+//! An executor of capacity 0 is never filed: nothing fits on it.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use super::{BitSet, Strategy};
+
+/// The largest cost with an order of its own.
+pub(super) const COSTS: u32 = 8;
+
+/// `(used + cost) / capacity`, compared exactly (by cross-multiplication, in 128 bits).
+#[derive(Clone, Copy, Debug)]
+struct Score {
+    num: u64,
+    den: u64,
+}
+
+impl Score {
+    const ONE: Score = Score { num: 1, den: 1 };
+
+    fn of(capacity: u32, used: u64, cost: u32) -> Score {
+        Score { num: used + u64::from(cost), den: u64::from(capacity.max(1)) }
+    }
+}
+
+impl Ord for Score {
+    fn cmp(&self, other: &Score) -> Ordering {
+        (u128::from(self.num) * u128::from(other.den)).cmp(&(u128::from(other.num) * u128::from(self.den)))
+    }
+}
+
+impl PartialOrd for Score {
+    fn partial_cmp(&self, other: &Score) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Score {
+    fn eq(&self, other: &Score) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Score {}
+
+/// One cost's order: score → slots with it, ascending.
+type Order = BTreeMap<Score, Vec<u32>>;
+
+#[derive(Clone, Debug, Default)]
+pub(super) struct Scores {
+    /// Per slot: the (capacity, used) it is filed under, or `None` (not schedulable, or capacity 0).
+    filed: Vec<Option<(u32, u64)>>,
+    /// Index `cost - 1`: that cost's order, once built.
+    orders: Vec<Option<Order>>,
+}
+
+impl Scores {
+    /// Files slot `i` under `key` (its capacity and usage), or takes it out with `None`.
+    pub(super) fn set(&mut self, i: usize, key: Option<(u32, u64)>) {
+        let key = key.filter(|(capacity, _)| *capacity > 0);
+        if self.filed.len() <= i {
+            self.filed.resize(i + 1, None);
+        }
+        let old = std::mem::replace(&mut self.filed[i], key);
+        if old == key {
+            return;
+        }
+        let slot = i as u32;
+        for (c, order) in self.orders.iter_mut().enumerate() {
+            let Some(order) = order else { continue };
+            let cost = c as u32 + 1;
+            if let Some((capacity, used)) = old {
+                take(order, Score::of(capacity, used, cost), slot);
+            }
+            if let Some((capacity, used)) = key {
+                put(order, Score::of(capacity, used, cost), slot);
+            }
+        }
+    }
+
+    /// The slots tied for the best score for a task of `cost` (1 to [`COSTS`]) among those it fits on, in slot
+    /// order, within `among` (every filed slot when `None`); empty when it fits nowhere.
+    pub(super) fn best(&mut self, cost: u32, strategy: Strategy, among: Option<&BitSet>) -> Vec<u32> {
+        let order = self.order(cost);
+        let fitting = order.range(..=Score::ONE);
+        let within = |slots: &Vec<u32>| -> Vec<u32> {
+            match among {
+                None => slots.clone(),
+                Some(set) => slots.iter().copied().filter(|&s| set.contains(s as usize)).collect(),
+            }
+        };
+        let found = match strategy {
+            Strategy::LeastLoaded => fitting.map(|(_, slots)| within(slots)).find(|s| !s.is_empty()),
+            Strategy::BinPack => fitting.rev().map(|(_, slots)| within(slots)).find(|s| !s.is_empty()),
+        };
+        found.unwrap_or_default()
+    }
+
+    /// The order of `cost`, built now if it was not.
+    fn order(&mut self, cost: u32) -> &Order {
+        let c = (cost - 1) as usize;
+        if self.orders.len() <= c {
+            self.orders.resize(c + 1, None);
+        }
+        let filed = &self.filed;
+        self.orders[c].get_or_insert_with(|| {
+            let mut order = Order::new();
+            for (i, key) in filed.iter().enumerate() {
+                if let Some((capacity, used)) = key {
+                    put(&mut order, Score::of(*capacity, *used, cost), i as u32);
+                }
+            }
+            order
+        })
+    }
+
+    /// Checks that slot `i` is filed under `key` (as [`Scores::set`] would file it) in every built order; and, given
+    /// how many slots should be filed, that no order holds any other.
+    pub(super) fn check(&self, expected: &[(usize, Option<(u32, u64)>)]) -> Result<(), String> {
+        let mut filed = 0usize;
+        for &(i, key) in expected {
+            let key = key.filter(|(capacity, _)| *capacity > 0);
+            if self.filed.get(i).copied().flatten() != key {
+                return Err(format!("placement: slot {i} is scored as {:?}, not {key:?}", self.filed.get(i)));
+            }
+            let Some((capacity, used)) = key else { continue };
+            filed += 1;
+            for (c, order) in self.orders.iter().enumerate() {
+                let Some(order) = order else { continue };
+                let score = Score::of(capacity, used, c as u32 + 1);
+                if !order.get(&score).is_some_and(|slots| slots.binary_search(&(i as u32)).is_ok()) {
+                    return Err(format!("placement: slot {i} is missing from the order of cost {}", c + 1));
+                }
+            }
+        }
+        if self.filed.iter().flatten().count() != filed {
+            return Err("placement: a slot no executor holds is scored".to_owned());
+        }
+        for (c, order) in self.orders.iter().enumerate() {
+            let Some(order) = order else { continue };
+            let n: usize = order.values().map(Vec::len).sum();
+            if n != filed || order.values().any(|s| s.is_empty() || s.windows(2).any(|w| w[0] >= w[1])) {
+                return Err(format!("placement: the order of cost {} holds {n} slots for {filed}", c + 1));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn put(order: &mut Order, score: Score, slot: u32) {
+    let slots = order.entry(score).or_default();
+    if let Err(at) = slots.binary_search(&slot) {
+        slots.insert(at, slot);
+    }
+}
+
+fn take(order: &mut Order, score: Score, slot: u32) {
+    if let Some(slots) = order.get_mut(&score) {
+        if let Ok(at) = slots.binary_search(&slot) {
+            slots.remove(at);
+        }
+        if slots.is_empty() {
+            order.remove(&score);
+        }
+    }
+}
