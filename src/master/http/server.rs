@@ -2,8 +2,9 @@
 //!
 //! - **A cap on open connections** ([`connection_cap`]): each connection holds a permit of a semaphore; one over the
 //!   cap is answered at once with a 503 (JSON, `Retry-After`) and closed, never queued. Those answers are bounded
-//!   too ([`REFUSALS_IN_FLIGHT_MAX`] at once, each within [`REFUSAL_LINGER`]); past them a connection is closed
-//!   unanswered. Without a configured cap, it is derived from the process's file-descriptor limit, leaving
+//!   too: at most [`REFUSALS_IN_FLIGHT_MAX`] at once linger (within [`REFUSAL_LINGER`]) to read what the client
+//!   sent before closing; past them the answer is written and the connection closed on the spot, without waiting.
+//!   Without a configured cap, it is derived from the process's file-descriptor limit, leaving
 //!   [`FDS_RESERVED`] descriptors to gRPC, etcd and an in-process executor, so a flood of HTTP connections cannot
 //!   starve them.
 //! - **A watchdog per connection**, from the phase the connection is in: idle (no request on it) at most
@@ -47,11 +48,12 @@ pub const FDS_RESERVED: u64 = 512;
 pub const CONNECTIONS_DEFAULT_MAX: u32 = 1024;
 /// The smallest derived cap; a file-descriptor limit too low for it is warned about at start.
 pub const CONNECTIONS_DERIVED_MIN: u32 = 8;
-/// The most connections over the cap being answered 503 at once; more are closed unanswered.
+/// The most connections over the cap being answered 503 at once with a linger; more are answered without one.
 pub const REFUSALS_IN_FLIGHT_MAX: usize = 64;
 /// The longest a refused connection is kept: to send the 503, then read and discard what the client sent, so that
-/// the close does not reset the connection before the client has read the answer.
-pub const REFUSAL_LINGER: Duration = Duration::from_secs(1);
+/// the close does not reset the connection before the client has read the answer. Short: a client that sends
+/// nothing and never closes (a flood) must not hold the refusals' places.
+pub const REFUSAL_LINGER: Duration = Duration::from_millis(250);
 /// The most bytes read and discarded from a refused connection.
 const REFUSAL_DRAIN_MAX_BYTES: usize = 64 * 1024;
 /// The pause after a failed accept (out of file descriptors, say), so that the loop does not spin.
@@ -236,10 +238,7 @@ pub async fn serve(
                 Ok(permit) => {
                     tokio::spawn(refuse(stream, refusal.clone(), permit));
                 }
-                Err(_) => {
-                    debug!(%peer, "HTTP connection over the cap closed unanswered: too many refusals in flight");
-                    drop(stream);
-                }
+                Err(_) => refuse_at_once(stream, &refusal),
             },
         }
     }
@@ -286,6 +285,22 @@ async fn refuse(mut stream: TcpStream, answer: Arc<[u8]>, _permit: OwnedSemaphor
         Ok::<(), std::io::Error>(())
     };
     let _ = tokio::time::timeout(REFUSAL_LINGER, exchange).await;
+}
+
+/// Answers a connection over the cap with `answer` without waiting: writes what the socket takes now, closes the
+/// sending side, discards what the client has already sent (so that the close is not a reset), and closes.
+fn refuse_at_once(stream: TcpStream, answer: &[u8]) {
+    let _ = stream.try_write(answer);
+    let Ok(stream) = stream.into_std() else { return };
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut buf = [0u8; 4096];
+    let mut drained = 0;
+    while drained < REFUSAL_DRAIN_MAX_BYTES {
+        match std::io::Read::read(&mut &stream, &mut buf) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
 }
 
 /// Serves one connection until it closes, its phase's deadline passes, or (after `stopping`) its request is done.
