@@ -105,7 +105,7 @@ pub fn connection_cap(configured: Option<u32>, nofile: Option<u64>) -> Cap {
     } else if half >= CONNECTIONS_DERIVED_MIN {
         (
             format!(
-                "half of what is left of the file-descriptor limit: {limit}, {kept_words}; raise the limit (ulimit \
+                "half of what is left once descriptors are kept: {limit}, {kept_words}; raise the limit (ulimit \
                  -n) or set http.max-connections for more"
             ),
             true,
