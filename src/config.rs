@@ -43,6 +43,10 @@ pub const LEASE_TTL_MIN: Duration = Duration::from_secs(2);
 /// The master's default HTTP listen address (10280: clear of the gRPC ports 10240+ and 10340+ of the examples,
 /// and of the kubelet's 10248-10250).
 pub const HTTP_ADDR_DEFAULT: &str = "127.0.0.1:10280";
+/// The most names `http.names` may list.
+pub const HTTP_NAMES_MAX: usize = 32;
+/// The largest `http.max-connections`.
+pub const HTTP_CONNECTIONS_MAX: u32 = 65_536;
 /// How early the simulated etcd may expire a lease (design.md §4); the step-down deadline keeps this margin.
 pub const LEASE_EARLY_EXPIRY: Duration = Duration::from_secs(1);
 /// The longest a client of this crate (`foreman job create`) resends one create token: every attempt of a create
@@ -270,6 +274,8 @@ pub struct MasterConfig {
     pub rpc: RpcConfig,
     /// What is kept of deleted jobs.
     pub jobs: JobsConfig,
+    /// The HTTP API's connection limits and the host names it answers to.
+    pub http: HttpConfig,
 }
 
 impl Default for MasterConfig {
@@ -288,6 +294,7 @@ impl Default for MasterConfig {
             placement: PlacementConfig::default(),
             rpc: RpcConfig::default(),
             jobs: JobsConfig::default(),
+            http: HttpConfig::default(),
         }
     }
 }
@@ -554,6 +561,40 @@ impl Default for JobsConfig {
     }
 }
 
+/// The HTTP API's connection limits and the names it answers to (production build only; `http-addr` turns the API
+/// on and off).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Host names the API answers to besides its own (`http-addr`, and `localhost`, `127.0.0.1` and `[::1]` on its
+    /// port), written as a client's `Host` header carries them: `host:port`, or `host` for a client on port 80 or
+    /// 443 (behind a proxy). A request naming another host is refused (421), and so is an `Origin` that is not
+    /// `http://` or `https://` one of these names (403): a web page cannot drive the API, even on loopback.
+    pub names: Vec<String>,
+    /// The most connections open at once; one more is answered 503 and closed. Absent: derived at start from the
+    /// process's file-descriptor limit, so that a flood of connections cannot starve gRPC, etcd and executors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<u32>,
+    /// The longest a client may take to send a request's headers, from their first byte; then the connection is
+    /// closed.
+    #[serde(with = "serde_duration")]
+    pub header_read_timeout: Duration,
+    /// The longest a connection may stay open with no request on it; then it is closed.
+    #[serde(with = "serde_duration")]
+    pub idle_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            names: vec![],
+            max_connections: None,
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 impl MasterConfig {
     /// Parses TOML text (no defaults filled in, not validated).
     pub fn from_toml(text: &str) -> Result<MasterConfig, ConfigError> {
@@ -627,7 +668,7 @@ impl MasterConfig {
         CREATE_RETRY_SPAN_MAX + self.rpc.request_timeout * 2 + self.election.step_down + self.rpc.metastore_timeout
     }
 
-    fn durations(&self) -> [(&'static str, Duration); 21] {
+    fn durations(&self) -> [(&'static str, Duration); 23] {
         let (el, ex, wo, bo) = (&self.election, &self.executors, &self.workers, &self.backoff);
         [
             ("election.lease-ttl", el.lease_ttl),
@@ -651,6 +692,8 @@ impl MasterConfig {
             ("rpc.request-timeout", self.rpc.request_timeout),
             ("rpc.metastore-timeout", self.rpc.metastore_timeout),
             ("jobs.tombstone-retention", self.jobs.tombstone_retention),
+            ("http.header-read-timeout", self.http.header_read_timeout),
+            ("http.idle-timeout", self.http.idle_timeout),
         ]
     }
 
@@ -685,6 +728,7 @@ impl MasterConfig {
         check_addr_list("etcd", &self.etcd)?;
         check_cluster(&self.cluster)?;
         check_durations(&self.durations())?;
+        check_http(&self.http)?;
 
         let el = &self.election;
         if el.lease_ttl < LEASE_TTL_MIN {
@@ -1071,6 +1115,48 @@ fn check_http_addr(http_addr: &str, addr: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `[http]`: names a `Host` header can carry, and a connection cap within bounds.
+fn check_http(http: &HttpConfig) -> Result<(), ConfigError> {
+    if http.names.len() > HTTP_NAMES_MAX {
+        return Err(invalid(
+            "http.names",
+            format!("{} names given; at most {HTTP_NAMES_MAX} are allowed", http.names.len()),
+        ));
+    }
+    for name in &http.names {
+        check_http_name(name).map_err(|rule| invalid("http.names", rule))?;
+    }
+    if let Some(n) = http.max_connections {
+        if n == 0 || n > HTTP_CONNECTIONS_MAX {
+            return Err(invalid(
+                "http.max-connections",
+                format!(
+                    "{n} is out of range: give 1 to {HTTP_CONNECTIONS_MAX}, or leave it out to derive it from the \
+                     file-descriptor limit"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A name of `http.names`: `host` or `host:port`, as a `Host` header carries it.
+fn check_http_name(name: &str) -> Result<(), String> {
+    let example = "write host or host:port as clients name it, e.g. foreman.example.com:10280";
+    if name.contains("://") || name.contains('/') {
+        return Err(format!("{name:?} is not a host name; drop the scheme and path and {example}"));
+    }
+    let bracketed_alone = name.starts_with('[') && name.ends_with(']');
+    if name.matches(':').count() > 1 && !name.starts_with('[') {
+        return Err(format!("{name:?}: write an IPv6 address in brackets, e.g. [::1] or [::1]:10280"));
+    }
+    if name.contains(':') && !bracketed_alone {
+        return parse_addr(name).map(|_| ());
+    }
+    // The host alone: check it as the host of `host:80`.
+    parse_addr(&format!("{name}:80")).map(|_| ()).map_err(|_| format!("{name:?} is not a valid host; {example}"))
+}
+
 fn check_addr_list(setting: &str, values: &[String]) -> Result<(), ConfigError> {
     if values.is_empty() {
         return Err(invalid(setting, "the list is empty; give at least one host:port"));
@@ -1243,6 +1329,20 @@ pub struct MasterFlags {
     /// How long a deleted job's create token is kept to refuse a delayed repeat of its create [default: 10m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub jobs_tombstone_retention: Option<Duration>,
+
+    /// More host names the HTTP API answers to (Host and Origin), comma-separated, host or host:port
+    /// [default: only its own address, localhost, 127.0.0.1 and [::1] on its port].
+    #[arg(long, value_name = "HOST[:PORT],...", value_delimiter = ',')]
+    pub http_names: Option<Vec<String>>,
+    /// The most HTTP connections open at once [default: derived from the file-descriptor limit].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub http_max_connections: Option<u32>,
+    /// The longest a client may take to send a request's headers [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub http_header_read_timeout: Option<Duration>,
+    /// The longest an HTTP connection may stay open with no request on it [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub http_idle_timeout: Option<Duration>,
 }
 
 impl MasterFlags {
@@ -1287,6 +1387,13 @@ impl MasterFlags {
         set(&mut c.rpc.metastore_timeout, &self.rpc_metastore_timeout);
 
         set(&mut c.jobs.tombstone_retention, &self.jobs_tombstone_retention);
+
+        set(&mut c.http.names, &self.http_names);
+        if let Some(n) = self.http_max_connections {
+            c.http.max_connections = Some(n);
+        }
+        set(&mut c.http.header_read_timeout, &self.http_header_read_timeout);
+        set(&mut c.http.idle_timeout, &self.http_idle_timeout);
     }
 }
 
@@ -1610,6 +1717,16 @@ mod tests {
             ("cluster = \"prod-\"", "cluster", &["starting and ending"]),
             ("cluster = \"\"", "cluster", &["1 to 63"]),
             ("name = \"a/b\"", "name", &["letters, digits, '-', '_' and '.'"]),
+            ("[http]\nnames = [\"http://a.example:1\"]", "http.names", &["drop the scheme"]),
+            ("[http]\nnames = [\"a.example/api\"]", "http.names", &["drop the scheme and path"]),
+            ("[http]\nnames = [\"a b\"]", "http.names", &["\"a b\" is not a valid host"]),
+            ("[http]\nnames = [\"\"]", "http.names", &["\"\" is not a valid host"]),
+            ("[http]\nnames = [\"a.example:0\"]", "http.names", &["1 to 65535"]),
+            ("[http]\nnames = [\"::1\"]", "http.names", &["brackets"]),
+            ("[http]\nmax-connections = 0", "http.max-connections", &["1 to 65536", "leave it out"]),
+            ("[http]\nmax-connections = 65537", "http.max-connections", &["1 to 65536"]),
+            ("[http]\nheader-read-timeout = \"0s\"", "http.header-read-timeout", &["is zero"]),
+            ("[http]\nidle-timeout = \"0s\"", "http.idle-timeout", &["is zero"]),
         ];
         for &(toml, setting, words) in table {
             assert_refused(master(toml), setting, words, toml);
@@ -1625,6 +1742,8 @@ mod tests {
             "name = \"m_1.a-b\"",
             "[backoff]\nmultiplier = 1",
             "[executors]\nsuspect-fraction = 1.0",
+            "[http]\nnames = [\"a.example\", \"a.example:8080\", \"[::1]\", \"[fd00::1]:80\", \"10.0.0.1:10280\"]",
+            "[http]\nmax-connections = 1",
         ] {
             assert_eq!(master(toml).unwrap(), Vec::<String>::new(), "{toml}");
         }
@@ -1789,6 +1908,11 @@ mod tests {
             metastore-timeout = "1500ms"
             [jobs]
             tombstone-retention = "1h"
+            [http]
+            names = ["foreman.example.com:10280", "foreman.example.com"]
+            max-connections = 100
+            header-read-timeout = "5s"
+            idle-timeout = "30s"
         "#;
         let file = MasterConfig::from_toml(toml).unwrap();
         let args = [
@@ -1824,6 +1948,10 @@ mod tests {
             "--rpc-request-timeout=4s",
             "--rpc-metastore-timeout=1500ms",
             "--jobs-tombstone-retention=1h",
+            "--http-names=foreman.example.com:10280,foreman.example.com",
+            "--http-max-connections=100",
+            "--http-header-read-timeout=5s",
+            "--http-idle-timeout=30s",
         ];
         let (from_flags, warnings) = MasterConfig::load(&master_flags(&args)).unwrap();
         assert!(warnings.is_empty(), "{warnings:?}");

@@ -8,7 +8,12 @@
 //!   bad input is a 400 naming what to fix, an unknown job a 404, a conflict a 409, each with the stable reason;
 //! - `/metrics` has every listed metric with its HELP and TYPE lines, and the values move: registry and job gauges,
 //!   job-master placements (an executor registered over gRPC), placement rejections, heartbeat gaps;
-//! - a follower answers the same calls by forwarding them to the leader, and says it follows.
+//! - a follower answers the same calls by forwarding them to the leader, and says it follows;
+//! - connections are bounded: a slowloris (headers that never end) is closed after the header-read timeout, an idle
+//!   connection after the idle timeout, connections over the cap get a 503 with `Retry-After` while the gRPC API
+//!   keeps answering, and a graceful shutdown closes idle connections and returns;
+//! - a web page cannot drive the API: a body not said to be JSON is a 415, a foreign `Host` a 421, a foreign
+//!   `Origin` a 403, while the API's own names work.
 #![cfg(not(madsim))]
 
 mod common;
@@ -19,12 +24,14 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 
 use common::{sample, short_election, METRICS};
-use foreman::config::MasterConfig;
+use foreman::config::{HttpConfig, MasterConfig};
 use foreman::master::{http, Master, Role};
 use foreman::meta::MetaStore;
 use foreman::rpc::pb;
@@ -46,13 +53,19 @@ struct Node {
     grpc: String,
     http: String,
     _stop_master: oneshot::Sender<()>,
-    _stop_http: oneshot::Sender<()>,
+    stop_http: Option<oneshot::Sender<()>>,
+    http_served: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
 impl Node {
     /// Starts master `m-<name>` of cluster `test-<cluster>` over `store` (a clone of another node's store makes
     /// the two masters of one cluster).
     async fn start(name: &str, cluster: &str, store: MetaStore) -> Node {
+        Node::start_with(name, cluster, store, HttpConfig::default()).await
+    }
+
+    /// The same, with the HTTP API's `[http]` settings `http`.
+    async fn start_with(name: &str, cluster: &str, store: MetaStore, http_cfg: HttpConfig) -> Node {
         let incoming = TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind a loopback port");
         let grpc = incoming.local_addr().expect("bound address").to_string();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
@@ -63,6 +76,7 @@ impl Node {
             http_addr: http.clone(),
             cluster: format!("test-{cluster}"),
             election: short_election(),
+            http: http_cfg,
             ..MasterConfig::default()
         };
         cfg.fill_derived();
@@ -75,17 +89,22 @@ impl Node {
             let _ = stopped.await;
         }));
         let (stop_http, stopped) = oneshot::channel::<()>();
-        tokio::spawn(http::serve(m.clone(), listener, async move {
+        let http_served = tokio::spawn(http::serve(m.clone(), listener, async move {
             let _ = stopped.await;
         }));
         eprintln!("master {name}: gRPC {grpc}, HTTP {http}");
-        Node { m, grpc, http, _stop_master: stop_master, _stop_http: stop_http }
+        Node { m, grpc, http, _stop_master: stop_master, stop_http: Some(stop_http), http_served }
     }
 
     /// A lone master of its own cluster, leading and serving.
     async fn leader(name: &str) -> Node {
+        Node::leader_with(name, HttpConfig::default()).await
+    }
+
+    /// The same, with the HTTP API's `[http]` settings `http`.
+    async fn leader_with(name: &str, http: HttpConfig) -> Node {
         let store = MetaStore::embedded(&format!("test-{name}"), None).expect("an embedded store");
-        let node = Node::start(name, name, store).await;
+        let node = Node::start_with(name, name, store, http).await;
         node.wait_for_role("leader").await;
         node
     }
@@ -196,14 +215,17 @@ impl Reply {
 
 /// Sends one request on a fresh connection (`Connection: close`) and reads the whole answer.
 async fn call(addr: &str, method: &str, path: &str, body: Option<&str>) -> Reply {
+    call_with(addr, method, path, &[("Host", addr), ("Content-Type", "application/json")], body).await
+}
+
+/// The same with the headers `headers` (besides `Connection` and `Content-Length`).
+async fn call_with(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Reply {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let body = body.unwrap_or("");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        );
+        let headers: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+        let head =
+            format!("{method} {path} HTTP/1.1\r\n{headers}Connection: close\r\nContent-Length: {}\r\n\r\n", body.len());
         stream.write_all(head.as_bytes()).await.expect("send the head");
         // A server may answer before it has read the whole body (one too large) and stop reading: the answer is
         // what counts.
@@ -698,4 +720,264 @@ async fn a_reused_create_token_is_a_conflict() {
         Some("REQUEST_ID_REUSED"),
         &["r-1", "t1", "job.config"],
     );
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Connections: timeouts, the cap, graceful shutdown
+// ---------------------------------------------------------------------------------------------------------------
+
+/// How long past a timeout the server may take to close a connection (scheduling on a loaded machine).
+const CLOSE_MARGIN: Duration = Duration::from_secs(5);
+/// How much earlier than a timeout a close may be observed: the client's clock starts a little after the server's.
+const CLOSE_SLACK: Duration = Duration::from_millis(50);
+
+/// Reads and discards what the server sends on `stream` until it closes the connection (EOF or a reset). Returns
+/// how long after `since` it was closed; fails the test if it is still open `deadline` after `since`.
+async fn wait_closed(stream: &mut TcpStream, since: Instant, deadline: Duration) -> Duration {
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout_at(since + deadline, async {
+        while let Ok(n) = stream.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server kept the connection open for {deadline:?}");
+    since.elapsed()
+}
+
+/// Sends `GET path` on the kept-alive connection `stream` and reads its answer (a body with `Content-Length`),
+/// leaving the connection open.
+async fn keep_alive_get(stream: &mut TcpStream, addr: &str, path: &str) -> Reply {
+    let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    stream.write_all(head.as_bytes()).await.expect("send the head");
+    let read = async {
+        let (mut raw, mut buf) = (vec![], [0u8; 4096]);
+        loop {
+            let n = stream.read(&mut buf).await.expect("read the answer");
+            assert!(n > 0, "closed before a whole answer: {:?}", String::from_utf8_lossy(&raw));
+            raw.extend_from_slice(&buf[..n]);
+            let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else { continue };
+            let Some(reply) = parse_reply(&raw) else { continue };
+            let length: usize = reply.headers.get("content-length").and_then(|v| v.parse().ok()).expect("a length");
+            if raw.len() >= split + 4 + length {
+                return reply;
+            }
+        }
+    };
+    tokio::time::timeout(CALL_TIMEOUT, read).await.unwrap_or_else(|_| panic!("GET {path}: no answer in time"))
+}
+
+/// The `[http]` settings of a test: the two timeouts, the defaults otherwise.
+fn timeouts(header_read_timeout: Duration, idle_timeout: Duration) -> HttpConfig {
+    HttpConfig { header_read_timeout, idle_timeout, ..HttpConfig::default() }
+}
+
+/// A slowloris holds a connection by sending headers that never end. The header-read timeout counts from their
+/// first byte, and sending more does not extend it: both a stalled and a trickling client are closed once it has
+/// passed (the idle timeout is a minute, so nothing else closes them), and the API keeps answering.
+#[tokio::test]
+async fn a_slowloris_is_closed_after_the_header_read_timeout() {
+    let header_read_timeout = Duration::from_secs(1);
+    let t = Node::leader_with("slowloris", timeouts(header_read_timeout, Duration::from_secs(60))).await;
+    let partial = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Slow: ", t.http);
+
+    let mut stalled = TcpStream::connect(&t.http).await.expect("connect");
+    stalled.write_all(partial.as_bytes()).await.expect("send part of the headers");
+    let stalled_since = Instant::now();
+
+    let (mut trickle_read, mut trickle_write) = TcpStream::connect(&t.http).await.expect("connect").into_split();
+    trickle_write.write_all(partial.as_bytes()).await.expect("send part of the headers");
+    let trickle_since = Instant::now();
+    // One more header byte every 100 ms, for at most 10 s or until the server has closed the connection.
+    let trickler = tokio::spawn(async move {
+        for _ in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if trickle_write.write_all(b"x").await.is_err() {
+                return;
+            }
+        }
+    });
+
+    let took = wait_closed(&mut stalled, stalled_since, header_read_timeout + CLOSE_MARGIN).await;
+    assert!(took + CLOSE_SLACK >= header_read_timeout, "closed after {took:?}, before the timeout");
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout_at(trickle_since + header_read_timeout + CLOSE_MARGIN, async {
+        while let Ok(n) = trickle_read.read(&mut buf).await {
+            if n == 0 {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "a trickling client kept its connection open past the header-read timeout");
+    let took = trickle_since.elapsed();
+    assert!(took + CLOSE_SLACK >= header_read_timeout, "closed after {took:?}, before the timeout");
+    trickler.abort();
+    assert_eq!(t.get("/healthz").await.status, 200);
+}
+
+/// A connection with no request on it is closed after the idle timeout, whether it never sent anything or was kept
+/// alive after an answer; a connection in use is not (each request starts the idle time over).
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let idle_timeout = Duration::from_secs(1);
+    let t = Node::leader_with("idle", timeouts(Duration::from_secs(60), idle_timeout)).await;
+
+    let mut silent = TcpStream::connect(&t.http).await.expect("connect");
+    let silent_since = Instant::now();
+    let mut kept = TcpStream::connect(&t.http).await.expect("connect");
+    assert_eq!(keep_alive_get(&mut kept, &t.http, "/healthz").await.status, 200);
+    let kept_since = Instant::now();
+    // In use for 2.5 idle timeouts, a request every 0.4 of one: never closed.
+    let mut busy = TcpStream::connect(&t.http).await.expect("connect");
+    let busy_since = Instant::now();
+    while busy_since.elapsed() < idle_timeout * 5 / 2 {
+        assert_eq!(keep_alive_get(&mut busy, &t.http, "/healthz").await.status, 200);
+        tokio::time::sleep(idle_timeout * 2 / 5).await;
+    }
+
+    let took = wait_closed(&mut silent, silent_since, idle_timeout + CLOSE_MARGIN).await;
+    assert!(took + CLOSE_SLACK >= idle_timeout, "a silent connection closed after {took:?}, before the timeout");
+    let took = wait_closed(&mut kept, kept_since, idle_timeout + CLOSE_MARGIN).await;
+    assert!(took + CLOSE_SLACK >= idle_timeout, "a kept-alive connection closed after {took:?}, before the timeout");
+    let busy_since = Instant::now();
+    wait_closed(&mut busy, busy_since, idle_timeout + CLOSE_MARGIN).await;
+}
+
+/// With the cap's connections all open, one more gets an immediate 503 with `Retry-After` and is closed, as many
+/// times as it is tried; the gRPC API of the same master answers all along; once some close, the API answers again,
+/// and the held connections still work.
+#[tokio::test]
+async fn connections_over_the_cap_get_503_while_grpc_keeps_answering() {
+    let cap = 8;
+    let t = Node::leader_with("cap", HttpConfig { max_connections: Some(cap), ..HttpConfig::default() }).await;
+    let mut held = vec![];
+    for _ in 0..cap {
+        let mut stream = TcpStream::connect(&t.http).await.expect("connect");
+        // An answer means the server accepted it and holds its place.
+        assert_eq!(keep_alive_get(&mut stream, &t.http, "/healthz").await.status, 200);
+        held.push(stream);
+    }
+    for _ in 0..3 * cap {
+        let started = Instant::now();
+        let refused = t.get("/healthz").await;
+        refused.assert_refused(503, "UNAVAILABLE", None, &["8 HTTP connections", "http.max-connections", "retry"]);
+        assert_eq!(refused.headers.get("retry-after").map(String::as_str), Some("1"), "{refused:?}");
+        assert_eq!(refused.headers.get("connection").map(String::as_str), Some("close"), "{refused:?}");
+        assert!(started.elapsed() < Duration::from_secs(1), "the refusal took {:?}", started.elapsed());
+    }
+    let leader = DiscoveryClient::new(t.channel()).get_leader(pb::GetLeaderRequest {}).await;
+    let leader = leader.expect("GetLeader over gRPC while HTTP is at its cap").into_inner();
+    assert_eq!(leader.name, "m-cap");
+
+    held.truncate(cap as usize / 2);
+    let started = Instant::now();
+    while t.get("/healthz").await.status != 200 {
+        assert!(started.elapsed() < ACT_DEADLINE, "still refusing after half the connections closed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for stream in &mut held {
+        assert_eq!(keep_alive_get(stream, &t.http, "/healthz").await.status, 200);
+    }
+}
+
+/// A graceful shutdown lets a request being received finish (its answer comes, then the close), closes idle
+/// connections, stops accepting, and returns.
+#[tokio::test]
+async fn a_graceful_shutdown_finishes_requests_and_closes_idle_connections() {
+    let mut t = Node::leader("graceful").await;
+    let mut idle = TcpStream::connect(&t.http).await.expect("connect");
+    assert_eq!(keep_alive_get(&mut idle, &t.http, "/healthz").await.status, 200);
+    let body = json!({"type": "fake", "config": CONFIG, "id": "late"}).to_string();
+    let mut busy = TcpStream::connect(&t.http).await.expect("connect");
+    let head = format!(
+        "POST /api/v1/jobs HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        t.http,
+        body.len()
+    );
+    busy.write_all(head.as_bytes()).await.expect("send the head");
+    // The request is in the server's hands (it waits for the body) before the shutdown.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let _ = t.stop_http.take().expect("serving").send(());
+    let since = Instant::now();
+    wait_closed(&mut idle, since, CLOSE_MARGIN).await;
+    busy.write_all(body.as_bytes()).await.expect("send the body");
+    let mut raw = vec![];
+    tokio::time::timeout(CALL_TIMEOUT, busy.read_to_end(&mut raw)).await.expect("an answer").expect("read");
+    let answer = parse_reply(&raw).unwrap_or_else(|| panic!("not an answer: {:?}", String::from_utf8_lossy(&raw)));
+    assert_eq!(answer.status, 201, "{answer:?}");
+    let served = tokio::time::timeout(CLOSE_MARGIN, &mut t.http_served).await.expect("serve returns");
+    served.expect("the server task").expect("the server");
+    assert!(TcpStream::connect(&t.http).await.is_err(), "still accepting after the shutdown");
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Foreign requests: Content-Type, Host, Origin
+// ---------------------------------------------------------------------------------------------------------------
+
+/// What a web page can send to a loopback master is refused: a body not said to be JSON (a "simple" cross-origin
+/// request needs no preflight), a foreign `Host` (DNS rebinding), a foreign `Origin` (cross-site); none of them
+/// changes anything. The API's own names, a configured name, and a same-origin page work.
+#[tokio::test]
+async fn a_web_page_cannot_drive_the_api() {
+    let t =
+        Node::leader_with("foreign", HttpConfig { names: vec!["foreman.test".into()], ..HttpConfig::default() }).await;
+    let port = t.http.rsplit_once(':').expect("host:port").1;
+    let localhost = format!("localhost:{port}");
+    let job = json!({"type": "fake", "config": CONFIG, "id": "j"}).to_string();
+    let create = |headers: Vec<(&'static str, String)>| {
+        let (addr, job) = (t.http.clone(), job.clone());
+        async move {
+            let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            call_with(&addr, "POST", "/api/v1/jobs", &headers, Some(&job)).await
+        }
+    };
+    let invalid = Some("INVALID_ARGUMENT");
+
+    // Content-Type
+    let plain = create(vec![("Host", t.http.clone()), ("Content-Type", "text/plain".into())]).await;
+    plain.assert_refused(415, "INVALID_ARGUMENT", invalid, &["\"text/plain\"", "send Content-Type: application/json"]);
+    let form = create(vec![("Host", t.http.clone()), ("Content-Type", "application/x-www-form-urlencoded".into())]);
+    form.await.assert_refused(415, "INVALID_ARGUMENT", invalid, &["application/x-www-form-urlencoded"]);
+    let untyped = create(vec![("Host", t.http.clone())]).await;
+    untyped.assert_refused(415, "INVALID_ARGUMENT", invalid, &["is missing", "send Content-Type: application/json"]);
+
+    // Host
+    let accepted = [t.http.as_str(), &localhost, "foreman.test"];
+    for host in ["evil.example", &format!("evil.example:{port}"), &format!("localhost:{}", 1)] {
+        let r = call_with(&t.http, "GET", "/api/v1/jobs", &[("Host", host)], None).await;
+        r.assert_refused(421, "PERMISSION_DENIED", None, &[&format!("{host:?}"), &localhost, "http.names"]);
+    }
+    let rebound = create(vec![("Host", format!("evil.example:{port}")), ("Content-Type", "application/json".into())]);
+    rebound.await.assert_refused(421, "PERMISSION_DENIED", None, &["evil.example"]);
+
+    // Origin
+    for origin in ["http://evil.example", &format!("http://evil.example:{port}"), "null"] {
+        let headers = vec![
+            ("Host", t.http.clone()),
+            ("Origin", origin.to_owned()),
+            ("Content-Type", "application/json".to_owned()),
+        ];
+        create(headers).await.assert_refused(403, "PERMISSION_DENIED", None, &[&format!("{origin:?}"), &localhost]);
+    }
+    assert_eq!(t.get("/api/v1/jobs").await.json()["jobs"], json!([]), "a refused request created a job");
+
+    // The API's own names and a configured one; a same-origin page with a charset.
+    for host in accepted {
+        let r = call_with(&t.http, "GET", "/healthz", &[("Host", host)], None).await;
+        assert_eq!(r.status, 200, "{host}: {r:?}");
+    }
+    let headers = vec![
+        ("Host", localhost.clone()),
+        ("Origin", format!("http://{localhost}")),
+        ("Content-Type", "application/json; charset=utf-8".to_owned()),
+    ];
+    let created = create(headers).await;
+    assert_eq!(created.status, 201, "{created:?}");
+    // A request without a body needs no Content-Type.
+    let canceled = call_with(&t.http, "POST", "/api/v1/jobs/j/cancel", &[("Host", "foreman.test")], None).await;
+    assert_eq!(canceled.status, 200, "{canceled:?}");
 }

@@ -12,9 +12,16 @@
 //! - nothing from the network panics: bodies, paths and query strings are parsed by `input`, and every failure is
 //!   a 400 whose message says what to fix;
 //! - every request is bounded: its body by [`BODY_MAX_BYTES`], its handling by twice the master's request timeout
-//!   (a forwarded call may take a connect and a call), and the requests in flight by [`REQUESTS_IN_FLIGHT_MAX`].
+//!   (a forwarded call may take a connect and a call), and the requests in flight by [`REQUESTS_IN_FLIGHT_MAX`];
+//! - every connection is bounded (`server`): their number by a cap that keeps file descriptors for the rest of the
+//!   process, the time to send a request's headers and the time a connection may sit idle by `[http]` settings;
+//! - no request reaches a handler unless it names this API in `Host`, comes from no foreign web `Origin`, and, when
+//!   it has a body, says it is JSON (`guard`): a web page cannot drive the API;
+//! - every 503 (overload) carries `Retry-After`.
 
+mod guard;
 mod input;
+mod server;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -32,6 +39,7 @@ use tokio::sync::Semaphore;
 use tonic::{Code, Request, Status};
 
 use super::{Master, MasterService, Role};
+use crate::config::MasterConfig;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_server::Discovery;
 use crate::rpc::pb::job_manager_server::JobManager;
@@ -96,34 +104,53 @@ pub const HTTP_STATUSES: &[(Code, &str, u16)] = &[
     (Code::Unauthenticated, "UNAUTHENTICATED", 401),
 ];
 
-/// What every handler holds: the services, called in process, and their master.
+/// What every handler holds: the services, called in process, their master, and the names the API answers to.
 #[derive(Clone)]
 pub struct Api {
     svc: MasterService,
     m: Arc<Master>,
     in_flight: Arc<Semaphore>,
+    names: Arc<guard::Names>,
 }
 
-/// The router of [`ROUTES`], with JSON answers for unknown paths and methods, over master `m`.
-pub fn router(m: Arc<Master>) -> Router {
-    let api =
-        Api { svc: MasterService::new(m.clone()), m, in_flight: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)) };
+/// The router of [`ROUTES`], with JSON answers for unknown paths and methods, over master `m`, answering to `names`.
+fn router(m: Arc<Master>, names: guard::Names) -> Router {
+    let api = Api {
+        svc: MasterService::new(m.clone()),
+        m,
+        in_flight: Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT_MAX)),
+        names: Arc::new(names),
+    };
     let routes = ROUTES.iter().fold(Router::new(), |r, route| r.route(route.path, (route.handler)()));
+    // The last layer added runs first: the guard refuses foreign requests before they take a slot in flight.
     routes
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(api.clone(), limit_in_flight))
+        .layer(axum::middleware::from_fn_with_state(api.clone(), guard_request))
         .layer(DefaultBodyLimit::max(BODY_MAX_BYTES))
         .with_state(api)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves.
+/// Serves the API on `listener` with the limits of the master's `[http]` settings until `shutdown` resolves; then
+/// lets open connections finish their requests and returns once they have closed.
 pub async fn serve(
     m: Arc<Master>,
     listener: tokio::net::TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(m)).with_graceful_shutdown(shutdown).await
+    let local = listener.local_addr()?;
+    let names = guard::Names::new(local, &m.cfg.http_addr, &m.cfg.http.names);
+    tracing::info!(http = %local, names = %names.as_slice().join(","), "the HTTP API answers to these hosts");
+    let http = m.cfg.http.clone();
+    let handling = handling_deadline(&m.cfg);
+    server::serve(router(m, names), listener, &http, handling, shutdown).await
+}
+
+/// The deadline on handling one request: twice the master's request timeout (a forwarded call may take a connect
+/// and a call).
+fn handling_deadline(cfg: &MasterConfig) -> std::time::Duration {
+    cfg.rpc.request_timeout * 2
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -198,7 +225,7 @@ type Answer = Result<Response, ApiError>;
 
 /// Runs a service call under the API's deadline.
 async fn call<T>(api: &Api, f: impl Future<Output = Result<tonic::Response<T>, Status>>) -> Result<T, ApiError> {
-    let deadline = api.m.cfg.rpc.request_timeout * 2;
+    let deadline = handling_deadline(&api.m.cfg);
     match tokio::time::timeout(deadline, f).await {
         Ok(r) => r.map(tonic::Response::into_inner).map_err(ApiError::from),
         Err(_) => Err(ApiError::new(
@@ -235,6 +262,20 @@ fn body_error(e: BytesRejection) -> ApiError {
 // ---------------------------------------------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------------------------------------------
+
+/// Refuses a request that does not name this API, comes from a foreign web page, or has a body not said to be JSON
+/// (`guard`), before it takes a slot in flight.
+async fn guard_request(State(api): State<Api>, request: axum::extract::Request, next: Next) -> Response {
+    let checked = api
+        .names
+        .check_host(request.headers(), request.uri())
+        .and_then(|()| api.names.check_origin(request.headers()))
+        .and_then(|()| guard::check_content_type(request.headers()));
+    match checked {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
 
 /// Refuses a request at once when [`REQUESTS_IN_FLIGHT_MAX`] are being handled.
 async fn limit_in_flight(State(api): State<Api>, request: axum::extract::Request, next: Next) -> Response {
