@@ -137,7 +137,7 @@ impl Scores {
             for (c, order) in self.orders.iter().enumerate() {
                 let Some(order) = order else { continue };
                 let score = Score::of(capacity, used, c as u32 + 1);
-                if !order.get(&score).is_some_and(|slots| slots.binary_search(&(i as u32)).is_ok()) {
+                if order.get(&score).is_none_or(|slots| slots.binary_search(&(i as u32)).is_err()) {
                     return Err(format!("placement: slot {i} is missing from the order of cost {}", c + 1));
                 }
             }
