@@ -7,6 +7,9 @@
 //! bucket: the placer draws among them exactly as the full pass does, so both give the same executor for the same
 //! draw (`same_choice_as_the_full_pass` holds them to it).
 //!
+//! A change of an executor's usage is applied to the orders at the next placement, not at once: a reservation
+//! given back before then (the report that counts its task, a placement released at once) moves nothing.
+//!
 //! An executor of capacity 0 is never filed: nothing fits on it.
 
 use std::cmp::Ordering;
@@ -57,32 +60,52 @@ type Order = BTreeMap<Score, Vec<u32>>;
 
 #[derive(Clone, Debug, Default)]
 pub(super) struct Scores {
-    /// Per slot: the (capacity, used) it is filed under, or `None` (not schedulable, or capacity 0).
+    /// Per slot: the (capacity, used) the orders file it under, or `None` (not schedulable, or capacity 0).
     filed: Vec<Option<(u32, u64)>>,
+    /// Per slot: what it is now, once the changes since the last read are applied; and whether it changed.
+    now: Vec<(Option<(u32, u64)>, bool)>,
+    /// The slots changed since the orders were last read, applied at the next read: a reservation given back
+    /// before then (a report that counts the task it held slots for) moves nothing.
+    changed: Vec<usize>,
     /// Index `cost - 1`: that cost's order, once built.
     orders: Vec<Option<Order>>,
 }
 
 impl Scores {
-    /// Files slot `i` under `key` (its capacity and usage), or takes it out with `None`.
+    /// Files slot `i` under `key` (its capacity and usage), or takes it out with `None` (applied at the next read).
     pub(super) fn set(&mut self, i: usize, key: Option<(u32, u64)>) {
         let key = key.filter(|(capacity, _)| *capacity > 0);
-        if self.filed.len() <= i {
+        if self.now.len() <= i {
+            self.now.resize(i + 1, (None, false));
             self.filed.resize(i + 1, None);
         }
-        let old = std::mem::replace(&mut self.filed[i], key);
-        if old == key {
-            return;
+        let (now, changed) = &mut self.now[i];
+        *now = key;
+        if !*changed {
+            *changed = true;
+            self.changed.push(i);
         }
-        let slot = i as u32;
-        for (c, order) in self.orders.iter_mut().enumerate() {
-            let Some(order) = order else { continue };
-            let cost = c as u32 + 1;
-            if let Some((capacity, used)) = old {
-                take(order, Score::of(capacity, used, cost), slot);
+    }
+
+    /// Moves every slot changed since the last read to where it is now, in every built order.
+    fn apply(&mut self) {
+        for i in std::mem::take(&mut self.changed) {
+            let (key, changed) = &mut self.now[i];
+            *changed = false;
+            let (old, key) = (std::mem::replace(&mut self.filed[i], *key), *key);
+            if old == key {
+                continue;
             }
-            if let Some((capacity, used)) = key {
-                put(order, Score::of(capacity, used, cost), slot);
+            let slot = i as u32;
+            for (c, order) in self.orders.iter_mut().enumerate() {
+                let Some(order) = order else { continue };
+                let cost = c as u32 + 1;
+                if let Some((capacity, used)) = old {
+                    take(order, Score::of(capacity, used, cost), slot);
+                }
+                if let Some((capacity, used)) = key {
+                    put(order, Score::of(capacity, used, cost), slot);
+                }
             }
         }
     }
@@ -90,6 +113,7 @@ impl Scores {
     /// The slots tied for the best score for a task of `cost` (1 to [`COSTS`]) among those it fits on, in slot
     /// order, within `among` (every filed slot when `None`); empty when it fits nowhere.
     pub(super) fn best(&mut self, cost: u32, strategy: Strategy, among: Option<&BitSet>) -> Vec<u32> {
+        self.apply();
         let order = self.order(cost);
         let fitting = order.range(..=Score::ONE);
         let within = |slots: &Vec<u32>| -> Vec<u32> {
@@ -126,6 +150,15 @@ impl Scores {
     /// Checks that slot `i` is filed under `key` (as [`Scores::set`] would file it) in every built order; and, given
     /// how many slots should be filed, that no order holds any other.
     pub(super) fn check(&self, expected: &[(usize, Option<(u32, u64)>)]) -> Result<(), String> {
+        if self.changed.len() != self.now.iter().filter(|(_, changed)| *changed).count() {
+            return Err("placement: the score orders lost track of a changed slot".to_owned());
+        }
+        let mut applied = self.clone();
+        applied.apply();
+        applied.check_applied(expected)
+    }
+
+    fn check_applied(&self, expected: &[(usize, Option<(u32, u64)>)]) -> Result<(), String> {
         let mut filed = 0usize;
         for &(i, key) in expected {
             let key = key.filter(|(capacity, _)| *capacity > 0);
