@@ -42,6 +42,10 @@ pub struct StandaloneFlags {
     /// The HTTP API and /metrics address; empty turns it off [default: the master's, 127.0.0.1:10280].
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
+    /// More host names the HTTP API answers to (Host and Origin), comma-separated, host or host:port, e.g. the
+    /// name a browser or a proxy uses [default: only its own address, localhost, 127.0.0.1 and [::1] on its port].
+    #[arg(long, value_name = "HOST[:PORT],...", value_delimiter = ',')]
+    pub http_names: Option<Vec<String>>,
     /// Each executor's capacity in slots.
     #[arg(long, value_name = "N", default_value_t = 16, allow_hyphen_values = true)]
     pub capacity: u32,
@@ -112,6 +116,9 @@ impl StandaloneFlags {
         master.advertise_addr = String::new();
         if let Some(http) = &self.http_addr {
             master.http_addr = http.clone();
+        }
+        if let Some(names) = &self.http_names {
+            master.http.names.extend(names.iter().cloned());
         }
         master.fill_derived();
         master.validate().map_err(|e| bad(e.to_string()))?;
@@ -297,11 +304,18 @@ mod tests {
             (&["--capacity", "0"], "--capacity 0: each executor needs at least 1 slot"),
             (&["--capacity", "2000000"], "executor 1: invalid setting `capacity`"),
             (&["--config", "/nonexistent/foreman.toml"], "cannot read the configuration file"),
+            (&["--http-names", "http://foreman.example"], "http.names"),
         ];
         for (args, expected) in cases {
             let e = flags(args).layout().unwrap_err().to_string();
             assert!(e.contains(expected), "{args:?}: {e:?} does not say {expected:?}");
         }
+    }
+
+    #[test]
+    fn http_names_add_to_the_ones_the_api_answers_to() {
+        let layout = flags(&["--http-names", "foreman.example:10280,foreman.example"]).layout().unwrap();
+        assert_eq!(layout.master.http.names, ["foreman.example:10280", "foreman.example"]);
     }
 
     #[test]
