@@ -17,7 +17,6 @@ use foreman::core::placement::{PlacementPolicy, PlacementRequest, Placer, Strate
 use foreman::core::rng::{Rng, SplitMix64};
 use foreman::core::time::Time;
 
-
 fn cluster(strategy: Strategy, executors: u64, rng: &mut SplitMix64) -> Placer {
     let mut p = Placer::new(PlacementPolicy { strategy, reservation_ttl: Duration::from_secs(10) });
     for i in 0..executors {
