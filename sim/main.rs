@@ -28,6 +28,7 @@ mod heartbeat_timing;
 mod job_status;
 mod last_line;
 mod late_faults;
+mod leak;
 mod master_failover;
 mod meta_contract;
 mod regressions;
