@@ -31,6 +31,7 @@ mod late_faults;
 mod master_failover;
 mod meta_contract;
 mod regressions;
+mod rogue;
 mod shrink;
 mod speed;
 mod swarm;
