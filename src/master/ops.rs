@@ -174,6 +174,8 @@ impl Master {
 
     /// A heartbeat; `Ok(false)` tells the executor to register again. An executor that claims to have seen a newer
     /// leader epoch deposes this leader only if the metastore confirms that epoch was issued.
+    // why: the heartbeat's own fields, as the manager's request has them, and who sent it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn executor_heartbeat(
         &self,
         id: ExecutorId,
