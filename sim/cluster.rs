@@ -485,7 +485,10 @@ impl Cluster {
             .spawn(async move {
                 for round in 0..(masters * 20) {
                     if let Some(ch) = channel_to(&master_addr(round % masters), Duration::from_secs(2)).await {
-                        if let Ok(r) = DiscoveryClient::new(ch).list_executors(pb::ListExecutorsRequest {}).await {
+                        if let Ok(r) = DiscoveryClient::with_interceptor(ch, crate::harness::As::user())
+                            .list_executors(pb::ListExecutorsRequest {})
+                            .await
+                        {
                             return r.into_inner().executors;
                         }
                     }

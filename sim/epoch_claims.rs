@@ -19,7 +19,14 @@ use foreman::rpc::status::{reason_of, Reason};
 
 use crate::cluster::{channel_to, executor_addr, master_addr, Cluster, Seen};
 use crate::fake_jobs::{create_job, finish_and_check};
-use crate::harness::announce;
+use crate::harness::{announce, As};
+use foreman::core::auth::Principal;
+
+/// The claims come from the one executor's own identity (it hosts the job master and its workers): what is
+/// checked here is the epoch fence, past the identity check.
+fn host_executor() -> As {
+    As::principal(&Principal::Executor("executor-0".into()))
+}
 use crate::master_failover::{await_job, get_job, on_client, running, terminal};
 
 const JOB: &str = "later";
@@ -70,7 +77,15 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
                 timing: Some(foreman::rpc::timing_to_wire(&HeartbeatTiming::worker_default())),
                 executor_id: executor,
             };
-            results.push(ExecutorServiceClient::new(ch.clone()).pre_dispatch_task(req).await.map(|_| ()));
+            results.push(
+                ExecutorServiceClient::with_interceptor(
+                    ch.clone(),
+                    As::principal(&Principal::Master("master-0".into())),
+                )
+                .pre_dispatch_task(req)
+                .await
+                .map(|_| ()),
+            );
         }
         results
     })
@@ -108,8 +123,11 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
 
     let answers = on_client(&c, async move {
         let leader = channel_to(&master_addr(0), Duration::from_secs(2)).await.expect("the master answers");
-        let leader_epoch =
-            DiscoveryClient::new(leader.clone()).get_leader(pb::GetLeaderRequest {}).await.unwrap().into_inner();
+        let leader_epoch = DiscoveryClient::with_interceptor(leader.clone(), As::user())
+            .get_leader(pb::GetLeaderRequest {})
+            .await
+            .unwrap()
+            .into_inner();
         let host = channel_to(&executor_addr(0), Duration::from_secs(2)).await.expect("the executor answers");
         let beat =
             |master_id: &str, worker_id: &str, master_epoch: u64, worker_epoch: u64| pb::WorkerHeartbeatRequest {
@@ -127,7 +145,14 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
             ("a worker epoch 2^64-1 to the job master", "worker_epoch", beat(JOB, &worker, epoch, BOGUS)),
             ("a job-master epoch 2^64-1 to the job master", "master_epoch", beat(JOB, &worker, BOGUS, 1)),
         ] {
-            out.push((what, field, FrameworkClient::new(host.clone()).worker_heartbeat(req).await.map(|_| ())));
+            out.push((
+                what,
+                field,
+                FrameworkClient::with_interceptor(host.clone(), host_executor())
+                    .worker_heartbeat(req)
+                    .await
+                    .map(|_| ()),
+            ));
         }
         let report = pb::ReportWorkerStatusRequest {
             master_id: JOB.into(),
@@ -137,7 +162,10 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
             status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
             progress: String::new(),
         };
-        let reported = FrameworkClient::new(host.clone()).report_worker_status(report).await.map(|_| ());
+        let reported = FrameworkClient::with_interceptor(host.clone(), host_executor())
+            .report_worker_status(report)
+            .await
+            .map(|_| ());
         out.push(("a Finished report with worker epoch 2^64-1", "worker_epoch", reported));
         // To the leader, as the job's job master: a job-master epoch never issued; a leader epoch never issued.
         let m = "master-0";
@@ -145,7 +173,14 @@ async fn never_issued_epochs_sent_to_a_running_job_change_nothing() {
             ("a job-master epoch 2^64-1 to the leader", "worker_epoch", beat(m, JOB, leader_epoch.leader_epoch, BOGUS)),
             ("a leader epoch 2^64-1 to the leader", "master_epoch", beat(m, JOB, BOGUS, epoch)),
         ] {
-            out.push((what, field, FrameworkClient::new(leader.clone()).worker_heartbeat(req).await.map(|_| ())));
+            out.push((
+                what,
+                field,
+                FrameworkClient::with_interceptor(leader.clone(), host_executor())
+                    .worker_heartbeat(req)
+                    .await
+                    .map(|_| ()),
+            ));
         }
         out
     })

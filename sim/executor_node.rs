@@ -20,7 +20,12 @@ use crate::checks::{fenced_messages, task_id};
 use crate::cluster::{
     channel_to, executor_addr, executor_config, master_config, Cluster, Seen, Spec, Tasks, ETCD_ADDR,
 };
-use crate::harness::{announce, fail};
+use crate::harness::{announce, fail, As};
+
+/// The dispatches a scenario sends itself come from a master, as the leader's do.
+fn as_master() -> As {
+    As::principal(&foreman::core::auth::Principal::Master("master-0".into()))
+}
 
 #[madsim::test]
 async fn executors_register_heartbeat_and_are_listed_online() {
@@ -73,7 +78,7 @@ async fn executor_cut_from_masters_fences_before_offline_then_registers_anew() {
     sim.client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
-            let mut c = ExecutorServiceClient::new(ch);
+            let mut c = ExecutorServiceClient::with_interceptor(ch, as_master());
             c.pre_dispatch_task(pre_dispatch((id, leader), "long", 1, "r1", 3_600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("long", "r1")).await.expect("started");
         })
@@ -242,7 +247,7 @@ async fn dispatch_refuses_running_tasks_and_expired_requests() {
         .client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the executor answers");
-            let mut c = ExecutorServiceClient::new(ch);
+            let mut c = ExecutorServiceClient::with_interceptor(ch, as_master());
             c.pre_dispatch_task(pre_dispatch((id, leader), "t1", 5, "r1", 600_000)).await.expect("parked");
             c.confirm_dispatch_task(confirm("t1", "r1")).await.expect("started");
             // The same task id while it runs, with a newer or an older epoch: refused.

@@ -176,3 +176,27 @@ pub fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
         .or_else(|| p.downcast_ref::<Violation>().map(|v| v.to_string()))
         .unwrap_or_default()
 }
+
+/// Who a simulated client says it is, on every call of a client built with it
+/// (`JobManagerClient::with_interceptor(channel, As::user())`): the identity entry foreman's own nodes set
+/// ([`foreman::rpc::identity`]), which the simulation's masters and executors check.
+#[derive(Clone, Debug)]
+pub struct As(tonic::metadata::AsciiMetadataValue);
+
+impl As {
+    pub fn principal(p: &foreman::core::auth::Principal) -> As {
+        As(p.to_string().parse().expect("a principal's text is a valid metadata value"))
+    }
+
+    /// The scenarios' clients: a user (the CLI's and the HTTP API's role).
+    pub fn user() -> As {
+        As::principal(&foreman::core::auth::Principal::User("sim-client".into()))
+    }
+}
+
+impl tonic::service::Interceptor for As {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert(foreman::rpc::identity::SIM_IDENTITY_KEY, self.0.clone());
+        Ok(r)
+    }
+}

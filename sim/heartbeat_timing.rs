@@ -17,6 +17,7 @@ use foreman::core::placement::PlacementPolicy;
 use foreman::core::registry::{ExecutorSpec, Registry, RegistryPolicy};
 use foreman::core::time::Time;
 use foreman::core::timing::HeartbeatTiming;
+use foreman::rpc::identity::Identity;
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use foreman::rpc::pb::discovery_server::{Discovery, DiscoveryServer};
@@ -168,7 +169,9 @@ async fn run_executor(name: String, clock: Clock, recorder: Recorder<Seen>) {
             instance: 0,
         };
         let sent = clock.now();
-        let Ok(Ok(reply)) = tokio::time::timeout(rpc_timeout, client.register_executor(req)).await else {
+        let Ok(Ok(reply)) =
+            tokio::time::timeout(rpc_timeout, client.register_executor(Identity::executor(&name).request(req))).await
+        else {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         };
@@ -187,7 +190,9 @@ async fn run_executor(name: String, clock: Clock, recorder: Recorder<Seen>) {
                 recorder.record(&name, Seen::Fenced(id));
             }
             let req = pb::HeartbeatRequest { executor_id: id.0, leader_epoch: fence.epoch().0, ..Default::default() };
-            if let Ok(Ok(reply)) = tokio::time::timeout(deadline, client.heartbeat(req)).await {
+            if let Ok(Ok(reply)) =
+                tokio::time::timeout(deadline, client.heartbeat(Identity::executor(&name).request(req))).await
+            {
                 let reply = reply.into_inner();
                 if reply.verdict == pb::HeartbeatVerdict::Reregister as i32 {
                     continue 'register;

@@ -32,6 +32,7 @@ mod leak;
 mod master_failover;
 mod meta_contract;
 mod regressions;
+mod rogue;
 mod shrink;
 mod speed;
 mod swarm;

@@ -258,7 +258,7 @@ pub async fn acknowledged_jobs_survive_leader_kills_run() -> Figures {
                     config: br#"{"workers": 2, "target": 10, "tick_ms": 100}"#.to_vec(),
                     ..Default::default()
                 };
-                match JobManagerClient::new(ch)
+                match JobManagerClient::with_interceptor(ch, crate::harness::As::user())
                     .create_job(pb::CreateJobRequest { job: Some(job), request_id: String::new() })
                     .await
                 {
@@ -299,7 +299,7 @@ pub async fn acknowledged_jobs_survive_leader_kills_run() -> Figures {
         .client
         .spawn(async move {
             let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the leader answers");
-            let mut client = JobManagerClient::new(ch);
+            let mut client = JobManagerClient::with_interceptor(ch, crate::harness::As::user());
             let mut ids = vec![];
             let mut token = String::new();
             loop {
@@ -376,7 +376,7 @@ pub(crate) async fn on_client<T: Send + 'static>(
 /// A job-manager call through whichever master answers, retrying for up to `within`.
 pub(crate) async fn with_jobs<T, F, Fut>(masters: usize, within: Duration, mut call: F) -> Result<T, tonic::Status>
 where
-    F: FnMut(JobManagerClient<tonic::transport::Channel>) -> Fut,
+    F: FnMut(JobManagerClient<tonic::transport::Channel, crate::harness::As>) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
     let mut last = tonic::Status::unavailable("no master tried");
@@ -384,7 +384,7 @@ where
     let mut which = 0usize;
     while waited <= within {
         if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
-            match call(JobManagerClient::new(ch)).await {
+            match call(JobManagerClient::with_interceptor(ch, crate::harness::As::user())).await {
                 Ok(v) => return Ok(v),
                 Err(s) if s.code() == tonic::Code::Unavailable || s.code() == tonic::Code::DeadlineExceeded => last = s,
                 Err(s) => return Err(s),
@@ -541,7 +541,8 @@ async fn resign_hands_leadership_over() {
     let asked_at = c.clock.now();
     on_client(&c, async move {
         let ch = channel_to(&addr, Duration::from_secs(2)).await.expect("the leader answers");
-        let mut d = foreman::rpc::pb::discovery_client::DiscoveryClient::new(ch);
+        let mut d =
+            foreman::rpc::pb::discovery_client::DiscoveryClient::with_interceptor(ch, crate::harness::As::user());
         d.resign_leader(pb::ResignLeaderRequest {}).await.expect("resign");
     })
     .await;

@@ -5,6 +5,7 @@
 //! execute. That is what lets the property tests and the simulator drive every decision directly.
 
 pub mod agent;
+pub mod auth;
 pub mod backoff;
 pub mod dispatcher;
 pub mod fence;

@@ -178,6 +178,11 @@ impl Executor {
         &self.cfg.name
     }
 
+    /// Who this executor's own calls come from.
+    pub fn identity(&self) -> crate::rpc::identity::Identity {
+        crate::rpc::identity::Identity::executor(self.name())
+    }
+
     /// The same executor with `bug` planted into its tasks (simulation build only).
     /// Call it on a fresh executor.
     #[cfg(madsim)]
@@ -427,7 +432,8 @@ impl Executor {
         for addr in &self.cfg.join {
             let Some(ch) = connect(addr, self.cfg.rpc_timeout).await else { continue };
             let mut client = DiscoveryClient::new(ch);
-            let call = client.deregister_executor(pb::DeregisterExecutorRequest { executor_id: id.0 });
+            let call = client
+                .deregister_executor(self.identity().request(pb::DeregisterExecutorRequest { executor_id: id.0 }));
             match tokio::time::timeout(self.cfg.rpc_timeout, call).await {
                 Ok(Ok(_)) => {
                     info!(executor = %self.name(), id = id.0, "deregistered");
@@ -529,7 +535,7 @@ impl Executor {
             labels: self.cfg.labels.clone().into_iter().collect(),
             instance: self.instance,
         };
-        match tokio::time::timeout(deadline, client.register_executor(req)).await {
+        match tokio::time::timeout(deadline, client.register_executor(self.identity().request(req))).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
                 let reply = RegisterReply {
@@ -562,7 +568,7 @@ impl Executor {
         };
         // Built, not yet sent: a stall here makes the heartbeat arrive stale.
         crate::buggify::point(&self.fault_points, crate::buggify::Point::HeartbeatSend).await;
-        match tokio::time::timeout(deadline, client.heartbeat(req)).await {
+        match tokio::time::timeout(deadline, client.heartbeat(self.identity().request(req))).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
                 let verdict = match pb::HeartbeatVerdict::try_from(r.verdict) {
@@ -589,7 +595,7 @@ impl Executor {
         if known {
             return;
         }
-        let call = client.query_meta_store(pb::QueryMetaStoreRequest {});
+        let call = client.query_meta_store(self.identity().request(pb::QueryMetaStoreRequest {}));
         let Ok(Ok(r)) = tokio::time::timeout(self.cfg.rpc_timeout, call).await else { return };
         let r = r.into_inner();
         let kind = pb::StoreKind::try_from(r.kind).unwrap_or(pb::StoreKind::Unspecified);

@@ -3,6 +3,8 @@
 //!
 //! | refusal | code | reason |
 //! |---|---|---|
+//! | no identity (checked builds: the simulation) | `Unauthenticated` | `UNAUTHENTICATED` |
+//! | a job master's dispatch from anyone but a master; any from a user | `PermissionDenied` | `PERMISSION_DENIED` |
 //! | a malformed field | `InvalidArgument` | `INVALID_ARGUMENT` |
 //! | the task id already runs here | `FailedPrecondition` | `TASK_ALREADY_RUNNING` |
 //! | an epoch not newer than one started here for the task | `FailedPrecondition` | `STALE_EPOCH` |
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::{timing_from_wire_workers, Executor, Refusal, TaskKind, TaskSpec};
+use crate::core::auth::Action;
 use crate::core::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
 use crate::rpc::pb;
 use crate::rpc::pb::executor_service_server::ExecutorService;
@@ -100,6 +103,8 @@ impl ExecutorService for ExecutorSvc {
         &self,
         req: Request<pb::PreDispatchTaskRequest>,
     ) -> Result<Response<pb::PreDispatchTaskResponse>, Status> {
+        let job_master = req.get_ref().kind == pb::TaskKind::JobMaster as i32;
+        crate::rpc::identity::check(&req, &Action::Dispatch { job_master })?;
         let spec = spec_from_wire(req.into_inner())?;
         self.e.decide(|s, now| s.agent.pre_dispatch(now, spec)).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::PreDispatchTaskResponse {}))
@@ -109,6 +114,7 @@ impl ExecutorService for ExecutorSvc {
         &self,
         req: Request<pb::ConfirmDispatchTaskRequest>,
     ) -> Result<Response<pb::ConfirmDispatchTaskResponse>, Status> {
+        crate::rpc::identity::check(&req, &Action::ConfirmDispatch)?;
         let r = req.into_inner();
         // Received, not yet judged: the judgement (and the answer) may come late.
         self.e.before_confirm().await;

@@ -32,13 +32,14 @@ pub async fn dispatch(
     window: Duration,
     may_confirm: impl Fn() -> bool,
     fault_points: &crate::buggify::FaultPoints,
+    identity: &crate::rpc::identity::Identity,
 ) -> Result<(), Status> {
     #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
     let deadline = tokio::time::Instant::now() + window;
     let confirm = pb::ConfirmDispatchTaskRequest { task_id: pre.task_id.clone(), request_id: pre.request_id.clone() };
     let calls = async {
         let mut client = ExecutorServiceClient::new(channel(address, window).await?);
-        client.pre_dispatch_task(pre).await?;
+        client.pre_dispatch_task(identity.request(pre)).await?;
         crate::buggify::point(fault_points, crate::buggify::Point::BetweenPreDispatchAndConfirm).await;
         #[allow(clippy::disallowed_methods)] // tokio's clock: simulated in the simulation build
         let late = tokio::time::Instant::now() >= deadline;
@@ -49,7 +50,7 @@ pub async fn dispatch(
                 if late { "the dispatch window is over" } else { "the dispatcher no longer acts" }
             )));
         }
-        client.confirm_dispatch_task(confirm).await?;
+        client.confirm_dispatch_task(identity.request(confirm)).await?;
         Ok(())
     };
     match tokio::time::timeout(window, calls).await {
@@ -71,6 +72,7 @@ pub async fn schedule(
     first: usize,
     req: &pb::ScheduleTaskRequest,
     timeout: Duration,
+    identity: &crate::rpc::identity::Identity,
 ) -> Result<pb::ScheduleTaskResponse, Status> {
     let mut last = Status::unavailable("no master address to ask");
     for i in 0..join.len() {
@@ -82,7 +84,9 @@ pub async fn schedule(
                 continue;
             }
         };
-        match tokio::time::timeout(timeout, TaskSchedulerClient::new(ch).schedule_task(req.clone())).await {
+        match tokio::time::timeout(timeout, TaskSchedulerClient::new(ch).schedule_task(identity.request(req.clone())))
+            .await
+        {
             Ok(Ok(r)) => return Ok(r.into_inner()),
             Ok(Err(s)) if !matches!(s.code(), Code::Unavailable | Code::DeadlineExceeded | Code::Unknown) => {
                 return Err(s)

@@ -329,6 +329,7 @@ impl pb::framework_server::Framework for Host {
         &self,
         req: Request<pb::QueryJobMasterRequest>,
     ) -> Result<Response<pb::QueryJobMasterResponse>, Status> {
+        crate::rpc::identity::check(&req, &crate::core::auth::Action::ReadCluster)?;
         let p = self.published(&req.get_ref().master_id)?;
         Ok(Response::new(pb::QueryJobMasterResponse { master_epoch: p.epoch.0, document: p.document }))
     }
@@ -337,6 +338,7 @@ impl pb::framework_server::Framework for Host {
         &self,
         req: Request<pb::WorkerHeartbeatRequest>,
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
+        crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster)?;
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let progress = super::progress_from_wire(&r.progress)?;
@@ -356,6 +358,7 @@ impl pb::framework_server::Framework for Host {
         &self,
         req: Request<pb::ReportWorkerStatusRequest>,
     ) -> Result<Response<pb::ReportWorkerStatusResponse>, Status> {
+        crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster)?;
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
         let status = worker_status(r.status.as_ref())?;

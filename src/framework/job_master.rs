@@ -644,7 +644,7 @@ impl<T: JobType> JobMaster<T> {
             master_epoch: self.epoch.0,
             epoch: epoch.0,
         };
-        let placed = match schedule(&self.env.join, self.scheduler, &req, timeout).await {
+        let placed = match schedule(&self.env.join, self.scheduler, &req, timeout, &self.env.identity()).await {
             Ok(p) => p,
             Err(status) => {
                 debug!(job = %self.job, %task, "not placed: {}", status.message());
@@ -701,7 +701,9 @@ impl<T: JobType> JobMaster<T> {
             executor_id: placed.executor_id,
         };
         // The link stops this job master when it is fenced or stale; the window bounds a frozen one.
-        match dispatch(&placed.executor_address, pre, timeout, || true, &self.env.fault_points).await {
+        match dispatch(&placed.executor_address, pre, timeout, || true, &self.env.fault_points, &self.env.identity())
+            .await
+        {
             Ok(()) => {
                 info!(job = %self.job, %task, epoch = epoch.0, executor = placed.executor_id, "worker dispatched");
                 None

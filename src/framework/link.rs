@@ -29,6 +29,8 @@ pub struct LinkSpec {
     pub worker: TaskId,
     pub worker_epoch: Epoch,
     pub timing: HeartbeatTiming,
+    /// Who the link's calls come from: the executor hosting the task.
+    pub identity: crate::rpc::identity::Identity,
 }
 
 /// Why a task must stop.
@@ -231,7 +233,7 @@ impl Link {
             progress: self.progress.get(),
             last_error: self.progress.last_error().as_ref().map(super::last_error_to_wire),
         };
-        match client.worker_heartbeat(req).await {
+        match client.worker_heartbeat(self.spec.identity.request(req)).await {
             Ok(r) => {
                 let r = r.into_inner();
                 self.on_reply(sent, r.verdict, r.master_epoch, r.command)
@@ -311,7 +313,7 @@ impl Link {
                 }),
                 progress: self.progress.get(),
             };
-            match client.report_worker_status(req).await {
+            match client.report_worker_status(self.spec.identity.request(req)).await {
                 Ok(r) => {
                     let r = r.into_inner();
                     match pb::Verdict::try_from(r.verdict) {

@@ -16,6 +16,7 @@ pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>) ->
             worker: spec.task_id.clone(),
             worker_epoch: spec.epoch,
             timing: spec.timing,
+            identity: env.identity(),
         },
         env.clock.clone(),
         env.confirmed,

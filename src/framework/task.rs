@@ -122,6 +122,13 @@ pub struct TaskEnv {
     pub(crate) drain: Arc<DrainSignal>,
 }
 
+impl TaskEnv {
+    /// Who a task's calls come from: its executor.
+    pub fn identity(&self) -> crate::rpc::identity::Identity {
+        crate::rpc::identity::Identity::executor(&self.executor)
+    }
+}
+
 /// The executor's drain, as its tasks see it: a flag set once, and a `Notify` that wakes every waiting task in
 /// the order it began to wait. (Not a `watch` channel: tokio's watch wakes many waiting receivers in an order
 /// drawn from a per-thread random generator, which the simulator does not control.)

@@ -36,6 +36,8 @@ const INBOX: usize = 4096;
 /// A request and where its answer goes.
 pub(crate) struct Call {
     pub request: Request,
+    /// Who sent it, when the driver must check that it may (see [`Manager::action_of`]).
+    pub caller: Option<crate::core::auth::Principal>,
     pub reply: oneshot::Sender<Answer>,
 }
 
@@ -98,9 +100,24 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
                 Some(Done::Input(Input::SweepTombstones { wall: crate::clock::wall_now() }))
             }
             Some(call) = calls.recv() => {
-                next_reply += 1;
-                replies.insert(ReplyTo(next_reply), call.reply);
-                Some(Done::Input(Input::Request(ReplyTo(next_reply), call.request)))
+                // Checked here, with what the manager knows now (who an executor id belongs to, where a job
+                // master runs), and refused before the manager sees it.
+                let action = call.caller.as_ref().and_then(|_| manager.action_of(&call.request));
+                let denied = match (call.caller.as_ref(), action) {
+                    (Some(p), Some(a)) => crate::core::auth::authorize(p, &a, crate::rpc::identity::MODE).err(),
+                    _ => None,
+                };
+                match denied {
+                    Some(d) => {
+                        let _ = call.reply.send(Err(manager::Refusal::Denied(d)));
+                        None
+                    }
+                    None => {
+                        next_reply += 1;
+                        replies.insert(ReplyTo(next_reply), call.reply);
+                        Some(Done::Input(Input::Request(ReplyTo(next_reply), call.request)))
+                    }
+                }
             }
         };
         let now = m.clock.now();
@@ -186,7 +203,9 @@ async fn dispatch(m: Arc<Master>, d: Dispatch, done: mpsc::UnboundedSender<Done>
         executor_id: d.executor.0,
     };
     let still_leads = || m.lock().leadership.acting(m.clock.now()) == Some(d.leader_epoch);
-    let result = crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads, &m.fault_points).await;
+    let result =
+        crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads, &m.fault_points, &m.identity())
+            .await;
     let Err(status) = result else {
         info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
         return;

@@ -286,6 +286,11 @@ impl Master {
     }
 
     /// The address other nodes reach this master at.
+    /// Who this master's own calls come from.
+    pub fn identity(&self) -> crate::rpc::identity::Identity {
+        crate::rpc::identity::Identity::master(self.name())
+    }
+
     pub fn address(&self) -> &str {
         if self.cfg.advertise_addr.is_empty() {
             &self.cfg.addr

@@ -6,6 +6,7 @@ use tracing::{info, warn};
 
 use super::leader::Call;
 use super::Master;
+use crate::core::auth::Principal;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use crate::core::job::JobSpec;
 use crate::core::manager::{
@@ -28,6 +29,7 @@ impl From<Refusal> for Status {
             Refusal::RequestIdReused(m) => Reason::RequestIdReused.status(m),
             Refusal::JobDeleted(m) => Reason::JobDeleted.status(m),
             Refusal::InvalidArgument { field, message } => invalid_argument(field, message),
+            Refusal::Denied(d) => Status::from(d),
         }
     }
 }
@@ -123,6 +125,12 @@ impl Master {
 
     /// Sends `request` to the serving term's job manager and waits for its answer.
     pub(crate) async fn call(&self, request: Request) -> Result<Reply, Status> {
+        self.call_as(request, None).await
+    }
+
+    /// Sends `request` from `caller` to the serving term's job manager and waits for its answer; the term's driver
+    /// checks that `caller` may make it, with the facts the manager holds ([`crate::core::manager::Manager::action_of`]).
+    pub(crate) async fn call_as(&self, request: Request, caller: Option<Principal>) -> Result<Reply, Status> {
         let inbox = {
             let now = self.clock.now();
             let inner = self.lock();
@@ -145,7 +153,7 @@ impl Master {
                 | Request::Gauges
         );
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if inbox.send(Call { request, reply }).await.is_err() {
+        if inbox.send(Call { request, caller, reply }).await.is_err() {
             return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
         }
         match answer.await {
@@ -166,6 +174,8 @@ impl Master {
 
     /// A heartbeat; `Ok(false)` tells the executor to register again. An executor that claims to have seen a newer
     /// leader epoch deposes this leader only if the metastore confirms that epoch was issued.
+    // why: the heartbeat's own fields, as the manager's request has them, and who sent it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn executor_heartbeat(
         &self,
         id: ExecutorId,
@@ -174,16 +184,17 @@ impl Master {
         ended: &[EndedTask],
         draining: bool,
         fenced: bool,
+        caller: Principal,
     ) -> Result<(bool, LeaderEpoch), Status> {
         let ended = ended.to_vec();
-        match self.call(Request::Heartbeat { id, seen, tasks, ended, draining, fenced }).await? {
+        match self.call_as(Request::Heartbeat { id, seen, tasks, ended, draining, fenced }, Some(caller)).await? {
             Reply::Heartbeat { known, epoch } => Ok((known, epoch)),
             r => Err(unexpected(r)),
         }
     }
 
-    pub(crate) async fn deregister_executor(&self, id: ExecutorId) -> Result<(), Status> {
-        match self.call(Request::DeregisterExecutor { id }).await? {
+    pub(crate) async fn deregister_executor(&self, id: ExecutorId, caller: Principal) -> Result<(), Status> {
+        match self.call_as(Request::DeregisterExecutor { id }, Some(caller)).await? {
             Reply::Done => Ok(()),
             r => Err(unexpected(r)),
         }
@@ -242,6 +253,7 @@ impl Master {
     pub(crate) async fn schedule_task(
         &self,
         req: &pb::ScheduleTaskRequest,
+        caller: Principal,
     ) -> Result<pb::ScheduleTaskResponse, Status> {
         let task = TaskId::parse(&req.task_id).map_err(|e| invalid_argument("task_id", e))?;
         let job = super::convert::job_id("job_id", &req.job_id)?;
@@ -261,7 +273,7 @@ impl Master {
             selectors,
             resources,
         };
-        match self.call(Request::ScheduleTask(s)).await? {
+        match self.call_as(Request::ScheduleTask(s), Some(caller)).await? {
             Reply::Placed { executor, address, leader_epoch } => Ok(pb::ScheduleTaskResponse {
                 executor_id: executor.0,
                 executor_address: address,
@@ -288,9 +300,11 @@ impl Master {
         status: Option<crate::core::workers::WorkerStatus>,
         progress: &str,
         last_error: Option<crate::core::job::LastError>,
+        caller: Principal,
     ) -> Result<(crate::core::workers::Reply, bool), Status> {
         let wall = crate::clock::wall_now();
-        match self.call(Request::JobMaster { msg, status, progress: progress.to_owned(), last_error, wall }).await? {
+        let request = Request::JobMaster { msg, status, progress: progress.to_owned(), last_error, wall };
+        match self.call_as(request, Some(caller)).await? {
             Reply::JobMaster { reply, cancel } => Ok((reply, cancel)),
             r => Err(unexpected(r)),
         }

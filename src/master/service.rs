@@ -2,6 +2,10 @@
 //! to the job manager). Leader-only calls are answered by the acting leader once its recovery is done, forwarded
 //! by a follower to the leader it finds in the metastore (once: a forwarded call is never forwarded again), and
 //! refused with a reason when no leader is known.
+//!
+//! Every handler first checks that its caller may make the call ([`crate::rpc::identity::check`]); the calls whose
+//! rule needs what only the leader's job manager knows (who an executor id belongs to, where a job master runs)
+//! are checked again by the term's driver with those facts.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -12,12 +16,14 @@ use tonic::{Code, Request, Response, Status};
 use super::convert;
 use super::election::LeaderValue;
 use super::{Master, Role};
+use crate::core::auth::Action;
 use crate::core::ids::{ExecutorId, LeaderEpoch};
 use crate::core::job::JobSpec;
 use crate::core::registry::ExecutorSpec;
 use crate::framework::host::{message, verdict};
 use crate::meta::{keys, StoreKind};
 use crate::rpc::connect::ConnectFailure;
+use crate::rpc::identity::check;
 use crate::rpc::pb;
 use crate::rpc::pb::discovery_client::DiscoveryClient;
 use crate::rpc::pb::framework_client::FrameworkClient;
@@ -87,7 +93,9 @@ impl MasterService {
             }
             ConnectFailure::Unreachable => Reason::NoLeader.status(format!("the leader {}: {e}; retry", to.name)),
         })?;
+        let from = req.metadata().clone();
         let mut fwd = Request::new(req.into_inner());
+        crate::rpc::identity::forward(&from, fwd.metadata_mut());
         fwd.set_timeout(timeout);
         if let Ok(v) = self.m.name().parse() {
             fwd.metadata_mut().insert(FORWARDED_KEY, v);
@@ -136,6 +144,7 @@ impl pb::discovery_server::Discovery for MasterService {
         &self,
         req: Request<pb::RegisterExecutorRequest>,
     ) -> Result<Response<pb::RegisterExecutorResponse>, Status> {
+        check(&req, &Action::RegisterExecutor { name: req.get_ref().name.clone() })?;
         leader_only!(self, req, DiscoveryClient, register_executor, {
             let r = req.into_inner();
             let spec = ExecutorSpec {
@@ -158,13 +167,16 @@ impl pb::discovery_server::Discovery for MasterService {
         &self,
         req: Request<pb::DeregisterExecutorRequest>,
     ) -> Result<Response<pb::DeregisterExecutorResponse>, Status> {
+        let executor = ExecutorId(req.get_ref().executor_id);
+        let caller = check(&req, &Action::DeregisterExecutor { executor, owner: None })?;
         leader_only!(self, req, DiscoveryClient, deregister_executor, {
-            self.m.deregister_executor(ExecutorId(req.into_inner().executor_id)).await?;
+            self.m.deregister_executor(executor, caller).await?;
             Ok(Response::new(pb::DeregisterExecutorResponse {}))
         })
     }
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
+        let caller = check(&req, &Action::Heartbeat { executor: ExecutorId(req.get_ref().executor_id), owner: None })?;
         leader_only!(self, req, DiscoveryClient, heartbeat, {
             let r = req.into_inner();
             let tasks = convert::reported_tasks(&r.tasks)?;
@@ -178,6 +190,7 @@ impl pb::discovery_server::Discovery for MasterService {
                     &ended,
                     r.draining,
                     r.fenced,
+                    caller,
                 )
                 .await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
@@ -192,8 +205,9 @@ impl pb::discovery_server::Discovery for MasterService {
 
     async fn query_meta_store(
         &self,
-        _req: Request<pb::QueryMetaStoreRequest>,
+        req: Request<pb::QueryMetaStoreRequest>,
     ) -> Result<Response<pb::QueryMetaStoreResponse>, Status> {
+        check(&req, &Action::QueryMetaStore)?;
         let store = &self.m.store;
         let kind = match store.kind() {
             StoreKind::Etcd => pb::StoreKind::Etcd,
@@ -210,13 +224,15 @@ impl pb::discovery_server::Discovery for MasterService {
         &self,
         req: Request<pb::ListExecutorsRequest>,
     ) -> Result<Response<pb::ListExecutorsResponse>, Status> {
+        check(&req, &Action::ReadCluster)?;
         leader_only!(self, req, DiscoveryClient, list_executors, { Ok(Response::new(self.m.list_executors().await?)) })
     }
 
     async fn list_masters(
         &self,
-        _req: Request<pb::ListMastersRequest>,
+        req: Request<pb::ListMastersRequest>,
     ) -> Result<Response<pb::ListMastersResponse>, Status> {
+        check(&req, &Action::ReadCluster)?;
         let m = &self.m;
         let listed = tokio::time::timeout(m.cfg.rpc.metastore_timeout, m.store.list(&keys::masters_prefix()))
             .await
@@ -237,7 +253,8 @@ impl pb::discovery_server::Discovery for MasterService {
         Ok(Response::new(pb::ListMastersResponse { masters }))
     }
 
-    async fn get_leader(&self, _req: Request<pb::GetLeaderRequest>) -> Result<Response<pb::GetLeaderResponse>, Status> {
+    async fn get_leader(&self, req: Request<pb::GetLeaderRequest>) -> Result<Response<pb::GetLeaderResponse>, Status> {
+        check(&req, &Action::ReadCluster)?;
         if let Role::Leader(epoch) = self.m.role() {
             return Ok(Response::new(pb::GetLeaderResponse {
                 name: self.m.name().to_owned(),
@@ -264,8 +281,9 @@ impl pb::discovery_server::Discovery for MasterService {
 
     async fn resign_leader(
         &self,
-        _req: Request<pb::ResignLeaderRequest>,
+        req: Request<pb::ResignLeaderRequest>,
     ) -> Result<Response<pb::ResignLeaderResponse>, Status> {
+        check(&req, &Action::ResignLeader)?;
         self.m.resign();
         Ok(Response::new(pb::ResignLeaderResponse {}))
     }
@@ -299,6 +317,7 @@ fn job_spec(types: &crate::jobs::JobTypes, job: &pb::Job) -> Result<JobSpec, Sta
 #[tonic::async_trait]
 impl pb::job_manager_server::JobManager for MasterService {
     async fn create_job(&self, req: Request<pb::CreateJobRequest>) -> Result<Response<pb::Job>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, create_job, {
             let r = req.into_inner();
             let Some(job) = r.job else { return Err(invalid_argument("job", "is required")) };
@@ -309,6 +328,7 @@ impl pb::job_manager_server::JobManager for MasterService {
     }
 
     async fn get_job(&self, req: Request<pb::GetJobRequest>) -> Result<Response<pb::Job>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, get_job, {
             let r = req.into_inner();
             let id = convert::job_id("id", &r.id)?;
@@ -317,12 +337,14 @@ impl pb::job_manager_server::JobManager for MasterService {
     }
 
     async fn list_jobs(&self, req: Request<pb::ListJobsRequest>) -> Result<Response<pb::ListJobsResponse>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, list_jobs, {
             Ok(Response::new(self.m.list_jobs(req.get_ref()).await?))
         })
     }
 
     async fn cancel_job(&self, req: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, cancel_job, {
             let id = convert::job_id("id", &req.into_inner().id)?;
             Ok(Response::new(self.m.cancel_job(&id).await?))
@@ -330,6 +352,7 @@ impl pb::job_manager_server::JobManager for MasterService {
     }
 
     async fn delete_job(&self, req: Request<pb::DeleteJobRequest>) -> Result<Response<pb::DeleteJobResponse>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, delete_job, {
             let id = convert::job_id("id", &req.into_inner().id)?;
             self.m.delete_job(&id).await?;
@@ -338,6 +361,7 @@ impl pb::job_manager_server::JobManager for MasterService {
     }
 
     async fn get_job_status(&self, req: Request<pb::GetJobStatusRequest>) -> Result<Response<pb::JobStatus>, Status> {
+        check(&req, &Action::ManageJobs)?;
         leader_only!(self, req, JobManagerClient, get_job_status, {
             let id = convert::job_id("id", &req.into_inner().id)?;
             Ok(Response::new(self.m.get_job_status(&id).await?))
@@ -351,8 +375,9 @@ impl pb::task_scheduler_server::TaskScheduler for MasterService {
         &self,
         req: Request<pb::ScheduleTaskRequest>,
     ) -> Result<Response<pb::ScheduleTaskResponse>, Status> {
+        let caller = check(&req, &Action::ScheduleTask { job: req.get_ref().job_id.clone(), host: None })?;
         leader_only!(self, req, TaskSchedulerClient, schedule_task, {
-            Ok(Response::new(self.m.schedule_task(req.get_ref()).await?))
+            Ok(Response::new(self.m.schedule_task(req.get_ref(), caller).await?))
         })
     }
 }
@@ -378,8 +403,9 @@ impl pb::framework_server::Framework for MasterService {
     /// A master process hosts no job masters: the job manager's own status is the job's record.
     async fn query_job_master(
         &self,
-        _req: Request<pb::QueryJobMasterRequest>,
+        req: Request<pb::QueryJobMasterRequest>,
     ) -> Result<Response<pb::QueryJobMasterResponse>, Status> {
+        check(&req, &Action::ReadCluster)?;
         Err(Reason::JobMasterNotHosted
             .status("a master process hosts no job masters: ask a master for GetJobStatus, or the job's executor"))
     }
@@ -388,6 +414,7 @@ impl pb::framework_server::Framework for MasterService {
         &self,
         req: Request<pb::WorkerHeartbeatRequest>,
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
+        let caller = check(&req, &Action::ReportToJobManager { job: req.get_ref().worker_id.clone(), host: None })?;
         if let Role::Recovering(epoch) = self.m.role() {
             return Ok(Response::new(pb::WorkerHeartbeatResponse {
                 verdict: pb::Verdict::NotReady as i32,
@@ -401,7 +428,7 @@ impl pb::framework_server::Framework for MasterService {
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
             let last_error = crate::framework::last_error_from_wire(r.last_error.as_ref())?;
-            let (reply, cancel) = self.m.job_master_message(msg.clone(), None, &progress, last_error).await?;
+            let (reply, cancel) = self.m.job_master_message(msg.clone(), None, &progress, last_error, caller).await?;
             self.heard(&msg, &reply);
             let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
             Ok(Response::new(pb::WorkerHeartbeatResponse {
@@ -417,12 +444,13 @@ impl pb::framework_server::Framework for MasterService {
         &self,
         req: Request<pb::ReportWorkerStatusRequest>,
     ) -> Result<Response<pb::ReportWorkerStatusResponse>, Status> {
+        let caller = check(&req, &Action::ReportToJobManager { job: req.get_ref().worker_id.clone(), host: None })?;
         leader_only!(self, req, FrameworkClient, report_worker_status, {
             let r = req.into_inner();
             let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
             let status = crate::framework::host::worker_status(r.status.as_ref())?;
             let progress = crate::framework::progress_from_wire(&r.progress)?;
-            let (reply, _) = self.m.job_master_message(msg.clone(), Some(status), &progress, None).await?;
+            let (reply, _) = self.m.job_master_message(msg.clone(), Some(status), &progress, None, caller).await?;
             self.heard(&msg, &reply);
             Ok(Response::new(pb::ReportWorkerStatusResponse {
                 verdict: verdict(reply.verdict),

@@ -99,6 +99,7 @@ impl Master {
             let channel = crate::rpc::connect::connect(address, timeout).await.map_err(|e| e.to_string())?;
             let mut req = tonic::Request::new(pb::QueryJobMasterRequest { master_id: id.as_str().to_owned() });
             req.set_timeout(timeout);
+            self.identity().stamp(&mut req);
             FrameworkClient::new(channel)
                 .query_job_master(req)
                 .await

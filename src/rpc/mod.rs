@@ -1,6 +1,7 @@
 //! The gRPC API: generated code and the mapping of errors to statuses.
 
 pub mod connect;
+pub mod identity;
 pub mod status;
 pub mod views;
 

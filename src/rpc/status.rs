@@ -32,6 +32,8 @@
 //! | `MASTER_NOT_READY` | `Unavailable` | the leader is still recovering; retry |
 //! | `FORWARD_FAILED` | `Unavailable` | a follower's forward broke off (the leader died or went silent mid-call): the call may have been carried out |
 //! | `METASTORE_UNAVAILABLE` | `Unavailable` | the metastore did not answer in time; the outcome may be unknown |
+//! | `UNAUTHENTICATED` | `Unauthenticated` | the call says nothing of who makes it (or says it in a way this build does not trust) |
+//! | `PERMISSION_DENIED` | `PermissionDenied` | the caller may not make this call (the message says who may) |
 //! | `INTERNAL` | `Internal` | a broken invariant (a bug: please report it) |
 
 use std::fmt;
@@ -39,6 +41,7 @@ use std::str::FromStr;
 
 use tonic::{Code, Status};
 
+use crate::core::auth::{Denied, DeniedCode};
 use crate::core::ids::IdError;
 use crate::core::job::JobError;
 use crate::core::labels::LabelError;
@@ -76,6 +79,8 @@ pub enum Reason {
     MasterNotReady,
     ForwardFailed,
     MetastoreUnavailable,
+    Unauthenticated,
+    PermissionDenied,
     Internal,
 }
 
@@ -102,6 +107,8 @@ const TABLE: &[(Reason, &str, Code)] = &[
     (Reason::MasterNotReady, "MASTER_NOT_READY", Code::Unavailable),
     (Reason::ForwardFailed, "FORWARD_FAILED", Code::Unavailable),
     (Reason::MetastoreUnavailable, "METASTORE_UNAVAILABLE", Code::Unavailable),
+    (Reason::Unauthenticated, "UNAUTHENTICATED", Code::Unauthenticated),
+    (Reason::PermissionDenied, "PERMISSION_DENIED", Code::PermissionDenied),
     (Reason::Internal, "INTERNAL", Code::Internal),
 ];
 
@@ -201,6 +208,16 @@ impl From<PlacementError> for Status {
             | PlacementError::PinnedFull { .. } => Reason::PlacementFailed,
         };
         reason.status(e.to_string())
+    }
+}
+
+impl From<Denied> for Status {
+    fn from(d: Denied) -> Status {
+        let reason = match d.code {
+            DeniedCode::Unauthenticated => Reason::Unauthenticated,
+            DeniedCode::PermissionDenied => Reason::PermissionDenied,
+        };
+        reason.status(d.missing)
     }
 }
 

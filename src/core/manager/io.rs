@@ -211,6 +211,9 @@ pub enum Refusal {
         field: &'static str,
         message: String,
     },
+    /// The caller may not make this request (the driver checks it with [`super::Manager::action_of`] before the
+    /// request reaches the manager); nothing was applied.
+    Denied(crate::core::auth::Denied),
 }
 
 impl fmt::Display for Refusal {
@@ -225,6 +228,7 @@ impl fmt::Display for Refusal {
             | Refusal::RequestIdReused(m)
             | Refusal::JobDeleted(m) => f.write_str(m),
             Refusal::InvalidArgument { field, message } => write!(f, "{field}: {message}"),
+            Refusal::Denied(d) => write!(f, "{d}"),
         }
     }
 }

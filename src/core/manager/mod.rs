@@ -280,6 +280,37 @@ impl Manager {
         }
     }
 
+    /// What `request` does, for [`crate::core::auth::authorize`], with the facts only this term knows: the name
+    /// an executor id was registered under, the executor hosting the job master incarnation a job master's call
+    /// names. `None` for requests whose handler checks them without such facts. A fact this term does not know
+    /// (an id it never heard of, an incarnation that is not the job's newest) stays `None`: the request's own
+    /// answer (register again, stale) harms nobody.
+    pub fn action_of(&self, request: &Request) -> Option<crate::core::auth::Action> {
+        use crate::core::auth::Action;
+        let owner = |id: ExecutorId| self.registry.get(id).map(|v| v.record.spec.name);
+        match request {
+            Request::Heartbeat { id, .. } => Some(Action::Heartbeat { executor: *id, owner: owner(*id) }),
+            Request::DeregisterExecutor { id } => Some(Action::DeregisterExecutor { executor: *id, owner: owner(*id) }),
+            Request::ScheduleTask(s) => Some(Action::ScheduleTask {
+                job: s.job.to_string(),
+                host: self.job_master_host(&s.job, s.master_epoch),
+            }),
+            Request::JobMaster { msg, .. } => {
+                let job = JobId::parse(msg.task.as_str()).ok();
+                let host = job.as_ref().and_then(|j| self.job_master_host(j, msg.worker_epoch));
+                Some(Action::ReportToJobManager { job: msg.task.to_string(), host })
+            }
+            _ => None,
+        }
+    }
+
+    /// The name of the executor hosting incarnation `epoch` of `job`'s job master, if that is the job's newest
+    /// incarnation and it is placed on an executor this term knows.
+    fn job_master_host(&self, job: &JobId, epoch: Epoch) -> Option<String> {
+        let j = self.jobs.get(job).filter(|j| j.epoch() == epoch)?;
+        self.registry.get(j.executor()?).map(|v| v.record.spec.name)
+    }
+
     /// Steps the manager at `now` with `input`.
     pub fn step(&mut self, now: Time, input: Input) {
         if self.ended {

@@ -1,0 +1,177 @@
+//! A rogue node in a running cluster, calling with forged or wrong identities (foreman::core::auth's table, held
+//! in the simulation where every node says who it is): each call is refused with the right code, and the cluster
+//! is unharmed.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use foreman::core::auth::Principal;
+use foreman::core::timing::HeartbeatTiming;
+use foreman::jobs::fake::FakeConfig;
+use foreman::master::Observation;
+use foreman::rpc::pb;
+use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use foreman::rpc::pb::executor_service_client::ExecutorServiceClient;
+use foreman::rpc::pb::framework_client::FrameworkClient;
+use foreman::rpc::status::{reason_of, Reason};
+use tonic::transport::Channel;
+use tonic::Code;
+
+use crate::cluster::{channel_to, executor_addr, master_addr, Cluster, Seen};
+use crate::fake_jobs::{await_running, create, finish_and_check};
+use crate::harness::{announce, As};
+use crate::master_failover::on_client;
+
+/// One forged call: what it is, and the refusal it must get.
+type Forged = (&'static str, Code, Result<(), tonic::Status>);
+
+fn executor(name: &str) -> As {
+    As::principal(&Principal::Executor(name.to_owned()))
+}
+
+/// Asserts that `result` is a refusal with `code` and its reason.
+#[track_caller]
+fn refused(what: &str, code: Code, result: &Result<(), tonic::Status>) {
+    let status = match result {
+        Ok(()) => panic!("safety: {what} was taken"),
+        Err(s) => s,
+    };
+    let reason = match code {
+        Code::Unauthenticated => Reason::Unauthenticated,
+        _ => Reason::PermissionDenied,
+    };
+    assert_eq!((status.code(), reason_of(status)), (code, Some(reason)), "{what}: {status:?}");
+    assert!(!status.message().is_empty(), "{what}: a refusal says what is missing");
+}
+
+/// Goal: no forged identity harms a running cluster. Method: three masters, two executors, two counting jobs
+/// running; a rogue client then sends, to the leader, a heartbeat and a deregistration of one executor's id as
+/// the other executor, a Finished report for a job's job master from the executor that does not host it, a
+/// resign as an executor, and the same heartbeat and resign with no identity at all; to an executor, a job
+/// master's dispatch from an executor and a worker's from a user. Each must be refused with its code; then both
+/// jobs finish with exact counters under the first leader, no executor was declared offline or deregistered, and
+/// the job scenarios' checkers pass.
+#[madsim::test]
+async fn forged_identities_are_refused_and_change_nothing() {
+    announce("forged_identities_are_refused_and_change_nothing");
+    let c = Cluster::start(3, 2).await;
+    c.settle(Duration::from_secs(30)).await;
+    let leader = c.await_leader(Duration::from_secs(15)).await.expect("a leader within 15 s of start");
+    let jobs: Vec<(String, FakeConfig)> =
+        (0..2).map(|i| (format!("job-{i}"), FakeConfig::counting(2, 80, 150))).collect();
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    let executors = c.list_executors().await;
+    assert_eq!(executors.len(), 2, "{executors:?}");
+    let before: BTreeSet<(u64, String)> = executors.iter().map(|e| (e.id, e.name.clone())).collect();
+    let (victim, rogue) = (executors[0].clone(), executors[1].clone());
+    let job = running["job-0"].clone();
+    let host = executors.iter().find(|e| e.id == job.executor_id).expect("job-0's job master runs on a listed one");
+    let not_host = executors.iter().find(|e| e.id != job.executor_id).expect("another executor").name.clone();
+    let host_name = host.name.clone();
+
+    let answers: Vec<Forged> = on_client(&c, async move {
+        let to_leader = channel_to(&master_addr(leader), Duration::from_secs(2)).await.expect("the leader answers");
+        let discovery = |who: As| DiscoveryClient::with_interceptor(to_leader.clone(), who);
+        let beat = pb::HeartbeatRequest { executor_id: victim.id, ..Default::default() };
+        let mut out: Vec<Forged> = vec![
+            (
+                "a heartbeat for another executor's id",
+                Code::PermissionDenied,
+                ok(discovery(executor(&rogue.name)).heartbeat(beat.clone()).await),
+            ),
+            (
+                "a heartbeat with no identity",
+                Code::Unauthenticated,
+                ok(plain_discovery(&to_leader).heartbeat(beat).await),
+            ),
+            (
+                "a deregistration of another executor's id",
+                Code::PermissionDenied,
+                ok(discovery(executor(&rogue.name))
+                    .deregister_executor(pb::DeregisterExecutorRequest { executor_id: victim.id })
+                    .await),
+            ),
+            (
+                "ResignLeader as an executor",
+                Code::PermissionDenied,
+                ok(discovery(executor(&rogue.name)).resign_leader(pb::ResignLeaderRequest {}).await),
+            ),
+            (
+                "ResignLeader with no identity",
+                Code::Unauthenticated,
+                ok(plain_discovery(&to_leader).resign_leader(pb::ResignLeaderRequest {}).await),
+            ),
+        ];
+        // A Finished report for job-0's current job master, which would end the job, from the other executor.
+        let leader_epoch =
+            discovery(As::user()).get_leader(pb::GetLeaderRequest {}).await.expect("the leader answers").into_inner();
+        let finished = pb::ReportWorkerStatusRequest {
+            master_id: "master".into(),
+            master_epoch: leader_epoch.leader_epoch,
+            worker_id: job.id.clone(),
+            worker_epoch: job.epoch,
+            status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+            progress: String::new(),
+        };
+        let report = FrameworkClient::with_interceptor(to_leader.clone(), executor(&not_host))
+            .report_worker_status(finished)
+            .await;
+        out.push(("a Finished report from an executor not hosting the job master", Code::PermissionDenied, ok(report)));
+        // Dispatches straight to an executor: a job master's from an executor, a worker's from a user.
+        let to_executor = channel_to(&executor_addr(0), Duration::from_secs(2)).await.expect("the executor answers");
+        for (what, kind, who) in [
+            ("a job master's dispatch from an executor", pb::TaskKind::JobMaster, executor(&host_name)),
+            ("a worker's dispatch from a user", pb::TaskKind::Worker, As::user()),
+        ] {
+            let pre = pb::PreDispatchTaskRequest {
+                task_id: "rogue".into(),
+                kind: kind as i32,
+                task_type: "fake".into(),
+                task_config: br#"{"workers": 1, "target": 1, "tick_ms": 1}"#.to_vec(),
+                job_id: "rogue".into(),
+                epoch: 1,
+                master_id: "rogue".into(),
+                master_address: master_addr(0),
+                master_epoch: 1,
+                leader_epoch: leader_epoch.leader_epoch,
+                request_id: "rogue-1".into(),
+                cost: 1,
+                timing: Some(foreman::rpc::timing_to_wire(&HeartbeatTiming::worker_default())),
+                executor_id: 1,
+            };
+            let r = ExecutorServiceClient::with_interceptor(to_executor.clone(), who).pre_dispatch_task(pre).await;
+            out.push((what, Code::PermissionDenied, ok(r)));
+        }
+        out
+    })
+    .await;
+    for (what, code, result) in &answers {
+        refused(what, *code, result);
+    }
+
+    finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+    let after: BTreeSet<(u64, String)> = c.list_executors().await.iter().map(|e| (e.id, e.name.clone())).collect();
+    assert_eq!(after, before, "safety: an executor was deregistered or declared offline (it registered again)");
+    let events = c.recorder.events();
+    let offline: Vec<_> =
+        events.iter().filter(|(_, _, s)| matches!(s, Seen::Master(Observation::ExecutorOffline { .. }))).collect();
+    assert!(offline.is_empty(), "safety: executors declared offline: {offline:?}");
+    let terms = events.iter().filter(|(_, _, s)| matches!(s, Seen::Master(Observation::ActingBegan { .. }))).count();
+    assert_eq!(terms, 1, "safety: the leader changed (a forged resign was taken)");
+    for (id, _) in &jobs {
+        let (_, ended) =
+            crate::master_failover::await_job(&c, id, Duration::from_secs(1), crate::master_failover::terminal).await;
+        assert_eq!((ended.state, ended.restarts), (pb::JobState::Finished as i32, 0), "safety: {id}: {ended:?}");
+    }
+}
+
+/// A call's outcome without its answer.
+fn ok<T>(r: Result<tonic::Response<T>, tonic::Status>) -> Result<(), tonic::Status> {
+    r.map(|_| ())
+}
+
+/// A Discovery client whose calls say nothing of who makes them.
+fn plain_discovery(ch: &Channel) -> DiscoveryClient<Channel> {
+    DiscoveryClient::new(ch.clone())
+}

@@ -1,0 +1,151 @@
+//! Who makes a gRPC call, as the callee may believe it, and how a caller says who it is.
+//!
+//! The simulation build has no TLS (madsim's transport ignores it), so a simulated node says who it is in the
+//! [`SIM_IDENTITY_KEY`] metadata entry (`master/NAME`, `executor/NAME`, `user/NAME`), set on every call it makes
+//! ([`Identity::request`], [`Identity::stamp`]), and the callee believes it. The check runs in [`MODE`]
+//! `Checked` there, so the simulator holds every node to [`crate::core::auth`]'s table, and a rogue node can be
+//! given a false identity to show its calls refused.
+//!
+//! The production build cannot know who calls until TLS lands: every caller is
+//! [`Principal::Anonymous`], the mode is `Insecure` (everyone may do everything, as before), and nothing is added
+//! to a call on the wire. A production request that carries the simulation's entry is refused (`UNAUTHENTICATED`):
+//! the entry is a claim anyone can write, and must never be trusted there.
+
+use tonic::metadata::{MetadataMap, MetadataValue};
+use tonic::{Request, Status};
+
+use crate::core::auth::{authorize, Action, Mode, Principal};
+use crate::rpc::status::Reason;
+
+/// The metadata entry a simulated node's calls carry: who it says it is.
+pub const SIM_IDENTITY_KEY: &str = "foreman-sim-identity";
+
+/// How calls are checked in this build.
+pub const MODE: Mode = if cfg!(madsim) { Mode::Checked } else { Mode::Insecure };
+
+/// Who a process's own calls say they come from. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Identity {
+    principal: Principal,
+}
+
+impl Identity {
+    pub fn new(principal: Principal) -> Identity {
+        Identity { principal }
+    }
+
+    /// A master's calls, by its configured name.
+    pub fn master(name: &str) -> Identity {
+        Identity::new(Principal::Master(name.to_owned()))
+    }
+
+    /// An executor's calls (its own, and those of the job masters and workers it hosts), by its configured name.
+    pub fn executor(name: &str) -> Identity {
+        Identity::new(Principal::Executor(name.to_owned()))
+    }
+
+    /// Calls that say nothing of who makes them (the CLI and the HTTP API, until users have tokens).
+    pub fn anonymous() -> Identity {
+        Identity::new(Principal::Anonymous)
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    /// `message` as a request that says who sends it.
+    pub fn request<T>(&self, message: T) -> Request<T> {
+        let mut r = Request::new(message);
+        self.stamp(&mut r);
+        r
+    }
+
+    /// Makes `request` say who sends it: in the simulation, the identity entry; in production, nothing (no TLS
+    /// yet, so nothing the callee could believe).
+    pub fn stamp<T>(&self, request: &mut Request<T>) {
+        if !cfg!(madsim) || self.principal == Principal::Anonymous {
+            return;
+        }
+        // A principal's text is printable ASCII (its parse checks the name), so it is always a valid value.
+        if let Ok(v) = MetadataValue::try_from(self.principal.to_string()) {
+            request.metadata_mut().insert(SIM_IDENTITY_KEY, v);
+        }
+    }
+}
+
+/// Copies who made `from` onto `to`: a follower forwarding a call to the leader forwards it on the caller's
+/// behalf. (With TLS, the leader will believe this only from a master's certificate.)
+pub fn forward(from: &MetadataMap, to: &mut MetadataMap) {
+    if let Some(v) = from.get(SIM_IDENTITY_KEY) {
+        to.insert(SIM_IDENTITY_KEY, v.clone());
+    }
+}
+
+/// The principal `request` comes from, as this build may believe it.
+pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
+    let Some(v) = request.metadata().get(SIM_IDENTITY_KEY) else { return Ok(Principal::Anonymous) };
+    if !cfg!(madsim) {
+        return Err(Reason::Unauthenticated.status(format!(
+            "the {SIM_IDENTITY_KEY} header is for the simulator only: a production call must not send it"
+        )));
+    }
+    let text = v.to_str().map_err(|_| {
+        Reason::Unauthenticated
+            .status(format!("{SIM_IDENTITY_KEY}: not printable text; send master/NAME, executor/NAME or user/NAME"))
+    })?;
+    Principal::parse(text).map_err(|e| Reason::Unauthenticated.status(format!("{SIM_IDENTITY_KEY}: {e}")))
+}
+
+/// Checks that the caller of `request` may make `action`: its principal on success, else the refusal to send.
+pub fn check<T>(request: &Request<T>, action: &Action) -> Result<Principal, Status> {
+    let principal = principal_of(request)?;
+    authorize(&principal, action, MODE)?;
+    Ok(principal)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::status::reason_of;
+
+    #[test]
+    fn this_build_believes_what_it_should() {
+        let plain = Request::new(());
+        assert_eq!(principal_of(&plain).unwrap(), Principal::Anonymous);
+        let stamped = Identity::executor("e1").request(());
+        let mut forged = Request::new(());
+        forged.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("executor/e1"));
+        if cfg!(madsim) {
+            assert_eq!(MODE, Mode::Checked);
+            assert_eq!(principal_of(&stamped).unwrap(), Principal::Executor("e1".into()));
+            let mut bad = Request::new(());
+            bad.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("root"));
+            let s = principal_of(&bad).unwrap_err();
+            assert_eq!(reason_of(&s), Some(Reason::Unauthenticated), "{s:?}");
+            let s = check(&plain, &Action::ResignLeader).unwrap_err();
+            assert_eq!(s.code(), tonic::Code::Unauthenticated);
+            let s = check(&stamped, &Action::ResignLeader).unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (tonic::Code::PermissionDenied, Some(Reason::PermissionDenied)));
+        } else {
+            // Production: nothing on the wire, everyone allowed, and the simulator's entry refused.
+            assert_eq!(MODE, Mode::Insecure);
+            assert!(stamped.metadata().get(SIM_IDENTITY_KEY).is_none());
+            assert_eq!(check(&plain, &Action::ResignLeader).unwrap(), Principal::Anonymous);
+            let s = check(&forged, &Action::ReadCluster).unwrap_err();
+            assert_eq!((s.code(), reason_of(&s)), (tonic::Code::Unauthenticated, Some(Reason::Unauthenticated)));
+            assert!(s.message().contains("for the simulator only"), "{}", s.message());
+        }
+    }
+
+    #[test]
+    fn a_forward_carries_the_callers_identity() {
+        let mut from = Request::new(());
+        from.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("executor/e1"));
+        let mut to = Request::new(());
+        forward(from.metadata(), to.metadata_mut());
+        assert_eq!(to.metadata().get(SIM_IDENTITY_KEY).unwrap(), "executor/e1");
+        let mut to = Request::new(());
+        forward(Request::new(()).metadata(), to.metadata_mut());
+        assert!(to.metadata().get(SIM_IDENTITY_KEY).is_none());
+    }
+}
