@@ -837,8 +837,12 @@ fn shrinks_from_env() -> usize {
     }
 }
 
-/// Seeds per child process of the swarm suite.
-const SWARM_BATCH: u64 = 250;
+/// Seeds per child process of the swarm suite, when `FOREMAN_SWARM_BATCH` asks for children (by default every seed
+/// runs in this process: a run leaves nothing behind since the cluster kills its nodes when dropped, and 1,000 seeds
+/// in one process peak at about 150 MB).
+fn swarm_batch() -> Option<u64> {
+    std::env::var("FOREMAN_SWARM_BATCH").ok().and_then(|s| s.parse().ok()).filter(|n| *n > 0)
+}
 
 /// A seed's failure as the suite reports it: its class (a checker's violation's, or a crash), what it says, and
 /// the text of the plan it ran (when the run got that far).
@@ -1115,8 +1119,8 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
 /// included); once every seed has run, the first `FOREMAN_SWARM_SHRINK` failures (default 2) are shrunk
 /// ([`shrink_failures`]) and reported again with the shrunk plan and the command that replays it.
 /// `FOREMAN_SWARM_PLAN` replaces every seed's fault plan with its text, and `FOREMAN_SWARM_PLANTED=<bug>` plants
-/// a bug of `foreman::planted` (by its name) in every node of every seed. More seeds than one batch
-/// ([`SWARM_BATCH`]) run in child processes, `MADSIM_TEST_JOBS` of them at a time. With
+/// a bug of `foreman::planted` (by its name) in every node of every seed. The seeds run in this process,
+/// `MADSIM_TEST_JOBS` at a time, or with `FOREMAN_SWARM_BATCH=<n>` in child processes of n seeds each. With
 /// `MADSIM_TEST_CHECK_DETERMINISM` set it instead runs the first seed twice and compares the two stories.
 #[test]
 fn swarm() {
@@ -1171,36 +1175,36 @@ fn swarm() {
             }
         }
     };
-    // Batches of seeds run in child processes (this test binary again), so that whatever a run leaves allocated
-    // is given back when its batch ends: one process for 5,000 seeds grows past the machine's memory.
-    let batch = if child || seeds <= SWARM_BATCH { seeds } else { SWARM_BATCH };
+    // Seed by seed in this process, `jobs` threads taking the next seed each; or, with `FOREMAN_SWARM_BATCH`,
+    // batches of seeds in child processes (this test binary again), one batch per thread at a time.
+    let batch = match swarm_batch() {
+        Some(b) if !child && b < seeds => b,
+        _ => 1,
+    };
+    let in_process = batch == 1;
     std::thread::scope(|scope| {
         for _ in 0..(if child { 1 } else { jobs }) {
             // why: the suite's own worker threads, outside every simulation; each seed gets a fresh thread and
-            // runtime in run_seed, each batch its own process.
+            // runtime in run_seed.
             #[allow(clippy::disallowed_methods)]
             scope.spawn(|| loop {
-                let i = next.fetch_add(batch, Ordering::SeqCst);
-                if i >= seeds || stop.load(Ordering::SeqCst) {
+                if stop.load(Ordering::SeqCst) {
                     return;
                 }
-                let n = batch.min(seeds - i);
-                if batch == seeds {
-                    // In this process, seed by seed.
-                    for k in 0..n {
-                        if stop.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let seed = first + i + k;
-                        let verbose = seeds == 1;
-                        let result = run_checked(seed, verbose, plan.clone(), planted);
-                        if child {
-                            println!("{}", child_line(seed, &result));
-                        }
-                        note(seed, result);
+                let i = next.fetch_add(batch, Ordering::SeqCst);
+                if i >= seeds {
+                    return;
+                }
+                if in_process {
+                    let seed = first + i;
+                    let verbose = seeds == 1;
+                    let result = run_checked(seed, verbose, plan.clone(), planted);
+                    if child {
+                        println!("{}", child_line(seed, &result));
                     }
+                    note(seed, result);
                 } else {
-                    for (seed, result) in run_batch(first + i, n) {
+                    for (seed, result) in run_batch(first + i, batch.min(seeds - i)) {
                         note(seed, result);
                     }
                 }
