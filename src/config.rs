@@ -276,6 +276,8 @@ pub struct MasterConfig {
     pub jobs: JobsConfig,
     /// The HTTP API's connection limits and the host names it answers to.
     pub http: HttpConfig,
+    /// Mutual TLS on gRPC (none: plain text).
+    pub tls: TlsConfig,
 }
 
 impl Default for MasterConfig {
@@ -295,6 +297,7 @@ impl Default for MasterConfig {
             rpc: RpcConfig::default(),
             jobs: JobsConfig::default(),
             http: HttpConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -595,6 +598,73 @@ impl Default for HttpConfig {
     }
 }
 
+/// Mutual TLS on every gRPC link (production build): the cluster CA and this process's certificate and key, PEM
+/// files as `foreman tls init` writes them. All three or none; none is plain text (today's default).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// The cluster CA's certificate: peers must hold a certificate it signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// This process's certificate (SAN URI `foreman://<cluster>/<role>/<name>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// This process's private key; refused if group or others may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The CA, certificate and key files, as set.
+    pub fn files(&self) -> [Option<&Path>; 3] {
+        [self.ca.as_deref(), self.cert.as_deref(), self.key.as_deref()]
+    }
+}
+
+/// All three TLS files or none (the files themselves are read and checked at start, by `rpc::tls`).
+fn check_tls(t: &TlsConfig) -> Result<(), ConfigError> {
+    let set = [t.ca.is_some(), t.cert.is_some(), t.key.is_some()];
+    if set.iter().all(|b| *b) || set.iter().all(|b| !*b) {
+        return Ok(());
+    }
+    let missing: Vec<&str> = ["tls.ca (--tls-ca)", "tls.cert (--tls-cert)", "tls.key (--tls-key)"]
+        .iter()
+        .zip(set)
+        .filter(|(_, s)| !s)
+        .map(|(n, _)| *n)
+        .collect();
+    Err(invalid("tls", format!("set all three of ca, cert and key, or none; missing: {}", missing.join(", "))))
+}
+
+/// The TLS flags of `foreman master`, `executor` and the CLI.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct TlsFlags {
+    /// The cluster CA's certificate (PEM); with --tls-cert and --tls-key, turns mutual TLS on.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// This process's certificate (PEM), from `foreman tls init`.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// This process's private key (PEM), mode 0600.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    /// Overrides the settings given on the command line.
+    pub fn apply(&self, t: &mut TlsConfig) {
+        if self.tls_ca.is_some() {
+            t.ca.clone_from(&self.tls_ca);
+        }
+        if self.tls_cert.is_some() {
+            t.cert.clone_from(&self.tls_cert);
+        }
+        if self.tls_key.is_some() {
+            t.key.clone_from(&self.tls_key);
+        }
+    }
+}
+
 impl MasterConfig {
     /// Parses TOML text (no defaults filled in, not validated).
     pub fn from_toml(text: &str) -> Result<MasterConfig, ConfigError> {
@@ -729,6 +799,7 @@ impl MasterConfig {
         check_cluster(&self.cluster)?;
         check_durations(&self.durations())?;
         check_http(&self.http)?;
+        check_tls(&self.tls)?;
 
         let el = &self.election;
         if el.lease_ttl < LEASE_TTL_MIN {
@@ -895,6 +966,8 @@ pub struct ExecutorConfig {
     /// are; then the executor deregisters and exits.
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
+    /// Mutual TLS on gRPC (none: plain text).
+    pub tls: TlsConfig,
     /// Labels for placement selectors. Last, so that it serializes as a trailing `[labels]` table.
     pub labels: Labels,
 }
@@ -911,6 +984,7 @@ impl Default for ExecutorConfig {
             task_queue: 256,
             dispatch_ttl: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            tls: TlsConfig::default(),
             labels: Labels::new(),
         }
     }
@@ -954,6 +1028,7 @@ impl ExecutorConfig {
         check_addr("addr", &self.addr)?;
         check_advertise_addr(&self.advertise_addr, &self.addr)?;
         check_addr_list("join", &self.join)?;
+        check_tls(&self.tls)?;
         if !(1..=CAPACITY_MAX).contains(&self.capacity) {
             return Err(invalid(
                 "capacity",
@@ -1343,6 +1418,8 @@ pub struct MasterFlags {
     /// The longest an HTTP connection may stay open with no request on it [default: 1m].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub http_idle_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 impl MasterFlags {
@@ -1354,6 +1431,7 @@ impl MasterFlags {
         set(&mut c.http_addr, &self.http_addr);
         set(&mut c.etcd, &self.etcd);
         set(&mut c.cluster, &self.cluster);
+        self.tls.apply(&mut c.tls);
 
         set(&mut c.election.lease_ttl, &self.election_lease_ttl);
         set(&mut c.election.keepalive_interval, &self.election_keepalive_interval);
@@ -1434,6 +1512,8 @@ pub struct ExecutorFlags {
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_timeout: Option<Duration>,
+    #[command(flatten)]
+    pub tls: TlsFlags,
 }
 
 impl ExecutorFlags {
@@ -1451,6 +1531,7 @@ impl ExecutorFlags {
         set(&mut c.task_queue, &self.task_queue);
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
+        self.tls.apply(&mut c.tls);
     }
 }
 
@@ -1616,6 +1697,27 @@ mod tests {
         assert_eq!(t.jump, Duration::from_millis(509), "{t:?}");
         let tight = master("[executors]\nself-fence = \"8.995s\"").unwrap();
         assert!(tight.iter().any(|w| w.contains("tolerate clocks off by only")), "{tight:?}");
+    }
+
+    #[test]
+    fn tls_is_all_three_files_or_none() {
+        let m = MasterConfig::from_toml("[tls]\nca = \"/d/ca.pem\"\ncert = \"/d/m1.pem\"\n").unwrap();
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("`tls`") && e.contains("missing: tls.key (--tls-key)"), "{e}");
+        let full = "[tls]\nca = \"/d/ca.pem\"\ncert = \"/d/e1.pem\"\nkey = \"/d/e1-key.pem\"\n";
+        let x = ExecutorConfig::from_toml(full).unwrap();
+        x.validate().unwrap();
+        assert_eq!(
+            x.tls.files(),
+            [Some(Path::new("/d/ca.pem")), Some(Path::new("/d/e1.pem")), Some(Path::new("/d/e1-key.pem"))]
+        );
+        // Flags override the file, one by one.
+        let flags = TlsFlags { tls_key: Some("/other/key.pem".into()), ..TlsFlags::default() };
+        let mut t = x.tls.clone();
+        flags.apply(&mut t);
+        assert_eq!(t.key.as_deref(), Some(Path::new("/other/key.pem")));
+        assert_eq!(t.ca, x.tls.ca);
+        assert!(ExecutorConfig::from_toml("[tls]\nkey-file = \"x\"\n").is_err());
     }
 
     #[test]

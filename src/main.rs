@@ -63,6 +63,9 @@ enum Command {
         #[command(subcommand)]
         command: JobCommand,
     },
+    /// Certificates for mutual TLS between the processes of a cluster.
+    #[command(subcommand)]
+    Tls(TlsCommand),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell to stdout.
     ///
     /// How to install it: below.
@@ -72,6 +75,13 @@ enum Command {
         #[arg(value_enum)]
         shell: Shell,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum TlsCommand {
+    /// Make a cluster CA and a key pair and certificate for each master, executor and user, owner-only files in
+    /// --dir (never overwritten), and print the flags each process needs.
+    Init(foreman::cli::tls::InitFlags),
 }
 
 /// How to install a completion script, for `foreman completion --help`.
@@ -177,6 +187,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Cluster { client, command } => block_on(cli::run_cluster(&client, command))?.map_err(Failure::Client),
         Command::Job { client, command } => block_on(cli::run_job(&client, command))?.map_err(Failure::Client),
+        Command::Tls(TlsCommand::Init(flags)) => {
+            let printed = foreman::cli::tls::init(&flags).map_err(Failure::Invalid)?;
+            print!("{printed}");
+            Ok(())
+        }
         Command::Completion { shell } => {
             // Into memory first: clap_complete panics when its writer fails, and a closed stdout is no reason to.
             let mut script = Vec::new();

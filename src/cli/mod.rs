@@ -14,6 +14,7 @@
 pub mod client;
 pub mod output;
 pub mod progress;
+pub mod tls;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};
@@ -89,6 +90,27 @@ pub struct ClientFlags {
     /// Deadline for each master tried (connecting and answering), e.g. 500ms, 5s, 1m.
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
+
+    /// Mutual TLS to the masters: the cluster CA and a certificate of role `user` (`foreman tls init --users`).
+    #[command(flatten)]
+    pub tls: crate::config::TlsFlags,
+}
+
+impl ClientFlags {
+    /// Sets up this process's TLS from `--tls-ca`, `--tls-cert` and `--tls-key` (all three or none), refusing a
+    /// certificate that is not a user's.
+    pub fn set_up_tls(&self) -> Result<(), CliError> {
+        let mut config = crate::config::TlsConfig::default();
+        self.tls.apply(&mut config);
+        crate::rpc::tls::set_up(config.files(), |t| match t.principal() {
+            crate::core::auth::Principal::User(_) => Ok(()),
+            other => Err(format!(
+                "--tls-cert names {other}: the CLI needs a user's certificate (foreman tls init --users NAME)"
+            )),
+        })
+        .map(|_| ())
+        .map_err(CliError::Usage)
+    }
 }
 
 /// How results are printed.
@@ -406,12 +428,14 @@ fn no_master_text(attempts: &[Attempt]) -> String {
 
 /// Runs `foreman cluster <command>` and prints its result.
 pub async fn run_cluster(flags: &ClientFlags, command: ClusterCommand) -> Result<(), CliError> {
+    flags.set_up_tls()?;
     let text = cluster_output(flags, command).await?;
     write_stdout(&text)
 }
 
 /// Runs `foreman job <command>` and prints its result.
 pub async fn run_job(flags: &ClientFlags, command: JobCommand) -> Result<(), CliError> {
+    flags.set_up_tls()?;
     let printed = job_output(flags, command).await?;
     write_stdout(&printed.text)?;
     if printed.more_pages && std::io::stdout().is_terminal() {

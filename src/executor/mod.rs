@@ -379,7 +379,7 @@ impl Executor {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
         let svc = service::ExecutorSvc { e: self.clone() };
-        let server = tonic::transport::Server::builder()
+        let server = crate::rpc::tls::server_builder()?
             .add_service(pb::executor_service_server::ExecutorServiceServer::new(svc))
             .add_service(pb::framework_server::FrameworkServer::new(self.host.clone()))
             .serve(addr);

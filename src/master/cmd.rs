@@ -56,6 +56,12 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
         addr: cfg.addr.clone(),
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10240"),
     })?;
+    let me = crate::core::auth::Principal::Master(cfg.name.clone());
+    if crate::rpc::tls::set_up(cfg.tls.files(), |t| t.expect(&me, Some(&cfg.cluster)))
+        .map_err(MasterCmdError::Config)?
+    {
+        info!("mutual TLS on: gRPC peers need a certificate from the cluster CA; calls are checked by role");
+    }
     #[cfg(not(madsim))]
     let http = bind_http(&cfg.http_addr).await?;
     let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout)

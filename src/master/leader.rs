@@ -104,7 +104,7 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
                 // master runs), and refused before the manager sees it.
                 let action = call.caller.as_ref().and_then(|_| manager.action_of(&call.request));
                 let denied = match (call.caller.as_ref(), action) {
-                    (Some(p), Some(a)) => crate::core::auth::authorize(p, &a, crate::rpc::identity::MODE).err(),
+                    (Some(p), Some(a)) => crate::core::auth::authorize(p, &a, crate::rpc::identity::mode()).err(),
                     _ => None,
                 };
                 match denied {

@@ -330,7 +330,7 @@ impl Master {
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), tonic::transport::Error> {
         let svc = MasterService::new(self.clone());
-        let server = tonic::transport::Server::builder()
+        let server = crate::rpc::tls::server_builder()?
             .add_service(crate::rpc::pb::discovery_server::DiscoveryServer::new(svc.clone()))
             .add_service(crate::rpc::pb::job_manager_server::JobManagerServer::new(svc.clone()))
             .add_service(crate::rpc::pb::task_scheduler_server::TaskSchedulerServer::new(svc.clone()))

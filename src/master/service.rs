@@ -93,9 +93,9 @@ impl MasterService {
             }
             ConnectFailure::Unreachable => Reason::NoLeader.status(format!("the leader {}: {e}; retry", to.name)),
         })?;
-        let from = req.metadata().clone();
-        let mut fwd = Request::new(req.into_inner());
-        crate::rpc::identity::forward(&from, fwd.metadata_mut());
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        crate::rpc::identity::forward(&req, &mut metadata);
+        let mut fwd = Request::from_parts(metadata, tonic::Extensions::default(), req.into_inner());
         fwd.set_timeout(timeout);
         if let Ok(v) = self.m.name().parse() {
             fwd.metadata_mut().insert(FORWARDED_KEY, v);

@@ -44,10 +44,23 @@ pub fn never_connected(status: &tonic::Status) -> bool {
 }
 
 /// The endpoint of `address` (`host:port`), with `timeout` for connecting and for each call.
+///
+/// With this process's TLS [installed](crate::rpc::tls::install), the channel is mutual TLS (`https`): it presents
+/// the process's certificate and accepts only a server certificate from the cluster CA naming the address's host.
 pub fn endpoint(address: &str, timeout: Duration) -> Result<Endpoint, ConnectError> {
-    Endpoint::from_shared(format!("http://{address}")).map(|e| e.timeout(timeout).connect_timeout(timeout)).map_err(
-        |e| ConnectError { address: address.to_owned(), failure: ConnectFailure::BadAddress, detail: error_chain(&e) },
-    )
+    let bad = |e: tonic::transport::Error| ConnectError {
+        address: address.to_owned(),
+        failure: ConnectFailure::BadAddress,
+        detail: error_chain(&e),
+    };
+    let tls = crate::rpc::tls::installed();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let e = Endpoint::from_shared(format!("{scheme}://{address}")).map_err(bad)?;
+    let e = e.timeout(timeout).connect_timeout(timeout);
+    match tls {
+        Some(t) => e.tls_config(t.client()).map_err(bad),
+        None => Ok(e),
+    }
 }
 
 /// Connects to `address` (`host:port`) within `timeout`; calls on the channel have the same deadline.

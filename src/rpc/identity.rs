@@ -2,14 +2,19 @@
 //!
 //! The simulation build has no TLS (madsim's transport ignores it), so a simulated node says who it is in the
 //! [`SIM_IDENTITY_KEY`] metadata entry (`master/NAME`, `executor/NAME`, `user/NAME`), set on every call it makes
-//! ([`Identity::request`], [`Identity::stamp`]), and the callee believes it. The check runs in [`MODE`]
+//! ([`Identity::request`], [`Identity::stamp`]), and the callee believes it. The check runs in [`mode`]
 //! `Checked` there, so the simulator holds every node to [`crate::core::auth`]'s table, and a rogue node can be
 //! given a false identity to show its calls refused.
 //!
-//! The production build cannot know who calls until TLS lands: every caller is
-//! [`Principal::Anonymous`], the mode is `Insecure` (everyone may do everything, as before), and nothing is added
-//! to a call on the wire. A production request that carries the simulation's entry is refused (`UNAUTHENTICATED`):
-//! the entry is a claim anyone can write, and must never be trusted there.
+//! The production build knows who calls only with TLS on ([`crate::rpc::tls`], `[tls]` configured): the caller is
+//! the principal its certificate's SAN URI names (a certificate of another cluster is refused `UNAUTHENTICATED`),
+//! and the mode is `Checked`. A call with no peer certificate (the HTTP API, which calls the handlers in process)
+//! is [`Principal::Anonymous`], refused until users have tokens. Without TLS every caller is anonymous and the mode
+//! is `Insecure` (everyone may do everything, as before). A production request that carries the simulation's entry
+//! is refused (`UNAUTHENTICATED`): the entry is a claim anyone can write, and must never be trusted there.
+//!
+//! A follower forwarding a call to the leader says on whose behalf in [`FORWARDED_FOR_KEY`]; the leader believes
+//! it only from a master's certificate.
 
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Request, Status};
@@ -20,8 +25,17 @@ use crate::rpc::status::Reason;
 /// The metadata entry a simulated node's calls carry: who it says it is.
 pub const SIM_IDENTITY_KEY: &str = "foreman-sim-identity";
 
-/// How calls are checked in this build.
-pub const MODE: Mode = if cfg!(madsim) { Mode::Checked } else { Mode::Insecure };
+/// The metadata entry of a call a master forwards: the principal it forwards for (production, with TLS).
+pub const FORWARDED_FOR_KEY: &str = "foreman-forwarded-for";
+
+/// How calls are checked in this process: always in the simulation; in production, when TLS is on.
+pub fn mode() -> Mode {
+    if cfg!(madsim) || crate::rpc::tls::installed().is_some() {
+        Mode::Checked
+    } else {
+        Mode::Insecure
+    }
+}
 
 /// Who a process's own calls say they come from. Cheap to clone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,22 +87,32 @@ impl Identity {
     }
 }
 
-/// Copies who made `from` onto `to`: a follower forwarding a call to the leader forwards it on the caller's
-/// behalf. (With TLS, the leader will believe this only from a master's certificate.)
-pub fn forward(from: &MetadataMap, to: &mut MetadataMap) {
-    if let Some(v) = from.get(SIM_IDENTITY_KEY) {
-        to.insert(SIM_IDENTITY_KEY, v.clone());
+/// Says on `to` who made `from`: a follower forwarding a call to the leader forwards it on the caller's behalf.
+/// In the simulation the caller's identity entry is copied; in production with TLS the caller's principal goes in
+/// [`FORWARDED_FOR_KEY`] (believed only from a master's certificate); without TLS nothing is sent.
+pub fn forward<T>(from: &Request<T>, to: &mut MetadataMap) {
+    if cfg!(madsim) {
+        if let Some(v) = from.metadata().get(SIM_IDENTITY_KEY) {
+            to.insert(SIM_IDENTITY_KEY, v.clone());
+        }
+        return;
+    }
+    match principal_of(from) {
+        Ok(Principal::Anonymous) | Err(_) => {}
+        Ok(p) => {
+            if let Ok(v) = MetadataValue::try_from(p.to_string()) {
+                to.insert(FORWARDED_FOR_KEY, v);
+            }
+        }
     }
 }
 
 /// The principal `request` comes from, as this build may believe it.
 pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
-    let Some(v) = request.metadata().get(SIM_IDENTITY_KEY) else { return Ok(Principal::Anonymous) };
     if !cfg!(madsim) {
-        return Err(Reason::Unauthenticated.status(format!(
-            "the {SIM_IDENTITY_KEY} header is for the simulator only: a production call must not send it"
-        )));
+        return production_principal_of(request);
     }
+    let Some(v) = request.metadata().get(SIM_IDENTITY_KEY) else { return Ok(Principal::Anonymous) };
     let text = v.to_str().map_err(|_| {
         Reason::Unauthenticated
             .status(format!("{SIM_IDENTITY_KEY}: not printable text; send master/NAME, executor/NAME or user/NAME"))
@@ -96,10 +120,37 @@ pub fn principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
     Principal::parse(text).map_err(|e| Reason::Unauthenticated.status(format!("{SIM_IDENTITY_KEY}: {e}")))
 }
 
+/// Production: the peer certificate's principal with TLS on, anonymous without; the simulator's entry refused.
+fn production_principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
+    if request.metadata().get(SIM_IDENTITY_KEY).is_some() {
+        return Err(Reason::Unauthenticated.status(format!(
+            "the {SIM_IDENTITY_KEY} header is for the simulator only: a production call must not send it"
+        )));
+    }
+    let Some(tls) = crate::rpc::tls::installed() else { return Ok(Principal::Anonymous) };
+    let Some(der) = peer_cert(request) else { return Ok(Principal::Anonymous) };
+    let peer = crate::rpc::tls::principal_of_cert(&der, tls.cluster())
+        .map_err(|e| Reason::Unauthenticated.status(format!("TLS client certificate refused: {e}")))?;
+    let Some(v) = request.metadata().get(FORWARDED_FOR_KEY) else { return Ok(peer) };
+    if !matches!(peer, Principal::Master(_)) {
+        return Err(Reason::Unauthenticated
+            .status(format!("{FORWARDED_FOR_KEY} is believed from a master only, and {peer} sent it")));
+    }
+    let text =
+        v.to_str().map_err(|_| Reason::Unauthenticated.status(format!("{FORWARDED_FOR_KEY}: not printable text")))?;
+    Principal::parse(text).map_err(|e| Reason::Unauthenticated.status(format!("{FORWARDED_FOR_KEY}: {e}")))
+}
+
+/// The DER of the peer's leaf certificate, if the call came over TLS with one.
+fn peer_cert<T>(request: &Request<T>) -> Option<Vec<u8>> {
+    let certs = request.peer_certs()?;
+    certs.first().map(|c| c.as_ref().to_vec())
+}
+
 /// Checks that the caller of `request` may make `action`: its principal on success, else the refusal to send.
 pub fn check<T>(request: &Request<T>, action: &Action) -> Result<Principal, Status> {
     let principal = principal_of(request)?;
-    authorize(&principal, action, MODE)?;
+    authorize(&principal, action, mode())?;
     Ok(principal)
 }
 
@@ -116,7 +167,7 @@ mod tests {
         let mut forged = Request::new(());
         forged.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("executor/e1"));
         if cfg!(madsim) {
-            assert_eq!(MODE, Mode::Checked);
+            assert_eq!(mode(), Mode::Checked);
             assert_eq!(principal_of(&stamped).unwrap(), Principal::Executor("e1".into()));
             let mut bad = Request::new(());
             bad.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("root"));
@@ -128,7 +179,7 @@ mod tests {
             assert_eq!((s.code(), reason_of(&s)), (tonic::Code::PermissionDenied, Some(Reason::PermissionDenied)));
         } else {
             // Production: nothing on the wire, everyone allowed, and the simulator's entry refused.
-            assert_eq!(MODE, Mode::Insecure);
+            assert_eq!(mode(), Mode::Insecure);
             assert!(stamped.metadata().get(SIM_IDENTITY_KEY).is_none());
             assert_eq!(check(&plain, &Action::ResignLeader).unwrap(), Principal::Anonymous);
             let s = check(&forged, &Action::ReadCluster).unwrap_err();
@@ -139,13 +190,18 @@ mod tests {
 
     #[test]
     fn a_forward_carries_the_callers_identity() {
-        let mut from = Request::new(());
-        from.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("executor/e1"));
+        let from = Identity::executor("e1").request(());
         let mut to = Request::new(());
-        forward(from.metadata(), to.metadata_mut());
-        assert_eq!(to.metadata().get(SIM_IDENTITY_KEY).unwrap(), "executor/e1");
+        forward(&from, to.metadata_mut());
+        if cfg!(madsim) {
+            assert_eq!(to.metadata().get(SIM_IDENTITY_KEY).unwrap(), "executor/e1");
+        } else {
+            // Production without TLS: the caller is anonymous, and nothing is forwarded.
+            assert!(to.metadata().is_empty());
+        }
         let mut to = Request::new(());
-        forward(Request::new(()).metadata(), to.metadata_mut());
+        forward(&Request::new(()), to.metadata_mut());
         assert!(to.metadata().get(SIM_IDENTITY_KEY).is_none());
+        assert!(to.metadata().get(FORWARDED_FOR_KEY).is_none());
     }
 }

@@ -3,6 +3,7 @@
 pub mod connect;
 pub mod identity;
 pub mod status;
+pub mod tls;
 pub mod views;
 
 use std::time::Duration;

@@ -1,0 +1,297 @@
+//! `foreman tls init`: a cluster CA, and a key pair and certificate for each process of a small cluster.
+//!
+//! Each certificate names its process in the SAN URI `foreman://<cluster>/<role>/<name>` (what the callee believes,
+//! [`crate::rpc::tls`]) and carries DNS/IP SANs for the hosts given (the names clients dial), so one certificate
+//! serves a process both as a server and as a client. Files are written owner-only (0600) and never overwritten.
+
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
+};
+
+use crate::core::auth::Principal;
+
+/// What to make.
+#[derive(Clone, Debug, clap::Args)]
+pub struct InitFlags {
+    /// The directory to write into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// The cluster name (the masters' --cluster); every certificate names it.
+    #[arg(long, value_name = "NAME")]
+    pub cluster: String,
+    /// Master names (each master's --name), comma separated.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub masters: Vec<String>,
+    /// Executor names (each executor's --name), comma separated.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub executors: Vec<String>,
+    /// User names, comma separated: certificates for the CLI.
+    #[arg(long, value_name = "NAME,...", value_delimiter = ',')]
+    pub users: Vec<String>,
+    /// Host names and IP addresses the processes are dialled at, comma separated [default: 127.0.0.1,localhost].
+    #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
+    pub hosts: Vec<String>,
+}
+
+/// The longest validity rcgen is asked for: ten years, for a cluster CA and its processes (no rotation yet).
+const VALID_DAYS: i64 = 3650;
+
+/// Writes the CA and the certificates; returns what to print (the flags each process needs).
+pub fn init(flags: &InitFlags) -> Result<String, String> {
+    if let Some(problem) = crate::core::ids::cluster_name_problem(&flags.cluster) {
+        return Err(format!("--cluster: {problem}"));
+    }
+    let mut who: Vec<Principal> = vec![];
+    for (flag, names, make) in [
+        ("--masters", &flags.masters, Principal::Master as fn(String) -> Principal),
+        ("--executors", &flags.executors, Principal::Executor),
+        ("--users", &flags.users, Principal::User),
+    ] {
+        for n in names {
+            let p = make(n.trim().to_owned());
+            // The same rule as a SAN URI's name, so that every certificate made here is one a peer accepts.
+            Principal::parse(&p.to_string()).map_err(|e| format!("{flag}: {e}"))?;
+            if who.contains(&p) {
+                return Err(format!("{flag}: {p} is given twice"));
+            }
+            who.push(p);
+        }
+    }
+    if who.is_empty() {
+        return Err("nothing to make: give --masters, --executors or --users".to_owned());
+    }
+    let hosts: Vec<String> = if flags.hosts.is_empty() {
+        vec!["127.0.0.1".to_owned(), "localhost".to_owned()]
+    } else {
+        flags.hosts.iter().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty()).collect()
+    };
+
+    // Every file first, so that nothing is written when one already exists.
+    let dir = &flags.dir;
+    let mut files = vec![dir.join("ca.pem"), dir.join("ca-key.pem")];
+    for p in &who {
+        let (cert, key) = file_names(dir, p);
+        files.push(cert);
+        files.push(key);
+    }
+    if let Some(f) = files.iter().find(|f| f.exists()) {
+        return Err(format!("{} exists: refusing to overwrite it (use another --dir, or remove it)", f.display()));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| format!("--dir {}: cannot create: {e}", dir.display()))?;
+
+    let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
+    let ca_key = KeyPair::generate().map_err(|e| fail("the CA key", e))?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.distinguished_name.push(DnType::CommonName, format!("foreman {} CA", flags.cluster));
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut ca_params);
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| fail("the CA certificate", e))?;
+    write_private(&dir.join("ca.pem"), &ca_cert.pem())?;
+    write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "wrote the CA of cluster {} to {}; keep ca-key.pem offline", flags.cluster, dir.display());
+    for p in &who {
+        let uri = crate::rpc::tls::san_uri(&flags.cluster, p);
+        let mut params = CertificateParams::new(hosts.clone()).map_err(|e| fail(&uri, e))?;
+        let ia5 = uri.clone().try_into().map_err(|e| fail(&uri, e))?;
+        params.subject_alt_names.push(SanType::URI(ia5));
+        params.distinguished_name.push(DnType::CommonName, p.to_string());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params);
+        let key = KeyPair::generate().map_err(|e| fail(&uri, e))?;
+        let cert = params.signed_by(&key, &issuer).map_err(|e| fail(&uri, e))?;
+        let (cert_file, key_file) = file_names(dir, p);
+        write_private(&cert_file, &cert.pem())?;
+        write_private(&key_file, &key.serialize_pem())?;
+        let name_flag = match p {
+            Principal::Master(n) => format!("foreman master --cluster {} --name {n}", flags.cluster),
+            Principal::Executor(n) => format!("foreman executor --name {n}"),
+            Principal::User(n) => format!("foreman job/cluster … (user {n})"),
+            Principal::Anonymous => String::new(),
+        };
+        let _ = writeln!(
+            out,
+            "{name_flag} --tls-ca {} --tls-cert {} --tls-key {}",
+            dir.join("ca.pem").display(),
+            cert_file.display(),
+            key_file.display()
+        );
+    }
+    Ok(out)
+}
+
+fn file_names(dir: &Path, p: &Principal) -> (PathBuf, PathBuf) {
+    let stem = p.to_string().replace('/', "-");
+    (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}-key.pem")))
+}
+
+fn set_validity(params: &mut CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(VALID_DAYS);
+}
+
+/// Writes a new file readable by its owner only; refuses an existing one.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(dir: &Path) -> InitFlags {
+        InitFlags {
+            dir: dir.to_owned(),
+            cluster: "c1".into(),
+            masters: vec!["m1".into()],
+            executors: vec!["e1".into(), "e2".into()],
+            users: vec!["admin".into()],
+            hosts: vec![],
+        }
+    }
+
+    fn temp_dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("foreman-tls-init-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    /// A certificate's SANs as text: DNS names, IP addresses, URIs.
+    fn sans(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+        use x509_parser::extensions::GeneralName;
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .map(|n| match n {
+                GeneralName::DNSName(d) => d.to_string(),
+                GeneralName::URI(u) => u.to_string(),
+                GeneralName::IPAddress(b) => match <[u8; 4]>::try_from(*b) {
+                    Ok(v4) => std::net::IpAddr::from(v4).to_string(),
+                    Err(_) => format!("{b:?}"),
+                },
+                other => other.to_string(),
+            })
+            .collect()
+    }
+
+    fn der_of(path: &Path) -> Vec<u8> {
+        let pem = std::fs::read(path).unwrap();
+        x509_parser::pem::parse_x509_pem(&pem).unwrap().1.contents
+    }
+
+    #[test]
+    fn the_chain_verifies_and_each_certificate_names_its_process() {
+        let dir = temp_dir("chain");
+        let printed = init(&flags(&dir)).unwrap();
+        assert!(printed.contains("foreman executor --name e2 --tls-ca"), "{printed}");
+        let ca_der = der_of(&dir.join("ca.pem"));
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        ca.verify_signature(None).expect("the CA is self-signed");
+        for (file, who) in [
+            ("master-m1.pem", Principal::Master("m1".into())),
+            ("executor-e1.pem", Principal::Executor("e1".into())),
+            ("executor-e2.pem", Principal::Executor("e2".into())),
+            ("user-admin.pem", Principal::User("admin".into())),
+        ] {
+            let der = der_of(&dir.join(file));
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            cert.verify_signature(Some(ca.public_key())).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(crate::rpc::tls::principal_of_cert(&der, "c1").unwrap(), who, "{file}");
+            assert!(crate::rpc::tls::principal_of_cert(&der, "c2").is_err(), "{file}: another cluster");
+            let names = sans(&cert);
+            let uri = crate::rpc::tls::san_uri("c1", &who);
+            assert_eq!(names, ["127.0.0.1", "localhost", uri.as_str()], "{file}");
+            // And the file loads as a process's TLS, with its key.
+            let stem = file.trim_end_matches(".pem");
+            let key = dir.join(format!("{stem}-key.pem"));
+            let tls = crate::rpc::tls::Tls::load(Some(&dir.join("ca.pem")), Some(&dir.join(file)), Some(&key))
+                .unwrap()
+                .unwrap();
+            assert_eq!(tls.principal(), &who);
+            assert_eq!(tls.cluster(), "c1");
+        }
+        // A certificate of another CA does not verify against this one.
+        let other = temp_dir("other");
+        init(&flags(&other)).unwrap();
+        let der = der_of(&other.join("executor-e1.pem"));
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert!(cert.verify_signature(Some(ca.public_key())).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&other);
+    }
+
+    #[test]
+    fn hosts_given_are_the_sans() {
+        let dir = temp_dir("hosts");
+        let mut f = flags(&dir);
+        f.hosts = vec!["10.0.0.7".into(), "m1.example.com".into()];
+        init(&f).unwrap();
+        let der = der_of(&dir.join("master-m1.pem"));
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        assert_eq!(sans(&cert), ["10.0.0.7", "m1.example.com", "foreman://c1/master/m1"]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn files_are_owner_only_and_never_overwritten() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = temp_dir("perm");
+        init(&flags(&dir)).unwrap();
+        let mut count = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", path.display());
+            count += 1;
+        }
+        assert_eq!(count, 2 + 2 * 4);
+        let before = std::fs::read(dir.join("executor-e1.pem")).unwrap();
+        let e = init(&flags(&dir)).unwrap_err();
+        assert!(e.contains("refusing to overwrite"), "{e}");
+        assert_eq!(std::fs::read(dir.join("executor-e1.pem")).unwrap(), before);
+        // A key made readable by others is refused at start, with the fix.
+        let key = dir.join("executor-e1-key.pem");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = crate::rpc::tls::Tls::load(Some(&dir.join("ca.pem")), Some(&dir.join("executor-e1.pem")), Some(&key))
+            .unwrap_err();
+        assert!(e.contains("--tls-key") && e.contains(&format!("chmod 600 {}", key.display())), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bad_requests_are_refused_before_anything_is_written() {
+        let dir = temp_dir("bad");
+        let mut f = flags(&dir);
+        f.executors = vec!["e1".into(), "e1".into()];
+        assert!(init(&f).unwrap_err().contains("given twice"));
+        let mut f = flags(&dir);
+        f.executors = vec!["has space".into()];
+        assert!(init(&f).unwrap_err().contains("--executors"));
+        let mut f = flags(&dir);
+        (f.masters, f.executors, f.users) = (vec![], vec![], vec![]);
+        assert!(init(&f).unwrap_err().contains("nothing to make"));
+        assert!(!dir.exists());
+    }
+}

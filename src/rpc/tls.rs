@@ -1,0 +1,255 @@
+//! Mutual TLS on every gRPC link, production build (issue 15, step 2).
+//!
+//! A process with `[tls]` configured (`ca`, `cert`, `key`: PEM files, as `foreman tls init` writes them) serves gRPC
+//! only to clients holding a certificate from that CA, and opens every channel with its own certificate, checking
+//! the server's against the CA. Its certificate names it: the SAN URI `foreman://<cluster>/<role>/<name>`
+//! ([`san_uri`]); a peer's is read the same way ([`principal_of_cert`]) and is who the callee believes calls
+//! ([`crate::rpc::identity`]), refused if it names another cluster.
+//!
+//! One process, one identity: [`install`] sets it once at start (`foreman master`, `executor`, the CLI), and every
+//! channel ([`crate::rpc::connect`]) and server uses it. Without it, everything is plain text as before. The
+//! simulation build compiles the same code (madsim's transport accepts the configuration and ignores it) and never
+//! installs one: its nodes say who they are in metadata.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+// why: madsim's transport accepts tonic's own TLS types without re-exporting them.
+#[cfg(madsim)]
+use real_tonic::transport::{Certificate, ClientTlsConfig, Identity as TlsIdentity, ServerTlsConfig};
+#[cfg(not(madsim))]
+use tonic::transport::{Certificate, ClientTlsConfig, Identity as TlsIdentity, ServerTlsConfig};
+
+use crate::core::auth::Principal;
+
+/// The scheme of the SAN URI that names a foreman process.
+pub const SAN_SCHEME: &str = "foreman://";
+
+/// The SAN URI of `principal` in `cluster`: `foreman://<cluster>/<role>/<name>`.
+pub fn san_uri(cluster: &str, principal: &Principal) -> String {
+    format!("{SAN_SCHEME}{cluster}/{principal}")
+}
+
+/// A process's TLS material, read and checked at start.
+#[derive(Clone, Debug)]
+pub struct Tls {
+    ca: Vec<u8>,
+    cert: Vec<u8>,
+    key: Vec<u8>,
+    cluster: String,
+    me: Principal,
+}
+
+impl Tls {
+    /// Reads the three files (`None` when none is set: plain text). Refuses: only some of the three set, a file
+    /// that cannot be read or holds no PEM certificate, a key file readable by group or others, a certificate
+    /// without a `foreman://` SAN URI. Each error names the flag and the file.
+    pub fn load(ca: Option<&Path>, cert: Option<&Path>, key: Option<&Path>) -> Result<Option<Tls>, String> {
+        let (ca, cert, key) = match (ca, cert, key) {
+            (None, None, None) => return Ok(None),
+            (Some(ca), Some(cert), Some(key)) => (ca, cert, key),
+            _ => {
+                let missing: Vec<&str> = [("--tls-ca", ca), ("--tls-cert", cert), ("--tls-key", key)]
+                    .iter()
+                    .filter(|(_, v)| v.is_none())
+                    .map(|(f, _)| *f)
+                    .collect();
+                return Err(format!(
+                    "TLS needs all three of --tls-ca, --tls-cert and --tls-key (tls.ca, tls.cert, tls.key) or none; \
+                     missing: {}",
+                    missing.join(", ")
+                ));
+            }
+        };
+        let read = |flag: &str, path: &Path| {
+            std::fs::read(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))
+        };
+        check_private("--tls-key", key)?;
+        let (ca_pem, cert_pem, key_pem) = (read("--tls-ca", ca)?, read("--tls-cert", cert)?, read("--tls-key", key)?);
+        first_der(&ca_pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        let der = first_der(&cert_pem).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+        let (cluster, me) = name_of_cert(&der).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
+        if !String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY-----") {
+            return Err(format!("--tls-key {}: no PEM private key in the file", key.display()));
+        }
+        Ok(Some(Tls { ca: ca_pem, cert: cert_pem, key: key_pem, cluster, me }))
+    }
+
+    /// The cluster this process's certificate names; a peer must name the same.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// Who this process's certificate says it is.
+    pub fn principal(&self) -> &Principal {
+        &self.me
+    }
+
+    /// A server that accepts only clients with a certificate from the CA (mutual TLS).
+    pub fn server(&self) -> ServerTlsConfig {
+        ServerTlsConfig::new()
+            .identity(TlsIdentity::from_pem(&self.cert, &self.key))
+            .client_ca_root(Certificate::from_pem(&self.ca))
+    }
+
+    /// A client that presents this process's certificate and trusts only servers with one from the CA.
+    pub fn client(&self) -> ClientTlsConfig {
+        ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.ca))
+            .identity(TlsIdentity::from_pem(&self.cert, &self.key))
+    }
+
+    /// Checks that this process's certificate is for `role`/`name` (and, when given, `cluster`): a process whose
+    /// configured name differs from its certificate's would be refused by every peer checking ownership.
+    pub fn expect(&self, principal: &Principal, cluster: Option<&str>) -> Result<(), String> {
+        if &self.me != principal {
+            return Err(format!(
+                "--tls-cert names {} but this process is {principal}: use the certificate made for it, or set its \
+                 name to match (--name)",
+                self.me
+            ));
+        }
+        if let Some(c) = cluster {
+            if c != self.cluster {
+                return Err(format!(
+                    "--tls-cert is for cluster {:?} but this master's cluster is {c:?} (--cluster)",
+                    self.cluster
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+static INSTALLED: OnceLock<Tls> = OnceLock::new();
+
+/// Makes `tls` this process's identity for every channel and server. Once per process; a second call is refused.
+pub fn install(tls: Tls) -> Result<(), String> {
+    INSTALLED.set(tls).map_err(|_| "TLS is already set up in this process".to_owned())
+}
+
+/// This process's TLS identity, if [`install`]ed.
+pub fn installed() -> Option<&'static Tls> {
+    INSTALLED.get()
+}
+
+/// Start-up: reads the files (CA, certificate, key), lets `check` hold the certificate to this process's role and name, and (in
+/// production) installs it. Whether TLS is on. The simulation build reads and checks the same files but installs
+/// nothing: its transport ignores TLS, and its nodes share one process.
+pub fn set_up(
+    [ca, cert, key]: [Option<&Path>; 3],
+    check: impl FnOnce(&Tls) -> Result<(), String>,
+) -> Result<bool, String> {
+    let Some(tls) = Tls::load(ca, cert, key)? else { return Ok(false) };
+    check(&tls)?;
+    if !cfg!(madsim) {
+        install(tls)?;
+    }
+    Ok(true)
+}
+
+/// A gRPC server builder: mutual TLS when this process has TLS, plain text otherwise.
+pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Error> {
+    let builder = tonic::transport::Server::builder();
+    match installed() {
+        Some(t) => builder.tls_config(t.server()),
+        None => Ok(builder),
+    }
+}
+
+/// Refuses a secret file that group or others may read (`chmod 600`).
+fn check_private(flag: &str, path: &Path) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{flag} {}: a private key must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
+/// The DER of the first certificate in PEM text.
+fn first_der(pem: &[u8]) -> Result<Vec<u8>, String> {
+    match x509_parser::pem::parse_x509_pem(pem) {
+        Ok((_, p)) if p.label == "CERTIFICATE" => Ok(p.contents),
+        Ok((_, p)) => Err(format!("the first PEM block is a {:?}, not a CERTIFICATE", p.label)),
+        Err(e) => Err(format!("no PEM certificate in the file ({e})")),
+    }
+}
+
+/// The cluster and principal a certificate (DER) names in its `foreman://` SAN URI.
+pub fn name_of_cert(der: &[u8]) -> Result<(String, Principal), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("unreadable subject alternative names: {e}"))?
+        .ok_or_else(|| format!("the certificate has no subject alternative names (needs a {SAN_SCHEME} URI)"))?;
+    let mut found = None;
+    for name in &san.value.general_names {
+        if let x509_parser::extensions::GeneralName::URI(uri) = name {
+            if let Some(rest) = uri.strip_prefix(SAN_SCHEME) {
+                if found.is_some() {
+                    return Err(format!("the certificate has more than one {SAN_SCHEME} URI"));
+                }
+                found = Some(parse_san(rest)?);
+            }
+        }
+    }
+    found.ok_or_else(|| format!("the certificate names no {SAN_SCHEME}<cluster>/<role>/<name> URI"))
+}
+
+fn parse_san(rest: &str) -> Result<(String, Principal), String> {
+    let Some((cluster, who)) = rest.split_once('/') else {
+        return Err(format!("{SAN_SCHEME}{rest}: expected {SAN_SCHEME}<cluster>/<role>/<name>"));
+    };
+    if cluster.is_empty() {
+        return Err(format!("{SAN_SCHEME}{rest}: the cluster is empty"));
+    }
+    let p = Principal::parse(who).map_err(|e| format!("{SAN_SCHEME}{rest}: {e}"))?;
+    if p == Principal::Anonymous {
+        return Err(format!("{SAN_SCHEME}{rest}: names no one"));
+    }
+    Ok((cluster.to_owned(), p))
+}
+
+/// Who the peer with certificate `der` is, for a process of `cluster`: refused (the message says why) when the
+/// certificate names no one or another cluster.
+pub fn principal_of_cert(der: &[u8], cluster: &str) -> Result<Principal, String> {
+    let (c, p) = name_of_cert(der)?;
+    if c != cluster {
+        return Err(format!("the peer's certificate is for cluster {c:?}, not {cluster:?}"));
+    }
+    Ok(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_san_uri_names_a_cluster_and_a_principal() {
+        assert_eq!(parse_san("c1/executor/e1").unwrap(), ("c1".into(), Principal::Executor("e1".into())));
+        assert_eq!(parse_san("c1/master/m-1").unwrap(), ("c1".into(), Principal::Master("m-1".into())));
+        assert_eq!(parse_san("c1/user/admin").unwrap(), ("c1".into(), Principal::User("admin".into())));
+        for bad in ["c1", "/executor/e1", "c1/root/x", "c1/executor/", "c1/executor/a b"] {
+            assert!(parse_san(bad).is_err(), "{bad}");
+        }
+        assert_eq!(san_uri("c1", &Principal::Executor("e1".into())), "foreman://c1/executor/e1");
+    }
+
+    #[test]
+    fn none_or_all_three_files() {
+        assert!(Tls::load(None, None, None).unwrap().is_none());
+        let e = Tls::load(Some(Path::new("/nonexistent/ca.pem")), None, None).unwrap_err();
+        assert!(e.contains("missing: --tls-cert, --tls-key"), "{e}");
+    }
+}
