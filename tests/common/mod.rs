@@ -190,6 +190,9 @@ pub struct NodeOptions {
     pub master_log: String,
     /// `RUST_LOG` of the executors.
     pub executor_log: String,
+    /// Mutual TLS: `foreman tls init` makes a CA and a certificate per node (and for the users `admin` and
+    /// `other`) in `<dir>/tls`, and each node starts with its own.
+    pub tls: bool,
 }
 
 impl Default for NodeOptions {
@@ -199,6 +202,7 @@ impl Default for NodeOptions {
             executor_args: vec![],
             master_log: "info".to_owned(),
             executor_log: "info".to_owned(),
+            tls: false,
         }
     }
 }
@@ -264,6 +268,9 @@ impl Cluster {
             .collect();
         drop(listeners);
         let mut c = Cluster { etcd: etcd.to_owned(), cluster: format!("{label}-{run}"), dir, nodes, options };
+        if c.options.tls {
+            c.tls_init();
+        }
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
@@ -277,9 +284,53 @@ impl Cluster {
         c
     }
 
+    /// The directory of the cluster's CA and certificates (`NodeOptions::tls`).
+    pub fn tls_dir(&self) -> PathBuf {
+        self.dir.join("tls")
+    }
+
+    /// The TLS flags of a process holding the certificate of `who` (`master/m0`, `executor/exec1`, `user/admin`).
+    pub fn tls_args(&self, who: &str) -> Vec<String> {
+        let stem = who.replace('/', "-");
+        let d = self.tls_dir();
+        let path = |f: String| d.join(f).display().to_string();
+        vec![
+            "--tls-ca".into(),
+            path("ca.pem".into()),
+            "--tls-cert".into(),
+            path(format!("{stem}.pem")),
+            "--tls-key".into(),
+            path(format!("{stem}-key.pem")),
+        ]
+    }
+
+    fn tls_init(&self) {
+        let names = |master: bool| {
+            let n: Vec<&str> =
+                self.nodes.iter().filter(|n| (n.role == Role::Master) == master).map(|n| n.name.as_str()).collect();
+            n.join(",")
+        };
+        let dir = self.tls_dir().display().to_string();
+        let (masters, executors) = (names(true), names(false));
+        let mut args = vec!["tls", "init", "--dir", &dir, "--cluster", &self.cluster, "--users", "admin,other"];
+        if !masters.is_empty() {
+            args.extend(["--masters", &masters]);
+        }
+        if !executors.is_empty() {
+            args.extend(["--executors", &executors]);
+        }
+        let out = Command::new(env!("CARGO_BIN_EXE_foreman")).args(&args).output().expect("run foreman tls init");
+        assert!(out.status.success(), "foreman tls init: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
     /// Starts (or restarts) node `i`, appending to its log.
     pub fn spawn(&mut self, i: usize) {
         let join = self.master_addresses(None);
+        let tls = match self.nodes[i].role {
+            _ if !self.options.tls => vec![],
+            Role::Master => self.tls_args(&format!("master/{}", self.nodes[i].name)),
+            Role::Executor { .. } => self.tls_args(&format!("executor/{}", self.nodes[i].name)),
+        };
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "{} is already running", node.name);
         let log = File::options().create(true).append(true).open(&node.log).expect("open the log");
@@ -298,6 +349,7 @@ impl Cluster {
                 &self.options.executor_log
             }
         };
+        command.args(&tls);
         let child = command
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")

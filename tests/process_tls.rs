@@ -1,0 +1,162 @@
+//! Mutual TLS with real processes against a real etcd (production build; issue 15, step 2).
+//!
+//! `foreman tls init` makes a CA and the certificates of one master, two executors and two users; every process
+//! starts with its own. A fake job runs to FINISHED through the CLI with a user's certificate. Then the refusals:
+//! a plain-text client (no TLS at all), a client with a certificate of another CA (same cluster name, same user
+//! name), and an executor's certificate calling `ResignLeader` (a user's call: `PERMISSION_DENIED`), each checked
+//! against the same call with the right certificate succeeding, so that no refusal passes for the wrong reason.
+//!
+//! Needs an etcd: `scripts/with-etcd cargo test --test process_tls -- --ignored` starts a throwaway one and sets
+//! `FOREMAN_TEST_ETCD`. Run with `--ignored` and no etcd, it fails rather than skips.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use common::{etcd_from_env, foreman, Cluster, ExecutorListView, JobView, NodeOptions, CLI_TIMEOUT, POLL};
+use foreman::rpc::pb;
+use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
+
+/// How long the first election, the executors' registration and the job's creation may take.
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+/// How long the job may take to finish.
+const FINISH_MAX: Duration = Duration::from_secs(60);
+
+/// `foreman <args> --master <masters> --output json --timeout …` with the TLS flags of `who`.
+async fn cli(cluster: &Cluster, who: Option<&str>, args: &[&str]) -> common::Run {
+    let masters = cluster.masters_except(None);
+    let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    all.extend(["--master", &masters, "--output", "json", "--timeout", CLI_TIMEOUT].map(String::from));
+    if let Some(w) = who {
+        all.extend(cluster.tls_args(w));
+    }
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    foreman(&refs).await
+}
+
+/// Polls `args` as the user admin until `accept` takes the parsed answer, for at most `max`.
+async fn until<T: serde::de::DeserializeOwned + std::fmt::Debug>(
+    cluster: &mut Cluster,
+    args: &[&str],
+    max: Duration,
+    accept: impl Fn(&T) -> bool,
+) -> T {
+    let started = Instant::now();
+    loop {
+        cluster.assert_running();
+        let run = cli(cluster, Some("user/admin"), args).await;
+        let last = match serde_json::from_str::<T>(&run.stdout) {
+            Ok(v) if run.code == Some(0) && accept(&v) => return v,
+            Ok(v) => format!("{v:?}"),
+            Err(_) => format!("exit {:?}: {}", run.code, run.stderr.trim()),
+        };
+        assert!(started.elapsed() < max, "`foreman {}`: not within {max:?}; last: {last}", args.join(" "));
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// A channel to `address` with TLS material read from files (`who`'s certificate and key, `ca`).
+async fn channel(
+    address: &str,
+    ca: &std::path::Path,
+    who: Option<(&std::path::Path, &str)>,
+) -> tonic::transport::Channel {
+    let read = |p: &std::path::Path| std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let mut tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read(ca)));
+    if let Some((dir, stem)) = who {
+        let cert = read(&dir.join(format!("{stem}.pem")));
+        let key = read(&dir.join(format!("{stem}-key.pem")));
+        tls = tls.identity(Identity::from_pem(cert, key));
+    }
+    let endpoint = Endpoint::from_shared(format!("https://{address}"))
+        .expect("endpoint")
+        .tls_config(tls)
+        .expect("tls config")
+        .timeout(Duration::from_secs(5))
+        .connect_timeout(Duration::from_secs(5));
+    endpoint.connect_lazy()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_tls -- --ignored"]
+async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
+    let etcd = etcd_from_env("process_tls");
+    let options = NodeOptions { tls: true, ..NodeOptions::default() };
+    let mut cluster = Cluster::start_with(&etcd, "tls", 1, &[4, 4], options);
+    let master = cluster.nodes[0].address.clone();
+
+    let leader: common::LeaderView =
+        until(&mut cluster, &["cluster", "leader"], SETTLE_MAX, |v: &common::LeaderView| v.leader_epoch > 0).await;
+    eprintln!("leader over TLS: {leader:?}");
+    let executors: ExecutorListView =
+        until(&mut cluster, &["cluster", "executors"], SETTLE_MAX, |v: &ExecutorListView| v.executors.len() == 2).await;
+    eprintln!("executors registered over TLS: {executors:?}");
+
+    // A fake job, created and waited for through the CLI with a user's certificate.
+    let config = r#"{"workers":2,"target":20,"tick_ms":20}"#;
+    let run =
+        cli(&cluster, Some("user/admin"), &["job", "create", "--type", "fake", "--config", config, "--id", "tls-1"])
+            .await;
+    assert_eq!(run.code, Some(0), "job create over TLS: {}", run.stderr);
+    let job: JobView =
+        until(&mut cluster, &["job", "get", "tls-1"], FINISH_MAX, |j: &JobView| j.state == "finished").await;
+    eprintln!("job over TLS: {job:?}");
+
+    // Plain text to a TLS port: no answer (the CLI without TLS flags).
+    let run = cli(&cluster, None, &["cluster", "leader"]).await;
+    assert_ne!(run.code, Some(0), "a plain-text client was answered: {}", run.stdout);
+    eprintln!("plain text refused: {}", run.stderr.trim());
+
+    // The same user name and cluster name, from another CA: the handshake fails.
+    let other = cluster.dir.join("other-ca");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_foreman"))
+        .args(["tls", "init", "--dir", &other.display().to_string(), "--cluster", &cluster.cluster])
+        .args(["--users", "admin"])
+        .output()
+        .expect("run foreman tls init");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let masters = cluster.masters_except(None);
+    let o = |f: &str| other.join(f).display().to_string();
+    let run = foreman(&[
+        "cluster",
+        "leader",
+        "--master",
+        &masters,
+        "--timeout",
+        CLI_TIMEOUT,
+        "--tls-ca",
+        &o("ca.pem"),
+        "--tls-cert",
+        &o("user-admin.pem"),
+        "--tls-key",
+        &o("user-admin-key.pem"),
+    ])
+    .await;
+    assert_ne!(run.code, Some(0), "a client of another CA was answered: {}", run.stdout);
+    eprintln!("another CA refused: {}", run.stderr.trim());
+    // Its certificate, trusting the right CA (so only the client certificate is wrong): refused by the server.
+    let ch = channel(&master, &cluster.tls_dir().join("ca.pem"), Some((&other, "user-admin"))).await;
+    let e = DiscoveryClient::new(ch).get_leader(pb::GetLeaderRequest {}).await.expect_err("another CA's client");
+    eprintln!("another CA's client certificate, directly: {e:?}");
+    // No client certificate at all, trusting the right CA: refused by the server too.
+    let ch = channel(&master, &cluster.tls_dir().join("ca.pem"), None).await;
+    let e = DiscoveryClient::new(ch).get_leader(pb::GetLeaderRequest {}).await.expect_err("no client certificate");
+    eprintln!("no client certificate: {e:?}");
+
+    // An executor's certificate: it may read, but not resign the leader.
+    let dir = cluster.tls_dir();
+    let ch = channel(&master, &dir.join("ca.pem"), Some((&dir, "executor-exec0"))).await;
+    let mut as_executor = DiscoveryClient::new(ch);
+    as_executor.get_leader(pb::GetLeaderRequest {}).await.expect("an executor reads the leader");
+    let s = as_executor.resign_leader(pb::ResignLeaderRequest {}).await.expect_err("an executor resigning");
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    eprintln!("executor resigning: {s:?}");
+    // And the leader did not move.
+    let after: common::LeaderView = until(&mut cluster, &["cluster", "leader"], SETTLE_MAX, |_| true).await;
+    assert_eq!(after.leader_epoch, leader.leader_epoch, "{after:?}");
+    cluster.assert_running();
+}
