@@ -1,7 +1,9 @@
 //! Mutual TLS with real processes against a real etcd (production build; issue 15, step 2).
 //!
-//! `foreman tls init` makes a CA and the certificates of one master, two executors and two users; every process
-//! starts with its own. A fake job runs to FINISHED through the CLI with a user's certificate. Then the refusals:
+//! `foreman tls init` makes a CA and the certificates of two masters, two executors and two users; every process
+//! starts with its own. A fake job runs to finished through the CLI with a user's certificate, and another is created
+//! through the follower alone (forwarded to the leader on the user's behalf). With TLS on, the HTTP API cannot say
+//! who calls: its job calls are refused 401 while `/healthz` answers. Then the refusals:
 //! a plain-text client (no TLS at all), a client with a certificate of another CA (same cluster name, same user
 //! name), and an executor's certificate calling `ResignLeader` (a user's call: `PERMISSION_DENIED`), each checked
 //! against the same call with the right certificate succeeding, so that no refusal passes for the wrong reason.
@@ -16,7 +18,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{etcd_from_env, foreman, Cluster, ExecutorListView, JobView, NodeOptions, CLI_TIMEOUT, POLL};
+use common::{etcd_from_env, foreman, http_get, Cluster, ExecutorListView, JobView, NodeOptions, CLI_TIMEOUT, POLL};
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
@@ -81,17 +83,30 @@ async fn channel(
     endpoint.connect_lazy()
 }
 
+/// A call that failed in the transport (the server's TLS alert, or the connection it closed, which the client may
+/// see first: TLS 1.3 checks a client certificate after the client's first write), not a status the server answered
+/// and not a master that was down.
+fn assert_handshake_refused(e: &tonic::Status) {
+    let text = format!("{e:?}");
+    assert!(e.metadata().get("foreman-reason").is_none(), "answered by a master: {text}");
+    assert!(matches!(e.code(), tonic::Code::Unknown | tonic::Code::Cancelled | tonic::Code::Unavailable), "{text}");
+    assert!(!text.contains("ConnectionRefused") && !text.contains("Connection refused"), "master down: {text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_tls -- --ignored"]
 async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     let etcd = etcd_from_env("process_tls");
     let options = NodeOptions { tls: true, ..NodeOptions::default() };
-    let mut cluster = Cluster::start_with(&etcd, "tls", 1, &[4, 4], options);
-    let master = cluster.nodes[0].address.clone();
+    let mut cluster = Cluster::start_with(&etcd, "tls", 2, &[4, 4], options);
 
     let leader: common::LeaderView =
         until(&mut cluster, &["cluster", "leader"], SETTLE_MAX, |v: &common::LeaderView| v.leader_epoch > 0).await;
     eprintln!("leader over TLS: {leader:?}");
+    let master = leader.address.clone();
+    let follower = cluster.nodes.iter().find(|n| n.http.is_some() && n.name != leader.name).expect("a follower");
+    let (follower_address, leader_http) =
+        (follower.address.clone(), cluster.nodes[cluster.index_of(&leader.name)].http.clone().expect("HTTP"));
     let executors: ExecutorListView =
         until(&mut cluster, &["cluster", "executors"], SETTLE_MAX, |v: &ExecutorListView| v.executors.len() == 2).await;
     eprintln!("executors registered over TLS: {executors:?}");
@@ -106,10 +121,29 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
         until(&mut cluster, &["job", "get", "tls-1"], FINISH_MAX, |j: &JobView| j.state == "finished").await;
     eprintln!("job over TLS: {job:?}");
 
+    // Through the follower alone: it forwards the create to the leader, naming the user.
+    let mut as_admin = cluster.tls_args("user/admin");
+    as_admin.extend(["--master", &follower_address, "--timeout", "5s", "--output", "json"].map(String::from));
+    let mut args = vec!["job", "create", "--type", "fake", "--config", config, "--id", "tls-2"];
+    args.extend(as_admin.iter().map(String::as_str));
+    let run = foreman(&args).await;
+    assert_eq!(run.code, Some(0), "job create through the follower: {}", run.stderr);
+    let job: JobView =
+        until(&mut cluster, &["job", "get", "tls-2"], FINISH_MAX, |j: &JobView| j.state == "finished").await;
+    eprintln!("job created through the follower: {job:?}");
+
+    // The HTTP API calls the handlers in process, with no certificate: refused until users have tokens.
+    let (code, body) = http_get(&leader_http, "/api/v1/jobs").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("UNAUTHENTICATED"), "{body}");
+    let (code, body) = http_get(&leader_http, "/healthz").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200, "{body}");
+
     // Plain text to a TLS port: no answer (the CLI without TLS flags).
     let run = cli(&cluster, None, &["cluster", "leader"]).await;
     assert_ne!(run.code, Some(0), "a plain-text client was answered: {}", run.stdout);
     eprintln!("plain text refused: {}", run.stderr.trim());
+    assert!(!run.stderr.contains("Connection refused"), "the masters are down, not refusing: {}", run.stderr);
 
     // The same user name and cluster name, from another CA: the handshake fails.
     let other = cluster.dir.join("other-ca");
@@ -142,10 +176,12 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     let ch = channel(&master, &cluster.tls_dir().join("ca.pem"), Some((&other, "user-admin"))).await;
     let e = DiscoveryClient::new(ch).get_leader(pb::GetLeaderRequest {}).await.expect_err("another CA's client");
     eprintln!("another CA's client certificate, directly: {e:?}");
+    assert_handshake_refused(&e);
     // No client certificate at all, trusting the right CA: refused by the server too.
     let ch = channel(&master, &cluster.tls_dir().join("ca.pem"), None).await;
     let e = DiscoveryClient::new(ch).get_leader(pb::GetLeaderRequest {}).await.expect_err("no client certificate");
     eprintln!("no client certificate: {e:?}");
+    assert_handshake_refused(&e);
 
     // An executor's certificate: it may read, but not resign the leader.
     let dir = cluster.tls_dir();

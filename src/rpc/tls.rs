@@ -247,6 +247,18 @@ mod tests {
     }
 
     #[test]
+    fn a_process_runs_only_with_its_own_certificate() {
+        let tls =
+            Tls { ca: vec![], cert: vec![], key: vec![], cluster: "c1".into(), me: Principal::Executor("e1".into()) };
+        tls.expect(&Principal::Executor("e1".into()), None).unwrap();
+        let e = tls.expect(&Principal::Executor("e2".into()), None).unwrap_err();
+        assert!(e.contains("names executor/e1 but this process is executor/e2"), "{e}");
+        assert!(tls.expect(&Principal::Master("e1".into()), None).is_err());
+        let e = tls.expect(&Principal::Executor("e1".into()), Some("c2")).unwrap_err();
+        assert!(e.contains("cluster \"c1\"") && e.contains("--cluster"), "{e}");
+    }
+
+    #[test]
     fn none_or_all_three_files() {
         assert!(Tls::load(None, None, None).unwrap().is_none());
         let e = Tls::load(Some(Path::new("/nonexistent/ca.pem")), None, None).unwrap_err();
