@@ -144,6 +144,7 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     assert_ne!(run.code, Some(0), "a plain-text client was answered: {}", run.stdout);
     eprintln!("plain text refused: {}", run.stderr.trim());
     assert!(!run.stderr.contains("Connection refused"), "the masters are down, not refusing: {}", run.stderr);
+    assert!(run.stderr.contains("give the CLI --tls-ca, --tls-cert and --tls-key"), "no hint: {}", run.stderr);
 
     // The same user name and cluster name, from another CA: the handshake fails.
     let other = cluster.dir.join("other-ca");
@@ -172,6 +173,7 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     .await;
     assert_ne!(run.code, Some(0), "a client of another CA was answered: {}", run.stdout);
     eprintln!("another CA refused: {}", run.stderr.trim());
+    assert!(run.stderr.contains("check that --tls-ca is this cluster's CA"), "no hint: {}", run.stderr);
     // Its certificate, trusting the right CA (so only the client certificate is wrong): refused by the server.
     let ch = channel(&master, &cluster.tls_dir().join("ca.pem"), Some((&other, "user-admin"))).await;
     let e = DiscoveryClient::new(ch).get_leader(pb::GetLeaderRequest {}).await.expect_err("another CA's client");

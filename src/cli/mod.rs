@@ -423,7 +423,32 @@ fn no_master_text(attempts: &[Attempt]) -> String {
     for a in attempts {
         text.push_str(&format!("\n  {}: {}", a.address, a.failure));
     }
+    if let Some(hint) = tls_hint(attempts, crate::rpc::tls::installed().is_some()) {
+        text.push('\n');
+        text.push_str(hint);
+    }
     text
+}
+
+/// What to check when the failures look like a TLS mismatch: a plain-text client answered by the transport alone
+/// (a TLS master's server cannot speak HTTP/2 in clear: no foreman reason comes back), or a handshake that failed
+/// over a certificate.
+fn tls_hint(attempts: &[Attempt], tls_on: bool) -> Option<&'static str> {
+    let transport_only = |a: &Attempt| match &a.failure {
+        AttemptFailure::Unavailable { reason, .. } => reason.starts_with("gRPC "),
+        _ => false,
+    };
+    let certificate = |a: &Attempt| a.failure.to_string().to_ascii_lowercase().contains("certificate");
+    if !tls_on && attempts.iter().any(transport_only) {
+        Some(
+            "if the masters run with TLS, give the CLI --tls-ca, --tls-cert and --tls-key (a user's certificate from \
+             `foreman tls init --users NAME`)",
+        )
+    } else if tls_on && attempts.iter().any(certificate) {
+        Some("the TLS handshake failed: check that --tls-ca is this cluster's CA and --tls-cert a user certificate it signed")
+    } else {
+        None
+    }
 }
 
 /// Runs `foreman cluster <command>` and prints its result.
@@ -707,6 +732,26 @@ fn create_token() -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+
+    #[test]
+    fn a_tls_mismatch_gets_a_hint() {
+        let address = MasterAddress::parse("127.0.0.1:10240").unwrap();
+        let at = |failure| Attempt { address: address.clone(), failure };
+        let clear = at(AttemptFailure::Unavailable {
+            message: "h2 protocol error: http2 error".into(),
+            reason: "gRPC Internal".into(),
+        });
+        assert!(tls_hint(std::slice::from_ref(&clear), false).unwrap().contains("--tls-ca"));
+        let bad_ca = at(AttemptFailure::Connect("transport error: invalid peer certificate: BadSignature".into()));
+        assert!(tls_hint(std::slice::from_ref(&bad_ca), true).unwrap().contains("this cluster's CA"));
+        // A master that is down, or one that answered with a foreman reason, is no TLS matter.
+        let down = at(AttemptFailure::Connect("tcp connect error: Connection refused".into()));
+        let busy = at(AttemptFailure::Unavailable { message: "no leader".into(), reason: "NO_LEADER".into() });
+        for tls_on in [false, true] {
+            assert_eq!(tls_hint(&[down.clone(), busy.clone()], tls_on), None);
+        }
+        assert!(no_master_text(&[clear]).contains("--tls-cert"));
+    }
 
     /// The client commands as the binary mounts them.
     #[derive(Debug, Parser)]
