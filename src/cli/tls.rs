@@ -98,6 +98,8 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
 
     let mut out = String::new();
     let _ = writeln!(out, "wrote the CA of cluster {} to {}; keep ca-key.pem offline", flags.cluster, dir.display());
+    let _ =
+        writeln!(out, "each process's flags (with its usual --addr, --etcd, --join; the CLI's work with any command):");
     for p in &who {
         let uri = crate::rpc::tls::san_uri(&flags.cluster, p);
         let mut params = CertificateParams::new(hosts.clone()).map_err(|e| fail(&uri, e))?;
@@ -115,7 +117,7 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
         let name_flag = match p {
             Principal::Master(n) => format!("foreman master --cluster {} --name {n}", flags.cluster),
             Principal::Executor(n) => format!("foreman executor --name {n}"),
-            Principal::User(n) => format!("foreman job/cluster … (user {n})"),
+            Principal::User(_) => "foreman cluster leader".to_owned(),
             Principal::Anonymous => String::new(),
         };
         let _ = writeln!(
@@ -205,6 +207,8 @@ mod tests {
         let dir = temp_dir("chain");
         let printed = init(&flags(&dir)).unwrap();
         assert!(printed.contains("foreman executor --name e2 --tls-ca"), "{printed}");
+        let admin = format!("foreman cluster leader --tls-ca {}", dir.join("ca.pem").display());
+        assert!(printed.contains(&admin), "{printed}");
         let ca_der = der_of(&dir.join("ca.pem"));
         let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
         ca.verify_signature(None).expect("the CA is self-signed");
@@ -271,6 +275,14 @@ mod tests {
         let e = init(&flags(&dir)).unwrap_err();
         assert!(e.contains("refusing to overwrite"), "{e}");
         assert_eq!(std::fs::read(dir.join("executor-e1.pem")).unwrap(), before);
+        // Another process's key is refused at start.
+        let e = crate::rpc::tls::Tls::load(
+            Some(&dir.join("ca.pem")),
+            Some(&dir.join("executor-e1.pem")),
+            Some(&dir.join("executor-e2-key.pem")),
+        )
+        .unwrap_err();
+        assert!(e.contains("is not the key of --tls-cert"), "{e}");
         // A key made readable by others is refused at start, with the fix.
         let key = dir.join("executor-e1-key.pem");
         std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();

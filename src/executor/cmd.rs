@@ -45,5 +45,5 @@ pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Re
     };
     e.serve(addr, shutdown)
         .await
-        .map_err(|e| ExecutorCmdError::Listen { addr: addr.to_string(), reason: e.to_string() })
+        .map_err(|e| ExecutorCmdError::Listen { addr: addr.to_string(), reason: crate::rpc::connect::error_chain(&e) })
 }

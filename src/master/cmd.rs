@@ -86,5 +86,7 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
         let signal = crate::shutdown::requested().await;
         info!("{signal}: stepping down, giving the election lease back, exiting");
     };
-    m.serve(addr, shutdown).await.map_err(|e| MasterCmdError::Listen { addr: addr.to_string(), reason: e.to_string() })
+    m.serve(addr, shutdown)
+        .await
+        .map_err(|e| MasterCmdError::Listen { addr: addr.to_string(), reason: crate::rpc::connect::error_chain(&e) })
 }

@@ -69,8 +69,23 @@ impl Tls {
         first_der(&ca_pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
         let der = first_der(&cert_pem).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
         let (cluster, me) = name_of_cert(&der).map_err(|e| format!("--tls-cert {}: {e}", cert.display()))?;
-        if !String::from_utf8_lossy(&key_pem).contains("PRIVATE KEY-----") {
+        let key_text = String::from_utf8_lossy(&key_pem);
+        if !key_text.contains("PRIVATE KEY-----") {
             return Err(format!("--tls-key {}: no PEM private key in the file", key.display()));
+        }
+        // A PKCS#8 key (what `tls init` writes) must be the certificate's; a key of another form is left to the
+        // transport, which reads more forms than this check does.
+        if let Ok(pair) = rcgen::KeyPair::from_pem(&key_text) {
+            use rcgen::PublicKeyData as _;
+            let ours =
+                x509_parser::parse_x509_certificate(&der).map(|(_, c)| c.tbs_certificate.subject_pki.raw.to_vec());
+            if ours.is_ok_and(|spki| spki != pair.subject_public_key_info()) {
+                return Err(format!(
+                    "--tls-key {} is not the key of --tls-cert {}: give the key made with that certificate",
+                    key.display(),
+                    cert.display()
+                ));
+            }
         }
         Ok(Some(Tls { ca: ca_pem, cert: cert_pem, key: key_pem, cluster, me }))
     }
