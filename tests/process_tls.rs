@@ -5,7 +5,8 @@
 //! through the follower alone (forwarded to the leader on the user's behalf). With TLS on, the HTTP API cannot say
 //! who calls: its job calls are refused 401 while `/healthz` answers. Then the refusals:
 //! a plain-text client (no TLS at all), a client with a certificate of another CA (same cluster name, same user
-//! name), and an executor's certificate calling `ResignLeader` (a user's call: `PERMISSION_DENIED`), each checked
+//! name), an executor's certificate calling `ResignLeader` (a user's call) or heartbeating for and deregistering
+//! the other executor's id (`PERMISSION_DENIED`, the other executor still online under its id), each checked
 //! against the same call with the right certificate succeeding, so that no refusal passes for the wrong reason.
 //!
 //! Needs an etcd: `scripts/with-etcd cargo test --test process_tls -- --ignored` starts a throwaway one and sets
@@ -193,6 +194,21 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     let s = as_executor.resign_leader(pb::ResignLeaderRequest {}).await.expect_err("an executor resigning");
     assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
     eprintln!("executor resigning: {s:?}");
+    // An executor's certificate heartbeating for, and deregistering, the other executor's id: refused.
+    let exec1 = executors.executors.iter().find(|e| e.name == "exec1").expect("exec1 registered").id;
+    let forged = pb::HeartbeatRequest { executor_id: exec1, leader_epoch: leader.leader_epoch, ..Default::default() };
+    let s = as_executor.heartbeat(forged).await.expect_err("exec0 heartbeating as exec1");
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    eprintln!("exec0 heartbeating for exec1: {s:?}");
+    let s = as_executor
+        .deregister_executor(pb::DeregisterExecutorRequest { executor_id: exec1 })
+        .await
+        .expect_err("exec0 deregistering exec1");
+    assert_eq!(s.code(), tonic::Code::PermissionDenied, "{s:?}");
+    // exec1 is still registered under its id and online.
+    let after: ExecutorListView = until(&mut cluster, &["cluster", "executors"], SETTLE_MAX, |_| true).await;
+    let e1 = after.executors.iter().find(|e| e.name == "exec1").expect("exec1 listed");
+    assert_eq!((e1.id, e1.status.as_str()), (exec1, "online"), "{after:?}");
     // And the leader did not move.
     let after: common::LeaderView = until(&mut cluster, &["cluster", "leader"], SETTLE_MAX, |_| true).await;
     assert_eq!(after.leader_epoch, leader.leader_epoch, "{after:?}");
