@@ -14,8 +14,10 @@
 //! expires `reservation_ttl` after the placement, so no reservation outlives its window even when its report is
 //! lost: a task that starts and ends between two heartbeats never holds a slot for good.
 //!
-//! The candidate sets are bitsets over executor slots with per-label indexes, so one decision over 1,000
-//! executors touches a few dozen words plus one pass over the survivors.
+//! The candidate sets are bitsets over executor slots with per-label indexes, and the best survivor is read from
+//! orders by score (placement/scores.rs), so one decision over 1,000 executors touches a few dozen words and a
+//! few tree nodes; a pass over the survivors scores a small candidate set, a large cost, or the planted capacity
+//! bug.
 //!
 //! Invariants (checked by [`Placer::check`]): each slot's `reserved` is the sum of its live reservations; the
 //! indexes agree with the slots' labels; no reservation names an executor the placer does not hold; no reservation
