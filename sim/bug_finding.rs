@@ -14,7 +14,9 @@ use foreman::planted::Planted;
 use crate::faults::Plan;
 use crate::harness::run_seed;
 
-use crate::aimed_exec::stale_confirmation_judged_after_a_newer_incarnation_ran_run;
+use crate::aimed_exec::{
+    executor_told_offline_by_a_fast_leader_clock_run, stale_confirmation_judged_after_a_newer_incarnation_ran_run,
+};
 use crate::aimed_leader::{executor_dies_then_its_leader_run, held_create_lands_after_its_cancel_run};
 use crate::aimed_store::{
     status_writes_arrive_after_their_successor_finished_run, store_writes_arrive_after_their_successor_finished_run,
@@ -236,6 +238,18 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             |b| Box::pin(status_writes_arrive_after_their_successor_finished_run(b)),
             "status_writes_arrive_after_their_successor_finished",
             &[Rule::StatusFinal],
+        ),
+        // An executor told it was declared offline stops its work: the last line only beyond the clock tolerance
+        // (a leader clock at 2×), caught by the executor's own invariant, or the registry checker past it.
+        (
+            Planted::ExecutorKeepsWorkWhenOffline,
+            |b| {
+                Box::pin(async move {
+                    executor_told_offline_by_a_fast_leader_clock_run(b).await;
+                })
+            },
+            "executor_told_offline_by_a_fast_leader_clock",
+            &[Rule::MachineInvariant, Rule::RegistryIntegrity],
         ),
     ]
 }

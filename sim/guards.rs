@@ -343,9 +343,10 @@ const TABLE: &[Guard] = &[
         guard: "an executor told it was declared offline stops its work (core/agent.rs)",
         measured: NotCaught(600),
         needs: "unreachable within the clock tolerance: a declaration before the executor's self-fence is a false \
-            alarm the no-false-alarms checker refuses first; shown beyond it (a leader clock at 2×, \
-            `executor_told_offline_beyond_the_clock_tolerance`)",
-        targeted: None,
+            alarm the no-false-alarms checker refuses first; targeted beyond it: a leader clock at 2× (the §6 \
+            bounds judged by it stretched to match) declares a briefly cut executor offline before its self-fence, \
+            and the executor, told so, keeps its worker running unregistered",
+        targeted: Some(("executor_told_offline_by_a_fast_leader_clock", 1)),
     },
     Guard {
         switch: Planted::OneOfflinePerCheck,

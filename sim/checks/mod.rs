@@ -1,7 +1,7 @@
 //! Checkers over a run's recorded events. Each returns the first broken rule with the ids and simulated time.
 //!
 //! [`every_run`] is the list every scenario and the swarm run on the whole story of each seed: rule 1 (one acting
-//! leader), rule 2 (fenced messages), capacity accounting, and the bounds of design.md §6 (detection and no false
+//! leader), rule 2 (fenced messages), rule 7's re-registration with nothing running, capacity accounting, and the bounds of design.md §6 (detection and no false
 //! alarms, failover, rescheduling's scheduling round, backoff). The checkers that need a scenario's own knowledge
 //! (its jobs' exact counters, its workload's selectors) are run by the scenarios beside it.
 
@@ -35,7 +35,7 @@ pub use history::job_history;
 pub use incarnations::one_live_incarnation;
 pub use leader::{acting_periods, single_acting_leader};
 pub use placement::{placed_only_on_live_executors, placement_meets_selectors, placement_within_bounds};
-pub use registry::ids_never_reused;
+pub use registry::{ids_never_reused, registered_again_with_nothing_running};
 pub use reschedule::restarted_when_capacity_exists;
 pub use wasted::{restarts_explained, Restarts};
 
@@ -127,6 +127,7 @@ pub fn every_run(c: &Cluster, a: &Allowances) -> Result<Measured, Violation> {
     let periods = acting_periods(&c.clock, &events, until);
     single_acting_leader(&periods)?;
     fenced_messages(&events)?;
+    registered_again_with_nothing_running(&events)?;
     reservations_explained(&c.clock, &events, a.clocks.longest(c.config.placement.reservation_ttl))?;
     let ex = &c.config.executors;
     let detections = offline_declarations(
