@@ -172,8 +172,9 @@ fn hosts(c: &Cluster, workers: bool) -> Vec<usize> {
 }
 
 /// Cuts executor `victim` from every other node for 15 s with the metastore writes it sends landing 32 to 45 s
-/// after they left; returns once the last of them has landed.
-async fn cut_with_writes_in_flight(c: &Cluster, victim: usize) {
+/// after they left; returns once the last of them has landed (past the executor's self-fence and its tasks'
+/// offline TTL: their successors run elsewhere by then).
+pub(crate) async fn cut_with_writes_in_flight(c: &Cluster, victim: usize) {
     let id = c.executors[victim].node.id();
     let others: Vec<_> = c
         .masters

@@ -106,30 +106,7 @@ pub async fn worker_checkpoint_arrives_after_its_successor_finished_run(planted:
     let host = job_master_host(&c, &running["job-0"]).await;
     let hosts = worker_hosts(&c, "job-0", host);
     if let Some(&worker) = hosts.get(madsim::rand::thread_rng().gen_range(0..hosts.len().max(1))) {
-        let victim = c.executors[worker].node.id();
-        let others: Vec<_> = c
-            .masters
-            .iter()
-            .map(|m| m.node.id())
-            .chain(c.executors.iter().map(|e| e.node.id()).filter(|id| *id != victim))
-            .chain([c.etcd.id()])
-            .collect();
-        let in_flight = millis(32_000, 45_000);
-        c.executors[worker].points.latency().set_in_flight(in_flight);
-        for o in &others {
-            c.net().clog_link(victim, *o);
-            c.net().clog_link(*o, victim);
-        }
-        // Past the executor's self-fence and its worker's offline TTL: the successor runs elsewhere by then.
-        let cut = Duration::from_secs(15);
-        tokio::time::sleep(cut).await;
-        c.executors[worker].points.latency().set_in_flight(Duration::ZERO);
-        for o in &others {
-            c.net().unclog_link(victim, *o);
-            c.net().unclog_link(*o, victim);
-        }
-        // Until the last write sent before the executor fenced itself has arrived.
-        tokio::time::sleep(in_flight - cut + Duration::from_secs(8)).await;
+        crate::aimed_store::cut_with_writes_in_flight(&c, worker).await;
     }
     finish_and_check(&c, &jobs, &BTreeSet::new()).await
 }

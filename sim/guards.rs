@@ -183,13 +183,8 @@ const TABLE: &[Guard] = &[
         rule: "2, 3, 5",
         guard: "only the current, online job master of a job not being canceled places workers (core/manager \
             `schedule`)",
-        measured: NotCaught(2000),
-        needs: "its stale half is unreachable alone: a placement for a stopped job master only reserves (the \
-            reservation lapses or is displaced); dispatching on it needs the stale job master alive, which fails \
-            rule 3 first, and its worker-record write is refused by the job-master-record guard before it \
-            dispatches. Its cancel half fails rule 5 on the pinned swarm seed 1796502674 (sim/regressions.rs: a \
-            worker placed after the cancel, its dispatch landing after its job master's self-fence), not within \
-            2,000 fresh seeds",
+        measured: Caught(93),
+        needs: "",
         targeted: None,
     },
     Guard {

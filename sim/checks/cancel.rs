@@ -6,6 +6,7 @@ use foreman::core::ids::Epoch;
 use foreman::core::invariants::{Id, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
+use foreman::master::Observation;
 
 use super::Events;
 use crate::cluster::Seen;
@@ -16,9 +17,11 @@ fn of_job(task: &str, job: &str) -> bool {
 }
 
 /// A canceled job never starts again: once a cancel was acknowledged, no job-master incarnation newer than the
-/// one the cancel reply named starts (the named one may still be on its way: it was dispatched before), and once
-/// that incarnation stopped, nothing of the job starts at all (a worker dispatched just before the cancel reached
-/// its job master may still start, and is stopped by it).
+/// one the cancel reply named starts (the named one may still be on its way: it was dispatched before), no leader
+/// places a worker of the job (its job master, until the stop reaches it, may still ask; the leader that answered
+/// the cancel, or any later one, holds the job canceling), and once that incarnation stopped, nothing of the job
+/// starts at all (a worker dispatched just before the cancel reached its job master may still start, and is
+/// stopped by it).
 pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
     // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
     let mut canceled: BTreeMap<String, (Time, Epoch)> = BTreeMap::new();
@@ -32,6 +35,14 @@ pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
                 if canceled.get(task.as_str()).is_some_and(|(_, named)| epoch >= named) =>
             {
                 ended.entry(task.to_string()).or_insert(*at);
+            }
+            Seen::Master(Observation::WorkerPlaced { job, task }) => {
+                if let Some((when, _)) = canceled.get(job.as_str()) {
+                    let detail =
+                        format!("{node} placed {task} after the cancel of job {job} was acknowledged at {when}");
+                    let ids = [Id::Job(job.to_string()), Id::Task(task.to_string()), Id::Node(node.clone())];
+                    return Err(Violation::new(Rule::CanceledNeverRestart, *at, detail).with(ids));
+                }
             }
             Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) => {
                 for (job, (when, named)) in &canceled {

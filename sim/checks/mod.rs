@@ -333,8 +333,25 @@ mod tests {
         assert_eq!((v.rule, v.at, v.task()), (Rule::CanceledNeverRestart, at(4), Some("j/w1")));
         assert_eq!(canceled_never_restart(&late_worker[..4]), Ok(()));
         // Another job whose id starts the same is not this job.
-        let other = [ev(1, "client", cancel), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
+        let other = [ev(1, "client", cancel.clone()), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
         assert_eq!(canceled_never_restart(&other), Ok(()));
+        // No leader places a worker of the job once its cancel was acknowledged; before it, or another job's, may.
+        let placed = |job: &str, task: &str| {
+            Seen::Master(foreman::master::Observation::WorkerPlaced {
+                job: foreman::core::ids::JobId::parse(job).unwrap(),
+                task: task_id(task),
+            })
+        };
+        let placements = [
+            ev(0, "m1", placed("j", "j/w0")),
+            ev(1, "client", cancel),
+            ev(2, "m1", placed("jx", "jx/w0")),
+            ev(3, "m2", placed("j", "j/w1")),
+        ];
+        let v = canceled_never_restart(&placements).unwrap_err();
+        assert_eq!((v.rule, v.at, v.task()), (Rule::CanceledNeverRestart, at(3), Some("j/w1")));
+        assert!(v.detail.contains("m2 placed j/w1 after the cancel of job j"), "{v}");
+        assert_eq!(canceled_never_restart(&placements[..3]), Ok(()));
     }
 
     #[test]

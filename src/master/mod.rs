@@ -71,6 +71,9 @@ pub enum Observation {
     /// This leader (term `leader_epoch`) accepted a heartbeat or status report of incarnation `epoch` of the job
     /// master `task` (reported only when someone observes: the simulator's rule-2 checker).
     JobMasterHeard { leader_epoch: LeaderEpoch, task: TaskId, epoch: Epoch },
+    /// This leader placed a worker of `job` (its job master's request; reported only when someone observes: the
+    /// simulator's rule-5 checker, nothing placed for a job after its cancel was acknowledged).
+    WorkerPlaced { job: JobId, task: TaskId },
     /// The loss of incarnation `lost` of `job`'s job master, decided at `at`, charged the job's backoff (reported
     /// once written): `failures` in a row, and it may start again at `allowed`, `delay` after `at`; none: it gave
     /// up, and the job failed.

@@ -369,7 +369,12 @@ impl Master {
             Event::JobMastersPlaced { count } => {
                 s.job_master_placements.fetch_add(count as u64, Relaxed);
             }
-            Event::WorkerPlaced => Master::bump(&s.worker_placements),
+            Event::WorkerPlaced { job, task } => {
+                Master::bump(&s.worker_placements);
+                if self.observed() {
+                    self.observe(super::Observation::WorkerPlaced { job, task });
+                }
+            }
             Event::Rejected(why) => s.reject(why),
             Event::WriteFenced => Master::bump(&s.fenced_writes),
             Event::WriteUnknown => Master::bump(&s.unknown_writes),

@@ -458,7 +458,11 @@ pub enum Event {
     JobMastersPlaced {
         count: usize,
     },
-    WorkerPlaced,
+    /// A job master's request placed its worker `task` (an incarnation of a worker of `job`).
+    WorkerPlaced {
+        job: JobId,
+        task: TaskId,
+    },
     Rejected(Rejection),
     /// A write was fenced: another master leads.
     WriteFenced,

@@ -1014,7 +1014,7 @@ impl Manager {
             // The placer only places on registered executors.
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
-        self.out.events.push(Event::WorkerPlaced);
+        self.out.events.push(Event::WorkerPlaced { job: s.job.clone(), task: s.task.clone() });
         Ok(Reply::Placed { executor: placed.executor, address: view.record.spec.address, leader_epoch: self.epoch })
     }
 
