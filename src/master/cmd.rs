@@ -42,6 +42,36 @@ pub(crate) async fn bind_http(addr: &str) -> Result<Option<tokio::net::TcpListen
     Ok(Some(listener))
 }
 
+/// The etcd client of a master or an executor, checked at start: the files of `client` are loaded (a bad one is a
+/// configuration error naming its flag), then one read shows whether etcd accepts this process. A refusal about
+/// TLS or credentials stops the start with what to check; an etcd that is down or slow only warns (the process keeps
+/// trying, as it always did).
+pub(crate) async fn open_etcd(
+    endpoints: &[String],
+    cluster: &str,
+    op_timeout: std::time::Duration,
+    client: &crate::config::EtcdClientConfig,
+) -> Result<MetaStore, MasterCmdError> {
+    use crate::meta::access::{access_hint, EtcdAccess};
+    let access = EtcdAccess::load(client).map_err(MasterCmdError::Config)?;
+    let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
+    let refused = |reason: String| {
+        let reason = match access_hint(&reason, tls) {
+            Some(hint) => format!("{reason} ({hint})"),
+            None => reason,
+        };
+        MasterCmdError::Store { endpoints: endpoints.join(","), reason }
+    };
+    let store =
+        MetaStore::etcd_with(endpoints, cluster, op_timeout, &access).await.map_err(|e| refused(e.to_string()))?;
+    match store.probe().await {
+        Ok(()) => info!(etcd = %endpoints.join(","), access = %access.describe(), "etcd accepts this process"),
+        Err(e) if access_hint(&e.to_string(), tls).is_some() => return Err(refused(e.to_string())),
+        Err(e) => warn!(etcd = %endpoints.join(","), "etcd did not answer at start ({e}); trying on"),
+    }
+    Ok(store)
+}
+
 pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
     run_with(flags, crate::jobs::builtin()).await
 }
@@ -64,9 +94,7 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
     }
     #[cfg(not(madsim))]
     let http = bind_http(&cfg.http_addr).await?;
-    let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout)
-        .await
-        .map_err(|e| MasterCmdError::Store { endpoints: cfg.etcd.join(","), reason: e.to_string() })?;
+    let store = open_etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout, &cfg.etcd_client).await?;
     let seed = process_seed(&cfg.name);
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, etcd = %cfg.etcd.join(","), "master starting");
     let m = Master::new(cfg, store, seed).with_job_types(types);
