@@ -748,10 +748,12 @@ async fn probe_access(
     }
     let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
     match store.probe().await {
-        Err(e) => match crate::meta::access::access_hint(&e.to_string(), tls) {
-            Some(hint) => Err(format!("{e} ({hint})")),
-            None => Ok(()),
-        },
+        Err(e) => {
+            match crate::meta::access::access_hint(&e.to_string(), tls).or_else(|| access.closed_hint(&e.to_string())) {
+                Some(hint) => Err(format!("{e} ({hint})")),
+                None => Ok(()),
+            }
+        }
         Ok(()) => Ok(()),
     }
 }

@@ -69,6 +69,28 @@ impl EtcdAccess {
         Ok(EtcdAccess { tls, user })
     }
 
+    /// TLS trusting only a CA made on the spot (and thrown away): a handshake with it shows whether a server speaks
+    /// TLS, failing at the server's certificate. `None` if the CA cannot be made.
+    pub fn trusting_nothing() -> Option<EtcdAccess> {
+        let ca = rcgen::generate_simple_self_signed(vec!["foreman-tls-probe".to_owned()]).ok()?;
+        Some(EtcdAccess { tls: Some(EtcdTls { ca: ca.cert.pem().into_bytes(), identity: None }), user: None })
+    }
+
+    /// What to check when etcd closed the connection of a TLS client without a certificate: under TLS 1.3 a server
+    /// checks the client's certificate after the handshake, so a client that has none may see only its connection
+    /// closed (or its alert, which [`access_hint`] reads). `None` with a client certificate or without TLS.
+    pub fn closed_hint(&self, reason: &str) -> Option<&'static str> {
+        let r = reason.to_ascii_lowercase();
+        let closed = r.contains("connection closed") || r.contains("broken pipe") || r.contains("connection reset");
+        match &self.tls {
+            Some(EtcdTls { identity: None, .. }) if closed => Some(
+                "etcd closed the connection after the TLS handshake: if it asks for a client certificate \
+                 (--client-cert-auth), give --etcd-cert and --etcd-key",
+            ),
+            _ => None,
+        }
+    }
+
     /// Whether TLS files are loaded.
     pub fn has_tls(&self) -> bool {
         self.tls.is_some()
@@ -164,7 +186,11 @@ pub fn access_hint(reason: &str, tls: bool) -> Option<&'static str> {
         if r.contains("corrupt message") || r.contains("invalidcontenttype") || r.contains("invalid content type") {
             return Some("etcd answered in plain text: write the endpoints as http://host:port, without TLS files");
         }
-    } else if r.contains("h2 protocol error") || r.contains("frame with invalid size") || r.contains("http2 error") {
+    } else if r.contains("h2 protocol error")
+        || r.contains("frame with invalid size")
+        || r.contains("http2 error")
+        || r.contains("answers a tls handshake")
+    {
         return Some(
             "etcd may serve TLS: write the endpoints as https://host:port and give --etcd-ca (and --etcd-cert/--etcd-key \
              if etcd asks for a client certificate)",
@@ -279,10 +305,24 @@ mod tests {
             ("transport error: received fatal alert: CertificateRequired", true, Some("--etcd-cert")),
             ("transport error: received corrupt message of type InvalidContentType", true, Some("plain text")),
             ("transport error: h2 protocol error: http2 error", false, Some("https://")),
+            ("connection closed; etcd answers a TLS handshake: it serves https", false, Some("--etcd-ca")),
             ("transport error: tcp connect error: Connection refused (os error 111)", false, None),
             ("transport error: tcp connect error: Connection refused (os error 111)", true, None),
             ("etcd get did not answer within 2s", true, None),
         ];
+        let dir = temp_dir("closed");
+        write(&dir.join("ca.pem"), CERT, 0o644);
+        write(&dir.join("c.pem"), CERT, 0o644);
+        write(&dir.join("k.pem"), KEY, 0o600);
+        let mut c = EtcdClientConfig { ca: Some(dir.join("ca.pem")), ..Default::default() };
+        let closed = "transport error: hyper::Error(Canceled, \"connection closed\")";
+        let ca_only = EtcdAccess::load(&c).unwrap();
+        assert!(ca_only.closed_hint(closed).is_some_and(|h| h.contains("--etcd-cert and --etcd-key")));
+        assert_eq!(ca_only.closed_hint("Connection refused (os error 111)"), None);
+        (c.cert, c.key) = (Some(dir.join("c.pem")), Some(dir.join("k.pem")));
+        assert_eq!(EtcdAccess::load(&c).unwrap().closed_hint(closed), None, "with a client certificate");
+        assert_eq!(EtcdAccess::default().closed_hint(closed), None, "plain text");
+        std::fs::remove_dir_all(&dir).unwrap();
         for (reason, tls, want) in table {
             let got = access_hint(reason, *tls);
             match want {
