@@ -32,8 +32,7 @@ use common::{
     checkpoint_problems, checkpoints, create_job, etcd_from_env, hold_ports, query, wait_for_leader, Cluster,
     ExecutorListView, JobView, NodeOptions, POLL,
 };
-use foreman::config::EtcdClientConfig;
-use foreman::meta::access::EtcdAccess;
+use foreman::meta::access::{EtcdAccess, EtcdFiles};
 use foreman::meta::MetaStore;
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
@@ -71,13 +70,17 @@ fn tls_args(dir: &Path) -> Vec<String> {
         .to_vec()
 }
 
-fn client_config(dir: &Path) -> EtcdClientConfig {
-    EtcdClientConfig {
-        ca: Some(dir.join("ca.pem")),
-        cert: Some(dir.join("client.pem")),
-        key: Some(dir.join("client-key.pem")),
-        ..Default::default()
-    }
+/// The TLS files in `dir` (CA and client certificate), and `user` with `password_file`, loaded.
+fn access(dir: &Path, user: Option<(&str, &Path)>) -> EtcdAccess {
+    let (ca, cert, key) = (dir.join("ca.pem"), dir.join("client.pem"), dir.join("client-key.pem"));
+    let files = EtcdFiles {
+        ca: Some(&ca),
+        cert: Some(&cert),
+        key: Some(&key),
+        user: user.map(|(u, _)| u),
+        password_file: user.map(|(_, p)| p),
+    };
+    EtcdAccess::load(&files).expect("the etcd client files")
 }
 
 /// A file holding `text` with `mode`.
@@ -221,7 +224,7 @@ async fn etcd_with_tls_and_users() {
     let etcd = etcd_from_env("real_etcd_tls");
     assert!(etcd.starts_with("https://"), "FOREMAN_TEST_ETCD={etcd}: run under scripts/with-etcd --tls");
     let certs = certs_from_env();
-    let tls = EtcdAccess::load(&client_config(&certs)).expect("the client files");
+    let tls = access(&certs, None);
     let scratch = std::env::temp_dir().join(format!("foreman-etcd-tls-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch).unwrap();
@@ -294,9 +297,7 @@ async fn etcd_with_tls_and_users() {
     let out = refused_start(&executor).await;
     assert_mentions(&out, &["--etcd-password-file", "a password file must be readable by its owner only", "chmod 600"]);
 
-    let mut config = client_config(&certs);
-    (config.user, config.password_file) = (Some("foreman".into()), Some(good.clone()));
-    let as_foreman = EtcdAccess::load(&config).expect("the foreman user's files");
+    let as_foreman = access(&certs, Some(("foreman", &good)));
     jobs_finish(&etcd, "etcd-auth", user_args(&good), &as_foreman, Some(AUTH_TOKEN_IDLE)).await;
 
     // The role is narrow: the foreman user writes under /foreman/ and nowhere else.

@@ -413,14 +413,13 @@ mod tests {
             let common = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned();
             assert_eq!(common, cn, "{file}");
         }
-        // They load as foreman's etcd client files.
-        let c = crate::config::EtcdClientConfig {
-            ca: Some(etcd.join("ca.pem")),
-            cert: Some(etcd.join("client.pem")),
-            key: Some(etcd.join("client-key.pem")),
-            ..Default::default()
-        };
-        assert!(crate::meta::access::EtcdAccess::load(&c).unwrap().has_tls());
+        // Each key is its certificate's, owner-only.
+        for stem in ["server", "client"] {
+            let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(etcd.join(format!("{stem}-key.pem"))).unwrap());
+            let der = der_of(&etcd.join(format!("{stem}.pem")));
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.unwrap().public_key_raw(), "{stem}");
+        }
         // With processes too, the cluster CA is another one; a second run overwrites nothing.
         let mut f = flags(&dir);
         f.etcd = true;

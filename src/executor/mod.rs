@@ -607,7 +607,7 @@ impl Executor {
             };
             // The masters name the endpoints only; the credentials are this executor's own (`[etcd-client]`,
             // checked at start).
-            let access = match crate::meta::access::EtcdAccess::load(&self.cfg.etcd_client) {
+            let access = match crate::meta::access::EtcdAccess::load(&etcd_files(&self.cfg.etcd_client)) {
                 Ok(access) => access,
                 Err(e) => {
                     warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");
@@ -734,6 +734,17 @@ pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<Heartb
 
 async fn connect(addr: &str, timeout: Duration) -> Option<Channel> {
     crate::rpc::connect::connect(addr, timeout).await.ok()
+}
+
+/// The files and user of `[etcd-client]`, as `meta::access` reads them.
+pub(crate) fn etcd_files(c: &crate::config::EtcdClientConfig) -> crate::meta::access::EtcdFiles<'_> {
+    crate::meta::access::EtcdFiles {
+        ca: c.ca.as_deref(),
+        cert: c.cert.as_deref(),
+        key: c.key.as_deref(),
+        user: c.user.as_deref(),
+        password_file: c.password_file.as_deref(),
+    }
 }
 
 /// With TLS or a user, one read before the store is used: a refusal about TLS or credentials is reported with what

@@ -53,7 +53,7 @@ pub(crate) async fn open_etcd(
     client: &crate::config::EtcdClientConfig,
 ) -> Result<MetaStore, MasterCmdError> {
     use crate::meta::access::{access_hint, EtcdAccess};
-    let access = EtcdAccess::load(client).map_err(MasterCmdError::Config)?;
+    let access = EtcdAccess::load(&etcd_files(client)).map_err(MasterCmdError::Config)?;
     let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
     let hint = |reason: &str| access_hint(reason, tls).or_else(|| access.closed_hint(reason));
     let refused = |reason: String| {
@@ -85,6 +85,17 @@ pub(crate) async fn open_etcd(
         Err(e) => warn!(etcd = %endpoints.join(","), "etcd did not answer at start ({e}); trying on"),
     }
     Ok(store)
+}
+
+/// The files and user of `[etcd-client]`, as `meta::access` reads them.
+pub(crate) fn etcd_files(c: &crate::config::EtcdClientConfig) -> crate::meta::access::EtcdFiles<'_> {
+    crate::meta::access::EtcdFiles {
+        ca: c.ca.as_deref(),
+        cert: c.cert.as_deref(),
+        key: c.key.as_deref(),
+        user: c.user.as_deref(),
+        password_file: c.password_file.as_deref(),
+    }
 }
 
 /// How many times a start probe whose connection etcd closed is tried again, and the pause before each.

@@ -12,8 +12,6 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::config::EtcdClientConfig;
-
 /// The largest certificate or key file read, in bytes.
 const PEM_FILE_MAX_BYTES: u64 = 1 << 20;
 /// The largest password file read, in bytes.
@@ -30,6 +28,16 @@ pub(super) struct EtcdTls {
     pub identity: Option<(Vec<u8>, Vec<u8>)>,
 }
 
+/// The files and user of a process's `[etcd-client]` settings (`--etcd-*` flags).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EtcdFiles<'a> {
+    pub ca: Option<&'a Path>,
+    pub cert: Option<&'a Path>,
+    pub key: Option<&'a Path>,
+    pub user: Option<&'a str>,
+    pub password_file: Option<&'a Path>,
+}
+
 /// How this process authenticates to etcd and checks etcd's certificate; the default is plain text and no user.
 #[derive(Clone, Default)]
 pub struct EtcdAccess {
@@ -44,17 +52,18 @@ impl fmt::Debug for EtcdAccess {
 }
 
 impl EtcdAccess {
-    /// Reads and checks the files `c` names ([`EtcdClientConfig`]'s pairing rules were checked when it loaded).
-    /// The error names the flag, the file and what to fix.
-    pub fn load(c: &EtcdClientConfig) -> Result<EtcdAccess, String> {
-        let tls = match &c.ca {
+    /// Reads and checks the files `c` names (the configuration's pairing rules were checked when it loaded: a
+    /// certificate only with its key and the CA, a user only with a password file). The error names the flag, the
+    /// file and what to fix.
+    pub fn load(c: &EtcdFiles<'_>) -> Result<EtcdAccess, String> {
+        let tls = match c.ca {
             None => None,
             Some(ca) => {
                 let ca = read_pem("--etcd-ca", ca, "CERTIFICATE")?;
-                let identity = match (&c.cert, &c.key) {
+                let identity = match (c.cert, c.key) {
                     (Some(cert), Some(key)) => {
                         let cert = read_pem("--etcd-cert", cert, "CERTIFICATE")?;
-                        crate::rpc::tls::check_owner_only("--etcd-key", key, "a private key")?;
+                        check_owner_only("--etcd-key", key, "a private key")?;
                         Some((cert, read_pem("--etcd-key", key, "PRIVATE KEY")?))
                     }
                     _ => None,
@@ -62,8 +71,8 @@ impl EtcdAccess {
                 Some(EtcdTls { ca, identity })
             }
         };
-        let user = match (&c.user, &c.password_file) {
-            (Some(user), Some(file)) => Some((user.clone(), read_password(file)?)),
+        let user = match (c.user, c.password_file) {
+            (Some(user), Some(file)) => Some((user.to_owned(), read_password(file)?)),
             _ => None,
         };
         Ok(EtcdAccess { tls, user })
@@ -115,6 +124,27 @@ impl EtcdAccess {
     }
 }
 
+/// Refuses a secret file (`what`: "a private key", "a password file") that group or others may read, with the
+/// `chmod` to run (as `rpc::tls` does for the gRPC key: the layers below the processes import only the core).
+fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = meta.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{flag} {}: {what} must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
+                path.display(),
+                path.display()
+            ));
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = meta;
+    Ok(())
+}
+
 fn read_limited(flag: &str, path: &Path, max: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
     let file = std::fs::File::open(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
@@ -141,7 +171,7 @@ fn read_pem(flag: &str, path: &Path, label: &str) -> Result<Vec<u8>, String> {
 /// The password in `path`: owner-only, UTF-8, one trailing newline dropped, not empty.
 fn read_password(path: &Path) -> Result<String, String> {
     let flag = "--etcd-password-file";
-    crate::rpc::tls::check_owner_only(flag, path, "a password file")?;
+    check_owner_only(flag, path, "a password file")?;
     let bytes = read_limited(flag, path, PASSWORD_FILE_MAX_BYTES)?;
     let text = String::from_utf8(bytes).map_err(|_| format!("{flag} {}: the password is not UTF-8", path.display()))?;
     let password = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
@@ -226,8 +256,28 @@ mod tests {
     const CERT: &str = "-----BEGIN CERTIFICATE-----\nMAA=\n-----END CERTIFICATE-----\n";
     const KEY: &str = "-----BEGIN PRIVATE KEY-----\nMAA=\n-----END PRIVATE KEY-----\n";
 
-    fn config(dir: &Path) -> EtcdClientConfig {
-        EtcdClientConfig {
+    struct Paths {
+        ca: Option<PathBuf>,
+        cert: Option<PathBuf>,
+        key: Option<PathBuf>,
+        user: Option<String>,
+        password_file: Option<PathBuf>,
+    }
+
+    impl Paths {
+        fn files(&self) -> EtcdFiles<'_> {
+            EtcdFiles {
+                ca: self.ca.as_deref(),
+                cert: self.cert.as_deref(),
+                key: self.key.as_deref(),
+                user: self.user.as_deref(),
+                password_file: self.password_file.as_deref(),
+            }
+        }
+    }
+
+    fn config(dir: &Path) -> Paths {
+        Paths {
             ca: Some(dir.join("ca.pem")),
             cert: Some(dir.join("c.pem")),
             key: Some(dir.join("k.pem")),
@@ -243,7 +293,7 @@ mod tests {
         write(&dir.join("c.pem"), CERT, 0o644);
         write(&dir.join("k.pem"), KEY, 0o600);
         write(&dir.join("pw"), "s3cret pass\n", 0o600);
-        let a = EtcdAccess::load(&config(&dir)).unwrap();
+        let a = EtcdAccess::load(&config(&dir).files()).unwrap();
         assert_eq!(a.user, Some(("foreman".to_owned(), "s3cret pass".to_owned())));
         assert!(a.tls.as_ref().is_some_and(|t| t.identity.is_some()));
         let shown = format!("{a:?}");
@@ -253,7 +303,7 @@ mod tests {
             write(&dir.join("pw"), text, 0o600);
             assert_eq!(read_password(&dir.join("pw")).unwrap(), want, "{text:?}");
         }
-        let none = EtcdAccess::load(&EtcdClientConfig::default()).unwrap();
+        let none = EtcdAccess::load(&EtcdFiles::default()).unwrap();
         assert_eq!(format!("{none:?}"), "no TLS files, no user");
         std::fs::remove_dir_all(&dir).unwrap();
     }
@@ -262,8 +312,8 @@ mod tests {
     fn bad_files_are_refused_with_the_flag_and_the_fix() {
         let dir = temp_dir("bad");
         let c = config(&dir);
-        let refused = |c: &EtcdClientConfig, words: &[&str]| {
-            let e = EtcdAccess::load(c).unwrap_err();
+        let refused = |c: &Paths, words: &[&str]| {
+            let e = EtcdAccess::load(&c.files()).unwrap_err();
             for w in words {
                 assert!(e.contains(w), "{e:?} should contain {w:?}");
             }
@@ -291,7 +341,7 @@ mod tests {
         write(&dir.join("pw"), &"x".repeat(5000), 0o600);
         refused(&c, &["--etcd-password-file", "larger than 4096 bytes"]);
         write(&dir.join("pw"), "secret", 0o600);
-        assert!(EtcdAccess::load(&c).is_ok());
+        assert!(EtcdAccess::load(&c.files()).is_ok());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -314,13 +364,13 @@ mod tests {
         write(&dir.join("ca.pem"), CERT, 0o644);
         write(&dir.join("c.pem"), CERT, 0o644);
         write(&dir.join("k.pem"), KEY, 0o600);
-        let mut c = EtcdClientConfig { ca: Some(dir.join("ca.pem")), ..Default::default() };
+        let mut c = Paths { ca: Some(dir.join("ca.pem")), cert: None, key: None, user: None, password_file: None };
         let closed = "transport error: hyper::Error(Canceled, \"connection closed\")";
-        let ca_only = EtcdAccess::load(&c).unwrap();
+        let ca_only = EtcdAccess::load(&c.files()).unwrap();
         assert!(ca_only.closed_hint(closed).is_some_and(|h| h.contains("--etcd-cert and --etcd-key")));
         assert_eq!(ca_only.closed_hint("Connection refused (os error 111)"), None);
         (c.cert, c.key) = (Some(dir.join("c.pem")), Some(dir.join("k.pem")));
-        assert_eq!(EtcdAccess::load(&c).unwrap().closed_hint(closed), None, "with a client certificate");
+        assert_eq!(EtcdAccess::load(&c.files()).unwrap().closed_hint(closed), None, "with a client certificate");
         assert_eq!(EtcdAccess::default().closed_hint(closed), None, "plain text");
         std::fs::remove_dir_all(&dir).unwrap();
         for (reason, tls, want) in table {

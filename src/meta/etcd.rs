@@ -49,10 +49,26 @@ fn is_lease_not_found(text: &str) -> bool {
     text.to_ascii_lowercase().contains("lease not found")
 }
 
-/// An etcd-client error with its sources (a transport error's own text is only "transport error").
+/// An etcd-client error with its sources (a transport error's own text is only "transport error"), each source
+/// not already in the text before it; at most [`CHAIN_DEPTH_MAX`] parts.
 fn chain(e: &etcd_client::Error) -> String {
-    crate::rpc::connect::error_chain(e)
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if parts.len() >= CHAIN_DEPTH_MAX {
+            break;
+        }
+        let text = s.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
+
+/// Enough for tonic's transport errors (transport → hyper → connect → io).
+const CHAIN_DEPTH_MAX: usize = 8;
 
 /// Maps an etcd-client error to what the caller can do about it.
 fn classify(e: etcd_client::Error, effect: Effect) -> MetaError {

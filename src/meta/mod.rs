@@ -216,8 +216,15 @@ impl MetaStore {
         if endpoints.is_empty() {
             return Err(MetaError::Unavailable("no etcd endpoint given".into()));
         }
-        let scheme = crate::config::etcd_scheme(endpoints).map_err(MetaError::Unavailable)?;
-        let tls = scheme == crate::config::EtcdScheme::Tls;
+        // The configuration checked the endpoints; here only whether they are https, all or none.
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        if https != 0 && https != endpoints.len() {
+            return Err(MetaError::Unavailable(format!(
+                "etcd endpoints {} mix https and plain text",
+                endpoints.join(",")
+            )));
+        }
+        let tls = https > 0;
         if tls && !access.has_tls() {
             return Err(MetaError::Unavailable(format!(
                 "the etcd endpoints {} are https: give --etcd-ca (the CA that signed etcd's certificate)",

@@ -179,7 +179,7 @@ fn check_private(flag: &str, path: &Path) -> Result<(), String> {
 
 /// Refuses a secret file (`what`: "a private key", "a password file") that group or others may read, with the
 /// `chmod` to run.
-pub(crate) fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
+fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
     #[cfg(unix)]
     {
