@@ -172,14 +172,8 @@ pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Er
     }
 }
 
-/// Refuses a private key that group or others may read (`chmod 600`).
+/// Refuses a secret file that group or others may read (`chmod 600`).
 fn check_private(flag: &str, path: &Path) -> Result<(), String> {
-    check_owner_only(flag, path, "a private key")
-}
-
-/// Refuses a secret file (`what`: "a private key", "a password file") that group or others may read, with the
-/// `chmod` to run.
-fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
     #[cfg(unix)]
     {
@@ -187,7 +181,7 @@ fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(format!(
-                "{flag} {}: {what} must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
+                "{flag} {}: a private key must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
                 path.display(),
                 path.display()
             ));
