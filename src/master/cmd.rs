@@ -52,7 +52,7 @@ pub(crate) async fn open_etcd(
     op_timeout: std::time::Duration,
     client: &crate::config::EtcdClientConfig,
 ) -> Result<MetaStore, MasterCmdError> {
-    use crate::meta::access::{access_hint, EtcdAccess};
+    use crate::meta::access::{access_hint, closed_by_server, EtcdAccess};
     let access = EtcdAccess::load(&etcd_files(client)).map_err(MasterCmdError::Config)?;
     let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
     let hint = |reason: &str| access_hint(reason, tls).or_else(|| access.closed_hint(reason));
@@ -79,7 +79,7 @@ pub(crate) async fn open_etcd(
     match probed {
         Ok(()) => info!(etcd = %endpoints.join(","), access = %access.describe(), "etcd accepts this process"),
         Err(e) if hint(&e.to_string()).is_some() => return Err(refused(e.to_string())),
-        Err(e) if !tls && serves_https(endpoints, cluster, op_timeout).await => {
+        Err(e) if !tls && closed_by_server(&e.to_string()) && serves_https(endpoints, cluster, op_timeout).await => {
             return Err(refused(format!("{e}; etcd answers a TLS handshake: it serves https")));
         }
         Err(e) => warn!(etcd = %endpoints.join(","), "etcd did not answer at start ({e}); trying on"),

@@ -89,10 +89,8 @@ impl EtcdAccess {
     /// checks the client's certificate after the handshake, so a client that has none may see only its connection
     /// closed (or its alert, which [`access_hint`] reads). `None` with a client certificate or without TLS.
     pub fn closed_hint(&self, reason: &str) -> Option<&'static str> {
-        let r = reason.to_ascii_lowercase();
-        let closed = r.contains("connection closed") || r.contains("broken pipe") || r.contains("connection reset");
         match &self.tls {
-            Some(EtcdTls { identity: None, .. }) if closed => Some(
+            Some(EtcdTls { identity: None, .. }) if closed_by_server(reason) => Some(
                 "etcd closed the connection after the TLS handshake: if it asks for a client certificate \
                  (--client-cert-auth), give --etcd-cert and --etcd-key",
             ),
@@ -179,6 +177,13 @@ fn read_password(path: &Path) -> Result<String, String> {
         return Err(format!("{flag} {}: the file is empty; write the etcd user's password in it", path.display()));
     }
     Ok(password.to_owned())
+}
+
+/// Whether a failure is the server closing the connection (not refusing it, not staying silent): what a plain-text
+/// client of a TLS etcd sees, and a TLS 1.3 client whose certificate etcd refused.
+pub fn closed_by_server(reason: &str) -> bool {
+    let r = reason.to_ascii_lowercase();
+    r.contains("connection closed") || r.contains("broken pipe") || r.contains("connection reset")
 }
 
 /// What to check when etcd refused this process at start, from the refusal's text (the error chain of etcd-client
