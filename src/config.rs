@@ -8,7 +8,8 @@
 //! - every duration is positive and a whole number of milliseconds (the core counts time in milliseconds);
 //! - the safety orderings of design.md §5/§6 hold (self-fence before offline, step-down before the lease can
 //!   expire); the usefulness ordering (self-fence outlives a leader failover) is only warned about;
-//! - every address is `host:port`, every list is non-empty and bounded;
+//! - every address is `host:port` (etcd endpoints may carry `http://` or `https://`, one scheme for all), every list
+//!   is non-empty and bounded;
 //! - the effective configuration serializes to TOML that loads back to an equal value.
 //!
 //! Durations are human strings in TOML and on the command line (`500ms`, `5s`, `1m30s`, `1.5s`); see
