@@ -8,7 +8,8 @@
 //! - every duration is positive and a whole number of milliseconds (the core counts time in milliseconds);
 //! - the safety orderings of design.md §5/§6 hold (self-fence before offline, step-down before the lease can
 //!   expire); the usefulness ordering (self-fence outlives a leader failover) is only warned about;
-//! - every address is `host:port`, every list is non-empty and bounded;
+//! - every address is `host:port` (etcd endpoints may carry `http://` or `https://`, one scheme for all), every list
+//!   is non-empty and bounded;
 //! - the effective configuration serializes to TOML that loads back to an equal value.
 //!
 //! Durations are human strings in TOML and on the command line (`500ms`, `5s`, `1m30s`, `1.5s`); see
@@ -256,7 +257,8 @@ pub struct MasterConfig {
     /// The listen address of the HTTP/JSON API and the Prometheus metrics, `host:port`; empty turns it off.
     /// Production build only (the simulation serves no HTTP).
     pub http_addr: String,
-    /// etcd endpoints, `host:port` without a scheme.
+    /// etcd endpoints: `host:port` or `http://host:port` (plain text), or `https://host:port` (TLS, with
+    /// `etcd-client.ca`); all of one scheme.
     pub etcd: Vec<String>,
     /// The cluster name; all metastore keys live under `/foreman/<cluster>/`.
     pub cluster: String,
@@ -278,6 +280,8 @@ pub struct MasterConfig {
     pub http: HttpConfig,
     /// Mutual TLS on gRPC (none: plain text).
     pub tls: TlsConfig,
+    /// How this master reaches etcd: TLS files and a user.
+    pub etcd_client: EtcdClientConfig,
 }
 
 impl Default for MasterConfig {
@@ -298,6 +302,7 @@ impl Default for MasterConfig {
             jobs: JobsConfig::default(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
+            etcd_client: EtcdClientConfig::default(),
         }
     }
 }
@@ -665,6 +670,173 @@ impl TlsFlags {
     }
 }
 
+/// How a process reaches etcd beyond its endpoints (production build: the simulated etcd has no TLS): the CA that
+/// signed etcd's certificate, a client certificate when etcd asks for one (`--client-cert-auth`), and a user of
+/// etcd's password authentication, the password read from a file. The files are read and checked at start
+/// (`meta::access`); here only which settings go together.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct EtcdClientConfig {
+    /// The CA certificate (PEM) etcd's server certificate must chain to; needed for `https://` endpoints.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ca: Option<PathBuf>,
+    /// This process's client certificate (PEM) for etcd; with `key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM); refused if group or others may read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// The etcd user (etcd's `user add`); with `password-file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// A file holding the user's password (one trailing newline is dropped); refused if group or others may read
+    /// it. Never a setting or a flag of its own: a command line is visible to every local user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+/// The scheme of etcd endpoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EtcdScheme {
+    /// `host:port` or `http://host:port`.
+    Plain,
+    /// `https://host:port`.
+    Tls,
+}
+
+/// One etcd endpoint's scheme and `host:port`: a bare `host:port` is plain text; `http://` and `https://` are the
+/// only schemes, and nothing may follow the port.
+pub fn split_etcd_endpoint(endpoint: &str) -> Result<(EtcdScheme, &str), String> {
+    let (scheme, rest) = if let Some(rest) = endpoint.strip_prefix("https://") {
+        (EtcdScheme::Tls, rest)
+    } else if let Some(rest) = endpoint.strip_prefix("http://") {
+        (EtcdScheme::Plain, rest)
+    } else if let Some((scheme, _)) = endpoint.split_once("://") {
+        return Err(format!("{endpoint:?} has the scheme {scheme:?}: use http://, https:// or a bare host:port"));
+    } else {
+        (EtcdScheme::Plain, endpoint)
+    };
+    if rest.contains('/') {
+        return Err(format!("{endpoint:?} has a path: give [scheme://]host:port only"));
+    }
+    parse_addr(rest)?;
+    Ok((scheme, rest))
+}
+
+/// The one scheme of a list of etcd endpoints; a list mixing them is refused, naming one of each.
+pub fn etcd_scheme(endpoints: &[String]) -> Result<EtcdScheme, String> {
+    let mut first: Option<(EtcdScheme, &str)> = None;
+    for e in endpoints {
+        let (scheme, _) = split_etcd_endpoint(e)?;
+        match first {
+            None => first = Some((scheme, e)),
+            Some((s, other)) if s != scheme => {
+                let (tls, plain) = if scheme == EtcdScheme::Tls { (e.as_str(), other) } else { (other, e.as_str()) };
+                return Err(format!(
+                    "{tls:?} is https but {plain:?} is plain text: etcd serves one or the other; write every \
+                     endpoint with the same scheme"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(first.map_or(EtcdScheme::Plain, |(s, _)| s))
+}
+
+fn check_etcd_endpoints(endpoints: &[String]) -> Result<(), ConfigError> {
+    if endpoints.is_empty() {
+        return Err(invalid("etcd", "the list is empty; give at least one [scheme://]host:port"));
+    }
+    if endpoints.len() > ENDPOINTS_MAX {
+        return Err(invalid(
+            "etcd",
+            format!("{} addresses given; at most {ENDPOINTS_MAX} are allowed", endpoints.len()),
+        ));
+    }
+    etcd_scheme(endpoints).map(|_| ()).map_err(|rule| invalid("etcd", rule))
+}
+
+/// Which etcd client settings go together: a certificate with its key, a user with a password file, a client
+/// certificate only over TLS (which needs the CA). With `endpoints` (a master's), the TLS files match their scheme:
+/// `https://` needs the CA (no system roots are trusted), and TLS files with plain endpoints are refused rather
+/// than ignored.
+fn check_etcd_client(c: &EtcdClientConfig, endpoints: Option<&[String]>) -> Result<(), ConfigError> {
+    let setting = "etcd-client";
+    if c.cert.is_some() != c.key.is_some() {
+        let missing = if c.cert.is_none() { "cert (--etcd-cert)" } else { "key (--etcd-key)" };
+        return Err(invalid(
+            setting,
+            format!("set both cert and key of the client certificate, or neither; missing: {missing}"),
+        ));
+    }
+    if c.user.is_some() != c.password_file.is_some() {
+        let missing = if c.user.is_none() { "user (--etcd-user)" } else { "password-file (--etcd-password-file)" };
+        return Err(invalid(setting, format!("set both user and password-file, or neither; missing: {missing}")));
+    }
+    if c.user.as_deref().is_some_and(|u| u.trim().is_empty()) {
+        return Err(invalid(setting, "user is empty: name the etcd user (etcd's `user add`)"));
+    }
+    if c.cert.is_some() && c.ca.is_none() {
+        return Err(invalid(
+            setting,
+            "a client certificate is sent only over TLS, which needs ca (--etcd-ca): the CA that signed etcd's certificate",
+        ));
+    }
+    let Some(endpoints) = endpoints else { return Ok(()) };
+    let scheme = etcd_scheme(endpoints).map_err(|rule| invalid("etcd", rule))?;
+    match scheme {
+        EtcdScheme::Tls if c.ca.is_none() => Err(invalid(
+            setting,
+            "the etcd endpoints are https://: give ca (--etcd-ca), the CA that signed etcd's certificate (no system \
+             roots are trusted)",
+        )),
+        EtcdScheme::Plain if c.ca.is_some() => Err(invalid(
+            setting,
+            "TLS files are given but the etcd endpoints are plain text: write them as https://host:port, or drop \
+             ca, cert and key",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The etcd client flags of `foreman master` and `foreman executor`.
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct EtcdClientFlags {
+    /// The CA (PEM) that signed etcd's server certificate; needed for https:// etcd endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_ca: Option<PathBuf>,
+    /// A client certificate (PEM) for etcd (etcd's --client-cert-auth); with --etcd-key.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM), mode 0600.
+    #[arg(long, value_name = "FILE")]
+    pub etcd_key: Option<PathBuf>,
+    /// An etcd user (etcd's password authentication); with --etcd-password-file.
+    #[arg(long, value_name = "NAME")]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user's password, mode 0600 (one trailing newline is dropped).
+    #[arg(long, value_name = "FILE")]
+    pub etcd_password_file: Option<PathBuf>,
+}
+
+impl EtcdClientFlags {
+    /// Overrides the settings given on the command line.
+    pub fn apply(&self, c: &mut EtcdClientConfig) {
+        let set_some = |slot: &mut Option<PathBuf>, flag: &Option<PathBuf>| {
+            if flag.is_some() {
+                slot.clone_from(flag);
+            }
+        };
+        set_some(&mut c.ca, &self.etcd_ca);
+        set_some(&mut c.cert, &self.etcd_cert);
+        set_some(&mut c.key, &self.etcd_key);
+        set_some(&mut c.password_file, &self.etcd_password_file);
+        if self.etcd_user.is_some() {
+            c.user.clone_from(&self.etcd_user);
+        }
+    }
+}
+
 impl MasterConfig {
     /// Parses TOML text (no defaults filled in, not validated).
     pub fn from_toml(text: &str) -> Result<MasterConfig, ConfigError> {
@@ -795,7 +967,8 @@ impl MasterConfig {
         check_addr("addr", &self.addr)?;
         check_advertise_addr(&self.advertise_addr, &self.addr)?;
         check_http_addr(&self.http_addr, &self.addr)?;
-        check_addr_list("etcd", &self.etcd)?;
+        check_etcd_endpoints(&self.etcd)?;
+        check_etcd_client(&self.etcd_client, Some(&self.etcd))?;
         check_cluster(&self.cluster)?;
         check_durations(&self.durations())?;
         check_http(&self.http)?;
@@ -968,6 +1141,9 @@ pub struct ExecutorConfig {
     pub drain_timeout: Duration,
     /// Mutual TLS on gRPC (none: plain text).
     pub tls: TlsConfig,
+    /// How this executor reaches etcd (its endpoints come from the masters, `QueryMetaStore`): TLS files and a
+    /// user, its own, never the masters'.
+    pub etcd_client: EtcdClientConfig,
     /// Labels for placement selectors. Last, so that it serializes as a trailing `[labels]` table.
     pub labels: Labels,
 }
@@ -985,6 +1161,7 @@ impl Default for ExecutorConfig {
             dispatch_ttl: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             tls: TlsConfig::default(),
+            etcd_client: EtcdClientConfig::default(),
             labels: Labels::new(),
         }
     }
@@ -1029,6 +1206,7 @@ impl ExecutorConfig {
         check_advertise_addr(&self.advertise_addr, &self.addr)?;
         check_addr_list("join", &self.join)?;
         check_tls(&self.tls)?;
+        check_etcd_client(&self.etcd_client, None)?;
         if !(1..=CAPACITY_MAX).contains(&self.capacity) {
             return Err(invalid(
                 "capacity",
@@ -1313,8 +1491,9 @@ pub struct MasterFlags {
     /// The HTTP/JSON API and /metrics listen address; "" turns it off [default: 127.0.0.1:10280].
     #[arg(long, value_name = "HOST:PORT")]
     pub http_addr: Option<String>,
-    /// etcd endpoints, comma-separated, no scheme [default: 127.0.0.1:2379].
-    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    /// etcd endpoints, comma-separated: host:port or http://host:port (plain), https://host:port (TLS, with
+    /// --etcd-ca) [default: 127.0.0.1:2379].
+    #[arg(long, value_name = "[SCHEME://]HOST:PORT,...", value_delimiter = ',')]
     pub etcd: Option<Vec<String>>,
     /// The cluster name; keys live under /foreman/<cluster>/ [default: default].
     #[arg(long)]
@@ -1420,6 +1599,8 @@ pub struct MasterFlags {
     pub http_idle_timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsFlags,
+    #[command(flatten)]
+    pub etcd_client: EtcdClientFlags,
 }
 
 impl MasterFlags {
@@ -1432,6 +1613,7 @@ impl MasterFlags {
         set(&mut c.etcd, &self.etcd);
         set(&mut c.cluster, &self.cluster);
         self.tls.apply(&mut c.tls);
+        self.etcd_client.apply(&mut c.etcd_client);
 
         set(&mut c.election.lease_ttl, &self.election_lease_ttl);
         set(&mut c.election.keepalive_interval, &self.election_keepalive_interval);
@@ -1514,6 +1696,8 @@ pub struct ExecutorFlags {
     pub drain_timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsFlags,
+    #[command(flatten)]
+    pub etcd_client: EtcdClientFlags,
 }
 
 impl ExecutorFlags {
@@ -1532,6 +1716,7 @@ impl ExecutorFlags {
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
         self.tls.apply(&mut c.tls);
+        self.etcd_client.apply(&mut c.etcd_client);
     }
 }
 
@@ -1813,7 +1998,26 @@ mod tests {
             ("http-addr = \"http://127.0.0.1:10280\"", "http-addr", &["drop the scheme"]),
             ("http-addr = \"127.0.0.1:10240\"", "http-addr", &["also addr", "port of its own"]),
             ("addr = \"0.0.0.0:10240\"", "advertise-addr", &["set advertise-addr", "taken from addr"]),
-            ("etcd = [\"http://127.0.0.1:2379\"]", "etcd", &["drop the scheme"]),
+            ("etcd = [\"grpc://127.0.0.1:2379\"]", "etcd", &["scheme \"grpc\"", "http://, https://"]),
+            ("etcd = [\"http://127.0.0.1:2379/v3\"]", "etcd", &["has a path"]),
+            ("etcd = [\"https://127.0.0.1\"]", "etcd", &["no port"]),
+            (
+                "etcd = [\"https://e1:2379\", \"e2:2379\"]",
+                "etcd",
+                &["\"https://e1:2379\" is https but \"e2:2379\" is plain text", "same scheme"],
+            ),
+            ("etcd = [\"http://e1:2379\", \"https://e2:2379\"]", "etcd", &["\"https://e2:2379\" is https"]),
+            ("etcd = [\"https://e1:2379\"]", "etcd-client", &["--etcd-ca", "no system roots"]),
+            ("[etcd-client]\nca = \"ca.pem\"", "etcd-client", &["plain text", "https://host:port"]),
+            (
+                "etcd = [\"https://e1:2379\"]\n[etcd-client]\nca = \"ca.pem\"\ncert = \"c.pem\"",
+                "etcd-client",
+                &["both cert and key", "missing: key (--etcd-key)"],
+            ),
+            ("[etcd-client]\nkey = \"k.pem\"", "etcd-client", &["missing: cert (--etcd-cert)"]),
+            ("[etcd-client]\nuser = \"foreman\"", "etcd-client", &["missing: password-file (--etcd-password-file)"]),
+            ("[etcd-client]\npassword-file = \"p\"", "etcd-client", &["missing: user (--etcd-user)"]),
+            ("[etcd-client]\nuser = \" \"\npassword-file = \"p\"", "etcd-client", &["user is empty"]),
             ("etcd = []", "etcd", &["empty"]),
             ("cluster = \"Prod\"", "cluster", &["lowercase"]),
             ("cluster = \"prod-\"", "cluster", &["starting and ending"]),
@@ -1840,6 +2044,11 @@ mod tests {
             "http-addr = \"\"",
             "http-addr = \"0.0.0.0:8080\"",
             "etcd = [\"etcd-0.etcd:2379\", \"etcd-1.etcd:2379\"]",
+            "etcd = [\"http://etcd-0.etcd:2379\", \"etcd-1.etcd:2379\"]",
+            "etcd = [\"https://e1:2379\", \"https://e2:2379\"]\n[etcd-client]\nca = \"ca.pem\"",
+            "etcd = [\"https://e1:2379\"]\n[etcd-client]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"k.pem\"\n\
+             user = \"foreman\"\npassword-file = \"p\"",
+            "[etcd-client]\nuser = \"foreman\"\npassword-file = \"p\"",
             "cluster = \"prod-1\"",
             "name = \"m_1.a-b\"",
             "[backoff]\nmultiplier = 1",
@@ -1863,12 +2072,63 @@ mod tests {
             ("drain-timeout = \"0s\"", "drain-timeout", &["is zero"]),
             ("join = []", "join", &["empty"]),
             ("join = [\"grpc://m:1\"]", "join", &["drop the scheme"]),
+            ("[etcd-client]\ncert = \"c.pem\"\nkey = \"k.pem\"", "etcd-client", &["needs ca (--etcd-ca)"]),
+            ("[etcd-client]\nuser = \"foreman\"", "etcd-client", &["missing: password-file"]),
             ("[labels]\n\"bad key\" = \"x\"", "labels", &["label key"]),
             ("[labels]\nzone = \"-x\"", "labels", &["label value"]),
         ];
         for &(toml, setting, words) in table {
             assert_refused(executor(toml), setting, words, toml);
         }
+    }
+
+    #[test]
+    fn etcd_client_flags_override_the_file_and_no_password_is_a_setting() {
+        let err = MasterConfig::from_toml("[etcd-client]\npassword = \"hunter2\"").unwrap_err().to_string();
+        assert!(err.contains("unknown field `password`"), "{err}");
+        let file = std::env::temp_dir().join(format!("foreman-etcd-client-{}.toml", std::process::id()));
+        std::fs::write(
+            &file,
+            "etcd = [\"https://e1:2379\"]\n[etcd-client]\nca = \"file-ca.pem\"\nuser = \"from-file\"\n\
+             password-file = \"file-pw\"\n",
+        )
+        .unwrap();
+        let flags = master_flags(&[
+            "--config",
+            file.to_str().unwrap(),
+            "--etcd-ca",
+            "flag-ca.pem",
+            "--etcd-cert",
+            "c.pem",
+            "--etcd-key",
+            "k.pem",
+            "--etcd-user",
+            "from-flag",
+        ]);
+        let (c, _) = MasterConfig::load(&flags).unwrap();
+        std::fs::remove_file(&file).unwrap();
+        let e = &c.etcd_client;
+        assert_eq!(e.ca.as_deref(), Some(Path::new("flag-ca.pem")));
+        assert_eq!((e.cert.as_deref(), e.key.as_deref()), (Some(Path::new("c.pem")), Some(Path::new("k.pem"))));
+        assert_eq!((e.user.as_deref(), e.password_file.as_deref()), (Some("from-flag"), Some(Path::new("file-pw"))));
+        // The effective configuration round-trips.
+        let text = toml::to_string(&c).unwrap();
+        assert_eq!(MasterConfig::from_toml(&text).unwrap(), c);
+        // No flag takes a password.
+        assert!(MasterCli::try_parse_from(["m", "--etcd-password", "x"]).is_err());
+        let x = executor_flags(&["--etcd-ca", "ca.pem", "--etcd-user", "u", "--etcd-password-file", "p"]);
+        let (c, _) = ExecutorConfig::load(&x).unwrap();
+        assert_eq!(c.etcd_client.user.as_deref(), Some("u"));
+    }
+
+    #[test]
+    fn etcd_endpoints_split_by_scheme() {
+        assert_eq!(split_etcd_endpoint("e:1"), Ok((EtcdScheme::Plain, "e:1")));
+        assert_eq!(split_etcd_endpoint("http://e:1"), Ok((EtcdScheme::Plain, "e:1")));
+        assert_eq!(split_etcd_endpoint("https://[::1]:2379"), Ok((EtcdScheme::Tls, "[::1]:2379")));
+        assert!(split_etcd_endpoint("HTTPS://e:1").unwrap_err().contains("scheme \"HTTPS\""));
+        assert_eq!(etcd_scheme(&["https://a:1".into(), "https://b:2".into()]), Ok(EtcdScheme::Tls));
+        assert_eq!(etcd_scheme(&["a:1".into(), "http://b:2".into()]), Ok(EtcdScheme::Plain));
     }
 
     #[test]

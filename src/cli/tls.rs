@@ -36,7 +36,16 @@ pub struct InitFlags {
     /// Host names and IP addresses the processes are dialled at, comma separated [default: 127.0.0.1,localhost].
     #[arg(long, value_name = "HOST,...", value_delimiter = ',')]
     pub hosts: Vec<String>,
+    /// Also an etcd CA of its own in DIR/etcd/: etcd's server certificate (for --hosts; etcd's --cert-file,
+    /// --key-file, --trusted-ca-file) and foreman's client certificate for etcd (common name `foreman`, the etcd user
+    /// a client certificate stands for).
+    #[arg(long)]
+    pub etcd: bool,
 }
+
+/// The common name of foreman's etcd client certificate: with etcd's `--client-cert-auth` and authentication on, the
+/// etcd user the certificate stands for.
+pub const ETCD_CLIENT_USER: &str = "foreman";
 
 /// The longest validity rcgen is asked for: ten years, for a cluster CA and its processes (no rotation yet).
 const VALID_DAYS: i64 = 3650;
@@ -62,8 +71,8 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
             who.push(p);
         }
     }
-    if who.is_empty() {
-        return Err("nothing to make: give --masters, --executors or --users".to_owned());
+    if who.is_empty() && !flags.etcd {
+        return Err("nothing to make: give --masters, --executors, --users or --etcd".to_owned());
     }
     let hosts: Vec<String> = if flags.hosts.is_empty() {
         vec!["127.0.0.1".to_owned(), "localhost".to_owned()]
@@ -73,16 +82,29 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
 
     // Every file first, so that nothing is written when one already exists.
     let dir = &flags.dir;
-    let mut files = vec![dir.join("ca.pem"), dir.join("ca-key.pem")];
+    let mut files = vec![];
+    if !who.is_empty() {
+        files.extend([dir.join("ca.pem"), dir.join("ca-key.pem")]);
+    }
     for p in &who {
         let (cert, key) = file_names(dir, p);
         files.push(cert);
         files.push(key);
     }
+    if flags.etcd {
+        files.extend(ETCD_FILES.iter().map(|f| dir.join("etcd").join(f)));
+    }
     if let Some(f) = files.iter().find(|f| f.exists()) {
         return Err(format!("{} exists: refusing to overwrite it (use another --dir, or remove it)", f.display()));
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("--dir {}: cannot create: {e}", dir.display()))?;
+    let mut out = String::new();
+    if flags.etcd {
+        out.push_str(&etcd_init(&dir.join("etcd"), &hosts)?);
+    }
+    if who.is_empty() {
+        return Ok(out);
+    }
 
     let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
     let ca_key = KeyPair::generate().map_err(|e| fail("the CA key", e))?;
@@ -96,7 +118,6 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
     write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
     let issuer = Issuer::new(ca_params, ca_key);
 
-    let mut out = String::new();
     let _ = writeln!(out, "wrote the CA of cluster {} to {}; keep ca-key.pem offline", flags.cluster, dir.display());
     let _ =
         writeln!(out, "each process's flags (with its usual --addr, --etcd, --join; the CLI's work with any command):");
@@ -128,6 +149,65 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
             key_file.display()
         );
     }
+    Ok(out)
+}
+
+/// The files of `--etcd`, in DIR/etcd/.
+const ETCD_FILES: [&str; 6] = ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem"];
+
+/// An etcd CA of its own (so that no foreman certificate, a user's included, is an etcd client), etcd's server
+/// certificate for `hosts` and foreman's client certificate; returns what to print.
+fn etcd_init(dir: &Path, hosts: &[String]) -> Result<String, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
+    let ca_key = KeyPair::generate().map_err(|e| fail("the etcd CA key", e))?;
+    let mut ca_params = CertificateParams::default();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca_params.distinguished_name.push(DnType::CommonName, "foreman etcd CA");
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    set_validity(&mut ca_params);
+    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| fail("the etcd CA certificate", e))?;
+    write_private(&dir.join("ca.pem"), &ca_cert.pem())?;
+    write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
+    let issuer = Issuer::new(ca_params, ca_key);
+    // etcd's certificate also serves it as a client of itself (its gRPC gateway), hence client auth too.
+    for (stem, names, cn, usages) in [
+        (
+            "server",
+            hosts.to_vec(),
+            "etcd",
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth],
+        ),
+        ("client", vec![], ETCD_CLIENT_USER, vec![ExtendedKeyUsagePurpose::ClientAuth]),
+    ] {
+        let mut params = CertificateParams::new(names).map_err(|e| fail(stem, e))?;
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = usages;
+        set_validity(&mut params);
+        let key = KeyPair::generate().map_err(|e| fail(stem, e))?;
+        let cert = params.signed_by(&key, &issuer).map_err(|e| fail(stem, e))?;
+        write_private(&dir.join(format!("{stem}.pem")), &cert.pem())?;
+        write_private(&dir.join(format!("{stem}-key.pem")), &key.serialize_pem())?;
+    }
+    let f = |name: &str| dir.join(name).display().to_string();
+    let mut out = String::new();
+    let _ = writeln!(out, "wrote an etcd CA and certificates to {}; keep ca-key.pem offline", dir.display());
+    let _ = writeln!(
+        out,
+        "etcd --cert-file {} --key-file {} --client-cert-auth --trusted-ca-file {} \\\n    \
+         --listen-client-urls https://HOST:2379 --advertise-client-urls https://HOST:2379 ...",
+        f("server.pem"),
+        f("server-key.pem"),
+        f("ca.pem")
+    );
+    let _ = writeln!(
+        out,
+        "foreman master|executor --etcd https://HOST:2379 --etcd-ca {} --etcd-cert {} --etcd-key {}",
+        f("ca.pem"),
+        f("client.pem"),
+        f("client-key.pem")
+    );
     Ok(out)
 }
 
@@ -169,6 +249,7 @@ mod tests {
             executors: vec!["e1".into(), "e2".into()],
             users: vec!["admin".into()],
             hosts: vec![],
+            etcd: false,
         }
     }
 
@@ -305,5 +386,50 @@ mod tests {
         (f.masters, f.executors, f.users) = (vec![], vec![], vec![]);
         assert!(init(&f).unwrap_err().contains("nothing to make"));
         assert!(!dir.exists());
+    }
+
+    #[test]
+    fn etcd_certificates_have_a_ca_of_their_own() {
+        let dir = temp_dir("etcd");
+        let mut f = flags(&dir);
+        (f.masters, f.executors, f.users, f.etcd) = (vec![], vec![], vec![], true);
+        let printed = init(&f).unwrap();
+        assert!(printed.contains("--client-cert-auth --trusted-ca-file"), "{printed}");
+        assert!(!dir.join("ca.pem").exists(), "no cluster CA without processes");
+        let etcd = dir.join("etcd");
+        let ca_der = der_of(&etcd.join("ca.pem"));
+        let (_, ca) = x509_parser::parse_x509_certificate(&ca_der).unwrap();
+        for (file, names, cn) in
+            [("server.pem", vec!["127.0.0.1", "localhost"], "etcd"), ("client.pem", vec![], "foreman")]
+        {
+            let der = der_of(&etcd.join(file));
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            cert.verify_signature(Some(ca.public_key())).unwrap_or_else(|e| panic!("{file}: {e}"));
+            let got: Vec<String> = match cert.subject_alternative_name().unwrap() {
+                Some(_) => sans(&cert),
+                None => vec![],
+            };
+            assert_eq!(got, names, "{file}");
+            let common = cert.subject().iter_common_name().next().unwrap().as_str().unwrap().to_owned();
+            assert_eq!(common, cn, "{file}");
+        }
+        // Each key is its certificate's, owner-only.
+        for stem in ["server", "client"] {
+            let key = rcgen::KeyPair::from_pem(&std::fs::read_to_string(etcd.join(format!("{stem}-key.pem"))).unwrap());
+            let der = der_of(&etcd.join(format!("{stem}.pem")));
+            let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+            assert_eq!(cert.public_key().subject_public_key.data.as_ref(), key.unwrap().public_key_raw(), "{stem}");
+        }
+        // With processes too, the cluster CA is another one; a second run overwrites nothing.
+        let mut f = flags(&dir);
+        f.etcd = true;
+        assert!(init(&f).unwrap_err().contains("refusing to overwrite"));
+        let both = temp_dir("etcd-both");
+        let mut f = flags(&both);
+        f.etcd = true;
+        init(&f).unwrap();
+        assert_ne!(der_of(&both.join("ca.pem")), der_of(&both.join("etcd").join("ca.pem")));
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&both);
     }
 }

@@ -37,7 +37,10 @@ pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Re
     if crate::rpc::tls::set_up(cfg.tls.files(), |t| t.expect(&me, None)).map_err(ExecutorCmdError::Config)? {
         info!("mutual TLS on: gRPC peers need a certificate from the cluster CA; calls are checked by role");
     }
-    info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), "executor starting");
+    // The etcd files are read when the masters name the metastore; a bad one stops the start here instead.
+    let etcd = crate::meta::access::EtcdAccess::load(&super::etcd_files(&cfg.etcd_client))
+        .map_err(ExecutorCmdError::Config)?;
+    info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), etcd_access = %etcd.describe(), "executor starting");
     let e = Executor::new(cfg, Arc::new(types), None);
     let shutdown = async {
         let signal = crate::shutdown::requested().await;

@@ -605,8 +605,21 @@ impl Executor {
                 warn!(executor = %self.name(), prefix = %info.key_prefix, "the masters named a key prefix foreman does not use");
                 return;
             };
-            match MetaStore::etcd(&info.endpoints, &cluster, self.cfg.rpc_timeout).await {
+            // The masters name the endpoints only; the credentials are this executor's own (`[etcd-client]`,
+            // checked at start).
+            let access = match crate::meta::access::EtcdAccess::load(&etcd_files(&self.cfg.etcd_client)) {
+                Ok(access) => access,
+                Err(e) => {
+                    warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");
+                    return;
+                }
+            };
+            match MetaStore::etcd_with(&info.endpoints, &cluster, self.cfg.rpc_timeout, &access).await {
                 Ok(store) => {
+                    if let Err(hint) = probe_access(&store, &access, &info.endpoints).await {
+                        warn!(executor = %self.name(), "cannot use the metastore the masters named: {hint}");
+                        return;
+                    }
                     // The simulation's metastore faults of this node (none in production).
                     self.meta.set(store.with_latency(self.fault_points.latency()));
                 }
@@ -721,6 +734,39 @@ pub(crate) fn timing_from_wire_workers(t: &pb::HeartbeatTiming) -> Result<Heartb
 
 async fn connect(addr: &str, timeout: Duration) -> Option<Channel> {
     crate::rpc::connect::connect(addr, timeout).await.ok()
+}
+
+/// The files and user of `[etcd-client]`, as `meta::access` reads them.
+pub(crate) fn etcd_files(c: &crate::config::EtcdClientConfig) -> crate::meta::access::EtcdFiles<'_> {
+    crate::meta::access::EtcdFiles {
+        ca: c.ca.as_deref(),
+        cert: c.cert.as_deref(),
+        key: c.key.as_deref(),
+        user: c.user.as_deref(),
+        password_file: c.password_file.as_deref(),
+    }
+}
+
+/// With TLS or a user, one read before the store is used: a refusal about TLS or credentials is reported with what
+/// to check (and the store left unused, to be tried again at the next heartbeat); an etcd down or slow is not.
+async fn probe_access(
+    store: &MetaStore,
+    access: &crate::meta::access::EtcdAccess,
+    endpoints: &[String],
+) -> Result<(), String> {
+    if !access.has_tls() && access.user().is_none() {
+        return Ok(());
+    }
+    let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
+    match store.probe().await {
+        Err(e) => {
+            match crate::meta::access::access_hint(&e.to_string(), tls).or_else(|| access.closed_hint(&e.to_string())) {
+                Some(hint) => Err(format!("{e} ({hint})")),
+                None => Ok(()),
+            }
+        }
+        Ok(()) => Ok(()),
+    }
 }
 
 /// Where the metastore is, as the masters said (`QueryMetaStore`).

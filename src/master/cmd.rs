@@ -42,6 +42,83 @@ pub(crate) async fn bind_http(addr: &str) -> Result<Option<tokio::net::TcpListen
     Ok(Some(listener))
 }
 
+/// The etcd client of a master, checked at start: the files of `client` are loaded (a bad one is a configuration
+/// error naming its flag), then a read shows whether etcd accepts this process. A refusal about
+/// TLS or credentials stops the start with what to check; an etcd that is down or slow only warns (the process keeps
+/// trying, as it always did).
+pub(crate) async fn open_etcd(
+    endpoints: &[String],
+    cluster: &str,
+    op_timeout: std::time::Duration,
+    client: &crate::config::EtcdClientConfig,
+) -> Result<MetaStore, MasterCmdError> {
+    use crate::meta::access::{access_hint, closed_by_server, EtcdAccess};
+    let access = EtcdAccess::load(&etcd_files(client)).map_err(MasterCmdError::Config)?;
+    let tls = crate::config::etcd_scheme(endpoints).is_ok_and(|s| s == crate::config::EtcdScheme::Tls);
+    let hint = |reason: &str| access_hint(reason, tls).or_else(|| access.closed_hint(reason));
+    let refused = |reason: String| {
+        let reason = match hint(&reason) {
+            Some(hint) => format!("{reason} ({hint})"),
+            None => reason,
+        };
+        MasterCmdError::Store { endpoints: endpoints.join(","), reason }
+    };
+    let store =
+        MetaStore::etcd_with(endpoints, cluster, op_timeout, &access).await.map_err(|e| refused(e.to_string()))?;
+    let mut probed = store.probe().await;
+    // A connection closed may also be an etcd restarting: asked again, that one answers.
+    for _ in 0..PROBE_CLOSED_RETRIES {
+        match &probed {
+            Err(e) if access.closed_hint(&e.to_string()).is_some() => {
+                tokio::time::sleep(PROBE_CLOSED_PAUSE).await;
+                probed = store.probe().await;
+            }
+            _ => break,
+        }
+    }
+    match probed {
+        Ok(()) => info!(etcd = %endpoints.join(","), access = %access.describe(), "etcd accepts this process"),
+        Err(e) if hint(&e.to_string()).is_some() => return Err(refused(e.to_string())),
+        Err(e) if !tls && closed_by_server(&e.to_string()) && serves_https(endpoints, cluster, op_timeout).await => {
+            return Err(refused(format!("{e}; etcd answers a TLS handshake: it serves https")));
+        }
+        Err(e) => warn!(etcd = %endpoints.join(","), "etcd did not answer at start ({e}); trying on"),
+    }
+    Ok(store)
+}
+
+/// The files and user of `[etcd-client]`, as `meta::access` reads them.
+pub(crate) fn etcd_files(c: &crate::config::EtcdClientConfig) -> crate::meta::access::EtcdFiles<'_> {
+    crate::meta::access::EtcdFiles {
+        ca: c.ca.as_deref(),
+        cert: c.cert.as_deref(),
+        key: c.key.as_deref(),
+        user: c.user.as_deref(),
+        password_file: c.password_file.as_deref(),
+    }
+}
+
+/// How many times a start probe whose connection etcd closed is tried again, and the pause before each.
+const PROBE_CLOSED_RETRIES: usize = 2;
+const PROBE_CLOSED_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
+
+/// Whether the plain `endpoints` serve TLS: a plain-text client of a TLS etcd only sees its connection closed, which
+/// an etcd restarting shows too, so a TLS handshake is tried, trusting a CA made for it: an etcd that serves TLS
+/// fails it at its certificate (the production build; the simulated etcd has no TLS).
+async fn serves_https(endpoints: &[String], cluster: &str, op_timeout: std::time::Duration) -> bool {
+    let Some(access) = crate::meta::access::EtcdAccess::trusting_nothing() else { return false };
+    let https: Vec<String> = endpoints
+        .iter()
+        .filter_map(|e| crate::config::split_etcd_endpoint(e).ok())
+        .map(|(_, host_port)| format!("https://{host_port}"))
+        .collect();
+    let Ok(store) = MetaStore::etcd_with(&https, cluster, op_timeout, &access).await else { return false };
+    match store.probe().await {
+        Ok(()) => true,
+        Err(e) => crate::meta::access::access_hint(&e.to_string(), true).is_some_and(|h| h.contains("not trusted")),
+    }
+}
+
 pub async fn run(flags: &MasterFlags) -> Result<(), MasterCmdError> {
     run_with(flags, crate::jobs::builtin()).await
 }
@@ -64,9 +141,7 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
     }
     #[cfg(not(madsim))]
     let http = bind_http(&cfg.http_addr).await?;
-    let store = MetaStore::etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout)
-        .await
-        .map_err(|e| MasterCmdError::Store { endpoints: cfg.etcd.join(","), reason: e.to_string() })?;
+    let store = open_etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout, &cfg.etcd_client).await?;
     let seed = process_seed(&cfg.name);
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, etcd = %cfg.etcd.join(","), "master starting");
     let m = Master::new(cfg, store, seed).with_job_types(types);

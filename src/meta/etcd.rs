@@ -18,8 +18,11 @@ use std::future::Future;
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use etcd_client::{Client, Compare as EtcdCompare, CompareOp, GetOptions, PutOptions, ResignOptions, Txn, TxnOp};
+use etcd_client::{
+    Client, Compare as EtcdCompare, CompareOp, ConnectOptions, GetOptions, PutOptions, ResignOptions, Txn, TxnOp,
+};
 
+use super::access::EtcdAccess;
 use super::{Compare, LeaderHandle, LeaderKey, LeaseId, MetaError, Write};
 
 /// Whether a failed call may have changed the store.
@@ -34,6 +37,10 @@ enum Effect {
 pub(super) struct EtcdStore {
     client: Client,
     op_timeout: Duration,
+    /// Whether the client authenticates as a user: its token expires when unused (etcd's `--auth-token-ttl`), and is
+    /// then fetched again.
+    #[cfg_attr(madsim, allow(dead_code))]
+    has_user: bool,
     /// The simulation's metastore latency (zero, and inert, in production).
     pub(super) latency: crate::buggify::Latency,
 }
@@ -42,9 +49,30 @@ fn is_lease_not_found(text: &str) -> bool {
     text.to_ascii_lowercase().contains("lease not found")
 }
 
+/// An etcd-client error with its sources (a transport error's own text is only "transport error"), each source
+/// not already in the text before it; at most [`CHAIN_DEPTH_MAX`] parts.
+fn chain(e: &etcd_client::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if parts.len() >= CHAIN_DEPTH_MAX {
+            break;
+        }
+        let text = s.to_string();
+        if !parts.last().is_some_and(|last| last.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Enough for tonic's transport errors (transport → hyper → connect → io).
+const CHAIN_DEPTH_MAX: usize = 8;
+
 /// Maps an etcd-client error to what the caller can do about it.
 fn classify(e: etcd_client::Error, effect: Effect) -> MetaError {
-    let text = e.to_string();
+    let text = chain(&e);
     if is_lease_not_found(&text) {
         return MetaError::LeaseGone;
     }
@@ -81,14 +109,45 @@ fn classify(e: etcd_client::Error, effect: Effect) -> MetaError {
 }
 
 impl EtcdStore {
-    pub(super) async fn connect(endpoints: &[String], op_timeout: Duration) -> Result<EtcdStore, MetaError> {
-        // Neither client contacts the server here; the bound is for a slow DNS lookup.
-        let client = match tokio::time::timeout(op_timeout, Client::connect(endpoints, None)).await {
+    /// A client of `endpoints` (validated by the caller: one scheme, `tls` when it is https and `access` has the
+    /// CA). The simulated etcd takes bare `host:port` and has no TLS.
+    pub(super) async fn connect(
+        endpoints: &[String],
+        tls: bool,
+        access: &EtcdAccess,
+        op_timeout: Duration,
+    ) -> Result<EtcdStore, MetaError> {
+        let mut options = ConnectOptions::new();
+        if let Some((user, password)) = &access.user {
+            options = options.with_user(user.clone(), password.clone());
+        }
+        // why: the simulated etcd has no TLS options; production turns the loaded files into etcd-client's.
+        #[cfg(not(madsim))]
+        let endpoints: Vec<String> = {
+            if let (true, Some(t)) = (tls, &access.tls) {
+                let mut o = etcd_client::TlsOptions::new().ca_certificate(etcd_client::Certificate::from_pem(&t.ca));
+                if let Some((cert, key)) = &t.identity {
+                    o = o.identity(etcd_client::Identity::from_pem(cert, key));
+                }
+                options = options.with_tls(o);
+            }
+            endpoints.to_vec()
+        };
+        #[cfg(madsim)]
+        let endpoints: Vec<String> = {
+            if tls {
+                return Err(MetaError::Unavailable("the simulated etcd has no TLS: give host:port".to_owned()));
+            }
+            endpoints.iter().map(|e| e.strip_prefix("http://").unwrap_or(e).to_owned()).collect()
+        };
+        // Without a user neither client contacts the server here (the bound is for a slow DNS lookup); with one,
+        // real etcd-client authenticates now.
+        let client = match tokio::time::timeout(op_timeout, Client::connect(&endpoints, Some(options))).await {
             Ok(Ok(client)) => client,
-            Ok(Err(e)) => return Err(classify(e, Effect::Read)),
+            Ok(Err(e)) => return Err(MetaError::Unavailable(chain(&e))),
             Err(_) => return Err(MetaError::Unavailable(format!("connecting to etcd {endpoints:?} timed out"))),
         };
-        Ok(EtcdStore { client, op_timeout, latency: Default::default() })
+        Ok(EtcdStore { client, op_timeout, has_user: access.user.is_some(), latency: Default::default() })
     }
 
     /// Runs one etcd call under the operation time-out.
@@ -111,7 +170,12 @@ impl EtcdStore {
         };
         match tokio::time::timeout(self.op_timeout, delayed).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(classify(e, effect)),
+            Ok(Err(e)) => {
+                // why: the simulated etcd has no authentication, so no token to renew.
+                #[cfg(not(madsim))]
+                self.maybe_renew_token(&e).await;
+                Err(classify(e, effect))
+            }
             Err(_) => {
                 let why = format!("etcd {what} did not answer within {:?}", self.op_timeout);
                 Err(match effect {
@@ -119,6 +183,21 @@ impl EtcdStore {
                     Effect::Write => MetaError::Unknown(why),
                 })
             }
+        }
+    }
+
+    /// A refused token (etcd's simple tokens expire after `--auth-token-ttl` unused) is fetched again, so that the
+    /// caller's retry succeeds. The refused request itself was not applied (`Unauthenticated` is a refusal).
+    #[cfg(not(madsim))]
+    async fn maybe_renew_token(&self, e: &etcd_client::Error) {
+        let expired = matches!(e, etcd_client::Error::GRpcStatus(s) if s.code() == tonic::Code::Unauthenticated);
+        if !(self.has_user && expired) {
+            return;
+        }
+        match tokio::time::timeout(self.op_timeout, self.client.refresh_token()).await {
+            Ok(Ok(())) => tracing::info!("etcd refused the auth token ({e}); authenticated again"),
+            Ok(Err(again)) => tracing::warn!("etcd refused the auth token ({e}), and authenticating again: {again}"),
+            Err(_) => tracing::warn!("etcd refused the auth token ({e}); authenticating again timed out"),
         }
     }
 

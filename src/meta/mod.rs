@@ -19,6 +19,7 @@
 //!   [`MetaError::Unknown`] means maybe (re-read before retrying).
 //! - A transaction that every backend would not treat alike is refused before it is sent (see [`MetaStore::txn`]).
 
+pub mod access;
 #[doc(hidden)]
 pub mod contract;
 mod durable;
@@ -195,17 +196,42 @@ fn ttl_secs(ttl: Duration) -> i64 {
 }
 
 impl MetaStore {
-    /// A client of the etcd cluster at `endpoints`, given as bare `host:port` (the simulated etcd refuses
-    /// schemes). Connects lazily: nothing is sent until the first call. Every call is bounded by `op_timeout`.
+    /// A client of the etcd cluster at `endpoints` (`host:port`), in plain text and without a user: see
+    /// [`MetaStore::etcd_with`].
     pub async fn etcd(endpoints: &[String], cluster: &str, op_timeout: Duration) -> Result<MetaStore, MetaError> {
+        MetaStore::etcd_with(endpoints, cluster, op_timeout, &access::EtcdAccess::default()).await
+    }
+
+    /// A client of the etcd cluster at `endpoints`: `host:port` or `http://host:port` (plain text), or
+    /// `https://host:port` (TLS with `access`'s CA and client certificate; production build only), all of one
+    /// scheme. Without a user it connects lazily (nothing is sent until the first call); with one it authenticates
+    /// at once, so a wrong password fails here. Every call is bounded by `op_timeout`.
+    pub async fn etcd_with(
+        endpoints: &[String],
+        cluster: &str,
+        op_timeout: Duration,
+        access: &access::EtcdAccess,
+    ) -> Result<MetaStore, MetaError> {
         check_cluster(cluster)?;
         if endpoints.is_empty() {
             return Err(MetaError::Unavailable("no etcd endpoint given".into()));
         }
-        if let Some(bad) = endpoints.iter().find(|e| e.contains("://")) {
-            return Err(MetaError::Unavailable(format!("etcd endpoint {bad:?} has a scheme; give host:port")));
+        // The configuration checked the endpoints; here only whether they are https, all or none.
+        let https = endpoints.iter().filter(|e| e.starts_with("https://")).count();
+        if https != 0 && https != endpoints.len() {
+            return Err(MetaError::Unavailable(format!(
+                "etcd endpoints {} mix https and plain text",
+                endpoints.join(",")
+            )));
         }
-        let store = etcd::EtcdStore::connect(endpoints, op_timeout).await?;
+        let tls = https > 0;
+        if tls && !access.has_tls() {
+            return Err(MetaError::Unavailable(format!(
+                "the etcd endpoints {} are https: give --etcd-ca (the CA that signed etcd's certificate)",
+                endpoints.join(",")
+            )));
+        }
+        let store = etcd::EtcdStore::connect(endpoints, tls, access, op_timeout).await?;
         Ok(MetaStore {
             backend: Backend::Etcd(Arc::new(store)),
             prefix: cluster_prefix(cluster),
@@ -243,6 +269,12 @@ impl MetaStore {
             Backend::Etcd(_) => StoreKind::Etcd,
             Backend::Embedded(_) => StoreKind::Embedded,
         }
+    }
+
+    /// One read of a key under this cluster's prefix: whether this process may use the store at all (for etcd:
+    /// reachable, its certificate trusted, this process's credentials accepted, read permission on the prefix).
+    pub async fn probe(&self) -> Result<(), MetaError> {
+        self.get("").await.map(|_| ())
     }
 
     /// The etcd endpoints (empty for the embedded store).
