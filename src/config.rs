@@ -278,6 +278,8 @@ pub struct MasterConfig {
     pub http: HttpConfig,
     /// Mutual TLS on gRPC (none: plain text).
     pub tls: TlsConfig,
+    /// Users' tokens (none: no user is known by a token).
+    pub auth: AuthConfig,
 }
 
 impl Default for MasterConfig {
@@ -298,8 +300,19 @@ impl Default for MasterConfig {
             jobs: JobsConfig::default(),
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
+}
+
+/// Users and what they may do (`[auth]`, masters only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The tokens file (JSON lines, `foreman token add` appends to it; owner-only). With it, every job call,
+    /// resign and user deregistration needs a token's grants, even without TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// Leader election timing (design.md §5 rule 1).
@@ -1420,11 +1433,17 @@ pub struct MasterFlags {
     pub http_idle_timeout: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsFlags,
+    /// The users' tokens file (auth.tokens; `foreman token add` writes it, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
 }
 
 impl MasterFlags {
     /// Overrides the settings given on the command line.
     pub fn apply(&self, c: &mut MasterConfig) {
+        if self.auth_tokens.is_some() {
+            c.auth.tokens.clone_from(&self.auth_tokens);
+        }
         set(&mut c.name, &self.name);
         set(&mut c.addr, &self.addr);
         set(&mut c.advertise_addr, &self.advertise_addr);

@@ -88,6 +88,7 @@ fn canned_jobs() -> Vec<pb::Job> {
             progress: "412/800".into(),
             waiting: String::new(),
             last_error: None,
+            project: "default".into(),
         },
         pb::Job {
             id: "j2".into(),

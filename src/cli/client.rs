@@ -171,6 +171,8 @@ pub struct Client {
     current: usize,
     /// A connection to `masters[current]`, once one succeeded.
     channel: Option<Channel>,
+    /// The user's bearer token, sent with every call.
+    token: Option<String>,
 }
 
 impl Client {
@@ -188,7 +190,13 @@ impl Client {
         if timeout.is_zero() {
             return Err(CliError::Usage("--timeout: must be longer than zero, e.g. 5s".to_owned()));
         }
-        Ok(Client { masters, timeout, current: 0, channel: None })
+        Ok(Client { masters, timeout, current: 0, channel: None, token: None })
+    }
+
+    /// Sends `token` (`authorization: Bearer <token>`) with every call: who the user is.
+    pub fn with_token(mut self, token: Option<String>) -> Client {
+        self.token = token;
+        self
     }
 
     /// Sends `message` through `rpc` to the masters in turn until one answers (module documentation).
@@ -205,6 +213,9 @@ impl Client {
             let address = self.masters[index].clone();
             let cached = if step == 0 { self.channel.take() } else { None };
             let mut request = Request::new(message.clone());
+            if let Some(v) = self.token.as_ref().and_then(|t| format!("Bearer {t}").parse().ok()) {
+                request.metadata_mut().insert(crate::rpc::identity::AUTHORIZATION_KEY, v);
+            }
             // The server learns the deadline too (the `grpc-timeout` header) and can stop working on the call.
             request.set_timeout(self.timeout);
             let mut sent = false;
