@@ -15,6 +15,9 @@
 //! b's with its submitter; the reader cancelling is `PERMISSION_DENIED`; project b's token gets exactly a missing
 //! job's `JOB_NOT_FOUND` for project a's job and does not see it listed; no token is `UNAUTHENTICATED`.
 //!
+//! A second cluster has a tokens file but no TLS: users are held to their tokens all the same (a create forwarded
+//! by a follower carries the caller's token), while the executors, which cannot prove who they are, still register.
+//!
 //! Needs an etcd: `scripts/with-etcd cargo test --test process_tls -- --ignored` starts a throwaway one and sets
 //! `FOREMAN_TEST_ETCD`. Run with `--ignored` and no etcd, it fails rather than skips.
 #![cfg(not(madsim))]
@@ -235,14 +238,19 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     cluster.assert_running();
 }
 
-/// `foreman <args>` with the CA and the token of `user` (none: no token at all), JSON output.
+/// `foreman <args>` with the CA (when the cluster has TLS) and the token of `user` (none: no token at all), JSON
+/// output, to every master.
 async fn as_token(cluster: &Cluster, user: Option<&str>, args: &[&str]) -> common::Run {
+    as_token_to(cluster, &cluster.masters_except(None), user, args).await
+}
+
+/// [`as_token`] to `masters` only.
+async fn as_token_to(cluster: &Cluster, masters: &str, user: Option<&str>, args: &[&str]) -> common::Run {
     let mut all: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-    let ca = cluster.tls_dir().join("ca.pem").display().to_string();
-    all.extend(
-        ["--master", &cluster.masters_except(None), "--output", "json", "--timeout", CLI_TIMEOUT].map(String::from),
-    );
-    all.extend(["--tls-ca".to_owned(), ca]);
+    all.extend(["--master", masters, "--output", "json", "--timeout", CLI_TIMEOUT].map(String::from));
+    if cluster.tls_dir().exists() {
+        all.extend(["--tls-ca".to_owned(), cluster.tls_dir().join("ca.pem").display().to_string()]);
+    }
     if let Some(u) = user {
         all.extend(["--token-file".to_owned(), cluster.token_file(u).display().to_string()]);
     }
@@ -348,4 +356,53 @@ async fn tokens_with_the_ca_alone(cluster: &mut Cluster) {
     assert!(e.contains("role admin in every project (*)"), "{e}");
     let e = refused(&as_token(cluster, None, &["job", "list"]).await, "UNAUTHENTICATED");
     assert!(e.contains("--token-file"), "what to fix: {e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_tls -- --ignored"]
+async fn a_tokens_file_without_tls_holds_users_to_their_tokens() {
+    let etcd = etcd_from_env("process_tls");
+    let tokens = vec![("ops", "*", "admin"), ("reader", "a", "read")];
+    let mut cluster = Cluster::start_with(&etcd, "tokens", 2, &[4], NodeOptions { tokens, ..NodeOptions::default() });
+    let started = Instant::now();
+    // The executor registers without a certificate or a token: processes keep their calls.
+    let leader = loop {
+        cluster.assert_running();
+        let run = as_token(&cluster, Some("ops"), &["cluster", "executors"]).await;
+        let listed = serde_json::from_str::<ExecutorListView>(&run.stdout).ok();
+        if listed.is_some_and(|l| l.executors.len() == 1) {
+            let run = as_token(&cluster, Some("ops"), &["cluster", "leader"]).await;
+            if let Ok(l) = serde_json::from_str::<common::LeaderView>(&run.stdout) {
+                break l;
+            }
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "no leader and executor: {} {}", run.stdout, run.stderr);
+        tokio::time::sleep(POLL).await;
+    };
+    let follower = cluster.nodes.iter().find(|n| n.http.is_some() && n.name != leader.name).expect("a follower");
+    let (follower_address, leader_http) =
+        (follower.address.clone(), cluster.nodes[cluster.index_of(&leader.name)].http.clone().expect("HTTP"));
+
+    let e = refused(&as_token(&cluster, None, &["job", "list"]).await, "UNAUTHENTICATED");
+    assert!(e.contains("--token-file"), "{e}");
+    let quick = r#"{"workers":1,"target":20,"tick_ms":20}"#;
+    let create = ["job", "create", "--type", "fake", "--config", quick, "--id", "plain-1", "--project", "a"];
+    let e = refused(&as_token(&cluster, Some("reader"), &create).await, "PERMISSION_DENIED");
+    assert!(e.contains("needs role submit in project a"), "{e}");
+    // Through the follower alone: the leader checks the token the follower passed on.
+    let run = as_token_to(&cluster, &follower_address, Some("ops"), &create).await;
+    assert_eq!(run.code, Some(0), "ops creating through the follower: {}", run.stderr);
+    let job = await_state(&mut cluster, "reader", "plain-1", "finished").await;
+    assert_eq!(job.project.as_deref(), Some("a"), "{job:?}");
+    let e = refused(&as_token(&cluster, Some("reader"), &["job", "delete", "plain-1"]).await, "PERMISSION_DENIED");
+    assert!(e.contains("needs role submit in project a"), "{e}");
+
+    let ops = std::fs::read_to_string(cluster.token_file("ops")).expect("ops's token");
+    let bearer = format!("Authorization: Bearer {}", ops.trim());
+    let (code, body) =
+        http_get_with(&leader_http, "/api/v1/jobs/plain-1", &[&bearer]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(&leader_http, "/api/v1/jobs/plain-1").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 401, "{body}");
+    cluster.assert_running();
 }

@@ -131,7 +131,8 @@ pub fn classify(status: &Status) -> StatusClass {
             Some(Reason::NotLeader | Reason::NoLeader | Reason::MasterNotReady) => StatusClass::NotDone,
             _ => StatusClass::MaybeDone,
         },
-        // The client never cancels a call itself: a `Cancelled` status is its deadline expiring.
+        // The client never cancels a call itself: a `Cancelled` status is its deadline expiring, or the connection
+        // closed under the call; either way the call may have been carried out.
         Code::DeadlineExceeded | Code::Cancelled => StatusClass::MaybeDone,
         // A foreman master gives every answer a reason: one without is the transport's, a connection cut while the
         // call was on its way (tonic's `Unknown` "transport error", h2's `Internal`).
@@ -220,6 +221,7 @@ impl Client {
             request.set_timeout(self.timeout);
             let mut sent = false;
             let timeout = self.timeout;
+            let began = tokio::time::Instant::now();
             let attempt = async {
                 let channel = match cached {
                     Some(channel) => channel,
@@ -250,7 +252,11 @@ impl Client {
                         AttemptFailure::Unavailable { message: message_text(&status), reason: reason_text(&status) }
                     }
                     StatusClass::MaybeDone => {
-                        let failure = if matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled) {
+                        // A `Cancelled` long before the deadline is not the deadline: the connection was closed
+                        // under the call (a TLS server refusing a plain-text client closes it at once).
+                        let deadline = status.code() == Code::DeadlineExceeded
+                            || (status.code() == Code::Cancelled && began.elapsed() >= timeout * 9 / 10);
+                        let failure = if deadline {
                             AttemptFailure::NoAnswer(timeout)
                         } else {
                             AttemptFailure::Unavailable { message: message_text(&status), reason: reason_text(&status) }
