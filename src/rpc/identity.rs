@@ -71,7 +71,7 @@ impl Identity {
         Identity::new(Principal::Executor(name.to_owned()))
     }
 
-    /// Calls that say nothing of who makes them (the CLI and the HTTP API, until users have tokens).
+    /// Calls that say nothing of who makes them (a user's call says it with its token, sent by the caller).
     pub fn anonymous() -> Identity {
         Identity::new(Principal::Anonymous)
     }
@@ -240,6 +240,38 @@ mod tests {
             assert_eq!((s.code(), reason_of(&s)), (tonic::Code::Unauthenticated, Some(Reason::Unauthenticated)));
             assert!(s.message().contains("for the simulator only"), "{}", s.message());
         }
+    }
+
+    /// Production without a tokens file: a bearer token cannot be checked, and the refusal says where tokens are
+    /// configured; a malformed `authorization` entry is refused as such.
+    #[test]
+    fn a_token_without_a_tokens_file_is_refused_saying_so() {
+        if cfg!(madsim) {
+            return;
+        }
+        let mut r = Request::new(());
+        r.metadata_mut().insert(AUTHORIZATION_KEY, MetadataValue::from_static("Bearer foreman_x"));
+        let s = principal_of(&r).unwrap_err();
+        assert_eq!((s.code(), reason_of(&s)), (tonic::Code::Unauthenticated, Some(Reason::Unauthenticated)));
+        assert!(s.message().contains("--auth-tokens"), "{}", s.message());
+        let mut r = Request::new(());
+        r.metadata_mut().insert(AUTHORIZATION_KEY, MetadataValue::from_static("Basic eDp5"));
+        let s = principal_of(&r).unwrap_err();
+        assert!(s.message().contains("Bearer <token>"), "{}", s.message());
+    }
+
+    /// The simulation's identity carries a user's grants, and a bad grant is refused.
+    #[test]
+    fn a_simulated_user_carries_its_grants() {
+        if !cfg!(madsim) {
+            return;
+        }
+        let mut r = Request::new(());
+        r.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("user/ann a=read,*=submit"));
+        assert_eq!(principal_of(&r).unwrap().wire(), "user/ann a=read,*=submit");
+        r.metadata_mut().insert(SIM_IDENTITY_KEY, MetadataValue::from_static("user/ann a=root"));
+        let s = principal_of(&r).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::Unauthenticated, "{s:?}");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Mutual TLS on every gRPC link, production build (issue 15, step 2).
 //!
 //! A process with `[tls]` configured (`ca`, `cert`, `key`: PEM files, as `foreman tls init` writes them) serves gRPC
-//! only to clients holding a certificate from that CA, and opens every channel with its own certificate, checking
+//! over TLS, checking a client's certificate against that CA when it presents one (a client without one, a user
+//! with a token, is anonymous until its token says who it is), and opens every channel with its own certificate, checking
 //! the server's against the CA. Its certificate names it: the SAN URI `foreman://<cluster>/<role>/<name>`
 //! ([`san_uri`]); a peer's is read the same way ([`principal_of_cert`]) and is who the callee believes calls
 //! ([`crate::rpc::identity`]), refused if it names another cluster.
