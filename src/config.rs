@@ -1740,6 +1740,16 @@ mod tests {
     }
 
     #[test]
+    fn the_tokens_file_comes_from_auth_or_its_flag() {
+        let c = MasterConfig::from_toml("[auth]\ntokens = \"/etc/foreman/tokens\"\n").unwrap();
+        assert_eq!(c.auth.tokens.as_deref(), Some(Path::new("/etc/foreman/tokens")));
+        assert!(MasterConfig::from_toml("[auth]\ntoken = \"x\"\n").is_err(), "unknown keys are refused");
+        let (loaded, _) = MasterConfig::load(&master_flags(&["--auth-tokens", "/run/tokens"])).unwrap();
+        assert_eq!(loaded.auth.tokens.as_deref(), Some(Path::new("/run/tokens")));
+        assert_eq!(MasterConfig::default().auth.tokens, None, "none by default");
+    }
+
+    #[test]
     fn defaults_validate_without_warnings() {
         assert_eq!(MasterConfig::default().validate().unwrap(), Vec::<String>::new());
         assert_eq!(ExecutorConfig::default().validate().unwrap(), Vec::<String>::new());
