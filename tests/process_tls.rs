@@ -29,7 +29,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use common::{
-    etcd_from_env, foreman, http_get, http_get_with, Cluster, ExecutorListView, JobView, NodeOptions, CLI_TIMEOUT, POLL,
+    etcd_from_env, foreman, http_call, http_get, http_get_with, Cluster, ExecutorListView, JobView, NodeOptions,
+    CLI_TIMEOUT, POLL,
 };
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
@@ -404,5 +405,11 @@ async fn a_tokens_file_without_tls_holds_users_to_their_tokens() {
     assert_eq!(code, 200, "{body}");
     let (code, body) = http_get(&leader_http, "/api/v1/jobs/plain-1").await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(code, 401, "{body}");
+    let reader = std::fs::read_to_string(cluster.token_file("reader")).expect("the reader's token");
+    let bearer = format!("Authorization: Bearer {}", reader.trim());
+    let (code, body) =
+        http_call(&leader_http, "DELETE", "/api/v1/jobs/plain-1", &[&bearer]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 403, "{body}");
+    assert!(body.contains("PERMISSION_DENIED") && body.contains("needs role submit in project a"), "{body}");
     cluster.assert_running();
 }

@@ -624,8 +624,23 @@ pub async fn http_get(address: &str, path: &str) -> Result<(u16, String), String
 
 /// [`http_get`] with more request headers (`"Name: value"`).
 pub async fn http_get_with(address: &str, path: &str, headers: &[&str]) -> Result<(u16, String), String> {
+    http_call(address, "GET", path, headers).await
+}
+
+/// `curl -X <method>`s `path` with more request headers (`"Name: value"`), no body.
+pub async fn http_call(address: &str, method: &str, path: &str, headers: &[&str]) -> Result<(u16, String), String> {
     let url = format!("http://{address}{path}");
-    let args = ["--silent", "--show-error", "--max-time", HTTP_TIMEOUT_SECS, "--write-out", "\n%{http_code}", &url];
+    let args = [
+        "--silent",
+        "--show-error",
+        "--max-time",
+        HTTP_TIMEOUT_SECS,
+        "--write-out",
+        "\n%{http_code}",
+        "-X",
+        method,
+        &url,
+    ];
     let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     for h in headers {
         args.extend(["--header".to_owned(), (*h).to_owned()]);
