@@ -224,7 +224,14 @@ struct Knobs {
 }
 
 fn spec() -> JobSpec {
-    JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: String::new() }
+    JobSpec {
+        job_type: "fake".into(),
+        config: "{}".into(),
+        selectors: vec![],
+        cost: 1,
+        request: String::new(),
+        project: Default::default(),
+    }
 }
 
 fn fail(step: usize, what: String) -> TestCaseError {

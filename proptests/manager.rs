@@ -1274,6 +1274,7 @@ impl Harness {
                     selectors: vec![],
                     cost: 1,
                     request: request.clone(),
+                    project: Default::default(),
                 };
                 self.creates.push((id.clone(), spec.clone()));
                 self.send(Request::CreateJob { id: id.clone(), spec }, Pending::Create { id, request })
@@ -1291,8 +1292,14 @@ impl Harness {
                 self.send(Request::GetJob { id: id.clone(), include_config: false }, Pending::Get(id))
             }
             Op::List => {
-                let filter =
-                    JobFilter { job_type: String::new(), state: None, after: None, size: 100, include_config: false };
+                let filter = JobFilter {
+                    job_type: String::new(),
+                    state: None,
+                    after: None,
+                    size: 100,
+                    include_config: false,
+                    readable: foreman::core::auth::Readable::All,
+                };
                 self.send(Request::ListJobs(filter), Pending::List)
             }
             Op::Cancel { job } => {

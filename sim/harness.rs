@@ -185,12 +185,19 @@ pub struct As(tonic::metadata::AsciiMetadataValue);
 
 impl As {
     pub fn principal(p: &foreman::core::auth::Principal) -> As {
-        As(p.to_string().parse().expect("a principal's text is a valid metadata value"))
+        As(p.wire().parse().expect("a principal's text is a valid metadata value"))
     }
 
-    /// The scenarios' clients: a user (the CLI's and the HTTP API's role).
+    /// The scenarios' clients: a user (the CLI's and the HTTP API's role) with role admin in every project.
     pub fn user() -> As {
-        As::principal(&foreman::core::auth::Principal::User("sim-client".into()))
+        As::principal(&foreman::core::auth::Principal::parse_wire("user/sim-client *=admin").expect("a valid user"))
+    }
+
+    /// A user with `grants` (`PROJECT=ROLE,...`).
+    pub fn user_with(name: &str, grants: &str) -> As {
+        As::principal(
+            &foreman::core::auth::Principal::parse_wire(&format!("user/{name} {grants}")).expect("a valid user"),
+        )
     }
 }
 

@@ -13,6 +13,7 @@ use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
 use foreman::rpc::pb::executor_service_client::ExecutorServiceClient;
 use foreman::rpc::pb::framework_client::FrameworkClient;
+use foreman::rpc::pb::job_manager_client::JobManagerClient;
 use foreman::rpc::status::{reason_of, Reason};
 use tonic::transport::Channel;
 use tonic::Code;
@@ -24,6 +25,15 @@ use crate::master_failover::on_client;
 
 /// One forged call: what it is, and the refusal it must get.
 type Forged = (&'static str, Code, Result<(), tonic::Status>);
+
+/// What a user of another project got for a job it may not read, and for a job that does not exist.
+struct Stranger {
+    cancel: Result<(), tonic::Status>,
+    get: Result<(), tonic::Status>,
+    missing: Result<(), tonic::Status>,
+    listed: Vec<String>,
+    reader_get: Result<(), tonic::Status>,
+}
 
 fn executor(name: &str) -> As {
     As::principal(&Principal::Executor(name.to_owned()))
@@ -48,9 +58,11 @@ fn refused(what: &str, code: Code, result: &Result<(), tonic::Status>) {
 /// running; a rogue client then sends, to the leader, a heartbeat and a deregistration of one executor's id as
 /// the other executor, a Finished report for a job's job master from the executor that does not host it, a
 /// resign as an executor, and the same heartbeat and resign with no identity at all; to an executor, a job
-/// master's dispatch from an executor and a worker's from a user. Each must be refused with its code; then both
-/// jobs finish with exact counters under the first leader, no executor was declared offline or deregistered, and
-/// the job scenarios' checkers pass.
+/// master's dispatch from an executor and a worker's from a user; a cancel of a job by a user who may only read its
+/// project. Each must be refused with its code. A user of another project cancelling or getting a job gets exactly
+/// what a missing job gets, and does not see it listed, while a reader of its project may get it. Then both jobs
+/// finish with exact counters under the first leader, no executor was declared offline or deregistered, and the
+/// job scenarios' checkers pass.
 #[madsim::test]
 async fn forged_identities_are_refused_and_change_nothing() {
     announce("forged_identities_are_refused_and_change_nothing");
@@ -70,7 +82,8 @@ async fn forged_identities_are_refused_and_change_nothing() {
     let not_host = executors.iter().find(|e| e.id != job.executor_id).expect("another executor").name.clone();
     let host_name = host.name.clone();
 
-    let answers: Vec<Forged> = on_client(&c, async move {
+    let job_id = job.id.clone();
+    let (answers, stranger) = on_client(&c, async move {
         let to_leader = channel_to(&master_addr(leader), Duration::from_secs(2)).await.expect("the leader answers");
         let discovery = |who: As| DiscoveryClient::with_interceptor(to_leader.clone(), who);
         let beat = pb::HeartbeatRequest { executor_id: victim.id, ..Default::default() };
@@ -143,12 +156,40 @@ async fn forged_identities_are_refused_and_change_nothing() {
             let r = ExecutorServiceClient::with_interceptor(to_executor.clone(), who).pre_dispatch_task(pre).await;
             out.push((what, Code::PermissionDenied, ok(r)));
         }
-        out
+        // Job calls by users with grants in the job's project (default) or only in another.
+        let jobs_as = |who: As| JobManagerClient::with_interceptor(to_leader.clone(), who);
+        let reader = || As::user_with("reader", "default=read");
+        let cancel = |id: &str| pb::CancelJobRequest { id: id.to_owned() };
+        let get = |id: &str| pb::GetJobRequest { id: id.to_owned(), include_config: false };
+        let r = jobs_as(reader()).cancel_job(cancel(&job.id)).await;
+        out.push(("a cancel by a user who may only read the job's project", Code::PermissionDenied, ok(r)));
+        let stranger = || jobs_as(As::user_with("stranger", "other=submit"));
+        let listed = stranger().list_jobs(pb::ListJobsRequest::default()).await.expect("a listing is answered");
+        let stranger = Stranger {
+            cancel: ok(stranger().cancel_job(cancel(&job.id)).await),
+            get: ok(stranger().get_job(get(&job.id)).await),
+            missing: ok(stranger().cancel_job(cancel("no-such-job")).await),
+            listed: listed.into_inner().jobs.into_iter().map(|j| j.id).collect(),
+            reader_get: ok(jobs_as(reader()).get_job(get(&job.id)).await),
+        };
+        (out, stranger)
     })
     .await;
     for (what, code, result) in &answers {
         refused(what, *code, result);
     }
+    let missing = stranger.missing.expect_err("a missing job is not found");
+    assert_eq!((missing.code(), reason_of(&missing)), (Code::NotFound, Some(Reason::JobNotFound)), "{missing:?}");
+    for (what, got) in [("cancel", &stranger.cancel), ("get", &stranger.get)] {
+        let got = got.as_ref().expect_err("safety: another project's user reached the job");
+        assert_eq!(
+            (got.code(), reason_of(got), got.message().replace(&job_id, "no-such-job")),
+            (missing.code(), reason_of(&missing), missing.message().to_owned()),
+            "safety: a {what} by another project's user must be answered as for a missing job"
+        );
+    }
+    assert!(stranger.listed.is_empty(), "safety: another project's user listed {:?}", stranger.listed);
+    stranger.reader_get.expect("a reader of the job's project may get it");
 
     finish_and_check(&c, &jobs, &BTreeSet::new()).await;
     let after: BTreeSet<(u64, String)> = c.list_executors().await.iter().map(|e| (e.id, e.name.clone())).collect();

@@ -282,6 +282,8 @@ pub struct MasterConfig {
     pub tls: TlsConfig,
     /// How this master reaches etcd: TLS files and a user.
     pub etcd_client: EtcdClientConfig,
+    /// Users' tokens (none: no user is known by a token).
+    pub auth: AuthConfig,
 }
 
 impl Default for MasterConfig {
@@ -303,8 +305,19 @@ impl Default for MasterConfig {
             http: HttpConfig::default(),
             tls: TlsConfig::default(),
             etcd_client: EtcdClientConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
+}
+
+/// Users and what they may do (`[auth]`, masters only).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// The tokens file (JSON lines, `foreman token add` appends to it; owner-only). With it, every job call,
+    /// resign and user deregistration needs a token's grants, even without TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<PathBuf>,
 }
 
 /// Leader election timing (design.md §5 rule 1).
@@ -1601,11 +1614,17 @@ pub struct MasterFlags {
     pub tls: TlsFlags,
     #[command(flatten)]
     pub etcd_client: EtcdClientFlags,
+    /// The users' tokens file (auth.tokens; `foreman token add` writes it, mode 0600).
+    #[arg(long, value_name = "FILE")]
+    pub auth_tokens: Option<PathBuf>,
 }
 
 impl MasterFlags {
     /// Overrides the settings given on the command line.
     pub fn apply(&self, c: &mut MasterConfig) {
+        if self.auth_tokens.is_some() {
+            c.auth.tokens.clone_from(&self.auth_tokens);
+        }
         set(&mut c.name, &self.name);
         set(&mut c.addr, &self.addr);
         set(&mut c.advertise_addr, &self.advertise_addr);
@@ -1903,6 +1922,16 @@ mod tests {
         assert_eq!(t.key.as_deref(), Some(Path::new("/other/key.pem")));
         assert_eq!(t.ca, x.tls.ca);
         assert!(ExecutorConfig::from_toml("[tls]\nkey-file = \"x\"\n").is_err());
+    }
+
+    #[test]
+    fn the_tokens_file_comes_from_auth_or_its_flag() {
+        let c = MasterConfig::from_toml("[auth]\ntokens = \"/etc/foreman/tokens\"\n").unwrap();
+        assert_eq!(c.auth.tokens.as_deref(), Some(Path::new("/etc/foreman/tokens")));
+        assert!(MasterConfig::from_toml("[auth]\ntoken = \"x\"\n").is_err(), "unknown keys are refused");
+        let (loaded, _) = MasterConfig::load(&master_flags(&["--auth-tokens", "/run/tokens"])).unwrap();
+        assert_eq!(loaded.auth.tokens.as_deref(), Some(Path::new("/run/tokens")));
+        assert_eq!(MasterConfig::default().auth.tokens, None, "none by default");
     }
 
     #[test]

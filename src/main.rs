@@ -66,6 +66,9 @@ enum Command {
     /// Certificates for mutual TLS between the processes of a cluster.
     #[command(subcommand)]
     Tls(TlsCommand),
+    /// Users' tokens: `foreman token add NAME --project P --role R --file TOKENS`.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Print a shell completion script for bash, zsh, fish, elvish or PowerShell to stdout.
     ///
     /// How to install it: below.
@@ -82,6 +85,13 @@ enum TlsCommand {
     /// Make a cluster CA and a key pair and certificate for each master, executor and user, owner-only files in
     /// --dir (never overwritten), and print the flags each process needs.
     Init(foreman::cli::tls::InitFlags),
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenCommand {
+    /// Draws a new token for a user from the OS's generator, prints it once (stdout) and appends its SHA-256 and
+    /// grant to the tokens file (created owner-only; refused if group or others may read it).
+    Add(foreman::cli::token::AddFlags),
 }
 
 /// How to install a completion script, for `foreman completion --help`.
@@ -191,6 +201,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let printed = foreman::cli::tls::init(&flags).map_err(Failure::Invalid)?;
             print!("{printed}");
             Ok(())
+        }
+        Command::Token(TokenCommand::Add(flags)) => {
+            let added = foreman::cli::token::add(&flags).map_err(Failure::Invalid)?;
+            eprintln_lossy(&added.advice);
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{}", added.token)
+                .and_then(|()| out.flush())
+                .context("cannot write to stdout")
+                .map_err(Failure::Other)
         }
         Command::Completion { shell } => {
             // Into memory first: clap_complete panics when its writer fails, and a closed stdout is no reason to.

@@ -88,6 +88,7 @@ fn canned_jobs() -> Vec<pb::Job> {
             progress: "412/800".into(),
             waiting: String::new(),
             last_error: None,
+            project: "default".into(),
         },
         pb::Job {
             id: "j2".into(),
@@ -526,8 +527,8 @@ ERROR:      -
     assert_eq!(
         run.json(),
         serde_json::json!({
-            "id": "j1", "type": "fake", "state": "running", "restarts": 1, "epoch": 5, "executor_id": 2, "cost": 1,
-            "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
+            "id": "j1", "type": "fake", "project": "default", "state": "running", "restarts": 1, "epoch": 5,
+            "executor_id": 2, "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
             "progress": "412/800", "waiting": null, "config": {"workers": 2, "target": 100}, "last_error": null,
         })
     );

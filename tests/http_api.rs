@@ -403,7 +403,8 @@ async fn jobs_are_created_got_listed_canceled_and_deleted() {
     assert_eq!(created.status, 201, "{created:?}");
     assert_eq!(created.headers.get("location").map(String::as_str), Some("/api/v1/jobs/j1"));
     let job = placement_said(created.json());
-    let want = json!({"id": "j1", "type": "fake", "state": "created", "restarts": 0, "epoch": 0, "executor_id": null,
+    let want = json!({"id": "j1", "type": "fake", "project": "default", "state": "created", "restarts": 0, "epoch": 0,
+                      "executor_id": null,
                       "cost": 1, "error": null, "progress": null, "config": null, "last_error": null,
                       "selectors": [{"key": "zone", "op": "eq", "target": "east"},
                                     {"key": "disk", "op": "neq", "target": "hdd"}]});

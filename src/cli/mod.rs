@@ -15,6 +15,7 @@ pub mod client;
 pub mod output;
 pub mod progress;
 pub mod tls;
+pub mod token;
 pub mod wait;
 
 use std::io::{IsTerminal, Write};
@@ -91,19 +92,43 @@ pub struct ClientFlags {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_timeout, global = true)]
     pub timeout: Duration,
 
-    /// Mutual TLS to the masters: the cluster CA and a certificate of role `user` (`foreman tls init --users`).
+    /// TLS to the masters: the cluster CA, and either a token or a certificate of role `user` (`foreman tls init
+    /// --users`).
     #[command(flatten)]
     pub tls: crate::config::TlsFlags,
+
+    /// The file holding this user's token (from `foreman token add`; mode 0600) [default: ~/.config/foreman/token
+    /// if it exists]. A token is never given on the command line.
+    #[arg(long, value_name = "FILE", env = "FOREMAN_TOKEN_FILE", global = true)]
+    pub token_file: Option<std::path::PathBuf>,
 }
 
 impl ClientFlags {
-    /// Sets up this process's TLS from `--tls-ca`, `--tls-cert` and `--tls-key` (all three or none), refusing a
-    /// certificate that is not a user's.
+    /// A client of `masters` with this command's deadline and token.
+    pub fn client(&self, masters: Vec<MasterAddress>) -> Result<Client, CliError> {
+        Ok(Client::new(masters, self.timeout)?.with_token(self.token()?))
+    }
+
+    /// The token this command sends, if it has one ([`token`] says where it is looked for).
+    pub fn token(&self) -> Result<Option<String>, CliError> {
+        let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        match token::token_path(self.token_file.as_deref(), home.as_deref()) {
+            Some((path, given)) => token::read_token(&path, given).map(Some).map_err(CliError::Usage),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets up this process's TLS from `--tls-ca`, `--tls-cert` and `--tls-key`: all three (a user's certificate
+    /// says who calls), the CA alone (a token says who calls), or none; a certificate that is not a user's is
+    /// refused.
     pub fn set_up_tls(&self) -> Result<(), CliError> {
         let mut config = crate::config::TlsConfig::default();
         self.tls.apply(&mut config);
+        if let (Some(ca), None, None) = (&config.ca, &config.cert, &config.key) {
+            return crate::rpc::tls::set_up_ca_only(ca).map_err(CliError::Usage);
+        }
         crate::rpc::tls::set_up(config.files(), |t| match t.principal() {
-            crate::core::auth::Principal::User(_) => Ok(()),
+            crate::core::auth::Principal::User { .. } => Ok(()),
             other => Err(format!(
                 "--tls-cert names {other}: the CLI needs a user's certificate (foreman tls init --users NAME)"
             )),
@@ -198,6 +223,9 @@ pub struct CreateArgs {
     /// Slots the job master takes on its executor (default 1).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub cost: Option<u32>,
+    /// The project the job belongs to (needs role submit there) [default: default].
+    #[arg(long, value_name = "PROJECT", value_parser = parse_project, allow_hyphen_values = true)]
+    pub project: Option<String>,
     /// Then wait for the job to end, showing its progress on stderr, and print it as it ended (exit codes below).
     #[arg(long, help_heading = "Waiting")]
     pub wait: bool,
@@ -261,6 +289,13 @@ pub struct ListArgs {
     /// Start at this page: the next_page_token of the previous one (JSON output).
     #[arg(long, value_name = "TOKEN")]
     pub page_token: Option<String>,
+    /// Only jobs of this project (a listing shows only the projects the caller may read anyway).
+    #[arg(long, value_name = "PROJECT", value_parser = parse_project, allow_hyphen_values = true)]
+    pub project: Option<String>,
+}
+
+fn parse_project(text: &str) -> Result<String, String> {
+    crate::core::ids::Project::parse(text).map(String::from).map_err(|e| e.to_string())
 }
 
 /// A job state, as `job list --state` takes it.
@@ -368,7 +403,7 @@ pub enum CliError {
     #[error("{0}")]
     Usage(String),
     /// A master refused the call.
-    #[error("{message} ({reason})")]
+    #[error("{message} ({reason}){}", refusal_hint(reason))]
     Refused { address: String, message: String, reason: String },
     /// No master could serve the call: unreachable, or each answered that it cannot serve now.
     #[error("{}", no_master_text(attempts))]
@@ -433,6 +468,18 @@ fn no_master_text(attempts: &[Attempt]) -> String {
 /// What to check when the failures look like a TLS mismatch: a plain-text client answered by the transport alone
 /// (a TLS master's server cannot speak HTTP/2 in clear: no foreman reason comes back), or a handshake that failed
 /// over a certificate.
+/// What to do about a refusal of who the CLI is, after the master's own message.
+fn refusal_hint(reason: &str) -> &'static str {
+    match reason {
+        "UNAUTHENTICATED" => {
+            "; give the CLI the token `foreman token add` printed, in a file only you may read: --token-file FILE, \
+             $FOREMAN_TOKEN_FILE, or ~/.config/foreman/token"
+        }
+        "PERMISSION_DENIED" => "; use a token with that role (an admin makes one with `foreman token add`)",
+        _ => "",
+    }
+}
+
 fn tls_hint(attempts: &[Attempt], tls_on: bool) -> Option<&'static str> {
     let transport_only = |a: &Attempt| match &a.failure {
         AttemptFailure::Unavailable { reason, .. } => reason.starts_with("gRPC "),
@@ -441,11 +488,14 @@ fn tls_hint(attempts: &[Attempt], tls_on: bool) -> Option<&'static str> {
     let certificate = |a: &Attempt| a.failure.to_string().to_ascii_lowercase().contains("certificate");
     if !tls_on && attempts.iter().any(transport_only) {
         Some(
-            "if the masters run with TLS, give the CLI --tls-ca, --tls-cert and --tls-key (a user's certificate from \
-             `foreman tls init --users NAME`)",
+            "if the masters run with TLS, give the CLI --tls-ca (and a token, or --tls-cert and --tls-key: a user's \
+             certificate from `foreman tls init --users NAME`)",
         )
     } else if tls_on && attempts.iter().any(certificate) {
-        Some("the TLS handshake failed: check that --tls-ca is this cluster's CA and --tls-cert a user certificate it signed")
+        Some(
+            "the TLS handshake failed: check that --tls-ca is this cluster's CA and --tls-cert, if given, a user \
+             certificate it signed",
+        )
     } else {
         None
     }
@@ -492,7 +542,7 @@ async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<
     let safe = Resend::Safe;
     match command {
         ClusterCommand::Leader => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let reply = client
                 .call(&safe, pb::GetLeaderRequest {}, |ch, req| async move {
                     DiscoveryClient::new(ch).get_leader(req).await
@@ -502,7 +552,7 @@ async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<
             Ok(if json { output::to_json(&view) } else { output::leader_detail(&view) })
         }
         ClusterCommand::Masters => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let reply = client
                 .call(&safe, pb::ListMastersRequest {}, |ch, req| async move {
                     DiscoveryClient::new(ch).list_masters(req).await
@@ -512,7 +562,7 @@ async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<
             Ok(if json { output::to_json(&view) } else { output::masters_table(&view.masters) })
         }
         ClusterCommand::Executors => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let reply = client
                 .call(&safe, pb::ListExecutorsRequest {}, |ch, req| async move {
                     DiscoveryClient::new(ch).list_executors(req).await
@@ -524,7 +574,7 @@ async fn cluster_output(flags: &ClientFlags, command: ClusterCommand) -> Result<
         ClusterCommand::Resign => {
             // Only the named master: resigning "whichever master answered" would be a different command.
             let first = flags.masters.first().cloned().into_iter().collect();
-            let mut client = Client::new(first, flags.timeout)?;
+            let mut client = flags.client(first)?;
             let address = flags.masters[0].to_string();
             let check = format!("check with `foreman cluster leader --master {address}`");
             client
@@ -554,13 +604,14 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             // Everything the flags could not check one by one, before connecting.
             validate_selectors(&args.selectors).map_err(|e| CliError::Usage(format!("--selector: {e}")))?;
             let wait_options = args.wait_options();
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let job = pb::Job {
                 id: args.id.map(String::from).unwrap_or_default(),
                 r#type: args.job_type,
                 config: args.config.text.into_bytes(),
                 selectors: args.selectors.iter().map(crate::rpc::selector_to_wire).collect(),
                 cost: args.cost.unwrap_or(0),
+                project: args.project.unwrap_or_default(),
                 ..Default::default()
             };
             // One token for every attempt of this create: a repeat gets the job the first attempt made, so resending
@@ -597,7 +648,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             }
         }
         JobCommand::Get { id, config } => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let request = pb::GetJobRequest { id: id.to_string(), include_config: config };
             let reply = client
                 .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).get_job(req).await })
@@ -605,7 +656,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             Ok(Printed::text(render_job(&reply)))
         }
         JobCommand::Status { id } => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let request = pb::GetJobStatusRequest { id: id.to_string() };
             let reply =
                 client
@@ -618,7 +669,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             Ok(Printed::text(if json { output::to_json(&view) } else { output::job_status_detail(&view, now) }))
         }
         JobCommand::List(args) => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let (jobs, next_page_token) = list_jobs(&mut client, &args).await?;
             let more = next_page_token.is_some();
             let view = JobListView { jobs: jobs.iter().map(JobView::from).collect(), next_page_token };
@@ -626,7 +677,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             Ok(Printed { text, more_pages: more, then: None })
         }
         JobCommand::Cancel { id } => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             // CancelJob is idempotent: resending it after an unknown outcome is safe.
             let request = pb::CancelJobRequest { id: id.to_string() };
             let reply = client
@@ -635,7 +686,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             Ok(Printed::text(render_job(&reply)))
         }
         JobCommand::Delete { id } => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             // Not resent: a second DeleteJob after a first that worked says JOB_NOT_FOUND, which would mislead.
             let check = format!("check with `foreman job get {id}`");
             let request = pb::DeleteJobRequest { id: id.to_string() };
@@ -648,7 +699,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             Ok(Printed::text(if json { output::to_json(&view) } else { output::deleted_text(&view) }))
         }
         JobCommand::Wait(args) => {
-            let mut client = Client::new(flags.masters.clone(), flags.timeout)?;
+            let mut client = flags.client(flags.masters.clone())?;
             let job = wait_and_show(&mut client, args.id.as_str(), args.wait_options(), flags.output).await?;
             Ok(Printed { text: render_job(&job), more_pages: false, then: wait::verdict(&job) })
         }
@@ -684,6 +735,7 @@ async fn list_jobs(client: &mut Client, args: &ListArgs) -> Result<(Vec<pb::Job>
             r#type: args.job_type.clone().unwrap_or_default(),
             state: args.state.map_or(pb::JobState::Unspecified, StateFilter::to_wire) as i32,
             include_config: false,
+            project: args.project.clone().unwrap_or_default(),
         };
         let reply = client
             .call(&Resend::Safe, request, |ch, req| async move { JobManagerClient::new(ch).list_jobs(req).await })

@@ -457,12 +457,13 @@ CONFIG:
         wire.selectors = vec![pb::Selector { key: "zone".into(), target: "east".into(), op: 1 }];
         wire.config = br#"{"b":1,"a":[true]}"#.to_vec();
         wire.progress = "412/800 steps".into();
+        wire.project = "team-a".into();
         let view = JobListView { jobs: vec![JobView::from(&wire)], next_page_token: None };
         let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
         let want = serde_json::json!({
             "jobs": [{
-                "id": "j1", "type": "fake", "state": "running", "restarts": 2, "epoch": 17, "executor_id": 3,
-                "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
+                "id": "j1", "type": "fake", "project": "team-a", "state": "running", "restarts": 2, "epoch": 17,
+                "executor_id": 3, "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
                 "progress": "412/800 steps", "waiting": null, "config": {"a": [true], "b": 1}, "last_error": null,
             }],
             "next_page_token": null,
@@ -473,6 +474,7 @@ CONFIG:
         assert_eq!(value["executor_id"], serde_json::Value::Null);
         assert_eq!(value["config"], serde_json::Value::Null);
         assert_eq!(value["progress"], serde_json::Value::Null);
+        assert_eq!(value["project"], serde_json::Value::Null, "a corrupt record's project is not known");
         assert_eq!(value["waiting"], serde_json::Value::Null);
         assert_eq!(value["state"], "unspecified");
     }

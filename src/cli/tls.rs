@@ -59,7 +59,7 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
     for (flag, names, make) in [
         ("--masters", &flags.masters, Principal::Master as fn(String) -> Principal),
         ("--executors", &flags.executors, Principal::Executor),
-        ("--users", &flags.users, Principal::User),
+        ("--users", &flags.users, |n: String| Principal::user(&n)),
     ] {
         for n in names {
             let p = make(n.trim().to_owned());
@@ -138,7 +138,7 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
         let name_flag = match p {
             Principal::Master(n) => format!("foreman master --cluster {} --name {n}", flags.cluster),
             Principal::Executor(n) => format!("foreman executor --name {n}"),
-            Principal::User(_) => "foreman cluster leader".to_owned(),
+            Principal::User { .. } => "foreman cluster leader".to_owned(),
             Principal::Anonymous => String::new(),
         };
         let _ = writeln!(
@@ -297,7 +297,7 @@ mod tests {
             ("master-m1.pem", Principal::Master("m1".into())),
             ("executor-e1.pem", Principal::Executor("e1".into())),
             ("executor-e2.pem", Principal::Executor("e2".into())),
-            ("user-admin.pem", Principal::User("admin".into())),
+            ("user-admin.pem", Principal::user("admin")),
         ] {
             let der = der_of(&dir.join(file));
             let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();

@@ -127,6 +127,78 @@ impl fmt::Display for JobId {
     }
 }
 
+/// A project: what a job belongs to and what a user's grants are scoped to (Kubernetes' and Nomad's namespaces).
+/// Valid names are 1 to 63 characters of lowercase letters, digits and `-`, starting and ending with a letter or a
+/// digit (a DNS label); [`Project::DEFAULT`] is the project of a job created without one, and of every record
+/// written before jobs had projects.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Project(String);
+
+impl Project {
+    pub const MAX_LEN: usize = 63;
+    /// The project of a job that names none.
+    pub const DEFAULT: &'static str = "default";
+
+    pub fn parse(s: &str) -> Result<Project, IdError> {
+        const KIND: &str = "project";
+        const RULE: &str =
+            "use lowercase letters, digits and '-', starting and ending with a letter or a digit (e.g. team-a)";
+        if s.is_empty() {
+            return Err(IdError::Empty { kind: KIND });
+        }
+        let len = s.chars().count();
+        if len > Self::MAX_LEN {
+            return Err(IdError::TooLong { kind: KIND, value: quote(s), len, max: Self::MAX_LEN });
+        }
+        let end = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+        let first = s.chars().next().is_some_and(end);
+        let last = s.chars().last().is_some_and(end);
+        if !(first && last && s.chars().all(|c| end(c) || c == '-')) {
+            return Err(IdError::Invalid { kind: KIND, value: quote(s), rule: RULE });
+        }
+        Ok(Project(s.to_owned()))
+    }
+
+    /// The project of a job that names none.
+    pub fn default_project() -> Project {
+        Project(Self::DEFAULT.to_owned())
+    }
+
+    pub fn is_default(&self) -> bool {
+        self.0 == Self::DEFAULT
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for Project {
+    fn default() -> Project {
+        Project::default_project()
+    }
+}
+
+impl TryFrom<String> for Project {
+    type Error = IdError;
+    fn try_from(s: String) -> Result<Project, IdError> {
+        Project::parse(&s)
+    }
+}
+
+impl From<Project> for String {
+    fn from(p: Project) -> String {
+        p.0
+    }
+}
+
+impl fmt::Display for Project {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// A task an executor runs: a job master (whose task id is its job's id) or a worker (`<job id>/<name>`).
 /// Valid ids are 1 to 128 printable ASCII characters without spaces.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -299,6 +371,23 @@ pub fn cluster_name_problem(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn projects() {
+        for good in ["default", "a", "team-a", "0", "a1-b2", &"x".repeat(63)] {
+            assert_eq!(Project::parse(good).map(String::from), Ok(good.to_owned()), "{good:?}");
+        }
+        for bad in ["", "A", "-a", "a-", "a_b", "a.b", "*", "a b", "é", &"x".repeat(64)] {
+            assert!(Project::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(
+            Project::parse("Team").unwrap_err().to_string(),
+            "project \"Team\" is not valid: use lowercase letters, digits and '-', starting and ending with a letter \
+             or a digit (e.g. team-a)"
+        );
+        assert_eq!(Project::default().as_str(), "default");
+        assert!(serde_json::from_str::<Project>("\"A\"").is_err());
+    }
 
     #[test]
     fn job_ids() {

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::backoff::{BackoffDecision, BackoffPolicy, BackoffRecord, BackoffState};
-use super::ids::{Epoch, ExecutorId, JobId};
+use super::ids::{Epoch, ExecutorId, JobId, Project};
 use super::labels::Selector;
 use super::planted::{Planted, Plants};
 use super::rng::Rng;
@@ -115,11 +115,16 @@ pub struct JobSpec {
     /// The create request's token (`CreateJobRequest.request_id`), empty if none was given.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub request: String,
+    /// The project the job belongs to. A record without one (written before jobs had projects) reads as
+    /// [`Project::DEFAULT`], and a job of the default project is written without it, so such records stay as
+    /// they were.
+    #[serde(default, skip_serializing_if = "Project::is_default")]
+    pub project: Project,
 }
 
 impl JobSpec {
     /// What a create carrying `other` asks for differently from this job's own create, by request field
-    /// (`job.type`, `job.config`, `job.selectors`, `job.cost`): a repeat of a create with the same token must ask
+    /// (`job.type`, `job.config`, `job.selectors`, `job.cost`, `job.project`): a repeat of a create with the same token must ask
     /// for the same job, or the token was reused for another request. Empty when it is a true repeat.
     pub fn differences(&self, other: &JobSpec) -> Vec<&'static str> {
         let mut out = vec![];
@@ -134,6 +139,9 @@ impl JobSpec {
         }
         if self.cost != other.cost {
             out.push("job.cost");
+        }
+        if self.project != other.project {
+            out.push("job.project");
         }
         out
     }
@@ -996,7 +1004,14 @@ mod tests {
     }
 
     fn spec() -> JobSpec {
-        JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: String::new() }
+        JobSpec {
+            job_type: "fake".into(),
+            config: "{}".into(),
+            selectors: vec![],
+            cost: 1,
+            request: String::new(),
+            project: Project::default(),
+        }
     }
 
     fn policy() -> JobPolicy {
@@ -1040,6 +1055,24 @@ mod tests {
         }
         // A report of an incarnation that is not the current one changes nothing.
         assert_eq!(jobs.on_failed_retryably(ms(now + 3), &id("j1"), Epoch(1), boom(now), &mut rng), Verdict::Stale);
+    }
+
+    /// A record written before projects existed reads as the default project's, a default project's job is
+    /// written without the field, and another project's with it.
+    #[test]
+    fn records_before_projects_read_as_the_default_project() {
+        let record = Jobs::new(policy()).create(id("j1"), spec()).unwrap();
+        let text = serde_json::to_string(&record).unwrap();
+        assert!(!text.contains("project"), "{text}");
+        let read = serde_json::from_str::<JobRecord>(&text).unwrap();
+        assert_eq!(read.spec.project.as_str(), "default");
+        let mut other = record.clone();
+        other.spec.project = Project::parse("team-a").unwrap();
+        let text = serde_json::to_string(&other).unwrap();
+        assert!(text.contains(r#""project":"team-a""#), "{text}");
+        assert_eq!(serde_json::from_str::<JobRecord>(&text).unwrap(), other);
+        let bad = text.replace("team-a", "Team A");
+        assert!(serde_json::from_str::<JobRecord>(&bad).is_err(), "an invalid project is a corrupt record");
     }
 
     /// A record written before `last_error` existed reads as having none, and one without an error is written
@@ -1123,6 +1156,7 @@ mod tests {
             (JobSpec { job_type: "other".into(), ..original.clone() }, vec!["job.type"]),
             (JobSpec { config: "{\"a\":1}".into(), cost: 2, ..original.clone() }, vec!["job.config", "job.cost"]),
             (JobSpec { selectors: vec![zone], ..original.clone() }, vec!["job.selectors"]),
+            (JobSpec { project: Project::parse("b").unwrap(), ..original.clone() }, vec!["job.project"]),
         ];
         for (repeat, want) in table {
             assert_eq!(original.differences(&repeat), want, "{repeat:?}");

@@ -139,6 +139,10 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
     {
         info!("mutual TLS on: gRPC peers need a certificate from the cluster CA; calls are checked by role");
     }
+    if let Some(tokens) = &cfg.auth.tokens {
+        crate::rpc::tokens::install(tokens).map_err(MasterCmdError::Config)?;
+        info!(tokens = %tokens.display(), "users' tokens on: job calls need a token's grants");
+    }
     #[cfg(not(madsim))]
     let http = bind_http(&cfg.http_addr).await?;
     let store = open_etcd(&cfg.etcd, &cfg.cluster, cfg.rpc.metastore_timeout, &cfg.etcd_client).await?;

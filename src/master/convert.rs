@@ -111,7 +111,16 @@ pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
         progress: String::new(),
         waiting: job.unplaced().unwrap_or_default().to_owned(),
         last_error: r.last_error.as_deref().map(crate::framework::last_error_to_wire),
+        project: r.spec.project.to_string(),
     }
+}
+
+/// A project from the wire: empty means the default project.
+pub fn project(field: &str, text: &str) -> Result<crate::core::ids::Project, Status> {
+    if text.is_empty() {
+        return Ok(crate::core::ids::Project::default());
+    }
+    crate::core::ids::Project::parse(text).map_err(|e| invalid_argument(field, e))
 }
 
 pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor {

@@ -209,15 +209,19 @@ impl Master {
 
     /// A job as committed: the read waits for the write under way, so a client never sees a state that is not
     /// durable.
-    pub(crate) async fn get_job(&self, id: &JobId, include_config: bool) -> Result<pb::Job, Status> {
-        match self.call(Request::GetJob { id: id.clone(), include_config }).await? {
+    pub(crate) async fn get_job(&self, id: &JobId, include_config: bool, caller: Principal) -> Result<pb::Job, Status> {
+        match self.call_as(Request::GetJob { id: id.clone(), include_config }, Some(caller)).await? {
             Reply::Job(v) => Ok(job_to_wire(v)),
             r => Err(unexpected(r)),
         }
     }
 
-    /// Jobs as committed (see [`Master::get_job`]).
-    pub(crate) async fn list_jobs(&self, req: &pb::ListJobsRequest) -> Result<pb::ListJobsResponse, Status> {
+    /// Jobs as committed (see [`Master::get_job`]), of the projects `caller` may read.
+    pub(crate) async fn list_jobs(
+        &self,
+        req: &pb::ListJobsRequest,
+        caller: &Principal,
+    ) -> Result<pb::ListJobsResponse, Status> {
         let size = match req.page_size {
             0 => 100,
             n if n > 1000 => return Err(invalid_argument("page_size", format!("{n} exceeds the maximum of 1000"))),
@@ -226,7 +230,18 @@ impl Master {
         let state = super::convert::state_from_wire("state", req.state)?;
         let after =
             if req.page_token.is_empty() { None } else { Some(super::convert::job_id("page_token", &req.page_token)?) };
-        let filter = JobFilter { job_type: req.r#type.clone(), state, after, size, include_config: req.include_config };
+        let mut readable = crate::core::auth::readable(caller, crate::rpc::identity::mode());
+        if !req.project.is_empty() {
+            readable = readable.only(&super::convert::project("project", &req.project)?);
+        }
+        let filter = JobFilter {
+            job_type: req.r#type.clone(),
+            state,
+            after,
+            size,
+            include_config: req.include_config,
+            readable,
+        };
         match self.call(Request::ListJobs(filter)).await? {
             Reply::Jobs { jobs, next } => Ok(pb::ListJobsResponse {
                 jobs: jobs.into_iter().map(job_to_wire).collect(),
@@ -236,15 +251,16 @@ impl Master {
         }
     }
 
-    pub(crate) async fn cancel_job(&self, id: &JobId) -> Result<pb::Job, Status> {
-        match self.call(Request::CancelJob { id: id.clone() }).await? {
+    pub(crate) async fn cancel_job(&self, id: &JobId, caller: Principal) -> Result<pb::Job, Status> {
+        match self.call_as(Request::CancelJob { id: id.clone() }, Some(caller)).await? {
             Reply::Job(v) => Ok(job_to_wire(v)),
             r => Err(unexpected(r)),
         }
     }
 
-    pub(crate) async fn delete_job(&self, id: &JobId) -> Result<(), Status> {
-        match self.call(Request::DeleteJob { id: id.clone(), wall: crate::clock::wall_now() }).await? {
+    pub(crate) async fn delete_job(&self, id: &JobId, caller: Principal) -> Result<(), Status> {
+        let request = Request::DeleteJob { id: id.clone(), wall: crate::clock::wall_now() };
+        match self.call_as(request, Some(caller)).await? {
             Reply::Done => Ok(()),
             r => Err(unexpected(r)),
         }

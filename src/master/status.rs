@@ -26,8 +26,12 @@ struct LiveAnswer {
 
 impl Master {
     /// The job's status: live from its current job master, or as stored, or none yet (see `jobs.proto`).
-    pub(crate) async fn get_job_status(&self, id: &JobId) -> Result<pb::JobStatus, Status> {
-        let job = self.get_job(id, false).await?;
+    pub(crate) async fn get_job_status(
+        &self,
+        id: &JobId,
+        caller: crate::core::auth::Principal,
+    ) -> Result<pb::JobStatus, Status> {
+        let job = self.get_job(id, false, caller).await?;
         let ended = matches!(
             pb::JobState::try_from(job.state),
             Ok(pb::JobState::Finished | pb::JobState::Canceled | pb::JobState::Failed | pb::JobState::Corrupt)

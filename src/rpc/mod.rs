@@ -4,6 +4,7 @@ pub mod connect;
 pub mod identity;
 pub mod status;
 pub mod tls;
+pub mod tokens;
 pub mod views;
 
 use std::time::Duration;

@@ -32,8 +32,10 @@
 //! | `MASTER_NOT_READY` | `Unavailable` | the leader is still recovering; retry |
 //! | `FORWARD_FAILED` | `Unavailable` | a follower's forward broke off (the leader died or went silent mid-call): the call may have been carried out |
 //! | `METASTORE_UNAVAILABLE` | `Unavailable` | the metastore did not answer in time; the outcome may be unknown |
-//! | `UNAUTHENTICATED` | `Unauthenticated` | the call says nothing of who makes it (or says it in a way this build does not trust) |
-//! | `PERMISSION_DENIED` | `PermissionDenied` | the caller may not make this call (the message says who may) |
+//! | `UNAUTHENTICATED` | `Unauthenticated` | the call says nothing of who makes it (no token, an unknown token, or an identity this build does not trust) |
+//! | `PERMISSION_DENIED` | `PermissionDenied` | the caller may not make this call: the message names the role and project it needs (`needs role submit in project p`) and what the caller has |
+//!
+//! A call on a job of a project the caller may not read gets `JOB_NOT_FOUND`, word for word what a missing job gets.
 //! | `INTERNAL` | `Internal` | a broken invariant (a bug: please report it) |
 
 use std::fmt;
@@ -216,6 +218,8 @@ impl From<Denied> for Status {
         let reason = match d.code {
             DeniedCode::Unauthenticated => Reason::Unauthenticated,
             DeniedCode::PermissionDenied => Reason::PermissionDenied,
+            // The caller may not know whether the job exists: the missing job's own answer.
+            DeniedCode::Hidden => Reason::JobNotFound,
         };
         reason.status(d.missing)
     }

@@ -1,7 +1,8 @@
 //! Mutual TLS on every gRPC link, production build (issue 15, step 2).
 //!
 //! A process with `[tls]` configured (`ca`, `cert`, `key`: PEM files, as `foreman tls init` writes them) serves gRPC
-//! only to clients holding a certificate from that CA, and opens every channel with its own certificate, checking
+//! over TLS, checking a client's certificate against that CA when it presents one (a client without one, a user
+//! with a token, is anonymous until its token says who it is), and opens every channel with its own certificate, checking
 //! the server's against the CA. Its certificate names it: the SAN URI `foreman://<cluster>/<role>/<name>`
 //! ([`san_uri`]); a peer's is read the same way ([`principal_of_cert`]) and is who the callee believes calls
 //! ([`crate::rpc::identity`]), refused if it names another cluster.
@@ -100,18 +101,32 @@ impl Tls {
         &self.me
     }
 
-    /// A server that accepts only clients with a certificate from the CA (mutual TLS).
+    /// A server that checks a client's certificate against the CA (mutual TLS) when it presents one, and also
+    /// accepts a client without one: a user with a bearer token (the CLI needs only the CA and a token). Such a
+    /// client is anonymous until its token says who it is, and every call but a user's with a token is refused
+    /// to it ([`crate::rpc::identity`]).
     pub fn server(&self) -> ServerTlsConfig {
         ServerTlsConfig::new()
             .identity(TlsIdentity::from_pem(&self.cert, &self.key))
             .client_ca_root(Certificate::from_pem(&self.ca))
+            .client_auth_optional(true)
     }
 
-    /// A client that presents this process's certificate and trusts only servers with one from the CA.
+    /// A client that presents this process's certificate (if it has one) and trusts only servers with one from
+    /// the CA.
     pub fn client(&self) -> ClientTlsConfig {
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(&self.ca))
-            .identity(TlsIdentity::from_pem(&self.cert, &self.key))
+        let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca));
+        if self.cert.is_empty() {
+            return config;
+        }
+        config.identity(TlsIdentity::from_pem(&self.cert, &self.key))
+    }
+
+    /// A client's TLS with the CA only and no certificate of its own (a user who says who it is with a token).
+    pub fn ca_only(ca: &Path) -> Result<Tls, String> {
+        let pem = std::fs::read(ca).map_err(|e| format!("--tls-ca {}: cannot read: {e}", ca.display()))?;
+        first_der(&pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        Ok(Tls { ca: pem, cert: vec![], key: vec![], cluster: String::new(), me: Principal::Anonymous })
     }
 
     /// Checks that this process's certificate is for `role`/`name` (and, when given, `cluster`): a process whose
@@ -163,6 +178,16 @@ pub fn set_up(
     Ok(true)
 }
 
+/// Start-up of a client with the CA alone (the CLI with a token): reads and checks it, and (in production)
+/// installs it.
+pub fn set_up_ca_only(ca: &Path) -> Result<(), String> {
+    let tls = Tls::ca_only(ca)?;
+    if !cfg!(madsim) {
+        install(tls)?;
+    }
+    Ok(())
+}
+
 /// A gRPC server builder: mutual TLS when this process has TLS, plain text otherwise.
 pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Error> {
     let builder = tonic::transport::Server::builder();
@@ -172,8 +197,13 @@ pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Er
     }
 }
 
-/// Refuses a secret file that group or others may read (`chmod 600`).
+/// Refuses a private key file that group or others may read (`chmod 600`).
 fn check_private(flag: &str, path: &Path) -> Result<(), String> {
+    check_owner_only(flag, path, "a private key")
+}
+
+/// Refuses a secret file (`what`, for the message) that group or others may read, saying to `chmod 600` it.
+pub(crate) fn check_owner_only(flag: &str, path: &Path, what: &str) -> Result<(), String> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{flag} {}: cannot read: {e}", path.display()))?;
     #[cfg(unix)]
     {
@@ -181,7 +211,7 @@ fn check_private(flag: &str, path: &Path) -> Result<(), String> {
         let mode = meta.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
             return Err(format!(
-                "{flag} {}: a private key must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
+                "{flag} {}: {what} must be readable by its owner only (mode {mode:o}); run `chmod 600 {}`",
                 path.display(),
                 path.display()
             ));
@@ -254,7 +284,7 @@ mod tests {
     fn a_san_uri_names_a_cluster_and_a_principal() {
         assert_eq!(parse_san("c1/executor/e1").unwrap(), ("c1".into(), Principal::Executor("e1".into())));
         assert_eq!(parse_san("c1/master/m-1").unwrap(), ("c1".into(), Principal::Master("m-1".into())));
-        assert_eq!(parse_san("c1/user/admin").unwrap(), ("c1".into(), Principal::User("admin".into())));
+        assert_eq!(parse_san("c1/user/admin").unwrap(), ("c1".into(), Principal::user("admin")));
         for bad in ["c1", "/executor/e1", "c1/root/x", "c1/executor/", "c1/executor/a b"] {
             assert!(parse_san(bad).is_err(), "{bad}");
         }

@@ -14,6 +14,8 @@ pub struct JobView {
     pub id: String,
     #[serde(rename = "type")]
     pub job_type: String,
+    /// The project the job belongs to; `null` for a corrupt record (whose project cannot be read).
+    pub project: Option<String>,
     /// Lowercase: `created`, `running`, `canceling`, `finished`, `canceled`, `failed`, or `corrupt` (its stored
     /// record does not decode; `error` says where); `UNKNOWN(n)` otherwise.
     pub state: String,
@@ -277,6 +279,7 @@ impl From<&pb::Job> for JobView {
         JobView {
             id: job.id.clone(),
             job_type: job.r#type.clone(),
+            project: (!job.project.is_empty()).then(|| job.project.clone()),
             state: job_state_name(job.state),
             restarts: job.restarts,
             epoch: job.epoch,

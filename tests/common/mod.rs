@@ -96,6 +96,8 @@ pub struct JobView {
     pub id: String,
     #[serde(rename = "type")]
     pub job_type: String,
+    #[serde(default)]
+    pub project: Option<String>,
     pub state: String,
     pub restarts: u32,
     pub epoch: u64,
@@ -193,6 +195,9 @@ pub struct NodeOptions {
     /// Mutual TLS: `foreman tls init` makes a CA and a certificate per node (and for the users `admin` and
     /// `other`) in `<dir>/tls`, and each node starts with its own.
     pub tls: bool,
+    /// Users' tokens, `(name, project, role)`: `foreman token add` writes each to `<dir>/tokens` (which the masters
+    /// are started with, `--auth-tokens`) and the token it prints to [`Cluster::token_file`].
+    pub tokens: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 impl Default for NodeOptions {
@@ -203,6 +208,7 @@ impl Default for NodeOptions {
             master_log: "info".to_owned(),
             executor_log: "info".to_owned(),
             tls: false,
+            tokens: vec![],
         }
     }
 }
@@ -271,6 +277,7 @@ impl Cluster {
         if c.options.tls {
             c.tls_init();
         }
+        c.tokens_init();
         for i in 0..c.nodes.len() {
             c.spawn(i);
         }
@@ -304,6 +311,34 @@ impl Cluster {
         ]
     }
 
+    /// The file holding user `name`'s token (`NodeOptions::tokens`), mode 0600.
+    pub fn token_file(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("token-{name}"))
+    }
+
+    /// The masters' tokens file (`NodeOptions::tokens`).
+    pub fn tokens_path(&self) -> PathBuf {
+        self.dir.join("tokens")
+    }
+
+    fn tokens_init(&self) {
+        for (name, project, role) in &self.options.tokens {
+            let file = self.tokens_path().display().to_string();
+            let args = ["token", "add", name, "--project", project, "--role", role, "--file", &file];
+            let out = Command::new(env!("CARGO_BIN_EXE_foreman")).args(args).output().expect("run foreman token add");
+            assert!(out.status.success(), "foreman token add: {}", String::from_utf8_lossy(&out.stderr));
+            let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            assert!(token.starts_with("foreman_"), "the token alone on stdout: {token:?}");
+            let path = self.token_file(name);
+            std::fs::write(&path, format!("{token}\n")).expect("write the token file");
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod the token file");
+            }
+        }
+    }
+
     fn tls_init(&self) {
         let names = |master: bool| {
             let n: Vec<&str> =
@@ -331,6 +366,10 @@ impl Cluster {
             Role::Master => self.tls_args(&format!("master/{}", self.nodes[i].name)),
             Role::Executor { .. } => self.tls_args(&format!("executor/{}", self.nodes[i].name)),
         };
+        let tokens = match self.options.tokens.is_empty() {
+            true => vec![],
+            false => vec!["--auth-tokens".to_owned(), self.tokens_path().display().to_string()],
+        };
         let node = &mut self.nodes[i];
         assert!(node.child.is_none(), "{} is already running", node.name);
         let log = File::options().create(true).append(true).open(&node.log).expect("open the log");
@@ -350,6 +389,9 @@ impl Cluster {
             }
         };
         command.args(&tls);
+        if node.role == Role::Master {
+            command.args(&tokens);
+        }
         let child = command
             .env("RUST_LOG", rust_log)
             .env("NO_COLOR", "1")
@@ -559,7 +601,11 @@ pub struct Run {
 pub async fn foreman(args: &[&str]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_foreman")).args(&args).env_remove("FOREMAN_MASTERS").output()
+        Command::new(env!("CARGO_BIN_EXE_foreman"))
+            .args(&args)
+            .env_remove("FOREMAN_MASTERS")
+            .env_remove("FOREMAN_TOKEN_FILE")
+            .output()
     })
     .await
     .expect("the blocking task")
@@ -573,9 +619,32 @@ pub async fn foreman(args: &[&str]) -> Run {
 
 /// `curl`s `path` of the HTTP API at `address`: the status and the body, or why there is none.
 pub async fn http_get(address: &str, path: &str) -> Result<(u16, String), String> {
+    http_get_with(address, path, &[]).await
+}
+
+/// [`http_get`] with more request headers (`"Name: value"`).
+pub async fn http_get_with(address: &str, path: &str, headers: &[&str]) -> Result<(u16, String), String> {
+    http_call(address, "GET", path, headers).await
+}
+
+/// `curl -X <method>`s `path` with more request headers (`"Name: value"`), no body.
+pub async fn http_call(address: &str, method: &str, path: &str, headers: &[&str]) -> Result<(u16, String), String> {
     let url = format!("http://{address}{path}");
-    let args = ["--silent", "--show-error", "--max-time", HTTP_TIMEOUT_SECS, "--write-out", "\n%{http_code}", &url];
-    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let args = [
+        "--silent",
+        "--show-error",
+        "--max-time",
+        HTTP_TIMEOUT_SECS,
+        "--write-out",
+        "\n%{http_code}",
+        "-X",
+        method,
+        &url,
+    ];
+    let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    for h in headers {
+        args.extend(["--header".to_owned(), (*h).to_owned()]);
+    }
     let output = tokio::task::spawn_blocking(move || Command::new("curl").args(&args).output())
         .await
         .expect("the blocking task")

@@ -316,6 +316,7 @@ mod tests {
         let view = |epoch| JobView {
             id: "j".into(),
             job_type: "fake".into(),
+            project: None,
             state: "canceling".into(),
             restarts: 0,
             epoch,

@@ -101,6 +101,8 @@ pub struct JobFilter {
     pub after: Option<JobId>,
     pub size: usize,
     pub include_config: bool,
+    /// The projects whose jobs the caller may see (and, for a listing by project, that one only).
+    pub readable: crate::core::auth::Readable,
 }
 
 /// A listing's state filter: a state, or the corrupt records.
@@ -279,6 +281,9 @@ pub enum Read {
 }
 
 /// What a read found.
+// why: a read's result lives for one step of the manager, one at a time per read; boxing the record would only
+// move it.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadResult {
     /// A job record: absent, decoded, or corrupt.

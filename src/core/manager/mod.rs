@@ -282,9 +282,10 @@ impl Manager {
 
     /// What `request` does, for [`crate::core::auth::authorize`], with the facts only this term knows: the name
     /// an executor id was registered under, the executor hosting the job master incarnation a job master's call
-    /// names. `None` for requests whose handler checks them without such facts. A fact this term does not know
-    /// (an id it never heard of, an incarnation that is not the job's newest) stays `None`: the request's own
-    /// answer (register again, stale) harms nobody.
+    /// names, the project of the job a job call names. `None` for requests whose handler checks them without such
+    /// facts. A fact this term does not know (an id it never heard of, an incarnation that is not the job's newest)
+    /// stays `None`: the request's own answer (register again, stale) harms nobody; a job it does not hold is
+    /// answered as not found, to every caller alike.
     pub fn action_of(&self, request: &Request) -> Option<crate::core::auth::Action> {
         use crate::core::auth::Action;
         let owner = |id: ExecutorId| self.registry.get(id).map(|v| v.record.spec.name);
@@ -295,6 +296,10 @@ impl Manager {
                 job: s.job.to_string(),
                 host: self.job_master_host(&s.job, s.master_epoch),
             }),
+            Request::GetJob { id, .. } => self.job_action(id, crate::core::auth::Role::Read),
+            Request::CancelJob { id } | Request::DeleteJob { id, .. } => {
+                self.job_action(id, crate::core::auth::Role::Submit)
+            }
             Request::JobMaster { msg, .. } => {
                 let job = JobId::parse(msg.task.as_str()).ok();
                 let host = job.as_ref().and_then(|j| self.job_master_host(j, msg.worker_epoch));
@@ -302,6 +307,19 @@ impl Manager {
             }
             _ => None,
         }
+    }
+
+    /// A call on job `id` needing `need`, with the job's project (`None` for a corrupt record); `None` if the job
+    /// is not held at all.
+    fn job_action(&self, id: &JobId, need: crate::core::auth::Role) -> Option<crate::core::auth::Action> {
+        let project = match self.jobs.get(id) {
+            Some(j) => Some(j.spec().project.clone()),
+            None => {
+                self.jobs.corrupt(id)?;
+                None
+            }
+        };
+        Some(crate::core::auth::Action::Job { job: id.clone(), need, project })
     }
 
     /// The name of the executor hosting incarnation `epoch` of `job`'s job master, if that is the job's newest
@@ -935,11 +953,13 @@ impl Manager {
             };
             let (id, keep) = if take_corrupt {
                 let Some((id, _)) = corrupt.next() else { break };
-                (id, f.job_type.is_empty() && matches!(f.state, None | Some(StateFilter::Corrupt)))
+                let keep = f.job_type.is_empty() && matches!(f.state, None | Some(StateFilter::Corrupt));
+                (id, keep && f.readable.admits(None))
             } else {
                 let Some(j) = readable.next() else { break };
                 let keep = (f.job_type.is_empty() || j.spec().job_type == f.job_type)
-                    && f.state.is_none_or(|s| s == StateFilter::State(j.state()));
+                    && f.state.is_none_or(|s| s == StateFilter::State(j.state()))
+                    && f.readable.admits(Some(&j.spec().project));
                 (j.id(), keep)
             };
             if !keep || f.after.as_ref().is_some_and(|a| id <= a) {

@@ -32,7 +32,14 @@ fn manager() -> Manager {
 }
 
 fn spec(request: &str) -> JobSpec {
-    JobSpec { job_type: "fake".into(), config: "{}".into(), selectors: vec![], cost: 1, request: request.into() }
+    JobSpec {
+        job_type: "fake".into(),
+        config: "{}".into(),
+        selectors: vec![],
+        cost: 1,
+        request: request.into(),
+        project: Default::default(),
+    }
 }
 
 fn id(s: &str) -> JobId {
@@ -641,4 +648,66 @@ fn job_masters_leave_room_for_workers_among_the_executors_their_selectors_admit(
         ),
         "{shown}"
     );
+}
+
+/// Creates job `job` in `project`, its write taken.
+fn created_in(m: &mut Manager, now: u64, job: &str, project: &str) {
+    let spec = JobSpec { project: crate::core::ids::Project::parse(project).unwrap(), ..spec("") };
+    let r = request(m, now, now, Request::CreateJob { id: Some(id(job)), spec });
+    let (read, _) = r.reads[0].clone();
+    m.on_read(ms(now), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the record is written");
+    m.on_write(ms(now), io, WriteOutcome::Written);
+    m.ready();
+}
+
+#[test]
+fn job_calls_are_checked_against_the_jobs_project_and_listings_show_only_readable_projects() {
+    use crate::core::auth::{authorize, Action, DeniedCode, Mode, Principal, Readable, Role};
+    let mut m = manager();
+    created_in(&mut m, 1, "a1", "a");
+    created_in(&mut m, 2, "b1", "b");
+    created_in(&mut m, 3, "d1", "default");
+    // (request, the action the driver checks)
+    let project = |p: &str| Some(crate::core::ids::Project::parse(p).unwrap());
+    let table = [
+        (Request::GetJob { id: id("a1"), include_config: false }, Some((Role::Read, project("a")))),
+        (Request::CancelJob { id: id("b1") }, Some((Role::Submit, project("b")))),
+        (Request::DeleteJob { id: id("d1"), wall: WallTime(0) }, Some((Role::Submit, project("default")))),
+        (Request::GetJob { id: id("nope"), include_config: false }, None),
+    ];
+    for (r, want) in table {
+        let got = m.action_of(&r);
+        let want = want.map(|(need, project)| {
+            let job = match &r {
+                Request::GetJob { id, .. } | Request::CancelJob { id } | Request::DeleteJob { id, .. } => id.clone(),
+                _ => unreachable!(),
+            };
+            Action::Job { job, need, project }
+        });
+        assert_eq!(got, want, "{r:?}");
+    }
+    // Project b's submitter: another project's job is not found, word for word; its own it may cancel.
+    let b = Principal::parse_wire("user/bob b=submit").unwrap();
+    let hidden = authorize(&b, &m.action_of(&Request::CancelJob { id: id("a1") }).unwrap(), Mode::Checked);
+    assert_eq!(hidden.unwrap_err().code, DeniedCode::Hidden);
+    assert!(authorize(&b, &m.action_of(&Request::CancelJob { id: id("b1") }).unwrap(), Mode::Checked).is_ok());
+    // Listings: each caller sees its projects' jobs only.
+    let listed = |m: &mut Manager, readable: Readable| {
+        let filter =
+            JobFilter { job_type: String::new(), state: None, after: None, size: 10, include_config: false, readable };
+        match request(m, 10, 99, Request::ListJobs(filter)).answers.pop() {
+            Some((_, Ok(Reply::Jobs { jobs, .. }))) => {
+                jobs.iter().map(|j| j.id().as_str().to_owned()).collect::<Vec<_>>()
+            }
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(listed(&mut m, crate::core::auth::readable(&b, Mode::Checked)), ["b1"]);
+    let ops = Principal::parse_wire("user/ops *=read").unwrap();
+    assert_eq!(listed(&mut m, crate::core::auth::readable(&ops, Mode::Checked)), ["a1", "b1", "d1"]);
+    let only_a = crate::core::auth::readable(&ops, Mode::Checked).only(&project("a").unwrap());
+    assert_eq!(listed(&mut m, only_a), ["a1"]);
+    let b_asks_for_a = crate::core::auth::readable(&b, Mode::Checked).only(&project("a").unwrap());
+    assert!(listed(&mut m, b_asks_for_a).is_empty(), "a filter never widens what a caller may read");
 }

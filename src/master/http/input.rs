@@ -39,6 +39,9 @@ struct CreateJobBody {
     cost: u32,
     #[serde(default)]
     request_id: String,
+    /// Empty: the default project.
+    #[serde(default)]
+    project: String,
 }
 
 /// A selector as jobs show it (`crate::rpc::views::SelectorView`).
@@ -67,7 +70,15 @@ pub fn create_job_request(body: &[u8]) -> Result<pb::CreateJobRequest, Status> {
     };
     let selectors = b.selectors.iter().enumerate().map(|(i, s)| selector(i, s)).collect::<Result<_, _>>()?;
     Ok(pb::CreateJobRequest {
-        job: Some(pb::Job { id: b.id, r#type: b.job_type, config, selectors, cost: b.cost, ..Default::default() }),
+        job: Some(pb::Job {
+            id: b.id,
+            r#type: b.job_type,
+            config,
+            selectors,
+            cost: b.cost,
+            project: b.project,
+            ..Default::default()
+        }),
         request_id: b.request_id,
     })
 }

@@ -5,7 +5,9 @@
 //! API's, so the two cannot drift apart. A refusal becomes an HTTP status through one table ([`HTTP_STATUSES`])
 //! and the JSON body `{"code": "NOT_FOUND", "reason": "JOB_NOT_FOUND", "message": "..."}` (`code` is the gRPC code,
 //! `reason` the stable reason or `null`). Bodies are the JSON that `foreman ... --output json` prints
-//! ([`crate::cli::output`]).
+//! ([`crate::cli::output`]). The caller is the gRPC API's too: a request's `Authorization: Bearer <token>` is
+//! passed to the handler as the call's `authorization` entry, so a token means the same user on both APIs (401
+//! without one or with an unknown one when the masters check identities, 403 naming the role and project missing).
 //!
 //! Invariants:
 //! - the endpoints served are exactly [`ROUTES`]; the OpenAPI test holds docs/openapi.json to the same list;
@@ -29,7 +31,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
@@ -333,10 +335,10 @@ async fn openapi() -> Response {
 }
 
 /// `POST /api/v1/jobs`: 201 with the job (or, for a repeat of an applied create token, the job it created).
-async fn create_job(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> Answer {
+async fn create_job(State(api): State<Api>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Answer {
     let body = body.map_err(body_error)?;
     let req = input::create_job_request(&body)?;
-    let job = call(&api, JobManager::create_job(&api.svc, Request::new(req))).await?;
+    let job = call(&api, JobManager::create_job(&api.svc, grpc(&headers, req))).await?;
     let mut response = json(StatusCode::CREATED, &JobView::from(&job));
     if let Ok(location) = HeaderValue::from_str(&format!("/api/v1/jobs/{}", job.id)) {
         response.headers_mut().insert(header::LOCATION, location);
@@ -344,17 +346,22 @@ async fn create_job(State(api): State<Api>, body: Result<Bytes, BytesRejection>)
     Ok(response)
 }
 
-/// `GET /api/v1/jobs?state=&type=&page_size=&page_token=&include_config=`: one page of jobs.
-async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> Answer {
-    let q = input::Query::parse(query.as_deref(), &["state", "type", "page_size", "page_token", "include_config"])?;
+/// `GET /api/v1/jobs?state=&type=&page_size=&page_token=&include_config=&project=`: one page of jobs (of the
+/// projects the caller may read).
+async fn list_jobs(State(api): State<Api>, headers: HeaderMap, RawQuery(query): RawQuery) -> Answer {
+    let q = input::Query::parse(
+        query.as_deref(),
+        &["state", "type", "page_size", "page_token", "include_config", "project"],
+    )?;
     let req = pb::ListJobsRequest {
         page_size: q.number("page_size")?,
         page_token: q.text("page_token"),
         r#type: q.text("type"),
         state: q.job_state("state")? as i32,
         include_config: q.flag("include_config")?,
+        project: q.text("project"),
     };
-    let page = call(&api, JobManager::list_jobs(&api.svc, Request::new(req))).await?;
+    let page = call(&api, JobManager::list_jobs(&api.svc, grpc(&headers, req))).await?;
     let view = JobListView {
         jobs: page.jobs.iter().map(JobView::from).collect(),
         next_page_token: (!page.next_page_token.is_empty()).then_some(page.next_page_token),
@@ -363,46 +370,63 @@ async fn list_jobs(State(api): State<Api>, RawQuery(query): RawQuery) -> Answer 
 }
 
 /// `GET /api/v1/jobs/{id}?include_config=`.
-async fn get_job(State(api): State<Api>, id: Result<Path<String>, PathRejection>, RawQuery(query): RawQuery) -> Answer {
+async fn get_job(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Answer {
     let q = input::Query::parse(query.as_deref(), &["include_config"])?;
     let req = pb::GetJobRequest { id: path_id(id)?, include_config: q.flag("include_config")? };
-    let job = call(&api, JobManager::get_job(&api.svc, Request::new(req))).await?;
+    let job = call(&api, JobManager::get_job(&api.svc, grpc(&headers, req))).await?;
     Ok(json(StatusCode::OK, &JobView::from(&job)))
 }
 
 /// `GET /api/v1/jobs/{id}/status`: the job's status as its job master sees it (live, stored, or none yet).
-async fn get_job_status(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+async fn get_job_status(State(api): State<Api>, headers: HeaderMap, id: Result<Path<String>, PathRejection>) -> Answer {
     let req = pb::GetJobStatusRequest { id: path_id(id)? };
-    let status = call(&api, JobManager::get_job_status(&api.svc, Request::new(req))).await?;
+    let status = call(&api, JobManager::get_job_status(&api.svc, grpc(&headers, req))).await?;
     Ok(json(StatusCode::OK, &JobStatusView::from(&status)))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: the job as the cancel left it.
-async fn cancel_job(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+async fn cancel_job(State(api): State<Api>, headers: HeaderMap, id: Result<Path<String>, PathRejection>) -> Answer {
     let req = pb::CancelJobRequest { id: path_id(id)? };
-    let job = call(&api, JobManager::cancel_job(&api.svc, Request::new(req))).await?;
+    let job = call(&api, JobManager::cancel_job(&api.svc, grpc(&headers, req))).await?;
     Ok(json(StatusCode::OK, &JobView::from(&job)))
 }
 
 /// `DELETE /api/v1/jobs/{id}`: only a job that has ended.
-async fn delete_job(State(api): State<Api>, id: Result<Path<String>, PathRejection>) -> Answer {
+async fn delete_job(State(api): State<Api>, headers: HeaderMap, id: Result<Path<String>, PathRejection>) -> Answer {
     let id = path_id(id)?;
-    call(&api, JobManager::delete_job(&api.svc, Request::new(pb::DeleteJobRequest { id: id.clone() }))).await?;
+    call(&api, JobManager::delete_job(&api.svc, grpc(&headers, pb::DeleteJobRequest { id: id.clone() }))).await?;
     Ok(json(StatusCode::OK, &DeletedView { id, deleted: true }))
 }
 
-async fn cluster_leader(State(api): State<Api>) -> Answer {
-    let leader = call(&api, Discovery::get_leader(&api.svc, Request::new(pb::GetLeaderRequest {}))).await?;
+/// `message` as the gRPC request its handler takes, carrying the HTTP request's `Authorization` (a user's bearer
+/// token) as the gRPC call's: the caller is then the same principal on both APIs.
+fn grpc<T>(headers: &HeaderMap, message: T) -> Request<T> {
+    let mut r = Request::new(message);
+    if let Some(v) = headers.get(header::AUTHORIZATION) {
+        if let Ok(v) = tonic::metadata::MetadataValue::try_from(v.as_bytes()) {
+            r.metadata_mut().insert(crate::rpc::identity::AUTHORIZATION_KEY, v);
+        }
+    }
+    r
+}
+
+async fn cluster_leader(State(api): State<Api>, headers: HeaderMap) -> Answer {
+    let leader = call(&api, Discovery::get_leader(&api.svc, grpc(&headers, pb::GetLeaderRequest {}))).await?;
     Ok(json(StatusCode::OK, &LeaderView::from(&leader)))
 }
 
-async fn cluster_masters(State(api): State<Api>) -> Answer {
-    let list = call(&api, Discovery::list_masters(&api.svc, Request::new(pb::ListMastersRequest {}))).await?;
+async fn cluster_masters(State(api): State<Api>, headers: HeaderMap) -> Answer {
+    let list = call(&api, Discovery::list_masters(&api.svc, grpc(&headers, pb::ListMastersRequest {}))).await?;
     Ok(json(StatusCode::OK, &MasterListView { masters: list.masters.iter().map(MasterView::from).collect() }))
 }
 
-async fn cluster_executors(State(api): State<Api>) -> Answer {
-    let list = call(&api, Discovery::list_executors(&api.svc, Request::new(pb::ListExecutorsRequest {}))).await?;
+async fn cluster_executors(State(api): State<Api>, headers: HeaderMap) -> Answer {
+    let list = call(&api, Discovery::list_executors(&api.svc, grpc(&headers, pb::ListExecutorsRequest {}))).await?;
     Ok(json(StatusCode::OK, &ExecutorListView { executors: list.executors.iter().map(ExecutorView::from).collect() }))
 }
 
