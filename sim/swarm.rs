@@ -167,6 +167,44 @@ fn draw_overload() -> Draw {
     draw_workload_and_faults(3, executors, knobs, 0.0, jobs, true)
 }
 
+/// The scale workload (issue 17 item 2): `executors` executors of 32 slots in three zones and `jobs` long-running
+/// fake jobs (one or two workers, 60 to 150 s of steps), created over the first 20 s, under the swarm's fault plan.
+fn draw_scale(executors: usize, jobs: usize) -> Draw {
+    let executors = (0..executors).map(|i| (32, ZONES[i % ZONES.len()].to_owned())).collect();
+    let mut knobs = crate::cluster::master_config(0);
+    knobs.etcd = vec![ETCD_ADDR.to_owned()];
+    knobs.cluster = CLUSTER.to_owned();
+    let mut rng = madsim::rand::thread_rng();
+    let jobs = (0..jobs)
+        .map(|i| JobDraw {
+            id: format!("job-{i}"),
+            config: FakeConfig::counting(rng.gen_range(1..=2), rng.gen_range(300..=500), 300),
+            zone: None,
+            cost: 1,
+            create_at: ms(0, 20_000),
+            cancel_at: rng.gen_bool(0.05).then(|| ms(1_000, 40_000)),
+            delete_after: false,
+        })
+        .collect();
+    let mut d = Draw { masters: 3, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
+    let scope = faults::Scope {
+        masters: d.masters,
+        executors: d.executors.len(),
+        offline_ttl: d.knobs.executors.offline_ttl,
+        lease_ttl: d.knobs.election.lease_ttl,
+        worker_offline_ttl: d.knobs.workers.offline_ttl,
+        phase: FAULT_PHASE,
+        clocks: d.knobs.clock_tolerance(),
+    };
+    d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
+    d
+}
+
+/// One seed of the scale workload ([`draw_scale`]): the swarm's run and checks, fault points off.
+pub async fn scale_run(executors: usize, jobs: usize, run: Run) -> SwarmFigures {
+    run_draw(draw_scale(executors, jobs), run, false).await
+}
+
 fn draw_workload_and_faults(
     masters: usize,
     executors: Vec<(u32, String)>,
@@ -1438,6 +1476,41 @@ fn overload() {
                     f.class()
                 )
             }
+        }
+    }
+}
+
+/// Scale (issue 17 item 2; by hand): `FOREMAN_SCALE_EXECUTORS` executors (default 1,000) and `FOREMAN_SCALE_JOBS`
+/// jobs (default 10,000) of [`scale_run`], `FOREMAN_OVERLOAD_SEEDS` seeds from `MADSIM_TEST_SEED` (default 7_100),
+/// each with its wall-clock cost printed.
+#[test]
+#[ignore]
+fn scale() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let executors = env_u64("FOREMAN_SCALE_EXECUTORS").unwrap_or(1_000) as usize;
+    let jobs = env_u64("FOREMAN_SCALE_JOBS").unwrap_or(10_000) as usize;
+    let seeds = env_u64("FOREMAN_OVERLOAD_SEEDS").unwrap_or(1).max(1);
+    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(7_100);
+    let plan = plan_from_env();
+    for seed in first..first + seeds {
+        // why: the suite's own measure of a seed's cost, outside the simulation.
+        #[allow(clippy::disallowed_methods)]
+        let began = std::time::Instant::now();
+        let plan = plan.clone();
+        let result = run_seed(seed, move || Box::pin(scale_run(executors, jobs, Run { plan, ..Run::default() })));
+        let wall = began.elapsed();
+        match result {
+            Ok(f) => report(&format!(
+                "scale seed {seed} ({executors} executors, {jobs} jobs): ok in {:.1}s wall, {:?} simulated, {} \
+                 events; detection {}; failover {}; reschedule {}",
+                wall.as_secs_f64(),
+                f.simulated,
+                f.events,
+                summary(f.detection),
+                summary(f.failover),
+                summary(f.reschedule)
+            )),
+            Err(f) => panic!("scale seed {seed} FAILED after {:.1}s ({}): {f}", wall.as_secs_f64(), f.class()),
         }
     }
 }
