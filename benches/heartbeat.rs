@@ -71,6 +71,8 @@ mod bench {
     const FAILURE_KINDS_MAX: usize = 16;
     /// The bench master's executor offline TTL (see the module documentation).
     const OFFLINE_TTL: Duration = Duration::from_secs(60);
+    /// How long a server may take to stop (the master gives its election lease back first).
+    const STOP_DEADLINE: Duration = Duration::from_secs(10);
     /// The bench master's name, and the principal its certificate names.
     const MASTER_NAME: &str = "bench";
 
@@ -136,6 +138,8 @@ mod bench {
         addr: SocketAddr,
         cpu: mpsc::UnboundedSender<oneshot::Sender<Duration>>,
         stop: Option<oneshot::Sender<()>>,
+        /// Sent by the thread once its runtime is gone.
+        done: Option<oneshot::Receiver<()>>,
         thread: Option<std::thread::JoinHandle<()>>,
     }
 
@@ -145,6 +149,7 @@ mod bench {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<SocketAddr, String>>();
             let (cpu_tx, mut cpu_rx) = mpsc::unbounded_channel::<oneshot::Sender<Duration>>();
             let (stop_tx, stop_rx) = oneshot::channel::<()>();
+            let (done_tx, done_rx) = oneshot::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(name.into())
                 .spawn(move || {
@@ -167,10 +172,27 @@ mod bench {
                             Kind::Echo { reply } => serve_echo(reply, ready_tx, stop_rx).await,
                         }
                     });
+                    // Every connection still open is dropped with the runtime, without waiting for its client.
+                    drop(rt);
+                    let _ = done_tx.send(());
                 })
                 .map_err(|e| format!("cannot start the server thread: {e}"))?;
             let addr = ready_rx.recv().map_err(|_| "the server thread ended before serving".to_owned())??;
-            Ok(Server { addr, cpu: cpu_tx, stop: Some(stop_tx), thread: Some(thread) })
+            Ok(Server { addr, cpu: cpu_tx, stop: Some(stop_tx), done: Some(done_rx), thread: Some(thread) })
+        }
+
+        /// Stops the server and waits for its thread to end, while the caller's runtime keeps running (the
+        /// generator's connection tasks among them: a thread joined from inside the runtime would block them).
+        async fn stop(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            if let Some(done) = self.done.take() {
+                if tokio::time::timeout(STOP_DEADLINE, done).await.is_err() {
+                    eprintln!("a server thread did not stop within {STOP_DEADLINE:?}; leaving it behind");
+                    self.thread.take();
+                }
+            }
         }
 
         /// The server thread's CPU time so far.
@@ -328,12 +350,13 @@ mod bench {
         };
         let server = tonic::transport::Server::builder()
             .add_service(pb::discovery_server::DiscoveryServer::new(Echo { reply }))
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stop.await;
-            });
+            .serve_with_incoming(incoming);
         let _ = ready.send(Ok(addr));
-        if let Err(e) = server.await {
-            eprintln!("the echo's server stopped: {e}");
+        // Stopped at once, as the master's is: a graceful shutdown would wait for the clients to close.
+        tokio::select! {
+            biased;
+            r = server => if let Err(e) = r { eprintln!("the echo's server stopped: {e}") },
+            _ = stop => {}
         }
     }
 
@@ -651,6 +674,9 @@ mod bench {
         let (n1, s1, g1, t1) = (tally.accepted.load(Ordering::Relaxed), server.cpu().await?, thread_cpu(), clock());
         stop.store(true, Ordering::Relaxed);
         while loops.join_next().await.is_some() {}
+        if n1 == n0 {
+            tally.fail(format!("no heartbeat was answered in the {window:?} measured"));
+        }
         let failed = tally.failed();
         if failed > 0 {
             eprintln!("FAILED: {failed} heartbeats not accepted ({}):", shape.name);
@@ -796,8 +822,8 @@ mod bench {
             failed += m.failed + e.failed;
             plain_figures.push(m);
         }
-        drop(echo);
-        drop(plain);
+        echo.stop().await;
+        plain.stop().await;
 
         // The same master path with mutual TLS: this process's identity is the master's from here on (every call
         // the master takes is then checked against its caller's certificate).
@@ -851,7 +877,7 @@ mod bench {
             );
             failed += t.failed;
         }
-        drop(tls);
+        tls.stop().await;
         Ok(failed)
     }
 
@@ -886,6 +912,11 @@ mod bench {
             times.0.as_secs_f64(),
             times.1.as_secs_f64()
         );
+        if quick {
+            println!(
+                "--quick: a short run to show the benchmark works; its figures mean little, in a debug build nothing"
+            );
+        }
         pin(cpus.map(|c| c.1));
         let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt,
