@@ -19,7 +19,8 @@
 //! executor per connection, as a cluster has them), and 4 connections with 256 in flight each. For each: the
 //! heartbeats per second of the master and of the echo, their ratio, and the server thread's CPU time per
 //! heartbeat (its thread CPU clock over the measured window) with how busy each core was. The master and the echo
-//! run a shape one after the other, master first.
+//! run each shape in three interleaved rounds (the machine may be shared), and the best round of each is printed
+//! with every round's ratio.
 //!
 //! Then the same master path with mutual TLS on (certificates made as `foreman tls init` makes them, in a
 //! temporary directory; each connection presents an executor's certificate, and the master checks every call's
