@@ -562,6 +562,12 @@ impl Registry {
         self.entries.get(&id).map(view)
     }
 
+    /// The name an executor registered under, without a copy of its entry (the role check asks it of every
+    /// heartbeat and job master message).
+    pub fn name(&self, id: ExecutorId) -> Option<&str> {
+        self.entries.get(&id).map(|e| e.record.spec.name.as_str())
+    }
+
     /// When this leader last heard from an executor that it registered or heard from in its term; `None` for one
     /// not yet confirmed (restored by a new leader) or unknown.
     pub fn last_heard(&self, id: ExecutorId) -> Option<Time> {

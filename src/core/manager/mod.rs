@@ -288,7 +288,7 @@ impl Manager {
     /// answered as not found, to every caller alike.
     pub fn action_of(&self, request: &Request) -> Option<crate::core::auth::Action> {
         use crate::core::auth::Action;
-        let owner = |id: ExecutorId| self.registry.get(id).map(|v| v.record.spec.name);
+        let owner = |id: ExecutorId| self.registry.name(id).map(str::to_owned);
         match request {
             Request::Heartbeat { id, .. } => Some(Action::Heartbeat { executor: *id, owner: owner(*id) }),
             Request::DeregisterExecutor { id } => Some(Action::DeregisterExecutor { executor: *id, owner: owner(*id) }),
@@ -326,7 +326,7 @@ impl Manager {
     /// incarnation and it is placed on an executor this term knows.
     fn job_master_host(&self, job: &JobId, epoch: Epoch) -> Option<String> {
         let j = self.jobs.get(job).filter(|j| j.epoch() == epoch)?;
-        self.registry.get(j.executor()?).map(|v| v.record.spec.name)
+        self.registry.name(j.executor()?).map(str::to_owned)
     }
 
     /// Steps the manager at `now` with `input`.
