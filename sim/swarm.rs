@@ -186,7 +186,8 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
             delete_after: false,
         })
         .collect();
-    let mut d = Draw { masters: 3, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
+    let masters = env_u64("FOREMAN_SCALE_MASTERS").unwrap_or(3) as usize;
+    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
     let scope = faults::Scope {
         masters: d.masters,
         executors: d.executors.len(),
@@ -471,6 +472,10 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     }
     tracing::info!("{text}");
     let c = Cluster::build_spec(Spec { planted: planted.into(), ..spec(&d) }).await;
+    if let Some(us) = env_u64("FOREMAN_SCALE_LATENCY_US") {
+        let fixed = Duration::from_micros(us);
+        c.net().update_config(|n| n.send_latency = fixed..fixed + Duration::from_nanos(1));
+    }
     c.fault_points.set(buggify);
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
@@ -1482,7 +1487,9 @@ fn overload() {
 
 /// Scale (issue 17 item 2; by hand): `FOREMAN_SCALE_EXECUTORS` executors (default 1,000) and `FOREMAN_SCALE_JOBS`
 /// jobs (default 10,000) of [`scale_run`], `FOREMAN_OVERLOAD_SEEDS` seeds from `MADSIM_TEST_SEED` (default 7_100),
-/// each with its wall-clock cost printed.
+/// each with its wall-clock cost printed. For tracing what does not scale: `FOREMAN_SCALE_MASTERS` masters
+/// (default 3; one means no call is forwarded) and `FOREMAN_SCALE_LATENCY_US`, a fixed network latency from the
+/// cluster's start (a latency or loss step of the plan replaces it while it lasts).
 #[test]
 #[ignore]
 fn scale() {
