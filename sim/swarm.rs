@@ -186,6 +186,16 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
             delete_after: false,
         })
         .collect();
+    // Heartbeat intervals, timeouts, fences and TTLs stretched together (FOREMAN_SCALE_SLOW=k): k times fewer calls.
+    if let Some(k) = env_u64("FOREMAN_SCALE_SLOW").filter(|k| *k > 1) {
+        let k = k as u32;
+        let e = &mut knobs.executors;
+        (e.heartbeat_interval, e.heartbeat_timeout, e.self_fence, e.offline_ttl) =
+            (e.heartbeat_interval * k, e.heartbeat_timeout * k, e.self_fence * k, e.offline_ttl * k);
+        let w = &mut knobs.workers;
+        (w.heartbeat_interval, w.heartbeat_timeout, w.self_fence, w.offline_ttl) =
+            (w.heartbeat_interval * k, w.heartbeat_timeout * k, w.self_fence * k, w.offline_ttl * k);
+    }
     let masters = env_u64("FOREMAN_SCALE_MASTERS").unwrap_or(3) as usize;
     let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
     let scope = faults::Scope {
@@ -1488,8 +1498,10 @@ fn overload() {
 /// Scale (issue 17 item 2; by hand): `FOREMAN_SCALE_EXECUTORS` executors (default 1,000) and `FOREMAN_SCALE_JOBS`
 /// jobs (default 10,000) of [`scale_run`], `FOREMAN_OVERLOAD_SEEDS` seeds from `MADSIM_TEST_SEED` (default 7_100),
 /// each with its wall-clock cost printed. For tracing what does not scale: `FOREMAN_SCALE_MASTERS` masters
-/// (default 3; one means no call is forwarded) and `FOREMAN_SCALE_LATENCY_US`, a fixed network latency from the
-/// cluster's start (a latency or loss step of the plan replaces it while it lasts).
+/// (default 3; one means no call is forwarded), `FOREMAN_SCALE_LATENCY_US`, a fixed network latency from the
+/// cluster's start (a latency or loss step of the plan replaces it while it lasts), and `FOREMAN_SCALE_SLOW=k`,
+/// every heartbeat interval, timeout, self-fence and TTL k times longer (k times fewer calls: a simulated gRPC
+/// server takes about 250 calls per simulated second, README "Scale in the simulation").
 #[test]
 #[ignore]
 fn scale() {
