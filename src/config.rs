@@ -617,7 +617,8 @@ impl Default for HttpConfig {
 }
 
 /// Mutual TLS on every gRPC link (production build): the cluster CA and this process's certificate and key, PEM
-/// files as `foreman tls init` writes them. All three or none; none is plain text (today's default).
+/// files as `foreman tls init` writes them. All three, or none and `insecure` (plain text, nothing proven): a
+/// master or executor with neither refuses to start ([`TlsConfig::require`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -630,9 +631,27 @@ pub struct TlsConfig {
     /// This process's private key; refused if group or others may read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Serve and call in plain text, with no TLS files (`--insecure`): anyone who reaches the port may call as
+    /// anyone (a tokens file still holds users to their tokens). For a trusted network or a test only.
+    pub insecure: bool,
 }
 
 impl TlsConfig {
+    /// A master or executor serves mutual TLS, or says it does not: refused when no TLS file is set and
+    /// `insecure` is not either (`role` names the command in the message).
+    pub fn require(&self, role: &str) -> Result<(), String> {
+        if self.insecure || self.ca.is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "no TLS configured: a foreman {role} serves mutual TLS by default, so that no one who can reach its \
+             port can act as a master, an executor or a user. Make the certificates with `foreman tls init --dir \
+             DIR --cluster NAME --masters ... --executors ...` and give this process --tls-ca, --tls-cert and \
+             --tls-key (or [tls] ca, cert, key in its configuration); or pass --insecure (tls.insecure = true) to \
+             serve plain text on a trusted network"
+        ))
+    }
+
     /// The CA, certificate and key files, as set.
     pub fn files(&self) -> [Option<&Path>; 3] {
         [self.ca.as_deref(), self.cert.as_deref(), self.key.as_deref()]
@@ -642,6 +661,9 @@ impl TlsConfig {
 /// All three TLS files or none (the files themselves are read and checked at start, by `rpc::tls`).
 fn check_tls(t: &TlsConfig) -> Result<(), ConfigError> {
     let set = [t.ca.is_some(), t.cert.is_some(), t.key.is_some()];
+    if set.iter().all(|b| *b) && t.insecure {
+        return Err(invalid("tls", "insecure (--insecure) with ca, cert and key set: choose TLS or plain text"));
+    }
     if set.iter().all(|b| *b) || set.iter().all(|b| !*b) {
         return Ok(());
     }
@@ -652,6 +674,44 @@ fn check_tls(t: &TlsConfig) -> Result<(), ConfigError> {
         .map(|(n, _)| *n)
         .collect();
     Err(invalid("tls", format!("set all three of ca, cert and key, or none; missing: {}", missing.join(", "))))
+}
+
+/// Where a `foreman standalone` tells the CLI of the same user how to reach it: the CA its servers' certificate
+/// comes from and the file of its admin token, for one master address. Written by the standalone at start
+/// (`~/.config/foreman/standalone/<address>.toml`, owner-only), read by the CLI when no TLS flag and no token file
+/// is given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ClientProfile {
+    pub ca: PathBuf,
+    pub token_file: PathBuf,
+}
+
+impl ClientProfile {
+    /// The profile file of `address` (`host:port`) under `home`: one per address, so standalones on other ports
+    /// keep theirs.
+    pub fn path(home: &Path, address: &str) -> PathBuf {
+        let name: String =
+            address.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        home.join(".config/foreman/standalone").join(format!("{name}.toml"))
+    }
+
+    /// Reads the profile of `address`, if there is one. A file that cannot be read or parsed is an error naming
+    /// it (the CLI says so rather than going on without TLS).
+    pub fn find(home: &Path, address: &str) -> Result<Option<ClientProfile>, String> {
+        let path = ClientProfile::path(home, address);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        toml::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{}: {e}; it is written by `foreman standalone` at start: remove it, or start it again",
+                path.display()
+            )
+        })
+    }
 }
 
 /// The TLS flags of `foreman master`, `executor` and the CLI.
@@ -1617,6 +1677,10 @@ pub struct MasterFlags {
     /// The users' tokens file (auth.tokens; `foreman token add` writes it, mode 0600).
     #[arg(long, value_name = "FILE")]
     pub auth_tokens: Option<PathBuf>,
+    /// Serve plain text with no TLS (tls.insecure): anyone who reaches the port may act as any node. Without TLS
+    /// files or this flag, the master refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl MasterFlags {
@@ -1632,6 +1696,7 @@ impl MasterFlags {
         set(&mut c.etcd, &self.etcd);
         set(&mut c.cluster, &self.cluster);
         self.tls.apply(&mut c.tls);
+        c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);
 
         set(&mut c.election.lease_ttl, &self.election_lease_ttl);
@@ -1717,6 +1782,10 @@ pub struct ExecutorFlags {
     pub tls: TlsFlags,
     #[command(flatten)]
     pub etcd_client: EtcdClientFlags,
+    /// Serve plain text with no TLS (tls.insecure): anyone who reaches the port may dispatch tasks to it. Without
+    /// TLS files or this flag, the executor refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl ExecutorFlags {
@@ -1735,6 +1804,7 @@ impl ExecutorFlags {
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
         self.tls.apply(&mut c.tls);
+        c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);
     }
 }
@@ -1901,6 +1971,47 @@ mod tests {
         assert_eq!(t.jump, Duration::from_millis(509), "{t:?}");
         let tight = master("[executors]\nself-fence = \"8.995s\"").unwrap();
         assert!(tight.iter().any(|w| w.contains("tolerate clocks off by only")), "{tight:?}");
+    }
+
+    #[test]
+    fn a_node_serves_tls_or_says_it_is_insecure() {
+        let none = TlsConfig::default();
+        let e = none.require("master").unwrap_err();
+        for says in ["no TLS configured", "foreman master", "foreman tls init", "--tls-ca", "--insecure"] {
+            assert!(e.contains(says), "{e:?} does not say {says:?}");
+        }
+        TlsConfig { insecure: true, ..TlsConfig::default() }.require("executor").unwrap();
+        let files = "[tls]\nca = \"/d/ca.pem\"\ncert = \"/d/e1.pem\"\nkey = \"/d/e1-key.pem\"\n";
+        let x = ExecutorConfig::from_toml(files).unwrap();
+        x.tls.require("executor").unwrap();
+        x.validate().unwrap();
+        let both = ExecutorConfig::from_toml(&format!("{files}insecure = true\n")).unwrap();
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("choose TLS or plain text"), "{e}");
+        let (loaded, _) = MasterConfig::load(&master_flags(&["--insecure"])).unwrap();
+        assert!(loaded.tls.insecure);
+        assert!(!MasterConfig::default().tls.insecure, "TLS is the default");
+    }
+
+    #[test]
+    fn a_client_profile_is_found_by_its_master_address() {
+        let home = std::env::temp_dir().join(format!("foreman-config-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let p = ClientProfile::path(&home, "[::1]:10240");
+        assert_eq!(p, home.join(".config/foreman/standalone/___1__10240.toml"));
+        assert_eq!(ClientProfile::path(&home, "127.0.0.1:10240").file_name().unwrap(), "127.0.0.1_10240.toml");
+        assert_eq!(ClientProfile::find(&home, "127.0.0.1:10240"), Ok(None));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "ca = \"/d/ca.pem\"\ntoken-file = \"/d/admin.token\"\n").unwrap();
+        let found = ClientProfile::find(&home, "[::1]:10240").unwrap().unwrap();
+        assert_eq!(
+            (found.ca.as_path(), found.token_file.as_path()),
+            (Path::new("/d/ca.pem"), Path::new("/d/admin.token"))
+        );
+        std::fs::write(&p, "ca = 1\n").unwrap();
+        let e = ClientProfile::find(&home, "[::1]:10240").unwrap_err();
+        assert!(e.contains("___1__10240.toml") && e.contains("remove it"), "{e}");
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     #[test]
