@@ -527,6 +527,7 @@ async fn a_standalone_is_secure_with_no_set_up_and_refuses_strangers() {
 
     // Its secrets: owner-only, and the CLI of the same user was told where they are.
     let security = dir.join("data/security");
+    assert_eq!(mode_of(&dir.join("data")), 0o700, "the data directory holds job configurations");
     assert_eq!(mode_of(&security), 0o700);
     for f in ["ca.pem", "ca-key.pem", "tokens", "admin.token"] {
         assert_eq!(mode_of(&security.join(f)), 0o600, "{f}");
