@@ -24,7 +24,23 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use common::{foreman, http_get, query, ExecutorListView, JobView, POLL};
+use common::{http_get, ExecutorListView, JobView, POLL};
+
+/// The `HOME` of the standalone and of the CLI: the secure standalone leaves its profile (CA and admin token) there
+/// and the CLI finds it, as a user's would; never the real home.
+fn home() -> std::path::PathBuf {
+    let home = std::env::temp_dir().join(format!("foreman-flood-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("create the test HOME");
+    home
+}
+
+async fn foreman(args: &[&str]) -> common::Run {
+    common::foreman_in(Some(&home()), args).await
+}
+
+async fn query<T: serde::de::DeserializeOwned>(master: &str, args: &[&str]) -> Result<T, String> {
+    common::query_in(Some(&home()), master, args).await
+}
 
 /// How long the standalone may take to print its banner, lead and register its executors.
 const START_MAX: Duration = Duration::from_secs(20);
@@ -104,6 +120,7 @@ async fn a_connection_flood_leaves_the_standalone_serving_and_its_executors_onli
         .arg(&config)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
+        .env("HOME", home())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(File::options().create(true).append(true).open(&log).expect("open the log"))
