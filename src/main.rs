@@ -129,6 +129,10 @@ enum Failure {
 }
 
 fn main() -> ExitCode {
+    // First: started as an exec command's shim, this process is only that (framework::process).
+    if let Some(code) = foreman::framework::process::run_shim_if_asked() {
+        return ExitCode::from(code);
+    }
     // A runtime invariant that breaks (debug builds) stops the process with a typed violation as the panic's
     // payload: say what it was, then what the default hook says (where, and the backtrace when asked for).
     let default_hook = std::panic::take_hook();

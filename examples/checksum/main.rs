@@ -28,6 +28,10 @@ enum Role {
 }
 
 fn main() -> ExitCode {
+    // First: its executors run exec commands under this binary as their shim (foreman::framework::process).
+    if let Some(code) = foreman::framework::process::run_shim_if_asked() {
+        return ExitCode::from(code);
+    }
     let types: JobTypes = foreman::jobs::builtin().with(checksum::Checksum).expect("a job type of a new name");
     let role = Role::parse();
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new("info")).try_init();

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::checkpoint::{Checkpoints, SaveError};
 use super::link::Progress;
+pub use super::process::{Exit, Process, ProcessEvent, ProcessSpec};
 use super::task::TaskEnv;
 use crate::clock::Clock;
 // Everything a job type names, in one place: a job type imports `foreman::framework::api::*` and nothing else.
@@ -217,6 +218,20 @@ impl<S: Serialize + DeserializeOwned + Clone + Default> WorkerCtx<S> {
     /// The executor's clock (simulated in the simulation build).
     pub fn clock(&self) -> &Clock {
         &self.env.clock
+    }
+
+    /// Starts a command owned by this incarnation ([`crate::framework::process`]): in a process group of its own,
+    /// killed with its group when the returned [`Process`] is dropped (whatever ends the work drops it), and when
+    /// its executor dies. The work stops it gracefully itself before it returns, when it has the time
+    /// ([`Process::stop`]).
+    pub fn spawn(&self, spec: &ProcessSpec) -> Result<Process, String> {
+        crate::framework::process::spawn(spec)
+    }
+
+    /// A directory of this worker's own on its executor, created owner-only if missing, kept across its
+    /// incarnations on that executor ([`crate::framework::process::scratch_dir`]).
+    pub fn scratch_dir(&self) -> Result<std::path::PathBuf, String> {
+        crate::framework::process::scratch_dir(&self.env.executor, self.job.as_str(), self.name.as_str())
     }
 }
 

@@ -28,6 +28,7 @@ pub mod job_master;
 pub mod link;
 pub mod linked;
 pub mod panic;
+pub mod process;
 pub mod store;
 pub mod task;
 pub mod types;

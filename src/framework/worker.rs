@@ -103,7 +103,7 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
             },
         }
     };
-    tokio::pin!(work);
+    let mut work = Box::pin(work);
     let outcome = tokio::select! {
         biased;
         end = keep_linked(&mut link, cancel_tx) => match end {
@@ -118,6 +118,9 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         },
         out = &mut work => out,
     };
+    // Whatever the work still holds goes now, before the report: a command it started is killed with its group
+    // (framework::process), so that nothing of this incarnation acts once its end is reported.
+    drop(work);
     if matches!(outcome, Outcome::FailedRetryable(_) | Outcome::Failed(_)) {
         // Its work ended failing: it acts no more and only reports the failure, after which its job master may
         // start the next incarnation (swarm seed 1796483774: the answer to that report was held, and the failed

@@ -7,6 +7,7 @@
 //! | type | config | what it does |
 //! |---|---|---|
 //! | `fake` | `{"workers": N, "target": T, "tick_ms": I}` | N workers each count to T, one step every I ms, checkpointing |
+//! | `exec` | `{"command": ["prog", "arg"], "workers": N}` | N workers each run the command as a child process until it exits 0 ([`exec`]) |
 //!
 //! The fake's failure knobs (optional, for testing the framework): `fail_every` (each incarnation fails retryably
 //! after that many steps), `fail_at` (each worker fails at that step, every time: retryably, or with
@@ -21,7 +22,10 @@ pub use crate::framework::types::{JobTypes, CONFIG_MAX_BYTES};
 
 /// The job types this build runs: what an executor starts and a master accepts.
 pub fn builtin() -> JobTypes {
-    JobTypes::new().with(fake::Fake).expect("the built-in job types have distinct names")
+    JobTypes::new()
+        .with(fake::Fake)
+        .and_then(|t| t.with(exec::ExecType))
+        .expect("the built-in job types have distinct names")
 }
 
 #[cfg(test)]
@@ -46,10 +50,10 @@ mod tests {
         assert_eq!(types.validate("fake", br#"{"workers": 2, "target": 10, "tick_ms": 100}"#), Ok(()));
         assert_eq!(
             types.validate("spark", b"{}").unwrap_err().problem,
-            "\"spark\" is not a known job type; known: fake"
+            "\"spark\" is not a known job type; known: exec, fake"
         );
-        assert_eq!(types.validate("", b"{}").unwrap_err().problem, "is required; known types: fake");
-        assert_eq!(types.names(), ["fake"]);
+        assert_eq!(types.validate("", b"{}").unwrap_err().problem, "is required; known types: exec, fake");
+        assert_eq!(types.names(), ["exec", "fake"]);
         assert_eq!(builtin().with(fake::Fake).err(), Some(crate::framework::types::DuplicateType("fake")));
     }
 }

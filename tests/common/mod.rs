@@ -176,6 +176,11 @@ impl Node {
         self.child.is_some()
     }
 
+    /// Its process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_paused(&self) -> bool {
         self.paused
     }

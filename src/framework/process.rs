@@ -1,0 +1,501 @@
+//! Child processes of a worker (the `exec` job type's commands): started through [`super::api::WorkerCtx::spawn`],
+//! owned by the worker incarnation that started them, and never outliving it.
+//!
+//! - **Every process runs in a process group of its own**, under a shim: the foreman binary itself, run as
+//!   `foreman __foreman-exec-shim <executor pid> -- <argv>` (see [`run_shim_if_asked`]). The shim asks the kernel
+//!   for SIGHUP when its parent (the executor) dies, and then SIGKILLs its whole group, so a SIGKILLed executor
+//!   leaves no command running, its command's children included. It runs the command as its child in the same
+//!   group, ignores SIGTERM (which the group receives when the worker stops it gracefully: the command hears it)
+//!   and exits with the command's status. The parent-death signal is the safe `prctl` wrapper of rustix: this crate
+//!   forbids `unsafe`, so no `pre_exec` hook is possible, hence the shim. **Limit**: a command that leaves its
+//!   process group (`setsid`, a daemon) escapes every group signal.
+//! - **Dropping a [`Process`] SIGKILLs its group** at once, synchronously: whatever stops the worker's work (its
+//!   link told stale or fenced, the executor fencing itself, told to register again, shutting down) stops its
+//!   command with it. A graceful stop is the work's own, before it returns ([`Process::stop`]: SIGTERM to the group,
+//!   a grace, SIGKILL).
+//! - Its stdout is read as lines (each cut to [`LINE_MAX`] bytes, so a command cannot grow the executor's memory);
+//!   stderr is discarded for now (issue 16, step 3 keeps both in size-capped files).
+//! - The simulation build runs no processes yet (its twin is issue 16, step 2): [`spawn`] refuses there, and the
+//!   swarm never creates exec jobs.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The hidden first argument that makes a foreman binary the shim of one command.
+pub const SHIM_ARG: &str = "__foreman-exec-shim";
+/// The longest stdout line kept whole, in bytes; the rest of a longer line is dropped.
+pub const LINE_MAX: usize = 4096;
+
+/// What to run: the program and its arguments, its whole environment (nothing else is inherited), its working
+/// directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+}
+
+/// How a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Exit::Code(c) => write!(f, "exited with code {c}"),
+            Exit::Signal(s) => write!(f, "was killed by signal {s}"),
+        }
+    }
+}
+
+/// What a running process did next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProcessEvent {
+    /// A line of its stdout (without the newline; invalid UTF-8 replaced).
+    Line(String),
+    /// It ended (its group may hold more: they go when the [`Process`] is dropped).
+    Exited(Exit),
+}
+
+/// Splits a byte stream into lines of at most [`LINE_MAX`] bytes: the part of a longer line past the cap is
+/// dropped up to its newline.
+#[derive(Debug, Default)]
+pub struct LineSplitter {
+    buf: Vec<u8>,
+    /// The current line is past the cap: drop bytes until its newline.
+    skipping: bool,
+}
+
+impl LineSplitter {
+    /// Takes `bytes`, returns the lines they complete.
+    pub fn push(&mut self, mut bytes: &[u8]) -> Vec<String> {
+        let mut out = vec![];
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|b| *b == b'\n');
+            let (part, rest, ends) = match newline {
+                Some(i) => (&bytes[..i], &bytes[i + 1..], true),
+                None => (bytes, &[][..], false),
+            };
+            if !self.skipping {
+                let room = LINE_MAX - self.buf.len();
+                self.buf.extend_from_slice(&part[..part.len().min(room)]);
+                if part.len() > room {
+                    self.skipping = true;
+                }
+            }
+            if ends {
+                if self.skipping && self.buf.is_empty() {
+                    // The end of a line already given, cut.
+                    self.skipping = false;
+                } else {
+                    out.push(self.take());
+                }
+            } else if self.skipping && !self.buf.is_empty() {
+                // A line past the cap: given now, its tail dropped as it comes.
+                out.push(self.take());
+                self.skipping = true;
+            }
+            bytes = rest;
+        }
+        out
+    }
+
+    /// What is left when the stream ends, as a last line.
+    pub fn finish(&mut self) -> Option<String> {
+        (!self.buf.is_empty()).then(|| self.take())
+    }
+
+    fn take(&mut self) -> String {
+        self.skipping = false;
+        let line = String::from_utf8_lossy(&self.buf).trim_end_matches('\r').to_owned();
+        self.buf.clear();
+        line
+    }
+}
+
+/// A running command and its process group. Dropping it SIGKILLs the group.
+pub struct Process {
+    imp: imp::Process,
+}
+
+impl Process {
+    /// The next line of its stdout, or its end. After the end, the end again.
+    pub async fn event(&mut self) -> ProcessEvent {
+        self.imp.event().await
+    }
+
+    /// Stops it: SIGTERM to its group, up to `grace` for the group to be gone, then SIGKILL; returns once the
+    /// command was reaped.
+    pub async fn stop(&mut self, grace: Duration) {
+        self.imp.stop(grace).await;
+    }
+
+    /// The process id of its shim, which is also its process group's id.
+    pub fn pid(&self) -> u32 {
+        self.imp.pid()
+    }
+}
+
+/// Starts `spec` in a process group of its own, under the shim.
+pub fn spawn(spec: &ProcessSpec) -> Result<Process, String> {
+    if spec.argv.is_empty() {
+        return Err("no program to run".to_owned());
+    }
+    Ok(Process { imp: imp::Process::spawn(spec)? })
+}
+
+/// A worker's scratch directory on its executor: `<temp>/foreman-<executor>/scratch/<job>/<worker>` (issue 16
+/// step 4 moves it under the executor's data directory and collects it with its job). The executor's directory in
+/// the shared temporary directory must be its own: a directory another user made there first (or a symbolic link)
+/// is refused, as it would let that user read or plant the commands' files.
+pub fn scratch_dir(executor: &str, job: &str, worker: &str) -> Result<PathBuf, String> {
+    let base = std::env::temp_dir().join(format!("foreman-{executor}"));
+    imp::private_dir(&base)?;
+    let dir = base.join("scratch").join(job).join(worker);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(|e| format!("cannot create the scratch directory {}: {e}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The variables of the executor's own environment a command inherits (nothing else of it: the executor's
+/// environment may hold its secrets): where programs are, who it runs as, the locale and time zone.
+pub fn inherited_env() -> Vec<(String, String)> {
+    const KEPT: [&str; 6] = ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ"];
+    let mut env: Vec<(String, String)> =
+        KEPT.iter().filter_map(|k| std::env::var(k).ok().map(|v| ((*k).to_owned(), v))).collect();
+    if !env.iter().any(|(k, _)| k == "PATH") {
+        env.push(("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()));
+    }
+    env
+}
+
+/// Runs the shim when this process was started as one (its first argument is [`SHIM_ARG`]) and returns the exit
+/// code `main` must return; `None` at once otherwise. Call it first in `main` of every binary that runs executors:
+/// foreman's own does, and a binary of one's own job types must too (docs/job-types.md), or its exec workers fail
+/// to start.
+pub fn run_shim_if_asked() -> Option<u8> {
+    imp::run_shim_if_asked()
+}
+
+#[cfg(not(madsim))]
+mod imp {
+    use std::ffi::OsString;
+    use std::process::Stdio;
+    use std::time::Duration;
+
+    use rustix::process::{Pid, Signal};
+    use tokio::io::AsyncReadExt;
+
+    use super::{Exit, LineSplitter, ProcessEvent, ProcessSpec, SHIM_ARG};
+
+    /// How often a graceful stop looks whether the group is gone.
+    const STOP_POLL: Duration = Duration::from_millis(20);
+    /// How long a stop waits for the shim to be reaped after the SIGKILL.
+    const REAP_MAX: Duration = Duration::from_secs(2);
+
+    pub struct Process {
+        child: tokio::process::Child,
+        pgid: Option<Pid>,
+        stdout: Option<tokio::process::ChildStdout>,
+        lines: LineSplitter,
+        pending: std::collections::VecDeque<String>,
+        exited: Option<Exit>,
+    }
+
+    fn exit_of(status: std::process::ExitStatus) -> Exit {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        }
+    }
+
+    impl Process {
+        pub fn spawn(spec: &ProcessSpec) -> Result<Process, String> {
+            let exe =
+                std::env::current_exe().map_err(|e| format!("cannot find the foreman binary for the shim: {e}"))?;
+            let mut cmd = tokio::process::Command::new(exe);
+            cmd.arg(SHIM_ARG).arg(std::process::id().to_string()).arg("--").args(&spec.argv);
+            cmd.env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
+            cmd.current_dir(&spec.cwd);
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+            cmd.process_group(0);
+            let mut child = cmd.spawn().map_err(|e| format!("cannot start the shim: {e}"))?;
+            let pgid = child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
+            let stdout = child.stdout.take();
+            Ok(Process {
+                child,
+                pgid,
+                stdout,
+                lines: LineSplitter::default(),
+                pending: Default::default(),
+                exited: None,
+            })
+        }
+
+        pub fn pid(&self) -> u32 {
+            self.pgid.map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs())
+        }
+
+        pub async fn event(&mut self) -> ProcessEvent {
+            loop {
+                if let Some(line) = self.pending.pop_front() {
+                    return ProcessEvent::Line(line);
+                }
+                if let Some(e) = self.exited {
+                    return ProcessEvent::Exited(e);
+                }
+                let mut chunk = [0u8; 4096];
+                let read = async {
+                    match self.stdout.as_mut() {
+                        Some(out) => out.read(&mut chunk).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                // Lines first: what the command printed before it ended is read before its end is seen.
+                tokio::select! {
+                    biased;
+                    n = read => match n {
+                        Ok(n) if n > 0 => self.pending.extend(self.lines.push(&chunk[..n])),
+                        _ => {
+                            self.stdout = None;
+                            self.pending.extend(self.lines.finish());
+                        }
+                    },
+                    status = self.child.wait() => {
+                        // Its stdout may hold more (a child of the command keeping the pipe open has it too): what
+                        // was written is read once more without waiting, then the end.
+                        if let Some(out) = self.stdout.as_mut() {
+                            let mut rest = vec![];
+                            let _ = tokio::time::timeout(Duration::from_millis(10), out.read_to_end(&mut rest)).await;
+                            self.pending.extend(self.lines.push(&rest));
+                            self.pending.extend(self.lines.finish());
+                        }
+                        self.stdout = None;
+                        self.exited = Some(status.map_or(Exit::Code(-1), exit_of));
+                    }
+                }
+            }
+        }
+
+        pub async fn stop(&mut self, grace: Duration) {
+            let Some(pgid) = self.pgid else { return };
+            let _ = rustix::process::kill_process_group(pgid, Signal::TERM);
+            let deadline = tokio::time::Instant::now() + grace;
+            while tokio::time::Instant::now() < deadline {
+                // Reaping the shim as it ends, or the group would hold its zombie for ever.
+                let _ = self.child.try_wait();
+                if rustix::process::test_kill_process_group(pgid).is_err() {
+                    break;
+                }
+                tokio::time::sleep(STOP_POLL).await;
+            }
+            let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+            if let Ok(Ok(status)) = tokio::time::timeout(REAP_MAX, self.child.wait()).await {
+                self.exited.get_or_insert(exit_of(status));
+            }
+            self.pgid = None;
+        }
+    }
+
+    impl Drop for Process {
+        fn drop(&mut self) {
+            if let Some(pgid) = self.pgid.take() {
+                let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+            }
+        }
+    }
+
+    /// Makes `dir` (owner-only) or checks the one there: a directory, not a link, this user's, owner-only.
+    pub fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+        let meta = std::fs::symlink_metadata(dir).map_err(|e| format!("cannot look at {}: {e}", dir.display()))?;
+        let me = rustix::process::geteuid().as_raw();
+        let mode = meta.permissions().mode() & 0o777;
+        if !meta.file_type().is_dir() || meta.uid() != me || mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is not this executor's own directory (a directory of user {me}, mode 700; it is {} of user {}, \
+                 mode {mode:o}): another user may have made it; remove it",
+                dir.display(),
+                if meta.file_type().is_symlink() {
+                    "a link"
+                } else if meta.is_dir() {
+                    "a directory"
+                } else {
+                    "a file"
+                },
+                meta.uid()
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn run_shim_if_asked() -> Option<u8> {
+        let mut args = std::env::args_os();
+        if args.nth(1).as_deref() != Some(std::ffi::OsStr::new(SHIM_ARG)) {
+            return None;
+        }
+        // An exit code is its low 8 bits, as the shell sees it.
+        Some((shim(args.collect()) & 0xff) as u8)
+    }
+
+    /// `<executor pid> -- <argv...>`: see the module's documentation. Exits 125 when it cannot run at all, 127 when
+    /// the command cannot be started.
+    fn shim(args: Vec<OsString>) -> i32 {
+        let (Some(parent), Some(dashes)) = (args.first(), args.get(1)) else { return 125 };
+        if dashes != "--" || args.len() < 3 {
+            return 125;
+        }
+        let Some(parent) = parent.to_str().and_then(|p| p.parse::<i32>().ok()) else { return 125 };
+        if rustix::process::set_parent_process_death_signal(Some(Signal::HUP)).is_err() {
+            return 125;
+        }
+        // Asked after the request: a parent that died before it is seen here.
+        if rustix::process::getppid().map(|p| p.as_raw_nonzero().get()) != Some(parent) {
+            return 125;
+        }
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(r) => r,
+            Err(_) => return 125,
+        };
+        runtime.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut hup), Ok(mut term)) = (signal(SignalKind::hangup()), signal(SignalKind::terminate())) else {
+                return 125;
+            };
+            let mut child = match tokio::process::Command::new(&args[2]).args(&args[3..]).spawn() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("foreman: cannot run {}: {e}", args[2].to_string_lossy());
+                    return 127;
+                }
+            };
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = hup.recv() => {
+                        // The executor died: nothing of its command may outlive it.
+                        let _ = rustix::process::kill_current_process_group(Signal::KILL);
+                        return 137;
+                    }
+                    // The group is being stopped: the command heard it too; wait for it.
+                    _ = term.recv() => {}
+                    status = child.wait() => {
+                        return match status.map(exit_of) {
+                            Ok(Exit::Code(c)) => c,
+                            Ok(Exit::Signal(s)) => 128 + s,
+                            Err(_) => 125,
+                        };
+                    }
+                }
+            }
+        })
+    }
+}
+
+#[cfg(madsim)]
+mod imp {
+    use std::time::Duration;
+
+    use super::{ProcessEvent, ProcessSpec};
+
+    /// No process exists in the simulation (yet): no value of this type can be made.
+    pub enum Process {}
+
+    impl Process {
+        pub fn spawn(_: &ProcessSpec) -> Result<Process, String> {
+            Err("the simulation runs no processes (issue 16, step 2)".to_owned())
+        }
+
+        pub fn pid(&self) -> u32 {
+            match *self {}
+        }
+
+        pub async fn event(&mut self) -> ProcessEvent {
+            match *self {}
+        }
+
+        pub async fn stop(&mut self, _: Duration) {
+            match *self {}
+        }
+    }
+
+    pub fn run_shim_if_asked() -> Option<u8> {
+        None
+    }
+
+    pub fn private_dir(_: &std::path::Path) -> Result<(), String> {
+        Err("the simulation runs no processes (issue 16, step 2)".to_owned())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_split_and_capped() {
+        let mut s = LineSplitter::default();
+        assert_eq!(s.push(b"a\nbc"), ["a"]);
+        assert_eq!(s.push(b"d\r\n\n"), ["bcd", ""]);
+        assert_eq!(s.finish(), None);
+        let long = vec![b'x'; LINE_MAX + 10];
+        let lines = s.push(&long);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), LINE_MAX);
+        assert!(s.push(b"yyy").is_empty(), "the tail of a long line is dropped");
+        assert_eq!(s.push(b"z\nnext\n"), ["next"]);
+        assert_eq!(s.push(b"end"), Vec::<String>::new());
+        assert_eq!(s.finish().as_deref(), Some("end"));
+        assert_eq!(s.push(&[0xff, b'\n']), ["\u{fffd}"]);
+    }
+
+    #[test]
+    fn an_exit_says_how() {
+        assert_eq!(Exit::Code(3).to_string(), "exited with code 3");
+        assert_eq!(Exit::Signal(9).to_string(), "was killed by signal 9");
+    }
+
+    #[cfg(not(madsim))]
+    #[test]
+    fn a_scratch_directory_is_the_executors_own() {
+        use std::os::unix::fs::PermissionsExt;
+        let executor = format!("unit-scratch-{}", std::process::id());
+        let base = std::env::temp_dir().join(format!("foreman-{executor}"));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = scratch_dir(&executor, "j1", "w0").unwrap();
+        assert!(dir.ends_with("scratch/j1/w0") && dir.is_dir());
+        assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(scratch_dir(&executor, "j1", "w0").unwrap(), dir, "kept across incarnations");
+        // Opened to others (as another user's would be): refused.
+        std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = scratch_dir(&executor, "j1", "w1").unwrap_err();
+        assert!(e.contains("is not this executor's own directory") && e.contains("mode 777"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
+        // A link planted where it goes: refused.
+        std::os::unix::fs::symlink(std::env::temp_dir(), &base).unwrap();
+        let e = scratch_dir(&executor, "j1", "w0").unwrap_err();
+        assert!(e.contains("a link"), "{e}");
+        std::fs::remove_file(&base).unwrap();
+    }
+
+    #[test]
+    fn a_command_inherits_only_what_it_needs() {
+        let env = inherited_env();
+        assert!(env.iter().any(|(k, _)| k == "PATH"));
+        assert!(env.iter().all(|(k, _)| ["PATH", "HOME", "USER", "LANG", "LC_ALL", "TZ"].contains(&k.as_str())));
+    }
+}

@@ -1,0 +1,237 @@
+//! The `exec` job type on a real `foreman standalone` (production build; issue 16, step 1): commands run as child
+//! processes with foreman's variables, exit codes decide, and no process outlives its worker: not after a cancel,
+//! not after a timeout, not after the whole standalone is SIGKILLed (its commands' children included).
+//!
+//! Each command carries a marker of its own in its arguments, so the test finds its processes with `pgrep -f`
+//! and nothing else's. No etcd is needed.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use common::{JobView, POLL};
+
+/// How long a standalone may take to serve, and a job to end.
+const START_MAX: Duration = Duration::from_secs(20);
+const END_MAX: Duration = Duration::from_secs(60);
+/// How long processes may take to be gone after what should end them (a SIGKILL is at once; a cancel goes through
+/// the leader, the job master and the worker's graceful stop).
+const GONE_MAX: Duration = Duration::from_secs(10);
+
+fn scratch(label: &str) -> PathBuf {
+    #[allow(clippy::disallowed_methods)] // why: a unique directory name per run; no behaviour depends on it
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let dir = std::env::temp_dir().join(format!("foreman-exec-{label}-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(dir.join("home")).expect("create the scratch directory");
+    dir
+}
+
+/// One standalone on free loopback ports, its `HOME` in its scratch directory (where its CLI finds it).
+struct Standalone {
+    child: Option<Child>,
+    master: String,
+    dir: PathBuf,
+}
+
+impl Standalone {
+    async fn start(dir: &Path) -> Standalone {
+        let ports: Vec<u16> = {
+            let held: Vec<std::net::TcpListener> =
+                (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
+            held.iter().map(|l| l.local_addr().expect("bound").port()).collect()
+        };
+        // The executors take the ports after the first one given: two free ones in a row.
+        let executors = loop {
+            let p = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
+            if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() && !ports.contains(&p) {
+                break p;
+            }
+        };
+        let master = format!("127.0.0.1:{}", ports[0]);
+        let log = std::fs::File::create(dir.join("standalone.log")).expect("create the log");
+        let child = Command::new(env!("CARGO_BIN_EXE_foreman"))
+            .args(["standalone", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports[1])])
+            .args(["--executor-port", &executors.to_string()])
+            .env("HOME", dir.join("home"))
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start foreman standalone");
+        let s = Standalone { child: Some(child), master, dir: dir.to_owned() };
+        let started = Instant::now();
+        loop {
+            if s.cli(&["cluster", "executors"]).await.stdout.matches("online").count() == 2 {
+                return s;
+            }
+            assert!(started.elapsed() < START_MAX, "no standalone:\n{}", common::tail(&dir.join("standalone.log"), 30));
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    async fn cli(&self, args: &[&str]) -> common::Run {
+        let mut all = args.to_vec();
+        all.extend(["--master", &self.master, "--timeout", "5s"]);
+        common::foreman_in(Some(&self.dir.join("home")), &all).await
+    }
+
+    async fn job(&self, id: &str) -> JobView {
+        let run = self.cli(&["job", "get", id, "--output", "json"]).await;
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("job get {id}: {e}: {run:?}"))
+    }
+
+    async fn create(&self, id: &str, config: &serde_json::Value) {
+        let config = config.to_string();
+        let run = self.cli(&["job", "create", "--id", id, "--type", "exec", "--config", &config]).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+    }
+
+    /// Waits until `id` is in `state`.
+    async fn until(&self, id: &str, state: &str) -> JobView {
+        let started = Instant::now();
+        loop {
+            let job = self.job(id).await;
+            if job.state == state {
+                return job;
+            }
+            assert!(started.elapsed() < END_MAX, "{id} never {state}: {job:?}");
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Standalone {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The processes whose command line holds `marker`: `pid command...` lines.
+fn processes(marker: &str) -> Vec<String> {
+    let out = Command::new("pgrep").args(["-af", marker]).output().expect("run pgrep (Debian: procps)");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.contains("pgrep")).map(str::to_owned).collect()
+}
+
+/// Waits until at least `n` processes carry `marker`.
+async fn await_processes(marker: &str, n: usize) -> Vec<String> {
+    let started = Instant::now();
+    loop {
+        let found = processes(marker);
+        if found.len() >= n {
+            return found;
+        }
+        assert!(started.elapsed() < END_MAX, "{marker}: {} processes, not {n}: {found:?}", found.len());
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// Waits until no process carries `marker`; how long that took.
+async fn await_gone(marker: &str) -> Duration {
+    let started = Instant::now();
+    loop {
+        let found = processes(marker);
+        if found.is_empty() {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < GONE_MAX, "{marker} still running: {found:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_jobs_run_commands_and_leave_no_process_behind() {
+    let dir = scratch("jobs");
+    let mut node = Standalone::start(&dir).await;
+    let out = dir.join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    let greet = out.join("greetings");
+
+    // Three greetings, each worker with its index and epoch, and progress lines; then done.
+    let command = format!(
+        "echo hello from $FOREMAN_WORKER epoch $FOREMAN_EPOCH in $PWD >> {}; echo FOREMAN_PROGRESS 1/2; echo \
+         FOREMAN_PROGRESS 2/2",
+        greet.display()
+    );
+    node.create("hello", &serde_json::json!({"command": ["sh", "-c", command], "workers": 3})).await;
+    let wait = node.cli(&["job", "wait", "hello", "--wait-timeout", "60s"]).await;
+    assert_eq!(wait.code, Some(0), "{wait:?}");
+    let text = std::fs::read_to_string(&greet).expect("the greetings");
+    let mut workers: Vec<&str> = text.lines().map(|l| l.split(' ').nth(2).unwrap_or("?")).collect();
+    workers.sort_unstable();
+    assert_eq!(workers, ["0", "1", "2"], "{text}");
+    for line in text.lines() {
+        let epoch: u64 = line.split(' ').nth(4).and_then(|e| e.parse().ok()).unwrap_or(0);
+        assert!(epoch > 0, "{line}");
+        assert!(line.contains("/scratch/hello/w"), "its scratch directory is its working directory: {line}");
+    }
+    eprintln!("greetings:\n{text}");
+
+    // A command that fails: started again max_restarts times, then the job fails saying how it exited.
+    node.create("fails", &serde_json::json!({"command": ["sh", "-c", "exit 3"], "max_restarts": 1})).await;
+    let wait = node.cli(&["job", "wait", "fails", "--wait-timeout", "60s"]).await;
+    assert_eq!(wait.code, Some(3), "{wait:?}");
+    assert!(wait.stderr.contains("`sh` exited with code 3") && wait.stderr.contains("2 times in a row"), "{wait:?}");
+
+    // The epoch grows with every incarnation: the first run fails, the second sees a higher one and succeeds.
+    let epochs = out.join("epochs");
+    let flaky = format!("echo $FOREMAN_EPOCH >> {e}; [ $(wc -l < {e}) -ge 2 ]", e = epochs.display());
+    node.create("flaky", &serde_json::json!({"command": ["sh", "-c", flaky]})).await;
+    node.until("flaky", "finished").await;
+    let seen: Vec<u64> =
+        std::fs::read_to_string(&epochs).unwrap().lines().map(|l| l.trim().parse().expect("an epoch")).collect();
+    assert!(seen.len() == 2 && seen[1] > seen[0], "the epochs of two incarnations: {seen:?}");
+
+    // A cancel stops the command and its children (a background child of the shell included).
+    let marker = format!("cancel-marker-{}", std::process::id());
+    // Each worker: its shim, its shell, and the shell's background child, all carrying the marker.
+    let long = format!("sh -c 'sleep 600; : {marker}' & sleep 600; : {marker}");
+    node.create("canceled", &serde_json::json!({"command": ["sh", "-c", long], "workers": 2, "stop_grace": "1s"}))
+        .await;
+    node.until("canceled", "running").await;
+    let running = await_processes(&marker, 6).await;
+    eprintln!("before the cancel: {running:#?}");
+    let run = node.cli(&["job", "cancel", "canceled"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let took = await_gone(&marker).await;
+    eprintln!("cancel: every process gone {} ms after the cancel was acknowledged", took.as_millis());
+    node.until("canceled", "canceled").await;
+
+    // A timeout stops it, and fails the job saying so.
+    let marker = format!("timeout-marker-{}", std::process::id());
+    node.create(
+        "timed",
+        &serde_json::json!({"command": ["sh", "-c", format!("sleep 600; : {marker}")], "timeout": "1s",
+            "max_restarts": 0, "stop_grace": "500ms"}),
+    )
+    .await;
+    let wait = node.cli(&["job", "wait", "timed", "--wait-timeout", "60s"]).await;
+    assert_eq!(wait.code, Some(3), "{wait:?}");
+    assert!(wait.stderr.contains("ran past its timeout of 1s"), "{wait:?}");
+    await_gone(&marker).await;
+
+    // SIGKILL of the whole standalone: every command dies with it (its shim hears its parent die).
+    let marker = format!("sigkill-marker-{}", std::process::id());
+    let long = format!("sh -c 'sleep 600; : {marker}' & sleep 600; : {marker}");
+    node.create("orphaned", &serde_json::json!({"command": ["sh", "-c", long], "workers": 2})).await;
+    let running = await_processes(&marker, 6).await;
+    eprintln!("before the SIGKILL: {running:#?}");
+    node.kill();
+    let took = await_gone(&marker).await;
+    eprintln!("SIGKILL: every process gone {} ms after the standalone's", took.as_millis());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,153 @@
+//! An exec worker's command dies with its executor and runs again elsewhere with a higher fencing token (production
+//! build, real processes, a real etcd; issue 16, step 1).
+//!
+//! One master and two executors. An exec job of one worker runs a command that appends its `FOREMAN_EPOCH` to a
+//! file, starts a child of its own, and waits for a release file. Once it runs, its executor is SIGKILLed: no
+//! process of the command (its shim, its shell, the shell's child: each carries a marker) may survive it. The
+//! worker must then run again on the other executor with a higher epoch, and once released the job finishes.
+//!
+//! Needs an etcd: `scripts/with-etcd cargo test --test process_exec -- --ignored --nocapture`.
+#![cfg(not(madsim))]
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use common::{etcd_from_env, query, Cluster, JobView, NodeOptions, POLL};
+
+/// How long the cluster may take to settle, the job to run, and to run again after its executor's SIGKILL (the
+/// offline TTL, then placement and the new incarnation).
+const SETTLE_MAX: Duration = Duration::from_secs(20);
+const RERUN_MAX: Duration = Duration::from_secs(40);
+/// How long the command's processes may take to be gone after its executor was SIGKILLed.
+const GONE_MAX: Duration = Duration::from_secs(2);
+
+fn processes(marker: &str) -> Vec<String> {
+    let out = Command::new("pgrep").args(["-af", marker]).output().expect("run pgrep (Debian: procps)");
+    String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.contains("pgrep")).map(str::to_owned).collect()
+}
+
+fn epochs(path: &std::path::Path) -> Vec<u64> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_exec -- --ignored"]
+async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_higher_epoch() {
+    let etcd = etcd_from_env("process_exec");
+    // Short executor timings, so the rerun comes within seconds.
+    let master_args = [
+        "--executors-heartbeat-interval=250ms",
+        "--executors-heartbeat-timeout=500ms",
+        "--executors-self-fence=2s",
+        "--executors-offline-ttl=3s",
+        "--executors-check-interval=250ms",
+        "--workers-heartbeat-interval=250ms",
+        "--workers-heartbeat-timeout=500ms",
+        "--workers-self-fence=2s",
+        "--workers-offline-ttl=3s",
+        "--backoff-initial=500ms",
+    ]
+    .map(String::from)
+    .to_vec();
+    let options = NodeOptions { master_args, ..NodeOptions::default() };
+    let mut cluster = Cluster::start_with(&etcd, "exec", 1, &[4, 4], options);
+    let masters = cluster.masters_except(None);
+    let started = Instant::now();
+    loop {
+        cluster.assert_running();
+        let listed: Result<common::ExecutorListView, String> = query(&masters, &["cluster", "executors"]).await;
+        if listed.is_ok_and(|l| l.executors.iter().filter(|e| e.status == "online").count() == 2) {
+            break;
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "the executors never registered");
+        tokio::time::sleep(POLL).await;
+    }
+
+    let dir = cluster.dir.join("exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let (tokens, release) = (dir.join("epochs"), dir.join("release"));
+    let marker = format!("exec-marker-{}", std::process::id());
+    let command = format!(
+        "echo $FOREMAN_EPOCH >> {t}; sh -c 'sleep 600; : {marker}' & while [ ! -e {r} ]; do sleep 0.1; done; : {marker}",
+        t = tokens.display(),
+        r = release.display()
+    );
+    let config = serde_json::json!({"command": ["sh", "-c", command]}).to_string();
+    let run =
+        common::foreman(&["job", "create", "--id", "x1", "--type", "exec", "--config", &config, "--master", &masters])
+            .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+
+    // Running: its shim, its shell and the shell's child carry the marker; the shim names its executor's pid.
+    let started = Instant::now();
+    let running = loop {
+        let found = processes(&marker);
+        if found.len() >= 3 && epochs(&tokens).len() == 1 {
+            break found;
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "the command never ran: {found:?}");
+        tokio::time::sleep(POLL).await;
+    };
+    eprintln!("running: {running:#?}");
+    let shim = running.iter().find(|p| p.contains("__foreman-exec-shim")).expect("the shim");
+    let executor_pid: u32 = shim.split_whitespace().nth(3).and_then(|p| p.parse().ok()).expect("the executor's pid");
+    let victim = (0..cluster.nodes.len())
+        .find(|&i| cluster.nodes[i].pid() == Some(executor_pid))
+        .expect("the executor running the command is one of the cluster's");
+    let first = epochs(&tokens)[0];
+
+    // SIGKILL its executor: nothing of the command survives it.
+    eprintln!("SIGKILL {} (pid {executor_pid})", cluster.nodes[victim].name);
+    cluster.kill(victim);
+    let killed = Instant::now();
+    loop {
+        let left = processes(&marker);
+        if left.is_empty() {
+            break;
+        }
+        // It may already run again elsewhere: only processes under another executor's shim may be there.
+        let orphans: Vec<&String> = left.iter().filter(|p| !p.contains("__foreman-exec-shim")).collect();
+        assert!(killed.elapsed() < GONE_MAX, "processes outlived their executor: {orphans:?}");
+        if epochs(&tokens).len() > 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("the command's processes were gone {} ms after its executor's SIGKILL", killed.elapsed().as_millis());
+
+    // It runs again on the other executor, with a higher epoch.
+    loop {
+        cluster.assert_running();
+        let seen = epochs(&tokens);
+        if seen.len() >= 2 && processes(&marker).len() >= 3 {
+            assert!(seen[1] > first, "the next incarnation's epoch {} is not above {first}", seen[1]);
+            break;
+        }
+        assert!(killed.elapsed() < RERUN_MAX, "the worker never ran again: epochs {seen:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    let again = processes(&marker);
+    assert!(again.iter().all(|p| !p.contains(&format!("__foreman-exec-shim {executor_pid} "))), "{again:?}");
+    eprintln!("ran again {} ms after the SIGKILL, epochs {:?}", killed.elapsed().as_millis(), epochs(&tokens));
+
+    // Released: the job finishes, and nothing of it is left.
+    std::fs::write(&release, b"").unwrap();
+    let started = Instant::now();
+    loop {
+        let job: Result<JobView, String> = query(&masters, &["job", "get", "x1"]).await;
+        if job.as_ref().is_ok_and(|j| j.state == "finished") {
+            break;
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "x1 never finished: {job:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    let started = Instant::now();
+    while !processes(&marker).is_empty() {
+        assert!(started.elapsed() < GONE_MAX, "processes left after the job finished: {:?}", processes(&marker));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
