@@ -24,6 +24,7 @@ use crate::aimed_store::{
 use crate::aimed_worker::{
     worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
 };
+use crate::exec_jobs::exec_jobs_under_faults_run;
 use crate::fake_jobs::{
     job_canceled_during_a_failover_run, leader_failover_with_jobs_run, leader_killed_during_a_blip_run,
     leader_killed_while_a_job_waits_out_its_backoff_run, worker_cut_run,
@@ -250,6 +251,14 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             },
             "executor_told_offline_by_a_fast_leader_clock",
             &[Rule::MachineInvariant, Rule::RegistryIntegrity],
+        ),
+        // An exec worker's command is killed with its process group when the worker ends by anything but the
+        // command's exit: caught by the process checkers of exec jobs under the swarm's faults.
+        (
+            Planted::ExecLeftRunning,
+            |b| Box::pin(exec_jobs_under_faults_run(b)),
+            "exec_jobs_under_faults",
+            &[Rule::OneLiveIncarnation],
         ),
     ]
 }

@@ -385,6 +385,16 @@ const TABLE: &[Guard] = &[
         targeted: None,
     },
     Guard {
+        switch: Planted::ExecLeftRunning,
+        rule: "3",
+        guard: "an exec worker's command is killed with its process group when the worker ends, and by its executor \
+            as it stops the task, before the stop is recorded (framework/process.rs)",
+        measured: NotCaught(2000),
+        needs: "the swarm makes no exec jobs yet (mixing them in moves every swarm seed); targeted: exec jobs under \
+            the swarm's fault plans",
+        targeted: Some(("exec_jobs_under_faults", 1)),
+    },
+    Guard {
         switch: Planted::PanicLeftRunning,
         rule: "failures",
         guard: "a panic of a worker's work ends its incarnation, failed (framework/worker.rs)",

@@ -18,6 +18,7 @@ mod cluster;
 mod coverage;
 mod epoch_claims;
 mod example_checksum;
+mod exec_jobs;
 mod executor_node;
 mod fake_jobs;
 mod faults;

@@ -115,11 +115,15 @@ pub enum Planted {
     /// Guard: a job master's write of its job's status compares the job's job-master record with its epoch (rule
     /// 2: a superseded job master's status never replaces its successor's). Written unguarded.
     StatusUnguarded,
+    /// Guard: an exec worker's command is killed with its process group when its worker ends by anything but the
+    /// command's own exit (rule 3, for processes). The group is left running: the command outlives its
+    /// incarnation, beside the next one.
+    ExecLeftRunning,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 37] = [
+    pub const ALL: [Planted; 38] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -157,6 +161,7 @@ impl Planted {
         Planted::PanicLeftRunning,
         Planted::StoreUnguarded,
         Planted::StatusUnguarded,
+        Planted::ExecLeftRunning,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -203,6 +208,7 @@ impl Planted {
             Planted::PanicLeftRunning => "panic-left-running",
             Planted::StoreUnguarded => "store-unguarded",
             Planted::StatusUnguarded => "status-unguarded",
+            Planted::ExecLeftRunning => "exec-left-running",
         }
     }
 }

@@ -65,6 +65,8 @@ use crate::rpc::pb::discovery_client::DiscoveryClient;
 struct TaskHandle {
     epoch: Epoch,
     stop: tokio::sync::watch::Sender<bool>,
+    /// Run as the executor stops it, before the stop is recorded: its processes' kills.
+    hooks: crate::framework::task::StopHooks,
 }
 
 pub(crate) struct State {
@@ -230,6 +232,7 @@ impl Executor {
             fault_points: self.fault_points.clone(),
             drain: self.drain.clone(),
             confirmed: self.clock.now(),
+            stop_hooks: crate::framework::task::StopHooks::default(),
         }
     }
 
@@ -294,6 +297,7 @@ impl Executor {
                     .into_iter()
                     .map(|(task, h)| {
                         let _ = h.stop.send(true);
+                        h.hooks.run();
                         (task, h.epoch)
                     })
                     .collect(),
@@ -654,12 +658,13 @@ impl Executor {
         if let Some(confirmed) = self.lock().agent.confirmed(&task, epoch) {
             env.confirmed = confirmed;
         }
+        let hooks = env.stop_hooks.clone();
         // Futures are lazy: building it runs none of the task's work.
         let fut = self.factory.start(env, spec, StopSignal { rx });
         self.decide(|s, now| {
             let (begun, ready) = s.agent.begin_task(now, &task, epoch, placed);
             if begun.is_ok() {
-                s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx });
+                s.tasks.insert(task.clone(), TaskHandle { epoch, stop: tx, hooks });
             }
             (begun, ready)
         })?;

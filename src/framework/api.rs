@@ -225,7 +225,12 @@ impl<S: Serialize + DeserializeOwned + Clone + Default> WorkerCtx<S> {
     /// its executor dies. The work stops it gracefully itself before it returns, when it has the time
     /// ([`Process::stop`]).
     pub fn spawn(&self, spec: &ProcessSpec) -> Result<Process, String> {
-        crate::framework::process::spawn(spec)
+        let owner = crate::framework::process::Owner {
+            env: self.env.clone(),
+            task: self.name.task(&self.job),
+            epoch: self.epoch,
+        };
+        crate::framework::process::spawn(spec, owner)
     }
 
     /// A directory of this worker's own on its executor, created owner-only if missing, kept across its

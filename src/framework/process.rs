@@ -117,6 +117,65 @@ impl LineSplitter {
     }
 }
 
+/// The worker incarnation a process belongs to: its executor's environment (for its observations) and who it is.
+#[derive(Clone)]
+pub struct Owner {
+    pub env: super::task::TaskEnv,
+    pub task: crate::core::ids::TaskId,
+    pub epoch: crate::core::ids::Epoch,
+}
+
+impl Owner {
+    fn started(&self) {
+        let (task, epoch) = (self.task.clone(), self.epoch);
+        self.env.observe(super::task::ExecutorObservation::ProcessStarted { task, epoch });
+    }
+
+    fn ended(&self) {
+        let (task, epoch) = (self.task.clone(), self.epoch);
+        self.env.observe(super::task::ExecutorObservation::ProcessEnded { task, epoch });
+    }
+}
+
+/// What kills a process, shared by the [`Process`] and its executor's stop hook (the executor kills a task's
+/// processes as it stops the task, before it records the stop: [`super::task::StopHooks`]). Its end is observed
+/// once, whoever sees it first.
+#[derive(Clone)]
+struct Kill {
+    owner: Owner,
+    ended: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    target: imp::Target,
+}
+
+impl Kill {
+    fn new(owner: Owner, target: imp::Target) -> Kill {
+        Kill { owner, ended: Default::default(), target }
+    }
+
+    /// SIGKILLs what is left of it (its group may outlive its exit), and records its end if not yet.
+    fn kill(&self) {
+        // The planted bug: the group is left running when its worker ends.
+        if self.owner.env.planted(crate::core::planted::Planted::ExecLeftRunning) {
+            return;
+        }
+        self.target.kill();
+        self.end();
+    }
+
+    /// Records its end if not yet.
+    fn end(&self) {
+        if !self.ended.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            self.owner.ended();
+        }
+    }
+
+    /// Makes the executor kill it as it stops its task; the hook's id.
+    fn hook(&self) -> u64 {
+        let k = self.clone();
+        self.owner.env.stop_hooks.add(Box::new(move || k.kill()))
+    }
+}
+
 /// A running command and its process group. Dropping it SIGKILLs the group.
 pub struct Process {
     imp: imp::Process,
@@ -140,12 +199,12 @@ impl Process {
     }
 }
 
-/// Starts `spec` in a process group of its own, under the shim.
-pub fn spawn(spec: &ProcessSpec) -> Result<Process, String> {
+/// Starts `spec` for `owner` in a process group of its own, under the shim (the simulation: its twin).
+pub fn spawn(spec: &ProcessSpec, owner: Owner) -> Result<Process, String> {
     if spec.argv.is_empty() {
         return Err("no program to run".to_owned());
     }
-    Ok(Process { imp: imp::Process::spawn(spec)? })
+    Ok(Process { imp: imp::Process::spawn(spec, owner)? })
 }
 
 /// A worker's scratch directory on its executor: `<temp>/foreman-<executor>/scratch/<job>/<worker>` (issue 16
@@ -193,7 +252,30 @@ mod imp {
     use rustix::process::{Pid, Signal};
     use tokio::io::AsyncReadExt;
 
-    use super::{Exit, LineSplitter, ProcessEvent, ProcessSpec, SHIM_ARG};
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
+
+    use super::{Exit, Kill, LineSplitter, Owner, ProcessEvent, ProcessSpec, SHIM_ARG};
+
+    /// A process group to kill (none once it is known gone).
+    #[derive(Clone, Default)]
+    pub struct Target(Arc<AtomicI32>);
+
+    impl Target {
+        fn pgid(&self) -> Option<Pid> {
+            Pid::from_raw(self.0.load(Ordering::SeqCst))
+        }
+
+        pub fn kill(&self) {
+            if let Some(pgid) = self.pgid() {
+                let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+            }
+        }
+
+        fn gone(&self) {
+            self.0.store(0, Ordering::SeqCst);
+        }
+    }
 
     /// How often a graceful stop looks whether the group is gone.
     const STOP_POLL: Duration = Duration::from_millis(20);
@@ -207,6 +289,8 @@ mod imp {
         lines: LineSplitter,
         pending: std::collections::VecDeque<String>,
         exited: Option<Exit>,
+        kill: Kill,
+        hook: u64,
     }
 
     fn exit_of(status: std::process::ExitStatus) -> Exit {
@@ -219,7 +303,7 @@ mod imp {
     }
 
     impl Process {
-        pub fn spawn(spec: &ProcessSpec) -> Result<Process, String> {
+        pub fn spawn(spec: &ProcessSpec, owner: Owner) -> Result<Process, String> {
             let exe =
                 std::env::current_exe().map_err(|e| format!("cannot find the foreman binary for the shim: {e}"))?;
             let mut cmd = tokio::process::Command::new(exe);
@@ -231,6 +315,13 @@ mod imp {
             let mut child = cmd.spawn().map_err(|e| format!("cannot start the shim: {e}"))?;
             let pgid = child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
             let stdout = child.stdout.take();
+            let target = Target::default();
+            if let Some(p) = pgid {
+                target.0.store(p.as_raw_nonzero().get(), Ordering::SeqCst);
+            }
+            owner.started();
+            let kill = Kill::new(owner, target);
+            let hook = kill.hook();
             Ok(Process {
                 child,
                 pgid,
@@ -238,6 +329,8 @@ mod imp {
                 lines: LineSplitter::default(),
                 pending: Default::default(),
                 exited: None,
+                kill,
+                hook,
             })
         }
 
@@ -281,6 +374,7 @@ mod imp {
                         }
                         self.stdout = None;
                         self.exited = Some(status.map_or(Exit::Code(-1), exit_of));
+                        self.kill.end();
                     }
                 }
             }
@@ -298,19 +392,20 @@ mod imp {
                 }
                 tokio::time::sleep(STOP_POLL).await;
             }
-            let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
+            self.kill.kill();
             if let Ok(Ok(status)) = tokio::time::timeout(REAP_MAX, self.child.wait()).await {
                 self.exited.get_or_insert(exit_of(status));
             }
+            // Reaped after the SIGKILL: the group is gone, and its id may be another's some day.
+            self.kill.target.gone();
             self.pgid = None;
         }
     }
 
     impl Drop for Process {
         fn drop(&mut self) {
-            if let Some(pgid) = self.pgid.take() {
-                let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
-            }
+            self.kill.kill();
+            self.kill.owner.env.stop_hooks.remove(self.hook);
         }
     }
 
@@ -408,28 +503,151 @@ mod imp {
 
 #[cfg(madsim)]
 mod imp {
+    //! The simulated twin: a command is a script, `["sim", "run=2500ms", "exit=0", "lines=5", "term=300ms"]`,
+    //! run as a task of the executor's node (so a kill of the node ends it, as the shim's parent-death signal does
+    //! a real one; a pause freezes it, where a real command would run on: the checkers allow for that as for the
+    //! executor's own tasks). It prints `FOREMAN_PROGRESS i/lines` evenly over `run`, then exits with `exit`; on
+    //! SIGTERM it ends `term` later, or never with `term=ignore` (then only the SIGKILL after the grace ends it).
+
+    use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use super::{ProcessEvent, ProcessSpec};
+    use tokio::sync::{mpsc, Notify};
 
-    /// No process exists in the simulation (yet): no value of this type can be made.
-    pub enum Process {}
+    use super::{Exit, Kill, Owner, ProcessEvent, ProcessSpec};
+
+    /// What a simulated command does.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Script {
+        pub run: Duration,
+        pub exit: i32,
+        pub lines: u32,
+        /// How long it takes to end after SIGTERM; `None`: it ignores SIGTERM.
+        pub term: Option<Duration>,
+    }
+
+    impl Script {
+        /// Reads `["sim", "key=value", ...]`; every key has a default (`run=1s exit=0 lines=0 term=0ms`).
+        pub fn parse(argv: &[String]) -> Result<Script, String> {
+            if argv.first().map(String::as_str) != Some("sim") {
+                let program = argv.first().map_or("", String::as_str);
+                return Err(format!("cannot run `{program}`: the simulation runs only `sim` scripts"));
+            }
+            let mut s = Script { run: Duration::from_secs(1), exit: 0, lines: 0, term: Some(Duration::ZERO) };
+            for arg in &argv[1..] {
+                let (k, v) = arg.split_once('=').ok_or_else(|| format!("sim script: {arg:?} is not key=value"))?;
+                let ms = |v: &str| crate::core::duration::parse_duration(v);
+                match k {
+                    "run" => s.run = ms(v)?,
+                    "exit" => s.exit = v.parse().map_err(|_| format!("sim script: exit={v}"))?,
+                    "lines" => s.lines = v.parse().map_err(|_| format!("sim script: lines={v}"))?,
+                    "term" if v == "ignore" => s.term = None,
+                    "term" => s.term = Some(ms(v)?),
+                    _ => return Err(format!("sim script: unknown key {k:?}")),
+                }
+            }
+            Ok(s)
+        }
+    }
+
+    /// The task of a simulated command, to abort (its "SIGKILL").
+    #[derive(Clone, Default)]
+    pub struct Target(Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>);
+
+    impl Target {
+        pub fn kill(&self) {
+            if let Some(t) = self.0.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                t.abort();
+            }
+        }
+    }
+
+    pub struct Process {
+        events: mpsc::UnboundedReceiver<ProcessEvent>,
+        term: Arc<Notify>,
+        kill: Kill,
+        hook: u64,
+    }
 
     impl Process {
-        pub fn spawn(_: &ProcessSpec) -> Result<Process, String> {
-            Err("the simulation runs no processes (issue 16, step 2)".to_owned())
+        pub fn spawn(spec: &ProcessSpec, owner: Owner) -> Result<Process, String> {
+            let script = Script::parse(&spec.argv)?;
+            let (tx, events) = mpsc::unbounded_channel();
+            let term = Arc::new(Notify::new());
+            owner.started();
+            let kill = Kill::new(owner, Target::default());
+            let (term2, kill2) = (term.clone(), kill.clone());
+            let task = tokio::spawn(async move {
+                let exit = run(script, &tx, &term2).await;
+                kill2.end();
+                let _ = tx.send(ProcessEvent::Exited(exit));
+            });
+            *kill.target.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
+            let hook = kill.hook();
+            Ok(Process { events, term, kill, hook })
         }
 
         pub fn pid(&self) -> u32 {
-            match *self {}
+            0
         }
 
         pub async fn event(&mut self) -> ProcessEvent {
-            match *self {}
+            match self.events.recv().await {
+                Some(e) => e,
+                // Its task is gone without a word: killed.
+                None => ProcessEvent::Exited(Exit::Signal(9)),
+            }
         }
 
-        pub async fn stop(&mut self, _: Duration) {
-            match *self {}
+        pub async fn stop(&mut self, grace: Duration) {
+            self.term.notify_one();
+            let exited = async {
+                while let Some(e) = self.events.recv().await {
+                    if matches!(e, ProcessEvent::Exited(_)) {
+                        return;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(grace, exited).await;
+            self.kill.kill();
+        }
+    }
+
+    impl Drop for Process {
+        fn drop(&mut self) {
+            self.kill.kill();
+            self.kill.owner.env.stop_hooks.remove(self.hook);
+        }
+    }
+
+    /// The script's life: its lines, then its exit, or its end after SIGTERM.
+    async fn run(s: Script, tx: &mpsc::UnboundedSender<ProcessEvent>, term: &Notify) -> Exit {
+        let step = s.run / (s.lines + 1);
+        let mut printed = 0;
+        let started = tokio::time::Instant::now();
+        loop {
+            let next = if printed < s.lines { step * (printed + 1) } else { s.run };
+            let at = started + next;
+            tokio::select! {
+                biased;
+                _ = term.notified() => {
+                    match s.term {
+                        Some(d) => {
+                            tokio::time::sleep(d).await;
+                            return Exit::Signal(15);
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                }
+                _ = tokio::time::sleep_until(at) => {
+                    if printed < s.lines {
+                        printed += 1;
+                        let _ = tx.send(ProcessEvent::Line(format!("FOREMAN_PROGRESS {printed}/{}", s.lines)));
+                    } else {
+                        return Exit::Code(s.exit);
+                    }
+                }
+            }
         }
     }
 
@@ -438,7 +656,23 @@ mod imp {
     }
 
     pub fn private_dir(_: &std::path::Path) -> Result<(), String> {
-        Err("the simulation runs no processes (issue 16, step 2)".to_owned())
+        // No real directory is made in the simulation: a command's scratch directory is a name only.
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn a_script_says_what_the_simulated_command_does() {
+            let argv = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+            let s = Script::parse(&argv(&["sim", "run=2500ms", "exit=3", "lines=5", "term=ignore"])).unwrap();
+            assert_eq!(s, Script { run: Duration::from_millis(2500), exit: 3, lines: 5, term: None });
+            assert_eq!(Script::parse(&argv(&["sim"])).unwrap().term, Some(Duration::ZERO));
+            assert!(Script::parse(&argv(&["sh", "-c", "x"])).unwrap_err().contains("only `sim` scripts"));
+            assert!(Script::parse(&argv(&["sim", "walk=1"])).unwrap_err().contains("unknown key"));
+        }
     }
 }
 

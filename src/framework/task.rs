@@ -120,6 +120,58 @@ pub struct TaskEnv {
     /// True once the executor drains (it is shutting down): a task should stop at its next checkpoint and report
     /// [`crate::core::workers::WorkerStatus::Stopped`] so that its master starts it again elsewhere at once.
     pub(crate) drain: Arc<DrainSignal>,
+    /// What the executor runs as it stops this task, before it records the stop.
+    pub(crate) stop_hooks: StopHooks,
+}
+
+/// What an executor does, synchronously and under its lock, as it stops a task (it fenced itself, was told to
+/// register again, or shuts down), before it records the stop: kill the task's processes
+/// ([`crate::framework::process`]). The task's future is dropped only when its executor's runtime next polls it, and
+/// nothing of the task may act once its stop is recorded; a process acts without being polled.
+#[derive(Clone, Default)]
+pub struct StopHooks(Arc<Mutex<Hooks>>);
+
+#[derive(Default)]
+struct Hooks {
+    next: u64,
+    hooks: std::collections::BTreeMap<u64, Box<dyn FnOnce() + Send>>,
+    ran: bool,
+}
+
+impl StopHooks {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hooks> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `hook` when the task is stopped (at once, if it already was); its id, to [`StopHooks::remove`] it.
+    pub(crate) fn add(&self, hook: Box<dyn FnOnce() + Send>) -> u64 {
+        let mut h = self.lock();
+        if h.ran {
+            drop(h);
+            hook();
+            return 0;
+        }
+        h.next += 1;
+        let id = h.next;
+        h.hooks.insert(id, hook);
+        id
+    }
+
+    pub(crate) fn remove(&self, id: u64) {
+        self.lock().hooks.remove(&id);
+    }
+
+    /// Runs every hook, in the order they were added; a hook added later runs at once.
+    pub(crate) fn run(&self) {
+        let hooks = {
+            let mut h = self.lock();
+            h.ran = true;
+            std::mem::take(&mut h.hooks)
+        };
+        for hook in hooks.into_values() {
+            hook();
+        }
+    }
 }
 
 impl TaskEnv {
@@ -189,6 +241,7 @@ impl TaskEnv {
             planted: Plants::NONE,
             fault_points: crate::buggify::FaultPoints::default(),
             drain: Arc::new(DrainSignal::default()),
+            stop_hooks: StopHooks::default(),
         }
     }
 
@@ -306,6 +359,17 @@ pub enum ExecutorObservation {
         task: TaskId,
         epoch: Epoch,
         seq: u64,
+    },
+    /// A worker incarnation started a command (`framework::process`).
+    ProcessStarted {
+        task: TaskId,
+        epoch: Epoch,
+    },
+    /// That command's process ended: it exited, or its group was killed (a kill of the executor's node ends it too,
+    /// unobserved).
+    ProcessEnded {
+        task: TaskId,
+        epoch: Epoch,
     },
     /// A job master hosted here (`master`, incarnation `master_epoch`) accepted a heartbeat or status report of
     /// incarnation `epoch` of its worker `task`.

@@ -1,0 +1,212 @@
+//! Exec jobs under the swarm's faults (issue 16, step 2): a simulated cluster of 3 masters and 4 executors runs
+//! `exec` jobs whose commands are the process service's simulated twin (`["sim", "run=…", "exit=…", "lines=…",
+//! "term=…"]`, framework/process.rs), while the swarm's fault plan plays (`faults::Plan::draw`: kills, restarts,
+//! pauses, drains, cuts, message loss, holds, clock faults), foreman's fault points on for odd seeds. Then it heals
+//! and checks:
+//!
+//! - the commands: at most one live process of every worker at every instant, and none outliving the incarnation
+//!   that started it ([`crate::checks::one_live_process`], [`crate::checks::no_process_outlives_its_task`]), from
+//!   the executors' own process records;
+//! - the jobs: each whose commands exit 0 ends finished; the one in six whose command always exits 3 ends failed,
+//!   saying so;
+//! - foreman's rules on the whole run ([`crate::checks::every_run`] and the job checkers, as everywhere).
+//!
+//! The swarm itself does not make exec jobs yet: mixing them in moves every swarm seed and with it the guard
+//! table's figures, a re-measure of its own (docs/plans/issue-16.md). Seeds: `FOREMAN_EXEC_SEEDS` (default
+//! [`SEEDS_DEFAULT`]) from `MADSIM_TEST_SEED` (default: the wall clock, printed); each failing one prints its plan
+//! and the command that replays it.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use foreman::core::invariants::{Id, Rule, Violation};
+use foreman::planted::Planted;
+use foreman::rpc::pb;
+use madsim::rand::Rng;
+
+use crate::checks::{
+    first_broken, ids_never_reused, job_history, no_process_outlives_its_task, one_live_incarnation, one_live_process,
+    placement_within_bounds, Allowances,
+};
+use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
+use crate::fake_jobs::create_job;
+use crate::faults::{self, Plan, Scope};
+use crate::harness::{fail, require, run_seed, Failure};
+use crate::master_failover::{await_job, check_every_run, on_client, terminal};
+
+/// Seeds a plain run takes.
+pub const SEEDS_DEFAULT: u64 = 100;
+/// How long the faults play, and how long a healed cluster has to end every job.
+const FAULT_PHASE: Duration = Duration::from_secs(60);
+const END_WITHIN: Duration = Duration::from_secs(240);
+
+/// One drawn exec job: its id, its configuration, when it is created, and whether its command always fails.
+#[derive(Clone, Debug)]
+struct Drawn {
+    id: String,
+    config: serde_json::Value,
+    at: Duration,
+    fails: bool,
+}
+
+/// 3 to 5 jobs of 1 to 3 workers, each command running 1 to 20 s with up to 5 progress lines, ending 0 to 2 s
+/// after SIGTERM (one in five ignores it: only the SIGKILL after the 1 s grace ends it); one job in six runs a
+/// command that always exits 3 (it must end failed after its one restart). Created in the fault phase's first 15 s.
+fn draw_jobs() -> Vec<Drawn> {
+    let mut rng = madsim::rand::thread_rng();
+    (0..rng.gen_range(3..=5))
+        .map(|i| {
+            let fails = rng.gen_bool(1.0 / 6.0);
+            let term = if rng.gen_bool(0.2) {
+                "term=ignore".to_owned()
+            } else {
+                format!("term={}ms", rng.gen_range(0..2_000))
+            };
+            let command = [
+                "sim".to_owned(),
+                format!("run={}ms", rng.gen_range(1_000..20_000)),
+                format!("exit={}", if fails { 3 } else { 0 }),
+                format!("lines={}", rng.gen_range(0..=5)),
+                term,
+            ];
+            let config = serde_json::json!({
+                "command": command,
+                "workers": rng.gen_range(1..=3),
+                "max_restarts": 1,
+                "stop_grace": "1s",
+            });
+            Drawn { id: format!("exec-{i}"), config, at: Duration::from_millis(rng.gen_range(0..15_000)), fails }
+        })
+        .collect()
+}
+
+fn job_of(d: &Drawn) -> pb::Job {
+    let config = serde_json::to_vec(&d.config).expect("a config serializes");
+    pb::Job { id: d.id.clone(), r#type: "exec".into(), config, ..Default::default() }
+}
+
+/// One seed, with `planted` in every node (or none). `ran` receives the plan's text first.
+pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>) {
+    let seed = madsim::runtime::Handle::current().seed();
+    let c = Cluster::build(3, 4, Tasks::Jobs, planted).await;
+    let jobs = draw_jobs();
+    let k = &c.config;
+    let scope = Scope {
+        masters: c.masters.len(),
+        executors: c.executors.len(),
+        offline_ttl: k.executors.offline_ttl,
+        lease_ttl: k.election.lease_ttl,
+        worker_offline_ttl: k.workers.offline_ttl,
+        phase: FAULT_PHASE,
+        clocks: k.clock_tolerance(),
+    };
+    let plan = Plan::draw(seed, &scope);
+    *ran.lock().expect("the plan's slot") = Some(plan.to_string());
+    let buggify = seed % 2 == 1;
+    tracing::info!("exec seed {seed}: jobs {jobs:?}\n  plan: {plan}\n  fault points: {buggify}");
+    c.fault_points.set(buggify);
+    let start = c.clock.now();
+    let mut creates = vec![];
+    for d in jobs.clone() {
+        let (masters, rec) = (c.masters.len(), c.recorder.clone());
+        creates.push(c.client.spawn(async move {
+            tokio::time::sleep(d.at).await;
+            let created = create_job(masters, job_of(&d)).await;
+            if created {
+                rec.record("client", Seen::JobCreated { id: d.id.clone() });
+            }
+            created
+        }));
+    }
+    faults::play(&c, &plan, start, start + FAULT_PHASE).await;
+    c.fault_points.set(false);
+    for (call, d) in creates.into_iter().zip(&jobs) {
+        if call.await.expect("the client task finished") {
+            continue;
+        }
+        assert!(
+            on_client(&c, create_job(c.masters.len(), job_of(d))).await,
+            "create {}: unanswered after healing",
+            d.id
+        );
+        c.recorder.record("client", Seen::JobCreated { id: d.id.clone() });
+    }
+    for d in &jobs {
+        let (ended, job) = await_job(&c, &d.id, END_WITHIN, terminal).await;
+        let want = if d.fails { pb::JobState::Failed } else { pb::JobState::Finished };
+        let says = !d.fails || job.error.as_ref().is_some_and(|e| e.message.contains("`sim` exited with code 3"));
+        require(ended && job.state == want as i32 && says, || {
+            let detail = format!("{} did not end {want:?} within {END_WITHIN:?} of the faults healing: {job:?}", d.id);
+            Violation::new(Rule::JobEnds, c.clock.now(), detail).with([Id::Job(d.id.clone())])
+        });
+    }
+    let latency = plan.latency_max().unwrap_or_default() * 2;
+    let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
+    let slow = plan.metastore_latency_max().map(|max| max.min(k.rpc.metastore_timeout) * 2).unwrap_or_default();
+    let allow = Allowances {
+        slack: Duration::from_millis(200) + latency + stalls + slow,
+        clocks: plan.clock_slack(),
+        ..Allowances::default()
+    };
+    let events = c.recorder.events();
+    // The commands first: a command left running is what this scenario is for.
+    first_broken([
+        ("one live process", one_live_process(&events)),
+        ("no process outlives its task", no_process_outlives_its_task(&events)),
+    ])
+    .unwrap_or_else(|v| fail(v));
+    check_every_run(&c, &allow);
+    first_broken([
+        ("one live incarnation", one_live_incarnation(&events)),
+        ("placement", placement_within_bounds(&events, EXECUTOR_CAPACITY)),
+        ("job history", job_history(&events)),
+        ("registry", ids_never_reused(&events)),
+    ])
+    .unwrap_or_else(|v| fail(v));
+    let started = events
+        .iter()
+        .filter(|(_, _, s)| matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::ProcessStarted { .. })))
+        .count();
+    require(started > 0, || Violation::new(Rule::JobEnds, c.clock.now(), "no command ever started"));
+}
+
+/// The same, as `bug_finding` runs a scenario.
+pub async fn exec_jobs_under_faults_run(planted: Option<Planted>) {
+    exec_run(planted, Arc::new(Mutex::new(None))).await;
+}
+
+fn replay_command(seed: u64) -> String {
+    format!(
+        "MADSIM_TEST_SEED={seed} FOREMAN_EXEC_SEEDS=1 RUST_LOG=info cargo stest --test sim \
+         exec_jobs::exec_jobs_under_faults -- --exact --nocapture"
+    )
+}
+
+fn report(text: &str) {
+    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
+}
+
+#[test]
+fn exec_jobs_under_faults() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    let seeds = env("FOREMAN_EXEC_SEEDS").unwrap_or(SEEDS_DEFAULT).max(1);
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let first = env("MADSIM_TEST_SEED").unwrap_or(now);
+    report(&format!("exec_jobs: {seeds} seeds from {first}; replay one with {}", replay_command(first)));
+    let mut failed = vec![];
+    for seed in first..first + seeds {
+        let ran = Arc::new(Mutex::new(None));
+        let slot = ran.clone();
+        if let Err(f) = run_seed(seed, move || Box::pin(exec_run(None, slot))) {
+            let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
+            let class = Failure::class(&f);
+            report(&format!("seed {seed} FAILED ({class}): {f}\n  plan: {plan}\n  replay: {}", replay_command(seed)));
+            failed.push(seed);
+        }
+    }
+    report(&format!("exec_jobs: {} of {seeds} seeds passed", seeds - failed.len() as u64));
+    assert!(failed.is_empty(), "exec_jobs: seeds {failed:?} failed (each printed its replay command above)");
+}
