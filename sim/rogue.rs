@@ -56,10 +56,12 @@ fn refused(what: &str, code: Code, result: &Result<(), tonic::Status>) {
 
 /// Goal: no forged identity harms a running cluster. Method: three masters, two executors, two counting jobs
 /// running; a rogue client then sends, to the leader, a heartbeat and a deregistration of one executor's id as
-/// the other executor, a Finished report for a job's job master from the executor that does not host it, a
-/// resign as an executor, and the same heartbeat and resign with no identity at all; to an executor, a job
-/// master's dispatch from an executor and a worker's from a user; a cancel of a job by a user who may only read its
-/// project. Each must be refused with its code. A user of another project cancelling or getting a job gets exactly
+/// the other executor, Finished and Failed reports for a job's job master from the executor that does not host it,
+/// from a user and from no identity, a resign as an executor, the same heartbeat, deregistration and resign with no
+/// identity at all, a registration with a huge capacity from no identity, a user and an executor under another
+/// name, `QueryMetaStore` from no identity and a user; to an executor, a job master's dispatch from an executor, a
+/// worker's from a user, both with no identity, a confirmation and a worker's report from no identity and a user;
+/// a cancel of a job by a user who may only read its project. Each must be refused with its code. A user of another project cancelling or getting a job gets exactly
 /// what a missing job gets, and does not see it listed, while a reader of its project may get it. Then both jobs
 /// finish with exact counters under the first leader, no executor was declared offline or deregistered, and the
 /// job scenarios' checkers pass.
@@ -128,9 +130,50 @@ async fn forged_identities_are_refused_and_change_nothing() {
             progress: String::new(),
         };
         let report = FrameworkClient::with_interceptor(to_leader.clone(), executor(&not_host))
-            .report_worker_status(finished)
+            .report_worker_status(finished.clone())
             .await;
         out.push(("a Finished report from an executor not hosting the job master", Code::PermissionDenied, ok(report)));
+        let failed = pb::ReportWorkerStatusRequest {
+            status: Some(pb::WorkerStatus { state: pb::WorkerState::Failed as i32, ..Default::default() }),
+            ..finished.clone()
+        };
+        let report = FrameworkClient::with_interceptor(to_leader.clone(), executor(&not_host))
+            .report_worker_status(failed.clone())
+            .await;
+        out.push(("a Failed report from an executor not hosting the job master", Code::PermissionDenied, ok(report)));
+        for (by_user, by_no_one, report) in [
+            ("a Finished report from a user", "a Finished report with no identity", finished),
+            ("a Failed report from a user", "a Failed report with no identity", failed),
+        ] {
+            let r = FrameworkClient::with_interceptor(to_leader.clone(), As::user())
+                .report_worker_status(report.clone())
+                .await;
+            out.push((by_user, Code::PermissionDenied, ok(r)));
+            let r = FrameworkClient::new(to_leader.clone()).report_worker_status(report).await;
+            out.push((by_no_one, Code::Unauthenticated, ok(r)));
+        }
+        // A rogue executor with a huge capacity, and where the metastore is.
+        let huge = pb::RegisterExecutorRequest {
+            name: "rogue".into(),
+            address: executor_addr(0),
+            capacity: 1_000_000,
+            labels: Default::default(),
+            instance: 7,
+        };
+        let r = plain_discovery(&to_leader).register_executor(huge.clone()).await;
+        out.push(("registering a rogue executor with no identity", Code::Unauthenticated, ok(r)));
+        let r = discovery(As::user()).register_executor(huge.clone()).await;
+        out.push(("registering a rogue executor as a user", Code::PermissionDenied, ok(r)));
+        let r = discovery(executor(&rogue.name)).register_executor(huge).await;
+        out.push(("registering under another name as an executor", Code::PermissionDenied, ok(r)));
+        let r = plain_discovery(&to_leader).query_meta_store(pb::QueryMetaStoreRequest {}).await;
+        out.push(("QueryMetaStore with no identity", Code::Unauthenticated, ok(r)));
+        let r = discovery(As::user()).query_meta_store(pb::QueryMetaStoreRequest {}).await;
+        out.push(("QueryMetaStore as a user", Code::PermissionDenied, ok(r)));
+        let r = plain_discovery(&to_leader)
+            .deregister_executor(pb::DeregisterExecutorRequest { executor_id: victim.id })
+            .await;
+        out.push(("a deregistration with no identity", Code::Unauthenticated, ok(r)));
         // Dispatches straight to an executor: a job master's from an executor, a worker's from a user.
         let to_executor = channel_to(&executor_addr(0), Duration::from_secs(2)).await.expect("the executor answers");
         for (what, kind, who) in [
@@ -153,9 +196,33 @@ async fn forged_identities_are_refused_and_change_nothing() {
                 timing: Some(foreman::rpc::timing_to_wire(&HeartbeatTiming::worker_default())),
                 executor_id: 1,
             };
-            let r = ExecutorServiceClient::with_interceptor(to_executor.clone(), who).pre_dispatch_task(pre).await;
+            let r =
+                ExecutorServiceClient::with_interceptor(to_executor.clone(), who).pre_dispatch_task(pre.clone()).await;
             out.push((what, Code::PermissionDenied, ok(r)));
+            let r = ExecutorServiceClient::new(to_executor.clone()).pre_dispatch_task(pre).await;
+            out.push(("a dispatch with no identity", Code::Unauthenticated, ok(r)));
         }
+        let confirm = pb::ConfirmDispatchTaskRequest { task_id: "rogue".into(), request_id: "rogue-1".into() };
+        let r = ExecutorServiceClient::new(to_executor.clone()).confirm_dispatch_task(confirm.clone()).await;
+        out.push(("a confirmation with no identity", Code::Unauthenticated, ok(r)));
+        let r = ExecutorServiceClient::with_interceptor(to_executor.clone(), As::user())
+            .confirm_dispatch_task(confirm)
+            .await;
+        out.push(("a confirmation from a user", Code::PermissionDenied, ok(r)));
+        // A worker's report to a job master, at an executor.
+        let worker_done = pb::ReportWorkerStatusRequest {
+            master_id: job.id.clone(),
+            master_epoch: job.epoch,
+            worker_id: format!("{}/w0", job.id),
+            worker_epoch: 0,
+            status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+            progress: String::new(),
+        };
+        let r = FrameworkClient::new(to_executor.clone()).report_worker_status(worker_done.clone()).await;
+        out.push(("a worker's report with no identity", Code::Unauthenticated, ok(r)));
+        let r =
+            FrameworkClient::with_interceptor(to_executor.clone(), As::user()).report_worker_status(worker_done).await;
+        out.push(("a worker's report from a user", Code::PermissionDenied, ok(r)));
         // Job calls by users with grants in the job's project (default) or only in another.
         let jobs_as = |who: As| JobManagerClient::with_interceptor(to_leader.clone(), who);
         let reader = || As::user_with("reader", "default=read");

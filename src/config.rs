@@ -80,165 +80,7 @@ fn invalid(setting: impl Into<String>, rule: impl Into<String>) -> ConfigError {
 // Durations
 // ---------------------------------------------------------------------------------------------------------------
 
-const NANOS_PER_MILLI: u128 = 1_000_000;
-const NANOS_PER_SEC: u128 = 1_000_000_000;
-const NANOS_PER_MIN: u128 = 60 * NANOS_PER_SEC;
-const NANOS_PER_HOUR: u128 = 60 * NANOS_PER_MIN;
-/// Digits accepted on each side of the decimal point; keeps the arithmetic far from overflow.
-const DURATION_DIGITS_MAX: usize = 20;
-const UNITS_HELP: &str = "units: ms, s, m, h";
-
-/// Parses a human duration: one or more `<number><unit>` parts, units `ms`, `s`, `m`, `h` from largest to
-/// smallest, each at most once; the number may have a fraction (`1.5s`). Examples: `500ms`, `5s`, `1m30s`, `1h`.
-///
-/// Durations are counted in whole milliseconds, so a value with a finer part (`1.0005s`) is refused.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = |reason: String| format!("invalid duration {text:?}: {reason}");
-    let s = text.trim();
-    if s.starts_with('-') {
-        return Err(bad("durations cannot be negative".to_owned()));
-    }
-    if s.is_empty() {
-        return Err(bad(format!("write a number and a unit, e.g. \"5s\" ({UNITS_HELP})")));
-    }
-    if s.contains(char::is_whitespace) {
-        return Err(bad("remove the spaces, e.g. \"1m30s\"".to_owned()));
-    }
-    let mut total: u128 = 0;
-    let mut rest = s;
-    // The rank of the previous unit: units must strictly decrease (h > m > s > ms).
-    let mut previous_rank = u8::MAX;
-    while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let (number, after) = rest.split_at(number_len);
-        if number.is_empty() {
-            return Err(bad(format!("expected a number at {rest:?} ({UNITS_HELP})")));
-        }
-        let unit_len = after.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(after.len());
-        let (unit, next) = after.split_at(unit_len);
-        let (unit_nanos, rank) = match unit {
-            "h" => (NANOS_PER_HOUR, 3),
-            "m" => (NANOS_PER_MIN, 2),
-            "s" => (NANOS_PER_SEC, 1),
-            "ms" => (NANOS_PER_MILLI, 0),
-            "" => return Err(bad(format!("the number {number} has no unit ({UNITS_HELP})"))),
-            other => return Err(bad(format!("unknown unit {other:?} ({UNITS_HELP})"))),
-        };
-        if rank >= previous_rank {
-            return Err(bad("write the units from largest to smallest, each at most once (e.g. 1m30s)".to_owned()));
-        }
-        previous_rank = rank;
-        total = total.checked_add(number_nanos(number, unit_nanos).map_err(bad)?).ok_or_else(|| bad(too_large()))?;
-        rest = next;
-    }
-    if !total.is_multiple_of(NANOS_PER_MILLI) {
-        return Err(bad("durations are counted in whole milliseconds; drop the finer part".to_owned()));
-    }
-    let secs = u64::try_from(total / NANOS_PER_SEC).map_err(|_| bad(too_large()))?;
-    // The remainder is below one second, so it fits in u32.
-    let nanos = u32::try_from(total % NANOS_PER_SEC).map_err(|_| bad(too_large()))?;
-    Ok(Duration::new(secs, nanos))
-}
-
-fn too_large() -> String {
-    "the duration is too large".to_owned()
-}
-
-/// `number` (digits, optionally `.` and digits) times `unit_nanos`, in nanoseconds.
-fn number_nanos(number: &str, unit_nanos: u128) -> Result<u128, String> {
-    let (whole, fraction) = match number.split_once('.') {
-        Some((w, f)) => (w, f),
-        None => (number, ""),
-    };
-    let malformed = || format!("{number:?} is not a number; write digits with an optional fraction, e.g. 1.5");
-    if whole.is_empty() || (number.contains('.') && fraction.is_empty()) || fraction.contains('.') {
-        return Err(malformed());
-    }
-    if whole.len() > DURATION_DIGITS_MAX || fraction.len() > DURATION_DIGITS_MAX {
-        return Err(too_large());
-    }
-    let digits = |s: &str| -> Result<u128, String> {
-        if s.is_empty() {
-            Ok(0)
-        } else {
-            s.parse::<u128>().map_err(|_| malformed())
-        }
-    };
-    let whole_nanos = digits(whole)?.checked_mul(unit_nanos).ok_or_else(too_large)?;
-    // At most 20 fraction digits: 10^20 * 3.6e12 stays far below u128::MAX.
-    let scale = 10u128.pow(u32::try_from(fraction.len()).map_err(|_| too_large())?);
-    let scaled = digits(fraction)?.checked_mul(unit_nanos).ok_or_else(too_large)?;
-    if !scaled.is_multiple_of(scale) {
-        return Err("durations are counted in whole milliseconds; drop the finer part".to_owned());
-    }
-    whole_nanos.checked_add(scaled / scale).ok_or_else(too_large)
-}
-
-/// Formats a duration in the shortest exact form [`parse_duration`] reads back: `500ms`, `5s`, `1.5s`, `1m30s`,
-/// `1h`; zero is `0s`. A part finer than a millisecond is written as a fraction of milliseconds.
-pub fn format_duration(d: Duration) -> String {
-    let total = d.as_nanos();
-    if total == 0 {
-        return "0s".to_owned();
-    }
-    let mut out = String::new();
-    let hours = total / NANOS_PER_HOUR;
-    let minutes = total % NANOS_PER_HOUR / NANOS_PER_MIN;
-    let rest = total % NANOS_PER_MIN;
-    if hours > 0 {
-        out.push_str(&format!("{hours}h"));
-    }
-    if minutes > 0 {
-        out.push_str(&format!("{minutes}m"));
-    }
-    if rest > 0 {
-        let (whole, fraction, width, unit) = if rest < NANOS_PER_SEC {
-            (rest / NANOS_PER_MILLI, rest % NANOS_PER_MILLI, 6, "ms")
-        } else {
-            (rest / NANOS_PER_SEC, rest % NANOS_PER_SEC, 9, "s")
-        };
-        out.push_str(&whole.to_string());
-        if fraction > 0 {
-            let digits = format!("{fraction:0width$}");
-            out.push('.');
-            out.push_str(digits.trim_end_matches('0'));
-        }
-        out.push_str(unit);
-    }
-    out
-}
-
-/// Serde support for `std::time::Duration` fields written as human strings (`#[serde(with = "serde_duration")]`).
-pub mod serde_duration {
-    use std::fmt;
-    use std::time::Duration;
-
-    use serde::{de, Deserializer, Serializer};
-
-    /// Writes the duration with [`super::format_duration`].
-    pub fn serialize<S: Serializer>(d: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&super::format_duration(*d))
-    }
-
-    /// Reads a duration string with [`super::parse_duration`]; anything else is refused.
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-        deserializer.deserialize_str(DurationVisitor)
-    }
-
-    struct DurationVisitor;
-
-    impl de::Visitor<'_> for DurationVisitor {
-        type Value = Duration;
-
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a duration string such as \"500ms\", \"5s\" or \"1m30s\"")
-        }
-
-        fn visit_str<E: de::Error>(self, text: &str) -> Result<Duration, E> {
-            super::parse_duration(text).map_err(E::custom)
-        }
-    }
-}
+pub use crate::core::duration::{format_duration, parse_duration, serde_duration};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Master configuration
@@ -617,7 +459,8 @@ impl Default for HttpConfig {
 }
 
 /// Mutual TLS on every gRPC link (production build): the cluster CA and this process's certificate and key, PEM
-/// files as `foreman tls init` writes them. All three or none; none is plain text (today's default).
+/// files as `foreman tls init` writes them. All three, or none and `insecure` (plain text, nothing proven): a
+/// master or executor with neither refuses to start ([`TlsConfig::require`]).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct TlsConfig {
@@ -630,9 +473,27 @@ pub struct TlsConfig {
     /// This process's private key; refused if group or others may read it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<PathBuf>,
+    /// Serve and call in plain text, with no TLS files (`--insecure`): anyone who reaches the port may call as
+    /// anyone (a tokens file still holds users to their tokens). For a trusted network or a test only.
+    pub insecure: bool,
 }
 
 impl TlsConfig {
+    /// A master or executor serves mutual TLS, or says it does not: refused when no TLS file is set and
+    /// `insecure` is not either (`role` names the command in the message).
+    pub fn require(&self, role: &str) -> Result<(), String> {
+        if self.insecure || self.ca.is_some() {
+            return Ok(());
+        }
+        Err(format!(
+            "no TLS configured: a foreman {role} serves mutual TLS by default, so that no one who can reach its \
+             port can act as a master, an executor or a user. Make the certificates with `foreman tls init --dir \
+             DIR --cluster NAME --masters ... --executors ...` and give this process --tls-ca, --tls-cert and \
+             --tls-key (or [tls] ca, cert, key in its configuration); or pass --insecure (tls.insecure = true) to \
+             serve plain text on a trusted network"
+        ))
+    }
+
     /// The CA, certificate and key files, as set.
     pub fn files(&self) -> [Option<&Path>; 3] {
         [self.ca.as_deref(), self.cert.as_deref(), self.key.as_deref()]
@@ -642,6 +503,9 @@ impl TlsConfig {
 /// All three TLS files or none (the files themselves are read and checked at start, by `rpc::tls`).
 fn check_tls(t: &TlsConfig) -> Result<(), ConfigError> {
     let set = [t.ca.is_some(), t.cert.is_some(), t.key.is_some()];
+    if set.iter().all(|b| *b) && t.insecure {
+        return Err(invalid("tls", "insecure (--insecure) with ca, cert and key set: choose TLS or plain text"));
+    }
     if set.iter().all(|b| *b) || set.iter().all(|b| !*b) {
         return Ok(());
     }
@@ -652,6 +516,44 @@ fn check_tls(t: &TlsConfig) -> Result<(), ConfigError> {
         .map(|(n, _)| *n)
         .collect();
     Err(invalid("tls", format!("set all three of ca, cert and key, or none; missing: {}", missing.join(", "))))
+}
+
+/// Where a `foreman standalone` tells the CLI of the same user how to reach it: the CA its servers' certificate
+/// comes from and the file of its admin token, for one master address. Written by the standalone at start
+/// (`~/.config/foreman/standalone/<address>.toml`, owner-only), read by the CLI when no TLS flag and no token file
+/// is given.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct ClientProfile {
+    pub ca: PathBuf,
+    pub token_file: PathBuf,
+}
+
+impl ClientProfile {
+    /// The profile file of `address` (`host:port`) under `home`: one per address, so standalones on other ports
+    /// keep theirs.
+    pub fn path(home: &Path, address: &str) -> PathBuf {
+        let name: String =
+            address.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        home.join(".config/foreman/standalone").join(format!("{name}.toml"))
+    }
+
+    /// Reads the profile of `address`, if there is one. A file that cannot be read or parsed is an error naming
+    /// it (the CLI says so rather than going on without TLS).
+    pub fn find(home: &Path, address: &str) -> Result<Option<ClientProfile>, String> {
+        let path = ClientProfile::path(home, address);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(format!("{}: cannot read: {e}", path.display())),
+        };
+        toml::from_str(&text).map(Some).map_err(|e| {
+            format!(
+                "{}: {e}; it is written by `foreman standalone` at start: remove it, or start it again",
+                path.display()
+            )
+        })
+    }
 }
 
 /// The TLS flags of `foreman master`, `executor` and the CLI.
@@ -1617,6 +1519,10 @@ pub struct MasterFlags {
     /// The users' tokens file (auth.tokens; `foreman token add` writes it, mode 0600).
     #[arg(long, value_name = "FILE")]
     pub auth_tokens: Option<PathBuf>,
+    /// Serve plain text with no TLS (tls.insecure): anyone who reaches the port may act as any node. Without TLS
+    /// files or this flag, the master refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl MasterFlags {
@@ -1632,6 +1538,7 @@ impl MasterFlags {
         set(&mut c.etcd, &self.etcd);
         set(&mut c.cluster, &self.cluster);
         self.tls.apply(&mut c.tls);
+        c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);
 
         set(&mut c.election.lease_ttl, &self.election_lease_ttl);
@@ -1717,6 +1624,10 @@ pub struct ExecutorFlags {
     pub tls: TlsFlags,
     #[command(flatten)]
     pub etcd_client: EtcdClientFlags,
+    /// Serve plain text with no TLS (tls.insecure): anyone who reaches the port may dispatch tasks to it. Without
+    /// TLS files or this flag, the executor refuses to start.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl ExecutorFlags {
@@ -1735,6 +1646,7 @@ impl ExecutorFlags {
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
         self.tls.apply(&mut c.tls);
+        c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);
     }
 }
@@ -1901,6 +1813,47 @@ mod tests {
         assert_eq!(t.jump, Duration::from_millis(509), "{t:?}");
         let tight = master("[executors]\nself-fence = \"8.995s\"").unwrap();
         assert!(tight.iter().any(|w| w.contains("tolerate clocks off by only")), "{tight:?}");
+    }
+
+    #[test]
+    fn a_node_serves_tls_or_says_it_is_insecure() {
+        let none = TlsConfig::default();
+        let e = none.require("master").unwrap_err();
+        for says in ["no TLS configured", "foreman master", "foreman tls init", "--tls-ca", "--insecure"] {
+            assert!(e.contains(says), "{e:?} does not say {says:?}");
+        }
+        TlsConfig { insecure: true, ..TlsConfig::default() }.require("executor").unwrap();
+        let files = "[tls]\nca = \"/d/ca.pem\"\ncert = \"/d/e1.pem\"\nkey = \"/d/e1-key.pem\"\n";
+        let x = ExecutorConfig::from_toml(files).unwrap();
+        x.tls.require("executor").unwrap();
+        x.validate().unwrap();
+        let both = ExecutorConfig::from_toml(&format!("{files}insecure = true\n")).unwrap();
+        let e = both.validate().unwrap_err().to_string();
+        assert!(e.contains("choose TLS or plain text"), "{e}");
+        let (loaded, _) = MasterConfig::load(&master_flags(&["--insecure"])).unwrap();
+        assert!(loaded.tls.insecure);
+        assert!(!MasterConfig::default().tls.insecure, "TLS is the default");
+    }
+
+    #[test]
+    fn a_client_profile_is_found_by_its_master_address() {
+        let home = std::env::temp_dir().join(format!("foreman-config-profile-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        let p = ClientProfile::path(&home, "[::1]:10240");
+        assert_eq!(p, home.join(".config/foreman/standalone/___1__10240.toml"));
+        assert_eq!(ClientProfile::path(&home, "127.0.0.1:10240").file_name().unwrap(), "127.0.0.1_10240.toml");
+        assert_eq!(ClientProfile::find(&home, "127.0.0.1:10240"), Ok(None));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, "ca = \"/d/ca.pem\"\ntoken-file = \"/d/admin.token\"\n").unwrap();
+        let found = ClientProfile::find(&home, "[::1]:10240").unwrap().unwrap();
+        assert_eq!(
+            (found.ca.as_path(), found.token_file.as_path()),
+            (Path::new("/d/ca.pem"), Path::new("/d/admin.token"))
+        );
+        std::fs::write(&p, "ca = 1\n").unwrap();
+        let e = ClientProfile::find(&home, "[::1]:10240").unwrap_err();
+        assert!(e.contains("___1__10240.toml") && e.contains("remove it"), "{e}");
+        let _ = std::fs::remove_dir_all(&home);
     }
 
     #[test]

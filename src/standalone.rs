@@ -10,15 +10,17 @@
 //! locked while the process runs; a second `foreman standalone` on it is refused.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use tracing::{info, warn};
 
-use crate::config::MasterConfig;
+use crate::config::{ClientProfile, MasterConfig};
+use crate::core::auth::Principal;
 use crate::executor::Executor;
 use crate::master::Master;
 use crate::meta::MetaStore;
+use crate::rpc::tls::{check_owner_only, Ca};
 
 /// The most executors one standalone process runs.
 pub const EXECUTORS_MAX: u32 = 64;
@@ -50,9 +52,14 @@ pub struct StandaloneFlags {
     #[arg(long, value_name = "N", default_value_t = 16, allow_hyphen_values = true)]
     pub capacity: u32,
     /// A master configuration file (TOML, as `foreman master --config` takes) for timings and policies; its
-    /// `addr` and `etcd` settings are not used here.
+    /// `addr`, `etcd`, `tls` and `auth` settings are not used here.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve plain text and check no one: any local user (and any web page, through the HTTP API) may then act on
+    /// the cluster. Without it, the standalone makes its own CA and admin token in --data-dir and the CLI of this
+    /// user finds them.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 /// Why `foreman standalone` could not run; the message says what to fix.
@@ -63,6 +70,8 @@ pub enum StandaloneError {
     Config(String),
     #[error("cannot use the data directory: {0}")]
     Store(String),
+    #[error("cannot set up TLS and the admin token: {0}")]
+    Security(String),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: String, reason: String },
 }
@@ -139,19 +148,174 @@ impl StandaloneFlags {
     }
 }
 
-/// What `foreman standalone` prints once it is up: where it listens and how to use it.
-pub fn banner(layout: &Layout, data_dir: &std::path::Path) -> String {
+/// The security of a standalone that is not `--insecure`: where its CA and admin token are, and where the CLI of
+/// this user was told about them (`None` when that could not be written).
+#[derive(Clone, Debug)]
+pub struct Secured {
+    pub ca: PathBuf,
+    pub token_file: PathBuf,
+    pub profile: Option<PathBuf>,
+}
+
+/// The directory of a standalone's secrets in its data directory.
+const SECURITY_DIR: &str = "security";
+
+/// Makes (the first time) or reads the standalone's CA and admin token in `data_dir/security/`, and sets this
+/// process up with them: TLS on every gRPC server and channel (a server certificate for `hosts`, issued at each
+/// start), the admin token's tokens file, and a node token for each of `nodes` (in memory). Every file is
+/// owner-only; one group or others may read is refused, saying what to run.
+pub fn secure(
+    data_dir: &Path,
+    cluster: &str,
+    master: &Principal,
+    nodes: &[Principal],
+    hosts: &[String],
+) -> Result<Secured, String> {
+    let dir = std::fs::canonicalize(data_dir)
+        .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?
+        .join(SECURITY_DIR);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let (ca_file, ca_key_file) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
+    let ca = match (ca_file.exists(), ca_key_file.exists()) {
+        (true, true) => {
+            check_owner_only("the standalone's CA key", &ca_key_file, "a private key")?;
+            let read = |f: &Path| std::fs::read_to_string(f).map_err(|e| format!("{}: cannot read: {e}", f.display()));
+            Ca::from_pem(&read(&ca_file)?, &read(&ca_key_file)?).map_err(|e| {
+                format!(
+                    "{} and {}: {e}; remove both to make a new CA (clients then trust the new ca.pem)",
+                    ca_file.display(),
+                    ca_key_file.display()
+                )
+            })?
+        }
+        (false, false) => {
+            let ca = Ca::new("foreman standalone CA")?;
+            write_private(&ca_key_file, ca.key_pem())?;
+            write_private(&ca_file, ca.cert_pem())?;
+            ca
+        }
+        (has_cert, _) => {
+            let (there, missing) = if has_cert { (&ca_file, &ca_key_file) } else { (&ca_key_file, &ca_file) };
+            return Err(format!(
+                "{} is missing beside {}: restore it, or remove {} to make a new CA",
+                missing.display(),
+                there.display(),
+                there.display()
+            ));
+        }
+    };
+    let (cert, key) = ca.issue(cluster, master, hosts)?;
+    let tls = crate::rpc::tls::Tls::serving_only(ca.cert_pem(), &cert, &key)?;
+
+    let (tokens_file, token_file) = (dir.join("tokens"), dir.join("admin.token"));
+    if token_file.exists() {
+        check_owner_only("the standalone's admin token", &token_file, "a token file")?;
+    } else {
+        let admin = [crate::rpc::tokens::GrantLine { project: "*".to_owned(), role: "admin".to_owned() }];
+        let token = crate::rpc::tokens::add(&tokens_file, "admin", &admin)?;
+        write_private(&token_file, &format!("{token}\n"))?;
+    }
+    crate::rpc::tls::install(tls)?;
+    crate::rpc::tokens::install(&tokens_file)?;
+    crate::rpc::tokens::install_nodes(nodes)?;
+    Ok(Secured { ca: ca_file, token_file, profile: None })
+}
+
+/// Tells the CLI of this user where the CA and the admin token of the standalone at `address` are
+/// ([`ClientProfile`]); the file written.
+pub fn write_profile(home: &Path, address: &str, secured: &Secured) -> Result<PathBuf, String> {
+    let path = ClientProfile::path(home, address);
+    let dir = path.parent().unwrap_or(home);
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let profile = ClientProfile { ca: secured.ca.clone(), token_file: secured.token_file.clone() };
+    let text = toml::to_string(&profile).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, &text)?;
+    Ok(path)
+}
+
+/// Removes what an earlier secure standalone at `address` left for the CLI: an `--insecure` one serves plain text,
+/// which a CLI trusting that CA could not reach.
+fn forget_profile(home: &Path, address: &str) {
+    let path = ClientProfile::path(home, address);
+    if path.exists() {
+        match std::fs::remove_file(&path) {
+            Ok(()) => info!(profile = %path.display(), "--insecure: removed the CLI's profile of a secure standalone"),
+            Err(e) => warn!(profile = %path.display(), "cannot remove the CLI's profile of a secure standalone: {e}"),
+        }
+    }
+}
+
+/// Writes a new file readable by its owner only; refuses an existing one.
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// The hosts the standalone's server certificate names: loopback under every name, and the listen address's host.
+fn hosts_of(layout: &Layout) -> Vec<String> {
+    let mut hosts: Vec<String> = ["127.0.0.1", "localhost", "::1"].map(String::from).to_vec();
+    if let Ok(a) = layout.master.addr.parse::<SocketAddr>() {
+        let ip = a.ip().to_string();
+        if !hosts.contains(&ip) && !a.ip().is_unspecified() {
+            hosts.push(ip);
+        }
+    }
+    hosts
+}
+
+/// What `foreman standalone` prints once it is up: where it listens, how it is secured, and how to use it.
+pub fn banner(layout: &Layout, data_dir: &std::path::Path, secured: Option<&Secured>) -> String {
     let master = &layout.master.addr;
     let executors: Vec<&str> = layout.executors.iter().map(|e| e.addr.as_str()).collect();
-    let to = if master == "127.0.0.1:10240" { String::new() } else { format!(" --master {master}") };
+    let mut to = if master == "127.0.0.1:10240" { String::new() } else { format!(" --master {master}") };
+    let security = match secured {
+        None => {
+            "security: none (--insecure): plain text, and anyone who reaches these ports acts as anyone\n".to_owned()
+        }
+        Some(s) => {
+            let flags = format!("--tls-ca {} --token-file {}", s.ca.display(), s.token_file.display());
+            let found = match &s.profile {
+                Some(p) => format!("this user's CLI finds them ({}); from another account give {flags}", p.display()),
+                None => {
+                    to.push(' ');
+                    to.push_str(&flags);
+                    format!("give the CLI {flags}")
+                }
+            };
+            format!(
+                "security: TLS, and every call needs a token; the CA and the admin token are in {}: {found}\n",
+                s.ca.parent().unwrap_or(data_dir).display()
+            )
+        }
+    };
     let http = &layout.master.http_addr;
-    let http = if http.is_empty() {
-        String::new()
-    } else {
-        format!("HTTP API and metrics: http://{http}/api/v1/jobs, http://{http}/metrics\n")
+    let http = match (http.is_empty(), secured) {
+        (true, _) => String::new(),
+        (false, None) => format!("HTTP API and metrics: http://{http}/api/v1/jobs, http://{http}/metrics\n"),
+        (false, Some(s)) => format!(
+            "HTTP API and metrics: http://{http}/api/v1/jobs, http://{http}/metrics (send the admin token: curl -H \
+             \"Authorization: Bearer $(cat {})\" ...)\n",
+            s.token_file.display()
+        ),
     };
     format!(
         "foreman standalone: a master at {master} and {n} executor{s} ({list}), state in {dir}\n\
+         {security}\
          {http}\
          submit a job:    foreman job create --type fake --config '{{\"workers\":4,\"target\":200,\"tick_ms\":10}}' --wait{to}\n\
          see the cluster: foreman cluster executors{to}\n\
@@ -196,6 +360,28 @@ pub async fn run_with(
     let store = MetaStore::embedded(&layout.master.cluster, Some(&flags.data_dir))
         .map_err(|e| StandaloneError::Store(e.to_string()))?;
     check_ports(&layout)?;
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let secured = if flags.insecure {
+        warn!("--insecure: plain text, and no caller is checked; any local user or web page may act on this cluster");
+        if let Some(home) = &home {
+            forget_profile(home, &layout.master.addr);
+        }
+        None
+    } else {
+        let master = Principal::Master(layout.master.name.clone());
+        let mut nodes = vec![master.clone()];
+        nodes.extend(layout.executors.iter().map(|e| Principal::Executor(e.name.clone())));
+        let mut s = secure(&flags.data_dir, &layout.master.cluster, &master, &nodes, &hosts_of(&layout))
+            .map_err(StandaloneError::Security)?;
+        match &home {
+            Some(home) => match write_profile(home, &layout.master.addr, &s) {
+                Ok(p) => s.profile = Some(p),
+                Err(e) => warn!("cannot tell this user's CLI where the CA and the token are ({e}); see the banner"),
+            },
+            None => warn!("no HOME: this user's CLI is not told where the CA and the token are; see the banner"),
+        }
+        Some(s)
+    };
     let seed = crate::master::cmd::process_seed(&layout.master.name);
     let master_addr: SocketAddr =
         layout.master.addr.parse().map_err(|e| StandaloneError::Config(format!("--addr: {e}")))?;
@@ -233,7 +419,7 @@ pub async fn run_with(
             })),
         ));
     }
-    let _ = writeln!(out, "{}", banner(&layout, &flags.data_dir)).and_then(|()| out.flush());
+    let _ = writeln!(out, "{}", banner(&layout, &flags.data_dir, secured.as_ref())).and_then(|()| out.flush());
 
     let ended_early = tokio::select! {
         biased;
@@ -321,10 +507,10 @@ mod tests {
     #[test]
     fn the_banner_says_where_it_listens_and_how_to_submit_a_job() {
         let layout = flags(&["--addr", "127.0.0.1:20000", "--executors", "1"]).layout().unwrap();
-        let text = banner(&layout, std::path::Path::new("data"));
+        let text = banner(&layout, std::path::Path::new("data"), None);
         assert!(text.contains("a master at 127.0.0.1:20000 and 1 executor (127.0.0.1:20100), state in data"), "{text}");
         assert!(text.contains("--wait --master 127.0.0.1:20000\n"), "{text}");
-        let default = banner(&flags(&[]).layout().unwrap(), std::path::Path::new("foreman-data"));
+        let default = banner(&flags(&[]).layout().unwrap(), std::path::Path::new("foreman-data"), None);
         assert!(default.contains("foreman job create --type fake"), "{default}");
     }
 }

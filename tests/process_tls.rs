@@ -11,7 +11,14 @@
 //! nor token (`UNAUTHENTICATED`), an executor's certificate calling `ResignLeader` (a user's call) or heartbeating
 //! for and deregistering the other executor's id (`PERMISSION_DENIED`, the other executor still online under its
 //! id), each checked against the same call with the right certificate succeeding, so that no refusal passes for
-//! the wrong reason. Last, tokens with the CA alone: project a's whole job lifecycle with an admin token, project
+//! the wrong reason. Then every forged call of issue 15's "Why" that a raw gRPC client can make, sent while a fake
+//! job runs (`forged_calls_change_nothing`): a job master's Finished or Failed report to the leader (and through the
+//! follower) from no identity, an admin's token or certificate, and the executor not hosting that job master; a
+//! rogue executor registering with a huge capacity; `QueryMetaStore` from a user or no one; dispatches of a job
+//! master or a worker straight to an executor; a worker's report to a job master; heartbeats, deregistrations and
+//! resigns from no identity. Each refusal's exact code and `foreman-reason` is checked, and then that nothing
+//! changed: the job finishes under the same incarnation with exact counters, the two executors are online under
+//! their ids, no third is listed, and the leader's epoch is the same. Last, tokens with the CA alone: project a's whole job lifecycle with an admin token, project
 //! b's with its submitter; the reader cancelling is `PERMISSION_DENIED`; project b's token gets exactly a missing
 //! job's `JOB_NOT_FOUND` for project a's job and does not see it listed; no token is `UNAUTHENTICATED`.
 //!
@@ -34,6 +41,8 @@ use common::{
 };
 use foreman::rpc::pb;
 use foreman::rpc::pb::discovery_client::DiscoveryClient;
+use foreman::rpc::pb::executor_service_client::ExecutorServiceClient;
+use foreman::rpc::pb::framework_client::FrameworkClient;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 /// How long the first election, the executors' registration and the job's creation may take.
@@ -235,8 +244,282 @@ async fn a_tls_cluster_runs_a_job_and_refuses_strangers() {
     let after: common::LeaderView = until(&mut cluster, &["cluster", "leader"], SETTLE_MAX, |_| true).await;
     assert_eq!(after.leader_epoch, leader.leader_epoch, "{after:?}");
 
+    forged_calls_change_nothing(&mut cluster, &etcd, &leader, &follower_address, &executors).await;
     tokens_with_the_ca_alone(&mut cluster).await;
     cluster.assert_running();
+}
+
+/// Who a forged call is sent as. Every one trusts the cluster's CA, so that only the caller's identity is wrong.
+#[derive(Clone, Debug)]
+enum Who {
+    /// No client certificate and no token.
+    Nobody,
+    /// A user's bearer token (its file, [`Cluster::token_file`]), and no client certificate.
+    Token(&'static str),
+    /// The certificate and key of this stem in the cluster's TLS directory (`user-admin`, `executor-exec0`).
+    Cert(String),
+}
+
+/// Adds the bearer token, if any, to every call.
+#[derive(Clone)]
+struct Bearer(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A raw channel to `address` as `who`.
+type Forger = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>;
+
+async fn forger(cluster: &Cluster, address: &str, who: &Who) -> Forger {
+    let dir = cluster.tls_dir();
+    let ca = dir.join("ca.pem");
+    let (ch, bearer) = match who {
+        Who::Nobody => (channel(address, &ca, None).await, None),
+        Who::Token(user) => {
+            let token = std::fs::read_to_string(cluster.token_file(user)).expect("the user's token");
+            let value = format!("Bearer {}", token.trim()).parse().expect("a token is ASCII");
+            (channel(address, &ca, None).await, Some(value))
+        }
+        Who::Cert(stem) => (channel(address, &ca, Some((&dir, stem))).await, None),
+    };
+    tonic::service::interceptor::InterceptedService::new(ch, Bearer(bearer))
+}
+
+/// Asserts that a forged call was refused with exactly `code` and its `foreman-reason`.
+#[track_caller]
+fn assert_refused<T: std::fmt::Debug>(
+    what: &str,
+    who: &Who,
+    code: tonic::Code,
+    r: Result<tonic::Response<T>, tonic::Status>,
+) {
+    let s = match r {
+        Ok(taken) => panic!("security: {what} as {who:?} was taken: {taken:?}"),
+        Err(s) => s,
+    };
+    let reason = match code {
+        tonic::Code::Unauthenticated => "UNAUTHENTICATED",
+        tonic::Code::PermissionDenied => "PERMISSION_DENIED",
+        other => panic!("not a refusal code: {other:?}"),
+    };
+    let got = s.metadata().get("foreman-reason").and_then(|v| v.to_str().ok());
+    assert_eq!((s.code(), got), (code, Some(reason)), "{what} as {who:?}: {s:?}");
+    assert!(!s.message().is_empty(), "{what} as {who:?}: a refusal says what is missing");
+    eprintln!("refused: {what} as {who:?}: {code:?} {}", s.message());
+}
+
+/// The attacks of issue 15's "Why" that need a raw client, each made while a fake job runs: a job master's
+/// Finished and Failed reports to the leader, and through the follower, from a caller with no identity, with an
+/// admin's token, an admin's certificate, and the certificate of the executor that does not host the job master;
+/// a heartbeat for and a deregistration of an executor, and resigns in a row, from no identity and from a reader;
+/// executors registering with a huge capacity under no identity, a user's, or another executor's name; `QueryMetaStore` (where etcd is)
+/// without an executor's or a master's certificate; dispatches straight to the executor hosting the job master
+/// (a second job master for the running job, a worker, a confirmation) from no identity, a user, and the other
+/// executor; a worker's report to the job master from no identity and from a user. Each refusal's exact code and
+/// reason is checked, and then that nothing changed: the job is still running under the same incarnation, ends
+/// finished with every worker's counter exactly at its target and no restart, both executors are online under
+/// their ids with their capacities, no third is listed, and the leader's epoch is the same. The hosting
+/// executor's own heartbeat for the same job master, with the same fields, is accepted: the refusals are of the
+/// caller, not of a wrong message.
+async fn forged_calls_change_nothing(
+    cluster: &mut Cluster,
+    etcd: &str,
+    leader: &common::LeaderView,
+    follower: &str,
+    executors: &ExecutorListView,
+) {
+    // Long enough to be running through every forgery below (about 10 s of counting).
+    let (id, workers, target) = ("forged-1", 2, 500);
+    let config = format!(r#"{{"workers":{workers},"target":{target},"tick_ms":20}}"#);
+    let run =
+        cli(cluster, Some("user/admin"), &["job", "create", "--type", "fake", "--config", &config, "--id", id]).await;
+    assert_eq!(run.code, Some(0), "job create: {}", run.stderr);
+    let job: JobView =
+        until(cluster, &["job", "get", id], SETTLE_MAX, |j: &JobView| j.state == "running" && j.executor_id.is_some())
+            .await;
+    let host = executors.executors.iter().find(|e| Some(e.id) == job.executor_id).expect("the host is listed");
+    let other = executors.executors.iter().find(|e| Some(e.id) != job.executor_id).expect("another executor");
+    eprintln!("{id} running: job master epoch {} on {} (id {})", job.epoch, host.name, host.id);
+    let (host_cert, other_cert) =
+        (Who::Cert(format!("executor-{}", host.name)), Who::Cert(format!("executor-{}", other.name)));
+    let admin_cert = Who::Cert("user-admin".to_owned());
+    use tonic::Code::{PermissionDenied as Denied, Unauthenticated as Anonymous};
+
+    // 1. The job master's report that would end the job, to the leader.
+    let report = |state: pb::WorkerState| pb::ReportWorkerStatusRequest {
+        master_id: "job-manager".into(),
+        master_epoch: leader.leader_epoch,
+        worker_id: id.into(),
+        worker_epoch: job.epoch,
+        status: Some(pb::WorkerStatus { state: state as i32, error_message: "forged".into(), ..Default::default() }),
+        progress: String::new(),
+    };
+    let to_leader = [
+        (Who::Nobody, Anonymous),
+        (Who::Token("admin"), Denied),
+        (admin_cert.clone(), Denied),
+        (other_cert.clone(), Denied),
+    ];
+    // Through the follower too, which forwards a call to the leader on the caller's behalf.
+    for state in [pb::WorkerState::Finished, pb::WorkerState::Failed] {
+        for (who, code) in &to_leader {
+            for (at, address) in [("the leader", leader.address.as_str()), ("the follower", follower)] {
+                let mut c = FrameworkClient::new(forger(cluster, address, who).await);
+                assert_refused(
+                    &format!("a {state:?} report for job {id} to {at}"),
+                    who,
+                    *code,
+                    c.report_worker_status(report(state)).await,
+                );
+            }
+        }
+    }
+    // The same fields in a heartbeat from the executor hosting the job master: accepted.
+    let mut c = FrameworkClient::new(forger(cluster, &leader.address, &host_cert).await);
+    let beat = pb::WorkerHeartbeatRequest {
+        master_id: "job-manager".into(),
+        master_epoch: leader.leader_epoch,
+        worker_id: id.into(),
+        worker_epoch: job.epoch,
+        ..Default::default()
+    };
+    let answer = c.worker_heartbeat(beat).await.expect("the host's heartbeat for its job master").into_inner();
+    assert_eq!(answer.verdict, pb::Verdict::Accepted as i32, "the host's own heartbeat: {answer:?}");
+
+    // 2. A rogue executor with a huge capacity, to be given every job master.
+    let rogue = |name: &str| pb::RegisterExecutorRequest {
+        name: name.into(),
+        address: "127.0.0.1:9".into(),
+        capacity: 1_000_000,
+        labels: Default::default(),
+        instance: 7,
+    };
+    for (who, name, code) in [
+        (Who::Nobody, "rogue", Anonymous),
+        (Who::Token("admin"), "rogue", Denied),
+        (admin_cert.clone(), "rogue", Denied),
+        (other_cert.clone(), "rogue", Denied),
+        (other_cert.clone(), host.name.as_str(), Denied),
+    ] {
+        let mut c = DiscoveryClient::new(forger(cluster, &leader.address, &who).await);
+        assert_refused(&format!("registering executor {name:?}"), &who, code, c.register_executor(rogue(name)).await);
+    }
+
+    // An executor's heartbeat (its tasks would be kept or fenced by a stranger's word), its deregistration (they
+    // stop), and the leader's resignation, in a loop, from no identity and from a user who may only read.
+    let victim = host.id;
+    for (who, code) in [(Who::Nobody, Anonymous), (Who::Token("reader"), Denied)] {
+        let mut c = DiscoveryClient::new(forger(cluster, &leader.address, &who).await);
+        let beat =
+            pb::HeartbeatRequest { executor_id: victim, leader_epoch: leader.leader_epoch, ..Default::default() };
+        assert_refused(&format!("a heartbeat for executor {victim}"), &who, code, c.heartbeat(beat).await);
+        let dereg = pb::DeregisterExecutorRequest { executor_id: victim };
+        assert_refused(&format!("deregistering executor {victim}"), &who, code, c.deregister_executor(dereg).await);
+        for _ in 0..3 {
+            assert_refused("ResignLeader", &who, code, c.resign_leader(pb::ResignLeaderRequest {}).await);
+        }
+    }
+
+    // 3. Where etcd is (and then, etcd having no auth of its own, any key).
+    for (who, code) in [(Who::Nobody, Anonymous), (Who::Token("admin"), Denied), (admin_cert.clone(), Denied)] {
+        let mut c = DiscoveryClient::new(forger(cluster, &leader.address, &who).await);
+        assert_refused("QueryMetaStore", &who, code, c.query_meta_store(pb::QueryMetaStoreRequest {}).await);
+    }
+    let mut c = DiscoveryClient::new(forger(cluster, &leader.address, &other_cert).await);
+    c.query_meta_store(pb::QueryMetaStoreRequest {}).await.expect("an executor asks where the metastore is");
+
+    // 4. Dispatches straight to the executor hosting the job master: a second job master for the running job (a
+    // newer incarnation, which would fence the real one), a worker of it, and a confirmation of either. The
+    // executors take no tokens (only the masters have the tokens file): a token is an unknown identity there.
+    let dispatch = |kind: pb::TaskKind, task: &str| pb::PreDispatchTaskRequest {
+        task_id: task.into(),
+        kind: kind as i32,
+        task_type: "fake".into(),
+        task_config: config.clone().into_bytes(),
+        job_id: id.into(),
+        epoch: job.epoch + 1,
+        master_id: id.into(),
+        master_address: leader.address.clone(),
+        master_epoch: leader.leader_epoch,
+        leader_epoch: leader.leader_epoch,
+        request_id: "forged-request".into(),
+        cost: 1,
+        timing: Some(foreman::rpc::timing_to_wire(&foreman::core::timing::HeartbeatTiming::worker_default())),
+        executor_id: host.id,
+    };
+    let worker = format!("{id}/w0");
+    for (who, kind, code) in [
+        (Who::Nobody, pb::TaskKind::JobMaster, Anonymous),
+        (Who::Nobody, pb::TaskKind::Worker, Anonymous),
+        (Who::Token("admin"), pb::TaskKind::JobMaster, Anonymous),
+        (admin_cert.clone(), pb::TaskKind::JobMaster, Denied),
+        (admin_cert.clone(), pb::TaskKind::Worker, Denied),
+        (other_cert.clone(), pb::TaskKind::JobMaster, Denied),
+    ] {
+        let task = if kind == pb::TaskKind::JobMaster { id } else { worker.as_str() };
+        let mut c = ExecutorServiceClient::new(forger(cluster, &host.address, &who).await);
+        assert_refused(
+            &format!("dispatching {kind:?} {task}"),
+            &who,
+            code,
+            c.pre_dispatch_task(dispatch(kind, task)).await,
+        );
+    }
+    for (who, code) in [(Who::Nobody, Anonymous), (Who::Token("admin"), Anonymous), (admin_cert.clone(), Denied)] {
+        let mut c = ExecutorServiceClient::new(forger(cluster, &host.address, &who).await);
+        let confirm = pb::ConfirmDispatchTaskRequest { task_id: id.into(), request_id: "forged-request".into() };
+        assert_refused("ConfirmDispatchTask", &who, code, c.confirm_dispatch_task(confirm).await);
+    }
+
+    // 5. A worker's report to its job master, at the executor hosting it.
+    let finished = pb::ReportWorkerStatusRequest {
+        master_id: id.into(),
+        master_epoch: job.epoch,
+        worker_id: worker.clone(),
+        worker_epoch: 0,
+        status: Some(pb::WorkerStatus { state: pb::WorkerState::Finished as i32, ..Default::default() }),
+        progress: String::new(),
+    };
+    for (who, code) in [(Who::Nobody, Anonymous), (Who::Token("admin"), Anonymous), (admin_cert.clone(), Denied)] {
+        let mut c = FrameworkClient::new(forger(cluster, &host.address, &who).await);
+        assert_refused(
+            &format!("a Finished report for worker {worker}"),
+            &who,
+            code,
+            c.report_worker_status(finished.clone()).await,
+        );
+        let beat = pb::WorkerHeartbeatRequest { master_id: id.into(), worker_id: worker.clone(), ..Default::default() };
+        assert_refused(&format!("a heartbeat for worker {worker}"), &who, code, c.worker_heartbeat(beat).await);
+    }
+
+    // Nothing changed: the job still runs under the same incarnation, then finishes exactly.
+    let now: JobView = until(cluster, &["job", "get", id], SETTLE_MAX, |_| true).await;
+    assert_eq!((now.state.as_str(), now.epoch, now.executor_id), ("running", job.epoch, job.executor_id),
+        "{id} must still be running under its job master as the forgeries end (if it finished already, raise its target): {now:?}");
+    let done: JobView = until(cluster, &["job", "get", id], FINISH_MAX, |j: &JobView| j.state != "running").await;
+    assert_eq!((done.state.as_str(), done.restarts, done.epoch), ("finished", 0, job.epoch), "{done:?}");
+    let meta = foreman::meta::MetaStore::etcd(&[etcd.to_owned()], &cluster.cluster, Duration::from_secs(5))
+        .await
+        .unwrap_or_else(|e| panic!("cannot open the metastore at {etcd}: {e}"));
+    let found = common::checkpoints(&meta, id).await.unwrap_or_else(|e| panic!("{e}"));
+    let problems = common::checkpoint_problems(id, &found, workers, target, true);
+    assert!(problems.is_empty(), "{problems:?}");
+    eprintln!("{id} finished exactly: {found:?}");
+    let after: ExecutorListView = until(cluster, &["cluster", "executors"], SETTLE_MAX, |_| true).await;
+    let seen = |l: &ExecutorListView| {
+        l.executors.iter().map(|e| (e.id, e.name.clone(), e.capacity, e.status.clone())).collect::<Vec<_>>()
+    };
+    let mut expected = seen(executors);
+    expected.iter_mut().for_each(|e| e.3 = "online".into());
+    assert_eq!(seen(&after), expected, "the executors must be the same two, online");
+    let now: common::LeaderView = until(cluster, &["cluster", "leader"], SETTLE_MAX, |_| true).await;
+    assert_eq!((now.name.as_str(), now.leader_epoch), (leader.name.as_str(), leader.leader_epoch), "{now:?}");
 }
 
 /// `foreman <args>` with the CA (when the cluster has TLS) and the token of `user` (none: no token at all), JSON

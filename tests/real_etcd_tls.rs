@@ -143,10 +143,22 @@ fn assert_mentions(text: &str, words: &[&str]) {
 /// `foreman master` flags that would start a master on a free port with `etcd`, in a cluster of its own.
 fn master_args(etcd: &str, extra: &[String]) -> Vec<String> {
     let port = hold_ports(1).pop().expect("a port").local_addr().unwrap().to_string();
-    let mut args: Vec<String> =
-        ["master", "--name", "refused", "--addr", &port, "--http-addr", "", "--cluster", "refused", "--etcd", etcd]
-            .map(String::from)
-            .to_vec();
+    let mut args: Vec<String> = [
+        "master",
+        "--insecure",
+        "--name",
+        "refused",
+        "--addr",
+        &port,
+        "--http-addr",
+        "",
+        "--cluster",
+        "refused",
+        "--etcd",
+        etcd,
+    ]
+    .map(String::from)
+    .to_vec();
     args.extend_from_slice(extra);
     args
 }
@@ -292,7 +304,9 @@ async fn etcd_with_tls_and_users() {
     );
     let port = hold_ports(1).pop().unwrap().local_addr().unwrap().to_string();
     let mut executor: Vec<String> =
-        ["executor", "--name", "loose", "--addr", &port, "--join", "127.0.0.1:1"].map(String::from).to_vec();
+        ["executor", "--insecure", "--name", "loose", "--addr", &port, "--join", "127.0.0.1:1"]
+            .map(String::from)
+            .to_vec();
     executor.extend(user_args(&loose));
     let out = refused_start(&executor).await;
     assert_mentions(&out, &["--etcd-password-file", "a password file must be readable by its owner only", "chmod 600"]);

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{foreman, query, ExecutorListView, JobListView, JobView, POLL};
+use common::{ExecutorListView, JobListView, JobView, LeaderView, POLL};
 
 /// How long a standalone process may take to print its banner and serve.
 const START_MAX: Duration = Duration::from_secs(20);
@@ -42,6 +42,25 @@ const ONE_STEP_FINISH_MAX: Duration = Duration::from_secs(60);
 const SLOTS_BACK_MAX: Duration = Duration::from_secs(5);
 /// How long the leader may take to say why a job waits: a few passes of its loop (500 ms).
 const WAITING_MAX: Duration = Duration::from_secs(5);
+
+/// The `HOME` of every standalone and CLI this test binary runs: a secure standalone leaves its profile there (one
+/// file per master address, so the tests' standalones on their own ports do not meet), and the CLI finds it there,
+/// with no flag, as a newcomer's does. Never the real home: a test must not write into it.
+fn home() -> PathBuf {
+    let home = std::env::temp_dir().join(format!("foreman-standalone-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).expect("create the test HOME");
+    home
+}
+
+/// `foreman <args>` as the user who started the standalones (its `HOME`, [`home`]).
+async fn foreman(args: &[&str]) -> common::Run {
+    common::foreman_in(Some(&home()), args).await
+}
+
+/// `foreman <args> --master <master> --output json`, parsed, as the user who started the standalones.
+async fn query<T: serde::de::DeserializeOwned>(master: &str, args: &[&str]) -> Result<T, String> {
+    common::query_in(Some(&home()), master, args).await
+}
 
 /// One `foreman standalone` process on free loopback ports.
 struct Standalone {
@@ -80,14 +99,21 @@ impl Ports {
 impl Standalone {
     /// Starts `foreman standalone` on `dir` and waits for its banner; the banner's text.
     fn start(dir: &Path, ports: Ports, log: &Path) -> (Standalone, String) {
+        Standalone::start_with(dir, ports, log, &[])
+    }
+
+    /// [`Standalone::start`] with more flags.
+    fn start_with(dir: &Path, ports: Ports, log: &Path, extra: &[&str]) -> (Standalone, String) {
         let master = format!("127.0.0.1:{}", ports.master);
         let mut child = Command::new(env!("CARGO_BIN_EXE_foreman"))
             .args(["standalone", "--data-dir"])
             .arg(dir.join("data"))
             .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports.http)])
             .args(["--executor-port", &ports.executors.to_string()])
+            .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
+            .env("HOME", home())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(File::options().create(true).append(true).open(log).expect("open the log"))
@@ -97,7 +123,7 @@ impl Standalone {
         // process: it ends when the process does).
         let stdout = child.stdout.take().expect("piped stdout");
         let mut banner = String::new();
-        for line in BufReader::new(stdout).lines().take(5) {
+        for line in BufReader::new(stdout).lines().take(8) {
             let line = line.unwrap_or_default();
             banner.push_str(&line);
             banner.push('\n');
@@ -151,7 +177,7 @@ fn scratch(label: &str) -> PathBuf {
 async fn await_ready(master: &str) {
     let started = Instant::now();
     loop {
-        match common::leader(master).await {
+        match query::<LeaderView>(master, &["cluster", "leader"]).await {
             Ok(l) if l.leader_epoch > 0 => return,
             Ok(_) => {}
             Err(e) => assert!(started.elapsed() < START_MAX, "standalone at {master} never served: {e}"),
@@ -479,4 +505,114 @@ async fn bad_standalone_flags_say_what_to_fix_and_start_nothing() {
         assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
         assert!(run.stderr.contains(says), "{args:?}: {:?} does not say {says:?}", run.stderr);
     }
+}
+
+/// The mode bits of `path` that say who may read it.
+fn mode_of(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standalone_is_secure_with_no_set_up_and_refuses_strangers() {
+    let dir = scratch("secure");
+    let log = dir.join("standalone.log");
+    let ports = Ports::new();
+    let (mut node, banner) = Standalone::start(&dir, ports, &log);
+    eprint!("{banner}");
+    assert!(banner.contains("security: TLS, and every call needs a token"), "{banner}");
+    assert!(banner.contains("this user's CLI finds them"), "{banner}");
+    await_ready(&node.master).await;
+    let master = node.master.clone();
+
+    // Its secrets: owner-only, and the CLI of the same user was told where they are.
+    let security = dir.join("data/security");
+    assert_eq!(mode_of(&dir.join("data")), 0o700, "the data directory holds job configurations");
+    assert_eq!(mode_of(&security), 0o700);
+    for f in ["ca.pem", "ca-key.pem", "tokens", "admin.token"] {
+        assert_eq!(mode_of(&security.join(f)), 0o600, "{f}");
+    }
+    let profile = home().join(".config/foreman/standalone").join(format!("127.0.0.1_{}.toml", ports.master));
+    assert_eq!(mode_of(&profile), 0o600, "{}", profile.display());
+
+    // The same user's CLI, no flag but the address: a job runs (await_ready already read the leader so).
+    let run = foreman(&[
+        "job", "create", "--id", "secure", "--type", "fake", "--config", ONE_STEP, "--wait", "--master", &master,
+    ])
+    .await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+
+    // Another user (another HOME, no profile): plain text to a TLS port gets nothing, and says what to give.
+    let stranger = dir.join("stranger");
+    std::fs::create_dir_all(&stranger).expect("create the stranger's HOME");
+    let as_stranger = |extra: &[&str]| {
+        let mut args = vec!["job", "list", "--master", master.as_str(), "--timeout", "3s"];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let stranger = stranger.clone();
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::foreman_in(Some(&stranger), &args).await
+        }
+    };
+    let run = as_stranger(&[]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("give the CLI --tls-ca"), "{}", run.stderr);
+    // With the CA but no token: refused, as anyone would be on loopback.
+    let ca = security.join("ca.pem").display().to_string();
+    let run = as_stranger(&["--tls-ca", &ca]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("UNAUTHENTICATED"), "{}", run.stderr);
+    // With a token that is not the cluster's: refused.
+    let forged = stranger.join("token");
+    std::fs::write(&forged, format!("foreman_{}\n", "0".repeat(64))).expect("write a forged token");
+    std::fs::set_permissions(&forged, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+    let forged = forged.display().to_string();
+    let run = as_stranger(&["--tls-ca", &ca, "--token-file", &forged]).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("not known to this cluster"), "{}", run.stderr);
+    // With the CA and the admin token, given as the banner says: served.
+    let token = security.join("admin.token").display().to_string();
+    let run = as_stranger(&["--tls-ca", &ca, "--token-file", &token]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stdout.contains("secure"), "{run:?}");
+
+    // The HTTP API: a token or nothing.
+    let http = format!("127.0.0.1:{}", ports.http);
+    let (code, body) = common::http_get(&http, "/api/v1/jobs").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 401, "{body}");
+    let bearer = format!("Authorization: Bearer {}", std::fs::read_to_string(&token).expect("the token").trim());
+    let (code, body) = common::http_get_with(&http, "/api/v1/jobs", &[&bearer]).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"secure\""), "{body}");
+
+    // A secret others may read is refused at the next start, saying what to run.
+    let (code, _) = node.terminate().await;
+    assert_eq!(code, Some(0));
+    let admin = security.join("admin.token");
+    std::fs::set_permissions(&admin, std::os::unix::fs::PermissionsExt::from_mode(0o644)).expect("chmod");
+    let run = refused_start(&dir).await;
+    assert_eq!(run.code, Some(1), "{run:?}");
+    assert!(run.stderr.contains("chmod 600") && run.stderr.contains("admin.token"), "{}", run.stderr);
+    std::fs::set_permissions(&admin, std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("chmod");
+
+    // The same data directory again: the same CA and token (the stranger's flags still work).
+    let (node, _) = Standalone::start(&dir, ports, &log);
+    await_ready(&node.master).await;
+    let run = as_stranger(&["--tls-ca", &ca, "--token-file", &token]).await;
+    assert_eq!(run.code, Some(0), "after a restart: {run:?}");
+    drop(node);
+
+    // --insecure, asked for: plain text, no token, and the CLI's profile is gone (a CLI trusting the CA could not
+    // reach a plain-text port).
+    let (node, banner) = Standalone::start_with(&dir, ports, &log, &["--insecure"]);
+    assert!(banner.contains("security: none (--insecure)"), "{banner}");
+    assert!(!profile.exists(), "the profile of the secure standalone is still there");
+    await_ready(&node.master).await;
+    let run = as_stranger(&[]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let (code, body) = common::http_get(&http, "/api/v1/jobs").await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200, "{body}");
+    drop(node);
+    let _ = std::fs::remove_dir_all(&dir);
 }

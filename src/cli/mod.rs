@@ -109,13 +109,36 @@ impl ClientFlags {
         Ok(Client::new(masters, self.timeout)?.with_token(self.token()?))
     }
 
-    /// The token this command sends, if it has one ([`token`] says where it is looked for).
+    /// The token this command sends, if it has one: `--token-file` (or `$FOREMAN_TOKEN_FILE`), else the admin
+    /// token of a `foreman standalone` at the first --master address that has a profile ([`Self::profile`]),
+    /// else `~/.config/foreman/token` if it exists ([`token`]).
     pub fn token(&self) -> Result<Option<String>, CliError> {
         let home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+        if self.token_file.is_none() {
+            if let Some(p) = self.profile()? {
+                return token::read_token(&p.token_file, true).map(Some).map_err(CliError::Usage);
+            }
+        }
         match token::token_path(self.token_file.as_deref(), home.as_deref()) {
             Some((path, given)) => token::read_token(&path, given).map(Some).map_err(CliError::Usage),
             None => Ok(None),
         }
+    }
+
+    /// What a `foreman standalone` of this user left for the CLI (its CA and admin token file) at the first
+    /// --master address that has one, when no TLS flag is given.
+    pub fn profile(&self) -> Result<Option<crate::config::ClientProfile>, CliError> {
+        let flags = &self.tls;
+        if flags.tls_ca.is_some() || flags.tls_cert.is_some() || flags.tls_key.is_some() {
+            return Ok(None);
+        }
+        let Some(home) = std::env::var_os("HOME").map(std::path::PathBuf::from) else { return Ok(None) };
+        for m in &self.masters {
+            if let Some(p) = crate::config::ClientProfile::find(&home, m.as_str()).map_err(CliError::Usage)? {
+                return Ok(Some(p));
+            }
+        }
+        Ok(None)
     }
 
     /// Sets up this process's TLS from `--tls-ca`, `--tls-cert` and `--tls-key`: all three (a user's certificate
@@ -124,6 +147,9 @@ impl ClientFlags {
     pub fn set_up_tls(&self) -> Result<(), CliError> {
         let mut config = crate::config::TlsConfig::default();
         self.tls.apply(&mut config);
+        if let Some(p) = self.profile()? {
+            return crate::rpc::tls::set_up_ca_only(&p.ca).map_err(CliError::Usage);
+        }
         if let (Some(ca), None, None) = (&config.ca, &config.cert, &config.key) {
             return crate::rpc::tls::set_up_ca_only(ca).map_err(CliError::Usage);
         }

@@ -8,12 +8,10 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
-    SanType,
-};
+use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 
 use crate::core::auth::Principal;
+use crate::rpc::tls::{set_validity, Ca};
 
 /// What to make.
 #[derive(Clone, Debug, clap::Args)]
@@ -46,9 +44,6 @@ pub struct InitFlags {
 /// The common name of foreman's etcd client certificate: with etcd's `--client-cert-auth` and authentication on, the
 /// etcd user the certificate stands for.
 pub const ETCD_CLIENT_USER: &str = "foreman";
-
-/// The longest validity rcgen is asked for: ten years, for a cluster CA and its processes (no rotation yet).
-const VALID_DAYS: i64 = 3650;
 
 /// Writes the CA and the certificates; returns what to print (the flags each process needs).
 pub fn init(flags: &InitFlags) -> Result<String, String> {
@@ -106,35 +101,18 @@ pub fn init(flags: &InitFlags) -> Result<String, String> {
         return Ok(out);
     }
 
-    let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
-    let ca_key = KeyPair::generate().map_err(|e| fail("the CA key", e))?;
-    let mut ca_params = CertificateParams::default();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.distinguished_name.push(DnType::CommonName, format!("foreman {} CA", flags.cluster));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    set_validity(&mut ca_params);
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| fail("the CA certificate", e))?;
-    write_private(&dir.join("ca.pem"), &ca_cert.pem())?;
-    write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let ca = Ca::new(&format!("foreman {} CA", flags.cluster))?;
+    write_private(&dir.join("ca.pem"), ca.cert_pem())?;
+    write_private(&dir.join("ca-key.pem"), ca.key_pem())?;
 
     let _ = writeln!(out, "wrote the CA of cluster {} to {}; keep ca-key.pem offline", flags.cluster, dir.display());
     let _ =
         writeln!(out, "each process's flags (with its usual --addr, --etcd, --join; the CLI's work with any command):");
     for p in &who {
-        let uri = crate::rpc::tls::san_uri(&flags.cluster, p);
-        let mut params = CertificateParams::new(hosts.clone()).map_err(|e| fail(&uri, e))?;
-        let ia5 = uri.clone().try_into().map_err(|e| fail(&uri, e))?;
-        params.subject_alt_names.push(SanType::URI(ia5));
-        params.distinguished_name.push(DnType::CommonName, p.to_string());
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
-        set_validity(&mut params);
-        let key = KeyPair::generate().map_err(|e| fail(&uri, e))?;
-        let cert = params.signed_by(&key, &issuer).map_err(|e| fail(&uri, e))?;
+        let (cert, key) = ca.issue(&flags.cluster, p, &hosts)?;
         let (cert_file, key_file) = file_names(dir, p);
-        write_private(&cert_file, &cert.pem())?;
-        write_private(&key_file, &key.serialize_pem())?;
+        write_private(&cert_file, &cert)?;
+        write_private(&key_file, &key)?;
         let name_flag = match p {
             Principal::Master(n) => format!("foreman master --cluster {} --name {n}", flags.cluster),
             Principal::Executor(n) => format!("foreman executor --name {n}"),
@@ -160,16 +138,9 @@ const ETCD_FILES: [&str; 6] = ["ca.pem", "ca-key.pem", "server.pem", "server-key
 fn etcd_init(dir: &Path, hosts: &[String]) -> Result<String, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
-    let ca_key = KeyPair::generate().map_err(|e| fail("the etcd CA key", e))?;
-    let mut ca_params = CertificateParams::default();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.distinguished_name.push(DnType::CommonName, "foreman etcd CA");
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    set_validity(&mut ca_params);
-    let ca_cert = ca_params.self_signed(&ca_key).map_err(|e| fail("the etcd CA certificate", e))?;
-    write_private(&dir.join("ca.pem"), &ca_cert.pem())?;
-    write_private(&dir.join("ca-key.pem"), &ca_key.serialize_pem())?;
-    let issuer = Issuer::new(ca_params, ca_key);
+    let ca = Ca::new("foreman etcd CA")?;
+    write_private(&dir.join("ca.pem"), ca.cert_pem())?;
+    write_private(&dir.join("ca-key.pem"), ca.key_pem())?;
     // etcd's certificate also serves it as a client of itself (its gRPC gateway), hence client auth too.
     for (stem, names, cn, usages) in [
         (
@@ -186,7 +157,7 @@ fn etcd_init(dir: &Path, hosts: &[String]) -> Result<String, String> {
         params.extended_key_usages = usages;
         set_validity(&mut params);
         let key = KeyPair::generate().map_err(|e| fail(stem, e))?;
-        let cert = params.signed_by(&key, &issuer).map_err(|e| fail(stem, e))?;
+        let cert = params.signed_by(&key, ca.issuer()).map_err(|e| fail(stem, e))?;
         write_private(&dir.join(format!("{stem}.pem")), &cert.pem())?;
         write_private(&dir.join(format!("{stem}-key.pem")), &key.serialize_pem())?;
     }
@@ -214,12 +185,6 @@ fn etcd_init(dir: &Path, hosts: &[String]) -> Result<String, String> {
 fn file_names(dir: &Path, p: &Principal) -> (PathBuf, PathBuf) {
     let stem = p.to_string().replace('/', "-");
     (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}-key.pem")))
-}
-
-fn set_validity(params: &mut CertificateParams) {
-    let now = time::OffsetDateTime::now_utc();
-    params.not_before = now - time::Duration::hours(1);
-    params.not_after = now + time::Duration::days(VALID_DAYS);
 }
 
 /// Writes a new file readable by its owner only; refuses an existing one.

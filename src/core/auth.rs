@@ -424,7 +424,16 @@ pub fn authorize(principal: &Principal, action: &Action, mode: Mode) -> Result<(
     let allowed = match (principal, action) {
         (Principal::Executor(me), Action::RegisterExecutor { name }) => {
             if me != name {
-                return Err(not_yours(format!("the name {}", quote(name)), name, me));
+                // Who the caller is names the executor: no other name is its to register under.
+                return Err(Denied {
+                    code: DeniedCode::PermissionDenied,
+                    missing: format!(
+                        "{} needs {}: this caller is executor {}, and may register under that name only",
+                        call(action),
+                        who(action),
+                        quote(me)
+                    ),
+                });
             }
             true
         }
@@ -704,6 +713,12 @@ mod tests {
         // A job the caller may not read is answered as a missing one, word for word.
         let d = authorize(&u("s", "b=submit"), &job(Role::Read, Some("a")), Mode::Checked).unwrap_err();
         assert_eq!(d.missing, crate::core::job::JobError::NotFound { id: JobId::parse("j").unwrap() }.to_string());
+        let d = authorize(&e("e1"), &Action::RegisterExecutor { name: "rogue".into() }, Mode::Checked).unwrap_err();
+        assert_eq!(
+            d.missing,
+            "registering executor \"rogue\" needs an executor registering under its own name: this caller is executor \
+             \"e1\", and may register under that name only"
+        );
         let d = authorize(&e("e1"), &report(Some("e2")), Mode::Checked).unwrap_err();
         assert!(d.missing.contains("the job master of job \"j\" belongs to executor \"e2\""), "{}", d.missing);
     }

@@ -8,6 +8,7 @@ pub mod agent;
 pub mod auth;
 pub mod backoff;
 pub mod dispatcher;
+pub mod duration;
 pub mod fence;
 pub mod ids;
 pub mod invariants;

@@ -33,6 +33,10 @@ pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Re
         addr: cfg.addr.clone(),
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10340"),
     })?;
+    cfg.tls.require("executor").map_err(ExecutorCmdError::Config)?;
+    if cfg.tls.insecure {
+        warn!("--insecure: plain text, and no caller is proven; anyone who reaches {} may act as any node", cfg.addr);
+    }
     let me = crate::core::auth::Principal::Executor(cfg.name.clone());
     if crate::rpc::tls::set_up(cfg.tls.files(), |t| t.expect(&me, None)).map_err(ExecutorCmdError::Config)? {
         info!("mutual TLS on: gRPC peers need a certificate from the cluster CA; calls are checked by role");

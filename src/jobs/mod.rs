@@ -13,6 +13,7 @@
 //! `fail_terminal` terminally), `panic_at` (each worker panics at that step), `restarts_max` (restarts in a row
 //! without progress before its job fails), `master_panics` (the job master's logic panics as it starts).
 
+pub mod exec;
 pub mod fake;
 
 pub use crate::framework::api::ConfigProblem;

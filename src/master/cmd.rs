@@ -133,6 +133,10 @@ pub async fn run_with(flags: &MasterFlags, types: crate::jobs::JobTypes) -> Resu
         addr: cfg.addr.clone(),
         reason: format!("{e}; expected host:port with an IP address, e.g. 127.0.0.1:10240"),
     })?;
+    cfg.tls.require("master").map_err(MasterCmdError::Config)?;
+    if cfg.tls.insecure {
+        warn!("--insecure: plain text, and no caller is proven; anyone who reaches {} may act as any node", cfg.addr);
+    }
     let me = crate::core::auth::Principal::Master(cfg.name.clone());
     if crate::rpc::tls::set_up(cfg.tls.files(), |t| t.expect(&me, Some(&cfg.cluster)))
         .map_err(MasterCmdError::Config)?

@@ -303,7 +303,13 @@ impl Durable {
         dir: &Path,
         backend: impl FnOnce(FileBackend) -> B,
     ) -> Result<(Durable, Kv), MetaError> {
-        fs::create_dir_all(dir).map_err(|e| io_error(dir, "cannot create the data directory", e))?;
+        // Owner-only when made here: job records hold their configurations, which other local users have no
+        // business reading. An existing directory keeps the mode its owner gave it.
+        let mut builder = fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir).map_err(|e| io_error(dir, "cannot create the data directory", e))?;
         let lock = lock_dir(dir)?;
         let path = dir.join(DB);
         let manifest_path = dir.join(MANIFEST);

@@ -87,10 +87,19 @@ impl Identity {
         r
     }
 
-    /// Makes `request` say who sends it: in the simulation, the identity entry; in production, nothing (no TLS
-    /// yet, so nothing the callee could believe).
+    /// Makes `request` say who sends it: in the simulation, the identity entry; in production, the node's token
+    /// when its process gave it one ([`crate::rpc::tokens::install_nodes`], `foreman standalone`), else nothing (a
+    /// process with a certificate of its own says who it is with it).
     pub fn stamp<T>(&self, request: &mut Request<T>) {
-        if !cfg!(madsim) || self.principal == Principal::Anonymous {
+        if !cfg!(madsim) {
+            if let Some(token) = crate::rpc::tokens::node_token_of(&self.principal) {
+                if let Ok(v) = MetadataValue::try_from(format!("Bearer {token}")) {
+                    request.metadata_mut().insert(AUTHORIZATION_KEY, v);
+                }
+            }
+            return;
+        }
+        if self.principal == Principal::Anonymous {
             return;
         }
         // A principal's text is printable ASCII (its parse checks the name), so it is always a valid value.
@@ -183,6 +192,9 @@ fn token_principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
         return Ok(Principal::Anonymous);
     }
     let token = crate::rpc::tokens::bearer(v.as_bytes()).map_err(|e| Reason::Unauthenticated.status(e))?;
+    if let Some(node) = crate::rpc::tokens::node_of(token) {
+        return Ok(node);
+    }
     let Some(file) = crate::rpc::tokens::installed() else {
         return Err(Reason::Unauthenticated.status(
             "this process takes no tokens: the masters need a tokens file ([auth] tokens, --auth-tokens) for a \

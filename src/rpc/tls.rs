@@ -31,6 +31,90 @@ pub fn san_uri(cluster: &str, principal: &Principal) -> String {
     format!("{SAN_SCHEME}{cluster}/{principal}")
 }
 
+/// How long the certificates made here are valid: ten years, for a cluster CA and its processes (no rotation
+/// yet).
+const VALID_DAYS: i64 = 3650;
+
+/// Sets the validity of a certificate about to be made: from an hour ago (clocks differ a little) for ten years.
+pub fn set_validity(params: &mut rcgen::CertificateParams) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(VALID_DAYS);
+}
+
+/// A certificate authority that issues the certificates of a cluster's processes (`foreman tls init`, and
+/// `foreman standalone`'s own).
+pub struct Ca {
+    cert_pem: String,
+    key_pem: String,
+    issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+}
+
+impl Ca {
+    /// A new CA (an ECDSA P-256 key, path length 0) with `common_name`.
+    pub fn new(common_name: &str) -> Result<Ca, String> {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+        let fail = |what: &str, e: rcgen::Error| format!("cannot make {what}: {e}");
+        let key = KeyPair::generate().map_err(|e| fail("the CA key", e))?;
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.distinguished_name.push(DnType::CommonName, common_name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        set_validity(&mut params);
+        let cert = params.self_signed(&key).map_err(|e| fail("the CA certificate", e))?;
+        let key_pem = key.serialize_pem();
+        Ok(Ca { cert_pem: cert.pem(), key_pem, issuer: rcgen::Issuer::new(params, key) })
+    }
+
+    /// The CA of a certificate and its key, as [`Ca::cert_pem`] and [`Ca::key_pem`] gave them.
+    pub fn from_pem(cert_pem: &str, key_pem: &str) -> Result<Ca, String> {
+        let key = rcgen::KeyPair::from_pem(key_pem).map_err(|e| format!("not a private key: {e}"))?;
+        let der = first_der(cert_pem.as_bytes())?;
+        {
+            use rcgen::PublicKeyData as _;
+            let spki =
+                x509_parser::parse_x509_certificate(&der).map(|(_, c)| c.tbs_certificate.subject_pki.raw.to_vec());
+            if spki.map_err(|e| format!("not an X.509 certificate: {e}"))? != key.subject_public_key_info() {
+                return Err("the CA key is not the CA certificate's".to_owned());
+            }
+        }
+        let issuer =
+            rcgen::Issuer::from_ca_cert_pem(cert_pem, key).map_err(|e| format!("not a CA certificate: {e}"))?;
+        Ok(Ca { cert_pem: cert_pem.to_owned(), key_pem: key_pem.to_owned(), issuer })
+    }
+
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
+    }
+
+    /// What signs certificates of other shapes (etcd's).
+    pub fn issuer(&self) -> &rcgen::Issuer<'static, rcgen::KeyPair> {
+        &self.issuer
+    }
+
+    /// A certificate and key (PEM) for `principal` of `cluster`, naming it in its SAN URI ([`san_uri`]) and with
+    /// DNS/IP SANs for `hosts`, for server and client authentication.
+    pub fn issue(&self, cluster: &str, principal: &Principal, hosts: &[String]) -> Result<(String, String), String> {
+        use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose, SanType};
+        let uri = san_uri(cluster, principal);
+        let fail = |e: rcgen::Error| format!("cannot make {uri}: {e}");
+        let mut params = CertificateParams::new(hosts.to_vec()).map_err(fail)?;
+        let ia5 = uri.clone().try_into().map_err(fail)?;
+        params.subject_alt_names.push(SanType::URI(ia5));
+        params.distinguished_name.push(DnType::CommonName, principal.to_string());
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        set_validity(&mut params);
+        let key = KeyPair::generate().map_err(fail)?;
+        let cert = params.signed_by(&key, &self.issuer).map_err(fail)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+}
+
 /// A process's TLS material, read and checked at start.
 #[derive(Clone, Debug)]
 pub struct Tls {
@@ -39,6 +123,9 @@ pub struct Tls {
     key: Vec<u8>,
     cluster: String,
     me: Principal,
+    /// Whether channels present `cert` as the client's certificate (a process whose nodes say who they are with
+    /// node tokens, `foreman standalone`, serves with it but calls without it).
+    present: bool,
 }
 
 impl Tls {
@@ -88,7 +175,23 @@ impl Tls {
                 ));
             }
         }
-        Ok(Some(Tls { ca: ca_pem, cert: cert_pem, key: key_pem, cluster, me }))
+        Ok(Some(Tls { ca: ca_pem, cert: cert_pem, key: key_pem, cluster, me, present: true }))
+    }
+
+    /// A server's TLS made in memory (`foreman standalone`: its CA and a certificate issued at start): servers use
+    /// the certificate; channels trust the CA and present no certificate (its nodes say who they are with node
+    /// tokens, [`crate::rpc::identity::install_node_tokens`]).
+    pub fn serving_only(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Tls, String> {
+        let der = first_der(cert_pem.as_bytes())?;
+        let (cluster, me) = name_of_cert(&der)?;
+        Ok(Tls {
+            ca: ca_pem.as_bytes().to_vec(),
+            cert: cert_pem.as_bytes().to_vec(),
+            key: key_pem.as_bytes().to_vec(),
+            cluster,
+            me,
+            present: false,
+        })
     }
 
     /// The cluster this process's certificate names; a peer must name the same.
@@ -116,7 +219,7 @@ impl Tls {
     /// the CA.
     pub fn client(&self) -> ClientTlsConfig {
         let config = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&self.ca));
-        if self.cert.is_empty() {
+        if self.cert.is_empty() || !self.present {
             return config;
         }
         config.identity(TlsIdentity::from_pem(&self.cert, &self.key))
@@ -126,7 +229,7 @@ impl Tls {
     pub fn ca_only(ca: &Path) -> Result<Tls, String> {
         let pem = std::fs::read(ca).map_err(|e| format!("--tls-ca {}: cannot read: {e}", ca.display()))?;
         first_der(&pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
-        Ok(Tls { ca: pem, cert: vec![], key: vec![], cluster: String::new(), me: Principal::Anonymous })
+        Ok(Tls { ca: pem, cert: vec![], key: vec![], cluster: String::new(), me: Principal::Anonymous, present: false })
     }
 
     /// Checks that this process's certificate is for `role`/`name` (and, when given, `cluster`): a process whose
@@ -293,8 +396,14 @@ mod tests {
 
     #[test]
     fn a_process_runs_only_with_its_own_certificate() {
-        let tls =
-            Tls { ca: vec![], cert: vec![], key: vec![], cluster: "c1".into(), me: Principal::Executor("e1".into()) };
+        let tls = Tls {
+            ca: vec![],
+            cert: vec![],
+            key: vec![],
+            cluster: "c1".into(),
+            me: Principal::Executor("e1".into()),
+            present: true,
+        };
         tls.expect(&Principal::Executor("e1".into()), None).unwrap();
         let e = tls.expect(&Principal::Executor("e2".into()), None).unwrap_err();
         assert!(e.contains("names executor/e1 but this process is executor/e2"), "{e}");

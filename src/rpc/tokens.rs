@@ -271,6 +271,43 @@ pub fn add(path: &Path, name: &str, grants: &[GrantLine]) -> Result<String, Stri
     Ok(token)
 }
 
+/// The nodes of a process that say who they are with a token instead of a certificate of their own: `foreman
+/// standalone`, whose master and executors share one process (and so one TLS identity, [`crate::rpc::tls`]) but
+/// must each be held to their own role and id. Each node gets a token drawn at start, held in memory only, that its
+/// calls carry as their bearer token ([`crate::rpc::identity::Identity::stamp`]) over TLS; a callee of the same
+/// process believes it. Nothing is written anywhere: the tokens die with the process.
+struct NodeTokens {
+    entries: Vec<(Principal, String, [u8; 32])>,
+}
+
+static NODES: OnceLock<NodeTokens> = OnceLock::new();
+
+/// Draws a token for each of `nodes` (masters and executors) and makes them this process's node tokens. Once per
+/// process.
+pub fn install_nodes(nodes: &[Principal]) -> Result<(), String> {
+    let mut entries = Vec::with_capacity(nodes.len());
+    for p in nodes {
+        if !matches!(p, Principal::Master(_) | Principal::Executor(_)) {
+            return Err(format!("{p}: only masters and executors get node tokens"));
+        }
+        let token = generate()?;
+        let digest = sha256(&token);
+        entries.push((p.clone(), token, digest));
+    }
+    NODES.set(NodeTokens { entries }).map_err(|_| "node tokens are already set up in this process".to_owned())
+}
+
+/// The token `node`'s calls carry, when this process gave it one.
+pub fn node_token_of(node: &Principal) -> Option<&'static str> {
+    NODES.get()?.entries.iter().find(|(p, _, _)| p == node).map(|(_, t, _)| t.as_str())
+}
+
+/// The node of this process whose token `token` is.
+pub fn node_of(token: &str) -> Option<Principal> {
+    let digest = sha256(token);
+    NODES.get()?.entries.iter().find(|(_, _, d)| *d == digest).map(|(p, _, _)| p.clone())
+}
+
 /// The token of a call: the `authorization` entry's `Bearer <token>`, if there is one; an error for one that is
 /// not a bearer token or too long.
 pub fn bearer(value: &[u8]) -> Result<&str, String> {
@@ -292,6 +329,34 @@ mod tests {
 
     fn grant(project: &str, role: &str) -> GrantLine {
         GrantLine { project: project.into(), role: role.into() }
+    }
+
+    /// The one test of this binary that installs node tokens (once per process), under names no other test uses.
+    #[test]
+    fn each_node_of_a_process_gets_its_own_token() {
+        let (m, e) = (Principal::Master("unit-node-m".into()), Principal::Executor("unit-node-e".into()));
+        install_nodes(&[m.clone(), e.clone()]).unwrap();
+        let (tm, te) = (node_token_of(&m).unwrap(), node_token_of(&e).unwrap());
+        assert_ne!(tm, te);
+        assert!(tm.starts_with(TOKEN_PREFIX) && bearer(format!("Bearer {tm}").as_bytes()) == Ok(tm));
+        assert_eq!((node_of(tm), node_of(te)), (Some(m.clone()), Some(e)));
+        assert_eq!(node_of("foreman_0000"), None);
+        assert_eq!(node_token_of(&Principal::Executor("another".into())), None);
+        assert!(install_nodes(&[m]).is_err(), "once per process");
+        // A node's calls carry its token (production; the simulation says who calls in its own entry).
+        let r = crate::rpc::identity::Identity::master("unit-node-m").request(());
+        let sent = r.metadata().get(crate::rpc::identity::AUTHORIZATION_KEY).map(|v| v.to_str().unwrap().to_owned());
+        if cfg!(madsim) {
+            assert_eq!(sent, None);
+        } else {
+            assert_eq!(sent, Some(format!("Bearer {tm}")));
+        }
+    }
+
+    #[test]
+    fn only_masters_and_executors_get_node_tokens() {
+        let e = install_nodes(&[Principal::user("ann")]).unwrap_err();
+        assert!(e.contains("only masters and executors"), "{e}");
     }
 
     fn temp(name: &str) -> PathBuf {

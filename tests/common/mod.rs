@@ -377,7 +377,8 @@ impl Cluster {
     pub fn spawn(&mut self, i: usize) {
         let join = self.master_addresses(None);
         let tls = match self.nodes[i].role {
-            _ if !self.options.tls => vec![],
+            // Plain text must be asked for: a master or executor without TLS refuses to start.
+            _ if !self.options.tls => vec!["--insecure".to_owned()],
             Role::Master => self.tls_args(&format!("master/{}", self.nodes[i].name)),
             Role::Executor { .. } => self.tls_args(&format!("executor/{}", self.nodes[i].name)),
         };
@@ -614,13 +615,19 @@ pub struct Run {
 
 /// Runs `foreman <args>` (off the async workers: it blocks until the child exits).
 pub async fn foreman(args: &[&str]) -> Run {
+    foreman_in(None, args).await
+}
+
+/// Runs `foreman <args>` with `home` as its `HOME` (where the CLI finds a standalone's profile), if given.
+pub async fn foreman_in(home: Option<&Path>, args: &[&str]) -> Run {
     let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let home = home.map(Path::to_owned);
     let output = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_foreman"))
-            .args(&args)
-            .env_remove("FOREMAN_MASTERS")
-            .env_remove("FOREMAN_TOKEN_FILE")
-            .output()
+        let mut command = Command::new(env!("CARGO_BIN_EXE_foreman"));
+        if let Some(home) = home {
+            command.env("HOME", home);
+        }
+        command.args(&args).env_remove("FOREMAN_MASTERS").env_remove("FOREMAN_TOKEN_FILE").output()
     })
     .await
     .expect("the blocking task")
@@ -676,7 +683,16 @@ pub async fn http_call(address: &str, method: &str, path: &str, headers: &[&str]
 /// Runs `foreman <args> --master <masters> --output json --timeout CLI_TIMEOUT` and parses its output as `T`:
 /// the view, or why there is none.
 pub async fn query<T: serde::de::DeserializeOwned>(masters: &str, args: &[&str]) -> Result<T, String> {
-    query_with(masters, &[], args).await
+    query_in(None, masters, args).await
+}
+
+/// [`query`] with `home` as the CLI's `HOME`, if given.
+pub async fn query_in<T: serde::de::DeserializeOwned>(
+    home: Option<&Path>,
+    masters: &str,
+    args: &[&str],
+) -> Result<T, String> {
+    query_run(home, masters, &[], args).await
 }
 
 /// [`query`] with more flags (`client`: [`Cluster::client_args`]).
@@ -685,9 +701,18 @@ pub async fn query_with<T: serde::de::DeserializeOwned>(
     client: &[String],
     args: &[&str],
 ) -> Result<T, String> {
+    query_run(None, masters, client, args).await
+}
+
+async fn query_run<T: serde::de::DeserializeOwned>(
+    home: Option<&Path>,
+    masters: &str,
+    client: &[String],
+    args: &[&str],
+) -> Result<T, String> {
     let client: Vec<&str> = client.iter().map(String::as_str).collect();
     let common = ["--master", masters, "--output", "json", "--timeout", CLI_TIMEOUT];
-    let run = foreman(&[args, &common, &client].concat()).await;
+    let run = foreman_in(home, &[args, &common, &client].concat()).await;
     if run.code != Some(0) {
         return Err(format!("`foreman {}` exit {:?}: {}", args.join(" "), run.code, run.stderr.trim()));
     }
