@@ -321,6 +321,21 @@ impl Cluster {
         self.dir.join(format!("token-{name}"))
     }
 
+    /// The flags the cluster's operator passes to every CLI call: the CA (`--tls-ca`) when the cluster has TLS, and
+    /// the token of the user `admin` (`--token-file`) when [`NodeOptions::tokens`] has one; none for a plain-text
+    /// cluster without tokens. The helpers that take them are the `*_with` ones ([`query_with`], [`leader_with`],
+    /// [`create_job_with`]) and [`wait_for_leader`].
+    pub fn client_args(&self) -> Vec<String> {
+        let mut args = vec![];
+        if self.options.tls {
+            args.extend(["--tls-ca".to_owned(), self.tls_dir().join("ca.pem").display().to_string()]);
+        }
+        if self.options.tokens.iter().any(|(name, _, _)| *name == "admin") {
+            args.extend(["--token-file".to_owned(), self.token_file("admin").display().to_string()]);
+        }
+        args
+    }
+
     /// The masters' tokens file (`NodeOptions::tokens`).
     pub fn tokens_path(&self) -> PathBuf {
         self.dir.join("tokens")
@@ -682,8 +697,27 @@ pub async fn query_in<T: serde::de::DeserializeOwned>(
     masters: &str,
     args: &[&str],
 ) -> Result<T, String> {
-    let args_all = [args, &["--master", masters, "--output", "json", "--timeout", CLI_TIMEOUT]].concat();
-    let run = foreman_in(home, &args_all).await;
+    query_run(home, masters, &[], args).await
+}
+
+/// [`query`] with more flags (`client`: [`Cluster::client_args`]).
+pub async fn query_with<T: serde::de::DeserializeOwned>(
+    masters: &str,
+    client: &[String],
+    args: &[&str],
+) -> Result<T, String> {
+    query_run(None, masters, client, args).await
+}
+
+async fn query_run<T: serde::de::DeserializeOwned>(
+    home: Option<&Path>,
+    masters: &str,
+    client: &[String],
+    args: &[&str],
+) -> Result<T, String> {
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
+    let common = ["--master", masters, "--output", "json", "--timeout", CLI_TIMEOUT];
+    let run = foreman_in(home, &[args, &common, &client].concat()).await;
     if run.code != Some(0) {
         return Err(format!("`foreman {}` exit {:?}: {}", args.join(" "), run.code, run.stderr.trim()));
     }
@@ -694,10 +728,16 @@ pub async fn query_in<T: serde::de::DeserializeOwned>(
 
 /// `foreman cluster leader` against `masters`: the leader, or why there is none.
 pub async fn leader(masters: &str) -> Result<LeaderView, String> {
-    query(masters, &["cluster", "leader"]).await
+    leader_with(masters, &[]).await
 }
 
-/// Polls `cluster leader` against `masters` every [`POLL`] until `accept` takes the answer, for at most `max`.
+/// [`leader`] with more flags (`client`: [`Cluster::client_args`]).
+pub async fn leader_with(masters: &str, client: &[String]) -> Result<LeaderView, String> {
+    query_with(masters, client, &["cluster", "leader"]).await
+}
+
+/// Polls `cluster leader` against `masters` (with the cluster's [`Cluster::client_args`]) every [`POLL`] until
+/// `accept` takes the answer, for at most `max`.
 pub async fn wait_for_leader(
     cluster: &mut Cluster,
     masters: &str,
@@ -705,10 +745,11 @@ pub async fn wait_for_leader(
     what: &str,
     accept: impl Fn(&LeaderView) -> bool,
 ) -> LeaderView {
+    let client = cluster.client_args();
     let started = Instant::now();
     loop {
         cluster.assert_running();
-        let last = match leader(masters).await {
+        let last = match leader_with(masters, &client).await {
             Ok(v) if accept(&v) => return v,
             Ok(v) => format!("{v:?}"),
             Err(e) => e,
@@ -722,25 +763,16 @@ pub async fn wait_for_leader(
 /// for at most `max`. An earlier attempt whose reply was lost may have created it: `JOB_ALREADY_EXISTS` counts as
 /// done, so `id` must be new to the cluster.
 pub async fn create_job(masters: &str, id: &str, job_type: &str, config: &str, max: Duration) {
+    create_job_with(masters, &[], id, job_type, config, max).await
+}
+
+/// [`create_job`] with more flags (`client`: [`Cluster::client_args`]).
+pub async fn create_job_with(masters: &str, client: &[String], id: &str, job_type: &str, config: &str, max: Duration) {
+    let client: Vec<&str> = client.iter().map(String::as_str).collect();
     let started = Instant::now();
     loop {
-        let run = foreman(&[
-            "job",
-            "create",
-            "--type",
-            job_type,
-            "--config",
-            config,
-            "--id",
-            id,
-            "--master",
-            masters,
-            "--output",
-            "json",
-            "--timeout",
-            CLI_TIMEOUT,
-        ])
-        .await;
+        let args = ["job", "create", "--type", job_type, "--config", config, "--id", id, "--master", masters];
+        let run = foreman(&[&args[..], &["--output", "json", "--timeout", CLI_TIMEOUT], &client].concat()).await;
         if run.code == Some(0) || run.stderr.contains("JOB_ALREADY_EXISTS") {
             return;
         }

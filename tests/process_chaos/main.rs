@@ -1,7 +1,9 @@
 //! Process-level chaos (production build; issue 6, item 3): a real etcd cluster of 3 members, 3 `foreman master`
 //! and 4 `foreman executor` processes on loopback, a workload of fake jobs through the CLI, and a bounded, seeded
 //! nemesis that SIGKILLs and restarts masters (the leader most often) and executors, SIGSTOPs and SIGCONTs them,
-//! and restarts one etcd member; then everything is healed and every job must end.
+//! and restarts one etcd member; then everything is healed and every job must end. Every process runs with mutual
+//! TLS and the masters with a tokens file (issue 15: the production default): each node holds its own certificate
+//! from `foreman tls init`, and every CLI call the test makes carries the CA and the token of an admin user.
 //!
 //! Method. The seed (printed first; `FOREMAN_CHAOS_SEED` replays it) draws the plan: the jobs (ids, workers,
 //! targets, when each is created and which are canceled), the control-plane episodes (leader kills, a follower kill
@@ -46,8 +48,8 @@ use tokio::time::Instant;
 use checks::{canceled_never_restart, one_live_incarnation, parse_log, Event, Seen, RESUME_GRACE};
 use common::etcd::EtcdCluster;
 use common::{
-    checkpoint_problems, checkpoints, create_job, leader, query, Cluster, ExecutorListView, JobListView, JobView,
-    LeaderView, NodeOptions, POLL,
+    checkpoint_problems, checkpoints, create_job_with, leader_with, query_with, Cluster, ExecutorListView, JobListView,
+    JobView, LeaderView, NodeOptions, POLL,
 };
 use foreman::meta::MetaStore;
 use plan::{ControlEpisode, ExecutorAction, JobPlan, Plan};
@@ -201,12 +203,18 @@ fn masters(cluster: &Mutex<Cluster>, except: Option<usize>) -> String {
     lock(cluster).masters_except(except)
 }
 
+/// The CLI flags of the test's operator: the CA and the admin's token.
+fn client(cluster: &Mutex<Cluster>) -> Vec<String> {
+    lock(cluster).client_args()
+}
+
 /// Polls `cluster leader` until a master with an epoch leads, for at most `max`.
 async fn current_leader(cluster: &Mutex<Cluster>, max: Duration) -> LeaderView {
+    let client = client(cluster);
     let started = Instant::now();
     loop {
         lock(cluster).assert_running();
-        let last = match leader(&masters(cluster, None)).await {
+        let last = match leader_with(&masters(cluster, None), &client).await {
             Ok(v) if v.leader_epoch > 0 => return v,
             Ok(v) => format!("{v:?}"),
             Err(e) => e,
@@ -244,7 +252,7 @@ async fn control_track(
                 let survivors = masters(cluster, Some(victim));
                 let to = loop {
                     lock(cluster).assert_running();
-                    if let Ok(v) = leader(&survivors).await {
+                    if let Ok(v) = leader_with(&survivors, &client(cluster)).await {
                         if v.name != before.name && v.leader_epoch > before.leader_epoch {
                             break Some(v);
                         }
@@ -352,7 +360,7 @@ async fn executor_track(story: &Story, cluster: &Mutex<Cluster>, start: Instant,
 /// Creates the jobs and cancels some, at their planned times. Each call is retried until acknowledged, for at most
 /// [`API_MAX`]: a create that failed may still have happened, so it is repeated with the same id and
 /// `JOB_ALREADY_EXISTS` counts as done; a cancel is idempotent.
-async fn workload(story: &Story, all: &str, start: Instant, jobs: &[JobPlan]) {
+async fn workload(story: &Story, all: &str, client: &[String], start: Instant, jobs: &[JobPlan]) {
     enum Op<'a> {
         Create(&'a JobPlan),
         Cancel(&'a JobPlan),
@@ -364,13 +372,13 @@ async fn workload(story: &Story, all: &str, start: Instant, jobs: &[JobPlan]) {
         tokio::time::sleep_until(start + at).await;
         match op {
             Op::Create(j) => {
-                create_job(all, &j.id, "fake", &j.config(), API_MAX).await;
+                create_job_with(all, client, &j.id, "fake", &j.config(), API_MAX).await;
                 story.say(&format!("created {} {}", j.id, j.config()));
             }
             Op::Cancel(j) => {
                 let started = Instant::now();
                 let view = loop {
-                    match query::<JobView>(all, &["job", "cancel", &j.id]).await {
+                    match query_with::<JobView>(all, client, &["job", "cancel", &j.id]).await {
                         Ok(view) => break view,
                         Err(e) => {
                             *lock(&story.api_failures) += 1;
@@ -417,16 +425,19 @@ async fn three_etcd_three_masters_four_executors_under_a_seeded_nemesis_every_jo
     let options = NodeOptions {
         master_args: MASTER_ARGS.iter().map(|a| a.to_string()).collect(),
         executor_log: EXECUTOR_LOG.to_owned(),
+        tls: true,
+        tokens: vec![("admin", "*", "admin")],
         ..NodeOptions::default()
     };
     let cluster = Cluster::start_with(&etcd.endpoints(), "chaos", MASTERS, &[EXECUTOR_CAPACITY; EXECUTORS], options);
     let cluster = Mutex::new(cluster);
     let all = masters(&cluster, None);
+    let client = client(&cluster);
     let first = current_leader(&cluster, SETTLE_MAX).await;
     story.say(&format!("leader {} (epoch {})", first.name, first.leader_epoch));
     let started = Instant::now();
     loop {
-        let last = match query::<ExecutorListView>(&all, &["cluster", "executors"]).await {
+        let last = match query_with::<ExecutorListView>(&all, &client, &["cluster", "executors"]).await {
             Ok(v) if v.executors.len() == EXECUTORS && v.executors.iter().all(|e| e.status == "online") => break,
             Ok(v) => format!("{v:?}"),
             Err(e) => e,
@@ -442,7 +453,7 @@ async fn three_etcd_three_masters_four_executors_under_a_seeded_nemesis_every_jo
     tokio::join!(
         control_track(&story, &cluster, &mut etcd, &plan.control),
         executor_track(&story, &cluster, start, &plan.executor),
-        workload(&story, &all, start, &plan.jobs),
+        workload(&story, &all, &client, start, &plan.jobs),
     );
     let nemesis = start.elapsed();
     let mut cluster = cluster.into_inner().unwrap_or_else(|p| p.into_inner());
@@ -471,7 +482,7 @@ async fn three_etcd_three_masters_four_executors_under_a_seeded_nemesis_every_jo
     let mut last_error = String::new();
     while ended.len() < plan.jobs.len() {
         cluster.assert_running();
-        match query::<JobListView>(&all, &["job", "list", "--all"]).await {
+        match query_with::<JobListView>(&all, &client, &["job", "list", "--all"]).await {
             Ok(v) => {
                 for job in v.jobs {
                     if ["finished", "canceled", "failed"].contains(&job.state.as_str()) && !ended.contains_key(&job.id)
