@@ -392,7 +392,7 @@ const TABLE: &[Guard] = &[
         measured: NotCaught(2000),
         needs: "the swarm makes no exec jobs yet (mixing them in moves every swarm seed); targeted: exec jobs under \
             the swarm's fault plans",
-        targeted: Some(("exec_jobs_under_faults", 1)),
+        targeted: Some(("exec_jobs_under_faults", 3)),
     },
     Guard {
         switch: Planted::PanicLeftRunning,
