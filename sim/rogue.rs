@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use foreman::core::auth::Principal;
 use foreman::core::timing::HeartbeatTiming;
+use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::FakeConfig;
 use foreman::master::Observation;
 use foreman::rpc::pb;
@@ -82,7 +83,27 @@ async fn forged_identities_are_refused_and_change_nothing() {
     let job = running["job-0"].clone();
     let host = executors.iter().find(|e| e.id == job.executor_id).expect("job-0's job master runs on a listed one");
     let not_host = executors.iter().find(|e| e.id != job.executor_id).expect("another executor").name.clone();
-    let host_name = host.name.clone();
+    let (host_name, jm_address) = (host.name.clone(), host.address.clone());
+    // Where job-0's w0 runs now, and its epoch: a report of it from the other executor is a forgery.
+    let w0 = format!("{}/w0", job.id);
+    let w0_started = || {
+        c.recorder.events().into_iter().rev().find_map(|(_, node, seen)| match seen {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.as_str() == w0 => {
+                Some((node, epoch.0))
+            }
+            _ => None,
+        })
+    };
+    let mut waited = Duration::ZERO;
+    let (w0_host, w0_epoch) = loop {
+        if let Some(found) = w0_started() {
+            break found;
+        }
+        assert!(waited < Duration::from_secs(30), "job-0/w0 never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += Duration::from_millis(100);
+    };
+    let w0_stranger = executors.iter().find(|e| e.name != w0_host).expect("another executor").name.clone();
 
     let job_id = job.id.clone();
     let (answers, stranger) = on_client(&c, async move {
@@ -220,9 +241,17 @@ async fn forged_identities_are_refused_and_change_nothing() {
         };
         let r = FrameworkClient::new(to_executor.clone()).report_worker_status(worker_done.clone()).await;
         out.push(("a worker's report with no identity", Code::Unauthenticated, ok(r)));
-        let r =
-            FrameworkClient::with_interceptor(to_executor.clone(), As::user()).report_worker_status(worker_done).await;
+        let r = FrameworkClient::with_interceptor(to_executor.clone(), As::user())
+            .report_worker_status(worker_done.clone())
+            .await;
         out.push(("a worker's report from a user", Code::PermissionDenied, ok(r)));
+        // Its current incarnation's Finished report, from the executor it does not run on.
+        let forged = pb::ReportWorkerStatusRequest { worker_epoch: w0_epoch, ..worker_done };
+        let to_job_master =
+            channel_to(&jm_address, Duration::from_secs(2)).await.expect("job-0's job master's executor answers");
+        let r =
+            FrameworkClient::with_interceptor(to_job_master, executor(&w0_stranger)).report_worker_status(forged).await;
+        out.push(("a worker's report from the executor it does not run on", Code::PermissionDenied, ok(r)));
         // Job calls by users with grants in the job's project (default) or only in another.
         let jobs_as = |who: As| JobManagerClient::with_interceptor(to_leader.clone(), who);
         let reader = || As::user_with("reader", "default=read");

@@ -55,16 +55,17 @@ pub fn no_process_outlives_its_task(events: &Events) -> Result<(), Violation> {
                 live.remove(&(node.clone(), task.to_string(), epoch.0));
             }
             Seen::Killed => live.retain(|(n, _, _)| n != node),
-            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, why }) => {
-                if live.contains(&(node.clone(), task.to_string(), epoch.0)) {
-                    let detail =
-                        format!("the command of {task} epoch {epoch} still runs on {node} after its incarnation stopped ({why})");
-                    return Err(Violation::new(Rule::OneLiveIncarnation, *at, detail).with([
-                        Id::Task(task.to_string()),
-                        Id::Epoch(*epoch),
-                        Id::Node(node.clone()),
-                    ]));
-                }
+            Seen::Exec(ExecutorObservation::TaskStopped { task, epoch, why })
+                if live.contains(&(node.clone(), task.to_string(), epoch.0)) =>
+            {
+                let detail = format!(
+                    "the command of {task} epoch {epoch} still runs on {node} after its incarnation stopped ({why})"
+                );
+                return Err(Violation::new(Rule::OneLiveIncarnation, *at, detail).with([
+                    Id::Task(task.to_string()),
+                    Id::Epoch(*epoch),
+                    Id::Node(node.clone()),
+                ]));
             }
             _ => {}
         }

@@ -33,7 +33,7 @@
 //! | `Job { need, project }` (get and status: `read`; cancel, delete: `submit`) | yes | no | `need` in the project | no |
 //! | `ScheduleTask` | no | the job master incarnation's host only | no | no |
 //! | `ReportToJobManager` (`Framework.*` at the leader) | no | the job master incarnation's host only | no | no |
-//! | `ReportToJobMaster` (`Framework.*` at an executor) | no | yes | no | no |
+//! | `ReportToJobMaster` (`Framework.*` at an executor) | no | the worker incarnation's host only | no | no |
 //! | `Dispatch` of a job master | yes | no | no | no |
 //! | `Dispatch` of a worker, `ConfirmDispatch` | yes | yes | no | no |
 //!
@@ -290,7 +290,7 @@ pub enum Action {
     /// [`Action::ScheduleTask`].
     ReportToJobManager { job: String, host: Option<String> },
     /// A worker's heartbeat or status report to its job master (`Framework.*` at an executor).
-    ReportToJobMaster,
+    ReportToJobMaster { host: Option<String> },
     /// `ExecutorService.PreDispatchTask` of a job master (`job_master`) or of a worker.
     Dispatch { job_master: bool },
     /// `ExecutorService.ConfirmDispatchTask`.
@@ -353,7 +353,7 @@ fn who(action: &Action) -> String {
         Action::ScheduleTask { .. } | Action::ReportToJobManager { .. } => {
             "the executor hosting the job master incarnation named".into()
         }
-        Action::ReportToJobMaster => "an executor (the one hosting the worker)".into(),
+        Action::ReportToJobMaster { .. } => "an executor (the one hosting the worker)".into(),
         Action::Dispatch { job_master: true } => "a master (job masters are placed by the leader)".into(),
         Action::Dispatch { job_master: false } | Action::ConfirmDispatch => "a master or an executor".into(),
     }
@@ -375,7 +375,7 @@ fn call(action: &Action) -> String {
         Action::Job { job, .. } => format!("changing job {job}"),
         Action::ScheduleTask { job, .. } => format!("ScheduleTask for job {}", quote(job)),
         Action::ReportToJobManager { job, .. } => format!("a job master report for job {}", quote(job)),
-        Action::ReportToJobMaster => "a worker report".to_owned(),
+        Action::ReportToJobMaster { .. } => "a worker report".to_owned(),
         Action::Dispatch { job_master: true } => "dispatching a job master".to_owned(),
         Action::Dispatch { job_master: false } => "dispatching a worker".to_owned(),
         Action::ConfirmDispatch => "ConfirmDispatchTask".to_owned(),
@@ -472,7 +472,12 @@ pub fn authorize(principal: &Principal, action: &Action, mode: Mode) -> Result<(
             }
             true
         }
-        (Principal::Executor(_), Action::ReportToJobMaster) => true,
+        (Principal::Executor(me), Action::ReportToJobMaster { host }) => {
+            if let Some(host) = host.as_deref().filter(|h| *h != me) {
+                return Err(not_yours("the worker this job master placed there".to_owned(), host, me));
+            }
+            true
+        }
         (Principal::Master(_), Action::Dispatch { .. } | Action::ConfirmDispatch) => true,
         (Principal::Executor(_), Action::Dispatch { job_master: false } | Action::ConfirmDispatch) => true,
         _ => false,
@@ -663,10 +668,12 @@ mod tests {
             (m("m1"), report(None), Some(D)),
             (ops(), report(None), Some(D)),
             (A, report(None), Some(U)),
-            (e("e1"), Action::ReportToJobMaster, None),
-            (m("m1"), Action::ReportToJobMaster, Some(D)),
-            (ops(), Action::ReportToJobMaster, Some(D)),
-            (A, Action::ReportToJobMaster, Some(U)),
+            (e("e1"), Action::ReportToJobMaster { host: None }, None),
+            (e("e1"), Action::ReportToJobMaster { host: Some("e1".into()) }, None),
+            (e("e1"), Action::ReportToJobMaster { host: Some("e2".into()) }, Some(D)),
+            (m("m1"), Action::ReportToJobMaster { host: None }, Some(D)),
+            (ops(), Action::ReportToJobMaster { host: None }, Some(D)),
+            (A, Action::ReportToJobMaster { host: None }, Some(U)),
             (m("m1"), Action::Dispatch { job_master: true }, None),
             (e("e1"), Action::Dispatch { job_master: true }, Some(D)),
             (ops(), Action::Dispatch { job_master: true }, Some(D)),
@@ -764,13 +771,14 @@ mod tests {
     /// The actions only an executor's own may make, with their owner.
     fn owned_action() -> impl Strategy<Value = (Action, String)> {
         let owner = "[a-c]{1,2}";
-        (0..4u8, owner, 1..5u64).prop_map(|(kind, owner, id)| {
+        (0..5u8, owner, 1..5u64).prop_map(|(kind, owner, id)| {
             let o = Some(owner.clone());
             let a = match kind {
                 0 => Action::Heartbeat { executor: ExecutorId(id), owner: o },
                 1 => Action::DeregisterExecutor { executor: ExecutorId(id), owner: o },
                 2 => Action::ScheduleTask { job: "j".into(), host: o },
-                _ => Action::ReportToJobManager { job: "j".into(), host: o },
+                3 => Action::ReportToJobManager { job: "j".into(), host: o },
+                _ => Action::ReportToJobMaster { host: o },
             };
             (a, owner)
         })

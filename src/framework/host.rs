@@ -56,6 +56,9 @@ pub struct Hosted {
     /// The master's status document as it last published it (none before its first): `QueryJobMaster` answers
     /// from here without a round trip into the master's loop.
     pub status: Option<Published>,
+    /// Where each worker's newest incarnation was placed: its epoch and its executor's name. Reports of that
+    /// incarnation are believed from that executor only.
+    pub placed_on: BTreeMap<TaskId, (Epoch, String)>,
 }
 
 /// A status document a hosted master published.
@@ -180,6 +183,7 @@ impl Host {
                 progress: BTreeMap::new(),
                 issuer,
                 status: None,
+                placed_on: BTreeMap::new(),
             })),
             wake: Arc::new(Notify::new()),
         };
@@ -221,6 +225,18 @@ impl Host {
                 Err(invalid_argument(claim.field(), claim))
             }
         }
+    }
+
+    /// A worker's message is believed only from the executor its incarnation was placed on, when this host knows
+    /// it (an incarnation it does not know, an older one say, is answered by the bookkeeping as it is: stale).
+    fn check_host(&self, caller: &crate::core::auth::Principal, master_id: &str, msg: &Message) -> Result<(), Status> {
+        let host = self.table().get(master_id).and_then(|h| {
+            let state = h.state.lock().unwrap_or_else(|p| p.into_inner());
+            state.placed_on.get(&msg.task).filter(|(epoch, _)| *epoch == msg.worker_epoch).map(|(_, n)| n.clone())
+        });
+        let Some(host) = host.filter(|h| !h.is_empty()) else { return Ok(()) };
+        let action = crate::core::auth::Action::ReportToJobMaster { host: Some(host) };
+        crate::core::auth::authorize(caller, &action, crate::rpc::identity::mode()).map_err(Status::from)
     }
 
     /// Feeds a message to the hosted master's bookkeeping, unless it claims someone newer exists and `newest` (the
@@ -338,9 +354,10 @@ impl pb::framework_server::Framework for Host {
         &self,
         req: Request<pb::WorkerHeartbeatRequest>,
     ) -> Result<Response<pb::WorkerHeartbeatResponse>, Status> {
-        crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster)?;
+        let caller = crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster { host: None })?;
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+        self.check_host(&caller, &r.master_id, &msg)?;
         let progress = super::progress_from_wire(&r.progress)?;
         let (reply, cancel) = self.serve(&r.master_id, &msg, None, &progress).await?;
         // Decided, not yet sent: the worker hears an answer that may be stale by then.
@@ -358,9 +375,10 @@ impl pb::framework_server::Framework for Host {
         &self,
         req: Request<pb::ReportWorkerStatusRequest>,
     ) -> Result<Response<pb::ReportWorkerStatusResponse>, Status> {
-        crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster)?;
+        let caller = crate::rpc::identity::check(&req, &crate::core::auth::Action::ReportToJobMaster { host: None })?;
         let r = req.into_inner();
         let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch)?;
+        self.check_host(&caller, &r.master_id, &msg)?;
         let status = worker_status(r.status.as_ref())?;
         let progress = super::progress_from_wire(&r.progress)?;
         let (reply, _) = self.serve(&r.master_id, &msg, Some(status), &progress).await?;

@@ -675,7 +675,11 @@ impl<T: JobType> JobMaster<T> {
             }
         }
         let now = self.env.clock.now();
-        let dispatched = self.hosting.handle().lock().workers.on_dispatched(now, &task, epoch);
+        let dispatched = {
+            let mut hosted = self.hosting.handle().lock();
+            hosted.placed_on.insert(task.clone(), (epoch, placed.executor_name.clone()));
+            hosted.workers.on_dispatched(now, &task, epoch)
+        };
         if let Err(e) = dispatched {
             debug!(job = %self.job, "{e}");
             return again(self, name);

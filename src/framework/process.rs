@@ -623,32 +623,27 @@ mod imp {
     /// The script's life: its lines, then its exit, or its end after SIGTERM.
     async fn run(s: Script, tx: &mpsc::UnboundedSender<ProcessEvent>, term: &Notify) -> Exit {
         let step = s.run / (s.lines + 1);
-        let mut printed = 0;
-        let started = tokio::time::Instant::now();
-        loop {
-            let next = if printed < s.lines { step * (printed + 1) } else { s.run };
-            let at = started + next;
+        let last = s.run.saturating_sub(step * s.lines);
+        for printed in 0..=s.lines {
+            let wait = if printed < s.lines { step } else { last };
             tokio::select! {
                 biased;
                 _ = term.notified() => {
-                    match s.term {
+                    return match s.term {
                         Some(d) => {
                             tokio::time::sleep(d).await;
-                            return Exit::Signal(15);
+                            Exit::Signal(15)
                         }
-                        None => std::future::pending::<()>().await,
-                    }
+                        None => std::future::pending().await,
+                    };
                 }
-                _ = tokio::time::sleep_until(at) => {
-                    if printed < s.lines {
-                        printed += 1;
-                        let _ = tx.send(ProcessEvent::Line(format!("FOREMAN_PROGRESS {printed}/{}", s.lines)));
-                    } else {
-                        return Exit::Code(s.exit);
-                    }
-                }
+                _ = tokio::time::sleep(wait) => {}
+            }
+            if printed < s.lines {
+                let _ = tx.send(ProcessEvent::Line(format!("FOREMAN_PROGRESS {}/{}", printed + 1, s.lines)));
             }
         }
+        Exit::Code(s.exit)
     }
 
     pub fn run_shim_if_asked() -> Option<u8> {

@@ -290,10 +290,11 @@ impl Master {
             resources,
         };
         match self.call_as(Request::ScheduleTask(s), Some(caller)).await? {
-            Reply::Placed { executor, address, leader_epoch } => Ok(pb::ScheduleTaskResponse {
+            Reply::Placed { executor, name, address, leader_epoch } => Ok(pb::ScheduleTaskResponse {
                 executor_id: executor.0,
                 executor_address: address,
                 leader_epoch: leader_epoch.0,
+                executor_name: name,
             }),
             r => Err(unexpected(r)),
         }

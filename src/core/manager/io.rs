@@ -184,6 +184,8 @@ pub enum Reply {
     },
     Placed {
         executor: ExecutorId,
+        /// The name it registered under.
+        name: String,
         address: String,
         leader_epoch: LeaderEpoch,
     },

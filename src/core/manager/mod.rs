@@ -1035,7 +1035,13 @@ impl Manager {
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
         self.out.events.push(Event::WorkerPlaced { job: s.job.clone(), task: s.task.clone() });
-        Ok(Reply::Placed { executor: placed.executor, address: view.record.spec.address, leader_epoch: self.epoch })
+        let spec = view.record.spec;
+        Ok(Reply::Placed {
+            executor: placed.executor,
+            name: spec.name,
+            address: spec.address,
+            leader_epoch: self.epoch,
+        })
     }
 
     // why: the fields of `Request::JobMaster`, each used on its own path; a struct for them would only be unpacked.
