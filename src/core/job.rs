@@ -432,6 +432,12 @@ pub enum Verdict {
     Stale,
 }
 
+/// The range of ids after `after` (of every id when `None`).
+fn after_bound(after: Option<&JobId>) -> (std::ops::Bound<&JobId>, std::ops::Bound<&JobId>) {
+    use std::ops::Bound;
+    (after.map_or(Bound::Unbounded, Bound::Excluded), Bound::Unbounded)
+}
+
 /// Every job the leader manages.
 #[derive(Clone, Debug)]
 pub struct Jobs {
@@ -510,6 +516,12 @@ impl Jobs {
         self.jobs.values()
     }
 
+    /// The jobs whose ids sort after `after` (every job when `None`), in id order: a page of a listing starts
+    /// where the previous one ended, without walking the jobs before it.
+    pub fn iter_after(&self, after: Option<&JobId>) -> impl Iterator<Item = &Job> {
+        self.jobs.range::<JobId, _>(after_bound(after)).map(|(_, j)| j)
+    }
+
     pub fn len(&self) -> usize {
         self.jobs.len()
     }
@@ -548,6 +560,11 @@ impl Jobs {
     /// Every corrupt job, in id order.
     pub fn corrupt_jobs(&self) -> impl Iterator<Item = (&JobId, &CorruptRecord)> {
         self.corrupt.iter()
+    }
+
+    /// The corrupt records whose job ids sort after `after` (all when `None`), in id order.
+    pub fn corrupt_jobs_after(&self, after: Option<&JobId>) -> impl Iterator<Item = (&JobId, &CorruptRecord)> {
+        self.corrupt.range::<JobId, _>(after_bound(after))
     }
 
     /// Sets the guard switches (the simulation's bug-finding runs only).

@@ -60,13 +60,26 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
         Ok(f) => Some(f),
         Err(e) => return e,
     };
-    let snapshot = match recover(&m).await {
+    let reading = m.clock.now();
+    let (snapshot, size) = match recover(&m).await {
         Ok(s) => s,
         Err(e) => return format!("recovery failed: {e}"),
     };
+    let (executors, jobs) = (snapshot.executors.len(), snapshot.jobs.len());
     let now = m.clock.now();
     let seed = { crate::core::rng::Rng::next_u64(&mut m.lock().rng) };
     let mut manager = Manager::recover(now, epoch, m.manager_policy(), m.plants(), seed, snapshot);
+    let (read, rebuilt) = (now.saturating_since(reading), m.clock.now().saturating_since(now));
+    info!(
+        epoch = epoch.0,
+        executors,
+        jobs,
+        records = size.records,
+        bytes = size.bytes,
+        read_ms = crate::core::time::millis_of(read),
+        rebuild_ms = crate::core::time::millis_of(rebuilt),
+        "recovery read the metastore and rebuilt the term's state"
+    );
     let (inbox, mut calls) = mpsc::channel::<Call>(INBOX);
     {
         let mut inner = m.lock();

@@ -198,11 +198,28 @@ fn counter(key: &str, stored: Option<Vec<u8>>) -> Result<u64, String> {
     stored.map_or(Ok(0), |v| crate::meta::parse_counter(key, &v).map_err(|e| e.to_string()))
 }
 
-/// Reads what a new term starts from.
-pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
+/// How much a recovery read: records listed and their bytes (keys and values).
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ReadSize {
+    pub records: usize,
+    pub bytes: usize,
+}
+
+impl ReadSize {
+    fn add(&mut self, listed: &[(String, Vec<u8>)]) {
+        self.records += listed.len();
+        self.bytes += listed.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+    }
+}
+
+/// Reads what a new term starts from, and how much it read.
+pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> {
     let store = &m.store;
     let mut s = Snapshot::default();
-    for (k, v) in timed(m, store.list(&keys::executors_prefix())).await.map_err(|e| e.to_string())? {
+    let mut size = ReadSize::default();
+    let executors = timed(m, store.list(&keys::executors_prefix())).await.map_err(|e| e.to_string())?;
+    size.add(&executors);
+    for (k, v) in executors {
         if keys::executor_id_of(&k).is_none() {
             continue;
         }
@@ -217,7 +234,9 @@ pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
     }
     let next = timed(m, store.get(&keys::executor_next_id())).await.map_err(|e| e.to_string())?;
     s.next_executor_id = counter(&keys::executor_next_id(), next)?;
-    for (k, v) in timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())? {
+    let jobs = timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())?;
+    size.add(&jobs);
+    for (k, v) in jobs {
         match decode_job(&k, &v) {
             Ok(r) => s.jobs.push(r),
             Err(record) => {
@@ -231,5 +250,5 @@ pub(super) async fn recover(m: &Master) -> Result<Snapshot, String> {
     }
     let next = timed(m, store.get(&keys::job_next_epoch())).await.map_err(|e| e.to_string())?;
     s.next_job_epoch = counter(&keys::job_next_epoch(), next)?;
-    Ok(s)
+    Ok((s, size))
 }

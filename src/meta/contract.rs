@@ -35,6 +35,7 @@ pub async fn run_all(store: MetaStore, second: MetaStore) -> Result<Vec<&'static
     let mut passed = vec![];
     run(&mut passed, "get_put_get", get_put_get(s)).await?;
     run(&mut passed, "list_sorted_by_prefix", list_sorted_by_prefix(s)).await?;
+    run(&mut passed, "list_many_and_large", list_many_and_large(s)).await?;
     run(&mut passed, "txn_all_or_nothing", txn_all_or_nothing(s)).await?;
     run(&mut passed, "value_equals_on_existing_key", value_equals_on_existing_key(s)).await?;
     run(&mut passed, "value_equals_on_missing_key_is_false", value_equals_on_missing_key_is_false(s)).await?;
@@ -178,6 +179,42 @@ async fn list_sorted_by_prefix(s: &MetaStore) -> CaseResult {
     expect_txn(s, "clean up", &[], &cleanup, true).await?;
     let got = keys_under(s, p).await?;
     check(got.is_empty(), || format!("left behind {got:?}"))
+}
+
+/// How many keys [`list_many_and_large`] lists: more than two of real etcd's listing pages.
+const LIST_MANY: usize = 2_345;
+/// The large values [`list_many_and_large`] lists, and their size: together over the 4 MiB a gRPC client receives
+/// in one response by default, each under real etcd's 1.5 MiB request limit.
+const LIST_LARGE: usize = 6;
+const LIST_LARGE_BYTES: usize = 1_000_000;
+
+/// A listing returns every key once, in order, whatever its size: more keys than one page of a real etcd's
+/// listing holds, and values that no single response of the client may hold together.
+async fn list_many_and_large(s: &MetaStore) -> CaseResult {
+    let p = "contract/list-many/";
+    let many: Vec<String> = (0..LIST_MANY).map(|i| format!("{p}small/{i:05}")).collect();
+    for chunk in many.chunks(TXN_OPS_MAX) {
+        expect_txn(s, "put many", &[], &chunk.iter().map(|k| put(k, k)).collect::<Vec<_>>(), true).await?;
+    }
+    let got = m("list many", s.list(&format!("{p}small/")).await)?;
+    let want: Vec<(String, Vec<u8>)> = many.iter().map(|k| (k.clone(), k.as_bytes().to_vec())).collect();
+    check(got == want, || format!("listed {} keys of {LIST_MANY}, or out of order", got.len()))?;
+    let large: Vec<String> = (0..LIST_LARGE).map(|i| format!("{p}large/{i}")).collect();
+    for (i, k) in large.iter().enumerate() {
+        let value = vec![b'a' + i as u8; LIST_LARGE_BYTES];
+        expect_txn(s, "put large", &[], &[Op::Put { key: k.clone(), value, lease: None }], true).await?;
+    }
+    let got = m("list large", s.list(&format!("{p}large/")).await)?;
+    let sizes: Vec<(String, usize, Option<u8>)> =
+        got.iter().map(|(k, v)| (k.clone(), v.len(), v.first().copied())).collect();
+    let want: Vec<(String, usize, Option<u8>)> =
+        large.iter().enumerate().map(|(i, k)| (k.clone(), LIST_LARGE_BYTES, Some(b'a' + i as u8))).collect();
+    check(sizes == want, || format!("listed {sizes:?}, expected {want:?}"))?;
+    for chunk in many.iter().chain(&large).collect::<Vec<_>>().chunks(TXN_OPS_MAX) {
+        expect_txn(s, "clean up", &[], &chunk.iter().map(|k| del(k)).collect::<Vec<_>>(), true).await?;
+    }
+    let got = keys_under(s, p).await?;
+    check(got.is_empty(), || format!("left behind {} keys", got.len()))
 }
 
 async fn txn_all_or_nothing(s: &MetaStore) -> CaseResult {

@@ -3,7 +3,9 @@
 //! Only calls that behave alike in both are made (madsim-notes §4.2, §4.3): `get` without options (exact key),
 //! `GetOptions::new().with_prefix()` (never a bare `GetOptions::new()`, which is a prefix read in the simulation),
 //! value-equality compares, single-key deletes, leases, and the Election API's campaign and resign. Every call is
-//! bounded by the operation time-out, except `campaign`, which blocks by design and is raced by its caller.
+//! bounded by the operation time-out, except `campaign`, which blocks by design and is raced by its caller. The one
+//! exception is a listing against real etcd, which is paged (a range with a limit, at one revision): the simulated
+//! etcd has neither, and never answers over a size limit.
 //!
 //! Where the two differ, this module absorbs it:
 //! - "lease not found" is recognised by its text (the simulation answers `NotFound "etcdserver: requested lease
@@ -43,6 +45,39 @@ pub(super) struct EtcdStore {
     has_user: bool,
     /// The simulation's metastore latency (zero, and inert, in production).
     pub(super) latency: crate::buggify::Latency,
+}
+
+/// How many keys the first page of a listing asks a real etcd for; each next page asks for as many as fit in
+/// [`LIST_PAGE_BYTES`] at the sizes seen so far.
+#[cfg(not(madsim))]
+const LIST_PAGE_KEYS_FIRST: i64 = 1000;
+/// The most keys one page asks for.
+#[cfg(not(madsim))]
+const LIST_PAGE_KEYS_MAX: i64 = 10_000;
+/// The size a page aims at: below etcd's default 1.5 MiB request limit (`--max-request-bytes`), a quarter of the
+/// client's 4 MiB receive limit. Fewer, larger pages matter: etcd 3.4 walks its index from a page's start to the
+/// range's end for every page, so a listing costs its pages times the keys left.
+#[cfg(not(madsim))]
+const LIST_PAGE_BYTES: usize = 1 << 20;
+
+/// The first key after every key that starts with `prefix` (etcd's prefix range end): its last byte below 0xff
+/// incremented, the rest dropped; `\0` (to the end of the keyspace) when every byte is 0xff.
+#[cfg(not(madsim))]
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// Whether a failed read was a response larger than the client accepts (tonic's decode limit).
+#[cfg(not(madsim))]
+fn is_too_large(text: &str) -> bool {
+    text.contains("message length too large")
 }
 
 fn is_lease_not_found(text: &str) -> bool {
@@ -208,20 +243,79 @@ impl EtcdStore {
     }
 
     /// Every key under `prefix` (full keys), in key order.
+    ///
+    /// Against a real etcd the listing is read in pages of about [`LIST_PAGE_BYTES`], all at the revision of the
+    /// first page: one snapshot, as a single read would be, but no response near the client's 4 MiB receive limit
+    /// (a single read of 100,000 job records is a 39 MB response, which the client refuses whole). A page the
+    /// client still refuses as too large (a value larger than the ones before it) is asked again at half the keys,
+    /// down to one key. The simulated etcd has no ranges or limits: it answers the whole prefix at once.
     pub(super) async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-        let mut kv = self.client.kv_client();
-        let resp = self.call("list", Effect::Read, kv.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
-        resp.kvs()
-            .iter()
-            .filter(|kv| kv.key().starts_with(prefix.as_bytes()))
-            .map(|kv| match std::str::from_utf8(kv.key()) {
-                Ok(key) => Ok((key.to_owned(), kv.value().to_vec())),
+        #[cfg(madsim)]
+        let kvs = {
+            let mut kv = self.client.kv_client();
+            let resp = self.call("list", Effect::Read, kv.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+            resp.kvs().iter().map(|kv| (kv.key().to_vec(), kv.value().to_vec())).collect::<Vec<_>>()
+        };
+        #[cfg(not(madsim))]
+        let kvs = self.list_paged(prefix).await?;
+        kvs.into_iter()
+            .filter(|(key, _)| key.starts_with(prefix.as_bytes()))
+            .map(|(key, value)| match String::from_utf8(key) {
+                Ok(key) => Ok((key, value)),
                 Err(e) => Err(MetaError::Corrupt {
-                    key: String::from_utf8_lossy(kv.key()).into_owned(),
-                    reason: format!("the key is not UTF-8: {e}"),
+                    key: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                    reason: format!("the key is not UTF-8: {}", e.utf8_error()),
                 }),
             })
             .collect()
+    }
+
+    /// The keys and values under `prefix`, read page by page at one revision (see [`EtcdStore::list`]).
+    #[cfg(not(madsim))]
+    async fn list_paged(&self, prefix: &str) -> Result<Vec<(Vec<u8>, Vec<u8>)>, MetaError> {
+        let end = prefix_end(prefix.as_bytes());
+        let mut kv = self.client.kv_client();
+        let mut out = vec![];
+        let mut start = prefix.as_bytes().to_vec();
+        let mut revision = 0i64;
+        let mut limit = LIST_PAGE_KEYS_FIRST;
+        let (mut pages, mut largest) = (0usize, 0usize);
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(limit);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            let mut resp = match self.call("list", Effect::Read, kv.get(start.clone(), Some(options))).await {
+                Ok(resp) => resp,
+                Err(MetaError::Unavailable(why)) if limit > 1 && is_too_large(&why) => {
+                    limit /= 2;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            if revision == 0 {
+                revision = resp.header().map_or(0, |h| h.revision());
+            }
+            let more = resp.more();
+            let kvs = resp.take_kvs();
+            pages += 1;
+            let bytes: usize = kvs.iter().map(|kv| kv.key().len() + kv.value().len()).sum();
+            largest = largest.max(bytes);
+            let Some(last) = kvs.last() else { break };
+            let per_key = (bytes / kvs.len()).max(1);
+            limit = i64::try_from(LIST_PAGE_BYTES / per_key).unwrap_or(LIST_PAGE_KEYS_MAX).clamp(1, LIST_PAGE_KEYS_MAX);
+            let mut next = last.key().to_vec();
+            next.push(0);
+            out.extend(kvs.into_iter().map(|kv| kv.into_key_value()));
+            if !more {
+                break;
+            }
+            start = next;
+        }
+        if pages > 1 {
+            tracing::debug!(prefix, pages, keys = out.len(), largest_page_bytes = largest, revision, "a paged listing");
+        }
+        Ok(out)
     }
 
     pub(super) async fn txn(&self, compares: &[Compare], writes: &[Write]) -> Result<bool, MetaError> {

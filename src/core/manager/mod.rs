@@ -940,8 +940,9 @@ impl Manager {
 
     fn list(&self, f: &JobFilter) -> Reply {
         // Readable jobs and corrupt records, merged in id order.
-        let mut readable = self.jobs.iter().peekable();
-        let mut corrupt = self.jobs.corrupt_jobs().peekable();
+        // Both start after the previous page's last id: a page costs its own size, not the jobs before it.
+        let mut readable = self.jobs.iter_after(f.after.as_ref()).peekable();
+        let mut corrupt = self.jobs.corrupt_jobs_after(f.after.as_ref()).peekable();
         let mut jobs = vec![];
         let mut more = false;
         loop {
@@ -962,7 +963,7 @@ impl Manager {
                     && f.readable.admits(Some(&j.spec().project));
                 (j.id(), keep)
             };
-            if !keep || f.after.as_ref().is_some_and(|a| id <= a) {
+            if !keep {
                 continue;
             }
             if jobs.len() == f.size {

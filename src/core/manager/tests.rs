@@ -711,3 +711,48 @@ fn job_calls_are_checked_against_the_jobs_project_and_listings_show_only_readabl
     let b_asks_for_a = crate::core::auth::readable(&b, Mode::Checked).only(&project("a").unwrap());
     assert!(listed(&mut m, b_asks_for_a).is_empty(), "a filter never widens what a caller may read");
 }
+
+#[test]
+fn a_listing_pages_from_its_token_through_readable_and_corrupt_jobs_each_once_in_order() {
+    use crate::core::auth::Readable;
+    use crate::core::job::CorruptRecord;
+    let corrupt =
+        |j: &str| (id(j), CorruptRecord { key: format!("jobs/{j}"), problem: "does not decode".into(), len: 3 });
+    let snapshot = Snapshot { corrupt_jobs: vec![corrupt("b"), corrupt("h")], ..Snapshot::default() };
+    let mut m = Manager::recover(ms(0), LeaderEpoch(1), policy(), Plants::default(), 7, snapshot);
+    m.ready();
+    for (i, j) in ["a", "c", "e", "g", "i"].into_iter().enumerate() {
+        created_in(&mut m, i as u64 + 1, j, "default");
+    }
+    let page = |m: &mut Manager, after: Option<&str>, size: usize| {
+        let filter = JobFilter {
+            job_type: String::new(),
+            state: None,
+            after: after.map(id),
+            size,
+            include_config: false,
+            readable: Readable::All,
+        };
+        match request(m, 10, 99, Request::ListJobs(filter)).answers.pop() {
+            Some((_, Ok(Reply::Jobs { jobs, next }))) => (
+                jobs.iter().map(|j| j.id().as_str().to_owned()).collect::<Vec<_>>(),
+                next.map(|n| n.as_str().to_owned()),
+            ),
+            other => panic!("{other:?}"),
+        }
+    };
+    // (after, size) → (ids, next token)
+    type Row<'a> = (Option<&'a str>, usize, &'a [&'a str], Option<&'a str>);
+    let table: [Row; 6] = [
+        (None, 2, &["a", "b"], Some("b")),
+        (Some("b"), 2, &["c", "e"], Some("e")),
+        (Some("e"), 2, &["g", "h"], Some("h")),
+        (Some("h"), 2, &["i"], None),
+        (Some("d"), 3, &["e", "g", "h"], Some("h")),
+        (Some("i"), 2, &[], None),
+    ];
+    for (after, size, ids, next) in table {
+        let want = (ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(), next.map(str::to_owned));
+        assert_eq!(page(&mut m, after, size), want, "after {after:?}, size {size}");
+    }
+}
