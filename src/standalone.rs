@@ -407,6 +407,7 @@ pub async fn run_with(
     let (executors_stop, executors_stopping) = tokio::sync::watch::channel(false);
     let mut executor_tasks = Vec::new();
     for cfg in &layout.executors {
+        crate::executor::cmd::sweep(&cfg.name);
         let addr: SocketAddr = cfg.addr.parse().map_err(|e| StandaloneError::Config(format!("{}: {e}", cfg.addr)))?;
         let e = Executor::new(cfg.clone(), Arc::new(types.clone()), None);
         e.use_metastore(store.clone());

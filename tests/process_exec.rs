@@ -151,3 +151,71 @@ async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_exec -- --ignored"]
+async fn a_restarted_executor_kills_what_its_last_life_left_running() {
+    let etcd = etcd_from_env("process_exec");
+    let mut cluster = Cluster::start(&etcd, "sweep", 1, &[4]);
+    let masters = cluster.masters_except(None);
+    let marker = format!("sweep-marker-{}", std::process::id());
+    let command = format!("sh -c 'sleep 600; : {marker}' & sleep 600; : {marker}");
+    let config = serde_json::json!({"command": ["sh", "-c", command]}).to_string();
+    let started = Instant::now();
+    loop {
+        let run = common::foreman(&[
+            "job", "create", "--id", "s1", "--type", "exec", "--config", &config, "--master", &masters,
+        ])
+        .await;
+        if run.code == Some(0) || run.stderr.contains("JOB_ALREADY_EXISTS") {
+            break;
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "job create: {run:?}");
+        tokio::time::sleep(POLL).await;
+    }
+    let running = loop {
+        let found = processes(&marker);
+        if found.len() >= 3 {
+            break found;
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "the command never ran: {found:?}");
+        tokio::time::sleep(POLL).await;
+    };
+    let executor = cluster.index_of("exec0");
+    let shim: u32 = running
+        .iter()
+        .find(|p| p.contains("__foreman-exec-shim"))
+        .and_then(|p| p.split_whitespace().next()?.parse().ok())
+        .expect("the shim's pid");
+    // The executor frozen first, so it cannot see its shim die and kill the group itself; then the shim SIGKILLed
+    // (its parent-death signal is lost with it) and the executor too: the command is left running, an orphan.
+    cluster.pause(executor);
+    let status = Command::new("kill").args(["-KILL", &shim.to_string()]).status().expect("run kill");
+    assert!(status.success());
+    cluster.kill(executor);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let orphans = processes(&marker);
+    assert!(
+        orphans.len() >= 2 && orphans.iter().all(|p| !p.contains("__foreman-exec-shim")),
+        "the command should have outlived its shim and executor here: {orphans:?}"
+    );
+    eprintln!("left running by a dead executor: {orphans:#?}");
+
+    // Its next life kills them before it registers.
+    cluster.spawn(executor);
+    let restarted = Instant::now();
+    // A new incarnation of the worker may start meanwhile (new processes, new pids): only the orphans must go.
+    while processes(&marker).iter().any(|p| orphans.contains(p)) {
+        assert!(
+            restarted.elapsed() < SETTLE_MAX,
+            "the orphans outlived the executor's restart: {:?}",
+            processes(&marker)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("the restarted executor killed them within {} ms", restarted.elapsed().as_millis());
+    let log = std::fs::read_to_string(&cluster.nodes[executor].log).unwrap_or_default();
+    assert!(log.contains("left from this executor's last life"), "{}", common::tail(&cluster.nodes[executor].log, 20));
+    let run = common::foreman(&["job", "cancel", "s1", "--master", &masters]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+}

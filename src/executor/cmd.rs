@@ -19,6 +19,14 @@ pub enum ExecutorCmdError {
     Listen { addr: String, reason: String },
 }
 
+/// Kills what an earlier life of executor `name` left running (exec commands it could not kill as it died), before
+/// it registers (`framework::process::sweep_left_behind`).
+pub fn sweep(name: &str) {
+    for line in crate::framework::process::sweep_left_behind(name) {
+        warn!(executor = %name, "{line}");
+    }
+}
+
 pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
     run_with(flags, crate::jobs::builtin()).await
 }
@@ -44,6 +52,7 @@ pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Re
     // The etcd files are read when the masters name the metastore; a bad one stops the start here instead.
     let etcd = crate::meta::access::EtcdAccess::load(&super::etcd_files(&cfg.etcd_client))
         .map_err(ExecutorCmdError::Config)?;
+    sweep(&cfg.name);
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), etcd_access = %etcd.describe(), "executor starting");
     let e = Executor::new(cfg, Arc::new(types), None);
     let shutdown = async {

@@ -207,6 +207,14 @@ pub fn spawn(spec: &ProcessSpec, owner: Owner) -> Result<Process, String> {
     Ok(Process { imp: imp::Process::spawn(spec, owner)? })
 }
 
+/// Kills what an earlier life of `executor` left running: every process of a group it recorded starting and never
+/// saw end (its shim SIGKILLed with it, say, so the parent-death signal never reached the group). Called as an
+/// executor starts, before it registers; what it killed, a line each (the simulation: nothing, its node's kill ends
+/// its processes).
+pub fn sweep_left_behind(executor: &str) -> Vec<String> {
+    imp::sweep(executor)
+}
+
 /// A worker's scratch directory on its executor: `<temp>/foreman-<executor>/scratch/<job>/<worker>` (issue 16
 /// step 4 moves it under the executor's data directory and collects it with its job). The executor's directory in
 /// the shared temporary directory must be its own: a directory another user made there first (or a symbolic link)
@@ -291,6 +299,99 @@ mod imp {
         exited: Option<Exit>,
         kill: Kill,
         hook: u64,
+        /// The record of its group, removed once the group is killed.
+        record: Option<std::path::PathBuf>,
+    }
+
+    /// What an executor records of a process group it started, so that its next life can kill it if this one
+    /// could not (`<temp>/foreman-<executor>/processes/<pgid>.json`).
+    #[derive(serde::Serialize, serde::Deserialize)]
+    struct Record {
+        pgid: i32,
+        /// The group leader's start time, in clock ticks since boot (`/proc/<pid>/stat`): a process of the group
+        /// started before it is not of this group (its id was reused).
+        start: u64,
+        task: String,
+        epoch: u64,
+    }
+
+    fn records_dir(executor: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let base = std::env::temp_dir().join(format!("foreman-{executor}"));
+        let dir = base.join("processes");
+        (base, dir)
+    }
+
+    /// A process's group and start time, from `/proc/<pid>/stat`.
+    fn stat(pid: i32) -> Option<(i32, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) is in parentheses and may hold anything: the fields after its last ')'.
+        let rest = text.get(text.rfind(')')? + 1..)?;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // Field 3 is `state`: `pgrp` is field 5, `starttime` field 22.
+        Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
+    }
+
+    fn write_record(executor: &str, record: &Record) -> Result<std::path::PathBuf, String> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let (base, dir) = records_dir(executor);
+        private_dir(&base)?;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+        let path = dir.join(format!("{}.json", record.pgid));
+        let text = serde_json::to_vec(record).map_err(|e| e.to_string())?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        std::io::Write::write_all(&mut f, &text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        Ok(path)
+    }
+
+    pub fn sweep(executor: &str) -> Vec<String> {
+        let (base, dir) = records_dir(executor);
+        let Ok(entries) = std::fs::read_dir(&dir) else { return vec![] };
+        if let Err(e) = private_dir(&base) {
+            return vec![format!("the process records were not read: {e}")];
+        }
+        // Every process now, with its group and start time.
+        let all: Vec<(i32, i32, u64)> = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+            .filter_map(|pid| stat(pid).map(|(pgrp, start)| (pid, pgrp, start)))
+            .collect();
+        let mut out = vec![];
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let record: Option<Record> = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            if let Some(r) = record {
+                let members: Vec<i32> =
+                    all.iter().filter(|(_, g, s)| *g == r.pgid && *s >= r.start).map(|(pid, _, _)| *pid).collect();
+                for pid in &members {
+                    if let Some(p) = Pid::from_raw(*pid) {
+                        let _ = rustix::process::kill_process(p, Signal::KILL);
+                    }
+                }
+                if !members.is_empty() {
+                    out.push(format!(
+                        "killed {} process(es) of {} epoch {} left from this executor's last life (group {})",
+                        members.len(),
+                        r.task,
+                        r.epoch,
+                        r.pgid
+                    ));
+                }
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+        out
     }
 
     fn exit_of(status: std::process::ExitStatus) -> Exit {
@@ -319,6 +420,15 @@ mod imp {
             if let Some(p) = pgid {
                 target.0.store(p.as_raw_nonzero().get(), Ordering::SeqCst);
             }
+            // Recorded before anything else may happen to it: a next life of this executor kills what it finds.
+            let record = pgid.and_then(|p| {
+                let pgid = p.as_raw_nonzero().get();
+                let start = stat(pgid).map_or(0, |(_, s)| s);
+                let r = Record { pgid, start, task: owner.task.to_string(), epoch: owner.epoch.0 };
+                write_record(&owner.env.executor, &r)
+                    .map_err(|e| tracing::warn!("process group {pgid} not recorded: {e}"))
+                    .ok()
+            });
             owner.started();
             let kill = Kill::new(owner, target);
             let hook = kill.hook();
@@ -331,6 +441,7 @@ mod imp {
                 exited: None,
                 kill,
                 hook,
+                record,
             })
         }
 
@@ -406,6 +517,10 @@ mod imp {
         fn drop(&mut self) {
             self.kill.kill();
             self.kill.owner.env.stop_hooks.remove(self.hook);
+            // Killed (or left running by the planted bug, whose point is that nothing cleans it up).
+            if let Some(r) = self.record.take() {
+                let _ = std::fs::remove_file(r);
+            }
         }
     }
 
@@ -653,6 +768,10 @@ mod imp {
     pub fn private_dir(_: &std::path::Path) -> Result<(), String> {
         // No real directory is made in the simulation: a command's scratch directory is a name only.
         Ok(())
+    }
+
+    pub fn sweep(_: &str) -> Vec<String> {
+        vec![]
     }
 
     #[cfg(test)]
