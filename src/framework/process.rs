@@ -46,6 +46,11 @@ pub enum Exit {
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            // The shells' (and the shim's) codes for a program that could not be run.
+            Exit::Code(126) => write!(f, "exited with code 126 (the program is not executable)"),
+            Exit::Code(127) => {
+                write!(f, "exited with code 127 (the program was not found: check the command and PATH)")
+            }
             Exit::Code(c) => write!(f, "exited with code {c}"),
             Exit::Signal(s) => write!(f, "was killed by signal {s}"),
         }
@@ -814,6 +819,7 @@ mod tests {
     #[test]
     fn an_exit_says_how() {
         assert_eq!(Exit::Code(3).to_string(), "exited with code 3");
+        assert!(Exit::Code(127).to_string().contains("was not found"));
         assert_eq!(Exit::Signal(9).to_string(), "was killed by signal 9");
     }
 
