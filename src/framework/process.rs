@@ -9,14 +9,17 @@
 //!   and exits with the command's status. The parent-death signal is the safe `prctl` wrapper of rustix: this crate
 //!   forbids `unsafe`, so no `pre_exec` hook is possible, hence the shim. **Limit**: a command that leaves its
 //!   process group (`setsid`, a daemon) escapes every group signal.
-//! - **Dropping a [`Process`] SIGKILLs its group** at once, synchronously: whatever stops the worker's work (its
-//!   link told stale or fenced, the executor fencing itself, told to register again, shutting down) stops its
-//!   command with it. A graceful stop is the work's own, before it returns ([`Process::stop`]: SIGTERM to the group,
-//!   a grace, SIGKILL).
+//! - **Dropping a [`Process`] SIGKILLs its group** at once, synchronously, and so does its executor as it stops
+//!   the task (the task's stop hooks, [`super::task::StopHooks`], run before the stop is recorded): whatever ends the
+//!   worker (its link told stale or fenced, the executor fencing itself, told to register again, shutting down) ends
+//!   its command first. A graceful stop is the work's own, before it returns ([`Process::stop`]: SIGTERM to the
+//!   group, a grace, SIGKILL).
+//! - Each group is recorded as it starts (`<temp>/foreman-<executor>/processes/`), and an executor starting kills
+//!   what its last life left ([`sweep_left_behind`]).
 //! - Its stdout is read as lines (each cut to [`LINE_MAX`] bytes, so a command cannot grow the executor's memory);
 //!   stderr is discarded for now (issue 16, step 3 keeps both in size-capped files).
-//! - The simulation build runs no processes yet (its twin is issue 16, step 2): [`spawn`] refuses there, and the
-//!   swarm never creates exec jobs.
+//! - The simulation build runs a twin instead: a command is a script (`["sim", "run=…", …]`) run as a task of the
+//!   executor's node (see `imp` there).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -197,11 +200,6 @@ impl Process {
     pub async fn stop(&mut self, grace: Duration) {
         self.imp.stop(grace).await;
     }
-
-    /// The process id of its shim, which is also its process group's id.
-    pub fn pid(&self) -> u32 {
-        self.imp.pid()
-    }
 }
 
 /// Starts `spec` for `owner` in a process group of its own, under the shim (the simulation: its twin).
@@ -225,15 +223,25 @@ pub fn sweep_left_behind(executor: &str) -> Vec<String> {
 /// the shared temporary directory must be its own: a directory another user made there first (or a symbolic link)
 /// is refused, as it would let that user read or plant the commands' files.
 pub fn scratch_dir(executor: &str, job: &str, worker: &str) -> Result<PathBuf, String> {
-    let base = std::env::temp_dir().join(format!("foreman-{executor}"));
-    imp::private_dir(&base)?;
+    let base = executor_dir(executor);
     let dir = base.join("scratch").join(job).join(worker);
+    if cfg!(madsim) {
+        // The twin runs no real command: its scratch directory is a name only.
+        return Ok(dir);
+    }
+    imp::private_dir(&base)?;
     let mut builder = std::fs::DirBuilder::new();
     builder.recursive(true);
     #[cfg(unix)]
     std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
     builder.create(&dir).map_err(|e| format!("cannot create the scratch directory {}: {e}", dir.display()))?;
     Ok(dir)
+}
+
+/// The directory of `executor`'s own in the shared temporary directory (its commands' scratch directories and
+/// process records), until executors have a data directory.
+fn executor_dir(executor: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("foreman-{executor}"))
 }
 
 /// The variables of the executor's own environment a command inherits (nothing else of it: the executor's
@@ -260,15 +268,14 @@ pub fn run_shim_if_asked() -> Option<u8> {
 mod imp {
     use std::ffi::OsString;
     use std::process::Stdio;
+    use std::sync::atomic::{AtomicI32, Ordering};
+    use std::sync::Arc;
     use std::time::Duration;
 
     use rustix::process::{Pid, Signal};
     use tokio::io::AsyncReadExt;
 
-    use std::sync::atomic::{AtomicI32, Ordering};
-    use std::sync::Arc;
-
-    use super::{Exit, Kill, LineSplitter, Owner, ProcessEvent, ProcessSpec, SHIM_ARG};
+    use super::{executor_dir, Exit, Kill, LineSplitter, Owner, ProcessEvent, ProcessSpec, SHIM_ARG};
 
     /// A process group to kill (none once it is known gone).
     #[derive(Clone, Default)]
@@ -297,7 +304,6 @@ mod imp {
 
     pub struct Process {
         child: tokio::process::Child,
-        pgid: Option<Pid>,
         stdout: Option<tokio::process::ChildStdout>,
         lines: LineSplitter,
         pending: std::collections::VecDeque<String>,
@@ -321,7 +327,7 @@ mod imp {
     }
 
     fn records_dir(executor: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let base = std::env::temp_dir().join(format!("foreman-{executor}"));
+        let base = executor_dir(executor);
         let dir = base.join("processes");
         (base, dir)
     }
@@ -337,14 +343,10 @@ mod imp {
     }
 
     fn write_record(executor: &str, record: &Record) -> Result<std::path::PathBuf, String> {
-        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let (base, dir) = records_dir(executor);
         private_dir(&base)?;
-        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
-        }
+        private_dir(&dir)?;
         let path = dir.join(format!("{}.json", record.pgid));
         let text = serde_json::to_vec(record).map_err(|e| e.to_string())?;
         let mut f = std::fs::OpenOptions::new()
@@ -439,7 +441,6 @@ mod imp {
             let hook = kill.hook();
             Ok(Process {
                 child,
-                pgid,
                 stdout,
                 lines: LineSplitter::default(),
                 pending: Default::default(),
@@ -448,10 +449,6 @@ mod imp {
                 hook,
                 record,
             })
-        }
-
-        pub fn pid(&self) -> u32 {
-            self.pgid.map_or(0, |p| p.as_raw_nonzero().get().unsigned_abs())
         }
 
         pub async fn event(&mut self) -> ProcessEvent {
@@ -497,7 +494,7 @@ mod imp {
         }
 
         pub async fn stop(&mut self, grace: Duration) {
-            let Some(pgid) = self.pgid else { return };
+            let Some(pgid) = self.kill.target.pgid() else { return };
             let _ = rustix::process::kill_process_group(pgid, Signal::TERM);
             let deadline = tokio::time::Instant::now() + grace;
             while tokio::time::Instant::now() < deadline {
@@ -514,7 +511,6 @@ mod imp {
             }
             // Reaped after the SIGKILL: the group is gone, and its id may be another's some day.
             self.kill.target.gone();
-            self.pgid = None;
         }
     }
 
@@ -707,10 +703,6 @@ mod imp {
             Ok(Process { events, term, kill, hook })
         }
 
-        pub fn pid(&self) -> u32 {
-            0
-        }
-
         pub async fn event(&mut self) -> ProcessEvent {
             match self.events.recv().await {
                 Some(e) => e,
@@ -771,7 +763,7 @@ mod imp {
     }
 
     pub fn private_dir(_: &std::path::Path) -> Result<(), String> {
-        // No real directory is made in the simulation: a command's scratch directory is a name only.
+        // Never called: the simulation makes no real directory (`scratch_dir`).
         Ok(())
     }
 

@@ -104,8 +104,8 @@ impl JobLogic for ExecLogic {
         }
     }
 
-    /// `"<done>/<workers> workers done"`, after `"<a>/<b> progress, "` when running commands printed
-    /// `FOREMAN_PROGRESS a/b` (a done worker counts as its whole last `b`, or nothing if it never printed one).
+    /// `"<done>/<workers> workers done"`, after `"<a>/<b> progress, "` when the workers not done printed
+    /// `FOREMAN_PROGRESS a/b` (the sums of what each last printed; done workers do not count there).
     fn progress(&self, live: &dyn LiveProgress) -> String {
         let workers = self.done.len();
         let done = self.done.iter().filter(|d| **d).count();
