@@ -29,7 +29,6 @@
 mod checksum;
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -49,7 +48,7 @@ use crate::checks::{
 use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
-use crate::harness::{fail, require, run_seed, Failure};
+use crate::harness::{fail, first_seed, report, require, run_seeds};
 use crate::master_failover::{await_job, check_every_run, on_client, terminal, with_jobs};
 
 /// Seeds a plain run takes: some 12 s on a small machine (1,000 took 117 s).
@@ -106,15 +105,7 @@ pub async fn checksum_run(ran: Arc<Mutex<Option<String>>>) -> Figures {
     let c = Cluster::build(3, 4, Tasks::Types(types), None).await;
     let jobs = draw_jobs();
     let k = &c.config;
-    let scope = Scope {
-        masters: c.masters.len(),
-        executors: c.executors.len(),
-        offline_ttl: k.executors.offline_ttl,
-        lease_ttl: k.election.lease_ttl,
-        worker_offline_ttl: k.workers.offline_ttl,
-        phase: FAULT_PHASE,
-        clocks: k.clock_tolerance(),
-    };
+    let scope = Scope::of(c.masters.len(), c.executors.len(), k, FAULT_PHASE);
     let plan = Plan::draw(seed, &scope);
     *ran.lock().expect("the plan's slot") = Some(plan.to_string());
     let buggify = seed % 2 == 1;
@@ -294,40 +285,15 @@ fn replay_command(seed: u64) -> String {
     )
 }
 
-/// Past the harness's output capture: the figures are for every run's log.
-fn report(text: &str) {
-    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
-}
-
 /// The checksum example's jobs, exact under kills, partitions, drains and failovers, over many seeds.
 #[test]
 fn checksum_jobs_exact_under_faults() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let seeds = env("FOREMAN_EXAMPLE_SEEDS").unwrap_or(SEEDS_DEFAULT).max(1);
-    // why: the harness picks a first seed when none is given (as madsim does); the simulations never see the clock.
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let first = env("MADSIM_TEST_SEED").unwrap_or(now);
+    let first = first_seed();
     report(&format!("example_checksum: {seeds} seeds from {first}; replay one with {}", replay_command(first)));
-    let mut passed = vec![];
-    let mut failed = vec![];
-    for seed in PINNED.iter().copied().chain(first..first + seeds) {
-        let ran = Arc::new(Mutex::new(None));
-        let slot = ran.clone();
-        match run_seed(seed, move || Box::pin(checksum_run(slot))) {
-            Ok(f) => passed.push(f),
-            Err(f) => {
-                let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
-                let class = Failure::class(&f);
-                report(&format!(
-                    "seed {seed} FAILED ({class}): {f}\n  plan: {plan}\n  replay: {}",
-                    replay_command(seed)
-                ));
-                failed.push(seed);
-            }
-        }
-    }
+    let (passed, failed) = run_seeds(PINNED.iter().copied().chain(first..first + seeds), replay_command, checksum_run);
     let sum = |f: fn(&Figures) -> usize| passed.iter().map(f).sum::<usize>();
     report(&format!(
         "example_checksum: {} of {} seeds passed: {} jobs exact; {} worker incarnations started, {} of them \

@@ -16,7 +16,6 @@
 //! [`SEEDS_DEFAULT`]) from `MADSIM_TEST_SEED` (default: the wall clock, printed); each failing one prints its plan
 //! and the command that replays it.
 
-use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,7 +31,7 @@ use crate::checks::{
 use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
-use crate::harness::{fail, require, run_seed, Failure};
+use crate::harness::{fail, first_seed, report, require, run_seeds};
 use crate::master_failover::{await_job, check_every_run, on_client, terminal};
 
 /// Seeds a plain run takes.
@@ -92,15 +91,7 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
     let c = Cluster::build(3, 4, Tasks::Jobs, planted).await;
     let jobs = draw_jobs();
     let k = &c.config;
-    let scope = Scope {
-        masters: c.masters.len(),
-        executors: c.executors.len(),
-        offline_ttl: k.executors.offline_ttl,
-        lease_ttl: k.election.lease_ttl,
-        worker_offline_ttl: k.workers.offline_ttl,
-        phase: FAULT_PHASE,
-        clocks: k.clock_tolerance(),
-    };
+    let scope = Scope::of(c.masters.len(), c.executors.len(), k, FAULT_PHASE);
     let plan = Plan::draw(seed, &scope);
     *ran.lock().expect("the plan's slot") = Some(plan.to_string());
     let buggify = seed % 2 == 1;
@@ -183,30 +174,14 @@ fn replay_command(seed: u64) -> String {
     )
 }
 
-fn report(text: &str) {
-    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
-}
-
 #[test]
 fn exec_jobs_under_faults() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     let seeds = env("FOREMAN_EXEC_SEEDS").unwrap_or(SEEDS_DEFAULT).max(1);
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let first = env("MADSIM_TEST_SEED").unwrap_or(now);
+    let first = first_seed();
     report(&format!("exec_jobs: {seeds} seeds from {first}; replay one with {}", replay_command(first)));
-    let mut failed = vec![];
-    for seed in first..first + seeds {
-        let ran = Arc::new(Mutex::new(None));
-        let slot = ran.clone();
-        if let Err(f) = run_seed(seed, move || Box::pin(exec_run(None, slot))) {
-            let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
-            let class = Failure::class(&f);
-            report(&format!("seed {seed} FAILED ({class}): {f}\n  plan: {plan}\n  replay: {}", replay_command(seed)));
-            failed.push(seed);
-        }
-    }
+    let (_, failed) = run_seeds(first..first + seeds, replay_command, |ran| exec_run(None, ran));
     report(&format!("exec_jobs: {} of {seeds} seeds passed", seeds - failed.len() as u64));
     assert!(failed.is_empty(), "exec_jobs: seeds {failed:?} failed (each printed its replay command above)");
 }

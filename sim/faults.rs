@@ -273,6 +273,21 @@ pub struct Scope {
     pub clocks: foreman::core::timing::ClockTolerance,
 }
 
+impl Scope {
+    /// The scope of `masters` masters and `executors` executors with timings `knobs`, faults drawn within `phase`.
+    pub fn of(masters: usize, executors: usize, knobs: &foreman::config::MasterConfig, phase: Duration) -> Scope {
+        Scope {
+            masters,
+            executors,
+            offline_ttl: knobs.executors.offline_ttl,
+            lease_ttl: knobs.election.lease_ttl,
+            worker_offline_ttl: knobs.workers.offline_ttl,
+            phase,
+            clocks: knobs.clock_tolerance(),
+        }
+    }
+}
+
 /// One family's stream of draws: SplitMix64 seeded from the seed and the family's name.
 pub struct Stream(SplitMix64);
 

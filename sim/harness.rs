@@ -55,6 +55,21 @@ impl<E: Story> Recorder<E> {
     }
 }
 
+/// Writes past the test harness's output capture: a suite's figures are for every run's log, not only a failing
+/// one's.
+pub fn report(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
+}
+
+/// The first seed of a suite that runs its seeds itself: `MADSIM_TEST_SEED`, else the wall clock, as madsim picks
+/// one (the caller prints it; the simulations never see the clock).
+pub fn first_seed() -> u64 {
+    #[allow(clippy::disallowed_methods)]
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    std::env::var("MADSIM_TEST_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or(now)
+}
+
 /// Prints the seed first, so every run (and every failure) says how to replay it.
 pub fn announce(scenario: &str) -> u64 {
     let seed = madsim::runtime::Handle::current().seed();
@@ -166,6 +181,34 @@ pub fn run_seed<T: Send + 'static>(
         rt.block_on(scenario())
     });
     handle.join().map_err(Failure::of)
+}
+
+/// Runs a suite's own `seeds`, each with `scenario` handed the slot where it puts its fault plan's text first; a
+/// failing seed is reported with its failure, its plan and `replay(seed)`. The figures of the seeds that passed, and
+/// the seeds that failed.
+pub fn run_seeds<T: Send + 'static, F>(
+    seeds: impl Iterator<Item = u64>,
+    replay: fn(u64) -> String,
+    scenario: fn(Arc<Mutex<Option<String>>>) -> F,
+) -> (Vec<T>, Vec<u64>)
+where
+    F: Future<Output = T> + 'static,
+{
+    let (mut passed, mut failed) = (vec![], vec![]);
+    for seed in seeds {
+        let ran = Arc::new(Mutex::new(None));
+        let slot = ran.clone();
+        match run_seed(seed, move || Box::pin(scenario(slot))) {
+            Ok(t) => passed.push(t),
+            Err(f) => {
+                let plan = ran.lock().expect("the plan's slot").take().unwrap_or_default();
+                let class = Failure::class(&f);
+                report(&format!("seed {seed} FAILED ({class}): {f}\n  plan: {plan}\n  replay: {}", replay(seed)));
+                failed.push(seed);
+            }
+        }
+    }
+    (passed, failed)
 }
 
 /// The text of a caught panic (a violation's sentence, when a checker failed the run).

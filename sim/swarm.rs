@@ -15,7 +15,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
-use std::io::Write;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -41,7 +40,7 @@ use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLU
 use crate::coverage;
 use crate::fake_jobs::{cancel_job, checkpoints, create_job, failovers, reschedules};
 use crate::faults::{self, Plan};
-use crate::harness::{fail, require, run_seed, Checker, Failure};
+use crate::harness::{fail, first_seed, report, require, run_seed, Checker, Failure};
 use crate::master_failover::{await_job, check_capacity_settled, check_every_run, on_client, terminal, with_jobs};
 use crate::shrink::{shrink, Shrunk};
 
@@ -198,15 +197,7 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
     }
     let masters = env_u64("FOREMAN_SCALE_MASTERS").unwrap_or(3) as usize;
     let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
-    let scope = faults::Scope {
-        masters: d.masters,
-        executors: d.executors.len(),
-        offline_ttl: d.knobs.executors.offline_ttl,
-        lease_ttl: d.knobs.election.lease_ttl,
-        worker_offline_ttl: d.knobs.workers.offline_ttl,
-        phase: FAULT_PHASE,
-        clocks: d.knobs.clock_tolerance(),
-    };
+    let scope = faults::Scope::of(d.masters, d.executors.len(), &d.knobs, FAULT_PHASE);
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
 }
@@ -247,15 +238,7 @@ fn draw_workload_and_faults(
     if varied {
         draw_varied_workload(&mut d);
     }
-    let scope = faults::Scope {
-        masters,
-        executors: d.executors.len(),
-        offline_ttl: d.knobs.executors.offline_ttl,
-        lease_ttl: d.knobs.election.lease_ttl,
-        worker_offline_ttl: d.knobs.workers.offline_ttl,
-        phase: FAULT_PHASE,
-        clocks: d.knobs.clock_tolerance(),
-    };
+    let scope = faults::Scope::of(masters, d.executors.len(), &d.knobs, FAULT_PHASE);
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
 }
@@ -838,12 +821,6 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
 }
 
-/// Writes past the test harness's output capture: the suite's figures are for every run's log, not only a failing
-/// one's.
-fn report(text: &str) {
-    let _ = std::io::stderr().lock().write_all(format!("{text}\n").as_bytes());
-}
-
 /// The command that replays `seed` alone, with its draw and its story log; with `plan`, that plan instead of the
 /// seed's own (the text of [`Plan`], quoted for a shell: it holds no quote), and with `planted`, that bug planted.
 pub fn replay_command(seed: u64, plan: Option<&str>, planted: Option<Planted>) -> String {
@@ -1179,10 +1156,7 @@ fn run_batch(first: u64, n: u64) -> Vec<(u64, Result<SwarmFigures, SeedFailure>)
 fn swarm() {
     let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     let seeds = env_u64("FOREMAN_SWARM_SEEDS").unwrap_or(100).max(1);
-    // why: the harness picks a first seed when none is given (as madsim does); the simulations never see the clock.
-    #[allow(clippy::disallowed_methods)]
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(now);
+    let first = first_seed();
     let jobs = env_u64("MADSIM_TEST_JOBS").unwrap_or(1).clamp(1, 64);
     let plan = plan_from_env();
     let planted = planted_from_env();

@@ -11,7 +11,7 @@ use crate::cluster::Seen;
 /// How long a resumed incarnation may take to be polled and stop, without acting, before it counts as live: a
 /// fenced task stops the moment it is polled again, which the simulator may schedule a moment after the resume
 /// (time is kept in whole milliseconds).
-const RESUME_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
+pub(super) const RESUME_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Rule 3: at most one live incarnation of every job master and every worker at every simulated instant, and
 /// each task's incarnations start in strictly increasing epoch order. Fed by the executors' own task starts and

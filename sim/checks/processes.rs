@@ -8,11 +8,9 @@ use foreman::core::invariants::{Id, LiveIncarnations, Rule, Violation};
 use foreman::core::time::Time;
 use foreman::executor::ExecutorObservation;
 
+use super::incarnations::RESUME_GRACE;
 use super::Events;
 use crate::cluster::Seen;
-
-/// As for incarnations: a resumed node's process may take a moment to be polled and end.
-const RESUME_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// At most one live process of every worker at every instant, its incarnations' processes started in increasing
 /// epoch order. A node's kill ends its processes (the shim's parent-death signal; in the simulation they are the
