@@ -24,10 +24,8 @@ const END_MAX: Duration = Duration::from_secs(60);
 const GONE_MAX: Duration = Duration::from_secs(10);
 
 fn scratch(label: &str) -> PathBuf {
-    #[allow(clippy::disallowed_methods)] // why: a unique directory name per run; no behaviour depends on it
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("foreman-exec-{label}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(dir.join("home")).expect("create the scratch directory");
+    let dir = common::scratch_dir(&format!("exec-{label}"));
+    std::fs::create_dir_all(dir.join("home")).expect("create the test HOME");
     dir
 }
 
@@ -40,25 +38,14 @@ struct Standalone {
 
 impl Standalone {
     async fn start(dir: &Path) -> Standalone {
-        let ports: Vec<u16> = {
-            let held: Vec<std::net::TcpListener> =
-                (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("a port")).collect();
-            held.iter().map(|l| l.local_addr().expect("bound").port()).collect()
-        };
-        // The executors take the ports after the first one given: two free ones in a row.
-        let executors = loop {
-            let p = std::net::TcpListener::bind("127.0.0.1:0").expect("a port").local_addr().expect("bound").port();
-            if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() && !ports.contains(&p) {
-                break p;
-            }
-        };
-        let master = format!("127.0.0.1:{}", ports[0]);
+        let ports = common::StandalonePorts::new();
+        let master = format!("127.0.0.1:{}", ports.master);
         let log = std::fs::File::create(dir.join("standalone.log")).expect("create the log");
         let child = Command::new(env!("CARGO_BIN_EXE_foreman"))
             .args(["standalone", "--data-dir"])
             .arg(dir.join("data"))
-            .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports[1])])
-            .args(["--executor-port", &executors.to_string()])
+            .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports.http)])
+            .args(["--executor-port", &ports.executors.to_string()])
             .env("HOME", dir.join("home"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())

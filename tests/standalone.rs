@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use common::{ExecutorListView, JobListView, JobView, LeaderView, POLL};
+use common::{ExecutorListView, JobListView, JobView, LeaderView, StandalonePorts, POLL};
 
 /// How long a standalone process may take to print its banner and serve.
 const START_MAX: Duration = Duration::from_secs(20);
@@ -43,13 +43,8 @@ const SLOTS_BACK_MAX: Duration = Duration::from_secs(5);
 /// How long the leader may take to say why a job waits: a few passes of its loop (500 ms).
 const WAITING_MAX: Duration = Duration::from_secs(5);
 
-/// The `HOME` of every standalone and CLI this test binary runs: a secure standalone leaves its profile there (one
-/// file per master address, so the tests' standalones on their own ports do not meet), and the CLI finds it there,
-/// with no flag, as a newcomer's does. Never the real home: a test must not write into it.
 fn home() -> PathBuf {
-    let home = std::env::temp_dir().join(format!("foreman-standalone-home-{}", std::process::id()));
-    std::fs::create_dir_all(&home).expect("create the test HOME");
-    home
+    common::test_home("standalone")
 }
 
 /// `foreman <args>` as the user who started the standalones (its `HOME`, [`home`]).
@@ -69,41 +64,14 @@ struct Standalone {
     log: PathBuf,
 }
 
-/// Free loopback ports, held together so that they differ, released before use.
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<std::net::TcpListener> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
-    held.iter().map(|l| l.local_addr().expect("bound").port()).collect()
-}
-
-/// The ports of one standalone layout: the master, its HTTP API, and the first of two executor ports.
-#[derive(Clone, Copy)]
-struct Ports {
-    master: u16,
-    http: u16,
-    executors: u16,
-}
-
-impl Ports {
-    fn new() -> Ports {
-        // Two executors take `executors` and the port after it: pick a pair whose second port is free too.
-        loop {
-            let p = free_ports(3);
-            if std::net::TcpListener::bind(("127.0.0.1", p[2].wrapping_add(1))).is_ok() && p[2] < u16::MAX {
-                return Ports { master: p[0], http: p[1], executors: p[2] };
-            }
-        }
-    }
-}
-
 impl Standalone {
     /// Starts `foreman standalone` on `dir` and waits for its banner; the banner's text.
-    fn start(dir: &Path, ports: Ports, log: &Path) -> (Standalone, String) {
+    fn start(dir: &Path, ports: StandalonePorts, log: &Path) -> (Standalone, String) {
         Standalone::start_with(dir, ports, log, &[])
     }
 
     /// [`Standalone::start`] with more flags.
-    fn start_with(dir: &Path, ports: Ports, log: &Path, extra: &[&str]) -> (Standalone, String) {
+    fn start_with(dir: &Path, ports: StandalonePorts, log: &Path, extra: &[&str]) -> (Standalone, String) {
         let master = format!("127.0.0.1:{}", ports.master);
         let mut child = Command::new(env!("CARGO_BIN_EXE_foreman"))
             .args(["standalone", "--data-dir"])
@@ -166,11 +134,7 @@ impl Drop for Standalone {
 }
 
 fn scratch(label: &str) -> PathBuf {
-    #[allow(clippy::disallowed_methods)] // why: a unique directory name per run; no behaviour depends on it
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("foreman-standalone-{label}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the scratch directory");
-    dir
+    common::scratch_dir(&format!("standalone-{label}"))
 }
 
 /// Waits until the standalone master leads and serves (the banner comes as soon as the servers were started).
@@ -201,7 +165,7 @@ struct WaitingView {
 async fn standalone_runs_a_job_stops_cleanly_and_resumes_after_a_restart() {
     let dir = scratch("restart");
     let log = dir.join("standalone.log");
-    let ports = Ports::new();
+    let ports = StandalonePorts::new();
     let (mut first, banner) = Standalone::start(&dir, ports, &log);
     eprint!("{banner}");
     assert!(banner.contains(&format!("a master at {} and 2 executors", first.master)), "{banner}");
@@ -290,9 +254,9 @@ async fn standalone_runs_a_job_stops_cleanly_and_resumes_after_a_restart() {
 async fn a_second_standalone_on_the_same_data_directory_is_refused() {
     let dir = scratch("locked");
     let log = dir.join("first.log");
-    let (first, _) = Standalone::start(&dir, Ports::new(), &log);
+    let (first, _) = Standalone::start(&dir, StandalonePorts::new(), &log);
     await_ready(&first.master).await;
-    let other = Ports::new();
+    let other = StandalonePorts::new();
     let run = foreman(&[
         "standalone",
         "--data-dir",
@@ -327,7 +291,7 @@ fn legacy_data_dir(dir: &Path) -> PathBuf {
 
 /// `foreman standalone` on `dir`'s data directory, expected to refuse at once: its exit code and stderr.
 async fn refused_start(dir: &Path) -> common::Run {
-    let ports = Ports::new();
+    let ports = StandalonePorts::new();
     foreman(&[
         "standalone",
         "--data-dir",
@@ -347,7 +311,7 @@ async fn an_earlier_foremans_data_directory_is_imported_and_its_jobs_resume() {
     let dir = scratch("legacy");
     let data = legacy_data_dir(&dir);
     let log = dir.join("standalone.log");
-    let (node, _) = Standalone::start(&dir, Ports::new(), &log);
+    let (node, _) = Standalone::start(&dir, StandalonePorts::new(), &log);
     await_ready(&node.master).await;
     let listed: JobListView = query(&node.master, &["job", "list"]).await.expect("job list");
     let ids: Vec<&str> = listed.jobs.iter().map(|j| j.id.as_str()).collect();
@@ -367,7 +331,7 @@ async fn a_damaged_data_directory_is_refused_saying_which_file_and_what_to_do() 
     let dir = scratch("damaged");
     let data = legacy_data_dir(&dir);
     let log = dir.join("standalone.log");
-    let (mut node, _) = Standalone::start(&dir, Ports::new(), &log);
+    let (mut node, _) = Standalone::start(&dir, StandalonePorts::new(), &log);
     await_ready(&node.master).await;
     let (code, _) = node.terminate().await;
     assert_eq!(code, Some(0));
@@ -405,7 +369,7 @@ async fn a_damaged_data_directory_is_refused_saying_which_file_and_what_to_do() 
 async fn one_step_jobs_give_their_slots_back_and_a_job_no_executor_can_take_says_why() {
     let dir = scratch("slots");
     let log = dir.join("standalone.log");
-    let (node, _) = Standalone::start(&dir, Ports::new(), &log);
+    let (node, _) = Standalone::start(&dir, StandalonePorts::new(), &log);
     await_ready(&node.master).await;
     let master = node.master.as_str();
 
@@ -517,7 +481,7 @@ fn mode_of(path: &Path) -> u32 {
 async fn a_standalone_is_secure_with_no_set_up_and_refuses_strangers() {
     let dir = scratch("secure");
     let log = dir.join("standalone.log");
-    let ports = Ports::new();
+    let ports = StandalonePorts::new();
     let (mut node, banner) = Standalone::start(&dir, ports, &log);
     eprint!("{banner}");
     assert!(banner.contains("security: TLS, and every call needs a token"), "{banner}");

@@ -26,12 +26,8 @@ use tokio::time::Instant;
 
 use common::{http_get, ExecutorListView, JobView, POLL};
 
-/// The `HOME` of the standalone and of the CLI: the secure standalone leaves its profile (CA and admin token) there
-/// and the CLI finds it, as a user's would; never the real home.
 fn home() -> std::path::PathBuf {
-    let home = std::env::temp_dir().join(format!("foreman-flood-home-{}", std::process::id()));
-    std::fs::create_dir_all(&home).expect("create the test HOME");
-    home
+    common::test_home("flood")
 }
 
 async fn foreman(args: &[&str]) -> common::Run {
@@ -88,28 +84,15 @@ impl Drop for Standalone {
     }
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port");
-    l.local_addr().expect("bound").port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_flood_leaves_the_standalone_serving_and_its_executors_online() {
-    #[allow(clippy::disallowed_methods)] // why: a unique directory name per run; no behaviour depends on it
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-    let dir = std::env::temp_dir().join(format!("foreman-flood-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("create the scratch directory");
+    let dir = common::scratch_dir("flood");
     let config = dir.join("foreman.toml");
     std::fs::write(&config, TIMINGS).expect("write the configuration");
     let log = dir.join("standalone.log");
-    // Two executors take a port and the one after it: find a pair that is free.
-    let executors_port = loop {
-        let p = free_port();
-        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
-            break p;
-        }
-    };
-    let (master, http) = (format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port()));
+    let ports = common::StandalonePorts::new();
+    let executors_port = ports.executors;
+    let (master, http) = (format!("127.0.0.1:{}", ports.master), format!("127.0.0.1:{}", ports.http));
     let mut child = Command::new("sh")
         .args(["-c", &format!("ulimit -n {NOFILE} && exec \"$0\" \"$@\"")])
         .arg(env!("CARGO_BIN_EXE_foreman"))

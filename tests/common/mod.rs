@@ -598,6 +598,45 @@ pub fn hold_ports(n: usize) -> Vec<std::net::TcpListener> {
 }
 
 /// A suffix no earlier run used, so that a long-lived etcd never hands this run another run's keys.
+/// The free loopback ports of one `foreman standalone`: its master, its HTTP API, and the first of its two
+/// executors' ports (the second takes the port after it, free too).
+#[derive(Clone, Copy, Debug)]
+pub struct StandalonePorts {
+    pub master: u16,
+    pub http: u16,
+    pub executors: u16,
+}
+
+impl StandalonePorts {
+    pub fn new() -> StandalonePorts {
+        loop {
+            // Held together, so that they differ; released before use.
+            let held: Vec<std::net::TcpListener> =
+                (0..3).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind a loopback port")).collect();
+            let p: Vec<u16> = held.iter().map(|l| l.local_addr().expect("bound").port()).collect();
+            if p[2] < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p[2] + 1)).is_ok() {
+                return StandalonePorts { master: p[0], http: p[1], executors: p[2] };
+            }
+        }
+    }
+}
+
+/// A new directory of its own for one test run (`foreman-<label>-<pid>-<nanos>` in the temporary directory).
+pub fn scratch_dir(label: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("foreman-{label}-{}", unique_suffix()));
+    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    dir
+}
+
+/// The `HOME` of the standalones a test binary starts and of its CLI (`foreman-<label>-home-<pid>`): a secure
+/// standalone leaves its profile there (one file per master address) and the CLI finds it there, with no flag, as a
+/// user's would. Never the real home: a test must not write into it.
+pub fn test_home(label: &str) -> PathBuf {
+    let home = std::env::temp_dir().join(format!("foreman-{label}-home-{}", std::process::id()));
+    std::fs::create_dir_all(&home).unwrap_or_else(|e| panic!("cannot create {}: {e}", home.display()));
+    home
+}
+
 fn unique_suffix() -> String {
     format!("{}-{}", std::process::id(), wall_nanos())
 }
