@@ -20,7 +20,7 @@ use crate::core::auth::Principal;
 use crate::executor::Executor;
 use crate::master::Master;
 use crate::meta::MetaStore;
-use crate::rpc::tls::{check_owner_only, Ca};
+use crate::rpc::tls::{check_owner_only, create_private_dirs, write_private, Ca};
 
 /// The most executors one standalone process runs.
 pub const EXECUTORS_MAX: u32 = 64;
@@ -174,11 +174,7 @@ pub fn secure(
     let dir = std::fs::canonicalize(data_dir)
         .map_err(|e| format!("--data-dir {}: {e}", data_dir.display()))?
         .join(SECURITY_DIR);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_private_dirs(&dir)?;
     let (ca_file, ca_key_file) = (dir.join("ca.pem"), dir.join("ca-key.pem"));
     let ca = match (ca_file.exists(), ca_key_file.exists()) {
         (true, true) => {
@@ -230,11 +226,7 @@ pub fn secure(
 pub fn write_profile(home: &Path, address: &str, secured: &Secured) -> Result<PathBuf, String> {
     let path = ClientProfile::path(home, address);
     let dir = path.parent().unwrap_or(home);
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    create_private_dirs(dir)?;
     let profile = ClientProfile { ca: secured.ca.clone(), token_file: secured.token_file.clone() };
     let text = toml::to_string(&profile).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let _ = std::fs::remove_file(&path);
@@ -252,18 +244,6 @@ fn forget_profile(home: &Path, address: &str) {
             Err(e) => warn!(profile = %path.display(), "cannot remove the CLI's profile of a secure standalone: {e}"),
         }
     }
-}
-
-/// Writes a new file readable by its owner only; refuses an existing one.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut f = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    std::io::Write::write_all(&mut f, text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 /// The hosts the standalone's server certificate names: loopback under every name, and the listen address's host.

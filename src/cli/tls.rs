@@ -5,13 +5,12 @@
 //! serves a process both as a server and as a client. Files are written owner-only (0600) and never overwritten.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, KeyPair, KeyUsagePurpose};
 
 use crate::core::auth::Principal;
-use crate::rpc::tls::{set_validity, Ca};
+use crate::rpc::tls::{set_validity, write_private, Ca};
 
 /// What to make.
 #[derive(Clone, Debug, clap::Args)]
@@ -185,21 +184,6 @@ fn etcd_init(dir: &Path, hosts: &[String]) -> Result<String, String> {
 fn file_names(dir: &Path, p: &Principal) -> (PathBuf, PathBuf) {
     let stem = p.to_string().replace('/', "-");
     (dir.join(format!("{stem}.pem")), dir.join(format!("{stem}-key.pem")))
-}
-
-/// Writes a new file readable by its owner only; refuses an existing one.
-fn write_private(path: &Path, text: &str) -> Result<(), String> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

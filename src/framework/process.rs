@@ -230,11 +230,7 @@ pub fn scratch_dir(executor: &str, job: &str, worker: &str) -> Result<PathBuf, S
         return Ok(dir);
     }
     imp::private_dir(&base)?;
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(&dir).map_err(|e| format!("cannot create the scratch directory {}: {e}", dir.display()))?;
+    crate::rpc::tls::create_private_dirs(&dir).map_err(|e| format!("the scratch directory: {e}"))?;
     Ok(dir)
 }
 

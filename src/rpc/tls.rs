@@ -300,6 +300,27 @@ pub fn server_builder() -> Result<tonic::transport::Server, tonic::transport::Er
     }
 }
 
+/// Writes a new file readable by its owner only (a key, a certificate, a token); refuses an existing one.
+pub fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut f = options.open(path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+    std::io::Write::write_all(&mut f, text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Creates `dir` and its missing parents, those it creates readable by their owner only (0700).
+pub fn create_private_dirs(dir: &Path) -> Result<(), String> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))
+}
+
 /// Refuses a private key file that group or others may read (`chmod 600`).
 fn check_private(flag: &str, path: &Path) -> Result<(), String> {
     check_owner_only(flag, path, "a private key")
