@@ -373,6 +373,21 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          kept re-reporting until it fenced itself (fixed: a worker whose work failed quiesces before it reports, as \
          a drained one does; it acts no more)",
     ),
+    (
+        1796534660,
+        "2.819s cut-leader-from-executors(both-ways) for 32.982s",
+        "a detection 0.26 s past TTL + check interval + suspect hold: the leader cut from every executor held their \
+         evictions, and the hold's end waited for the next check, whose cadence had slipped during the hold (fixed: \
+         the leader checks again at the hold's own end)",
+    ),
+    (
+        1796543579,
+        "32.568s hold(executor-1, dispatch-accept, 31.54s, every) for 27.681s; 32.568s kill-executor(1) for 1.204s; \
+         38.455s stop-executor(1) for 9.322s",
+        "wasted work by the checker's count: a dispatch stalled 31.5 s on executor-1 kept it refusing the job's \
+         later job masters 25 s after the hold's step had healed, and the checker counted the step only until its \
+         heal (fixed: a node is disturbed while any stall of a hold is on)",
+    ),
 ];
 
 #[test]

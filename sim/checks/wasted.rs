@@ -65,6 +65,9 @@ pub fn restarts_explained(
     let end = events.last().map_or(Time::ZERO, |(at, _, _)| *at);
     let mut stretches: Vec<Stretch> = disturbed.iter().map(|&(from, to)| Stretch { from, to, master: None }).collect();
     let mut open: BTreeMap<String, (Time, Option<String>)> = BTreeMap::new();
+    // Per node and plan step: the first stall's start, the master it disturbs alone, and how many stalls are on.
+    let mut stalls: BTreeMap<String, (Time, Option<String>, usize)> = BTreeMap::new();
+    let master_of = |node: &str| node.starts_with("master-").then(|| node.to_owned());
     for (at, node, seen) in events {
         match seen {
             Seen::FaultBegan { step, plan, .. } => {
@@ -86,18 +89,36 @@ pub fn restarts_explained(
                 }
             }
             Seen::Killed | Seen::Paused | Seen::StopAsked => {
-                let master = node.starts_with("master-").then(|| node.clone());
-                open.entry(format!("node {node}")).or_insert((*at, master));
+                open.entry(format!("node {node}")).or_insert((*at, master_of(node)));
             }
             Seen::Restarted | Seen::Resumed => {
                 if let Some((from, master)) = open.remove(&format!("node {node}")) {
                     stretches.push(Stretch { from, to: *at, master });
                 }
             }
+            // A hold's stalls outlive its step: one begun before the heal lasts its full stall. A node is disturbed
+            // while any stall of a step is on (swarm seed 1796543579: a dispatch held 31.5 s on executor-1 kept it
+            // refusing the job's later incarnations 25 s after the step healed).
+            Seen::HoldBegan { step, .. } => {
+                let key = format!("hold {node} {step}");
+                let (_, _, on) = stalls.entry(key).or_insert_with(|| (*at, master_of(node), 0));
+                *on += 1;
+            }
+            Seen::HoldEnded { step, .. } => {
+                let key = format!("hold {node} {step}");
+                if let Some((from, master, on)) = stalls.get_mut(&key) {
+                    *on -= 1;
+                    if *on == 0 {
+                        stretches.push(Stretch { from: *from, to: *at, master: master.take() });
+                        stalls.remove(&key);
+                    }
+                }
+            }
             _ => {}
         }
     }
     stretches.extend(open.into_values().map(|(from, master)| Stretch { from, to: end, master }));
+    stretches.extend(stalls.into_values().map(|(from, master, _)| Stretch { from, to: end, master }));
     // A master's disturbance is a failover only with another master to take over, none disturbed near it.
     let near =
         |a: &Stretch, b: &Stretch| a.from <= b.to.saturating_add(horizon) && b.from <= a.to.saturating_add(horizon);
@@ -257,6 +278,34 @@ mod tests {
         }
         let stale = vec![workers[0].clone(), failed(TaskExit::Stale), workers[1].clone()];
         assert_eq!(restarts_explained(&stale, &[], H, true).map_err(|v| v.rule), Err(Rule::WastedWork));
+    }
+
+    #[madsim::test]
+    async fn a_stall_disturbs_until_it_ends_even_after_its_step_healed() {
+        let began = |ms: u64| {
+            (t(ms), "executor-1".to_owned(), Seen::HoldBegan { step: 1, point: "dispatch-accept", stall: H * 100 })
+        };
+        let ended = |ms: u64| (t(ms), "executor-1".to_owned(), Seen::HoldEnded { step: 1, point: "dispatch-accept" });
+        let step = |began: u64, healed: u64| {
+            let plan = "0.5s hold(executor-1, dispatch-accept, 20s, every) for 1s".to_owned();
+            [
+                (t(began), "faults".to_owned(), Seen::FaultBegan { step: 1, plan, broke: String::new() }),
+                (t(healed), "faults".to_owned(), Seen::FaultHealed { step: 1, healed: String::new() }),
+            ]
+        };
+        // Two stalls overlap; the step heals at 1.5 s, the last stall ends at 21 s: a restart at 21.5 s of an
+        // incarnation started at 20 s is explained.
+        let [b, h] = step(500, 1_500);
+        let story = vec![b, began(600), began(1_000), h, ended(20_600), started(20_000, "job-0", 1), ended(21_000)];
+        let mut story = story;
+        story.push(started(21_500, "job-0", 2));
+        story.sort_by_key(|(at, _, _)| *at);
+        assert_eq!(restarts_explained(&story, &[], H, true), Ok(Restarts { job_masters: 1, workers: 0 }));
+        // Once the last stall ended (and the horizon after it passed), a restart is judged again.
+        let mut later = story.clone();
+        later.push(started(30_000, "job-0", 3));
+        let v = restarts_explained(&later, &[], H, true).expect_err("nothing disturbed incarnation 2");
+        assert_eq!(v.rule, Rule::WastedWork, "{v}");
     }
 
     #[madsim::test]

@@ -257,7 +257,7 @@ impl Manager {
     pub fn ready(&mut self) -> Ready {
         let mut ready = std::mem::take(&mut self.out);
         if !self.ended {
-            ready.wake_at = Some(if self.tick_due { self.tick_at.min(self.tick_at) } else { self.tick_at });
+            ready.wake_at = Some(self.tick_at);
             ready.sweep_at = (!self.sweeping).then_some(self.sweep_at);
         }
         ready
@@ -541,6 +541,12 @@ impl Manager {
         let heard: BTreeMap<ExecutorId, Time> =
             self.registry.iter().filter(|v| v.expires_at <= now).map(|v| (v.record.id, v.last_heard)).collect();
         let check = self.registry.check(now);
+        // A hold ends at its own instant, not at the first check after it: the declarations it held are due then
+        // (design.md §6's bound is TTL + check interval + hold; ticks that ran late during the hold must not add
+        // to it, swarm seed 1796534660).
+        if let (false, Some(end)) = (check.held.is_empty(), check.next_deadline) {
+            self.tick_at = self.tick_at.min(end.max(now));
+        }
         if check.suspicion_began {
             self.out.events.push(Event::EvictionsHeld { held: check.held.len(), at: now });
         }
