@@ -17,6 +17,9 @@ use crate::framework::api::{Interrupted, JobType, Paused, Saved, WorkerCtx, Work
 use crate::framework::checkpoint::Stored;
 
 pub const TYPE: &str = "fake";
+
+/// How a planned panic's message begins (the simulator's harness keeps these out of its output).
+pub const PLANNED_PANIC: &str = "fake: planned panic";
 /// The most workers a fake job may have, its highest target, and the bounds of its tick in milliseconds.
 pub const WORKERS_MAX: u32 = 1_000;
 pub const TARGET_MAX: u64 = 1_000_000_000;
@@ -144,7 +147,7 @@ impl JobType for Fake {
                 return failed(format!("planned failure at step {counter} ({how})"), !config.fail_terminal);
             }
             if config.panic_at == Some(counter) {
-                panic!("fake: planned panic at step {counter}");
+                panic!("{PLANNED_PANIC} at step {counter}");
             }
             if config.fail_every.is_some_and(|n| counter - started >= n) {
                 return failed(format!("planned failure after {} steps (retryable)", counter - started), true);
