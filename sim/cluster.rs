@@ -356,6 +356,8 @@ impl Cluster {
             let dial = Dial::new();
             let dial_in = dial.clone();
             let tasks = tasks.clone();
+            // The node's disk for its executor's logs: every life of the executor finds what the last one kept.
+            let disk = foreman::framework::logs::LogStore::memory();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -364,6 +366,7 @@ impl Cluster {
                     let (cfg, rec, slot, switch) = (cfg.clone(), rec.clone(), slot.clone(), switch.clone());
                     let dial = dial_in.clone();
                     let tasks = tasks.clone();
+                    let disk = disk.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let observer: ExecutorObserver =
@@ -376,7 +379,8 @@ impl Cluster {
                         let clock = foreman::clock::Clock::start_on(&dial);
                         let e = Executor::with_clock(cfg, factory, Some(observer), clock)
                             .with_planted(planted)
-                            .with_fault_points(switch);
+                            .with_fault_points(switch)
+                            .with_logs(disk);
                         *slot.lock().unwrap() = Some(e.clone());
                         e.serve(addr, shutdown).await.expect("executor serves");
                     }

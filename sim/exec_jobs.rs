@@ -9,6 +9,8 @@
 //!   the executors' own process records;
 //! - the jobs: each whose commands exit 0 ends finished; the one in six whose command always exits 3 ends failed,
 //!   saying so;
+//! - the logs: each worker of a finished job shows, through the masters (`JobLogs`), exactly what its last
+//!   command printed and that it exited with code 0 ([`Rule::LogsKept`]);
 //! - foreman's rules on the whole run ([`crate::checks::every_run`] and the job checkers, as everywhere).
 //!
 //! The swarm itself does not make exec jobs yet: mixing them in moves every swarm seed and with it the guard
@@ -32,13 +34,16 @@ use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
 use crate::harness::{fail, first_seed, report, require, run_seeds};
-use crate::master_failover::{await_job, check_every_run, on_client, terminal};
+use crate::master_failover::{await_job, check_every_run, on_client, terminal, with_jobs};
 
 /// Seeds a plain run takes.
 pub const SEEDS_DEFAULT: u64 = 100;
 /// How long the faults play, and how long a healed cluster has to end every job.
 const FAULT_PHASE: Duration = Duration::from_secs(60);
 const END_WITHIN: Duration = Duration::from_secs(240);
+/// How long after its job ended a worker's logs may take to be readable: its executor back in the registry (a plan's
+/// hold may keep its heartbeats 30 s, then its TTL and a registration).
+const LOGS_WITHIN: Duration = Duration::from_secs(90);
 
 /// One drawn exec job: its id, its configuration, when it is created, and whether its command always fails.
 #[derive(Clone, Debug)]
@@ -132,6 +137,9 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
             Violation::new(Rule::JobEnds, c.clock.now(), detail).with([Id::Job(d.id.clone())])
         });
     }
+    for d in jobs.iter().filter(|d| !d.fails) {
+        logs_kept(&c, d).await;
+    }
     let latency = plan.latency_max().unwrap_or_default() * 2;
     let stalls = if buggify { Duration::from_millis(3_000) } else { Duration::ZERO };
     let slow = plan.metastore_latency_max().map(|max| max.min(k.rpc.metastore_timeout) * 2).unwrap_or_default();
@@ -160,6 +168,52 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
         .filter(|(_, _, s)| matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::ProcessStarted { .. })))
         .count();
     require(started > 0, || Violation::new(Rule::JobEnds, c.clock.now(), "no command ever started"));
+}
+
+/// What each worker of finished job `d` printed, read through the masters (`JobLogs`, as `foreman job logs` reads
+/// it): its newest incarnation's stdout is exactly the twin's progress lines, and it exited with code 0. Every
+/// executor is back (the faults healed) and each node's logs outlive its restarts, as a disk does.
+async fn logs_kept(c: &Cluster, d: &Drawn) {
+    let workers = d.config["workers"].as_u64().unwrap_or(1);
+    let lines: u32 = d.config["command"][3].as_str().and_then(|l| l.strip_prefix("lines=")?.parse().ok()).unwrap_or(0);
+    let want: String = (1..=lines).map(|i| format!("FOREMAN_PROGRESS {i}/{lines}\n")).collect();
+    let masters = c.masters.len();
+    for w in 0..workers {
+        let (id, worker, expected) = (d.id.clone(), format!("w{w}"), want.clone());
+        // Asked until its executor is back (a held heartbeat may keep it out of the registry a while after the
+        // heal), up to LOGS_WITHIN.
+        let (whole, read) = on_client(c, async move {
+            let mut waited = Duration::ZERO;
+            loop {
+                let (id, worker) = (id.clone(), worker.clone());
+                let read = with_jobs(masters, Duration::from_secs(30), move |mut c| {
+                    let request = pb::JobLogsRequest { id: id.clone(), worker: worker.clone(), ..Default::default() };
+                    async move { c.job_logs(request).await.map(|r| r.into_inner()) }
+                })
+                .await;
+                let whole = read.as_ref().ok().and_then(|r| r.chunk.as_ref()).is_some_and(|ch| {
+                    ch.data == expected.as_bytes()
+                        && ch.start == 0
+                        && ch.total == expected.len() as u64
+                        && ch.exit == "exited with code 0"
+                });
+                if whole || waited >= LOGS_WITHIN {
+                    return (whole, read);
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                waited += Duration::from_secs(1);
+            }
+        })
+        .await;
+        require(whole, || {
+            let detail = format!(
+                "the logs of {}/w{w} read through the masters are not its command's whole output (want {want:?}, \
+                 exited with code 0): {read:?}",
+                d.id
+            );
+            Violation::new(Rule::LogsKept, c.clock.now(), detail).with([Id::Job(d.id.clone())])
+        });
+    }
 }
 
 /// The same, as `bug_finding` runs a scenario.

@@ -1054,6 +1054,9 @@ pub struct ExecutorConfig {
     /// are; then the executor deregisters and exits.
     #[serde(with = "serde_duration")]
     pub drain_timeout: Duration,
+    /// The executor's own directory (owner-only): its commands' logs, scratch directories and process records.
+    /// Empty means `<temporary directory>/foreman-<name>`.
+    pub data_dir: String,
     /// Mutual TLS on gRPC (none: plain text).
     pub tls: TlsConfig,
     /// How this executor reaches etcd (its endpoints come from the masters, `QueryMetaStore`): TLS files and a
@@ -1075,6 +1078,7 @@ impl Default for ExecutorConfig {
             task_queue: 256,
             dispatch_ttl: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
+            data_dir: String::new(),
             tls: TlsConfig::default(),
             etcd_client: EtcdClientConfig::default(),
             labels: Labels::new(),
@@ -1083,6 +1087,15 @@ impl Default for ExecutorConfig {
 }
 
 impl ExecutorConfig {
+    /// The executor's own directory (see [`ExecutorConfig::data_dir`]).
+    pub fn dir(&self) -> PathBuf {
+        if self.data_dir.is_empty() {
+            std::env::temp_dir().join(format!("foreman-{}", self.name))
+        } else {
+            PathBuf::from(&self.data_dir)
+        }
+    }
+
     /// Parses TOML text (no defaults filled in, not validated).
     pub fn from_toml(text: &str) -> Result<ExecutorConfig, ConfigError> {
         parse_toml(text, Path::new("<toml>"))
@@ -1620,6 +1633,10 @@ pub struct ExecutorFlags {
     /// [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_timeout: Option<Duration>,
+    /// The executor's own directory, kept owner-only: its commands' logs, scratch directories and process records
+    /// [default: <temporary directory>/foreman-<name>].
+    #[arg(long, value_name = "DIR")]
+    pub data_dir: Option<String>,
     #[command(flatten)]
     pub tls: TlsFlags,
     #[command(flatten)]
@@ -1645,6 +1662,7 @@ impl ExecutorFlags {
         set(&mut c.task_queue, &self.task_queue);
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
+        set(&mut c.data_dir, &self.data_dir);
         self.tls.apply(&mut c.tls);
         c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);

@@ -133,8 +133,11 @@ impl StandaloneFlags {
         master.validate().map_err(|e| bad(e.to_string()))?;
         let mut executors = Vec::new();
         for (i, port) in (first..=last).enumerate() {
+            let name = format!("standalone-executor-{}", i + 1);
             let mut e = crate::config::ExecutorConfig {
-                name: format!("standalone-executor-{}", i + 1),
+                // Each executor's own directory in the standalone's: two standalones on one machine never share one.
+                data_dir: self.data_dir.join("executors").join(&name).to_string_lossy().into_owned(),
+                name,
                 addr: SocketAddr::new(addr.ip(), port as u16).to_string(),
                 join: vec![self.addr.clone()],
                 capacity: self.capacity,
@@ -387,7 +390,9 @@ pub async fn run_with(
     let (executors_stop, executors_stopping) = tokio::sync::watch::channel(false);
     let mut executor_tasks = Vec::new();
     for cfg in &layout.executors {
-        crate::executor::cmd::sweep(&cfg.name);
+        let parent = cfg.dir().parent().map(std::path::Path::to_path_buf).unwrap_or_default();
+        crate::rpc::tls::create_private_dirs(&parent).map_err(StandaloneError::Config)?;
+        crate::executor::cmd::prepare(cfg).map_err(StandaloneError::Config)?;
         let addr: SocketAddr = cfg.addr.parse().map_err(|e| StandaloneError::Config(format!("{}: {e}", cfg.addr)))?;
         let e = Executor::new(cfg.clone(), Arc::new(types.clone()), None);
         e.use_metastore(store.clone());

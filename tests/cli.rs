@@ -362,6 +362,67 @@ impl JobManager for Fake {
         Ok(Response::new(status))
     }
 
+    /// Job j1: w0's incarnation 2 on e1, ended, its stdout of 10 bytes whose first 3 the cap dropped; w1 held in
+    /// incarnations 3 (on e1) and 4 (on e2, running), its stdout and stderr short. At most 4 bytes a call, so the
+    /// CLI must page.
+    async fn job_logs(&self, request: Request<pb::JobLogsRequest>) -> Result<Response<pb::JobLogsResponse>, Status> {
+        self.enter("job_logs").await?;
+        let r = request.into_inner();
+        if r.id != "j1" {
+            return Err(not_found(&r.id));
+        }
+        let source = |worker: &str, epoch: u64, name: &str, exit: &str| pb::LogSource {
+            incarnation: Some(pb::LogIncarnation {
+                worker: worker.into(),
+                epoch,
+                exit: exit.into(),
+                ..Default::default()
+            }),
+            executor_id: 1,
+            executor_name: name.into(),
+        };
+        let sources = vec![
+            source("w0", 2, "e1", "exited with code 0"),
+            source("w1", 3, "e1", "exited with code 1"),
+            source("w1", 4, "e2", ""),
+        ];
+        let stderr = r.stream == pb::LogStream::Stderr as i32;
+        let (text, dropped_before, exit): (&[u8], u64, &str) = match (r.worker.as_str(), r.epoch, stderr) {
+            ("", _, _) => return Ok(Response::new(pb::JobLogsResponse { sources, ..Default::default() })),
+            ("w0", 2, false) => (b"0123456\n", 3, "exited with code 0"),
+            ("w0", 2, true) => (b"", 0, "exited with code 0"),
+            ("w1", 4, false) => (b"second\n", 0, ""),
+            ("w1", 4, true) => (b"oops\n", 0, ""),
+            _ => {
+                return Ok(Response::new(pb::JobLogsResponse {
+                    sources,
+                    note: "no such incarnation".into(),
+                    ..Default::default()
+                }))
+            }
+        };
+        // The stream wrote `dropped_before` bytes the cap dropped, then `text`.
+        let total = dropped_before + text.len() as u64;
+        let start = r.offset.max(dropped_before).min(total);
+        let from = (start - dropped_before) as usize;
+        let to = (from + 4).min(text.len());
+        let chunk = pb::LogChunk {
+            worker: r.worker,
+            epoch: r.epoch,
+            stream: r.stream,
+            start,
+            data: text[from..to].to_vec(),
+            total,
+            dropped: dropped_before.saturating_sub(r.offset),
+            exit: exit.into(),
+        };
+        Ok(Response::new(pb::JobLogsResponse {
+            sources,
+            chunk: Some(chunk),
+            note: "executor 7 (e7) did not answer: x".into(),
+        }))
+    }
+
     async fn cancel_job(&self, request: Request<pb::CancelJobRequest>) -> Result<Response<pb::Job>, Status> {
         self.enter("cancel_job").await?;
         let id = request.into_inner().id;
@@ -707,6 +768,39 @@ DETAIL:
     let run = foreman(&["job", "status", "not a job", "--master", &master]).await;
     assert_eq!(run.code, 2, "{run:?}");
     assert_eq!(calls.names(), ["get_job_status"; 6]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn job_logs_pages_each_workers_newest_incarnation_under_its_header() {
+    let (master, calls) = start(Mode::Healthy).await;
+    let run = foreman(&["job", "logs", "j1", "--master", &master]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let want = "\
+==> w0 (incarnation 2 on e1: exited with code 0) <==
+0123456
+
+==> w1 (incarnation 4 on e2: running) <==
+second
+";
+    assert_eq!(run.stdout, want, "{run:?}");
+    assert!(run.stderr.contains("note: executor 7 (e7) did not answer: x\n"), "{run:?}");
+    assert_eq!(run.stderr.matches("did not answer").count(), 1, "each note once: {run:?}");
+    assert!(run.stderr.contains("note: w0: the first 3 bytes were dropped by the executor's cap"), "{run:?}");
+    // One worker: its output alone; the other stream.
+    let run = foreman(&["job", "logs", "j1", "--worker", "w1", "--stderr", "--master", &master]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (0, "oops\n"), "{run:?}");
+    // A worker that holds nothing: a note, no output.
+    let run = foreman(&["job", "logs", "j1", "--worker", "w9", "--master", &master]).await;
+    assert_eq!((run.code, run.stdout.as_str()), (0, ""), "{run:?}");
+    assert!(run.stderr.contains("no logs of worker w9 of job j1"), "{run:?}");
+    // Refused before any call: a bad worker name; an unknown job as `job get` says it.
+    let run = foreman(&["job", "logs", "j1", "--worker", "..", "--master", &master]).await;
+    assert_eq!(run.code, 2, "{run:?}");
+    let before = calls.names().len();
+    let run = foreman(&["job", "logs", "nope", "--master", &master]).await;
+    assert_eq!(run.code, 1, "{run:?}");
+    assert!(run.stderr.contains("(JOB_NOT_FOUND)"), "{run:?}");
+    assert_eq!(calls.names().len(), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,7 +151,7 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
     // Three greetings, each worker with its index and epoch, and progress lines; then done.
     let command = format!(
         "echo hello from $FOREMAN_WORKER epoch $FOREMAN_EPOCH in $PWD >> {}; echo FOREMAN_PROGRESS 1/2; echo \
-         FOREMAN_PROGRESS 2/2",
+         greeting from $FOREMAN_WORKER; echo complaint from $FOREMAN_WORKER >&2; echo FOREMAN_PROGRESS 2/2",
         greet.display()
     );
     node.create("hello", &serde_json::json!({"command": ["sh", "-c", command], "workers": 3})).await;
@@ -167,6 +167,42 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
         assert!(line.contains("/scratch/hello/w"), "its scratch directory is its working directory: {line}");
     }
     eprintln!("greetings:\n{text}");
+
+    // What they printed, through the masters from the executors that hold it: each worker under its header.
+    let logs = node.cli(&["job", "logs", "hello"]).await;
+    assert_eq!(logs.code, Some(0), "{logs:?}");
+    for w in 0..3 {
+        assert!(logs.stdout.contains(&format!("==> w{w} (incarnation ")), "{logs:?}");
+        assert!(logs.stdout.contains(&format!("\ngreeting from {w}\n")), "{logs:?}");
+    }
+    assert_eq!(logs.stdout.matches("exited with code 0) <==").count(), 3, "{logs:?}");
+    assert!(!logs.stdout.contains("complaint"), "stderr is the other stream: {logs:?}");
+    let err = node.cli(&["job", "logs", "hello", "--stderr", "--worker", "w1"]).await;
+    assert_eq!((err.code, err.stdout.as_str()), (Some(0), "complaint from 1\n"), "{err:?}");
+    eprintln!("job logs:\n{}", logs.stdout);
+    // Kept in each executor's own directory, in the standalone's, owner-only.
+    let executors = dir.join("data").join("executors");
+    let held: Vec<PathBuf> = std::fs::read_dir(&executors)
+        .expect("the executors' directories")
+        .flatten()
+        .map(|e| e.path().join("logs").join("hello"))
+        .filter(|p| p.is_dir())
+        .collect();
+    assert!(!held.is_empty(), "no logs under {}", executors.display());
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for d in std::fs::read_dir(&executors).unwrap().flatten() {
+            let mode = d.metadata().unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", d.path().display());
+        }
+    }
+    // A program that cannot be found: the shim's word on it is in the worker's stderr.
+    node.create("missing", &serde_json::json!({"command": ["no-such-program-for-foreman"], "max_restarts": 0})).await;
+    let wait = node.cli(&["job", "wait", "missing", "--wait-timeout", "60s"]).await;
+    assert_eq!(wait.code, Some(3), "{wait:?}");
+    let err = node.cli(&["job", "logs", "missing", "--stderr"]).await;
+    assert!(err.stdout.contains("cannot run no-such-program-for-foreman"), "{err:?}");
+    assert!(node.cli(&["job", "logs", "missing", "--worker", ".."]).await.code != Some(0), "a bad worker name");
 
     // A command that fails: started again max_restarts times, then the job fails saying how it exited.
     node.create("fails", &serde_json::json!({"command": ["sh", "-c", "exit 3"], "max_restarts": 1})).await;

@@ -12,6 +12,7 @@
 //! first ([`WAIT_EXIT_CODES`]).
 
 pub mod client;
+pub mod logs;
 pub mod output;
 pub mod progress;
 pub mod tls;
@@ -212,6 +213,25 @@ pub enum JobCommand {
         #[arg(value_name = "ID", value_parser = parse_job_id)]
         id: JobId,
     },
+    /// Show what the commands of a job's workers printed (exec jobs): each worker's newest incarnation, read from
+    /// the executor that holds it.
+    Logs {
+        /// The job's id.
+        #[arg(value_name = "ID", value_parser = parse_job_id)]
+        id: JobId,
+        /// Only this worker (w0, w1, ...).
+        #[arg(long, value_name = "WORKER", value_parser = parse_worker)]
+        worker: Option<String>,
+        /// Show what they printed on stderr instead of stdout.
+        #[arg(long)]
+        stderr: bool,
+        /// Keep showing new output, and new incarnations, until the job has ended.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// With --follow: how often to ask (at least 50ms).
+        #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_poll_interval, requires = "follow")]
+        poll_interval: Duration,
+    },
     /// List jobs, sorted by id: one page, or every page with --all.
     List(ListArgs),
     /// Cancel a job (idempotent); prints the job as the cancel left it.
@@ -229,6 +249,10 @@ pub enum JobCommand {
     /// Wait for a job to end, showing its progress on stderr; prints the job as it ended.
     #[command(after_help = WAIT_EXIT_CODES)]
     Wait(WaitArgs),
+}
+
+fn parse_worker(s: &str) -> Result<String, String> {
+    crate::core::ids::WorkerName::parse(s).map(|w| w.as_str().to_owned()).map_err(|e| e.to_string())
 }
 
 /// `foreman job create`.
@@ -693,6 +717,12 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
             let view = JobStatusView::from(&reply);
             let now = crate::clock::wall_now().0;
             Ok(Printed::text(if json { output::to_json(&view) } else { output::job_status_detail(&view, now) }))
+        }
+        JobCommand::Logs { id, worker, stderr, follow, poll_interval } => {
+            let mut client = flags.client(flags.masters.clone())?;
+            let ask = logs::LogsAsk { id, worker, stderr, follow, poll_interval };
+            logs::show(&mut client, &ask).await?;
+            Ok(Printed::text(String::new()))
         }
         JobCommand::List(args) => {
             let mut client = flags.client(flags.masters.clone())?;

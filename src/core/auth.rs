@@ -36,6 +36,7 @@
 //! | `ReportToJobMaster` (`Framework.*` at an executor) | no | the worker incarnation's host only | no | no |
 //! | `Dispatch` of a job master | yes | no | no | no |
 //! | `Dispatch` of a worker, `ConfirmDispatch` | yes | yes | no | no |
+//! | `ReadLogs` (`ExecutorService.ReadLogs`: users read logs through a master, which checks the job's project) | yes | no | no | no |
 //!
 //! Masters keep every job call: a master calls for a user only when forwarding, and then the call carries the
 //! user's principal, which is the one checked. A corrupt job record's project cannot be read, so only a grant in
@@ -295,6 +296,8 @@ pub enum Action {
     Dispatch { job_master: bool },
     /// `ExecutorService.ConfirmDispatchTask`.
     ConfirmDispatch,
+    /// `ExecutorService.ReadLogs`.
+    ReadLogs,
 }
 
 impl Action {
@@ -356,6 +359,7 @@ fn who(action: &Action) -> String {
         Action::ReportToJobMaster { .. } => "an executor (the one hosting the worker)".into(),
         Action::Dispatch { job_master: true } => "a master (job masters are placed by the leader)".into(),
         Action::Dispatch { job_master: false } | Action::ConfirmDispatch => "a master or an executor".into(),
+        Action::ReadLogs => "a master (users read logs through a master: `foreman job logs`)".into(),
     }
 }
 
@@ -379,6 +383,7 @@ fn call(action: &Action) -> String {
         Action::Dispatch { job_master: true } => "dispatching a job master".to_owned(),
         Action::Dispatch { job_master: false } => "dispatching a worker".to_owned(),
         Action::ConfirmDispatch => "ConfirmDispatchTask".to_owned(),
+        Action::ReadLogs => "ReadLogs".to_owned(),
     }
 }
 
@@ -478,7 +483,7 @@ pub fn authorize(principal: &Principal, action: &Action, mode: Mode) -> Result<(
             }
             true
         }
-        (Principal::Master(_), Action::Dispatch { .. } | Action::ConfirmDispatch) => true,
+        (Principal::Master(_), Action::Dispatch { .. } | Action::ConfirmDispatch | Action::ReadLogs) => true,
         (Principal::Executor(_), Action::Dispatch { job_master: false } | Action::ConfirmDispatch) => true,
         _ => false,
     };
@@ -686,6 +691,12 @@ mod tests {
             (e("e1"), Action::ConfirmDispatch, None),
             (ops(), Action::ConfirmDispatch, Some(D)),
             (A, Action::ConfirmDispatch, Some(U)),
+            // An executor's logs are a master's to read: a user reads them through one (`JobLogs`), which checks
+            // the job's project; another executor has no business there.
+            (m("m1"), Action::ReadLogs, None),
+            (e("e1"), Action::ReadLogs, Some(D)),
+            (ops(), Action::ReadLogs, Some(D)),
+            (A, Action::ReadLogs, Some(U)),
         ];
         for (p, a, want) in &table {
             let got = authorize(p, a, Mode::Checked);

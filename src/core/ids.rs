@@ -282,11 +282,13 @@ impl WorkerName {
         if s.len() > Self::MAX_LEN {
             return Err(IdError::TooLong { kind: KIND, value: quote(s), len: s.len(), max: Self::MAX_LEN });
         }
-        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) {
+        // `.` and `..` alone would name directories other than the worker's own where a worker's name is a path
+        // component (its scratch directory, its logs).
+        if !s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-')) || s == "." || s == ".." {
             return Err(IdError::Invalid {
                 kind: KIND,
                 value: quote(s),
-                rule: "use letters, digits, '.', '_' and '-'",
+                rule: "use letters, digits, '.', '_' and '-' (not `.` or `..` alone)",
             });
         }
         Ok(WorkerName(s.to_owned()))
@@ -443,6 +445,9 @@ mod tests {
             ("a/b", false),
             ("with space", false),
             ("é", false),
+            (".", false),
+            ("..", false),
+            ("...", true),
         ];
         for (text, ok) in table {
             assert_eq!(WorkerName::parse(text).is_ok(), *ok, "{text}");

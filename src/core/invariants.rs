@@ -141,6 +141,9 @@ pub enum Rule {
     /// A job's status, once the job ended, is its final one (every worker done for a finished job); it goes with
     /// the job when the job is deleted.
     StatusFinal,
+    /// What the command of a finished exec worker printed is kept on its executor and read back whole through the
+    /// masters (`JobLogs`), with how it ended.
+    LogsKept,
 }
 
 impl Rule {
@@ -155,7 +158,7 @@ impl Rule {
                 Class::Safety
             }
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
-            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal => Class::Liveness,
+            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal | LogsKept => Class::Liveness,
             ConsistentStory => Class::Crash,
         }
     }
@@ -213,6 +216,7 @@ impl Rule {
             MachineInvariant => "a state machine's invariant",
             StatusFromCurrent => "a job's status comes from its current job master",
             StatusFinal => "a job's final status is stored, and deleted with it",
+            LogsKept => "a finished command's logs are kept and read back whole",
         }
     }
 }

@@ -19,12 +19,16 @@ pub enum ExecutorCmdError {
     Listen { addr: String, reason: String },
 }
 
-/// Kills what an earlier life of executor `name` left running (exec commands it could not kill as it died), before
-/// it registers (`framework::process::sweep_left_behind`).
-pub fn sweep(name: &str) {
-    for line in crate::framework::process::sweep_left_behind(name) {
-        warn!(executor = %name, "{line}");
+/// Readies executor `cfg`'s own directory before it registers: refused when it is not its own (another user's, a
+/// link, open to others), and what an earlier life left running there (exec commands it could not kill as it died)
+/// is killed (`framework::process::sweep_left_behind`).
+pub fn prepare(cfg: &ExecutorConfig) -> Result<(), String> {
+    let dir = cfg.dir();
+    crate::framework::process::private_dir(&dir).map_err(|e| format!("the executor's directory (--data-dir): {e}"))?;
+    for line in crate::framework::process::sweep_left_behind(&dir) {
+        warn!(executor = %cfg.name, "{line}");
     }
+    Ok(())
 }
 
 pub async fn run(flags: &ExecutorFlags) -> Result<(), ExecutorCmdError> {
@@ -52,7 +56,7 @@ pub async fn run_with(flags: &ExecutorFlags, types: crate::jobs::JobTypes) -> Re
     // The etcd files are read when the masters name the metastore; a bad one stops the start here instead.
     let etcd = crate::meta::access::EtcdAccess::load(&super::etcd_files(&cfg.etcd_client))
         .map_err(ExecutorCmdError::Config)?;
-    sweep(&cfg.name);
+    prepare(&cfg).map_err(ExecutorCmdError::Config)?;
     info!(name = %cfg.name, addr = %cfg.addr, advertise = %cfg.advertise_addr, join = %cfg.join.join(","), etcd_access = %etcd.describe(), "executor starting");
     let e = Executor::new(cfg, Arc::new(types), None);
     let shutdown = async {

@@ -111,6 +111,8 @@ pub struct Executor {
     wake: tokio::sync::Notify,
     /// Notified when the drain is over.
     drained: tokio::sync::Notify,
+    /// What its tasks' processes printed (`framework::logs`), read by the masters for `foreman job logs`.
+    logs: crate::framework::logs::LogStore,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -158,7 +160,14 @@ impl Executor {
             },
             clock.now(),
         );
+        // The production command checks the directory before it gets here (`cmd::run_with`); a test's executor
+        // whose directory is refused keeps its logs in memory.
+        let logs = crate::framework::logs::LogStore::for_executor(&cfg.dir()).unwrap_or_else(|e| {
+            tracing::warn!(executor = %cfg.name, "logs kept in memory: {e}");
+            crate::framework::logs::LogStore::memory()
+        });
         Arc::new(Executor {
+            logs,
             host: Host::new(clock.clone())
                 .observed_by(observer.clone().map(|o| crate::framework::task::worker_heard(o, &cfg.name))),
             meta: Arc::default(),
@@ -213,6 +222,18 @@ impl Executor {
         }
     }
 
+    /// The same executor keeping its tasks' logs in `logs` (the simulation hands each node's executor the store of
+    /// its node, which outlives a restart as a disk does). Call it on a fresh executor.
+    pub fn with_logs(self: Arc<Executor>, logs: crate::framework::logs::LogStore) -> Arc<Executor> {
+        match Arc::try_unwrap(self) {
+            Ok(mut e) => {
+                e.logs = logs;
+                Arc::new(e)
+            }
+            Err(e) => e,
+        }
+    }
+
     /// Uses `store` as the metastore instead of the one the masters name (the embedded store of one process).
     pub fn use_metastore(&self, store: MetaStore) {
         self.meta.set(store);
@@ -233,7 +254,14 @@ impl Executor {
             drain: self.drain.clone(),
             confirmed: self.clock.now(),
             stop_hooks: crate::framework::task::StopHooks::default(),
+            logs: self.logs.clone(),
+            dir: self.cfg.dir(),
         }
+    }
+
+    /// What its tasks' processes printed.
+    pub fn logs(&self) -> &crate::framework::logs::LogStore {
+        &self.logs
     }
 
     pub fn config(&self) -> &ExecutorConfig {

@@ -127,6 +127,24 @@ impl ExecutorService for ExecutorSvc {
         self.e.start_task(spec).map_err(|r| refusal_status(&r))?;
         Ok(Response::new(pb::ConfirmDispatchTaskResponse {}))
     }
+
+    async fn read_logs(&self, req: Request<pb::ReadLogsRequest>) -> Result<Response<pb::ReadLogsResponse>, Status> {
+        crate::rpc::identity::check(&req, &Action::ReadLogs)?;
+        let r = req.into_inner();
+        use crate::framework::logs::wire;
+        let ask = wire::request("job_id", &r.job_id, &r.worker, r.stream, r.max_bytes)?;
+        let logs = self.e.logs();
+        let held = logs.index(ask.job.as_str());
+        let chunk = ask.worker.and_then(|w| {
+            let epoch = (r.epoch != 0)
+                .then_some(r.epoch)
+                .or_else(|| held.iter().filter(|i| i.worker == w.as_str()).map(|i| i.epoch).max())?;
+            let c = logs.read(ask.job.as_str(), w.as_str(), Some(epoch), ask.stream, r.offset, ask.max)?;
+            Some(wire::chunk(w.as_str(), epoch, ask.stream, c))
+        });
+        let held = held.into_iter().map(wire::incarnation).collect();
+        Ok(Response::new(pb::ReadLogsResponse { held, chunk }))
+    }
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ impl<S: Serialize + DeserializeOwned + Clone + Default> WorkerCtx<S> {
     /// A directory of this worker's own on its executor, created owner-only if missing, kept across its
     /// incarnations on that executor ([`crate::framework::process::scratch_dir`]).
     pub fn scratch_dir(&self) -> Result<std::path::PathBuf, String> {
-        crate::framework::process::scratch_dir(&self.env.executor, self.job.as_str(), self.name.as_str())
+        crate::framework::process::scratch_dir(&self.env.dir, self.job.as_str(), self.name.as_str())
     }
 }
 

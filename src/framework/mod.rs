@@ -27,6 +27,7 @@ pub mod host;
 pub mod job_master;
 pub mod link;
 pub mod linked;
+pub mod logs;
 pub mod panic;
 pub mod process;
 pub mod store;

@@ -14,15 +14,16 @@
 //!   worker (its link told stale or fenced, the executor fencing itself, told to register again, shutting down) ends
 //!   its command first. A graceful stop is the work's own, before it returns ([`Process::stop`]: SIGTERM to the
 //!   group, a grace, SIGKILL).
-//! - Each group is recorded as it starts (`<temp>/foreman-<executor>/processes/`), and an executor starting kills
+//! - Each group is recorded as it starts (`<executor dir>/processes/`), and an executor starting kills
 //!   what its last life left ([`sweep_left_behind`]).
-//! - Its stdout is read as lines (each cut to [`LINE_MAX`] bytes, so a command cannot grow the executor's memory);
-//!   stderr is discarded for now (issue 16, step 3 keeps both in size-capped files).
+//! - Its stdout is read as lines (each cut to [`LINE_MAX`] bytes, so a command cannot grow the executor's memory),
+//!   and both its stdout and its stderr are kept, capped, in its executor's logs ([`super::logs`]), with how it
+//!   ended.
 //! - The simulation build runs a twin instead: a command is a script (`["sim", "run=…", …]`) run as a task of the
 //!   executor's node (see `imp` there).
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The hidden first argument that makes a foreman binary the shim of one command.
@@ -134,6 +135,16 @@ pub struct Owner {
 }
 
 impl Owner {
+    /// The writer of this incarnation's logs (none for a task that is not a worker, or when the store refuses).
+    fn log(&self) -> Option<super::logs::LogWriter> {
+        let (job, worker) = self.task.as_str().split_once('/')?;
+        self.env
+            .logs
+            .writer(job, worker, self.epoch.0)
+            .map_err(|e| tracing::warn!(task = %self.task, "its command's output is not kept: {e}"))
+            .ok()
+    }
+
     fn started(&self) {
         let (task, epoch) = (self.task.clone(), self.epoch);
         self.env.observe(super::task::ExecutorObservation::ProcessStarted { task, epoch });
@@ -214,30 +225,27 @@ pub fn spawn(spec: &ProcessSpec, owner: Owner) -> Result<Process, String> {
 /// saw end (its shim SIGKILLed with it, say, so the parent-death signal never reached the group). Called as an
 /// executor starts, before it registers; what it killed, a line each (the simulation: nothing, its node's kill ends
 /// its processes).
-pub fn sweep_left_behind(executor: &str) -> Vec<String> {
-    imp::sweep(executor)
+pub fn sweep_left_behind(dir: &Path) -> Vec<String> {
+    imp::sweep(dir)
 }
 
-/// A worker's scratch directory on its executor: `<temp>/foreman-<executor>/scratch/<job>/<worker>` (issue 16
-/// step 4 moves it under the executor's data directory and collects it with its job). The executor's directory in
-/// the shared temporary directory must be its own: a directory another user made there first (or a symbolic link)
-/// is refused, as it would let that user read or plant the commands' files.
-pub fn scratch_dir(executor: &str, job: &str, worker: &str) -> Result<PathBuf, String> {
-    let base = executor_dir(executor);
-    let dir = base.join("scratch").join(job).join(worker);
+/// A worker's scratch directory on its executor: `<executor dir>/scratch/<job>/<worker>` (issue 16 step 4 collects
+/// it with its job). The executor's directory must be its own: a directory another user made there first (or a
+/// symbolic link) is refused, as it would let that user read or plant the commands' files.
+pub fn scratch_dir(executor_dir: &Path, job: &str, worker: &str) -> Result<PathBuf, String> {
+    let dir = executor_dir.join("scratch").join(job).join(worker);
     if cfg!(madsim) {
         // The twin runs no real command: its scratch directory is a name only.
         return Ok(dir);
     }
-    imp::private_dir(&base)?;
+    imp::private_dir(executor_dir)?;
     crate::rpc::tls::create_private_dirs(&dir).map_err(|e| format!("the scratch directory: {e}"))?;
     Ok(dir)
 }
 
-/// The directory of `executor`'s own in the shared temporary directory (its commands' scratch directories and
-/// process records), until executors have a data directory.
-fn executor_dir(executor: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("foreman-{executor}"))
+/// Makes `dir` owner-only, or checks the one there is this user's own, owner-only directory (not a link).
+pub(crate) fn private_dir(dir: &std::path::Path) -> Result<(), String> {
+    imp::private_dir(dir)
 }
 
 /// The variables of the executor's own environment a command inherits (nothing else of it: the executor's
@@ -271,7 +279,8 @@ mod imp {
     use rustix::process::{Pid, Signal};
     use tokio::io::AsyncReadExt;
 
-    use super::{executor_dir, Exit, Kill, LineSplitter, Owner, ProcessEvent, ProcessSpec, SHIM_ARG};
+    use super::super::logs::{LogWriter, Stream};
+    use super::{Exit, Kill, LineSplitter, Owner, ProcessEvent, ProcessSpec, SHIM_ARG};
 
     /// A process group to kill (none once it is known gone).
     #[derive(Clone, Default)]
@@ -301,6 +310,8 @@ mod imp {
     pub struct Process {
         child: tokio::process::Child,
         stdout: Option<tokio::process::ChildStdout>,
+        stderr: Option<tokio::process::ChildStderr>,
+        log: Option<LogWriter>,
         lines: LineSplitter,
         pending: std::collections::VecDeque<String>,
         exited: Option<Exit>,
@@ -311,7 +322,7 @@ mod imp {
     }
 
     /// What an executor records of a process group it started, so that its next life can kill it if this one
-    /// could not (`<temp>/foreman-<executor>/processes/<pgid>.json`).
+    /// could not (`<executor dir>/processes/<pgid>.json`).
     #[derive(serde::Serialize, serde::Deserialize)]
     struct Record {
         pgid: i32,
@@ -322,10 +333,8 @@ mod imp {
         epoch: u64,
     }
 
-    fn records_dir(executor: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-        let base = executor_dir(executor);
-        let dir = base.join("processes");
-        (base, dir)
+    fn records_dir(base: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+        (base.to_path_buf(), base.join("processes"))
     }
 
     /// A process's group and start time, from `/proc/<pid>/stat`.
@@ -338,7 +347,7 @@ mod imp {
         Some((fields.get(2)?.parse().ok()?, fields.get(19)?.parse().ok()?))
     }
 
-    fn write_record(executor: &str, record: &Record) -> Result<std::path::PathBuf, String> {
+    fn write_record(executor: &std::path::Path, record: &Record) -> Result<std::path::PathBuf, String> {
         use std::os::unix::fs::OpenOptionsExt;
         let (base, dir) = records_dir(executor);
         private_dir(&base)?;
@@ -356,7 +365,7 @@ mod imp {
         Ok(path)
     }
 
-    pub fn sweep(executor: &str) -> Vec<String> {
+    pub fn sweep(executor: &std::path::Path) -> Vec<String> {
         let (base, dir) = records_dir(executor);
         let Ok(entries) = std::fs::read_dir(&dir) else { return vec![] };
         if let Err(e) = private_dir(&base) {
@@ -414,11 +423,12 @@ mod imp {
             cmd.arg(SHIM_ARG).arg(std::process::id().to_string()).arg("--").args(&spec.argv);
             cmd.env_clear().envs(spec.env.iter().map(|(k, v)| (k, v)));
             cmd.current_dir(&spec.cwd);
-            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
+            cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
             cmd.process_group(0);
             let mut child = cmd.spawn().map_err(|e| format!("cannot start the shim: {e}"))?;
             let pgid = child.id().and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
             let stdout = child.stdout.take();
+            let stderr = child.stderr.take();
             let target = Target::default();
             if let Some(p) = pgid {
                 target.0.store(p.as_raw_nonzero().get(), Ordering::SeqCst);
@@ -428,16 +438,19 @@ mod imp {
                 let pgid = p.as_raw_nonzero().get();
                 let start = stat(pgid).map_or(0, |(_, s)| s);
                 let r = Record { pgid, start, task: owner.task.to_string(), epoch: owner.epoch.0 };
-                write_record(&owner.env.executor, &r)
+                write_record(&owner.env.dir, &r)
                     .map_err(|e| tracing::warn!("process group {pgid} not recorded: {e}"))
                     .ok()
             });
             owner.started();
+            let log = owner.log();
             let kill = Kill::new(owner, target);
             let hook = kill.hook();
             Ok(Process {
                 child,
                 stdout,
+                stderr,
+                log,
                 lines: LineSplitter::default(),
                 pending: Default::default(),
                 exited: None,
@@ -455,38 +468,75 @@ mod imp {
                 if let Some(e) = self.exited {
                     return ProcessEvent::Exited(e);
                 }
-                let mut chunk = [0u8; 4096];
-                let read = async {
+                let (mut out, mut err) = ([0u8; 4096], [0u8; 4096]);
+                let read_out = async {
                     match self.stdout.as_mut() {
-                        Some(out) => out.read(&mut chunk).await,
+                        Some(o) => o.read(&mut out).await,
                         None => std::future::pending().await,
                     }
                 };
-                // Lines first: what the command printed before it ended is read before its end is seen.
+                let read_err = async {
+                    match self.stderr.as_mut() {
+                        Some(e) => e.read(&mut err).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                // Output first: what the command printed before it ended is read before its end is seen.
                 tokio::select! {
                     biased;
-                    n = read => match n {
-                        Ok(n) if n > 0 => self.pending.extend(self.lines.push(&chunk[..n])),
+                    n = read_out => match n {
+                        Ok(n) if n > 0 => self.take_out(&out[..n]),
                         _ => {
                             self.stdout = None;
                             self.pending.extend(self.lines.finish());
                         }
                     },
+                    n = read_err => match n {
+                        Ok(n) if n > 0 => self.write_log(Stream::Err, &err[..n]),
+                        _ => self.stderr = None,
+                    },
                     status = self.child.wait() => {
-                        // Its stdout may hold more (a child of the command keeping the pipe open has it too): what
+                        // Its output may hold more (a child of the command keeping a pipe open has it too): what
                         // was written is read once more without waiting, then the end.
-                        if let Some(out) = self.stdout.as_mut() {
+                        let wait = Duration::from_millis(10);
+                        if let Some(mut o) = self.stdout.take() {
                             let mut rest = vec![];
-                            let _ = tokio::time::timeout(Duration::from_millis(10), out.read_to_end(&mut rest)).await;
-                            self.pending.extend(self.lines.push(&rest));
+                            let _ = tokio::time::timeout(wait, o.read_to_end(&mut rest)).await;
+                            self.take_out(&rest);
                             self.pending.extend(self.lines.finish());
                         }
-                        self.stdout = None;
-                        self.exited = Some(status.map_or(Exit::Code(-1), exit_of));
+                        if let Some(mut e) = self.stderr.take() {
+                            let mut rest = vec![];
+                            let _ = tokio::time::timeout(wait, e.read_to_end(&mut rest)).await;
+                            self.write_log(Stream::Err, &rest);
+                        }
+                        self.ended(status.map_or(Exit::Code(-1), exit_of));
                         self.kill.end();
                     }
                 }
             }
+        }
+
+        /// Bytes of its stdout: kept, and cut into lines.
+        fn take_out(&mut self, bytes: &[u8]) {
+            self.write_log(Stream::Out, bytes);
+            self.pending.extend(self.lines.push(bytes));
+        }
+
+        fn write_log(&mut self, stream: Stream, bytes: &[u8]) {
+            if let Some(log) = self.log.as_mut() {
+                log.write(stream, bytes);
+            }
+        }
+
+        /// It ended as `exit`: once, in its logs too.
+        fn ended(&mut self, exit: Exit) {
+            if self.exited.is_none() {
+                if let Some(log) = self.log.as_mut() {
+                    log.exit(&exit.to_string());
+                }
+            }
+            self.exited.get_or_insert(exit);
         }
 
         pub async fn stop(&mut self, grace: Duration) {
@@ -503,7 +553,7 @@ mod imp {
             }
             self.kill.kill();
             if let Ok(Ok(status)) = tokio::time::timeout(REAP_MAX, self.child.wait()).await {
-                self.exited.get_or_insert(exit_of(status));
+                self.ended(exit_of(status));
             }
             // Reaped after the SIGKILL: the group is gone, and its id may be another's some day.
             self.kill.target.gone();
@@ -513,6 +563,7 @@ mod imp {
     impl Drop for Process {
         fn drop(&mut self) {
             self.kill.kill();
+            self.ended(Exit::Signal(9));
             self.kill.owner.env.stop_hooks.remove(self.hook);
             // Killed (or left running by the planted bug, whose point is that nothing cleans it up).
             if let Some(r) = self.record.take() {
@@ -676,6 +727,8 @@ mod imp {
 
     pub struct Process {
         events: mpsc::UnboundedReceiver<ProcessEvent>,
+        log: Option<super::super::logs::LogWriter>,
+        ended: bool,
         term: Arc<Notify>,
         kill: Kill,
         hook: u64,
@@ -687,6 +740,7 @@ mod imp {
             let (tx, events) = mpsc::unbounded_channel();
             let term = Arc::new(Notify::new());
             owner.started();
+            let log = owner.log();
             let kill = Kill::new(owner, Target::default());
             let (term2, kill2) = (term.clone(), kill.clone());
             let task = tokio::spawn(async move {
@@ -696,14 +750,32 @@ mod imp {
             });
             *kill.target.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(task);
             let hook = kill.hook();
-            Ok(Process { events, term, kill, hook })
+            Ok(Process { events, log, ended: false, term, kill, hook })
         }
 
         pub async fn event(&mut self) -> ProcessEvent {
-            match self.events.recv().await {
+            let e = match self.events.recv().await {
                 Some(e) => e,
                 // Its task is gone without a word: killed.
                 None => ProcessEvent::Exited(Exit::Signal(9)),
+            };
+            match &e {
+                ProcessEvent::Line(line) => {
+                    if let Some(log) = self.log.as_mut() {
+                        log.write(super::super::logs::Stream::Out, format!("{line}\n").as_bytes());
+                    }
+                }
+                ProcessEvent::Exited(exit) => self.ended(*exit),
+            }
+            e
+        }
+
+        /// It ended as `exit`: once, in its logs too.
+        fn ended(&mut self, exit: Exit) {
+            if !std::mem::replace(&mut self.ended, true) {
+                if let Some(log) = self.log.as_mut() {
+                    log.exit(&exit.to_string());
+                }
             }
         }
 
@@ -711,19 +783,22 @@ mod imp {
             self.term.notify_one();
             let exited = async {
                 while let Some(e) = self.events.recv().await {
-                    if matches!(e, ProcessEvent::Exited(_)) {
-                        return;
+                    if let ProcessEvent::Exited(exit) = e {
+                        return Some(exit);
                     }
                 }
+                None
             };
-            let _ = tokio::time::timeout(grace, exited).await;
+            let exit = tokio::time::timeout(grace, exited).await.ok().flatten();
             self.kill.kill();
+            self.ended(exit.unwrap_or(Exit::Signal(9)));
         }
     }
 
     impl Drop for Process {
         fn drop(&mut self) {
             self.kill.kill();
+            self.ended(Exit::Signal(9));
             self.kill.owner.env.stop_hooks.remove(self.hook);
         }
     }
@@ -763,7 +838,7 @@ mod imp {
         Ok(())
     }
 
-    pub fn sweep(_: &str) -> Vec<String> {
+    pub fn sweep(_: &std::path::Path) -> Vec<String> {
         vec![]
     }
 
@@ -815,9 +890,9 @@ mod tests {
     #[test]
     fn a_scratch_directory_is_the_executors_own() {
         use std::os::unix::fs::PermissionsExt;
-        let executor = format!("unit-scratch-{}", std::process::id());
-        let base = std::env::temp_dir().join(format!("foreman-{executor}"));
+        let base = std::env::temp_dir().join(format!("foreman-unit-scratch-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&base);
+        let executor = base.clone();
         let dir = scratch_dir(&executor, "j1", "w0").unwrap();
         assert!(dir.ends_with("scratch/j1/w0") && dir.is_dir());
         assert_eq!(std::fs::metadata(&base).unwrap().permissions().mode() & 0o777, 0o700);

@@ -122,6 +122,10 @@ pub struct TaskEnv {
     pub(crate) drain: Arc<DrainSignal>,
     /// What the executor runs as it stops this task, before it records the stop.
     pub(crate) stop_hooks: StopHooks,
+    /// Where the task's processes' output is kept.
+    pub(crate) logs: crate::framework::logs::LogStore,
+    /// The executor's own directory (its commands' scratch directories and process records).
+    pub dir: std::path::PathBuf,
 }
 
 /// What an executor does, synchronously and under its lock, as it stops a task (it fenced itself, was told to
@@ -242,6 +246,8 @@ impl TaskEnv {
             fault_points: crate::buggify::FaultPoints::default(),
             drain: Arc::new(DrainSignal::default()),
             stop_hooks: StopHooks::default(),
+            logs: crate::framework::logs::LogStore::memory(),
+            dir: std::env::temp_dir().join("foreman-test"),
         }
     }
 

@@ -16,6 +16,7 @@ mod election;
 #[cfg(not(madsim))]
 pub mod http;
 mod leader;
+mod logs;
 pub mod metrics;
 mod ops;
 mod service;

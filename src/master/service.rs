@@ -374,6 +374,13 @@ impl pb::job_manager_server::JobManager for MasterService {
             Ok(Response::new(self.m.get_job_status(&id, caller).await?))
         })
     }
+
+    async fn job_logs(&self, req: Request<pb::JobLogsRequest>) -> Result<Response<pb::JobLogsResponse>, Status> {
+        let caller = check(&req, &Action::Jobs { need: UserRole::Read })?;
+        leader_only!(self, req, JobManagerClient, job_logs, {
+            Ok(Response::new(self.m.job_logs(req.get_ref(), caller).await?))
+        })
+    }
 }
 
 #[tonic::async_trait]
