@@ -303,7 +303,7 @@ mod bench {
             Err(echo_only())
         }
         async fn heartbeat(&self, _: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
-            Ok(Response::new(self.reply))
+            Ok(Response::new(self.reply.clone()))
         }
         async fn query_meta_store(
             &self,
@@ -786,6 +786,7 @@ mod bench {
             verdict: pb::HeartbeatVerdict::Accepted as i32,
             leader_epoch: 1,
             timing: Some(foreman::rpc::timing_to_wire(&cfg.executor_timing())),
+            gone_jobs: vec![],
         };
         let echo = Server::start("echo", Kind::Echo { reply }, server_cpu)?;
 

@@ -52,6 +52,7 @@ fn agent_config() -> AgentConfig {
         rpc_timeout: Duration::from_secs(2),
         drain_timeout: Duration::from_secs(10),
         timing: timing(),
+        collect_every: Duration::from_secs(3),
     }
 }
 
@@ -283,7 +284,9 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                         let verdict = [Verdict::Accepted, Verdict::Reregister, Verdict::Unknown][verdict as usize];
                         let announced =
                             self_fence.map(|ms| HeartbeatTiming { self_fence: Duration::from_millis(ms), ..timing() });
-                        let reply = HeartbeatReply { verdict, leader_epoch: epoch, timing: announced };
+                        // Every job is gone, as far as this leader says: what the agent collects is its to judge.
+                        let gone = (0..8).map(|i| task(i).as_str().to_owned()).collect();
+                        let reply = HeartbeatReply { verdict, leader_epoch: epoch, timing: announced, gone };
                         actions = a.on_heartbeat_reply(now, reply).1.actions;
                         if m.id == Some(id) && epoch >= m.heard {
                             if let Some(t) = self_fence.and_then(valid_fence) {
@@ -445,6 +448,24 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
                 Action::Drained { .. } => {
                     prop_assert!(m.draining && !m.over, "step {}", step);
                     m.over = true;
+                }
+                Action::ListHeld => {
+                    // The executor keeps data of every job of the universe; handing the list in changes nothing
+                    // else.
+                    let held = (0..8).map(|i| task(i).as_str().to_owned()).collect();
+                    let more = a.listed(now, held).actions;
+                    prop_assert!(more.is_empty(), "step {}: a listing handed in did {:?}", step, more);
+                }
+                Action::Collect { jobs } => {
+                    // Never the data of a job it runs a task of.
+                    for j in jobs {
+                        prop_assert!(
+                            !m.running.keys().any(|t| t.as_str() == j),
+                            "step {}: collected {} while its task runs",
+                            step,
+                            j
+                        );
+                    }
                 }
                 _ => {}
             }

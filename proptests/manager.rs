@@ -1163,6 +1163,7 @@ impl Harness {
             ended: vec![],
             draining: false,
             fenced: false,
+            held: vec![],
         };
         self.send(request, Pending::ExecutorBeat { exec: i, id, sent: self.now })
     }

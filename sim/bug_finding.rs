@@ -260,6 +260,14 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             "exec_jobs_under_faults",
             &[Rule::OneLiveIncarnation],
         ),
+        // A leader names the deleted jobs an executor asks about, so their logs and scratch directories go: caught
+        // when exec jobs are deleted at the end of their scenario.
+        (
+            Planted::JobDataNotCollected,
+            |b| Box::pin(exec_jobs_under_faults_run(b)),
+            "exec_jobs_under_faults",
+            &[Rule::JobDataCollected],
+        ),
     ]
 }
 

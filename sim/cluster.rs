@@ -176,6 +176,9 @@ pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
         addr: executor_addr(i),
         join: (0..masters).map(master_addr).collect(),
         capacity: EXECUTOR_CAPACITY,
+        // No listing of kept job data within a run: only exec jobs keep any, and their scenario sets its own
+        // interval (a listing every minute would add wake-ups to every run, and move every seed).
+        collect_interval: Duration::from_secs(86_400),
         ..ExecutorConfig::default()
     };
     c.fill_derived();
@@ -194,6 +197,8 @@ pub struct ExecutorNode {
     pub stop: Arc<tokio::sync::watch::Sender<bool>>,
     /// The node's clock: every incarnation of the executor reads it (clock faults turn it).
     pub dial: Dial,
+    /// The node's disk for its executor's logs: every incarnation keeps them there.
+    pub disk: foreman::framework::logs::LogStore,
 }
 
 /// What the executors run.
@@ -358,6 +363,7 @@ impl Cluster {
             let tasks = tasks.clone();
             // The node's disk for its executor's logs: every life of the executor finds what the last one kept.
             let disk = foreman::framework::logs::LogStore::memory();
+            let disk_of_node = disk.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -386,7 +392,7 @@ impl Cluster {
                     }
                 })
                 .build();
-            es.push(ExecutorNode { name, node, points, current, stop, dial });
+            es.push(ExecutorNode { name, node, points, current, stop, dial, disk: disk_of_node });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
         Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }

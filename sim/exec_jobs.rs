@@ -11,6 +11,8 @@
 //!   saying so;
 //! - the logs: each worker of a finished job shows, through the masters (`JobLogs`), exactly what its last
 //!   command printed and that it exited with code 0 ([`Rule::LogsKept`]);
+//! - last, every job deleted: no executor keeps logs of any of them within [`COLLECTED_WITHIN`]
+//!   ([`Rule::JobDataCollected`]);
 //! - foreman's rules on the whole run ([`crate::checks::every_run`] and the job checkers, as everywhere).
 //!
 //! The swarm itself does not make exec jobs yet: mixing them in moves every swarm seed and with it the guard
@@ -30,17 +32,23 @@ use crate::checks::{
     first_broken, ids_never_reused, job_history, no_process_outlives_its_task, one_live_incarnation, one_live_process,
     placement_within_bounds, Allowances,
 };
-use crate::cluster::{Cluster, Seen, Tasks, EXECUTOR_CAPACITY};
+use crate::cluster::{executor_config, master_config, Cluster, Seen, Spec, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
 use crate::faults::{self, Plan, Scope};
 use crate::harness::{fail, first_seed, report, require, run_seeds};
 use crate::master_failover::{await_job, check_every_run, on_client, terminal, with_jobs};
+use foreman::config::ExecutorConfig;
 
 /// Seeds a plain run takes.
 pub const SEEDS_DEFAULT: u64 = 100;
 /// How long the faults play, and how long a healed cluster has to end every job.
 const FAULT_PHASE: Duration = Duration::from_secs(60);
 const END_WITHIN: Duration = Duration::from_secs(240);
+/// How often the executors list the job data they keep, in this scenario.
+const COLLECT_INTERVAL: Duration = Duration::from_secs(5);
+/// How long after the deletes a job's data may stay: a listing interval and the heartbeats that ask, with room for
+/// an executor kept out of the registry a while by a hold.
+const COLLECTED_WITHIN: Duration = Duration::from_secs(60);
 /// How long after its job ended a worker's logs may take to be readable: its executor back in the registry (a plan's
 /// hold may keep its heartbeats 30 s, then its TTL and a registration).
 const LOGS_WITHIN: Duration = Duration::from_secs(90);
@@ -93,7 +101,16 @@ fn job_of(d: &Drawn) -> pb::Job {
 /// One seed, with `planted` in every node (or none). `ran` receives the plan's text first.
 pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>) {
     let seed = madsim::runtime::Handle::current().seed();
-    let c = Cluster::build(3, 4, Tasks::Jobs, planted).await;
+    let spec = Spec {
+        masters: (0..3).map(master_config).collect(),
+        executors: (0..4)
+            .map(|i| ExecutorConfig { collect_interval: COLLECT_INTERVAL, ..executor_config(i, 3) })
+            .collect(),
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    };
+    let c = Cluster::build_spec(spec).await;
     let jobs = draw_jobs();
     let k = &c.config;
     let scope = Scope::of(c.masters.len(), c.executors.len(), k, FAULT_PHASE);
@@ -168,6 +185,52 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
         .filter(|(_, _, s)| matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::ProcessStarted { .. })))
         .count();
     require(started > 0, || Violation::new(Rule::JobEnds, c.clock.now(), "no command ever started"));
+    // Last, after the checks of the run: every job deleted, and its data leaves every executor.
+    data_collected(&c, &jobs).await;
+}
+
+/// Deletes every job (each has ended) and waits, up to [`COLLECTED_WITHIN`], until no executor keeps logs of any
+/// of them ([`Rule::JobDataCollected`]): the executors list what they keep every [`COLLECT_INTERVAL`] and the
+/// leader names the deleted jobs in its heartbeat answers.
+async fn data_collected(c: &Cluster, jobs: &[Drawn]) {
+    let masters = c.masters.len();
+    for d in jobs {
+        let id = d.id.clone();
+        let deleted = on_client(c, async move {
+            with_jobs(masters, Duration::from_secs(30), move |mut c| {
+                let id = id.clone();
+                async move { c.delete_job(pb::DeleteJobRequest { id }).await.map(|r| r.into_inner()) }
+            })
+            .await
+        })
+        .await;
+        if let Err(s) = deleted {
+            fail(Violation::new(Rule::JobEnds, c.clock.now(), format!("delete {}: {s}", d.id)));
+        }
+        c.recorder.record("client", Seen::JobDeleted { id: d.id.clone() });
+    }
+    let deleted_at = c.clock.now();
+    let ids: Vec<&str> = jobs.iter().map(|d| d.id.as_str()).collect();
+    loop {
+        let left: Vec<String> = c
+            .executors
+            .iter()
+            .flat_map(|e| {
+                e.disk.jobs().into_iter().filter(|j| ids.contains(&j.as_str())).map(|j| format!("{j} on {}", e.name))
+            })
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        if c.clock.now().saturating_since(deleted_at) > COLLECTED_WITHIN {
+            let detail = format!(
+                "{COLLECTED_WITHIN:?} after the deletes, executors still keep logs of deleted jobs: {}",
+                left.join(", ")
+            );
+            fail(Violation::new(Rule::JobDataCollected, c.clock.now(), detail));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// What each worker of finished job `d` printed, read through the masters (`JobLogs`, as `foreman job logs` reads

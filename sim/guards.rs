@@ -395,6 +395,16 @@ const TABLE: &[Guard] = &[
         targeted: Some(("exec_jobs_under_faults", 3)),
     },
     Guard {
+        switch: Planted::JobDataNotCollected,
+        rule: "data collected",
+        guard: "a leader names, in its heartbeat answers, the jobs an executor keeps data of that no longer exist, so \
+            their logs and scratch directories go (core/manager)",
+        measured: NotCaught(2000),
+        needs: "the swarm makes no exec jobs, so no executor keeps job data there; targeted: exec jobs deleted at the \
+            end of their scenario",
+        targeted: Some(("exec_jobs_under_faults", 1)),
+    },
+    Guard {
         switch: Planted::PanicLeftRunning,
         rule: "failures",
         guard: "a panic of a worker's work ends its incarnation, failed (framework/worker.rs)",

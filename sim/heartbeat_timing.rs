@@ -95,6 +95,7 @@ impl Discovery for RegistryService {
             verdict: verdict as i32,
             leader_epoch: EPOCH.0,
             timing: Some(timing_pb(&self.timing)),
+            gone_jobs: vec![],
         }))
     }
 

@@ -1057,6 +1057,10 @@ pub struct ExecutorConfig {
     /// The executor's own directory (owner-only): its commands' logs, scratch directories and process records.
     /// Empty means `<temporary directory>/foreman-<name>`.
     pub data_dir: String,
+    /// How often the executor lists the jobs it keeps data of and asks the leader which were deleted, to remove
+    /// their data.
+    #[serde(with = "serde_duration")]
+    pub collect_interval: Duration,
     /// Mutual TLS on gRPC (none: plain text).
     pub tls: TlsConfig,
     /// How this executor reaches etcd (its endpoints come from the masters, `QueryMetaStore`): TLS files and a
@@ -1079,6 +1083,7 @@ impl Default for ExecutorConfig {
             dispatch_ttl: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(10),
             data_dir: String::new(),
+            collect_interval: Duration::from_secs(60),
             tls: TlsConfig::default(),
             etcd_client: EtcdClientConfig::default(),
             labels: Labels::new(),
@@ -1152,6 +1157,7 @@ impl ExecutorConfig {
             ("rpc-timeout", self.rpc_timeout),
             ("dispatch-ttl", self.dispatch_ttl),
             ("drain-timeout", self.drain_timeout),
+            ("collect-interval", self.collect_interval),
         ])?;
         Ok(vec![])
     }
@@ -1637,6 +1643,9 @@ pub struct ExecutorFlags {
     /// [default: <temporary directory>/foreman-<name>].
     #[arg(long, value_name = "DIR")]
     pub data_dir: Option<String>,
+    /// How often to look for the data of deleted jobs to remove [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub collect_interval: Option<Duration>,
     #[command(flatten)]
     pub tls: TlsFlags,
     #[command(flatten)]
@@ -1663,6 +1672,7 @@ impl ExecutorFlags {
         set(&mut c.dispatch_ttl, &self.dispatch_ttl);
         set(&mut c.drain_timeout, &self.drain_timeout);
         set(&mut c.data_dir, &self.data_dir);
+        set(&mut c.collect_interval, &self.collect_interval);
         self.tls.apply(&mut c.tls);
         c.tls.insecure |= self.insecure;
         self.etcd_client.apply(&mut c.etcd_client);

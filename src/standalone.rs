@@ -51,6 +51,9 @@ pub struct StandaloneFlags {
     /// Each executor's capacity in slots.
     #[arg(long, value_name = "N", default_value_t = 16, allow_hyphen_values = true)]
     pub capacity: u32,
+    /// How often each executor looks for the data of deleted jobs (logs, scratch directories) to remove.
+    #[arg(long, value_name = "DURATION", default_value = "1m", value_parser = crate::config::parse_duration)]
+    pub collect_interval: std::time::Duration,
     /// A master configuration file (TOML, as `foreman master --config` takes) for timings and policies; its
     /// `addr`, `etcd`, `tls` and `auth` settings are not used here.
     #[arg(long, value_name = "FILE")]
@@ -141,6 +144,7 @@ impl StandaloneFlags {
                 addr: SocketAddr::new(addr.ip(), port as u16).to_string(),
                 join: vec![self.addr.clone()],
                 capacity: self.capacity,
+                collect_interval: self.collect_interval,
                 ..Default::default()
             };
             e.fill_derived();

@@ -46,6 +46,7 @@ impl Standalone {
             .arg(dir.join("data"))
             .args(["--addr", &master, "--http-addr", &format!("127.0.0.1:{}", ports.http)])
             .args(["--executor-port", &ports.executors.to_string()])
+            .args(["--collect-interval", "1s"])
             .env("HOME", dir.join("home"))
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -203,6 +204,29 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
     let err = node.cli(&["job", "logs", "missing", "--stderr"]).await;
     assert!(err.stdout.contains("cannot run no-such-program-for-foreman"), "{err:?}");
     assert!(node.cli(&["job", "logs", "missing", "--worker", ".."]).await.code != Some(0), "a bad worker name");
+
+    // A deleted job's logs and scratch directories leave every executor (each looks every second here).
+    let kept = |job: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(&executors)
+            .unwrap()
+            .flatten()
+            .flat_map(|e| [e.path().join("logs").join(job), e.path().join("scratch").join(job)])
+            .filter(|p| p.exists())
+            .collect()
+    };
+    assert!(!kept("hello").is_empty(), "hello's data before the delete");
+    let run = node.cli(&["job", "delete", "hello"]).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let started = Instant::now();
+    while !kept("hello").is_empty() {
+        assert!(started.elapsed() < END_MAX, "still kept after the delete: {:?}", kept("hello"));
+        tokio::time::sleep(POLL).await;
+    }
+    eprintln!(
+        "delete: hello's logs and scratch directories gone from every executor in {} ms",
+        started.elapsed().as_millis()
+    );
+    assert!(!kept("missing").is_empty(), "another job's data stays");
 
     // A command that fails: started again max_restarts times, then the job fails saying how it exited.
     node.create("fails", &serde_json::json!({"command": ["sh", "-c", "exit 3"], "max_restarts": 1})).await;

@@ -37,6 +37,7 @@
 
 use std::time::Duration;
 
+use super::collect::Collector;
 use super::dispatcher::{Dispatcher, Refusal, TaskSpec};
 use super::fence::{Ack, SelfFence};
 use super::ids::{Epoch, ExecutorId, LeaderEpoch, TaskId};
@@ -62,6 +63,9 @@ pub struct AgentConfig {
     pub drain_timeout: Duration,
     /// The timing used until the leader announces its own.
     pub timing: HeartbeatTiming,
+    /// How often the executor lists the jobs it keeps data of, to ask the leader which are gone
+    /// ([`super::collect`]).
+    pub collect_every: Duration,
 }
 
 /// Where the executor stands with the masters.
@@ -92,6 +96,10 @@ pub enum Action {
     /// Open a membership round: connect to the current master within `timeout`, send what [`Agent::outgoing`]
     /// hands out (bounded by `timeout`), feed its answer back, then [`Agent::end_round`].
     Round { timeout: Duration },
+    /// List the jobs the executor keeps data of, and hand them to [`Agent::listed`].
+    ListHeld,
+    /// Remove what the executor keeps of these jobs: they no longer exist, and it runs nothing of them.
+    Collect { jobs: Vec<String> },
     /// Admitted under `id` by the leader of `leader_epoch`, the registration sent at `sent`.
     Registered { id: ExecutorId, leader_epoch: LeaderEpoch, sent: Time },
     /// The heartbeat sent at `sent` under `id` was acknowledged by the leader of `leader_epoch`.
@@ -135,6 +143,8 @@ pub struct HeartbeatCall {
     /// Fenced when sent: it takes no dispatch until a heartbeat is acknowledged, so the leader places nothing on it
     /// until a heartbeat says otherwise (one sent during a cut and delivered late is no proof it takes work).
     pub fenced: bool,
+    /// Jobs it keeps data of, asking whether they still exist.
+    pub held: Vec<String>,
 }
 
 /// A registration's answer.
@@ -157,12 +167,14 @@ pub enum Verdict {
 }
 
 /// A heartbeat's answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HeartbeatReply {
     pub verdict: Verdict,
     pub leader_epoch: LeaderEpoch,
     /// As [`RegisterReply::timing`].
     pub timing: Option<HeartbeatTiming>,
+    /// Of the held jobs asked about, those that no longer exist.
+    pub gone: Vec<String>,
 }
 
 /// What a round's answer was worth.
@@ -265,6 +277,8 @@ pub struct Agent {
     round_soon: bool,
     call: Option<InFlight>,
     drain: Drain,
+    /// The collection of deleted jobs' data.
+    collector: Collector,
     /// The guard switches of the simulation's bug-finding runs (none in production).
     plants: Plants,
 }
@@ -282,6 +296,7 @@ impl Agent {
             round_soon: false,
             call: None,
             drain: Drain::No,
+            collector: Collector::new(cfg.collect_every, now),
             plants: Plants::NONE,
             cfg,
         }
@@ -311,6 +326,9 @@ impl Agent {
     /// Time passes: fences, moves the drain on, opens a round, when each is due.
     pub fn tick(&mut self, now: Time) -> Ready {
         let mut actions = self.advance(now);
+        if self.collector.take_listing(now) {
+            actions.push(Action::ListHeld);
+        }
         if let Round::Idle { next } = self.round {
             if now >= next && self.drain != Drain::Over {
                 self.dispatcher.expire(now);
@@ -340,6 +358,7 @@ impl Agent {
                     draining,
                     ended: ended.into_iter().map(|(task, epoch)| EndedTask { task, epoch }).collect(),
                     fenced: self.is_fenced(now),
+                    held: self.collector.ask(&self.running_jobs()),
                 })
             }
         }
@@ -378,6 +397,15 @@ impl Agent {
         let Some(InFlight::Heartbeat { id, sent_at, ended_mark, draining }) = self.call.take() else {
             return (Heard::Useless, self.ready(now, actions));
         };
+        let gone = if reply.verdict == Verdict::Accepted && self.id == Some(id) {
+            self.collector.answered(&reply.gone, &self.running_jobs())
+        } else {
+            self.collector.unanswered();
+            vec![]
+        };
+        if !gone.is_empty() {
+            actions.push(Action::Collect { jobs: gone });
+        }
         if self.id != Some(id) {
             // Registered again meanwhile: the answer is about an id this executor no longer holds.
             return (Heard::Useful, self.ready(now, actions));
@@ -427,6 +455,7 @@ impl Agent {
     pub fn on_call_failed(&mut self, now: Time) -> Ready {
         let actions = self.advance(now);
         self.call = None;
+        self.collector.unanswered();
         self.ready(now, actions)
     }
 
@@ -590,7 +619,20 @@ impl Agent {
         if let Drain::Announcing { until } | Drain::Quiescing { until } = self.drain {
             wake = wake.min(until);
         }
-        wake
+        wake.min(self.collector.wake())
+    }
+
+    /// The executor kept data of jobs `jobs`, listed at `now` (after an [`Action::ListHeld`]).
+    pub fn listed(&mut self, now: Time, jobs: Vec<String>) -> Ready {
+        let actions = self.advance(now);
+        self.collector.listed(now, jobs);
+        self.ready(now, actions)
+    }
+
+    /// The jobs a task running here (or parked to start) belongs to: their data is in use.
+    fn running_jobs(&self) -> std::collections::BTreeSet<String> {
+        let job = |t: &TaskId| t.as_str().split('/').next().unwrap_or_default().to_owned();
+        self.dispatcher.running().keys().map(job).chain(self.dispatcher.parked_jobs()).collect()
     }
 
     /// The bound of the round's calls: the leader's heartbeat deadline while registered, else `rpc_timeout`.
@@ -686,6 +728,7 @@ impl Agent {
     /// the broken one with its ids.
     pub fn check_invariants(&self, now: Time) -> Result<(), String> {
         self.dispatcher.check_invariants()?;
+        self.collector.check_invariants()?;
         if let Some((task, r)) = self.dispatcher.running().iter().next() {
             let why = match self.id {
                 None => Some("while unregistered".to_owned()),
@@ -735,6 +778,7 @@ mod tests {
             rpc_timeout: Duration::from_secs(2),
             drain_timeout: Duration::from_secs(10),
             timing: HeartbeatTiming::executor_default(),
+            collect_every: Duration::from_secs(3600),
         }
     }
 
@@ -788,6 +832,8 @@ mod tests {
             Action::StopAll { why } => format!("stop all {why:?}"),
             Action::AskTasksToStop => "ask tasks to stop".to_owned(),
             Action::Drained { left } => format!("drained {left} left"),
+            Action::ListHeld => "list held".to_owned(),
+            Action::Collect { jobs } => format!("collect {}", jobs.join(",")),
         }
     }
 
@@ -827,7 +873,7 @@ mod tests {
                 (format!("{heard:?}"), r)
             }
             In::Heartbeat(verdict, leader) => {
-                let reply = HeartbeatReply { verdict, leader_epoch: LeaderEpoch(leader), timing: None };
+                let reply = HeartbeatReply { verdict, leader_epoch: LeaderEpoch(leader), timing: None, gone: vec![] };
                 let (heard, r) = a.on_heartbeat_reply(now, reply);
                 (format!("{heard:?}"), r)
             }
@@ -838,6 +884,7 @@ mod tests {
                     verdict: Verdict::Accepted,
                     leader_epoch: LeaderEpoch(leader),
                     timing: Some(timing),
+                    gone: vec![],
                 };
                 let (heard, r) = a.on_heartbeat_reply(now, reply);
                 (format!("{heard:?}"), r)

@@ -190,6 +190,11 @@ impl Dispatcher {
         self.parked.len()
     }
 
+    /// The jobs of the parked dispatches.
+    pub fn parked_jobs(&self) -> impl Iterator<Item = String> + '_ {
+        self.parked.values().map(|p| p.spec.task_id.as_str().split('/').next().unwrap_or_default().to_owned())
+    }
+
     /// Phase one: park `spec` until `now + ttl`.
     pub fn park(&mut self, now: Time, spec: TaskSpec) -> Result<(), Refusal> {
         self.expire(now);

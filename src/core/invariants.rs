@@ -144,6 +144,9 @@ pub enum Rule {
     /// What the command of a finished exec worker printed is kept on its executor and read back whole through the
     /// masters (`JobLogs`), with how it ended.
     LogsKept,
+    /// A deleted job's data on the executors (its commands' logs and scratch directories) is removed from every
+    /// executor within its bound.
+    JobDataCollected,
 }
 
 impl Rule {
@@ -158,7 +161,8 @@ impl Rule {
                 Class::Safety
             }
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
-            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal | LogsKept => Class::Liveness,
+            | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal | LogsKept
+            | JobDataCollected => Class::Liveness,
             ConsistentStory => Class::Crash,
         }
     }
@@ -217,6 +221,7 @@ impl Rule {
             StatusFromCurrent => "a job's status comes from its current job master",
             StatusFinal => "a job's final status is stored, and deleted with it",
             LogsKept => "a finished command's logs are kept and read back whole",
+            JobDataCollected => "a deleted job's data leaves every executor",
         }
     }
 }

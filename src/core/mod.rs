@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod auth;
 pub mod backoff;
+pub mod collect;
 pub mod dispatcher;
 pub mod duration;
 pub mod fence;

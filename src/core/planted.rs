@@ -119,11 +119,15 @@ pub enum Planted {
     /// command's own exit (rule 3, for processes). The group is left running: the command outlives its
     /// incarnation, beside the next one.
     ExecLeftRunning,
+    /// Guard: a leader names, in its heartbeat answers, the jobs an executor keeps data of that no longer exist,
+    /// so the executor removes their logs and scratch directories. Never named: a deleted job's data stays on
+    /// every executor for ever.
+    JobDataNotCollected,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 38] = [
+    pub const ALL: [Planted; 39] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -162,6 +166,7 @@ impl Planted {
         Planted::StoreUnguarded,
         Planted::StatusUnguarded,
         Planted::ExecLeftRunning,
+        Planted::JobDataNotCollected,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -209,6 +214,7 @@ impl Planted {
             Planted::StoreUnguarded => "store-unguarded",
             Planted::StatusUnguarded => "status-unguarded",
             Planted::ExecLeftRunning => "exec-left-running",
+            Planted::JobDataNotCollected => "job-data-not-collected",
         }
     }
 }

@@ -157,6 +157,7 @@ impl Executor {
                 rpc_timeout: cfg.rpc_timeout,
                 drain_timeout: cfg.drain_timeout,
                 timing: HeartbeatTiming::executor_default(),
+                collect_every: cfg.collect_interval,
             },
             clock.now(),
         );
@@ -262,6 +263,25 @@ impl Executor {
     /// What its tasks' processes printed.
     pub fn logs(&self) -> &crate::framework::logs::LogStore {
         &self.logs
+    }
+
+    /// The jobs this executor keeps data of: its commands' logs and scratch directories, sorted.
+    fn held_jobs(&self) -> Vec<String> {
+        let mut jobs = self.logs.jobs();
+        jobs.extend(crate::framework::process::scratch_jobs(&self.cfg.dir()));
+        jobs.sort();
+        jobs.dedup();
+        jobs
+    }
+
+    /// Removes what this executor keeps of `job`, which no longer exists.
+    fn collect(&self, job: &str) {
+        self.logs.remove_job(job);
+        if let Err(e) = crate::framework::process::remove_scratch(&self.cfg.dir(), job) {
+            warn!(executor = %self.name(), job, "the scratch directories of a deleted job stay: {e}");
+        }
+        info!(executor = %self.name(), job, "removed the logs and scratch directories of a deleted job");
+        self.observe(ExecutorObservation::JobDataRemoved { job: job.to_owned() });
     }
 
     pub fn config(&self) -> &ExecutorConfig {
@@ -386,6 +406,15 @@ impl Executor {
                     }
                 }
                 Action::AskTasksToStop => self.drain.raise(),
+                Action::ListHeld => {
+                    let held = self.held_jobs();
+                    self.decide(|s, now| ((), s.agent.listed(now, held)));
+                }
+                Action::Collect { jobs } => {
+                    for job in jobs {
+                        self.collect(&job);
+                    }
+                }
                 Action::Drained { left } => {
                     if left == 0 {
                         info!(executor = %self.name(), "drained: every task stopped");
@@ -592,6 +621,7 @@ impl Executor {
             tasks: call.tasks.iter().map(running_to_wire).collect(),
             draining: call.draining,
             fenced: call.fenced,
+            held_jobs: call.held,
             ended: call
                 .ended
                 .into_iter()
@@ -612,6 +642,7 @@ impl Executor {
                     verdict,
                     leader_epoch: LeaderEpoch(r.leader_epoch),
                     timing: r.timing.as_ref().map(crate::rpc::timing_from_wire),
+                    gone: r.gone_jobs,
                 };
                 self.decide(|s, now| s.agent.on_heartbeat_reply(now, reply))
             }

@@ -334,7 +334,12 @@ impl LogStore {
         Some(chunk)
     }
 
-    /// Removes everything held of `job` (issue 16, step 4 collects through it).
+    /// The jobs this store holds logs of.
+    pub fn jobs(&self) -> Vec<String> {
+        self.backend.list("")
+    }
+
+    /// Removes everything held of `job` (its data is collected once the job no longer exists).
     pub fn remove_job(&self, job: &str) {
         if component("job", job).is_ok() {
             self.backend.remove_dir(job);

@@ -243,6 +243,33 @@ pub fn scratch_dir(executor_dir: &Path, job: &str, worker: &str) -> Result<PathB
     Ok(dir)
 }
 
+/// The jobs with scratch directories in the executor's directory (none in the simulation, whose scratch
+/// directories are names only).
+pub fn scratch_jobs(executor_dir: &Path) -> Vec<String> {
+    if cfg!(madsim) {
+        return vec![];
+    }
+    std::fs::read_dir(executor_dir.join("scratch"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+        .collect()
+}
+
+/// Removes the scratch directories of `job`'s workers from the executor's directory.
+pub fn remove_scratch(executor_dir: &Path, job: &str) -> Result<(), String> {
+    if cfg!(madsim) || job.is_empty() || job.contains(['/', '\\']) || job == "." || job == ".." {
+        return Ok(());
+    }
+    let dir = executor_dir.join("scratch").join(job);
+    match std::fs::remove_dir_all(&dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("cannot remove {}: {e}", dir.display())),
+    }
+}
+
 /// Makes `dir` owner-only, or checks the one there is this user's own, owner-only directory (not a link).
 pub(crate) fn private_dir(dir: &std::path::Path) -> Result<(), String> {
     imp::private_dir(dir)

@@ -366,6 +366,11 @@ pub enum ExecutorObservation {
         epoch: Epoch,
         seq: u64,
     },
+    /// The executor removed what it kept of `job` (its commands' logs and scratch directories): the leader said
+    /// the job no longer exists.
+    JobDataRemoved {
+        job: String,
+    },
     /// A worker incarnation started a command (`framework::process`).
     ProcessStarted {
         task: TaskId,

@@ -167,3 +167,16 @@ pub fn ended_tasks(wire: &[pb::EndedTask]) -> Result<Vec<EndedTask>, Status> {
         })
         .collect()
 }
+
+/// The jobs an executor's heartbeat asks about (`held_jobs`): at most [`crate::core::collect::HELD_PER_HEARTBEAT`],
+/// each a job id.
+pub fn held_jobs(wire: &[String]) -> Result<Vec<JobId>, Status> {
+    use crate::core::collect::HELD_PER_HEARTBEAT;
+    if wire.len() > HELD_PER_HEARTBEAT {
+        return Err(invalid_argument("held_jobs", format!("{} jobs; at most {HELD_PER_HEARTBEAT}", wire.len())));
+    }
+    wire.iter()
+        .enumerate()
+        .map(|(i, j)| JobId::parse(j).map_err(|e| invalid_argument(&format!("held_jobs[{i}]"), e)))
+        .collect()
+}

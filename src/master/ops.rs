@@ -184,11 +184,13 @@ impl Master {
         ended: &[EndedTask],
         draining: bool,
         fenced: bool,
+        held: Vec<JobId>,
         caller: Principal,
-    ) -> Result<(bool, LeaderEpoch), Status> {
+    ) -> Result<(bool, LeaderEpoch, Vec<JobId>), Status> {
         let ended = ended.to_vec();
-        match self.call_as(Request::Heartbeat { id, seen, tasks, ended, draining, fenced }, Some(caller)).await? {
-            Reply::Heartbeat { known, epoch } => Ok((known, epoch)),
+        let request = Request::Heartbeat { id, seen, tasks, ended, draining, fenced, held };
+        match self.call_as(request, Some(caller)).await? {
+            Reply::Heartbeat { known, epoch, gone } => Ok((known, epoch, gone)),
             r => Err(unexpected(r)),
         }
     }

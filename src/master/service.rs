@@ -181,7 +181,8 @@ impl pb::discovery_server::Discovery for MasterService {
             let r = req.into_inner();
             let tasks = convert::reported_tasks(&r.tasks)?;
             let ended = convert::ended_tasks(&r.ended)?;
-            let (accepted, epoch) = self
+            let held = convert::held_jobs(&r.held_jobs)?;
+            let (accepted, epoch, gone) = self
                 .m
                 .executor_heartbeat(
                     ExecutorId(r.executor_id),
@@ -190,6 +191,7 @@ impl pb::discovery_server::Discovery for MasterService {
                     &ended,
                     r.draining,
                     r.fenced,
+                    held,
                     caller,
                 )
                 .await?;
@@ -199,6 +201,7 @@ impl pb::discovery_server::Discovery for MasterService {
                 verdict: verdict as i32,
                 leader_epoch: epoch.0,
                 timing: Some(crate::rpc::timing_to_wire(&self.m.cfg.executor_timing())),
+                gone_jobs: gone.into_iter().map(String::from).collect(),
             }))
         })
     }

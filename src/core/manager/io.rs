@@ -53,6 +53,8 @@ pub enum Request {
         draining: bool,
         /// The executor was fenced when it sent this (it takes no work until a heartbeat is acknowledged).
         fenced: bool,
+        /// Jobs the executor keeps data of, asking whether they still exist.
+        held: Vec<JobId>,
     },
     DeregisterExecutor {
         id: ExecutorId,
@@ -171,10 +173,11 @@ pub enum Reply {
         record: ExecutorRecord,
         epoch: LeaderEpoch,
     },
-    /// `known` false: the executor must register again.
+    /// `known` false: the executor must register again. `gone`: the held jobs that no longer exist.
     Heartbeat {
         known: bool,
         epoch: LeaderEpoch,
+        gone: Vec<JobId>,
     },
     Done,
     Job(JobView),

@@ -365,8 +365,8 @@ impl Manager {
     /// Requests that never wait are answered at once; the rest queue behind the operation in progress.
     fn request(&mut self, now: Time, to: ReplyTo, request: Request) {
         match request {
-            Request::Heartbeat { id, seen, tasks, ended, draining, fenced } => {
-                self.heartbeat(now, to, id, seen, tasks, ended, draining, fenced)
+            Request::Heartbeat { id, seen, tasks, ended, draining, fenced, held } => {
+                self.heartbeat(now, to, id, seen, tasks, ended, draining, fenced, held)
             }
             Request::ScheduleTask(s) => {
                 let a = self.schedule(now, s);
@@ -810,6 +810,7 @@ impl Manager {
         ended: Vec<crate::core::registry::EndedTask>,
         draining: bool,
         fenced: bool,
+        held: Vec<JobId>,
     ) {
         // A claim of a newer leader epoch deposes this leader only if the metastore confirms it was issued.
         if seen > self.epoch {
@@ -827,10 +828,17 @@ impl Manager {
                 if draining && self.registry.drain(id) == Ok(true) {
                     self.out.events.push(Event::Draining { id });
                 }
-                Ok(Reply::Heartbeat { known: true, epoch: self.epoch })
+                // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
+                // knows every job there is, recovered from the metastore).
+                let gone = if self.plants.has(Planted::JobDataNotCollected) {
+                    vec![]
+                } else {
+                    held.into_iter().filter(|j| self.jobs.get(j).is_none()).collect()
+                };
+                Ok(Reply::Heartbeat { known: true, epoch: self.epoch, gone })
             }
             Err(RegistryError::DeclaredOffline { .. } | RegistryError::Unknown { .. }) => {
-                Ok(Reply::Heartbeat { known: false, epoch: self.epoch })
+                Ok(Reply::Heartbeat { known: false, epoch: self.epoch, gone: vec![] })
             }
             Err(e) => Err(Refusal::Registry(e)),
         };

@@ -123,6 +123,7 @@ fn a_failed_write_of_the_periodic_pass_ends_the_term_and_dispatches_nothing() {
             ended: vec![],
             draining: false,
             fenced: false,
+            held: vec![],
         },
     );
     assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
@@ -152,6 +153,7 @@ fn beat(id: u64) -> Request {
         ended: vec![],
         draining: false,
         fenced: false,
+        held: vec![],
     }
 }
 
@@ -358,6 +360,7 @@ fn a_job_master_that_says_it_finished_holds_its_slots_until_its_executor_reports
             ended,
             draining: false,
             fenced: false,
+            held: vec![],
         },
     );
     assert!(matches!(r.answers[0].1, Ok(Reply::Heartbeat { known: true, .. })));
