@@ -33,6 +33,7 @@ fn scratch(label: &str) -> PathBuf {
 struct Standalone {
     child: Option<Child>,
     master: String,
+    http: String,
     dir: PathBuf,
 }
 
@@ -54,7 +55,8 @@ impl Standalone {
             .stderr(log)
             .spawn()
             .expect("start foreman standalone");
-        let s = Standalone { child: Some(child), master, dir: dir.to_owned() };
+        let http = format!("127.0.0.1:{}", ports.http);
+        let s = Standalone { child: Some(child), master, http, dir: dir.to_owned() };
         let started = Instant::now();
         loop {
             if s.cli(&["cluster", "executors"]).await.stdout.matches("online").count() == 2 {
@@ -181,6 +183,25 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
     let err = node.cli(&["job", "logs", "hello", "--stderr", "--worker", "w1"]).await;
     assert_eq!((err.code, err.stdout.as_str()), (Some(0), "complaint from 1\n"), "{err:?}");
     eprintln!("job logs:\n{}", logs.stdout);
+    // The same through the HTTP API, with the standalone's admin token.
+    let token = dir.join("data").join("security").join("admin.token");
+    let bearer = format!("Authorization: Bearer {}", std::fs::read_to_string(&token).expect("the token").trim());
+    let (code, body) = common::http_get_with(&node.http, "/api/v1/jobs/hello/logs?worker=w2&stream=stderr", &[&bearer])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(code, 200, "{body}");
+    let view: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(view["sources"].as_array().map(Vec::len), Some(3), "{body}");
+    assert_eq!(view["chunk"]["text"], "complaint from 2\n", "{body}");
+    assert_eq!(
+        (view["chunk"]["next_offset"].as_u64(), view["chunk"]["total"].as_u64()),
+        (Some(17), Some(17)),
+        "{body}"
+    );
+    let (code, body) = common::http_get_with(&node.http, "/api/v1/jobs/hello/logs?stream=both", &[&bearer])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(code == 400 && body.contains("stdout or stderr"), "{code} {body}");
     // Kept in each executor's own directory, in the standalone's, owner-only.
     let executors = dir.join("data").join("executors");
     let held: Vec<PathBuf> = std::fs::read_dir(&executors)

@@ -359,3 +359,80 @@ mod tests {
         }
     }
 }
+
+/// `GET /api/v1/jobs/{id}/logs`: where each incarnation's logs are, and a chunk of one stream when a worker is named.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct JobLogsView {
+    pub id: String,
+    pub sources: Vec<LogSourceView>,
+    pub chunk: Option<LogChunkView>,
+    /// Executors that did not answer, or why no chunk came.
+    pub note: Option<String>,
+}
+
+/// One incarnation's logs and the executor holding them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogSourceView {
+    pub worker: String,
+    pub epoch: u64,
+    pub executor_id: u64,
+    pub executor_name: String,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    /// How its command ended (`null` while it runs or when not known).
+    pub exit: Option<String>,
+}
+
+/// A chunk of one stream: `text` is its bytes as UTF-8 (invalid sequences replaced); ask again from `next_offset`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct LogChunkView {
+    pub worker: String,
+    pub epoch: u64,
+    /// `stdout` or `stderr`.
+    pub stream: String,
+    pub start: u64,
+    pub next_offset: u64,
+    /// Everything the stream wrote so far.
+    pub total: u64,
+    /// Bytes before `start`, from the offset asked for, that the executor's cap dropped.
+    pub dropped: u64,
+    pub exit: Option<String>,
+    pub text: String,
+}
+
+fn non_empty(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl JobLogsView {
+    pub fn of(id: &str, r: &pb::JobLogsResponse) -> JobLogsView {
+        let sources = r
+            .sources
+            .iter()
+            .filter_map(|s| {
+                let i = s.incarnation.as_ref()?;
+                Some(LogSourceView {
+                    worker: i.worker.clone(),
+                    epoch: i.epoch,
+                    executor_id: s.executor_id,
+                    executor_name: s.executor_name.clone(),
+                    stdout_bytes: i.stdout_bytes,
+                    stderr_bytes: i.stderr_bytes,
+                    exit: non_empty(&i.exit),
+                })
+            })
+            .collect();
+        let chunk = r.chunk.as_ref().map(|c| LogChunkView {
+            worker: c.worker.clone(),
+            epoch: c.epoch,
+            stream: if c.stream == pb::LogStream::Stderr as i32 { "stderr" } else { "stdout" }.to_owned(),
+            start: c.start,
+            next_offset: c.start + c.data.len() as u64,
+            total: c.total,
+            dropped: c.dropped,
+            exit: non_empty(&c.exit),
+            text: String::from_utf8_lossy(&c.data).into_owned(),
+        });
+        JobLogsView { id: id.to_owned(), sources, chunk, note: non_empty(&r.note) }
+    }
+}

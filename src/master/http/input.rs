@@ -158,6 +158,27 @@ impl Query {
         }
     }
 
+    /// A whole number of 64 bits; absent is 0.
+    pub fn big_number(&self, key: &str) -> Result<u64, Status> {
+        match self.0.get(key) {
+            None => Ok(0),
+            Some(text) => {
+                text.parse().map_err(|_| invalid_argument(key, format!("{} is not a whole number", quote(text))))
+            }
+        }
+    }
+
+    /// A log stream: `stdout` (also when absent) or `stderr`.
+    pub fn log_stream(&self, key: &str) -> Result<pb::LogStream, Status> {
+        match self.0.get(key).map(String::as_str) {
+            None | Some("stdout") => Ok(pb::LogStream::Stdout),
+            Some("stderr") => Ok(pb::LogStream::Stderr),
+            Some(other) => {
+                Err(invalid_argument(key, format!("{} is not a stream; use stdout or stderr", quote(other))))
+            }
+        }
+    }
+
     /// A job state by its lowercase name (`running`, or `corrupt` for the jobs whose records do not decode);
     /// absent is any state.
     pub fn job_state(&self, key: &str) -> Result<pb::JobState, Status> {

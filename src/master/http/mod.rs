@@ -79,6 +79,7 @@ pub const ROUTES: &[Route] = &[
     Route { method: Method::DELETE, path: "/api/v1/jobs/{id}", handler: || delete(delete_job) },
     Route { method: Method::POST, path: "/api/v1/jobs/{id}/cancel", handler: || post(cancel_job) },
     Route { method: Method::GET, path: "/api/v1/jobs/{id}/status", handler: || get(get_job_status) },
+    Route { method: Method::GET, path: "/api/v1/jobs/{id}/logs", handler: || get(get_job_logs) },
     Route { method: Method::GET, path: "/api/v1/cluster/leader", handler: || get(cluster_leader) },
     Route { method: Method::GET, path: "/api/v1/cluster/masters", handler: || get(cluster_masters) },
     Route { method: Method::GET, path: "/api/v1/cluster/executors", handler: || get(cluster_executors) },
@@ -387,6 +388,28 @@ async fn get_job_status(State(api): State<Api>, headers: HeaderMap, id: Result<P
     let req = pb::GetJobStatusRequest { id: path_id(id)? };
     let status = call(&api, JobManager::get_job_status(&api.svc, grpc(&headers, req))).await?;
     Ok(json(StatusCode::OK, &JobStatusView::from(&status)))
+}
+
+/// `GET /api/v1/jobs/{id}/logs?worker=&epoch=&stream=&offset=&max_bytes=`: where the job's logs are, and with a
+/// worker a chunk of one stream of its newest incarnation (or `epoch`).
+async fn get_job_logs(
+    State(api): State<Api>,
+    headers: HeaderMap,
+    id: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let q = input::Query::parse(query.as_deref(), &["worker", "epoch", "stream", "offset", "max_bytes"])?;
+    let id = path_id(id)?;
+    let req = pb::JobLogsRequest {
+        id: id.clone(),
+        worker: q.text("worker"),
+        epoch: q.big_number("epoch")?,
+        stream: q.log_stream("stream")? as i32,
+        offset: q.big_number("offset")?,
+        max_bytes: q.big_number("max_bytes")?,
+    };
+    let logs = call(&api, JobManager::job_logs(&api.svc, grpc(&headers, req))).await?;
+    Ok(json(StatusCode::OK, &crate::rpc::views::JobLogsView::of(&id, &logs)))
 }
 
 /// `POST /api/v1/jobs/{id}/cancel`: the job as the cancel left it.
