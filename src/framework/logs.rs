@@ -525,10 +525,15 @@ mod tests {
         std::str::from_utf8(&c.data).unwrap()
     }
 
-    fn stores() -> Vec<LogStore> {
+    fn test_dir(label: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("foreman-logs-unit-{}-{label}", std::process::id()))
+    }
+
+    /// A store in memory and, in the production build, one in a directory of the test's own (`label`).
+    fn stores(label: &str) -> Vec<LogStore> {
         let mut v = vec![LogStore::memory()];
         if !cfg!(madsim) {
-            let dir = std::env::temp_dir().join(format!("foreman-logs-unit-{}-{}", std::process::id(), line!()));
+            let dir = test_dir(label);
             let _ = std::fs::remove_dir_all(&dir);
             v.push(LogStore::dir(dir));
         }
@@ -537,7 +542,7 @@ mod tests {
 
     #[test]
     fn a_stream_is_read_back_from_any_offset_with_its_exit() {
-        for store in stores() {
+        for store in stores("read-back") {
             let mut w = store.writer("job-1", "w0", 3).unwrap();
             w.write(Stream::Out, b"hello\n");
             w.write(Stream::Err, b"oops\n");
@@ -568,11 +573,12 @@ mod tests {
             store.remove_job("job-1");
             assert!(store.index("job-1").is_empty());
         }
+        let _ = std::fs::remove_dir_all(test_dir("read-back"));
     }
 
     #[test]
     fn the_cap_keeps_the_newest_output_and_says_what_was_dropped() {
-        for store in stores() {
+        for store in stores("cap") {
             let store = store.with_cap(10);
             let mut w = store.writer("j", "w0", 1).unwrap();
             w.write(Stream::Out, b"0123456789abcdefghij"); // 20 bytes: segments of 5, two kept
@@ -588,6 +594,7 @@ mod tests {
             let sizes: u64 = store.index("j").iter().map(|i| i.out).sum();
             assert_eq!(sizes, 23);
         }
+        let _ = std::fs::remove_dir_all(test_dir("cap"));
     }
 
     #[test]
