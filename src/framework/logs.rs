@@ -78,14 +78,21 @@ impl Backend {
         match self {
             Backend::Dir(root) => {
                 let path = root.join(name);
-                if let Some(dir) = path.parent() {
-                    crate::rpc::tls::create_private_dirs(dir)?;
-                }
                 let mut options = std::fs::OpenOptions::new();
                 options.append(true).create(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-                let mut f = options.open(&path).map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+                // The directories are made (owner-only) the first time only: most writes find them.
+                let f = match options.open(&path) {
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        if let Some(dir) = path.parent() {
+                            crate::rpc::tls::create_private_dirs(dir)?;
+                        }
+                        options.open(&path)
+                    }
+                    opened => opened,
+                };
+                let mut f = f.map_err(|e| format!("cannot open {}: {e}", path.display()))?;
                 std::io::Write::write_all(&mut f, bytes).map_err(|e| format!("cannot write {}: {e}", path.display()))
             }
             Backend::Memory(m) => {
