@@ -4,8 +4,8 @@
 //! - **Layout**: `<job>/<worker>/<epoch>.<out|err>.<start>`, one file per segment of a stream, where `<start>` is
 //!   the offset of the segment's first byte in everything the stream ever wrote, and `<job>/<worker>/<epoch>.exit`,
 //!   how the command ended, once it did. Under the executor's own directory (`--data-dir`, `logs/`), owner-only.
-//! - **Cap**: a stream keeps at most [`LOG_MAX`] bytes, in two segments of half that: when the newer is full, the
-//!   older is removed and a new one begun. So the newest output is kept (the end of a long run is what explains its
+//! - **Cap**: a stream keeps at most [`LOG_MAX`] bytes (and at least half of it once it wrote more), in two
+//!   segments of half that: when the newer is full, the older is removed and a new one begun. So the newest output is kept (the end of a long run is what explains its
 //!   failure), and offsets stay valid: a reader behind what was dropped is told how much it missed.
 //! - **Incarnations**: a worker keeps the logs of its newest [`INCARNATIONS_KEPT`] incarnations on an executor; a
 //!   new one removes the oldest beyond that.
