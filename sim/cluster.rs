@@ -169,6 +169,11 @@ impl MasterNode {
 /// The slots of every executor; capacity = this many tasks of cost 1.
 pub const EXECUTOR_CAPACITY: u32 = 8;
 
+/// The executors' collection interval in the simulation: no listing of kept job data within a run. Only exec jobs
+/// keep any, and their scenario sets its own interval; a listing every minute would add steps to every other run,
+/// and move every seed (and the guard table's catching seeds with them).
+pub const NO_COLLECTION: Duration = Duration::from_secs(86_400);
+
 /// A real executor joining every master.
 pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
     let mut c = ExecutorConfig {
@@ -176,9 +181,7 @@ pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
         addr: executor_addr(i),
         join: (0..masters).map(master_addr).collect(),
         capacity: EXECUTOR_CAPACITY,
-        // No listing of kept job data within a run: only exec jobs keep any, and their scenario sets its own
-        // interval (a listing every minute would add wake-ups to every run, and move every seed).
-        collect_interval: Duration::from_secs(86_400),
+        collect_interval: NO_COLLECTION,
         ..ExecutorConfig::default()
     };
     c.fill_derived();

@@ -316,6 +316,7 @@ fn spec(d: &Draw) -> Spec {
                 addr: executor_addr(i),
                 join: (0..d.masters).map(master_addr).collect(),
                 capacity: *capacity,
+                collect_interval: crate::cluster::NO_COLLECTION,
                 ..ExecutorConfig::default()
             };
             c.labels.insert("zone".into(), zone.clone());

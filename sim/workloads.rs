@@ -37,6 +37,7 @@ async fn build(masters: usize, executors: &[(u32, &str)], planted: Option<Plante
                 addr: executor_addr(i),
                 join: (0..masters).map(master_addr).collect(),
                 capacity,
+                collect_interval: crate::cluster::NO_COLLECTION,
                 ..ExecutorConfig::default()
             };
             c.labels.insert("zone".into(), zone.into());
