@@ -326,11 +326,13 @@ impl Agent {
     /// Time passes: fences, moves the drain on, opens a round, when each is due.
     pub fn tick(&mut self, now: Time) -> Ready {
         let mut actions = self.advance(now);
-        if self.collector.take_listing(now) {
-            actions.push(Action::ListHeld);
-        }
         if let Round::Idle { next } = self.round {
             if now >= next && self.drain != Drain::Over {
+                // The kept jobs are listed as a heartbeat round opens, when one is due: the heartbeats ask about
+                // them (the listing needs no timer of its own).
+                if self.id.is_some() && self.collector.take_listing(now) {
+                    actions.push(Action::ListHeld);
+                }
                 self.dispatcher.expire(now);
                 self.round = Round::Open { started: now };
                 actions.push(Action::Round { timeout: self.call_timeout() });
@@ -619,7 +621,7 @@ impl Agent {
         if let Drain::Announcing { until } | Drain::Quiescing { until } = self.drain {
             wake = wake.min(until);
         }
-        wake.min(self.collector.wake())
+        wake
     }
 
     /// The executor kept data of jobs `jobs`, listed at `now` (after an [`Action::ListHeld`]).

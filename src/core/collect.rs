@@ -75,7 +75,7 @@ impl Collector {
         self.asked.clear();
     }
 
-    /// When the collector next needs the agent's attention.
+    /// When the next listing is due (none while one is under way or listed jobs wait to be asked about).
     pub fn wake(&self) -> Time {
         if self.listing || !self.queue.is_empty() || !self.asked.is_empty() {
             Time::NEVER
