@@ -268,6 +268,14 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             "exec_jobs_under_faults",
             &[Rule::JobDataCollected],
         ),
+        // A worker whose scratch directory lives on a serving executor runs there again: caught when an exec
+        // worker's next incarnation starts elsewhere.
+        (
+            Planted::WorkerPlacedAwayFromResource,
+            |b| Box::pin(exec_jobs_under_faults_run(b)),
+            "exec_jobs_under_faults",
+            &[Rule::Placement],
+        ),
     ]
 }
 

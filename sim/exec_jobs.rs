@@ -11,6 +11,8 @@
 //!   saying so;
 //! - the logs: each worker of a finished job shows, through the masters (`JobLogs`), exactly what its last
 //!   command printed and that it exited with code 0 ([`Rule::LogsKept`]);
+//! - each worker's next incarnation on the executor holding its scratch directory while that executor serves
+//!   ([`crate::checks::worker_stays_with_its_resource`]);
 //! - last, every job deleted: no executor keeps logs of any of them within [`COLLECTED_WITHIN`]
 //!   ([`Rule::JobDataCollected`]);
 //! - foreman's rules on the whole run ([`crate::checks::every_run`] and the job checkers, as everywhere).
@@ -30,7 +32,7 @@ use madsim::rand::Rng;
 
 use crate::checks::{
     first_broken, ids_never_reused, job_history, no_process_outlives_its_task, one_live_incarnation, one_live_process,
-    placement_within_bounds, Allowances,
+    placement_within_bounds, worker_stays_with_its_resource, Allowances,
 };
 use crate::cluster::{executor_config, master_config, Cluster, Seen, Spec, Tasks, EXECUTOR_CAPACITY};
 use crate::fake_jobs::create_job;
@@ -180,6 +182,7 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
         ("registry", ids_never_reused(&events)),
     ])
     .unwrap_or_else(|v| fail(v));
+    worker_stays_with_its_resource(&events).unwrap_or_else(|v| fail(v));
     let started = events
         .iter()
         .filter(|(_, _, s)| matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::ProcessStarted { .. })))

@@ -405,6 +405,16 @@ const TABLE: &[Guard] = &[
         targeted: Some(("exec_jobs_under_faults", 1)),
     },
     Guard {
+        switch: Planted::WorkerPlacedAwayFromResource,
+        rule: "6",
+        guard: "a worker whose local resource lives on a serving executor is placed there again (core/manager \
+            `schedule`)",
+        measured: NotCaught(2000),
+        needs: "the swarm's fake workers name no local resource; targeted: exec workers, each keeping its scratch \
+            directory, under the swarm's fault plans",
+        targeted: Some(("exec_jobs_under_faults", 1)),
+    },
+    Guard {
         switch: Planted::PanicLeftRunning,
         rule: "failures",
         guard: "a panic of a worker's work ends its incarnation, failed (framework/worker.rs)",

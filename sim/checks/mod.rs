@@ -21,6 +21,7 @@ mod placement;
 mod processes;
 mod registry;
 mod reschedule;
+mod resources;
 mod wasted;
 
 pub use backoff::restarts_spaced;
@@ -39,6 +40,7 @@ pub use placement::{placed_only_on_live_executors, placement_meets_selectors, pl
 pub use processes::{no_process_outlives_its_task, one_live_process};
 pub use registry::{ids_never_reused, registered_again_with_nothing_running};
 pub use reschedule::restarted_when_capacity_exists;
+pub use resources::worker_stays_with_its_resource;
 pub use wasted::{restarts_explained, Restarts};
 
 use std::time::Duration;

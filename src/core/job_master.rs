@@ -29,12 +29,15 @@ pub struct WorkerSpec<C> {
     /// How many times it is started again after failing retryably in a row without progress (its checkpoint not
     /// moving on); failing once more fails the job ([`crate::core::restarts`]).
     pub restarts_max: u32,
+    /// The local resources it keeps on its executor, by name (an exec worker's `scratch`): its next incarnation is
+    /// placed on the executor that holds them while that executor is online.
+    pub resources: Vec<String>,
 }
 
 impl<C> WorkerSpec<C> {
     /// A worker of cost 1, placed by its job's selectors only, restarted up to [`WORKER_RESTARTS_DEFAULT`] times in a row without progress.
     pub fn new(config: C) -> WorkerSpec<C> {
-        WorkerSpec { config, cost: 1, selectors: vec![], restarts_max: WORKER_RESTARTS_DEFAULT }
+        WorkerSpec { config, cost: 1, selectors: vec![], restarts_max: WORKER_RESTARTS_DEFAULT, resources: vec![] }
     }
 }
 

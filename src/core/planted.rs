@@ -123,11 +123,14 @@ pub enum Planted {
     /// so the executor removes their logs and scratch directories. Never named: a deleted job's data stays on
     /// every executor for ever.
     JobDataNotCollected,
+    /// Guard: a worker whose local resource lives on an online executor is placed there again (its next
+    /// incarnation finds its files). Placed anywhere: it starts without them while they sit on the other executor.
+    WorkerPlacedAwayFromResource,
 }
 
 impl Planted {
     /// Every planted bug and guard switch.
-    pub const ALL: [Planted; 39] = [
+    pub const ALL: [Planted; 40] = [
         Planted::WorkerIgnoresFence,
         Planted::OneOfflinePerCheck,
         Planted::NoStepDown,
@@ -167,6 +170,7 @@ impl Planted {
         Planted::StatusUnguarded,
         Planted::ExecLeftRunning,
         Planted::JobDataNotCollected,
+        Planted::WorkerPlacedAwayFromResource,
     ];
 
     /// The bug of this [`name`](Planted::name).
@@ -215,6 +219,7 @@ impl Planted {
             Planted::StatusUnguarded => "status-unguarded",
             Planted::ExecLeftRunning => "exec-left-running",
             Planted::JobDataNotCollected => "job-data-not-collected",
+            Planted::WorkerPlacedAwayFromResource => "worker-placed-away-from-resource",
         }
     }
 }

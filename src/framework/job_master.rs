@@ -638,7 +638,11 @@ impl<T: JobType> JobMaster<T> {
         let req = pb::ScheduleTaskRequest {
             task_id: task.as_str().to_owned(),
             cost: worker.cost,
-            resources: vec![],
+            resources: worker
+                .resources
+                .iter()
+                .map(|r| pb::ResourceKey { job_id: self.job.clone(), resource_id: format!("{name}/{r}") })
+                .collect(),
             selectors: worker.selectors.iter().map(crate::rpc::selector_to_wire).collect(),
             job_id: self.job.clone(),
             master_epoch: self.epoch.0,

@@ -128,6 +128,11 @@ pub struct Manager {
     masters: Workers,
     /// What each job's current job master last said of its progress (memory only).
     progress: BTreeMap<JobId, String>,
+    /// Where each worker's local resources live (`<job>/<worker>/<name>` → the executor that holds them), set when
+    /// the worker is first placed naming them (memory only, this term: issue 16 step 4 persists them). A worker
+    /// is placed again where they are while that executor is online; they go with the executor (declared offline,
+    /// deregistered, draining) or the job (deleted).
+    resources: BTreeMap<String, ExecutorId>,
     corrupt_executors: u64,
     corrupt_unnamed_jobs: u64,
     /// How many times this term wrote or deleted a tombstone: a sweep decided on a listing older than the last
@@ -212,6 +217,7 @@ impl Manager {
             jobs,
             masters,
             progress: BTreeMap::new(),
+            resources: BTreeMap::new(),
             corrupt_executors: snapshot.corrupt_executors,
             corrupt_unnamed_jobs: snapshot.corrupt_unnamed_jobs,
             tombstones_written: 0,
@@ -559,6 +565,7 @@ impl Manager {
                 among: check.among,
             });
             records.push(Record::DeleteExecutor(rec.id));
+            self.resources.retain(|_, e| *e != rec.id);
             // Its executor fenced itself before the TTL ran out: its job masters are gone.
             for (id, epoch, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
                 self.masters.remove(&TaskId::job_master(&id));
@@ -827,6 +834,8 @@ impl Manager {
                 }
                 if draining && self.registry.drain(id) == Ok(true) {
                     self.out.events.push(Event::Draining { id });
+                    // Leaving: what it holds goes with it, and its workers start afresh elsewhere.
+                    self.resources.retain(|_, e| *e != id);
                 }
                 // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
                 // knows every job there is, recovered from the metastore).
@@ -849,6 +858,7 @@ impl Manager {
         if self.registry.remove(id).is_none() {
             return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
         }
+        self.resources.retain(|_, e| *e != id);
         let mut records = vec![];
         for (job, epoch, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
             self.masters.remove(&TaskId::job_master(&job));
@@ -1031,13 +1041,27 @@ impl Manager {
             selectors.clear();
         }
         selectors.extend(s.selectors.iter().cloned());
-        let request = PlacementRequest {
-            task: &s.task,
-            epoch: s.epoch,
-            cost: s.cost,
-            selectors: &selectors,
-            resources: &s.resources,
-        };
+        // Resources of another job are not this job master's to name.
+        let prefix = format!("{}/", s.job);
+        if let Some(r) = s.resources.iter().find(|r| !r.resource.starts_with(&prefix)) {
+            let message = format!("resource {:?} is not job {}'s", r.resource, s.job);
+            return Err(Refusal::InvalidArgument { field: "resources", message });
+        }
+        // A resource that lives somewhere pins the worker there.
+        let pins: Vec<ResourcePin> = s
+            .resources
+            .iter()
+            .map(|r| ResourcePin {
+                resource: r.resource.clone(),
+                executor: if self.plants.has(Planted::WorkerPlacedAwayFromResource) {
+                    None
+                } else {
+                    self.resources.get(&r.resource).copied()
+                },
+            })
+            .collect();
+        let request =
+            PlacementRequest { task: &s.task, epoch: s.epoch, cost: s.cost, selectors: &selectors, resources: &pins };
         let placed = match self.registry.place(now, &request, &mut self.rng) {
             Ok(p) => p,
             Err(e) => {
@@ -1049,6 +1073,9 @@ impl Manager {
             // The placer only places on registered executors.
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
+        for pin in pins {
+            self.resources.insert(pin.resource, placed.executor);
+        }
         self.out.events.push(Event::WorkerPlaced { job: s.job.clone(), task: s.task.clone() });
         let spec = view.record.spec;
         Ok(Reply::Placed {
@@ -1393,6 +1420,8 @@ impl Manager {
                 if self.jobs.delete(&id).is_ok() {
                     self.masters.remove(&TaskId::job_master(&id));
                     self.progress.remove(&id);
+                    let prefix = format!("{id}/");
+                    self.resources.retain(|r, _| !r.starts_with(&prefix));
                 }
                 self.answer(to, Ok(Reply::Done));
             }

@@ -759,3 +759,57 @@ fn a_listing_pages_from_its_token_through_readable_and_corrupt_jobs_each_once_in
         assert_eq!(page(&mut m, after, size), want, "after {after:?}, size {size}");
     }
 }
+
+/// A worker naming a local resource is placed again where the resource went with its first placement, while that
+/// executor is online; once it drains (or goes offline) it may go anywhere; another job's resource is refused.
+#[test]
+fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_serves() {
+    let mut m = manager();
+    for to in 1u64..=3 {
+        let mut spec = executor(&format!("e{to}"), to);
+        spec.capacity = 16;
+        let r = request(&mut m, 1, to, Request::RegisterExecutor { spec });
+        m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
+        m.ready();
+        request(&mut m, 3, 10 + to, beat(to));
+    }
+    let r = request(&mut m, 4, 20, Request::CreateJob { id: Some(id("j1")), spec: spec("") });
+    let (read, _) = r.reads[0].clone();
+    m.on_read(ms(5), read, Ok(ReadResult::Tombstone(None)));
+    let (io, _) = m.ready().write.expect("the create writes");
+    m.on_write(ms(6), io, WriteOutcome::Written);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let (io, _) = m.ready().write.expect("the pass writes the start");
+    m.on_write(ms(601), io, WriteOutcome::Written);
+    let epoch = m.ready().dispatches[0].epoch;
+    let r = request(&mut m, 700, 21, job_master_beat(&id("j1"), epoch));
+    m.on_write(ms(701), r.write.expect("running is written").0, WriteOutcome::Written);
+    m.ready();
+    let with_scratch = |worker: u64, resource: &str| {
+        let mut r = schedule("j1", worker, epoch);
+        if let Request::ScheduleTask(s) = &mut r {
+            s.resources = vec![ResourcePin { resource: resource.to_owned(), executor: None }];
+        }
+        r
+    };
+    let placed = |r: &Ready| match &r.answers[0].1 {
+        Ok(Reply::Placed { executor, .. }) => *executor,
+        other => panic!("{other:?}"),
+    };
+    let first = placed(&request(&mut m, 800, 30, with_scratch(0, "j1/w0/scratch")));
+    // Least-loaded placement would spread the next ones; the resource holds w0 where it is, every time.
+    for n in 0..4 {
+        assert_eq!(placed(&request(&mut m, 801 + n, 31 + n, with_scratch(0, "j1/w0/scratch"))), first);
+    }
+    // Another job's resource is not this job master's to name.
+    let r = request(&mut m, 810, 40, with_scratch(1, "j2/w1/scratch"));
+    assert!(matches!(&r.answers[0].1, Err(Refusal::InvalidArgument { field: "resources", .. })), "{:?}", r.answers);
+    // Its executor drains: the resource goes with it, and w0 is placed elsewhere.
+    let mut draining = beat(first.0);
+    if let Request::Heartbeat { draining: d, .. } = &mut draining {
+        *d = true;
+    }
+    request(&mut m, 820, 41, draining);
+    assert_ne!(placed(&request(&mut m, 821, 42, with_scratch(0, "j1/w0/scratch"))), first);
+}

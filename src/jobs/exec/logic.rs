@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::config::Exec;
 use crate::core::ids::WorkerName;
 use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, WorkerSpec};
+
+/// The local resource every exec worker keeps: its scratch directory (`FOREMAN_SCRATCH`).
+pub const SCRATCH: &str = "scratch";
 use crate::core::time::Time;
 
 /// What an exec worker is told at dispatch.
@@ -81,7 +84,9 @@ impl JobLogic for ExecLogic {
             timeout_ms: self.exec.timeout.map(millis),
             stop_grace_ms: millis(self.exec.stop_grace),
         });
-        Some(WorkerSpec { restarts_max: self.exec.max_restarts, ..spec })
+        // Its scratch directory is a local resource: its next incarnation runs where the directory is, while that
+        // executor is online, and finds what the last one left there.
+        Some(WorkerSpec { restarts_max: self.exec.max_restarts, resources: vec![SCRATCH.to_owned()], ..spec })
     }
 
     /// Done once it finished, or once a checkpoint read back after its end says so.

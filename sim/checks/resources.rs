@@ -1,0 +1,57 @@
+//! Executor-local resources (issue 16, step 4): a worker whose local resource lives on an executor (an exec
+//! worker's scratch directory, made where it first ran) runs again on that executor while it serves, so that its
+//! next incarnation finds its files.
+
+use std::collections::BTreeMap;
+
+use foreman::core::ids::TaskId;
+use foreman::core::invariants::{Id, Rule, Violation};
+use foreman::core::time::Time;
+use foreman::executor::ExecutorObservation;
+use foreman::master::Observation;
+
+use super::Events;
+use crate::cluster::Seen;
+
+/// Every worker incarnation of the story started on the executor its previous one ran on, unless something between
+/// the two starts let the resource go: that executor was killed, stopped (it drains, and leaves), paused, declared
+/// offline, told to register again or deregistered, or a leader began its term (the records are the leader's
+/// memory, one term's; issue 16 step 4 persists them).
+pub fn worker_stays_with_its_resource(events: &Events) -> Result<(), Violation> {
+    // Per worker: the executor its last incarnation started on, and when.
+    let mut last: BTreeMap<TaskId, (String, Time)> = BTreeMap::new();
+    // Per executor: the last time something let its resources go.
+    let mut released: BTreeMap<String, Time> = BTreeMap::new();
+    let mut term_began = Time::ZERO;
+    for (at, node, seen) in events {
+        match seen {
+            Seen::Killed | Seen::StopAsked | Seen::Paused | Seen::Restarted => {
+                released.insert(node.clone(), *at);
+            }
+            Seen::Exec(ExecutorObservation::Reregister { .. } | ExecutorObservation::Deregistered { .. }) => {
+                released.insert(node.clone(), *at);
+            }
+            Seen::Master(Observation::ExecutorOffline { name, .. }) => {
+                released.insert(name.clone(), *at);
+            }
+            Seen::Master(Observation::ActingBegan { .. }) => term_began = *at,
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.is_worker() => {
+                if let Some((held_by, since)) = last.get(task) {
+                    let let_go = released.get(held_by).is_some_and(|t| t >= since) || term_began >= *since;
+                    if held_by != node && !let_go {
+                        let detail = format!(
+                            "{task} incarnation {} started on {node} at {at}, though its resource lives on {held_by} \
+                             (where its last incarnation started at {since}), which served all along",
+                            epoch.0
+                        );
+                        return Err(Violation::new(Rule::Placement, *at, detail)
+                            .with([Id::Task(task.to_string()), Id::Node(node.clone())]));
+                    }
+                }
+                last.insert(task.clone(), (node.clone(), *at));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
