@@ -288,6 +288,8 @@ struct Store {
     fences: BTreeMap<JobId, Epoch>,
     /// Deleted jobs' create tokens, with when they were deleted.
     tombstones: BTreeMap<JobId, (String, Option<WallTime>)>,
+    /// Where workers' local resources live.
+    resources: BTreeMap<String, ExecutorId>,
 }
 
 impl Store {
@@ -300,6 +302,7 @@ impl Store {
             corrupt_jobs: vec![],
             corrupt_unnamed_jobs: 0,
             next_job_epoch: self.next_job_epoch,
+            resources: self.resources.iter().map(|(r, e)| (r.clone(), *e)).collect(),
         }
     }
 
@@ -841,6 +844,14 @@ impl Harness {
                 Record::DeleteTombstone(id) => {
                     self.store.tombstones.remove(id);
                 }
+                Record::Resource { resource, executor } => match executor {
+                    Some(e) => {
+                        self.store.resources.insert(resource.clone(), *e);
+                    }
+                    None => {
+                        self.store.resources.remove(resource);
+                    }
+                },
             }
         }
     }

@@ -14,9 +14,9 @@ use super::Events;
 use crate::cluster::Seen;
 
 /// Every worker incarnation of the story started on the executor its previous one ran on, unless something between
-/// the two starts let the resource go: that executor was killed, stopped (it drains, and leaves), paused, declared
-/// offline, told to register again or deregistered, or a leader began its term (the records are the leader's
-/// memory, one term's; issue 16 step 4 persists them).
+/// the two starts let the resource go: that executor was killed, stopped (it drains, and leaves), paused, fenced,
+/// declared offline, told to register again or deregistered, or a leader began its term (a record written after
+/// the placement by the leader's next pass is lost with a leader that dies first).
 pub fn worker_stays_with_its_resource(events: &Events) -> Result<(), Violation> {
     // Per worker: the executor its last incarnation started on, and when.
     let mut last: BTreeMap<TaskId, (String, Time)> = BTreeMap::new();
@@ -28,7 +28,14 @@ pub fn worker_stays_with_its_resource(events: &Events) -> Result<(), Violation> 
             Seen::Killed | Seen::StopAsked | Seen::Paused | Seen::Restarted => {
                 released.insert(node.clone(), *at);
             }
-            Seen::Exec(ExecutorObservation::Reregister { .. } | ExecutorObservation::Deregistered { .. }) => {
+            // Fenced: its heartbeats go unanswered, so the leader may let its resources go as soon as its TTL runs
+            // out, which the story shows only once that verdict is durable (seed 1287: a leader held before its
+            // offline write placed the worker elsewhere 11 s before the declaration was written).
+            Seen::Exec(
+                ExecutorObservation::Reregister { .. }
+                | ExecutorObservation::Deregistered { .. }
+                | ExecutorObservation::Fenced { .. },
+            ) => {
                 released.insert(node.clone(), *at);
             }
             Seen::Master(Observation::ExecutorOffline { name, .. }) => {

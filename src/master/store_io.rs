@@ -55,6 +55,16 @@ fn ops_of(records: &[Record]) -> Result<Vec<Op>, String> {
                 ops.push(put(keys::deleted_job(id.as_str()), json("a tombstone", serde_json::to_vec(&t))?));
             }
             Record::DeleteTombstone(id) => ops.push(Op::Delete { key: keys::deleted_job(id.as_str()) }),
+            Record::Resource { resource, executor } => {
+                let Some((job, name)) = resource.split_once('/') else {
+                    return Err(format!("cannot write resource {resource:?}: it names no job"));
+                };
+                let key = keys::resource(job, name);
+                ops.push(match executor {
+                    Some(e) => counter(key, e.0),
+                    None => Op::Delete { key },
+                });
+            }
         }
     }
     Ok(ops)
@@ -237,6 +247,14 @@ pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> 
     let jobs = timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())?;
     size.add(&jobs);
     for (k, v) in jobs {
+        // Where workers' resources live, kept with the job records.
+        if let Some((job, name)) = keys::resource_of(&k) {
+            match crate::meta::parse_counter(&k, &v) {
+                Ok(id) => s.resources.push((format!("{job}/{name}"), ExecutorId(id))),
+                Err(e) => warn!(key = %k, "a resource record does not decode: {e}; its worker is placed anew"),
+            }
+            continue;
+        }
         match decode_job(&k, &v) {
             Ok(r) => s.jobs.push(r),
             Err(record) => {

@@ -99,6 +99,18 @@ pub fn jobs_prefix() -> String {
     "jobs/".to_owned()
 }
 
+/// Where a worker's local resource lives (`name`: `<worker>/<resource>`): the id of the executor holding it. Within
+/// the family of the job records, so that a new leader reads them with the jobs, in the same listing.
+pub fn resource(job: &str, name: &str) -> String {
+    format!("jobs/{job}/resources/{name}")
+}
+
+/// The job and the `<worker>/<resource>` a resource record's key names, if `key` is one ([`resource`]'s inverse).
+pub fn resource_of(key: &str) -> Option<(&str, &str)> {
+    let (job, name) = key.strip_prefix("jobs/")?.split_once("/resources/")?;
+    (!job.is_empty() && !job.contains('/') && !name.is_empty()).then_some((job, name))
+}
+
 /// The cluster-wide counter of incarnation epochs.
 pub fn job_next_epoch() -> String {
     "job-next-epoch".to_owned()
@@ -230,6 +242,9 @@ mod tests {
         assert!(!job_master("a").starts_with(&jobs_prefix()));
         assert!(!job_status("a").starts_with(&jobs_prefix()));
         assert!(!executor_next_id().starts_with(&executors_prefix()));
+        assert_eq!(resource_of(&resource("a.b", "w0/scratch")), Some(("a.b", "w0/scratch")));
+        assert_eq!(resource_of(&job("a")), None);
+        assert_eq!(resource_of("jobs/a/resources/"), None);
         assert_eq!(deleted_job_id_of(&deleted_job("a.b")), Some("a.b"));
         for key in ["deleted-jobs/", "deleted-jobs/a/b", "jobs/a"] {
             assert_eq!(deleted_job_id_of(key), None, "{key}");

@@ -268,6 +268,11 @@ pub enum Record {
     },
     /// A tombstone collected.
     DeleteTombstone(JobId),
+    /// Where a worker's local resource (`<job>/<worker>/<name>`) lives; `None`: nowhere any more.
+    Resource {
+        resource: String,
+        executor: Option<ExecutorId>,
+    },
 }
 
 /// A read the manager asks for.
@@ -599,4 +604,6 @@ pub struct Snapshot {
     /// Job records that do not decode, under a key that names no job.
     pub corrupt_unnamed_jobs: u64,
     pub next_job_epoch: u64,
+    /// Where workers' local resources live: `<job>/<worker>/<name>` and the executor.
+    pub resources: Vec<(String, ExecutorId)>,
 }

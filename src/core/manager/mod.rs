@@ -129,10 +129,13 @@ pub struct Manager {
     /// What each job's current job master last said of its progress (memory only).
     progress: BTreeMap<JobId, String>,
     /// Where each worker's local resources live (`<job>/<worker>/<name>` → the executor that holds them), set when
-    /// the worker is first placed naming them (memory only, this term: issue 16 step 4 persists them). A worker
-    /// is placed again where they are while that executor is online; they go with the executor (declared offline,
-    /// deregistered, draining) or the job (deleted).
+    /// the worker is first placed naming them, recovered from the metastore by a new term. A worker is placed again
+    /// where they are while that executor is online; they go with the executor (declared offline, deregistered,
+    /// draining) or the job (deleted).
     resources: BTreeMap<String, ExecutorId>,
+    /// Resources whose record changed since the last write: the next periodic pass writes them (a placement does
+    /// not wait for a write; a term that ends first loses them, and the worker's next placement is free).
+    resources_dirty: BTreeSet<String>,
     corrupt_executors: u64,
     corrupt_unnamed_jobs: u64,
     /// How many times this term wrote or deleted a tombstone: a sweep decided on a listing older than the last
@@ -196,6 +199,16 @@ impl Manager {
         for (id, record) in snapshot.corrupt_jobs {
             jobs.note_corrupt(id, record);
         }
+        // Resources of jobs and executors this term knows; the others' records go at the first write.
+        let (mut resources, mut resources_dirty) = (BTreeMap::new(), BTreeSet::new());
+        for (r, e) in snapshot.resources {
+            let job = r.split('/').next().and_then(|j| JobId::parse(j).ok());
+            if job.is_some_and(|j| jobs.get(&j).is_some()) && registry.get(e).is_some() {
+                resources.insert(r, e);
+            } else {
+                resources_dirty.insert(r);
+            }
+        }
         let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
         let mut masters = Workers::recover(now, Epoch(epoch.0), policy.job_masters, expected)
             .with_dispatch_window(policy.dispatch_window)
@@ -217,7 +230,8 @@ impl Manager {
             jobs,
             masters,
             progress: BTreeMap::new(),
-            resources: BTreeMap::new(),
+            resources,
+            resources_dirty,
             corrupt_executors: snapshot.corrupt_executors,
             corrupt_unnamed_jobs: snapshot.corrupt_unnamed_jobs,
             tombstones_written: 0,
@@ -565,7 +579,7 @@ impl Manager {
                 among: check.among,
             });
             records.push(Record::DeleteExecutor(rec.id));
-            self.resources.retain(|_, e| *e != rec.id);
+            self.forget_resources_on(rec.id);
             // Its executor fenced itself before the TTL ran out: its job masters are gone.
             for (id, epoch, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
                 self.masters.remove(&TaskId::job_master(&id));
@@ -598,6 +612,10 @@ impl Manager {
         }
         if !self.registry.suspecting() {
             self.schedule_job_masters(now, &mut records, &mut dispatches);
+        }
+        for resource in std::mem::take(&mut self.resources_dirty) {
+            let executor = self.resources.get(&resource).copied();
+            records.push(Record::Resource { resource, executor });
         }
         if self.policy.report_capacity {
             let view = self.capacity();
@@ -835,7 +853,7 @@ impl Manager {
                 if draining && self.registry.drain(id) == Ok(true) {
                     self.out.events.push(Event::Draining { id });
                     // Leaving: what it holds goes with it, and its workers start afresh elsewhere.
-                    self.resources.retain(|_, e| *e != id);
+                    self.forget_resources_on(id);
                 }
                 // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
                 // knows every job there is, recovered from the metastore).
@@ -854,11 +872,20 @@ impl Manager {
         self.answer(to, a);
     }
 
+    /// Executor `id` leaves (declared offline, deregistered, draining): the resources it holds are let go.
+    fn forget_resources_on(&mut self, id: ExecutorId) {
+        let gone: Vec<String> = self.resources.iter().filter(|(_, e)| **e == id).map(|(r, _)| r.clone()).collect();
+        for r in gone {
+            self.resources.remove(&r);
+            self.resources_dirty.insert(r);
+        }
+    }
+
     fn deregister(&mut self, now: Time, to: ReplyTo, id: ExecutorId) {
         if self.registry.remove(id).is_none() {
             return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
         }
-        self.resources.retain(|_, e| *e != id);
+        self.forget_resources_on(id);
         let mut records = vec![];
         for (job, epoch, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
             self.masters.remove(&TaskId::job_master(&job));
@@ -1074,7 +1101,9 @@ impl Manager {
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
         for pin in pins {
-            self.resources.insert(pin.resource, placed.executor);
+            if self.resources.insert(pin.resource.clone(), placed.executor) != Some(placed.executor) {
+                self.resources_dirty.insert(pin.resource);
+            }
         }
         self.out.events.push(Event::WorkerPlaced { job: s.job.clone(), task: s.task.clone() });
         let spec = view.record.spec;
@@ -1420,8 +1449,10 @@ impl Manager {
                 if self.jobs.delete(&id).is_ok() {
                     self.masters.remove(&TaskId::job_master(&id));
                     self.progress.remove(&id);
+                    // Their records went in the delete's write.
                     let prefix = format!("{id}/");
                     self.resources.retain(|r, _| !r.starts_with(&prefix));
+                    self.resources_dirty.retain(|r| !r.starts_with(&prefix));
                 }
                 self.answer(to, Ok(Reply::Done));
             }
@@ -1522,6 +1553,16 @@ impl Manager {
                         // A corrupt record's create token is unknown: no tombstone is left for it.
                         let request = self.jobs.get(&id).map(|j| j.spec().request.clone()).unwrap_or_default();
                         let mut records = vec![Record::DeleteJob { id: id.clone(), stored }];
+                        // Where its workers' resources were goes with it (the executors remove the files).
+                        let prefix = format!("{id}/");
+                        let held: BTreeSet<&String> = self
+                            .resources
+                            .keys()
+                            .chain(&self.resources_dirty)
+                            .filter(|r| r.starts_with(&prefix))
+                            .collect();
+                        records
+                            .extend(held.into_iter().map(|r| Record::Resource { resource: r.clone(), executor: None }));
                         if !request.is_empty() {
                             // A sweep that listed the tombstones before this write must not act on that listing.
                             self.tombstones_written += 1;

@@ -802,6 +802,13 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
     for n in 0..4 {
         assert_eq!(placed(&request(&mut m, 801 + n, 31 + n, with_scratch(0, "j1/w0/scratch"))), first);
     }
+    // The next periodic pass writes where it is (the placement did not wait for a write).
+    m.step(ms(1_200), Input::Tick);
+    let (io, records) = m.ready().write.expect("the pass writes the resource");
+    let resource = Record::Resource { resource: "j1/w0/scratch".into(), executor: Some(first) };
+    assert!(records.contains(&resource), "{records:?}");
+    m.on_write(ms(1_201), io, WriteOutcome::Written);
+    m.ready();
     // Another job's resource is not this job master's to name.
     let r = request(&mut m, 810, 40, with_scratch(1, "j2/w1/scratch"));
     assert!(matches!(&r.answers[0].1, Err(Refusal::InvalidArgument { field: "resources", .. })), "{:?}", r.answers);
@@ -812,4 +819,21 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
     }
     request(&mut m, 820, 41, draining);
     assert_ne!(placed(&request(&mut m, 821, 42, with_scratch(0, "j1/w0/scratch"))), first);
+}
+
+/// A new term keeps the resource records of the jobs and executors it knows, and deletes the others' at its first
+/// write.
+#[test]
+fn a_new_term_drops_the_resource_records_of_jobs_and_executors_it_does_not_know() {
+    let snapshot = Snapshot {
+        resources: vec![("gone/w0/scratch".into(), ExecutorId(4)), ("other/w1/scratch".into(), ExecutorId(9))],
+        ..Snapshot::default()
+    };
+    let mut m = Manager::recover(ms(0), LeaderEpoch(2), policy(), Plants::default(), 7, snapshot);
+    m.ready();
+    m.step(ms(600), Input::Tick);
+    let (_, records) = m.ready().write.expect("the first pass deletes the stale records");
+    for r in ["gone/w0/scratch", "other/w1/scratch"] {
+        assert!(records.contains(&Record::Resource { resource: r.into(), executor: None }), "{records:?}");
+    }
 }
