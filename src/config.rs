@@ -1092,13 +1092,16 @@ impl Default for ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    /// The executor's own directory (see [`ExecutorConfig::data_dir`]).
+    /// The executor's own directory (see [`ExecutorConfig::data_dir`]), absolute: commands get paths in it
+    /// (`FOREMAN_SCRATCH`) and run elsewhere (a relative `--data-dir`, the standalone's default, once gave them a
+    /// path relative to the executor's working directory, which `cd $FOREMAN_SCRATCH` could not follow).
     pub fn dir(&self) -> PathBuf {
-        if self.data_dir.is_empty() {
+        let dir = if self.data_dir.is_empty() {
             std::env::temp_dir().join(format!("foreman-{}", self.name))
         } else {
             PathBuf::from(&self.data_dir)
-        }
+        };
+        std::path::absolute(&dir).unwrap_or(dir)
     }
 
     /// Parses TOML text (no defaults filled in, not validated).
@@ -2433,5 +2436,14 @@ mod tests {
         }
         let long = format!("{}:1", "h".repeat(100));
         assert_eq!(derived_name("master", &long).len(), NAME_MAX_LEN);
+    }
+
+    #[test]
+    fn an_executors_directory_is_absolute_whatever_the_flag_says() {
+        let relative = ExecutorConfig { data_dir: "data/e1".into(), name: "e1".into(), ..ExecutorConfig::default() };
+        let dir = relative.dir();
+        assert!(dir.is_absolute() && dir.ends_with("data/e1"), "{}", dir.display());
+        let default = ExecutorConfig { name: "e2".into(), ..ExecutorConfig::default() };
+        assert!(default.dir().is_absolute() && default.dir().ends_with("foreman-e2"));
     }
 }
