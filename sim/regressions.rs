@@ -388,6 +388,20 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          later job masters 25 s after the hold's step had healed, and the checker counted the step only until its \
          heal (fixed: a node is disturbed while any stall of a hold is on)",
     ),
+    (
+        1796703745,
+        "3.638s pause-executor(0) for 5.092s; 3.638s hold(executor-1, checkpoint-write, 11.57s, every) for \
+         15.112s; 17.995s stop-executor(1) for 8.777s",
+        "two live incarnations of a worker: its executor drained, it was told stale while its checkpoint saying it \
+         stopped was held, and lingered twice the call timeout for that write, past its own fence and the new job \
+         master's recovery wait (fixed: the linger ends at the worker's fence deadline)",
+    ),
+    (
+        1796705496,
+        "15.083s cut-leader-from-executors(one-way) for 13.286s; 29.832s hold(executor-0, checkpoint-write, \
+         13.104s, every) for 10.209s; 37.901s stop-executor(0) for 8.275s",
+        "the same: a drained worker's last checkpoint held 13 s, the incarnations overlapping by a tenth of a second",
+    ),
 ];
 
 #[test]
