@@ -35,8 +35,8 @@ use foreman::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
 use foreman::core::invariants::{Rule, Violation};
 use foreman::core::job::{JobPolicy, JobRecord, JobSpec, JobState};
 use foreman::core::manager::{
-    Answer, Input, IoId, JobFilter, JobView, Manager, ManagerPolicy, Plants, Read, ReadResult, Record, Refusal, Reply,
-    ReplyTo, Request, Snapshot, WriteOutcome,
+    Answer, Held, Input, IoId, JobFilter, JobView, Manager, ManagerPolicy, Plants, Read, ReadResult, Record, Refusal,
+    Reply, ReplyTo, Request, Snapshot, WriteOutcome,
 };
 use foreman::core::placement::PlacementPolicy;
 use foreman::core::registry::{ExecutorRecord, ExecutorSpec, RegistryPolicy, ReportedTask, TaskKind};
@@ -89,6 +89,7 @@ fn policy() -> ManagerPolicy {
         tombstone_retention: Duration::from_secs(20),
         batch_max: 128,
         report_capacity: false,
+        pin_wait: Duration::from_secs(60),
     }
 }
 
@@ -288,8 +289,8 @@ struct Store {
     fences: BTreeMap<JobId, Epoch>,
     /// Deleted jobs' create tokens, with when they were deleted.
     tombstones: BTreeMap<JobId, (String, Option<WallTime>)>,
-    /// Where workers' local resources live.
-    resources: BTreeMap<String, ExecutorId>,
+    /// Where workers' local resources live, or that they were lost.
+    resources: BTreeMap<String, Held>,
 }
 
 impl Store {
@@ -302,7 +303,7 @@ impl Store {
             corrupt_jobs: vec![],
             corrupt_unnamed_jobs: 0,
             next_job_epoch: self.next_job_epoch,
-            resources: self.resources.iter().map(|(r, e)| (r.clone(), *e)).collect(),
+            resources: self.resources.iter().map(|(r, h)| (r.clone(), *h)).collect(),
         }
     }
 
@@ -844,12 +845,12 @@ impl Harness {
                 Record::DeleteTombstone(id) => {
                     self.store.tombstones.remove(id);
                 }
-                Record::Resource { resource, executor } => match executor {
-                    Some(e) => {
-                        self.store.resources.insert(resource.clone(), *e);
-                    }
-                    None => {
+                Record::Resource { resource, held } => match held {
+                    Held::Gone => {
                         self.store.resources.remove(resource);
+                    }
+                    _ => {
+                        self.store.resources.insert(resource.clone(), *held);
                     }
                 },
             }

@@ -40,6 +40,11 @@ pub const STATES: &[(&str, &str)] = &[
     ("worker-failed-retryably", "a worker's work ended in a retryable failure (its job master starts it again)"),
     ("worker-failed-terminally", "a worker's work ended in a terminal failure (its job fails)"),
     ("task-panicked", "a task's code panicked and was caught"),
+    ("exec-command-run", "an exec worker's command (the process service's simulated twin) started"),
+    (
+        "exec-job-failed-for-lost-scratch",
+        "an exec job with scratch_required failed: a worker's scratch directory was lost with its executor, or given up",
+    ),
 ];
 
 /// The counts of one run's story, with the fault points' own counts.
@@ -127,6 +132,7 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
             Seen::Exec(ExecutorObservation::Reregister { .. }) => bump("state executor-reregistered".to_owned()),
             Seen::Exec(ExecutorObservation::TaskQuiesced { .. }) => bump("state task-drained".to_owned()),
             Seen::Exec(ExecutorObservation::TaskPanicked { .. }) => bump("state task-panicked".to_owned()),
+            Seen::Exec(ExecutorObservation::ProcessStarted { .. }) => bump("state exec-command-run".to_owned()),
             Seen::Exec(ExecutorObservation::Checkpoint { task, epoch, .. }) => {
                 checkpointed.insert((task.clone(), epoch.0));
             }
@@ -151,6 +157,9 @@ pub fn of_story(events: &[(Time, String, Seen)], points: &BTreeMap<&'static str,
                     }
                     StopWhy::Exited(TaskExit::Failed(_)) if !is_jm(task) => {
                         bump("state worker-failed-terminally".to_owned())
+                    }
+                    StopWhy::Exited(TaskExit::Failed(m)) if m.contains("'s scratch directory") => {
+                        bump("state exec-job-failed-for-lost-scratch".to_owned())
                     }
                     _ => {}
                 }

@@ -17,8 +17,8 @@
 //!   ([`Rule::JobDataCollected`]);
 //! - foreman's rules on the whole run ([`crate::checks::every_run`] and the job checkers, as everywhere).
 //!
-//! The swarm itself does not make exec jobs yet: mixing them in moves every swarm seed and with it the guard
-//! table's figures, a re-measure of its own (docs/plans/issue-16.md). Seeds: `FOREMAN_EXEC_SEEDS` (default
+//! The swarm mixes exec jobs into the seeds of its exec class too (`swarm::draw_exec_jobs`), with the same
+//! checkers but the reading of logs. Seeds: `FOREMAN_EXEC_SEEDS` (default
 //! [`SEEDS_DEFAULT`]) from `MADSIM_TEST_SEED` (default: the wall clock, printed); each failing one prints its plan
 //! and the command that replays it.
 
@@ -182,7 +182,8 @@ pub async fn exec_run(planted: Option<Planted>, ran: Arc<Mutex<Option<String>>>)
         ("registry", ids_never_reused(&events)),
     ])
     .unwrap_or_else(|v| fail(v));
-    worker_stays_with_its_resource(&events).unwrap_or_else(|v| fail(v));
+    let pinned = jobs.iter().map(|d| d.id.clone()).collect();
+    worker_stays_with_its_resource(&events, &pinned).unwrap_or_else(|v| fail(v));
     let started = events
         .iter()
         .filter(|(_, _, s)| matches!(s, Seen::Exec(foreman::executor::ExecutorObservation::ProcessStarted { .. })))
@@ -212,24 +213,25 @@ async fn data_collected(c: &Cluster, jobs: &[Drawn]) {
         }
         c.recorder.record("client", Seen::JobDeleted { id: d.id.clone() });
     }
-    let deleted_at = c.clock.now();
-    let ids: Vec<&str> = jobs.iter().map(|d| d.id.as_str()).collect();
+    let ids: Vec<String> = jobs.iter().map(|d| d.id.clone()).collect();
+    await_data_collected(c, &ids, c.clock.now(), COLLECTED_WITHIN).await;
+}
+
+/// Waits until no executor keeps logs of any of the jobs `ids` (deleted by `from`), and fails the run
+/// ([`Rule::JobDataCollected`]) if some executor still does `within` after `from`.
+pub async fn await_data_collected(c: &Cluster, ids: &[String], from: foreman::core::time::Time, within: Duration) {
     loop {
         let left: Vec<String> = c
             .executors
             .iter()
-            .flat_map(|e| {
-                e.disk.jobs().into_iter().filter(|j| ids.contains(&j.as_str())).map(|j| format!("{j} on {}", e.name))
-            })
+            .flat_map(|e| e.disk.jobs().into_iter().filter(|j| ids.contains(j)).map(|j| format!("{j} on {}", e.name)))
             .collect();
         if left.is_empty() {
             return;
         }
-        if c.clock.now().saturating_since(deleted_at) > COLLECTED_WITHIN {
-            let detail = format!(
-                "{COLLECTED_WITHIN:?} after the deletes, executors still keep logs of deleted jobs: {}",
-                left.join(", ")
-            );
+        if c.clock.now().saturating_since(from) > within {
+            let detail =
+                format!("{within:?} after the deletes, executors still keep logs of deleted jobs: {}", left.join(", "));
             fail(Violation::new(Rule::JobDataCollected, c.clock.now(), detail));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

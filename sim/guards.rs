@@ -17,7 +17,9 @@
 //!   shared 2-core machine, 97 s under heavy load).
 //! - [`guard_hunt`] (`--ignored`) is the full hunt: up to `FOREMAN_GUARD_SEEDS` seeds (default [`HUNT_MAX`]) per
 //!   guard, `MADSIM_TEST_JOBS` at a time (default 2), `FOREMAN_GUARD=<switch name>[,<switch name>...]` for some
-//!   guards, `FOREMAN_GUARD_FROM=<k>` to go on with a hunt whose first k seeds passed; it prints the table to paste
+//!   guards, `FOREMAN_GUARD_FROM=<k>` to go on with a hunt whose first k seeds passed, `FOREMAN_GUARD_SEEDS_OF=exec`
+//!   to hunt only the swarm's exec seeds (after a change that moved only their stories, as `swarm::fingerprints`
+//!   shows: the other seeds' earlier hunt stands); it prints the table to paste
 //!   into [`TABLE`] and the README. A change that moves the swarm's draws moves the figures:
 //!   [`every_guard_is_load_bearing`] then says which row to measure again.
 //!
@@ -76,7 +78,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::LeaderWritesUnguarded,
         rule: "1",
         guard: "every job-manager write compares the term's write fence (core/write_fence.rs, master/store_io.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "the swarm's holds stall whatever the leader writes next, which the next leader rewrites the same \
             way; targeted: a create held past the term lands after the next leader created and canceled the job, and \
             a third term recovers it from the stale record (also caught at the first seed of \
@@ -88,7 +90,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorHearsDeposedLeader,
         rule: "2",
         guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design: the newest leader epoch reaches an executor only in register and \
             heartbeat replies, one round in flight with its deadline, decided only while acting (rule 1), and a \
             leader shown a newer epoch than its own refuses; only rule 1 broken (the no-step-down switch, a clock \
@@ -107,7 +109,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorTakesStaleEpoch,
         rule: "2",
         guard: "an executor refuses a task epoch not newer than one it saw (core/dispatcher.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "targeted: a confirmation judged 26–45 s late (a hold at the new confirm-received point, the \
             executor's parking TTL 60 s) after the task's next incarnation ran there",
         targeted: Some(("stale_confirmation_judged_after_a_newer_incarnation_ran", 1)),
@@ -116,7 +118,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StaleWorkerAnswered,
         rule: "2",
         guard: "a job master answers an older worker incarnation \"stale\" (core/workers.rs `fence`)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "targeted: a worker that left cleanly (its executor drained) repeats its Stopped report after its \
             successor started, the answer to the first lost one way",
         targeted: Some(("worker_report_repeated_after_its_successor_started", 1)),
@@ -133,7 +135,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::NewerMasterIgnored,
         rule: "2",
         guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design: an executor routes a worker's message to the newest incarnation of \
             its job master it hosts, so a newer epoch reaches an older one only if both run on one executor, which \
             four earlier checks prevent; the leader checks that it may act before every step; a clock beyond the \
@@ -144,7 +146,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StaleVerdictIgnored,
         rule: "2",
         guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design: a heartbeat is answered stale only after the offline TTL since the \
             worker was last heard (its own fence came first) or after its own exit report (it sends no more \
             heartbeats); a successor that starts at once waits for the old work to end; beyond the clock tolerance \
@@ -155,7 +157,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::CheckpointUnguarded,
         rule: "2",
         guard: "a checkpoint write compares the worker record with its epoch (framework/checkpoint.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "targeted: a fenced worker's checkpoint writes, in flight (the new writes-in-flight fault), land \
             after its successor finished",
         targeted: Some(("worker_checkpoint_arrives_after_its_successor_finished", 1)),
@@ -164,7 +166,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StoreUnguarded,
         rule: "2",
         guard: "a job-store write compares the worker record with its epoch (framework/store.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "the swarm's fake writes no job store; targeted: a fenced worker's store writes, in flight, land after \
             its successor finished (a job type of the scenario's own, counting into the store)",
         targeted: Some(("store_writes_arrive_after_their_successor_finished", 1)),
@@ -173,7 +175,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StatusUnguarded,
         rule: "2",
         guard: "a job master's status write compares the job-master record with its epoch (framework/job_master.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "no swarm checker reads the stored status; targeted: a fenced job master's status writes, in flight, \
             land after its successor stored the final one",
         targeted: Some(("status_writes_arrive_after_their_successor_finished", 1)),
@@ -231,7 +233,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::DispatchBesideLive,
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design since the term's write fence: a job goes back to waiting only when \
             its incarnation ended in the leader's memory, or by a write that lands after a later one (the leader's \
             writes in flight twice, `job_created_twice_beside_its_job_master`: caught at its first seed before the \
@@ -242,7 +244,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::JobMasterWritesUnguarded,
         rule: "3",
         guard: "a job master's writes compare the job's job-master record (framework/job_master.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design: a job master dispatches a worker only after its worker-record write \
             was answered, and its successor's record is written only after it ended, so a superseded job master's \
             record, even landing late (writes in flight, `sim/aimed_late.rs`), names an incarnation never \
@@ -253,7 +255,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
         guard: "a job master that finds another owning its job stops (framework/job_master.rs `recover`)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the design: the owner record moves on only after the leader lost the old \
             incarnation, which started within its self-fence of its confirmation and is answered stale before it \
             reaches recover; only the stale-job-master-answered switch too, or a slow clock beyond the tolerance",
@@ -263,7 +265,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RecoveryForgetsCancel,
         rule: "5",
         guard: "a new leader restores a canceling job as canceling (core/manager `recover`)",
-        measured: Caught(29),
+        measured: Caught(4),
         needs: "",
         targeted: Some(("job_canceled_during_a_failover", 6)),
     },
@@ -271,7 +273,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::LossForgetsCancel,
         rule: "5",
         guard: "a canceling job whose job master is gone ends Canceled (core/job.rs `end_incarnation`)",
-        measured: Caught(23),
+        measured: Caught(4),
         needs: "",
         targeted: None,
     },
@@ -311,7 +313,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "targeted: an executor dies, then its leader before declaring it; the next leader restores the dead \
             executor's record (judged by the leader-placement checker of the job scenarios)",
         targeted: Some(("executor_dies_then_its_leader", 1)),
@@ -336,7 +338,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorKeepsWorkWhenOffline,
         rule: "7",
         guard: "an executor told it was declared offline stops its work (core/agent.rs)",
-        measured: NotCaught(600),
+        measured: NotCaught(2000),
         needs: "unreachable within the clock tolerance: a declaration before the executor's self-fence is a false \
             alarm the no-false-alarms checker refuses first; targeted beyond it: a leader clock at 2× (the §6 \
             bounds judged by it stretched to match) declares a briefly cut executor offline before its self-fence, \
@@ -347,7 +349,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::OneOfflinePerCheck,
         rule: "§6 detection",
         guard: "every expired executor goes offline in the same check (core/registry.rs)",
-        measured: Caught(47),
+        measured: Caught(235),
         needs: "",
         targeted: Some(("simultaneous_deaths_are_declared_together", 1)),
     },
@@ -389,9 +391,8 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "an exec worker's command is killed with its process group when the worker ends, and by its executor \
             as it stops the task, before the stop is recorded (framework/process.rs)",
-        measured: NotCaught(2000),
-        needs: "the swarm makes no exec jobs yet (mixing them in moves every swarm seed); targeted: exec jobs under \
-            the swarm's fault plans",
+        measured: Caught(4),
+        needs: "",
         targeted: Some(("exec_jobs_under_faults", 3)),
     },
     Guard {
@@ -399,9 +400,8 @@ const TABLE: &[Guard] = &[
         rule: "data collected",
         guard: "a leader names, in its heartbeat answers, the jobs an executor keeps data of that no longer exist, so \
             their logs and scratch directories go (core/manager)",
-        measured: NotCaught(2000),
-        needs: "the swarm makes no exec jobs, so no executor keeps job data there; targeted: exec jobs deleted at the \
-            end of their scenario",
+        measured: Caught(44),
+        needs: "",
         targeted: Some(("exec_jobs_under_faults", 1)),
     },
     Guard {
@@ -409,9 +409,8 @@ const TABLE: &[Guard] = &[
         rule: "6",
         guard: "a worker whose local resource lives on a serving executor is placed there again (core/manager \
             `schedule`)",
-        measured: NotCaught(2000),
-        needs: "the swarm's fake workers name no local resource; targeted: exec workers, each keeping its scratch \
-            directory, under the swarm's fault plans",
+        measured: Caught(52),
+        needs: "",
         targeted: Some(("exec_jobs_under_faults", 1)),
     },
     Guard {
@@ -447,12 +446,15 @@ fn fired(f: &Failure) -> String {
 }
 
 /// Hunts `switch` over the seeds `BASE + from..BASE + max`, `jobs` at a time: the first failing seed's index
-/// (1-based, from [`BASE`]) and failure, in seed order whatever the threads' timing.
-fn hunt(switch: Planted, from: u64, max: u64, jobs: u64) -> Option<(u64, Failure)> {
-    let mut n = from;
-    while n < max {
-        let batch: Vec<_> = (n..(n + jobs).min(max))
-            .map(|k| {
+/// (1-based, from [`BASE`]) and failure, in seed order whatever the threads' timing. With `only`, only the seeds
+/// it admits run (a measure again after a change that moved only those seeds' stories: `swarm::fingerprints` shows
+/// which).
+fn hunt(switch: Planted, from: u64, max: u64, jobs: u64, only: Option<fn(u64) -> bool>) -> Option<(u64, Failure)> {
+    let admitted: Vec<u64> = (from..max).filter(|k| only.is_none_or(|f| f(BASE + k))).collect();
+    for chunk in admitted.chunks(jobs.max(1) as usize) {
+        let batch: Vec<_> = chunk
+            .iter()
+            .map(|&k| {
                 // why: seeds in parallel on the suite's own threads, outside any simulation; each is one run.
                 #[allow(clippy::disallowed_methods)]
                 let h = std::thread::spawn(move || (k, run(BASE + k, Some(switch))));
@@ -469,9 +471,16 @@ fn hunt(switch: Planted, from: u64, max: u64, jobs: u64) -> Option<(u64, Failure
         if let Some((k, f)) = failed.into_iter().min_by_key(|(k, _)| *k) {
             return Some((k + 1, f));
         }
-        n += jobs;
     }
     None
+}
+
+/// `FOREMAN_GUARD_SEEDS_OF`: the class of seeds a hunt is limited to (`exec`: the swarm's exec seeds), if any.
+fn only_from_env() -> Option<fn(u64) -> bool> {
+    match std::env::var("FOREMAN_GUARD_SEEDS_OF").ok()?.as_str() {
+        "exec" => Some(swarm::with_exec_jobs),
+        other => panic!("FOREMAN_GUARD_SEEDS_OF={other}: the classes are: exec"),
+    }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -499,7 +508,7 @@ fn every_guard_is_load_bearing() {
     for g in TABLE {
         let name = g.switch.name();
         let (n, failure) = match g.measured {
-            Caught(n) if n <= CI_HUNT => match hunt(g.switch, 0, n, jobs) {
+            Caught(n) if n <= CI_HUNT => match hunt(g.switch, 0, n, jobs, None) {
                 Some((found, f)) if found == n => (n, f),
                 Some((found, _)) => {
                     wrong.push(format!("{name}: caught at seed {found} of the hunt, the table says {n}"));
@@ -591,7 +600,9 @@ fn guard_hunt() {
 
 /// Hunts guard `g` over the seeds `from..max` and makes its row.
 fn hunt_row(g: &Guard, from: u64, max: u64, jobs: u64) -> String {
-    match hunt(g.switch, from, max, jobs) {
+    let only = only_from_env();
+    match hunt(g.switch, from, max, jobs, only) {
+        None if only.is_some() => row_of(g, &format!("not caught in the admitted seeds of {max}"), "—"),
         None => row_of(g, &format!("not caught in {max}"), "—"),
         Some((n, f)) => {
             let seed = BASE + n - 1;

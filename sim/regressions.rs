@@ -211,7 +211,9 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
     (
         1797200942,
         "none",
-        "the job manager's runtime invariants stopped the leader: a job Created in phase Done (a cancel of a job          waiting to start, whose write failed, was settled by reading the job back as waiting, but the reload kept          its ended phase, so it would never have started; fixed: a reload keeps only a live incarnation's phase)",
+        "the job manager's runtime invariants stopped the leader: a job Created in phase Done (a cancel of a job \
+         waiting to start, whose write failed, was settled by reading the job back as waiting, but the reload kept \
+         its ended phase, so it would never have started; fixed: a reload keeps only a live incarnation's phase)",
     ),
     (
         1797200990,
@@ -401,6 +403,15 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
         "15.083s cut-leader-from-executors(one-way) for 13.286s; 29.832s hold(executor-0, checkpoint-write, \
          13.104s, every) for 10.209s; 37.901s stop-executor(0) for 8.275s",
         "the same: a drained worker's last checkpoint held 13 s, the incarnations overlapping by a tenth of a second",
+    ),
+    (
+        1797300267,
+        "6.068s stop-master(1) for 14.175s; 24.626s cut-executor-from-executors(1, without-etcd) for 19.952s; \
+         39.17s kill-executor(0) for 7.745s",
+        "a worker pinned for good (exec jobs in the swarm): an exec worker's scratch directory lived on a 2-slot \
+         executor whose slots two exec job masters held, its own among them, so it could never run there, its job \
+         never ended, and a fake job waiting for a job-master slot there never started (fixed: a pin the executor \
+         cannot honour is given up after placement.pin-wait, the resource lost and the job type told)",
     ),
 ];
 

@@ -1,17 +1,21 @@
 //! Swarm runs (issue 5, first step): each seed draws the cluster's shape (1–3 masters, 2–8 executors with
 //! capacities and zone labels), the timing knobs (within what `validate()` accepts, extremes included), a workload
 //! of fake jobs (some with selectors that can or cannot be met, some canceled, some deleted once ended; three
-//! seeds in eight add tiny jobs, storms and unplaceable jobs), etcd request time-outs, and a fault plan
-//! (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful stops, one-
-//! and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message loss, the
-//! leader cut from every executor, a slow metastore, nodes held at fault points past a lease or TTL),
+//! seeds in eight add tiny jobs, storms and unplaceable jobs; two in eight add exec jobs, whose commands are the
+//! process service's simulated twin and whose workers keep a scratch directory), etcd request time-outs, and a
+//! fault plan (`sim/faults.rs`: kills and restarts of masters — the leader most — and executors, pauses, graceful
+//! stops, one- and two-way cuts, cuts between executors, the leader or every master cut from etcd, latency, message
+//! loss, the leader cut from every executor, a slow metastore, nodes held at fault points past a lease or TTL),
 //! drawn from its own streams so that no fault draw moves the rest. The draw is printed first, the plan as text
 //! that `FOREMAN_SWARM_PLAN` takes to replace it.
 //!
 //! Two phases: the faults, with safety checked on the whole history afterwards; then every fault heals and
 //! liveness must hold within bounds derived from the knobs: a leader serves, every executor is online, every job
 //! that can be placed ends (fake jobs Finished with exact counters, canceled ones Canceled or Finished), and once
-//! the cluster has settled nothing is declared offline and no task is fenced or told it is stale.
+//! the cluster has settled nothing is declared offline and no task is fenced or told it is stale, and no executor
+//! keeps data of a deleted exec job. The exec seeds' commands are checked from the executors' own process records
+//! (at most one live process per worker, none outliving its task), and their workers stay with their scratch
+//! directories while those directories' executors serve.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -32,8 +36,9 @@ use madsim::rand::Rng;
 
 use crate::checks::{
     canceled_never_restart, checkpoints_forward, failures_as_declared, first_broken, ids_never_reused,
-    job_end_as_declared, job_history, one_live_incarnation, panics_end_their_task, placement_meets_selectors,
-    placement_within_bounds, restarts_explained, FailurePlan, Restarts,
+    job_end_as_declared, job_history, no_process_outlives_its_task, one_live_incarnation, one_live_process,
+    panics_end_their_task, placement_meets_selectors, placement_within_bounds, restarts_explained,
+    worker_stays_with_its_resource, FailurePlan, Restarts,
 };
 use crate::checks::{summary, Allowances};
 use crate::cluster::{executor_addr, master_addr, Cluster, Seen, Spec, Tasks, CLUSTER, ETCD_ADDR};
@@ -104,7 +109,22 @@ struct JobDraw {
     create_at: Duration,
     cancel_at: Option<Duration>,
     delete_after: bool,
+    /// An exec job instead of a fake one (`config` unused): see [`draw_exec_jobs`].
+    exec: Option<ExecDraw>,
 }
+
+/// An exec job of the workload: its configuration, whose commands are the process service's simulated twin.
+#[derive(Clone, Debug)]
+struct ExecDraw {
+    config: serde_json::Value,
+    /// Its command always exits 3: the job must fail after its restarts.
+    fails: bool,
+    /// `scratch_required`: a worker's scratch directory lost with its executor fails the job instead.
+    required: bool,
+}
+
+/// How often an exec seed's executors list the job data they keep (the exec scenario's interval).
+const EXEC_COLLECT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// What became of a job's cancel, as its client saw it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -183,6 +203,7 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
             create_at: ms(0, 20_000),
             cancel_at: rng.gen_bool(0.05).then(|| ms(1_000, 40_000)),
             delete_after: false,
+            exec: None,
         })
         .collect();
     // Heartbeat intervals, timeouts, fences and TTLs stretched together (FOREMAN_SCALE_SLOW=k): k times fewer calls.
@@ -231,6 +252,7 @@ fn draw_workload_and_faults(
                 create_at: ms(0, 20_000),
                 cancel_at: rng.gen_bool(0.2).then(|| ms(1_000, 40_000)),
                 delete_after: rng.gen_bool(0.3),
+                exec: None,
             }
         })
         .collect();
@@ -268,6 +290,7 @@ fn draw_varied_workload(d: &mut Draw) {
         create_at: at + ms(0, 500),
         cancel_at: None,
         delete_after: rng(0, 9) < 3,
+        exec: None,
     };
     let mut draw = |lo: u64, hi: u64| madsim::rand::thread_rng().gen_range(lo..=hi);
     for i in 0..rng.gen_range(3..=12) {
@@ -296,6 +319,7 @@ fn draw_varied_workload(d: &mut Draw) {
 }
 
 fn spec(d: &Draw) -> Spec {
+    let exec = d.jobs.iter().any(|j| j.exec.is_some());
     let masters = (0..d.masters)
         .map(|i| {
             let mut c = d.knobs.clone();
@@ -316,7 +340,8 @@ fn spec(d: &Draw) -> Spec {
                 addr: executor_addr(i),
                 join: (0..d.masters).map(master_addr).collect(),
                 capacity: *capacity,
-                collect_interval: crate::cluster::NO_COLLECTION,
+                // Only exec jobs keep data on an executor; without them, no listing (a step in every run).
+                collect_interval: if exec { EXEC_COLLECT_INTERVAL } else { crate::cluster::NO_COLLECTION },
                 ..ExecutorConfig::default()
             };
             c.labels.insert("zone".into(), zone.clone());
@@ -380,8 +405,95 @@ pub async fn swarm_run(run: Run) -> SwarmFigures {
     let mut d = draw(varied);
     if !run.plain {
         draw_failing_jobs(&mut d, seed);
+        if with_exec_jobs(seed) {
+            draw_exec_jobs(&mut d, seed);
+        }
     }
     run_draw(d, run, buggify).await
+}
+
+/// Whether this seed's workload has exec jobs (see [`draw_exec_jobs`]): seeds ≡ 3 or 6 (mod 8), one with the
+/// fault points on and one of the varied workload. As for the varied workload, the seed's class decides, at no
+/// draw, so that the other seeds tell the stories they told before exec jobs joined the mix (and a pinned seed keeps
+/// its kind of workload).
+pub fn with_exec_jobs(seed: u64) -> bool {
+    matches!(seed % 8, 3 | 6)
+}
+
+/// Exec jobs in the mix (issue 16): one to three `exec` jobs whose commands are the process service's simulated
+/// twin (`["sim", "run=…", "exit=…", "lines=…", "term=…"]`, framework/process.rs), 1 to 3 workers each, each
+/// command running 1 to 20 s with up to 5 progress lines and ending 0 to 2 s after SIGTERM (one in five ignores it:
+/// the SIGKILL after the 1 s grace ends it); one job in six always exits 3 (it fails after its one restart). One in
+/// five is canceled, half are deleted once ended (their logs and scratch directories must then leave every
+/// executor). Every exec worker keeps its scratch directory, a local resource that pins its next incarnations to its
+/// executor while that executor serves; one job in three sets `scratch_required`, and may then fail when a scratch
+/// directory is lost with its executor. Drawn from a stream of its own, after everything else, so the rest of the
+/// seed's draw is what it was without them.
+fn draw_exec_jobs(d: &mut Draw, seed: u64) {
+    let mut s = faults::Stream::new(seed, "exec-jobs");
+    for i in 0..s.range(1, 3) {
+        let fails = s.chance(1.0 / 6.0);
+        let term = if s.chance(0.2) { "term=ignore".to_owned() } else { format!("term={}ms", s.range(0, 2_000)) };
+        let command = [
+            "sim".to_owned(),
+            format!("run={}ms", s.range(1_000, 20_000)),
+            format!("exit={}", if fails { 3 } else { 0 }),
+            format!("lines={}", s.range(0, 5)),
+            term,
+        ];
+        let mut config = serde_json::json!({
+            "command": command,
+            "workers": s.range(1, 3),
+            "max_restarts": 1,
+            "stop_grace": "1s",
+        });
+        let create_at = s.ms(0, 20_000);
+        let cancel_at = s.chance(0.2).then(|| s.ms(1_000, 40_000));
+        let delete_after = s.chance(0.5);
+        let required = s.chance(1.0 / 3.0);
+        if required {
+            config["scratch_required"] = serde_json::Value::Bool(true);
+        }
+        d.jobs.push(JobDraw {
+            id: format!("exec-{i}"),
+            config: FakeConfig::default(),
+            zone: None,
+            cost: 1,
+            create_at,
+            cancel_at,
+            delete_after,
+            exec: Some(ExecDraw { config, fails, required }),
+        });
+    }
+}
+
+/// Whether a job's failure `message` for a scratch directory lost with an executor it names (`... lost with executor
+/// X (...`) is borne out by the story: that executor was killed, stopped, paused, restarted, fenced, declared offline,
+/// told to register again or deregistered. A message naming no executor that left (a loss recovered by a later
+/// term, or a pin given up after the pin wait while its executor served on) is taken.
+fn loss_is_real(events: &crate::checks::Events, message: &str) -> bool {
+    let Some(name) = message.split("lost with executor ").nth(1).and_then(|r| r.split(' ').next()) else {
+        return true;
+    };
+    events.iter().any(|(_, node, seen)| match seen {
+        Seen::Killed | Seen::StopAsked | Seen::Paused | Seen::Restarted => node == name,
+        Seen::Exec(
+            ExecutorObservation::Reregister { .. }
+            | ExecutorObservation::Deregistered { .. }
+            | ExecutorObservation::Fenced { .. },
+        ) => node == name,
+        Seen::Master(Observation::ExecutorOffline { name: n, .. }) => n == name,
+        _ => false,
+    })
+}
+
+/// How job `j`'s workers plan to fail (the failures checker's and the job's end's judge).
+fn plan_of(j: &JobDraw) -> FailurePlan {
+    match &j.exec {
+        Some(e) if e.fails => FailurePlan::Exits { code: 3, restarts: 1 },
+        Some(_) => FailurePlan::Never,
+        None => FailurePlan::of(&j.config),
+    }
 }
 
 /// Failing tasks in the mix (issue 14): in about one seed in three, about half of the long jobs plan their workers'
@@ -479,10 +591,14 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         let rec = c.recorder.clone();
         calls.push(c.client.spawn(async move {
             tokio::time::sleep(j.create_at).await;
+            let (kind, config) = match &j.exec {
+                Some(e) => ("exec", serde_json::to_vec(&e.config)),
+                None => ("fake", serde_json::to_vec(&j.config)),
+            };
             let mut job = pb::Job {
                 id: j.id.clone(),
-                r#type: "fake".into(),
-                config: serde_json::to_vec(&j.config).expect("serializes"),
+                r#type: kind.into(),
+                config: config.expect("serializes"),
                 ..Default::default()
             };
             if let Some(zone) = &j.zone {
@@ -560,12 +676,26 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         let is_finished = job.state == pb::JobState::Finished as i32;
         // Canceled only if a cancel was asked for: acknowledged, or unanswered (it may have been applied); failed
         // only as its plan of failures says.
-        let plan = FailurePlan::of(&j.config);
-        if let Err(detail) = job_end_as_declared(&j.id, plan, *canceled != Cancel::NotAsked, &job) {
+        let plan = plan_of(j);
+        // A job whose workers need their scratch directories may fail when one was lost with its executor.
+        let lost_required = j.exec.as_ref().is_some_and(|e| e.required)
+            && job.state == pb::JobState::Failed as i32
+            && job.error.as_ref().is_some_and(|e| {
+                e.message.contains("scratch directory was lost with")
+                    || e.message.contains("scratch directory on") && e.message.contains("was given up")
+            });
+        if lost_required {
+            let message = job.error.as_ref().map_or("", |e| e.message.as_str());
+            require(loss_is_real(&c.recorder.events(), message), || {
+                let detail = format!("{} failed for a lost scratch directory, but nothing let it go: {message}", j.id);
+                Violation::new(Rule::FailuresAsDeclared, c.clock.now(), detail).with([Id::Job(j.id.clone())])
+            });
+        } else if let Err(detail) = job_end_as_declared(&j.id, plan, *canceled != Cancel::NotAsked, &job) {
             let detail = format!("{detail} (cancel: {canceled:?})");
             fail(Violation::new(Rule::FailuresAsDeclared, c.clock.now(), detail).with([Id::Job(j.id.clone())]));
         }
-        if is_finished {
+        // An exec job's counters are its commands': the exec scenario reads their logs back.
+        if is_finished && j.exec.is_none() {
             finished.push(j.clone());
         }
     }
@@ -612,11 +742,16 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
             });
         }
     }
-    // Deletes of ended jobs: gone afterwards.
+    // Deletes of ended jobs: gone afterwards, and an exec job's data (logs, scratch directories) from every executor
+    // once the cluster is settled (below).
+    let mut exec_deleted = vec![];
     for j in d.jobs.iter().filter(|j| j.delete_after && acked.contains_key(&j.id)) {
         let (_, job) = await_job(&c, &j.id, Duration::from_secs(1), terminal).await;
         if terminal(&job) {
             delete_and_check(&c, d.masters, &j.id).await;
+            if j.exec.is_some() {
+                exec_deleted.push(j.id.clone());
+            }
         }
     }
     // Healthy and settled (every consequence of the faults has played out: offline verdicts on old ids, job
@@ -629,6 +764,12 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let settled = c.clock.now().max(healed + settle);
     tokio::time::sleep_until(c.clock.instant(settled)).await;
     tokio::time::sleep(k.executors.offline_ttl * 2).await;
+    if can_be_healthy && !exec_deleted.is_empty() {
+        // Settled, every executor heartbeats: within a listing interval and a few heartbeats, each has asked about
+        // what it keeps and removed what the leader named deleted.
+        let within = EXEC_COLLECT_INTERVAL + k.executors.heartbeat_interval * 4 + Duration::from_secs(10);
+        crate::exec_jobs::await_data_collected(&c, &exec_deleted, c.clock.now(), within).await;
+    }
     let events = c.recorder.events();
     for (at, node, seen) in events.iter().filter(|(at, _, _)| can_be_healthy && *at >= settled) {
         let bad = match seen {
@@ -691,9 +832,15 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     // A fault's consequences last until a fenced executor is heard again and a dead process's id expires.
     let horizon = (k.executors.offline_ttl + k.executors.self_fence).max(k.workers.offline_ttl + k.workers.self_fence)
         + k.executors.check_interval;
-    let plans: BTreeMap<String, FailurePlan> =
-        d.jobs.iter().map(|j| (j.id.clone(), FailurePlan::of(&j.config))).collect();
+    let plans: BTreeMap<String, FailurePlan> = d.jobs.iter().map(|j| (j.id.clone(), plan_of(j))).collect();
     let mut restarts = Restarts::default();
+    let exec_ids: BTreeSet<String> = d.jobs.iter().filter(|j| j.exec.is_some()).map(|j| j.id.clone()).collect();
+    // The commands first (exec jobs): a command left running is what its checkers are for.
+    first_broken([
+        ("one live process", one_live_process(&events)),
+        ("no process outlives its task", no_process_outlives_its_task(&events)),
+    ])
+    .unwrap_or_else(|v| fail(v));
     first_broken([
         (
             "wasted work",
@@ -709,6 +856,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         ("selectors", placement_meets_selectors(&events, &zone_of, &wants)),
         ("failures", failures_as_declared(&events, &plans)),
         ("panics", panics_end_their_task(&events)),
+        ("resources", worker_stays_with_its_resource(&events, &exec_ids)),
     ])
     .unwrap_or_else(|v| fail(v));
     let detection = detections.iter().map(|d| d.took).collect();
@@ -1330,6 +1478,22 @@ fn shrink_failures(failed: &mut [(u64, SeedFailure)], n: usize, jobs: u64, plant
             }
         });
     }
+}
+
+/// A job's failure for a scratch directory lost with a named executor must be borne out by the story.
+#[test]
+fn a_loss_is_real_only_when_its_executor_was_let_go() {
+    let said = "worker w0's scratch directory was lost with executor executor-2 (declared offline, drained or \
+                deregistered), and scratch_required is set";
+    let at = Time::from_millis(5);
+    let killed = vec![(at, "executor-2".to_owned(), Seen::Killed)];
+    let other = vec![(at, "executor-1".to_owned(), Seen::Killed)];
+    let stopped = vec![(at, "executor-2".to_owned(), Seen::StopAsked)];
+    assert!(loss_is_real(&killed, said));
+    assert!(loss_is_real(&stopped, said));
+    assert!(!loss_is_real(&other, said), "another executor's kill explains nothing");
+    assert!(!loss_is_real(&[], said));
+    assert!(loss_is_real(&[], "worker w0's scratch directory was lost with its executor (...)"), "no name to check");
 }
 
 /// A planted bug is named as `Planted::name` writes it; any other name is refused, listing the names.

@@ -348,11 +348,20 @@ pub struct PlacementConfig {
     /// Capacity held for a task placed but not yet reported by its executor.
     #[serde(with = "serde_duration")]
     pub reservation_ttl: Duration,
+    /// How long a worker waits for the executor holding its local resources (an exec worker's scratch directory)
+    /// when that executor cannot take it (full, or not serving), before they are given up as lost and the worker
+    /// is placed elsewhere (its job type told).
+    #[serde(with = "serde_duration")]
+    pub pin_wait: Duration,
 }
 
 impl Default for PlacementConfig {
     fn default() -> PlacementConfig {
-        PlacementConfig { strategy: Strategy::LeastLoaded, reservation_ttl: Duration::from_secs(10) }
+        PlacementConfig {
+            strategy: Strategy::LeastLoaded,
+            reservation_ttl: Duration::from_secs(10),
+            pin_wait: Duration::from_secs(60),
+        }
     }
 }
 
@@ -825,7 +834,7 @@ impl MasterConfig {
         CREATE_RETRY_SPAN_MAX + self.rpc.request_timeout * 2 + self.election.step_down + self.rpc.metastore_timeout
     }
 
-    fn durations(&self) -> [(&'static str, Duration); 23] {
+    fn durations(&self) -> [(&'static str, Duration); 24] {
         let (el, ex, wo, bo) = (&self.election, &self.executors, &self.workers, &self.backoff);
         [
             ("election.lease-ttl", el.lease_ttl),
@@ -846,6 +855,7 @@ impl MasterConfig {
             ("backoff.max", bo.max),
             ("backoff.reset-after", bo.reset_after),
             ("placement.reservation-ttl", self.placement.reservation_ttl),
+            ("placement.pin-wait", self.placement.pin_wait),
             ("rpc.request-timeout", self.rpc.request_timeout),
             ("rpc.metastore-timeout", self.rpc.metastore_timeout),
             ("jobs.tombstone-retention", self.jobs.tombstone_retention),
@@ -1509,6 +1519,10 @@ pub struct MasterFlags {
     /// Capacity held for a task placed but not yet reported [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub placement_reservation_ttl: Option<Duration>,
+    /// How long a worker waits for the executor holding its local resources when that executor cannot take it,
+    /// before they are given up and it goes elsewhere [default: 1m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub placement_pin_wait: Option<Duration>,
 
     /// The deadline on outgoing RPCs, forwarding included [default: 3s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -1590,6 +1604,7 @@ impl MasterFlags {
 
         set(&mut c.placement.strategy, &self.placement_strategy);
         set(&mut c.placement.reservation_ttl, &self.placement_reservation_ttl);
+        set(&mut c.placement.pin_wait, &self.placement_pin_wait);
 
         set(&mut c.rpc.request_timeout, &self.rpc_request_timeout);
         set(&mut c.rpc.metastore_timeout, &self.rpc_metastore_timeout);

@@ -89,6 +89,12 @@ fn canned_jobs() -> Vec<pb::Job> {
             waiting: String::new(),
             last_error: None,
             project: "default".into(),
+            resources: vec![pb::JobResource {
+                worker: "w0".into(),
+                name: "scratch".into(),
+                executor_id: 1,
+                executor_name: "exec-a".into(),
+            }],
         },
         pb::Job {
             id: "j2".into(),
@@ -191,6 +197,7 @@ impl Discovery for Fake {
                 status: pb::ExecutorStatus::Online as i32,
                 used: 3,
                 last_heartbeat_age_ms: 250,
+                resources: 1,
             },
             pb::Executor {
                 id: 2,
@@ -201,6 +208,7 @@ impl Discovery for Fake {
                 status: 7,
                 used: 0,
                 last_heartbeat_age_ms: 1500,
+                resources: 0,
             },
         ];
         Ok(Response::new(pb::ListExecutorsResponse { executors }))
@@ -547,9 +555,9 @@ async fn cluster_executors_prints_a_table_and_json() {
     let run = foreman(&["cluster", "executors", "--master", &master]).await;
     assert_eq!(run.code, 0, "{run:?}");
     let want = "\
-ID  NAME    ADDRESS          STATUS      USED/CAPACITY  LABELS              LAST-HEARTBEAT
-e1  exec-a  10.0.0.11:10241  online      3/8            disk=ssd,zone=east  250ms ago
-e2  exec-b  10.0.0.12:10241  UNKNOWN(7)  0/4            -                   1.5s ago
+ID  NAME    ADDRESS          STATUS      USED/CAPACITY  RESOURCES  LABELS              LAST-HEARTBEAT
+e1  exec-a  10.0.0.11:10241  online      3/8            1          disk=ssd,zone=east  250ms ago
+e2  exec-b  10.0.0.12:10241  UNKNOWN(7)  0/4            0          -                   1.5s ago
 ";
     assert_eq!(run.stdout, want, "{run:?}");
     let run = foreman(&["cluster", "executors", "--master", &master, "--output", "json"]).await;
@@ -557,9 +565,9 @@ e2  exec-b  10.0.0.12:10241  UNKNOWN(7)  0/4            -                   1.5s
         run.json(),
         serde_json::json!({"executors": [
             {"id": 1, "name": "exec-a", "address": "10.0.0.11:10241", "status": "online", "used": 3, "capacity": 8,
-             "labels": {"disk": "ssd", "zone": "east"}, "last_heartbeat_age_ms": 250},
+             "labels": {"disk": "ssd", "zone": "east"}, "last_heartbeat_age_ms": 250, "resources": 1},
             {"id": 2, "name": "exec-b", "address": "10.0.0.12:10241", "status": "UNKNOWN(7)", "used": 0,
-             "capacity": 4, "labels": {}, "last_heartbeat_age_ms": 1500},
+             "capacity": 4, "labels": {}, "last_heartbeat_age_ms": 1500, "resources": 0},
         ]})
     );
 }
@@ -580,6 +588,7 @@ EXECUTOR:   e2
 COST:       1
 SELECTORS:  zone=east
 ERROR:      -
+RESOURCES:  w0/scratch on exec-a (e1)
 ";
     assert_eq!(run.stdout, want, "{run:?}");
 
@@ -591,6 +600,7 @@ ERROR:      -
             "id": "j1", "type": "fake", "project": "default", "state": "running", "restarts": 1, "epoch": 5,
             "executor_id": 2, "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
             "progress": "412/800", "waiting": null, "config": {"workers": 2, "target": 100}, "last_error": null,
+            "resources": [{"worker": "w0", "name": "scratch", "executor_id": 1, "executor_name": "exec-a"}],
         })
     );
 
@@ -785,6 +795,26 @@ second
     assert_eq!(run.stdout, want, "{run:?}");
     assert!(run.stderr.contains("note: executor 7 (e7) did not answer: x\n"), "{run:?}");
     assert_eq!(run.stderr.matches("did not answer").count(), 1, "each note once: {run:?}");
+    assert!(run.stderr.contains("note: w0: the first 3 bytes were dropped by the executor's cap"), "{run:?}");
+    // As JSON Lines: each piece (paged at 4 bytes here) with its worker, incarnation, executor, end and offset.
+    let run = foreman(&["job", "logs", "j1", "--output", "json", "--master", &master]).await;
+    assert_eq!(run.code, 0, "{run:?}");
+    let pieces: Vec<serde_json::Value> =
+        run.stdout.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let text = |w: &str| -> String {
+        pieces.iter().filter(|p| p["worker"] == w).filter_map(|p| p["text"].as_str()).collect::<Vec<_>>().concat()
+    };
+    assert_eq!((text("w0").as_str(), text("w1").as_str()), ("0123456\n", "second\n"), "{run:?}");
+    assert_eq!(
+        pieces[0],
+        serde_json::json!({"worker": "w0", "epoch": 2, "executor": "e1", "exit": "exited with code 0",
+                           "stream": "stdout", "offset": 3, "text": "0123"}),
+        "{run:?}"
+    );
+    assert_eq!(
+        pieces.last().map(|p| (p["epoch"].clone(), p["exit"].clone())),
+        Some((4.into(), serde_json::Value::Null))
+    );
     assert!(run.stderr.contains("note: w0: the first 3 bytes were dropped by the executor's cap"), "{run:?}");
     // One worker: its output alone; the other stream.
     let run = foreman(&["job", "logs", "j1", "--worker", "w1", "--stderr", "--master", &master]).await;

@@ -170,6 +170,15 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
         assert!(line.contains("/scratch/hello/w"), "its scratch directory is its working directory: {line}");
     }
     eprintln!("greetings:\n{text}");
+    // Where each worker's scratch directory lives, as `job get` and `cluster executors` show it.
+    let job = node.job("hello").await;
+    let places: Vec<String> = job.resources.iter().map(|r| format!("{}/{}", r.worker, r.name)).collect();
+    assert_eq!(places, ["w0/scratch", "w1/scratch", "w2/scratch"], "{job:?}");
+    assert!(job.resources.iter().all(|r| r.executor_name.is_some()), "{job:?}");
+    let listed = node.cli(&["cluster", "executors", "--output", "json"]).await;
+    let listed: serde_json::Value = serde_json::from_str(&listed.stdout).expect("JSON");
+    let held: u64 = listed["executors"].as_array().into_iter().flatten().filter_map(|e| e["resources"].as_u64()).sum();
+    assert_eq!(held, 3, "{listed}");
 
     // What they printed, through the masters from the executors that hold it: each worker under its header.
     let logs = node.cli(&["job", "logs", "hello"]).await;

@@ -405,7 +405,7 @@ async fn jobs_are_created_got_listed_canceled_and_deleted() {
     let job = placement_said(created.json());
     let want = json!({"id": "j1", "type": "fake", "project": "default", "state": "created", "restarts": 0, "epoch": 0,
                       "executor_id": null,
-                      "cost": 1, "error": null, "progress": null, "config": null, "last_error": null,
+                      "cost": 1, "error": null, "progress": null, "config": null, "last_error": null, "resources": [],
                       "selectors": [{"key": "zone", "op": "eq", "target": "east"},
                                     {"key": "disk", "op": "neq", "target": "hdd"}]});
     assert_eq!(job, want);

@@ -6,6 +6,9 @@
 //! process of the command (its shim, its shell, the shell's child: each carries a marker) may survive it. The
 //! worker must then run again on the other executor with a higher epoch, and once released the job finishes.
 //!
+//! With `scratch_required`, the same loss fails the job instead, and a restarted executor kills what its last life
+//! left running.
+//!
 //! Needs an etcd: `scripts/with-etcd cargo test --test process_exec -- --ignored --nocapture`.
 #![cfg(not(madsim))]
 
@@ -34,11 +37,19 @@ fn epochs(path: &std::path::Path) -> Vec<u64> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse().ok()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_exec -- --ignored"]
-async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_higher_epoch() {
-    let etcd = etcd_from_env("process_exec");
-    // Short executor timings, so the rerun comes within seconds.
+/// The cluster's node running the command whose shim `pgrep` printed as `shim` (the shim names its executor's
+/// pid), and that pid.
+fn executor_of(cluster: &Cluster, shim: &str) -> (usize, u32) {
+    let pid: u32 = shim.split_whitespace().nth(3).and_then(|p| p.parse().ok()).expect("the executor's pid");
+    let node = (0..cluster.nodes.len())
+        .find(|&i| cluster.nodes[i].pid() == Some(pid))
+        .expect("the executor running the command is one of the cluster's");
+    (node, pid)
+}
+
+/// One master and two executors with short timings (so that a rerun comes within seconds), both online, and the
+/// address list of the masters.
+async fn two_executors(etcd: &str, name: &str) -> (Cluster, String) {
     let master_args = [
         "--executors-heartbeat-interval=250ms",
         "--executors-heartbeat-timeout=500ms",
@@ -54,7 +65,7 @@ async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_
     .map(String::from)
     .to_vec();
     let options = NodeOptions { master_args, ..NodeOptions::default() };
-    let mut cluster = Cluster::start_with(&etcd, "exec", 1, &[4, 4], options);
+    let mut cluster = Cluster::start_with(etcd, name, 1, &[4, 4], options);
     let masters = cluster.masters_except(None);
     let started = Instant::now();
     loop {
@@ -66,6 +77,14 @@ async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_
         assert!(started.elapsed() < SETTLE_MAX, "the executors never registered");
         tokio::time::sleep(POLL).await;
     }
+    (cluster, masters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_exec -- --ignored"]
+async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_higher_epoch() {
+    let etcd = etcd_from_env("process_exec");
+    let (mut cluster, masters) = two_executors(&etcd, "exec").await;
 
     let dir = cluster.dir.join("exec");
     std::fs::create_dir_all(&dir).unwrap();
@@ -94,10 +113,7 @@ async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_
     };
     eprintln!("running: {running:#?}");
     let shim = running.iter().find(|p| p.contains("__foreman-exec-shim")).expect("the shim");
-    let executor_pid: u32 = shim.split_whitespace().nth(3).and_then(|p| p.parse().ok()).expect("the executor's pid");
-    let victim = (0..cluster.nodes.len())
-        .find(|&i| cluster.nodes[i].pid() == Some(executor_pid))
-        .expect("the executor running the command is one of the cluster's");
+    let (victim, executor_pid) = executor_of(&cluster, shim);
     let first = epochs(&tokens)[0];
 
     // SIGKILL its executor: nothing of the command survives it.
@@ -146,6 +162,59 @@ async fn an_exec_command_dies_with_its_executor_and_runs_again_elsewhere_with_a_
         assert!(started.elapsed() < GONE_MAX, "processes left after the job finished: {:?}", processes(&marker));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// With `scratch_required`, a worker whose scratch directory went with its executor is not started afresh
+/// elsewhere: its job fails, saying which directory was lost with which executor.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a real etcd: scripts/with-etcd cargo test --test process_exec -- --ignored"]
+async fn a_required_scratch_directory_lost_with_its_executor_fails_the_job() {
+    let etcd = etcd_from_env("process_exec");
+    let (mut cluster, masters) = two_executors(&etcd, "required").await;
+    let dir = cluster.dir.join("exec");
+    std::fs::create_dir_all(&dir).unwrap();
+    let tokens = dir.join("epochs");
+    let marker = format!("required-marker-{}", std::process::id());
+    let command = format!("echo $FOREMAN_EPOCH >> {t}; sleep 600; : {marker}", t = tokens.display());
+    let config = serde_json::json!({"command": ["sh", "-c", command], "scratch_required": true}).to_string();
+    let create = ["job", "create", "--id", "x2", "--type", "exec", "--config", &config, "--master", &masters];
+    let run = common::foreman(&create).await;
+    assert_eq!(run.code, Some(0), "{run:?}");
+    let started = Instant::now();
+    let shim = loop {
+        let found = processes(&marker);
+        if let Some(shim) = found.iter().find(|p| p.contains("__foreman-exec-shim")) {
+            if epochs(&tokens).len() == 1 {
+                break shim.clone();
+            }
+        }
+        assert!(started.elapsed() < SETTLE_MAX, "the command never ran: {found:?}");
+        tokio::time::sleep(POLL).await;
+    };
+    let (victim, executor_pid) = executor_of(&cluster, &shim);
+    let name = cluster.nodes[victim].name.clone();
+    // Its scratch directory lives there, as `job get` shows.
+    let job: JobView = query(&masters, &["job", "get", "x2"]).await.expect("job get x2");
+    assert_eq!(job.resources.len(), 1, "{job:?}");
+    assert_eq!(job.resources[0].executor_name.as_deref(), Some(name.as_str()), "{job:?}");
+
+    eprintln!("SIGKILL {name} (pid {executor_pid})");
+    cluster.kill(victim);
+    let killed = Instant::now();
+    let error = loop {
+        cluster.assert_running();
+        let run = common::foreman(&["job", "get", "x2", "--master", &masters]).await;
+        if run.stdout.contains("STATE:      failed") {
+            break run.stdout;
+        }
+        assert!(killed.elapsed() < RERUN_MAX, "x2 never failed: {run:?}");
+        tokio::time::sleep(POLL).await;
+    };
+    eprintln!("x2 failed {} ms after the SIGKILL:\n{error}", killed.elapsed().as_millis());
+    let want = format!("worker w0's scratch directory was lost with executor {name}");
+    assert!(error.contains(&want), "{error}");
+    assert_eq!(epochs(&tokens).len(), 1, "the worker ran again without its scratch directory");
+    assert!(processes(&marker).is_empty(), "{:?}", processes(&marker));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,6 +13,9 @@
 //!   cancel was asked for;
 //! - [`panics_end_their_task`]: every incarnation that panicked stops on its executor before the run ends, unless
 //!   that node was killed or restarted first.
+//!
+//! An exec job of the swarm plans its failures too ([`Plan::Exits`]): its command always exits with the same
+//! non-zero code (the job fails after its restarts, naming the code), or it never fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,6 +44,10 @@ pub enum Plan {
     Poison { at: u64, restarts: u32, panics: bool },
     /// At step `at`, terminally: the job fails at the first.
     Terminal { at: u64 },
+    /// An exec job whose command always exits with `code` (the simulated twin's `exit=`): each exit is a retryable
+    /// failure, and the job fails after `restarts` + 1 of them in a row (its workers make no progress the
+    /// framework counts: an exec worker's checkpoint moves only when it is done).
+    Exits { code: i32, restarts: u32 },
 }
 
 impl Plan {
@@ -60,7 +67,7 @@ impl Plan {
         match self {
             Plan::Never => Some(0),
             Plan::Flaky => None,
-            Plan::Poison { restarts, .. } => Some(u64::from(restarts) + 1),
+            Plan::Poison { restarts, .. } | Plan::Exits { restarts, .. } => Some(u64::from(restarts) + 1),
             Plan::Terminal { .. } => Some(1),
         }
     }
@@ -110,7 +117,7 @@ pub fn failures_as_declared(events: &Events, plans: &BTreeMap<String, Plan>) -> 
             Plan::Never => {
                 return broken(format!("worker {task} of a job that plans no failure failed: {message}"));
             }
-            Plan::Flaky | Plan::Poison { .. } => true,
+            Plan::Flaky | Plan::Poison { .. } | Plan::Exits { .. } => true,
             Plan::Terminal { .. } => false,
         };
         if retryable != declared {
@@ -156,6 +163,9 @@ pub fn job_end_as_declared(id: &str, plan: Plan, cancel_asked: bool, job: &pb::J
             format!("failed {} times in a row without progress; last: {last}", restarts + 1)
         }
         Plan::Terminal { at } => format!("failed: planned failure at step {at} (terminal)"),
+        Plan::Exits { code, restarts } => {
+            format!("failed {} times in a row without progress; last: `sim` exited with code {code}", restarts + 1)
+        }
     };
     if state != pb::JobState::Failed || !message.contains(&want) {
         return Err(format!("{id} ({plan:?}) ended {state:?} saying {message:?}; expected failed, saying {want:?}"));
@@ -289,6 +299,34 @@ mod tests {
         let failed = job(pb::JobState::Failed, "worker j/w0 failed: planned failure at step 5 (terminal)");
         assert_eq!(job_end_as_declared("j", terminal, false, &failed), Ok(()));
         assert!(job_end_as_declared("j", terminal, false, &gave_up).is_err());
+        // An exec job whose command always exits 3 gives up after its restarts + 1 exits, naming the code.
+        let exits = Plan::Exits { code: 3, restarts: 1 };
+        let exited = job(
+            pb::JobState::Failed,
+            "worker j/w2 failed 2 times in a row without progress; last: `sim` exited with code 3",
+        );
+        assert_eq!(job_end_as_declared("j", exits, false, &exited), Ok(()));
+        assert!(job_end_as_declared("j", Plan::Exits { code: 3, restarts: 2 }, false, &exited).is_err());
+        assert!(job_end_as_declared("j", Plan::Exits { code: 4, restarts: 1 }, false, &exited).is_err());
+        assert!(job_end_as_declared("j", exits, false, &finished).is_err());
+        assert_eq!(job_end_as_declared("j", exits, true, &canceled), Ok(()));
+    }
+
+    #[test]
+    fn an_exec_job_that_always_exits_fails_retryably_up_to_its_restarts() {
+        let m = WORKER_EPOCHS_PER_MASTER;
+        let exits = Plan::Exits { code: 3, restarts: 1 };
+        let mut story = vec![
+            ev(0, "e1", started("j/w0", m + 1)),
+            ev(1, "e1", failed("j/w0", m + 1, true)),
+            ev(2, "e1", started("j/w0", m + 2)),
+            ev(3, "e1", failed("j/w0", m + 2, true)),
+        ];
+        assert_eq!(failures_as_declared(&story, &plans(exits)), Ok(()));
+        story.extend([ev(4, "e1", started("j/w0", m + 3)), ev(5, "e1", failed("j/w0", m + 3, true))]);
+        assert_eq!(rule(failures_as_declared(&story, &plans(exits))), Some(Rule::FailuresAsDeclared));
+        let terminal = [ev(0, "e1", started("j/w0", m + 1)), ev(1, "e1", failed("j/w0", m + 1, false))];
+        assert_eq!(rule(failures_as_declared(&terminal, &plans(exits))), Some(Rule::FailuresAsDeclared));
     }
 
     #[test]

@@ -54,7 +54,7 @@ use foreman::master::Observation;
 use crate::cluster::{Cluster, Seen};
 use crate::harness::Clock;
 
-type Events = [(Time, String, Seen)];
+pub type Events = [(Time, String, Seen)];
 
 /// What the checkers of [`every_run`] allow for beyond the run's knobs.
 #[derive(Clone, Debug, Default)]

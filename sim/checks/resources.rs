@@ -13,11 +13,15 @@ use foreman::master::Observation;
 use super::Events;
 use crate::cluster::Seen;
 
-/// Every worker incarnation of the story started on the executor its previous one ran on, unless something between
+/// Every worker incarnation of the jobs `pinned` (those whose workers keep a local resource: exec jobs) started on
+/// the executor its previous one ran on, unless something between
 /// the two starts let the resource go: that executor was killed, stopped (it drains, and leaves), paused, fenced,
 /// declared offline, told to register again or deregistered, or a leader began its term (a record written after
 /// the placement by the leader's next pass is lost with a leader that dies first).
-pub fn worker_stays_with_its_resource(events: &Events) -> Result<(), Violation> {
+pub fn worker_stays_with_its_resource(
+    events: &Events,
+    pinned: &std::collections::BTreeSet<String>,
+) -> Result<(), Violation> {
     // Per worker: the executor its last incarnation started on, and when.
     let mut last: BTreeMap<TaskId, (String, Time)> = BTreeMap::new();
     // Per executor: the last time something let its resources go.
@@ -42,7 +46,9 @@ pub fn worker_stays_with_its_resource(events: &Events) -> Result<(), Violation> 
                 released.insert(name.clone(), *at);
             }
             Seen::Master(Observation::ActingBegan { .. }) => term_began = *at,
-            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. }) if task.is_worker() => {
+            Seen::Exec(ExecutorObservation::TaskStarted { task, epoch, .. })
+                if task.is_worker() && task.as_str().split_once('/').is_some_and(|(job, _)| pinned.contains(job)) =>
+            {
                 if let Some((held_by, since)) = last.get(task) {
                     let let_go = released.get(held_by).is_some_and(|t| t >= since) || term_began >= *since;
                     if held_by != node && !let_go {

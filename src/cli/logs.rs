@@ -2,7 +2,9 @@
 //! the masters from the executors that hold it (`JobManager.JobLogs`). One worker's output as it is; several
 //! workers' each under a header (`==> w0 (incarnation 3 on executor-1: exited with code 0) <==`), as `tail` does
 //! for several files. With `--follow`, new output as it comes, a new incarnation under a new header, until the job
-//! has ended and everything it printed was shown.
+//! has ended and everything it printed was shown. With `--output json`, one JSON object a line per piece of output
+//! instead ([`LogPiece`]: the worker, its incarnation and executor, how its command ended, the stream, where the
+//! piece starts and its text, bytes that are not UTF-8 replaced by U+FFFD), headers left out.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -25,6 +27,23 @@ pub struct LogsAsk {
     pub stderr: bool,
     pub follow: bool,
     pub poll_interval: Duration,
+    /// JSON Lines ([`LogPiece`]) instead of the text.
+    pub json: bool,
+}
+
+/// One piece of a worker's output, as `--output json` prints it (one a line).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogPiece {
+    pub worker: String,
+    pub epoch: u64,
+    pub executor: String,
+    /// How its command ended (`null` while it runs or when not known).
+    pub exit: Option<String>,
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// Where in the stream the piece starts (bytes; a cap that dropped older output does not move it back).
+    pub offset: u64,
+    pub text: String,
 }
 
 /// The newest incarnation of a worker the index names, and where it is.
@@ -109,22 +128,39 @@ pub async fn show(client: &mut Client, ask: &LogsAsk) -> Result<(), CliError> {
                 if c.data.is_empty() && !(first && several) {
                     break;
                 }
-                let mut out = String::new();
-                if several && shown_header.as_ref() != Some(&(worker.clone(), n.epoch)) {
-                    if shown_header.is_some() {
-                        out.push('\n');
-                    }
-                    out.push_str(&header(worker, n));
-                    shown_header = Some((worker.clone(), n.epoch));
-                }
                 if c.dropped > 0 {
                     note(
                         &mut noted,
                         &format!("{worker}: the first {} bytes were dropped by the executor's cap", c.dropped),
                     );
                 }
-                write_out(out.as_bytes())?;
-                write_out(&c.data)?;
+                if ask.json {
+                    if !c.data.is_empty() {
+                        let piece = LogPiece {
+                            worker: worker.clone(),
+                            epoch: n.epoch,
+                            executor: n.executor.clone(),
+                            exit: (!n.exit.is_empty()).then(|| n.exit.clone()),
+                            stream: if ask.stderr { "stderr" } else { "stdout" },
+                            offset: c.start,
+                            text: String::from_utf8_lossy(&c.data).into_owned(),
+                        };
+                        let line = serde_json::to_string(&piece).unwrap_or_default() + "\n";
+                        write_out(line.as_bytes())?;
+                    }
+                    shown_header = Some((worker.clone(), n.epoch));
+                } else {
+                    let mut out = String::new();
+                    if several && shown_header.as_ref() != Some(&(worker.clone(), n.epoch)) {
+                        if shown_header.is_some() {
+                            out.push('\n');
+                        }
+                        out.push_str(&header(worker, n));
+                        shown_header = Some((worker.clone(), n.epoch));
+                    }
+                    write_out(out.as_bytes())?;
+                    write_out(&c.data)?;
+                }
                 printed |= !c.data.is_empty();
                 pos.1 = c.start + c.data.len() as u64;
                 if c.data.is_empty() || pos.1 >= c.total {

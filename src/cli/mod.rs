@@ -720,7 +720,7 @@ async fn job_output(flags: &ClientFlags, command: JobCommand) -> Result<Printed,
         }
         JobCommand::Logs { id, worker, stderr, follow, poll_interval } => {
             let mut client = flags.client(flags.masters.clone())?;
-            let ask = logs::LogsAsk { id, worker, stderr, follow, poll_interval };
+            let ask = logs::LogsAsk { id, worker, stderr, follow, poll_interval, json };
             logs::show(&mut client, &ask).await?;
             Ok(Printed::text(String::new()))
         }

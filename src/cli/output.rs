@@ -64,6 +64,22 @@ pub fn job_detail(job: &JobView) -> String {
         vec!["SELECTORS".to_owned(), selectors],
         vec!["ERROR".to_owned(), error],
     ];
+    // Only when its workers keep local resources: where each lives.
+    if !job.resources.is_empty() {
+        let places = job
+            .resources
+            .iter()
+            .map(|r| {
+                let on = match &r.executor_name {
+                    Some(name) => format!("{name} ({})", ExecutorId(r.executor_id)),
+                    None => ExecutorId(r.executor_id).to_string(),
+                };
+                format!("{}/{} on {on}", sanitize(&r.worker), sanitize(&r.name))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        rows.push(vec!["RESOURCES".to_owned(), places]);
+    }
     if let Some(e) = &job.last_error {
         let how = if e.retryable { "retryable" } else { "terminal" };
         rows.push(vec!["LAST ERROR".to_owned(), format!("{} ({how}) at {}: {}", e.source, e.at, e.message)]);
@@ -173,7 +189,7 @@ pub fn job_status_detail(view: &JobStatusView, now_unix_ms: u64) -> String {
     out
 }
 
-/// `cluster executors`: ID NAME ADDRESS STATUS USED/CAPACITY LABELS LAST-HEARTBEAT.
+/// `cluster executors`: ID NAME ADDRESS STATUS USED/CAPACITY RESOURCES LABELS LAST-HEARTBEAT.
 pub fn executors_table(executors: &[ExecutorView]) -> String {
     let rows = executors
         .iter()
@@ -189,12 +205,13 @@ pub fn executors_table(executors: &[ExecutorView]) -> String {
                 e.address.clone(),
                 e.status.clone(),
                 format!("{}/{}", e.used, e.capacity),
+                e.resources.to_string(),
                 labels,
                 format!("{} ago", format_duration(Duration::from_millis(e.last_heartbeat_age_ms))),
             ]
         })
         .collect::<Vec<_>>();
-    table(&["ID", "NAME", "ADDRESS", "STATUS", "USED/CAPACITY", "LABELS", "LAST-HEARTBEAT"], &rows)
+    table(&["ID", "NAME", "ADDRESS", "STATUS", "USED/CAPACITY", "RESOURCES", "LABELS", "LAST-HEARTBEAT"], &rows)
 }
 
 /// `cluster masters`: NAME ADDRESS LEADER.
@@ -379,6 +396,7 @@ j3                    fake  UNKNOWN(99)  2         17     e3        -
             status: 1,
             used: 3,
             last_heartbeat_age_ms: 1500,
+            resources: 2,
         };
         let unknown = pb::Executor { id: 5, name: "exec-b".into(), status: 7, ..Default::default() };
         let views: Vec<ExecutorView> = [wire, unknown].iter().map(ExecutorView::from).collect();
@@ -386,10 +404,16 @@ j3                    fake  UNKNOWN(99)  2         17     e3        -
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "ID  NAME    ADDRESS         STATUS      USED/CAPACITY  LABELS              LAST-HEARTBEAT"
+            "ID  NAME    ADDRESS         STATUS      USED/CAPACITY  RESOURCES  LABELS              LAST-HEARTBEAT"
         );
-        assert_eq!(lines[1], "e4  exec-a  10.0.0.4:10241  online      3/8            disk=ssd,zone=east  1.5s ago");
-        assert_eq!(lines[2], "e5  exec-b  -               UNKNOWN(7)  0/0            -                   0s ago");
+        assert_eq!(
+            lines[1],
+            "e4  exec-a  10.0.0.4:10241  online      3/8            2          disk=ssd,zone=east  1.5s ago"
+        );
+        assert_eq!(
+            lines[2],
+            "e5  exec-b  -               UNKNOWN(7)  0/0            0          -                   0s ago"
+        );
     }
 
     #[test]
@@ -433,6 +457,36 @@ CONFIG:
     }
 
     #[test]
+    fn a_job_s_resources_show_where_each_lives_in_its_detail_and_its_json() {
+        let mut wire = job("j1", pb::JobState::Running as i32);
+        let text = job_detail(&JobView::from(&wire));
+        assert!(!text.contains("RESOURCES"), "a job without resources shows no row: {text}");
+        wire.resources = vec![
+            pb::JobResource {
+                worker: "w0".into(),
+                name: "scratch".into(),
+                executor_id: 4,
+                executor_name: "ex-a".into(),
+            },
+            pb::JobResource {
+                worker: "w1\n".into(),
+                name: "scratch".into(),
+                executor_id: 7,
+                executor_name: String::new(),
+            },
+        ];
+        let view = JobView::from(&wire);
+        let text = job_detail(&view);
+        assert!(text.contains("RESOURCES:  w0/scratch on ex-a (e4), w1\\n/scratch on e7\n"), "{text}");
+        let value: serde_json::Value = serde_json::from_str(&to_json(&view)).unwrap();
+        let want = serde_json::json!([
+            {"worker": "w0", "name": "scratch", "executor_id": 4, "executor_name": "ex-a"},
+            {"worker": "w1\n", "name": "scratch", "executor_id": 7, "executor_name": null},
+        ]);
+        assert_eq!(value["resources"], want);
+    }
+
+    #[test]
     fn config_that_is_not_json_becomes_a_string() {
         let mut wire = job("j1", 2);
         wire.config = b"not json \x1b[31m".to_vec();
@@ -465,6 +519,7 @@ CONFIG:
                 "id": "j1", "type": "fake", "project": "team-a", "state": "running", "restarts": 2, "epoch": 17,
                 "executor_id": 3, "cost": 1, "selectors": [{"key": "zone", "op": "eq", "target": "east"}], "error": null,
                 "progress": "412/800 steps", "waiting": null, "config": {"a": [true], "b": 1}, "last_error": null,
+                "resources": [],
             }],
             "next_page_token": null,
         });

@@ -74,10 +74,29 @@ impl<E: Copy + Ord + Default> SelfFence<E> {
     }
 }
 
+/// How long a draining worker told it is stale may still take over its last step (the checkpoint that says it
+/// stopped, guarded by its epoch), from `now`: twice the call timeout, so that the next job master need not wait a
+/// whole recovery window for it, and never past its own fence `deadline`: a recovering job master gives up on it
+/// after the offline TTL, longer than the fence, so its successor may start once the fence has passed (swarm seeds
+/// 1796703745 and 1796705496: that write held 13 s, twice the call timeout outlasted the new job master's recovery
+/// wait, and the two incarnations overlapped by a tenth of a second).
+pub fn stale_linger(now: Time, call_timeout: Duration, deadline: Time) -> Duration {
+    (call_timeout * 2).min(deadline.saturating_since(now))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::core::ids::LeaderEpoch;
+
+    #[test]
+    fn a_stale_worker_lingers_twice_the_call_timeout_and_never_past_its_fence() {
+        let now = Time::from_millis(10_000);
+        let call = Duration::from_secs(3);
+        assert_eq!(stale_linger(now, call, Time::from_millis(60_000)), Duration::from_secs(6));
+        assert_eq!(stale_linger(now, call, Time::from_millis(12_500)), Duration::from_millis(2_500));
+        assert_eq!(stale_linger(now, call, Time::from_millis(9_000)), Duration::ZERO, "already past its fence");
+    }
 
     fn ms(n: u64) -> Time {
         Time::from_millis(n)

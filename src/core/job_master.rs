@@ -83,6 +83,27 @@ pub enum OnFailure {
     FailJob,
 }
 
+/// What the job master does about a worker whose local resources were lost with the executor that held them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OnLost {
+    /// The worker starts afresh, with new, empty resources where it is placed now.
+    StartFresh,
+    /// The job fails, for this reason.
+    FailJob(String),
+}
+
+/// A local resource of a worker, lost with the executor that held it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Lost {
+    /// The resource's name (`scratch`).
+    pub name: String,
+    /// The executor that held it, when the leader knew it.
+    pub holder: Option<String>,
+    /// That executor serves on, but could not take the worker within the leader's pin wait: the resource was given
+    /// up (its files stay there until the job is deleted). Else the executor left.
+    pub waited_out: bool,
+}
+
 /// Where the job stands.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
@@ -132,6 +153,14 @@ pub trait JobLogic: Sized {
     /// Worker `name` failed.
     fn on_failed(&mut self, _now: Time, _name: &WorkerName, _error: &WorkerError) -> OnFailure {
         OnFailure::FailJob
+    }
+
+    /// Worker `name`'s local resources `lost` went with the executor that held them (declared offline, drained or
+    /// deregistered), or were given up because it could not take the worker within the pin wait, since its last
+    /// incarnation started; its next incarnation, placed elsewhere, is about to start without them. By default it
+    /// starts afresh.
+    fn on_resources_lost(&mut self, _now: Time, _name: &WorkerName, _lost: &[Lost]) -> OnLost {
+        OnLost::StartFresh
     }
 
     /// Where the job stands.

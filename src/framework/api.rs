@@ -59,6 +59,43 @@ impl ConfigProblem {
         ConfigProblem::new(field, format!("{message}; expected {expected}"))
     }
 
+    /// Reads a configuration as `T`; a refusal names the field to fix, a value of the wrong type included (serde
+    /// names only where in the text it is: each top-level field is read alone to find whose value it is).
+    pub fn parse_json<T: serde::de::DeserializeOwned>(config: &[u8], expected: &str) -> Result<T, ConfigProblem> {
+        let fields = match serde_json::from_slice::<serde_json::Value>(config) {
+            Err(e) => return Err(ConfigProblem::of_json(&e, expected)),
+            Ok(serde_json::Value::Object(fields)) => fields,
+            Ok(other) => {
+                let kind = match other {
+                    serde_json::Value::Array(_) => "an array",
+                    serde_json::Value::String(_) => "a string",
+                    serde_json::Value::Number(_) => "a number",
+                    serde_json::Value::Bool(_) => "a boolean",
+                    _ => "null",
+                };
+                return Err(ConfigProblem::new("config", format!("is {kind}, not a JSON object; expected {expected}")));
+            }
+        };
+        let e = match serde_json::from_slice::<T>(config) {
+            Ok(c) => return Ok(c),
+            Err(e) => e,
+        };
+        let problem = ConfigProblem::of_json(&e, expected);
+        if problem.field != "config" || e.classify() != serde_json::error::Category::Data {
+            return Err(problem);
+        }
+        for (key, value) in fields {
+            let alone = serde_json::Value::Object([(key.clone(), value)].into_iter().collect());
+            match serde_json::from_value::<T>(alone) {
+                Err(e) if !e.to_string().starts_with("missing field `") => {
+                    return Err(ConfigProblem::new(format!("config.{key}"), format!("{e}; expected {expected}")));
+                }
+                _ => {}
+            }
+        }
+        Err(problem)
+    }
+
     /// `Ok` when `config.<field>`'s value `v` is within `lo..=hi`; else the problem says so.
     pub fn within(field: &str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigProblem> {
         if (lo..=hi).contains(&v) {

@@ -35,7 +35,9 @@ use super::panic::catch_panic;
 use super::task::{ExecutorObservation, TaskEnv, TaskExit, TaskSpec};
 use crate::core::ids::{Epoch, JobId, TaskId, WorkerName};
 use crate::core::job::LastError;
-use crate::core::job_master::{EndedWhy, JobLogic, LiveProgress, OnFailure, Verdict, WorkerError, WorkerEvent};
+use crate::core::job_master::{
+    EndedWhy, JobLogic, LiveProgress, Lost, OnFailure, OnLost, Verdict, WorkerError, WorkerEvent,
+};
 use crate::core::job_status::{
     JobMasterState, StatusDoc, StatusError, StatusThrottle, StoredStatus, WorkerLine, WorkerPhase,
     STATUS_PERSIST_INTERVAL,
@@ -658,6 +660,25 @@ impl<T: JobType> JobMaster<T> {
             }
         };
         self.unplaced.remove(&name);
+        // Its resources were lost with their executor (or given up after the pin wait): its job type says whether it
+        // starts afresh without them.
+        if !placed.lost.is_empty() {
+            let lost: Vec<Lost> = placed
+                .lost
+                .iter()
+                .map(|l| Lost {
+                    name: l.resource_id.split_once('/').map_or(l.resource_id.as_str(), |(_, n)| n).to_owned(),
+                    holder: (!l.executor_name.is_empty()).then(|| l.executor_name.clone()),
+                    waited_out: l.waited_out,
+                })
+                .collect();
+            match self.logic.on_resources_lost(self.env.clock.now(), &name, &lost) {
+                OnLost::StartFresh => {
+                    info!(job = %self.job, %task, ?lost, "its resources were lost (or given up): it starts afresh");
+                }
+                OnLost::FailJob(reason) => return Some(Outcome::Failed(reason)),
+            }
+        }
         // The record first: from now on only this incarnation's checkpoints are taken.
         self.created += 1;
         let record = Op::Put {

@@ -109,15 +109,11 @@ pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Tas
         end = keep_linked(&mut link, cancel_tx) => match end {
             // Told stale while its executor drains: most likely its job master, drained on the same executor,
             // stopped first. The work is taking its last step, the checkpoint that says this incarnation stopped
-            // (guarded by its epoch, so refused if a newer one exists): let it, within a bound, so that the next
-            // job master does not wait a whole recovery window for it.
-            // Never past its own fence deadline, though: a recovering job master gives up on it after the offline
-            // TTL, longer than the fence, so its successor may start once the fence has passed (swarm seeds
-            // 1796703745 and 1796705496: that write held 13 s, the bound of twice the call timeout outlasted the
-            // new job master's recovery wait, and the two incarnations overlapped by a tenth of a second).
+            // (guarded by its epoch, so refused if a newer one exists): let it, within the bound `stale_linger`
+            // decides.
             LinkEnd::Stale if env.is_draining() => {
-                let fence = link.deadline().saturating_since(env.clock.now());
-                tokio::time::timeout((env.rpc_timeout * 2).min(fence), &mut work).await.unwrap_or(Outcome::Stale)
+                let linger = crate::core::fence::stale_linger(env.clock.now(), env.rpc_timeout, link.deadline());
+                tokio::time::timeout(linger, &mut work).await.unwrap_or(Outcome::Stale)
             }
             end => end.into(),
         },

@@ -65,7 +65,7 @@ impl FakeConfig {
     /// Parses and checks a configuration; the error names the field to fix.
     pub fn parse(config: &[u8]) -> Result<FakeConfig, ConfigProblem> {
         let expected = r#"{"workers": N, "target": T, "tick_ms": I}"#;
-        let c: FakeConfig = serde_json::from_slice(config).map_err(|e| ConfigProblem::of_json(&e, expected))?;
+        let c: FakeConfig = ConfigProblem::parse_json(config, expected)?;
         let range = ConfigProblem::within;
         range("workers", u64::from(c.workers), 1, u64::from(WORKERS_MAX))?;
         // A target of 0 is a job of no steps: its job master ends as soon as it starts, having started no worker.

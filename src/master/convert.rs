@@ -7,7 +7,8 @@ use crate::core::ids::JobId;
 use crate::core::ids::{Epoch, TaskId};
 use crate::core::job::{CorruptRecord, FailureReason, Job, JobState};
 use crate::core::labels::{Selector, SelectorOp};
-use crate::core::registry::{EndedTask, ExecutorView, ReportedTask, Status as ExecStatus, TaskKind, ENDED_TASKS_MAX};
+use crate::core::manager::ExecutorUsage;
+use crate::core::registry::{EndedTask, ReportedTask, Status as ExecStatus, TaskKind, ENDED_TASKS_MAX};
 use crate::core::time::{millis_of, Time};
 use crate::rpc::pb;
 use crate::rpc::status::invalid_argument;
@@ -112,6 +113,8 @@ pub fn job_to_wire(job: &Job, include_config: bool) -> pb::Job {
         waiting: job.unplaced().unwrap_or_default().to_owned(),
         last_error: r.last_error.as_deref().map(crate::framework::last_error_to_wire),
         project: r.spec.project.to_string(),
+        // The job manager's notes, not the record's: `ops` adds them.
+        resources: vec![],
     }
 }
 
@@ -123,7 +126,8 @@ pub fn project(field: &str, text: &str) -> Result<crate::core::ids::Project, Sta
     crate::core::ids::Project::parse(text).map_err(|e| invalid_argument(field, e))
 }
 
-pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor {
+pub fn executor_to_wire(u: &ExecutorUsage, now: Time) -> pb::Executor {
+    let v = &u.view;
     let s = &v.record.spec;
     pb::Executor {
         id: v.record.id.0,
@@ -136,8 +140,9 @@ pub fn executor_to_wire(v: &ExecutorView, used: u32, now: Time) -> pb::Executor 
             ExecStatus::Unconfirmed => pb::ExecutorStatus::Unconfirmed,
             ExecStatus::Draining => pb::ExecutorStatus::Draining,
         } as i32,
-        used,
+        used: u.used,
         last_heartbeat_age_ms: millis_of(now.saturating_since(v.last_heard)),
+        resources: u.resources,
     }
 }
 

@@ -36,11 +36,20 @@ impl From<Refusal> for Status {
 
 fn job_to_wire(v: JobView) -> pb::Job {
     match v {
-        JobView::Job { job, progress, include_config } => {
+        JobView::Job { job, progress, include_config, resources } => {
             let mut w = super::convert::job_to_wire(&job, include_config);
             if let Some(p) = progress {
                 w.progress = p;
             }
+            w.resources = resources
+                .into_iter()
+                .map(|r| pb::JobResource {
+                    worker: r.worker,
+                    name: r.name,
+                    executor_id: r.executor.0,
+                    executor_name: r.executor_name.unwrap_or_default(),
+                })
+                .collect();
             w
         }
         JobView::Corrupt { id, record } => super::convert::corrupt_job_to_wire(&id, &record),
@@ -68,6 +77,7 @@ impl Master {
             tombstone_retention: cfg.jobs.tombstone_retention,
             batch_max: super::store_io::LEADER_TXN_OPS_MAX,
             report_capacity: self.observed(),
+            pin_wait: cfg.placement.pin_wait,
         }
     }
 
@@ -292,11 +302,20 @@ impl Master {
             resources,
         };
         match self.call_as(Request::ScheduleTask(s), Some(caller)).await? {
-            Reply::Placed { executor, name, address, leader_epoch } => Ok(pb::ScheduleTaskResponse {
+            Reply::Placed { executor, name, address, leader_epoch, lost } => Ok(pb::ScheduleTaskResponse {
                 executor_id: executor.0,
                 executor_address: address,
                 leader_epoch: leader_epoch.0,
                 executor_name: name,
+                lost: lost
+                    .into_iter()
+                    .map(|l| pb::LostResource {
+                        // The request's resource id: `<worker>/<name>`, without the job.
+                        resource_id: l.resource.split_once('/').map_or(l.resource.clone(), |(_, r)| r.to_owned()),
+                        executor_name: l.holder.unwrap_or_default(),
+                        waited_out: l.waited_out,
+                    })
+                    .collect(),
             }),
             r => Err(unexpected(r)),
         }
@@ -306,7 +325,7 @@ impl Master {
         let now = self.clock.now();
         match self.call(Request::ListExecutors).await? {
             Reply::Executors(list) => Ok(pb::ListExecutorsResponse {
-                executors: list.iter().map(|u| super::convert::executor_to_wire(&u.view, u.used, now)).collect(),
+                executors: list.iter().map(|u| super::convert::executor_to_wire(u, now)).collect(),
             }),
             r => Err(unexpected(r)),
         }

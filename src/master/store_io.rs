@@ -6,7 +6,7 @@ use tracing::{info, warn};
 use super::Master;
 use crate::core::ids::{ExecutorId, JobId, LeaderEpoch};
 use crate::core::job::{CorruptRecord, JobRecord};
-use crate::core::manager::{Read, ReadResult, Record, Snapshot, WriteOutcome};
+use crate::core::manager::{Held, Read, ReadResult, Record, Snapshot, WriteOutcome};
 use crate::core::registry::ExecutorRecord;
 use crate::core::write_fence::{Attempt, Settled, WriteFence};
 use crate::meta::{keys, Cond, LeaderKey, MetaError, Op, TXN_OPS_MAX};
@@ -55,20 +55,25 @@ fn ops_of(records: &[Record]) -> Result<Vec<Op>, String> {
                 ops.push(put(keys::deleted_job(id.as_str()), json("a tombstone", serde_json::to_vec(&t))?));
             }
             Record::DeleteTombstone(id) => ops.push(Op::Delete { key: keys::deleted_job(id.as_str()) }),
-            Record::Resource { resource, executor } => {
+            Record::Resource { resource, held } => {
                 let Some((job, name)) = resource.split_once('/') else {
                     return Err(format!("cannot write resource {resource:?}: it names no job"));
                 };
                 let key = keys::resource(job, name);
-                ops.push(match executor {
-                    Some(e) => counter(key, e.0),
-                    None => Op::Delete { key },
+                ops.push(match held {
+                    Held::On(e) => counter(key, e.0),
+                    // No executor has id 0.
+                    Held::Lost => counter(key, RESOURCE_LOST),
+                    Held::Gone => Op::Delete { key },
                 });
             }
         }
     }
     Ok(ops)
 }
+
+/// A resource record's value for a resource lost with its executor (executor ids start at 1).
+const RESOURCE_LOST: u64 = 0;
 
 /// The most operations of a leader's records in one transaction: the rest of etcd's limit, after the fence's put.
 pub(crate) const LEADER_TXN_OPS_MAX: usize = TXN_OPS_MAX - 1;
@@ -250,7 +255,10 @@ pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> 
         // Where workers' resources live, kept with the job records.
         if let Some((job, name)) = keys::resource_of(&k) {
             match crate::meta::parse_counter(&k, &v) {
-                Ok(id) => s.resources.push((format!("{job}/{name}"), ExecutorId(id))),
+                Ok(id) => s.resources.push((
+                    format!("{job}/{name}"),
+                    if id == RESOURCE_LOST { Held::Lost } else { Held::On(ExecutorId(id)) },
+                )),
                 Err(e) => warn!(key = %k, "a resource record does not decode: {e}; its worker is placed anew"),
             }
             continue;

@@ -38,6 +38,18 @@ pub struct JobView {
     pub config: Option<serde_json::Value>,
     /// The last error the job met and got over while it runs (a worker's retryable failure); `null` when none.
     pub last_error: Option<LastErrorView>,
+    /// Where its workers keep local resources (an exec worker's scratch directory), by worker and name.
+    pub resources: Vec<JobResourceView>,
+}
+
+/// One local resource of a job's worker and the executor holding it (`executor_name` `null` once it is no longer
+/// registered).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobResourceView {
+    pub worker: String,
+    pub name: String,
+    pub executor_id: u64,
+    pub executor_name: Option<String>,
 }
 
 /// The last error a running job got over: who failed, what it said, whether it is started again, and when (the
@@ -115,6 +127,8 @@ pub struct ExecutorView {
     pub capacity: u32,
     pub labels: BTreeMap<String, String>,
     pub last_heartbeat_age_ms: u64,
+    /// How many workers' local resources the leader has noted on it.
+    pub resources: u32,
 }
 
 /// `cluster executors`.
@@ -291,6 +305,16 @@ impl From<&pb::Job> for JobView {
             waiting: (!job.waiting.is_empty()).then(|| job.waiting.clone()),
             config: config_value(&job.config),
             last_error: job.last_error.as_ref().map(LastErrorView::from),
+            resources: job
+                .resources
+                .iter()
+                .map(|r| JobResourceView {
+                    worker: r.worker.clone(),
+                    name: r.name.clone(),
+                    executor_id: r.executor_id,
+                    executor_name: (!r.executor_name.is_empty()).then(|| r.executor_name.clone()),
+                })
+                .collect(),
         }
     }
 }
@@ -318,6 +342,7 @@ impl From<&pb::Executor> for ExecutorView {
             // The wire map has no order; the view's is by key.
             labels: e.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             last_heartbeat_age_ms: e.last_heartbeat_age_ms,
+            resources: e.resources,
         }
     }
 }

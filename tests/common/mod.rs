@@ -102,6 +102,17 @@ pub struct JobView {
     pub restarts: u32,
     pub epoch: u64,
     pub executor_id: Option<u64>,
+    #[serde(default)]
+    pub resources: Vec<JobResourceView>,
+}
+
+/// Where a job's worker keeps a local resource, as `job get --output json` shows it.
+#[derive(Clone, Debug, Deserialize)]
+pub struct JobResourceView {
+    pub worker: String,
+    pub name: String,
+    pub executor_id: u64,
+    pub executor_name: Option<String>,
 }
 
 /// `job list --output json`.

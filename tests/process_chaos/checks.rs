@@ -321,6 +321,7 @@ mod tests {
             restarts: 0,
             epoch,
             executor_id: None,
+            resources: vec![],
         };
         let cancels = BTreeMap::from([("j".to_owned(), (10, view(1)))]);
         let fine = [started(0, "a", "j", 1), started(11, "a", "j/w0", 1_000_001), stopped(12, "a", "j", 1)];

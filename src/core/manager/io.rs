@@ -131,8 +131,17 @@ pub struct Schedule {
 /// A job as the API shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JobView {
-    Job { job: Box<Job>, progress: Option<String>, include_config: bool },
-    Corrupt { id: JobId, record: CorruptRecord },
+    /// `resources`: where its workers' local resources live, as the leader recorded them, by worker and name.
+    Job {
+        job: Box<Job>,
+        progress: Option<String>,
+        include_config: bool,
+        resources: Vec<ResourcePlace>,
+    },
+    Corrupt {
+        id: JobId,
+        record: CorruptRecord,
+    },
 }
 
 impl JobView {
@@ -144,11 +153,24 @@ impl JobView {
     }
 }
 
-/// An executor as the API shows it: the registry's view and the slots in use.
+/// Where one local resource of a job's worker lives (`job get`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResourcePlace {
+    pub worker: String,
+    pub name: String,
+    pub executor: ExecutorId,
+    /// The executor's name while it is registered (a resource's note goes with its executor's offline verdict,
+    /// drain or deregistration, so it nearly always is).
+    pub executor_name: Option<String>,
+}
+
+/// An executor as the API shows it: the registry's view, the slots in use, and how many workers' local resources
+/// it holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExecutorUsage {
     pub view: ExecutorView,
     pub used: u32,
+    pub resources: u32,
 }
 
 /// The term's figures for the metrics.
@@ -191,6 +213,9 @@ pub enum Reply {
         name: String,
         address: String,
         leader_epoch: LeaderEpoch,
+        /// Resources the worker named that were lost since its last incarnation started: its job type decides
+        /// whether it starts afresh without them.
+        lost: Vec<LostResource>,
     },
     Executors(Vec<ExecutorUsage>),
     JobMaster {
@@ -268,11 +293,35 @@ pub enum Record {
     },
     /// A tombstone collected.
     DeleteTombstone(JobId),
-    /// Where a worker's local resource (`<job>/<worker>/<name>`) lives; `None`: nowhere any more.
+    /// Where a worker's local resource (`<job>/<worker>/<name>`) lives, that it was lost, or (`Gone`) that the
+    /// record goes.
     Resource {
         resource: String,
-        executor: Option<ExecutorId>,
+        held: Held,
     },
+}
+
+/// What a resource record says of its resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Held {
+    /// It lives on this executor.
+    On(ExecutorId),
+    /// It was lost: the executor holding it left (declared offline, drained, deregistered) before the worker's next
+    /// incarnation started elsewhere. The worker's job type is told at its next placement.
+    Lost,
+    /// Nothing is recorded any more (the record is deleted).
+    Gone,
+}
+
+/// A resource lost with its executor, as a placement's answer names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LostResource {
+    /// `<job>/<worker>/<name>`.
+    pub resource: String,
+    /// The executor that held it, when this term knew it.
+    pub holder: Option<String>,
+    /// Given up after the pin wait (that executor could not take the worker), not lost with an executor that left.
+    pub waited_out: bool,
 }
 
 /// A read the manager asks for.
@@ -604,6 +653,7 @@ pub struct Snapshot {
     /// Job records that do not decode, under a key that names no job.
     pub corrupt_unnamed_jobs: u64,
     pub next_job_epoch: u64,
-    /// Where workers' local resources live: `<job>/<worker>/<name>` and the executor.
-    pub resources: Vec<(String, ExecutorId)>,
+    /// Where workers' local resources live: `<job>/<worker>/<name>` and the executor ([`Held::On`]), or that they
+    /// were lost ([`Held::Lost`]).
+    pub resources: Vec<(String, Held)>,
 }

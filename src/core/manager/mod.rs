@@ -33,7 +33,7 @@ use crate::core::job::{
     ExitOutcome, FailureReason, JobError, JobPolicy, JobRecord, JobState, Jobs, LastError, Phase, Verdict as JobVerdict,
 };
 use crate::core::labels::Selector;
-use crate::core::placement::{PlacementPolicy, PlacementRequest, ResourcePin};
+use crate::core::placement::{PlacementError, PlacementPolicy, PlacementRequest, ResourcePin};
 use crate::core::registry::{Registry, RegistryError, RegistryPolicy, Status as ExecutorStatus};
 use crate::core::rng::{Rng, SplitMix64};
 use crate::core::time::{Time, WallTime};
@@ -46,6 +46,17 @@ pub const TOMBSTONES_MAX: usize = 100_000;
 /// How often a term looks for tombstones to collect, and how soon again while a sweep left work behind.
 pub const TOMBSTONE_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 pub const TOMBSTONE_SWEEP_AGAIN: Duration = Duration::from_secs(1);
+
+/// A resource lost with its executor: who held it (when this term knew), and the earliest worker epoch placed since
+/// (`None` before its first placement): a report of that incarnation or a later one running ends the loss.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Lost {
+    holder: Option<String>,
+    placed: Option<Epoch>,
+    /// It was given up after the pin wait (its executor serves on but could not take the worker), not lost with
+    /// an executor that left.
+    waited_out: bool,
+}
 
 /// How a term behaves: its knobs, from the master's configuration.
 #[derive(Clone, Debug)]
@@ -64,6 +75,9 @@ pub struct ManagerPolicy {
     pub batch_max: usize,
     /// Report the slots after every pass ([`Event::Capacity`]): observers only, it costs a walk of the placer.
     pub report_capacity: bool,
+    /// How long a worker waits for the executor holding its local resources, when that executor cannot take it,
+    /// before they are given up as lost and it goes elsewhere (`placement.pin-wait`).
+    pub pin_wait: Duration,
 }
 
 use crate::core::planted::Planted;
@@ -133,6 +147,13 @@ pub struct Manager {
     /// where they are while that executor is online; they go with the executor (declared offline, deregistered,
     /// draining) or the job (deleted).
     resources: BTreeMap<String, ExecutorId>,
+    /// Resources lost with the executor that held them (it was declared offline, drained or deregistered), until
+    /// the worker's next incarnation is seen running: its placements name them, so its job type decides whether it
+    /// starts afresh without them (exec's `scratch_required`). Persisted (a new term tells it too).
+    lost: BTreeMap<String, Lost>,
+    /// Since when each pinned resource's executor has refused its worker (full, or not serving): past
+    /// [`ManagerPolicy::pin_wait`] the pin is given up (memory only: a new term waits again).
+    pin_refused: BTreeMap<String, Time>,
     /// Resources whose record changed since the last write: the next periodic pass writes them (a placement does
     /// not wait for a write; a term that ends first loses them, and the worker's next placement is free).
     resources_dirty: BTreeSet<String>,
@@ -199,14 +220,29 @@ impl Manager {
         for (id, record) in snapshot.corrupt_jobs {
             jobs.note_corrupt(id, record);
         }
-        // Resources of jobs and executors this term knows; the others' records go at the first write.
-        let (mut resources, mut resources_dirty) = (BTreeMap::new(), BTreeSet::new());
-        for (r, e) in snapshot.resources {
+        // Resources of jobs and executors this term knows; a resource on an executor it does not know was lost with
+        // it (that executor left in an earlier term); a resource of a job it does not know goes at the first write.
+        let (mut resources, mut lost, mut resources_dirty) = (BTreeMap::new(), BTreeMap::new(), BTreeSet::new());
+        for (r, held) in snapshot.resources {
             let job = r.split('/').next().and_then(|j| JobId::parse(j).ok());
-            if job.is_some_and(|j| jobs.get(&j).is_some()) && registry.get(e).is_some() {
-                resources.insert(r, e);
-            } else {
+            if job.is_none_or(|j| jobs.get(&j).is_none()) {
                 resources_dirty.insert(r);
+                continue;
+            }
+            match held {
+                Held::On(e) if registry.get(e).is_some() => {
+                    resources.insert(r, e);
+                }
+                Held::On(_) => {
+                    lost.insert(r.clone(), Lost::default());
+                    resources_dirty.insert(r);
+                }
+                Held::Lost => {
+                    lost.insert(r, Lost::default());
+                }
+                Held::Gone => {
+                    resources_dirty.insert(r);
+                }
             }
         }
         let expected: Vec<(TaskId, Epoch)> = jobs.recovering().map(|(id, e)| (TaskId::job_master(id), e)).collect();
@@ -231,6 +267,8 @@ impl Manager {
             masters,
             progress: BTreeMap::new(),
             resources,
+            lost,
+            pin_refused: BTreeMap::new(),
             resources_dirty,
             corrupt_executors: snapshot.corrupt_executors,
             corrupt_unnamed_jobs: snapshot.corrupt_unnamed_jobs,
@@ -393,12 +431,18 @@ impl Manager {
                 self.answer(to, a);
             }
             Request::ListExecutors => {
+                // One pass over the resources, not one per executor.
+                let mut held: BTreeMap<ExecutorId, u32> = BTreeMap::new();
+                for e in self.resources.values() {
+                    *held.entry(*e).or_default() += 1;
+                }
                 let list = self
                     .registry
                     .iter()
                     .map(|view| {
                         let used = self.registry.placer().used(view.record.id).unwrap_or(0);
-                        ExecutorUsage { used: u32::try_from(used).unwrap_or(u32::MAX), view }
+                        let resources = held.get(&view.record.id).copied().unwrap_or(0);
+                        ExecutorUsage { used: u32::try_from(used).unwrap_or(u32::MAX), resources, view }
                     })
                     .collect();
                 self.answer(to, Ok(Reply::Executors(list)));
@@ -579,7 +623,7 @@ impl Manager {
                 among: check.among,
             });
             records.push(Record::DeleteExecutor(rec.id));
-            self.forget_resources_on(rec.id);
+            self.forget_resources_on(rec.id, Some(&rec.spec.name));
             // Its executor fenced itself before the TTL ran out: its job masters are gone.
             for (id, epoch, step) in self.jobs.on_executor_gone(now, rec.id, &mut self.rng) {
                 self.masters.remove(&TaskId::job_master(&id));
@@ -614,8 +658,13 @@ impl Manager {
             self.schedule_job_masters(now, &mut records, &mut dispatches);
         }
         for resource in std::mem::take(&mut self.resources_dirty) {
-            let executor = self.resources.get(&resource).copied();
-            records.push(Record::Resource { resource, executor });
+            // A loss not yet overcome comes first: a new term must tell it too.
+            let held = match (self.lost.contains_key(&resource), self.resources.get(&resource)) {
+                (true, _) => Held::Lost,
+                (false, Some(e)) => Held::On(*e),
+                (false, None) => Held::Gone,
+            };
+            records.push(Record::Resource { resource, held });
         }
         if self.policy.report_capacity {
             let view = self.capacity();
@@ -845,6 +894,9 @@ impl Manager {
             return;
         }
         let previous = self.registry.last_heard(id);
+        if !self.lost.is_empty() && self.registry.get(id).is_some() {
+            self.losses_overcome(&tasks);
+        }
         let a = match self.registry.heartbeat_reporting(now, id, tasks, &ended, fenced) {
             Ok(()) => {
                 if let Some(previous) = previous {
@@ -852,8 +904,10 @@ impl Manager {
                 }
                 if draining && self.registry.drain(id) == Ok(true) {
                     self.out.events.push(Event::Draining { id });
-                    // Leaving: what it holds goes with it, and its workers start afresh elsewhere.
-                    self.forget_resources_on(id);
+                    // Leaving: what it holds goes with it, and its workers start afresh elsewhere (their job types
+                    // told).
+                    let name = self.registry.get(id).map(|v| v.record.spec.name);
+                    self.forget_resources_on(id, name.as_deref());
                 }
                 // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
                 // knows every job there is, recovered from the metastore).
@@ -872,20 +926,65 @@ impl Manager {
         self.answer(to, a);
     }
 
-    /// Executor `id` leaves (declared offline, deregistered, draining): the resources it holds are let go.
-    fn forget_resources_on(&mut self, id: ExecutorId) {
+    /// Executor `id` (named `holder` when known) leaves (declared offline, deregistered, draining): the resources it
+    /// holds are lost with it.
+    fn forget_resources_on(&mut self, id: ExecutorId, holder: Option<&str>) {
         let gone: Vec<String> = self.resources.iter().filter(|(_, e)| **e == id).map(|(r, _)| r.clone()).collect();
         for r in gone {
             self.resources.remove(&r);
+            self.lost.insert(r.clone(), Lost { holder: holder.map(str::to_owned), placed: None, waited_out: false });
             self.resources_dirty.insert(r);
         }
     }
 
-    fn deregister(&mut self, now: Time, to: ReplyTo, id: ExecutorId) {
-        if self.registry.remove(id).is_none() {
-            return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
+    /// A placement refused `e` because the executor holding a resource the worker is pinned to cannot take it (full,
+    /// or not serving): the first such refusal starts the resource's pin wait; once the wait has passed, the pin is
+    /// given up: the resource counts as lost (its job type told, as for an executor that left), and `true` says to
+    /// place the worker again. A pin must not hold a worker for ever: an executor whose slots job masters hold (its
+    /// own among them) would never take it (swarm seed 1797300267: an exec job's worker pinned to a 2-slot executor
+    /// that two exec job masters filled, one of them its own, waiting for good).
+    fn pin_waited_out(&mut self, now: Time, e: &PlacementError) -> bool {
+        let (resource, executor) = match e {
+            PlacementError::PinnedFull { resource, executor, .. }
+            | PlacementError::PinnedUnavailable { resource, executor } => (resource, *executor),
+            _ => return false,
+        };
+        let since = *self.pin_refused.entry(resource.clone()).or_insert(now);
+        if now.saturating_since(since) < self.policy.pin_wait || self.resources.get(resource) != Some(&executor) {
+            return false;
         }
-        self.forget_resources_on(id);
+        self.pin_refused.remove(resource);
+        self.resources.remove(resource);
+        let holder = self.registry.get(executor).map(|v| v.record.spec.name);
+        self.lost.insert(resource.clone(), Lost { holder, placed: None, waited_out: true });
+        self.resources_dirty.insert(resource.clone());
+        true
+    }
+
+    /// Executor reports of running workers: a worker running at or past the incarnation placed after its resources
+    /// were lost has overcome the loss (its job type let it start afresh).
+    fn losses_overcome(&mut self, tasks: &[crate::core::registry::ReportedTask]) {
+        for t in tasks.iter().filter(|t| t.task.is_worker()) {
+            let prefix = format!("{}/", t.task);
+            let over: Vec<String> = self
+                .lost
+                .range(prefix.clone()..)
+                .take_while(|(r, _)| r.starts_with(&prefix))
+                .filter(|(_, l)| l.placed.is_some_and(|e| t.epoch >= e))
+                .map(|(r, _)| r.clone())
+                .collect();
+            for r in over {
+                self.lost.remove(&r);
+                self.resources_dirty.insert(r);
+            }
+        }
+    }
+
+    fn deregister(&mut self, now: Time, to: ReplyTo, id: ExecutorId) {
+        let Some(record) = self.registry.remove(id) else {
+            return self.answer(to, Err(Refusal::Registry(RegistryError::Unknown { id })));
+        };
+        self.forget_resources_on(id, Some(&record.spec.name));
         let mut records = vec![];
         for (job, epoch, step) in self.jobs.on_executor_gone(now, id, &mut self.rng) {
             self.masters.remove(&TaskId::job_master(&job));
@@ -985,8 +1084,27 @@ impl Manager {
                 job: Box::new(j.clone()),
                 progress: self.progress.get(id).cloned(),
                 include_config,
+                resources: self.resources_of(id),
             })
             .ok_or_else(|| Refusal::Job(JobError::NotFound { id: id.clone() }))
+    }
+
+    /// Where job `id`'s workers' local resources live: the notes under `<job>/`, in key order (worker, then name).
+    fn resources_of(&self, id: &JobId) -> Vec<ResourcePlace> {
+        let prefix = format!("{id}/");
+        self.resources
+            .range(prefix.clone()..)
+            .take_while(|(r, _)| r.starts_with(&prefix))
+            .filter_map(|(r, e)| {
+                let (worker, name) = r[prefix.len()..].split_once('/')?;
+                Some(ResourcePlace {
+                    worker: worker.to_owned(),
+                    name: name.to_owned(),
+                    executor: *e,
+                    executor_name: self.registry.get(*e).map(|v| v.record.spec.name.clone()),
+                })
+            })
+            .collect()
     }
 
     fn list(&self, f: &JobFilter) -> Reply {
@@ -1074,33 +1192,57 @@ impl Manager {
             let message = format!("resource {:?} is not job {}'s", r.resource, s.job);
             return Err(Refusal::InvalidArgument { field: "resources", message });
         }
-        // A resource that lives somewhere pins the worker there.
-        let pins: Vec<ResourcePin> = s
-            .resources
-            .iter()
-            .map(|r| ResourcePin {
-                resource: r.resource.clone(),
-                executor: if self.plants.has(Planted::WorkerPlacedAwayFromResource) {
-                    None
-                } else {
-                    self.resources.get(&r.resource).copied()
-                },
-            })
-            .collect();
-        let request =
-            PlacementRequest { task: &s.task, epoch: s.epoch, cost: s.cost, selectors: &selectors, resources: &pins };
-        let placed = match self.registry.place(now, &request, &mut self.rng) {
-            Ok(p) => p,
-            Err(e) => {
-                self.out.events.push(Event::Rejected(Rejection::from(&e)));
-                return Err(Refusal::Placement(e));
+        // A resource that lives somewhere pins the worker there; a pin the executor could not honour for the pin
+        // wait is given up (the resource lost), and the worker placed again without it.
+        let (placed, pins) = loop {
+            let pins: Vec<ResourcePin> = s
+                .resources
+                .iter()
+                .map(|r| ResourcePin {
+                    resource: r.resource.clone(),
+                    executor: if self.plants.has(Planted::WorkerPlacedAwayFromResource) {
+                        None
+                    } else {
+                        self.resources.get(&r.resource).copied()
+                    },
+                })
+                .collect();
+            let request = PlacementRequest {
+                task: &s.task,
+                epoch: s.epoch,
+                cost: s.cost,
+                selectors: &selectors,
+                resources: &pins,
+            };
+            match self.registry.place(now, &request, &mut self.rng) {
+                Ok(p) => break (p, pins),
+                Err(e) => {
+                    if self.pin_waited_out(now, &e) {
+                        continue;
+                    }
+                    self.out.events.push(Event::Rejected(Rejection::from(&e)));
+                    return Err(Refusal::Placement(e));
+                }
             }
         };
         let Some(view) = self.registry.get(placed.executor) else {
             // The placer only places on registered executors.
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
+        let mut lost = vec![];
         for pin in pins {
+            self.pin_refused.remove(&pin.resource);
+            if let Some(l) = self.lost.get_mut(&pin.resource) {
+                // Told with every placement until an incarnation placed after the loss is seen running.
+                if let Some(e) = s.epoch {
+                    l.placed = Some(l.placed.map_or(e, |p| p.min(e)));
+                }
+                lost.push(LostResource {
+                    resource: pin.resource.clone(),
+                    holder: l.holder.clone(),
+                    waited_out: l.waited_out,
+                });
+            }
             if self.resources.insert(pin.resource.clone(), placed.executor) != Some(placed.executor) {
                 self.resources_dirty.insert(pin.resource);
             }
@@ -1112,6 +1254,7 @@ impl Manager {
             name: spec.name,
             address: spec.address,
             leader_epoch: self.epoch,
+            lost,
         })
     }
 
@@ -1452,6 +1595,8 @@ impl Manager {
                     // Their records went in the delete's write.
                     let prefix = format!("{id}/");
                     self.resources.retain(|r, _| !r.starts_with(&prefix));
+                    self.lost.retain(|r, _| !r.starts_with(&prefix));
+                    self.pin_refused.retain(|r, _| !r.starts_with(&prefix));
                     self.resources_dirty.retain(|r| !r.starts_with(&prefix));
                 }
                 self.answer(to, Ok(Reply::Done));
@@ -1558,11 +1703,13 @@ impl Manager {
                         let held: BTreeSet<&String> = self
                             .resources
                             .keys()
+                            .chain(self.lost.keys())
                             .chain(&self.resources_dirty)
                             .filter(|r| r.starts_with(&prefix))
                             .collect();
-                        records
-                            .extend(held.into_iter().map(|r| Record::Resource { resource: r.clone(), executor: None }));
+                        records.extend(
+                            held.into_iter().map(|r| Record::Resource { resource: r.clone(), held: Held::Gone }),
+                        );
                         if !request.is_empty() {
                             // A sweep that listed the tombstones before this write must not act on that listing.
                             self.tombstones_written += 1;

@@ -1,6 +1,6 @@
 use super::*;
 use crate::core::job::JobSpec;
-use crate::core::registry::ExecutorSpec;
+use crate::core::registry::{ExecutorSpec, ReportedTask, TaskKind};
 
 fn ms(n: u64) -> Time {
     Time::from_millis(n)
@@ -22,6 +22,7 @@ fn policy() -> ManagerPolicy {
         tombstone_retention: Duration::from_secs(600),
         batch_max: 128,
         report_capacity: false,
+        pin_wait: Duration::from_secs(60),
     }
 }
 
@@ -760,14 +761,13 @@ fn a_listing_pages_from_its_token_through_readable_and_corrupt_jobs_each_once_in
     }
 }
 
-/// A worker naming a local resource is placed again where the resource went with its first placement, while that
-/// executor is online; once it drains (or goes offline) it may go anywhere; another job's resource is refused.
-#[test]
-fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_serves() {
+/// Three executors e1..e3 of `capacity` slots, heard from, and job j1 running (its job master checked in): the
+/// manager at 701 ms and the job master's epoch.
+fn job_running_on_three_executors(capacity: u32) -> (Manager, Epoch) {
     let mut m = manager();
     for to in 1u64..=3 {
         let mut spec = executor(&format!("e{to}"), to);
-        spec.capacity = 16;
+        spec.capacity = capacity;
         let r = request(&mut m, 1, to, Request::RegisterExecutor { spec });
         m.on_write(ms(2), r.write.unwrap().0, WriteOutcome::Written);
         m.ready();
@@ -786,6 +786,71 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
     let r = request(&mut m, 700, 21, job_master_beat(&id("j1"), epoch));
     m.on_write(ms(701), r.write.expect("running is written").0, WriteOutcome::Written);
     m.ready();
+    (m, epoch)
+}
+
+/// Worker `worker` of j1 asking to be placed with its scratch directory `resource`.
+fn with_scratch(epoch: Epoch, worker: u64, resource: &str) -> Request {
+    let mut r = schedule("j1", worker, epoch);
+    if let Request::ScheduleTask(s) = &mut r {
+        s.resources = vec![ResourcePin { resource: resource.to_owned(), executor: None }];
+    }
+    r
+}
+
+/// A pinned worker whose executor cannot take it waits at most the pin wait: then its resource is given up (told
+/// to its job master as waited out) and it is placed elsewhere; the wait starts again for the new pin.
+#[test]
+fn a_pin_the_executor_cannot_honour_is_given_up_after_the_pin_wait() {
+    let (mut m, epoch) = job_running_on_three_executors(2);
+    let placed = |r: &Ready| match &r.answers[0].1 {
+        Ok(Reply::Placed { executor, lost, .. }) => (*executor, lost.clone()),
+        other => panic!("{other:?}"),
+    };
+    let (first, _) = placed(&request(&mut m, 800, 30, with_scratch(epoch, 0, "j1/w0/scratch")));
+    // Its executor is full: it reports two tasks of its capacity of two running (the others report nothing).
+    let full = |m: &mut Manager, at: u64, n: u64| {
+        for e in 1..=3u64 {
+            let mut b = beat(e);
+            if let Request::Heartbeat { tasks, .. } = &mut b {
+                if ExecutorId(e) == first {
+                    *tasks = ["other/w0", "other/w1"]
+                        .iter()
+                        .map(|t| ReportedTask {
+                            task: TaskId::parse(t).unwrap(),
+                            kind: TaskKind::Worker,
+                            epoch: Epoch(1),
+                            cost: 1,
+                        })
+                        .collect();
+                }
+            }
+            request(m, at, 100 + 10 * n + e, b);
+        }
+        let r = request(m, at, 40 + n, with_scratch(epoch, 0, "j1/w0/scratch"));
+        r.answers[0].1.clone()
+    };
+    assert!(matches!(full(&mut m, 900, 0), Err(Refusal::Placement(PlacementError::PinnedFull { .. }))));
+    assert!(matches!(full(&mut m, 30_000, 1), Err(Refusal::Placement(PlacementError::PinnedFull { .. }))));
+    // 60 s after the first refusal: given up, placed elsewhere, told.
+    let (elsewhere, lost) = match full(&mut m, 60_900, 2) {
+        Ok(Reply::Placed { executor, lost, .. }) => (executor, lost),
+        other => panic!("{other:?}"),
+    };
+    assert_ne!(elsewhere, first);
+    let want = vec![LostResource {
+        resource: "j1/w0/scratch".into(),
+        holder: Some(format!("e{}", first.0)),
+        waited_out: true,
+    }];
+    assert_eq!(lost, want);
+}
+
+/// A worker naming a local resource is placed again where the resource went with its first placement, while that
+/// executor is online; once it drains (or goes offline) it may go anywhere; another job's resource is refused.
+#[test]
+fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_serves() {
+    let (mut m, epoch) = job_running_on_three_executors(16);
     let with_scratch = |worker: u64, resource: &str| {
         let mut r = schedule("j1", worker, epoch);
         if let Request::ScheduleTask(s) = &mut r {
@@ -805,10 +870,27 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
     // The next periodic pass writes where it is (the placement did not wait for a write).
     m.step(ms(1_200), Input::Tick);
     let (io, records) = m.ready().write.expect("the pass writes the resource");
-    let resource = Record::Resource { resource: "j1/w0/scratch".into(), executor: Some(first) };
+    let resource = Record::Resource { resource: "j1/w0/scratch".into(), held: Held::On(first) };
     assert!(records.contains(&resource), "{records:?}");
     m.on_write(ms(1_201), io, WriteOutcome::Written);
     m.ready();
+    // The job shows where its worker's resource lives, and the executors how many they hold.
+    let r = request(&mut m, 805, 36, Request::GetJob { id: id("j1"), include_config: false });
+    let want = vec![ResourcePlace {
+        worker: "w0".into(),
+        name: "scratch".into(),
+        executor: first,
+        executor_name: Some(format!("e{}", first.0)),
+    }];
+    assert!(
+        matches!(&r.answers[0].1, Ok(Reply::Job(JobView::Job { resources, .. })) if *resources == want),
+        "{:?}",
+        r.answers
+    );
+    let r = request(&mut m, 806, 37, Request::ListExecutors);
+    let Ok(Reply::Executors(list)) = &r.answers[0].1 else { panic!("{:?}", r.answers) };
+    let held: Vec<(ExecutorId, u32)> = list.iter().map(|u| (u.view.record.id, u.resources)).collect();
+    assert_eq!(held, (1..=3).map(|e| (ExecutorId(e), u32::from(ExecutorId(e) == first))).collect::<Vec<_>>());
     // Another job's resource is not this job master's to name.
     let r = request(&mut m, 810, 40, with_scratch(1, "j2/w1/scratch"));
     assert!(matches!(&r.answers[0].1, Err(Refusal::InvalidArgument { field: "resources", .. })), "{:?}", r.answers);
@@ -818,7 +900,64 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
         *d = true;
     }
     request(&mut m, 820, 41, draining);
-    assert_ne!(placed(&request(&mut m, 821, 42, with_scratch(0, "j1/w0/scratch"))), first);
+    let r = request(&mut m, 820, 43, Request::GetJob { id: id("j1"), include_config: false });
+    assert!(
+        matches!(&r.answers[0].1, Ok(Reply::Job(JobView::Job { resources, .. })) if resources.is_empty()),
+        "the note went with the drain: {:?}",
+        r.answers
+    );
+    // Placed elsewhere, told that its resource was lost with the executor that held it, at every placement until
+    // an incarnation placed since runs.
+    let lost = vec![LostResource {
+        resource: "j1/w0/scratch".into(),
+        holder: Some(format!("e{}", first.0)),
+        waited_out: false,
+    }];
+    let again = |m: &mut Manager, at: u64, n: u64| {
+        let mut r = with_scratch(0, "j1/w0/scratch");
+        if let Request::ScheduleTask(s) = &mut r {
+            s.epoch = Some(Epoch(epoch.0 * 1_000_000 + n));
+        }
+        match request(m, at, 42 + n, r).answers.remove(0).1 {
+            Ok(Reply::Placed { executor, lost, .. }) => (executor, lost),
+            other => panic!("{other:?}"),
+        }
+    };
+    let (elsewhere, told) = again(&mut m, 821, 7);
+    assert_ne!(elsewhere, first);
+    assert_eq!(told, lost);
+    assert_eq!(again(&mut m, 822, 8).1, lost, "said again: the worker has not run since");
+    // The loss is durable: the next pass writes it (a new term tells it too).
+    m.step(ms(1_800), Input::Tick);
+    let (io, records) = m.ready().write.expect("the pass writes the loss");
+    assert!(records.contains(&Record::Resource { resource: "j1/w0/scratch".into(), held: Held::Lost }), "{records:?}");
+    m.on_write(ms(1_801), io, WriteOutcome::Written);
+    m.ready();
+    // A report of an incarnation older than the first placed since the loss changes nothing; one placed since ends it.
+    let running = |e: u64| {
+        let mut b = beat(elsewhere.0);
+        if let Request::Heartbeat { tasks, .. } = &mut b {
+            *tasks = vec![ReportedTask {
+                task: TaskId::parse("j1/w0").unwrap(),
+                kind: TaskKind::Worker,
+                epoch: Epoch(epoch.0 * 1_000_000 + e),
+                cost: 1,
+            }];
+        }
+        b
+    };
+    request(&mut m, 1_900, 50, running(6));
+    assert_eq!(again(&mut m, 1_901, 9).1, lost);
+    request(&mut m, 1_902, 51, running(7));
+    let (there, told) = again(&mut m, 1_903, 10);
+    assert!(told.is_empty(), "{told:?}");
+    assert_eq!(there, elsewhere, "pinned where it went");
+    m.step(ms(2_400), Input::Tick);
+    let (_, records) = m.ready().write.expect("the pass writes where it is now");
+    assert!(
+        records.contains(&Record::Resource { resource: "j1/w0/scratch".into(), held: Held::On(elsewhere) }),
+        "{records:?}"
+    );
 }
 
 /// A new term keeps the resource records of the jobs and executors it knows, and deletes the others' at its first
@@ -826,7 +965,7 @@ fn a_worker_goes_back_to_the_executor_holding_its_resource_while_that_executor_s
 #[test]
 fn a_new_term_drops_the_resource_records_of_jobs_and_executors_it_does_not_know() {
     let snapshot = Snapshot {
-        resources: vec![("gone/w0/scratch".into(), ExecutorId(4)), ("other/w1/scratch".into(), ExecutorId(9))],
+        resources: vec![("gone/w0/scratch".into(), Held::On(ExecutorId(4))), ("other/w1/scratch".into(), Held::Lost)],
         ..Snapshot::default()
     };
     let mut m = Manager::recover(ms(0), LeaderEpoch(2), policy(), Plants::default(), 7, snapshot);
@@ -834,6 +973,6 @@ fn a_new_term_drops_the_resource_records_of_jobs_and_executors_it_does_not_know(
     m.step(ms(600), Input::Tick);
     let (_, records) = m.ready().write.expect("the first pass deletes the stale records");
     for r in ["gone/w0/scratch", "other/w1/scratch"] {
-        assert!(records.contains(&Record::Resource { resource: r.into(), executor: None }), "{records:?}");
+        assert!(records.contains(&Record::Resource { resource: r.into(), held: Held::Gone }), "{records:?}");
     }
 }

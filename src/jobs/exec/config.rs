@@ -54,6 +54,11 @@ pub struct ExecConfig {
     /// How long a command gets between SIGTERM and SIGKILL when it is stopped (default `10s`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_grace: Option<String>,
+    /// Whether a worker needs what its earlier runs left in its scratch directory: when the executor holding it is
+    /// lost (declared offline, drained, deregistered) before the worker is done, the job fails instead of starting
+    /// the worker afresh elsewhere with an empty one (default false).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scratch_required: bool,
 }
 
 /// A checked exec job: each worker's command, and the rest with defaults filled in.
@@ -65,6 +70,7 @@ pub struct Exec {
     pub max_restarts: u32,
     pub timeout: Option<Duration>,
     pub stop_grace: Duration,
+    pub scratch_required: bool,
 }
 
 const EXPECTED: &str = r#"{"command": ["program", "arg", ...], "workers": N}"#;
@@ -72,7 +78,7 @@ const EXPECTED: &str = r#"{"command": ["program", "arg", ...], "workers": N}"#;
 impl Exec {
     /// Reads and checks a configuration; the error names the field to fix.
     pub fn parse(config: &[u8]) -> Result<Exec, ConfigProblem> {
-        let c: ExecConfig = serde_json::from_slice(config).map_err(|e| ConfigProblem::of_json(&e, EXPECTED))?;
+        let c: ExecConfig = ConfigProblem::parse_json(config, EXPECTED)?;
 
         let commands = match (&c.command, &c.commands) {
             (Some(_), Some(_)) => {
@@ -125,7 +131,7 @@ impl Exec {
             None => STOP_GRACE_DEFAULT,
             Some(t) => duration("config.stop_grace", t, Duration::ZERO, STOP_GRACE_MAX)?,
         };
-        Ok(Exec { commands, env: c.env, max_restarts, timeout, stop_grace })
+        Ok(Exec { commands, env: c.env, max_restarts, timeout, stop_grace, scratch_required: c.scratch_required })
     }
 
     pub fn workers(&self) -> u32 {
@@ -229,6 +235,8 @@ mod tests {
             (Some(Duration::from_secs(90)), Duration::ZERO, 0)
         );
         assert_eq!(each.env.get("K").map(String::as_str), Some("v"));
+        assert!(!each.scratch_required);
+        assert!(parse(r#"{"command": ["a"], "scratch_required": true}"#).unwrap().scratch_required);
     }
 
     #[test]
@@ -260,7 +268,14 @@ mod tests {
             (r#"{"command": ["a"], "stop_grace": "11m"}"#.into(), "config.stop_grace", "must be within 0s..=10m"),
             (r#"{"command": ["a"], "max_restarts": 1001}"#.into(), "config.max_restarts", "within 0..=1000"),
             (r#"{"command": ["a"], "shell": true}"#.into(), "config.shell", "unknown field"),
-            (r#"{"command": "echo hi"}"#.into(), "config", "expected a sequence"),
+            (r#"{"command": "echo hi"}"#.into(), "config.command", "expected a sequence"),
+            ("[1, 2]".into(), "config", "is an array, not a JSON object"),
+            (
+                r#"{"command": ["a"], "scratch_required": "yes"}"#.into(),
+                "config.scratch_required",
+                "expected a boolean",
+            ),
+            (r#"{"command": ["a"], "workers": "3"}"#.into(), "config.workers", "expected u32"),
         ];
         for (json, field, says) in table {
             let e = parse(&json).expect_err(&json);

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Exec;
 use crate::core::ids::WorkerName;
-use crate::core::job_master::{JobLogic, LiveProgress, Verdict, WorkerEvent, WorkerSpec};
+use crate::core::job_master::{JobLogic, LiveProgress, Lost, OnLost, Verdict, WorkerEvent, WorkerSpec};
 
 /// The local resource every exec worker keeps: its scratch directory (`FOREMAN_SCRATCH`).
 pub const SCRATCH: &str = "scratch";
@@ -101,6 +101,27 @@ impl JobLogic for ExecLogic {
         }
     }
 
+    /// Its scratch directory went with its executor: with `scratch_required`, the job fails; else the worker starts
+    /// afresh with an empty one.
+    fn on_resources_lost(&mut self, _now: Time, name: &WorkerName, lost: &[Lost]) -> OnLost {
+        let Some(scratch) = lost.iter().find(|l| l.name == SCRATCH) else { return OnLost::StartFresh };
+        if !self.exec.scratch_required {
+            return OnLost::StartFresh;
+        }
+        let on = scratch.holder.as_deref().map_or_else(|| "its executor".to_owned(), |h| format!("executor {h}"));
+        OnLost::FailJob(if scratch.waited_out {
+            format!(
+                "worker {name}'s scratch directory on {on} was given up: that executor could not take the worker \
+                 within the master's placement.pin-wait, and scratch_required is set"
+            )
+        } else {
+            format!(
+                "worker {name}'s scratch directory was lost with {on} (declared offline, drained or deregistered), \
+                 and scratch_required is set"
+            )
+        })
+    }
+
     fn verdict(&self) -> Verdict {
         if self.done.iter().all(|d| *d) {
             Verdict::Finished
@@ -142,6 +163,29 @@ mod tests {
         let exec = Exec::parse(json.as_bytes()).unwrap();
         let checkpoints = done.iter().map(|&i| (WorkerName::indexed(i), Done { done: true })).collect();
         ExecLogic::recover(exec, &checkpoints)
+    }
+
+    #[test]
+    fn a_lost_scratch_directory_fails_the_job_only_when_it_is_required() {
+        let w1 = WorkerName::indexed(1);
+        let lost = |holder: Option<&str>| {
+            vec![Lost { name: SCRATCH.into(), holder: holder.map(str::to_owned), waited_out: false }]
+        };
+        let mut l = logic(r#"{"command": ["true"], "workers": 2}"#, &[]);
+        assert_eq!(l.on_resources_lost(Time::ZERO, &w1, &lost(Some("ex-a"))), OnLost::StartFresh);
+        let mut l = logic(r#"{"command": ["true"], "workers": 2, "scratch_required": true}"#, &[]);
+        let OnLost::FailJob(reason) = l.on_resources_lost(Time::ZERO, &w1, &lost(Some("ex-a"))) else {
+            panic!("a required scratch directory lost must fail the job")
+        };
+        assert!(reason.starts_with("worker w1's scratch directory was lost with executor ex-a"), "{reason}");
+        let OnLost::FailJob(reason) = l.on_resources_lost(Time::ZERO, &w1, &lost(None)) else { panic!() };
+        assert!(reason.contains("lost with its executor"), "{reason}");
+        let waited = [Lost { name: SCRATCH.into(), holder: Some("ex-b".into()), waited_out: true }];
+        let OnLost::FailJob(reason) = l.on_resources_lost(Time::ZERO, &w1, &waited) else { panic!() };
+        assert!(reason.starts_with("worker w1's scratch directory on executor ex-b was given up"), "{reason}");
+        // Another resource than its scratch directory is none of its business.
+        let other = [Lost { name: "cache".into(), holder: None, waited_out: false }];
+        assert_eq!(l.on_resources_lost(Time::ZERO, &w1, &other), OnLost::StartFresh);
     }
 
     #[test]
