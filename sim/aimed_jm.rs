@@ -3,7 +3,10 @@
 //! core/workers.rs `fence_master`), and placements asked by a stale job master (`stale-job-master-places`, core/manager
 //! `schedule`).
 //!
-//! What they found: none of the three can be the last line of defence under the standard checkers. Each guards
+//! A fourth, [`job_master_reads_a_newer_owner_run`], makes `job-master-owner-unchecked` the last line beyond the
+//! clock tolerance.
+//!
+//! What the first three found: none of the three can be the last line of defence under the standard checkers. Each guards
 //! against a job master that still acts once its successor exists, and the simulator's own rule-3 checker (one live
 //! incarnation) already fails any run where one does, with every guard in place: the old job master is live from its
 //! start to its stop (not while its node is paused, and for 5 ms after a resume), and the leader starts the next one
@@ -16,13 +19,17 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use foreman::buggify::Point;
 use foreman::executor::ExecutorObservation;
 use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
+use crate::checks::{Allowances, ClockSlack};
 use crate::cluster::{executor_config, master_config, Cluster, Seen, Spec, Tasks};
-use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
+use crate::fake_jobs::{
+    await_running, create, finish_and_check, finish_and_check_allowing, job_master_host, leader, JobFigures,
+};
 use crate::harness::announce;
 
 /// Masters whose job masters fence themselves (13 s) later than the executors' offline TTL (5 s), as `validate()`
@@ -78,6 +85,95 @@ async fn job_master_host_paused_past_its_successor() {
     job_master_host_paused_past_its_successor_run(None).await;
 }
 
+/// A job master that finds another incarnation owning its job stops (framework/job_master.rs `recover`, switch
+/// `job-master-owner-unchecked`). Within the clock tolerance the owner record moves on only after the leader lost
+/// the old incarnation, and by then that incarnation has fenced itself, or, not yet live, is answered "stale" before
+/// it reaches `recover`.
+///
+/// Beyond the tolerance the check is what stops it. Here the only executor at the start runs its clock at a quarter
+/// of true time (a job master's 10 s self-fence lasts 40 s) and is cut from etcd. Job-0's job master starts there,
+/// is acknowledged by the leader (it is live), and retries reading its job (its `recover`) across the cut. Its next
+/// heartbeat is held for 30 s (the new `task-heartbeat-send` hold), so the leader loses it after its 12 s TTL, while
+/// the executor itself heartbeats on and stays online. The leader starts the next job master on the second
+/// executor, started meanwhile (the first one's only slot is taken), whose start is held 7 s after the dispatch
+/// (`dispatch-accept`). Its owner record written, the cut to etcd heals: the old job master's next read finds the
+/// newer owner and it stops, before its successor starts. Its writes from the heal on are in flight until its
+/// successor started (a write the job's fence refuses would stop it too, and that guard is another's). Without the
+/// check it goes on, its placements refused and its writes unanswered, until its held heartbeat is answered "stale"
+/// 34 s after its start, and its successor starts beside it (rule 3).
+/// Every job then finishes, the §6 bounds stretched by what a quarter-speed clock does.
+pub async fn job_master_reads_a_newer_owner_run(planted: Option<Planted>) -> JobFigures {
+    let executors = (0..2)
+        .map(|i| {
+            let mut e = executor_config(i, 1);
+            e.capacity = 1;
+            e.validate().expect("the scenario's executor configuration is valid");
+            e
+        })
+        .collect();
+    let c = Cluster::build_spec(Spec {
+        masters: vec![master_config(0)],
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
+    leader(&c).await;
+    c.settle(Duration::from_secs(10)).await;
+    c.stop_executor(1);
+    c.executors[0].dial.set_rate_ppm(250_000);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (e, etcd) = (c.executors[0].node.id(), c.etcd.id());
+    for (a, b) in [(e, etcd), (etcd, e)] {
+        c.net().clog_link(a, b);
+    }
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 100, 100))];
+    create(&c, &jobs).await;
+    let host = job_master_started_on(&c, "job-0", 1).await;
+    assert_eq!(host, 0, "job-0's first job master started on the only executor");
+    // Acknowledged at once (its first heartbeat); its next one, a quarter-speed second later, is held.
+    tokio::time::sleep(Duration::from_millis(madsim::rand::thread_rng().gen_range(300..=1_500))).await;
+    c.executors[0].points.hold(0, Point::TaskHeartbeatSend, Duration::from_secs(30), false);
+    c.restart_executor(1);
+    c.executors[1].points.hold(0, Point::DispatchAccept, Duration::from_secs(7), false);
+    // The successor's owner record is written before its dispatch, which the second executor holds.
+    let since = c.clock.now();
+    loop {
+        let held = c.recorder.events().into_iter().any(|(_, node, seen)| {
+            node == c.executors[1].name && matches!(seen, Seen::HoldBegan { point: "dispatch-accept", .. })
+        });
+        if held {
+            break;
+        }
+        assert!(c.clock.now().saturating_since(since) < Duration::from_secs(60), "no successor was dispatched");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Its writes from now on (its status, a worker record) are in flight for 20 s: a write the job's fence refuses
+    // would tell it too, and that guard is another's.
+    let writes = c.executors[0].points.latency();
+    writes.set_in_flight(Duration::from_secs(20));
+    for (a, b) in [(e, etcd), (etcd, e)] {
+        c.net().unclog_link(a, b);
+    }
+    job_master_started_on(&c, "job-0", 2).await;
+    writes.set_in_flight(Duration::ZERO);
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    c.executors[0].dial.set_rate_ppm(1_000_000);
+    let allow = Allowances {
+        slack: Duration::from_millis(200),
+        clocks: ClockSlack { rate: 0.75, jump: Duration::ZERO },
+        ..Allowances::default()
+    };
+    finish_and_check_allowing(&c, &jobs, &BTreeSet::new(), &allow).await
+}
+
+#[madsim::test]
+async fn job_master_reads_a_newer_owner() {
+    announce("job_master_reads_a_newer_owner");
+    job_master_reads_a_newer_owner_run(None).await;
+}
+
 type Run = std::pin::Pin<Box<dyn std::future::Future<Output = JobFigures>>>;
 
 /// The probes by name.
@@ -85,11 +181,12 @@ fn scenario(name: &str) -> fn(Option<Planted>) -> Run {
     match name {
         "records" => |p| Box::pin(job_master_records_land_after_its_successors_run(p)),
         "slow" => |p| Box::pin(job_masters_heard_through_a_slow_metastore_run(p)),
+        "owner" => |p| Box::pin(job_master_reads_a_newer_owner_run(p)),
         _ => |p| Box::pin(job_master_host_paused_past_its_successor_run(p)),
     }
 }
 
-/// Seeds-to-catch of the probes against switches (by hand: `FOREMAN_AIMED_SCENARIO=paused|records|slow
+/// Seeds-to-catch of the probes against switches (by hand: `FOREMAN_AIMED_SCENARIO=paused|records|slow|owner
 /// FOREMAN_AIMED=<switch>[,<switch>|none...] FOREMAN_AIMED_SEEDS=<n> cargo stest --test sim aimed_jm::probe --
 /// --ignored --nocapture`); each catching seed is run again without the switch.
 #[test]

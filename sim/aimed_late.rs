@@ -25,26 +25,13 @@
 //! the simulation brings a job back to waiting while its job master may live. `leader-writes-unguarded` (the fence's
 //! compare removed) fails the second at its first seed.
 //!
-//! `job-master-writes-unguarded` (framework/job_master.rs `start`) cannot be the last line, writes in flight or not, and
-//! [`job_master_records_in_flight_land_after_its_successors_run`] shows it: 0 of 150 seeds from 600000 fail with the switch
-//! (in seed 600000 the old record does land over the successor's, and costs one worker a restart). The worker record
-//! is the only write a job master makes. A record matters only to the worker whose epoch it names (the checkpoint
-//! guard compares it with the writer's own epoch, framework/checkpoint.rs `Checkpoints::open`). A job master names in it an incarnation it
-//! created for it (framework/job_master.rs `start`) and dispatches that incarnation only once the write's answer came
-//! (the same `start`), which follows the write's landing. For the record to land after the job's
-//! job-master record moved on (the leader's start of the successor, core/manager/mod.rs:579), the old job master must
-//! still run when it moves: the leader starts the successor only once the old incarnation ended in its bookkeeping
-//! (core/manager/mod.rs:555; lost 12 s after it was last heard, core/workers.rs:527, while it fences itself after
-//! 10 s, core/timing.rs:94-95; or its own report after it quiesced, framework/job_master.rs `run`, which drops the write's
-//! answer). So a late record names an incarnation never dispatched: the successor's worker of that index finds its
-//! next checkpoint refused (framework/checkpoint.rs `try_save`), stops, is lost after its TTL and starts again from the last checkpoint,
-//! read after its new record (framework/worker.rs `run`); a recovering successor awaits the record's incarnation for the
-//! recovery window and loses it. A delay: counters stay exact and checkpoints forward, no two incarnations live at
-//! once, and no successor skips a live worker (the stopped-checkpoint shortcut, framework/job_master.rs `recover`, needs a checkpoint
-//! written by the record's incarnation, which never ran). What would make it the last line: a job master that acts
-//! after its successor's start (two live job masters, which `dispatch-beside-live` and the self-fences prevent), or a
-//! reader that takes the worker record as the truth of which incarnation runs (none does: the job master's own
-//! bookkeeping decides, and the recovery only awaits what a record names).
+//! `job-master-writes-unguarded` (framework/job_master.rs `start`) breaks no rule the job scenarios check, writes in
+//! flight or not: a superseded job master's late worker record names an incarnation never dispatched, so the
+//! successor's worker of that index finds its next checkpoint refused, stops, and starts again from its checkpoint (a
+//! delay any fault explains; counters stay exact, no two incarnations live at once). What it does break is the
+//! records themselves: a worker's record goes back to an older incarnation than it named (rule 2 seen in the records,
+//! [`Rule::RecordsForward`]), which [`job_master_records_in_flight_land_after_its_successors_run`] watches from the
+//! client and catches at its first seed.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -54,9 +41,17 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::cluster::{Cluster, Seen};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use foreman::core::ids::Epoch;
+use foreman::core::invariants::{Id, Rule, Violation};
+use foreman::meta::MetaStore;
+
+use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{create, finish_and_check, leader, JobFigures};
-use crate::harness::announce;
+use crate::harness::{announce, fail};
 
 fn millis(lo: u64, hi: u64) -> Duration {
     Duration::from_millis(madsim::rand::thread_rng().gen_range(lo..=hi))
@@ -141,13 +136,17 @@ async fn job_created_twice_beside_its_job_master() {
 /// itself, and the leader starts the next job master elsewhere, which writes its own records and starts the
 /// workers. Then the old records land: refused by the job's job-master record (the guard), or, without it, naming
 /// incarnations never dispatched: the successor's workers find their checkpoints refused, stop, are lost after
-/// their TTL and start again from their checkpoints. A delay only: every job finishes, with exact counters.
+/// their TTL and start again from their checkpoints. Every job finishes with exact counters either way; what tells
+/// the two apart is the records themselves (rule 2 seen in the records, [`Rule::RecordsForward`]): the client node
+/// reads job-0's worker records every 5 ms, and a record that names an older incarnation than it named before is a
+/// superseded job master's write landed.
 pub async fn job_master_records_in_flight_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
     let c = Cluster::start_with(2, 4, planted).await;
     leader(&c).await;
     tokio::time::sleep(millis(1_000, 2_000)).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 100, 150))];
     create(&c, &jobs).await;
+    let watch = RecordWatch::start(&c, "job-0");
     let host = job_master_started_on(&c, "job-0").await;
     let dial = c.executors[host].points.latency();
     let in_flight = millis(16_000, 25_000);
@@ -168,7 +167,61 @@ pub async fn job_master_records_in_flight_land_after_its_successors_run(planted:
     }
     // Until the last record sent has landed.
     tokio::time::sleep(in_flight).await;
-    finish_and_check(&c, &jobs, &BTreeSet::new()).await
+    let figures = finish_and_check(&c, &jobs, &BTreeSet::new()).await;
+    watch.check();
+    figures
+}
+
+/// A job's worker records read from the client node every 5 ms: each record's newest epoch seen, and the first
+/// time one named an older epoch than that.
+struct RecordWatch {
+    stop: Arc<AtomicBool>,
+    back: Arc<Mutex<Option<WentBack>>>,
+}
+
+/// When a record went back, which, to what epoch, and from what newest epoch.
+type WentBack = (foreman::core::time::Time, String, u64, u64);
+
+impl RecordWatch {
+    fn start(c: &Cluster, job: &str) -> RecordWatch {
+        let stop = Arc::new(AtomicBool::new(false));
+        let back = Arc::new(Mutex::new(None));
+        let (stop_in, back_in, clock) = (stop.clone(), back.clone(), c.clock.clone());
+        let prefix = foreman::meta::keys::workers_prefix(job);
+        c.client.spawn(async move {
+            let store =
+                MetaStore::etcd(&[ETCD_ADDR.to_owned()], CLUSTER, Duration::from_secs(2)).await.expect("etcd client");
+            let mut newest: BTreeMap<String, u64> = BTreeMap::new();
+            while !stop_in.load(Ordering::SeqCst) {
+                if let Ok(records) = store.list(&prefix).await {
+                    for (key, value) in records {
+                        let Some(epoch) = std::str::from_utf8(&value).ok().and_then(|v| v.parse::<u64>().ok()) else {
+                            continue;
+                        };
+                        let seen = newest.entry(key.clone()).or_default();
+                        if epoch < *seen {
+                            back_in.lock().unwrap().get_or_insert((clock.now(), key, epoch, *seen));
+                        }
+                        *seen = (*seen).max(epoch);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        });
+        RecordWatch { stop, back }
+    }
+
+    /// Stops the reads; a record that went back is a violation of rule 2.
+    fn check(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some((at, key, epoch, seen)) = self.back.lock().unwrap().take() {
+            let detail = format!("{key} named epoch {epoch} after it had named {seen}");
+            fail(
+                Violation::new(Rule::RecordsForward, at, detail)
+                    .with([Id::Epoch(Epoch(epoch)), Id::Epoch(Epoch(seen))]),
+            );
+        }
+    }
 }
 
 #[madsim::test]

@@ -2,17 +2,9 @@
 //! a job master and its workers that the swarm's seeds never leave alone, each naming the guard, what hides it
 //! elsewhere, and how the scenario takes that away (as `sim/last_line.rs` does one level up).
 //!
-//! A third guard of this level has no scenario: a worker (or job master) told "stale" on a heartbeat stops
-//! (framework/link.rs `on_reply`, switch `stale-verdict-ignored`). Ignoring the verdict keeps the incarnation
-//! running only until its own self-fence, and no successor can start before that fence: a heartbeat is answered
-//! "stale" by a host that no longer runs the master (framework/host.rs `handle`; the master's next incarnation then
-//! waits the offline TTL for the worker to check in, core/workers.rs `recover`, and the worker's last acknowledgement
-//! came before it started), for an older epoch or an unknown task (the entry was superseded only after the offline
-//! TTL since it was last heard, core/workers.rs `tick`, or after the worker's own exit report, after which it sends
-//! no heartbeat), or for a revoked or exited entry (the same two). The only successors that start at once, after an
-//! exit report or a checkpointed stop (framework/job_master.rs `recover`), follow the end of the old incarnation's work;
-//! a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within the
-//! clock tolerance the self-fence always comes first; beyond it, rule 3 breaks with the guard in place too.
+//! A third guard, a worker (or job master) told "stale" on a heartbeat stops (framework/link.rs `on_reply`, switch
+//! `stale-verdict-ignored`), is the last line only beyond the clock tolerance: see
+//! [`worker_told_stale_while_its_slow_fence_runs_run`].
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -21,8 +13,11 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::cluster::Cluster;
-use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, live_tasks, JobFigures};
+use crate::checks::{Allowances, ClockSlack};
+use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
+use crate::fake_jobs::{
+    await_running, create, finish_and_check, finish_and_check_allowing, job_master_host, leader, live_tasks, JobFigures,
+};
 use crate::harness::announce;
 
 fn millis(lo: u64, hi: u64) -> Duration {
@@ -117,6 +112,88 @@ async fn worker_checkpoint_arrives_after_its_successor_finished() {
     worker_checkpoint_arrives_after_its_successor_finished_run(None).await;
 }
 
+/// A worker told "stale" stops (framework/link.rs `on_reply`). Elsewhere ignoring the verdict keeps the incarnation
+/// running only until its own self-fence, and no successor can start before that fence: a heartbeat is answered
+/// "stale" by a host that no longer runs the master (framework/host.rs `handle`; the master's next incarnation then
+/// waits the offline TTL for the worker to check in, core/workers.rs `recover`, and the worker's last acknowledgement
+/// came before it started), for an older epoch or an unknown task (the entry was superseded only after the offline
+/// TTL since it was last heard, core/workers.rs `tick`, or after the worker's own exit report, after which it sends
+/// no heartbeat), or for a revoked or exited entry (the same two). The only successors that start at once, after an
+/// exit report or a checkpointed stop (framework/job_master.rs `recover`), follow the end of the old incarnation's
+/// work; a repeated exit report told "stale" stops it whatever the switch (framework/link.rs `report_once`). Within
+/// the clock tolerance the self-fence always comes first.
+///
+/// Beyond it, the verdict is what stops a worker whose clock is slow. Here a worker's executor runs its clock at a
+/// quarter of true time (its 10 s self-fence lasts 40 s), and the cluster is full: three executors of one slot each,
+/// one of them stopped, job-0's job master on one and its only worker on the other. The worker's executor is cut from
+/// the job master's executor and from etcd (its checkpoints time out, so no refused write tells it it was superseded,
+/// and it stays online with the leader) for 14 s: the job master loses the worker after its 12 s TTL and asks for a
+/// place for the next incarnation, which it cannot have while the old one fills the only free slot. The cut to the
+/// job master heals: the old worker's next heartbeat is answered "stale", and it stops at once, giving its slot to its
+/// successor. 22 s after the cut the third executor starts again. Without the guard the old worker runs on until its
+/// slow fence, 36 s or more after the cut, and its successor starts on the third executor beside it (rule 3). Every
+/// job then finishes, the §6 bounds stretched by what a quarter-speed clock does (the checkers' clock slack).
+pub async fn worker_told_stale_while_its_slow_fence_runs_run(planted: Option<Planted>) -> JobFigures {
+    let executors = (0..3)
+        .map(|i| {
+            let mut e = executor_config(i, 1);
+            e.capacity = 1;
+            e.validate().expect("the scenario's executor configuration is valid");
+            e
+        })
+        .collect();
+    let c = Cluster::build_spec(Spec {
+        masters: vec![master_config(0)],
+        executors,
+        tasks: Tasks::Jobs,
+        planted: planted.into(),
+        etcd_timeout_rate: 0.0,
+    })
+    .await;
+    leader(&c).await;
+    c.settle(Duration::from_secs(10)).await;
+    c.stop_executor(2);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 400, 100))];
+    create(&c, &jobs).await;
+    let running = await_running(&c, &jobs).await;
+    tokio::time::sleep(millis(2_000, 4_000)).await;
+    let host = job_master_host(&c, &running["job-0"]).await;
+    let hosts = worker_hosts(&c, "job-0", host);
+    let Some(&worker) = hosts.first() else {
+        panic!("job-0's worker does not run beside its job master's executor: {:?}", live_tasks(&c));
+    };
+    c.executors[worker].dial.set_rate_ppm(250_000);
+    tokio::time::sleep(millis(4_000, 6_000)).await;
+    let (w, jm, etcd) = (c.executors[worker].node.id(), c.executors[host].node.id(), c.etcd.id());
+    for (a, b) in [(w, jm), (jm, w), (w, etcd), (etcd, w)] {
+        c.net().clog_link(a, b);
+    }
+    tokio::time::sleep(millis(13_500, 14_500)).await;
+    for (a, b) in [(w, jm), (jm, w)] {
+        c.net().unclog_link(a, b);
+    }
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    c.restart_executor(2);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    for (a, b) in [(w, etcd), (etcd, w)] {
+        c.net().unclog_link(a, b);
+    }
+    c.executors[worker].dial.set_rate_ppm(1_000_000);
+    let allow = Allowances {
+        slack: Duration::from_millis(200),
+        clocks: ClockSlack { rate: 0.75, jump: Duration::ZERO },
+        ..Allowances::default()
+    };
+    finish_and_check_allowing(&c, &jobs, &BTreeSet::new(), &allow).await
+}
+
+#[madsim::test]
+async fn worker_told_stale_while_its_slow_fence_runs() {
+    announce("worker_told_stale_while_its_slow_fence_runs");
+    worker_told_stale_while_its_slow_fence_runs_run(None).await;
+}
+
 /// Seeds-to-catch of each scenario against its guard's switch, from a base seed, and the catching seed without
 /// the switch (by hand: `FOREMAN_AIMED=<index> FOREMAN_AIMED_MAX=<n> cargo stest --test sim aimed_worker::probe --
 /// --ignored --nocapture`).
@@ -154,6 +231,15 @@ fn probe() {
             Planted::StatusUnguarded,
             |p| Box::pin(crate::aimed_store::status_writes_arrive_after_their_successor_finished_run(p)),
             "status_writes_arrive_after_their_successor_finished",
+        ),
+        (
+            Planted::StaleVerdictIgnored,
+            |p| {
+                Box::pin(async move {
+                    worker_told_stale_while_its_slow_fence_runs_run(p).await;
+                })
+            },
+            "worker_told_stale_while_its_slow_fence_runs",
         ),
     ];
     let env = |k: &str| std::env::var(k).ok().and_then(|s| s.parse::<u64>().ok());

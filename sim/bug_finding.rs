@@ -17,12 +17,15 @@ use crate::harness::run_seed;
 use crate::aimed_exec::{
     executor_told_offline_by_a_fast_leader_clock_run, stale_confirmation_judged_after_a_newer_incarnation_ran_run,
 };
+use crate::aimed_jm::job_master_reads_a_newer_owner_run;
+use crate::aimed_late::job_master_records_in_flight_land_after_its_successors_run;
 use crate::aimed_leader::{executor_dies_then_its_leader_run, held_create_lands_after_its_cancel_run};
 use crate::aimed_store::{
     status_writes_arrive_after_their_successor_finished_run, store_writes_arrive_after_their_successor_finished_run,
 };
 use crate::aimed_worker::{
     worker_checkpoint_arrives_after_its_successor_finished_run, worker_report_repeated_after_its_successor_started_run,
+    worker_told_stale_while_its_slow_fence_runs_run,
 };
 use crate::exec_jobs::exec_jobs_under_faults_run;
 use crate::fake_jobs::{
@@ -275,6 +278,42 @@ fn table() -> Vec<(Planted, Scenario, &'static str, &'static [Rule])> {
             |b| Box::pin(exec_jobs_under_faults_run(b)),
             "exec_jobs_under_faults",
             &[Rule::Placement],
+        ),
+        // A worker told "stale" stops: the last line only beyond the clock tolerance (a worker's clock at a quarter
+        // of true time, its successor held back by a full cluster until after the verdict).
+        (
+            Planted::StaleVerdictIgnored,
+            |b| {
+                Box::pin(async move {
+                    worker_told_stale_while_its_slow_fence_runs_run(b).await;
+                })
+            },
+            "worker_told_stale_while_its_slow_fence_runs",
+            &[Rule::OneLiveIncarnation],
+        ),
+        // A job master that finds another owning its job stops: the last line only beyond the clock tolerance (a
+        // job master at a quarter of true time whose master lost it while it could not read its job).
+        (
+            Planted::JobMasterOwnerUnchecked,
+            |b| {
+                Box::pin(async move {
+                    job_master_reads_a_newer_owner_run(b).await;
+                })
+            },
+            "job_master_reads_a_newer_owner",
+            &[Rule::OneLiveIncarnation],
+        ),
+        // A job master's worker records compare its job's job-master record: without it, a superseded job master's
+        // record, in flight, lands over its successor's (seen in the records themselves).
+        (
+            Planted::JobMasterWritesUnguarded,
+            |b| {
+                Box::pin(async move {
+                    job_master_records_in_flight_land_after_its_successors_run(b).await;
+                })
+            },
+            "job_master_records_in_flight_land_after_its_successors",
+            &[Rule::RecordsForward],
         ),
     ]
 }

@@ -445,7 +445,8 @@ fn hold_ttl(point: Point, scope: &Scope) -> Duration {
         | Point::CheckpointWrite
         | Point::DispatchAccept
         | Point::BetweenPreDispatchAndConfirm
-        | Point::ConfirmReceived => scope.worker_offline_ttl,
+        | Point::ConfirmReceived
+        | Point::TaskHeartbeatSend => scope.worker_offline_ttl,
     }
 }
 

@@ -147,11 +147,13 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a worker or job master told \"stale\" stops (framework/link.rs)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design: a heartbeat is answered stale only after the offline TTL since the \
-            worker was last heard (its own fence came first) or after its own exit report (it sends no more \
-            heartbeats); a successor that starts at once waits for the old work to end; beyond the clock tolerance \
-            rule 3 breaks with the guard in place",
-        targeted: None,
+        needs:
+            "the last line only beyond the clock tolerance: a heartbeat is answered stale only after the offline TTL \
+            since the worker was last heard (its own fence came first) or after its own exit report (it sends no more \
+            heartbeats); targeted: a worker's clock at a quarter of true time (its 10 s self-fence lasts 40 s), cut \
+            from its job master past the TTL, and a full cluster that keeps its successor from starting until after \
+            the verdict",
+        targeted: Some(("worker_told_stale_while_its_slow_fence_runs", 1)),
     },
     Guard {
         switch: Planted::CheckpointUnguarded,
@@ -245,21 +247,23 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "a job master's writes compare the job's job-master record (framework/job_master.rs)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design: a job master dispatches a worker only after its worker-record write \
-            was answered, and its successor's record is written only after it ended, so a superseded job master's \
-            record, even landing late (writes in flight, `sim/aimed_late.rs`), names an incarnation never \
-            dispatched and only restarts the successor's worker from its checkpoint",
-        targeted: None,
+        needs: "a superseded job master's record, landing late, names an incarnation never dispatched and only \
+            restarts the successor's worker from its checkpoint, which any fault of the swarm explains; targeted: \
+            its records in flight land over its successor's, seen by the client reading the records (rule 2 in the \
+            records)",
+        targeted: Some(("job_master_records_in_flight_land_after_its_successors", 1)),
     },
     Guard {
         switch: Planted::JobMasterOwnerUnchecked,
         rule: "3",
         guard: "a job master that finds another owning its job stops (framework/job_master.rs `recover`)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design: the owner record moves on only after the leader lost the old \
-            incarnation, which started within its self-fence of its confirmation and is answered stale before it \
-            reaches recover; only the stale-job-master-answered switch too, or a slow clock beyond the tolerance",
-        targeted: None,
+        needs: "the last line only beyond the clock tolerance: the owner record moves on only after the leader lost \
+            the old incarnation, which by then fenced itself or is answered stale before it reaches recover; \
+            targeted: a job master at a quarter of true time, cut from etcd while its leader loses it (its heartbeat \
+            held at the new task-heartbeat-send point), reads its job once its successor's owner record is written \
+            (its own writes in flight, so that no refused write tells it first)",
+        targeted: Some(("job_master_reads_a_newer_owner", 1)),
     },
     Guard {
         switch: Planted::RecoveryForgetsCancel,

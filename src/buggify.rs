@@ -202,11 +202,14 @@ pub enum Point {
     /// An executor received a dispatch's confirmation and is about to judge it (the confirmation is judged late:
     /// its master has given up on it, and may have started a newer incarnation meanwhile). Holds only.
     ConfirmReceived,
+    /// A worker or job master built its heartbeat to its master and is about to send it (its master stops hearing
+    /// it while its task goes on: the heartbeat arrives stale, or after the master lost it). Holds only.
+    TaskHeartbeatSend,
 }
 
 impl Point {
     /// Every point, in order (reports list the points that never fired too).
-    pub const ALL: [Point; 11] = [
+    pub const ALL: [Point; 12] = [
         Point::BeforeMetastoreWrite,
         Point::AfterMetastoreWrite,
         Point::BetweenPreDispatchAndConfirm,
@@ -218,6 +221,7 @@ impl Point {
         Point::DispatchAccept,
         Point::BeforeOfflineDeclaration,
         Point::ConfirmReceived,
+        Point::TaskHeartbeatSend,
     ];
 
     pub fn name(self) -> &'static str {
@@ -233,6 +237,7 @@ impl Point {
             Point::DispatchAccept => "dispatch-accept",
             Point::BeforeOfflineDeclaration => "before-offline-declaration",
             Point::ConfirmReceived => "confirm-received",
+            Point::TaskHeartbeatSend => "task-heartbeat-send",
         }
     }
 
@@ -267,7 +272,8 @@ impl Point {
             | Point::CheckpointWrite
             | Point::DispatchAccept
             | Point::BeforeOfflineDeclaration
-            | Point::ConfirmReceived => None,
+            | Point::ConfirmReceived
+            | Point::TaskHeartbeatSend => None,
         }
     }
 }

@@ -65,6 +65,9 @@ pub enum Rule {
     CheckpointsForward,
     /// 2, seen in the job store: what a worker put is never replaced by a write of a superseded incarnation of it.
     StoreForward,
+    /// 2, seen in the worker records: a worker's record never names an older incarnation than it named before (a
+    /// superseded job master's record is refused).
+    RecordsForward,
     /// 3: at most one live incarnation of any job master or worker at any instant.
     OneLiveIncarnation,
     /// 4: every acknowledged job stays until deleted.
@@ -154,12 +157,11 @@ impl Rule {
     pub fn class(self) -> Class {
         use Rule::*;
         match self {
-            OneActingLeader | FencedMessages | CheckpointsForward | StoreForward | OneLiveIncarnation | NoJobLost
-            | LegalTransitions | CanceledNeverRestart | Placement | Selectors | RegistryIntegrity | NoFalseAlarms
-            | NoMassEviction | ReservationWindow | ReservationSettled | ExactCounters | MachineInvariant
-            | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask | DeletedLeavesNothing | StatusFromCurrent => {
-                Class::Safety
-            }
+            OneActingLeader | FencedMessages | CheckpointsForward | StoreForward | RecordsForward
+            | OneLiveIncarnation | NoJobLost | LegalTransitions | CanceledNeverRestart | Placement | Selectors
+            | RegistryIntegrity | NoFalseAlarms | NoMassEviction | ReservationWindow | ReservationSettled
+            | ExactCounters | MachineInvariant | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask
+            | DeletedLeavesNothing | StatusFromCurrent => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal | LogsKept
             | JobDataCollected => Class::Liveness,
@@ -172,7 +174,7 @@ impl Rule {
         use Rule::*;
         Some(match self {
             OneActingLeader => 1,
-            FencedMessages | CheckpointsForward | StoreForward => 2,
+            FencedMessages | CheckpointsForward | StoreForward | RecordsForward => 2,
             OneLiveIncarnation => 3,
             NoJobLost => 4,
             LegalTransitions | CanceledNeverRestart => 5,
@@ -190,6 +192,7 @@ impl Rule {
             FencedMessages => "fenced messages",
             CheckpointsForward => "checkpoints never go back",
             StoreForward => "the job store never goes back to a superseded incarnation's write",
+            RecordsForward => "a worker's record never goes back to an older incarnation",
             OneLiveIncarnation => "at most one live incarnation",
             NoJobLost => "no job lost",
             LegalTransitions => "legal transitions only",

@@ -98,6 +98,8 @@ pub struct Link {
     ignore_fence: bool,
     /// The guard switches of the simulation's bug-finding runs (none in production).
     plants: Plants,
+    /// The hosting executor's fault points (the simulation's holds; inert in production).
+    points: crate::buggify::FaultPoints,
 }
 
 impl Link {
@@ -114,6 +116,7 @@ impl Link {
             progress: Progress::default(),
             ignore_fence: false,
             plants: Plants::NONE,
+            points: crate::buggify::FaultPoints::default(),
         };
         link.fence.observe_epoch(link.spec.master_epoch);
         link
@@ -154,6 +157,12 @@ impl Link {
     /// Sets the guard switches (the simulation's bug-finding runs only).
     pub fn plant(&mut self, plants: Plants) {
         self.plants = plants;
+    }
+
+    /// Stalls its heartbeats where the simulation holds its executor's `task-heartbeat-send` point.
+    pub fn with_fault_points(mut self, points: crate::buggify::FaultPoints) -> Link {
+        self.points = points;
+        self
     }
 
     fn is_fenced(&self, now: Time) -> bool {
@@ -233,6 +242,8 @@ impl Link {
             progress: self.progress.get(),
             last_error: self.progress.last_error().as_ref().map(super::last_error_to_wire),
         };
+        // Built, not yet sent: a stall here makes the master stop hearing this task while it goes on.
+        crate::buggify::point(&self.points, crate::buggify::Point::TaskHeartbeatSend).await;
         match client.worker_heartbeat(self.spec.identity.request(req)).await {
             Ok(r) => {
                 let r = r.into_inner();

@@ -20,7 +20,8 @@ pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>) ->
         },
         env.clock.clone(),
         env.confirmed,
-    );
+    )
+    .with_fault_points(env.fault_points.clone());
     link.plant(env.plants());
     link
 }
