@@ -157,13 +157,9 @@ fn production_principal_of<T>(request: &Request<T>) -> Result<Principal, Status>
         )));
     }
     let tls = crate::rpc::tls::installed();
-    let certs = tls.and_then(|_| request.peer_certs());
-    let (Some(tls), Some(der)) = (tls, certs.as_ref().and_then(|c| c.first())) else {
-        return token_principal_of(request);
-    };
-    // The peer's leaf certificate, read once per certificate (`Tls::peer`).
-    let peer = tls
-        .peer(der.as_ref())
+    let Some(der) = tls.and_then(|_| peer_cert(request)) else { return token_principal_of(request) };
+    let cluster = tls.map(|t| t.cluster()).unwrap_or_default();
+    let peer = crate::rpc::tls::principal_of_cert(&der, cluster)
         .map_err(|e| Reason::Unauthenticated.status(format!("TLS client certificate refused: {e}")))?;
     let Some(v) = request.metadata().get(FORWARDED_FOR_KEY) else {
         return match peer {
@@ -214,6 +210,12 @@ fn token_principal_of<T>(request: &Request<T>) -> Result<Principal, Status> {
              $FOREMAN_TOKEN_FILE, ~/.config/foreman/token); a token comes from `foreman token add`",
         )
     })
+}
+
+/// The DER of the peer's leaf certificate, if the call came over TLS with one.
+fn peer_cert<T>(request: &Request<T>) -> Option<Vec<u8>> {
+    let certs = request.peer_certs()?;
+    certs.first().map(|c| c.as_ref().to_vec())
 }
 
 /// Checks that the caller of `request` may make `action`: its principal on success, else the refusal to send.

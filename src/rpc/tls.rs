@@ -126,19 +126,7 @@ pub struct Tls {
     /// Whether channels present `cert` as the client's certificate (a process whose nodes say who they are with
     /// node tokens, `foreman standalone`, serves with it but calls without it).
     present: bool,
-    /// Who each peer certificate seen names ([`Tls::peer`]).
-    peers: std::sync::Arc<std::sync::Mutex<PeerCache>>,
 }
-
-/// The principals of the peer certificates a process has seen, by the certificate's bytes: every call of a
-/// connection carries the same certificate, and reading who it names (an X.509 parse) was most of what TLS cost a
-/// call beyond the encryption (the heartbeat bench's profile). Bounded: past [`PEER_CACHE_MAX`] certificates it
-/// starts over.
-#[derive(Debug, Default)]
-struct PeerCache(std::collections::BTreeMap<Vec<u8>, Result<Principal, String>>);
-
-/// The most peer certificates [`PeerCache`] remembers at once.
-const PEER_CACHE_MAX: usize = 1_024;
 
 impl Tls {
     /// Reads the three files (`None` when none is set: plain text). Refuses: only some of the three set, a file
@@ -187,15 +175,7 @@ impl Tls {
                 ));
             }
         }
-        Ok(Some(Tls {
-            ca: ca_pem,
-            cert: cert_pem,
-            key: key_pem,
-            cluster,
-            me,
-            present: true,
-            peers: Default::default(),
-        }))
+        Ok(Some(Tls { ca: ca_pem, cert: cert_pem, key: key_pem, cluster, me, present: true }))
     }
 
     /// A server's TLS made in memory (`foreman standalone`: its CA and a certificate issued at start): servers use
@@ -211,26 +191,10 @@ impl Tls {
             cluster,
             me,
             present: false,
-            peers: Default::default(),
         })
     }
 
     /// The cluster this process's certificate names; a peer must name the same.
-    /// Who the peer with certificate `der` is for this process's cluster ([`principal_of_cert`]), remembered per
-    /// certificate (the answer depends on nothing else: the handshake already checked the chain and the dates).
-    pub fn peer(&self, der: &[u8]) -> Result<Principal, String> {
-        let mut cache = self.peers.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(known) = cache.0.get(der) {
-            return known.clone();
-        }
-        let found = principal_of_cert(der, &self.cluster);
-        if cache.0.len() >= PEER_CACHE_MAX {
-            cache.0.clear();
-        }
-        cache.0.insert(der.to_vec(), found.clone());
-        found
-    }
-
     pub fn cluster(&self) -> &str {
         &self.cluster
     }
@@ -265,15 +229,7 @@ impl Tls {
     pub fn ca_only(ca: &Path) -> Result<Tls, String> {
         let pem = std::fs::read(ca).map_err(|e| format!("--tls-ca {}: cannot read: {e}", ca.display()))?;
         first_der(&pem).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
-        Ok(Tls {
-            ca: pem,
-            cert: vec![],
-            key: vec![],
-            cluster: String::new(),
-            me: Principal::Anonymous,
-            present: false,
-            peers: Default::default(),
-        })
+        Ok(Tls { ca: pem, cert: vec![], key: vec![], cluster: String::new(), me: Principal::Anonymous, present: false })
     }
 
     /// Checks that this process's certificate is for `role`/`name` (and, when given, `cluster`): a process whose
@@ -468,7 +424,6 @@ mod tests {
             cluster: "c1".into(),
             me: Principal::Executor("e1".into()),
             present: true,
-            peers: Default::default(),
         };
         tls.expect(&Principal::Executor("e1".into()), None).unwrap();
         let e = tls.expect(&Principal::Executor("e2".into()), None).unwrap_err();
