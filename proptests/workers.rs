@@ -345,7 +345,7 @@ fn run(timing: HeartbeatTiming, ops: &[Op], knobs: &Knobs) -> Result<(), TestCas
                     _ => highest.next(),
                 };
                 // Asking first changes nothing, and answers as the dispatch then does.
-                let asked = w.admits(&t, epoch);
+                let asked = w.admits(now, &t, epoch);
                 let got = w.on_dispatched(now, &t, epoch);
                 prop_assert_eq!(&asked, &got, "step {}: admits and on_dispatched disagree", step);
                 let want = match m.entries.get(&t) {

@@ -10,8 +10,8 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::checks::{Allowances, ClockSlack};
-use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
+use crate::checks::Allowances;
+use crate::cluster::{executor_config, master_config, Cluster, Spec};
 use crate::fake_jobs::{
     await_running, create, finish_and_check, finish_and_check_allowing, job_master_host, leader, JobFigures,
 };
@@ -40,14 +40,7 @@ pub async fn stale_confirmation_judged_after_a_newer_incarnation_ran_run(planted
     let mut e = executor_config(0, 1);
     e.dispatch_ttl = Duration::from_secs(60);
     e.validate().expect("the scenario's executor configuration is valid");
-    let c = Cluster::build_spec(Spec {
-        masters,
-        executors: vec![e],
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(masters, vec![e], planted)).await;
     leader(&c).await;
     c.settle(Duration::from_secs(10)).await;
     // Past the first incarnation's loss (15 s), the backoff and the second one's whole run.
@@ -103,11 +96,7 @@ pub async fn executor_told_offline_by_a_fast_leader_clock_run(planted: Option<Pl
     c.masters[l].dial.set_rate_ppm(1_000_000);
     // The §6 bounds judged by the leader's clock last half as long as they say: a clock slack whose shortest span
     // is half (rate 1/3: (1 - r) / (1 + r) = 1/2). The safety rules are checked as everywhere.
-    let allow = Allowances {
-        slack: Duration::from_millis(200),
-        clocks: ClockSlack { rate: 1.0 / 3.0, jump: Duration::ZERO },
-        ..Allowances::default()
-    };
+    let allow = Allowances::clocks_within(1.0 / 3.0);
     finish_and_check_allowing(&c, &jobs, &BTreeSet::new(), &allow).await
 }
 

@@ -25,8 +25,8 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::checks::{Allowances, ClockSlack};
-use crate::cluster::{executor_config, master_config, Cluster, Seen, Spec, Tasks};
+use crate::checks::Allowances;
+use crate::cluster::{executor_config, master_config, one_slot_executors, Cluster, Seen, Spec};
 use crate::fake_jobs::{
     await_running, create, finish_and_check, finish_and_check_allowing, job_master_host, leader, JobFigures,
 };
@@ -58,14 +58,7 @@ fn late_fencing_masters() -> Vec<foreman::config::MasterConfig> {
 pub async fn job_master_host_paused_past_its_successor_run(planted: Option<Planted>) -> JobFigures {
     let masters = late_fencing_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec {
-        masters,
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(masters, executors, planted)).await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(3, 300, 150))];
     create(&c, &jobs).await;
@@ -103,22 +96,7 @@ async fn job_master_host_paused_past_its_successor() {
 /// 34 s after its start, and its successor starts beside it (rule 3).
 /// Every job then finishes, the §6 bounds stretched by what a quarter-speed clock does.
 pub async fn job_master_reads_a_newer_owner_run(planted: Option<Planted>) -> JobFigures {
-    let executors = (0..2)
-        .map(|i| {
-            let mut e = executor_config(i, 1);
-            e.capacity = 1;
-            e.validate().expect("the scenario's executor configuration is valid");
-            e
-        })
-        .collect();
-    let c = Cluster::build_spec(Spec {
-        masters: vec![master_config(0)],
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(vec![master_config(0)], one_slot_executors(2, 1), planted)).await;
     leader(&c).await;
     c.settle(Duration::from_secs(10)).await;
     c.stop_executor(1);
@@ -160,11 +138,7 @@ pub async fn job_master_reads_a_newer_owner_run(planted: Option<Planted>) -> Job
     writes.set_in_flight(Duration::ZERO);
     tokio::time::sleep(Duration::from_secs(30)).await;
     c.executors[0].dial.set_rate_ppm(1_000_000);
-    let allow = Allowances {
-        slack: Duration::from_millis(200),
-        clocks: ClockSlack { rate: 0.75, jump: Duration::ZERO },
-        ..Allowances::default()
-    };
+    let allow = Allowances::clocks_within(0.75);
     finish_and_check_allowing(&c, &jobs, &BTreeSet::new(), &allow).await
 }
 
@@ -248,14 +222,7 @@ async fn job_master_started_on(c: &Cluster, job: &str, epoch: u64) -> usize {
 pub async fn job_master_records_land_after_its_successors_run(planted: Option<Planted>) -> JobFigures {
     let masters = late_fencing_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec {
-        masters,
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(masters, executors, planted)).await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(6, 300, 150))];
     create(&c, &jobs).await;
@@ -302,14 +269,7 @@ fn impatient_job_masters() -> Vec<foreman::config::MasterConfig> {
 pub async fn job_masters_heard_through_a_slow_metastore_run(planted: Option<Planted>) -> JobFigures {
     let masters = impatient_job_masters();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec {
-        masters,
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(masters, executors, planted)).await;
     leader(&c).await;
     let slow = Duration::from_millis(madsim::rand::thread_rng().gen_range(150..=250));
     for m in &c.masters {

@@ -33,21 +33,18 @@
 //! [`Rule::RecordsForward`]), which [`job_master_records_in_flight_land_after_its_successors_run`] watches from the
 //! client and catches at its first seed.
 
-use std::collections::BTreeSet;
-use std::time::Duration;
-
-use foreman::executor::ExecutorObservation;
-use foreman::jobs::fake::FakeConfig;
-use foreman::planted::Planted;
-use madsim::rand::Rng;
-
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use foreman::core::ids::Epoch;
 use foreman::core::invariants::{Id, Rule, Violation};
+use foreman::executor::ExecutorObservation;
+use foreman::jobs::fake::FakeConfig;
 use foreman::meta::MetaStore;
+use foreman::planted::Planted;
+use madsim::rand::Rng;
 
 use crate::cluster::{Cluster, Seen, CLUSTER, ETCD_ADDR};
 use crate::fake_jobs::{create, finish_and_check, leader, JobFigures};

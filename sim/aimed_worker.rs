@@ -13,8 +13,8 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::checks::{Allowances, ClockSlack};
-use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
+use crate::checks::Allowances;
+use crate::cluster::{master_config, one_slot_executors, Cluster, Spec};
 use crate::fake_jobs::{
     await_running, create, finish_and_check, finish_and_check_allowing, job_master_host, leader, live_tasks, JobFigures,
 };
@@ -134,22 +134,7 @@ async fn worker_checkpoint_arrives_after_its_successor_finished() {
 /// slow fence, 36 s or more after the cut, and its successor starts on the third executor beside it (rule 3). Every
 /// job then finishes, the §6 bounds stretched by what a quarter-speed clock does (the checkers' clock slack).
 pub async fn worker_told_stale_while_its_slow_fence_runs_run(planted: Option<Planted>) -> JobFigures {
-    let executors = (0..3)
-        .map(|i| {
-            let mut e = executor_config(i, 1);
-            e.capacity = 1;
-            e.validate().expect("the scenario's executor configuration is valid");
-            e
-        })
-        .collect();
-    let c = Cluster::build_spec(Spec {
-        masters: vec![master_config(0)],
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(vec![master_config(0)], one_slot_executors(3, 1), planted)).await;
     leader(&c).await;
     c.settle(Duration::from_secs(10)).await;
     c.stop_executor(2);
@@ -180,11 +165,7 @@ pub async fn worker_told_stale_while_its_slow_fence_runs_run(planted: Option<Pla
         c.net().unclog_link(a, b);
     }
     c.executors[worker].dial.set_rate_ppm(1_000_000);
-    let allow = Allowances {
-        slack: Duration::from_millis(200),
-        clocks: ClockSlack { rate: 0.75, jump: Duration::ZERO },
-        ..Allowances::default()
-    };
+    let allow = Allowances::clocks_within(0.75);
     finish_and_check_allowing(&c, &jobs, &BTreeSet::new(), &allow).await
 }
 

@@ -189,6 +189,19 @@ pub fn executor_config(i: usize, masters: usize) -> ExecutorConfig {
     c
 }
 
+/// `n` executors of one slot each, joining `masters` masters: a full cluster is easy to make (scenarios where a
+/// successor must wait for the slot its predecessor holds).
+pub fn one_slot_executors(n: usize, masters: usize) -> Vec<ExecutorConfig> {
+    (0..n)
+        .map(|i| {
+            let mut e = executor_config(i, masters);
+            e.capacity = 1;
+            e.validate().expect("the scenario's executor configuration is valid");
+            e
+        })
+        .collect()
+}
+
 pub struct ExecutorNode {
     pub name: String,
     pub node: NodeHandle,
@@ -224,6 +237,14 @@ pub struct Spec {
     pub planted: Plants,
     /// The share of etcd requests that time out (5 to 15 s, never applied): madsim's etcd fault knob.
     pub etcd_timeout_rate: f32,
+}
+
+impl Spec {
+    /// A cluster of these nodes running the production job types, with every bug in `planted` and no etcd
+    /// timeouts: the shape of most aimed scenarios.
+    pub fn jobs(masters: Vec<MasterConfig>, executors: Vec<ExecutorConfig>, planted: impl Into<Plants>) -> Spec {
+        Spec { masters, executors, tasks: Tasks::Jobs, planted: planted.into(), etcd_timeout_rate: 0.0 }
+    }
 }
 
 pub struct Cluster {
@@ -276,6 +297,8 @@ impl Cluster {
     /// A cluster of exactly these nodes.
     pub async fn build_spec(spec: Spec) -> Cluster {
         let Spec { masters: master_configs, executors: executor_configs, tasks, planted, etcd_timeout_rate } = spec;
+        // Every simulated cluster arms the tripwires: a guard held unreachable that is reached fails the run.
+        let planted = planted.armed();
         let handle = Handle::current();
         let clock = Clock::start();
         let recorder = Recorder::new(clock.clone());

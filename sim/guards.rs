@@ -28,8 +28,14 @@
 
 use foreman::planted::Planted;
 
-use crate::harness::{run_seed, Failure};
+use crate::cluster::Cluster;
+use crate::harness::{announce, run_seed, Failure};
 use crate::swarm::{self, swarm_run};
+
+/// The guards held unreachable: each is a tripwire (`Plants::trip`) that stops any simulated node reaching it, in
+/// [`TABLE`]'s order. Every other guard must be load-bearing.
+const TRIPWIRES: [Planted; 3] =
+    [Planted::ExecutorHearsDeposedLeader, Planted::NewerMasterIgnored, Planted::DispatchBesideLive];
 
 /// The first swarm seed of every guard's hunt.
 const BASE: u64 = 300_000;
@@ -91,10 +97,11 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "an executor takes no reply from a leader older than one it heard (core/agent.rs)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design: the newest leader epoch reaches an executor only in register and \
-            heartbeat replies, one round in flight with its deadline, decided only while acting (rule 1), and a \
-            leader shown a newer epoch than its own refuses; only rule 1 broken (the no-step-down switch, a clock \
-            beyond the tolerance) makes it matter",
+        needs: "a tripwire, held unreachable (every simulated cluster stops with rule `a guard held unreachable is \
+            never reached` if it is, switch or no switch; reached in none of 4,000 swarm seeds nor any scenario): \
+            the newest leader epoch reaches an executor only in register and heartbeat replies, one round in flight \
+            with its deadline, decided only while acting (rule 1), and a leader shown a newer epoch than its own \
+            refuses; only rule 1 broken (the no-step-down switch, a clock beyond the tolerance) makes it matter",
         targeted: None,
     },
     Guard {
@@ -136,10 +143,11 @@ const TABLE: &[Guard] = &[
         rule: "2",
         guard: "a master shown a newer master epoch stops (core/workers.rs `fence_master`)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design: an executor routes a worker's message to the newest incarnation of \
-            its job master it hosts, so a newer epoch reaches an older one only if both run on one executor, which \
-            four earlier checks prevent; the leader checks that it may act before every step; a clock beyond the \
-            tolerance",
+        needs: "a tripwire, held unreachable (every simulated cluster stops with rule `a guard held unreachable is \
+            never reached` if it is, switch or no switch; reached in none of 4,000 swarm seeds nor any scenario): an \
+            executor routes a worker's message to the newest incarnation of its job master it hosts, so a newer \
+            epoch reaches an older one only if both run on one executor, which four earlier checks prevent; the \
+            leader checks that it may act before every step; a clock beyond the tolerance",
         targeted: None,
     },
     Guard {
@@ -236,10 +244,12 @@ const TABLE: &[Guard] = &[
         rule: "3",
         guard: "no new incarnation while an older one may be alive (core/workers.rs `admits`)",
         measured: NotCaught(2000),
-        needs: "unreachable within the design since the term's write fence: a job goes back to waiting only when \
-            its incarnation ended in the leader's memory, or by a write that lands after a later one (the leader's \
-            writes in flight twice, `job_created_twice_beside_its_job_master`: caught at its first seed before the \
-            fence, not in 100 seeds with it), which the fence refuses",
+        needs: "a tripwire, held unreachable (every simulated cluster stops with rule `a guard held unreachable is \
+            never reached` if it is, switch or no switch; reached in none of 4,000 swarm seeds nor any scenario): \
+            since the term's write fence, a job goes back to waiting only when its incarnation ended in the leader's \
+            memory, or by a write that lands after a later one (the leader's writes in flight twice, \
+            `job_created_twice_beside_its_job_master`: caught at its first seed before the fence, not in 100 seeds \
+            with it), which the fence refuses",
         targeted: None,
     },
     Guard {
@@ -553,7 +563,19 @@ fn every_guard_is_load_bearing() {
         .filter(|g| !matches!(g.measured, Caught(n) if n <= HUNT_MAX) && g.targeted.is_none())
         .map(|g| g.switch.name())
         .collect();
-    eprintln!("guards no seed shows load-bearing yet ({} of {}): {}", bare.len(), TABLE.len(), bare.join(", "));
+    eprintln!(
+        "guards no seed shows load-bearing ({} of {}; each must be a tripwire): {}",
+        bare.len(),
+        TABLE.len(),
+        bare.join(", ")
+    );
+    let tripwires: Vec<&str> = TRIPWIRES.iter().map(|p| p.name()).collect();
+    if bare != tripwires {
+        wrong.push(format!(
+            "every guard is load-bearing or a tripwire (core/workers.rs, core/agent.rs `Plants::trip`): not \
+             load-bearing {bare:?}, tripwires {tripwires:?}"
+        ));
+    }
     assert!(
         wrong.is_empty(),
         "the guard table is not the code's any more; measure these rows again (FOREMAN_GUARD=<switch> cargo stest \
@@ -617,5 +639,24 @@ fn hunt_row(g: &Guard, from: u64, max: u64, jobs: u64) -> String {
             eprintln!("guard {}: seed {seed}: {f}", g.switch.name());
             row_of(g, &format!("{n}{alone}"), &fired(&f))
         }
+    }
+}
+
+/// Every node of a simulated cluster has its tripwires armed (the three guards held unreachable stop the node if
+/// they are ever reached), and arming plants no bug: the rows above that say "a tripwire" rely on it.
+#[madsim::test]
+async fn every_node_of_a_cluster_arms_its_tripwires() {
+    announce("every_node_of_a_cluster_arms_its_tripwires");
+    let c = Cluster::start_with(2, 2, None).await;
+    c.settle(std::time::Duration::from_secs(5)).await;
+    for m in &c.masters {
+        let plants = m.current.lock().unwrap().as_ref().map(|m| m.plants()).expect("the master runs");
+        assert!(plants.tripwires(), "{}: tripwires not armed", m.name);
+        assert_eq!(plants.list().count(), 0, "{}: a bug planted", m.name);
+    }
+    for e in &c.executors {
+        let plants = e.current.lock().unwrap().as_ref().map(|e| e.plants()).expect("the executor runs");
+        assert!(plants.tripwires(), "{}: tripwires not armed", e.name);
+        assert_eq!(plants.list().count(), 0, "{}: a bug planted", e.name);
     }
 }

@@ -9,7 +9,7 @@ use foreman::jobs::fake::FakeConfig;
 use foreman::planted::Planted;
 use madsim::rand::Rng;
 
-use crate::cluster::{executor_config, master_config, Cluster, Spec, Tasks};
+use crate::cluster::{executor_config, master_config, Cluster, Spec};
 use crate::fake_jobs::{await_running, create, finish_and_check, job_master_host, leader, JobFigures};
 use crate::harness::announce;
 
@@ -66,14 +66,7 @@ pub async fn executor_cut_while_its_job_masters_fence_late_run(planted: Option<P
         })
         .collect();
     let executors = (0..4).map(|i| executor_config(i, 3)).collect();
-    let c = Cluster::build_spec(Spec {
-        masters,
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await;
+    let c = Cluster::build_spec(Spec::jobs(masters, executors, planted)).await;
     leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(2, 300, 150))];
     create(&c, &jobs).await;

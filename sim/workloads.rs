@@ -14,7 +14,7 @@ use foreman::rpc::pb;
 use madsim::rand::Rng;
 
 use crate::checks::{first_broken, job_history, one_live_incarnation, placement_within_bounds};
-use crate::cluster::{executor_addr, master_addr, master_config, Cluster, Seen, Spec, Tasks};
+use crate::cluster::{executor_addr, master_addr, master_config, Cluster, Seen, Spec};
 use crate::fake_jobs::create_job;
 use crate::harness::{announce, fail, require};
 use crate::master_failover::{await_job, check_capacity_settled, check_safety, on_client, terminal};
@@ -47,14 +47,7 @@ async fn build(masters: usize, executors: &[(u32, &str)], planted: Option<Plante
         })
         .collect();
     let masters = (0..masters).map(master_config).collect();
-    Cluster::build_spec(Spec {
-        masters,
-        executors,
-        tasks: Tasks::Jobs,
-        planted: planted.into(),
-        etcd_timeout_rate: 0.0,
-    })
-    .await
+    Cluster::build_spec(Spec::jobs(masters, executors, planted)).await
 }
 
 /// Every rule on the whole run: the shared safety checks (leadership, detection, capacity accounting), one live

@@ -73,6 +73,18 @@ pub struct Allowances {
     pub clocks: ClockSlack,
 }
 
+impl Allowances {
+    /// A run whose clocks run within `1 ± rate` of true time, with 200 ms of slack on every bound: the aimed
+    /// scenarios that turn a node's clock beyond the tolerance to make a guard the last line.
+    pub fn clocks_within(rate: f64) -> Allowances {
+        Allowances {
+            slack: Duration::from_millis(200),
+            clocks: ClockSlack { rate, jump: Duration::ZERO },
+            ..Allowances::default()
+        }
+    }
+}
+
 /// What a run's clock faults allow the §6 bounds (never the §5 safety rules, which the tolerance must keep):
 /// every node's clock within `1 ± rate` of true time, and jumps forward of at most `jump` in total.
 ///

@@ -323,6 +323,15 @@ impl Agent {
         }
     }
 
+    /// A reply from a leader older than one heard: held unreachable (design.md §5 rule 2; the README's guard table
+    /// says why), so a tripwire.
+    fn trip_deposed(&self, now: Time, what: &str, epoch: LeaderEpoch) {
+        let heard = self.fence.epoch();
+        self.plants.trip(Planted::ExecutorHearsDeposedLeader, now, || {
+            format!("{what} answered by the leader of epoch {}, older than {} heard", epoch.0, heard.0)
+        });
+    }
+
     /// Time passes: fences, moves the drain on, opens a round, when each is due.
     pub fn tick(&mut self, now: Time) -> Ready {
         let mut actions = self.advance(now);
@@ -372,6 +381,9 @@ impl Agent {
         let Some(InFlight::Register { sent_at }) = self.call.take() else {
             return (Heard::Useless, self.ready(now, actions));
         };
+        if reply.leader_epoch < self.fence.epoch() {
+            self.trip_deposed(now, "a registration", reply.leader_epoch);
+        }
         if self.heard(reply.leader_epoch) < self.fence.epoch() {
             return (Heard::Useless, self.ready(now, actions));
         }
@@ -411,6 +423,9 @@ impl Agent {
         if self.id != Some(id) {
             // Registered again meanwhile: the answer is about an id this executor no longer holds.
             return (Heard::Useful, self.ready(now, actions));
+        }
+        if reply.leader_epoch < self.fence.epoch() {
+            self.trip_deposed(now, "a heartbeat", reply.leader_epoch);
         }
         if self.heard(reply.leader_epoch) < self.fence.epoch() {
             // A deposed leader: not an acknowledgement.
@@ -1019,6 +1034,52 @@ mod tests {
         ]);
         assert_eq!(a.leader_epoch(), LeaderEpoch(3));
         assert_eq!(a.fence_deadline(), ms(8500), "the deposed leader's reply moved nothing");
+    }
+
+    #[test]
+    fn armed_tripwires_stop_at_a_deposed_leaders_answer() {
+        // Heard leader 3, then answered by leader 2: a heartbeat's acknowledgement, or a registration's answer.
+        let heard_three = |armed: bool| {
+            let mut a = joined(&[
+                (500, In::Tick, "round 1000ms"),
+                (500, In::Send, "heartbeat e1 by 1 run [] ended []"),
+                (510, In::Heartbeat(Verdict::Accepted, 3), "Useful; acked e1 sent 0.500s by 3"),
+                (510, In::End, ""),
+                (1000, In::Tick, "round 1000ms"),
+            ]);
+            if armed {
+                a.plant(Plants::NONE.armed());
+            }
+            a
+        };
+        let stopped = |input: In| {
+            let mut a = heard_three(true);
+            let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                step(&mut a, ms(1000), In::Send);
+                step(&mut a, ms(1010), input);
+            }));
+            caught.err().and_then(|p| p.downcast_ref::<crate::core::invariants::Violation>().map(|v| v.rule))
+        };
+        let unreachable = Some(crate::core::invariants::Rule::UnreachableGuard);
+        assert_eq!(stopped(In::Heartbeat(Verdict::Accepted, 2)), unreachable);
+        assert_eq!(stopped(In::Heartbeat(Verdict::Accepted, 3)), None, "the current leader's answer");
+        assert_eq!(stopped(In::Heartbeat(Verdict::Accepted, 4)), None, "a newer leader's answer");
+        // Unarmed, the answer is refused as before.
+        let mut a = heard_three(false);
+        step(&mut a, ms(1000), In::Send);
+        assert_eq!(step(&mut a, ms(1010), In::Heartbeat(Verdict::Accepted, 2)), "Useless");
+        // A registration answered by an older leader than one heard, armed.
+        let mut a = heard_three(true);
+        step(&mut a, ms(1000), In::Send);
+        step(&mut a, ms(1010), In::Heartbeat(Verdict::Reregister, 3));
+        step(&mut a, ms(1010), In::End);
+        step(&mut a, ms(3000), In::Tick);
+        assert_eq!(step(&mut a, ms(3000), In::Send), "register");
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            step(&mut a, ms(3010), In::Registered(2, 2));
+        }));
+        let rule = caught.err().and_then(|p| p.downcast_ref::<crate::core::invariants::Violation>().map(|v| v.rule));
+        assert_eq!(rule, unreachable);
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub enum Rule {
     /// A state machine's own invariant, checked after every step in debug and simulation builds (the job
     /// manager's: its registry, placement, jobs, job-master bookkeeping and the ones between them).
     MachineInvariant,
+    /// A guard that design.md holds unreachable (a second line behind one that always acts first) was reached: the
+    /// reasoning that made it a second line is wrong (the simulation's tripwires, [`super::planted::Plants::armed`]).
+    UnreachableGuard,
     /// A job's status is never shown from a job-master incarnation older than one that answered live before it,
     /// nor from one newer than the newest started.
     StatusFromCurrent,
@@ -161,7 +164,7 @@ impl Rule {
             | OneLiveIncarnation | NoJobLost | LegalTransitions | CanceledNeverRestart | Placement | Selectors
             | RegistryIntegrity | NoFalseAlarms | NoMassEviction | ReservationWindow | ReservationSettled
             | ExactCounters | MachineInvariant | BackoffBound | FailuresAsDeclared | PanicsEndTheirTask
-            | DeletedLeavesNothing | StatusFromCurrent => Class::Safety,
+            | DeletedLeavesNothing | StatusFromCurrent | UnreachableGuard => Class::Safety,
             DetectionBound | FailoverBound | Reschedule | ExecutorsOnline | JobEnds | UnplaceableSaysWhy
             | QuietOnceHealthy | CapacitySettled | WastedWork | ReAdopted | StatusFinal | LogsKept
             | JobDataCollected => Class::Liveness,
@@ -221,6 +224,7 @@ impl Rule {
             DeletedLeavesNothing => "a deleted job leaves nothing behind",
             ConsistentStory => "the observations are inconsistent",
             MachineInvariant => "a state machine's invariant",
+            UnreachableGuard => "a guard held unreachable is never reached",
             StatusFromCurrent => "a job's status comes from its current job master",
             StatusFinal => "a job's final status is stored, and deleted with it",
             LogsKept => "a finished command's logs are kept and read back whole",

@@ -7,6 +7,9 @@
 //! The list lives in the core so that the pure state machines can hold a [`Plants`] value; the top-level
 //! `planted` module re-exports it for the layers above.
 
+use super::invariants::{stop, Rule, Violation};
+use super::time::Time;
+
 /// A deliberate bug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Planted {
@@ -227,12 +230,40 @@ impl Planted {
 /// The bugs planted in one node, as its state machines hold them (none in production): usually one, or a guard's
 /// switch together with the switch of the guard in front of it (the simulator's "behind a removed first line"
 /// scenarios, sim/behind.rs).
+///
+/// A node's value also says whether its tripwires are armed ([`Plants::armed`]): the guards design.md holds
+/// unreachable (each a second line behind one that always acts first, so that no fault can make it the last line)
+/// then stop the node with [`crate::core::invariants::Rule::UnreachableGuard`] if they are ever reached, switch or
+/// no switch. Every simulated cluster arms them; production, unit tests and property tests never do (there the
+/// guard just refuses, as defence in depth).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Plants(u64);
+
+/// The bit of [`Plants::armed`], above every bug's.
+const TRIPWIRES: u64 = 1 << 63;
 
 impl Plants {
     /// No bug: every guard in place.
     pub const NONE: Plants = Plants(0);
+
+    /// These bugs, with the tripwires armed.
+    pub fn armed(self) -> Plants {
+        Plants(self.0 | TRIPWIRES)
+    }
+
+    /// Whether the tripwires are armed: a guard held unreachable that is reached stops the node.
+    pub fn tripwires(self) -> bool {
+        self.0 & TRIPWIRES != 0
+    }
+
+    /// The guard whose switch is `guard`, held unreachable, was reached at `at` (whether or not its switch is on):
+    /// with the tripwires armed, the node stops with the violation; otherwise nothing happens here and the guard
+    /// does its work.
+    pub fn trip(self, guard: Planted, at: Time, detail: impl FnOnce() -> String) {
+        if self.tripwires() {
+            stop(Violation::new(Rule::UnreachableGuard, at, format!("{} reached: {}", guard.name(), detail())));
+        }
+    }
 
     pub fn of(bug: Option<Planted>) -> Plants {
         bug.map_or(Plants::NONE, |b| Plants::NONE.with(b))
@@ -286,6 +317,18 @@ mod tests {
             assert_eq!(Planted::from_name(bug.name()), Some(bug));
         }
         assert_eq!(Planted::from_name("slot leak"), None);
+    }
+
+    #[test]
+    fn tripwires_are_apart_from_every_bug() {
+        assert!(Planted::ALL.len() < 63, "a bug's bit would be the tripwires'");
+        let armed = Plants::NONE.armed();
+        assert!(armed.tripwires() && !Plants::NONE.tripwires());
+        assert_eq!(armed.list().count(), 0, "arming plants no bug");
+        let one = Plants::of(Some(Planted::NoStepDown)).armed();
+        assert!(one.has(Planted::NoStepDown) && one.tripwires());
+        assert_eq!(one.list().collect::<Vec<_>>(), vec![Planted::NoStepDown]);
+        assert!(one.of_job_manager().tripwires(), "the job manager's bookkeeping keeps them armed");
     }
 
     #[test]

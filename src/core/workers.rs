@@ -333,7 +333,7 @@ impl Workers {
     /// A new incarnation was dispatched at `now` (called before the dispatch is sent). Refused while an older
     /// incarnation may still be alive.
     pub fn on_dispatched(&mut self, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
-        self.admits(task, epoch)?;
+        self.admits(now, task, epoch)?;
         let expires_at = now + self.timing.offline_ttl + self.dispatch_window;
         self.entries.insert(task.clone(), Entry { epoch, state: EntryState::Created, expires_at, last_heard: None });
         Ok(())
@@ -342,8 +342,16 @@ impl Workers {
     /// Whether [`Workers::on_dispatched`] would take incarnation `epoch` of `task` now (no incarnation of it may
     /// still be alive, and `epoch` is newer than any it had), without taking it: a caller that must change other
     /// state first (the job's record) asks before, so that a refusal leaves everything as it was.
-    pub fn admits(&self, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
+    ///
+    /// Held unreachable (a tripwire): a task goes back to waiting only once its incarnation ended here, or by a
+    /// write that lands after a later one, which the term's write fence refuses (the README's guard table).
+    pub fn admits(&self, now: Time, task: &TaskId, epoch: Epoch) -> Result<(), WorkersError> {
         if let Some(e) = self.entries.get(task) {
+            if e.state.may_be_live() {
+                self.plants.trip(Planted::DispatchBesideLive, now, || {
+                    format!("a new incarnation {} of {task} asked while {} may be alive", epoch.0, e.epoch.0)
+                });
+            }
             if e.state.may_be_live() && !self.plants.has(Planted::DispatchBesideLive) {
                 return Err(WorkersError::StillLive { task: task.clone(), epoch: e.epoch });
             }
@@ -418,7 +426,17 @@ impl Workers {
 
     /// The first fencing rule: a message that shows a newer master epoch makes this master stale, whatever else
     /// it says.
-    fn fence_master(&mut self, msg: &Message) -> Result<(), Reply> {
+    ///
+    /// Held unreachable in a cluster (a tripwire), here and for a newer worker epoch in [`Workers::fence`]: the
+    /// caller feeds a claim only once the issuer confirmed it, and a message from an incarnation that a newer
+    /// master created reaches an older master only through an executor hosting both, which its own checks prevent.
+    fn fence_master(&mut self, now: Time, msg: &Message) -> Result<(), Reply> {
+        if msg.master_epoch > self.master_epoch {
+            let mine = self.master_epoch;
+            self.plants.trip(Planted::NewerMasterIgnored, now, || {
+                format!("{} shows master epoch {}, newer than this master's {}", msg.task, msg.master_epoch.0, mine.0)
+            });
+        }
         if msg.master_epoch > self.master_epoch && !self.plants.has(Planted::NewerMasterIgnored) {
             self.superseded = true;
             return Err(self.reply(Verdict::StaleMaster, Epoch::NONE));
@@ -427,12 +445,17 @@ impl Workers {
     }
 
     /// Fences a message; on acceptance returns the entry.
-    fn fence(&mut self, msg: &Message) -> Result<&mut Entry, Reply> {
-        self.fence_master(msg)?;
+    fn fence(&mut self, now: Time, msg: &Message) -> Result<&mut Entry, Reply> {
+        self.fence_master(now, msg)?;
         let Some(e) = self.entries.get(&msg.task) else {
             return Err(self.reply(Verdict::StaleWorker, Epoch::NONE));
         };
         let expected = e.epoch;
+        if msg.worker_epoch > expected {
+            self.plants.trip(Planted::NewerMasterIgnored, now, || {
+                format!("{} shows incarnation {}, newer than the {} issued", msg.task, msg.worker_epoch.0, expected.0)
+            });
+        }
         if msg.worker_epoch > expected && !self.plants.has(Planted::NewerMasterIgnored) {
             self.superseded = true;
             return Err(self.reply(Verdict::StaleMaster, expected));
@@ -448,7 +471,7 @@ impl Workers {
     pub fn on_heartbeat(&mut self, now: Time, msg: &Message) -> (Reply, Vec<Event>) {
         let ttl = self.timing.offline_ttl;
         let plants = self.plants;
-        let entry = match self.fence(msg) {
+        let entry = match self.fence(now, msg) {
             Ok(e) => e,
             Err(reply) => return (reply, self.superseded_event(msg, reply)),
         };
@@ -474,7 +497,7 @@ impl Workers {
 
     /// A status report at `now`. A terminal status ends the incarnation; a repeated one is acknowledged again.
     pub fn on_status(&mut self, now: Time, msg: &Message, status: WorkerStatus) -> (Reply, Vec<Event>) {
-        if let Err(reply) = self.fence_master(msg) {
+        if let Err(reply) = self.fence_master(now, msg) {
             return (reply, self.superseded_event(msg, reply));
         }
         if let Some(e) = self.entries.get(&msg.task) {
@@ -485,7 +508,7 @@ impl Workers {
         if !status.is_terminal() {
             return self.on_heartbeat(now, msg);
         }
-        let entry = match self.fence(msg) {
+        let entry = match self.fence(now, msg) {
             Ok(e) => e,
             Err(reply) => return (reply, self.superseded_event(msg, reply)),
         };
@@ -639,6 +662,36 @@ mod tests {
         assert_eq!(w.next_deadline(), Some(ms(300) + ttl));
         assert!(matches!(w.tick(ms(300) + ttl)[..], [Event::Lost { .. }]));
         w.check().unwrap();
+    }
+
+    /// The rule a closure stopped with, if it stopped with a typed violation.
+    fn stopped_with(f: impl FnOnce()) -> Option<crate::core::invariants::Rule> {
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).err()?;
+        caught.downcast_ref::<crate::core::invariants::Violation>().map(|v| v.rule)
+    }
+
+    #[test]
+    fn armed_tripwires_stop_at_the_guards_held_unreachable_and_nowhere_else() {
+        use crate::core::invariants::Rule::UnreachableGuard;
+        let armed = || {
+            let mut w = workers().with_plants(Plants::NONE.armed());
+            w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+            w
+        };
+        // What the cluster sends: no stop.
+        assert_eq!(stopped_with(|| drop(armed().on_heartbeat(ms(100), &msg("a", 5, 3)))), None);
+        assert_eq!(stopped_with(|| drop(armed().on_heartbeat(ms(100), &msg("a", 5, 2)))), None);
+        // A newer master epoch, a newer incarnation, a dispatch beside a live one: each stops the node.
+        assert_eq!(stopped_with(|| drop(armed().on_heartbeat(ms(100), &msg("a", 6, 3)))), Some(UnreachableGuard));
+        let status = || drop(armed().on_status(ms(100), &msg("a", 6, 3), WorkerStatus::Finished));
+        assert_eq!(stopped_with(status), Some(UnreachableGuard));
+        assert_eq!(stopped_with(|| drop(armed().on_heartbeat(ms(100), &msg("a", 5, 4)))), Some(UnreachableGuard));
+        assert_eq!(stopped_with(|| drop(armed().admits(ms(100), &t("a"), Epoch(4)))), Some(UnreachableGuard));
+        // Unarmed (production, unit and property tests), the guards refuse as before.
+        let mut w = workers();
+        w.on_dispatched(ms(0), &t("a"), Epoch(3)).unwrap();
+        assert_eq!(w.on_heartbeat(ms(100), &msg("a", 6, 3)).0.verdict, Verdict::StaleMaster);
+        assert!(matches!(w.admits(ms(100), &t("a"), Epoch(4)), Err(WorkersError::StillLive { .. })));
     }
 
     #[test]

@@ -195,6 +195,11 @@ impl Executor {
         crate::rpc::identity::Identity::executor(self.name())
     }
 
+    /// The bugs planted in this executor and its tasks, and whether its tripwires are armed (simulation only).
+    pub fn plants(&self) -> Plants {
+        self.planted
+    }
+
     /// The same executor with `bug` planted into its tasks (simulation build only).
     /// Call it on a fresh executor.
     #[cfg(madsim)]

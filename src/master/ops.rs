@@ -81,8 +81,8 @@ impl Master {
         }
     }
 
-    /// The bugs planted in this master's terms (simulation only).
-    pub(crate) fn plants(&self) -> Plants {
+    /// The bugs planted in this master's terms, and whether its tripwires are armed (simulation only).
+    pub fn plants(&self) -> Plants {
         self.planted
     }
 

@@ -667,7 +667,7 @@ impl Manager {
             records.push(Record::Resource { resource, held });
         }
         if self.policy.report_capacity {
-            let view = self.capacity();
+            let view = self.capacity(now);
             self.out.events.push(Event::Capacity { at: now, view });
         }
         if records.is_empty() && dispatches.is_empty() {
@@ -761,7 +761,7 @@ impl Manager {
                 // The bookkeeping may still hold an incarnation that may be alive: it has to be lost first. Asked
                 // before the job moves, so that a refusal leaves the job waiting as it was (asked after, the job
                 // would be started in memory with an incarnation never written nor dispatched).
-                self.masters.admits(&task, self.jobs.next_epoch()).ok()?;
+                self.masters.admits(now, &task, self.jobs.next_epoch()).ok()?;
                 let (e, step) = self.jobs.start(now, &id, placed.executor).ok()?;
                 self.masters.on_dispatched(now, &task, e).ok()?;
                 Some((view, e, step))
@@ -801,7 +801,7 @@ impl Manager {
         }
     }
 
-    fn capacity(&self) -> CapacityView {
+    fn capacity(&self, now: Time) -> CapacityView {
         let placer = self.registry.placer();
         let held_on = self.jobs.job_master_slots_by_executor();
         let schedulable: Vec<crate::core::registry::ExecutorView> =
@@ -824,7 +824,7 @@ impl Manager {
                     cost: j.spec().cost.max(1),
                     allowed: j.backoff().not_before(),
                     // What the pass asks before it starts a job master.
-                    startable: self.masters.admits(&TaskId::job_master(j.id()), self.jobs.next_epoch()).is_ok(),
+                    startable: self.masters.admits(now, &TaskId::job_master(j.id()), self.jobs.next_epoch()).is_ok(),
                     admits,
                     admitted_share: self
                         .selected_share(selectors, &held_on)

@@ -640,7 +640,7 @@ fn job_masters_leave_room_for_workers_among_the_executors_their_selectors_admit(
     assert_eq!((r.dispatches[0].job.as_str(), r.dispatches[0].executor), ("j1", ExecutorId(1)));
     let waiting = m.jobs().get(&id("j2")).unwrap();
     assert_eq!(waiting.phase(), Phase::Waiting);
-    let why = m.capacity().waiting;
+    let why = m.capacity(ms(602)).waiting;
     assert_eq!(why.len(), 1);
     assert_eq!((why[0].job.as_str(), why[0].admitted_share), ("j2", Some((1, 1))));
     let r = request(&mut m, 700, 30, Request::GetJob { id: id("j2"), include_config: false });
