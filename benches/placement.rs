@@ -6,7 +6,7 @@
 //! the background "reported" load sets), or, in the mixes marked "held", only when it is placed again 1,024
 //! decisions later (so 1,024 reservations are held and every decision moves two executors in the score orders).
 //! `--quick` runs 1,000 executors only and fewer decisions (CI); the full run adds 10,000 to show how a decision
-//! grows.
+//! grows. Other arguments pick mixes by name (`cargo bench --bench placement -- held`).
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -84,8 +84,14 @@ fn main() {
     // benchmark cannot rot; its figures are only printed, and a debug build's mean nothing.
     let quick = std::env::args().any(|a| a == "--quick");
     let (sizes, decisions): (&[u64], usize) = if quick { (&[1_000], 20_000) } else { (&[1_000, 10_000], 400_000) };
+    // Any other argument that is not a flag picks the mixes whose names contain it (`-- held` for the two held
+    // mixes), to profile one at a time.
+    let only: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with("--")).collect();
     for &executors in sizes {
         for (name, strategy, selectors, held) in mixes {
+            if !only.is_empty() && !only.iter().any(|o| name.contains(o.as_str())) {
+                continue;
+            }
             bench(name, executors, strategy, selectors, held, decisions);
         }
     }

@@ -135,10 +135,12 @@ fn insufficient(cost: u32, best_free: u32, largest: u32, candidates: usize) -> S
     }
 }
 
-/// A fixed-width set of executor slots.
+/// A fixed-width set of executor slots, with its size kept as it changes (a placement asks it several times).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct BitSet {
     words: Vec<u64>,
+    /// How many bits are set.
+    len: usize,
 }
 
 impl BitSet {
@@ -147,12 +149,20 @@ impl BitSet {
         if self.words.len() <= w {
             self.words.resize(w + 1, 0);
         }
-        self.words[w] |= 1 << (i % 64);
+        let bit = 1 << (i % 64);
+        if self.words[w] & bit == 0 {
+            self.words[w] |= bit;
+            self.len += 1;
+        }
     }
 
     fn remove(&mut self, i: usize) {
         if let Some(w) = self.words.get_mut(i / 64) {
-            *w &= !(1 << (i % 64));
+            let bit = 1 << (i % 64);
+            if *w & bit != 0 {
+                *w &= !bit;
+                self.len -= 1;
+            }
         }
     }
 
@@ -161,19 +171,34 @@ impl BitSet {
     }
 
     fn len(&self) -> usize {
-        self.words.iter().map(|w| w.count_ones() as usize).sum()
+        self.len
+    }
+
+    /// Becomes a copy of `other`, keeping its own allocation where it can.
+    fn copy_from(&mut self, other: &BitSet) {
+        self.words.clone_from(&other.words);
+        self.len = other.len;
     }
 
     fn intersect(&mut self, other: &BitSet) {
+        let mut len = 0;
         for (i, w) in self.words.iter_mut().enumerate() {
             *w &= other.words.get(i).copied().unwrap_or(0);
+            len += w.count_ones() as usize;
         }
+        self.len = len;
     }
 
     fn subtract(&mut self, other: &BitSet) {
         for (w, o) in self.words.iter_mut().zip(&other.words) {
             *w &= !o;
         }
+        self.len = self.words.iter().map(|w| w.count_ones() as usize).sum();
+    }
+
+    /// Whether the kept size is the number of bits set (the placer's invariants).
+    fn len_is_exact(&self) -> bool {
+        self.len == self.words.iter().map(|w| w.count_ones() as usize).sum::<usize>()
     }
 
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
@@ -272,8 +297,9 @@ pub struct Placer {
     by_label: BTreeMap<String, BTreeMap<String, BitSet>>,
     /// key → executors with the key at all.
     by_key: BTreeMap<String, BitSet>,
-    /// (key, pattern) → the compiled selector and the executors whose value for key matches.
-    regex_cache: BTreeMap<(String, String), (Selector, BitSet)>,
+    /// key → pattern → the compiled selector and the executors whose value for key matches (looked up by the
+    /// selector's own strings, with no copy of them).
+    regex_cache: BTreeMap<String, BTreeMap<String, (Selector, BitSet)>>,
     reservations: BTreeMap<TaskId, Reservation>,
     /// A planted bug (the simulation's bug-finding runs only): reservations are given back only by a report that
     /// the task runs, never by its end, its expiry or the leader's word, as the first version of this module did.
@@ -282,6 +308,8 @@ pub struct Placer {
     plants: Plants,
     /// The schedulable slots ordered by score, per cost (scores.rs).
     scores: scores::Scores,
+    /// The candidate set of the last placement, kept for its allocation: the next one copies `all` into it.
+    scratch: BitSet,
 }
 
 impl Placer {
@@ -339,7 +367,7 @@ impl Placer {
             self.by_label.entry(k.clone()).or_default().entry(v.clone()).or_default().insert(i);
             self.by_key.entry(k.clone()).or_default().insert(i);
         }
-        for (sel, set) in self.regex_cache.values_mut() {
+        for (sel, set) in self.regex_cache.values_mut().flat_map(BTreeMap::values_mut) {
             if sel.matches(labels) {
                 set.insert(i);
             }
@@ -414,7 +442,7 @@ impl Placer {
                 }
             }
         }
-        for (_, set) in self.regex_cache.values_mut() {
+        for (_, set) in self.regex_cache.values_mut().flat_map(BTreeMap::values_mut) {
             set.remove(i);
         }
         self.reservations.retain(|_, r| r.executor != id);
@@ -511,7 +539,11 @@ impl Placer {
                 one.insert(i);
                 one
             }
-            None => self.all.clone(),
+            None => {
+                let mut all = std::mem::take(&mut self.scratch);
+                all.copy_from(&self.all);
+                all
+            }
         };
         if set.len() == 0 {
             return Err(PlacementError::NoExecutors);
@@ -547,9 +579,11 @@ impl Placer {
                 }
             }
             SelectorOp::Regex => {
-                let key = (sel.key().to_owned(), sel.target().to_owned());
-                if !self.regex_cache.contains_key(&key) {
-                    if self.regex_cache.len() >= REGEX_CACHE_MAX {
+                let cached = |c: &BTreeMap<String, BTreeMap<String, (Selector, BitSet)>>| {
+                    c.get(sel.key()).is_some_and(|by_pattern| by_pattern.contains_key(sel.target()))
+                };
+                if !cached(&self.regex_cache) {
+                    if self.regex_cache.values().map(BTreeMap::len).sum::<usize>() >= REGEX_CACHE_MAX {
                         self.regex_cache.clear();
                     }
                     let mut matching = BitSet::default();
@@ -561,9 +595,10 @@ impl Placer {
                             }
                         }
                     }
-                    self.regex_cache.insert(key.clone(), (sel.clone(), matching));
+                    let by_pattern = self.regex_cache.entry(sel.key().to_owned()).or_default();
+                    by_pattern.insert(sel.target().to_owned(), (sel.clone(), matching));
                 }
-                set.intersect(&self.regex_cache[&key].1);
+                set.intersect(&self.regex_cache[sel.key()][sel.target()].1);
             }
         }
     }
@@ -588,32 +623,15 @@ impl Placer {
         let everyone = set.len() == self.all.len();
         let indexed = !ignore_capacity && req.cost <= scores::COSTS && (everyone || set.len() > SCAN_MAX);
         let chosen = if indexed {
-            let ties = self.scores.best(req.cost, self.policy.strategy, (!everyone).then_some(&set));
-            (!ties.is_empty()).then(|| ties[rng.below(ties.len() as u64) as usize] as usize)
+            let among = (!everyone).then_some(&set);
+            self.scores.pick(req.cost, self.policy.strategy, among, rng).map(|slot| slot as usize)
         } else {
             self.scan(&set, cost, ignore_capacity, rng)
         };
+        let unplaced = chosen.is_none().then(|| self.unplaced(req, &set));
+        self.scratch = set;
         let Some(i) = chosen else {
-            let (mut best_free, mut largest) = (0u32, 0u32);
-            for i in set.iter() {
-                best_free = best_free.max(self.loads[i].free());
-                largest = largest.max(self.loads[i].capacity);
-            }
-            if let Some(pin) = req.resources.iter().find(|p| p.executor.is_some()) {
-                let executor = pin.executor.expect("found a pinned resource");
-                return Err(PlacementError::PinnedFull {
-                    resource: pin.resource.clone(),
-                    executor,
-                    free: best_free,
-                    cost: req.cost,
-                });
-            }
-            return Err(PlacementError::InsufficientCapacity {
-                cost: req.cost,
-                best_free,
-                largest,
-                candidates: set.len(),
-            });
+            return Err(unplaced.expect("built when nothing was chosen"));
         };
         let id = self.slots[i].as_ref().expect("chosen slot is occupied").id;
         let s = &mut self.loads[i];
@@ -629,6 +647,25 @@ impl Placer {
         let reservation = Reservation { executor: id, cost: req.cost, epoch: req.epoch, placed_at: now, expires_at };
         self.reservations.insert(req.task.clone(), reservation);
         Ok(placement)
+    }
+
+    /// Why a task of `req` fits on none of the candidates in `set`.
+    fn unplaced(&self, req: &PlacementRequest<'_>, set: &BitSet) -> PlacementError {
+        let (mut best_free, mut largest) = (0u32, 0u32);
+        for i in set.iter() {
+            best_free = best_free.max(self.loads[i].free());
+            largest = largest.max(self.loads[i].capacity);
+        }
+        if let Some(pin) = req.resources.iter().find(|p| p.executor.is_some()) {
+            let executor = pin.executor.expect("found a pinned resource");
+            return PlacementError::PinnedFull {
+                resource: pin.resource.clone(),
+                executor,
+                free: best_free,
+                cost: req.cost,
+            };
+        }
+        PlacementError::InsufficientCapacity { cost: req.cost, best_free, largest, candidates: set.len() }
     }
 
     /// The full pass: scores every candidate in `set` for a task of `cost`, and draws among the best ones (in
@@ -715,6 +752,9 @@ impl Placer {
                 }
             }
         }
+        if !self.all.len_is_exact() {
+            return Err("placement: the candidate set's size is not its count".to_owned());
+        }
         if self.all.len() != self.by_id.len() {
             return Err(format!(
                 "placement: {} slots in the candidate set, {} executors",
@@ -726,7 +766,9 @@ impl Placer {
             .map(|i| (i, self.all.contains(i).then(|| (self.loads[i].capacity, self.loads[i].used()))))
             .collect();
         self.scores.check(&filed)?;
-        for ((key, pattern), (sel, set)) in &self.regex_cache {
+        for (key, pattern, (sel, set)) in
+            self.regex_cache.iter().flat_map(|(k, m)| m.iter().map(move |(p, entry)| (k, p, entry)))
+        {
             if sel.spec() != &(SelectorSpec { key: key.clone(), op: SelectorOp::Regex, target: pattern.clone() }) {
                 return Err(format!("placement: regex cache entry {key}~{pattern} holds {sel}"));
             }

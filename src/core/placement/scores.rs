@@ -16,6 +16,7 @@ use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use super::{BitSet, Strategy};
+use crate::core::rng::Rng;
 
 /// The largest cost with an order of its own.
 pub(super) const COSTS: u32 = 8;
@@ -110,23 +111,31 @@ impl Scores {
         }
     }
 
-    /// The slots tied for the best score for a task of `cost` (1 to [`COSTS`]) among those it fits on, in slot
-    /// order, within `among` (every filed slot when `None`); empty when it fits nowhere.
-    pub(super) fn best(&mut self, cost: u32, strategy: Strategy, among: Option<&BitSet>) -> Vec<u32> {
+    /// The slot for a task of `cost` (1 to [`COSTS`]): one of those tied for the best score among the slots it
+    /// fits on within `among` (every filed slot when `None`), drawn with one draw of `rng` in slot order, as the
+    /// full pass draws; `None`, with no draw, when it fits nowhere.
+    pub(super) fn pick(
+        &mut self,
+        cost: u32,
+        strategy: Strategy,
+        among: Option<&BitSet>,
+        rng: &mut impl Rng,
+    ) -> Option<u32> {
         self.apply();
         let order = self.order(cost);
         let fitting = order.range(..=Score::ONE);
-        let within = |slots: &Vec<u32>| -> Vec<u32> {
-            match among {
-                None => slots.clone(),
-                Some(set) => slots.iter().copied().filter(|&s| set.contains(s as usize)).collect(),
-            }
+        let within = |slot: &u32| among.is_none_or(|set| set.contains(*slot as usize));
+        let ties = |slots: &Vec<u32>| match among {
+            None => slots.len(),
+            Some(_) => slots.iter().filter(|s| within(s)).count(),
         };
-        let found = match strategy {
-            Strategy::LeastLoaded => fitting.map(|(_, slots)| within(slots)).find(|s| !s.is_empty()),
-            Strategy::BinPack => fitting.rev().map(|(_, slots)| within(slots)).find(|s| !s.is_empty()),
+        let tied = match strategy {
+            Strategy::LeastLoaded => fitting.map(|(_, slots)| (ties(slots), slots)).find(|(n, _)| *n > 0),
+            Strategy::BinPack => fitting.rev().map(|(_, slots)| (ties(slots), slots)).find(|(n, _)| *n > 0),
         };
-        found.unwrap_or_default()
+        let (n, slots) = tied?;
+        let k = rng.below(n as u64) as usize;
+        slots.iter().filter(|s| within(s)).nth(k).copied()
     }
 
     /// The order of `cost`, built now if it was not.
