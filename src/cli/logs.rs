@@ -54,22 +54,16 @@ struct Newest {
     exit: String,
 }
 
-/// The workers in their natural order (`w2` before `w10`), each with its newest incarnation held.
+/// The workers in their natural order (`w2` before `w10`), each with its newest incarnation held, as the masters
+/// choose it ([`crate::framework::logs::wire::shown`]).
 fn newest(sources: &[pb::LogSource], only: Option<&str>) -> Vec<(String, Newest)> {
-    let mut by: BTreeMap<(u64, String), Newest> = BTreeMap::new();
-    for s in sources {
-        let Some(i) = s.incarnation.as_ref() else { continue };
-        if only.is_some_and(|w| w != i.worker) {
-            continue;
-        }
-        let order = i.worker.strip_prefix('w').and_then(|n| n.parse::<u64>().ok()).unwrap_or(u64::MAX);
-        let n = Newest { epoch: i.epoch, executor: s.executor_name.clone(), exit: i.exit.clone() };
-        let e = by.entry((order, i.worker.clone())).or_insert_with(|| n.clone());
-        if n.epoch > e.epoch {
-            *e = n;
-        }
-    }
-    by.into_iter().map(|((_, w), n)| (w, n)).collect()
+    crate::framework::logs::wire::shown(sources, only, 0)
+        .into_iter()
+        .filter_map(|s| {
+            let i = s.incarnation.as_ref()?;
+            Some((i.worker.clone(), Newest { epoch: i.epoch, executor: s.executor_name.clone(), exit: i.exit.clone() }))
+        })
+        .collect()
 }
 
 fn header(worker: &str, n: &Newest) -> String {

@@ -62,13 +62,9 @@ impl Master {
         let mut answer = pb::JobLogsResponse { sources, ..Default::default() };
         if let Some(worker) = ask.worker {
             // The incarnation asked for (or the newest held), and the executor holding it.
-            let held = answer
-                .sources
-                .iter()
-                .filter_map(|s| s.incarnation.as_ref().map(|i| (i, s.executor_id)))
-                .filter(|(i, _)| i.worker == worker.as_str() && (r.epoch == 0 || i.epoch == r.epoch))
-                .max_by_key(|(i, _)| i.epoch)
-                .map(|(i, id)| (i.epoch, id));
+            let held = wire::shown(&answer.sources, Some(worker.as_str()), r.epoch)
+                .first()
+                .and_then(|s| s.incarnation.as_ref().map(|i| (i.epoch, s.executor_id)));
             match held.and_then(|(epoch, id)| holders.iter().find(|h| h.id == id).map(|h| (epoch, h))) {
                 Some((epoch, h)) => {
                     let read = pb::ReadLogsRequest {
