@@ -312,3 +312,71 @@ async fn exec_jobs_run_commands_and_leave_no_process_behind() {
     eprintln!("SIGKILL: every process gone {} ms after the standalone's", took.as_millis());
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Rounds and workers per job of [`exec_figures`].
+const FIGURE_ROUNDS: usize = 5;
+const FIGURE_WORKERS: usize = 8;
+
+/// The `q`-quantile of `d` (nearest rank), in milliseconds.
+fn quantile_ms(d: &[Duration], q: f64) -> u128 {
+    let mut d = d.to_vec();
+    d.sort();
+    let i = ((d.len() as f64 * q).ceil() as usize).clamp(1, d.len()) - 1;
+    d[i].as_millis()
+}
+
+/// What an exec job costs in time on a fresh standalone (two executors of 16 slots; the CLI is the test build's):
+/// figures, never asserts. In each of [`FIGURE_ROUNDS`] rounds, a job of [`FIGURE_WORKERS`] workers whose command
+/// marks that it started, then sleeps: from just before `job create` to every worker's command started (a file each,
+/// looked for every 2 ms), and from the cancel's answer to every process of the job gone (`pgrep`); then a job of one
+/// worker running `true`, `job create --wait` from its start to its answer. Printed with `--nocapture`; the README's
+/// "Measured" section has a run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_figures() {
+    let dir = scratch("figures");
+    let node = Standalone::start(&dir).await;
+    let (mut started, mut gone, mut trivial) = (vec![], vec![], vec![]);
+    for round in 0..FIGURE_ROUNDS {
+        let marks = dir.join(format!("started-{round}"));
+        std::fs::create_dir_all(&marks).expect("create the marks directory");
+        let marker = format!("figure-marker-{}-{round}", std::process::id());
+        let command = format!("touch {}/$FOREMAN_WORKER; sleep 600; : {marker}", marks.display());
+        let id = format!("fig{round}");
+        let config =
+            serde_json::json!({"command": ["sh", "-c", command], "workers": FIGURE_WORKERS, "stop_grace": "1s"});
+        let asked = Instant::now();
+        node.create(&id, &config).await;
+        loop {
+            let n = std::fs::read_dir(&marks).map(|d| d.count()).unwrap_or(0);
+            if n == FIGURE_WORKERS {
+                break;
+            }
+            assert!(asked.elapsed() < END_MAX, "{id}: {n} of {FIGURE_WORKERS} workers started");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        started.push(asked.elapsed());
+        let run = node.cli(&["job", "cancel", &id]).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        gone.push(await_gone(&marker).await);
+        node.until(&id, "canceled").await;
+
+        let id = format!("true{round}");
+        let config = serde_json::json!({"command": ["true"]}).to_string();
+        let asked = Instant::now();
+        let run = node.cli(&["job", "create", "--id", &id, "--type", "exec", "--config", &config, "--wait"]).await;
+        assert_eq!(run.code, Some(0), "{run:?}");
+        trivial.push(asked.elapsed());
+    }
+    let show = |what: &str, d: &[Duration]| {
+        eprintln!(
+            "exec figures: {what}: p50 {} ms, max {} ms ({} rounds)",
+            quantile_ms(d, 0.5),
+            quantile_ms(d, 1.0),
+            d.len()
+        );
+    };
+    show(&format!("create to all {FIGURE_WORKERS} commands started"), &started);
+    show(&format!("cancel answered to all {FIGURE_WORKERS} workers' processes gone"), &gone);
+    show("`job create --wait` of one `true`, to its answer", &trivial);
+    let _ = std::fs::remove_dir_all(&dir);
+}
