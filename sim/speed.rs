@@ -3,6 +3,7 @@
 //! foreman: plain madsim endpoints exchanging the heartbeats and lease keep-alives the cluster exchanges, for
 //! the same simulated time) for the overhead ratio. Figures, never asserts: `cargo stest --test sim
 //! simulator_speed -- --ignored --nocapture` (`FOREMAN_SPEED_SEEDS`, default 40; `MADSIM_TEST_JOBS`, default 2).
+//! `simulator_speed_short` runs four seeds of each in CI, so that the benchmark cannot rot.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,6 +105,18 @@ async fn bare_heartbeats(simulated: Duration) {
 fn simulator_speed() {
     let seeds: u64 = std::env::var("FOREMAN_SPEED_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
     let jobs: u64 = std::env::var("MADSIM_TEST_JOBS").ok().and_then(|s| s.parse().ok()).unwrap_or(2).max(1);
+    measure(seeds, jobs);
+}
+
+/// The benchmark's short version, in CI so that it cannot rot: four seeds of each, on two threads; its figures
+/// are only printed (four seeds are too few to read them).
+#[test]
+fn simulator_speed_short() {
+    measure(4, 2);
+}
+
+/// Runs `seeds` seeds of the standard scenario and of its bare twin on `jobs` threads and prints the figures.
+fn measure(seeds: u64, jobs: u64) {
     let (wall, figures): (Duration, Vec<SwarmFigures>) = timed(seeds, jobs, || Box::pin(standard_run()));
     let simulated: Duration = figures.iter().map(|f| f.simulated).sum::<Duration>() / seeds.max(1) as u32;
     let standard = seeds as f64 / wall.as_secs_f64();
