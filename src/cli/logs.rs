@@ -55,9 +55,9 @@ struct Newest {
 }
 
 /// The workers in their natural order (`w2` before `w10`), each with its newest incarnation held, as the masters
-/// choose it ([`crate::framework::logs::wire::shown`]).
+/// choose it ([`crate::rpc::logs::shown`]).
 fn newest(sources: &[pb::LogSource], only: Option<&str>) -> Vec<(String, Newest)> {
-    crate::framework::logs::wire::shown(sources, only, 0)
+    crate::rpc::logs::shown(sources, only, 0)
         .into_iter()
         .filter_map(|s| {
             let i = s.incarnation.as_ref()?;

@@ -62,7 +62,7 @@ impl Master {
         let mut answer = pb::JobLogsResponse { sources, ..Default::default() };
         if let Some(worker) = ask.worker {
             // The incarnation asked for (or the newest held), and the executor holding it.
-            let held = wire::shown(&answer.sources, Some(worker.as_str()), r.epoch)
+            let held = crate::rpc::logs::shown(&answer.sources, Some(worker.as_str()), r.epoch)
                 .first()
                 .and_then(|s| s.incarnation.as_ref().map(|i| (i.epoch, s.executor_id)));
             match held.and_then(|(epoch, id)| holders.iter().find(|h| h.id == id).map(|h| (epoch, h))) {

@@ -2,6 +2,7 @@
 
 pub mod connect;
 pub mod identity;
+pub mod logs;
 pub mod status;
 pub mod tls;
 pub mod tokens;
