@@ -585,6 +585,10 @@ const PORT_LOW: u16 = 20_000;
 /// find it free, and a port from the ephemeral range may meanwhile be taken by any outgoing connection on the
 /// machine. Each is released when its listener is dropped, just before its process binds it.
 pub fn hold_ports(n: usize) -> Vec<std::net::TcpListener> {
+    /// Every port [`hold_ports`] gave out in this test process: never given twice (the tests of one binary run side
+    /// by side, and each releases its ports to its nodes, which bind them a moment later and again on a restart).
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     // The ephemeral range's low end (Linux); 32768 is Linux's default.
     let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
@@ -594,13 +598,20 @@ pub fn hold_ports(n: usize) -> Vec<std::net::TcpListener> {
     // Drawn apart from other test processes that hold ports at the same time.
     let mut rng = foreman::core::rng::SplitMix64::new((wall_nanos() as u64) ^ (u64::from(std::process::id()) << 32));
     let mut held = vec![];
-    // Ports in use by other tests are skipped; the bound keeps a full machine from looping for ever.
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Ports in use by other tests are skipped, and so are the ports this process gave out already (a test beside
+    // this one may have released one to its node, which has not bound it yet, or may start a node on it again);
+    // the bound keeps a full machine from looping for ever.
     for _ in 0..(n * 100) {
         if held.len() == n {
             break;
         }
         let port = PORT_LOW + foreman::core::rng::Rng::below(&mut rng, u64::from(high - PORT_LOW)) as u16;
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            given.insert(port);
             held.push(l);
         }
     }
