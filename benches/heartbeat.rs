@@ -787,6 +787,7 @@ mod bench {
             leader_epoch: 1,
             timing: Some(foreman::rpc::timing_to_wire(&cfg.executor_timing())),
             gone_jobs: vec![],
+            ..Default::default()
         };
         let echo = Server::start("echo", Kind::Echo { reply }, server_cpu)?;
 

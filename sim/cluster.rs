@@ -519,18 +519,20 @@ impl Cluster {
         let masters = self.masters.len();
         self.client
             .spawn(async move {
+                let mut last = String::from("no master could be reached");
                 for round in 0..(masters * 20) {
                     if let Some(ch) = channel_to(&master_addr(round % masters), Duration::from_secs(2)).await {
-                        if let Ok(r) = DiscoveryClient::with_interceptor(ch, crate::harness::As::user())
+                        match DiscoveryClient::with_interceptor(ch, crate::harness::As::user())
                             .list_executors(pb::ListExecutorsRequest {})
                             .await
                         {
-                            return r.into_inner().executors;
+                            Ok(r) => return r.into_inner().executors,
+                            Err(e) => last = format!("{}: {}", master_addr(round % masters), e.message()),
                         }
                     }
                     tokio::time::sleep(Duration::from_millis(250)).await;
                 }
-                panic!("no master listed the executors");
+                panic!("no master listed the executors (the last answer: {last})");
             })
             .await
             .expect("the client task finished")

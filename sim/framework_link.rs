@@ -88,6 +88,7 @@ fn worker(rec: &Recorder<Seen>, name: &str, ip: &str, task: &str, epoch: u64, ti
         worker_epoch: Epoch(epoch),
         timing,
         identity: foreman::rpc::identity::Identity::executor(&name),
+        carrier: None,
     };
     let node = Handle::current().create_node().name(&name).ip(ip.parse().unwrap()).build();
     node.spawn(async move {

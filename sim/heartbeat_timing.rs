@@ -79,6 +79,7 @@ impl Discovery for RegistryService {
             executor_id: record.id.0,
             leader_epoch: EPOCH.0,
             timing: Some(timing_pb(&self.timing)),
+            ..Default::default()
         }))
     }
 
@@ -96,6 +97,7 @@ impl Discovery for RegistryService {
             leader_epoch: EPOCH.0,
             timing: Some(timing_pb(&self.timing)),
             gone_jobs: vec![],
+            ..Default::default()
         }))
     }
 

@@ -187,8 +187,18 @@ fn draw_overload() -> Draw {
 }
 
 /// The scale workload (issue 17 item 2): `executors` executors of 32 slots in three zones and `jobs` long-running
-/// fake jobs (one or two workers, 60 to 150 s of steps), created over the first 20 s, under the swarm's fault plan.
+/// fake jobs (one or two workers), under the swarm's fault plan, configured as a cluster of that size would be:
+/// - job masters' heartbeats carried by their executors' (`executors.carry-job-masters`, set by [`scale_run`]), so
+///   that the calls to the leader grow with executors, not jobs;
+/// - every heartbeat interval, deadline, self-fence and TTL `k` times the default, `k` = executors / 100 rounded up
+///   (100 executor heartbeats per second at most: a simulated gRPC server takes about 250 calls per simulated
+///   second, README "Scale in the simulation"), or `FOREMAN_SCALE_SLOW`; the checkers' bounds follow the
+///   configuration, as everywhere;
+/// - jobs created at 20 per second (at least over 20 s: each create is a write of its own), each lasting the whole creation window and 60 to 120 s
+///   more, at two-second steps: every job runs at once by the end of the window.
 fn draw_scale(executors: usize, jobs: usize) -> Draw {
+    let k = env_u64("FOREMAN_SCALE_SLOW").unwrap_or(executors.div_ceil(100) as u64).max(1) as u32;
+    let window_ms = (jobs as u64 * 50).max(20_000);
     let executors = (0..executors).map(|i| (32, ZONES[i % ZONES.len()].to_owned())).collect();
     let mut knobs = crate::cluster::master_config(0);
     knobs.etcd = vec![ETCD_ADDR.to_owned()];
@@ -197,24 +207,27 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
     let jobs = (0..jobs)
         .map(|i| JobDraw {
             id: format!("job-{i}"),
-            config: FakeConfig::counting(rng.gen_range(1..=2), rng.gen_range(300..=500), 300),
+            config: FakeConfig::counting(
+                rng.gen_range(1..=2),
+                (window_ms + rng.gen_range(60_000..=120_000)) / 2_000,
+                2_000,
+            ),
             zone: None,
             cost: 1,
-            create_at: ms(0, 20_000),
-            cancel_at: rng.gen_bool(0.05).then(|| ms(1_000, 40_000)),
+            create_at: ms(0, window_ms),
+            cancel_at: rng.gen_bool(0.05).then(|| ms(1_000, window_ms + 20_000)),
             delete_after: false,
             exec: None,
         })
         .collect();
-    // Heartbeat intervals, timeouts, fences and TTLs stretched together (FOREMAN_SCALE_SLOW=k): k times fewer calls.
-    if let Some(k) = env_u64("FOREMAN_SCALE_SLOW").filter(|k| *k > 1) {
-        let k = k as u32;
+    if k > 1 {
         let e = &mut knobs.executors;
         (e.heartbeat_interval, e.heartbeat_timeout, e.self_fence, e.offline_ttl) =
             (e.heartbeat_interval * k, e.heartbeat_timeout * k, e.self_fence * k, e.offline_ttl * k);
         let w = &mut knobs.workers;
         (w.heartbeat_interval, w.heartbeat_timeout, w.self_fence, w.offline_ttl) =
             (w.heartbeat_interval * k, w.heartbeat_timeout * k, w.self_fence * k, w.offline_ttl * k);
+        knobs.placement.reservation_ttl = knobs.placement.reservation_ttl.max(knobs.executors.heartbeat_interval * 2);
     }
     let masters = env_u64("FOREMAN_SCALE_MASTERS").unwrap_or(3) as usize;
     let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
@@ -223,9 +236,28 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
     d
 }
 
-/// One seed of the scale workload ([`draw_scale`]): the swarm's run and checks, fault points off.
+/// `knobs` with `executors.carry-job-masters` on, and the framework's self-fence (and offline TTL with it) made
+/// longer where the drawn one would not outlast one executor round, as the setting requires.
+pub fn carrying(mut knobs: MasterConfig) -> MasterConfig {
+    knobs.executors.carry_job_masters = true;
+    let (ex, w) = (&knobs.executors, &mut knobs.workers);
+    let round = ex.heartbeat_interval + ex.heartbeat_timeout + Duration::from_millis(200);
+    if w.self_fence < round {
+        w.self_fence = round;
+        w.offline_ttl = w.offline_ttl.max(round + w.heartbeat_timeout + Duration::from_secs(1));
+    }
+    knobs.fill_derived();
+    if let Err(e) = knobs.validate() {
+        panic!("the carrying knobs are invalid: {e}");
+    }
+    knobs
+}
+
+/// One seed of the scale workload ([`draw_scale`]): the swarm's run and checks, fault points off, job masters'
+/// heartbeats carried by their executors' unless `FOREMAN_SCALE_CARRY=0`.
 pub async fn scale_run(executors: usize, jobs: usize, run: Run) -> SwarmFigures {
-    run_draw(draw_scale(executors, jobs), run, false).await
+    let carry = env_u64("FOREMAN_SCALE_CARRY") != Some(0);
+    run_draw(draw_scale(executors, jobs), Run { carry, ..run }, false).await
 }
 
 fn draw_workload_and_faults(
@@ -394,6 +426,8 @@ pub struct Run {
     pub plain: bool,
     /// Where the run leaves the text of the plan it runs, before it starts: for whoever reports its failure.
     pub ran: Option<Arc<Mutex<Option<String>>>>,
+    /// The leader asks executors to carry their job masters' heartbeats ([`carrying`]).
+    pub carry: bool,
 }
 
 /// One swarm seed: draw, print the draw (to the story log, and to stderr too when `verbose`), run the faults and
@@ -543,7 +577,10 @@ pub async fn standard_run() -> SwarmFigures {
 }
 
 async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
-    let Run { planted, verbose, plan, plain: _, ran } = run;
+    let Run { planted, verbose, plan, plain: _, ran, carry } = run;
+    if carry {
+        d.knobs = carrying(d.knobs);
+    }
     if let Some(plan) = plan {
         if let Err(e) = plan.check(d.masters, d.executors.len(), FAULT_PHASE) {
             let seed = madsim::runtime::Handle::current().seed();
@@ -903,8 +940,17 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
 async fn all_jobs_ended(c: &Cluster, masters: usize) -> bool {
     let jobs = on_client(c, async move {
         with_jobs(masters, Duration::from_secs(30), |mut c| async move {
-            let req = pb::ListJobsRequest { page_size: 1000, ..Default::default() };
-            c.list_jobs(req).await.map(|r| r.into_inner().jobs)
+            // Every page: a scale run holds more jobs than one page.
+            let (mut jobs, mut token) = (vec![], String::new());
+            loop {
+                let req = pb::ListJobsRequest { page_size: 1000, page_token: token, ..Default::default() };
+                let page = c.list_jobs(req).await?.into_inner();
+                jobs.extend(page.jobs);
+                if page.next_page_token.is_empty() {
+                    return Ok(jobs);
+                }
+                token = page.next_page_token;
+            }
         })
         .await
     })
@@ -1671,6 +1717,40 @@ fn scale() {
             Err(f) => panic!("scale seed {seed} FAILED after {:.1}s ({}): {f}", wall.as_secs_f64(), f.class()),
         }
     }
+}
+
+/// The swarm with job masters' heartbeats carried by their executors' (`executors.carry-job-masters`, issue 17
+/// item 2): `FOREMAN_CARRIED_SEEDS` seeds (default 100) from `MADSIM_TEST_SEED` (default 8,200,000), each the
+/// swarm's draw, faults and checkers with the setting on ([`carrying`]); `FOREMAN_SWARM_PLANTED` plants a bug as in
+/// [`swarm`]. Its own seed range: the swarm's seeds keep their stories.
+#[test]
+fn carried_heartbeats_swarm() {
+    let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    let seeds = env_u64("FOREMAN_CARRIED_SEEDS").unwrap_or(100).max(1);
+    let first = env_u64("MADSIM_TEST_SEED").unwrap_or(8_200_000);
+    let planted = planted_from_env();
+    let run = move |seed| run_seed(seed, move || Box::pin(swarm_run(Run { carry: true, planted, ..Run::default() })));
+    if std::env::var_os("MADSIM_TEST_CHECK_DETERMINISM").is_some() {
+        let (a, b) = (run(first).expect("the seed passes"), run(first).expect("the seed passes"));
+        assert_eq!((a.story, a.events), (b.story, b.events), "carried swarm seed {first} is not deterministic");
+        report(&format!("carried swarm determinism: seed {first} ran twice, {} events, identical stories", a.events));
+        return;
+    }
+    let (mut events, mut heard) = (0, 0);
+    for seed in first..first + seeds {
+        match run(seed) {
+            Ok(f) => {
+                events += f.events;
+                heard += 1;
+            }
+            Err(f) => panic!(
+                "carried swarm seed {seed} FAILED ({}): {f}\nreplay: FOREMAN_CARRIED_SEEDS=1 MADSIM_TEST_SEED={seed} \
+                 cargo stest --test sim swarm::carried_heartbeats_swarm -- --exact --nocapture",
+                f.class()
+            ),
+        }
+    }
+    report(&format!("carried swarm: {heard} seeds from {first} passed, {events} events"));
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.

@@ -215,6 +215,11 @@ pub struct ExecutorsConfig {
     /// ...and holds those evictions at most this long.
     #[serde(with = "serde_duration")]
     pub suspect_hold: Duration,
+    /// Executors carry the heartbeats of the job masters they host in their own (one call per executor per
+    /// interval instead of one per job master, `framework::carrier`): a job master then heartbeats at the executor
+    /// heartbeat's pace, and its self-fence must outlast one executor round (rule: workers.self-fence >
+    /// executors.heartbeat-interval + executors.heartbeat-timeout). Off: each job master calls the leader itself.
+    pub carry_job_masters: bool,
 }
 
 impl Default for ExecutorsConfig {
@@ -228,6 +233,7 @@ impl Default for ExecutorsConfig {
             check_interval: Duration::from_millis(500),
             suspect_fraction: 0.5,
             suspect_hold: Duration::from_secs(10),
+            carry_job_masters: false,
         }
     }
 }
@@ -947,6 +953,19 @@ impl MasterConfig {
                 ),
             ));
         }
+        let wo = &self.workers;
+        if ex.carry_job_masters && wo.self_fence <= ex.heartbeat_interval + ex.heartbeat_timeout {
+            return Err(invalid(
+                "workers.self-fence",
+                format!(
+                    "{} must be longer than executors.heartbeat-interval + executors.heartbeat-timeout ({}) with \
+                     executors.carry-job-masters on: a job master's heartbeat then waits for its executor's next one \
+                     (rule: workers.self-fence > executor heartbeat interval + timeout)",
+                    format_duration(wo.self_fence),
+                    format_duration(ex.heartbeat_interval + ex.heartbeat_timeout)
+                ),
+            ));
+        }
         if !(ex.suspect_fraction > 0.0 && ex.suspect_fraction <= 1.0) {
             return Err(invalid(
                 "executors.suspect-fraction",
@@ -1480,6 +1499,10 @@ pub struct MasterFlags {
     /// How long a suspecting leader holds evictions at most [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub executors_suspect_hold: Option<Duration>,
+    /// Executors carry their job masters' heartbeats in their own: calls to the leader grow with executors, not
+    /// jobs [default: false].
+    #[arg(long, value_name = "BOOL")]
+    pub executors_carry_job_masters: Option<bool>,
 
     /// How often job masters and workers heartbeat [default: 1s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -1589,6 +1612,7 @@ impl MasterFlags {
         set(&mut c.executors.check_interval, &self.executors_check_interval);
         set(&mut c.executors.suspect_fraction, &self.executors_suspect_fraction);
         set(&mut c.executors.suspect_hold, &self.executors_suspect_hold);
+        set(&mut c.executors.carry_job_masters, &self.executors_carry_job_masters);
 
         set(&mut c.workers.heartbeat_interval, &self.workers_heartbeat_interval);
         set(&mut c.workers.heartbeat_timeout, &self.workers_heartbeat_timeout);
@@ -1976,6 +2000,14 @@ mod tests {
             ("[executors]\nself-fence = \"0s\"", "executors.self-fence", &["is zero; it must be a positive duration"]),
             ("[rpc]\nmetastore-timeout = \"0ms\"", "rpc.metastore-timeout", &["is zero"]),
             ("[backoff]\nreset-after = \"0s\"", "backoff.reset-after", &["is zero"]),
+            // Carried, a job master's heartbeat waits for its executor's next one: its fence must outlast that round
+            // (here 2s + 2s).
+            (
+                "[executors]\ncarry-job-masters = true\nheartbeat-interval = \"2s\"\nheartbeat-timeout = \"2s\"\n\
+                 self-fence = \"5s\"\n[workers]\nself-fence = \"4s\"",
+                "workers.self-fence",
+                &["rule: workers.self-fence > executor heartbeat interval + timeout"],
+            ),
             (
                 "[executors]\ncheck-interval = \"10s\"",
                 "executors.check-interval",
@@ -2081,6 +2113,7 @@ mod tests {
             "name = \"m_1.a-b\"",
             "[backoff]\nmultiplier = 1",
             "[executors]\nsuspect-fraction = 1.0",
+            "[executors]\ncarry-job-masters = true",
             "[http]\nnames = [\"a.example\", \"a.example:8080\", \"[::1]\", \"[fd00::1]:80\", \"10.0.0.1:10280\"]",
             "[http]\nmax-connections = 1",
         ] {
@@ -2278,6 +2311,7 @@ mod tests {
             check-interval = "700ms"
             suspect-fraction = 0.75
             suspect-hold = "20s"
+            carry-job-masters = true
             [workers]
             heartbeat-interval = "2s"
             heartbeat-timeout = "3s"
@@ -2323,6 +2357,7 @@ mod tests {
             "--executors-check-interval=700ms",
             "--executors-suspect-fraction=0.75",
             "--executors-suspect-hold=20s",
+            "--executors-carry-job-masters=true",
             "--workers-heartbeat-interval=2s",
             "--workers-heartbeat-timeout=3s",
             "--workers-self-fence=14s",

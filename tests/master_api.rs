@@ -955,6 +955,52 @@ async fn a_huge_input_is_refused_with_a_bounded_message_by_the_leader_and_throug
 /// The proto promises at most 256 bytes of progress: a longer text is refused, naming the field, before anything
 /// is looked at (the framework's own links cut a task's text to 256 bytes before sending, so no job master of
 /// ours is ever refused for it).
+/// Job masters' heartbeats carried in an executor's (`HeartbeatRequest.job_masters`): each is answered by job
+/// master as if it had come alone; a bad one refuses the whole call, naming it, and changes nothing.
+#[tokio::test]
+async fn carried_job_master_heartbeats_are_answered_each_and_bad_ones_refuse_the_call() {
+    let t = TestMaster::start("carried").await;
+    let id = t.register("exec-a", 4, &[]).await.expect("register");
+    let leader = t.discovery.clone().get_leader(pb::GetLeaderRequest {}).await.unwrap().into_inner();
+    let jm = |worker_id: &str| pb::WorkerHeartbeatRequest {
+        master_id: t.m.name().into(),
+        master_epoch: 0,
+        worker_id: worker_id.into(),
+        worker_epoch: 1,
+        progress: String::new(),
+        last_error: None,
+    };
+    let beat = |job_masters: Vec<pb::WorkerHeartbeatRequest>| pb::HeartbeatRequest {
+        executor_id: id,
+        leader_epoch: leader.leader_epoch,
+        job_masters,
+        ..Default::default()
+    };
+    let mut d = t.discovery.clone();
+    // Answered one by one: job masters the job manager never started are stale, as when they call alone.
+    let r = d.heartbeat(beat(vec![jm("ghost-b"), jm("ghost-a")])).await.expect("a heartbeat").into_inner();
+    assert_eq!(r.verdict, pb::HeartbeatVerdict::Accepted as i32);
+    assert!(!r.carry_job_masters, "off by default");
+    let answers: Vec<(String, i32)> =
+        r.job_masters.iter().map(|c| (c.worker_id.clone(), c.reply.as_ref().map_or(-1, |r| r.verdict))).collect();
+    let stale = pb::Verdict::StaleWorker as i32;
+    assert_eq!(answers, vec![("ghost-b".to_owned(), stale), ("ghost-a".to_owned(), stale)]);
+
+    let before = t.snapshot().await;
+    let long = pb::WorkerHeartbeatRequest { progress: "x".repeat(257), ..jm("ghost") };
+    let too_many: Vec<_> = (0..=foreman::framework::carrier::CARRIED_MAX).map(|i| jm(&format!("job-{i}"))).collect();
+    for (what, carried) in [
+        ("a bad id", vec![jm("ghost"), jm("a b")]),
+        ("a worker's id, not a job master's", vec![jm("j/w")]),
+        ("one job master twice", vec![jm("ghost"), jm("ghost")]),
+        ("a long progress text", vec![long]),
+        ("more than the most one call carries", too_many),
+    ] {
+        assert_invalid(&format!("a heartbeat carrying {what}"), d.heartbeat(beat(carried)).await, "job_masters");
+    }
+    assert_eq!(t.snapshot().await, before, "a refused call changed something");
+}
+
 #[tokio::test]
 async fn a_progress_text_beyond_256_bytes_is_refused() {
     let t = TestMaster::start("progress").await;

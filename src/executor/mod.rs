@@ -113,6 +113,8 @@ pub struct Executor {
     drained: tokio::sync::Notify,
     /// What its tasks' processes printed (`framework::logs`), read by the masters for `foreman job logs`.
     logs: crate::framework::logs::LogStore,
+    /// Its job masters' heartbeats, carried in its own when the leader asks for it.
+    carrier: crate::framework::carrier::Carrier,
 }
 
 /// A number naming this executor process among the restarts of one executor: its name, process id and start
@@ -169,6 +171,7 @@ impl Executor {
         });
         Arc::new(Executor {
             logs,
+            carrier: Default::default(),
             host: Host::new(clock.clone())
                 .observed_by(observer.clone().map(|o| crate::framework::task::worker_heard(o, &cfg.name))),
             meta: Arc::default(),
@@ -262,6 +265,7 @@ impl Executor {
             stop_hooks: crate::framework::task::StopHooks::default(),
             logs: self.logs.clone(),
             dir: self.cfg.dir(),
+            carrier: self.carrier.clone(),
         }
     }
 
@@ -604,6 +608,7 @@ impl Executor {
         match tokio::time::timeout(deadline, client.register_executor(self.identity().request(req))).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
+                self.carrier.set_on(r.carry_job_masters);
                 let reply = RegisterReply {
                     id: ExecutorId(r.executor_id),
                     leader_epoch: LeaderEpoch(r.leader_epoch),
@@ -620,7 +625,11 @@ impl Executor {
     }
 
     async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, call: HeartbeatCall, deadline: Duration) -> Heard {
+        // Taken before the stall point below: the carried job masters' fences count from no later than the send.
+        let (job_masters, taken) = self.carrier.take();
+        let sent = self.now();
         let req = pb::HeartbeatRequest {
+            job_masters,
             executor_id: call.id.0,
             leader_epoch: call.leader_epoch.0,
             tasks: call.tasks.iter().map(running_to_wire).collect(),
@@ -638,6 +647,8 @@ impl Executor {
         match tokio::time::timeout(deadline, client.heartbeat(self.identity().request(req))).await {
             Ok(Ok(r)) => {
                 let r = r.into_inner();
+                self.carrier.set_on(r.carry_job_masters);
+                taken.answer(sent, r.job_masters);
                 let verdict = match pb::HeartbeatVerdict::try_from(r.verdict) {
                     Ok(pb::HeartbeatVerdict::Accepted) => Verdict::Accepted,
                     Ok(pb::HeartbeatVerdict::Reregister) => Verdict::Reregister,

@@ -75,7 +75,7 @@ pub async fn run<T: JobType>(_t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> Ta
     let meta = env.metastore().await;
     let mut addresses = vec![spec.master_address.clone()];
     addresses.extend(env.join.iter().filter(|a| **a != spec.master_address).cloned());
-    let mut link = link_to_master(&env, &spec, addresses);
+    let mut link = link_to_master(&env, &spec, addresses, true);
     let config = match T::parse_config(&spec.task_config) {
         Ok(c) => c,
         Err(e) => return finish(&mut link, Outcome::Failed(format!("job configuration: {e}"))).await,

@@ -31,6 +31,9 @@ pub struct LinkSpec {
     pub timing: HeartbeatTiming,
     /// Who the link's calls come from: the executor hosting the task.
     pub identity: crate::rpc::identity::Identity,
+    /// A job master's: its executor's carrier. While the leader asks for it, the heartbeats go through it (one
+    /// call per executor heartbeat, `super::carrier`) instead of a call of their own, one per executor heartbeat.
+    pub carrier: Option<super::carrier::Carrier>,
 }
 
 /// Why a task must stop.
@@ -176,7 +179,7 @@ impl Link {
         let mut first = true;
         while !self.live {
             let (clock, deadline) = (self.clock.clone(), self.deadline());
-            let pause = if first { Duration::ZERO } else { self.spec.timing.interval };
+            let pause = if first { Duration::ZERO } else { self.pause() };
             first = false;
             let beat = tokio::select! {
                 biased;
@@ -227,13 +230,32 @@ impl Link {
         }
     }
 
+    /// The carrier the next heartbeat goes through, if the leader asks for one.
+    fn carrier(&self) -> Option<super::carrier::Carrier> {
+        self.spec.carrier.as_ref().filter(|c| c.is_on()).cloned()
+    }
+
+    /// The pause between two heartbeats: the interval, or none when they are carried (the executor's heartbeat
+    /// sets the pace: each one waits for the next).
+    fn pause(&self) -> Duration {
+        if self.carrier().is_some() {
+            Duration::ZERO
+        } else {
+            self.spec.timing.interval
+        }
+    }
+
     /// One heartbeat, with the deadline; `Some(end)` when the task must stop.
     pub async fn beat(&mut self) -> Option<LinkEnd> {
         let sent = self.clock.now();
         if self.is_fenced(sent) {
             return Some(LinkEnd::Fenced);
         }
-        let mut client = self.client().await?;
+        let carrier = self.carrier();
+        let mut client = match carrier {
+            Some(_) => None,
+            None => Some(self.client().await?),
+        };
         let req = pb::WorkerHeartbeatRequest {
             master_id: self.spec.master_id.clone(),
             master_epoch: self.fence.epoch().0,
@@ -244,6 +266,12 @@ impl Link {
         };
         // Built, not yet sent: a stall here makes the master stop hearing this task while it goes on.
         crate::buggify::point(&self.points, crate::buggify::Point::TaskHeartbeatSend).await;
+        let (Some(client), None) = (client.as_mut(), &carrier) else {
+            // Carried: acknowledged as of the executor call's send time (no earlier than `sent`).
+            let carried = carrier?.carry(req).await?;
+            let r = carried.reply;
+            return self.on_reply(carried.sent, r.verdict, r.master_epoch, r.command);
+        };
         match client.worker_heartbeat(self.spec.identity.request(req)).await {
             Ok(r) => {
                 let r = r.into_inner();
@@ -260,7 +288,7 @@ impl Link {
     pub async fn run(&mut self) -> LinkEnd {
         loop {
             let (clock, deadline) = (self.clock.clone(), self.deadline());
-            let interval = self.spec.timing.interval;
+            let interval = self.pause();
             let beat = tokio::select! {
                 biased;
                 _ = clock.sleep_until(deadline) => None,

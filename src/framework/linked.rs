@@ -6,8 +6,9 @@ use tokio::sync::watch;
 use super::link::{Link, LinkEnd, LinkSpec, Report};
 use super::task::{TaskEnv, TaskExit, TaskSpec};
 
-/// The link of the task `spec` to its master, tried at `addresses` in turn, with the task's guard switches.
-pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>) -> Link {
+/// The link of the task `spec` to its master, tried at `addresses` in turn, with the task's guard switches; a job
+/// master's (`carried`) goes through its executor's carrier while the leader asks for it.
+pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>, carried: bool) -> Link {
     let mut link = Link::new(
         LinkSpec {
             master_id: spec.master_id.clone(),
@@ -17,6 +18,7 @@ pub fn link_to_master(env: &TaskEnv, spec: &TaskSpec, addresses: Vec<String>) ->
             worker_epoch: spec.epoch,
             timing: spec.timing,
             identity: env.identity(),
+            carrier: carried.then(|| env.carrier.clone()),
         },
         env.clock.clone(),
         env.confirmed,

@@ -4,6 +4,7 @@
 //!
 //! - [`link`]: the worker side — heartbeats with a deadline, self-fencing at the deadline itself, stale and cancel
 //!   verdicts, terminal status reports retried until acknowledged.
+//! - [`carrier`]: a job master's heartbeats carried in its executor's own, when the leader asks for it.
 //! - [`host`]: the master side for masters hosted on an executor — routes messages by master id to each hosted
 //!   master's bookkeeping and queues its events.
 //! - [`dispatch`]: two-phase dispatch and worker placement, as a master calls them.
@@ -21,6 +22,7 @@
 //!   from, and the configuration check a master refuses a job with.
 
 pub mod api;
+pub mod carrier;
 pub mod checkpoint;
 pub mod dispatch;
 pub mod host;

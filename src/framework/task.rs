@@ -126,6 +126,8 @@ pub struct TaskEnv {
     pub(crate) logs: crate::framework::logs::LogStore,
     /// The executor's own directory (its commands' scratch directories and process records).
     pub dir: std::path::PathBuf,
+    /// Where a job master leaves its heartbeats for the executor to carry, when the leader asks for it.
+    pub(crate) carrier: crate::framework::carrier::Carrier,
 }
 
 /// What an executor does, synchronously and under its lock, as it stops a task (it fenced itself, was told to
@@ -248,6 +250,7 @@ impl TaskEnv {
             stop_hooks: StopHooks::default(),
             logs: crate::framework::logs::LogStore::memory(),
             dir: std::env::temp_dir().join("foreman-test"),
+            carrier: Default::default(),
         }
     }
 

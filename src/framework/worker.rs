@@ -32,7 +32,7 @@ fn split_task(task: &TaskId) -> Option<(JobId, WorkerName)> {
 /// Runs one incarnation of a worker of job type `t`.
 pub async fn run<T: JobType>(t: Arc<T>, mut env: TaskEnv, spec: TaskSpec) -> TaskExit {
     let meta = env.metastore().await;
-    let mut link = link_to_master(&env, &spec, vec![spec.master_address.clone()]);
+    let mut link = link_to_master(&env, &spec, vec![spec.master_address.clone()], false);
     if env.planted(Planted::WorkerIgnoresFence) {
         link.plant_ignore_fence();
     }

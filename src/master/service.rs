@@ -159,6 +159,7 @@ impl pb::discovery_server::Discovery for MasterService {
                 executor_id: record.id.0,
                 leader_epoch: epoch.0,
                 timing: Some(crate::rpc::timing_to_wire(&self.m.cfg.executor_timing())),
+                carry_job_masters: self.m.cfg.executors.carry_job_masters,
             }))
         })
     }
@@ -177,11 +178,15 @@ impl pb::discovery_server::Discovery for MasterService {
 
     async fn heartbeat(&self, req: Request<pb::HeartbeatRequest>) -> Result<Response<pb::HeartbeatResponse>, Status> {
         let caller = check(&req, &Action::Heartbeat { executor: ExecutorId(req.get_ref().executor_id), owner: None })?;
+        for jm in &req.get_ref().job_masters {
+            check(&req, &Action::ReportToJobManager { job: jm.worker_id.clone(), host: None })?;
+        }
         leader_only!(self, req, DiscoveryClient, heartbeat, {
             let r = req.into_inner();
             let tasks = convert::reported_tasks(&r.tasks)?;
             let ended = convert::ended_tasks(&r.ended)?;
             let held = convert::held_jobs(&r.held_jobs)?;
+            let carried = carried_messages(r.job_masters)?;
             let (accepted, epoch, gone) = self
                 .m
                 .executor_heartbeat(
@@ -192,16 +197,21 @@ impl pb::discovery_server::Discovery for MasterService {
                     r.draining,
                     r.fenced,
                     held,
-                    caller,
+                    caller.clone(),
                 )
                 .await?;
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
+            // A job master of an executor told to register again is gone with it: its carried heartbeat goes
+            // unanswered (its executor stops it).
+            let job_masters = if accepted { self.judge_carried(carried, &caller).await } else { vec![] };
             crate::buggify::point(&self.m.fault_points, crate::buggify::Point::HeartbeatReply).await;
             Ok(Response::new(pb::HeartbeatResponse {
                 verdict: verdict as i32,
                 leader_epoch: epoch.0,
                 timing: Some(crate::rpc::timing_to_wire(&self.m.cfg.executor_timing())),
                 gone_jobs: gone.into_iter().map(String::from).collect(),
+                job_masters,
+                carry_job_masters: self.m.cfg.executors.carry_job_masters,
             }))
         })
     }
@@ -404,6 +414,47 @@ impl MasterService {
     /// from which incarnation. The leader takes job masters' messages one at a time (under its write lock), and
     /// this report follows its message's without an await, so in the simulation (one thread) the reports come in
     /// the order of the decisions.
+    /// The job manager's answers to the job-master heartbeats an executor carried in its own, each judged as if
+    /// it had come alone (`worker_heartbeat`). One the job manager refuses (its caller may not speak for that job
+    /// master, say) goes unanswered, with a warning: the executor's own heartbeat is already applied.
+    async fn judge_carried(
+        &self,
+        carried: Vec<CarriedMessage>,
+        caller: &crate::core::auth::Principal,
+    ) -> Vec<pb::CarriedReply> {
+        let mut replies = Vec::with_capacity(carried.len());
+        for c in carried {
+            let worker_id = c.msg.task.as_str().to_owned();
+            let reply = if let Role::Recovering(epoch) = self.m.role() {
+                pb::WorkerHeartbeatResponse {
+                    verdict: pb::Verdict::NotReady as i32,
+                    master_epoch: epoch.0,
+                    worker_epoch: 0,
+                    command: pb::Command::Continue as i32,
+                }
+            } else {
+                match self.m.job_master_message(c.msg.clone(), None, &c.progress, c.last_error, caller.clone()).await {
+                    Ok((reply, cancel)) => {
+                        self.heard(&c.msg, &reply);
+                        let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
+                        pb::WorkerHeartbeatResponse {
+                            verdict: verdict(reply.verdict),
+                            master_epoch: reply.master_epoch.0,
+                            worker_epoch: reply.worker_epoch.0,
+                            command: command as i32,
+                        }
+                    }
+                    Err(status) => {
+                        tracing::warn!(job_master = %worker_id, "a carried heartbeat went unanswered: {}", status.message());
+                        continue;
+                    }
+                }
+            };
+            replies.push(pb::CarriedReply { worker_id, reply: Some(reply) });
+        }
+        replies
+    }
+
     fn heard(&self, msg: &crate::core::workers::Message, reply: &crate::core::workers::Reply) {
         if reply.verdict == crate::core::workers::Verdict::Accepted && self.m.observed() {
             self.m.observe(super::Observation::JobMasterHeard {
@@ -476,4 +527,46 @@ impl pb::framework_server::Framework for MasterService {
             }))
         })
     }
+}
+
+/// A carried job-master heartbeat, decoded.
+struct CarriedMessage {
+    msg: crate::core::workers::Message,
+    progress: String,
+    last_error: Option<crate::core::job::LastError>,
+}
+
+/// The job-master heartbeats an executor carried (`HeartbeatRequest.job_masters`), every one decoded before
+/// anything of the call is applied: a bad one refuses the whole call (INVALID_ARGUMENT, naming it), so nothing is
+/// half done.
+fn carried_messages(reqs: Vec<pb::WorkerHeartbeatRequest>) -> Result<Vec<CarriedMessage>, Status> {
+    use crate::framework::carrier::CARRIED_MAX;
+    if reqs.len() > CARRIED_MAX {
+        return Err(invalid_argument(
+            "job_masters",
+            format!("carries {} job-master heartbeats; at most {CARRIED_MAX} fit in one call", reqs.len()),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::with_capacity(reqs.len());
+    for r in reqs {
+        let what = |e: Status| invalid_argument("job_masters", format!("{:?}: {}", r.worker_id, e.message()));
+        let msg = message(&r.worker_id, r.master_epoch, r.worker_epoch).map_err(what)?;
+        if let Err(e) = crate::core::ids::JobId::parse(&r.worker_id) {
+            return Err(invalid_argument(
+                "job_masters",
+                format!(
+                    "{:?} is no job master's id (a job id): {e}; only job masters' heartbeats are carried",
+                    r.worker_id
+                ),
+            ));
+        }
+        if !seen.insert(r.worker_id.clone()) {
+            return Err(invalid_argument("job_masters", format!("{:?} is carried twice", r.worker_id)));
+        }
+        let progress = crate::framework::progress_from_wire(&r.progress).map_err(what)?;
+        let last_error = crate::framework::last_error_from_wire(r.last_error.as_ref()).map_err(what)?;
+        out.push(CarriedMessage { msg, progress, last_error });
+    }
+    Ok(out)
 }
