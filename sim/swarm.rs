@@ -1753,6 +1753,30 @@ fn carried_heartbeats_swarm() {
     report(&format!("carried swarm: {heard} seeds from {first} passed, {events} events"));
 }
 
+/// The scale workload's short run (in CI, so that it cannot rot): 20 executors and 200 jobs of [`scale_run`], one
+/// seed, every checker on; it prints its cost. `swarm::scale` (ignored) is the by-hand run of any size.
+#[test]
+fn scale_short() {
+    let seed = env_u64("MADSIM_TEST_SEED").unwrap_or(7_100);
+    // why: the suite's own measure of a seed's cost, outside the simulation.
+    #[allow(clippy::disallowed_methods)]
+    let began = std::time::Instant::now();
+    match run_seed(seed, || Box::pin(scale_run(20, 200, Run::default()))) {
+        Ok(f) => report(&format!(
+            "scale seed {seed} (20 executors, 200 jobs, carried heartbeats): ok in {:.1}s wall, {:?} simulated, {} \
+             events",
+            began.elapsed().as_secs_f64(),
+            f.simulated,
+            f.events
+        )),
+        Err(f) => panic!(
+            "scale seed {seed} FAILED ({}): {f}\nreplay: FOREMAN_SCALE_EXECUTORS=20 FOREMAN_SCALE_JOBS=200 \
+             MADSIM_TEST_SEED={seed} cargo stest --test sim swarm::scale -- --ignored --exact --nocapture",
+            f.class()
+        ),
+    }
+}
+
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
 #[test]
 fn a_swarm_seed_replays_the_identical_run() {

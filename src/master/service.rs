@@ -417,13 +417,24 @@ impl MasterService {
     /// The job manager's answers to the job-master heartbeats an executor carried in its own, each judged as if
     /// it had come alone (`worker_heartbeat`). One the job manager refuses (its caller may not speak for that job
     /// master, say) goes unanswered, with a warning: the executor's own heartbeat is already applied.
+    ///
+    /// They are judged within half the executor heartbeat's deadline, the rest left unanswered (their job masters
+    /// send them again with the next heartbeat, their fences counting meanwhile): a job manager slow to judge them
+    /// must not make the executor's own heartbeat miss its deadline, which would fence the executor and all it
+    /// runs.
     async fn judge_carried(
         &self,
         carried: Vec<CarriedMessage>,
         caller: &crate::core::auth::Principal,
     ) -> Vec<pb::CarriedReply> {
+        let budget = self.m.cfg.executors.heartbeat_timeout / 2;
+        let until = tokio::time::Instant::now() + budget;
         let mut replies = Vec::with_capacity(carried.len());
         for c in carried {
+            let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
+            else {
+                break;
+            };
             let worker_id = c.msg.task.as_str().to_owned();
             let reply = if let Role::Recovering(epoch) = self.m.role() {
                 pb::WorkerHeartbeatResponse {
@@ -433,7 +444,9 @@ impl MasterService {
                     command: pb::Command::Continue as i32,
                 }
             } else {
-                match self.m.job_master_message(c.msg.clone(), None, &c.progress, c.last_error, caller.clone()).await {
+                let judged = self.m.job_master_message(c.msg.clone(), None, &c.progress, c.last_error, caller.clone());
+                let Ok(judged) = tokio::time::timeout(left, judged).await else { break };
+                match judged {
                     Ok((reply, cancel)) => {
                         self.heard(&c.msg, &reply);
                         let command = if cancel { pb::Command::Cancel } else { pb::Command::Continue };
