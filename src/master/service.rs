@@ -431,8 +431,7 @@ impl MasterService {
         let until = tokio::time::Instant::now() + budget;
         let mut replies = Vec::with_capacity(carried.len());
         for c in carried {
-            let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero())
-            else {
+            let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero()) else {
                 break;
             };
             let worker_id = c.msg.task.as_str().to_owned();
