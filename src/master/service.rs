@@ -428,12 +428,13 @@ impl MasterService {
         caller: &crate::core::auth::Principal,
     ) -> Vec<pb::CarriedReply> {
         let budget = self.m.cfg.executors.heartbeat_timeout / 2;
-        let until = tokio::time::Instant::now() + budget;
+        let until = self.m.clock.now().saturating_add(budget);
         let mut replies = Vec::with_capacity(carried.len());
         for c in carried {
-            let Some(left) = until.checked_duration_since(tokio::time::Instant::now()).filter(|d| !d.is_zero()) else {
+            let left = until.saturating_since(self.m.clock.now());
+            if left.is_zero() {
                 break;
-            };
+            }
             let worker_id = c.msg.task.as_str().to_owned();
             let reply = if let Role::Recovering(epoch) = self.m.role() {
                 pb::WorkerHeartbeatResponse {
