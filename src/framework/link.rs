@@ -31,8 +31,8 @@ pub struct LinkSpec {
     pub timing: HeartbeatTiming,
     /// Who the link's calls come from: the executor hosting the task.
     pub identity: crate::rpc::identity::Identity,
-    /// A job master's: its executor's carrier. While the leader asks for it, the heartbeats go through it (one
-    /// call per executor heartbeat, `super::carrier`) instead of a call of their own, one per executor heartbeat.
+    /// A job master's: its executor's carrier. While the leader asks for it, the heartbeats ride on the executor's
+    /// own (`super::carrier`) instead of being calls of their own.
     pub carrier: Option<super::carrier::Carrier>,
 }
 
