@@ -410,10 +410,6 @@ impl pb::task_scheduler_server::TaskScheduler for MasterService {
 }
 
 impl MasterService {
-    /// Tells observers that this leader accepted a job master's message (rule 2's checker): which term took it,
-    /// from which incarnation. The leader takes job masters' messages one at a time (under its write lock), and
-    /// this report follows its message's without an await, so in the simulation (one thread) the reports come in
-    /// the order of the decisions.
     /// The job manager's answers to the job-master heartbeats an executor carried in its own, each judged as if
     /// it had come alone (`worker_heartbeat`). One the job manager refuses (its caller may not speak for that job
     /// master, say) goes unanswered, with a warning: the executor's own heartbeat is already applied.
@@ -468,6 +464,10 @@ impl MasterService {
         replies
     }
 
+    /// Tells observers that this leader accepted a job master's message (rule 2's checker): which term took it,
+    /// from which incarnation. The leader takes job masters' messages one at a time (under its write lock), and
+    /// this report follows its message's without an await, so in the simulation (one thread) the reports come in
+    /// the order of the decisions.
     fn heard(&self, msg: &crate::core::workers::Message, reply: &crate::core::workers::Reply) {
         if reply.verdict == crate::core::workers::Verdict::Accepted && self.m.observed() {
             self.m.observe(super::Observation::JobMasterHeard {
