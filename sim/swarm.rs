@@ -194,8 +194,8 @@ fn draw_overload() -> Draw {
 ///   (100 executor heartbeats per second at most: a simulated gRPC server takes about 250 calls per simulated
 ///   second, README "Scale in the simulation"), or `FOREMAN_SCALE_SLOW`; the checkers' bounds follow the
 ///   configuration, as everywhere;
-/// - jobs created at 20 per second (at least over 20 s: each create is a write of its own), each lasting the whole creation window and 60 to 120 s
-///   more, at two-second steps: every job runs at once by the end of the window.
+/// - jobs created at 20 per second (at least over 20 s: each create is a write of its own), each lasting the whole
+///   creation window and 60 to 120 s more, at two-second steps: every job runs at once by the end of the window.
 fn draw_scale(executors: usize, jobs: usize) -> Draw {
     let k = env_u64("FOREMAN_SCALE_SLOW").unwrap_or(executors.div_ceil(100) as u64).max(1) as u32;
     let window_ms = (jobs as u64 * 50).max(20_000);
