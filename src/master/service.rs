@@ -454,7 +454,8 @@ impl MasterService {
                         }
                     }
                     Err(status) => {
-                        tracing::warn!(job_master = %worker_id, "a carried heartbeat went unanswered: {}", status.message());
+                        let why = status.message();
+                        tracing::warn!(job_master = %worker_id, "a carried heartbeat went unanswered: {why}");
                         continue;
                     }
                 }
