@@ -15,7 +15,7 @@
 //! waiting to start); a starting/online/recovering phase names the record's epoch; every epoch is below
 //! `next_epoch`; backoff state respects its policy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::time::Duration;
 
@@ -443,6 +443,8 @@ fn after_bound(after: Option<&JobId>) -> (std::ops::Bound<&JobId>, std::ops::Bou
 pub struct Jobs {
     policy: JobPolicy,
     jobs: BTreeMap<JobId, Job>,
+    /// The jobs created by each request token (a create repeated with its token finds its job without a scan).
+    by_request: BTreeMap<String, BTreeSet<JobId>>,
     /// Jobs whose records do not decode: shown, refused for everything but a delete, never run.
     corrupt: BTreeMap<JobId, CorruptRecord>,
     next_epoch: Epoch,
@@ -458,6 +460,7 @@ impl Jobs {
         Jobs {
             policy,
             jobs: BTreeMap::new(),
+            by_request: BTreeMap::new(),
             corrupt: BTreeMap::new(),
             next_epoch: Epoch(1),
             plant_illegal_transition: false,
@@ -493,9 +496,36 @@ impl Jobs {
                 job.set_state(now, JobState::Canceled);
                 job.phase = Phase::Done;
             }
-            jobs.jobs.insert(job.record.id.clone(), job);
+            jobs.insert(job);
         }
         jobs
+    }
+
+    /// Holds `job`, replacing any job of its id.
+    fn insert(&mut self, job: Job) {
+        self.remove(&job.record.id);
+        if !job.record.spec.request.is_empty() {
+            self.by_request.entry(job.record.spec.request.clone()).or_default().insert(job.record.id.clone());
+        }
+        self.jobs.insert(job.record.id.clone(), job);
+    }
+
+    /// Stops holding job `id`.
+    fn remove(&mut self, id: &JobId) -> Option<Job> {
+        let job = self.jobs.remove(id)?;
+        let token = &job.record.spec.request;
+        if let Some(ids) = self.by_request.get_mut(token) {
+            ids.remove(id);
+            if ids.is_empty() {
+                self.by_request.remove(token);
+            }
+        }
+        Some(job)
+    }
+
+    /// The job created by request token `request` (the first by id, should several name it).
+    pub fn by_request(&self, request: &str) -> Option<&Job> {
+        self.by_request.get(request)?.first().and_then(|id| self.jobs.get(id))
     }
 
     pub fn policy(&self) -> &JobPolicy {
@@ -548,7 +578,7 @@ impl Jobs {
     /// The record of job `id` does not decode: the job is known only as corrupt from now on (until it is
     /// deleted), whatever was known of it before.
     pub fn note_corrupt(&mut self, id: JobId, record: CorruptRecord) {
-        self.jobs.remove(&id);
+        self.remove(&id);
         self.corrupt.insert(id, record);
     }
 
@@ -612,13 +642,13 @@ impl Jobs {
             revoked: false,
             unplaced: None,
         };
-        self.jobs.insert(id, job);
+        self.insert(job);
         Ok(record)
     }
 
     /// Drops a job from memory without any durable effect (its creation could not be persisted).
     pub fn forget(&mut self, id: &JobId) {
-        self.jobs.remove(id);
+        self.remove(id);
     }
 
     /// Replaces a job with what the metastore holds (to settle a write whose outcome was unknown).
@@ -626,11 +656,11 @@ impl Jobs {
         self.corrupt.remove(id);
         match record {
             None => {
-                self.jobs.remove(id);
+                self.remove(id);
             }
             Some(record) => {
                 self.next_epoch = self.next_epoch.max(record.epoch.next());
-                let previous = self.jobs.remove(id);
+                let previous = self.remove(id);
                 let mut fresh = Jobs::restore(self.policy.clone(), now, self.next_epoch, [record]);
                 let mut job = fresh.jobs.remove(id).expect("restored the one record");
                 // A phase that names the same live incarnation stays as it was: the reload settles the durable
@@ -651,7 +681,7 @@ impl Jobs {
                         job.backoff = prev.backoff;
                     }
                 }
-                self.jobs.insert(id.clone(), job);
+                self.insert(job);
             }
         }
     }
@@ -702,7 +732,7 @@ impl Jobs {
         if !job.record.state.is_terminal() {
             return Err(JobError::NotTerminated { id: id.clone(), state: job.record.state });
         }
-        Ok(Some(self.jobs.remove(id).expect("checked above").record))
+        Ok(Some(self.remove(id).expect("checked above").record))
     }
 
     /// Jobs that should get a job master now: waiting, not canceled, and allowed by their backoff; in id order.
@@ -1002,6 +1032,15 @@ impl Jobs {
                 return Err(format!("jobs: {id} epoch {} is not below next_epoch {}", j.record.epoch, self.next_epoch));
             }
             j.backoff.check(&self.policy.backoff).map_err(|e| format!("jobs: {id}: {e}"))?;
+            let token = &j.record.spec.request;
+            if !token.is_empty() && !self.by_request.get(token).is_some_and(|ids| ids.contains(id)) {
+                return Err(format!("jobs: {id} is not indexed under its request token {token:?}"));
+            }
+        }
+        let indexed: usize = self.by_request.values().map(BTreeSet::len).sum();
+        let tokened = self.jobs.values().filter(|j| !j.record.spec.request.is_empty()).count();
+        if indexed != tokened {
+            return Err(format!("jobs: {indexed} jobs are indexed by request token, {tokened} have one"));
         }
         Ok(())
     }
@@ -1178,6 +1217,36 @@ mod tests {
         for (repeat, want) in table {
             assert_eq!(original.differences(&repeat), want, "{repeat:?}");
         }
+    }
+
+    #[test]
+    fn a_request_token_finds_its_job_while_it_is_held_and_never_after() {
+        let with = |t: &str| JobSpec { request: t.into(), ..spec() };
+        let mut jobs =
+            Jobs::restore(policy(), ms(0), Epoch(1), [Jobs::new(policy()).create(id("r"), with("t-r")).unwrap()]);
+        assert_eq!(jobs.by_request("t-r").map(Job::id), Some(&id("r")));
+        jobs.create(id("a"), with("t-a")).unwrap();
+        jobs.create(id("b"), spec()).unwrap();
+        assert_eq!(jobs.by_request("t-a").map(Job::id), Some(&id("a")));
+        assert!(jobs.by_request("").is_none(), "no token finds nothing");
+        // Forgotten (its create was not written), reloaded, made corrupt, deleted: the index follows.
+        jobs.forget(&id("a"));
+        assert!(jobs.by_request("t-a").is_none());
+        jobs.check().unwrap();
+        let stored = jobs.get(&id("r")).unwrap().record(ms(1));
+        jobs.reload(ms(1), Some(stored), &id("r"));
+        assert_eq!(jobs.by_request("t-r").map(Job::id), Some(&id("r")));
+        jobs.reload(ms(1), None, &id("r"));
+        assert!(jobs.by_request("t-r").is_none());
+        jobs.create(id("c"), with("t-c")).unwrap();
+        let corrupt = CorruptRecord { key: "c".into(), problem: "bad".into(), len: 3 };
+        jobs.note_corrupt(id("c"), corrupt);
+        assert!(jobs.by_request("t-c").is_none());
+        jobs.create(id("d"), with("t-d")).unwrap();
+        jobs.cancel(ms(2), &id("d")).unwrap();
+        jobs.delete(&id("d")).unwrap();
+        assert!(jobs.by_request("t-d").is_none());
+        jobs.check().unwrap();
     }
 
     #[test]

@@ -1025,7 +1025,7 @@ impl Manager {
         // A repeat of a create that was applied (its reply lost or late) gets the job it created; the same token
         // on another request is refused, saying what differs.
         if !spec.request.is_empty() {
-            let repeat = self.jobs.iter().find(|j| j.spec().request == spec.request).map(|j| {
+            let repeat = self.jobs.by_request(&spec.request).map(|j| {
                 let mut differs = vec![];
                 if id.as_ref().is_some_and(|id| id != j.id()) {
                     differs.push("job.id");
