@@ -98,6 +98,7 @@ impl crate::harness::Story for Seen {
                 ExecutorObservation::HeartbeatAcked { .. }
                     | ExecutorObservation::Checkpoint { .. }
                     | ExecutorObservation::WorkerHeard { .. }
+                    | ExecutorObservation::WorkerConfirmSent { .. }
             ) | Seen::Master(
                 Observation::Capacity(_) | Observation::JobMasterHeard { .. } | Observation::ActingUntil { .. }
             ) | Seen::JobRead { .. }

@@ -21,13 +21,20 @@ fn of_job(task: &str, job: &str) -> bool {
 /// places a worker of the job (its job master, until the stop reaches it, may still ask; the leader that answered
 /// the cancel, or any later one, holds the job canceling), and once that incarnation stopped, nothing of the job
 /// starts at all (a worker dispatched just before the cancel reached its job master may still start, and is
-/// stopped by it).
+/// stopped by it), but a worker whose confirm its job master had sent before it stopped: that message was on its
+/// way (the regression seed 1796502674, with the job manager's group commit: a confirm delayed by a 300 ms latency
+/// fault started its worker 8 ms after its job master fenced itself; the worker was told stale 256 ms later).
 pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
     // Job → (when the cancel was acknowledged, the newest job-master epoch the reply named).
     let mut canceled: BTreeMap<String, (Time, Epoch)> = BTreeMap::new();
     let mut ended: BTreeMap<String, Time> = BTreeMap::new();
+    // Worker incarnation → when its job master first sent its confirm.
+    let mut confirmed: BTreeMap<(String, Epoch), Time> = BTreeMap::new();
     for (at, node, seen) in events {
         match seen {
+            Seen::Exec(ExecutorObservation::WorkerConfirmSent { task, epoch, .. }) => {
+                confirmed.entry((task.to_string(), *epoch)).or_insert(*at);
+            }
             Seen::JobCanceled { id, epoch, .. } => {
                 canceled.entry(id.clone()).or_insert((*at, *epoch));
             }
@@ -56,7 +63,12 @@ pub fn canceled_never_restart(events: &Events) -> Result<(), Violation> {
                         );
                         return Err(Violation::new(Rule::CanceledNeverRestart, *at, detail).with(ids()));
                     }
-                    if of_job(task.as_str(), job) && task.as_str() != job && ended.contains_key(job) {
+                    let on_its_way =
+                        |stopped: &Time| confirmed.get(&(task.to_string(), *epoch)).is_some_and(|sent| sent <= stopped);
+                    if of_job(task.as_str(), job)
+                        && task.as_str() != job
+                        && ended.get(job).is_some_and(|s| !on_its_way(s))
+                    {
                         let detail = format!(
                             "{task} epoch {epoch} started on {node} after job {job} was canceled and its job master \
                              stopped"

@@ -348,6 +348,39 @@ mod tests {
         let v = canceled_never_restart(&late_worker).unwrap_err();
         assert_eq!((v.rule, v.at, v.task()), (Rule::CanceledNeverRestart, at(4), Some("j/w1")));
         assert_eq!(canceled_never_restart(&late_worker[..4]), Ok(()));
+        // A worker whose confirm its job master sent before it stopped was on its way: it may start after the stop.
+        // One whose confirm was sent after the stop, or of another incarnation, may not.
+        let confirm = |task: &str, epoch: u64| {
+            Seen::Exec(ExecutorObservation::WorkerConfirmSent {
+                master: "j".into(),
+                master_epoch: Epoch(1),
+                task: task_id(task),
+                epoch: Epoch(epoch),
+            })
+        };
+        let on_its_way = |sent: u64, epoch: u64| {
+            [
+                ev(0, "e1", started("j", 1)),
+                ev(1, "client", cancel.clone()),
+                ev(sent, "e1", confirm("j/w1", epoch)),
+                ev(3, "e1", stopped("j", 1)),
+                ev(4, "e2", started("j/w1", 11)),
+            ]
+        };
+        assert_eq!(canceled_never_restart(&on_its_way(2, 11)), Ok(()));
+        assert_eq!(canceled_never_restart(&on_its_way(3, 11)), Ok(()), "sent at the instant it stopped");
+        let mut same_instant = on_its_way(3, 11);
+        same_instant.swap(2, 3); // the stop recorded first, the confirm at the same instant: still not after it
+        assert_eq!(canceled_never_restart(&same_instant), Ok(()));
+        let after = [
+            ev(0, "e1", started("j", 1)),
+            ev(1, "client", cancel.clone()),
+            ev(3, "e1", stopped("j", 1)),
+            ev(4, "e1", confirm("j/w1", 11)),
+            ev(5, "e2", started("j/w1", 11)),
+        ];
+        assert_eq!(canceled_never_restart(&after).unwrap_err().task(), Some("j/w1"), "sent after the stop");
+        assert_eq!(canceled_never_restart(&on_its_way(2, 10)).unwrap_err().task(), Some("j/w1"), "another epoch");
         // Another job whose id starts the same is not this job.
         let other = [ev(1, "client", cancel.clone()), ev(2, "e2", started("jx", 1)), ev(3, "e2", started("jx/w0", 2))];
         assert_eq!(canceled_never_restart(&other), Ok(()));

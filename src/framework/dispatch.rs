@@ -26,11 +26,14 @@ async fn channel(address: &str, timeout: Duration) -> Result<Channel, Status> {
 /// The confirm is sent only while `may_confirm` holds (the dispatcher still acts: a leader still leads) and the
 /// window is not over: a dispatcher frozen between the two calls (a paused process) finds both out before it
 /// confirms, not after (a timeout polls its future first, so it cannot be relied on to stop a ready confirm).
+/// `confirming` is called just before the confirm is sent (for observers).
+#[allow(clippy::too_many_arguments)]
 pub async fn dispatch(
     address: &str,
     pre: pb::PreDispatchTaskRequest,
     window: Duration,
     may_confirm: impl Fn() -> bool,
+    confirming: impl Fn(),
     fault_points: &crate::buggify::FaultPoints,
     identity: &crate::rpc::identity::Identity,
 ) -> Result<(), Status> {
@@ -50,6 +53,7 @@ pub async fn dispatch(
                 if late { "the dispatch window is over" } else { "the dispatcher no longer acts" }
             )));
         }
+        confirming();
         client.confirm_dispatch_task(identity.request(confirm)).await?;
         Ok(())
     };

@@ -730,7 +730,16 @@ impl<T: JobType> JobMaster<T> {
             executor_id: placed.executor_id,
         };
         // The link stops this job master when it is fenced or stale; the window bounds a frozen one.
-        match dispatch(&placed.executor_address, pre, timeout, || true, &self.env.fault_points, &self.env.identity())
+        let confirming = || {
+            self.env.observe(ExecutorObservation::WorkerConfirmSent {
+                master: self.job.clone(),
+                master_epoch: self.epoch,
+                task: task.clone(),
+                epoch,
+            })
+        };
+        let identity = self.env.identity();
+        match dispatch(&placed.executor_address, pre, timeout, || true, confirming, &self.env.fault_points, &identity)
             .await
         {
             Ok(()) => {

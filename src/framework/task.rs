@@ -393,6 +393,15 @@ pub enum ExecutorObservation {
         task: TaskId,
         epoch: Epoch,
     },
+    /// A job master hosted here (`master`, incarnation `master_epoch`) sends the confirm of incarnation `epoch` of
+    /// its worker `task`: from now on that worker may start on its executor, even after this job master stopped
+    /// (the confirm is on its way).
+    WorkerConfirmSent {
+        master: String,
+        master_epoch: Epoch,
+        task: TaskId,
+        epoch: Epoch,
+    },
 }
 
 /// The executor's observer, told what the job masters it hosts accept.

@@ -216,9 +216,16 @@ async fn dispatch(m: Arc<Master>, d: Dispatch, done: mpsc::UnboundedSender<Done>
         executor_id: d.executor.0,
     };
     let still_leads = || m.lock().leadership.acting(m.clock.now()) == Some(d.leader_epoch);
-    let result =
-        crate::framework::dispatch::dispatch(&d.address, pre, timeout, still_leads, &m.fault_points, &m.identity())
-            .await;
+    let result = crate::framework::dispatch::dispatch(
+        &d.address,
+        pre,
+        timeout,
+        still_leads,
+        || {},
+        &m.fault_points,
+        &m.identity(),
+    )
+    .await;
     let Err(status) = result else {
         info!(job = %d.job, epoch = d.epoch.0, executor = %d.executor, "job master dispatched");
         return;
