@@ -192,8 +192,8 @@ fn draw_overload() -> Draw {
 ///   that the calls to the leader grow with executors, not jobs;
 /// - every heartbeat interval, deadline, self-fence and TTL `k` times the default, `k` = executors / 100 rounded up
 ///   (200 executor heartbeats per second at most, at the default 500 ms interval, against the 250 calls per
-///   simulated second a simulated gRPC server takes, README "Scale in the simulation"), or `FOREMAN_SCALE_SLOW`; the checkers' bounds follow the
-///   configuration, as everywhere;
+///   simulated second a simulated gRPC server takes, README "Scale in the simulation"), or `FOREMAN_SCALE_SLOW`;
+///   the checkers' bounds follow the configuration, as everywhere;
 /// - jobs created at 20 per second (at least over 20 s: each create is a write of its own), each lasting the whole
 ///   creation window and 60 to 120 s more, at two-second steps: every job runs at once by the end of the window.
 fn draw_scale(executors: usize, jobs: usize) -> Draw {
