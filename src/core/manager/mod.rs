@@ -3,6 +3,13 @@
 //! operation in progress. The driver (`src/master/leader.rs`) steps it with inputs, carries out each [`Ready`] it
 //! hands out, and feeds back the outcome of every write and read. It never fails: a refusal is an answer.
 //!
+//! **Group commit.** An operation's write is staged, not made at once: while the next queued input is one that
+//! touches no job the staged write touches (a create with no id, a cancel, a read of one job), it is taken too and
+//! its records join the same write, up to one transaction's operations and [`BATCH_BYTES_MAX`]. A storm of
+//! creates then costs the metastore one transaction per batch, and the inputs behind it wait for one write, not
+//! one each. Every operation of a batch is answered once the write is taken; if it is not, each fails as it would
+//! have alone.
+//!
 //! **Ordering, stated once.** Decisions that change durable state are applied in memory before their write is
 //! made, and at most one such operation is in progress at a time: from its first read or write until its last
 //! outcome has been taken (a failed write is settled by re-reading what it touched). While one is in progress
@@ -100,15 +107,38 @@ enum After {
 /// The durable operation in progress.
 #[derive(Clone, Debug)]
 enum Busy {
-    /// A create with a given id reads the id's tombstone first.
-    CreateTombstone { io: IoId, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec },
+    /// Creates with given ids read their ids' tombstones first: consecutive ones together (group commit), each
+    /// decided once every read is in, in order.
+    CreateTombstones { creates: Vec<PendingCreate> },
     /// A delete lists what is stored for the job first.
     DeleteListing { io: IoId, to: ReplyTo, id: JobId, wall: WallTime },
     /// A write, and what follows it. `settle`: the jobs whose records it writes (re-read if it is not applied). `durable`:
     /// the events its decisions made, reported once it is taken (never, if it fails).
-    Write { io: IoId, after: After, settle: Vec<JobId>, durable: Vec<Event> },
+    Write { io: IoId, afters: Vec<After>, settle: Vec<JobId>, durable: Vec<Event> },
     /// A failed write's jobs, being re-read; `outcome` is why.
-    Settle { waiting: BTreeSet<IoId>, ids: BTreeMap<IoId, JobId>, after: After, outcome: WriteOutcome },
+    Settle { waiting: BTreeSet<IoId>, ids: BTreeMap<IoId, JobId>, afters: Vec<After>, outcome: WriteOutcome },
+}
+
+/// A create with a given id whose tombstone is being read, and the read's result once in.
+#[derive(Clone, Debug)]
+struct PendingCreate {
+    io: IoId,
+    to: ReplyTo,
+    id: JobId,
+    spec: crate::core::job::JobSpec,
+    read: Option<Result<ReadResult, String>>,
+}
+
+/// The records of operations taken but not yet written, and what follows each (see "Group commit" above).
+#[derive(Clone, Debug, Default)]
+struct Staged {
+    records: Vec<Record>,
+    afters: Vec<After>,
+    /// The metastore operations the records make, and their size, as [`ops_of`] and [`bytes_of`] estimate them.
+    ops: usize,
+    bytes: usize,
+    /// The jobs the records write (a later operation on one of them waits for the write).
+    jobs: BTreeSet<JobId>,
 }
 
 /// An input that waits for the operation in progress.
@@ -163,6 +193,8 @@ pub struct Manager {
     /// such write is dropped.
     tombstones_written: u64,
     busy: Option<Busy>,
+    /// Operations taken whose write is not made yet: made when no queued input can join it.
+    staged: Option<Staged>,
     queue: VecDeque<Deferred>,
     /// A periodic pass is due and waits for the operation in progress.
     tick_due: bool,
@@ -185,6 +217,11 @@ const EVERY_STEP_MAX: usize = 256;
 
 /// Above [`EVERY_STEP_MAX`], how many jobs and executors a term's invariant check may read per step, amortized.
 const INVARIANT_BUDGET: usize = 32;
+
+/// The most bytes of records one batch gathers, as [`bytes_of`] estimates them: well below etcd's 1.5 MiB request,
+/// whatever the records' configurations (an operation alone is never refused by it: the first of a batch always
+/// goes).
+pub const BATCH_BYTES_MAX: usize = 512 * 1024;
 
 impl Manager {
     /// A term that begins at `now` with what the metastore holds.
@@ -282,6 +319,7 @@ impl Manager {
             corrupt_unnamed_jobs: snapshot.corrupt_unnamed_jobs,
             tombstones_written: 0,
             busy: None,
+            staged: None,
             queue: VecDeque::new(),
             tick_due: false,
             sweeping: false,
@@ -468,6 +506,11 @@ impl Manager {
             {
                 self.job_master(now, to, msg, status, progress, last_error, wall)
             }
+            // Nor does a read of one job the operation in progress does not touch: what it shows is durable.
+            Request::GetJob { id, include_config } if self.busy.as_ref().is_some_and(|b| !touches(b, &id)) => {
+                let a = self.view(&id, include_config).map(Reply::Job);
+                self.answer(to, a);
+            }
             other => self.queue.push_back(Deferred::Request(to, other)),
         }
     }
@@ -492,12 +535,7 @@ impl Manager {
             return false;
         }
         let Ok(id) = JobId::parse(msg.task.as_str()) else { return false };
-        let touched = match busy {
-            Busy::CreateTombstone { id: t, .. } | Busy::DeleteListing { id: t, .. } => *t == id,
-            Busy::Write { settle, .. } => settle.contains(&id),
-            Busy::Settle { ids, .. } => ids.values().any(|t| *t == id),
-        };
-        !touched
+        !touches(busy, &id)
             && self.jobs.get(&id).is_some_and(|j| {
                 j.state() != JobState::Created
                     && j.phase() == (Phase::Online { epoch: msg.worker_epoch })
@@ -505,19 +543,31 @@ impl Manager {
             })
     }
 
-    /// Takes queued inputs while no operation is in progress: a due pass first, then the queue in order.
+    /// Takes queued inputs while no operation is in progress: a due pass first, then the queue in order. A staged
+    /// write takes the queued inputs that may join it, then is made.
     fn run(&mut self, now: Time) {
         while self.busy.is_none() && !self.ended {
+            if let Some(staged) = &self.staged {
+                if self.queue.front().is_some_and(|next| self.joins(staged, next)) {
+                    let next = self.queue.pop_front().expect("looked at above");
+                    self.take(now, next);
+                } else {
+                    self.flush();
+                }
+                continue;
+            }
             if self.tick_due {
                 self.tick_due = false;
                 self.tick(now);
                 continue;
             }
             let Some(next) = self.queue.pop_front() else { break };
-            match next {
-                Deferred::Request(to, r) => self.durable_request(now, to, r),
-                Deferred::DispatchRefused { job, epoch, fatal } => self.dispatch_refused(now, job, epoch, fatal),
-                Deferred::Swept { stored, wall, written } => self.sweep(now, stored, wall, written),
+            self.take(now, next);
+        }
+        if let Some(staged) = self.staged.take() {
+            // The term ended before the write was made: nothing of it was applied.
+            for after in staged.afters {
+                self.abandon(after);
             }
         }
         if self.ended {
@@ -552,25 +602,76 @@ impl Manager {
         }
     }
 
-    /// Starts a write of `records`; `after` runs once it is taken.
+    fn take(&mut self, now: Time, next: Deferred) {
+        match next {
+            Deferred::Request(to, r) => self.durable_request(now, to, r),
+            Deferred::DispatchRefused { job, epoch, fatal } => self.dispatch_refused(now, job, epoch, fatal),
+            Deferred::Swept { stored, wall, written } => self.sweep(now, stored, wall, written),
+        }
+    }
+
+    /// Whether queued input `next` may join the staged write: it touches no job the write touches, it cannot end
+    /// the term or start a read, and the write stays within one transaction and [`BATCH_BYTES_MAX`].
+    fn joins(&self, staged: &Staged, next: &Deferred) -> bool {
+        let Deferred::Request(_, request) = next else { return false };
+        // Each joining operation writes at most one job record (a create, a cancel) or none (a read). The periodic
+        // pass writes alone: its write carries the liveness verdicts and the dispatches, and must stay as small
+        // and quick as they make it (and a failure of it, which ends the term, refuses nothing else).
+        if staged.ops + 1 > self.policy.batch_max || staged.afters.iter().any(|a| matches!(a, After::Tick { .. })) {
+            return false;
+        }
+        match request {
+            Request::CreateJob { id: None, spec } => {
+                // A repeat of a create answers with its job: not while that job's write is staged.
+                (spec.request.is_empty() || self.jobs.by_request(&spec.request).is_none())
+                    && staged.bytes + spec_bytes(spec) <= BATCH_BYTES_MAX
+            }
+            Request::CancelJob { id } | Request::GetJob { id, .. } => !staged.jobs.contains(id),
+            _ => false,
+        }
+    }
+
+    /// Stages a write of `records`; `after` runs once it is taken. The write is made when nothing more can join it
+    /// (by [`Manager::run`], which every input ends with).
     fn write(&mut self, records: Vec<Record>, after: After) {
         debug_assert!(self.busy.is_none(), "a write started while an operation is in progress");
+        let staged = self.staged.get_or_insert_with(Staged::default);
+        staged.ops += ops_of(&records);
+        staged.bytes += records.iter().map(bytes_of).sum::<usize>();
         // A deletion is a write of the job's record too: if its outcome is not known, the job is re-read like any
         // other, or memory would keep a job the metastore no longer holds.
-        let settle: Vec<JobId> = records
-            .iter()
-            .filter_map(|r| match r {
-                Record::Job(j) => Some(j.id.clone()),
-                Record::DeleteJob { id, .. } => Some(id.clone()),
-                _ => None,
-            })
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
+        staged.jobs.extend(records.iter().filter_map(|r| match r {
+            Record::Job(j) => Some(j.id.clone()),
+            Record::DeleteJob { id, .. } => Some(id.clone()),
+            _ => None,
+        }));
+        staged.records.extend(records);
+        staged.afters.push(after);
+    }
+
+    /// Makes the staged write.
+    fn flush(&mut self) {
+        let Some(staged) = self.staged.take() else { return };
         let io = self.io();
-        self.out.write = Some((io, dedup_jobs(records)));
+        self.out.write = Some((io, dedup_jobs(staged.records)));
         let durable = std::mem::take(&mut self.undurable);
-        self.busy = Some(Busy::Write { io, after, settle, durable });
+        let settle = staged.jobs.into_iter().collect();
+        self.busy = Some(Busy::Write { io, afters: staged.afters, settle, durable });
+    }
+
+    /// Answers the caller of an operation whose write was never made (its term ended first).
+    fn abandon(&mut self, after: After) {
+        match after {
+            After::Register { to, .. }
+            | After::Deregister { to }
+            | After::Create { to, .. }
+            | After::Cancel { to, .. }
+            | After::Delete { to, .. }
+            | After::JobMaster { to, .. } => {
+                self.answer(to, Err(Refusal::NotLeader("this master lost its leadership; retry".into())))
+            }
+            After::Tick { .. } | After::DispatchRefused | After::Sweep { .. } => {}
+        }
     }
 
     fn durable_request(&mut self, now: Time, to: ReplyTo, request: Request) {
@@ -1053,14 +1154,46 @@ impl Manager {
                 if let Some(refusal) = self.refuse_create(&id) {
                     return self.answer(to, Err(refusal));
                 }
-                let io = self.io();
-                self.out.reads.push((io, Read::Tombstone(id.clone())));
-                self.busy = Some(Busy::CreateTombstone { io, to, id, spec });
+                let mut creates = vec![self.read_tombstone(to, id, spec)];
+                self.join_tombstone_reads(&mut creates);
+                self.busy = Some(Busy::CreateTombstones { creates });
             }
             None => {
                 let id = self.generate_id();
                 self.create_now(to, id, spec, false);
             }
+        }
+    }
+
+    fn read_tombstone(&mut self, to: ReplyTo, id: JobId, spec: crate::core::job::JobSpec) -> PendingCreate {
+        let io = self.io();
+        self.out.reads.push((io, Read::Tombstone(id.clone())));
+        PendingCreate { io, to, id, spec, read: None }
+    }
+
+    /// Takes the queued creates with ids that may read their tombstones beside `creates` (group commit): other
+    /// ids, other request tokens, none a repeat of a create already held or refused without a read, and, written
+    /// together, within one transaction (a create over a tombstone deletes it too: two operations) and
+    /// [`BATCH_BYTES_MAX`].
+    fn join_tombstone_reads(&mut self, creates: &mut Vec<PendingCreate>) {
+        let mut bytes: usize = creates.iter().map(|c| spec_bytes(&c.spec)).sum();
+        while (creates.len() + 1) * 2 <= self.policy.batch_max {
+            let Some(Deferred::Request(_, Request::CreateJob { id: Some(id), spec })) = self.queue.front() else {
+                break;
+            };
+            let token = &spec.request;
+            let joins = self.refuse_create(id).is_none()
+                && creates.iter().all(|c| &c.id != id && (token.is_empty() || &c.spec.request != token))
+                && (token.is_empty() || self.jobs.by_request(token).is_none())
+                && bytes + spec_bytes(spec) <= BATCH_BYTES_MAX;
+            if !joins {
+                break;
+            }
+            bytes += spec_bytes(spec);
+            let Some(Deferred::Request(to, Request::CreateJob { id: Some(id), spec })) = self.queue.pop_front() else {
+                unreachable!("looked at above")
+            };
+            creates.push(self.read_tombstone(to, id, spec));
         }
     }
 
@@ -1526,18 +1659,22 @@ impl Manager {
         if self.ended {
             return;
         }
-        let Some(Busy::Write { io: expected, after, settle, durable }) = self.busy.take() else {
+        let Some(Busy::Write { io: expected, afters, mut settle, durable }) = self.busy.take() else {
             return;
         };
         debug_assert_eq!(io, expected, "a write outcome for a write not in flight");
         match &outcome {
             WriteOutcome::Written => {
                 self.out.events.extend(durable);
-                self.written(now, after)
+                for after in afters {
+                    self.written(now, after);
+                }
             }
             WriteOutcome::Fenced => {
                 self.out.events.push(Event::WriteFenced);
-                self.failed(now, after, &outcome);
+                for after in afters {
+                    self.failed(now, after, &outcome);
+                }
                 self.end("a write was fenced: another master leads", None);
             }
             WriteOutcome::Unknown(why) => {
@@ -1545,30 +1682,45 @@ impl Manager {
                 // term would write next, so the term writes nothing more. The next leader recovers what is durable.
                 self.out.events.push(Event::WriteUnknown);
                 let why = why.clone();
-                self.failed(now, after, &outcome);
+                for after in afters {
+                    self.failed(now, after, &outcome);
+                }
                 self.end(format!("a write went unanswered and could not be settled: {why}"), None);
             }
             WriteOutcome::NotApplied(why) => {
-                if let After::Tick { .. } = after {
-                    // Nothing of the pass is dispatched; the next leader recovers from what is durable.
-                    self.end(format!("a leader-loop write failed: {why}"), None);
-                } else if let After::Create { to, id, include_config } = after {
-                    self.jobs.forget(&id);
-                    self.failed(now, After::Create { to, id, include_config }, &outcome);
-                } else if settle.is_empty() {
-                    self.failed(now, after, &outcome);
-                } else {
-                    // Certainly not applied (and never will be): reading the records back brings memory to what is
-                    // durable.
-                    let mut waiting = BTreeSet::new();
-                    let mut ids = BTreeMap::new();
-                    for id in settle {
-                        let io = self.io();
-                        self.out.reads.push((io, Read::Job(id.clone())));
-                        waiting.insert(io);
-                        ids.insert(io, id);
+                if afters.iter().any(|a| matches!(a, After::Tick { .. })) {
+                    // Nothing of the pass is dispatched; the next leader recovers from what is durable. The
+                    // operations that went with it are refused.
+                    let why = why.clone();
+                    for after in afters.into_iter().filter(|a| !matches!(a, After::Tick { .. })) {
+                        self.failed(now, after, &outcome);
                     }
-                    self.busy = Some(Busy::Settle { waiting, ids, after, outcome });
+                    self.end(format!("a leader-loop write failed: {why}"), None);
+                } else {
+                    // A job the write would have created is forgotten: nothing of it is durable.
+                    for after in &afters {
+                        if let After::Create { id, .. } = after {
+                            self.jobs.forget(id);
+                            settle.retain(|s| s != id);
+                        }
+                    }
+                    if settle.is_empty() {
+                        for after in afters {
+                            self.failed(now, after, &outcome);
+                        }
+                    } else {
+                        // Certainly not applied (and never will be): reading the records back brings memory to what
+                        // is durable.
+                        let mut waiting = BTreeSet::new();
+                        let mut ids = BTreeMap::new();
+                        for id in settle {
+                            let io = self.io();
+                            self.out.reads.push((io, Read::Job(id.clone())));
+                            waiting.insert(io);
+                            ids.insert(io, id);
+                        }
+                        self.busy = Some(Busy::Settle { waiting, ids, afters, outcome });
+                    }
                 }
             }
         }
@@ -1693,25 +1845,19 @@ impl Manager {
         }
         let Some(busy) = self.busy.take() else { return };
         match busy {
-            Busy::CreateTombstone { io: expected, to, id, spec } if expected == io => match result {
-                Err(e) => self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry")))),
-                Ok(ReadResult::Tombstone(token)) => {
-                    let request = spec.request.clone();
-                    match token {
-                        Some(token) if !request.is_empty() && token == request => {
-                            self.answer(
-                                to,
-                                Err(Refusal::JobDeleted(format!(
-                                    "job {id} was created by this request ({request}) and deleted since; a delayed \
-                                     repeat does not bring it back (create it again with a new request id)"
-                                ))),
-                            );
-                        }
-                        token => self.create_now(to, id, spec, token.is_some()),
+            Busy::CreateTombstones { mut creates } if creates.iter().any(|c| c.io == io && c.read.is_none()) => {
+                if let Some(c) = creates.iter_mut().find(|c| c.io == io) {
+                    c.read = Some(result);
+                }
+                if creates.iter().any(|c| c.read.is_none()) {
+                    self.busy = Some(Busy::CreateTombstones { creates });
+                } else {
+                    // Every read is in: each create is decided in order, and those that go on write together.
+                    for c in creates {
+                        self.create_after_tombstone(c);
                     }
                 }
-                Ok(other) => self.unexpected(to, other),
-            },
+            }
             Busy::DeleteListing { io: expected, to, id, wall } if expected == io => match result {
                 Err(e) => self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry")))),
                 Ok(ReadResult::Keys(stored)) => match self.jobs.may_delete(&id) {
@@ -1742,16 +1888,18 @@ impl Manager {
                 },
                 Ok(other) => self.unexpected(to, other),
             },
-            Busy::Settle { mut waiting, mut ids, after, outcome } if waiting.contains(&io) => {
+            Busy::Settle { mut waiting, mut ids, afters, outcome } if waiting.contains(&io) => {
                 waiting.remove(&io);
                 let id = ids.remove(&io).expect("every settling read names its job");
                 match result {
                     Ok(ReadResult::Job(stored)) => {
                         self.reload(now, &id, stored);
                         if waiting.is_empty() {
-                            self.failed(now, after, &outcome);
+                            for after in afters {
+                                self.failed(now, after, &outcome);
+                            }
                         } else {
-                            self.busy = Some(Busy::Settle { waiting, ids, after, outcome });
+                            self.busy = Some(Busy::Settle { waiting, ids, afters, outcome });
                         }
                     }
                     Ok(_) | Err(_) => {
@@ -1759,7 +1907,9 @@ impl Manager {
                             Err(e) => e,
                             Ok(_) => "the read answered something else".into(),
                         };
-                        self.failed(now, after, &outcome);
+                        for after in afters {
+                            self.failed(now, after, &outcome);
+                        }
                         self.end(format!("a write could not be settled: could not read job {id}: {why}"), None);
                     }
                 }
@@ -1770,6 +1920,36 @@ impl Manager {
             }
         }
         self.run(now);
+    }
+
+    /// Decides a create with an id once its tombstone was read.
+    fn create_after_tombstone(&mut self, c: PendingCreate) {
+        let PendingCreate { to, id, spec, read, .. } = c;
+        match read {
+            None | Some(Err(_)) => {
+                let e = match read {
+                    Some(Err(e)) => e,
+                    _ => "no answer".into(),
+                };
+                self.answer(to, Err(Refusal::Metastore(format!("the metastore did not answer: {e}; retry"))))
+            }
+            Some(Ok(ReadResult::Tombstone(token))) => {
+                let request = spec.request.clone();
+                match token {
+                    Some(token) if !request.is_empty() && token == request => {
+                        self.answer(
+                            to,
+                            Err(Refusal::JobDeleted(format!(
+                                "job {id} was created by this request ({request}) and deleted since; a delayed \
+                                 repeat does not bring it back (create it again with a new request id)"
+                            ))),
+                        );
+                    }
+                    token => self.create_now(to, id, spec, token.is_some()),
+                }
+            }
+            Some(Ok(other)) => self.unexpected(to, other),
+        }
     }
 
     fn unexpected(&mut self, to: ReplyTo, got: ReadResult) {
@@ -1903,6 +2083,9 @@ impl Manager {
         if self.busy.is_none() && (self.tick_due || !self.queue.is_empty()) && !self.ended {
             return Err("manager: inputs wait though no operation is in progress".into());
         }
+        if self.staged.is_some() {
+            return Err("manager: a staged write was left unmade after a step".into());
+        }
         // Every decision that reports once durable writes what it decided: nothing waits for a write to come.
         if let Some(e) = self.undurable.first() {
             return Err(format!("manager: {e:?} waits to be reported, but no write of it was made"));
@@ -1913,6 +2096,39 @@ impl Manager {
 }
 
 /// One record per job in a write, the last decided (a transaction may not touch a key twice); the rest in order.
+/// Whether operation `busy` touches job `id` (a read of it must wait for it).
+fn touches(busy: &Busy, id: &JobId) -> bool {
+    match busy {
+        Busy::CreateTombstones { creates } => creates.iter().any(|c| &c.id == id),
+        Busy::DeleteListing { id: t, .. } => t == id,
+        Busy::Write { settle, .. } => settle.contains(id),
+        Busy::Settle { ids, .. } => ids.values().any(|t| t == id),
+    }
+}
+
+/// The metastore operations `records` make (as the driver writes them: a deletion removes what is stored for the
+/// job besides its record).
+fn ops_of(records: &[Record]) -> usize {
+    records.iter().map(|r| if let Record::DeleteJob { stored, .. } = r { stored.len() + 3 } else { 1 }).sum()
+}
+
+/// An upper bound on the bytes `spec` takes in a job record: its configuration JSON-escaped at worst (a control
+/// character is six bytes), and a kilobyte for the rest.
+fn spec_bytes(spec: &crate::core::job::JobSpec) -> usize {
+    spec.config.len().saturating_mul(6).saturating_add(1024)
+}
+
+/// An upper bound on the bytes `record` takes in a write (only a job record carries much).
+fn bytes_of(record: &Record) -> usize {
+    match record {
+        Record::Job(j) => {
+            let error = j.last_error.as_ref().map_or(0, |e| (e.message.len() + e.source.len()).saturating_mul(6));
+            spec_bytes(&j.spec).saturating_add(error)
+        }
+        _ => 256,
+    }
+}
+
 fn dedup_jobs(records: Vec<Record>) -> Vec<Record> {
     let mut last: BTreeMap<JobId, usize> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {

@@ -74,6 +74,140 @@ fn a_get_waits_for_the_create_under_way_and_sees_it_once_durable() {
     assert!(r.answers.iter().all(|(_, a)| matches!(a, Ok(Reply::Job(v)) if v.id() == &created)));
 }
 
+/// A create that is durable now: its id and record.
+fn created(m: &mut Manager, now: u64, to: u64, token: &str) -> (JobId, JobRecord) {
+    let r = request(m, now, to, Request::CreateJob { id: None, spec: spec(token) });
+    let (io, records) = r.write.expect("the create writes its record");
+    let Record::Job(record) = records[0].clone() else { panic!("{records:?}") };
+    m.on_write(ms(now), io, WriteOutcome::Written);
+    m.ready();
+    (record.id.clone(), record)
+}
+
+/// Group commit: creates queued behind a write in flight go in one write per transaction's worth of operations
+/// (the policy's `batch_max`, 128 here), each answered once that write is taken, in order; a read of a job the write
+/// in flight does not touch is answered at once, one of a job it touches waits for it.
+#[test]
+fn a_storm_of_creates_goes_in_one_write_per_transaction_and_each_is_answered_once_it_is_taken() {
+    let mut m = manager();
+    let (durable, _) = created(&mut m, 1, 1, "old");
+    let r = request(&mut m, 2, 2, Request::CreateJob { id: None, spec: spec("held") });
+    let (held, records) = r.write.expect("the create writes at once");
+    let Record::Job(in_flight) = &records[0] else { panic!("{records:?}") };
+    let in_flight = in_flight.id.clone();
+    let r = request(&mut m, 3, 3, Request::GetJob { id: durable.clone(), include_config: false });
+    assert!(matches!(&r.answers[..], [(ReplyTo(3), Ok(Reply::Job(v)))] if v.id() == &durable), "{r:?}");
+    let r = request(&mut m, 3, 4, Request::GetJob { id: in_flight.clone(), include_config: false });
+    assert!(r.answers.is_empty(), "a read of the job being written waits");
+    for n in 0..200 {
+        let r = request(&mut m, 4, 100 + n, Request::CreateJob { id: None, spec: spec(&format!("c-{n}")) });
+        assert!(r.write.is_none() && r.answers.is_empty());
+    }
+    m.on_write(ms(5), held, WriteOutcome::Written);
+    let r = m.ready();
+    let to: Vec<ReplyTo> = r.answers.iter().map(|(to, _)| *to).collect();
+    assert_eq!(to, [ReplyTo(2), ReplyTo(4)], "the held create and the read that waited for it, and no other");
+    let (batch, records) = r.write.expect("the queued creates write together");
+    assert_eq!(records.len(), 128, "one transaction's worth");
+    assert!(records.iter().all(|r| matches!(r, Record::Job(j) if j.state == JobState::Created)));
+    assert_eq!(m.queued(), 72);
+    m.on_write(ms(6), batch, WriteOutcome::Written);
+    let r = m.ready();
+    let to: Vec<u64> = r.answers.iter().map(|(to, _)| to.0).collect();
+    assert_eq!(to, (100..228).collect::<Vec<_>>(), "each answered, in order");
+    assert!(r.answers.iter().all(|(_, a)| matches!(a, Ok(Reply::Job(_)))));
+    let (rest, records) = r.write.expect("the rest");
+    assert_eq!((records.len(), m.queued()), (72, 0));
+    m.on_write(ms(7), rest, WriteOutcome::Written);
+    assert_eq!(m.ready().answers.len(), 72);
+    assert_eq!(m.jobs().len(), 202);
+}
+
+/// Creates with ids queued behind a write read their tombstones together, and write together once every read is
+/// in (in queue order, whatever order the reads come back in); a second create of one of their ids waits, and is
+/// then refused as the id is taken.
+#[test]
+fn creates_with_ids_read_their_tombstones_together_and_write_together() {
+    let mut m = manager();
+    let r = request(&mut m, 1, 1, Request::CreateJob { id: None, spec: spec("held") });
+    let (held, _) = r.write.expect("in flight");
+    for (to, job, token) in [(10, "j1", "t-1"), (11, "j2", "t-2"), (12, "j1", "t-3")] {
+        request(&mut m, 2, to, Request::CreateJob { id: Some(id(job)), spec: spec(token) });
+    }
+    m.on_write(ms(3), held, WriteOutcome::Written);
+    let r = m.ready();
+    let reads: Vec<Read> = r.reads.iter().map(|(_, read)| read.clone()).collect();
+    assert_eq!(reads, [Read::Tombstone(id("j1")), Read::Tombstone(id("j2"))], "the second create of j1 waits");
+    assert_eq!(m.queued(), 1);
+    // j2's read comes back first: nothing is decided until j1's is in too.
+    m.on_read(ms(4), r.reads[1].0, Ok(ReadResult::Tombstone(Some("an older job's token".into()))));
+    let early = m.ready();
+    assert!(early.write.is_none() && early.answers.is_empty(), "{early:?}");
+    m.on_read(ms(5), r.reads[0].0, Ok(ReadResult::Tombstone(None)));
+    let r = m.ready();
+    let (io, records) = r.write.expect("both creates write together");
+    let keys: Vec<String> = records
+        .iter()
+        .map(|r| match r {
+            Record::Job(j) => format!("job {}", j.id),
+            Record::DeleteTombstone(id) => format!("tombstone {id} deleted"),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(keys, ["job j1", "job j2", "tombstone j2 deleted"]);
+    m.on_write(ms(6), io, WriteOutcome::Written);
+    let r = m.ready();
+    let to: Vec<u64> = r.answers.iter().map(|(to, _)| to.0).collect();
+    assert_eq!(to, [10, 11, 12]);
+    assert!(matches!(&r.answers[2].1, Err(Refusal::Job(JobError::AlreadyExists { .. }))), "{:?}", r.answers[2]);
+}
+
+/// What may not join a staged write waits for the next one: a repeat of a create whose job the staged write
+/// creates (its answer would show a job not yet durable). A batch the metastore refuses refuses each of its
+/// operations as alone: its creates are forgotten, the jobs it changed are read back (and only those).
+#[test]
+fn a_refused_batch_refuses_each_of_its_operations_and_reads_back_only_the_jobs_it_changed() {
+    let mut m = manager();
+    let (old, old_record) = created(&mut m, 1, 1, "old");
+    let r = request(&mut m, 2, 2, Request::CreateJob { id: None, spec: spec("held") });
+    let (held, _) = r.write.expect("in flight");
+    for (to, r) in [
+        (10, Request::CreateJob { id: None, spec: spec("c-0") }),
+        (11, Request::CancelJob { id: old.clone() }),
+        (12, Request::CreateJob { id: None, spec: spec("c-1") }),
+        (13, Request::CreateJob { id: None, spec: spec("c-0") }),
+    ] {
+        request(&mut m, 3, to, r);
+    }
+    m.on_write(ms(4), held, WriteOutcome::Written);
+    let r = m.ready();
+    let (batch, records) = r.write.expect("the batch");
+    let written: Vec<(String, JobState)> = records
+        .iter()
+        .map(|r| match r {
+            Record::Job(j) => (j.spec.request.clone(), j.state),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want = [("c-0", JobState::Created), ("old", JobState::Canceled), ("c-1", JobState::Created)];
+    assert_eq!(written, want.map(|(t, s)| (t.to_string(), s)), "the repeat of c-0 waits");
+    assert_eq!(m.queued(), 1);
+    m.on_write(ms(5), batch, WriteOutcome::NotApplied("too many requests".into()));
+    let r = m.ready();
+    assert_eq!(r.reads.iter().map(|(_, read)| read.clone()).collect::<Vec<_>>(), [Read::Job(old.clone())]);
+    assert!(r.answers.is_empty(), "answered once memory agrees with the metastore again");
+    m.on_read(ms(6), r.reads[0].0, Ok(ReadResult::Job(Some(Ok(old_record)))));
+    let r = m.ready();
+    let to: Vec<u64> = r.answers.iter().map(|(to, _)| to.0).collect();
+    assert_eq!(to, [10, 11, 12]);
+    assert!(r.answers.iter().all(|(_, a)| matches!(a, Err(Refusal::Metastore(_)))), "{:?}", r.answers);
+    assert_eq!(m.jobs().get(&old).unwrap().state(), JobState::Created, "read back as durable");
+    assert!(m.jobs().by_request("c-1").is_none(), "forgotten");
+    // The repeat of c-0 is a create of its own now (the first was never durable).
+    let (_, records) = r.write.expect("the waiting create writes");
+    assert!(matches!(&records[..], [Record::Job(j)] if j.spec.request == "c-0"));
+}
+
 #[test]
 fn a_create_whose_write_is_not_applied_is_refused_and_one_whose_outcome_is_unknown_ends_the_term() {
     for unknown in [false, true] {
