@@ -195,7 +195,7 @@ const TABLE: &[Guard] = &[
         rule: "2, 3, 5",
         guard: "only the current, online job master of a job not being canceled places workers (core/manager \
             `schedule`)",
-        measured: Caught(93),
+        measured: Caught(118),
         needs: "",
         targeted: None,
     },
