@@ -4,7 +4,8 @@
 //! hands out, and feeds back the outcome of every write and read. It never fails: a refusal is an answer.
 //!
 //! **Group commit.** An operation's write is staged, not made at once: while the next queued input is one that
-//! touches no job the staged write touches (a create with no id, a cancel, a read of one job), it is taken too and
+//! touches no job the staged write touches (a create with no id, a cancel, a read of one job, a job master's
+//! message), it is taken too and
 //! its records join the same write, up to one transaction's operations and [`BATCH_BYTES_MAX`]. A storm of
 //! creates then costs the metastore one transaction per batch, and the inputs behind it wait for one write, not
 //! one each. Every operation of a batch is answered once the write is taken; if it is not, each fails as it would
@@ -614,7 +615,8 @@ impl Manager {
     /// the term or start a read, and the write stays within one transaction and [`BATCH_BYTES_MAX`].
     fn joins(&self, staged: &Staged, next: &Deferred) -> bool {
         let Deferred::Request(_, request) = next else { return false };
-        // Each joining operation writes at most one job record (a create, a cancel) or none (a read). The periodic
+        // Each joining operation writes at most one job record (a create, a cancel, a job master's message) or none
+        // (a read). The periodic
         // pass writes alone: its write carries the liveness verdicts and the dispatches, and must stay as small
         // and quick as they make it (and a failure of it, which ends the term, refuses nothing else).
         if staged.ops + 1 > self.policy.batch_max || staged.afters.iter().any(|a| matches!(a, After::Tick { .. })) {
@@ -627,6 +629,8 @@ impl Manager {
                     && staged.bytes + spec_bytes(spec) <= BATCH_BYTES_MAX
             }
             Request::CancelJob { id } | Request::GetJob { id, .. } => !staged.jobs.contains(id),
+            // A job master's message writes its own job's record at most (its bookkeeping's events name only it).
+            Request::JobMaster { msg, .. } => JobId::parse(msg.task.as_str()).is_ok_and(|j| !staged.jobs.contains(&j)),
             _ => false,
         }
     }
