@@ -373,16 +373,19 @@ pub(crate) async fn on_client<T: Send + 'static>(
     c.client.spawn(f).await.expect("the client task finished")
 }
 
-/// A job-manager call through whichever master answers, retrying for up to `within`.
+/// A job-manager call through whichever master answers, retrying for up to `within` (the calls' own time
+/// included), as a careful client does: each master in turn, and once every master was tried, a pause that doubles
+/// from 250 ms up to 4 s, with a jitter of up to half of it (so that a crowd of clients does not come back at once).
 pub(crate) async fn with_jobs<T, F, Fut>(masters: usize, within: Duration, mut call: F) -> Result<T, tonic::Status>
 where
     F: FnMut(JobManagerClient<tonic::transport::Channel, crate::harness::As>) -> Fut,
     Fut: std::future::Future<Output = Result<T, tonic::Status>>,
 {
+    let clock = crate::harness::Clock::start();
     let mut last = tonic::Status::unavailable("no master tried");
-    let mut waited = Duration::ZERO;
     let mut which = 0usize;
-    while waited <= within {
+    let mut pause = Duration::from_millis(250);
+    loop {
         if let Some(ch) = channel_to(&master_addr(which % masters), Duration::from_secs(2)).await {
             match call(JobManagerClient::with_interceptor(ch, crate::harness::As::user())).await {
                 Ok(v) => return Ok(v),
@@ -391,10 +394,20 @@ where
             }
         }
         which += 1;
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        waited += Duration::from_millis(250);
+        let round_done = which % masters == 0;
+        let wait = if round_done {
+            let jitter = madsim::rand::thread_rng().gen_range(0..=pause.as_millis() as u64 / 2);
+            let wait = pause + Duration::from_millis(jitter);
+            pause = (pause * 2).min(Duration::from_secs(4));
+            wait
+        } else {
+            Duration::from_millis(10)
+        };
+        if clock.now().saturating_since(foreman::core::time::Time::ZERO) + wait > within {
+            return Err(last);
+        }
+        tokio::time::sleep(wait).await;
     }
-    Err(last)
 }
 
 pub(crate) async fn get_job(masters: usize, id: &str) -> pb::Job {
