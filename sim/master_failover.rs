@@ -394,7 +394,7 @@ where
             }
         }
         which += 1;
-        let round_done = which % masters == 0;
+        let round_done = which.is_multiple_of(masters);
         let wait = if round_done {
             let jitter = madsim::rand::thread_rng().gen_range(0..=pause.as_millis() as u64 / 2);
             let wait = pause + Duration::from_millis(jitter);
