@@ -23,8 +23,20 @@ use crate::harness::announce;
 /// job master fences itself, the leader declares its executor offline and starts job-0's next job master
 /// elsewhere, which checks in. Then the follower resumes and forwards the old incarnation's heartbeats: the leader
 /// must answer them "stale" (rule 2), not count them as the job master's. Every job then finishes.
+///
+/// Job masters call the leader themselves here (`executors.carry-job-masters` off): carried, the old incarnation's
+/// heartbeats ride on its executor's, which the leader turns away once it has declared that executor offline, so
+/// the guard is not the last line (the carried swarm covers it there).
 pub async fn job_master_heard_late_through_a_paused_follower_run(planted: Option<Planted>) -> JobFigures {
-    let c = Cluster::start_with(2, 3, planted).await;
+    let masters: Vec<_> = (0..2)
+        .map(|i| {
+            let mut m = master_config(i);
+            m.executors.carry_job_masters = false;
+            m
+        })
+        .collect();
+    let executors = (0..3).map(|i| executor_config(i, 2)).collect();
+    let c = Cluster::build_spec(Spec::jobs(masters, executors, planted)).await;
     let l = leader(&c).await;
     let jobs = vec![("job-0".to_owned(), FakeConfig::counting(1, 300, 150))];
     create(&c, &jobs).await;

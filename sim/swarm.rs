@@ -84,6 +84,8 @@ fn draw_knobs() -> MasterConfig {
         w.offline_ttl = ms(4_000, 15_000);
         let fence_max = w.offline_ttl.saturating_sub(w.heartbeat_timeout + Duration::from_millis(100));
         w.self_fence = ms(fence_max.as_millis() as u64 / 2, fence_max.as_millis() as u64);
+        // Half the seeds run with the default (job masters' heartbeats carried), half with each job master calling.
+        c.executors.carry_job_masters = rng.gen_bool(0.5);
         c.backoff.initial = pick(&[Duration::from_millis(200), Duration::from_secs(1)]);
         c.backoff.multiplier = pick(&[1.0, 1.5, 2.0]);
         c.backoff.max = pick(&[Duration::from_secs(5), Duration::from_secs(30)]);
