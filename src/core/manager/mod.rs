@@ -18,7 +18,8 @@
 //! durable), waits in the manager's queue, in arrival order, except the periodic pass, which goes first once the
 //! operation ends (a backlog of client calls must never delay the liveness checks by its sum). Executors'
 //! heartbeats, worker placements, executor listings and the metrics' figures never wait: they change memory only.
-//! Nor does a job master's plain heartbeat that changes nothing durable, about a job the operation does not touch.
+//! Nor does a job master's plain heartbeat that changes nothing durable, nor a read of one job, when the operation
+//! does not touch that job (what either is told is durable).
 //!
 //! A write that is fenced ends the term. So does a write whose outcome is not known (the driver settles an
 //! unanswered write by fencing it off, `core::write_fence`, and reports `Unknown` only when that fails too: the
@@ -2099,7 +2100,6 @@ impl Manager {
     }
 }
 
-/// One record per job in a write, the last decided (a transaction may not touch a key twice); the rest in order.
 /// Whether operation `busy` touches job `id` (a read of it must wait for it).
 fn touches(busy: &Busy, id: &JobId) -> bool {
     match busy {
@@ -2133,6 +2133,7 @@ fn bytes_of(record: &Record) -> usize {
     }
 }
 
+/// One record per job in a write, the last decided (a transaction may not touch a key twice); the rest in order.
 fn dedup_jobs(records: Vec<Record>) -> Vec<Record> {
     let mut last: BTreeMap<JobId, usize> = BTreeMap::new();
     for (i, r) in records.iter().enumerate() {
