@@ -2,8 +2,8 @@
 //! types (`foreman::jobs::builtin()`, or a test's own, [`Tasks::Types`]), and a client node. Everything nodes see is reported to one [`Recorder`]
 //! handed to them here, never through a global.
 //!
-//! Addresses: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at 10.0.2.(i+1):10250, the client at
-//! 10.0.3.1.
+//! Addresses: etcd 10.0.0.1:2379, master i at 10.0.1.(i+1):10240, executor i at 10.0.2.(i+1):10250 (beyond the 250th
+//! at 10.2.(i/250).(i%250+1)), the client at 10.0.3.1.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -120,7 +120,12 @@ pub fn master_addr(i: usize) -> String {
 }
 
 pub fn executor_addr(i: usize) -> String {
-    format!("10.0.2.{}:10250", i + 1)
+    if i < 250 {
+        format!("10.0.2.{}:10250", i + 1)
+    } else {
+        // The scale workload's executors beyond the 250th (issue 17: up to 1,000 and more).
+        format!("10.2.{}.{}:10250", i / 250, i % 250 + 1)
+    }
 }
 
 /// Short timings so that a scenario covers several failovers in a few simulated minutes, within what

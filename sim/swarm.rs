@@ -192,15 +192,20 @@ fn draw_overload() -> Draw {
 /// fake jobs (one or two workers), under the swarm's fault plan, configured as a cluster of that size would be:
 /// - job masters' heartbeats carried by their executors' (`executors.carry-job-masters`, set by [`scale_run`]), so
 ///   that the calls to the leader grow with executors, not jobs;
-/// - every heartbeat interval, deadline, self-fence and TTL `k` times the default, `k` = executors / 100 rounded up
-///   (200 executor heartbeats per second at most, at the default 500 ms interval, against the 250 calls per
-///   simulated second a simulated gRPC server takes, README "Scale in the simulation"), or `FOREMAN_SCALE_SLOW`;
-///   the checkers' bounds follow the configuration, as everywhere;
-/// - jobs created at 20 per second (at least over 20 s: each create is a write of its own), each lasting the whole
-///   creation window and 60 to 120 s more, at two-second steps: every job runs at once by the end of the window.
+/// - every heartbeat interval, deadline, self-fence and TTL `k` times the default, `k` = executors / 50 rounded up
+///   (100 executor heartbeats per second at most, at the default 500 ms interval, against the 250 calls per
+///   simulated second a simulated gRPC server takes, README "Scale in the simulation", which creates, placements
+///   and reports share), or `FOREMAN_SCALE_SLOW`; the checkers' bounds follow the configuration, as everywhere;
+/// - jobs created at 20 per second (at least over 20 s), each lasting the whole creation window and 60 to 120 s
+///   more: every job runs at once by the end of the window. A worker checkpoints every step, one metastore request
+///   each, and the simulated etcd takes at most 1,000 requests per simulated second in all (its server accepts one
+///   connection at a time, each at least 1 ms of simulated time, and every request is a connection of its own):
+///   the steps are two seconds long, or longer so that the workers' checkpoints stay within [`SCALE_CHECKPOINTS`]
+///   a second ([`scale_tick_ms`]).
 fn draw_scale(executors: usize, jobs: usize) -> Draw {
-    let k = env_u64("FOREMAN_SCALE_SLOW").unwrap_or(executors.div_ceil(100) as u64).max(1) as u32;
+    let k = env_u64("FOREMAN_SCALE_SLOW").unwrap_or(executors.div_ceil(50) as u64).max(1) as u32;
     let window_ms = (jobs as u64 * 50).max(20_000);
+    let tick_ms = scale_tick_ms(jobs);
     let executors = (0..executors).map(|i| (32, ZONES[i % ZONES.len()].to_owned())).collect();
     let mut knobs = crate::cluster::master_config(0);
     knobs.etcd = vec![ETCD_ADDR.to_owned()];
@@ -211,8 +216,8 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
             id: format!("job-{i}"),
             config: FakeConfig::counting(
                 rng.gen_range(1..=2),
-                (window_ms + rng.gen_range(60_000..=120_000)) / 2_000,
-                2_000,
+                ((window_ms + rng.gen_range(60_000..=120_000)) / tick_ms).max(1),
+                tick_ms,
             ),
             zone: None,
             cost: 1,
@@ -236,6 +241,16 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
     let scope = faults::Scope::of(d.masters, d.executors.len(), &d.knobs, FAULT_PHASE);
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
+}
+
+/// The workers' checkpoints per simulated second the scale workload stays within: a quarter of what the simulated
+/// etcd takes in all (see [`draw_scale`]), the rest left to the leader's, job masters' and leases' requests.
+const SCALE_CHECKPOINTS: u64 = 250;
+
+/// The scale workload's step: two seconds, or longer so that `jobs` jobs of up to two workers checkpoint at most
+/// [`SCALE_CHECKPOINTS`] times a second in all (2 s up to 250 jobs, 16 s at 2,000, 80 s at 10,000).
+fn scale_tick_ms(jobs: usize) -> u64 {
+    (jobs as u64 * 2 * 1_000).div_ceil(SCALE_CHECKPOINTS).max(2_000)
 }
 
 /// `knobs` with `executors.carry-job-masters` on, and the framework's self-fence (and offline TTL with it) made
