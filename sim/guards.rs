@@ -84,9 +84,9 @@ const TABLE: &[Guard] = &[
         switch: Planted::LeaderWritesUnguarded,
         rule: "1",
         guard: "every job-manager write compares the term's write fence (core/write_fence.rs, master/store_io.rs)",
-        measured: NotCaught(2000),
-        needs: "the swarm's holds stall whatever the leader writes next, which the next leader rewrites the same \
-            way; targeted: a create held past the term lands after the next leader created and canceled the job, and \
+        measured: Caught(855),
+        needs: "the swarm's holds mostly stall whatever the leader writes next, which the next leader rewrites \
+            the same way; targeted: a create held past the term lands after the next leader created and canceled the job, and \
             a third term recovers it from the stale record (also caught at the first seed of \
             `job_created_twice_then_its_leader_killed`: an unanswered create of the same term lands after the \
             job's start, and the next leader starts a second job master)",
@@ -134,7 +134,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::StaleJobMasterAnswered,
         rule: "2",
         guard: "the job manager answers an older job-master incarnation \"stale\" (the same code, one level up)",
-        measured: Caught(193),
+        measured: Caught(205),
         needs: "",
         targeted: Some(("job_master_heard_late_through_a_paused_follower", 1)),
     },
@@ -195,7 +195,7 @@ const TABLE: &[Guard] = &[
         rule: "2, 3, 5",
         guard: "only the current, online job master of a job not being canceled places workers (core/manager \
             `schedule`)",
-        measured: Caught(118),
+        measured: Caught(3),
         needs: "",
         targeted: None,
     },
@@ -203,7 +203,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::ExecutorIgnoresFence,
         rule: "3",
         guard: "an executor's self-fence (core/agent.rs)",
-        measured: Caught(117),
+        measured: Caught(87),
         needs: "",
         targeted: Some(("executor_cut_while_its_job_masters_fence_late", 1)),
     },
@@ -219,7 +219,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::EarlyOffline,
         rule: "3",
         guard: "an executor is declared offline only after the whole offline TTL (core/registry.rs)",
-        measured: Caught(1),
+        measured: Caught(5),
         needs: "",
         targeted: None,
     },
@@ -235,7 +235,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RecoveryWithoutWait,
         rule: "3",
         guard: "a new leader waits the offline TTL for live job masters to check in (core/workers.rs)",
-        measured: Caught(48),
+        measured: Caught(24),
         needs: "",
         targeted: Some(("leader_killed_during_a_network_blip", 1)),
     },
@@ -319,7 +319,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::WorkerSelectorsDropped,
         rule: "6",
         guard: "a worker is placed by its job's selectors too (core/manager `schedule`)",
-        measured: Caught(2),
+        measured: Caught(1),
         needs: "",
         targeted: None,
     },
@@ -327,7 +327,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RestoredPlacedUnheard,
         rule: "6",
         guard: "a new leader places nothing on an executor before hearing it (core/registry.rs)",
-        measured: NotCaught(2000),
+        measured: Caught(116),
         needs: "targeted: an executor dies, then its leader before declaring it; the next leader restores the dead \
             executor's record (judged by the leader-placement checker of the job scenarios)",
         targeted: Some(("executor_dies_then_its_leader", 1)),
@@ -379,7 +379,7 @@ const TABLE: &[Guard] = &[
         switch: Planted::RecoveryIgnoresBackoff,
         rule: "§6 backoff",
         guard: "a new leader keeps the persisted backoff (core/manager `recover`)",
-        measured: Caught(11),
+        measured: Caught(13),
         needs: "",
         targeted: Some(("leader_killed_while_a_job_waits_out_its_backoff", 1)),
     },
