@@ -281,7 +281,7 @@ const TABLE: &[Guard] = &[
         guard: "a new leader restores a canceling job as canceling (core/manager `recover`)",
         measured: Caught(4),
         needs: "",
-        targeted: Some(("job_canceled_during_a_failover", 5)),
+        targeted: Some(("job_canceled_during_a_failover", 3)),
     },
     Guard {
         switch: Planted::LossForgetsCancel,
@@ -407,7 +407,7 @@ const TABLE: &[Guard] = &[
             as it stops the task, before the stop is recorded (framework/process.rs)",
         measured: Caught(4),
         needs: "",
-        targeted: Some(("exec_jobs_under_faults", 5)),
+        targeted: Some(("exec_jobs_under_faults", 3)),
     },
     Guard {
         switch: Planted::JobDataNotCollected,

@@ -218,8 +218,8 @@ pub struct ExecutorsConfig {
     /// Executors carry the heartbeats of the job masters they host in their own (one call per executor per
     /// interval instead of one per job master, `framework::carrier`): a job master then heartbeats at the executor
     /// heartbeat's pace, and its self-fence must outlast one executor round (rule: workers.self-fence >
-    /// executors.heartbeat-interval + executors.heartbeat-timeout). On by default; off: each job master calls the
-    /// leader itself.
+    /// executors.heartbeat-interval + executors.heartbeat-timeout). Off by default (each job master calls the
+    /// leader itself): see the README's design decisions for what keeps it off.
     pub carry_job_masters: bool,
 }
 
@@ -234,7 +234,7 @@ impl Default for ExecutorsConfig {
             check_interval: Duration::from_millis(500),
             suspect_fraction: 0.5,
             suspect_hold: Duration::from_secs(10),
-            carry_job_masters: true,
+            carry_job_masters: false,
         }
     }
 }

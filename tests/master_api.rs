@@ -980,7 +980,7 @@ async fn carried_job_master_heartbeats_are_answered_each_and_bad_ones_refuse_the
     // Answered one by one: job masters the job manager never started are stale, as when they call alone.
     let r = d.heartbeat(beat(vec![jm("ghost-b"), jm("ghost-a")])).await.expect("a heartbeat").into_inner();
     assert_eq!(r.verdict, pb::HeartbeatVerdict::Accepted as i32);
-    assert!(r.carry_job_masters, "on by default");
+    assert!(!r.carry_job_masters, "off by default");
     let answers: Vec<(String, i32)> =
         r.job_masters.iter().map(|c| (c.worker_id.clone(), c.reply.as_ref().map_or(-1, |r| r.verdict))).collect();
     let stale = pb::Verdict::StaleWorker as i32;
