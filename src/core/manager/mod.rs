@@ -5,11 +5,10 @@
 //!
 //! **Group commit.** An operation's write is staged, not made at once: while the next queued input is one that
 //! touches no job the staged write touches (a create with no id, a cancel, a read of one job, a job master's
-//! message), it is taken too and
-//! its records join the same write, up to one transaction's operations and [`BATCH_BYTES_MAX`]. A storm of
-//! creates then costs the metastore one transaction per batch, and the inputs behind it wait for one write, not
-//! one each. Every operation of a batch is answered once the write is taken; if it is not, each fails as it would
-//! have alone.
+//! message), it is taken too and its records join the same write, up to one transaction's operations and
+//! [`BATCH_BYTES_MAX`]. A storm of creates then costs the metastore one transaction per batch, and the inputs behind
+//! it wait for one write, not one each. Every operation of a batch is answered once the write is taken; if it is
+//! not, each fails as it would have alone.
 //!
 //! **Ordering, stated once.** Decisions that change durable state are applied in memory before their write is
 //! made, and at most one such operation is in progress at a time: from its first read or write until its last
@@ -617,9 +616,9 @@ impl Manager {
     fn joins(&self, staged: &Staged, next: &Deferred) -> bool {
         let Deferred::Request(_, request) = next else { return false };
         // Each joining operation writes at most one job record (a create, a cancel, a job master's message) or none
-        // (a read). The periodic
-        // pass writes alone: its write carries the liveness verdicts and the dispatches, and must stay as small
-        // and quick as they make it (and a failure of it, which ends the term, refuses nothing else).
+        // (a read). The periodic pass writes alone: its write carries the liveness verdicts and the dispatches, and
+        // must stay as small and quick as they make it (and a failure of it, which ends the term, refuses nothing
+        // else).
         if staged.ops + 1 > self.policy.batch_max || staged.afters.iter().any(|a| matches!(a, After::Tick { .. })) {
             return false;
         }
