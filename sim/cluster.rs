@@ -302,6 +302,12 @@ impl Cluster {
 
     /// A cluster of exactly these nodes.
     pub async fn build_spec(spec: Spec) -> Cluster {
+        Cluster::build_paced(spec, Duration::ZERO).await
+    }
+
+    /// A cluster of exactly these nodes, its executors started one after another over `executors_over` (in
+    /// order, the first at once), as an operator brings up a large fleet; it returns once the last has started.
+    pub async fn build_paced(spec: Spec, executors_over: Duration) -> Cluster {
         let Spec { masters: master_configs, executors: executor_configs, tasks, planted, etcd_timeout_rate } = spec;
         // Every simulated cluster arms the tripwires: a guard held unreachable that is reached fails the run.
         let planted = planted.armed();
@@ -380,7 +386,11 @@ impl Cluster {
             ms.push(MasterNode { name, node, points, current, stop, dial });
         }
         let mut es = vec![];
-        for cfg in executor_configs {
+        let gap = executors_over / (executor_configs.len().max(1) as u32);
+        for (i, cfg) in executor_configs.into_iter().enumerate() {
+            if i > 0 && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
             let name = cfg.name.clone();
             let addr: SocketAddr = cfg.addr.parse().unwrap();
             let rec = recorder.clone();

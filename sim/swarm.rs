@@ -148,6 +148,19 @@ struct Draw {
     etcd_timeout_rate: f32,
     jobs: Vec<JobDraw>,
     plan: Plan,
+    /// How the workload paces itself (the scale workload's; none for the swarm's draws).
+    pace: Pace,
+}
+
+/// How a large workload paces itself, as its operator and a careful batch client would: executors joining over a
+/// spread of time (a fleet brought up in turn, not all in one instant) and a bounded number of creates in flight.
+/// The default paces nothing (every swarm draw).
+#[derive(Clone, Copy, Debug, Default)]
+struct Pace {
+    /// The executors start one after another over this much time, in order, before the workload begins.
+    executors_over: Duration,
+    /// At most this many creates unanswered at once (0: no bound).
+    creates_in_flight: usize,
 }
 
 const ZONES: [&str; 3] = ["a", "b", "c"];
@@ -196,6 +209,9 @@ fn draw_overload() -> Draw {
 ///   (100 executor heartbeats per second at most, at the default 500 ms interval, against the 250 calls per
 ///   simulated second a simulated gRPC server takes, README "Scale in the simulation", which creates, placements
 ///   and reports share), or `FOREMAN_SCALE_SLOW`; the checkers' bounds follow the configuration, as everywhere;
+/// - the executors started [`SCALE_JOINS`] a second, and at most [`SCALE_CREATES_IN_FLIGHT`] creates unanswered at
+///   once ([`Pace`]): a fleet joining at once, or a client retrying thousands of creates, would ask the leader
+///   faster than a simulated server answers, and calls that wait past their deadline only add to the queue;
 /// - jobs created at 20 per second (at least over 20 s), each lasting the whole creation window and 60 to 120 s
 ///   more: every job runs at once by the end of the window. A worker checkpoints every step, one metastore request
 ///   each, and the simulated etcd takes at most 1,000 requests per simulated second in all (its server accepts one
@@ -206,7 +222,7 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
     let k = env_u64("FOREMAN_SCALE_SLOW").unwrap_or(executors.div_ceil(50) as u64).max(1) as u32;
     let window_ms = (jobs as u64 * 50).max(20_000);
     let tick_ms = scale_tick_ms(jobs);
-    let executors = (0..executors).map(|i| (32, ZONES[i % ZONES.len()].to_owned())).collect();
+    let executors: Vec<_> = (0..executors).map(|i| (32, ZONES[i % ZONES.len()].to_owned())).collect();
     let mut knobs = crate::cluster::master_config(0);
     knobs.etcd = vec![ETCD_ADDR.to_owned()];
     knobs.cluster = CLUSTER.to_owned();
@@ -237,10 +253,24 @@ fn draw_scale(executors: usize, jobs: usize) -> Draw {
         knobs.placement.reservation_ttl = knobs.placement.reservation_ttl.max(knobs.executors.heartbeat_interval * 2);
     }
     let masters = env_u64("FOREMAN_SCALE_MASTERS").unwrap_or(3) as usize;
-    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default() };
+    let pace = Pace { executors_over: scale_spread(executors.len()), creates_in_flight: SCALE_CREATES_IN_FLIGHT };
+    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate: 0.0, jobs, plan: Plan::default(), pace };
     let scope = faults::Scope::of(d.masters, d.executors.len(), &d.knobs, FAULT_PHASE);
     d.plan = Plan::draw(madsim::runtime::Handle::current().seed(), &scope);
     d
+}
+
+/// The executors the scale workload starts per simulated second ([`Pace::executors_over`]): a fifth of the
+/// simulated gRPC server's 250 calls a second, so that the leader answers a joining fleet's registrations while it
+/// answers the fleet already joined.
+const SCALE_JOINS: usize = 50;
+
+/// The scale workload's creates in flight at once ([`Pace::creates_in_flight`]): a batch client's window.
+const SCALE_CREATES_IN_FLIGHT: usize = 16;
+
+/// The time over which the scale workload's `executors` executors start: [`SCALE_JOINS`] a second.
+fn scale_spread(executors: usize) -> Duration {
+    Duration::from_millis((executors * 1_000 / SCALE_JOINS) as u64)
 }
 
 /// The workers' checkpoints per simulated second the scale workload stays within: a quarter of what the simulated
@@ -305,7 +335,8 @@ fn draw_workload_and_faults(
             }
         })
         .collect();
-    let mut d = Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan: Plan::default() };
+    let mut d =
+        Draw { masters, executors, knobs, etcd_timeout_rate, jobs, plan: Plan::default(), pace: Pace::default() };
     if varied {
         draw_varied_workload(&mut d);
     }
@@ -631,7 +662,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         eprintln!("{text}");
     }
     tracing::info!("{text}");
-    let c = Cluster::build_spec(Spec { planted: planted.into(), ..spec(&d) }).await;
+    let c = Cluster::build_paced(Spec { planted: planted.into(), ..spec(&d) }, d.pace.executors_over).await;
     if let Some(us) = env_u64("FOREMAN_SCALE_LATENCY_US") {
         let fixed = Duration::from_micros(us);
         c.net().update_config(|n| n.send_latency = fixed..fixed + Duration::from_nanos(1));
@@ -640,9 +671,12 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     let start = c.clock.now();
     // The workload runs on the client node beside the faults; each call records its acknowledgement.
     let mut calls = vec![];
+    let permits =
+        (d.pace.creates_in_flight > 0).then(|| Arc::new(tokio::sync::Semaphore::new(d.pace.creates_in_flight)));
     for j in d.jobs.clone() {
         let masters = d.masters;
         let rec = c.recorder.clone();
+        let permits = permits.clone();
         calls.push(c.client.spawn(async move {
             tokio::time::sleep(j.create_at).await;
             let (kind, config) = match &j.exec {
@@ -659,7 +693,13 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
                 job.selectors = vec![pb::Selector { key: "zone".into(), target: zone.clone(), op: 1 }];
             }
             job.cost = j.cost;
-            if !create_job(masters, job).await {
+            let permit = match permits {
+                Some(p) => Some(p.acquire_owned().await.expect("the creates' permits are never closed")),
+                None => None,
+            };
+            let created = create_job(masters, job).await;
+            drop(permit);
+            if !created {
                 return (j.id, false, Cancel::NotAsked);
             }
             rec.record("client", Seen::JobCreated { id: j.id.clone() });
