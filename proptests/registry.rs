@@ -342,7 +342,7 @@ fn run(policy: RegistryPolicy, ops: &[Op]) -> Result<(), TestCaseError> {
                 }
             }
             Op::Failover { gap, lag } => {
-                let records: Vec<ExecutorRecord> = reg.iter().map(|v| v.record).collect();
+                let records: Vec<ExecutorRecord> = reg.iter().map(|v| v.record.clone()).collect();
                 // The persisted counter may lag behind the highest restored id, never behind a removed one.
                 let removed_max = m.issued.iter().filter(|id| !m.executors.contains_key(id)).map(|id| id.0).max();
                 let lo = removed_max.map_or(1, |r| r + 1);

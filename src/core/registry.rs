@@ -148,6 +148,30 @@ pub struct ExecutorView {
     pub tasks: Vec<ReportedTask>,
 }
 
+/// An executor as the registry holds it, borrowed: what [`Registry::get`] and [`Registry::iter`] give, so that a
+/// pass over every executor (the job manager's checks and placements, each step) copies nothing;
+/// [`ExecutorRef::to_view`] makes the owned [`ExecutorView`] an answer keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct ExecutorRef<'a> {
+    pub record: &'a ExecutorRecord,
+    pub status: Status,
+    pub last_heard: Time,
+    pub expires_at: Time,
+    pub tasks: &'a [ReportedTask],
+}
+
+impl ExecutorRef<'_> {
+    pub fn to_view(&self) -> ExecutorView {
+        ExecutorView {
+            record: self.record.clone(),
+            status: self.status,
+            last_heard: self.last_heard,
+            expires_at: self.expires_at,
+            tasks: self.tasks.to_vec(),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Entry {
     record: ExecutorRecord,
@@ -558,7 +582,7 @@ impl Registry {
     }
 
     /// One executor.
-    pub fn get(&self, id: ExecutorId) -> Option<ExecutorView> {
+    pub fn get(&self, id: ExecutorId) -> Option<ExecutorRef<'_>> {
         self.entries.get(&id).map(view)
     }
 
@@ -575,7 +599,7 @@ impl Registry {
     }
 
     /// Every registered executor, in id order.
-    pub fn iter(&self) -> impl Iterator<Item = ExecutorView> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = ExecutorRef<'_>> + '_ {
         self.entries.values().map(view)
     }
 
@@ -623,13 +647,13 @@ fn placeable(e: &Entry) -> bool {
     e.status == Status::Online && e.heartbeated && e.unreachable_until.is_none() && !e.fenced
 }
 
-fn view(e: &Entry) -> ExecutorView {
-    ExecutorView {
-        record: e.record.clone(),
+fn view(e: &Entry) -> ExecutorRef<'_> {
+    ExecutorRef {
+        record: &e.record,
         status: e.status,
         last_heard: e.last_heard,
         expires_at: e.expires_at,
-        tasks: e.tasks.clone(),
+        tasks: &e.tasks,
     }
 }
 

@@ -490,7 +490,7 @@ impl Manager {
                     .map(|view| {
                         let used = self.registry.placer().used(view.record.id).unwrap_or(0);
                         let resources = held.get(&view.record.id).copied().unwrap_or(0);
-                        ExecutorUsage { used: u32::try_from(used).unwrap_or(u32::MAX), resources, view }
+                        ExecutorUsage { used: u32::try_from(used).unwrap_or(u32::MAX), resources, view: view.to_view() }
                     })
                     .collect();
                 self.answer(to, Ok(Reply::Executors(list)));
@@ -930,7 +930,7 @@ impl Manager {
     fn capacity(&self, now: Time) -> CapacityView {
         let placer = self.registry.placer();
         let held_on = self.jobs.job_master_slots_by_executor();
-        let schedulable: Vec<crate::core::registry::ExecutorView> =
+        let schedulable: Vec<crate::core::registry::ExecutorRef<'_>> =
             self.registry.iter().filter(|v| placer.load(v.record.id).is_some()).collect();
         let waiting = self
             .jobs
@@ -1032,7 +1032,7 @@ impl Manager {
                     self.out.events.push(Event::Draining { id });
                     // Leaving: what it holds goes with it, and its workers start afresh elsewhere (their job types
                     // told).
-                    let name = self.registry.get(id).map(|v| v.record.spec.name);
+                    let name = self.registry.get(id).map(|v| v.record.spec.name.clone());
                     self.forget_resources_on(id, name.as_deref());
                 }
                 // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
@@ -1081,7 +1081,7 @@ impl Manager {
         }
         self.pin_refused.remove(resource);
         self.resources.remove(resource);
-        let holder = self.registry.get(executor).map(|v| v.record.spec.name);
+        let holder = self.registry.get(executor).map(|v| v.record.spec.name.clone());
         self.lost.insert(resource.clone(), Lost { holder, placed: None, waited_out: true });
         self.resources_dirty.insert(resource.clone());
         true
@@ -1383,7 +1383,9 @@ impl Manager {
                 }
             }
         };
-        let Some(view) = self.registry.get(placed.executor) else {
+        let Some((name, address)) =
+            self.registry.get(placed.executor).map(|v| (v.record.spec.name.clone(), v.record.spec.address.clone()))
+        else {
             // The placer only places on registered executors.
             return Err(Refusal::NotLeader("placed on an executor that is not registered; retry".into()));
         };
@@ -1406,14 +1408,7 @@ impl Manager {
             }
         }
         self.out.events.push(Event::WorkerPlaced { job: s.job.clone(), task: s.task.clone() });
-        let spec = view.record.spec;
-        Ok(Reply::Placed {
-            executor: placed.executor,
-            name: spec.name,
-            address: spec.address,
-            leader_epoch: self.epoch,
-            lost,
-        })
+        Ok(Reply::Placed { executor: placed.executor, name, address, leader_epoch: self.epoch, lost })
     }
 
     // why: the fields of `Request::JobMaster`, each used on its own path; a struct for them would only be unpacked.
