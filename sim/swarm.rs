@@ -1836,9 +1836,9 @@ fn scale_short() {
 
 /// The scale workload at full size in CI (issue 17 item 2): 1,000 executors and 10,000 jobs of [`scale_run`] under
 /// each seed's fault plan and every checker, `FOREMAN_SCALE_CI_SEEDS` seeds (default 2) from `FOREMAN_SCALE_SEED`
-/// (default 7_100: pinned seeds, whatever `MADSIM_TEST_SEED` the suite runs from, for at 10 minutes a seed CI
-/// cannot afford a new pair each run; `swarm::scale` runs any seed by hand), two at a time on the suite's threads
-/// (each seed its own simulation; about 3 GB each). It prints each seed's cost and bounds' figures.
+/// (default 7_100), two at a time on the suite's threads (each seed its own simulation, about 3 GB). The seeds are
+/// pinned, whatever `MADSIM_TEST_SEED` the suite runs from: at about five minutes a seed, CI runs the same two each
+/// time (`swarm::scale` runs any seed by hand). It prints each seed's cost and the bounds' figures.
 #[test]
 fn scale_full() {
     let seeds = env_u64("FOREMAN_SCALE_CI_SEEDS").unwrap_or(2).max(1);

@@ -952,7 +952,9 @@ mod tests {
         /// after every event the indexed `advance` promotes the same incarnations, fails at the same instant, and
         /// leaves the same incarnation live for every task as a scan of every task does.
         #[test]
-        fn indexed_advance_agrees_with_a_scan(ops in proptest::collection::vec((0u8..8, 0usize..4, 0usize..3, 1u64..4), 1..120)) {
+        fn indexed_advance_agrees_with_a_scan(
+            ops in proptest::collection::vec((0u8..8, 0usize..4, 0usize..3, 1u64..4), 1..120)
+        ) {
             let (mut indexed, mut scanned) = (LiveIncarnations::new(GRACE), LiveIncarnations::new(GRACE));
             let mut now = ms(0);
             let mut epoch = 0u64;
@@ -968,7 +970,8 @@ mod tests {
                 match op {
                     0 | 1 => {
                         epoch += 1;
-                        let (x, y) = (indexed.on_start(now, &task, epoch, &node), scanned.on_start(now, &task, epoch, &node));
+                        let x = indexed.on_start(now, &task, epoch, &node);
+                        let y = scanned.on_start(now, &task, epoch, &node);
                         proptest::prop_assert_eq!(x.is_ok(), y.is_ok());
                         if x.is_err() { break; }
                     }
@@ -977,7 +980,8 @@ mod tests {
                         proptest::prop_assert_eq!(indexed.on_stop(&task, e, &node), scanned.on_stop(&task, e, &node));
                     }
                     3 => {
-                        let (x, y) = (indexed.on_acted(now, &task, epoch, &node), scanned.on_acted(now, &task, epoch, &node));
+                        let x = indexed.on_acted(now, &task, epoch, &node);
+                        let y = scanned.on_acted(now, &task, epoch, &node);
                         proptest::prop_assert_eq!(x.as_ref().ok(), y.as_ref().ok());
                         if x.is_err() { break; }
                     }
