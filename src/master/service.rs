@@ -71,7 +71,9 @@ impl MasterService {
         if req.metadata().get(FORWARDED_KEY).is_some() {
             return Err(Reason::NotLeader.status(format!("{} is not the leader (any more); retry", self.m.name())));
         }
-        match self.leader().await? {
+        // Boxed, as is the forward (see `leader_only!`): only a follower looks the leader up, and the metastore's
+        // future (several KB) would otherwise be part of every call's future, the leader's included.
+        match Box::pin(self.leader()).await? {
             None => Err(Reason::NoLeader.status("no leader is elected right now; retry")),
             Some(v) if v.name == self.m.name() => {
                 Err(Reason::NoLeader.status("the leader is taking over or stepping down; retry"))
@@ -127,12 +129,15 @@ fn forward_failure(to: &LeaderValue, status: Status) -> Status {
 }
 
 /// Routes a leader-only call: answers it here or forwards it.
+///
+/// The forward is boxed: its future (a connection and a client call, several KB) would otherwise be part of every
+/// call's future, which the leader allocates, moves and keeps for each call in flight while it answers locally.
 macro_rules! leader_only {
     ($self:ident, $req:ident, $client:ident, $method:ident, $local:expr) => {{
         match $self.route(&$req).await? {
             Route::Local => $local,
             Route::Forward(to) => {
-                $self.forward(to, $req, |ch, r| async move { $client::new(ch).$method(r).await }).await
+                Box::pin($self.forward(to, $req, |ch, r| async move { $client::new(ch).$method(r).await })).await
             }
         }
     }};
@@ -203,7 +208,13 @@ impl pb::discovery_server::Discovery for MasterService {
             let verdict = if accepted { pb::HeartbeatVerdict::Accepted } else { pb::HeartbeatVerdict::Reregister };
             // A job master of an executor told to register again is gone with it: its carried heartbeat goes
             // unanswered (its executor stops it).
-            let job_masters = if accepted { self.judge_carried(carried, &caller).await } else { vec![] };
+            // Boxed, and only when there is something to judge (the judging future is over 1 KB, and most
+            // heartbeats carry nothing).
+            let job_masters = if accepted && !carried.is_empty() {
+                Box::pin(self.judge_carried(carried, &caller)).await
+            } else {
+                vec![]
+            };
             crate::buggify::point(&self.m.fault_points, crate::buggify::Point::HeartbeatReply).await;
             Ok(Response::new(pb::HeartbeatResponse {
                 verdict: verdict as i32,
@@ -583,4 +594,27 @@ fn carried_messages(reqs: Vec<pb::WorkerHeartbeatRequest>) -> Result<Vec<Carried
         out.push(CarriedMessage { msg, progress, last_error });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::pb::discovery_server::Discovery;
+
+    /// The most a heartbeat's handler future may take (bytes): a leader allocates one for every heartbeat in
+    /// flight and keeps it until its term answers, so the rare paths (forwarding to the leader, judging carried
+    /// job-master heartbeats) are boxed apart.
+    const HEARTBEAT_FUTURE_MAX: usize = 2048;
+
+    #[test]
+    fn a_heartbeat_handler_future_stays_small() {
+        if cfg!(madsim) {
+            return;
+        }
+        let store = crate::meta::MetaStore::embedded("future-size", None).unwrap();
+        let svc = MasterService::new(Master::new(crate::config::MasterConfig::default(), store, 1));
+        let f = svc.heartbeat(Request::new(pb::HeartbeatRequest::default()));
+        let size = std::mem::size_of_val(&*f);
+        assert!(size <= HEARTBEAT_FUTURE_MAX, "a heartbeat's handler future takes {size} bytes");
+    }
 }
