@@ -114,10 +114,13 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
             }
             Some(call) = calls.recv() => {
                 // Checked here, with what the manager knows now (who an executor id belongs to, where a job
-                // master runs), and refused before the manager sees it.
-                let action = call.caller.as_ref().and_then(|_| manager.action_of(&call.request));
-                let denied = match (call.caller.as_ref(), action) {
-                    (Some(p), Some(a)) => crate::core::auth::authorize(p, &a, crate::rpc::identity::mode()).err(),
+                // master runs), and refused before the manager sees it. A process that checks nothing allows
+                // every call: the facts are not looked up (a copy of the executor's name, on every heartbeat).
+                let mode = crate::rpc::identity::mode();
+                let denied = match &call.caller {
+                    Some(p) if mode != crate::core::auth::Mode::Insecure => manager
+                        .action_of(&call.request)
+                        .and_then(|a| crate::core::auth::authorize(p, &a, mode).err()),
                     _ => None,
                 };
                 match denied {
