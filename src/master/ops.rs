@@ -1,6 +1,8 @@
 //! The operations behind the leader-only RPCs: each sends its request to the term's job manager and turns the
 //! answer into wire types. Validation of wire input is `convert`'s; every decision is the manager's.
 
+use std::future::Future;
+
 use tonic::Status;
 use tracing::{info, warn};
 
@@ -134,24 +136,36 @@ impl Master {
     }
 
     /// Sends `request` to the serving term's job manager and waits for its answer.
-    pub(crate) async fn call(&self, request: Request) -> Result<Reply, Status> {
-        self.call_as(request, None).await
+    pub(crate) fn call(&self, request: Request) -> impl Future<Output = Result<Reply, Status>> + '_ {
+        self.call_as(request, None)
     }
 
     /// Sends `request` from `caller` to the serving term's job manager and waits for its answer; the term's driver
     /// checks that `caller` may make it, with the facts the manager holds ([`crate::core::manager::Manager::action_of`]).
-    pub(crate) async fn call_as(&self, request: Request, caller: Option<Principal>) -> Result<Reply, Status> {
-        let inbox = {
-            let now = self.clock.now();
-            let inner = self.lock();
-            match (&inner.serving, inner.leadership.acting(now)) {
-                (Some(s), Some(e)) if s.epoch == e => s.inbox.clone(),
-                (_, Some(_)) => {
-                    return Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry"))
-                }
-                _ => return Err(Reason::NotLeader.status("this master is not the leader; retry")),
-            }
-        };
+    ///
+    /// Not an `async fn`: the call is made up here and the future holds it once (an `async fn` would keep its
+    /// arguments beside the call made of them), as it waits for room in the inbox by reserving it (what `send`
+    /// does, without taking the call into its own future). A leader keeps this future for every call in flight.
+    pub(crate) fn call_as(
+        &self,
+        request: Request,
+        caller: Option<Principal>,
+    ) -> impl Future<Output = Result<Reply, Status>> + '_ {
+        self.call_then(request, caller, Ok)
+    }
+
+    /// [`Master::call_as`], the answer read by `read` within the same future (an `async` wrapper awaiting it would
+    /// hold the call's future twice: where it keeps it, and where it awaits it).
+    pub(crate) fn call_then<T, F>(
+        &self,
+        request: Request,
+        caller: Option<Principal>,
+        read: F,
+    ) -> impl Future<Output = Result<T, Status>> + '_
+    where
+        F: FnOnce(Reply) -> Result<T, Status> + 'static,
+        T: 'static,
+    {
         // Whether the request changes durable state: if the term ends while it is under way, it may have.
         let durable = !matches!(
             request,
@@ -163,15 +177,30 @@ impl Master {
                 | Request::Gauges
         );
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if inbox.send(Call { request, caller, reply }).await.is_err() {
-            return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
-        }
-        match answer.await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(refusal)) => Err(refusal.into()),
-            Err(_) if durable => Err(Reason::MetastoreUnavailable
-                .status("this master's term ended while answering; the request may have been applied; retry")),
-            Err(_) => Err(Reason::NotLeader.status("this master's term ended while answering; retry")),
+        let call = Call { request, caller, reply };
+        async move {
+            let inbox = {
+                let now = self.clock.now();
+                let inner = self.lock();
+                match (&inner.serving, inner.leadership.acting(now)) {
+                    (Some(s), Some(e)) if s.epoch == e => s.inbox.clone(),
+                    (_, Some(_)) => {
+                        return Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry"))
+                    }
+                    _ => return Err(Reason::NotLeader.status("this master is not the leader; retry")),
+                }
+            };
+            let Ok(room) = inbox.reserve().await else {
+                return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
+            };
+            room.send(call);
+            match answer.await {
+                Ok(Ok(r)) => read(r),
+                Ok(Err(refusal)) => Err(refusal.into()),
+                Err(_) if durable => Err(Reason::MetastoreUnavailable
+                    .status("this master's term ended while answering; the request may have been applied; retry")),
+                Err(_) => Err(Reason::NotLeader.status("this master's term ended while answering; retry")),
+            }
         }
     }
 
@@ -184,25 +213,26 @@ impl Master {
 
     /// A heartbeat; `Ok(false)` tells the executor to register again. An executor that claims to have seen a newer
     /// leader epoch deposes this leader only if the metastore confirms that epoch was issued.
+    ///
+    /// Not an `async fn`, for the reason [`Master::call_as`] is not: its future is the call's, and nothing beside.
     // why: the heartbeat's own fields, as the manager's request has them, and who sent it.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn executor_heartbeat(
+    pub(crate) fn executor_heartbeat(
         &self,
         id: ExecutorId,
         seen: LeaderEpoch,
         tasks: Vec<ReportedTask>,
-        ended: &[EndedTask],
+        ended: Vec<EndedTask>,
         draining: bool,
         fenced: bool,
         held: Vec<JobId>,
         caller: Principal,
-    ) -> Result<(bool, LeaderEpoch, Vec<JobId>), Status> {
-        let ended = ended.to_vec();
+    ) -> impl Future<Output = Result<(bool, LeaderEpoch, Vec<JobId>), Status>> + '_ {
         let request = Request::Heartbeat { id, seen, tasks, ended, draining, fenced, held };
-        match self.call_as(request, Some(caller)).await? {
+        self.call_then(request, Some(caller), |r| match r {
             Reply::Heartbeat { known, epoch, gone } => Ok((known, epoch, gone)),
             r => Err(unexpected(r)),
-        }
+        })
     }
 
     pub(crate) async fn deregister_executor(&self, id: ExecutorId, caller: Principal) -> Result<(), Status> {

@@ -198,7 +198,7 @@ impl pb::discovery_server::Discovery for MasterService {
                     ExecutorId(r.executor_id),
                     LeaderEpoch(r.leader_epoch),
                     tasks,
-                    &ended,
+                    ended,
                     r.draining,
                     r.fenced,
                     held,
