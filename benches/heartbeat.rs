@@ -88,8 +88,7 @@ mod bench {
 
     /// The CPU time of the calling thread.
     fn thread_cpu() -> Duration {
-        let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-        Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+        foreman::clock::thread_cpu()
     }
 
     /// The first two CPUs this process may run on: the server's and the load generator's.

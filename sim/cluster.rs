@@ -264,6 +264,20 @@ pub struct Cluster {
     pub config: MasterConfig,
     /// Every node's fault-point switch (`foreman::buggify`), off until a scenario turns it on.
     pub fault_points: foreman::buggify::FaultPoints,
+    /// What the nodes cost, over all their lives.
+    pub costs: Costs,
+}
+
+/// What a run's nodes cost, counted over every life of every node: for figures (issue 17 item 2), never for a
+/// check (the leader loop's CPU is read from the host's clock).
+#[derive(Clone, Default)]
+pub struct Costs {
+    /// The masters' metastore requests.
+    pub masters: foreman::meta::Requests,
+    /// The executors' metastore requests (their job masters' and workers' included).
+    pub executors: foreman::meta::Requests,
+    /// Each master life's statistics, in the order the lives began.
+    pub master_stats: Arc<Mutex<Vec<Arc<foreman::master::metrics::Stats>>>>,
 }
 
 /// At the end of a run, every node is killed: madsim does not drop a task still pending when its runtime ends, so
@@ -315,6 +329,7 @@ impl Cluster {
         let clock = Clock::start();
         let recorder = Recorder::new(clock.clone());
         let fault_points = foreman::buggify::FaultPoints::default();
+        let costs = Costs::default();
         let etcd_addr: SocketAddr = ETCD_ADDR.parse().unwrap();
         let etcd = handle
             .create_node()
@@ -346,6 +361,8 @@ impl Cluster {
             let dial = Dial::new();
             let dial_in = dial.clone();
             let accepted = accepted.clone();
+            let stats_of_lives = costs.master_stats.clone();
+            let requests_of_masters = costs.masters.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -357,13 +374,15 @@ impl Cluster {
                     let switch = switch.clone();
                     let dial = dial_in.clone();
                     let accepted = accepted.clone();
+                    let stats_of_lives = stats_of_lives.clone();
+                    let requests = requests_of_masters.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let timeout = cfg.rpc.metastore_timeout;
                         // A master that cannot reach etcd at start exits and its supervisor starts it again.
                         let store = loop {
                             match MetaStore::etcd(&cfg.etcd, &cfg.cluster, timeout).await {
-                                Ok(store) => break store.with_latency(switch.latency()),
+                                Ok(store) => break store.with_latency(switch.latency()).counting_into(&requests),
                                 Err(e) => {
                                     tracing::warn!("cannot reach the metastore at start ({e}); starting again in 1 s");
                                     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -379,6 +398,7 @@ impl Cluster {
                         }
                         let m = m.with_planted(planted).with_fault_points(switch).with_dial(&dial);
                         *slot.lock().unwrap() = Some(m.clone());
+                        stats_of_lives.lock().unwrap().push(m.stats.clone());
                         m.serve(addr, shutdown).await.expect("master serves");
                     }
                 })
@@ -406,6 +426,7 @@ impl Cluster {
             // The node's disk for its executor's logs: every life of the executor finds what the last one kept.
             let disk = foreman::framework::logs::LogStore::memory();
             let disk_of_node = disk.clone();
+            let requests_of_executors = costs.executors.clone();
             let node = handle
                 .create_node()
                 .name(&name)
@@ -415,6 +436,7 @@ impl Cluster {
                     let dial = dial_in.clone();
                     let tasks = tasks.clone();
                     let disk = disk.clone();
+                    let requests = requests_of_executors.clone();
                     let shutdown = shutdown_signal(&stop_in);
                     async move {
                         let observer: ExecutorObserver =
@@ -428,7 +450,8 @@ impl Cluster {
                         let e = Executor::with_clock(cfg, factory, Some(observer), clock)
                             .with_planted(planted)
                             .with_fault_points(switch)
-                            .with_logs(disk);
+                            .with_logs(disk)
+                            .counting_metastore_into(&requests);
                         *slot.lock().unwrap() = Some(e.clone());
                         e.serve(addr, shutdown).await.expect("executor serves");
                     }
@@ -437,7 +460,7 @@ impl Cluster {
             es.push(ExecutorNode { name, node, points, current, stop, dial, disk: disk_of_node });
         }
         let client = handle.create_node().name("client").ip("10.0.3.1".parse().unwrap()).build();
-        Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points }
+        Cluster { handle, clock, recorder, etcd, masters: ms, executors: es, client, config, fault_points, costs }
     }
 
     pub fn net(&self) -> std::sync::Arc<NetSim> {

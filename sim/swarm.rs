@@ -458,6 +458,72 @@ pub struct SwarmFigures {
     /// Per fault kind ([`faults::Fault::kind_name`]): its steps in the plan, those applied (that found something
     /// to break), and those that fired (a hold's stalls; for the other kinds, their applies).
     pub faults: BTreeMap<String, [u64; 3]>,
+    /// What the run cost the leader and the metastore (figures only: the CPU is the host's).
+    pub costs: Costs,
+}
+
+/// What a run cost (issue 17 item 2): the leader loop's CPU per tick over every master's lives, as the host's
+/// thread CPU clock measured it (simulated work takes no simulated time), and the metastore requests of the masters
+/// and of the executors per simulated second.
+#[derive(Clone, Debug, Default)]
+pub struct Costs {
+    pub ticks: u64,
+    pub tick_cpu_sum: Duration,
+    /// The upper bound of the bucket of the 99th percentile (`foreman_leader_tick_cpu_seconds`' buckets).
+    pub tick_cpu_p99: Option<Duration>,
+    pub tick_cpu_max: Duration,
+    /// Requests by [`foreman::meta::RequestKind::ALL`]'s order: the masters', then the executors'.
+    pub requests: [[u64; 4]; 2],
+    pub simulated: Duration,
+}
+
+impl Costs {
+    fn of(c: &Cluster) -> Costs {
+        use foreman::master::metrics::{Histogram, TICK_CPU_BOUNDS_US};
+        let ticks = Histogram::with_bounds_us(&TICK_CPU_BOUNDS_US);
+        for stats in c.costs.master_stats.lock().unwrap().iter() {
+            ticks.absorb(&stats.tick_cpu);
+        }
+        let by_kind = |r: &foreman::meta::Requests| foreman::meta::RequestKind::ALL.map(|k| r.of(k));
+        Costs {
+            ticks: ticks.count(),
+            tick_cpu_sum: ticks.sum(),
+            tick_cpu_p99: ticks.quantile_bound(0.99),
+            tick_cpu_max: ticks.max(),
+            requests: [by_kind(&c.costs.masters), by_kind(&c.costs.executors)],
+            simulated: c.clock.now().saturating_since(Time::ZERO),
+        }
+    }
+}
+
+impl std::fmt::Display for Costs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secs = self.simulated.as_secs_f64().max(1e-9);
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let mean = if self.ticks == 0 { 0.0 } else { ms(self.tick_cpu_sum) / self.ticks as f64 };
+        let p99 = self.tick_cpu_p99.map_or_else(|| "-".to_owned(), |d| format!("<= {:.2} ms", ms(d)));
+        write!(
+            f,
+            "leader: {} ticks, CPU per tick mean {mean:.2} ms, p99 {p99}, max {:.2} ms, all ticks {:.2} % of a core; \
+             metastore requests/s",
+            self.ticks,
+            ms(self.tick_cpu_max),
+            100.0 * self.tick_cpu_sum.as_secs_f64() / secs,
+        )?;
+        for (who, counts) in [("masters", self.requests[0]), ("executors", self.requests[1])] {
+            let per = |n: u64| n as f64 / secs;
+            write!(
+                f,
+                " {who} {:.1} (read {:.1}, write {:.1}, lease {:.1}, election {:.1})",
+                per(counts.iter().sum()),
+                per(counts[0]),
+                per(counts[1]),
+                per(counts[2]),
+                per(counts[3])
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// How one swarm seed runs; what is left unset, the seed decides.
@@ -990,6 +1056,7 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
         replayed: false,
         restarts: (restarts.job_masters as u64, restarts.workers as u64),
         faults: kinds_seen,
+        costs: Costs::of(&c),
     }
 }
 
@@ -1763,13 +1830,14 @@ fn scale() {
         match result {
             Ok(f) => report(&format!(
                 "scale seed {seed} ({executors} executors, {jobs} jobs): ok in {:.1}s wall, {:?} simulated, {} \
-                 events; detection {}; failover {}; reschedule {}",
+                 events; detection {}; failover {}; reschedule {}\n  {}",
                 wall.as_secs_f64(),
                 f.simulated,
                 f.events,
                 summary(f.detection),
                 summary(f.failover),
-                summary(f.reschedule)
+                summary(f.reschedule),
+                f.costs
             )),
             Err(f) => panic!("scale seed {seed} FAILED after {:.1}s ({}): {f}", wall.as_secs_f64(), f.class()),
         }
@@ -1821,10 +1889,11 @@ fn scale_short() {
     match run_seed(seed, || Box::pin(scale_run(20, 200, Run::default()))) {
         Ok(f) => report(&format!(
             "scale seed {seed} (20 executors, 200 jobs, carried heartbeats): ok in {:.1}s wall, {:?} simulated, {} \
-             events",
+             events\n  {}",
             began.elapsed().as_secs_f64(),
             f.simulated,
-            f.events
+            f.events,
+            f.costs
         )),
         Err(f) => panic!(
             "scale seed {seed} FAILED ({}): {f}\nreplay: FOREMAN_SCALE_EXECUTORS=20 FOREMAN_SCALE_JOBS=200 \
@@ -1864,13 +1933,14 @@ fn scale_full() {
             match r {
                 Ok(f) => report(&format!(
                     "scale seed {s} (1000 executors, 10000 jobs): ok in {:.1}s wall, {:?} simulated, {} events; \
-                     detection {}; failover {}; reschedule {}",
+                     detection {}; failover {}; reschedule {}\n  {}",
                     wall.as_secs_f64(),
                     f.simulated,
                     f.events,
                     summary(f.detection),
                     summary(f.failover),
-                    summary(f.reschedule)
+                    summary(f.reschedule),
+                    f.costs
                 )),
                 Err(f) => {
                     report(&format!(

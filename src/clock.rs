@@ -304,3 +304,13 @@ pub fn wall_now() -> WallTime {
     let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
     WallTime(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// The CPU time this OS thread has used: for figures only (the leader loop's cost per tick), never for a decision.
+/// Read from the kernel directly, in the simulation too, where madsim serves every libc clock from its virtual time
+/// (a step of synchronous work there takes no simulated time at all, and this says what it cost the host).
+// why: the one read of a host clock inside the simulation; what it returns reaches metrics, never behaviour.
+#[allow(clippy::disallowed_methods)]
+pub fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(u64::try_from(t.tv_sec).unwrap_or(0), u32::try_from(t.tv_nsec).unwrap_or(0))
+}

@@ -105,6 +105,8 @@ pub struct Executor {
     instance: u64,
     /// The simulation's fault points, handed to the tasks (`crate::buggify`).
     fault_points: crate::buggify::FaultPoints,
+    /// Where the metastore client counts its requests (its own count unless told).
+    meta_requests: crate::meta::Requests,
     /// Raised once when the executor starts draining; every task watches it (`TaskEnv::draining`).
     drain: Arc<DrainSignal>,
     /// Wakes the membership loop: a step moved the agent's next instant earlier than the loop may sleep.
@@ -181,6 +183,7 @@ impl Executor {
             planted: Plants::NONE,
             instance: process_instance(&cfg.name),
             fault_points: Default::default(),
+            meta_requests: Default::default(),
             state: Mutex::new(State { agent, tasks: BTreeMap::new(), meta: None }),
             cfg,
             clock,
@@ -225,6 +228,18 @@ impl Executor {
             Ok(mut e) => {
                 e.host = e.host.with_fault_points(switch.clone());
                 e.fault_points = switch;
+                Arc::new(e)
+            }
+            Err(e) => e,
+        }
+    }
+
+    /// The same executor counting its metastore requests into `requests` (the simulation counts every life of every
+    /// executor together). Call it on a fresh executor.
+    pub fn counting_metastore_into(self: Arc<Executor>, requests: &crate::meta::Requests) -> Arc<Executor> {
+        match Arc::try_unwrap(self) {
+            Ok(mut e) => {
+                e.meta_requests = requests.clone();
                 Arc::new(e)
             }
             Err(e) => e,
@@ -700,7 +715,7 @@ impl Executor {
                         return;
                     }
                     // The simulation's metastore faults of this node (none in production).
-                    self.meta.set(store.with_latency(self.fault_points.latency()));
+                    self.meta.set(store.with_latency(self.fault_points.latency()).counting_into(&self.meta_requests));
                 }
                 Err(e) => {
                     warn!(executor = %self.name(), "cannot use the metastore the masters named: {e}");

@@ -96,10 +96,18 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
     let (done, mut outcomes) = mpsc::unbounded_channel::<Done>();
     let mut replies: BTreeMap<ReplyTo, oneshot::Sender<Answer>> = BTreeMap::new();
     let mut next_reply = 0u64;
+    // The tick in progress: the thread's CPU clock when its step began. A tick is the manager's periodic pass and
+    // the carrying out of what it decided, measured for the figures only (other passes are not: a heartbeat's
+    // would pay two clock reads).
+    let mut tick: Option<std::time::Duration> = None;
     loop {
         let ready = manager.ready();
         let (wake_at, sweep_at) = (ready.wake_at, ready.sweep_at);
-        if let Some(why) = carry_out(&m, &mut fence, ready, &done, &mut replies) {
+        let ended = carry_out(&m, &mut fence, ready, &done, &mut replies);
+        if let Some(began) = tick.take() {
+            m.stats.tick_cpu.observe(crate::clock::thread_cpu().saturating_sub(began));
+        }
+        if let Some(why) = ended {
             return why;
         }
         let far = m.clock.now() + std::time::Duration::from_secs(3600);
@@ -139,6 +147,9 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
         let now = m.clock.now();
         if m.lock().leadership.acting(now) != Some(epoch) {
             return "the lease could not be confirmed within the step-down deadline".into();
+        }
+        if matches!(input, Some(Done::Input(Input::Tick))) {
+            tick = Some(crate::clock::thread_cpu());
         }
         match input {
             Some(Done::Write(io, outcome, back)) => {

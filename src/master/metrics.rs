@@ -16,9 +16,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::core::job::JobState;
+use crate::meta::{RequestKind, Requests};
 
 /// Counters and histograms an operator (through `/metrics`) and the simulator read.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Writes refused because this master was no longer the leader.
     pub fenced_writes: AtomicU64,
@@ -36,6 +37,25 @@ pub struct Stats {
     pub placement_rejections: [AtomicU64; Rejection::ALL.len()],
     /// The gap between consecutive accepted heartbeats of one executor, as this leader received them.
     pub heartbeat_gaps: Histogram,
+    /// The CPU time of each tick of the leader loop: the job manager's periodic pass and the carrying out of what
+    /// it decided (the host's thread CPU clock, in the simulation too).
+    pub tick_cpu: Histogram,
+}
+
+impl Default for Stats {
+    fn default() -> Stats {
+        Stats {
+            fenced_writes: AtomicU64::new(0),
+            terms: AtomicU64::new(0),
+            executors_offline: AtomicU64::new(0),
+            unknown_writes: AtomicU64::new(0),
+            job_master_placements: AtomicU64::new(0),
+            worker_placements: AtomicU64::new(0),
+            placement_rejections: Default::default(),
+            heartbeat_gaps: Histogram::heartbeat_gaps(),
+            tick_cpu: Histogram::with_bounds_us(&TICK_CPU_BOUNDS_US),
+        }
+    }
 }
 
 impl Stats {
@@ -56,22 +76,67 @@ pub use crate::core::manager::Rejection;
 /// and are declared offline after 10 s of silence).
 pub const HEARTBEAT_GAP_BOUNDS_MS: [u64; 9] = [100, 250, 500, 750, 1_000, 2_500, 5_000, 10_000, 30_000];
 
-/// A histogram of durations with the fixed buckets [`HEARTBEAT_GAP_BOUNDS_MS`] and one above them.
-#[derive(Debug, Default)]
+/// The upper bounds of the leader's tick CPU buckets, in microseconds: a tick over a handful of executors takes
+/// tens of microseconds, one over a thousand executors and ten thousand jobs milliseconds.
+pub const TICK_CPU_BOUNDS_US: [u64; 12] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 100_000, 250_000, 1_000_000];
+
+/// A histogram of durations with fixed bucket bounds and one bucket above them, and the largest observation.
+#[derive(Debug)]
 pub struct Histogram {
+    /// Upper bounds in microseconds, ascending.
+    bounds_us: &'static [u64],
     /// Observations per bucket (not cumulative); the last is above every bound.
-    buckets: [AtomicU64; HEARTBEAT_GAP_BOUNDS_MS.len() + 1],
+    buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_micros: AtomicU64,
+    max_micros: AtomicU64,
 }
 
 impl Histogram {
+    /// A histogram with upper bounds `bounds_us` (microseconds, ascending).
+    pub fn with_bounds_us(bounds_us: &'static [u64]) -> Histogram {
+        Histogram {
+            bounds_us,
+            buckets: (0..=bounds_us.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_micros: AtomicU64::new(0),
+            max_micros: AtomicU64::new(0),
+        }
+    }
+
+    /// The heartbeat gaps' histogram: bounds [`HEARTBEAT_GAP_BOUNDS_MS`].
+    pub fn heartbeat_gaps() -> Histogram {
+        const US: [u64; HEARTBEAT_GAP_BOUNDS_MS.len()] = {
+            let mut us = [0; HEARTBEAT_GAP_BOUNDS_MS.len()];
+            let mut i = 0;
+            while i < us.len() {
+                us[i] = HEARTBEAT_GAP_BOUNDS_MS[i] * 1_000;
+                i += 1;
+            }
+            us
+        };
+        Histogram::with_bounds_us(&US)
+    }
+
     pub fn observe(&self, d: Duration) {
-        let ms = u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-        let i = HEARTBEAT_GAP_BOUNDS_MS.iter().position(|&b| ms <= b).unwrap_or(HEARTBEAT_GAP_BOUNDS_MS.len());
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let i = self.bounds_us.iter().position(|&b| us <= b).unwrap_or(self.bounds_us.len());
         self.buckets[i].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.sum_micros.fetch_add(us, Ordering::Relaxed);
+        self.max_micros.fetch_max(us, Ordering::Relaxed);
+    }
+
+    /// Adds every observation of `other` (a histogram of the same bounds) to this one.
+    pub fn absorb(&self, other: &Histogram) {
+        debug_assert_eq!(self.bounds_us, other.bounds_us, "histograms of different bounds");
+        for (mine, theirs) in self.buckets.iter().zip(other.buckets.iter()) {
+            mine.fetch_add(theirs.load(Ordering::Relaxed), Ordering::Relaxed);
+        }
+        self.count.fetch_add(other.count(), Ordering::Relaxed);
+        self.sum_micros.fetch_add(other.sum_micros.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.max_micros.fetch_max(other.max_micros.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// Observations so far.
@@ -79,24 +144,59 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The sum of the observations so far.
+    pub fn sum(&self) -> Duration {
+        Duration::from_micros(self.sum_micros.load(Ordering::Relaxed))
+    }
+
+    /// The largest observation so far (zero without any).
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_micros.load(Ordering::Relaxed))
+    }
+
+    /// The upper bound of the bucket holding the `q`-quantile (0 < q <= 1) of the observations, `None` without
+    /// any; above the last bound, the largest observation.
+    pub fn quantile_bound(&self, q: f64) -> Option<Duration> {
+        let (rows, total) = self.counts();
+        if total == 0 {
+            return None;
+        }
+        let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+        let i = rows.iter().position(|&c| c >= rank).unwrap_or(rows.len() - 1);
+        Some(self.bounds_us.get(i).map_or_else(|| self.max(), |&us| Duration::from_micros(us)))
+    }
+
+    /// Cumulative counts per bucket and their total.
+    fn counts(&self) -> (Vec<u64>, u64) {
+        let mut total = 0;
+        let rows = self
+            .buckets
+            .iter()
+            .map(|b| {
+                total += b.load(Ordering::Relaxed);
+                total
+            })
+            .collect();
+        (rows, total)
+    }
+
     /// `(upper bound in seconds or +Inf, cumulative count)` per bucket, then the sum in seconds and the count.
     fn cumulative(&self) -> (Vec<(String, u64)>, f64, u64) {
-        let mut total = 0;
-        let mut rows = Vec::with_capacity(self.buckets.len());
-        for (i, bucket) in self.buckets.iter().enumerate() {
-            total += bucket.load(Ordering::Relaxed);
-            let le = HEARTBEAT_GAP_BOUNDS_MS.get(i).map_or_else(|| "+Inf".to_owned(), |&ms| seconds(ms));
-            rows.push((le, total));
-        }
+        let (counts, total) = self.counts();
+        let rows = counts
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| (self.bounds_us.get(i).map_or_else(|| "+Inf".to_owned(), |&us| seconds(us)), c))
+            .collect();
         let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         // The count is read last: with concurrent observations it may run ahead of the buckets, never behind.
         (rows, sum, self.count().max(total))
     }
 }
 
-/// `ms` milliseconds as a decimal number of seconds, shortest form (`0.25`, `1`, `30`).
-fn seconds(ms: u64) -> String {
-    let text = format!("{}.{:03}", ms / 1000, ms % 1000);
+/// `us` microseconds as a decimal number of seconds, shortest form (`0.00005`, `0.25`, `1`, `30`).
+fn seconds(us: u64) -> String {
+    let text = format!("{}.{:06}", us / 1_000_000, us % 1_000_000);
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
@@ -142,11 +242,13 @@ pub enum Metric {
     FencedWrites,
     UnknownWrites,
     CorruptRecords,
+    TickCpu,
+    MetastoreRequests,
 }
 
 impl Metric {
     /// Every family, in the order of the exposition.
-    pub const ALL: [Metric; 13] = [
+    pub const ALL: [Metric; 15] = [
         Metric::IsLeader,
         Metric::LeaderEpoch,
         Metric::Terms,
@@ -160,6 +262,8 @@ impl Metric {
         Metric::FencedWrites,
         Metric::UnknownWrites,
         Metric::CorruptRecords,
+        Metric::TickCpu,
+        Metric::MetastoreRequests,
     ];
 
     pub fn family(self) -> Family {
@@ -237,6 +341,19 @@ impl Metric {
                  by kind: job (shown as corrupt until deleted) or executor (its executor registers again). Only the \
                  leader has samples.",
             ),
+            Metric::TickCpu => (
+                "foreman_leader_tick_cpu_seconds",
+                Kind::Histogram,
+                "CPU time of each tick of the leader loop: the job manager's periodic pass (offline checks, \
+                 placement, retries) and the carrying out of what it decided. It grows with the cluster; compare \
+                 with executors.check-interval.",
+            ),
+            Metric::MetastoreRequests => (
+                "foreman_metastore_requests_total",
+                Kind::Counter,
+                "Requests this master sent to the metastore, by op: read, write (a transaction), lease (grant, \
+                 keep-alive, revoke) or election (campaign, resign); failed and timed-out ones included.",
+            ),
         };
         Family { name, kind, help }
     }
@@ -258,8 +375,8 @@ pub fn job_state_label(s: JobState) -> String {
     crate::rpc::views::job_state_name(super::convert::state_to_wire(s) as i32)
 }
 
-/// The Prometheus text exposition (format 0.0.4) of `gauges` and `stats`.
-pub fn render(gauges: &Gauges, stats: &Stats) -> String {
+/// The Prometheus text exposition (format 0.0.4) of `gauges`, `stats` and the metastore's `requests`.
+pub fn render(gauges: &Gauges, stats: &Stats, requests: &Requests) -> String {
     let mut out = Exposition::default();
     let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
     for metric in Metric::ALL {
@@ -310,6 +427,12 @@ pub fn render(gauges: &Gauges, stats: &Stats) -> String {
                     out.sample(n, &[("kind", "executor")], t.corrupt_executor_records);
                 }
             }
+            Metric::TickCpu => out.histogram(n, &stats.tick_cpu),
+            Metric::MetastoreRequests => {
+                for kind in RequestKind::ALL {
+                    out.sample(n, &[("op", kind.as_str())], requests.of(kind));
+                }
+            }
         }
     }
     out.text
@@ -330,7 +453,7 @@ impl super::Master {
 
     /// The Prometheus text exposition of this master's metrics.
     pub async fn metrics_text(&self) -> String {
-        render(&self.gauges().await, &self.stats)
+        render(&self.gauges().await, &self.stats, self.store.requests())
     }
 }
 
@@ -373,7 +496,7 @@ mod tests {
 
     #[test]
     fn every_family_is_written_with_help_and_type_even_without_samples() {
-        let text = render(&Gauges::default(), &Stats::default());
+        let text = render(&Gauges::default(), &Stats::default(), &Requests::default());
         for f in Metric::ALL.map(Metric::family) {
             assert!(text.contains(&format!("# HELP {} ", f.name)), "{}", f.name);
             assert!(text.contains(&format!("# TYPE {} {}\n", f.name, f.kind.as_str())), "{}", f.name);
@@ -409,8 +532,19 @@ mod tests {
         let stats = Stats::default();
         stats.reject(Rejection::SelectorUnsatisfied);
         stats.reject(Rejection::SelectorUnsatisfied);
-        let text = render(&gauges, &stats);
+        stats.tick_cpu.observe(Duration::from_micros(300));
+        let requests = Requests::default();
+        for kind in [RequestKind::Write, RequestKind::Write, RequestKind::Lease] {
+            requests.count(kind);
+        }
+        let text = render(&gauges, &stats, &requests);
         for line in [
+            "foreman_leader_tick_cpu_seconds_bucket{le=\"0.00025\"} 0",
+            "foreman_leader_tick_cpu_seconds_bucket{le=\"0.0005\"} 1",
+            "foreman_leader_tick_cpu_seconds_count 1",
+            "foreman_metastore_requests_total{op=\"read\"} 0",
+            "foreman_metastore_requests_total{op=\"write\"} 2",
+            "foreman_metastore_requests_total{op=\"lease\"} 1",
             "foreman_is_leader 1",
             "foreman_leader_epoch 7",
             "foreman_jobs{state=\"corrupt\"} 1",
@@ -430,7 +564,7 @@ mod tests {
 
     #[test]
     fn histogram_buckets_are_cumulative_with_sum_and_count() {
-        let h = Histogram::default();
+        let h = Histogram::heartbeat_gaps();
         // (observed ms) → its bucket's upper bound
         for ms in [50, 100, 101, 600, 45_000] {
             h.observe(Duration::from_millis(ms));
@@ -441,13 +575,43 @@ mod tests {
                     h_bucket{le=\"0.75\"} 4\nh_bucket{le=\"1\"} 4\nh_bucket{le=\"2.5\"} 4\nh_bucket{le=\"5\"} 4\n\
                     h_bucket{le=\"10\"} 4\nh_bucket{le=\"30\"} 4\nh_bucket{le=\"+Inf\"} 5\nh_sum 45.851\nh_count 5\n";
         assert_eq!(out.text, want);
+        assert_eq!((h.sum(), h.max()), (Duration::from_millis(45_851), Duration::from_millis(45_000)));
+    }
+
+    #[test]
+    fn a_quantile_is_the_bound_of_its_bucket_or_the_largest_observation_above_the_bounds() {
+        let h = Histogram::with_bounds_us(&TICK_CPU_BOUNDS_US);
+        assert_eq!(h.quantile_bound(0.5), None);
+        // 98 passes of 80 us, one of 3 ms and one of 2.5 s (above every bound).
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(80));
+        }
+        h.observe(Duration::from_millis(3));
+        h.observe(Duration::from_millis(2_500));
+        let us = |q| h.quantile_bound(q).map(|d| d.as_micros());
+        assert_eq!((us(0.5), us(0.98), us(0.99), us(1.0)), (Some(100), Some(100), Some(5_000), Some(2_500_000)));
+        assert_eq!((h.count(), h.max()), (100, Duration::from_millis(2_500)));
+        let both = Histogram::with_bounds_us(&TICK_CPU_BOUNDS_US);
+        both.absorb(&h);
+        both.absorb(&h);
+        assert_eq!((both.count(), both.sum(), both.max()), (200, h.sum() * 2, h.max()));
+        assert_eq!(both.quantile_bound(0.99).map(|d| d.as_micros()), Some(5_000));
     }
 
     #[test]
     fn seconds_are_written_shortest() {
-        let table = [(0, "0"), (100, "0.1"), (250, "0.25"), (1_000, "1"), (2_500, "2.5"), (30_000, "30"), (1, "0.001")];
-        for (ms, want) in table {
-            assert_eq!(seconds(ms), want, "{ms}");
+        let table = [
+            (0, "0"),
+            (100_000, "0.1"),
+            (250_000, "0.25"),
+            (1_000_000, "1"),
+            (2_500_000, "2.5"),
+            (30_000_000, "30"),
+            (1_000, "0.001"),
+            (50, "0.00005"),
+        ];
+        for (us, want) in table {
+            assert_eq!(seconds(us), want, "{us}");
         }
     }
 

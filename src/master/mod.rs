@@ -188,7 +188,7 @@ pub struct Master {
     pub(crate) wake: Notify,
     /// Wakes the election loop (a resign was asked for).
     pub(crate) resign_wake: Notify,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
     pub(crate) observer: Option<Observer>,
     /// A bug planted by the simulation's bug-finding runs (never in the production build).
     planted: crate::planted::Plants,
@@ -218,7 +218,7 @@ impl Master {
             }),
             wake: Notify::new(),
             resign_wake: Notify::new(),
-            stats: Stats::default(),
+            stats: Arc::default(),
             observer,
             cfg,
             store,

@@ -152,6 +152,56 @@ enum Write {
     Delete { key: String },
 }
 
+/// What a metastore request is, as [`Requests`] counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum RequestKind {
+    /// A read: one key, a prefix, or the current leader.
+    Read,
+    /// A transaction (a write, and the reads of its conditions).
+    Write,
+    /// A lease's grant, keep-alive or revoke.
+    Lease,
+    /// A campaign or a resign.
+    Election,
+}
+
+impl RequestKind {
+    pub const ALL: [RequestKind; 4] =
+        [RequestKind::Read, RequestKind::Write, RequestKind::Lease, RequestKind::Election];
+
+    /// The label value of the kind (`read`, `write`, `lease`, `election`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Read => "read",
+            RequestKind::Write => "write",
+            RequestKind::Lease => "lease",
+            RequestKind::Election => "election",
+        }
+    }
+}
+
+/// Requests sent to the metastore, by [`RequestKind`], counted when sent (a transaction the contract refuses before
+/// sending is not counted; one that fails or times out is). Cheap to clone; clones count together, so that every
+/// handle of a process (or, in the simulation, every node of a run) can share one count.
+#[derive(Clone, Debug, Default)]
+pub struct Requests(Arc<[std::sync::atomic::AtomicU64; 4]>);
+
+impl Requests {
+    pub(crate) fn count(&self, kind: RequestKind) {
+        self.0[kind as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests of `kind` so far.
+    pub fn of(&self, kind: RequestKind) -> u64 {
+        self.0[kind as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Requests of every kind so far.
+    pub fn total(&self) -> u64 {
+        RequestKind::ALL.iter().map(|&k| self.of(k)).sum()
+    }
+}
+
 #[derive(Clone)]
 enum Backend {
     /// Boxed: the etcd client is large, and handles are cloned often.
@@ -166,6 +216,7 @@ pub struct MetaStore {
     backend: Backend,
     prefix: Arc<str>,
     endpoints: Arc<[String]>,
+    requests: Requests,
 }
 
 impl fmt::Debug for MetaStore {
@@ -236,6 +287,7 @@ impl MetaStore {
             backend: Backend::Etcd(Arc::new(store)),
             prefix: cluster_prefix(cluster),
             endpoints: endpoints.into(),
+            requests: Requests::default(),
         })
     }
 
@@ -249,7 +301,12 @@ impl MetaStore {
     pub fn embedded(cluster: &str, data_dir: Option<&Path>) -> Result<MetaStore, MetaError> {
         check_cluster(cluster)?;
         let store = embedded::EmbeddedStore::open(data_dir)?;
-        Ok(MetaStore { backend: Backend::Embedded(store), prefix: cluster_prefix(cluster), endpoints: Arc::new([]) })
+        Ok(MetaStore {
+            backend: Backend::Embedded(store),
+            prefix: cluster_prefix(cluster),
+            endpoints: Arc::new([]),
+            requests: Requests::default(),
+        })
     }
 
     /// The same store with each etcd request delayed by up to what `latency` says (the simulation's sustained
@@ -262,6 +319,18 @@ impl MetaStore {
             }
         }
         self
+    }
+
+    /// The same store counting its requests into `requests` (shared with whoever else counts there) instead of
+    /// its own count. Handles cloned from this one afterwards count there too.
+    pub fn counting_into(mut self, requests: &Requests) -> MetaStore {
+        self.requests = requests.clone();
+        self
+    }
+
+    /// The requests this handle and its clones sent so far.
+    pub fn requests(&self) -> &Requests {
+        &self.requests
     }
 
     pub fn kind(&self) -> StoreKind {
@@ -304,6 +373,7 @@ impl MetaStore {
     /// The value at `key`, if any.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         let key = self.full(key);
+        self.requests.count(RequestKind::Read);
         match &self.backend {
             Backend::Etcd(s) => s.get(&key).await,
             Backend::Embedded(s) => Ok(s.get(&key)),
@@ -313,6 +383,7 @@ impl MetaStore {
     /// Every key under `prefix` (relative, as passed to [`MetaStore::txn`]) with its value, sorted by key.
     pub async fn list(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         let full = self.full(prefix);
+        self.requests.count(RequestKind::Read);
         let mut found = match &self.backend {
             Backend::Etcd(s) => s.list(&full).await?,
             Backend::Embedded(s) => s.list(&full),
@@ -353,6 +424,7 @@ impl MetaStore {
                 Op::Delete { key } => Write::Delete { key: self.full(key) },
             })
             .collect();
+        self.requests.count(RequestKind::Write);
         match &self.backend {
             Backend::Etcd(s) => s.txn(&compares, &writes).await,
             Backend::Embedded(s) => s.txn(&compares, &writes),
@@ -390,6 +462,7 @@ impl MetaStore {
     /// Grants a lease of `ttl`, rounded up to whole seconds (etcd's unit; real etcd grants at least 2 s).
     pub async fn grant(&self, ttl: Duration) -> Result<LeaseId, MetaError> {
         let secs = ttl_secs(ttl);
+        self.requests.count(RequestKind::Lease);
         match &self.backend {
             Backend::Etcd(s) => s.grant(secs).await,
             Backend::Embedded(s) => Ok(s.grant(secs)),
@@ -399,6 +472,7 @@ impl MetaStore {
     /// One keep-alive round trip: the lease lives another full TTL from now. `Err(LeaseGone)` when the lease
     /// expired or was revoked.
     pub async fn keep_alive(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.requests.count(RequestKind::Lease);
         match &self.backend {
             Backend::Etcd(s) => s.keep_alive(lease).await,
             Backend::Embedded(s) => s.keep_alive(lease),
@@ -408,6 +482,7 @@ impl MetaStore {
     /// Ends `lease` now: its keys are deleted and its candidacy (or leadership) ends. Revoking a lease that is
     /// already gone succeeds.
     pub async fn revoke(&self, lease: LeaseId) -> Result<(), MetaError> {
+        self.requests.count(RequestKind::Lease);
         match &self.backend {
             Backend::Etcd(s) => s.revoke(lease).await,
             Backend::Embedded(s) => {
@@ -422,6 +497,7 @@ impl MetaStore {
     /// Never times out: race it with your own deadlines. `Err(LeaseGone)` if the lease ends first.
     pub async fn campaign(&self, value: &str, lease: LeaseId) -> Result<LeaderKey, MetaError> {
         let name = self.election_name();
+        self.requests.count(RequestKind::Election);
         match &self.backend {
             Backend::Etcd(s) => s.campaign(&name, value, lease).await,
             Backend::Embedded(s) => s.campaign(&name, value, lease).await,
@@ -432,6 +508,7 @@ impl MetaStore {
     /// send the current leader first.)
     pub async fn leader(&self) -> Result<Option<String>, MetaError> {
         let name = self.election_name();
+        self.requests.count(RequestKind::Read);
         let found = match &self.backend {
             Backend::Etcd(s) => s.leader(&name).await?,
             Backend::Embedded(s) => s.leader(&name),
@@ -444,6 +521,7 @@ impl MetaStore {
     /// Gives the leadership (or a candidacy) of `key` up; the next candidate in line leads. Resigning a key that is
     /// already gone succeeds.
     pub async fn resign(&self, key: &LeaderKey) -> Result<(), MetaError> {
+        self.requests.count(RequestKind::Election);
         match (&self.backend, &key.handle) {
             (Backend::Etcd(s), LeaderHandle::Etcd(raw)) => s.resign(raw).await,
             (Backend::Embedded(s), LeaderHandle::Embedded { created }) => {
@@ -529,6 +607,32 @@ mod tests {
     use super::*;
 
     fn assert_send<T: Send>(_: &T) {}
+
+    #[tokio::test]
+    async fn requests_are_counted_by_kind_and_shared_by_clones_and_counting_into() {
+        let shared = Requests::default();
+        let store = MetaStore::embedded("unit", None).unwrap().counting_into(&shared);
+        let clone = store.clone();
+        let put = Op::Put { key: "a".into(), value: b"1".to_vec(), lease: None };
+        assert_eq!(clone.txn(&[], std::slice::from_ref(&put)).await, Ok(true));
+        assert_eq!(store.get("a").await, Ok(Some(b"1".to_vec())));
+        assert_eq!(store.list("").await.map(|l| l.len()), Ok(1));
+        let lease = store.grant(Duration::from_secs(5)).await.unwrap();
+        store.keep_alive(lease).await.unwrap();
+        let won = store.campaign("me", lease).await.unwrap();
+        assert_eq!(store.leader().await, Ok(Some("me".into())));
+        store.resign(&won).await.unwrap();
+        store.revoke(lease).await.unwrap();
+        // A transaction the contract refuses is never sent, so not counted.
+        assert!(store.txn(&[], &[put.clone(), put]).await.is_err());
+        let counts: Vec<u64> = RequestKind::ALL.iter().map(|&k| shared.of(k)).collect();
+        assert_eq!(counts, [3, 1, 3, 2], "read, write, lease, election");
+        assert_eq!((shared.total(), store.requests().total()), (9, 9));
+        // Another store keeps its own count.
+        let other = MetaStore::embedded("unit", None).unwrap();
+        let _ = other.get("a").await;
+        assert_eq!((other.requests().total(), shared.total()), (1, 9));
+    }
 
     #[tokio::test]
     async fn contract_holds_for_the_in_memory_embedded_store() {

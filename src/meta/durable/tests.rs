@@ -11,7 +11,7 @@ use redb::{BackendError, StorageBackend};
 
 use super::{Durable, DB, MANIFEST, MANIFEST_EVERY};
 use crate::meta::embedded::EmbeddedStore;
-use crate::meta::{cluster_prefix, legacy, Backend, MetaError, MetaStore, Op, ScratchDir};
+use crate::meta::{cluster_prefix, legacy, Backend, MetaError, MetaStore, Op, Requests, ScratchDir};
 
 /// Transactions of the standard store: one key each.
 const TXNS: usize = 50;
@@ -331,6 +331,7 @@ async fn a_failed_commit_changes_nothing_in_memory_and_stops_writes() {
         backend: Backend::Embedded(EmbeddedStore::serving(Some((durable, kv)))),
         prefix: cluster_prefix("unit"),
         endpoints: Arc::new([]),
+        requests: Requests::default(),
     };
     assert!(store.txn(&[], &[put("k000", b"before")]).await.unwrap());
     fail.store(true, Ordering::SeqCst);
