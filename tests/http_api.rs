@@ -559,6 +559,12 @@ async fn metrics_show_every_listed_metric_and_move_with_the_cluster() {
     assert_eq!(sample(&text, "foreman_unknown_writes_total"), Some(0.0));
     assert_eq!(sample(&text, "foreman_corrupt_records{kind=\"job\"}"), Some(0.0));
     assert_eq!(sample(&text, "foreman_corrupt_records{kind=\"executor\"}"), Some(0.0));
+    // The leader campaigned on a lease, keeps it alive and read the metastore to recover: its requests so far.
+    for op in ["read", "lease", "election"] {
+        let series = format!("foreman_metastore_requests_total{{op=\"{op}\"}}");
+        assert!(sample(&text, &series).is_some_and(|n| n >= 1.0), "{series}:\n{text}");
+    }
+    let writes = sample(&text, "foreman_metastore_requests_total{op=\"write\"}").expect("the writes are exposed");
 
     // An executor: the registry gauges and the heartbeat gaps move, and the cluster views show it.
     let (executor, epoch) = t.register_executor("e1", 4).await;
@@ -587,6 +593,10 @@ async fn metrics_show_every_listed_metric_and_move_with_the_cluster() {
     t.wait_for_metric("foreman_placements_total{kind=\"job_master\"}", 1.0).await;
     t.wait_for_metric("foreman_placement_rejections_total{reason=\"selector_unsatisfied\"}", 1.0).await;
     let text = t.get("/metrics").await.body;
+    // The registration, the two creates and the placement were written; the leader loop ticked.
+    let now_written = sample(&text, "foreman_metastore_requests_total{op=\"write\"}").expect("the writes");
+    assert!(now_written >= writes + 3.0, "{writes} -> {now_written}:\n{text}");
+    assert!(sample(&text, "foreman_leader_tick_cpu_seconds_count").is_some_and(|n| n >= 1.0), "{text}");
     let jobs: f64 = ["created", "running", "canceling", "finished", "canceled", "failed"]
         .iter()
         .filter_map(|s| sample(&text, &format!("foreman_jobs{{state=\"{s}\"}}")))

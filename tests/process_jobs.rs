@@ -70,6 +70,9 @@ async fn check_leader_metrics(cluster: &Cluster, executors_online: usize) {
         ("foreman_placements_total{kind=\"job_master\"}", 1.0),
         ("foreman_placements_total{kind=\"worker\"}", 1.0),
         ("foreman_executor_heartbeat_gap_seconds_count", 1.0),
+        ("foreman_leader_tick_cpu_seconds_count", 1.0),
+        ("foreman_metastore_requests_total{op=\"write\"}", 1.0),
+        ("foreman_metastore_requests_total{op=\"lease\"}", 1.0),
     ];
     for (series, min) in at_least {
         assert!(value(series) >= min, "{series} is below {min}:\n{text}");
