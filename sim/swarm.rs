@@ -1913,49 +1913,56 @@ fn scale_full() {
     let seeds = env_u64("FOREMAN_SCALE_CI_SEEDS").unwrap_or(2).max(1);
     let first = env_u64("FOREMAN_SCALE_SEED").unwrap_or(7_100);
     let mut failed = vec![];
-    let mut seed = first;
-    while seed < first + seeds {
-        let pair: Vec<u64> = (seed..(seed + 2).min(first + seeds)).collect();
+    let run = |s| run_seed(s, || Box::pin(scale_run(1_000, 10_000, Run::default())));
+    in_pairs(first..first + seeds, run, |s, r, wall| match r {
+        Ok(f) => report(&format!(
+            "scale seed {s} (1000 executors, 10000 jobs): ok in {:.1}s wall, {:?} simulated, {} events; detection {}; \
+             failover {}; reschedule {}\n  {}",
+            wall.as_secs_f64(),
+            f.simulated,
+            f.events,
+            summary(f.detection),
+            summary(f.failover),
+            summary(f.reschedule),
+            f.costs
+        )),
+        Err(f) => {
+            report(&format!(
+                "scale seed {s} FAILED after {:.1}s ({}): {f}\nreplay: FOREMAN_SCALE_CI_SEEDS=1 FOREMAN_SCALE_SEED={s} \
+                 cargo stest --test sim swarm::scale_full -- --exact --nocapture",
+                wall.as_secs_f64(),
+                f.class()
+            ));
+            failed.push(s);
+        }
+    });
+    assert!(failed.is_empty(), "scale seeds failed: {failed:?}");
+}
+
+/// Runs `run` on each of `seeds`, two at a time on threads of the suite's own (each seed its own simulation), and
+/// hands `each` every seed's result with the host's time it took, in seed order, as each pair ends.
+fn in_pairs<T: Send + 'static>(seeds: std::ops::Range<u64>, run: fn(u64) -> T, mut each: impl FnMut(u64, T, Duration)) {
+    let mut seed = seeds.start;
+    while seed < seeds.end {
+        let pair = seed..(seed + 2).min(seeds.end);
         // why: two seeds at a time on the suite's own threads, outside any simulation, each timed by the host.
         #[allow(clippy::disallowed_methods)]
         let handles: Vec<_> = pair
-            .iter()
-            .map(|&s| {
+            .clone()
+            .map(|s| {
                 std::thread::spawn(move || {
                     let began = std::time::Instant::now();
-                    let r = run_seed(s, || Box::pin(scale_run(1_000, 10_000, Run::default())));
+                    let r = run(s);
                     (s, r, began.elapsed())
                 })
             })
             .collect();
         for h in handles {
             let (s, r, wall) = h.join().expect("a seed's thread");
-            match r {
-                Ok(f) => report(&format!(
-                    "scale seed {s} (1000 executors, 10000 jobs): ok in {:.1}s wall, {:?} simulated, {} events; \
-                     detection {}; failover {}; reschedule {}\n  {}",
-                    wall.as_secs_f64(),
-                    f.simulated,
-                    f.events,
-                    summary(f.detection),
-                    summary(f.failover),
-                    summary(f.reschedule),
-                    f.costs
-                )),
-                Err(f) => {
-                    report(&format!(
-                        "scale seed {s} FAILED after {:.1}s ({}): {f}\nreplay: FOREMAN_SCALE_CI_SEEDS=1 \
-                         FOREMAN_SCALE_SEED={s} cargo stest --test sim swarm::scale_full -- --exact --nocapture",
-                        wall.as_secs_f64(),
-                        f.class()
-                    ));
-                    failed.push(s);
-                }
-            }
+            each(s, r, wall);
         }
-        seed += pair.len() as u64;
+        seed = pair.end;
     }
-    assert!(failed.is_empty(), "scale seeds failed: {failed:?}");
 }
 
 /// A swarm seed replays the same run event for event (the same story hash), and another seed tells another story.
@@ -2052,21 +2059,15 @@ fn fingerprints() {
     let base = env_u64("FOREMAN_FP_BASE").unwrap_or(0);
     let count = env_u64("FOREMAN_FP_SEEDS").unwrap_or(300);
     let mut lines = vec![];
-    let mut seed = base;
-    while seed < base + count {
-        let pair: Vec<u64> = (seed..(seed + 2).min(base + count)).collect();
-        // why: two seeds at a time on the suite's own threads, outside any simulation.
-        #[allow(clippy::disallowed_methods)]
-        let handles: Vec<_> =
-            pair.iter().map(|&s| std::thread::spawn(move || (s, run_one(s, false, None, None)))).collect();
-        for h in handles {
-            let (s, r) = h.join().expect("a seed's thread");
+    in_pairs(
+        base..base + count,
+        |s| run_one(s, false, None, None),
+        |s, r, _| {
             lines.push(match r {
                 Ok(f) => format!("{s} {:016x} {} {}", f.story, f.events, f.simulated.as_millis()),
                 Err(f) => format!("{s} FAILED {}", f.text.lines().next().unwrap_or_default()),
-            });
-        }
-        seed += pair.len() as u64;
-    }
+            })
+        },
+    );
     println!("{}", lines.join("\n"));
 }

@@ -383,6 +383,22 @@ pub struct LiveIncarnations {
     resumed: BTreeSet<String>,
 }
 
+/// Whether any of a task's incarnations is resumed and not yet settled.
+fn any_resumed(incs: &[Incarnation]) -> bool {
+    incs.iter().any(|o| matches!(o.standing, Standing::Resumed(_)))
+}
+
+/// Keeps `resumed` (the index of tasks with a resumed incarnation) true of `task`, whose incarnations are `incs`.
+fn index_resumed(resumed: &mut BTreeSet<String>, task: &str, incs: Option<&[Incarnation]>) {
+    if incs.is_some_and(any_resumed) {
+        if !resumed.contains(task) {
+            resumed.insert(task.to_owned());
+        }
+    } else {
+        resumed.remove(task);
+    }
+}
+
 impl LiveIncarnations {
     pub fn new(resume_grace: Duration) -> LiveIncarnations {
         LiveIncarnations {
@@ -423,7 +439,7 @@ impl LiveIncarnations {
                 incs[i].standing = Standing::Live;
                 promoted.push(IncarnationRef { task: task.clone(), epoch: incs[i].epoch, node: incs[i].node.clone() });
             }
-            if !incs.iter().any(|o| matches!(o.standing, Standing::Resumed(_))) {
+            if !any_resumed(incs) {
                 settled.push(task.clone());
             }
         }
@@ -435,15 +451,7 @@ impl LiveIncarnations {
 
     /// Keeps [`LiveIncarnations::resumed`] true of `task` after its incarnations changed.
     fn note_resumed(&mut self, task: &str) {
-        let any =
-            self.tasks.get(task).is_some_and(|incs| incs.iter().any(|o| matches!(o.standing, Standing::Resumed(_))));
-        if any {
-            if !self.resumed.contains(task) {
-                self.resumed.insert(task.to_owned());
-            }
-        } else {
-            self.resumed.remove(task);
-        }
+        index_resumed(&mut self.resumed, task, self.tasks.get(task).map(Vec::as_slice));
     }
 
     pub fn on_start(&mut self, at: Time, task: &str, epoch: u64, node: &str) -> Result<(), Violation> {
@@ -546,9 +554,7 @@ impl LiveIncarnations {
             incs.retain(|o| o.node != node);
             ended += before - incs.len();
         }
-        self.resumed.retain(|task| {
-            self.tasks.get(task).is_some_and(|incs| incs.iter().any(|o| matches!(o.standing, Standing::Resumed(_))))
-        });
+        self.resumed.retain(|task| self.tasks.get(task).is_some_and(|incs| any_resumed(incs)));
         ended
     }
 
@@ -567,13 +573,7 @@ impl LiveIncarnations {
             for o in incs.iter_mut().filter(|o| o.node == node) {
                 o.standing = standing;
             }
-            if incs.iter().any(|o| matches!(o.standing, Standing::Resumed(_))) {
-                if !self.resumed.contains(task) {
-                    self.resumed.insert(task.clone());
-                }
-            } else {
-                self.resumed.remove(task);
-            }
+            index_resumed(&mut self.resumed, task, Some(incs));
         }
     }
 

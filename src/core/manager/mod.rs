@@ -1032,7 +1032,7 @@ impl Manager {
                     self.out.events.push(Event::Draining { id });
                     // Leaving: what it holds goes with it, and its workers start afresh elsewhere (their job types
                     // told).
-                    let name = self.registry.get(id).map(|v| v.record.spec.name.clone());
+                    let name = self.registry.name(id).map(str::to_owned);
                     self.forget_resources_on(id, name.as_deref());
                 }
                 // Data kept of a job this term does not know is garbage: the job was deleted (a serving leader
@@ -1081,7 +1081,7 @@ impl Manager {
         }
         self.pin_refused.remove(resource);
         self.resources.remove(resource);
-        let holder = self.registry.get(executor).map(|v| v.record.spec.name.clone());
+        let holder = self.registry.name(executor).map(str::to_owned);
         self.lost.insert(resource.clone(), Lost { holder, placed: None, waited_out: true });
         self.resources_dirty.insert(resource.clone());
         true
@@ -1259,7 +1259,7 @@ impl Manager {
                     worker: worker.to_owned(),
                     name: name.to_owned(),
                     executor: *e,
-                    executor_name: self.registry.get(*e).map(|v| v.record.spec.name.clone()),
+                    executor_name: self.registry.name(*e).map(str::to_owned),
                 })
             })
             .collect()
