@@ -1828,20 +1828,25 @@ fn scale() {
         let result = run_seed(seed, move || Box::pin(scale_run(executors, jobs, Run { plan, ..Run::default() })));
         let wall = began.elapsed();
         match result {
-            Ok(f) => report(&format!(
-                "scale seed {seed} ({executors} executors, {jobs} jobs): ok in {:.1}s wall, {:?} simulated, {} \
-                 events; detection {}; failover {}; reschedule {}\n  {}",
-                wall.as_secs_f64(),
-                f.simulated,
-                f.events,
-                summary(f.detection),
-                summary(f.failover),
-                summary(f.reschedule),
-                f.costs
-            )),
+            Ok(f) => report(&scale_passed(seed, executors, jobs, wall, f)),
             Err(f) => panic!("scale seed {seed} FAILED after {:.1}s ({}): {f}", wall.as_secs_f64(), f.class()),
         }
     }
+}
+
+/// The line a passing scale seed prints: its cost, the bounds' figures and what it cost the leader and the metastore.
+fn scale_passed(seed: u64, executors: usize, jobs: usize, wall: Duration, f: SwarmFigures) -> String {
+    format!(
+        "scale seed {seed} ({executors} executors, {jobs} jobs): ok in {:.1}s wall, {:?} simulated, {} events; \
+         detection {}; failover {}; reschedule {}\n  {}",
+        wall.as_secs_f64(),
+        f.simulated,
+        f.events,
+        summary(f.detection),
+        summary(f.failover),
+        summary(f.reschedule),
+        f.costs
+    )
 }
 
 /// The swarm with job masters' heartbeats carried by their executors' (`executors.carry-job-masters`, issue 17
@@ -1915,17 +1920,7 @@ fn scale_full() {
     let mut failed = vec![];
     let run = |s| run_seed(s, || Box::pin(scale_run(1_000, 10_000, Run::default())));
     in_pairs(first..first + seeds, run, |s, r, wall| match r {
-        Ok(f) => report(&format!(
-            "scale seed {s} (1000 executors, 10000 jobs): ok in {:.1}s wall, {:?} simulated, {} events; detection {}; \
-             failover {}; reschedule {}\n  {}",
-            wall.as_secs_f64(),
-            f.simulated,
-            f.events,
-            summary(f.detection),
-            summary(f.failover),
-            summary(f.reschedule),
-            f.costs
-        )),
+        Ok(f) => report(&scale_passed(s, 1_000, 10_000, wall, f)),
         Err(f) => {
             report(&format!(
                 "scale seed {s} FAILED after {:.1}s ({}): {f}\nreplay: FOREMAN_SCALE_CI_SEEDS=1 FOREMAN_SCALE_SEED={s} \

@@ -72,9 +72,10 @@ impl Stats {
 
 pub use crate::core::manager::Rejection;
 
-/// The upper bounds of the heartbeat-gap buckets, in milliseconds (executors heartbeat every 500 ms by default
-/// and are declared offline after 10 s of silence).
-pub const HEARTBEAT_GAP_BOUNDS_MS: [u64; 9] = [100, 250, 500, 750, 1_000, 2_500, 5_000, 10_000, 30_000];
+/// The upper bounds of the heartbeat-gap buckets, in microseconds: 0.1 s to 30 s (executors heartbeat every 500 ms
+/// by default and are declared offline after 10 s of silence).
+pub const HEARTBEAT_GAP_BOUNDS_US: [u64; 9] =
+    [100_000, 250_000, 500_000, 750_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 30_000_000];
 
 /// The upper bounds of the leader's tick CPU buckets, in microseconds: a tick over a handful of executors takes
 /// tens of microseconds, one over a thousand executors and ten thousand jobs milliseconds.
@@ -105,18 +106,9 @@ impl Histogram {
         }
     }
 
-    /// The heartbeat gaps' histogram: bounds [`HEARTBEAT_GAP_BOUNDS_MS`].
+    /// The heartbeat gaps' histogram: bounds [`HEARTBEAT_GAP_BOUNDS_US`].
     pub fn heartbeat_gaps() -> Histogram {
-        const US: [u64; HEARTBEAT_GAP_BOUNDS_MS.len()] = {
-            let mut us = [0; HEARTBEAT_GAP_BOUNDS_MS.len()];
-            let mut i = 0;
-            while i < us.len() {
-                us[i] = HEARTBEAT_GAP_BOUNDS_MS[i] * 1_000;
-                i += 1;
-            }
-            us
-        };
-        Histogram::with_bounds_us(&US)
+        Histogram::with_bounds_us(&HEARTBEAT_GAP_BOUNDS_US)
     }
 
     pub fn observe(&self, d: Duration) {
@@ -344,9 +336,9 @@ impl Metric {
             Metric::TickCpu => (
                 "foreman_leader_tick_cpu_seconds",
                 Kind::Histogram,
-                "CPU time of each tick of the leader loop: the job manager's periodic pass (offline checks, \
-                 placement, retries) and the carrying out of what it decided. It grows with the cluster; compare \
-                 with executors.check-interval.",
+                "CPU time of each tick of the leader loop: a pass of the job manager when one of its deadlines \
+                 comes (offline checks, placement retries, backoffs, reservations' expiry) and the carrying out of \
+                 what it decided. It grows with the cluster.",
             ),
             Metric::MetastoreRequests => (
                 "foreman_metastore_requests_total",
