@@ -17,6 +17,7 @@ pub mod job;
 pub mod job_master;
 pub mod job_status;
 pub mod labels;
+pub mod leader_hint;
 pub mod leadership;
 pub mod manager;
 pub mod placement;

@@ -176,6 +176,8 @@ pub(crate) struct Inner {
     /// The lease of the election round in progress: revoked on shutdown, so that the other masters need not wait
     /// for its TTL.
     pub lease: Option<crate::meta::LeaseId>,
+    /// The leader this master, as a follower, forwards leader-only calls to.
+    pub leader_hint: crate::core::leader_hint::LeaderHint<election::LeaderValue>,
 }
 
 /// One master process's shared state.
@@ -215,6 +217,7 @@ impl Master {
                 rng: SplitMix64::new(seed),
                 sit_out: false,
                 lease: None,
+                leader_hint: Default::default(),
             }),
             wake: Notify::new(),
             resign_wake: Notify::new(),

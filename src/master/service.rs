@@ -19,6 +19,7 @@ use super::{Master, Role};
 use crate::core::auth::{Action, Role as UserRole};
 use crate::core::ids::{ExecutorId, LeaderEpoch};
 use crate::core::job::JobSpec;
+use crate::core::leader_hint::Forwarded;
 use crate::core::registry::ExecutorSpec;
 use crate::framework::host::{message, verdict};
 use crate::meta::{keys, StoreKind};
@@ -71,9 +72,17 @@ impl MasterService {
         if req.metadata().get(FORWARDED_KEY).is_some() {
             return Err(Reason::NotLeader.status(format!("{} is not the leader (any more); retry", self.m.name())));
         }
+        // The leader found a moment ago, if a forward has not shown it wrong since (`core::leader_hint`).
+        let hinted = self.m.lock().leader_hint.get(self.m.clock.now());
+        if let Some(v) = hinted {
+            return Ok(Route::Forward(v));
+        }
         // Boxed, as is the forward (see `leader_only!`): only a follower looks the leader up, and the metastore's
         // future (several KB) would otherwise be part of every call's future, the leader's included.
-        match Box::pin(self.leader()).await? {
+        let found = Box::pin(self.leader()).await?;
+        let other = found.clone().filter(|v| v.name != self.m.name());
+        self.m.lock().leader_hint.found(other, self.m.clock.now());
+        match found {
             None => Err(Reason::NoLeader.status("no leader is elected right now; retry")),
             Some(v) if v.name == self.m.name() => {
                 Err(Reason::NoLeader.status("the leader is taking over or stepping down; retry"))
@@ -89,12 +98,23 @@ impl MasterService {
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let timeout = self.m.cfg.rpc.request_timeout;
-        let channel = crate::rpc::connect::connect(&to.address, timeout).await.map_err(|e| match e.failure {
-            ConnectFailure::BadAddress => {
-                Reason::NoLeader.status(format!("the leader {} published an unusable address: {e}", to.name))
+        let missed = |status: Status| {
+            self.m.lock().leader_hint.forwarded(&to, Forwarded::Missed);
+            status
+        };
+        let channel = match crate::rpc::connect::connect(&to.address, timeout).await {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(missed(match e.failure {
+                    ConnectFailure::BadAddress => {
+                        Reason::NoLeader.status(format!("the leader {} published an unusable address: {e}", to.name))
+                    }
+                    ConnectFailure::Unreachable => {
+                        Reason::NoLeader.status(format!("the leader {}: {e}; retry", to.name))
+                    }
+                }))
             }
-            ConnectFailure::Unreachable => Reason::NoLeader.status(format!("the leader {}: {e}; retry", to.name)),
-        })?;
+        };
         let mut metadata = tonic::metadata::MetadataMap::new();
         crate::rpc::identity::forward(&req, &mut metadata);
         let mut fwd = Request::from_parts(metadata, tonic::Extensions::default(), req.into_inner());
@@ -102,7 +122,17 @@ impl MasterService {
         if let Ok(v) = self.m.name().parse() {
             fwd.metadata_mut().insert(FORWARDED_KEY, v);
         }
-        call(channel, fwd).await.map_err(|s| forward_failure(&to, s))
+        match call(channel, fwd).await {
+            Ok(r) => Ok(r),
+            Err(status) => {
+                let status = forward_failure(&to, status);
+                // Not reached, or no longer the leader: the next call looks the leader up again.
+                match reason_of(&status) {
+                    Some(Reason::NotLeader | Reason::NoLeader | Reason::ForwardFailed) => Err(missed(status)),
+                    _ => Err(status),
+                }
+            }
+        }
     }
 }
 
