@@ -6,7 +6,7 @@ use std::future::Future;
 use tonic::Status;
 use tracing::{info, warn};
 
-use super::leader::Call;
+use super::leader::{Call, Tried};
 use super::Master;
 use crate::core::auth::Principal;
 use crate::core::ids::{Epoch, ExecutorId, JobId, LeaderEpoch, TaskId};
@@ -140,12 +140,14 @@ impl Master {
         self.call_as(request, None)
     }
 
-    /// Sends `request` from `caller` to the serving term's job manager and waits for its answer; the term's driver
-    /// checks that `caller` may make it, with the facts the manager holds ([`crate::core::manager::Manager::action_of`]).
+    /// Sends `request` from `caller` to the serving term's job manager and waits for its answer; the term checks
+    /// that `caller` may make it, with the facts the manager holds ([`crate::core::manager::Manager::action_of`]).
+    /// The manager is stepped in this future's poll when the term's lock is free (see [`super::leader`]).
     ///
     /// Not an `async fn`: the call is made up here and the future holds it once (an `async fn` would keep its
-    /// arguments beside the call made of them), as it waits for room in the inbox by reserving it (what `send`
-    /// does, without taking the call into its own future). A leader keeps this future for every call in flight.
+    /// arguments beside the call made of them), as it waits for room in the inbox, when it must, by reserving it
+    /// (what `send` does, without taking the call into its own future). A leader keeps this future for every call
+    /// in flight.
     pub(crate) fn call_as(
         &self,
         request: Request,
@@ -179,21 +181,31 @@ impl Master {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let call = Call { request, caller, reply };
         async move {
-            let inbox = {
+            let (term, inbox) = {
                 let now = self.clock.now();
                 let inner = self.lock();
                 match (&inner.serving, inner.leadership.acting(now)) {
-                    (Some(s), Some(e)) if s.epoch == e => s.inbox.clone(),
+                    (Some(s), Some(e)) if s.epoch == e => (s.term.clone(), s.inbox.clone()),
                     (_, Some(_)) => {
                         return Err(Reason::MasterNotReady.status("master not ready: recovery is running; retry"))
                     }
                     _ => return Err(Reason::NotLeader.status("this master is not the leader; retry")),
                 }
             };
-            let Ok(room) = inbox.reserve().await else {
-                return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
-            };
-            room.send(call);
+            // Stepped in this poll when no other poll steps the term; else through the inbox. Neither the term nor
+            // the inbox is held while the answer is awaited: a term whose loop ended is dropped, its calls closed.
+            let tried = term.try_call(call);
+            drop(term);
+            match tried {
+                Tried::Stepped => drop(inbox),
+                Tried::Ended => return Err(Reason::NotLeader.status("this master is not the leader any more; retry")),
+                Tried::Busy(call) => {
+                    let Ok(room) = inbox.reserve_owned().await else {
+                        return Err(Reason::NotLeader.status("this master is not the leader any more; retry"));
+                    };
+                    room.send(*call);
+                }
+            }
             match answer.await {
                 Ok(Ok(r)) => read(r),
                 Ok(Err(refusal)) => Err(refusal.into()),

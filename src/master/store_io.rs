@@ -227,12 +227,39 @@ impl ReadSize {
     }
 }
 
+/// How long recovery waits before it sends a read again that was not answered or was refused.
+const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A recovery read, sent again while it fails in a way the next attempt may not (it timed out, or the metastore
+/// was unavailable) and this master may still act in `epoch`: one unanswered read must not give the term up (a
+/// new term is a new campaign, and its recovery meets the same metastore). A corrupt value or a lost lease ends
+/// recovery at once; so does the end of acting (the step-down deadline bounds the retries).
+async fn patiently<T, F, Fut>(m: &Master, epoch: LeaderEpoch, read: F) -> Result<T, String>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<T, MetaError>>,
+{
+    loop {
+        let e = match timed(m, read()).await {
+            Ok(v) => return Ok(v),
+            Err(e @ (MetaError::Unavailable(_) | MetaError::Unknown(_))) => e,
+            Err(e) => return Err(e.to_string()),
+        };
+        if m.lock().leadership.acting(m.clock.now()) != Some(epoch) {
+            return Err(e.to_string());
+        }
+        warn!(master = %m.name(), epoch = epoch.0, "a recovery read failed: {e}; reading again");
+        m.clock.sleep(RECOVERY_RETRY).await;
+    }
+}
+
 /// Reads what a new term starts from, and how much it read.
-pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> {
+pub(super) async fn recover(m: &Master, epoch: LeaderEpoch) -> Result<(Snapshot, ReadSize), String> {
     let store = &m.store;
     let mut s = Snapshot::default();
     let mut size = ReadSize::default();
-    let executors = timed(m, store.list(&keys::executors_prefix())).await.map_err(|e| e.to_string())?;
+    let key = keys::executors_prefix();
+    let executors = patiently(m, epoch, || store.list(&key)).await?;
     size.add(&executors);
     for (k, v) in executors {
         if keys::executor_id_of(&k).is_none() {
@@ -247,9 +274,11 @@ pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> 
             }
         }
     }
-    let next = timed(m, store.get(&keys::executor_next_id())).await.map_err(|e| e.to_string())?;
+    let key = keys::executor_next_id();
+    let next = patiently(m, epoch, || store.get(&key)).await?;
     s.next_executor_id = counter(&keys::executor_next_id(), next)?;
-    let jobs = timed(m, store.list(&keys::jobs_prefix())).await.map_err(|e| e.to_string())?;
+    let key = keys::jobs_prefix();
+    let jobs = patiently(m, epoch, || store.list(&key)).await?;
     size.add(&jobs);
     for (k, v) in jobs {
         // Where workers' resources live, kept with the job records.
@@ -274,7 +303,8 @@ pub(super) async fn recover(m: &Master) -> Result<(Snapshot, ReadSize), String> 
             }
         }
     }
-    let next = timed(m, store.get(&keys::job_next_epoch())).await.map_err(|e| e.to_string())?;
+    let key = keys::job_next_epoch();
+    let next = patiently(m, epoch, || store.get(&key)).await?;
     s.next_job_epoch = counter(&keys::job_next_epoch(), next)?;
     Ok((s, size))
 }
