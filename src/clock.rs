@@ -228,6 +228,39 @@ mod dial {
         }
     }
 
+    /// `tokio::time::sleep_until` that arms its timer once. madsim's `Sleep` adds a timer (a callback holding the
+    /// waker) to the runtime's heap at every poll while it is pending, and the timer stays there until its deadline,
+    /// even after the `Sleep` is dropped: a `select!` loop woken often by its other branches would add one per
+    /// wake-up. This future arms one at its first poll (again only if it is polled with a waker that does not wake
+    /// the same task), and afterwards only compares the time: the armed timer wakes the task at the deadline.
+    struct Deadline {
+        /// madsim's `Sleep` is `Unpin`, and tells by the runtime's own clock whether it is due.
+        sleep: tokio::time::Sleep,
+        armed: Option<std::task::Waker>,
+    }
+
+    impl Deadline {
+        fn new(at: Instant) -> Deadline {
+            Deadline { sleep: tokio::time::sleep_until(at), armed: None }
+        }
+    }
+
+    impl std::future::Future for Deadline {
+        type Output = ();
+
+        fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+            if self.armed.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                return match self.sleep.is_elapsed() {
+                    true => std::task::Poll::Ready(()),
+                    false => std::task::Poll::Pending,
+                };
+            }
+            let polled = std::pin::Pin::new(&mut self.sleep).poll(cx);
+            self.armed = Some(cx.waker().clone());
+            polled
+        }
+    }
+
     impl Clock {
         /// A clock starting now on a dial of its own (at true rate, never turned).
         pub fn start() -> Clock {
@@ -287,7 +320,7 @@ mod dial {
                 tokio::select! {
                     biased;
                     // Armed on the face it was computed from: due.
-                    _ = tokio::time::sleep_until(face.instant_of(reading)) => return,
+                    _ = Deadline::new(face.instant_of(reading)) => return,
                     _ = turned => {}
                 }
             }

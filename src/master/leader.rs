@@ -283,8 +283,8 @@ pub(super) async fn lead(m: Arc<Master>, key: LeaderKey, epoch: LeaderEpoch) -> 
         if let Some(began) = tick {
             m.stats.tick_cpu.observe(crate::clock::thread_cpu().saturating_sub(began));
         }
-        let far = m.clock.now() + std::time::Duration::from_secs(3600);
-        let (wake, sweep) = (wake_at.unwrap_or(far), sweep_at.unwrap_or(far));
+        // No deadline: no timer at all (a timer an hour away would sit in the simulator's heap for every wake-up).
+        let (wake, sweep) = (wake_at.unwrap_or(Time::NEVER), sweep_at.unwrap_or(Time::NEVER));
         next = tokio::select! {
             biased;
             _ = m.wake.notified() => None,
