@@ -413,6 +413,17 @@ const SWARM_SEEDS_WITH_FAULT_POINTS: &[(u64, &str, &str)] = &[
          never ended, and a fake job waiting for a job-master slot there never started (fixed: a pin the executor \
          cannot honour is given up after placement.pin-wait, the resource lost and the job type told)",
     ),
+    (
+        301094,
+        "3.678s stop-master(0) for 18.232s; 4.285s cut-executor-from-executors(0, without-etcd) for 14.456s; \
+         28.45s clock-rate(master 0, 1.001756) for 39.352s; 30.066s hold(executor-1, heartbeat-send, 24.626s, \
+         every) for 48.816s; 33.401s cut-executor-from-executors(3, without-etcd) for 35.304s; 34.625s \
+         stop-master(0) for 11.742s; 41.184s loss(0.01) for 6s; 44.679s hold(executor-0, job-master-reply, \
+         19.557s, once) for 5.773s",
+        "a one-master cluster still recovering 30 s after the faults healed: etcd timed out a request now and then \
+         (the swarm's etcd time-out rate), and each new term's recovery gave the term up at the first read etcd did \
+         not answer in time, each new campaign costing a lease (fixed: recovery reads again while the term may act)",
+    ),
 ];
 
 #[test]

@@ -230,10 +230,11 @@ impl ReadSize {
 /// How long recovery waits before it sends a read again that was not answered or was refused.
 const RECOVERY_RETRY: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// A recovery read, sent again while it fails in a way the next attempt may not (it timed out, or the metastore
-/// was unavailable) and this master may still act in `epoch`: one unanswered read must not give the term up (a
-/// new term is a new campaign, and its recovery meets the same metastore). A corrupt value or a lost lease ends
-/// recovery at once; so does the end of acting (the step-down deadline bounds the retries).
+/// A recovery read, sent again while it fails in a way the next attempt may get past (it timed out, or the
+/// metastore was unavailable) and this master may still act in `epoch`: one unanswered read must not give the term
+/// up (a new term is a new campaign, and its recovery meets the same metastore; `sim/regressions.rs`, seed 301094).
+/// A corrupt value or a lost lease ends recovery at once; so does the end of acting (the step-down deadline bounds
+/// the retries).
 async fn patiently<T, F, Fut>(m: &Master, epoch: LeaderEpoch, read: F) -> Result<T, String>
 where
     F: Fn() -> Fut,
