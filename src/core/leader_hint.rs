@@ -20,15 +20,6 @@ pub struct LeaderHint<T> {
     found: Option<(T, Time)>,
 }
 
-/// How a forward to the hinted leader ended, as far as the hint is concerned.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Forwarded {
-    /// The leader answered (whatever it answered about the call itself).
-    Answered,
-    /// It was not reached, or said it does not lead: the hint is wrong.
-    Missed,
-}
-
 impl<T> Default for LeaderHint<T> {
     fn default() -> LeaderHint<T> {
         LeaderHint { found: None }
@@ -49,12 +40,12 @@ impl<T: Clone> LeaderHint<T> {
         self.found = leader.map(|v| (v, now));
     }
 
-    /// A forward to `to` ended as `how`; a miss forgets the hint if it still names `to`.
-    pub fn forwarded(&mut self, to: &T, how: Forwarded)
+    /// A forward to `to` was not reached, or `to` said it does not lead: the hint is forgotten if it still names it.
+    pub fn missed(&mut self, to: &T)
     where
         T: PartialEq,
     {
-        if how == Forwarded::Missed && self.found.as_ref().is_some_and(|(v, _)| v == to) {
+        if self.found.as_ref().is_some_and(|(v, _)| v == to) {
             self.found = None;
         }
     }
@@ -84,12 +75,10 @@ mod tests {
     fn a_missed_forward_forgets_the_leader_it_went_to_and_no_other() {
         let mut h = LeaderHint::default();
         h.found(Some("a"), at(0));
-        h.forwarded(&"a", Forwarded::Answered);
-        assert_eq!(h.get(at(10)), Some("a"));
         // A miss of a leader found before the current one changes nothing.
-        h.forwarded(&"b", Forwarded::Missed);
+        h.missed(&"b");
         assert_eq!(h.get(at(10)), Some("a"));
-        h.forwarded(&"a", Forwarded::Missed);
+        h.missed(&"a");
         assert_eq!(h.get(at(10)), None);
     }
 }

@@ -19,7 +19,6 @@ use super::{Master, Role};
 use crate::core::auth::{Action, Role as UserRole};
 use crate::core::ids::{ExecutorId, LeaderEpoch};
 use crate::core::job::JobSpec;
-use crate::core::leader_hint::Forwarded;
 use crate::core::registry::ExecutorSpec;
 use crate::framework::host::{message, verdict};
 use crate::meta::{keys, StoreKind};
@@ -99,7 +98,7 @@ impl MasterService {
     {
         let timeout = self.m.cfg.rpc.request_timeout;
         let missed = |status: Status| {
-            self.m.lock().leader_hint.forwarded(&to, Forwarded::Missed);
+            self.m.lock().leader_hint.missed(&to);
             status
         };
         let channel = match crate::rpc::connect::connect(&to.address, timeout).await {
