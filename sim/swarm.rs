@@ -18,7 +18,7 @@
 //! directories while those directories' executors serve.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::{Hash, Hasher};
+use std::hash::Hasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -709,25 +709,10 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     if let Some(ran) = ran {
         *ran.lock().expect("the plan's slot") = Some(d.plan.to_string());
     }
-    let text = format!(
-        "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
-         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps; FOREMAN_SWARM_PLAN replaces it): {}",
-        d.masters,
-        d.executors,
-        d.etcd_timeout_rate,
-        d.knobs.election,
-        d.knobs.executors,
-        d.knobs.workers,
-        d.knobs.backoff,
-        d.jobs,
-        d.plan.steps.len(),
-        d.plan
-    );
-    let text = format!("{text}\n  fault points (buggify): {}", if buggify { "on until the heal" } else { "off" });
-    if verbose {
-        eprintln!("{text}");
+    // Made only for someone to read it (the draw of a large workload is long).
+    if verbose || tracing::enabled!(tracing::Level::INFO) {
+        tell_draw(&d, buggify, verbose);
     }
-    tracing::info!("{text}");
     let c = Cluster::build_paced(Spec { planted: planted.into(), ..spec(&d) }, d.pace.executors_over).await;
     if let Some(us) = env_u64("FOREMAN_SCALE_LATENCY_US") {
         let fixed = Duration::from_micros(us);
@@ -920,7 +905,11 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     // and knobs that break design.md's usefulness ordering (self-fence > lease + campaign retry + heartbeat
     // interval) make every failover a restart of all work, which is allowed (warned about at start-up).
     let can_be_healthy = d.etcd_timeout_rate == 0.0 && k.failover_keeps_work();
-    let settle = k.executors.offline_ttl + k.executors.check_interval + k.workers.offline_ttl * 3 + k.backoff.max;
+    // A job master lost near the heal may start again up to the longest backoff later, and its loss play out
+    // after that; once every job has ended nothing is restarted, and the run waits no backoff (60 s by default:
+    // a third of every seed spent idle, issue 17 item 5). A listing that fails counts as a job still live.
+    let backoff = if all_jobs_ended(&c, d.masters).await { Duration::ZERO } else { k.backoff.max };
+    let settle = k.executors.offline_ttl + k.executors.check_interval + k.workers.offline_ttl * 3 + backoff;
     let settled = c.clock.now().max(healed + settle);
     tokio::time::sleep_until(c.clock.instant(settled)).await;
     tokio::time::sleep(k.executors.offline_ttl * 2).await;
@@ -1042,7 +1031,9 @@ async fn run_draw(mut d: Draw, run: Run, buggify: bool) -> SwarmFigures {
     }
     let mut h = std::collections::hash_map::DefaultHasher::new();
     for (at, node, seen) in &events {
-        format!("{at} {node} {seen:?}").hash(&mut h);
+        // The hash of the line as a `String` (its bytes, then 0xff), without making the string.
+        let _ = std::fmt::Write::write_fmt(&mut HashWriter(&mut h), format_args!("{at} {node} {seen:?}"));
+        h.write_u8(0xff);
     }
     SwarmFigures {
         detection,
@@ -2065,4 +2056,38 @@ fn fingerprints() {
         },
     );
     println!("{}", lines.join("\n"));
+}
+
+/// Feeds what is formatted into it to a hasher, as hashing the formatted `String` would (less its closing 0xff):
+/// the story's fingerprint without a string per event.
+struct HashWriter<'a, H: Hasher>(&'a mut H);
+
+impl<H: Hasher> std::fmt::Write for HashWriter<'_, H> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.write(s.as_bytes());
+        Ok(())
+    }
+}
+
+/// Says what seed drew: on stderr when `verbose`, and in the log.
+fn tell_draw(d: &Draw, buggify: bool, verbose: bool) {
+    let text = format!(
+        "swarm draw: {} masters; executors (capacity, zone) {:?}; etcd time-out rate {}\n  knobs: election {:?}\n  \
+         executors {:?}\n  workers {:?}\n  backoff {:?}\n  jobs {:#?}\n  plan ({} steps; FOREMAN_SWARM_PLAN replaces it): {}",
+        d.masters,
+        d.executors,
+        d.etcd_timeout_rate,
+        d.knobs.election,
+        d.knobs.executors,
+        d.knobs.workers,
+        d.knobs.backoff,
+        d.jobs,
+        d.plan.steps.len(),
+        d.plan
+    );
+    let text = format!("{text}\n  fault points (buggify): {}", if buggify { "on until the heal" } else { "off" });
+    if verbose {
+        eprintln!("{text}");
+    }
+    tracing::info!("{text}");
 }
