@@ -95,6 +95,9 @@ pub struct Link {
     clock: Clock,
     fence: SelfFence<Epoch>,
     which: usize,
+    /// The channel to the master `which` names, kept from call to call (a connection, and with TLS a handshake,
+    /// per heartbeat otherwise); dropped when that master is passed over.
+    channel: Option<tonic::transport::Channel>,
     live: bool,
     progress: Progress,
     /// A planted bug (simulation only): the link never fences.
@@ -115,6 +118,7 @@ impl Link {
             clock,
             fence,
             which: 0,
+            channel: None,
             live: false,
             progress: Progress::default(),
             ignore_fence: false,
@@ -196,16 +200,28 @@ impl Link {
     }
 
     async fn client(&mut self) -> Option<FrameworkClient<tonic::transport::Channel>> {
+        if let Some(ch) = &self.channel {
+            return Some(FrameworkClient::new(ch.clone()));
+        }
         let n = self.spec.addresses.len().max(1);
         let address = self.spec.addresses.get(self.which % n)?.clone();
         // A master that cannot be reached, or whose address is not usable, is passed over for the next.
         match crate::rpc::connect::connect(&address, self.spec.timing.timeout).await {
-            Ok(ch) => Some(FrameworkClient::new(ch)),
+            Ok(ch) => {
+                self.channel = Some(ch.clone());
+                Some(FrameworkClient::new(ch))
+            }
             Err(_) => {
-                self.which += 1;
+                self.pass_over();
                 None
             }
         }
+    }
+
+    /// The current master did not answer: the next call goes to the next address, on a new connection.
+    fn pass_over(&mut self) {
+        self.which += 1;
+        self.channel = None;
     }
 
     /// Takes a reply: `Some(end)` when the task must stop.
@@ -278,7 +294,7 @@ impl Link {
                 self.on_reply(sent, r.verdict, r.master_epoch, r.command)
             }
             Err(_) => {
-                self.which += 1;
+                self.pass_over();
                 None
             }
         }
@@ -361,7 +377,7 @@ impl Link {
                         _ => self.fence.observe_epoch(Epoch(r.master_epoch)),
                     }
                 }
-                Err(_) => self.which += 1,
+                Err(_) => self.pass_over(),
             }
         }
         self.clock.sleep(self.spec.timing.interval.min(Duration::from_millis(500))).await;
