@@ -786,6 +786,8 @@ mod bench {
             leader_epoch: 1,
             timing: Some(foreman::rpc::timing_to_wire(&cfg.executor_timing())),
             gone_jobs: vec![],
+            // The master's reply names its address: the echo's is as long.
+            leader_address: plain.addr.to_string(),
             ..Default::default()
         };
         let echo = Server::start("echo", Kind::Echo { reply }, server_cpu)?;

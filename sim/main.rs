@@ -29,6 +29,7 @@ mod heartbeat_timing;
 mod job_status;
 mod last_line;
 mod late_faults;
+mod leader_route;
 mod leak;
 mod master_failover;
 mod meta_contract;

@@ -18,6 +18,7 @@ pub mod job_master;
 pub mod job_status;
 pub mod labels;
 pub mod leader_hint;
+pub mod leader_route;
 pub mod leadership;
 pub mod manager;
 pub mod placement;

@@ -80,10 +80,32 @@ pub(crate) struct State {
 #[must_use = "a step's actions must be executed"]
 pub(crate) struct Decided(Vec<(Action, Vec<(TaskId, Epoch)>)>);
 
-/// The membership loop's connections: one channel per master of `--join`, and the master talked to next.
+/// The membership loop's connections: one channel per master of `--join`, and the master talked to next; or the
+/// leader's own address, once a reply has named it (`core::leader_route`), and a channel to it.
 struct Masters {
     channels: Vec<Option<Channel>>,
     which: usize,
+    route: crate::core::leader_route::LeaderRoute,
+    leader: Option<(String, Channel)>,
+}
+
+impl Masters {
+    /// The master called did not answer usefully: after a direct call, back to the masters joined through (the
+    /// one that forwarded before); else the next of them, on a new connection.
+    fn pass_over(&mut self, direct: bool) {
+        if direct {
+            self.route.missed();
+            self.leader = None;
+        } else {
+            let index = self.which % self.channels.len();
+            self.channels[index] = None;
+            self.which += 1;
+        }
+    }
+
+    fn new(join: usize) -> Masters {
+        Masters { channels: vec![None; join.max(1)], which: 0, route: Default::default(), leader: None }
+    }
 }
 
 /// A membership round in progress; it hands the connections back when it is over.
@@ -538,7 +560,7 @@ impl Executor {
     /// The membership loop (never returns): ticks the agent at its next instant, opens the rounds it asks for
     /// (one at a time), and sleeps until the next instant, a round's end, or a wake-up from another step.
     pub async fn run(self: Arc<Executor>) {
-        let mut masters = Some(Masters { channels: vec![None; self.cfg.join.len().max(1)], which: 0 });
+        let mut masters = Some(Masters::new(self.cfg.join.len()));
         let mut round: Option<RoundFuture> = None;
         loop {
             let (open, wake) = self.decide(|s, now| {
@@ -583,16 +605,31 @@ impl Executor {
 
     async fn call(&self, masters: &mut Masters, timeout: Duration) {
         let index = masters.which % masters.channels.len();
-        let Some(target) = self.cfg.join.get(index) else { return };
-        let ch = match masters.channels[index].clone() {
+        // The leader itself when a reply named it, else the next master joined through.
+        let (target, kept) = match masters.route.direct() {
+            Some(leader) => {
+                let kept = masters.leader.as_ref().filter(|(a, _)| a == leader).map(|(_, c)| c.clone());
+                (leader.to_owned(), kept)
+            }
+            None => {
+                let Some(target) = self.cfg.join.get(index) else { return };
+                (target.clone(), masters.channels[index].clone())
+            }
+        };
+        let direct = masters.route.direct().is_some();
+        let ch = match kept {
             Some(ch) => Some(ch),
-            None => connect(target, timeout).await,
+            None => connect(&target, timeout).await,
         };
         let Some(ch) = ch else {
-            masters.which += 1;
+            masters.pass_over(direct);
             return;
         };
-        masters.channels[index] = Some(ch.clone());
+        if direct {
+            masters.leader = Some((target.clone(), ch.clone()));
+        } else {
+            masters.channels[index] = Some(ch.clone());
+        }
         let mut client = DiscoveryClient::new(ch);
         let outgoing = {
             let mut s = self.lock();
@@ -601,14 +638,17 @@ impl Executor {
         };
         let heard = match outgoing {
             Outgoing::Register => self.register(&mut client, timeout).await,
-            Outgoing::Heartbeat(call) => self.heartbeat(&mut client, call, timeout).await,
+            Outgoing::Heartbeat(call) => {
+                let (heard, leader) = self.heartbeat(&mut client, call, timeout).await;
+                if let (Heard::Useful, Some((address, epoch))) = (heard, leader) {
+                    masters.route.answered(&target, &address, epoch);
+                }
+                heard
+            }
         };
         match heard {
             Heard::Useful => self.learn_metastore(&mut client).await,
-            Heard::Useless => {
-                masters.channels[index] = None;
-                masters.which += 1;
-            }
+            Heard::Useless => masters.pass_over(direct),
         }
     }
 
@@ -639,7 +679,13 @@ impl Executor {
         }
     }
 
-    async fn heartbeat(&self, client: &mut DiscoveryClient<Channel>, call: HeartbeatCall, deadline: Duration) -> Heard {
+    /// One heartbeat: how useful its answer was, and where the answer says the leader is (its address and term).
+    async fn heartbeat(
+        &self,
+        client: &mut DiscoveryClient<Channel>,
+        call: HeartbeatCall,
+        deadline: Duration,
+    ) -> (Heard, Option<(String, LeaderEpoch)>) {
         // Taken before the stall point below: the carried job masters' fences count from no later than the send.
         let (job_masters, taken) = self.carrier.take();
         let sent = self.now();
@@ -669,15 +715,16 @@ impl Executor {
                     Ok(pb::HeartbeatVerdict::Reregister) => Verdict::Reregister,
                     _ => Verdict::Unknown,
                 };
+                let leader = (r.leader_address, LeaderEpoch(r.leader_epoch));
                 let reply = HeartbeatReply {
                     verdict,
                     leader_epoch: LeaderEpoch(r.leader_epoch),
                     timing: r.timing.as_ref().map(crate::rpc::timing_from_wire),
                     gone: r.gone_jobs,
                 };
-                self.decide(|s, now| s.agent.on_heartbeat_reply(now, reply))
+                (self.decide(|s, now| s.agent.on_heartbeat_reply(now, reply)), Some(leader))
             }
-            Ok(Err(_)) | Err(_) => self.decide(|s, now| (Heard::Useless, s.agent.on_call_failed(now))),
+            Ok(Err(_)) | Err(_) => (self.decide(|s, now| (Heard::Useless, s.agent.on_call_failed(now))), None),
         }
     }
 

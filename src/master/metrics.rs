@@ -29,6 +29,8 @@ pub struct Stats {
     pub executors_offline: AtomicU64,
     /// Writes whose outcome had to be settled by a re-read.
     pub unknown_writes: AtomicU64,
+    /// Leader-only calls this master forwarded to the leader as a follower: executors' heartbeats, then the rest.
+    pub forwarded_calls: [AtomicU64; 2],
     /// Job masters placed by the leader loop (their start written), by this master.
     pub job_master_placements: AtomicU64,
     /// Workers placed for job masters (`ScheduleTask` answered with an executor), by this master.
@@ -49,6 +51,7 @@ impl Default for Stats {
             terms: AtomicU64::new(0),
             executors_offline: AtomicU64::new(0),
             unknown_writes: AtomicU64::new(0),
+            forwarded_calls: Default::default(),
             job_master_placements: AtomicU64::new(0),
             worker_placements: AtomicU64::new(0),
             placement_rejections: Default::default(),
@@ -233,6 +236,7 @@ pub enum Metric {
     Rejections,
     FencedWrites,
     UnknownWrites,
+    ForwardedCalls,
     CorruptRecords,
     TickCpu,
     MetastoreRequests,
@@ -240,7 +244,7 @@ pub enum Metric {
 
 impl Metric {
     /// Every family, in the order of the exposition.
-    pub const ALL: [Metric; 15] = [
+    pub const ALL: [Metric; 16] = [
         Metric::IsLeader,
         Metric::LeaderEpoch,
         Metric::Terms,
@@ -253,6 +257,7 @@ impl Metric {
         Metric::Rejections,
         Metric::FencedWrites,
         Metric::UnknownWrites,
+        Metric::ForwardedCalls,
         Metric::CorruptRecords,
         Metric::TickCpu,
         Metric::MetastoreRequests,
@@ -325,6 +330,13 @@ impl Metric {
                 "foreman_unknown_writes_total",
                 Kind::Counter,
                 "Metastore writes whose outcome was unknown (no answer in time) and had to be settled by a re-read.",
+            ),
+            Metric::ForwardedCalls => (
+                "foreman_forwarded_calls_total",
+                Kind::Counter,
+                "Leader-only calls this master took as a follower and forwarded to the leader, reached or not, by \
+                 call: heartbeat (an executor's) or other. Executors call the leader directly once a heartbeat \
+                 reply names its address: heartbeats grow here only while an executor cannot reach it.",
             ),
             Metric::CorruptRecords => (
                 "foreman_corrupt_records",
@@ -413,6 +425,10 @@ pub fn render(gauges: &Gauges, stats: &Stats, requests: &Requests) -> String {
             }
             Metric::FencedWrites => out.sample(n, &[], load(&stats.fenced_writes)),
             Metric::UnknownWrites => out.sample(n, &[], load(&stats.unknown_writes)),
+            Metric::ForwardedCalls => {
+                out.sample(n, &[("call", "heartbeat")], load(&stats.forwarded_calls[0]));
+                out.sample(n, &[("call", "other")], load(&stats.forwarded_calls[1]));
+            }
             Metric::CorruptRecords => {
                 if let Some(t) = &gauges.term {
                     out.sample(n, &[("kind", "job")], t.corrupt_job_records);

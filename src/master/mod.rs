@@ -178,6 +178,10 @@ pub(crate) struct Inner {
     pub lease: Option<crate::meta::LeaseId>,
     /// The leader this master, as a follower, forwards leader-only calls to.
     pub leader_hint: crate::core::leader_hint::LeaderHint<election::LeaderValue>,
+    /// The channel this master, as a follower, forwards on, and the leader (its round) it was opened to: kept from
+    /// call to call (a connection, and with TLS a handshake, per forwarded call otherwise), dropped when a forward
+    /// to that leader misses.
+    pub forward_channel: Option<(election::LeaderValue, tonic::transport::Channel)>,
 }
 
 /// One master process's shared state.
@@ -218,6 +222,7 @@ impl Master {
                 sit_out: false,
                 lease: None,
                 leader_hint: Default::default(),
+                forward_channel: None,
             }),
             wake: Notify::new(),
             resign_wake: Notify::new(),

@@ -91,17 +91,36 @@ impl MasterService {
     }
 
     /// Forwards a call to the leader with this master's request deadline.
-    async fn forward<T, R, F, Fut>(&self, to: LeaderValue, req: Request<T>, call: F) -> Result<Response<R>, Status>
+    /// (`heartbeat`: the call is an executor's heartbeat, counted apart.)
+    async fn forward<T, R, F, Fut>(
+        &self,
+        to: LeaderValue,
+        heartbeat: bool,
+        req: Request<T>,
+        call: F,
+    ) -> Result<Response<R>, Status>
     where
         F: FnOnce(Channel, Request<T>) -> Fut,
         Fut: Future<Output = Result<Response<R>, Status>>,
     {
         let timeout = self.m.cfg.rpc.request_timeout;
+        Master::bump(&self.m.stats.forwarded_calls[usize::from(!heartbeat)]);
         let missed = |status: Status| {
-            self.m.lock().leader_hint.missed(&to);
+            let mut inner = self.m.lock();
+            inner.leader_hint.missed(&to);
+            if inner.forward_channel.as_ref().is_some_and(|(v, _)| v == &to) {
+                inner.forward_channel = None;
+            }
             status
         };
-        let channel = match crate::rpc::connect::connect(&to.address, timeout).await {
+        let kept = self.m.lock().forward_channel.as_ref().filter(|(v, _)| v == &to).map(|(_, c)| c.clone());
+        let connected = match kept {
+            Some(c) => Ok(c),
+            None => crate::rpc::connect::connect(&to.address, timeout).await.inspect(|c| {
+                self.m.lock().forward_channel = Some((to.clone(), c.clone()));
+            }),
+        };
+        let channel = match connected {
             Ok(c) => c,
             Err(e) => {
                 return Err(missed(match e.failure {
@@ -166,7 +185,9 @@ macro_rules! leader_only {
         match $self.route(&$req).await? {
             Route::Local => $local,
             Route::Forward(to) => {
-                Box::pin($self.forward(to, $req, |ch, r| async move { $client::new(ch).$method(r).await })).await
+                let heartbeat = stringify!($method) == "heartbeat";
+                Box::pin($self.forward(to, heartbeat, $req, |ch, r| async move { $client::new(ch).$method(r).await }))
+                    .await
             }
         }
     }};
@@ -252,6 +273,7 @@ impl pb::discovery_server::Discovery for MasterService {
                 gone_jobs: gone.into_iter().map(String::from).collect(),
                 job_masters,
                 carry_job_masters: self.m.cfg.executors.carry_job_masters,
+                leader_address: self.m.cfg.advertise_addr.clone(),
             }))
         })
     }

@@ -30,7 +30,7 @@ pub const LOG_TAIL_LINES: usize = 40;
 pub const HTTP_TIMEOUT_SECS: &str = "2";
 
 /// Every metric a master's `/metrics` promises (README, docs/openapi.json), with its type.
-pub const METRICS: [(&str, &str); 15] = [
+pub const METRICS: [(&str, &str); 16] = [
     ("foreman_is_leader", "gauge"),
     ("foreman_leader_epoch", "gauge"),
     ("foreman_leader_terms_total", "counter"),
@@ -43,6 +43,7 @@ pub const METRICS: [(&str, &str); 15] = [
     ("foreman_placement_rejections_total", "counter"),
     ("foreman_fenced_writes_total", "counter"),
     ("foreman_unknown_writes_total", "counter"),
+    ("foreman_forwarded_calls_total", "counter"),
     ("foreman_corrupt_records", "gauge"),
     ("foreman_leader_tick_cpu_seconds", "histogram"),
     ("foreman_metastore_requests_total", "counter"),
