@@ -622,6 +622,7 @@ impl Executor {
             None => connect(&target, timeout).await,
         };
         let Some(ch) = ch else {
+            self.missed_leader(direct, &target);
             masters.pass_over(direct);
             return;
         };
@@ -648,7 +649,18 @@ impl Executor {
         };
         match heard {
             Heard::Useful => self.learn_metastore(&mut client).await,
-            Heard::Useless => masters.pass_over(direct),
+            Heard::Useless => {
+                self.missed_leader(direct, &target);
+                masters.pass_over(direct);
+            }
+        }
+    }
+
+    /// Says so when a call straight to the leader missed: the executor heartbeats through its joined masters for the
+    /// rest of that term (a leader that died, or an advertised address this executor cannot reach).
+    fn missed_leader(&self, direct: bool, address: &str) {
+        if direct {
+            info!(executor = %self.name(), leader = %address, "the leader's address did not answer; heartbeating through the joined masters until the next term");
         }
     }
 
