@@ -3,7 +3,7 @@
 //!
 //! Any master takes an executor's calls (followers forward them), so an executor that joined through a follower
 //! used to send every heartbeat through it: two calls per heartbeat, and a follower busy with work that is not
-//! its own (a third of the standard scenario's heartbeats were forwarded). A leader now says where it is in each
+//! its own (a quarter to a third of the standard scenario's heartbeat calls were forwards). A leader now says where it is in each
 //! heartbeat reply, and the executor calls that address directly from then on.
 //!
 //! A direct call that goes unanswered or is refused sends the executor back to the masters it joined through, and

@@ -336,7 +336,8 @@ impl Metric {
                 Kind::Counter,
                 "Leader-only calls this master took as a follower and forwarded to the leader, reached or not, by \
                  call: heartbeat (an executor's) or other. Executors call the leader directly once a heartbeat \
-                 reply names its address: heartbeats grow here only while an executor cannot reach it.",
+                 reply names its address: heartbeats grow here after a leader change (a few per executor) and while an \
+                 executor cannot reach the leader's address.",
             ),
             Metric::CorruptRecords => (
                 "foreman_corrupt_records",
